@@ -1,0 +1,223 @@
+/* lf_proto: the lightfarm wire protocol — message structs and the msgpack codec.
+ *
+ * Every message is ONE ZeroMQ frame holding a msgpack map (after the ROUTER
+ * identity frame where there is one; on the broker's PUB socket a first frame
+ * carries the topic, the job id). The map always has "v" (protocol version)
+ * and "t" (message type name); the other keys depend on the type and are
+ * listed in docs/protocol.md. Unknown keys are ignored (forward compatibility
+ * within a version); unknown types, wrong key types, missing required keys,
+ * truncated or oversized input are rejected with a code and counted.
+ *
+ * Sockets (defaults; see lf_config.h for the environment variables):
+ *   broker ROUTER "frontend" tcp://*:5555  <- gateways (DEALER)
+ *   broker ROUTER "backend"  tcp://*:5556  <- workers (DEALER)
+ *   broker PUB    "events"   tcp://*:5557  -> gateways (SUB), topic = job id
+ *
+ * Threading: the codec is pure and reentrant. Ownership: an lf_msg_t owns
+ * every pointer inside it (heap, malloc'd); lf_msg_clear() frees them all and
+ * zeroes the struct. Encoding never takes ownership of the message. */
+#ifndef LF_PROTO_H
+#define LF_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LF_PROTO_VERSION 1
+/* Largest message the decoder accepts (results carry PNGs). */
+#define LF_PROTO_MAX_BYTES (64u * 1024u * 1024u)
+/* Largest string / array counts inside a message. */
+#define LF_PROTO_MAX_STR (256u * 1024u)
+#define LF_PROTO_MAX_ITEMS 1024u
+/* Heartbeat: Paranoid Pirate style. A peer is dead after LIVENESS missed beats. */
+#define LF_HEARTBEAT_MS 1000
+#define LF_HEARTBEAT_LIVENESS 3
+
+#define LF_MSG_TYPE_LIST(X)                                                    \
+    X(SUBMIT, "submit")         /* gateway -> broker: queue a job */           \
+    X(ACCEPTED, "accepted")     /* broker -> gateway: job stored, id, pos */   \
+    X(REPLY, "reply")           /* broker -> gateway: ok/error for a req */    \
+    X(CANCEL, "cancel")         /* gateway -> broker, broker -> worker */      \
+    X(READY, "ready")           /* worker -> broker: capabilities, idle */     \
+    X(ASSIGN, "assign")         /* broker -> worker: run this job */           \
+    X(PROGRESS, "progress")     /* worker -> broker: step, optional preview */ \
+    X(RESULT, "result")         /* worker -> broker: PNGs and metadata */      \
+    X(FAILED, "failed")         /* worker -> broker: code and message */       \
+    X(HEARTBEAT, "heartbeat")   /* both ways, about every second */            \
+    X(DISCONNECT, "disconnect") /* both ways: I am leaving */                  \
+    X(EVENT, "event")           /* broker PUB -> gateways: job event */
+
+typedef enum {
+    LF_MSG_NONE = 0,
+#define LF__MSG_ENUM(name, str) LF_MSG_##name,
+    LF_MSG_TYPE_LIST(LF__MSG_ENUM)
+#undef LF__MSG_ENUM
+    LF_MSG__COUNT
+} lf_msg_type_t;
+
+typedef enum { LF_PRIO_HIGH = 0, LF_PRIO_NORMAL = 1, LF_PRIO_LOW = 2, LF_PRIO__COUNT } lf_priority_t;
+
+typedef enum {
+    LF_JOB_QUEUED = 0,
+    LF_JOB_RUNNING,
+    LF_JOB_DONE,
+    LF_JOB_FAILED,
+    LF_JOB_CANCELLED,
+    LF_JOB__COUNT
+} lf_job_status_t;
+
+/* Event kinds published on the PUB socket (and streamed as SSE). */
+typedef enum {
+    LF_EV_QUEUED = 0,
+    LF_EV_STARTED,
+    LF_EV_PROGRESS,
+    LF_EV_PREVIEW,
+    LF_EV_DONE,
+    LF_EV_FAILED,
+    LF_EV_CANCELLED,
+    LF_EV__COUNT
+} lf_event_kind_t;
+
+typedef struct {
+    uint8_t *data; /* owned */
+    size_t len;
+} lf_bytes_t;
+
+/* What to generate. Plain data; strings owned (may be NULL = default). */
+typedef struct {
+    char *model;           /* model name, e.g. "lf-diagnostic"; required */
+    char *mode;            /* "txt2img" (default) | "img2img" */
+    char *prompt;
+    char *negative_prompt;
+    char *sampler;         /* e.g. "euler_a" */
+    char *scheduler;       /* e.g. "karras" */
+    char *init_image;      /* upload id for img2img */
+    char *rng;             /* "cpu" (default) | "philox" */
+    uint32_t width, height;
+    uint32_t steps;
+    uint32_t batch_size;
+    uint32_t clip_skip;
+    uint32_t step_delay_ms; /* diagnostic model only */
+    double cfg_scale;
+    double denoise;        /* img2img strength, 0..1 */
+    int64_t seed;          /* resolved (never -1) by the gateway */
+    char *extra_json;      /* forward-compatible extras (hires, adetailer...) as JSON text */
+} lf_job_params_t;
+
+typedef struct {
+    char *name; /* owned */
+    char *kind; /* "diagnostic", "sd15", ... owned */
+} lf_model_info_t;
+
+/* A worker's capabilities, sent with READY and refreshed by heartbeats. */
+typedef struct {
+    char *host;
+    int32_t pid;
+    char *device_kind;   /* "cpu" | "cuda" */
+    char *device_name;
+    uint64_t memory_bytes;
+    uint64_t max_pixels;
+    lf_model_info_t *models; /* models this worker can run */
+    size_t n_models;
+    char **resident;         /* models loaded right now */
+    size_t n_resident;
+    uint64_t jobs_done;
+} lf_worker_caps_t;
+
+typedef struct {
+    lf_bytes_t png;
+    int64_t seed;
+    uint32_t width, height;
+} lf_image_out_t;
+
+/* One message. Which fields matter depends on `type` (see docs/protocol.md);
+ * the rest stay zero/NULL. */
+typedef struct {
+    lf_msg_type_t type;
+    uint32_t version;   /* filled by decode; encode always writes LF_PROTO_VERSION */
+    uint64_t req_id;    /* gateway correlation id (SUBMIT, CANCEL, ACCEPTED, REPLY) */
+    char *job_id;       /* ASSIGN, PROGRESS, RESULT, FAILED, CANCEL, EVENT, ACCEPTED */
+    char *worker_id;    /* READY, HEARTBEAT, DISCONNECT from workers; EVENT */
+
+    /* SUBMIT */
+    lf_priority_t priority;
+    char *idem_key;         /* idempotency key, may be NULL */
+    uint32_t ttl_s;         /* queued-job TTL; 0 = broker default */
+    uint32_t max_attempts;  /* 0 = broker default */
+    lf_job_params_t params; /* SUBMIT, ASSIGN */
+
+    /* ACCEPTED */
+    int64_t position;       /* 0-based position in the queue */
+    bool duplicate;         /* idempotency key matched an existing job */
+
+    /* ASSIGN */
+    uint32_t attempt;       /* 1-based */
+    lf_bytes_t init_image;  /* encoded image bytes for img2img, may be empty */
+
+    /* PROGRESS, EVENT */
+    uint32_t step, steps;
+    lf_bytes_t preview;     /* PNG/JPEG/WebP bytes, optional */
+
+    /* RESULT */
+    lf_image_out_t *images;
+    size_t n_images;
+    char *info_json;        /* generation metadata as JSON text */
+
+    /* FAILED, REPLY, EVENT(failed) */
+    int32_t code;           /* LF_E* code; 0 in a REPLY = ok */
+    char *message;
+
+    /* READY, HEARTBEAT (from workers) */
+    lf_worker_caps_t caps;
+    bool busy;              /* HEARTBEAT: worker is running job_id */
+
+    /* EVENT */
+    lf_event_kind_t event;
+    lf_job_status_t status;
+} lf_msg_t;
+
+/* Decoder counters: the caller owns one per socket or per process. */
+typedef struct {
+    uint64_t ok;
+    uint64_t malformed;  /* not msgpack, not a map, wrong key types */
+    uint64_t truncated;
+    uint64_t oversized;
+    uint64_t unknown;    /* unknown message type */
+    uint64_t version;    /* unsupported protocol version */
+    uint64_t missing;    /* required key absent */
+} lf_codec_stats_t;
+
+/* Name of a type ("submit"), or "?" — borrowed, static. */
+const char *lf_msg_type_name(lf_msg_type_t t);
+const char *lf_priority_name(lf_priority_t p);  /* "high" | "normal" | "low" */
+int lf_priority_parse(const char *s, lf_priority_t *out);
+const char *lf_job_status_name(lf_job_status_t s); /* "queued", ... */
+int lf_job_status_parse(const char *s, lf_job_status_t *out);
+const char *lf_event_name(lf_event_kind_t e);      /* "progress", ... */
+
+/* Encode msg into a new buffer. On success *out (caller owns, free()) and
+ * *out_len are set. Errors: LF_EINVAL (missing required field), LF_ENOMEM,
+ * LF_ETOOBIG. */
+int lf_msg_encode(const lf_msg_t *msg, uint8_t **out, size_t *out_len);
+
+/* Decode buf into *out (which must be zeroed or cleared). On failure *out is
+ * left cleared and the matching counter in *stats (may be NULL) is bumped.
+ * Errors: LF_EPROTO, LF_ETOOBIG, LF_EUNKNOWN, LF_EVERSION, LF_EINVAL. */
+int lf_msg_decode(const uint8_t *buf, size_t len, lf_msg_t *out, lf_codec_stats_t *stats);
+
+/* Free everything a message owns and zero it. Accepts NULL. */
+void lf_msg_clear(lf_msg_t *msg);
+
+/* Job params alone (the store keeps them as this msgpack blob). */
+int lf_params_encode(const lf_job_params_t *p, uint8_t **out, size_t *out_len);
+int lf_params_decode(const uint8_t *buf, size_t len, lf_job_params_t *out);
+void lf_params_clear(lf_job_params_t *p);
+/* Deep copy; dst must be zeroed. */
+int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src);
+
+/* Worker caps alone (the store keeps them as this msgpack blob). */
+int lf_caps_encode(const lf_worker_caps_t *c, uint8_t **out, size_t *out_len);
+int lf_caps_decode(const uint8_t *buf, size_t len, lf_worker_caps_t *out);
+void lf_caps_clear(lf_worker_caps_t *c);
+
+#endif
