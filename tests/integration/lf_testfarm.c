@@ -1,0 +1,451 @@
+/* lf_testfarm: see lf_testfarm.h. */
+#include "lf_testfarm.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define S_MAX_ENV 256
+
+typedef struct {
+    lf_tf_role_t role;
+    int index;
+    pid_t pid;
+    char log[512];
+} s_proc_t;
+
+struct lf_testfarm {
+    lf_testfarm_opts_t opts;
+    char dir[256];
+    int http_port, redis_port;
+    int fe_port[2], be_port[2], ev_port[2];
+    char url[64];
+    char fe[2][64], be[2][64], ev[2][64];
+    char fe_list[160], be_list[160], ev_list[160];
+    s_proc_t procs[LF_TESTFARM_MAX_PROCS];
+    int n_procs;
+};
+
+long long lf_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int lf_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static s_proc_t *s_find(lf_testfarm_t *self, lf_tf_role_t role, int index) {
+    for (int i = 0; i < self->n_procs; i++)
+        if (self->procs[i].role == role && self->procs[i].index == index) return &self->procs[i];
+    return NULL;
+}
+
+static const char *s_role_name(lf_tf_role_t r) {
+    switch (r) {
+    case LF_TF_REDIS: return "redis";
+    case LF_TF_BROKER: return "broker";
+    case LF_TF_WORKER: return "worker";
+    case LF_TF_GATEWAY: return "gateway";
+    }
+    return "?";
+}
+
+/* Spawns argv with environ + overrides, stdout/stderr to the proc's log. */
+static int s_spawn(lf_testfarm_t *self, s_proc_t *p, char *const argv[], char **overrides,
+                   int n_over) {
+    char *envp[S_MAX_ENV];
+    int n = 0;
+    for (char **e = environ; *e && n < S_MAX_ENV - 32; e++) {
+        /* Overrides win: skip inherited keys that an override sets. */
+        int skip = 0;
+        for (int i = 0; i < n_over; i++) {
+            size_t k = strcspn(overrides[i], "=");
+            if (!strncmp(*e, overrides[i], k + 1)) skip = 1;
+        }
+        if (!skip) envp[n++] = *e;
+    }
+    for (int i = 0; i < n_over && n < S_MAX_ENV - 1; i++) envp[n++] = overrides[i];
+    envp[n] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        fprintf(stderr, "testfarm: cannot start %s: %s\n", argv[0], strerror(rc));
+        p->pid = 0;
+        return -1;
+    }
+    (void)self;
+    return 0;
+}
+
+static int s_start_proc(lf_testfarm_t *self, s_proc_t *p) {
+    char buf[16][256];
+    char *over[24];
+    int no = 0;
+#define OVER(...) (snprintf(buf[no], sizeof buf[no], __VA_ARGS__), over[no] = buf[no], no++)
+    OVER("LF_REDIS_HOST=127.0.0.1");
+    OVER("LF_REDIS_PORT=%d", self->redis_port);
+    OVER("LF_LOG_LEVEL=info");
+#undef OVER
+    for (int i = 0; i < 8 && self->opts.extra_env[i]; i++) over[no++] = (char *)self->opts.extra_env[i];
+    char e1[256], e2[256], e3[256], e4[256];
+    switch (p->role) {
+    case LF_TF_REDIS: {
+        char port[16], dir[300];
+        snprintf(port, sizeof port, "%d", self->redis_port);
+        snprintf(dir, sizeof dir, "%s/redis", self->dir);
+        mkdir(dir, 0755);
+        char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
+                        "--dir", dir, "--save", "", "--appendonly",
+                        self->opts.redis_aof ? "yes" : "no", "--appendfsync", "always",
+                        "--daemonize", "no", NULL};
+        return s_spawn(self, p, argv, over, no);
+    }
+    case LF_TF_BROKER: {
+        int b = p->index;
+        snprintf(e1, sizeof e1, "LF_BROKER_FRONTEND=%s", self->fe[b]);
+        snprintf(e2, sizeof e2, "LF_BROKER_BACKEND=%s", self->be[b]);
+        snprintf(e3, sizeof e3, "LF_BROKER_EVENTS=%s", self->ev[b]);
+        snprintf(e4, sizeof e4, "LF_BROKER_ID=broker-%d", b);
+        over[no++] = e1, over[no++] = e2, over[no++] = e3, over[no++] = e4;
+        char *argv[] = {LF_BROKER_BIN, NULL};
+        return s_spawn(self, p, argv, over, no);
+    }
+    case LF_TF_WORKER: {
+        snprintf(e1, sizeof e1, "LF_BROKER_BACKEND=%s", self->be_list);
+        snprintf(e2, sizeof e2, "LF_WORKER_ID=tw%d-%d", p->index, self->http_port);
+        over[no++] = e1, over[no++] = e2;
+        char *argv[] = {LF_WORKER_BIN, NULL};
+        return s_spawn(self, p, argv, over, no);
+    }
+    case LF_TF_GATEWAY: {
+        snprintf(e1, sizeof e1, "LF_BROKER_FRONTEND=%s", self->fe_list);
+        snprintf(e2, sizeof e2, "LF_BROKER_EVENTS=%s", self->ev_list);
+        snprintf(e3, sizeof e3, "LF_HTTP_PORT=%d", self->http_port);
+        snprintf(e4, sizeof e4, "LF_WEB_ROOT=%s", LF_WEB_ROOT);
+        over[no++] = e1, over[no++] = e2, over[no++] = e3, over[no++] = e4;
+        char *argv[] = {LF_GATEWAY_BIN, NULL};
+        return s_spawn(self, p, argv, over, no);
+    }
+    }
+    return -1;
+}
+
+static s_proc_t *s_add(lf_testfarm_t *self, lf_tf_role_t role, int index) {
+    if (self->n_procs >= LF_TESTFARM_MAX_PROCS) return NULL;
+    s_proc_t *p = &self->procs[self->n_procs++];
+    memset(p, 0, sizeof *p);
+    p->role = role;
+    p->index = index;
+    snprintf(p->log, sizeof p->log, "%s/%s-%d.log", self->dir, s_role_name(role), index);
+    return p;
+}
+
+static bool s_redis_ready(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = false;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        char buf[64];
+        if (write(fd, "PING\r\n", 6) == 6) {
+            ssize_t r = read(fd, buf, sizeof buf - 1);
+            ok = r > 0 && !strncmp(buf, "+PONG", 5);
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+static bool s_wait_redis(lf_testfarm_t *self, int timeout_ms) {
+    long long end = lf_now_ms() + timeout_ms;
+    while (lf_now_ms() < end) {
+        if (s_redis_ready(self->redis_port)) return true;
+        s_sleep_ms(20);
+    }
+    return false;
+}
+
+static bool s_wait_health(lf_testfarm_t *self, int timeout_ms) {
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", self->url);
+    long long end = lf_now_ms() + timeout_ms;
+    while (lf_now_ms() < end) {
+        if (lf_http_request("GET", url, NULL, NULL, 0, NULL, NULL) == 200) return true;
+        s_sleep_ms(50);
+    }
+    return false;
+}
+
+int lf_testfarm_start(lf_testfarm_t *self, lf_tf_role_t role, int index) {
+    s_proc_t *p = s_find(self, role, index);
+    if (!p) p = s_add(self, role, index);
+    if (!p) return -1;
+    if (p->pid > 0 && kill(p->pid, 0) == 0) return 0;
+    if (s_start_proc(self, p) != 0) return -1;
+    if (role == LF_TF_REDIS && !s_wait_redis(self, 10000)) return -1;
+    if (role == LF_TF_GATEWAY && !s_wait_health(self, 15000)) return -1;
+    return 0;
+}
+
+lf_testfarm_t *lf_testfarm_new(const lf_testfarm_opts_t *opts) {
+    static bool curl_ready = false; /* test-process setup only */
+    if (!curl_ready) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        curl_ready = true;
+    }
+    lf_testfarm_t *self = calloc(1, sizeof *self);
+    if (!self) return NULL;
+    self->opts = *opts;
+    if (self->opts.n_brokers < 1) self->opts.n_brokers = 1;
+    if (self->opts.n_brokers > 2) self->opts.n_brokers = 2;
+    snprintf(self->dir, sizeof self->dir, "/tmp/lf-testfarm-XXXXXX");
+    if (!mkdtemp(self->dir)) {
+        free(self);
+        return NULL;
+    }
+    self->http_port = lf_free_port();
+    self->redis_port = lf_free_port();
+    snprintf(self->url, sizeof self->url, "http://127.0.0.1:%d", self->http_port);
+    for (int b = 0; b < self->opts.n_brokers; b++) {
+        self->fe_port[b] = lf_free_port();
+        self->be_port[b] = lf_free_port();
+        self->ev_port[b] = lf_free_port();
+        snprintf(self->fe[b], sizeof self->fe[b], "tcp://127.0.0.1:%d", self->fe_port[b]);
+        snprintf(self->be[b], sizeof self->be[b], "tcp://127.0.0.1:%d", self->be_port[b]);
+        snprintf(self->ev[b], sizeof self->ev[b], "tcp://127.0.0.1:%d", self->ev_port[b]);
+        const char *sep = b ? "," : "";
+        strcat(self->fe_list, sep), strcat(self->fe_list, self->fe[b]);
+        strcat(self->be_list, sep), strcat(self->be_list, self->be[b]);
+        strcat(self->ev_list, sep), strcat(self->ev_list, self->ev[b]);
+    }
+    if (lf_testfarm_start(self, LF_TF_REDIS, 0) != 0) goto fail;
+    for (int b = 0; b < self->opts.n_brokers; b++)
+        if (lf_testfarm_start(self, LF_TF_BROKER, b) != 0) goto fail;
+    for (int w = 0; w < opts->n_workers; w++)
+        if (lf_testfarm_start(self, LF_TF_WORKER, w) != 0) goto fail;
+    if (lf_testfarm_start(self, LF_TF_GATEWAY, 0) != 0) goto fail;
+    return self;
+fail:
+    fprintf(stderr, "testfarm: start failed; logs in %s\n", self->dir);
+    setenv("LF_KEEP_TESTFARM", "1", 0);
+    lf_testfarm_destroy(&self);
+    return NULL;
+}
+
+static void s_dump_logs(lf_testfarm_t *self) {
+    for (int i = 0; i < self->n_procs; i++) {
+        FILE *f = fopen(self->procs[i].log, "r");
+        if (!f) continue;
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        fseek(f, sz > 4000 ? sz - 4000 : 0, SEEK_SET);
+        fprintf(stderr, "---- %s (tail) ----\n", self->procs[i].log);
+        char buf[4096];
+        size_t r;
+        while ((r = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, r, stderr);
+        fclose(f);
+    }
+}
+
+int lf_testfarm_kill(lf_testfarm_t *self, lf_tf_role_t role, int index, int sig) {
+    s_proc_t *p = s_find(self, role, index);
+    if (!p || p->pid <= 0) return -1;
+    kill(p->pid, sig);
+    long long end = lf_now_ms() + 10000;
+    int status;
+    while (lf_now_ms() < end) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid || (r < 0 && errno == ECHILD)) {
+            p->pid = 0;
+            return 0;
+        }
+        s_sleep_ms(10);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    return -1;
+}
+
+bool lf_testfarm_alive(lf_testfarm_t *self, lf_tf_role_t role, int index) {
+    s_proc_t *p = s_find(self, role, index);
+    if (!p || p->pid <= 0) return false;
+    int status;
+    pid_t r = waitpid(p->pid, &status, WNOHANG);
+    if (r == p->pid) {
+        p->pid = 0;
+        return false;
+    }
+    return kill(p->pid, 0) == 0;
+}
+
+pid_t lf_testfarm_pid(lf_testfarm_t *self, lf_tf_role_t role, int index) {
+    s_proc_t *p = s_find(self, role, index);
+    return p ? p->pid : 0;
+}
+
+void lf_testfarm_destroy(lf_testfarm_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_testfarm_t *self = *self_p;
+    /* Gateway and workers first, then brokers, redis last. */
+    static const lf_tf_role_t order[] = {LF_TF_GATEWAY, LF_TF_WORKER, LF_TF_BROKER, LF_TF_REDIS};
+    for (size_t o = 0; o < 4; o++)
+        for (int i = 0; i < self->n_procs; i++)
+            if (self->procs[i].role == order[o] && self->procs[i].pid > 0)
+                lf_testfarm_kill(self, order[o], self->procs[i].index, SIGTERM);
+    const char *keep = getenv("LF_KEEP_TESTFARM");
+    if (keep && *keep == '1') {
+        s_dump_logs(self);
+        fprintf(stderr, "testfarm: kept %s\n", self->dir);
+    } else {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", self->dir);
+        if (system(cmd) != 0) fprintf(stderr, "testfarm: could not remove %s\n", self->dir);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+const char *lf_testfarm_url(lf_testfarm_t *self) { return self->url; }
+const char *lf_testfarm_frontend(lf_testfarm_t *self, int b) { return self->fe[b]; }
+const char *lf_testfarm_backend(lf_testfarm_t *self, int b) { return self->be[b]; }
+int lf_testfarm_http_port(lf_testfarm_t *self) { return self->http_port; }
+int lf_testfarm_redis_port(lf_testfarm_t *self) { return self->redis_port; }
+
+/* ---- HTTP client --------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} s_buf_t;
+
+static size_t s_write_cb(char *ptr, size_t size, size_t nmemb, void *ud) {
+    s_buf_t *b = ud;
+    size_t n = size * nmemb;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d) return 0;
+    memcpy(d + b->len, ptr, n);
+    b->data = d;
+    b->len += n;
+    b->data[b->len] = 0;
+    return n;
+}
+
+int lf_http_request(const char *method, const char *url, const char *content_type,
+                    const void *body, size_t body_len, char **resp, size_t *resp_len) {
+    CURL *c = curl_easy_init();
+    if (!c) return -1;
+    s_buf_t b = {0};
+    struct curl_slist *hdrs = NULL;
+    char ct[128];
+    if (content_type) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+        hdrs = curl_slist_append(hdrs, ct);
+    }
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    long code = -1;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    if (resp) {
+        *resp = b.data;
+        if (resp_len) *resp_len = b.len;
+    } else {
+        free(b.data);
+    }
+    return (int)code;
+}
+
+int lf_http_json(const char *method, const char *url, const char *json_body, json_t **out) {
+    char *resp = NULL;
+    size_t len = 0;
+    int code = lf_http_request(method, url, json_body ? "application/json" : NULL, json_body,
+                               json_body ? strlen(json_body) : 0, &resp, &len);
+    if (out) *out = resp ? json_loadb(resp, len, 0, NULL) : NULL;
+    free(resp);
+    return code;
+}
+
+char *lf_testfarm_submit(lf_testfarm_t *self, int steps, int delay_ms, const char *priority) {
+    char url[128], body[256];
+    snprintf(url, sizeof url, "%s/v1/jobs", self->url);
+    snprintf(body, sizeof body,
+             "{\"model\":\"lf-diagnostic\",\"prompt\":\"test\",\"steps\":%d,"
+             "\"step_delay_ms\":%d,\"width\":64,\"height\":64,\"priority\":\"%s\"}",
+             steps, delay_ms, priority ? priority : "normal");
+    json_t *j = NULL;
+    int code = lf_http_json("POST", url, body, &j);
+    char *id = NULL;
+    if (code == 202 && j && json_is_string(json_object_get(j, "id")))
+        id = strdup(json_string_value(json_object_get(j, "id")));
+    else
+        fprintf(stderr, "testfarm: submit answered %d\n", code);
+    json_decref(j);
+    return id;
+}
+
+json_t *lf_testfarm_wait(lf_testfarm_t *self, const char *id, int timeout_ms) {
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/jobs/%s", self->url, id);
+    long long end = lf_now_ms() + timeout_ms;
+    while (lf_now_ms() < end) {
+        json_t *j = NULL;
+        int code = lf_http_json("GET", url, NULL, &j);
+        if (code == 200 && j) {
+            const char *st = json_string_value(json_object_get(j, "status"));
+            if (st && (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "cancelled")))
+                return j;
+        }
+        json_decref(j);
+        s_sleep_ms(50);
+    }
+    return NULL;
+}
