@@ -1,0 +1,295 @@
+/* bench_farm: end-to-end throughput and overhead of the farm (issue: backbone).
+ *
+ * Starts a real farm (redis-server, broker, workers, gateway: the release
+ * binaries) on free loopback ports and measures, in one run:
+ *   1. a bare Redis round trip (PING), the reference;
+ *   2. jobs per second end to end through HTTP with lf-diagnostic at zero
+ *      delay and 4 workers (POST /v1/jobs from client threads until every
+ *      job is in the history);
+ *   3. per-job latency (p50, p99) of blocking /sdapi/v1/txt2img calls paced
+ *      at 500 jobs/s: the whole overhead gateway + broker + worker link add,
+ *      beside the Redis round trip;
+ *   4. 1,000 simulated workers connected to the broker (DEALER sockets that
+ *      speak the protocol): dispatch latency p50/p99 from SUBMIT to ASSIGN.
+ * Usage: bench_farm [jobs=4000] [workers=4]. Prints ratios, asserts nothing:
+ * figures go to docs/PERFORMANCE.md with this command. */
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lf_proto.h"
+#include "lf_testfarm.h"
+
+static double s_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int s_cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double s_pct(double *v, size_t n, double p) {
+    if (n == 0) return 0;
+    qsort(v, n, sizeof *v, s_cmp_d);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+/* ---- 1. redis round trip ---------------------------------------------- */
+
+static double s_redis_rtt_us(int port, int n, double *p99) {
+    zsock_t *dummy = NULL;
+    (void)dummy;
+    /* A raw RESP PING over TCP, the cheapest thing a client can do. */
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d ping >/dev/null", port);
+    if (system(cmd) != 0) return -1;
+    int fd = -1;
+    {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
+    }
+    double *v = malloc(sizeof(double) * (size_t)n);
+    char buf[16];
+    for (int i = 0; i < n; i++) {
+        double t = s_now_us();
+        if (write(fd, "PING\r\n", 6) != 6 || read(fd, buf, sizeof buf) <= 0) break;
+        v[i] = s_now_us() - t;
+    }
+    close(fd);
+    double p50 = s_pct(v, (size_t)n, 0.5);
+    *p99 = s_pct(v, (size_t)n, 0.99);
+    free(v);
+    return p50;
+}
+
+/* ---- 2. throughput ------------------------------------------------------ */
+
+typedef struct {
+    lf_testfarm_t *farm;
+    int n;
+    int failed;
+} s_submit_arg_t;
+
+static void *s_submitter(void *ud) {
+    s_submit_arg_t *a = ud;
+    for (int i = 0; i < a->n; i++) {
+        char *id = lf_testfarm_submit(a->farm, 1, 0, "normal");
+        if (!id) a->failed++;
+        free(id);
+    }
+    return NULL;
+}
+
+static long long s_history_total(lf_testfarm_t *farm) {
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/history?limit=1", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    long long t = -1;
+    if (lf_http_json("GET", url, NULL, &j) == 200 && j)
+        t = json_integer_value(json_object_get(j, "total"));
+    json_decref(j);
+    return t;
+}
+
+static double s_throughput(lf_testfarm_t *farm, int jobs, int threads, int *failed) {
+    long long before = s_history_total(farm);
+    pthread_t th[16];
+    s_submit_arg_t args[16];
+    double t0 = s_now_us();
+    for (int i = 0; i < threads; i++) {
+        args[i] = (s_submit_arg_t){farm, jobs / threads, 0};
+        pthread_create(&th[i], NULL, s_submitter, &args[i]);
+    }
+    for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+    *failed = 0;
+    for (int i = 0; i < threads; i++) *failed += args[i].failed;
+    long long want = before + (jobs / threads) * threads - *failed;
+    double deadline = s_now_us() + 300e6;
+    while (s_history_total(farm) < want && s_now_us() < deadline) usleep(2000);
+    double secs = (s_now_us() - t0) / 1e6;
+    return ((jobs / threads) * threads - *failed) / secs;
+}
+
+/* ---- 3. paced latency ---------------------------------------------------- */
+
+typedef struct {
+    lf_testfarm_t *farm;
+    int n;
+    double interval_us;
+    double start_us;
+    double *lat;
+    int errors;
+} s_paced_arg_t;
+
+static void *s_paced(void *ud) {
+    s_paced_arg_t *a = ud;
+    char url[256];
+    snprintf(url, sizeof url, "%s/sdapi/v1/txt2img", lf_testfarm_url(a->farm));
+    const char *body = "{\"prompt\":\"bench\",\"steps\":1,\"width\":64,\"height\":64,"
+                       "\"override_settings\":{\"sd_model_checkpoint\":\"lf-diagnostic\"}}";
+    for (int i = 0; i < a->n; i++) {
+        double due = a->start_us + i * a->interval_us;
+        double now = s_now_us();
+        if (due > now) usleep((useconds_t)(due - now));
+        double t = s_now_us();
+        int code = lf_http_request("POST", url, "application/json", body, strlen(body), NULL, NULL);
+        a->lat[i] = (s_now_us() - t) / 1000.0;
+        if (code != 200) a->errors++;
+    }
+    return NULL;
+}
+
+static void s_latency(lf_testfarm_t *farm, double rate, int total, double *p50, double *p99,
+                      int *errors) {
+    enum { T = 8 };
+    pthread_t th[T];
+    s_paced_arg_t a[T];
+    double start = s_now_us() + 100000;
+    double *all = malloc(sizeof(double) * (size_t)total);
+    int per = total / T;
+    for (int i = 0; i < T; i++) {
+        a[i] = (s_paced_arg_t){farm, per, 1e6 * T / rate, start + i * 1e6 / rate, all + i * per, 0};
+        pthread_create(&th[i], NULL, s_paced, &a[i]);
+    }
+    *errors = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        *errors += a[i].errors;
+    }
+    *p50 = s_pct(all, (size_t)(per * T), 0.5);
+    *p99 = s_pct(all, (size_t)(per * T), 0.99);
+    free(all);
+}
+
+/* ---- 4. many simulated workers ------------------------------------------ */
+
+static int s_send_msg(zsock_t *s, const lf_msg_t *m) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = lf_msg_encode(m, &buf, &len);
+    if (rc) return rc;
+    zframe_t *f = zframe_new(buf, len);
+    free(buf);
+    return zframe_send(&f, s, 0);
+}
+
+static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double *p50,
+                           double *p99, int *got) {
+    zsock_t **w = calloc((size_t)n_workers, sizeof *w);
+    zpoller_t *poller = zpoller_new(NULL);
+    char host[64];
+    gethostname(host, sizeof host);
+    for (int i = 0; i < n_workers; i++) {
+        w[i] = zsock_new_dealer(lf_testfarm_backend(farm, 0));
+        zpoller_add(poller, w[i]);
+        lf_msg_t m = {.type = LF_MSG_READY};
+        char id[64];
+        snprintf(id, sizeof id, "sim-%d", i);
+        m.worker_id = id;
+        lf_model_info_t model = {"lf-diagnostic", "diagnostic"};
+        m.caps = (lf_worker_caps_t){.host = host, .pid = getpid(), .device_kind = "cpu",
+                                    .device_name = "simulated", .max_pixels = 1u << 22,
+                                    .models = &model, .n_models = 1};
+        s_send_msg(w[i], &m);
+    }
+    usleep(1500000); /* let every READY land */
+    zsock_t *fe = zsock_new_dealer(lf_testfarm_frontend(farm, 0));
+    double *sent = calloc((size_t)jobs, sizeof *sent);
+    double *lat = calloc((size_t)jobs, sizeof *lat);
+    char **ids = calloc((size_t)jobs, sizeof *ids);
+    *got = 0;
+    for (int j = 0; j < jobs; j++) {
+        lf_msg_t m = {.type = LF_MSG_SUBMIT, .req_id = (uint64_t)j + 1, .priority = LF_PRIO_NORMAL};
+        m.params = (lf_job_params_t){.model = "lf-diagnostic", .prompt = "sim", .width = 64,
+                                     .height = 64, .steps = 1, .batch_size = 1, .seed = j};
+        sent[j] = s_now_us();
+        s_send_msg(fe, &m);
+        /* Wait for ACCEPTED to learn the id, then for the ASSIGN. */
+        zframe_t *f = zframe_recv(fe);
+        lf_msg_t acc = {0};
+        if (f && lf_msg_decode(zframe_data(f), zframe_size(f), &acc, NULL) == 0 && acc.job_id)
+            ids[j] = strdup(acc.job_id);
+        zframe_destroy(&f);
+        lf_msg_clear(&acc);
+        zsock_t *s = zpoller_wait(poller, 2000);
+        if (!s) continue;
+        f = zframe_recv(s);
+        lf_msg_t as = {0};
+        if (f && lf_msg_decode(zframe_data(f), zframe_size(f), &as, NULL) == 0 &&
+            as.type == LF_MSG_ASSIGN) {
+            lat[(*got)++] = (s_now_us() - sent[j]) / 1000.0;
+            /* Finish it at once so the worker is idle again. */
+            lf_msg_t r = {.type = LF_MSG_FAILED, .job_id = as.job_id, .code = -23,
+                          .message = "simulated worker"};
+            s_send_msg(s, &r);
+        }
+        zframe_destroy(&f);
+        lf_msg_clear(&as);
+    }
+    *p50 = s_pct(lat, (size_t)*got, 0.5);
+    *p99 = s_pct(lat, (size_t)*got, 0.99);
+    for (int j = 0; j < jobs; j++) free(ids[j]);
+    free(ids);
+    free(sent);
+    free(lat);
+    zsock_destroy(&fe);
+    zpoller_destroy(&poller);
+    for (int i = 0; i < n_workers; i++) zsock_destroy(&w[i]);
+    free(w);
+}
+
+int main(int argc, char **argv) {
+    int jobs = argc > 1 ? atoi(argv[1]) : 4000;
+    int workers = argc > 2 ? atoi(argv[2]) : 4;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    zsys_set_max_sockets(4096);
+    zsys_init();
+
+    lf_testfarm_opts_t o = {.n_workers = workers};
+    lf_testfarm_t *farm = lf_testfarm_new(&o);
+    if (!farm) return 1;
+    double rp99, rp50 = s_redis_rtt_us(lf_testfarm_redis_port(farm), 20000, &rp99);
+    printf("redis PING round trip: p50 %.1f us, p99 %.1f us\n", rp50, rp99);
+
+    int failed = 0;
+    s_throughput(farm, 400, 4, &failed); /* warm-up */
+    double jps = s_throughput(farm, jobs, 8, &failed);
+    printf("throughput: %d jobs through HTTP (POST /v1/jobs, lf-diagnostic, 1 step, 64x64), "
+           "%d workers: %.0f jobs/s (%d submit errors)\n", jobs, workers, jps, failed);
+
+    double p50, p99;
+    int errors;
+    s_latency(farm, 500, 2000, &p50, &p99, &errors);
+    printf("latency at 500 jobs/s (blocking /sdapi/v1/txt2img, whole round trip): p50 %.2f ms, "
+           "p99 %.2f ms (%d errors); ratio to redis p50: %.1fx\n", p50, p99, errors,
+           p50 * 1000 / rp50);
+    lf_testfarm_destroy(&farm);
+
+    /* A farm with no real worker: 1000 simulated ones. */
+    lf_testfarm_opts_t o2 = {.n_workers = 0};
+    farm = lf_testfarm_new(&o2);
+    if (!farm) return 1;
+    int got = 0;
+    s_many_workers(farm, 1000, 500, &p50, &p99, &got);
+    printf("dispatch with 1000 simulated workers: %d/500 assigned, SUBMIT->ASSIGN p50 %.2f ms, "
+           "p99 %.2f ms\n", got, p50, p99);
+    lf_testfarm_destroy(&farm);
+    return 0;
+}
