@@ -1,0 +1,66 @@
+/* lf_tensorinfo: the plain-data description of a tensor found in a weights
+ * file (safetensors, PyTorch zip), shared by the loaders.
+ *
+ * A descriptor borrows everything it points to (name, data) from the loader
+ * object that produced it; it stays valid until that object is destroyed.
+ * Pure data and pure functions; thread-safe. */
+#ifndef LF_TENSORINFO_H
+#define LF_TENSORINFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LF_TENSOR_MAX_DIMS 8
+
+/* Element types seen in weights files. Only F32, F16 and BF16 are used by the
+ * models; the others are listed so files holding them still load. */
+#define LF_DTYPE_MAP(X)                                                        \
+    X(F64, "F64", 8)                                                           \
+    X(F32, "F32", 4)                                                           \
+    X(F16, "F16", 2)                                                           \
+    X(BF16, "BF16", 2)                                                         \
+    X(I64, "I64", 8)                                                           \
+    X(I32, "I32", 4)                                                           \
+    X(I16, "I16", 2)                                                           \
+    X(I8, "I8", 1)                                                             \
+    X(U64, "U64", 8)                                                           \
+    X(U32, "U32", 4)                                                           \
+    X(U16, "U16", 2)                                                           \
+    X(U8, "U8", 1)                                                             \
+    X(BOOL, "BOOL", 1)                                                         \
+    X(F8_E4M3, "F8_E4M3", 1)                                                   \
+    X(F8_E5M2, "F8_E5M2", 1)
+
+typedef enum {
+#define LF__DT_ENUM(name, str, size) LF_DTYPE_##name,
+    LF_DTYPE_MAP(LF__DT_ENUM)
+#undef LF__DT_ENUM
+    LF_DTYPE_COUNT
+} lf_dtype_t;
+
+typedef struct {
+    const char *name;                     /* borrowed, NUL-terminated */
+    lf_dtype_t dtype;
+    int ndim;                             /* 0 for a scalar */
+    int64_t shape[LF_TENSOR_MAX_DIMS];
+    int64_t strides[LF_TENSOR_MAX_DIMS];  /* in elements; row-major for safetensors */
+    const void *data;                     /* borrowed; may be unaligned: read with memcpy */
+    size_t nbytes;                        /* bytes spanned from data (numel * size when contiguous) */
+} lf_tensor_info_t;
+
+/* "F32", ...; never NULL (borrowed, static); "?" for an out-of-range value. */
+const char *lf_dtype_name(lf_dtype_t dt);
+/* Size of one element in bytes; 0 for an out-of-range value. */
+size_t lf_dtype_size(lf_dtype_t dt);
+/* Parses a safetensors dtype string; 0 on success, LF_EFORMAT if unknown. */
+int lf_dtype_parse(const char *s, lf_dtype_t *out);
+/* Number of elements (product of shape); 1 for a scalar. */
+int64_t lf_tensorinfo_numel(const lf_tensor_info_t *t);
+/* Converts element i (in row-major logical order, honouring strides) to float.
+ * Supports F64/F32/F16/BF16 and the integer types; for tests and tools. */
+float lf_tensorinfo_get_f32(const lf_tensor_info_t *t, int64_t i);
+/* IEEE half / bfloat16 bit patterns to float. */
+float lf_f16_to_f32(uint16_t h);
+float lf_bf16_to_f32(uint16_t h);
+
+#endif

@@ -1,0 +1,30 @@
+/* Helpers shared by the engine tests: locating reference data and fixtures. */
+#ifndef LF_TEST_UTIL_H
+#define LF_TEST_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+/* Writes "<refdata>/<rel>" into buf and returns buf, or NULL (after printing
+ * a skip message) when the reference data folder or file is absent. */
+static inline const char *lf_test_refdata(char *buf, size_t len, const char *rel)
+{
+    const char *dir = getenv("LF_REFDATA_DIR");
+    if (!dir || !*dir) dir = LF_REFDATA_DIR;
+    snprintf(buf, len, "%s/%s", dir, rel);
+    struct stat sb;
+    if (stat(buf, &sb) != 0) {
+        printf("SKIP: reference data %s absent\n", buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static inline const char *lf_test_fixture(char *buf, size_t len, const char *rel)
+{
+    snprintf(buf, len, "%s/%s", LF_FIXTURE_DIR, rel);
+    return buf;
+}
+
+#endif
