@@ -1,0 +1,192 @@
+/* lf_runner: model name -> backend, and the one resident model. See lf_runner.h. */
+#include "lf_runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_log.h"
+
+struct lf_runner {
+    lf_runner_env_t env;
+    lf_model_info_t *models; /* merged list */
+    const lf_runner_backend_t **owner; /* backend of models[i] */
+    size_t n_models;
+    /* The resident model: index into models, its backend state. */
+    long resident; /* -1 = none */
+    void *state;
+};
+
+void lf_runner_output_clear(lf_runner_output_t *out) {
+    if (!out) return;
+    for (size_t i = 0; i < out->n_images; i++) free(out->images[i].png.data);
+    free(out->images);
+    free(out->info_json);
+    memset(out, 0, sizeof *out);
+}
+
+void lf_runner_models_free(lf_model_info_t *models, size_t n) {
+    if (!models) return;
+    for (size_t i = 0; i < n; i++) {
+        free(models[i].name);
+        free(models[i].kind);
+    }
+    free(models);
+}
+
+static long s_find(const lf_runner_t *self, const char *model) {
+    if (!model) return -1;
+    for (size_t i = 0; i < self->n_models; i++)
+        if (!strcmp(self->models[i].name, model)) return (long)i;
+    return -1;
+}
+
+lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t *const *backends,
+                           size_t n) {
+    if (!env || (n && !backends)) return NULL;
+    lf_runner_t *self = calloc(1, sizeof *self);
+    if (!self) return NULL;
+    self->env = *env;
+    self->resident = -1;
+    for (size_t b = 0; b < n; b++) {
+        const lf_runner_backend_t *be = backends[b];
+        LF_ASSERT(be && be->list_models && be->load && be->run && be->unload);
+        lf_model_info_t *list = NULL;
+        size_t count = 0;
+        int rc = be->list_models(env, &list, &count);
+        if (rc) {
+            /* A backend that cannot list (missing dir, no device) contributes
+             * nothing; the others still work. */
+            lf_warn("backend %s: cannot list models: %s", be->name, lf_strerror(rc));
+            continue;
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (s_find(self, list[i].name) >= 0) {
+                lf_warn("backend %s: model %s already provided; ignored", be->name, list[i].name);
+                continue;
+            }
+            lf_model_info_t *m = realloc(self->models, (self->n_models + 1) * sizeof *m);
+            const lf_runner_backend_t **o =
+                realloc(self->owner, (self->n_models + 1) * sizeof *o);
+            if (m) self->models = m;
+            if (o) self->owner = o;
+            if (!m || !o) {
+                lf_runner_models_free(list, count);
+                lf_runner_destroy(&self);
+                return NULL;
+            }
+            self->models[self->n_models] = list[i]; /* move the strings */
+            self->owner[self->n_models] = be;
+            list[i].name = list[i].kind = NULL;
+            self->n_models++;
+        }
+        lf_runner_models_free(list, count);
+    }
+    return self;
+}
+
+void lf_runner_destroy(lf_runner_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_runner_t *self = *self_p;
+    lf_runner_unload(self);
+    lf_runner_models_free(self->models, self->n_models);
+    free(self->owner);
+    free(self);
+    *self_p = NULL;
+}
+
+const lf_model_info_t *lf_runner_models(const lf_runner_t *self, size_t *n) {
+    *n = self->n_models;
+    return self->models;
+}
+
+const char *lf_runner_model_kind(const lf_runner_t *self, const char *model) {
+    long i = s_find(self, model);
+    return i < 0 ? NULL : self->models[i].kind;
+}
+
+const char *lf_runner_resident(const lf_runner_t *self) {
+    return self->resident < 0 ? NULL : self->models[self->resident].name;
+}
+
+void lf_runner_unload(lf_runner_t *self) {
+    if (self->resident < 0) return;
+    lf_info("unloading model %s", self->models[self->resident].name);
+    self->owner[self->resident]->unload(&self->state);
+    self->state = NULL;
+    self->resident = -1;
+}
+
+int lf_runner_load(lf_runner_t *self, const char *model) {
+    long i = s_find(self, model);
+    if (i < 0) return LF_ENOTFOUND;
+    if (i == self->resident) return 0;
+    lf_runner_unload(self);
+    void *state = NULL;
+    int rc = self->owner[i]->load(&self->env, self->models[i].name, &state);
+    if (rc) {
+        lf_warn("loading model %s failed: %s", model, lf_strerror(rc));
+        return rc;
+    }
+    lf_info("model %s (%s) resident", self->models[i].name, self->models[i].kind);
+    self->state = state;
+    self->resident = i;
+    return 0;
+}
+
+int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
+                  char *errbuf, size_t errlen) {
+    char scratch[8];
+    if (!errbuf || !errlen) {
+        errbuf = scratch;
+        errlen = sizeof scratch;
+    }
+    errbuf[0] = '\0';
+    if (!job || !job->params || !out) {
+        snprintf(errbuf, errlen, "no job");
+        return LF_EINVAL;
+    }
+    const lf_job_params_t *p = job->params;
+    if (!p->model || !p->model[0]) {
+        snprintf(errbuf, errlen, "no model given");
+        return LF_EINVAL;
+    }
+    if (s_find(self, p->model) < 0) {
+        snprintf(errbuf, errlen, "model '%s' is not available on this worker", p->model);
+        return LF_ENOTFOUND;
+    }
+    if (!p->width || !p->height) {
+        snprintf(errbuf, errlen, "width and height must be positive");
+        return LF_EINVAL;
+    }
+    uint64_t px = (uint64_t)p->width * p->height;
+    if (self->env.max_pixels && px > self->env.max_pixels) {
+        snprintf(errbuf, errlen, "%ux%u is %llu pixels; this worker takes at most %llu", p->width,
+                 p->height, (unsigned long long)px, (unsigned long long)self->env.max_pixels);
+        return LF_ELIMIT;
+    }
+    if (job->cancel && atomic_load(job->cancel)) {
+        snprintf(errbuf, errlen, "cancelled");
+        return LF_ECANCELED;
+    }
+    int rc = lf_runner_load(self, p->model);
+    if (rc) {
+        snprintf(errbuf, errlen, "cannot load model '%s': %s", p->model, lf_strerror(rc));
+        return rc;
+    }
+    const lf_runner_backend_t *be = self->owner[self->resident];
+    if (be->check) {
+        rc = be->check(self->state, p, errbuf, errlen);
+        if (rc) return rc;
+    }
+    lf_runner_output_t tmp = {0};
+    rc = be->run(self->state, job, &tmp);
+    if (rc) {
+        lf_runner_output_clear(&tmp);
+        if (!errbuf[0]) snprintf(errbuf, errlen, "%s", lf_strerror(rc));
+        return rc;
+    }
+    *out = tmp;
+    return 0;
+}

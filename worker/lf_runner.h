@@ -1,0 +1,131 @@
+/* lf_runner: how the worker runs a job — the model-backend interface and the
+ * runner that keeps one model resident between jobs.
+ *
+ * A backend is a `static const lf_runner_backend_t` table of function
+ * pointers (ggml style). It enumerates the models it can run (name + kind),
+ * loads one of them into a private state, runs jobs on that state, and
+ * unloads it. `lf-diagnostic` (lf_diagnostic.h) is the first backend; the
+ * diffusion engine plugs in later as another table, without changing the
+ * worker.
+ *
+ * The runner (lf_runner_t) owns a fixed list of backends, the merged model
+ * list (model name -> backend), and at most one resident model. A job for the
+ * resident model runs at once; a job for another model unloads the resident
+ * one first and loads the new one (switching is the exception).
+ *
+ * Threading: a backend's load/run/unload and every lf_runner_t function except
+ * lf_runner_models() are called from ONE thread (the worker's compute thread).
+ * The model list is fixed by lf_runner_new() and may be read from any thread
+ * afterwards. Progress callbacks run on the calling (compute) thread.
+ *
+ * Ownership: job inputs are borrowed for the duration of run(); outputs
+ * (lf_runner_output_t) are owned by the caller and released with
+ * lf_runner_output_clear(). */
+#ifndef LF_RUNNER_H
+#define LF_RUNNER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_proto.h"
+
+/* Called by a backend after each completed step (1-based `step` of `steps`).
+ * `preview` is an encoded image (PNG) or NULL, borrowed for the call only. */
+typedef void (*lf_runner_progress_fn)(void *ud, uint32_t step, uint32_t steps,
+                                      const uint8_t *preview, size_t preview_len);
+
+/* Settings every backend sees (borrowed; valid for the runner's life). */
+typedef struct {
+    const char *device;     /* "cpu" | "cuda" */
+    const char *models_dir; /* where model files live; may be NULL */
+    uint64_t max_pixels;    /* width * height limit per image; 0 = none */
+} lf_runner_env_t;
+
+/* One job as a backend sees it. Everything is borrowed. */
+typedef struct {
+    const lf_job_params_t *params;
+    const uint8_t *init_image; /* encoded image for img2img; NULL when none */
+    size_t init_image_len;
+    lf_runner_progress_fn progress; /* may be NULL */
+    void *progress_ud;
+    /* Set by another thread to ask for a stop. A backend checks it at least
+     * once per step and returns LF_ECANCELED promptly (well under a step). */
+    const atomic_bool *cancel; /* may be NULL */
+} lf_runner_job_t;
+
+/* What a job produced: params.batch_size images (seed, seed+1, ...). */
+typedef struct {
+    lf_image_out_t *images; /* owned, n_images entries, each png owned */
+    size_t n_images;
+    char *info_json;        /* owned; generation metadata as JSON text */
+} lf_runner_output_t;
+
+/* Free everything an output owns and zero it. Accepts NULL. */
+void lf_runner_output_clear(lf_runner_output_t *out);
+
+/* A model backend. All functions are required unless marked optional.
+ * Errors are negative LF_E* codes; a failing function leaves its outputs
+ * untouched. */
+typedef struct lf_runner_backend {
+    const char *name; /* backend name for logs, e.g. "diagnostic" */
+
+    /* Models this backend can run under `env`: sets *out to a malloc'd array
+     * of *n entries (caller owns; entries' strings owned, free with
+     * lf_runner_models_free). May return 0 models. */
+    int (*list_models)(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n);
+
+    /* Load `model` (one of list_models') and return its state in *state.
+     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA... */
+    int (*load)(const lf_runner_env_t *env, const char *model, void **state);
+
+    /* Optional: check a job before running it (size limits, modes); 0 = ok,
+     * else LF_EINVAL / LF_ELIMIT / LF_EUNSUPPORTED with a message copied into
+     * errbuf. NULL means run() does all checking. */
+    int (*check)(void *state, const lf_job_params_t *params, char *errbuf, size_t errlen);
+
+    /* Run one job on a loaded state. On success fills *out (zeroed on entry).
+     * LF_ECANCELED when job->cancel was raised; other codes on failure. */
+    int (*run)(void *state, const lf_runner_job_t *job, lf_runner_output_t *out);
+
+    /* Release a state; accepts *state == NULL and sets it to NULL. */
+    void (*unload)(void **state);
+} lf_runner_backend_t;
+
+void lf_runner_models_free(lf_model_info_t *models, size_t n);
+
+typedef struct lf_runner lf_runner_t;
+
+/* A runner over `n` backends (tables borrowed; they are static). Asks each
+ * backend for its models; a model name claimed twice keeps the first
+ * backend's entry. Caller owns the result; NULL on bad arguments or when no
+ * memory is left. */
+lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t *const *backends,
+                           size_t n);
+/* Unloads the resident model. Accepts NULL; sets *self_p to NULL. */
+void lf_runner_destroy(lf_runner_t **self_p);
+
+/* All runnable models, in backend order (borrowed; fixed for the runner's
+ * life; safe from any thread). */
+const lf_model_info_t *lf_runner_models(const lf_runner_t *self, size_t *n);
+/* Kind of `model` ("diagnostic", "sd15", ...) or NULL when unknown (borrowed). */
+const char *lf_runner_model_kind(const lf_runner_t *self, const char *model);
+/* Name of the resident model, or NULL (borrowed until the next load/unload). */
+const char *lf_runner_resident(const lf_runner_t *self);
+
+/* Make `model` resident (unloading another one first). No-op when it already
+ * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then
+ * nothing is resident). */
+int lf_runner_load(lf_runner_t *self, const char *model);
+void lf_runner_unload(lf_runner_t *self);
+
+/* Run a job: checks the limits of the env (max_pixels) and the backend's own,
+ * loads job->params->model if needed, then runs it. `errbuf` gets a message
+ * for humans on failure. Errors: LF_EINVAL (no model, zero size),
+ * LF_ENOTFOUND (unknown model), LF_ELIMIT (too many pixels), LF_ECANCELED,
+ * and the backend's codes. */
+int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
+                  char *errbuf, size_t errlen);
+
+#endif
