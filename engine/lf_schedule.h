@@ -1,0 +1,68 @@
+/* lf_schedule: noise schedules (sigma sequences) for the samplers.
+ *
+ * The model side is a discrete VP schedule: SD1.x uses scaled_linear betas
+ * from 0.00085 to 0.012 over 1000 training steps; alphas_cumprod is computed
+ * in double and stored as float, and sigma_t = sqrt((1 - a_t) / a_t) is
+ * computed from it in float, as in the LDM / k-diffusion code. Schedulers
+ * turn it into n+1 sigmas for n steps,
+ * descending, with a final 0 (k-diffusion / ComfyUI definitions).
+ *
+ * Pure functions and an immutable object; thread-safe after construction. */
+#ifndef LF_SCHEDULE_H
+#define LF_SCHEDULE_H
+
+#include <stddef.h>
+
+#define LF_SCHEDULE_TRAIN_STEPS 1000
+
+typedef struct {
+    int n;                                   /* training steps (1000) */
+    float sigmas[LF_SCHEDULE_TRAIN_STEPS];   /* ascending, sigma of timestep t */
+    float log_sigmas[LF_SCHEDULE_TRAIN_STEPS];
+    double alphas_cumprod[LF_SCHEDULE_TRAIN_STEPS];
+} lf_schedule_t;
+
+typedef enum {
+    LF_SCHEDULER_NORMAL = 0,   /* t = linspace(999, 0, n), log-sigma interpolation (k-diffusion "discrete") */
+    LF_SCHEDULER_KARRAS,       /* Karras et al. 2022, rho = 7 */
+    LF_SCHEDULER_EXPONENTIAL,  /* log-linear between sigma_max and sigma_min */
+    LF_SCHEDULER_SGM_UNIFORM,  /* t = linspace(999, 0, n + 1)[:-1] */
+    LF_SCHEDULER_SIMPLE,       /* ComfyUI "simple": every 1000/n-th training sigma from the top */
+    LF_SCHEDULER_DDIM_UNIFORM, /* ComfyUI "ddim_uniform": every 1000//n-th from index 1, reversed */
+    LF_SCHEDULER_COUNT
+} lf_scheduler_t;
+
+/* Fills *out with the SD1.x schedule (scaled_linear, 0.00085 -> 0.012). */
+void lf_schedule_init_sd15(lf_schedule_t *out);
+/* Fills *out from explicit scaled_linear betas over n_train steps (<= 1000).
+ * Returns 0 or LF_EINVAL. */
+int lf_schedule_init_scaled_linear(lf_schedule_t *out, int n_train, double beta_start, double beta_end);
+
+static inline double lf_schedule_sigma_min(const lf_schedule_t *s) { return s->sigmas[0]; }
+static inline double lf_schedule_sigma_max(const lf_schedule_t *s) { return s->sigmas[s->n - 1]; }
+
+/* Continuous timestep -> sigma, interpolating log sigma between integer
+ * timesteps; t is clamped to [0, n-1]. */
+double lf_schedule_t_to_sigma(const lf_schedule_t *s, double t);
+/* sigma -> continuous timestep, the inverse of the above (k-diffusion
+ * sigma_to_t); clamped to [0, n-1]. */
+double lf_schedule_sigma_to_t(const lf_schedule_t *s, double sigma);
+/* sigma -> nearest integer timestep (ComfyUI model_sampling.timestep). */
+int lf_schedule_sigma_to_t_nearest(const lf_schedule_t *s, double sigma);
+
+/* Writes steps + 1 sigmas (descending, the last 0) into out for the given
+ * scheduler over the schedule's sigma range. Returns 0, or LF_EINVAL for
+ * steps < 1 or an unknown scheduler. */
+int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, double *out);
+/* Karras schedule between arbitrary bounds; steps + 1 values, last 0. */
+void lf_schedule_karras(double sigma_min, double sigma_max, double rho, int steps, double *out);
+/* Exponential schedule between arbitrary bounds; steps + 1 values, last 0. */
+void lf_schedule_exponential(double sigma_min, double sigma_max, int steps, double *out);
+
+/* "normal", "karras", ... (ComfyUI names); never NULL. */
+const char *lf_scheduler_name(lf_scheduler_t kind);
+/* Parses a ComfyUI or A1111 name ("karras", "Karras", "sgm_uniform", "SGM Uniform",
+ * "Automatic" = normal). Returns 0 or LF_ENOTFOUND. */
+int lf_scheduler_parse(const char *name, lf_scheduler_t *out);
+
+#endif
