@@ -1,1 +1,557 @@
-int main(void) { return 0; }
+/* test_worker_link: the real lightfarm-worker binary against a broker played
+ * by this test (a ROUTER and lf_proto): READY and caps, a job with PROGRESS
+ * for every step and a RESULT with valid PNGs, cancel, a busy refusal, bad
+ * jobs, malformed frames, reconnects after a silent or departing broker
+ * (also mid-job, with a busy heartbeat a new broker can adopt), two brokers,
+ * and SIGTERM (finish the job, DISCONNECT, exit 0). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <czmq.h>
+#include <png.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lf_error.h"
+#include "lf_proto.h"
+
+#ifndef LF_WORKER_BIN
+#error "LF_WORKER_BIN must name the lightfarm-worker binary"
+#endif
+
+extern char **environ;
+
+#define HB_MS 200 /* the worker's heartbeat in these tests; liveness 3 */
+
+/* ---- a broker played by the test ---------------------------------------- */
+
+typedef struct {
+    zsock_t *router;
+    char endpoint[128];
+    zframe_t *peer;     /* identity of the worker's current connection */
+    bool beating;       /* send heartbeats to peer */
+    int64_t next_beat;
+    lf_msg_t last_hb;   /* the last HEARTBEAT received */
+    int n_hb;
+} s_broker_t;
+
+typedef struct {
+    s_broker_t b, b2;
+    pid_t pid;
+    lf_msg_t ready;
+} s_fix_t;
+
+static void s_broker_init(s_broker_t *b) {
+    memset(b, 0, sizeof *b);
+    b->router = zsock_new(ZMQ_ROUTER);
+    assert_non_null(b->router);
+    zsock_set_linger(b->router, 0);
+    assert_true(zsock_bind(b->router, "tcp://127.0.0.1:*") > 0);
+    snprintf(b->endpoint, sizeof b->endpoint, "%s", zsock_endpoint(b->router));
+    b->beating = true;
+}
+
+static void s_broker_fini(s_broker_t *b) {
+    zframe_destroy(&b->peer);
+    lf_msg_clear(&b->last_hb);
+    zsock_destroy(&b->router);
+}
+
+static void s_send_to(s_broker_t *b, const zframe_t *to, const lf_msg_t *m) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_msg_encode(m, &buf, &len), 0);
+    zmsg_t *z = zmsg_new();
+    zmsg_append(z, &(zframe_t *){zframe_dup((zframe_t *)to)});
+    zmsg_addmem(z, buf, len);
+    assert_int_equal(zmsg_send(&z, b->router), 0);
+    free(buf);
+}
+
+static void s_send_raw(s_broker_t *b, const void *data, size_t len, bool more_frames) {
+    zmsg_t *z = zmsg_new();
+    zmsg_append(z, &(zframe_t *){zframe_dup(b->peer)});
+    zmsg_addmem(z, data, len);
+    if (more_frames) zmsg_addstr(z, "extra");
+    assert_int_equal(zmsg_send(&z, b->router), 0);
+}
+
+/* Next non-heartbeat message within timeout_ms (0 on success, -1 on
+ * timeout). Heartbeats are answered and remembered on the way. */
+static int s_next(s_broker_t *b, int timeout_ms, lf_msg_t *out) {
+    int64_t end = zclock_mono() + timeout_ms;
+    for (;;) {
+        int64_t now = zclock_mono();
+        if (b->beating && b->peer && now >= b->next_beat) {
+            lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
+            s_send_to(b, b->peer, &hb);
+            b->next_beat = now + HB_MS;
+        }
+        if (now >= end) return -1;
+        int64_t wait = end - now;
+        if (b->beating && b->peer && b->next_beat - now < wait) wait = b->next_beat - now;
+        zsock_set_rcvtimeo(b->router, (int)(wait > 0 ? wait : 0));
+        zmsg_t *z = zmsg_recv(b->router);
+        if (!z) continue;
+        assert_int_equal(zmsg_size(z), 2); /* identity + one payload frame */
+        zframe_t *id = zmsg_pop(z);
+        zframe_t *body = zmsg_pop(z);
+        lf_msg_t m = {0};
+        assert_int_equal(lf_msg_decode(zframe_data(body), zframe_size(body), &m, NULL), 0);
+        zframe_destroy(&body);
+        zmsg_destroy(&z);
+        /* Like a broker, take the worker's address from its READY (a late
+         * message from a closed connection must not redirect us). */
+        if (!b->peer || m.type == LF_MSG_READY) {
+            zframe_destroy(&b->peer);
+            b->peer = id;
+        } else {
+            zframe_destroy(&id);
+        }
+        if (m.type == LF_MSG_HEARTBEAT) {
+            lf_msg_clear(&b->last_hb);
+            b->last_hb = m;
+            b->n_hb++;
+            continue;
+        }
+        *out = m;
+        return 0;
+    }
+}
+
+/* Next message, which must be of `type`. */
+static void s_expect(s_broker_t *b, lf_msg_type_t type, int timeout_ms, lf_msg_t *out) {
+    lf_msg_t m = {0};
+    if (s_next(b, timeout_ms, &m)) fail_msg("no %s within %d ms", lf_msg_type_name(type), timeout_ms);
+    if (m.type != type)
+        fail_msg("expected %s, got %s (code %d %s)", lf_msg_type_name(type),
+                 lf_msg_type_name(m.type), m.code, m.message ? m.message : "");
+    *out = m;
+}
+
+/* Keep the link alive for ms, failing on any non-heartbeat message. */
+static void s_quiet(s_broker_t *b, int ms) {
+    lf_msg_t m = {0};
+    if (s_next(b, ms, &m) == 0) fail_msg("unexpected %s", lf_msg_type_name(m.type));
+}
+
+static void s_assign(s_broker_t *b, const char *job_id, const char *model, uint32_t w,
+                     uint32_t h, uint32_t steps, uint32_t delay_ms, uint32_t batch, int64_t seed) {
+    lf_msg_t m = {.type = LF_MSG_ASSIGN, .job_id = (char *)job_id, .attempt = 1};
+    m.params = (lf_job_params_t){.model = (char *)model, .width = w, .height = h,
+                                 .steps = steps, .step_delay_ms = delay_ms,
+                                 .batch_size = batch, .seed = seed, .prompt = "a test card"};
+    s_send_to(b, b->peer, &m);
+}
+
+static void s_cancel(s_broker_t *b, const char *job_id) {
+    lf_msg_t m = {.type = LF_MSG_CANCEL, .job_id = (char *)job_id};
+    s_send_to(b, b->peer, &m);
+}
+
+/* ---- the worker process --------------------------------------------------- */
+
+static pid_t s_spawn(const char *endpoints) {
+    char e1[300], e2[64];
+    snprintf(e1, sizeof e1, "LF_BROKER_BACKEND=%s", endpoints);
+    snprintf(e2, sizeof e2, "LF_HEARTBEAT_MS=%d", HB_MS);
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 8, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LF_", 3)) env[k++] = environ[i];
+    env[k++] = e1;
+    env[k++] = e2;
+    env[k++] = "LF_WORKER_ID=test-worker";
+    env[k++] = "LF_HEARTBEAT_LIVENESS=3";
+    env[k++] = "LF_RECONNECT_MIN_MS=250";
+    env[k++] = "LF_MAX_PIXELS=1048576";
+    env[k++] = "LF_LOG_LEVEL=info";
+    char *argv[] = {LF_WORKER_BIN, NULL};
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, LF_WORKER_BIN, NULL, NULL, argv, env), 0);
+    free(env);
+    return pid;
+}
+
+/* Exit status of the worker within timeout_ms, or -1 when still running. */
+static int s_wait_exit(pid_t pid, int timeout_ms) {
+    int64_t end = zclock_mono() + timeout_ms;
+    do {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        zclock_sleep(20);
+    } while (zclock_mono() < end);
+    return -1;
+}
+
+static int s_setup(void **state) {
+    s_fix_t *f = calloc(1, sizeof *f);
+    s_broker_init(&f->b);
+    f->pid = s_spawn(f->b.endpoint);
+    s_expect(&f->b, LF_MSG_READY, 10000, &f->ready);
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state) {
+    s_fix_t *f = *state;
+    if (f->pid > 0 && s_wait_exit(f->pid, 0) < 0) {
+        kill(f->pid, SIGKILL);
+        waitpid(f->pid, NULL, 0);
+    }
+    lf_msg_clear(&f->ready);
+    s_broker_fini(&f->b);
+    if (f->b2.router) s_broker_fini(&f->b2);
+    free(f);
+    return 0;
+}
+
+static void s_check_png(const lf_bytes_t *png, uint32_t w, uint32_t h) {
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_memory(&img, png->data, png->len));
+    img.format = PNG_FORMAT_RGB;
+    uint8_t *buf = malloc(PNG_IMAGE_SIZE(img));
+    assert_true(png_image_finish_read(&img, NULL, buf, 0, NULL));
+    free(buf);
+    assert_int_equal(img.width, w);
+    assert_int_equal(img.height, h);
+}
+
+/* Expect PROGRESS 1..steps of job_id, then its RESULT (returned). */
+static void s_expect_run(s_broker_t *b, const char *job_id, uint32_t steps, int timeout_ms,
+                         lf_msg_t *result) {
+    for (uint32_t s = 1; s <= steps; s++) {
+        lf_msg_t p = {0};
+        s_expect(b, LF_MSG_PROGRESS, timeout_ms, &p);
+        assert_string_equal(p.job_id, job_id);
+        assert_int_equal(p.step, s);
+        assert_int_equal(p.steps, steps);
+        lf_msg_clear(&p);
+    }
+    s_expect(b, LF_MSG_RESULT, timeout_ms, result);
+    assert_string_equal(result->job_id, job_id);
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_ready_caps(void **state) {
+    s_fix_t *f = *state;
+    const lf_msg_t *r = &f->ready;
+    assert_string_equal(r->worker_id, "test-worker");
+    assert_non_null(r->caps.host);
+    assert_true(r->caps.host[0] != '\0');
+    assert_int_equal(r->caps.pid, f->pid);
+    assert_string_equal(r->caps.device_kind, "cpu");
+    assert_non_null(r->caps.device_name);
+    assert_true(r->caps.memory_bytes > 0);
+    assert_int_equal(r->caps.max_pixels, 1048576);
+    bool diag = false;
+    for (size_t i = 0; i < r->caps.n_models; i++)
+        if (!strcmp(r->caps.models[i].name, "lf-diagnostic")) {
+            diag = true;
+            assert_string_equal(r->caps.models[i].kind, "diagnostic");
+        }
+    assert_true(diag);
+    assert_int_equal(r->caps.n_resident, 0);
+    /* Heartbeats flow both ways and keep the link up: no second READY. */
+    s_quiet(&f->b, 5 * HB_MS);
+    assert_true(f->b.n_hb >= 3);
+    assert_false(f->b.last_hb.busy);
+    assert_string_equal(f->b.last_hb.worker_id, "test-worker");
+}
+
+static void test_job_progress_result(void **state) {
+    s_fix_t *f = *state;
+    s_assign(&f->b, "job-1", "lf-diagnostic", 64, 48, 5, 20, 2, 7);
+    lf_msg_t res = {0};
+    s_expect_run(&f->b, "job-1", 5, 3000, &res);
+    assert_int_equal(res.n_images, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(res.images[i].seed, 7 + (int64_t)i);
+        assert_int_equal(res.images[i].width, 64);
+        assert_int_equal(res.images[i].height, 48);
+        s_check_png(&res.images[i].png, 64, 48);
+    }
+    assert_non_null(res.info_json);
+    assert_non_null(strstr(res.info_json, "\"seeds\":[7,8]"));
+    lf_msg_clear(&res);
+    /* Idle again, with the model resident and the job counted. */
+    int before = f->b.n_hb;
+    s_quiet(&f->b, 3 * HB_MS);
+    assert_true(f->b.n_hb > before);
+    assert_false(f->b.last_hb.busy);
+    assert_int_equal(f->b.last_hb.caps.jobs_done, 1);
+    assert_int_equal(f->b.last_hb.caps.n_resident, 1);
+    assert_string_equal(f->b.last_hb.caps.resident[0], "lf-diagnostic");
+}
+
+static void test_cancel_mid_job(void **state) {
+    s_fix_t *f = *state;
+    s_assign(&f->b, "job-c", "lf-diagnostic", 32, 32, 200, 50, 1, 1);
+    lf_msg_t m = {0};
+    /* Let it run past a heartbeat or two (the first may predate the job). */
+    int hb0 = f->b.n_hb;
+    while (f->b.n_hb < hb0 + 2) {
+        s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+        lf_msg_clear(&m);
+    }
+    /* While it runs the heartbeats say busy with this job. */
+    assert_true(f->b.last_hb.busy);
+    assert_string_equal(f->b.last_hb.job_id, "job-c");
+    int64_t t0 = zclock_mono();
+    s_cancel(&f->b, "job-other"); /* not ours: ignored */
+    s_cancel(&f->b, "job-c");
+    int progress_after = 0;
+    for (;;) {
+        assert_int_equal(s_next(&f->b, 3000, &m), 0);
+        if (m.type != LF_MSG_PROGRESS) break;
+        progress_after++;
+        lf_msg_clear(&m);
+    }
+    assert_int_equal(m.type, LF_MSG_FAILED);
+    assert_string_equal(m.job_id, "job-c");
+    assert_int_equal(m.code, LF_ECANCELED);
+    lf_msg_clear(&m);
+    assert_true(progress_after <= 2);
+    assert_true(zclock_mono() - t0 < 1000);
+    /* Free for the next job at once. */
+    s_assign(&f->b, "job-d", "lf-diagnostic", 16, 16, 2, 1, 1, 2);
+    s_expect_run(&f->b, "job-d", 2, 3000, &m);
+    lf_msg_clear(&m);
+}
+
+static void test_busy_and_bad_jobs(void **state) {
+    s_fix_t *f = *state;
+    lf_msg_t m = {0};
+    s_assign(&f->b, "job-x", "no-such-model", 64, 64, 2, 1, 1, 1);
+    s_expect(&f->b, LF_MSG_FAILED, 3000, &m);
+    assert_string_equal(m.job_id, "job-x");
+    assert_int_equal(m.code, LF_ENOTFOUND);
+    lf_msg_clear(&m);
+    s_assign(&f->b, "job-y", "lf-diagnostic", 2048, 2048, 2, 1, 1, 1); /* > LF_MAX_PIXELS */
+    s_expect(&f->b, LF_MSG_FAILED, 3000, &m);
+    assert_int_equal(m.code, LF_ELIMIT);
+    lf_msg_clear(&m);
+    s_assign(&f->b, "job-z", "lf-diagnostic", 0, 64, 2, 1, 1, 1);
+    s_expect(&f->b, LF_MSG_FAILED, 3000, &m);
+    assert_int_equal(m.code, LF_EINVAL);
+    lf_msg_clear(&m);
+
+    /* One job at a time: a second ASSIGN is refused, the first one finishes. */
+    s_assign(&f->b, "job-a", "lf-diagnostic", 32, 32, 4, 50, 1, 1);
+    s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+    lf_msg_clear(&m);
+    s_assign(&f->b, "job-b", "lf-diagnostic", 32, 32, 4, 50, 1, 1);
+    bool refused = false, done = false;
+    while (!done) {
+        assert_int_equal(s_next(&f->b, 3000, &m), 0);
+        if (m.type == LF_MSG_FAILED) {
+            assert_string_equal(m.job_id, "job-b");
+            assert_int_equal(m.code, LF_EBUSY);
+            refused = true;
+        } else if (m.type == LF_MSG_RESULT) {
+            assert_string_equal(m.job_id, "job-a");
+            done = true;
+        } else {
+            assert_int_equal(m.type, LF_MSG_PROGRESS);
+            assert_string_equal(m.job_id, "job-a");
+        }
+        lf_msg_clear(&m);
+    }
+    assert_true(refused);
+}
+
+static void test_malformed_frames(void **state) {
+    s_fix_t *f = *state;
+    static const uint8_t junk[] = {0xc1, 0xff, 0x00, 0x13, 0x37};
+    s_send_raw(&f->b, junk, sizeof junk, false);
+    s_send_raw(&f->b, "", 0, false);
+    s_send_raw(&f->b, "\x81\xa1v\x01", 4, false); /* a map without a type */
+    s_send_raw(&f->b, junk, sizeof junk, true);    /* two frames */
+    /* A well-formed map of an unknown type, and a truncated ASSIGN. */
+    s_send_raw(&f->b, "\x82\xa1v\x01\xa1t\xa4nope", 11, false);
+    lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = "j", .attempt = 1};
+    a.params = (lf_job_params_t){.model = "lf-diagnostic", .width = 8, .height = 8};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_msg_encode(&a, &buf, &len), 0);
+    s_send_raw(&f->b, buf, len / 2, false);
+    free(buf);
+    /* A message meant for brokers. */
+    lf_msg_t odd = {.type = LF_MSG_READY, .worker_id = "x", .caps = {.host = "h"}};
+    s_send_to(&f->b, f->b.peer, &odd);
+    s_quiet(&f->b, 2 * HB_MS);
+    assert_int_equal(s_wait_exit(f->pid, 0), -1); /* still running */
+    lf_msg_t m = {0};
+    s_assign(&f->b, "job-ok", "lf-diagnostic", 24, 24, 1, 0, 1, 3);
+    s_expect_run(&f->b, "job-ok", 1, 3000, &m);
+    s_check_png(&m.images[0].png, 24, 24);
+    lf_msg_clear(&m);
+}
+
+static void test_reconnect_after_silence(void **state) {
+    s_fix_t *f = *state;
+    zframe_t *first = zframe_dup(f->b.peer);
+    f->b.beating = false;
+    int64_t t0 = zclock_mono();
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_READY, 5000, &m);
+    int64_t waited = zclock_mono() - t0;
+    /* Dead after 3 missed beats (600 ms), then the 250 ms backoff. */
+    assert_true(waited >= 2 * HB_MS);
+    assert_true(waited < 3000);
+    assert_false(zframe_eq(first, f->b.peer)); /* a fresh connection */
+    assert_string_equal(m.worker_id, "test-worker");
+    lf_msg_clear(&m);
+    zframe_destroy(&first);
+    /* Answering again keeps the new connection: no further READY. */
+    f->b.beating = true;
+    f->b.next_beat = 0;
+    s_quiet(&f->b, 8 * HB_MS);
+    /* A broker that says DISCONNECT gets a fresh READY soon after. */
+    lf_msg_t bye = {.type = LF_MSG_DISCONNECT};
+    s_send_to(&f->b, f->b.peer, &bye);
+    s_expect(&f->b, LF_MSG_READY, 3000, &m);
+    lf_msg_clear(&m);
+}
+
+static void test_reconnect_mid_job_adoptable(void **state) {
+    s_fix_t *f = *state;
+    s_assign(&f->b, "job-r", "lf-diagnostic", 32, 32, 25, 100, 1, 5);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+    lf_msg_clear(&m);
+    /* The broker "restarts": silent until the worker gives up on it. */
+    f->b.beating = false;
+    zframe_t *old = zframe_dup(f->b.peer);
+    for (;;) {
+        assert_int_equal(s_next(&f->b, 5000, &m), 0);
+        if (m.type == LF_MSG_READY) break;
+        assert_int_equal(m.type, LF_MSG_PROGRESS); /* still going on the old link */
+        lf_msg_clear(&m);
+    }
+    lf_msg_clear(&m);
+    assert_false(zframe_eq(old, f->b.peer));
+    zframe_destroy(&old);
+    f->b.beating = true;
+    f->b.next_beat = 0;
+    /* The new connection hears busy heartbeats naming the job, then gets the
+     * progress and the result. */
+    int hb0 = f->b.n_hb;
+    bool got_result = false;
+    while (!got_result) {
+        assert_int_equal(s_next(&f->b, 5000, &m), 0);
+        if (m.type == LF_MSG_RESULT) {
+            assert_string_equal(m.job_id, "job-r");
+            got_result = true;
+        } else {
+            assert_int_equal(m.type, LF_MSG_PROGRESS);
+        }
+        lf_msg_clear(&m);
+        if (f->b.n_hb > hb0 && !got_result) {
+            assert_true(f->b.last_hb.busy);
+            assert_string_equal(f->b.last_hb.job_id, "job-r");
+        }
+    }
+    assert_true(f->b.n_hb > hb0);
+}
+
+static void test_sigterm_finishes_job(void **state) {
+    s_fix_t *f = *state;
+    s_assign(&f->b, "job-t", "lf-diagnostic", 40, 30, 8, 100, 1, 9);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+    lf_msg_clear(&m);
+    assert_int_equal(kill(f->pid, SIGTERM), 0);
+    /* New work is refused while it drains. */
+    s_assign(&f->b, "job-late", "lf-diagnostic", 8, 8, 1, 0, 1, 1);
+    uint32_t last_step = 1;
+    bool refused = false;
+    for (;;) {
+        assert_int_equal(s_next(&f->b, 3000, &m), 0);
+        if (m.type == LF_MSG_RESULT) break;
+        if (m.type == LF_MSG_FAILED) {
+            assert_string_equal(m.job_id, "job-late");
+            assert_int_equal(m.code, LF_EBUSY);
+            refused = true;
+        } else {
+            assert_int_equal(m.type, LF_MSG_PROGRESS);
+            assert_int_equal(m.step, last_step + 1);
+            last_step = m.step;
+        }
+        lf_msg_clear(&m);
+    }
+    assert_string_equal(m.job_id, "job-t");
+    assert_int_equal(last_step, 8); /* every step ran */
+    s_check_png(&m.images[0].png, 40, 30);
+    lf_msg_clear(&m);
+    assert_true(refused);
+    s_expect(&f->b, LF_MSG_DISCONNECT, 3000, &m);
+    assert_string_equal(m.worker_id, "test-worker");
+    lf_msg_clear(&m);
+    assert_int_equal(s_wait_exit(f->pid, 5000), 0);
+    f->pid = 0;
+}
+
+static void test_sigterm_idle(void **state) {
+    s_fix_t *f = *state;
+    assert_int_equal(kill(f->pid, SIGTERM), 0);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_DISCONNECT, 3000, &m);
+    lf_msg_clear(&m);
+    assert_int_equal(s_wait_exit(f->pid, 5000), 0);
+    f->pid = 0;
+}
+
+static void test_two_brokers(void **state) {
+    s_fix_t *f = *state;
+    /* Replace the fixture's worker by one connected to two brokers. */
+    kill(f->pid, SIGKILL);
+    waitpid(f->pid, NULL, 0);
+    s_broker_init(&f->b2);
+    char list[300];
+    snprintf(list, sizeof list, "%s, %s", f->b.endpoint, f->b2.endpoint);
+    f->pid = s_spawn(list);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_READY, 10000, &m);
+    lf_msg_clear(&m);
+    s_expect(&f->b2, LF_MSG_READY, 3000, &m);
+    lf_msg_clear(&m);
+    /* A job from the second broker answers there. */
+    s_assign(&f->b2, "job-2", "lf-diagnostic", 16, 16, 3, 10, 1, 4);
+    s_expect_run(&f->b2, "job-2", 3, 3000, &m);
+    lf_msg_clear(&m);
+    s_quiet(&f->b, 2 * HB_MS); /* nothing of it went to the first */
+}
+
+int main(void) {
+    zsys_init();
+    zsys_set_linger(0);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_ready_caps),
+        T(test_job_progress_result),
+        T(test_cancel_mid_job),
+        T(test_busy_and_bad_jobs),
+        T(test_malformed_frames),
+        T(test_reconnect_after_silence),
+        T(test_reconnect_mid_job_adoptable),
+        T(test_sigterm_finishes_job),
+        T(test_sigterm_idle),
+        T(test_two_brokers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,261 @@
+/* lf_compute: the compute thread (a czmq actor). See lf_compute.h.
+ *
+ * Pipe messages, main -> compute: ["RUN", <lf_msg_t *>] (ownership of the
+ * heap message passes with it) and "$TERM". Compute -> main:
+ * ["PROGRESS", bytes], ["RESIDENT", name], ["DONE", bytes, code]. */
+#include "lf_compute.h"
+
+#include <czmq.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_log.h"
+
+struct lf_compute {
+    zactor_t *actor;
+    lf_runner_t *runner; /* used by the compute thread only */
+    char *worker_id;
+    atomic_bool cancel;
+};
+
+/* What the progress callback needs, on the compute thread's stack. */
+typedef struct {
+    zsock_t *pipe;
+    const char *job_id;
+    const char *worker_id;
+} s_job_ctx_t;
+
+void lf_compute_event_clear(lf_compute_event_t *ev) {
+    if (!ev) return;
+    free(ev->msg);
+    free(ev->resident);
+    memset(ev, 0, sizeof *ev);
+}
+
+static void s_send_bytes(zsock_t *pipe, const char *kind, const uint8_t *buf, size_t len,
+                         int code) {
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, kind);
+    zmsg_addmem(m, buf, len);
+    if (code != INT32_MIN) zmsg_addstrf(m, "%d", code);
+    zmsg_send(&m, pipe);
+}
+
+static void s_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *preview,
+                       size_t preview_len) {
+    const s_job_ctx_t *j = ud;
+    /* The message borrows everything; it is encoded, never cleared. */
+    lf_msg_t m = {.type = LF_MSG_PROGRESS, .job_id = (char *)j->job_id,
+                  .worker_id = (char *)j->worker_id, .step = step, .steps = steps};
+    if (preview) m.preview = (lf_bytes_t){(uint8_t *)preview, preview_len};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = lf_msg_encode(&m, &buf, &len);
+    if (rc && preview) { /* a preview the codec refuses: send the step alone */
+        m.preview = (lf_bytes_t){0};
+        rc = lf_msg_encode(&m, &buf, &len);
+    }
+    if (rc) {
+        lf_warn("job %s: cannot encode progress: %s", j->job_id, lf_strerror(rc));
+        return;
+    }
+    s_send_bytes(j->pipe, "PROGRESS", buf, len, INT32_MIN);
+    free(buf);
+}
+
+/* Encode a FAILED message; on an encoder failure there is nothing else to
+ * send, so the main thread gets an empty DONE and reports it itself. */
+static void s_send_failed(lf_compute_t *self, zsock_t *pipe, const char *job_id, int code,
+                          const char *message) {
+    lf_msg_t f = {.type = LF_MSG_FAILED, .job_id = (char *)job_id,
+                  .worker_id = self->worker_id, .code = code, .message = (char *)message};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = lf_msg_encode(&f, &buf, &len);
+    if (rc) lf_error("job %s: cannot encode FAILED: %s", job_id, lf_strerror(rc));
+    s_send_bytes(pipe, "DONE", buf, rc ? 0 : len, code);
+    free(buf);
+}
+
+static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
+    const char *job_id = assign->job_id;
+    const char *before = lf_runner_resident(self->runner);
+    char *was = before ? strdup(before) : NULL;
+    s_job_ctx_t ctx = {pipe, job_id, self->worker_id};
+    lf_runner_job_t job = {
+        .params = &assign->params,
+        .init_image = assign->init_image.len ? assign->init_image.data : NULL,
+        .init_image_len = assign->init_image.len,
+        .progress = s_progress,
+        .progress_ud = &ctx,
+        .cancel = &self->cancel,
+    };
+    lf_runner_output_t out = {0};
+    char err[256];
+    int64_t t0 = zclock_mono();
+    lf_info("job %s: %s %ux%u, %u steps, batch %u (attempt %u)", job_id,
+            assign->params.model ? assign->params.model : "?", assign->params.width,
+            assign->params.height, assign->params.steps,
+            assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt);
+    int rc = lf_runner_run(self->runner, &job, &out, err, sizeof err);
+
+    const char *now = lf_runner_resident(self->runner);
+    if ((was == NULL) != (now == NULL) || (was && strcmp(was, now))) {
+        zmsg_t *m = zmsg_new();
+        zmsg_addstr(m, "RESIDENT");
+        zmsg_addstr(m, now ? now : "");
+        zmsg_send(&m, pipe);
+    }
+    free(was);
+
+    if (rc) {
+        if (rc == LF_ECANCELED)
+            lf_info("job %s: cancelled after %lld ms", job_id, (long long)(zclock_mono() - t0));
+        else
+            lf_warn("job %s: failed: %s (%s)", job_id, err, lf_err_name(rc));
+        s_send_failed(self, pipe, job_id, rc, rc == LF_ECANCELED ? "cancelled" : err);
+        return;
+    }
+    lf_msg_t r = {.type = LF_MSG_RESULT, .job_id = (char *)job_id, .worker_id = self->worker_id,
+                  .images = out.images, .n_images = out.n_images, .info_json = out.info_json};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    rc = lf_msg_encode(&r, &buf, &len);
+    lf_runner_output_clear(&out);
+    if (rc) {
+        snprintf(err, sizeof err, "cannot encode the result: %s", lf_strerror(rc));
+        lf_warn("job %s: %s", job_id, err);
+        s_send_failed(self, pipe, job_id, rc, err);
+        return;
+    }
+    lf_info("job %s: done in %lld ms (%zu bytes)", job_id, (long long)(zclock_mono() - t0), len);
+    s_send_bytes(pipe, "DONE", buf, len, 0);
+    free(buf);
+}
+
+static void s_actor(zsock_t *pipe, void *args) {
+    lf_compute_t *self = args;
+    /* Signals are the main thread's business (SIGTERM = finish, then leave). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    zsock_signal(pipe, 0);
+    for (;;) {
+        zmsg_t *m = zmsg_recv(pipe);
+        if (!m) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        char *cmd = zmsg_popstr(m);
+        bool term = !cmd || !strcmp(cmd, "$TERM");
+        if (cmd && !strcmp(cmd, "RUN")) {
+            zframe_t *f = zmsg_pop(m);
+            lf_msg_t *assign = NULL;
+            if (f && zframe_size(f) == sizeof assign) memcpy(&assign, zframe_data(f), sizeof assign);
+            zframe_destroy(&f);
+            if (assign) {
+                s_run(self, pipe, assign);
+                lf_msg_clear(assign);
+                free(assign);
+            }
+        }
+        free(cmd);
+        zmsg_destroy(&m);
+        if (term) break;
+    }
+}
+
+lf_compute_t *lf_compute_new(lf_runner_t **runner_p, const char *worker_id) {
+    if (!runner_p || !*runner_p || !worker_id) return NULL;
+    lf_compute_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->worker_id = strdup(worker_id))) {
+        free(self);
+        return NULL;
+    }
+    atomic_init(&self->cancel, false);
+    self->runner = *runner_p;
+    self->actor = zactor_new(s_actor, self);
+    if (!self->actor) {
+        free(self->worker_id);
+        free(self);
+        return NULL;
+    }
+    *runner_p = NULL;
+    return self;
+}
+
+void lf_compute_destroy(lf_compute_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_compute_t *self = *self_p;
+    atomic_store(&self->cancel, true);
+    zactor_destroy(&self->actor); /* sends $TERM, waits for the thread */
+    lf_runner_destroy(&self->runner);
+    free(self->worker_id);
+    free(self);
+    *self_p = NULL;
+}
+
+void *lf_compute_handle(lf_compute_t *self) { return zsock_resolve(self->actor); }
+
+const lf_runner_t *lf_compute_runner(const lf_compute_t *self) { return self->runner; }
+
+int lf_compute_start(lf_compute_t *self, lf_msg_t *assign) {
+    if (!assign || !assign->job_id) return LF_EINVAL;
+    lf_msg_t *moved = malloc(sizeof *moved);
+    if (!moved) return LF_ENOMEM;
+    *moved = *assign;
+    memset(assign, 0, sizeof *assign);
+    /* Lowered here, on the main thread, so that a CANCEL right after this
+     * call cannot be lost to a reset on the compute thread. */
+    atomic_store(&self->cancel, false);
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, "RUN");
+    zmsg_addmem(m, &moved, sizeof moved);
+    if (zmsg_send(&m, self->actor) != 0) {
+        zmsg_destroy(&m);
+        *assign = *moved; /* give it back untouched */
+        free(moved);
+        return LF_EIO;
+    }
+    return 0;
+}
+
+void lf_compute_cancel(lf_compute_t *self) { atomic_store(&self->cancel, true); }
+
+int lf_compute_recv(lf_compute_t *self, lf_compute_event_t *ev) {
+    if (!(zsock_events(self->actor) & ZMQ_POLLIN)) return LF_EAGAIN;
+    zmsg_t *m = zmsg_recv(self->actor);
+    if (!m) return LF_EAGAIN;
+    lf_compute_event_t e = {0};
+    char *kind = zmsg_popstr(m);
+    int rc = 0;
+    if (kind && !strcmp(kind, "RESIDENT")) {
+        e.kind = LF_COMPUTE_RESIDENT;
+        e.resident = zmsg_popstr(m);
+    } else if (kind && (!strcmp(kind, "PROGRESS") || !strcmp(kind, "DONE"))) {
+        e.kind = kind[0] == 'P' ? LF_COMPUTE_PROGRESS : LF_COMPUTE_DONE;
+        zframe_t *f = zmsg_pop(m);
+        if (f && zframe_size(f)) {
+            e.len = zframe_size(f);
+            e.msg = malloc(e.len);
+            if (e.msg) memcpy(e.msg, zframe_data(f), e.len);
+            else e.len = 0;
+        }
+        zframe_destroy(&f);
+        char *code = zmsg_popstr(m);
+        e.code = code ? atoi(code) : 0;
+        free(code);
+    } else {
+        rc = LF_EPROTO; /* cannot happen: only s_actor writes to this pipe */
+    }
+    free(kind);
+    zmsg_destroy(&m);
+    if (!rc) *ev = e;
+    return rc;
+}

@@ -1,0 +1,505 @@
+/* lf_worker: links, job state and the main loop. See lf_worker.h. */
+#include "lf_worker.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "lf_compute.h"
+#include "lf_error.h"
+#include "lf_link.h"
+#include "lf_log.h"
+#include "lf_proto.h"
+#include "lf_sysinfo.h"
+
+/* The longest the main loop sleeps, so a signal caught by another thread is
+ * still seen quickly. */
+#define S_MAX_WAIT_MS 100
+/* Linger on the last messages (RESULT, DISCONNECT) when leaving. */
+#define S_CLOSE_LINGER_MS 2000
+
+typedef struct {
+    uint8_t *buf; /* a final message (RESULT/FAILED) waiting for its broker */
+    size_t len;
+} s_pending_t;
+
+struct lf_worker {
+    char *id;
+    char *device;
+    char *models_dir;
+    uint64_t max_pixels;
+    int64_t drain_ms;
+    lf_sysinfo_t sys;
+    lf_link_t **links;
+    s_pending_t *pending; /* one slot per link */
+    size_t n_links;
+    lf_compute_t *compute;
+    char *resident; /* the compute thread's resident model, as last reported */
+
+    /* The job running now (busy) and the link it came from. */
+    bool busy;
+    char *job_id;
+    size_t job_link;
+
+    bool stopping;
+    int64_t stop_deadline;
+    lf_codec_stats_t codec;
+    lf_worker_stats_t stats;
+};
+
+/* ---- construction -------------------------------------------------------- */
+
+static char *s_default_id(const lf_sysinfo_t *sys) {
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uint32_t)zclock_time() ^ ((uint32_t)getpid() << 16); /* good enough for an id */
+    char buf[320];
+    snprintf(buf, sizeof buf, "%s-%d-%08x", sys->host, (int)sys->pid, r);
+    return strdup(buf);
+}
+
+static int s_add_links(lf_worker_t *self, const char *list, const lf_heartbeat_cfg_t *hb) {
+    char *copy = strdup(list ? list : "");
+    if (!copy) return LF_ENOMEM;
+    int rc = 0;
+    int64_t now = zclock_mono();
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
+        if (!*tok) continue;
+        lf_link_t **links = realloc(self->links, (self->n_links + 1) * sizeof *links);
+        s_pending_t *pend = realloc(self->pending, (self->n_links + 1) * sizeof *pend);
+        if (links) self->links = links;
+        if (pend) self->pending = pend;
+        if (!links || !pend) {
+            rc = LF_ENOMEM;
+            break;
+        }
+        lf_link_t *l = lf_link_new(tok, hb, now);
+        if (!l) {
+            lf_error("invalid broker endpoint '%s'", tok);
+            rc = LF_EINVAL;
+            break;
+        }
+        self->links[self->n_links] = l;
+        self->pending[self->n_links] = (s_pending_t){0};
+        self->n_links++;
+    }
+    free(copy);
+    if (!rc && !self->n_links) {
+        lf_error("no broker endpoint given (LF_BROKER_BACKEND)");
+        rc = LF_EINVAL;
+    }
+    return rc;
+}
+
+lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
+    if (!opts) return NULL;
+    const char *device = opts->device && *opts->device ? opts->device : "cpu";
+    if (strcmp(device, "cpu")) {
+        /* The diagnostic model runs anywhere, but advertising a GPU the
+         * worker cannot drive would mislead the scheduler. */
+        lf_error("device '%s' is not supported yet (only 'cpu' until the engine lands)", device);
+        return NULL;
+    }
+    lf_worker_t *self = calloc(1, sizeof *self);
+    if (!self) return NULL;
+    lf_sysinfo_probe(&self->sys);
+    self->id = opts->worker_id && *opts->worker_id ? strdup(opts->worker_id)
+                                                   : s_default_id(&self->sys);
+    self->device = strdup(device);
+    self->models_dir = opts->models_dir ? strdup(opts->models_dir) : NULL;
+    self->max_pixels = opts->max_pixels;
+    self->drain_ms = opts->drain_ms > 0 ? opts->drain_ms : 5000;
+    if (!self->id || !self->device || s_add_links(self, opts->endpoints, &opts->heartbeat)) {
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    /* The runner borrows these strings; the worker outlives it. */
+    lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
+                           .max_pixels = opts->max_pixels};
+    lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
+    if (!runner) {
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    size_t n_models = 0;
+    lf_runner_models(runner, &n_models);
+    if (!n_models) lf_warn("no models available; the worker will refuse every job");
+    self->compute = lf_compute_new(&runner, self->id);
+    if (!self->compute) {
+        lf_runner_destroy(&runner);
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void lf_worker_destroy(lf_worker_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_worker_t *self = *self_p;
+    lf_compute_destroy(&self->compute);
+    for (size_t i = 0; i < self->n_links; i++) {
+        lf_link_destroy(&self->links[i], 0);
+        free(self->pending[i].buf);
+    }
+    free(self->links);
+    free(self->pending);
+    free(self->resident);
+    free(self->job_id);
+    free(self->device);
+    free(self->models_dir);
+    free(self->id);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *lf_worker_id(const lf_worker_t *self) { return self->id; }
+lf_worker_stats_t lf_worker_stats(const lf_worker_t *self) { return self->stats; }
+
+/* ---- messages out -------------------------------------------------------- */
+
+static int s_send(lf_worker_t *self, size_t li, const lf_msg_t *m) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = lf_msg_encode(m, &buf, &len);
+    if (rc) {
+        lf_error("cannot encode %s: %s", lf_msg_type_name(m->type), lf_strerror(rc));
+        return rc;
+    }
+    rc = lf_link_send(self->links[li], buf, len);
+    free(buf);
+    if (rc && rc != LF_ECONN)
+        lf_warn("%s to %s not sent: %s", lf_msg_type_name(m->type),
+                lf_link_endpoint(self->links[li]), lf_strerror(rc));
+    return rc;
+}
+
+/* The caps borrow the worker's strings; the message is encoded, never cleared. */
+static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
+    size_t n = 0;
+    const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n);
+    *c = (lf_worker_caps_t){
+        .host = (char *)self->sys.host,
+        .pid = self->sys.pid,
+        .device_kind = self->device,
+        .device_name = (char *)self->sys.cpu_name,
+        .memory_bytes = self->sys.memory_bytes,
+        .max_pixels = self->max_pixels,
+        .models = (lf_model_info_t *)models,
+        .n_models = n,
+        .resident = self->resident ? (char **)&self->resident : NULL,
+        .n_resident = self->resident ? 1 : 0,
+        .jobs_done = self->stats.jobs_done,
+    };
+}
+
+static void s_send_ready(lf_worker_t *self, size_t li) {
+    lf_msg_t m = {.type = LF_MSG_READY, .worker_id = self->id, .busy = self->busy,
+                  .job_id = self->busy ? self->job_id : NULL};
+    s_caps(self, &m.caps);
+    s_send(self, li, &m);
+}
+
+static void s_send_heartbeat(lf_worker_t *self, size_t li) {
+    lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = self->id, .busy = self->busy,
+                  .job_id = self->busy ? self->job_id : NULL};
+    s_caps(self, &m.caps);
+    s_send(self, li, &m);
+}
+
+static void s_send_failed(lf_worker_t *self, size_t li, const char *job_id, int code,
+                          const char *message) {
+    lf_msg_t m = {.type = LF_MSG_FAILED, .worker_id = self->id, .job_id = (char *)job_id,
+                  .code = code, .message = (char *)message};
+    s_send(self, li, &m);
+}
+
+/* Send a link's pending final message if it is up; true when sent. */
+static bool s_flush_pending(lf_worker_t *self, size_t li) {
+    s_pending_t *p = &self->pending[li];
+    if (!p->buf) return true;
+    int rc = lf_link_send(self->links[li], p->buf, p->len);
+    if (rc) return false;
+    lf_info("delivered the held result to %s", lf_link_endpoint(self->links[li]));
+    free(p->buf);
+    *p = (s_pending_t){0};
+    return true;
+}
+
+static bool s_any_pending(const lf_worker_t *self) {
+    for (size_t i = 0; i < self->n_links; i++)
+        if (self->pending[i].buf) return true;
+    return false;
+}
+
+/* ---- messages in --------------------------------------------------------- */
+
+static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
+    if (!m->job_id || !*m->job_id) {
+        lf_warn("ASSIGN without a job id from %s; ignored", lf_link_endpoint(self->links[li]));
+        self->stats.bad_frames++;
+        return;
+    }
+    if (self->busy && !strcmp(self->job_id, m->job_id)) {
+        /* A broker that restarted re-sends the job we are running: it is
+         * ours already, and the heartbeats tell it so. */
+        lf_info("job %s assigned again while running; keeping the run", m->job_id);
+        if (li != self->job_link) self->job_link = li;
+        return;
+    }
+    if (self->busy || self->stopping) {
+        char why[160];
+        snprintf(why, sizeof why, self->stopping ? "worker %s is shutting down"
+                                                 : "worker %s is busy with another job",
+                 self->id);
+        lf_warn("job %s refused: %s", m->job_id, why);
+        self->stats.jobs_refused++;
+        s_send_failed(self, li, m->job_id, LF_EBUSY, why);
+        return;
+    }
+    char *id = strdup(m->job_id);
+    if (!id) {
+        s_send_failed(self, li, m->job_id, LF_ENOMEM, "out of memory");
+        return;
+    }
+    int rc = lf_compute_start(self->compute, m);
+    if (rc) {
+        s_send_failed(self, li, id, rc, "cannot start the job");
+        free(id);
+        return;
+    }
+    self->busy = true;
+    self->job_id = id;
+    self->job_link = li;
+}
+
+static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t len,
+                       int64_t now) {
+    lf_msg_t m = {0};
+    int rc = lf_msg_decode(buf, len, &m, &self->codec);
+    if (rc) {
+        self->stats.bad_frames++;
+        lf_warn("bad message from %s (%zu bytes): %s", lf_link_endpoint(self->links[li]), len,
+                lf_strerror(rc));
+        return;
+    }
+    switch (m.type) {
+    case LF_MSG_HEARTBEAT: break; /* liveness was refreshed on receipt */
+    case LF_MSG_ASSIGN: s_on_assign(self, li, &m); break;
+    case LF_MSG_CANCEL:
+        if (self->busy && m.job_id && !strcmp(m.job_id, self->job_id)) {
+            lf_info("job %s: cancel requested", self->job_id);
+            lf_compute_cancel(self->compute);
+        } else {
+            lf_debug("cancel for job %s, not running here; ignored", m.job_id ? m.job_id : "?");
+        }
+        break;
+    case LF_MSG_DISCONNECT:
+        lf_info("broker %s said goodbye; reconnecting", lf_link_endpoint(self->links[li]));
+        lf_link_drop(self->links[li], now);
+        self->stats.reconnects++;
+        break;
+    default:
+        lf_warn("unexpected %s from %s; ignored", lf_msg_type_name(m.type),
+                lf_link_endpoint(self->links[li]));
+        break;
+    }
+    lf_msg_clear(&m);
+}
+
+static void s_read_link(lf_worker_t *self, size_t li, int64_t now) {
+    /* A bounded batch per wake-up keeps one chatty broker from starving the
+     * others and the compute pipe. */
+    for (int k = 0; k < 64 && lf_link_up(self->links[li]); k++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rc = lf_link_recv(self->links[li], now, &buf, &len);
+        if (rc == LF_EAGAIN || rc == LF_ECONN) break;
+        if (rc) {
+            self->stats.bad_frames++;
+            lf_warn("bad frame from %s: %s", lf_link_endpoint(self->links[li]), lf_strerror(rc));
+            continue;
+        }
+        s_on_frame(self, li, buf, len, now);
+        free(buf);
+    }
+}
+
+/* ---- compute events ------------------------------------------------------ */
+
+static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
+    size_t li = self->job_link;
+    if (ev->code == 0)
+        self->stats.jobs_done++;
+    else
+        self->stats.jobs_failed++;
+    if (!ev->msg) {
+        /* The compute thread could not encode its answer: say so plainly. */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        lf_msg_t f = {.type = LF_MSG_FAILED, .worker_id = self->id, .job_id = self->job_id,
+                      .code = ev->code ? ev->code : LF_EINTERNAL,
+                      .message = "the worker could not encode the job's answer"};
+        if (lf_msg_encode(&f, &buf, &len)) buf = NULL;
+        ev->msg = buf;
+        ev->len = buf ? len : 0;
+    }
+    if (ev->msg) {
+        if (lf_link_send(self->links[li], ev->msg, ev->len)) {
+            lf_warn("job %s: broker %s unreachable; holding the answer until it is back",
+                    self->job_id, lf_link_endpoint(self->links[li]));
+            free(self->pending[li].buf); /* cannot happen: one job at a time per link */
+            self->pending[li] = (s_pending_t){ev->msg, ev->len};
+            ev->msg = NULL;
+        }
+    }
+    free(self->job_id);
+    self->job_id = NULL;
+    self->busy = false;
+}
+
+static void s_read_compute(lf_worker_t *self) {
+    for (int k = 0; k < 256; k++) {
+        lf_compute_event_t ev = {0};
+        if (lf_compute_recv(self->compute, &ev)) break;
+        switch (ev.kind) {
+        case LF_COMPUTE_PROGRESS:
+            if (self->busy && ev.msg) lf_link_send(self->links[self->job_link], ev.msg, ev.len);
+            break;
+        case LF_COMPUTE_RESIDENT:
+            free(self->resident);
+            self->resident = ev.resident && *ev.resident ? ev.resident : NULL;
+            if (self->resident) ev.resident = NULL;
+            break;
+        case LF_COMPUTE_DONE: s_on_done(self, &ev); break;
+        }
+        lf_compute_event_clear(&ev);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void s_tick_links(lf_worker_t *self, int64_t now) {
+    for (size_t i = 0; i < self->n_links; i++) {
+        lf_link_t *l = self->links[i];
+        lf_heartbeat_action_t a;
+        while ((a = lf_link_poll(l, now)) != LF_HB_NONE) {
+            switch (a) {
+            case LF_HB_CONNECT:
+                if (lf_link_deaths(l))
+                    lf_info("reconnecting to broker %s", lf_link_endpoint(l));
+                else
+                    lf_info("connecting to broker %s", lf_link_endpoint(l));
+                s_send_ready(self, i);
+                s_flush_pending(self, i);
+                break;
+            case LF_HB_SEND: s_send_heartbeat(self, i); break;
+            case LF_HB_DEAD:
+                self->stats.reconnects++;
+                lf_warn("broker %s silent; reconnecting after backoff", lf_link_endpoint(l));
+                break;
+            case LF_HB_NONE: break;
+            }
+        }
+    }
+}
+
+static void s_leave(lf_worker_t *self) {
+    for (size_t i = 0; i < self->n_links; i++) {
+        if (!lf_link_up(self->links[i])) continue;
+        lf_msg_t m = {.type = LF_MSG_DISCONNECT, .worker_id = self->id};
+        s_send(self, i, &m);
+        /* Linger so the DISCONNECT (and a result just sent) can leave. */
+        lf_link_destroy(&self->links[i], S_CLOSE_LINGER_MS);
+        /* Keep the array dense for lf_worker_destroy: a NULL link is skipped. */
+    }
+}
+
+int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
+    lf_info("worker %s: %zu broker(s), device %s (%s), %" PRIu64 " MiB, max %" PRIu64
+            " pixels",
+            self->id, self->n_links, self->device, self->sys.cpu_name,
+            self->sys.memory_bytes >> 20, self->max_pixels);
+    size_t n_models = 0;
+    const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n_models);
+    for (size_t i = 0; i < n_models; i++)
+        lf_info("model %s (%s)", models[i].name, models[i].kind);
+
+    zmq_pollitem_t *items = calloc(self->n_links + 1, sizeof *items);
+    size_t *which = calloc(self->n_links + 1, sizeof *which);
+    if (!items || !which) {
+        free(items);
+        free(which);
+        return LF_ENOMEM;
+    }
+    int seen_signals = 0;
+    for (;;) {
+        int64_t now = zclock_mono();
+        int sig = signals ? (int)*signals : 0;
+        if (sig > seen_signals) {
+            seen_signals = sig;
+            if (!self->stopping) {
+                self->stopping = true;
+                lf_info("stopping%s", self->busy ? ": finishing the running job first" : "");
+            } else if (self->busy) {
+                lf_info("second signal: cancelling job %s", self->job_id);
+                lf_compute_cancel(self->compute);
+            }
+        }
+        if (self->stopping && !self->busy) {
+            if (!s_any_pending(self)) break;
+            if (!self->stop_deadline) self->stop_deadline = now + self->drain_ms;
+            if (now >= self->stop_deadline) {
+                lf_warn("leaving with an undelivered result (no broker took it in %" PRId64
+                        " ms)",
+                        self->drain_ms);
+                break;
+            }
+        }
+
+        s_tick_links(self, now);
+
+        size_t n = 0;
+        items[n] = (zmq_pollitem_t){.socket = lf_compute_handle(self->compute),
+                                    .events = ZMQ_POLLIN};
+        which[n++] = SIZE_MAX;
+        int64_t deadline = now + S_MAX_WAIT_MS;
+        for (size_t i = 0; i < self->n_links; i++) {
+            int64_t d = lf_link_deadline(self->links[i]);
+            if (d < deadline) deadline = d;
+            void *h = lf_link_handle(self->links[i]);
+            if (!h) continue;
+            items[n] = (zmq_pollitem_t){.socket = h, .events = ZMQ_POLLIN};
+            which[n++] = i;
+        }
+        long timeout = deadline > now ? (long)(deadline - now) : 0;
+        int rc = zmq_poll(items, (int)n, timeout);
+        if (rc < 0) {
+            if (errno == EINTR) continue; /* a signal: handled at the top */
+            lf_error("poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        now = zclock_mono();
+        for (size_t k = 0; k < n; k++) {
+            if (!(items[k].revents & ZMQ_POLLIN)) continue;
+            if (which[k] == SIZE_MAX)
+                s_read_compute(self);
+            else
+                s_read_link(self, which[k], now);
+        }
+    }
+    free(items);
+    free(which);
+    s_leave(self);
+    lf_info("worker %s stopped: %" PRIu64 " done, %" PRIu64 " failed, %" PRIu64 " refused",
+            self->id, self->stats.jobs_done, self->stats.jobs_failed, self->stats.jobs_refused);
+    return 0;
+}

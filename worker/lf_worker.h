@@ -1,0 +1,69 @@
+/* lf_worker: the worker process's context — broker links, the compute
+ * thread, the one job it runs at a time, and the main loop.
+ *
+ * The main thread owns every broker link (one DEALER per broker endpoint):
+ * it sends READY (capabilities) on each (re)connect, heartbeats every
+ * interval (busy + job id while a job runs, so a restarted broker can adopt
+ * the job), receives ASSIGN and CANCEL, and forwards what the compute thread
+ * reports (PROGRESS every step, then RESULT or FAILED) to the broker that
+ * assigned the job. A job's final message whose broker is unreachable is kept
+ * and sent right after that link's next READY.
+ *
+ * Stopping: the first SIGTERM/SIGINT (counted in the flag given to
+ * lf_worker_run) lets the running job finish and deliver its result, then the
+ * worker says DISCONNECT to every broker and returns 0; a second signal
+ * cancels the job first. While stopping, new ASSIGNs are refused with FAILED
+ * LF_EBUSY.
+ *
+ * Threading: everything here runs on the thread that calls lf_worker_run.
+ * Ownership: lf_worker_new returns an object the caller owns; options are
+ * copied. */
+#ifndef LF_WORKER_H
+#define LF_WORKER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_heartbeat.h"
+#include "lf_runner.h"
+
+typedef struct {
+    const char *worker_id;  /* NULL: "<host>-<pid>-<random hex>" */
+    const char *endpoints;  /* comma-separated broker backend endpoints */
+    const char *device;     /* "cpu" (default) */
+    const char *models_dir; /* may be NULL */
+    uint64_t max_pixels;    /* 0: no limit */
+    lf_heartbeat_cfg_t heartbeat;
+    int64_t drain_ms;       /* on stop, how long to wait for a broker to take the last result */
+    /* Model backends, in preference order (tables borrowed). */
+    const lf_runner_backend_t *const *backends;
+    size_t n_backends;
+} lf_worker_opts_t;
+
+typedef struct lf_worker lf_worker_t;
+
+/* Counters, for tests and logs. */
+typedef struct {
+    uint64_t jobs_done, jobs_failed, jobs_refused;
+    uint64_t reconnects;  /* brokers declared dead */
+    uint64_t bad_frames;  /* undecodable messages received */
+} lf_worker_stats_t;
+
+/* A worker ready to run: links created (not yet connected), compute thread
+ * started. NULL on bad options (an empty or invalid endpoint list, an
+ * unsupported device) or no memory; the reason is logged. Caller owns. */
+lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts);
+/* Stops the compute thread (cancelling a job still running) and closes the
+ * links. Accepts NULL; sets *self_p to NULL. */
+void lf_worker_destroy(lf_worker_t **self_p);
+
+/* Borrowed; valid for the worker's life. */
+const char *lf_worker_id(const lf_worker_t *self);
+
+/* Serve until *signals becomes non-zero (see above). 0 on a clean stop. */
+int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals);
+
+lf_worker_stats_t lf_worker_stats(const lf_worker_t *self);
+
+#endif
