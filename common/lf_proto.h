@@ -9,9 +9,9 @@
  * truncated or oversized input are rejected with a code and counted.
  *
  * Sockets (defaults; see lf_config.h for the environment variables):
- *   broker ROUTER "frontend" tcp://*:5555  <- gateways (DEALER)
- *   broker ROUTER "backend"  tcp://*:5556  <- workers (DEALER)
- *   broker PUB    "events"   tcp://*:5557  -> gateways (SUB), topic = job id
+ *   broker ROUTER "frontend" binds tcp port 5555  <- gateways (DEALER)
+ *   broker ROUTER "backend"  binds tcp port 5556  <- workers (DEALER)
+ *   broker PUB    "events"   binds tcp port 5557  -> gateways (SUB), topic = job id
  *
  * Threading: the codec is pure and reentrant. Ownership: an lf_msg_t owns
  * every pointer inside it (heap, malloc'd); lf_msg_clear() frees them all and
@@ -194,6 +194,7 @@ int lf_priority_parse(const char *s, lf_priority_t *out);
 const char *lf_job_status_name(lf_job_status_t s); /* "queued", ... */
 int lf_job_status_parse(const char *s, lf_job_status_t *out);
 const char *lf_event_name(lf_event_kind_t e);      /* "progress", ... */
+int lf_event_parse(const char *s, lf_event_kind_t *out); /* LF_EINVAL if unknown */
 
 /* Encode msg into a new buffer. On success *out (caller owns, free()) and
  * *out_len are set. Errors: LF_EINVAL (missing required field), LF_ENOMEM,

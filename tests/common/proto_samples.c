@@ -1,0 +1,142 @@
+/* proto_samples: fully-populated messages for tests and the fuzz corpus. */
+#include "proto_samples.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *s_dup(const char *s) { return strdup(s); }
+
+static void s_bytes(lf_bytes_t *b, const char *tag, size_t n) {
+    b->data = malloc(n);
+    b->len = n;
+    for (size_t i = 0; i < n; i++) b->data[i] = (uint8_t)(tag[i % strlen(tag)] + i);
+}
+
+static void s_params(lf_job_params_t *p) {
+    p->model = s_dup("lf-diagnostic");
+    p->mode = s_dup("img2img");
+    p->prompt = s_dup("a lighthouse at dusk, \xc3\xa9t\xc3\xa9 \xe2\x98\x80");
+    p->negative_prompt = s_dup("blurry");
+    p->sampler = s_dup("euler_a");
+    p->scheduler = s_dup("karras");
+    p->init_image = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+    p->rng = s_dup("philox");
+    p->width = 768;
+    p->height = 512;
+    p->steps = 30;
+    p->batch_size = 2;
+    p->clip_skip = 2;
+    p->step_delay_ms = 5;
+    p->cfg_scale = 7.5;
+    p->denoise = 0.625;
+    p->seed = 4294967297LL;
+    p->extra_json = s_dup("{\"hires\":{\"scale\":2}}");
+}
+
+static void s_caps(lf_worker_caps_t *c) {
+    c->host = s_dup("gpu-box-1");
+    c->pid = 4242;
+    c->device_kind = s_dup("cuda");
+    c->device_name = s_dup("NVIDIA H100");
+    c->memory_bytes = 80ull << 30;
+    c->max_pixels = 2048ull * 2048ull;
+    c->n_models = 2;
+    c->models = calloc(2, sizeof *c->models);
+    c->models[0].name = s_dup("lf-diagnostic");
+    c->models[0].kind = s_dup("diagnostic");
+    c->models[1].name = s_dup("sd15-base");
+    c->models[1].kind = s_dup("sd15");
+    c->n_resident = 1;
+    c->resident = calloc(1, sizeof *c->resident);
+    c->resident[0] = s_dup("sd15-base");
+    c->jobs_done = 17;
+}
+
+int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
+    memset(m, 0, sizeof *m);
+    m->type = type;
+    m->version = LF_PROTO_VERSION;
+    m->priority = LF_PRIO_NORMAL; /* what the decoder fills in for every type */
+    switch (type) {
+    case LF_MSG_SUBMIT:
+        m->req_id = 0x1122334455667788ull;
+        m->priority = LF_PRIO_LOW;
+        m->idem_key = s_dup("client-key-1");
+        m->ttl_s = 600;
+        m->max_attempts = 3;
+        s_params(&m->params);
+        break;
+    case LF_MSG_ACCEPTED:
+        m->req_id = 7;
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->position = 12;
+        m->duplicate = true;
+        break;
+    case LF_MSG_REPLY:
+        m->req_id = 8;
+        m->code = -6;
+        m->message = s_dup("no such job");
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        break;
+    case LF_MSG_CANCEL:
+        m->req_id = 9;
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        break;
+    case LF_MSG_READY:
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
+        s_caps(&m->caps);
+        break;
+    case LF_MSG_ASSIGN:
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->attempt = 2;
+        s_params(&m->params);
+        s_bytes(&m->init_image, "\x89PNG", 40);
+        break;
+    case LF_MSG_PROGRESS:
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->step = 10;
+        m->steps = 30;
+        s_bytes(&m->preview, "\xff\xd8jpeg", 24);
+        break;
+    case LF_MSG_RESULT:
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->n_images = 2;
+        m->images = calloc(2, sizeof *m->images);
+        for (int i = 0; i < 2; i++) {
+            s_bytes(&m->images[i].png, "\x89PNG\r\n", 48 + (size_t)i);
+            m->images[i].seed = -5 + i;
+            m->images[i].width = 64;
+            m->images[i].height = 32;
+        }
+        m->info_json = s_dup("{\"sampler\":\"euler_a\"}");
+        break;
+    case LF_MSG_FAILED:
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->code = -14;
+        m->message = s_dup("bad file format: model.safetensors");
+        break;
+    case LF_MSG_HEARTBEAT:
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->busy = true;
+        s_caps(&m->caps);
+        break;
+    case LF_MSG_DISCONNECT:
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
+        m->message = s_dup("shutting down");
+        break;
+    case LF_MSG_EVENT:
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->event = LF_EV_FAILED;
+        m->status = LF_JOB_FAILED;
+        m->step = 3;
+        m->steps = 30;
+        s_bytes(&m->preview, "RIFFWEBP", 16);
+        m->code = -8;
+        m->message = s_dup("lease expired");
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
+        break;
+    default: return -1;
+    }
+    return 0;
+}
