@@ -1,0 +1,83 @@
+/* lf_sampler: k-diffusion / ComfyUI samplers as pure functions over a
+ * denoiser callback.
+ *
+ * The latent follows the k-diffusion convention x = x0 + sigma * eps: the
+ * caller passes x already noised for sigmas[0] (e.g. noise * sigmas[0]) and
+ * gets the denoised latent back. The denoiser returns the model's estimate
+ * of x0 (for an eps model: x - sigma * eps(x / sqrt(sigma^2 + 1), t(sigma)),
+ * classifier-free guidance included). Ancestral and SDE samplers draw noise
+ * of the latent's size through the noise callback (ComfyUI's default noise
+ * sampler: torch.randn from one generator seeded once; lf_rng_noise_fn
+ * with an lf_rng_t seeded with the job's seed reproduces it).
+ *
+ * Samplers: euler, euler_ancestral, heun, dpm_2, dpmpp_2m, dpmpp_2m_sde
+ * (midpoint), dpmpp_sde (r = 1/2), ddim (ComfyUI: deterministic DDIM is Euler
+ * in sigma space, so it runs euler; pair it with the ddim_uniform schedule)
+ * and lcm. UniPC is not implemented yet.
+ *
+ * Threading: reentrant; the callbacks run on the calling thread. */
+#ifndef LF_SAMPLER_H
+#define LF_SAMPLER_H
+
+#include <stddef.h>
+
+/* Writes the denoised estimate for x at noise level sigma into out (n
+ * floats; x and out do not alias). Returns 0 or a negative LF_E* code, which
+ * aborts sampling and is returned by lf_sampler_run. */
+typedef int (*lf_denoise_fn)(void *ctx, const float *x, float sigma, float *out_denoised, size_t n);
+/* Writes n standard normal values into out. Returns 0 or a negative code. */
+typedef int (*lf_noise_fn)(void *ctx, float *out, size_t n);
+/* Progress: called once per step after the step's first model call, with the
+ * step index, step count, sigma, the current x and its denoised estimate
+ * (borrowed, valid during the call). Nonzero cancels (LF_ECANCELED). */
+typedef int (*lf_step_fn)(void *ctx, int step, int steps, float sigma, const float *x,
+                          const float *denoised, size_t n);
+
+#define LF_SAMPLER_MAP(X)                                                      \
+    X(EULER, "euler", "Euler")                                                 \
+    X(EULER_ANCESTRAL, "euler_ancestral", "Euler a")                           \
+    X(HEUN, "heun", "Heun")                                                    \
+    X(DPM_2, "dpm_2", "DPM2")                                                  \
+    X(DPMPP_2M, "dpmpp_2m", "DPM++ 2M")                                        \
+    X(DPMPP_2M_SDE, "dpmpp_2m_sde", "DPM++ 2M SDE")                            \
+    X(DPMPP_SDE, "dpmpp_sde", "DPM++ SDE")                                     \
+    X(DDIM, "ddim", "DDIM")                                                    \
+    X(LCM, "lcm", "LCM")
+
+typedef enum {
+#define LF__SAMPLER_ENUM(name, comfy, a1111) LF_SAMPLER_##name,
+    LF_SAMPLER_MAP(LF__SAMPLER_ENUM)
+#undef LF__SAMPLER_ENUM
+    LF_SAMPLER_COUNT
+} lf_sampler_kind_t;
+
+typedef struct {
+    lf_denoise_fn denoise; /* required */
+    void *denoise_ctx;
+    lf_noise_fn noise;     /* required by euler_ancestral, dpmpp_2m_sde, dpmpp_sde, lcm */
+    void *noise_ctx;
+    lf_step_fn step;       /* optional */
+    void *step_ctx;
+    double eta;            /* ancestral / SDE noise amount; 1 is the reference default */
+    double s_noise;        /* noise scale; 1 is the reference default */
+} lf_sampler_opts_t;
+
+/* Options with eta = s_noise = 1 and the given denoiser. */
+lf_sampler_opts_t lf_sampler_opts(lf_denoise_fn denoise, void *ctx);
+
+/* Runs `steps` steps over sigmas[0..steps] (descending; normally ending in 0)
+ * on x[0..n) in place. Returns 0; LF_EINVAL (bad arguments, missing noise
+ * callback); LF_ECANCELED (step callback asked to stop); LF_ENOMEM; or the
+ * code a callback returned. On failure x is left as it was. */
+int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *opts, const double *sigmas,
+                   int steps, float *x, size_t n);
+
+/* Model calls the sampler makes for `steps` steps (for progress bars). */
+int lf_sampler_model_calls(lf_sampler_kind_t kind, const double *sigmas, int steps);
+/* ComfyUI name ("dpmpp_2m") and A1111 name ("DPM++ 2M"); never NULL. */
+const char *lf_sampler_name(lf_sampler_kind_t kind);
+const char *lf_sampler_a1111_name(lf_sampler_kind_t kind);
+/* Parses either name (case-insensitive). Returns 0 or LF_ENOTFOUND. */
+int lf_sampler_parse(const char *name, lf_sampler_kind_t *out);
+
+#endif
