@@ -84,6 +84,8 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         break;
     case LF_MSG_READY:
         m->worker_id = s_dup("worker-gpu-box-1-4242");
+        m->busy = true; /* reconnecting while it runs a job */
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         s_caps(&m->caps);
         break;
     case LF_MSG_ASSIGN:
@@ -97,6 +99,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->step = 10;
         m->steps = 30;
         s_bytes(&m->preview, "\xff\xd8jpeg", 24);
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
         break;
     case LF_MSG_RESULT:
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
@@ -109,11 +112,13 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
             m->images[i].height = 32;
         }
         m->info_json = s_dup("{\"sampler\":\"euler_a\"}");
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
         break;
     case LF_MSG_FAILED:
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->code = -14;
         m->message = s_dup("bad file format: model.safetensors");
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
         break;
     case LF_MSG_HEARTBEAT:
         m->worker_id = s_dup("worker-gpu-box-1-4242");
