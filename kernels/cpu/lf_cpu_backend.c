@@ -1,0 +1,179 @@
+/* lf_cpu_backend: the reference backend. Host memory, OpenBLAS for matrix
+ * products, a small pthread pool for the rest, CPU features detected at run
+ * time (AVX2, AVX-512, AVX512_BF16). */
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lf_cpu_impl.h"
+#include "lf_error.h"
+
+static const lf__op_fn s_ops[LF_OP_COUNT] = {
+#define LF__CPU_OP_ENTRY(name, nsrc) [LF_OP_##name] = lf__cpu_op_##name,
+    LF_OP_LIST(LF__CPU_OP_ENTRY)
+#undef LF__CPU_OP_ENTRY
+};
+
+float *lf__cpu_scratch(lf__cpu_ctx_t *c, int t, size_t n) {
+    if (c->scratch_size[t] < n) {
+        size_t want = n < 4096 ? 4096 : n;
+        float *p = realloc(c->scratch[t], want * sizeof(float));
+        if (!p) return NULL;
+        c->scratch[t] = p;
+        c->scratch_size[t] = want;
+    }
+    return c->scratch[t];
+}
+
+void *lf__cpu_work(lf__cpu_ctx_t *c, size_t bytes) {
+    if (c->work_size < bytes) {
+        void *p = realloc(c->work, bytes);
+        if (!p) return NULL;
+        c->work = p;
+        c->work_size = bytes;
+    }
+    return c->work;
+}
+
+void lf__cpu_blas_threads(lf__cpu_ctx_t *c, int n) {
+    (void)c;
+    openblas_set_num_threads(n);
+}
+
+static bool s_is_f32(const lf_tensor_t *t) {
+    return t == NULL || t->type == LF_TYPE_F32;
+}
+
+static bool s_rows(const lf_tensor_t *t) {
+    return t == NULL || lf_tensor_rows_contiguous(t);
+}
+
+/* A GEMM operand: rows or columns contiguous. */
+static bool s_gemm_operand(const lf_tensor_t *t) {
+    size_t es = lf_type_size(t->type);
+    return t->nb[0] == es || t->nb[1] == es || t->ne[0] == 1;
+}
+
+static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
+    (void)be;
+    const lf_tensor_t *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    switch (n->op) {
+    case LF_OP_MATMUL:
+        return s_is_f32(n->dst) && s_rows(n->dst) && s_gemm_operand(a) && s_gemm_operand(b) &&
+               s_is_f32(c) && s_rows(c) && (a->type == LF_TYPE_F32 || lf_tensor_is_contiguous(a)) &&
+               (b->type == LF_TYPE_F32 || lf_tensor_is_contiguous(b));
+    case LF_OP_CONV2D:
+        return s_is_f32(n->dst) && lf_tensor_is_contiguous(n->dst) && s_is_f32(a) &&
+               lf_tensor_is_contiguous(a) && lf_tensor_is_contiguous(b) && s_is_f32(c) && s_rows(c);
+    case LF_OP_ATTENTION:
+        for (int i = 0; i < 4; i++)
+            if (!s_is_f32(n->src[i]) || !s_rows(n->src[i])) return false;
+        return s_is_f32(n->dst) && s_rows(n->dst);
+    case LF_OP_TIMESTEP_EMBED:
+        return s_is_f32(n->dst) && s_rows(n->dst);
+    case LF_OP_CONCAT:
+    case LF_OP_SPLIT:
+    case LF_OP_PERMUTE:
+    case LF_OP_CPY:
+        return true; /* any types, any strides */
+    default:
+        /* Elementwise, norms, layout: any storage type and strides, with the
+         * small parameter vectors (gamma, beta, pe) rows-contiguous. */
+        for (int i = 1; i < LF_MAX_SRC; i++)
+            if (n->src[i] && !s_rows(n->src[i])) return false;
+        return true;
+    }
+}
+
+static int s_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage, lf_buffer_t *buf) {
+    (void)be, (void)usage;
+    /* 64-byte alignment for vector loads; round size up as aligned_alloc asks. */
+    size_t sz = (size + 63) & ~(size_t)63;
+    buf->base = aligned_alloc(64, sz ? sz : 64);
+    return buf->base ? 0 : LF_ENOMEM;
+}
+
+static void s_buffer_free(lf_backend_t *be, lf_buffer_t *buf) {
+    (void)be;
+    free(buf->base);
+    buf->base = NULL;
+}
+
+static void *s_host_alloc(lf_backend_t *be, size_t size) {
+    (void)be;
+    return malloc(size ? size : 1);
+}
+
+static void s_host_free(lf_backend_t *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static int s_copy(lf_backend_t *be, void *dst, const void *src, size_t n) {
+    (void)be;
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static void s_destroy(lf_backend_t *be) {
+    lf__cpu_ctx_t *c = be->ctx;
+    if (!c) return;
+    lf__cpu_pool_destroy(&c->pool);
+    for (int i = 0; i < 64; i++) free(c->scratch[i]);
+    free(c->work);
+    free(c);
+    be->ctx = NULL;
+}
+
+static const lf__backend_iface_t s_iface = {
+    .name = "cpu",
+    .host_memory = true,
+    .supports_op = s_supports_op,
+    .buffer_alloc = s_buffer_alloc,
+    .buffer_free = s_buffer_free,
+    .host_alloc = s_host_alloc,
+    .host_free = s_host_free,
+    .upload = s_copy,
+    .download = s_copy,
+    .sync = NULL,
+    .graph_compute = NULL,
+    .destroy = s_destroy,
+    .ops = s_ops,
+};
+
+lf_backend_t *lf_backend_cpu_new(int n_threads) {
+    if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    lf__cpu_ctx_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->n_threads = n_threads;
+    c->pool = lf__cpu_pool_new(n_threads);
+    __builtin_cpu_init();
+    c->has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    c->has_avx512 = __builtin_cpu_supports("avx512f");
+    /* GCC 12 has no __builtin_cpu_supports("avx512bf16"): ask CPUID leaf 7.1. */
+    {
+        unsigned eax = 7, ebx = 0, ecx = 1, edx = 0;
+        __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+        c->has_avx512_bf16 = c->has_avx512 && (eax & (1u << 5));
+    }
+    if (getenv("LF_CPU_NO_BF16")) c->has_avx512_bf16 = false;
+    if (c->has_avx512_bf16) c->sbgemm = (lf__sbgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+    lf__cpu_simd_init(&c->simd, c->has_avx512, c->has_avx2);
+    lf_backend_t *be = c->pool ? lf__backend_new(&s_iface, c) : NULL;
+    if (!be) {
+        lf__cpu_pool_destroy(&c->pool);
+        free(c);
+        return NULL;
+    }
+    lf__cpu_blas_threads(c, n_threads);
+    snprintf(be->describe, sizeof be->describe,
+             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s; OpenBLAS core %s (%s)",
+             n_threads, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no", openblas_get_corename(),
+             openblas_get_config());
+    return be;
+}

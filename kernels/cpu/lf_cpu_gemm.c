@@ -1,0 +1,239 @@
+/* lf_cpu_gemm: matrix products and convolution on the CPU.
+ *
+ * MATMUL is one cblas_sgemm per batch (cblas_sbgemm when the weight is bf16
+ * and the CPU has AVX512_BF16); CONV2D is im2col + sgemm over tiles of output
+ * pixels so the column buffer stays in cache (1x1 stride-1 convolutions go
+ * straight to sgemm). OpenBLAS runs with the backend's thread count. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_cpu_impl.h"
+#include "lf_error.h"
+
+static inline char *s_at(const lf_tensor_t *t, int64_t i2, int64_t i3) {
+    return (char *)t->data + i2 * (int64_t)t->nb[2] + i3 * (int64_t)t->nb[3];
+}
+
+/* Row-major operand description of a (rows x cols) matrix stored with rows
+ * along dimension 1 and cols along dimension 0 of t. */
+typedef struct {
+    enum CBLAS_TRANSPOSE trans;
+    blasint ld;
+} s_operand_t;
+
+static s_operand_t s_operand(const lf_tensor_t *t, int64_t nb0, int64_t nb1, bool transpose) {
+    /* Element (r, c) lies at r*nb1 + c*nb0 (in elements). */
+    s_operand_t o;
+    int64_t ne0 = t->ne[0], ne1 = t->ne[1];
+    if (nb0 == 1 || ne0 == 1) {
+        o.trans = transpose ? CblasTrans : CblasNoTrans;
+        o.ld = (blasint)(nb1 > ne0 ? nb1 : ne0);
+        if (ne1 == 1) o.ld = (blasint)ne0;
+    } else {
+        o.trans = transpose ? CblasNoTrans : CblasTrans;
+        o.ld = (blasint)(nb0 > ne1 ? nb0 : ne1);
+    }
+    return o;
+}
+
+static void s_fill_bias(float *c, int64_t m, int64_t n, int64_t ldc, const lf_tensor_t *bias) {
+    const char *bp = bias->data;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) memcpy(&c[i * ldc + j], bp + j * (int64_t)bias->nb[0], 4);
+}
+
+int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
+    lf__cpu_ctx_t *cpu = be->ctx;
+    const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
+    lf_tensor_t *d = node->dst;
+    int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+    lf_tensor_t A = *a, B = *b;
+    bool use_bf16 = b->type == LF_TYPE_BF16 && cpu->sbgemm && lf_tensor_is_contiguous(b);
+    size_t a_conv = 0, b_conv = 0;
+    if (use_bf16)
+        a_conv = (size_t)lf_tensor_nelements(a) * 2;
+    else if (a->type != LF_TYPE_F32)
+        a_conv = (size_t)lf_tensor_nelements(a) * 4;
+    if (!use_bf16 && b->type != LF_TYPE_F32) b_conv = (size_t)lf_tensor_nelements(b) * 4;
+    char *work = NULL;
+    if (a_conv + b_conv) {
+        work = lf__cpu_work(cpu, a_conv + b_conv + 64);
+        if (!work) return LF_ENOMEM;
+    }
+    if (use_bf16) {
+        /* Activations to bf16 (contiguous copy); the weight is used as stored. */
+        A = lf_tensor_make(LF_TYPE_BF16, 4, a->ne, work);
+        int64_t rows = a->ne[1] * a->ne[2] * a->ne[3];
+        for (int64_t r = 0; r < rows; r++) {
+            const char *src = (const char *)a->data + (r % a->ne[1]) * (int64_t)a->nb[1] +
+                              ((r / a->ne[1]) % a->ne[2]) * (int64_t)a->nb[2] +
+                              (r / (a->ne[1] * a->ne[2])) * (int64_t)a->nb[3];
+            uint16_t *dst = (uint16_t *)work + r * K;
+            {
+                for (int64_t k = 0; k < K; k++) {
+                    const char *p = src + k * (int64_t)a->nb[0];
+                    float f;
+                    if (a->type == LF_TYPE_F32) memcpy(&f, p, 4);
+                    else {
+                        uint16_t h;
+                        memcpy(&h, p, 2);
+                        f = a->type == LF_TYPE_F16 ? lf_f16_to_f32(h) : lf_bf16_to_f32(h);
+                    }
+                    dst[k] = lf_f32_to_bf16(f);
+                }
+            }
+        }
+    } else {
+        if (a->type != LF_TYPE_F32) { /* contiguous (supports_op) */
+            A = lf_tensor_make(LF_TYPE_F32, 4, a->ne, work);
+            lf_type_to_f32(a->type, a->data, A.data, lf_tensor_nelements(a));
+        }
+        if (b->type != LF_TYPE_F32) {
+            B = lf_tensor_make(LF_TYPE_F32, 4, b->ne, work + a_conv);
+            lf_type_to_f32(b->type, b->data, B.data, lf_tensor_nelements(b));
+        }
+    }
+    size_t aes = lf_type_size(A.type), bes = lf_type_size(B.type);
+    s_operand_t oa = s_operand(&A, (int64_t)(A.nb[0] / aes), (int64_t)(A.nb[1] / aes), false);
+    s_operand_t ob = s_operand(&B, (int64_t)(B.nb[0] / bes), (int64_t)(B.nb[1] / bes), true);
+    blasint ldc = (blasint)(d->ne[1] == 1 ? N : (int64_t)(d->nb[1] / 4));
+    lf__cpu_blas_threads(cpu, cpu->n_threads);
+    for (int64_t i3 = 0; i3 < d->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < d->ne[2]; i2++) {
+            const void *pa = s_at(&A, i2, i3);
+            const void *pb = s_at(&B, B.ne[2] == 1 ? 0 : i2, B.ne[3] == 1 ? 0 : i3);
+            float *pc = (float *)s_at(d, i2, i3);
+            float beta = 0.0f;
+            if (bias) {
+                s_fill_bias(pc, M, N, ldc, bias);
+                beta = 1.0f;
+            }
+            if (use_bf16)
+                cpu->sbgemm(CblasRowMajor, oa.trans, ob.trans, (int)M, (int)N, (int)K, 1.0f, pa,
+                            oa.ld, pb, ob.ld, beta, pc, ldc);
+            else
+                cblas_sgemm(CblasRowMajor, oa.trans, ob.trans, (blasint)M, (blasint)N, (blasint)K,
+                            1.0f, pa, oa.ld, pb, ob.ld, beta, pc, ldc);
+        }
+    return 0;
+}
+
+/* ---- conv2d ---- */
+
+typedef struct {
+    const float *x; /* one image [Ci][H][W] */
+    float *col;     /* [K][T] */
+    int64_t W, H, Wo, kw, kh, stride, pad, p0, T;
+} s_im2col_t;
+
+/* One task per input channel: fills its kh*kw rows of the column tile. */
+static void s_im2col_task(void *arg, int64_t ci, int thread) {
+    (void)thread;
+    const s_im2col_t *j = arg;
+    const float *img = j->x + ci * j->W * j->H;
+    for (int64_t ky = 0; ky < j->kh; ky++)
+        for (int64_t kx = 0; kx < j->kw; kx++) {
+            float *row = j->col + ((ci * j->kh + ky) * j->kw + kx) * j->T;
+            int64_t p = j->p0, end = j->p0 + j->T;
+            while (p < end) {
+                int64_t oy = p / j->Wo, ox0 = p % j->Wo;
+                int64_t ox1 = j->Wo;
+                if (oy * j->Wo + ox1 > end) ox1 = end - oy * j->Wo;
+                int64_t iy = oy * j->stride - j->pad + ky;
+                float *o = row + (p - j->p0);
+                int64_t cnt = ox1 - ox0;
+                if (iy < 0 || iy >= j->H) {
+                    memset(o, 0, (size_t)cnt * 4);
+                } else {
+                    const float *in = img + iy * j->W;
+                    if (j->stride == 1) {
+                        /* ix = ox - pad + kx; copy the valid span, zero the edges. */
+                        int64_t off = kx - j->pad;
+                        int64_t lo = ox0, hi = ox1; /* valid ox: 0 <= ox+off < W */
+                        if (lo < -off) lo = -off;
+                        if (lo > ox1) lo = ox1;
+                        if (hi > j->W - off) hi = j->W - off;
+                        if (hi < lo) hi = lo;
+                        for (int64_t ox = ox0; ox < lo; ox++) o[ox - ox0] = 0;
+                        if (hi > lo) memcpy(o + (lo - ox0), in + lo + off, (size_t)(hi - lo) * 4);
+                        for (int64_t ox = hi; ox < ox1; ox++) o[ox - ox0] = 0;
+                    } else {
+                        for (int64_t ox = ox0; ox < ox1; ox++) {
+                            int64_t ix = ox * j->stride - j->pad + kx;
+                            o[ox - ox0] = (ix >= 0 && ix < j->W) ? in[ix] : 0.0f;
+                        }
+                    }
+                }
+                p += cnt;
+            }
+        }
+}
+
+/* Bytes of column buffer per tile; LF_CONV_TILE_BYTES overrides (benchmarks). */
+static size_t s_tile_bytes(void) {
+    const char *e = getenv("LF_CONV_TILE_BYTES");
+    long v = e ? atol(e) : 0;
+    return v > 0 ? (size_t)v : (size_t)8 << 20;
+}
+
+int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
+    lf__cpu_ctx_t *cpu = be->ctx;
+    const lf_tensor_t *x = node->src[0], *w = node->src[1], *bias = node->src[2];
+    lf_tensor_t *d = node->dst;
+    int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2];
+    int64_t kw = w->ne[0], kh = w->ne[1], Co = w->ne[3];
+    int64_t Wo = d->ne[0], Ho = d->ne[1], P = Wo * Ho, K = Ci * kh * kw;
+    int stride = node->p.conv2d.stride, pad = node->p.conv2d.pad;
+    bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0;
+    size_t wconv = w->type == LF_TYPE_F32 ? 0 : (size_t)(K * Co) * 4;
+    int64_t T = P;
+    if (!direct) {
+        T = (int64_t)(s_tile_bytes() / ((size_t)K * 4));
+        T = T < 64 ? 64 : (T / 16) * 16;
+        if (T > P) T = P;
+    }
+    size_t colb = direct ? 0 : (size_t)(K * T) * 4;
+    char *work = NULL;
+    if (wconv + colb) {
+        work = lf__cpu_work(cpu, wconv + colb + 64);
+        if (!work) return LF_ENOMEM;
+    }
+    const float *wf = w->data;
+    if (wconv) {
+        lf_type_to_f32(w->type, w->data, (float *)work, K * Co);
+        wf = (const float *)work;
+    }
+    float *col = (float *)(work + wconv);
+    lf__cpu_blas_threads(cpu, cpu->n_threads);
+    for (int64_t n = 0; n < x->ne[3]; n++) {
+        const float *xn = (const float *)x->data + n * Ci * W * H;
+        float *yn = (float *)d->data + n * Co * P;
+        float beta = 0.0f;
+        if (bias) {
+            const char *bp = bias->data;
+            for (int64_t c = 0; c < Co; c++) {
+                float v;
+                memcpy(&v, bp + c * (int64_t)bias->nb[0], 4);
+                for (int64_t p = 0; p < P; p++) yn[c * P + p] = v;
+            }
+            beta = 1.0f;
+        }
+        if (direct) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Co, (blasint)P,
+                        (blasint)Ci, 1.0f, wf, (blasint)Ci, xn, (blasint)P, beta, yn, (blasint)P);
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < P; p0 += T) {
+            int64_t t = P - p0 < T ? P - p0 : T;
+            s_im2col_t j = {.x = xn, .col = col, .W = W, .H = H, .Wo = Wo, .kw = kw, .kh = kh,
+                            .stride = stride, .pad = pad, .p0 = p0, .T = t};
+            lf__cpu_pool_run(cpu->pool, Ci, s_im2col_task, &j);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Co, (blasint)t,
+                        (blasint)K, 1.0f, wf, (blasint)K, col, (blasint)t, beta, yn + p0,
+                        (blasint)P);
+        }
+    }
+    (void)Ho;
+    return 0;
+}

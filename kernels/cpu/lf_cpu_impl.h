@@ -1,0 +1,64 @@
+/* lf_cpu_impl: internals shared by the files of the CPU backend. */
+#ifndef LF_CPU_IMPL_H
+#define LF_CPU_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../lf_backend_impl.h"
+
+/* ---- thread pool (lf_cpu_threads.c) ----
+ * run(ctx, task, thread) is called once per task in [0, n_tasks); the
+ * calling thread takes part as thread 0. Not reentrant. */
+typedef void (*lf__cpu_task_fn)(void *ctx, int64_t task, int thread);
+typedef struct lf__cpu_pool lf__cpu_pool_t;
+lf__cpu_pool_t *lf__cpu_pool_new(int n_threads);
+void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p);
+void lf__cpu_pool_run(lf__cpu_pool_t *pool, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx);
+int lf__cpu_pool_size(const lf__cpu_pool_t *pool);
+
+/* ---- vector kernels chosen at run time (lf_cpu_simd.c) ---- */
+typedef struct {
+    /* x[i] = exp(x[i] - m) for i < n; returns the sum. */
+    float (*exp_sum)(float *x, int64_t n, float m);
+    /* max of x[0..n). */
+    float (*max)(const float *x, int64_t n);
+    const char *name; /* "avx512", "avx2", "scalar" */
+} lf__cpu_simd_t;
+void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
+
+/* ---- backend context ---- */
+typedef void (*lf__sbgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha,
+                              const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                              float *c, int ldc);
+typedef struct {
+    lf__cpu_pool_t *pool;
+    int n_threads;
+    bool has_avx2, has_avx512, has_avx512_bf16;
+    lf__cpu_simd_t simd;
+    /* cblas_sbgemm when the OpenBLAS in use exports it (looked up at run
+     * time: Debian 12's 0.3.21 build has no bfloat16 support) and the CPU
+     * has AVX512_BF16; NULL otherwise. */
+    lf__sbgemm_fn sbgemm;
+    /* Per-thread scratch, grown on first use and then reused, so nothing is
+     * allocated once a graph has run once. */
+    float *scratch[64];
+    size_t scratch_size[64];
+    /* Shared scratch for GEMM operand conversion and im2col. */
+    void *work;
+    size_t work_size;
+} lf__cpu_ctx_t;
+
+/* Scratch of at least n floats for thread t; NULL on out of memory. */
+float *lf__cpu_scratch(lf__cpu_ctx_t *c, int t, size_t n);
+void *lf__cpu_work(lf__cpu_ctx_t *c, size_t bytes);
+void lf__cpu_blas_threads(lf__cpu_ctx_t *c, int n);
+
+/* ---- op implementations ---- */
+#define LF__CPU_OP_DECL(name, nsrc) int lf__cpu_op_##name(lf_backend_t *be, const lf_node_t *node);
+LF_OP_LIST(LF__CPU_OP_DECL)
+#undef LF__CPU_OP_DECL
+
+#endif

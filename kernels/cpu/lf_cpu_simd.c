@@ -1,0 +1,139 @@
+/* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
+ * and max for softmax and attention), in AVX-512, AVX2 and scalar forms.
+ *
+ * Release binaries are built without -march; each vector form carries a
+ * function-level target attribute and lf__cpu_simd_init picks one from the
+ * features detected at run time. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "lf_cpu_impl.h"
+
+/* exp(x) = 2^n * p(r), r = x - n ln2, |r| <= ln2/2; p is the Cephes
+ * polynomial (relative error about 2e-7). */
+#define LF__EXP_HI 88.3762626647949f
+#define LF__EXP_LO -87.3365447504019f
+#define LF__LOG2E 1.44269504088896341f
+#define LF__LN2_HI 0.693359375f
+#define LF__LN2_LO -2.12194440e-4f
+#define LF__P0 1.9875691500e-4f
+#define LF__P1 1.3981999507e-3f
+#define LF__P2 8.3334519073e-3f
+#define LF__P3 4.1665795894e-2f
+#define LF__P4 1.6666665459e-1f
+#define LF__P5 5.0000001201e-1f
+
+static float s_exp_sum_scalar(float *x, int64_t n, float m) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static float s_max_scalar(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+__attribute__((target("avx512f"))) static inline __m512 s_exp512(__m512 x) {
+    x = _mm512_min_ps(x, _mm512_set1_ps(LF__EXP_HI));
+    x = _mm512_max_ps(x, _mm512_set1_ps(LF__EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LF__LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LF__LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LF__LN2_LO), r);
+    __m512 p = _mm512_set1_ps(LF__P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LF__P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LF__P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LF__P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LF__P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LF__P5));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) static float s_exp_sum_avx512(float *x, int64_t n, float m) {
+    __m512 vm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = s_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = s_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, e));
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f"))) static float s_max_avx512(const float *x, int64_t n) {
+    __m512 acc = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + i));
+    float m = _mm512_reduce_max_ps(acc);
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 s_exp256(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(LF__EXP_HI));
+    x = _mm256_max_ps(x, _mm256_set1_ps(LF__EXP_LO));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LF__LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LF__LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LF__LN2_LO), r);
+    __m256 p = _mm256_set1_ps(LF__P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LF__P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LF__P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LF__P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LF__P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LF__P5));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* 2^n by building the exponent bits; n is within [-126, 127] here. */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) static float s_exp_sum_avx2(float *x, int64_t n, float m) {
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = s_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float buf[8];
+    _mm256_storeu_ps(buf, acc);
+    float sum = buf[0] + buf[1] + buf[2] + buf[3] + buf[4] + buf[5] + buf[6] + buf[7];
+    return sum + s_exp_sum_scalar(x + i, n - i, m);
+}
+
+__attribute__((target("avx2"))) static float s_max_avx2(const float *x, int64_t n) {
+    __m256 acc = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(acc, _mm256_loadu_ps(x + i));
+    float buf[8];
+    _mm256_storeu_ps(buf, acc);
+    float m = buf[0];
+    for (int j = 1; j < 8; j++) m = buf[j] > m ? buf[j] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
+    if (avx512) {
+        simd->exp_sum = s_exp_sum_avx512, simd->max = s_max_avx512, simd->name = "avx512";
+    } else if (avx2) {
+        simd->exp_sum = s_exp_sum_avx2, simd->max = s_max_avx2, simd->name = "avx2";
+    } else {
+        simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
+    }
+}

@@ -1,0 +1,124 @@
+/* lf_backend: the backend-independent half of lf_backend.h — dispatch
+ * through the backend's table, buffers and transfers. */
+#include "lf_backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_backend_impl.h"
+#include "lf_error.h"
+
+lf_backend_t *lf__backend_new(const lf__backend_iface_t *iface, void *ctx) {
+    lf_backend_t *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    be->iface = iface;
+    be->ctx = ctx;
+    return be;
+}
+
+void lf__backend_seterr(lf_backend_t *be, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->errstr, sizeof be->errstr, fmt, ap);
+    va_end(ap);
+}
+
+void lf_backend_destroy(lf_backend_t **be_p) {
+    if (!be_p || !*be_p) return;
+    lf_backend_t *be = *be_p;
+    if (be->iface->destroy) be->iface->destroy(be);
+    free(be);
+    *be_p = NULL;
+}
+
+const char *lf_backend_name(const lf_backend_t *be) {
+    return be->iface->name;
+}
+
+const char *lf_backend_describe(const lf_backend_t *be) {
+    return be->describe;
+}
+
+const char *lf_backend_errstr(const lf_backend_t *be) {
+    return be->errstr;
+}
+
+bool lf_backend_is_host(const lf_backend_t *be) {
+    return be->iface->host_memory;
+}
+
+bool lf_backend_supports_op(lf_backend_t *be, const lf_node_t *node) {
+    if ((unsigned)node->op >= LF_OP_COUNT || !be->iface->ops[node->op]) return false;
+    return be->iface->supports_op(be, node);
+}
+
+int lf__backend_run_node(lf_backend_t *be, const lf_node_t *node) {
+    if (!lf_backend_supports_op(be, node)) {
+        lf__backend_seterr(be, "%s: %s does not support this case (types %s/%s)",
+                           lf_op_name(node->op), be->iface->name,
+                           lf_type_name(node->src[0]->type), lf_type_name(node->dst->type));
+        return LF_EUNSUPPORTED;
+    }
+    return be->iface->ops[node->op](be, node);
+}
+
+int lf_backend_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage,
+                            lf_buffer_t **out) {
+    if (!be || !out) return LF_EINVAL;
+    lf_buffer_t *buf = calloc(1, sizeof *buf);
+    if (!buf) return LF_ENOMEM;
+    buf->backend = be;
+    buf->size = size;
+    buf->usage = usage;
+    int rc = be->iface->buffer_alloc(be, size, usage, buf);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
+void lf_backend_buffer_free(lf_buffer_t **buf_p) {
+    if (!buf_p || !*buf_p) return;
+    lf_buffer_t *buf = *buf_p;
+    buf->backend->iface->buffer_free(buf->backend, buf);
+    free(buf);
+    *buf_p = NULL;
+}
+
+void *lf_backend_host_alloc(lf_backend_t *be, size_t size) {
+    return be->iface->host_alloc(be, size);
+}
+
+void lf_backend_host_free(lf_backend_t *be, void *p) {
+    if (p) be->iface->host_free(be, p);
+}
+
+int lf_backend_tensor_set(lf_backend_t *be, lf_tensor_t *t, const void *host, size_t nbytes) {
+    if (!t->data || !lf_tensor_is_contiguous(t) || nbytes != lf_tensor_nbytes(t)) return LF_EINVAL;
+    return be->iface->upload(be, t->data, host, nbytes);
+}
+
+int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, size_t nbytes) {
+    if (!t->data || !lf_tensor_is_contiguous(t) || nbytes != lf_tensor_nbytes(t)) return LF_EINVAL;
+    return be->iface->download(be, host, t->data, nbytes);
+}
+
+int lf_backend_sync(lf_backend_t *be) {
+    return be->iface->sync ? be->iface->sync(be) : 0;
+}
+
+#ifndef LF_HAVE_CUDA
+/* Built without nvcc: the CUDA backend does not exist in this binary. */
+bool lf_backend_cuda_available(void) {
+    return false;
+}
+
+lf_backend_t *lf_backend_cuda_new(int device, size_t slab_bytes) {
+    (void)device, (void)slab_bytes;
+    return NULL;
+}
+#endif

@@ -1,0 +1,76 @@
+/* lf_backend: a compute device behind one small interface.
+ *
+ * A backend owns its device memory, its worker threads (CPU) or stream and
+ * cuBLAS handle (CUDA), and a table with one implementation per op
+ * (lf_ops.h). The CPU backend is always built and is the reference; the CUDA
+ * backend is built where nvcc exists and found at run time
+ * (lf_backend_cuda_available). Model code sees only lf_ types.
+ *
+ * Threading: a backend is used by one thread at a time (one per worker).
+ * Ownership: constructors return objects the caller owns; destroy functions
+ * take T ** and null the caller's pointer. */
+#ifndef LF_BACKEND_H
+#define LF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lf_ops.h"
+#include "lf_tensor.h"
+
+/* Memory a backend allocated; plain data. */
+typedef enum { LF_BUFFER_WEIGHTS = 0, LF_BUFFER_ACTIVATIONS = 1 } lf_buffer_usage_t;
+typedef struct lf_buffer {
+    lf_backend_t *backend; /* borrowed: the owner */
+    void *base;            /* device (or host) address of the first byte */
+    size_t size;
+    lf_buffer_usage_t usage;
+    void *priv; /* backend's own bookkeeping */
+} lf_buffer_t;
+
+/* CPU backend with n_threads workers for elementwise/norm/attention work
+ * and OpenBLAS GEMM threads (n_threads <= 0: all online cores). Caller owns;
+ * NULL on out of memory. */
+lf_backend_t *lf_backend_cpu_new(int n_threads);
+
+/* True when the CUDA backend is compiled in and a device is present. */
+bool lf_backend_cuda_available(void);
+/* CUDA backend on a device, with one activation slab of slab_bytes reserved
+ * at start (0: 1 GiB). Caller owns; NULL when CUDA is absent or fails (the
+ * reason is logged). */
+lf_backend_t *lf_backend_cuda_new(int device, size_t slab_bytes);
+
+/* Takes NULL; frees the backend's threads, handles and slab. Buffers must be
+ * freed first. */
+void lf_backend_destroy(lf_backend_t **be_p);
+
+/* "cpu" or "cuda"; borrowed. */
+const char *lf_backend_name(const lf_backend_t *be);
+/* Description of the device/library (CPU features, OpenBLAS core; GPU name). */
+const char *lf_backend_describe(const lf_backend_t *be);
+/* Last error detail for humans (borrowed; "" if none). */
+const char *lf_backend_errstr(const lf_backend_t *be);
+/* Whether the backend implements this node (types, strides, parameters). */
+bool lf_backend_supports_op(lf_backend_t *be, const lf_node_t *node);
+/* True for memory the host can dereference (CPU backend). */
+bool lf_backend_is_host(const lf_backend_t *be);
+
+/* Device memory. Activation buffers on CUDA come from the slab. Caller owns
+ * *out (free with lf_backend_buffer_free). 0, LF_ENOMEM, LF_ECUDA. */
+int lf_backend_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage,
+                            lf_buffer_t **out);
+void lf_backend_buffer_free(lf_buffer_t **buf_p);
+
+/* Host staging memory: pinned on CUDA (fast transfers), malloc on CPU.
+ * Caller owns; NULL on failure. */
+void *lf_backend_host_alloc(lf_backend_t *be, size_t size);
+void lf_backend_host_free(lf_backend_t *be, void *p);
+
+/* Copies between host memory and a contiguous tensor in the backend's
+ * memory (nbytes must equal lf_tensor_nbytes). Synchronous. */
+int lf_backend_tensor_set(lf_backend_t *be, lf_tensor_t *t, const void *host, size_t nbytes);
+int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, size_t nbytes);
+/* Waits for queued work. */
+int lf_backend_sync(lf_backend_t *be);
+
+#endif

@@ -1,0 +1,51 @@
+/* lf_backend_impl: what a backend implements; shared by the backends and
+ * the dispatch code in lf_backend.c / lf_graph.c, never by model code. */
+#ifndef LF_BACKEND_IMPL_H
+#define LF_BACKEND_IMPL_H
+
+#include "lf_backend.h"
+
+struct lf_graph;
+
+typedef int (*lf__op_fn)(lf_backend_t *be, const lf_node_t *node);
+
+typedef struct lf__backend_iface {
+    const char *name;
+    bool host_memory; /* tensors are host-addressable */
+    bool (*supports_op)(lf_backend_t *be, const lf_node_t *node);
+    int (*buffer_alloc)(lf_backend_t *be, size_t size, lf_buffer_usage_t usage, lf_buffer_t *buf);
+    void (*buffer_free)(lf_backend_t *be, lf_buffer_t *buf);
+    void *(*host_alloc)(lf_backend_t *be, size_t size);
+    void (*host_free)(lf_backend_t *be, void *p);
+    int (*upload)(lf_backend_t *be, void *dev, const void *host, size_t n);
+    int (*download)(lf_backend_t *be, void *host, const void *dev, size_t n);
+    int (*sync)(lf_backend_t *be);
+    /* Optional: runs a whole planned graph (CUDA: capture once, replay);
+     * NULL means lf_graph runs the nodes one by one. */
+    int (*graph_compute)(lf_backend_t *be, struct lf_graph *g);
+    void (*destroy)(lf_backend_t *be);
+    const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
+} lf__backend_iface_t;
+
+struct lf_backend {
+    const lf__backend_iface_t *iface;
+    void *ctx; /* owned by the backend */
+    char describe[256];
+    char errstr[256];
+};
+
+/* Allocates the shell of a backend; NULL on out of memory. */
+lf_backend_t *lf__backend_new(const lf__backend_iface_t *iface, void *ctx);
+/* Records a human-readable error (printf-style) in be->errstr. */
+void lf__backend_seterr(lf_backend_t *be, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Runs node without re-checking shapes (graph already checked). */
+int lf__backend_run_node(lf_backend_t *be, const lf_node_t *node);
+
+/* Graph internals the CUDA backend needs to replay a graph. */
+int lf__graph_n_nodes(const struct lf_graph *g);
+const lf_node_t *lf__graph_node(const struct lf_graph *g, int i);
+/* A version number that changes whenever the graph is re-planned. */
+unsigned lf__graph_version(const struct lf_graph *g);
+
+#endif

@@ -1,0 +1,509 @@
+/* lf_graph: node recording, lifetime tracking, arena planning, execution.
+ *
+ * Graph tensors live in fixed blocks of entries so their addresses never
+ * move (nodes point at them); an entry is either an allocation of its own or
+ * a view (owner + byte offset). Planning turns each allocation's first and
+ * last use into an lf_arena buffer. */
+#include "lf_graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_arena.h"
+#include "lf_backend_impl.h"
+#include "lf_error.h"
+
+#define LF__GRAPH_BLOCK 256
+
+typedef struct {
+    lf_tensor_t t; /* first member: the entry's address is the tensor's */
+    int owner;     /* entry index of the allocation; itself when not a view */
+    size_t offset; /* bytes from the owner's start (views) */
+    int first, last;
+    int arena_id;
+} s_entry_t;
+
+struct lf_graph {
+    lf_backend_t *be;
+    s_entry_t **blocks;
+    int n_blocks, n_entries;
+    lf_node_t *nodes;
+    int n_nodes, cap_nodes;
+    lf_arena_t *arena;
+    lf_buffer_t *buf;
+    bool planned;
+    unsigned version;
+    int error;
+    char errstr[256];
+};
+
+static void s_fail(lf_graph_t *g, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void s_fail(lf_graph_t *g, int rc, const char *fmt, ...) {
+    if (g->error) return;
+    g->error = rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->errstr, sizeof g->errstr, fmt, ap);
+    va_end(ap);
+}
+
+lf_graph_t *lf_graph_new(lf_backend_t *be) {
+    if (!be) return NULL;
+    lf_graph_t *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->be = be;
+    g->arena = lf_arena_new(256);
+    if (!g->arena) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void lf_graph_destroy(lf_graph_t **g_p) {
+    if (!g_p || !*g_p) return;
+    lf_graph_t *g = *g_p;
+    lf_backend_buffer_free(&g->buf);
+    for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i]);
+    free(g->blocks);
+    free(g->nodes);
+    lf_arena_destroy(&g->arena);
+    free(g);
+    *g_p = NULL;
+}
+
+static s_entry_t *s_entry(const lf_graph_t *g, int i) {
+    return &g->blocks[i / LF__GRAPH_BLOCK][i % LF__GRAPH_BLOCK];
+}
+
+/* Index of the entry t is, or -1 when t was not made by this graph. */
+static int s_find(const lf_graph_t *g, const lf_tensor_t *t) {
+    if (!t) return -1;
+    for (int b = 0; b < g->n_blocks; b++) {
+        const s_entry_t *lo = g->blocks[b], *hi = lo + LF__GRAPH_BLOCK;
+        if ((const void *)t >= (const void *)lo && (const void *)t < (const void *)hi) {
+            int i = b * LF__GRAPH_BLOCK + (int)((const s_entry_t *)(const void *)t - lo);
+            return i < g->n_entries ? i : -1;
+        }
+    }
+    return -1;
+}
+
+static s_entry_t *s_new_entry(lf_graph_t *g) {
+    if (g->n_entries == g->n_blocks * LF__GRAPH_BLOCK) {
+        s_entry_t **bl = realloc(g->blocks, (size_t)(g->n_blocks + 1) * sizeof *bl);
+        if (!bl) return NULL;
+        g->blocks = bl;
+        bl[g->n_blocks] = calloc(LF__GRAPH_BLOCK, sizeof(s_entry_t));
+        if (!bl[g->n_blocks]) return NULL;
+        g->n_blocks++;
+    }
+    int i = g->n_entries++;
+    s_entry_t *e = s_entry(g, i);
+    memset(e, 0, sizeof *e);
+    e->owner = i;
+    e->first = e->last = g->n_nodes;
+    e->arena_id = -1;
+    g->planned = false;
+    return e;
+}
+
+static s_entry_t *s_alloc_tensor(lf_graph_t *g, lf_type_t type, const int64_t ne[4]) {
+    s_entry_t *e = s_new_entry(g);
+    if (!e) {
+        s_fail(g, LF_ENOMEM, "out of memory");
+        return NULL;
+    }
+    e->t = lf_tensor_make(type, 4, ne, NULL);
+    return e;
+}
+
+lf_tensor_t *lf_graph_input(lf_graph_t *g, lf_type_t type, int64_t n0, int64_t n1, int64_t n2,
+                            int64_t n3) {
+    const int64_t ne[4] = {n0, n1, n2, n3};
+    if (n0 < 1 || n1 < 1 || n2 < 1 || n3 < 1 || (unsigned)type >= LF_TYPE_COUNT) {
+        s_fail(g, LF_EINVAL, "input: bad shape");
+        return NULL;
+    }
+    s_entry_t *e = s_alloc_tensor(g, type, ne);
+    if (e) e->first = 0;
+    return e ? &e->t : NULL;
+}
+
+lf_tensor_t *lf_graph_output(lf_graph_t *g, lf_tensor_t *t) {
+    int i = s_find(g, t);
+    if (i < 0) return t;
+    s_entry(g, s_entry(g, i)->owner)->last = INT32_MAX;
+    g->planned = false;
+    return t;
+}
+
+lf_tensor_t *lf_graph_view(lf_graph_t *g, const lf_tensor_t *base, lf_tensor_t view) {
+    int bi = s_find(g, base);
+    if (!base || bi < 0) {
+        if (base) s_fail(g, LF_EINVAL, "view: base is not a tensor of this graph");
+        return NULL;
+    }
+    s_entry_t *e = s_new_entry(g);
+    if (!e) {
+        s_fail(g, LF_ENOMEM, "out of memory");
+        return NULL;
+    }
+    const s_entry_t *b = s_entry(g, bi);
+    e->owner = b->owner;
+    e->offset = b->offset + (size_t)((uintptr_t)view.data - (uintptr_t)base->data);
+    e->t = view;
+    return &e->t;
+}
+
+/* Extends the lifetime of the allocation behind t to node index at. */
+static void s_use(lf_graph_t *g, const lf_tensor_t *t, int at) {
+    int i = s_find(g, t);
+    if (i < 0) return;
+    s_entry_t *o = s_entry(g, s_entry(g, i)->owner);
+    if (o->last < at) o->last = at;
+}
+
+/* Records node with dst already set (a graph tensor); returns dst. */
+static lf_tensor_t *s_record(lf_graph_t *g, lf_node_t *node) {
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? g->cap_nodes * 2 : 256;
+        lf_node_t *n = realloc(g->nodes, (size_t)cap * sizeof *n);
+        if (!n) {
+            s_fail(g, LF_ENOMEM, "out of memory");
+            return NULL;
+        }
+        g->nodes = n, g->cap_nodes = cap;
+    }
+    int at = g->n_nodes++;
+    for (int i = 0; i < LF_MAX_SRC; i++) s_use(g, node->src[i], at);
+    s_use(g, node->dst, at);
+    g->nodes[at] = *node;
+    g->planned = false;
+    return node->dst;
+}
+
+lf_tensor_t *lf_graph_node(lf_graph_t *g, const lf_node_t *tmpl) {
+    if (!g) return NULL;
+    if (g->error) return NULL;
+    lf_node_t node = *tmpl;
+    if (!node.src[0]) {
+        s_fail(g, LF_EINVAL, "%s: missing source", lf_op_name(node.op));
+        return NULL;
+    }
+    int64_t ne[4];
+    lf_type_t type;
+    int rc = lf_node_infer(&node, ne, &type);
+    if (rc) {
+        s_fail(g, rc, "%s (node %d): bad shapes or parameters", lf_op_name(node.op), g->n_nodes);
+        return NULL;
+    }
+    s_entry_t *e = s_alloc_tensor(g, type, ne);
+    if (!e) return NULL;
+    node.dst = &e->t;
+    return s_record(g, &node);
+}
+
+static lf_node_t s_mk(lf_op_t op, const lf_tensor_t *a, const lf_tensor_t *b, const lf_tensor_t *c,
+                      const lf_tensor_t *d) {
+    lf_node_t n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.src[0] = a, n.src[1] = b, n.src[2] = c, n.src[3] = d;
+    return n;
+}
+
+lf_tensor_t *lf_graph_matmul(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b,
+                             const lf_tensor_t *bias) {
+    if (!b) return NULL;
+    lf_node_t n = s_mk(LF_OP_MATMUL, a, b, bias, NULL);
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_conv2d(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *w,
+                             const lf_tensor_t *bias, int stride, int pad) {
+    if (!w) return NULL;
+    lf_node_t n = s_mk(LF_OP_CONV2D, x, w, bias, NULL);
+    n.p.conv2d.stride = stride, n.p.conv2d.pad = pad;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_group_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                                 const lf_tensor_t *beta, int groups, float eps, int silu) {
+    lf_node_t n = s_mk(LF_OP_GROUP_NORM, x, gamma, beta, NULL);
+    n.p.group_norm.groups = groups, n.p.group_norm.eps = eps, n.p.group_norm.act = silu;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_layer_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                                 const lf_tensor_t *beta, float eps) {
+    lf_node_t n = s_mk(LF_OP_LAYER_NORM, x, gamma, beta, NULL);
+    n.p.norm.eps = eps;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_rms_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                               float eps) {
+    lf_node_t n = s_mk(LF_OP_RMS_NORM, x, gamma, NULL, NULL);
+    n.p.norm.eps = eps;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_softmax(lf_graph_t *g, const lf_tensor_t *x, float scale) {
+    lf_node_t n = s_mk(LF_OP_SOFTMAX, x, NULL, NULL, NULL);
+    n.p.softmax.scale = scale;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_attention(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                                const lf_tensor_t *v, const lf_tensor_t *mask, float scale) {
+    if (!k || !v) return NULL;
+    lf_node_t n = s_mk(LF_OP_ATTENTION, q, k, v, mask);
+    n.p.attention.scale = scale;
+    return lf_graph_node(g, &n);
+}
+
+/* [C,N,B] viewed as [D,N,H,B] (head h = channels h*D..h*D+D-1). */
+static lf_tensor_t s_heads(const lf_tensor_t *t, int64_t heads) {
+    lf_tensor_t v = *t;
+    int64_t D = t->ne[0] / heads;
+    v.ne[0] = D, v.ne[1] = t->ne[1], v.ne[2] = heads, v.ne[3] = t->ne[2];
+    v.nb[0] = t->nb[0], v.nb[1] = t->nb[1], v.nb[2] = (size_t)D * t->nb[0], v.nb[3] = t->nb[2];
+    return v;
+}
+
+lf_tensor_t *lf_graph_mha(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                          const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads) {
+    if (!g || g->error || !q || !k || !v) return NULL;
+    if (n_heads < 1 || q->ne[0] % n_heads || k->ne[0] % n_heads || v->ne[0] % n_heads ||
+        q->ne[3] != 1 || k->ne[3] != 1 || v->ne[3] != 1) {
+        s_fail(g, LF_EINVAL, "mha: channels not divisible by heads or 4-D input");
+        return NULL;
+    }
+    lf_tensor_t qh = s_heads(q, n_heads), kh = s_heads(k, n_heads), vh = s_heads(v, n_heads);
+    const int64_t ne[4] = {v->ne[0], q->ne[1], q->ne[2], 1};
+    s_entry_t *out = s_alloc_tensor(g, LF_TYPE_F32, ne);
+    if (!out) return NULL;
+    /* Views of q/k/v and of the output, all sharing their allocations. */
+    lf_tensor_t *qv = lf_graph_view(g, q, qh), *kv = NULL, *vv = NULL;
+    if (s_find(g, k) >= 0) kv = lf_graph_view(g, k, kh);
+    if (s_find(g, v) >= 0) vv = lf_graph_view(g, v, vh);
+    lf_tensor_t *ov = lf_graph_view(g, &out->t, s_heads(&out->t, n_heads));
+    if (!qv || !ov || (s_find(g, k) >= 0 && !kv) || (s_find(g, v) >= 0 && !vv)) return NULL;
+    if (!kv || !vv) {
+        s_fail(g, LF_EINVAL, "mha: k and v must be graph tensors");
+        return NULL;
+    }
+    lf_node_t n = s_mk(LF_OP_ATTENTION, qv, kv, vv, mask);
+    n.p.attention.scale = 1.0f / sqrtf((float)(q->ne[0] / n_heads));
+    int64_t ine[4];
+    lf_type_t type;
+    if (lf_node_infer(&n, ine, &type)) {
+        s_fail(g, LF_EINVAL, "mha: q/k/v shapes disagree");
+        return NULL;
+    }
+    n.dst = ov;
+    out->first = g->n_nodes;
+    return s_record(g, &n) ? &out->t : NULL;
+}
+
+lf_tensor_t *lf_graph_gelu(lf_graph_t *g, const lf_tensor_t *x, int approx_tanh) {
+    lf_node_t n = s_mk(LF_OP_GELU, x, NULL, NULL, NULL);
+    n.p.gelu.approx = approx_tanh;
+    return lf_graph_node(g, &n);
+}
+
+#define LF__GRAPH_UNARY(fn, OP)                                                \
+    lf_tensor_t *fn(lf_graph_t *g, const lf_tensor_t *x) {                     \
+        lf_node_t n = s_mk(OP, x, NULL, NULL, NULL);                           \
+        return lf_graph_node(g, &n);                                           \
+    }
+LF__GRAPH_UNARY(lf_graph_geglu, LF_OP_GEGLU)
+LF__GRAPH_UNARY(lf_graph_silu, LF_OP_SILU)
+LF__GRAPH_UNARY(lf_graph_quick_gelu, LF_OP_QUICK_GELU)
+LF__GRAPH_UNARY(lf_graph_upsample2x, LF_OP_UPSAMPLE2X)
+#undef LF__GRAPH_UNARY
+
+lf_tensor_t *lf_graph_add(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b) {
+    lf_node_t n = s_mk(LF_OP_ADD, a, b, NULL, NULL);
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_mul(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b) {
+    lf_node_t n = s_mk(LF_OP_MUL, a, b, NULL, NULL);
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_scale(lf_graph_t *g, const lf_tensor_t *x, float s, float b) {
+    lf_node_t n = s_mk(LF_OP_SCALE, x, NULL, NULL, NULL);
+    n.p.scale.s = s, n.p.scale.b = b;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_concat(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b, int dim) {
+    lf_node_t n = s_mk(LF_OP_CONCAT, a, b, NULL, NULL);
+    n.p.concat.dim = dim;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_split(lf_graph_t *g, const lf_tensor_t *x, int dim, int64_t offset,
+                            int64_t len) {
+    if (!g || g->error || !x) return NULL;
+    if (dim < 0 || dim >= LF_MAX_DIMS || len < 1) {
+        s_fail(g, LF_EINVAL, "split: bad dim or length");
+        return NULL;
+    }
+    int64_t ne[4];
+    memcpy(ne, x->ne, sizeof ne);
+    ne[dim] = len;
+    /* The length is carried by dst: build dst first, then check the node. */
+    lf_tensor_t probe = lf_tensor_make(x->type, 4, ne, NULL);
+    lf_node_t n = s_mk(LF_OP_SPLIT, x, NULL, NULL, NULL);
+    n.p.split.dim = dim, n.p.split.offset = offset;
+    n.dst = &probe;
+    lf_type_t type;
+    if (lf_node_infer(&n, ne, &type)) {
+        s_fail(g, LF_EINVAL, "split: range outside the tensor");
+        return NULL;
+    }
+    s_entry_t *e = s_alloc_tensor(g, x->type, ne);
+    if (!e) return NULL;
+    n.dst = &e->t;
+    return s_record(g, &n);
+}
+
+lf_tensor_t *lf_graph_permute(lf_graph_t *g, const lf_tensor_t *x, const int axes[LF_MAX_DIMS]) {
+    lf_node_t n = s_mk(LF_OP_PERMUTE, x, NULL, NULL, NULL);
+    memcpy(n.p.permute.axes, axes, sizeof n.p.permute.axes);
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_cpy(lf_graph_t *g, const lf_tensor_t *x, lf_type_t type, int64_t n0,
+                          int64_t n1, int64_t n2, int64_t n3) {
+    if (!g || g->error || !x) return NULL;
+    int64_t ne[4] = {n0, n1, n2, n3};
+    if (n0 <= 0) memcpy(ne, x->ne, sizeof ne);
+    if ((unsigned)type >= LF_TYPE_COUNT || ne[0] * ne[1] * ne[2] * ne[3] != lf_tensor_nelements(x) ||
+        ne[1] < 1 || ne[2] < 1 || ne[3] < 1) {
+        s_fail(g, LF_EINVAL, "cpy: bad type or element count");
+        return NULL;
+    }
+    s_entry_t *e = s_alloc_tensor(g, type, ne);
+    if (!e) return NULL;
+    lf_node_t n = s_mk(LF_OP_CPY, x, NULL, NULL, NULL);
+    n.dst = &e->t;
+    return s_record(g, &n);
+}
+
+lf_tensor_t *lf_graph_avg_pool2d(lf_graph_t *g, const lf_tensor_t *x, int k, int s) {
+    lf_node_t n = s_mk(LF_OP_AVG_POOL2D, x, NULL, NULL, NULL);
+    n.p.pool.k = k, n.p.pool.s = s;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_timestep_embed(lf_graph_t *g, const lf_tensor_t *t, int dim,
+                                     float max_period, int flip_sin_to_cos, float shift) {
+    lf_node_t n = s_mk(LF_OP_TIMESTEP_EMBED, t, NULL, NULL, NULL);
+    n.p.tstep.dim = dim, n.p.tstep.max_period = max_period;
+    n.p.tstep.flip_sin_to_cos = flip_sin_to_cos, n.p.tstep.shift = shift;
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_rope(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *pe) {
+    if (!pe) return NULL;
+    lf_node_t n = s_mk(LF_OP_ROPE, x, pe, NULL, NULL);
+    return lf_graph_node(g, &n);
+}
+
+lf_tensor_t *lf_graph_clamp(lf_graph_t *g, const lf_tensor_t *x, float lo, float hi) {
+    lf_node_t n = s_mk(LF_OP_CLAMP, x, NULL, NULL, NULL);
+    n.p.clamp.lo = lo, n.p.clamp.hi = hi;
+    return lf_graph_node(g, &n);
+}
+
+int lf_graph_plan(lf_graph_t *g) {
+    if (g->error) return g->error;
+    if (g->planned) return 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!lf_backend_supports_op(g->be, &g->nodes[i])) {
+            s_fail(g, LF_EUNSUPPORTED, "node %d (%s) not supported by backend %s", i,
+                   lf_op_name(g->nodes[i].op), lf_backend_name(g->be));
+            return g->error;
+        }
+    }
+    lf_arena_reset(g->arena);
+    for (int i = 0; i < g->n_entries; i++) {
+        s_entry_t *e = s_entry(g, i);
+        if (e->owner != i) continue;
+        int last = e->last == INT32_MAX ? g->n_nodes : e->last;
+        e->arena_id = lf_arena_add(g->arena, lf_tensor_nbytes(&e->t), e->first, last);
+        if (e->arena_id < 0) return e->arena_id;
+    }
+    int rc = lf_arena_plan(g->arena);
+    if (rc) return rc;
+    size_t peak = lf_arena_peak(g->arena);
+    if (!g->buf || g->buf->size < peak) {
+        lf_backend_buffer_free(&g->buf);
+        rc = lf_backend_buffer_alloc(g->be, peak ? peak : 256, LF_BUFFER_ACTIVATIONS, &g->buf);
+        if (rc) {
+            s_fail(g, rc, "activation buffer of %zu bytes: %s", peak, lf_backend_errstr(g->be));
+            return rc;
+        }
+    }
+    for (int i = 0; i < g->n_entries; i++) {
+        s_entry_t *e = s_entry(g, i);
+        const s_entry_t *o = s_entry(g, e->owner);
+        e->t.data = (char *)g->buf->base + lf_arena_offset(g->arena, o->arena_id) + e->offset;
+        e->t.buffer = g->buf;
+    }
+    g->planned = true;
+    g->version++;
+    return 0;
+}
+
+int lf_graph_compute(lf_graph_t *g) {
+    int rc = lf_graph_plan(g);
+    if (rc) return rc;
+    if (g->be->iface->graph_compute) return g->be->iface->graph_compute(g->be, g);
+    for (int i = 0; i < g->n_nodes; i++) {
+        rc = lf__backend_run_node(g->be, &g->nodes[i]);
+        if (rc) {
+            s_fail(g, rc, "node %d (%s): %s", i, lf_op_name(g->nodes[i].op), lf_backend_errstr(g->be));
+            g->error = 0; /* a run-time failure does not poison the graph */
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int lf_graph_n_nodes(const lf_graph_t *g) {
+    return g->n_nodes;
+}
+
+size_t lf_graph_peak_bytes(const lf_graph_t *g) {
+    return lf_arena_peak(g->arena);
+}
+
+size_t lf_graph_unplanned_bytes(const lf_graph_t *g) {
+    return lf_arena_total(g->arena);
+}
+
+const char *lf_graph_errstr(const lf_graph_t *g) {
+    return g->errstr;
+}
+
+int lf__graph_n_nodes(const lf_graph_t *g) {
+    return g->n_nodes;
+}
+
+const lf_node_t *lf__graph_node(const lf_graph_t *g, int i) {
+    return &g->nodes[i];
+}
+
+unsigned lf__graph_version(const lf_graph_t *g) {
+    return g->version;
+}

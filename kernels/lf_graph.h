@@ -1,0 +1,102 @@
+/* lf_graph: a network recorded once and run many times.
+ *
+ * Model code builds a graph from the functions below; each returns the new
+ * activation tensor (a descriptor owned by the graph) and records a node. The
+ * graph knows every activation's lifetime, so lf_graph_plan lays them out in
+ * one backend buffer with lf_arena (buffers reused, peak reported) before the
+ * first run; lf_graph_compute then runs without allocating. On CUDA the
+ * whole graph is captured as a CUDA Graph at the first compute and replayed.
+ *
+ * Weights (from lf_pool) and other tensors not made by this graph are used
+ * as they are. Builders never fail loudly: on a bad shape or out of memory
+ * they return NULL, the graph remembers the first error, and lf_graph_plan
+ * returns it (with the detail in lf_graph_errstr); passing NULL into a
+ * builder is allowed and yields NULL, so a network can be written without a
+ * check after each line.
+ *
+ * Not thread-safe; one graph is used by one thread with one backend. */
+#ifndef LF_GRAPH_H
+#define LF_GRAPH_H
+
+#include <stddef.h>
+
+#include "lf_backend.h"
+#include "lf_ops.h"
+
+typedef struct lf_graph lf_graph_t;
+
+/* Caller owns; NULL on out of memory. be is borrowed and must outlive it. */
+lf_graph_t *lf_graph_new(lf_backend_t *be);
+/* Takes NULL; frees the activation buffer and every descriptor. */
+void lf_graph_destroy(lf_graph_t **g_p);
+
+/* An input activation (contiguous; alive from the first node). Write it with
+ * lf_backend_tensor_set after lf_graph_plan. */
+lf_tensor_t *lf_graph_input(lf_graph_t *g, lf_type_t type, int64_t n0, int64_t n1, int64_t n2,
+                            int64_t n3);
+/* Keeps t alive (and unchanged) after the last node; read it after compute. */
+lf_tensor_t *lf_graph_output(lf_graph_t *g, lf_tensor_t *t);
+/* Registers view (computed from base with lf_tensor_permute / _slice /
+ * _reshape / _transpose) as a graph tensor sharing base's memory. */
+lf_tensor_t *lf_graph_view(lf_graph_t *g, const lf_tensor_t *base, lf_tensor_t view);
+
+/* Generic: records node (dst ignored; created with the inferred shape). */
+lf_tensor_t *lf_graph_node(lf_graph_t *g, const lf_node_t *node);
+
+/* One builder per op (see lf_ops.h for shapes). */
+lf_tensor_t *lf_graph_matmul(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b,
+                             const lf_tensor_t *bias);
+lf_tensor_t *lf_graph_conv2d(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *w,
+                             const lf_tensor_t *bias, int stride, int pad);
+lf_tensor_t *lf_graph_group_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                                 const lf_tensor_t *beta, int groups, float eps, int silu);
+lf_tensor_t *lf_graph_layer_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                                 const lf_tensor_t *beta, float eps);
+lf_tensor_t *lf_graph_rms_norm(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *gamma,
+                               float eps);
+lf_tensor_t *lf_graph_softmax(lf_graph_t *g, const lf_tensor_t *x, float scale);
+/* q[D,Nq,H,B], k[D,Nk,H,B], v[Dv,Nk,H,B] -> [Dv,Nq,H,B]. */
+lf_tensor_t *lf_graph_attention(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                                const lf_tensor_t *v, const lf_tensor_t *mask, float scale);
+/* Multi-head attention over [C,N,B] projections (C = n_heads * D, as a
+ * Linear produces them) -> [Cv,Nq,B], ready for the output projection. The
+ * scale is 1/sqrt(D). */
+lf_tensor_t *lf_graph_mha(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                          const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads);
+lf_tensor_t *lf_graph_gelu(lf_graph_t *g, const lf_tensor_t *x, int approx_tanh);
+lf_tensor_t *lf_graph_geglu(lf_graph_t *g, const lf_tensor_t *x);
+lf_tensor_t *lf_graph_silu(lf_graph_t *g, const lf_tensor_t *x);
+lf_tensor_t *lf_graph_quick_gelu(lf_graph_t *g, const lf_tensor_t *x);
+lf_tensor_t *lf_graph_add(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b);
+lf_tensor_t *lf_graph_mul(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b);
+lf_tensor_t *lf_graph_scale(lf_graph_t *g, const lf_tensor_t *x, float s, float b);
+lf_tensor_t *lf_graph_concat(lf_graph_t *g, const lf_tensor_t *a, const lf_tensor_t *b, int dim);
+lf_tensor_t *lf_graph_split(lf_graph_t *g, const lf_tensor_t *x, int dim, int64_t offset,
+                            int64_t len);
+lf_tensor_t *lf_graph_permute(lf_graph_t *g, const lf_tensor_t *x, const int axes[LF_MAX_DIMS]);
+/* Contiguous copy of x with a new type (and, if n0 > 0, a new shape). */
+lf_tensor_t *lf_graph_cpy(lf_graph_t *g, const lf_tensor_t *x, lf_type_t type, int64_t n0,
+                          int64_t n1, int64_t n2, int64_t n3);
+lf_tensor_t *lf_graph_upsample2x(lf_graph_t *g, const lf_tensor_t *x);
+lf_tensor_t *lf_graph_avg_pool2d(lf_graph_t *g, const lf_tensor_t *x, int k, int s);
+lf_tensor_t *lf_graph_timestep_embed(lf_graph_t *g, const lf_tensor_t *t, int dim,
+                                     float max_period, int flip_sin_to_cos, float shift);
+lf_tensor_t *lf_graph_rope(lf_graph_t *g, const lf_tensor_t *x, const lf_tensor_t *pe);
+lf_tensor_t *lf_graph_clamp(lf_graph_t *g, const lf_tensor_t *x, float lo, float hi);
+
+/* Plans activation memory and allocates it (once; again only after new
+ * nodes). 0, or the first builder error, LF_EUNSUPPORTED (an op the backend
+ * lacks), LF_ENOMEM. */
+int lf_graph_plan(lf_graph_t *g);
+/* Runs every node (plans first if needed). On CUDA, returns once the work is
+ * queued; lf_backend_sync waits. */
+int lf_graph_compute(lf_graph_t *g);
+
+int lf_graph_n_nodes(const lf_graph_t *g);
+/* Activation bytes after planning (the arena's peak) and without reuse. */
+size_t lf_graph_peak_bytes(const lf_graph_t *g);
+size_t lf_graph_unplanned_bytes(const lf_graph_t *g);
+/* Detail of the first error (borrowed; "" if none). */
+const char *lf_graph_errstr(const lf_graph_t *g);
+
+#endif

@@ -1,0 +1,173 @@
+/* lf_pool: bump allocation of weight tensors in backend chunks, with a
+ * name index (open addressing) for lookups by the model builders. */
+#include "lf_pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+
+#define LF__POOL_ALIGN 256
+
+typedef struct {
+    lf_tensor_t t; /* first member: descriptors are handed out by address */
+    char *name;
+} s_entry_t;
+
+struct lf_pool {
+    lf_backend_t *be;
+    size_t chunk_bytes;
+    lf_buffer_t **chunks;
+    int n_chunks;
+    size_t chunk_used; /* in the last chunk */
+    s_entry_t **entries;
+    int n, cap;
+    int *index; /* hash slots -> entry + 1 (0 = empty) */
+    int index_cap;
+    size_t used, reserved;
+    char *model;
+};
+
+static uint64_t s_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+lf_pool_t *lf_pool_new(lf_backend_t *be, size_t chunk_bytes) {
+    if (!be) return NULL;
+    lf_pool_t *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->be = be;
+    p->chunk_bytes = chunk_bytes ? chunk_bytes : (size_t)256 << 20;
+    p->model = calloc(1, 1);
+    if (!p->model) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void lf_pool_destroy(lf_pool_t **pool_p) {
+    if (!pool_p || !*pool_p) return;
+    lf_pool_t *p = *pool_p;
+    for (int i = 0; i < p->n_chunks; i++) lf_backend_buffer_free(&p->chunks[i]);
+    for (int i = 0; i < p->n; i++) {
+        free(p->entries[i]->name);
+        free(p->entries[i]);
+    }
+    free(p->chunks);
+    free(p->entries);
+    free(p->index);
+    free(p->model);
+    free(p);
+    *pool_p = NULL;
+}
+
+lf_tensor_t *lf_pool_find(const lf_pool_t *p, const char *name) {
+    if (!p->index_cap || !name) return NULL;
+    size_t mask = (size_t)p->index_cap - 1;
+    for (size_t i = s_hash(name) & mask;; i = (i + 1) & mask) {
+        int e = p->index[i];
+        if (e == 0) return NULL;
+        if (strcmp(p->entries[e - 1]->name, name) == 0) return &p->entries[e - 1]->t;
+    }
+}
+
+static int s_index_grow(lf_pool_t *p) {
+    int cap = p->index_cap ? p->index_cap * 2 : 256;
+    int *idx = calloc((size_t)cap, sizeof *idx);
+    if (!idx) return LF_ENOMEM;
+    size_t mask = (size_t)cap - 1;
+    for (int e = 0; e < p->n; e++) {
+        size_t i = s_hash(p->entries[e]->name) & mask;
+        while (idx[i]) i = (i + 1) & mask;
+        idx[i] = e + 1;
+    }
+    free(p->index);
+    p->index = idx, p->index_cap = cap;
+    return 0;
+}
+
+/* Device address for size bytes; NULL on out of memory. */
+static void *s_place(lf_pool_t *p, size_t size, lf_buffer_t **buf) {
+    size = (size + LF__POOL_ALIGN - 1) & ~(size_t)(LF__POOL_ALIGN - 1);
+    if (p->n_chunks == 0 || p->chunk_used + size > p->chunks[p->n_chunks - 1]->size) {
+        lf_buffer_t **c = realloc(p->chunks, (size_t)(p->n_chunks + 1) * sizeof *c);
+        if (!c) return NULL;
+        p->chunks = c;
+        size_t want = size > p->chunk_bytes ? size : p->chunk_bytes;
+        if (lf_backend_buffer_alloc(p->be, want, LF_BUFFER_WEIGHTS, &c[p->n_chunks])) return NULL;
+        p->n_chunks++;
+        p->chunk_used = 0;
+        p->reserved += want;
+    }
+    lf_buffer_t *b = p->chunks[p->n_chunks - 1];
+    void *at = (char *)b->base + p->chunk_used;
+    p->chunk_used += size;
+    *buf = b;
+    return at;
+}
+
+lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
+                            const int64_t *ne) {
+    if (!name || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 || n_dims > LF_MAX_DIMS) return NULL;
+    if (lf_pool_find(p, name)) return NULL;
+    if ((p->n + 1) * 2 > p->index_cap && s_index_grow(p)) return NULL;
+    if (p->n == p->cap) {
+        int cap = p->cap ? p->cap * 2 : 128;
+        s_entry_t **e = realloc(p->entries, (size_t)cap * sizeof *e);
+        if (!e) return NULL;
+        p->entries = e, p->cap = cap;
+    }
+    s_entry_t *e = calloc(1, sizeof *e);
+    char *nm = e ? strdup(name) : NULL;
+    if (!nm) {
+        free(e);
+        return NULL;
+    }
+    e->t = lf_tensor_make(type, n_dims, ne, NULL);
+    size_t bytes = lf_tensor_nbytes(&e->t);
+    e->t.data = s_place(p, bytes, &e->t.buffer);
+    if (!e->t.data) {
+        free(nm);
+        free(e);
+        return NULL;
+    }
+    e->name = nm;
+    e->t.name = nm;
+    p->entries[p->n++] = e;
+    size_t mask = (size_t)p->index_cap - 1, i = s_hash(name) & mask;
+    while (p->index[i]) i = (i + 1) & mask;
+    p->index[i] = p->n;
+    p->used += bytes;
+    return &e->t;
+}
+
+int lf_pool_load(lf_pool_t *p, lf_tensor_t *t, const void *host, size_t nbytes) {
+    return lf_backend_tensor_set(p->be, t, host, nbytes);
+}
+
+size_t lf_pool_used(const lf_pool_t *p) {
+    return p->used;
+}
+
+size_t lf_pool_reserved(const lf_pool_t *p) {
+    return p->reserved;
+}
+
+int lf_pool_count(const lf_pool_t *p) {
+    return p->n;
+}
+
+int lf_pool_set_model(lf_pool_t *p, const char *model_key) {
+    char *m = strdup(model_key ? model_key : "");
+    if (!m) return LF_ENOMEM;
+    free(p->model);
+    p->model = m;
+    return 0;
+}
+
+const char *lf_pool_model(const lf_pool_t *p) {
+    return p->model;
+}

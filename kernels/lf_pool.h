@@ -1,0 +1,42 @@
+/* lf_pool: resident weights of one model on one backend.
+ *
+ * A model's weights are created here once (by the loader), uploaded once and
+ * kept across jobs; the worker keeps the pool while the model stays resident
+ * and destroys it on a model switch. Memory comes from large backend buffers
+ * (chunks) sub-allocated with 256-byte alignment; tensors are found by name.
+ * Not thread-safe: build it from one thread, then read it from any. */
+#ifndef LF_POOL_H
+#define LF_POOL_H
+
+#include <stddef.h>
+
+#include "lf_backend.h"
+#include "lf_tensor.h"
+
+typedef struct lf_pool lf_pool_t;
+
+/* chunk_bytes: size of each backend allocation (0: 256 MiB; a larger tensor
+ * gets a chunk of its own). Caller owns; NULL on out of memory. */
+lf_pool_t *lf_pool_new(lf_backend_t *be, size_t chunk_bytes);
+/* Takes NULL; frees every chunk and descriptor. */
+void lf_pool_destroy(lf_pool_t **pool_p);
+
+/* A new contiguous tensor named name (copied), placed in pool memory.
+ * Returns a descriptor borrowed from the pool (valid until destroy), or NULL
+ * (out of memory, duplicate name). */
+lf_tensor_t *lf_pool_tensor(lf_pool_t *pool, const char *name, lf_type_t type, int n_dims,
+                            const int64_t *ne);
+/* Uploads host bytes into t (from this pool); nbytes = lf_tensor_nbytes(t). */
+int lf_pool_load(lf_pool_t *pool, lf_tensor_t *t, const void *host, size_t nbytes);
+/* The tensor with this name, or NULL (borrowed). */
+lf_tensor_t *lf_pool_find(const lf_pool_t *pool, const char *name);
+/* Bytes in tensors, bytes reserved in chunks, number of tensors. */
+size_t lf_pool_used(const lf_pool_t *pool);
+size_t lf_pool_reserved(const lf_pool_t *pool);
+int lf_pool_count(const lf_pool_t *pool);
+/* Which model the pool holds (copied; "" until set); lets a worker keep the
+ * pool when the next job wants the same model. */
+int lf_pool_set_model(lf_pool_t *pool, const char *model_key);
+const char *lf_pool_model(const lf_pool_t *pool);
+
+#endif

@@ -1,0 +1,205 @@
+/* lf_tensor: descriptor helpers, views and f16/bf16 conversion. */
+#include "lf_tensor.h"
+
+#include <string.h>
+
+#include "lf_error.h"
+
+size_t lf_type_size(lf_type_t type) {
+    switch (type) {
+    case LF_TYPE_F32: return 4;
+    case LF_TYPE_F16: return 2;
+    case LF_TYPE_BF16: return 2;
+    default: return 0;
+    }
+}
+
+const char *lf_type_name(lf_type_t type) {
+    switch (type) {
+    case LF_TYPE_F32: return "f32";
+    case LF_TYPE_F16: return "f16";
+    case LF_TYPE_BF16: return "bf16";
+    default: return "?";
+    }
+}
+
+lf_tensor_t lf_tensor_make(lf_type_t type, int n_dims, const int64_t *ne, void *data) {
+    LF_ASSERT(n_dims >= 0 && n_dims <= LF_MAX_DIMS);
+    lf_tensor_t t;
+    memset(&t, 0, sizeof t);
+    t.type = type;
+    for (int i = 0; i < LF_MAX_DIMS; i++) t.ne[i] = i < n_dims ? ne[i] : 1;
+    t.nb[0] = lf_type_size(type);
+    for (int i = 1; i < LF_MAX_DIMS; i++) t.nb[i] = t.nb[i - 1] * (size_t)t.ne[i - 1];
+    t.data = data;
+    return t;
+}
+
+lf_tensor_t lf_tensor_4d(lf_type_t type, int64_t n0, int64_t n1, int64_t n2, int64_t n3,
+                         void *data) {
+    const int64_t ne[4] = {n0, n1, n2, n3};
+    return lf_tensor_make(type, 4, ne, data);
+}
+
+int64_t lf_tensor_nelements(const lf_tensor_t *t) {
+    return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+}
+
+size_t lf_tensor_nbytes(const lf_tensor_t *t) {
+    return (size_t)lf_tensor_nelements(t) * lf_type_size(t->type);
+}
+
+bool lf_tensor_is_contiguous(const lf_tensor_t *t) {
+    size_t expect = lf_type_size(t->type);
+    for (int i = 0; i < LF_MAX_DIMS; i++) {
+        if (t->ne[i] != 1 && t->nb[i] != expect) return false;
+        expect *= (size_t)t->ne[i];
+    }
+    return true;
+}
+
+bool lf_tensor_rows_contiguous(const lf_tensor_t *t) {
+    return t->ne[0] == 1 || t->nb[0] == lf_type_size(t->type);
+}
+
+bool lf_tensor_same_shape(const lf_tensor_t *a, const lf_tensor_t *b) {
+    for (int i = 0; i < LF_MAX_DIMS; i++)
+        if (a->ne[i] != b->ne[i]) return false;
+    return true;
+}
+
+lf_tensor_t lf_tensor_permute(const lf_tensor_t *t, const int axes[LF_MAX_DIMS]) {
+    lf_tensor_t r = *t;
+    int seen = 0;
+    for (int i = 0; i < LF_MAX_DIMS; i++) {
+        LF_ASSERT(axes[i] >= 0 && axes[i] < LF_MAX_DIMS);
+        seen |= 1 << axes[i];
+        r.ne[i] = t->ne[axes[i]];
+        r.nb[i] = t->nb[axes[i]];
+    }
+    LF_ASSERT(seen == 0xF);
+    return r;
+}
+
+lf_tensor_t lf_tensor_transpose(const lf_tensor_t *t) {
+    static const int axes[4] = {1, 0, 2, 3};
+    return lf_tensor_permute(t, axes);
+}
+
+lf_tensor_t lf_tensor_slice(const lf_tensor_t *t, int dim, int64_t begin, int64_t len) {
+    LF_ASSERT(dim >= 0 && dim < LF_MAX_DIMS && begin >= 0 && len >= 0 &&
+              begin + len <= t->ne[dim]);
+    lf_tensor_t r = *t;
+    r.ne[dim] = len;
+    /* Integer arithmetic so that views of not-yet-placed graph tensors (data
+     * NULL) carry their byte offset. */
+    r.data = (void *)((uintptr_t)t->data + (uintptr_t)begin * t->nb[dim]);
+    return r;
+}
+
+lf_tensor_t lf_tensor_reshape(const lf_tensor_t *t, int64_t n0, int64_t n1, int64_t n2,
+                              int64_t n3) {
+    LF_ASSERT(lf_tensor_is_contiguous(t));
+    LF_ASSERT(n0 * n1 * n2 * n3 == lf_tensor_nelements(t));
+    lf_tensor_t r = lf_tensor_4d(t->type, n0, n1, n2, n3, t->data);
+    r.buffer = t->buffer;
+    r.name = t->name;
+    return r;
+}
+
+static uint32_t s_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float s_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t lf_f32_to_f16(float f) {
+    /* Branchy but exact: round to nearest even, subnormals, overflow to Inf. */
+    uint32_t x = s_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7FFFFFFFu;
+    if (absx >= 0x7F800000u) /* Inf or NaN */
+        return (uint16_t)(sign | 0x7C00u | (absx > 0x7F800000u ? 0x200u : 0));
+    if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* rounds to Inf */
+    if (absx < 0x38800000u) {                                   /* f16 subnormal or zero */
+        if (absx < 0x33000000u) return (uint16_t)sign;          /* below half the min */
+        /* value = m * 2^(e-150) and one f16 subnormal step is 2^-24. */
+        uint32_t m = (absx & 0x7FFFFFu) | 0x800000u;
+        uint32_t shift = 126u - (absx >> 23); /* 14..24 */
+        uint32_t q = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t e = ((absx >> 23) - 112) << 10;
+    uint32_t m = (absx >> 13) & 0x3FFu;
+    uint32_t h = e | m;
+    uint32_t rem = absx & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+float lf_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1Fu;
+    uint32_t m = h & 0x3FFu;
+    if (e == 0) {
+        /* zero or subnormal: m * 2^-24 */
+        float v = (float)m * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    if (e == 31) return s_float(sign | 0x7F800000u | (m << 13));
+    return s_float(sign | ((e + 112) << 23) | (m << 13));
+}
+
+uint16_t lf_f32_to_bf16(float f) {
+    uint32_t x = s_bits(f);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    x += 0x7FFFu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+float lf_bf16_to_f32(uint16_t b) {
+    return s_float((uint32_t)b << 16);
+}
+
+void lf_type_to_f32(lf_type_t type, const void *src, float *dst, int64_t n) {
+    switch (type) {
+    case LF_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case LF_TYPE_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = lf_f16_to_f32(s[i]);
+        break;
+    }
+    case LF_TYPE_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = lf_bf16_to_f32(s[i]);
+        break;
+    }
+    default: LF_ASSERT(!"bad type");
+    }
+}
+
+void lf_type_from_f32(lf_type_t type, const float *src, void *dst, int64_t n) {
+    switch (type) {
+    case LF_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case LF_TYPE_F16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = lf_f32_to_f16(src[i]);
+        break;
+    }
+    case LF_TYPE_BF16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = lf_f32_to_bf16(src[i]);
+        break;
+    }
+    default: LF_ASSERT(!"bad type");
+    }
+}

@@ -1,0 +1,596 @@
+/* test_ops: every op of the CPU backend against a plain double-precision
+ * reference on fresh random inputs (odd sizes, views, f16/bf16 storage).
+ * Tolerances are relative, |got - want| / (1 + |want|), and written beside
+ * each check: f32 1e-4 to 5e-4 (float accumulation), f16 output 2e-3 (half
+ * an f16 ulp is 4.9e-4), bf16 output 1e-2 (half a bf16 ulp is 3.9e-3), bf16
+ * matrix products 3e-2 (activations are rounded to bf16 too when
+ * cblas_sbgemm runs). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "lf_backend.h"
+#include "lf_error.h"
+#include "lf_ops.h"
+#include "lf_test_tensor.h"
+
+#define TOL_F32 5e-4
+#define TOL_F16 2e-3
+#define TOL_BF16 1e-2
+
+static double s_tol(lf_type_t t) {
+    return t == LF_TYPE_F32 ? TOL_F32 : t == LF_TYPE_F16 ? TOL_F16 : TOL_BF16;
+}
+
+static int s_setup(void **state) {
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    if (!be) return -1;
+    *state = be;
+    return 0;
+}
+
+static int s_teardown(void **state) {
+    lf_backend_t *be = *state;
+    lf_backend_destroy(&be);
+    assert_null(be);
+    return 0;
+}
+
+static double *s_ref(const lf_tensor_t *like) {
+    return calloc((size_t)lf_tensor_nelements(like) + 1, sizeof(double));
+}
+
+#define G lf_test_get
+
+/* ---- conversions ---- */
+
+static void test_type_conversion(void **state) {
+    (void)state;
+    /* Every finite f16 survives f16 -> f32 -> f16. */
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        if ((h & 0x7C00u) == 0x7C00u && (h & 0x3FFu)) continue; /* NaN payloads */
+        assert_int_equal(lf_f32_to_f16(lf_f16_to_f32((uint16_t)h)), h);
+    }
+    assert_int_equal(lf_f32_to_f16(1.0f), 0x3C00);
+    assert_int_equal(lf_f32_to_f16(65520.0f), 0x7C00);       /* rounds to Inf */
+    assert_int_equal(lf_f32_to_f16(5.9604645e-8f), 0x0001);  /* smallest subnormal */
+    assert_int_equal(lf_f32_to_f16(2.9802322e-8f), 0x0000);  /* tie to even: zero */
+    assert_int_equal(lf_f32_to_bf16(1.0f), 0x3F80);
+    assert_int_equal(lf_f32_to_bf16(1.00390625f), 0x3F80);   /* tie to even */
+    assert_int_equal(lf_f32_to_bf16(1.01171875f), 0x3F82);   /* tie to even, up */
+    assert_true(isnan(lf_bf16_to_f32(lf_f32_to_bf16(NAN))));
+    assert_true(isnan(lf_f16_to_f32(lf_f32_to_f16(NAN))));
+    for (int i = 0; i < 10000; i++) {
+        float f = (float)(1000.0 * lf_test_uniform());
+        assert_true(fabsf(lf_f16_to_f32(lf_f32_to_f16(f)) - f) <= fabsf(f) * 4.9e-4f + 3e-8f);
+        assert_true(fabsf(lf_bf16_to_f32(lf_f32_to_bf16(f)) - f) <= fabsf(f) * 3.91e-3f);
+    }
+    /* Views. */
+    lf_tensor_t t = lf_tensor_4d(LF_TYPE_F32, 3, 4, 5, 6, NULL);
+    assert_true(lf_tensor_is_contiguous(&t));
+    lf_tensor_t tt = lf_tensor_transpose(&t);
+    assert_false(lf_tensor_is_contiguous(&tt));
+    assert_int_equal(tt.ne[0], 4);
+    assert_int_equal(tt.nb[0], 12);
+    lf_tensor_t s = lf_tensor_slice(&t, 2, 1, 3);
+    assert_int_equal((uintptr_t)s.data, 1 * 48);
+    assert_int_equal(lf_tensor_nbytes(&t), 3 * 4 * 5 * 6 * 4);
+}
+
+/* ---- matmul ---- */
+
+static void s_check_matmul(lf_backend_t *be, const lf_tensor_t *a, const lf_tensor_t *b,
+                           const lf_tensor_t *bias, double tol) {
+    int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, N, M, a->ne[2], a->ne[3]);
+    double *want = s_ref(&d), *w = want;
+    for (int64_t i3 = 0; i3 < a->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < a->ne[2]; i2++)
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < N; n++, w++) {
+                    double s = bias ? G(bias, n, 0, 0, 0) : 0;
+                    int64_t b2 = b->ne[2] == 1 ? 0 : i2, b3 = b->ne[3] == 1 ? 0 : i3;
+                    for (int64_t k = 0; k < K; k++) s += G(a, k, m, i2, i3) * G(b, k, n, b2, b3);
+                    *w = s;
+                }
+    assert_int_equal(lf_op_matmul(be, &d, a, b, bias), 0);
+    double err = lf_test_maxerr(&d, want);
+    if (err > tol) fprintf(stderr, "matmul K=%lld M=%lld N=%lld %s: err %g\n", (long long)K,
+                           (long long)M, (long long)N, lf_type_name(b->type), err);
+    assert_true(err <= tol);
+    free(want);
+    free(d.data);
+}
+
+static void test_matmul(void **state) {
+    lf_backend_t *be = *state;
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 37, 5, 3, 1, 1);
+    lf_tensor_t w = lf_test_rand(LF_TYPE_F32, 37, 23, 1, 1, 1);
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 23, 1, 1, 1, 1);
+    s_check_matmul(be, &a, &w, &bias, TOL_F32);        /* linear, weight broadcast */
+    s_check_matmul(be, &a, &w, NULL, TOL_F32);
+    lf_tensor_t wb = lf_test_rand(LF_TYPE_F32, 37, 11, 3, 1, 1); /* batched */
+    s_check_matmul(be, &a, &wb, NULL, TOL_F32);
+    /* Transposed views: a^T stored as [M, K]; b stored as [N, K]^T. */
+    lf_tensor_t at = lf_test_rand(LF_TYPE_F32, 5, 37, 1, 1, 1);
+    lf_tensor_t atv = lf_tensor_transpose(&at);
+    lf_tensor_t bt = lf_test_rand(LF_TYPE_F32, 23, 37, 1, 1, 1);
+    lf_tensor_t btv = lf_tensor_transpose(&bt);
+    s_check_matmul(be, &atv, &btv, &bias, TOL_F32);
+    /* f16 and bf16 weights. */
+    lf_tensor_t wh = lf_test_rand(LF_TYPE_F16, 37, 23, 1, 1, 1);
+    s_check_matmul(be, &a, &wh, &bias, TOL_F32);
+    lf_tensor_t wbf = lf_test_rand(LF_TYPE_BF16, 37, 23, 1, 1, 1);
+    s_check_matmul(be, &a, &wbf, &bias, 3e-2);
+    /* Wrong shapes are refused. */
+    lf_tensor_t bad = lf_test_zeros(LF_TYPE_F32, 22, 5, 3, 1);
+    assert_int_equal(lf_op_matmul(be, &bad, &a, &w, NULL), LF_EINVAL);
+    free(bad.data);
+    free(a.data), free(w.data), free(bias.data), free(wb.data), free(at.data), free(bt.data);
+    free(wh.data), free(wbf.data);
+}
+
+/* ---- conv2d ---- */
+
+static void s_check_conv(lf_backend_t *be, lf_type_t wt, int64_t W, int64_t H, int64_t Ci,
+                         int64_t Co, int64_t N, int k, int stride, int pad, bool bias_on) {
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, W, H, Ci, N, 1);
+    lf_tensor_t w = lf_test_rand(wt, k, k, Ci, Co, 1);
+    lf_tensor_t b = lf_test_rand(LF_TYPE_F32, Co, 1, 1, 1, 1);
+    int64_t Wo = (W + 2 * pad - k) / stride + 1, Ho = (H + 2 * pad - k) / stride + 1;
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, Wo, Ho, Co, N);
+    double *want = s_ref(&d), *o = want;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t co = 0; co < Co; co++)
+            for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t ox = 0; ox < Wo; ox++, o++) {
+                    double s = bias_on ? G(&b, co, 0, 0, 0) : 0;
+                    for (int64_t ci = 0; ci < Ci; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                s += G(&x, ix, iy, ci, n) * G(&w, kx, ky, ci, co);
+                            }
+                    *o = s;
+                }
+    assert_int_equal(lf_op_conv2d(be, &d, &x, &w, bias_on ? &b : NULL, stride, pad), 0);
+    double err = lf_test_maxerr(&d, want);
+    if (err > TOL_F32) fprintf(stderr, "conv k=%d s=%d p=%d: err %g\n", k, stride, pad, err);
+    assert_true(err <= TOL_F32);
+    free(want), free(x.data), free(w.data), free(b.data), free(d.data);
+}
+
+static void test_conv2d(void **state) {
+    lf_backend_t *be = *state;
+    s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 2, 3, 1, 1, true);
+    s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 1, 3, 2, 1, true);
+    s_check_conv(be, LF_TYPE_F32, 8, 8, 4, 3, 1, 3, 2, 0, false);
+    s_check_conv(be, LF_TYPE_F32, 11, 5, 7, 9, 2, 1, 1, 0, true);
+    s_check_conv(be, LF_TYPE_F16, 11, 5, 7, 9, 1, 1, 1, 0, true);
+    s_check_conv(be, LF_TYPE_BF16, 6, 5, 3, 4, 1, 3, 1, 1, true);
+    /* Column tiles smaller than an output row (tile logic and edges). */
+    setenv("LF_CONV_TILE_BYTES", "1", 1);
+    s_check_conv(be, LF_TYPE_F32, 70, 9, 3, 5, 1, 3, 1, 1, true);
+    s_check_conv(be, LF_TYPE_F32, 70, 9, 3, 5, 1, 3, 2, 1, true);
+    unsetenv("LF_CONV_TILE_BYTES");
+}
+
+/* ---- norms and softmax ---- */
+
+static void test_group_norm(void **state) {
+    lf_backend_t *be = *state;
+    for (int variant = 0; variant < 3; variant++) {
+        lf_type_t ty = variant == 2 ? LF_TYPE_BF16 : LF_TYPE_F32;
+        int64_t W = 5, H = 3, C = 12, N = 2, groups = 4, cg = C / groups;
+        lf_tensor_t x = lf_test_rand(ty, W, H, C, N, 2);
+        lf_tensor_t ga = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+        lf_tensor_t be_ = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+        lf_tensor_t d = lf_test_zeros(ty, W, H, C, N);
+        double *want = s_ref(&d);
+        int silu = variant == 1;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < groups; g++) {
+                double mean = 0, var = 0, cnt = (double)(cg * W * H);
+                for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                    for (int64_t y = 0; y < H; y++)
+                        for (int64_t i = 0; i < W; i++) mean += G(&x, i, y, c, n);
+                mean /= cnt;
+                for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                    for (int64_t y = 0; y < H; y++)
+                        for (int64_t i = 0; i < W; i++) var += pow(G(&x, i, y, c, n) - mean, 2);
+                var /= cnt;
+                for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                    for (int64_t y = 0; y < H; y++)
+                        for (int64_t i = 0; i < W; i++) {
+                            double v = (G(&x, i, y, c, n) - mean) / sqrt(var + 1e-5) * G(&ga, c, 0, 0, 0) +
+                                       G(&be_, c, 0, 0, 0);
+                            if (silu) v = v / (1 + exp(-v));
+                            want[((n * C + c) * H + y) * W + i] = v;
+                        }
+            }
+        assert_int_equal(lf_op_group_norm(be, &d, &x, &ga, &be_, (int)groups, 1e-5f, silu), 0);
+        assert_true(lf_test_maxerr(&d, want) <= s_tol(ty));
+        free(want), free(x.data), free(ga.data), free(be_.data), free(d.data);
+    }
+}
+
+static void test_layer_rms_norm(void **state) {
+    lf_backend_t *be = *state;
+    int64_t D = 37, R = 7;
+    lf_type_t types[2] = {LF_TYPE_F32, LF_TYPE_F16};
+    for (int ti = 0; ti < 2; ti++) {
+        lf_type_t ty = types[ti];
+        lf_tensor_t x = lf_test_rand(ty, D, R, 2, 1, 3);
+        lf_tensor_t ga = lf_test_rand(LF_TYPE_F32, D, 1, 1, 1, 1);
+        lf_tensor_t bb = lf_test_rand(LF_TYPE_F32, D, 1, 1, 1, 1);
+        lf_tensor_t d1 = lf_test_zeros(ty, D, R, 2, 1), d2 = lf_test_zeros(ty, D, R, 2, 1);
+        double *w1 = s_ref(&d1), *w2 = s_ref(&d2);
+        for (int64_t r = 0; r < R * 2; r++) {
+            double mean = 0, var = 0, ms = 0;
+            for (int64_t i = 0; i < D; i++) mean += G(&x, i, r % R, r / R, 0);
+            mean /= (double)D;
+            for (int64_t i = 0; i < D; i++) {
+                double v = G(&x, i, r % R, r / R, 0);
+                var += (v - mean) * (v - mean), ms += v * v;
+            }
+            var /= (double)D, ms /= (double)D;
+            for (int64_t i = 0; i < D; i++) {
+                double v = G(&x, i, r % R, r / R, 0), g = G(&ga, i, 0, 0, 0);
+                w1[r * D + i] = (v - mean) / sqrt(var + 1e-6) * g + G(&bb, i, 0, 0, 0);
+                w2[r * D + i] = v / sqrt(ms + 1e-6) * g;
+            }
+        }
+        assert_int_equal(lf_op_layer_norm(be, &d1, &x, &ga, &bb, 1e-6f), 0);
+        assert_int_equal(lf_op_rms_norm(be, &d2, &x, &ga, 1e-6f), 0);
+        assert_true(lf_test_maxerr(&d1, w1) <= s_tol(ty));
+        assert_true(lf_test_maxerr(&d2, w2) <= s_tol(ty));
+        free(w1), free(w2), free(x.data), free(ga.data), free(bb.data), free(d1.data), free(d2.data);
+    }
+}
+
+static void test_softmax(void **state) {
+    lf_backend_t *be = *state;
+    int64_t D = 45, R = 6;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, D, R, 1, 1, 8);
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, D, R, 1, 1);
+    double *w = s_ref(&d);
+    for (int64_t r = 0; r < R; r++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t i = 0; i < D; i++) m = fmax(m, 0.7 * G(&x, i, r, 0, 0));
+        for (int64_t i = 0; i < D; i++) s += exp(0.7 * G(&x, i, r, 0, 0) - m);
+        for (int64_t i = 0; i < D; i++) w[r * D + i] = exp(0.7 * G(&x, i, r, 0, 0) - m) / s;
+    }
+    assert_int_equal(lf_op_softmax(be, &d, &x, 0.7f), 0);
+    assert_true(lf_test_maxerr(&d, w) <= 1e-5);
+    free(w), free(x.data), free(d.data);
+}
+
+/* ---- attention ---- */
+
+static void s_ref_attention(const lf_tensor_t *q, const lf_tensor_t *k, const lf_tensor_t *v,
+                            const lf_tensor_t *mask, double scale, double *out) {
+    int64_t D = q->ne[0], Nq = q->ne[1], Nk = k->ne[1], H = q->ne[2], B = q->ne[3], Dv = v->ne[0];
+    double *p = malloc((size_t)Nk * sizeof *p);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < Nq; i++) {
+                double m = -INFINITY, s = 0;
+                for (int64_t j = 0; j < Nk; j++) {
+                    double dot = 0;
+                    for (int64_t c = 0; c < D; c++) dot += G(q, c, i, h, b) * G(k, c, j, h, b);
+                    p[j] = dot * scale + (mask ? G(mask, j, i, 0, 0) : 0);
+                    m = fmax(m, p[j]);
+                }
+                for (int64_t j = 0; j < Nk; j++) s += (p[j] = exp(p[j] - m));
+                for (int64_t c = 0; c < Dv; c++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < Nk; j++) o += p[j] * G(v, c, j, h, b);
+                    out[((b * H + h) * Nq + i) * Dv + c] = o / s;
+                }
+            }
+    free(p);
+}
+
+static void test_attention(void **state) {
+    lf_backend_t *be = *state;
+    int64_t D = 13, Dv = 11, Nq = 37, Nk = 45, H = 3, B = 2;
+    lf_tensor_t q = lf_test_rand(LF_TYPE_F32, D, Nq, H, B, 1);
+    lf_tensor_t k = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 1);
+    lf_tensor_t v = lf_test_rand(LF_TYPE_F32, Dv, Nk, H, B, 1);
+    lf_tensor_t mask = lf_test_rand(LF_TYPE_F32, Nk, Nq, 1, 1, 2);
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, Dv, Nq, H, B);
+    double *w = s_ref(&d);
+    float scale = 1.0f / sqrtf((float)D);
+    for (int masked = 0; masked < 2; masked++) {
+        const lf_tensor_t *mk = masked ? &mask : NULL;
+        s_ref_attention(&q, &k, &v, mk, scale, w);
+        /* One tile, then many small tiles (online softmax across tiles). */
+        assert_int_equal(lf_op_attention(be, &d, &q, &k, &v, mk, scale), 0);
+        assert_true(lf_test_maxerr(&d, w) <= TOL_F32);
+        setenv("LF_ATTN_BQ", "8", 1), setenv("LF_ATTN_BK", "7", 1);
+        memset(d.data, 0, lf_tensor_nbytes(&d));
+        assert_int_equal(lf_op_attention(be, &d, &q, &k, &v, mk, scale), 0);
+        unsetenv("LF_ATTN_BQ"), unsetenv("LF_ATTN_BK");
+        assert_true(lf_test_maxerr(&d, w) <= TOL_F32);
+    }
+    free(w), free(q.data), free(k.data), free(v.data), free(mask.data), free(d.data);
+
+    /* Heads as strided views of [H*D, N] projections (how a UNet calls it). */
+    int64_t heads = 4, hd = 8, N = 29, C = heads * hd;
+    lf_tensor_t Q = lf_test_rand(LF_TYPE_F32, C, N, 1, 1, 1);
+    lf_tensor_t K = lf_test_rand(LF_TYPE_F32, C, N, 1, 1, 1);
+    lf_tensor_t V = lf_test_rand(LF_TYPE_F32, C, N, 1, 1, 1);
+    lf_tensor_t O = lf_test_zeros(LF_TYPE_F32, C, N, 1, 1);
+    lf_tensor_t qv = Q, kv = K, vv = V, ov = O;
+    lf_tensor_t *views[4] = {&qv, &kv, &vv, &ov};
+    for (int i = 0; i < 4; i++) {
+        lf_tensor_t *t = views[i];
+        t->ne[0] = hd, t->ne[1] = N, t->ne[2] = heads, t->ne[3] = 1;
+        t->nb[1] = (size_t)C * 4, t->nb[2] = (size_t)hd * 4, t->nb[3] = (size_t)C * N * 4;
+    }
+    double *w2 = calloc((size_t)(C * N), sizeof *w2), *wc = calloc((size_t)(C * N), sizeof *wc);
+    s_ref_attention(&qv, &kv, &vv, NULL, 1.0 / sqrt((double)hd), w2);
+    for (int64_t h = 0; h < heads; h++) /* [D,N,H] order -> [C,N] order */
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < hd; c++) wc[n * C + h * hd + c] = w2[(h * N + n) * hd + c];
+    assert_int_equal(lf_op_attention(be, &ov, &qv, &kv, &vv, NULL, 1.0f / sqrtf((float)hd)), 0);
+    assert_true(lf_test_maxerr(&O, wc) <= TOL_F32);
+    free(w2), free(wc), free(Q.data), free(K.data), free(V.data), free(O.data);
+}
+
+/* ---- elementwise ---- */
+
+static double s_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static double s_gelu_t(double x) {
+    return 0.5 * x * (1 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+static double s_sig(double x) { return 1 / (1 + exp(-x)); }
+
+static void test_unary(void **state) {
+    lf_backend_t *be = *state;
+    lf_type_t types[3] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16};
+    for (int ti = 0; ti < 3; ti++) {
+        lf_type_t ty = types[ti];
+        lf_tensor_t x = lf_test_rand(ty, 17, 5, 3, 2, 4);
+        lf_tensor_t d = lf_test_zeros(ty, 17, 5, 3, 2);
+        double *w = s_ref(&d);
+        int64_t n = lf_tensor_nelements(&x);
+        for (int op = 0; op < 6; op++) {
+            for (int64_t i = 0; i < n; i++) {
+                double v = G(&x, i % 17, (i / 17) % 5, (i / 85) % 3, i / 255);
+                switch (op) {
+                case 0: w[i] = s_gelu(v); break;
+                case 1: w[i] = s_gelu_t(v); break;
+                case 2: w[i] = v * s_sig(v); break;
+                case 3: w[i] = v * s_sig(1.702 * v); break;
+                case 4: w[i] = fmin(fmax(v, -1.5), 0.25); break;
+                default: w[i] = v * 0.5 - 2.0; break;
+                }
+            }
+            int rc = op == 0 ? lf_op_gelu(be, &d, &x, 0)
+                   : op == 1 ? lf_op_gelu(be, &d, &x, 1)
+                   : op == 2 ? lf_op_silu(be, &d, &x)
+                   : op == 3 ? lf_op_quick_gelu(be, &d, &x)
+                   : op == 4 ? lf_op_clamp(be, &d, &x, -1.5f, 0.25f)
+                             : lf_op_scale(be, &d, &x, 0.5f, -2.0f);
+            assert_int_equal(rc, 0);
+            double err = lf_test_maxerr(&d, w);
+            if (err > s_tol(ty)) fprintf(stderr, "unary op %d %s: %g\n", op, lf_type_name(ty), err);
+            assert_true(err <= s_tol(ty));
+        }
+        /* In place. */
+        for (int64_t i = 0; i < n; i++) w[i] = G(&x, i % 17, (i / 17) % 5, (i / 85) % 3, i / 255) * 2;
+        assert_int_equal(lf_op_scale(be, &x, &x, 2.0f, 0.0f), 0);
+        assert_true(lf_test_maxerr(&x, w) <= s_tol(ty));
+        free(w), free(x.data), free(d.data);
+    }
+    /* GEGLU: [2F] -> [F]. */
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 18, 7, 1, 1, 3);
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, 9, 7, 1, 1);
+    double *w = s_ref(&d);
+    for (int64_t r = 0; r < 7; r++)
+        for (int64_t i = 0; i < 9; i++) w[r * 9 + i] = G(&x, i, r, 0, 0) * s_gelu(G(&x, 9 + i, r, 0, 0));
+    assert_int_equal(lf_op_geglu(be, &d, &x), 0);
+    assert_true(lf_test_maxerr(&d, w) <= TOL_F32);
+    free(w), free(x.data), free(d.data);
+}
+
+static void test_binary_broadcast(void **state) {
+    lf_backend_t *be = *state;
+    int64_t bshapes[5][4] = {{7, 5, 3, 2}, {7, 1, 1, 1}, {1, 5, 3, 1}, {1, 1, 1, 1}, {7, 5, 1, 2}};
+    for (int s = 0; s < 5; s++)
+        for (int op = 0; op < 2; op++) {
+            lf_type_t ty = s == 4 ? LF_TYPE_F16 : LF_TYPE_F32;
+            lf_tensor_t a = lf_test_rand(ty, 7, 5, 3, 2, 2);
+            int64_t *bs = bshapes[s];
+            lf_tensor_t b = lf_test_rand(LF_TYPE_F32, bs[0], bs[1], bs[2], bs[3], 2);
+            lf_tensor_t d = lf_test_zeros(ty, 7, 5, 3, 2);
+            double *w = s_ref(&d), *o = w;
+            for (int64_t i3 = 0; i3 < 2; i3++)
+                for (int64_t i2 = 0; i2 < 3; i2++)
+                    for (int64_t i1 = 0; i1 < 5; i1++)
+                        for (int64_t i0 = 0; i0 < 7; i0++, o++) {
+                            double x = G(&a, i0, i1, i2, i3);
+                            double y = G(&b, bs[0] == 1 ? 0 : i0, bs[1] == 1 ? 0 : i1,
+                                         bs[2] == 1 ? 0 : i2, bs[3] == 1 ? 0 : i3);
+                            *o = op ? x * y : x + y;
+                        }
+            assert_int_equal(op ? lf_op_mul(be, &d, &a, &b) : lf_op_add(be, &d, &a, &b), 0);
+            assert_true(lf_test_maxerr(&d, w) <= s_tol(ty));
+            free(w), free(a.data), free(b.data), free(d.data);
+        }
+}
+
+/* ---- layout ---- */
+
+static void test_layout(void **state) {
+    lf_backend_t *be = *state;
+    /* concat along each dimension */
+    for (int dim = 0; dim < 4; dim++) {
+        int64_t na[4] = {5, 4, 3, 2}, nb_[4] = {5, 4, 3, 2};
+        nb_[dim] = 3;
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, na[0], na[1], na[2], na[3], 1);
+        lf_tensor_t b = lf_test_rand(LF_TYPE_F32, nb_[0], nb_[1], nb_[2], nb_[3], 1);
+        int64_t nd[4] = {5, 4, 3, 2};
+        nd[dim] += 3;
+        lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, nd[0], nd[1], nd[2], nd[3]);
+        double *w = s_ref(&d), *o = w;
+        for (int64_t i3 = 0; i3 < nd[3]; i3++)
+            for (int64_t i2 = 0; i2 < nd[2]; i2++)
+                for (int64_t i1 = 0; i1 < nd[1]; i1++)
+                    for (int64_t i0 = 0; i0 < nd[0]; i0++, o++) {
+                        int64_t idx[4] = {i0, i1, i2, i3};
+                        if (idx[dim] < na[dim]) *o = G(&a, i0, i1, i2, i3);
+                        else {
+                            idx[dim] -= na[dim];
+                            *o = G(&b, idx[0], idx[1], idx[2], idx[3]);
+                        }
+                    }
+        assert_int_equal(lf_op_concat(be, &d, &a, &b, dim), 0);
+        assert_true(lf_test_maxerr(&d, w) == 0);
+        /* split takes b back out */
+        lf_tensor_t s = lf_test_zeros(LF_TYPE_F32, nb_[0], nb_[1], nb_[2], nb_[3]);
+        assert_int_equal(lf_op_split(be, &s, &d, dim, na[dim]), 0);
+        assert_memory_equal(s.data, b.data, lf_tensor_nbytes(&b));
+        free(w), free(a.data), free(b.data), free(d.data), free(s.data);
+    }
+    /* permute (with a type change through cpy afterwards) */
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 5, 4, 3, 2, 1);
+    int axes[4] = {2, 0, 3, 1};
+    lf_tensor_t p = lf_test_zeros(LF_TYPE_F32, 3, 5, 2, 4);
+    assert_int_equal(lf_op_permute(be, &p, &x, axes), 0);
+    for (int64_t i3 = 0; i3 < 4; i3++)
+        for (int64_t i2 = 0; i2 < 2; i2++)
+            for (int64_t i1 = 0; i1 < 5; i1++)
+                for (int64_t i0 = 0; i0 < 3; i0++)
+                    assert_true(G(&p, i0, i1, i2, i3) == G(&x, i1, i3, i0, i2));
+    lf_tensor_t h = lf_test_zeros(LF_TYPE_F16, 3, 5, 2, 4);
+    assert_int_equal(lf_op_cpy(be, &h, &p), 0);
+    lf_tensor_t back = lf_test_zeros(LF_TYPE_F32, 12, 10, 1, 1); /* reshaping copy */
+    assert_int_equal(lf_op_cpy(be, &back, &h), 0);
+    for (int64_t i = 0; i < 120; i++) {
+        double want = G(&p, i % 3, (i / 3) % 5, (i / 15) % 2, i / 30);
+        assert_true(fabs(G(&back, i % 12, i / 12, 0, 0) - want) <= 4.9e-4 * fabs(want) + 1e-7);
+    }
+    /* transposed view copied to contiguous */
+    lf_tensor_t tv = lf_tensor_transpose(&x);
+    lf_tensor_t tc = lf_test_zeros(LF_TYPE_F32, 4, 5, 3, 2);
+    assert_int_equal(lf_op_cpy(be, &tc, &tv), 0);
+    assert_true(G(&tc, 3, 2, 1, 1) == G(&x, 2, 3, 1, 1));
+    free(x.data), free(p.data), free(h.data), free(back.data), free(tc.data);
+}
+
+static void test_upsample_pool(void **state) {
+    lf_backend_t *be = *state;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 5, 3, 4, 2, 1);
+    lf_tensor_t u = lf_test_zeros(LF_TYPE_F32, 10, 6, 4, 2);
+    assert_int_equal(lf_op_upsample2x(be, &u, &x), 0);
+    for (int64_t i3 = 0; i3 < 2; i3++)
+        for (int64_t i2 = 0; i2 < 4; i2++)
+            for (int64_t i1 = 0; i1 < 6; i1++)
+                for (int64_t i0 = 0; i0 < 10; i0++)
+                    assert_true(G(&u, i0, i1, i2, i3) == G(&x, i0 / 2, i1 / 2, i2, i3));
+    int ks[2][2] = {{2, 2}, {3, 2}};
+    for (int c = 0; c < 2; c++) {
+        int k = ks[c][0], s = ks[c][1];
+        lf_tensor_t y = lf_test_rand(LF_TYPE_F32, 9, 7, 3, 1, 1);
+        int64_t wo = (9 - k) / s + 1, ho = (7 - k) / s + 1;
+        lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, wo, ho, 3, 1);
+        double *w = s_ref(&d), *o = w;
+        for (int64_t ch = 0; ch < 3; ch++)
+            for (int64_t oy = 0; oy < ho; oy++)
+                for (int64_t ox = 0; ox < wo; ox++, o++) {
+                    double sum = 0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) sum += G(&y, ox * s + kx, oy * s + ky, ch, 0);
+                    *o = sum / (k * k);
+                }
+        assert_int_equal(lf_op_avg_pool2d(be, &d, &y, k, s), 0);
+        assert_true(lf_test_maxerr(&d, w) <= 1e-6);
+        free(w), free(y.data), free(d.data);
+    }
+    free(x.data), free(u.data);
+}
+
+static void test_timestep_rope(void **state) {
+    lf_backend_t *be = *state;
+    lf_tensor_t t = lf_test_zeros(LF_TYPE_F32, 3, 1, 1, 1);
+    float tv[3] = {0.0f, 1.5f, 999.0f};
+    memcpy(t.data, tv, sizeof tv);
+    for (int flip = 0; flip < 2; flip++) {
+        int dim = 320 + flip; /* odd size is padded with a zero */
+        lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, dim, 3, 1, 1);
+        double *w = s_ref(&d);
+        int half = dim / 2;
+        for (int b = 0; b < 3; b++)
+            for (int i = 0; i < half; i++) {
+                double arg = tv[b] * exp(-log(10000.0) * i / (half - 1.0));
+                w[b * dim + i] = flip ? cos(arg) : sin(arg);
+                w[b * dim + half + i] = flip ? sin(arg) : cos(arg);
+            }
+        assert_int_equal(lf_op_timestep_embed(be, &d, &t, dim, 10000.0f, flip, 1.0f), 0);
+        /* Large arguments (t = 999) lose digits in f32; 1e-4 absolute. */
+        assert_true(lf_test_maxerr(&d, w) <= 1e-4);
+        free(w), free(d.data);
+    }
+    free(t.data);
+    /* rope */
+    int64_t D = 10, N = 7, H = 3;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, D, N, H, 1, 1);
+    lf_tensor_t pe = lf_test_zeros(LF_TYPE_F32, D, N, 1, 1);
+    float *pp = pe.data;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < D / 2; i++) {
+            double th = (double)n * pow(10000.0, -2.0 * (double)i / (double)D);
+            pp[n * D + 2 * i] = (float)cos(th), pp[n * D + 2 * i + 1] = (float)sin(th);
+        }
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, D, N, H, 1);
+    double *w = s_ref(&d);
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < D; i += 2) {
+                double c = pp[n * D + i], s = pp[n * D + i + 1];
+                double x0 = G(&x, i, n, h, 0), x1 = G(&x, i + 1, n, h, 0);
+                w[(h * N + n) * D + i] = x0 * c - x1 * s;
+                w[(h * N + n) * D + i + 1] = x0 * s + x1 * c;
+            }
+    assert_int_equal(lf_op_rope(be, &d, &x, &pe), 0);
+    assert_true(lf_test_maxerr(&d, w) <= 1e-6);
+    free(w), free(x.data), free(pe.data), free(d.data);
+}
+
+static void test_supports_every_op(void **state) {
+    lf_backend_t *be = *state;
+    assert_string_equal(lf_backend_name(be), "cpu");
+    assert_int_equal(LF_OP_COUNT, LF_OP_EXPECTED_COUNT);
+    for (int op = 0; op < LF_OP_COUNT; op++) assert_string_not_equal(lf_op_name((lf_op_t)op), "?");
+    /* An f16 destination is refused by matmul with a clear code. */
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 4, 3, 1, 1, 1), b = lf_test_rand(LF_TYPE_F32, 4, 2, 1, 1, 1);
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F16, 2, 3, 1, 1);
+    assert_int_equal(lf_op_matmul(be, &d, &a, &b, NULL), LF_EUNSUPPORTED);
+    assert_true(strlen(lf_backend_errstr(be)) > 0);
+    assert_true(strlen(lf_backend_describe(be)) > 0);
+    free(a.data), free(b.data), free(d.data);
+}
+
+int main(void) {
+    lf_test_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_type_conversion),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_group_norm),
+        cmocka_unit_test(test_layer_rms_norm),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_binary_broadcast),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_upsample_pool),
+        cmocka_unit_test(test_timestep_rope),
+        cmocka_unit_test(test_supports_every_op),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
