@@ -23,9 +23,16 @@
 /* Linger on the last messages (RESULT, DISCONNECT) when leaving. */
 #define S_CLOSE_LINGER_MS 2000
 
+/* A job's final message (RESULT/FAILED) for one broker. It is kept until
+ * the broker shows it was alive after the message went out (any message
+ * received afterwards): a message sent into a connection whose broker had
+ * just died is lost with that connection, so it is sent again right after
+ * the READY of the next one. A broker that gets it twice keeps the first
+ * (results are fenced by lease and attempt). */
 typedef struct {
-    uint8_t *buf; /* a final message (RESULT/FAILED) waiting for its broker */
+    uint8_t *buf;
     size_t len;
+    bool sent; /* queued on the current connection, not yet confirmed */
 } s_pending_t;
 
 struct lf_worker {
@@ -222,16 +229,19 @@ static void s_send_failed(lf_worker_t *self, size_t li, const char *job_id, int 
     s_send(self, li, &m);
 }
 
-/* Send a link's pending final message if it is up; true when sent. */
+/* (Re)send a link's final message on its current connection; true when it
+ * went out now. */
 static bool s_flush_pending(lf_worker_t *self, size_t li) {
     s_pending_t *p = &self->pending[li];
-    if (!p->buf) return true;
-    int rc = lf_link_send(self->links[li], p->buf, p->len);
-    if (rc) return false;
-    lf_info("delivered the held result to %s", lf_link_endpoint(self->links[li]));
+    if (!p->buf || p->sent) return false;
+    if (lf_link_send(self->links[li], p->buf, p->len)) return false;
+    p->sent = true;
+    return true;
+}
+
+static void s_pending_clear(s_pending_t *p) {
     free(p->buf);
     *p = (s_pending_t){0};
-    return true;
 }
 
 static bool s_any_pending(const lf_worker_t *self) {
@@ -305,6 +315,7 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
     case LF_MSG_DISCONNECT:
         lf_info("broker %s said goodbye; reconnecting", lf_link_endpoint(self->links[li]));
         lf_link_drop(self->links[li], now);
+        self->pending[li].sent = false;
         self->stats.reconnects++;
         break;
     default:
@@ -316,6 +327,7 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
 }
 
 static void s_read_link(lf_worker_t *self, size_t li, int64_t now) {
+    bool heard = false;
     /* A bounded batch per wake-up keeps one chatty broker from starving the
      * others and the compute pipe. */
     for (int k = 0; k < 64 && lf_link_up(self->links[li]); k++) {
@@ -323,6 +335,7 @@ static void s_read_link(lf_worker_t *self, size_t li, int64_t now) {
         size_t len = 0;
         int rc = lf_link_recv(self->links[li], now, &buf, &len);
         if (rc == LF_EAGAIN || rc == LF_ECONN) break;
+        heard = true;
         if (rc) {
             self->stats.bad_frames++;
             lf_warn("bad frame from %s: %s", lf_link_endpoint(self->links[li]), lf_strerror(rc));
@@ -331,6 +344,9 @@ static void s_read_link(lf_worker_t *self, size_t li, int64_t now) {
         s_on_frame(self, li, buf, len, now);
         free(buf);
     }
+    /* The broker spoke after our final message went out: it has it. */
+    if (heard && self->pending[li].sent && lf_link_up(self->links[li]))
+        s_pending_clear(&self->pending[li]);
 }
 
 /* ---- compute events ------------------------------------------------------ */
@@ -353,13 +369,15 @@ static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
         ev->len = buf ? len : 0;
     }
     if (ev->msg) {
-        if (lf_link_send(self->links[li], ev->msg, ev->len)) {
+        /* A previous answer still unconfirmed on this link is superseded:
+         * the broker has spoken since it assigned this job. */
+        s_pending_clear(&self->pending[li]);
+        self->pending[li] = (s_pending_t){ev->msg, ev->len, false};
+        ev->msg = NULL;
+        s_flush_pending(self, li);
+        if (!self->pending[li].sent)
             lf_warn("job %s: broker %s unreachable; holding the answer until it is back",
                     self->job_id, lf_link_endpoint(self->links[li]));
-            free(self->pending[li].buf); /* cannot happen: one job at a time per link */
-            self->pending[li] = (s_pending_t){ev->msg, ev->len};
-            ev->msg = NULL;
-        }
     }
     free(self->job_id);
     self->job_id = NULL;
@@ -399,11 +417,13 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
                 else
                     lf_info("connecting to broker %s", lf_link_endpoint(l));
                 s_send_ready(self, i);
-                s_flush_pending(self, i);
+                if (s_flush_pending(self, i))
+                    lf_info("sent the held job answer to %s again", lf_link_endpoint(l));
                 break;
             case LF_HB_SEND: s_send_heartbeat(self, i); break;
             case LF_HB_DEAD:
                 self->stats.reconnects++;
+                self->pending[i].sent = false; /* lost with the connection, maybe */
                 lf_warn("broker %s silent; reconnecting after backoff", lf_link_endpoint(l));
                 break;
             case LF_HB_NONE: break;

@@ -49,15 +49,18 @@ typedef struct {
     lf_msg_t ready;
 } s_fix_t;
 
-static void s_broker_init(s_broker_t *b) {
+/* Bind to `endpoint` (a free port when NULL). */
+static void s_broker_bind(s_broker_t *b, const char *endpoint) {
     memset(b, 0, sizeof *b);
     b->router = zsock_new(ZMQ_ROUTER);
     assert_non_null(b->router);
     zsock_set_linger(b->router, 0);
-    assert_true(zsock_bind(b->router, "tcp://127.0.0.1:*") > 0);
+    assert_true(zsock_bind(b->router, "%s", endpoint ? endpoint : "tcp://127.0.0.1:*") > 0);
     snprintf(b->endpoint, sizeof b->endpoint, "%s", zsock_endpoint(b->router));
     b->beating = true;
 }
+
+static void s_broker_init(s_broker_t *b) { s_broker_bind(b, NULL); }
 
 static void s_broker_fini(s_broker_t *b) {
     zframe_destroy(&b->peer);
@@ -230,19 +233,30 @@ static void s_check_png(const lf_bytes_t *png, uint32_t w, uint32_t h) {
     assert_int_equal(img.height, h);
 }
 
-/* Expect PROGRESS 1..steps of job_id, then its RESULT (returned). */
-static void s_expect_run(s_broker_t *b, const char *job_id, uint32_t steps, int timeout_ms,
-                         lf_msg_t *result) {
+/* Expect PROGRESS 1..steps of job_id, then its RESULT (returned); returns
+ * how many progress messages carried a (valid PNG) preview. */
+static int s_expect_run(s_broker_t *b, const char *job_id, uint32_t steps, int timeout_ms,
+                        lf_msg_t *result) {
+    int previews = 0;
     for (uint32_t s = 1; s <= steps; s++) {
         lf_msg_t p = {0};
         s_expect(b, LF_MSG_PROGRESS, timeout_ms, &p);
         assert_string_equal(p.job_id, job_id);
         assert_int_equal(p.step, s);
         assert_int_equal(p.steps, steps);
+        if (p.preview.len) {
+            png_image img;
+            memset(&img, 0, sizeof img);
+            img.version = PNG_IMAGE_VERSION;
+            assert_true(png_image_begin_read_from_memory(&img, p.preview.data, p.preview.len));
+            png_image_free(&img);
+            previews++;
+        }
         lf_msg_clear(&p);
     }
     s_expect(b, LF_MSG_RESULT, timeout_ms, result);
     assert_string_equal(result->job_id, job_id);
+    return previews;
 }
 
 /* ---- tests ----------------------------------------------------------------- */
@@ -277,7 +291,7 @@ static void test_job_progress_result(void **state) {
     s_fix_t *f = *state;
     s_assign(&f->b, "job-1", "lf-diagnostic", 64, 48, 5, 20, 2, 7);
     lf_msg_t res = {0};
-    s_expect_run(&f->b, "job-1", 5, 3000, &res);
+    assert_true(s_expect_run(&f->b, "job-1", 5, 3000, &res) >= 1);
     assert_int_equal(res.n_images, 2);
     for (size_t i = 0; i < 2; i++) {
         assert_int_equal(res.images[i].seed, 7 + (int64_t)i);
@@ -469,6 +483,29 @@ static void test_reconnect_mid_job_adoptable(void **state) {
     assert_true(f->b.n_hb > hb0);
 }
 
+static void test_broker_restart_result_kept(void **state) {
+    s_fix_t *f = *state;
+    s_assign(&f->b, "job-k", "lf-diagnostic", 32, 32, 3, 100, 1, 6);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+    lf_msg_clear(&m);
+    /* The broker crashes; the job ends (~200 ms) before the worker can
+     * notice (>= 400 ms), so its RESULT goes into a dead connection. */
+    char ep[128];
+    snprintf(ep, sizeof ep, "%s", f->b.endpoint);
+    s_broker_fini(&f->b);
+    zclock_sleep(1200);
+    s_broker_bind(&f->b, ep); /* restarted on the same port */
+    s_expect(&f->b, LF_MSG_READY, 5000, &m);
+    lf_msg_clear(&m);
+    s_expect(&f->b, LF_MSG_RESULT, 3000, &m);
+    assert_string_equal(m.job_id, "job-k");
+    s_check_png(&m.images[0].png, 32, 32);
+    lf_msg_clear(&m);
+    /* Delivered once the broker is heard from: not sent again. */
+    s_quiet(&f->b, 6 * HB_MS);
+}
+
 static void test_sigterm_finishes_job(void **state) {
     s_fix_t *f = *state;
     s_assign(&f->b, "job-t", "lf-diagnostic", 40, 30, 8, 100, 1, 9);
@@ -549,6 +586,7 @@ int main(void) {
         T(test_malformed_frames),
         T(test_reconnect_after_silence),
         T(test_reconnect_mid_job_adoptable),
+        T(test_broker_restart_result_kept),
         T(test_sigterm_finishes_job),
         T(test_sigterm_idle),
         T(test_two_brokers),
