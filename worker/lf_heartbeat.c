@@ -29,6 +29,7 @@ lf_heartbeat_action_t lf_heartbeat_poll(lf_heartbeat_t *hb, int64_t now) {
     if (!hb->up) {
         if (now < hb->connect_at) return LF_HB_NONE;
         hb->up = true;
+        hb->up_since = now;
         hb->expires_at = now + hb->cfg.interval_ms * hb->cfg.liveness;
         hb->send_at = now + hb->cfg.interval_ms; /* READY stands for the first beat */
         return LF_HB_CONNECT;
@@ -51,7 +52,16 @@ void lf_heartbeat_received(lf_heartbeat_t *hb, int64_t now) {
 }
 
 void lf_heartbeat_drop(lf_heartbeat_t *hb, int64_t now) {
-    if (hb->up) s_down(hb, now);
+    if (!hb->up) return;
+    if (now - hb->up_since < hb->cfg.interval_ms) {
+        /* Turned away right after connecting: back off, or a broker that
+         * refuses us would be hammered with READYs. */
+        s_down(hb, now);
+        return;
+    }
+    hb->up = false;
+    hb->deaths++;
+    hb->connect_at = now;
 }
 
 int64_t lf_heartbeat_deadline(const lf_heartbeat_t *hb) {

@@ -29,6 +29,7 @@ typedef enum {
 typedef struct {
     lf_heartbeat_cfg_t cfg;
     bool up;            /* connected (as far as we know) */
+    int64_t up_since;   /* when the current connection was made */
     int64_t send_at;    /* next heartbeat (when up) */
     int64_t expires_at; /* peer dead after this (when up) */
     int64_t connect_at; /* next connect attempt (when down) */
@@ -52,8 +53,12 @@ lf_heartbeat_action_t lf_heartbeat_poll(lf_heartbeat_t *hb, int64_t now);
 /* Any message from the peer: it is alive; the backoff starts over. */
 void lf_heartbeat_received(lf_heartbeat_t *hb, int64_t now);
 
-/* The peer said goodbye (DISCONNECT): treat it as dead now, reconnect after
- * the backoff. */
+/* The peer said DISCONNECT ("I am leaving" or "I do not know you"): close
+ * and reconnect at once, so a broker that lost us hears READY without delay;
+ * a broker that really left is then found dead after `liveness` intervals
+ * and the backoff applies as usual. A DISCONNECT within one interval of
+ * connecting counts as a death (backoff), so a broker that turns us away is
+ * not flooded. */
 void lf_heartbeat_drop(lf_heartbeat_t *hb, int64_t now);
 
 /* Earliest time something is due (for the poll timeout). */

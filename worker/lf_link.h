@@ -50,7 +50,7 @@ int lf_link_send(lf_link_t *self, const uint8_t *buf, size_t len);
  * LF_EPROTO: a multi-frame message (read whole and dropped); LF_ECONN: down. */
 int lf_link_recv(lf_link_t *self, int64_t now, uint8_t **buf, size_t *len);
 
-/* The broker said DISCONNECT: close now, reconnect after the backoff. */
+/* The broker said DISCONNECT: close now; the next poll reconnects. */
 void lf_link_drop(lf_link_t *self, int64_t now);
 
 #endif

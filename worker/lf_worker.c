@@ -313,7 +313,8 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
         }
         break;
     case LF_MSG_DISCONNECT:
-        lf_info("broker %s said goodbye; reconnecting", lf_link_endpoint(self->links[li]));
+        lf_info("broker %s sent DISCONNECT%s%s; reconnecting", lf_link_endpoint(self->links[li]),
+                m.message ? ": " : "", m.message ? m.message : "");
         lf_link_drop(self->links[li], now);
         self->pending[li].sent = false;
         self->stats.reconnects++;

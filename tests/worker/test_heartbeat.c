@@ -81,10 +81,18 @@ static void test_drop_and_clamp(void **st) {
     lf_heartbeat_drop(&hb, 0); /* down already: nothing */
     assert_int_equal(hb.deaths, 0);
     assert_int_equal(lf_heartbeat_poll(&hb, 0), LF_HB_CONNECT);
-    lf_heartbeat_drop(&hb, 500);
+    lf_heartbeat_received(&hb, 1000);
+    lf_heartbeat_drop(&hb, 1500);
     assert_false(hb.up);
-    assert_int_equal(lf_heartbeat_deadline(&hb), 750);
-    lf_heartbeat_received(&hb, 600); /* late message on the closed link: ignored */
+    assert_int_equal(hb.deaths, 1);
+    assert_int_equal(lf_heartbeat_deadline(&hb), 1500); /* at once, no backoff */
+    assert_int_equal(hb.backoff_ms, 250);
+    /* Turned away right after connecting: that one waits for the backoff. */
+    assert_int_equal(lf_heartbeat_poll(&hb, 1500), LF_HB_CONNECT);
+    lf_heartbeat_drop(&hb, 1600);
+    assert_int_equal(lf_heartbeat_deadline(&hb), 1850);
+    assert_int_equal(hb.deaths, 2);
+    lf_heartbeat_received(&hb, 1700); /* late message on the closed link: ignored */
     assert_false(hb.up);
 }
 
