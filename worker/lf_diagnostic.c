@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "lf_error.h"
-#include "lf_pngw.h"
+#include "lf_image.h"
 
 /* ---- font: 5x7, rows top to bottom, bit 4 = leftmost column ------------- */
 
@@ -271,15 +271,32 @@ static bool s_sleep(const lf_runner_job_t *job, uint32_t ms) {
     }
 }
 
-/* Encode one card; *png owned by the caller. */
-static int s_card_png(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal, uint8_t **png,
-                      size_t *len) {
-    uint8_t *rgb = malloc((size_t)w * h * 3);
-    if (!rgb) return LF_ENOMEM;
-    lf_diagnostic_render(seed, w, h, reveal, rgb);
-    int rc = lf_pngw_encode_rgb(rgb, w, h, 6, png, len);
-    free(rgb);
+/* Encode one card; *png owned by the caller. `parameters` (may be NULL)
+ * becomes the A1111 "parameters" text chunk. */
+static int s_card_png(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
+                      const char *parameters, uint8_t **png, size_t *len) {
+    lf_image_t img = {.pixels = malloc((size_t)w * h * 3), .width = w, .height = h,
+                      .channels = 3};
+    if (!img.pixels) return LF_ENOMEM;
+    lf_diagnostic_render(seed, w, h, reveal, img.pixels);
+    lf_image_text_t text = {"parameters", (char *)parameters};
+    int rc = lf_image_png_encode(&img, &text, parameters ? 1 : 0, 6, png, len, NULL, 0);
+    lf_image_clear(&img);
     return rc;
+}
+
+/* A1111-style infotext, so the cards read back like real generations. */
+static char *s_parameters(const lf_job_params_t *p, int64_t seed) {
+    char *s = NULL;
+    int n = asprintf(&s,
+                     "%s\n%s%s%sSteps: %u, Seed: %" PRId64 ", Size: %ux%u, Model: %s, "
+                     "Step delay: %u ms",
+                     p->prompt ? p->prompt : "",
+                     p->negative_prompt && *p->negative_prompt ? "Negative prompt: " : "",
+                     p->negative_prompt && *p->negative_prompt ? p->negative_prompt : "",
+                     p->negative_prompt && *p->negative_prompt ? "\n" : "", p->steps, seed,
+                     p->width, p->height, LF_DIAGNOSTIC_MODEL, p->step_delay_ms);
+    return n < 0 ? NULL : s;
 }
 
 static void s_preview(const lf_runner_job_t *job, uint32_t step, uint32_t steps) {
@@ -297,7 +314,8 @@ static void s_preview(const lf_runner_job_t *job, uint32_t step, uint32_t steps)
     uint8_t *png = NULL;
     size_t len = 0;
     /* A preview that cannot be made is skipped; progress still goes out. */
-    if (s_card_png(p->seed, pw, ph, (uint32_t)((uint64_t)ph * step / steps), &png, &len)) png = NULL;
+    if (s_card_png(p->seed, pw, ph, (uint32_t)((uint64_t)ph * step / steps), NULL, &png, &len))
+        png = NULL;
     job->progress(job->progress_ud, step, steps, png, png ? len : 0);
     free(png);
 }
@@ -361,7 +379,11 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         im->seed = (int64_t)((uint64_t)p->seed + i);
         im->width = p->width;
         im->height = p->height;
-        rc = s_card_png(im->seed, p->width, p->height, p->height, &im->png.data, &im->png.len);
+        char *params = s_parameters(p, im->seed);
+        rc = params ? s_card_png(im->seed, p->width, p->height, p->height, params,
+                                 &im->png.data, &im->png.len)
+                    : LF_ENOMEM;
+        free(params);
         if (rc) break;
         o.n_images++;
     }

@@ -7,6 +7,8 @@
  * width, height): a gradient whose hue comes from the seed, a grid, a circle
  * and crosshair, colour bars, a border, and the text "LF-DIAGNOSTIC",
  * "SEED <n>", "<w>X<h>" in a built-in 5x7 font. Batch item i uses seed + i.
+ * Each PNG carries an A1111-style "parameters" text chunk (prompt, steps,
+ * seed, size, model), like a real generation's.
  * It is listed with kind "diagnostic" and is never anyone's default model.
  *
  * Threading: the backend has no shared state; lf_diagnostic_render() is pure

@@ -14,6 +14,7 @@
 
 #include "lf_diagnostic.h"
 #include "lf_error.h"
+#include "lf_image.h"
 #include "lf_runner.h"
 
 static lf_job_params_t s_params(int64_t seed, uint32_t w, uint32_t h) {
@@ -71,6 +72,13 @@ static void test_same_seed_same_bytes(void **st) {
                  !memcmp(a.images[0].png.data, c.images[0].png.data, a.images[0].png.len));
     assert_non_null(a.info_json);
     assert_non_null(strstr(a.info_json, "\"seed\":12345"));
+    /* The PNG carries A1111-style parameters, like a real generation. */
+    char *params = NULL;
+    assert_int_equal(lf_image_png_text_get(a.images[0].png.data, a.images[0].png.len,
+                                           "parameters", &params),
+                     0);
+    assert_non_null(strstr(params, "Seed: 12345, Size: 96x64, Model: lf-diagnostic"));
+    free(params);
     lf_runner_output_clear(&a);
     lf_runner_output_clear(&b);
     lf_runner_output_clear(&c);
