@@ -1,0 +1,115 @@
+/* lf_validate: request bodies (parsed JSON) -> job parameters, or an error
+ * naming the field.
+ *
+ * Two dialects. The native API (POST /v1/jobs) is strict: unknown fields,
+ * wrong types and out-of-range values are rejected. The AUTOMATIC1111 subset
+ * (/sdapi/v1/txt2img, img2img) is lenient about fields it does not know,
+ * because real A1111 clients send dozens of them (styles, restore_faces,
+ * enable_hr, hr_*, ...), but it checks the ones it uses with the same ranges.
+ *
+ * Pure: no I/O, no clock, no randomness (the caller passes the seed to use
+ * for "-1"); thread-safe. Ownership: an lf_job_request_t owns its strings;
+ * lf_job_request_clear() frees them. On failure the output is left cleared
+ * and *err says why. */
+#ifndef LF_VALIDATE_H
+#define LF_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "lf_proto.h"
+
+/* Limits shared by both dialects. */
+#define LF_V_SIZE_MIN 64          /* real models: width/height */
+#define LF_V_SIZE_MIN_DIAG 8      /* the diagnostic model */
+#define LF_V_SIZE_MAX 2048
+#define LF_V_SIZE_MULT 8
+#define LF_V_STEPS_MAX 150
+#define LF_V_BATCH_MAX 8
+#define LF_V_PROMPT_MAX (32 * 1024)
+#define LF_V_NAME_MAX 128         /* model, sampler, preset and upload id lengths */
+#define LF_V_TTL_MAX (7 * 86400)
+#define LF_V_STEP_DELAY_MAX 10000 /* ms */
+#define LF_V_CFG_MAX 100.0
+#define LF_V_CLIP_SKIP_MAX 12
+#define LF_V_SEED_MAX 4294967295LL /* A1111 seeds are 32-bit; larger ones are refused */
+
+/* A validation failure: the HTTP status to answer with, a stable machine code
+ * ("invalid_type", "out_of_range", "unknown_field", "missing_field",
+ * "invalid_value", "invalid_json", "body_too_large"), a sentence, and the
+ * field (dotted path, "" when the whole body is at fault). */
+typedef struct {
+    int status;
+    const char *code; /* static string */
+    char message[256];
+    char field[96];
+} lf_verr_t;
+
+/* Set *err; returns LF_EINVAL so handlers can `return lf_verr_set(...)`. */
+int lf_verr_set(lf_verr_t *err, int status, const char *code, const char *field, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+
+/* What the caller knows that validation needs. Borrowed strings. */
+typedef struct {
+    const char *default_model;   /* used when "model" is absent; NULL -> "lf-diagnostic" */
+    int64_t random_seed;         /* substituted for seed -1 / absent (0..2^32-1) */
+    const char *option_model;    /* A1111: options' sd_model_checkpoint, may be NULL */
+} lf_validate_ctx_t;
+
+/* A validated job request. params is ready for a SUBMIT (seed resolved). */
+typedef struct {
+    lf_job_params_t params;  /* owned strings */
+    lf_priority_t priority;
+    char *idem_key;          /* NULL when the client gave none */
+    uint32_t ttl_s;          /* 0 = broker default */
+    /* A1111 only. */
+    bool send_images;        /* default true */
+    bool save_images;        /* default false; we keep results anyway */
+    json_t *init_images;     /* img2img: the request's init_images array (owned ref) */
+} lf_job_request_t;
+
+/* Native API body (POST /v1/jobs). Returns 0 or LF_EINVAL with *err set. */
+int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_request_t *out,
+                    lf_verr_t *err);
+
+/* A1111 txt2img (img2img = false) or img2img body. The model comes from
+ * override_settings.sd_model_checkpoint, else ctx->option_model, else
+ * ctx->default_model. For img2img, out->init_images holds the base64 list;
+ * the caller stores the first one and sets params.init_image. */
+int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t *ctx,
+                      lf_job_request_t *out, lf_verr_t *err);
+
+void lf_job_request_clear(lf_job_request_t *r);
+
+/* Is this a diagnostic model name (looser size rules)? */
+bool lf_validate_is_diagnostic(const char *model);
+
+/* Samplers and schedulers. Our names are the engine's (ComfyUI) names. */
+typedef struct {
+    const char *name;    /* "euler_ancestral" */
+    const char *a1111;   /* "Euler a" */
+    const char *alias;   /* another accepted spelling ("euler_a") or NULL */
+} lf_sampler_name_t;
+/* The table (borrowed, static) and its length. */
+const lf_sampler_name_t *lf_validate_samplers(size_t *n);
+/* Scheduler names: ours and A1111's labels, same order. */
+const char *const *lf_validate_schedulers(size_t *n);
+const char *const *lf_validate_schedulers_a1111(size_t *n);
+
+/* Our sampler name for a native or A1111 name ("Euler a", "euler_a",
+ * "DPM++ 2M Karras"), or NULL. *scheduler (may be NULL) receives a scheduler
+ * implied by the A1111 name ("karras") or NULL. Borrowed, static. */
+const char *lf_validate_sampler_lookup(const char *name, const char **scheduler);
+/* Our scheduler name for a native or A1111 name ("Karras", "SGM Uniform",
+ * "Automatic" -> NULL meaning default); returns 0, or LF_ENOTFOUND. */
+int lf_validate_scheduler_lookup(const char *name, const char **out);
+
+/* Preset names: 1..64 chars of [A-Za-z0-9_.-], not starting with '.'. */
+bool lf_validate_preset_name(const char *name);
+/* Ids in URLs (job ids, upload ids): 1..128 chars of [A-Za-z0-9_.:-]. */
+bool lf_validate_id(const char *id);
+
+#endif

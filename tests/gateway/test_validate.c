@@ -1,0 +1,321 @@
+/* test_validate: the request validator from tables — every field's type and
+ * range errors name the field, unknown fields are refused (native) or
+ * ignored (A1111), defaults, seeds, A1111 sampler/model mapping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_b64.h"
+#include "lf_error.h"
+#include "lf_ratelimit.h"
+#include "lf_validate.h"
+
+static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
+
+static json_t *s_json(const char *text) {
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (!j) fail_msg("bad test JSON %s: %s", text, e.text);
+    return j;
+}
+
+/* A body that must fail on `field` with `code`. */
+typedef struct {
+    const char *body, *field, *code;
+} s_bad_t;
+
+static const s_bad_t s_native_bad[] = {
+    {"{\"bogus\":1}", "bogus", "unknown_field"},
+    {"{\"model\":5}", "model", "invalid_type"},
+    {"{\"model\":\"\"}", "model", "invalid_value"},
+    {"{\"mode\":\"paint\"}", "mode", "invalid_value"},
+    {"{\"mode\":1}", "mode", "invalid_type"},
+    {"{\"prompt\":[]}", "prompt", "invalid_type"},
+    {"{\"negative_prompt\":{}}", "negative_prompt", "invalid_type"},
+    {"{\"sampler\":\"warp\"}", "sampler", "invalid_value"},
+    {"{\"sampler\":3}", "sampler", "invalid_type"},
+    {"{\"scheduler\":\"sideways\"}", "scheduler", "invalid_value"},
+    {"{\"steps\":\"many\"}", "steps", "invalid_type"},
+    {"{\"steps\":0}", "steps", "out_of_range"},
+    {"{\"steps\":151}", "steps", "out_of_range"},
+    {"{\"steps\":2.5}", "steps", "invalid_type"},
+    {"{\"cfg_scale\":\"7\"}", "cfg_scale", "invalid_type"},
+    {"{\"cfg_scale\":-1}", "cfg_scale", "out_of_range"},
+    {"{\"width\":100000}", "width", "out_of_range"},
+    {"{\"width\":\"512\"}", "width", "invalid_type"},
+    {"{\"width\":4}", "width", "out_of_range"},
+    {"{\"width\":2056}", "width", "out_of_range"},
+    {"{\"width\":100}", "width", "invalid_value"},
+    {"{\"height\":-8}", "height", "out_of_range"},
+    {"{\"height\":12}", "height", "invalid_value"},
+    {"{\"model\":\"sd15\",\"width\":32}", "width", "out_of_range"},
+    {"{\"model\":\"sd15\",\"height\":56}", "height", "out_of_range"},
+    {"{\"seed\":-2}", "seed", "out_of_range"},
+    {"{\"seed\":\"1\"}", "seed", "invalid_type"},
+    {"{\"seed\":4294967296}", "seed", "out_of_range"},
+    {"{\"batch_size\":0}", "batch_size", "out_of_range"},
+    {"{\"batch_size\":9}", "batch_size", "out_of_range"},
+    {"{\"priority\":\"urgent\"}", "priority", "invalid_value"},
+    {"{\"priority\":1}", "priority", "invalid_type"},
+    {"{\"init_image\":\"../etc\"}", "init_image", "invalid_value"},
+    {"{\"init_image\":7}", "init_image", "invalid_type"},
+    {"{\"mode\":\"img2img\"}", "init_image", "missing_field"},
+    {"{\"denoise\":1.5}", "denoise", "out_of_range"},
+    {"{\"denoise\":true}", "denoise", "invalid_type"},
+    {"{\"clip_skip\":0}", "clip_skip", "out_of_range"},
+    {"{\"clip_skip\":13}", "clip_skip", "out_of_range"},
+    {"{\"step_delay_ms\":-1}", "step_delay_ms", "out_of_range"},
+    {"{\"step_delay_ms\":10001}", "step_delay_ms", "out_of_range"},
+    {"{\"rng\":\"gpu\"}", "rng", "invalid_value"},
+    {"{\"idempotency_key\":\"\"}", "idempotency_key", "invalid_value"},
+    {"{\"idempotency_key\":1}", "idempotency_key", "invalid_type"},
+    {"{\"ttl_s\":0}", "ttl_s", "out_of_range"},
+    {"{\"ttl_s\":\"1h\"}", "ttl_s", "invalid_type"},
+    {"{\"extra\":[]}", "extra", "invalid_type"},
+    {"[1,2]", "", "invalid_type"},
+    {"\"txt\"", "", "invalid_type"},
+};
+
+static void test_native_errors_name_the_field(void **state) {
+    for (size_t i = 0; i < sizeof s_native_bad / sizeof s_native_bad[0]; i++) {
+        const s_bad_t *c = &s_native_bad[i];
+        json_t *j = json_loads(c->body, JSON_DECODE_ANY, NULL);
+        assert_non_null(j);
+        lf_job_request_t r;
+        memset(&r, 0x5a, sizeof r); /* untouched on failure */
+        lf_verr_t err = {0};
+        int rc = lf_validate_job(j, &s_ctx, &r, &err);
+        if (rc != LF_EINVAL) fail_msg("%s: accepted", c->body);
+        if (strcmp(err.field, c->field) || strcmp(err.code, c->code))
+            fail_msg("%s: got field '%s' code %s (%s), want '%s' %s", c->body, err.field, err.code,
+                     err.message, c->field, c->code);
+        assert_int_equal(err.status, 400);
+        assert_true(strlen(err.message) > 0);
+        json_decref(j);
+    }
+}
+
+static void test_native_defaults_and_seed(void **state) {
+    json_t *j = s_json("{}");
+    lf_job_request_t r;
+    lf_verr_t err;
+    assert_int_equal(lf_validate_job(j, &s_ctx, &r, &err), 0);
+    assert_string_equal(r.params.model, "lf-diagnostic");
+    assert_string_equal(r.params.mode, "txt2img");
+    assert_string_equal(r.params.sampler, "euler");
+    assert_string_equal(r.params.scheduler, "normal");
+    assert_int_equal(r.params.width, 512);
+    assert_int_equal(r.params.steps, 20);
+    assert_int_equal(r.params.batch_size, 1);
+    assert_int_equal(r.params.seed, 4242); /* absent = random, resolved */
+    assert_int_equal(r.priority, LF_PRIO_NORMAL);
+    assert_null(r.idem_key);
+    lf_job_request_clear(&r);
+    json_decref(j);
+
+    j = s_json("{\"model\":\"sd15-base\",\"prompt\":\"a cat\",\"sampler\":\"euler_a\",\"scheduler\":\"Karras\","
+               "\"steps\":30,\"cfg_scale\":5.5,\"width\":768,\"height\":64,\"seed\":-1,\"batch_size\":8,"
+               "\"priority\":\"high\",\"init_image\":\"up-1\",\"clip_skip\":2,\"rng\":\"philox\","
+               "\"idempotency_key\":\"k1\",\"ttl_s\":60,\"extra\":{\"hires\":true},\"negative_prompt\":null}");
+    assert_int_equal(lf_validate_job(j, &s_ctx, &r, &err), 0);
+    assert_string_equal(r.params.model, "sd15-base");
+    assert_string_equal(r.params.mode, "img2img"); /* implied by init_image */
+    assert_string_equal(r.params.sampler, "euler_ancestral");
+    assert_string_equal(r.params.scheduler, "karras");
+    assert_int_equal(r.params.seed, 4242);
+    assert_true(r.params.denoise > 0.74 && r.params.denoise < 0.76);
+    assert_int_equal(r.priority, LF_PRIO_HIGH);
+    assert_string_equal(r.idem_key, "k1");
+    assert_int_equal(r.ttl_s, 60);
+    assert_string_equal(r.params.extra_json, "{\"hires\":true}");
+    lf_job_request_clear(&r);
+    json_decref(j);
+
+    j = s_json("{\"seed\":12345,\"width\":8,\"height\":2048,\"steps\":20.0}");
+    assert_int_equal(lf_validate_job(j, &s_ctx, &r, &err), 0);
+    assert_int_equal(r.params.seed, 12345);
+    assert_int_equal(r.params.width, 8); /* diagnostic allows 8 */
+    lf_job_request_clear(&r);
+    json_decref(j);
+}
+
+static void test_a1111_lenient_and_mapped(void **state) {
+    /* What webuiapi sends, more or less. */
+    json_t *j = s_json(
+        "{\"enable_hr\":false,\"denoising_strength\":0.7,\"firstphase_width\":0,\"hr_scale\":2,"
+        "\"hr_upscaler\":\"Latent\",\"prompt\":\"cat\",\"styles\":[],\"seed\":-1,\"subseed\":-1,"
+        "\"sampler_name\":\"DPM++ 2M Karras\",\"sampler_index\":\"DPM++ 2M Karras\",\"batch_size\":2,"
+        "\"n_iter\":3,\"steps\":4,\"cfg_scale\":7.0,\"width\":64,\"height\":64,\"restore_faces\":false,"
+        "\"tiling\":false,\"negative_prompt\":\"\",\"eta\":1.0,\"override_settings\":{},"
+        "\"script_args\":[],\"send_images\":true,\"save_images\":false,\"alwayson_scripts\":{},"
+        "\"scheduler\":null}");
+    lf_validate_ctx_t ctx = s_ctx;
+    ctx.option_model = "sd15-opt [abcd1234]";
+    lf_job_request_t r;
+    lf_verr_t err;
+    assert_int_equal(lf_validate_a1111(j, false, &ctx, &r, &err), 0);
+    assert_string_equal(r.params.model, "sd15-opt"); /* options, title stripped */
+    assert_string_equal(r.params.sampler, "dpmpp_2m");
+    assert_string_equal(r.params.scheduler, "karras");
+    assert_int_equal(r.params.batch_size, 6);
+    assert_int_equal(r.params.seed, 4242);
+    assert_true(r.send_images);
+    lf_job_request_clear(&r);
+    json_decref(j);
+
+    /* override_settings wins over the options; "Euler a" maps to ours. */
+    j = s_json("{\"override_settings\":{\"sd_model_checkpoint\":\"lf-diagnostic\"},\"sampler_index\":\"Euler a\","
+               "\"width\":8,\"height\":16,\"seed\":7,\"scheduler\":\"Automatic\"}");
+    assert_int_equal(lf_validate_a1111(j, false, &ctx, &r, &err), 0);
+    assert_string_equal(r.params.model, "lf-diagnostic");
+    assert_string_equal(r.params.sampler, "euler_ancestral");
+    assert_int_equal(r.params.seed, 7);
+    lf_job_request_clear(&r);
+    json_decref(j);
+
+    /* No override, no option: the farm default. */
+    j = s_json("{}");
+    assert_int_equal(lf_validate_a1111(j, false, &s_ctx, &r, &err), 0);
+    assert_string_equal(r.params.model, "lf-diagnostic");
+    lf_job_request_clear(&r);
+    json_decref(j);
+
+    /* img2img: init_images kept, denoising_strength read. */
+    j = s_json("{\"init_images\":[\"iVBORw0KGgo=\"],\"denoising_strength\":0.3}");
+    assert_int_equal(lf_validate_a1111(j, true, &s_ctx, &r, &err), 0);
+    assert_string_equal(r.params.mode, "img2img");
+    assert_true(r.params.denoise > 0.29 && r.params.denoise < 0.31);
+    assert_int_equal(json_array_size(r.init_images), 1);
+    lf_job_request_clear(&r);
+    json_decref(j);
+}
+
+static const s_bad_t s_a1111_bad[] = {
+    {"{\"steps\":\"x\"}", "steps", "invalid_type"},
+    {"{\"steps\":500}", "steps", "out_of_range"},
+    {"{\"width\":100}", "width", "invalid_value"},
+    {"{\"height\":4096}", "height", "out_of_range"},
+    {"{\"sampler_name\":\"Warp 9\"}", "sampler_name", "invalid_value"},
+    {"{\"sampler_index\":\"Warp 9\"}", "sampler_index", "invalid_value"},
+    {"{\"scheduler\":\"sideways\"}", "scheduler", "invalid_value"},
+    {"{\"batch_size\":4,\"n_iter\":4}", "n_iter", "out_of_range"},
+    {"{\"seed\":\"x\"}", "seed", "invalid_type"},
+    {"{\"override_settings\":[]}", "override_settings", "invalid_type"},
+    {"{\"override_settings\":{\"sd_model_checkpoint\":3}}", "override_settings.sd_model_checkpoint", "invalid_type"},
+    {"{\"send_images\":\"yes\"}", "send_images", "invalid_type"},
+    {"{\"cfg_scale\":\"high\"}", "cfg_scale", "invalid_type"},
+    {"{\"prompt\":1}", "prompt", "invalid_type"},
+};
+
+static void test_a1111_errors_name_the_field(void **state) {
+    for (size_t i = 0; i < sizeof s_a1111_bad / sizeof s_a1111_bad[0]; i++) {
+        const s_bad_t *c = &s_a1111_bad[i];
+        json_t *j = s_json(c->body);
+        lf_job_request_t r;
+        lf_verr_t err = {0};
+        if (lf_validate_a1111(j, false, &s_ctx, &r, &err) != LF_EINVAL) fail_msg("%s: accepted", c->body);
+        if (strcmp(err.field, c->field) || strcmp(err.code, c->code))
+            fail_msg("%s: got field '%s' code %s, want '%s' %s", c->body, err.field, err.code, c->field,
+                     c->code);
+        json_decref(j);
+    }
+    /* img2img specifics. */
+    const char *bad[][2] = {{"{}", "init_images"},
+                            {"{\"init_images\":[]}", "init_images"},
+                            {"{\"init_images\":[1]}", "init_images"},
+                            {"{\"init_images\":[\"x\"],\"denoising_strength\":2}", "denoising_strength"}};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *j = s_json(bad[i][0]);
+        lf_job_request_t r;
+        lf_verr_t err = {0};
+        assert_int_equal(lf_validate_a1111(j, true, &s_ctx, &r, &err), LF_EINVAL);
+        assert_string_equal(err.field, bad[i][1]);
+        json_decref(j);
+    }
+}
+
+static void test_names(void **state) {
+    const char *sch;
+    assert_string_equal(lf_validate_sampler_lookup("Euler a", &sch), "euler_ancestral");
+    assert_null(sch);
+    assert_string_equal(lf_validate_sampler_lookup("euler_a", NULL), "euler_ancestral");
+    assert_string_equal(lf_validate_sampler_lookup("DPM++ 2M SDE Karras", &sch), "dpmpp_2m_sde");
+    assert_string_equal(sch, "karras");
+    assert_string_equal(lf_validate_sampler_lookup("DPM++ 2M SDE", &sch), "dpmpp_2m_sde");
+    assert_null(sch);
+    assert_null(lf_validate_sampler_lookup("Euler b", NULL));
+    assert_int_equal(lf_validate_scheduler_lookup("SGM Uniform", &sch), 0);
+    assert_string_equal(sch, "sgm_uniform");
+    assert_int_equal(lf_validate_scheduler_lookup("nope", &sch), LF_ENOTFOUND);
+    assert_true(lf_validate_preset_name("my-preset_1.2"));
+    assert_false(lf_validate_preset_name(".hidden"));
+    assert_false(lf_validate_preset_name("a/b"));
+    assert_false(lf_validate_preset_name(""));
+    assert_true(lf_validate_id("01HX-abc:2"));
+    assert_false(lf_validate_id("a b"));
+    assert_true(lf_validate_is_diagnostic("lf-diagnostic"));
+    assert_false(lf_validate_is_diagnostic("sd15"));
+}
+
+static void test_b64_roundtrip(void **state) {
+    const uint8_t data[] = {0, 1, 2, 250, 251, 252, 253, 'x'};
+    for (size_t n = 0; n <= sizeof data; n++) {
+        char *t = lf_b64_encode(data, n);
+        assert_non_null(t);
+        uint8_t *back = NULL;
+        size_t bl = 0;
+        assert_int_equal(lf_b64_decode(t, strlen(t), 100, &back, &bl), 0);
+        assert_int_equal(bl, n);
+        assert_memory_equal(back, data, n);
+        free(back);
+        free(t);
+    }
+    uint8_t *o = NULL;
+    size_t ol;
+    assert_int_equal(lf_b64_decode("data:image/png;base64,aGk=", 26, 10, &o, &ol), 0);
+    assert_int_equal(ol, 2);
+    assert_memory_equal(o, "hi", 2);
+    free(o);
+    assert_int_equal(lf_b64_decode("a!b=", 4, 10, &o, &ol), LF_EFORMAT);
+    assert_int_equal(lf_b64_decode("aGVsbG8gd29ybGQ=", 16, 4, &o, &ol), LF_ETOOBIG);
+}
+
+static void test_ratelimit(void **state) {
+    lf_ratelimit_t *rl = lf_ratelimit_new(2.0, 3.0, 4);
+    assert_non_null(rl);
+    int ra = 0;
+    for (int i = 0; i < 3; i++) assert_true(lf_ratelimit_take(rl, "k", 1000, &ra));
+    assert_false(lf_ratelimit_take(rl, "k", 1000, &ra));
+    assert_int_equal(ra, 1);
+    assert_true(lf_ratelimit_take(rl, "other", 1000, &ra)); /* per key */
+    assert_true(lf_ratelimit_take(rl, "k", 1500, &ra));     /* 0.5 s = 1 token */
+    assert_false(lf_ratelimit_take(rl, "k", 1500, &ra));
+    /* Many keys: the table recycles, never fails. */
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        assert_true(lf_ratelimit_take(rl, key, 2000 + i, NULL));
+    }
+    lf_ratelimit_destroy(&rl);
+    assert_null(rl);
+    lf_ratelimit_destroy(&rl);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_native_errors_name_the_field),
+        cmocka_unit_test(test_native_defaults_and_seed),
+        cmocka_unit_test(test_a1111_lenient_and_mapped),
+        cmocka_unit_test(test_a1111_errors_name_the_field),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_b64_roundtrip),
+        cmocka_unit_test(test_ratelimit),
+    };
+    return cmocka_run_group_tests_name("gateway_validate", tests, NULL, NULL);
+}
