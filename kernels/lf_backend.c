@@ -107,6 +107,10 @@ int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, si
     return be->iface->download(be, host, t->data, nbytes);
 }
 
+size_t lf_backend_workspace_bytes(const lf_backend_t *be) {
+    return be->iface->workspace_bytes ? be->iface->workspace_bytes(be) : 0;
+}
+
 int lf_backend_sync(lf_backend_t *be) {
     return be->iface->sync ? be->iface->sync(be) : 0;
 }

@@ -70,6 +70,9 @@ void lf_backend_host_free(lf_backend_t *be, void *p);
  * memory (nbytes must equal lf_tensor_nbytes). Synchronous. */
 int lf_backend_tensor_set(lf_backend_t *be, lf_tensor_t *t, const void *host, size_t nbytes);
 int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, size_t nbytes);
+/* Bytes of scratch the backend holds for ops (conversion, im2col,
+ * attention tiles); grows to the largest need, then stays. */
+size_t lf_backend_workspace_bytes(const lf_backend_t *be);
 /* Waits for queued work. */
 int lf_backend_sync(lf_backend_t *be);
 

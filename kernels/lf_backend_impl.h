@@ -23,6 +23,7 @@ typedef struct lf__backend_iface {
     /* Optional: runs a whole planned graph (CUDA: capture once, replay);
      * NULL means lf_graph runs the nodes one by one. */
     int (*graph_compute)(lf_backend_t *be, struct lf_graph *g);
+    size_t (*workspace_bytes)(const lf_backend_t *be); /* optional */
     void (*destroy)(lf_backend_t *be);
     const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
 } lf__backend_iface_t;

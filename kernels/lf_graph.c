@@ -130,7 +130,9 @@ lf_tensor_t *lf_graph_input(lf_graph_t *g, lf_type_t type, int64_t n0, int64_t n
         return NULL;
     }
     s_entry_t *e = s_alloc_tensor(g, type, ne);
-    if (e) e->first = 0;
+    /* Inputs keep their memory for the whole run: the host writes them once
+     * and may compute again (CFG passes, repeated steps) without rewriting. */
+    if (e) e->first = 0, e->last = INT32_MAX;
     return e ? &e->t : NULL;
 }
 

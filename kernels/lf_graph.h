@@ -30,8 +30,8 @@ lf_graph_t *lf_graph_new(lf_backend_t *be);
 /* Takes NULL; frees the activation buffer and every descriptor. */
 void lf_graph_destroy(lf_graph_t **g_p);
 
-/* An input activation (contiguous; alive from the first node). Write it with
- * lf_backend_tensor_set after lf_graph_plan. */
+/* An input activation (contiguous; its memory is never reused within the
+ * graph). Write it with lf_backend_tensor_set after lf_graph_plan. */
 lf_tensor_t *lf_graph_input(lf_graph_t *g, lf_type_t type, int64_t n0, int64_t n1, int64_t n2,
                             int64_t n3);
 /* Keeps t alive (and unchanged) after the last node; read it after compute. */

@@ -118,6 +118,13 @@ static int s_copy(lf_backend_t *be, void *dst, const void *src, size_t n) {
     return 0;
 }
 
+static size_t s_workspace_bytes(const lf_backend_t *be) {
+    const lf__cpu_ctx_t *c = be->ctx;
+    size_t n = c->work_size;
+    for (int i = 0; i < 64; i++) n += c->scratch_size[i] * sizeof(float);
+    return n;
+}
+
 static void s_destroy(lf_backend_t *be) {
     lf__cpu_ctx_t *c = be->ctx;
     if (!c) return;
@@ -140,6 +147,7 @@ static const lf__backend_iface_t s_iface = {
     .download = s_copy,
     .sync = NULL,
     .graph_compute = NULL,
+    .workspace_bytes = s_workspace_bytes,
     .destroy = s_destroy,
     .ops = s_ops,
 };

@@ -1,1 +1,206 @@
-int main(void) { return 0; }
+/* test_memory: the activation planner (lf_arena), the resident weight pool
+ * (lf_pool) and the graph executor (lf_graph) on the CPU backend. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "lf_arena.h"
+#include "lf_backend.h"
+#include "lf_error.h"
+#include "lf_graph.h"
+#include "lf_pool.h"
+#include "lf_test_tensor.h"
+
+static void test_arena_known_case(void **state) {
+    (void)state;
+    lf_arena_t *a = lf_arena_new(64);
+    assert_non_null(a);
+    /* A chain a -> b -> c -> d: only neighbours are alive together. */
+    int ia = lf_arena_add(a, 1000, 0, 1);
+    int ib = lf_arena_add(a, 1000, 1, 2);
+    int ic = lf_arena_add(a, 1000, 2, 3);
+    int id = lf_arena_add(a, 1000, 3, 4);
+    assert_true(ia >= 0 && ib >= 0 && ic >= 0 && id >= 0);
+    assert_int_equal(lf_arena_plan(a), 0);
+    assert_int_equal(lf_arena_peak(a), 2 * 1024);
+    assert_int_equal(lf_arena_total(a), 4 * 1024);
+    assert_int_equal(lf_arena_offset(a, ia), lf_arena_offset(a, ic));
+    assert_int_not_equal(lf_arena_offset(a, ia), lf_arena_offset(a, ib));
+    assert_int_equal(lf_arena_add(a, 10, 3, 2), LF_EINVAL);
+    lf_arena_destroy(&a);
+    assert_null(a);
+    lf_arena_destroy(&a); /* takes NULL */
+}
+
+static void test_arena_random(void **state) {
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        lf_arena_t *a = lf_arena_new(0);
+        int n = 50 + round * 10;
+        size_t *sz = malloc((size_t)n * sizeof *sz);
+        int *f = malloc((size_t)n * sizeof *f), *l = malloc((size_t)n * sizeof *l);
+        for (int i = 0; i < n; i++) {
+            sz[i] = (size_t)(1 + (lf_test_uniform() + 1) * 50000);
+            f[i] = (int)((lf_test_uniform() + 1) * 50);
+            l[i] = f[i] + (int)((lf_test_uniform() + 1) * 10);
+            assert_int_equal(lf_arena_add(a, sz[i], f[i], l[i]), i);
+        }
+        assert_int_equal(lf_arena_plan(a), 0);
+        size_t peak = lf_arena_peak(a), live_max = 0;
+        for (int i = 0; i < n; i++) {
+            size_t oi = lf_arena_offset(a, i);
+            assert_true(oi % 256 == 0 && oi + sz[i] <= peak);
+            for (int j = i + 1; j < n; j++) {
+                if (f[i] > l[j] || f[j] > l[i]) continue; /* not alive together */
+                size_t oj = lf_arena_offset(a, j);
+                assert_true(oi + sz[i] <= oj || oj + sz[j] <= oi);
+            }
+        }
+        /* The peak is at least the largest live set and at most the total. */
+        for (int t = 0; t < 70; t++) {
+            size_t live = 0;
+            for (int i = 0; i < n; i++)
+                if (f[i] <= t && t <= l[i]) live += (sz[i] + 255) & ~(size_t)255;
+            if (live > live_max) live_max = live;
+        }
+        assert_true(peak >= live_max && peak <= lf_arena_total(a));
+        free(sz), free(f), free(l);
+        lf_arena_destroy(&a);
+    }
+}
+
+static void test_pool(void **state) {
+    (void)state;
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    lf_pool_t *p = lf_pool_new(be, 4096);
+    assert_non_null(p);
+    int64_t ne[2] = {10, 20};
+    lf_tensor_t *w = lf_pool_tensor(p, "down.0.weight", LF_TYPE_F16, 2, ne);
+    assert_non_null(w);
+    assert_int_equal((uintptr_t)w->data % 256, 0);
+    assert_null(lf_pool_tensor(p, "down.0.weight", LF_TYPE_F16, 2, ne)); /* duplicate */
+    int64_t big[1] = {10000};
+    lf_tensor_t *b = lf_pool_tensor(p, "big", LF_TYPE_F32, 1, big); /* own chunk */
+    assert_non_null(b);
+    char name[32];
+    for (int i = 0; i < 300; i++) { /* grows the index */
+        snprintf(name, sizeof name, "t%d", i);
+        assert_non_null(lf_pool_tensor(p, name, LF_TYPE_F32, 2, ne));
+    }
+    assert_ptr_equal(lf_pool_find(p, "down.0.weight"), w);
+    assert_ptr_equal(lf_pool_find(p, "big"), b);
+    assert_non_null(lf_pool_find(p, "t299"));
+    assert_null(lf_pool_find(p, "nope"));
+    assert_int_equal(lf_pool_count(p), 302);
+    assert_true(lf_pool_used(p) <= lf_pool_reserved(p));
+    uint16_t host[200];
+    for (int i = 0; i < 200; i++) host[i] = lf_f32_to_f16((float)i);
+    assert_int_equal(lf_pool_load(p, w, host, sizeof host), 0);
+    assert_int_equal(lf_pool_load(p, w, host, 10), LF_EINVAL);
+    assert_int_equal(((uint16_t *)w->data)[7], host[7]);
+    assert_int_equal(lf_pool_set_model(p, "sd15:abc"), 0);
+    assert_string_equal(lf_pool_model(p), "sd15:abc");
+    lf_pool_destroy(&p);
+    assert_null(p);
+    lf_backend_destroy(&be);
+}
+
+/* A small UNet-like block recorded once, run twice, compared with the same
+ * ops run eagerly. */
+static void test_graph(void **state) {
+    (void)state;
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    int64_t C = 8, W = 6, H = 5, heads = 2;
+    int64_t wc[4] = {3, 3, C, C}, vc[1] = {C}, lin[2] = {C, C};
+    lf_tensor_t *cw = lf_pool_tensor(pool, "conv.w", LF_TYPE_F32, 4, wc);
+    lf_tensor_t *cb = lf_pool_tensor(pool, "conv.b", LF_TYPE_F32, 1, vc);
+    lf_tensor_t *gg = lf_pool_tensor(pool, "gn.g", LF_TYPE_F32, 1, vc);
+    lf_tensor_t *gb = lf_pool_tensor(pool, "gn.b", LF_TYPE_F32, 1, vc);
+    lf_tensor_t *wq = lf_pool_tensor(pool, "q.w", LF_TYPE_F16, 2, lin);
+    lf_tensor_t *ws[5] = {cw, cb, gg, gb, wq};
+    for (int i = 0; i < 5; i++) {
+        lf_tensor_t r = lf_test_rand(ws[i]->type, ws[i]->ne[0], ws[i]->ne[1], ws[i]->ne[2], ws[i]->ne[3], 0.5);
+        assert_int_equal(lf_pool_load(pool, ws[i], r.data, lf_tensor_nbytes(&r)), 0);
+        free(r.data);
+    }
+    lf_graph_t *g = lf_graph_new(be);
+    lf_tensor_t *x = lf_graph_input(g, LF_TYPE_F32, W, H, C, 1);
+    lf_tensor_t *h = lf_graph_group_norm(g, x, gg, gb, 4, 1e-5f, 1);
+    h = lf_graph_conv2d(g, h, cw, cb, 1, 1);
+    h = lf_graph_add(g, h, x);
+    /* tokens: [C, W*H] from [W*H, C] */
+    lf_tensor_t flat = lf_tensor_reshape(h, W * H, C, 1, 1);
+    lf_tensor_t *hv = lf_graph_view(g, h, flat);
+    const int tr[4] = {1, 0, 2, 3};
+    lf_tensor_t *tok = lf_graph_permute(g, hv, tr);
+    lf_tensor_t *q = lf_graph_matmul(g, tok, wq, NULL);
+    lf_tensor_t *att = lf_graph_mha(g, q, tok, tok, NULL, (int)heads);
+    lf_tensor_t *out = lf_graph_output(g, lf_graph_scale(g, att, 2.0f, 0.0f));
+    assert_non_null(out);
+    assert_int_equal(lf_graph_plan(g), 0);
+    assert_true(lf_graph_peak_bytes(g) > 0);
+    assert_true(lf_graph_peak_bytes(g) < lf_graph_unplanned_bytes(g));
+
+    lf_tensor_t xin = lf_test_rand(LF_TYPE_F32, W, H, C, 1, 1);
+    assert_int_equal(lf_backend_tensor_set(be, x, xin.data, lf_tensor_nbytes(&xin)), 0);
+    assert_int_equal(lf_graph_compute(g), 0);
+    float *got = malloc(lf_tensor_nbytes(out));
+    assert_int_equal(lf_backend_tensor_get(be, out, got, lf_tensor_nbytes(out)), 0);
+
+    /* Eager reference over the same weights. */
+    lf_tensor_t e1 = lf_test_zeros(LF_TYPE_F32, W, H, C, 1), e2 = lf_test_zeros(LF_TYPE_F32, W, H, C, 1);
+    assert_int_equal(lf_op_group_norm(be, &e1, &xin, gg, gb, 4, 1e-5f, 1), 0);
+    assert_int_equal(lf_op_conv2d(be, &e2, &e1, cw, cb, 1, 1), 0);
+    assert_int_equal(lf_op_add(be, &e2, &e2, &xin), 0);
+    lf_tensor_t e2f = lf_tensor_reshape(&e2, W * H, C, 1, 1);
+    lf_tensor_t et = lf_test_zeros(LF_TYPE_F32, C, W * H, 1, 1);
+    assert_int_equal(lf_op_permute(be, &et, &e2f, tr), 0);
+    lf_tensor_t eq = lf_test_zeros(LF_TYPE_F32, C, W * H, 1, 1);
+    assert_int_equal(lf_op_matmul(be, &eq, &et, wq, NULL), 0);
+    lf_tensor_t eo = lf_test_zeros(LF_TYPE_F32, C, W * H, 1, 1);
+    lf_tensor_t vq = eq, vk = et, vo = eo;
+    lf_tensor_t *vs[3] = {&vq, &vk, &vo};
+    for (int i = 0; i < 3; i++) {
+        lf_tensor_t *t = vs[i];
+        t->ne[0] = C / heads, t->ne[1] = W * H, t->ne[2] = heads, t->ne[3] = 1;
+        t->nb[2] = (size_t)(C / heads) * 4, t->nb[3] = (size_t)(C * W * H) * 4;
+    }
+    assert_int_equal(lf_op_attention(be, &vo, &vq, &vk, &vk, NULL, 1.0f / sqrtf((float)(C / heads))), 0);
+    for (int64_t i = 0; i < C * W * H; i++)
+        assert_true(fabsf(got[i] - 2.0f * ((float *)eo.data)[i]) <= 1e-5f * (1 + fabsf(got[i])));
+
+    /* A second run gives the same answer (nothing stale in reused memory). */
+    float first = got[3];
+    assert_int_equal(lf_graph_compute(g), 0);
+    assert_int_equal(lf_backend_tensor_get(be, out, got, lf_tensor_nbytes(out)), 0);
+    assert_true(got[3] == first);
+
+    /* Errors are sticky and reported by plan. */
+    lf_graph_t *bad = lf_graph_new(be);
+    lf_tensor_t *bx = lf_graph_input(bad, LF_TYPE_F32, 4, 4, 3, 1);
+    lf_tensor_t *by = lf_graph_conv2d(bad, bx, cw, NULL, 1, 1); /* 3 channels vs 8 */
+    assert_null(by);
+    assert_null(lf_graph_silu(bad, by));
+    assert_int_equal(lf_graph_plan(bad), LF_EINVAL);
+    assert_true(strlen(lf_graph_errstr(bad)) > 0);
+    lf_graph_destroy(&bad);
+
+    free(got), free(xin.data), free(e1.data), free(e2.data), free(et.data), free(eq.data), free(eo.data);
+    lf_graph_destroy(&g);
+    assert_null(g);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+}
+
+int main(void) {
+    lf_test_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arena_known_case),
+        cmocka_unit_test(test_arena_random),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_graph),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,302 @@
+/* bench_kernels: the compute engine's hot ops at real SD1.5 UNet shapes,
+ * each beside cblas_sgemm of the same FLOPs measured in the same run.
+ *
+ *   matmul     lf_op_matmul vs cblas_sgemm of the same shape
+ *   conv2d     3x3 at 64x64x320 and 8x8x1280 (im2col + sgemm) vs the sgemm of
+ *              its implicit GEMM shape; oneDNN beside it when built with it
+ *   attention  fused, 8 heads, 4096 tokens x 40 and 1024 x 80 (and 256 x 160)
+ *              vs the time of its two matrix products (Q K^T and P V) done
+ *              with full N x N scores; the op's memory is shown in bytes
+ *
+ * Usage: bench_kernels [--quick] [--threads N]. Figures are best-of-R wall
+ * times; the machine may be shared, so run it twice. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lf_backend.h"
+#include "lf_graph.h"
+#include "lf_ops.h"
+
+#ifdef LF_BENCH_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+static double s_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int g_reps = 5;
+
+static float *s_rand(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        p[i] = (float)((x >> 8) & 0xFFFF) / 65536.0f - 0.5f;
+    }
+    return p;
+}
+
+/* Best time of reps runs of fn(ctx) after one warm-up. */
+typedef void (*s_fn)(void *ctx);
+static double s_time(s_fn fn, void *ctx) {
+    fn(ctx);
+    double best = 1e30;
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = s_now();
+        fn(ctx);
+        double t = s_now() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+typedef struct {
+    int M, N, K;
+    const float *a, *b;
+    float *c;
+} s_gemm_t;
+
+/* C[M][N] = A[M][K] . B[N][K]^T, the layout lf_op_matmul computes. */
+static void s_sgemm(void *p) {
+    s_gemm_t *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, g->N, g->K, 1.0f, g->a, g->K, g->b, g->K,
+                0.0f, g->c, g->N);
+}
+
+/* The im2col GEMM: Y[Co][P] = W[Co][K] . Col[K][P]. */
+static void s_sgemm_nn(void *p) {
+    s_gemm_t *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1.0f, g->a, g->K, g->b, g->N,
+                0.0f, g->c, g->N);
+}
+
+typedef struct {
+    lf_backend_t *be;
+    lf_node_t node;
+} s_op_t;
+
+static void s_run_op(void *p) {
+    s_op_t *o = p;
+    if (lf_op_run(o->be, &o->node) != 0) {
+        fprintf(stderr, "op %s failed: %s\n", lf_op_name(o->node.op), lf_backend_errstr(o->be));
+        exit(1);
+    }
+}
+
+static void s_bench_matmul(lf_backend_t *be, int M, int N, int K) {
+    float *a = s_rand((size_t)M * K), *b = s_rand((size_t)N * K), *c = malloc((size_t)M * N * 4);
+    lf_tensor_t ta = lf_tensor_4d(LF_TYPE_F32, K, M, 1, 1, a), tb = lf_tensor_4d(LF_TYPE_F32, K, N, 1, 1, b);
+    lf_tensor_t tc = lf_tensor_4d(LF_TYPE_F32, N, M, 1, 1, c);
+    s_op_t op = {.be = be};
+    op.node.op = LF_OP_MATMUL, op.node.dst = &tc, op.node.src[0] = &ta, op.node.src[1] = &tb;
+    s_gemm_t g = {M, N, K, a, b, c};
+    double flops = 2.0 * M * N * K;
+    double tref = s_time(s_sgemm, &g), top = s_time(s_run_op, &op);
+    printf("matmul   M=%-5d N=%-5d K=%-5d  lf %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  ratio %.2f\n", M, N, K,
+           flops / top * 1e-9, flops / tref * 1e-9, tref / top);
+    free(a), free(b), free(c);
+}
+
+#ifdef LF_BENCH_HAVE_DNNL
+typedef struct {
+    dnnl_primitive_t conv;
+    dnnl_stream_t stream;
+    dnnl_exec_arg_t args[4];
+} s_dnnl_t;
+
+static void s_run_dnnl(void *p) {
+    s_dnnl_t *d = p;
+    dnnl_primitive_execute(d->conv, d->stream, 4, d->args);
+    dnnl_stream_wait(d->stream);
+}
+
+/* oneDNN convolution on NCHW src/dst (our layout). blocked_weights: let
+ * oneDNN choose the weight layout (a one-off reorder at load time, not
+ * timed), else plain OIHW. Returns the best time or -1. */
+static double s_dnnl_conv(int N, int Ci, int H, int W, int Co, int k, int pad, const float *x,
+                          const float *w, const float *bias, float *y, int blocked_weights) {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return -1;
+    dnnl_stream_create(&stream, eng, dnnl_stream_default_flags);
+    dnnl_memory_desc_t src_md, w_md, wany_md, b_md, dst_md;
+    dnnl_dims_t sd = {N, Ci, H, W}, wd = {Co, Ci, k, k}, bd = {Co}, dd = {N, Co, H + 2 * pad - k + 1, W + 2 * pad - k + 1};
+    dnnl_memory_desc_init_by_tag(&src_md, 4, sd, dnnl_f32, dnnl_nchw);
+    dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw);
+    dnnl_memory_desc_init_by_tag(&wany_md, 4, wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x);
+    dnnl_memory_desc_init_by_tag(&dst_md, 4, dd, dnnl_f32, dnnl_nchw);
+    dnnl_dims_t strides = {1, 1}, padl = {pad, pad}, padr = {pad, pad};
+    dnnl_convolution_desc_t cd;
+    dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md,
+                                       blocked_weights ? &wany_md : &w_md, &b_md, &dst_md, strides, padl, padr);
+    dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL) != dnnl_success) return -1;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_memory_t msrc, mw, mwq, mb, mdst;
+    dnnl_memory_create(&msrc, &src_md, eng, (void *)x);
+    dnnl_memory_create(&mw, &w_md, eng, (void *)w);
+    dnnl_memory_create(&mwq, wq, eng, DNNL_MEMORY_ALLOCATE);
+    dnnl_memory_create(&mb, &b_md, eng, (void *)bias);
+    dnnl_memory_create(&mdst, &dst_md, eng, y);
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t reorder;
+    dnnl_reorder_primitive_desc_create(&rpd, &w_md, eng, wq, eng, NULL);
+    dnnl_primitive_create(&reorder, rpd);
+    dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, mw}, {DNNL_ARG_TO, mwq}};
+    dnnl_primitive_execute(reorder, stream, 2, rargs);
+    dnnl_stream_wait(stream);
+    const char *impl = "?";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    s_dnnl_t d;
+    dnnl_primitive_create(&d.conv, pd);
+    d.stream = stream;
+    d.args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, msrc};
+    d.args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, mwq};
+    d.args[2] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+    d.args[3] = (dnnl_exec_arg_t){DNNL_ARG_DST, mdst};
+    double t = s_time(s_run_dnnl, &d);
+    printf("         oneDNN %s weights (%s)", blocked_weights ? "blocked" : "oihw", impl);
+    dnnl_primitive_destroy(d.conv);
+    dnnl_primitive_destroy(reorder);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_destroy(msrc), dnnl_memory_destroy(mw), dnnl_memory_destroy(mwq);
+    dnnl_memory_destroy(mb), dnnl_memory_destroy(mdst);
+    dnnl_stream_destroy(stream);
+    dnnl_engine_destroy(eng);
+    return t;
+}
+#endif
+
+static void s_bench_conv(lf_backend_t *be, int W, int H, int Ci, int Co) {
+    int k = 3, pad = 1, P = W * H, K = Ci * k * k;
+    float *x = s_rand((size_t)P * Ci), *w = s_rand((size_t)K * Co), *b = s_rand((size_t)Co);
+    float *y = malloc((size_t)P * Co * 4), *col = s_rand((size_t)K * P);
+    lf_tensor_t tx = lf_tensor_4d(LF_TYPE_F32, W, H, Ci, 1, x), tw = lf_tensor_4d(LF_TYPE_F32, k, k, Ci, Co, w);
+    lf_tensor_t tb = lf_tensor_4d(LF_TYPE_F32, Co, 1, 1, 1, b), ty = lf_tensor_4d(LF_TYPE_F32, W, H, Co, 1, y);
+    s_op_t op = {.be = be};
+    op.node.op = LF_OP_CONV2D, op.node.dst = &ty;
+    op.node.src[0] = &tx, op.node.src[1] = &tw, op.node.src[2] = &tb;
+    op.node.p.conv2d.stride = 1, op.node.p.conv2d.pad = pad;
+    s_gemm_t g = {Co, P, K, w, col, y};
+    double flops = 2.0 * Co * P * K;
+    double tref = s_time(s_sgemm_nn, &g), top = s_time(s_run_op, &op);
+    printf("conv2d   %dx%dx%d -> %d, 3x3 (GEMM %dx%dx%d)  lf %7.1f GFLOP/s (%.2f ms)  sgemm %7.1f GFLOP/s  "
+           "ratio %.2f (target >= 0.80)\n",
+           W, H, Ci, Co, Co, P, K, flops / top * 1e-9, top * 1e3, flops / tref * 1e-9, tref / top);
+#ifdef LF_BENCH_HAVE_DNNL
+    for (int blocked = 0; blocked < 2; blocked++) {
+        double td = s_dnnl_conv(1, Ci, H, W, Co, k, pad, x, w, b, y, blocked);
+        if (td > 0) printf(" %7.1f GFLOP/s (%.2f ms), %.2fx lf\n", flops / td * 1e-9, td * 1e3, top / td);
+        else printf(" failed\n");
+    }
+#endif
+    free(x), free(w), free(b), free(y), free(col);
+}
+
+typedef struct {
+    int N, D, H;
+    const float *q, *k, *v;
+    float *s, *o;
+} s_attn_ref_t;
+
+/* The two matrix products of attention with full N x N scores, per head:
+ * S = Q K^T and O = S V. (The softmax between them is not counted.) */
+static void s_attn_gemms(void *p) {
+    s_attn_ref_t *r = p;
+    size_t hs = (size_t)r->N * r->D;
+    for (int h = 0; h < r->H; h++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->N, r->N, r->D, 1.0f, r->q + h * hs, r->D,
+                    r->k + h * hs, r->D, 0.0f, r->s, r->N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->N, r->D, r->N, 1.0f, r->s, r->N,
+                    r->v + h * hs, r->D, 0.0f, r->o + h * hs, r->D);
+    }
+}
+
+static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
+    size_t n = (size_t)N * D * H;
+    float *q = s_rand(n), *k = s_rand(n), *v = s_rand(n), *o = malloc(n * 4);
+    float *scores = malloc((size_t)N * N * 4);
+    lf_tensor_t tq = lf_tensor_4d(LF_TYPE_F32, D, N, H, 1, q), tk = lf_tensor_4d(LF_TYPE_F32, D, N, H, 1, k);
+    lf_tensor_t tv = lf_tensor_4d(LF_TYPE_F32, D, N, H, 1, v), to = lf_tensor_4d(LF_TYPE_F32, D, N, H, 1, o);
+    s_op_t op = {.be = be};
+    op.node.op = LF_OP_ATTENTION, op.node.dst = &to;
+    op.node.src[0] = &tq, op.node.src[1] = &tk, op.node.src[2] = &tv;
+    op.node.p.attention.scale = 1.0f / sqrtf((float)D);
+    s_attn_ref_t r = {N, D, H, q, k, v, scores, o};
+    size_t ws0 = lf_backend_workspace_bytes(be);
+    double tref = s_time(s_attn_gemms, &r), top = s_time(s_run_op, &op);
+    size_t ws = lf_backend_workspace_bytes(be);
+    double flops = lf_node_flops(&op.node);
+    /* Memory of the op itself: q, k, v, o plus the backend's scratch; a
+     * materialized score matrix would add N*N*H*4 bytes. */
+    double io = 4.0 * n * 4;
+    printf("attention N=%-5d D=%-4d H=%d  fused %7.2f ms (%6.1f GFLOP/s)  two sgemm %7.2f ms  "
+           "ratio %.2f (target <= 1.50)\n",
+           N, D, H, top * 1e3, flops / top * 1e-9, tref * 1e3, top / tref);
+    printf("          memory: q/k/v/o %.1f MB + scratch %.2f MB (was %.2f MB before);"
+           " N*N*H scores would be %.1f MB\n",
+           io / 1e6, (double)ws / 1e6, (double)ws0 / 1e6, (double)N * N * H * 4 / 1e6);
+    free(q), free(k), free(v), free(o), free(scores);
+}
+
+/* Arena peak of a small SD-like block, showing the planner's reuse. */
+static void s_bench_graph_memory(lf_backend_t *be) {
+    lf_graph_t *g = lf_graph_new(be);
+    int C = 320, W = 64, H = 64;
+    float *wbuf = s_rand((size_t)C * C * 9);
+    lf_tensor_t w = lf_tensor_4d(LF_TYPE_F32, 3, 3, C, C, wbuf);
+    lf_tensor_t *x = lf_graph_input(g, LF_TYPE_F32, W, H, C, 1), *h = x;
+    for (int i = 0; i < 4; i++) {
+        lf_tensor_t *r = h;
+        h = lf_graph_group_norm(g, h, NULL, NULL, 32, 1e-5f, 1);
+        h = lf_graph_conv2d(g, h, &w, NULL, 1, 1);
+        h = lf_graph_group_norm(g, h, NULL, NULL, 32, 1e-5f, 1);
+        h = lf_graph_conv2d(g, h, &w, NULL, 1, 1);
+        h = lf_graph_add(g, h, r);
+    }
+    lf_graph_output(g, h);
+    if (lf_graph_plan(g) == 0)
+        printf("graph    4 resnet blocks at 64x64x320: %d nodes, activations %.1f MB planned vs %.1f MB "
+               "unplanned\n",
+               lf_graph_n_nodes(g), lf_graph_peak_bytes(g) / 1e6, lf_graph_unplanned_bytes(g) / 1e6);
+    double t0 = s_now();
+    lf_graph_compute(g);
+    printf("         one run %.1f ms\n", (s_now() - t0) * 1e3);
+    lf_graph_destroy(&g);
+    free(wbuf);
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    }
+    if (quick) g_reps = 2;
+    lf_backend_t *be = lf_backend_cpu_new(threads);
+    if (!be) return 1;
+    printf("OpenBLAS core: %s\nOpenBLAS config: %s\n%s\n", openblas_get_corename(), openblas_get_config(),
+           lf_backend_describe(be));
+    printf("(best of %d runs each; GFLOP/s count a multiply-add as 2)\n\n", g_reps);
+    s_bench_matmul(be, 4096, 320, 320);
+    s_bench_matmul(be, 4096, 1280, 320);
+    s_bench_matmul(be, 1024, 640, 640);
+    s_bench_matmul(be, 77, 768, 768);
+    s_bench_conv(be, 64, 64, 320, 320);
+    s_bench_conv(be, 8, 8, 1280, 1280);
+    s_bench_attention(be, 4096, 40, 8);
+    s_bench_attention(be, 1024, 80, 8);
+    if (!quick) s_bench_attention(be, 256, 160, 8);
+    if (!quick) s_bench_graph_memory(be);
+    lf_backend_destroy(&be);
+    return 0;
+}
