@@ -144,4 +144,199 @@ int lf_store_ping(lf_store_t *self, double *rtt_us);
 /* ---- lifecycle half (broker) ------------------------------------------
  * Declared by the broker's author below this line; each is one Lua script. */
 
+/* Redis guarantees (what the broker can promise):
+ * - Every call below is one EVALSHA of one Lua script, so each transition is
+ *   atomic: two brokers racing for a job both run the claim script, and
+ *   Redis runs them one after the other; only the first sees "queued".
+ * - Submit answers after Redis executed the script; with appendonly yes and
+ *   appendfsync always (what deploy/ and the test farm use) an ACCEPTED job
+ *   survives a Redis crash; with appendfsync everysec up to ~1 s may be lost.
+ * - Scripts build key names from the prefix (ARGV), so this needs a single
+ *   Redis (or a cluster with one hash slot), not Redis Cluster sharding.
+ * - Fencing: progress/complete/fail/requeue take effect only if `worker`
+ *   (and `attempt` when non-zero) still holds the job; otherwise LF_ESTATE and
+ *   nothing changes, so a late answer from a worker presumed dead is dropped.
+ * - A failed connection is reopened on the next call, at most every backoff
+ *   period (100 ms doubling to 2 s); until then calls return LF_ECONN. */
+
+typedef struct {
+    uint32_t lease_ms;            /* running-job lease; default 5000 */
+    uint32_t max_attempts;        /* default for SUBMIT max_attempts=0; default 3 */
+    uint32_t queue_ttl_s;         /* default for SUBMIT ttl_s=0; 0 = no deadline */
+    uint32_t idem_ttl_s;          /* idempotency key lifetime; default 86400 */
+    uint32_t result_ttl_s;        /* images img:{id}:{i}; default 3600 */
+    uint64_t result_max_bytes;    /* all images of one job; default 32 MiB */
+    uint32_t history_max;         /* finished jobs kept; default 10000 */
+    uint32_t history_max_age_s;   /* finished jobs kept at most; default 86400 */
+    uint32_t preview_ttl_s;       /* preview:{id}; default 30 */
+    uint32_t worker_ttl_ms;       /* worker:{id} key and liveness window; default 4000 */
+} lf_store_limits_t;
+
+/* Set the limits (zero fields take the defaults above). Not thread safe. */
+void lf_store_set_limits(lf_store_t *self, const lf_store_limits_t *lim);
+/* The limits in force (with defaults filled in). */
+void lf_store_get_limits(const lf_store_t *self, lf_store_limits_t *out);
+
+/* One job to queue. Everything is borrowed for the call. */
+typedef struct {
+    const lf_job_params_t *params; /* params->model required */
+    lf_priority_t priority;
+    const char *idem_key;          /* NULL or "" = none */
+    uint32_t ttl_s;                /* 0 = limits.queue_ttl_s */
+    uint32_t max_attempts;         /* 0 = limits.max_attempts */
+} lf_store_submit_t;
+
+typedef struct {
+    int code;                 /* 0, or LF_EINVAL for this item (bad params) */
+    char id[40];              /* the new job's id (or the existing one when duplicate) */
+    int64_t position;         /* 0-based over all priorities; -1 when not queued */
+    bool duplicate;           /* idem_key matched an existing job; nothing was queued */
+} lf_store_submitted_t;
+
+/* Queue n jobs in one pipeline (one script run each); out[i] receives item
+ * i's outcome. Returns 0 when Redis answered every item (then check each
+ * out[i].code: 0 = stored, acknowledged; LF_EINVAL = bad item). On
+ * LF_ECONN / LF_EREDIS, items without an answer carry that code and must be
+ * reported as not accepted. */
+int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, int64_t now_ms,
+                    lf_store_submitted_t *out);
+
+/* A queued job as the scheduler sees it. */
+typedef struct {
+    char id[40];
+    char model[128];
+    uint64_t pixels;          /* width * height * batch */
+    lf_priority_t priority;
+    int64_t created_ms;       /* first submit (for the starvation bound) */
+    int64_t seq;              /* FIFO order within a priority */
+} lf_store_candidate_t;
+
+/* The first `per_prio` queued jobs of each priority, high first, FIFO within
+ * one. out is the caller's array of cap entries; *n set. */
+int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, size_t cap,
+                  size_t *n);
+
+typedef struct {
+    const char *job_id;
+    const char *worker_id;
+} lf_store_pair_t;
+
+typedef struct {
+    /* 0: claimed, params/attempt valid. LF_EBUSY: no longer queued (another
+     * broker won it, or it was cancelled). LF_ETIMEDOUT: its queue deadline
+     * had passed; it is now failed. LF_ENOTFOUND: its init image upload is
+     * gone; it is now failed. */
+    int code;
+    uint32_t attempt;         /* 1-based */
+    lf_priority_t priority;
+    lf_job_params_t params;   /* caller owns (lf_store_claim_clear) */
+    lf_bytes_t init_image;    /* upload bytes for img2img; caller owns */
+    int64_t queue_wait_ms;    /* since (re)queued */
+} lf_store_claim_t;
+
+/* Claim jobs for workers, atomically each (one pipeline). Returns 0 when
+ * every item was answered (see out[i].code); LF_ECONN/LF_EREDIS otherwise
+ * (unanswered items get that code). `broker_id` is recorded as the owner. */
+int lf_store_claim(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
+                   const char *broker_id, int64_t now_ms, lf_store_claim_t *out);
+void lf_store_claim_clear(lf_store_claim_t *c);
+
+/* A worker (re)connected saying it runs job_id. 0: adopted — lease renewed,
+ * broker_id is the owner now; *attempt set, *owner_changed true when another
+ * (dead) broker owned it. LF_ESTATE: the worker does not hold the job (tell
+ * it to stop). LF_EBUSY: held, but owned by another live broker (leave it). */
+int lf_store_adopt(lf_store_t *self, const char *job_id, const char *worker_id,
+                   const char *broker_id, int64_t now_ms, uint32_t *attempt, bool *owner_changed);
+
+/* Renew the leases of n (job, worker) pairs and mark broker_id alive for one
+ * lease period. lost[i] (caller's array) is set true when worker i no longer
+ * holds job i (cancelled, finished, requeued): the broker should send CANCEL. */
+int lf_store_renew(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
+                   const char *broker_id, int64_t now_ms, bool *lost);
+
+/* Step/steps into the job hash, preview (may be NULL) into preview:{id} with
+ * a short TTL, lease renewed. Fenced: LF_ESTATE when the worker no longer
+ * holds the job. */
+int lf_store_progress(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t step,
+                      uint32_t steps, const uint8_t *preview, size_t preview_len, int64_t now_ms);
+
+typedef struct {
+    lf_job_status_t status;   /* the job's status after the call */
+    int32_t code;             /* failure code when failed */
+    char message[200];
+    uint32_t attempts;
+    int64_t run_ms;           /* when done */
+} lf_store_finish_t;
+
+/* The worker's RESULT. Fenced on worker (and attempt when non-zero):
+ * LF_ESTATE = dropped. Images over limits.result_max_bytes fail the job
+ * with LF_ETOOBIG instead (returns 0; out->status = FAILED). */
+int lf_store_complete(lf_store_t *self, const char *job_id, const char *worker_id,
+                      uint32_t attempt, const lf_image_out_t *images, size_t n_images,
+                      const char *info_json, int64_t now_ms, lf_store_finish_t *out);
+
+/* The worker's FAILED: the job fails now with code/message (no retry: a job
+ * that failed once fails again), or ends cancelled when code is
+ * LF_ECANCELED. Fenced like complete. */
+int lf_store_fail(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t attempt,
+                  int32_t code, const char *message, int64_t now_ms, lf_store_finish_t *out);
+
+/* Put a running job back in its queue (worker refused it, left, or went
+ * idle without answering). refund: the attempt does not count (refusals).
+ * A job out of attempts goes to the dead letters instead (out->status
+ * FAILED). Fenced on worker. */
+int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id, bool refund,
+                     const char *reason, int64_t now_ms, lf_store_finish_t *out);
+
+/* Cancel a queued or running job (it is "cancelled" at once; the worker
+ * running it is told by its broker). *was: the status before. *worker_id
+ * (caller's buffer >= 128 bytes, may be NULL) receives the worker of a
+ * running job. LF_ENOTFOUND; LF_ESTATE when already finished. */
+int lf_store_cancel(lf_store_t *self, const char *job_id, int64_t now_ms, lf_job_status_t *was,
+                    char *worker_id, size_t worker_id_len);
+
+typedef struct {
+    char id[40];
+    lf_job_status_t status;   /* QUEUED (requeued) or FAILED/CANCELLED */
+    int32_t code;
+    char worker_id[128];      /* the lost worker, for lease expiries */
+} lf_store_reaped_t;
+
+/* Expired leases: requeued (attempts kept) or, past max attempts, failed
+ * with LF_ELIMIT into the dead letters. Queued jobs past their deadline:
+ * failed with LF_ETIMEDOUT. At most cap of each per call. */
+int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size_t cap,
+                  size_t *n);
+
+/* Dead letters, newest first: caller-owned array of ids (free each, then it). */
+int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n);
+
+/* Worker registry for /v1/workers (one pipeline per call). */
+typedef struct {
+    const char *id;
+    const uint8_t *caps;      /* lf_caps_encode blob */
+    size_t caps_len;
+    const char *job_id;       /* NULL = idle */
+    int64_t seen_ms;
+    uint64_t jobs_done;
+} lf_store_worker_touch_t;
+int lf_store_workers_touch(lf_store_t *self, const lf_store_worker_touch_t *w, size_t n,
+                           const char *broker_id, int64_t now_ms);
+int lf_store_worker_remove(lf_store_t *self, const char *worker_id);
+
+/* Latency histograms (Prometheus style, cumulative counts). */
+typedef enum { LF_STORE_LAT_QUEUE_WAIT = 0, LF_STORE_LAT_RUN, LF_STORE_LAT__COUNT } lf_store_lat_t;
+#define LF_STORE_HIST_BUCKETS 16 /* last bound is +Inf */
+typedef struct {
+    double le_s[LF_STORE_HIST_BUCKETS];      /* upper bounds in seconds; last = INFINITY */
+    uint64_t cumulative[LF_STORE_HIST_BUCKETS];
+    uint64_t count;
+    double sum_s;
+} lf_store_hist_t;
+const char *lf_store_lat_name(lf_store_lat_t which); /* "queue_wait" | "run" */
+int lf_store_latency_get(lf_store_t *self, lf_store_lat_t which, lf_store_hist_t *out);
+
+/* Remove every key under the prefix (tests, `lightfarm reset`). */
+int lf_store_flush(lf_store_t *self);
+
 #endif

@@ -1,0 +1,474 @@
+/* lf_store_jobs: the job lifecycle in Redis — submit, peek, claim, adopt,
+ * renew, progress, complete, fail, requeue, cancel, reap, and the worker
+ * registry. Each transition is one Lua script (lf_store_lua.h); batches go
+ * out as one pipeline. See lf_store.h for the guarantees. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_id.h"
+#include "lf_store.h"
+#include "lf_store_impl.h"
+
+static bool s_reply_ok(const redisReply *r, size_t min_elems) {
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements >= min_elems;
+}
+
+static lf_job_status_t s_status(const redisReply *r) {
+    lf_job_status_t st = LF_JOB_FAILED;
+    if (r && r->str) lf_job_status_parse(r->str, &st);
+    return st;
+}
+
+/* ---- submit --------------------------------------------------------------- */
+
+int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, int64_t now_ms,
+                    lf_store_submitted_t *out) {
+    if (!self || (!jobs && n) || (!out && n)) return LF_EINVAL;
+    if (!n) return 0;
+    lf__args_t *a = calloc(n, sizeof *a);
+    redisReply **reps = calloc(n, sizeof *reps);
+    uint8_t **blobs = calloc(n, sizeof *blobs);
+    size_t *idx = calloc(n, sizeof *idx); /* pipeline slot -> item */
+    if (!a || !reps || !blobs || !idx) {
+        free(a), free(reps), free(blobs), free(idx);
+        return LF_ENOMEM;
+    }
+    size_t m = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lf_store_submit_t *j = &jobs[i];
+        lf_store_submitted_t *o = &out[i];
+        memset(o, 0, sizeof *o);
+        o->position = -1;
+        size_t blen = 0;
+        const lf_job_params_t *p = j->params;
+        if (!p || !p->model || !*p->model || strlen(p->model) > 120 ||
+            (unsigned)j->priority >= LF_PRIO__COUNT ||
+            (j->idem_key && strlen(j->idem_key) > 200) ||
+            (p->init_image && *p->init_image && !lf_id_valid(p->init_image))) {
+            o->code = LF_EINVAL;
+            continue;
+        }
+        if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
+        if ((o->code = lf_id_new(o->id)) != 0) continue;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 10)) != 0) break;
+        uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
+        uint32_t batch = p->batch_size ? p->batch_size : 1;
+        lf__args_str(&a[m], o->id);
+        lf__args_str(&a[m], lf_priority_name(j->priority));
+        lf__args_bin(&a[m], blobs[i], blen);
+        lf__args_str(&a[m], p->model);
+        lf__args_i64(&a[m], (int64_t)p->width * p->height * batch);
+        lf__args_str(&a[m], j->idem_key);
+        lf__args_i64(&a[m], self->lim.idem_ttl_s);
+        lf__args_i64(&a[m], ttl ? now_ms + (int64_t)ttl * 1000 : 0);
+        lf__args_i64(&a[m], j->max_attempts ? j->max_attempts : self->lim.max_attempts);
+        lf__args_str(&a[m], p->init_image);
+        idx[m++] = i;
+    }
+    if (!rc && m) rc = lf__eval_many(self, a, m, reps);
+    for (size_t k = 0; k < m; k++) {
+        lf_store_submitted_t *o = &out[idx[k]];
+        redisReply *r = reps[k];
+        if (s_reply_ok(r, 3)) {
+            lf__rcopy(r->element[0], o->id, sizeof o->id);
+            o->duplicate = lf__rint(r->element[1]) != 0;
+            o->position = lf__rint(r->element[2]);
+            o->code = 0;
+        } else {
+            o->code = rc ? rc : LF_EREDIS;
+        }
+        if (r) freeReplyObject(r);
+        lf__args_free(&a[k]);
+    }
+    /* Items never sent (allocation failure midway) carry the error too. */
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            if (out[i].code == 0 && !out[i].id[0]) out[i].code = rc;
+    for (size_t i = 0; i < n; i++) free(blobs[i]);
+    free(a), free(reps), free(blobs), free(idx);
+    return rc;
+}
+
+/* ---- peek and claim ------------------------------------------------------- */
+
+int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, size_t cap,
+                  size_t *n) {
+    if (!self || !n || (!out && cap)) return LF_EINVAL;
+    *n = 0;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_PEEK, lf__now_ms(), 1);
+    if (rc) return rc;
+    lf__args_i64(&a, (int64_t)per_prio);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    size_t k = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 5 < r->elements && k < cap; i += 6) {
+        lf_store_candidate_t *c = &out[k++];
+        lf__rcopy(r->element[i], c->id, sizeof c->id);
+        long long pr = lf__rint(r->element[i + 1]);
+        c->priority = pr >= 0 && pr < LF_PRIO__COUNT ? (lf_priority_t)pr : LF_PRIO_LOW;
+        lf__rcopy(r->element[i + 2], c->model, sizeof c->model);
+        c->pixels = (uint64_t)lf__rint(r->element[i + 3]);
+        c->created_ms = lf__rint(r->element[i + 4]);
+        c->seq = lf__rint(r->element[i + 5]);
+    }
+    freeReplyObject(r);
+    *n = k;
+    return 0;
+}
+
+void lf_store_claim_clear(lf_store_claim_t *c) {
+    if (!c) return;
+    lf_params_clear(&c->params);
+    free(c->init_image.data);
+    memset(c, 0, sizeof *c);
+}
+
+int lf_store_claim(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
+                   const char *broker_id, int64_t now_ms, lf_store_claim_t *out) {
+    if (!self || (n && (!pairs || !out))) return LF_EINVAL;
+    if (!n) return 0;
+    lf__args_t *a = calloc(n, sizeof *a);
+    redisReply **reps = calloc(n, sizeof *reps);
+    if (!a || !reps) {
+        free(a), free(reps);
+        return LF_ENOMEM;
+    }
+    int rc = 0;
+    size_t m = 0;
+    for (; m < n && !rc; m++) {
+        memset(&out[m], 0, sizeof out[m]);
+        if ((rc = lf__args_init(&a[m], self, LF__S_CLAIM, now_ms, 3)) != 0) break;
+        lf__args_str(&a[m], pairs[m].job_id);
+        lf__args_str(&a[m], pairs[m].worker_id);
+        lf__args_str(&a[m], broker_id);
+    }
+    if (!rc) rc = lf__eval_many(self, a, m, reps);
+    for (size_t i = 0; i < n; i++) {
+        lf_store_claim_t *c = &out[i];
+        if (i >= m) memset(c, 0, sizeof *c);
+        redisReply *r = i < m ? reps[i] : NULL;
+        if (!s_reply_ok(r, 1)) {
+            c->code = rc ? rc : LF_EREDIS;
+        } else if ((c->code = (int)lf__rint(r->element[0])) == 0) {
+            if (r->elements < 6) {
+                c->code = LF_EREDIS;
+            } else {
+                c->attempt = (uint32_t)lf__rint(r->element[1]);
+                const redisReply *p = r->element[2];
+                if (p->type != REDIS_REPLY_STRING ||
+                    lf_params_decode((const uint8_t *)p->str, p->len, &c->params) != 0) {
+                    /* Unreadable params cannot run anywhere; the broker fails it. */
+                    lf_params_clear(&c->params);
+                    c->code = LF_EPROTO;
+                }
+                const redisReply *img = r->element[3];
+                if (img->type == REDIS_REPLY_STRING && img->len) {
+                    c->init_image.data = malloc(img->len);
+                    if (c->init_image.data) {
+                        memcpy(c->init_image.data, img->str, img->len);
+                        c->init_image.len = img->len;
+                    }
+                }
+                c->queue_wait_ms = lf__rint(r->element[4]);
+                if (r->element[5]->str) lf_priority_parse(r->element[5]->str, &c->priority);
+            }
+        }
+        if (r) freeReplyObject(r);
+        if (i < m) lf__args_free(&a[i]);
+    }
+    free(a), free(reps);
+    return rc;
+}
+
+int lf_store_adopt(lf_store_t *self, const char *job_id, const char *worker_id,
+                   const char *broker_id, int64_t now_ms, uint32_t *attempt, bool *owner_changed) {
+    if (!self || !job_id || !worker_id || !broker_id) return LF_EINVAL;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_ADOPT, now_ms, 3);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    lf__args_str(&a, worker_id);
+    lf__args_str(&a, broker_id);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
+    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 3) {
+        if (attempt) *attempt = (uint32_t)lf__rint(r->element[1]);
+        if (owner_changed) *owner_changed = lf__rint(r->element[2]) != 0;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_renew(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
+                   const char *broker_id, int64_t now_ms, bool *lost) {
+    if (!self || !broker_id || (n && (!pairs || !lost))) return LF_EINVAL;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_RENEW, now_ms, 1 + 2 * n);
+    if (rc) return rc;
+    lf__args_str(&a, broker_id);
+    for (size_t i = 0; i < n; i++) {
+        lost[i] = false;
+        lf__args_str(&a, pairs[i].job_id);
+        lf__args_str(&a, pairs[i].worker_id);
+    }
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        long long k = lf__rint(r->element[i]);
+        if (k >= 0 && (size_t)k < n) lost[k] = true;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int lf_store_progress(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t step,
+                      uint32_t steps, const uint8_t *preview, size_t preview_len, int64_t now_ms) {
+    if (!self || !job_id || !worker_id) return LF_EINVAL;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_PROGRESS, now_ms, 5);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    lf__args_str(&a, worker_id);
+    lf__args_i64(&a, step);
+    lf__args_i64(&a, steps);
+    lf__args_bin(&a, preview, preview ? preview_len : 0);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    rc = (int)lf__rint(r);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- finishing -------------------------------------------------------------- */
+
+static void s_finish_from(lf_store_finish_t *out, lf_job_status_t st, int32_t code,
+                          const char *msg, uint32_t attempts, int64_t run_ms) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    out->status = st;
+    out->code = code;
+    out->attempts = attempts;
+    out->run_ms = run_ms;
+    snprintf(out->message, sizeof out->message, "%s", msg ? msg : "");
+}
+
+int lf_store_complete(lf_store_t *self, const char *job_id, const char *worker_id,
+                      uint32_t attempt, const lf_image_out_t *images, size_t n_images,
+                      const char *info_json, int64_t now_ms, lf_store_finish_t *out) {
+    if (!self || !job_id || !worker_id || (n_images && !images) || n_images > 1024)
+        return LF_EINVAL;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n_images; i++) total += images[i].png.len;
+    if (total > self->lim.result_max_bytes) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "result too large: %llu bytes of images, the limit is %llu",
+                 (unsigned long long)total, (unsigned long long)self->lim.result_max_bytes);
+        return lf_store_fail(self, job_id, worker_id, attempt, LF_ETOOBIG, msg, now_ms, out);
+    }
+    /* Seeds as "s0,s1,...". */
+    char *seeds = malloc(n_images * 24 + 1);
+    if (!seeds) return LF_ENOMEM;
+    size_t off = 0;
+    seeds[0] = '\0';
+    for (size_t i = 0; i < n_images; i++)
+        off += (size_t)snprintf(seeds + off, 24 + 1, "%s%lld", i ? "," : "",
+                                (long long)images[i].seed);
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_COMPLETE, now_ms, 6 + n_images);
+    if (rc) {
+        free(seeds);
+        return rc;
+    }
+    lf__args_str(&a, job_id);
+    lf__args_str(&a, worker_id);
+    lf__args_i64(&a, attempt);
+    lf__args_i64(&a, (int64_t)n_images);
+    lf__args_str(&a, seeds);
+    lf__args_str(&a, info_json);
+    for (size_t i = 0; i < n_images; i++) lf__args_bin(&a, images[i].png.data, images[i].png.len);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    free(seeds);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
+    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 3)
+        s_finish_from(out, LF_JOB_DONE, 0, NULL, (uint32_t)lf__rint(r->element[2]),
+                      lf__rint(r->element[1]));
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_fail(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t attempt,
+                  int32_t code, const char *message, int64_t now_ms, lf_store_finish_t *out) {
+    if (!self || !job_id || !worker_id) return LF_EINVAL;
+    if (code == 0) code = LF_EINTERNAL; /* a failure always carries a code */
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_FAIL, now_ms, 5);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    lf__args_str(&a, worker_id);
+    lf__args_i64(&a, attempt);
+    lf__args_i64(&a, code);
+    lf__args_str(&a, message && *message ? message : lf_strerror(code));
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
+    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 3)
+        s_finish_from(out, s_status(r->element[1]), code,
+                      message && *message ? message : lf_strerror(code),
+                      (uint32_t)lf__rint(r->element[2]), 0);
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id, bool refund,
+                     const char *reason, int64_t now_ms, lf_store_finish_t *out) {
+    if (!self || !job_id || !worker_id) return LF_EINVAL;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_REQUEUE, now_ms, 4);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    lf__args_str(&a, worker_id);
+    lf__args_str(&a, refund ? "1" : "0");
+    lf__args_str(&a, reason && *reason ? reason : "given back by its worker");
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
+    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 4) {
+        lf_job_status_t st = s_status(r->element[1]);
+        char msg[200];
+        lf__rcopy(r->element[3], msg, sizeof msg);
+        s_finish_from(out, st,
+                      st == LF_JOB_FAILED ? LF_ELIMIT : st == LF_JOB_CANCELLED ? LF_ECANCELED : 0,
+                      msg, (uint32_t)lf__rint(r->element[2]), 0);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_cancel(lf_store_t *self, const char *job_id, int64_t now_ms, lf_job_status_t *was,
+                    char *worker_id, size_t worker_id_len) {
+    if (!self || !job_id) return LF_EINVAL;
+    if (!lf_id_valid(job_id)) return LF_ENOTFOUND;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_CANCEL, now_ms, 1);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 2)) rc = LF_EREDIS;
+    else {
+        rc = (int)lf__rint(r->element[0]);
+        if (was) *was = s_status(r->element[1]);
+        if (rc == 0 && worker_id && worker_id_len && r->elements >= 3)
+            lf__rcopy(r->element[2], worker_id, worker_id_len);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size_t cap,
+                  size_t *n) {
+    if (!self || !n || (cap && !out)) return LF_EINVAL;
+    *n = 0;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_REAP, now_ms, 1);
+    if (rc) return rc;
+    lf__args_i64(&a, (int64_t)(cap / 2 ? cap / 2 : 1));
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    size_t k = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 3 < r->elements && k < cap; i += 4) {
+        lf_store_reaped_t *e = &out[k++];
+        memset(e, 0, sizeof *e);
+        lf__rcopy(r->element[i], e->id, sizeof e->id);
+        e->status = s_status(r->element[i + 1]);
+        e->code = (int32_t)lf__rint(r->element[i + 2]);
+        lf__rcopy(r->element[i + 3], e->worker_id, sizeof e->worker_id);
+    }
+    freeReplyObject(r);
+    *n = k;
+    return 0;
+}
+
+int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n) {
+    if (!self || !ids || !n) return LF_EINVAL;
+    char key[256], stop[24];
+    snprintf(key, sizeof key, "%sdead", lf__prefix(self));
+    snprintf(stop, sizeof stop, "%lld", (long long)limit - 1);
+    *ids = NULL;
+    *n = 0;
+    if (!limit) return 0;
+    int rc;
+    redisReply *r = lf__cmd(self, 4, (const char *[]){"LRANGE", key, "0", stop}, NULL, &rc);
+    if (!r) return rc;
+    char **v = calloc(r->elements ? r->elements : 1, sizeof *v);
+    if (!v) {
+        freeReplyObject(r);
+        return LF_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if ((v[k] = lf__rdup(r->element[i])) != NULL) k++;
+    freeReplyObject(r);
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+/* ---- worker registry ---------------------------------------------------------- */
+
+int lf_store_workers_touch(lf_store_t *self, const lf_store_worker_touch_t *w, size_t n,
+                           const char *broker_id, int64_t now_ms) {
+    if (!self || !broker_id || (n && !w)) return LF_EINVAL;
+    /* Chunks keep one script run short even with thousands of workers. */
+    for (size_t base = 0; base < n || (base == 0 && n == 0); base += 256) {
+        size_t m = n - base < 256 ? n - base : 256;
+        lf__args_t a;
+        int rc = lf__args_init(&a, self, LF__S_TOUCH, now_ms, 2 + 5 * m);
+        if (rc) return rc;
+        lf__args_str(&a, broker_id);
+        lf__args_i64(&a, self->lim.worker_ttl_ms);
+        for (size_t i = base; i < base + m; i++) {
+            lf__args_str(&a, w[i].id);
+            lf__args_str(&a, w[i].job_id);
+            lf__args_i64(&a, w[i].seen_ms);
+            lf__args_i64(&a, (int64_t)w[i].jobs_done);
+            lf__args_bin(&a, w[i].caps, w[i].caps ? w[i].caps_len : 0);
+        }
+        redisReply *r = lf__eval(self, &a, &rc);
+        lf__args_free(&a);
+        if (!r) return rc;
+        freeReplyObject(r);
+        if (n == 0) break;
+    }
+    return 0;
+}
+
+int lf_store_worker_remove(lf_store_t *self, const char *worker_id) {
+    if (!self || !worker_id) return LF_EINVAL;
+    char key[512], set[256];
+    snprintf(key, sizeof key, "%sworker:%s", lf__prefix(self), worker_id);
+    snprintf(set, sizeof set, "%sworkers", lf__prefix(self));
+    int rc;
+    redisReply *r = lf__cmd(self, 2, (const char *[]){"DEL", key}, NULL, &rc);
+    if (!r) return rc;
+    freeReplyObject(r);
+    r = lf__cmd(self, 3, (const char *[]){"ZREM", set, worker_id}, NULL, &rc);
+    if (!r) return rc;
+    freeReplyObject(r);
+    return 0;
+}
