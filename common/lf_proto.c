@@ -605,7 +605,7 @@ static int s_get_int(s_obj_t o, int64_t lo, uint64_t hi, int64_t *ival, uint64_t
     return LF_EPROTO;
 }
 static int s_get_u32(s_obj_t o, uint32_t *out) {
-    uint64_t v;
+    uint64_t v = 0;
     int r = s_get_int(o, 0, UINT32_MAX, NULL, &v);
     if (!r) *out = (uint32_t)v;
     return r;
@@ -613,7 +613,7 @@ static int s_get_u32(s_obj_t o, uint32_t *out) {
 static int s_get_u64(s_obj_t o, uint64_t *out) { return s_get_int(o, 0, UINT64_MAX, NULL, out); }
 static int s_get_i64(s_obj_t o, int64_t *out) { return s_get_int(o, INT64_MIN, INT64_MAX, out, NULL); }
 static int s_get_i32(s_obj_t o, int32_t *out) {
-    int64_t v;
+    int64_t v = 0;
     int r = s_get_int(o, INT32_MIN, INT32_MAX, &v, NULL);
     if (!r) *out = (int32_t)v;
     return r;
