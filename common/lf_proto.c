@@ -798,7 +798,7 @@ static int s_dec_msg(s_obj_t root, lf_msg_t *m) {
     s_obj_t h[2], f[K__COUNT];
     S_TRY(s_fields(root, hdr_keys, 2, h));
     if (!h[0] || !h[1]) return LF_EINVAL;
-    uint64_t ver;
+    uint64_t ver = 0;
     S_TRY(s_get_u64(h[0], &ver));
     if (ver != LF_PROTO_VERSION) return LF_EVERSION;
     if (h[1]->type != MSGPACK_OBJECT_STR) return LF_EPROTO;
