@@ -83,6 +83,7 @@ typedef enum { WEBP_LOSSY, WEBP_LOSSLESS, WEBP_LOSSY_ALPHA } webp_kind_t;
 
 static void encode_webp(const lf_image_t *im, webp_kind_t k, uint8_t **buf, size_t *len) {
     uint8_t *out = NULL;
+    *len = 0;
     int stride = (int)(im->width * im->channels);
     switch (k) {
     case WEBP_LOSSY: *len = WebPEncodeRGB(im->pixels, (int)im->width, (int)im->height, stride, 90, &out); break;
