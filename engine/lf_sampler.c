@@ -49,6 +49,7 @@ int lf_sampler_parse(const char *name, lf_sampler_kind_t *out)
 int lf_sampler_model_calls(lf_sampler_kind_t kind, const double *sigmas, int steps)
 {
     int calls = 0;
+    if (kind == LF_SAMPLER_UNI_PC || kind == LF_SAMPLER_UNI_PC_BH2) return steps; /* 1 + (steps - 1) */
     for (int i = 0; i < steps; i++) {
         int two = (kind == LF_SAMPLER_HEUN || kind == LF_SAMPLER_DPM_2 || kind == LF_SAMPLER_DPMPP_SDE) &&
                   sigmas[i + 1] > 0;
@@ -224,6 +225,198 @@ static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
     return 0;
 }
 
+/* ---- UniPC (ComfyUI, sigma space) ----------------------------------------------
+ * VP quantities of a sigma: alpha = 1/sqrt(1 + s^2), std = s * alpha,
+ * lambda = log(alpha) - log(std). The latent is kept VP-scaled; the "model"
+ * is the data prediction (x0) computed through the eps form as ComfyUI does. */
+
+/* These are evaluated in float, as ComfyUI does on float32 tensors: for small
+ * sigmas 1 - exp(2 log alpha) cancels badly, and the reference's result is
+ * what a seed must reproduce. */
+static double s_lalpha(double s)
+{
+    float f = (float)s;
+    return 0.5f * logf(1.0f / (f * f + 1.0f));
+}
+static double s_alpha(double s) { return expf((float)s_lalpha(s)); }
+static double s_std(double s) { return sqrtf(1.0f - expf(2.0f * (float)s_lalpha(s))); }
+static double s_lambda(double s)
+{
+    float la = (float)s_lalpha(s);
+    return la - 0.5f * logf(1.0f - expf(2.0f * la));
+}
+
+typedef struct {
+    s_run_t *r;
+    float *m[3];   /* model (x0) history, oldest first */
+    double t[3];
+    int len;       /* entries in use */
+    float *d1[2], *xin, *base;
+    int bh2;
+} s_unipc_t;
+
+static int s_unipc_model(s_unipc_t *u, const float *xv, double s, float *out)
+{
+    size_t n = u->r->n;
+    double scale = sqrt(s * s + 1.0), a = s_alpha(s), sd = s_std(s);
+    for (size_t k = 0; k < n; k++) u->xin[k] = (float)(xv[k] * scale);
+    int rc = s_model(u->r, u->xin, s, out);
+    if (rc) return rc;
+    for (size_t k = 0; k < n; k++) {
+        float eps = (float)((u->xin[k] - out[k]) / s);
+        out[k] = (float)((xv[k] - sd * eps) / a);
+    }
+    return 0;
+}
+
+/* Solves the k x k system A y = b (k <= 3) by elimination with partial pivoting. */
+static void s_solve(double a[3][3], double *b, int k, double *y)
+{
+    for (int c = 0; c < k; c++) {
+        int p = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(a[r][c]) > fabs(a[p][c])) p = r;
+        for (int j = 0; j < k; j++) {
+            double t = a[c][j];
+            a[c][j] = a[p][j];
+            a[p][j] = t;
+        }
+        double t = b[c];
+        b[c] = b[p];
+        b[p] = t;
+        for (int r = c + 1; r < k; r++) {
+            double f = a[r][c] / a[c][c];
+            for (int j = c; j < k; j++) a[r][j] -= f * a[c][j];
+            b[r] -= f * b[c];
+        }
+    }
+    for (int r = k - 1; r >= 0; r--) {
+        double acc = b[r];
+        for (int j = r + 1; j < k; j++) acc -= a[r][j] * y[j];
+        y[r] = acc / a[r][r];
+    }
+}
+
+/* One multistep UniPC update of x (VP-scaled) to sigma t; writes the model
+ * output at the new point into mt when use_corrector. */
+static int s_unipc_update(s_unipc_t *u, float *x, double t, int order, int use_corrector, float *mt)
+{
+    size_t n = u->r->n;
+    const float *m0 = u->m[u->len - 1];
+    double t0 = u->t[u->len - 1], l0 = s_lambda(t0), h = (float)(s_lambda(t) - l0);
+    double rks[3];
+    int nd = order - 1;
+    for (int i = 1; i < order; i++) {
+        rks[i - 1] = (float)((float)(s_lambda(u->t[u->len - 1 - i]) - l0) / h);
+        const float *mi = u->m[u->len - 1 - i];
+        for (size_t k = 0; k < n; k++) u->d1[i - 1][k] = (float)((mi[k] - m0[k]) / rks[i - 1]);
+    }
+    rks[order - 1] = 1.0;
+    double hh = -h, h_phi_1 = expm1f((float)hh), h_phi_k = (float)((float)(h_phi_1 / hh) - 1.0f), fact = 1.0;
+    double bh = u->bh2 ? expm1f((float)hh) : hh, R[3][3], b[3];
+    for (int i = 1; i <= order; i++) {
+        for (int j = 0; j < order; j++) R[i - 1][j] = pow(rks[j], i - 1);
+        b[i - 1] = (float)((float)(h_phi_k * fact) / bh);
+        fact *= i + 1;
+        h_phi_k = (float)((float)(h_phi_k / hh) - (float)(1.0 / fact));
+    }
+    double rp[3] = {0}, rc[3] = {0};
+    if (nd > 0) {
+        if (order == 2) {
+            rp[0] = 0.5;
+        } else {
+            double A[3][3], bb[3];
+            for (int i = 0; i < nd; i++) {
+                for (int j = 0; j < nd; j++) A[i][j] = R[i][j];
+                bb[i] = b[i];
+            }
+            s_solve(A, bb, nd, rp);
+        }
+    }
+    double at = s_alpha(t), c1 = s_std(t) / s_std(t0), c2 = at * h_phi_1, cb = at * bh;
+    for (size_t k = 0; k < n; k++) {
+        u->base[k] = (float)(c1 * x[k] - c2 * m0[k]);
+        double pred = 0;
+        for (int i = 0; i < nd; i++) pred += rp[i] * u->d1[i][k];
+        x[k] = (float)(u->base[k] - cb * pred);
+    }
+    if (!use_corrector) return 0;
+    if (order == 1) {
+        rc[0] = 0.5;
+    } else {
+        double A[3][3], bb[3];
+        memcpy(A, R, sizeof A);
+        memcpy(bb, b, sizeof bb);
+        s_solve(A, bb, order, rc);
+    }
+    int err = s_unipc_model(u, x, t, mt);
+    if (err) return err;
+    for (size_t k = 0; k < n; k++) {
+        double corr = 0;
+        for (int i = 0; i < nd; i++) corr += rc[i] * u->d1[i][k];
+        x[k] = (float)(u->base[k] - cb * (corr + rc[order - 1] * (mt[k] - m0[k])));
+    }
+    return 0;
+}
+
+static int s_run_unipc(s_run_t *r, const double *sigmas, int bh2)
+{
+    size_t n = r->n;
+    int steps = r->steps, rc = 0;
+    if (steps < 2) return s_run(LF_SAMPLER_EULER, r, sigmas);
+    double ts[steps + 1];
+    memcpy(ts, sigmas, (size_t)(steps + 1) * sizeof *ts);
+    if (ts[steps] == 0) ts[steps] = 0.001;
+    float *mem = malloc(8 * n * sizeof *mem);
+    if (!mem) return LF_ENOMEM;
+    s_unipc_t u = {.r = r, .bh2 = bh2, .m = {mem, mem + n, mem + 2 * n}, .d1 = {mem + 3 * n, mem + 4 * n},
+                   .xin = mem + 5 * n, .base = mem + 6 * n};
+    float *mt = mem + 7 * n, *x = r->x;
+    int order = steps - 1 < 3 ? steps - 1 : 3;
+    double s0 = 1.0 / sqrt(1.0 + ts[0] * ts[0]);
+    for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] * s0);
+    for (int si = 0; si < steps && rc == 0; si++) {
+        if (si == 0) {
+            rc = s_unipc_model(&u, x, ts[0], u.m[0]);
+            u.t[0] = ts[0];
+            u.len = 1;
+        } else if (si < order) {
+            rc = s_unipc_update(&u, x, ts[si], si, 1, u.m[u.len]);
+            u.t[u.len++] = ts[si];
+        } else {
+            int last = si == steps - 1 ? si + 1 : si;
+            for (int st = si; st <= last && rc == 0; st++) {
+                int so = order < steps + 1 - st ? order : steps + 1 - st;
+                rc = s_unipc_update(&u, x, ts[st], so, st != steps, mt);
+                if (rc) break;
+                /* Shift the history left by one and append. */
+                float *oldest = u.m[0];
+                for (int i = 0; i < order - 1; i++) {
+                    u.t[i] = u.t[i + 1];
+                    u.m[i] = u.m[i + 1];
+                }
+                u.m[order - 1] = oldest;
+                u.t[order - 1] = ts[st];
+                if (st < steps) {
+                    memcpy(u.m[order - 1], mt, n * sizeof *mt);
+                } else {
+                    /* The reference keeps the old value in the last slot
+                     * (never used again); nothing to store. */
+                }
+            }
+        }
+        if (rc == 0 && r->o->step &&
+            r->o->step(r->o->step_ctx, si, steps, (float)sigmas[si], x, u.m[u.len - 1], n))
+            rc = LF_ECANCELED;
+    }
+    if (rc == 0) {
+        double a = s_alpha(ts[steps]);
+        for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] / a);
+    }
+    free(mem);
+    return rc;
+}
+
 int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *o, const double *sigmas,
                    int steps, float *x, size_t n)
 {
@@ -240,7 +433,9 @@ int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *o, const dou
     s_run_t r = {.o = o, .n = n, .steps = steps, .x = buf, .den = buf + n, .tmp = buf + 2 * n,
                  .den2 = buf + 3 * n, .old = buf + 4 * n, .noise = buf + 5 * n};
     memcpy(r.x, x, n * sizeof *x);
-    int rc = s_run(kind, &r, sigmas);
+    int rc = kind == LF_SAMPLER_UNI_PC || kind == LF_SAMPLER_UNI_PC_BH2
+                 ? s_run_unipc(&r, sigmas, kind == LF_SAMPLER_UNI_PC_BH2)
+                 : s_run(kind, &r, sigmas);
     if (rc == 0) memcpy(x, r.x, n * sizeof *x);
     free(buf);
     return rc;

@@ -13,7 +13,10 @@
  * Samplers: euler, euler_ancestral, heun, dpm_2, dpmpp_2m, dpmpp_2m_sde
  * (midpoint), dpmpp_sde (r = 1/2), ddim (ComfyUI: deterministic DDIM is Euler
  * in sigma space, so it runs euler; pair it with the ddim_uniform schedule)
- * and lcm. UniPC is not implemented yet.
+ * lcm, and uni_pc / uni_pc_bh2 (ComfyUI's sigma-space UniPC: multistep,
+ * data prediction, order min(3, steps - 1), B(h) = h or expm1(h); for
+ * uni_pc the step callback's x is the VP-scaled latent x / sqrt(1 + sigma^2),
+ * and a 1-step run falls back to euler, where ComfyUI would not move x).
  *
  * Threading: reentrant; the callbacks run on the calling thread. */
 #ifndef LF_SAMPLER_H
@@ -42,7 +45,9 @@ typedef int (*lf_step_fn)(void *ctx, int step, int steps, float sigma, const flo
     X(DPMPP_2M_SDE, "dpmpp_2m_sde", "DPM++ 2M SDE")                            \
     X(DPMPP_SDE, "dpmpp_sde", "DPM++ SDE")                                     \
     X(DDIM, "ddim", "DDIM")                                                    \
-    X(LCM, "lcm", "LCM")
+    X(LCM, "lcm", "LCM")                                                       \
+    X(UNI_PC, "uni_pc", "UniPC")                                               \
+    X(UNI_PC_BH2, "uni_pc_bh2", "UniPC BH2")
 
 typedef enum {
 #define LF__SAMPLER_ENUM(name, comfy, a1111) LF_SAMPLER_##name,

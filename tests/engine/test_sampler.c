@@ -83,7 +83,7 @@ static void test_fixture(void **state)
         cases++;
     }
     fclose(f);
-    assert_int_equal(cases, LF_SAMPLER_COUNT);
+    assert_true(cases >= LF_SAMPLER_COUNT); /* every sampler at least once */
 }
 
 static int s_cancel_at_2(void *ctx, int step, int steps, float sigma, const float *x,
