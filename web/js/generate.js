@@ -1,0 +1,392 @@
+// The parameter form: options from the API, reading and filling parameters, seed and size
+// helpers, img2img upload (drag and drop, paste, browse), submit, and API errors shown next
+// to the field they name.
+
+import { ApiError, api, listOf, nameOf } from './api.js';
+import { $, $$, emit, on, toast } from './util.js';
+
+const FALLBACK_SAMPLERS = ['euler', 'euler_a', 'heun', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_2m', 'dpmpp_2m_sde', 'ddim'];
+const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple'];
+const FIELD_ALIASES = { cfg: 'cfg_scale', negative: 'negative_prompt', batch: 'batch_size', init: 'init_image', image: 'init_image', upload: 'init_image', size: 'width', strength: 'denoise', denoising_strength: 'denoise' };
+
+const form = () => $('#gen-form');
+let models = [];
+let upload = null; // {id, width, height, name, url}
+let lastSeed = null;
+
+// ---- matching names from A1111 text or other tools to our option values -----------------
+
+function keys(s) {
+  const k = String(s).toLowerCase().replace(/\+/g, 'p').replace(/[^a-z0-9]/g, '');
+  return new Set([k, k.replace(/ancestral$/, 'a'), k.replace(/^k/, '')]);
+}
+
+/** The value of the <option> in select that best matches name (value, label or alias). */
+export function matchOption(select, name) {
+  if (name === undefined || name === null || name === '') return null;
+  const want = keys(name);
+  for (const o of select.options) {
+    const cands = [o.value, o.textContent, ...(o.dataset.aliases ? o.dataset.aliases.split('|') : [])];
+    for (const c of cands) for (const k of keys(c)) if (want.has(k)) return o.value;
+  }
+  return null;
+}
+
+function fillSelect(select, items, preferred) {
+  const prev = select.value;
+  select.replaceChildren();
+  for (const it of items) {
+    const o = document.createElement('option');
+    o.value = it.name;
+    o.textContent = it.label && it.label !== it.name ? `${it.label}` : it.name;
+    if (Array.isArray(it.aliases)) o.dataset.aliases = it.aliases.join('|');
+    if (it.kind) o.dataset.kind = it.kind;
+    select.append(o);
+  }
+  const want = [prev, preferred].find((v) => v && items.some((i) => i.name === v));
+  if (want) select.value = want;
+}
+
+/** Loads models and samplers from the API. */
+export async function loadOptions() {
+  const [m, s] = await Promise.allSettled([api.models(), api.samplers()]);
+  if (m.status === 'fulfilled') {
+    models = listOf(m.value, 'models').map(nameOf);
+    const def = models.find((x) => x.default) || models.find((x) => x.kind !== 'diagnostic') || models[0];
+    fillSelect($('#model'), models.map((x) => ({ ...x, label: x.kind ? `${x.name}  ·  ${x.kind}` : x.name })), def && def.name);
+  }
+  let samplers = FALLBACK_SAMPLERS.map(nameOf), schedulers = FALLBACK_SCHEDULERS.map(nameOf);
+  if (s.status === 'fulfilled') {
+    const v = s.value;
+    const sl = listOf(v, 'samplers');
+    if (sl.length) samplers = sl.map(nameOf);
+    const sc = listOf(v && v.schedulers ? v.schedulers : [], 'schedulers');
+    if (sc.length) schedulers = sc.map(nameOf);
+  }
+  fillSelect($('#sampler'), samplers, samplers.find((x) => x.default)?.name || (samplers.some((x) => x.name === 'euler_a') ? 'euler_a' : samplers[0]?.name));
+  fillSelect($('#scheduler'), schedulers, schedulers.find((x) => x.default)?.name || (schedulers.some((x) => x.name === 'normal') ? 'normal' : schedulers[0]?.name));
+  updateModelKind();
+  const failed = [m, s].find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+export function currentModel() {
+  return models.find((x) => x.name === $('#model').value) || { name: $('#model').value };
+}
+
+function isDiagnostic() {
+  const m = currentModel();
+  return m.kind === 'diagnostic' || m.name === 'lf-diagnostic';
+}
+
+function updateModelKind() {
+  $('#step-delay-field').hidden = !isDiagnostic();
+}
+
+function mode() {
+  return $('#mode-img2img').checked ? 'img2img' : 'txt2img';
+}
+
+function updateMode() {
+  $('#img2img-block').hidden = mode() !== 'img2img';
+}
+
+const num = (id) => {
+  const v = $(id).value.trim();
+  return v === '' ? NaN : Number(v);
+};
+
+/** The form as job params (what POST /v1/jobs takes). Empty numeric fields stay NaN → null. */
+export function getParams() {
+  const n = (id) => { const v = num(id); return Number.isFinite(v) ? v : null; };
+  const p = {
+    model: $('#model').value,
+    mode: mode(),
+    prompt: $('#prompt').value,
+    negative_prompt: $('#negative_prompt').value,
+    sampler: $('#sampler').value,
+    scheduler: $('#scheduler').value,
+    steps: n('#steps'),
+    cfg_scale: n('#cfg_scale'),
+    width: n('#width'),
+    height: n('#height'),
+    seed: n('#seed') ?? -1,
+    batch_size: n('#batch_size'),
+    priority: $('#priority').value,
+  };
+  if (p.mode === 'img2img') {
+    p.init_image = upload ? upload.id : null;
+    p.denoise = Number($('#denoise').value);
+  }
+  if (isDiagnostic()) p.step_delay_ms = n('#step_delay_ms') ?? 0;
+  for (const k of Object.keys(p)) if (p[k] === null) delete p[k];
+  return p;
+}
+
+function setNum(id, v) {
+  if (v === undefined || v === null || v === '' || !Number.isFinite(Number(v))) return;
+  $(id).value = String(v);
+  $(id).dispatchEvent(new Event('input', { bubbles: true }));
+}
+
+/** Fills the form from params (partial is fine). Returns the list of keys that could not be applied. */
+export function setParams(p, { keepSeed = false } = {}) {
+  if (!p || typeof p !== 'object') return [];
+  const skipped = [];
+  if (p.model !== undefined) {
+    const v = matchOption($('#model'), p.model);
+    if (v) $('#model').value = v; else skipped.push(`model "${p.model}"`);
+    updateModelKind();
+  }
+  if (p.mode === 'img2img' || p.mode === 'txt2img') {
+    $(`#mode-${p.mode}`).checked = true;
+    updateMode();
+  }
+  if (typeof p.prompt === 'string') $('#prompt').value = p.prompt;
+  if (typeof p.negative_prompt === 'string') $('#negative_prompt').value = p.negative_prompt;
+  for (const [key, id] of [['sampler', '#sampler'], ['scheduler', '#scheduler']]) {
+    if (p[key] === undefined || p[key] === null || p[key] === '') continue;
+    const v = matchOption($(id), p[key]);
+    if (v) $(id).value = v; else skipped.push(`${key} "${p[key]}"`);
+  }
+  setNum('#steps', p.steps);
+  setNum('#cfg_scale', p.cfg_scale ?? p.cfg);
+  setNum('#width', p.width);
+  setNum('#height', p.height);
+  if (!keepSeed) setNum('#seed', p.seed);
+  setNum('#batch_size', p.batch_size);
+  setNum('#step_delay_ms', p.step_delay_ms);
+  if (p.denoise !== undefined) setNum('#denoise', p.denoise);
+  if (['high', 'normal', 'low'].includes(p.priority)) $('#priority').value = p.priority;
+  if (p.init_image && typeof p.init_image === 'string' && (!upload || upload.id !== p.init_image)) {
+    setUpload({ id: p.init_image, name: 'previous upload' });
+  }
+  markAspect();
+  clearErrors();
+  return skipped;
+}
+
+// ---- errors at their fields ------------------------------------------------------------------
+
+export function clearErrors() {
+  for (const e of $$('[data-error-for]')) { e.hidden = true; e.textContent = ''; }
+  for (const i of $$('[aria-invalid="true"]')) i.removeAttribute('aria-invalid');
+  const fe = $('#form-error');
+  fe.hidden = true; fe.textContent = '';
+}
+
+function controlFor(field) {
+  if (field === 'init_image') return $('#init-drop');
+  if (field === 'mode') return $('#mode-txt2img').checked ? $('#mode-txt2img') : $('#mode-img2img');
+  if (field === 'name') return $('#preset-name');
+  return document.getElementById(field) || $(`[name="${field}"]`);
+}
+
+/** Shows message next to field (or at the form's foot if it has no field). Returns true if placed at a field. */
+export function showError(field, message) {
+  field = field && (FIELD_ALIASES[field] || field);
+  const slot = field && $(`[data-error-for="${CSS.escape(field)}"]`);
+  if (slot) {
+    if (field === 'init_image' || field === 'denoise') { $('#mode-img2img').checked = true; updateMode(); }
+    if (field === 'step_delay_ms') $('#step-delay-field').hidden = false;
+    slot.textContent = message;
+    slot.hidden = false;
+    slot.id = slot.id || `err-${field}`;
+    const c = controlFor(field);
+    if (c) {
+      c.setAttribute('aria-invalid', 'true');
+      c.setAttribute('aria-describedby', slot.id);
+      c.scrollIntoView({ block: 'center', behavior: 'smooth' });
+      c.focus({ preventScroll: true });
+    }
+    return true;
+  }
+  const fe = $('#form-error');
+  fe.textContent = field ? `${field}: ${message}` : message;
+  fe.hidden = false;
+  return false;
+}
+
+// ---- size helpers ---------------------------------------------------------------------------
+
+const round64 = (v) => Math.max(64, Math.round(v / 64) * 64);
+
+function applyAspect(ratio) {
+  const [a, b] = ratio.split(':').map(Number);
+  const w0 = num('#width') || 512, h0 = num('#height') || 512;
+  const area = Math.max(64 * 64, w0 * h0);
+  const w = round64(Math.sqrt(area * a / b));
+  const h = round64(Math.sqrt(area * b / a));
+  setNum('#width', w);
+  setNum('#height', h);
+  markAspect();
+}
+
+function markAspect() {
+  const w = num('#width'), h = num('#height');
+  for (const c of $$('[data-aspect]')) {
+    const [a, b] = c.dataset.aspect.split(':').map(Number);
+    c.setAttribute('aria-pressed', String(w > 0 && h > 0 && Math.abs(w / h - a / b) < 0.04));
+  }
+}
+
+// ---- img2img upload ------------------------------------------------------------------------
+
+function setUpload(u) {
+  upload = u;
+  const thumb = $('#init-thumb');
+  if (u && u.url) { thumb.src = u.url; thumb.alt = `Init image ${u.name || ''}`; thumb.hidden = false; } else { thumb.hidden = true; thumb.removeAttribute('src'); }
+  $('#init-drop-text').textContent = u ? 'Drop or press Enter to replace' : 'Drop an image here, paste, or press Enter to browse';
+  $('#init-info').textContent = u
+    ? `${u.name || 'image'}${u.width ? ` · ${u.width}×${u.height}` : ''} · uploaded (${u.id.slice(-6)})`
+    : '';
+}
+
+export async function uploadInit(file) {
+  if (!file) return;
+  const slot = $('[data-error-for="init_image"]');
+  slot.hidden = true;
+  $('#init-drop').removeAttribute('aria-invalid');
+  if (!/^image\/(png|jpeg|webp)$/.test(file.type)) {
+    showError('init_image', `${file.name || 'This file'} is not a PNG, JPEG or WebP image`);
+    return;
+  }
+  $('#init-info').textContent = `Uploading ${file.name || 'image'}…`;
+  try {
+    const r = await api.upload(file);
+    const url = URL.createObjectURL(file);
+    setUpload({ id: r.id, width: r.width, height: r.height, name: file.name, url });
+    if (r.width && r.height && !$('#width').matches(':focus')) {
+      // Match the output size to the init image (rounded to multiples of 8).
+      setNum('#width', Math.max(64, Math.round(r.width / 8) * 8));
+      setNum('#height', Math.max(64, Math.round(r.height / 8) * 8));
+      markAspect();
+    }
+    toast('Init image uploaded');
+  } catch (e) {
+    setUpload(null);
+    showError(e.field || 'init_image', e.message);
+  }
+}
+
+function wireDropzone(zone, input, onFile) {
+  zone.addEventListener('click', () => input.click());
+  zone.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); e.stopPropagation(); input.click(); }
+  });
+  input.addEventListener('change', () => { if (input.files[0]) onFile(input.files[0]); input.value = ''; });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+    if (f) onFile(f);
+  });
+}
+export { wireDropzone };
+
+// ---- submit ------------------------------------------------------------------------------
+
+let submitting = false;
+
+export async function submit() {
+  if (submitting) return;
+  clearErrors();
+  const params = getParams();
+  if (params.mode === 'img2img' && !params.init_image) {
+    showError('init_image', 'Upload an init image for img2img (drop, paste or browse)');
+    return;
+  }
+  submitting = true;
+  const btn = $('#generate-btn');
+  btn.setAttribute('aria-busy', 'true');
+  try {
+    const r = await api.submit(params);
+    const id = r.id || r.job_id || (r.job && r.job.id);
+    if (!id) throw new ApiError(0, 'bad_reply', 'The gateway accepted the job but returned no id');
+    emit('job-submitted', { id, position: r.position, params });
+  } catch (e) {
+    if (e instanceof ApiError) {
+      if (e.status === 401) showError(null, 'The gateway needs an API key (key button, top right).');
+      else showError(e.field, e.message);
+    } else {
+      showError(null, String(e.message || e));
+    }
+  } finally {
+    submitting = false;
+    btn.removeAttribute('aria-busy');
+  }
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+export function initGenerate() {
+  const f = form();
+  f.addEventListener('submit', (e) => { e.preventDefault(); submit(); });
+  $('#prompt').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+  });
+  $('#negative_prompt').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); }
+  });
+  for (const r of $$('input[name="mode"]')) r.addEventListener('change', updateMode);
+  $('#model').addEventListener('change', updateModelKind);
+
+  // Range <-> number pairs.
+  for (const [rangeId, numId] of [['#steps-range', '#steps'], ['#cfg-range', '#cfg_scale']]) {
+    const r = $(rangeId), n = $(numId);
+    r.addEventListener('input', () => { n.value = r.value; });
+    n.addEventListener('input', () => { if (n.value !== '') r.value = n.value; });
+  }
+  $('#denoise').addEventListener('input', () => { $('#denoise-out').value = Number($('#denoise').value).toFixed(2); });
+
+  // Clearing an error as the user edits the field.
+  f.addEventListener('input', (e) => {
+    const t = e.target;
+    if (t.getAttribute && t.getAttribute('aria-invalid') === 'true') {
+      t.removeAttribute('aria-invalid');
+      const slot = $(`[data-error-for="${CSS.escape(t.name || t.id)}"]`);
+      if (slot) slot.hidden = true;
+    }
+  });
+
+  // Size.
+  for (const c of $$('[data-aspect]')) c.addEventListener('click', () => applyAspect(c.dataset.aspect));
+  $('#swap-size').addEventListener('click', () => {
+    const w = $('#width').value;
+    $('#width').value = $('#height').value;
+    $('#height').value = w;
+    markAspect();
+  });
+  $('#width').addEventListener('input', markAspect);
+  $('#height').addEventListener('input', markAspect);
+  markAspect();
+
+  // Seed.
+  $('#seed-random').addEventListener('click', () => { $('#seed').value = '-1'; });
+  $('#seed-reuse').addEventListener('click', () => { if (lastSeed !== null) $('#seed').value = String(lastSeed); });
+  on('job-finished', (d) => {
+    const seeds = (d.images || []).map((i) => i.seed).filter((s) => s !== undefined && s !== null);
+    const seed = seeds[0] ?? d.params?.seed;
+    if (seed !== undefined && seed !== null && Number(seed) >= 0) {
+      lastSeed = Number(seed);
+      $('#seed-reuse').disabled = false;
+      $('#seed-reuse').title = `Reuse last seed (${lastSeed})`;
+    }
+  });
+
+  // img2img.
+  wireDropzone($('#init-drop'), $('#init-file'), uploadInit);
+  document.addEventListener('paste', (e) => {
+    if (mode() !== 'img2img') return;
+    const f = [...(e.clipboardData?.files || [])].find((x) => x.type.startsWith('image/'));
+    if (f) { e.preventDefault(); uploadInit(f); }
+  });
+
+  on('apply-params', (d) => {
+    const skipped = setParams(d.params, d);
+    if (d.source) toast(`Parameters loaded from ${d.source}${skipped.length ? ` (not available here: ${skipped.join(', ')})` : ''}`);
+  });
+  updateMode();
+}
