@@ -315,6 +315,29 @@ static void s_png_read(png_structp png, png_bytep out, size_t n) {
     src->off += n;
 }
 
+/* Walks the chunk headers up to IEND before libpng sees the file. libpng
+ * (1.6.39 at least) allocates a tEXt/iTXt chunk's declared length before
+ * reading it, whatever png_set_chunk_malloc_max says, so a 300-byte file
+ * claiming a 1 GiB chunk costs 1 GiB. Here the whole file is in memory: a
+ * chunk longer than what is left is a truncation, refused up front, and no
+ * chunk libpng reads can be larger than the input. */
+static int s_png_walk(const uint8_t *d, size_t len, char *err, size_t errlen) {
+    size_t off = 8;
+    for (;;) {
+        if (len - off < 12) break;
+        uint32_t n = s_be32(d + off);
+        if (n > 0x7fffffffu || n > len - off - 12) break;
+        if (memcmp(d + off + 4, "IEND", 4) == 0) return 0;
+        if (n > S_PNG_CHUNK_MAX && memcmp(d + off + 4, "IDAT", 4) != 0) {
+            s_err(err, errlen, "png: %s", "ancillary chunk over 8 MiB");
+            return LF_EFORMAT;
+        }
+        off += 12 + (size_t)n;
+    }
+    s_err(err, errlen, "png: %s", "truncated file (a chunk runs past the end, or no IEND)");
+    return LF_EFORMAT;
+}
+
 static png_structp s_png_reader(s_png_src_t *src, png_infop *info) {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, src, s_png_read_error,
                                              s_png_warning);
@@ -332,6 +355,8 @@ static png_structp s_png_reader(s_png_src_t *src, png_infop *info) {
 
 static int s_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, lf_image_t *out,
                         char *err, size_t errlen) {
+    int wr = s_png_walk(data, len, err, errlen);
+    if (wr) return wr;
     s_png_src_t src = {.data = data, .len = len, .err = err, .errlen = errlen};
     png_infop info = NULL;
     png_structp png = s_png_reader(&src, &info);
@@ -587,6 +612,8 @@ int lf_image_png_texts(const uint8_t *data, size_t len, lf_image_text_t **texts,
     if (!data || !texts || !n) return LF_EINVAL;
     if (len < 8 || memcmp(data, s_png_sig, 8) != 0) return LF_EFORMAT;
     char err[128];
+    int wr = s_png_walk(data, len, err, sizeof err);
+    if (wr) return wr;
     s_png_src_t src = {.data = data, .len = len, .err = err, .errlen = sizeof err};
     png_infop info = NULL;
     png_structp png = s_png_reader(&src, &info);

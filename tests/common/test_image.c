@@ -359,6 +359,27 @@ static void test_truncated(void **state) {
     lf_image_clear(&im);
 }
 
+/* A tiny PNG whose text chunk claims 1 GiB: refused from the chunk headers,
+ * without libpng allocating the claimed size. */
+static void test_png_huge_chunk_claim(void **state) {
+    (void)state;
+    lf_image_t im = make_image(8, 8, 3), out = {0};
+    uint8_t *buf;
+    size_t len;
+    lf_image_text_t t = {"parameters", "x"};
+    encode_png(&im, &t, 1, &buf, &len);
+    assert_memory_equal(buf + 37, "tEXt", 4); /* right after IHDR */
+    buf[33] = 0x40;                           /* length 0x4000000c */
+    char err[128] = "";
+    assert_int_equal(lf_image_decode(buf, len, NULL, &out, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "truncated"));
+    lf_image_text_t *texts;
+    size_t n;
+    assert_int_equal(lf_image_png_texts(buf, len, &texts, &n), LF_EFORMAT);
+    free(buf);
+    lf_image_clear(&im);
+}
+
 static void test_corrupt_png(void **state) {
     (void)state;
     lf_image_t im = make_image(24, 20, 3), out = {0};
@@ -528,6 +549,7 @@ int main(void) {
         cmocka_unit_test(test_bomb_header_refused),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_png_huge_chunk_claim),
         cmocka_unit_test(test_corrupt_png),
         cmocka_unit_test(test_jpeg),
         cmocka_unit_test(test_webp),
