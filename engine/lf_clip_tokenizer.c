@@ -21,7 +21,7 @@
 struct lf_clip_tokenizer {
     lf_strmap_t *vocab;  /* token -> id */
     lf_strmap_t *ranks;  /* "a b" -> merge rank */
-    lf_strmap_t *cache;  /* word -> offset << 8 | count into cache_ids */
+    lf_strmap_t *cache;  /* word -> offset << 24 | count into cache_ids */
     char **tokens;       /* id -> token */
     int32_t n_tokens;
     int32_t *cache_ids;
@@ -209,7 +209,7 @@ static int s_cache_push(lf_clip_tokenizer_t *t, int32_t id)
 }
 
 /* BPE-encodes one pre-token (raw bytes w[0..n)); appends its ids to the
- * cache and returns the cache entry (offset << 8 | count), or a negative code. */
+ * cache and returns the cache entry (offset << 24 | count), or a negative code. */
 static int64_t s_bpe(lf_clip_tokenizer_t *t, const char *w, size_t n)
 {
     int64_t entry;
@@ -289,8 +289,8 @@ static int64_t s_bpe(lf_clip_tokenizer_t *t, const char *w, size_t n)
         if (!lf_strmap_get(t->vocab, sym[i], strlen(sym[i]), &id)) id = LF_CLIP_EOS;
         if ((rc = s_cache_push(t, (int32_t)id)) != 0) goto done;
     }
-    entry = ((int64_t)off << 8) | ns;
-    if (ns > 255) rc = LF_ETOOBIG;
+    entry = ((int64_t)off << 24) | ns;
+    if (ns >= (1 << 24)) rc = LF_ETOOBIG;
     else rc = lf_strmap_put(t->cache, w, n, entry);
 done:
     for (int i = 0; i < ns; i++) free(sym[i]);
@@ -352,8 +352,8 @@ int lf_clip_tokenizer_encode(lf_clip_tokenizer_t *t, const char *text, int32_t *
             free(clean);
             return (int)e;
         }
-        size_t off = (size_t)(e >> 8);
-        int m = (int)(e & 0xFF);
+        size_t off = (size_t)(e >> 24);
+        int m = (int)(e & 0xFFFFFF);
         for (int j = 0; j < m; j++, count++)
             if (count < cap) ids[count] = t->cache_ids[off + (size_t)j];
         i = end;

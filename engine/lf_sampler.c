@@ -364,11 +364,16 @@ static int s_run_unipc(s_run_t *r, const double *sigmas, int bh2)
     size_t n = r->n;
     int steps = r->steps, rc = 0;
     if (steps < 2) return s_run(LF_SAMPLER_EULER, r, sigmas);
-    double ts[steps + 1];
+    if (n > SIZE_MAX / (8 * sizeof(float))) return LF_ENOMEM;
+    float *mem = malloc(8 * n * sizeof *mem);
+    double *ts = malloc((size_t)(steps + 1) * sizeof *ts);
+    if (!mem || !ts) {
+        free(mem);
+        free(ts);
+        return LF_ENOMEM;
+    }
     memcpy(ts, sigmas, (size_t)(steps + 1) * sizeof *ts);
     if (ts[steps] == 0) ts[steps] = 0.001;
-    float *mem = malloc(8 * n * sizeof *mem);
-    if (!mem) return LF_ENOMEM;
     s_unipc_t u = {.r = r, .bh2 = bh2, .m = {mem, mem + n, mem + 2 * n}, .d1 = {mem + 3 * n, mem + 4 * n},
                    .xin = mem + 5 * n, .base = mem + 6 * n};
     float *mt = mem + 7 * n, *x = r->x;
@@ -414,6 +419,7 @@ static int s_run_unipc(s_run_t *r, const double *sigmas, int bh2)
         for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] / a);
     }
     free(mem);
+    free(ts);
     return rc;
 }
 

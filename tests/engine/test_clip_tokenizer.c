@@ -103,6 +103,13 @@ static void test_vocab_and_edges(void **state)
     int m = lf_clip_tokenizer_encode(t, "\xc3\xa9t\xc3\xa9", b, 8);
     assert_int_equal(n, m);
     assert_memory_equal(a, b, (size_t)n * sizeof a[0]);
+    /* A 400-symbol run is one pre-token of many BPE tokens; no failure. */
+    char run[401];
+    memset(run, '~', 400);
+    run[400] = '\0';
+    assert_true(lf_clip_tokenizer_encode(t, run, NULL, 0) > 0);
+    run[0] = 'x';
+    assert_true(lf_clip_tokenizer_encode(t, run, NULL, 0) > 0);
 }
 
 static void test_bad_merges(void **state)
