@@ -1,0 +1,64 @@
+/* lf_scheduler: which queued job goes to which idle worker — a pure function
+ * of plain structs (no sockets, no Redis), table-tested.
+ *
+ * Rules, in order:
+ *  1. Capability: a worker only gets jobs for models it lists, with
+ *     width*height*batch <= its max_pixels (0 = no limit).
+ *  2. Starvation bound: a job that has waited cfg->starve_ms or longer goes
+ *     to any capable idle worker (one with its model resident first), before
+ *     everything else, oldest priority class first. So no model starves
+ *     behind others' affinity, and no low job starves behind high ones.
+ *  3. Priority then FIFO: the other jobs are considered high, normal, low,
+ *     and by enqueue sequence within one.
+ *  4. Affinity: a job goes first to a worker with its model resident. Failing
+ *     that, to a worker with nothing resident, or one whose resident model
+ *     has no other job waiting in the candidate window (switching it costs
+ *     no one). A worker whose own model has work waiting keeps it.
+ *
+ * Threading: reentrant; no state. Everything is borrowed for the call. */
+#ifndef LF_SCHEDULER_H
+#define LF_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_proto.h"
+
+typedef struct {
+    const char *id;
+    const char *model;
+    uint64_t pixels;          /* width * height * batch */
+    lf_priority_t priority;
+    int64_t created_ms;       /* first submit: age for the starvation bound */
+    int64_t seq;              /* FIFO order within a priority */
+} lf_sched_job_t;
+
+typedef struct {
+    const char *id;
+    const char *const *models; /* models it can run */
+    size_t n_models;
+    const char *resident;      /* model loaded now; NULL = none */
+    uint64_t max_pixels;       /* 0 = no limit */
+} lf_sched_worker_t;
+
+typedef struct {
+    int64_t starve_ms;         /* <= 0: 30000 */
+} lf_sched_cfg_t;
+
+typedef struct {
+    uint32_t job;              /* index into jobs */
+    uint32_t worker;           /* index into workers */
+} lf_sched_match_t;
+
+/* Decide. out has room for min(n_jobs, n_workers) entries; *n_out is set to
+ * the number of matches, each job and each worker at most once. Returns 0,
+ * LF_EINVAL (NULL arrays with non-zero counts, counts over UINT32_MAX) or
+ * LF_ENOMEM. */
+int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,
+                       const lf_sched_worker_t *workers, size_t n_workers, int64_t now_ms,
+                       lf_sched_match_t *out, size_t *n_out);
+
+/* Can worker w run job j at all (rule 1)? */
+int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j);
+
+#endif

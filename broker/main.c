@@ -1,0 +1,113 @@
+/* lightfarm-broker: settings (lf_config: LF_* variables and --flags), logging,
+ * and the broker's reactor (lf_broker.h) until SIGTERM/SIGINT.
+ *
+ * CURVE: LF_CURVE_CERT (--curve-cert) is the broker's certificate with its
+ * secret key, LF_CURVE_CLIENTS_DIR (--curve-clients-dir) the folder of
+ * allowed client public certificates. LF_CURVE_SECRET / LF_CURVE_ALLOW are
+ * accepted as older spellings of the two. */
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_broker.h"
+#include "lf_config.h"
+#include "lf_error.h"
+#include "lf_log.h"
+#include "lf_proto.h"
+
+#ifndef LF_VERSION_STRING
+#define LF_VERSION_STRING "0"
+#endif
+
+extern char **environ;
+
+/* "a,b,c" from a list; caller frees. */
+static char *s_join(const lf_strlist_t *l) {
+    size_t n = 1;
+    for (size_t i = 0; i < l->n; i++) n += strlen(l->items[i]) + 1;
+    char *s = calloc(1, n);
+    if (!s) return NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, l->items[i]);
+    }
+    return s;
+}
+
+static const char *s_env(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+int main(int argc, char **argv) {
+    lf_config_t cfg = {0};
+    char err[512];
+    if (lf_config_load(&cfg, environ, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "lightfarm-broker: %s\n", err);
+        lf_config_usage(stderr, "lightfarm-broker", LF_CFG_BROKER);
+        return 2;
+    }
+    if (cfg.help || cfg.version) {
+        if (cfg.help) lf_config_usage(stdout, "lightfarm-broker", LF_CFG_BROKER);
+        else printf("lightfarm-broker %s (protocol %d)\n", LF_VERSION_STRING, LF_PROTO_VERSION);
+        lf_config_clear(&cfg);
+        return 0;
+    }
+    if (cfg.n_args) {
+        fprintf(stderr, "lightfarm-broker: unexpected argument '%s'\n", cfg.args[0]);
+        lf_config_clear(&cfg);
+        return 2;
+    }
+    lf_log_init("broker", cfg.log_level);
+    /* czmq's handler turns SIGINT/SIGTERM into zsys_interrupted, which ends
+     * the zloop; the broker then says goodbye to its workers and exits. */
+    zsys_init();
+    zsys_handler_reset();
+    zsys_catch_interrupts();
+
+    char *fe = s_join(&cfg.frontend), *be = s_join(&cfg.backend), *ev = s_join(&cfg.events);
+    const char *starve = s_env("LF_SCHED_STARVE_MS");
+    lf_broker_opts_t o = {
+        .id = cfg.broker_id,
+        .frontend = fe,
+        .backend = be,
+        .events = ev,
+        .redis = {.host = cfg.redis_host, .port = (int)cfg.redis_port,
+                  .prefix = cfg.redis_prefix, .timeout_ms = (int)cfg.redis_timeout_ms},
+        .limits = {.lease_ms = (uint32_t)cfg.lease_ms,
+                   .max_attempts = (uint32_t)cfg.max_attempts,
+                   .queue_ttl_s = (uint32_t)cfg.queue_ttl_s,
+                   .idem_ttl_s = (uint32_t)cfg.idem_ttl_s,
+                   .result_ttl_s = (uint32_t)cfg.result_ttl_s,
+                   .history_max = cfg.history_max ? (uint32_t)cfg.history_max : UINT32_MAX,
+                   .history_max_age_s = cfg.history_max_age_s ? (uint32_t)cfg.history_max_age_s
+                                                              : UINT32_MAX / 1000,
+                   .preview_ttl_s = (uint32_t)cfg.preview_ttl_s},
+        .heartbeat_ms = (int)cfg.heartbeat_ms,
+        .liveness = (int)cfg.heartbeat_liveness,
+        .starve_ms = starve ? atoll(starve) : 0,
+        .reap_ms = (int)cfg.reap_interval_ms,
+        .curve_secret = cfg.curve_cert ? cfg.curve_cert : s_env("LF_CURVE_SECRET"),
+        .curve_allow = cfg.curve_clients_dir ? cfg.curve_clients_dir : s_env("LF_CURVE_ALLOW"),
+    };
+    int rc = 1;
+    if (fe && be && ev) {
+        lf_broker_t *b = lf_broker_new(&o, err, sizeof err);
+        if (b) {
+            lf_broker_run(b, NULL);
+            lf_broker_stats_t st;
+            lf_broker_stats(b, &st);
+            lf_info("stopping: %" PRIu64 " submitted, %" PRIu64 " assigned, %" PRIu64
+                    " done, %" PRIu64 " failed, %" PRIu64 " requeued",
+                    st.submitted, st.assigned, st.completed, st.failed, st.requeued);
+            lf_broker_destroy(&b);
+            rc = 0;
+        } else {
+            lf_error("cannot start: %s", err);
+        }
+    }
+    free(fe), free(be), free(ev);
+    lf_config_clear(&cfg);
+    return rc;
+}

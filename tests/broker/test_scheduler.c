@@ -1,0 +1,164 @@
+/* test_scheduler: lf_scheduler as a table — each row is a set of queued jobs,
+ * idle workers and the expected assignment (job -> worker, or unassigned). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_scheduler.h"
+
+#define NOW 1000000
+#define MAXN 8
+
+static const char *const M1[] = {"m1"};
+static const char *const M2[] = {"m2"};
+static const char *const M12[] = {"m1", "m2"};
+
+typedef struct {
+    const char *name;
+    lf_sched_job_t jobs[MAXN];
+    size_t n_jobs;
+    lf_sched_worker_t workers[MAXN];
+    size_t n_workers;
+    /* expected: worker id for each job, NULL = stays queued */
+    const char *expect[MAXN];
+} s_case_t;
+
+#define J(id_, model_, prio_, age_ms, seq_) \
+    {.id = id_, .model = model_, .pixels = 512 * 512, .priority = prio_, .created_ms = NOW - (age_ms), .seq = seq_}
+#define JP(id_, model_, px) {.id = id_, .model = model_, .pixels = px, .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1}
+#define W(id_, models_, res_, maxpx) \
+    {.id = id_, .models = models_, .n_models = sizeof models_ / sizeof *models_, .resident = res_, .max_pixels = maxpx}
+
+static const s_case_t s_cases[] = {
+    {"one job one worker", {J("a", "m1", LF_PRIO_NORMAL, 0, 1)}, 1,
+     {W("w1", M1, NULL, 0)}, 1, {"w1"}},
+    {"priority: high before normal before low",
+     {J("low", "m1", LF_PRIO_LOW, 0, 1), J("norm", "m1", LF_PRIO_NORMAL, 0, 2),
+      J("high", "m1", LF_PRIO_HIGH, 0, 3)}, 3,
+     {W("w1", M1, NULL, 0)}, 1, {NULL, NULL, "w1"}},
+    {"FIFO within a level",
+     {J("b", "m1", LF_PRIO_NORMAL, 0, 7), J("a", "m1", LF_PRIO_NORMAL, 0, 5),
+      J("c", "m1", LF_PRIO_NORMAL, 0, 9)}, 3,
+     {W("w1", M1, NULL, 0), W("w2", M1, NULL, 0)}, 2, {"w2", "w1", NULL}},
+    {"affinity: the worker with the model resident gets it",
+     {J("a", "m2", LF_PRIO_NORMAL, 0, 1)}, 1,
+     {W("w1", M12, "m1", 0), W("w2", M12, "m2", 0)}, 2, {"w2"}},
+    {"affinity beats FIFO across models",
+     {J("a2", "m2", LF_PRIO_NORMAL, 0, 1), J("b1", "m1", LF_PRIO_NORMAL, 0, 2)}, 2,
+     {W("w1", M12, "m1", 0)}, 1, {NULL, "w1"}},
+    {"an empty worker takes a job no resident worker matches",
+     {J("a", "m2", LF_PRIO_NORMAL, 0, 1), J("b", "m1", LF_PRIO_NORMAL, 0, 2)}, 2,
+     {W("w1", M12, "m1", 0), W("w2", M12, NULL, 0)}, 2, {"w2", "w1"}},
+    {"a worker whose model has work keeps it (no switch before the bound)",
+     {J("a", "m2", LF_PRIO_HIGH, 1000, 1), J("b", "m1", LF_PRIO_LOW, 0, 2),
+      J("c", "m1", LF_PRIO_LOW, 0, 3)}, 3,
+     {W("w1", M12, "m1", 0)}, 1, {NULL, "w1", NULL}},
+    {"a worker with no demand for its model switches",
+     {J("a", "m2", LF_PRIO_NORMAL, 0, 1)}, 1,
+     {W("w1", M12, "m1", 0)}, 1, {"w1"}},
+    {"starvation bound: an old job takes a busy-model worker",
+     {J("old", "m2", LF_PRIO_NORMAL, 31000, 1), J("b", "m1", LF_PRIO_NORMAL, 0, 2)}, 2,
+     {W("w1", M12, "m1", 0)}, 1, {"w1", NULL}},
+    {"starvation bound beats priority",
+     {J("high", "m1", LF_PRIO_HIGH, 0, 5), J("oldlow", "m1", LF_PRIO_LOW, 40000, 1)}, 2,
+     {W("w1", M1, NULL, 0)}, 1, {NULL, "w1"}},
+    {"starved job prefers its resident worker",
+     {J("old", "m2", LF_PRIO_NORMAL, 31000, 1)}, 1,
+     {W("w1", M12, "m1", 0), W("w2", M12, "m2", 0)}, 2, {"w2"}},
+    {"capability: model not listed",
+     {J("a", "m2", LF_PRIO_NORMAL, 99000, 1)}, 1,
+     {W("w1", M1, NULL, 0)}, 1, {NULL}},
+    {"capability: max_pixels",
+     {JP("big", "m1", 2048 * 2048), JP("small", "m1", 512 * 512)}, 2,
+     {W("w1", M1, NULL, 1024 * 1024), W("w2", M1, NULL, 4096 * 4096)}, 2, {"w2", "w1"}},
+    {"capability: max_pixels even when starved",
+     {J("a", "m1", LF_PRIO_NORMAL, 99000, 1)}, 1,
+     {W("w1", M1, "m1", 1000)}, 1, {NULL}},
+    {"more workers than jobs",
+     {J("a", "m1", LF_PRIO_NORMAL, 0, 1)}, 1,
+     {W("w1", M2, NULL, 0), W("w2", M1, "m2", 0), W("w3", M1, "m1", 0)}, 3, {"w3"}},
+};
+
+static void test_table(void **state) {
+    (void)state;
+    lf_sched_cfg_t cfg = {.starve_ms = 30000};
+    for (size_t t = 0; t < sizeof s_cases / sizeof *s_cases; t++) {
+        const s_case_t *c = &s_cases[t];
+        lf_sched_match_t out[MAXN];
+        size_t n = 99;
+        assert_int_equal(lf_scheduler_match(&cfg, c->jobs, c->n_jobs, c->workers, c->n_workers,
+                                            NOW, out, &n), 0);
+        const char *got[MAXN] = {0};
+        bool wused[MAXN] = {0};
+        for (size_t i = 0; i < n; i++) {
+            assert_true(out[i].job < c->n_jobs);
+            assert_true(out[i].worker < c->n_workers);
+            assert_null(got[out[i].job]);      /* each job once */
+            assert_false(wused[out[i].worker]); /* each worker once */
+            wused[out[i].worker] = true;
+            got[out[i].job] = c->workers[out[i].worker].id;
+        }
+        for (size_t j = 0; j < c->n_jobs; j++) {
+            const char *e = c->expect[j], *g = got[j];
+            if ((e == NULL) != (g == NULL) || (e && strcmp(e, g))) {
+                fprintf(stderr, "case '%s': job %s -> %s, expected %s\n", c->name,
+                        c->jobs[j].id, g ? g : "(queued)", e ? e : "(queued)");
+                fail();
+            }
+        }
+    }
+}
+
+static void test_edges(void **state) {
+    (void)state;
+    size_t n = 5;
+    assert_int_equal(lf_scheduler_match(NULL, NULL, 0, NULL, 0, NOW, NULL, &n), 0);
+    assert_int_equal(n, 0);
+    lf_sched_job_t j = J("a", "m1", LF_PRIO_NORMAL, 0, 1);
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, NULL, 3, NOW, NULL, &n), LF_EINVAL);
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, NULL, 0, NOW, NULL, NULL), LF_EINVAL);
+    lf_sched_job_t nomodel = {.id = "x"};
+    lf_sched_worker_t w = W("w1", M1, NULL, 0);
+    lf_sched_match_t out[1];
+    assert_int_equal(lf_scheduler_match(NULL, &nomodel, 1, &w, 1, NOW, out, &n), 0);
+    assert_int_equal(n, 0);
+}
+
+/* Many workers, many jobs: every job placed once, fast enough. */
+static void test_scale(void **state) {
+    (void)state;
+    enum { NJ = 192, NW = 1000 };
+    static const char *const models[] = {"m0", "m1", "m2", "m3"};
+    lf_sched_job_t *jobs = calloc(NJ, sizeof *jobs);
+    lf_sched_worker_t *ws = calloc(NW, sizeof *ws);
+    lf_sched_match_t *out = calloc(NJ, sizeof *out);
+    for (int i = 0; i < NJ; i++)
+        jobs[i] = (lf_sched_job_t){.id = "j", .model = models[i % 4], .pixels = 1,
+                                   .priority = i % 3, .created_ms = NOW, .seq = i};
+    for (int i = 0; i < NW; i++)
+        ws[i] = (lf_sched_worker_t){.id = "w", .models = models, .n_models = 4,
+                                    .resident = i % 5 ? models[i % 4] : NULL};
+    size_t n;
+    assert_int_equal(lf_scheduler_match(NULL, jobs, NJ, ws, NW, NOW, out, &n), 0);
+    assert_int_equal(n, NJ);
+    for (size_t i = 0; i < n; i++) /* with so many workers, every job finds its model */
+        assert_string_equal(ws[out[i].worker].resident ? ws[out[i].worker].resident : "-",
+                            jobs[out[i].job].model);
+    free(jobs), free(ws), free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_scale),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
