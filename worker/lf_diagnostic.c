@@ -197,9 +197,12 @@ void lf_diagnostic_render(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
 
 /* ---- backend ------------------------------------------------------------ */
 
-/* The diagnostic model has no weights; its state is a tag so load/unload are
- * still exercised like a real backend's. */
-static int s_state_tag;
+/* The diagnostic model has no weights; its state holds the settings it
+ * took from the env at load time. */
+typedef struct {
+    uint32_t preview_every;
+    uint32_t delay_cap_ms;
+} s_state_t;
 
 static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n) {
     (void)env;
@@ -217,14 +220,21 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
 }
 
 static int s_load(const lf_runner_env_t *env, const char *model, void **state) {
-    (void)env;
     if (!model || strcmp(model, LF_DIAGNOSTIC_MODEL)) return LF_ENOTFOUND;
-    *state = &s_state_tag;
+    s_state_t *s = calloc(1, sizeof *s);
+    if (!s) return LF_ENOMEM;
+    s->preview_every = env ? env->preview_every : 0;
+    s->delay_cap_ms = env && env->step_delay_max_ms && env->step_delay_max_ms < LF_DIAGNOSTIC_MAX_DELAY_MS
+                          ? env->step_delay_max_ms
+                          : LF_DIAGNOSTIC_MAX_DELAY_MS;
+    *state = s;
     return 0;
 }
 
 static void s_unload(void **state) {
-    if (state) *state = NULL;
+    if (!state) return;
+    free(*state);
+    *state = NULL;
 }
 
 static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t errlen) {
@@ -240,10 +250,6 @@ static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t e
     }
     if (p->steps > LF_DIAGNOSTIC_MAX_STEPS) {
         snprintf(errbuf, errlen, "steps must be at most %u", LF_DIAGNOSTIC_MAX_STEPS);
-        return LF_ELIMIT;
-    }
-    if (p->step_delay_ms > LF_DIAGNOSTIC_MAX_DELAY_MS) {
-        snprintf(errbuf, errlen, "step_delay_ms must be at most %u", LF_DIAGNOSTIC_MAX_DELAY_MS);
         return LF_ELIMIT;
     }
     return 0;
@@ -286,7 +292,7 @@ static int s_card_png(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
 }
 
 /* A1111-style infotext, so the cards read back like real generations. */
-static char *s_parameters(const lf_job_params_t *p, int64_t seed) {
+static char *s_parameters(const lf_job_params_t *p, int64_t seed, uint32_t delay_ms) {
     char *s = NULL;
     int n = asprintf(&s,
                      "%s\n%s%s%sSteps: %u, Seed: %" PRId64 ", Size: %ux%u, Model: %s, "
@@ -295,7 +301,7 @@ static char *s_parameters(const lf_job_params_t *p, int64_t seed) {
                      p->negative_prompt && *p->negative_prompt ? "Negative prompt: " : "",
                      p->negative_prompt && *p->negative_prompt ? p->negative_prompt : "",
                      p->negative_prompt && *p->negative_prompt ? "\n" : "", p->steps, seed,
-                     p->width, p->height, LF_DIAGNOSTIC_MODEL, p->step_delay_ms);
+                     p->width, p->height, LF_DIAGNOSTIC_MODEL, delay_ms);
     return n < 0 ? NULL : s;
 }
 
@@ -320,7 +326,7 @@ static void s_preview(const lf_runner_job_t *job, uint32_t step, uint32_t steps)
     free(png);
 }
 
-static char *s_info_json(const lf_job_params_t *p, uint32_t batch) {
+static char *s_info_json(const lf_job_params_t *p, uint32_t batch, uint32_t delay_ms) {
     json_t *o = json_object();
     json_t *seeds = json_array();
     if (!o || !seeds) {
@@ -341,7 +347,7 @@ static char *s_info_json(const lf_job_params_t *p, uint32_t batch) {
     json_object_set_new(o, "width", json_integer(p->width));
     json_object_set_new(o, "height", json_integer(p->height));
     json_object_set_new(o, "steps", json_integer(p->steps));
-    json_object_set_new(o, "step_delay_ms", json_integer(p->step_delay_ms));
+    json_object_set_new(o, "step_delay_ms", json_integer(delay_ms));
     json_object_set_new(o, "batch_size", json_integer(batch));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
@@ -349,19 +355,21 @@ static char *s_info_json(const lf_job_params_t *p, uint32_t batch) {
 }
 
 static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *out) {
-    (void)state;
+    const s_state_t *st = state;
     const lf_job_params_t *p = job->params;
     char err[128];
     int rc = s_check(state, p, err, sizeof err);
     if (rc) return rc;
     const uint32_t steps = p->steps, batch = p->batch_size ? p->batch_size : 1;
-    const uint32_t every = steps >= 4 ? (steps + 3) / 4 : 1;
+    const uint32_t every = st->preview_every;
+    const uint32_t delay = p->step_delay_ms < st->delay_cap_ms ? p->step_delay_ms : st->delay_cap_ms;
 
     if (s_cancelled(job)) return LF_ECANCELED;
     for (uint32_t s = 1; s <= steps; s++) {
-        if (s_sleep(job, p->step_delay_ms)) return LF_ECANCELED;
+        if (s_sleep(job, delay)) return LF_ECANCELED;
         if (!job->progress) continue;
-        if (s % every == 0 && s != steps)
+        /* No preview with the last step: the result follows at once. */
+        if (every && s % every == 0 && s != steps)
             s_preview(job, s, steps);
         else
             job->progress(job->progress_ud, s, steps, NULL, 0);
@@ -379,7 +387,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         im->seed = (int64_t)((uint64_t)p->seed + i);
         im->width = p->width;
         im->height = p->height;
-        char *params = s_parameters(p, im->seed);
+        char *params = s_parameters(p, im->seed, delay);
         rc = params ? s_card_png(im->seed, p->width, p->height, p->height, params,
                                  &im->png.data, &im->png.len)
                     : LF_ENOMEM;
@@ -387,7 +395,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         if (rc) break;
         o.n_images++;
     }
-    if (!rc && !(o.info_json = s_info_json(p, batch))) rc = LF_ENOMEM;
+    if (!rc && !(o.info_json = s_info_json(p, batch, delay))) rc = LF_ENOMEM;
     if (rc) {
         lf_runner_output_clear(&o);
         return rc;

@@ -1,8 +1,9 @@
 /* lf_diagnostic: the `lf-diagnostic` model — a test card instead of diffusion.
  *
  * The farm's smoke-test and load-test model: it takes `steps` and a per-step
- * delay (`step_delay_ms`), reports real progress (with a small preview PNG a
- * few times per job), honours cancel between and during steps, and returns
+ * delay (`step_delay_ms`, capped by env.step_delay_max_ms), reports real
+ * progress (with a small preview PNG every env.preview_every steps, the card
+ * revealed down to the step), honours cancel between and during steps, and returns
  * one PNG test card per batch item. The card is a pure function of (seed,
  * width, height): a gradient whose hue comes from the seed, a grid, a circle
  * and crosshair, colour bars, a border, and the text "LF-DIAGNOSTIC",
@@ -11,8 +12,8 @@
  * seed, size, model), like a real generation's.
  * It is listed with kind "diagnostic" and is never anyone's default model.
  *
- * Threading: the backend has no shared state; lf_diagnostic_render() is pure
- * and reentrant. */
+ * Threading: each loaded state belongs to one thread; lf_diagnostic_render()
+ * is pure and reentrant. */
 #ifndef LF_DIAGNOSTIC_H
 #define LF_DIAGNOSTIC_H
 
@@ -25,7 +26,7 @@
 #define LF_DIAGNOSTIC_MAX_SIDE 8192u     /* per image side, pixels */
 #define LF_DIAGNOSTIC_MAX_BATCH 64u
 #define LF_DIAGNOSTIC_MAX_STEPS 10000u
-#define LF_DIAGNOSTIC_MAX_DELAY_MS 60000u
+#define LF_DIAGNOSTIC_MAX_DELAY_MS 600000u /* when the env sets no cap */
 #define LF_DIAGNOSTIC_PREVIEW_SIDE 64u   /* longest side of previews */
 
 /* The backend table (static, borrowed). */

@@ -12,13 +12,19 @@
 
 struct lf_link {
     char *endpoint;
+    lf_link_curve_t curve;
     lf_heartbeat_t hb;
     zsock_t *sock; /* NULL while down */
 };
 
-static zsock_t *s_open(const char *endpoint) {
+static zsock_t *s_open(const char *endpoint, const lf_link_curve_t *curve) {
     zsock_t *s = zsock_new(ZMQ_DEALER);
     if (!s) return NULL;
+    if (curve && curve->server_public) {
+        zsock_set_curve_serverkey(s, curve->server_public);
+        zsock_set_curve_publickey(s, curve->public_key);
+        zsock_set_curve_secretkey(s, curve->secret_key);
+    }
     zsock_set_linger(s, 0);
     zsock_set_sndhwm(s, 10000);
     zsock_set_rcvhwm(s, 10000);
@@ -32,10 +38,12 @@ static zsock_t *s_open(const char *endpoint) {
     return s;
 }
 
-lf_link_t *lf_link_new(const char *endpoint, const lf_heartbeat_cfg_t *cfg, int64_t now) {
+lf_link_t *lf_link_new(const char *endpoint, const lf_heartbeat_cfg_t *cfg,
+                       const lf_link_curve_t *curve, int64_t now) {
     if (!endpoint || !*endpoint) return NULL;
+    if (curve && curve->server_public && (!curve->public_key || !curve->secret_key)) return NULL;
     /* Check the endpoint once up front, so a typo fails at start-up. */
-    zsock_t *probe = s_open(endpoint);
+    zsock_t *probe = s_open(endpoint, curve);
     if (!probe) return NULL;
     zsock_destroy(&probe);
     lf_link_t *self = calloc(1, sizeof *self);
@@ -43,6 +51,7 @@ lf_link_t *lf_link_new(const char *endpoint, const lf_heartbeat_cfg_t *cfg, int6
         free(self);
         return NULL;
     }
+    if (curve) self->curve = *curve;
     lf_heartbeat_init(&self->hb, cfg, now);
     return self;
 }
@@ -72,7 +81,7 @@ lf_heartbeat_action_t lf_link_poll(lf_link_t *self, int64_t now) {
     switch (a) {
     case LF_HB_CONNECT:
         LF_ASSERT(!self->sock);
-        self->sock = s_open(self->endpoint);
+        self->sock = s_open(self->endpoint, &self->curve);
         if (!self->sock) {
             /* Out of sockets or memory: count it as a death and retry later. */
             lf_warn("cannot open a socket to %s; retrying", self->endpoint);

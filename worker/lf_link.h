@@ -20,10 +20,19 @@
 
 typedef struct lf_link lf_link_t;
 
+/* CURVE keys (Z85 text, 40 characters each), borrowed for the link's life.
+ * server_public NULL = plain TCP. */
+typedef struct {
+    const char *server_public; /* the broker's public key */
+    const char *public_key;    /* ours */
+    const char *secret_key;
+} lf_link_curve_t;
+
 /* A link to `endpoint` ("tcp://host:port"); down until the first
- * lf_link_poll(). NULL when the endpoint is not a valid ZeroMQ endpoint or no
- * memory is left. Caller owns the result. */
-lf_link_t *lf_link_new(const char *endpoint, const lf_heartbeat_cfg_t *cfg, int64_t now);
+ * lf_link_poll(). `curve` may be NULL (plain TCP). NULL when the endpoint is
+ * not a valid ZeroMQ endpoint or no memory is left. Caller owns the result. */
+lf_link_t *lf_link_new(const char *endpoint, const lf_heartbeat_cfg_t *cfg,
+                       const lf_link_curve_t *curve, int64_t now);
 /* Close (socket linger `linger_ms`, so queued messages such as DISCONNECT
  * can still leave) and free. Accepts NULL; sets *self_p to NULL. */
 void lf_link_destroy(lf_link_t **self_p, int linger_ms);

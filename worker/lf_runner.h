@@ -38,9 +38,11 @@ typedef void (*lf_runner_progress_fn)(void *ud, uint32_t step, uint32_t steps,
 
 /* Settings every backend sees (borrowed; valid for the runner's life). */
 typedef struct {
-    const char *device;     /* "cpu" | "cuda" */
-    const char *models_dir; /* where model files live; may be NULL */
-    uint64_t max_pixels;    /* width * height limit per image; 0 = none */
+    const char *device;         /* "cpu" | "cuda" | "cuda:N" */
+    const char *models_dir;     /* where model files live; may be NULL */
+    uint64_t max_pixels;        /* width * height limit per image; 0 = none */
+    uint32_t preview_every;     /* a preview with every Nth step's progress; 0 = none */
+    uint32_t step_delay_max_ms; /* diagnostic backends: cap on step_delay_ms; 0 = their own */
 } lf_runner_env_t;
 
 /* One job as a backend sees it. Everything is borrowed. */

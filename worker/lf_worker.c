@@ -42,6 +42,8 @@ struct lf_worker {
     uint64_t max_pixels;
     int64_t drain_ms;
     lf_sysinfo_t sys;
+    /* CURVE keys the links borrow (Z85 text; empty = plain TCP). */
+    char curve_server[41], curve_public[41], curve_secret[41];
     lf_link_t **links;
     s_pending_t *pending; /* one slot per link */
     size_t n_links;
@@ -70,17 +72,50 @@ static char *s_default_id(const lf_sysinfo_t *sys) {
     return strdup(buf);
 }
 
-static int s_add_links(lf_worker_t *self, const char *list, const lf_heartbeat_cfg_t *hb) {
-    char *copy = strdup(list ? list : "");
-    if (!copy) return LF_ENOMEM;
+/* Load the CURVE keys, if any. */
+static int s_load_curve(lf_worker_t *self, const char *cert_path, const char *server_path) {
+    if (!server_path || !*server_path) {
+        if (cert_path && *cert_path)
+            lf_warn("a CURVE certificate without the broker's (curve-server-cert): plain TCP");
+        return 0;
+    }
+    if (!zsys_has_curve()) {
+        lf_error("CURVE requested but this libzmq has no CURVE support");
+        return LF_EUNSUPPORTED;
+    }
+    zcert_t *server = zcert_load(server_path);
+    if (!server) {
+        lf_error("cannot read the broker certificate %s", server_path);
+        return LF_EIO;
+    }
+    zcert_t *own = cert_path && *cert_path ? zcert_load(cert_path) : zcert_new();
+    if (!own) {
+        lf_error("cannot read the certificate %s", cert_path);
+        zcert_destroy(&server);
+        return LF_EIO;
+    }
+    snprintf(self->curve_server, sizeof self->curve_server, "%s", zcert_public_txt(server));
+    snprintf(self->curve_public, sizeof self->curve_public, "%s", zcert_public_txt(own));
+    snprintf(self->curve_secret, sizeof self->curve_secret, "%s", zcert_secret_txt(own));
+    zcert_destroy(&server);
+    zcert_destroy(&own);
+    /* A public-only file loads with an all-zero secret: it cannot work. */
+    if (!strcmp(self->curve_secret, "0000000000000000000000000000000000000000")) {
+        lf_error("certificate %s has no secret key", cert_path);
+        return LF_EINVAL;
+    }
+    return 0;
+}
+
+static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
     int rc = 0;
     int64_t now = zclock_mono();
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
-        if (!*tok) continue;
+    lf_link_curve_t curve = {0};
+    if (self->curve_server[0])
+        curve = (lf_link_curve_t){self->curve_server, self->curve_public, self->curve_secret};
+    for (size_t i = 0; i < opts->n_endpoints; i++) {
+        const char *tok = opts->endpoints[i];
+        if (!tok || !*tok) continue;
         lf_link_t **links = realloc(self->links, (self->n_links + 1) * sizeof *links);
         s_pending_t *pend = realloc(self->pending, (self->n_links + 1) * sizeof *pend);
         if (links) self->links = links;
@@ -89,7 +124,7 @@ static int s_add_links(lf_worker_t *self, const char *list, const lf_heartbeat_c
             rc = LF_ENOMEM;
             break;
         }
-        lf_link_t *l = lf_link_new(tok, hb, now);
+        lf_link_t *l = lf_link_new(tok, &opts->heartbeat, &curve, now);
         if (!l) {
             lf_error("invalid broker endpoint '%s'", tok);
             rc = LF_EINVAL;
@@ -99,7 +134,6 @@ static int s_add_links(lf_worker_t *self, const char *list, const lf_heartbeat_c
         self->pending[self->n_links] = (s_pending_t){0};
         self->n_links++;
     }
-    free(copy);
     if (!rc && !self->n_links) {
         lf_error("no broker endpoint given (LF_BROKER_BACKEND)");
         rc = LF_EINVAL;
@@ -124,14 +158,16 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     self->device = strdup(device);
     self->models_dir = opts->models_dir ? strdup(opts->models_dir) : NULL;
     self->max_pixels = opts->max_pixels;
-    self->drain_ms = opts->drain_ms > 0 ? opts->drain_ms : 5000;
-    if (!self->id || !self->device || s_add_links(self, opts->endpoints, &opts->heartbeat)) {
+    self->drain_ms = opts->drain_ms >= 0 ? opts->drain_ms : 5000;
+    if (!self->id || !self->device ||
+        s_load_curve(self, opts->curve_cert, opts->curve_server_cert) || s_add_links(self, opts)) {
         lf_worker_destroy(&self);
         return NULL;
     }
     /* The runner borrows these strings; the worker outlives it. */
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
-                           .max_pixels = opts->max_pixels};
+                           .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
+                           .step_delay_max_ms = opts->step_delay_max_ms};
     lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
     if (!runner) {
         lf_worker_destroy(&self);
@@ -164,6 +200,7 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     free(self->device);
     free(self->models_dir);
     free(self->id);
+    explicit_bzero(self->curve_secret, sizeof self->curve_secret);
     free(self);
     *self_p = NULL;
 }
@@ -479,9 +516,14 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
             if (!s_any_pending(self)) break;
             if (!self->stop_deadline) self->stop_deadline = now + self->drain_ms;
             if (now >= self->stop_deadline) {
-                lf_warn("leaving with an undelivered result (no broker took it in %" PRId64
-                        " ms)",
-                        self->drain_ms);
+                bool unsent = false;
+                for (size_t i = 0; i < self->n_links; i++)
+                    unsent |= self->pending[i].buf && !self->pending[i].sent;
+                if (unsent)
+                    lf_warn("leaving with an undelivered job answer (no broker in %" PRId64 " ms)",
+                            self->drain_ms);
+                else
+                    lf_info("leaving before the broker confirmed the last job answer");
                 break;
             }
         }

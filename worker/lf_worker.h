@@ -29,13 +29,22 @@
 #include "lf_runner.h"
 
 typedef struct {
-    const char *worker_id;  /* NULL: "<host>-<pid>-<random hex>" */
-    const char *endpoints;  /* comma-separated broker backend endpoints */
-    const char *device;     /* "cpu" (default) */
-    const char *models_dir; /* may be NULL */
-    uint64_t max_pixels;    /* 0: no limit */
+    const char *worker_id;             /* NULL: "<host>-<pid>-<random hex>" */
+    const char *const *endpoints;      /* broker backend endpoints, one link each */
+    size_t n_endpoints;
+    const char *device;                /* "cpu" (default) */
+    const char *models_dir;            /* may be NULL */
+    uint64_t max_pixels;               /* 0: no limit */
+    uint32_t preview_every;            /* preview every N steps; 0: none */
+    uint32_t step_delay_max_ms;        /* cap on the diagnostic delay; 0: the model's own */
     lf_heartbeat_cfg_t heartbeat;
-    int64_t drain_ms;       /* on stop, how long to wait for a broker to take the last result */
+    int64_t drain_ms; /* on stop, how long to wait for a broker to take the last result;
+                         0 = do not wait, < 0 = 5000 */
+    /* CURVE: our certificate file (czmq zcert, with its secret part) and the
+     * brokers' public certificate file. No server cert = plain TCP; a server
+     * cert without our own = a fresh key pair per run. */
+    const char *curve_cert;
+    const char *curve_server_cert;
     /* Model backends, in preference order (tables borrowed). */
     const lf_runner_backend_t *const *backends;
     size_t n_backends;
@@ -52,7 +61,8 @@ typedef struct {
 
 /* A worker ready to run: links created (not yet connected), compute thread
  * started. NULL on bad options (an empty or invalid endpoint list, an
- * unsupported device) or no memory; the reason is logged. Caller owns. */
+ * unsupported device, unreadable certificates) or no memory; the reason is
+ * logged. Caller owns. */
 lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts);
 /* Stops the compute thread (cancelling a job still running) and closes the
  * links. Accepts NULL; sets *self_p to NULL. */

@@ -27,10 +27,11 @@ static lf_job_params_t s_params(int64_t seed, uint32_t w, uint32_t h) {
     return p;
 }
 
-/* Run the backend directly (load, run, unload). */
-static int s_run(const lf_job_params_t *p, const lf_runner_job_t *tmpl, lf_runner_output_t *out) {
+/* Run the backend directly (load, run, unload) under env (NULL: defaults). */
+static int s_run_env(const lf_runner_env_t *envp, const lf_job_params_t *p,
+                     const lf_runner_job_t *tmpl, lf_runner_output_t *out) {
     const lf_runner_backend_t *be = &lf_diagnostic_backend;
-    lf_runner_env_t env = {.device = "cpu"};
+    lf_runner_env_t env = envp ? *envp : (lf_runner_env_t){.device = "cpu"};
     void *state = NULL;
     assert_int_equal(be->load(&env, LF_DIAGNOSTIC_MODEL, &state), 0);
     lf_runner_job_t job = tmpl ? *tmpl : (lf_runner_job_t){0};
@@ -40,6 +41,10 @@ static int s_run(const lf_job_params_t *p, const lf_runner_job_t *tmpl, lf_runne
     be->unload(&state);
     assert_null(state);
     return rc;
+}
+
+static int s_run(const lf_job_params_t *p, const lf_runner_job_t *tmpl, lf_runner_output_t *out) {
+    return s_run_env(NULL, p, tmpl, out);
 }
 
 static void s_png_dims(const lf_bytes_t *png, uint32_t *w, uint32_t *h) {
@@ -164,7 +169,15 @@ static void test_progress_every_step(void **st) {
     assert_int_equal(pr.last_step, 20);
     assert_int_equal(pr.steps, 20);
     assert_int_equal(pr.bad_preview, 0);
-    assert_in_range(pr.previews, 2, 5);
+    assert_int_equal(pr.previews, 0); /* previews are off by default */
+    lf_runner_output_clear(&o);
+    /* Every 5th step (not the last: the result follows). */
+    lf_runner_env_t env = {.device = "cpu", .preview_every = 5};
+    memset(&pr, 0, sizeof pr);
+    assert_int_equal(s_run_env(&env, &p, &job, &o), 0);
+    assert_int_equal(pr.calls, 20);
+    assert_int_equal(pr.bad_preview, 0);
+    assert_int_equal(pr.previews, 3);
     lf_runner_output_clear(&o);
 }
 
@@ -239,16 +252,23 @@ static void test_limits(void **st) {
     p.batch_size = LF_DIAGNOSTIC_MAX_BATCH + 1;
     assert_int_equal(s_run(&p, NULL, &o), LF_ELIMIT);
     p.batch_size = 1;
-    p.step_delay_ms = LF_DIAGNOSTIC_MAX_DELAY_MS + 1;
-    assert_int_equal(s_run(&p, NULL, &o), LF_ELIMIT);
     /* Zero steps: no progress, still an image. */
-    p.step_delay_ms = 0;
     assert_int_equal(s_run(&p, NULL, &o), 0);
     assert_int_equal(o.n_images, 1);
     lf_runner_output_clear(&o);
+    /* The delay is capped by the env, not refused. */
+    lf_runner_env_t env = {.device = "cpu", .step_delay_max_ms = 5};
+    p.steps = 4;
+    p.step_delay_ms = 100000;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(s_run_env(&env, &p, NULL, &o), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 2);
+    assert_non_null(strstr(o.info_json, "\"step_delay_ms\":5"));
+    lf_runner_output_clear(&o);
     /* Only the one model. */
     void *state = NULL;
-    lf_runner_env_t env = {0};
     assert_int_equal(lf_diagnostic_backend.load(&env, "sd15-foo", &state), LF_ENOTFOUND);
     assert_null(state);
 }

@@ -40,24 +40,36 @@ typedef struct {
     bool beating;       /* send heartbeats to peer */
     int64_t next_beat;
     lf_msg_t last_hb;   /* the last HEARTBEAT received */
+    pid_t pid;          /* the worker this broker serves; others are ignored */
     int n_hb;
 } s_broker_t;
 
 typedef struct {
     s_broker_t b, b2;
     pid_t pid;
+    pid_t others[8]; /* more workers of one test, stopped by the teardown */
+    size_t n_others;
     lf_msg_t ready;
 } s_fix_t;
 
-/* Bind to `endpoint` (a free port when NULL). */
-static void s_broker_bind(s_broker_t *b, const char *endpoint) {
+/* Bind to `endpoint` (a free port when NULL); a CURVE server when `cert`
+ * is given. */
+static void s_broker_bind_curve(s_broker_t *b, const char *endpoint, zcert_t *cert) {
     memset(b, 0, sizeof *b);
     b->router = zsock_new(ZMQ_ROUTER);
     assert_non_null(b->router);
     zsock_set_linger(b->router, 0);
+    if (cert) {
+        zsock_set_curve_server(b->router, 1);
+        zcert_apply(cert, b->router);
+    }
     assert_true(zsock_bind(b->router, "%s", endpoint ? endpoint : "tcp://127.0.0.1:*") > 0);
     snprintf(b->endpoint, sizeof b->endpoint, "%s", zsock_endpoint(b->router));
     b->beating = true;
+}
+
+static void s_broker_bind(s_broker_t *b, const char *endpoint) {
+    s_broker_bind_curve(b, endpoint, NULL);
 }
 
 static void s_broker_init(s_broker_t *b) { s_broker_bind(b, NULL); }
@@ -111,9 +123,22 @@ static int s_next(s_broker_t *b, int timeout_ms, lf_msg_t *out) {
         assert_int_equal(lf_msg_decode(zframe_data(body), zframe_size(body), &m, NULL), 0);
         zframe_destroy(&body);
         zmsg_destroy(&z);
+        /* Ports are reused at once, so a worker of another test or program
+         * on this machine may reach us: only our worker's READY counts, and
+         * then only the connection it came from. */
+        bool ours = m.type == LF_MSG_READY ? !b->pid || m.caps.pid == b->pid
+                                           : b->peer && zframe_eq(b->peer, id);
+        if (!ours) {
+            if (m.type == LF_MSG_READY)
+                fprintf(stderr, "note: READY from pid %d ignored (expecting %d)\n",
+                        (int)m.caps.pid, (int)b->pid);
+            lf_msg_clear(&m);
+            zframe_destroy(&id);
+            continue;
+        }
         /* Like a broker, take the worker's address from its READY (a late
          * message from a closed connection must not redirect us). */
-        if (!b->peer || m.type == LF_MSG_READY) {
+        if (m.type == LF_MSG_READY) {
             zframe_destroy(&b->peer);
             b->peer = id;
         } else {
@@ -162,29 +187,39 @@ static void s_cancel(s_broker_t *b, const char *job_id) {
 
 /* ---- the worker process --------------------------------------------------- */
 
-static pid_t s_spawn(const char *endpoints) {
+/* Start the worker on `endpoints`, with `extra` ("K=V" strings, NULL-ended;
+ * may be NULL) added to its environment and `arg` (may be NULL) as its one
+ * argument. */
+static pid_t s_spawn_with(const char *endpoints, const char *const *extra, const char *arg) {
     char e1[300], e2[64];
     snprintf(e1, sizeof e1, "LF_BROKER_BACKEND=%s", endpoints);
     snprintf(e2, sizeof e2, "LF_HEARTBEAT_MS=%d", HB_MS);
     size_t n = 0;
     while (environ[n]) n++;
-    char **env = calloc(n + 8, sizeof *env);
+    size_t n_extra = 0;
+    while (extra && extra[n_extra]) n_extra++;
+    char **env = calloc(n + n_extra + 12, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "LF_", 3)) env[k++] = environ[i];
-    env[k++] = e1;
-    env[k++] = e2;
-    env[k++] = "LF_WORKER_ID=test-worker";
-    env[k++] = "LF_HEARTBEAT_LIVENESS=3";
-    env[k++] = "LF_RECONNECT_MIN_MS=250";
-    env[k++] = "LF_MAX_PIXELS=1048576";
-    env[k++] = "LF_LOG_LEVEL=info";
-    char *argv[] = {LF_WORKER_BIN, NULL};
+    const char *const ours[] = {e1, e2, "LF_WORKER_ID=test-worker", "LF_HEARTBEAT_LIVENESS=3",
+                                "LF_RECONNECT_MIN_MS=250", "LF_MAX_PIXELS=1048576",
+                                "LF_LOG_LEVEL=info", "LF_PREVIEW_EVERY=2"};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+        bool overridden = false;
+        size_t klen = strcspn(ours[i], "=") + 1;
+        for (size_t j = 0; j < n_extra; j++) overridden |= !strncmp(extra[j], ours[i], klen);
+        if (!overridden) env[k++] = (char *)ours[i];
+    }
+    for (size_t i = 0; i < n_extra; i++) env[k++] = (char *)extra[i];
+    char *argv[] = {LF_WORKER_BIN, (char *)arg, NULL};
     pid_t pid = 0;
     assert_int_equal(posix_spawn(&pid, LF_WORKER_BIN, NULL, NULL, argv, env), 0);
     free(env);
     return pid;
 }
+
+static pid_t s_spawn(const char *endpoints) { return s_spawn_with(endpoints, NULL, NULL); }
 
 /* Exit status of the worker within timeout_ms, or -1 when still running. */
 static int s_wait_exit(pid_t pid, int timeout_ms) {
@@ -201,18 +236,31 @@ static int s_wait_exit(pid_t pid, int timeout_ms) {
 static int s_setup(void **state) {
     s_fix_t *f = calloc(1, sizeof *f);
     s_broker_init(&f->b);
-    f->pid = s_spawn(f->b.endpoint);
+    f->pid = f->b.pid = s_spawn(f->b.endpoint);
     s_expect(&f->b, LF_MSG_READY, 10000, &f->ready);
     *state = f;
     return 0;
 }
 
+/* Stop a worker unless it has exited (or was reaped) already; only our
+ * own children are ever signalled (waitpid says which are). */
+static void s_reap(pid_t pid) {
+    if (pid <= 0 || waitpid(pid, NULL, WNOHANG) != 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Another worker for this test; the teardown stops it if the test fails. */
+static pid_t s_other(s_fix_t *f, pid_t pid) {
+    assert_true(f->n_others < sizeof f->others / sizeof f->others[0]);
+    f->others[f->n_others++] = pid;
+    return pid;
+}
+
 static int s_teardown(void **state) {
     s_fix_t *f = *state;
-    if (f->pid > 0 && s_wait_exit(f->pid, 0) < 0) {
-        kill(f->pid, SIGKILL);
-        waitpid(f->pid, NULL, 0);
-    }
+    s_reap(f->pid);
+    for (size_t i = 0; i < f->n_others; i++) s_reap(f->others[i]);
     lf_msg_clear(&f->ready);
     s_broker_fini(&f->b);
     if (f->b2.router) s_broker_fini(&f->b2);
@@ -556,12 +604,11 @@ static void test_sigterm_idle(void **state) {
 static void test_two_brokers(void **state) {
     s_fix_t *f = *state;
     /* Replace the fixture's worker by one connected to two brokers. */
-    kill(f->pid, SIGKILL);
-    waitpid(f->pid, NULL, 0);
+    s_reap(f->pid);
     s_broker_init(&f->b2);
     char list[300];
     snprintf(list, sizeof list, "%s, %s", f->b.endpoint, f->b2.endpoint);
-    f->pid = s_spawn(list);
+    f->pid = f->b.pid = f->b2.pid = s_spawn(list);
     lf_msg_t m = {0};
     s_expect(&f->b, LF_MSG_READY, 10000, &m);
     lf_msg_clear(&m);
@@ -572,6 +619,63 @@ static void test_two_brokers(void **state) {
     s_expect_run(&f->b2, "job-2", 3, 3000, &m);
     lf_msg_clear(&m);
     s_quiet(&f->b, 2 * HB_MS); /* nothing of it went to the first */
+}
+
+static void test_bad_settings_exit(void **state) {
+    s_fix_t *f = *state;
+    static const char *const cuda[] = {"LF_WORKER_DEVICE=cuda", NULL};
+    static const char *const hb[] = {"LF_HEARTBEAT_MS=abc", NULL};
+    static const char *const cert[] = {"LF_CURVE_SERVER_CERT=/nonexistent/broker.cert", NULL};
+#define EXIT_OF(endpoint, env, arg) s_wait_exit(s_other(f, s_spawn_with(endpoint, env, arg)), 10000)
+    assert_int_equal(EXIT_OF(f->b.endpoint, NULL, "--bogus"), 2);
+    assert_int_equal(EXIT_OF(f->b.endpoint, hb, NULL), 2);
+    assert_int_equal(EXIT_OF("tcp://no-port", NULL, NULL), 1);
+    assert_int_equal(EXIT_OF(f->b.endpoint, cuda, NULL), 1);
+    assert_int_equal(EXIT_OF(f->b.endpoint, cert, NULL), 1);
+    assert_int_equal(EXIT_OF(f->b.endpoint, NULL, "--help"), 0);
+#undef EXIT_OF
+}
+
+static void test_curve(void **state) {
+    s_fix_t *f = *state;
+    if (!zsys_has_curve()) skip();
+    s_reap(f->pid);
+    /* An encrypting broker with its own certificate; the worker has its own
+     * too (saved with the secret part, as czmq writes them). */
+    char dir[] = "/tmp/lf-curve-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char server_path[96], client_path[96], client_secret[112];
+    snprintf(server_path, sizeof server_path, "%s/broker.cert", dir);
+    snprintf(client_path, sizeof client_path, "%s/worker.cert", dir);
+    snprintf(client_secret, sizeof client_secret, "%s_secret", client_path);
+    zcert_t *server = zcert_new(), *client = zcert_new();
+    assert_int_equal(zcert_save_public(server, server_path), 0);
+    assert_int_equal(zcert_save(client, client_path), 0);
+    s_broker_t *b = &f->b2;
+    s_broker_bind_curve(b, NULL, server);
+    char e1[160], e2[160];
+    snprintf(e1, sizeof e1, "LF_CURVE_SERVER_CERT=%s", server_path);
+    snprintf(e2, sizeof e2, "LF_CURVE_CERT=%s", client_secret);
+    const char *const env[] = {e1, e2, NULL};
+    f->pid = b->pid = s_spawn_with(b->endpoint, env, NULL);
+    lf_msg_t m = {0};
+    s_expect(b, LF_MSG_READY, 10000, &m);
+    lf_msg_clear(&m);
+    s_assign(b, "job-sec", "lf-diagnostic", 16, 16, 2, 10, 1, 1);
+    s_expect_run(b, "job-sec", 2, 3000, &m);
+    lf_msg_clear(&m);
+    /* A plain-TCP worker gets nowhere with it. */
+    pid_t plain = s_other(f, s_spawn(b->endpoint));
+    b->pid = 0; /* any READY now fails the test (plain peers cannot reach us) */
+    s_quiet(b, 5 * HB_MS);
+    s_reap(plain);
+    f->n_others = 0;
+    zcert_destroy(&server);
+    zcert_destroy(&client);
+    unlink(server_path);
+    unlink(client_path);
+    unlink(client_secret);
+    rmdir(dir);
 }
 
 int main(void) {
@@ -590,6 +694,8 @@ int main(void) {
         T(test_sigterm_finishes_job),
         T(test_sigterm_idle),
         T(test_two_brokers),
+        T(test_bad_settings_exit),
+        T(test_curve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
