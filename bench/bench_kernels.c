@@ -8,8 +8,9 @@
  *              vs the time of its two matrix products (Q K^T and P V) done
  *              with full N x N scores; the op's memory is shown in bytes
  *
- * Usage: bench_kernels [--quick] [--threads N]. Figures are best-of-R wall
- * times; the machine may be shared, so run it twice. */
+ * Usage: bench_kernels [--quick] [--threads N] [--only matmul|conv|attention|graph].
+ * Figures are best-of-R wall times; the machine may be shared, so run it
+ * twice. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ static double s_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int g_reps = 5;
+static int g_reps = 7;
 
 static float *s_rand(size_t n) {
     float *p = malloc(n * sizeof *p);
@@ -43,18 +44,20 @@ static float *s_rand(size_t n) {
     return p;
 }
 
-/* Best time of reps runs of fn(ctx) after one warm-up. */
 typedef void (*s_fn)(void *ctx);
-static double s_time(s_fn fn, void *ctx) {
-    fn(ctx);
-    double best = 1e30;
-    for (int r = 0; r < g_reps; r++) {
-        double t0 = s_now();
-        fn(ctx);
-        double t = s_now() - t0;
-        if (t < best) best = t;
-    }
-    return best;
+
+/* Interleaves n candidates for g_reps rounds after one warm-up each and
+ * keeps each one's best time: on a shared machine the best is the run the
+ * others disturbed least, and interleaving gives each the same chances. */
+static void s_time_n(int n, s_fn *fns, void **ctxs, double *best) {
+    for (int i = 0; i < n; i++) fns[i](ctxs[i]), best[i] = 1e30;
+    for (int r = 0; r < g_reps; r++)
+        for (int i = 0; i < n; i++) {
+            double t0 = s_now();
+            fns[i](ctxs[i]);
+            double t = s_now() - t0;
+            if (t < best[i]) best[i] = t;
+        }
 }
 
 typedef struct {
@@ -98,7 +101,11 @@ static void s_bench_matmul(lf_backend_t *be, int M, int N, int K) {
     op.node.op = LF_OP_MATMUL, op.node.dst = &tc, op.node.src[0] = &ta, op.node.src[1] = &tb;
     s_gemm_t g = {M, N, K, a, b, c};
     double flops = 2.0 * M * N * K;
-    double tref = s_time(s_sgemm, &g), top = s_time(s_run_op, &op);
+    s_fn fns[2] = {s_sgemm, s_run_op};
+    void *ctxs[2] = {&g, &op};
+    double t[2];
+    s_time_n(2, fns, ctxs, t);
+    double tref = t[0], top = t[1];
     printf("matmul   M=%-5d N=%-5d K=%-5d  lf %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  ratio %.2f\n", M, N, K,
            flops / top * 1e-9, flops / tref * 1e-9, tref / top);
     free(a), free(b), free(c);
@@ -106,6 +113,7 @@ static void s_bench_matmul(lf_backend_t *be, int M, int N, int K) {
 
 #ifdef LF_BENCH_HAVE_DNNL
 typedef struct {
+    dnnl_engine_t engine;
     dnnl_primitive_t conv;
     dnnl_stream_t stream;
     dnnl_exec_arg_t args[4];
@@ -117,17 +125,18 @@ static void s_run_dnnl(void *p) {
     dnnl_stream_wait(d->stream);
 }
 
-/* oneDNN convolution on NCHW src/dst (our layout). blocked_weights: let
- * oneDNN choose the weight layout (a one-off reorder at load time, not
- * timed), else plain OIHW. Returns the best time or -1. */
-static double s_dnnl_conv(int N, int Ci, int H, int W, int Co, int k, int pad, const float *x,
-                          const float *w, const float *bias, float *y, int blocked_weights) {
+/* oneDNN convolution on NCHW src/dst (our layout), plain OIHW weights, or
+ * weights in the layout oneDNN prefers (blocked: a one-off reorder at load
+ * time, not timed). Fills d; 0 on success. */
+static int s_dnnl_setup(s_dnnl_t *d, int N, int Ci, int H, int W, int Co, int k, int pad, const float *x,
+                        const float *w, const float *bias, float *y, int blocked_weights, char *impl_out) {
+    memset(d, 0, sizeof *d);
     dnnl_engine_t eng;
-    dnnl_stream_t stream;
     if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return -1;
-    dnnl_stream_create(&stream, eng, dnnl_stream_default_flags);
+    dnnl_stream_create(&d->stream, eng, dnnl_stream_default_flags);
     dnnl_memory_desc_t src_md, w_md, wany_md, b_md, dst_md;
-    dnnl_dims_t sd = {N, Ci, H, W}, wd = {Co, Ci, k, k}, bd = {Co}, dd = {N, Co, H + 2 * pad - k + 1, W + 2 * pad - k + 1};
+    dnnl_dims_t sd = {N, Ci, H, W}, wd = {Co, Ci, k, k}, bd = {Co},
+                dd = {N, Co, H + 2 * pad - k + 1, W + 2 * pad - k + 1};
     dnnl_memory_desc_init_by_tag(&src_md, 4, sd, dnnl_f32, dnnl_nchw);
     dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw);
     dnnl_memory_desc_init_by_tag(&wany_md, 4, wd, dnnl_f32, dnnl_format_tag_any);
@@ -151,28 +160,29 @@ static double s_dnnl_conv(int N, int Ci, int H, int W, int Co, int k, int pad, c
     dnnl_reorder_primitive_desc_create(&rpd, &w_md, eng, wq, eng, NULL);
     dnnl_primitive_create(&reorder, rpd);
     dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, mw}, {DNNL_ARG_TO, mwq}};
-    dnnl_primitive_execute(reorder, stream, 2, rargs);
-    dnnl_stream_wait(stream);
-    const char *impl = "?";
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    s_dnnl_t d;
-    dnnl_primitive_create(&d.conv, pd);
-    d.stream = stream;
-    d.args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, msrc};
-    d.args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, mwq};
-    d.args[2] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
-    d.args[3] = (dnnl_exec_arg_t){DNNL_ARG_DST, mdst};
-    double t = s_time(s_run_dnnl, &d);
-    printf("         oneDNN %s weights (%s)", blocked_weights ? "blocked" : "oihw", impl);
-    dnnl_primitive_destroy(d.conv);
+    dnnl_primitive_execute(reorder, d->stream, 2, rargs);
+    dnnl_stream_wait(d->stream);
     dnnl_primitive_destroy(reorder);
     dnnl_primitive_desc_destroy(rpd);
+    const char *impl = "?";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    snprintf(impl_out, 64, "%s", impl);
+    dnnl_primitive_create(&d->conv, pd);
     dnnl_primitive_desc_destroy(pd);
-    dnnl_memory_destroy(msrc), dnnl_memory_destroy(mw), dnnl_memory_destroy(mwq);
-    dnnl_memory_destroy(mb), dnnl_memory_destroy(mdst);
-    dnnl_stream_destroy(stream);
-    dnnl_engine_destroy(eng);
-    return t;
+    dnnl_memory_destroy(mw);
+    d->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, msrc};
+    d->args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, mwq};
+    d->args[2] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+    d->args[3] = (dnnl_exec_arg_t){DNNL_ARG_DST, mdst};
+    d->engine = eng;
+    return 0;
+}
+
+static void s_dnnl_teardown(s_dnnl_t *d) {
+    dnnl_primitive_destroy(d->conv);
+    for (int i = 0; i < 4; i++) dnnl_memory_destroy(d->args[i].memory);
+    dnnl_stream_destroy(d->stream);
+    dnnl_engine_destroy(d->engine);
 }
 #endif
 
@@ -188,16 +198,34 @@ static void s_bench_conv(lf_backend_t *be, int W, int H, int Ci, int Co) {
     op.node.p.conv2d.stride = 1, op.node.p.conv2d.pad = pad;
     s_gemm_t g = {Co, P, K, w, col, y};
     double flops = 2.0 * Co * P * K;
-    double tref = s_time(s_sgemm_nn, &g), top = s_time(s_run_op, &op);
+    s_fn fns[4] = {s_sgemm_nn, s_run_op};
+    void *ctxs[4] = {&g, &op};
+    int n = 2;
+#ifdef LF_BENCH_HAVE_DNNL
+    s_dnnl_t dn[2];
+    char impl[2][64];
+    float *yd = malloc((size_t)P * Co * 4);
+    for (int i = 0; i < 2; i++) {
+        if (s_dnnl_setup(&dn[i], 1, Ci, H, W, Co, k, pad, x, w, b, yd, i, impl[i])) {
+            fprintf(stderr, "oneDNN setup failed\n");
+            exit(1);
+        }
+        fns[n] = s_run_dnnl, ctxs[n] = &dn[i], n++;
+    }
+#endif
+    double t[4];
+    s_time_n(n, fns, ctxs, t);
+    double tref = t[0], top = t[1];
     printf("conv2d   %dx%dx%d -> %d, 3x3 (GEMM %dx%dx%d)  lf %7.1f GFLOP/s (%.2f ms)  sgemm %7.1f GFLOP/s  "
            "ratio %.2f (target >= 0.80)\n",
            W, H, Ci, Co, Co, P, K, flops / top * 1e-9, top * 1e3, flops / tref * 1e-9, tref / top);
 #ifdef LF_BENCH_HAVE_DNNL
-    for (int blocked = 0; blocked < 2; blocked++) {
-        double td = s_dnnl_conv(1, Ci, H, W, Co, k, pad, x, w, b, y, blocked);
-        if (td > 0) printf(" %7.1f GFLOP/s (%.2f ms), %.2fx lf\n", flops / td * 1e-9, td * 1e3, top / td);
-        else printf(" failed\n");
+    for (int i = 0; i < 2; i++) {
+        printf("         oneDNN %-7s weights (%s) %7.1f GFLOP/s (%.2f ms), %.2fx lf\n", i ? "blocked" : "oihw",
+               impl[i], flops / t[2 + i] * 1e-9, t[2 + i] * 1e3, top / t[2 + i]);
+        s_dnnl_teardown(&dn[i]);
     }
+    free(yd);
 #endif
     free(x), free(w), free(b), free(y), free(col);
 }
@@ -233,7 +261,11 @@ static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
     op.node.p.attention.scale = 1.0f / sqrtf((float)D);
     s_attn_ref_t r = {N, D, H, q, k, v, scores, o};
     size_t ws0 = lf_backend_workspace_bytes(be);
-    double tref = s_time(s_attn_gemms, &r), top = s_time(s_run_op, &op);
+    s_fn fns[2] = {s_attn_gemms, s_run_op};
+    void *ctxs[2] = {&r, &op};
+    double t[2];
+    s_time_n(2, fns, ctxs, t);
+    double tref = t[0], top = t[1];
     size_t ws = lf_backend_workspace_bytes(be);
     double flops = lf_node_flops(&op.node);
     /* Memory of the op itself: q, k, v, o plus the backend's scratch; a
@@ -242,7 +274,7 @@ static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
     printf("attention N=%-5d D=%-4d H=%d  fused %7.2f ms (%6.1f GFLOP/s)  two sgemm %7.2f ms  "
            "ratio %.2f (target <= 1.50)\n",
            N, D, H, top * 1e3, flops / top * 1e-9, tref * 1e3, top / tref);
-    printf("          memory: q/k/v/o %.1f MB + scratch %.2f MB (was %.2f MB before);"
+    printf("          memory: q/k/v/o %.1f MB + op scratch %.2f MB (%.2f MB before);"
            " N*N*H scores would be %.1f MB\n",
            io / 1e6, (double)ws / 1e6, (double)ws0 / 1e6, (double)N * N * H * 4 / 1e6);
     free(q), free(k), free(v), free(o), free(scores);
@@ -268,35 +300,53 @@ static void s_bench_graph_memory(lf_backend_t *be) {
         printf("graph    4 resnet blocks at 64x64x320: %d nodes, activations %.1f MB planned vs %.1f MB "
                "unplanned\n",
                lf_graph_n_nodes(g), lf_graph_peak_bytes(g) / 1e6, lf_graph_unplanned_bytes(g) / 1e6);
-    double t0 = s_now();
-    lf_graph_compute(g);
-    printf("         one run %.1f ms\n", (s_now() - t0) * 1e3);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = s_now();
+        lf_graph_compute(g);
+        double t = s_now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("         best of 3 runs %.1f ms (%s)\n", best * 1e3, lf_backend_describe(be));
     lf_graph_destroy(&g);
     free(wbuf);
 }
 
 int main(int argc, char **argv) {
     int threads = 2, quick = 0;
+    const char *only = "";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     }
-    if (quick) g_reps = 2;
+#define ON(name) (!*only || !strcmp(only, name))
+    if (quick) g_reps = 3;
     lf_backend_t *be = lf_backend_cpu_new(threads);
     if (!be) return 1;
     printf("OpenBLAS core: %s\nOpenBLAS config: %s\n%s\n", openblas_get_corename(), openblas_get_config(),
            lf_backend_describe(be));
     printf("(best of %d runs each; GFLOP/s count a multiply-add as 2)\n\n", g_reps);
-    s_bench_matmul(be, 4096, 320, 320);
-    s_bench_matmul(be, 4096, 1280, 320);
-    s_bench_matmul(be, 1024, 640, 640);
-    s_bench_matmul(be, 77, 768, 768);
-    s_bench_conv(be, 64, 64, 320, 320);
-    s_bench_conv(be, 8, 8, 1280, 1280);
-    s_bench_attention(be, 4096, 40, 8);
-    s_bench_attention(be, 1024, 80, 8);
-    if (!quick) s_bench_attention(be, 256, 160, 8);
-    if (!quick) s_bench_graph_memory(be);
+    if (ON("matmul")) {
+        s_bench_matmul(be, 4096, 320, 320);
+        s_bench_matmul(be, 4096, 1280, 320);
+        s_bench_matmul(be, 1024, 640, 640);
+        s_bench_matmul(be, 77, 768, 768);
+    }
+    if (ON("conv")) {
+        s_bench_conv(be, 64, 64, 320, 320);
+        s_bench_conv(be, 8, 8, 1280, 1280);
+    }
+    if (ON("attention")) {
+        /* A fresh backend per shape, so its scratch is the op's alone. */
+        int shapes[3][2] = {{4096, 40}, {1024, 80}, {256, 160}};
+        for (int i = 0; i < (quick ? 2 : 3); i++) {
+            lf_backend_t *ab = lf_backend_cpu_new(threads);
+            s_bench_attention(ab, shapes[i][0], shapes[i][1], 8);
+            lf_backend_destroy(&ab);
+        }
+    }
+    if (ON("graph") && !quick) s_bench_graph_memory(be);
     lf_backend_destroy(&be);
     return 0;
 }

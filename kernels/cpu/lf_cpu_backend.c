@@ -129,6 +129,9 @@ static void s_destroy(lf_backend_t *be) {
     lf__cpu_ctx_t *c = be->ctx;
     if (!c) return;
     lf__cpu_pool_destroy(&c->pool);
+#ifdef LF_HAVE_DNNL
+    lf__cpu_dnnl_destroy(&c->dnnl);
+#endif
     for (int i = 0; i < 64; i++) free(c->scratch[i]);
     free(c->work);
     free(c);
@@ -172,6 +175,10 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     if (getenv("LF_CPU_NO_BF16")) c->has_avx512_bf16 = false;
     if (c->has_avx512_bf16) c->sbgemm = (lf__sbgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
     lf__cpu_simd_init(&c->simd, c->has_avx512, c->has_avx2);
+#ifdef LF_HAVE_DNNL
+    const char *conv = getenv("LF_CPU_CONV");
+    if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new();
+#endif
     lf_backend_t *be = c->pool ? lf__backend_new(&s_iface, c) : NULL;
     if (!be) {
         lf__cpu_pool_destroy(&c->pool);
@@ -180,8 +187,9 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     }
     lf__cpu_blas_threads(c, n_threads);
     snprintf(be->describe, sizeof be->describe,
-             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s; OpenBLAS core %s (%s)",
-             n_threads, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no", openblas_get_corename(),
+             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s, conv %s; OpenBLAS core %s (%s)",
+             n_threads, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
+             c->dnnl ? "oneDNN" : "im2col+sgemm", openblas_get_corename(),
              openblas_get_config());
     return be;
 }

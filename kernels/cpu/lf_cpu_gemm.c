@@ -3,7 +3,7 @@
  * MATMUL is one cblas_sgemm per batch (cblas_sbgemm when the weight is bf16
  * and the CPU has AVX512_BF16); CONV2D is im2col + sgemm over tiles of output
  * pixels so the column buffer stays in cache (1x1 stride-1 convolutions go
- * straight to sgemm). OpenBLAS runs with the backend's thread count. */
+ * straight to sgemm), or oneDNN when built with it (lf_cpu_dnnl.c). OpenBLAS runs with the backend's thread count. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,11 +174,14 @@ static void s_im2col_task(void *arg, int64_t ci, int thread) {
 static size_t s_tile_bytes(void) {
     const char *e = getenv("LF_CONV_TILE_BYTES");
     long v = e ? atol(e) : 0;
-    return v > 0 ? (size_t)v : (size_t)8 << 20;
+    return v > 0 ? (size_t)v : (size_t)32 << 20;
 }
 
 int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
+#ifdef LF_HAVE_DNNL
+    if (cpu->dnnl && lf__cpu_dnnl_supports(node) && lf__cpu_dnnl_conv(cpu->dnnl, node) == 0) return 0;
+#endif
     const lf_tensor_t *x = node->src[0], *w = node->src[1], *bias = node->src[2];
     lf_tensor_t *d = node->dst;
     int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2];
@@ -228,7 +231,11 @@ int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
             int64_t t = P - p0 < T ? P - p0 : T;
             s_im2col_t j = {.x = xn, .col = col, .W = W, .H = H, .Wo = Wo, .kw = kw, .kh = kh,
                             .stride = stride, .pad = pad, .p0 = p0, .T = t};
-            lf__cpu_pool_run(cpu->pool, Ci, s_im2col_task, &j);
+            /* im2col on the calling thread only: OpenBLAS's workers spin for a
+             * while after each sgemm, and pool threads would fight them for
+             * the cores; one thread fills a tile in a small fraction of the
+             * tile's GEMM time. */
+            for (int64_t ci = 0; ci < Ci; ci++) s_im2col_task(&j, ci, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Co, (blasint)t,
                         (blasint)K, 1.0f, wf, (blasint)K, col, (blasint)t, beta, yn + p0,
                         (blasint)P);

@@ -29,6 +29,16 @@ typedef struct {
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
 
+/* ---- oneDNN convolution (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
+typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
+#ifdef LF_HAVE_DNNL
+lf__cpu_dnnl_t *lf__cpu_dnnl_new(void);
+void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
+bool lf__cpu_dnnl_supports(const lf_node_t *n);
+/* 0, or an error after which the caller falls back to im2col. */
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n);
+#endif
+
 /* ---- backend context ---- */
 typedef void (*lf__sbgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha,
                               const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
@@ -42,6 +52,8 @@ typedef struct {
      * time: Debian 12's 0.3.21 build has no bfloat16 support) and the CPU
      * has AVX512_BF16; NULL otherwise. */
     lf__sbgemm_fn sbgemm;
+    /* oneDNN for CONV2D when built with it (LF_CPU_CONV=im2col turns it off). */
+    lf__cpu_dnnl_t *dnnl;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */
     float *scratch[64];

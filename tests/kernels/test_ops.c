@@ -163,7 +163,16 @@ static void s_check_conv(lf_backend_t *be, lf_type_t wt, int64_t W, int64_t H, i
 }
 
 static void test_conv2d(void **state) {
-    lf_backend_t *be = *state;
+    /* Both CPU paths: oneDNN (when built with it) and im2col + sgemm. */
+    for (int path = 0; path < 2; path++) {
+        lf_backend_t *be = *state;
+        if (path == 1) {
+            setenv("LF_CPU_CONV", "im2col", 1);
+            be = lf_backend_cpu_new(2);
+            unsetenv("LF_CPU_CONV");
+            assert_non_null(be);
+            assert_non_null(strstr(lf_backend_describe(be), "conv im2col"));
+        }
     s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 2, 3, 1, 1, true);
     s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 1, 3, 2, 1, true);
     s_check_conv(be, LF_TYPE_F32, 8, 8, 4, 3, 1, 3, 2, 0, false);
@@ -174,7 +183,10 @@ static void test_conv2d(void **state) {
     setenv("LF_CONV_TILE_BYTES", "1", 1);
     s_check_conv(be, LF_TYPE_F32, 70, 9, 3, 5, 1, 3, 1, 1, true);
     s_check_conv(be, LF_TYPE_F32, 70, 9, 3, 5, 1, 3, 2, 1, true);
+    s_check_conv(be, LF_TYPE_F32, 9, 8, 3, 5, 1, 3, 2, 0, true); /* odd output edge */
     unsetenv("LF_CONV_TILE_BYTES");
+        if (path == 1) lf_backend_destroy(&be);
+    }
 }
 
 /* ---- norms and softmax ---- */
