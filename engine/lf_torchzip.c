@@ -1,5 +1,5 @@
-/* lf_torchzip: zip directory reader, restricted pickle machine, tensor table.
- * Written from the zip APPNOTE and the pickle protocol description
+/* lf_torchzip: restricted pickle machine and tensor table over lf_zip.
+ * Written from the pickle protocol description
  * (Python's pickletools); every read is bounds-checked so arbitrary bytes
  * give an error, never a crash (see tests/fuzz/fuzz_torchzip.c). */
 #include "lf_torchzip.h"
@@ -14,28 +14,18 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "lf_error.h"
+#include "lf_zip.h"
 
 #define S_MAX_ARENA (512u << 20) /* pickle object memory cap */
 #define S_MAX_DEPTH 16
 
 /* ---- object, errors ---------------------------------------------------------- */
 
-typedef struct {
-    char *name;
-    const unsigned char *data; /* stored: into the image; deflated: inflated (owned) */
-    uint64_t size;             /* uncompressed */
-    uint64_t csize;
-    int method;
-    const unsigned char *raw;  /* compressed bytes */
-    unsigned char *owned;
-} s_entry_t;
 
 struct lf_torchzip {
-    s_entry_t *entries; /* sorted by name */
-    size_t n_entries;
+    lf_zip_t *zip;
     lf_tensor_info_t *tensors;
     size_t count, cap;
     size_t *by_name; /* indices sorted by tensor name */
@@ -72,135 +62,12 @@ static uint64_t s_le(const unsigned char *p, int n)
     return v;
 }
 
-/* ---- zip --------------------------------------------------------------------- */
-
-static int s_cmp_entry(const void *a, const void *b)
+/* The bytes of zip entry i, as a code with a message naming the file. */
+static int s_data(lf_torchzip_t *z, size_t i, const unsigned char **data, s_err_t *e, const char *tensor)
 {
-    return strcmp(((const s_entry_t *)a)->name, ((const s_entry_t *)b)->name);
-}
-
-static s_entry_t *s_entry(lf_torchzip_t *z, const char *name)
-{
-    s_entry_t key = {.name = (char *)name};
-    return bsearch(&key, z->entries, z->n_entries, sizeof key, s_cmp_entry);
-}
-
-static int s_zip_read(lf_torchzip_t *z, const unsigned char *b, size_t len, s_err_t *e)
-{
-    if (len < 22) return s_fail(e, LF_EFORMAT, NULL, "not a zip archive (too short)");
-    size_t eocd = SIZE_MAX, lim = len > 22 + 65535 ? len - 22 - 65535 : 0;
-    for (size_t i = len - 22 + 1; i-- > lim;)
-        if (b[i] == 'P' && b[i + 1] == 'K' && b[i + 2] == 5 && b[i + 3] == 6) {
-            eocd = i;
-            break;
-        }
-    if (eocd == SIZE_MAX) return s_fail(e, LF_EFORMAT, NULL, "not a zip archive (no end record)");
-    uint64_t n = s_le(b + eocd + 10, 2), cd_size = s_le(b + eocd + 12, 4), cd_off = s_le(b + eocd + 16, 4);
-    if (n == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {
-        if (eocd < 20 || memcmp(b + eocd - 20, "PK\6\7", 4) != 0)
-            return s_fail(e, LF_EFORMAT, NULL, "zip64 locator missing");
-        uint64_t z64 = s_le(b + eocd - 20 + 8, 8);
-        if (len < 56 || z64 > len - 56 || memcmp(b + z64, "PK\6\6", 4) != 0)
-            return s_fail(e, LF_EFORMAT, NULL, "zip64 end record missing");
-        n = s_le(b + z64 + 32, 8);
-        cd_size = s_le(b + z64 + 40, 8);
-        cd_off = s_le(b + z64 + 48, 8);
-    }
-    if (cd_off > len || cd_size > len - cd_off || n > cd_size / 46)
-        return s_fail(e, LF_EFORMAT, NULL, "central directory out of bounds");
-    if (!(z->entries = calloc(n ? n : 1, sizeof *z->entries))) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
-    size_t p = cd_off, end = cd_off + cd_size;
-    for (uint64_t i = 0; i < n; i++) {
-        if (end - p < 46 || memcmp(b + p, "PK\1\2", 4) != 0)
-            return s_fail(e, LF_EFORMAT, NULL, "central directory entry %llu corrupt", (unsigned long long)i);
-        int method = (int)s_le(b + p + 10, 2);
-        uint64_t cs = s_le(b + p + 20, 4), us = s_le(b + p + 24, 4), lo = s_le(b + p + 42, 4);
-        size_t nl = s_le(b + p + 28, 2), xl = s_le(b + p + 30, 2), cl = s_le(b + p + 32, 2);
-        if (end - p - 46 < nl + xl + cl)
-            return s_fail(e, LF_EFORMAT, NULL, "central directory entry %llu truncated", (unsigned long long)i);
-        /* ZIP64 extra field: the 0xFFFFFFFF fields, in order. */
-        for (size_t x = p + 46 + nl; x + 4 <= p + 46 + nl + xl;) {
-            size_t id = s_le(b + x, 2), sz = s_le(b + x + 2, 2), q = x + 4;
-            if (x + 4 + sz > p + 46 + nl + xl) break;
-            if (id == 1) {
-                if (us == 0xFFFFFFFF && q + 8 <= x + 4 + sz) { us = s_le(b + q, 8); q += 8; }
-                if (cs == 0xFFFFFFFF && q + 8 <= x + 4 + sz) { cs = s_le(b + q, 8); q += 8; }
-                if (lo == 0xFFFFFFFF && q + 8 <= x + 4 + sz) { lo = s_le(b + q, 8); q += 8; }
-            }
-            x += 4 + sz;
-        }
-        s_entry_t *en = &z->entries[z->n_entries];
-        if (!(en->name = strndup((const char *)b + p + 46, nl))) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
-        z->n_entries++;
-        if (len < 30 || lo > len - 30 || memcmp(b + lo, "PK\3\4", 4) != 0)
-            return s_fail(e, LF_EFORMAT, NULL, "entry '%s': local header out of bounds", en->name);
-        uint64_t data = lo + 30 + s_le(b + lo + 26, 2) + s_le(b + lo + 28, 2);
-        if (data > len || cs > len - data)
-            return s_fail(e, LF_EFORMAT, NULL, "entry '%s': data out of bounds", en->name);
-        if (method != 0 && method != 8)
-            return s_fail(e, LF_EUNSUPPORTED, NULL, "entry '%s': compression method %d", en->name, method);
-        if (method == 0 && cs != us)
-            return s_fail(e, LF_EFORMAT, NULL, "entry '%s': stored sizes differ", en->name);
-        en->method = method;
-        en->raw = b + data;
-        en->csize = cs;
-        en->size = us;
-        en->data = method == 0 ? b + data : NULL;
-        p += 46 + nl + xl + cl;
-    }
-    qsort(z->entries, z->n_entries, sizeof *z->entries, s_cmp_entry);
-    for (size_t i = 1; i < z->n_entries; i++)
-        if (strcmp(z->entries[i - 1].name, z->entries[i].name) == 0)
-            return s_fail(e, LF_EFORMAT, NULL, "duplicate entry '%s'", z->entries[i].name);
-    return 0;
-}
-
-/* Returns the entry's bytes, inflating a deflated entry once. */
-static const unsigned char *s_entry_data(s_entry_t *en, s_err_t *e, int *rc)
-{
-    if (en->data || en->size == 0) {
-        *rc = 0;
-        return en->data ? en->data : (const unsigned char *)"";
-    }
-    /* Deflate cannot expand more than ~1032:1; a larger claim is corrupt. */
-    if (en->size / 1032 > en->csize + 1) {
-        *rc = s_fail(e, LF_EFORMAT, NULL, "entry '%s': implausible uncompressed size", en->name);
-        return NULL;
-    }
-    if (en->size > ((uint64_t)1 << 40) || !(en->owned = malloc((size_t)en->size))) {
-        *rc = s_fail(e, LF_ENOMEM, NULL, "entry '%s': cannot allocate %llu bytes", en->name,
-                     (unsigned long long)en->size);
-        return NULL;
-    }
-    z_stream zs = {0};
-    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
-        *rc = s_fail(e, LF_ENOMEM, NULL, "zlib init failed");
-        return NULL;
-    }
-    const unsigned char *in = en->raw;
-    uint64_t in_left = en->csize, out_done = 0;
-    int zr = Z_OK;
-    while (zr == Z_OK) {
-        uInt ci = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-        uInt co = en->size - out_done > (1u << 30) ? (1u << 30) : (uInt)(en->size - out_done);
-        zs.next_in = (Bytef *)in;
-        zs.avail_in = ci;
-        zs.next_out = en->owned + out_done;
-        zs.avail_out = co;
-        zr = inflate(&zs, Z_NO_FLUSH);
-        in += ci - zs.avail_in;
-        in_left -= ci - zs.avail_in;
-        out_done += co - zs.avail_out;
-        if (zr == Z_OK && zs.avail_in == ci && zs.avail_out == co) zr = Z_DATA_ERROR; /* no progress */
-    }
-    inflateEnd(&zs);
-    if (zr != Z_STREAM_END || out_done != en->size) {
-        *rc = s_fail(e, LF_EFORMAT, NULL, "entry '%s': corrupt deflate data", en->name);
-        return NULL;
-    }
-    en->data = en->owned;
-    *rc = 0;
-    return en->data;
+    char zerr[256];
+    int rc = lf_zip_data(z->zip, i, data, zerr, sizeof zerr);
+    return rc ? s_fail(e, rc, tensor, "%s", zerr) : 0;
 }
 
 /* ---- pickle values ------------------------------------------------------------- */
@@ -674,22 +541,25 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
     memcpy(ti->strides, t->stride, sizeof ti->strides);
     /* The storage entry: "<archive>/data/<key>". */
     const char *pkl = NULL;
-    for (size_t k = 0; k < z->n_entries && !pkl; k++) {
-        size_t l = strlen(z->entries[k].name);
-        if (l >= 8 && strcmp(z->entries[k].name + l - 8, "data.pkl") == 0) pkl = z->entries[k].name;
+    for (size_t k = 0; k < lf_zip_count(z->zip) && !pkl; k++) {
+        const char *nm = lf_zip_name(z->zip, k);
+        size_t l = strlen(nm);
+        if (l >= 8 && strcmp(nm + l - 8, "data.pkl") == 0) pkl = nm;
     }
     size_t dl = strlen(pkl) + strlen(t->storage->s) + 8;
     char *dname = malloc(dl);
     if (!dname) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
     snprintf(dname, dl, "%.*sdata/%s", (int)(strlen(pkl) - 8), pkl, t->storage->s);
-    s_entry_t *en = s_entry(z, dname);
+    size_t ei;
+    int found = lf_zip_find(z->zip, dname, &ei) == 0;
     free(dname);
-    if (!en) return s_fail(e, LF_EFORMAT, full, "storage '%s' missing from the archive", t->storage->s);
+    if (!found) return s_fail(e, LF_EFORMAT, full, "storage '%s' missing from the archive", t->storage->s);
+    uint64_t esize = lf_zip_size(z->zip, ei);
     size_t es = lf_dtype_size(t->dtype);
     uint64_t numel = (uint64_t)t->storage->i;
-    if (numel > en->size / es)
+    if (numel > esize / es)
         return s_fail(e, LF_EFORMAT, full, "storage '%s' holds %llu bytes, fewer than %llu elements",
-                      t->storage->s, (unsigned long long)en->size, (unsigned long long)numel);
+                      t->storage->s, (unsigned long long)esize, (unsigned long long)numel);
     /* Extent of the strided view, checked for overflow. */
     uint64_t last = (uint64_t)t->offset, empty = 0;
     for (int d = 0; d < t->ndim; d++) {
@@ -700,8 +570,8 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
         if (last > numel) return s_fail(e, LF_EFORMAT, full, "view exceeds its storage");
     }
     if (!empty && last >= numel) return s_fail(e, LF_EFORMAT, full, "view exceeds its storage");
-    const unsigned char *data = s_entry_data(en, e, &rc);
-    if (!data) return rc;
+    const unsigned char *data;
+    if ((rc = s_data(z, ei, &data, e, full)) != 0) return rc;
     ti->data = data + (size_t)t->offset * es;
     ti->nbytes = empty ? 0 : (size_t)(last - (uint64_t)t->offset + 1) * es;
     return 0;
@@ -738,11 +608,7 @@ static int s_cmp_idx_name(const void *a, const void *b, void *ctx)
 static void s_free(lf_torchzip_t *z)
 {
     if (!z) return;
-    for (size_t i = 0; i < z->n_entries; i++) {
-        free(z->entries[i].name);
-        free(z->entries[i].owned);
-    }
-    free(z->entries);
+    lf_zip_destroy(&z->zip);
     for (size_t i = 0; i < z->count; i++) free((char *)z->tensors[i].name);
     free(z->tensors);
     free(z->by_name);
@@ -758,24 +624,29 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
     lf_torchzip_t *z = calloc(1, sizeof *z);
     if (!z) return s_fail(&e, LF_ENOMEM, NULL, "out of memory");
     s_vm_t vm = {.e = &e};
-    int rc = s_zip_read(z, buf, len, &e);
-    s_entry_t *pkl = NULL;
-    for (size_t k = 0; rc == 0 && k < z->n_entries; k++) {
-        size_t l = strlen(z->entries[k].name);
-        const char *sl = strchr(z->entries[k].name, '/');
-        if (l >= 9 && strcmp(z->entries[k].name + l - 9, "/data.pkl") == 0 && sl == z->entries[k].name + l - 9) {
-            if (pkl) rc = s_fail(&e, LF_EFORMAT, NULL, "more than one data.pkl");
-            pkl = &z->entries[k];
+    char zerr[256];
+    int rc = lf_zip_parse(&z->zip, buf, len, zerr, sizeof zerr);
+    if (rc != 0) s_fail(&e, rc, NULL, "%s", zerr);
+    size_t pkl = SIZE_MAX;
+    for (size_t k = 0; rc == 0 && k < lf_zip_count(z->zip); k++) {
+        const char *nm = lf_zip_name(z->zip, k);
+        size_t l = strlen(nm);
+        const char *sl = strchr(nm, '/');
+        if (l >= 9 && strcmp(nm + l - 9, "/data.pkl") == 0 && sl == nm + l - 9) {
+            if (pkl != SIZE_MAX) rc = s_fail(&e, LF_EFORMAT, NULL, "more than one data.pkl");
+            pkl = k;
         }
-        if (l >= 10 && strcmp(z->entries[k].name + l - 10, "/byteorder") == 0 && z->entries[k].size >= 3) {
-            const unsigned char *bo = s_entry_data(&z->entries[k], &e, &rc);
-            if (bo && memcmp(bo, "big", 3) == 0) rc = s_fail(&e, LF_EUNSUPPORTED, NULL, "big-endian checkpoint");
+        if (l >= 10 && strcmp(nm + l - 10, "/byteorder") == 0 && lf_zip_size(z->zip, k) >= 3) {
+            const unsigned char *bo;
+            if ((rc = s_data(z, k, &bo, &e, NULL)) == 0 && memcmp(bo, "big", 3) == 0)
+                rc = s_fail(&e, LF_EUNSUPPORTED, NULL, "big-endian checkpoint");
         }
     }
-    if (rc == 0 && !pkl) rc = s_fail(&e, LF_EFORMAT, NULL, "no <archive>/data.pkl (legacy non-zip checkpoints are not supported)");
+    if (rc == 0 && pkl == SIZE_MAX) rc = s_fail(&e, LF_EFORMAT, NULL, "no <archive>/data.pkl (legacy non-zip checkpoints are not supported)");
     s_val_t *root = NULL;
     const unsigned char *pd = NULL;
-    if (rc == 0 && (pd = s_entry_data(pkl, &e, &rc)) != NULL) rc = s_run_pickle(&vm, pd, (size_t)pkl->size, &root);
+    if (rc == 0 && (rc = s_data(z, pkl, &pd, &e, NULL)) == 0)
+        rc = s_run_pickle(&vm, pd, (size_t)lf_zip_size(z->zip, pkl), &root);
     if (rc == 0 && root->type != V_DICT) rc = s_fail(&e, LF_EFORMAT, NULL, "top-level object is not a dict");
     if (rc == 0) {
         for (size_t k = 0; k + 1 < root->n; k += 2)
