@@ -157,7 +157,8 @@ static void s_actor(zsock_t *pipe, void *args) {
         if (cmd && !strcmp(cmd, "RUN")) {
             zframe_t *f = zmsg_pop(m);
             lf_msg_t *assign = NULL;
-            if (f && zframe_size(f) == sizeof assign) memcpy(&assign, zframe_data(f), sizeof assign);
+            if (f && zframe_size(f) == sizeof assign)
+                memcpy(&assign, zframe_data(f), sizeof assign);
             zframe_destroy(&f);
             if (assign) {
                 s_run(self, pipe, assign);

@@ -224,9 +224,8 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state) {
     s_state_t *s = calloc(1, sizeof *s);
     if (!s) return LF_ENOMEM;
     s->preview_every = env ? env->preview_every : 0;
-    s->delay_cap_ms = env && env->step_delay_max_ms && env->step_delay_max_ms < LF_DIAGNOSTIC_MAX_DELAY_MS
-                          ? env->step_delay_max_ms
-                          : LF_DIAGNOSTIC_MAX_DELAY_MS;
+    uint32_t cap = env ? env->step_delay_max_ms : 0;
+    s->delay_cap_ms = cap && cap < LF_DIAGNOSTIC_MAX_DELAY_MS ? cap : LF_DIAGNOSTIC_MAX_DELAY_MS;
     *state = s;
     return 0;
 }
@@ -362,7 +361,8 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     if (rc) return rc;
     const uint32_t steps = p->steps, batch = p->batch_size ? p->batch_size : 1;
     const uint32_t every = st->preview_every;
-    const uint32_t delay = p->step_delay_ms < st->delay_cap_ms ? p->step_delay_ms : st->delay_cap_ms;
+    const uint32_t delay =
+        p->step_delay_ms < st->delay_cap_ms ? p->step_delay_ms : st->delay_cap_ms;
 
     if (s_cancelled(job)) return LF_ECANCELED;
     for (uint32_t s = 1; s <= steps; s++) {

@@ -513,7 +513,8 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
             }
         }
         if (self->stopping && !self->busy) {
-            if (!s_any_pending(self)) break;
+            /* A second signal means "now": no waiting for a broker. */
+            if (!s_any_pending(self) || seen_signals >= 2) break;
             if (!self->stop_deadline) self->stop_deadline = now + self->drain_ms;
             if (now >= self->stop_deadline) {
                 bool unsent = false;

@@ -158,7 +158,8 @@ static int s_next(s_broker_t *b, int timeout_ms, lf_msg_t *out) {
 /* Next message, which must be of `type`. */
 static void s_expect(s_broker_t *b, lf_msg_type_t type, int timeout_ms, lf_msg_t *out) {
     lf_msg_t m = {0};
-    if (s_next(b, timeout_ms, &m)) fail_msg("no %s within %d ms", lf_msg_type_name(type), timeout_ms);
+    if (s_next(b, timeout_ms, &m))
+        fail_msg("no %s within %d ms", lf_msg_type_name(type), timeout_ms);
     if (m.type != type)
         fail_msg("expected %s, got %s (code %d %s)", lf_msg_type_name(type),
                  lf_msg_type_name(m.type), m.code, m.message ? m.message : "");
