@@ -1,0 +1,95 @@
+/* lf_model: a diffusion model assembled from parts — text encoder(s),
+ * denoiser, VAE and an optional preview decoder — described per family.
+ *
+ * This is the contract between the networks (CLIP, UNet, VAE, TAESD, built
+ * from kernels/ ops) and the pipeline (tokenize → encode → sample → decode).
+ * A new family (SDXL, Flux) adds a family description, its networks and a
+ * key map; the pipeline code does not change.
+ *
+ * Layouts: latents and images are PyTorch NCHW float32 in host memory
+ * (x[b][c][y][x]); images are in [-1, 1] (VAE convention). Text conditioning
+ * is [batch][tokens][dim] float32.
+ *
+ * Threading: a model is used by one thread at a time (it owns its backend
+ * graphs and activation arenas). Weights stay resident between calls; no
+ * call allocates per step once a shape has been planned (the first call at a
+ * new shape plans, later calls reuse). */
+#ifndef LF_MODEL_H
+#define LF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_backend.h"
+
+typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
+typedef enum { LF_PRED_EPS = 0, LF_PRED_V } lf_prediction_t;
+
+typedef struct lf_model lf_model_t;
+
+typedef struct {
+    lf_backend_t *backend;     /* borrowed; NULL = the CPU backend */
+    const char *vae_path;      /* optional separate VAE file; overrides the checkpoint's */
+    const char *taesd_path;    /* optional TAESD-family preview decoder (.safetensors/.pth) */
+    int weight_type;           /* lf_type_t to keep weights in: -1 = as stored (f16 stays f16) */
+    lf_prediction_t prediction;/* used when the checkpoint does not say (default eps) */
+} lf_model_opts_t;
+
+/* What the pipeline needs to know about a loaded model. */
+typedef struct {
+    lf_family_t family;
+    lf_prediction_t prediction;
+    int latent_channels;       /* 4 for SD1.5 */
+    int vae_scale;             /* 8: pixels per latent */
+    float scaling_factor;      /* 0.18215 for SD1.5 (or from the checkpoint's metadata) */
+    int text_dim;              /* 768 for SD1.5 */
+    int text_tokens;           /* 77 */
+    int has_preview;           /* a TAESD decoder is loaded */
+    const char *tokenizer_dir; /* diffusers tokenizer/ folder if the model has one, else NULL */
+} lf_model_desc_t;
+
+/* Family from tensor names only (never the file name): inspect-friendly. */
+lf_family_t lf_model_detect_family(const char *const *names, size_t n);
+const char *lf_family_name(lf_family_t f); /* "sd15", "sdxl", "flux", "unknown" */
+
+/* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the
+ * restricted torch-zip reader) or a diffusers folder. On failure returns a
+ * negative LF_E* code and writes a reason naming the file and, where it
+ * applies, the tensor into err. *out: caller owns (lf_model_destroy). */
+int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
+                  size_t errlen);
+void lf_model_destroy(lf_model_t **self_p);
+const lf_model_desc_t *lf_model_desc(const lf_model_t *self);
+
+/* Text encoder: ids[n_chunks][77] (BOS ... EOS padding, from the tokenizer),
+ * weights[n_chunks][77] per-token emphasis (A1111: hidden states multiplied
+ * by the weight, then rescaled so the chunk's mean is unchanged; NULL = all
+ * 1), clip_skip (1 = last layer, 2 = penultimate + final layer norm, as
+ * A1111). out: [n_chunks * 77][text_dim] (chunks concatenated). */
+int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
+                         size_t n_chunks, int clip_skip, float *out);
+
+/* Denoiser: x [batch][C][h][w] latents (already scaled by the sampler's
+ * c_in), t[batch] timesteps (float, the discrete-schedule index space),
+ * cond [batch][cond_len][text_dim]. out: the model output (eps or v) with
+ * x's shape. */
+int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
+                     const float *cond, int cond_len, float *out);
+
+/* VAE: z [batch][C][h][w] UNSCALED latents (the caller divides by
+ * scaling_factor) -> img [batch][3][h*8][w*8] in [-1, 1]. tile > 0 decodes
+ * in tiles of that many latent pixels (with overlap) to bound memory. */
+int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
+                        float *img);
+/* img [batch][3][H][W] in [-1, 1] -> mean [batch][C][H/8][W/8] (unscaled;
+ * the latent distribution's mean, as diffusers' .latent_dist.mode()). */
+int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
+                        float *mean);
+
+/* Preview: z [C][h][w] (one image, unscaled latents) -> rgb8 [h*8][w*8][3]
+ * with the TAESD decoder when loaded, else a cheap linear latent-to-RGB
+ * approximation at [h][w] (then *out_w = w, *out_h = h). */
+int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
+                     int *out_h);
+
+#endif
