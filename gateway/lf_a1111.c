@@ -1,0 +1,451 @@
+/* lf_a1111: the AUTOMATIC1111-compatible subset (/sdapi/v1/...), so existing
+ * A1111 clients work unchanged. txt2img/img2img block until the job ends,
+ * without holding a thread: submit (suspended until ACCEPTED), subscribe a
+ * waiter to the job's events (suspended until done/failed/cancelled or the
+ * sync timeout), then read the images from Redis and answer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_b64.h"
+#include "lf_error.h"
+#include "lf_gateway_impl.h"
+#include "lf_id.h"
+#include "lf_log.h"
+
+/* ---- the A1111 jobs in flight ---- */
+
+static void s_active_add(lf_gateway_t *gw, const char *id) {
+    pthread_mutex_lock(&gw->a_mu);
+    if (gw->n_a_jobs < LF__A1111_MAX) snprintf(gw->a_jobs[gw->n_a_jobs++], 64, "%s", id);
+    pthread_mutex_unlock(&gw->a_mu);
+}
+
+static void s_active_del(lf_gateway_t *gw, const char *id) {
+    pthread_mutex_lock(&gw->a_mu);
+    for (int i = 0; i < gw->n_a_jobs; i++)
+        if (!strcmp(gw->a_jobs[i], id)) {
+            memmove(gw->a_jobs[i], gw->a_jobs[i + 1], (size_t)(gw->n_a_jobs - i - 1) * 64);
+            gw->n_a_jobs--;
+            break;
+        }
+    pthread_mutex_unlock(&gw->a_mu);
+}
+
+/* ---- the waiter (hub thread) ---- */
+
+static int s_wait_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t now) {
+    (void)hub_ud;
+    lf_req_t *req = arg;
+    lf__rstate_t *st = lf_req_state(req);
+    if (atomic_load(&st->abandoned)) return LF_HUB_DROP;
+    if (ev) {
+        if (ev->event == LF_EV_DONE || ev->event == LF_EV_FAILED || ev->event == LF_EV_CANCELLED) {
+            atomic_store(&st->waited, 1);
+            lf_req_wake(req);
+            return LF_HUB_DROP;
+        }
+        return LF_HUB_KEEP;
+    }
+    if (now >= st->deadline_ms) { /* also the hub's final tick (INT64_MAX) */
+        atomic_store(&st->waited, 2);
+        lf_req_wake(req);
+        return LF_HUB_DROP;
+    }
+    return LF_HUB_KEEP;
+}
+
+static void s_wait_release(void *arg) {
+    lf_req_t *req = arg;
+    lf_req_unref(&req);
+}
+
+static bool s_terminal(lf_job_status_t s) { return s == LF_JOB_DONE || s == LF_JOB_FAILED || s == LF_JOB_CANCELLED; }
+
+/* ---- txt2img / img2img ---- */
+
+static json_t *s_info(const lf_job_view_t *v, const lf_job_request_t *jr) {
+    const lf_job_params_t *p = &v->params;
+    json_t *seeds = json_array(), *prompts = json_array(), *negs = json_array(), *subs = json_array(), *infot = json_array();
+    for (uint32_t i = 0; i < v->n_images; i++) {
+        int64_t seed = v->seeds ? v->seeds[i] : p->seed + i;
+        json_array_append_new(seeds, json_integer(seed));
+        json_array_append_new(subs, json_integer(-1));
+        json_array_append_new(prompts, json_string(p->prompt ? p->prompt : ""));
+        json_array_append_new(negs, json_string(p->negative_prompt ? p->negative_prompt : ""));
+        char line[1024];
+        snprintf(line, sizeof line, "%s\nNegative prompt: %s\nSteps: %u, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %lld, Size: %ux%u, Model: %s",
+                 p->prompt ? p->prompt : "", p->negative_prompt ? p->negative_prompt : "", p->steps,
+                 p->sampler ? p->sampler : "", p->scheduler ? p->scheduler : "", p->cfg_scale, (long long)seed,
+                 p->width, p->height, p->model ? p->model : "");
+        json_array_append_new(infot, json_string(line));
+    }
+    (void)jr;
+    json_t *j = json_pack("{s:s,s:o,s:s,s:o,s:I,s:o,s:I,s:o,s:f,s:i,s:i,s:s,s:f,s:i,s:i,s:s,s:s,s:i,s:o,s:s,s:i,s:b}",
+                          "prompt", p->prompt ? p->prompt : "", "all_prompts", prompts, "negative_prompt",
+                          p->negative_prompt ? p->negative_prompt : "", "all_negative_prompts", negs, "seed",
+                          (json_int_t)(v->seeds && v->n_images ? v->seeds[0] : p->seed), "all_seeds", seeds, "subseed",
+                          (json_int_t)-1, "all_subseeds", subs, "subseed_strength", 0.0, "width", (json_int_t)p->width,
+                          "height", (json_int_t)p->height, "sampler_name", p->sampler ? p->sampler : "", "cfg_scale",
+                          p->cfg_scale, "steps", (json_int_t)p->steps, "batch_size", (json_int_t)p->batch_size,
+                          "sd_model_name", p->model ? p->model : "", "job_id", v->id ? v->id : "", "clip_skip",
+                          (json_int_t)p->clip_skip, "infotexts", infot, "scheduler", p->scheduler ? p->scheduler : "",
+                          "n_iter", (json_int_t)1, "is_using_inpainting_conditioning", 0);
+    if (j && !strcmp(p->mode ? p->mode : "", "img2img")) json_object_set_new(j, "denoising_strength", json_real(p->denoise));
+    if (j && v->status == LF_JOB_CANCELLED) json_object_set_new(j, "interrupted", json_true());
+    if (j && v->info_json) {
+        json_t *x = json_loads(v->info_json, 0, NULL);
+        if (x) json_object_set_new(j, "extra_generation_params", x);
+    }
+    return j;
+}
+
+static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_t *stt, lf_job_view_t *v) {
+    s_active_del(gw, st->job_id);
+    if (v->status == LF_JOB_FAILED)
+        return lf__json(req, 500, json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "error", "GenerationFailed", "detail",
+                                            v->message ? v->message : "", "errors", v->message ? v->message : "",
+                                            "error_detail", "code", lf_err_name(v->code), "message",
+                                            v->message ? v->message : "", "field", ""));
+    json_t *images = json_array();
+    if (st->jr.send_images && v->status == LF_JOB_DONE) {
+        for (uint32_t i = 0; i < v->n_images; i++) {
+            uint8_t *png = NULL;
+            size_t len = 0;
+            int rc = lf_store_image_get(stt, st->job_id, i, &png, &len);
+            if (rc) {
+                json_decref(images);
+                return lf__err_code(req, rc, "result image");
+            }
+            char *b64 = lf_b64_encode(png, len);
+            free(png);
+            if (!b64) {
+                json_decref(images);
+                return lf__err(req, 500, "internal", "", "out of memory");
+            }
+            json_array_append_new(images, json_string(b64));
+            free(b64);
+        }
+    }
+    json_t *params = json_deep_copy(st->body);
+    if (json_object_get(params, "init_images")) json_object_set_new(params, "init_images", json_null());
+    json_t *info = s_info(v, &st->jr);
+    char *info_txt = info ? json_dumps(info, JSON_COMPACT) : NULL;
+    json_decref(info);
+    json_t *out = json_pack("{s:o,s:o,s:s}", "images", images, "parameters", params ? params : json_object(), "info",
+                            info_txt ? info_txt : "{}");
+    free(info_txt);
+    return lf__json(req, 200, out);
+}
+
+static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool img2img) {
+    if (st->stage == 0) {
+        st->body = lf__body_json(req);
+        if (!st->body) return LF_HTTP_DONE;
+        lf_store_t *stt = lf__store_get(gw);
+        if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+        lf_validate_ctx_t ctx;
+        char def[128];
+        lf__validate_ctx(gw, stt, &ctx, def, sizeof def);
+        char *opt = NULL, *optval = NULL;
+        if (lf_store_option_get(stt, "sd_model_checkpoint", &opt) == 0 && opt) {
+            json_t *o = json_loads(opt, JSON_DECODE_ANY, NULL);
+            if (json_is_string(o)) optval = strdup(json_string_value(o));
+            json_decref(o);
+            ctx.option_model = optval;
+        }
+        lf_verr_t e;
+        int rc = lf_validate_a1111(st->body, img2img, &ctx, &st->jr, &e);
+        free(opt);
+        free(optval);
+        if (rc) {
+            lf__store_put(gw, stt, 0);
+            return lf__verr(req, &e);
+        }
+        if (img2img) {
+            json_t *first = json_array_get(st->jr.init_images, 0);
+            uint8_t *bytes = NULL;
+            size_t len = 0;
+            rc = lf_b64_decode(json_string_value(first), json_string_length(first), (size_t)gw->upload_max_bytes, &bytes, &len);
+            if (rc) {
+                lf__store_put(gw, stt, 0);
+                return rc == LF_ETOOBIG ? lf__err(req, 413, "too_large", "init_images", "the init image is too large")
+                                        : lf__err(req, 400, "invalid_value", "init_images", "init_images[0] is not base64");
+            }
+            char id[64];
+            rc = lf__upload_store(gw, req, stt, bytes, len, "init_images", id, NULL);
+            free(bytes);
+            if (rc) {
+                lf__store_put(gw, stt, 0);
+                return LF_HTTP_DONE;
+            }
+            st->jr.params.init_image = strdup(id);
+        }
+        lf__store_put(gw, stt, 0);
+        st->img2img = img2img;
+        st->stage = 1;
+        return lf__submit(gw, req, st, NULL);
+    }
+    if (st->stage == 1) {
+        if (st->reply.code) return lf__err_code(req, st->reply.code, "submit");
+        snprintf(st->job_id, sizeof st->job_id, "%s", st->reply.job_id);
+        s_active_add(gw, st->job_id);
+        st->stage = 2;
+        /* Fall through to subscribe. */
+    }
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) {
+        s_active_del(gw, st->job_id);
+        return lf__err_code(req, LF_ECONN, "redis");
+    }
+    lf_job_view_t v = {0};
+    for (;;) {
+        if (st->stage == 2) { /* listen, then look: an end in between is not missed */
+            st->deadline_ms = st->deadline_ms ? st->deadline_ms : lf__mono_ms() + gw->sync_timeout_ms;
+            atomic_store(&st->waited, 0);
+            atomic_store(&st->abandoned, false);
+            lf_req_ref(req);
+            if (lf_hub_subscribe(gw->hub, st->job_id, s_wait_on_event, s_wait_release, req) != 0) {
+                lf__store_put(gw, stt, 0);
+                s_active_del(gw, st->job_id);
+                return lf__err_code(req, LF_ECANCELED, "wait");
+            }
+            st->stage = 3;
+        }
+        int rc = lf_store_job_get(stt, st->job_id, &v);
+        if (rc) {
+            atomic_store(&st->abandoned, true);
+            lf__store_put(gw, stt, rc);
+            s_active_del(gw, st->job_id);
+            return lf__err_code(req, rc, "job");
+        }
+        if (s_terminal(v.status)) {
+            atomic_store(&st->abandoned, true);
+            int ans = s_finish(gw, req, st, stt, &v);
+            lf_job_view_clear(&v);
+            lf__store_put(gw, stt, 0);
+            return ans;
+        }
+        lf_job_view_clear(&v);
+        int w = atomic_load(&st->waited);
+        if (w == 2) {
+            lf__store_put(gw, stt, 0);
+            s_active_del(gw, st->job_id);
+            return lf__err(req, 504, "timeout", "", "job %s did not finish within %lld s", st->job_id,
+                           (long long)(gw->sync_timeout_ms / 1000));
+        }
+        if (w == 1) { /* the event came before Redis showed it: listen again */
+            st->stage = 2;
+            continue;
+        }
+        lf__store_put(gw, stt, 0);
+        return LF_HTTP_PENDING;
+    }
+}
+
+/* ---- progress, interrupt ---- */
+
+static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
+    char id[64] = "";
+    int n;
+    pthread_mutex_lock(&gw->a_mu);
+    n = gw->n_a_jobs;
+    if (n) snprintf(id, sizeof id, "%s", gw->a_jobs[0]);
+    pthread_mutex_unlock(&gw->a_mu);
+    double progress = 0, eta = 0;
+    uint32_t step = 0, steps = 0;
+    json_t *current = json_null();
+    if (id[0]) {
+        lf_store_t *stt = lf__store_get(gw);
+        lf_job_view_t v = {0};
+        if (stt && lf_store_job_get(stt, id, &v) == 0) {
+            step = v.step;
+            steps = v.steps ? v.steps : v.params.steps;
+            progress = steps ? (double)step / steps : 0;
+            if (v.status == LF_JOB_RUNNING && step && v.started_ms) {
+                double elapsed = (double)(lf__now_ms_wall() - v.started_ms) / 1000.0;
+                eta = elapsed / step * (steps - step);
+            }
+            const char *skip = lf_req_query(req, "skip_current_image");
+            if (!(skip && (!strcmp(skip, "true") || !strcmp(skip, "1")))) {
+                uint8_t *pv = NULL;
+                size_t len = 0;
+                if (lf_store_preview_get(stt, id, &pv, &len) == 0) {
+                    char *b64 = lf_b64_encode(pv, len);
+                    if (b64) {
+                        current = json_string(b64);
+                        free(b64);
+                    }
+                    free(pv);
+                }
+            }
+        }
+        lf_job_view_clear(&v);
+        lf__store_put(gw, stt, 0);
+    }
+    json_t *state = json_pack("{s:b,s:b,s:s,s:i,s:s,s:i,s:i,s:i}", "skipped", 0, "interrupted", 0, "job",
+                              id[0] ? id : "", "job_count", (json_int_t)n, "job_timestamp", "0", "job_no",
+                              (json_int_t)0, "sampling_step", (json_int_t)step, "sampling_steps", (json_int_t)steps);
+    return lf__json(req, 200, json_pack("{s:f,s:f,s:o,s:o,s:n}", "progress", progress, "eta_relative", eta, "state",
+                                        state, "current_image", current, "textinfo"));
+}
+
+static int s_interrupt(lf_gateway_t *gw, lf_req_t *req) {
+    char ids[LF__A1111_MAX][64];
+    int n;
+    pthread_mutex_lock(&gw->a_mu);
+    n = gw->n_a_jobs;
+    memcpy(ids, gw->a_jobs, (size_t)n * 64);
+    pthread_mutex_unlock(&gw->a_mu);
+    for (int i = 0; i < n; i++) lf__cancel(gw, NULL, NULL, ids[i]);
+    return lf__json(req, 200, json_object());
+}
+
+/* ---- lists and options ---- */
+
+static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *models = NULL;
+    lf__models(gw, stt, NULL, 0, &models);
+    lf__store_put(gw, stt, 0);
+    json_t *out = json_array();
+    bool have_diag = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(models, i, m) {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        if (!strcmp(name, "lf-diagnostic")) have_diag = true;
+        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", name, "model_name", name, "hash",
+                                             "sha256", "filename", name, "config"));
+    }
+    if (!have_diag)
+        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", "lf-diagnostic", "model_name",
+                                             "lf-diagnostic", "hash", "sha256", "filename", "lf-diagnostic", "config"));
+    json_decref(models);
+    return lf__json(req, 200, out);
+}
+
+static int s_samplers(lf_req_t *req) {
+    size_t n;
+    const lf_sampler_name_t *t = lf_validate_samplers(&n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *aliases = json_pack("[s]", t[i].name);
+        if (t[i].alias) json_array_append_new(aliases, json_string(t[i].alias));
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:{}}", "name", t[i].a1111, "aliases", aliases, "options"));
+    }
+    return lf__json(req, 200, arr);
+}
+
+static int s_schedulers(lf_req_t *req) {
+    size_t n;
+    const char *const *t = lf_validate_schedulers(&n);
+    const char *const *a = lf_validate_schedulers_a1111(NULL);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:n,s:i,s:b}", "name", t[i], "label", a[i], "aliases",
+                                             "default_rho", (json_int_t)-1, "need_inner_model", 0));
+    return lf__json(req, 200, arr);
+}
+
+/* Options are stored as JSON text per key; "__keys" lists the keys set. */
+static int s_options_get(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    char def[128];
+    lf__models(gw, stt, def, sizeof def, NULL);
+    json_t *out = json_pack("{s:s,s:s,s:i,s:s,s:b,s:i,s:i}", "sd_model_checkpoint", def, "sd_vae", "Automatic",
+                            "CLIP_stop_at_last_layers", (json_int_t)1, "samples_format", "png", "save_images_add_number",
+                            1, "eta_noise_seed_delta", (json_int_t)0, "jpeg_quality", (json_int_t)80);
+    char *keys_txt = NULL;
+    int rc = lf_store_option_get(stt, "__keys", &keys_txt);
+    if (rc == 0 && keys_txt) {
+        json_t *keys = json_loads(keys_txt, 0, NULL);
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k) {
+            char *val = NULL;
+            if (json_is_string(k) && lf_store_option_get(stt, json_string_value(k), &val) == 0 && val) {
+                json_t *v = json_loads(val, JSON_DECODE_ANY, NULL);
+                if (v) json_object_set_new(out, json_string_value(k), v);
+            }
+            free(val);
+        }
+        json_decref(keys);
+    }
+    free(keys_txt);
+    lf__store_put(gw, stt, 0);
+    return lf__json(req, 200, out);
+}
+
+static int s_options_set(lf_gateway_t *gw, lf_req_t *req) {
+    json_t *body = lf__body_json(req);
+    if (!body) return LF_HTTP_DONE;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return lf__err(req, 400, "invalid_type", "", "the body must be a JSON object");
+    }
+    json_t *m = json_object_get(body, "sd_model_checkpoint");
+    if (m && !json_is_string(m)) {
+        json_decref(body);
+        return lf__err(req, 400, "invalid_type", "sd_model_checkpoint", "sd_model_checkpoint must be a string");
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strlen(key) > 128 || !strcmp(key, "__keys")) {
+            json_decref(body);
+            return lf__err(req, 400, "invalid_value", key, "option names are at most 128 characters");
+        }
+    }
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) {
+        json_decref(body);
+        return lf__err_code(req, LF_ECONN, "redis");
+    }
+    char *keys_txt = NULL;
+    json_t *keys = NULL;
+    if (lf_store_option_get(stt, "__keys", &keys_txt) == 0 && keys_txt) keys = json_loads(keys_txt, 0, NULL);
+    free(keys_txt);
+    if (!json_is_array(keys)) {
+        json_decref(keys);
+        keys = json_array();
+    }
+    int rc = 0;
+    json_object_foreach(body, key, v) {
+        char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        rc = txt ? lf_store_option_set(stt, key, txt) : LF_ENOMEM;
+        free(txt);
+        if (rc) break;
+        bool known = false;
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k) if (!strcmp(json_string_value(k), key)) known = true;
+        if (!known) json_array_append_new(keys, json_string(key));
+    }
+    if (!rc) {
+        char *txt = json_dumps(keys, JSON_COMPACT);
+        rc = txt ? lf_store_option_set(stt, "__keys", txt) : LF_ENOMEM;
+        free(txt);
+    }
+    json_decref(keys);
+    json_decref(body);
+    lf__store_put(gw, stt, rc);
+    if (rc) return lf__err_code(req, rc, "options");
+    return lf__json(req, 200, json_null());
+}
+
+int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    switch (st->m.route->id) {
+    case LF_ROUTE_A_TXT2IMG: return s_generate(gw, req, st, false);
+    case LF_ROUTE_A_IMG2IMG: return s_generate(gw, req, st, true);
+    case LF_ROUTE_A_PROGRESS: return s_progress(gw, req);
+    case LF_ROUTE_A_INTERRUPT: return s_interrupt(gw, req);
+    case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
+    case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
+    case LF_ROUTE_A_SCHEDULERS: return s_schedulers(req);
+    case LF_ROUTE_A_OPTIONS_GET: return s_options_get(gw, req);
+    case LF_ROUTE_A_OPTIONS_SET: return s_options_set(gw, req);
+    default: return lf__err(req, 404, "not_found", "", "no such endpoint");
+    }
+}

@@ -1,0 +1,661 @@
+/* lf_api: the native API handlers (/v1/...). Reads go to Redis through a
+ * pooled lf_store_t; submits and cancels go to a broker through the link
+ * (the request is suspended meanwhile); event streams are fed by the hub. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_b64.h"
+#include "lf_error.h"
+#include "lf_gateway_impl.h"
+#include "lf_id.h"
+#include "lf_image.h"
+#include "lf_log.h"
+
+/* ------------------------------------------------------------- job JSON */
+
+static json_t *s_params_json(const lf_job_params_t *p) {
+    json_t *j = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:i,s:i,s:f,s:I,s:s?,s:f,s:i,s:s?}",
+                          "model", p->model, "mode", p->mode, "prompt", p->prompt, "negative_prompt",
+                          p->negative_prompt, "sampler", p->sampler, "scheduler", p->scheduler, "width",
+                          (json_int_t)p->width, "height", (json_int_t)p->height, "steps",
+                          (json_int_t)p->steps, "batch_size", (json_int_t)p->batch_size, "cfg_scale",
+                          p->cfg_scale, "seed", (json_int_t)p->seed, "init_image", p->init_image,
+                          "denoise", p->denoise, "clip_skip", (json_int_t)p->clip_skip, "rng", p->rng);
+    if (j && p->step_delay_ms) json_object_set_new(j, "step_delay_ms", json_integer(p->step_delay_ms));
+    if (j && p->extra_json) {
+        json_t *x = json_loads(p->extra_json, 0, NULL);
+        if (x) json_object_set_new(j, "extra", x);
+    }
+    return j;
+}
+
+json_t *lf__job_json(const lf_job_view_t *v) {
+    json_t *j = json_object();
+    if (!j) return NULL;
+    json_object_set_new(j, "id", json_string(v->id ? v->id : ""));
+    json_object_set_new(j, "status", json_string(lf_job_status_name(v->status)));
+    json_object_set_new(j, "priority", json_string(lf_priority_name(v->priority)));
+    json_object_set_new(j, "attempts", json_integer(v->attempts));
+    json_object_set_new(j, "max_attempts", json_integer(v->max_attempts));
+    json_object_set_new(j, "worker", v->worker_id ? json_string(v->worker_id) : json_null());
+    json_object_set_new(j, "position", v->status == LF_JOB_QUEUED && v->position >= 0 ? json_integer(v->position) : json_null());
+    uint32_t steps = v->steps ? v->steps : v->params.steps;
+    double frac = v->status == LF_JOB_DONE ? 1.0 : steps ? (double)v->step / steps : 0.0;
+    json_object_set_new(j, "progress", json_pack("{s:i,s:i,s:f}", "step", (json_int_t)v->step, "steps",
+                                                 (json_int_t)steps, "fraction", frac));
+    json_object_set_new(j, "created_ms", json_integer(v->created_ms));
+    json_object_set_new(j, "started_ms", v->started_ms ? json_integer(v->started_ms) : json_null());
+    json_object_set_new(j, "finished_ms", v->finished_ms ? json_integer(v->finished_ms) : json_null());
+    json_object_set_new(j, "params", s_params_json(&v->params));
+    if (v->status == LF_JOB_DONE) {
+        json_t *imgs = json_array();
+        for (uint32_t i = 0; i < v->n_images; i++) {
+            char url[160];
+            snprintf(url, sizeof url, "/v1/images/%s-%u.png", v->id, i);
+            json_array_append_new(imgs, json_pack("{s:i,s:s,s:I,s:i,s:i}", "index", (json_int_t)i, "url", url,
+                                                  "seed", (json_int_t)(v->seeds ? v->seeds[i] : v->params.seed + i),
+                                                  "width", (json_int_t)v->params.width, "height",
+                                                  (json_int_t)v->params.height));
+        }
+        json_t *info = v->info_json ? json_loads(v->info_json, 0, NULL) : NULL;
+        json_object_set_new(j, "result", json_pack("{s:o,s:o}", "images", imgs, "info", info ? info : json_null()));
+    }
+    if (v->status == LF_JOB_FAILED || v->status == LF_JOB_CANCELLED) {
+        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code", v->code ? lf_err_name(v->code) : (v->status == LF_JOB_CANCELLED ? "LF_ECANCELED" : ""),
+                                                  "message", v->message ? v->message : (v->status == LF_JOB_CANCELLED ? "cancelled" : "")));
+    }
+    return j;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static int s_submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    if (st->stage == 1) {
+        if (st->reply.code) {
+            if (st->reply.code == LF_EINVAL || st->reply.code == LF_ENOTFOUND)
+                return lf__err(req, 400, "invalid_value", "", "the broker refused the job: %s",
+                               st->reply.message[0] ? st->reply.message : lf_strerror(st->reply.code));
+            return lf__err_code(req, st->reply.code, "submit");
+        }
+        char url[160], ev[180];
+        snprintf(url, sizeof url, "/v1/jobs/%s", st->reply.job_id);
+        snprintf(ev, sizeof ev, "/v1/jobs/%s/events", st->reply.job_id);
+        lf_req_add_header(req, "Location", url);
+        return lf__json(req, 202, json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:I}", "id", st->reply.job_id, "status", "queued",
+                                            "position", (json_int_t)st->reply.position, "duplicate",
+                                            st->reply.duplicate, "url", url, "events", ev, "seed",
+                                            (json_int_t)st->jr.params.seed));
+    }
+    json_t *body = lf__body_json(req);
+    if (!body) return LF_HTTP_DONE;
+    lf_store_t *stt = lf__store_get(gw);
+    lf_validate_ctx_t ctx;
+    char def[128];
+    lf__validate_ctx(gw, stt, &ctx, def, sizeof def);
+    lf__store_put(gw, stt, 0);
+    lf_verr_t e;
+    int rc = lf_validate_job(body, &ctx, &st->jr, &e);
+    json_decref(body);
+    if (rc) return lf__verr(req, &e);
+    const char *hdr = lf_req_header(req, "Idempotency-Key");
+    if (hdr && !st->jr.idem_key) {
+        if (!*hdr || strlen(hdr) > LF_V_NAME_MAX)
+            return lf__err(req, 400, "invalid_value", "Idempotency-Key", "the Idempotency-Key header must be 1..%d characters", LF_V_NAME_MAX);
+        st->jr.idem_key = strdup(hdr);
+    }
+    st->stage = 1;
+    return lf__submit(gw, req, st, st->jr.idem_key);
+}
+
+static int s_job_get(lf_gateway_t *gw, lf_req_t *req, const char *id) {
+    if (!lf_id_valid(id)) return lf__err(req, 404, "not_found", "id", "no job %s", id);
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    lf_job_view_t v = {0};
+    int rc = lf_store_job_get(stt, id, &v);
+    lf__store_put(gw, stt, rc);
+    if (rc) return rc == LF_ENOTFOUND ? lf__err(req, 404, "not_found", "id", "no job %s", id) : lf__err_code(req, rc, "job");
+    json_t *j = lf__job_json(&v);
+    lf_job_view_clear(&v);
+    return lf__json(req, 200, j);
+}
+
+static int s_job_cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    const char *id = st->m.params[0];
+    if (st->stage == 1) {
+        int c = st->reply.code;
+        if (c == 0) return lf__json(req, 202, json_pack("{s:s,s:s}", "id", id, "status", "cancelled"));
+        if (c == LF_ENOTFOUND) return lf__err(req, 404, "not_found", "id", "no job %s", id);
+        if (c == LF_ESTATE) return lf__err(req, 409, "conflict", "id", "job %s has already finished", id);
+        return lf__err_code(req, c, "cancel");
+    }
+    if (!lf_id_valid(id)) return lf__err(req, 404, "not_found", "id", "no job %s", id);
+    st->stage = 1;
+    return lf__cancel(gw, req, st, id);
+}
+
+static bool s_page(lf_req_t *req, size_t *offset, size_t *limit) {
+    const char *names[2] = {"offset", "limit"};
+    size_t *outs[2] = {offset, limit};
+    *offset = 0;
+    *limit = 50;
+    for (int i = 0; i < 2; i++) {
+        const char *q = lf_req_query(req, names[i]);
+        if (!q) continue;
+        char *end = NULL;
+        long long v = strtoll(q, &end, 10);
+        if (!*q || *end || v < (i ? 1 : 0) || v > (i ? 500 : 100000000)) {
+            lf__err(req, 400, "out_of_range", names[i], "%s must be an integer in %d..%d", names[i], i ? 1 : 0,
+                    i ? 500 : 100000000);
+            return false;
+        }
+        *outs[i] = (size_t)v;
+    }
+    return true;
+}
+
+static int s_list(lf_gateway_t *gw, lf_req_t *req, bool history) {
+    size_t off, lim;
+    if (!s_page(req, &off, &lim)) return LF_HTTP_DONE;
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    lf_job_view_t *vs = NULL;
+    size_t n = 0, total = 0;
+    int rc = history ? lf_store_history(stt, off, lim, &vs, &n, &total) : lf_store_jobs_list(stt, off, lim, &vs, &n, &total);
+    lf__store_put(gw, stt, rc);
+    if (rc) return lf__err_code(req, rc, history ? "history" : "queue");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, lf__job_json(&vs[i]));
+        lf_job_view_clear(&vs[i]);
+    }
+    free(vs);
+    return lf__json(req, 200, json_pack("{s:o,s:I,s:I,s:I}", "jobs", arr, "total", (json_int_t)total, "offset",
+                                        (json_int_t)off, "limit", (json_int_t)lim));
+}
+
+static int s_image(lf_gateway_t *gw, lf_req_t *req, const char *spec) {
+    /* {jobid}-{index} */
+    char id[64];
+    const char *dash = strrchr(spec, '-');
+    if (!dash || dash == spec || (size_t)(dash - spec) >= sizeof id || !dash[1])
+        return lf__err(req, 404, "not_found", "id", "no image %s", spec);
+    memcpy(id, spec, (size_t)(dash - spec));
+    id[dash - spec] = 0;
+    char *end = NULL;
+    unsigned long idx = strtoul(dash + 1, &end, 10);
+    if (*end || idx >= 1024 || !lf_id_valid(id)) return lf__err(req, 404, "not_found", "id", "no image %s", spec);
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = lf_store_image_get(stt, id, (uint32_t)idx, &png, &len);
+    lf__store_put(gw, stt, rc);
+    if (rc) return rc == LF_ENOTFOUND ? lf__err(req, 404, "not_found", "id", "no image %s", spec) : lf__err_code(req, rc, "image");
+    lf_req_add_header(req, "Cache-Control", "public, max-age=86400, immutable");
+    lf_req_respond_take(req, 200, "image/png", png, len);
+    return LF_HTTP_DONE;
+}
+
+static int s_preview(lf_gateway_t *gw, lf_req_t *req, const char *id) {
+    if (!lf_id_valid(id)) return lf__err(req, 404, "not_found", "id", "no job %s", id);
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = lf_store_preview_get(stt, id, &data, &len);
+    lf__store_put(gw, stt, rc);
+    if (rc) return rc == LF_ENOTFOUND ? lf__err(req, 404, "not_found", "id", "no preview for job %s", id) : lf__err_code(req, rc, "preview");
+    lf_image_info_t ii;
+    const char *mime = lf_image_probe(data, len, &ii) == 0 ? lf_image_format_mime(ii.format) : "application/octet-stream";
+    lf_req_add_header(req, "Cache-Control", "no-store");
+    lf_req_respond_take(req, 200, mime, data, len);
+    return LF_HTTP_DONE;
+}
+
+/* ------------------------------------------------------------------- SSE */
+
+typedef struct {
+    lf_stream_t *stream;
+    char job_id[64];
+} s_sse_t;
+
+static void s_sse_release(void *arg) {
+    s_sse_t *s = arg;
+    lf_stream_unref(&s->stream);
+    free(s);
+}
+
+static void s_sse_send(lf_stream_t *stream, const char *event, json_t *data) {
+    char *txt = json_dumps(data, JSON_COMPACT);
+    json_decref(data);
+    if (!txt) return;
+    size_t n = strlen(txt) + strlen(event) + 32;
+    char *buf = malloc(n);
+    if (buf) {
+        int k = snprintf(buf, n, "event: %s\ndata: %s\n\n", event, txt);
+        lf_stream_write(stream, buf, (size_t)k);
+        free(buf);
+    }
+    free(txt);
+}
+
+static bool s_terminal(lf_job_status_t s) { return s == LF_JOB_DONE || s == LF_JOB_FAILED || s == LF_JOB_CANCELLED; }
+
+/* The job's state as one event (the first of every stream). */
+static void s_sse_snapshot(lf_stream_t *stream, const lf_job_view_t *v) {
+    const char *ev = v->status == LF_JOB_QUEUED ? "queued" : v->status == LF_JOB_RUNNING ? (v->step ? "progress" : "started")
+                                                                                           : lf_job_status_name(v->status);
+    s_sse_send(stream, ev, lf__job_json(v));
+    if (s_terminal(v->status)) lf_stream_end(stream);
+}
+
+static int s_sse_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t now) {
+    lf_gateway_t *gw = hub_ud;
+    s_sse_t *s = arg;
+    if (lf_stream_closed(s->stream)) return LF_HUB_DROP;
+    if (!ev) {
+        if (now == INT64_MAX) {
+            lf_stream_end(s->stream);
+            return LF_HUB_DROP;
+        }
+        if (now - lf_stream_last_write_ms(s->stream) >= 15000) {
+            static const char hb[] = ": heartbeat\n\n";
+            lf_stream_write(s->stream, hb, sizeof hb - 1);
+        }
+        return LF_HUB_KEEP;
+    }
+    const char *name = lf_event_name(ev->event);
+    bool terminal = ev->event == LF_EV_DONE || ev->event == LF_EV_FAILED || ev->event == LF_EV_CANCELLED;
+    if (terminal) {
+        /* The full job (images, seeds) from Redis, as GET /v1/jobs/{id} shows it. */
+        if (!gw->hub_store) {
+            char err[128];
+            gw->hub_store = lf_store_new(&gw->sopts, err, sizeof err);
+        }
+        lf_job_view_t v = {0};
+        if (gw->hub_store && lf_store_job_get(gw->hub_store, s->job_id, &v) == 0 && s_terminal(v.status)) {
+            s_sse_send(s->stream, name, lf__job_json(&v));
+        } else {
+            s_sse_send(s->stream, name, json_pack("{s:s,s:s,s:i,s:s?}", "id", s->job_id, "status",
+                                                  lf_job_status_name(ev->status), "code", (json_int_t)ev->code,
+                                                  "message", ev->message));
+        }
+        lf_job_view_clear(&v);
+        lf_stream_end(s->stream);
+        return LF_HUB_DROP;
+    }
+    json_t *d = json_pack("{s:s,s:s,s:i,s:i,s:s?}", "id", s->job_id, "status", lf_job_status_name(ev->status), "step",
+                          (json_int_t)ev->step, "steps", (json_int_t)ev->steps, "worker", ev->worker_id);
+    if (ev->event == LF_EV_PREVIEW && ev->preview.len) {
+        lf_image_info_t ii;
+        const char *mime = lf_image_probe(ev->preview.data, ev->preview.len, &ii) == 0 ? lf_image_format_mime(ii.format) : "image/png";
+        char *b64 = lf_b64_encode(ev->preview.data, ev->preview.len);
+        if (b64) {
+            size_t n = strlen(b64) + 64;
+            char *uri = malloc(n);
+            if (uri) {
+                snprintf(uri, n, "data:%s;base64,%s", mime, b64);
+                json_object_set_new(d, "image", json_string(uri));
+                free(uri);
+            }
+            free(b64);
+        }
+    }
+    s_sse_send(s->stream, name, d);
+    return LF_HUB_KEEP;
+}
+
+static int s_events(lf_gateway_t *gw, lf_req_t *req, const char *id) {
+    if (!lf_id_valid(id)) return lf__err(req, 404, "not_found", "id", "no job %s", id);
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    lf_job_view_t v = {0};
+    int rc = lf_store_job_get(stt, id, &v);
+    if (rc) {
+        lf__store_put(gw, stt, rc);
+        return rc == LF_ENOTFOUND ? lf__err(req, 404, "not_found", "id", "no job %s", id) : lf__err_code(req, rc, "job");
+    }
+    lf_req_add_header(req, "Cache-Control", "no-cache");
+    lf_req_add_header(req, "X-Accel-Buffering", "no");
+    lf_stream_t *stream = lf_req_respond_stream(req, 200, "text/event-stream");
+    if (!stream) {
+        lf_job_view_clear(&v);
+        lf__store_put(gw, stt, 0);
+        return lf__err(req, 500, "internal", "", "out of memory");
+    }
+    static const char hello[] = "retry: 2000\n\n";
+    lf_stream_write(stream, hello, sizeof hello - 1);
+    s_sse_snapshot(stream, &v);
+    bool was_terminal = s_terminal(v.status);
+    lf_job_view_clear(&v);
+    if (!was_terminal) {
+        s_sse_t *s = calloc(1, sizeof *s);
+        if (s) {
+            lf_stream_ref(stream);
+            s->stream = stream;
+            snprintf(s->job_id, sizeof s->job_id, "%s", id);
+            if (lf_hub_subscribe(gw->hub, id, s_sse_on_event, s_sse_release, s) != 0) lf_stream_end(stream);
+        } else {
+            lf_stream_end(stream);
+        }
+        /* An end between the snapshot and the subscription would be missed:
+         * look again now that we listen. */
+        if (lf_store_job_get(stt, id, &v) == 0 && s_terminal(v.status) && !lf_stream_closed(stream)) {
+            s_sse_send(stream, lf_job_status_name(v.status), lf__job_json(&v));
+            lf_stream_end(stream);
+        }
+        lf_job_view_clear(&v);
+    }
+    lf__store_put(gw, stt, 0);
+    lf_stream_unref(&stream);
+    return LF_HTTP_DONE;
+}
+
+/* ---------------------------------------------------------------- uploads */
+
+/* The first file part of a multipart/form-data body (borrowed pointers). */
+static bool s_multipart_file(const char *ctype, const uint8_t *body, size_t len, const uint8_t **out, size_t *out_len) {
+    const char *b = strstr(ctype, "boundary=");
+    if (!b) return false;
+    b += 9;
+    char delim[200];
+    size_t bl = strcspn(b, ";");
+    if (*b == '"') {
+        b++;
+        bl = strcspn(b, "\"");
+    }
+    if (bl == 0 || bl > 150) return false;
+    int dl = snprintf(delim, sizeof delim, "--%.*s", (int)bl, b);
+    const uint8_t *p = memmem(body, len, delim, (size_t)dl);
+    while (p) {
+        p += dl;
+        if ((size_t)(body + len - p) < 2 || (p[0] == '-' && p[1] == '-')) return false;
+        const uint8_t *hend = memmem(p, (size_t)(body + len - p), "\r\n\r\n", 4);
+        if (!hend) return false;
+        const uint8_t *data = hend + 4;
+        char crlf_delim[210];
+        int cl = snprintf(crlf_delim, sizeof crlf_delim, "\r\n%s", delim);
+        const uint8_t *next = memmem(data, (size_t)(body + len - data), crlf_delim, (size_t)cl);
+        if (!next) return false;
+        /* A part with a filename, or named file/image, is the upload. */
+        size_t hl = (size_t)(hend - p);
+        if (memmem(p, hl, "filename=", 9) || memmem(p, hl, "name=\"file\"", 11) || memmem(p, hl, "name=\"image\"", 12)) {
+            *out = data;
+            *out_len = (size_t)(next - data);
+            return true;
+        }
+        p = next + 2;
+    }
+    return false;
+}
+
+static int s_upload(lf_gateway_t *gw, lf_req_t *req) {
+    size_t len;
+    const uint8_t *data = lf_req_body(req, &len);
+    const char *ct = lf_req_header(req, "Content-Type");
+    if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
+        if (!s_multipart_file(ct, data, len, &data, &len))
+            return lf__err(req, 400, "missing_field", "file", "no file part in the multipart body");
+    }
+    if (len == 0) return lf__err(req, 400, "missing_field", "file", "the body is empty; send the image bytes");
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    char id[64];
+    json_t *info = NULL;
+    int rc = lf__upload_store(gw, req, stt, data, len, "file", id, &info);
+    lf__store_put(gw, stt, rc);
+    if (rc) return LF_HTTP_DONE;
+    return lf__json(req, 201, info);
+}
+
+/* -------------------------------------------------------- models, workers */
+
+static int s_models(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    char def[128];
+    json_t *models = NULL;
+    lf__models(gw, stt, def, sizeof def, &models);
+    lf__store_put(gw, stt, 0);
+    return lf__json(req, 200, json_pack("{s:o,s:s}", "models", models, "default", def));
+}
+
+static int s_samplers(lf_req_t *req) {
+    size_t n;
+    const lf_sampler_name_t *t = lf_validate_samplers(&n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s?}", "name", t[i].name, "a1111", t[i].a1111, "alias", t[i].alias));
+    return lf__json(req, 200, json_pack("{s:o}", "samplers", arr));
+}
+
+static int s_schedulers(lf_req_t *req) {
+    size_t n;
+    const char *const *t = lf_validate_schedulers(&n);
+    const char *const *a = lf_validate_schedulers_a1111(NULL);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_pack("{s:s,s:s}", "name", t[i], "a1111", a[i]));
+    return lf__json(req, 200, json_pack("{s:o}", "schedulers", arr));
+}
+
+static json_t *s_strs(char *const *s, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (s[i]) json_array_append_new(a, json_string(s[i]));
+    return a;
+}
+
+static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    lf_worker_view_t *ws = NULL;
+    size_t n = 0;
+    int rc = lf_store_workers_list(stt, &ws, &n);
+    lf__store_put(gw, stt, rc);
+    if (rc) return lf__err_code(req, rc, "workers");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        json_t *models = json_array();
+        for (size_t k = 0; k < c->n_models; k++)
+            json_array_append_new(models, json_pack("{s:s?,s:s?}", "name", c->models[k].name, "kind", c->models[k].kind));
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
+                           "host", c->host, "pid", (json_int_t)c->pid, "device", "kind", c->device_kind, "name",
+                           c->device_name, "memory_bytes", (json_int_t)c->memory_bytes, "max_pixels",
+                           (json_int_t)c->max_pixels, "models", models, "resident", s_strs(c->resident, c->n_resident),
+                           "job", ws[i].job_id, "jobs_done", (json_int_t)ws[i].jobs_done, "seen_ms",
+                           (json_int_t)ws[i].seen_ms));
+        lf_worker_view_clear(&ws[i]);
+    }
+    free(ws);
+    return lf__json(req, 200, json_pack("{s:o,s:I}", "workers", arr, "count", (json_int_t)n));
+}
+
+/* ---------------------------------------------------------------- presets */
+
+static const char *const s_builtin[][2] = {
+    {"diagnostic", "{\"name\":\"diagnostic\",\"description\":\"The test card: fast, no model needed\",\"builtin\":true,"
+                   "\"params\":{\"model\":\"lf-diagnostic\",\"steps\":8,\"width\":256,\"height\":256}}"},
+    {"fast", "{\"name\":\"fast\",\"description\":\"Quick drafts\",\"builtin\":true,"
+             "\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"normal\",\"steps\":12,\"cfg_scale\":6,\"width\":512,\"height\":512}}"},
+    {"quality", "{\"name\":\"quality\",\"description\":\"Slower, finer detail\",\"builtin\":true,"
+                "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":30,\"cfg_scale\":7,\"width\":512,\"height\":512}}"},
+    {"portrait", "{\"name\":\"portrait\",\"description\":\"2:3 portrait\",\"builtin\":true,"
+                 "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":25,\"cfg_scale\":7,\"width\":512,\"height\":768}}"},
+};
+#define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
+
+static const char *s_builtin_get(const char *name) {
+    for (size_t i = 0; i < S_N_BUILTIN; i++)
+        if (!strcmp(s_builtin[i][0], name)) return s_builtin[i][1];
+    return NULL;
+}
+
+/* Check a preset body; returns the normalised preset (caller owns) or NULL
+ * having answered. */
+static json_t *s_preset_check(lf_req_t *req, const char *name_from_path) {
+    json_t *body = lf__body_json(req);
+    if (!body) return NULL;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        lf__err(req, 400, "invalid_type", "", "the body must be a JSON object");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "description") && strcmp(key, "params") && strcmp(key, "builtin")) {
+            lf__err(req, 400, "unknown_field", key, "unknown field '%.64s'", key);
+            json_decref(body);
+            return NULL;
+        }
+    }
+    json_t *name = json_object_get(body, "name");
+    if (name_from_path && !name) json_object_set_new(body, "name", json_string(name_from_path)), name = json_object_get(body, "name");
+    if (!json_is_string(name) || !lf_validate_preset_name(json_string_value(name))) {
+        lf__err(req, 400, name ? "invalid_value" : "missing_field", "name", "name must be 1..64 characters of A-Z a-z 0-9 _ . - (not starting with .)");
+        json_decref(body);
+        return NULL;
+    }
+    if (name_from_path && strcmp(json_string_value(name), name_from_path)) {
+        lf__err(req, 400, "invalid_value", "name", "the name in the body differs from the one in the path");
+        json_decref(body);
+        return NULL;
+    }
+    json_t *desc = json_object_get(body, "description");
+    if (desc && (!json_is_string(desc) || json_string_length(desc) > 1024)) {
+        lf__err(req, 400, "invalid_type", "description", "description must be a string of at most 1024 bytes");
+        json_decref(body);
+        return NULL;
+    }
+    json_t *params = json_object_get(body, "params");
+    if (!json_is_object(params)) {
+        lf__err(req, 400, params ? "invalid_type" : "missing_field", "params", "params must be an object of job fields");
+        json_decref(body);
+        return NULL;
+    }
+    /* The params must be a valid job body (a preset may leave the model out). */
+    lf_validate_ctx_t ctx = {.default_model = "lf-diagnostic", .random_seed = 0};
+    lf_job_request_t jr;
+    lf_verr_t e;
+    json_t *probe = json_deep_copy(params);
+    if (json_object_get(probe, "init_image")) json_object_del(probe, "init_image");
+    if (json_is_string(json_object_get(probe, "mode"))) json_object_del(probe, "mode");
+    int rc = lf_validate_job(probe, &ctx, &jr, &e);
+    json_decref(probe);
+    if (rc) {
+        char field[128];
+        snprintf(field, sizeof field, "params.%s", e.field);
+        lf__err(req, e.status, e.code, field, "%s", e.message);
+        json_decref(body);
+        return NULL;
+    }
+    lf_job_request_clear(&jr);
+    json_object_set_new(body, "builtin", json_false());
+    return body;
+}
+
+static int s_presets(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    const char *name = st->m.n_params ? st->m.params[0] : NULL;
+    lf_route_id_t r = st->m.route->id;
+    if (name && !lf_validate_preset_name(name)) return lf__err(req, 404, "not_found", "name", "no preset %s", name);
+    if (name && s_builtin_get(name) && r != LF_ROUTE_PRESET_GET)
+        return lf__err(req, 403, "forbidden", "name", "preset %s is built in and read-only", name);
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return lf__err_code(req, LF_ECONN, "redis");
+    int rc = 0, ans = LF_HTTP_DONE;
+    switch (r) {
+    case LF_ROUTE_PRESET_LIST: {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < S_N_BUILTIN; i++) json_array_append_new(arr, json_loads(s_builtin[i][1], 0, NULL));
+        char **names = NULL;
+        size_t n = 0;
+        rc = lf_store_preset_list(stt, &names, &n);
+        for (size_t i = 0; i < n; i++) {
+            char *txt = NULL;
+            if (!s_builtin_get(names[i]) && lf_store_preset_get(stt, names[i], &txt) == 0) {
+                json_t *p = json_loads(txt, 0, NULL);
+                if (p) json_array_append_new(arr, p);
+            }
+            free(txt);
+            free(names[i]);
+        }
+        free(names);
+        ans = rc ? (json_decref(arr), lf__err_code(req, rc, "presets")) : lf__json(req, 200, json_pack("{s:o}", "presets", arr));
+        break;
+    }
+    case LF_ROUTE_PRESET_GET: {
+        const char *b = s_builtin_get(name);
+        if (b) {
+            ans = lf__json(req, 200, json_loads(b, 0, NULL));
+            break;
+        }
+        char *txt = NULL;
+        rc = lf_store_preset_get(stt, name, &txt);
+        if (rc == LF_ENOTFOUND) ans = lf__err(req, 404, "not_found", "name", "no preset %s", name);
+        else if (rc) ans = lf__err_code(req, rc, "preset");
+        else lf_req_respond_take(req, 200, "application/json", txt, strlen(txt));
+        break;
+    }
+    case LF_ROUTE_PRESET_CREATE:
+    case LF_ROUTE_PRESET_PUT: {
+        json_t *p = s_preset_check(req, name);
+        if (!p) break;
+        const char *pn = json_string_value(json_object_get(p, "name"));
+        if (s_builtin_get(pn)) {
+            json_decref(p);
+            ans = lf__err(req, 409, "conflict", "name", "preset %s is built in", pn);
+            break;
+        }
+        if (r == LF_ROUTE_PRESET_CREATE) {
+            char *old = NULL;
+            if (lf_store_preset_get(stt, pn, &old) == 0) {
+                free(old);
+                json_decref(p);
+                ans = lf__err(req, 409, "conflict", "name", "preset %s exists; PUT /v1/presets/%s replaces it", pn, pn);
+                break;
+            }
+        }
+        char *txt = json_dumps(p, JSON_COMPACT);
+        rc = txt ? lf_store_preset_put(stt, pn, txt) : LF_ENOMEM;
+        free(txt);
+        ans = rc ? (json_decref(p), lf__err_code(req, rc, "preset")) : lf__json(req, r == LF_ROUTE_PRESET_CREATE ? 201 : 200, p);
+        break;
+    }
+    case LF_ROUTE_PRESET_DELETE:
+        rc = lf_store_preset_del(stt, name);
+        if (rc == LF_ENOTFOUND) ans = lf__err(req, 404, "not_found", "name", "no preset %s", name);
+        else if (rc) ans = lf__err_code(req, rc, "preset");
+        else lf_req_respond_static(req, 204, NULL, "", 0);
+        break;
+    default: break;
+    }
+    lf__store_put(gw, stt, rc);
+    return ans;
+}
+
+int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    switch (st->m.route->id) {
+    case LF_ROUTE_JOB_SUBMIT: return s_submit(gw, req, st);
+    case LF_ROUTE_JOB_LIST: return s_list(gw, req, false);
+    case LF_ROUTE_HISTORY: return s_list(gw, req, true);
+    case LF_ROUTE_JOB_GET: return s_job_get(gw, req, st->m.params[0]);
+    case LF_ROUTE_JOB_CANCEL: return s_job_cancel(gw, req, st);
+    case LF_ROUTE_JOB_EVENTS: return s_events(gw, req, st->m.params[0]);
+    case LF_ROUTE_JOB_PREVIEW: return s_preview(gw, req, st->m.params[0]);
+    case LF_ROUTE_IMAGE: return s_image(gw, req, st->m.params[0]);
+    case LF_ROUTE_UPLOAD: return s_upload(gw, req);
+    case LF_ROUTE_MODELS: return s_models(gw, req);
+    case LF_ROUTE_SAMPLERS: return s_samplers(req);
+    case LF_ROUTE_SCHEDULERS: return s_schedulers(req);
+    case LF_ROUTE_WORKERS: return s_workers(gw, req);
+    case LF_ROUTE_PRESET_LIST:
+    case LF_ROUTE_PRESET_CREATE:
+    case LF_ROUTE_PRESET_GET:
+    case LF_ROUTE_PRESET_PUT:
+    case LF_ROUTE_PRESET_DELETE: return s_presets(gw, req, st);
+    default: return lf__err(req, 404, "not_found", "", "no such endpoint");
+    }
+}

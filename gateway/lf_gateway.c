@@ -1,0 +1,522 @@
+/* lf_gateway: start-up, the dispatcher (route, auth, rate limit, static
+ * files), the Redis connection pool, shared answers and the async helpers
+ * (submit/cancel through the link). Handlers live in lf_api.c (native) and
+ * lf_a1111.c (A1111). */
+#include "lf_gateway_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lf_error.h"
+#include "lf_id.h"
+#include "lf_image.h"
+#include "lf_log.h"
+
+const double lf__hist_le[LF__HIST_N] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,   0.25,   1.0,   5.0,  INFINITY};
+
+int64_t lf__now_ms_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t lf__mono_ms(void) { return lf_http_now_us() / 1000; }
+
+int64_t lf__random_seed(void) {
+    uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) v = (uint32_t)lf_http_now_us();
+    return (int64_t)v;
+}
+
+/* ---------------------------------------------------------- store pool */
+
+lf_store_t *lf__store_get(lf_gateway_t *gw) {
+    pthread_mutex_lock(&gw->pool_mu);
+    lf_store_t *st = gw->n_pool ? gw->pool[--gw->n_pool] : NULL;
+    pthread_mutex_unlock(&gw->pool_mu);
+    if (st) return st;
+    char err[256] = "";
+    st = lf_store_new(&gw->sopts, err, sizeof err);
+    if (!st) lf_warn("redis: %s", err);
+    return st;
+}
+
+void lf__store_put(lf_gateway_t *gw, lf_store_t *st, int last_rc) {
+    (void)last_rc; /* the store reopens a failed connection on its next call */
+    if (!st) return;
+    pthread_mutex_lock(&gw->pool_mu);
+    if (gw->n_pool < LF__POOL_MAX) {
+        gw->pool[gw->n_pool++] = st;
+        st = NULL;
+    }
+    pthread_mutex_unlock(&gw->pool_mu);
+    lf_store_destroy(&st);
+}
+
+/* ------------------------------------------------------------- answers */
+
+int lf__json(lf_req_t *req, int status, json_t *j) {
+    char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (!txt) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"field\":\"\"}}";
+        lf_req_respond_static(req, 500, "application/json", oom, sizeof oom - 1);
+        return LF_HTTP_DONE;
+    }
+    lf_req_respond_take(req, status, "application/json", txt, strlen(txt));
+    return LF_HTTP_DONE;
+}
+
+int lf__err(lf_req_t *req, int status, const char *code, const char *field, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return lf__json(req, status,
+                    json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg, "field",
+                              field ? field : ""));
+}
+
+int lf__verr(lf_req_t *req, const lf_verr_t *e) {
+    return lf__err(req, e->status ? e->status : 400, e->code ? e->code : "invalid_value", e->field,
+                   "%s", e->message);
+}
+
+int lf__err_code(lf_req_t *req, int code, const char *what) {
+    switch (code) {
+    case LF_ENOTFOUND: return lf__err(req, 404, "not_found", "", "%s not found", what);
+    case LF_ESTATE: return lf__err(req, 409, "conflict", "", "%s: %s", what, lf_strerror(code));
+    case LF_EINVAL: return lf__err(req, 400, "invalid_value", "", "%s: %s", what, lf_strerror(code));
+    case LF_ETOOBIG:
+    case LF_ELIMIT: return lf__err(req, 413, "too_large", "", "%s: %s", what, lf_strerror(code));
+    case LF_ETIMEDOUT:
+    case LF_ECANCELED:
+    case LF_ECONN:
+    case LF_EREDIS:
+    case LF_EBUSY:
+    case LF_EAGAIN:
+        lf_req_add_header(req, "Retry-After", "1");
+        return lf__err(req, 503, "unavailable", "", "%s: %s", what, lf_strerror(code));
+    default: return lf__err(req, 500, "internal", "", "%s: %s", what, lf_strerror(code));
+    }
+}
+
+json_t *lf__body_json(lf_req_t *req) {
+    size_t len;
+    const uint8_t *b = lf_req_body(req, &len);
+    json_error_t e;
+    json_t *j = json_loadb((const char *)b, len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        lf__err(req, 400, "invalid_json", "", "the body is not valid JSON: %s (line %d, column %d)",
+                e.text, e.line, e.column);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---------------------------------------------------------------- models */
+
+void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models) {
+    int64_t now = lf__mono_ms();
+    pthread_mutex_lock(&gw->model_mu);
+    if (!gw->models || now - gw->models_at_ms > 2000) {
+        lf_worker_view_t *ws = NULL;
+        size_t n = 0;
+        if (st && lf_store_workers_list(st, &ws, &n) == 0) {
+            json_t *arr = json_array();
+            char def[128] = "";
+            for (size_t i = 0; i < n; i++) {
+                const lf_worker_caps_t *c = &ws[i].caps;
+                for (size_t k = 0; k < c->n_models; k++) {
+                    const char *name = c->models[k].name;
+                    if (!name) continue;
+                    if (!def[0] && !lf_validate_is_diagnostic(name)) snprintf(def, sizeof def, "%s", name);
+                    bool resident = false;
+                    for (size_t r = 0; r < c->n_resident; r++)
+                        if (c->resident[r] && !strcmp(c->resident[r], name)) resident = true;
+                    json_t *found = NULL, *m;
+                    size_t idx;
+                    json_array_foreach(arr, idx, m) if (!strcmp(json_string_value(json_object_get(m, "name")), name)) found = m;
+                    if (!found) {
+                        found = json_pack("{s:s,s:s,s:i,s:i}", "name", name, "kind",
+                                          c->models[k].kind ? c->models[k].kind : "", "workers", 0, "resident", 0);
+                        json_array_append_new(arr, found);
+                    }
+                    json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
+                    if (resident)
+                        json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
+                }
+            }
+            for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
+            free(ws);
+            json_decref(gw->models);
+            gw->models = arr;
+            if (strcmp(gw->default_model_cfg, "lf-diagnostic") != 0) /* set explicitly */
+                snprintf(gw->default_model, sizeof gw->default_model, "%s", gw->default_model_cfg);
+            else
+                snprintf(gw->default_model, sizeof gw->default_model, "%s", def[0] ? def : "lf-diagnostic");
+            gw->models_at_ms = now;
+        }
+    }
+    if (default_model)
+        snprintf(default_model, len, "%s", gw->default_model[0] ? gw->default_model : "lf-diagnostic");
+    if (models) *models = gw->models ? json_deep_copy(gw->models) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+}
+
+void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
+    lf__models(gw, st, buf, len, NULL);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->default_model = buf;
+    ctx->random_seed = lf__random_seed();
+}
+
+/* ------------------------------------------------------------ link glue */
+
+static void s_on_reply(void *arg, const lf_link_reply_t *reply) {
+    lf_req_t *req = arg;
+    lf__rstate_t *st = lf_req_state(req);
+    st->reply = *reply;
+    lf_req_wake(req);
+    lf_req_unref(&req);
+}
+
+static void s_on_reply_ignore(void *arg, const lf_link_reply_t *reply) {
+    (void)arg;
+    if (reply->code) lf_debug("cancel: %s", reply->message);
+}
+
+int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem) {
+    char gen[LF_ID_SIZE + 4];
+    if (!idem) { /* a retry on another broker must not queue the job twice */
+        char id[LF_ID_SIZE];
+        if (lf_id_new(id)) return lf__err(req, 500, "internal", "", "no random bytes");
+        snprintf(gen, sizeof gen, "gw-%s", id);
+        idem = gen;
+    }
+    lf_msg_t m = {.type = LF_MSG_SUBMIT, .priority = st->jr.priority, .ttl_s = st->jr.ttl_s,
+                  .idem_key = (char *)idem, .params = st->jr.params};
+    lf_req_ref(req);
+    int rc = lf_link_send(gw->link, &m, s_on_reply, req);
+    if (rc) {
+        lf_req_unref(&req);
+        return lf__err_code(req, rc, "submit");
+    }
+    return LF_HTTP_PENDING;
+}
+
+int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id) {
+    (void)st;
+    lf_msg_t m = {.type = LF_MSG_CANCEL, .job_id = (char *)job_id};
+    if (!req) return lf_link_send(gw->link, &m, s_on_reply_ignore, NULL);
+    lf_req_ref(req);
+    int rc = lf_link_send(gw->link, &m, s_on_reply, req);
+    if (rc) {
+        lf_req_unref(&req);
+        return lf__err_code(req, rc, "cancel");
+    }
+    return LF_HTTP_PENDING;
+}
+
+/* --------------------------------------------------------------- uploads */
+
+int lf__upload_store(lf_gateway_t *gw, lf_req_t *req, lf_store_t *stt, const uint8_t *data,
+                     size_t len, const char *field, char *id_out, json_t **info) {
+    if ((int64_t)len > gw->upload_max_bytes) {
+        lf__err(req, 413, "too_large", field, "the image is %zu bytes; the limit is %lld", len,
+                (long long)gw->upload_max_bytes);
+        return -1;
+    }
+    lf_image_info_t ii;
+    if (lf_image_probe(data, len, &ii) != 0) {
+        lf__err(req, 415, "unsupported_media_type", field, "not a PNG, JPEG or WebP image");
+        return -1;
+    }
+    /* The decompression-bomb check: from the header, before any decoding. */
+    if ((int64_t)ii.width * ii.height > gw->upload_max_pixels) {
+        lf__err(req, 413, "too_large", field, "the image is %ux%u; the limit is %lld pixels", ii.width,
+                ii.height, (long long)gw->upload_max_pixels);
+        return -1;
+    }
+    lf_image_limits_t lim = {.max_bytes = (size_t)gw->upload_max_bytes,
+                             .max_pixels = (uint64_t)gw->upload_max_pixels};
+    lf_image_t img = {0};
+    char err[200] = "";
+    int rc = lf_image_decode(data, len, &lim, &img, err, sizeof err);
+    lf_image_clear(&img);
+    if (rc == LF_ELIMIT || rc == LF_ETOOBIG) {
+        lf__err(req, 413, "too_large", field, "%s", err[0] ? err : lf_strerror(rc));
+        return -1;
+    }
+    if (rc) {
+        lf__err(req, 400, "invalid_value", field, "the image does not decode: %s", err[0] ? err : lf_strerror(rc));
+        return -1;
+    }
+    const char *mime = lf_image_format_mime(ii.format);
+    rc = lf_store_upload_put(stt, data, len, mime, ii.width, ii.height, (uint32_t)gw->upload_ttl_s, id_out);
+    if (rc) {
+        lf__err_code(req, rc, "upload");
+        return -1;
+    }
+    if (info)
+        *info = json_pack("{s:s,s:s,s:i,s:i,s:I}", "id", id_out, "mime", mime, "width", (json_int_t)ii.width,
+                          "height", (json_int_t)ii.height, "bytes", (json_int_t)len);
+    return 0;
+}
+
+/* ------------------------------------------------------------ static, misc */
+
+static int s_static(lf_gateway_t *gw, lf_req_t *req, const char *path) {
+    static const char nf[] = "not found\n";
+    if (!gw->have_web) return lf_req_respond_static(req, 404, "text/plain", nf, sizeof nf - 1), LF_HTTP_DONE;
+    if (!lf_routes_static_path_ok(path)) {
+        static const char bad[] = "bad path\n";
+        lf_req_respond_static(req, 400, "text/plain", bad, sizeof bad - 1);
+        return LF_HTTP_DONE;
+    }
+    char real[PATH_MAX];
+    int rc = lf_routes_static_resolve(gw->web_root, path, real, sizeof real);
+    if (rc == LF_EINVAL) {
+        static const char bad[] = "forbidden\n";
+        lf_req_respond_static(req, 403, "text/plain", bad, sizeof bad - 1);
+        return LF_HTTP_DONE;
+    }
+    int fd = rc == 0 ? open(real, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        if (fd >= 0) close(fd);
+        lf_req_respond_static(req, 404, "text/plain", nf, sizeof nf - 1);
+        return LF_HTTP_DONE;
+    }
+    const char *mime = lf_routes_mime(real);
+    lf_req_add_header(req, "Cache-Control", strncmp(mime, "text/html", 9) ? "max-age=300" : "no-cache");
+    lf_req_add_header(req, "X-Content-Type-Options", "nosniff");
+    lf_req_respond_fd(req, 200, mime, fd, (uint64_t)sb.st_size);
+    return LF_HTTP_DONE;
+}
+
+static int s_healthz(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *st = lf__store_get(gw);
+    double rtt = 0;
+    int rc = st ? lf_store_ping(st, &rtt) : LF_ECONN;
+    lf__store_put(gw, st, rc);
+    lf_link_stats_t ls;
+    lf_link_stats(gw->link, &ls);
+    return lf__json(req, rc ? 503 : 200,
+                    json_pack("{s:s,s:b,s:f,s:i,s:I}", "status", rc ? "degraded" : "ok", "redis", rc == 0,
+                              "redis_rtt_us", rtt, "brokers", (json_int_t)gw->n_brokers, "in_flight",
+                              (json_int_t)ls.in_flight));
+}
+
+/* Constant-time comparison of an offered key with the configured ones. */
+static bool s_key_ok(lf_gateway_t *gw, const char *key) {
+    if (!key) return false;
+    size_t kl = strlen(key);
+    bool ok = false;
+    for (size_t i = 0; i < gw->n_keys; i++) {
+        const char *k = gw->api_keys[i];
+        size_t l = strlen(k);
+        unsigned diff = (unsigned)(l ^ kl);
+        for (size_t j = 0; j < l; j++) diff |= (unsigned)(k[j] ^ (j < kl ? key[j] : 0));
+        ok |= diff == 0;
+    }
+    return ok;
+}
+
+static const char *s_offered_key(lf_req_t *req) {
+    const char *a = lf_req_header(req, "Authorization");
+    if (a && !strncasecmp(a, "Bearer ", 7)) return a + 7;
+    const char *x = lf_req_header(req, "X-API-Key");
+    if (x) return x;
+    return lf_req_query(req, "api_key");
+}
+
+static void s_state_free(void *p) {
+    lf__rstate_t *st = p;
+    lf_job_request_clear(&st->jr);
+    json_decref(st->body);
+    free(st);
+}
+
+static int s_handle(void *ud, lf_req_t *req) {
+    lf_gateway_t *gw = ud;
+    lf__rstate_t *st = lf_req_state(req);
+    if (st) { /* woken: continue where the handler left off */
+        const lf_route_t *r = st->m.route;
+        return r->id >= LF_ROUTE_A_TXT2IMG ? lf__a1111_handle(gw, req, st) : lf__api_handle(gw, req, st);
+    }
+    const char *method = lf_req_method(req), *path = lf_req_path(req);
+    if (gw->cors[0]) {
+        lf_req_add_header(req, "Access-Control-Allow-Origin", gw->cors);
+        if (!strcmp(method, "OPTIONS")) {
+            lf_req_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+            lf_req_add_header(req, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
+            lf_req_respond_static(req, 204, NULL, "", 0);
+            return LF_HTTP_DONE;
+        }
+    }
+    lf_route_match_t m;
+    if (!lf_routes_match(method, path, &m)) {
+        if (m.method_mismatch) {
+            lf_req_add_header(req, "Allow", m.allow);
+            return lf__err(req, 405, "method_not_allowed", "", "%s is not allowed on %s (allowed: %s)", method,
+                           path, m.allow);
+        }
+        if (lf_routes_is_api(path)) return lf__err(req, 404, "not_found", "", "no such endpoint: %s", path);
+        if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+            return lf__err(req, 405, "method_not_allowed", "", "%s is not allowed here", method);
+        return s_static(gw, req, path);
+    }
+    lf_req_set_tag(req, (int)m.route->id);
+    const char *key = NULL;
+    if (m.route->auth && gw->n_keys) {
+        key = s_offered_key(req);
+        if (!s_key_ok(gw, key)) {
+            lf_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"lightfarm\"");
+            return lf__err(req, 401, "unauthorized", "", key ? "the API key is not valid" : "an API key is required (Authorization: Bearer <key>)");
+        }
+    }
+    if (gw->rl && m.route->auth) {
+        int retry = 1;
+        if (!lf_ratelimit_take(gw->rl, key ? key : lf_req_client(req), lf__mono_ms(), &retry)) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", retry);
+            lf_req_add_header(req, "Retry-After", ra);
+            return lf__err(req, 429, "rate_limited", "", "too many requests; retry in %d s", retry);
+        }
+    }
+    switch (m.route->id) {
+    case LF_ROUTE_HEALTHZ: return s_healthz(gw, req);
+    case LF_ROUTE_METRICS: return lf__metrics(gw, req);
+    case LF_ROUTE_OPENAPI: {
+        extern const char lf_openapi_json[];
+        extern const size_t lf_openapi_json_len;
+        lf_req_respond_static(req, 200, "application/json", lf_openapi_json, lf_openapi_json_len);
+        return LF_HTTP_DONE;
+    }
+    default: break;
+    }
+    st = calloc(1, sizeof *st);
+    if (!st) return lf__err(req, 500, "internal", "", "out of memory");
+    st->gw = gw;
+    st->m = m;
+    lf_req_set_state(req, st, s_state_free);
+    return m.route->id >= LF_ROUTE_A_TXT2IMG ? lf__a1111_handle(gw, req, st) : lf__api_handle(gw, req, st);
+}
+
+static void s_done(void *ud, lf_req_t *req, int status, int64_t us) {
+    lf_gateway_t *gw = ud;
+    int tag = lf_req_tag(req);
+    if (tag < 0 || tag >= LF_ROUTE__COUNT) tag = 0;
+    int cls = status >= 100 && status < 600 ? status / 100 : 0;
+    atomic_fetch_add(&gw->req_by_class[tag][cls], 1);
+    double s = (double)us / 1e6;
+    for (int i = 0; i < LF__HIST_N; i++)
+        if (s <= lf__hist_le[i]) {
+            atomic_fetch_add(&gw->lat_bucket[tag][i], 1);
+            break;
+        }
+    atomic_fetch_add(&gw->lat_sum_us[tag], (uint64_t)us);
+    atomic_fetch_add(&gw->lat_count[tag], 1);
+}
+
+lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
+    lf_gateway_t *gw = calloc(1, sizeof *gw);
+    if (!gw) return NULL;
+    err[0] = 0;
+    pthread_mutex_init(&gw->pool_mu, NULL);
+    pthread_mutex_init(&gw->model_mu, NULL);
+    pthread_mutex_init(&gw->a_mu, NULL);
+    snprintf(gw->host, sizeof gw->host, "%s", cfg->http_host ? cfg->http_host : "127.0.0.1");
+    gw->port = (int)cfg->http_port;
+    gw->threads = (int)cfg->http_threads;
+    gw->max_body = (size_t)cfg->http_max_body;
+    gw->sync_timeout_ms = cfg->sync_timeout_s * 1000;
+    gw->upload_ttl_s = cfg->upload_ttl_s;
+    gw->upload_max_bytes = cfg->upload_max_bytes;
+    gw->upload_max_pixels = cfg->upload_max_pixels;
+    gw->n_brokers = cfg->frontend.n;
+    snprintf(gw->default_model_cfg, sizeof gw->default_model_cfg, "%s",
+             cfg->default_model ? cfg->default_model : "lf-diagnostic");
+    if (cfg->cors_origin) snprintf(gw->cors, sizeof gw->cors, "%s", cfg->cors_origin);
+    if (cfg->web_root && *cfg->web_root) {
+        if (!realpath(cfg->web_root, gw->web_root)) {
+            lf_warn("web root %s: %s; static files are off", cfg->web_root, strerror(errno));
+        } else {
+            gw->have_web = true;
+        }
+    }
+    if (cfg->api_keys.n) {
+        gw->api_keys = calloc(cfg->api_keys.n, sizeof *gw->api_keys);
+        if (!gw->api_keys) goto fail;
+        for (size_t i = 0; i < cfg->api_keys.n; i++)
+            if (!(gw->api_keys[gw->n_keys++] = strdup(cfg->api_keys.items[i]))) goto fail;
+    }
+    if (cfg->rate_limit > 0) {
+        /* LF_RATE_LIMIT requests per second per key, plus LF_RATE_BURST. */
+        double burst = cfg->rate_burst > 0 ? (double)cfg->rate_burst : (double)cfg->rate_limit;
+        gw->rl = lf_ratelimit_new((double)cfg->rate_limit, burst < 1 ? 1 : burst, 4096);
+        if (!gw->rl) goto fail;
+    }
+    snprintf(gw->redis_host, sizeof gw->redis_host, "%s", cfg->redis_host ? cfg->redis_host : "127.0.0.1");
+    snprintf(gw->redis_prefix, sizeof gw->redis_prefix, "%s", cfg->redis_prefix ? cfg->redis_prefix : "lf:");
+    gw->sopts = (lf_store_opts_t){.host = gw->redis_host, .port = (int)cfg->redis_port,
+                                  .prefix = gw->redis_prefix, .timeout_ms = (int)cfg->redis_timeout_ms};
+    /* Redis may come up after us: the pool connects lazily, the hub's store too. */
+    gw->hub_store = lf_store_new(&gw->sopts, err, errlen);
+    if (!gw->hub_store) {
+        lf_warn("redis: %s (retrying on demand)", err);
+        err[0] = 0;
+    }
+    gw->link = lf_link_new(cfg->frontend.items, cfg->frontend.n, 2000, (int)cfg->request_timeout_ms, err, errlen);
+    if (!gw->link) goto fail;
+    gw->hub = lf_hub_new(cfg->events.items, cfg->events.n, gw, err, errlen);
+    if (!gw->hub) goto fail;
+    lf_http_opts_t ho = {.host = gw->host, .port = gw->port, .threads = gw->threads,
+                         .max_body = gw->max_body, .handler = s_handle, .done = s_done, .ud = gw};
+    gw->http = lf_http_new(&ho, err, errlen);
+    if (!gw->http) goto fail;
+    gw->port = lf_http_port(gw->http);
+    return gw;
+fail:
+    if (!err[0]) snprintf(err, errlen, "out of memory");
+    lf_gateway_destroy(&gw);
+    return NULL;
+}
+
+void lf_gateway_destroy(lf_gateway_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_gateway_t *gw = *self_p;
+    /* Answer everyone who waits first (they resume their connections), then
+     * close the server. */
+    lf_hub_stop(gw->hub);
+    lf_link_stop(gw->link);
+    lf_http_destroy(&gw->http);
+    lf_hub_destroy(&gw->hub);
+    lf_link_destroy(&gw->link);
+    lf_store_destroy(&gw->hub_store);
+    for (int i = 0; i < gw->n_pool; i++) lf_store_destroy(&gw->pool[i]);
+    for (size_t i = 0; i < gw->n_keys; i++) free(gw->api_keys[i]);
+    free(gw->api_keys);
+    lf_ratelimit_destroy(&gw->rl);
+    json_decref(gw->models);
+    pthread_mutex_destroy(&gw->pool_mu);
+    pthread_mutex_destroy(&gw->model_mu);
+    pthread_mutex_destroy(&gw->a_mu);
+    free(gw);
+    *self_p = NULL;
+}
+
+int lf_gateway_port(const lf_gateway_t *self) { return self->port; }

@@ -1,0 +1,134 @@
+/* lf_gateway_impl: what the gateway's handler files share (lf_gateway.c,
+ * lf_api.c, lf_a1111.c). Not a public interface. */
+#ifndef LF_GATEWAY_IMPL_H
+#define LF_GATEWAY_IMPL_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lf_config.h"
+#include "lf_gateway.h"
+#include "lf_http.h"
+#include "lf_hub.h"
+#include "lf_link.h"
+#include "lf_ratelimit.h"
+#include "lf_routes.h"
+#include "lf_store.h"
+#include "lf_validate.h"
+
+#define LF__POOL_MAX 64
+#define LF__HIST_N 12 /* HTTP latency buckets */
+#define LF__A1111_MAX 256
+
+struct lf_gateway {
+    /* settings */
+    char host[64];
+    int port, threads;
+    size_t max_body;
+    char web_root[PATH_MAX];
+    bool have_web;
+    char **api_keys;
+    size_t n_keys;
+    int64_t sync_timeout_ms;
+    int64_t upload_ttl_s, upload_max_bytes, upload_max_pixels;
+    char default_model_cfg[128];
+    char cors[256];
+    size_t n_brokers;
+
+    lf_http_t *http;
+    lf_link_t *link;
+    lf_hub_t *hub;
+    lf_store_t *hub_store;   /* used only on the hub thread */
+    lf_ratelimit_t *rl;
+
+    /* Redis connections for the HTTP threads. */
+    lf_store_opts_t sopts;
+    char redis_host[128], redis_prefix[64];
+    pthread_mutex_t pool_mu;
+    lf_store_t *pool[LF__POOL_MAX];
+    int n_pool;
+
+    /* Models the live workers advertise, refreshed every ~2 s. */
+    pthread_mutex_t model_mu;
+    json_t *models;          /* array of {name, kind, workers, resident} */
+    char default_model[128];
+    int64_t models_at_ms;
+
+    /* A1111 jobs in flight through this gateway (progress, interrupt). */
+    pthread_mutex_t a_mu;
+    char a_jobs[LF__A1111_MAX][64];
+    int n_a_jobs;
+
+    /* HTTP metrics by route (index = lf_route_id_t; 0 = static/unmatched). */
+    atomic_uint_fast64_t req_by_class[LF_ROUTE__COUNT][6];
+    atomic_uint_fast64_t lat_bucket[LF_ROUTE__COUNT][LF__HIST_N];
+    atomic_uint_fast64_t lat_sum_us[LF_ROUTE__COUNT];
+    atomic_uint_fast64_t lat_count[LF_ROUTE__COUNT];
+};
+
+/* Per-request handler state (lf_req_state). */
+typedef struct {
+    lf_gateway_t *gw;
+    lf_route_match_t m;
+    int stage;
+    lf_link_reply_t reply;  /* written by the link thread before the wake */
+    atomic_int waited;      /* 0 waiting, 1 job ended, 2 timed out/stopping */
+    atomic_bool abandoned;  /* handler stopped waiting: the hub drops the waiter */
+    lf_job_request_t jr;
+    json_t *body;           /* parsed request body */
+    char job_id[64];
+    int64_t deadline_ms;
+    bool img2img;
+} lf__rstate_t;
+
+extern const double lf__hist_le[LF__HIST_N];
+
+/* Stores for HTTP threads: get one (NULL when Redis is unreachable), give it back. */
+lf_store_t *lf__store_get(lf_gateway_t *gw);
+void lf__store_put(lf_gateway_t *gw, lf_store_t *st, int last_rc);
+
+/* Answers. They return LF_HTTP_DONE so handlers can `return lf__err(...)`. */
+int lf__err(lf_req_t *req, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+int lf__verr(lf_req_t *req, const lf_verr_t *e);
+int lf__json(lf_req_t *req, int status, json_t *j); /* takes j */
+/* An LF_E* code from the store or link -> HTTP answer. */
+int lf__err_code(lf_req_t *req, int code, const char *what);
+/* Parse the body as JSON; on failure answers 400 and returns NULL. */
+json_t *lf__body_json(lf_req_t *req);
+
+int64_t lf__now_ms_wall(void);
+int64_t lf__mono_ms(void);
+/* A random seed in 0..2^32-1. */
+int64_t lf__random_seed(void);
+
+/* Default model and model list (cached). */
+void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
+/* The validate context (default model filled in). */
+void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);
+
+/* A job view as the API shows it (caller owns). */
+json_t *lf__job_json(const lf_job_view_t *v);
+
+/* Route handlers. */
+int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
+int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
+int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
+
+/* Shared async helpers: send a SUBMIT for st->jr; the reply lands in
+ * st->reply and wakes req. Answers an error itself on failure (returns
+ * LF_HTTP_DONE) or returns LF_HTTP_PENDING. */
+int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem);
+/* Send a CANCEL (reply to st when req != NULL, else fire-and-forget). */
+int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id);
+
+/* Uploads shared by /v1/uploads and A1111 img2img: check limits from the
+ * header, decode to verify, store. On failure answers and returns nonzero. */
+int lf__upload_store(lf_gateway_t *gw, lf_req_t *req, lf_store_t *stt, const uint8_t *data,
+                     size_t len, const char *field, char *id_out, json_t **info);
+
+#endif

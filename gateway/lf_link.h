@@ -1,0 +1,60 @@
+/* lf_link: the gateway's link to its brokers — one thread that owns a DEALER
+ * per broker frontend and answers requests from the HTTP threads.
+ *
+ * An HTTP thread hands over a SUBMIT or CANCEL (lf_link_send); the link
+ * thread sends it to a live broker (round-robin; a broker that cannot take
+ * it right now is skipped), waits for the ACCEPTED or REPLY with the same
+ * req_id and calls the request's callback. If no answer comes within
+ * try_ms, the same bytes go to the next broker: a SUBMIT always carries an
+ * idempotency key (the caller's, or one the gateway made), so a retry never
+ * queues a job twice. After total_ms the callback gets LF_ETIMEDOUT.
+ *
+ * Threading: lf_link_send from any thread; callbacks run on the link thread
+ * and must be short (set a result, wake a request). Sockets are touched only
+ * by the link thread. */
+#ifndef LF_LINK_H
+#define LF_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_proto.h"
+
+typedef struct lf_link lf_link_t;
+
+typedef struct {
+    int code;            /* 0, an LF_E* from the broker's REPLY, LF_ETIMEDOUT, LF_ECANCELED (shutdown) */
+    char message[200];
+    char job_id[64];     /* ACCEPTED */
+    int64_t position;    /* ACCEPTED: 0-based queue position */
+    bool duplicate;      /* ACCEPTED: idempotency key matched an existing job */
+} lf_link_reply_t;
+
+/* Runs on the link thread, exactly once per accepted lf_link_send. */
+typedef void (*lf_link_fn)(void *arg, const lf_link_reply_t *reply);
+
+/* Connect to every endpoint (tcp://host:port) and start the thread.
+ * try_ms: wait per broker before retrying on the next; total_ms: give up.
+ * NULL with a reason in err. Caller owns. */
+lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, char *err,
+                       size_t errlen);
+/* Stop: pending requests are answered with LF_ECANCELED first. */
+void lf_link_destroy(lf_link_t **self_p);
+/* Answer every pending request with LF_ECANCELED and refuse new ones,
+ * keeping the object. Idempotent. */
+void lf_link_stop(lf_link_t *self);
+
+/* Send msg (SUBMIT or CANCEL; the link sets req_id; msg stays the
+ * caller's). On 0, fn(arg, reply) will be called once; on error (LF_EINVAL:
+ * message does not encode; LF_ENOMEM; LF_ECANCELED: stopping) it will not. */
+int lf_link_send(lf_link_t *self, lf_msg_t *msg, lf_link_fn fn, void *arg);
+
+/* Counters for /metrics (approximate, lock-free reads). */
+typedef struct {
+    uint64_t sent, retried, timed_out, answered;
+    uint64_t in_flight;
+} lf_link_stats_t;
+void lf_link_stats(lf_link_t *self, lf_link_stats_t *out);
+
+#endif
