@@ -10,6 +10,8 @@
 
 struct lf_runner {
     lf_runner_env_t env;
+    const lf_runner_backend_t **backends; /* as given */
+    size_t n_backends;
     lf_model_info_t *models; /* merged list */
     const lf_runner_backend_t **owner; /* backend of models[i] */
     size_t n_models;
@@ -49,6 +51,12 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
     if (!self) return NULL;
     self->env = *env;
     self->resident = -1;
+    if (n && !(self->backends = calloc(n, sizeof *self->backends))) {
+        free(self);
+        return NULL;
+    }
+    for (size_t b = 0; b < n; b++) self->backends[b] = backends[b];
+    self->n_backends = n;
     for (size_t b = 0; b < n; b++) {
         const lf_runner_backend_t *be = backends[b];
         LF_ASSERT(be && be->list_models && be->load && be->run && be->unload);
@@ -92,6 +100,7 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     lf_runner_unload(self);
     lf_runner_models_free(self->models, self->n_models);
     free(self->owner);
+    free(self->backends);
     free(self);
     *self_p = NULL;
 }
@@ -104,6 +113,22 @@ const lf_model_info_t *lf_runner_models(const lf_runner_t *self, size_t *n) {
 const char *lf_runner_model_kind(const lf_runner_t *self, const char *model) {
     long i = s_find(self, model);
     return i < 0 ? NULL : self->models[i].kind;
+}
+
+int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_t *memory_bytes) {
+    if (!name || !n || !memory_bytes) return LF_EINVAL;
+    for (size_t b = 0; b < self->n_backends; b++) {
+        const lf_runner_backend_t *be = self->backends[b];
+        if (!be->device_info) continue;
+        char tmp[256] = "";
+        uint64_t mem = 0;
+        if (be->device_info(&self->env, tmp, sizeof tmp, &mem) == 0) {
+            snprintf(name, n, "%s", tmp);
+            *memory_bytes = mem;
+            return 0;
+        }
+    }
+    return LF_EUNSUPPORTED;
 }
 
 const char *lf_runner_resident(const lf_runner_t *self) {

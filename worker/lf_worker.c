@@ -38,6 +38,8 @@ typedef struct {
 struct lf_worker {
     char *id;
     char *device;
+    char device_name[256];  /* the CPU's model name, or the GPU's from a backend */
+    uint64_t device_memory; /* RAM, or the GPU's memory */
     char *models_dir;
     uint64_t max_pixels;
     int64_t drain_ms;
@@ -144,12 +146,6 @@ static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
 lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     if (!opts) return NULL;
     const char *device = opts->device && *opts->device ? opts->device : "cpu";
-    if (strcmp(device, "cpu")) {
-        /* The diagnostic model runs anywhere, but advertising a GPU the
-         * worker cannot drive would mislead the scheduler. */
-        lf_error("device '%s' is not supported yet (only 'cpu' until the engine lands)", device);
-        return NULL;
-    }
     lf_worker_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
     lf_sysinfo_probe(&self->sys);
@@ -172,6 +168,20 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     if (!runner) {
         lf_worker_destroy(&self);
         return NULL;
+    }
+    if (strcmp(device, "cpu")) {
+        /* A GPU must be one a backend can drive: advertising a device the
+         * worker cannot use would mislead the scheduler. */
+        if (lf_runner_device_info(runner, self->device_name, sizeof self->device_name,
+                                  &self->device_memory)) {
+            lf_error("device '%s' is not supported by any model backend of this build", device);
+            lf_runner_destroy(&runner);
+            lf_worker_destroy(&self);
+            return NULL;
+        }
+    } else {
+        snprintf(self->device_name, sizeof self->device_name, "%s", self->sys.cpu_name);
+        self->device_memory = self->sys.memory_bytes;
     }
     size_t n_models = 0;
     lf_runner_models(runner, &n_models);
@@ -234,8 +244,8 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .host = (char *)self->sys.host,
         .pid = self->sys.pid,
         .device_kind = self->device,
-        .device_name = (char *)self->sys.cpu_name,
-        .memory_bytes = self->sys.memory_bytes,
+        .device_name = (char *)self->device_name,
+        .memory_bytes = self->device_memory,
         .max_pixels = self->max_pixels,
         .models = (lf_model_info_t *)models,
         .n_models = n,
@@ -484,8 +494,8 @@ static void s_leave(lf_worker_t *self) {
 int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
     lf_info("worker %s: %zu broker(s), device %s (%s), %" PRIu64 " MiB, max %" PRIu64
             " pixels",
-            self->id, self->n_links, self->device, self->sys.cpu_name,
-            self->sys.memory_bytes >> 20, self->max_pixels);
+            self->id, self->n_links, self->device, self->device_name, self->device_memory >> 20,
+            self->max_pixels);
     size_t n_models = 0;
     const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n_models);
     for (size_t i = 0; i < n_models; i++)

@@ -32,7 +32,7 @@ typedef struct {
     const char *worker_id;             /* NULL: "<host>-<pid>-<random hex>" */
     const char *const *endpoints;      /* broker backend endpoints, one link each */
     size_t n_endpoints;
-    const char *device;                /* "cpu" (default) */
+    const char *device;                /* "cpu" (default); others need a backend's device_info */
     const char *models_dir;            /* may be NULL */
     uint64_t max_pixels;               /* 0: no limit */
     uint32_t preview_every;            /* preview every N steps; 0: none */

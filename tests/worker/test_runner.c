@@ -71,12 +71,21 @@ static void s_fake_unload(void **state) {
     *state = NULL;
 }
 
+/* Drives "cuda:0" only. */
+static int s_fake_device(const lf_runner_env_t *env, char *name, size_t n, uint64_t *mem) {
+    if (!env->device || strcmp(env->device, "cuda:0")) return LF_EUNSUPPORTED;
+    snprintf(name, n, "Fake GPU 9000");
+    *mem = 80ull << 30;
+    return 0;
+}
+
 static const lf_runner_backend_t s_fake = {
     .name = "fake",
     .list_models = s_fake_list,
     .load = s_fake_load,
     .run = s_fake_run,
     .unload = s_fake_unload,
+    .device_info = s_fake_device,
 };
 
 static lf_runner_t *s_new(s_fake_t *ctx, uint64_t max_pixels) {
@@ -156,11 +165,32 @@ static void test_errors(void **st) {
     assert_int_equal(ctx.loads, ctx.unloads);
 }
 
+static void test_device_info(void **st) {
+    (void)st;
+    s_fake_t ctx = {0};
+    const lf_runner_backend_t *const list[] = {&lf_diagnostic_backend, &s_fake};
+    char name[64] = "untouched";
+    uint64_t mem = 7;
+    lf_runner_env_t env = {.device = "cuda:0", .models_dir = (const char *)(void *)&ctx};
+    lf_runner_t *r = lf_runner_new(&env, list, 2);
+    assert_int_equal(lf_runner_device_info(r, name, sizeof name, &mem), 0);
+    assert_string_equal(name, "Fake GPU 9000");
+    assert_int_equal(mem, 80ull << 30);
+    lf_runner_destroy(&r);
+    env.device = "cuda:1"; /* nobody drives it; the diagnostic backend is CPU only */
+    r = lf_runner_new(&env, list, 2);
+    strcpy(name, "untouched");
+    assert_int_equal(lf_runner_device_info(r, name, sizeof name, &mem), LF_EUNSUPPORTED);
+    assert_string_equal(name, "untouched");
+    lf_runner_destroy(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_models_merged),
         cmocka_unit_test(test_resident_switch),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_device_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <czmq.h>
+#include <fnmatch.h>
 #include <png.h>
 #include <signal.h>
 #include <spawn.h>
@@ -679,7 +680,9 @@ static void test_curve(void **state) {
     rmdir(dir);
 }
 
-int main(void) {
+/* argv[1], when given, selects tests by name (a glob: "test_curve",
+ * "*reconnect*"); a pattern that selects nothing is an error. */
+int main(int argc, char **argv) {
     zsys_init();
     zsys_set_linger(0);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
@@ -698,5 +701,15 @@ int main(void) {
         T(test_bad_settings_exit),
         T(test_curve),
     };
+    if (argc > 1) {
+        bool any = false;
+        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+            any |= fnmatch(argv[1], tests[i].name, 0) == 0;
+        if (!any) {
+            fprintf(stderr, "no test matches '%s'\n", argv[1]);
+            return 1;
+        }
+        cmocka_set_test_filter(argv[1]);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
