@@ -29,8 +29,17 @@ WEB_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
 
 MODELS = [{"name": "lf-diagnostic", "kind": "diagnostic", "default": False},
           {"name": "mock-sd15", "kind": "sd15", "default": True}]
-SAMPLERS = ["euler", "euler_a", "heun", "dpm_2", "dpmpp_2m", "dpmpp_sde", "lms", "ddim"]
-SCHEDULERS = ["normal", "karras", "exponential", "simple", "sgm_uniform"]
+# Same names as gateway/lf_validate.c.
+SAMPLERS = [("euler", "Euler", None), ("euler_ancestral", "Euler a", "euler_a"), ("heun", "Heun", None),
+            ("dpm_2", "DPM2", "dpm2"), ("dpmpp_2m", "DPM++ 2M", None), ("dpmpp_2m_sde", "DPM++ 2M SDE", None),
+            ("dpmpp_sde", "DPM++ SDE", None), ("ddim", "DDIM", None), ("lcm", "LCM", None)]
+SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
+PRESET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+BUILTIN_PRESETS = [{"name": "diagnostic", "description": "lf-diagnostic, 20 steps", "builtin": True,
+                    "params": {"model": "lf-diagnostic", "steps": 20, "step_delay_ms": 50}}]
+JOB_FIELDS = {"model", "mode", "prompt", "negative_prompt", "sampler", "scheduler", "steps", "cfg_scale", "width",
+              "height", "seed", "batch_size", "priority", "init_image", "denoise", "clip_skip", "step_delay_ms",
+              "rng", "idempotency_key", "ttl_s", "extra"}
 STATE = threading.Condition()
 JOBS = {}          # id -> dict
 ORDER = []         # queued ids (all priorities) in submit order
@@ -84,7 +93,10 @@ def err(field, msg, code="invalid"):
 
 def validate(body):
     if not isinstance(body, dict):
-        return err(None, "body must be a JSON object")
+        return err("", "the body must be a JSON object", "invalid_type")
+    for k in body:
+        if k not in JOB_FIELDS:
+            return err(k, "unknown field %s" % k, "unknown_field")
     p = {"model": "mock-sd15", "mode": "txt2img", "prompt": "", "negative_prompt": "", "sampler": "euler_a",
          "scheduler": "normal", "steps": 20, "cfg_scale": 7.0, "width": 512, "height": 512, "seed": -1,
          "batch_size": 1, "priority": "normal", "init_image": None, "denoise": 0.75, "step_delay_ms": 0}
@@ -93,14 +105,21 @@ def validate(body):
         return err("model", "unknown model '%s'" % p["model"])
     if p["mode"] not in ("txt2img", "img2img"):
         return err("mode", "mode must be txt2img or img2img")
-    if p["sampler"] not in SAMPLERS:
-        return err("sampler", "unknown sampler")
+    for name, a1111, alias in SAMPLERS:
+        if p["sampler"] in (name, a1111, alias):
+            p["sampler"] = name
+            break
+    else:
+        return err("sampler", "unknown sampler", "invalid_value")
     if p["scheduler"] not in SCHEDULERS:
         return err("scheduler", "unknown scheduler")
-    for f, lo, hi in (("steps", 1, 150), ("width", 64, 2048), ("height", 64, 2048), ("batch_size", 1, 8),
+    smin = 8 if p["model"] == "lf-diagnostic" else 64
+    for f, lo, hi in (("steps", 1, 150), ("width", smin, 2048), ("height", smin, 2048), ("batch_size", 1, 8),
                       ("step_delay_ms", 0, 10000)):
-        if not isinstance(p[f], int) or not lo <= p[f] <= hi:
-            return err(f, "%s must be an integer in %d..%d" % (f, lo, hi))
+        if not isinstance(p[f], int) or isinstance(p[f], bool):
+            return err(f, "%s must be an integer" % f, "invalid_type")
+        if not lo <= p[f] <= hi:
+            return err(f, "%s must be in %d..%d (got %d)" % (f, lo, hi, p[f]), "out_of_range")
     for f in ("width", "height"):
         if p[f] % 8:
             return err(f, "%s must be a multiple of 8" % f)
@@ -257,8 +276,10 @@ class Handler(SimpleHTTPRequestHandler):
             if path == "/v1/models":
                 return self.send_json(200, {"models": MODELS})
             if path == "/v1/samplers":
-                return self.send_json(200, {"samplers": [{"name": s} for s in SAMPLERS],
-                                            "schedulers": [{"name": s} for s in SCHEDULERS]})
+                return self.send_json(200, {"samplers": [{"name": n, "a1111": a, "aliases": [x] if x else []}
+                                                         for n, a, x in SAMPLERS]})
+            if path == "/v1/schedulers":
+                return self.send_json(200, {"schedulers": [{"name": s} for s in SCHEDULERS]})
             if path == "/v1/workers":
                 return self.send_json(200, {"workers": [{k: v for k, v in w.items()} for w in WORKERS]})
             if path == "/v1/jobs":
@@ -271,8 +292,8 @@ class Handler(SimpleHTTPRequestHandler):
                 return self.send_json(200, {"jobs": [view(JOBS[i]) for i in ids], "total": len(HISTORY),
                                             "offset": off, "limit": lim})
             if path == "/v1/presets":
-                return self.send_json(200, {"presets": [{"name": n, "params": p} for n, p in
-                                                        sorted(PRESETS.items())]})
+                return self.send_json(200, {"presets": BUILTIN_PRESETS + [{"name": n, "params": p} for n, p in
+                                                                          sorted(PRESETS.items())]})
             m = re.fullmatch(r"/v1/presets/([^/]+)", path)
             if m:
                 n = m.group(1)
@@ -383,8 +404,11 @@ class Handler(SimpleHTTPRequestHandler):
                 j = new_job(p)
                 return self.send_json(202, {"id": j["id"], "position": position(j["id"])})
         if path == "/v1/presets":
-            if not isinstance(body, dict) or not body.get("name"):
-                return self.send_json(*err("name", "a preset needs a name"))
+            if not isinstance(body, dict) or not PRESET_NAME.match(str(body.get("name") or "")):
+                return self.send_json(*err("name", "name must match ^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"))
+            if body["name"] in PRESETS or any(b["name"] == body["name"] for b in BUILTIN_PRESETS):
+                return self.send_json(409, {"error": {"code": "conflict", "message": "preset exists",
+                                                      "field": "name"}})
             with STATE:
                 PRESETS[body["name"]] = body.get("params") or {}
             return self.send_json(201, {"name": body["name"], "params": PRESETS[body["name"]]})
@@ -432,6 +456,16 @@ class Handler(SimpleHTTPRequestHandler):
         return self.send_json(404, {"error": {"code": "not_found", "message": "not found"}})
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the browser went away (page closed mid-request)
+        super().handle_error(request, client_address)
+
+
 def main():
     global API_KEY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -447,8 +481,7 @@ def main():
              "resident": ["lf-diagnostic"], "models": [m["name"] for m in MODELS], "job": None, "jobs_done": 0}
         WORKERS.append(w)
         threading.Thread(target=worker_loop, args=(w,), daemon=True).start()
-    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", a.port), Handler)
     print("mock gateway (TEST DOUBLE) on http://127.0.0.1:%d" % a.port, flush=True)
     srv.serve_forever()
 

@@ -81,6 +81,7 @@ export const api = {
   health: () => request('GET', '/healthz'),
   models: () => request('GET', '/v1/models'),
   samplers: () => request('GET', '/v1/samplers'),
+  schedulers: () => request('GET', '/v1/schedulers'),
   submit: (params) => request('POST', '/v1/jobs', { json: params }),
   job: (id) => request('GET', `/v1/jobs/${enc(id)}`),
   cancel: (id) => request('DELETE', `/v1/jobs/${enc(id)}`),
@@ -142,7 +143,8 @@ export function listOf(obj, key) {
 export function nameOf(x) {
   if (typeof x === 'string') return { name: x, label: x };
   const name = x.name ?? x.id ?? x.value ?? '';
-  return { ...x, name, label: x.label ?? x.title ?? name };
+  const aliases = [...(Array.isArray(x.aliases) ? x.aliases : []), x.alias, x.a1111].filter((a) => typeof a === 'string' && a);
+  return { ...x, name, aliases, label: x.label ?? x.title ?? x.a1111 ?? name };
 }
 
 /** Images of a job view: [{url, seed, width, height}]. */

@@ -5,8 +5,8 @@
 import { ApiError, api, listOf, nameOf } from './api.js';
 import { $, $$, emit, on, toast } from './util.js';
 
-const FALLBACK_SAMPLERS = ['euler', 'euler_a', 'heun', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_2m', 'dpmpp_2m_sde', 'ddim'];
-const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple'];
+const FALLBACK_SAMPLERS = [{ name: 'euler', a1111: 'Euler' }, { name: 'euler_ancestral', a1111: 'Euler a', alias: 'euler_a' }, { name: 'heun', a1111: 'Heun' }, { name: 'dpm_2', a1111: 'DPM2' }, { name: 'dpmpp_2m', a1111: 'DPM++ 2M' }, { name: 'dpmpp_2m_sde', a1111: 'DPM++ 2M SDE' }, { name: 'dpmpp_sde', a1111: 'DPM++ SDE' }, { name: 'ddim', a1111: 'DDIM' }, { name: 'lcm', a1111: 'LCM' }];
+const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple', 'ddim_uniform'];
 const FIELD_ALIASES = { cfg: 'cfg_scale', negative: 'negative_prompt', batch: 'batch_size', init: 'init_image', image: 'init_image', upload: 'init_image', size: 'width', strength: 'denoise', denoising_strength: 'denoise' };
 
 const form = () => $('#gen-form');
@@ -39,7 +39,7 @@ function fillSelect(select, items, preferred) {
     const o = document.createElement('option');
     o.value = it.name;
     o.textContent = it.label && it.label !== it.name ? `${it.label}` : it.name;
-    if (Array.isArray(it.aliases)) o.dataset.aliases = it.aliases.join('|');
+    if (Array.isArray(it.aliases) && it.aliases.length) o.dataset.aliases = it.aliases.join('|');
     if (it.kind) o.dataset.kind = it.kind;
     select.append(o);
   }
@@ -49,7 +49,7 @@ function fillSelect(select, items, preferred) {
 
 /** Loads models and samplers from the API. */
 export async function loadOptions() {
-  const [m, s] = await Promise.allSettled([api.models(), api.samplers()]);
+  const [m, s, sch] = await Promise.allSettled([api.models(), api.samplers(), api.schedulers()]);
   if (m.status === 'fulfilled') {
     models = listOf(m.value, 'models').map(nameOf);
     const def = models.find((x) => x.default) || models.find((x) => x.kind !== 'diagnostic') || models[0];
@@ -63,7 +63,11 @@ export async function loadOptions() {
     const sc = listOf(v && v.schedulers ? v.schedulers : [], 'schedulers');
     if (sc.length) schedulers = sc.map(nameOf);
   }
-  fillSelect($('#sampler'), samplers, samplers.find((x) => x.default)?.name || (samplers.some((x) => x.name === 'euler_a') ? 'euler_a' : samplers[0]?.name));
+  if (sch.status === 'fulfilled') {
+    const sc = listOf(sch.value, 'schedulers');
+    if (sc.length) schedulers = sc.map(nameOf);
+  }
+  fillSelect($('#sampler'), samplers, samplers.find((x) => x.default)?.name || (samplers.find((x) => x.name === 'euler_ancestral' || x.name === 'euler_a') || samplers[0])?.name);
   fillSelect($('#scheduler'), schedulers, schedulers.find((x) => x.default)?.name || (schedulers.some((x) => x.name === 'normal') ? 'normal' : schedulers[0]?.name));
   updateModelKind();
   const failed = [m, s].find((r) => r.status === 'rejected');

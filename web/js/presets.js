@@ -4,6 +4,9 @@ import { ApiError, api, listOf } from './api.js';
 import { getParams, showError } from './generate.js';
 import { $, el, emit, toast } from './util.js';
 
+// Names follow the gateway's preset name rule (no spaces).
+export const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
+
 export const BUILTIN = [
   { name: 'Diagnostic · 20 steps × 50 ms', params: { model: 'lf-diagnostic', steps: 20, step_delay_ms: 50, width: 512, height: 512, batch_size: 1, cfg_scale: 7 } },
   { name: 'Fast draft · 12 steps', params: { steps: 12, cfg_scale: 6, sampler: 'euler_a', scheduler: 'normal', width: 512, height: 512 } },
@@ -14,12 +17,13 @@ export const BUILTIN = [
   { name: 'Batch of 4', params: { batch_size: 4 } },
 ];
 
-let saved = []; // [{name, params}]
+let saved = []; // [{name, params}] saved on the farm
+let builtins = [...BUILTIN]; // the farm's built-ins first, then this page's
 
 function render(selectName) {
   const sel = $('#preset-select');
   const prev = selectName ?? sel.value;
-  const gBuilt = el('optgroup', { label: 'Built-in' }, BUILTIN.map((p) => el('option', { value: `b:${p.name}`, text: p.name })));
+  const gBuilt = el('optgroup', { label: 'Built-in' }, builtins.map((p) => el('option', { value: `b:${p.name}`, text: p.description ? `${p.name} — ${p.description}` : p.name })));
   const gSaved = el('optgroup', { label: saved.length ? 'Saved on the farm' : 'Saved on the farm (none yet)' },
     saved.map((p) => el('option', { value: `s:${p.name}`, text: p.name })));
   sel.replaceChildren(el('option', { value: '', text: '— choose a preset —' }), gBuilt, gSaved);
@@ -36,7 +40,10 @@ function updateButtons() {
 export async function refreshPresets(selectName) {
   try {
     const r = await api.presets();
-    saved = listOf(r, 'presets').map((p) => (typeof p === 'string' ? { name: p, params: null } : p));
+    const all = listOf(r, 'presets').map((p) => (typeof p === 'string' ? { name: p, params: null } : p));
+    saved = all.filter((p) => !p.builtin);
+    const farmBuiltins = all.filter((p) => p.builtin);
+    builtins = [...farmBuiltins, ...BUILTIN.filter((b) => !farmBuiltins.some((f) => f.name === b.name))];
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) toast(`Cannot load presets: ${e.message}`, { error: true });
   }
@@ -63,7 +70,7 @@ async function applySelected() {
   const name = v.slice(2);
   let params;
   if (v.startsWith('b:')) {
-    params = BUILTIN.find((p) => p.name === name)?.params;
+    params = builtins.find((p) => p.name === name)?.params;
   } else {
     const p = saved.find((x) => x.name === name);
     params = p && p.params;
@@ -78,6 +85,8 @@ async function saveCurrent() {
   clearPresetError();
   const name = $('#preset-name').value.trim();
   if (!name) { presetError('Give the preset a name'); return; }
+  if (!NAME_RE.test(name)) { presetError('Use letters, digits, “-”, “_” or “.” (no spaces), up to 64 characters, e.g. my-portrait'); return; }
+  if (builtins.some((p) => p.name === name && p.builtin)) { presetError(`“${name}” is a built-in preset; choose another name`); return; }
   const params = getParams();
   delete params.init_image; // uploads expire; a preset keeps settings, not images
   try {

@@ -72,7 +72,10 @@ function resetView(params) {
   $('#preview-img').hidden = true;
   $('#preview-img').removeAttribute('src');
   $('#canvas-empty').hidden = false;
-  $('#canvas-empty').firstElementChild.textContent = 'Waiting for a worker…';
+  $('#canvas-msg').textContent = 'Waiting for a worker…';
+  $('#canvas-hint').hidden = true;
+  // One column (phones): bring the output into view.
+  if (matchMedia('(max-width: 760px)').matches) $('.stage').scrollIntoView({ behavior: 'smooth', block: 'start' });
   $('#batch-strip').replaceChildren();
   $('#info-box').hidden = true;
   setProgress(0, params.steps || 0, { indeterminate: true });
@@ -92,7 +95,7 @@ function onEvent(name, d) {
       setStatus('running', 'running');
       setWhere(d.worker ? `on ${d.worker}` : 'running');
       setProgress(0, c.steps);
-      $('#canvas-empty').firstElementChild.textContent = 'Generating…';
+      $('#canvas-msg').textContent = 'Generating…';
       break;
     case 'progress': {
       if ($('#live-status').dataset.status !== 'running') setStatus('running', 'running');
@@ -125,7 +128,7 @@ function onEvent(name, d) {
         showResult(0);
         $('#stage-open').disabled = false;
       } else {
-        $('#canvas-empty').firstElementChild.textContent = 'Done, but the job returned no image.';
+        $('#canvas-msg').textContent = 'Done, but the job returned no image.';
       }
       $('#stage-reuse').disabled = false;
       const info = d.result?.info ?? d.info;
@@ -142,7 +145,7 @@ function onEvent(name, d) {
       $('#stage-reuse').disabled = false;
       $('#canvas-empty').hidden = false;
       $('#preview-img').hidden = true;
-      $('#canvas-empty').firstElementChild.textContent = `Failed: ${d.message || 'unknown error'}${d.code ? ` (${d.code})` : ''}`;
+      $('#canvas-msg').textContent = `Failed: ${d.message || 'unknown error'}${d.code ? ` (${d.code})` : ''}`;
       $('#progress').classList.remove('indeterminate');
       emit('job-finished', { id: c.id, status: 'failed' });
       break;
@@ -154,7 +157,7 @@ function onEvent(name, d) {
       $('#progress').classList.remove('indeterminate');
       if ($('#preview-img').hidden) {
         $('#canvas-empty').hidden = false;
-        $('#canvas-empty').firstElementChild.textContent = 'Cancelled.';
+        $('#canvas-msg').textContent = 'Cancelled.';
       }
       emit('job-finished', { id: c.id, status: 'cancelled' });
       break;

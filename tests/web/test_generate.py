@@ -1,0 +1,166 @@
+"""Generate, watch, cancel, reuse, img2img and validation — through the UI, on a real farm."""
+import re
+
+from conftest import DIAG, drop_file, http, make_png
+
+# Records every value the progress bar takes (set before the job starts).
+RECORD_PROGRESS = """() => {
+  window.__progress = [];
+  const bar = document.getElementById('progress');
+  new MutationObserver(() => window.__progress.push(Number(bar.getAttribute('aria-valuenow'))))
+    .observe(bar, { attributes: true, attributeFilter: ['aria-valuenow'] });
+  window.__steps = [];
+  const st = document.getElementById('progress-steps');
+  new MutationObserver(() => window.__steps.push(st.textContent))
+    .observe(st, { childList: true, characterData: true, subtree: true });
+}"""
+
+
+def test_generate_progress_reaches_the_end_and_image_appears(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=20, delay=50)
+    p.fill("#width", "512")
+    p.fill("#height", "384")
+    p.evaluate(RECORD_PROGRESS)
+    p.click("#generate-btn")
+    ui.wait_status("running")
+    p.wait_for_function("window.__progress.some(v => v > 0 && v < 100)")
+    ui.shot("generate-running", full_page=False)
+    ui.wait_status("done")
+    # Progress went through intermediate steps up to the end.
+    progress = p.evaluate("window.__progress")
+    assert max(progress) == 100, progress
+    assert any(0 < v < 100 for v in progress), progress
+    assert p.text_content("#progress-steps") == "Step 20 / 20"
+    steps_seen = p.evaluate("window.__steps")
+    assert any(re.match(r"Step ([1-9]|1[0-9]) / 20$", s) for s in steps_seen), steps_seen
+    # The image is shown, loaded, with the requested size.
+    p.wait_for_function("() => { const i = document.getElementById('result-img'); return i.complete && i.naturalWidth > 0; }")
+    assert p.evaluate("[document.getElementById('result-img').naturalWidth, document.getElementById('result-img').naturalHeight]") == [512, 384]
+    assert p.is_visible("#result-img")
+    assert not p.is_visible("#cancel-btn")
+    # The job is listed as mine and done.
+    p.wait_for_selector("#my-jobs li.job[data-status='done']")
+    ui.shot("generate-done")
+    # Full view opens, shows the image, Esc closes it.
+    p.click("#stage-open")
+    p.wait_for_selector("#viewer[open]")
+    p.wait_for_function("() => document.getElementById('viewer-img').naturalWidth > 0")
+    assert p.get_attribute("#viewer-download", "download").endswith(".png")
+    ui.shot("full-view", full_page=False)
+    p.keyboard.press("Escape")
+    p.wait_for_selector("#viewer", state="hidden")
+
+
+def test_cancel_running_job_from_output_and_from_queue(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=150, delay=100, prompt="a job to cancel")
+    p.click("#generate-btn")
+    ui.wait_status("running")
+    p.wait_for_function("Number(document.getElementById('progress').getAttribute('aria-valuenow')) > 0")
+    p.click("#cancel-btn")
+    ui.wait_status("cancelled", timeout=10000)
+    assert p.text_content("#live-status").strip() == "cancelled"
+    p.wait_for_selector("#my-jobs li.job[data-status='cancelled']")
+    ui.shot("cancel-output")
+
+    # A second job, cancelled from the Queue panel's "Cancel" button.
+    p.fill("#prompt", "cancel me from the queue")
+    p.click("#generate-btn")
+    ui.wait_status("running")
+    btn = p.locator("#my-jobs li.job").first.get_by_role("button", name=re.compile("^Cancel job"))
+    btn.click()
+    ui.wait_status("cancelled", timeout=10000)
+    p.wait_for_function("document.querySelectorAll(\"#my-jobs li.job[data-status='cancelled']\").length >= 2")
+
+
+def test_reuse_parameters_from_history(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=6, delay=10, prompt="reuse me: a red barn")
+    p.fill("#negative_prompt", "fog")
+    p.fill("#seed", "4242")
+    p.fill("#cfg_scale", "5.5")
+    p.click("#generate-btn")
+    ui.wait_status("done")
+    # Change the form, then reuse from history's full view.
+    p.fill("#prompt", "something else")
+    p.fill("#negative_prompt", "")
+    p.fill("#seed", "-1")
+    p.fill("#steps", "33")
+    p.click("#tab-history")
+    thumb = p.locator("#gallery .thumb", has_text="reuse me: a red barn").first
+    thumb.click()
+    p.wait_for_selector("#viewer[open]")
+    assert "reuse me" in p.text_content("#viewer-params")
+    p.click("#viewer-reuse")
+    p.wait_for_selector("#viewer", state="hidden")
+    assert p.input_value("#prompt") == "reuse me: a red barn"
+    assert p.input_value("#negative_prompt") == "fog"
+    assert p.input_value("#seed") == "4242"
+    assert p.input_value("#steps") == "6"
+    assert float(p.input_value("#cfg_scale")) == 5.5
+    assert p.input_value("#model") == DIAG
+    # Focus goes back to the prompt, ready for Enter.
+    assert p.evaluate("document.activeElement.id") == "prompt"
+    # "Reuse last seed" offers the finished job's seed.
+    p.fill("#seed", "-1")
+    p.click("#seed-reuse")
+    assert p.input_value("#seed") == "4242"
+
+
+def test_img2img_drag_and_drop_upload(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=4, delay=20, prompt="img2img from a dropped PNG")
+    p.click("label[for=mode-img2img]")
+    assert p.is_visible("#init-drop")
+    drop_file(p, "#init-drop", make_png(96, 64), "init.png")
+    p.wait_for_function("document.getElementById('init-info').textContent.includes('uploaded')")
+    assert p.is_visible("#init-thumb")
+    # The output size follows the init image.
+    assert (p.input_value("#width"), p.input_value("#height")) == ("96", "64")
+    p.fill("#denoise", "0.5")
+    p.dispatch_event("#denoise", "input")
+    ui.shot("img2img-ready")
+    p.click("#generate-btn")
+    ui.wait_status("done")
+    jid = p.locator("#my-jobs li.job").first.get_attribute("data-id")
+    _, view = http(ui.base, "GET", "/v1/jobs/" + jid)
+    assert view["params"]["mode"] == "img2img"
+    assert abs(float(view["params"]["denoise"]) - 0.5) < 1e-6
+    ui.shot("img2img-done")
+
+
+def test_img2img_needs_an_image_and_rejects_non_images(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=2, delay=0)
+    p.click("label[for=mode-img2img]")
+    p.click("#generate-btn")
+    err = p.locator("[data-error-for='init_image']")
+    assert err.is_visible()
+    assert p.get_attribute("#init-drop", "aria-invalid") == "true"
+    drop_file(p, "#init-drop", b"hello", "notes.txt", mime="text/plain")
+    assert "not a PNG, JPEG or WebP" in err.text_content()
+
+
+def test_validation_error_from_the_api_is_shown_at_its_field(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=20, delay=0)
+    p.fill("#steps", "500")  # the gateway allows 1..150
+    p.click("#generate-btn")
+    err = p.locator("[data-error-for='steps']")
+    err.wait_for(state="visible")
+    assert "steps" in err.text_content()
+    assert p.get_attribute("#steps", "aria-invalid") == "true"
+    assert p.get_attribute("#steps", "aria-describedby") == err.get_attribute("id")
+    assert p.evaluate("document.activeElement.id") == "steps"
+    # Nothing else is marked, no job was queued.
+    assert p.locator("[data-error-for]:visible").count() == 1
+    assert p.locator("#my-jobs li.job").count() == 0
+    ui.shot("validation-error", full_page=False)
+    # Editing the field clears its error; a width that is not a multiple of 8 names width.
+    p.fill("#steps", "20")
+    assert not err.is_visible()
+    p.fill("#width", "100")
+    p.click("#generate-btn")
+    p.locator("[data-error-for='width']").wait_for(state="visible")
+    assert p.get_attribute("#width", "aria-invalid") == "true"
