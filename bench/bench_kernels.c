@@ -8,7 +8,8 @@
  *              vs the time of its two matrix products (Q K^T and P V) done
  *              with full N x N scores; the op's memory is shown in bytes
  *
- * Usage: bench_kernels [--quick] [--threads N] [--only matmul|conv|attention|graph].
+ * Usage: bench_kernels [--quick] [--reps R] [--threads N]
+ *                      [--only matmul|conv|attention|graph].
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
 #include <cblas.h>
@@ -315,13 +316,16 @@ static void s_bench_graph_memory(lf_backend_t *be) {
 int main(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *only = "";
+    int reps = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     }
 #define ON(name) (!*only || !strcmp(only, name))
     if (quick) g_reps = 3;
+    if (reps > 0) g_reps = reps;
     lf_backend_t *be = lf_backend_cpu_new(threads);
     if (!be) return 1;
     printf("OpenBLAS core: %s\nOpenBLAS config: %s\n%s\n", openblas_get_corename(), openblas_get_config(),

@@ -31,6 +31,7 @@ typedef struct lf__backend_iface {
 struct lf_backend {
     const lf__backend_iface_t *iface;
     void *ctx; /* owned by the backend */
+    unsigned plans; /* graph plans made on this backend: unique graph versions */
     char describe[256];
     char errstr[256];
 };
@@ -46,7 +47,8 @@ int lf__backend_run_node(lf_backend_t *be, const lf_node_t *node);
 /* Graph internals the CUDA backend needs to replay a graph. */
 int lf__graph_n_nodes(const struct lf_graph *g);
 const lf_node_t *lf__graph_node(const struct lf_graph *g, int i);
-/* A version number that changes whenever the graph is re-planned. */
+/* A version number, unique among the graphs of one backend, that changes
+ * whenever the graph is re-planned (a backend may cache work per version). */
 unsigned lf__graph_version(const struct lf_graph *g);
 
 #endif

@@ -463,7 +463,7 @@ int lf_graph_plan(lf_graph_t *g) {
         e->t.buffer = g->buf;
     }
     g->planned = true;
-    g->version++;
+    g->version = ++g->be->plans;
     return 0;
 }
 

@@ -274,12 +274,13 @@ static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     }
     float alpha = 1.0f, beta = 0.0f;
     if (bias) {
-        /* dst viewed as [P, Co, N] rows of P: bias per channel = per row. */
+        /* Prefill dst, viewed as [P, Co, N], with the bias read through a
+         * view of stride 0 along pixels and images; the GEMM adds (beta 1). */
         lf_tensor_t dv = lf_tensor_4d(LF_TYPE_F32, P, Co, x->ne[3], 1, d->data);
-        lf_tensor_t bv = *bias;
-        bv.ne[0] = 1, bv.ne[1] = Co, bv.ne[2] = bv.ne[3] = 1;
-        bv.nb[1] = bias->nb[0];
-        LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_ADD, s_view(&dv), s_view(&dv), s_view(&bv), 0, 0, 0, c->stream));
+        lf_tensor_t bv = dv;
+        bv.type = bias->type, bv.data = bias->data;
+        bv.nb[0] = 0, bv.nb[1] = bias->nb[0], bv.nb[2] = bv.nb[3] = 0;
+        LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_COPY, s_view(&dv), s_view(&bv), s_view(NULL), 0, 0, 0, c->stream));
         beta = 1.0f;
     }
     cudaDataType_t ty = s_cuda_type(w->type);
