@@ -9,7 +9,7 @@
  *              with full N x N scores; the op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N]
- *                      [--only matmul|conv|attention|graph].
+ *                      [--only matmul|conv|attention|rowwise|graph].
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
 #include <cblas.h>
@@ -281,6 +281,35 @@ static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
     free(q), free(k), free(v), free(o), free(scores);
 }
 
+/* Memory-bound ops at SD shapes: time and effective bandwidth. */
+static void s_bench_rowwise(lf_backend_t *be) {
+    float *x = s_rand((size_t)2560 * 4096), *y = malloc((size_t)2560 * 4096 * 4);
+    lf_tensor_t tg = lf_tensor_4d(LF_TYPE_F32, 2560, 4096, 1, 1, x), tgo = lf_tensor_4d(LF_TYPE_F32, 1280, 4096, 1, 1, y);
+    lf_tensor_t tx = lf_tensor_4d(LF_TYPE_F32, 64, 64, 320, 1, x), ty = lf_tensor_4d(LF_TYPE_F32, 64, 64, 320, 1, y);
+    lf_tensor_t tl = lf_tensor_4d(LF_TYPE_F32, 320, 4096, 1, 1, x), tly = lf_tensor_4d(LF_TYPE_F32, 320, 4096, 1, 1, y);
+    s_op_t ops[5] = {{.be = be}, {.be = be}, {.be = be}, {.be = be}, {.be = be}};
+    const char *names[5] = {"geglu 4096x2560 -> 1280", "group_norm+silu 64x64x320", "silu 64x64x320",
+                            "layer_norm 4096x320", "softmax 4096x320"};
+    double bytes[5] = {4096.0 * (2560 + 1280) * 4, 2.0 * 3 * 1310720 * 4, 2.0 * 1310720 * 4,
+                       2.0 * 1310720 * 4, 2.0 * 1310720 * 4};
+    ops[0].node.op = LF_OP_GEGLU, ops[0].node.dst = &tgo, ops[0].node.src[0] = &tg;
+    ops[1].node.op = LF_OP_GROUP_NORM, ops[1].node.dst = &ty, ops[1].node.src[0] = &tx;
+    ops[1].node.p.group_norm.groups = 32, ops[1].node.p.group_norm.eps = 1e-5f, ops[1].node.p.group_norm.act = 1;
+    ops[2].node.op = LF_OP_SILU, ops[2].node.dst = &ty, ops[2].node.src[0] = &tx;
+    ops[3].node.op = LF_OP_LAYER_NORM, ops[3].node.dst = &tly, ops[3].node.src[0] = &tl;
+    ops[3].node.p.norm.eps = 1e-5f;
+    ops[4].node.op = LF_OP_SOFTMAX, ops[4].node.dst = &tly, ops[4].node.src[0] = &tl;
+    ops[4].node.p.softmax.scale = 1.0f;
+    for (int i = 0; i < 5; i++) {
+        s_fn fn[1] = {s_run_op};
+        void *ctx[1] = {&ops[i]};
+        double t;
+        s_time_n(1, fn, ctx, &t);
+        printf("rowwise  %-28s %7.2f ms  %6.1f GB/s\n", names[i], t * 1e3, bytes[i] / t * 1e-9);
+    }
+    free(x), free(y);
+}
+
 /* Arena peak of a small SD-like block, showing the planner's reuse. */
 static void s_bench_graph_memory(lf_backend_t *be) {
     lf_graph_t *g = lf_graph_new(be);
@@ -350,6 +379,7 @@ int main(int argc, char **argv) {
             lf_backend_destroy(&ab);
         }
     }
+    if (ON("rowwise")) s_bench_rowwise(be);
     if (ON("graph") && !quick) s_bench_graph_memory(be);
     lf_backend_destroy(&be);
     return 0;

@@ -174,7 +174,11 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     }
     if (getenv("LF_CPU_NO_BF16")) c->has_avx512_bf16 = false;
     if (c->has_avx512_bf16) c->sbgemm = (lf__sbgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
-    lf__cpu_simd_init(&c->simd, c->has_avx512, c->has_avx2);
+    /* LF_CPU_SIMD=avx2|scalar caps the vector level (tests cover each form). */
+    const char *simd = getenv("LF_CPU_SIMD");
+    bool cap512 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "scalar"));
+    bool cap2 = simd && !strcmp(simd, "scalar");
+    lf__cpu_simd_init(&c->simd, c->has_avx512 && !cap512, c->has_avx2 && !cap2);
 #ifdef LF_HAVE_DNNL
     const char *conv = getenv("LF_CPU_CONV");
     if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new();

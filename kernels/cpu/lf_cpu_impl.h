@@ -25,6 +25,10 @@ typedef struct {
     float (*exp_sum)(float *x, int64_t n, float m);
     /* max of x[0..n). */
     float (*max)(const float *x, int64_t n);
+    /* y = x * sigmoid(x); y may be x. */
+    void (*silu)(float *y, const float *x, int64_t n);
+    /* y = gelu_erf(x) * (mul ? mul : 1); y may be x. */
+    void (*gelu)(float *y, const float *x, const float *mul, int64_t n);
     const char *name; /* "avx512", "avx2", "scalar" */
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);

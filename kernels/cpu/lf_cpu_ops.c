@@ -73,7 +73,8 @@ static void s_store(lf_tensor_t *t, int64_t i1, int64_t i2, int64_t i3, const fl
 
 /* ---- row driver ---- */
 
-typedef void (*s_row_fn)(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3);
+typedef void (*s_row_fn)(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1,
+                         int64_t i2, int64_t i3);
 
 typedef struct {
     const lf_node_t *node;
@@ -95,7 +96,7 @@ static void s_rows_task(void *arg, int64_t task, int thread) {
     int64_t end = (task + 1) * j->per_task;
     if (end > j->rows) end = j->rows;
     for (int64_t r = task * j->per_task; r < end; r++)
-        j->fn(j->node, tmp, r % ne1, (r / ne1) % ne2, r / (ne1 * ne2));
+        j->fn(j->node, &j->cpu->simd, tmp, r % ne1, (r / ne1) % ne2, r / (ne1 * ne2));
 }
 
 /* Runs fn on every row of shape (ne1, ne2, ne3), each with tmp_floats of scratch. */
@@ -126,10 +127,6 @@ static int64_t s_maxne0(const lf_node_t *n) {
 
 /* ---- unary activations ---- */
 
-static float s_gelu_erf(float x) {
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-}
-
 static float s_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
 }
@@ -138,7 +135,8 @@ static float s_sigmoid(float x) {
     return 1.0f / (1.0f + expf(-x));
 }
 
-static void s_unary_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_unary_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *x = n->src[0];
     int64_t ne0 = x->ne[0];
     const float *in = s_load(x, i1, i2, i3, tmp);
@@ -148,11 +146,9 @@ static void s_unary_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, 
         if (n->p.gelu.approx)
             for (int64_t i = 0; i < ne0; i++) out[i] = s_gelu_tanh(in[i]);
         else
-            for (int64_t i = 0; i < ne0; i++) out[i] = s_gelu_erf(in[i]);
+            simd->gelu(out, in, NULL, ne0);
         break;
-    case LF_OP_SILU:
-        for (int64_t i = 0; i < ne0; i++) out[i] = in[i] * s_sigmoid(in[i]);
-        break;
+    case LF_OP_SILU: simd->silu(out, in, ne0); break;
     case LF_OP_QUICK_GELU:
         for (int64_t i = 0; i < ne0; i++) out[i] = in[i] * s_sigmoid(1.702f * in[i]);
         break;
@@ -181,11 +177,12 @@ int lf__cpu_op_QUICK_GELU(lf_backend_t *be, const lf_node_t *n) { return s_unary
 int lf__cpu_op_SCALE(lf_backend_t *be, const lf_node_t *n) { return s_unary(be, n); }
 int lf__cpu_op_CLAMP(lf_backend_t *be, const lf_node_t *n) { return s_unary(be, n); }
 
-static void s_geglu_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_geglu_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     int64_t f = n->dst->ne[0];
     const float *in = s_load(n->src[0], i1, i2, i3, tmp);
     float *out = s_out(n->dst, i1, i2, i3, tmp + 2 * f);
-    for (int64_t i = 0; i < f; i++) out[i] = in[i] * s_gelu_erf(in[f + i]);
+    simd->gelu(out, in + f, in, f);
     s_store(n->dst, i1, i2, i3, out);
 }
 
@@ -195,7 +192,8 @@ int lf__cpu_op_GEGLU(lf_backend_t *be, const lf_node_t *n) {
 
 /* ---- binary with broadcasting ---- */
 
-static void s_binary_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_binary_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *a = n->src[0], *b = n->src[1];
     int64_t ne0 = a->ne[0];
     const float *ra = s_load(a, i1, i2, i3, tmp);
@@ -227,21 +225,15 @@ int lf__cpu_op_MUL(lf_backend_t *be, const lf_node_t *n) {
 
 /* ---- softmax and row norms ---- */
 
-static void s_softmax_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_softmax_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     int64_t ne0 = n->dst->ne[0];
     const float *in = s_load(n->src[0], i1, i2, i3, tmp);
     float *out = s_out(n->dst, i1, i2, i3, tmp + ne0);
-    float s = n->p.softmax.scale, m = -INFINITY;
-    for (int64_t i = 0; i < ne0; i++) {
-        out[i] = in[i] * s;
-        m = out[i] > m ? out[i] : m;
-    }
-    double sum = 0;
-    for (int64_t i = 0; i < ne0; i++) {
-        out[i] = expf(out[i] - m);
-        sum += out[i];
-    }
-    float inv = (float)(1.0 / sum);
+    float s = n->p.softmax.scale;
+    for (int64_t i = 0; i < ne0; i++) out[i] = in[i] * s;
+    float m = simd->max(out, ne0);
+    float inv = 1.0f / simd->exp_sum(out, ne0, m);
     for (int64_t i = 0; i < ne0; i++) out[i] *= inv;
     s_store(n->dst, i1, i2, i3, out);
 }
@@ -250,7 +242,8 @@ int lf__cpu_op_SOFTMAX(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_softmax_row, 2 * s_maxne0(n));
 }
 
-static void s_norm_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_norm_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     int64_t ne0 = n->dst->ne[0];
     const float *in = s_load(n->src[0], i1, i2, i3, tmp);
     float *out = s_out(n->dst, i1, i2, i3, tmp + ne0);
@@ -320,13 +313,8 @@ static void s_gn_task(void *arg, int64_t task, int thread) {
         for (int64_t i1 = 0; i1 < ne1; i1++) {
             const float *r = s_load(x, i1, c, i3, tmp);
             float *o = s_out(n->dst, i1, c, i3, tmp + ne0);
-            if (n->p.group_norm.act)
-                for (int64_t i = 0; i < ne0; i++) {
-                    float y = r[i] * sc + sh;
-                    o[i] = y / (1.0f + expf(-y));
-                }
-            else
-                for (int64_t i = 0; i < ne0; i++) o[i] = r[i] * sc + sh;
+            for (int64_t i = 0; i < ne0; i++) o[i] = r[i] * sc + sh;
+            if (n->p.group_norm.act) j->cpu->simd.silu(o, o, ne0);
             s_store(n->dst, i1, c, i3, o);
         }
     }
@@ -343,7 +331,8 @@ int lf__cpu_op_GROUP_NORM(lf_backend_t *be, const lf_node_t *n) {
 
 /* ---- layout ---- */
 
-static void s_concat_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_concat_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *a = n->src[0], *b = n->src[1];
     int d = n->p.concat.dim;
     float *out = s_out(n->dst, i1, i2, i3, tmp);
@@ -367,7 +356,8 @@ int lf__cpu_op_CONCAT(lf_backend_t *be, const lf_node_t *n) {
 }
 
 /* Same-shape strided copy with conversion, row by row. */
-static void s_copy_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_copy_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *x = n->src[0];
     lf_tensor_t v = *x;
     if (n->op == LF_OP_SPLIT) {
@@ -394,7 +384,8 @@ int lf__cpu_op_PERMUTE(lf_backend_t *be, const lf_node_t *n) {
 
 /* Reshaping copy: element k of dst (row-major over its shape) takes element k
  * of src (row-major over its own shape). */
-static void s_reshape_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_reshape_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     (void)tmp;
     const lf_tensor_t *x = n->src[0];
     lf_tensor_t *d = n->dst;
@@ -415,7 +406,8 @@ int lf__cpu_op_CPY(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_reshape_row, 1);
 }
 
-static void s_up_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_up_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const float *in = s_load(n->src[0], i1 / 2, i2, i3, tmp);
     int64_t ne0 = n->dst->ne[0];
     float *out = s_out(n->dst, i1, i2, i3, tmp + ne0);
@@ -427,7 +419,8 @@ int lf__cpu_op_UPSAMPLE2X(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_up_row, 2 * s_maxne0(n));
 }
 
-static void s_pool_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_pool_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *x = n->src[0];
     int k = n->p.pool.k, s = n->p.pool.s;
     int64_t wo = n->dst->ne[0], wi = x->ne[0];
@@ -451,7 +444,8 @@ int lf__cpu_op_AVG_POOL2D(lf_backend_t *be, const lf_node_t *n) {
 
 /* ---- embeddings ---- */
 
-static void s_tstep_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_tstep_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     const lf_tensor_t *t = n->src[0];
     int64_t k = i1, ne0 = t->ne[0], ne1 = t->ne[1], ne2 = t->ne[2];
     float tv = s_ld(t->type, s_at(t, k % ne0, (k / ne0) % ne1, (k / (ne0 * ne1)) % ne2,
@@ -474,7 +468,8 @@ int lf__cpu_op_TIMESTEP_EMBED(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_tstep_row, n->dst->ne[0]);
 }
 
-static void s_rope_row(const lf_node_t *n, float *tmp, int64_t i1, int64_t i2, int64_t i3) {
+static void s_rope_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
+                   int64_t i3) {
     int64_t d = n->dst->ne[0];
     const float *x = s_load(n->src[0], i1, i2, i3, tmp);
     const float *pe = s_load(n->src[1], i1, 0, 0, tmp + d);

@@ -1,5 +1,6 @@
 /* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
- * and max for softmax and attention), in AVX-512, AVX2 and scalar forms.
+ * and max for softmax and attention; SiLU and erf-GELU for activations), in
+ * AVX-512, AVX2 and scalar forms.
  *
  * Release binaries are built without -march; each vector form carries a
  * function-level target attribute and lf__cpu_simd_init picks one from the
@@ -37,6 +38,25 @@ static float s_max_scalar(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
 }
+
+static void s_silu_scalar(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+static void s_gelu_scalar(float *y, const float *x, const float *mul, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        y[i] = mul ? mul[i] * g : g;
+    }
+}
+
+/* erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
+#define LF__ERF_P 0.3275911f
+#define LF__ERF_A1 0.254829592f
+#define LF__ERF_A2 -0.284496736f
+#define LF__ERF_A3 1.421413741f
+#define LF__ERF_A4 -1.453152027f
+#define LF__ERF_A5 1.061405429f
 
 __attribute__((target("avx512f"))) static inline __m512 s_exp512(__m512 x) {
     x = _mm512_min_ps(x, _mm512_set1_ps(LF__EXP_HI));
@@ -80,6 +100,44 @@ __attribute__((target("avx512f"))) static float s_max_avx512(const float *x, int
     float m = _mm512_reduce_max_ps(acc);
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
+}
+
+__attribute__((target("avx512f"))) static void s_silu_avx512(float *y, const float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 e = s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}
+
+__attribute__((target("avx512f"))) static inline __m512 s_erf512(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(LF__ERF_P), ax, one));
+    __m512 p = _mm512_set1_ps(LF__ERF_A5);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A1));
+    p = _mm512_mul_ps(p, t);
+    __m512 e = s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    __m512 r = _mm512_fnmadd_ps(p, e, one); /* erf(|x|) */
+    /* copy the sign of x */
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+}
+
+__attribute__((target("avx512f"))) static void s_gelu_avx512(float *y, const float *x, const float *mul, int64_t n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), r2 = _mm512_set1_ps(0.70710678118654752f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 g = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, s_erf512(_mm512_mul_ps(v, r2))));
+        if (mul) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, mul + i));
+        _mm512_mask_storeu_ps(y + i, k, g);
+    }
 }
 
 __attribute__((target("avx2,fma"))) static inline __m256 s_exp256(__m256 x) {
@@ -128,12 +186,49 @@ __attribute__((target("avx2"))) static float s_max_avx2(const float *x, int64_t 
     return m;
 }
 
+__attribute__((target("avx2,fma"))) static void s_silu_avx2(float *y, const float *x, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = s_exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    s_silu_scalar(y + i, x + i, n - i);
+}
+
+__attribute__((target("avx2,fma"))) static void s_gelu_avx2(float *y, const float *x, const float *mul, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f), r2 = _mm256_set1_ps(0.70710678118654752f);
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), z = _mm256_mul_ps(v, r2);
+        __m256 az = _mm256_andnot_ps(sign, z);
+        __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(LF__ERF_P), az, one));
+        __m256 p = _mm256_set1_ps(LF__ERF_A5);
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(LF__ERF_A4));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(LF__ERF_A3));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(LF__ERF_A2));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(LF__ERF_A1));
+        p = _mm256_mul_ps(p, t);
+        __m256 e = s_exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(az, az)));
+        __m256 r = _mm256_or_ps(_mm256_fnmadd_ps(p, e, one), _mm256_and_ps(sign, z));
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, r));
+        if (mul) g = _mm256_mul_ps(g, _mm256_loadu_ps(mul + i));
+        _mm256_storeu_ps(y + i, g);
+    }
+    s_gelu_scalar(y + i, x + i, mul ? mul + i : NULL, n - i);
+}
+
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
     if (avx512) {
         simd->exp_sum = s_exp_sum_avx512, simd->max = s_max_avx512, simd->name = "avx512";
+        simd->silu = s_silu_avx512, simd->gelu = s_gelu_avx512;
     } else if (avx2) {
         simd->exp_sum = s_exp_sum_avx2, simd->max = s_max_avx2, simd->name = "avx2";
+        simd->silu = s_silu_avx2, simd->gelu = s_gelu_avx2;
     } else {
         simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
+        simd->silu = s_silu_scalar, simd->gelu = s_gelu_scalar;
     }
 }

@@ -40,6 +40,21 @@
         }                                                                                    \
     } while (0)
 
+/* For paths that cannot return an error (destroy, free): log and go on. */
+#define LF_CUDA_WARN(call)                                                                   \
+    do {                                                                                     \
+        cudaError_t lf_e_ = (call);                                                          \
+        if (lf_e_ != cudaSuccess)                                                            \
+            lf_warn("cuda: %s: %s (%s:%d)", #call, cudaGetErrorString(lf_e_), __FILE__, __LINE__); \
+    } while (0)
+
+#define LF_CUBLAS_WARN(call)                                                                 \
+    do {                                                                                     \
+        cublasStatus_t lf_s_ = (call);                                                       \
+        if (lf_s_ != CUBLAS_STATUS_SUCCESS)                                                  \
+            lf_warn("cuda: %s: %s (%s:%d)", #call, cublasGetStatusString(lf_s_), __FILE__, __LINE__); \
+    } while (0)
+
 /* Launchers return a cudaError_t as int. */
 #define LF_LAUNCH_CHECK(be, call) LF_CUDA_CHECK(be, (cudaError_t)(call))
 
@@ -416,19 +431,23 @@ static void s_buffer_free(lf_backend_t *be, lf_buffer_t *buf) {
     s_ctx_t *c = C(be);
     if (!buf->base) return;
     if (s_in_slab(c, buf->base)) s_slab_free(c, buf->base);
-    else if (cudaFree(buf->base) != cudaSuccess) lf_warn("cuda: cudaFree failed");
+    else LF_CUDA_WARN(cudaFree(buf->base));
     buf->base = NULL;
 }
 
 static void *s_host_alloc(lf_backend_t *be, size_t size) {
     void *p = NULL;
-    (void)be;
-    return cudaMallocHost(&p, size ? size : 1) == cudaSuccess ? p : NULL;
+    cudaError_t e = cudaMallocHost(&p, size ? size : 1);
+    if (e != cudaSuccess) {
+        lf__backend_seterr(be, "cudaMallocHost(%zu): %s", size, cudaGetErrorString(e));
+        return NULL;
+    }
+    return p;
 }
 
 static void s_host_free(lf_backend_t *be, void *p) {
     (void)be;
-    if (cudaFreeHost(p) != cudaSuccess) lf_warn("cuda: cudaFreeHost failed");
+    LF_CUDA_WARN(cudaFreeHost(p));
 }
 
 static int s_upload(lf_backend_t *be, void *dev, const void *host, size_t n) {
@@ -460,7 +479,7 @@ static int s_run_nodes(lf_backend_t *be, lf_graph_t *g) {
 }
 
 static void s_drop_exec(s_ctx_t *c) {
-    if (c->exec) cudaGraphExecDestroy(c->exec);
+    if (c->exec) LF_CUDA_WARN(cudaGraphExecDestroy(c->exec));
     c->exec = NULL;
 }
 
@@ -481,14 +500,14 @@ static int s_graph_compute(lf_backend_t *be, lf_graph_t *g) {
     int rc = s_run_nodes(be, g);
     cudaError_t e = cudaStreamEndCapture(c->stream, &cg);
     if (rc || e != cudaSuccess) {
-        if (cg) cudaGraphDestroy(cg);
+        if (cg) LF_CUDA_WARN(cudaGraphDestroy(cg));
         lf_warn("cuda: graph capture failed (%s); running eagerly", rc ? be->errstr : cudaGetErrorString(e));
         c->no_graphs = true;
         (void)cudaGetLastError();
         return s_run_nodes(be, g);
     }
     e = cudaGraphInstantiate(&c->exec, cg, 0);
-    cudaGraphDestroy(cg);
+    LF_CUDA_WARN(cudaGraphDestroy(cg));
     LF_CUDA_CHECK(be, e);
     LF_CUDA_CHECK(be, cudaGraphLaunch(c->exec, c->stream));
     return 0;
@@ -503,12 +522,12 @@ static void s_destroy(lf_backend_t *be) {
     s_ctx_t *c = be->ctx;
     if (!c) return;
     s_drop_exec(c);
-    if (c->stream) cudaStreamSynchronize(c->stream);
-    if (c->cublas) cublasDestroy(c->cublas);
-    if (c->cublas_ws) cudaFree(c->cublas_ws);
-    if (c->work) cudaFree(c->work);
-    if (c->slab) cudaFree(c->slab);
-    if (c->stream) cudaStreamDestroy(c->stream);
+    if (c->stream) LF_CUDA_WARN(cudaStreamSynchronize(c->stream));
+    if (c->cublas) LF_CUBLAS_WARN(cublasDestroy(c->cublas));
+    if (c->cublas_ws) LF_CUDA_WARN(cudaFree(c->cublas_ws));
+    if (c->work) LF_CUDA_WARN(cudaFree(c->work));
+    if (c->slab) LF_CUDA_WARN(cudaFree(c->slab));
+    if (c->stream) LF_CUDA_WARN(cudaStreamDestroy(c->stream));
     free(c->blocks);
     free(c);
     be->ctx = NULL;
