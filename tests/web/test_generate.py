@@ -13,6 +13,10 @@ RECORD_PROGRESS = """() => {
   const st = document.getElementById('progress-steps');
   new MutationObserver(() => window.__steps.push(st.textContent))
     .observe(st, { childList: true, characterData: true, subtree: true });
+  window.__previews = 0;
+  const pv = document.getElementById('preview-img');
+  new MutationObserver(() => { if (pv.getAttribute('src')) window.__previews++; })
+    .observe(pv, { attributes: true, attributeFilter: ['src'] });
 }"""
 
 
@@ -25,6 +29,7 @@ def test_generate_progress_reaches_the_end_and_image_appears(ui):
     p.click("#generate-btn")
     ui.wait_status("running")
     p.wait_for_function("window.__progress.some(v => v > 0 && v < 100)")
+    p.wait_for_selector("#preview-img:not([hidden])", timeout=5000)
     ui.shot("generate-running", full_page=False)
     ui.wait_status("done")
     # Progress went through intermediate steps up to the end.
@@ -34,6 +39,8 @@ def test_generate_progress_reaches_the_end_and_image_appears(ui):
     assert p.text_content("#progress-steps") == "Step 20 / 20"
     steps_seen = p.evaluate("window.__steps")
     assert any(re.match(r"Step ([1-9]|1[0-9]) / 20$", s) for s in steps_seen), steps_seen
+    # Previews arrived over SSE while it ran (the farm's workers send one every 5 steps).
+    assert p.evaluate("window.__previews") >= 1
     # The image is shown, loaded, with the requested size.
     p.wait_for_function("() => { const i = document.getElementById('result-img'); return i.complete && i.naturalWidth > 0; }")
     assert p.evaluate("[document.getElementById('result-img').naturalWidth, document.getElementById('result-img').naturalHeight]") == [512, 384]

@@ -47,14 +47,41 @@ function fillSelect(select, items, preferred) {
   if (want) select.value = want;
 }
 
+function modelLabel(x) {
+  const parts = [x.name];
+  if (x.kind) parts.push(x.kind);
+  if (typeof x.workers === 'number') parts.push(`${x.workers} worker${x.workers === 1 ? '' : 's'}`);
+  return parts.join('  ·  ');
+}
+
+function applyModels(reply) {
+  models = listOf(reply, 'models').map(nameOf);
+  const sel = $('#model');
+  if (!models.length) {
+    // Models come from live workers: none yet.
+    sel.replaceChildren(new Option('(no models yet: no live workers)', ''));
+    return;
+  }
+  const defName = (reply && typeof reply.default === 'string' && reply.default) || undefined;
+  const def = models.find((x) => x.name === defName) || models.find((x) => x.default)
+    || models.find((x) => x.kind !== 'diagnostic') || models[0];
+  fillSelect(sel, models.map((x) => ({ ...x, label: modelLabel(x) })), def && def.name);
+  updateModelKind();
+}
+
+/** Re-reads the models when the workers' set of models changes (workers come and go). */
+async function refreshModelsFrom(workers) {
+  const names = new Set();
+  for (const w of workers) for (const m of listOf(w.models, 'models')) names.add(typeof m === 'string' ? m : m.name);
+  const have = new Set(models.map((x) => x.name));
+  if (names.size === have.size && [...names].every((n) => have.has(n))) return;
+  try { applyModels(await api.models()); } catch { /* the next poll retries */ }
+}
+
 /** Loads models and samplers from the API. */
 export async function loadOptions() {
   const [m, s, sch] = await Promise.allSettled([api.models(), api.samplers(), api.schedulers()]);
-  if (m.status === 'fulfilled') {
-    models = listOf(m.value, 'models').map(nameOf);
-    const def = models.find((x) => x.default) || models.find((x) => x.kind !== 'diagnostic') || models[0];
-    fillSelect($('#model'), models.map((x) => ({ ...x, label: x.kind ? `${x.name}  ·  ${x.kind}` : x.name })), def && def.name);
-  }
+  if (m.status === 'fulfilled') applyModels(m.value);
   let samplers = FALLBACK_SAMPLERS.map(nameOf), schedulers = FALLBACK_SCHEDULERS.map(nameOf);
   if (s.status === 'fulfilled') {
     const v = s.value;
@@ -388,6 +415,7 @@ export function initGenerate() {
     if (f) { e.preventDefault(); uploadInit(f); }
   });
 
+  on('workers', refreshModelsFrom);
   on('apply-params', (d) => {
     const skipped = setParams(d.params, d);
     if (d.source) toast(`Parameters loaded from ${d.source}${skipped.length ? ` (not available here: ${skipped.join(', ')})` : ''}`);

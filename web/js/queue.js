@@ -94,6 +94,17 @@ export function initQueue() {
     persist();
     render();
   });
+  on('job-status', (d) => {
+    const j = mine.find((x) => x.id === d.id);
+    if (!j || TERMINAL.has(j.status)) return;
+    const before = `${j.status}|${j.step}|${j.position}`;
+    j.status = d.status;
+    if (d.step !== undefined) j.step = d.step;
+    if (d.steps) j.steps = d.steps;
+    if (d.position !== undefined) j.position = d.position;
+    if (d.worker) j.worker = d.worker;
+    if (`${j.status}|${j.step}|${j.position}` !== before) render();
+  });
   on('job-finished', (d) => {
     const j = mine.find((x) => x.id === d.id);
     if (j) { j.status = d.status; if (d.status === 'done') j.step = j.steps; persist(); render(); }

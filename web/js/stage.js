@@ -1,7 +1,7 @@
 // The centre panel: follows the job you submitted last — status, progress with step and ETA,
 // previews as they arrive, the result images, cancel, full view, reuse parameters.
 
-import { api, imagesOf, setImg } from './api.js';
+import { api, imageSrc, imagesOf, setImg } from './api.js';
 import { JobWatcher } from './sse/live.js';
 import { $, el, emit, fmtSeconds, on, shortId, toast } from './util.js';
 import { openViewer } from './viewer.js';
@@ -30,10 +30,22 @@ function setWhere(text) { $('#progress-where').textContent = text || ''; }
 
 function showPreview(src) {
   const img = $('#preview-img');
-  $('#canvas-empty').hidden = true;
-  $('#result-btn').hidden = true;
-  img.hidden = false;
-  if (src.startsWith('/')) setImg(img, src); else img.src = src;
+  const reveal = () => {
+    if (!current || !$('#result-btn').hidden) return; // the result came first
+    $('#canvas-empty').hidden = true;
+    img.hidden = false;
+  };
+  if (src.startsWith('/')) {
+    // A URL may not have a preview yet: swap only once it has loaded.
+    imageSrc(src).then((u) => {
+      const probe = new Image();
+      probe.onload = () => { img.src = u; reveal(); };
+      probe.src = u;
+    }).catch(() => {});
+  } else {
+    img.src = src;
+    reveal();
+  }
 }
 
 function showResult(index) {
@@ -86,6 +98,12 @@ function resetView(params) {
 function onEvent(name, d) {
   const c = current;
   if (!c) return;
+  if (name === 'queued' || name === 'started' || name === 'progress') {
+    emit('job-status', {
+      id: c.id, status: name === 'queued' ? 'queued' : 'running', position: d.position,
+      step: d.step, steps: d.steps || c.steps, worker: d.worker,
+    });
+  }
   switch (name) {
     case 'queued':
       setStatus('queued', 'queued');

@@ -68,10 +68,13 @@ function eventFromView(view) {
  *   done (job view, with images), failed {code, message}, cancelled {}.
  */
 export class JobWatcher {
-  constructor(id, { onEvent, pollMs = 2000 } = {}) {
+  constructor(id, { onEvent, pollMs = 2500, fallbackPollMs = 400 } = {}) {
     this.id = id;
     this.onEvent = onEvent || (() => {});
-    this.pollMs = pollMs;
+    this.pollMs = pollMs; // while the event stream is up: a slow check (events are hints)
+    this.fallbackPollMs = fallbackPollMs; // without a stream: poll the job view quickly
+    this.streaming = false;
+    this.lastSync = 0;
     this.ctrl = new AbortController();
     this.finished = false;
     this.lastStep = -1;
@@ -80,7 +83,10 @@ export class JobWatcher {
 
   start() {
     this.run();
-    this.timer = setInterval(() => this.resync(), this.pollMs);
+    this.timer = setInterval(() => {
+      const due = this.streaming ? this.pollMs : this.fallbackPollMs;
+      if (performance.now() - this.lastSync >= due) this.resync();
+    }, this.fallbackPollMs);
     return this;
   }
 
@@ -96,16 +102,18 @@ export class JobWatcher {
       try {
         await sseStream(`/v1/jobs/${encodeURIComponent(this.id)}/events`, {
           signal: this.ctrl.signal,
-          onOpen: () => { failures = 0; },
+          onOpen: () => { failures = 0; this.streaming = true; this.lastSync = performance.now(); },
           onEvent: (name, data) => this.handle(name, data),
         });
       } catch (e) {
+        this.streaming = false;
         if (e.name === 'AbortError' || this.finished) return;
         if (e instanceof ApiError && (e.status === 404 || e.status === 401)) {
           // No stream for this job (or no key): the periodic resync alone follows it.
           failures = 99;
         }
       }
+      this.streaming = false;
       if (this.finished) return;
       await this.resync();
       failures++;
@@ -115,7 +123,9 @@ export class JobWatcher {
   }
 
   async resync() {
-    if (this.finished) return;
+    if (this.finished || this.syncing) return;
+    this.syncing = true;
+    this.lastSync = performance.now();
     try {
       const view = await api.job(this.id);
       if (this.finished) return;
@@ -124,6 +134,8 @@ export class JobWatcher {
       this.handle(name, data, true);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) this.handle('failed', { code: 'not_found', message: 'The job no longer exists' });
+    } finally {
+      this.syncing = false;
     }
   }
 
