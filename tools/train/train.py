@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Train lf-tiny-shapes, the farm's built-in default model (SD1.5 architecture, tiny widths), on CPU.
+
+Stages (all deterministic for a given --seed and thread count; outputs under --out):
+  vae      train the AutoencoderKL on procedural 128x128 shape images (L1+MSE, small KL), then rescale its
+           latent space so that SD1.5's scaling factor 0.18215 gives unit-variance latents
+  latents  render a fixed dataset of shape images and store their VAE posterior (mean, std) + attributes
+  unet     train UNet2DConditionModel + CLIP text encoder jointly on the latents (eps prediction,
+           scaled_linear betas, 10 % empty captions for CFG, min-SNR-5 weighting, EMA)
+  export   write the single-file SD1.5-layout checkpoint (f16 safetensors) + the diffusers folder
+  samples  render the sample grid (EulerDiscrete, 20 steps, CFG 5, fixed seeds)
+  all      everything above in order
+
+Usage (from the repository root):
+  nice -n 19 tools/train/.venv/bin/python tools/train/train.py all
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import lf_models as M  # noqa: E402
+import lf_shapes as S  # noqa: E402
+from lf_tok import load_tokenizer  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+T0 = time.time()
+LOG = None
+
+
+def log(msg):
+    line = f"[{time.time() - T0:8.1f}s] {msg}"
+    print(line, flush=True)
+    if LOG:
+        with open(LOG, "a") as f:
+            f.write(line + "\n")
+
+
+def to_tensor(imgs):
+    """list/array of HxWx3 uint8 -> Bx3xHxW float in [-1, 1]"""
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+# ----------------------------------------------------------------------------------------------- VAE
+def stage_vae(a):
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed + 1)
+    vae = M.make_vae()
+    log(f"vae: params {M.nparams(vae)}; steps {a.vae_steps} batch {a.vae_batch}")
+    opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, weight_decay=0.0, foreach=True)
+    full_from = a.vae_crop_steps
+    t_start = time.time()
+    run = []
+    step = 0
+    for step in range(1, a.vae_steps + 1):
+        lr = a.vae_lr * min(1.0, step / 50) * (0.3 if step > full_from else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        imgs = [S.render(S.sample_attrs(rng)) for _ in range(a.vae_batch)]
+        x = to_tensor(imgs)
+        if step < full_from:  # 64x64 crops first (4x cheaper), full 128x128 images at the end
+            crops = []
+            for i in range(x.shape[0]):
+                oy, ox = rng.integers(0, 65, 2)
+                crops.append(x[i:i + 1, :, oy:oy + 64, ox:ox + 64])
+            x = torch.cat(crops)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        l_rec = F.mse_loss(rec, x) + F.l1_loss(rec, x)
+        l_kl = post.kl().mean() / (x.shape[2] * x.shape[3] * 3)
+        loss = l_rec + a.vae_kl * l_kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        run.append((l_rec.item(), l_kl.item()))
+        if step % 25 == 0 or step == a.vae_steps:
+            r = np.mean(run, 0)
+            run = []
+            log(f"vae step {step} rec(L1+MSE) {r[0]:.5f} kl/px {r[1]:.4f} lr {lr:.2e} "
+                f"({(time.time() - t_start) / step:.2f}s/step)")
+        if a.vae_minutes and time.time() - t_start > a.vae_minutes * 60:
+            log(f"vae: time budget reached at step {step}")
+            break
+    vae.eval()
+    # measure the latent scale on held-out images and fold it into quant_conv / post_quant_conv so that
+    # SD1.5's scaling factor 0.18215 gives unit variance
+    rng2 = np.random.default_rng(a.seed + 2)
+    with torch.no_grad():
+        xs = to_tensor([S.render(S.sample_attrs(rng2)) for _ in range(64)])
+        mean = vae.encode(xs).latent_dist.mean
+        std = mean.std().item()
+        k = (1.0 / 0.18215) / std
+        C = vae.config.latent_channels
+        vae.quant_conv.weight[:C] *= k
+        vae.quant_conv.bias[:C] *= k
+        vae.quant_conv.bias[C:] += 2 * math.log(k)
+        vae.post_quant_conv.weight /= k
+        mean2 = vae.encode(xs).latent_dist.mean
+        rec = vae.decode(mean2).sample
+        mse = F.mse_loss(rec, xs).item()
+    log(f"vae: trained {step} steps in {time.time() - t_start:.0f}s; latent std {std:.4f} -> rescaled by "
+        f"{k:.4f} (scaled latent std now {(mean2 * 0.18215).std().item():.4f}, mean "
+        f"{(mean2 * 0.18215).mean().item():.4f}); held-out recon MSE {mse:.5f} (PSNR "
+        f"{10 * math.log10(4 / mse):.2f} dB on [-1,1])")
+    vae.save_pretrained(os.path.join(a.out, "vae"))
+    from PIL import Image
+    grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
+    grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    g = np.concatenate([np.concatenate(list(grid[:8]), 1), np.concatenate(list(grid[8:]), 1)], 0)
+    Image.fromarray(g).save(os.path.join(a.out, "vae_recon.png"))
+
+
+# ------------------------------------------------------------------------------------------- latents
+def stage_latents(a):
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL.from_pretrained(os.path.join(a.out, "vae")).eval()
+    rng = np.random.default_rng(a.seed + 3)
+    attrs = [S.sample_attrs(rng) for _ in range(a.n_images)]
+    means, stds = [], []
+    t = time.time()
+    with torch.no_grad():
+        for i in range(0, a.n_images, 64):
+            x = to_tensor([S.render(at) for at in attrs[i:i + 64]])
+            d = vae.encode(x).latent_dist
+            means.append(d.mean.half())
+            stds.append(d.std.half())
+            if (i // 64) % 20 == 0:
+                log(f"latents: {i + x.shape[0]}/{a.n_images}")
+    torch.save({"mean": torch.cat(means), "std": torch.cat(stds), "attrs": attrs},
+               os.path.join(a.out, "latents.pt"))
+    log(f"latents: {a.n_images} images encoded in {time.time() - t:.0f}s")
+
+
+# ---------------------------------------------------------------------------------------------- UNet
+class Captioner:
+    def __init__(self, tok):
+        self.tok = tok
+        self.cache = {}
+
+    def ids(self, captions):
+        out = []
+        for c in captions:
+            if c not in self.cache:
+                self.cache[c] = self.tok(c, padding="max_length", max_length=77, truncation=True).input_ids
+            out.append(self.cache[c])
+        return torch.tensor(out)
+
+
+def make_scheduler_tensors():
+    b = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    ac = torch.cumprod(1 - b, 0)
+    return ac.float()
+
+
+def stage_unet(a):
+    torch.manual_seed(a.seed + 4)
+    rng = np.random.default_rng(a.seed + 5)
+    data = torch.load(os.path.join(a.out, "latents.pt"))
+    lmean, lstd, attrs = data["mean"].float(), data["std"].float(), data["attrs"]
+    N = lmean.shape[0]
+    tok = load_tokenizer(a.cache)
+    cap = Captioner(tok)
+    te, unet = M.make_text_encoder(), M.make_unet()
+    params = list(unet.parameters()) + list(te.parameters())
+    log(f"unet: params unet {M.nparams(unet)} text {M.nparams(te)}; dataset {N}; steps {a.unet_steps} "
+        f"batch {a.batch} lr {a.lr} warmup {a.warmup} ema {a.ema}")
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99), foreach=True)
+    ema = [p.detach().clone() for p in params]
+    ac = make_scheduler_tensors()
+    snr = ac / (1 - ac)
+    t_start = time.time()
+    run = []
+    step = 0
+    for step in range(1, a.unet_steps + 1):
+        lr = a.lr * min(1.0, step / a.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.from_numpy(rng.integers(0, N, a.batch))
+        caps = [S.caption(attrs[i], rng) if rng.random() >= a.uncond else "" for i in idx.tolist()]
+        ids = cap.ids(caps)
+        z = (lmean[idx] + lstd[idx] * torch.randn_like(lmean[idx])) * 0.18215
+        noise = torch.randn_like(z)
+        t = torch.randint(0, 1000, (a.batch,))
+        s = ac[t].view(-1, 1, 1, 1)
+        zt = s.sqrt() * z + (1 - s).sqrt() * noise
+        h = te(ids)[0]
+        pred = unet(zt, t, h).sample
+        w = torch.clamp(snr[t], max=5.0) / snr[t]  # min-SNR-5 weighting for eps prediction
+        mse = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        loss = (w * mse).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(ema, a.ema)
+            torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - a.ema)
+        run.append((mse.mean().item(), loss.item(), gn.item()))
+        if step % 25 == 0 or step == a.unet_steps:
+            r = np.mean(run, 0)
+            run = []
+            el = time.time() - t_start
+            log(f"unet step {step} mse {r[0]:.4f} weighted {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e} "
+                f"({el / step:.2f}s/step, {el / 60:.1f} min)")
+        if step % 500 == 0:
+            save_unet(a, te, unet, params, ema, step)
+        if a.unet_minutes and time.time() - t_start > a.unet_minutes * 60:
+            log(f"unet: time budget reached at step {step}")
+            break
+    save_unet(a, te, unet, params, ema, step)
+    log(f"unet: trained {step} steps in {time.time() - t_start:.0f}s")
+
+
+def save_unet(a, te, unet, params, ema, step):
+    # save the EMA weights as the model
+    raw = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, ema):
+            p.copy_(e)
+    unet.save_pretrained(os.path.join(a.out, "unet"))
+    te.save_pretrained(os.path.join(a.out, "text_encoder"))
+    with torch.no_grad():
+        for p, r in zip(params, raw):
+            p.copy_(r)
+    with open(os.path.join(a.out, "unet_step.txt"), "w") as f:
+        f.write(f"{step}\n")
+
+
+# -------------------------------------------------------------------------------------------- export
+def load_pipeline(a, single_file=None):
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    tok = load_tokenizer(a.cache)
+    if single_file:
+        import sd_convert
+        unet, vae, te = sd_convert.load_single_file(single_file)
+    else:
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(a.out, "unet"))
+        vae = AutoencoderKL.from_pretrained(os.path.join(a.out, "vae"))
+        te = CLIPTextModel.from_pretrained(os.path.join(a.out, "text_encoder"))
+    sched = EulerDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                   beta_schedule="scaled_linear", prediction_type="epsilon", steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def stage_export(a):
+    import sd_convert
+    pipe = load_pipeline(a)
+    d = os.path.join(a.out, "diffusers")
+    pipe.save_pretrained(d)
+    step = open(os.path.join(a.out, "unet_step.txt")).read().strip()
+    extra = {"lf.train": json.dumps({"seed": a.seed, "unet_steps": int(step), "vae_steps": a.vae_steps, "recipe": "tools/train/train.py"})}
+    path = os.path.join(REPO, "models", "lf-tiny-shapes.safetensors")
+    n = sd_convert.save_single_file(path, pipe.unet, pipe.vae, pipe.text_encoder, extra)
+    log(f"export: {path} ({n} tensors, {os.path.getsize(path) / 1e6:.2f} MB); diffusers folder {d}")
+
+
+# ------------------------------------------------------------------------------------------- samples
+SAMPLE_PROMPTS = [
+    "a red circle on a white background",
+    "a small blue star in the top left",
+    "a large yellow square on a black background",
+    "a green triangle on a white background",
+    "a purple circle in the bottom right on a yellow background",
+    "an orange star on a blue background",
+    "a large pink square in the center on a gray background",
+    "a small cyan triangle in the top right on a black background",
+    "a white circle on a red background",
+    "a black star in the center on a white background",
+    "a large brown circle on a cyan background",
+    "a blue square in the bottom left on a yellow background",
+    "a small red triangle at the bottom on a green background",
+    "a gray star on a pink background",
+    "a large green circle on the left on a purple background",
+    "a yellow triangle on the right on a blue background",
+]
+
+
+def stage_samples(a):
+    from PIL import Image
+    pipe = load_pipeline(a, os.path.join(REPO, "models", "lf-tiny-shapes.safetensors"))
+    tiles = []
+    for i, p in enumerate(SAMPLE_PROMPTS):
+        g = torch.Generator().manual_seed(1000 + i)
+        img = pipe(p, height=128, width=128, num_inference_steps=20, guidance_scale=5.0, generator=g,
+                   output_type="np").images[0]
+        tiles.append((img * 255).round().astype(np.uint8))
+        log(f"sample {i} (row {i // 4}, col {i % 4}, seed {1000 + i}): {p}")
+    grid = np.concatenate([np.concatenate(tiles[r * 4:(r + 1) * 4], 1) for r in range(4)], 0)
+    path = os.path.join(REPO, "models", "lf-tiny-shapes.samples.png")
+    Image.fromarray(grid).save(path)
+    log(f"samples: {path} (EulerDiscreteScheduler, 20 steps, CFG 5.0, 128x128, seeds 1000..1015)")
+
+
+def main():
+    global LOG
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["vae", "latents", "unet", "export", "samples", "all"])
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
+    ap.add_argument("--log", default=os.path.join(REPO, "models", "lf-tiny-shapes.train.log"))
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vae-steps", type=int, default=400)
+    ap.add_argument("--vae-crop-steps", type=int, default=300, help="steps on 64x64 crops before full images")
+    ap.add_argument("--vae-batch", type=int, default=8)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-kl", type=float, default=1e-4)
+    ap.add_argument("--vae-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
+    ap.add_argument("--n-images", type=int, default=3072)
+    ap.add_argument("--unet-steps", type=int, default=2000)
+    ap.add_argument("--unet-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--uncond", type=float, default=0.1)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    LOG = a.log
+    torch.set_num_threads(a.threads)
+    import diffusers
+    import transformers
+    log(f"=== {' '.join(sys.argv)}")
+    log(f"versions: python {platform.python_version()} torch {torch.__version__} diffusers {diffusers.__version__} "
+        f"transformers {transformers.__version__} numpy {np.__version__}; threads {torch.get_num_threads()}; "
+        f"host {platform.machine()} {os.cpu_count()} cpus")
+    log(f"args: {json.dumps(vars(a))}")
+    stages = ["vae", "latents", "unet", "export", "samples"] if a.stage == "all" else [a.stage]
+    for s in stages:
+        t = time.time()
+        globals()["stage_" + s](a)
+        log(f"stage {s} done in {time.time() - t:.0f}s (wall)")
+
+
+if __name__ == "__main__":
+    main()
