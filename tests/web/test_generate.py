@@ -171,3 +171,36 @@ def test_validation_error_from_the_api_is_shown_at_its_field(ui):
     p.click("#generate-btn")
     p.locator("[data-error-for='width']").wait_for(state="visible")
     assert p.get_attribute("#width", "aria-invalid") == "true"
+
+
+def test_queue_positions_and_cancel_a_queued_job(ui):
+    p = ui.open().page
+    ui.use_diagnostic(steps=100, delay=100, prompt="long job")
+    ids = []
+    try:
+        for i in range(4):  # two workers: two run, two wait
+            p.fill("#prompt", "long job %d" % i)
+            p.press("#prompt", "Enter")
+            p.wait_for_function("document.querySelectorAll('#my-jobs li.job').length === %d" % (i + 1))
+        ids = p.locator("#my-jobs li.job").evaluate_all("els => els.map(e => e.dataset.id)")
+        # The farm queue lists the waiting jobs with their positions, marked as mine.
+        p.wait_for_function("""() => {
+          const q = [...document.querySelectorAll("#farm-queue li.job.mine[data-status='queued'] .pos")].map(e => e.textContent);
+          return q.includes('#1') && q.includes('#2');
+        }""", timeout=10000)
+        p.wait_for_selector("#farm-queue li.job[data-status='running']")
+        assert "2 queued" in p.text_content("#farm-summary") or "queued" in p.text_content("#farm-summary")
+        ui.shot("queue-positions")
+        # Cancel a waiting job of mine from the list.
+        waiting = p.locator("#my-jobs li.job[data-status='queued']").first
+        wid = waiting.get_attribute("data-id")
+        waiting.get_by_role("button", name=re.compile("^Cancel job")).click()
+        p.wait_for_function("""(id) => {
+          const li = document.querySelector(`#my-jobs li.job[data-id="${id}"]`);
+          return li && li.dataset.status === 'cancelled';
+        }""", arg=wid, timeout=10000)
+        _, v = http(ui.base, "GET", "/v1/jobs/" + wid)
+        assert v["status"] == "cancelled"
+    finally:
+        for jid in ids:
+            http(ui.base, "DELETE", "/v1/jobs/" + jid)

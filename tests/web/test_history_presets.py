@@ -121,6 +121,27 @@ def test_parameters_read_from_a_dropped_png(ui):
     assert p.input_value("#steps") == "23"
 
 
+def test_a_result_png_round_trips_its_parameters(ui):
+    """An image the farm made carries A1111 "parameters": dropping it restores the form.
+    (The diagnostic model's text has prompt, negative prompt, steps, seed, size, model and step delay.)"""
+    v = submit_and_wait(ui.base, {"model": DIAG, "prompt": "round trip, a blue door", "negative_prompt": "rust",
+                                  "steps": 9, "width": 192, "height": 128, "seed": 777, "step_delay_ms": 10})
+    assert v["status"] == "done", v
+    status, png = http(ui.base, "GET", v["result"]["images"][0]["url"])
+    assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    p = ui.open().page
+    p.click("#tab-history")
+    drop_file(p, "#png-drop", png, "result.png")
+    p.wait_for_selector("#png-info:not([hidden])")
+    assert p.input_value("#prompt") == "round trip, a blue door"
+    assert p.input_value("#negative_prompt") == "rust"
+    assert p.input_value("#steps") == "9"
+    assert p.input_value("#seed") == "777"
+    assert (p.input_value("#width"), p.input_value("#height")) == ("192", "128")
+    assert p.input_value("#model") == DIAG
+    assert p.input_value("#step_delay_ms") == "10"
+
+
 def test_pngmeta_parser_in_the_browser(ui):
     """The PNG text reader and A1111 parser on their own (tEXt, zTXt, old-style sampler names)."""
     import base64

@@ -121,6 +121,11 @@ export function parseA1111(text) {
       case 'model': p.model = value; break;
       case 'denoising strength': if (Number.isFinite(num)) p.denoise = num; break;
       case 'batch size': if (Number.isFinite(num)) p.batch_size = Math.round(num); break;
+      case 'step delay': { // lightfarm's diagnostic model: "Step delay: 50 ms"
+        const ms = parseInt(value, 10);
+        if (Number.isFinite(ms)) p.step_delay_ms = ms;
+        break;
+      }
       default: p.extra[key] = value;
     }
   }

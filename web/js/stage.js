@@ -91,6 +91,7 @@ function resetView(params) {
   $('#batch-strip').replaceChildren();
   $('#info-box').hidden = true;
   setProgress(0, params.steps || 0, { indeterminate: true });
+  $('#progress-steps').textContent = 'Queued';
   setEta('');
   setWhere('');
 }
