@@ -159,10 +159,11 @@ def test_api_key_is_asked_for_and_kept(new_ui):
     # The gateway answers 401: the key dialog opens.
     p.wait_for_selector("#key-dialog[open]")
     u.shot("api-key-dialog", full_page=False)
+    p.wait_for_function("document.getElementById('farm-summary').textContent === 'API key required'", timeout=5000)
     p.fill("#api-key", "wrong-key")
     p.press("#api-key", "Enter")
-    p.wait_for_selector("#key-dialog", state="hidden")
-    p.click("#key-btn")
+    # A refused key: the dialog comes back and says so.
+    p.wait_for_function("document.getElementById('key-why').textContent.includes('refused')")
     p.wait_for_selector("#key-dialog[open]")
     p.fill("#api-key", os.environ["LF_WEB_API_KEY"])
     p.click("#key-save")

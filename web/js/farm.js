@@ -126,8 +126,13 @@ function renderDepth(d) {
   }
 }
 
-function renderSummary(workers, depth, running, ok) {
+function renderSummary(workers, depth, running, ok, needKey) {
   const dot = $('#farm-dot');
+  if (needKey) {
+    dot.className = 'dot bad';
+    $('#farm-summary').textContent = 'API key required';
+    return;
+  }
   const busy = workers.filter((w) => jobIdOf(w)).length || running;
   const queued = PRIOS.reduce((a, p) => a + (depth[p] || 0), 0);
   dot.className = `dot ${!ok ? 'bad' : busy ? 'busy' : workers.length ? 'ok' : ''}`;
@@ -149,7 +154,8 @@ export async function pollFarm() {
   if (ok) lastOk = now;
   renderWorkers(workers, jobsById, now);
   renderDepth(depth);
-  renderSummary(workers, depth, jobs.filter((j) => j.status === 'running').length, ok || now - lastOk < 5000);
+  const needKey = [w, q].some((r) => r.status === 'rejected' && r.reason && r.reason.status === 401);
+  renderSummary(workers, depth, jobs.filter((j) => j.status === 'running').length, ok || now - lastOk < 5000, needKey);
   emit('workers', workers);
 }
 

@@ -43,6 +43,7 @@ function initTheme() {
 // ---- API key -------------------------------------------------------------------------------
 
 let keyDialogOpen = false;
+let asked = false; // the key dialog opens by itself once per page load (and after each new key)
 
 function openKeyDialog(reason) {
   const d = $('#key-dialog');
@@ -62,12 +63,12 @@ function initKey() {
   $('#key-form').addEventListener('submit', (e) => {
     e.preventDefault();
     setKey($('#api-key').value.trim());
+    asked = false; // a refused new key asks again
     d.close();
     toast(getKey() ? 'API key saved' : 'API key cleared');
     reloadData();
   });
   d.addEventListener('close', () => { keyDialogOpen = false; });
-  let asked = false;
   onUnauthorized(() => {
     if (keyDialogOpen || asked) return;
     asked = true; // ask once per page load; the key button is always there
