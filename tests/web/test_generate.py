@@ -25,6 +25,8 @@ def test_generate_progress_reaches_the_end_and_image_appears(ui):
     ui.use_diagnostic(steps=20, delay=50)
     p.fill("#width", "512")
     p.fill("#height", "384")
+    p.fill("#batch_size", "2")
+    p.fill("#seed", "9000")
     p.evaluate(RECORD_PROGRESS)
     p.click("#generate-btn")
     ui.wait_status("running")
@@ -46,6 +48,13 @@ def test_generate_progress_reaches_the_end_and_image_appears(ui):
     assert p.evaluate("[document.getElementById('result-img').naturalWidth, document.getElementById('result-img').naturalHeight]") == [512, 384]
     assert p.is_visible("#result-img")
     assert not p.is_visible("#cancel-btn")
+    # A batch of two: both are offered; batch item i has seed + i.
+    strip = p.locator("#batch-strip button")
+    assert strip.count() == 2
+    assert "seed 9001" in strip.nth(1).get_attribute("aria-label")
+    strip.nth(1).click()
+    assert strip.nth(1).get_attribute("aria-current") == "true"
+    assert "seed 9001" in p.get_attribute("#result-img", "alt")
     # The job is listed as mine and done.
     p.wait_for_selector("#my-jobs li.job[data-status='done']")
     ui.shot("generate-done")
