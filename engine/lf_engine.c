@@ -1,0 +1,353 @@
+/* lf_engine: the public facade — owns the compute backend, the loaded model
+ * and the CLIP tokenizer, turns string-valued requests into pipeline
+ * requests and keeps the last error for humans. */
+#include "lf_engine.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "lf_backend.h"
+#include "lf_clip_tokenizer.h"
+#include "lf_error.h"
+#include "lf_model.h"
+#include "lf_pipeline.h"
+
+#ifndef LF_ASSETS_DEFAULT
+#define LF_ASSETS_DEFAULT "assets"
+#endif
+#define S_VOCAB_NAME "bpe_simple_vocab_16e6.txt.gz"
+
+#ifdef LF_HAVE_MODEL
+/* The real networks (engine/lf_model.c). */
+static const lf_model_ops_t s_real_ops = {
+    .name = "lf_model",
+    .load = lf_model_load,
+    .destroy = lf_model_destroy,
+    .desc = lf_model_desc,
+    .encode_text = lf_model_encode_text,
+    .denoise = lf_model_denoise,
+    .vae_decode = lf_model_vae_decode,
+    .vae_encode = lf_model_vae_encode,
+    .preview = lf_model_preview,
+};
+#endif
+
+struct lf_engine {
+    const lf_model_ops_t *ops;
+    lf_backend_t *backend; /* owned; NULL = the model's default CPU backend */
+    lf_model_t *model;
+    char *model_name;
+    lf_clip_tokenizer_t *tok;
+    char *tok_path;
+    char *vocab_path, *assets_dir;
+    int vae_tile;
+    char err[512];
+};
+
+static int s_err(lf_engine_t *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err, sizeof e->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static char *s_dup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+lf_engine_request_t lf_engine_request_defaults(void)
+{
+    return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
+                                 .clip_skip = 1, .denoise = 0.75};
+}
+
+int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
+{
+    lf_engine_opts_t o = opts ? *opts : (lf_engine_opts_t){0};
+    const lf_model_ops_t *ops = o.model_ops;
+#ifdef LF_HAVE_MODEL
+    if (!ops) ops = &s_real_ops;
+#endif
+    if (!ops) {
+        if (err && errlen) snprintf(err, errlen, "this build has no model networks (engine/lf_model.c)");
+        return LF_EUNSUPPORTED;
+    }
+    lf_backend_t *be = NULL;
+    const char *dev = o.device && *o.device ? o.device : "cpu";
+    if (ops == o.model_ops) {
+        /* A test double computes on the host itself. */
+    } else if (!strcmp(dev, "cpu")) {
+        if (o.n_threads > 0 && !(be = lf_backend_cpu_new(o.n_threads))) {
+            if (err && errlen) snprintf(err, errlen, "cannot start the CPU backend");
+            return LF_ENOMEM;
+        }
+    } else if (!strncmp(dev, "cuda", 4) && (dev[4] == '\0' || dev[4] == ':')) {
+        char *end = NULL;
+        long idx = dev[4] == ':' ? strtol(dev + 5, &end, 10) : 0;
+        if (dev[4] == ':' && (end == dev + 5 || *end || idx < 0 || idx > 64)) {
+            if (err && errlen) snprintf(err, errlen, "bad device '%s' (cpu, cuda or cuda:N)", dev);
+            return LF_EINVAL;
+        }
+        if (!lf_backend_cuda_available() || !(be = lf_backend_cuda_new((int)idx, 0))) {
+            if (err && errlen) snprintf(err, errlen, "device '%s': CUDA is not built in or not present", dev);
+            return LF_EUNSUPPORTED;
+        }
+    } else {
+        if (err && errlen) snprintf(err, errlen, "bad device '%s' (cpu, cuda or cuda:N)", dev);
+        return LF_EINVAL;
+    }
+    lf_engine_t *e = calloc(1, sizeof *e);
+    if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||
+        (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir)))) {
+        if (e) free(e->vocab_path);
+        free(e);
+        lf_backend_destroy(&be);
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return LF_ENOMEM;
+    }
+    e->ops = ops;
+    e->backend = be;
+    e->vae_tile = o.vae_tile;
+    *out = e;
+    return 0;
+}
+
+static void s_unload(lf_engine_t *e)
+{
+    if (e->model) e->ops->destroy(&e->model);
+    e->model = NULL;
+    free(e->model_name);
+    e->model_name = NULL;
+}
+
+void lf_engine_destroy(lf_engine_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    lf_engine_t *e = *self_p;
+    s_unload(e);
+    lf_clip_tokenizer_destroy(&e->tok);
+    free(e->tok_path);
+    free(e->vocab_path);
+    free(e->assets_dir);
+    lf_backend_destroy(&e->backend);
+    free(e);
+    *self_p = NULL;
+}
+
+static int s_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* The CLIP merges file for a model at model_path (see lf_engine.h for the
+ * order), into buf; returns buf or NULL. */
+static const char *s_find_vocab(lf_engine_t *e, const char *model_path, const lf_model_desc_t *d,
+                                char *buf, size_t len)
+{
+    if (e->vocab_path) return snprintf(buf, len, "%s", e->vocab_path), buf;
+    if (d->tokenizer_dir) {
+        snprintf(buf, len, "%s/merges.txt", d->tokenizer_dir);
+        if (s_exists(buf)) return snprintf(buf, len, "%s", d->tokenizer_dir), buf;
+    }
+    struct stat sb;
+    if (stat(model_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(buf, len, "%s/tokenizer/merges.txt", model_path);
+        if (s_exists(buf)) return snprintf(buf, len, "%s/tokenizer", model_path), buf;
+    } else {
+        const char *slash = strrchr(model_path, '/');
+        int dl = slash ? (int)(slash - model_path) : 1;
+        const char *dir = slash ? model_path : ".";
+        snprintf(buf, len, "%.*s/tokenizer/merges.txt", dl, dir);
+        if (s_exists(buf)) return snprintf(buf, len, "%.*s/tokenizer", dl, dir), buf;
+    }
+    const char *env = getenv("LF_ASSETS_DIR");
+    if (env && *env) {
+        snprintf(buf, len, "%s/clip/" S_VOCAB_NAME, env);
+        if (s_exists(buf)) return buf;
+    }
+    snprintf(buf, len, "%s/clip/" S_VOCAB_NAME, e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT);
+    return s_exists(buf) ? buf : NULL;
+}
+
+static char *s_name_of(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path;
+    for (size_t i = 0; i < n; i++)
+        if (path[i] == '/') b = path + i + 1;
+    size_t bl = (size_t)(path + n - b);
+    const char *dot = NULL;
+    for (const char *p = b; p < path + n; p++)
+        if (*p == '.') dot = p;
+    if (dot && dot > b) bl = (size_t)(dot - b);
+    return strndup(b, bl);
+}
+
+int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t *opts)
+{
+    if (!e || !path || !*path) return e ? s_err(e, LF_EINVAL, "no model path") : LF_EINVAL;
+    e->err[0] = '\0';
+    s_unload(e);
+    lf_model_opts_t mo = {.backend = e->backend,
+                          .vae_path = opts ? opts->vae_path : NULL,
+                          .taesd_path = opts ? opts->taesd_path : NULL,
+                          .weight_type = -1,
+                          .prediction = opts && opts->prediction_v ? LF_PRED_V : LF_PRED_EPS};
+    char why[400] = "";
+    lf_model_t *m = NULL;
+    int rc = e->ops->load(path, &mo, &m, why, sizeof why);
+    if (rc != 0) return s_err(e, rc, "%s", why[0] ? why : lf_strerror(rc));
+    const lf_model_desc_t *d = e->ops->desc(m);
+    if (d->family != LF_FAMILY_SD15) {
+        e->ops->destroy(&m);
+        return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x (only SD1.x runs here yet)", path);
+    }
+    char vbuf[1024];
+    const char *vocab = s_find_vocab(e, path, d, vbuf, sizeof vbuf);
+    if (!vocab) {
+        e->ops->destroy(&m);
+        return s_err(e, LF_ENOTFOUND,
+                     "no CLIP merges file: set LF_ASSETS_DIR or run tools/fetch_assets.sh (looked for "
+                     "%s/clip/" S_VOCAB_NAME ")",
+                     e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT);
+    }
+    if (!e->tok || !e->tok_path || strcmp(e->tok_path, vocab) != 0) {
+        lf_clip_tokenizer_t *tok = NULL;
+        rc = lf_clip_tokenizer_load(&tok, vocab, why, sizeof why);
+        char *tp = rc == 0 ? strdup(vocab) : NULL;
+        if (rc != 0 || !tp) {
+            lf_clip_tokenizer_destroy(&tok);
+            e->ops->destroy(&m);
+            return rc ? s_err(e, rc, "%s", why) : s_err(e, LF_ENOMEM, "out of memory");
+        }
+        lf_clip_tokenizer_destroy(&e->tok);
+        free(e->tok_path);
+        e->tok = tok;
+        e->tok_path = tp;
+    }
+    char *name = opts && opts->name ? s_dup(opts->name) : s_name_of(path);
+    if (!name) {
+        e->ops->destroy(&m);
+        return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    e->model = m;
+    e->model_name = name;
+    return 0;
+}
+
+const char *lf_engine_model_name(const lf_engine_t *e)
+{
+    return e && e->model ? e->model_name : NULL;
+}
+
+const char *lf_engine_model_family(const lf_engine_t *e)
+{
+    if (!e || !e->model) return NULL;
+    switch (e->ops->desc(e->model)->family) {
+    case LF_FAMILY_SD15: return "sd15";
+    case LF_FAMILY_SDXL: return "sdxl";
+    case LF_FAMILY_FLUX: return "flux";
+    default: return "unknown";
+    }
+}
+
+typedef struct {
+    lf_engine_progress_fn fn;
+    void *ud;
+} s_prog_t;
+
+static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
+{
+    s_prog_t *p = ud;
+    p->fn(p->ud, step, steps, preview, len);
+}
+
+int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
+                       void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
+{
+    if (!e || !req || !out) return e ? s_err(e, LF_EINVAL, "no request") : LF_EINVAL;
+    e->err[0] = '\0';
+    if (!e->model) return s_err(e, LF_ESTATE, "no model is loaded");
+    lf_pipeline_request_t pr = {
+        .prompt = req->prompt,
+        .negative = req->negative,
+        .steps = req->steps,
+        .cfg = req->cfg,
+        .seed = req->seed,
+        .width = req->width,
+        .height = req->height,
+        .batch = req->batch,
+        .clip_skip = req->clip_skip,
+        .init_image = req->init_image,
+        .init_image_len = req->init_image_len,
+        .denoise = req->denoise,
+        .preview_every = req->preview_every,
+        .vae_tile = e->vae_tile,
+    };
+    if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
+    if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))
+        return s_err(e, LF_EINVAL, "unknown sampler '%s'", req->sampler);
+    if (lf_scheduler_parse(req->scheduler && *req->scheduler ? req->scheduler : "normal", &pr.scheduler))
+        return s_err(e, LF_EINVAL, "unknown scheduler '%s'", req->scheduler);
+    if (!req->rng || !*req->rng || !strcasecmp(req->rng, "cpu"))
+        pr.rng = LF_RNG_TORCH_CPU;
+    else if (!strcasecmp(req->rng, "philox") || !strcasecmp(req->rng, "nv"))
+        pr.rng = LF_RNG_PHILOX;
+    else
+        return s_err(e, LF_EINVAL, "unknown rng '%s' (cpu or philox)", req->rng);
+
+    lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
+                             .model_name = e->model_name};
+    s_prog_t p = {progress, ud};
+    lf_pipeline_hooks_t hooks = {.progress = progress ? s_progress : NULL, .progress_ud = &p,
+                                 .cancel = cancel};
+    lf_pipeline_result_t res = {0};
+    int rc = lf_pipeline_run(&ctx, &pr, &hooks, &res, e->err, sizeof e->err);
+    if (rc != 0) {
+        if (!e->err[0]) s_err(e, rc, "%s", lf_strerror(rc));
+        return rc;
+    }
+    lf_engine_image_t *imgs = calloc(res.n_images, sizeof *imgs);
+    if (!imgs) {
+        lf_pipeline_result_clear(&res);
+        return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < res.n_images; i++) {
+        imgs[i] = (lf_engine_image_t){.png = res.images[i].png, .png_len = res.images[i].png_len,
+                                      .infotext = res.images[i].infotext, .seed = res.images[i].seed,
+                                      .width = res.images[i].width, .height = res.images[i].height};
+        res.images[i].png = NULL;
+        res.images[i].infotext = NULL;
+    }
+    out->images = imgs;
+    out->n_images = res.n_images;
+    out->steps_run = res.steps_run;
+    lf_pipeline_result_clear(&res);
+    return 0;
+}
+
+void lf_engine_result_clear(lf_engine_result_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n_images; i++) {
+        free(r->images[i].png);
+        free(r->images[i].infotext);
+    }
+    free(r->images);
+    memset(r, 0, sizeof *r);
+}
+
+const char *lf_engine_errstr(const lf_engine_t *e)
+{
+    return e ? e->err : "no engine";
+}

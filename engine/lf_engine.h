@@ -1,0 +1,134 @@
+/* lf_engine: the engine's public C interface — load a Stable Diffusion
+ * model, generate images from a request, get PNGs with A1111 parameters.
+ *
+ * A small facade over lf_pipeline (tokenize → encode → sample → decode →
+ * PNG) and lf_model (the networks). Everything a caller needs is here; the
+ * lower layers' headers stay internal.
+ *
+ *   lf_engine_t *e = NULL;
+ *   char err[256];
+ *   if (lf_engine_new(NULL, &e, err, sizeof err)) die(err);
+ *   if (lf_engine_load(e, "models/sd15.safetensors", NULL)) die(lf_engine_errstr(e));
+ *   lf_engine_request_t req = lf_engine_request_defaults();
+ *   req.prompt = "a photo of a cat";
+ *   lf_engine_result_t res = {0};
+ *   if (lf_engine_generate(e, &req, NULL, NULL, NULL, &res)) die(lf_engine_errstr(e));
+ *   write(fd, res.images[0].png, res.images[0].png_len);
+ *   lf_engine_result_clear(&res);
+ *   lf_engine_destroy(&e);
+ *
+ * The CLIP merges file is looked up in this order: opts.vocab_path; the
+ * model's diffusers tokenizer/ folder (the model folder's, or a tokenizer/
+ * folder next to a single-file checkpoint); $LF_ASSETS_DIR/clip/
+ * bpe_simple_vocab_16e6.txt.gz; opts.assets_dir, else the build's
+ * <repo>/assets, + the same file name (tools/fetch_assets.sh installs it).
+ *
+ * Errors: functions return 0 or a negative LF_E* code (lf_error.h); the
+ * reason for humans, naming the file where there is one, is available from
+ * lf_engine_errstr() until the next call. A failing call leaves its outputs
+ * untouched, and a failed load leaves no model loaded.
+ *
+ * Threading: an engine is used by one thread at a time (the model owns its
+ * compute graphs). The cancel flag passed to lf_engine_generate may be set
+ * from any thread; the progress callback runs on the generating thread.
+ *
+ * Ownership: strings and buffers in requests are borrowed for the call;
+ * results are caller-owned (lf_engine_result_clear); the engine is released
+ * with lf_engine_destroy. */
+#ifndef LF_ENGINE_H
+#define LF_ENGINE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lf_engine lf_engine_t;
+struct lf_model_ops;
+
+typedef struct {
+    const char *device;     /* "cpu" (default), "cuda", "cuda:N" */
+    int n_threads;          /* CPU threads; 0 = all cores */
+    const char *vocab_path; /* CLIP merges file; NULL = look up (see above) */
+    const char *assets_dir; /* NULL = $LF_ASSETS_DIR, else the build's <repo>/assets */
+    int vae_tile;           /* VAE tile in latent pixels; 0 = whole image */
+    /* The networks. NULL = the real ones (lf_model.h). Tests inject a test
+     * double here; nothing else should. Borrowed (static). */
+    const struct lf_model_ops *model_ops;
+} lf_engine_opts_t;
+
+typedef struct {
+    const char *name;       /* model name for the infotext; NULL = file name without extension */
+    const char *vae_path;   /* separate VAE file (overrides the checkpoint's); may be NULL */
+    const char *taesd_path; /* TAESD decoder for previews; may be NULL */
+    int prediction_v;       /* 1: v-prediction when the checkpoint does not say */
+} lf_engine_load_opts_t;
+
+typedef struct {
+    const char *prompt;      /* A1111 syntax: (x:1.2), [x], BREAK; NULL = "" */
+    const char *negative;    /* NULL = "" */
+    const char *sampler;     /* ComfyUI or A1111 name ("euler", "Euler a", "dpmpp_2m"...); NULL = "euler" */
+    const char *scheduler;   /* "normal", "karras", "exponential", "sgm_uniform", "simple"; NULL = "normal" */
+    int steps;               /* default 20 */
+    double cfg;              /* default 7; 1 disables the negative prompt */
+    uint64_t seed;           /* image i of a batch uses seed + i */
+    int width, height;       /* multiples of 8; default 512 */
+    int batch;               /* images, 1..64; default 1 */
+    const char *rng;         /* "cpu" (torch CPU generator, default) | "philox" (A1111 "NV") */
+    int clip_skip;           /* 1 (default) = last layer; 2 = penultimate */
+    const uint8_t *init_image; /* img2img: PNG/JPEG/WebP bytes; NULL = txt2img */
+    size_t init_image_len;
+    double denoise;          /* img2img strength (0, 1]; default 0.75 */
+    int preview_every;       /* previews every N steps; 0 = none */
+} lf_engine_request_t;
+
+/* The defaults above (prompt empty, seed 0). */
+lf_engine_request_t lf_engine_request_defaults(void);
+
+typedef struct {
+    uint8_t *png;     /* owned: PNG with the A1111 "parameters" text chunk */
+    size_t png_len;
+    char *infotext;   /* owned: that parameters text */
+    uint64_t seed;
+    int width, height;
+} lf_engine_image_t;
+
+typedef struct {
+    lf_engine_image_t *images; /* owned, n_images = batch */
+    size_t n_images;
+    int steps_run;             /* sampler steps run (img2img runs fewer) */
+} lf_engine_result_t;
+
+/* step is 1-based of steps; preview is a PNG or NULL, borrowed for the call. */
+typedef void (*lf_engine_progress_fn)(void *ud, int step, int steps, const uint8_t *preview,
+                                      size_t preview_len);
+
+/* A new engine (no model yet). opts may be NULL. Returns 0 and *out (caller
+ * owns), or LF_EINVAL (bad device) / LF_EUNSUPPORTED (CUDA not built or
+ * absent) / LF_ENOMEM with a reason in err. */
+int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen);
+/* Destroys the engine and its model. Accepts NULL; sets *self_p NULL. */
+void lf_engine_destroy(lf_engine_t **self_p);
+
+/* Loads a .safetensors / .ckpt checkpoint or a diffusers folder, replacing
+ * the loaded model (which is unloaded first), and the CLIP tokenizer if not
+ * loaded yet. opts may be NULL. Errors: LF_EIO, LF_EFORMAT, LF_EUNSUPPORTED,
+ * LF_ENOTFOUND (no CLIP merges file), LF_ENOMEM; reason in errstr. */
+int lf_engine_load(lf_engine_t *self, const char *path, const lf_engine_load_opts_t *opts);
+/* The loaded model's name, or NULL (borrowed until the next load). */
+const char *lf_engine_model_name(const lf_engine_t *self);
+/* "sd15", ... of the loaded model, or NULL. */
+const char *lf_engine_model_family(const lf_engine_t *self);
+
+/* Generates req->batch images. progress may be NULL; cancel may be NULL.
+ * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
+ * LF_EINVAL (bad request: reason in errstr), LF_ECANCELED, LF_ENOMEM,
+ * LF_EFORMAT / LF_ELIMIT / LF_ETOOBIG (init image), model errors. */
+int lf_engine_generate(lf_engine_t *self, const lf_engine_request_t *req,
+                       lf_engine_progress_fn progress, void *ud, const atomic_bool *cancel,
+                       lf_engine_result_t *out);
+void lf_engine_result_clear(lf_engine_result_t *res);
+
+/* The reason for the last failure (borrowed; "" after a success). */
+const char *lf_engine_errstr(const lf_engine_t *self);
+
+#endif

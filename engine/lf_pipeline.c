@@ -1,0 +1,605 @@
+/* lf_pipeline: txt2img / img2img over an lf_model_ops_t table. The
+ * conventions (CFG batching, noise per image, img2img steps, output
+ * rounding) are stated in lf_pipeline.h; this file follows them. */
+#include "lf_pipeline.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_image.h"
+#include "lf_infotext.h"
+#include "lf_prompt.h"
+
+#define S_COMMA_BACKTRACK 20
+
+static int s_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int s_cancelled(const lf_pipeline_hooks_t *hooks)
+{
+    return hooks && hooks->cancel && atomic_load(hooks->cancel);
+}
+
+/* ---- schedule ---------------------------------------------------------- */
+
+int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full)
+{
+    if (steps < 1 || steps > LF_PIPELINE_MAX_STEPS) return LF_EINVAL;
+    lf_schedule_t sched;
+    lf_schedule_init_sd15(&sched);
+    int rc = lf_schedule_sigmas(&sched, scheduler, steps, full);
+    if (rc != 0) return rc;
+    if (!(denoise > 0.0 && denoise < 1.0)) return 0;
+    /* A1111 setup_img2img_steps with img2img_fix_steps off. */
+    int t_enc = (int)(fmin(denoise, 0.999) * steps);
+    return steps - t_enc - 1;
+}
+
+/* ---- resize (PIL BILINEAR) --------------------------------------------- */
+
+typedef struct {
+    int *lo, *n;   /* first source index and tap count per output index */
+    float *w;      /* taps, ntap per output index */
+    int ntap;
+} s_coeffs_t;
+
+static void s_coeffs_free(s_coeffs_t *c)
+{
+    free(c->lo);
+    free(c->n);
+    free(c->w);
+}
+
+/* PIL precompute_coeffs with the triangle filter (support 1). */
+static int s_coeffs(int in, int out, s_coeffs_t *c)
+{
+    double scale = (double)in / out;
+    double fscale = scale > 1.0 ? scale : 1.0;
+    double support = fscale;
+    c->ntap = (int)ceil(support) * 2 + 1;
+    c->lo = malloc((size_t)out * sizeof *c->lo);
+    c->n = malloc((size_t)out * sizeof *c->n);
+    c->w = calloc((size_t)out * (size_t)c->ntap, sizeof *c->w);
+    if (!c->lo || !c->n || !c->w) {
+        s_coeffs_free(c);
+        return LF_ENOMEM;
+    }
+    for (int o = 0; o < out; o++) {
+        double center = (o + 0.5) * scale;
+        int lo = (int)(center - support + 0.5);
+        int hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in) hi = in;
+        int n = hi - lo;
+        if (n > c->ntap) n = c->ntap;
+        double sum = 0.0;
+        float *w = c->w + (size_t)o * c->ntap;
+        for (int k = 0; k < n; k++) {
+            double d = fabs((k + lo - center + 0.5) / fscale);
+            double v = d < 1.0 ? 1.0 - d : 0.0;
+            w[k] = (float)v;
+            sum += v;
+        }
+        for (int k = 0; k < n && sum > 0.0; k++) w[k] = (float)(w[k] / sum);
+        c->lo[o] = lo;
+        c->n[o] = n;
+    }
+    return 0;
+}
+
+int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
+{
+    if (!src || !dst || sw < 1 || sh < 1 || dw < 1 || dh < 1) return LF_EINVAL;
+    s_coeffs_t cx = {0}, cy = {0};
+    float *tmp = malloc((size_t)sh * (size_t)dw * 3 * sizeof *tmp);
+    int rc = tmp ? s_coeffs(sw, dw, &cx) : LF_ENOMEM;
+    if (rc == 0) rc = s_coeffs(sh, dh, &cy);
+    if (rc != 0) {
+        free(tmp);
+        s_coeffs_free(&cx);
+        return rc;
+    }
+    /* Horizontal pass into float rows, then vertical into bytes. */
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < dw; x++) {
+            const float *w = cx.w + (size_t)x * cx.ntap;
+            for (int ch = 0; ch < 3; ch++) {
+                float acc = 0.f;
+                for (int k = 0; k < cx.n[x]; k++)
+                    acc += w[k] * src[((size_t)y * sw + (size_t)(cx.lo[x] + k)) * 3 + ch];
+                tmp[((size_t)y * dw + x) * 3 + ch] = acc;
+            }
+        }
+    for (int y = 0; y < dh; y++) {
+        const float *w = cy.w + (size_t)y * cy.ntap;
+        for (int x = 0; x < dw; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                float acc = 0.f;
+                for (int k = 0; k < cy.n[y]; k++)
+                    acc += w[k] * tmp[((size_t)(cy.lo[y] + k) * dw + x) * 3 + ch];
+                long v = lroundf(acc);
+                dst[((size_t)y * dw + x) * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    }
+    free(tmp);
+    s_coeffs_free(&cx);
+    s_coeffs_free(&cy);
+    return 0;
+}
+
+/* ---- infotext ---------------------------------------------------------- */
+
+static const char *s_scheduler_a1111(lf_scheduler_t s)
+{
+    switch (s) {
+    case LF_SCHEDULER_KARRAS: return "Karras";
+    case LF_SCHEDULER_EXPONENTIAL: return "Exponential";
+    case LF_SCHEDULER_SGM_UNIFORM: return "SGM Uniform";
+    case LF_SCHEDULER_SIMPLE: return "Simple";
+    case LF_SCHEDULER_DDIM_UNIFORM: return "DDIM";
+    default: return "Normal";
+    }
+}
+
+static int s_is_img2img(const lf_pipeline_request_t *req)
+{
+    return req->init_image != NULL;
+}
+
+int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
+                         char **out)
+{
+    char steps[16], cfg[32], seed[32], size[32], den[32], clip[16];
+    snprintf(steps, sizeof steps, "%d", req->steps);
+    snprintf(cfg, sizeof cfg, "%g", req->cfg);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)(req->seed + (uint64_t)index));
+    snprintf(size, sizeof size, "%dx%d", req->width, req->height);
+    snprintf(den, sizeof den, "%g", req->denoise);
+    snprintf(clip, sizeof clip, "%d", req->clip_skip);
+    /* A1111 create_infotext order; NULL values are skipped. */
+    lf_infotext_kv_t kv[] = {
+        {"Steps", steps},
+        {"Sampler", (char *)lf_sampler_a1111_name(req->sampler)},
+        {"Schedule type", (char *)s_scheduler_a1111(req->scheduler)},
+        {"CFG scale", cfg},
+        {"Seed", seed},
+        {"Size", size},
+        {"Model", (char *)(model_name && *model_name ? model_name : NULL)},
+        {"Denoising strength", s_is_img2img(req) ? den : NULL},
+        {"Clip skip", req->clip_skip > 1 ? clip : NULL},
+        /* A1111 writes RNG when it is not "GPU"; ours are its CPU and NV. */
+        {"RNG", (char *)(req->rng == LF_RNG_PHILOX ? "NV" : "CPU")},
+    };
+    return lf_infotext_format(req->prompt ? req->prompt : "", req->negative, kv,
+                              sizeof kv / sizeof kv[0], out);
+}
+
+/* ---- text -------------------------------------------------------------- */
+
+/* ids/weights for cond (n chunks) followed by uncond (n chunks when guided):
+ * the shorter prompt padded with chunks of the empty prompt. */
+typedef struct {
+    int32_t *ids;
+    float *weights;
+    size_t n;        /* chunks per conditioning */
+    int token_count;
+} s_tokens_t;
+
+static int s_tokenize(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req, int guided,
+                      s_tokens_t *t, char *err, size_t errlen)
+{
+    lf_prompt_chunk_t *pc = NULL, *nc = NULL, *ec = NULL;
+    size_t np = 0, nn = 0, ne = 0;
+    int rc = lf_prompt_chunks(ctx->tokenizer, req->prompt ? req->prompt : "", S_COMMA_BACKTRACK, &pc,
+                              &np, &t->token_count);
+    if (rc == 0 && guided)
+        rc = lf_prompt_chunks(ctx->tokenizer, req->negative ? req->negative : "", S_COMMA_BACKTRACK,
+                              &nc, &nn, NULL);
+    if (rc == 0 && guided && np != nn) rc = lf_prompt_chunks(ctx->tokenizer, "", 0, &ec, &ne, NULL);
+    if (rc == 0) {
+        size_t n = guided && nn > np ? nn : np;
+        size_t total = (guided ? 2 : 1) * n;
+        t->ids = malloc(total * LF_CLIP_CONTEXT * sizeof *t->ids);
+        t->weights = malloc(total * LF_CLIP_CONTEXT * sizeof *t->weights);
+        if (!t->ids || !t->weights) {
+            rc = LF_ENOMEM;
+        } else {
+            t->n = n;
+            for (size_t k = 0; k < total; k++) {
+                int second = k >= n;
+                size_t i = second ? k - n : k;
+                size_t have = second ? nn : np;
+                const lf_prompt_chunk_t *src = i < have ? (second ? &nc[i] : &pc[i]) : &ec[0];
+                memcpy(t->ids + k * LF_CLIP_CONTEXT, src->ids, sizeof src->ids);
+                memcpy(t->weights + k * LF_CLIP_CONTEXT, src->weights, sizeof src->weights);
+            }
+        }
+    }
+    free(pc);
+    free(nc);
+    free(ec);
+    if (rc != 0) {
+        free(t->ids);
+        free(t->weights);
+        t->ids = NULL;
+        t->weights = NULL;
+        return s_fail(err, errlen, rc, "cannot tokenize the prompt: %s", lf_strerror(rc));
+    }
+    return 0;
+}
+
+/* ---- denoiser, noise and step callbacks -------------------------------- */
+
+typedef struct {
+    const lf_pipeline_ctx_t *ctx;
+    const lf_pipeline_hooks_t *hooks;
+    const lf_model_desc_t *desc;
+    lf_schedule_t sched;
+    int batch, guided, h, w;
+    size_t per;          /* floats per latent image */
+    double cfg;
+    const float *cond;   /* [(guided ? 2 : 1) * batch][cond_len][dim] */
+    int cond_len;
+    float *x_in, *t, *out;
+    lf_rng_t *rngs;
+    int preview_every, steps;
+    uint8_t *preview_rgb;
+    float *preview_z;
+    int model_rc;
+} s_run_t;
+
+static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n)
+{
+    s_run_t *r = ud;
+    if (s_cancelled(r->hooks)) return LF_ECANCELED;
+    int mb = r->guided ? 2 * r->batch : r->batch;
+    double s = sigma;
+    double c_in, c_skip = 0.0, c_out = 0.0;
+    if (r->desc->prediction == LF_PRED_V) {
+        c_in = 1.0 / sqrt(s * s + 1.0);
+        c_skip = 1.0 / (s * s + 1.0);
+        c_out = -s / sqrt(s * s + 1.0);
+    } else {
+        c_in = 1.0 / sqrt(s * s + 1.0);
+    }
+    float t = (float)lf_schedule_sigma_to_t(&r->sched, s);
+    for (int b = 0; b < mb; b++) r->t[b] = t;
+    for (size_t k = 0; k < n; k++) r->x_in[k] = (float)(x[k] * c_in);
+    if (r->guided) memcpy(r->x_in + n, r->x_in, n * sizeof *x);
+    int rc = r->ctx->ops->denoise(r->ctx->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
+                                  r->out);
+    if (rc != 0) {
+        r->model_rc = rc;
+        return rc;
+    }
+    /* Model output -> denoised estimate, for the cond half and (guided) the
+     * uncond half, then the guidance mix. */
+    for (int half = 0; half < (r->guided ? 2 : 1); half++) {
+        float *o = r->out + (size_t)half * n;
+        if (r->desc->prediction == LF_PRED_V)
+            for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] * c_skip + o[k] * c_out);
+        else
+            for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] - s * o[k]);
+    }
+    if (r->guided) {
+        const float *c = r->out, *u = r->out + n;
+        for (size_t k = 0; k < n; k++) den[k] = (float)(u[k] + r->cfg * (c[k] - u[k]));
+    } else {
+        memcpy(den, r->out, n * sizeof *den);
+    }
+    return 0;
+}
+
+static int s_noise(void *ud, float *out, size_t n)
+{
+    s_run_t *r = ud;
+    if (n != r->per * (size_t)r->batch) return LF_EINVAL;
+    for (int b = 0; b < r->batch; b++) lf_rng_randn(&r->rngs[b], out + (size_t)b * r->per, r->per);
+    return 0;
+}
+
+static void s_preview(s_run_t *r, int step, const float *den)
+{
+    uint8_t *png = NULL;
+    size_t len = 0;
+    if (den && r->preview_every > 0 && step % r->preview_every == 0) {
+        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor;
+        int pw = 0, ph = 0;
+        if (r->ctx->ops->preview(r->ctx->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
+                0 &&
+            pw > 0 && ph > 0 && pw <= r->w * r->desc->vae_scale && ph <= r->h * r->desc->vae_scale) {
+            lf_image_t img = {.pixels = r->preview_rgb, .width = (uint32_t)pw, .height = (uint32_t)ph,
+                              .channels = 3};
+            if (lf_image_png_encode(&img, NULL, 0, 1, &png, &len, NULL, 0) != 0) {
+                png = NULL;
+                len = 0;
+            }
+        }
+    }
+    r->hooks->progress(r->hooks->progress_ud, step, r->steps, png, len);
+    free(png);
+}
+
+static int s_step(void *ud, int step, int steps, float sigma, const float *x, const float *den,
+                  size_t n)
+{
+    s_run_t *r = ud;
+    (void)steps, (void)sigma, (void)x, (void)n;
+    if (s_cancelled(r->hooks)) return 1;
+    if (r->hooks && r->hooks->progress) s_preview(r, step + 1, den);
+    return s_cancelled(r->hooks);
+}
+
+/* ---- init image -------------------------------------------------------- */
+
+/* Encoded image -> [3][H][W] in [-1, 1] at the request's size. */
+static int s_init_image(const lf_pipeline_request_t *req, float *img, char *err, size_t errlen)
+{
+    lf_image_t im = {0};
+    char why[160] = "";
+    int rc = lf_image_decode(req->init_image, req->init_image_len, NULL, &im, why, sizeof why);
+    if (rc != 0)
+        return s_fail(err, errlen, rc, "cannot decode the init image: %s",
+                      why[0] ? why : lf_strerror(rc));
+    size_t W = (size_t)req->width, H = (size_t)req->height;
+    uint8_t *rgb = malloc(W * H * 3);
+    rc = rgb ? lf_pipeline_resize_rgb8(im.pixels, (int)im.width, (int)im.height, rgb, (int)W, (int)H)
+             : LF_ENOMEM;
+    lf_image_clear(&im);
+    if (rc == 0)
+        for (size_t p = 0; p < W * H; p++)
+            for (int c = 0; c < 3; c++) img[(size_t)c * W * H + p] = rgb[p * 3 + c] / 255.0f * 2.0f - 1.0f;
+    free(rgb);
+    return rc ? s_fail(err, errlen, rc, "cannot resize the init image: %s", lf_strerror(rc)) : 0;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, int index,
+                        const float *img, uint8_t *rgb, lf_pipeline_image_t *out, char *err,
+                        size_t errlen)
+{
+    size_t W = (size_t)req->width, H = (size_t)req->height;
+    for (size_t p = 0; p < W * H; p++)
+        for (int c = 0; c < 3; c++) {
+            float v = (img[(size_t)c * W * H + p] + 1.0f) / 2.0f;
+            v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+            rgb[p * 3 + c] = (uint8_t)(v * 255.0f); /* truncation, as astype(np.uint8) */
+        }
+    char *info = NULL;
+    int rc = lf_pipeline_infotext(req, model_name, index, &info);
+    if (rc != 0) return s_fail(err, errlen, rc, "cannot format the parameters: %s", lf_strerror(rc));
+    lf_image_t im = {.pixels = rgb, .width = (uint32_t)W, .height = (uint32_t)H, .channels = 3};
+    lf_image_text_t text = {.key = "parameters", .value = info};
+    char why[160] = "";
+    rc = lf_image_png_encode(&im, &text, 1, -1, &out->png, &out->png_len, why, sizeof why);
+    if (rc != 0) {
+        free(info);
+        return s_fail(err, errlen, rc, "cannot encode the PNG: %s", why[0] ? why : lf_strerror(rc));
+    }
+    out->infotext = info;
+    out->seed = req->seed + (uint64_t)index;
+    out->width = req->width;
+    out->height = req->height;
+    return 0;
+}
+
+void lf_pipeline_result_clear(lf_pipeline_result_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n_images; i++) {
+        free(r->images[i].png);
+        free(r->images[i].infotext);
+    }
+    free(r->images);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req,
+                   const lf_model_desc_t *d, char *err, size_t errlen)
+{
+    if (!ctx->tokenizer) return s_fail(err, errlen, LF_EINVAL, "no CLIP tokenizer is loaded");
+    if (d->text_tokens != LF_CLIP_CONTEXT || d->latent_channels < 1 || d->vae_scale < 1 ||
+        d->text_dim < 1 || !(d->scaling_factor > 0.f))
+        return s_fail(err, errlen, LF_EUNSUPPORTED, "the model's shape is not one this pipeline runs");
+    if (req->steps < 1 || req->steps > LF_PIPELINE_MAX_STEPS)
+        return s_fail(err, errlen, LF_EINVAL, "steps must be 1..%d (got %d)", LF_PIPELINE_MAX_STEPS,
+                      req->steps);
+    if (req->width < d->vae_scale || req->height < d->vae_scale || req->width > LF_PIPELINE_MAX_SIDE ||
+        req->height > LF_PIPELINE_MAX_SIDE || req->width % d->vae_scale || req->height % d->vae_scale)
+        return s_fail(err, errlen, LF_EINVAL, "size %dx%d: each side must be a multiple of %d, up to %d",
+                      req->width, req->height, d->vae_scale, LF_PIPELINE_MAX_SIDE);
+    if (req->batch < 0 || req->batch > LF_PIPELINE_MAX_BATCH)
+        return s_fail(err, errlen, LF_EINVAL, "batch must be 1..%d", LF_PIPELINE_MAX_BATCH);
+    if (!isfinite(req->cfg) || req->cfg < 0.0 || req->cfg > 100.0)
+        return s_fail(err, errlen, LF_EINVAL, "cfg scale must be 0..100");
+    if (req->clip_skip < 0 || req->clip_skip > 12)
+        return s_fail(err, errlen, LF_EINVAL, "clip skip must be 1..12");
+    if ((unsigned)req->sampler >= LF_SAMPLER_COUNT || (unsigned)req->scheduler >= LF_SCHEDULER_COUNT)
+        return s_fail(err, errlen, LF_EINVAL, "unknown sampler or scheduler");
+    if (req->init_image && !(req->denoise > 0.0 && req->denoise <= 1.0))
+        return s_fail(err, errlen, LF_EINVAL, "denoising strength must be in (0, 1] (got %g)",
+                      req->denoise);
+    return 0;
+}
+
+int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req0,
+                    const lf_pipeline_hooks_t *hooks, lf_pipeline_result_t *out, char *err,
+                    size_t errlen)
+{
+    if (!ctx || !ctx->ops || !ctx->model || !req0 || !out)
+        return s_fail(err, errlen, LF_EINVAL, "no model or request");
+    lf_pipeline_hooks_t nohooks = {0};
+    if (!hooks) hooks = &nohooks;
+    lf_pipeline_request_t req = *req0;
+    if (req.batch == 0) req.batch = 1;
+    if (req.clip_skip == 0) req.clip_skip = 1;
+    const lf_model_desc_t *d = ctx->ops->desc(ctx->model);
+    int rc = s_check(ctx, &req, d, err, errlen);
+    if (rc != 0) return rc;
+
+    const int B = req.batch, f = d->vae_scale, h = req.height / f, w = req.width / f;
+    const size_t per = (size_t)d->latent_channels * (size_t)h * (size_t)w;
+    const size_t npix = (size_t)req.width * (size_t)req.height;
+    const int guided = req.cfg != 1.0;
+    const int mb = guided ? 2 * B : B;
+
+    s_run_t r = {.ctx = ctx, .hooks = hooks, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
+                 .per = per, .cfg = req.cfg, .preview_every = req.preview_every};
+    lf_schedule_init_sd15(&r.sched);
+    s_tokens_t tok = {0};
+    lf_pipeline_image_t *images = NULL;
+    float *text = NULL, *cond = NULL, *x = NULL, *img = NULL;
+    uint8_t *rgb = NULL;
+    double *sigmas = malloc(((size_t)req.steps + 1) * sizeof *sigmas);
+    int n_done = 0;
+
+    if (!sigmas) {
+        rc = LF_ENOMEM;
+        goto done;
+    }
+    int start = lf_pipeline_sigmas(req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
+    if (start < 0) {
+        rc = s_fail(err, errlen, start, "cannot build the %s schedule", lf_scheduler_name(req.scheduler));
+        goto done;
+    }
+    r.steps = req.steps - start;
+
+    /* Text: one encoder call for cond and uncond chunks together. */
+    if ((rc = s_tokenize(ctx, &req, guided, &tok, err, errlen)) != 0) goto done;
+    r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
+    const size_t cond_sz = (size_t)r.cond_len * (size_t)d->text_dim;
+    text = malloc((guided ? 2 : 1) * cond_sz * sizeof *text);
+    cond = malloc((size_t)mb * cond_sz * sizeof *cond);
+    x = malloc((size_t)B * per * sizeof *x);
+    r.x_in = malloc((size_t)mb * per * sizeof *r.x_in);
+    r.out = malloc((size_t)mb * per * sizeof *r.out);
+    r.t = malloc((size_t)mb * sizeof *r.t);
+    r.rngs = malloc((size_t)B * sizeof *r.rngs);
+    r.preview_z = malloc(per * sizeof *r.preview_z);
+    r.preview_rgb = malloc(npix * 3);
+    img = malloc(3 * npix * sizeof *img);
+    rgb = malloc(npix * 3);
+    images = calloc((size_t)B, sizeof *images);
+    if (!text || !cond || !x || !r.x_in || !r.out || !r.t || !r.rngs || !r.preview_z ||
+        !r.preview_rgb || !img || !rgb || !images) {
+        rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for %dx%d x%d", req.width, req.height, B);
+        goto done;
+    }
+    if (s_cancelled(hooks)) {
+        rc = LF_ECANCELED;
+        goto done;
+    }
+    rc = ctx->ops->encode_text(ctx->model, tok.ids, tok.weights, (guided ? 2 : 1) * tok.n, req.clip_skip,
+                               text);
+    if (rc != 0) {
+        rc = s_fail(err, errlen, rc, "text encoder failed: %s", lf_strerror(rc));
+        goto done;
+    }
+    for (int b = 0; b < mb; b++)
+        memcpy(cond + (size_t)b * cond_sz, text + (b < B ? 0 : cond_sz), cond_sz * sizeof *cond);
+    r.cond = cond;
+
+    /* Initial latents: each image's own generator; img2img adds the noise
+     * to the encoded init image at the first sigma of the tail. */
+    for (int b = 0; b < B; b++) {
+        lf_rng_init(&r.rngs[b], req.rng, req.seed + (uint64_t)b);
+        lf_rng_randn(&r.rngs[b], x + (size_t)b * per, per);
+    }
+    const double s0 = sigmas[start];
+    if (req.init_image) {
+        if ((rc = s_init_image(&req, img, err, errlen)) != 0) goto done;
+        if (s_cancelled(hooks)) {
+            rc = LF_ECANCELED;
+            goto done;
+        }
+        rc = ctx->ops->vae_encode(ctx->model, img, 1, req.height, req.width, req.vae_tile, r.x_in);
+        if (rc != 0) {
+            rc = s_fail(err, errlen, rc, "VAE encoder failed: %s", lf_strerror(rc));
+            goto done;
+        }
+        for (int b = 0; b < B; b++)
+            for (size_t k = 0; k < per; k++)
+                x[(size_t)b * per + k] =
+                    (float)(r.x_in[k] * d->scaling_factor + x[(size_t)b * per + k] * s0);
+    } else {
+        for (size_t k = 0; k < (size_t)B * per; k++) x[k] = (float)(x[k] * s0);
+    }
+
+    lf_sampler_opts_t so = lf_sampler_opts(s_denoise, &r);
+    so.noise = s_noise;
+    so.noise_ctx = &r;
+    so.step = s_step;
+    so.step_ctx = &r;
+    rc = lf_sampler_run(req.sampler, &so, sigmas + start, r.steps, x, (size_t)B * per);
+    if (rc == LF_ECANCELED || s_cancelled(hooks)) {
+        rc = LF_ECANCELED;
+        goto done;
+    }
+    if (rc != 0) {
+        rc = s_fail(err, errlen, rc, r.model_rc ? "denoiser failed: %s" : "sampler failed: %s",
+                    lf_strerror(rc));
+        goto done;
+    }
+
+    /* Decode one image at a time (bounded memory), then PNG + parameters. */
+    for (int b = 0; b < B; b++) {
+        if (s_cancelled(hooks)) {
+            rc = LF_ECANCELED;
+            goto done;
+        }
+        float *z = x + (size_t)b * per;
+        for (size_t k = 0; k < per; k++) z[k] /= d->scaling_factor;
+        rc = ctx->ops->vae_decode(ctx->model, z, 1, h, w, req.vae_tile, img);
+        if (rc != 0) {
+            rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
+            goto done;
+        }
+        if ((rc = s_encode_png(&req, ctx->model_name, b, img, rgb, &images[b], err, errlen)) != 0)
+            goto done;
+        n_done++;
+    }
+    out->images = images;
+    out->n_images = (size_t)B;
+    out->steps_run = r.steps;
+    out->token_count = tok.token_count;
+    images = NULL;
+    n_done = 0;
+
+done:
+    if (rc == LF_ECANCELED) s_fail(err, errlen, rc, "cancelled");
+    for (int b = 0; b < n_done; b++) {
+        free(images[b].png);
+        free(images[b].infotext);
+    }
+    free(images);
+    free(tok.ids);
+    free(tok.weights);
+    free(sigmas);
+    free(text);
+    free(cond);
+    free(x);
+    free(r.x_in);
+    free(r.out);
+    free(r.t);
+    free(r.rngs);
+    free(r.preview_z);
+    free(r.preview_rgb);
+    free(img);
+    free(rgb);
+    return rc;
+}

@@ -1,0 +1,158 @@
+/* lf_pipeline: Stable Diffusion txt2img / img2img over a loaded model —
+ * tokenize → encode text → initial noise → sample → VAE decode → PNG with
+ * the A1111 "parameters" text chunk.
+ *
+ * The pipeline reaches the networks only through an lf_model_ops_t table
+ * whose functions have lf_model.h's signatures. The engine (lf_engine.c)
+ * passes the real table (lf_model_load, lf_model_denoise, ...); unit tests
+ * pass a test double (tests/engine/lf_fake_model.c). Nothing here defaults
+ * to a double.
+ *
+ * Conventions (all chosen to reproduce A1111 for the same settings):
+ *  - Prompts: A1111 syntax (lf_prompt), 75-token chunks, comma backtrack 20.
+ *    When the prompt and negative prompt have different chunk counts the
+ *    shorter one is padded with chunks of the empty prompt "" (A1111's
+ *    pad_cond_uncond, which pads with the encoded empty prompt).
+ *  - Classifier-free guidance: cond and uncond go through the denoiser in
+ *    ONE batch of 2B (the B conds first, then the B unconds, as A1111), and
+ *    denoised = uncond + cfg * (cond - uncond). cfg == 1 skips the negative
+ *    prompt entirely: no uncond encoding and batch B.
+ *  - Denoiser: k-diffusion wrappers. eps: c_in = 1/sqrt(sigma^2+1),
+ *    t = sigma_to_t(sigma), denoised = x - sigma*eps. v (CompVisVDenoiser,
+ *    sigma_data 1): c_skip = 1/(sigma^2+1), c_out = -sigma/sqrt(sigma^2+1),
+ *    denoised = c_skip*x + c_out*v.
+ *  - Noise: image i of a batch uses seed + i and draws its noise from its
+ *    own generator seeded with that seed (A1111's ImageRNG); ancestral/SDE
+ *    samplers continue each image's generator for their per-step noise.
+ *  - img2img: A1111's default step rule (img2img_fix_steps off): with
+ *    t_enc = int(min(denoise, 0.999) * steps), the sampler runs the last
+ *    t_enc + 1 steps of the full steps-step schedule, starting from
+ *    x = z0 + noise * sigmas[steps - t_enc - 1]. The init image is decoded
+ *    (lf_image), resized to the target size with PIL's BILINEAR filter
+ *    (triangle filter widened when downscaling, so it averages), mapped to
+ *    [-1, 1], VAE-encoded (mean) and multiplied by scaling_factor.
+ *  - Output: clamp((x + 1) / 2, 0, 1) * 255 truncated to 8 bits (A1111's
+ *    astype(np.uint8)).
+ *
+ * Threading: one run at a time per model (the model is single-threaded);
+ * the cancel flag may be raised from any thread. Ownership: request fields
+ * are borrowed for the call; results are caller-owned
+ * (lf_pipeline_result_clear). */
+#ifndef LF_PIPELINE_H
+#define LF_PIPELINE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lf_clip_tokenizer.h"
+#include "lf_model.h"
+#include "lf_rng.h"
+#include "lf_sampler.h"
+#include "lf_schedule.h"
+
+/* The networks as the pipeline sees them: lf_model.h's functions. */
+typedef struct lf_model_ops {
+    const char *name; /* "lf_model" for the real one; doubles say what they are */
+    int (*load)(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
+                size_t errlen);
+    void (*destroy)(lf_model_t **self_p);
+    const lf_model_desc_t *(*desc)(const lf_model_t *self);
+    int (*encode_text)(lf_model_t *self, const int32_t *ids, const float *weights, size_t n_chunks,
+                       int clip_skip, float *out);
+    int (*denoise)(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
+                   const float *cond, int cond_len, float *out);
+    int (*vae_decode)(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
+                      float *img);
+    int (*vae_encode)(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
+                      float *mean);
+    int (*preview)(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
+                   int *out_h);
+} lf_model_ops_t;
+
+/* What the pipeline runs on (all borrowed). */
+typedef struct {
+    const lf_model_ops_t *ops;
+    lf_model_t *model;
+    lf_clip_tokenizer_t *tokenizer;
+    const char *model_name; /* for the infotext "Model" key; may be NULL */
+} lf_pipeline_ctx_t;
+
+#define LF_PIPELINE_MAX_BATCH 64
+#define LF_PIPELINE_MAX_STEPS 1000
+#define LF_PIPELINE_MAX_SIDE 4096
+
+typedef struct {
+    const char *prompt;   /* NULL = "" */
+    const char *negative; /* NULL = "" */
+    lf_sampler_kind_t sampler;
+    lf_scheduler_t scheduler;
+    int steps;            /* 1..LF_PIPELINE_MAX_STEPS */
+    double cfg;           /* guidance scale; 1 = no negative pass */
+    uint64_t seed;        /* image i uses seed + i */
+    int width, height;    /* multiples of the model's vae_scale (8) */
+    int batch;            /* 1..LF_PIPELINE_MAX_BATCH; 0 means 1 */
+    lf_rng_kind_t rng;
+    int clip_skip;        /* 1 = last layer (0 means 1) */
+    /* img2img when init_image != NULL: encoded PNG/JPEG/WebP bytes. */
+    const uint8_t *init_image;
+    size_t init_image_len;
+    double denoise;       /* img2img strength, (0, 1] */
+    int preview_every;    /* a preview every N steps; 0 = none */
+    int vae_tile;         /* passed to the VAE (0 = whole image) */
+} lf_pipeline_request_t;
+
+/* Progress after each sampler step: step is 1-based of steps (the steps the
+ * sampler actually runs: fewer for img2img). preview is a PNG or NULL
+ * (borrowed for the call). */
+typedef void (*lf_pipeline_progress_fn)(void *ud, int step, int steps, const uint8_t *preview,
+                                        size_t preview_len);
+
+typedef struct {
+    lf_pipeline_progress_fn progress; /* may be NULL */
+    void *progress_ud;
+    const atomic_bool *cancel;        /* may be NULL; checked every model call and step */
+} lf_pipeline_hooks_t;
+
+typedef struct {
+    uint8_t *png;     /* owned: the PNG file with the "parameters" chunk */
+    size_t png_len;
+    char *infotext;   /* owned: the same parameters text */
+    uint64_t seed;
+    int width, height;
+} lf_pipeline_image_t;
+
+typedef struct {
+    lf_pipeline_image_t *images; /* owned; n_images = batch */
+    size_t n_images;
+    int steps_run;               /* sampler steps actually run */
+    int token_count;             /* A1111 token count of the prompt */
+} lf_pipeline_result_t;
+
+/* Runs one request. On success fills *out (zeroed on entry; caller owns,
+ * lf_pipeline_result_clear). Errors: LF_EINVAL (bad request; reason in
+ * err), LF_ECANCELED, LF_ENOMEM, LF_EFORMAT / LF_ELIMIT / LF_ETOOBIG (init
+ * image), or the model's code. On failure *out is untouched. */
+int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req,
+                    const lf_pipeline_hooks_t *hooks, lf_pipeline_result_t *out, char *err,
+                    size_t errlen);
+void lf_pipeline_result_clear(lf_pipeline_result_t *r);
+
+/* The sigma schedule a request samples over: writes steps + 1 values of the
+ * full schedule into full (caller's buffer) and returns the index of the
+ * first sigma the sampler starts from (0 for txt2img; steps - t_enc - 1 for
+ * img2img, see above). denoise <= 0 or >= 1 means txt2img. Returns a
+ * negative LF_E* code for bad steps / scheduler. */
+int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full);
+
+/* Resizes RGB8 src (sw x sh) to dst (dw x dh) with PIL's BILINEAR filter
+ * (support widened by the scale when shrinking). Pure; returns 0, LF_EINVAL
+ * or LF_ENOMEM. */
+int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
+
+/* The A1111 parameters text for image `index` of a request (seed + index),
+ * *out caller owns (free()). Returns 0 or LF_ENOMEM. */
+int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
+                         char **out);
+
+#endif
