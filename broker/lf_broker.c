@@ -41,6 +41,7 @@ typedef struct {
     uint32_t attempt;
     bool owned;               /* we renew its lease */
     int64_t assigned_at;      /* mono ms */
+    int64_t adopt_at;         /* mono ms of the last adoption attempt */
     long idle_pos;            /* index in idle[], -1 when not idle */
     uint64_t jobs_done;
 } s_worker_t;
@@ -284,11 +285,16 @@ static void s_reconcile(lf_broker_t *self, s_worker_t *w, bool busy, const char 
         if (w->state == W_IDLE) s_set_busy(self, w, NULL, 0, false);
         return;
     }
-    if (w->state == W_BUSY && !strcmp(w->job, job)) return; /* as we thought */
+    if (w->state == W_BUSY && !strcmp(w->job, job)) {
+        /* Another broker's job: take it over once that broker is gone (its
+         * liveness key expires before the job's lease). */
+        if (w->owned || s_mono() - w->adopt_at < self->opts.heartbeat_ms) return;
+    }
     if (w->state == W_BUSY && w->owned && w->job[0])
         s_giveback(self, w, true, "its worker runs another job"); /* our ASSIGN was refused */
     uint32_t attempt = 0;
     bool changed = false;
+    w->adopt_at = s_mono();
     int rc = lf_store_adopt(self->store, job, w->id, self->id, s_now(), &attempt, &changed);
     if (rc == 0) {
         s_set_busy(self, w, job, attempt, true);

@@ -248,8 +248,9 @@ void lf_store_claim_clear(lf_store_claim_t *c);
 int lf_store_adopt(lf_store_t *self, const char *job_id, const char *worker_id,
                    const char *broker_id, int64_t now_ms, uint32_t *attempt, bool *owner_changed);
 
-/* Renew the leases of n (job, worker) pairs and mark broker_id alive for one
- * lease period. lost[i] (caller's array) is set true when worker i no longer
+/* Renew the leases of n (job, worker) pairs and mark broker_id alive for
+ * half a lease period (so a standby can adopt a dead broker's jobs before
+ * their leases run out; the broker must call this at least that often). lost[i] (caller's array) is set true when worker i no longer
  * holds job i (cancelled, finished, requeued): the broker should send CANCEL. */
 int lf_store_renew(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
                    const char *broker_id, int64_t now_ms, bool *lost);

@@ -176,7 +176,7 @@
 /* ARGV 8 broker, then (job, worker) pairs -> {lost index (0-based)}* */
 #define S_LUA_RENEW                                                                               \
     S_PRELUDE                                                                                     \
-    "redis.call('SET',P..'broker:'..ARGV[8],NOW,'PX',LEASE)\n"                                    \
+    "redis.call('SET',P..'broker:'..ARGV[8],NOW,'PX',math.max(math.floor(LEASE/2),1))\n"           \
     "local lost={}\n"                                                                             \
     "for i=9,#ARGV,2 do\n"                                                                        \
     "  if redis.call('HGET',P..'running',ARGV[i])==ARGV[i+1] then\n"                              \

@@ -46,7 +46,8 @@ static void s_send(zsock_t *s, const lf_msg_t *m) {
     if (rc) TB_FAIL("encode %s: %s", lf_msg_type_name(m->type), lf_strerror(rc));
     zframe_t *f = zframe_new(buf, len);
     free(buf);
-    zframe_send(&f, s, 0);
+    /* No peer yet (or refused by CURVE): dropped, like the real worker's link. */
+    if (zframe_send(&f, s, ZFRAME_DONTWAIT) != 0) zframe_destroy(&f);
 }
 
 /* Receive one message within timeout_ms: 0, or -1 on timeout. */
