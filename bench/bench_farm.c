@@ -14,6 +14,7 @@
  * Usage: bench_farm [jobs=4000] [workers=4]. Prints ratios, asserts nothing:
  * figures go to docs/PERFORMANCE.md with this command. */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <czmq.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lf_image.h"
 #include "lf_proto.h"
 #include "lf_testfarm.h"
 
@@ -76,6 +78,37 @@ static double s_redis_rtt_us(int port, int n, double *p99) {
     return p50;
 }
 
+/* ---- a keep-alive HTTP client per thread ------------------------------- */
+
+static size_t s_discard(char *p, size_t sz, size_t n, void *ud) {
+    (void)p;
+    (void)ud;
+    return sz * n;
+}
+
+/* POST body on a reused connection; returns the HTTP status or -1. */
+static int s_post(CURL *c, const char *url, const char *body) {
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    long code = -1;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    return (int)code;
+}
+
+static CURL *s_client(void) {
+    CURL *c = curl_easy_init();
+    static const char *hdr[] = {"Content-Type: application/json", "Expect:"};
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; i < 2; i++) h = curl_slist_append(h, hdr[i]);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h); /* leaked once per thread: bench only */
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    return c;
+}
+
 /* ---- 2. throughput ------------------------------------------------------ */
 
 typedef struct {
@@ -86,22 +119,29 @@ typedef struct {
 
 static void *s_submitter(void *ud) {
     s_submit_arg_t *a = ud;
-    for (int i = 0; i < a->n; i++) {
-        char *id = lf_testfarm_submit(a->farm, 1, 0, "normal");
-        if (!id) a->failed++;
-        free(id);
-    }
+    CURL *c = s_client();
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(a->farm));
+    const char *body = "{\"model\":\"lf-diagnostic\",\"prompt\":\"bench\",\"steps\":1,"
+                       "\"width\":64,\"height\":64}";
+    for (int i = 0; i < a->n; i++)
+        if (s_post(c, url, body) != 202) a->failed++;
+    curl_easy_cleanup(c);
     return NULL;
 }
 
+/* Jobs done so far, from the Prometheus counter (history is trimmed by
+ * retention, the counter is not). */
 static long long s_history_total(lf_testfarm_t *farm) {
     char url[256];
-    snprintf(url, sizeof url, "%s/v1/history?limit=1", lf_testfarm_url(farm));
-    json_t *j = NULL;
+    snprintf(url, sizeof url, "%s/metrics", lf_testfarm_url(farm));
+    char *body = NULL;
     long long t = -1;
-    if (lf_http_json("GET", url, NULL, &j) == 200 && j)
-        t = json_integer_value(json_object_get(j, "total"));
-    json_decref(j);
+    if (lf_http_request("GET", url, NULL, NULL, 0, &body, NULL) == 200 && body) {
+        const char *k = strstr(body, "lf_jobs_total{state=\"done\"} ");
+        if (k) t = atoll(k + strlen("lf_jobs_total{state=\"done\"} "));
+    }
+    free(body);
     return t;
 }
 
@@ -141,15 +181,17 @@ static void *s_paced(void *ud) {
     snprintf(url, sizeof url, "%s/sdapi/v1/txt2img", lf_testfarm_url(a->farm));
     const char *body = "{\"prompt\":\"bench\",\"steps\":1,\"width\":64,\"height\":64,"
                        "\"override_settings\":{\"sd_model_checkpoint\":\"lf-diagnostic\"}}";
+    CURL *c = s_client();
     for (int i = 0; i < a->n; i++) {
         double due = a->start_us + i * a->interval_us;
         double now = s_now_us();
         if (due > now) usleep((useconds_t)(due - now));
         double t = s_now_us();
-        int code = lf_http_request("POST", url, "application/json", body, strlen(body), NULL, NULL);
+        int code = s_post(c, url, body);
         a->lat[i] = (s_now_us() - t) / 1000.0;
         if (code != 200) a->errors++;
     }
+    curl_easy_cleanup(c);
     return NULL;
 }
 
@@ -187,6 +229,16 @@ static int s_send_msg(zsock_t *s, const lf_msg_t *m) {
     return zframe_send(&f, s, 0);
 }
 
+/* One HEARTBEAT from every simulated worker. */
+static void s_beat_all(zsock_t **w, int n) {
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "sim-%d", i);
+        lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = id};
+        s_send_msg(w[i], &m);
+    }
+}
+
 static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double *p50,
                            double *p99, int *got) {
     zsock_t **w = calloc((size_t)n_workers, sizeof *w);
@@ -208,6 +260,12 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
     }
     usleep(1500000); /* let every READY land */
     zsock_t *fe = zsock_new_dealer(lf_testfarm_frontend(farm, 0));
+    uint8_t pix[3] = {0, 0, 0};
+    lf_image_t one = {.width = 1, .height = 1, .channels = 3, .pixels = pix};
+    uint8_t *png = NULL;
+    size_t png_len = 0;
+    lf_image_png_encode(&one, NULL, 0, 1, &png, &png_len, NULL, 0);
+    double last_beat = s_now_us();
     double *sent = calloc((size_t)jobs, sizeof *sent);
     double *lat = calloc((size_t)jobs, sizeof *lat);
     char **ids = calloc((size_t)jobs, sizeof *ids);
@@ -225,20 +283,36 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
             ids[j] = strdup(acc.job_id);
         zframe_destroy(&f);
         lf_msg_clear(&acc);
-        zsock_t *s = zpoller_wait(poller, 2000);
-        if (!s) continue;
-        f = zframe_recv(s);
-        lf_msg_t as = {0};
-        if (f && lf_msg_decode(zframe_data(f), zframe_size(f), &as, NULL) == 0 &&
-            as.type == LF_MSG_ASSIGN) {
-            lat[(*got)++] = (s_now_us() - sent[j]) / 1000.0;
-            /* Finish it at once so the worker is idle again. */
-            lf_msg_t r = {.type = LF_MSG_FAILED, .job_id = as.job_id, .code = -23,
-                          .message = "simulated worker"};
-            s_send_msg(s, &r);
+        /* Serve every simulated worker until this job's ASSIGN shows up:
+         * broker heartbeats are read and dropped, and every worker beats
+         * about twice a second so none is declared dead. */
+        double deadline = s_now_us() + 2e6;
+        bool assigned = false;
+        while (!assigned && s_now_us() < deadline) {
+            if (s_now_us() - last_beat > 500e3) {
+                s_beat_all(w, n_workers);
+                last_beat = s_now_us();
+            }
+            zsock_t *s = zpoller_wait(poller, 100);
+            if (!s) continue;
+            f = zframe_recv(s);
+            lf_msg_t as = {0};
+            if (f && lf_msg_decode(zframe_data(f), zframe_size(f), &as, NULL) == 0 &&
+                as.type == LF_MSG_ASSIGN) {
+                if (ids[j] && !strcmp(as.job_id, ids[j])) {
+                    lat[(*got)++] = (s_now_us() - sent[j]) / 1000.0;
+                    assigned = true;
+                }
+                /* Finish it at once so the worker is idle again. */
+                lf_image_out_t img = {.png = {(uint8_t *)png, png_len}, .seed = as.params.seed,
+                                      .width = 1, .height = 1};
+                lf_msg_t r = {.type = LF_MSG_RESULT, .job_id = as.job_id, .images = &img,
+                              .n_images = 1, .info_json = "{}"};
+                s_send_msg(s, &r);
+            }
+            zframe_destroy(&f);
+            lf_msg_clear(&as);
         }
-        zframe_destroy(&f);
-        lf_msg_clear(&as);
     }
     *p50 = s_pct(lat, (size_t)*got, 0.5);
     *p99 = s_pct(lat, (size_t)*got, 0.99);
@@ -246,6 +320,7 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
     free(ids);
     free(sent);
     free(lat);
+    free(png);
     zsock_destroy(&fe);
     zpoller_destroy(&poller);
     for (int i = 0; i < n_workers; i++) zsock_destroy(&w[i]);
@@ -265,7 +340,7 @@ int main(int argc, char **argv) {
     lf_testfarm_opts_t o = {.n_workers = workers};
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return 1;
-    double rp99, rp50 = s_redis_rtt_us(lf_testfarm_redis_port(farm), 20000, &rp99);
+    double rp99 = 0, rp50 = s_redis_rtt_us(lf_testfarm_redis_port(farm), 20000, &rp99);
     printf("redis PING round trip: p50 %.1f us, p99 %.1f us\n", rp50, rp99);
 
     int failed = 0;
