@@ -171,9 +171,14 @@ static void test_graph(void **state) {
     for (int64_t i = 0; i < C * W * H; i++)
         assert_true(fabsf(got[i] - 2.0f * ((float *)eo.data)[i]) <= 1e-5f * (1 + fabsf(got[i])));
 
-    /* A second run gives the same answer (nothing stale in reused memory). */
+    /* A second run gives the same answer (nothing stale in reused memory)
+     * and needs no new memory: scratch and the arena stay as they were. */
     float first = got[3];
+    size_t scratch = lf_backend_workspace_bytes(be), peak = lf_graph_peak_bytes(g);
+    assert_true(scratch > 0);
     assert_int_equal(lf_graph_compute(g), 0);
+    assert_int_equal(lf_backend_workspace_bytes(be), scratch);
+    assert_int_equal(lf_graph_peak_bytes(g), peak);
     assert_int_equal(lf_backend_tensor_get(be, out, got, lf_tensor_nbytes(out)), 0);
     assert_true(got[3] == first);
 
