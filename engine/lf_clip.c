@@ -1,0 +1,228 @@
+/* lf_clip: CLIP text encoder graph (one cached per chunk count, token count
+ * and clip skip); the embedding gather runs on the host. */
+#include "lf_clip.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_unet.h"
+
+#define S LF__SHAPE
+
+typedef struct {
+    lf_tensor_t *n1w, *n1b, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob, *n2w, *n2b, *f1w, *f1b, *f2w,
+        *f2b;
+} s_layer_t;
+
+struct lf_clip {
+    lf_clip_config_t c;
+    lf_backend_t *be;
+    lf_pool_t *pool;
+    lf_tensor_t *tok, *pos, *fw, *fb;
+    s_layer_t *l;
+    int n_chunks, n_tok, skip;
+    lf_graph_t *g;
+    lf_tensor_t *in, *out;
+    float *host; /* [n_chunks][n_tok][hidden] staging */
+    void *row;   /* one embedding row in its stored type */
+};
+
+int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_backend_t *be,
+                lf_pool_t *pool, int type, char *err, size_t errlen) {
+    const lf_tensor_info_t *te = lf_keymap_find(km, "embeddings.token_embedding.weight");
+    const lf_tensor_info_t *pe = lf_keymap_find(km, "embeddings.position_embedding.weight");
+    const lf_tensor_info_t *f1 = lf_keymap_find(km, "encoder.layers.0.mlp.fc1.weight");
+    if (!te || !pe || !f1 || te->ndim != 2 || pe->ndim != 2 || f1->ndim != 2) {
+        if (errlen)
+            snprintf(err, errlen, "%s: missing tensor %sembeddings.token_embedding.weight (or "
+                     "position embedding / layer 0)", lf_weights_path(km->w), km->prefix);
+        return LF_ENOTFOUND;
+    }
+    lf_clip_t *c = calloc(1, sizeof *c);
+    if (!c) return LF_ENOMEM;
+    c->be = be, c->pool = pool;
+    lf_clip_config_t *k = &c->c;
+    k->vocab = (int)te->shape[0];
+    k->hidden = (int)te->shape[1];
+    k->max_pos = (int)pe->shape[0];
+    k->inter = (int)f1->shape[0];
+    char n[128];
+    for (;; k->layers++) {
+        snprintf(n, sizeof n, "encoder.layers.%d.self_attn.q_proj.weight", k->layers);
+        if (!lf_keymap_find(km, n)) break;
+    }
+    k->heads = lf__json_int(cfg, "num_attention_heads", 0, k->hidden / 64 > 0 ? k->hidden / 64 : 1);
+    const json_t *act = cfg ? json_object_get(cfg, "hidden_act") : NULL;
+    k->quick_gelu = !json_is_string(act) || strcmp(json_string_value(act), "quick_gelu") == 0;
+    k->eps = (float)lf__json_num(cfg, "layer_norm_eps", 1e-5);
+    if (k->hidden % k->heads) {
+        if (errlen) snprintf(err, errlen, "%s: text hidden size %d not divisible by %d heads",
+                             lf_weights_path(km->w), k->hidden, k->heads);
+        free(c);
+        return LF_EFORMAT;
+    }
+    c->l = calloc((size_t)k->layers, sizeof *c->l);
+    if (!c->l) {
+        free(c);
+        return LF_ENOMEM;
+    }
+    const int D = k->hidden, F = k->inter;
+    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "clip.", .type = type,
+                             .err = err, .errlen = errlen};
+    c->tok = lf_keymap_load(&ld, 2, S(-1, D), "embeddings.token_embedding.weight");
+    ld.type = 0; /* position embeddings are added on the host in f32 */
+    c->pos = lf_keymap_load(&ld, 2, S(-1, D), "embeddings.position_embedding.weight");
+    ld.type = type;
+    for (int i = 0; i < k->layers; i++) {
+        s_layer_t *l = &c->l[i];
+        char p[64];
+        snprintf(p, sizeof p, "encoder.layers.%d", i);
+        l->n1w = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm1.weight", p);
+        l->n1b = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm1.bias", p);
+        l->qw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.q_proj.weight", p);
+        l->qb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.q_proj.bias", p);
+        l->kw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.k_proj.weight", p);
+        l->kb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.k_proj.bias", p);
+        l->vw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.v_proj.weight", p);
+        l->vb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.v_proj.bias", p);
+        l->ow = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.out_proj.weight", p);
+        l->ob = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.out_proj.bias", p);
+        l->n2w = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm2.weight", p);
+        l->n2b = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm2.bias", p);
+        l->f1w = lf_keymap_load(&ld, 2, S(F, D), "%s.mlp.fc1.weight", p);
+        l->f1b = lf_keymap_load(&ld, 1, S(F), "%s.mlp.fc1.bias", p);
+        l->f2w = lf_keymap_load(&ld, 2, S(D, F), "%s.mlp.fc2.weight", p);
+        l->f2b = lf_keymap_load(&ld, 1, S(D), "%s.mlp.fc2.bias", p);
+    }
+    c->fw = lf_keymap_load(&ld, 1, S(D), "final_layer_norm.weight");
+    c->fb = lf_keymap_load(&ld, 1, S(D), "final_layer_norm.bias");
+    c->row = malloc((size_t)D * 4);
+    if (!ld.rc && !c->row) ld.rc = LF_ENOMEM;
+    if (ld.rc) {
+        lf_clip_destroy(&c);
+        return ld.rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void lf_clip_destroy(lf_clip_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_clip_t *c = *self_p;
+    lf_graph_destroy(&c->g);
+    free(c->l);
+    free(c->host);
+    free(c->row);
+    free(c);
+    *self_p = NULL;
+}
+
+const lf_clip_config_t *lf_clip_config(const lf_clip_t *self) { return &self->c; }
+
+static int s_build(lf_clip_t *c) {
+    const lf_clip_config_t *k = &c->c;
+    const int T = c->n_tok;
+    lf_graph_t *g = c->g = lf_graph_new(c->be);
+    if (!g) return LF_ENOMEM;
+    /* Causal mask [Nk, Nq], one per token count, kept in the pool. */
+    char nm[64];
+    snprintf(nm, sizeof nm, "clip.causal_mask_%d", T);
+    lf_tensor_t *mask = lf_pool_find(c->pool, nm);
+    {
+        if (!mask) {
+            mask = lf_pool_tensor(c->pool, nm, LF_TYPE_F32, 2, (const int64_t[]){T, T});
+            float *m = malloc((size_t)T * T * sizeof *m);
+            if (!mask || !m) {
+                free(m);
+                return LF_ENOMEM;
+            }
+            for (int q = 0; q < T; q++)
+                for (int kk = 0; kk < T; kk++) m[(size_t)q * T + kk] = kk > q ? -INFINITY : 0.0f;
+            int rc = lf_pool_load(c->pool, mask, m, (size_t)T * T * sizeof *m);
+            free(m);
+            if (rc) return rc;
+        }
+    }
+    c->in = lf_graph_input(g, LF_TYPE_F32, k->hidden, T, c->n_chunks, 1);
+    lf_tensor_t *x = c->in;
+    int n_layers = k->layers - (c->skip - 1);
+    if (n_layers < 1) n_layers = 1;
+    for (int i = 0; i < n_layers; i++) {
+        const s_layer_t *l = &c->l[i];
+        lf_tensor_t *h = lf_graph_layer_norm(g, x, l->n1w, l->n1b, k->eps);
+        lf_tensor_t *q = lf_graph_matmul(g, h, l->qw, l->qb);
+        lf_tensor_t *kk = lf_graph_matmul(g, h, l->kw, l->kb);
+        lf_tensor_t *v = lf_graph_matmul(g, h, l->vw, l->vb);
+        h = lf_graph_matmul(g, lf_graph_mha(g, q, kk, v, mask, k->heads), l->ow, l->ob);
+        x = lf_graph_add(g, x, h);
+        h = lf_graph_layer_norm(g, x, l->n2w, l->n2b, k->eps);
+        h = lf_graph_matmul(g, h, l->f1w, l->f1b);
+        h = k->quick_gelu ? lf_graph_quick_gelu(g, h) : lf_graph_gelu(g, h, 0);
+        x = lf_graph_add(g, x, lf_graph_matmul(g, h, l->f2w, l->f2b));
+    }
+    x = lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps);
+    c->out = lf_graph_output(g, x);
+    return lf_graph_plan(g);
+}
+
+/* Host copy of row r of a 2-D pool tensor, as f32. */
+static int s_row(lf_clip_t *c, const lf_tensor_t *t, int r, float *dst) {
+    lf_tensor_t v = lf_tensor_slice(t, 1, r, 1);
+    size_t nb = lf_tensor_nbytes(&v);
+    int rc = lf_backend_tensor_get(c->be, &v, c->row, nb);
+    if (!rc) lf_type_to_f32(t->type, c->row, dst, t->ne[0]);
+    return rc;
+}
+
+int lf_clip_encode(lf_clip_t *self, const int32_t *ids, const float *weights, int n_chunks,
+                   int n_tok, int clip_skip, float *out) {
+    const lf_clip_config_t *k = &self->c;
+    if (n_chunks < 1 || n_tok < 1 || n_tok > k->max_pos || clip_skip < 1) return LF_EINVAL;
+    for (size_t i = 0; i < (size_t)n_chunks * n_tok; i++)
+        if (ids[i] < 0 || ids[i] >= k->vocab) return LF_EINVAL;
+    if (!self->g || self->n_chunks != n_chunks || self->n_tok != n_tok || self->skip != clip_skip) {
+        lf_graph_destroy(&self->g);
+        free(self->host);
+        self->host = malloc((size_t)n_chunks * n_tok * k->hidden * sizeof(float));
+        if (!self->host) return LF_ENOMEM;
+        self->n_chunks = n_chunks, self->n_tok = n_tok, self->skip = clip_skip;
+        int rc = s_build(self);
+        if (rc) {
+            lf_graph_destroy(&self->g);
+            return rc;
+        }
+    }
+    const int D = k->hidden;
+    float *pos = out; /* scratch: out is large enough for one row */
+    for (int b = 0; b < n_chunks; b++)
+        for (int t = 0; t < n_tok; t++) {
+            float *dst = self->host + ((size_t)b * n_tok + t) * D;
+            int rc = s_row(self, self->tok, ids[b * n_tok + t], dst);
+            if (!rc) rc = s_row(self, self->pos, t, pos);
+            if (rc) return rc;
+            for (int i = 0; i < D; i++) dst[i] += pos[i];
+        }
+    size_t nb = (size_t)n_chunks * n_tok * D * sizeof(float);
+    int rc = lf_backend_tensor_set(self->be, self->in, self->host, nb);
+    if (!rc) rc = lf_graph_compute(self->g);
+    if (!rc) rc = lf_backend_sync(self->be);
+    if (!rc) rc = lf_backend_tensor_get(self->be, self->out, out, nb);
+    if (rc || !weights) return rc;
+    /* A1111 emphasis: multiply by the weights, then restore the chunk's mean. */
+    for (int b = 0; b < n_chunks; b++) {
+        float *z = out + (size_t)b * n_tok * D;
+        double m0 = 0, m1 = 0;
+        for (size_t i = 0; i < (size_t)n_tok * D; i++) m0 += z[i];
+        for (int t = 0; t < n_tok; t++)
+            for (int i = 0; i < D; i++) z[(size_t)t * D + i] *= weights[b * n_tok + t];
+        for (size_t i = 0; i < (size_t)n_tok * D; i++) m1 += z[i];
+        if (m1 != 0) {
+            float r = (float)(m0 / m1);
+            for (size_t i = 0; i < (size_t)n_tok * D; i++) z[i] *= r;
+        }
+    }
+    return 0;
+}

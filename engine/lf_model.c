@@ -1,0 +1,338 @@
+/* lf_model: finds the parts of a checkpoint (single file in the original
+ * layout, or a diffusers folder), builds the networks and answers the
+ * pipeline's calls. Family from tensor names only. */
+#include "lf_model.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lf_clip.h"
+#include "lf_error.h"
+#include "lf_keymap.h"
+#include "lf_pool.h"
+#include "lf_taesd.h"
+#include "lf_unet.h"
+#include "lf_vae.h"
+#include "lf_weights.h"
+
+struct lf_model {
+    lf_model_desc_t desc;
+    lf_backend_t *be, *own_be;
+    lf_pool_t *pool;
+    lf_clip_t *clip;
+    lf_unet_t *unet;
+    lf_vae_t *vae;
+    lf_taesd_t *taesd;
+    char *tokenizer_dir;
+    float *tmp;
+    size_t tmp_n;
+};
+
+static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
+    int unet = 0, sdxl = 0, flux = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = names[i];
+        if (strstr(s, "double_blocks.") || strstr(s, "single_blocks.")) flux = 1;
+        if (s_starts(s, "conditioner.embedders.") || strstr(s, "label_emb.") ||
+            strstr(s, "add_embedding.linear_1"))
+            sdxl = 1;
+        if (s_starts(s, "model.diffusion_model.input_blocks.") || s_starts(s, "down_blocks.") ||
+            s_starts(s, "unet.down_blocks."))
+            unet = 1;
+    }
+    if (flux) return LF_FAMILY_FLUX;
+    if (sdxl) return LF_FAMILY_SDXL;
+    return unet ? LF_FAMILY_SD15 : LF_FAMILY_UNKNOWN;
+}
+
+const char *lf_family_name(lf_family_t f) {
+    switch (f) {
+    case LF_FAMILY_SD15: return "sd15";
+    case LF_FAMILY_SDXL: return "sdxl";
+    case LF_FAMILY_FLUX: return "flux";
+    default: return "unknown";
+    }
+}
+
+static int s_is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int s_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static json_t *s_json_file(const char *path) {
+    json_error_t je;
+    return s_exists(path) ? json_load_file(path, 0, &je) : NULL;
+}
+
+static int s_family_of(const lf_weights_t *w) {
+    size_t n = lf_weights_count(w);
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    if (!names) return LF_FAMILY_UNKNOWN;
+    for (size_t i = 0; i < n; i++) names[i] = lf_weights_at(w, i)->name;
+    lf_family_t f = lf_model_detect_family(names, n);
+    free(names);
+    return f;
+}
+
+/* A VAE keymap for a file: with the checkpoint prefix, the bare LDM layout
+ * of standalone VAE files, or diffusers names. */
+static int s_vae_map(lf_keymap_t *km, const lf_weights_t *w) {
+    memset(km, 0, sizeof *km);
+    km->w = w;
+    if (lf_keymap_has_prefix(w, "first_stage_model.")) {
+        strcpy(km->prefix, "first_stage_model.");
+        km->kind = LF_KEYMAP_LDM_VAE;
+    } else if (lf_keymap_has_prefix(w, "decoder.up.")) {
+        km->kind = LF_KEYMAP_LDM_VAE;
+    } else if (lf_keymap_has_prefix(w, "vae.decoder.")) {
+        strcpy(km->prefix, "vae.");
+    }
+    return lf_keymap_probe(km);
+}
+
+static int s_err(char *err, size_t errlen, int rc, const char *fmt, const char *a) {
+    if (errlen) snprintf(err, errlen, fmt, a);
+    return rc;
+}
+
+int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
+                  size_t errlen) {
+    static const lf_model_opts_t defaults = {.weight_type = -1};
+    if (!opts) opts = &defaults;
+    if (!path || !out) return LF_EINVAL;
+    lf_model_t *m = calloc(1, sizeof *m);
+    if (!m) return LF_ENOMEM;
+    m->be = opts->backend;
+    if (!m->be) m->be = m->own_be = lf_backend_cpu_new(0);
+    m->pool = m->be ? lf_pool_new(m->be, 0) : NULL;
+    if (!m->pool) {
+        lf_model_destroy(&m);
+        return LF_ENOMEM;
+    }
+    lf_weights_t *wu = NULL, *wt = NULL, *wv = NULL, *wov = NULL;
+    json_t *meta = NULL, *vmeta = NULL, *cu = NULL, *ct = NULL, *cv = NULL, *cs = NULL;
+    const json_t *ju, *jt, *jv;
+    int rc = 0;
+    char p[4096];
+    lf_keymap_t ku = {0}, kt = {0}, kv = {0};
+    if (s_is_dir(path)) {
+        /* diffusers folder */
+        const char *uf[] = {"unet/diffusion_pytorch_model.safetensors",
+                            "unet/diffusion_pytorch_model.fp16.safetensors"};
+        const char *tf[] = {"text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors"};
+        const char *vf[] = {"vae/diffusion_pytorch_model.safetensors",
+                            "vae/diffusion_pytorch_model.fp16.safetensors"};
+        const char **lists[3] = {uf, tf, vf};
+        lf_weights_t **ws[3] = {&wu, &wt, &wv};
+        for (int i = 0; i < 3 && !rc; i++) {
+            int found = 0;
+            for (int j = 0; j < 2 && !found; j++) {
+                snprintf(p, sizeof p, "%s/%s", path, lists[i][j]);
+                if (s_exists(p)) {
+                    found = 1;
+                    rc = lf_weights_open(ws[i], p, err, errlen);
+                }
+            }
+            if (!found) {
+                snprintf(p, sizeof p, "%s/%s", path, lists[i][0]);
+                rc = s_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
+            }
+        }
+        snprintf(p, sizeof p, "%s/unet/config.json", path);
+        cu = s_json_file(p);
+        snprintf(p, sizeof p, "%s/text_encoder/config.json", path);
+        ct = s_json_file(p);
+        snprintf(p, sizeof p, "%s/vae/config.json", path);
+        cv = s_json_file(p);
+        snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", path);
+        cs = s_json_file(p);
+        snprintf(p, sizeof p, "%s/tokenizer", path);
+        if (s_is_dir(p)) m->tokenizer_dir = strdup(p);
+        ju = cu, jt = ct, jv = cv;
+        if (!rc) {
+            ku.w = wu, kt.w = wt, kv.w = wv;
+            strcpy(kt.prefix, lf_keymap_has_prefix(wt, "text_model.") ? "text_model." : "");
+        }
+    } else {
+        rc = lf_weights_open(&wu, path, err, errlen);
+        const char *ms = wu ? lf_weights_metadata(wu, "lf.config") : NULL;
+        if (ms) {
+            json_error_t je;
+            meta = json_loads(ms, 0, &je);
+        }
+        ju = meta ? json_object_get(meta, "unet") : NULL;
+        jt = meta ? json_object_get(meta, "text") : NULL;
+        jv = meta ? json_object_get(meta, "vae") : NULL;
+        cs = meta ? json_incref(json_object_get(meta, "scheduler")) : NULL;
+        if (!rc) {
+            ku.w = wu, kt.w = wu, kv.w = wu;
+            ku.kind = LF_KEYMAP_LDM_UNET;
+            strcpy(ku.prefix, "model.diffusion_model.");
+            strcpy(kt.prefix, lf_keymap_has_prefix(wu, "cond_stage_model.transformer.text_model.")
+                                  ? "cond_stage_model.transformer.text_model."
+                                  : "cond_stage_model.transformer.");
+            if (!lf_keymap_has_prefix(wu, "model.diffusion_model."))
+                rc = s_err(err, errlen, LF_EFORMAT,
+                           "%s: no UNet tensors (model.diffusion_model.*) in this checkpoint", path);
+            if (!rc && lf_keymap_probe(&ku))
+                rc = s_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised", path);
+        }
+    }
+    if (!rc) {
+        m->desc.family = s_family_of(wu);
+        if (m->desc.family != LF_FAMILY_SD15)
+            rc = s_err(err, errlen, LF_EUNSUPPORTED, "%s: not an SD1.x/2.x checkpoint (family %s)",
+                       lf_family_name(m->desc.family) ? path : path);
+    }
+    if (!rc && opts->vae_path) {
+        rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
+        if (!rc) {
+            if (s_vae_map(&kv, wov)) rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
+            /* The VAE file's own config (lf.config "vae"), else defaults. */
+            const char *ms = lf_weights_metadata(wov, "lf.config");
+            json_error_t je;
+            vmeta = ms ? json_loads(ms, 0, &je) : NULL;
+            jv = vmeta ? json_object_get(vmeta, "vae") : NULL;
+        }
+    } else if (!rc && !wv) {
+        if (s_vae_map(&kv, wu)) rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
+    }
+    int type = opts->weight_type;
+    if (!rc) rc = lf_unet_new(&m->unet, &ku, ju, m->be, m->pool, type, err, errlen);
+    if (!rc) rc = lf_clip_new(&m->clip, &kt, jt, m->be, m->pool, type, err, errlen);
+    if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, type, "vae.", err, errlen);
+    if (!rc && opts->taesd_path) rc = lf_taesd_new(&m->taesd, opts->taesd_path, m->be, m->pool, err, errlen);
+    if (!rc) {
+        lf_model_desc_t *d = &m->desc;
+        const lf_unet_config_t *uc = lf_unet_config(m->unet);
+        const lf_vae_config_t *vc = lf_vae_config(m->vae);
+        d->prediction = opts->prediction;
+        const json_t *pt = cs ? json_object_get(cs, "prediction_type") : NULL;
+        if (json_is_string(pt))
+            d->prediction = strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;
+        d->latent_channels = uc->in_ch;
+        d->vae_scale = lf_vae_scale(m->vae);
+        d->scaling_factor = vc->scaling_factor;
+        d->text_dim = lf_clip_config(m->clip)->hidden;
+        d->text_tokens = 77;
+        d->has_preview = m->taesd != NULL;
+        d->tokenizer_dir = m->tokenizer_dir;
+        if (uc->ctx_dim > 0 && uc->ctx_dim != d->text_dim) {
+            snprintf(err, errlen, "%s: text encoder width %d does not match the UNet's context %d",
+                     path, d->text_dim, uc->ctx_dim);
+            rc = LF_EFORMAT;
+        }
+        if (!rc && vc->latent_ch != uc->in_ch) {
+            snprintf(err, errlen, "%s: VAE latent channels %d do not match the UNet's %d", path,
+                     vc->latent_ch, uc->in_ch);
+            rc = LF_EFORMAT;
+        }
+    }
+    lf_weights_destroy(&wu);
+    lf_weights_destroy(&wt);
+    lf_weights_destroy(&wv);
+    lf_weights_destroy(&wov);
+    json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(cv), json_decref(cs);
+    if (rc) {
+        lf_model_destroy(&m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void lf_model_destroy(lf_model_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_model_t *m = *self_p;
+    lf_clip_destroy(&m->clip);
+    lf_unet_destroy(&m->unet);
+    lf_vae_destroy(&m->vae);
+    lf_taesd_destroy(&m->taesd);
+    lf_pool_destroy(&m->pool);
+    lf_backend_destroy(&m->own_be);
+    free(m->tokenizer_dir);
+    free(m->tmp);
+    free(m);
+    *self_p = NULL;
+}
+
+const lf_model_desc_t *lf_model_desc(const lf_model_t *self) { return &self->desc; }
+
+int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
+                         size_t n_chunks, int clip_skip, float *out) {
+    if (!self || !ids || !out || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
+    return lf_clip_encode(self->clip, ids, weights, (int)n_chunks, self->desc.text_tokens,
+                          clip_skip < 1 ? 1 : clip_skip, out);
+}
+
+int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
+                     const float *cond, int cond_len, float *out) {
+    if (!self || !x || !t || !cond || !out) return LF_EINVAL;
+    return lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len, out);
+}
+
+int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
+                        float *img) {
+    if (!self || !z || !img) return LF_EINVAL;
+    return lf_vae_decode(self->vae, z, batch, h, w, tile, img);
+}
+
+int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
+                        float *mean) {
+    if (!self || !img || !mean) return LF_EINVAL;
+    return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
+}
+
+static uint8_t s_u8(float v) {
+    v = (v + 1.0f) * 127.5f;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
+}
+
+int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
+                     int *out_h) {
+    if (!self || !z || !rgb || h < 1 || w < 1) return LF_EINVAL;
+    if (self->taesd) {
+        int s = lf_taesd_scale(self->taesd);
+        size_t n = (size_t)3 * h * s * w * s;
+        if (self->tmp_n < n) {
+            float *t = realloc(self->tmp, n * sizeof *t);
+            if (!t) return LF_ENOMEM;
+            self->tmp = t, self->tmp_n = n;
+        }
+        int rc = lf_taesd_decode(self->taesd, z, h, w, self->tmp);
+        if (rc) return rc;
+        const size_t plane = (size_t)h * s * w * s;
+        for (size_t i = 0; i < plane; i++)
+            for (int c = 0; c < 3; c++) rgb[i * 3 + c] = s_u8(self->tmp[c * plane + i] * 2.0f - 1.0f);
+        if (out_w) *out_w = w * s;
+        if (out_h) *out_h = h * s;
+        return 0;
+    }
+    /* Linear latent-to-RGB factors for SD1.x latents (scaled space). */
+    static const float f[4][3] = {{0.3512f, 0.2297f, 0.3227f},
+                                  {0.3250f, 0.4974f, 0.2350f},
+                                  {-0.2829f, 0.1762f, 0.2721f},
+                                  {-0.2120f, -0.0266f, -0.7326f}};
+    const int C = self->desc.latent_channels < 4 ? self->desc.latent_channels : 4;
+    const size_t plane = (size_t)h * w;
+    for (size_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = 0;
+            for (int k = 0; k < C; k++) v += z[k * plane + i] * self->desc.scaling_factor * f[k][c];
+            rgb[i * 3 + c] = s_u8(v);
+        }
+    if (out_w) *out_w = w;
+    if (out_h) *out_h = h;
+    return 0;
+}

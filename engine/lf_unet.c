@@ -1,0 +1,484 @@
+/* lf_unet: loading (architecture from shapes) and the forward graph of the
+ * SD1.x/2.x UNet; the graph is recorded once per input shape and replayed. */
+#include "lf_unet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+
+#define S LF__SHAPE
+#define MAX_RES (LF_UNET_MAX_LEVELS * 8 * 2 + 2)
+#define N_CACHE 4
+
+typedef struct {
+    lf_tensor_t *n1w, *n1b, *c1w, *c1b, *tw, *tb, *n2w, *n2b, *c2w, *c2b, *scw, *scb;
+} s_res_t;
+
+typedef struct {
+    lf_tensor_t *n1w, *n1b, *q1, *k1, *v1, *o1w, *o1b;
+    lf_tensor_t *n2w, *n2b, *q2, *k2, *v2, *o2w, *o2b;
+    lf_tensor_t *n3w, *n3b, *f1w, *f1b, *f2w, *f2b;
+} s_tblock_t;
+
+typedef struct {
+    lf_tensor_t *nw, *nb, *piw, *pib, *pow_, *pob;
+    int depth, heads;
+    s_tblock_t *blk;
+} s_attn_t;
+
+typedef struct {
+    int batch, h, w, ctx_len;
+    lf_graph_t *g;
+    lf_tensor_t *x, *t, *ctx, *out;
+    unsigned long used;
+} s_cache_t;
+
+struct lf_unet {
+    lf_unet_config_t c;
+    lf_backend_t *be;
+    lf_tensor_t *conv_in_w, *conv_in_b, *t1w, *t1b, *t2w, *t2b, *no_w, *no_b, *co_w, *co_b;
+    s_res_t down[LF_UNET_MAX_LEVELS][8], up[LF_UNET_MAX_LEVELS][9], mid[2];
+    s_attn_t dattn[LF_UNET_MAX_LEVELS][8], uattn[LF_UNET_MAX_LEVELS][9], mattn;
+    lf_tensor_t *dsw[LF_UNET_MAX_LEVELS], *dsb[LF_UNET_MAX_LEVELS];
+    lf_tensor_t *usw[LF_UNET_MAX_LEVELS], *usb[LF_UNET_MAX_LEVELS];
+    s_cache_t cache[N_CACHE];
+    unsigned long tick;
+};
+
+/* ---- shared helpers ---- */
+
+int lf__json_int(const json_t *cfg, const char *key, int i, int def) {
+    const json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+    if (json_is_array(v) && json_array_size(v) > 0) {
+        size_t n = json_array_size(v);
+        v = json_array_get(v, (size_t)i < n ? (size_t)i : n - 1);
+    }
+    if (json_is_integer(v)) return (int)json_integer_value(v);
+    if (json_is_real(v)) return (int)json_real_value(v);
+    return def;
+}
+
+double lf__json_num(const json_t *cfg, const char *key, double def) {
+    const json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+    if (json_is_number(v)) return json_number_value(v);
+    if (json_is_true(v)) return 1;
+    if (json_is_false(v)) return 0;
+    return def;
+}
+
+lf_tensor_t *lf__nn_reshape(lf_graph_t *g, lf_tensor_t *x, int64_t n0, int64_t n1, int64_t n2,
+                            int64_t n3) {
+    if (!x) return NULL;
+    return lf_graph_view(g, x, lf_tensor_reshape(x, n0, n1, n2, n3));
+}
+
+lf_tensor_t *lf__nn_to_tokens(lf_graph_t *g, lf_tensor_t *x) {
+    if (!x) return NULL;
+    lf_tensor_t *r = lf__nn_reshape(g, x, x->ne[0] * x->ne[1], x->ne[2], x->ne[3], 1);
+    return lf_graph_permute(g, r, (const int[]){1, 0, 2, 3});
+}
+
+lf_tensor_t *lf__nn_from_tokens(lf_graph_t *g, lf_tensor_t *t, int64_t W, int64_t H) {
+    if (!t) return NULL;
+    lf_tensor_t *p = lf_graph_permute(g, t, (const int[]){1, 0, 2, 3});
+    if (!p) return NULL;
+    return lf__nn_reshape(g, p, W, H, p->ne[1], p->ne[2]);
+}
+
+/* ---- loading ---- */
+
+static void s_load_res(lf_keymap_loader_t *ld, s_res_t *r, int cin, int cout, int temb,
+                       const char *pre) {
+    r->n1w = lf_keymap_load(ld, 1, S(cin), "%s.norm1.weight", pre);
+    r->n1b = lf_keymap_load(ld, 1, S(cin), "%s.norm1.bias", pre);
+    r->c1w = lf_keymap_load(ld, 4, S(cout, cin, 3, 3), "%s.conv1.weight", pre);
+    r->c1b = lf_keymap_load(ld, 1, S(cout), "%s.conv1.bias", pre);
+    if (temb) {
+        r->tw = lf_keymap_load(ld, 2, S(cout, temb), "%s.time_emb_proj.weight", pre);
+        r->tb = lf_keymap_load(ld, 1, S(cout), "%s.time_emb_proj.bias", pre);
+    }
+    r->n2w = lf_keymap_load(ld, 1, S(cout), "%s.norm2.weight", pre);
+    r->n2b = lf_keymap_load(ld, 1, S(cout), "%s.norm2.bias", pre);
+    r->c2w = lf_keymap_load(ld, 4, S(cout, cout, 3, 3), "%s.conv2.weight", pre);
+    r->c2b = lf_keymap_load(ld, 1, S(cout), "%s.conv2.bias", pre);
+    if (cin != cout) {
+        r->scw = lf_keymap_load(ld, 4, S(cout, cin, 1, 1), "%s.conv_shortcut.weight", pre);
+        r->scb = lf_keymap_load(ld, 1, S(cout), "%s.conv_shortcut.bias", pre);
+    }
+}
+
+/* Counts transformer blocks of the attention at pre (0: none). */
+static int s_depth(const lf_keymap_t *km, const char *pre) {
+    int d = 0;
+    char n[256];
+    for (;; d++) {
+        snprintf(n, sizeof n, "%s.transformer_blocks.%d.attn1.to_q.weight", pre, d);
+        if (!lf_keymap_find(km, n)) return d;
+    }
+}
+
+static void s_load_attn(lf_keymap_loader_t *ld, const lf_unet_config_t *c, s_attn_t *a, int C,
+                        int depth, int heads, const char *pre) {
+    a->depth = depth;
+    a->heads = heads;
+    a->blk = calloc((size_t)depth, sizeof *a->blk);
+    if (!a->blk) {
+        if (!ld->rc) ld->rc = LF_ENOMEM;
+        return;
+    }
+    a->nw = lf_keymap_load(ld, 1, S(C), "%s.norm.weight", pre);
+    a->nb = lf_keymap_load(ld, 1, S(C), "%s.norm.bias", pre);
+    if (c->linear_proj) {
+        a->piw = lf_keymap_load(ld, 2, S(C, C), "%s.proj_in.weight", pre);
+        a->pow_ = lf_keymap_load(ld, 2, S(C, C), "%s.proj_out.weight", pre);
+    } else {
+        a->piw = lf_keymap_load(ld, 4, S(C, C, 1, 1), "%s.proj_in.weight", pre);
+        a->pow_ = lf_keymap_load(ld, 4, S(C, C, 1, 1), "%s.proj_out.weight", pre);
+    }
+    a->pib = lf_keymap_load(ld, 1, S(C), "%s.proj_in.bias", pre);
+    a->pob = lf_keymap_load(ld, 1, S(C), "%s.proj_out.bias", pre);
+    for (int i = 0; i < depth; i++) {
+        s_tblock_t *b = &a->blk[i];
+        char p[256];
+        snprintf(p, sizeof p, "%s.transformer_blocks.%d", pre, i);
+        b->n1w = lf_keymap_load(ld, 1, S(C), "%s.norm1.weight", p);
+        b->n1b = lf_keymap_load(ld, 1, S(C), "%s.norm1.bias", p);
+        b->q1 = lf_keymap_load(ld, 2, S(C, C), "%s.attn1.to_q.weight", p);
+        b->k1 = lf_keymap_load(ld, 2, S(C, C), "%s.attn1.to_k.weight", p);
+        b->v1 = lf_keymap_load(ld, 2, S(C, C), "%s.attn1.to_v.weight", p);
+        b->o1w = lf_keymap_load(ld, 2, S(C, C), "%s.attn1.to_out.0.weight", p);
+        b->o1b = lf_keymap_load(ld, 1, S(C), "%s.attn1.to_out.0.bias", p);
+        b->n2w = lf_keymap_load(ld, 1, S(C), "%s.norm2.weight", p);
+        b->n2b = lf_keymap_load(ld, 1, S(C), "%s.norm2.bias", p);
+        b->q2 = lf_keymap_load(ld, 2, S(C, C), "%s.attn2.to_q.weight", p);
+        b->k2 = lf_keymap_load(ld, 2, S(C, c->ctx_dim), "%s.attn2.to_k.weight", p);
+        b->v2 = lf_keymap_load(ld, 2, S(C, c->ctx_dim), "%s.attn2.to_v.weight", p);
+        b->o2w = lf_keymap_load(ld, 2, S(C, C), "%s.attn2.to_out.0.weight", p);
+        b->o2b = lf_keymap_load(ld, 1, S(C), "%s.attn2.to_out.0.bias", p);
+        b->n3w = lf_keymap_load(ld, 1, S(C), "%s.norm3.weight", p);
+        b->n3b = lf_keymap_load(ld, 1, S(C), "%s.norm3.bias", p);
+        b->f1w = lf_keymap_load(ld, 2, S(-1, C), "%s.ff.net.0.proj.weight", p);
+        int64_t ff2 = b->f1w ? b->f1w->ne[1] : 2;
+        b->f1b = lf_keymap_load(ld, 1, S(ff2), "%s.ff.net.0.proj.bias", p);
+        b->f2w = lf_keymap_load(ld, 2, S(C, ff2 / 2), "%s.ff.net.2.weight", p);
+        b->f2b = lf_keymap_load(ld, 1, S(C), "%s.ff.net.2.bias", p);
+    }
+}
+
+static int s_fail(char *err, size_t errlen, const lf_keymap_t *km, const char *what) {
+    if (errlen) snprintf(err, errlen, "%s: %s", lf_weights_path(km->w), what);
+    return LF_EFORMAT;
+}
+
+/* Architecture from shapes (and config for heads/groups). */
+static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cfg, char *err,
+                    size_t errlen) {
+    memset(c, 0, sizeof *c);
+    char n[256];
+    int L = 0;
+    if (km->kind == LF_KEYMAP_LDM_UNET) {
+        L = km->levels;
+        c->layers = km->layers;
+    } else {
+        while (L < LF_UNET_MAX_LEVELS + 1) {
+            snprintf(n, sizeof n, "down_blocks.%d.resnets.0.conv1.weight", L);
+            if (!lf_keymap_find(km, n)) break;
+            L++;
+        }
+        while (c->layers < 8) {
+            snprintf(n, sizeof n, "down_blocks.0.resnets.%d.conv1.weight", c->layers);
+            if (!lf_keymap_find(km, n)) break;
+            c->layers++;
+        }
+    }
+    if (L < 1 || L > LF_UNET_MAX_LEVELS || c->layers < 1 || c->layers > 7)
+        return s_fail(err, errlen, km, "UNet layout not recognised (levels/resnets per block)");
+    c->levels = L;
+    const lf_tensor_info_t *t = lf_keymap_find(km, "conv_in.weight");
+    if (!t || t->ndim != 4) return s_fail(err, errlen, km, "UNet conv_in.weight missing or not 4-D");
+    c->in_ch = (int)t->shape[1];
+    t = lf_keymap_find(km, "conv_out.weight");
+    if (!t || t->ndim != 4) return s_fail(err, errlen, km, "UNet conv_out.weight missing or not 4-D");
+    c->out_ch = (int)t->shape[0];
+    t = lf_keymap_find(km, "time_embedding.linear_1.weight");
+    if (!t || t->ndim != 2) return s_fail(err, errlen, km, "UNet time_embedding missing");
+    c->temb_dim = (int)t->shape[0];
+    c->temb_in = (int)t->shape[1];
+    c->ctx_dim = -1;
+    for (int l = 0; l < L; l++) {
+        snprintf(n, sizeof n, "down_blocks.%d.resnets.0.conv1.weight", l);
+        t = lf_keymap_find(km, n);
+        if (!t || t->ndim != 4) {
+            if (errlen) snprintf(err, errlen, "%s: missing UNet tensor for %s", lf_weights_path(km->w), n);
+            return LF_ENOTFOUND;
+        }
+        c->ch[l] = (int)t->shape[0];
+        snprintf(n, sizeof n, "down_blocks.%d.attentions.0", l);
+        c->attn[l] = s_depth(km, n);
+        snprintf(n, sizeof n, "up_blocks.%d.attentions.0", l);
+        c->up_attn[l] = s_depth(km, n);
+        /* diffusers: num_attention_heads, or its misnamed attention_head_dim. */
+        int h = lf__json_int(cfg, "attention_head_dim", l, 8);
+        c->heads[l] = lf__json_int(cfg, "num_attention_heads", l, h);
+        if (c->attn[l] && c->ctx_dim < 0) {
+            snprintf(n, sizeof n, "down_blocks.%d.attentions.0.transformer_blocks.0.attn2.to_k.weight", l);
+            t = lf_keymap_find(km, n);
+            if (t && t->ndim == 2) c->ctx_dim = (int)t->shape[1];
+            snprintf(n, sizeof n, "down_blocks.%d.attentions.0.proj_in.weight", l);
+            t = lf_keymap_find(km, n);
+            c->linear_proj = t && t->ndim == 2;
+        }
+    }
+    c->mid_attn = s_depth(km, "mid_block.attentions.0");
+    c->mid_heads = c->heads[L - 1];
+    if (c->mid_attn && c->ctx_dim < 0) {
+        t = lf_keymap_find(km, "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight");
+        if (t && t->ndim == 2) c->ctx_dim = (int)t->shape[1];
+        t = lf_keymap_find(km, "mid_block.attentions.0.proj_in.weight");
+        c->linear_proj = t && t->ndim == 2;
+    }
+    c->groups = lf__json_int(cfg, "norm_num_groups", 0, 32);
+    c->eps = (float)lf__json_num(cfg, "norm_eps", 1e-5);
+    c->flip_sin_to_cos = (int)lf__json_num(cfg, "flip_sin_to_cos", 1);
+    c->freq_shift = (float)lf__json_num(cfg, "freq_shift", 0);
+    for (int l = 0; l < L; l++)
+        if (c->ch[l] % c->groups || (c->attn[l] && c->ch[l] % c->heads[l]))
+            return s_fail(err, errlen, km, "UNet channels not divisible by groups/heads (config?)");
+    return 0;
+}
+
+int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
+                lf_pool_t *pool, int type, char *err, size_t errlen) {
+    lf_unet_t *u = calloc(1, sizeof *u);
+    if (!u) return LF_ENOMEM;
+    u->be = be;
+    int rc = s_config(&u->c, km, config, err, errlen);
+    if (rc) {
+        free(u);
+        return rc;
+    }
+    lf_unet_config_t *c = &u->c;
+    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "unet.", .type = type,
+                             .err = err, .errlen = errlen};
+    const int L = c->levels, T = c->temb_dim;
+    u->conv_in_w = lf_keymap_load(&ld, 4, S(c->ch[0], c->in_ch, 3, 3), "conv_in.weight");
+    u->conv_in_b = lf_keymap_load(&ld, 1, S(c->ch[0]), "conv_in.bias");
+    u->t1w = lf_keymap_load(&ld, 2, S(T, c->temb_in), "time_embedding.linear_1.weight");
+    u->t1b = lf_keymap_load(&ld, 1, S(T), "time_embedding.linear_1.bias");
+    u->t2w = lf_keymap_load(&ld, 2, S(T, T), "time_embedding.linear_2.weight");
+    u->t2b = lf_keymap_load(&ld, 1, S(T), "time_embedding.linear_2.bias");
+    char p[128];
+    int cin = c->ch[0];
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < c->layers; j++) {
+            snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", l, j);
+            s_load_res(&ld, &u->down[l][j], cin, c->ch[l], T, p);
+            cin = c->ch[l];
+            if (c->attn[l]) {
+                snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", l, j);
+                s_load_attn(&ld, c, &u->dattn[l][j], cin, c->attn[l], c->heads[l], p);
+            }
+        }
+        if (l < L - 1) {
+            u->dsw[l] = lf_keymap_load(&ld, 4, S(cin, cin, 3, 3), "down_blocks.%d.downsamplers.0.conv.weight", l);
+            u->dsb[l] = lf_keymap_load(&ld, 1, S(cin), "down_blocks.%d.downsamplers.0.conv.bias", l);
+        }
+    }
+    const int Cm = c->ch[L - 1];
+    s_load_res(&ld, &u->mid[0], Cm, Cm, T, "mid_block.resnets.0");
+    if (c->mid_attn) s_load_attn(&ld, c, &u->mattn, Cm, c->mid_attn, c->mid_heads, "mid_block.attentions.0");
+    s_load_res(&ld, &u->mid[1], Cm, Cm, T, "mid_block.resnets.1");
+    /* Skip channels, in push order: conv_in, then each down resnet/downsample. */
+    int skips[64], ns = 0;
+    skips[ns++] = c->ch[0];
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < c->layers; j++) skips[ns++] = c->ch[l];
+        if (l < L - 1) skips[ns++] = c->ch[l];
+    }
+    int prev = Cm;
+    for (int i = 0; i < L; i++) {
+        int lvl = L - 1 - i, Co = c->ch[lvl];
+        for (int j = 0; j <= c->layers; j++) {
+            int sk = skips[--ns];
+            snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
+            s_load_res(&ld, &u->up[i][j], prev + sk, Co, T, p);
+            prev = Co;
+            if (c->up_attn[i]) {
+                snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
+                s_load_attn(&ld, c, &u->uattn[i][j], Co, c->up_attn[i], c->heads[lvl], p);
+            }
+        }
+        if (i < L - 1) {
+            u->usw[i] = lf_keymap_load(&ld, 4, S(Co, Co, 3, 3), "up_blocks.%d.upsamplers.0.conv.weight", i);
+            u->usb[i] = lf_keymap_load(&ld, 1, S(Co), "up_blocks.%d.upsamplers.0.conv.bias", i);
+        }
+    }
+    u->no_w = lf_keymap_load(&ld, 1, S(c->ch[0]), "conv_norm_out.weight");
+    u->no_b = lf_keymap_load(&ld, 1, S(c->ch[0]), "conv_norm_out.bias");
+    u->co_w = lf_keymap_load(&ld, 4, S(c->out_ch, c->ch[0], 3, 3), "conv_out.weight");
+    u->co_b = lf_keymap_load(&ld, 1, S(c->out_ch), "conv_out.bias");
+    if (ld.rc) {
+        lf_unet_destroy(&u);
+        return ld.rc;
+    }
+    *out = u;
+    return 0;
+}
+
+static void s_free_attn(s_attn_t *a) {
+    free(a->blk);
+    a->blk = NULL;
+}
+
+void lf_unet_destroy(lf_unet_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_unet_t *u = *self_p;
+    for (int i = 0; i < N_CACHE; i++) lf_graph_destroy(&u->cache[i].g);
+    for (int l = 0; l < LF_UNET_MAX_LEVELS; l++)
+        for (int j = 0; j < 9; j++) {
+            if (j < 8) s_free_attn(&u->dattn[l][j]);
+            s_free_attn(&u->uattn[l][j]);
+        }
+    s_free_attn(&u->mattn);
+    free(u);
+    *self_p = NULL;
+}
+
+const lf_unet_config_t *lf_unet_config(const lf_unet_t *self) { return &self->c; }
+
+/* ---- graph ---- */
+
+static lf_tensor_t *s_resnet(lf_graph_t *g, const lf_unet_config_t *c, const s_res_t *r,
+                             lf_tensor_t *x, lf_tensor_t *temb) {
+    lf_tensor_t *h = lf_graph_group_norm(g, x, r->n1w, r->n1b, c->groups, c->eps, 1);
+    h = lf_graph_conv2d(g, h, r->c1w, r->c1b, 1, 1);
+    lf_tensor_t *e = lf_graph_matmul(g, temb, r->tw, r->tb); /* [Cout, B] */
+    if (e) e = lf__nn_reshape(g, e, 1, 1, e->ne[0], e->ne[1]);
+    h = lf_graph_add(g, h, e);
+    h = lf_graph_group_norm(g, h, r->n2w, r->n2b, c->groups, c->eps, 1);
+    h = lf_graph_conv2d(g, h, r->c2w, r->c2b, 1, 1);
+    lf_tensor_t *s = r->scw ? lf_graph_conv2d(g, x, r->scw, r->scb, 1, 0) : x;
+    return lf_graph_add(g, s, h);
+}
+
+static lf_tensor_t *s_transformer(lf_graph_t *g, const lf_unet_config_t *c, const s_attn_t *a,
+                                  lf_tensor_t *x, lf_tensor_t *ctx) {
+    if (!x) return NULL;
+    const int64_t W = x->ne[0], H = x->ne[1];
+    lf_tensor_t *h = lf_graph_group_norm(g, x, a->nw, a->nb, c->groups, 1e-6f, 0);
+    lf_tensor_t *t;
+    if (c->linear_proj) {
+        t = lf_graph_matmul(g, lf__nn_to_tokens(g, h), a->piw, a->pib);
+    } else {
+        t = lf__nn_to_tokens(g, lf_graph_conv2d(g, h, a->piw, a->pib, 1, 0));
+    }
+    for (int i = 0; i < a->depth; i++) {
+        const s_tblock_t *b = &a->blk[i];
+        lf_tensor_t *n = lf_graph_layer_norm(g, t, b->n1w, b->n1b, 1e-5f);
+        lf_tensor_t *q = lf_graph_matmul(g, n, b->q1, NULL);
+        lf_tensor_t *k = lf_graph_matmul(g, n, b->k1, NULL);
+        lf_tensor_t *v = lf_graph_matmul(g, n, b->v1, NULL);
+        lf_tensor_t *o = lf_graph_mha(g, q, k, v, NULL, a->heads);
+        t = lf_graph_add(g, t, lf_graph_matmul(g, o, b->o1w, b->o1b));
+        n = lf_graph_layer_norm(g, t, b->n2w, b->n2b, 1e-5f);
+        q = lf_graph_matmul(g, n, b->q2, NULL);
+        k = lf_graph_matmul(g, ctx, b->k2, NULL);
+        v = lf_graph_matmul(g, ctx, b->v2, NULL);
+        o = lf_graph_mha(g, q, k, v, NULL, a->heads);
+        t = lf_graph_add(g, t, lf_graph_matmul(g, o, b->o2w, b->o2b));
+        n = lf_graph_layer_norm(g, t, b->n3w, b->n3b, 1e-5f);
+        lf_tensor_t *f = lf_graph_geglu(g, lf_graph_matmul(g, n, b->f1w, b->f1b));
+        t = lf_graph_add(g, t, lf_graph_matmul(g, f, b->f2w, b->f2b));
+    }
+    if (c->linear_proj) {
+        h = lf__nn_from_tokens(g, lf_graph_matmul(g, t, a->pow_, a->pob), W, H);
+    } else {
+        h = lf_graph_conv2d(g, lf__nn_from_tokens(g, t, W, H), a->pow_, a->pob, 1, 0);
+    }
+    return lf_graph_add(g, h, x);
+}
+
+static int s_build(lf_unet_t *u, s_cache_t *e) {
+    const lf_unet_config_t *c = &u->c;
+    lf_graph_t *g = lf_graph_new(u->be);
+    if (!g) return LF_ENOMEM;
+    e->g = g;
+    const int L = c->levels;
+    e->x = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->in_ch, e->batch);
+    e->t = lf_graph_input(g, LF_TYPE_F32, e->batch, 1, 1, 1);
+    e->ctx = lf_graph_input(g, LF_TYPE_F32, c->ctx_dim > 0 ? c->ctx_dim : 1, e->ctx_len, e->batch, 1);
+    lf_tensor_t *temb = lf_graph_timestep_embed(g, e->t, c->temb_in, 10000.0f, c->flip_sin_to_cos,
+                                                c->freq_shift);
+    if (temb) temb = lf__nn_reshape(g, temb, temb->ne[0], e->batch, 1, 1);
+    temb = lf_graph_matmul(g, temb, u->t1w, u->t1b);
+    temb = lf_graph_silu(g, temb);
+    temb = lf_graph_matmul(g, temb, u->t2w, u->t2b);
+    lf_tensor_t *temb_act = lf_graph_silu(g, temb);
+
+    lf_tensor_t *skips[64];
+    int ns = 0;
+    lf_tensor_t *h = lf_graph_conv2d(g, e->x, u->conv_in_w, u->conv_in_b, 1, 1);
+    skips[ns++] = h;
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < c->layers; j++) {
+            h = s_resnet(g, c, &u->down[l][j], h, temb_act);
+            if (c->attn[l]) h = s_transformer(g, c, &u->dattn[l][j], h, e->ctx);
+            skips[ns++] = h;
+        }
+        if (l < L - 1) {
+            h = lf_graph_conv2d(g, h, u->dsw[l], u->dsb[l], 2, 1);
+            skips[ns++] = h;
+        }
+    }
+    h = s_resnet(g, c, &u->mid[0], h, temb_act);
+    if (c->mid_attn) h = s_transformer(g, c, &u->mattn, h, e->ctx);
+    h = s_resnet(g, c, &u->mid[1], h, temb_act);
+    for (int i = 0; i < L; i++) {
+        for (int j = 0; j <= c->layers; j++) {
+            h = lf_graph_concat(g, h, skips[--ns], 2);
+            h = s_resnet(g, c, &u->up[i][j], h, temb_act);
+            if (c->up_attn[i]) h = s_transformer(g, c, &u->uattn[i][j], h, e->ctx);
+        }
+        if (i < L - 1) {
+            h = lf_graph_upsample2x(g, h);
+            h = lf_graph_conv2d(g, h, u->usw[i], u->usb[i], 1, 1);
+        }
+    }
+    h = lf_graph_group_norm(g, h, u->no_w, u->no_b, c->groups, c->eps, 1);
+    h = lf_graph_conv2d(g, h, u->co_w, u->co_b, 1, 1);
+    e->out = lf_graph_output(g, h);
+    return lf_graph_plan(g);
+}
+
+int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
+                    const float *ctx, int ctx_len, float *out) {
+    const lf_unet_config_t *c = &self->c;
+    int m = 1 << (c->levels - 1);
+    if (batch < 1 || h < 1 || w < 1 || h % m || w % m || ctx_len < 1) return LF_EINVAL;
+    s_cache_t *e = NULL, *victim = &self->cache[0];
+    for (int i = 0; i < N_CACHE; i++) {
+        s_cache_t *ci = &self->cache[i];
+        if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len) e = ci;
+        if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
+    }
+    if (!e) {
+        e = victim;
+        lf_graph_destroy(&e->g);
+        e->batch = batch, e->h = h, e->w = w, e->ctx_len = ctx_len;
+        int rc = s_build(self, e);
+        if (rc) {
+            lf_graph_destroy(&e->g);
+            return rc;
+        }
+    }
+    e->used = ++self->tick;
+    int rc = lf_backend_tensor_set(self->be, e->x, x, lf_tensor_nbytes(e->x));
+    if (!rc) rc = lf_backend_tensor_set(self->be, e->t, t, lf_tensor_nbytes(e->t));
+    if (!rc) rc = lf_backend_tensor_set(self->be, e->ctx, ctx, lf_tensor_nbytes(e->ctx));
+    if (!rc) rc = lf_graph_compute(e->g);
+    if (!rc) rc = lf_backend_sync(self->be);
+    if (!rc) rc = lf_backend_tensor_get(self->be, e->out, out, lf_tensor_nbytes(e->out));
+    return rc;
+}

@@ -1,0 +1,192 @@
+/* lf_weights: a thin front over lf_safetensors and lf_torchzip, plus the
+ * dtype conversion on upload (contiguous tensors in blocks, strided ones
+ * element by element). */
+#include "lf_weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_safetensors.h"
+#include "lf_tensor.h"
+#include "lf_torchzip.h"
+
+struct lf_weights {
+    char *path;
+    lf_safetensors_t *st;
+    lf_torchzip_t *tz;
+};
+
+static int s_is_safetensors(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char b[9];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    if (n < 9) return 0;
+    return b[8] == '{';
+}
+
+int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errlen) {
+    int kind = s_is_safetensors(path);
+    if (kind < 0) {
+        if (errlen) snprintf(err, errlen, "%s: cannot open", path);
+        return LF_EIO;
+    }
+    lf_weights_t *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return LF_ENOMEM;
+    }
+    int rc = kind ? lf_safetensors_open(&w->st, path, err, errlen)
+                  : lf_torchzip_open(&w->tz, path, err, errlen);
+    if (rc) {
+        free(w->path);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void lf_weights_destroy(lf_weights_t **self_p) {
+    if (!self_p || !*self_p) return;
+    lf_weights_t *w = *self_p;
+    lf_safetensors_destroy(&w->st);
+    lf_torchzip_destroy(&w->tz);
+    free(w->path);
+    free(w);
+    *self_p = NULL;
+}
+
+const char *lf_weights_path(const lf_weights_t *self) { return self->path; }
+
+size_t lf_weights_count(const lf_weights_t *self) {
+    return self->st ? lf_safetensors_count(self->st) : lf_torchzip_count(self->tz);
+}
+
+const lf_tensor_info_t *lf_weights_at(const lf_weights_t *self, size_t i) {
+    return self->st ? lf_safetensors_at(self->st, i) : lf_torchzip_at(self->tz, i);
+}
+
+const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *name) {
+    return self->st ? lf_safetensors_find(self->st, name) : lf_torchzip_find(self->tz, name);
+}
+
+const char *lf_weights_metadata(const lf_weights_t *self, const char *key) {
+    return self->st ? lf_safetensors_metadata(self->st, key) : NULL;
+}
+
+static int s_contiguous(const lf_tensor_info_t *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->strides[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+static int s_lf_type(lf_dtype_t dt, lf_type_t *out) {
+    switch (dt) {
+    case LF_DTYPE_F32: *out = LF_TYPE_F32; return 0;
+    case LF_DTYPE_F16: *out = LF_TYPE_F16; return 0;
+    case LF_DTYPE_BF16: *out = LF_TYPE_BF16; return 0;
+    default: return -1;
+    }
+}
+
+/* Converts n elements starting at element offset `first` of contiguous t into
+ * dst as f32. */
+static void s_block_f32(const lf_tensor_info_t *t, int64_t first, int64_t n, float *dst) {
+    size_t es = lf_dtype_size(t->dtype);
+    const char *src = (const char *)t->data + (size_t)first * es;
+    if (t->dtype == LF_DTYPE_F64) {
+        for (int64_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, src + (size_t)i * 8, 8);
+            dst[i] = (float)d;
+        }
+        return;
+    }
+    lf_type_t st;
+    (void)s_lf_type(t->dtype, &st);
+    if (((uintptr_t)src % es) == 0) {
+        lf_type_to_f32(st, src, dst, n);
+    } else {
+        /* Unaligned source: stage through dst's own bytes (dst is large
+         * enough: f32 elements are at least as large as any source type). */
+        char *tmp = (char *)dst + (size_t)n * (4 - es);
+        memmove(tmp, src, (size_t)n * es);
+        lf_type_to_f32(st, tmp, dst, n);
+    }
+}
+
+int lf_weights_read_f32(const lf_tensor_info_t *t, float *dst) {
+    lf_type_t st;
+    if (t->dtype != LF_DTYPE_F64 && s_lf_type(t->dtype, &st)) return LF_EUNSUPPORTED;
+    int64_t n = lf_tensorinfo_numel(t);
+    if (s_contiguous(t)) {
+        s_block_f32(t, 0, n, dst);
+    } else {
+        for (int64_t i = 0; i < n; i++) dst[i] = lf_tensorinfo_get_f32(t, i);
+    }
+    return 0;
+}
+
+int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_pool_t *pool,
+                      const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
+                      size_t errlen) {
+    lf_type_t src_type = LF_TYPE_F32;
+    int src_ok = s_lf_type(t->dtype, &src_type) == 0;
+    if (!src_ok && t->dtype != LF_DTYPE_F64) {
+        if (errlen)
+            snprintf(err, errlen, "%s: tensor %s has dtype %s (float types only)", self->path,
+                     t->name, lf_dtype_name(t->dtype));
+        return LF_EUNSUPPORTED;
+    }
+    int nd = t->ndim;
+    while (ndim > 0 && nd > ndim && t->shape[nd - 1] == 1) nd--;
+    if (nd > LF_MAX_DIMS) {
+        if (errlen)
+            snprintf(err, errlen, "%s: tensor %s has %d dims (at most 4)", self->path, t->name,
+                     t->ndim);
+        return LF_EUNSUPPORTED;
+    }
+    lf_type_t dt = type < 0 ? (src_ok ? src_type : LF_TYPE_F32) : (lf_type_t)type;
+    int64_t ne[LF_MAX_DIMS] = {1, 1, 1, 1};
+    for (int i = 0; i < nd; i++) ne[i] = t->shape[nd - 1 - i];
+    lf_tensor_t *pt = lf_pool_tensor(pool, pool_name, dt, nd ? nd : 1, ne);
+    if (!pt) {
+        if (errlen)
+            snprintf(err, errlen, "%s: tensor %s: out of memory (or duplicate)", self->path,
+                     t->name);
+        return LF_ENOMEM;
+    }
+    int64_t n = lf_tensorinfo_numel(t);
+    size_t nbytes = lf_tensor_nbytes(pt);
+    int rc = 0;
+    if (src_ok && dt == src_type && s_contiguous(t)) {
+        /* Same type: straight from the mapping. */
+        rc = lf_pool_load(pool, pt, t->data, nbytes);
+    } else {
+        float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+        void *buf = dt == LF_TYPE_F32 ? (void *)f : malloc(nbytes ? nbytes : 1);
+        if (!f || !buf) {
+            rc = LF_ENOMEM;
+        } else {
+            rc = lf_weights_read_f32(t, f);
+            if (!rc && dt != LF_TYPE_F32) lf_type_from_f32(dt, f, buf, n);
+            if (!rc) rc = lf_pool_load(pool, pt, buf, nbytes);
+        }
+        if (buf != f) free(buf);
+        free(f);
+    }
+    if (rc) {
+        if (errlen) snprintf(err, errlen, "%s: tensor %s: upload failed (%s)", self->path, t->name,
+                             lf_strerror(rc));
+        return rc;
+    }
+    *out = pt;
+    return 0;
+}

@@ -1,0 +1,270 @@
+/* Tests of lf_model on tiny random-weight SD1.5-architecture models against
+ * diffusers/transformers reference outputs (tests/reference/
+ * make_model_fixtures.py). Error measure: max |ours - ref| / max |ref| over
+ * the whole tensor, which must stay below 1e-4 (f32 compute, weights stored
+ * as f16 and identical on both sides). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lf_error.h"
+#include "lf_model.h"
+#include "lf_safetensors.h"
+#include "lf_test_util.h"
+
+#define TOL 1e-4
+
+typedef struct {
+    lf_safetensors_t *ref;
+    lf_backend_t *be;
+} ctx_t;
+
+static float *s_get(lf_safetensors_t *ref, const char *name, size_t *n) {
+    const lf_tensor_info_t *t = lf_safetensors_find(ref, name);
+    assert_non_null(t);
+    size_t k = (size_t)lf_tensorinfo_numel(t);
+    float *v = malloc(k * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < k; i++) v[i] = lf_tensorinfo_get_f32(t, (int64_t)i);
+    if (n) *n = k;
+    return v;
+}
+
+static double s_relerr(const float *a, const float *ref, size_t n) {
+    double m = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fmax(m, fabs(ref[i]));
+        e = fmax(e, fabs((double)a[i] - ref[i]));
+    }
+    return m > 0 ? e / m : e;
+}
+
+static void s_check(const char *what, const float *a, const float *ref, size_t n) {
+    double r = s_relerr(a, ref, n);
+    printf("  %-28s rel err %.3g\n", what, r);
+    assert_true(r < TOL);
+}
+
+static lf_model_t *s_load(const char *rel, const lf_model_opts_t *o) {
+    char path[1024], err[512] = "";
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(lf_test_fixture(path, sizeof path, rel), o, &m, err, sizeof err);
+    if (rc) printf("load %s: %s (%s)\n", rel, err, lf_strerror(rc));
+    assert_int_equal(rc, 0);
+    return m;
+}
+
+static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
+    char path[1024], err[256];
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_rel), err, sizeof err), 0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    assert_int_equal(d->family, LF_FAMILY_SD15);
+    assert_int_equal(d->latent_channels, 4);
+    assert_int_equal(d->vae_scale, vae_scale);
+    /* Text encoder, clip skip 1 and 2. */
+    size_t n;
+    float *idf = s_get(ref, "clip_ids", &n);
+    int32_t ids[2 * 77];
+    for (int i = 0; i < 2 * 77; i++) ids[i] = (int32_t)idf[i];
+    float *r1 = s_get(ref, "clip_skip1", &n), *r2 = s_get(ref, "clip_skip2", NULL);
+    float *o = malloc(n * sizeof *o);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, o), 0);
+    s_check("text clip_skip 1", o, r1, n);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 2, o), 0);
+    s_check("text clip_skip 2", o, r2, n);
+    /* Emphasis of 1 everywhere changes nothing. */
+    float *w1 = malloc(2 * 77 * sizeof *w1);
+    for (int i = 0; i < 2 * 77; i++) w1[i] = 1.0f;
+    assert_int_equal(lf_model_encode_text(m, ids, w1, 2, 2, o), 0);
+    s_check("text weights=1", o, r2, n);
+    free(w1), free(o), free(r1), free(r2), free(idf);
+    /* UNet. */
+    float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
+    float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
+    o = malloc(n * sizeof *o);
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
+    s_check("unet batch 2", o, want, n);
+    /* Replay of the recorded graph gives the same answer. */
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
+    s_check("unet replay", o, want, n);
+    /* Batch 1 (the second item alone) through a second cached graph. */
+    assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, o), 0);
+    s_check("unet batch 1", o, want + n / 2, n / 2);
+    free(x), free(t), free(ctx), free(want), free(o);
+    /* VAE decode and encode. */
+    float *z = s_get(ref, "vae_z", NULL), *img = s_get(ref, "vae_img", &n);
+    o = malloc(n * sizeof *o);
+    assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 0, o), 0);
+    s_check("vae decode", o, img, n);
+    /* Tiled decode: same size, blended tiles; close but not exact (group
+     * norm statistics are per tile). */
+    assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 4, o), 0);
+    printf("  %-28s rel err %.3g (tiles of 4, not exact)\n", "vae decode tiled", s_relerr(o, img, n));
+    assert_true(s_relerr(o, img, n) < 1.0);
+    free(z), free(img), free(o);
+    float *in = s_get(ref, "vae_enc_in", NULL), *mean = s_get(ref, "vae_enc_mean", &n);
+    o = malloc(n * sizeof *o);
+    assert_int_equal(lf_model_vae_encode(m, in, 1, 8 * vae_scale, 8 * vae_scale, 0, o), 0);
+    s_check("vae encode", o, mean, n);
+    free(in), free(mean), free(o);
+    /* Preview without TAESD: the linear approximation at latent size. */
+    uint8_t rgb[8 * 8 * 3];
+    int pw = 0, ph = 0;
+    z = s_get(ref, "vae_z", NULL);
+    assert_int_equal(lf_model_preview(m, z, 8, 8, rgb, &pw, &ph), 0);
+    assert_int_equal(pw, 8);
+    free(z);
+    lf_safetensors_destroy(&ref);
+}
+
+static void test_tiny_a_defaults(void **state) {
+    (void)state;
+    lf_model_t *m = s_load("models/tiny_a.safetensors", NULL);
+    assert_int_equal(lf_model_desc(m)->prediction, LF_PRED_EPS);
+    assert_true(fabsf(lf_model_desc(m)->scaling_factor - 0.18215f) < 1e-7f);
+    s_run_all(m, "models/tiny_a_ref.safetensors", 2);
+    lf_model_destroy(&m);
+    assert_null(m);
+}
+
+static void test_tiny_a_f32_weights(void **state) {
+    (void)state;
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32};
+    lf_model_t *m = s_load("models/tiny_a.safetensors", &o);
+    s_run_all(m, "models/tiny_a_ref.safetensors", 2);
+    lf_model_destroy(&m);
+}
+
+static void test_tiny_b_metadata(void **state) {
+    (void)state;
+    lf_model_t *m = s_load("models/tiny_b.safetensors", NULL);
+    assert_int_equal(lf_model_desc(m)->prediction, LF_PRED_V);
+    assert_true(fabsf(lf_model_desc(m)->scaling_factor - 0.5f) < 1e-7f);
+    s_run_all(m, "models/tiny_b_ref.safetensors", 4);
+    lf_model_destroy(&m);
+}
+
+static void test_tiny_b_diffusers(void **state) {
+    (void)state;
+    lf_model_t *m = s_load("models/tiny_b_diffusers", NULL);
+    assert_int_equal(lf_model_desc(m)->prediction, LF_PRED_V);
+    s_run_all(m, "models/tiny_b_ref.safetensors", 4);
+    lf_model_destroy(&m);
+}
+
+static void test_vae_override(void **state) {
+    (void)state;
+    /* tiny_b's VAE on tiny_b's diffusers folder via a separate file in the
+     * original layout. */
+    char vp[1024];
+    lf_model_opts_t o = {.weight_type = -1,
+                         .vae_path = lf_test_fixture(vp, sizeof vp, "models/tiny_b.safetensors")};
+    lf_model_t *m = s_load("models/tiny_b_diffusers", &o);
+    s_run_all(m, "models/tiny_b_ref.safetensors", 4);
+    lf_model_destroy(&m);
+}
+
+/* Rewrites tiny_a without one tensor / with one tensor's shape changed. */
+static void s_write_broken(const char *out, const char *drop, const char *reshape) {
+    char path[1024], err[256];
+    lf_safetensors_t *st = NULL;
+    assert_int_equal(lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"), err, sizeof err), 0);
+    size_t n = lf_safetensors_count(st), k = 0;
+    lf_tensor_info_t *v = calloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        const lf_tensor_info_t *t = lf_safetensors_at(st, i);
+        if (drop && strcmp(t->name, drop) == 0) continue;
+        v[k] = *t;
+        if (reshape && strcmp(t->name, reshape) == 0) {
+            /* [o, i, 3, 3] -> [o * i, 1, 3, 3]: same bytes, wrong shape. */
+            v[k].shape[0] *= v[k].shape[1];
+            v[k].shape[1] = 1;
+        }
+        k++;
+    }
+    assert_int_equal(lf_safetensors_write(out, v, k, NULL, 0), 0);
+    free(v);
+    lf_safetensors_destroy(&st);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    char err[512] = "", tmp[] = "/tmp/lf_model_XXXXXX";
+    lf_model_t *m = NULL;
+    assert_int_not_equal(lf_model_load("/nonexistent/model.safetensors", NULL, &m, err, sizeof err), 0);
+    assert_non_null(strstr(err, "/nonexistent/model.safetensors"));
+    assert_non_null(mkdtemp(tmp));
+    char p[256];
+    snprintf(p, sizeof p, "%s/missing.safetensors", tmp);
+    const char *gone = "model.diffusion_model.output_blocks.2.1.proj_out.weight";
+    s_write_broken(p, gone, NULL);
+    assert_int_not_equal(lf_model_load(p, NULL, &m, err, sizeof err), 0);
+    printf("  missing: %s\n", err);
+    assert_non_null(strstr(err, gone));
+    assert_non_null(strstr(err, p));
+    assert_null(m);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/shape.safetensors", tmp);
+    const char *bad = "model.diffusion_model.input_blocks.1.0.out_layers.3.weight";
+    s_write_broken(p, NULL, bad);
+    assert_int_not_equal(lf_model_load(p, NULL, &m, err, sizeof err), 0);
+    printf("  shape: %s\n", err);
+    assert_non_null(strstr(err, bad));
+    unlink(p);
+    /* Not a weights file at all. */
+    snprintf(p, sizeof p, "%s/junk.ckpt", tmp);
+    FILE *f = fopen(p, "wb");
+    fputs("this is not a checkpoint", f);
+    fclose(f);
+    assert_int_not_equal(lf_model_load(p, NULL, &m, err, sizeof err), 0);
+    printf("  junk: %s\n", err);
+    unlink(p);
+    rmdir(tmp);
+    /* Bad arguments at call time. */
+    m = s_load("models/tiny_a.safetensors", NULL);
+    int32_t ids[77] = {0};
+    ids[3] = 100000; /* outside the vocabulary */
+    float *o = malloc(77 * 64 * sizeof *o);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, o), LF_EINVAL);
+    float x[4 * 6 * 6] = {0}, t = 1, ctx[77 * 64] = {0};
+    assert_int_equal(lf_model_denoise(m, x, 1, 3, 3, &t, ctx, 77, x), LF_EINVAL); /* odd size */
+    free(o);
+    lf_model_destroy(&m);
+}
+
+static void test_detect_family(void **state) {
+    (void)state;
+    const char *sd[] = {"first_stage_model.encoder.conv_in.weight",
+                        "model.diffusion_model.input_blocks.0.0.weight"};
+    const char *xl[] = {"model.diffusion_model.input_blocks.0.0.weight",
+                        "conditioner.embedders.0.transformer.text_model.embeddings.position_ids"};
+    const char *fx[] = {"double_blocks.0.img_attn.qkv.weight"};
+    const char *none[] = {"foo"};
+    assert_int_equal(lf_model_detect_family(sd, 2), LF_FAMILY_SD15);
+    assert_int_equal(lf_model_detect_family(xl, 2), LF_FAMILY_SDXL);
+    assert_int_equal(lf_model_detect_family(fx, 1), LF_FAMILY_FLUX);
+    assert_int_equal(lf_model_detect_family(none, 1), LF_FAMILY_UNKNOWN);
+    assert_string_equal(lf_family_name(LF_FAMILY_SD15), "sd15");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detect_family),
+        cmocka_unit_test(test_tiny_a_defaults),
+        cmocka_unit_test(test_tiny_a_f32_weights),
+        cmocka_unit_test(test_tiny_b_metadata),
+        cmocka_unit_test(test_tiny_b_diffusers),
+        cmocka_unit_test(test_vae_override),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
