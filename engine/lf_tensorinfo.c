@@ -43,7 +43,10 @@ int64_t lf_tensorinfo_numel(const lf_tensor_info_t *t)
     return n;
 }
 
-float lf_f16_to_f32(uint16_t h)
+/* kernels/lf_tensor.c defines the same two conversions (same results);
+ * weak here so a binary linking both libraries takes the kernels' ones
+ * instead of failing with a duplicate symbol. */
+__attribute__((weak)) float lf_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
@@ -68,7 +71,7 @@ float lf_f16_to_f32(uint16_t h)
     return f;
 }
 
-float lf_bf16_to_f32(uint16_t h)
+__attribute__((weak)) float lf_bf16_to_f32(uint16_t h)
 {
     uint32_t bits = (uint32_t)h << 16;
     float f;
