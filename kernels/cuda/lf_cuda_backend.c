@@ -201,8 +201,8 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
     case LF_OP_ATTENTION:
         for (int i = 0; i < 4; i++)
             if (!s_f32(n->src[i]) || !s_rows(n->src[i])) return false;
-        return s_f32(n->dst) && s_rows(n->dst) && a->ne[0] <= LF__CUDA_ATTN_MAXD &&
-               n->src[2]->ne[0] <= LF__CUDA_ATTN_MAXD;
+        /* Head strides must be whole floats for the blocked (cuBLAS) form. */
+        return s_f32(n->dst) && s_rows(n->dst);
     case LF_OP_TIMESTEP_EMBED:
         return lf_tensor_is_contiguous(a);
     default: return true;
@@ -334,7 +334,60 @@ static int s_op_group_norm(lf_backend_t *be, const lf_node_t *n) {
     return 0;
 }
 
+/* Attention for head sizes above the fused kernel's limit (the VAE's single
+ * 512-channel head): blocks of R query rows at a time, S = scale Q K^T for
+ * all heads by one strided-batched GEMM, mask, row softmax in place, then
+ * O = P V. Memory is R x Nk x H floats with R chosen so that it stays under
+ * 64 MiB: O(N), never the whole N x N matrix. */
+static int s_attention_blocked(lf_backend_t *be, const lf_node_t *n) {
+    s_ctx_t *c = C(be);
+    const lf_tensor_t *q = n->src[0], *k = n->src[1], *v = n->src[2], *mask = n->src[3];
+    lf_tensor_t *d = n->dst;
+    int64_t D = q->ne[0], Dv = v->ne[0], Nq = q->ne[1], Nk = k->ne[1], H = q->ne[2];
+    int64_t R = ((int64_t)64 << 20) / 4 / (Nk * H);
+    if (R < 1) R = 1;
+    if (R > Nq) R = Nq;
+    void *w;
+    int rc = s_work(be, (size_t)(R * Nk * H) * 4, &w);
+    if (rc) return rc;
+    float *S = w;
+    float alpha = n->p.attention.scale, one = 1.0f, zero = 0.0f;
+    int ldq = (int)(q->nb[1] / 4), ldk = (int)(k->nb[1] / 4), ldv = (int)(v->nb[1] / 4), ldd = (int)(d->nb[1] / 4);
+    if (Nq == 1) ldq = (int)D, ldd = (int)Dv;
+    if (Nk == 1) ldk = (int)D, ldv = (int)Dv;
+    for (int64_t b = 0; b < q->ne[3]; b++)
+        for (int64_t r0 = 0; r0 < Nq; r0 += R) {
+            int64_t rows = Nq - r0 < R ? Nq - r0 : R;
+            const char *qb = (const char *)q->data + b * (int64_t)q->nb[3] + r0 * (int64_t)q->nb[1];
+            const char *kb = (const char *)k->data + b * (int64_t)k->nb[3];
+            const char *vb = (const char *)v->data + b * (int64_t)v->nb[3];
+            char *db = (char *)d->data + b * (int64_t)d->nb[3] + r0 * (int64_t)d->nb[1];
+            /* Column-major: S_h (Nk x rows) = K_h^T (Nk x D) . Q_h (D x rows). */
+            LF_CUBLAS_CHECK(be, cublasGemmStridedBatchedEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)Nk, (int)rows, (int)D,
+                                                           &alpha, kb, CUDA_R_32F, ldk, (long long)(k->nb[2] / 4), qb,
+                                                           CUDA_R_32F, ldq, (long long)(q->nb[2] / 4), &zero, S,
+                                                           CUDA_R_32F, (int)Nk, (long long)(Nk * R), (int)H,
+                                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            lf_tensor_t sv = lf_tensor_4d(LF_TYPE_F32, Nk, rows, H, 1, S);
+            sv.nb[2] = (size_t)(Nk * R) * 4;
+            if (mask) {
+                lf_tensor_t mv = lf_tensor_slice(mask, 1, r0, rows);
+                LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_ADD, s_view(&sv), s_view(&sv), s_view(&mv), 0, 0, 0, c->stream));
+            }
+            LF_LAUNCH_CHECK(be, lf__cuda_rows(0, s_view(&sv), s_view(&sv), s_view(NULL), s_view(NULL), 1.0f, c->stream));
+            /* O_h^T (Dv x rows) = V_h^T (Dv x Nk) . P_h^T (Nk x rows). */
+            LF_CUBLAS_CHECK(be, cublasGemmStridedBatchedEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)Dv, (int)rows, (int)Nk,
+                                                           &one, vb, CUDA_R_32F, ldv, (long long)(v->nb[2] / 4), S,
+                                                           CUDA_R_32F, (int)Nk, (long long)(Nk * R), &zero, db,
+                                                           CUDA_R_32F, ldd, (long long)(d->nb[2] / 4), (int)H,
+                                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+    return 0;
+}
+
 static int s_op_attention(lf_backend_t *be, const lf_node_t *n) {
+    if (n->src[0]->ne[0] > LF__CUDA_ATTN_MAXD || n->src[2]->ne[0] > LF__CUDA_ATTN_MAXD || getenv("LF_CUDA_ATTN_BLOCKED"))
+        return s_attention_blocked(be, n);
     LF_LAUNCH_CHECK(be, lf__cuda_attention(s_view(n->dst), s_view(n->src[0]), s_view(n->src[1]),
                                            s_view(n->src[2]), s_view(n->src[3]), n->p.attention.scale,
                                            C(be)->stream));
