@@ -1,0 +1,307 @@
+/* lightfarm-engine CLI tests: runs the built binary and checks its output
+ * against reference data (sigmas, CLIP ids), the committed torch noise
+ * fixture, inspect listings, and the exit codes and messages for bad input.
+ * Reference-data checks skip, with a message, when ../shared/refdata is
+ * absent. */
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lf_test_util.h"
+
+extern char **environ;
+
+typedef struct {
+    int status; /* exit code, or -1 for a signal */
+    char *out, *err;
+} s_run_t;
+
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* Runs lightfarm-engine with the NULL-terminated arguments. */
+static s_run_t s_run(const char *first, ...)
+{
+    const char *argv[64] = {LF_ENGINE_CLI, first};
+    int n = 2;
+    va_list ap;
+    va_start(ap, first);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 62) argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char outp[] = "/tmp/lf_cli_out_XXXXXX", errp[] = "/tmp/lf_cli_err_XXXXXX";
+    int fo = mkstemp(outp), fe = mkstemp(errp);
+    assert_true(fo >= 0 && fe >= 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fo, 1);
+    posix_spawn_file_actions_adddup2(&fa, fe, 2);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, LF_ENGINE_CLI, &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    close(fo);
+    close(fe);
+    s_run_t r = {.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1, .out = s_slurp(outp), .err = s_slurp(errp)};
+    unlink(outp);
+    unlink(errp);
+    return r;
+}
+
+static void s_free(s_run_t *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Parses whitespace-separated numbers into v[0..cap); returns the count. */
+static size_t s_numbers(const char *s, double *v, size_t cap)
+{
+    size_t n = 0;
+    char *end;
+    while (*s && n < cap) {
+        double x = strtod(s, &end);
+        if (end == s) {
+            s++;
+            continue;
+        }
+        v[n++] = x;
+        s = end;
+    }
+    return n;
+}
+
+/* The value list after "<key> " on a line of the reference file. */
+static size_t s_ref_line(const char *path, const char *key, double *v, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[65536];
+    size_t n = 0, kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ' ') {
+            n = s_numbers(line + kl, v, cap);
+            break;
+        }
+    fclose(f);
+    return n;
+}
+
+static void s_check_sigmas(const char *sched, const char *key)
+{
+    char buf[1024];
+    const char *ref = lf_test_refdata(buf, sizeof buf, "schedules/sd15_sigmas.txt");
+    if (!ref) skip();
+    double want[64], got[64];
+    size_t nw = s_ref_line(ref, key, want, 64);
+    assert_int_equal(nw, 21);
+    s_run_t r = s_run("sigmas", "--scheduler", sched, "--steps", "20", NULL);
+    assert_int_equal(r.status, 0);
+    size_t ng = s_numbers(r.out, got, 64);
+    assert_int_equal(ng, nw);
+    for (size_t i = 0; i < nw; i++)
+        if (fabs(got[i] - want[i]) > 1e-5) fail_msg("%s[%zu]: %.9g vs %.9g", sched, i, got[i], want[i]);
+    s_free(&r);
+}
+
+static void test_sigmas_normal(void **state)
+{
+    (void)state;
+    s_check_sigmas("normal", "discrete_20");
+}
+
+static void test_sigmas_karras(void **state)
+{
+    (void)state;
+    s_check_sigmas("karras", "karras_20");
+}
+
+static void test_tokenize(void **state)
+{
+    (void)state;
+    char vb[1024], ib[1024];
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    const char *ids = lf_test_refdata(ib, sizeof ib, "tokenizers/clip/ids.txt");
+    if (!vocab || !ids) skip();
+    FILE *f = fopen(ids, "r");
+    assert_non_null(f);
+    char prompt[4096], want[4096];
+    int checked = 0;
+    while (fgets(prompt, sizeof prompt, f)) {
+        if (prompt[0] == '#' || prompt[0] == '\n') continue;
+        assert_non_null(fgets(want, sizeof want, f));
+        prompt[strcspn(prompt, "\n")] = '\0';
+        s_run_t r = s_run("tokenize", "--vocab", vocab, prompt, NULL);
+        assert_int_equal(r.status, 0);
+        assert_string_equal(r.out, want);
+        s_free(&r);
+        checked++;
+    }
+    fclose(f);
+    assert_int_equal(checked, 3);
+}
+
+/* The committed torch fixture: one fresh generator per "seed" line. */
+static void s_check_noise(const char *kind, const char *seed)
+{
+    char fb[1024], key[64];
+    const char *path = lf_test_fixture(fb, sizeof fb, "randn.txt");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char line[1 << 16];
+    snprintf(key, sizeof key, "seed %s %s\n", kind, seed);
+    double want[256];
+    size_t nw = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strcmp(line, key) && fgets(line, sizeof line, f)) {
+            assert_true(!strncmp(line, "randn 256 ", 10));
+            nw = s_numbers(line + 10, want, 256);
+            break;
+        }
+    fclose(f);
+    assert_int_equal(nw, 256);
+    s_run_t r = s_run("noise", "--seed", seed, "--shape", "1,4,8,8", "--rng",
+                      !strcmp(kind, "cpu") ? "cpu" : "philox", NULL);
+    assert_int_equal(r.status, 0);
+    static double got[300];
+    assert_int_equal(s_numbers(r.out, got, 300), 256);
+    for (size_t i = 0; i < 256; i++)
+        if (fabs(got[i] - want[i]) > 1e-5 * (1 + fabs(want[i])))
+            fail_msg("%s %s [%zu]: %.9g vs %.9g", kind, seed, i, got[i], want[i]);
+    s_free(&r);
+}
+
+static void test_noise_cpu(void **state)
+{
+    (void)state;
+    s_check_noise("cpu", "42");
+}
+
+static void test_noise_philox(void **state)
+{
+    (void)state;
+    s_check_noise("philox", "42");
+}
+
+static void test_inspect_taesd(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *p = lf_test_refdata(buf, sizeof buf, "taesd/taef2_decoder.pth");
+    if (!p) skip();
+    s_run_t r = s_run("inspect", p, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "pytorch zip"));
+    assert_non_null(strstr(r.out, "\n19.weight F16 [3, 64, 3, 3]\n"));
+    assert_non_null(strstr(r.out, "family: taesd\n"));
+    s_free(&r);
+}
+
+static void test_inspect_fixture(void **state)
+{
+    (void)state;
+    char buf[1024];
+    s_run_t r = s_run("inspect", lf_test_fixture(buf, sizeof buf, "tiny.pt"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\nw F32 [4, 6]\n"));
+    assert_non_null(strstr(r.out, "family: unknown\n"));
+    s_free(&r);
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    static const char *cases[][8] = {
+        {"bogus", NULL},
+        {"sigmas", "--steps", "x", "--scheduler", "karras", NULL},
+        {"sigmas", "--steps", "20", "--scheduler", "nope", NULL},
+        {"sigmas", "--steps", NULL},
+        {"noise", "--seed", "1", "--shape", "1,4,x,8", NULL},
+        {"noise", "--seed", "-3", "--shape", "1,4,8,8", NULL},
+        {"generate", "-p", "cat", "-o", "/tmp/x.png", NULL},
+        {"generate", "-m", "m.safetensors", "-p", "cat", "-o", "x.png", "--frobnicate"},
+        {"generate", "-m", "m", "-p", "c", "-o", "x.png", "-W"},
+        {"tokenize", NULL},
+        {"inspect", NULL},
+        {"decode", "--vae", "v", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *c = cases[i];
+        s_run_t r = s_run(c[0], c[1], c[1] ? c[2] : NULL, c[1] && c[2] ? c[3] : NULL,
+                          c[1] && c[2] && c[3] ? c[4] : NULL, c[1] && c[2] && c[3] && c[4] ? c[5] : NULL,
+                          c[1] && c[2] && c[3] && c[4] && c[5] ? c[6] : NULL,
+                          c[1] && c[2] && c[3] && c[4] && c[5] && c[6] ? c[7] : NULL, NULL);
+        if (r.status != 2) fail_msg("case %zu (%s): exit %d, stderr %s", i, c[0], r.status, r.err);
+        assert_non_null(strstr(r.err, "lightfarm-engine: "));
+        s_free(&r);
+    }
+    s_run_t r = s_run("--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage:"));
+    s_free(&r);
+}
+
+static void test_runtime_errors(void **state)
+{
+    (void)state;
+    s_run_t r = s_run("inspect", "/nonexistent/model.safetensors", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/model.safetensors"));
+    s_free(&r);
+    r = s_run("generate", "-m", "/nonexistent/m.safetensors", "-p", "cat", "-o", "/tmp/lf_cli.png", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/m.safetensors"));
+    s_free(&r);
+    r = s_run("tokenize", "--vocab", "/nonexistent/vocab.txt.gz", "cat", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/vocab.txt.gz"));
+    s_free(&r);
+    /* A file that is neither format: both reasons, and the file's name. */
+    char buf[1024];
+    const char *txt = lf_test_fixture(buf, sizeof buf, "randn.txt");
+    r = s_run("inspect", txt, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, txt));
+    s_free(&r);
+    r = s_run("decode", "--vae", "v.safetensors", "--latent", "/nonexistent/l.safetensors", "-o", "/tmp/o.png",
+              NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/l.safetensors"));
+    s_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigmas_normal), cmocka_unit_test(test_sigmas_karras),
+        cmocka_unit_test(test_tokenize),      cmocka_unit_test(test_noise_cpu),
+        cmocka_unit_test(test_noise_philox),  cmocka_unit_test(test_inspect_taesd),
+        cmocka_unit_test(test_inspect_fixture), cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_runtime_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
