@@ -605,16 +605,16 @@ static int s_presets(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         if (!p) break;
         const char *pn = json_string_value(json_object_get(p, "name"));
         if (s_builtin_get(pn)) {
-            json_decref(p);
             ans = lf__err(req, 409, "conflict", "name", "preset %s is built in", pn);
+            json_decref(p);
             break;
         }
         if (r == LF_ROUTE_PRESET_CREATE) {
             char *old = NULL;
             if (lf_store_preset_get(stt, pn, &old) == 0) {
                 free(old);
-                json_decref(p);
                 ans = lf__err(req, 409, "conflict", "name", "preset %s exists; PUT /v1/presets/%s replaces it", pn, pn);
+                json_decref(p);
                 break;
             }
         }
