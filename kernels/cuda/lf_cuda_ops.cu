@@ -50,6 +50,33 @@ __device__ __forceinline__ float sigmoid(float x) {
     return 1.0f / (1.0f + __expf(-x));
 }
 
+// Point-wise ops over contiguous tensors of one shape: no index arithmetic
+// (64-bit divisions are costly on the GPU), offsets are i * element size.
+__device__ __forceinline__ float pointwise(int op, float x, float y, float p0, float p1) {
+    switch (op) {
+    case LF__EW_GELU: return gelu_erf(x);
+    case LF__EW_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case LF__EW_SILU: return x * sigmoid(x);
+    case LF__EW_QUICK_GELU: return x * sigmoid(1.702f * x);
+    case LF__EW_SCALE: return x * p0 + p1;
+    case LF__EW_CLAMP: return fminf(fmaxf(x, p0), p1);
+    case LF__EW_ADD: return x + y;
+    case LF__EW_MUL: return x * y;
+    default: return x; // COPY
+    }
+}
+
+__global__ void k_ew_contig(int op, lf__cuda_view_t d, lf__cuda_view_t a, lf__cuda_view_t b, float p0,
+                            float p1, int64_t n) {
+    const int64_t esd = d.type == kF32 ? 4 : 2, esa = a.type == kF32 ? 4 : 2, esb = b.type == kF32 ? 4 : 2;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float x = ld(a.data, a.type, i * esa);
+        float y = b.data ? ld(b.data, b.type, i * esb) : 0.0f;
+        st(d.data, d.type, i * esd, pointwise(op, x, y, p0, p1));
+    }
+}
+
 __global__ void k_ew(int op, lf__cuda_view_t d, lf__cuda_view_t a, lf__cuda_view_t b, float p0,
                      float p1, int flag, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -266,6 +293,19 @@ __global__ void k_convert(void *dst, int dst_type, lf__cuda_view_t s, int64_t n)
     }
 }
 
+bool contiguous(const lf__cuda_view_t &t) {
+    int64_t expect = t.type == kF32 ? 4 : 2;
+    for (int i = 0; i < 4; i++) {
+        if (t.ne[i] != 1 && t.nb[i] != expect) return false;
+        expect *= t.ne[i];
+    }
+    return true;
+}
+
+bool same_shape(const lf__cuda_view_t &x, const lf__cuda_view_t &y) {
+    return x.ne[0] == y.ne[0] && x.ne[1] == y.ne[1] && x.ne[2] == y.ne[2] && x.ne[3] == y.ne[3];
+}
+
 int rows_threads(int64_t n) {
     return n >= 1024 ? 512 : n >= 256 ? 256 : 128;
 }
@@ -278,6 +318,17 @@ extern "C" int lf__cuda_ew(int op, lf__cuda_view_t dst, lf__cuda_view_t a, lf__c
     if (n == 0) return 0;
     if (op == LF__EW_TSTEP) {
         k_tstep<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(dst, a, p0, p1, i0, n);
+        return (int)cudaGetLastError();
+    }
+    bool pointwise_op = op == LF__EW_COPY || op == LF__EW_GELU || op == LF__EW_GELU_TANH || op == LF__EW_SILU ||
+                        op == LF__EW_QUICK_GELU || op == LF__EW_SCALE || op == LF__EW_CLAMP || op == LF__EW_ADD ||
+                        op == LF__EW_MUL;
+    bool binary = op == LF__EW_ADD || op == LF__EW_MUL;
+    if (pointwise_op && contiguous(dst) && contiguous(a) && same_shape(dst, a) &&
+        (!binary || (contiguous(b) && same_shape(dst, b)))) {
+        lf__cuda_view_t bb = b;
+        if (!binary) bb.data = nullptr;
+        k_ew_contig<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(op, dst, a, bb, p0, p1, n);
         return (int)cudaGetLastError();
     }
     k_ew<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(op, dst, a, b, p0, p1, i0, n);

@@ -186,7 +186,9 @@ static void test_cuda_elementwise_layout(void **state) {
                 s_case(e, &n, tols[ti]);
             }
         }
-        lf_node_t n = s_node(LF_OP_ADD, &x, &y, NULL, NULL);
+        lf_node_t n = s_node(LF_OP_ADD, &x, &y, NULL, NULL); /* broadcast: indexed kernel */
+        s_case(e, &n, tols[ti]);
+        n = s_node(LF_OP_ADD, &x, &x, NULL, NULL); /* same shape: contiguous kernel */
         s_case(e, &n, tols[ti]);
         n = s_node(LF_OP_MUL, &x, &y, NULL, NULL);
         s_case(e, &n, tols[ti]);
