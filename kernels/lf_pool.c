@@ -148,6 +148,33 @@ int lf_pool_load(lf_pool_t *p, lf_tensor_t *t, const void *host, size_t nbytes) 
     return lf_backend_tensor_set(p->be, t, host, nbytes);
 }
 
+int lf_pool_load_as(lf_pool_t *p, lf_tensor_t *t, const void *host, lf_type_t host_type,
+                    size_t nbytes) {
+    if ((unsigned)host_type >= LF_TYPE_COUNT) return LF_EINVAL;
+    int64_t n = lf_tensor_nelements(t);
+    if (nbytes != (size_t)n * lf_type_size(host_type)) return LF_EINVAL;
+    if (host_type == t->type) return lf_pool_load(p, t, host, nbytes);
+    /* Through f32 in chunks, into one staging copy of the destination type. */
+    size_t out_bytes = lf_tensor_nbytes(t);
+    char *stage = lf_backend_host_alloc(p->be, out_bytes);
+    float *tmp = malloc(4096 * sizeof *tmp);
+    if (!stage || !tmp) {
+        lf_backend_host_free(p->be, stage);
+        free(tmp);
+        return LF_ENOMEM;
+    }
+    size_t in_es = lf_type_size(host_type), out_es = lf_type_size(t->type);
+    for (int64_t i = 0; i < n; i += 4096) {
+        int64_t m = n - i < 4096 ? n - i : 4096;
+        lf_type_to_f32(host_type, (const char *)host + (size_t)i * in_es, tmp, m);
+        lf_type_from_f32(t->type, tmp, stage + (size_t)i * out_es, m);
+    }
+    int rc = lf_pool_load(p, t, stage, out_bytes);
+    lf_backend_host_free(p->be, stage);
+    free(tmp);
+    return rc;
+}
+
 size_t lf_pool_used(const lf_pool_t *p) {
     return p->used;
 }

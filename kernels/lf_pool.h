@@ -28,6 +28,13 @@ lf_tensor_t *lf_pool_tensor(lf_pool_t *pool, const char *name, lf_type_t type, i
                             const int64_t *ne);
 /* Uploads host bytes into t (from this pool); nbytes = lf_tensor_nbytes(t). */
 int lf_pool_load(lf_pool_t *pool, lf_tensor_t *t, const void *host, size_t nbytes);
+/* Uploads host data stored as host_type (e.g. a bf16 checkpoint) into t,
+ * converting to t's type on the way (e.g. f32 for the CPU backend, whose
+ * oneDNN convolution and sgemm want f32). nbytes is the host size, which
+ * must hold exactly t's element count. A temporary host copy is made when
+ * the types differ. 0, LF_EINVAL, LF_ENOMEM or a backend error. */
+int lf_pool_load_as(lf_pool_t *pool, lf_tensor_t *t, const void *host, lf_type_t host_type,
+                    size_t nbytes);
 /* The tensor with this name, or NULL (borrowed). */
 lf_tensor_t *lf_pool_find(const lf_pool_t *pool, const char *name);
 /* Bytes in tensors, bytes reserved in chunks, number of tensors. */

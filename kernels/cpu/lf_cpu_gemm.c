@@ -1,7 +1,7 @@
 /* lf_cpu_gemm: matrix products and convolution on the CPU.
  *
- * MATMUL is one cblas_sgemm per batch (cblas_sbgemm when the weight is bf16
- * and the CPU has AVX512_BF16); CONV2D is im2col + sgemm over tiles of output
+ * MATMUL is one cblas_sgemm per batch (cblas_sbgemm when the weight is bf16,
+ * the CPU has AVX512_BF16 and the OpenBLAS in use exports it); CONV2D is im2col + sgemm over tiles of output
  * pixels so the column buffer stays in cache (1x1 stride-1 convolutions go
  * straight to sgemm), or oneDNN when built with it (lf_cpu_dnnl.c). OpenBLAS runs with the backend's thread count. */
 #include <cblas.h>
@@ -186,7 +186,7 @@ int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
     lf_tensor_t *d = node->dst;
     int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2];
     int64_t kw = w->ne[0], kh = w->ne[1], Co = w->ne[3];
-    int64_t Wo = d->ne[0], Ho = d->ne[1], P = Wo * Ho, K = Ci * kh * kw;
+    int64_t Wo = d->ne[0], P = Wo * d->ne[1], K = Ci * kh * kw;
     int stride = node->p.conv2d.stride, pad = node->p.conv2d.pad;
     bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0;
     size_t wconv = w->type == LF_TYPE_F32 ? 0 : (size_t)(K * Co) * 4;
@@ -241,6 +241,5 @@ int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
                         (blasint)P);
         }
     }
-    (void)Ho;
     return 0;
 }

@@ -423,7 +423,7 @@ static void s_pool_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
                    int64_t i3) {
     const lf_tensor_t *x = n->src[0];
     int k = n->p.pool.k, s = n->p.pool.s;
-    int64_t wo = n->dst->ne[0], wi = x->ne[0];
+    int64_t wo = n->dst->ne[0];
     float *out = s_out(n->dst, i1, i2, i3, tmp);
     float *acc = tmp + wo;
     for (int64_t i = 0; i < wo; i++) acc[i] = 0;
@@ -432,7 +432,6 @@ static void s_pool_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
         for (int64_t o = 0; o < wo; o++)
             for (int kx = 0; kx < k; kx++) acc[o] += r[o * s + kx];
     }
-    (void)wi;
     float inv = 1.0f / (float)(k * k);
     for (int64_t o = 0; o < wo; o++) out[o] = acc[o] * inv;
     s_store(n->dst, i1, i2, i3, out);

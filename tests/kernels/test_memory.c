@@ -93,12 +93,22 @@ static void test_pool(void **state) {
     assert_non_null(lf_pool_find(p, "t299"));
     assert_null(lf_pool_find(p, "nope"));
     assert_int_equal(lf_pool_count(p), 302);
+    assert_null(lf_pool_tensor(p, "bad", LF_TYPE_COUNT, 2, ne));
     assert_true(lf_pool_used(p) <= lf_pool_reserved(p));
     uint16_t host[200];
     for (int i = 0; i < 200; i++) host[i] = lf_f32_to_f16((float)i);
     assert_int_equal(lf_pool_load(p, w, host, sizeof host), 0);
     assert_int_equal(lf_pool_load(p, w, host, 10), LF_EINVAL);
     assert_int_equal(((uint16_t *)w->data)[7], host[7]);
+    /* bf16 checkpoint bytes into an f32 tensor. */
+    int64_t ne3[1] = {5000};
+    lf_tensor_t *f = lf_pool_tensor(p, "conv.w.f32", LF_TYPE_F32, 1, ne3);
+    uint16_t *bf = malloc(5000 * sizeof *bf);
+    for (int i = 0; i < 5000; i++) bf[i] = lf_f32_to_bf16((float)i * 0.25f - 7.0f);
+    assert_int_equal(lf_pool_load_as(p, f, bf, LF_TYPE_BF16, 5000 * 2), 0);
+    for (int i = 0; i < 5000; i++) assert_true(((float *)f->data)[i] == lf_bf16_to_f32(bf[i]));
+    assert_int_equal(lf_pool_load_as(p, f, bf, LF_TYPE_BF16, 4998 * 2), LF_EINVAL);
+    free(bf);
     assert_int_equal(lf_pool_set_model(p, "sd15:abc"), 0);
     assert_string_equal(lf_pool_model(p), "sd15:abc");
     lf_pool_destroy(&p);
