@@ -1,0 +1,184 @@
+"""test_a1111: the gateway's AUTOMATIC1111 subset, driven by the webuiapi
+client from PyPI exactly as users drive a real A1111: txt2img, img2img,
+options get/set, sd-models, samplers, schedulers, progress and interrupt.
+
+Starts its own redis-server, lightfarm-broker, lightfarm-worker and
+lightfarm-gateway on free loopback ports.
+usage: test_a1111.py GATEWAY BROKER WORKER"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+import webuiapi
+from PIL import Image
+
+BIN = {}
+FARM = {}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_farm():
+    d = tempfile.mkdtemp(prefix="lf-a1111-")
+    ports = {k: free_port() for k in ("redis", "fe", "be", "ev", "http")}
+    procs = []
+
+    def spawn(name, argv, env):
+        log = open(os.path.join(d, name + ".log"), "w")
+        e = dict(os.environ, LF_LOG_LEVEL="warn", **env)
+        procs.append(subprocess.Popen(argv, env=e, stdout=log, stderr=subprocess.STDOUT, cwd=d))
+
+    spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d], {})
+    common = dict(LF_REDIS_PORT=str(ports["redis"]),
+                  LF_BROKER_FRONTEND="tcp://127.0.0.1:%d" % ports["fe"],
+                  LF_BROKER_BACKEND="tcp://127.0.0.1:%d" % ports["be"],
+                  LF_BROKER_EVENTS="tcp://127.0.0.1:%d" % ports["ev"])
+    time.sleep(0.3)
+    spawn("broker", [BIN["broker"]], common)
+    spawn("worker", [BIN["worker"]], common)
+    spawn("gateway", [BIN["gateway"]], dict(common, LF_HTTP_PORT=str(ports["http"])))
+    url = "http://127.0.0.1:%d" % ports["http"]
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/v1/workers", timeout=2) as r:
+                if b'"count":1' in r.read():
+                    break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("farm did not come up; logs in " + d)
+    FARM.update(dir=d, procs=procs, port=ports["http"])
+
+
+def stop_farm():
+    for p in reversed(FARM.get("procs", [])):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if os.environ.get("LF_KEEP_TEST"):
+        print("logs kept in", FARM.get("dir"))
+    else:
+        shutil.rmtree(FARM.get("dir", ""), ignore_errors=True)
+
+
+class A1111(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.api = webuiapi.WebUIApi(host="127.0.0.1", port=FARM["port"], sampler="Euler a", steps=2)
+
+    def test_txt2img(self):
+        r = self.api.txt2img(prompt="a cat", negative_prompt="dog", seed=1234, width=64, height=64, steps=3,
+                             cfg_scale=7, sampler_name="DPM++ 2M Karras", styles=["x"], restore_faces=False,
+                             enable_hr=False, override_settings={"sd_model_checkpoint": "lf-diagnostic"})
+        self.assertEqual(len(r.images), 1)
+        self.assertIsInstance(r.image, Image.Image)
+        self.assertEqual(r.image.size, (64, 64))
+        self.assertEqual(r.info["seed"], 1234)
+        self.assertEqual(r.info["all_seeds"], [1234])
+        self.assertEqual(r.info["sd_model_name"], "lf-diagnostic")
+        self.assertEqual(r.parameters["prompt"], "a cat")
+        # batch_size * n_iter images
+        r = self.api.txt2img(prompt="b", width=64, height=64, steps=1, batch_size=2, n_iter=2)
+        self.assertEqual(len(r.images), 4)
+
+    def test_img2img(self):
+        img = Image.new("RGB", (64, 64), (200, 30, 30))
+        r = self.api.img2img(images=[img], prompt="red", width=64, height=64, steps=2, denoising_strength=0.4)
+        self.assertEqual(len(r.images), 1)
+        self.assertEqual(r.image.size, (64, 64))
+
+    def test_bad_request_is_4xx(self):
+        with self.assertRaises(RuntimeError) as cm:
+            self.api.txt2img(prompt="x", width=100, height=64, steps=2)
+        self.assertEqual(cm.exception.args[0], 400)
+        self.assertIn('"field":"width"', cm.exception.args[1])
+
+    def test_options(self):
+        opts = self.api.get_options()
+        self.assertIn("sd_model_checkpoint", opts)
+        self.api.set_options({"sd_model_checkpoint": "lf-diagnostic", "CLIP_stop_at_last_layers": 2,
+                              "some_client_setting": {"a": [1, 2]}})
+        opts = self.api.get_options()
+        self.assertEqual(opts["sd_model_checkpoint"], "lf-diagnostic")
+        self.assertEqual(opts["CLIP_stop_at_last_layers"], 2)
+        self.assertEqual(opts["some_client_setting"], {"a": [1, 2]})
+        # The option picks the model when the request names none.
+        r = self.api.txt2img(prompt="o", width=64, height=64, steps=1)
+        self.assertEqual(r.info["sd_model_name"], "lf-diagnostic")
+
+    def test_lists(self):
+        models = self.api.get_sd_models()
+        self.assertIn("lf-diagnostic", [m["title"] for m in models])
+        self.assertIn("lf-diagnostic", self.api.util_get_model_names())
+        names = [s["name"] for s in self.api.get_samplers()]
+        self.assertIn("Euler a", names)
+        self.assertIn("DPM++ 2M", names)
+        self.assertIn("karras", [s["name"] for s in self.api.get_schedulers()])
+
+    def test_progress_and_interrupt(self):
+        out = {}
+
+        def run():
+            try:
+                out["r"] = self.api.txt2img(prompt="slow", width=64, height=64, steps=100,
+                                            override_settings={"sd_model_checkpoint": "lf-diagnostic"},
+                                            alwayson_scripts={}, script_args=[])
+            except Exception as e:  # noqa
+                out["e"] = e
+        # lf-diagnostic's step delay is a native field; A1111 clients cannot
+        # send it, so 100 steps is the slow job here.
+        t = threading.Thread(target=run)
+        t.start()
+        seen = False
+        deadline = time.time() + 10
+        while time.time() < deadline and t.is_alive():
+            p = self.api.get_progress()
+            self.assertIn("progress", p)
+            self.assertIn("state", p)
+            if p["state"]["job_count"] > 0:
+                seen = True
+                break
+            time.sleep(0.01)
+        self.api.interrupt()
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertNotIn("e", out, out.get("e"))
+        if seen:
+            self.assertTrue(out["r"].info.get("interrupted", False) or len(out["r"].images) == 1)
+        p = self.api.get_progress()
+        self.assertEqual(p["state"]["job_count"], 0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4:
+        print(__doc__)
+        sys.exit(2)
+    BIN.update(gateway=sys.argv[1], broker=sys.argv[2], worker=sys.argv[3])
+    if not shutil.which("redis-server"):
+        print("SKIP: redis-server not installed")
+        sys.exit(77)
+    start_farm()
+    try:
+        prog = unittest.main(argv=[sys.argv[0], "-v"], exit=False)
+        ok = prog.result.wasSuccessful()
+    finally:
+        stop_farm()
+    sys.exit(0 if ok else 1)
