@@ -303,6 +303,7 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
                      int *out_h) {
     if (!self || !z || !rgb || h < 1 || w < 1) return LF_EINVAL;
     if (self->taesd) {
+        if (lf_taesd_latent_channels(self->taesd) != self->desc.latent_channels) return LF_EINVAL;
         int s = lf_taesd_scale(self->taesd);
         size_t n = (size_t)3 * h * s * w * s;
         if (self->tmp_n < n) {
@@ -310,7 +311,10 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
             if (!t) return LF_ENOMEM;
             self->tmp = t, self->tmp_n = n;
         }
-        int rc = lf_taesd_decode(self->taesd, z, h, w, self->tmp);
+        /* TAESD takes the diffusion model's (scaled) latents. */
+        const size_t nz = (size_t)self->desc.latent_channels * h * w;
+        for (size_t i = 0; i < nz; i++) self->tmp[n - nz + i] = z[i] * self->desc.scaling_factor;
+        int rc = lf_taesd_decode(self->taesd, self->tmp + (n - nz), h, w, self->tmp);
         if (rc) return rc;
         const size_t plane = (size_t)h * s * w * s;
         for (size_t i = 0; i < plane; i++)

@@ -379,7 +379,7 @@ static int s_tiled(lf_vae_t *v, int enc, const float *in, int batch, int ci, int
 int lf_vae_decode(lf_vae_t *self, const float *z, int batch, int h, int w, int tile, float *img) {
     if (batch < 1 || h < 1 || w < 1) return LF_EINVAL;
     const int s = lf_vae_scale(self);
-    if (tile > 0 && tile < 4) tile = 4;
+    if (tile > 0) tile = tile < 4 ? 4 : tile / 4 * 4; /* overlap tile/4: whole pixels */
     if (tile > 0 && (h > tile || w > tile) && h >= tile && w >= tile)
         return s_tiled(self, 0, z, batch, self->c.latent_ch, h, w, tile, self->c.img_ch, s, 1, img);
     return s_run(self, 0, z, batch, h, w, img);
@@ -391,7 +391,7 @@ int lf_vae_encode(lf_vae_t *self, const float *img, int batch, int H, int W, int
     if (!self->c.has_encoder) return LF_EUNSUPPORTED;
     if (batch < 1 || H < s || W < s || H % s || W % s) return LF_EINVAL;
     const int h = H / s, w = W / s;
-    if (tile > 0 && tile < 4) tile = 4;
+    if (tile > 0) tile = tile < 4 ? 4 : tile / 4 * 4; /* overlap tile/4: whole pixels */
     if (tile > 0 && (h > tile || w > tile) && h >= tile && w >= tile)
         return s_tiled(self, 1, img, batch, self->c.img_ch, H, W, tile * s, self->c.latent_ch, 1,
                        s, mean);

@@ -192,10 +192,16 @@ def ldm_state(cfg, unet, vae, text):
     return {k: v.half().contiguous() for k, v in sd.items()}
 
 
+def clean(conf):
+    """A diffusers config as plain, reproducible JSON values."""
+    return {k: v for k, v in sorted(dict(conf).items()) if not k.startswith("_")}
+
+
 def lf_config(cfg, unet, vae, text):
-    return json.dumps({"unet": dict(unet.config), "vae": dict(vae.config),
+    return json.dumps({"unet": clean(unet.config), "vae": clean(vae.config),
                        "text": text.config.to_dict(),
-                       "scheduler": {"prediction_type": cfg["prediction"]}}, default=list)
+                       "scheduler": {"prediction_type": cfg["prediction"]}}, default=list,
+                      sort_keys=True)
 
 
 @torch.no_grad()
@@ -240,6 +246,72 @@ def save_diffusers(folder, cfg, unet, vae, text):
                    "num_train_timesteps": 1000}, f, indent=1)
 
 
+# ---- TAESD (written from the architecture: madebyollin/taesd's Decoder) ----
+
+class Clamp(torch.nn.Module):
+    def forward(self, x):
+        return torch.tanh(x / 3) * 3
+
+
+def conv3(n_in, n_out, bias=True):
+    return torch.nn.Conv2d(n_in, n_out, 3, padding=1, bias=bias)
+
+
+class TaeBlock(torch.nn.Module):
+    def __init__(self, n_in, n_out, pool=False):
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Sequential(conv3(n_in, n_out), nn.ReLU(), conv3(n_out, n_out), nn.ReLU(),
+                                  conv3(n_out, n_out))
+        self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
+        self.fuse = nn.ReLU()
+        self.pool = None
+        if pool:  # FLUX.2 variant: pointwise branch with GroupNorm(4)
+            self.pool = nn.Sequential(nn.Conv2d(n_in, 4 * n_in, 1, bias=False),
+                                      nn.GroupNorm(4, 4 * n_in), nn.ReLU(),
+                                      nn.Conv2d(4 * n_in, n_in, 1, bias=False))
+
+    def forward(self, x):
+        if self.pool is not None:
+            x = x + self.pool(x)
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+def tae_decoder(latent, ch=64, pool=False):
+    nn = torch.nn
+    L = [Clamp(), conv3(latent, ch), nn.ReLU()]
+    for level in range(3):
+        L += [TaeBlock(ch, ch, pool and level == 0) for _ in range(3)]
+        L += [nn.Upsample(scale_factor=2), conv3(ch, ch, bias=False)]
+    L += [TaeBlock(ch, ch), conv3(ch, 3)]
+    return nn.Sequential(*L)
+
+
+@torch.no_grad()
+def taesd_fixtures(out):
+    gen = torch.Generator().manual_seed(11)
+    # A tiny random SD-style decoder (4 latent channels, 8 wide, no pool
+    # branch), saved with diffusers AutoencoderTiny names (decoder.layers.N).
+    dec = tae_decoder(4, ch=8)
+    randomize(dec, gen)
+    sd = {"decoder.layers.%d.%s" % (int(k.split(".", 1)[0]) - 1, k.split(".", 1)[1]): v.half()
+          for k, v in dec.state_dict().items()}
+    save_file(sd, os.path.join(out, "taesd_tiny_sd.safetensors"))
+    z = torch.randn(1, 4, 8, 8, generator=gen) * 2
+    save_file({"z": z, "rgb": dec(z).contiguous()}, os.path.join(out, "taesd_tiny_sd_ref.safetensors"))
+    # The real FLUX.2 decoder from the shared reference data (not copied):
+    # only a fixed latent and the expected output are stored.
+    real = os.path.join(HERE, "..", "..", "..", "shared", "refdata", "taesd", "taef2_decoder.pth")
+    if os.path.exists(real):
+        dec = tae_decoder(32, pool=True)
+        dec.load_state_dict({k: v.float() for k, v in torch.load(real, map_location="cpu").items()})
+        dec.eval()
+        z = torch.randn(1, 32, 8, 8, generator=gen)
+        save_file({"z": z, "rgb": dec(z).contiguous()}, os.path.join(out, "taef2_ref.safetensors"))
+    else:
+        print("skipping taef2 reference: %s absent" % real)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also the full-size SD1.5 checkpoint")
@@ -258,6 +330,7 @@ def main():
         if name == "b":
             save_diffusers(os.path.join(a.out, "tiny_b_diffusers"), cfg, unet, vae, text)
         print("config", name, "unet params", sum(p.numel() for p in unet.parameters()))
+    taesd_fixtures(a.out)
     if a.full:
         out = os.path.join(HERE, "out")
         os.makedirs(out, exist_ok=True)
