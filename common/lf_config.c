@@ -83,7 +83,7 @@ static const lf_config_opt_t s_opts[] = {
     LIST("api-keys", NULL, "LF_API_KEYS", api_keys, NULL, G,
          "accepted API keys, comma-separated (empty = no authentication)"),
     INT("rate-limit", NULL, "LF_RATE_LIMIT", rate_limit, "0", 0, 1000000, G,
-        "requests per minute per key or client (0 = off)"),
+        "requests per second per key or client (0 = off)"),
     INT("rate-burst", NULL, "LF_RATE_BURST", rate_burst, "20", 0, 1000000, G,
         "requests allowed above the rate in a burst"),
     INT("request-timeout-ms", NULL, "LF_REQUEST_TIMEOUT_MS", request_timeout_ms, "10000", 10,

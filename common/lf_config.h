@@ -90,7 +90,7 @@ typedef struct {
     int64_t http_threads;      /* [4] libmicrohttpd worker threads */
     int64_t http_max_body;     /* [50331648] largest request body (48 MiB: base64 images) */
     lf_strlist_t api_keys;     /* [empty = no auth] accepted bearer keys, comma-separated */
-    int64_t rate_limit;        /* [0 = off] requests per minute per key (or client address) */
+    int64_t rate_limit;        /* [0 = off] requests per second per key (or client address) */
     int64_t rate_burst;        /* [20] extra requests allowed in a burst */
     int64_t request_timeout_ms;/* [10000] wait for a broker reply before 503 */
     int64_t sync_timeout_s;    /* [600] longest a blocking (A1111) call waits for its job */
