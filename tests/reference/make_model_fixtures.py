@@ -342,7 +342,14 @@ def main():
             t = torch.tensor([500.0])
             ctx = torch.randn(1, 77, 768, generator=gen)
             y = unet(x, t, encoder_hidden_states=ctx).sample
-        save_file({"unet_x": x, "unet_t": t, "unet_ctx": ctx, "unet_out": y.contiguous()},
+            ids = torch.randint(0, 49408, (1, 77), generator=gen)
+            o = text(ids, output_hidden_states=True)
+            z = torch.randn(1, 4, 8, 8, generator=gen)
+            img = vae.decode(z).sample
+        save_file({"unet_x": x, "unet_t": t, "unet_ctx": ctx, "unet_out": y.contiguous(),
+                   "clip_ids": ids.to(torch.int32).contiguous(),
+                   "clip_skip2": text.text_model.final_layer_norm(o.hidden_states[-2]).contiguous(),
+                   "vae_z": z, "vae_img": img.contiguous()},
                   os.path.join(out, "sd15_full_ref.safetensors"))
         print("full checkpoint written to", out)
 
