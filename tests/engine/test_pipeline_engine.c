@@ -1,0 +1,233 @@
+/* lf_engine.h facade tests: over the fake model (a test double injected
+ * through lf_engine_opts_t.model_ops) for the request mapping and errors,
+ * and end to end through the real networks (LF_HAVE_MODEL) with the tiny
+ * fixture checkpoints in tests/engine/fixtures/models/. The CLIP merges come
+ * from the reference data (skipped when absent). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lf_engine.h"
+#include "lf_error.h"
+#include "lf_fake_model.h"
+#include "lf_image.h"
+#include "lf_infotext.h"
+#include "lf_test_util.h"
+
+static const char *s_vocab(char *buf, size_t len)
+{
+    return lf_test_refdata(buf, len, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+}
+
+static lf_engine_t *s_engine(const struct lf_model_ops *ops)
+{
+    char vb[1024], err[256] = "";
+    const char *vocab = s_vocab(vb, sizeof vb);
+    if (!vocab) return NULL;
+    lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = ops, .n_threads = 2};
+    lf_engine_t *e = NULL;
+    if (lf_engine_new(&o, &e, err, sizeof err) != 0) fail_msg("lf_engine_new: %s", err);
+    return e;
+}
+
+static void test_fake_facade(void **state)
+{
+    (void)state;
+    lf_engine_t *e = s_engine(&lf_fake_model_ops);
+    if (!e) skip();
+    lf_engine_request_t req = lf_engine_request_defaults();
+    lf_engine_result_t res = {0};
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_ESTATE);
+    assert_non_null(strstr(lf_engine_errstr(e), "no model"));
+
+    assert_int_equal(lf_engine_load(e, "/models/missing.safetensors", NULL), LF_EIO);
+    assert_non_null(strstr(lf_engine_errstr(e), "/models/missing.safetensors"));
+    assert_null(lf_engine_model_name(e));
+
+    assert_int_equal(lf_engine_load(e, "/models/my-model.v1.safetensors", NULL), 0);
+    assert_string_equal(lf_engine_model_name(e), "my-model.v1");
+    assert_string_equal(lf_engine_model_family(e), "sd15");
+
+    req.prompt = "a cat";
+    req.width = 64;
+    req.height = 64;
+    req.steps = 3;
+    req.batch = 2;
+    req.seed = 7;
+    req.sampler = "DPM++ 2M";
+    req.scheduler = "Karras";
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), 0);
+    assert_int_equal(res.n_images, 2);
+    assert_int_equal(res.images[1].seed, 8);
+    lf_infotext_t info = {0};
+    assert_int_equal(lf_infotext_parse(res.images[0].infotext, &info), 0);
+    assert_string_equal(lf_infotext_get(&info, "Sampler"), "DPM++ 2M");
+    assert_string_equal(lf_infotext_get(&info, "Schedule type"), "Karras");
+    assert_string_equal(lf_infotext_get(&info, "Model"), "my-model.v1");
+    assert_string_equal(lf_infotext_get(&info, "RNG"), "CPU");
+    lf_infotext_clear(&info);
+    lf_engine_result_clear(&res);
+
+    req.sampler = "no_such_sampler";
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), "no_such_sampler"));
+    req.sampler = NULL;
+    req.rng = "gpu";
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EINVAL);
+    req.rng = "philox";
+    req.width = 100;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EINVAL);
+    assert_null(res.images);
+    lf_engine_destroy(&e);
+    assert_null(e);
+    lf_engine_destroy(&e);
+}
+
+static void test_bad_device(void **state)
+{
+    (void)state;
+    lf_engine_t *e = NULL;
+    char err[256] = "";
+    lf_engine_opts_t o = {.device = "tpu"};
+    int rc = lf_engine_new(&o, &e, err, sizeof err);
+    assert_true(rc == LF_EINVAL || rc == LF_EUNSUPPORTED);
+    assert_null(e);
+    assert_true(err[0] != '\0');
+}
+
+#ifdef LF_HAVE_MODEL
+#include "lf_model.h"
+#include "lf_pipeline.h"
+
+/* The tiny fixture checkpoints have a 400-token CLIP vocabulary, so real
+ * CLIP ids are folded into it (BOS/EOS to 398/399) before the real text
+ * encoder; everything else is the real networks. */
+static int s_encode_folded(lf_model_t *m, const int32_t *ids, const float *weights, size_t n_chunks,
+                           int clip_skip, float *out)
+{
+    size_t n = n_chunks * 77;
+    int32_t *f = malloc(n * sizeof *f);
+    if (!f) return LF_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        f[i] = ids[i] == 49406 ? 398 : ids[i] == 49407 ? 399 : ids[i] % 398;
+    int rc = lf_model_encode_text(m, f, weights, n_chunks, clip_skip, out);
+    free(f);
+    return rc;
+}
+
+static const lf_model_ops_t s_folded_ops = {
+    .name = "real networks, CLIP ids folded into a 400-token fixture vocabulary",
+    .load = lf_model_load,
+    .destroy = lf_model_destroy,
+    .desc = lf_model_desc,
+    .encode_text = s_encode_folded,
+    .denoise = lf_model_denoise,
+    .vae_decode = lf_model_vae_decode,
+    .vae_encode = lf_model_vae_encode,
+    .preview = lf_model_preview,
+};
+
+typedef struct {
+    int steps_seen;
+} s_prog_t;
+
+static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
+{
+    (void)preview, (void)len;
+    s_prog_t *p = ud;
+    p->steps_seen = step;
+    assert_true(step <= steps);
+}
+
+/* The real networks on the tiny fixture checkpoints: runs, is deterministic,
+ * and the PNG carries the parameters. */
+static void s_e2e(const char *path, const lf_model_ops_t *ops)
+{
+    lf_engine_t *e = s_engine(ops);
+    if (!e) skip();
+    if (lf_engine_load(e, path, NULL) != 0) fail_msg("load %s: %s", path, lf_engine_errstr(e));
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = "a red (circle:1.2)";
+    req.negative = "blue";
+    req.width = 64;
+    req.height = 64;
+    req.steps = 3;
+    req.seed = 3;
+    req.sampler = "euler_ancestral";
+    req.preview_every = 1;
+    s_prog_t p = {0};
+    lf_engine_result_t a = {0}, b = {0};
+    if (lf_engine_generate(e, &req, s_progress, &p, NULL, &a)) fail_msg("%s", lf_engine_errstr(e));
+    assert_int_equal(p.steps_seen, 3);
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &b), 0);
+    assert_int_equal(a.images[0].png_len, b.images[0].png_len);
+    assert_memory_equal(a.images[0].png, b.images[0].png, a.images[0].png_len);
+    lf_image_t im = {0};
+    assert_int_equal(lf_image_decode(a.images[0].png, a.images[0].png_len, NULL, &im, NULL, 0), 0);
+    assert_int_equal(im.width, 64);
+    char *text = NULL;
+    assert_int_equal(lf_image_png_text_get(a.images[0].png, a.images[0].png_len, "parameters", &text), 0);
+    assert_non_null(strstr(text, "Steps: 3, Sampler: Euler a"));
+    free(text);
+    /* img2img from the first result through the real VAE encoder. */
+    req.init_image = a.images[0].png;
+    req.init_image_len = a.images[0].png_len;
+    req.denoise = 0.5;
+    req.steps = 4;
+    lf_engine_result_t c = {0};
+    if (lf_engine_generate(e, &req, NULL, NULL, NULL, &c)) fail_msg("%s", lf_engine_errstr(e));
+    assert_int_equal(c.steps_run, 3); /* t_enc = 2, A1111 runs t_enc + 1 */
+    lf_engine_result_clear(&c);
+    lf_image_clear(&im);
+    lf_engine_result_clear(&a);
+    lf_engine_result_clear(&b);
+    lf_engine_destroy(&e);
+}
+
+static void test_e2e_single_file(void **state)
+{
+    (void)state;
+    char path[1024];
+    s_e2e(lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"), &s_folded_ops);
+}
+
+static void test_e2e_diffusers(void **state)
+{
+    (void)state;
+    char path[1024];
+    s_e2e(lf_test_fixture(path, sizeof path, "models/tiny_b_diffusers"), &s_folded_ops);
+}
+
+/* The built-in model, when installed: the whole real path, tokenizer included. */
+static void test_e2e_builtin(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("SKIP: %s absent\n", path);
+        skip();
+    }
+    s_e2e(path, NULL);
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fake_facade),
+        cmocka_unit_test(test_bad_device),
+#ifdef LF_HAVE_MODEL
+        cmocka_unit_test(test_e2e_single_file),
+        cmocka_unit_test(test_e2e_diffusers),
+        cmocka_unit_test(test_e2e_builtin),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
