@@ -241,6 +241,58 @@ static void test_errors(void **state) {
     lf_model_destroy(&m);
 }
 
+/* Tiling: a 12x8 latent in tiles of 8 (overlap 2) is two tiles, rows 0-7
+ * and 4-11. Output rows that only one tile covers must equal an untiled
+ * decode of that tile's crop exactly; rows in the overlap are a blend. The
+ * same for encode with the image. */
+static void test_tiling(void **state) {
+    (void)state;
+    lf_model_t *m = s_load("models/tiny_a.safetensors", NULL);
+    const int s = 2, C = 4, H = 12, W = 8;
+    float *z = malloc(sizeof(float) * C * H * W), *crop = malloc(sizeof(float) * C * 8 * W);
+    float *full = malloc(sizeof(float) * 3 * H * s * W * s), *part = malloc(sizeof(float) * 3 * 8 * s * W * s);
+    for (int i = 0; i < C * H * W; i++) z[i] = sinf(0.37f * (float)i) * 1.5f;
+    assert_int_equal(lf_model_vae_decode(m, z, 1, H, W, 8, full), 0);
+    for (int k = 0; k < 2; k++) {
+        const int y0 = k ? 4 : 0;
+        for (int c = 0; c < C; c++) memcpy(crop + c * 8 * W, z + (c * H + y0) * W, sizeof(float) * 8 * W);
+        assert_int_equal(lf_model_vae_decode(m, crop, 1, 8, W, 0, part), 0);
+        /* Rows only this tile covers: latent 0-3 (tile 0), 8-11 (tile 1). */
+        const int r0 = k ? 8 : 0;
+        double e = 0, mx = 0;
+        for (int c = 0; c < 3; c++)
+            for (int y = r0 * s; y < (r0 + 4) * s; y++)
+                for (int x = 0; x < W * s; x++) {
+                    float a = full[(c * H * s + y) * W * s + x];
+                    float b = part[(c * 8 * s + y - y0 * s) * W * s + x];
+                    e = fmax(e, fabs(a - b));
+                    mx = fmax(mx, fabs(b));
+                }
+        printf("  tiled decode, tile %d alone: rel err %.3g\n", k, e / mx);
+        assert_true(e / mx < 1e-5);
+    }
+    /* Encode: image 24x16 in tiles of 8 latent pixels (16 image pixels). */
+    float *img = malloc(sizeof(float) * 3 * H * s * W * s), *mean = malloc(sizeof(float) * C * H * W);
+    float *icrop = malloc(sizeof(float) * 3 * 8 * s * W * s), *mpart = malloc(sizeof(float) * C * 8 * W);
+    for (int i = 0; i < 3 * H * s * W * s; i++) img[i] = sinf(0.11f * (float)i);
+    assert_int_equal(lf_model_vae_encode(m, img, 1, H * s, W * s, 8, mean), 0);
+    for (int c = 0; c < 3; c++)
+        memcpy(icrop + c * 8 * s * W * s, img + (c * H * s + 4 * s) * W * s, sizeof(float) * 8 * s * W * s);
+    assert_int_equal(lf_model_vae_encode(m, icrop, 1, 8 * s, W * s, 0, mpart), 0);
+    double e = 0, mx = 0;
+    for (int c = 0; c < C; c++)
+        for (int y = 8; y < 12; y++)
+            for (int x = 0; x < W; x++) {
+                float a = mean[(c * H + y) * W + x], b = mpart[(c * 8 + y - 4) * W + x];
+                e = fmax(e, fabs(a - b));
+                mx = fmax(mx, fabs(b));
+            }
+    printf("  tiled encode, last tile alone: rel err %.3g\n", e / mx);
+    assert_true(e / mx < 1e-5);
+    free(z), free(crop), free(full), free(part), free(img), free(mean), free(icrop), free(mpart);
+    lf_model_destroy(&m);
+}
+
 static void test_detect_family(void **state) {
     (void)state;
     const char *sd[] = {"first_stage_model.encoder.conv_in.weight",
@@ -265,6 +317,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_b_diffusers),
         cmocka_unit_test(test_vae_override),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_tiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
