@@ -196,6 +196,36 @@ static void s_write_broken(const char *out, const char *drop, const char *reshap
     lf_safetensors_destroy(&st);
 }
 
+/* A standalone VAE file in the original layout without the
+ * first_stage_model. prefix (as .vae.safetensors files are shipped). */
+static void test_vae_standalone(void **state) {
+    (void)state;
+    char path[1024], err[256], tmp[] = "/tmp/lf_vae_XXXXXX";
+    lf_safetensors_t *st = NULL;
+    assert_int_equal(lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"), err, sizeof err), 0);
+    size_t n = lf_safetensors_count(st), k = 0;
+    lf_tensor_info_t *v = calloc(n, sizeof *v);
+    const char *pre = "first_stage_model.";
+    for (size_t i = 0; i < n; i++) {
+        const lf_tensor_info_t *t = lf_safetensors_at(st, i);
+        if (strncmp(t->name, pre, strlen(pre)) != 0) continue;
+        v[k] = *t;
+        v[k++].name = t->name + strlen(pre);
+    }
+    assert_non_null(mkdtemp(tmp));
+    char vp[256];
+    snprintf(vp, sizeof vp, "%s/tiny.vae.safetensors", tmp);
+    assert_int_equal(lf_safetensors_write(vp, v, k, NULL, 0), 0);
+    free(v);
+    lf_safetensors_destroy(&st);
+    lf_model_opts_t o = {.weight_type = -1, .vae_path = vp};
+    lf_model_t *m = s_load("models/tiny_a.safetensors", &o);
+    s_run_all(m, "models/tiny_a_ref.safetensors", 2);
+    lf_model_destroy(&m);
+    unlink(vp);
+    rmdir(tmp);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char err[512] = "", tmp[] = "/tmp/lf_model_XXXXXX";
@@ -316,6 +346,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_b_metadata),
         cmocka_unit_test(test_tiny_b_diffusers),
         cmocka_unit_test(test_vae_override),
+        cmocka_unit_test(test_vae_standalone),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tiling),
     };
