@@ -16,6 +16,8 @@
 #include "lf_error.h"
 #include "lf_model.h"
 #include "lf_pipeline.h"
+#include "lf_safetensors.h"
+#include "lf_torchzip.h"
 
 #ifndef LF_ASSETS_DEFAULT
 #define LF_ASSETS_DEFAULT "assets"
@@ -259,6 +261,58 @@ const char *lf_engine_model_family(const lf_engine_t *e)
     case LF_FAMILY_FLUX: return "flux";
     default: return "unknown";
     }
+}
+
+static const char *s_family(const char *const *names, size_t n)
+{
+#ifdef LF_HAVE_MODEL
+    return lf_family_name(lf_model_detect_family(names, n));
+#else
+    (void)names, (void)n;
+    return "unknown";
+#endif
+}
+
+int lf_engine_probe(const char *path, const char **family, char *err, size_t errlen)
+{
+    char file[4096], e1[512] = "", e2[512] = "";
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) {
+        if (err && errlen) snprintf(err, errlen, "%s: cannot open: %s", path ? path : "(null)", strerror(errno));
+        return LF_EIO;
+    }
+    snprintf(file, sizeof file, "%s", path);
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(file, sizeof file, "%s/unet/diffusion_pytorch_model.safetensors", path);
+        if (!s_exists(file)) {
+            if (err && errlen) snprintf(err, errlen, "%s: not a diffusers folder (no %s)", path, file);
+            return LF_EFORMAT;
+        }
+    }
+    lf_safetensors_t *st = NULL;
+    lf_torchzip_t *tz = NULL;
+    if (lf_safetensors_open(&st, file, e1, sizeof e1) != 0 && lf_torchzip_open(&tz, file, e2, sizeof e2) != 0) {
+        /* The loaders' reasons start with the file name: keep only the reasons. */
+        size_t fl = strlen(file);
+        const char *r1 = strncmp(e1, file, fl) == 0 && e1[fl] == ':' ? e1 + fl + 2 : e1;
+        const char *r2 = strncmp(e2, file, fl) == 0 && e2[fl] == ':' ? e2 + fl + 2 : e2;
+        if (err && errlen) snprintf(err, errlen, "%s: not a weights file (safetensors: %s; torch zip: %s)", file, r1, r2);
+        return LF_EFORMAT;
+    }
+    size_t n = st ? lf_safetensors_count(st) : lf_torchzip_count(tz);
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    if (!names) {
+        lf_safetensors_destroy(&st);
+        lf_torchzip_destroy(&tz);
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return LF_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) names[i] = (st ? lf_safetensors_at(st, i) : lf_torchzip_at(tz, i))->name;
+    *family = s_family(names, n);
+    free(names);
+    lf_safetensors_destroy(&st);
+    lf_torchzip_destroy(&tz);
+    return 0;
 }
 
 typedef struct {

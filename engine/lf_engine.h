@@ -119,6 +119,13 @@ const char *lf_engine_model_name(const lf_engine_t *self);
 /* "sd15", ... of the loaded model, or NULL. */
 const char *lf_engine_model_family(const lf_engine_t *self);
 
+/* The family ("sd15", "sdxl", "flux" or "unknown"; static) of a checkpoint
+ * file (.safetensors, .ckpt/.pt/.pth) or a diffusers folder (its unet/),
+ * from tensor names only: reads headers, loads no weights, needs no engine.
+ * Errors: LF_EIO (cannot open), LF_EFORMAT (not a weights file), with a
+ * reason naming the file in err. Thread-safe. */
+int lf_engine_probe(const char *path, const char **family, char *err, size_t errlen);
+
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
  * LF_EINVAL (bad request: reason in errstr), LF_ECANCELED, LF_ENOMEM,

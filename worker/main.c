@@ -8,6 +8,7 @@
 
 #include "lf_config.h"
 #include "lf_diagnostic.h"
+#include "lf_engine_runner.h"
 #include "lf_error.h"
 #include "lf_log.h"
 #include "lf_proto.h"
@@ -58,7 +59,8 @@ int main(int argc, char **argv) {
 
     /* Backends in preference order; the diagnostic model comes last so it is
      * never anyone's first choice once a real model is installed. */
-    static const lf_runner_backend_t *const backends[] = {&lf_diagnostic_backend};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend,
+                                                          &lf_diagnostic_backend};
     lf_worker_opts_t opts = {
         .worker_id = cfg.worker_id,
         .endpoints = (const char *const *)cfg.backend.items,

@@ -1,0 +1,179 @@
+/* The worker's Stable Diffusion backend (worker/lf_engine_runner.c) through
+ * the worker's runner (lf_runner.h): model discovery in a models folder
+ * (bad files skipped), backend order with lf-diagnostic last, a job on the
+ * real networks with progress, previews, seeds, parameters and info_json,
+ * the model staying resident, cancel. Needs the CLIP merges (reference
+ * data) and the built-in model models/lf-tiny-shapes.safetensors; skips
+ * with a message when either is absent. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "lf_diagnostic.h"
+#include "lf_engine_runner.h"
+#include "lf_error.h"
+#include "lf_image.h"
+#include "lf_runner.h"
+#include "lf_test_util.h"
+
+typedef struct {
+    char dir[256], models[300], assets[300];
+} s_fix_t;
+
+static void s_rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("cannot remove %s\n", dir);
+}
+
+static int s_setup(void **state)
+{
+    char vb[1024], model[1024];
+    *state = NULL;
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    snprintf(model, sizeof model, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    if (!vocab) return 0;
+    if (access(model, R_OK) != 0) {
+        printf("SKIP: %s absent\n", model);
+        return 0;
+    }
+    s_fix_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/lf_worker_engine_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->models, sizeof f->models, "%s/models", f->dir);
+    snprintf(f->assets, sizeof f->assets, "%s/assets", f->dir);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/clip' '%s/not-a-model' && ln -s '%s' '%s/clip/' && ln -s '%s' '%s/lf-tiny-shapes.safetensors' && "
+             "ln -s '%s/models/tiny_b_diffusers' '%s/tiny-b' && printf junk > '%s/broken.safetensors' && "
+             "cp '%s/tiny.pt' '%s/not-sd.ckpt' && printf x > '%s/notes.txt'",
+             f->assets, f->models, vocab, f->assets, model, f->models, LF_FIXTURE_DIR, f->models, f->models,
+             LF_FIXTURE_DIR, f->models, f->models);
+    assert_int_equal(system(cmd), 0);
+    setenv("LF_ASSETS_DIR", f->assets, 1);
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) return 0;
+    s_rm_rf(f->dir);
+    unsetenv("LF_ASSETS_DIR");
+    free(f);
+    return 0;
+}
+
+typedef struct {
+    int calls, previews;
+    uint32_t last, steps;
+} s_prog_t;
+
+static void s_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *preview, size_t len)
+{
+    s_prog_t *p = ud;
+    p->calls++;
+    p->last = step;
+    p->steps = steps;
+    if (preview) {
+        lf_image_info_t info;
+        assert_int_equal(lf_image_probe(preview, len, &info), 0);
+        p->previews++;
+    }
+}
+
+static void test_discovery_and_job(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) skip();
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 2};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend, &lf_diagnostic_backend};
+    lf_runner_t *r = lf_runner_new(&env, backends, 2);
+    assert_non_null(r);
+    size_t n = 0;
+    const lf_model_info_t *m = lf_runner_models(r, &n);
+    /* Sorted engine models, the broken and non-SD files skipped, diagnostic last. */
+    assert_int_equal(n, 3);
+    assert_string_equal(m[0].name, "lf-tiny-shapes");
+    assert_string_equal(m[0].kind, "sd15");
+    assert_string_equal(m[1].name, "tiny-b");
+    assert_string_equal(m[2].name, LF_DIAGNOSTIC_MODEL);
+
+    lf_job_params_t p = {.model = "lf-tiny-shapes", .prompt = "a red circle", .negative_prompt = "blue",
+                         .sampler = "euler_a", .scheduler = "karras", .width = 64, .height = 64,
+                         .steps = 4, .batch_size = 2, .cfg_scale = 5.0, .seed = 11};
+    s_prog_t pr = {0};
+    atomic_bool cancel = false;
+    lf_runner_job_t job = {.params = &p, .progress = s_progress, .progress_ud = &pr, .cancel = &cancel};
+    lf_runner_output_t out = {0};
+    char err[256] = "";
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run: %s", err);
+    assert_int_equal(pr.calls, 4);
+    assert_int_equal(pr.previews, 2);
+    assert_int_equal(out.n_images, 2);
+    assert_int_equal(out.images[1].seed, 12);
+    char *text = NULL;
+    assert_int_equal(lf_image_png_text_get(out.images[1].png.data, out.images[1].png.len, "parameters", &text), 0);
+    assert_non_null(strstr(text, "Sampler: Euler a, Schedule type: Karras, CFG scale: 5, Seed: 12"));
+    assert_non_null(strstr(text, "Model: lf-tiny-shapes"));
+    free(text);
+    json_t *info = json_loads(out.info_json, 0, NULL);
+    assert_non_null(info);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(info, "all_seeds"), 1)), 12);
+    assert_string_equal(json_string_value(json_object_get(info, "sd_model_name")), "lf-tiny-shapes");
+    assert_int_equal(json_array_size(json_object_get(info, "infotexts")), 2);
+    json_decref(info);
+    lf_runner_output_clear(&out);
+    assert_string_equal(lf_runner_resident(r), "lf-tiny-shapes");
+
+    /* Cancel raised: the job stops with LF_ECANCELED, the model stays. */
+    atomic_store(&cancel, true);
+    assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ECANCELED);
+    assert_string_equal(lf_runner_resident(r), "lf-tiny-shapes");
+    atomic_store(&cancel, false);
+
+    /* img2img without an init image is refused; a bad size is refused. */
+    p.mode = "img2img";
+    p.denoise = 0.5;
+    assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_EINVAL);
+    p.mode = NULL;
+    p.width = 60;
+    assert_true(lf_runner_run(r, &job, &out, err, sizeof err) < 0);
+    assert_null(out.images);
+    lf_runner_destroy(&r);
+}
+
+static void test_info_json(void **state)
+{
+    (void)state;
+    lf_job_params_t p = {.prompt = "p", .seed = 5, .steps = 3, .width = 64, .height = 64, .cfg_scale = 7};
+    const char *texts[] = {"a", "b"};
+    char *s = lf_engine_runner_info_json(&p, "m", 2, texts);
+    assert_non_null(s);
+    json_t *o = json_loads(s, 0, NULL);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(o, "all_prompts"), 1)), "p");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(o, "all_seeds"), 1)), 6);
+    assert_string_equal(json_string_value(json_object_get(o, "mode")), "txt2img");
+    assert_null(json_object_get(o, "denoising_strength"));
+    json_decref(o);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_discovery_and_job, s_setup, s_teardown),
+        cmocka_unit_test(test_info_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

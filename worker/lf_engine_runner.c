@@ -1,0 +1,348 @@
+/* lf_engine_runner: Stable Diffusion models as a worker backend (see the
+ * header for discovery, mapping and conventions). */
+#include "lf_engine_runner.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "lf_engine.h"
+#include "lf_error.h"
+#include "lf_log.h"
+
+#ifndef LF_MODELS_DEFAULT
+#define LF_MODELS_DEFAULT "models"
+#endif
+
+typedef struct {
+    lf_engine_t *engine;
+    char *model;
+    uint32_t preview_every;
+} s_state_t;
+
+static const char *s_models_dir(const lf_runner_env_t *env)
+{
+    if (env && env->models_dir && *env->models_dir) return env->models_dir;
+    const char *e = getenv("LF_MODELS_DIR");
+    return e && *e ? e : LF_MODELS_DEFAULT;
+}
+
+static int s_ends(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* Model name of a directory entry, or NULL when it is not a model. */
+static char *s_model_name(const char *dir, const char *entry, char *path, size_t len)
+{
+    if (entry[0] == '.') return NULL;
+    snprintf(path, len, "%s/%s", dir, entry);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return NULL;
+    if (S_ISDIR(sb.st_mode)) {
+        char probe[4096];
+        snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
+        return stat(probe, &sb) == 0 ? strdup(entry) : NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) return NULL;
+    const char *ext = s_ends(entry, ".safetensors") ? ".safetensors" : s_ends(entry, ".ckpt") ? ".ckpt" : NULL;
+    return ext ? strndup(entry, strlen(entry) - strlen(ext)) : NULL;
+}
+
+static int s_cmp_info(const void *a, const void *b)
+{
+    return strcmp(((const lf_model_info_t *)a)->name, ((const lf_model_info_t *)b)->name);
+}
+
+static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n)
+{
+    const char *dir = s_models_dir(env);
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        lf_info("engine: no models folder %s; only built-in models", dir);
+        return 0;
+    }
+    lf_model_info_t *list = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        char path[4096], err[512];
+        char *name = s_model_name(dir, de->d_name, path, sizeof path);
+        if (!name) continue;
+        const char *family = NULL;
+        int prc = lf_engine_probe(path, &family, err, sizeof err);
+        if (prc != 0 || strcmp(family, LF_ENGINE_RUNNER_KIND) != 0) {
+            if (prc) lf_warn("engine: skipping %s", err);
+            else lf_warn("engine: skipping %s: model family %s, not sd15", path, family);
+            free(name);
+            continue;
+        }
+        int dup = 0;
+        for (size_t i = 0; i < cnt; i++) dup |= !strcmp(list[i].name, name);
+        if (dup) {
+            lf_warn("engine: skipping %s: another file already gives the model '%s'", path, name);
+            free(name);
+            continue;
+        }
+        if (cnt == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            lf_model_info_t *nl = realloc(list, nc * sizeof *nl);
+            if (!nl) {
+                free(name);
+                rc = LF_ENOMEM;
+                break;
+            }
+            list = nl;
+            cap = nc;
+        }
+        list[cnt].name = name;
+        list[cnt].kind = strdup(LF_ENGINE_RUNNER_KIND);
+        if (!list[cnt++].kind) rc = LF_ENOMEM;
+    }
+    closedir(d);
+    if (rc != 0) {
+        lf_runner_models_free(list, cnt);
+        return rc;
+    }
+    if (cnt) qsort(list, cnt, sizeof *list, s_cmp_info);
+    for (size_t i = 0; i < cnt; i++) lf_info("engine: model %s (%s) in %s", list[i].name, list[i].kind, dir);
+    *out = list;
+    *n = cnt;
+    return 0;
+}
+
+/* The file or folder of a model name: <dir>/<name>.safetensors, .ckpt, or
+ * <dir>/<name>/. Names with a '/' or a leading '.' are refused. */
+static int s_model_path(const char *dir, const char *model, char *path, size_t len)
+{
+    if (!model || !*model || strchr(model, '/') || model[0] == '.') return LF_ENOTFOUND;
+    static const char *const ext[] = {".safetensors", ".ckpt", ""};
+    struct stat sb;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        snprintf(path, len, "%s/%s%s", dir, model, ext[i]);
+        if (stat(path, &sb) == 0 && (ext[i][0] ? S_ISREG(sb.st_mode) : S_ISDIR(sb.st_mode))) return 0;
+    }
+    return LF_ENOTFOUND;
+}
+
+/* An installed TAESD decoder for previews, if any. */
+static const char *s_taesd(const char *dir, char *path, size_t len)
+{
+    static const char *const names[] = {"taesd_decoder.safetensors", "taesd_decoder.pth", "diffusion_pytorch_model.safetensors"};
+    struct stat sb;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, len, "%s/taesd/%s", dir, names[i]);
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return path;
+    }
+    return NULL;
+}
+
+static void s_unload(void **state)
+{
+    if (!state || !*state) return;
+    s_state_t *s = *state;
+    lf_engine_destroy(&s->engine);
+    free(s->model);
+    free(s);
+    *state = NULL;
+}
+
+static int s_load(const lf_runner_env_t *env, const char *model, void **state)
+{
+    const char *dir = s_models_dir(env);
+    char path[4096], tpath[4096], err[512] = "";
+    if (s_model_path(dir, model, path, sizeof path) != 0) return LF_ENOTFOUND;
+    s_state_t *s = calloc(1, sizeof *s);
+    if (!s || !(s->model = strdup(model))) {
+        free(s);
+        return LF_ENOMEM;
+    }
+    s->preview_every = env ? env->preview_every : 0;
+    lf_engine_opts_t eo = {.device = env ? env->device : NULL};
+    int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
+    if (rc != 0) {
+        lf_error("engine: %s", err);
+        s_unload((void **)&s);
+        return rc;
+    }
+    lf_engine_load_opts_t lo = {.name = model, .taesd_path = s_taesd(dir, tpath, sizeof tpath)};
+    if ((rc = lf_engine_load(s->engine, path, &lo)) != 0) {
+        lf_error("engine: cannot load %s: %s", model, lf_engine_errstr(s->engine));
+        s_unload((void **)&s);
+        return rc;
+    }
+    lf_info("engine: %s resident (%s)", model, path);
+    *state = s;
+    return 0;
+}
+
+static int s_is_img2img(const lf_job_params_t *p)
+{
+    return p->mode && !strcmp(p->mode, "img2img");
+}
+
+static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t errlen)
+{
+    (void)state;
+    if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img")) {
+        snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img)", p->mode);
+        return LF_EUNSUPPORTED;
+    }
+    if (p->width % 8 || p->height % 8 || p->width < 64 || p->height < 64 || p->width > 4096 || p->height > 4096) {
+        snprintf(errbuf, errlen, "size %ux%u: sides must be multiples of 8 in 64..4096", p->width, p->height);
+        return LF_EINVAL;
+    }
+    if (p->steps < 1 || p->steps > 1000) {
+        snprintf(errbuf, errlen, "steps must be 1..1000");
+        return LF_EINVAL;
+    }
+    if (p->batch_size > 64) {
+        snprintf(errbuf, errlen, "batch size must be 1..64");
+        return LF_EINVAL;
+    }
+    if (s_is_img2img(p) && !(p->denoise > 0.0 && p->denoise <= 1.0)) {
+        snprintf(errbuf, errlen, "denoising strength must be in (0, 1]");
+        return LF_EINVAL;
+    }
+    return 0;
+}
+
+static json_t *s_str(const char *s)
+{
+    return json_string(s ? s : "");
+}
+
+char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, size_t n_images,
+                                 const char *const *infotexts)
+{
+    json_t *o = json_object(), *prompts = json_array(), *negs = json_array(), *seeds = json_array(),
+           *infos = json_array();
+    if (!o || !prompts || !negs || !seeds || !infos) {
+        json_decref(o), json_decref(prompts), json_decref(negs), json_decref(seeds), json_decref(infos);
+        return NULL;
+    }
+    for (size_t i = 0; i < n_images; i++) {
+        json_array_append_new(prompts, s_str(p->prompt));
+        json_array_append_new(negs, s_str(p->negative_prompt));
+        json_array_append_new(seeds, json_integer((json_int_t)((uint64_t)p->seed + i)));
+        json_array_append_new(infos, s_str(infotexts ? infotexts[i] : NULL));
+    }
+    json_object_set_new(o, "prompt", s_str(p->prompt));
+    json_object_set_new(o, "all_prompts", prompts);
+    json_object_set_new(o, "negative_prompt", s_str(p->negative_prompt));
+    json_object_set_new(o, "all_negative_prompts", negs);
+    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    json_object_set_new(o, "all_seeds", json_deep_copy(seeds));
+    json_object_set_new(o, "seeds", seeds);
+    json_object_set_new(o, "sampler_name", s_str(p->sampler && *p->sampler ? p->sampler : "euler"));
+    json_object_set_new(o, "scheduler", s_str(p->scheduler && *p->scheduler ? p->scheduler : "normal"));
+    json_object_set_new(o, "steps", json_integer(p->steps));
+    json_object_set_new(o, "cfg_scale", json_real(p->cfg_scale));
+    json_object_set_new(o, "width", json_integer(p->width));
+    json_object_set_new(o, "height", json_integer(p->height));
+    json_object_set_new(o, "batch_size", json_integer((json_int_t)n_images));
+    json_object_set_new(o, "clip_skip", json_integer(p->clip_skip ? p->clip_skip : 1));
+    json_object_set_new(o, "sd_model_name", s_str(model));
+    json_object_set_new(o, "model", s_str(model));
+    json_object_set_new(o, "kind", json_string(LF_ENGINE_RUNNER_KIND));
+    json_object_set_new(o, "mode", json_string(s_is_img2img(p) ? "img2img" : "txt2img"));
+    json_object_set_new(o, "rng", s_str(p->rng && *p->rng ? p->rng : "cpu"));
+    if (s_is_img2img(p)) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
+    json_object_set_new(o, "index_of_first_image", json_integer(0));
+    json_object_set_new(o, "infotexts", infos);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+typedef struct {
+    const lf_runner_job_t *job;
+} s_prog_t;
+
+static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
+{
+    const lf_runner_job_t *job = ((s_prog_t *)ud)->job;
+    job->progress(job->progress_ud, (uint32_t)step, (uint32_t)steps, preview, len);
+}
+
+static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *out)
+{
+    s_state_t *s = state;
+    const lf_job_params_t *p = job->params;
+    char err[256];
+    int rc = s_check(state, p, err, sizeof err);
+    if (rc != 0) {
+        lf_warn("engine: job refused: %s", err);
+        return rc;
+    }
+    if (s_is_img2img(p) && (!job->init_image || !job->init_image_len)) {
+        lf_warn("engine: img2img job without an init image");
+        return LF_EINVAL;
+    }
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = p->prompt;
+    req.negative = p->negative_prompt;
+    req.sampler = p->sampler && !strcmp(p->sampler, "euler_a") ? "euler_ancestral" : p->sampler;
+    req.scheduler = p->scheduler;
+    req.steps = (int)p->steps;
+    req.cfg = p->cfg_scale;
+    req.seed = (uint64_t)p->seed;
+    req.width = (int)p->width;
+    req.height = (int)p->height;
+    req.batch = p->batch_size ? (int)p->batch_size : 1;
+    req.rng = p->rng;
+    req.clip_skip = p->clip_skip ? (int)p->clip_skip : 1;
+    if (s_is_img2img(p)) {
+        req.init_image = job->init_image;
+        req.init_image_len = job->init_image_len;
+        req.denoise = p->denoise;
+    }
+    req.preview_every = (int)s->preview_every;
+    s_prog_t pr = {job};
+    lf_engine_result_t res = {0};
+    rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    if (rc != 0) {
+        if (rc != LF_ECANCELED) lf_warn("engine: %s: %s", s->model, lf_engine_errstr(s->engine));
+        return rc;
+    }
+    lf_runner_output_t o = {0};
+    const char **texts = calloc(res.n_images ? res.n_images : 1, sizeof *texts);
+    o.images = calloc(res.n_images ? res.n_images : 1, sizeof *o.images);
+    if (!texts || !o.images) rc = LF_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < res.n_images; i++) {
+        texts[i] = res.images[i].infotext;
+        o.images[i] = (lf_image_out_t){.png = {res.images[i].png, res.images[i].png_len},
+                                       .seed = (int64_t)res.images[i].seed,
+                                       .width = (uint32_t)res.images[i].width,
+                                       .height = (uint32_t)res.images[i].height};
+        res.images[i].png = NULL; /* moved into the output */
+        o.n_images++;
+    }
+    if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, res.n_images, texts)))
+        rc = LF_ENOMEM;
+    free(texts);
+    lf_engine_result_clear(&res);
+    if (rc != 0) {
+        lf_runner_output_clear(&o);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}
+
+const lf_runner_backend_t lf_engine_runner_backend = {
+    .name = "engine",
+    .list_models = s_list_models,
+    .load = s_load,
+    .check = s_check,
+    .run = s_run,
+    .unload = s_unload,
+};

@@ -1,0 +1,41 @@
+/* lf_engine_runner: the worker backend that runs Stable Diffusion models
+ * through the engine (lf_engine.h).
+ *
+ * Models are found at start in env->models_dir (else $LF_MODELS_DIR, else
+ * the build's <repo>/models): top-level *.safetensors and *.ckpt files and
+ * diffusers folders (with unet/diffusion_pytorch_model.safetensors). Each
+ * is named by its file name without the extension (a folder by its name)
+ * and advertised with the kind its tensor names give (lf_engine_probe);
+ * only "sd15" models are listed, and files that fail to parse or belong to
+ * another family are skipped with a warning in the log. Listing is sorted
+ * by name.
+ *
+ * A loaded state is one lf_engine_t with the model resident (the runner
+ * keeps it between jobs and switches only when a job names another model).
+ * Jobs map lf_job_params_t onto an engine request (txt2img, or img2img with
+ * the ASSIGN's init image); progress goes out every step with a PNG preview
+ * every env->preview_every steps (from <models_dir>/taesd/ when a TAESD
+ * decoder is installed there, else the cheap latent approximation); cancel
+ * is the job's atomic flag, checked by the sampler every model call. Results
+ * are PNGs with the A1111 "parameters" chunk and an A1111-like info_json.
+ *
+ * Threading: as every backend (lf_runner.h): one compute thread. */
+#ifndef LF_ENGINE_RUNNER_H
+#define LF_ENGINE_RUNNER_H
+
+#include <stddef.h>
+
+#include "lf_runner.h"
+
+#define LF_ENGINE_RUNNER_KIND "sd15"
+
+/* The backend table (static, borrowed). */
+extern const lf_runner_backend_t lf_engine_runner_backend;
+
+/* The A1111-like info JSON for a finished job (caller owns; free()), or
+ * NULL when out of memory. Pure: exposed for tests. infotexts[i] is image
+ * i's parameters text. */
+char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, size_t n_images,
+                                 const char *const *infotexts);
+
+#endif
