@@ -494,6 +494,30 @@ size_t lf_graph_unplanned_bytes(const lf_graph_t *g) {
     return lf_arena_total(g->arena);
 }
 
+static void s_print_tensor(const lf_graph_t *g, const lf_tensor_t *t, FILE *out) {
+    if (!t) return;
+    int i = s_find(g, t);
+    fprintf(out, " %s[%lld,%lld,%lld,%lld]%s", lf_type_name(t->type), (long long)t->ne[0], (long long)t->ne[1],
+            (long long)t->ne[2], (long long)t->ne[3], i < 0 ? "w" : lf_tensor_is_contiguous(t) ? "" : "v");
+}
+
+void lf_graph_print(const lf_graph_t *g, FILE *out) {
+    for (int n = 0; n < g->n_nodes; n++) {
+        const lf_node_t *node = &g->nodes[n];
+        int di = s_find(g, node->dst);
+        const s_entry_t *o = di >= 0 ? s_entry(g, s_entry(g, di)->owner) : NULL;
+        fprintf(out, "%4d %-14s ->", n, lf_op_name(node->op));
+        s_print_tensor(g, node->dst, out);
+        if (g->planned && o) fprintf(out, " @%zu", lf_arena_offset(g->arena, o->arena_id) + s_entry(g, di)->offset);
+        fprintf(out, " <-");
+        for (int i = 0; i < LF_MAX_SRC; i++) s_print_tensor(g, node->src[i], out);
+        fputc('\n', out);
+    }
+    fprintf(out, "%d nodes, %d tensors; activations %zu bytes planned (%zu without reuse)%s\n", g->n_nodes,
+            g->n_entries, lf_arena_peak(g->arena), lf_arena_total(g->arena), g->planned ? "" : " [not planned]");
+    fprintf(out, "(w: not a graph tensor, e.g. a weight; v: strided view)\n");
+}
+
 const char *lf_graph_errstr(const lf_graph_t *g) {
     return g->errstr;
 }

@@ -19,6 +19,7 @@
 #define LF_GRAPH_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lf_backend.h"
 #include "lf_ops.h"
@@ -96,6 +97,9 @@ int lf_graph_n_nodes(const lf_graph_t *g);
 /* Activation bytes after planning (the arena's peak) and without reuse. */
 size_t lf_graph_peak_bytes(const lf_graph_t *g);
 size_t lf_graph_unplanned_bytes(const lf_graph_t *g);
+/* One line per node (op, shapes, types, arena offset of the result) and
+ * the planned peak, for debugging a network. */
+void lf_graph_print(const lf_graph_t *g, FILE *out);
 /* Detail of the first error (borrowed; "" if none). */
 const char *lf_graph_errstr(const lf_graph_t *g);
 

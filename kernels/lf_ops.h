@@ -36,6 +36,11 @@
  *  ROPE        x[D,N,H,B], pe[D,N] holding (cos, sin) per pair of x (Flux
  *              apply_rope): y0 = x0 c - x1 s, y1 = x0 s + x1 c.
  *
+ * Types: sources may be any storage type a backend supports (see
+ * supports_op); the destination's type is the caller's choice for row-wise
+ * and layout ops (converted on store) and f32 for MATMUL, CONV2D, ATTENTION
+ * and TIMESTEP_EMBED.
+ *
  * Thread safety: a backend executes one node at a time; use one backend per
  * worker thread. */
 #ifndef LF_OPS_H

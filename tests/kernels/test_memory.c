@@ -152,6 +152,14 @@ static void test_graph(void **state) {
     assert_int_equal(lf_graph_plan(g), 0);
     assert_true(lf_graph_peak_bytes(g) > 0);
     assert_true(lf_graph_peak_bytes(g) < lf_graph_unplanned_bytes(g));
+    char *dump = NULL;
+    size_t dump_len = 0;
+    FILE *mem = open_memstream(&dump, &dump_len);
+    lf_graph_print(g, mem);
+    fclose(mem);
+    assert_non_null(strstr(dump, "ATTENTION"));
+    assert_non_null(strstr(dump, "GROUP_NORM"));
+    free(dump);
 
     lf_tensor_t xin = lf_test_rand(LF_TYPE_F32, W, H, C, 1, 1);
     assert_int_equal(lf_backend_tensor_set(be, x, xin.data, lf_tensor_nbytes(&xin)), 0);
