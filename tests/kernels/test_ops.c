@@ -573,6 +573,29 @@ static void test_timestep_rope(void **state) {
     free(w), free(x.data), free(pe.data), free(d.data);
 }
 
+/* Other pool sizes give the same answers as the 2-thread backend. */
+static void test_thread_counts(void **state) {
+    lf_backend_t *be2 = *state;
+    lf_tensor_t q = lf_test_rand(LF_TYPE_F32, 16, 300, 3, 1, 1), x = lf_test_rand(LF_TYPE_F32, 9, 7, 8, 2, 1);
+    lf_tensor_t o2 = lf_test_zeros(LF_TYPE_F32, 16, 300, 3, 1), g2 = lf_test_zeros(LF_TYPE_F32, 9, 7, 8, 2);
+    assert_int_equal(lf_op_attention(be2, &o2, &q, &q, &q, NULL, 0.25f), 0);
+    assert_int_equal(lf_op_group_norm(be2, &g2, &x, NULL, NULL, 4, 1e-5f, 1), 0);
+    int counts[3] = {1, 3, 5};
+    for (int i = 0; i < 3; i++) {
+        lf_backend_t *be = lf_backend_cpu_new(counts[i]);
+        assert_non_null(be);
+        lf_tensor_t o = lf_test_zeros(LF_TYPE_F32, 16, 300, 3, 1), g = lf_test_zeros(LF_TYPE_F32, 9, 7, 8, 2);
+        assert_int_equal(lf_op_attention(be, &o, &q, &q, &q, NULL, 0.25f), 0);
+        assert_int_equal(lf_op_group_norm(be, &g, &x, NULL, NULL, 4, 1e-5f, 1), 0);
+        for (int64_t j = 0; j < lf_tensor_nelements(&o); j++)
+            assert_true(fabsf(((float *)o.data)[j] - ((float *)o2.data)[j]) <= 1e-5f);
+        assert_memory_equal(g.data, g2.data, lf_tensor_nbytes(&g)); /* same order of sums */
+        free(o.data), free(g.data);
+        lf_backend_destroy(&be);
+    }
+    free(q.data), free(x.data), free(o2.data), free(g2.data);
+}
+
 static void test_supports_every_op(void **state) {
     lf_backend_t *be = *state;
     assert_string_equal(lf_backend_name(be), "cpu");
@@ -602,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_upsample_pool),
         cmocka_unit_test(test_timestep_rope),
+        cmocka_unit_test(test_thread_counts),
         cmocka_unit_test(test_supports_every_op),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
