@@ -127,21 +127,22 @@ CONFIGS = {
     "a": dict(  # SD1.5 defaults: no metadata, conv proj, eps, 2 levels
         unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 32),
                   layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=64,
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
                   attention_head_dim=8, norm_num_groups=32),
         vae=dict(block_out_channels=(32, 32), layers_per_block=1, latent_channels=4,
                  norm_num_groups=32, down_block_types=("DownEncoderBlock2D",) * 2,
                  up_block_types=("UpDecoderBlock2D",) * 2),
-        text=dict(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        text=dict(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                   num_attention_heads=1, max_position_embeddings=77, hidden_act="quick_gelu"),
         metadata=False, prediction="epsilon", text_prefix="cond_stage_model.transformer.text_model."),
-    "b": dict(  # metadata: 3 levels, linear proj, heads per level, 8 groups, v, gelu text
+    "b": dict(  # metadata: 3 levels, linear proj, heads per level, 2 transformer blocks,
+        # 8 groups, v prediction, gelu text encoder
         unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16, 16),
                   layers_per_block=2,
                   down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
                   up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
                   cross_attention_dim=64, attention_head_dim=(2, 2, 4), use_linear_projection=True,
-                  norm_num_groups=8),
+                  norm_num_groups=8, transformer_layers_per_block=(1, 2, 1)),
         vae=dict(block_out_channels=(8, 16, 16), layers_per_block=1, latent_channels=4,
                  norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 3,
                  up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.5),
@@ -344,7 +345,7 @@ def main():
             y = unet(x, t, encoder_hidden_states=ctx).sample
             ids = torch.randint(0, 49408, (1, 77), generator=gen)
             o = text(ids, output_hidden_states=True)
-            z = torch.randn(1, 4, 8, 8, generator=gen)
+            z = torch.randn(1, 4, 32, 32, generator=gen)  # 1024-token VAE attention
             img = vae.decode(z).sample
         save_file({"unet_x": x, "unet_t": t, "unet_ctx": ctx, "unet_out": y.contiguous(),
                    "clip_ids": ids.to(torch.int32).contiguous(),
