@@ -2,9 +2,10 @@
  * the worker's runner (lf_runner.h): model discovery in a models folder
  * (bad files skipped), backend order with lf-diagnostic last, a job on the
  * real networks with progress, previews, seeds, parameters and info_json,
- * the model staying resident, cancel. Needs the CLIP merges (reference
- * data) and the built-in model models/lf-tiny-shapes.safetensors; skips
- * with a message when either is absent. */
+ * the model staying resident, cancel. Discovery runs on the tiny fixture
+ * checkpoints; jobs need the CLIP merges (reference data) and a model with
+ * the full CLIP vocabulary, the built-in models/lf-tiny-shapes.safetensors,
+ * and skip with a message when either is absent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@
 
 typedef struct {
     char dir[256], models[300], assets[300];
+    int have_vocab, can_run; /* CLIP merges; and lf-tiny-shapes too */
 } s_fix_t;
 
 static void s_rm_rf(const char *dir)
@@ -38,27 +40,33 @@ static void s_rm_rf(const char *dir)
 static int s_setup(void **state)
 {
     char vb[1024], model[1024];
-    *state = NULL;
     const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
     snprintf(model, sizeof model, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
-    if (!vocab) return 0;
-    if (access(model, R_OK) != 0) {
-        printf("SKIP: %s absent\n", model);
-        return 0;
-    }
+    int have_model = access(model, R_OK) == 0;
+    if (!have_model) printf("SKIP (jobs): %s absent\n", model);
     s_fix_t *f = calloc(1, sizeof *f);
+    f->have_vocab = vocab != NULL;
+    f->can_run = vocab && have_model;
     snprintf(f->dir, sizeof f->dir, "/tmp/lf_worker_engine_XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->models, sizeof f->models, "%s/models", f->dir);
     snprintf(f->assets, sizeof f->assets, "%s/assets", f->dir);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s/clip' '%s/not-a-model' && ln -s '%s' '%s/clip/' && ln -s '%s' '%s/lf-tiny-shapes.safetensors' && "
+             "mkdir -p '%s/clip' '%s/not-a-model' && ln -s '%s/models/tiny_a.safetensors' '%s/tiny-a.safetensors' && "
              "ln -s '%s/models/tiny_b_diffusers' '%s/tiny-b' && printf junk > '%s/broken.safetensors' && "
              "cp '%s/tiny.pt' '%s/not-sd.ckpt' && printf x > '%s/notes.txt'",
-             f->assets, f->models, vocab, f->assets, model, f->models, LF_FIXTURE_DIR, f->models, f->models,
+             f->assets, f->models, LF_FIXTURE_DIR, f->models, LF_FIXTURE_DIR, f->models, f->models,
              LF_FIXTURE_DIR, f->models, f->models);
     assert_int_equal(system(cmd), 0);
+    if (vocab) {
+        snprintf(cmd, sizeof cmd, "ln -s '%s' '%s/clip/'", vocab, f->assets);
+        assert_int_equal(system(cmd), 0);
+    }
+    if (f->can_run) {
+        snprintf(cmd, sizeof cmd, "ln -s '%s' '%s/lf-tiny-shapes.safetensors'", model, f->models);
+        assert_int_equal(system(cmd), 0);
+    }
     setenv("LF_ASSETS_DIR", f->assets, 1);
     *state = f;
     return 0;
@@ -95,7 +103,6 @@ static void s_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *p
 static void test_discovery_and_job(void **state)
 {
     s_fix_t *f = *state;
-    if (!f) skip();
     lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 2};
     static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend, &lf_diagnostic_backend};
     lf_runner_t *r = lf_runner_new(&env, backends, 2);
@@ -103,11 +110,24 @@ static void test_discovery_and_job(void **state)
     size_t n = 0;
     const lf_model_info_t *m = lf_runner_models(r, &n);
     /* Sorted engine models, the broken and non-SD files skipped, diagnostic last. */
-    assert_int_equal(n, 3);
-    assert_string_equal(m[0].name, "lf-tiny-shapes");
-    assert_string_equal(m[0].kind, "sd15");
-    assert_string_equal(m[1].name, "tiny-b");
-    assert_string_equal(m[2].name, LF_DIAGNOSTIC_MODEL);
+    size_t k = 0;
+    assert_int_equal(n, f->can_run ? 4 : 3);
+    if (f->can_run) assert_string_equal(m[k++].name, "lf-tiny-shapes");
+    assert_string_equal(m[k].name, "tiny-a");
+    assert_string_equal(m[k++].kind, "sd15");
+    assert_string_equal(m[k++].name, "tiny-b");
+    assert_string_equal(m[k].name, LF_DIAGNOSTIC_MODEL);
+    assert_string_equal(lf_runner_model_kind(r, "tiny-b"), "sd15");
+    /* A fixture loads and stays resident; the job below switches models. */
+    if (f->have_vocab) {
+        assert_int_equal(lf_runner_load(r, "tiny-a"), 0);
+        assert_string_equal(lf_runner_resident(r), "tiny-a");
+    }
+    assert_int_equal(lf_runner_load(r, "no-such-model"), LF_ENOTFOUND);
+    if (!f->can_run) {
+        lf_runner_destroy(&r);
+        skip();
+    }
 
     lf_job_params_t p = {.model = "lf-tiny-shapes", .prompt = "a red circle", .negative_prompt = "blue",
                          .sampler = "euler_a", .scheduler = "karras", .width = 64, .height = 64,

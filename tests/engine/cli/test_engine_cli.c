@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "lf_image.h"
+#include "lf_safetensors.h"
 #include "lf_test_util.h"
 
 extern char **environ;
@@ -232,6 +234,114 @@ static void test_inspect_fixture(void **state)
     s_free(&r);
 }
 
+/* inspect names the family of a full checkpoint once the networks are in. */
+static void test_inspect_checkpoint(void **state)
+{
+    (void)state;
+    char buf[1024];
+    s_run_t r = s_run("inspect", lf_test_fixture(buf, sizeof buf, "models/tiny_a.safetensors"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\nmodel.diffusion_model.input_blocks.0.0.weight "));
+#ifdef LF_HAVE_MODEL
+    assert_non_null(strstr(r.out, "family: sd15\n"));
+#endif
+    s_free(&r);
+}
+
+static void s_write_latent(const char *path, int C, int h, int w)
+{
+    size_t n = (size_t)C * h * w;
+    float *z = malloc(n * sizeof *z);
+    for (size_t i = 0; i < n; i++) z[i] = (float)((int)(i % 17) - 8) / 8.0f;
+    lf_tensor_info_t t = {.name = "latent", .dtype = LF_DTYPE_F32, .ndim = 4, .shape = {1, C, h, w},
+                          .data = z, .nbytes = n * sizeof *z};
+    assert_int_equal(lf_safetensors_write(path, &t, 1, NULL, 0), 0);
+    free(z);
+}
+
+static void s_check_png(const char *path, uint32_t w, uint32_t h)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    lf_image_info_t info;
+    assert_int_equal(lf_image_probe(buf, len, &info), 0);
+    assert_int_equal(info.width, w);
+    assert_int_equal(info.height, h);
+}
+
+static void test_decode(void **state)
+{
+    (void)state;
+#ifndef LF_HAVE_MODEL
+    skip();
+#else
+    char buf[1024], lat[] = "/tmp/lf_cli_latent_XXXXXX", out[64];
+    int fd = mkstemp(lat);
+    close(fd);
+    snprintf(out, sizeof out, "%s.png", lat);
+    /* The VAE inside a full checkpoint (first_stage_model.*): scale 2 in the tiny fixture. */
+    s_write_latent(lat, 4, 8, 8);
+    s_run_t r = s_run("decode", "--vae", lf_test_fixture(buf, sizeof buf, "models/tiny_a.safetensors"), "--latent", lat,
+                      "-o", out, NULL);
+    if (r.status != 0) fail_msg("decode: %s", r.err);
+    s_check_png(out, 16, 16);
+    s_free(&r);
+    /* A TAESD-family decoder (FLUX.2 variant: 32 channels, x8). */
+    const char *taesd = lf_test_refdata(buf, sizeof buf, "taesd/taef2_decoder.pth");
+    if (taesd) {
+        r = s_run("decode", "--vae", taesd, "--latent", lat, "-o", out, NULL);
+        assert_int_equal(r.status, 1); /* 4 channels: refused with a reason */
+        assert_non_null(strstr(r.err, "latent channels"));
+        s_free(&r);
+        s_write_latent(lat, 32, 4, 4);
+        r = s_run("decode", "--vae", taesd, "--latent", lat, "-o", out, NULL);
+        if (r.status != 0) fail_msg("decode taesd: %s", r.err);
+        s_check_png(out, 32, 32);
+        s_free(&r);
+    }
+    unlink(lat);
+    unlink(out);
+#endif
+}
+
+/* generate through the built-in model, when installed: files, progress lines. */
+static void test_generate(void **state)
+{
+    (void)state;
+    char vb[1024], model[1024];
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    snprintf(model, sizeof model, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    if (!vocab) skip();
+    if (access(model, R_OK) != 0) {
+        printf("SKIP: %s absent\n", model);
+        skip();
+    }
+    char out[] = "/tmp/lf_cli_gen_XXXXXX", png0[64], png1[64];
+    assert_non_null(mkdtemp(out));
+    snprintf(png0, sizeof png0, "%s/o.png", out);
+    snprintf(png1, sizeof png1, "%s/o-1.png", out);
+    s_run_t r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "a red circle", "-n", "blue", "-W", "64",
+                      "-H", "64", "--steps", "2", "--batch", "2", "--seed", "5", "--sampler", "dpmpp_2m",
+                      "--scheduler", "karras", "-o", png0, NULL);
+    if (r.status != 0) fail_msg("generate: %s", r.err);
+    assert_non_null(strstr(r.err, "step 2/2\n")); /* not a terminal: plain lines */
+    assert_non_null(strstr(r.out, "(seed 6)"));
+    s_check_png(png0, 64, 64);
+    s_check_png(png1, 64, 64);
+    s_free(&r);
+    r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "x", "--init-image", "/nonexistent/init.png", "-o",
+              png0, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/init.png"));
+    s_free(&r);
+    unlink(png0);
+    unlink(png1);
+    rmdir(out);
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -300,7 +410,9 @@ int main(void)
         cmocka_unit_test(test_sigmas_normal), cmocka_unit_test(test_sigmas_karras),
         cmocka_unit_test(test_tokenize),      cmocka_unit_test(test_noise_cpu),
         cmocka_unit_test(test_noise_philox),  cmocka_unit_test(test_inspect_taesd),
-        cmocka_unit_test(test_inspect_fixture), cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_inspect_fixture), cmocka_unit_test(test_inspect_checkpoint),
+        cmocka_unit_test(test_decode),        cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
