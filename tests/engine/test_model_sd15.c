@@ -143,6 +143,28 @@ static void test_tiny_a_f32_weights(void **state) {
     lf_model_destroy(&m);
 }
 
+/* Weights kept in bf16: the ops accept them; the result differs from the
+ * f32 reference only by bf16 rounding of the weights. */
+static void test_tiny_a_bf16_weights(void **state) {
+    (void)state;
+    lf_model_opts_t o = {.weight_type = LF_TYPE_BF16};
+    lf_model_t *m = s_load("models/tiny_a.safetensors", &o);
+    char path[1024], err[256];
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, "models/tiny_a_ref.safetensors"), err, sizeof err), 0);
+    size_t n;
+    float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
+    float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
+    float *out = malloc(n * sizeof *out);
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, out), 0);
+    double e = s_relerr(out, want, n);
+    printf("  %-28s rel err %.3g (bf16 weights)\n", "unet", e);
+    assert_true(e < 5e-2);
+    free(x), free(t), free(ctx), free(want), free(out);
+    lf_safetensors_destroy(&ref);
+    lf_model_destroy(&m);
+}
+
 static void test_tiny_b_metadata(void **state) {
     (void)state;
     lf_model_t *m = s_load("models/tiny_b.safetensors", NULL);
@@ -342,6 +364,7 @@ int main(void) {
         cmocka_unit_test(test_detect_family),
         cmocka_unit_test(test_tiny_a_defaults),
         cmocka_unit_test(test_tiny_a_f32_weights),
+        cmocka_unit_test(test_tiny_a_bf16_weights),
         cmocka_unit_test(test_tiny_b_metadata),
         cmocka_unit_test(test_tiny_b_diffusers),
         cmocka_unit_test(test_vae_override),
