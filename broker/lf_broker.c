@@ -24,6 +24,8 @@
 #define S_DISPATCH_ROUNDS 4
 #define S_POLL_MS 100          /* dispatch poll for jobs queued elsewhere */
 #define S_RETRY_MAX 4096       /* worker answers kept while Redis is away */
+#define S_CACHE_MS 100         /* candidate cache lifetime */
+#define S_BEAT_SLICES 10       /* heartbeats go out spread over this many ticks */
 
 typedef enum { W_IDLE = 0, W_BUSY } s_wstate_t;
 
@@ -42,6 +44,7 @@ typedef struct {
     bool owned;               /* we renew its lease */
     int64_t assigned_at;      /* mono ms */
     int64_t adopt_at;         /* mono ms of the last adoption attempt */
+    int64_t last_sent;        /* mono ms of our last message to it (heartbeats fill gaps) */
     long idle_pos;            /* index in idle[], -1 when not idle */
     uint64_t jobs_done;
 } s_worker_t;
@@ -66,6 +69,16 @@ struct lf_broker {
     size_t n_idle, cap_idle;
     zlistx_t *retries;        /* s_retry_t */
     bool dispatch_pending;
+    /* Queued candidates from the last peek, kept for S_CACHE_MS so that a
+     * worker going idle costs one claim, not a peek and a claim. Jobs this
+     * broker queues are added as they are accepted; jobs queued elsewhere
+     * show up at the next refresh. complete[p]: the peek saw all of
+     * priority p's queue, so appending our own submits keeps FIFO. */
+    lf_store_candidate_t cache[3 * S_PEEK_MAX];
+    size_t n_cache;
+    int64_t cache_at;         /* mono ms of the peek; 0 = stale */
+    bool complete[LF_PRIO__COUNT];
+    int64_t next_full;        /* mono ms of the next renew/registry/purge round */
     lf_codec_stats_t codec;
     lf_broker_stats_t stats;
     int64_t redis_warned;     /* mono ms of the last "redis down" log */
@@ -100,6 +113,7 @@ static int s_send_to(zsock_t *sock, zmsg_t *envelope, const lf_msg_t *m) {
 }
 
 static void s_send_worker(lf_broker_t *self, s_worker_t *w, const lf_msg_t *m) {
+    w->last_sent = s_mono();
     zmsg_t *env = zmsg_new();
     zmsg_append(env, &(zframe_t *){zframe_dup(w->ident)});
     s_send_to(self->be, env, m);
@@ -227,6 +241,12 @@ static s_worker_t *s_worker_get(lf_broker_t *self, zframe_t *ident, const char *
             free(w);
             return NULL;
         }
+        /* A phase per worker (FNV-1a of its id) spreads the heartbeats of
+         * workers that joined together: a burst of 1000 at once delays
+         * everything queued behind it. */
+        uint32_t h = 2166136261u;
+        for (const char *c = w->id; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+        w->last_sent = s_mono() - (int64_t)(h % (uint32_t)self->opts.heartbeat_ms);
         zhashx_insert(self->workers, w->id, w);
         self->stats.workers_joined++;
         lf_info("worker %s joined", w->id);
@@ -258,6 +278,7 @@ static void s_giveback(lf_broker_t *self, s_worker_t *w, bool refund, const char
     int rc = lf_store_requeue(self->store, w->job, w->id, refund, why, s_now(), &f);
     if (rc == 0) {
         self->stats.requeued++;
+        self->cache_at = 0;
         lf_info("job %s back to the queue (%s): %s", w->job, lf_job_status_name(f.status), why);
         s_publish_finish(self, w->job, &f, w->id);
         self->dispatch_pending = true;
@@ -356,6 +377,7 @@ static int s_on_answer(lf_broker_t *self, const char *worker_id, lf_msg_t *m) {
         rc = lf_store_requeue(self->store, m->job_id, worker_id, true, "worker was busy", s_now(), &f);
         if (rc == 0) {
             self->stats.requeued++;
+            self->cache_at = 0;
             self->dispatch_pending = true;
             if (w && !strcmp(w->job, m->job_id)) s_set_busy(self, w, NULL, 0, false);
             return 0;
@@ -488,20 +510,72 @@ static void s_on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payl
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
+/* Refill the candidate cache from Redis. */
+static int s_cache_refresh(lf_broker_t *self) {
+    size_t per = self->n_idle * 4;
+    if (per < 16) per = 16;
+    if (per > S_PEEK_MAX) per = S_PEEK_MAX;
+    size_t n = 0;
+    int rc = lf_store_peek(self->store, per, self->cache, 3 * S_PEEK_MAX, &n);
+    if (rc) {
+        self->n_cache = 0;
+        self->cache_at = 0;
+        return rc;
+    }
+    size_t count[LF_PRIO__COUNT] = {0};
+    for (size_t i = 0; i < n; i++) count[self->cache[i].priority]++;
+    for (int p = 0; p < LF_PRIO__COUNT; p++) self->complete[p] = count[p] < per;
+    self->n_cache = n;
+    self->cache_at = s_mono();
+    return 0;
+}
+
+static bool s_cache_fresh(const lf_broker_t *self) {
+    return self->cache_at && s_mono() - self->cache_at < S_CACHE_MS;
+}
+
+static void s_cache_remove(lf_broker_t *self, const char *id) {
+    for (size_t i = 0; i < self->n_cache; i++)
+        if (!strcmp(self->cache[i].id, id)) {
+            self->cache[i] = self->cache[--self->n_cache];
+            return;
+        }
+}
+
+/* A job this broker just queued joins a fresh cache whose window held all
+ * of its priority (otherwise the next refresh finds it). */
+static void s_cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_msg_t *m) {
+    lf_priority_t p = m->priority;
+    if (!s_cache_fresh(self) || (unsigned)p >= LF_PRIO__COUNT || !self->complete[p]) return;
+    if (self->n_cache == 3 * S_PEEK_MAX || strlen(m->params.model) >= sizeof self->cache[0].model) {
+        self->complete[p] = false;
+        return;
+    }
+    lf_store_candidate_t *c = &self->cache[self->n_cache++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->id, sizeof c->id, "%s", o->id);
+    snprintf(c->model, sizeof c->model, "%s", m->params.model);
+    uint32_t batch = m->params.batch_size ? m->params.batch_size : 1;
+    c->pixels = (uint64_t)m->params.width * m->params.height * batch;
+    c->priority = p;
+    c->created_ms = s_now();
+    c->seq = o->seq;
+}
+
 static void s_dispatch(lf_broker_t *self) {
     self->dispatch_pending = false;
     for (int round = 0; round < S_DISPATCH_ROUNDS && self->n_idle; round++) {
-        size_t per = self->n_idle * 2;
-        if (per < 8) per = 8;
-        if (per > S_PEEK_MAX) per = S_PEEK_MAX;
-        lf_store_candidate_t cand[3 * S_PEEK_MAX];
-        size_t n = 0;
-        int rc = lf_store_peek(self->store, per, cand, 3 * S_PEEK_MAX, &n);
-        if (rc) {
-            s_redis_error(self, "peek", rc);
-            return;
+        bool all = self->complete[0] && self->complete[1] && self->complete[2];
+        if (!s_cache_fresh(self) || (!self->n_cache && !all)) {
+            int rc = s_cache_refresh(self);
+            if (rc) {
+                s_redis_error(self, "peek", rc);
+                return;
+            }
         }
+        size_t n = self->n_cache;
         if (!n) return;
+        lf_store_candidate_t *cand = self->cache;
         size_t nw = self->n_idle;
         lf_sched_job_t *jobs = calloc(n, sizeof *jobs);
         lf_sched_worker_t *ws = calloc(nw, sizeof *ws);
@@ -510,8 +584,10 @@ static void s_dispatch(lf_broker_t *self) {
         lf_sched_match_t *mt = calloc(cap, sizeof *mt);
         lf_store_pair_t *pairs = calloc(cap, sizeof *pairs);
         lf_store_claim_t *claims = calloc(cap, sizeof *claims);
+        char (*ids)[40] = calloc(cap, sizeof *ids);
+        int64_t *born = calloc(cap, sizeof *born);
         size_t nm = 0;
-        if (jobs && ws && wp && mt && pairs && claims) {
+        if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
                 jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels,
                                            cand[i].priority, cand[i].created_ms, cand[i].seq};
@@ -524,16 +600,24 @@ static void s_dispatch(lf_broker_t *self) {
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, s_now(), mt, &nm) != 0) nm = 0;
         }
-        int won = 0;
+        int rc = 0;
         if (nm) {
-            for (size_t i = 0; i < nm; i++)
-                pairs[i] = (lf_store_pair_t){cand[mt[i].job].id, wp[mt[i].worker]->id};
+            /* The matched candidates leave the cache whatever the claim says. */
+            for (size_t i = 0; i < nm; i++) {
+                memcpy(ids[i], cand[mt[i].job].id, sizeof ids[i]);
+                born[i] = cand[mt[i].job].created_ms;
+                pairs[i] = (lf_store_pair_t){ids[i], wp[mt[i].worker]->id};
+            }
+            for (size_t i = 0; i < nm; i++) s_cache_remove(self, ids[i]);
             rc = lf_store_claim(self->store, pairs, nm, self->id, s_now(), claims);
-            if (rc) s_redis_error(self, "claim", rc);
+            if (rc) {
+                s_redis_error(self, "claim", rc);
+                self->cache_at = 0;
+            }
             for (size_t i = 0; i < nm; i++) {
                 s_worker_t *w = wp[mt[i].worker];
                 lf_store_claim_t *c = &claims[i];
-                const char *job = pairs[i].job_id;
+                const char *job = ids[i];
                 if (c->code == 0) {
                     lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)job,
                                   .attempt = c->attempt, .params = c->params,
@@ -543,7 +627,11 @@ static void s_dispatch(lf_broker_t *self) {
                     lf_msg_t x = {.worker_id = w->id};
                     s_publish(self, job, LF_EV_STARTED, LF_JOB_RUNNING, &x);
                     self->stats.assigned++;
-                    won++;
+                    static const int64_t bounds[7] = {1, 5, 10, 50, 100, 500, 1000};
+                    int64_t waited = s_now() - born[i];
+                    int k = 0;
+                    while (k < 7 && waited >= bounds[k]) k++;
+                    self->stats.wait_hist[k]++;
                 } else if (c->code == LF_EPROTO) {
                     lf_store_finish_t f;
                     if (lf_store_fail(self->store, job, w->id, c->attempt, LF_EPROTO,
@@ -563,10 +651,10 @@ static void s_dispatch(lf_broker_t *self) {
                 lf_store_claim_clear(c);
             }
         }
-        free(jobs), free(ws), free(wp), free(mt), free(pairs), free(claims);
+        free(jobs), free(ws), free(wp), free(mt), free(pairs), free(claims), free(ids);
+        free(born);
         /* Nothing placeable in the window, or Redis trouble: wait for news. */
         if (!nm || rc) return;
-        (void)won;
     }
 }
 
@@ -616,6 +704,7 @@ static void s_flush_submits(lf_broker_t *self, s_sub_t *subs, size_t n) {
                 self->stats.duplicates++;
             } else {
                 self->stats.submitted++;
+                s_cache_add(self, &out[i], m);
                 s_publish(self, out[i].id, LF_EV_QUEUED, LF_JOB_QUEUED, NULL);
                 self->dispatch_pending = true;
             }
@@ -713,10 +802,21 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
 
 /* ---- timers ------------------------------------------------------------------------ */
 
+/* Every heartbeat_ms / S_BEAT_SLICES: heartbeats to the workers we have
+ * not sent anything for heartbeat_ms; once per heartbeat_ms also the dead
+ * worker purge, lease renewal and the worker registry. */
 static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
     int64_t mono = s_mono(), now = s_now();
+    lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
+    bool full = mono >= self->next_full;
+    if (!full) {
+        for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+            if (mono - w->last_sent >= self->opts.heartbeat_ms) s_send_worker(self, w, &hb);
+        return 0;
+    }
+    self->next_full = mono + self->opts.heartbeat_ms;
     int64_t dead_after = (int64_t)self->opts.heartbeat_ms * self->opts.liveness;
     size_t nw = zhashx_size(self->workers);
     lf_store_pair_t *pairs = calloc(nw + 1, sizeof *pairs);
@@ -725,13 +825,12 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     lf_store_worker_touch_t *touch = calloc(nw + 1, sizeof *touch);
     zlistx_t *dead = zlistx_new();
     size_t np = 0, nt = 0;
-    lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
     for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
         if (mono - w->seen > dead_after) {
             zlistx_add_end(dead, w);
             continue;
         }
-        s_send_worker(self, w, &hb);
+        if (mono - w->last_sent >= self->opts.heartbeat_ms) s_send_worker(self, w, &hb);
         if (w->state == W_BUSY && w->owned && w->job[0] && pairs)
             owners[np] = w, pairs[np++] = (lf_store_pair_t){w->job, w->id};
         if (touch)
@@ -782,6 +881,7 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
         lf_store_finish_t f = {.status = r[i].status, .code = r[i].code};
         if (r[i].status == LF_JOB_QUEUED) {
             self->stats.requeued++;
+            self->cache_at = 0;
             snprintf(f.message, sizeof f.message, "requeued: worker %s stopped answering",
                      r[i].worker_id);
             self->dispatch_pending = true;
@@ -964,7 +1064,8 @@ int lf_broker_run(lf_broker_t *self, zsock_t *pipe) {
     zloop_reader(self->loop, self->fe, s_on_frontend, self);
     zloop_reader(self->loop, self->be, s_on_backend, self);
     if (pipe) zloop_reader(self->loop, pipe, s_on_pipe, self);
-    zloop_timer(self->loop, (size_t)self->opts.heartbeat_ms, 0, s_on_heartbeat, self);
+    int slice = self->opts.heartbeat_ms / S_BEAT_SLICES;
+    zloop_timer(self->loop, (size_t)(slice > 10 ? slice : 10), 0, s_on_heartbeat, self);
     zloop_timer(self->loop, (size_t)self->opts.reap_ms, 0, s_on_reap, self);
     zloop_timer(self->loop, S_POLL_MS, 0, s_on_poll, self);
     zloop_start(self->loop);

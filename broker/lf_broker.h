@@ -65,6 +65,9 @@ typedef struct {
     uint64_t completed, failed, cancelled, requeued, dropped_stale;
     uint64_t workers_joined, workers_lost;
     uint64_t redis_errors, bad_frames;
+    /* Queue wait of assigned jobs (first submit -> ASSIGN sent), counts
+     * per bucket: < 1, 5, 10, 50, 100, 500, 1000 ms, and above. */
+    uint64_t wait_hist[8];
 } lf_broker_stats_t;
 void lf_broker_stats(const lf_broker_t *self, lf_broker_stats_t *out);
 

@@ -101,6 +101,11 @@ int main(int argc, char **argv) {
             lf_info("stopping: %" PRIu64 " submitted, %" PRIu64 " assigned, %" PRIu64
                     " done, %" PRIu64 " failed, %" PRIu64 " requeued",
                     st.submitted, st.assigned, st.completed, st.failed, st.requeued);
+            lf_info("queue wait at assignment (ms buckets <1 <5 <10 <50 <100 <500 <1000 "
+                    ">=1000): %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+                    " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                    st.wait_hist[0], st.wait_hist[1], st.wait_hist[2], st.wait_hist[3],
+                    st.wait_hist[4], st.wait_hist[5], st.wait_hist[6], st.wait_hist[7]);
             lf_broker_destroy(&b);
             rc = 0;
         } else {

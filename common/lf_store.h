@@ -191,6 +191,7 @@ typedef struct {
     char id[40];              /* the new job's id (or the existing one when duplicate) */
     int64_t position;         /* 0-based over all priorities; -1 when not queued */
     bool duplicate;           /* idem_key matched an existing job; nothing was queued */
+    int64_t seq;              /* FIFO sequence of a new job (see lf_store_candidate_t) */
 } lf_store_submitted_t;
 
 /* Queue n jobs in one pipeline (one script run each); out[i] receives item

@@ -76,6 +76,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
             lf__rcopy(r->element[0], o->id, sizeof o->id);
             o->duplicate = lf__rint(r->element[1]) != 0;
             o->position = lf__rint(r->element[2]);
+            o->seq = r->elements > 3 ? lf__rint(r->element[3]) : 0;
             o->code = 0;
         } else {
             o->code = rc ? rc : LF_EREDIS;

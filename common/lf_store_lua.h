@@ -86,7 +86,7 @@
 
 /* ARGV 8 id, 9 prio, 10 params, 11 model, 12 pixels, 13 idem, 14 idem ttl s,
  * 15 deadline ms (0 none), 16 max attempts, 17 init upload id ("" none).
- * -> {id, duplicate 0|1, position} */
+ * -> {id, duplicate 0|1, position[, seq when new]} */
 #define S_LUA_SUBMIT                                                                              \
     S_PRELUDE                                                                                     \
     "local idem=ARGV[13]\n"                                                                       \
@@ -110,7 +110,7 @@
     "if tonumber(ARGV[15]) > 0 then redis.call('ZADD',P..'deadlines',ARGV[15],id) end\n"          \
     "if idem~='' then redis.call('SET',P..'idem:'..idem,id,'EX',ARGV[14]) end\n"                  \
     "redis.call('HINCRBY',P..'stats:counters','submitted',1)\n"                                   \
-    "return {id,0,position(ARGV[9],id)}\n"
+    "return {id,0,position(ARGV[9],id),seq}\n"
 
 /* ARGV 8 n per priority -> flat {id, prio index, model, pixels, created, seq}* */
 #define S_LUA_PEEK                                                                                \
