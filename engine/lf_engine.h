@@ -78,7 +78,7 @@ typedef struct {
     const uint8_t *init_image; /* img2img: PNG/JPEG/WebP bytes; NULL = txt2img */
     size_t init_image_len;
     double denoise;          /* img2img strength (0, 1]; default 0.75 */
-    int preview_every;       /* previews every N steps; 0 = none */
+    int preview_every;       /* a preview every N steps (not with the last); 0 = none */
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */

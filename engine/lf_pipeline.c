@@ -314,7 +314,8 @@ static void s_preview(s_run_t *r, int step, const float *den)
 {
     uint8_t *png = NULL;
     size_t len = 0;
-    if (den && r->preview_every > 0 && step % r->preview_every == 0) {
+    /* No preview with the last step: the image itself follows at once. */
+    if (den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps) {
         for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor;
         int pw = 0, ph = 0;
         if (r->ctx->ops->preview(r->ctx->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==

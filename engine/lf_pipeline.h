@@ -98,7 +98,7 @@ typedef struct {
     const uint8_t *init_image;
     size_t init_image_len;
     double denoise;       /* img2img strength, (0, 1] */
-    int preview_every;    /* a preview every N steps; 0 = none */
+    int preview_every;    /* a preview every N steps but the last; 0 = none */
     int vae_tile;         /* passed to the VAE (0 = whole image) */
 } lf_pipeline_request_t;
 

@@ -185,15 +185,15 @@ static void test_progress_and_previews(void **state)
     s_fix_t *f = *state;
     if (!f) skip();
     lf_pipeline_request_t req = s_req();
-    req.steps = 5;
+    req.steps = 6;
     req.preview_every = 2;
     s_prog_t p = {0};
     lf_pipeline_hooks_t hooks = {.progress = s_progress, .progress_ud = &p, .cancel = &p.cancel};
     lf_pipeline_result_t res = {0};
     assert_int_equal(lf_pipeline_run(&f->ctx, &req, &hooks, &res, NULL, 0), 0);
-    assert_int_equal(p.calls, 5);
-    assert_int_equal(p.steps, 5);
-    assert_int_equal(p.previews, 2); /* steps 2 and 4 */
+    assert_int_equal(p.calls, 6);
+    assert_int_equal(p.steps, 6);
+    assert_int_equal(p.previews, 2); /* steps 2 and 4; none with the last */
     assert_int_equal(lf_fake_model_stats(f->model)->preview_calls, 2);
     lf_pipeline_result_clear(&res);
 }
