@@ -72,6 +72,10 @@ static int s_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
 {
     s_fake_t *f = (s_fake_t *)self;
     if (f->stats.denoise_calls < LF_FAKE_MAX_CALLS) f->stats.denoise_batch[f->stats.denoise_calls] = batch;
+    if (f->stats.denoise_calls == 0) {
+        f->stats.first_t = t[0];
+        f->stats.first_x0 = x[0];
+    }
     f->stats.denoise_calls++;
     f->stats.cond_len = cond_len;
     if (f->stats.fail_denoise_at == f->stats.denoise_calls) return LF_EIO;

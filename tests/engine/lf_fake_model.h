@@ -26,6 +26,7 @@ typedef struct {
     int denoise_calls;
     int denoise_batch[LF_FAKE_MAX_CALLS];    /* batch per denoise call */
     int cond_len;                            /* of the last denoise call */
+    float first_t, first_x0;                 /* t[0] and x[0] of the first denoise call */
     int vae_decode_calls, vae_encode_calls, preview_calls;
     int fail_denoise_at;                     /* set by tests: 1-based call that returns LF_EIO */
 } lf_fake_model_stats_t;

@@ -2,6 +2,7 @@
  * batching, cfg == 1, seeds per batch image, cancel, progress and previews,
  * img2img step counts, the parameters chunk, errors. The CLIP merges come
  * from the reference data (skipped when absent). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +96,29 @@ static void test_cfg_one_batch(void **state)
     assert_int_equal(st->vae_decode_calls, 3);
     assert_int_equal(st->clip_skip, 1);
     lf_pipeline_result_clear(&res);
+}
+
+/* The k-diffusion eps wrapper's input: x = noise * sigma_max from the seed's
+ * generator, scaled by c_in = 1/sqrt(sigma^2 + 1), at t = sigma_to_t = 999;
+ * img2img starts at the tail's first sigma. */
+static void test_denoiser_input(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) skip();
+    lf_fake_model_stats_t *st = lf_fake_model_stats(f->model);
+    lf_pipeline_request_t req = s_req();
+    req.seed = 42;
+    lf_pipeline_result_t res = {0};
+    assert_int_equal(lf_pipeline_run(&f->ctx, &req, NULL, &res, NULL, 0), 0);
+    lf_pipeline_result_clear(&res);
+    lf_rng_t rng;
+    lf_rng_init(&rng, LF_RNG_TORCH_CPU, 42);
+    float *noise = malloc(4 * 6 * 8 * sizeof *noise);
+    lf_rng_randn(&rng, noise, 4 * 6 * 8);
+    double smax = 14.614642143249512, cin = 1.0 / sqrt(smax * smax + 1.0);
+    assert_float_equal(st->first_t, 999.0, 1e-3);
+    assert_float_equal(st->first_x0, noise[0] * smax * cin, 1e-4);
+    free(noise);
 }
 
 static void test_cfg1_skips_uncond(void **state)
@@ -401,6 +425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cfg_one_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cfg1_skips_uncond, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_denoiser_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_negative_padded_to_prompt_chunks, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_seeds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_progress_and_previews, s_setup, s_teardown),
