@@ -11,8 +11,10 @@
  * Conventions (all chosen to reproduce A1111 for the same settings):
  *  - Prompts: A1111 syntax (lf_prompt), 75-token chunks, comma backtrack 20.
  *    When the prompt and negative prompt have different chunk counts the
- *    shorter one is padded with chunks of the empty prompt "" (A1111's
- *    pad_cond_uncond, which pads with the encoded empty prompt).
+ *    shorter one is padded with chunks of the empty prompt "", as A1111
+ *    does with its "pad prompt/negative prompt" option (pad_cond_uncond).
+ *    Without that option A1111 would run the two lengths in separate
+ *    passes; padding always is what keeps cond and uncond in one batch.
  *  - Classifier-free guidance: cond and uncond go through the denoiser in
  *    ONE batch of 2B (the B conds first, then the B unconds, as A1111), and
  *    denoised = uncond + cfg * (cond - uncond). cfg == 1 skips the negative
