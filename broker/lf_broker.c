@@ -25,6 +25,7 @@
 #define S_POLL_MS 100          /* dispatch poll for jobs queued elsewhere */
 #define S_RETRY_MAX 4096       /* worker answers kept while Redis is away */
 #define S_CACHE_MS 100         /* candidate cache lifetime */
+#define S_SCAN_MAX 1024        /* queue entries looked at per priority per refresh */
 #define S_BEAT_SLICES 10       /* heartbeats go out spread over this many ticks */
 
 typedef enum { W_IDLE = 0, W_BUSY } s_wstate_t;
@@ -249,6 +250,7 @@ static s_worker_t *s_worker_get(lf_broker_t *self, zframe_t *ident, const char *
         w->last_sent = s_mono() - (int64_t)(h % (uint32_t)self->opts.heartbeat_ms);
         zhashx_insert(self->workers, w->id, w);
         self->stats.workers_joined++;
+        self->cache_at = 0; /* the cache was filtered for the other workers */
         lf_info("worker %s joined", w->id);
     }
     if (!w) return NULL;
@@ -510,21 +512,42 @@ static void s_on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payl
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
-/* Refill the candidate cache from Redis. */
+/* Refill the candidate cache from Redis: only jobs some idle worker can
+ * run (so a run of jobs for a model nobody has cannot hide the rest). */
 static int s_cache_refresh(lf_broker_t *self) {
     size_t per = self->n_idle * 4;
     if (per < 16) per = 16;
     if (per > S_PEEK_MAX) per = S_PEEK_MAX;
+    zhashx_t *set = zhashx_new();
+    uint64_t maxpx = 0;
+    bool unlimited = false;
+    for (size_t i = 0; set && i < self->n_idle; i++) {
+        s_worker_t *w = self->idle[i];
+        for (size_t k = 0; w->models && k < w->caps.n_models; k++)
+            if (w->models[k]) zhashx_insert(set, w->models[k], (void *)w->models[k]);
+        if (!w->caps.max_pixels) unlimited = true;
+        if (w->caps.max_pixels > maxpx) maxpx = w->caps.max_pixels;
+    }
+    size_t nm = set ? zhashx_size(set) : 0;
+    const char **models = calloc(nm ? nm : 1, sizeof *models);
+    size_t k = 0;
+    for (const char *m = set ? zhashx_first(set) : NULL; m && models; m = zhashx_next(set))
+        models[k++] = m;
     size_t n = 0;
-    int rc = lf_store_peek(self->store, per, self->cache, 3 * S_PEEK_MAX, &n);
+    bool complete[3] = {false, false, false};
+    int rc = models && nm ? lf_store_peek_for(self->store, models, nm, unlimited ? 0 : maxpx, per,
+                                              S_SCAN_MAX, self->cache, 3 * S_PEEK_MAX, &n,
+                                              complete)
+                          : LF_ENOMEM;
+    if (nm == 0 && models) rc = 0, n = 0, complete[0] = complete[1] = complete[2] = true;
+    free(models);
+    zhashx_destroy(&set);
     if (rc) {
         self->n_cache = 0;
         self->cache_at = 0;
         return rc;
     }
-    size_t count[LF_PRIO__COUNT] = {0};
-    for (size_t i = 0; i < n; i++) count[self->cache[i].priority]++;
-    for (int p = 0; p < LF_PRIO__COUNT; p++) self->complete[p] = count[p] < per;
+    for (int p = 0; p < LF_PRIO__COUNT; p++) self->complete[p] = complete[p];
     self->n_cache = n;
     self->cache_at = s_mono();
     return 0;

@@ -20,7 +20,7 @@
 #define S_BACKOFF_MAX_MS 2000
 
 static const char *const s_sources[LF__S__COUNT] = {
-    [LF__S_SUBMIT] = S_LUA_SUBMIT,     [LF__S_PEEK] = S_LUA_PEEK,
+    [LF__S_SUBMIT] = S_LUA_SUBMIT,     [LF__S_PEEK] = S_LUA_PEEK,         [LF__S_PEEK_FOR] = S_LUA_PEEK_FOR,
     [LF__S_CLAIM] = S_LUA_CLAIM,       [LF__S_ADOPT] = S_LUA_ADOPT,
     [LF__S_RENEW] = S_LUA_RENEW,       [LF__S_PROGRESS] = S_LUA_PROGRESS,
     [LF__S_COMPLETE] = S_LUA_COMPLETE, [LF__S_FAIL] = S_LUA_FAIL,

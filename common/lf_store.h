@@ -217,6 +217,15 @@ typedef struct {
 int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, size_t cap,
                   size_t *n);
 
+/* Like lf_store_peek, but only jobs whose model is one of `models` (n = 0:
+ * any) and whose pixels are <= max_pixels (0: any), scanning at most `scan`
+ * entries per priority, so runnable jobs are found behind a run of jobs no
+ * idle worker can take. complete[p] (may be NULL) is set true when the scan
+ * reached the end of priority p's queue. */
+int lf_store_peek_for(lf_store_t *self, const char *const *models, size_t n_models,
+                      uint64_t max_pixels, size_t per_prio, size_t scan,
+                      lf_store_candidate_t *out, size_t cap, size_t *n, bool complete[3]);
+
 typedef struct {
     const char *job_id;
     const char *worker_id;

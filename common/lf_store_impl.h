@@ -11,6 +11,7 @@
 typedef enum {
     LF__S_SUBMIT = 0,
     LF__S_PEEK,
+    LF__S_PEEK_FOR,
     LF__S_CLAIM,
     LF__S_ADOPT,
     LF__S_RENEW,

@@ -95,6 +95,9 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
 
 /* ---- peek and claim ------------------------------------------------------- */
 
+static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
+                           size_t cap);
+
 int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, size_t cap,
                   size_t *n) {
     if (!self || !n || (!out && cap)) return LF_EINVAL;
@@ -106,8 +109,17 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
     redisReply *r = lf__eval(self, &a, &rc);
     lf__args_free(&a);
     if (!r) return rc;
+    size_t k = s_candidates(r, 0, out, cap);
+    freeReplyObject(r);
+    *n = k;
+    return 0;
+}
+
+static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
+                           size_t cap) {
     size_t k = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 5 < r->elements && k < cap; i += 6) {
+    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 5 < r->elements && k < cap;
+         i += 6) {
         lf_store_candidate_t *c = &out[k++];
         lf__rcopy(r->element[i], c->id, sizeof c->id);
         long long pr = lf__rint(r->element[i + 1]);
@@ -117,8 +129,32 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
         c->created_ms = lf__rint(r->element[i + 4]);
         c->seq = lf__rint(r->element[i + 5]);
     }
+    return k;
+}
+
+int lf_store_peek_for(lf_store_t *self, const char *const *models, size_t n_models,
+                      uint64_t max_pixels, size_t per_prio, size_t scan,
+                      lf_store_candidate_t *out, size_t cap, size_t *n, bool complete[3]) {
+    if (!self || !n || (!out && cap) || (n_models && !models)) return LF_EINVAL;
+    *n = 0;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_PEEK_FOR, lf__now_ms(), 3 + n_models);
+    if (rc) return rc;
+    lf__args_i64(&a, (int64_t)per_prio);
+    lf__args_i64(&a, (int64_t)(scan ? scan : per_prio));
+    lf__args_i64(&a, (int64_t)max_pixels);
+    for (size_t i = 0; i < n_models; i++) lf__args_str(&a, models[i]);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+        freeReplyObject(r);
+        return LF_EREDIS;
+    }
+    if (complete)
+        for (int i = 0; i < 3; i++) complete[i] = lf__rint(r->element[i]) != 0;
+    *n = s_candidates(r, 3, out, cap);
     freeReplyObject(r);
-    *n = k;
     return 0;
 }
 

@@ -130,6 +130,37 @@
     "end\n"                                                                                       \
     "return out\n"
 
+/* Like PEEK, but only jobs some idle worker could run: ARGV 8 n per
+ * priority, 9 entries scanned at most per priority, 10 max pixels (0 = any),
+ * 11.. model names (none = any). -> {complete high, normal, low, then
+ * {id, prio index, model, pixels, created, seq}*}; complete = 1 when the
+ * scan reached the end of that queue. */
+#define S_LUA_PEEK_FOR                                                                            \
+    S_PRELUDE                                                                                     \
+    "local per=tonumber(ARGV[8]) local scan=tonumber(ARGV[9]) local maxpx=tonumber(ARGV[10])\n"   \
+    "local ok={} local any=#ARGV<11\n"                                                            \
+    "for i=11,#ARGV do ok[ARGV[i]]=true end\n"                                                    \
+    "local out={0,0,0}\n"                                                                         \
+    "for i,pr in ipairs({'high','normal','low'}) do\n"                                            \
+    "  local q=P..'q:'..pr local got=0 local pos=0 local complete=0\n"                            \
+    "  while got<per and pos<scan do\n"                                                           \
+    "    local ids=redis.call('ZRANGE',q,pos,pos+63,'WITHSCORES')\n"                              \
+    "    for j=1,#ids,2 do\n"                                                                     \
+    "      if got>=per then break end\n"                                                          \
+    "      local id=ids[j]\n"                                                                     \
+    "      local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms')\n"             \
+    "      if f[1] and (any or ok[f[1]]) and (maxpx==0 or (tonumber(f[2]) or 0)<=maxpx) then\n"  \
+    "        out[#out+1]=id out[#out+1]=i-1 out[#out+1]=f[1] out[#out+1]=f[2]\n"                  \
+    "        out[#out+1]=f[3] out[#out+1]=ids[j+1] got=got+1\n"                                   \
+    "      end\n"                                                                                 \
+    "    end\n"                                                                                   \
+    "    if #ids<128 and got<per then complete=1 break end\n"                                     \
+    "    pos=pos+64\n"                                                                            \
+    "  end\n"                                                                                     \
+    "  out[i]=complete\n"                                                                         \
+    "end\n"                                                                                       \
+    "return out\n"
+
 /* ARGV 8 id, 9 worker, 10 broker
  * -> {0, attempt, params, init bytes, queue wait ms, prio} | {code} */
 #define S_LUA_CLAIM                                                                               \

@@ -245,6 +245,39 @@ static void test_fifo_priority(void **state) {
     assert_int_equal(st.running, 1);
 }
 
+/* A run of jobs nobody idle can take does not hide the ones behind it. */
+static void test_peek_for(void **state) {
+    lf_store_t *s = *state;
+    int64_t now = s_now();
+    char ids[80][40], big[40], last[40];
+    for (int i = 0; i < 80; i++) s_submit(s, "other", LF_PRIO_NORMAL, NULL, 0, 0, now, ids[i]);
+    lf_job_params_t p = s_params("m1", 4096, 4096);
+    lf_store_submit_t j = {.params = &p, .priority = LF_PRIO_NORMAL};
+    lf_store_submitted_t o;
+    assert_int_equal(lf_store_submit(s, &j, 1, now, &o), 0);
+    strcpy(big, o.id);
+    s_submit(s, "m1", LF_PRIO_NORMAL, NULL, 0, 0, now, last);
+    const char *models[] = {"m1"};
+    lf_store_candidate_t c[8];
+    size_t n;
+    bool complete[3];
+    assert_int_equal(lf_store_peek_for(s, models, 1, 1 << 20, 4, 1024, c, 8, &n, complete), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].id, last);
+    assert_true(complete[0] && complete[1] && complete[2]);
+    assert_int_equal(lf_store_peek_for(s, models, 1, 0, 4, 1024, c, 8, &n, complete), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(c[0].id, big);
+    assert_int_equal(lf_store_peek_for(s, models, 1, 0, 1, 1024, c, 8, &n, complete), 0);
+    assert_int_equal(n, 1);
+    assert_false(complete[1]); /* stopped at `per` */
+    assert_int_equal(lf_store_peek_for(s, models, 1, 0, 4, 64, c, 8, &n, complete), 0);
+    assert_int_equal(n, 0);
+    assert_false(complete[1]); /* stopped at `scan` */
+    assert_int_equal(lf_store_peek_for(s, NULL, 0, 0, 100, 1024, c, 8, &n, complete), 0);
+    assert_int_equal(n, 8); /* any model; capped by cap */
+}
+
 static void test_idempotency(void **state) {
     lf_store_t *s = *state;
     int64_t now = s_now();
@@ -747,6 +780,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_submit_claim_complete),
         T(test_fifo_priority),
+        T(test_peek_for),
         T(test_idempotency),
         T(test_lease_expiry_requeue_dead_letter),
         T(test_requeue_refund_and_fail),
