@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +102,12 @@ static int s_vae_map(lf_keymap_t *km, const lf_weights_t *w) {
     return lf_keymap_probe(km);
 }
 
-static int s_err(char *err, size_t errlen, int rc, const char *fmt, const char *a) {
-    if (errlen) snprintf(err, errlen, fmt, a);
+__attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen, int rc,
+                                                      const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
     return rc;
 }
 
@@ -191,9 +196,12 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     }
     if (!rc) {
         m->desc.family = s_family_of(wu);
-        if (m->desc.family != LF_FAMILY_SD15)
-            rc = s_err(err, errlen, LF_EUNSUPPORTED, "%s: not an SD1.x/2.x checkpoint (family %s)",
-                       lf_family_name(m->desc.family) ? path : path);
+        if (m->desc.family != LF_FAMILY_SD15) {
+            if (errlen)
+                snprintf(err, errlen, "%s: family %s is not supported yet (SD1.x/2.x UNets only)",
+                         path, lf_family_name(m->desc.family));
+            rc = LF_EUNSUPPORTED;
+        }
     }
     if (!rc && opts->vae_path) {
         rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
