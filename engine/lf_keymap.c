@@ -63,7 +63,8 @@ static int s_res(const char *rest, char *out, size_t len) {
     for (size_t i = 0; i < sizeof s_unet_res / sizeof s_unet_res[0]; i++) {
         size_t l = strlen(s_unet_res[i][0]);
         if (strncmp(rest, s_unet_res[i][0], l) == 0)
-            return snprintf(out, len, "%s%s", s_unet_res[i][1], rest + l) < (int)len ? 0 : LF_ETOOBIG;
+            return snprintf(out, len, "%s%s", s_unet_res[i][1], rest + l) < (int)len ? 0
+                                                                                     : LF_ETOOBIG;
     }
     return LF_ENOTFOUND;
 }
@@ -86,14 +87,19 @@ static int s_unet(const lf_keymap_t *km, const char *n, char *o, size_t len) {
     }
     if (sscanf(n, "down_blocks.%d.resnets.%d.%n", &a, &b, &k) == 2 && k) {
         if (s_res(n + k, rr, sizeof rr)) return LF_ENOTFOUND;
-        return snprintf(o, len, "input_blocks.%d.0.%s", 1 + a * lp + b, rr) < (int)len ? 0 : LF_ETOOBIG;
+        return snprintf(o, len, "input_blocks.%d.0.%s", 1 + a * lp + b, rr) < (int)len ? 0
+                                                                                       : LF_ETOOBIG;
     }
     k = 0;
     if (sscanf(n, "down_blocks.%d.attentions.%d.%n", &a, &b, &k) == 2 && k)
-        return snprintf(o, len, "input_blocks.%d.1.%s", 1 + a * lp + b, n + k) < (int)len ? 0 : LF_ETOOBIG;
+        return snprintf(o, len, "input_blocks.%d.1.%s", 1 + a * lp + b, n + k) < (int)len
+                   ? 0
+                   : LF_ETOOBIG;
     k = 0;
     if (sscanf(n, "down_blocks.%d.downsamplers.0.conv.%n", &a, &k) == 1 && k)
-        return snprintf(o, len, "input_blocks.%d.0.op.%s", (a + 1) * lp, n + k) < (int)len ? 0 : LF_ETOOBIG;
+        return snprintf(o, len, "input_blocks.%d.0.op.%s", (a + 1) * lp, n + k) < (int)len
+                   ? 0
+                   : LF_ETOOBIG;
     k = 0;
     if (sscanf(n, "mid_block.resnets.%d.%n", &a, &k) == 1 && k) {
         if (s_res(n + k, rr, sizeof rr)) return LF_ENOTFOUND;
@@ -105,15 +111,18 @@ static int s_unet(const lf_keymap_t *km, const char *n, char *o, size_t len) {
     k = 0;
     if (sscanf(n, "up_blocks.%d.resnets.%d.%n", &a, &b, &k) == 2 && k) {
         if (s_res(n + k, rr, sizeof rr)) return LF_ENOTFOUND;
-        return snprintf(o, len, "output_blocks.%d.0.%s", a * lp + b, rr) < (int)len ? 0 : LF_ETOOBIG;
+        return snprintf(o, len, "output_blocks.%d.0.%s", a * lp + b, rr) < (int)len ? 0
+                                                                                    : LF_ETOOBIG;
     }
     k = 0;
     if (sscanf(n, "up_blocks.%d.attentions.%d.%n", &a, &b, &k) == 2 && k)
-        return snprintf(o, len, "output_blocks.%d.1.%s", a * lp + b, n + k) < (int)len ? 0 : LF_ETOOBIG;
+        return snprintf(o, len, "output_blocks.%d.1.%s", a * lp + b, n + k) < (int)len ? 0
+                                                                                       : LF_ETOOBIG;
     k = 0;
     if (sscanf(n, "up_blocks.%d.upsamplers.0.conv.%n", &a, &k) == 1 && k) {
         c = (km->up_attn >> a) & 1 ? 2 : 1;
-        return snprintf(o, len, "output_blocks.%d.%d.conv.%s", a * lp + km->layers, c, n + k) < (int)len
+        return snprintf(o, len, "output_blocks.%d.%d.conv.%s", a * lp + km->layers, c, n + k) <
+                       (int)len
                    ? 0
                    : LF_ETOOBIG;
     }
@@ -180,7 +189,9 @@ int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t le
     char tmp[256];
     int rc = 0;
     switch (km->kind) {
-    case LF_KEYMAP_DIFFUSERS: rc = snprintf(tmp, sizeof tmp, "%s", name) < (int)sizeof tmp ? 0 : LF_ETOOBIG; break;
+    case LF_KEYMAP_DIFFUSERS:
+        rc = snprintf(tmp, sizeof tmp, "%s", name) < (int)sizeof tmp ? 0 : LF_ETOOBIG;
+        break;
     case LF_KEYMAP_LDM_UNET: rc = s_unet(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_LDM_VAE: rc = s_vae(km, name, tmp, sizeof tmp); break;
     }

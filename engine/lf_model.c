@@ -135,7 +135,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         /* diffusers folder */
         const char *uf[] = {"unet/diffusion_pytorch_model.safetensors",
                             "unet/diffusion_pytorch_model.fp16.safetensors"};
-        const char *tf[] = {"text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors"};
+        const char *tf[] = {"text_encoder/model.safetensors",
+                            "text_encoder/model.fp16.safetensors"};
         const char *vf[] = {"vae/diffusion_pytorch_model.safetensors",
                             "vae/diffusion_pytorch_model.fp16.safetensors"};
         const char **lists[3] = {uf, tf, vf};
@@ -188,8 +189,9 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
                                   ? "cond_stage_model.transformer.text_model."
                                   : "cond_stage_model.transformer.");
             if (!lf_keymap_has_prefix(wu, "model.diffusion_model."))
-                rc = s_err(err, errlen, LF_EFORMAT,
-                           "%s: no UNet tensors (model.diffusion_model.*) in this checkpoint", path);
+                rc =
+                    s_err(err, errlen, LF_EFORMAT,
+                          "%s: no UNet tensors (model.diffusion_model.*) in this checkpoint", path);
             if (!rc && lf_keymap_probe(&ku))
                 rc = s_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised", path);
         }
@@ -206,7 +208,9 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     if (!rc && opts->vae_path) {
         rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
         if (!rc) {
-            if (s_vae_map(&kv, wov)) rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
+            if (s_vae_map(&kv, wov))
+                rc =
+                    s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
             /* The VAE file's own config (lf.config "vae"), else defaults. */
             const char *ms = lf_weights_metadata(wov, "lf.config");
             json_error_t je;
@@ -214,13 +218,15 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             jv = vmeta ? json_object_get(vmeta, "vae") : NULL;
         }
     } else if (!rc && !wv) {
-        if (s_vae_map(&kv, wu)) rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
+        if (s_vae_map(&kv, wu))
+            rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;
     if (!rc) rc = lf_unet_new(&m->unet, &ku, ju, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_clip_new(&m->clip, &kt, jt, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, type, "vae.", err, errlen);
-    if (!rc && opts->taesd_path) rc = lf_taesd_new(&m->taesd, opts->taesd_path, m->be, m->pool, err, errlen);
+    if (!rc && opts->taesd_path)
+        rc = lf_taesd_new(&m->taesd, opts->taesd_path, m->be, m->pool, err, errlen);
     if (!rc) {
         lf_model_desc_t *d = &m->desc;
         const lf_unet_config_t *uc = lf_unet_config(m->unet);
@@ -228,7 +234,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         d->prediction = opts->prediction;
         const json_t *pt = cs ? json_object_get(cs, "prediction_type") : NULL;
         if (json_is_string(pt))
-            d->prediction = strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;
+            d->prediction =
+                strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;
         d->latent_channels = uc->in_ch;
         d->vae_scale = lf_vae_scale(m->vae);
         d->scaling_factor = vc->scaling_factor;
@@ -251,7 +258,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     lf_weights_destroy(&wt);
     lf_weights_destroy(&wv);
     lf_weights_destroy(&wov);
-    json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(cv), json_decref(cs);
+    json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(cv),
+        json_decref(cs);
     if (rc) {
         lf_model_destroy(&m);
         return rc;
@@ -326,7 +334,8 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
         if (rc) return rc;
         const size_t plane = (size_t)h * s * w * s;
         for (size_t i = 0; i < plane; i++)
-            for (int c = 0; c < 3; c++) rgb[i * 3 + c] = s_u8(self->tmp[c * plane + i] * 2.0f - 1.0f);
+            for (int c = 0; c < 3; c++)
+                rgb[i * 3 + c] = s_u8(self->tmp[c * plane + i] * 2.0f - 1.0f);
         if (out_w) *out_w = w * s;
         if (out_h) *out_h = h * s;
         return 0;

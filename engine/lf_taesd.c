@@ -69,7 +69,8 @@ int lf_taesd_new(lf_taesd_t **out, const char *path, lf_backend_t *be, lf_pool_t
     lf_keymap_loader_t ld = {.km = &km, .pool = pool, .pool_prefix = "taesd.", .type = 0,
                              .err = err, .errlen = errlen};
     if (top < 2) {
-        if (errlen) snprintf(err, errlen, "%s: not a TAESD decoder (no N.weight / N.conv.0.weight)", path);
+        if (errlen)
+            snprintf(err, errlen, "%s: not a TAESD decoder (no N.weight / N.conv.0.weight)", path);
         ld.rc = LF_EFORMAT;
     }
     int ups = 0;
@@ -81,7 +82,8 @@ int lf_taesd_new(lf_taesd_t **out, const char *path, lf_backend_t *be, lf_pool_t
         if (k >= 0 && lf_keymap_find(&km, n)) {
             L->kind = L_BLOCK;
             for (int j = 0; j < 3; j++) {
-                L->cw[j] = lf_keymap_load(&ld, 4, LF__SHAPE(-1, -1, 3, 3), "%d.conv.%d.weight", k, 2 * j);
+                L->cw[j] =
+                    lf_keymap_load(&ld, 4, LF__SHAPE(-1, -1, 3, 3), "%d.conv.%d.weight", k, 2 * j);
                 L->cb[j] = lf_keymap_load(&ld, 1, LF__SHAPE(-1), "%d.conv.%d.bias", k, 2 * j);
             }
             L->skip = lf_keymap_load_opt(&ld, 4, LF__SHAPE(-1, -1, 1, 1), "%d.skip.weight", k);
@@ -127,7 +129,9 @@ void lf_taesd_destroy(lf_taesd_t **self_p) {
 int lf_taesd_latent_channels(const lf_taesd_t *self) { return self->latent_ch; }
 int lf_taesd_scale(const lf_taesd_t *self) { return self->scale; }
 
-static lf_tensor_t *s_relu(lf_graph_t *g, lf_tensor_t *x) { return lf_graph_clamp(g, x, 0.0f, FLT_MAX); }
+static lf_tensor_t *s_relu(lf_graph_t *g, lf_tensor_t *x) {
+    return lf_graph_clamp(g, x, 0.0f, FLT_MAX);
+}
 
 static int s_build(lf_taesd_t *t) {
     lf_graph_t *g = t->g = lf_graph_new(t->be);

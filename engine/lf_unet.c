@@ -197,10 +197,12 @@ static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cf
         return s_fail(err, errlen, km, "UNet layout not recognised (levels/resnets per block)");
     c->levels = L;
     const lf_tensor_info_t *t = lf_keymap_find(km, "conv_in.weight");
-    if (!t || t->ndim != 4) return s_fail(err, errlen, km, "UNet conv_in.weight missing or not 4-D");
+    if (!t || t->ndim != 4)
+        return s_fail(err, errlen, km, "UNet conv_in.weight missing or not 4-D");
     c->in_ch = (int)t->shape[1];
     t = lf_keymap_find(km, "conv_out.weight");
-    if (!t || t->ndim != 4) return s_fail(err, errlen, km, "UNet conv_out.weight missing or not 4-D");
+    if (!t || t->ndim != 4)
+        return s_fail(err, errlen, km, "UNet conv_out.weight missing or not 4-D");
     c->out_ch = (int)t->shape[0];
     t = lf_keymap_find(km, "time_embedding.linear_1.weight");
     if (!t || t->ndim != 2) return s_fail(err, errlen, km, "UNet time_embedding missing");
@@ -211,7 +213,8 @@ static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cf
         snprintf(n, sizeof n, "down_blocks.%d.resnets.0.conv1.weight", l);
         t = lf_keymap_find(km, n);
         if (!t || t->ndim != 4) {
-            if (errlen) snprintf(err, errlen, "%s: missing UNet tensor for %s", lf_weights_path(km->w), n);
+            if (errlen)
+                snprintf(err, errlen, "%s: missing UNet tensor for %s", lf_weights_path(km->w), n);
             return LF_ENOTFOUND;
         }
         c->ch[l] = (int)t->shape[0];
@@ -223,7 +226,8 @@ static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cf
         int h = lf__json_int(cfg, "attention_head_dim", l, 8);
         c->heads[l] = lf__json_int(cfg, "num_attention_heads", l, h);
         if (c->attn[l] && c->ctx_dim < 0) {
-            snprintf(n, sizeof n, "down_blocks.%d.attentions.0.transformer_blocks.0.attn2.to_k.weight", l);
+            snprintf(n, sizeof n,
+                     "down_blocks.%d.attentions.0.transformer_blocks.0.attn2.to_k.weight", l);
             t = lf_keymap_find(km, n);
             if (t && t->ndim == 2) c->ctx_dim = (int)t->shape[1];
             snprintf(n, sizeof n, "down_blocks.%d.attentions.0.proj_in.weight", l);
@@ -282,13 +286,16 @@ int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf
             }
         }
         if (l < L - 1) {
-            u->dsw[l] = lf_keymap_load(&ld, 4, S(cin, cin, 3, 3), "down_blocks.%d.downsamplers.0.conv.weight", l);
-            u->dsb[l] = lf_keymap_load(&ld, 1, S(cin), "down_blocks.%d.downsamplers.0.conv.bias", l);
+            u->dsw[l] = lf_keymap_load(&ld, 4, S(cin, cin, 3, 3),
+                                       "down_blocks.%d.downsamplers.0.conv.weight", l);
+            u->dsb[l] =
+                lf_keymap_load(&ld, 1, S(cin), "down_blocks.%d.downsamplers.0.conv.bias", l);
         }
     }
     const int Cm = c->ch[L - 1];
     s_load_res(&ld, &u->mid[0], Cm, Cm, T, "mid_block.resnets.0");
-    if (c->mid_attn) s_load_attn(&ld, c, &u->mattn, Cm, c->mid_attn, c->mid_heads, "mid_block.attentions.0");
+    if (c->mid_attn)
+        s_load_attn(&ld, c, &u->mattn, Cm, c->mid_attn, c->mid_heads, "mid_block.attentions.0");
     s_load_res(&ld, &u->mid[1], Cm, Cm, T, "mid_block.resnets.1");
     /* Skip channels, in push order: conv_in, then each down resnet/downsample. */
     int skips[64], ns = 0;
@@ -311,7 +318,8 @@ int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf
             }
         }
         if (i < L - 1) {
-            u->usw[i] = lf_keymap_load(&ld, 4, S(Co, Co, 3, 3), "up_blocks.%d.upsamplers.0.conv.weight", i);
+            u->usw[i] =
+                lf_keymap_load(&ld, 4, S(Co, Co, 3, 3), "up_blocks.%d.upsamplers.0.conv.weight", i);
             u->usb[i] = lf_keymap_load(&ld, 1, S(Co), "up_blocks.%d.upsamplers.0.conv.bias", i);
         }
     }
@@ -408,7 +416,8 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
     const int L = c->levels;
     e->x = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->in_ch, e->batch);
     e->t = lf_graph_input(g, LF_TYPE_F32, e->batch, 1, 1, 1);
-    e->ctx = lf_graph_input(g, LF_TYPE_F32, c->ctx_dim > 0 ? c->ctx_dim : 1, e->ctx_len, e->batch, 1);
+    e->ctx =
+        lf_graph_input(g, LF_TYPE_F32, c->ctx_dim > 0 ? c->ctx_dim : 1, e->ctx_len, e->batch, 1);
     lf_tensor_t *temb = lf_graph_timestep_embed(g, e->t, c->temb_in, 10000.0f, c->flip_sin_to_cos,
                                                 c->freq_shift);
     if (temb) temb = lf__nn_reshape(g, temb, temb->ne[0], e->batch, 1, 1);
@@ -460,7 +469,8 @@ int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, co
     s_cache_t *e = NULL, *victim = &self->cache[0];
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];
-        if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len) e = ci;
+        if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len)
+            e = ci;
         if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
     }
     if (!e) {

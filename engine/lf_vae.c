@@ -105,7 +105,8 @@ static int s_config(lf_vae_config_t *c, const lf_keymap_t *km, const json_t *cfg
         snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.0.conv1.weight", L - 1 - i);
         const lf_tensor_info_t *r = lf_keymap_find(km, n);
         if (!r || r->ndim != 4) {
-            if (errlen) snprintf(err, errlen, "%s: missing VAE tensor for %s", lf_weights_path(km->w), n);
+            if (errlen)
+                snprintf(err, errlen, "%s: missing VAE tensor for %s", lf_weights_path(km->w), n);
             return LF_ENOTFOUND;
         }
         c->ch[i] = (int)r->shape[0];
@@ -155,8 +156,10 @@ int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_b
             prev = Co;
         }
         if (i < L - 1) {
-            d->sw[i] = lf_keymap_load(&ld, 4, S(Co, Co, 3, 3), "decoder.up_blocks.%d.upsamplers.0.conv.weight", i);
-            d->sb[i] = lf_keymap_load(&ld, 1, S(Co), "decoder.up_blocks.%d.upsamplers.0.conv.bias", i);
+            d->sw[i] = lf_keymap_load(&ld, 4, S(Co, Co, 3, 3),
+                                      "decoder.up_blocks.%d.upsamplers.0.conv.weight", i);
+            d->sb[i] =
+                lf_keymap_load(&ld, 1, S(Co), "decoder.up_blocks.%d.upsamplers.0.conv.bias", i);
         }
     }
     d->now = lf_keymap_load(&ld, 1, S(c->ch[0]), "decoder.conv_norm_out.weight");
@@ -175,8 +178,10 @@ int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_b
                 prev = c->ch[l];
             }
             if (l < L - 1) {
-                e->sw[l] = lf_keymap_load(&ld, 4, S(prev, prev, 3, 3), "encoder.down_blocks.%d.downsamplers.0.conv.weight", l);
-                e->sb[l] = lf_keymap_load(&ld, 1, S(prev), "encoder.down_blocks.%d.downsamplers.0.conv.bias", l);
+                e->sw[l] = lf_keymap_load(&ld, 4, S(prev, prev, 3, 3),
+                                          "encoder.down_blocks.%d.downsamplers.0.conv.weight", l);
+                e->sb[l] = lf_keymap_load(&ld, 1, S(prev),
+                                          "encoder.down_blocks.%d.downsamplers.0.conv.bias", l);
             }
         }
         s_load_res(&ld, &e->mid[0], Ct, Ct, "encoder.mid_block.resnets.0");
@@ -277,7 +282,8 @@ static int s_build_enc(lf_vae_t *v, s_cache_t *e) {
     lf_tensor_t *h = lf_graph_conv2d(g, e->in, d->ciw, d->cib, 1, 1);
     for (int l = 0; l < c->levels; l++) {
         for (int j = 0; j < c->layers; j++) h = s_resnet(g, G, &d->res[l][j], h);
-        if (l < c->levels - 1) h = lf_graph_conv2d(g, s_pad_right_bottom(g, h), d->sw[l], d->sb[l], 2, 0);
+        if (l < c->levels - 1)
+            h = lf_graph_conv2d(g, s_pad_right_bottom(g, h), d->sw[l], d->sb[l], 2, 0);
     }
     h = s_mid(g, G, d, h);
     h = lf_graph_group_norm(g, h, d->now, d->nob, G, 1e-6f, 1);
@@ -339,10 +345,12 @@ static int s_tiled(lf_vae_t *v, int enc, const float *in, int batch, int ci, int
     if ((h + tile_in) / (tile_in - ov) + 2 > 256 || (w + tile_in) / (tile_in - ov) + 2 > 256)
         return LF_EINVAL;
     int ny = s_starts(h, tile_in, ov, ys), nx = s_starts(w, tile_in, ov, xs);
-    const int to = tile_in * num / den, oh = h * num / den, ow = w * num / den, ovo = ov * num / den;
+    const int to = tile_in * num / den, oh = h * num / den, ow = w * num / den,
+              ovo = ov * num / den;
     size_t tin = (size_t)ci * tile_in * tile_in, tout = (size_t)co * to * to;
     float *bi = malloc(tin * sizeof *bi), *bo = malloc(tout * sizeof *bo);
-    float *acc = calloc((size_t)co * oh * ow, sizeof *acc), *wsum = calloc((size_t)oh * ow, sizeof *wsum);
+    float *acc = calloc((size_t)co * oh * ow, sizeof *acc),
+          *wsum = calloc((size_t)oh * ow, sizeof *wsum);
     int rc = (bi && bo && acc && wsum) ? 0 : LF_ENOMEM;
     for (int b = 0; b < batch && !rc; b++) {
         memset(acc, 0, (size_t)co * oh * ow * sizeof *acc);

@@ -37,7 +37,8 @@ const char *lf_weights_metadata(const lf_weights_t *self, const char *key);
  * converted to type (-1: as stored when f32/f16/bf16, else f32). Float
  * dtypes F64/F32/F16/BF16 only; more than 4 dims is refused. *out is
  * borrowed from the pool. ndim > 0 drops trailing sizes of 1 down to ndim
- * dims (a [C,C,1,1] conv kernel used as a [C,C] linear weight); 0, LF_EUNSUPPORTED, LF_ENOMEM (message in err). */
+ * dims (a [C,C,1,1] conv kernel used as a [C,C] linear weight); 0, LF_EUNSUPPORTED, LF_ENOMEM
+ * (message in err). */
 int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_pool_t *pool,
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
                       size_t errlen);

@@ -65,7 +65,8 @@ static lf_model_t *s_load(const char *rel, const lf_model_opts_t *o) {
 static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     char path[1024], err[256];
     lf_safetensors_t *ref = NULL;
-    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_rel), err, sizeof err), 0);
+    assert_int_equal(
+        lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_rel), err, sizeof err), 0);
     const lf_model_desc_t *d = lf_model_desc(m);
     assert_int_equal(d->family, LF_FAMILY_SD15);
     assert_int_equal(d->latent_channels, 4);
@@ -97,7 +98,8 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
     s_check("unet replay", o, want, n);
     /* Batch 1 (the second item alone) through a second cached graph. */
-    assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, o), 0);
+    assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, o),
+                     0);
     s_check("unet batch 1", o, want + n / 2, n / 2);
     free(x), free(t), free(ctx), free(want), free(o);
     /* VAE decode and encode. */
@@ -151,7 +153,10 @@ static void test_tiny_a_bf16_weights(void **state) {
     lf_model_t *m = s_load("models/tiny_a.safetensors", &o);
     char path[1024], err[256];
     lf_safetensors_t *ref = NULL;
-    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, "models/tiny_a_ref.safetensors"), err, sizeof err), 0);
+    assert_int_equal(lf_safetensors_open(
+                         &ref, lf_test_fixture(path, sizeof path, "models/tiny_a_ref.safetensors"),
+                         err, sizeof err),
+                     0);
     size_t n;
     float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
     float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
@@ -198,7 +203,10 @@ static void test_vae_override(void **state) {
 static void s_write_broken(const char *out, const char *drop, const char *reshape) {
     char path[1024], err[256];
     lf_safetensors_t *st = NULL;
-    assert_int_equal(lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"), err, sizeof err), 0);
+    assert_int_equal(
+        lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"),
+                            err, sizeof err),
+        0);
     size_t n = lf_safetensors_count(st), k = 0;
     lf_tensor_info_t *v = calloc(n, sizeof *v);
     for (size_t i = 0; i < n; i++) {
@@ -223,7 +231,10 @@ static void test_vae_standalone(void **state) {
     (void)state;
     char path[1024], err[256], tmp[] = "/tmp/lf_vae_XXXXXX";
     lf_safetensors_t *st = NULL;
-    assert_int_equal(lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"), err, sizeof err), 0);
+    assert_int_equal(
+        lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"),
+                            err, sizeof err),
+        0);
     size_t n = lf_safetensors_count(st), k = 0;
     lf_tensor_info_t *v = calloc(n, sizeof *v);
     const char *pre = "first_stage_model.";
@@ -251,7 +262,8 @@ static void test_errors(void **state) {
     (void)state;
     char err[512] = "", tmp[] = "/tmp/lf_model_XXXXXX";
     lf_model_t *m = NULL;
-    assert_int_not_equal(lf_model_load("/nonexistent/model.safetensors", NULL, &m, err, sizeof err), 0);
+    assert_int_not_equal(lf_model_load("/nonexistent/model.safetensors", NULL, &m, err, sizeof err),
+                         0);
     assert_non_null(strstr(err, "/nonexistent/model.safetensors"));
     assert_non_null(mkdtemp(tmp));
     char p[256];
@@ -301,12 +313,14 @@ static void test_tiling(void **state) {
     lf_model_t *m = s_load("models/tiny_a.safetensors", NULL);
     const int s = 2, C = 4, H = 12, W = 8;
     float *z = malloc(sizeof(float) * C * H * W), *crop = malloc(sizeof(float) * C * 8 * W);
-    float *full = malloc(sizeof(float) * 3 * H * s * W * s), *part = malloc(sizeof(float) * 3 * 8 * s * W * s);
+    float *full = malloc(sizeof(float) * 3 * H * s * W * s),
+          *part = malloc(sizeof(float) * 3 * 8 * s * W * s);
     for (int i = 0; i < C * H * W; i++) z[i] = sinf(0.37f * (float)i) * 1.5f;
     assert_int_equal(lf_model_vae_decode(m, z, 1, H, W, 8, full), 0);
     for (int k = 0; k < 2; k++) {
         const int y0 = k ? 4 : 0;
-        for (int c = 0; c < C; c++) memcpy(crop + c * 8 * W, z + (c * H + y0) * W, sizeof(float) * 8 * W);
+        for (int c = 0; c < C; c++)
+            memcpy(crop + c * 8 * W, z + (c * H + y0) * W, sizeof(float) * 8 * W);
         assert_int_equal(lf_model_vae_decode(m, crop, 1, 8, W, 0, part), 0);
         /* Rows only this tile covers: latent 0-3 (tile 0), 8-11 (tile 1). */
         const int r0 = k ? 8 : 0;
@@ -323,12 +337,15 @@ static void test_tiling(void **state) {
         assert_true(e / mx < 1e-5);
     }
     /* Encode: image 24x16 in tiles of 8 latent pixels (16 image pixels). */
-    float *img = malloc(sizeof(float) * 3 * H * s * W * s), *mean = malloc(sizeof(float) * C * H * W);
-    float *icrop = malloc(sizeof(float) * 3 * 8 * s * W * s), *mpart = malloc(sizeof(float) * C * 8 * W);
+    float *img = malloc(sizeof(float) * 3 * H * s * W * s),
+          *mean = malloc(sizeof(float) * C * H * W);
+    float *icrop = malloc(sizeof(float) * 3 * 8 * s * W * s),
+          *mpart = malloc(sizeof(float) * C * 8 * W);
     for (int i = 0; i < 3 * H * s * W * s; i++) img[i] = sinf(0.11f * (float)i);
     assert_int_equal(lf_model_vae_encode(m, img, 1, H * s, W * s, 8, mean), 0);
     for (int c = 0; c < 3; c++)
-        memcpy(icrop + c * 8 * s * W * s, img + (c * H * s + 4 * s) * W * s, sizeof(float) * 8 * s * W * s);
+        memcpy(icrop + c * 8 * s * W * s, img + (c * H * s + 4 * s) * W * s,
+               sizeof(float) * 8 * s * W * s);
     assert_int_equal(lf_model_vae_encode(m, icrop, 1, 8 * s, W * s, 0, mpart), 0);
     double e = 0, mx = 0;
     for (int c = 0; c < C; c++)

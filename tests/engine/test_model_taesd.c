@@ -43,7 +43,9 @@ static void s_compare(const char *weights, const char *ref_path, int latent_ch) 
     assert_int_equal(lf_taesd_latent_channels(t), latent_ch);
     assert_int_equal(lf_taesd_scale(t), 8);
     lf_safetensors_t *ref = NULL;
-    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_path), err, sizeof err), 0);
+    assert_int_equal(
+        lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_path), err, sizeof err),
+        0);
     size_t n;
     float *z = s_get(ref, "z", NULL), *want = s_get(ref, "rgb", &n);
     float *o = malloc(n * sizeof *o);
@@ -85,9 +87,11 @@ static void test_model_preview(void **state) {
     (void)state;
     char mp[1024], tp[1024], err[512] = "";
     lf_model_opts_t o = {.weight_type = -1,
-                         .taesd_path = lf_test_fixture(tp, sizeof tp, "models/taesd_tiny_sd.safetensors")};
+                         .taesd_path =
+                             lf_test_fixture(tp, sizeof tp, "models/taesd_tiny_sd.safetensors")};
     lf_model_t *m = NULL;
-    int rc = lf_model_load(lf_test_fixture(mp, sizeof mp, "models/tiny_a.safetensors"), &o, &m, err, sizeof err);
+    int rc = lf_model_load(lf_test_fixture(mp, sizeof mp, "models/tiny_a.safetensors"), &o, &m, err,
+                           sizeof err);
     if (rc) printf("%s\n", err);
     assert_int_equal(rc, 0);
     assert_true(lf_model_desc(m)->has_preview);
