@@ -178,7 +178,9 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             meta = json_loads(ms, 0, &je);
         }
         ju = meta ? json_object_get(meta, "unet") : NULL;
-        jt = meta ? json_object_get(meta, "text") : NULL;
+        /* tools/train writes "text_encoder"; "text" is accepted too. */
+        jt = meta ? json_object_get(meta, "text_encoder") : NULL;
+        if (!jt && meta) jt = json_object_get(meta, "text");
         jv = meta ? json_object_get(meta, "vae") : NULL;
         cs = meta ? json_incref(json_object_get(meta, "scheduler")) : NULL;
         if (!rc) {
@@ -233,6 +235,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         const lf_vae_config_t *vc = lf_vae_config(m->vae);
         d->prediction = opts->prediction;
         const json_t *pt = cs ? json_object_get(cs, "prediction_type") : NULL;
+        if (!json_is_string(pt) && meta) pt = json_object_get(meta, "prediction_type");
         if (json_is_string(pt))
             d->prediction =
                 strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;

@@ -200,7 +200,7 @@ def clean(conf):
 
 def lf_config(cfg, unet, vae, text):
     return json.dumps({"unet": clean(unet.config), "vae": clean(vae.config),
-                       "text": text.config.to_dict(),
+                       "text_encoder": text.config.to_dict(),  # key as tools/train writes it
                        "scheduler": {"prediction_type": cfg["prediction"]}}, default=list,
                       sort_keys=True)
 
