@@ -13,8 +13,13 @@
  *                     model, params (msgpack lf_job_params_t), created_ms,
  *                     started_ms, finished_ms, step, steps, code, message,
  *                     n_images, seeds, info (JSON), cancel (1 if requested),
- *                     idem, deadline_ms (queued TTL)
- *   q:{high,normal,low}  sorted set: job id scored by enqueue sequence (FIFO)
+ *                     idem, deadline_ms (queued TTL), pixels, seq, queued_ms
+ *                     (last enqueue), init (upload id), broker (owner);
+ *                     PEXPIREd at history age once finished
+ *   seq               string: INCR counter giving FIFO order
+ *   q:{high,normal,low}  sorted set: job id scored by enqueue sequence (FIFO;
+ *                     a requeued job keeps its place)
+ *   deadlines         sorted set: queued job id scored by its TTL deadline (ms)
  *   leases            sorted set: job id scored by lease expiry (ms)
  *   running           hash: job id -> worker id
  *   history           sorted set: job id scored by finish time (ms)
@@ -28,7 +33,12 @@
  *   upload:{id}       string: uploaded image bytes (TTL)
  *   upload:{id}:meta  hash: mime, width, height
  *   preset:{name}     string: JSON text;  presets  set of names
- *   stats:*           counters and latency histograms for /metrics
+ *   broker:{id}       string: a live broker (PX half a lease; standbys adopt
+ *                     the running jobs of a broker whose key is gone)
+ *   stats:counters    hash: submitted, done, failed, cancelled, requeued,
+ *                     timedout, dead
+ *   stats:hist:{queue_wait,run}  hash: bucket upper bound ms ("5".."300000",
+ *                     "inf") -> count, count, sum_ms (see lf_store_latency_get)
  *   options           hash: A1111 options (sd_model_checkpoint, ...)
  *
  * Threading: an lf_store_t holds one hiredis connection and is NOT thread
