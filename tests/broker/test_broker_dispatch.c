@@ -298,6 +298,29 @@ static void test_redis_restart(void **state) {
     tb_worker_close(&w);
 }
 
+/* A worker's RESULT that arrives while Redis is down is kept and stored
+ * once Redis is back: the job ends done, not requeued. */
+static void test_result_during_redis_outage(void **state) {
+    s_fix_t *f = *state;
+    tb_worker_t w;
+    tb_worker_open(&w, "w1", f->b.be, "m1", NULL, NULL);
+    char id[40];
+    assert_int_equal(tb_submit(&f->g, "m1", LF_PRIO_NORMAL, NULL, id, NULL), 0);
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, NULL), 0);
+    assert_int_equal(lf_testredis_kill(f->redis), 0);
+    tb_worker_result(&w, id);
+    tb_worker_idle(&w, 300);
+    assert_int_equal(lf_testredis_restart(f->redis), 0);
+    assert_int_equal(tb_sub_wait(f->sub, id, LF_EV_DONE, 5000, NULL), 0);
+    assert_int_equal(lf_store_reconnect(f->store), 0);
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(f->store, id, &v), 0);
+    assert_int_equal(v.status, LF_JOB_DONE);
+    assert_int_equal(v.attempts, 1);
+    lf_job_view_clear(&v);
+    tb_worker_close(&w);
+}
+
 int main(void) {
 #define T(t) cmocka_unit_test_setup_teardown(t, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
@@ -308,6 +331,7 @@ int main(void) {
         T(test_refusal_and_failure),
         T(test_idempotency_and_bad_input),
         T(test_redis_restart),
+        T(test_result_during_redis_outage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
