@@ -452,6 +452,13 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
         }
         if (i < L - 1) {
             h = lf_graph_upsample2x(g, h);
+            /* Sizes that are not multiples of 2^(levels-1): the stride-2
+             * convs rounded up, so crop to the skip's size (nearest
+             * interpolation to that size, as diffusers' upsample_size, picks
+             * the same pixels). */
+            const lf_tensor_t *sk = skips[ns - 1];
+            if (h && sk && h->ne[0] != sk->ne[0]) h = lf_graph_split(g, h, 0, 0, sk->ne[0]);
+            if (h && sk && h->ne[1] != sk->ne[1]) h = lf_graph_split(g, h, 1, 0, sk->ne[1]);
             h = lf_graph_conv2d(g, h, u->usw[i], u->usb[i], 1, 1);
         }
     }
@@ -463,9 +470,7 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
 
 int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
                     const float *ctx, int ctx_len, float *out) {
-    const lf_unet_config_t *c = &self->c;
-    int m = 1 << (c->levels - 1);
-    if (batch < 1 || h < 1 || w < 1 || h % m || w % m || ctx_len < 1) return LF_EINVAL;
+    if (batch < 1 || h < 1 || w < 1 || ctx_len < 1) return LF_EINVAL;
     s_cache_t *e = NULL, *victim = &self->cache[0];
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];

@@ -46,7 +46,8 @@ void lf_unet_destroy(lf_unet_t **self_p);
 const lf_unet_config_t *lf_unet_config(const lf_unet_t *self);
 
 /* x [batch][in_ch][h][w], t[batch], ctx [batch][ctx_len][ctx_dim] ->
- * out [batch][out_ch][h][w]. h and w must be multiples of 2^(levels-1). */
+ * out [batch][out_ch][h][w]. Any h, w >= 1 (sizes that are not multiples of
+ * 2^(levels-1) are handled as diffusers does). */
 int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
                     const float *ctx, int ctx_len, float *out);
 

@@ -101,6 +101,12 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, o),
                      0);
     s_check("unet batch 1", o, want + n / 2, n / 2);
+    free(x), free(want), free(o);
+    /* A 5x7 latent: not a multiple of the UNet's downsampling. */
+    x = s_get(ref, "unet_x_odd", &n), want = s_get(ref, "unet_out_odd", NULL);
+    o = malloc(n * sizeof *o);
+    assert_int_equal(lf_model_denoise(m, x, 1, 5, 7, t, ctx, 77, o), 0);
+    s_check("unet 5x7 latent", o, want, n);
     free(x), free(t), free(ctx), free(want), free(o);
     /* VAE decode and encode. */
     float *z = s_get(ref, "vae_z", NULL), *img = s_get(ref, "vae_img", &n);
@@ -299,7 +305,7 @@ static void test_errors(void **state) {
     float *o = malloc(77 * 64 * sizeof *o);
     assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, o), LF_EINVAL);
     float x[4 * 6 * 6] = {0}, t = 1, ctx[77 * 64] = {0};
-    assert_int_equal(lf_model_denoise(m, x, 1, 3, 3, &t, ctx, 77, x), LF_EINVAL); /* odd size */
+    assert_int_equal(lf_model_denoise(m, x, 0, 3, 3, &t, ctx, 77, x), LF_EINVAL); /* batch 0 */
     free(o);
     lf_model_destroy(&m);
 }

@@ -218,6 +218,11 @@ def references(unet, vae, text, gen, ctx_dim, H=8, W=8):
     ctx = torch.randn(2, 77, ctx_dim, generator=gen)
     r["unet_x"], r["unet_t"], r["unet_ctx"] = x, t, ctx
     r["unet_out"] = unet(x, t, encoder_hidden_states=ctx).sample
+    # A latent size that is not a multiple of 2^(levels-1) (diffusers'
+    # forward_upsample_size path), e.g. a 520x328 image.
+    xo = torch.randn(1, 4, 5, 7, generator=gen)
+    r["unet_x_odd"] = xo
+    r["unet_out_odd"] = unet(xo, t[:1], encoder_hidden_states=ctx[:1]).sample
     z = torch.randn(1, 4, H, W, generator=gen)
     r["vae_z"] = z
     r["vae_img"] = vae.decode(z).sample
