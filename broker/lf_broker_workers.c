@@ -1,0 +1,385 @@
+/* lf_broker_workers: the broker's table of connected workers (caps, idle or
+ * busy, which job) and what their messages do: READY/HEARTBEAT reconcile
+ * our view with theirs (adopting or stopping jobs), PROGRESS/RESULT/FAILED
+ * go to Redis (fenced there), and answers Redis could not take are kept
+ * and retried. The idle set is an array with back-indices: O(1) add/remove. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lf_broker_impl.h"
+#include "lf_error.h"
+#include "lf_log.h"
+#include "lf_proto.h"
+#include "lf_scheduler.h"
+#include "lf_store.h"
+
+/* ---- workers ------------------------------------------------------------------- */
+
+static void s_idle_add(lf_broker_t *self, lf__worker_t *w) {
+    if (w->idle_pos >= 0) return;
+    if (self->n_idle == self->cap_idle) {
+        size_t cap = self->cap_idle ? self->cap_idle * 2 : 64;
+        lf__worker_t **v = realloc(self->idle, cap * sizeof *v);
+        if (!v) return; /* stays out of the idle set until the next beat */
+        self->idle = v;
+        self->cap_idle = cap;
+    }
+    w->idle_pos = (long)self->n_idle;
+    self->idle[self->n_idle++] = w;
+    self->dispatch_pending = true;
+}
+
+static void s_idle_remove(lf_broker_t *self, lf__worker_t *w) {
+    if (w->idle_pos < 0) return;
+    lf__worker_t *last = self->idle[--self->n_idle];
+    self->idle[w->idle_pos] = last;
+    last->idle_pos = w->idle_pos;
+    w->idle_pos = -1;
+}
+
+void lf__set_idle(lf_broker_t *self, lf__worker_t *w) {
+    w->state = LF__W_IDLE;
+    w->job[0] = '\0';
+    w->owned = false;
+    w->attempt = 0;
+    s_idle_add(self, w);
+}
+
+void lf__set_busy(lf_broker_t *self, lf__worker_t *w, const char *job, uint32_t attempt,
+                       bool owned) {
+    s_idle_remove(self, w);
+    w->state = LF__W_BUSY;
+    snprintf(w->job, sizeof w->job, "%s", job ? job : "");
+    w->attempt = attempt;
+    w->owned = owned;
+    w->assigned_at = lf__mono();
+}
+
+void lf__worker_free(void **item) {
+    lf__worker_t *w = *item;
+    if (!w) return;
+    free(w->id);
+    zframe_destroy(&w->ident);
+    free(w->ident_hex);
+    lf_caps_clear(&w->caps);
+    free(w->caps_blob);
+    free(w->models);
+    free(w);
+    *item = NULL;
+}
+
+void lf__worker_drop(lf_broker_t *self, lf__worker_t *w) {
+    s_idle_remove(self, w);
+    if (w->ident_hex) zhashx_delete(self->by_ident, w->ident_hex);
+    zhashx_delete(self->workers, w->id); /* frees w */
+}
+
+/* Take the caps of a READY/HEARTBEAT (moved out of m). */
+static void s_worker_caps(lf__worker_t *w, lf_msg_t *m) {
+    if (!m->caps.n_models && !m->caps.host && !m->caps.max_pixels) return; /* none sent */
+    const char **models = calloc(m->caps.n_models ? m->caps.n_models : 1, sizeof *models);
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    if (!models || lf_caps_encode(&m->caps, &blob, &len)) {
+        free(models);
+        return;
+    }
+    lf_caps_clear(&w->caps);
+    w->caps = m->caps;
+    memset(&m->caps, 0, sizeof m->caps);
+    for (size_t i = 0; i < w->caps.n_models; i++) models[i] = w->caps.models[i].name;
+    free(w->models);
+    w->models = models;
+    free(w->caps_blob);
+    w->caps_blob = blob;
+    w->caps_len = len;
+    w->jobs_done = w->caps.jobs_done;
+}
+
+/* Find or create the worker that sent m over connection `ident`. */
+static lf__worker_t *s_worker_get(lf_broker_t *self, zframe_t *ident, const char *ident_hex,
+                                const lf_msg_t *m, bool create) {
+    lf__worker_t *w = NULL;
+    if (m->worker_id && *m->worker_id) w = zhashx_lookup(self->workers, m->worker_id);
+    if (!w) w = zhashx_lookup(self->by_ident, ident_hex);
+    if (!w && create) {
+        w = calloc(1, sizeof *w);
+        if (!w) return NULL;
+        w->id = strdup(m->worker_id && *m->worker_id ? m->worker_id : ident_hex);
+        w->idle_pos = -1;
+        w->state = LF__W_BUSY; /* until it says otherwise */
+        if (!w->id) {
+            free(w);
+            return NULL;
+        }
+        /* A phase per worker (FNV-1a of its id) spreads the heartbeats of
+         * workers that joined together: a burst of 1000 at once delays
+         * everything queued behind it. */
+        uint32_t h = 2166136261u;
+        for (const char *c = w->id; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+        w->last_sent = lf__mono() - (int64_t)(h % (uint32_t)self->opts.heartbeat_ms);
+        zhashx_insert(self->workers, w->id, w);
+        self->stats.workers_joined++;
+        self->cache_at = 0; /* the cache was filtered for the other workers */
+        lf_info("worker %s joined", w->id);
+    }
+    if (!w) return NULL;
+    /* A new connection of a known worker (it reconnected): route to it. */
+    if (!w->ident_hex || strcmp(w->ident_hex, ident_hex)) {
+        if (w->ident_hex) zhashx_delete(self->by_ident, w->ident_hex);
+        free(w->ident_hex);
+        zframe_destroy(&w->ident);
+        w->ident_hex = strdup(ident_hex);
+        w->ident = zframe_dup(ident);
+        if (w->ident_hex) zhashx_insert(self->by_ident, w->ident_hex, w);
+    }
+    w->seen = lf__mono();
+    return w;
+}
+
+void lf__send_cancel(lf_broker_t *self, lf__worker_t *w, const char *job) {
+    lf_msg_t c = {.type = LF_MSG_CANCEL, .job_id = (char *)job};
+    lf__send_worker(self, w, &c);
+}
+
+/* Give back the job our record says w runs (it refused it, went idle
+ * without answering, or left). */
+static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const char *why) {
+    if (w->state != LF__W_BUSY || !w->job[0] || !w->owned) return;
+    lf_store_finish_t f;
+    int rc = lf_store_requeue(self->store, w->job, w->id, refund, why, lf__now(), &f);
+    if (rc == 0) {
+        self->stats.requeued++;
+        self->cache_at = 0;
+        lf_info("job %s back to the queue (%s): %s", w->job, lf_job_status_name(f.status), why);
+        lf__publish_finish(self, w->job, &f, w->id);
+        self->dispatch_pending = true;
+    } else if (rc != LF_ESTATE) {
+        lf__redis_error(self, "requeue", rc); /* its lease runs out; the reaper requeues */
+    }
+}
+
+/* The worker says it runs `job` (or nothing): adopt what Redis says it
+ * holds, stop what it no longer holds. */
+static void s_reconcile(lf_broker_t *self, lf__worker_t *w, bool busy, const char *job,
+                        bool from_ready) {
+    if (!busy) {
+        /* A heartbeat sent before our ASSIGN arrived says idle: give the
+         * ASSIGN two beats before believing it. */
+        if (w->state == LF__W_BUSY && w->owned && !from_ready &&
+            lf__mono() - w->assigned_at < 2 * self->opts.heartbeat_ms)
+            return;
+        if (w->state == LF__W_BUSY && w->owned)
+            s_giveback(self, w, false, "its worker went idle without an answer");
+        if (w->state != LF__W_IDLE || w->idle_pos < 0) lf__set_idle(self, w);
+        return;
+    }
+    if (!job || !*job) {
+        if (w->state == LF__W_IDLE) lf__set_busy(self, w, NULL, 0, false);
+        return;
+    }
+    if (w->state == LF__W_BUSY && !strcmp(w->job, job)) {
+        /* Another broker's job: take it over once that broker is gone (its
+         * liveness key expires before the job's lease). */
+        if (w->owned || lf__mono() - w->adopt_at < self->opts.heartbeat_ms) return;
+    }
+    if (w->state == LF__W_BUSY && w->owned && w->job[0])
+        s_giveback(self, w, true, "its worker runs another job"); /* our ASSIGN was refused */
+    uint32_t attempt = 0;
+    bool changed = false;
+    w->adopt_at = lf__mono();
+    int rc = lf_store_adopt(self->store, job, w->id, self->id, lf__now(), &attempt, &changed);
+    if (rc == 0) {
+        lf__set_busy(self, w, job, attempt, true);
+        self->stats.adopted++;
+        lf_info("worker %s: adopted its running job %s (attempt %u)", w->id, job, attempt);
+        if (changed) {
+            /* Its owner broker is gone: a repeated ASSIGN makes the worker
+             * send its answer here. */
+            lf_job_view_t v;
+            if (lf_store_job_get(self->store, job, &v) == 0) {
+                lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)job, .attempt = attempt,
+                              .params = v.params};
+                lf__send_worker(self, w, &a);
+                lf_job_view_clear(&v);
+            }
+        }
+    } else if (rc == LF_ESTATE) {
+        lf_info("worker %s runs job %s, which it no longer holds: cancelling it", w->id, job);
+        lf__set_busy(self, w, job, 0, false);
+        lf__send_cancel(self, w, job);
+    } else if (rc == LF_EBUSY) {
+        lf__set_busy(self, w, job, 0, false); /* another live broker's job */
+    } else {
+        lf__redis_error(self, "adopt", rc);
+        lf__set_busy(self, w, job, 0, false);
+    }
+}
+
+/* ---- worker messages ------------------------------------------------------------ */
+
+static void s_on_progress(lf_broker_t *self, lf__worker_t *w, lf_msg_t *m) {
+    int rc = lf_store_progress(self->store, m->job_id, w->id, m->step, m->steps, m->preview.data,
+                               m->preview.len, lf__now());
+    if (rc == LF_ESTATE) {
+        lf__send_cancel(self, w, m->job_id); /* cancelled or reassigned: stop */
+        return;
+    }
+    if (rc) lf__redis_error(self, "progress", rc);
+    lf_msg_t x = {.step = m->step, .steps = m->steps, .worker_id = w->id};
+    lf__publish(self, m->job_id, LF_EV_PROGRESS, LF_JOB_RUNNING, &x);
+    if (m->preview.len) {
+        x.preview = m->preview;
+        lf__publish(self, m->job_id, LF_EV_PREVIEW, LF_JOB_RUNNING, &x);
+    }
+}
+
+/* RESULT or FAILED. Returns LF_ECONN/LF_EREDIS when Redis did not take it
+ * (the caller keeps it for a retry), else 0. */
+static int s_on_answer(lf_broker_t *self, const char *worker_id, lf_msg_t *m) {
+    lf__worker_t *w = zhashx_lookup(self->workers, worker_id);
+    uint32_t attempt = w && w->state == LF__W_BUSY && !strcmp(w->job, m->job_id) ? w->attempt : 0;
+    lf_store_finish_t f;
+    int rc;
+    if (m->type == LF_MSG_RESULT) {
+        rc = lf_store_complete(self->store, m->job_id, worker_id, attempt, m->images, m->n_images,
+                               m->info_json, lf__now(), &f);
+    } else if (m->code == LF_EBUSY) {
+        /* A refusal: the worker is busy with something else. */
+        rc = lf_store_requeue(self->store, m->job_id, worker_id, true, "worker was busy", lf__now(), &f);
+        if (rc == 0) {
+            self->stats.requeued++;
+            self->cache_at = 0;
+            self->dispatch_pending = true;
+            if (w && !strcmp(w->job, m->job_id)) lf__set_busy(self, w, NULL, 0, false);
+            return 0;
+        }
+    } else {
+        rc = lf_store_fail(self->store, m->job_id, worker_id, attempt, m->code, m->message,
+                           lf__now(), &f);
+    }
+    if (rc == LF_ECONN || rc == LF_EREDIS) return rc;
+    if (rc == LF_ESTATE) {
+        self->stats.dropped_stale++;
+        lf_info("job %s: %s from worker %s dropped (it no longer holds the job)", m->job_id,
+                lf_msg_type_name(m->type), worker_id);
+    } else if (rc) {
+        lf_warn("job %s: %s not stored: %s", m->job_id, lf_msg_type_name(m->type), lf_strerror(rc));
+    } else {
+        if (f.status == LF_JOB_DONE) self->stats.completed++;
+        else if (f.status == LF_JOB_CANCELLED) self->stats.cancelled++;
+        else self->stats.failed++;
+        lf__publish_finish(self, m->job_id, &f, worker_id);
+        lf_debug("job %s %s by %s", m->job_id, lf_job_status_name(f.status), worker_id);
+    }
+    return 0;
+}
+
+void lf__retry_free(void **item) {
+    lf__retry_t *r = *item;
+    if (!r) return;
+    free(r->worker);
+    zmsg_destroy(&r->msg);
+    free(r);
+    *item = NULL;
+}
+
+static void s_keep_for_retry(lf_broker_t *self, const char *worker, const uint8_t *buf,
+                             size_t len) {
+    if (zlistx_size(self->retries) >= LF__B_RETRY_MAX) {
+        lf_error("redis away too long: dropping a worker answer (its job will be retried)");
+        return;
+    }
+    lf__retry_t *r = calloc(1, sizeof *r);
+    if (!r) return;
+    r->worker = strdup(worker);
+    r->msg = zmsg_new();
+    zmsg_addmem(r->msg, buf, len);
+    zlistx_add_end(self->retries, r);
+}
+
+void lf__retry_answers(lf_broker_t *self) {
+    lf__retry_t *r;
+    while ((r = zlistx_first(self->retries)) != NULL) {
+        zframe_t *f = zmsg_first(r->msg);
+        lf_msg_t m = {0};
+        if (lf_msg_decode(zframe_data(f), zframe_size(f), &m, NULL) == 0) {
+            int rc = s_on_answer(self, r->worker, &m);
+            lf_msg_clear(&m);
+            if (rc) return; /* still away */
+        }
+        zlistx_delete(self->retries, zlistx_cursor(self->retries));
+    }
+}
+
+void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) {
+    lf_msg_t m = {0};
+    int rc = lf_msg_decode(zframe_data(payload), zframe_size(payload), &m, &self->codec);
+    if (rc) {
+        self->stats.bad_frames++;
+        lf_warn("bad message from a worker (%zu bytes): %s", zframe_size(payload), lf_strerror(rc));
+        return;
+    }
+    char *hex = zframe_strhex(ident);
+    if (!hex) {
+        lf_msg_clear(&m);
+        return;
+    }
+    switch (m.type) {
+    case LF_MSG_READY:
+    case LF_MSG_HEARTBEAT: {
+        bool known = zhashx_lookup(self->by_ident, hex) ||
+                     (m.worker_id && zhashx_lookup(self->workers, m.worker_id));
+        lf__worker_t *w = s_worker_get(self, ident, hex, &m, true);
+        if (!w) break;
+        s_worker_caps(w, &m);
+        s_reconcile(self, w, m.busy, m.job_id, m.type == LF_MSG_READY || !known);
+        break;
+    }
+    case LF_MSG_PROGRESS: {
+        lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
+        if (w) s_on_progress(self, w, &m);
+        break;
+    }
+    case LF_MSG_RESULT:
+    case LF_MSG_FAILED: {
+        lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
+        const char *wid = w ? w->id : m.worker_id;
+        if (!wid) {
+            lf_warn("job %s: %s from an unknown worker; dropped", m.job_id,
+                    lf_msg_type_name(m.type));
+            break;
+        }
+        rc = s_on_answer(self, wid, &m);
+        if (rc) {
+            lf__redis_error(self, "storing a result", rc);
+            s_keep_for_retry(self, wid, zframe_data(payload), zframe_size(payload));
+        }
+        if (w && (m.type == LF_MSG_RESULT || m.code != LF_EBUSY)) {
+            if (m.type == LF_MSG_RESULT) w->jobs_done++;
+            if (!w->job[0] || !strcmp(w->job, m.job_id)) lf__set_idle(self, w);
+        }
+        break;
+    }
+    case LF_MSG_DISCONNECT: {
+        lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
+        if (!w) break;
+        lf_info("worker %s left", w->id);
+        s_giveback(self, w, false, "its worker left");
+        int rc2 = lf_store_worker_remove(self->store, w->id);
+        if (rc2) lf__redis_error(self, "worker remove", rc2);
+        lf__worker_drop(self, w);
+        break;
+    }
+    default:
+        self->stats.bad_frames++;
+        lf_warn("unexpected %s on the worker socket; ignored", lf_msg_type_name(m.type));
+        break;
+    }
+    free(hex);
+    lf_msg_clear(&m);
+}
+
