@@ -2,10 +2,10 @@
  * the worker's runner (lf_runner.h): model discovery in a models folder
  * (bad files skipped), backend order with lf-diagnostic last, a job on the
  * real networks with progress, previews, seeds, parameters and info_json,
- * the model staying resident, cancel. Discovery runs on the tiny fixture
- * checkpoints; jobs need the CLIP merges (reference data) and a model with
- * the full CLIP vocabulary, the built-in models/lf-tiny-shapes.safetensors,
- * and skip with a message when either is absent. */
+ * the model staying resident and switching, cancel. Models: the tiny
+ * fixture checkpoints, and one of them widened to CLIP's vocabulary
+ * (lf_test_models.h) for jobs; jobs need the CLIP merges (reference data)
+ * and skip with a message when they are absent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,11 +23,12 @@
 #include "lf_error.h"
 #include "lf_image.h"
 #include "lf_runner.h"
+#include "lf_test_models.h"
 #include "lf_test_util.h"
 
 typedef struct {
     char dir[256], models[300], assets[300];
-    int have_vocab, can_run; /* CLIP merges; and lf-tiny-shapes too */
+    int have_vocab; /* CLIP merges present: jobs can run */
 } s_fix_t;
 
 static void s_rm_rf(const char *dir)
@@ -41,12 +42,8 @@ static int s_setup(void **state)
 {
     char vb[1024], model[1024];
     const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
-    snprintf(model, sizeof model, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
-    int have_model = access(model, R_OK) == 0;
-    if (!have_model) printf("SKIP (jobs): %s absent\n", model);
     s_fix_t *f = calloc(1, sizeof *f);
     f->have_vocab = vocab != NULL;
-    f->can_run = vocab && have_model;
     snprintf(f->dir, sizeof f->dir, "/tmp/lf_worker_engine_XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->models, sizeof f->models, "%s/models", f->dir);
@@ -63,10 +60,8 @@ static int s_setup(void **state)
         snprintf(cmd, sizeof cmd, "ln -s '%s' '%s/clip/'", vocab, f->assets);
         assert_int_equal(system(cmd), 0);
     }
-    if (f->can_run) {
-        snprintf(cmd, sizeof cmd, "ln -s '%s' '%s/lf-tiny-shapes.safetensors'", model, f->models);
-        assert_int_equal(system(cmd), 0);
-    }
+    snprintf(model, sizeof model, "%s/tiny-clip.safetensors", f->models);
+    assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, model), 0);
     setenv("LF_ASSETS_DIR", f->assets, 1);
     *state = f;
     return 0;
@@ -111,11 +106,11 @@ static void test_discovery_and_job(void **state)
     const lf_model_info_t *m = lf_runner_models(r, &n);
     /* Sorted engine models, the broken and non-SD files skipped, diagnostic last. */
     size_t k = 0;
-    assert_int_equal(n, f->can_run ? 4 : 3);
-    if (f->can_run) assert_string_equal(m[k++].name, "lf-tiny-shapes");
+    assert_int_equal(n, 4);
     assert_string_equal(m[k].name, "tiny-a");
     assert_string_equal(m[k++].kind, "sd15");
     assert_string_equal(m[k++].name, "tiny-b");
+    assert_string_equal(m[k++].name, "tiny-clip");
     assert_string_equal(m[k].name, LF_DIAGNOSTIC_MODEL);
     assert_string_equal(lf_runner_model_kind(r, "tiny-b"), "sd15");
     /* A fixture loads and stays resident; the job below switches models. */
@@ -124,12 +119,12 @@ static void test_discovery_and_job(void **state)
         assert_string_equal(lf_runner_resident(r), "tiny-a");
     }
     assert_int_equal(lf_runner_load(r, "no-such-model"), LF_ENOTFOUND);
-    if (!f->can_run) {
+    if (!f->have_vocab) {
         lf_runner_destroy(&r);
         skip();
     }
 
-    lf_job_params_t p = {.model = "lf-tiny-shapes", .prompt = "a red circle", .negative_prompt = "blue",
+    lf_job_params_t p = {.model = "tiny-clip", .prompt = "a red circle", .negative_prompt = "blue",
                          .sampler = "euler_a", .scheduler = "karras", .width = 64, .height = 64,
                          .steps = 4, .batch_size = 2, .cfg_scale = 5.0, .seed = 11};
     s_prog_t pr = {0};
@@ -145,21 +140,21 @@ static void test_discovery_and_job(void **state)
     char *text = NULL;
     assert_int_equal(lf_image_png_text_get(out.images[1].png.data, out.images[1].png.len, "parameters", &text), 0);
     assert_non_null(strstr(text, "Sampler: Euler a, Schedule type: Karras, CFG scale: 5, Seed: 12"));
-    assert_non_null(strstr(text, "Model: lf-tiny-shapes"));
+    assert_non_null(strstr(text, "Model: tiny-clip"));
     free(text);
     json_t *info = json_loads(out.info_json, 0, NULL);
     assert_non_null(info);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(info, "all_seeds"), 1)), 12);
-    assert_string_equal(json_string_value(json_object_get(info, "sd_model_name")), "lf-tiny-shapes");
+    assert_string_equal(json_string_value(json_object_get(info, "sd_model_name")), "tiny-clip");
     assert_int_equal(json_array_size(json_object_get(info, "infotexts")), 2);
     json_decref(info);
     lf_runner_output_clear(&out);
-    assert_string_equal(lf_runner_resident(r), "lf-tiny-shapes");
+    assert_string_equal(lf_runner_resident(r), "tiny-clip");
 
     /* Cancel raised: the job stops with LF_ECANCELED, the model stays. */
     atomic_store(&cancel, true);
     assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ECANCELED);
-    assert_string_equal(lf_runner_resident(r), "lf-tiny-shapes");
+    assert_string_equal(lf_runner_resident(r), "tiny-clip");
     atomic_store(&cancel, false);
 
     /* img2img without an init image is refused; a bad size is refused. */
