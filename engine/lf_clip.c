@@ -17,17 +17,27 @@ typedef struct {
         *f2b;
 } s_layer_t;
 
+#define N_CACHE 4
+
+/* One recorded graph per (chunks, tokens, clip skip): the prompt and the
+ * negative prompt may differ in chunk count, and each keeps its graph. */
+typedef struct {
+    int n_chunks, n_tok, skip;
+    lf_graph_t *g;
+    lf_tensor_t *in, *out;
+    float *host; /* [n_chunks][n_tok][hidden] staging */
+    unsigned long used;
+} s_cache_t;
+
 struct lf_clip {
     lf_clip_config_t c;
     lf_backend_t *be;
     lf_pool_t *pool;
     lf_tensor_t *tok, *pos, *fw, *fb;
     s_layer_t *l;
-    int n_chunks, n_tok, skip;
-    lf_graph_t *g;
-    lf_tensor_t *in, *out;
-    float *host; /* [n_chunks][n_tok][hidden] staging */
-    void *row;   /* one embedding row in its stored type */
+    s_cache_t cache[N_CACHE];
+    unsigned long tick;
+    void *row; /* one embedding row in its stored type */
 };
 
 int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_backend_t *be,
@@ -112,9 +122,11 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
 void lf_clip_destroy(lf_clip_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_clip_t *c = *self_p;
-    lf_graph_destroy(&c->g);
+    for (int i = 0; i < N_CACHE; i++) {
+        lf_graph_destroy(&c->cache[i].g);
+        free(c->cache[i].host);
+    }
     free(c->l);
-    free(c->host);
     free(c->row);
     free(c);
     *self_p = NULL;
@@ -122,10 +134,10 @@ void lf_clip_destroy(lf_clip_t **self_p) {
 
 const lf_clip_config_t *lf_clip_config(const lf_clip_t *self) { return &self->c; }
 
-static int s_build(lf_clip_t *c) {
+static int s_build(lf_clip_t *c, s_cache_t *e) {
     const lf_clip_config_t *k = &c->c;
-    const int T = c->n_tok;
-    lf_graph_t *g = c->g = lf_graph_new(c->be);
+    const int T = e->n_tok;
+    lf_graph_t *g = e->g = lf_graph_new(c->be);
     if (!g) return LF_ENOMEM;
     /* Causal mask [Nk, Nq], one per token count, kept in the pool. */
     char nm[64];
@@ -146,9 +158,9 @@ static int s_build(lf_clip_t *c) {
             if (rc) return rc;
         }
     }
-    c->in = lf_graph_input(g, LF_TYPE_F32, k->hidden, T, c->n_chunks, 1);
-    lf_tensor_t *x = c->in;
-    int n_layers = k->layers - (c->skip - 1);
+    e->in = lf_graph_input(g, LF_TYPE_F32, k->hidden, T, e->n_chunks, 1);
+    lf_tensor_t *x = e->in;
+    int n_layers = k->layers - (e->skip - 1);
     if (n_layers < 1) n_layers = 1;
     for (int i = 0; i < n_layers; i++) {
         const s_layer_t *l = &c->l[i];
@@ -164,7 +176,7 @@ static int s_build(lf_clip_t *c) {
         x = lf_graph_add(g, x, lf_graph_matmul(g, h, l->f2w, l->f2b));
     }
     x = lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps);
-    c->out = lf_graph_output(g, x);
+    e->out = lf_graph_output(g, x);
     return lf_graph_plan(g);
 }
 
@@ -183,33 +195,42 @@ int lf_clip_encode(lf_clip_t *self, const int32_t *ids, const float *weights, in
     if (n_chunks < 1 || n_tok < 1 || n_tok > k->max_pos || clip_skip < 1) return LF_EINVAL;
     for (size_t i = 0; i < (size_t)n_chunks * n_tok; i++)
         if (ids[i] < 0 || ids[i] >= k->vocab) return LF_EINVAL;
-    if (!self->g || self->n_chunks != n_chunks || self->n_tok != n_tok || self->skip != clip_skip) {
-        lf_graph_destroy(&self->g);
-        free(self->host);
-        self->host = malloc((size_t)n_chunks * n_tok * k->hidden * sizeof(float));
-        if (!self->host) return LF_ENOMEM;
-        self->n_chunks = n_chunks, self->n_tok = n_tok, self->skip = clip_skip;
-        int rc = s_build(self);
+    s_cache_t *e = NULL, *victim = &self->cache[0];
+    for (int i = 0; i < N_CACHE; i++) {
+        s_cache_t *ci = &self->cache[i];
+        if (ci->g && ci->n_chunks == n_chunks && ci->n_tok == n_tok && ci->skip == clip_skip)
+            e = ci;
+        if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
+    }
+    if (!e) {
+        e = victim;
+        lf_graph_destroy(&e->g);
+        free(e->host);
+        e->host = malloc((size_t)n_chunks * n_tok * k->hidden * sizeof(float));
+        if (!e->host) return LF_ENOMEM;
+        e->n_chunks = n_chunks, e->n_tok = n_tok, e->skip = clip_skip;
+        int rc = s_build(self, e);
         if (rc) {
-            lf_graph_destroy(&self->g);
+            lf_graph_destroy(&e->g);
             return rc;
         }
     }
+    e->used = ++self->tick;
     const int D = k->hidden;
     float *pos = out; /* scratch: out is large enough for one row */
     for (int b = 0; b < n_chunks; b++)
         for (int t = 0; t < n_tok; t++) {
-            float *dst = self->host + ((size_t)b * n_tok + t) * D;
+            float *dst = e->host + ((size_t)b * n_tok + t) * D;
             int rc = s_row(self, self->tok, ids[b * n_tok + t], dst);
             if (!rc) rc = s_row(self, self->pos, t, pos);
             if (rc) return rc;
             for (int i = 0; i < D; i++) dst[i] += pos[i];
         }
     size_t nb = (size_t)n_chunks * n_tok * D * sizeof(float);
-    int rc = lf_backend_tensor_set(self->be, self->in, self->host, nb);
-    if (!rc) rc = lf_graph_compute(self->g);
+    int rc = lf_backend_tensor_set(self->be, e->in, e->host, nb);
+    if (!rc) rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
-    if (!rc) rc = lf_backend_tensor_get(self->be, self->out, out, nb);
+    if (!rc) rc = lf_backend_tensor_get(self->be, e->out, out, nb);
     if (rc || !weights) return rc;
     /* A1111 emphasis: multiply by the weights, then restore the chunk's mean. */
     for (int b = 0; b < n_chunks; b++) {
