@@ -334,6 +334,15 @@ static void test_generate(void **state)
     s_check_png(png0, 64, 64);
     s_check_png(png1, 64, 64);
     s_free(&r);
+    /* A separate VAE (here the VAE inside a checkpoint) and img2img from the result. */
+    char fix[1024];
+    r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "a red circle", "-W", "64", "-H", "64", "--steps", "4",
+              "--vae", lf_test_fixture(fix, sizeof fix, "models/tiny_a.safetensors"), "--init-image", png0,
+              "--denoise", "0.5", "-o", png1, NULL);
+    if (r.status != 0) fail_msg("generate --vae --init-image: %s", r.err);
+    assert_non_null(strstr(r.err, "step 3/3\n")); /* t_enc = 2: three steps */
+    s_check_png(png1, 64, 64);
+    s_free(&r);
     r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "x", "--init-image", "/nonexistent/init.png", "-o",
               png0, NULL);
     assert_int_equal(r.status, 1);
