@@ -112,7 +112,7 @@ static const lf_config_opt_t s_opts[] = {
         "on stop, how long to wait for a broker to take the last result, ms"),
     INT("step-delay-max-ms", NULL, "LF_STEP_DELAY_MAX_MS", step_delay_max_ms, "1000", 0, 600000, W,
         "cap on the diagnostic model's per-step delay, ms"),
-    INT("preview-every", NULL, "LF_PREVIEW_EVERY", preview_every, "0", 0, 10000, W | E,
+    INT("preview-every", NULL, "LF_PREVIEW_EVERY", preview_every, "4", 0, 10000, W | E,
         "send a preview every N steps (0 = off)"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
