@@ -285,33 +285,40 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     return 0;
 }
 
+/* Expired leases and queue deadlines, in rounds of 64 (a mass worker loss
+ * is swept within a few ticks, without one long stall). */
 static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
     lf__retry_answers(self);
-    lf_store_reaped_t r[64];
-    size_t n = 0;
-    int rc = lf_store_reap(self->store, lf__now(), r, 64, &n);
-    if (rc) {
-        lf__redis_error(self, "reap", rc);
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        lf_store_finish_t f = {.status = r[i].status, .code = r[i].code};
-        if (r[i].status == LF_JOB_QUEUED) {
-            self->stats.requeued++;
-            self->cache_at = 0;
-            snprintf(f.message, sizeof f.message, "requeued: worker %s stopped answering",
-                     r[i].worker_id);
-            self->dispatch_pending = true;
-        } else if (r[i].code == LF_ETIMEDOUT) {
-            snprintf(f.message, sizeof f.message, "timed out: waited in the queue past its deadline");
-        } else if (r[i].code == LF_ELIMIT) {
-            snprintf(f.message, sizeof f.message, "failed after the maximum attempts: worker %s "
-                     "stopped answering", r[i].worker_id);
+    for (int round = 0; round < 8; round++) {
+        lf_store_reaped_t r[64];
+        size_t n = 0;
+        int rc = lf_store_reap(self->store, lf__now(), r, 64, &n);
+        if (rc) {
+            lf__redis_error(self, "reap", rc);
+            break;
         }
-        lf_info("job %s: %s", r[i].id, f.message);
-        lf__publish_finish(self, r[i].id, &f, NULL);
+        for (size_t i = 0; i < n; i++) {
+            lf_store_finish_t f = {.status = r[i].status, .code = r[i].code};
+            if (r[i].status == LF_JOB_QUEUED) {
+                self->stats.requeued++;
+                self->cache_at = 0;
+                snprintf(f.message, sizeof f.message, "requeued: worker %s stopped answering",
+                         r[i].worker_id);
+                self->dispatch_pending = true;
+            } else if (r[i].code == LF_ETIMEDOUT) {
+                snprintf(f.message, sizeof f.message,
+                         "timed out: waited in the queue past its deadline");
+            } else if (r[i].code == LF_ELIMIT) {
+                snprintf(f.message, sizeof f.message,
+                         "failed after the maximum attempts: worker %s stopped answering",
+                         r[i].worker_id);
+            }
+            lf_info("job %s: %s", r[i].id, f.message);
+            lf__publish_finish(self, r[i].id, &f, NULL);
+        }
+        if (n < 32) break; /* each kind is capped at 32 per round: less means done */
     }
     if (self->dispatch_pending) lf__dispatch(self);
     return 0;

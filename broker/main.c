@@ -93,7 +93,15 @@ int main(int argc, char **argv) {
     };
     int rc = 1;
     if (fe && be && ev) {
-        lf_broker_t *b = lf_broker_new(&o, err, sizeof err);
+        /* Redis may not be up yet (or restarting): keep trying, quietly
+         * after the first complaint, until it is or we are told to stop. */
+        lf_broker_t *b = NULL;
+        for (int tries = 0; !zsys_interrupted; tries++) {
+            b = lf_broker_new(&o, err, sizeof err);
+            if (b || !strstr(err, "redis")) break;
+            if (tries == 0) lf_warn("waiting for redis: %s", err);
+            zclock_sleep(500);
+        }
         if (b) {
             lf_broker_run(b, NULL);
             lf_broker_stats_t st;
