@@ -114,8 +114,8 @@ static int s_depth(const lf_keymap_t *km, const char *pre) {
     int d = 0;
     char n[256];
     for (;; d++) {
-        snprintf(n, sizeof n, "%s.transformer_blocks.%d.attn1.to_q.weight", pre, d);
-        if (!lf_keymap_find(km, n)) return d;
+        int k = snprintf(n, sizeof n, "%s.transformer_blocks.%d.attn1.to_q.weight", pre, d);
+        if (k < 0 || k >= (int)sizeof n || !lf_keymap_find(km, n)) return d;
     }
 }
 

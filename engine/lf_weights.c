@@ -109,7 +109,7 @@ static void s_block_f32(const lf_tensor_info_t *t, int64_t first, int64_t n, flo
         }
         return;
     }
-    lf_type_t st;
+    lf_type_t st = LF_TYPE_F32;
     (void)s_lf_type(t->dtype, &st);
     if (((uintptr_t)src % es) == 0) {
         lf_type_to_f32(st, src, dst, n);
