@@ -215,6 +215,7 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
         }
         zmsg_destroy(&msg);
     }
+    lf__flush_reports(self);
     if (self->dispatch_pending) lf__dispatch(self);
     return 0;
 }
@@ -479,6 +480,7 @@ void lf_broker_destroy(lf_broker_t **self_p) {
     zlistx_destroy(&self->retries);
     lf_store_destroy(&self->store);
     free(self->idle);
+    free(self->pend);
     free(self->fe_ep), free(self->be_ep), free(self->ev_ep);
     free(self);
     *self_p = NULL;

@@ -50,6 +50,15 @@ typedef struct {
     zmsg_t *msg;              /* [payload] */
 } lf__retry_t;
 
+/* A worker's PROGRESS/RESULT/FAILED read in this drain, stored in Redis
+ * together (one pipeline) at its end. */
+typedef struct {
+    lf_msg_t msg;             /* owned */
+    char *worker;             /* owned */
+    uint32_t attempt;         /* fencing, as our record had it; 0 = any */
+    zframe_t *raw;            /* RESULT/FAILED payload, kept for a retry */
+} lf__pending_t;
+
 struct lf_broker {
     char id[128];
     lf_broker_opts_t opts;
@@ -63,6 +72,8 @@ struct lf_broker {
     lf__worker_t **idle;
     size_t n_idle, cap_idle;
     zlistx_t *retries;        /* lf__retry_t */
+    lf__pending_t *pend;      /* reports of the current backend drain */
+    size_t n_pend, cap_pend;
     bool dispatch_pending;
     /* Queued candidates from the last peek, kept for LF__B_CACHE_MS so that a
      * worker going idle costs one claim, not a peek and a claim. Jobs this
@@ -103,6 +114,8 @@ void lf__worker_drop(lf_broker_t *self, lf__worker_t *w);
 void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload);
 void lf__retry_answers(lf_broker_t *self);         /* answers kept while Redis was away */
 void lf__retry_free(void **item);                  /* zlistx destructor */
+/* Store the reports read in this drain (one pipeline) and act on them. */
+void lf__flush_reports(lf_broker_t *self);
 
 /* lf_broker_dispatch.c */
 void lf__dispatch(lf_broker_t *self);

@@ -221,20 +221,108 @@ static void s_reconcile(lf_broker_t *self, lf__worker_t *w, bool busy, const cha
 
 /* ---- worker messages ------------------------------------------------------------ */
 
-static void s_on_progress(lf_broker_t *self, lf__worker_t *w, lf_msg_t *m) {
-    int rc = lf_store_progress(self->store, m->job_id, w->id, m->step, m->steps, m->preview.data,
-                               m->preview.len, lf__now());
+/* Defer a report to the end of the drain; m's contents are moved. */
+static void s_defer(lf_broker_t *self, const char *worker, uint32_t attempt, lf_msg_t *m,
+                    zframe_t *payload) {
+    if (self->n_pend == self->cap_pend) {
+        size_t cap = self->cap_pend ? self->cap_pend * 2 : 64;
+        lf__pending_t *v = realloc(self->pend, cap * sizeof *v);
+        if (!v) {
+            lf_error("out of memory: a worker report is lost");
+            return;
+        }
+        self->pend = v;
+        self->cap_pend = cap;
+    }
+    lf__pending_t *p = &self->pend[self->n_pend];
+    *p = (lf__pending_t){.msg = *m, .worker = strdup(worker), .attempt = attempt,
+                         .raw = m->type == LF_MSG_PROGRESS ? NULL : zframe_dup(payload)};
+    if (!p->worker) {
+        zframe_destroy(&p->raw);
+        return; /* m keeps its contents; the caller clears it */
+    }
+    memset(m, 0, sizeof *m);
+    self->n_pend++;
+}
+
+static void s_progress_done(lf_broker_t *self, lf__pending_t *p, int rc) {
+    lf_msg_t *m = &p->msg;
     if (rc == LF_ESTATE) {
-        lf__send_cancel(self, w, m->job_id); /* cancelled or reassigned: stop */
+        lf__worker_t *w = zhashx_lookup(self->workers, p->worker);
+        if (w) lf__send_cancel(self, w, m->job_id); /* cancelled or reassigned: stop */
         return;
     }
     if (rc) lf__redis_error(self, "progress", rc);
-    lf_msg_t x = {.step = m->step, .steps = m->steps, .worker_id = w->id};
+    lf_msg_t x = {.step = m->step, .steps = m->steps, .worker_id = p->worker};
     lf__publish(self, m->job_id, LF_EV_PROGRESS, LF_JOB_RUNNING, &x);
     if (m->preview.len) {
         x.preview = m->preview;
         lf__publish(self, m->job_id, LF_EV_PREVIEW, LF_JOB_RUNNING, &x);
     }
+}
+
+static void s_answer_done(lf_broker_t *self, const char *job_id, lf_msg_type_t type,
+                          const char *worker_id, int rc, const lf_store_finish_t *f) {
+    if (rc == LF_ESTATE) {
+        self->stats.dropped_stale++;
+        lf_info("job %s: %s from worker %s dropped (it no longer holds the job)", job_id,
+                lf_msg_type_name(type), worker_id);
+    } else if (rc) {
+        lf_warn("job %s: %s not stored: %s", job_id, lf_msg_type_name(type), lf_strerror(rc));
+    } else {
+        if (f->status == LF_JOB_DONE) self->stats.completed++;
+        else if (f->status == LF_JOB_CANCELLED) self->stats.cancelled++;
+        else self->stats.failed++;
+        lf__publish_finish(self, job_id, f, worker_id);
+        lf_debug("job %s %s by %s", job_id, lf_job_status_name(f->status), worker_id);
+    }
+}
+
+static void s_keep_for_retry(lf_broker_t *self, const char *worker, const uint8_t *buf,
+                             size_t len);
+
+void lf__flush_reports(lf_broker_t *self) {
+    size_t n = self->n_pend;
+    if (!n) return;
+    lf_store_report_t *r = calloc(n, sizeof *r);
+    int *codes = calloc(n, sizeof *codes);
+    lf_store_finish_t *fin = calloc(n, sizeof *fin);
+    int rc = r && codes && fin ? 0 : LF_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        lf__pending_t *p = &self->pend[i];
+        lf_msg_t *m = &p->msg;
+        r[i] = (lf_store_report_t){.job_id = m->job_id, .worker_id = p->worker,
+                                   .attempt = p->attempt};
+        if (m->type == LF_MSG_PROGRESS) {
+            r[i].kind = LF_STORE_REPORT_PROGRESS;
+            r[i].step = m->step, r[i].steps = m->steps;
+            r[i].preview = m->preview.data, r[i].preview_len = m->preview.len;
+        } else if (m->type == LF_MSG_RESULT) {
+            r[i].kind = LF_STORE_REPORT_COMPLETE;
+            r[i].images = m->images, r[i].n_images = m->n_images, r[i].info_json = m->info_json;
+        } else {
+            r[i].kind = LF_STORE_REPORT_FAIL;
+            r[i].code = m->code, r[i].message = m->message;
+        }
+    }
+    if (!rc) rc = lf_store_report(self->store, r, n, lf__now(), codes, fin);
+    if (rc) lf__redis_error(self, "storing worker reports", rc);
+    for (size_t i = 0; i < n; i++) {
+        lf__pending_t *p = &self->pend[i];
+        int code = codes ? codes[i] : rc;
+        if (p->msg.type == LF_MSG_PROGRESS) {
+            s_progress_done(self, p, code);
+        } else if (code == LF_ECONN || code == LF_EREDIS || code == LF_ENOMEM) {
+            if (p->raw) s_keep_for_retry(self, p->worker, zframe_data(p->raw), zframe_size(p->raw));
+        } else {
+            s_answer_done(self, p->msg.job_id, p->msg.type, p->worker, code, fin ? &fin[i] : NULL);
+        }
+        lf_msg_clear(&p->msg);
+        free(p->worker);
+        zframe_destroy(&p->raw);
+    }
+    self->n_pend = 0;
+    free(r), free(codes), free(fin);
 }
 
 /* RESULT or FAILED. Returns LF_ECONN/LF_EREDIS when Redis did not take it
@@ -262,19 +350,7 @@ static int s_on_answer(lf_broker_t *self, const char *worker_id, lf_msg_t *m) {
                            lf__now(), &f);
     }
     if (rc == LF_ECONN || rc == LF_EREDIS) return rc;
-    if (rc == LF_ESTATE) {
-        self->stats.dropped_stale++;
-        lf_info("job %s: %s from worker %s dropped (it no longer holds the job)", m->job_id,
-                lf_msg_type_name(m->type), worker_id);
-    } else if (rc) {
-        lf_warn("job %s: %s not stored: %s", m->job_id, lf_msg_type_name(m->type), lf_strerror(rc));
-    } else {
-        if (f.status == LF_JOB_DONE) self->stats.completed++;
-        else if (f.status == LF_JOB_CANCELLED) self->stats.cancelled++;
-        else self->stats.failed++;
-        lf__publish_finish(self, m->job_id, &f, worker_id);
-        lf_debug("job %s %s by %s", m->job_id, lf_job_status_name(f.status), worker_id);
-    }
+    s_answer_done(self, m->job_id, m->type, worker_id, rc, &f);
     return 0;
 }
 
@@ -341,7 +417,7 @@ void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) 
     }
     case LF_MSG_PROGRESS: {
         lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
-        if (w) s_on_progress(self, w, &m);
+        if (w) s_defer(self, w->id, 0, &m, payload);
         break;
     }
     case LF_MSG_RESULT:
@@ -353,15 +429,19 @@ void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) 
                     lf_msg_type_name(m.type));
             break;
         }
-        rc = s_on_answer(self, wid, &m);
-        if (rc) {
-            lf__redis_error(self, "storing a result", rc);
-            s_keep_for_retry(self, wid, zframe_data(payload), zframe_size(payload));
+        if (m.type == LF_MSG_FAILED && m.code == LF_EBUSY) {
+            /* A refusal goes back to the queue now (not a report). */
+            rc = s_on_answer(self, wid, &m);
+            if (rc) lf__redis_error(self, "requeue of a refused job", rc);
+            break;
         }
-        if (w && (m.type == LF_MSG_RESULT || m.code != LF_EBUSY)) {
+        bool same = w && w->state == LF__W_BUSY && !strcmp(w->job, m.job_id);
+        uint32_t attempt = same ? w->attempt : 0;
+        if (w) {
             if (m.type == LF_MSG_RESULT) w->jobs_done++;
             if (!w->job[0] || !strcmp(w->job, m.job_id)) lf__set_idle(self, w);
         }
+        s_defer(self, wid, attempt, &m, payload);
         break;
     }
     case LF_MSG_DISCONNECT: {

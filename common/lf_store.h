@@ -302,6 +302,33 @@ int lf_store_complete(lf_store_t *self, const char *job_id, const char *worker_i
 int lf_store_fail(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t attempt,
                   int32_t code, const char *message, int64_t now_ms, lf_store_finish_t *out);
 
+/* Several worker reports in one pipeline (each still its own atomic
+ * script): what lf_store_progress / _complete / _fail do, for n items.
+ * codes[i] receives item i's result (0, LF_ESTATE when fenced off,
+ * LF_EINVAL, or the connection error for items Redis never answered);
+ * fin[i] (fin may be NULL) is filled for COMPLETE/FAIL items with code 0.
+ * Returns 0 when Redis answered every item. */
+typedef enum {
+    LF_STORE_REPORT_PROGRESS = 0,
+    LF_STORE_REPORT_COMPLETE,
+    LF_STORE_REPORT_FAIL
+} lf_store_report_kind_t;
+typedef struct {
+    lf_store_report_kind_t kind;
+    const char *job_id, *worker_id;
+    uint32_t attempt;                /* COMPLETE/FAIL fencing; 0 = any attempt */
+    uint32_t step, steps;            /* PROGRESS */
+    const uint8_t *preview;          /* PROGRESS, may be NULL */
+    size_t preview_len;
+    const lf_image_out_t *images;    /* COMPLETE */
+    size_t n_images;
+    const char *info_json;
+    int32_t code;                    /* FAIL */
+    const char *message;
+} lf_store_report_t;
+int lf_store_report(lf_store_t *self, const lf_store_report_t *reports, size_t n,
+                    int64_t now_ms, int *codes, lf_store_finish_t *fin);
+
 /* Put a running job back in its queue (worker refused it, left, or went
  * idle without answering). refund: the attempt does not count (refusals).
  * A job out of attempts goes to the dead letters instead (out->status

@@ -266,26 +266,7 @@ int lf_store_renew(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
     return 0;
 }
 
-int lf_store_progress(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t step,
-                      uint32_t steps, const uint8_t *preview, size_t preview_len, int64_t now_ms) {
-    if (!self || !job_id || !worker_id) return LF_EINVAL;
-    lf__args_t a;
-    int rc = lf__args_init(&a, self, LF__S_PROGRESS, now_ms, 5);
-    if (rc) return rc;
-    lf__args_str(&a, job_id);
-    lf__args_str(&a, worker_id);
-    lf__args_i64(&a, step);
-    lf__args_i64(&a, steps);
-    lf__args_bin(&a, preview, preview ? preview_len : 0);
-    redisReply *r = lf__eval(self, &a, &rc);
-    lf__args_free(&a);
-    if (!r) return rc;
-    rc = (int)lf__rint(r);
-    freeReplyObject(r);
-    return rc;
-}
-
-/* ---- finishing -------------------------------------------------------------- */
+/* ---- worker reports: progress, complete, fail ----------------------------- */
 
 static void s_finish_from(lf_store_finish_t *out, lf_job_status_t st, int32_t code,
                           const char *msg, uint32_t attempts, int64_t run_ms) {
@@ -298,74 +279,158 @@ static void s_finish_from(lf_store_finish_t *out, lf_job_status_t st, int32_t co
     snprintf(out->message, sizeof out->message, "%s", msg ? msg : "");
 }
 
+/* One report's script arguments. A RESULT over the size cap becomes a FAIL
+ * with LF_ETOOBIG (x->kind, x->code and x->msg tell the parser); x also
+ * holds the strings the arguments point into (seeds, the message). */
+typedef struct {
+    lf_store_report_kind_t kind;
+    int32_t code;
+    char msg[160];
+    char *seeds;
+} s_rep_t;
+
+static int s_rep_args(lf_store_t *self, const lf_store_report_t *r, int64_t now_ms, lf__args_t *a,
+                      s_rep_t *x) {
+    memset(x, 0, sizeof *x);
+    x->kind = r->kind;
+    if (!r->job_id || !r->worker_id) return LF_EINVAL;
+    int rc;
+    switch (r->kind) {
+    case LF_STORE_REPORT_PROGRESS:
+        if ((rc = lf__args_init(a, self, LF__S_PROGRESS, now_ms, 5)) != 0) return rc;
+        lf__args_str(a, r->job_id);
+        lf__args_str(a, r->worker_id);
+        lf__args_i64(a, r->step);
+        lf__args_i64(a, r->steps);
+        lf__args_bin(a, r->preview, r->preview ? r->preview_len : 0);
+        return 0;
+    case LF_STORE_REPORT_COMPLETE: {
+        if ((r->n_images && !r->images) || r->n_images > 1024) return LF_EINVAL;
+        uint64_t total = 0;
+        for (size_t i = 0; i < r->n_images; i++) total += r->images[i].png.len;
+        if (total > self->lim.result_max_bytes) {
+            x->kind = LF_STORE_REPORT_FAIL;
+            x->code = LF_ETOOBIG;
+            snprintf(x->msg, sizeof x->msg,
+                     "result too large: %llu bytes of images, the limit is %llu",
+                     (unsigned long long)total, (unsigned long long)self->lim.result_max_bytes);
+            break; /* to the FAIL arguments below */
+        }
+        x->seeds = malloc(r->n_images * 24 + 1);
+        if (!x->seeds) return LF_ENOMEM;
+        size_t off = 0;
+        x->seeds[0] = '\0';
+        for (size_t i = 0; i < r->n_images; i++)
+            off += (size_t)snprintf(x->seeds + off, 24 + 1, "%s%lld", i ? "," : "",
+                                    (long long)r->images[i].seed);
+        if ((rc = lf__args_init(a, self, LF__S_COMPLETE, now_ms, 6 + r->n_images)) != 0) {
+            free(x->seeds);
+            x->seeds = NULL;
+            return rc;
+        }
+        lf__args_str(a, r->job_id);
+        lf__args_str(a, r->worker_id);
+        lf__args_i64(a, r->attempt);
+        lf__args_i64(a, (int64_t)r->n_images);
+        lf__args_str(a, x->seeds);
+        lf__args_str(a, r->info_json);
+        for (size_t i = 0; i < r->n_images; i++)
+            lf__args_bin(a, r->images[i].png.data, r->images[i].png.len);
+        return 0;
+    }
+    case LF_STORE_REPORT_FAIL:
+        x->code = r->code ? r->code : LF_EINTERNAL; /* a failure always carries a code */
+        snprintf(x->msg, sizeof x->msg, "%s",
+                 r->message && *r->message ? r->message : lf_strerror(x->code));
+        break;
+    default: return LF_EINVAL;
+    }
+    if ((rc = lf__args_init(a, self, LF__S_FAIL, now_ms, 5)) != 0) return rc;
+    lf__args_str(a, r->job_id);
+    lf__args_str(a, r->worker_id);
+    lf__args_i64(a, r->attempt);
+    lf__args_i64(a, x->code);
+    lf__args_str(a, x->msg);
+    return 0;
+}
+
+/* The script's answer: 0 or the fencing/validation code. */
+static int s_rep_parse(const redisReply *r, const s_rep_t *x, lf_store_finish_t *out) {
+    if (x->kind == LF_STORE_REPORT_PROGRESS) return r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : LF_EREDIS;
+    if (!s_reply_ok(r, 1)) return LF_EREDIS;
+    int rc = (int)lf__rint(r->element[0]);
+    if (rc || r->elements < 3) return rc ? rc : LF_EREDIS;
+    if (x->kind == LF_STORE_REPORT_COMPLETE)
+        s_finish_from(out, LF_JOB_DONE, 0, NULL, (uint32_t)lf__rint(r->element[2]),
+                      lf__rint(r->element[1]));
+    else
+        s_finish_from(out, s_status(r->element[1]), x->code, x->msg,
+                      (uint32_t)lf__rint(r->element[2]), 0);
+    return 0;
+}
+
+int lf_store_report(lf_store_t *self, const lf_store_report_t *reports, size_t n,
+                    int64_t now_ms, int *codes, lf_store_finish_t *fin) {
+    if (!self || (n && (!reports || !codes))) return LF_EINVAL;
+    if (!n) return 0;
+    lf__args_t *a = calloc(n, sizeof *a);
+    s_rep_t *x = calloc(n, sizeof *x);
+    redisReply **reps = calloc(n, sizeof *reps);
+    size_t *idx = calloc(n, sizeof *idx);
+    if (!a || !x || !reps || !idx) {
+        free(a), free(x), free(reps), free(idx);
+        return LF_ENOMEM;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        codes[i] = s_rep_args(self, &reports[i], now_ms, &a[m], &x[m]);
+        if (codes[i] == 0) idx[m++] = i;
+    }
+    int rc = m ? lf__eval_many(self, a, m, reps) : 0;
+    for (size_t k = 0; k < m; k++) {
+        size_t i = idx[k];
+        codes[i] = reps[k] ? s_rep_parse(reps[k], &x[k], fin ? &fin[i] : NULL) : (rc ? rc : LF_EREDIS);
+        if (reps[k]) freeReplyObject(reps[k]);
+        lf__args_free(&a[k]);
+        free(x[k].seeds);
+    }
+    free(a), free(x), free(reps), free(idx);
+    return rc;
+}
+
+static int s_report1(lf_store_t *self, const lf_store_report_t *r, int64_t now_ms,
+                     lf_store_finish_t *out) {
+    int code = 0;
+    lf_store_finish_t f;
+    int rc = lf_store_report(self, r, 1, now_ms, &code, &f);
+    if (rc) return rc;
+    if (code == 0 && out) *out = f;
+    return code;
+}
+
+int lf_store_progress(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t step,
+                      uint32_t steps, const uint8_t *preview, size_t preview_len, int64_t now_ms) {
+    lf_store_report_t r = {.kind = LF_STORE_REPORT_PROGRESS, .job_id = job_id,
+                           .worker_id = worker_id, .step = step, .steps = steps,
+                           .preview = preview, .preview_len = preview_len};
+    return self ? s_report1(self, &r, now_ms, NULL) : LF_EINVAL;
+}
+
 int lf_store_complete(lf_store_t *self, const char *job_id, const char *worker_id,
                       uint32_t attempt, const lf_image_out_t *images, size_t n_images,
                       const char *info_json, int64_t now_ms, lf_store_finish_t *out) {
-    if (!self || !job_id || !worker_id || (n_images && !images) || n_images > 1024)
-        return LF_EINVAL;
-    uint64_t total = 0;
-    for (size_t i = 0; i < n_images; i++) total += images[i].png.len;
-    if (total > self->lim.result_max_bytes) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "result too large: %llu bytes of images, the limit is %llu",
-                 (unsigned long long)total, (unsigned long long)self->lim.result_max_bytes);
-        return lf_store_fail(self, job_id, worker_id, attempt, LF_ETOOBIG, msg, now_ms, out);
-    }
-    /* Seeds as "s0,s1,...". */
-    char *seeds = malloc(n_images * 24 + 1);
-    if (!seeds) return LF_ENOMEM;
-    size_t off = 0;
-    seeds[0] = '\0';
-    for (size_t i = 0; i < n_images; i++)
-        off += (size_t)snprintf(seeds + off, 24 + 1, "%s%lld", i ? "," : "",
-                                (long long)images[i].seed);
-    lf__args_t a;
-    int rc = lf__args_init(&a, self, LF__S_COMPLETE, now_ms, 6 + n_images);
-    if (rc) {
-        free(seeds);
-        return rc;
-    }
-    lf__args_str(&a, job_id);
-    lf__args_str(&a, worker_id);
-    lf__args_i64(&a, attempt);
-    lf__args_i64(&a, (int64_t)n_images);
-    lf__args_str(&a, seeds);
-    lf__args_str(&a, info_json);
-    for (size_t i = 0; i < n_images; i++) lf__args_bin(&a, images[i].png.data, images[i].png.len);
-    redisReply *r = lf__eval(self, &a, &rc);
-    lf__args_free(&a);
-    free(seeds);
-    if (!r) return rc;
-    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
-    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 3)
-        s_finish_from(out, LF_JOB_DONE, 0, NULL, (uint32_t)lf__rint(r->element[2]),
-                      lf__rint(r->element[1]));
-    freeReplyObject(r);
-    return rc;
+    lf_store_report_t r = {.kind = LF_STORE_REPORT_COMPLETE, .job_id = job_id,
+                           .worker_id = worker_id, .attempt = attempt, .images = images,
+                           .n_images = n_images, .info_json = info_json};
+    return self ? s_report1(self, &r, now_ms, out) : LF_EINVAL;
 }
 
 int lf_store_fail(lf_store_t *self, const char *job_id, const char *worker_id, uint32_t attempt,
                   int32_t code, const char *message, int64_t now_ms, lf_store_finish_t *out) {
-    if (!self || !job_id || !worker_id) return LF_EINVAL;
-    if (code == 0) code = LF_EINTERNAL; /* a failure always carries a code */
-    lf__args_t a;
-    int rc = lf__args_init(&a, self, LF__S_FAIL, now_ms, 5);
-    if (rc) return rc;
-    lf__args_str(&a, job_id);
-    lf__args_str(&a, worker_id);
-    lf__args_i64(&a, attempt);
-    lf__args_i64(&a, code);
-    lf__args_str(&a, message && *message ? message : lf_strerror(code));
-    redisReply *r = lf__eval(self, &a, &rc);
-    lf__args_free(&a);
-    if (!r) return rc;
-    if (!s_reply_ok(r, 1)) rc = LF_EREDIS;
-    else if ((rc = (int)lf__rint(r->element[0])) == 0 && r->elements >= 3)
-        s_finish_from(out, s_status(r->element[1]), code,
-                      message && *message ? message : lf_strerror(code),
-                      (uint32_t)lf__rint(r->element[2]), 0);
-    freeReplyObject(r);
-    return rc;
+    lf_store_report_t r = {.kind = LF_STORE_REPORT_FAIL, .job_id = job_id,
+                           .worker_id = worker_id, .attempt = attempt, .code = code,
+                           .message = message};
+    return self ? s_report1(self, &r, now_ms, out) : LF_EINVAL;
 }
 
 int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id, bool refund,
