@@ -162,6 +162,12 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
             lf__store_put(gw, stt, 0);
             return lf__verr(req, &e);
         }
+        if (lf__model_unknown(gw, st->jr.params.model)) {
+            lf__store_put(gw, stt, 0);
+            return lf__err(req, 400, "unknown_model", "override_settings.sd_model_checkpoint",
+                           "no live worker serves model '%s' (GET /sdapi/v1/sd-models lists them)",
+                           st->jr.params.model);
+        }
         if (img2img) {
             json_t *first = json_array_get(st->jr.init_images, 0);
             uint8_t *bytes = NULL;

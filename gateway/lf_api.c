@@ -98,6 +98,10 @@ static int s_submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     int rc = lf_validate_job(body, &ctx, &st->jr, &e);
     json_decref(body);
     if (rc) return lf__verr(req, &e);
+    if (lf__model_unknown(gw, st->jr.params.model))
+        return lf__err(req, 400, "unknown_model", "model",
+                       "no live worker serves model '%s' (GET /v1/models lists them)",
+                       st->jr.params.model);
     const char *hdr = lf_req_header(req, "Idempotency-Key");
     if (hdr && !st->jr.idem_key) {
         if (!*hdr || strlen(hdr) > LF_V_NAME_MAX)

@@ -176,6 +176,25 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
     pthread_mutex_unlock(&gw->model_mu);
 }
 
+bool lf__model_unknown(lf_gateway_t *gw, const char *name) {
+    if (!name) return false;
+    bool unknown = false;
+    pthread_mutex_lock(&gw->model_mu);
+    /* With no live worker there is nothing to compare against: the job waits
+     * for one (its TTL bounds the wait). */
+    if (gw->models && json_array_size(gw->models) > 0) {
+        unknown = true;
+        size_t i;
+        json_t *m;
+        json_array_foreach(gw->models, i, m) {
+            const char *n = json_string_value(json_object_get(m, "name"));
+            if (n && !strcmp(n, name)) unknown = false;
+        }
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return unknown;
+}
+
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
     memset(ctx, 0, sizeof *ctx);

@@ -109,6 +109,9 @@ int64_t lf__random_seed(void);
 /* Default model and model list (cached). */
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
 /* The validate context (default model filled in). */
+/* True when live workers are known and none of them serves model `name`
+ * (uses the list lf__validate_ctx refreshed). */
+bool lf__model_unknown(lf_gateway_t *gw, const char *name);
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);
 
 /* A job view as the API shows it (caller owns). */

@@ -213,6 +213,24 @@ static bool s_wait_health(lf_testfarm_t *self, int timeout_ms) {
     return false;
 }
 
+/* Until /v1/workers lists n live workers (they registered with a broker). */
+static bool s_wait_workers(lf_testfarm_t *self, int n, int timeout_ms) {
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/workers", self->url);
+    long long end = lf_now_ms() + timeout_ms;
+    while (lf_now_ms() < end) {
+        json_t *j = NULL;
+        int count = -1;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j)
+            count = (int)json_array_size(json_object_get(j, "workers"));
+        json_decref(j);
+        if (count >= n) return true;
+        s_sleep_ms(50);
+    }
+    fprintf(stderr, "testfarm: %d workers did not register in time\n", n);
+    return false;
+}
+
 int lf_testfarm_start(lf_testfarm_t *self, lf_tf_role_t role, int index) {
     s_proc_t *p = s_find(self, role, index);
     if (!p) p = s_add(self, role, index);
@@ -261,6 +279,7 @@ lf_testfarm_t *lf_testfarm_new(const lf_testfarm_opts_t *opts) {
     for (int w = 0; w < opts->n_workers; w++)
         if (lf_testfarm_start(self, LF_TF_WORKER, w) != 0) goto fail;
     if (lf_testfarm_start(self, LF_TF_GATEWAY, 0) != 0) goto fail;
+    if (!s_wait_workers(self, opts->n_workers, 15000)) goto fail;
     return self;
 fail:
     fprintf(stderr, "testfarm: start failed; logs in %s\n", self->dir);

@@ -270,6 +270,11 @@ static void test_malformed_input_keeps_services_up(void **state) {
     assert_int_equal(code, 400);
     assert_string_equal(s_str(json_object_get(j, "error"), "field"), "width");
     json_decref(j);
+    /* A model no live worker serves: refused at once, not queued forever. */
+    code = lf_http_json("POST", url, "{\"model\":\"no-such-model\",\"steps\":2}", &j);
+    assert_int_equal(code, 400);
+    assert_string_equal(s_str(json_object_get(j, "error"), "field"), "model");
+    json_decref(j);
     code = lf_http_json("POST", url, "{\"model\":\"lf-diagnostic\",\"bogus\":1}", &j);
     assert_int_equal(code, 400);
     assert_string_equal(s_str(json_object_get(j, "error"), "field"), "bogus");
