@@ -13,6 +13,16 @@
  * dispatches only to workers connected to it, and a broker that restarts (or
  * takes over from a dead one) adopts the jobs its workers say they run.
  *
+ * Timing: heartbeats every heartbeat_ms both ways (spread over the interval
+ * per worker); a worker silent for liveness beats is dropped and its lease
+ * is no longer renewed, so the reaper (every reap_ms, any broker) requeues
+ * its job when the lease ends. Dispatch runs after every batch of messages
+ * and every 100 ms while workers are idle, from a cache of queued candidates
+ * refreshed at most every 100 ms (jobs queued through another broker are
+ * seen within that time; this broker's own submits at once). A job that a
+ * worker holds but another broker owns is adopted once that broker's
+ * liveness key (half a lease) is gone.
+ *
  * Threading: a broker and its sockets belong to the thread that runs it.
  * Ownership: lf_broker_new returns an object the caller owns. */
 #ifndef LF_BROKER_H
