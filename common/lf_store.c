@@ -845,8 +845,7 @@ int lf_store_latency_get(lf_store_t *self, lf_store_lat_t which, lf_store_hist_t
         const char *f = r->element[j]->str;
         uint64_t v = (uint64_t)lf__rint(r->element[j + 1]);
         if (!f) continue;
-        if (!strcmp(f, "count")) h.count = v;
-        else if (!strcmp(f, "sum_ms")) h.sum_s = (double)v / 1000.0;
+        if (!strcmp(f, "sum_ms")) h.sum_s = (double)v / 1000.0;
         else if (!strcmp(f, "inf")) per[LF_STORE_HIST_BUCKETS - 1] = v;
         else {
             int ms = atoi(f);
@@ -857,6 +856,7 @@ int lf_store_latency_get(lf_store_t *self, lf_store_lat_t which, lf_store_hist_t
     freeReplyObject(r);
     uint64_t acc = 0;
     for (int i = 0; i < LF_STORE_HIST_BUCKETS; i++) h.cumulative[i] = acc += per[i];
+    h.count = acc;
     *out = h;
     return 0;
 }

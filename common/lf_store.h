@@ -38,7 +38,8 @@
  *   stats:counters    hash: submitted, done, failed, cancelled, requeued,
  *                     timedout, dead
  *   stats:hist:{queue_wait,run}  hash: bucket upper bound ms ("5".."300000",
- *                     "inf") -> count, count, sum_ms (see lf_store_latency_get)
+ *                     "inf") -> count (not cumulative), sum_ms (see
+ *                     lf_store_latency_get)
  *   options           hash: A1111 options (sd_model_checkpoint, ...)
  *
  * Threading: an lf_store_t holds one hiredis connection and is NOT thread

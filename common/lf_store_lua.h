@@ -18,7 +18,7 @@
     "  if ms < 0 then ms = 0 end\n"                                                               \
     "  local k=P..'stats:hist:'..name local b='inf'\n"                                            \
     "  for _,le in ipairs(BUCKETS) do if ms <= le then b=tostring(le) break end end\n"            \
-    "  redis.call('HINCRBY',k,b,1) redis.call('HINCRBY',k,'count',1)\n"                          \
+    "  redis.call('HINCRBY',k,b,1)\n"                                                           \
     "  redis.call('HINCRBY',k,'sum_ms',math.floor(ms))\n"                                         \
     "end\n"                                                                                       \
     "local function position(prio, id)\n"                                                         \
@@ -230,11 +230,11 @@
  * 14.. image bytes -> {0, run ms, attempts} | {code} */
 #define S_LUA_COMPLETE                                                                            \
     S_PRELUDE                                                                                     \
-    "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
-    "if not held(id,ARGV[9],tonumber(ARGV[10])) then return {-13} end\n"                          \
+    "local id=ARGV[8] local jk=P..'job:'..id local att=tonumber(ARGV[10])\n"                     \
+    "local f=redis.call('HMGET',jk,'started_ms','attempts','steps','status','worker')\n"          \
+    "if f[4]~='running' or f[5]~=ARGV[9] or (att~=0 and tonumber(f[2])~=att) then return {-13} end\n" \
     "local n=tonumber(ARGV[11])\n"                                                                \
     "for i=0,n-1 do redis.call('SET',P..'img:'..id..':'..i,ARGV[14+i],'EX',RTTL) end\n"          \
-    "local f=redis.call('HMGET',jk,'started_ms','attempts','steps')\n"                            \
     "redis.call('HSET',jk,'n_images',n,'seeds',ARGV[12],'info',ARGV[13],'step',f[3])\n"           \
     "local run=NOW-(tonumber(f[1]) or NOW)\n"                                                     \
     "observe('run',run)\n"                                                                        \
