@@ -1,0 +1,433 @@
+/* bench_unet: one SD1.5 UNet step at 512x512 with CFG (batch 2: x
+ * [2,4,64,64], t = [500, 500], cond [2,77,768]) on the full-size
+ * architecture through lf_model (CPU backend), beside
+ *   - the sgemm ceiling measured in the same run (cblas_sgemm at two UNet
+ *     GEMM shapes, same thread count), so GFLOP/s can be read as a fraction
+ *     of what this machine's BLAS reaches right now;
+ *   - the same step in diffusers/PyTorch (bench_unet_torch.py, run as a
+ *     child process with the same weights and inputs), for the time ratio,
+ *     the peak RSS of each and the largest difference between the outputs.
+ *
+ * Checkpoint: --ckpt, else $LF_SD15_FULL, else tests/reference/out/
+ * sd15_full.safetensors, else build/sd15-full.safetensors (random weights,
+ * written by tests/reference/make_model_fixtures.py --full). Python: --torch
+ * PYTHON (or $LF_BENCH_TORCH; "none" skips it), else tests/reference/.venv/
+ * bin/python when present. A missing checkpoint prints SKIP and exits 0.
+ *
+ * FLOPs are counted analytically from the SD1.5 architecture (conv, linear,
+ * attention products; multiply-add = 2, as lf_node_flops): lf_model keeps its
+ * graphs private. The PyTorch side counts the same FLOPs with layer hooks,
+ * printed beside it as a check.
+ *
+ * Usage: bench_unet [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none]
+ *                   [--weights f32|f16|bf16|stored] [--no-ceiling]
+ * Step time is the median of N (default 3) after one warm-up call (which
+ * plans memory). The machine may be shared: the load average is printed. */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lf_backend.h"
+#include "lf_model.h"
+
+#ifndef LF_SOURCE_DIR
+#define LF_SOURCE_DIR "."
+#endif
+
+enum { B = 2, C = 4, S = 64, L = 77, D = 768 };
+
+static double s_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int s_exists(const char *p) {
+    struct stat sb;
+    return p && stat(p, &sb) == 0;
+}
+
+static long s_status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+/* Resets VmHWM to the current RSS, so a later VmHWM is the peak of what ran
+ * in between. 0 on success. */
+static int s_reset_hwm(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static long s_maxrss_kb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void s_loadavg(char *out, size_t n) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double a = -1, b = -1, c = -1;
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = -1;
+        fclose(f);
+    }
+    snprintf(out, n, "%.2f %.2f %.2f", a, b, c);
+}
+
+/* Normal deviates from a fixed LCG (Box-Muller): the same inputs every run. */
+static void s_randn(float *p, size_t n, uint32_t seed) {
+    uint32_t x = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        x = x * 1664525u + 1013904223u;
+        double u1 = ((x >> 8) + 1.0) / 16777217.0;
+        x = x * 1664525u + 1013904223u;
+        double u2 = (x >> 8) / 16777216.0;
+        double r = sqrt(-2.0 * log(u1));
+        p[i] = (float)(r * cos(2 * M_PI * u2));
+        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2));
+    }
+}
+
+static int s_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- FLOPs of the SD1.5 UNet, by its architecture ---- */
+
+static double s_conv(double hw, int ci, int co, int k) { return 2.0 * hw * co * ci * k * k; }
+static double s_lin(double rows, int ci, int co) { return 2.0 * rows * ci * co; }
+
+static double s_resnet(double hw, int ci, int co, int temb) {
+    double f = s_conv(hw, ci, co, 3) + s_conv(hw, co, co, 3) + s_lin(1, temb, co);
+    if (ci != co) f += s_conv(hw, ci, co, 1);
+    return f;
+}
+
+/* Spatial transformer with one block: proj_in/out 1x1, self-attention,
+ * cross-attention over L tokens of width D, GEGLU feed-forward (4C). */
+static double s_transformer(double n, int c) {
+    double f = 2 * s_conv(n, c, c, 1);
+    f += 4 * s_lin(n, c, c) + 2.0 * n * n * 2 * c;               /* attn1 q k v o + QK^T, PV */
+    f += 2 * s_lin(n, c, c) + 2 * s_lin(L, D, c) + 2.0 * n * L * 2 * c; /* attn2 */
+    f += s_lin(n, c, 8 * c) + s_lin(n, 4 * c, c);                /* GEGLU FF */
+    return f;
+}
+
+/* Per sample at an s x s latent: channels 320/640/1280/1280, 2 resnets per
+ * down level, 3 per up level, attention on the three finest levels. */
+static double s_unet_flops(int s) {
+    static const int ch[4] = {320, 640, 1280, 1280}, attn[4] = {1, 1, 1, 0};
+    const int temb = 1280;
+    int skip[16], ns = 0, r = s, cur = ch[0];
+    double f = s_lin(1, 320, temb) + s_lin(1, temb, temb) + s_conv((double)r * r, C, ch[0], 3);
+    skip[ns++] = cur;
+    for (int l = 0; l < 4; l++) {
+        for (int j = 0; j < 2; j++) {
+            f += s_resnet((double)r * r, cur, ch[l], temb);
+            cur = ch[l];
+            if (attn[l]) f += s_transformer((double)r * r, cur);
+            skip[ns++] = cur;
+        }
+        if (l < 3) {
+            r /= 2;
+            f += s_conv((double)r * r, cur, cur, 3); /* stride-2 conv: output pixels */
+            skip[ns++] = cur;
+        }
+    }
+    f += 2 * s_resnet((double)r * r, cur, cur, temb) + s_transformer((double)r * r, cur);
+    for (int i = 0; i < 4; i++) {
+        int l = 3 - i;
+        for (int j = 0; j < 3; j++) {
+            f += s_resnet((double)r * r, cur + skip[--ns], ch[l], temb);
+            cur = ch[l];
+            if (attn[l]) f += s_transformer((double)r * r, cur);
+        }
+        if (i < 3) {
+            r *= 2;
+            f += s_conv((double)r * r, cur, cur, 3);
+        }
+    }
+    return f + s_conv((double)s * s, ch[0], C, 3);
+}
+
+/* ---- the sgemm ceiling ---- */
+
+typedef struct {
+    int M, N, K;
+    double gflops;
+} s_shape_t;
+
+/* Best of reps sgemm calls, A[M][K] . B[N][K]^T as lf_op_matmul computes
+ * it; GFLOP/s. */
+static double s_sgemm_gflops(int M, int N, int K, int reps) {
+    float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4),
+          *c = malloc((size_t)M * N * 4);
+    if (!a || !b || !c) {
+        free(a), free(b), free(c);
+        return 0;
+    }
+    s_randn(a, (size_t)M * K, 1), s_randn(b, (size_t)N * K, 2);
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = s_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double t = s_now() - t0;
+        if (r > 0 && t < best) best = t; /* r == 0 warms up */
+    }
+    free(a), free(b), free(c);
+    return 2.0 * M * N * K / best * 1e-9;
+}
+
+static double s_ceiling(s_shape_t *sh, int n, const char *when) {
+    double best = 0;
+    for (int i = 0; i < n; i++) {
+        double g = s_sgemm_gflops(sh[i].M, sh[i].N, sh[i].K, 3);
+        if (g > sh[i].gflops) sh[i].gflops = g;
+        printf("  sgemm %-6s M=%-5d N=%-5d K=%-5d %7.1f GFLOP/s\n", when, sh[i].M, sh[i].N, sh[i].K,
+               g);
+        if (sh[i].gflops > best) best = sh[i].gflops;
+    }
+    return best;
+}
+
+/* ---- the PyTorch side ---- */
+
+typedef struct {
+    int ok;
+    double median_s, min_s, load_s, flops, max_abs, rel_err;
+    long rss_load_kb, peak_rss_kb, step_hwm_kb;
+} s_torch_t;
+
+static double s_field(const char *line, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, " %s=", key);
+    const char *p = strstr(line, k);
+    return p ? atof(p + strlen(k)) : -1;
+}
+
+static int s_run_torch(const char *python, const char *ckpt, const char *dir, int reps, int threads,
+                       s_torch_t *r) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/bench/bench_unet_torch.py' --ckpt '%s' --io '%s' --reps %d --threads %d 2>&1",
+             python, LF_SOURCE_DIR, ckpt, dir, reps, threads);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[4096];
+    memset(r, 0, sizeof *r);
+    while (fgets(line, sizeof line, p)) {
+        printf("  | %s", line);
+        if (!strncmp(line, "RESULT torch ", 13)) {
+            r->ok = 1;
+            r->median_s = s_field(line, "median_s"), r->min_s = s_field(line, "min_s");
+            r->load_s = s_field(line, "load_s"), r->flops = s_field(line, "flops");
+            r->max_abs = s_field(line, "max_abs"), r->rel_err = s_field(line, "rel_err");
+            r->rss_load_kb = (long)s_field(line, "rss_load_kb");
+            r->peak_rss_kb = (long)s_field(line, "peak_rss_kb");
+            r->step_hwm_kb = (long)s_field(line, "step_hwm_kb");
+        }
+    }
+    int st = pclose(p);
+    return r->ok && st == 0 ? 0 : -1;
+}
+
+static int s_write(const char *dir, const char *name, const float *a, size_t na, const float *b,
+                   size_t nb, const float *c, size_t nc) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (!f) return -1;
+    int ok = fwrite(a, 4, na, f) == na && (!b || fwrite(b, 4, nb, f) == nb) &&
+             (!c || fwrite(c, 4, nc, f) == nc);
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static void s_rm_io(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/unet_in.bin", dir), unlink(p);
+    snprintf(p, sizeof p, "%s/unet_out.bin", dir), unlink(p);
+    rmdir(dir);
+}
+
+int main(int argc, char **argv) {
+    const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *wt = "f32";
+    int reps = 3, threads = 2, ceiling = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--torch") && i + 1 < argc) python = argv[++i];
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) wt = argv[++i];
+        else if (!strcmp(argv[i], "--no-ceiling")) ceiling = 0;
+        else if (!strcmp(argv[i], "--quick")) reps = 1; /* as bench_kernels --quick */
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none] "
+                   "[--weights f32|f16|bf16|stored] [--no-ceiling]\n",
+                   argv[0]);
+            return 0;
+        }
+        /* Other flags belong to the other benchmarks (deploy/lightfarm bench
+         * passes its arguments to each): ignored. */
+    }
+    if (reps < 1) reps = 1;
+    static const char *defaults[] = {LF_SOURCE_DIR "/tests/reference/out/sd15_full.safetensors",
+                                     LF_SOURCE_DIR "/build/sd15-full.safetensors"};
+    for (int i = 0; i < 2 && !(ckpt && *ckpt); i++)
+        if (s_exists(defaults[i])) ckpt = defaults[i];
+    if (!(ckpt && *ckpt) || !s_exists(ckpt)) {
+        printf("SKIP bench_unet: no full-size SD1.5 checkpoint (%s; write one with "
+               "tests/reference/.venv/bin/python tests/reference/make_model_fixtures.py --full, "
+               "or set LF_SD15_FULL / --ckpt)\n",
+               ckpt && *ckpt ? ckpt : defaults[0]);
+        return 0;
+    }
+    static const char *venv = LF_SOURCE_DIR "/tests/reference/.venv/bin/python";
+    if (!python || !*python) python = s_exists(venv) ? venv : "none";
+    int with_torch = strcmp(python, "none") != 0;
+    int type = !strcmp(wt, "f16")    ? LF_TYPE_F16
+               : !strcmp(wt, "bf16") ? LF_TYPE_BF16
+               : !strcmp(wt, "f32")  ? LF_TYPE_F32
+                                     : -1;
+
+    char la[64];
+    s_loadavg(la, sizeof la);
+    printf("bench_unet: SD1.5 UNet, one 512x512 CFG step (x [%d,%d,%d,%d], cond [%d,%d,%d]), %d "
+           "threads, weights %s\n  checkpoint %s\n  load average %s\n",
+           B, C, S, S, B, L, D, threads, type < 0 ? "as stored" : wt, ckpt, la);
+    openblas_set_num_threads(threads);
+    printf("  OpenBLAS core %s (%s)\n", openblas_get_corename(), openblas_get_config());
+
+    s_shape_t sh[2] = {{4096, 320, 2880, 0}, {1024, 1280, 11520, 0}};
+    double ceil_gf = ceiling ? s_ceiling(sh, 2, "before") : 0;
+
+    lf_backend_t *be = lf_backend_cpu_new(threads);
+    if (!be) return fprintf(stderr, "bench_unet: no CPU backend\n"), 1;
+    printf("  %s\n", lf_backend_describe(be));
+    lf_model_opts_t opts = {.backend = be, .weight_type = type};
+    char err[1024] = "";
+    lf_model_t *m = NULL;
+    double t0 = s_now();
+    int rc = lf_model_load(ckpt, &opts, &m, err, sizeof err);
+    double load_s = s_now() - t0;
+    if (rc) {
+        fprintf(stderr, "bench_unet: %s\n", err);
+        lf_backend_destroy(&be);
+        return 1;
+    }
+    long rss_load = s_status_kb("VmRSS");
+    printf("  load %.1f s, RSS after load %.0f MiB\n", load_s, rss_load / 1024.0);
+
+    const size_t nx = (size_t)B * C * S * S, nc = (size_t)B * L * D;
+    float *x = malloc(nx * 4), *cond = malloc(nc * 4), *out = malloc(nx * 4);
+    float t[B] = {500.0f, 500.0f};
+    if (!x || !cond || !out) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
+    s_randn(x, nx, 11), s_randn(cond, nc, 12);
+
+    t0 = s_now();
+    rc = lf_model_denoise(m, x, B, S, S, t, cond, L, out);
+    double warm_s = s_now() - t0;
+    if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
+    printf("  warm-up (plans memory) %.2f s\n", warm_s);
+    int hwm_ok = s_reset_hwm() == 0;
+    double ts[64];
+    if (reps > 64) reps = 64;
+    for (int i = 0; i < reps && !rc; i++) {
+        t0 = s_now();
+        rc = lf_model_denoise(m, x, B, S, S, t, cond, L, out);
+        ts[i] = s_now() - t0;
+        printf("  step %d/%d %.2f s\n", i + 1, reps, ts[i]);
+        fflush(stdout);
+    }
+    if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
+    long step_hwm = hwm_ok ? s_status_kb("VmHWM") : -1, peak = s_maxrss_kb();
+    size_t work = lf_backend_workspace_bytes(be);
+    double tmin = ts[0];
+    for (int i = 1; i < reps; i++) tmin = fmin(tmin, ts[i]);
+    qsort(ts, (size_t)reps, sizeof ts[0], s_cmp);
+    double med = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
+    double flops = B * s_unet_flops(S);
+    double nan_out = 0;
+    for (size_t i = 0; i < nx; i++)
+        if (!isfinite(out[i])) nan_out++;
+    lf_model_destroy(&m);
+    lf_backend_destroy(&be);
+    if (ceiling) {
+        double c2 = s_ceiling(sh, 2, "after");
+        if (c2 > ceil_gf) ceil_gf = c2;
+    }
+
+    s_torch_t tr = {0};
+    char dir[] = "/tmp/lf_bench_unet.XXXXXX";
+    if (with_torch) {
+        if (!s_exists(python)) {
+            printf("SKIP torch side: %s not found (create tests/reference/.venv, see "
+                   "tests/reference/requirements.txt, or pass --torch PYTHON)\n",
+                   python);
+            with_torch = 0;
+        } else if (!mkdtemp(dir) || s_write(dir, "unet_in.bin", x, nx, t, B, cond, nc) ||
+                   s_write(dir, "unet_out.bin", out, nx, NULL, 0, NULL, 0)) {
+            fprintf(stderr, "bench_unet: cannot write inputs under /tmp\n");
+            with_torch = 0;
+        } else {
+            printf("  PyTorch (%s):\n", python);
+            if (s_run_torch(python, ckpt, dir, reps, threads, &tr))
+                printf("  PyTorch side failed (see its output above)\n");
+            s_rm_io(dir);
+        }
+    }
+    s_loadavg(la, sizeof la);
+
+    double gf = flops / med * 1e-9;
+    printf("\n== SD1.5 UNet step, 512x512 CFG (batch 2), %d threads, load average now %s ==\n",
+           threads, la);
+    printf("  FLOPs per step        %.1f GFLOP (analytic: conv, linear, attention)", flops * 1e-9);
+    if (tr.ok && tr.flops > 0) printf("; PyTorch hooks count %.1f", tr.flops * 1e-9);
+    printf("\n  lightfarm             median %.2f s (min %.2f)  %6.1f GFLOP/s", med, tmin, gf);
+    if (ceil_gf > 0) printf("  = %.0f %% of the sgemm ceiling %.1f GFLOP/s", 100 * gf / ceil_gf, ceil_gf);
+    printf("\n                        peak RSS %.0f MiB (after load %.0f, steps' high-water %.0f), "
+           "backend workspace %.0f MiB%s\n",
+           peak / 1024.0, rss_load / 1024.0, step_hwm / 1024.0, work / 1048576.0,
+           nan_out ? "  NON-FINITE OUTPUT" : "");
+    if (tr.ok) {
+        printf("  PyTorch               median %.2f s (min %.2f)  %6.1f GFLOP/s\n"
+               "                        peak RSS %.0f MiB (after load %.0f, steps' high-water "
+               "%.0f)\n",
+               tr.median_s, tr.min_s, flops / tr.median_s * 1e-9, tr.peak_rss_kb / 1024.0,
+               tr.rss_load_kb / 1024.0, tr.step_hwm_kb / 1024.0);
+        printf("  lightfarm / PyTorch   time %.2fx faster, peak RSS %.2f of PyTorch's\n",
+               tr.median_s / med, (double)peak / (double)tr.peak_rss_kb);
+        printf("  outputs               max |lf - torch| %.3g, relative to max |torch| %.3g\n",
+               tr.max_abs, tr.rel_err);
+        printf("  targets               faster than PyTorch: %s; >= 50 %% of ceiling: %s; "
+               "lower peak RSS: %s\n",
+               med < tr.median_s ? "yes" : "NO", gf >= 0.5 * ceil_gf ? "yes" : "NO",
+               peak < tr.peak_rss_kb ? "yes" : "NO");
+    }
+    printf("BENCH unet_sd15 threads=%d weights=%s lf_median_s=%.4f lf_gflops=%.1f ceiling_gflops=%.1f "
+           "ceiling_frac=%.3f lf_peak_rss_kb=%ld",
+           threads, wt, med, gf, ceil_gf, ceil_gf > 0 ? gf / ceil_gf : 0, peak);
+    if (tr.ok)
+        printf(" torch_median_s=%.4f speedup=%.3f torch_peak_rss_kb=%ld max_abs=%.4g rel_err=%.4g",
+               tr.median_s, tr.median_s / med, tr.peak_rss_kb, tr.max_abs, tr.rel_err);
+    printf(" openblas_core=%s loadavg=\"%s\"\n", openblas_get_corename(), la);
+    free(x), free(cond), free(out);
+    return nan_out ? 1 : 0;
+}

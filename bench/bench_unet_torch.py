@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""The PyTorch side of bench_unet: one SD1.5 UNet step (512x512, CFG batch 2)
+in diffusers' UNet2DConditionModel on the CPU, with the same weights and the
+same inputs as the C engine.
+
+The model is built with SD1.5's configs (those of
+tests/reference/make_model_fixtures.py --full, which wrote the checkpoint)
+and filled tensor by tensor from the single-file checkpoint in the original
+(LDM) layout, names mapped by tools/train/sd_convert.py. Weights are f32
+(as the engine's default), and by default the text encoder and the VAE are
+loaded too, since lf_model_load holds them as well: both processes then hold
+the same model (--unet-only loads the UNet alone, for the split).
+
+Inputs come from bench_unet (--io DIR: unet_in.bin = x[2,4,64,64], t[2],
+cond[2,77,768] as float32); if DIR/unet_out.bin exists, the output is
+compared with it. Peak RSS: ru_maxrss of this process (load included) and
+the high-water mark during the steps alone (VmHWM after clear_refs).
+
+Last line (parsed by bench_unet):
+  RESULT torch median_s=.. min_s=.. load_s=.. rss_load_kb=.. peak_rss_kb=..
+         step_hwm_kb=.. flops=.. max_abs=.. rel_err=.. threads=..
+
+  tests/reference/.venv/bin/python bench/bench_unet_torch.py --ckpt CK --io DIR
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def reset_hwm():
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Key(str):
+    """A checkpoint key standing in for its tensor while names are mapped
+    (sd_convert's mappers look at .ndim for the VAE's 1x1-conv attention)."""
+    ndim = 2
+
+
+def load_models(ckpt, unet_only):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors import safe_open
+    from transformers import CLIPTextConfig, CLIPTextModel
+    import make_model_fixtures as mmf
+    import sd_convert as sc
+
+    full = mmf.FULL
+    parts = [("unet", UNet2DConditionModel(**full["unet"]))]
+    if not unet_only:
+        parts.append(("vae", AutoencoderKL(**full["vae"])))
+        parts.append(("text", CLIPTextModel(CLIPTextConfig(**full["text"]))))
+    with safe_open(ckpt, "pt") as f:
+        keys = {k: _Key(k) for k in f.keys()}
+        used = 0
+        for name, model in parts:
+            if name == "unet":
+                names = sc.unet_from_sd(keys, dict(model.config))
+            elif name == "vae":
+                names = sc.vae_from_sd(keys, dict(model.config))
+            else:
+                names = sc.text_from_sd(keys)
+            state = dict(model.named_parameters())
+            state.update(dict(model.named_buffers()))
+            want = {k for k in state if not k.endswith("position_ids")}
+            if set(names) != want:
+                miss, extra = sorted(want - set(names)), sorted(set(names) - want)
+                raise KeyError(f"{name}: missing {miss[:4]} unexpected {extra[:4]}")
+            with torch.no_grad():
+                for hf, key in names.items():
+                    p = state[hf]
+                    p.copy_(f.get_tensor(key).reshape(p.shape))  # f16 -> f32, one at a time
+            used += len(names)
+            model.eval()
+        if unet_only is False and used != len(keys):
+            raise KeyError(f"{len(keys) - used} tensors in {ckpt} belong to no model")
+    return {n: m for n, m in parts}
+
+
+def count_flops(unet, x, t, cond):
+    """Multiply-add = 2 over Conv2d, Linear and the attention products (the
+    convention of lf_node_flops): hooks on the layers, and torch.bmm /
+    torch.baddbmm wrapped for one forward (diffusers' AttnProcessor computes
+    Q K^T and P V with them)."""
+    total = [0.0]
+    hooks = []
+
+    def conv_hook(m, inp, out):
+        k = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        total[0] += 2.0 * out.numel() * k
+
+    def lin_hook(m, inp, out):
+        total[0] += 2.0 * out.numel() * m.in_features
+
+    for mod in unet.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            hooks.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, torch.nn.Linear):
+            hooks.append(mod.register_forward_hook(lin_hook))
+    bmm, baddbmm = torch.bmm, torch.baddbmm
+
+    def my_bmm(a, b, *args, **kw):
+        total[0] += 2.0 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        return bmm(a, b, *args, **kw)
+
+    def my_baddbmm(c, a, b, *args, **kw):
+        total[0] += 2.0 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        return baddbmm(c, a, b, *args, **kw)
+
+    torch.bmm, torch.baddbmm = my_bmm, my_baddbmm
+    try:
+        unet(x, t, encoder_hidden_states=cond)
+    finally:
+        torch.bmm, torch.baddbmm = bmm, baddbmm
+        for hk in hooks:
+            hk.remove()
+    return total[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--io", required=True, help="folder with unet_in.bin (and unet_out.bin)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--size", type=int, default=64, help="latent height = width")
+    ap.add_argument("--unet-only", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    B, S = a.batch, a.size
+
+    t0 = time.perf_counter()
+    models = load_models(a.ckpt, a.unet_only)
+    load_s = time.perf_counter() - t0
+    unet = models["unet"]
+    rss_load = status_kb("VmRSS")
+
+    raw = np.fromfile(os.path.join(a.io, "unet_in.bin"), dtype=np.float32)
+    nx, nc = B * 4 * S * S, B * 77 * 768
+    if raw.size != nx + B + nc:
+        sys.exit(f"unet_in.bin: {raw.size} floats, expected {nx + B + nc}")
+    x = torch.from_numpy(raw[:nx].copy()).reshape(B, 4, S, S)
+    t = torch.from_numpy(raw[nx:nx + B].copy())
+    cond = torch.from_numpy(raw[nx + B:].copy()).reshape(B, 77, 768)
+
+    flops = -1.0
+    times = []
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        y = unet(x, t, encoder_hidden_states=cond).sample  # warm-up
+        print(f"torch warm-up {time.perf_counter() - t0:.2f} s", flush=True)
+        hwm_ok = reset_hwm()
+        for i in range(a.reps):
+            t0 = time.perf_counter()
+            y = unet(x, t, encoder_hidden_states=cond).sample
+            times.append(time.perf_counter() - t0)
+            print(f"torch step {i + 1}/{a.reps} {times[-1]:.2f} s", flush=True)
+        step_hwm = status_kb("VmHWM") if hwm_ok else -1
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        flops = count_flops(unet, x, t, cond)
+
+    max_abs = rel = -1.0
+    outp = os.path.join(a.io, "unet_out.bin")
+    if os.path.exists(outp):
+        c = torch.from_numpy(np.fromfile(outp, dtype=np.float32)).reshape(y.shape)
+        d = (c - y).abs().max().item()
+        max_abs, rel = d, d / max(y.abs().max().item(), 1e-30)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"attention processor {type(unet.attn_processors[next(iter(unet.attn_processors))]).__name__}")
+    print(f"RESULT torch median_s={statistics.median(times):.4f} min_s={min(times):.4f} "
+          f"load_s={load_s:.2f} rss_load_kb={rss_load} peak_rss_kb={peak} step_hwm_kb={step_hwm} "
+          f"flops={flops:.6g} max_abs={max_abs:.4g} rel_err={rel:.4g} threads={torch.get_num_threads()}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
