@@ -168,7 +168,10 @@ int lf_store_ping(lf_store_t *self, double *rtt_us);
  *   (and `attempt` when non-zero) still holds the job; otherwise LF_ESTATE and
  *   nothing changes, so a late answer from a worker presumed dead is dropped.
  * - A failed connection is reopened on the next call, at most every backoff
- *   period (100 ms doubling to 2 s); until then calls return LF_ECONN. */
+ *   period (100 ms doubling to 2 s); until then calls return LF_ECONN.
+ * - Times (leases, deadlines, history) come from the caller's wall clock, so
+ *   brokers on different machines need synchronised clocks (NTP): a skew of
+ *   X ms makes leases and TTLs expire up to X ms early or late. */
 
 typedef struct {
     uint32_t lease_ms;            /* running-job lease; default 5000 */
