@@ -200,12 +200,28 @@ uint64_t tb_submit_async(tb_gateway_t *g, const char *model) {
     return m.req_id;
 }
 
+static int s_submit(tb_gateway_t *g, lf_msg_t *m, char *id, bool *duplicate);
+
 int tb_submit(tb_gateway_t *g, const char *model, lf_priority_t prio, const char *idem, char *id,
               bool *duplicate) {
     lf_msg_t m = {.type = LF_MSG_SUBMIT, .req_id = g->next_req++, .priority = prio,
                   .idem_key = (char *)idem,
                   .params = {.model = (char *)model, .width = 64, .height = 64, .steps = 2,
                              .batch_size = 1}};
+    return s_submit(g, &m, id, duplicate);
+}
+
+int tb_submit_opts(tb_gateway_t *g, const char *model, uint32_t ttl_s, uint32_t max_attempts,
+                   char *id) {
+    lf_msg_t m = {.type = LF_MSG_SUBMIT, .req_id = g->next_req++, .priority = LF_PRIO_NORMAL,
+                  .ttl_s = ttl_s, .max_attempts = max_attempts,
+                  .params = {.model = (char *)model, .width = 64, .height = 64, .steps = 2,
+                             .batch_size = 1}};
+    return s_submit(g, &m, id, NULL);
+}
+
+static int s_submit(tb_gateway_t *g, lf_msg_t *mp, char *id, bool *duplicate) {
+    lf_msg_t m = *mp;
     s_send(g->sock, &m);
     lf_msg_t r;
     if (s_recv(g->sock, 5000, &r)) TB_FAIL("no answer to SUBMIT");

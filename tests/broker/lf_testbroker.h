@@ -71,6 +71,9 @@ void tb_gateway_close(tb_gateway_t *g);
 /* SUBMIT and wait for its answer: 0 and id (>= 40 bytes), or the REPLY's code. */
 int tb_submit(tb_gateway_t *g, const char *model, lf_priority_t prio, const char *idem,
               char *id, bool *duplicate);
+/* SUBMIT with a queue TTL and max attempts (0 = broker defaults). */
+int tb_submit_opts(tb_gateway_t *g, const char *model, uint32_t ttl_s, uint32_t max_attempts,
+                   char *id);
 /* Send a SUBMIT without waiting (pipelined tests); returns its req id. */
 uint64_t tb_submit_async(tb_gateway_t *g, const char *model);
 int tb_cancel(tb_gateway_t *g, const char *id);

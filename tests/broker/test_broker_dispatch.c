@@ -321,6 +321,43 @@ static void test_result_during_redis_outage(void **state) {
     tb_worker_close(&w);
 }
 
+/* A queued job past its TTL fails with LF_ETIMEDOUT; a job whose worker
+ * is lost more often than max_attempts fails with LF_ELIMIT into the dead
+ * letters, with a message that says why. */
+static void test_ttl_and_dead_letter(void **state) {
+    s_fix_t *f = *state;
+    char t[40], d[40];
+    assert_int_equal(tb_submit_opts(&f->g, "nobody", 1, 0, t), 0);
+    lf_msg_t ev;
+    assert_int_equal(tb_sub_wait(f->sub, t, LF_EV_FAILED, 3000, &ev), 0);
+    assert_int_equal(ev.code, LF_ETIMEDOUT);
+    lf_msg_clear(&ev);
+    assert_int_equal(tb_status(f->store, t), LF_JOB_FAILED);
+
+    tb_worker_t w;
+    tb_worker_open(&w, "w1", f->b.be, "m1", NULL, NULL);
+    assert_int_equal(tb_submit_opts(&f->g, "m1", 0, 1, d), 0);
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, NULL), 0);
+    w.beating = false; /* lost */
+    assert_int_equal(tb_sub_wait(f->sub, d, LF_EV_FAILED, 4000, &ev), 0);
+    assert_int_equal(ev.code, LF_ELIMIT);
+    assert_non_null(strstr(ev.message, "maximum attempts"));
+    lf_msg_clear(&ev);
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(f->store, d, &v), 0);
+    assert_int_equal(v.status, LF_JOB_FAILED);
+    assert_non_null(strstr(v.message, "w1"));
+    lf_job_view_clear(&v);
+    char **ids;
+    size_t n;
+    assert_int_equal(lf_store_dead_list(f->store, 10, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], d);
+    free(ids[0]);
+    free(ids);
+    tb_worker_close(&w);
+}
+
 int main(void) {
 #define T(t) cmocka_unit_test_setup_teardown(t, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
@@ -332,6 +369,7 @@ int main(void) {
         T(test_idempotency_and_bad_input),
         T(test_redis_restart),
         T(test_result_during_redis_outage),
+        T(test_ttl_and_dead_letter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
