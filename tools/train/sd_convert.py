@@ -196,7 +196,7 @@ def lf_config(unet, vae, te):
     va = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vae.config.items() if not k.startswith("_")}
     t = {k: getattr(te.config, k) for k in M.TEXT_CONFIG}
     return {
-        "name": "lf-tiny-shapes", "architecture": "sd1.5", "resolution": 128, "latent_factor": 8,
+        "name": "lf-tiny-shapes", "architecture": "sd1.5", "resolution": va["sample_size"], "latent_factor": 8,
         "prediction_type": "epsilon", "unet": u, "vae": va, "text_encoder": t,
         "scheduler": M.SCHEDULER_CONFIG,
         "tokenizer": "OpenAI CLIP BPE (bpe_simple_vocab_16e6), 49408 tokens, 77 positions, pad = <|endoftext|>",

@@ -55,7 +55,16 @@ def to_tensor(imgs):
 def stage_vae(a):
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed + 1)
-    vae = M.make_vae()
+    if a.vae_resume:
+        from diffusers import AutoencoderKL
+        vae = AutoencoderKL.from_pretrained(os.path.join(a.out, "vae"))
+        vae.register_to_config(sample_size=a.res)
+        log(f"vae: resuming from {os.path.join(a.out, 'vae')}")
+    else:
+        vae = M.make_vae()
+    if a.vae_init == "analytic":
+        M.analytic_vae(vae)
+        log("vae: analytic init (8x8 average-pool encoder, nearest-neighbour decoder; see lf_models.analytic_vae)")
     log(f"vae: params {M.nparams(vae)}; steps {a.vae_steps} batch {a.vae_batch}")
     opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, weight_decay=0.0, foreach=True)
     full_from = a.vae_crop_steps
@@ -68,10 +77,10 @@ def stage_vae(a):
             g["lr"] = lr
         imgs = [S.render(S.sample_attrs(rng)) for _ in range(a.vae_batch)]
         x = to_tensor(imgs)
-        if step < full_from:  # 64x64 crops first (4x cheaper), full 128x128 images at the end
+        if step < full_from and a.res > 64:  # 64x64 crops first (cheaper), full images at the end
             crops = []
             for i in range(x.shape[0]):
-                oy, ox = rng.integers(0, 65, 2)
+                oy, ox = rng.integers(0, a.res - 64 + 1, 2)
                 crops.append(x[i:i + 1, :, oy:oy + 64, ox:ox + 64])
             x = torch.cat(crops)
         post = vae.encode(x).latent_dist
@@ -177,6 +186,7 @@ def stage_unet(a):
         f"batch {a.batch} lr {a.lr} warmup {a.warmup} ema {a.ema}")
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99), foreach=True)
     ema = [p.detach().clone() for p in params]
+    init = [p.detach().clone() for p in params]  # for the EMA's bias correction
     ac = make_scheduler_tensors()
     snr = ac / (1 - ac)
     t_start = time.time()
@@ -187,9 +197,16 @@ def stage_unet(a):
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.from_numpy(rng.integers(0, N, a.batch))
-        caps = [S.caption(attrs[i], rng) if rng.random() >= a.uncond else "" for i in idx.tolist()]
+        flip = torch.from_numpy(rng.random(a.batch) < a.hflip)
+        caps = []
+        for i, f in zip(idx.tolist(), flip.tolist()):
+            at = attrs[i]
+            if f:  # mirrored image: left <-> right (shapes are left-right symmetric)
+                at = dict(at, pos=at["pos"].replace("left", "@").replace("right", "left").replace("@", "right"))
+            caps.append(S.caption(at, rng) if rng.random() >= a.uncond else "")
         ids = cap.ids(caps)
         z = (lmean[idx] + lstd[idx] * torch.randn_like(lmean[idx])) * 0.18215
+        z = torch.where(flip.view(-1, 1, 1, 1), z.flip(-1), z)
         noise = torch.randn_like(z)
         t = torch.randint(0, 1000, (a.batch,))
         s = ac[t].view(-1, 1, 1, 1)
@@ -214,12 +231,19 @@ def stage_unet(a):
             log(f"unet step {step} mse {r[0]:.4f} weighted {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e} "
                 f"({el / step:.2f}s/step, {el / 60:.1f} min)")
         if step % 500 == 0:
-            save_unet(a, te, unet, params, ema, step)
+            save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), step)
         if a.unet_minutes and time.time() - t_start > a.unet_minutes * 60:
             log(f"unet: time budget reached at step {step}")
             break
-    save_unet(a, te, unet, params, ema, step)
+    save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), step)
     log(f"unet: trained {step} steps in {time.time() - t_start:.0f}s")
+
+
+def ema_debias(ema, init, decay, n):
+    """EMA started at the initial weights, bias-corrected as Adam's moments: (ema - d^n init) / (1 - d^n),
+    i.e. a proper average of the n trained weights with no share of the random initialisation."""
+    c = decay ** n
+    return [(e - c * i) / (1 - c) for e, i in zip(ema, init)]
 
 
 def save_unet(a, te, unet, params, ema, step):
@@ -293,17 +317,17 @@ SAMPLE_PROMPTS = [
 def stage_samples(a):
     from PIL import Image
     pipe = load_pipeline(a, os.path.join(REPO, "models", "lf-tiny-shapes.safetensors"))
-    tiles = []
+    gens = [torch.Generator().manual_seed(1000 + i) for i in range(len(SAMPLE_PROMPTS))]
+    with torch.no_grad():
+        imgs = pipe(SAMPLE_PROMPTS, height=a.res, width=a.res, num_inference_steps=20, guidance_scale=5.0,
+                    generator=gens, output_type="np").images
+    tiles = [(img * 255).round().astype(np.uint8) for img in imgs]
     for i, p in enumerate(SAMPLE_PROMPTS):
-        g = torch.Generator().manual_seed(1000 + i)
-        img = pipe(p, height=128, width=128, num_inference_steps=20, guidance_scale=5.0, generator=g,
-                   output_type="np").images[0]
-        tiles.append((img * 255).round().astype(np.uint8))
         log(f"sample {i} (row {i // 4}, col {i % 4}, seed {1000 + i}): {p}")
     grid = np.concatenate([np.concatenate(tiles[r * 4:(r + 1) * 4], 1) for r in range(4)], 0)
     path = os.path.join(REPO, "models", "lf-tiny-shapes.samples.png")
     Image.fromarray(grid).save(path)
-    log(f"samples: {path} (EulerDiscreteScheduler, 20 steps, CFG 5.0, 128x128, seeds 1000..1015)")
+    log(f"samples: {path} (EulerDiscreteScheduler, 20 steps, CFG 5.0, {a.res}x{a.res}, seeds 1000..1015)")
 
 
 def main():
@@ -314,14 +338,17 @@ def main():
     ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
     ap.add_argument("--log", default=os.path.join(REPO, "models", "lf-tiny-shapes.train.log"))
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--res", type=int, default=128, help="image size (latents are res/8)")
+    ap.add_argument("--vae-resume", action="store_true", help="continue training out/vae")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vae-steps", type=int, default=400)
+    ap.add_argument("--vae-init", choices=["random", "analytic"], default="analytic")
+    ap.add_argument("--vae-steps", type=int, default=0, help="VAE training steps (0: the analytic VAE as is)")
     ap.add_argument("--vae-crop-steps", type=int, default=300, help="steps on 64x64 crops before full images")
     ap.add_argument("--vae-batch", type=int, default=8)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-kl", type=float, default=1e-4)
     ap.add_argument("--vae-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
-    ap.add_argument("--n-images", type=int, default=3072)
+    ap.add_argument("--n-images", type=int, default=2048)
     ap.add_argument("--unet-steps", type=int, default=2000)
     ap.add_argument("--unet-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
     ap.add_argument("--batch", type=int, default=32)
@@ -329,9 +356,13 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--uncond", type=float, default=0.1)
+    ap.add_argument("--hflip", type=float, default=0.5, help="mirror latents (and left/right in captions)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     LOG = a.log
+    S.RES = a.res
+    M.UNET_CONFIG["sample_size"] = a.res // 8
+    M.VAE_CONFIG["sample_size"] = a.res
     torch.set_num_threads(a.threads)
     import diffusers
     import transformers
