@@ -222,41 +222,43 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
 
 /* ---- timers ------------------------------------------------------------------------ */
 
-/* Every heartbeat_ms / LF__B_BEAT_SLICES: heartbeats to the workers we have
- * not sent anything for heartbeat_ms; once per heartbeat_ms also the dead
- * worker purge, lease renewal and the worker registry. */
+/* Every heartbeat_ms / LF__B_BEAT_SLICES, for the workers that are due
+ * (each once per heartbeat_ms, at its own phase, so the work is spread
+ * evenly instead of arriving as one block that delays dispatch): a
+ * heartbeat if we sent it nothing for heartbeat_ms, its lease renewal and
+ * its registry entry; and the purge of workers silent for `liveness` beats. */
 static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
     int64_t mono = lf__mono(), now = lf__now();
+    int64_t hb_ms = self->opts.heartbeat_ms;
+    int64_t dead_after = hb_ms * self->opts.liveness;
     lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
-    bool full = mono >= self->next_full;
-    if (!full) {
-        for (lf__worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
-            if (mono - w->last_sent >= self->opts.heartbeat_ms) lf__send_worker(self, w, &hb);
-        return 0;
-    }
-    self->next_full = mono + self->opts.heartbeat_ms;
-    int64_t dead_after = (int64_t)self->opts.heartbeat_ms * self->opts.liveness;
     size_t nw = zhashx_size(self->workers);
     lf_store_pair_t *pairs = calloc(nw + 1, sizeof *pairs);
     lf__worker_t **owners = calloc(nw + 1, sizeof *owners);
     bool *lost = calloc(nw + 1, sizeof *lost);
     lf_store_worker_touch_t *touch = calloc(nw + 1, sizeof *touch);
     zlistx_t *dead = zlistx_new();
+    if (!pairs || !owners || !lost || !touch || !dead) {
+        free(pairs), free(owners), free(lost), free(touch);
+        zlistx_destroy(&dead);
+        return 0; /* next tick */
+    }
     size_t np = 0, nt = 0;
     for (lf__worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
         if (mono - w->seen > dead_after) {
             zlistx_add_end(dead, w);
             continue;
         }
-        if (mono - w->last_sent >= self->opts.heartbeat_ms) lf__send_worker(self, w, &hb);
-        if (w->state == LF__W_BUSY && w->owned && w->job[0] && pairs)
+        if (mono - w->last_sent >= hb_ms) lf__send_worker(self, w, &hb);
+        if (mono - w->touched_at < hb_ms) continue;
+        w->touched_at = mono;
+        if (w->state == LF__W_BUSY && w->owned && w->job[0])
             owners[np] = w, pairs[np++] = (lf_store_pair_t){w->job, w->id};
-        if (touch)
-            touch[nt++] = (lf_store_worker_touch_t){w->id, w->caps_blob, w->caps_len,
-                                                    w->state == LF__W_BUSY && w->job[0] ? w->job : NULL,
-                                                    now - (mono - w->seen), w->jobs_done};
+        touch[nt++] = (lf_store_worker_touch_t){w->id, w->caps_blob, w->caps_len,
+                                                w->state == LF__W_BUSY && w->job[0] ? w->job : NULL,
+                                                now - (mono - w->seen), w->jobs_done};
     }
     /* A dead worker's lease is no longer renewed: the reaper requeues. */
     for (lf__worker_t *w = zlistx_first(dead); w; w = zlistx_next(dead)) {
@@ -267,7 +269,9 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
         lf__worker_drop(self, w);
     }
     zlistx_destroy(&dead);
-    if (pairs && lost) {
+    /* Renewal also keeps this broker's liveness key (half a lease) alive. */
+    if (np || mono >= self->next_beat) {
+        self->next_beat = mono + hb_ms;
         int rc = lf_store_renew(self->store, pairs, np, self->id, now, lost);
         if (rc) lf__redis_error(self, "lease renewal", rc);
         for (size_t i = 0; !rc && i < np; i++)
@@ -278,7 +282,7 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
                 lf__send_cancel(self, owners[i], owners[i]->job);
             }
     }
-    if (touch) {
+    if (nt) {
         int rc = lf_store_workers_touch(self->store, touch, nt, self->id, now);
         if (rc) lf__redis_error(self, "worker registry", rc);
     }

@@ -40,6 +40,7 @@ typedef struct {
     int64_t assigned_at;      /* mono ms */
     int64_t adopt_at;         /* mono ms of the last adoption attempt */
     int64_t last_sent;        /* mono ms of our last message to it (heartbeats fill gaps) */
+    int64_t touched_at;       /* mono ms of its last lease renewal + registry write */
     long idle_pos;            /* index in idle[], -1 when not idle */
     uint64_t jobs_done;
 } lf__worker_t;
@@ -84,7 +85,7 @@ struct lf_broker {
     size_t n_cache;
     int64_t cache_at;         /* mono ms of the peek; 0 = stale */
     bool complete[LF_PRIO__COUNT];
-    int64_t next_full;        /* mono ms of the next renew/registry/purge round */
+    int64_t next_beat;        /* mono ms when this broker's liveness key is due */
     lf_codec_stats_t codec;
     lf_broker_stats_t stats;
     int64_t redis_warned;     /* mono ms of the last "redis down" log */

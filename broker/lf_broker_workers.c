@@ -121,6 +121,7 @@ static lf__worker_t *s_worker_get(lf_broker_t *self, zframe_t *ident, const char
         uint32_t h = 2166136261u;
         for (const char *c = w->id; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
         w->last_sent = lf__mono() - (int64_t)(h % (uint32_t)self->opts.heartbeat_ms);
+        w->touched_at = w->last_sent;
         zhashx_insert(self->workers, w->id, w);
         self->stats.workers_joined++;
         self->cache_at = 0; /* the cache was filtered for the other workers */
