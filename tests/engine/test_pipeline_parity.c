@@ -48,20 +48,32 @@
 typedef struct {
     const char *file, *sampler, *scheduler;
     int steps;
+    double tol; /* 0 = P_TOL */
 } s_case_t;
 
 static const s_case_t s_cases[] = {
-    {"euler", "euler", "normal", 4},
-    {"euler_karras", "euler", "karras", 5},
-    {"euler_a", "euler_ancestral", "normal", 4},
-    {"heun", "heun", "normal", 4},
-    {"dpm_2", "dpm_2", "normal", 4},
-    {"dpmpp_2m", "dpmpp_2m", "sgm_uniform", 9},
-    {"dpmpp_2m_karras", "dpmpp_2m", "karras", 6},
-    {"dpmpp_2m_sde", "dpmpp_2m_sde", "sgm_uniform", 9},
-    {"ddim", "ddim", "ddim_uniform", 4},
-    {"lcm", "lcm", "simple", 4},
-    {"uni_pc", "uni_pc", "normal", 4},
+    {"euler", "euler", "normal", 4, 0},
+    {"euler_karras", "euler", "karras", 5, 0},
+    {"euler_a", "euler_ancestral", "normal", 4, 0},
+    {"heun", "heun", "normal", 4, 0},
+    {"dpm_2", "dpm_2", "normal", 4, 0},
+    {"dpmpp_2m", "dpmpp_2m", "sgm_uniform", 9, 0},
+    {"dpmpp_2m_karras", "dpmpp_2m", "karras", 6, 0},
+    {"dpmpp_2m_sde", "dpmpp_2m_sde", "sgm_uniform", 9, 0},
+    {"ddim", "ddim", "ddim_uniform", 4, 0},
+    {"lcm", "lcm", "simple", 4, 0},
+    /* diffusers' UniPC as is: its exact alpha_t = 1/sqrt(1+s^2) against our
+     * (ComfyUI's) float32 sqrt(1 - exp(2 log alpha)), which cancels at small
+     * sigma — a precision convention worth ~2e-4 here, hence the looser
+     * bound; uni_pc_f32 is the same run with ComfyUI's arithmetic patched
+     * into diffusers and is held to P_TOL. */
+    {"uni_pc", "uni_pc", "normal", 4, 5e-4},
+    {"uni_pc_f32", "uni_pc", "normal", 4, 0},
+    {"uni_pc_bh2", "uni_pc_bh2", "normal", 4, 0},
+    /* DPMSolverSDEScheduler with its Brownian tree replaced by the
+     * generator's randn (our convention); absent when the fixture script ran
+     * without torchsde. */
+    {"dpmpp_sde", "dpmpp_sde", "normal", 4, 0},
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
@@ -156,8 +168,12 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     char path[1024], rel[128], err[256] = "";
     snprintf(rel, sizeof rel, "pipeline/%s.safetensors", c->file);
     lf_safetensors_t *st = NULL;
-    if (lf_safetensors_open(&st, lf_test_fixture(path, sizeof path, rel), err, sizeof err) != 0)
-        fail_msg("%s: %s", path, err);
+    lf_test_fixture(path, sizeof path, rel);
+    if (access(path, F_OK) != 0) {
+        printf("SKIP: %s absent (see make_pipeline_fixtures.py)\n", path);
+        skip();
+    }
+    if (lf_safetensors_open(&st, path, err, sizeof err) != 0) fail_msg("%s: %s", path, err);
     const lf_tensor_info_t *lat = lf_safetensors_find(st, "latent"), *img = lf_safetensors_find(st, "image"),
                            *sg = lf_safetensors_find(st, "sigmas");
     assert_non_null(lat);
@@ -201,7 +217,8 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     fflush(stdout);
     lf_safetensors_destroy(&st);
     assert_true(sdev < 1e-5);
-    if (el >= P_TOL || ei >= P_TOL) fail_msg("%s: beyond %.0e relative", c->file, P_TOL);
+    double tol = c->tol > 0 ? c->tol : P_TOL;
+    if (el >= tol || ei >= tol) fail_msg("%s: beyond %.0e relative", c->file, tol);
 }
 
 #define S_TEST(i)                                                                                  \
@@ -221,7 +238,10 @@ S_TEST(7)
 S_TEST(8)
 S_TEST(9)
 S_TEST(10)
-_Static_assert(N_CASES == 11, "one test function per case");
+S_TEST(11)
+S_TEST(12)
+S_TEST(13)
+_Static_assert(N_CASES == 14, "one test function per case");
 #endif
 
 int main(void)
@@ -233,7 +253,8 @@ int main(void)
         cmocka_unit_test(test_parity_4), cmocka_unit_test(test_parity_5),
         cmocka_unit_test(test_parity_6), cmocka_unit_test(test_parity_7),
         cmocka_unit_test(test_parity_8), cmocka_unit_test(test_parity_9),
-        cmocka_unit_test(test_parity_10),
+        cmocka_unit_test(test_parity_10), cmocka_unit_test(test_parity_11),
+        cmocka_unit_test(test_parity_12), cmocka_unit_test(test_parity_13),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 #else

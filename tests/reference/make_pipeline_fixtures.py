@@ -47,10 +47,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_model_fixtures as mmf  # noqa: E402
 
+try:  # DPMSolverSDEScheduler's module imports torchsde (which wants scipy);
+    import torchsde  # noqa: F401  its Brownian tree is replaced below anyway
+except ImportError:
+    import types
+    sys.modules["torchsde"] = types.ModuleType("torchsde")
+
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,  # noqa: E402
                        EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
                        HeunDiscreteScheduler, KDPM2DiscreteScheduler, LCMScheduler,
                        StableDiffusionPipeline, UniPCMultistepScheduler)
+try:
+    from diffusers import DPMSolverSDEScheduler
+    DPMSolverSDEScheduler(num_train_timesteps=1000)
+except Exception:  # a dummy object when torchsde is not installed
+    DPMSolverSDEScheduler = None
 from transformers import CLIPTokenizer  # noqa: E402
 
 OUT = os.path.join(HERE, "..", "engine", "fixtures", "pipeline")
@@ -111,8 +122,33 @@ def sigma_to_t(sig):
     return (1 - w) * lo + w * (lo + 1)
 
 
+def comfy_f32_alpha_sigma(sched):
+    """UniPC's alpha_t / sigma_t computed as ComfyUI (and lightfarm) do, in
+    float32 through log alpha: sigma_t = sqrt(1 - exp(2 log alpha)), which
+    cancels badly at small sigma. diffusers' exact 1/sqrt(1+s^2) differs from
+    it by ~2e-4 relative in the final latent of a 4-step run."""
+    def f(sigma):
+        s = torch.as_tensor(sigma, dtype=torch.float32)
+        la = 0.5 * torch.log(1.0 / (s * s + 1.0))
+        return torch.exp(la), torch.sqrt(1.0 - torch.exp(2.0 * la))
+    sched._sigma_to_alpha_sigma_t = f
+
+
+def randn_noise_sampler(sched, gen):
+    """DPMSolverSDEScheduler's step noise from the pipeline's generator
+    (torch.randn, continuing after the initial latents) instead of torchsde's
+    Brownian tree: lightfarm's (and ComfyUI's default non-tree) convention.
+    Two draws per step, midpoint first, as both do."""
+    orig = sched.set_timesteps
+
+    def set_timesteps(*a, **kw):
+        orig(*a, **kw)
+        sched.noise_sampler = lambda s, sn: torch.randn((1, 4, SIZE // 2, SIZE // 2), generator=gen)
+    sched.set_timesteps = set_timesteps
+
+
 # ---- cases: (name, lightfarm sampler, lightfarm scheduler, steps, scheduler
-# factory, VP?, how the schedule is matched) ----
+# factory, VP?, how the schedule is matched[, patch(scheduler, generator)]) ----
 
 CASES = [
     ("euler", "euler", "normal", 4,
@@ -148,7 +184,21 @@ CASES = [
      lambda: UniPCMultistepScheduler(**BASE, timestep_spacing="linspace", solver_order=3,
                                      predict_x0=True, solver_type="bh1", lower_order_final=True),
      True, "override"),
+    ("uni_pc_f32", "uni_pc", "normal", 4,
+     lambda: UniPCMultistepScheduler(**BASE, timestep_spacing="linspace", solver_order=3,
+                                     predict_x0=True, solver_type="bh1", lower_order_final=True),
+     True, "override", lambda s, g: comfy_f32_alpha_sigma(s)),
+    ("uni_pc_bh2", "uni_pc_bh2", "normal", 4,
+     lambda: UniPCMultistepScheduler(**BASE, timestep_spacing="linspace", solver_order=3,
+                                     predict_x0=True, solver_type="bh2", lower_order_final=True),
+     True, "override", lambda s, g: comfy_f32_alpha_sigma(s)),
 ]
+if DPMSolverSDEScheduler is not None:
+    CASES.append(("dpmpp_sde", "dpmpp_sde", "normal", 4,
+                  lambda: DPMSolverSDEScheduler(**BASE, timestep_spacing="linspace"), False,
+                  "native", randn_noise_sampler))
+else:
+    print("DPMSolverSDEScheduler unavailable (torchsde not installed): dpmpp_sde skipped")
 
 
 def tokenizer(tmp):
@@ -236,8 +286,11 @@ def main():
     tok = tokenizer(tmp)
     ids = tok(PROMPT, padding="max_length", max_length=77, truncation=True).input_ids
     cases = []
-    for name, sampler, schedule, steps, make, vp, how in CASES:
+    for name, sampler, schedule, steps, make, vp, how, *patch in CASES:
         sched = make()
+        gen = torch.Generator().manual_seed(SEED)
+        if patch:
+            patch[0](sched, gen)
         lf = lf_schedule(schedule, steps)
         if how == "override":
             override_schedule(sched, lf, vp)
@@ -247,7 +300,6 @@ def main():
                                        scheduler=sched, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
-        gen = torch.Generator().manual_seed(SEED)
         noise = torch.randn((1, 4, SIZE // 2, SIZE // 2), generator=gen)
         x0 = noise * (s0 / (1 + s0 * s0) ** 0.5 if vp else s0)
         lat = pipe(PROMPT, negative_prompt=NEGATIVE, height=SIZE, width=SIZE,
