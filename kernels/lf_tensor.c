@@ -170,11 +170,31 @@ float lf_bf16_to_f32(uint16_t b) {
     return s_float((uint32_t)b << 16);
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* f16 -> f32 eight at a time with F16C (exact, as the scalar version; only a
+ * signalling NaN comes out quiet). The CPU backend widens f16 weights with
+ * this on every call, so the scalar loop cost ~9 % of an SD1.5 UNet step. */
+__attribute__((target("avx,f16c"))) static void s_f16_to_f32_f16c(const uint16_t *s, float *d,
+                                                                  int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = lf_f16_to_f32(s[i]);
+}
+#endif
+
 void lf_type_to_f32(lf_type_t type, const void *src, float *dst, int64_t n) {
     switch (type) {
     case LF_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
     case LF_TYPE_F16: {
         const uint16_t *s = src;
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("f16c")) {
+            s_f16_to_f32_f16c(s, dst, n);
+            break;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) dst[i] = lf_f16_to_f32(s[i]);
         break;
     }
