@@ -4,6 +4,7 @@
  * lf_a1111.c (A1111). */
 #include "lf_gateway_impl.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -435,6 +436,83 @@ static int s_handle(void *ud, lf_req_t *req) {
     return m.route->id >= LF_ROUTE_A_TXT2IMG ? lf__a1111_handle(gw, req, st) : lf__api_handle(gw, req, st);
 }
 
+/* ----------------------------------------------------------------- CURVE */
+
+/* CURVE client keys from czmq certificate files (LF_CURVE_CERT: ours, with
+ * its secret part; LF_CURVE_SERVER_CERT: the broker's public one). Neither
+ * set: plain TCP. Anything half-given or unreadable is an error: a gateway
+ * that was meant to encrypt must never quietly talk in clear. Only the
+ * server certificate: an ephemeral key of our own (encrypted, but accepted
+ * only by a broker that allows any client, LF_CURVE_CLIENTS_DIR=*). */
+typedef struct {
+    char server[41], pub[41], sec[41];
+} s_curve_keys_t;
+
+static int s_cert_error(const char *what, const char *path, char *err, size_t errlen) {
+    char secret[PATH_MAX];
+    snprintf(secret, sizeof secret, "%s_secret", path);
+    if (access(path, R_OK) != 0 && access(secret, R_OK) != 0)
+        snprintf(err, errlen, "CURVE: cannot read %s %s: %s", what, path, strerror(errno));
+    else
+        snprintf(err, errlen, "CURVE: %s %s is not a CURVE certificate (czmq zcert format)", what, path);
+    return LF_EINVAL;
+}
+
+static int s_load_curve(const lf_config_t *cfg, s_curve_keys_t *k, bool *on, char *err, size_t errlen) {
+    const char *own = cfg->curve_cert && *cfg->curve_cert ? cfg->curve_cert : NULL;
+    const char *srv = cfg->curve_server_cert && *cfg->curve_server_cert ? cfg->curve_server_cert : NULL;
+    *on = false;
+    if (!own && !srv) return 0;
+    if (!srv) {
+        snprintf(err, errlen,
+                 "CURVE: LF_CURVE_CERT (%s) is set but LF_CURVE_SERVER_CERT (the broker's public "
+                 "certificate) is not; refusing to fall back to plain TCP",
+                 own);
+        return LF_EINVAL;
+    }
+    if (!zsys_has_curve()) {
+        snprintf(err, errlen, "CURVE: asked for (LF_CURVE_SERVER_CERT) but this libzmq has no CURVE support");
+        return LF_EUNSUPPORTED;
+    }
+    /* zcert_load(p) reads p_secret when it exists, else p. */
+    zcert_t *server = zcert_load(srv);
+    if (!server) return s_cert_error("the broker certificate (LF_CURVE_SERVER_CERT)", srv, err, errlen);
+    zcert_t *mine = own ? zcert_load(own) : zcert_new();
+    if (!mine) {
+        zcert_destroy(&server);
+        if (own) return s_cert_error("the gateway certificate (LF_CURVE_CERT)", own, err, errlen);
+        snprintf(err, errlen, "CURVE: cannot make a key pair");
+        return LF_ENOMEM;
+    }
+    snprintf(k->server, sizeof k->server, "%s", zcert_public_txt(server));
+    snprintf(k->pub, sizeof k->pub, "%s", zcert_public_txt(mine));
+    snprintf(k->sec, sizeof k->sec, "%s", zcert_secret_txt(mine));
+    zcert_destroy(&server);
+    zcert_destroy(&mine);
+    static const char zero[] = "0000000000000000000000000000000000000000"; /* 32 zero bytes in Z85 */
+    if (!strcmp(k->server, zero)) {
+        explicit_bzero(k, sizeof *k);
+        snprintf(err, errlen, "CURVE: the broker certificate (LF_CURVE_SERVER_CERT) %s has no public key", srv);
+        return LF_EINVAL;
+    }
+    if (!strcmp(k->sec, zero)) { /* a public-only file loads with an all-zero secret */
+        explicit_bzero(k, sizeof *k);
+        snprintf(err, errlen,
+                 "CURVE: the gateway certificate (LF_CURVE_CERT) %s has no secret key (give the file "
+                 "written with its _secret part, not the public copy)",
+                 own);
+        return LF_EINVAL;
+    }
+    if (own)
+        lf_info("CURVE on: broker key %s, gateway key %s (%s)", k->server, k->pub, own);
+    else
+        lf_warn("CURVE on with an ephemeral gateway key %s (no LF_CURVE_CERT): only a broker that "
+                "allows any client will accept it",
+                k->pub);
+    *on = true;
+    return 0;
+}
+
 static void s_done(void *ud, lf_req_t *req, int status, int64_t us) {
     lf_gateway_t *gw = ud;
     int tag = lf_req_tag(req);
@@ -499,9 +577,15 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
         lf_warn("redis: %s (retrying on demand)", err);
         err[0] = 0;
     }
-    gw->link = lf_link_new(cfg->frontend.items, cfg->frontend.n, 2000, (int)cfg->request_timeout_ms, err, errlen);
-    if (!gw->link) goto fail;
-    gw->hub = lf_hub_new(cfg->events.items, cfg->events.n, gw, err, errlen);
+    s_curve_keys_t keys = {0};
+    bool curve_on = false;
+    if (s_load_curve(cfg, &keys, &curve_on, err, errlen)) goto fail;
+    lf_link_curve_t curve = {keys.server, keys.pub, keys.sec};
+    gw->link = lf_link_new(cfg->frontend.items, cfg->frontend.n, 2000, (int)cfg->request_timeout_ms,
+                           curve_on ? &curve : NULL, err, errlen);
+    gw->hub = gw->link ? lf_hub_new(cfg->events.items, cfg->events.n, gw, curve_on ? &curve : NULL, err, errlen)
+                       : NULL;
+    explicit_bzero(&keys, sizeof keys); /* the sockets hold their own copies */
     if (!gw->hub) goto fail;
     lf_http_opts_t ho = {.host = gw->host, .port = gw->port, .threads = gw->threads,
                          .max_body = gw->max_body, .handler = s_handle, .done = s_done, .ud = gw};

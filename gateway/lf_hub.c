@@ -166,7 +166,8 @@ static void *s_run(void *arg) {
     return NULL;
 }
 
-lf_hub_t *lf_hub_new(char *const *endpoints, size_t n, void *hub_ud, char *err, size_t errlen) {
+lf_hub_t *lf_hub_new(char *const *endpoints, size_t n, void *hub_ud, const lf_link_curve_t *curve,
+                     char *err, size_t errlen) {
     if (n < 1 || n > S_MAX_EP) {
         snprintf(err, errlen, "need 1..%d broker event endpoints", S_MAX_EP);
         return NULL;
@@ -189,6 +190,8 @@ lf_hub_t *lf_hub_new(char *const *endpoints, size_t n, void *hub_ud, char *err, 
         int ivl = 100, ivl_max = 2000;
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+        /* The broker's PUB is a CURVE server too: without the keys we would see nothing. */
+        if (lf_link_curve_apply(s, curve, err, errlen)) goto fail;
         if (zmq_connect(s, endpoints[i]) != 0) {
             snprintf(err, errlen, "cannot connect to broker events %s: %s", endpoints[i],
                      zmq_strerror(errno));

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_link.h" /* lf_link_curve_t */
 #include "lf_proto.h"
 
 typedef struct lf_hub lf_hub_t;
@@ -28,9 +29,11 @@ enum { LF_HUB_KEEP = 0, LF_HUB_DROP = 1 };
  * hub_ud: the value given to lf_hub_new (e.g. a store for the hub thread). */
 typedef int (*lf_hub_fn)(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t now_ms);
 
-/* Subscribe to every endpoint and start the thread. NULL with a reason in
- * err. Caller owns. */
-lf_hub_t *lf_hub_new(char *const *endpoints, size_t n, void *hub_ud, char *err, size_t errlen);
+/* Subscribe to every endpoint and start the thread. curve: NULL (plain TCP)
+ * or the CURVE client keys, as for lf_link_new. NULL with a reason in err.
+ * Caller owns. */
+lf_hub_t *lf_hub_new(char *const *endpoints, size_t n, void *hub_ud, const lf_link_curve_t *curve,
+                     char *err, size_t errlen);
 /* Stop: every subscriber gets a final tick with now_ms = INT64_MAX (end
  * your stream / wake your request), then is released. */
 void lf_hub_destroy(lf_hub_t **self_p);

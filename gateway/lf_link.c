@@ -39,6 +39,11 @@ struct lf_link {
     void *zctx;
     void *dealer[S_MAX_BROKERS];
     size_t n;
+    /* CURVE: a monitor per DEALER, so a refused key shows in the log instead
+     * of only as timeouts (link thread only after start). */
+    void *mon[S_MAX_BROKERS];
+    char *ep[S_MAX_BROKERS];
+    int64_t mon_warned_ms[S_MAX_BROKERS];
     int efd;
     pthread_t thread;
     bool started;
@@ -205,18 +210,57 @@ static int s_sweep(lf_link_t *self, int64_t now) {
     return d < 1 ? 1 : (int)d;
 }
 
+/* Handshake failures from broker b's monitor: a warning at most every 30 s
+ * per broker (the DEALER retries every couple of seconds). */
+static void s_on_monitor(lf_link_t *self, size_t b, int64_t now) {
+    for (int k = 0; k < 64; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon[b], ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t ev = 0; /* frame 1: event (16 bits) + value (32 bits); frame 2: address */
+        if (zmq_msg_size(&m) >= 6) memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->mon[b], 0) < 0) break;
+        }
+        zmq_msg_close(&m);
+        if (self->mon_warned_ms[b] && now - self->mon_warned_ms[b] < 30000) continue;
+        self->mon_warned_ms[b] = now;
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            lf_warn("link: broker %s refused this gateway's CURVE key (is its public certificate in "
+                    "the broker's LF_CURVE_CLIENTS_DIR?)",
+                    self->ep[b]);
+        else
+            lf_warn("link: CURVE handshake with broker %s failed (is LF_CURVE_SERVER_CERT that "
+                    "broker's certificate, and does it run with CURVE?)",
+                    self->ep[b]);
+    }
+}
+
 static void *s_run(void *arg) {
     lf_link_t *self = arg;
-    zmq_pollitem_t items[S_MAX_BROKERS + 1];
+    zmq_pollitem_t items[2 * S_MAX_BROKERS + 1];
+    size_t mon_of[S_MAX_BROKERS], n_mon = 0; /* poll slot n + 1 + j -> broker mon_of[j] */
     for (size_t i = 0; i < self->n; i++) items[i] = (zmq_pollitem_t){.socket = self->dealer[i], .events = ZMQ_POLLIN};
     items[self->n] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
+    for (size_t i = 0; i < self->n; i++)
+        if (self->mon[i]) {
+            items[self->n + 1 + n_mon] = (zmq_pollitem_t){.socket = self->mon[i], .events = ZMQ_POLLIN};
+            mon_of[n_mon++] = i;
+        }
     int timeout = 100;
     int64_t last_sweep = 0;
     zmq_msg_t msg;
     while (!atomic_load(&self->stop)) {
-        int rc = zmq_poll(items, (int)self->n + 1, self->count ? timeout : 1000);
+        int rc = zmq_poll(items, (int)(self->n + 1 + n_mon), self->count ? timeout : 1000);
         if (rc < 0 && errno != EINTR) break;
         int64_t now = s_now_ms();
+        for (size_t j = 0; j < n_mon; j++)
+            if (items[self->n + 1 + j].revents & ZMQ_POLLIN) s_on_monitor(self, mon_of[j], now);
         if (items[self->n].revents & ZMQ_POLLIN) {
             uint64_t v;
             if (read(self->efd, &v, sizeof v) < 0 && errno != EAGAIN) break;
@@ -258,8 +302,28 @@ static void *s_run(void *arg) {
     return NULL;
 }
 
-lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, char *err,
-                       size_t errlen) {
+int lf_link_curve_apply(void *zsock, const lf_link_curve_t *curve, char *err, size_t errlen) {
+    if (!curve || !curve->server_public || !*curve->server_public) return 0;
+    const struct {
+        int opt;
+        const char *key, *what;
+    } k[] = {{ZMQ_CURVE_SERVERKEY, curve->server_public, "the broker's public key"},
+             {ZMQ_CURVE_PUBLICKEY, curve->public_key, "our public key"},
+             {ZMQ_CURVE_SECRETKEY, curve->secret_key, "our secret key"}};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        /* libzmq takes a key as 40 characters of Z85 text (or 32 raw bytes). */
+        if (!k[i].key || strlen(k[i].key) != 40 ||
+            zmq_setsockopt(zsock, k[i].opt, k[i].key, strlen(k[i].key)) != 0) {
+            snprintf(err, errlen, "CURVE: %s is not a valid key: %s", k[i].what,
+                     k[i].key && strlen(k[i].key) == 40 ? zmq_strerror(errno) : "not 40 characters of Z85");
+            return LF_EINVAL;
+        }
+    }
+    return 0;
+}
+
+lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms,
+                       const lf_link_curve_t *curve, char *err, size_t errlen) {
     if (n < 1 || n > S_MAX_BROKERS) {
         snprintf(err, errlen, "need 1..%d broker frontends", S_MAX_BROKERS);
         return NULL;
@@ -286,6 +350,21 @@ lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_m
         int ivl = 100, ivl_max = 2000;
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+        /* CURVE before connect: the options apply to connections made afterwards. */
+        if (lf_link_curve_apply(s, curve, err, errlen)) goto fail;
+        if (!(self->ep[i] = strdup(endpoints[i]))) goto fail;
+        if (curve && curve->server_public && *curve->server_public) {
+            char addr[64]; /* inproc names are per context: one context per link */
+            snprintf(addr, sizeof addr, "inproc://lf-link-monitor-%zu", i);
+            int evs = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+            void *m = zmq_socket_monitor(s, addr, evs) == 0 ? zmq_socket(self->zctx, ZMQ_PAIR) : NULL;
+            if (m) {
+                zmq_setsockopt(m, ZMQ_LINGER, &zero, sizeof zero);
+                if (zmq_connect(m, addr) == 0) self->mon[i] = m;
+                else zmq_close(m);
+            } /* else: no warnings, the link works the same */
+        }
         if (zmq_connect(s, endpoints[i]) != 0) {
             snprintf(err, errlen, "cannot connect to broker %s: %s", endpoints[i], zmq_strerror(errno));
             goto fail;
@@ -322,7 +401,11 @@ void lf_link_destroy(lf_link_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_link_t *self = *self_p;
     lf_link_stop(self);
-    for (size_t i = 0; i < self->n; i++) zmq_close(self->dealer[i]);
+    for (size_t i = 0; i < self->n; i++) {
+        if (self->mon[i]) zmq_close(self->mon[i]);
+        zmq_close(self->dealer[i]);
+        free(self->ep[i]);
+    }
     if (self->zctx) zmq_ctx_term(self->zctx);
     if (self->efd >= 0) close(self->efd);
     free(self->table);

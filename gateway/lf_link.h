@@ -8,6 +8,8 @@
  * try_ms, the same bytes go to the next broker: a SUBMIT always carries an
  * idempotency key (the caller's, or one the gateway made), so a retry never
  * queues a job twice. After total_ms the callback gets LF_ETIMEDOUT.
+ * With CURVE keys every DEALER is a CURVE client, and a broker's refusal of
+ * our key (a failed handshake) is logged, rate-limited, by the link thread.
  *
  * Threading: lf_link_send from any thread; callbacks run on the link thread
  * and must be short (set a result, wake a request). Sockets are touched only
@@ -34,11 +36,25 @@ typedef struct {
 /* Runs on the link thread, exactly once per accepted lf_link_send. */
 typedef void (*lf_link_fn)(void *arg, const lf_link_reply_t *reply);
 
+/* CURVE client keys, Z85 text (40 characters each), borrowed for the call
+ * of lf_link_new / lf_hub_new only (they are applied to the sockets there).
+ * A NULL pointer to this struct, or an empty server_public, means plain TCP. */
+typedef struct {
+    const char *server_public;  /* the broker's public key */
+    const char *public_key;     /* this gateway's */
+    const char *secret_key;     /* this gateway's */
+} lf_link_curve_t;
+
+/* Make the raw libzmq socket zsock a CURVE client with these keys (before
+ * it connects). 0 (nothing to do for plain TCP), or LF_EINVAL with a reason
+ * in err when libzmq refuses a key. Used by lf_link and lf_hub. */
+int lf_link_curve_apply(void *zsock, const lf_link_curve_t *curve, char *err, size_t errlen);
+
 /* Connect to every endpoint (tcp://host:port) and start the thread.
  * try_ms: wait per broker before retrying on the next; total_ms: give up.
- * NULL with a reason in err. Caller owns. */
-lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, char *err,
-                       size_t errlen);
+ * curve: NULL or keys (see above). NULL with a reason in err. Caller owns. */
+lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms,
+                       const lf_link_curve_t *curve, char *err, size_t errlen);
 /* Stop: pending requests are answered with LF_ECANCELED first. */
 void lf_link_destroy(lf_link_t **self_p);
 /* Answer every pending request with LF_ECANCELED and refuse new ones,
