@@ -340,6 +340,45 @@ static void test_same_seed_same_bytes(void **state)
     free(pa), free(pb), free(a), free(b);
 }
 
+/* "The default is lf-tiny-shapes when it is installed" — also when other
+ * models are installed beside it, including one whose name sorts first. A
+ * temp models folder with links: a-other-model.safetensors and
+ * lf-tiny-shapes.safetensors (the same file). */
+static void test_default_with_other_models(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/lf-e2e-models-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char src[1200], a[200], b[200];
+    snprintf(src, sizeof src, "%s/" S_MODEL ".safetensors", s_models_dir);
+    char *real = realpath(src, NULL);
+    assert_non_null(real);
+    snprintf(a, sizeof a, "%s/a-other-model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/" S_MODEL ".safetensors", dir);
+    assert_int_equal(symlink(real, a), 0);
+    assert_int_equal(symlink(real, b), 0);
+    free(real);
+    char env_models[300];
+    snprintf(env_models, sizeof env_models, "LF_MODELS_DIR=%s", dir);
+    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {env_models, s_env_assets}};
+    lf_testfarm_t *farm = lf_testfarm_new(&o);
+    char url[128], def[128] = "";
+    if (farm) {
+        snprintf(url, sizeof url, "%s/v1/models", lf_testfarm_url(farm));
+        json_t *j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) {
+            snprintf(def, sizeof def, "%s", s_str(j, "default"));
+            char *d = json_dumps(j, JSON_COMPACT);
+            fprintf(stderr, "with another model installed, GET /v1/models: %s\n", d);
+            free(d);
+        }
+        json_decref(j);
+        lf_testfarm_destroy(&farm);
+    }
+    unlink(a), unlink(b), rmdir(dir);
+    assert_string_equal(def, S_MODEL);
+}
+
 int main(void)
 {
     const char *md = getenv("LF_E2E_MODELS_DIR");
@@ -367,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_default_model_is_tiny_shapes),
         cmocka_unit_test(test_prompts_followed),
         cmocka_unit_test(test_same_seed_same_bytes),
+        cmocka_unit_test(test_default_with_other_models),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
     s_cleanup_assets();
