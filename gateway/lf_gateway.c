@@ -137,13 +137,20 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
         size_t n = 0;
         if (st && lf_store_workers_list(st, &ws, &n) == 0) {
             json_t *arr = json_array();
-            char def[128] = "";
+            char def[128] = "", user_def[128] = "";
             for (size_t i = 0; i < n; i++) {
                 const lf_worker_caps_t *c = &ws[i].caps;
                 for (size_t k = 0; k < c->n_models; k++) {
                     const char *name = c->models[k].name;
                     if (!name) continue;
-                    if (!def[0] && !lf_validate_is_diagnostic(name)) snprintf(def, sizeof def, "%s", name);
+                    /* Default: the first model a user installed; the project's own
+                     * (lf-*: the built-in lf-tiny-shapes) only when there is none. */
+                    if (!lf_validate_is_diagnostic(name)) {
+                        if (strncmp(name, "lf-", 3) != 0 && !user_def[0])
+                            snprintf(user_def, sizeof user_def, "%s", name);
+                        else if (!def[0])
+                            snprintf(def, sizeof def, "%s", name);
+                    }
                     bool resident = false;
                     for (size_t r = 0; r < c->n_resident; r++)
                         if (c->resident[r] && !strcmp(c->resident[r], name)) resident = true;
@@ -162,6 +169,7 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
             }
             for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
             free(ws);
+            if (user_def[0]) snprintf(def, sizeof def, "%s", user_def);
             json_decref(gw->models);
             gw->models = arr;
             if (strcmp(gw->default_model_cfg, "lf-diagnostic") != 0) /* set explicitly */

@@ -46,7 +46,8 @@ static char *s_model_name(const char *dir, const char *entry, char *path, size_t
     if (stat(path, &sb) != 0) return NULL;
     if (S_ISDIR(sb.st_mode)) {
         char probe[4096];
-        snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
+        int n = snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
+        if (n < 0 || (size_t)n >= sizeof probe) return NULL; /* path too long to be a model */
         return stat(probe, &sb) == 0 ? strdup(entry) : NULL;
     }
     if (!S_ISREG(sb.st_mode)) return NULL;
