@@ -5,8 +5,9 @@
  *     GEMM shapes, same thread count), so GFLOP/s can be read as a fraction
  *     of what this machine's BLAS reaches right now;
  *   - the same step in diffusers/PyTorch (bench_unet_torch.py, run as a
- *     child process with the same weights and inputs), for the time ratio,
- *     the peak RSS of each and the largest difference between the outputs.
+ *     child process with the same weights and inputs, its steps alternating
+ *     with ours so that both see the same load on a shared machine), for the
+ *     time ratio, the peak RSS of each and the largest output difference.
  *
  * Checkpoint: --ckpt, else $LF_SD15_FULL, else tests/reference/out/
  * sd15_full.safetensors, else build/sd15-full.safetensors (random weights,
@@ -34,6 +35,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,19 +227,20 @@ static double s_field(const char *line, const char *key) {
     return p ? atof(p + strlen(k)) : -1;
 }
 
-static int s_run_torch(const char *python, const char *ckpt, const char *dir, int reps, int threads,
-                       s_torch_t *r) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "'%s' '%s/bench/bench_unet_torch.py' --ckpt '%s' --io '%s' --reps %d --threads %d 2>&1",
-             python, LF_SOURCE_DIR, ckpt, dir, reps, threads);
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    char line[4096];
-    memset(r, 0, sizeof *r);
-    while (fgets(line, sizeof line, p)) {
-        printf("  | %s", line);
+/* The PyTorch child, driven over two pipes: it loads, warms up and prints
+ * READY; each "step" line we send runs one step and answers "STEP secs";
+ * closing its stdin ends it with the RESULT line. Our steps and its steps
+ * alternate, so both see the same machine load. */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from;
+} s_child_t;
+
+/* Echoes the child's lines until one starts with prefix (copied to line);
+ * -1 at EOF. RESULT lines are parsed into r on the way. */
+static int s_child_until(s_child_t *c, const char *prefix, char *line, size_t n, s_torch_t *r) {
+    while (fgets(line, (int)n, c->from)) {
+        if (strncmp(line, "STEP ", 5)) printf("  | %s", line);
         if (!strncmp(line, "RESULT torch ", 13)) {
             r->ok = 1;
             r->median_s = s_field(line, "median_s"), r->min_s = s_field(line, "min_s");
@@ -247,9 +250,47 @@ static int s_run_torch(const char *python, const char *ckpt, const char *dir, in
             r->peak_rss_kb = (long)s_field(line, "peak_rss_kb");
             r->step_hwm_kb = (long)s_field(line, "step_hwm_kb");
         }
+        fflush(stdout);
+        if (prefix && !strncmp(line, prefix, strlen(prefix))) return 0;
     }
-    int st = pclose(p);
-    return r->ok && st == 0 ? 0 : -1;
+    return -1;
+}
+
+static int s_child_start(s_child_t *c, const char *python, const char *ckpt, const char *dir,
+                         int threads) {
+    int in[2], out[2];
+    if (pipe(in)) return -1;
+    if (pipe(out)) {
+        close(in[0]), close(in[1]);
+        return -1;
+    }
+    fflush(stdout);
+    c->pid = fork();
+    if (c->pid < 0) return -1;
+    if (c->pid == 0) {
+        dup2(in[0], 0), dup2(out[1], 1), dup2(out[1], 2);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        char nt[16];
+        snprintf(nt, sizeof nt, "%d", threads);
+        execl(python, python, LF_SOURCE_DIR "/bench/bench_unet_torch.py", "--ckpt", ckpt, "--io",
+              dir, "--threads", nt, "--interleave", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    c->to = fdopen(in[1], "w");
+    c->from = fdopen(out[0], "r");
+    return c->to && c->from ? 0 : -1;
+}
+
+static int s_child_finish(s_child_t *c, s_torch_t *r) {
+    char line[4096];
+    if (c->to) fclose(c->to);
+    c->to = NULL;
+    if (c->from) s_child_until(c, NULL, line, sizeof line, r), fclose(c->from);
+    c->from = NULL;
+    int st = 0;
+    if (c->pid > 0) waitpid(c->pid, &st, 0);
+    return r->ok && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 static int s_write(const char *dir, const char *name, const float *a, size_t na, const float *b,
@@ -349,18 +390,59 @@ int main(int argc, char **argv) {
     double warm_s = s_now() - t0;
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
     printf("  warm-up (plans memory) %.2f s\n", warm_s);
+    s_torch_t tr = {0};
+    s_child_t child = {0};
+    char dir[] = "/tmp/lf_bench_unet.XXXXXX", line[4096];
+    int dir_made = 0;
+    if (with_torch) {
+        if (!s_exists(python)) {
+            printf("SKIP torch side: %s not found (create tests/reference/.venv, see "
+                   "tests/reference/requirements.txt, or pass --torch PYTHON)\n",
+                   python);
+            with_torch = 0;
+        } else if (!(dir_made = mkdtemp(dir) != NULL) ||
+                   s_write(dir, "unet_in.bin", x, nx, t, B, cond, nc) ||
+                   s_write(dir, "unet_out.bin", out, nx, NULL, 0, NULL, 0)) {
+            fprintf(stderr, "bench_unet: cannot write inputs under /tmp\n");
+            with_torch = 0;
+        } else {
+            printf("  PyTorch (%s), its steps alternating with ours:\n", python);
+            if (s_child_start(&child, python, ckpt, dir, threads) ||
+                s_child_until(&child, "READY", line, sizeof line, &tr)) {
+                printf("  PyTorch side failed (see its output above)\n");
+                s_child_finish(&child, &tr);
+                with_torch = 0;
+            }
+        }
+    }
     int hwm_ok = s_reset_hwm() == 0;
-    double ts[64];
+    double ts[64], tt[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps && !rc; i++) {
         t0 = s_now();
         rc = lf_model_denoise(m, x, B, S, S, t, cond, L, out);
         ts[i] = s_now() - t0;
-        printf("  step %d/%d %.2f s\n", i + 1, reps, ts[i]);
+        printf("  step %d/%d  lightfarm %.2f s", i + 1, reps, ts[i]);
+        fflush(stdout);
+        if (with_torch) {
+            fprintf(child.to, "step\n");
+            fflush(child.to);
+            if (s_child_until(&child, "STEP ", line, sizeof line, &tr)) {
+                printf("\n  PyTorch side failed\n");
+                with_torch = 0;
+            } else {
+                tt[i] = atof(line + 5);
+                printf("  PyTorch %.2f s", tt[i]);
+            }
+        }
+        printf("\n");
         fflush(stdout);
     }
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
     long step_hwm = hwm_ok ? s_status_kb("VmHWM") : -1, peak = s_maxrss_kb();
+    if (child.pid > 0 && s_child_finish(&child, &tr)) printf("  PyTorch side failed\n");
+    if (dir_made) s_rm_io(dir);
+    (void)tt;
     size_t work = lf_backend_workspace_bytes(be);
     double tmin = ts[0];
     for (int i = 1; i < reps; i++) tmin = fmin(tmin, ts[i]);
@@ -375,26 +457,6 @@ int main(int argc, char **argv) {
     if (ceiling) {
         double c2 = s_ceiling(sh, 2, "after");
         if (c2 > ceil_gf) ceil_gf = c2;
-    }
-
-    s_torch_t tr = {0};
-    char dir[] = "/tmp/lf_bench_unet.XXXXXX";
-    if (with_torch) {
-        if (!s_exists(python)) {
-            printf("SKIP torch side: %s not found (create tests/reference/.venv, see "
-                   "tests/reference/requirements.txt, or pass --torch PYTHON)\n",
-                   python);
-            with_torch = 0;
-        } else if (!mkdtemp(dir) || s_write(dir, "unet_in.bin", x, nx, t, B, cond, nc) ||
-                   s_write(dir, "unet_out.bin", out, nx, NULL, 0, NULL, 0)) {
-            fprintf(stderr, "bench_unet: cannot write inputs under /tmp\n");
-            with_torch = 0;
-        } else {
-            printf("  PyTorch (%s):\n", python);
-            if (s_run_torch(python, ckpt, dir, reps, threads, &tr))
-                printf("  PyTorch side failed (see its output above)\n");
-            s_rm_io(dir);
-        }
     }
     s_loadavg(la, sizeof la);
 

@@ -13,7 +13,8 @@ the same model (--unet-only loads the UNet alone, for the split).
 
 Inputs come from bench_unet (--io DIR: unet_in.bin = x[2,4,64,64], t[2],
 cond[2,77,768] as float32); if DIR/unet_out.bin exists, the output is
-compared with it. Peak RSS: ru_maxrss of this process (load included) and
+compared with it. With --interleave the steps are run one at a time on
+request (bench_unet alternates them with its own). Peak RSS: ru_maxrss of this process (load included) and
 the high-water mark during the steps alone (VmHWM after clear_refs).
 
 Last line (parsed by bench_unet):
@@ -150,6 +151,8 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=64, help="latent height = width")
     ap.add_argument("--unet-only", action="store_true")
+    ap.add_argument("--interleave", action="store_true",
+                    help="after the warm-up print READY, then run one step per 'step' line on stdin")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     B, S = a.batch, a.size
@@ -175,11 +178,25 @@ def main():
         y = unet(x, t, encoder_hidden_states=cond).sample  # warm-up
         print(f"torch warm-up {time.perf_counter() - t0:.2f} s", flush=True)
         hwm_ok = reset_hwm()
-        for i in range(a.reps):
-            t0 = time.perf_counter()
-            y = unet(x, t, encoder_hidden_states=cond).sample
-            times.append(time.perf_counter() - t0)
-            print(f"torch step {i + 1}/{a.reps} {times[-1]:.2f} s", flush=True)
+        if a.interleave:
+            # One step per "step" line on stdin, so that bench_unet can
+            # alternate its steps with ours under the same machine load.
+            print("READY", flush=True)
+            for line in sys.stdin:
+                if line.strip() != "step":
+                    break
+                t0 = time.perf_counter()
+                y = unet(x, t, encoder_hidden_states=cond).sample
+                times.append(time.perf_counter() - t0)
+                print(f"STEP {times[-1]:.4f}", flush=True)
+        else:
+            for i in range(a.reps):
+                t0 = time.perf_counter()
+                y = unet(x, t, encoder_hidden_states=cond).sample
+                times.append(time.perf_counter() - t0)
+                print(f"torch step {i + 1}/{a.reps} {times[-1]:.2f} s", flush=True)
+        if not times:
+            sys.exit("no step was run")
         step_hwm = status_kb("VmHWM") if hwm_ok else -1
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         flops = count_flops(unet, x, t, cond)
