@@ -1,5 +1,6 @@
 /* lf_testfarm: see lf_testfarm.h. */
 #include "lf_testfarm.h"
+#include "lf_testredis.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -51,19 +52,7 @@ static void s_sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-int lf_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
+int lf_free_port(void) { return lf_testredis_free_port(); }
 
 static s_proc_t *s_find(lf_testfarm_t *self, lf_tf_role_t role, int index) {
     for (int i = 0; i < self->n_procs; i++)
