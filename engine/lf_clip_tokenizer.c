@@ -491,12 +491,12 @@ int lf_clip_tokenizer_new(lf_clip_tokenizer_t **out, const char *merges, size_t 
     }
     if (!vocab_json) {
         for (int i = 0; i < 256 && rc == 0; i++) {
-            char buf[8];
+            char buf[16]; /* a byte symbol (<= 2 UTF-8 bytes) + "</w>" + NUL */
             const char *b = t->byte_sym[order[i]];
             size_t l = strlen(b);
             rc = s_add_token(t, b, l, i);
             memcpy(buf, b, l);
-            memcpy(buf + l, "</w>", 4);
+            memcpy(buf + l, "</w>", 5);
             if (rc == 0) rc = s_add_token(t, buf, l + 4, 256 + i);
         }
         if (rc == 0) rc = s_add_token(t, "<|startoftext|>", 15, LF_CLIP_BOS);
