@@ -64,7 +64,15 @@ static void s_broker_bind_curve(s_broker_t *b, const char *endpoint, zcert_t *ce
         zsock_set_curve_server(b->router, 1);
         zcert_apply(cert, b->router);
     }
-    assert_true(zsock_bind(b->router, "%s", endpoint ? endpoint : "tcp://127.0.0.1:*") > 0);
+    /* Rebinding the port of a socket just closed (a broker restart) can
+     * race the kernel releasing it: retry for a while. */
+    int port = -1;
+    for (int i = 0; i < 100; i++) {
+        port = zsock_bind(b->router, "%s", endpoint ? endpoint : "tcp://127.0.0.1:*");
+        if (port > 0) break;
+        zclock_sleep(50);
+    }
+    assert_true(port > 0);
     snprintf(b->endpoint, sizeof b->endpoint, "%s", zsock_endpoint(b->router));
     b->beating = true;
 }
