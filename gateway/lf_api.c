@@ -339,7 +339,8 @@ static int s_events(lf_gateway_t *gw, lf_req_t *req, const char *id) {
         if (s) {
             lf_stream_ref(stream);
             s->stream = stream;
-            snprintf(s->job_id, sizeof s->job_id, "%s", id);
+            /* id passed lf_id_valid above: 32 characters, so it fits. */
+            snprintf(s->job_id, sizeof s->job_id, "%.*s", (int)(sizeof s->job_id - 1), id);
             if (lf_hub_subscribe(gw->hub, id, s_sse_on_event, s_sse_release, s) != 0) lf_stream_end(stream);
         } else {
             lf_stream_end(stream);
