@@ -26,28 +26,6 @@ struct lf_safetensors {
     size_t map_len;
 };
 
-typedef struct {
-    char *errstr;
-    size_t errlen;
-    const char *label;
-} s_err_t;
-
-__attribute__((format(printf, 4, 5))) static int s_fail(s_err_t *e, int code, const char *tensor,
-                                                        const char *fmt, ...)
-{
-    if (e->errlen == 0) return code;
-    int k = snprintf(e->errstr, e->errlen, "%s: ", e->label ? e->label : "<memory>");
-    if (tensor && k >= 0 && (size_t)k < e->errlen)
-        k += snprintf(e->errstr + k, e->errlen - (size_t)k, "tensor '%s': ", tensor);
-    if (k >= 0 && (size_t)k < e->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->errstr + k, e->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static void s_free(lf_safetensors_t *st)
 {
     if (!st) return;
@@ -86,27 +64,27 @@ static int s_get_u64(json_t *v, uint64_t *out)
     return 0;
 }
 
-static int s_parse_tensor(s_err_t *e, const char *name, json_t *obj, const unsigned char *data,
+static int s_parse_tensor(lf_tensor_err_t *e, const char *name, json_t *obj, const unsigned char *data,
                           uint64_t data_len, lf_tensor_info_t *t, s_span_t *span)
 {
-    if (!json_is_object(obj)) return s_fail(e, LF_EFORMAT, name, "entry is not an object");
+    if (!json_is_object(obj)) return lf_tensor_fail(e, LF_EFORMAT, name, "entry is not an object");
     json_t *jd = json_object_get(obj, "dtype"), *js = json_object_get(obj, "shape"),
            *jo = json_object_get(obj, "data_offsets");
-    if (!json_is_string(jd)) return s_fail(e, LF_EFORMAT, name, "missing or non-string dtype");
+    if (!json_is_string(jd)) return lf_tensor_fail(e, LF_EFORMAT, name, "missing or non-string dtype");
     if (lf_dtype_parse(json_string_value(jd), &t->dtype) != 0)
-        return s_fail(e, LF_EFORMAT, name, "unknown dtype '%s'", json_string_value(jd));
-    if (!json_is_array(js)) return s_fail(e, LF_EFORMAT, name, "missing or non-array shape");
+        return lf_tensor_fail(e, LF_EFORMAT, name, "unknown dtype '%s'", json_string_value(jd));
+    if (!json_is_array(js)) return lf_tensor_fail(e, LF_EFORMAT, name, "missing or non-array shape");
     size_t nd = json_array_size(js);
     if (nd > LF_TENSOR_MAX_DIMS)
-        return s_fail(e, LF_EFORMAT, name, "%zu dimensions (at most %d)", nd, LF_TENSOR_MAX_DIMS);
+        return lf_tensor_fail(e, LF_EFORMAT, name, "%zu dimensions (at most %d)", nd, LF_TENSOR_MAX_DIMS);
     t->ndim = (int)nd;
     uint64_t numel = 1;
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
         if (s_get_u64(json_array_get(js, i), &d) != 0)
-            return s_fail(e, LF_EFORMAT, name, "shape[%zu] is not a non-negative integer", i);
+            return lf_tensor_fail(e, LF_EFORMAT, name, "shape[%zu] is not a non-negative integer", i);
         if (d > INT64_MAX || (d != 0 && numel > UINT64_MAX / d))
-            return s_fail(e, LF_EFORMAT, name, "shape overflows");
+            return lf_tensor_fail(e, LF_EFORMAT, name, "shape overflows");
         numel *= d;
         t->shape[i] = (int64_t)d;
     }
@@ -116,20 +94,20 @@ static int s_parse_tensor(s_err_t *e, const char *name, json_t *obj, const unsig
         stride *= t->shape[i] ? t->shape[i] : 1;
     }
     size_t esz = lf_dtype_size(t->dtype);
-    if (numel > UINT64_MAX / esz) return s_fail(e, LF_EFORMAT, name, "size overflows");
+    if (numel > UINT64_MAX / esz) return lf_tensor_fail(e, LF_EFORMAT, name, "size overflows");
     uint64_t nbytes = numel * esz;
     if (!json_is_array(jo) || json_array_size(jo) != 2)
-        return s_fail(e, LF_EFORMAT, name, "data_offsets is not a pair");
+        return lf_tensor_fail(e, LF_EFORMAT, name, "data_offsets is not a pair");
     uint64_t b, en;
     if (s_get_u64(json_array_get(jo, 0), &b) != 0 || s_get_u64(json_array_get(jo, 1), &en) != 0)
-        return s_fail(e, LF_EFORMAT, name, "data_offsets are not non-negative integers");
-    if (b > en) return s_fail(e, LF_EFORMAT, name, "data_offsets begin %llu > end %llu",
+        return lf_tensor_fail(e, LF_EFORMAT, name, "data_offsets are not non-negative integers");
+    if (b > en) return lf_tensor_fail(e, LF_EFORMAT, name, "data_offsets begin %llu > end %llu",
                               (unsigned long long)b, (unsigned long long)en);
     if (en > data_len)
-        return s_fail(e, LF_EFORMAT, name, "data_offsets end %llu beyond data area of %llu bytes",
+        return lf_tensor_fail(e, LF_EFORMAT, name, "data_offsets end %llu beyond data area of %llu bytes",
                       (unsigned long long)en, (unsigned long long)data_len);
     if (en - b != nbytes)
-        return s_fail(e, LF_EFORMAT, name, "shape x dtype is %llu bytes but data_offsets span %llu",
+        return lf_tensor_fail(e, LF_EFORMAT, name, "shape x dtype is %llu bytes but data_offsets span %llu",
                       (unsigned long long)nbytes, (unsigned long long)(en - b));
     t->data = data + b;
     t->nbytes = (size_t)nbytes;
@@ -141,31 +119,31 @@ static int s_parse_tensor(s_err_t *e, const char *name, json_t *obj, const unsig
 int lf_safetensors_parse(lf_safetensors_t **out, const void *buf, size_t len, const char *label,
                          char *errstr, size_t errlen)
 {
-    s_err_t e = {errstr, errlen, label};
+    lf_tensor_err_t e = {errstr, errlen, label};
     if (errlen) errstr[0] = '\0';
     const unsigned char *p = buf;
-    if (!buf || len < 8) return s_fail(&e, LF_EFORMAT, NULL, "file too short (%zu bytes)", len);
+    if (!buf || len < 8) return lf_tensor_fail(&e, LF_EFORMAT, NULL, "file too short (%zu bytes)", len);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
     if (hlen < 2 || hlen > LF_SAFETENSORS_MAX_HEADER || hlen > len - 8)
-        return s_fail(&e, LF_EFORMAT, NULL, "header length %llu is not sane for a %zu-byte file",
+        return lf_tensor_fail(&e, LF_EFORMAT, NULL, "header length %llu is not sane for a %zu-byte file",
                       (unsigned long long)hlen, len);
-    if (p[8] != '{') return s_fail(&e, LF_EFORMAT, NULL, "header does not start with '{'");
+    if (p[8] != '{') return lf_tensor_fail(&e, LF_EFORMAT, NULL, "header does not start with '{'");
     json_error_t jerr;
     json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return s_fail(&e, LF_EFORMAT, NULL, "header JSON: %s (offset %d)", jerr.text, jerr.position);
+    if (!root) return lf_tensor_fail(&e, LF_EFORMAT, NULL, "header JSON: %s (offset %d)", jerr.text, jerr.position);
     int rc = 0;
     lf_safetensors_t *st = NULL;
     s_span_t *spans = NULL;
     if (!json_is_object(root)) {
-        rc = s_fail(&e, LF_EFORMAT, NULL, "header is not a JSON object");
+        rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "header is not a JSON object");
         goto done;
     }
     st = calloc(1, sizeof *st);
     size_t n = json_object_size(root);
     if (!st || !(st->tensors = calloc(n ? n : 1, sizeof *st->tensors)) ||
         !(spans = calloc(n ? n : 1, sizeof *spans))) {
-        rc = s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+        rc = lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
         goto done;
     }
     const unsigned char *data = p + 8 + hlen;
@@ -175,26 +153,26 @@ int lf_safetensors_parse(lf_safetensors_t **out, const void *buf, size_t len, co
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(val)) {
-                rc = s_fail(&e, LF_EFORMAT, NULL, "__metadata__ is not an object");
+                rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "__metadata__ is not an object");
                 goto done;
             }
             size_t m = json_object_size(val);
             if (!(st->meta = calloc(2 * m + 1, sizeof *st->meta))) {
-                rc = s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+                rc = lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
                 goto done;
             }
             const char *mk;
             json_t *mv;
             json_object_foreach(val, mk, mv) {
                 if (!json_is_string(mv)) {
-                    rc = s_fail(&e, LF_EFORMAT, NULL, "__metadata__ value '%s' is not a string", mk);
+                    rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "__metadata__ value '%s' is not a string", mk);
                     goto done;
                 }
                 st->meta[2 * st->n_meta] = strdup(mk);
                 st->meta[2 * st->n_meta + 1] = strdup(json_string_value(mv));
                 st->n_meta++;
                 if (!st->meta[2 * st->n_meta - 2] || !st->meta[2 * st->n_meta - 1]) {
-                    rc = s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+                    rc = lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
                     goto done;
                 }
             }
@@ -205,7 +183,7 @@ int lf_safetensors_parse(lf_safetensors_t **out, const void *buf, size_t len, co
         if (rc != 0) goto done;
         spans[st->count].idx = st->count;
         if (!(t->name = strdup(key))) {
-            rc = s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+            rc = lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
             goto done;
         }
         st->count++;
@@ -217,7 +195,7 @@ int lf_safetensors_parse(lf_safetensors_t **out, const void *buf, size_t len, co
     for (size_t i = 0; i < st->count; i++) {
         if (spans[i].begin == spans[i].end) continue;
         if (prev != SIZE_MAX && spans[i].begin < prev_end) {
-            rc = s_fail(&e, LF_EFORMAT, st->tensors[spans[i].idx].name, "data overlaps tensor '%s'",
+            rc = lf_tensor_fail(&e, LF_EFORMAT, st->tensors[spans[i].idx].name, "data overlaps tensor '%s'",
                         st->tensors[prev].name);
             goto done;
         }
@@ -238,23 +216,23 @@ done:
 
 int lf_safetensors_open(lf_safetensors_t **out, const char *path, char *errstr, size_t errlen)
 {
-    s_err_t e = {errstr, errlen, path};
+    lf_tensor_err_t e = {errstr, errlen, path};
     if (errlen) errstr[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return s_fail(&e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
+    if (fd < 0) return lf_tensor_fail(&e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return s_fail(&e, LF_EIO, NULL, "not a regular file");
+        return lf_tensor_fail(&e, LF_EIO, NULL, "not a regular file");
     }
     if (sb.st_size < 8) {
         close(fd);
-        return s_fail(&e, LF_EFORMAT, NULL, "file too short (%lld bytes)", (long long)sb.st_size);
+        return lf_tensor_fail(&e, LF_EFORMAT, NULL, "file too short (%lld bytes)", (long long)sb.st_size);
     }
     size_t len = (size_t)sb.st_size;
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return s_fail(&e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
+    if (map == MAP_FAILED) return lf_tensor_fail(&e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
     lf_safetensors_t *st;
     int rc = lf_safetensors_parse(&st, map, len, path, errstr, errlen);
     if (rc != 0) {

@@ -1,6 +1,8 @@
 /* lf_tensorinfo: dtype names and sizes, element access for tests and tools. */
 #include "lf_tensorinfo.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -117,4 +119,19 @@ float lf_tensorinfo_get_f32(const lf_tensor_info_t *t, int64_t i)
     case LF_DTYPE_BOOL: return (float)v.u8;
     default: return 0.0f; /* fp8: not needed by any model yet */
     }
+}
+
+int lf_tensor_fail(lf_tensor_err_t *e, int code, const char *tensor, const char *fmt, ...)
+{
+    if (e->errlen == 0) return code;
+    int k = snprintf(e->errstr, e->errlen, "%s: ", e->label ? e->label : "<memory>");
+    if (tensor && k >= 0 && (size_t)k < e->errlen)
+        k += snprintf(e->errstr + k, e->errlen - (size_t)k, "tensor '%s': ", tensor);
+    if (k >= 0 && (size_t)k < e->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->errstr + k, e->errlen - (size_t)k, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

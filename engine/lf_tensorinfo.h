@@ -59,6 +59,18 @@ int64_t lf_tensorinfo_numel(const lf_tensor_info_t *t);
 /* Converts element i (in row-major logical order, honouring strides) to float.
  * Supports F64/F32/F16/BF16 and the integer types; for tests and tools. */
 float lf_tensorinfo_get_f32(const lf_tensor_info_t *t, int64_t i);
+/* Error text for the loaders: "<label>: tensor '<name>': <message>" into a
+ * caller's buffer (label NULL = "<memory>", tensor may be NULL). */
+typedef struct {
+    char *errstr;      /* caller's buffer; errlen 0 = no text wanted */
+    size_t errlen;
+    const char *label; /* file name, borrowed */
+} lf_tensor_err_t;
+
+/* Writes the message and returns code (a negative LF_E*). */
+__attribute__((format(printf, 4, 5))) int lf_tensor_fail(lf_tensor_err_t *e, int code,
+                                                         const char *tensor, const char *fmt, ...);
+
 /* IEEE half / bfloat16 bit patterns to float. */
 float lf_f16_to_f32(uint16_t h);
 float lf_bf16_to_f32(uint16_t h);

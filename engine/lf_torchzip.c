@@ -33,28 +33,6 @@ struct lf_torchzip {
     size_t map_len;
 };
 
-typedef struct {
-    char *errstr;
-    size_t errlen;
-    const char *label;
-} s_err_t;
-
-__attribute__((format(printf, 4, 5))) static int s_fail(s_err_t *e, int code, const char *tensor,
-                                                        const char *fmt, ...)
-{
-    if (e->errlen == 0) return code;
-    int k = snprintf(e->errstr, e->errlen, "%s: ", e->label ? e->label : "<memory>");
-    if (tensor && k >= 0 && (size_t)k < e->errlen)
-        k += snprintf(e->errstr + k, e->errlen - (size_t)k, "tensor '%s': ", tensor);
-    if (k >= 0 && (size_t)k < e->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->errstr + k, e->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static uint64_t s_le(const unsigned char *p, int n)
 {
     uint64_t v = 0;
@@ -63,11 +41,11 @@ static uint64_t s_le(const unsigned char *p, int n)
 }
 
 /* The bytes of zip entry i, as a code with a message naming the file. */
-static int s_data(lf_torchzip_t *z, size_t i, const unsigned char **data, s_err_t *e, const char *tensor)
+static int s_data(lf_torchzip_t *z, size_t i, const unsigned char **data, lf_tensor_err_t *e, const char *tensor)
 {
     char zerr[256];
     int rc = lf_zip_data(z->zip, i, data, zerr, sizeof zerr);
-    return rc ? s_fail(e, rc, tensor, "%s", zerr) : 0;
+    return rc ? lf_tensor_fail(e, rc, tensor, "%s", zerr) : 0;
 }
 
 /* ---- pickle values ------------------------------------------------------------- */
@@ -104,7 +82,7 @@ typedef struct {
     size_t sp, stack_cap;
     s_val_t **memo;
     size_t memo_cap, memo_n;
-    s_err_t *e;
+    lf_tensor_err_t *e;
     int code; /* set by helpers that fail with a message */
 } s_vm_t;
 
@@ -221,7 +199,7 @@ static s_val_t *s_global(s_vm_t *vm, const char *mod, size_t ml, const char *nam
             }
 #undef S_IS
     if (id < 0) {
-        vm->code = s_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle global '%.*s.%.*s' is not allowed",
+        vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle global '%.*s.%.*s' is not allowed",
                (int)(ml > 200 ? 200 : ml), mod, (int)(nl > 200 ? 200 : nl), name);
         return NULL;
     }
@@ -247,19 +225,19 @@ static int s_int_tuple(const s_val_t *t, int64_t *out, int *n)
 static s_val_t *s_reduce(s_vm_t *vm, s_val_t *f, s_val_t *args)
 {
     if (f->type != V_GLOBAL || args->type != V_TUPLE) {
-        vm->code = s_fail(vm->e, LF_EUNSUPPORTED, NULL, "REDUCE of something other than an allowed global");
+        vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "REDUCE of something other than an allowed global");
         return NULL;
     }
     if (f->i == G_ORDEREDDICT) {
         if (args->n != 0) {
-            vm->code = s_fail(vm->e, LF_EUNSUPPORTED, NULL, "OrderedDict with arguments");
+            vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "OrderedDict with arguments");
             return NULL;
         }
         return s_new(vm, V_DICT);
     }
     if (f->i == G_REBUILD_PARAMETER) {
         if (args->n < 1 || args->items[0]->type != V_TENSOR) {
-            vm->code = s_fail(vm->e, LF_EFORMAT, NULL, "_rebuild_parameter without a tensor");
+            vm->code = lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "_rebuild_parameter without a tensor");
             return NULL;
         }
         return args->items[0];
@@ -271,7 +249,7 @@ static s_val_t *s_reduce(s_vm_t *vm, s_val_t *f, s_val_t *args)
         if (args->n < 4 || args->items[0]->type != V_STORAGE || args->items[1]->type != V_INT ||
             args->items[1]->i < 0 || s_int_tuple(args->items[2], t->shape, &ns) != 0 ||
             s_int_tuple(args->items[3], t->stride, &nst) != 0 || ns != nst) {
-            vm->code = s_fail(vm->e, LF_EFORMAT, NULL, "malformed _rebuild_tensor_v2 arguments");
+            vm->code = lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "malformed _rebuild_tensor_v2 arguments");
             return NULL;
         }
         t->storage = args->items[0];
@@ -280,7 +258,7 @@ static s_val_t *s_reduce(s_vm_t *vm, s_val_t *f, s_val_t *args)
         t->ndim = ns;
         return t;
     }
-    vm->code = s_fail(vm->e, LF_EUNSUPPORTED, NULL, "storage type called");
+    vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "storage type called");
     return NULL;
 }
 
@@ -291,17 +269,17 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
     int rc = 0;
 #define NEED(k)                                                                                      \
     do {                                                                                             \
-        if (len - i < (size_t)(k)) return s_fail(vm->e, LF_EFORMAT, NULL, "pickle truncated at %zu", i); \
+        if (len - i < (size_t)(k)) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "pickle truncated at %zu", i); \
     } while (0)
 #define PUSH(v)                                                                                      \
     do {                                                                                             \
         if ((rc = s_push(vm, (v))) != 0)                                                             \
-            return s_fail(vm->e, rc, NULL, rc == LF_ENOMEM ? "out of memory" : "pickle stack too deep"); \
+            return lf_tensor_fail(vm->e, rc, NULL, rc == LF_ENOMEM ? "out of memory" : "pickle stack too deep"); \
     } while (0)
-#define FAILED() (vm->code ? vm->code : s_fail(vm->e, LF_ENOMEM, NULL, "out of memory"))
+#define FAILED() (vm->code ? vm->code : lf_tensor_fail(vm->e, LF_ENOMEM, NULL, "out of memory"))
 #define POP(v)                                                                                       \
     do {                                                                                             \
-        if (!((v) = s_pop(vm))) return s_fail(vm->e, LF_EFORMAT, NULL, "pickle stack underflow at %zu", i); \
+        if (!((v) = s_pop(vm))) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "pickle stack underflow at %zu", i); \
     } while (0)
     while (i < len) {
         unsigned op = p[i++];
@@ -310,7 +288,7 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
         switch (op) {
         case 0x80: /* PROTO */
             NEED(1);
-            if (p[i] < 2 || p[i] > 5) return s_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle protocol %d", p[i]);
+            if (p[i] < 2 || p[i] > 5) return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle protocol %d", p[i]);
             i++;
             break;
         case 0x95: NEED(8); i += 8; break; /* FRAME */
@@ -344,7 +322,7 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             NEED(1);
             size_t k = p[i++];
             NEED(k);
-            if (k > 8) return s_fail(vm->e, LF_EUNSUPPORTED, NULL, "integer wider than 64 bits");
+            if (k > 8) return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "integer wider than 64 bits");
             uint64_t u = k ? s_le(p + i, (int)k) : 0;
             if (k && k < 8 && (p[i + k - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * k);
             v = s_new(vm, V_INT);
@@ -368,7 +346,7 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             NEED(k);
             uint64_t sl = s_le(p + i, k);
             i += (size_t)k;
-            if (sl > len - i) return s_fail(vm->e, LF_EFORMAT, NULL, "pickle string overruns at %zu", i);
+            if (sl > len - i) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "pickle string overruns at %zu", i);
             v = s_new(vm, V_STR);
             if (v && !(v->s = s_alloc(vm, (size_t)sl + 1))) v = NULL;
             if (v) {
@@ -390,9 +368,9 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
                 i += (size_t)k;
             }
             if (vm->sp == 0 || vm->stack[vm->sp - 1]->type == V_MARK)
-                return s_fail(vm->e, LF_EFORMAT, NULL, "memo store from empty stack");
+                return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "memo store from empty stack");
             if ((rc = s_memo_put(vm, idx, vm->stack[vm->sp - 1])) != 0)
-                return s_fail(vm->e, rc, NULL, "memo index %llu", (unsigned long long)idx);
+                return lf_tensor_fail(vm->e, rc, NULL, "memo index %llu", (unsigned long long)idx);
             break;
         }
         case 'h': case 'j': {
@@ -401,15 +379,15 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             uint64_t idx = s_le(p + i, k);
             i += (size_t)k;
             if (idx >= vm->memo_cap || !vm->memo[idx])
-                return s_fail(vm->e, LF_EFORMAT, NULL, "memo index %llu unset", (unsigned long long)idx);
+                return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "memo index %llu unset", (unsigned long long)idx);
             PUSH(vm->memo[idx]);
             break;
         }
         case 'c': {
             const unsigned char *nl1 = memchr(p + i, '\n', len - i);
-            if (!nl1) return s_fail(vm->e, LF_EFORMAT, NULL, "GLOBAL truncated");
+            if (!nl1) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "GLOBAL truncated");
             const unsigned char *nl2 = memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - p));
-            if (!nl2) return s_fail(vm->e, LF_EFORMAT, NULL, "GLOBAL truncated");
+            if (!nl2) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "GLOBAL truncated");
             v = s_global(vm, (const char *)p + i, (size_t)(nl1 - p - (ptrdiff_t)i), (const char *)nl1 + 1,
                          (size_t)(nl2 - nl1 - 1));
             if (!v) return FAILED();
@@ -420,31 +398,31 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
         case 0x93: /* STACK_GLOBAL */
             POP(b);
             POP(a);
-            if (a->type != V_STR || b->type != V_STR) return s_fail(vm->e, LF_EFORMAT, NULL, "STACK_GLOBAL of non-strings");
+            if (a->type != V_STR || b->type != V_STR) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "STACK_GLOBAL of non-strings");
             v = s_global(vm, a->s, a->slen, b->s, b->slen);
             if (!v) return FAILED();
             PUSH(v);
             break;
         case 't': case 'l': case 'd': {
             size_t mk = s_mark(vm);
-            if (mk == SIZE_MAX) return s_fail(vm->e, LF_EFORMAT, NULL, "no MARK for container at %zu", i);
+            if (mk == SIZE_MAX) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "no MARK for container at %zu", i);
             v = s_new(vm, op == 't' ? V_TUPLE : op == 'l' ? V_LIST : V_DICT);
-            if (!v) return s_fail(vm->e, LF_ENOMEM, NULL, "out of memory");
-            if (op == 'd' && (vm->sp - mk - 1) % 2) return s_fail(vm->e, LF_EFORMAT, NULL, "odd DICT items");
+            if (!v) return lf_tensor_fail(vm->e, LF_ENOMEM, NULL, "out of memory");
+            if (op == 'd' && (vm->sp - mk - 1) % 2) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "odd DICT items");
             for (m = mk + 1; m < vm->sp; m++)
-                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return s_fail(vm->e, rc, NULL, "out of memory");
+                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
             vm->sp = mk;
             PUSH(v);
             break;
         }
         case 0x85: case 0x86: case 0x87: {
             size_t k = op - 0x84;
-            if (vm->sp < k) return s_fail(vm->e, LF_EFORMAT, NULL, "stack underflow at %zu", i);
+            if (vm->sp < k) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "stack underflow at %zu", i);
             v = s_new(vm, V_TUPLE);
-            if (!v) return s_fail(vm->e, LF_ENOMEM, NULL, "out of memory");
+            if (!v) return lf_tensor_fail(vm->e, LF_ENOMEM, NULL, "out of memory");
             for (m = vm->sp - k; m < vm->sp; m++) {
-                if (vm->stack[m]->type == V_MARK) return s_fail(vm->e, LF_EFORMAT, NULL, "MARK inside TUPLE%zu", k);
-                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return s_fail(vm->e, rc, NULL, "out of memory");
+                if (vm->stack[m]->type == V_MARK) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "MARK inside TUPLE%zu", k);
+                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
             }
             vm->sp -= k;
             PUSH(v);
@@ -455,7 +433,7 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             if (a->type != V_TUPLE || a->n != 5 || a->items[0]->type != V_STR || strcmp(a->items[0]->s, "storage") ||
                 a->items[1]->type != V_GLOBAL || a->items[1]->i != G_STORAGE || a->items[2]->type != V_STR ||
                 a->items[4]->type != V_INT || a->items[4]->i < 0)
-                return s_fail(vm->e, LF_EUNSUPPORTED, NULL, "persistent id is not a storage reference");
+                return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "persistent id is not a storage reference");
             v = s_new(vm, V_STORAGE);
             if (v) {
                 v->dtype = a->items[1]->dtype;
@@ -476,49 +454,49 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             POP(b);
             if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_DICT ||
                 !(b->type == V_DICT || b->type == V_NONE || b->type == V_TUPLE))
-                return s_fail(vm->e, LF_EUNSUPPORTED, NULL, "BUILD on a non-dict object");
+                return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "BUILD on a non-dict object");
             break;
         case 's':
             POP(b);
             POP(a);
-            if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_DICT) return s_fail(vm->e, LF_EFORMAT, NULL, "SETITEM on non-dict");
+            if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_DICT) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "SETITEM on non-dict");
             if ((rc = s_append(vm, vm->stack[vm->sp - 1], a)) || (rc = s_append(vm, vm->stack[vm->sp - 1], b)))
-                return s_fail(vm->e, rc, NULL, "out of memory");
+                return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
             break;
         case 'u': case 'e': {
             size_t mk = s_mark(vm);
-            if (mk == SIZE_MAX || mk == 0) return s_fail(vm->e, LF_EFORMAT, NULL, "no MARK for SETITEMS/APPENDS");
+            if (mk == SIZE_MAX || mk == 0) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "no MARK for SETITEMS/APPENDS");
             v = vm->stack[mk - 1];
             if ((op == 'u' && (v->type != V_DICT || (vm->sp - mk - 1) % 2)) || (op == 'e' && v->type != V_LIST))
-                return s_fail(vm->e, LF_EFORMAT, NULL, "SETITEMS/APPENDS on wrong type");
+                return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "SETITEMS/APPENDS on wrong type");
             for (m = mk + 1; m < vm->sp; m++)
-                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return s_fail(vm->e, rc, NULL, "out of memory");
+                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
             vm->sp = mk;
             break;
         }
         case 'a':
             POP(b);
-            if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_LIST) return s_fail(vm->e, LF_EFORMAT, NULL, "APPEND on non-list");
-            if ((rc = s_append(vm, vm->stack[vm->sp - 1], b)) != 0) return s_fail(vm->e, rc, NULL, "out of memory");
+            if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_LIST) return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "APPEND on non-list");
+            if ((rc = s_append(vm, vm->stack[vm->sp - 1], b)) != 0) return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
             break;
         default:
-            return s_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle opcode 0x%02x at %zu is not allowed", op, i - 1);
+            return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle opcode 0x%02x at %zu is not allowed", op, i - 1);
         }
     }
 #undef NEED
 #undef PUSH
 #undef FAILED
 #undef POP
-    return s_fail(vm->e, LF_EFORMAT, NULL, "pickle has no STOP");
+    return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "pickle has no STOP");
 }
 
 /* ---- tensors ------------------------------------------------------------------ */
 
-static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, const s_val_t *t, s_err_t *e)
+static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, const s_val_t *t, lf_tensor_err_t *e)
 {
     size_t nl = strlen(name) + strlen(prefix) + 2;
     char *full = malloc(nl);
-    if (!full) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
+    if (!full) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
     snprintf(full, nl, "%s%s%s", prefix, *prefix ? "." : "", name);
     int rc = 0;
     if (z->count == z->cap) {
@@ -526,7 +504,7 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
         lf_tensor_info_t *nt = realloc(z->tensors, nc * sizeof *nt);
         if (!nt) {
             free(full);
-            return s_fail(e, LF_ENOMEM, NULL, "out of memory");
+            return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
         }
         z->tensors = nt;
         z->cap = nc;
@@ -548,28 +526,28 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
     }
     size_t dl = strlen(pkl) + strlen(t->storage->s) + 8;
     char *dname = malloc(dl);
-    if (!dname) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
+    if (!dname) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
     snprintf(dname, dl, "%.*sdata/%s", (int)(strlen(pkl) - 8), pkl, t->storage->s);
     size_t ei;
     int found = lf_zip_find(z->zip, dname, &ei) == 0;
     free(dname);
-    if (!found) return s_fail(e, LF_EFORMAT, full, "storage '%s' missing from the archive", t->storage->s);
+    if (!found) return lf_tensor_fail(e, LF_EFORMAT, full, "storage '%s' missing from the archive", t->storage->s);
     uint64_t esize = lf_zip_size(z->zip, ei);
     size_t es = lf_dtype_size(t->dtype);
     uint64_t numel = (uint64_t)t->storage->i;
     if (numel > esize / es)
-        return s_fail(e, LF_EFORMAT, full, "storage '%s' holds %llu bytes, fewer than %llu elements",
+        return lf_tensor_fail(e, LF_EFORMAT, full, "storage '%s' holds %llu bytes, fewer than %llu elements",
                       t->storage->s, (unsigned long long)esize, (unsigned long long)numel);
     /* Extent of the strided view, checked for overflow. */
     uint64_t last = (uint64_t)t->offset, empty = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] == 0) empty = 1;
         else if (t->shape[d] > 0 && (uint64_t)t->stride[d] > (UINT64_MAX / 2) / (uint64_t)t->shape[d])
-            return s_fail(e, LF_EFORMAT, full, "strides overflow");
+            return lf_tensor_fail(e, LF_EFORMAT, full, "strides overflow");
         else last += (uint64_t)(t->shape[d] - 1) * (uint64_t)t->stride[d];
-        if (last > numel) return s_fail(e, LF_EFORMAT, full, "view exceeds its storage");
+        if (last > numel) return lf_tensor_fail(e, LF_EFORMAT, full, "view exceeds its storage");
     }
-    if (!empty && last >= numel) return s_fail(e, LF_EFORMAT, full, "view exceeds its storage");
+    if (!empty && last >= numel) return lf_tensor_fail(e, LF_EFORMAT, full, "view exceeds its storage");
     const unsigned char *data;
     if ((rc = s_data(z, ei, &data, e, full)) != 0) return rc;
     ti->data = data + (size_t)t->offset * es;
@@ -577,9 +555,9 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
     return 0;
 }
 
-static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int depth, s_err_t *e)
+static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int depth, lf_tensor_err_t *e)
 {
-    if (depth > S_MAX_DEPTH) return s_fail(e, LF_ELIMIT, NULL, "dicts nested too deeply");
+    if (depth > S_MAX_DEPTH) return lf_tensor_fail(e, LF_ELIMIT, NULL, "dicts nested too deeply");
     for (size_t k = 0; k + 1 < d->n; k += 2) {
         const s_val_t *key = d->items[k], *val = d->items[k + 1];
         if (key->type != V_STR) continue;
@@ -589,7 +567,7 @@ static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int
         } else if (val->type == V_DICT) {
             size_t pl = strlen(prefix) + key->slen + 2;
             char *np = malloc(pl);
-            if (!np) return s_fail(e, LF_ENOMEM, NULL, "out of memory");
+            if (!np) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
             snprintf(np, pl, "%s%s%s", prefix, *prefix ? "." : "", key->s);
             rc = s_collect(z, val, np, depth + 1, e);
             free(np);
@@ -619,35 +597,35 @@ static void s_free(lf_torchzip_t *z)
 int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const char *label,
                       char *errstr, size_t errlen)
 {
-    s_err_t e = {errstr, errlen, label};
+    lf_tensor_err_t e = {errstr, errlen, label};
     if (errlen) errstr[0] = '\0';
     lf_torchzip_t *z = calloc(1, sizeof *z);
-    if (!z) return s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+    if (!z) return lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
     s_vm_t vm = {.e = &e};
     char zerr[256];
     int rc = lf_zip_parse(&z->zip, buf, len, zerr, sizeof zerr);
-    if (rc != 0) s_fail(&e, rc, NULL, "%s", zerr);
+    if (rc != 0) lf_tensor_fail(&e, rc, NULL, "%s", zerr);
     size_t pkl = SIZE_MAX;
     for (size_t k = 0; rc == 0 && k < lf_zip_count(z->zip); k++) {
         const char *nm = lf_zip_name(z->zip, k);
         size_t l = strlen(nm);
         const char *sl = strchr(nm, '/');
         if (l >= 9 && strcmp(nm + l - 9, "/data.pkl") == 0 && sl == nm + l - 9) {
-            if (pkl != SIZE_MAX) rc = s_fail(&e, LF_EFORMAT, NULL, "more than one data.pkl");
+            if (pkl != SIZE_MAX) rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "more than one data.pkl");
             pkl = k;
         }
         if (l >= 10 && strcmp(nm + l - 10, "/byteorder") == 0 && lf_zip_size(z->zip, k) >= 3) {
             const unsigned char *bo;
             if ((rc = s_data(z, k, &bo, &e, NULL)) == 0 && memcmp(bo, "big", 3) == 0)
-                rc = s_fail(&e, LF_EUNSUPPORTED, NULL, "big-endian checkpoint");
+                rc = lf_tensor_fail(&e, LF_EUNSUPPORTED, NULL, "big-endian checkpoint");
         }
     }
-    if (rc == 0 && pkl == SIZE_MAX) rc = s_fail(&e, LF_EFORMAT, NULL, "no <archive>/data.pkl (legacy non-zip checkpoints are not supported)");
+    if (rc == 0 && pkl == SIZE_MAX) rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "no <archive>/data.pkl (legacy non-zip checkpoints are not supported)");
     s_val_t *root = NULL;
     const unsigned char *pd = NULL;
     if (rc == 0 && (rc = s_data(z, pkl, &pd, &e, NULL)) == 0)
         rc = s_run_pickle(&vm, pd, (size_t)lf_zip_size(z->zip, pkl), &root);
-    if (rc == 0 && root->type != V_DICT) rc = s_fail(&e, LF_EFORMAT, NULL, "top-level object is not a dict");
+    if (rc == 0 && root->type != V_DICT) rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "top-level object is not a dict");
     if (rc == 0) {
         for (size_t k = 0; k + 1 < root->n; k += 2)
             if (root->items[k]->type == V_STR && strcmp(root->items[k]->s, "state_dict") == 0 &&
@@ -656,12 +634,12 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
         rc = s_collect(z, root, "", 0, &e);
     }
     if (rc == 0) {
-        if (!(z->by_name = malloc((z->count ? z->count : 1) * sizeof *z->by_name))) rc = s_fail(&e, LF_ENOMEM, NULL, "out of memory");
+        if (!(z->by_name = malloc((z->count ? z->count : 1) * sizeof *z->by_name))) rc = lf_tensor_fail(&e, LF_ENOMEM, NULL, "out of memory");
         for (size_t k = 0; rc == 0 && k < z->count; k++) z->by_name[k] = k;
         if (rc == 0) qsort_r(z->by_name, z->count, sizeof *z->by_name, s_cmp_idx_name, z->tensors);
         for (size_t k = 1; rc == 0 && k < z->count; k++)
             if (strcmp(z->tensors[z->by_name[k - 1]].name, z->tensors[z->by_name[k]].name) == 0)
-                rc = s_fail(&e, LF_EFORMAT, z->tensors[z->by_name[k]].name, "duplicate name");
+                rc = lf_tensor_fail(&e, LF_EFORMAT, z->tensors[z->by_name[k]].name, "duplicate name");
     }
     while (vm.blocks) {
         s_block_t *n = vm.blocks->next;
@@ -671,7 +649,7 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
     free(vm.stack);
     free(vm.memo);
     if (rc != 0) {
-        if (errlen && !errstr[0]) s_fail(&e, rc, NULL, "%s", lf_strerror(rc));
+        if (errlen && !errstr[0]) lf_tensor_fail(&e, rc, NULL, "%s", lf_strerror(rc));
         s_free(z);
         return rc;
     }
@@ -681,18 +659,18 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
 
 int lf_torchzip_open(lf_torchzip_t **out, const char *path, char *errstr, size_t errlen)
 {
-    s_err_t e = {errstr, errlen, path};
+    lf_tensor_err_t e = {errstr, errlen, path};
     if (errlen) errstr[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return s_fail(&e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
+    if (fd < 0) return lf_tensor_fail(&e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 22) {
         close(fd);
-        return s_fail(&e, LF_EFORMAT, NULL, "not a zip archive");
+        return lf_tensor_fail(&e, LF_EFORMAT, NULL, "not a zip archive");
     }
     void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return s_fail(&e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
+    if (map == MAP_FAILED) return lf_tensor_fail(&e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
     lf_torchzip_t *z;
     int rc = lf_torchzip_parse(&z, map, (size_t)sb.st_size, path, errstr, errlen);
     if (rc != 0) {
