@@ -22,26 +22,7 @@
 #include "lf_error.h"
 #include "lf_model.h"
 #include "lf_safetensors.h"
-
-static float *s_get(lf_safetensors_t *ref, const char *name, size_t *n) {
-    const lf_tensor_info_t *t = lf_safetensors_find(ref, name);
-    assert_non_null(t);
-    size_t k = (size_t)lf_tensorinfo_numel(t);
-    float *v = malloc(k * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < k; i++) v[i] = lf_tensorinfo_get_f32(t, (int64_t)i);
-    if (n) *n = k;
-    return v;
-}
-
-static double s_relerr(const float *a, const float *ref, size_t n) {
-    double m = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        m = fmax(m, fabs(ref[i]));
-        e = fmax(e, fabs((double)a[i] - ref[i]));
-    }
-    return m > 0 ? e / m : e;
-}
+#include "lf_test_ref.h"
 
 static double s_now(void) {
     struct timespec ts;
@@ -81,29 +62,29 @@ static void test_full_sd15(void **state) {
     assert_int_equal(d->text_dim, 768);
     assert_int_equal(d->vae_scale, 8);
     size_t n;
-    float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
-    float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
+    float *x = lf_test_ref_f32(ref, "unet_x", &n), *t = lf_test_ref_f32(ref, "unet_t", NULL);
+    float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     float *o = malloc(n * sizeof *o);
     t0 = s_now();
     assert_int_equal(lf_model_denoise(m, x, 1, 64, 64, t, ctx, 77, o), 0);
-    double e = s_relerr(o, want, n);
+    double e = lf_test_relerr(o, want, n);
     printf("  unet 64x64 step %.1f s, rel err %.3g\n", s_now() - t0, e);
     assert_true(e < 1e-4);
     free(x), free(t), free(ctx), free(want), free(o);
-    float *idf = s_get(ref, "clip_ids", NULL), *w2 = s_get(ref, "clip_skip2", &n);
+    float *idf = lf_test_ref_f32(ref, "clip_ids", NULL), *w2 = lf_test_ref_f32(ref, "clip_skip2", &n);
     int32_t ids[77];
     for (int i = 0; i < 77; i++) ids[i] = (int32_t)idf[i];
     o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 2, o), 0);
-    e = s_relerr(o, w2, n);
+    e = lf_test_relerr(o, w2, n);
     printf("  text clip skip 2 rel err %.3g\n", e);
     assert_true(e < 1e-4);
     free(idf), free(w2), free(o);
-    float *z = s_get(ref, "vae_z", NULL), *img = s_get(ref, "vae_img", &n);
+    float *z = lf_test_ref_f32(ref, "vae_z", NULL), *img = lf_test_ref_f32(ref, "vae_img", &n);
     o = malloc(n * sizeof *o);
     t0 = s_now();
     assert_int_equal(lf_model_vae_decode(m, z, 1, 32, 32, 0, o), 0);
-    e = s_relerr(o, img, n);
+    e = lf_test_relerr(o, img, n);
     printf("  vae decode 32x32 %.1f s, rel err %.3g\n", s_now() - t0, e);
     assert_true(e < 1e-4);
     free(z), free(img), free(o);

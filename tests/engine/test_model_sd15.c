@@ -18,6 +18,7 @@
 #include "lf_error.h"
 #include "lf_model.h"
 #include "lf_safetensors.h"
+#include "lf_test_ref.h"
 #include "lf_test_util.h"
 
 #define TOL 1e-4
@@ -27,28 +28,8 @@ typedef struct {
     lf_backend_t *be;
 } ctx_t;
 
-static float *s_get(lf_safetensors_t *ref, const char *name, size_t *n) {
-    const lf_tensor_info_t *t = lf_safetensors_find(ref, name);
-    assert_non_null(t);
-    size_t k = (size_t)lf_tensorinfo_numel(t);
-    float *v = malloc(k * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < k; i++) v[i] = lf_tensorinfo_get_f32(t, (int64_t)i);
-    if (n) *n = k;
-    return v;
-}
-
-static double s_relerr(const float *a, const float *ref, size_t n) {
-    double m = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        m = fmax(m, fabs(ref[i]));
-        e = fmax(e, fabs((double)a[i] - ref[i]));
-    }
-    return m > 0 ? e / m : e;
-}
-
 static void s_check(const char *what, const float *a, const float *ref, size_t n) {
-    double r = s_relerr(a, ref, n);
+    double r = lf_test_relerr(a, ref, n);
     printf("  %-28s rel err %.3g\n", what, r);
     assert_true(r < TOL);
 }
@@ -73,10 +54,10 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     assert_int_equal(d->vae_scale, vae_scale);
     /* Text encoder, clip skip 1 and 2. */
     size_t n;
-    float *idf = s_get(ref, "clip_ids", &n);
+    float *idf = lf_test_ref_f32(ref, "clip_ids", &n);
     int32_t ids[2 * 77];
     for (int i = 0; i < 2 * 77; i++) ids[i] = (int32_t)idf[i];
-    float *r1 = s_get(ref, "clip_skip1", &n), *r2 = s_get(ref, "clip_skip2", NULL);
+    float *r1 = lf_test_ref_f32(ref, "clip_skip1", &n), *r2 = lf_test_ref_f32(ref, "clip_skip2", NULL);
     float *o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, o), 0);
     s_check("text clip_skip 1", o, r1, n);
@@ -89,8 +70,8 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     s_check("text weights=1", o, r2, n);
     free(w1), free(o), free(r1), free(r2), free(idf);
     /* UNet. */
-    float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
-    float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
+    float *x = lf_test_ref_f32(ref, "unet_x", &n), *t = lf_test_ref_f32(ref, "unet_t", NULL);
+    float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
     s_check("unet batch 2", o, want, n);
@@ -103,13 +84,13 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     s_check("unet batch 1", o, want + n / 2, n / 2);
     free(x), free(want), free(o);
     /* A 5x7 latent: not a multiple of the UNet's downsampling. */
-    x = s_get(ref, "unet_x_odd", &n), want = s_get(ref, "unet_out_odd", NULL);
+    x = lf_test_ref_f32(ref, "unet_x_odd", &n), want = lf_test_ref_f32(ref, "unet_out_odd", NULL);
     o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_denoise(m, x, 1, 5, 7, t, ctx, 77, o), 0);
     s_check("unet 5x7 latent", o, want, n);
     free(x), free(t), free(ctx), free(want), free(o);
     /* VAE decode and encode. */
-    float *z = s_get(ref, "vae_z", NULL), *img = s_get(ref, "vae_img", &n);
+    float *z = lf_test_ref_f32(ref, "vae_z", NULL), *img = lf_test_ref_f32(ref, "vae_img", &n);
     o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 0, o), 0);
     s_check("vae decode", o, img, n);
@@ -118,7 +99,7 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 4, o), 0);
     for (size_t i = 0; i < n; i++) assert_true(isfinite(o[i]));
     free(z), free(img), free(o);
-    float *in = s_get(ref, "vae_enc_in", NULL), *mean = s_get(ref, "vae_enc_mean", &n);
+    float *in = lf_test_ref_f32(ref, "vae_enc_in", NULL), *mean = lf_test_ref_f32(ref, "vae_enc_mean", &n);
     o = malloc(n * sizeof *o);
     assert_int_equal(lf_model_vae_encode(m, in, 1, 8 * vae_scale, 8 * vae_scale, 0, o), 0);
     s_check("vae encode", o, mean, n);
@@ -126,7 +107,7 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     /* Preview without TAESD: the linear approximation at latent size. */
     uint8_t rgb[8 * 8 * 3];
     int pw = 0, ph = 0;
-    z = s_get(ref, "vae_z", NULL);
+    z = lf_test_ref_f32(ref, "vae_z", NULL);
     assert_int_equal(lf_model_preview(m, z, 8, 8, rgb, &pw, &ph), 0);
     assert_int_equal(pw, 8);
     free(z);
@@ -164,11 +145,11 @@ static void test_tiny_a_bf16_weights(void **state) {
                          err, sizeof err),
                      0);
     size_t n;
-    float *x = s_get(ref, "unet_x", &n), *t = s_get(ref, "unet_t", NULL);
-    float *ctx = s_get(ref, "unet_ctx", NULL), *want = s_get(ref, "unet_out", NULL);
+    float *x = lf_test_ref_f32(ref, "unet_x", &n), *t = lf_test_ref_f32(ref, "unet_t", NULL);
+    float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     float *out = malloc(n * sizeof *out);
     assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, out), 0);
-    double e = s_relerr(out, want, n);
+    double e = lf_test_relerr(out, want, n);
     printf("  %-28s rel err %.3g (bf16 weights)\n", "unet", e);
     assert_true(e < 5e-2);
     free(x), free(t), free(ctx), free(want), free(out);

@@ -19,18 +19,8 @@
 #include "lf_model.h"
 #include "lf_safetensors.h"
 #include "lf_taesd.h"
+#include "lf_test_ref.h"
 #include "lf_test_util.h"
-
-static float *s_get(lf_safetensors_t *ref, const char *name, size_t *n) {
-    const lf_tensor_info_t *t = lf_safetensors_find(ref, name);
-    assert_non_null(t);
-    size_t k = (size_t)lf_tensorinfo_numel(t);
-    float *v = malloc(k * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < k; i++) v[i] = lf_tensorinfo_get_f32(t, (int64_t)i);
-    if (n) *n = k;
-    return v;
-}
 
 static void s_compare(const char *weights, const char *ref_path, int latent_ch) {
     char err[512] = "", path[1024];
@@ -47,7 +37,7 @@ static void s_compare(const char *weights, const char *ref_path, int latent_ch) 
         lf_safetensors_open(&ref, lf_test_fixture(path, sizeof path, ref_path), err, sizeof err),
         0);
     size_t n;
-    float *z = s_get(ref, "z", NULL), *want = s_get(ref, "rgb", &n);
+    float *z = lf_test_ref_f32(ref, "z", NULL), *want = lf_test_ref_f32(ref, "rgb", &n);
     float *o = malloc(n * sizeof *o);
     assert_int_equal(lf_taesd_decode(t, z, 8, 8, o), 0);
     double m = 0, e = 0;
