@@ -7,15 +7,19 @@
  *      delay and 4 workers (POST /v1/jobs from client threads until every
  *      job is in the history);
  *   3. per-job latency (p50, p99) of blocking /sdapi/v1/txt2img calls paced
- *      at 500 jobs/s: the whole overhead gateway + broker + worker link add,
- *      beside the Redis round trip;
+ *      at 500 jobs/s, and the overhead: each round trip minus the run_ms
+ *      the worker measured for that job (what HTTP, gateway, broker, Redis
+ *      and the links add), beside the Redis round trip;
  *   4. 1,000 simulated workers connected to the broker (DEALER sockets that
  *      speak the protocol): dispatch latency p50/p99 from SUBMIT to ASSIGN.
- * Usage: bench_farm [jobs=4000] [workers=4]. Prints ratios, asserts nothing:
+ * Usage: bench_farm [jobs=4000] [workers=4] [parts=redis,tput,lat,many] (a
+ * comma list of the parts to run, e.g. "tput" alone for a profile). Prints
+ * ratios, asserts nothing:
  * figures go to docs/PERFORMANCE.md with this command. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <czmq.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <pthread.h>
@@ -81,17 +85,57 @@ static size_t s_discard(char *p, size_t sz, size_t n, void *ud) {
     return sz * n;
 }
 
-/* POST body on a reused connection; returns the HTTP status or -1. */
-static int s_post(CURL *c, const char *url, const char *body) {
+typedef struct {
+    char *p;
+    size_t n, cap;
+} s_buf_t;
+
+static size_t s_keep(char *p, size_t sz, size_t n, void *ud) {
+    s_buf_t *b = ud;
+    size_t k = sz * n;
+    if (b->n + k + 1 > b->cap) {
+        size_t cap = (b->n + k + 1) * 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return 0;
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, k);
+    b->n += k;
+    b->p[b->n] = '\0';
+    return k;
+}
+
+/* POST body on a reused connection; returns the HTTP status or -1. The
+ * response body goes to *out when out is given (reset first), else away. */
+static int s_post_keep(CURL *c, const char *url, const char *body, s_buf_t *out) {
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
+    if (out) out->n = 0;
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, out ? s_keep : s_discard);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)out);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
     long code = -1;
     if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     return (int)code;
+}
+
+static int s_post(CURL *c, const char *url, const char *body) { return s_post_keep(c, url, body, NULL); }
+
+/* run_ms the worker measured, from an /sdapi/v1/txt2img answer's info
+ * (info is a JSON string; the worker's metadata is its
+ * extra_generation_params); -1 when absent. */
+static double s_run_ms(const char *resp) {
+    double ms = -1;
+    json_t *r = resp ? json_loads(resp, 0, NULL) : NULL;
+    const char *info = json_string_value(json_object_get(r, "info"));
+    json_t *i = info ? json_loads(info, 0, NULL) : NULL;
+    json_t *v = json_object_get(json_object_get(i, "extra_generation_params"), "run_ms");
+    if (json_is_number(v)) ms = json_number_value(v);
+    json_decref(i);
+    json_decref(r);
+    return ms;
 }
 
 static CURL *s_client(void) {
@@ -167,6 +211,7 @@ typedef struct {
     double interval_us;
     double start_us;
     double *lat;
+    double *over; /* round trip minus the worker's run_ms */
     int errors;
 } s_paced_arg_t;
 
@@ -177,29 +222,35 @@ static void *s_paced(void *ud) {
     const char *body = "{\"prompt\":\"bench\",\"steps\":1,\"width\":64,\"height\":64,"
                        "\"override_settings\":{\"sd_model_checkpoint\":\"lf-diagnostic\"}}";
     CURL *c = s_client();
+    s_buf_t resp = {0};
     for (int i = 0; i < a->n; i++) {
         double due = a->start_us + i * a->interval_us;
         double now = s_now_us();
         if (due > now) usleep((useconds_t)(due - now));
         double t = s_now_us();
-        int code = s_post(c, url, body);
+        int code = s_post_keep(c, url, body, &resp);
         a->lat[i] = (s_now_us() - t) / 1000.0;
-        if (code != 200) a->errors++;
+        double run = code == 200 ? s_run_ms(resp.p) : -1;
+        a->over[i] = run >= 0 ? a->lat[i] - run : a->lat[i];
+        if (code != 200 || run < 0) a->errors++;
     }
+    free(resp.p);
     curl_easy_cleanup(c);
     return NULL;
 }
 
 static void s_latency(lf_testfarm_t *farm, double rate, int total, double *p50, double *p99,
-                      int *errors) {
+                      double *o50, double *o99, int *errors) {
     enum { T = 8 };
     pthread_t th[T];
     s_paced_arg_t a[T];
     double start = s_now_us() + 100000;
     double *all = malloc(sizeof(double) * (size_t)total);
+    double *over = malloc(sizeof(double) * (size_t)total);
     int per = total / T;
     for (int i = 0; i < T; i++) {
-        a[i] = (s_paced_arg_t){farm, per, 1e6 * T / rate, start + i * 1e6 / rate, all + i * per, 0};
+        a[i] = (s_paced_arg_t){farm, per, 1e6 * T / rate, start + i * 1e6 / rate, all + i * per,
+                               over + i * per, 0};
         pthread_create(&th[i], NULL, s_paced, &a[i]);
     }
     *errors = 0;
@@ -209,7 +260,10 @@ static void s_latency(lf_testfarm_t *farm, double rate, int total, double *p50, 
     }
     *p50 = s_pct(all, (size_t)(per * T), 0.5);
     *p99 = s_pct(all, (size_t)(per * T), 0.99);
+    *o50 = s_pct(over, (size_t)(per * T), 0.5);
+    *o99 = s_pct(over, (size_t)(per * T), 0.99);
     free(all);
+    free(over);
 }
 
 /* ---- 4. many simulated workers ------------------------------------------ */
@@ -238,18 +292,19 @@ typedef struct {
     char (*ids)[64];    /* job id of each ASSIGN seen, in arrival order */
     double *at_us;      /* when it arrived */
     int n_seen, cap;
+    double max_gap_ms;  /* longest time between two looks at the sockets */
 } s_sim_t;
 
 static void *s_sim_thread(void *ud) {
     s_sim_t *sim = ud;
     zsock_t **w = calloc((size_t)sim->n, sizeof *w);
-    zpoller_t *poller = zpoller_new(NULL);
+    zmq_pollitem_t *items = calloc((size_t)sim->n, sizeof *items);
     char host[64];
     gethostname(host, sizeof host);
     lf_model_info_t model = {"lf-diagnostic", "diagnostic"};
     for (int i = 0; i < sim->n; i++) {
         w[i] = zsock_new_dealer(lf_testfarm_backend(sim->farm, 0));
-        zpoller_add(poller, w[i]);
+        items[i] = (zmq_pollitem_t){.socket = zsock_resolve(w[i]), .events = ZMQ_POLLIN};
         char id[64];
         snprintf(id, sizeof id, "sim-%d", i);
         lf_msg_t m = {.type = LF_MSG_READY, .worker_id = id};
@@ -265,6 +320,7 @@ static void *s_sim_thread(void *ud) {
     lf_image_png_encode(&one, NULL, 0, 1, &png, &png_len, NULL, 0);
     double t0 = s_now_us();
     int next_beat = 0;
+    double last_wait = 0; /* when the last poll returned */
     sim->ready = 1;
     while (!sim->stop) {
         /* Heartbeats: worker i beats at t0 + i/n s, then every 500 ms. */
@@ -277,33 +333,42 @@ static void *s_sim_thread(void *ud) {
             s_send_msg(w[i], &m);
             next_beat++;
         }
-        zsock_t *s = zpoller_wait(poller, 2);
-        if (!s) continue;
-        /* Drain what this socket has. */
-        zframe_t *f;
-        while ((f = zframe_recv_nowait(s)) != NULL) {
-            lf_msg_t as = {0};
-            if (lf_msg_decode(zframe_data(f), zframe_size(f), &as, NULL) == 0 &&
-                as.type == LF_MSG_ASSIGN) {
-                double now = s_now_us();
-                pthread_mutex_lock(&sim->mu);
-                if (sim->n_seen < sim->cap) {
-                    snprintf(sim->ids[sim->n_seen], 64, "%s", as.job_id);
-                    sim->at_us[sim->n_seen++] = now;
+        double before = s_now_us();
+        if (last_wait && (before - last_wait) / 1000.0 > sim->max_gap_ms)
+            sim->max_gap_ms = (before - last_wait) / 1000.0;
+        /* Every ready socket is served in each pass (zpoller returns only the
+         * first ready one, so low-numbered workers' heartbeats would starve
+         * the others' ASSIGNs). */
+        int nr = zmq_poll(items, sim->n, 2);
+        last_wait = s_now_us();
+        for (int i = 0; nr > 0 && i < sim->n; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN)) continue;
+            zsock_t *s = w[i];
+            zframe_t *f;
+            while ((f = zframe_recv_nowait(s)) != NULL) {
+                lf_msg_t as = {0};
+                if (lf_msg_decode(zframe_data(f), zframe_size(f), &as, NULL) == 0 &&
+                    as.type == LF_MSG_ASSIGN) {
+                    double now = s_now_us();
+                    pthread_mutex_lock(&sim->mu);
+                    if (sim->n_seen < sim->cap) {
+                        snprintf(sim->ids[sim->n_seen], 64, "%s", as.job_id);
+                        sim->at_us[sim->n_seen++] = now;
+                    }
+                    pthread_mutex_unlock(&sim->mu);
+                    lf_image_out_t img = {.png = {png, png_len}, .seed = as.params.seed,
+                                          .width = 1, .height = 1};
+                    lf_msg_t r = {.type = LF_MSG_RESULT, .job_id = as.job_id, .images = &img,
+                                  .n_images = 1, .info_json = "{}"};
+                    s_send_msg(s, &r);
                 }
-                pthread_mutex_unlock(&sim->mu);
-                lf_image_out_t img = {.png = {png, png_len}, .seed = as.params.seed,
-                                      .width = 1, .height = 1};
-                lf_msg_t r = {.type = LF_MSG_RESULT, .job_id = as.job_id, .images = &img,
-                              .n_images = 1, .info_json = "{}"};
-                s_send_msg(s, &r);
+                lf_msg_clear(&as);
+                zframe_destroy(&f);
             }
-            lf_msg_clear(&as);
-            zframe_destroy(&f);
         }
     }
     free(png);
-    zpoller_destroy(&poller);
+    free(items);
     for (int i = 0; i < sim->n; i++) zsock_destroy(&w[i]);
     free(w);
     return NULL;
@@ -324,6 +389,7 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
     zsock_t *fe = zsock_new_dealer(lf_testfarm_frontend(farm, 0));
     char (*ids)[64] = calloc((size_t)jobs, sizeof *ids);
     double *sent = calloc((size_t)jobs, sizeof *sent);
+    double *acc_ms = calloc((size_t)jobs, sizeof *acc_ms);
     double start = s_now_us();
     for (int j = 0; j < jobs; j++) {
         double due = start + j * 1e6 / rate, now = s_now_us();
@@ -334,6 +400,7 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
         sent[j] = s_now_us();
         s_send_msg(fe, &m);
         zframe_t *f = zframe_recv(fe);
+        acc_ms[j] = (s_now_us() - sent[j]) / 1000.0;
         lf_msg_t acc = {0};
         if (f && lf_msg_decode(zframe_data(f), zframe_size(f), &acc, NULL) == 0 && acc.job_id)
             snprintf(ids[j], 64, "%s", acc.job_id);
@@ -343,14 +410,32 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
     usleep(2000000); /* the last assignments */
     sim.stop = 1;
     pthread_join(th, NULL);
+    printf("  simulated workers' thread: longest time between two polls %.1f ms\n", sim.max_gap_ms);
     double *lat = calloc((size_t)jobs, sizeof *lat);
+    double *bylat = calloc((size_t)jobs, sizeof *bylat);
     *got = 0;
-    for (int j = 0; j < jobs; j++)
+    for (int j = 0; j < jobs; j++) {
+        bylat[j] = -1;
         for (int k = 0; k < sim.n_seen; k++)
             if (ids[j][0] && !strcmp(ids[j], sim.ids[k])) {
-                lat[(*got)++] = (sim.at_us[k] - sent[j]) / 1000.0;
+                bylat[j] = lat[(*got)++] = (sim.at_us[k] - sent[j]) / 1000.0;
                 break;
             }
+    }
+    /* The tail, to tell a slow broker (ACCEPTED late too) from a slow
+     * simulated-worker thread (ACCEPTED on time, ASSIGN seen late). */
+    printf("  slowest SUBMIT->ASSIGN (submitted at, SUBMIT->ACCEPTED):");
+    for (int r = 0; r < 6; r++) {
+        int worst = -1;
+        for (int j = 0; j < jobs; j++)
+            if (bylat[j] >= 0 && (worst < 0 || bylat[j] > bylat[worst])) worst = j;
+        if (worst < 0) break;
+        printf(" %.1f ms (%.2f s, %.2f ms);", bylat[worst], (sent[worst] - start) / 1e6, acc_ms[worst]);
+        bylat[worst] = -1;
+    }
+    printf("\n");
+    free(bylat);
+    free(acc_ms);
     *p50 = s_pct(lat, (size_t)*got, 0.5);
     *p99 = s_pct(lat, (size_t)*got, 0.99);
     free(lat);
@@ -365,6 +450,7 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
 int main(int argc, char **argv) {
     int jobs = argc > 1 ? atoi(argv[1]) : 4000;
     int workers = argc > 2 ? atoi(argv[2]) : 4;
+    const char *parts = argc > 3 ? argv[3] : "redis,tput,lat,many";
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -375,22 +461,30 @@ int main(int argc, char **argv) {
     lf_testfarm_opts_t o = {.n_workers = workers};
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return 1;
-    double rp99 = 0, rp50 = s_redis_rtt_us(lf_testfarm_redis_port(farm), 20000, &rp99);
-    printf("redis PING round trip: p50 %.1f us, p99 %.1f us\n", rp50, rp99);
-
-    int failed = 0;
-    s_throughput(farm, 400, 4, &failed); /* warm-up */
-    double jps = s_throughput(farm, jobs, 8, &failed);
-    printf("throughput: %d jobs through HTTP (POST /v1/jobs, lf-diagnostic, 1 step, 64x64), "
-           "%d workers: %.0f jobs/s (%d submit errors)\n", jobs, workers, jps, failed);
-
-    double p50, p99;
-    int errors;
-    s_latency(farm, 500, 2000, &p50, &p99, &errors);
-    printf("latency at 500 jobs/s (blocking /sdapi/v1/txt2img, whole round trip): p50 %.2f ms, "
-           "p99 %.2f ms (%d errors); ratio to redis p50: %.1fx\n", p50, p99, errors,
-           p50 * 1000 / rp50);
+    double rp99 = 0, rp50 = 1;
+    if (strstr(parts, "redis")) {
+        rp50 = s_redis_rtt_us(lf_testfarm_redis_port(farm), 20000, &rp99);
+        printf("redis PING round trip: p50 %.1f us, p99 %.1f us\n", rp50, rp99);
+    }
+    if (strstr(parts, "tput")) {
+        int failed = 0;
+        s_throughput(farm, 400, 4, &failed); /* warm-up */
+        double jps = s_throughput(farm, jobs, 8, &failed);
+        printf("throughput: %d jobs through HTTP (POST /v1/jobs, lf-diagnostic, 1 step, 64x64), "
+               "%d workers: %.0f jobs/s (%d submit errors)\n", jobs, workers, jps, failed);
+    }
+    double p50, p99, o50, o99;
+    if (strstr(parts, "lat")) {
+        int errors;
+        s_latency(farm, 500, 2000, &p50, &p99, &o50, &o99, &errors);
+        printf("latency at 500 jobs/s (blocking /sdapi/v1/txt2img, whole round trip): p50 %.2f ms, "
+               "p99 %.2f ms (%d errors); ratio to redis p50: %.1fx\n", p50, p99, errors,
+               p50 * 1000 / rp50);
+        printf("overhead at 500 jobs/s (round trip minus the worker's own run_ms: HTTP client and "
+               "server, gateway, broker, Redis, links): p50 %.2f ms, p99 %.2f ms\n", o50, o99);
+    }
     lf_testfarm_destroy(&farm);
+    if (!strstr(parts, "many")) return 0;
 
     /* A farm with no real worker: 1000 simulated ones. */
     lf_testfarm_opts_t o2 = {.n_workers = 0};

@@ -31,6 +31,21 @@ void lf__redis_error(lf_broker_t *self, const char *what, int rc) {
     }
 }
 
+/* A handler that held the reactor for long delays everything behind it:
+ * count it, and say which one (at most once every 2 s). */
+static void s_timed(lf_broker_t *self, const char *what, int64_t t0) {
+    int64_t ms = lf__mono() - t0;
+    if (ms < LF__B_SLOW_MS) return;
+    self->stats.slow_handlers++;
+    if (ms > self->stats.slowest_handler_ms) self->stats.slowest_handler_ms = ms;
+    int64_t now = lf__mono();
+    if (now - self->slow_warned > 2000) {
+        lf_warn("%s handler held the broker for %lld ms (%zu workers, %zu idle)", what,
+                (long long)ms, zhashx_size(self->workers), self->n_idle);
+        self->slow_warned = now;
+    }
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 int lf__send_to(zsock_t *sock, zmsg_t *envelope, const lf_msg_t *m) {
@@ -162,6 +177,7 @@ static void s_on_cancel(lf_broker_t *self, zmsg_t *env, lf_msg_t *m) {
 static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
     (void)loop;
     lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
     s_sub_t subs[LF__B_BATCH];
     size_t n_sub = 0;
     for (int k = 0; k < LF__B_BATCH; k++) {
@@ -197,12 +213,13 @@ static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
     }
     s_flush_submits(self, subs, n_sub);
     if (self->dispatch_pending) lf__dispatch(self);
-    return 0;
+    return s_timed(self, "gateway", t_in), 0;
 }
 
 static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
     (void)loop;
     lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
     for (int k = 0; k < LF__B_BATCH; k++) {
         if (k && !(zsock_events(sock) & ZMQ_POLLIN)) break;
         zmsg_t *msg = zmsg_recv(sock);
@@ -217,7 +234,7 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
     }
     lf__flush_reports(self);
     if (self->dispatch_pending) lf__dispatch(self);
-    return 0;
+    return s_timed(self, "worker", t_in), 0;
 }
 
 /* ---- timers ------------------------------------------------------------------------ */
@@ -230,6 +247,7 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
 static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
     int64_t mono = lf__mono(), now = lf__now();
     int64_t hb_ms = self->opts.heartbeat_ms;
     int64_t dead_after = hb_ms * self->opts.liveness;
@@ -243,7 +261,7 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     if (!pairs || !owners || !lost || !touch || !dead) {
         free(pairs), free(owners), free(lost), free(touch);
         zlistx_destroy(&dead);
-        return 0; /* next tick */
+        return s_timed(self, "heartbeat", t_in), 0; /* next tick */
     }
     size_t np = 0, nt = 0;
     for (lf__worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
@@ -287,7 +305,7 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
         if (rc) lf__redis_error(self, "worker registry", rc);
     }
     free(pairs), free(owners), free(lost), free(touch);
-    return 0;
+    return s_timed(self, "heartbeat", t_in), 0;
 }
 
 /* Expired leases and queue deadlines, in rounds of 64 (a mass worker loss
@@ -295,6 +313,7 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
 static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
     lf__retry_answers(self);
     for (int round = 0; round < 8; round++) {
         lf_store_reaped_t r[64];
@@ -326,14 +345,15 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
         if (n < 32) break; /* each kind is capped at 32 per round: less means done */
     }
     if (self->dispatch_pending) lf__dispatch(self);
-    return 0;
+    return s_timed(self, "reaper", t_in), 0;
 }
 
 static int s_on_poll(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
     if (self->n_idle) lf__dispatch(self);
-    return 0;
+    return s_timed(self, "poll", t_in), 0;
 }
 
 static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg) {

@@ -78,6 +78,10 @@ typedef struct {
     /* Queue wait of assigned jobs (first submit -> ASSIGN sent), counts
      * per bucket: < 1, 5, 10, 50, 100, 500, 1000 ms, and above. */
     uint64_t wait_hist[8];
+    /* Reactor handlers that ran longer than 20 ms (each one delays every
+     * message behind it), and the longest seen. */
+    uint64_t slow_handlers;
+    int64_t slowest_handler_ms;
 } lf_broker_stats_t;
 void lf_broker_stats(const lf_broker_t *self, lf_broker_stats_t *out);
 

@@ -21,6 +21,7 @@
 #define LF__B_CACHE_MS 100         /* candidate cache lifetime */
 #define LF__B_SCAN_MAX 1024        /* queue entries looked at per priority per refresh */
 #define LF__B_BEAT_SLICES 10       /* heartbeats go out spread over this many ticks */
+#define LF__B_SLOW_MS 20           /* a handler running longer is logged (rate-limited) */
 
 typedef enum { LF__W_IDLE = 0, LF__W_BUSY } lf__wstate_t;
 
@@ -89,6 +90,7 @@ struct lf_broker {
     lf_codec_stats_t codec;
     lf_broker_stats_t stats;
     int64_t redis_warned;     /* mono ms of the last "redis down" log */
+    int64_t slow_warned;      /* mono ms of the last slow-handler log */
 };
 
 static inline int64_t lf__now(void) { return zclock_time(); }  /* wall ms (as stored in Redis) */

@@ -114,6 +114,8 @@ int main(int argc, char **argv) {
                     " %" PRIu64 " %" PRIu64 " %" PRIu64,
                     st.wait_hist[0], st.wait_hist[1], st.wait_hist[2], st.wait_hist[3],
                     st.wait_hist[4], st.wait_hist[5], st.wait_hist[6], st.wait_hist[7]);
+            lf_info("handlers over 20 ms: %" PRIu64 " (longest %lld ms)", st.slow_handlers,
+                    (long long)st.slowest_handler_ms);
             lf_broker_destroy(&b);
             rc = 0;
         } else {

@@ -180,7 +180,17 @@ def stage_unet(a):
     N = lmean.shape[0]
     tok = load_tokenizer(a.cache)
     cap = Captioner(tok)
-    te, unet = M.make_text_encoder(), M.make_unet()
+    if a.unet_resume:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(a.out, "unet"))
+        te = CLIPTextModel.from_pretrained(os.path.join(a.out, "text_encoder"))
+        prev = open(os.path.join(a.out, "unet_step.txt")).read().strip()
+        log(f"unet: resuming from the saved (EMA) weights of step {prev} in {a.out}; fresh optimizer state")
+        a.step0 = int(prev)
+    else:
+        te, unet = M.make_text_encoder(), M.make_unet()
+        a.step0 = 0
     params = list(unet.parameters()) + list(te.parameters())
     log(f"unet: params unet {M.nparams(unet)} text {M.nparams(te)}; dataset {N}; steps {a.unet_steps} "
         f"batch {a.batch} lr {a.lr} warmup {a.warmup} ema {a.ema}")
@@ -230,13 +240,13 @@ def stage_unet(a):
             el = time.time() - t_start
             log(f"unet step {step} mse {r[0]:.4f} weighted {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e} "
                 f"({el / step:.2f}s/step, {el / 60:.1f} min)")
-        if step % 500 == 0:
-            save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), step)
+        if step % a.save_every == 0:
+            save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), a.step0 + step)
         if a.unet_minutes and time.time() - t_start > a.unet_minutes * 60:
             log(f"unet: time budget reached at step {step}")
             break
-    save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), step)
-    log(f"unet: trained {step} steps in {time.time() - t_start:.0f}s")
+    save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), a.step0 + step)
+    log(f"unet: trained {step} steps (total {a.step0 + step}) in {time.time() - t_start:.0f}s")
 
 
 def ema_debias(ema, init, decay, n):
@@ -351,6 +361,9 @@ def main():
     ap.add_argument("--n-images", type=int, default=2048)
     ap.add_argument("--unet-steps", type=int, default=2000)
     ap.add_argument("--unet-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
+    ap.add_argument("--unet-resume", action="store_true",
+                    help="continue from out/unet + out/text_encoder (the saved EMA weights; new optimizer)")
+    ap.add_argument("--save-every", type=int, default=250, help="save the EMA weights every N steps")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
