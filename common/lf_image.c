@@ -252,6 +252,7 @@ int lf_image_png_encode(const lf_image_t *img, const lf_image_text_t *texts, siz
     }
     png_set_write_fn(png, &io, s_png_write, s_png_flush);
     if (level >= 0) png_set_compression_level(png, level);
+    if (level == 0 || level == 1) png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
     png_set_IHDR(png, info, img->width, img->height, 8,
                  img->channels == 4 ? PNG_COLOR_TYPE_RGB_ALPHA : PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

@@ -123,10 +123,10 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     lf_runner_output_t out = {0};
     char err[256];
     int64_t t0 = zclock_mono(), t0_us = s_mono_us();
-    lf_info("job %s: %s %ux%u, %u steps, batch %u (attempt %u)", job_id,
-            assign->params.model ? assign->params.model : "?", assign->params.width,
-            assign->params.height, assign->params.steps,
-            assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt);
+    lf_debug("job %s: %s %ux%u, %u steps, batch %u (attempt %u)", job_id,
+             assign->params.model ? assign->params.model : "?", assign->params.width,
+             assign->params.height, assign->params.steps,
+             assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt);
     int rc = lf_runner_run(self->runner, &job, &out, err, sizeof err);
     if (!rc) s_add_run_ms(&out.info_json, (double)(s_mono_us() - t0_us) / 1000.0);
 
@@ -159,7 +159,12 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
         s_send_failed(self, pipe, job_id, rc, err);
         return;
     }
-    lf_info("job %s: done in %lld ms (%zu bytes)", job_id, (long long)(zclock_mono() - t0), len);
+    /* One line per finished job (the start is a debug line). */
+    lf_info("job %s: %s %ux%u, %u steps, batch %u (attempt %u): done in %lld ms (%zu bytes)", job_id,
+            assign->params.model ? assign->params.model : "?", assign->params.width,
+            assign->params.height, assign->params.steps,
+            assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt,
+            (long long)(zclock_mono() - t0), len);
     s_send_bytes(pipe, "DONE", buf, len, 0);
     free(buf);
 }

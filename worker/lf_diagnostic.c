@@ -152,6 +152,8 @@ void lf_diagnostic_render(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
                                        {16, 235, 16},   {235, 16, 235}, {235, 16, 16},
                                        {16, 16, 235},   {16, 16, 16}};
     const int64_t cx = w / 2, cy = h / 2, rad = (int64_t)side * 3 / 8;
+    uint32_t base_x = UINT32_MAX, base_y = UINT32_MAX; /* the cell whose colour is in base */
+    uint8_t base[3] = {0, 0, 0};
 
     for (uint32_t y = 0; y < h; y++) {
         for (uint32_t x = 0; x < w; x++) {
@@ -159,8 +161,16 @@ void lf_diagnostic_render(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
             if (y >= h - bars_h) {
                 memcpy(p, bars[(uint64_t)x * 8 / w], 3);
             } else {
-                s_hsv(hue + (uint32_t)((uint64_t)x * 256 / w), 170,
-                      230 - (uint32_t)((uint64_t)y * 130 / h), p);
+                /* Flat cells (hue across, light down): a test card, and
+                 * rows that repeat compress fast (the farm bench encodes
+                 * thousands a second). */
+                uint32_t qx = x / cell * cell, qy = y / cell * cell;
+                if (qx != base_x || qy != base_y) {
+                    s_hsv(hue + (uint32_t)((uint64_t)qx * 256 / w), 170,
+                          230 - (uint32_t)((uint64_t)qy * 130 / h), base);
+                    base_x = qx, base_y = qy;
+                }
+                memcpy(p, base, 3);
                 if (x % cell == 0 || y % cell == 0)
                     for (int k = 0; k < 3; k++) p[k] = (uint8_t)(p[k] + (255 - p[k]) * 2 / 5);
                 int64_t dx = (int64_t)x - cx, dy = (int64_t)y - cy;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include <czmq.h>
 #include <fnmatch.h>
@@ -359,6 +360,14 @@ static void test_job_progress_result(void **state) {
     }
     assert_non_null(res.info_json);
     assert_non_null(strstr(res.info_json, "\"seeds\":[7,8]"));
+    /* The worker adds its own run time: 5 steps of 20 ms at least. */
+    json_t *info = json_loads(res.info_json, 0, NULL);
+    assert_non_null(info);
+    json_t *run = json_object_get(info, "run_ms");
+    assert_true(json_is_real(run));
+    assert_true(json_real_value(run) >= 100.0);
+    assert_true(json_real_value(run) < 3000.0);
+    json_decref(info);
     lf_msg_clear(&res);
     /* Idle again, with the model resident and the job counted. */
     int before = f->b.n_hb;

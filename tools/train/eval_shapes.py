@@ -122,6 +122,8 @@ def score(cases, stats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(HERE, "..", "..", "models", "lf-tiny-shapes.safetensors"))
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="use the training folders (tools/train/out: unet, text_encoder, vae) instead of --model")
     ap.add_argument("--truth", action="store_true", help="score true renders (checks the statistics)")
     ap.add_argument("--images", help="score NN.png files in this folder instead of running the model")
     ap.add_argument("--steps", type=int, default=20)
@@ -142,7 +144,7 @@ def main():
         import train
         torch.set_num_threads(2)
         targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=os.path.join(HERE, "out"))
-        pipe = train.load_pipeline(targs, a.model)
+        pipe = train.load_pipeline(targs, None if a.checkpoint else a.model)
         S.RES = pipe.vae.config.sample_size
         for k in range(0, len(cases), 20):  # batched; each image has its own seeded generator
             cs = cases[k:k + 20]
