@@ -13,7 +13,9 @@
  *   4. 1,000 simulated workers connected to the broker (DEALER sockets that
  *      speak the protocol): dispatch latency p50/p99 from SUBMIT to ASSIGN.
  * Usage: bench_farm [jobs=4000] [workers=4] [parts=redis,tput,lat,many] (a
- * comma list of the parts to run, e.g. "tput" alone for a profile). Prints
+ * comma list of the parts to run, e.g. "tput" alone for a profile; add "aof"
+ * for Redis with AOF + appendfsync always, as deploy/lightfarm runs it, and
+ * "everysec" with it for appendfsync everysec). Prints
  * ratios, asserts nothing:
  * figures go to docs/PERFORMANCE.md with this command. */
 #include <arpa/inet.h>
@@ -458,7 +460,11 @@ int main(int argc, char **argv) {
     zsys_set_max_sockets(4096);
     zsys_init();
 
-    lf_testfarm_opts_t o = {.n_workers = workers};
+    /* "aof" in parts: Redis with AOF and appendfsync always, as deploy/lightfarm runs it
+     * (default: no persistence, the engine's overhead alone). */
+    lf_testfarm_opts_t o = {.n_workers = workers, .redis_aof = strstr(parts, "aof") != NULL,
+                            .redis_fsync = strstr(parts, "everysec") ? "everysec" : NULL};
+    if (o.redis_aof) printf("redis: AOF on, appendfsync %s\n", o.redis_fsync ? o.redis_fsync : "always");
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return 1;
     double rp99 = 0, rp50 = 1;

@@ -122,7 +122,8 @@ static int s_start_proc(lf_testfarm_t *self, s_proc_t *p) {
         mkdir(dir, 0755);
         char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
                         "--dir", dir, "--save", "", "--appendonly",
-                        self->opts.redis_aof ? "yes" : "no", "--appendfsync", "always",
+                        self->opts.redis_aof ? "yes" : "no", "--appendfsync",
+                        self->opts.redis_fsync ? (char *)self->opts.redis_fsync : "always",
                         "--daemonize", "no", NULL};
         return s_spawn(self, p, argv, over, no);
     }

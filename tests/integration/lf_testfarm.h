@@ -22,7 +22,8 @@ typedef struct lf_testfarm lf_testfarm_t;
 typedef struct {
     int n_workers;      /* workers started by lf_testfarm_new */
     int n_brokers;      /* 1 or 2; all share one redis */
-    bool redis_aof;     /* appendonly yes + appendfsync always */
+    bool redis_aof;     /* appendonly yes + appendfsync always (or redis_fsync) */
+    const char *redis_fsync; /* with redis_aof: "always" (NULL) or "everysec" */
     const char *extra_env[8]; /* "KEY=VALUE" passed to every farm process */
 } lf_testfarm_opts_t;
 

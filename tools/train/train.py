@@ -166,6 +166,45 @@ class Captioner:
         return torch.tensor(out)
 
 
+class AttrProbe(torch.nn.Module):
+    """Linear read-outs of the caption's attributes from the text encoder's output averaged over all 77
+    positions -- what a cross-attention with still-uniform weights sees. Its cross-entropy is an auxiliary
+    loss on the text encoder only (the UNet is untouched), so that the averaged text features carry colour,
+    shape, background, size and position from the start and the UNet's cross-attention has a strong signal
+    to pick up. Not part of the exported model."""
+    HEADS = (("colour", S.COLOUR_NAMES), ("shape", S.SHAPES), ("bg", S.COLOUR_NAMES), ("size", S.SIZE_NAMES),
+             ("pos", S.POSITION_NAMES))
+
+    def __init__(self, d):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(d, len(v)) for _, v in self.HEADS)
+
+    @staticmethod
+    def labels(at, c):
+        """Targets for one caption: -100 (ignored) for attributes the caption does not name."""
+        if not c:
+            return [-100] * 5
+        return [S.COLOUR_NAMES.index(at["colour"]), S.SHAPES.index(at["shape"]),
+                S.COLOUR_NAMES.index(at["bg"]) if at["bg"] + " background" in c else -100,
+                S.SIZE_NAMES.index(at["size"]) if at["size"] + " " in c else -100,
+                S.POSITION_NAMES.index(at["pos"]) if any(ph in c for ph in S.POSITION_PHRASES[at["pos"]])
+                else -100]
+
+    def forward(self, h, labels):
+        pooled = h.mean(1)
+        loss, accs = 0.0, []
+        for k, head in enumerate(self.heads):
+            y = labels[:, k]
+            m = y >= 0
+            if not m.any():
+                accs.append(float("nan"))
+                continue
+            logits = head(pooled[m])
+            loss = loss + F.cross_entropy(logits, y[m])
+            accs.append((logits.argmax(1) == y[m]).float().mean().item())
+        return loss, accs
+
+
 def make_scheduler_tensors():
     b = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     ac = torch.cumprod(1 - b, 0)
@@ -192,9 +231,26 @@ def stage_unet(a):
         te, unet = M.make_text_encoder(), M.make_unet()
         a.step0 = 0
     params = list(unet.parameters()) + list(te.parameters())
+    probe = AttrProbe(te.config.hidden_size) if a.aux > 0 else None
     log(f"unet: params unet {M.nparams(unet)} text {M.nparams(te)}; dataset {N}; steps {a.unet_steps} "
-        f"batch {a.batch} lr {a.lr} warmup {a.warmup} ema {a.ema}")
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99), foreach=True)
+        f"batch {a.batch} lr {a.lr} warmup {a.warmup} ema {a.ema} aux {a.aux} te_pretrain {a.te_pretrain}")
+    opt = torch.optim.AdamW(params + (list(probe.parameters()) if probe else []), lr=a.lr, weight_decay=0.01,
+                            betas=(0.9, 0.99), foreach=True)
+    if probe and a.te_pretrain:
+        # the text encoder alone on the attribute read-outs first (cheap: no UNet)
+        t_pre = time.time()
+        for k in range(1, a.te_pretrain + 1):
+            idx = rng.integers(0, N, a.batch)
+            caps = [S.caption(attrs[i], rng) for i in idx]
+            labels = torch.tensor([AttrProbe.labels(attrs[i], c) for i, c in zip(idx, caps)])
+            l_aux, accs = probe(te(cap.ids(caps))[0], labels)
+            opt.zero_grad(set_to_none=True)
+            l_aux.backward()
+            opt.step()
+            if k % 50 == 0 or k == a.te_pretrain:
+                log(f"text pretrain step {k} aux {l_aux.item():.4f} acc "
+                    + " ".join(f"{n} {x:.2f}" for (n, _), x in zip(AttrProbe.HEADS, accs))
+                    + f" ({time.time() - t_pre:.0f}s)")
     ema = [p.detach().clone() for p in params]
     init = [p.detach().clone() for p in params]  # for the EMA's bias correction
     ac = make_scheduler_tensors()
@@ -208,12 +264,13 @@ def stage_unet(a):
             g["lr"] = lr
         idx = torch.from_numpy(rng.integers(0, N, a.batch))
         flip = torch.from_numpy(rng.random(a.batch) < a.hflip)
-        caps = []
+        caps, labels = [], []
         for i, f in zip(idx.tolist(), flip.tolist()):
             at = attrs[i]
             if f:  # mirrored image: left <-> right (shapes are left-right symmetric)
                 at = dict(at, pos=at["pos"].replace("left", "@").replace("right", "left").replace("@", "right"))
             caps.append(S.caption(at, rng) if rng.random() >= a.uncond else "")
+            labels.append(AttrProbe.labels(at, caps[-1]))
         ids = cap.ids(caps)
         z = (lmean[idx] + lstd[idx] * torch.randn_like(lmean[idx])) * 0.18215
         z = torch.where(flip.view(-1, 1, 1, 1), z.flip(-1), z)
@@ -226,6 +283,10 @@ def stage_unet(a):
         w = torch.clamp(snr[t], max=5.0) / snr[t]  # min-SNR-5 weighting for eps prediction
         mse = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (w * mse).mean()
+        accs = []
+        if probe:
+            l_aux, accs = probe(h, torch.tensor(labels))
+            loss = loss + a.aux * l_aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -238,7 +299,9 @@ def stage_unet(a):
             r = np.mean(run, 0)
             run = []
             el = time.time() - t_start
-            log(f"unet step {step} mse {r[0]:.4f} weighted {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e} "
+            probe_txt = (" probe acc " + " ".join(f"{n} {x:.2f}" for (n, _), x in zip(AttrProbe.HEADS, accs))
+                         if accs else "")
+            log(f"unet step {step} mse {r[0]:.4f} loss {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e}{probe_txt} "
                 f"({el / step:.2f}s/step, {el / 60:.1f} min)")
         if step % a.save_every == 0:
             save_unet(a, te, unet, params, ema_debias(ema, init, a.ema, step), a.step0 + step)
@@ -363,6 +426,9 @@ def main():
     ap.add_argument("--unet-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
     ap.add_argument("--unet-resume", action="store_true",
                     help="continue from out/unet + out/text_encoder (the saved EMA weights; new optimizer)")
+    ap.add_argument("--aux", type=float, default=0.05,
+                    help="weight of the text encoder's attribute read-out loss (AttrProbe; 0 = off)")
+    ap.add_argument("--te-pretrain", type=int, default=300, help="text-encoder-only steps on that loss first")
     ap.add_argument("--save-every", type=int, default=250, help="save the EMA weights every N steps")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
