@@ -130,6 +130,74 @@ def stage_vae(a):
     Image.fromarray(g).save(os.path.join(a.out, "vae_recon.png"))
 
 
+# ------------------------------------------------------------------------------------------- decoder
+def stage_decoder(a):
+    """Fine-tune the VAE decoder (post_quant_conv + decoder) with the encoder frozen, so the latent space the
+    UNet learns is unchanged (the analytic encoder's 8x8 colour averages). Starting from the analytic
+    nearest-neighbour decoder it learns to draw sharp shapes from the averaged blocks (anti-aliased blocks
+    carry each edge's coverage). Latents get a little noise so that imperfect UNet latents decode cleanly.
+    64x64 crops (8x8 latents, on the 8-pixel grid) first, full images at the end."""
+    from diffusers import AutoencoderKL
+    torch.manual_seed(a.seed + 6)
+    rng = np.random.default_rng(a.seed + 7)
+    vae = AutoencoderKL.from_pretrained(os.path.join(a.out, "vae"))
+    if a.dec_init == "fresh":
+        # the hand-set decoder is a badly conditioned starting point (gradient norm ~60, one Adam step of 1e-5
+        # triples the loss): start the decoder and post_quant_conv from diffusers' own initialisation
+        fresh = M.make_vae()
+        vae.decoder.load_state_dict(fresh.decoder.state_dict())
+        vae.post_quant_conv.load_state_dict(fresh.post_quant_conv.state_dict())
+    vae.requires_grad_(False)
+    params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=a.dec_lr, weight_decay=0.0, foreach=True)
+    log(f"decoder: params {sum(p.numel() for p in params)}; init {a.dec_init}; steps {a.dec_steps} "
+        f"batch {a.dec_batch} lr {a.dec_lr} latent noise {a.dec_noise}")
+    t_start, run, step = time.time(), [], 0
+    full_from = int(a.dec_steps * 0.8)
+    for step in range(1, a.dec_steps + 1):
+        lr = a.dec_lr * min(1.0, step / 50)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = to_tensor([S.render(S.sample_attrs(rng)) for _ in range(a.dec_batch)])
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+            z = z + a.dec_noise / 0.18215 * torch.randn_like(z)  # noise in the scaled (unit-variance) space
+        if step < full_from:
+            oy, ox = (int(v) * 8 for v in rng.integers(0, (a.res - 64) // 8 + 1, 2))
+            x = x[:, :, oy:oy + 64, ox:ox + 64]
+            z = z[:, :, oy // 8:oy // 8 + 8, ox // 8:ox // 8 + 8]
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + F.l1_loss(rec, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        run.append(loss.item())
+        if step % 25 == 0 or step == a.dec_steps:
+            log(f"decoder step {step} loss(L1+MSE) {np.mean(run):.5f} lr {lr:.2e} "
+                f"({(time.time() - t_start) / step:.2f}s/step)")
+            run = []
+        if a.dec_minutes and time.time() - t_start > a.dec_minutes * 60:
+            log(f"decoder: time budget reached at step {step}")
+            break
+    vae.eval()
+    rng2 = np.random.default_rng(a.seed + 2)
+    with torch.no_grad():
+        xs = to_tensor([S.render(S.sample_attrs(rng2)) for _ in range(64)])
+        rec = vae.decode(vae.encode(xs).latent_dist.mean).sample
+        mse = F.mse_loss(rec, xs).item()
+    log(f"decoder: trained {step} steps in {time.time() - t_start:.0f}s; held-out recon MSE {mse:.5f} "
+        f"(PSNR {10 * math.log10(4 / mse):.2f} dB on [-1,1])")
+    vae.save_pretrained(os.path.join(a.out, "vae"))
+    from PIL import Image
+    grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
+    grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    g = np.concatenate([np.concatenate(list(grid[:8]), 1), np.concatenate(list(grid[8:]), 1)], 0)
+    Image.fromarray(g).save(os.path.join(a.out, "vae_recon.png"))
+
+
 # ------------------------------------------------------------------------------------------- latents
 def stage_latents(a):
     from diffusers import AutoencoderKL
@@ -406,7 +474,7 @@ def stage_samples(a):
 def main():
     global LOG
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["vae", "latents", "unet", "export", "samples", "all"])
+    ap.add_argument("stage", choices=["vae", "decoder", "latents", "unet", "export", "samples", "all"])
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
     ap.add_argument("--log", default=os.path.join(REPO, "models", "lf-tiny-shapes.train.log"))
@@ -421,6 +489,12 @@ def main():
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-kl", type=float, default=1e-4)
     ap.add_argument("--vae-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
+    ap.add_argument("--dec-steps", type=int, default=600, help="decoder fine-tuning steps (0: keep it analytic)")
+    ap.add_argument("--dec-batch", type=int, default=8)
+    ap.add_argument("--dec-lr", type=float, default=1e-3)
+    ap.add_argument("--dec-init", choices=["fresh", "analytic"], default="fresh")
+    ap.add_argument("--dec-noise", type=float, default=0.05, help="latent noise (scaled space) while tuning")
+    ap.add_argument("--dec-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
     ap.add_argument("--n-images", type=int, default=2048)
     ap.add_argument("--unet-steps", type=int, default=2000)
     ap.add_argument("--unet-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
@@ -450,7 +524,7 @@ def main():
         f"transformers {transformers.__version__} numpy {np.__version__}; threads {torch.get_num_threads()}; "
         f"host {platform.machine()} {os.cpu_count()} cpus")
     log(f"args: {json.dumps(vars(a))}")
-    stages = ["vae", "latents", "unet", "export", "samples"] if a.stage == "all" else [a.stage]
+    stages = ["vae", "decoder", "latents", "unet", "export", "samples"] if a.stage == "all" else [a.stage]
     for s in stages:
         t = time.time()
         globals()["stage_" + s](a)
