@@ -157,7 +157,8 @@ def stage_decoder(a):
     t_start, run, step = time.time(), [], 0
     full_from = int(a.dec_steps * 0.8)
     for step in range(1, a.dec_steps + 1):
-        lr = a.dec_lr * min(1.0, step / 50)
+        # warm-up, then cosine down to a tenth
+        lr = a.dec_lr * min(1.0, step / 50) * (0.55 + 0.45 * math.cos(math.pi * step / a.dec_steps))
         for g in opt.param_groups:
             g["lr"] = lr
         x = to_tensor([S.render(S.sample_attrs(rng)) for _ in range(a.dec_batch)])
@@ -191,6 +192,12 @@ def stage_decoder(a):
     log(f"decoder: trained {step} steps in {time.time() - t_start:.0f}s; held-out recon MSE {mse:.5f} "
         f"(PSNR {10 * math.log10(4 / mse):.2f} dB on [-1,1])")
     vae.save_pretrained(os.path.join(a.out, "vae"))
+    prev = 0
+    sf = os.path.join(a.out, "decoder_step.txt")
+    if a.dec_init == "keep" and os.path.exists(sf):
+        prev = int(open(sf).read().strip())
+    with open(sf, "w") as f:
+        f.write(f"{prev + step}\n")
     from PIL import Image
     grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
     grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
@@ -328,6 +335,8 @@ def stage_unet(a):
     step = 0
     for step in range(1, a.unet_steps + 1):
         lr = a.lr * min(1.0, step / a.warmup)
+        if a.lr_cosine:  # down to a tenth by the last step
+            lr *= 0.55 + 0.45 * math.cos(math.pi * min(1.0, step / a.unet_steps))
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.from_numpy(rng.integers(0, N, a.batch))
@@ -428,7 +437,11 @@ def stage_export(a):
     d = os.path.join(a.out, "diffusers")
     pipe.save_pretrained(d)
     step = open(os.path.join(a.out, "unet_step.txt")).read().strip()
-    extra = {"lf.train": json.dumps({"seed": a.seed, "unet_steps": int(step), "vae_steps": a.vae_steps, "recipe": "tools/train/train.py"})}
+    sf = os.path.join(a.out, "decoder_step.txt")
+    dec = int(open(sf).read().strip()) if os.path.exists(sf) else 0
+    extra = {"lf.train": json.dumps({"seed": a.seed, "unet_steps": int(step), "vae_steps": a.vae_steps,
+                                     "vae_encoder": "analytic", "vae_decoder_steps": dec,
+                                     "recipe": "tools/train/train.py"})}
     path = os.path.join(REPO, "models", "lf-tiny-shapes.safetensors")
     n = sd_convert.save_single_file(path, pipe.unet, pipe.vae, pipe.text_encoder, extra)
     log(f"export: {path} ({n} tensors, {os.path.getsize(path) / 1e6:.2f} MB); diffusers folder {d}")
@@ -492,7 +505,8 @@ def main():
     ap.add_argument("--dec-steps", type=int, default=600, help="decoder fine-tuning steps (0: keep it analytic)")
     ap.add_argument("--dec-batch", type=int, default=8)
     ap.add_argument("--dec-lr", type=float, default=1e-3)
-    ap.add_argument("--dec-init", choices=["fresh", "analytic"], default="fresh")
+    ap.add_argument("--dec-init", choices=["fresh", "keep"], default="fresh",
+                    help="fresh: diffusers' init; keep: continue from the decoder in out/vae")
     ap.add_argument("--dec-noise", type=float, default=0.05, help="latent noise (scaled space) while tuning")
     ap.add_argument("--dec-minutes", type=float, default=0, help="optional wall-time cap (breaks determinism)")
     ap.add_argument("--n-images", type=int, default=2048)
@@ -507,6 +521,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--lr-cosine", action="store_true", help="cosine decay of the UNet lr to a tenth at --unet-steps")
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--uncond", type=float, default=0.1)
     ap.add_argument("--hflip", type=float, default=0.5, help="mirror latents (and left/right in captions)")
