@@ -3,8 +3,9 @@
 prompt, sampler (Euler, "normal" = diffusers' linspace spacing), steps, CFG and seed.
 
 Both start from the same noise: torch.randn((1, 4, H/8, W/8)) from a CPU generator seeded with the seed, which
-is what `lightfarm-engine generate --rng cpu` draws (bit-compatible). The diffusers image is rounded to 8 bits
-as the engine's PNG is; the script prints the largest and mean absolute difference per image in 0..255 steps.
+is what `lightfarm-engine generate --rng cpu` draws (bit-compatible). The diffusers image is cut to 8 bits the
+way the engine does it (truncation, as A1111's astype(np.uint8)); the script prints the largest and mean
+absolute difference per image in 0..255 steps.
 
 Run (from the repository root, after `deploy/lightfarm setup`):
   tools/train/.venv/bin/python tools/train/compare_engine.py [--n 8] [--engine build/release/engine/cli/lightfarm-engine]
@@ -58,7 +59,7 @@ def main():
             with torch.no_grad():
                 img = pipe(c["prompt"], height=res, width=res, num_inference_steps=a.steps, guidance_scale=a.cfg,
                            latents=lat, output_type="np").images[0]
-            ref = (img * 255).round().astype(np.int32)
+            ref = (img * 255).astype(np.uint8).astype(np.int32)  # truncation, as the engine and A1111
             d = np.abs(ours - ref)
             worst = max(worst, int(d.max()))
             print(f"{i:2d} seed {c['seed']} {c['prompt']!r}: max |diff| {d.max()} mean {d.mean():.4f} "
