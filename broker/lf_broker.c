@@ -34,11 +34,10 @@ void lf__redis_error(lf_broker_t *self, const char *what, int rc) {
 /* A handler that held the reactor for long delays everything behind it:
  * count it, and say which one (at most once every 2 s). */
 static void s_timed(lf_broker_t *self, const char *what, int64_t t0) {
-    int64_t ms = lf__mono() - t0;
+    int64_t now = lf__mono(), ms = now - t0;
     if (ms < LF__B_SLOW_MS) return;
     self->stats.slow_handlers++;
     if (ms > self->stats.slowest_handler_ms) self->stats.slowest_handler_ms = ms;
-    int64_t now = lf__mono();
     if (now - self->slow_warned > 2000) {
         lf_warn("%s handler held the broker for %lld ms (%zu workers, %zu idle)", what,
                 (long long)ms, zhashx_size(self->workers), self->n_idle);
@@ -247,8 +246,7 @@ static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg) {
 static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
-    int64_t t_in = lf__mono();
-    int64_t mono = lf__mono(), now = lf__now();
+    int64_t mono = lf__mono(), now = lf__now(), t_in = mono;
     int64_t hb_ms = self->opts.heartbeat_ms;
     int64_t dead_after = hb_ms * self->opts.liveness;
     lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lf_error.h"
 #include "lf_log.h"
@@ -83,12 +82,6 @@ static void s_send_failed(lf_compute_t *self, zsock_t *pipe, const char *job_id,
     free(buf);
 }
 
-static int64_t s_mono_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* The runner's info JSON with "run_ms" (the job's time in the runner, as
  * this worker measured it) added; info is freed and replaced. The gateway's
  * overhead is the round trip minus this. Info that is not a JSON object is
@@ -122,13 +115,15 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     };
     lf_runner_output_t out = {0};
     char err[256];
-    int64_t t0 = zclock_mono(), t0_us = s_mono_us();
-    lf_debug("job %s: %s %ux%u, %u steps, batch %u (attempt %u)", job_id,
-             assign->params.model ? assign->params.model : "?", assign->params.width,
-             assign->params.height, assign->params.steps,
-             assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt);
+    int64_t t0_us = zclock_usecs();
+    const lf_job_params_t *p = &assign->params;
+    char what[192]; /* "job ID: MODEL WxH, N steps, batch B (attempt A)" for the log lines */
+    snprintf(what, sizeof what, "job %s: %s %ux%u, %u steps, batch %u (attempt %u)", job_id,
+             p->model ? p->model : "?", p->width, p->height, p->steps,
+             p->batch_size ? p->batch_size : 1, assign->attempt);
+    lf_debug("%s", what);
     int rc = lf_runner_run(self->runner, &job, &out, err, sizeof err);
-    if (!rc) s_add_run_ms(&out.info_json, (double)(s_mono_us() - t0_us) / 1000.0);
+    if (!rc) s_add_run_ms(&out.info_json, (double)(zclock_usecs() - t0_us) / 1000.0);
 
     const char *now = lf_runner_resident(self->runner);
     if ((was == NULL) != (now == NULL) || (was && strcmp(was, now))) {
@@ -141,7 +136,7 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
 
     if (rc) {
         if (rc == LF_ECANCELED)
-            lf_info("job %s: cancelled after %lld ms", job_id, (long long)(zclock_mono() - t0));
+            lf_info("job %s: cancelled after %lld ms", job_id, (long long)((zclock_usecs() - t0_us) / 1000));
         else
             lf_warn("job %s: failed: %s (%s)", job_id, err, lf_err_name(rc));
         s_send_failed(self, pipe, job_id, rc, rc == LF_ECANCELED ? "cancelled" : err);
@@ -160,11 +155,8 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
         return;
     }
     /* One line per finished job (the start is a debug line). */
-    lf_info("job %s: %s %ux%u, %u steps, batch %u (attempt %u): done in %lld ms (%zu bytes)", job_id,
-            assign->params.model ? assign->params.model : "?", assign->params.width,
-            assign->params.height, assign->params.steps,
-            assign->params.batch_size ? assign->params.batch_size : 1, assign->attempt,
-            (long long)(zclock_mono() - t0), len);
+    lf_info("%s: done in %lld ms (%zu bytes)", what, (long long)((zclock_usecs() - t0_us) / 1000),
+            len);
     s_send_bytes(pipe, "DONE", buf, len, 0);
     free(buf);
 }

@@ -30,16 +30,15 @@ static double s_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* $LF_SD15_FULL, else the path make_model_fixtures.py --full writes. */
+static const char *s_checkpoint(void) {
+    const char *ck = getenv("LF_SD15_FULL");
+    return ck && *ck ? ck : LF_SD15_FULL_DEFAULT;
+}
+
 static void test_full_sd15(void **state) {
     (void)state;
-    const char *ck = getenv("LF_SD15_FULL");
-    if (!ck || !*ck) ck = LF_SD15_FULL_DEFAULT;
-    struct stat sb;
-    if (stat(ck, &sb) != 0) {
-        printf("SKIP: %s absent (make_model_fixtures.py --full, or set LF_SD15_FULL)\n", ck);
-        skip();
-        return;
-    }
+    const char *ck = s_checkpoint(); /* main() skips the whole test without it */
     char refp[4096], err[512] = "";
     snprintf(refp, sizeof refp, "%s", ck);
     char *slash = strrchr(refp, '/');
@@ -94,8 +93,7 @@ static void test_full_sd15(void **state) {
 
 int main(void) {
     /* Without the (uncommitted) checkpoint ctest reports Skipped (77), not Passed. */
-    const char *ck = getenv("LF_SD15_FULL");
-    if (!ck || !*ck) ck = LF_SD15_FULL_DEFAULT;
+    const char *ck = s_checkpoint();
     struct stat sb;
     if (stat(ck, &sb) != 0) {
         printf("SKIP: %s absent (make_model_fixtures.py --full, or set LF_SD15_FULL)\n", ck);

@@ -51,6 +51,21 @@ def to_tensor(imgs):
     return x / 127.5 - 1.0
 
 
+def heldout_images(a, n=64):
+    """The fixed held-out renders both VAE stages report their reconstruction on."""
+    rng = np.random.default_rng(a.seed + 2)
+    return to_tensor([S.render(S.sample_attrs(rng)) for _ in range(n)])
+
+
+def save_recon_grid(xs, rec, path):
+    """Eight held-out images above their reconstructions."""
+    from PIL import Image
+    grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
+    grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    g = np.concatenate([np.concatenate(list(grid[:8]), 1), np.concatenate(list(grid[8:]), 1)], 0)
+    Image.fromarray(g).save(path)
+
+
 # ----------------------------------------------------------------------------------------------- VAE
 def stage_vae(a):
     torch.manual_seed(a.seed)
@@ -104,9 +119,8 @@ def stage_vae(a):
     vae.eval()
     # measure the latent scale on held-out images and fold it into quant_conv / post_quant_conv so that
     # SD1.5's scaling factor 0.18215 gives unit variance
-    rng2 = np.random.default_rng(a.seed + 2)
     with torch.no_grad():
-        xs = to_tensor([S.render(S.sample_attrs(rng2)) for _ in range(64)])
+        xs = heldout_images(a)
         mean = vae.encode(xs).latent_dist.mean
         std = mean.std().item()
         k = (1.0 / 0.18215) / std
@@ -123,11 +137,7 @@ def stage_vae(a):
         f"{(mean2 * 0.18215).mean().item():.4f}); held-out recon MSE {mse:.5f} (PSNR "
         f"{10 * math.log10(4 / mse):.2f} dB on [-1,1])")
     vae.save_pretrained(os.path.join(a.out, "vae"))
-    from PIL import Image
-    grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
-    grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    g = np.concatenate([np.concatenate(list(grid[:8]), 1), np.concatenate(list(grid[8:]), 1)], 0)
-    Image.fromarray(g).save(os.path.join(a.out, "vae_recon.png"))
+    save_recon_grid(xs, rec, os.path.join(a.out, "vae_recon.png"))
 
 
 # ------------------------------------------------------------------------------------------- decoder
@@ -184,9 +194,8 @@ def stage_decoder(a):
             log(f"decoder: time budget reached at step {step}")
             break
     vae.eval()
-    rng2 = np.random.default_rng(a.seed + 2)
     with torch.no_grad():
-        xs = to_tensor([S.render(S.sample_attrs(rng2)) for _ in range(64)])
+        xs = heldout_images(a)
         rec = vae.decode(vae.encode(xs).latent_dist.mean).sample
         mse = F.mse_loss(rec, xs).item()
     log(f"decoder: trained {step} steps in {time.time() - t_start:.0f}s; held-out recon MSE {mse:.5f} "
@@ -198,11 +207,7 @@ def stage_decoder(a):
         prev = int(open(sf).read().strip())
     with open(sf, "w") as f:
         f.write(f"{prev + step}\n")
-    from PIL import Image
-    grid = torch.cat([xs[:8], rec[:8]]).clamp(-1, 1)
-    grid = ((grid + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    g = np.concatenate([np.concatenate(list(grid[:8]), 1), np.concatenate(list(grid[8:]), 1)], 0)
-    Image.fromarray(g).save(os.path.join(a.out, "vae_recon.png"))
+    save_recon_grid(xs, rec, os.path.join(a.out, "vae_recon.png"))
 
 
 # ------------------------------------------------------------------------------------------- latents
@@ -279,6 +284,11 @@ class AttrProbe(torch.nn.Module):
             accs.append((logits.argmax(1) == y[m]).float().mean().item())
         return loss, accs
 
+    @classmethod
+    def describe(cls, accs):
+        """'colour 0.97 shape 1.00 ...' for the log."""
+        return " ".join(f"{n} {x:.2f}" for (n, _), x in zip(cls.HEADS, accs))
+
 
 def make_scheduler_tensors():
     b = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
@@ -323,9 +333,8 @@ def stage_unet(a):
             l_aux.backward()
             opt.step()
             if k % 50 == 0 or k == a.te_pretrain:
-                log(f"text pretrain step {k} aux {l_aux.item():.4f} acc "
-                    + " ".join(f"{n} {x:.2f}" for (n, _), x in zip(AttrProbe.HEADS, accs))
-                    + f" ({time.time() - t_pre:.0f}s)")
+                log(f"text pretrain step {k} aux {l_aux.item():.4f} acc {AttrProbe.describe(accs)} "
+                    f"({time.time() - t_pre:.0f}s)")
     ema = [p.detach().clone() for p in params]
     init = [p.detach().clone() for p in params]  # for the EMA's bias correction
     ac = make_scheduler_tensors()
@@ -376,8 +385,7 @@ def stage_unet(a):
             r = np.mean(run, 0)
             run = []
             el = time.time() - t_start
-            probe_txt = (" probe acc " + " ".join(f"{n} {x:.2f}" for (n, _), x in zip(AttrProbe.HEADS, accs))
-                         if accs else "")
+            probe_txt = " probe acc " + AttrProbe.describe(accs) if accs else ""
             log(f"unet step {step} mse {r[0]:.4f} loss {r[1]:.4f} gradnorm {r[2]:.3f} lr {lr:.2e}{probe_txt} "
                 f"({el / step:.2f}s/step, {el / 60:.1f} min)")
         if step % a.save_every == 0:
