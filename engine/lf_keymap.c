@@ -52,6 +52,20 @@ int lf_keymap_probe(lf_keymap_t *km) {
     return 0;
 }
 
+int lf_keymap_probe_vae(lf_keymap_t *km, const lf_weights_t *w) {
+    memset(km, 0, sizeof *km);
+    km->w = w;
+    if (lf_keymap_has_prefix(w, "first_stage_model.")) {
+        strcpy(km->prefix, "first_stage_model.");
+        km->kind = LF_KEYMAP_LDM_VAE;
+    } else if (lf_keymap_has_prefix(w, "decoder.up.")) {
+        km->kind = LF_KEYMAP_LDM_VAE;
+    } else if (lf_keymap_has_prefix(w, "vae.decoder.")) {
+        strcpy(km->prefix, "vae.");
+    }
+    return lf_keymap_probe(km);
+}
+
 /* Resnet inner names, diffusers -> LDM UNet. */
 static const char *const s_unet_res[][2] = {
     {"norm1.", "in_layers.0."},      {"conv1.", "in_layers.2."},

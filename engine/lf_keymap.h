@@ -37,6 +37,11 @@ typedef struct {
  * 0, or LF_EFORMAT when the layout is not recognised. */
 int lf_keymap_probe(lf_keymap_t *km);
 
+/* Sets *km up for the VAE in w (a checkpoint's first_stage_model., a bare
+ * LDM VAE file, or diffusers names under vae. or none) and probes it, as
+ * lf_keymap_probe. */
+int lf_keymap_probe_vae(lf_keymap_t *km, const lf_weights_t *w);
+
 /* Maps a diffusers name to the file's name (with prefix). 0, LF_ETOOBIG
  * (buffer), LF_ENOTFOUND (no mapping for this name). */
 int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t len);

@@ -86,22 +86,6 @@ static int s_family_of(const lf_weights_t *w) {
     return f;
 }
 
-/* A VAE keymap for a file: with the checkpoint prefix, the bare LDM layout
- * of standalone VAE files, or diffusers names. */
-static int s_vae_map(lf_keymap_t *km, const lf_weights_t *w) {
-    memset(km, 0, sizeof *km);
-    km->w = w;
-    if (lf_keymap_has_prefix(w, "first_stage_model.")) {
-        strcpy(km->prefix, "first_stage_model.");
-        km->kind = LF_KEYMAP_LDM_VAE;
-    } else if (lf_keymap_has_prefix(w, "decoder.up.")) {
-        km->kind = LF_KEYMAP_LDM_VAE;
-    } else if (lf_keymap_has_prefix(w, "vae.decoder.")) {
-        strcpy(km->prefix, "vae.");
-    }
-    return lf_keymap_probe(km);
-}
-
 __attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen, int rc,
                                                       const char *fmt, ...) {
     va_list ap;
@@ -210,7 +194,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     if (!rc && opts->vae_path) {
         rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
         if (!rc) {
-            if (s_vae_map(&kv, wov))
+            if (lf_keymap_probe_vae(&kv, wov))
                 rc =
                     s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
             /* The VAE file's own config (lf.config "vae"), else defaults. */
@@ -220,7 +204,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             jv = vmeta ? json_object_get(vmeta, "vae") : NULL;
         }
     } else if (!rc && !wv) {
-        if (s_vae_map(&kv, wu))
+        if (lf_keymap_probe_vae(&kv, wu))
             rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;

@@ -103,23 +103,6 @@ static int s_read_latent(const char *path, float **out, int *C, int *h, int *w)
 }
 
 #ifdef LF_HAVE_MODEL
-/* A VAE's key map: inside a checkpoint (first_stage_model.), a bare LDM
- * VAE file, or diffusers names (as lf_model.c reads them). */
-static int s_vae_map(lf_keymap_t *km, const lf_weights_t *w)
-{
-    memset(km, 0, sizeof *km);
-    km->w = w;
-    if (lf_keymap_has_prefix(w, "first_stage_model.")) {
-        strcpy(km->prefix, "first_stage_model.");
-        km->kind = LF_KEYMAP_LDM_VAE;
-    } else if (lf_keymap_has_prefix(w, "decoder.up.")) {
-        km->kind = LF_KEYMAP_LDM_VAE;
-    } else if (lf_keymap_has_prefix(w, "vae.decoder.")) {
-        strcpy(km->prefix, "vae.");
-    }
-    return lf_keymap_probe(km);
-}
-
 /* z [C][h][w] (the sampler's scaled latent) -> rgb in [0, 1], [3][H][W]:
  * TAESD takes it as is, a VAE after division by its scaling factor. */
 static int s_decode_net(const char *path, float *z, int C, int h, int w, float **rgb, int *W, int *H)
@@ -159,7 +142,7 @@ static int s_decode_net(const char *path, float *z, int C, int h, int w, float *
         }
     } else {
         lf_keymap_t km;
-        if (s_vae_map(&km, wt)) {
+        if (lf_keymap_probe_vae(&km, wt)) {
             rc = s_fail("%s: neither a VAE nor a TAESD decoder (layout not recognised)%s", path, "");
         } else {
             const char *ms = lf_weights_metadata(wt, "lf.config");
