@@ -2,7 +2,10 @@
  *
  * Workers sleep on a condition variable; a run publishes a job, every thread
  * (the caller too) takes tasks from an atomic counter, and the caller waits
- * until all workers have finished. One run at a time. */
+ * only for the workers that joined the job. A worker that wakes after the job
+ * is over (its core was busy: more threads than free cores) skips it, so an
+ * oversubscribed machine costs no scheduler round trip per run. One run at a
+ * time. */
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -14,7 +17,8 @@ struct lf__cpu_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     unsigned generation;
-    int busy; /* workers still in the current job */
+    int active;    /* workers inside the current job */
+    bool finished; /* the current job is over: late wakers skip it */
     bool stop;
     lf__cpu_task_fn fn;
     void *ctx;
@@ -45,10 +49,12 @@ static void *s_main(void *arg) {
         while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
         if (p->stop) break;
         seen = p->generation;
+        if (p->finished) continue; /* woke too late: the caller and the others did it all */
+        p->active++;
         pthread_mutex_unlock(&p->mu);
         s_work(p, a.index);
         pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        if (--p->active == 0) pthread_cond_signal(&p->done);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -110,12 +116,13 @@ void lf__cpu_pool_run(lf__cpu_pool_t *p, int64_t n_tasks, lf__cpu_task_fn fn, vo
     pthread_mutex_lock(&p->mu);
     p->fn = fn, p->ctx = ctx, p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->busy = p->n_threads - 1;
+    p->finished = false;
     p->generation++;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    s_work(p, 0);
+    s_work(p, 0); /* returns when every task is taken; the ones taken by joined workers may still run */
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
+    p->finished = true;
     pthread_mutex_unlock(&p->mu);
 }

@@ -13,7 +13,7 @@
  * with the reason when either is missing.
  *
  * Sampling as the trainer's samples and evaluation: Euler, "normal" (linspace)
- * schedule, 20 steps, CFG 5, 128x128. Environment:
+ * schedule, 20 steps, CFG 5, 256x256 (S_RES). Environment:
  *   LF_E2E_MODELS_DIR  models folder (default <repo>/models)
  *   LF_E2E_STEPS       sampling steps (default 20)
  *   LF_E2E_WORKERS     workers (default 2)
@@ -45,6 +45,7 @@
 #define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
 #define S_N_CASES 40
 #define S_PASS_PERCENT 90 /* the threshold: do not lower it */
+#define S_RES 256         /* the model's training size (its lf.config "resolution") */
 
 typedef struct {
     const char *prompt;
@@ -173,7 +174,7 @@ static char *s_submit(lf_testfarm_t *farm, const char *prompt, unsigned seed)
     snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
     /* No "model": the farm's default must be lf-tiny-shapes. */
     json_t *b = json_pack("{s:s,s:I,s:i,s:i,s:i,s:f,s:s,s:s}", "prompt", prompt, "seed", (json_int_t)seed, "width",
-                          128, "height", 128, "steps", s_steps, "cfg_scale", 5.0, "sampler", "euler", "scheduler",
+                          S_RES, "height", S_RES, "steps", s_steps, "cfg_scale", 5.0, "sampler", "euler", "scheduler",
                           "normal");
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
@@ -286,8 +287,8 @@ static void test_prompts_followed(void **state)
         char err[256] = "";
         if (lf_image_decode(png, len, NULL, &img, err, sizeof err) != 0) fail_msg("case %d: PNG: %s", i, err);
         free(png);
-        assert_int_equal(img.width, 128);
-        assert_int_equal(img.height, 128);
+        assert_int_equal(img.width, S_RES);
+        assert_int_equal(img.height, S_RES);
         assert_int_equal(img.channels, 3);
         lf_shapestats_t st;
         assert_int_equal(lf_shapestats_analyse(img.pixels, (int)img.width, (int)img.height, &st), 0);
@@ -306,11 +307,11 @@ static void test_prompts_followed(void **state)
     }
     long long wall = lf_now_ms() - t0;
     fprintf(stderr,
-            "\nlf-tiny-shapes through the farm, %d cases (euler/normal, %d steps, cfg 5, 128x128, %d workers):\n"
+            "\nlf-tiny-shapes through the farm, %d cases (euler/normal, %d steps, cfg 5, %dx%d, %d workers):\n"
             "  colour %d/%d (%.1f %%), shape %d/%d (%.1f %%), colour+shape %d/%d (%.1f %%), background %d/%d, "
             "position %d/%d\n"
             "  wall %.1f s for %d images; mean %.0f ms per generation on a worker\n",
-            s_n, s_steps, s_workers, ok_colour, s_n, 100.0 * ok_colour / s_n, ok_shape,
+            s_n, s_steps, S_RES, S_RES, s_workers, ok_colour, s_n, 100.0 * ok_colour / s_n, ok_shape,
             s_n, 100.0 * ok_shape / s_n, ok_both, s_n, 100.0 * ok_both / s_n, ok_bg,
             s_n, ok_pos, n_pos, wall / 1000.0, s_n, (double)gen_ms / s_n);
     if (ok_both * 100 < S_PASS_PERCENT * s_n)

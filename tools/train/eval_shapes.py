@@ -123,7 +123,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(HERE, "..", "..", "models", "lf-tiny-shapes.safetensors"))
     ap.add_argument("--checkpoint", action="store_true",
-                    help="use the training folders (tools/train/out: unet, text_encoder, vae) instead of --model")
+                    help="use the training folders (--out: unet, text_encoder, vae) instead of --model")
+    ap.add_argument("--out", default=os.path.join(HERE, "out"), help="training folder for --checkpoint")
+    ap.add_argument("--res", type=int, help="image size (default: the model's own, 256 for lf-tiny-shapes)")
     ap.add_argument("--truth", action="store_true", help="score true renders (checks the statistics)")
     ap.add_argument("--images", help="score NN.png files in this folder instead of running the model")
     ap.add_argument("--steps", type=int, default=20)
@@ -143,9 +145,9 @@ def main():
         import torch
         import train
         torch.set_num_threads(2)
-        targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=os.path.join(HERE, "out"))
+        targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=a.out, res=a.res or 256)
         pipe = train.load_pipeline(targs, None if a.checkpoint else a.model)
-        S.RES = pipe.vae.config.sample_size
+        S.RES = a.res or pipe.vae.config.sample_size
         for k in range(0, len(cases), 20):  # batched; each image has its own seeded generator
             cs = cases[k:k + 20]
             with torch.no_grad():

@@ -10,7 +10,7 @@ TEXT_CONFIG = dict(
 )
 
 UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4,
+    sample_size=32, in_channels=4, out_channels=4,
     down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     block_out_channels=[32, 64, 64, 64], layers_per_block=2, cross_attention_dim=64,
@@ -20,7 +20,7 @@ UNET_CONFIG = dict(
 )
 
 VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, sample_size=128,
+    in_channels=3, out_channels=3, latent_channels=4, sample_size=256,
     down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
     block_out_channels=[32, 32, 64, 64], layers_per_block=1, norm_num_groups=8, act_fn="silu",
     scaling_factor=0.18215,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-RES = 128
+RES = 256
 SS = 4  # supersampling factor for anti-aliasing
 
 COLOURS = {
