@@ -144,7 +144,7 @@ def main():
     else:
         import torch
         import train
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("LF_THREADS", "2")))
         targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=a.out, res=a.res or 256)
         pipe = train.load_pipeline(targs, None if a.checkpoint else a.model)
         S.RES = a.res or pipe.vae.config.sample_size
