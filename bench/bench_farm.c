@@ -303,7 +303,7 @@ static void *s_sim_thread(void *ud) {
     zmq_pollitem_t *items = calloc((size_t)sim->n, sizeof *items);
     char host[64];
     gethostname(host, sizeof host);
-    lf_model_info_t model = {"lf-diagnostic", "diagnostic"};
+    lf_model_info_t model = {.name = "lf-diagnostic", .kind = "diagnostic"};
     for (int i = 0; i < sim->n; i++) {
         w[i] = zsock_new_dealer(lf_testfarm_backend(sim->farm, 0));
         items[i] = (zmq_pollitem_t){.socket = zsock_resolve(w[i]), .events = ZMQ_POLLIN};

@@ -318,6 +318,7 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     const lf_model_info_t *m = obj;
     s_kv_str(e, "name", m->name, true);
     s_kv_str(e, "kind", m->kind, false);
+    if (m->resolution) s_kv_u64(e, "res", m->resolution);
 }
 
 static void s_enc_caps(s_enc_t *e, const void *obj) {
@@ -689,7 +690,7 @@ enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done"};
-static const char *const s_model_keys[2] = {"name", "kind"};
+static const char *const s_model_keys[3] = {"name", "kind", "res"};
 
 static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     s_obj_t f[C__COUNT];
@@ -709,12 +710,13 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[2];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 2, mf));
+            s_obj_t mf[3];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 3, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
             S_OPT(mf[1], s_get_str(mf[1], &c->models[i].kind));
+            S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
         }
     }
     if (f[C_RESIDENT]) {

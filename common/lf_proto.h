@@ -107,6 +107,7 @@ typedef struct {
 typedef struct {
     char *name; /* owned */
     char *kind; /* "diagnostic", "sd15", ... owned */
+    uint32_t resolution; /* the side (px) the model was trained at, for default sizes; 0 = any/unknown */
 } lf_model_info_t;
 
 /* A worker's capabilities, sent with READY and refreshed by heartbeats. */

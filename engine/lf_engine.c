@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "lf_backend.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_error.h"
@@ -273,8 +275,25 @@ static const char *s_family(const char *const *names, size_t n)
 #endif
 }
 
-int lf_engine_probe(const char *path, const char **family, char *err, size_t errlen)
+/* A JSON object's positive integer member (nested under `parent` when not
+ * NULL), or 0. */
+static uint32_t s_json_side(json_t *root, const char *parent, const char *key, uint32_t scale)
 {
+    json_t *o = parent ? json_object_get(root, parent) : root;
+    json_int_t v = json_integer_value(json_object_get(o, key));
+    return v > 0 && v <= 65536 / (json_int_t)scale ? (uint32_t)v * scale : 0;
+}
+
+static uint32_t s_family_side(const char *family)
+{
+    if (!strcmp(family, "sd15")) return 512;
+    if (!strcmp(family, "sdxl") || !strcmp(family, "flux")) return 1024;
+    return 0;
+}
+
+int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen)
+{
+    uint32_t side = 0;
     char file[4096], e1[512] = "", e2[512] = "";
     struct stat sb;
     if (!path || stat(path, &sb) != 0) {
@@ -283,6 +302,10 @@ int lf_engine_probe(const char *path, const char **family, char *err, size_t err
     }
     snprintf(file, sizeof file, "%s", path);
     if (S_ISDIR(sb.st_mode)) {
+        snprintf(file, sizeof file, "%s/unet/config.json", path);
+        json_t *cfg = json_load_file(file, 0, NULL);
+        side = s_json_side(cfg, NULL, "sample_size", 8);
+        json_decref(cfg);
         snprintf(file, sizeof file, "%s/unet/diffusion_pytorch_model.safetensors", path);
         if (!s_exists(file)) {
             if (err && errlen) snprintf(err, errlen, "%s: not a diffusers folder (no %s)", path, file);
@@ -310,6 +333,13 @@ int lf_engine_probe(const char *path, const char **family, char *err, size_t err
     for (size_t i = 0; i < n; i++) names[i] = (st ? lf_safetensors_at(st, i) : lf_torchzip_at(tz, i))->name;
     *family = s_family(names, n);
     free(names);
+    const char *meta = st ? lf_safetensors_metadata(st, "lf.config") : NULL;
+    if (meta && !side) {
+        json_t *cfg = json_loads(meta, 0, NULL);
+        side = s_json_side(cfg, NULL, "resolution", 1);
+        json_decref(cfg);
+    }
+    if (resolution) *resolution = side ? side : s_family_side(*family);
     lf_safetensors_destroy(&st);
     lf_torchzip_destroy(&tz);
     return 0;

@@ -122,9 +122,13 @@ const char *lf_engine_model_family(const lf_engine_t *self);
 /* The family ("sd15", "sdxl", "flux" or "unknown"; static) of a checkpoint
  * file (.safetensors, .ckpt/.pt/.pth) or a diffusers folder (its unet/),
  * from tensor names only: reads headers, loads no weights, needs no engine.
- * Errors: LF_EIO (cannot open), LF_EFORMAT (not a weights file), with a
- * reason naming the file in err. Thread-safe. */
-int lf_engine_probe(const char *path, const char **family, char *err, size_t errlen);
+ * *resolution (may be NULL) gets the image side the model was trained at:
+ * the "resolution" of a safetensors file's lf.config metadata, a diffusers
+ * folder's unet/config.json sample_size x 8, else the family's (sd15 512,
+ * sdxl and flux 1024; 0 when unknown). Errors: LF_EIO (cannot open),
+ * LF_EFORMAT (not a weights file), with a reason naming the file in err.
+ * Thread-safe. */
+int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),

@@ -463,8 +463,11 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
     for (size_t i = 0; i < n; i++) {
         const lf_worker_caps_t *c = &ws[i].caps;
         json_t *models = json_array();
-        for (size_t k = 0; k < c->n_models; k++)
-            json_array_append_new(models, json_pack("{s:s?,s:s?}", "name", c->models[k].name, "kind", c->models[k].kind));
+        for (size_t k = 0; k < c->n_models; k++) {
+            json_t *m = json_pack("{s:s?,s:s?}", "name", c->models[k].name, "kind", c->models[k].kind);
+            if (c->models[k].resolution) json_object_set_new(m, "resolution", json_integer(c->models[k].resolution));
+            json_array_append_new(models, m);
+        }
         json_array_append_new(
             arr, json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
                            "host", c->host, "pid", (json_int_t)c->pid, "device", "kind", c->device_kind, "name",

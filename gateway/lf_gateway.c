@@ -162,6 +162,9 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
                                           c->models[k].kind ? c->models[k].kind : "", "workers", 0, "resident", 0);
                         json_array_append_new(arr, found);
                     }
+                    /* The side the model was trained at (clients' default size); workers agree. */
+                    if (c->models[k].resolution && !json_object_get(found, "resolution"))
+                        json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
                     json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
                     if (resident)
                         json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));

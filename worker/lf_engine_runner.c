@@ -79,7 +79,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         char *name = s_model_name(dir, de->d_name, path, sizeof path);
         if (!name) continue;
         const char *family = NULL;
-        int prc = lf_engine_probe(path, &family, err, sizeof err);
+        uint32_t side = 0;
+        int prc = lf_engine_probe(path, &family, &side, err, sizeof err);
         if (prc != 0 || strcmp(family, LF_ENGINE_RUNNER_KIND) != 0) {
             if (prc) lf_warn("engine: skipping %s", err);
             else lf_warn("engine: skipping %s: model family %s, not sd15", path, family);
@@ -105,6 +106,7 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
             cap = nc;
         }
         list[cnt].name = name;
+        list[cnt].resolution = side;
         list[cnt].kind = strdup(LF_ENGINE_RUNNER_KIND);
         if (!list[cnt++].kind) rc = LF_ENOMEM;
     }
@@ -114,7 +116,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         return rc;
     }
     if (cnt) qsort(list, cnt, sizeof *list, s_cmp_info);
-    for (size_t i = 0; i < cnt; i++) lf_info("engine: model %s (%s) in %s", list[i].name, list[i].kind, dir);
+    for (size_t i = 0; i < cnt; i++)
+        lf_info("engine: model %s (%s, %u px) in %s", list[i].name, list[i].kind, list[i].resolution, dir);
     *out = list;
     *n = cnt;
     return 0;

@@ -46,6 +46,7 @@ static void s_caps(lf_worker_caps_t *c) {
     c->models[0].kind = s_dup("diagnostic");
     c->models[1].name = s_dup("sd15-base");
     c->models[1].kind = s_dup("sd15");
+    c->models[1].resolution = 512; /* models[0] has none: the key is optional */
     c->n_resident = 1;
     c->resident = calloc(1, sizeof *c->resident);
     c->resident[0] = s_dup("sd15-base");

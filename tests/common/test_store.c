@@ -708,7 +708,7 @@ static void test_uploads_presets_options(void **state) {
 
 static void test_workers_registry(void **state) {
     lf_store_t *s = *state;
-    lf_model_info_t m = {"m1", "diagnostic"};
+    lf_model_info_t m = {.name = "m1", .kind = "diagnostic"};
     char *res = "m1";
     lf_worker_caps_t caps = {.host = "h", .pid = 7, .device_kind = "cpu", .max_pixels = 1 << 20,
                              .models = &m, .n_models = 1, .resident = &res, .n_resident = 1};

@@ -18,6 +18,7 @@
 #include "lf_fake_model.h"
 #include "lf_image.h"
 #include "lf_infotext.h"
+#include "lf_safetensors.h"
 #include "lf_test_models.h"
 #include "lf_test_util.h"
 
@@ -219,12 +220,62 @@ static void test_e2e_clip_ids(void **state)
 }
 #endif
 
+#ifdef LF_HAVE_MODEL /* the family from tensor names needs the networks' module */
+/* lf_engine_probe's resolution: lf.config "resolution" in a safetensors
+ * file's metadata, a diffusers folder's unet sample_size x 8, else the
+ * family's size; a file of unknown tensors has none. */
+static void s_write_probe_file(const char *path, const char *tensor, const char *config)
+{
+    static const float v = 1.0f;
+    lf_tensor_info_t t = {.name = tensor, .dtype = LF_DTYPE_F32, .ndim = 1, .shape = {1}, .strides = {1},
+                          .data = &v, .nbytes = sizeof v};
+    const char *meta[2] = {"lf.config", config};
+    assert_int_equal(lf_safetensors_write(path, &t, 1, meta, config ? 1 : 0), 0);
+}
+
+static void test_probe_resolution(void **state)
+{
+    (void)state;
+    static const char *unet = "model.diffusion_model.input_blocks.0.0.weight";
+    char path[] = "/tmp/lf_probe_XXXXXX", err[256] = "";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *family = NULL;
+    uint32_t side = 7;
+    s_write_probe_file(path, unet, "{\"name\": \"lf-tiny-shapes\", \"resolution\": 256}");
+    assert_int_equal(lf_engine_probe(path, &family, &side, err, sizeof err), 0);
+    assert_string_equal(family, "sd15");
+    assert_int_equal(side, 256);
+    s_write_probe_file(path, unet, NULL); /* a real SD1.5 file: no lf.config */
+    assert_int_equal(lf_engine_probe(path, &family, &side, err, sizeof err), 0);
+    assert_int_equal(side, 512);
+    s_write_probe_file(path, unet, "{\"resolution\": \"big\"}"); /* nonsense: the family's */
+    assert_int_equal(lf_engine_probe(path, &family, &side, err, sizeof err), 0);
+    assert_int_equal(side, 512);
+    s_write_probe_file(path, "conditioner.embedders.0.transformer.text_model.x", NULL);
+    assert_int_equal(lf_engine_probe(path, &family, &side, err, sizeof err), 0);
+    assert_string_equal(family, "sdxl");
+    assert_int_equal(side, 1024);
+    s_write_probe_file(path, "something.else", NULL);
+    assert_int_equal(lf_engine_probe(path, &family, &side, err, sizeof err), 0);
+    assert_string_equal(family, "unknown");
+    assert_int_equal(side, 0);
+    assert_int_equal(lf_engine_probe(path, &family, NULL, err, sizeof err), 0); /* resolution optional */
+    unlink(path);
+    /* The diffusers fixture's unet/config.json: sample_size 8 -> 64 px. */
+    assert_int_equal(lf_engine_probe(LF_FIXTURE_DIR "/models/tiny_b_diffusers", &family, &side, err, sizeof err), 0);
+    assert_int_equal(side, 64);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fake_facade),
         cmocka_unit_test(test_bad_device),
 #ifdef LF_HAVE_MODEL
+        cmocka_unit_test(test_probe_resolution),
         cmocka_unit_test(test_e2e_single_file),
         cmocka_unit_test(test_e2e_diffusers),
         cmocka_unit_test(test_e2e_clip_ids),

@@ -247,7 +247,12 @@ static void test_default_model_is_tiny_shapes(void **state)
     bool listed = false;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(j, "models"), i, m) listed |= !strcmp(s_str(m, "name"), S_MODEL);
+    json_array_foreach(json_object_get(j, "models"), i, m) {
+        if (strcmp(s_str(m, "name"), S_MODEL) != 0) continue;
+        listed = true;
+        /* Its lf.config "resolution", which clients (the web UI) take as the default size. */
+        assert_int_equal(json_integer_value(json_object_get(m, "resolution")), S_RES);
+    }
     assert_true(listed);
     json_decref(j);
 }

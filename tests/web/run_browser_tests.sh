@@ -115,6 +115,8 @@ else
   LF_BROKER_FRONTEND="$FE" LF_BROKER_BACKEND="$BE" LF_BROKER_EVENTS="$EV" LF_BROKER_ID=web-broker \
     "$BROKER" >"$TMP/broker.log" 2>&1 & PIDS+=($!)
   for w in 0 1; do
+    # The repository's models/ (the built-in lf-tiny-shapes), as `deploy/lightfarm up` serves them.
+    LF_MODELS_DIR="${LF_MODELS_DIR:-$ROOT/models}" \
     LF_BROKER_BACKEND="$BE" LF_WORKER_ID="web-w$w" LF_STEP_DELAY_MAX_MS=1000 LF_PREVIEW_EVERY=5 \
       "$WORKER" >"$TMP/worker-$w.log" 2>&1 & PIDS+=($!)
   done

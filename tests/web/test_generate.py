@@ -1,6 +1,8 @@
 """Generate, watch, cancel, reuse, img2img and validation — through the UI, on a real farm."""
 import re
 
+import pytest
+
 from conftest import DIAG, drop_file, http, make_png
 
 # Records every value the progress bar takes (set before the job starts).
@@ -213,3 +215,25 @@ def test_queue_positions_and_cancel_a_queued_job(ui):
     finally:
         for jid in ids:
             http(ui.base, "DELETE", "/v1/jobs/" + jid)
+
+
+def test_model_resolution_sets_the_default_size(ui):
+    """The built-in lf-tiny-shapes is trained at 256x256 (GET /v1/models "resolution"): selected, it sets the
+    size fields from the page's 512 to 256; a size the user typed is kept when the model changes."""
+    p = ui.open().page
+    tiny = "lf-tiny-shapes"
+    models = http(ui.base, "GET", "/v1/models")[1]
+    entry = next((m for m in models["models"] if m["name"] == tiny), None)
+    if entry is None:
+        pytest.skip("models/lf-tiny-shapes.safetensors is not installed")
+    assert entry.get("resolution") == 256, entry
+    p.select_option("#model", tiny)
+    p.dispatch_event("#model", "change")
+    assert (p.input_value("#width"), p.input_value("#height")) == ("256", "256")
+    # A model without a resolution (the diagnostic one draws any size) leaves the size alone.
+    p.select_option("#model", DIAG)
+    assert (p.input_value("#width"), p.input_value("#height")) == ("256", "256")
+    # A size the user chose stays when the model changes.
+    p.fill("#width", "320")
+    p.select_option("#model", tiny)
+    assert (p.input_value("#width"), p.input_value("#height")) == ("320", "256")

@@ -112,6 +112,24 @@ function isDiagnostic() {
 
 function updateModelKind() {
   $('#step-delay-field').hidden = !isDiagnostic();
+  applyModelSize();
+}
+
+let modelSide = null; // the side the size fields last took from a model's resolution
+
+/** A model trained at another size than the page's 512 (e.g. the built-in lf-tiny-shapes at 256, SDXL at
+ * 1024) sets width and height to that size, as long as the user has not changed them: they still hold the
+ * page default or the previous model's size. */
+function applyModelSize() {
+  const side = Number(currentModel().resolution);
+  if (!(side >= 64)) return;
+  const w = num('#width'), h = num('#height');
+  const was = modelSide ?? Number($('#width').defaultValue);
+  if (w !== was || h !== (modelSide ?? Number($('#height').defaultValue))) return;
+  setNum('#width', side);
+  setNum('#height', side);
+  modelSide = side;
+  markAspect();
 }
 
 function mode() {
