@@ -275,11 +275,9 @@ static const char *s_family(const char *const *names, size_t n)
 #endif
 }
 
-/* A JSON object's positive integer member (nested under `parent` when not
- * NULL), or 0. */
-static uint32_t s_json_side(json_t *root, const char *parent, const char *key, uint32_t scale)
+/* A JSON object's positive integer member times scale (at most 65536), or 0. */
+static uint32_t s_json_side(json_t *o, const char *key, uint32_t scale)
 {
-    json_t *o = parent ? json_object_get(root, parent) : root;
     json_int_t v = json_integer_value(json_object_get(o, key));
     return v > 0 && v <= 65536 / (json_int_t)scale ? (uint32_t)v * scale : 0;
 }
@@ -304,7 +302,7 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
     if (S_ISDIR(sb.st_mode)) {
         snprintf(file, sizeof file, "%s/unet/config.json", path);
         json_t *cfg = json_load_file(file, 0, NULL);
-        side = s_json_side(cfg, NULL, "sample_size", 8);
+        side = s_json_side(cfg, "sample_size", 8);
         json_decref(cfg);
         snprintf(file, sizeof file, "%s/unet/diffusion_pytorch_model.safetensors", path);
         if (!s_exists(file)) {
@@ -336,7 +334,7 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
     const char *meta = st ? lf_safetensors_metadata(st, "lf.config") : NULL;
     if (meta && !side) {
         json_t *cfg = json_loads(meta, 0, NULL);
-        side = s_json_side(cfg, NULL, "resolution", 1);
+        side = s_json_side(cfg, "resolution", 1);
         json_decref(cfg);
     }
     if (resolution) *resolution = side ? side : s_family_side(*family);

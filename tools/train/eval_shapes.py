@@ -145,7 +145,9 @@ def main():
         import torch
         import train
         torch.set_num_threads(int(os.environ.get("LF_THREADS", "2")))
-        targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=a.out, res=a.res or 256)
+        import lf_models
+        targs = argparse.Namespace(cache=os.path.join(HERE, "cache"), out=a.out,
+                                   res=a.res or lf_models.VAE_CONFIG["sample_size"])
         pipe = train.load_pipeline(targs, None if a.checkpoint else a.model)
         S.RES = a.res or pipe.vae.config.sample_size
         for k in range(0, len(cases), 20):  # batched; each image has its own seeded generator

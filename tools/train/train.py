@@ -243,15 +243,14 @@ def stage_latents(a):
     with torch.no_grad():
         for i in range(0, a.n_images, 64):
             x = to_tensor([S.render(at) for at in attrs[i:i + 64]])
-            pooled = F.avg_pool2d(x, 8)
             if fast is None:
                 d = vae.encode(x).latent_dist
                 mean, std = d.mean, d.std
                 if i == 0:
-                    fast = affine_of_pool(pooled, mean, std)
+                    fast = affine_of_pool(F.avg_pool2d(x, 8), mean, std)
             else:
                 A, b, s = fast
-                mean = torch.einsum("lc,nchw->nlhw", A, pooled) + b.view(1, -1, 1, 1)
+                mean = torch.einsum("lc,nchw->nlhw", A, F.avg_pool2d(x, 8)) + b.view(1, -1, 1, 1)
                 std = s.view(1, -1, 1, 1).expand_as(mean)
             means.append(mean.half())
             stds.append(std.half())
@@ -537,7 +536,7 @@ def main():
     ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
     ap.add_argument("--log", default=os.path.join(REPO, "models", "lf-tiny-shapes.train.log"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--res", type=int, default=256, help="image size (latents are res/8)")
+    ap.add_argument("--res", type=int, default=M.VAE_CONFIG["sample_size"], help="image size (latents are res/8)")
     ap.add_argument("--vae-resume", action="store_true", help="continue training out/vae")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vae-init", choices=["random", "analytic"], default="analytic")

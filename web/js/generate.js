@@ -123,9 +123,8 @@ let modelSide = null; // the side the size fields last took from a model's resol
 function applyModelSize() {
   const side = Number(currentModel().resolution);
   if (!(side >= 64)) return;
-  const w = num('#width'), h = num('#height');
-  const was = modelSide ?? Number($('#width').defaultValue);
-  if (w !== was || h !== (modelSide ?? Number($('#height').defaultValue))) return;
+  const wasW = modelSide ?? Number($('#width').defaultValue), wasH = modelSide ?? Number($('#height').defaultValue);
+  if (num('#width') !== wasW || num('#height') !== wasH) return;
   setNum('#width', side);
   setNum('#height', side);
   modelSide = side;
