@@ -292,26 +292,23 @@ static bool s_array_header(s_enc_t *e, const char *key, size_t n) {
     return e->err == 0;
 }
 
+/* The parameters map: one key per table row that has a value (unset strings
+ * are left out). */
 static void s_enc_params(s_enc_t *e, const void *obj) {
     const lf_job_params_t *p = obj;
-    s_kv_str(e, "model", p->model, true);
-    s_kv_str(e, "mode", p->mode, false);
-    s_kv_str(e, "prompt", p->prompt, false);
-    s_kv_str(e, "negative_prompt", p->negative_prompt, false);
-    s_kv_str(e, "sampler", p->sampler, false);
-    s_kv_str(e, "scheduler", p->scheduler, false);
-    s_kv_str(e, "init_image", p->init_image, false);
-    s_kv_str(e, "rng", p->rng, false);
-    s_kv_u64(e, "width", p->width);
-    s_kv_u64(e, "height", p->height);
-    s_kv_u64(e, "steps", p->steps);
-    s_kv_u64(e, "batch_size", p->batch_size);
-    s_kv_u64(e, "clip_skip", p->clip_skip);
-    s_kv_u64(e, "step_delay_ms", p->step_delay_ms);
-    s_kv_f64(e, "cfg_scale", p->cfg_scale);
-    s_kv_f64(e, "denoise", p->denoise);
-    s_kv_i64(e, "seed", p->seed);
-    s_kv_str(e, "extra_json", p->extra_json, false);
+    const lf_param_def_t *t = lf_params_table();
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        const lf_param_def_t *d = &t[i];
+        const char *m = (const char *)p + d->offset;
+        switch (d->type) {
+        case LF_PT_STR:
+        case LF_PT_ENUM: s_kv_str(e, d->name, lf_param_cstr(p, d), d->flags & LF_PF_REQUIRED); break;
+        case LF_PT_U32: s_kv_u64(e, d->name, *(const uint32_t *)m); break;
+        case LF_PT_I64: s_kv_i64(e, d->name, *(const int64_t *)m); break;
+        case LF_PT_F64: s_kv_f64(e, d->name, *(const double *)m); break;
+        case LF_PT_BOOL: s_kv_bool(e, d->name, *(const bool *)m); break;
+        }
+    }
 }
 
 static void s_enc_model(s_enc_t *e, const void *obj) {
@@ -652,38 +649,41 @@ static int s_get_enum(s_obj_t o, const char *const *names, int n, int *out) {
         if (f) S_TRY(expr);                                                    \
     } while (0)
 
-enum {
-    P_MODEL, P_MODE, P_PROMPT, P_NEG, P_SAMPLER, P_SCHED, P_INIT, P_RNG, P_W, P_H, P_STEPS,
-    P_BATCH, P_CLIP, P_DELAY, P_CFG, P_DENOISE, P_SEED, P_EXTRA, P__COUNT
-};
-static const char *const s_params_keys[P__COUNT] = {
-    "model", "mode", "prompt", "negative_prompt", "sampler", "scheduler", "init_image", "rng",
-    "width", "height", "steps", "batch_size", "clip_skip", "step_delay_ms", "cfg_scale",
-    "denoise", "seed", "extra_json"};
-
+/* The parameters map, walked by the table: unknown keys are refused (the
+ * table is the contract), each value is checked against its row. */
 static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
-    s_obj_t f[P__COUNT];
-    S_TRY(s_fields(o, s_params_keys, P__COUNT, f));
-    if (!f[P_MODEL]) return LF_EINVAL;
-    S_TRY(s_get_str(f[P_MODEL], &p->model));
-    S_OPT(f[P_MODE], s_get_str(f[P_MODE], &p->mode));
-    S_OPT(f[P_PROMPT], s_get_str(f[P_PROMPT], &p->prompt));
-    S_OPT(f[P_NEG], s_get_str(f[P_NEG], &p->negative_prompt));
-    S_OPT(f[P_SAMPLER], s_get_str(f[P_SAMPLER], &p->sampler));
-    S_OPT(f[P_SCHED], s_get_str(f[P_SCHED], &p->scheduler));
-    S_OPT(f[P_INIT], s_get_str(f[P_INIT], &p->init_image));
-    S_OPT(f[P_RNG], s_get_str(f[P_RNG], &p->rng));
-    S_OPT(f[P_W], s_get_u32(f[P_W], &p->width));
-    S_OPT(f[P_H], s_get_u32(f[P_H], &p->height));
-    S_OPT(f[P_STEPS], s_get_u32(f[P_STEPS], &p->steps));
-    S_OPT(f[P_BATCH], s_get_u32(f[P_BATCH], &p->batch_size));
-    S_OPT(f[P_CLIP], s_get_u32(f[P_CLIP], &p->clip_skip));
-    S_OPT(f[P_DELAY], s_get_u32(f[P_DELAY], &p->step_delay_ms));
-    S_OPT(f[P_CFG], s_get_f64(f[P_CFG], &p->cfg_scale));
-    S_OPT(f[P_DENOISE], s_get_f64(f[P_DENOISE], &p->denoise));
-    S_OPT(f[P_SEED], s_get_i64(f[P_SEED], &p->seed));
-    S_OPT(f[P_EXTRA], s_get_str(f[P_EXTRA], &p->extra_json));
-    return 0;
+    static const char *const names[LF_P__COUNT] = {
+#define S_PARAM_NAME(id, ...) #id,
+        LF_PARAM_LIST(S_PARAM_NAME)
+#undef S_PARAM_NAME
+    };
+    const lf_param_def_t *t = lf_params_table();
+    if (o->type != MSGPACK_OBJECT_MAP) return LF_EPROTO;
+    for (uint32_t j = 0; j < o->via.map.size; j++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[j];
+        if (kv->key.type != MSGPACK_OBJECT_STR ||
+            s_lookup(names, LF_P__COUNT, kv->key.via.str.ptr, kv->key.via.str.size) < 0)
+            return LF_EPROTO;
+    }
+    s_obj_t f[LF_P__COUNT];
+    S_TRY(s_fields(o, names, LF_P__COUNT, f));
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        const lf_param_def_t *d = &t[i];
+        char *m = (char *)p + d->offset;
+        if (!f[i]) {
+            if (d->flags & LF_PF_REQUIRED) return LF_EINVAL;
+            continue;
+        }
+        switch (d->type) {
+        case LF_PT_STR:
+        case LF_PT_ENUM: S_TRY(s_get_str(f[i], lf_param_str(p, d))); break;
+        case LF_PT_U32: S_TRY(s_get_u32(f[i], (uint32_t *)m)); break;
+        case LF_PT_I64: S_TRY(s_get_i64(f[i], (int64_t *)m)); break;
+        case LF_PT_F64: S_TRY(s_get_f64(f[i], (double *)m)); break;
+        case LF_PT_BOOL: S_TRY(s_get_bool(f[i], (bool *)m)); break;
+        }
+    }
+    return lf_params_check(p, true, NULL) ? LF_EPROTO : 0;
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C__COUNT };
@@ -897,20 +897,6 @@ int lf_caps_decode(const uint8_t *buf, size_t len, lf_worker_caps_t *out) {
 
 /* ============================================================ lifetime */
 
-void lf_params_clear(lf_job_params_t *p) {
-    if (!p) return;
-    free(p->model);
-    free(p->mode);
-    free(p->prompt);
-    free(p->negative_prompt);
-    free(p->sampler);
-    free(p->scheduler);
-    free(p->init_image);
-    free(p->rng);
-    free(p->extra_json);
-    memset(p, 0, sizeof *p);
-}
-
 void lf_caps_clear(lf_worker_caps_t *c) {
     if (!c) return;
     free(c->host);
@@ -942,24 +928,4 @@ void lf_msg_clear(lf_msg_t *msg) {
     memset(msg, 0, sizeof *msg);
 }
 
-static int s_dup(char **dst, const char *src) {
-    if (!src) return 0;
-    return (*dst = strdup(src)) ? 0 : LF_ENOMEM;
-}
 
-int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src) {
-    if (!dst || !src) return LF_EINVAL;
-    lf_job_params_t p = *src;
-    p.model = p.mode = p.prompt = p.negative_prompt = p.sampler = p.scheduler = NULL;
-    p.init_image = p.rng = p.extra_json = NULL;
-    if (s_dup(&p.model, src->model) || s_dup(&p.mode, src->mode) ||
-        s_dup(&p.prompt, src->prompt) || s_dup(&p.negative_prompt, src->negative_prompt) ||
-        s_dup(&p.sampler, src->sampler) || s_dup(&p.scheduler, src->scheduler) ||
-        s_dup(&p.init_image, src->init_image) || s_dup(&p.rng, src->rng) ||
-        s_dup(&p.extra_json, src->extra_json)) {
-        lf_params_clear(&p);
-        return LF_ENOMEM;
-    }
-    *dst = p;
-    return 0;
-}

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_params.h"
+
 #define LF_PROTO_VERSION 1
 /* Largest message the decoder accepts (results carry PNGs). */
 #define LF_PROTO_MAX_BYTES (64u * 1024u * 1024u)
@@ -83,26 +85,8 @@ typedef struct {
     size_t len;
 } lf_bytes_t;
 
-/* What to generate. Plain data; strings owned (may be NULL = default). */
-typedef struct {
-    char *model;           /* model name, e.g. "lf-diagnostic"; required */
-    char *mode;            /* "txt2img" (default) | "img2img" */
-    char *prompt;
-    char *negative_prompt;
-    char *sampler;         /* e.g. "euler_a" */
-    char *scheduler;       /* e.g. "karras" */
-    char *init_image;      /* upload id for img2img */
-    char *rng;             /* "cpu" (default) | "philox" */
-    uint32_t width, height;
-    uint32_t steps;
-    uint32_t batch_size;
-    uint32_t clip_skip;
-    uint32_t step_delay_ms; /* diagnostic model only */
-    double cfg_scale;
-    double denoise;        /* img2img strength, 0..1 */
-    int64_t seed;          /* resolved (never -1) by the gateway */
-    char *extra_json;      /* forward-compatible extras (hires, adetailer...) as JSON text */
-} lf_job_params_t;
+/* What to generate: lf_job_params_t, declared by the parameter table in
+ * lf_params.h (LF_PARAM_LIST). */
 
 typedef struct {
     char *name; /* owned */
@@ -213,7 +197,6 @@ void lf_msg_clear(lf_msg_t *msg);
 /* Job params alone (the store keeps them as this msgpack blob). */
 int lf_params_encode(const lf_job_params_t *p, uint8_t **out, size_t *out_len);
 int lf_params_decode(const uint8_t *buf, size_t len, lf_job_params_t *out);
-void lf_params_clear(lf_job_params_t *p);
 /* Deep copy; dst must be zeroed. */
 int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src);
 

@@ -12,6 +12,7 @@
 #include "lf_error.h"
 #include "lf_image.h"
 #include "lf_infotext.h"
+#include "lf_params.h"
 #include "lf_prompt.h"
 
 #define S_COMMA_BACKTRACK 20
@@ -141,18 +142,6 @@ int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, in
 
 /* ---- infotext ---------------------------------------------------------- */
 
-static const char *s_scheduler_a1111(lf_scheduler_t s)
-{
-    switch (s) {
-    case LF_SCHEDULER_KARRAS: return "Karras";
-    case LF_SCHEDULER_EXPONENTIAL: return "Exponential";
-    case LF_SCHEDULER_SGM_UNIFORM: return "SGM Uniform";
-    case LF_SCHEDULER_SIMPLE: return "Simple";
-    case LF_SCHEDULER_DDIM_UNIFORM: return "DDIM";
-    default: return "Normal";
-    }
-}
-
 static int s_is_img2img(const lf_pipeline_request_t *req)
 {
     return req->init_image != NULL;
@@ -161,29 +150,25 @@ static int s_is_img2img(const lf_pipeline_request_t *req)
 int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
                          char **out)
 {
-    char steps[16], cfg[32], seed[32], size[32], den[32], clip[16];
-    snprintf(steps, sizeof steps, "%d", req->steps);
-    snprintf(cfg, sizeof cfg, "%g", req->cfg);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)(req->seed + (uint64_t)index));
-    snprintf(size, sizeof size, "%dx%d", req->width, req->height);
-    snprintf(den, sizeof den, "%g", req->denoise);
-    snprintf(clip, sizeof clip, "%d", req->clip_skip);
-    /* A1111 create_infotext order; NULL values are skipped. */
-    lf_infotext_kv_t kv[] = {
-        {"Steps", steps},
-        {"Sampler", (char *)lf_sampler_a1111_name(req->sampler)},
-        {"Schedule type", (char *)s_scheduler_a1111(req->scheduler)},
-        {"CFG scale", cfg},
-        {"Seed", seed},
-        {"Size", size},
-        {"Model", (char *)(model_name && *model_name ? model_name : NULL)},
-        {"Denoising strength", s_is_img2img(req) ? den : NULL},
-        {"Clip skip", req->clip_skip > 1 ? clip : NULL},
-        /* A1111 writes RNG when it is not "GPU"; ours are its CPU and NV. */
-        {"RNG", (char *)(req->rng == LF_RNG_PHILOX ? "NV" : "CPU")},
-    };
-    return lf_infotext_format(req->prompt ? req->prompt : "", req->negative, kv,
-                              sizeof kv / sizeof kv[0], out);
+    /* The one infotext, written from the parameter table's labels; the
+     * schedulers' value list is in LF_SCHEDULER_* order. */
+    _Static_assert(LF_SCHEDULER_COUNT == 6, "lf_param_schedulers follows lf_scheduler_t");
+    lf_job_params_t view = {0}; /* borrowed strings: a view, never cleared */
+    view.prompt = (char *)(req->prompt ? req->prompt : "");
+    view.negative_prompt = (char *)(req->negative ? req->negative : "");
+    view.steps = (uint32_t)req->steps;
+    view.sampler = (char *)lf_sampler_name(req->sampler);
+    view.scheduler = (char *)lf_param_schedulers[(unsigned)req->scheduler < LF_SCHEDULER_COUNT ? req->scheduler : 0].name;
+    view.cfg_scale = req->cfg;
+    view.seed = (int64_t)req->seed;
+    view.width = (uint32_t)req->width;
+    view.height = (uint32_t)req->height;
+    view.model = (char *)(model_name ? model_name : "");
+    view.denoise = req->denoise;
+    view.clip_skip = req->clip_skip > 1 ? (uint32_t)req->clip_skip : 1;
+    view.rng = (char *)(req->rng == LF_RNG_PHILOX ? "philox" : "cpu");
+    view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
+    return lf_params_infotext(&view, NULL, index, out);
 }
 
 /* ---- text -------------------------------------------------------------- */

@@ -67,19 +67,23 @@ static bool s_terminal(lf_job_status_t s) { return s == LF_JOB_DONE || s == LF_J
 static json_t *s_info(const lf_job_view_t *v, const lf_job_request_t *jr) {
     const lf_job_params_t *p = &v->params;
     json_t *seeds = json_array(), *prompts = json_array(), *negs = json_array(), *subs = json_array(), *infot = json_array();
+    /* One infotext: the worker's (the text of each PNG's parameters chunk);
+     * written from the table only when a worker sent none. */
+    json_t *winfo = v->info_json ? json_loads(v->info_json, 0, NULL) : NULL;
+    json_t *wtexts = json_object_get(winfo, "infotexts");
     for (uint32_t i = 0; i < v->n_images; i++) {
         int64_t seed = v->seeds ? v->seeds[i] : p->seed + i;
         json_array_append_new(seeds, json_integer(seed));
         json_array_append_new(subs, json_integer(-1));
         json_array_append_new(prompts, json_string(p->prompt ? p->prompt : ""));
         json_array_append_new(negs, json_string(p->negative_prompt ? p->negative_prompt : ""));
-        char line[1024];
-        snprintf(line, sizeof line, "%s\nNegative prompt: %s\nSteps: %u, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %lld, Size: %ux%u, Model: %s",
-                 p->prompt ? p->prompt : "", p->negative_prompt ? p->negative_prompt : "", p->steps,
-                 p->sampler ? p->sampler : "", p->scheduler ? p->scheduler : "", p->cfg_scale, (long long)seed,
-                 p->width, p->height, p->model ? p->model : "");
-        json_array_append_new(infot, json_string(line));
+        json_t *wt = json_array_get(wtexts, i);
+        char *line = NULL;
+        if (json_is_string(wt)) json_array_append(infot, wt);
+        else if (lf_params_infotext(p, NULL, (int)i, &line) == 0) json_array_append_new(infot, json_string(line));
+        free(line);
     }
+    json_decref(winfo);
     (void)jr;
     json_t *j = json_pack("{s:s,s:o,s:s,s:o,s:I,s:o,s:I,s:o,s:f,s:i,s:i,s:s,s:f,s:i,s:i,s:s,s:s,s:i,s:o,s:s,s:i,s:b}",
                           "prompt", p->prompt ? p->prompt : "", "all_prompts", prompts, "negative_prompt",
@@ -345,11 +349,10 @@ static int s_samplers(lf_req_t *req) {
 
 static int s_schedulers(lf_req_t *req) {
     size_t n;
-    const char *const *t = lf_validate_schedulers(&n);
-    const char *const *a = lf_validate_schedulers_a1111(NULL);
+    const lf_param_enum_t *t = lf_validate_schedulers(&n);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:n,s:i,s:b}", "name", t[i], "label", a[i], "aliases",
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:n,s:i,s:b}", "name", t[i].name, "label", t[i].a1111, "aliases",
                                              "default_rho", (json_int_t)-1, "need_inner_model", 0));
     return lf__json(req, 200, arr);
 }

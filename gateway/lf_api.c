@@ -11,24 +11,12 @@
 #include "lf_id.h"
 #include "lf_image.h"
 #include "lf_log.h"
+#include "lf_schema.h"
 
 /* ------------------------------------------------------------- job JSON */
 
-static json_t *s_params_json(const lf_job_params_t *p) {
-    json_t *j = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:i,s:i,s:f,s:I,s:s?,s:f,s:i,s:s?}",
-                          "model", p->model, "mode", p->mode, "prompt", p->prompt, "negative_prompt",
-                          p->negative_prompt, "sampler", p->sampler, "scheduler", p->scheduler, "width",
-                          (json_int_t)p->width, "height", (json_int_t)p->height, "steps",
-                          (json_int_t)p->steps, "batch_size", (json_int_t)p->batch_size, "cfg_scale",
-                          p->cfg_scale, "seed", (json_int_t)p->seed, "init_image", p->init_image,
-                          "denoise", p->denoise, "clip_skip", (json_int_t)p->clip_skip, "rng", p->rng);
-    if (j && p->step_delay_ms) json_object_set_new(j, "step_delay_ms", json_integer(p->step_delay_ms));
-    if (j && p->extra_json) {
-        json_t *x = json_loads(p->extra_json, 0, NULL);
-        if (x) json_object_set_new(j, "extra", x);
-    }
-    return j;
-}
+/* The job's parameters as the table names them (lf_params.h). */
+static json_t *s_params_json(const lf_job_params_t *p) { return lf_params_json(p, false); }
 
 json_t *lf__job_json(const lf_job_view_t *v) {
     json_t *j = json_object();
@@ -437,10 +425,9 @@ static int s_samplers(lf_req_t *req) {
 
 static int s_schedulers(lf_req_t *req) {
     size_t n;
-    const char *const *t = lf_validate_schedulers(&n);
-    const char *const *a = lf_validate_schedulers_a1111(NULL);
+    const lf_param_enum_t *t = lf_validate_schedulers(&n);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_pack("{s:s,s:s}", "name", t[i], "a1111", a[i]));
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_pack("{s:s,s:s}", "name", t[i].name, "a1111", t[i].a1111));
     return lf__json(req, 200, json_pack("{s:o}", "schedulers", arr));
 }
 
@@ -515,7 +502,8 @@ static json_t *s_preset_check(lf_req_t *req, const char *name_from_path) {
     json_t *v;
     json_object_foreach(body, key, v) {
         if (strcmp(key, "name") && strcmp(key, "description") && strcmp(key, "params") && strcmp(key, "builtin")) {
-            lf__err(req, 400, "unknown_field", key, "unknown field '%.64s'", key);
+            char clip[65];
+            lf__err(req, 400, "unknown_field", key, "unknown field '%s'", lf_utf8_clip(key, clip, sizeof clip));
             json_decref(body);
             return NULL;
         }
@@ -658,6 +646,10 @@ int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_MODELS: return s_models(gw, req);
     case LF_ROUTE_SAMPLERS: return s_samplers(req);
     case LF_ROUTE_SCHEDULERS: return s_schedulers(req);
+    case LF_ROUTE_PARAMS: {
+        json_t *j = lf_schema_params();
+        return j ? lf__json(req, 200, j) : lf__err(req, 500, "internal", "", "out of memory");
+    }
     case LF_ROUTE_WORKERS: return s_workers(gw, req);
     case LF_ROUTE_PRESET_LIST:
     case LF_ROUTE_PRESET_CREATE:

@@ -22,6 +22,7 @@
 #include "lf_id.h"
 #include "lf_image.h"
 #include "lf_log.h"
+#include "lf_schema.h"
 
 const double lf__hist_le[LF__HIST_N] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                         0.05,   0.1,   0.25,   1.0,   5.0,  INFINITY};
@@ -85,9 +86,14 @@ int lf__err(lf_req_t *req, int status, const char *code, const char *field, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Messages and fields echo user text: never cut a UTF-8 character in two,
+     * or jansson refuses the string and the client gets a canned 500. */
+    char fld[128];
+    snprintf(fld, sizeof fld, "%s", field ? field : "");
+    lf_utf8_truncate(msg, sizeof msg - 1);
+    lf_utf8_truncate(fld, sizeof fld - 1);
     return lf__json(req, status,
-                    json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg, "field",
-                              field ? field : ""));
+                    json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg, "field", fld));
 }
 
 int lf__verr(lf_req_t *req, const lf_verr_t *e) {
@@ -207,11 +213,29 @@ bool lf__model_unknown(lf_gateway_t *gw, const char *name) {
     return unknown;
 }
 
+/* The side a live worker says the model was trained at (GET /v1/models
+ * "resolution"), for the default width/height; 0 when unknown. */
+static uint32_t s_model_resolution(void *ud, const char *name) {
+    lf_gateway_t *gw = ud;
+    uint32_t res = 0;
+    pthread_mutex_lock(&gw->model_mu);
+    size_t i;
+    json_t *m;
+    json_array_foreach(gw->models, i, m) {
+        const char *n = json_string_value(json_object_get(m, "name"));
+        if (n && name && !strcmp(n, name)) res = (uint32_t)json_integer_value(json_object_get(m, "resolution"));
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return res;
+}
+
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
     memset(ctx, 0, sizeof *ctx);
     ctx->default_model = buf;
     ctx->random_seed = lf__random_seed();
+    ctx->model_resolution = s_model_resolution;
+    ctx->ud = gw;
 }
 
 /* ------------------------------------------------------------ link glue */
@@ -434,8 +458,10 @@ static int s_handle(void *ud, lf_req_t *req) {
     case LF_ROUTE_OPENAPI: {
         extern const char lf_openapi_json[];
         extern const size_t lf_openapi_json_len;
-        lf_req_respond_static(req, 200, "application/json", lf_openapi_json, lf_openapi_json_len);
-        return LF_HTTP_DONE;
+        /* The job schemas come from the parameter table (lf_schema). */
+        json_t *doc = lf_schema_openapi(lf_openapi_json, lf_openapi_json_len);
+        if (!doc) return lf__err(req, 500, "internal", "", "the OpenAPI document could not be built");
+        return lf__json(req, 200, doc);
     }
     default: break;
     }

@@ -30,6 +30,7 @@
     X(MODELS, "GET", "/v1/models", true)                                                 \
     X(SAMPLERS, "GET", "/v1/samplers", true)                                             \
     X(SCHEDULERS, "GET", "/v1/schedulers", true)                                         \
+    X(PARAMS, "GET", "/v1/params", true)                                                 \
     X(WORKERS, "GET", "/v1/workers", true)                                               \
     X(PRESET_LIST, "GET", "/v1/presets", true)                                           \
     X(PRESET_CREATE, "POST", "/v1/presets", true)                                        \

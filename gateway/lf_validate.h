@@ -1,6 +1,10 @@
 /* lf_validate: request bodies (parsed JSON) -> job parameters, or an error
  * naming the field.
  *
+ * Both dialects walk the parameter table (lf_params.h, LF_PARAM_LIST): the
+ * native names, types, ranges and value lists come from there, and so do
+ * A1111's names and where A1111 puts each one (top level, override_settings).
+ *
  * Two dialects. The native API (POST /v1/jobs) is strict: unknown fields,
  * wrong types and out-of-range values are rejected. The AUTOMATIC1111 subset
  * (/sdapi/v1/txt2img, img2img) is lenient about fields it does not know,
@@ -22,20 +26,10 @@
 
 #include "lf_proto.h"
 
-/* Limits shared by both dialects. */
-#define LF_V_SIZE_MIN 64          /* real models: width/height */
-#define LF_V_SIZE_MIN_DIAG 8      /* the diagnostic model */
-#define LF_V_SIZE_MAX 2048
-#define LF_V_SIZE_MULT 8
-#define LF_V_STEPS_MAX 150
-#define LF_V_BATCH_MAX 8
-#define LF_V_PROMPT_MAX (32 * 1024)
-#define LF_V_NAME_MAX 128         /* model, sampler, preset and upload id lengths */
+/* Limits of the request envelope. Generation parameters have theirs in the
+ * parameter table (lf_params.h), which both dialects walk. */
+#define LF_V_NAME_MAX 128         /* preset and upload id lengths, idempotency keys */
 #define LF_V_TTL_MAX (7 * 86400)
-#define LF_V_STEP_DELAY_MAX 10000 /* ms */
-#define LF_V_CFG_MAX 100.0
-#define LF_V_CLIP_SKIP_MAX 12
-#define LF_V_SEED_MAX 4294967295LL /* A1111 seeds are 32-bit; larger ones are refused */
 
 /* A validation failure: the HTTP status to answer with, a stable machine code
  * ("invalid_type", "out_of_range", "unknown_field", "missing_field",
@@ -57,6 +51,11 @@ typedef struct {
     const char *default_model;   /* used when "model" is absent; NULL -> "lf-diagnostic" */
     int64_t random_seed;         /* substituted for seed -1 / absent (0..2^32-1) */
     const char *option_model;    /* A1111: options' sd_model_checkpoint, may be NULL */
+    /* The side (px) a model was trained at, for the default width/height
+     * (rows flagged LF_PF_MODEL_DEF); 0 or a NULL function = the table's
+     * default. Called with the request's resolved model name. */
+    uint32_t (*model_resolution)(void *ud, const char *model);
+    void *ud;
 } lf_validate_ctx_t;
 
 /* A validated job request. params is ready for a SUBMIT (seed resolved). */
@@ -87,17 +86,13 @@ void lf_job_request_clear(lf_job_request_t *r);
 /* Is this a diagnostic model name (looser size rules)? */
 bool lf_validate_is_diagnostic(const char *model);
 
-/* Samplers and schedulers. Our names are the engine's (ComfyUI) names. */
-typedef struct {
-    const char *name;    /* "euler_ancestral" */
-    const char *a1111;   /* "Euler a" */
-    const char *alias;   /* another accepted spelling ("euler_a") or NULL */
-} lf_sampler_name_t;
-/* The table (borrowed, static) and its length. */
+/* Samplers and schedulers: the parameter table's value lists (lf_params.h);
+ * our names are the engine's (ComfyUI) names. */
+typedef lf_param_enum_t lf_sampler_name_t;
+/* The samplers (borrowed, static) and their count. */
 const lf_sampler_name_t *lf_validate_samplers(size_t *n);
-/* Scheduler names: ours and A1111's labels, same order. */
-const char *const *lf_validate_schedulers(size_t *n);
-const char *const *lf_validate_schedulers_a1111(size_t *n);
+/* The schedulers (borrowed, static) and their count. */
+const lf_param_enum_t *lf_validate_schedulers(size_t *n);
 
 /* Our sampler name for a native or A1111 name ("Euler a", "euler_a",
  * "DPM++ 2M Karras"), or NULL. *scheduler (may be NULL) receives a scheduler

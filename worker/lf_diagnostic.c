@@ -301,18 +301,13 @@ static int s_card_png(int64_t seed, uint32_t w, uint32_t h, uint32_t reveal,
     return rc;
 }
 
-/* A1111-style infotext, so the cards read back like real generations. */
-static char *s_parameters(const lf_job_params_t *p, int64_t seed, uint32_t delay_ms) {
+/* The one infotext (lf_params_infotext), so the cards read back like real
+ * generations; the step delay is the one actually used. */
+static char *s_parameters(const lf_job_params_t *p, uint32_t index, uint32_t delay_ms) {
+    lf_job_params_t view = *p; /* a shallow view: borrowed strings, never cleared */
+    view.step_delay_ms = delay_ms;
     char *s = NULL;
-    int n = asprintf(&s,
-                     "%s\n%s%s%sSteps: %u, Seed: %" PRId64 ", Size: %ux%u, Model: %s, "
-                     "Step delay: %u ms",
-                     p->prompt ? p->prompt : "",
-                     p->negative_prompt && *p->negative_prompt ? "Negative prompt: " : "",
-                     p->negative_prompt && *p->negative_prompt ? p->negative_prompt : "",
-                     p->negative_prompt && *p->negative_prompt ? "\n" : "", p->steps, seed,
-                     p->width, p->height, LF_DIAGNOSTIC_MODEL, delay_ms);
-    return n < 0 ? NULL : s;
+    return lf_params_infotext(&view, LF_DIAGNOSTIC_MODEL, (int)index, &s) ? NULL : s;
 }
 
 static void s_preview(const lf_runner_job_t *job, uint32_t step, uint32_t steps) {
@@ -338,14 +333,20 @@ static void s_preview(const lf_runner_job_t *job, uint32_t step, uint32_t steps)
 
 static char *s_info_json(const lf_job_params_t *p, uint32_t batch, uint32_t delay_ms) {
     json_t *o = json_object();
-    json_t *seeds = json_array();
-    if (!o || !seeds) {
+    json_t *seeds = json_array(), *texts = json_array();
+    if (!o || !seeds || !texts) {
         json_decref(o);
         json_decref(seeds);
+        json_decref(texts);
         return NULL;
     }
-    for (uint32_t i = 0; i < batch; i++)
+    for (uint32_t i = 0; i < batch; i++) {
         json_array_append_new(seeds, json_integer((json_int_t)((uint64_t)p->seed + i)));
+        char *t = s_parameters(p, i, delay_ms);
+        json_array_append_new(texts, t ? json_string(t) : json_null());
+        free(t);
+    }
+    json_object_set_new(o, "infotexts", texts);
     json_object_set_new(o, "model", json_string(LF_DIAGNOSTIC_MODEL));
     json_object_set_new(o, "kind", json_string(LF_DIAGNOSTIC_KIND));
     json_object_set_new(o, "mode", json_string(p->mode ? p->mode : "txt2img"));
@@ -398,7 +399,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         im->seed = (int64_t)((uint64_t)p->seed + i);
         im->width = p->width;
         im->height = p->height;
-        char *params = s_parameters(p, im->seed, delay);
+        char *params = s_parameters(p, i, delay);
         rc = params ? s_card_png(im->seed, p->width, p->height, p->height, params,
                                  &im->png.data, &im->png.len)
                     : LF_ENOMEM;

@@ -29,8 +29,7 @@ static void s_params(lf_job_params_t *p) {
     p->step_delay_ms = 5;
     p->cfg_scale = 7.5;
     p->denoise = 0.625;
-    p->seed = 4294967297LL;
-    p->extra_json = s_dup("{\"hires\":{\"scale\":2}}");
+    p->seed = 4294967295LL; /* the largest seed the table allows */
 }
 
 static void s_caps(lf_worker_caps_t *c) {

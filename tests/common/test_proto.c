@@ -77,25 +77,16 @@ static bool bytes_eq(const lf_bytes_t *a, const lf_bytes_t *b) {
     return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
+/* Every row of the parameter table, so a new row is compared without an edit here. */
 static void assert_params_eq(const lf_job_params_t *a, const lf_job_params_t *b) {
-    assert_true(str_eq(a->model, b->model));
-    assert_true(str_eq(a->mode, b->mode));
-    assert_true(str_eq(a->prompt, b->prompt));
-    assert_true(str_eq(a->negative_prompt, b->negative_prompt));
-    assert_true(str_eq(a->sampler, b->sampler));
-    assert_true(str_eq(a->scheduler, b->scheduler));
-    assert_true(str_eq(a->init_image, b->init_image));
-    assert_true(str_eq(a->rng, b->rng));
-    assert_true(str_eq(a->extra_json, b->extra_json));
-    assert_int_equal(a->width, b->width);
-    assert_int_equal(a->height, b->height);
-    assert_int_equal(a->steps, b->steps);
-    assert_int_equal(a->batch_size, b->batch_size);
-    assert_int_equal(a->clip_skip, b->clip_skip);
-    assert_int_equal(a->step_delay_ms, b->step_delay_ms);
-    assert_true(a->cfg_scale == b->cfg_scale);
-    assert_true(a->denoise == b->denoise);
-    assert_true(a->seed == b->seed);
+    const lf_param_def_t *t = lf_params_table();
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        if (t[i].type == LF_PT_STR || t[i].type == LF_PT_ENUM) {
+            if (!str_eq(lf_param_cstr(a, &t[i]), lf_param_cstr(b, &t[i]))) fail_msg("params.%s differs", t[i].name);
+        } else if (lf_param_num(a, &t[i]) != lf_param_num(b, &t[i])) {
+            fail_msg("params.%s differs: %g vs %g", t[i].name, lf_param_num(a, &t[i]), lf_param_num(b, &t[i]));
+        }
+    }
 }
 
 static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b) {
@@ -412,7 +403,24 @@ static void b_float_cfg_ok(mb_t *b) {
     mb_kv_uint(b, "denoise", 1);                                     /* int for a double */
 }
 
+/* The params map is walked by the parameter table: unknown keys, values
+ * outside a row's range and unknown enum values are refused. */
+static void s_params_head(mb_t *b, uint32_t n) {
+    mb_head(b, 2, 1, "submit"), mb_kv_uint(b, "req_id", 1);
+    mb_str(b, "params"), mb_map(b, n + 1), mb_kv_str(b, "model", "m");
+}
+static void b_params_unknown_key(mb_t *b) { s_params_head(b, 1), mb_kv_str(b, "extra_json", "{}"); }
+static void b_params_steps_over(mb_t *b) { s_params_head(b, 1), mb_kv_uint(b, "steps", 151); }
+static void b_params_width_not_mult(mb_t *b) { s_params_head(b, 1), mb_kv_uint(b, "width", 100); }
+static void b_params_bad_sampler(mb_t *b) { s_params_head(b, 1), mb_kv_str(b, "sampler", "warp"); }
+static void b_params_steps_as_str(mb_t *b) { s_params_head(b, 1), mb_kv_str(b, "steps", "20"); }
+
 static const reject_case_t s_cases[] = {
+    {"params: unknown key", b_params_unknown_key, LF_EPROTO, X_MALFORMED},
+    {"params: steps over the table's max", b_params_steps_over, LF_EPROTO, X_MALFORMED},
+    {"params: width not a multiple of 8", b_params_width_not_mult, LF_EPROTO, X_MALFORMED},
+    {"params: unknown sampler", b_params_bad_sampler, LF_EPROTO, X_MALFORMED},
+    {"params: steps as a string", b_params_steps_as_str, LF_EPROTO, X_MALFORMED},
     {"not a map", b_not_map, LF_EPROTO, X_MALFORMED},
     {"nil", b_nil, LF_EPROTO, X_MALFORMED},
     {"reserved byte 0xc1", b_reserved, LF_EPROTO, X_MALFORMED},

@@ -330,6 +330,22 @@ static void test_bad_input_is_4xx_and_gateway_stays_up(void **state) {
         assert_non_null(json_string_value(json_object_get(json_object_get(j, "error"), "message")));
         json_decref(j);
     }
+    /* An unknown field whose name is 40 two-byte characters: the echoed
+     * name is cut at a character boundary, so the answer is a 400, not the
+     * canned 500 of a JSON string jansson refuses (jobs and presets). */
+    char key[128] = "a";
+    for (int k = 0; k < 40; k++) strcat(key, "\xc3\xa9");
+    char ubody[256];
+    const char *upaths[3][2] = {{"POST", "/v1/jobs"}, {"POST", "/v1/presets"}, {"PUT", "/v1/presets/utf8"}};
+    for (int k = 0; k < 3; k++) {
+        if (k == 2) snprintf(ubody, sizeof ubody, "{\"params\":{\"%s\":1}}", key);
+        else snprintf(ubody, sizeof ubody, "{\"%s\":1}", key);
+        json_t *j = NULL;
+        long code = s_json(upaths[k][0], upaths[k][1], ubody, &j);
+        if (code != 400) fail_msg("%s %s with a non-ASCII unknown field: %ld", upaths[k][0], upaths[k][1], code);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "unknown_field");
+        json_decref(j);
+    }
     /* A body over LF_HTTP_MAX_BODY (1 MiB here). */
     size_t big = 2u << 20;
     char *body = malloc(big);
@@ -566,6 +582,13 @@ static void test_openapi_and_presets(void **state) {
     assert_int_equal(s_json("GET", "/openapi.json", NULL, &j), 200);
     assert_string_equal(json_string_value(json_object_get(j, "openapi")), "3.1.0");
     assert_non_null(json_object_get(json_object_get(j, "paths"), "/v1/jobs"));
+    /* The job schema is filled in from the parameter table. */
+    json_t *jr = json_object_get(json_object_get(json_object_get(json_object_get(j, "components"), "schemas"), "JobRequest"), "properties");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(jr, "steps"), "maximum")), 150);
+    assert_non_null(json_object_get(jr, "priority"));
+    json_decref(j);
+    assert_int_equal(s_json("GET", "/v1/params", NULL, &j), 200);
+    assert_true(json_array_size(json_object_get(j, "params")) > 10);
     json_decref(j);
     assert_int_equal(s_json("GET", "/v1/presets", NULL, &j), 200);
     assert_true(json_array_size(json_object_get(j, "presets")) >= 3);

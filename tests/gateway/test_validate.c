@@ -77,7 +77,7 @@ static const s_bad_t s_native_bad[] = {
     {"{\"idempotency_key\":1}", "idempotency_key", "invalid_type"},
     {"{\"ttl_s\":0}", "ttl_s", "out_of_range"},
     {"{\"ttl_s\":\"1h\"}", "ttl_s", "invalid_type"},
-    {"{\"extra\":[]}", "extra", "invalid_type"},
+    {"{\"extra\":{}}", "extra", "unknown_field"}, /* gone: every field is a table row */
     {"[1,2]", "", "invalid_type"},
     {"\"txt\"", "", "invalid_type"},
 };
@@ -122,7 +122,7 @@ static void test_native_defaults_and_seed(void **state) {
     j = s_json("{\"model\":\"sd15-base\",\"prompt\":\"a cat\",\"sampler\":\"euler_a\",\"scheduler\":\"Karras\","
                "\"steps\":30,\"cfg_scale\":5.5,\"width\":768,\"height\":64,\"seed\":-1,\"batch_size\":8,"
                "\"priority\":\"high\",\"init_image\":\"up-1\",\"clip_skip\":2,\"rng\":\"philox\","
-               "\"idempotency_key\":\"k1\",\"ttl_s\":60,\"extra\":{\"hires\":true},\"negative_prompt\":null}");
+               "\"idempotency_key\":\"k1\",\"ttl_s\":60,\"negative_prompt\":null}");
     assert_int_equal(lf_validate_job(j, &s_ctx, &r, &err), 0);
     assert_string_equal(r.params.model, "sd15-base");
     assert_string_equal(r.params.mode, "img2img"); /* implied by init_image */
@@ -133,7 +133,6 @@ static void test_native_defaults_and_seed(void **state) {
     assert_int_equal(r.priority, LF_PRIO_HIGH);
     assert_string_equal(r.idem_key, "k1");
     assert_int_equal(r.ttl_s, 60);
-    assert_string_equal(r.params.extra_json, "{\"hires\":true}");
     lf_job_request_clear(&r);
     json_decref(j);
 

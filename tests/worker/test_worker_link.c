@@ -381,7 +381,7 @@ static void test_job_progress_result(void **state) {
 
 static void test_cancel_mid_job(void **state) {
     s_fix_t *f = *state;
-    s_assign(&f->b, "job-c", "lf-diagnostic", 32, 32, 200, 50, 1, 1);
+    s_assign(&f->b, "job-c", "lf-diagnostic", 32, 32, 150, 50, 1, 1); /* the table's most steps */
     lf_msg_t m = {0};
     /* Let it run past a heartbeat or two (the first may predate the job). */
     int hb0 = f->b.n_hb;
@@ -575,7 +575,7 @@ static void test_broker_restart_result_kept(void **state) {
 
 static void test_sigterm_finishes_job(void **state) {
     s_fix_t *f = *state;
-    s_assign(&f->b, "job-t", "lf-diagnostic", 40, 30, 8, 100, 1, 9);
+    s_assign(&f->b, "job-t", "lf-diagnostic", 40, 32, 8, 100, 1, 9);
     lf_msg_t m = {0};
     s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
     lf_msg_clear(&m);
@@ -600,7 +600,7 @@ static void test_sigterm_finishes_job(void **state) {
     }
     assert_string_equal(m.job_id, "job-t");
     assert_int_equal(last_step, 8); /* every step ran */
-    s_check_png(&m.images[0].png, 40, 30);
+    s_check_png(&m.images[0].png, 40, 32);
     lf_msg_clear(&m);
     assert_true(refused);
     s_expect(&f->b, LF_MSG_DISCONNECT, 3000, &m);

@@ -1,0 +1,246 @@
+/* lf_params: the one declaration of every generation parameter.
+ *
+ * LF_PARAM_LIST below is the only place a generation parameter is declared.
+ * From it come the job parameter struct (lf_job_params_t), the msgpack codec
+ * (lf_proto walks the table), the gateway's native and A1111 validators, the
+ * job JSON, the OpenAPI job schema and the web UI's form (GET /v1/params),
+ * and the A1111 infotext writer and reader. Adding a field is one row here
+ * plus the code that uses it (see docs/architecture.md, "Adding a parameter").
+ *
+ * Columns of a row:
+ *   id      struct member and native name (JSON, msgpack, /v1/params)
+ *   TYPE    STR (UTF-8 text), ENUM (one of `values`), U32, I64, F64, BOOL
+ *   a1111   the A1111 API's name for it, or NULL when A1111 has none
+ *   AT      where A1111 puts it: NONE, TOP (body), OVERRIDE (override_settings),
+ *           SCRIPT (alwayson_scripts)
+ *   lo, hi  numbers: the range; STR: the length range in bytes
+ *   step    the form's step (with LF_PF_MULTIPLE, the multiple a value must be)
+ *   def     numeric default
+ *   dstr    string / enum default (NULL: none, or resolved by the caller)
+ *   values  ENUM: the lf_param_enum_t list (NULL otherwise)
+ *   label   the infotext label ("Steps"), or NULL when it has none
+ *   SHOW    when the infotext writes it: NEVER, ALWAYS, IMG2IMG (only with an
+ *           init image), NONDEF (only when not the default), SEED (value +
+ *           the image's index), SIZE_W / SIZE_H ("Size: WxH", A1111 parses it
+ *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE
+ *   flags   LF_PF_* below
+ *   desc    one line for humans (OpenAPI, /v1/params, docs)
+ *
+ * Rows are in the order A1111's create_infotext writes its labels, so the
+ * infotext writer walks the table as it is.
+ *
+ * Threading: the table is static and const; every function is pure and
+ * reentrant. Ownership: lf_job_params_t owns its strings (malloc'd);
+ * lf_params_clear frees them. */
+#ifndef LF_PARAMS_H
+#define LF_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An enum value: our name, the A1111 name, another accepted spelling. */
+typedef struct {
+    const char *name;
+    const char *a1111;
+    const char *alias; /* may be NULL */
+} lf_param_enum_t;
+
+/* NULL-terminated ({NULL}) value lists (lf_params.c). */
+extern const lf_param_enum_t lf_param_modes[];
+extern const lf_param_enum_t lf_param_samplers[];
+extern const lf_param_enum_t lf_param_schedulers[];
+extern const lf_param_enum_t lf_param_rngs[];
+
+/* Flags. */
+#define LF_PF_REQUIRED 0x01u    /* must be present on the wire */
+#define LF_PF_SCHED 0x02u       /* the broker reads it (capability, scheduling) */
+#define LF_PF_MODEL_DEF 0x04u   /* default comes from the model (its resolution) */
+#define LF_PF_DIAG 0x08u        /* only the diagnostic model uses it */
+#define LF_PF_NAME 0x10u        /* STR: a name, printable, no control characters */
+#define LF_PF_ID 0x20u          /* STR: an id, [A-Za-z0-9_.:-] */
+#define LF_PF_RANDOM_NEG 0x40u  /* I64: -1 means "random", resolved by the gateway */
+#define LF_PF_MULTIPLE 0x80u    /* U32: the value must be a multiple of step (sizes: 8) */
+
+#define LF_SIZE_MIN_REAL 64     /* real models' smallest side; the table's lo is the diagnostic model's */
+
+/* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
+#define LF_PARAM_LIST(X)                                                                          \
+    X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
+      "what to draw; A1111 prompt syntax ((word:1.2), [word], BREAK)")                           \
+    X(negative_prompt, STR, "negative_prompt", TOP, 0, 32768, 0, 0, "", NULL, "Negative prompt",   \
+      NEGATIVE, 0, "what to steer away from")                                                    \
+    X(steps, U32, "steps", TOP, 1, 150, 1, 20, NULL, NULL, "Steps", ALWAYS, 0,                     \
+      "sampler steps")                                                                           \
+    X(sampler, ENUM, "sampler_name", TOP, 0, 0, 0, 0, "euler", lf_param_samplers, "Sampler",       \
+      ALWAYS, 0, "sampler (ComfyUI or A1111 name)")                                              \
+    X(scheduler, ENUM, "scheduler", TOP, 0, 0, 0, 0, "normal", lf_param_schedulers,               \
+      "Schedule type", ALWAYS, 0, "noise schedule")                                              \
+    X(cfg_scale, F64, "cfg_scale", TOP, 0, 100, 0.5, 7, NULL, NULL, "CFG scale", ALWAYS, 0,        \
+      "classifier-free guidance scale")                                                          \
+    X(seed, I64, "seed", TOP, -1, 4294967295.0, 1, -1, NULL, NULL, "Seed", SEED, LF_PF_RANDOM_NEG, \
+      "seed of the first image (image i uses seed + i); -1 = random, resolved and returned")     \
+    X(width, U32, "width", TOP, 8, 2048, 8, 512, NULL, NULL, "Size", SIZE_W,                       \
+      LF_PF_SCHED | LF_PF_MODEL_DEF | LF_PF_MULTIPLE,                                            \
+      "image width in px, a multiple of 8 (64.. for real models); default: the model's size")    \
+    X(height, U32, "height", TOP, 8, 2048, 8, 512, NULL, NULL, "Size", SIZE_H,                     \
+      LF_PF_SCHED | LF_PF_MODEL_DEF | LF_PF_MULTIPLE,                                            \
+      "image height in px, a multiple of 8 (64.. for real models); default: the model's size")   \
+    X(model, STR, "sd_model_checkpoint", OVERRIDE, 1, 128, 0, 0, NULL, NULL, "Model", ALWAYS,      \
+      LF_PF_REQUIRED | LF_PF_SCHED | LF_PF_NAME,                                                 \
+      "model name (GET /v1/models); default: the farm's default model")                          \
+    X(denoise, F64, "denoising_strength", TOP, 0, 1, 0.01, 0.75, NULL, NULL, "Denoising strength", \
+      IMG2IMG, 0, "img2img strength: 0 keeps the init image, 1 replaces it")                     \
+    X(clip_skip, U32, "CLIP_stop_at_last_layers", OVERRIDE, 1, 12, 1, 1, NULL, NULL, "Clip skip",  \
+      NONDEF, 0, "text encoder layer from the end (1 = last)")                                   \
+    X(rng, ENUM, "randn_source", OVERRIDE, 0, 0, 0, 0, "cpu", lf_param_rngs, "RNG", ALWAYS, 0,     \
+      "noise generator: cpu (torch CPU) or philox (A1111 NV)")                                   \
+    X(mode, ENUM, NULL, NONE, 0, 0, 0, 0, "txt2img", lf_param_modes, NULL, NEVER, 0,               \
+      "txt2img or img2img (implied by init_image)")                                              \
+    X(batch_size, U32, "batch_size", TOP, 1, 8, 1, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,         \
+      "images in the job (A1111: batch_size x n_iter)")                                          \
+    X(init_image, STR, NULL, NONE, 1, 128, 0, 0, NULL, NULL, NULL, NEVER, LF_PF_ID,                \
+      "img2img: an upload id (POST /v1/uploads)")                                                \
+    X(step_delay_ms, U32, NULL, NONE, 0, 10000, 10, 0, NULL, NULL, "Step delay", NONDEF, LF_PF_DIAG, \
+      "diagnostic model: milliseconds to wait per step")
+
+typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL } lf_param_type_t;
+typedef enum { LF_PA_NONE, LF_PA_TOP, LF_PA_OVERRIDE, LF_PA_SCRIPT } lf_param_at_t;
+typedef enum {
+    LF_PS_NEVER,
+    LF_PS_ALWAYS,
+    LF_PS_IMG2IMG,
+    LF_PS_NONDEF,
+    LF_PS_SEED,
+    LF_PS_SIZE_W,
+    LF_PS_SIZE_H,
+    LF_PS_PROMPT,
+    LF_PS_NEGATIVE
+} lf_param_show_t;
+
+/* C types of the columns' TYPE. */
+#define LF__PCT_STR char *
+#define LF__PCT_ENUM char *
+#define LF__PCT_U32 uint32_t
+#define LF__PCT_I64 int64_t
+#define LF__PCT_F64 double
+#define LF__PCT_BOOL bool
+
+/* What to generate. Plain data; strings owned (NULL = not set). The seed is
+ * resolved (never -1) by the gateway before a job is stored. */
+typedef struct {
+#define LF__PARAM_MEMBER(id, T, ...) LF__PCT_##T id;
+    LF_PARAM_LIST(LF__PARAM_MEMBER)
+#undef LF__PARAM_MEMBER
+} lf_job_params_t;
+
+typedef enum {
+#define LF__PARAM_ENUM(id, ...) LF_P_##id,
+    LF_PARAM_LIST(LF__PARAM_ENUM)
+#undef LF__PARAM_ENUM
+    LF_P__COUNT
+} lf_param_id_t;
+
+/* One row of the table. */
+typedef struct {
+    const char *name;
+    lf_param_type_t type;
+    size_t offset; /* of the member in lf_job_params_t */
+    const char *a1111;
+    lf_param_at_t a1111_at;
+    double lo, hi, step, def;
+    const char *def_str;
+    const lf_param_enum_t *values;
+    const char *label;
+    lf_param_show_t show;
+    unsigned flags;
+    const char *desc;
+} lf_param_def_t;
+
+/* The table (borrowed, static), LF_P__COUNT rows in LF_PARAM_LIST order. */
+const lf_param_def_t *lf_params_table(void);
+/* A row by native name, A1111 name (with its place), infotext label; NULL if none. */
+const lf_param_def_t *lf_param_find(const char *name);
+const lf_param_def_t *lf_param_find_a1111(const char *name, lf_param_at_t at);
+const lf_param_def_t *lf_param_find_label(const char *label);
+const char *lf_param_type_name(lf_param_type_t t); /* "string", "enum", "integer", "number", "boolean" */
+const char *lf_param_at_name(lf_param_at_t a);     /* "", "top", "override_settings", "alwayson_scripts" */
+
+/* Member access by row. Borrowed pointers into p. */
+static inline char **lf_param_str(lf_job_params_t *p, const lf_param_def_t *d) {
+    return (char **)((char *)p + d->offset);
+}
+static inline const char *lf_param_cstr(const lf_job_params_t *p, const lf_param_def_t *d) {
+    return *(char *const *)((const char *)p + d->offset);
+}
+/* A numeric member as double / int64 (U32, I64, F64, BOOL). */
+double lf_param_num(const lf_job_params_t *p, const lf_param_def_t *d);
+
+/* The enum entry whose name, A1111 name or alias is s (case-insensitive), or NULL. */
+const lf_param_enum_t *lf_param_enum_lookup(const lf_param_def_t *d, const char *s);
+/* Our sampler for A1111's old "Name Scheduler" spellings ("DPM++ 2M Karras"):
+ * returns the sampler entry and *scheduler (our name), or NULL. */
+const lf_param_enum_t *lf_param_sampler_with_scheduler(const char *s, const char **scheduler);
+
+/* Setters: check the value against the row (type, range, multiple of step
+ * for integers, enum membership, string length and charset) and store it;
+ * an enum is stored by its canonical name. Return 0, LF_EINVAL (type),
+ * LF_EOVERFLOW (range / multiple / length), LF_ENOTFOUND (not an enum
+ * value), LF_EFORMAT (charset) or LF_ENOMEM; p is untouched on failure. */
+int lf_param_set_str(lf_job_params_t *p, const lf_param_def_t *d, const char *s);
+int lf_param_set_num(lf_job_params_t *p, const lf_param_def_t *d, double v);
+/* Same checks without storing. */
+int lf_param_check_num(const lf_param_def_t *d, double v);
+int lf_param_check_str(const lf_param_def_t *d, const char *s);
+
+/* Every row's default (strings strdup'd; seed -1; model NULL). Returns 0 or
+ * LF_ENOMEM (p cleared). p must be empty (zeroed). */
+int lf_params_defaults(lf_job_params_t *p);
+/* Frees the strings and zeroes the struct. Accepts NULL. */
+void lf_params_clear(lf_job_params_t *p);
+/* Deep copy into *dst (must be empty). 0 or LF_ENOMEM (dst untouched). */
+int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src);
+/* Checks every value against its row: strings that are set, numbers (with
+ * zero_is_unset, a 0 outside a row's range passes as "not set": the
+ * codec's decode check, since a partly filled struct encodes its zeros).
+ * Returns 0, or the setter's code with *bad (may be NULL) set to the row. */
+int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param_def_t **bad);
+
+/* The value as the infotext (A1111) writes it: enum A1111 names, %g numbers.
+ * Writes into buf (NUL-terminated, truncated at a UTF-8 boundary). */
+void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *buf, size_t len);
+
+/* The A1111 "parameters" text of image `index` of a job, walking the table's
+ * labels (the one infotext: PNG chunk, A1111 info.infotexts, png-info).
+ * model_label overrides p->model when not NULL (the loaded model's name).
+ * *out is caller-owned. Returns 0 or LF_ENOMEM. */
+int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int index, char **out);
+/* The reverse: fills p (defaults first) from an infotext, via the labels.
+ * Values that do not fit their row are skipped and counted in *skipped (may
+ * be NULL). Returns 0 or LF_ENOMEM. */
+int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped);
+
+/* JSON (jansson; caller owns the returned json_t, NULL on OOM). */
+struct json_t;
+/* The parameters as a JSON object: native names, or A1111 names (rows
+ * without an A1111 name are left out). Unset strings and the diagnostic-only
+ * fields at their default are omitted. */
+struct json_t *lf_params_json(const lf_job_params_t *p, bool a1111_names);
+/* JSON Schema "properties" for a job body: native names, or the A1111 names
+ * of the rows A1111 carries at the top level. */
+struct json_t *lf_params_schema_properties(bool a1111);
+/* The whole table as an array of rows (GET /v1/params, the web UI's form):
+ * name, kind, type, minimum, maximum, step, default, enum, description,
+ * a1111, a1111_in, infotext, model_default, diagnostic_only. */
+struct json_t *lf_params_describe(void);
+
+/* Truncates s in place to at most max bytes without splitting a UTF-8
+ * character, and drops a last character that an earlier cut (snprintf) left
+ * incomplete; returns s. */
+char *lf_utf8_truncate(char *s, size_t max);
+/* s copied into buf (len bytes) and cut as lf_utf8_truncate does; returns
+ * buf. For echoing user text inside a message: "%.64s" can split a
+ * character in the middle of a string, where no later cut can mend it. */
+const char *lf_utf8_clip(const char *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,351 @@
+/* test_params: one walk over every row of the parameter table (lf_params.h).
+ *
+ * For each row: the native and the A1111 validators accept it at its
+ * minimum and maximum (every value of an enum) and refuse it just outside,
+ * naming the field the client used; the accepted value round-trips through
+ * the msgpack codec; the OpenAPI document (lf_schema) lists it with the
+ * table's range; where it has an infotext label, the text carries it and the
+ * A1111-style parser gives the value back. A row added to LF_PARAM_LIST is
+ * covered here without an edit. Also: user text echoed in errors is cut at
+ * UTF-8 character boundaries. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_infotext.h"
+#include "lf_params.h"
+#include "lf_proto.h"
+#include "lf_schema.h"
+#include "lf_validate.h"
+
+/* A real model (sizes from 64) and the diagnostic one (sizes from 8). */
+static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
+
+static bool s_is_str(const lf_param_def_t *d) { return d->type == LF_PT_STR || d->type == LF_PT_ENUM; }
+
+/* A JSON value for row d: a string of n bytes (STR), or the number v. */
+static json_t *s_value(const lf_param_def_t *d, double v, size_t n) {
+    if (d->type == LF_PT_STR) {
+        char *s = malloc(n + 1);
+        memset(s, 'a', n);
+        s[n] = '\0';
+        json_t *j = json_string(s);
+        free(s);
+        return j;
+    }
+    if (d->type == LF_PT_BOOL) return json_boolean(v != 0);
+    if (d->type == LF_PT_F64) return json_real(v);
+    return json_integer((json_int_t)v);
+}
+
+/* The body a row needs besides itself (img2img needs an init image). */
+static json_t *s_body(const lf_param_def_t *d, json_t *v, bool a1111) {
+    json_t *b = json_object();
+    const char *key = a1111 ? d->a1111 : d->name;
+    if (a1111 && d->a1111_at == LF_PA_OVERRIDE) json_object_set_new(b, "override_settings", json_pack("{s:o}", key, v));
+    else json_object_set_new(b, key, v);
+    if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) && !strcmp(json_string_value(v), "img2img"))
+        json_object_set_new(b, "init_image", json_string("up-1"));
+    return b;
+}
+
+static int s_validate(const json_t *body, bool a1111, lf_job_request_t *r, lf_verr_t *e) {
+    return a1111 ? lf_validate_a1111(body, false, &s_ctx, r, e) : lf_validate_job(body, &s_ctx, r, e);
+}
+
+/* The accepted request's params survive the codec unchanged, row by row. */
+static void s_codec_round_trip(const lf_job_params_t *p) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_params_encode(p, &buf, &len), 0);
+    lf_job_params_t q = {0};
+    assert_int_equal(lf_params_decode(buf, len, &q), 0);
+    free(buf);
+    const lf_param_def_t *t = lf_params_table();
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        if (s_is_str(&t[i])) {
+            const char *a = lf_param_cstr(p, &t[i]), *b = lf_param_cstr(&q, &t[i]);
+            if ((a == NULL) != (b == NULL) || (a && strcmp(a, b))) fail_msg("codec: %s differs", t[i].name);
+        } else if (lf_param_num(p, &t[i]) != lf_param_num(&q, &t[i])) {
+            fail_msg("codec: %s %g != %g", t[i].name, lf_param_num(p, &t[i]), lf_param_num(&q, &t[i]));
+        }
+    }
+    lf_params_clear(&q);
+}
+
+/* Accept v for row d; check the stored value and the codec. */
+static void s_accept(const lf_param_def_t *d, json_t *v, bool a1111) {
+    json_t *body = s_body(d, json_deep_copy(v), a1111);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    char *txt = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s_validate(body, a1111, &r, &e)) fail_msg("%s: %s refused: %s (%s)", a1111 ? "a1111" : "native", txt, e.message, e.field);
+    if (json_is_string(v) && d->type == LF_PT_ENUM) {
+        const lf_param_enum_t *want = lf_param_enum_lookup(d, json_string_value(v));
+        assert_non_null(want);
+        assert_string_equal(lf_param_cstr(&r.params, d), want->name); /* stored by its canonical name */
+    } else if (json_is_string(v) && d != &lf_params_table()[LF_P_model]) {
+        assert_string_equal(lf_param_cstr(&r.params, d), json_string_value(v));
+    } else if (json_is_number(v) && !((d->flags & LF_PF_RANDOM_NEG) && json_number_value(v) < 0)) {
+        if (fabs(lf_param_num(&r.params, d) - json_number_value(v)) > 1e-9) fail_msg("%s: stored %g", txt, lf_param_num(&r.params, d));
+    }
+    s_codec_round_trip(&r.params);
+    lf_job_request_clear(&r);
+    json_decref(body);
+    free(txt);
+}
+
+/* Refuse v for row d, naming the field the client used. */
+static void s_refuse(const lf_param_def_t *d, json_t *v, bool a1111) {
+    json_t *body = s_body(d, v, a1111);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    char *txt = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s_validate(body, a1111, &r, &e)) fail_msg("%s: %s accepted", a1111 ? "a1111" : "native", txt);
+    char want[128];
+    snprintf(want, sizeof want, "%s%s", a1111 && d->a1111_at == LF_PA_OVERRIDE ? "override_settings." : "",
+             a1111 ? d->a1111 : d->name);
+    if (strcmp(e.field, want)) fail_msg("%s: field '%s', want '%s' (%s)", txt, e.field, want, e.message);
+    assert_int_equal(e.status, 400);
+    json_decref(body);
+    free(txt);
+}
+
+static void s_walk(bool a1111) {
+    const lf_param_def_t *t = lf_params_table();
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        const lf_param_def_t *d = &t[i];
+        if (a1111 && (!d->a1111 || d->a1111_at == LF_PA_SCRIPT)) continue;
+        switch (d->type) {
+        case LF_PT_ENUM:
+            for (const lf_param_enum_t *v = d->values; v->name; v++) {
+                json_t *j = json_string(a1111 ? v->a1111 : v->name);
+                s_accept(d, j, a1111);
+                json_decref(j);
+            }
+            s_refuse(d, json_string("no-such-value"), a1111);
+            s_refuse(d, json_integer(1), a1111);
+            break;
+        case LF_PT_STR: {
+            json_t *lo = s_value(d, 0, (size_t)(d->lo > 0 ? d->lo : 0)), *hi = s_value(d, 0, (size_t)d->hi);
+            s_accept(d, lo, a1111);
+            s_accept(d, hi, a1111);
+            json_decref(lo);
+            json_decref(hi);
+            s_refuse(d, s_value(d, 0, (size_t)d->hi + 1), a1111);
+            if (d->lo > 0) s_refuse(d, s_value(d, 0, 0), a1111);
+            s_refuse(d, json_integer(1), a1111);
+            break;
+        }
+        default: {
+            double step = d->flags & LF_PF_MULTIPLE ? d->step : d->type == LF_PT_F64 ? 0.5 : 1;
+            json_t *lo = s_value(d, d->lo, 0), *hi = s_value(d, d->hi, 0);
+            s_accept(d, lo, a1111);
+            s_accept(d, hi, a1111);
+            json_decref(lo);
+            json_decref(hi);
+            s_refuse(d, s_value(d, d->lo - step, 0), a1111);
+            s_refuse(d, s_value(d, d->hi + step, 0), a1111);
+            s_refuse(d, json_string("1"), a1111);
+            if (d->flags & LF_PF_MULTIPLE) s_refuse(d, s_value(d, d->hi - 1, 0), a1111);
+            break;
+        }
+        }
+    }
+}
+
+static void test_every_row_native(void **state) { s_walk(false); }
+static void test_every_row_a1111(void **state) { s_walk(true); }
+
+/* The diagnostic model takes sizes from the table's minimum (8); real
+ * models from LF_SIZE_MIN_REAL. A cross-field rule, so not in the walk. */
+static void test_real_model_size_floor(void **state) {
+    json_t *b = json_pack("{s:s,s:i}", "model", "sd15", "width", LF_SIZE_MIN_REAL - 8);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "width");
+    json_object_set_new(b, "width", json_integer(LF_SIZE_MIN_REAL));
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    lf_job_request_clear(&r);
+    json_decref(b);
+}
+
+static uint32_t s_res(void *ud, const char *model) { return !strcmp(model, "lf-tiny-shapes") ? 256 : 0; }
+
+/* Defaults flagged LF_PF_MODEL_DEF follow the model's resolution, on both
+ * routes; a size the client gives wins. */
+static void test_model_defaults(void **state) {
+    lf_validate_ctx_t ctx = {.default_model = "lf-tiny-shapes", .random_seed = 1, .model_resolution = s_res};
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    json_t *b = json_object();
+    assert_int_equal(lf_validate_job(b, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 256);
+    assert_int_equal(r.params.height, 256);
+    lf_job_request_clear(&r);
+    assert_int_equal(lf_validate_a1111(b, false, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 256);
+    lf_job_request_clear(&r);
+    json_object_set_new(b, "width", json_integer(320));
+    assert_int_equal(lf_validate_a1111(b, false, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 320);
+    assert_int_equal(r.params.height, 256);
+    lf_job_request_clear(&r);
+    json_object_set_new(b, "model", json_string("sd15"));
+    json_object_del(b, "width");
+    assert_int_equal(lf_validate_job(b, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, (uint32_t)lf_params_table()[LF_P_width].def); /* unknown: the table's */
+    lf_job_request_clear(&r);
+    json_decref(b);
+}
+
+/* The OpenAPI document lists every row with the table's range and values. */
+static void test_openapi_has_every_row(void **state) {
+    FILE *f = fopen(LF_OPENAPI_FILE, "rb");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    json_t *doc = lf_schema_openapi(buf, n);
+    assert_non_null(doc);
+    json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
+    json_t *native = json_object_get(json_object_get(schemas, "JobRequest"), "properties");
+    json_t *a1111 = json_object_get(json_object_get(schemas, "A1111Txt2Img"), "properties");
+    const lf_param_def_t *t = lf_params_table();
+    for (int i = 0; i < LF_P__COUNT; i++) {
+        json_t *p = json_object_get(native, t[i].name);
+        if (!p) fail_msg("JobRequest lacks %s", t[i].name);
+        if (!json_is_string(json_object_get(p, "description"))) fail_msg("%s has no description", t[i].name);
+        if (t[i].type == LF_PT_ENUM) {
+            size_t k = 0;
+            for (const lf_param_enum_t *v = t[i].values; v->name; v++, k++)
+                assert_string_equal(json_string_value(json_array_get(json_object_get(p, "enum"), k)), v->name);
+            assert_int_equal(json_array_size(json_object_get(p, "enum")), k);
+        } else if (!s_is_str(&t[i]) && t[i].type != LF_PT_BOOL) {
+            assert_true(json_number_value(json_object_get(p, "minimum")) == t[i].lo);
+            assert_true(json_number_value(json_object_get(p, "maximum")) == t[i].hi);
+        } else if (t[i].type == LF_PT_STR) {
+            assert_int_equal(json_integer_value(json_object_get(p, "maxLength")), (json_int_t)t[i].hi);
+        }
+        if (t[i].a1111 && t[i].a1111_at == LF_PA_TOP && !json_object_get(a1111, t[i].a1111))
+            fail_msg("A1111Txt2Img lacks %s", t[i].a1111);
+    }
+    /* The envelope written in the file is kept. */
+    assert_non_null(json_object_get(native, "priority"));
+    json_decref(doc);
+    /* GET /v1/params: every row once, in table order. */
+    json_t *pr = lf_schema_params();
+    json_t *rows = json_object_get(pr, "params");
+    assert_int_equal(json_array_size(rows), LF_P__COUNT);
+    for (int i = 0; i < LF_P__COUNT; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(rows, (size_t)i), "name")), t[i].name);
+    json_decref(pr);
+}
+
+/* Rows with an infotext label: written, and read back by the A1111-style
+ * parser to the same value, at the row's minimum and maximum. */
+static void test_infotext_round_trip(void **state) {
+    const lf_param_def_t *t = lf_params_table();
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < LF_P__COUNT; i++) {
+            const lf_param_def_t *d = &t[i];
+            if (!d->label || d->show == LF_PS_NEVER) continue;
+            lf_job_params_t p = {0};
+            assert_int_equal(lf_params_defaults(&p), 0);
+            assert_int_equal(lf_param_set_str(&p, &t[LF_P_model], "sd15-base"), 0);
+            assert_int_equal(lf_param_set_str(&p, &t[LF_P_mode], "img2img"), 0);
+            p.seed = 7;
+            if (d->type == LF_PT_ENUM) {
+                const lf_param_enum_t *v = d->values;
+                if (pass) while (v[1].name) v++;
+                assert_int_equal(lf_param_set_str(&p, d, v->name), 0);
+            } else if (d->type == LF_PT_STR) {
+                /* Quoting: a value with ',' and ':' is written as a JSON string. */
+                assert_int_equal(lf_param_set_str(&p, d, pass ? "x, with: a comma" : "plain"), 0);
+            } else {
+                double v = pass ? d->hi : d->lo;
+                if (d->flags & LF_PF_RANDOM_NEG && v < 0) v = 0;
+                if (d->show == LF_PS_NONDEF && v == d->def) v = d->hi;
+                if (d->flags & LF_PF_MULTIPLE && v < LF_SIZE_MIN_REAL) v = LF_SIZE_MIN_REAL;
+                assert_int_equal(lf_param_set_num(&p, d, v), 0);
+            }
+            char *text = NULL;
+            assert_int_equal(lf_params_infotext(&p, NULL, 0, &text), 0);
+            if (d->show != LF_PS_PROMPT && !strstr(text, d->label)) fail_msg("infotext lacks '%s': %s", d->label, text);
+            lf_job_params_t q = {0};
+            int skipped = -1;
+            assert_int_equal(lf_params_from_infotext(text, &q, &skipped), 0);
+            assert_int_equal(skipped, 0);
+            if (s_is_str(d)) {
+                if (strcmp(lf_param_cstr(&p, d), lf_param_cstr(&q, d)))
+                    fail_msg("%s: '%s' came back as '%s' from %s", d->name, lf_param_cstr(&p, d), lf_param_cstr(&q, d), text);
+            } else if (fabs(lf_param_num(&p, d) - lf_param_num(&q, d)) > 1e-9) {
+                fail_msg("%s: %g came back as %g from %s", d->name, lf_param_num(&p, d), lf_param_num(&q, d), text);
+            }
+            free(text);
+            lf_params_clear(&p);
+            lf_params_clear(&q);
+        }
+    }
+}
+
+/* The image index moves the seed, as A1111's batches do. */
+static void test_infotext_seed_index(void **state) {
+    lf_job_params_t p = {0};
+    assert_int_equal(lf_params_defaults(&p), 0);
+    assert_int_equal(lf_param_set_str(&p, &lf_params_table()[LF_P_model], "m"), 0);
+    p.seed = 100;
+    char *text = NULL;
+    assert_int_equal(lf_params_infotext(&p, NULL, 3, &text), 0);
+    assert_non_null(strstr(text, "Seed: 103,"));
+    assert_non_null(strstr(text, "RNG: CPU"));
+    assert_null(strstr(text, "Denoising strength")); /* txt2img */
+    free(text);
+    lf_params_clear(&p);
+}
+
+/* 40 two-byte characters in an unknown field's name: the message and the
+ * field are cut without splitting one, so they stay valid JSON strings. */
+static void test_utf8_errors(void **state) {
+    char key[128] = "a";
+    for (int i = 0; i < 40; i++) strcat(key, "\xc3\xa9");
+    json_t *b = json_pack("{s:i}", key, 1);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.code, "unknown_field");
+    json_t *m = json_string(e.message), *f = json_string(e.field);
+    if (!m || !f) fail_msg("error text is not UTF-8: '%s' / '%s'", e.message, e.field);
+    json_decref(m);
+    json_decref(f);
+    json_decref(b);
+    char s[8] = "ab\xc3\xa9";
+    assert_string_equal(lf_utf8_truncate(s, 3), "ab");
+    char t[8] = "ab\xe2\x82";
+    assert_string_equal(lf_utf8_truncate(t, 10), "ab"); /* an earlier cut left half a character */
+    char u[8] = "ab\xc3\xa9";
+    assert_string_equal(lf_utf8_truncate(u, 4), "ab\xc3\xa9");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_row_native),
+        cmocka_unit_test(test_every_row_a1111),
+        cmocka_unit_test(test_real_model_size_floor),
+        cmocka_unit_test(test_model_defaults),
+        cmocka_unit_test(test_openapi_has_every_row),
+        cmocka_unit_test(test_infotext_round_trip),
+        cmocka_unit_test(test_infotext_seed_index),
+        cmocka_unit_test(test_utf8_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
