@@ -73,8 +73,8 @@ function jobIdOf(w) {
  * once per broker heartbeat, so for a while after a job ends it still names that job; the job's own
  * state (GET /v1/jobs lists the running jobs first, then the queued ones) changes in the same Redis
  * step that ends it. So a worker is busy when a listed running job is on it, or when the registry
- * names a job that is still listed as running — or that is not listed at all while the list was
- * cut short (a page of jobs that ended there says nothing about the rest).
+ * names a job that is listed as running, or one not listed at all when the list was cut short by
+ * its page limit (then it may still be running).
  */
 export function workerJob(w, jobs, complete) {
   const onIt = jobs.find((j) => j.status === 'running' && (j.worker || j.worker_id) === w.id);
