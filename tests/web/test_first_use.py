@@ -4,6 +4,7 @@ import ast
 import os
 import random
 import re
+import time
 
 from conftest import DIAG, http
 
@@ -42,6 +43,16 @@ def preset_values(p):
 
 def size(p):
     return int(p.input_value("#width")), int(p.input_value("#height"))
+
+
+def wait_idle(base, timeout=120):
+    """Until no job is queued or running (jobs of earlier tests), so the busy count is this test's."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if http(base, "GET", "/v1/jobs")[1].get("total") == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the farm did not become idle")
 
 
 def served_by_tiny(w, h):
@@ -164,27 +175,34 @@ def test_header_busy_count_settles_when_a_job_ends(ui):
     held = {}  # worker id -> job id the registry keeps naming after the job ended
 
     def workers(route):
-        resp = route.fetch()
-        data = resp.json()
+        try:
+            resp = route.fetch()
+            data = resp.json()
+        except Exception:  # the page is closing with a poll in flight
+            return
         for w in data.get("workers", []):
             if not w.get("job") and w.get("id") in held:
                 w["job"] = held[w["id"]]
         route.fulfill(response=resp, json=data)
 
+    wait_idle(ui.base)
     p.route("**/v1/workers", workers)
-    ui.open()
-    ui.use_diagnostic(steps=12, delay=250, prompt="busy count")
-    p.click("#generate-btn")
-    p.wait_for_selector("#my-jobs li.job")
-    jid = p.get_attribute("#my-jobs li.job", "data-id")
-    p.wait_for_function("document.getElementById('farm-summary').textContent.includes('1 busy')")
-    _, job = http(ui.base, "GET", "/v1/jobs/" + jid)
-    assert job.get("worker"), job
-    held[job["worker"]] = jid  # from now on the registry names this job until the test ends
-    ui.wait_status("done")
-    assert http(ui.base, "GET", "/v1/jobs/" + jid)[1]["status"] == "done"
-    p.click("#farm-pill")  # opens the Farm tab, which polls at once
-    p.wait_for_function("document.getElementById('farm-summary').textContent.includes('0 busy')")
-    card = p.locator("#workers article.worker", has_text=job["worker"])
-    assert card.get_attribute("aria-label").endswith("idle")
-    ui.shot("busy-settled", full_page=False)
+    try:
+        ui.open()
+        ui.use_diagnostic(steps=12, delay=250, prompt="busy count")
+        p.click("#generate-btn")
+        p.wait_for_selector("#my-jobs li.job")
+        jid = p.get_attribute("#my-jobs li.job", "data-id")
+        p.wait_for_function("/ [1-9][0-9]* busy/.test(document.getElementById('farm-summary').textContent)")
+        _, job = http(ui.base, "GET", "/v1/jobs/" + jid)
+        assert job.get("worker"), job
+        held[job["worker"]] = jid  # from now on the registry names this job until the test ends
+        ui.wait_status("done")
+        assert http(ui.base, "GET", "/v1/jobs/" + jid)[1]["status"] == "done"
+        p.click("#farm-pill")  # opens the Farm tab, which polls at once
+        p.wait_for_function("document.getElementById('farm-summary').textContent.includes('0 busy')")
+        card = p.locator("#workers article.worker", has_text=job["worker"])
+        assert card.get_attribute("aria-label").endswith("idle")
+        ui.shot("busy-settled", full_page=False)
+    finally:
+        p.unroute_all(behavior="ignoreErrors")  # a poll may still be in the handler
