@@ -154,6 +154,8 @@ def test_example_prompt_fits_the_model(ui):
     said = re.findall(r"[a-z]+", example[5:].lower())
     assert set(said) <= words, (example, set(said) - words)
     assert set(said) & set(v["COLOURS"]) and set(said) & set(v["SHAPES"]), example
+    # No photographic negative prompt either ("blurry, low quality" means nothing to it).
+    assert "blurry" not in p.get_attribute("#negative_prompt", "placeholder")
     # A line under the box tells what it draws: every shape it knows.
     assert p.is_visible("#prompt-hint")
     hint = p.text_content("#prompt-hint")
@@ -164,7 +166,7 @@ def test_example_prompt_fits_the_model(ui):
     assert p.get_attribute("#prompt", "placeholder") != example
     other = p.evaluate("""async () => (await import('/js/examples.js')).promptHelp({ name: 'some-sd15', kind: 'sd15' })""")
     assert not set(re.findall(r"[a-z]+", other["placeholder"])) & set(v["SHAPES"]), other
-    assert other["hint"] == ""
+    assert other["hint"] == "" and "blurry" in other["negative"]
 
 
 def test_header_busy_count_settles_when_a_job_ends(ui):

@@ -32,20 +32,22 @@ const GENERIC_EXAMPLES = [
 
 const DIAGNOSTIC_EXAMPLE = 'any text (the test card does not draw it)';
 
-/** {placeholder, hint}: the prompt box's example ("e.g. …": an empty prompt is sent empty, so the grey
- * text must not look like a prompt already there) and a line on what the model draws ('' when nothing to say). */
+/** {placeholder, negative, hint}: the prompt box's example ("e.g. …": an empty prompt is sent empty, so the grey
+ * text must not look like a prompt already there), the negative prompt box's, and a line on what the model draws
+ * ('' when nothing to say). */
 export function promptHelp(model, pick = 0) {
   const name = (model && model.name) || '';
   if (name === TINY_SHAPES) {
     const v = SHAPES_VOCAB;
     return {
       placeholder: `e.g. ${SHAPES_EXAMPLES[pick % SHAPES_EXAMPLES.length]}`,
+      negative: 'optional; rarely needed with this model',
       hint: `${TINY_SHAPES} draws one shape (${v.shapes.join(', ')}) in a colour (${v.colours.join(', ')}), `
         + `${v.sizes.join('/')}, at a position (e.g. ${v.positions[5]}), on a plain background of another colour.`,
     };
   }
   if (model && (model.kind === 'diagnostic' || name === 'lf-diagnostic')) {
-    return { placeholder: DIAGNOSTIC_EXAMPLE, hint: 'lf-diagnostic draws a test card from the seed and size, not the prompt: it is for trying the farm.' };
+    return { placeholder: DIAGNOSTIC_EXAMPLE, negative: 'ignored by the test card', hint: 'lf-diagnostic draws a test card from the seed and size, not the prompt: it is for trying the farm.' };
   }
-  return { placeholder: `e.g. ${GENERIC_EXAMPLES[pick % GENERIC_EXAMPLES.length]}`, hint: '' };
+  return { placeholder: `e.g. ${GENERIC_EXAMPLES[pick % GENERIC_EXAMPLES.length]}`, negative: 'e.g. blurry, low quality', hint: '' };
 }

@@ -121,6 +121,7 @@ function updateModelKind() {
   applyModelSize();
   const help = promptHelp(currentModel());
   $('#prompt').placeholder = help.placeholder;
+  $('#negative_prompt').placeholder = help.negative;
   $('#prompt-hint').textContent = help.hint;
   $('#prompt-hint').hidden = !help.hint;
   emit('model-changed', currentModel());
