@@ -470,15 +470,20 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
 
 /* ---------------------------------------------------------------- presets */
 
+/* The built-ins fix no size of their own except the diagnostic one (which names
+ * its model): a model draws well only near the side it was trained at (256 for
+ * lf-tiny-shapes, 512 for SD1.5, 1024 for SDXL), so "fast" and "quality" keep
+ * the size the client has, and "portrait" gives only an aspect, which a client
+ * turns into a size at the model's own resolution (`aspect`: width:height). */
 static const char *const s_builtin[][2] = {
     {"diagnostic", "{\"name\":\"diagnostic\",\"description\":\"The test card: fast, no model needed\",\"builtin\":true,"
                    "\"params\":{\"model\":\"lf-diagnostic\",\"steps\":8,\"width\":256,\"height\":256}}"},
     {"fast", "{\"name\":\"fast\",\"description\":\"Quick drafts\",\"builtin\":true,"
-             "\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"normal\",\"steps\":12,\"cfg_scale\":6,\"width\":512,\"height\":512}}"},
+             "\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"normal\",\"steps\":12,\"cfg_scale\":6}}"},
     {"quality", "{\"name\":\"quality\",\"description\":\"Slower, finer detail\",\"builtin\":true,"
-                "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":30,\"cfg_scale\":7,\"width\":512,\"height\":512}}"},
-    {"portrait", "{\"name\":\"portrait\",\"description\":\"2:3 portrait\",\"builtin\":true,"
-                 "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":25,\"cfg_scale\":7,\"width\":512,\"height\":768}}"},
+                "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":30,\"cfg_scale\":7}}"},
+    {"portrait", "{\"name\":\"portrait\",\"description\":\"2:3 portrait at the model's own size\",\"builtin\":true,"
+                 "\"aspect\":\"2:3\",\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":25,\"cfg_scale\":7}}"},
 };
 #define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
 

@@ -592,6 +592,25 @@ static void test_openapi_and_presets(void **state) {
     json_decref(j);
     assert_int_equal(s_json("GET", "/v1/presets", NULL, &j), 200);
     assert_true(json_array_size(json_object_get(j, "presets")) >= 3);
+    /* A built-in fixes a size only with the model it names: the size a model draws well follows its
+     * training resolution (lf-tiny-shapes 256, SD1.5 512), so "portrait" gives an aspect instead. */
+    size_t i;
+    json_t *p;
+    int saw_portrait = 0;
+    json_array_foreach(json_object_get(j, "presets"), i, p) {
+        if (!json_is_true(json_object_get(p, "builtin"))) continue;
+        json_t *params = json_object_get(p, "params");
+        const char *name = json_string_value(json_object_get(p, "name"));
+        if (!json_object_get(params, "model")) {
+            if (json_object_get(params, "width") || json_object_get(params, "height"))
+                fail_msg("built-in preset %s fixes a size for whatever model is chosen", name);
+        }
+        if (!strcmp(name, "portrait")) {
+            saw_portrait = 1;
+            assert_string_equal(json_string_value(json_object_get(p, "aspect")), "2:3");
+        }
+    }
+    assert_true(saw_portrait);
     json_decref(j);
     assert_int_equal(s_json("PUT", "/v1/presets/mine", "{\"params\":{\"steps\":7,\"bogus\":1}}", &j), 400);
     assert_string_equal(s_field(j), "params.bogus");

@@ -28,15 +28,24 @@ from urllib.parse import parse_qs, urlparse
 WEB_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 
 MODELS = [{"name": "lf-diagnostic", "kind": "diagnostic", "default": False},
-          {"name": "mock-sd15", "kind": "sd15", "default": True}]
+          {"name": "lf-tiny-shapes", "kind": "sd15", "resolution": 256, "default": True},
+          {"name": "mock-sd15", "kind": "sd15", "resolution": 512, "default": False}]
 # Same names as gateway/lf_validate.c.
 SAMPLERS = [("euler", "Euler", None), ("euler_ancestral", "Euler a", "euler_a"), ("heun", "Heun", None),
             ("dpm_2", "DPM2", "dpm2"), ("dpmpp_2m", "DPM++ 2M", None), ("dpmpp_2m_sde", "DPM++ 2M SDE", None),
             ("dpmpp_sde", "DPM++ SDE", None), ("ddim", "DDIM", None), ("lcm", "LCM", None)]
 SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
 PRESET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-BUILTIN_PRESETS = [{"name": "diagnostic", "description": "lf-diagnostic, 20 steps", "builtin": True,
-                    "params": {"model": "lf-diagnostic", "steps": 20, "step_delay_ms": 50}}]
+# As gateway/lf_api.c's built-ins.
+BUILTIN_PRESETS = [
+    {"name": "diagnostic", "description": "The test card: fast, no model needed", "builtin": True,
+     "params": {"model": "lf-diagnostic", "steps": 8, "width": 256, "height": 256}},
+    {"name": "fast", "description": "Quick drafts", "builtin": True,
+     "params": {"sampler": "euler_ancestral", "scheduler": "normal", "steps": 12, "cfg_scale": 6}},
+    {"name": "quality", "description": "Slower, finer detail", "builtin": True,
+     "params": {"sampler": "dpmpp_2m", "scheduler": "karras", "steps": 30, "cfg_scale": 7}},
+    {"name": "portrait", "description": "2:3 portrait at the model's own size", "builtin": True, "aspect": "2:3",
+     "params": {"sampler": "dpmpp_2m", "scheduler": "karras", "steps": 25, "cfg_scale": 7}}]
 JOB_FIELDS = {"model", "mode", "prompt", "negative_prompt", "sampler", "scheduler", "steps", "cfg_scale", "width",
               "height", "seed", "batch_size", "priority", "init_image", "denoise", "clip_skip", "step_delay_ms",
               "rng", "idempotency_key", "ttl_s", "extra"}

@@ -68,7 +68,25 @@ function jobIdOf(w) {
   return typeof j === 'object' ? j.id : String(j);
 }
 
-function renderWorkers(workers, jobsById, now) {
+/**
+ * The job a worker is running now, or null. The worker registry (GET /v1/workers) is rewritten
+ * once per broker heartbeat, so for a while after a job ends it still names that job; the job's own
+ * state (GET /v1/jobs lists the running jobs first, then the queued ones) changes in the same Redis
+ * step that ends it. So a worker is busy when a listed running job is on it, or when the registry
+ * names a job that is listed as running, or one not listed at all when the list was cut short by
+ * its page limit (then it may still be running).
+ */
+export function workerJob(w, jobs, complete) {
+  const onIt = jobs.find((j) => j.status === 'running' && (j.worker || j.worker_id) === w.id);
+  if (onIt) return onIt;
+  const id = jobIdOf(w);
+  if (!id) return null;
+  const j = jobs.find((x) => x.id === id);
+  if (j) return j.status === 'running' && !(j.worker || j.worker_id) ? j : null;
+  return complete ? null : (typeof w.job === 'object' ? w.job : { id });
+}
+
+function renderWorkers(workers, jobOf, now) {
   const box = $('#workers');
   $('#workers-total').textContent = workers.length ? `${workers.length}` : '';
   if (!workers.length) {
@@ -77,9 +95,8 @@ function renderWorkers(workers, jobsById, now) {
   }
   box.replaceChildren(...workers.map((w) => {
     const dev = w.device || {};
-    const jid = jobIdOf(w);
-    const job = jid ? (jobsById.get(jid) || (typeof w.job === 'object' ? w.job : { id: jid })) : null;
-    const busy = Boolean(jid);
+    const job = jobOf.get(w) || null;
+    const busy = Boolean(job);
     const rate = throughput(w.id, Number(w.jobs_done), now);
     const resident = listOf(w.resident, 'resident').map((m) => (typeof m === 'string' ? m : m.name));
     const models = listOf(w.models, 'models').map((m) => (typeof m === 'string' ? m : m.name));
@@ -126,14 +143,14 @@ function renderDepth(d) {
   }
 }
 
-function renderSummary(workers, depth, running, ok, needKey) {
+function renderSummary(workers, busyWorkers, depth, running, ok, needKey) {
   const dot = $('#farm-dot');
   if (needKey) {
     dot.className = 'dot bad';
     $('#farm-summary').textContent = 'API key required';
     return;
   }
-  const busy = workers.filter((w) => jobIdOf(w)).length || running;
+  const busy = workers.length ? busyWorkers : running;
   const queued = PRIOS.reduce((a, p) => a + (depth[p] || 0), 0);
   dot.className = `dot ${!ok ? 'bad' : busy ? 'busy' : workers.length ? 'ok' : ''}`;
   $('#farm-summary').textContent = !ok
@@ -148,14 +165,17 @@ export async function pollFarm() {
   const jobs = q.status === 'fulfilled' ? listOf(q.value, 'jobs') : [];
   const total = q.status === 'fulfilled' ? Number(q.value.total ?? jobs.length) : 0;
   if (q.status === 'fulfilled') emit('queue', { jobs, total });
-  const jobsById = new Map(jobs.map((j) => [j.id, j]));
+  // Without the job list (its request failed) the registry alone says who is busy.
+  const complete = q.status === 'fulfilled' && jobs.length >= total;
+  const jobOf = new Map(workers.map((x) => [x, workerJob(x, jobs, complete)]));
+  const busyWorkers = [...jobOf.values()].filter(Boolean).length;
   const depth = (m.status === 'fulfilled' && depthFromMetrics(parseMetrics(m.value))) || depthFromJobs(jobs);
   const ok = w.status === 'fulfilled' || q.status === 'fulfilled';
   if (ok) lastOk = now;
-  renderWorkers(workers, jobsById, now);
+  renderWorkers(workers, jobOf, now);
   renderDepth(depth);
   const needKey = [w, q].some((r) => r.status === 'rejected' && r.reason && r.reason.status === 401);
-  renderSummary(workers, depth, jobs.filter((j) => j.status === 'running').length, ok || now - lastOk < 5000, needKey);
+  renderSummary(workers, busyWorkers, depth, jobs.filter((j) => j.status === 'running').length, ok || now - lastOk < 5000, needKey);
   emit('workers', workers);
 }
 

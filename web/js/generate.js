@@ -3,6 +3,7 @@
 // to the field they name.
 
 import { ApiError, api, listOf, nameOf } from './api.js';
+import { promptHelp } from './examples.js';
 import { $, $$, emit, on, toast } from './util.js';
 
 const FALLBACK_SAMPLERS = [{ name: 'euler', a1111: 'Euler' }, { name: 'euler_ancestral', a1111: 'Euler a', alias: 'euler_a' }, { name: 'heun', a1111: 'Heun' }, { name: 'dpm_2', a1111: 'DPM2' }, { name: 'dpmpp_2m', a1111: 'DPM++ 2M' }, { name: 'dpmpp_2m_sde', a1111: 'DPM++ 2M SDE' }, { name: 'dpmpp_sde', a1111: 'DPM++ SDE' }, { name: 'ddim', a1111: 'DDIM' }, { name: 'lcm', a1111: 'LCM' }];
@@ -105,6 +106,11 @@ export function currentModel() {
   return models.find((x) => x.name === $('#model').value) || { name: $('#model').value };
 }
 
+/** The models the farm serves now, as GET /v1/models lists them (borrowed). */
+export function modelList() {
+  return models;
+}
+
 function isDiagnostic() {
   const m = currentModel();
   return m.kind === 'diagnostic' || m.name === 'lf-diagnostic';
@@ -113,6 +119,12 @@ function isDiagnostic() {
 function updateModelKind() {
   $('#step-delay-field').hidden = !isDiagnostic();
   applyModelSize();
+  const help = promptHelp(currentModel());
+  $('#prompt').placeholder = help.placeholder;
+  $('#negative_prompt').placeholder = help.negative;
+  $('#prompt-hint').textContent = help.hint;
+  $('#prompt-hint').hidden = !help.hint;
+  emit('model-changed', currentModel());
 }
 
 let modelSide = null; // the side the size fields last took from a model's resolution

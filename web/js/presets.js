@@ -1,33 +1,46 @@
-// Presets: built-in parameter sets plus named sets saved on the gateway (/v1/presets).
+// Presets: the farm's own (GET /v1/presets: read-only built-ins, then the ones saved on the
+// gateway). Each is offered only where it fits the selected model: one that names a model no
+// worker serves, or sets a size the model does not draw well (modelfit.js), is listed disabled
+// with the reason; a built-in's `aspect` becomes a size at the model's own resolution.
 
 import { ApiError, api, listOf } from './api.js';
-import { getParams, showError } from './generate.js';
-import { $, el, emit, toast } from './util.js';
+import { currentModel, getParams, modelList, showError } from './generate.js';
+import { presetFit } from './modelfit.js';
+import { $, el, emit, on, toast } from './util.js';
 
 // Names follow the gateway's preset name rule (no spaces).
 export const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
 
-export const BUILTIN = [
-  { name: 'Diagnostic · 20 steps × 50 ms', params: { model: 'lf-diagnostic', steps: 20, step_delay_ms: 50, width: 512, height: 512, batch_size: 1, cfg_scale: 7 } },
-  { name: 'Fast draft · 12 steps', params: { steps: 12, cfg_scale: 6, sampler: 'euler_a', scheduler: 'normal', width: 512, height: 512 } },
-  { name: 'Quality · 30 steps DPM++ 2M Karras', params: { steps: 30, cfg_scale: 7, sampler: 'dpmpp_2m', scheduler: 'karras' } },
-  { name: 'Portrait 512×768', params: { width: 512, height: 768 } },
-  { name: 'Landscape 768×512', params: { width: 768, height: 512 } },
-  { name: 'SDXL square 1024²', params: { width: 1024, height: 1024, steps: 25, cfg_scale: 6 } },
-  { name: 'Batch of 4', params: { batch_size: 4 } },
-];
+let saved = []; // [{name, description, params}] saved on the farm
+let builtins = []; // the farm's read-only built-ins
 
-let saved = []; // [{name, params}] saved on the farm
-let builtins = [...BUILTIN]; // the farm's built-ins first, then this page's
+function formSize() {
+  return { width: Number($('#width').value) || undefined, height: Number($('#height').value) || undefined };
+}
+
+function fitOf(p) {
+  return presetFit(p, currentModel(), modelList(), formSize());
+}
+
+function option(p, prefix) {
+  const fit = p.params ? fitOf(p) : { ok: true };
+  const label = p.description ? `${p.name} — ${p.description}` : p.name;
+  return el('option', {
+    value: `${prefix}${p.name}`,
+    text: fit.ok ? label : `${label} (unavailable: ${fit.reason})`,
+    disabled: !fit.ok,
+    title: fit.ok ? null : fit.reason,
+  });
+}
 
 function render(selectName) {
   const sel = $('#preset-select');
   const prev = selectName ?? sel.value;
-  const gBuilt = el('optgroup', { label: 'Built-in' }, builtins.map((p) => el('option', { value: `b:${p.name}`, text: p.description ? `${p.name} — ${p.description}` : p.name })));
+  const gBuilt = el('optgroup', { label: 'Built-in' }, builtins.map((p) => option(p, 'b:')));
   const gSaved = el('optgroup', { label: saved.length ? 'Saved on the farm' : 'Saved on the farm (none yet)' },
-    saved.map((p) => el('option', { value: `s:${p.name}`, text: p.name })));
+    saved.map((p) => option(p, 's:')));
   sel.replaceChildren(el('option', { value: '', text: '— choose a preset —' }), gBuilt, gSaved);
-  if ([...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  if ([...sel.options].some((o) => o.value === prev && !o.disabled)) sel.value = prev;
   updateButtons();
 }
 
@@ -42,8 +55,7 @@ export async function refreshPresets(selectName) {
     const r = await api.presets();
     const all = listOf(r, 'presets').map((p) => (typeof p === 'string' ? { name: p, params: null } : p));
     saved = all.filter((p) => !p.builtin);
-    const farmBuiltins = all.filter((p) => p.builtin);
-    builtins = [...farmBuiltins, ...BUILTIN.filter((b) => !farmBuiltins.some((f) => f.name === b.name))];
+    builtins = all.filter((p) => p.builtin);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) toast(`Cannot load presets: ${e.message}`, { error: true });
   }
@@ -68,17 +80,14 @@ async function applySelected() {
   const v = $('#preset-select').value;
   if (!v) return;
   const name = v.slice(2);
-  let params;
-  if (v.startsWith('b:')) {
-    params = builtins.find((p) => p.name === name)?.params;
-  } else {
-    const p = saved.find((x) => x.name === name);
-    params = p && p.params;
-    if (!params) {
-      try { params = (await api.preset(name)).params; } catch (e) { toast(`Cannot load preset: ${e.message}`, { error: true }); return; }
-    }
+  let p = (v.startsWith('b:') ? builtins : saved).find((x) => x.name === name);
+  if (p && !p.params) {
+    try { p = { ...p, ...(await api.preset(name)) }; } catch (e) { toast(`Cannot load preset: ${e.message}`, { error: true }); return; }
   }
-  if (params) emit('apply-params', { params, source: `preset “${name}”`, keepSeed: v.startsWith('b:') });
+  if (!p || !p.params) return;
+  const fit = fitOf(p);
+  if (!fit.ok) { toast(`Preset “${name}” does not fit: ${fit.reason}`, { error: true }); render(''); return; }
+  emit('apply-params', { params: fit.params, source: `preset “${name}”`, keepSeed: v.startsWith('b:') });
 }
 
 async function saveCurrent() {
@@ -116,6 +125,7 @@ async function deleteSelected() {
 
 export function initPresets() {
   render();
+  on('model-changed', () => render());
   $('#preset-select').addEventListener('change', updateButtons);
   $('#preset-apply').addEventListener('click', applySelected);
   $('#preset-delete').addEventListener('click', deleteSelected);
