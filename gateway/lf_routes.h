@@ -44,7 +44,9 @@
     X(A_SAMPLERS, "GET", "/sdapi/v1/samplers", true)                                     \
     X(A_SCHEDULERS, "GET", "/sdapi/v1/schedulers", true)                                 \
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \
-    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)
+    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                 \
+    X(O_GENERATE, "POST", "/v1/images/generations", true)                                \
+    X(O_EDIT, "POST", "/v1/images/edits", true)
 
 typedef enum {
     LF_ROUTE_NONE = 0,
