@@ -16,7 +16,8 @@
 static const char *const s_passthrough[] = {"negative_prompt", "steps", "seed", "cfg_scale",
                                             "sampler", "scheduler", "clip_skip", "rng"};
 /* OpenAI fields that do not change what we generate. */
-static const char *const s_ignored[] = {"quality", "style", "user", "moderation"};
+static const char *const s_ignored[] = {"quality", "style", "user", "moderation", "safety_identifier",
+                                        "output_compression"};
 
 static bool s_in(const char *key, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -73,7 +74,8 @@ int lf_openai_map_body(const json_t *body, const lf_openai_ctx_t *ctx, json_t **
     json_t *v;
     json_object_foreach((json_t *)body, key, v) {
         if (!strcmp(key, "prompt") || !strcmp(key, "model") || !strcmp(key, "n") || !strcmp(key, "size") ||
-            !strcmp(key, "response_format") || !strcmp(key, "output_format") || S_IN(key, s_ignored) ||
+            !strcmp(key, "response_format") || !strcmp(key, "output_format") || !strcmp(key, "stream") ||
+            !strcmp(key, "background") || S_IN(key, s_ignored) ||
             S_IN(key, s_passthrough) || (edit && !strcmp(key, "denoise")))
             continue;
         return lf_verr_set(err, 400, "unknown_field", key, "unknown parameter '%.64s'", key);
@@ -94,6 +96,16 @@ int lf_openai_map_body(const json_t *body, const lf_openai_ctx_t *ctx, json_t **
     json_t *of = json_object_get(body, "output_format");
     if (of && !json_is_null(of) && !(json_is_string(of) && !strcmp(json_string_value(of), "png")))
         return lf_verr_set(err, 400, "invalid_value", "output_format", "output_format must be png (the farm makes PNGs)");
+
+    json_t *stream = json_object_get(body, "stream");
+    if (stream && !json_is_null(stream) && !json_is_false(stream) &&
+        !(json_is_string(stream) && !strcmp(json_string_value(stream), "false")))
+        return lf_verr_set(err, 400, "invalid_value", "stream", "streaming is not supported; the answer comes when the job is done");
+    /* Our PNGs have no alpha channel: only an opaque background can be had. */
+    json_t *bg = json_object_get(body, "background");
+    const char *bgs = json_string_value(bg);
+    if (bg && !json_is_null(bg) && !(bgs && (!strcmp(bgs, "auto") || !strcmp(bgs, "opaque"))))
+        return lf_verr_set(err, 400, "invalid_value", "background", "background must be auto or opaque");
 
     const char *def = ctx && ctx->default_model ? ctx->default_model : "lf-diagnostic";
     const char *model = def;

@@ -42,8 +42,9 @@ typedef struct {
  * n -> batch_size, size "WxH" (absent or "auto": for an edit the input's size
  * rounded down to a multiple of 8 when that fits, else the model's
  * resolution from ctx->models, else the native default), response_format,
- * output_format ("png" only); quality, style, user, moderation are accepted
- * and ignored. Extensions passed through: negative_prompt, steps, seed,
+ * output_format ("png" only), background (auto | opaque), stream (false);
+ * quality, style, user, moderation, safety_identifier, output_compression
+ * are accepted and ignored. Extensions passed through: negative_prompt, steps, seed,
  * cfg_scale, sampler, scheduler, clip_skip, rng, and for edits denoise.
  * Anything else: 400 unknown_field. Returns 0 or LF_EINVAL. */
 int lf_openai_map_body(const json_t *body, const lf_openai_ctx_t *ctx, json_t **native,

@@ -74,6 +74,7 @@ static void test_generation_maps_to_native(void **state) {
     s_expect_native(&ctx,
                     "{\"prompt\":\"p\",\"n\":3,\"size\":\"768x512\",\"quality\":\"hd\",\"style\":\"vivid\","
                     "\"user\":\"u1\",\"moderation\":\"low\",\"output_format\":\"png\",\"negative_prompt\":\"blur\","
+                    "\"stream\":false,\"background\":\"opaque\",\"safety_identifier\":\"s\",\"output_compression\":50,"
                     "\"steps\":12,\"seed\":7,\"cfg_scale\":5.5,\"sampler\":\"Euler a\",\"scheduler\":\"karras\","
                     "\"clip_skip\":2,\"rng\":\"philox\"}",
                     "{\"prompt\":\"p\",\"batch_size\":3,\"width\":768,\"height\":512,\"negative_prompt\":\"blur\","
@@ -138,6 +139,9 @@ static const s_bad_t s_bad[] = {
     {"{\"prompt\":\"a\",\"response_format\":1}", "response_format", "invalid_value"},
     {"{\"prompt\":\"a\",\"output_format\":\"jpeg\"}", "output_format", "invalid_value"},
     {"{\"prompt\":\"a\",\"model\":7}", "model", "invalid_type"},
+    {"{\"prompt\":\"a\",\"stream\":true}", "stream", "invalid_value"},
+    {"{\"prompt\":\"a\",\"background\":\"transparent\"}", "background", "invalid_value"},
+    {"{\"prompt\":\"a\",\"partial_images\":2}", "partial_images", "unknown_field"},
     /* The native limits, renamed. */
     {"{\"prompt\":\"a\",\"size\":\"100x512\"}", "size", "invalid_value"},
     {"{\"prompt\":\"a\",\"size\":\"512x100\"}", "size", "invalid_value"},
