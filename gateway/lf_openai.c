@@ -1,6 +1,7 @@
 /* lf_openai: the OpenAI-compatible images API (POST /v1/images/generations,
  * POST /v1/images/edits), so OpenAI SDK clients and chat UIs can use the
- * farm. Requests are mapped to native jobs by lf_openai_map (pure); the
+ * farm, and GET /v1/models/{id} (GET /v1/models itself, in lf_api.c, carries
+ * the OpenAI list next to ours). Requests are mapped to native jobs by lf_openai_map (pure); the
  * handlers block until the job ends without holding a thread, as the A1111
  * ones do: submit (suspended until ACCEPTED), subscribe a waiter to the
  * job's events (suspended until done/failed/cancelled or the sync timeout),
@@ -357,10 +358,29 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool ed
     }
 }
 
+/* GET /v1/models/{id}: one entry of GET /v1/models' "data"
+ * (client.models.retrieve). */
+static int s_model(lf_gateway_t *gw, lf_req_t *req, const char *id) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *models = NULL;
+    lf__models(gw, stt, NULL, 0, &models);
+    lf__store_put(gw, stt, 0);
+    json_t *data = lf_openai_map_models(models), *found = NULL, *m;
+    json_decref(models);
+    size_t i;
+    json_array_foreach(data, i, m) {
+        if (!strcmp(json_string_value(json_object_get(m, "id")), id)) found = json_incref(m);
+    }
+    json_decref(data);
+    if (!found) return s_oerr(req, 404, "model_not_found", "model", "no live worker serves model '%s'", id);
+    return lf__json(req, 200, found);
+}
+
 int lf__openai_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     switch (st->m.route->id) {
     case LF_ROUTE_O_GENERATE: return s_generate(gw, req, st, false);
     case LF_ROUTE_O_EDIT: return s_generate(gw, req, st, true);
+    case LF_ROUTE_O_MODEL: return s_model(gw, req, st->m.params[0]);
     default: return s_oerr(req, 404, "not_found", NULL, "no such endpoint");
     }
 }

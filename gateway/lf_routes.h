@@ -46,7 +46,8 @@
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \
     X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                 \
     X(O_GENERATE, "POST", "/v1/images/generations", true)                                \
-    X(O_EDIT, "POST", "/v1/images/edits", true)
+    X(O_EDIT, "POST", "/v1/images/edits", true)                                          \
+    X(O_MODEL, "GET", "/v1/models/{id}", true)
 
 typedef enum {
     LF_ROUTE_NONE = 0,

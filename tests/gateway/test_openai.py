@@ -1,7 +1,7 @@
 """test_openai: the gateway's OpenAI-compatible images API, driven by the
 openai client from PyPI exactly as OpenAI SDK users drive it:
 images.generate (b64_json and url, n, the default model, sizes),
-images.edit, models.list, and refusals as openai.BadRequestError naming the
+images.edit, models.list and retrieve, and refusals as openai.BadRequestError naming the
 parameter.
 
 Starts its own redis-server, lightfarm-broker, lightfarm-worker (the
@@ -225,6 +225,11 @@ class OpenAIImages(unittest.TestCase):
             self.assertEqual(m.object, "model")
             self.assertEqual(m.owned_by, "lightfarm")
             self.assertIsInstance(m.created, int)
+        m = self.client.models.retrieve("lf-diagnostic")
+        self.assertEqual((m.id, m.object, m.owned_by), ("lf-diagnostic", "model", "lightfarm"))
+        with self.assertRaises(openai.NotFoundError) as cm:
+            self.client.models.retrieve("no-such-model")
+        self.assertEqual(cm.exception.param, "model")
         # The native shape is still there for the web UI.
         native = json.loads(http_get("/v1/models")[2])
         self.assertIn("lf-diagnostic", [m["name"] for m in native["models"]])

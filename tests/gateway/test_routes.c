@@ -41,6 +41,7 @@ static void test_match(void **state) {
         {"POST", "/sdapi/v1/options", LF_ROUTE_A_OPTIONS_SET, NULL},
         {"POST", "/v1/images/generations", LF_ROUTE_O_GENERATE, NULL},
         {"POST", "/v1/images/edits", LF_ROUTE_O_EDIT, NULL},
+        {"GET", "/v1/models/lf-diagnostic", LF_ROUTE_O_MODEL, "lf-diagnostic"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lf_route_match_t m;
