@@ -5,7 +5,6 @@
  * probed by their bytes). */
 #include "lf_multipart.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +97,8 @@ static int s_headers(const char *h, size_t hl, lf_multipart_part_t *p) {
             memcpy(p->name, name, sizeof name);
             named = true;
             /* A name too long for the part is cut (s_param says false but fills it). */
-            p->has_filename = s_param(v, vl, "filename", p->filename, sizeof p->filename) || memmem(v, vl, "filename=", 9);
+            p->has_filename =
+                s_param(v, vl, "filename", p->filename, sizeof p->filename) || memmem(v, vl, "filename=", 9);
             if (!p->has_filename) p->filename[0] = 0;
         }
         i += ll + 2;

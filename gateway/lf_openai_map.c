@@ -95,12 +95,14 @@ int lf_openai_map_body(const json_t *body, const lf_openai_ctx_t *ctx, json_t **
     }
     json_t *of = json_object_get(body, "output_format");
     if (of && !json_is_null(of) && !(json_is_string(of) && !strcmp(json_string_value(of), "png")))
-        return lf_verr_set(err, 400, "invalid_value", "output_format", "output_format must be png (the farm makes PNGs)");
+        return lf_verr_set(err, 400, "invalid_value", "output_format",
+                           "output_format must be png (the farm makes PNGs)");
 
     json_t *stream = json_object_get(body, "stream");
     if (stream && !json_is_null(stream) && !json_is_false(stream) &&
         !(json_is_string(stream) && !strcmp(json_string_value(stream), "false")))
-        return lf_verr_set(err, 400, "invalid_value", "stream", "streaming is not supported; the answer comes when the job is done");
+        return lf_verr_set(err, 400, "invalid_value", "stream",
+                           "streaming is not supported; the answer comes when the job is done");
     /* Our PNGs have no alpha channel: only an opaque background can be had. */
     json_t *bg = json_object_get(body, "background");
     const char *bgs = json_string_value(bg);
@@ -123,7 +125,8 @@ int lf_openai_map_body(const json_t *body, const lf_openai_ctx_t *ctx, json_t **
         if (!s) return lf_verr_set(err, 400, "invalid_type", "size", "size must be a string such as \"512x512\"");
         if (strcmp(s, "auto")) {
             if (!s_size_parse(s, &w, &h))
-                return lf_verr_set(err, 400, "invalid_value", "size", "size must be WIDTHxHEIGHT, such as \"512x512\" (got \"%.32s\")", s);
+                return lf_verr_set(err, 400, "invalid_value", "size",
+                                   "size must be WIDTHxHEIGHT, such as \"512x512\" (got \"%.32s\")", s);
             size_given = true;
         }
     }
@@ -255,7 +258,8 @@ int lf_openai_map_form(const lf_multipart_part_t *parts, size_t n, json_t **fiel
         }
         if (p->has_filename) {
             json_decref(obj);
-            return lf_verr_set(err, 400, "unknown_field", p->name, "unexpected file '%s'; only image and mask are files", p->name);
+            return lf_verr_set(err, 400, "unknown_field", p->name,
+                               "unexpected file '%s'; only image and mask are files", p->name);
         }
         if (json_object_get(obj, p->name)) {
             json_decref(obj);
@@ -315,7 +319,8 @@ json_t *lf_openai_map_error(int status, const char *code, const char *param, con
     json_t *e = json_object();
     if (!e) return NULL;
     json_object_set_new(e, "message", s_text(message ? message : ""));
-    json_object_set_new(e, "type", json_string(status >= 400 && status < 500 ? "invalid_request_error" : "server_error"));
+    bool client = status >= 400 && status < 500;
+    json_object_set_new(e, "type", json_string(client ? "invalid_request_error" : "server_error"));
     json_object_set_new(e, "param", param && *param ? s_text(param) : json_null());
     json_object_set_new(e, "code", code && *code ? s_text(code) : json_null());
     return json_pack("{s:o}", "error", e);
