@@ -201,6 +201,9 @@ class OpenAIImages(unittest.TestCase):
         job = json.loads(http_get("/v1/jobs/" + job_id)[2])
         self.assertEqual(job["params"]["mode"], "img2img")
         self.assertTrue(job["params"]["init_image"])
+        # Form fields arrive as text; numbers are numbers again (extra_body in a form).
+        self.assertEqual(job["params"]["steps"], 2)
+        self.assertEqual(job["params"]["batch_size"], 2)
 
     def test_edit_refusals(self):
         src = make_png(64, 64, (0, 0, 255))
