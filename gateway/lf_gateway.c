@@ -381,11 +381,13 @@ static void s_state_free(void *p) {
     free(st);
 }
 
-/* The handler file of a route: the table lists native, A1111, then OpenAI routes. */
+/* The handler file of a route, by its name's prefix (lf_routes.h): A_ is
+ * A1111, O_ OpenAI, the rest native; a route added anywhere in the table
+ * lands in the right file. */
 static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
-    lf_route_id_t id = st->m.route->id;
-    if (id >= LF_ROUTE_O_GENERATE) return lf__openai_handle(gw, req, st);
-    if (id >= LF_ROUTE_A_TXT2IMG) return lf__a1111_handle(gw, req, st);
+    const char *name = st->m.route->name;
+    if (!strncmp(name, "O_", 2)) return lf__openai_handle(gw, req, st);
+    if (!strncmp(name, "A_", 2)) return lf__a1111_handle(gw, req, st);
     return lf__api_handle(gw, req, st);
 }
 
