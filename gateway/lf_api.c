@@ -11,6 +11,7 @@
 #include "lf_id.h"
 #include "lf_image.h"
 #include "lf_log.h"
+#include "lf_openai_map.h"
 #include "lf_schema.h"
 
 /* ------------------------------------------------------------- job JSON */
@@ -411,7 +412,9 @@ static int s_models(lf_gateway_t *gw, lf_req_t *req) {
     json_t *models = NULL;
     lf__models(gw, stt, def, sizeof def, &models);
     lf__store_put(gw, stt, 0);
-    return lf__json(req, 200, json_pack("{s:o,s:s}", "models", models, "default", def));
+    /* "object" and "data" are what OpenAI clients read (client.models.list()). */
+    json_t *data = lf_openai_map_models(models);
+    return lf__json(req, 200, json_pack("{s:o,s:s,s:s,s:o}", "models", models, "default", def, "object", "list", "data", data));
 }
 
 static int s_samplers(lf_req_t *req) {

@@ -1,7 +1,7 @@
 /* lf_gateway: start-up, the dispatcher (route, auth, rate limit, static
  * files), the Redis connection pool, shared answers and the async helpers
- * (submit/cancel through the link). Handlers live in lf_api.c (native) and
- * lf_a1111.c (A1111). */
+ * (submit/cancel through the link). Handlers live in lf_api.c (native),
+ * lf_a1111.c (A1111) and lf_openai.c (OpenAI images). */
 #include "lf_gateway_impl.h"
 
 #include <czmq.h>
@@ -405,12 +405,21 @@ static void s_state_free(void *p) {
     free(st);
 }
 
+/* The handler file of a route, by its name's prefix (lf_routes.h): A_ is
+ * A1111, O_ OpenAI, the rest native; a route added anywhere in the table
+ * lands in the right file. */
+static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    const char *name = st->m.route->name;
+    if (!strncmp(name, "O_", 2)) return lf__openai_handle(gw, req, st);
+    if (!strncmp(name, "A_", 2)) return lf__a1111_handle(gw, req, st);
+    return lf__api_handle(gw, req, st);
+}
+
 static int s_handle(void *ud, lf_req_t *req) {
     lf_gateway_t *gw = ud;
     lf__rstate_t *st = lf_req_state(req);
     if (st) { /* woken: continue where the handler left off */
-        const lf_route_t *r = st->m.route;
-        return r->id >= LF_ROUTE_A_TXT2IMG ? lf__a1111_handle(gw, req, st) : lf__api_handle(gw, req, st);
+        return s_dispatch(gw, req, st);
     }
     const char *method = lf_req_method(req), *path = lf_req_path(req);
     if (gw->cors[0]) {
@@ -470,7 +479,7 @@ static int s_handle(void *ud, lf_req_t *req) {
     st->gw = gw;
     st->m = m;
     lf_req_set_state(req, st, s_state_free);
-    return m.route->id >= LF_ROUTE_A_TXT2IMG ? lf__a1111_handle(gw, req, st) : lf__api_handle(gw, req, st);
+    return s_dispatch(gw, req, st);
 }
 
 /* ----------------------------------------------------------------- CURVE */

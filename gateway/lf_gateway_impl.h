@@ -1,5 +1,5 @@
 /* lf_gateway_impl: what the gateway's handler files share (lf_gateway.c,
- * lf_api.c, lf_a1111.c). Not a public interface. */
+ * lf_api.c, lf_a1111.c, lf_openai.c). Not a public interface. */
 #ifndef LF_GATEWAY_IMPL_H
 #define LF_GATEWAY_IMPL_H
 
@@ -120,6 +120,7 @@ json_t *lf__job_json(const lf_job_view_t *v);
 /* Route handlers. */
 int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
 int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
+int lf__openai_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
 int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
 
 /* Shared async helpers: send a SUBMIT for st->jr; the reply lands in

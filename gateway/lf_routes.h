@@ -3,7 +3,9 @@
  *
  * The table is the single list of API routes: the dispatcher switches on
  * lf_route_id_t, and a test checks that openapi.json documents exactly these
- * (method, path) pairs. Paths use OpenAPI templates ("/v1/jobs/{id}", a
+ * (method, path) pairs. A name's prefix picks the handler file: A_ the
+ * A1111 subset (lf_a1111.c), O_ the OpenAI images API (lf_openai.c), none
+ * the native API (lf_api.c). Paths use OpenAPI templates ("/v1/jobs/{id}", a
  * segment may carry a suffix: "/v1/images/{id}.png").
  *
  * Pure (the static-file resolver alone touches the file system, through
@@ -45,7 +47,10 @@
     X(A_SAMPLERS, "GET", "/sdapi/v1/samplers", true)                                     \
     X(A_SCHEDULERS, "GET", "/sdapi/v1/schedulers", true)                                 \
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \
-    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)
+    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                 \
+    X(O_GENERATE, "POST", "/v1/images/generations", true)                                \
+    X(O_EDIT, "POST", "/v1/images/edits", true)                                          \
+    X(O_MODEL, "GET", "/v1/models/{id}", true)
 
 typedef enum {
     LF_ROUTE_NONE = 0,

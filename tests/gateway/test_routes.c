@@ -39,6 +39,9 @@ static void test_match(void **state) {
         {"POST", "/sdapi/v1/txt2img", LF_ROUTE_A_TXT2IMG, NULL},
         {"GET", "/sdapi/v1/sd-models", LF_ROUTE_A_MODELS, NULL},
         {"POST", "/sdapi/v1/options", LF_ROUTE_A_OPTIONS_SET, NULL},
+        {"POST", "/v1/images/generations", LF_ROUTE_O_GENERATE, NULL},
+        {"POST", "/v1/images/edits", LF_ROUTE_O_EDIT, NULL},
+        {"GET", "/v1/models/lf-diagnostic", LF_ROUTE_O_MODEL, "lf-diagnostic"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lf_route_match_t m;
@@ -61,6 +64,10 @@ static void test_match(void **state) {
     assert_false(lf_routes_match("PATCH", "/v1/jobs/abc", &m));
     assert_true(m.method_mismatch);
     assert_string_equal(m.allow, "GET, DELETE");
+    /* The OpenAI routes share /v1/images/ with result images, which end in .png. */
+    assert_false(lf_routes_match("GET", "/v1/images/generations", &m));
+    assert_true(m.method_mismatch);
+    assert_string_equal(m.allow, "POST");
     assert_false(lf_routes_match("GET", "/nope", &m));
     assert_false(m.method_mismatch);
     assert_true(lf_routes_is_api("/v1/nope"));
