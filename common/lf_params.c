@@ -479,6 +479,9 @@ struct json_t *lf_params_describe(void) {
             json_object_set_new(r, "enum_a1111", labels);
         }
         json_object_set_new(r, "model_default", json_boolean(d->flags & LF_PF_MODEL_DEF));
+        /* Sizes: the table's minimum is the diagnostic model's; real models start higher. */
+        if ((d->flags & LF_PF_MODEL_DEF) && d->lo < LF_SIZE_MIN_REAL)
+            json_object_set_new(r, "real_model_minimum", json_integer(LF_SIZE_MIN_REAL));
         json_object_set_new(r, "diagnostic_only", json_boolean(d->flags & LF_PF_DIAG));
         json_object_set_new(r, "random_if_negative", json_boolean(d->flags & LF_PF_RANDOM_NEG));
         json_array_append_new(rows, r);

@@ -82,6 +82,7 @@ export const api = {
   models: () => request('GET', '/v1/models'),
   samplers: () => request('GET', '/v1/samplers'),
   schedulers: () => request('GET', '/v1/schedulers'),
+  params: () => request('GET', '/v1/params'),
   submit: (params) => request('POST', '/v1/jobs', { json: params }),
   job: (id) => request('GET', `/v1/jobs/${enc(id)}`),
   cancel: (id) => request('DELETE', `/v1/jobs/${enc(id)}`),

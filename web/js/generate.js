@@ -79,9 +79,56 @@ async function refreshModelsFrom(workers) {
   try { applyModels(await api.models()); } catch { /* the next poll retries */ }
 }
 
-/** Loads models and samplers from the API. */
+// ---- the form's ranges, steps and defaults from the server's parameter table ---------------
+
+let paramRows = {}; // name -> row of GET /v1/params
+
+/** The slider paired with a number field, when there is one. */
+const RANGE_FOR = { steps: '#steps-range', cfg_scale: '#cfg-range' };
+
+/** Sets min / max / step (and the value, while the field still shows the page's own default) of every
+ * numeric field named after a row of the parameter table (GET /v1/params), so the page never offers a
+ * value the server refuses. Sizes take the real-model floor unless the diagnostic model is selected. */
+function applyParamRows() {
+  for (const row of Object.values(paramRows)) {
+    if (row.type !== 'integer' && row.type !== 'number') continue;
+    const el = form().elements.namedItem(row.name);
+    if (!el || el.tagName !== 'INPUT' || el.type === 'radio') continue;
+    let min = row.minimum;
+    if (row.real_model_minimum !== undefined && !isDiagnostic()) min = row.real_model_minimum;
+    if (row.random_if_negative) min = -1;
+    el.min = String(min);
+    el.max = String(row.maximum);
+    if (row.step) el.step = String(row.step);
+    const untouched = el.value === el.defaultValue;
+    if (!row.model_default && !row.random_if_negative && untouched && row.default !== undefined) {
+      el.value = String(row.default);
+      el.defaultValue = String(row.default);
+    }
+    const r = RANGE_FOR[row.name] && $(RANGE_FOR[row.name]);
+    if (r) {
+      r.min = String(min);
+      r.max = String(Math.min(Number(r.max) || row.maximum, row.maximum));
+      if (row.step) r.step = String(row.step);
+      r.value = el.value;
+    }
+  }
+  if (paramRows.denoise) $('#denoise-out').value = Number($('#denoise').value).toFixed(2);
+}
+
+/** The default of an enum row (sampler, scheduler), or null. */
+function rowDefault(name) {
+  const row = paramRows[name];
+  return row && row.default !== undefined ? row.default : null;
+}
+
+/** Loads models, samplers and the parameter table from the API. */
 export async function loadOptions() {
-  const [m, s, sch] = await Promise.allSettled([api.models(), api.samplers(), api.schedulers()]);
+  const [m, s, sch, pt] = await Promise.allSettled([api.models(), api.samplers(), api.schedulers(), api.params()]);
+  if (pt.status === 'fulfilled') {
+    paramRows = Object.fromEntries(listOf(pt.value, 'params').map((r) => [r.name, r]));
+    applyParamRows();
+  }
   if (m.status === 'fulfilled') applyModels(m.value);
   let samplers = FALLBACK_SAMPLERS.map(nameOf), schedulers = FALLBACK_SCHEDULERS.map(nameOf);
   if (s.status === 'fulfilled') {
@@ -95,8 +142,8 @@ export async function loadOptions() {
     const sc = listOf(sch.value, 'schedulers');
     if (sc.length) schedulers = sc.map(nameOf);
   }
-  fillSelect($('#sampler'), samplers, samplers.find((x) => x.default)?.name || (samplers.find((x) => x.name === 'euler_ancestral' || x.name === 'euler_a') || samplers[0])?.name);
-  fillSelect($('#scheduler'), schedulers, schedulers.find((x) => x.default)?.name || (schedulers.some((x) => x.name === 'normal') ? 'normal' : schedulers[0]?.name));
+  fillSelect($('#sampler'), samplers, rowDefault('sampler') || samplers.find((x) => x.default)?.name || (samplers.find((x) => x.name === 'euler_ancestral' || x.name === 'euler_a') || samplers[0])?.name);
+  fillSelect($('#scheduler'), schedulers, rowDefault('scheduler') || schedulers.find((x) => x.default)?.name || (schedulers.some((x) => x.name === 'normal') ? 'normal' : schedulers[0]?.name));
   updateModelKind();
   const failed = [m, s].find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
@@ -118,6 +165,7 @@ function isDiagnostic() {
 
 function updateModelKind() {
   $('#step-delay-field').hidden = !isDiagnostic();
+  applyParamRows();
   applyModelSize();
   const help = promptHelp(currentModel());
   $('#prompt').placeholder = help.placeholder;
