@@ -105,7 +105,7 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     if (v->status == LF_JOB_FAILED)
         return lf__json(req, 500, json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "error", "GenerationFailed", "detail",
                                             v->message ? v->message : "", "errors", v->message ? v->message : "",
-                                            "error_detail", "code", lf_err_name(v->code), "message",
+                                            "error_detail", "code", lf_err_code_name(v->code), "message",
                                             v->message ? v->message : "", "field", ""));
     json_t *images = json_array();
     if (st->jr.send_images && v->status == LF_JOB_DONE) {

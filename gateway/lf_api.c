@@ -62,7 +62,7 @@ json_t *lf__job_json(const lf_job_view_t *v) {
         json_object_set_new(j, "result", json_pack("{s:o,s:o}", "images", imgs, "info", info ? info : json_null()));
     }
     if (v->status == LF_JOB_FAILED || v->status == LF_JOB_CANCELLED) {
-        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code", v->code ? lf_err_name(v->code) : (v->status == LF_JOB_CANCELLED ? "LF_ECANCELED" : ""),
+        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code", v->code ? lf_err_code_name(v->code) : (v->status == LF_JOB_CANCELLED ? "cancelled" : ""),
                                                   "message", v->message ? v->message : (v->status == LF_JOB_CANCELLED ? "cancelled" : "")));
     }
     return j;

@@ -40,6 +40,8 @@ static const lf_sampler_name_t s_samplers[] = {
     {"dpmpp_sde", "DPM++ SDE", NULL},
     {"ddim", "DDIM", NULL},
     {"lcm", "LCM", NULL},
+    {"uni_pc", "UniPC", NULL},
+    {"uni_pc_bh2", "UniPC BH2", NULL},
 };
 #define S_N_SAMPLERS (sizeof s_samplers / sizeof s_samplers[0])
 
