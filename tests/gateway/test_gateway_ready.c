@@ -515,6 +515,35 @@ static void test_a1111_surface(void **state) {
     json_decref(j);
 }
 
+static int s_log_count(const char *name, const char *needle) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.log", F.dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* A flood of bad requests leaves a bounded number of log lines, and a later
+ * line says how many were held back. */
+static void test_error_log_is_rate_limited(void **state) {
+    (void)state;
+    int before = s_log_count("gateway", "http: GET /v1/flood");
+    for (int i = 0; i < 400; i++) assert_int_equal(s_json("GET", "/v1/flood", NULL, NULL), 404);
+    int logged = s_log_count("gateway", "http: GET /v1/flood") - before;
+    if (logged >= 400) fail_msg("all %d refusals were logged", logged);
+    assert_true(logged >= 1);
+    bool said = false;
+    for (long long end = s_ms() + 10000; !said && s_ms() < end; usleep(100000)) {
+        s_json("GET", "/v1/flood-after", NULL, NULL);
+        said = s_log_has("gateway", "earlier lines held back");
+    }
+    assert_true(said);
+}
+
 static bool s_broker_gone(long code, json_t *j) { return s_no_broker(code, j); }
 
 static void test_broker_killed(void **state) {
@@ -544,7 +573,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_nothing_but_redis),   cmocka_unit_test(test_broker_but_no_worker),
         cmocka_unit_test(test_ready_with_a_worker), cmocka_unit_test(test_a1111_checkpoints),
         cmocka_unit_test(test_idempotency),         cmocka_unit_test(test_urls_and_keys),
-        cmocka_unit_test(test_a1111_surface),       cmocka_unit_test(test_broker_killed),
+        cmocka_unit_test(test_a1111_surface),       cmocka_unit_test(test_error_log_is_rate_limited),
+        cmocka_unit_test(test_broker_killed),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("gateway_ready", tests, s_setup, s_teardown);
