@@ -355,19 +355,15 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
     json_t *models = NULL;
     lf__models(gw, stt, NULL, 0, &models);
     lf__store_put(gw, stt, 0);
+    /* Exactly what live workers serve: a listed checkpoint can be chosen. */
     json_t *out = json_array();
-    bool have_diag = false;
     size_t i;
     json_t *m;
     json_array_foreach(models, i, m) {
         const char *name = json_string_value(json_object_get(m, "name"));
-        if (!strcmp(name, "lf-diagnostic")) have_diag = true;
         json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", name, "model_name", name, "hash",
                                              "sha256", "filename", name, "config"));
     }
-    if (!have_diag)
-        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", "lf-diagnostic", "model_name",
-                                             "lf-diagnostic", "hash", "sha256", "filename", "lf-diagnostic", "config"));
     json_decref(models);
     return lf__json(req, 200, out);
 }

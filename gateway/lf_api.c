@@ -340,8 +340,8 @@ static int s_sse_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t n
         if (gw->hub_store && lf_store_job_get(gw->hub_store, s->job_id, &v) == 0 && s_terminal(v.status)) {
             s_sse_send(s->stream, name, lf__job_json(&v));
         } else {
-            s_sse_send(s->stream, name, json_pack("{s:s,s:s,s:i,s:s?}", "id", s->job_id, "status",
-                                                  lf_job_status_name(ev->status), "code", (json_int_t)ev->code,
+            s_sse_send(s->stream, name, json_pack("{s:s,s:s,s:s,s:s?}", "id", s->job_id, "status",
+                                                  lf_job_status_name(ev->status), "code", lf_err_code_name(ev->code),
                                                   "message", ev->message));
         }
         lf_job_view_clear(&v);

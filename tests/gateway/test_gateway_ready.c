@@ -142,6 +142,21 @@ static long s_req(const char *base, const char *method, const char *path, const 
     return code;
 }
 
+/* The /metrics text (caller frees). */
+static char *s_metrics(void) {
+    char url[128];
+    snprintf(url, sizeof url, "%s/metrics", F.url);
+    CURL *c = curl_easy_init();
+    s_buf_t b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    return b.data;
+}
+
 static long s_json(const char *method, const char *path, const char *body, json_t **out) {
     return s_req(F.url, method, path, body, NULL, out, NULL, 0);
 }
@@ -306,6 +321,10 @@ static void test_broker_but_no_worker(void **state) {
     assert_true(atoi(retry) >= 1);
     json_decref(j);
     assert_int_equal(s_json("POST", "/sdapi/v1/options", "{\"sd_model_checkpoint\":\"nope\"}", &j), 503);
+    json_decref(j);
+    /* No checkpoint is offered that nothing can run. */
+    assert_int_equal(s_json("GET", "/sdapi/v1/sd-models", NULL, &j), 200);
+    assert_int_equal(json_array_size(j), 0);
     json_decref(j);
 }
 
@@ -566,6 +585,11 @@ static void test_broker_killed(void **state) {
     assert_true(atoi(retry) >= 1);
     json_decref(j);
     assert_true(s_log_has("gateway", "http: POST /v1/jobs 503 unavailable"));
+    char *m = s_metrics();
+    assert_non_null(m);
+    assert_non_null(strstr(m, "lf_gateway_brokers_live 0\n"));
+    assert_non_null(strstr(m, "lf_gateway_brokers_configured 1\n"));
+    free(m);
 }
 
 int main(int argc, char **argv) {
