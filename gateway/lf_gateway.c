@@ -602,7 +602,8 @@ static int s_load_curve(const lf_config_t *cfg, s_curve_keys_t *k, bool *on, cha
     return 0;
 }
 
-/* One line per 4xx/5xx answer (info for 4xx, warn for 5xx), at most
+/* One line per 4xx/5xx answer (info for 4xx, warn for 5xx; not for the
+ * health probes), at most
  * LF__LOG_RATE a second after a burst of LF__LOG_BURST, so a flood of bad
  * requests cannot fill the disk; the next line says how many were held
  * back. */
@@ -610,6 +611,9 @@ static int s_load_curve(const lf_config_t *cfg, s_curve_keys_t *k, bool *on, cha
 #define LF__LOG_BURST 50.0
 static void s_log_answer(lf_gateway_t *gw, lf_req_t *req, int status) {
     if (status < 400 || !gw->log_rl) return;
+    /* Probes answer 503 on purpose while the farm starts; they are polled. */
+    int tag = lf_req_tag(req);
+    if (tag == LF_ROUTE_HEALTHZ || tag == LF_ROUTE_READYZ) return;
     if (!lf_ratelimit_take(gw->log_rl, "http", lf__mono_ms(), NULL)) {
         atomic_fetch_add(&gw->log_dropped, 1);
         return;
