@@ -28,7 +28,7 @@ static const char *const s_sources[LF__S__COUNT] = {
     [LF__S_REAP] = S_LUA_REAP,         [LF__S_TOUCH] = S_LUA_TOUCH,
     [LF__S_JOBGET] = S_LUA_JOBGET,     [LF__S_ACTIVE] = S_LUA_ACTIVE,
     [LF__S_STATS] = S_LUA_STATS,       [LF__S_WORKERS] = S_LUA_WORKERS,
-    [LF__S_FLUSH] = S_LUA_FLUSH,
+    [LF__S_FLUSH] = S_LUA_FLUSH,       [LF__S_IDEM] = S_LUA_IDEM,
 };
 
 static int64_t s_mono_ms(void) {
@@ -424,6 +424,28 @@ static int s_view_from(const char *id, const redisReply *r, lf_job_view_t *out) 
     s_parse_seeds(&v, seeds);
     *out = v;
     return 0;
+}
+
+int lf_store_idem_check(lf_store_t *self, const char *key, const char *hash, char *job_id,
+                        size_t job_id_len) {
+    if (!self || !key || !*key || strlen(key) > 200 || !hash || !*hash) return LF_EINVAL;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_IDEM, lf__now_ms(), 3);
+    if (rc) return rc;
+    lf__args_str(&a, key);
+    lf__args_str(&a, hash);
+    lf__args_i64(&a, self->lim.idem_ttl_s);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+        freeReplyObject(r);
+        return LF_EREDIS;
+    }
+    bool conflict = lf__rint(r->element[0]) != 0;
+    if (job_id && job_id_len) lf__rcopy(r->element[1], job_id, job_id_len);
+    freeReplyObject(r);
+    return conflict ? LF_EEXIST : 0;
 }
 
 int lf_store_job_get(lf_store_t *self, const char *job_id, lf_job_view_t *out) {

@@ -27,6 +27,8 @@
  *   preview:{id}      string: latest preview bytes (short TTL)
  *   dead              list: job ids that failed after max attempts
  *   idem:{key}        string: job id (TTL)
+ *   idemh:{key}       string: the gateway's fingerprint of the request that
+ *                     used the key (lf_store_idem_check; TTL as idem:{key})
  *   worker:{id}       hash: caps (msgpack lf_worker_caps_t), job, seen_ms,
  *                     broker, jobs_done (TTL = 3 heartbeats + margin)
  *   workers           sorted set: worker id scored by last seen (ms)
@@ -91,6 +93,17 @@ typedef struct {
     char *info_json;         /* generation metadata, NULL until done */
     int64_t position;        /* queue position when queued, else -1 */
 } lf_job_view_t;
+
+/* Idempotency fingerprints (gateway): record `hash` (the validated request's
+ * fingerprint) for idempotency key `key`, or compare it with the one
+ * recorded, in one atomic step. 0: recorded or equal (job_id, when given,
+ * receives the job the key already names, or ""). LF_EEXIST: the key already
+ * names a job (written to job_id) submitted with a different request: the
+ * caller answers 409. Before a job exists a different hash replaces the old
+ * one (that request never reached a broker). LF_EINVAL: empty or too long
+ * (> 200) key; LF_ECONN / LF_EREDIS. */
+int lf_store_idem_check(lf_store_t *self, const char *key, const char *hash, char *job_id,
+                        size_t job_id_len);
 
 /* Fetch a job. LF_ENOTFOUND when unknown or expired. *out caller owns. */
 int lf_store_job_get(lf_store_t *self, const char *job_id, lf_job_view_t *out);

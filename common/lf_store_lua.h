@@ -382,4 +382,22 @@
     "until cur=='0'\n"                                                                            \
     "return n\n"
 
+/* The gateway's idempotency fingerprint, kept beside idem:{key} (which the
+ * submit script writes) as idemh:{key}. ARGV 8 key, 9 hash, 10 ttl s.
+ * -> {conflict 0|1, job id or ''}. A different hash conflicts only once the
+ * key names a job; before that (the first submit never reached a broker) the
+ * new request's hash replaces it. */
+#define S_LUA_IDEM                                                                                \
+    S_PRELUDE                                                                                     \
+    "local ik=P..'idem:'..ARGV[8] local hk=P..'idemh:'..ARGV[8]\n"                                \
+    "local id=redis.call('GET',ik) or ''\n"                                                       \
+    "local h=redis.call('GET',hk)\n"                                                              \
+    "if h and h~=ARGV[9] and id~='' then return {1,id} end\n"                                     \
+    "if h~=ARGV[9] then\n"                                                                        \
+    "  local t=tonumber(ARGV[10])*1000\n"                                                         \
+    "  if id~='' then local pt=redis.call('PTTL',ik) if pt>0 then t=pt end end\n"                 \
+    "  redis.call('SET',hk,ARGV[9],'PX',t)\n"                                                     \
+    "end\n"                                                                                       \
+    "return {0,id}\n"
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lf_b64.h"
 #include "lf_error.h"
@@ -109,7 +110,7 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     if (v->status == LF_JOB_FAILED)
         return lf__json(req, 500, json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "error", "GenerationFailed", "detail",
                                             v->message ? v->message : "", "errors", v->message ? v->message : "",
-                                            "error_detail", "code", lf_err_name(v->code), "message",
+                                            "error_detail", "code", lf_err_code_name(v->code), "message",
                                             v->message ? v->message : "", "field", ""));
     json_t *images = json_array();
     if (st->jr.send_images && v->status == LF_JOB_DONE) {
@@ -142,6 +143,51 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     return lf__json(req, 200, out);
 }
 
+/* The A1111 model name a checkpoint title stands for ("x.safetensors [hash]"
+ * -> "x"), as lf_validate_a1111 reads it. Caller owns; NULL when malformed. */
+static char *s_checkpoint_model(const char *title) {
+    json_t *probe = json_pack("{s:{s:s}}", "override_settings", "sd_model_checkpoint", title);
+    lf_job_request_t jr;
+    lf_verr_t e;
+    char *out = NULL;
+    if (probe && lf_validate_a1111(probe, false, NULL, &jr, &e) == 0) {
+        out = jr.params.model ? strdup(jr.params.model) : NULL;
+        lf_job_request_clear(&jr);
+    }
+    json_decref(probe);
+    return out;
+}
+
+/* The stored sd_model_checkpoint option, when a live worker serves it.
+ * A stored model that is gone (its worker left, or an option saved before
+ * they were checked) falls back to the farm default, with a log line: the
+ * client never sent that name, so an error naming it would help no one.
+ * Caller owns; NULL = no usable option. */
+static char *s_option_model(lf_gateway_t *gw, lf_store_t *stt) {
+    char *opt = NULL, *val = NULL;
+    if (lf_store_option_get(stt, "sd_model_checkpoint", &opt) == 0 && opt) {
+        json_t *o = json_loads(opt, JSON_DECODE_ANY, NULL);
+        if (json_is_string(o) && json_string_length(o)) val = strdup(json_string_value(o));
+        json_decref(o);
+    }
+    free(opt);
+    if (!val) return NULL;
+    char *model = s_checkpoint_model(val);
+    bool served = model && lf__model_served(gw, model);
+    if (!served) {
+        char def[128] = "";
+        lf__models(gw, NULL, def, sizeof def, NULL);
+        if (def[0]) /* with no model known at all, lf__admit answers 503 anyway */
+            lf_warn("a1111: the stored option sd_model_checkpoint '%.128s' names a model no live worker "
+                    "serves; using the default model '%s'",
+                    val, def);
+        free(val);
+        val = NULL;
+    }
+    free(model);
+    return val;
+}
+
 static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool img2img) {
     if (st->stage == 0) {
         st->body = lf__body_json(req);
@@ -151,26 +197,21 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
         lf_validate_ctx_t ctx;
         char def[128];
         lf__validate_ctx(gw, stt, &ctx, def, sizeof def);
-        char *opt = NULL, *optval = NULL;
-        if (lf_store_option_get(stt, "sd_model_checkpoint", &opt) == 0 && opt) {
-            json_t *o = json_loads(opt, JSON_DECODE_ANY, NULL);
-            if (json_is_string(o)) optval = strdup(json_string_value(o));
-            json_decref(o);
-            ctx.option_model = optval;
-        }
+        json_t *ovr = json_is_object(st->body) ? json_object_get(st->body, "override_settings") : NULL;
+        bool sent_model = json_is_object(ovr) && json_object_get(ovr, "sd_model_checkpoint");
+        char *optval = sent_model ? NULL : s_option_model(gw, stt);
+        ctx.option_model = optval;
         lf_verr_t e;
         int rc = lf_validate_a1111(st->body, img2img, &ctx, &st->jr, &e);
-        free(opt);
         free(optval);
         if (rc) {
             lf__store_put(gw, stt, 0);
             return lf__verr(req, &e);
         }
-        if (lf__model_unknown(gw, st->jr.params.model)) {
+        if (lf__admit(gw, req, &st->jr.params,
+                      sent_model ? "override_settings.sd_model_checkpoint" : "sd_model_checkpoint")) {
             lf__store_put(gw, stt, 0);
-            return lf__err(req, 400, "unknown_model", "override_settings.sd_model_checkpoint",
-                           "no live worker serves model '%s' (GET /sdapi/v1/sd-models lists them)",
-                           st->jr.params.model);
+            return LF_HTTP_DONE;
         }
         if (img2img) {
             json_t *first = json_array_get(st->jr.init_images, 0);
@@ -318,19 +359,15 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
     json_t *models = NULL;
     lf__models(gw, stt, NULL, 0, &models);
     lf__store_put(gw, stt, 0);
+    /* Exactly what live workers serve: a listed checkpoint can be chosen. */
     json_t *out = json_array();
-    bool have_diag = false;
     size_t i;
     json_t *m;
     json_array_foreach(models, i, m) {
         const char *name = json_string_value(json_object_get(m, "name"));
-        if (!strcmp(name, "lf-diagnostic")) have_diag = true;
         json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", name, "model_name", name, "hash",
                                              "sha256", "filename", name, "config"));
     }
-    if (!have_diag)
-        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", "lf-diagnostic", "model_name",
-                                             "lf-diagnostic", "hash", "sha256", "filename", "lf-diagnostic", "config"));
     json_decref(models);
     return lf__json(req, 200, out);
 }
@@ -399,6 +436,29 @@ static int s_options_set(lf_gateway_t *gw, lf_req_t *req) {
         json_decref(body);
         return lf__err(req, 400, "invalid_type", "sd_model_checkpoint", "sd_model_checkpoint must be a string");
     }
+    if (m) { /* as A1111: only a checkpoint that exists */
+        lf_store_t *chk = lf__store_get(gw);
+        json_t *known = NULL;
+        lf__models(gw, chk, NULL, 0, &known);
+        lf__store_put(gw, chk, 0);
+        bool none = !json_array_size(known);
+        json_decref(known);
+        char *model = s_checkpoint_model(json_string_value(m));
+        bool served = model && lf__model_served(gw, model);
+        free(model);
+        if (none) {
+            json_decref(body);
+            lf_req_add_header(req, "Retry-After", "2");
+            return lf__err(req, 503, "unavailable", "sd_model_checkpoint",
+                           "no worker has registered a model yet, so no checkpoint can be chosen; retry later");
+        }
+        if (!served) {
+            lf__err(req, 400, "unknown_model", "sd_model_checkpoint",
+                    "no live worker serves model '%.128s' (GET /sdapi/v1/sd-models lists them)", json_string_value(m));
+            json_decref(body);
+            return LF_HTTP_DONE;
+        }
+    }
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
@@ -444,6 +504,39 @@ static int s_options_set(lf_gateway_t *gw, lf_req_t *req) {
     return lf__json(req, 200, json_null());
 }
 
+/* ---- the rest of the surface clients call ---- */
+
+/* A1111's shape: ram from the process (used = our resident set) and the
+ * machine (total); no CUDA in the gateway, said the way A1111 says it. */
+static int s_memory(lf_req_t *req) {
+    double total = 0, rss = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) total = (double)kb * 1024.0;
+        fclose(f);
+    }
+    f = fopen("/proc/self/statm", "r");
+    if (f) {
+        unsigned long long size, res;
+        if (fscanf(f, "%llu %llu", &size, &res) == 2) rss = (double)res * (double)sysconf(_SC_PAGESIZE);
+        fclose(f);
+    }
+    if (total <= 0 || rss <= 0) return lf__err(req, 500, "internal", "", "cannot read /proc");
+    return lf__json(req, 200, json_pack("{s:{s:f,s:f,s:f},s:{s:s}}", "ram", "free", total - rss, "used", rss,
+                                        "total", total, "cuda", "error",
+                                        "the gateway uses no GPU; GET /v1/workers shows the workers' devices"));
+}
+
+static int s_cmd_flags(lf_gateway_t *gw, lf_req_t *req) {
+    return lf__json(req, 200, json_pack("{s:b,s:b,s:b,s:s,s:i,s:b,s:s?}", "api", 1, "nowebui", 0, "listen",
+                                        strcmp(gw->host, "127.0.0.1") != 0, "server_name", gw->host, "port",
+                                        (json_int_t)gw->port, "api_auth", gw->n_keys > 0, "cors_allow_origins",
+                                        gw->cors[0] ? gw->cors : NULL));
+}
+
 int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     switch (st->m.route->id) {
     case LF_ROUTE_A_TXT2IMG: return s_generate(gw, req, st, false);
@@ -455,6 +548,33 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_SCHEDULERS: return s_schedulers(req);
     case LF_ROUTE_A_OPTIONS_GET: return s_options_get(gw, req);
     case LF_ROUTE_A_OPTIONS_SET: return s_options_set(gw, req);
+    /* Skipping the current image of a batch is cancelling here: a job is
+     * the unit the farm runs. */
+    case LF_ROUTE_A_SKIP: return s_interrupt(gw, req);
+    case LF_ROUTE_A_REFRESH_CKPT: {
+        /* Models are what live workers advertise: look again now. */
+        lf_store_t *stt = lf__store_get(gw);
+        pthread_mutex_lock(&gw->model_mu);
+        gw->models_at_ms = INT64_MIN / 2;
+        pthread_mutex_unlock(&gw->model_mu);
+        lf__models(gw, stt, NULL, 0, NULL);
+        lf__store_put(gw, stt, 0);
+        return lf__json(req, 200, json_null());
+    }
+    case LF_ROUTE_A_REFRESH_LORAS: return lf__json(req, 200, json_null());
+    case LF_ROUTE_A_MEMORY: return s_memory(req);
+    case LF_ROUTE_A_CMD_FLAGS: return s_cmd_flags(gw, req);
+    case LF_ROUTE_A_EMBEDDINGS: return lf__json(req, 200, json_pack("{s:{},s:{}}", "loaded", "skipped"));
+    case LF_ROUTE_A_FACE_RESTORERS:
+    case LF_ROUTE_A_REALESRGAN:
+    case LF_ROUTE_A_PROMPT_STYLES:
+    case LF_ROUTE_A_SCRIPT_INFO:
+    case LF_ROUTE_A_EXTENSIONS: return lf__json(req, 200, json_array()); /* none of these exist here */
+    case LF_ROUTE_A_SCRIPTS: return lf__json(req, 200, json_pack("{s:[],s:[]}", "txt2img", "img2img"));
+    case LF_ROUTE_A_INTERROGATE:
+        return lf__err(req, 501, "not_implemented", "",
+                       "interrogate (image to prompt, CLIP/DeepBooru) is not available: the farm's workers "
+                       "run no captioning model");
     default: return lf__err(req, 404, "not_found", "", "no such endpoint");
     }
 }

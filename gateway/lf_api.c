@@ -9,6 +9,7 @@
 #include "lf_error.h"
 #include "lf_gateway_impl.h"
 #include "lf_id.h"
+#include "lf_idem.h"
 #include "lf_image.h"
 #include "lf_log.h"
 #include "lf_openai_map.h"
@@ -51,13 +52,82 @@ json_t *lf__job_json(const lf_job_view_t *v) {
         json_object_set_new(j, "result", json_pack("{s:o,s:o}", "images", imgs, "info", info ? info : json_null()));
     }
     if (v->status == LF_JOB_FAILED || v->status == LF_JOB_CANCELLED) {
-        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code", v->code ? lf_err_name(v->code) : (v->status == LF_JOB_CANCELLED ? "LF_ECANCELED" : ""),
+        json_object_set_new(j, "error", json_pack("{s:s,s:s}", "code", v->code ? lf_err_code_name(v->code) : (v->status == LF_JOB_CANCELLED ? "cancelled" : ""),
                                                   "message", v->message ? v->message : (v->status == LF_JOB_CANCELLED ? "cancelled" : "")));
     }
     return j;
 }
 
 /* ------------------------------------------------------------------ jobs */
+
+/* The 202 answer. A duplicate (the idempotency key names an existing job)
+ * reports that job as it is now: its status, position and seed. */
+static int s_submit_answer(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    const char *id = st->reply.job_id;
+    const char *status = "queued";
+    int64_t position = st->reply.position, seed = st->jr.params.seed;
+    lf_job_view_t v = {0};
+    bool have_view = false;
+    if (st->reply.duplicate) {
+        lf_store_t *stt = lf__store_get(gw);
+        int rc = stt ? lf_store_job_get(stt, id, &v) : LF_ECONN;
+        lf__store_put(gw, stt, rc);
+        if (rc == 0) {
+            have_view = true;
+            status = lf_job_status_name(v.status);
+            position = v.status == LF_JOB_QUEUED ? v.position : -1;
+            seed = v.params.seed;
+        }
+    }
+    char url[160], ev[180];
+    snprintf(url, sizeof url, "/v1/jobs/%s", id);
+    snprintf(ev, sizeof ev, "/v1/jobs/%s/events", id);
+    lf_req_add_header(req, "Location", url);
+    json_t *j = json_pack("{s:s,s:s,s:o,s:b,s:s,s:s,s:I}", "id", id, "status", status, "position",
+                          position >= 0 ? json_integer(position) : json_null(), "duplicate", st->reply.duplicate,
+                          "url", url, "events", ev, "seed", (json_int_t)seed);
+    if (have_view) lf_job_view_clear(&v);
+    return lf__json(req, 202, j);
+}
+
+/* Idempotency keys: from the body or the Idempotency-Key header (both only
+ * when equal), checked against the fingerprint of the request that used the
+ * key first (Stripe's rule: reuse with other parameters is a 409). 0, or
+ * answered and -1. */
+static int s_idem(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool seed_random) {
+    const char *hdr = lf_req_header(req, "Idempotency-Key");
+    if (hdr) {
+        if (!*hdr || strlen(hdr) > LF_V_NAME_MAX) {
+            lf__err(req, 400, "invalid_value", "Idempotency-Key", "the Idempotency-Key header must be 1..%d characters", LF_V_NAME_MAX);
+            return -1;
+        }
+        if (st->jr.idem_key && strcmp(st->jr.idem_key, hdr) != 0) {
+            lf__err(req, 400, "invalid_value", "idempotency_key",
+                    "the body's idempotency_key and the Idempotency-Key header differ; send one of them");
+            return -1;
+        }
+        if (!st->jr.idem_key && !(st->jr.idem_key = strdup(hdr))) {
+            lf__err(req, 500, "internal", "", "out of memory");
+            return -1;
+        }
+    }
+    if (!st->jr.idem_key) return 0;
+    char hash[LF_IDEM_HASH_LEN], job[64] = "";
+    int rc = lf_idem_hash(&st->jr, seed_random, hash);
+    lf_store_t *stt = rc ? NULL : lf__store_get(gw);
+    if (!rc) rc = stt ? lf_store_idem_check(stt, st->jr.idem_key, hash, job, sizeof job) : LF_ECONN;
+    lf__store_put(gw, stt, rc);
+    if (rc == LF_EEXIST) {
+        lf__err(req, 409, "conflict", "idempotency_key",
+                "idempotency key '%s' was used for job %s with different parameters; use a new key", st->jr.idem_key, job);
+        return -1;
+    }
+    if (rc) {
+        lf__err_code(req, rc, "idempotency key");
+        return -1;
+    }
+    return 0;
+}
 
 static int s_submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     if (st->stage == 1) {
@@ -67,14 +137,7 @@ static int s_submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
                                st->reply.message[0] ? st->reply.message : lf_strerror(st->reply.code));
             return lf__err_code(req, st->reply.code, "submit");
         }
-        char url[160], ev[180];
-        snprintf(url, sizeof url, "/v1/jobs/%s", st->reply.job_id);
-        snprintf(ev, sizeof ev, "/v1/jobs/%s/events", st->reply.job_id);
-        lf_req_add_header(req, "Location", url);
-        return lf__json(req, 202, json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:I}", "id", st->reply.job_id, "status", "queued",
-                                            "position", (json_int_t)st->reply.position, "duplicate",
-                                            st->reply.duplicate, "url", url, "events", ev, "seed",
-                                            (json_int_t)st->jr.params.seed));
+        return s_submit_answer(gw, req, st);
     }
     json_t *body = lf__body_json(req);
     if (!body) return LF_HTTP_DONE;
@@ -85,18 +148,13 @@ static int s_submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     lf__store_put(gw, stt, 0);
     lf_verr_t e;
     int rc = lf_validate_job(body, &ctx, &st->jr, &e);
+    /* A seed left to us is not part of what the client asked for. */
+    json_t *sv = json_is_object(body) ? json_object_get(body, "seed") : NULL;
+    bool seed_random = !sv || json_is_null(sv) || (json_is_integer(sv) && json_integer_value(sv) == -1);
     json_decref(body);
     if (rc) return lf__verr(req, &e);
-    if (lf__model_unknown(gw, st->jr.params.model))
-        return lf__err(req, 400, "unknown_model", "model",
-                       "no live worker serves model '%s' (GET /v1/models lists them)",
-                       st->jr.params.model);
-    const char *hdr = lf_req_header(req, "Idempotency-Key");
-    if (hdr && !st->jr.idem_key) {
-        if (!*hdr || strlen(hdr) > LF_V_NAME_MAX)
-            return lf__err(req, 400, "invalid_value", "Idempotency-Key", "the Idempotency-Key header must be 1..%d characters", LF_V_NAME_MAX);
-        st->jr.idem_key = strdup(hdr);
-    }
+    if (lf__admit(gw, req, &st->jr.params, "model")) return LF_HTTP_DONE;
+    if (s_idem(gw, req, st, seed_random)) return LF_HTTP_DONE;
     st->stage = 1;
     return lf__submit(gw, req, st, st->jr.idem_key);
 }
@@ -271,8 +329,8 @@ static int s_sse_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t n
         if (gw->hub_store && lf_store_job_get(gw->hub_store, s->job_id, &v) == 0 && s_terminal(v.status)) {
             s_sse_send(s->stream, name, lf__job_json(&v));
         } else {
-            s_sse_send(s->stream, name, json_pack("{s:s,s:s,s:i,s:s?}", "id", s->job_id, "status",
-                                                  lf_job_status_name(ev->status), "code", (json_int_t)ev->code,
+            s_sse_send(s->stream, name, json_pack("{s:s,s:s,s:s,s:s?}", "id", s->job_id, "status",
+                                                  lf_job_status_name(ev->status), "code", lf_err_code_name(ev->code),
                                                   "message", ev->message));
         }
         lf_job_view_clear(&v);

@@ -92,6 +92,7 @@ int lf__err(lf_req_t *req, int status, const char *code, const char *field, cons
     snprintf(fld, sizeof fld, "%s", field ? field : "");
     lf_utf8_truncate(msg, sizeof msg - 1);
     lf_utf8_truncate(fld, sizeof fld - 1);
+    lf_req_set_note(req, code);
     return lf__json(req, status,
                     json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg, "field", fld));
 }
@@ -135,82 +136,98 @@ json_t *lf__body_json(lf_req_t *req) {
 
 /* ---------------------------------------------------------------- models */
 
+/* Rebuild the cached model list from fresh worker views (model_mu held). */
+static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, int64_t now) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        for (size_t k = 0; k < c->n_models; k++) {
+            const char *name = c->models[k].name;
+            if (!name) continue;
+            bool resident = false;
+            for (size_t r = 0; r < c->n_resident; r++)
+                if (c->resident[r] && !strcmp(c->resident[r], name)) resident = true;
+            json_t *found = NULL, *m;
+            size_t idx;
+            json_array_foreach(arr, idx, m) if (!strcmp(json_string_value(json_object_get(m, "name")), name)) found = m;
+            if (!found) {
+                found = json_pack("{s:s,s:s,s:i,s:i}", "name", name, "kind",
+                                  c->models[k].kind ? c->models[k].kind : "", "workers", 0, "resident", 0);
+                json_array_append_new(arr, found);
+            }
+            /* The side the model was trained at (clients' default size); workers agree. */
+            if (c->models[k].resolution && !json_object_get(found, "resolution"))
+                json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
+            json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
+            if (resident)
+                json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
+        }
+    }
+    for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
+    free(gw->ws);
+    gw->ws = ws;
+    gw->n_ws = n;
+    json_decref(gw->models);
+    gw->models = arr;
+    /* LF_DEFAULT_MODEL's default ("lf-diagnostic") means "choose". */
+    lf_fleet_default_model(ws, n, gw->default_model_cfg, gw->default_model, sizeof gw->default_model);
+    gw->models_at_ms = now;
+}
+
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models) {
     int64_t now = lf__mono_ms();
     pthread_mutex_lock(&gw->model_mu);
-    if (!gw->models || now - gw->models_at_ms > 2000) {
+    /* While nothing is known every call looks again, so the first worker is
+     * seen as soon as it registers rather than up to 2 s later. */
+    if (st && (!gw->models || !json_array_size(gw->models) || now - gw->models_at_ms > 2000)) {
         lf_worker_view_t *ws = NULL;
         size_t n = 0;
-        if (st && lf_store_workers_list(st, &ws, &n) == 0) {
-            json_t *arr = json_array();
-            char def[128] = "", user_def[128] = "";
-            for (size_t i = 0; i < n; i++) {
-                const lf_worker_caps_t *c = &ws[i].caps;
-                for (size_t k = 0; k < c->n_models; k++) {
-                    const char *name = c->models[k].name;
-                    if (!name) continue;
-                    /* Default: the first model a user installed; the project's own
-                     * (lf-*: the built-in lf-tiny-shapes) only when there is none. */
-                    if (!lf_validate_is_diagnostic(name)) {
-                        if (strncmp(name, "lf-", 3) != 0 && !user_def[0])
-                            snprintf(user_def, sizeof user_def, "%s", name);
-                        else if (!def[0])
-                            snprintf(def, sizeof def, "%s", name);
-                    }
-                    bool resident = false;
-                    for (size_t r = 0; r < c->n_resident; r++)
-                        if (c->resident[r] && !strcmp(c->resident[r], name)) resident = true;
-                    json_t *found = NULL, *m;
-                    size_t idx;
-                    json_array_foreach(arr, idx, m) if (!strcmp(json_string_value(json_object_get(m, "name")), name)) found = m;
-                    if (!found) {
-                        found = json_pack("{s:s,s:s,s:i,s:i}", "name", name, "kind",
-                                          c->models[k].kind ? c->models[k].kind : "", "workers", 0, "resident", 0);
-                        json_array_append_new(arr, found);
-                    }
-                    /* The side the model was trained at (clients' default size); workers agree. */
-                    if (c->models[k].resolution && !json_object_get(found, "resolution"))
-                        json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
-                    json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
-                    if (resident)
-                        json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
-                }
-            }
-            for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
-            free(ws);
-            if (user_def[0]) snprintf(def, sizeof def, "%s", user_def);
-            json_decref(gw->models);
-            gw->models = arr;
-            if (strcmp(gw->default_model_cfg, "lf-diagnostic") != 0) /* set explicitly */
-                snprintf(gw->default_model, sizeof gw->default_model, "%s", gw->default_model_cfg);
-            else
-                snprintf(gw->default_model, sizeof gw->default_model, "%s", def[0] ? def : "lf-diagnostic");
-            gw->models_at_ms = now;
-        }
+        if (lf_store_workers_list(st, &ws, &n) == 0) s_models_rebuild(gw, ws, n, now);
     }
-    if (default_model)
-        snprintf(default_model, len, "%s", gw->default_model[0] ? gw->default_model : "lf-diagnostic");
+    if (default_model) snprintf(default_model, len, "%s", gw->default_model);
     if (models) *models = gw->models ? json_deep_copy(gw->models) : json_array();
     pthread_mutex_unlock(&gw->model_mu);
 }
 
-bool lf__model_unknown(lf_gateway_t *gw, const char *name) {
-    if (!name) return false;
-    bool unknown = false;
+bool lf__model_served(lf_gateway_t *gw, const char *name) {
     pthread_mutex_lock(&gw->model_mu);
-    /* With no live worker there is nothing to compare against: the job waits
-     * for one (its TTL bounds the wait). */
-    if (gw->models && json_array_size(gw->models) > 0) {
-        unknown = true;
-        size_t i;
-        json_t *m;
-        json_array_foreach(gw->models, i, m) {
-            const char *n = json_string_value(json_object_get(m, "name"));
-            if (n && !strcmp(n, name)) unknown = false;
-        }
-    }
+    bool yes = lf_fleet_serves(gw->ws, gw->n_ws, name);
     pthread_mutex_unlock(&gw->model_mu);
-    return unknown;
+    return yes;
+}
+
+int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *model_field, lf_verr_t *e) {
+    bool known = false;
+    size_t live = lf_link_live(gw->link, &known);
+    pthread_mutex_lock(&gw->model_mu);
+    bool none = !gw->models || !json_array_size(gw->models);
+    pthread_mutex_unlock(&gw->model_mu);
+    /* Just after start silence proves nothing, so a farm known to have
+     * workers gets the link's own retries; one with nothing known gets the
+     * first missing piece named. */
+    if (live == 0 && (known || none))
+        return lf_verr_set(e, 503, "unavailable", "", "no broker is reachable right now; retry later (GET /readyz tells when the farm is ready)");
+    pthread_mutex_lock(&gw->model_mu);
+    none = !gw->models || !json_array_size(gw->models);
+    bool served = !none && lf_fleet_serves(gw->ws, gw->n_ws, p->model);
+    int fit = served ? lf_fleet_fit(gw->ws, gw->n_ws, p, e) : 0;
+    pthread_mutex_unlock(&gw->model_mu);
+    if (none)
+        return lf_verr_set(e, 503, "unavailable", "", "no worker has registered a model yet; retry later (GET /readyz tells when the farm is ready)");
+    if (!served) {
+        char clip[129];
+        return lf_verr_set(e, 400, "unknown_model", model_field, "no live worker serves model '%s' (GET /v1/models lists them)",
+                           lf_utf8_clip(p->model, clip, sizeof clip));
+    }
+    return fit ? LF_EINVAL : 0;
+}
+
+int lf__admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p, const char *model_field) {
+    lf_verr_t e;
+    if (lf__admit_check(gw, p, model_field, &e) == 0) return 0;
+    if (e.status == 503) lf_req_add_header(req, "Retry-After", "2");
+    lf__verr(req, &e);
+    return -1;
 }
 
 /* The side a live worker says the model was trained at (GET /v1/models
@@ -231,6 +248,8 @@ static uint32_t s_model_resolution(void *ud, const char *name) {
 
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
+    /* A stand-in while no model is known; lf__admit answers 503 then. */
+    if (!buf[0]) snprintf(buf, len, "lf-diagnostic");
     memset(ctx, 0, sizeof *ctx);
     ctx->default_model = buf;
     ctx->random_seed = lf__random_seed();
@@ -362,17 +381,70 @@ static int s_static(lf_gateway_t *gw, lf_req_t *req, const char *path) {
     return LF_HTTP_DONE;
 }
 
-static int s_healthz(lf_gateway_t *gw, lf_req_t *req) {
+/* What /healthz and /readyz report: Redis, live brokers (heard within
+ * the heartbeat liveness), live workers (fresh from Redis). */
+static void s_health(lf_gateway_t *gw, lf_fleet_health_t *h, double *rtt, json_t **models) {
     lf_store_t *st = lf__store_get(gw);
-    double rtt = 0;
-    int rc = st ? lf_store_ping(st, &rtt) : LF_ECONN;
+    int rc = st ? lf_store_ping(st, rtt) : LF_ECONN;
+    memset(h, 0, sizeof *h);
+    h->redis_ok = rc == 0;
+    h->brokers_live = lf_link_live(gw->link, NULL);
+    if (h->redis_ok) {
+        lf_worker_view_t *ws = NULL;
+        size_t n = 0;
+        if (lf_store_workers_list(st, &ws, &n) == 0) {
+            lf_fleet_count(ws, n, &h->workers, &h->workers_with_models);
+            pthread_mutex_lock(&gw->model_mu);
+            s_models_rebuild(gw, ws, n, lf__mono_ms()); /* takes ws */
+            pthread_mutex_unlock(&gw->model_mu);
+        } else {
+            h->redis_ok = false;
+        }
+    }
     lf__store_put(gw, st, rc);
+    if (models) {
+        *models = json_array();
+        json_t *all = NULL, *m;
+        size_t i;
+        lf__models(gw, NULL, NULL, 0, &all);
+        json_array_foreach(all, i, m) json_array_append(*models, json_object_get(m, "name"));
+        json_decref(all);
+    }
+}
+
+/* Liveness of the gateway and what it can see: 503 only when Redis does
+ * not answer; no broker or no worker is "degraded" (GET /readyz is the
+ * question "can I submit now?"). */
+static int s_healthz(lf_gateway_t *gw, lf_req_t *req) {
+    lf_fleet_health_t h;
+    double rtt = 0;
+    s_health(gw, &h, &rtt, NULL);
     lf_link_stats_t ls;
     lf_link_stats(gw->link, &ls);
-    return lf__json(req, rc ? 503 : 200,
-                    json_pack("{s:s,s:b,s:f,s:i,s:I}", "status", rc ? "degraded" : "ok", "redis", rc == 0,
-                              "redis_rtt_us", rtt, "brokers", (json_int_t)gw->n_brokers, "in_flight",
-                              (json_int_t)ls.in_flight));
+    const char *status = !h.redis_ok ? "down" : lf_fleet_not_ready(&h, NULL, 0) ? "degraded" : "ok";
+    return lf__json(req, h.redis_ok ? 200 : 503,
+                    json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I}", "status", status, "redis", h.redis_ok,
+                              "redis_rtt_us", rtt, "brokers", (json_int_t)h.brokers_live,
+                              "brokers_configured", (json_int_t)gw->n_brokers, "workers",
+                              (json_int_t)h.workers, "in_flight", (json_int_t)ls.in_flight));
+}
+
+static int s_readyz(lf_gateway_t *gw, lf_req_t *req) {
+    lf_fleet_health_t h;
+    double rtt = 0;
+    json_t *models = NULL;
+    s_health(gw, &h, &rtt, &models);
+    const char *why[4];
+    size_t n = lf_fleet_not_ready(&h, why, 4);
+    if (n) {
+        json_decref(models);
+        json_t *reasons = json_array();
+        for (size_t i = 0; i < n; i++) json_array_append_new(reasons, json_string(why[i]));
+        lf_req_add_header(req, "Retry-After", "1");
+        return lf__json(req, 503, json_pack("{s:b,s:o}", "ready", 0, "reasons", reasons));
+    }
+    return lf__json(req, 200, json_pack("{s:b,s:I,s:I,s:o}", "ready", 1, "brokers", (json_int_t)h.brokers_live,
+                                        "workers", (json_int_t)h.workers, "models", models));
 }
 
 /* Constant-time comparison of an offered key with the configured ones. */
@@ -390,12 +462,15 @@ static bool s_key_ok(lf_gateway_t *gw, const char *key) {
     return ok;
 }
 
-static const char *s_offered_key(lf_req_t *req) {
+/* The key from the headers; from ?api_key= only on event streams, where a
+ * browser's EventSource cannot send headers (elsewhere a key in the URL
+ * would end up in logs and histories for nothing). */
+static const char *s_offered_key(lf_req_t *req, const lf_route_t *route) {
     const char *a = lf_req_header(req, "Authorization");
     if (a && !strncasecmp(a, "Bearer ", 7)) return a + 7;
     const char *x = lf_req_header(req, "X-API-Key");
     if (x) return x;
-    return lf_req_query(req, "api_key");
+    return route->id == LF_ROUTE_JOB_EVENTS ? lf_req_query(req, "api_key") : NULL;
 }
 
 static void s_state_free(void *p) {
@@ -446,7 +521,7 @@ static int s_handle(void *ud, lf_req_t *req) {
     lf_req_set_tag(req, (int)m.route->id);
     const char *key = NULL;
     if (m.route->auth && gw->n_keys) {
-        key = s_offered_key(req);
+        key = s_offered_key(req, m.route);
         if (!s_key_ok(gw, key)) {
             lf_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"lightfarm\"");
             return lf__err(req, 401, "unauthorized", "", key ? "the API key is not valid" : "an API key is required (Authorization: Bearer <key>)");
@@ -463,6 +538,7 @@ static int s_handle(void *ud, lf_req_t *req) {
     }
     switch (m.route->id) {
     case LF_ROUTE_HEALTHZ: return s_healthz(gw, req);
+    case LF_ROUTE_READYZ: return s_readyz(gw, req);
     case LF_ROUTE_METRICS: return lf__metrics(gw, req);
     case LF_ROUTE_OPENAPI: {
         extern const char lf_openapi_json[];
@@ -559,8 +635,33 @@ static int s_load_curve(const lf_config_t *cfg, s_curve_keys_t *k, bool *on, cha
     return 0;
 }
 
+/* One line per 4xx/5xx answer (info for 4xx, warn for 5xx; not for the
+ * health probes), at most
+ * LF__LOG_RATE a second after a burst of LF__LOG_BURST, so a flood of bad
+ * requests cannot fill the disk; the next line says how many were held
+ * back. */
+#define LF__LOG_RATE 10.0
+#define LF__LOG_BURST 50.0
+static void s_log_answer(lf_gateway_t *gw, lf_req_t *req, int status) {
+    if (status < 400 || !gw->log_rl) return;
+    /* Probes answer 503 on purpose while the farm starts; they are polled. */
+    int tag = lf_req_tag(req);
+    if (tag == LF_ROUTE_HEALTHZ || tag == LF_ROUTE_READYZ) return;
+    if (!lf_ratelimit_take(gw->log_rl, "http", lf__mono_ms(), NULL)) {
+        atomic_fetch_add(&gw->log_dropped, 1);
+        return;
+    }
+    uint64_t dropped = atomic_exchange(&gw->log_dropped, 0);
+    const char *code = lf_req_note(req);
+    char more[64] = "";
+    if (dropped) snprintf(more, sizeof more, " (%llu earlier lines held back)", (unsigned long long)dropped);
+    lf_log(status >= 500 ? LF_LOG_WARN : LF_LOG_INFO, "http: %s %.200s %d %s%s", lf_req_method(req),
+           lf_req_path(req), status, code[0] ? code : "-", more);
+}
+
 static void s_done(void *ud, lf_req_t *req, int status, int64_t us) {
     lf_gateway_t *gw = ud;
+    s_log_answer(gw, req, status);
     int tag = lf_req_tag(req);
     if (tag < 0 || tag >= LF_ROUTE__COUNT) tag = 0;
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
@@ -613,6 +714,8 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
         gw->rl = lf_ratelimit_new((double)cfg->rate_limit, burst < 1 ? 1 : burst, 4096);
         if (!gw->rl) goto fail;
     }
+    gw->log_rl = lf_ratelimit_new(LF__LOG_RATE, LF__LOG_BURST, 4);
+    if (!gw->log_rl) goto fail;
     snprintf(gw->redis_host, sizeof gw->redis_host, "%s", cfg->redis_host ? cfg->redis_host : "127.0.0.1");
     snprintf(gw->redis_prefix, sizeof gw->redis_prefix, "%s", cfg->redis_prefix ? cfg->redis_prefix : "lf:");
     gw->sopts = (lf_store_opts_t){.host = gw->redis_host, .port = (int)cfg->redis_port,
@@ -628,7 +731,8 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
     if (s_load_curve(cfg, &keys, &curve_on, err, errlen)) goto fail;
     lf_link_curve_t curve = {keys.server, keys.pub, keys.sec};
     gw->link = lf_link_new(cfg->frontend.items, cfg->frontend.n, 2000, (int)cfg->request_timeout_ms,
-                           curve_on ? &curve : NULL, err, errlen);
+                           (int)cfg->heartbeat_ms, (int)cfg->heartbeat_liveness, curve_on ? &curve : NULL, err,
+                           errlen);
     gw->hub = gw->link ? lf_hub_new(cfg->events.items, cfg->events.n, gw, curve_on ? &curve : NULL, err, errlen)
                        : NULL;
     explicit_bzero(&keys, sizeof keys); /* the sockets hold their own copies */
@@ -660,7 +764,10 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     for (size_t i = 0; i < gw->n_keys; i++) free(gw->api_keys[i]);
     free(gw->api_keys);
     lf_ratelimit_destroy(&gw->rl);
+    lf_ratelimit_destroy(&gw->log_rl);
     json_decref(gw->models);
+    for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
+    free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);
     pthread_mutex_destroy(&gw->model_mu);
     pthread_mutex_destroy(&gw->a_mu);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "lf_config.h"
+#include "lf_fleet.h"
 #include "lf_gateway.h"
 #include "lf_http.h"
 #include "lf_hub.h"
@@ -52,11 +53,18 @@ struct lf_gateway {
     lf_store_t *pool[LF__POOL_MAX];
     int n_pool;
 
-    /* Models the live workers advertise, refreshed every ~2 s. */
+    /* Models the live workers advertise, refreshed every ~2 s (at once while
+     * none is known), and the worker views they came from (lf_fleet). */
     pthread_mutex_t model_mu;
     json_t *models;          /* array of {name, kind, workers, resident} */
-    char default_model[128];
+    char default_model[128]; /* "" while no worker advertises a model */
     int64_t models_at_ms;
+    lf_worker_view_t *ws;
+    size_t n_ws;
+
+    /* 4xx/5xx log lines: a token bucket, and how many it held back. */
+    lf_ratelimit_t *log_rl;
+    atomic_uint_fast64_t log_dropped;
 
     /* A1111 jobs in flight through this gateway (progress, interrupt). */
     pthread_mutex_t a_mu;
@@ -106,13 +114,23 @@ int64_t lf__mono_ms(void);
 /* A random seed in 0..2^32-1. */
 int64_t lf__random_seed(void);
 
-/* Default model and model list (cached). */
+/* Default model ("" while no worker has advertised one) and model list
+ * (cached; st may be NULL: the cache is used as it is). */
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
-/* The validate context (default model filled in). */
-/* True when live workers are known and none of them serves model `name`
- * (uses the list lf__validate_ctx refreshed). */
-bool lf__model_unknown(lf_gateway_t *gw, const char *name);
+/* The validate context: the default model filled in (the diagnostic model as
+ * a stand-in while none is known: lf__admit then answers 503). */
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);
+/* May this validated job go to a broker? Uses the list lf__validate_ctx
+ * refreshed. 0 = yes. Otherwise it has answered (503 + Retry-After when no
+ * broker is live or no worker has advertised a model; 400 unknown_model
+ * naming model_field; 400 naming width/batch_size when no live worker could
+ * ever run it) and returns -1. */
+int lf__admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p, const char *model_field);
+/* The same decision without answering: 0, or LF_EINVAL with *e set (status
+ * 503 wants a Retry-After), for routes that answer in another shape. */
+int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *model_field, lf_verr_t *e);
+/* Is model `name` served by a live worker (cached list)? */
+bool lf__model_served(lf_gateway_t *gw, const char *name);
 
 /* A job view as the API shows it (caller owns). */
 json_t *lf__job_json(const lf_job_view_t *v);

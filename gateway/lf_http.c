@@ -59,7 +59,14 @@ struct lf_req {
     void *state;
     void (*state_free)(void *);
     int tag;
+    char note[48];
 };
+
+/* Per connection (libmicrohttpd's socket context): the unescaper saw a %00
+ * in the URL of the request being read. */
+typedef struct {
+    bool nul_in_url;
+} s_conn_t;
 
 struct lf_stream {
     atomic_int refs;
@@ -119,6 +126,8 @@ int64_t lf_req_started_us(const lf_req_t *req) { return req->started_us; }
 void *lf_req_state(const lf_req_t *req) { return req->state; }
 void lf_req_set_tag(lf_req_t *req, int tag) { req->tag = tag; }
 int lf_req_tag(const lf_req_t *req) { return req->tag; }
+void lf_req_set_note(lf_req_t *req, const char *note) { snprintf(req->note, sizeof req->note, "%s", note ? note : ""); }
+const char *lf_req_note(const lf_req_t *req) { return req->note; }
 
 void lf_req_set_state(lf_req_t *req, void *state, void (*free_fn)(void *)) {
     if (req->state_free && req->state != state) req->state_free(req->state);
@@ -327,6 +336,7 @@ lf_stream_t *lf_req_respond_stream(lf_req_t *req, int status, const char *ctype)
 /* ----------------------------------------------------------- callbacks */
 
 static void s_json_error(lf_req_t *r, int status, const char *code, const char *msg) {
+    lf_req_set_note(r, code);
     char body[256];
     int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"field\":\"\"}}",
                      code, msg);
@@ -372,6 +382,13 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->client, sizeof r->client);
         }
         *con_cls = r;
+        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        s_conn_t *cc = sc ? sc->socket_context : NULL;
+        if (cc && cc->nul_in_url) {
+            cc->nul_in_url = false;
+            s_json_error(r, 400, "invalid_value", "the URL holds an encoded NUL byte (%00)");
+            return s_queue(r);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > h->o.max_body) {
             /* Refuse before reading a byte of it. */
@@ -444,6 +461,32 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     lf_req_unref(&r);
 }
 
+static void s_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)cls, (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(s_conn_t)); /* NULL: no %00 check, nothing worse */
+    } else {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* libmicrohttpd's own unescaping, noting an encoded NUL on the connection
+ * first (the decoded string would end there, unseen). */
+static size_t s_unescape(void *cls, struct MHD_Connection *conn, char *uri) {
+    (void)cls;
+    for (const char *p = uri; (p = strchr(p, '%')) != NULL; p++) {
+        if (p[1] == '0' && p[2] == '0') {
+            const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            s_conn_t *cc = sc ? sc->socket_context : NULL;
+            if (cc) cc->nul_in_url = true;
+            break;
+        }
+    }
+    return MHD_http_unescape(uri);
+}
+
 static void s_mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char line[512];
@@ -479,6 +522,8 @@ lf_http_t *lf_http_new(const lf_http_opts_t *opts, char *err, size_t errlen) {
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, s_notify_conn, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL,
         MHD_OPTION_END);
     if (!h->d) {

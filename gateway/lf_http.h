@@ -12,6 +12,9 @@
  * submit waits for the broker's ACCEPTED and how a blocking A1111 call waits
  * for its job without holding a thread.
  *
+ * A URL whose path or query holds an encoded NUL (%00) is answered 400
+ * before the handler runs: decoded, it would silently cut the string.
+ *
  * Streams (Server-Sent Events): lf_req_respond_stream() answers with a body
  * of unknown length fed by lf_stream_write() from any thread; when the
  * buffer is empty the connection is suspended and a write resumes it.
@@ -71,6 +74,10 @@ void lf_req_set_state(lf_req_t *req, void *state, void (*free_fn)(void *));
 /* A small integer the handler may set (route id, for metrics). */
 void lf_req_set_tag(lf_req_t *req, int tag);
 int lf_req_tag(const lf_req_t *req);
+/* A short note about the answer (the error code, for the log); copied and
+ * truncated to 47 characters. lf_req_note never returns NULL ("" unset). */
+void lf_req_set_note(lf_req_t *req, const char *note);
+const char *lf_req_note(const lf_req_t *req);
 
 /* Add a header to the coming response (copied). */
 int lf_req_add_header(lf_req_t *req, const char *name, const char *value);

@@ -50,6 +50,14 @@ struct lf_link {
     atomic_bool stop;
     atomic_uint_fast64_t next_req;
     int try_ms, total_ms;
+    /* Liveness: a heartbeat to every broker each hb_ms; any message back
+     * (its answer, a reply) is a sign of life, written by the link thread
+     * and read by HTTP threads (lf_link_live). */
+    int hb_ms, liveness;
+    int64_t started_ms, hb_sent_ms;
+    atomic_int_fast64_t heard_ms[S_MAX_BROKERS];
+    uint8_t *hb_bytes;
+    size_t hb_len;
     /* queue from HTTP threads */
     pthread_mutex_t mu;
     s_pend_t *qhead, *qtail;
@@ -147,6 +155,9 @@ static bool s_send(lf_link_t *self, s_pend_t *p) {
 
 static void s_on_message(lf_link_t *self, const uint8_t *buf, size_t len) {
     lf_msg_t m = {0};
+    /* A heartbeat's answer (a heartbeat, or a REPLY to req_id 0 from a broker
+     * that takes only submit and cancel) needs no more than the sign of life
+     * the caller already recorded. */
     if (lf_msg_decode(buf, len, &m, NULL) != 0) {
         lf_warn("link: undecodable message from a broker (%zu bytes)", len);
         return;
@@ -256,7 +267,19 @@ static void *s_run(void *arg) {
     int64_t last_sweep = 0;
     zmq_msg_t msg;
     while (!atomic_load(&self->stop)) {
-        int rc = zmq_poll(items, (int)(self->n + 1 + n_mon), self->count ? timeout : 1000);
+        int64_t before = s_now_ms();
+        if (before - self->hb_sent_ms >= self->hb_ms) {
+            /* A broker we cannot send to (not connected: ZMQ_IMMEDIATE) is
+             * skipped; its silence makes it count as dead. */
+            for (size_t i = 0; i < self->n; i++)
+                zmq_send(self->dealer[i], self->hb_bytes, self->hb_len, ZMQ_DONTWAIT);
+            self->hb_sent_ms = before;
+        }
+        int wait = self->count ? timeout : 1000;
+        int to_hb = (int)(self->hb_sent_ms + self->hb_ms - before);
+        if (to_hb < 1) to_hb = 1;
+        if (to_hb < wait) wait = to_hb;
+        int rc = zmq_poll(items, (int)(self->n + 1 + n_mon), wait);
         if (rc < 0 && errno != EINTR) break;
         int64_t now = s_now_ms();
         for (size_t j = 0; j < n_mon; j++)
@@ -280,6 +303,7 @@ static void *s_run(void *arg) {
                     zmq_msg_init(&msg);
                     if (zmq_msg_recv(&msg, self->dealer[i], 0) < 0) break;
                 }
+                atomic_store(&self->heard_ms[i], now);
                 s_on_message(self, zmq_msg_data(&msg), zmq_msg_size(&msg));
                 zmq_msg_close(&msg);
             }
@@ -322,8 +346,8 @@ int lf_link_curve_apply(void *zsock, const lf_link_curve_t *curve, char *err, si
     return 0;
 }
 
-lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms,
-                       const lf_link_curve_t *curve, char *err, size_t errlen) {
+lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, int heartbeat_ms,
+                       int liveness, const lf_link_curve_t *curve, char *err, size_t errlen) {
     if (n < 1 || n > S_MAX_BROKERS) {
         snprintf(err, errlen, "need 1..%d broker frontends", S_MAX_BROKERS);
         return NULL;
@@ -332,9 +356,15 @@ lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_m
     if (!self) return NULL;
     self->try_ms = try_ms > 0 ? try_ms : 2000;
     self->total_ms = total_ms > self->try_ms ? total_ms : self->try_ms;
+    self->hb_ms = heartbeat_ms > 0 ? heartbeat_ms : LF_HEARTBEAT_MS;
+    self->liveness = liveness > 0 ? liveness : LF_HEARTBEAT_LIVENESS;
+    self->started_ms = s_now_ms();
+    for (size_t i = 0; i < S_MAX_BROKERS; i++) atomic_init(&self->heard_ms[i], 0);
     self->efd = -1;
     pthread_mutex_init(&self->mu, NULL);
     atomic_init(&self->next_req, 1);
+    lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
+    if (lf_msg_encode(&hb, &self->hb_bytes, &self->hb_len) != 0) goto fail;
     self->zctx = zmq_ctx_new();
     if (!self->zctx) goto fail;
     for (size_t i = 0; i < n; i++) {
@@ -409,6 +439,7 @@ void lf_link_destroy(lf_link_t **self_p) {
     if (self->zctx) zmq_ctx_term(self->zctx);
     if (self->efd >= 0) close(self->efd);
     free(self->table);
+    free(self->hb_bytes);
     pthread_mutex_destroy(&self->mu);
     free(self);
     *self_p = NULL;
@@ -445,6 +476,17 @@ int lf_link_send(lf_link_t *self, lf_msg_t *msg, lf_link_fn fn, void *arg) {
         if (write(self->efd, &one, sizeof one) < 0 && errno != EAGAIN) return 0;
     }
     return 0;
+}
+
+size_t lf_link_live(lf_link_t *self, bool *known) {
+    int64_t now = s_now_ms(), window = (int64_t)self->hb_ms * self->liveness;
+    size_t live = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        int64_t h = atomic_load(&self->heard_ms[i]);
+        if (h && now - h <= window) live++;
+    }
+    if (known) *known = live > 0 || now - self->started_ms > window;
+    return live;
 }
 
 void lf_link_stats(lf_link_t *self, lf_link_stats_t *out) {

@@ -52,9 +52,17 @@ int lf_link_curve_apply(void *zsock, const lf_link_curve_t *curve, char *err, si
 
 /* Connect to every endpoint (tcp://host:port) and start the thread.
  * try_ms: wait per broker before retrying on the next; total_ms: give up.
+ * heartbeat_ms, liveness: a heartbeat goes to each broker every
+ * heartbeat_ms; a broker not heard from for heartbeat_ms * liveness counts
+ * as dead (0: LF_HEARTBEAT_MS, LF_HEARTBEAT_LIVENESS).
  * curve: NULL or keys (see above). NULL with a reason in err. Caller owns. */
-lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms,
-                       const lf_link_curve_t *curve, char *err, size_t errlen);
+lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, int heartbeat_ms,
+                       int liveness, const lf_link_curve_t *curve, char *err, size_t errlen);
+
+/* How many brokers were heard from (any message) within the liveness
+ * window. *known (may be NULL) is false during the first window after
+ * start, while silence proves nothing yet. Any thread. */
+size_t lf_link_live(lf_link_t *self, bool *known);
 /* Stop: pending requests are answered with LF_ECANCELED first. */
 void lf_link_destroy(lf_link_t **self_p);
 /* Answer every pending request with LF_ECANCELED and refuse new ones,

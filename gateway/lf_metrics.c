@@ -108,6 +108,9 @@ int lf__metrics(lf_gateway_t *gw, lf_req_t *req) {
               "lf_gateway_broker_requests_total{result=\"retried\"} %llu\nlf_gateway_broker_requests_total{result=\"timed_out\"} %llu\n"
               "# TYPE lf_gateway_broker_in_flight gauge\nlf_gateway_broker_in_flight %llu\n",
           (unsigned long long)ls.sent, (unsigned long long)ls.retried, (unsigned long long)ls.timed_out, (unsigned long long)ls.in_flight);
+    s_put(&o, "# TYPE lf_gateway_brokers_live gauge\nlf_gateway_brokers_live %zu\n# TYPE lf_gateway_brokers_configured gauge\n"
+              "lf_gateway_brokers_configured %zu\n",
+          lf_link_live(gw->link, NULL), gw->n_brokers);
     lf_hub_stats_t hs;
     lf_hub_stats(gw->hub, &hs);
     s_put(&o, "# TYPE lf_gateway_events_total counter\nlf_gateway_events_total %llu\n# TYPE lf_gateway_subscribers gauge\nlf_gateway_subscribers %llu\n",

@@ -33,11 +33,24 @@ static int s_oerr(lf_req_t *req, int status, const char *code, const char *param
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    lf_utf8_truncate(msg, sizeof msg - 1); /* echoes user text */
     return lf__json(req, status, lf_openai_map_error(status, code, param, msg));
 }
 
 static int s_overr(lf_req_t *req, const lf_verr_t *e) {
     return s_oerr(req, e->status ? e->status : 400, e->code ? e->code : "invalid_value", e->field, "%s", e->message);
+}
+
+/* An unknown model, no farm yet, or a job no worker could run: lf__admit's
+ * decision in OpenAI's shape (the param is the OpenAI field: size, n). */
+static int s_admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p) {
+    lf_verr_t e;
+    if (lf__admit_check(gw, p, "model", &e) == 0) return 0;
+    if (e.status == 503) lf_req_add_header(req, "Retry-After", "2");
+    if (!strcmp(e.field, "width") || !strcmp(e.field, "height")) snprintf(e.field, sizeof e.field, "size");
+    else if (!strcmp(e.field, "batch_size")) snprintf(e.field, sizeof e.field, "n");
+    s_overr(req, &e);
+    return -1;
 }
 
 /* An LF_E* code from the store or link, as lf__err_code answers it. */
@@ -264,11 +277,7 @@ static int s_edit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         s_overr(req, &e);
         goto out;
     }
-    if (lf__model_unknown(gw, st->jr.params.model)) {
-        s_oerr(req, 400, "unknown_model", "model", "no live worker serves model '%s' (GET /v1/models lists them)",
-               st->jr.params.model);
-        goto out;
-    }
+    if (s_admit(gw, req, &st->jr.params)) goto out;
     char id[64];
     /* This answers itself on failure (in the native shape: a corrupt image
      * or Redis, both past the checks above). */
@@ -296,9 +305,7 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool ed
             if (s_edit(gw, req, st)) return LF_HTTP_DONE;
         } else {
             if (s_generation(gw, req, st)) return LF_HTTP_DONE;
-            if (lf__model_unknown(gw, st->jr.params.model))
-                return s_oerr(req, 400, "unknown_model", "model",
-                              "no live worker serves model '%s' (GET /v1/models lists them)", st->jr.params.model);
+            if (s_admit(gw, req, &st->jr.params)) return LF_HTTP_DONE;
         }
         st->img2img = edit;
         st->stage = 1;

@@ -18,6 +18,7 @@
 
 #define LF_ROUTE_LIST(X)                                                                 \
     X(HEALTHZ, "GET", "/healthz", false)                                                 \
+    X(READYZ, "GET", "/readyz", false)                                                   \
     X(METRICS, "GET", "/metrics", false)                                                 \
     X(OPENAPI, "GET", "/openapi.json", false)                                            \
     X(JOB_SUBMIT, "POST", "/v1/jobs", true)                                              \
@@ -47,7 +48,20 @@
     X(A_SAMPLERS, "GET", "/sdapi/v1/samplers", true)                                     \
     X(A_SCHEDULERS, "GET", "/sdapi/v1/schedulers", true)                                 \
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \
-    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                 \
+    X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                  \
+    X(A_SKIP, "POST", "/sdapi/v1/skip", true)                                            \
+    X(A_REFRESH_CKPT, "POST", "/sdapi/v1/refresh-checkpoints", true)                     \
+    X(A_REFRESH_LORAS, "POST", "/sdapi/v1/refresh-loras", true)                          \
+    X(A_MEMORY, "GET", "/sdapi/v1/memory", true)                                         \
+    X(A_CMD_FLAGS, "GET", "/sdapi/v1/cmd-flags", true)                                   \
+    X(A_EMBEDDINGS, "GET", "/sdapi/v1/embeddings", true)                                 \
+    X(A_FACE_RESTORERS, "GET", "/sdapi/v1/face-restorers", true)                         \
+    X(A_REALESRGAN, "GET", "/sdapi/v1/realesrgan-models", true)                          \
+    X(A_PROMPT_STYLES, "GET", "/sdapi/v1/prompt-styles", true)                           \
+    X(A_SCRIPT_INFO, "GET", "/sdapi/v1/script-info", true)                               \
+    X(A_SCRIPTS, "GET", "/sdapi/v1/scripts", true)                                       \
+    X(A_EXTENSIONS, "GET", "/sdapi/v1/extensions", true)                                 \
+    X(A_INTERROGATE, "POST", "/sdapi/v1/interrogate", true)                              \
     X(O_GENERATE, "POST", "/v1/images/generations", true)                                \
     X(O_EDIT, "POST", "/v1/images/edits", true)                                          \
     X(O_MODEL, "GET", "/v1/models/{id}", true)

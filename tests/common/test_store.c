@@ -306,6 +306,32 @@ static void test_idempotency(void **state) {
     assert_int_equal(out[1].position, 0);
 }
 
+/* The gateway's fingerprint beside an idempotency key: recorded on first
+ * use, equal on a retry, a conflict once the key names a job submitted with
+ * another fingerprint, replaced while no job exists yet. */
+static void test_idem_fingerprint(void **state) {
+    lf_store_t *s = *state;
+    char job[64] = "x";
+    assert_int_equal(lf_store_idem_check(s, "k9", "aaaa", job, sizeof job), 0);
+    assert_string_equal(job, "");
+    /* No job yet: another request may take the key over. */
+    assert_int_equal(lf_store_idem_check(s, "k9", "bbbb", job, sizeof job), 0);
+    char id[40];
+    s_submit(s, "m1", LF_PRIO_NORMAL, "k9", 0, 0, s_now(), id);
+    assert_int_equal(lf_store_idem_check(s, "k9", "bbbb", job, sizeof job), 0);
+    assert_string_equal(job, id);
+    assert_int_equal(lf_store_idem_check(s, "k9", "cccc", job, sizeof job), LF_EEXIST);
+    assert_string_equal(job, id);
+    /* The retry with the first fingerprint still matches. */
+    assert_int_equal(lf_store_idem_check(s, "k9", "bbbb", NULL, 0), 0);
+    /* A key submitted before fingerprints existed adopts the first one. */
+    s_submit(s, "m1", LF_PRIO_NORMAL, "old", 0, 0, s_now(), id);
+    assert_int_equal(lf_store_idem_check(s, "old", "dddd", job, sizeof job), 0);
+    assert_string_equal(job, id);
+    assert_int_equal(lf_store_idem_check(s, "old", "eeee", job, sizeof job), LF_EEXIST);
+    assert_int_equal(lf_store_idem_check(s, "", "eeee", job, sizeof job), LF_EINVAL);
+}
+
 static void test_lease_expiry_requeue_dead_letter(void **state) {
     lf_store_t *s = *state;
     int64_t now = s_now();
@@ -782,6 +808,7 @@ int main(void) {
         T(test_fifo_priority),
         T(test_peek_for),
         T(test_idempotency),
+        T(test_idem_fingerprint),
         T(test_lease_expiry_requeue_dead_letter),
         T(test_requeue_refund_and_fail),
         T(test_cancel),

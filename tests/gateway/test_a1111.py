@@ -1,6 +1,8 @@
 """test_a1111: the gateway's AUTOMATIC1111 subset, driven by the webuiapi
 client from PyPI exactly as users drive a real A1111: txt2img, img2img,
-options get/set, sd-models, samplers, schedulers, progress and interrupt.
+options get/set (unknown checkpoints refused), sd-models, samplers,
+schedulers, progress and interrupt, and the rest of the surface clients call
+(memory, cmd-flags, embeddings, scripts, refresh-*, skip; interrogate 501).
 
 Starts its own redis-server, lightfarm-broker, lightfarm-worker and
 lightfarm-gateway on free loopback ports.
@@ -15,6 +17,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import webuiapi
@@ -132,6 +135,50 @@ class A1111(unittest.TestCase):
         self.assertIn("Euler a", names)
         self.assertIn("DPM++ 2M", names)
         self.assertIn("karras", [s["name"] for s in self.api.get_schedulers()])
+
+    def test_surface_clients_call(self):
+        # The routes A1111 clients call besides generation, each in A1111's shape.
+        mem = self.api.get_memory()
+        self.assertGreater(mem["ram"]["total"], mem["ram"]["used"])
+        self.assertGreater(mem["ram"]["used"], 0)
+        self.assertIn("error", mem["cuda"])
+        flags = self.api.get_cmd_flags()
+        self.assertIsInstance(flags, dict)
+        self.assertTrue(flags["api"])
+        self.assertEqual(self.api.get_embeddings(), {"loaded": {}, "skipped": {}})
+        self.assertEqual(self.api.get_scripts(), {"txt2img": [], "img2img": []})
+        self.assertEqual(self.api.get_face_restorers(), [])
+        self.assertEqual(self.api.get_realesrgan_models(), [])
+        self.assertEqual(self.api.get_prompt_styles(), [])
+        self.assertIsNone(self.api.refresh_checkpoints())
+        self.assertEqual(self.api.skip(), {})
+        for path in ("script-info", "extensions"):
+            with urllib.request.urlopen(self.api.get_endpoint(path, True), timeout=5) as r:
+                self.assertEqual(r.status, 200)
+        req = urllib.request.Request(self.api.get_endpoint("refresh-loras", True), data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            self.assertEqual(r.read(), b"null")
+        # No captioning model on the farm: a clear 501, not a 404.
+        with self.assertRaises(RuntimeError) as cm:
+            self.api.interrogate(Image.new("RGB", (8, 8)))
+        self.assertEqual(cm.exception.args[0], 501)
+        self.assertIn("not_implemented", cm.exception.args[1])
+
+    def test_unknown_checkpoint_refused(self):
+        # As A1111: an unknown checkpoint is refused naming the field, and
+        # not stored (later calls keep working).
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            req = urllib.request.Request(self.api.get_endpoint("options", True),
+                                         data=b'{"sd_model_checkpoint":"nope"}', method="POST",
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=5)
+        self.assertEqual(cm.exception.code, 400)
+        body = cm.exception.read().decode()
+        self.assertIn('"field":"sd_model_checkpoint"', body)
+        self.assertIn("unknown_model", body)
+        self.assertNotEqual(self.api.get_options()["sd_model_checkpoint"], "nope")
+        r = self.api.txt2img(prompt="still works", width=64, height=64, steps=1)
+        self.assertEqual(len(r.images), 1)
 
     def test_progress_and_interrupt(self):
         out = {}

@@ -3,9 +3,9 @@
  * certificates the test makes (zcert) and a broker that allows only the
  * public keys in its clients folder.
  *
- * An allowed gateway submits a job over HTTP; a worker whose key is not
- * listed never gets it (it stays queued and no worker registers); once an
- * allowed worker starts the job completes, and an SSE stream shows progress
+ * An allowed gateway's broker link works (the broker answers its
+ * heartbeats); a worker whose key is not listed never registers (a submit
+ * is told so with a 503); once an allowed worker starts a job completes, and an SSE stream shows progress
  * events, which come only through the gateway's SUB socket. A gateway whose
  * key is not listed answers a submit with a 503 JSON error within its
  * request timeout and stays up. Misconfigured CURVE settings make the
@@ -294,18 +294,37 @@ static void s_log_has(const char *name, const char *want) {
 
 static void test_unlisted_worker_waits_allowed_worker_completes(void **state) {
     (void)state;
-    char *id = s_submit(3, 0); /* 202: gateway -> broker works under CURVE */
-    /* Only the unlisted worker runs: it never registers nor gets the job. */
+    /* Gateway -> broker works under CURVE: the broker answers the gateway's
+     * heartbeats, so /readyz counts it live (and lacks only a worker). */
+    json_t *r = NULL;
+    long long end = s_ms() + 10000;
+    bool broker_live = false;
+    while (s_ms() < end && !broker_live) {
+        json_decref(r);
+        r = NULL;
+        s_json(F.url, "GET", "/healthz", NULL, &r);
+        broker_live = json_integer_value(json_object_get(r, "brokers")) == 1;
+        if (!broker_live) usleep(50000);
+    }
+    assert_true(broker_live);
+    json_decref(r);
+    /* Only the unlisted worker runs: it never registers, so a submit is
+     * told there is no worker (503) instead of waiting in the queue. */
     usleep(1500 * 1000);
-    assert_string_equal(s_status(id), "queued");
     assert_int_equal(s_worker_count(), 0);
     assert_true(s_alive(F.worker_evil));
+    assert_int_equal(s_json(F.url, "POST", "/v1/jobs", "{\"prompt\":\"t\",\"steps\":3,\"width\":64,\"height\":64}", &r),
+                     503);
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"), "message")), "worker"));
+    json_decref(r);
 
     char *be = s_env("LF_BROKER_BACKEND=%s", F.be), *log = s_env("LF_LOG_LEVEL=info");
     char *wenv[] = {be, log, s_env("LF_CURVE_SERVER_CERT=%s/broker-public.cert", F.dir),
                     s_env("LF_WORKER_ID=good"), s_env("LF_CURVE_CERT=%s/worker.cert", F.dir), NULL};
     F.worker = s_spawn(LF_WORKER_BIN, "worker", wenv);
-    long long end = s_ms() + 20000;
+    end = s_ms() + 20000;
+    while (s_ms() < end && s_json(F.url, "GET", "/readyz", NULL, NULL) != 200) usleep(50000);
+    char *id = s_submit(3, 0);
     while (s_ms() < end && strcmp(s_status(id), "done") != 0) usleep(50000);
     assert_string_equal(s_status(id), "done");
     free(id);

@@ -15,6 +15,10 @@
 #include "lf_error.h"
 #include "lf_ratelimit.h"
 #include "lf_validate.h"
+/* The engine's own sampler and scheduler lists (headers only: the farm must
+ * offer exactly what the engine runs). */
+#include "lf_sampler.h"
+#include "lf_schedule.h"
 
 static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
 
@@ -262,6 +266,48 @@ static void test_names(void **state) {
     assert_false(lf_validate_is_diagnostic("sd15"));
 }
 
+/* Every sampler and scheduler the engine has is listed and accepted by both
+ * of its names, and the farm lists nothing the engine lacks. */
+static void test_names_match_the_engine(void **state) {
+    static const struct {
+        const char *comfy, *a1111;
+    } eng[] = {
+#define S_ROW(name, comfy, a1111) {comfy, a1111},
+        LF_SAMPLER_MAP(S_ROW)
+#undef S_ROW
+    };
+    size_t n = 0;
+    const lf_sampler_name_t *t = lf_validate_samplers(&n);
+    assert_int_equal(n, LF_SAMPLER_COUNT);
+    for (size_t i = 0; i < sizeof eng / sizeof eng[0]; i++) {
+        const char *got = lf_validate_sampler_lookup(eng[i].comfy, NULL);
+        if (!got) fail_msg("the farm refuses the engine's sampler %s", eng[i].comfy);
+        assert_string_equal(got, eng[i].comfy);
+        got = lf_validate_sampler_lookup(eng[i].a1111, NULL);
+        if (!got) fail_msg("the farm refuses the engine's sampler %s", eng[i].a1111);
+        assert_string_equal(got, eng[i].comfy);
+        bool listed = false;
+        for (size_t k = 0; k < n; k++) listed |= !strcmp(t[k].name, eng[i].comfy);
+        assert_true(listed);
+    }
+    lf_job_request_t jr;
+    lf_verr_t e;
+    json_t *b = s_json("{\"sampler\":\"uni_pc\",\"scheduler\":\"ddim_uniform\"}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &jr, &e), 0);
+    assert_string_equal(jr.params.sampler, "uni_pc");
+    assert_string_equal(jr.params.scheduler, "ddim_uniform");
+    lf_job_request_clear(&jr);
+    json_decref(b);
+    size_t ns = 0;
+    const lf_param_enum_t *sch = lf_validate_schedulers(&ns);
+    assert_int_equal(ns, LF_SCHEDULER_COUNT);
+    for (size_t i = 0; i < ns; i++) {
+        const char *ours = NULL;
+        assert_int_equal(lf_validate_scheduler_lookup(sch[i].name, &ours), 0);
+        assert_string_equal(ours, sch[i].name);
+    }
+}
+
 static void test_b64_roundtrip(void **state) {
     const uint8_t data[] = {0, 1, 2, 250, 251, 252, 253, 'x'};
     for (size_t n = 0; n <= sizeof data; n++) {
@@ -313,6 +359,7 @@ int main(void) {
         cmocka_unit_test(test_a1111_lenient_and_mapped),
         cmocka_unit_test(test_a1111_errors_name_the_field),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names_match_the_engine),
         cmocka_unit_test(test_b64_roundtrip),
         cmocka_unit_test(test_ratelimit),
     };

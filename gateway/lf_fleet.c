@@ -1,0 +1,95 @@
+/* lf_fleet: default model, model lookup, size fit and readiness from the
+ * live workers' capabilities. */
+#include "lf_fleet.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lf_error.h"
+
+bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name) {
+    if (!name) return false;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_models; k++)
+            if (ws[i].caps.models[k].name && !strcmp(ws[i].caps.models[k].name, name)) return true;
+    return false;
+}
+
+void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *configured, char *out,
+                            size_t len) {
+    const char *user = NULL, *own = NULL, *diag = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        for (size_t k = 0; k < c->n_models; k++) {
+            const char *name = c->models[k].name;
+            if (!name || !*name) continue;
+            if (lf_validate_is_diagnostic(name)) {
+                if (!diag) diag = name;
+            } else if (strncmp(name, "lf-", 3) != 0) {
+                if (!user) user = name;
+            } else if (!own) {
+                own = name;
+            }
+        }
+    }
+    const char *real = user ? user : own;
+    const char *pick = real ? real : diag;
+    /* An explicit choice counts when it is served; the test card never
+     * displaces a real model. */
+    if (configured && *configured && lf_fleet_serves(ws, n, configured) &&
+        !(lf_validate_is_diagnostic(configured) && real))
+        pick = configured;
+    snprintf(out, len, "%s", pick ? pick : "");
+}
+
+int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err) {
+    uint64_t best = 0;
+    bool any = false, unlimited = false;
+    for (size_t i = 0; i < n; i++) {
+        bool serves = false;
+        for (size_t k = 0; k < ws[i].caps.n_models; k++)
+            if (ws[i].caps.models[k].name && p->model && !strcmp(ws[i].caps.models[k].name, p->model))
+                serves = true;
+        if (!serves) continue;
+        any = true;
+        if (!ws[i].caps.max_pixels) unlimited = true;
+        if (ws[i].caps.max_pixels > best) best = ws[i].caps.max_pixels;
+    }
+    if (!any || unlimited) return 0;
+    uint64_t batch = p->batch_size ? p->batch_size : 1;
+    uint64_t one = (uint64_t)p->width * p->height, all = one * batch;
+    if (all <= best) return 0;
+    if (one > best) {
+        lf_verr_set(err, 400, "out_of_range", "width",
+                    "%" PRIu32 "x%" PRIu32 " is %" PRIu64 " pixels; no live worker serving '%s' "
+                    "takes more than %" PRIu64 " (max_pixels)",
+                    p->width, p->height, one, p->model, best);
+        return LF_ELIMIT;
+    }
+    lf_verr_set(err, 400, "out_of_range", "batch_size",
+                "%" PRIu32 "x%" PRIu32 " x batch %" PRIu64 " is %" PRIu64 " pixels; no live worker "
+                "serving '%s' takes more than %" PRIu64 " (max_pixels): at most batch_size %" PRIu64
+                " at this size",
+                p->width, p->height, batch, all, p->model, best, best / one);
+    return LF_ELIMIT;
+}
+
+void lf_fleet_count(const lf_worker_view_t *ws, size_t n, size_t *workers, size_t *with_models) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ws[i].caps.n_models) w++;
+    if (workers) *workers = n;
+    if (with_models) *with_models = w;
+}
+
+size_t lf_fleet_not_ready(const lf_fleet_health_t *h, const char **reasons, size_t cap) {
+    const char *r[3];
+    size_t k = 0;
+    if (!h->redis_ok) r[k++] = "redis does not answer";
+    if (!h->brokers_live) r[k++] = "no live broker";
+    if (!h->workers_with_models)
+        r[k++] = h->workers ? "no live worker advertises a model" : "no worker has registered";
+    for (size_t i = 0; i < k && i < cap; i++) reasons[i] = r[i];
+    return k;
+}

@@ -1,0 +1,54 @@
+/* lf_fleet: what the gateway decides from the live workers' advertised
+ * capabilities — the default model, whether a model is served, whether any
+ * worker could ever run a job of a given size — and the readiness verdict.
+ *
+ * Pure: worker views (as lf_store_workers_list returns them) and plain values
+ * in, answers out; no I/O, no clock, no state, so tests drive it directly.
+ * Thread-safe. Everything passed is borrowed for the call. */
+#ifndef LF_FLEET_H
+#define LF_FLEET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lf_store.h"
+#include "lf_validate.h"
+
+/* The model a request that names none gets, written to out ("" when no
+ * live worker advertises any model: the caller answers 503, it does not
+ * guess). `configured` (LF_DEFAULT_MODEL; NULL, "" or the diagnostic model
+ * mean "choose") wins when a live worker serves it and it is not the
+ * diagnostic test card while a real model exists. Otherwise: the first model
+ * a user installed (not lf-*), else the project's own (lf-*, such as
+ * lf-tiny-shapes), and the diagnostic model only when it is all there is. */
+void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *configured, char *out,
+                            size_t len);
+
+/* Does any live worker advertise model `name`? */
+bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
+
+/* Could any live worker that serves p->model ever run p? Workers take at
+ * most max_pixels (width * height * batch_size, as the scheduler counts;
+ * 0 = no limit). 0 when some worker can (or none serves the model: that is
+ * lf_fleet_serves' question); LF_ELIMIT with *err set (400 out_of_range,
+ * naming `width` when one image is already too large, else `batch_size`,
+ * and saying the limit) when none can. */
+int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err);
+
+/* Readiness: Redis answers, at least one broker is live, at least one live
+ * worker advertises a model. */
+typedef struct {
+    bool redis_ok;
+    size_t brokers_live;
+    size_t workers;             /* live workers */
+    size_t workers_with_models; /* of those, advertising at least one model */
+} lf_fleet_health_t;
+
+/* Writes up to cap reasons (static sentences) why the farm is not ready;
+ * returns how many (0 = ready). */
+size_t lf_fleet_not_ready(const lf_fleet_health_t *h, const char **reasons, size_t cap);
+
+/* Count the live workers and those advertising at least one model. */
+void lf_fleet_count(const lf_worker_view_t *ws, size_t n, size_t *workers, size_t *with_models);
+
+#endif

@@ -1,0 +1,148 @@
+/* test_fleet: the gateway's decisions from live workers' capabilities —
+ * the default model never falls to the diagnostic test card while a real
+ * model exists and is "" (not a guess) with no worker; a job bigger than
+ * every worker's max_pixels is refused naming width or batch_size with the
+ * limit; readiness reasons — and the idempotency fingerprint. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lf_error.h"
+#include "lf_fleet.h"
+#include "lf_idem.h"
+
+/* A worker advertising the given models (NULL-terminated) with a pixel cap. */
+static lf_worker_view_t s_worker(lf_model_info_t *models, size_t n, uint64_t max_pixels) {
+    lf_worker_view_t w = {.id = "w"};
+    w.caps.models = models;
+    w.caps.n_models = n;
+    w.caps.max_pixels = max_pixels;
+    return w;
+}
+
+static void test_default_model(void **state) {
+    (void)state;
+    char out[128] = "x";
+    /* No worker: no default, and no guess. */
+    lf_fleet_default_model(NULL, 0, "lf-diagnostic", out, sizeof out);
+    assert_string_equal(out, "");
+    /* The diagnostic card listed first must not win over a real model. */
+    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0}, {"lf-tiny-shapes", "sd15", 256}};
+    lf_worker_view_t w1 = s_worker(a, 2, 0);
+    lf_fleet_default_model(&w1, 1, "lf-diagnostic", out, sizeof out);
+    assert_string_equal(out, "lf-tiny-shapes");
+    lf_fleet_default_model(&w1, 1, NULL, out, sizeof out);
+    assert_string_equal(out, "lf-tiny-shapes");
+    /* A user's model beats the project's own, on whichever worker. */
+    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0}, {"dreamshaper", "sd15", 512}};
+    lf_worker_view_t ws[2] = {w1, s_worker(b, 2, 0)};
+    lf_fleet_default_model(ws, 2, "", out, sizeof out);
+    assert_string_equal(out, "dreamshaper");
+    /* LF_DEFAULT_MODEL wins when served, and is ignored when it is not. */
+    lf_fleet_default_model(ws, 2, "lf-tiny-shapes", out, sizeof out);
+    assert_string_equal(out, "lf-tiny-shapes");
+    lf_fleet_default_model(ws, 2, "gone", out, sizeof out);
+    assert_string_equal(out, "dreamshaper");
+    /* The card only when it is all there is. */
+    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0}};
+    lf_worker_view_t w3 = s_worker(c, 1, 0);
+    lf_fleet_default_model(&w3, 1, "lf-diagnostic", out, sizeof out);
+    assert_string_equal(out, "lf-diagnostic");
+    assert_true(lf_fleet_serves(ws, 2, "dreamshaper"));
+    assert_false(lf_fleet_serves(ws, 2, "nope"));
+    assert_false(lf_fleet_serves(NULL, 0, "lf-diagnostic"));
+}
+
+static void test_fit(void **state) {
+    (void)state;
+    lf_model_info_t m[] = {{"sd", "sd15", 512}};
+    lf_model_info_t other[] = {{"big", "sd15", 512}};
+    lf_worker_view_t ws[2] = {s_worker(m, 1, 2048u * 2048u), s_worker(other, 1, 0)};
+    lf_job_params_t p = {.model = "sd", .width = 2048, .height = 2048, .batch_size = 8};
+    lf_verr_t e;
+    /* 2048x2048 x 8 is over the only "sd" worker's cap (the unlimited worker serves another model). */
+    assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), LF_ELIMIT);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.field, "batch_size");
+    assert_non_null(strstr(e.message, "4194304"));
+    assert_non_null(strstr(e.message, "at most batch_size 1"));
+    p.batch_size = 1;
+    assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), 0);
+    /* One image too big: the width is at fault. */
+    lf_worker_view_t small = s_worker(m, 1, 512u * 512u);
+    p.width = p.height = 1024;
+    assert_int_equal(lf_fleet_fit(&small, 1, &p, &e), LF_ELIMIT);
+    assert_string_equal(e.field, "width");
+    assert_non_null(strstr(e.message, "262144"));
+    /* No cap, or nobody serving the model: not this check's refusal. */
+    p.model = "big";
+    p.batch_size = 8;
+    p.width = p.height = 2048;
+    assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), 0);
+    p.model = "nobody";
+    assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), 0);
+}
+
+static void test_readiness(void **state) {
+    (void)state;
+    const char *why[4];
+    lf_fleet_health_t h = {.redis_ok = true, .brokers_live = 1, .workers = 1, .workers_with_models = 1};
+    assert_int_equal(lf_fleet_not_ready(&h, why, 4), 0);
+    h.brokers_live = 0;
+    assert_int_equal(lf_fleet_not_ready(&h, why, 4), 1);
+    assert_string_equal(why[0], "no live broker");
+    h = (lf_fleet_health_t){0};
+    assert_int_equal(lf_fleet_not_ready(&h, why, 4), 3);
+    assert_string_equal(why[2], "no worker has registered");
+    assert_int_equal(lf_fleet_not_ready(&h, NULL, 0), 3);
+    lf_model_info_t m[] = {{"sd", "sd15", 512}};
+    lf_worker_view_t ws[2] = {s_worker(m, 1, 0), s_worker(NULL, 0, 0)};
+    size_t n = 0, with = 0;
+    lf_fleet_count(ws, 2, &n, &with);
+    assert_int_equal(n, 2);
+    assert_int_equal(with, 1);
+}
+
+static void test_idem_hash(void **state) {
+    (void)state;
+    lf_job_request_t a = {.params = {.model = "sd", .prompt = "a cat", .width = 512, .height = 512, .steps = 20,
+                                     .seed = 123},
+                          .priority = LF_PRIO_NORMAL};
+    lf_job_request_t b = a;
+    char ha[LF_IDEM_HASH_LEN], hb[LF_IDEM_HASH_LEN];
+    assert_int_equal(lf_idem_hash(&a, false, ha), 0);
+    assert_int_equal(strlen(ha), 16);
+    assert_int_equal(lf_idem_hash(&b, false, hb), 0);
+    assert_string_equal(ha, hb);
+    /* A drawn seed is not the client's: two draws hash alike. */
+    b.params.seed = 999;
+    assert_int_equal(lf_idem_hash(&b, false, hb), 0);
+    assert_string_not_equal(ha, hb);
+    assert_int_equal(lf_idem_hash(&a, true, ha), 0);
+    assert_int_equal(lf_idem_hash(&b, true, hb), 0);
+    assert_string_equal(ha, hb);
+    /* Anything else asked differently differs. */
+    b = a;
+    b.params.prompt = "a dog";
+    assert_int_equal(lf_idem_hash(&b, true, hb), 0);
+    assert_string_not_equal(ha, hb);
+    b = a;
+    b.priority = LF_PRIO_HIGH;
+    assert_int_equal(lf_idem_hash(&b, true, hb), 0);
+    assert_string_not_equal(ha, hb);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_model),
+        cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_readiness),
+        cmocka_unit_test(test_idem_hash),
+    };
+    return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
+}
