@@ -237,3 +237,27 @@ def test_model_resolution_sets_the_default_size(ui):
     p.fill("#width", "320")
     p.select_option("#model", tiny)
     assert (p.input_value("#width"), p.input_value("#height")) == ("320", "256")
+
+
+def test_form_ranges_come_from_the_parameter_table(ui):
+    """The form's limits, steps and defaults are the server's parameter table (GET /v1/params), not numbers
+    written into the page: the page's own batch-size limit (16) is above the farm's (8)."""
+    p = ui.open().page
+    code, body = http(ui.base, "GET", "/v1/params")
+    assert code == 200, body
+    rows = {r["name"]: r for r in body["params"]}
+    p.wait_for_function("document.getElementById('batch_size').max === '%d'" % rows["batch_size"]["maximum"])
+
+    def num(v):
+        return str(int(v)) if float(v) == int(v) else str(v)
+
+    for name in ("steps", "cfg_scale", "batch_size"):
+        assert p.get_attribute("#" + name, "max") == num(rows[name]["maximum"]), name
+    assert p.get_attribute("#steps", "min") == num(rows["steps"]["minimum"])
+    assert p.input_value("#steps") == num(rows["steps"]["default"])
+    assert p.input_value("#sampler") == rows["sampler"]["default"]
+    assert p.input_value("#scheduler") == rows["scheduler"]["default"]
+    # Sizes: the real models' floor, the diagnostic model's own when it is selected.
+    p.select_option("#model", DIAG)
+    p.dispatch_event("#model", "change")
+    assert p.get_attribute("#width", "min") == num(rows["width"]["minimum"])
