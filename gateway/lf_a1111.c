@@ -10,8 +10,10 @@
 
 #include "lf_b64.h"
 #include "lf_error.h"
+#include "lf_infotext.h"
 #include "lf_gateway_impl.h"
 #include "lf_id.h"
+#include "lf_image.h"
 #include "lf_log.h"
 
 /* ---- the A1111 jobs in flight ---- */
@@ -537,6 +539,56 @@ static int s_cmd_flags(lf_gateway_t *gw, lf_req_t *req) {
                                         gw->cors[0] ? gw->cors : NULL));
 }
 
+/* png-info: the text chunks of a PNG and its parameters text parsed as
+ * A1111 does (labels as keys, "Size" as Size-1 / Size-2, values as text),
+ * plus "lightfarm": the same text read into our parameters through the
+ * table's labels. The image is base64, optionally a data: URI. */
+static int s_png_info(lf_gateway_t *gw, lf_req_t *req) {
+    json_t *body = lf__body_json(req);
+    if (!body) return LF_HTTP_DONE;
+    json_t *img = json_object_get(body, "image");
+    if (!json_is_string(img)) {
+        json_decref(body);
+        return lf__err(req, 400, img ? "invalid_type" : "missing_field", "image", "image must be a base64 PNG (or a data: URI)");
+    }
+    const char *b = json_string_value(img);
+    size_t bl = json_string_length(img);
+    const char *comma = !strncmp(b, "data:", 5) ? memchr(b, ',', bl) : NULL;
+    if (comma) bl -= (size_t)(comma + 1 - b), b = comma + 1;
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = lf_b64_decode(b, bl, (size_t)gw->upload_max_bytes, &png, &len);
+    json_decref(body);
+    if (rc) return rc == LF_ETOOBIG ? lf__err(req, 413, "too_large", "image", "the image is too large")
+                                    : lf__err(req, 400, "invalid_value", "image", "image is not base64");
+    lf_image_text_t *texts = NULL;
+    size_t n = 0;
+    rc = lf_image_png_texts(png, len, &texts, &n);
+    free(png);
+    if (rc) return lf__err(req, 400, "invalid_value", "image", "image is not a PNG we can read: %s", lf_strerror(rc));
+    json_t *items = json_object();
+    const char *params = "";
+    for (size_t i = 0; i < n; i++) {
+        json_object_set_new(items, texts[i].key, json_string(texts[i].value));
+        if (!strcmp(texts[i].key, "parameters")) params = texts[i].value;
+    }
+    json_t *parsed = json_object(), *ours = NULL;
+    lf_infotext_t it = {0};
+    if (*params && lf_infotext_parse(params, &it) == 0) {
+        json_object_set_new(parsed, "Prompt", json_string(it.prompt));
+        json_object_set_new(parsed, "Negative prompt", json_string(it.negative));
+        for (size_t i = 0; i < it.n_params; i++) json_object_set_new(parsed, it.params[i].key, json_string(it.params[i].value));
+        lf_job_params_t p = {0};
+        if (lf_params_from_infotext(params, &p, NULL) == 0) ours = lf_params_json(&p, false);
+        lf_params_clear(&p);
+    }
+    lf_infotext_clear(&it);
+    json_t *out = json_pack("{s:s,s:o,s:o,s:o}", "info", params, "items", items, "parameters", parsed, "lightfarm",
+                            ours ? ours : json_null());
+    lf_image_texts_free(texts, n);
+    return out ? lf__json(req, 200, out) : lf__err(req, 500, "internal", "", "out of memory");
+}
+
 int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     switch (st->m.route->id) {
     case LF_ROUTE_A_TXT2IMG: return s_generate(gw, req, st, false);
@@ -571,6 +623,7 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_SCRIPT_INFO:
     case LF_ROUTE_A_EXTENSIONS: return lf__json(req, 200, json_array()); /* none of these exist here */
     case LF_ROUTE_A_SCRIPTS: return lf__json(req, 200, json_pack("{s:[],s:[]}", "txt2img", "img2img"));
+    case LF_ROUTE_A_PNG_INFO: return s_png_info(gw, req);
     case LF_ROUTE_A_INTERROGATE:
         return lf__err(req, 501, "not_implemented", "",
                        "interrogate (image to prompt, CLIP/DeepBooru) is not available: the farm's workers "

@@ -62,6 +62,7 @@
     X(A_SCRIPTS, "GET", "/sdapi/v1/scripts", true)                                       \
     X(A_EXTENSIONS, "GET", "/sdapi/v1/extensions", true)                                 \
     X(A_INTERROGATE, "POST", "/sdapi/v1/interrogate", true)                              \
+    X(A_PNG_INFO, "POST", "/sdapi/v1/png-info", true)                                    \
     X(O_GENERATE, "POST", "/v1/images/generations", true)                                \
     X(O_EDIT, "POST", "/v1/images/edits", true)                                          \
     X(O_MODEL, "GET", "/v1/models/{id}", true)

@@ -7,6 +7,7 @@ schedulers, progress and interrupt, and the rest of the surface clients call
 Starts its own redis-server, lightfarm-broker, lightfarm-worker and
 lightfarm-gateway on free loopback ports.
 usage: test_a1111.py GATEWAY BROKER WORKER"""
+import base64
 import os
 import shutil
 import signal
@@ -107,6 +108,30 @@ class A1111(unittest.TestCase):
         r = self.api.img2img(images=[img], prompt="red", width=64, height=64, steps=2, denoising_strength=0.4)
         self.assertEqual(len(r.images), 1)
         self.assertEqual(r.image.size, (64, 64))
+
+    def test_one_infotext_and_png_info(self):
+        """info.infotexts is the PNG's own parameters text (A1111 names, RNG included), and png-info reads
+        that text back: A1111's parsed labels, and our parameters through the table's labels."""
+        r = self.api.txt2img(prompt="a cat, sitting: here", negative_prompt="dog", seed=99, width=64, height=64,
+                             steps=3, cfg_scale=6.5, sampler_name="Euler",
+                             override_settings={"sd_model_checkpoint": "lf-diagnostic"})
+        text = r.image.info["parameters"]
+        self.assertEqual(r.info["infotexts"][0], text)
+        self.assertIn("Sampler: Euler, ", text)
+        self.assertIn("RNG: CPU", text)
+        pi = self.api.png_info(r.image)
+        self.assertEqual(pi.info, text)
+        self.assertEqual(pi.parameters["Steps"], "3")
+        self.assertEqual(pi.parameters["Seed"], "99")
+        self.assertEqual(pi.parameters["Size-1"], "64")
+        self.assertEqual(pi.parameters["Prompt"], "a cat, sitting: here")
+        self.assertEqual(pi.json["lightfarm"]["cfg_scale"], 6.5)
+        self.assertEqual(pi.json["lightfarm"]["sampler"], "euler")
+        self.assertEqual(pi.json["lightfarm"]["negative_prompt"], "dog")
+        bad = self.api.session.post(url=f"{self.api.baseurl}/png-info",
+                                    json={"image": base64.b64encode(b"not a png at all").decode()})
+        self.assertEqual(bad.status_code, 400)
+        self.assertEqual(bad.json()["error"]["field"], "image")
 
     def test_bad_request_is_4xx(self):
         with self.assertRaises(RuntimeError) as cm:
