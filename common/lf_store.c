@@ -63,6 +63,16 @@ static int s_load_scripts(lf_store_t *self) {
     for (int i = 0; i < LF__S__COUNT; i++) {
         redisReply *r = redisCommand(self->c, "SCRIPT LOAD %s", s_sources[i]);
         if (!r) return s_io_error(self);
+        /* A Redis that is replaying a large AOF answers every command with
+         * LOADING for a while: not usable yet, but coming, so callers treat it
+         * like a connection that is not there yet and retry with backoff. */
+        if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "LOADING", 7)) {
+            snprintf(self->err, sizeof self->err,
+                     "redis %s:%d is still loading its data set (%s)", self->host, self->port,
+                     r->str);
+            freeReplyObject(r);
+            return LF_ECONN;
+        }
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
             snprintf(self->err, sizeof self->err, "SCRIPT LOAD %d: %s", i,
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");

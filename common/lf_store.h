@@ -65,7 +65,10 @@ typedef struct {
 } lf_store_opts_t;
 
 /* Connect. Returns a working store or NULL with a reason in err (caller's
- * buffer). Caller owns the result. */
+ * buffer). Caller owns the result. A Redis still loading its data set
+ * (LOADING) counts as not reachable yet: the reason then starts with
+ * "redis", as for a refused connection, and lf_store_reconnect and every
+ * call return LF_ECONN until it is ready, so callers retry as for an outage. */
 lf_store_t *lf_store_new(const lf_store_opts_t *opts, char *err, size_t errlen);
 void lf_store_destroy(lf_store_t **self_p);
 /* Reconnect after an error; LF_ECONN if Redis is still down. */
