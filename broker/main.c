@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
 
     char *fe = s_join(&cfg.frontend), *be = s_join(&cfg.backend), *ev = s_join(&cfg.events);
     const char *starve = s_env("LF_SCHED_STARVE_MS");
+    const char *grace = s_env("LF_UNRUNNABLE_GRACE_S"); /* seconds; 0 or negative: never */
     lf_broker_opts_t o = {
         .id = cfg.broker_id,
         .frontend = fe,
@@ -89,6 +90,7 @@ int main(int argc, char **argv) {
         .liveness = (int)cfg.heartbeat_liveness,
         .starve_ms = starve ? atoll(starve) : 0,
         .reap_ms = (int)cfg.reap_interval_ms,
+        .unrunnable_grace_ms = !grace ? 0 : atof(grace) > 0 ? (int64_t)(atof(grace) * 1000) : -1,
         .curve_secret = cfg.curve_cert ? cfg.curve_cert : s_env("LF_CURVE_SECRET"),
         .curve_allow = cfg.curve_clients_dir ? cfg.curve_clients_dir : s_env("LF_CURVE_ALLOW"),
     };

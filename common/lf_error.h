@@ -29,7 +29,8 @@
     X(EUNKNOWN, -20, "unknown message type")                                   \
     X(ELIMIT, -21, "limit exceeded")                                           \
     X(ECONN, -22, "connection error")                                          \
-    X(EINTERNAL, -23, "internal error")
+    X(EINTERNAL, -23, "internal error")                                        \
+    X(ENOCAPABLE, -24, "no live worker can run the job")
 
 typedef enum {
 #define LF__ERR_ENUM(name, code, msg) LF_##name = code,

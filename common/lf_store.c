@@ -28,7 +28,7 @@ static const char *const s_sources[LF__S__COUNT] = {
     [LF__S_REAP] = S_LUA_REAP,         [LF__S_TOUCH] = S_LUA_TOUCH,
     [LF__S_JOBGET] = S_LUA_JOBGET,     [LF__S_ACTIVE] = S_LUA_ACTIVE,
     [LF__S_STATS] = S_LUA_STATS,       [LF__S_WORKERS] = S_LUA_WORKERS,
-    [LF__S_FLUSH] = S_LUA_FLUSH,
+    [LF__S_FLUSH] = S_LUA_FLUSH,       [LF__S_FAIL_QUEUED] = S_LUA_FAIL_QUEUED,
 };
 
 static int64_t s_mono_ms(void) {

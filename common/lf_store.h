@@ -363,6 +363,13 @@ typedef struct {
 int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size_t cap,
                   size_t *n);
 
+/* Fail a job that is still queued, with code and message (the broker's
+ * verdict that no live worker can run it). 0; LF_ESTATE when it is no
+ * longer queued (claimed, cancelled, failed meanwhile: nothing changed);
+ * LF_ENOTFOUND; LF_ECONN / LF_EREDIS. */
+int lf_store_fail_queued(lf_store_t *self, const char *job_id, int32_t code, const char *message,
+                         int64_t now_ms);
+
 /* Dead letters, newest first: caller-owned array of ids (free each, then it). */
 int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n);
 

@@ -27,6 +27,7 @@ typedef enum {
     LF__S_STATS,
     LF__S_WORKERS,
     LF__S_FLUSH,
+    LF__S_FAIL_QUEUED,
     LF__S__COUNT
 } lf__script_t;
 
