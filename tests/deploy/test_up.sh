@@ -80,3 +80,24 @@ model="$(jq -r '.result.info.model' <<<"$view")"
 [ "$model" = lf-tiny-shapes ] || fail "the job ran on '$model', not the default model lf-tiny-shapes"
 "$FARM" down >/dev/null || fail "down failed"
 echo "ok: up returned ready; the first job ran on $model"
+
+# With API keys the readiness probes authenticate (with the first key); without them /v1/workers
+# would answer 401 and up would never call the farm ready.
+LF_API_KEYS=key-one,key-two LF_READY_TIMEOUT_S=60 "$FARM" up >"$T/up3.out" 2>&1 ||
+  { cat "$T/up3.out" >&2; fail "up with LF_API_KEYS failed"; }
+code="$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/workers")"
+[ "$code" = 401 ] || fail "the keyed farm answered $code without a key, not 401"
+"$FARM" down >/dev/null || fail "down failed"
+echo "ok: up with LF_API_KEYS returned ready"
+
+# A worker that cannot start: up fails loudly, naming it and showing the end of its log.
+if LF_WORKER_DEVICE=nonsense "$FARM" up >"$T/up2.out" 2>&1; then
+  cat "$T/up2.out" >&2
+  fail "up succeeded although its worker cannot start"
+fi
+grep -q "worker-1 (pid [0-9]*) exited while the farm was starting" "$T/up2.out" ||
+  { cat "$T/up2.out" >&2; fail "up did not name the worker that died"; }
+grep -q "not supported by any model backend" "$T/up2.out" ||
+  { cat "$T/up2.out" >&2; fail "up did not show the worker's last log lines"; }
+"$FARM" down >/dev/null || fail "down failed"
+echo "ok: up failed naming the worker that died, with its log"
