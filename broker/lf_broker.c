@@ -346,6 +346,14 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
     return s_timed(self, "reaper", t_in), 0;
 }
 
+static int s_on_unrunnable(zloop_t *loop, int timer_id, void *arg) {
+    (void)loop, (void)timer_id;
+    lf_broker_t *self = arg;
+    int64_t t_in = lf__mono();
+    lf__sweep_unrunnable(self);
+    return s_timed(self, "unrunnable sweep", t_in), 0;
+}
+
 static int s_on_poll(zloop_t *loop, int timer_id, void *arg) {
     (void)loop, (void)timer_id;
     lf_broker_t *self = arg;
@@ -433,14 +441,16 @@ lf_broker_t *lf_broker_new(const lf_broker_opts_t *opts, char *err, size_t errle
     if (self->opts.liveness <= 0) self->opts.liveness = LF_HEARTBEAT_LIVENESS;
     if (self->opts.starve_ms <= 0) self->opts.starve_ms = 30000;
     if (self->opts.reap_ms <= 0) self->opts.reap_ms = 250;
+    if (self->opts.unrunnable_grace_ms == 0) self->opts.unrunnable_grace_ms = 60000;
     self->fe_ep = s_dup(self->opts.frontend, "tcp://127.0.0.1:5555");
     self->be_ep = s_dup(self->opts.backend, "tcp://127.0.0.1:5556");
     self->ev_ep = s_dup(self->opts.events, "tcp://127.0.0.1:5557");
     self->workers = zhashx_new();
     self->by_ident = zhashx_new();
     self->retries = zlistx_new();
+    self->unrunnable = zhashx_new();
     if (!self->fe_ep || !self->be_ep || !self->ev_ep || !self->workers || !self->by_ident ||
-        !self->retries) {
+        !self->retries || !self->unrunnable) {
         snprintf(err, errlen, "out of memory");
         lf_broker_destroy(&self);
         return NULL;
@@ -500,6 +510,7 @@ void lf_broker_destroy(lf_broker_t **self_p) {
     zhashx_destroy(&self->by_ident);
     zhashx_destroy(&self->workers);
     zlistx_destroy(&self->retries);
+    zhashx_destroy(&self->unrunnable);
     lf_store_destroy(&self->store);
     free(self->idle);
     free(self->pend);
@@ -518,6 +529,12 @@ int lf_broker_run(lf_broker_t *self, zsock_t *pipe) {
     zloop_timer(self->loop, (size_t)(slice > 10 ? slice : 10), 0, s_on_heartbeat, self);
     zloop_timer(self->loop, (size_t)self->opts.reap_ms, 0, s_on_reap, self);
     zloop_timer(self->loop, LF__B_POLL_MS, 0, s_on_poll, self);
+    if (self->opts.unrunnable_grace_ms > 0) {
+        /* A quarter of the grace, so a job fails within 1.25 grace periods. */
+        int64_t every = self->opts.unrunnable_grace_ms / 4;
+        every = every < 50 ? 50 : every > 5000 ? 5000 : every;
+        zloop_timer(self->loop, (size_t)every, 0, s_on_unrunnable, self);
+    }
     zloop_start(self->loop);
     return 0;
 }

@@ -49,6 +49,12 @@ typedef struct {
     int liveness;              /* missed beats before a worker is dead; default 3 */
     int64_t starve_ms;         /* scheduler starvation bound; default 30000 */
     int reap_ms;               /* reaper period; default 250 */
+    /* A queued job that no live worker of the farm can run (model not
+     * served, or over every such worker's max_pixels) fails with
+     * LF_ENOCAPABLE after this long, rather than at its queue TTL; 0 =
+     * 60000, negative = never (LF_UNRUNNABLE_GRACE_S in seconds). With no
+     * live worker at all, jobs wait (the farm is down, not unable). */
+    int64_t unrunnable_grace_ms;
     const char *curve_secret;  /* broker certificate (zcert, with secret key); NULL = no CURVE */
     const char *curve_allow;   /* directory of allowed client public certificates */
 } lf_broker_opts_t;

@@ -1,7 +1,8 @@
 /* lf_broker_dispatch: matching queued jobs to idle workers — a cache of
  * queued candidates (peeked from Redis for what the idle workers can run),
  * lf_scheduler's decision, and atomic claims in Redis, pipelined; ASSIGN and
- * "started" go out only for claims Redis confirmed. */
+ * "started" go out only for claims Redis confirmed. And the other side of
+ * matching: failing queued jobs that no live worker can run any more. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,3 +187,92 @@ void lf__dispatch(lf_broker_t *self) {
     }
 }
 
+
+/* ---- jobs no live worker can run ---------------------------------------------- */
+
+/* Every live worker of the farm (from the Redis registry, so the workers of
+ * other brokers count too) against the head of each queue (what a peek
+ * returns): a job whose model no one serves, or that is over every such
+ * worker's max_pixels, for the grace period in a row, fails with
+ * LF_ENOCAPABLE and a message naming the requirement. Several brokers may
+ * sweep at once: the store fails a job only while it is still queued, and
+ * only the broker that did so publishes the event. */
+void lf__sweep_unrunnable(lf_broker_t *self) {
+    lf_worker_view_t *wv = NULL;
+    size_t nw = 0, n = 0;
+    int rc = lf_store_workers_list(self->store, &wv, &nw);
+    if (rc) {
+        lf__redis_error(self, "unrunnable sweep (workers)", rc);
+        return;
+    }
+    size_t cap = 3 * LF__B_PEEK_MAX;
+    lf_store_candidate_t *cand = malloc(cap * sizeof *cand);
+    lf_sched_worker_t *ws = calloc(nw ? nw : 1, sizeof *ws);
+    const char **names = NULL;
+    size_t n_names = 0;
+    for (size_t i = 0; i < nw; i++) n_names += wv[i].caps.n_models;
+    names = calloc(n_names ? n_names : 1, sizeof *names);
+    lf_sched_job_t *jobs = calloc(cap, sizeof *jobs);
+    int64_t *since = calloc(cap, sizeof *since);
+    lf_sched_unmet_t *due = calloc(cap, sizeof *due);
+    zhashx_t *seen = zhashx_new();
+    if (!cand || !ws || !names || !jobs || !since || !due || !seen) goto done;
+    rc = lf_store_peek(self->store, LF__B_PEEK_MAX, cand, cap, &n);
+    if (rc) {
+        lf__redis_error(self, "unrunnable sweep (peek)", rc);
+        goto done;
+    }
+    for (size_t i = 0, k = 0; i < nw; i++) {
+        const lf_worker_caps_t *c = &wv[i].caps;
+        ws[i] = (lf_sched_worker_t){wv[i].id, names + k, c->n_models, NULL, c->max_pixels};
+        for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
+    }
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels, cand[i].priority,
+                                   cand[i].created_ms, cand[i].seq};
+        void *t = zhashx_lookup(self->unrunnable, cand[i].id);
+        since[i] = t ? (int64_t)(intptr_t)t : 0;
+    }
+    int64_t now = lf__mono();
+    lf_scheduler_unrunnable(self->opts.unrunnable_grace_ms, jobs, n, ws, nw, now, since, due);
+    for (size_t i = 0; i < n; i++) {
+        if (!due[i]) {
+            if (since[i]) zhashx_insert(seen, cand[i].id, (void *)(intptr_t)since[i]);
+            continue;
+        }
+        char msg[320];
+        uint64_t big = 0;
+        lf_scheduler_unmet(&jobs[i], ws, nw, &big);
+        double waited_s = (double)(now - since[i]) / 1000.0;
+        if (due[i] == LF_SCHED_NO_MODEL)
+            snprintf(msg, sizeof msg,
+                     "no live worker serves model '%s' (none for %.1f s; "
+                     "GET /v1/models lists the models served)",
+                     cand[i].model, waited_s);
+        else
+            snprintf(msg, sizeof msg,
+                     "width x height x batch = %" PRIu64
+                     " pixels is over the max_pixels of every live worker serving model '%s' "
+                     "(the largest is %" PRIu64 ", for %.1f s)",
+                     cand[i].pixels, cand[i].model, big, waited_s);
+        rc = lf_store_fail_queued(self->store, cand[i].id, LF_ENOCAPABLE, msg, lf__now());
+        if (rc == 0) {
+            lf_msg_t x = {.code = LF_ENOCAPABLE, .message = msg};
+            lf__publish(self, cand[i].id, LF_EV_FAILED, LF_JOB_FAILED, &x);
+            self->stats.failed++;
+            lf_info("job %s: %s", cand[i].id, msg);
+            s_cache_remove(self, cand[i].id);
+        } else if (rc == LF_ECONN || rc == LF_EREDIS) {
+            lf__redis_error(self, "unrunnable sweep (fail)", rc);
+            if (since[i]) zhashx_insert(seen, cand[i].id, (void *)(intptr_t)since[i]);
+        }
+    }
+    /* Only the jobs still unrunnable keep a clock; the rest start afresh. */
+    zhashx_destroy(&self->unrunnable);
+    self->unrunnable = seen;
+    seen = NULL;
+done:
+    for (size_t i = 0; i < nw; i++) lf_worker_view_clear(&wv[i]);
+    free(wv), free(cand), free(ws), free(names), free(jobs), free(since), free(due);
+    zhashx_destroy(&seen);
+}

@@ -89,6 +89,7 @@ struct lf_broker {
     int64_t next_beat;        /* mono ms when this broker's liveness key is due */
     lf_codec_stats_t codec;
     lf_broker_stats_t stats;
+    zhashx_t *unrunnable;     /* queued job id -> mono ms since no live worker can run it */
     int64_t redis_warned;     /* mono ms of the last "redis down" log */
     int64_t slow_warned;      /* mono ms of the last slow-handler log */
 };
@@ -123,5 +124,7 @@ void lf__flush_reports(lf_broker_t *self);
 /* lf_broker_dispatch.c */
 void lf__dispatch(lf_broker_t *self);
 void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_msg_t *m);
+/* Fail the queued jobs no live worker has been able to run for the grace period. */
+void lf__sweep_unrunnable(lf_broker_t *self);
 
 #endif

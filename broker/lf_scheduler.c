@@ -17,6 +17,43 @@ int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
     return 0;
 }
 
+static bool s_serves(const lf_sched_worker_t *w, const char *model) {
+    for (size_t i = 0; i < w->n_models; i++)
+        if (w->models[i] && !strcmp(w->models[i], model)) return true;
+    return false;
+}
+
+lf_sched_unmet_t lf_scheduler_unmet(const lf_sched_job_t *j, const lf_sched_worker_t *workers,
+                                    size_t n_workers, uint64_t *largest) {
+    bool served = false;
+    uint64_t big = 0;
+    for (size_t i = 0; j->model && i < n_workers; i++) {
+        if (!s_serves(&workers[i], j->model)) continue;
+        if (lf_scheduler_capable(&workers[i], j)) return LF_SCHED_RUNNABLE;
+        served = true;
+        if (workers[i].max_pixels > big) big = workers[i].max_pixels;
+    }
+    if (!served) return LF_SCHED_NO_MODEL;
+    if (largest) *largest = big;
+    return LF_SCHED_TOO_LARGE;
+}
+
+void lf_scheduler_unrunnable(int64_t grace_ms, const lf_sched_job_t *jobs, size_t n_jobs,
+                             const lf_sched_worker_t *workers, size_t n_workers, int64_t now_ms,
+                             int64_t *since, lf_sched_unmet_t *due) {
+    for (size_t i = 0; i < n_jobs; i++) {
+        lf_sched_unmet_t why =
+            n_workers ? lf_scheduler_unmet(&jobs[i], workers, n_workers, NULL) : LF_SCHED_RUNNABLE;
+        due[i] = LF_SCHED_RUNNABLE;
+        if (why == LF_SCHED_RUNNABLE) {
+            since[i] = 0;
+            continue;
+        }
+        if (!since[i]) since[i] = now_ms;
+        if (now_ms - since[i] >= grace_ms) due[i] = why;
+    }
+}
+
 typedef struct {
     const lf_sched_job_t *jobs;
     const lf_sched_worker_t *workers;

@@ -61,4 +61,29 @@ int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, si
 /* Can worker w run job j at all (rule 1)? */
 int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j);
 
+/* Why no worker can run a job (rule 1 failing for every worker). */
+typedef enum {
+    LF_SCHED_RUNNABLE = 0,  /* some worker can run it */
+    LF_SCHED_NO_MODEL,      /* no worker serves its model */
+    LF_SCHED_TOO_LARGE,     /* workers serve its model, all with max_pixels below its pixels */
+} lf_sched_unmet_t;
+
+/* Why none of `workers` (every live worker, busy or idle) can run j, or
+ * LF_SCHED_RUNNABLE. For LF_SCHED_TOO_LARGE, *largest (may be NULL) is the
+ * largest max_pixels among the workers that serve j's model. */
+lf_sched_unmet_t lf_scheduler_unmet(const lf_sched_job_t *j, const lf_sched_worker_t *workers,
+                                    size_t n_workers, uint64_t *largest);
+
+/* The grace period before a queued job that no live worker can run fails
+ * (instead of waiting for its queue TTL). since[i] is when job i was first
+ * seen unrunnable (0 = runnable when last looked; any clock, as now_ms);
+ * it is updated in place: set to now_ms when job i turns unrunnable, back
+ * to 0 when it is runnable again. due[i] is set to the reason when job i has
+ * been unrunnable for grace_ms or longer, else LF_SCHED_RUNNABLE. With no
+ * worker at all every job counts as runnable: the farm is down or starting,
+ * not unable, and the queue TTL bounds that wait. */
+void lf_scheduler_unrunnable(int64_t grace_ms, const lf_sched_job_t *jobs, size_t n_jobs,
+                             const lf_sched_worker_t *workers, size_t n_workers, int64_t now_ms,
+                             int64_t *since, lf_sched_unmet_t *due);
+
 #endif

@@ -6,6 +6,7 @@
  * allowed client public certificates. LF_CURVE_SECRET / LF_CURVE_ALLOW are
  * accepted as older spellings of the two. */
 #include <czmq.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ int main(int argc, char **argv) {
 
     char *fe = s_join(&cfg.frontend), *be = s_join(&cfg.backend), *ev = s_join(&cfg.events);
     const char *starve = s_env("LF_SCHED_STARVE_MS");
+    const char *grace = s_env("LF_UNRUNNABLE_GRACE_S"); /* seconds; 0 or negative: never */
     lf_broker_opts_t o = {
         .id = cfg.broker_id,
         .frontend = fe,
@@ -88,20 +90,30 @@ int main(int argc, char **argv) {
         .liveness = (int)cfg.heartbeat_liveness,
         .starve_ms = starve ? atoll(starve) : 0,
         .reap_ms = (int)cfg.reap_interval_ms,
+        .unrunnable_grace_ms = !grace ? 0 : atof(grace) > 0 ? (int64_t)(atof(grace) * 1000) : -1,
         .curve_secret = cfg.curve_cert ? cfg.curve_cert : s_env("LF_CURVE_SECRET"),
         .curve_allow = cfg.curve_clients_dir ? cfg.curve_clients_dir : s_env("LF_CURVE_ALLOW"),
     };
     int rc = 1;
     if (fe && be && ev) {
-        /* Redis may not be up yet (or restarting): keep trying, quietly
-         * after the first complaint, until it is or we are told to stop. */
+        /* Redis may not be up yet, restarting, or still loading a large AOF
+         * (the store reports all three as "redis ..."): keep trying with
+         * backoff, quietly after the first complaint of each kind, until it
+         * is ready or we are told to stop. */
         lf_broker_t *b = NULL;
-        for (int tries = 0; !zsys_interrupted; tries++) {
+        int delay_ms = 100;
+        bool warned = false, said_loading = false;
+        while (!zsys_interrupted) {
             b = lf_broker_new(&o, err, sizeof err);
             if (b || !strstr(err, "redis")) break;
-            if (tries == 0) lf_warn("waiting for redis: %s", err);
-            zclock_sleep(500);
+            bool loading = strstr(err, "loading") != NULL;
+            if (!warned || (loading && !said_loading)) lf_warn("waiting for redis: %s", err);
+            warned = true;
+            said_loading = said_loading || loading;
+            zclock_sleep(delay_ms);
+            delay_ms = delay_ms * 2 > 2000 ? 2000 : delay_ms * 2;
         }
+        if (b && warned) lf_info("redis is ready");
         if (b) {
             lf_broker_run(b, NULL);
             lf_broker_stats_t st;

@@ -30,7 +30,8 @@
     X(EUNKNOWN, -20, "unknown_message", "unknown message type")                \
     X(ELIMIT, -21, "limit_exceeded", "limit exceeded")                         \
     X(ECONN, -22, "connection_error", "connection error")                      \
-    X(EINTERNAL, -23, "internal", "internal error")
+    X(EINTERNAL, -23, "internal", "internal error")                            \
+    X(ENOCAPABLE, -24, "no_capable_worker", "no live worker can run the job")
 
 typedef enum {
 #define LF__ERR_ENUM(name, code, api, msg) LF_##name = code,

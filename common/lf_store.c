@@ -29,6 +29,7 @@ static const char *const s_sources[LF__S__COUNT] = {
     [LF__S_JOBGET] = S_LUA_JOBGET,     [LF__S_ACTIVE] = S_LUA_ACTIVE,
     [LF__S_STATS] = S_LUA_STATS,       [LF__S_WORKERS] = S_LUA_WORKERS,
     [LF__S_FLUSH] = S_LUA_FLUSH,       [LF__S_IDEM] = S_LUA_IDEM,
+    [LF__S_FAIL_QUEUED] = S_LUA_FAIL_QUEUED,
 };
 
 static int64_t s_mono_ms(void) {
@@ -63,6 +64,16 @@ static int s_load_scripts(lf_store_t *self) {
     for (int i = 0; i < LF__S__COUNT; i++) {
         redisReply *r = redisCommand(self->c, "SCRIPT LOAD %s", s_sources[i]);
         if (!r) return s_io_error(self);
+        /* A Redis that is replaying a large AOF answers every command with
+         * LOADING for a while: not usable yet, but coming, so callers treat it
+         * like a connection that is not there yet and retry with backoff. */
+        if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "LOADING", 7)) {
+            snprintf(self->err, sizeof self->err,
+                     "redis %s:%d is still loading its data set (%s)", self->host, self->port,
+                     r->str);
+            freeReplyObject(r);
+            return LF_ECONN;
+        }
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
             snprintf(self->err, sizeof self->err, "SCRIPT LOAD %d: %s", i,
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");

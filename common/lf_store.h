@@ -67,7 +67,10 @@ typedef struct {
 } lf_store_opts_t;
 
 /* Connect. Returns a working store or NULL with a reason in err (caller's
- * buffer). Caller owns the result. */
+ * buffer). Caller owns the result. A Redis still loading its data set
+ * (LOADING) counts as not reachable yet: the reason then starts with
+ * "redis", as for a refused connection, and lf_store_reconnect and every
+ * call return LF_ECONN until it is ready, so callers retry as for an outage. */
 lf_store_t *lf_store_new(const lf_store_opts_t *opts, char *err, size_t errlen);
 void lf_store_destroy(lf_store_t **self_p);
 /* Reconnect after an error; LF_ECONN if Redis is still down. */
@@ -372,6 +375,13 @@ typedef struct {
  * failed with LF_ETIMEDOUT. At most cap of each per call. */
 int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size_t cap,
                   size_t *n);
+
+/* Fail a job that is still queued, with code and message (the broker's
+ * verdict that no live worker can run it). 0; LF_ESTATE when it is no
+ * longer queued (claimed, cancelled, failed meanwhile: nothing changed);
+ * LF_ENOTFOUND; LF_ECONN / LF_EREDIS. */
+int lf_store_fail_queued(lf_store_t *self, const char *job_id, int32_t code, const char *message,
+                         int64_t now_ms);
 
 /* Dead letters, newest first: caller-owned array of ids (free each, then it). */
 int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n);

@@ -28,6 +28,7 @@ typedef enum {
     LF__S_WORKERS,
     LF__S_FLUSH,
     LF__S_IDEM,
+    LF__S_FAIL_QUEUED,
     LF__S__COUNT
 } lf__script_t;
 

@@ -481,6 +481,24 @@ int lf_store_cancel(lf_store_t *self, const char *job_id, int64_t now_ms, lf_job
     return rc;
 }
 
+int lf_store_fail_queued(lf_store_t *self, const char *job_id, int32_t code, const char *message,
+                         int64_t now_ms) {
+    if (!self || !job_id || !message || code >= 0) return LF_EINVAL;
+    if (!lf_id_valid(job_id)) return LF_ENOTFOUND;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_FAIL_QUEUED, now_ms, 3);
+    if (rc) return rc;
+    lf__args_str(&a, job_id);
+    lf__args_i64(&a, code);
+    lf__args_str(&a, message);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    rc = s_reply_ok(r, 1) ? (int)lf__rint(r->element[0]) : LF_EREDIS;
+    freeReplyObject(r);
+    return rc;
+}
+
 int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size_t cap,
                   size_t *n) {
     if (!self || !n || (cap && !out)) return LF_EINVAL;

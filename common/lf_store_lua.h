@@ -279,6 +279,18 @@
     "return {-13,f[1]}\n"
 
 /* ARGV 8 max per kind -> flat {id, status, code, worker}* */
+/* Fail a job that is still queued (the broker's verdict that no live worker
+ * can run it): {0} failed, {-6} unknown, {-13, status} no longer queued. */
+#define S_LUA_FAIL_QUEUED                                                                         \
+    S_PRELUDE                                                                                     \
+    "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
+    "local f=redis.call('HMGET',jk,'status','priority')\n"                                        \
+    "if not f[1] then return {-6,''} end\n"                                                       \
+    "if f[1]~='queued' then return {-13,f[1]} end\n"                                              \
+    "redis.call('ZREM',P..'q:'..f[2],id)\n"                                                       \
+    "finish(id,'failed',tonumber(ARGV[9]),ARGV[10])\n"                                            \
+    "return {0,'failed'}\n"
+
 #define S_LUA_REAP                                                                                \
     S_PRELUDE                                                                                     \
     "local max=tonumber(ARGV[8]) local out={}\n"                                                  \

@@ -18,21 +18,32 @@ struct lf_weights {
     lf_torchzip_t *tz;
 };
 
-static int s_is_safetensors(const char *path) {
+/* What the first bytes say: 1 safetensors (a little-endian header length,
+ * then the JSON header's '{'), 0 a zip (a PyTorch checkpoint starts with a
+ * local file header, "PK\3\4"), 2 neither, -1 unreadable. */
+static int s_sniff(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     unsigned char b[9];
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
-    if (n < 9) return 0;
-    return b[8] == '{';
+    if (n == 9 && b[8] == '{') return 1;
+    if (n >= 4 && !memcmp(b, "PK\3\4", 4)) return 0;
+    return 2;
 }
 
 int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errlen) {
-    int kind = s_is_safetensors(path);
+    int kind = s_sniff(path);
     if (kind < 0) {
         if (errlen) snprintf(err, errlen, "%s: cannot open", path);
         return LF_EIO;
+    }
+    /* Neither format: say what would do, rather than why it is not a zip. */
+    if (kind == 2) {
+        if (errlen)
+            snprintf(err, errlen, "%s: not a checkpoint (safetensors / .ckpt / diffusers folder)",
+                     path);
+        return LF_EFORMAT;
     }
     lf_weights_t *w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path))) {

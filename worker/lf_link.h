@@ -43,6 +43,10 @@ bool lf_link_up(const lf_link_t *self);
 void *lf_link_handle(const lf_link_t *self);
 /* How many times the broker was declared dead (for logs and tests). */
 uint64_t lf_link_deaths(const lf_link_t *self);
+/* How many CURVE handshakes the broker refused our key in (ZAP said no);
+ * the first refusal of each socket is logged as an error naming the fix.
+ * Always 0 on plain TCP. */
+uint64_t lf_link_refusals(const lf_link_t *self);
 
 /* The next thing due at `now` (see lf_heartbeat_poll); call until
  * LF_HB_NONE. CONNECT: the socket was just (re)created — send READY.

@@ -472,7 +472,11 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
             case LF_HB_DEAD:
                 self->stats.reconnects++;
                 self->pending[i].sent = false; /* lost with the connection, maybe */
-                lf_warn("broker %s silent; reconnecting after backoff", lf_link_endpoint(l));
+                if (lf_link_refusals(l))
+                    lf_warn("broker %s silent: it refuses this worker's CURVE key (see above); "
+                            "reconnecting after backoff", lf_link_endpoint(l));
+                else
+                    lf_warn("broker %s silent; reconnecting after backoff", lf_link_endpoint(l));
                 break;
             case LF_HB_NONE: break;
             }

@@ -162,6 +162,31 @@ static int s_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* Can the image(s) be written at OUT (and OUT-1... beside it)? Asked before
+ * anything is loaded or sampled, so a typo in -o costs no minutes. */
+static int s_check_writable(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return s_runtime_error("%s: cannot write the image: %s", path, strerror(EISDIR));
+        if (access(path, W_OK) != 0) return s_runtime_error("%s: cannot write the image: %s", path, strerror(errno));
+        return 0;
+    }
+    if (errno != ENOENT) return s_runtime_error("%s: cannot write the image: %s", path, strerror(errno));
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &sb) != 0)
+        return s_runtime_error("%s: cannot write the image: folder %s: %s", path, dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return s_runtime_error("%s: cannot write the image: %s is not a folder", path, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return s_runtime_error("%s: cannot write the image: folder %s: %s", path, dir, strerror(errno));
+    return 0;
+}
+
 /* ---- generate ---------------------------------------------------------- */
 
 typedef struct {
@@ -263,6 +288,7 @@ static int s_cmd_generate(int argc, char **argv)
     if (!s_exists(model)) return s_runtime_error("%s: no such file or folder", model);
     if (vae && !s_exists(vae)) return s_runtime_error("%s: no such file", vae);
     if (taesd && !s_exists(taesd)) return s_runtime_error("%s: no such file", taesd);
+    if (s_check_writable(outp)) return S_EXIT_RUNTIME;
 
     uint8_t *init_buf = NULL;
     size_t init_len = 0;

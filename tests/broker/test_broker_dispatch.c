@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -364,6 +365,65 @@ static void test_ttl_and_dead_letter(void **state) {
     tb_worker_close(&w);
 }
 
+/* Queued jobs that no live worker can run fail after the grace period
+ * (LF_ENOCAPABLE, a message naming the requirement) instead of waiting for
+ * their queue TTL; a job some worker can run is left alone. */
+static void test_unrunnable(void **state) {
+    s_fix_t *f = *state;
+    tb_broker_stop(&f->b); /* the fixture's broker, again with a short grace */
+    f->b.opts.unrunnable_grace_ms = 300;
+    tb_broker_start(&f->b);
+    tb_gateway_close(&f->g);
+    tb_gateway_open(&f->g, f->b.fe, NULL, NULL);
+    zsock_destroy(&f->sub);
+    f->sub = tb_sub_open(f->b.ev);
+    tb_worker_t w1, w2;
+    tb_worker_open(&w1, "w1", f->b.be, "m1", NULL, NULL);
+    tb_worker_open(&w2, "w2", f->b.be, "m3", NULL, NULL);
+    w2.max_pixels = 1024; /* the jobs are 64x64 */
+    tb_worker_ready(&w2);
+    tb_worker_idle(&w1, 300);
+    tb_worker_idle(&w2, 300);
+    char a[40], b[40], c[40];
+    /* c can run: w1 takes it and keeps it running (busy workers count). */
+    assert_int_equal(tb_submit(&f->g, "m1", LF_PRIO_LOW, NULL, c, NULL), 0);
+    lf_msg_t m;
+    assert_int_equal(tb_worker_wait(&w1, LF_MSG_ASSIGN, 3000, &m), 0);
+    assert_string_equal(m.job_id, c);
+    lf_msg_clear(&m);
+    w1.busy = true;
+    snprintf(w1.job, sizeof w1.job, "%s", c);
+    assert_int_equal(tb_submit(&f->g, "m2", LF_PRIO_NORMAL, NULL, a, NULL), 0);
+    assert_int_equal(tb_submit(&f->g, "m3", LF_PRIO_NORMAL, NULL, b, NULL), 0);
+    bool failed = false;
+    for (int i = 0; i < 100 && !failed; i++) {
+        tb_worker_idle(&w1, 25);
+        tb_worker_idle(&w2, 25);
+        failed = tb_status(f->store, a) == LF_JOB_FAILED && tb_status(f->store, b) == LF_JOB_FAILED;
+    }
+    assert_true(failed);
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(f->store, a, &v), 0);
+    assert_int_equal(v.code, LF_ENOCAPABLE);
+    assert_non_null(strstr(v.message, "no live worker serves model 'm2'"));
+    lf_job_view_clear(&v);
+    assert_int_equal(lf_store_job_get(f->store, b, &v), 0);
+    assert_int_equal(v.code, LF_ENOCAPABLE);
+    assert_non_null(strstr(v.message, "max_pixels"));
+    assert_non_null(strstr(v.message, "'m3'"));
+    assert_non_null(strstr(v.message, "1024"));
+    lf_job_view_clear(&v);
+    assert_int_equal(tb_status(f->store, c), LF_JOB_RUNNING);
+    /* Subscribers heard why. */
+    lf_msg_t e;
+    assert_int_equal(tb_sub_wait(f->sub, a, LF_EV_FAILED, 2000, &e), 0);
+    assert_int_equal(e.code, LF_ENOCAPABLE);
+    assert_non_null(e.message);
+    lf_msg_clear(&e);
+    tb_worker_close(&w1);
+    tb_worker_close(&w2);
+}
+
 int main(void) {
 #define T(t) cmocka_unit_test_setup_teardown(t, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
@@ -376,6 +436,7 @@ int main(void) {
         T(test_redis_restart),
         T(test_result_during_redis_outage),
         T(test_ttl_and_dead_letter),
+        T(test_unrunnable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,11 +154,78 @@ static void test_scale(void **state) {
     free(jobs), free(ws), free(out);
 }
 
+/* Which requirement no worker meets: the model, or the size for every
+ * worker that has the model (busy workers count: they free up). */
+static void test_unmet(void **state) {
+    (void)state;
+    const lf_sched_worker_t ws[] = {
+        {"w1", M1, 1, NULL, 512 * 512},
+        {"w2", M12, 2, "m2", 256 * 256},
+    };
+    uint64_t big = 0;
+    lf_sched_job_t j = {"j", "m1", 512 * 512, LF_PRIO_NORMAL, 0, 1};
+    assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_RUNNABLE);
+    j.model = "m3";
+    assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_NO_MODEL);
+    j.model = "m2", j.pixels = 512 * 512;
+    assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_TOO_LARGE);
+    assert_int_equal(big, 256 * 256);
+    j.model = "m1", j.pixels = 1024 * 1024;
+    assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_TOO_LARGE);
+    assert_int_equal(big, 512 * 512);
+    const lf_sched_worker_t unlimited = {"w3", M2, 1, NULL, 0};
+    j.model = "m2";
+    assert_int_equal(lf_scheduler_unmet(&j, &unlimited, 1, NULL), LF_SCHED_RUNNABLE);
+    assert_int_equal(lf_scheduler_unmet(&j, NULL, 0, NULL), LF_SCHED_NO_MODEL);
+}
+
+/* The grace period: a job is due only after grace_ms unrunnable in a row;
+ * turning runnable resets the clock; no worker at all is never "unable". */
+static void test_unrunnable_grace(void **state) {
+    (void)state;
+    const lf_sched_worker_t w1 = {"w1", M1, 1, NULL, 512 * 512};
+    const lf_sched_worker_t w12 = {"w12", M12, 2, NULL, 512 * 512};
+    const lf_sched_job_t jobs[] = {
+        {"a", "m1", 64 * 64, LF_PRIO_NORMAL, 0, 1},     /* runnable on w1 */
+        {"b", "m2", 64 * 64, LF_PRIO_NORMAL, 0, 2},     /* needs m2 */
+        {"c", "m1", 1024 * 1024, LF_PRIO_HIGH, 0, 3},   /* too large for w1 */
+    };
+    int64_t since[3] = {0, 0, 0};
+    lf_sched_unmet_t due[3];
+    const int64_t g = 60000, t0 = 1000000;
+    lf_scheduler_unrunnable(g, jobs, 3, &w1, 1, t0, since, due);
+    assert_int_equal(since[0], 0);
+    assert_int_equal(since[1], t0);
+    assert_int_equal(since[2], t0);
+    for (int i = 0; i < 3; i++) assert_int_equal(due[i], LF_SCHED_RUNNABLE);
+    lf_scheduler_unrunnable(g, jobs, 3, &w1, 1, t0 + g - 1, since, due);
+    for (int i = 0; i < 3; i++) assert_int_equal(due[i], LF_SCHED_RUNNABLE);
+    /* A worker with m2 comes and goes: b's clock starts again. */
+    lf_scheduler_unrunnable(g, jobs, 3, &w12, 1, t0 + g - 1, since, due);
+    assert_int_equal(since[1], 0);
+    assert_int_equal(since[2], t0);
+    lf_scheduler_unrunnable(g, jobs, 3, &w1, 1, t0 + g, since, due);
+    assert_int_equal(due[0], LF_SCHED_RUNNABLE);
+    assert_int_equal(due[1], LF_SCHED_RUNNABLE);
+    assert_int_equal(since[1], t0 + g);
+    assert_int_equal(due[2], LF_SCHED_TOO_LARGE);
+    lf_scheduler_unrunnable(g, jobs, 3, &w1, 1, t0 + 2 * g, since, due);
+    assert_int_equal(due[1], LF_SCHED_NO_MODEL);
+    /* No live worker at all: nothing is due, and the clocks stop. */
+    lf_scheduler_unrunnable(g, jobs, 3, NULL, 0, t0 + 3 * g, since, due);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(due[i], LF_SCHED_RUNNABLE);
+        assert_int_equal(since[i], 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_unmet),
+        cmocka_unit_test(test_unrunnable_grace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

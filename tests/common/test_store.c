@@ -8,10 +8,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -799,6 +802,44 @@ static void test_redis_restart(void **state) {
     assert_non_null(strstr(err, "redis"));
 }
 
+/* A stand-in for a Redis that is replaying a large AOF: it answers every
+ * command of one connection with LOADING, as redis-server does then. */
+static void *s_loading_server(void *arg) {
+    int lfd = *(int *)arg;
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    static const char reply[] = "-LOADING Redis is loading the dataset in memory\r\n";
+    char buf[65536];
+    while (read(fd, buf, sizeof buf) > 0)
+        if (write(fd, reply, sizeof reply - 1) != (ssize_t)(sizeof reply - 1)) break;
+    close(fd);
+    return NULL;
+}
+
+/* A Redis still loading its data set is "not there yet" (LF_ECONN, a reason
+ * naming redis and the loading), not a broken Redis: that is what makes the
+ * broker wait for it instead of exiting after an `up` on a large AOF. */
+static void test_redis_loading(void **state) {
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_loading_server, &lfd), 0);
+    char err[256] = "";
+    lf_store_opts_t o = {.port = ntohs(a.sin_port), .timeout_ms = 2000};
+    lf_store_t *s = lf_store_new(&o, err, sizeof err);
+    assert_null(s);
+    pthread_join(th, NULL);
+    close(lfd);
+    assert_true(!strncmp(err, "redis ", 6));
+    assert_non_null(strstr(err, "loading"));
+}
+
 int main(void) {
     g_redis = lf_testredis_start(NULL);
     if (!g_redis) return 1;
@@ -821,6 +862,7 @@ int main(void) {
         T(test_uploads_presets_options),
         T(test_workers_registry),
         cmocka_unit_test(test_redis_restart),
+        cmocka_unit_test(test_redis_loading),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     lf_testredis_destroy(&g_redis);

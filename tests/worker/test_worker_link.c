@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lf_error.h"
+#include "lf_link.h"
 #include "lf_proto.h"
 
 #ifndef LF_WORKER_BIN
@@ -697,6 +698,89 @@ static void test_curve(void **state) {
     rmdir(dir);
 }
 
+/* Drive a link (in this process) for up to ms against b; true once the
+ * broker's ROUTER has received something from it. */
+static bool s_link_run(lf_link_t *l, s_broker_t *b, int ms) {
+    int64_t end = zclock_mono() + ms;
+    while (zclock_mono() < end) {
+        int64_t now = zclock_mono();
+        lf_heartbeat_action_t a;
+        while ((a = lf_link_poll(l, now)) != LF_HB_NONE)
+            if (a == LF_HB_CONNECT || a == LF_HB_SEND) lf_link_send(l, (const uint8_t *)"hi", 2);
+        zsock_set_rcvtimeo(b->router, 20);
+        zmsg_t *m = zmsg_recv(b->router);
+        if (m) {
+            zmsg_destroy(&m);
+            return true;
+        }
+        if (lf_link_refusals(l)) return false;
+    }
+    return false;
+}
+
+/* A broker whose authenticator does not know the worker's key refuses the
+ * CURVE handshake; the link counts the refusal and logs it as such (not
+ * only as a silent broker). The same link with the key allowed gets
+ * through and counts nothing. */
+static void test_curve_refused(void **state) {
+    (void)state;
+    if (!zsys_has_curve()) skip();
+    char dir[] = "/tmp/lf-curve-refused-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    zactor_t *auth = zactor_new(zauth, NULL);
+    assert_non_null(auth);
+    assert_int_equal(zstr_sendx(auth, "CURVE", dir, NULL), 0); /* allow only the keys in dir */
+    assert_int_equal(zsock_wait(auth), 0);
+    zcert_t *server = zcert_new(), *client = zcert_new();
+    s_broker_t b;
+    s_broker_bind_curve(&b, NULL, server);
+    lf_heartbeat_cfg_t hb = {.interval_ms = 100, .liveness = 3, .backoff_min_ms = 100,
+                             .backoff_max_ms = 200};
+    lf_link_curve_t kc = {zcert_public_txt(server), zcert_public_txt(client),
+                          zcert_secret_txt(client)};
+    lf_link_t *l = lf_link_new(b.endpoint, &hb, &kc, zclock_mono());
+    assert_non_null(l);
+    /* The link logs to stderr: catch it in a file for this part. */
+    char logpath[] = "/tmp/lf-curve-refused-log-XXXXXX";
+    int logfd = mkstemp(logpath);
+    assert_true(logfd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(logfd, STDERR_FILENO);
+    bool got = s_link_run(l, &b, 5000);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    assert_false(got);
+    assert_true(lf_link_refusals(l) >= 1);
+    char text[4096] = "";
+    ssize_t n = pread(logfd, text, sizeof text - 1, 0);
+    close(logfd);
+    unlink(logpath);
+    text[n > 0 ? n : 0] = '\0';
+    fprintf(stderr, "%s", text);
+    assert_non_null(strstr(text, "refused this worker's CURVE key"));
+    lf_link_destroy(&l, 0);
+
+    /* Allowed: the same keys get through. */
+    char cpath[160];
+    snprintf(cpath, sizeof cpath, "%s/worker.cert", dir);
+    assert_int_equal(zcert_save_public(client, cpath), 0);
+    zstr_sendx(auth, "CURVE", dir, NULL);
+    assert_int_equal(zsock_wait(auth), 0);
+    l = lf_link_new(b.endpoint, &hb, &kc, zclock_mono());
+    assert_non_null(l);
+    assert_true(s_link_run(l, &b, 5000));
+    assert_int_equal(lf_link_refusals(l), 0);
+    lf_link_destroy(&l, 0);
+    s_broker_fini(&b);
+    zactor_destroy(&auth);
+    zcert_destroy(&server);
+    zcert_destroy(&client);
+    unlink(cpath);
+    rmdir(dir);
+}
+
 /* argv[1], when given, selects tests by name (a glob: "test_curve",
  * "*reconnect*"); a pattern that selects nothing is an error. */
 int main(int argc, char **argv) {
@@ -717,6 +801,7 @@ int main(int argc, char **argv) {
         T(test_two_brokers),
         T(test_bad_settings_exit),
         T(test_curve),
+        cmocka_unit_test(test_curve_refused),
     };
     if (argc > 1) {
         bool any = false;

@@ -415,6 +415,37 @@ static void test_runtime_errors(void **state)
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "/nonexistent/l.safetensors"));
     s_free(&r);
+    /* A model that is no checkpoint at all: what would do, not a zip error. */
+    r = s_run("generate", "-m", txt, "-p", "cat", "-o", "/tmp/lf_cli.png", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, txt));
+    assert_non_null(strstr(r.err, "not a checkpoint (safetensors / .ckpt / diffusers folder)"));
+    assert_null(strstr(r.err, "zip"));
+    s_free(&r);
+}
+
+/* An -o that cannot be written fails at once, naming the file and the
+ * reason, before the model is loaded or a step sampled. */
+static void test_unwritable_output(void **state)
+{
+    (void)state;
+    char buf[1024], dir[] = "/tmp/lf_cli_outdir_XXXXXX";
+    const char *model = lf_test_fixture(buf, sizeof buf, "models/tiny_a.safetensors");
+    assert_non_null(mkdtemp(dir));
+    s_run_t r = s_run("generate", "-m", model, "-p", "cat", "-W", "64", "-H", "64", "--steps", "2", "-o",
+                      "/nonexistent-lf-dir/o.png", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent-lf-dir/o.png: cannot write the image"));
+    assert_non_null(strstr(r.err, "No such file or directory"));
+    assert_null(strstr(r.err, "step "));
+    s_free(&r);
+    r = s_run("generate", "-m", model, "-p", "cat", "-W", "64", "-H", "64", "--steps", "2", "-o", dir, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, dir));
+    assert_non_null(strstr(r.err, "Is a directory"));
+    assert_null(strstr(r.err, "step "));
+    s_free(&r);
+    rmdir(dir);
 }
 
 int main(void)
@@ -427,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_decode),        cmocka_unit_test(test_generate),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
+        cmocka_unit_test(test_unwritable_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# test_cli: deploy/lightfarm's small promises, without starting a farm.
+#  - `logs NAME` with an unknown name fails and lists the names there are;
+#  - `down` treats a defunct (zombie) process as stopped: it says so and
+#    does not wait for it to exit;
+#  - `up` refuses a bad LF_READY_TIMEOUT_S.
+#   test_cli.sh SOURCE_DIR
+set -euo pipefail
+FARM="$(cd "$1" && pwd)/deploy/lightfarm"
+T="$(mktemp -d /tmp/lf-test-cli.XXXXXX)"
+holder=""
+cleanup() { [ -n "$holder" ] && kill "$holder" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+export LF_VAR_DIR="$T/var"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+mkdir -p "$T/var/log" "$T/var/run"
+for n in redis broker worker-1 gateway; do echo "$n says hello" >"$T/var/log/$n.log"; done
+
+# logs with an unknown name.
+if out="$("$FARM" logs nosuch 2>&1)"; then fail "logs nosuch succeeded: $out"; fi
+for n in redis broker worker-1 gateway; do
+  grep -qw -- "$n" <<<"$out" || fail "logs nosuch does not list '$n': $out"
+done
+echo "ok: $out"
+
+# A zombie: `sleep 0` exits, and its parent (exec'd into `sleep 30`) never
+# collects it, so its pid stays defunct while the holder lives.
+sh -c 'sleep 0 & echo $! >"$1"; exec sleep 30' sh "$T/var/run/worker-1.pid" &
+holder=$!
+for _ in $(seq 1 100); do
+  z="$(cat "$T/var/run/worker-1.pid" 2>/dev/null || true)"
+  [ -n "$z" ] && [ "$(awk '{ print $3 }' "/proc/$z/stat" 2>/dev/null)" = Z ] && break
+  sleep 0.05
+done
+[ "$(awk '{ print $3 }' "/proc/$z/stat")" = Z ] || fail "could not make a zombie process"
+out="$("$FARM" status 2>&1 || true)"
+grep -q "worker-1 *dead" <<<"$out" || fail "status does not call the defunct worker dead: $out"
+out="$("$FARM" down 2>&1)" || fail "down failed: $out"
+grep -q "worker-1 had already exited (defunct" <<<"$out" || fail "down did not see the worker as stopped: $out"
+[ ! -e "$T/var/run/worker-1.pid" ] || fail "down left the defunct worker's pid file"
+echo "ok: $out"
+
+if out="$(LF_READY_TIMEOUT_S=soon "$FARM" up 2>&1)"; then fail "up accepted LF_READY_TIMEOUT_S=soon"; fi
+grep -q LF_READY_TIMEOUT_S <<<"$out" || fail "up did not name LF_READY_TIMEOUT_S: $out"
+echo "ok: all"

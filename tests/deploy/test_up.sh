@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# test_up: `deploy/lightfarm up` returns only when the farm can serve. Within
+# a second of `up` returning, a txt2img with no model field is submitted; the
+# job must be done by the real default model lf-tiny-shapes (models/), not
+# lf-diagnostic, the test card a farm falls back to while no worker has
+# advertised a model yet. Then `down`.
+#   test_up.sh SOURCE_DIR BUILD_DIR
+# Private ports and var dir; exits 77 (ctest: skipped) without the CLIP
+# merges file the tiny model needs (tools/fetch_assets.sh or the refdata copy).
+set -euo pipefail
+SRC="$(cd "$1" && pwd)"
+BUILD="$(cd "$2" && pwd)"
+VOCAB=bpe_simple_vocab_16e6.txt.gz
+T="$(mktemp -d /tmp/lf-test-up.XXXXXX)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Three consecutive free ports for the broker (frontend, backend, events).
+base=""
+for _ in $(seq 1 20); do
+  p="$(free_port)"
+  python3 -c 'import socket,sys
+for q in range(int(sys.argv[1]), int(sys.argv[1]) + 3):
+    s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()' "$p" 2>/dev/null && { base="$p"; break; }
+done
+[ -n "$base" ] || { echo "no free port range" >&2; exit 1; }
+export LF_HTTP_PORT="$(free_port)" LF_BROKER_PORT_BASE="$base" LF_REDIS_PORT="$(free_port)"
+export LF_VAR_DIR="$T/var" LF_BUILD_DIR="$BUILD" LF_NO_BUILD=1 LF_WORKERS=1
+export LF_MODELS_DIR="$SRC/models"
+unset LF_API_KEYS LF_DEFAULT_MODEL
+FARM="$SRC/deploy/lightfarm"
+cleanup() { "$FARM" down >/dev/null 2>&1 || true; rm -rf "$T"; }
+trap cleanup EXIT
+
+# The CLIP merges file: $LF_ASSETS_DIR, <repo>/assets, or the refdata copy.
+assets=""
+for d in "${LF_ASSETS_DIR:-}" "$SRC/assets"; do
+  [ -n "$d" ] && [ -f "$d/clip/$VOCAB" ] && { assets="$d"; break; }
+done
+if [ -z "$assets" ]; then
+  for r in "${LF_REFDATA_DIR:-}" "$SRC/../shared/refdata" /work/shared/refdata; do
+    if [ -n "$r" ] && [ -f "$r/tokenizers/clip/$VOCAB" ]; then
+      mkdir -p "$T/assets/clip" && ln -s "$(cd "$r" && pwd)/tokenizers/clip/$VOCAB" "$T/assets/clip/$VOCAB"
+      assets="$T/assets"
+      break
+    fi
+  done
+fi
+[ -n "$assets" ] || { echo "SKIP: no CLIP merges file $VOCAB (run tools/fetch_assets.sh)"; exit 77; }
+export LF_ASSETS_DIR="$assets"
+[ -f "$LF_MODELS_DIR/lf-tiny-shapes.safetensors" ] || { echo "FAIL: no models/lf-tiny-shapes.safetensors" >&2; exit 1; }
+
+fail() {
+  echo "FAIL: $*" >&2
+  local f
+  for f in "$LF_VAR_DIR"/log/*.log; do [ -e "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
+  exit 1
+}
+
+"$FARM" up >"$T/up.out" 2>&1 || { cat "$T/up.out" >&2; fail "up failed"; }
+t_up="$(date +%s%N)"
+url="http://127.0.0.1:$LF_HTTP_PORT"
+sub="$(curl -sS -X POST -H 'Content-Type: application/json' \
+  -d '{"prompt":"a red circle","steps":2,"width":64,"height":64}' "$url/v1/jobs")"
+t_sub="$(date +%s%N)"
+cat "$T/up.out"
+echo "submitted $(( (t_sub - t_up) / 1000000 )) ms after up returned: $sub"
+[ $(( (t_sub - t_up) / 1000000 )) -lt 1000 ] || echo "note: the submit came more than 1 s after up (a slow machine)"
+grep -q "farm is up" "$T/up.out" || fail "up did not print the address"
+id="$(jq -r .id <<<"$sub")"
+[ -n "$id" ] && [ "$id" != null ] || fail "the job was not accepted: $sub"
+
+status="" view=""
+for _ in $(seq 1 600); do
+  view="$(curl -sS "$url/v1/jobs/$id")"
+  status="$(jq -r .status <<<"$view")"
+  case "$status" in done | failed | cancelled) break ;; esac
+  sleep 0.5
+done
+[ "$status" = done ] || fail "the job ended '$status': $(jq -c '.error' <<<"$view")"
+model="$(jq -r '.result.info.model' <<<"$view")"
+[ "$model" = lf-tiny-shapes ] || fail "the job ran on '$model', not the default model lf-tiny-shapes"
+"$FARM" down >/dev/null || fail "down failed"
+echo "ok: up returned ready; the first job ran on $model"
+
+# With API keys the readiness probes authenticate (with the first key); without them /v1/workers
+# would answer 401 and up would never call the farm ready.
+LF_API_KEYS=key-one,key-two LF_READY_TIMEOUT_S=60 "$FARM" up >"$T/up3.out" 2>&1 ||
+  { cat "$T/up3.out" >&2; fail "up with LF_API_KEYS failed"; }
+code="$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/workers")"
+[ "$code" = 401 ] || fail "the keyed farm answered $code without a key, not 401"
+"$FARM" down >/dev/null || fail "down failed"
+echo "ok: up with LF_API_KEYS returned ready"
+
+# A worker that cannot start: up fails loudly, naming it and showing the end of its log.
+if LF_WORKER_DEVICE=nonsense "$FARM" up >"$T/up2.out" 2>&1; then
+  cat "$T/up2.out" >&2
+  fail "up succeeded although its worker cannot start"
+fi
+grep -q "worker-1 (pid [0-9]*) exited while the farm was starting" "$T/up2.out" ||
+  { cat "$T/up2.out" >&2; fail "up did not name the worker that died"; }
+grep -q "not supported by any model backend" "$T/up2.out" ||
+  { cat "$T/up2.out" >&2; fail "up did not show the worker's last log lines"; }
+"$FARM" down >/dev/null || fail "down failed"
+echo "ok: up failed naming the worker that died, with its log"
