@@ -1,8 +1,8 @@
 /* lf_a1111: the AUTOMATIC1111-compatible subset (/sdapi/v1/...), so existing
  * A1111 clients work unchanged. txt2img/img2img block until the job ends,
- * without holding a thread: submit (suspended until ACCEPTED), subscribe a
- * waiter to the job's events (suspended until done/failed/cancelled or the
- * sync timeout), then read the images from Redis and answer. */
+ * without holding a thread: submit (suspended until ACCEPTED), then lf_wait
+ * waits for the job's end; this file shapes the answer (images, parameters,
+ * info) and reads the jobs in flight lf_wait keeps for progress/interrupt. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,55 +15,6 @@
 #include "lf_id.h"
 #include "lf_image.h"
 #include "lf_log.h"
-
-/* ---- the A1111 jobs in flight ---- */
-
-static void s_active_add(lf_gateway_t *gw, const char *id) {
-    pthread_mutex_lock(&gw->a_mu);
-    if (gw->n_a_jobs < LF__A1111_MAX) snprintf(gw->a_jobs[gw->n_a_jobs++], 64, "%s", id);
-    pthread_mutex_unlock(&gw->a_mu);
-}
-
-static void s_active_del(lf_gateway_t *gw, const char *id) {
-    pthread_mutex_lock(&gw->a_mu);
-    for (int i = 0; i < gw->n_a_jobs; i++)
-        if (!strcmp(gw->a_jobs[i], id)) {
-            memmove(gw->a_jobs[i], gw->a_jobs[i + 1], (size_t)(gw->n_a_jobs - i - 1) * 64);
-            gw->n_a_jobs--;
-            break;
-        }
-    pthread_mutex_unlock(&gw->a_mu);
-}
-
-/* ---- the waiter (hub thread) ---- */
-
-static int s_wait_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t now) {
-    (void)hub_ud;
-    lf_req_t *req = arg;
-    lf__rstate_t *st = lf_req_state(req);
-    if (atomic_load(&st->abandoned)) return LF_HUB_DROP;
-    if (ev) {
-        if (ev->event == LF_EV_DONE || ev->event == LF_EV_FAILED || ev->event == LF_EV_CANCELLED) {
-            atomic_store(&st->waited, 1);
-            lf_req_wake(req);
-            return LF_HUB_DROP;
-        }
-        return LF_HUB_KEEP;
-    }
-    if (now >= st->deadline_ms) { /* also the hub's final tick (INT64_MAX) */
-        atomic_store(&st->waited, 2);
-        lf_req_wake(req);
-        return LF_HUB_DROP;
-    }
-    return LF_HUB_KEEP;
-}
-
-static void s_wait_release(void *arg) {
-    lf_req_t *req = arg;
-    lf_req_unref(&req);
-}
-
-static bool s_terminal(lf_job_status_t s) { return s == LF_JOB_DONE || s == LF_JOB_FAILED || s == LF_JOB_CANCELLED; }
 
 /* ---- txt2img / img2img ---- */
 
@@ -108,7 +59,7 @@ static json_t *s_info(const lf_job_view_t *v, const lf_job_request_t *jr) {
 }
 
 static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_t *stt, lf_job_view_t *v) {
-    s_active_del(gw, st->job_id);
+    (void)gw;
     if (v->status == LF_JOB_FAILED)
         return lf__json(req, 500, json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "error", "GenerationFailed", "detail",
                                             v->message ? v->message : "", "errors", v->message ? v->message : "",
@@ -117,18 +68,10 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     json_t *images = json_array();
     if (st->jr.send_images && v->status == LF_JOB_DONE) {
         for (uint32_t i = 0; i < v->n_images; i++) {
-            uint8_t *png = NULL;
-            size_t len = 0;
-            int rc = lf_store_image_get(stt, st->job_id, i, &png, &len);
-            if (rc) {
+            char *b64;
+            if (lf__wait_image_b64(req, stt, st->job_id, i, lf__err, &b64)) {
                 json_decref(images);
-                return lf__err_code(req, rc, "result image");
-            }
-            char *b64 = lf_b64_encode(png, len);
-            free(png);
-            if (!b64) {
-                json_decref(images);
-                return lf__err(req, 500, "internal", "", "out of memory");
+                return LF_HTTP_DONE;
             }
             json_array_append_new(images, json_string(b64));
             free(b64);
@@ -144,6 +87,19 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     free(info_txt);
     return lf__json(req, 200, out);
 }
+
+static int s_timeout(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    return lf__err(req, 504, "timeout", "", "job %s did not finish within %lld s", st->job_id,
+                   (long long)(gw->sync_timeout_ms / 1000));
+}
+
+/* Errors in lf__err's shape; the job is listed as in flight while it runs. */
+static const lf__wait_ops_t s_wait_ops = {
+    .answer = lf__err,
+    .finish = s_finish,
+    .timeout = s_timeout,
+    .track = true,
+};
 
 /* The A1111 model name a checkpoint title stands for ("x.safetensors [hash]"
  * -> "x"), as lf_validate_a1111 reads it. Caller owns; NULL when malformed. */
@@ -190,6 +146,8 @@ static char *s_option_model(lf_gateway_t *gw, lf_store_t *stt) {
     return val;
 }
 
+/* Stage 0 validates, stores an img2img init image and submits; lf_wait
+ * does the rest. */
 static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool img2img) {
     if (st->stage == 0) {
         st->body = lf__body_json(req);
@@ -239,72 +197,15 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
         st->stage = 1;
         return lf__submit(gw, req, st, NULL);
     }
-    if (st->stage == 1) {
-        if (st->reply.code) return lf__err_code(req, st->reply.code, "submit");
-        snprintf(st->job_id, sizeof st->job_id, "%s", st->reply.job_id);
-        s_active_add(gw, st->job_id);
-        st->stage = 2;
-        /* Fall through to subscribe. */
-    }
-    lf_store_t *stt = lf__store_get(gw);
-    if (!stt) {
-        s_active_del(gw, st->job_id);
-        return lf__err_code(req, LF_ECONN, "redis");
-    }
-    lf_job_view_t v = {0};
-    for (;;) {
-        if (st->stage == 2) { /* listen, then look: an end in between is not missed */
-            st->deadline_ms = st->deadline_ms ? st->deadline_ms : lf__mono_ms() + gw->sync_timeout_ms;
-            atomic_store(&st->waited, 0);
-            atomic_store(&st->abandoned, false);
-            lf_req_ref(req);
-            if (lf_hub_subscribe(gw->hub, st->job_id, s_wait_on_event, s_wait_release, req) != 0) {
-                lf__store_put(gw, stt, 0);
-                s_active_del(gw, st->job_id);
-                return lf__err_code(req, LF_ECANCELED, "wait");
-            }
-            st->stage = 3;
-        }
-        int rc = lf_store_job_get(stt, st->job_id, &v);
-        if (rc) {
-            atomic_store(&st->abandoned, true);
-            lf__store_put(gw, stt, rc);
-            s_active_del(gw, st->job_id);
-            return lf__err_code(req, rc, "job");
-        }
-        if (s_terminal(v.status)) {
-            atomic_store(&st->abandoned, true);
-            int ans = s_finish(gw, req, st, stt, &v);
-            lf_job_view_clear(&v);
-            lf__store_put(gw, stt, 0);
-            return ans;
-        }
-        lf_job_view_clear(&v);
-        int w = atomic_load(&st->waited);
-        if (w == 2) {
-            lf__store_put(gw, stt, 0);
-            s_active_del(gw, st->job_id);
-            return lf__err(req, 504, "timeout", "", "job %s did not finish within %lld s", st->job_id,
-                           (long long)(gw->sync_timeout_ms / 1000));
-        }
-        if (w == 1) { /* the event came before Redis showed it: listen again */
-            st->stage = 2;
-            continue;
-        }
-        lf__store_put(gw, stt, 0);
-        return LF_HTTP_PENDING;
-    }
+    return lf__wait_job(gw, req, st, &s_wait_ops);
 }
 
 /* ---- progress, interrupt ---- */
 
 static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
-    char id[64] = "";
-    int n;
-    pthread_mutex_lock(&gw->a_mu);
-    n = gw->n_a_jobs;
-    if (n) snprintf(id, sizeof id, "%s", gw->a_jobs[0]);
-    pthread_mutex_unlock(&gw->a_mu);
+    char first[1][64] = {""}; /* the job progress reports: the oldest in flight */
+    int n = lf__wait_active(gw, first, 1);
+    const char *id = first[0];
     double progress = 0, eta = 0;
     uint32_t step = 0, steps = 0;
     json_t *current = json_null();
@@ -345,11 +246,7 @@ static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
 
 static int s_interrupt(lf_gateway_t *gw, lf_req_t *req) {
     char ids[LF__A1111_MAX][64];
-    int n;
-    pthread_mutex_lock(&gw->a_mu);
-    n = gw->n_a_jobs;
-    memcpy(ids, gw->a_jobs, (size_t)n * 64);
-    pthread_mutex_unlock(&gw->a_mu);
+    int n = lf__wait_active(gw, ids, LF__A1111_MAX);
     for (int i = 0; i < n; i++) lf__cancel(gw, NULL, NULL, ids[i]);
     return lf__json(req, 200, json_object());
 }

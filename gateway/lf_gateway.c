@@ -102,24 +102,35 @@ int lf__verr(lf_req_t *req, const lf_verr_t *e) {
                    "%s", e->message);
 }
 
-int lf__err_code(lf_req_t *req, int code, const char *what) {
+void lf__err_status(int code, int *status, const char **api_code, bool *retry) {
+    *retry = false;
     switch (code) {
-    case LF_ENOTFOUND: return lf__err(req, 404, "not_found", "", "%s not found", what);
-    case LF_ESTATE: return lf__err(req, 409, "conflict", "", "%s: %s", what, lf_strerror(code));
-    case LF_EINVAL: return lf__err(req, 400, "invalid_value", "", "%s: %s", what, lf_strerror(code));
+    case LF_ENOTFOUND: *status = 404, *api_code = "not_found"; break;
+    case LF_ESTATE: *status = 409, *api_code = "conflict"; break;
+    case LF_EINVAL: *status = 400, *api_code = "invalid_value"; break;
     case LF_ETOOBIG:
-    case LF_ELIMIT: return lf__err(req, 413, "too_large", "", "%s: %s", what, lf_strerror(code));
+    case LF_ELIMIT: *status = 413, *api_code = "too_large"; break;
     case LF_ETIMEDOUT:
     case LF_ECANCELED:
     case LF_ECONN:
     case LF_EREDIS:
     case LF_EBUSY:
-    case LF_EAGAIN:
-        lf_req_add_header(req, "Retry-After", "1");
-        return lf__err(req, 503, "unavailable", "", "%s: %s", what, lf_strerror(code));
-    default: return lf__err(req, 500, "internal", "", "%s: %s", what, lf_strerror(code));
+    case LF_EAGAIN: *status = 503, *api_code = "unavailable", *retry = true; break;
+    default: *status = 500, *api_code = "internal"; break;
     }
 }
+
+int lf__err_code_as(lf_req_t *req, int code, const char *what, lf__answer_fn answer) {
+    int status;
+    const char *api_code;
+    bool retry;
+    lf__err_status(code, &status, &api_code, &retry);
+    if (retry) lf_req_add_header(req, "Retry-After", "1");
+    if (code == LF_ENOTFOUND) return answer(req, status, api_code, NULL, "%s not found", what);
+    return answer(req, status, api_code, NULL, "%s: %s", what, lf_strerror(code));
+}
+
+int lf__err_code(lf_req_t *req, int code, const char *what) { return lf__err_code_as(req, code, what, lf__err); }
 
 json_t *lf__body_json(lf_req_t *req) {
     size_t len;

@@ -1,5 +1,5 @@
 /* lf_gateway_impl: what the gateway's handler files share (lf_gateway.c,
- * lf_api.c, lf_a1111.c, lf_openai.c). Not a public interface. */
+ * lf_api.c, lf_a1111.c, lf_openai.c, lf_wait.c). Not a public interface. */
 #ifndef LF_GATEWAY_IMPL_H
 #define LF_GATEWAY_IMPL_H
 
@@ -66,7 +66,8 @@ struct lf_gateway {
     lf_ratelimit_t *log_rl;
     atomic_uint_fast64_t log_dropped;
 
-    /* A1111 jobs in flight through this gateway (progress, interrupt). */
+    /* A1111 jobs in flight through this gateway (progress, interrupt;
+     * kept by lf_wait). */
     pthread_mutex_t a_mu;
     char a_jobs[LF__A1111_MAX][64];
     int n_a_jobs;
@@ -104,7 +105,18 @@ int lf__err(lf_req_t *req, int status, const char *code, const char *field, cons
     __attribute__((format(printf, 5, 6)));
 int lf__verr(lf_req_t *req, const lf_verr_t *e);
 int lf__json(lf_req_t *req, int status, json_t *j); /* takes j */
-/* An LF_E* code from the store or link -> HTTP answer. */
+/* An error answer in one dialect's shape: lf__err (native and A1111), or
+ * OpenAI's {"error": {message, type, param, code}} in lf_openai.c. field may
+ * be NULL (none). Returns LF_HTTP_DONE. */
+typedef int (*lf__answer_fn)(lf_req_t *req, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The one mapping of an LF_E* code from the store, link or hub onto HTTP:
+ * the status, the API's error code ("not_found", "unavailable", ...) and
+ * whether the client should retry (503: answer with Retry-After: 1). */
+void lf__err_status(int code, int *status, const char **api_code, bool *retry);
+/* An LF_E* code from the store or link -> HTTP answer through lf__err_status,
+ * `what` naming what failed; answer gives the shape (lf__err_code: lf__err). */
+int lf__err_code_as(lf_req_t *req, int code, const char *what, lf__answer_fn answer);
 int lf__err_code(lf_req_t *req, int code, const char *what);
 /* Parse the body as JSON; on failure answers 400 and returns NULL. */
 json_t *lf__body_json(lf_req_t *req);
@@ -147,6 +159,38 @@ int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem);
 /* Send a CANCEL (reply to st when req != NULL, else fire-and-forget). */
 int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id);
+
+/* Blocking a request until its job ends (lf_wait.c), for the dialects that
+ * answer a generation with its result (A1111, OpenAI images). What differs
+ * between them is the shape of the answer, given by a static const table. */
+typedef struct {
+    /* Errors (store, link, hub) in the dialect's shape, via lf__err_code_as. */
+    lf__answer_fn answer;
+    /* The broker refused the SUBMIT (st->reply.code != 0). NULL: answer
+     * st->reply.code as lf__err_code_as(..., "submit", answer) does. */
+    int (*refused)(lf_req_t *req, lf__rstate_t *st);
+    /* The job ended (done, failed or cancelled): answer from v. stt is
+     * borrowed, for reading the images; v is cleared by the caller. */
+    int (*finish)(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_t *stt, lf_job_view_t *v);
+    /* The sync timeout (gw->sync_timeout_ms) passed first: answer a 504. */
+    int (*timeout)(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
+    /* List the job among the A1111 jobs in flight (progress, interrupt). */
+    bool track;
+} lf__wait_ops_t;
+
+/* Stages 1 to 3 of a blocking generation, after lf__submit (stage 0 sets
+ * st->stage = 1): take the broker's answer, subscribe a waiter to the job's
+ * events, read the job from Redis. Returns LF_HTTP_PENDING (the request is
+ * woken when the job ends or the deadline passes, and this is called again)
+ * or LF_HTTP_DONE, having answered through ops. HTTP threads only. */
+int lf__wait_job(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const lf__wait_ops_t *ops);
+/* Image i of an ended job, read from Redis as base64 (caller owns *b64).
+ * On failure answers through answer and returns -1, *b64 untouched. */
+int lf__wait_image_b64(lf_req_t *req, lf_store_t *stt, const char *job_id, uint32_t i, lf__answer_fn answer,
+                       char **b64);
+/* The A1111 jobs in flight, oldest first: copies up to max ids and returns
+ * how many there are (which may be more than max). */
+int lf__wait_active(lf_gateway_t *gw, char (*ids)[64], int max);
 
 /* Uploads shared by /v1/uploads and A1111 img2img: check limits from the
  * header, decode to verify, store. On failure answers and returns nonzero. */

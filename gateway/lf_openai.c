@@ -3,17 +3,15 @@
  * farm, and GET /v1/models/{id} (GET /v1/models itself, in lf_api.c, carries
  * the OpenAI list next to ours). Requests are mapped to native jobs by lf_openai_map (pure); the
  * handlers block until the job ends without holding a thread, as the A1111
- * ones do: submit (suspended until ACCEPTED), subscribe a waiter to the
- * job's events (suspended until done/failed/cancelled or the sync timeout),
- * then read the images from Redis and answer. Errors from these handlers are
- * in OpenAI's shape ({"error": {message, type, param, code}}). */
+ * ones do: submit (suspended until ACCEPTED), then lf_wait waits for the
+ * job's end; this file shapes the answer (URLs or base64). Errors from these
+ * handlers are in OpenAI's shape ({"error": {message, type, param, code}}). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "lf_b64.h"
 #include "lf_error.h"
 #include "lf_gateway_impl.h"
 #include "lf_image.h"
@@ -53,54 +51,8 @@ static int s_admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p) {
     return -1;
 }
 
-/* An LF_E* code from the store or link, as lf__err_code answers it. */
-static int s_oerr_code(lf_req_t *req, int code, const char *what) {
-    switch (code) {
-    case LF_ENOTFOUND: return s_oerr(req, 404, "not_found", NULL, "%s not found", what);
-    case LF_EINVAL: return s_oerr(req, 400, "invalid_value", NULL, "%s: %s", what, lf_strerror(code));
-    case LF_ETOOBIG:
-    case LF_ELIMIT: return s_oerr(req, 413, "too_large", NULL, "%s: %s", what, lf_strerror(code));
-    case LF_ETIMEDOUT:
-    case LF_ECANCELED:
-    case LF_ECONN:
-    case LF_EREDIS:
-    case LF_EBUSY:
-    case LF_EAGAIN:
-        lf_req_add_header(req, "Retry-After", "1");
-        return s_oerr(req, 503, "unavailable", NULL, "%s: %s", what, lf_strerror(code));
-    default: return s_oerr(req, 500, "internal", NULL, "%s: %s", what, lf_strerror(code));
-    }
-}
-
-/* ---- the waiter (hub thread), as lf_a1111's ---- */
-
-static int s_wait_on_event(void *hub_ud, void *arg, const lf_msg_t *ev, int64_t now) {
-    (void)hub_ud;
-    lf_req_t *req = arg;
-    lf__rstate_t *st = lf_req_state(req);
-    if (atomic_load(&st->abandoned)) return LF_HUB_DROP;
-    if (ev) {
-        if (ev->event == LF_EV_DONE || ev->event == LF_EV_FAILED || ev->event == LF_EV_CANCELLED) {
-            atomic_store(&st->waited, 1);
-            lf_req_wake(req);
-            return LF_HUB_DROP;
-        }
-        return LF_HUB_KEEP;
-    }
-    if (now >= st->deadline_ms) { /* also the hub's final tick (INT64_MAX) */
-        atomic_store(&st->waited, 2);
-        lf_req_wake(req);
-        return LF_HUB_DROP;
-    }
-    return LF_HUB_KEEP;
-}
-
-static void s_wait_release(void *arg) {
-    lf_req_t *req = arg;
-    lf_req_unref(&req);
-}
-
-static bool s_terminal(lf_job_status_t s) { return s == LF_JOB_DONE || s == LF_JOB_FAILED || s == LF_JOB_CANCELLED; }
+/* An LF_E* code from the store or link, mapped as lf__err_code maps it. */
+static int s_oerr_code(lf_req_t *req, int code, const char *what) { return lf__err_code_as(req, code, what, s_oerr); }
 
 /* ---- the answer ---- */
 
@@ -132,18 +84,10 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     for (uint32_t i = 0; i < v->n_images; i++) {
         json_t *item;
         if (b64) {
-            uint8_t *png = NULL;
-            size_t len = 0;
-            int rc = lf_store_image_get(stt, st->job_id, i, &png, &len);
-            if (rc) {
+            char *enc;
+            if (lf__wait_image_b64(req, stt, st->job_id, i, s_oerr, &enc)) {
                 json_decref(data);
-                return s_oerr_code(req, rc, "result image");
-            }
-            char *enc = lf_b64_encode(png, len);
-            free(png);
-            if (!enc) {
-                json_decref(data);
-                return s_oerr(req, 500, "internal", NULL, "out of memory");
+                return LF_HTTP_DONE;
             }
             item = json_pack("{s:s,s:s}", "b64_json", enc, "revised_prompt", prompt);
             free(enc);
@@ -156,6 +100,28 @@ static int s_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_
     }
     return lf__json(req, 200, json_pack("{s:I,s:o}", "created", (json_int_t)(v->created_ms / 1000), "data", data));
 }
+
+/* The broker refused the job: a job it calls invalid is the client's. */
+static int s_refused(lf_req_t *req, lf__rstate_t *st) {
+    if (st->reply.code == LF_EINVAL || st->reply.code == LF_ENOTFOUND)
+        return s_oerr(req, 400, "invalid_value", NULL, "the broker refused the job: %s",
+                      st->reply.message[0] ? st->reply.message : lf_strerror(st->reply.code));
+    return s_oerr_code(req, st->reply.code, "submit");
+}
+
+static int s_timeout(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    return s_oerr(req, 504, "timeout", NULL, "job %s did not finish within %lld s (GET /v1/jobs/%s follows it)",
+                  st->job_id, (long long)(gw->sync_timeout_ms / 1000), st->job_id);
+}
+
+/* Errors in OpenAI's shape; the jobs are not A1111's, so progress and
+ * interrupt do not see them. */
+static const lf__wait_ops_t s_wait_ops = {
+    .answer = s_oerr,
+    .refused = s_refused,
+    .finish = s_finish,
+    .timeout = s_timeout,
+};
 
 /* ---- the requests ---- */
 
@@ -297,8 +263,7 @@ out:
     return ans;
 }
 
-/* Stage 0 parses, maps and submits; stage 1 takes the broker's answer;
- * stages 2 and 3 wait for the job's end (see lf_a1111's s_generate). */
+/* Stage 0 parses, maps and submits; lf_wait does the rest. */
 static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool edit) {
     if (st->stage == 0) {
         if (edit) {
@@ -311,58 +276,7 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool ed
         st->stage = 1;
         return lf__submit(gw, req, st, NULL);
     }
-    if (st->stage == 1) {
-        if (st->reply.code) {
-            if (st->reply.code == LF_EINVAL || st->reply.code == LF_ENOTFOUND)
-                return s_oerr(req, 400, "invalid_value", NULL, "the broker refused the job: %s",
-                              st->reply.message[0] ? st->reply.message : lf_strerror(st->reply.code));
-            return s_oerr_code(req, st->reply.code, "submit");
-        }
-        snprintf(st->job_id, sizeof st->job_id, "%s", st->reply.job_id);
-        st->stage = 2;
-    }
-    lf_store_t *stt = lf__store_get(gw);
-    if (!stt) return s_oerr_code(req, LF_ECONN, "redis");
-    lf_job_view_t v = {0};
-    for (;;) {
-        if (st->stage == 2) { /* listen, then look: an end in between is not missed */
-            st->deadline_ms = st->deadline_ms ? st->deadline_ms : lf__mono_ms() + gw->sync_timeout_ms;
-            atomic_store(&st->waited, 0);
-            atomic_store(&st->abandoned, false);
-            lf_req_ref(req);
-            if (lf_hub_subscribe(gw->hub, st->job_id, s_wait_on_event, s_wait_release, req) != 0) {
-                lf__store_put(gw, stt, 0);
-                return s_oerr_code(req, LF_ECANCELED, "wait");
-            }
-            st->stage = 3;
-        }
-        int rc = lf_store_job_get(stt, st->job_id, &v);
-        if (rc) {
-            atomic_store(&st->abandoned, true);
-            lf__store_put(gw, stt, rc);
-            return s_oerr_code(req, rc, "job");
-        }
-        if (s_terminal(v.status)) {
-            atomic_store(&st->abandoned, true);
-            int ans = s_finish(gw, req, st, stt, &v);
-            lf_job_view_clear(&v);
-            lf__store_put(gw, stt, 0);
-            return ans;
-        }
-        lf_job_view_clear(&v);
-        int w = atomic_load(&st->waited);
-        if (w == 2) {
-            lf__store_put(gw, stt, 0);
-            return s_oerr(req, 504, "timeout", NULL, "job %s did not finish within %lld s (GET /v1/jobs/%s follows it)",
-                          st->job_id, (long long)(gw->sync_timeout_ms / 1000), st->job_id);
-        }
-        if (w == 1) { /* the event came before Redis showed it: listen again */
-            st->stage = 2;
-            continue;
-        }
-        lf__store_put(gw, stt, 0);
-        return LF_HTTP_PENDING;
-    }
+    return lf__wait_job(gw, req, st, &s_wait_ops);
 }
 
 /* GET /v1/models/{id}: one entry of GET /v1/models' "data"
