@@ -357,7 +357,14 @@ int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped) 
         else d = lf_param_find_label(k);
         if (!d) continue; /* labels we do not carry (Model hash, Version, ...) */
         int rc;
-        if (s_is_str(d)) {
+        const char *sch = NULL;
+        const lf_param_enum_t *old = d == &s_table[LF_P_sampler] && !lf_param_enum_lookup(d, v)
+                                         ? lf_param_sampler_with_scheduler(v, &sch)
+                                         : NULL;
+        if (old) { /* older A1111 texts: "Sampler: DPM++ 2M Karras" */
+            rc = lf_param_set_str(p, d, old->name);
+            if (!rc) rc = lf_param_set_str(p, &s_table[LF_P_scheduler], sch);
+        } else if (s_is_str(d)) {
             rc = lf_param_set_str(p, d, v);
         } else {
             char *end = NULL;

@@ -313,6 +313,27 @@ static void test_infotext_seed_index(void **state) {
     lf_params_clear(&p);
 }
 
+/* Older A1111 texts put the schedule in the sampler's name; the reader splits
+ * it, and skips (and counts) what does not fit a row. */
+static void test_infotext_reader_old_texts(void **state) {
+    lf_job_params_t p = {0};
+    int skipped = -1;
+    assert_int_equal(lf_params_from_infotext("a cat\nNegative prompt: dog\nSteps: 12, Sampler: DPM++ 2M Karras, "
+                                             "CFG scale: 4.5, Seed: 5, Size: 320x192, Model hash: abc, Clip skip: 99",
+                                             &p, &skipped), 0);
+    assert_string_equal(p.prompt, "a cat");
+    assert_string_equal(p.negative_prompt, "dog");
+    assert_string_equal(p.sampler, "dpmpp_2m");
+    assert_string_equal(p.scheduler, "karras");
+    assert_int_equal(p.steps, 12);
+    assert_int_equal(p.width, 320);
+    assert_int_equal(p.height, 192);
+    assert_true(p.cfg_scale == 4.5);
+    assert_int_equal(p.clip_skip, 1); /* 99 is out of range: skipped, the default stays */
+    assert_int_equal(skipped, 1);
+    lf_params_clear(&p);
+}
+
 /* 40 two-byte characters in an unknown field's name: the message and the
  * field are cut without splitting one, so they stay valid JSON strings. */
 static void test_utf8_errors(void **state) {
@@ -345,6 +366,7 @@ int main(void) {
         cmocka_unit_test(test_openapi_has_every_row),
         cmocka_unit_test(test_infotext_round_trip),
         cmocka_unit_test(test_infotext_seed_index),
+        cmocka_unit_test(test_infotext_reader_old_texts),
         cmocka_unit_test(test_utf8_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
