@@ -8,7 +8,8 @@ set -euo pipefail
 BROKER="$1"
 GATEWAY="$2"
 T="$(mktemp -d /tmp/lf-test-loading.XXXXXX)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 RPORT="$(free_port)"
 BPORT="$(free_port)"
 HPORT="$(free_port)"
@@ -36,12 +37,7 @@ redis_start() { # extra options...
 
 # A busy run's AOF: 100k SET commands with 64-byte values (~10 MB).
 redis_start --appendfsync no
-for _ in $(seq 1 100); do [ "$(rcli ping)" = PONG ] && break; sleep 0.1; done
-awk 'BEGIN { v = sprintf("%064d", 0)
-  for (i = 0; i < 100000; i++)
-    printf "*3\r\n$3\r\nSET\r\n$%d\r\nlfpad:%d\r\n$64\r\n%s\r\n", length("lfpad:" i), i, v }' |
-  redis-cli -h 127.0.0.1 -p "$RPORT" --pipe >/dev/null
-rcli shutdown >/dev/null || true
+redis_fill_aof "$RPORT"
 wait "$rpid" 2>/dev/null || true
 size="$(du -sk "$T/appendonlydir" | cut -f1)"
 [ "$size" -ge 9000 ] || fail "the AOF is only ${size} KiB"

@@ -12,20 +12,10 @@ SRC="$(cd "$1" && pwd)"
 BUILD="$(cd "$2" && pwd)"
 VOCAB=bpe_simple_vocab_16e6.txt.gz
 T="$(mktemp -d /tmp/lf-test-up.XXXXXX)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Three consecutive free ports for the broker (frontend, backend, events).
-base=""
-for _ in $(seq 1 20); do
-  p="$(free_port)"
-  python3 -c 'import socket,sys
-for q in range(int(sys.argv[1]), int(sys.argv[1]) + 3):
-    s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()' "$p" 2>/dev/null && { base="$p"; break; }
-done
-[ -n "$base" ] || { echo "no free port range" >&2; exit 1; }
-export LF_HTTP_PORT="$(free_port)" LF_BROKER_PORT_BASE="$base" LF_REDIS_PORT="$(free_port)"
-export LF_VAR_DIR="$T/var" LF_BUILD_DIR="$BUILD" LF_NO_BUILD=1 LF_WORKERS=1
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+farm_env "$T" "$BUILD"
 export LF_MODELS_DIR="$SRC/models"
-unset LF_API_KEYS LF_DEFAULT_MODEL
 FARM="$SRC/deploy/lightfarm"
 cleanup() { "$FARM" down >/dev/null 2>&1 || true; rm -rf "$T"; }
 trap cleanup EXIT
@@ -47,13 +37,6 @@ fi
 [ -n "$assets" ] || { echo "SKIP: no CLIP merges file $VOCAB (run tools/fetch_assets.sh)"; exit 77; }
 export LF_ASSETS_DIR="$assets"
 [ -f "$LF_MODELS_DIR/lf-tiny-shapes.safetensors" ] || { echo "FAIL: no models/lf-tiny-shapes.safetensors" >&2; exit 1; }
-
-fail() {
-  echo "FAIL: $*" >&2
-  local f
-  for f in "$LF_VAR_DIR"/log/*.log; do [ -e "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
-  exit 1
-}
 
 "$FARM" up >"$T/up.out" 2>&1 || { cat "$T/up.out" >&2; fail "up failed"; }
 t_up="$(date +%s%N)"

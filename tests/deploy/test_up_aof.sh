@@ -8,20 +8,11 @@ set -euo pipefail
 SRC="$(cd "$1" && pwd)"
 BUILD="$(cd "$2" && pwd)"
 T="$(mktemp -d /tmp/lf-test-up-aof.XXXXXX)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-base=""
-for _ in $(seq 1 20); do
-  p="$(free_port)"
-  python3 -c 'import socket,sys
-for q in range(int(sys.argv[1]), int(sys.argv[1]) + 3):
-    s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()' "$p" 2>/dev/null && { base="$p"; break; }
-done
-[ -n "$base" ] || { echo "no free port range" >&2; exit 1; }
-export LF_HTTP_PORT="$(free_port)" LF_BROKER_PORT_BASE="$base" LF_REDIS_PORT="$(free_port)"
-export LF_VAR_DIR="$T/var" LF_BUILD_DIR="$BUILD" LF_NO_BUILD=1 LF_WORKERS=1
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+farm_env "$T" "$BUILD"
 # The diagnostic model only: this test is about start-up, not about models.
 mkdir -p "$T/models" && export LF_MODELS_DIR="$T/models"
-unset LF_API_KEYS LF_DEFAULT_MODEL
 FARM="$SRC/deploy/lightfarm"
 rpid=""
 cleanup() {
@@ -30,12 +21,6 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  local f
-  for f in "$LF_VAR_DIR"/log/*.log; do [ -e "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
-  exit 1
-}
 rcli() { redis-cli -h 127.0.0.1 -p "$LF_REDIS_PORT" "$@" 2>&1; }
 
 # A busy run's AOF where `up` keeps it: 100k SETs of 64-byte values.
@@ -43,12 +28,7 @@ mkdir -p "$LF_VAR_DIR/redis"
 redis-server --port "$LF_REDIS_PORT" --bind 127.0.0.1 --dir "$LF_VAR_DIR/redis" --appendonly yes \
   --appendfsync no --save "" --daemonize no >"$T/redis-fill.log" 2>&1 &
 rpid=$!
-for _ in $(seq 1 100); do [ "$(rcli ping)" = PONG ] && break; sleep 0.1; done
-awk 'BEGIN { v = sprintf("%064d", 0)
-  for (i = 0; i < 100000; i++)
-    printf "*3\r\n$3\r\nSET\r\n$%d\r\nlfpad:%d\r\n$64\r\n%s\r\n", length("lfpad:" i), i, v }' |
-  redis-cli -h 127.0.0.1 -p "$LF_REDIS_PORT" --pipe >/dev/null
-rcli shutdown >/dev/null || true
+redis_fill_aof "$LF_REDIS_PORT"
 wait "$rpid" 2>/dev/null || true
 rpid=""
 size="$(du -sk "$LF_VAR_DIR/redis" | cut -f1)"

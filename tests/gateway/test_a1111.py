@@ -5,16 +5,9 @@ schedulers, progress and interrupt, and the rest of the surface clients call
 (memory, cmd-flags, embeddings, scripts, refresh-*, skip; interrogate 501).
 
 Starts its own redis-server, lightfarm-broker, lightfarm-worker and
-lightfarm-gateway on free loopback ports.
+lightfarm-gateway on free loopback ports (lf_farm).
 usage: test_a1111.py GATEWAY BROKER WORKER"""
 import base64
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -24,63 +17,7 @@ import urllib.request
 import webuiapi
 from PIL import Image
 
-BIN = {}
-FARM = {}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def start_farm():
-    d = tempfile.mkdtemp(prefix="lf-a1111-")
-    ports = {k: free_port() for k in ("redis", "fe", "be", "ev", "http")}
-    procs = []
-
-    def spawn(name, argv, env):
-        log = open(os.path.join(d, name + ".log"), "w")
-        e = dict(os.environ, LF_LOG_LEVEL="warn", **env)
-        procs.append(subprocess.Popen(argv, env=e, stdout=log, stderr=subprocess.STDOUT, cwd=d))
-
-    spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d], {})
-    common = dict(LF_REDIS_PORT=str(ports["redis"]),
-                  LF_BROKER_FRONTEND="tcp://127.0.0.1:%d" % ports["fe"],
-                  LF_BROKER_BACKEND="tcp://127.0.0.1:%d" % ports["be"],
-                  LF_BROKER_EVENTS="tcp://127.0.0.1:%d" % ports["ev"])
-    time.sleep(0.3)
-    spawn("broker", [BIN["broker"]], common)
-    spawn("worker", [BIN["worker"]], common)
-    spawn("gateway", [BIN["gateway"]], dict(common, LF_HTTP_PORT=str(ports["http"])))
-    url = "http://127.0.0.1:%d" % ports["http"]
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/v1/workers", timeout=2) as r:
-                if b'"count":1' in r.read():
-                    break
-        except Exception:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("farm did not come up; logs in " + d)
-    FARM.update(dir=d, procs=procs, port=ports["http"])
-
-
-def stop_farm():
-    for p in reversed(FARM.get("procs", [])):
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    if os.environ.get("LF_KEEP_TEST"):
-        print("logs kept in", FARM.get("dir"))
-    else:
-        shutil.rmtree(FARM.get("dir", ""), ignore_errors=True)
+from lf_farm import FARM, main
 
 
 class A1111(unittest.TestCase):
@@ -240,17 +177,4 @@ class A1111(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        print(__doc__)
-        sys.exit(2)
-    BIN.update(gateway=sys.argv[1], broker=sys.argv[2], worker=sys.argv[3])
-    if not shutil.which("redis-server"):
-        print("SKIP: redis-server not installed")
-        sys.exit(77)
-    start_farm()
-    try:
-        prog = unittest.main(argv=[sys.argv[0], "-v"], exit=False)
-        ok = prog.result.wasSuccessful()
-    finally:
-        stop_farm()
-    sys.exit(0 if ok else 1)
+    main(__doc__, prefix="lf-a1111-")

@@ -10,219 +10,93 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <jpeglib.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <webp/encode.h>
 
 #include "lf_image.h"
+#include "lf_testgw.h"
+#include "lf_testhttp.h"
+#include "lf_testproc.h"
 #include "lf_testredis.h"
 
 typedef struct {
-    lf_testredis_t *redis;
+    lf_testgw_t base;
     pid_t broker, worker, gw, gw_auth;
     int port, port_auth;
     char url[64], url_auth[64];
-    char dir[64];
-    char fe[64], be[64], ev[64];
 } s_farm_t;
 
 static s_farm_t F;
 
-static long long s_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pid_t s_spawn(const char *bin, const char *log, char *const env[]) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = fopen(log, "w");
-        if (f) {
-            dup2(fileno(f), 1);
-            dup2(fileno(f), 2);
-        }
-        for (int i = 0; env[i]; i++) putenv(env[i]);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_stop(pid_t *pid) {
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        usleep(10000);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
-}
-
 /* ---- HTTP ---- */
 
-typedef struct {
-    char *data;
-    size_t len;
-    char retry_after[32];
-    const char *stop_at; /* SSE: stop reading once this appears */
-} s_buf_t;
-
-static size_t s_write(char *p, size_t sz, size_t n, void *ud) {
-    s_buf_t *b = ud;
-    size_t k = sz * n;
-    char *nd = realloc(b->data, b->len + k + 1);
-    if (!nd) return 0;
-    b->data = nd;
-    memcpy(b->data + b->len, p, k);
-    b->len += k;
-    b->data[b->len] = 0;
-    if (b->stop_at && strstr(b->data, b->stop_at)) return 0; /* enough */
-    return k;
-}
-
-static size_t s_header(char *p, size_t sz, size_t n, void *ud) {
-    s_buf_t *b = ud;
-    if (!strncasecmp(p, "Retry-After:", 12)) snprintf(b->retry_after, sizeof b->retry_after, "%.*s", (int)(sz * n - 12), p + 12);
-    return sz * n;
-}
-
+/* A request with an optional Content-Type and API key (auth); ctype_out
+ * (may be NULL) receives the answer's Content-Type. */
 static long s_http(const char *method, const char *url, const char *ctype, const void *body, size_t len,
-                   const char *auth, s_buf_t *out, char *ctype_out, size_t ctype_len) {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
+                   const char *auth, lf_testhttp_buf_t *out, char *ctype_out, size_t ctype_len) {
     char hdr[256];
-    if (ctype) {
-        snprintf(hdr, sizeof hdr, "Content-Type: %s", ctype);
-        h = curl_slist_append(h, hdr);
-    }
-    if (auth) {
-        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", auth);
-        h = curl_slist_append(h, hdr);
-    }
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    CURLcode rc = curl_easy_perform(c);
-    long code = -1;
-    if (rc == CURLE_OK || rc == CURLE_WRITE_ERROR) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    if (ctype_out) {
-        char *ct = NULL;
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-        snprintf(ctype_out, ctype_len, "%s", ct ? ct : "");
-    }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    if (auth) snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", auth);
+    lf_testhttp_opts_t o = {.content_type = ctype, .header = auth ? hdr : NULL};
+    long code = lf_testhttp_request(method, url, body, len, &o, out);
+    if (ctype_out) snprintf(ctype_out, ctype_len, "%s", out->content_type);
     return code;
 }
 
 /* JSON request to the main gateway; *out (may be NULL) parsed answer. */
 static long s_json(const char *method, const char *path, const char *body, json_t **out) {
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", F.url, path);
-    s_buf_t b = {0};
-    long code = s_http(method, url, body ? "application/json" : NULL, body, body ? strlen(body) : 0, NULL, &b, NULL, 0);
-    if (out) *out = b.data ? json_loads(b.data, 0, NULL) : NULL;
-    free(b.data);
-    return code;
+    return lf_testhttp_json(F.url, method, path, body, 0, out);
 }
 
 static const char *s_field(json_t *j) {
     return json_string_value(json_object_get(json_object_get(j, "error"), "field"));
 }
 
-static bool s_health(const char *base) {
-    char url[128];
-    snprintf(url, sizeof url, "%s/healthz", base);
-    for (int i = 0; i < 300; i++) {
-        s_buf_t b = {0};
-        long code = s_http("GET", url, NULL, NULL, 0, NULL, &b, NULL, 0);
-        free(b.data);
-        if (code == 200) return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 /* ---- fixture ---- */
 
 static int s_setup(void **state) {
-    curl_global_init(CURL_GLOBAL_ALL);
-    F.redis = lf_testredis_start(NULL);
-    if (!F.redis) return -1;
-    snprintf(F.dir, sizeof F.dir, "%s", lf_testredis_dir(F.redis));
-    int p = lf_testredis_free_port(), q = lf_testredis_free_port(), r = lf_testredis_free_port();
-    snprintf(F.fe, sizeof F.fe, "tcp://127.0.0.1:%d", p);
-    snprintf(F.be, sizeof F.be, "tcp://127.0.0.1:%d", q);
-    snprintf(F.ev, sizeof F.ev, "tcp://127.0.0.1:%d", r);
-    static char e_redis[64], e_fe[96], e_be[96], e_ev[96], e_port[64], e_port2[64], e_web[256], e_log[] = "LF_LOG_LEVEL=warn";
-    snprintf(e_redis, sizeof e_redis, "LF_REDIS_PORT=%d", lf_testredis_port(F.redis));
-    snprintf(e_fe, sizeof e_fe, "LF_BROKER_FRONTEND=%s", F.fe);
-    snprintf(e_be, sizeof e_be, "LF_BROKER_BACKEND=%s", F.be);
-    snprintf(e_ev, sizeof e_ev, "LF_BROKER_EVENTS=%s", F.ev);
+    if (lf_testgw_start(&F.base) != 0) return -1;
+    static char e_redis[64], e_fe[96], e_be[96], e_ev[96], e_port[64], e_port2[64], e_web[320], e_log[] = "LF_LOG_LEVEL=warn";
+    snprintf(e_redis, sizeof e_redis, "LF_REDIS_PORT=%d", lf_testredis_port(F.base.redis));
+    snprintf(e_fe, sizeof e_fe, "LF_BROKER_FRONTEND=%s", F.base.fe);
+    snprintf(e_be, sizeof e_be, "LF_BROKER_BACKEND=%s", F.base.be);
+    snprintf(e_ev, sizeof e_ev, "LF_BROKER_EVENTS=%s", F.base.ev);
     /* A web root with an index and a stylesheet. */
-    char path[256];
-    snprintf(path, sizeof path, "%s/web", F.dir);
+    char path[320];
+    snprintf(path, sizeof path, "%s/web", F.base.dir);
     mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/web/index.html", F.dir);
+    snprintf(path, sizeof path, "%s/web/index.html", F.base.dir);
     FILE *f = fopen(path, "w");
     fputs("<!doctype html><title>lightfarm</title>", f);
     fclose(f);
-    snprintf(path, sizeof path, "%s/web/style.css", F.dir);
+    snprintf(path, sizeof path, "%s/web/style.css", F.base.dir);
     f = fopen(path, "w");
     fputs("body{}", f);
     fclose(f);
-    snprintf(e_web, sizeof e_web, "LF_WEB_ROOT=%s/web", F.dir);
-    char log[256];
+    snprintf(e_web, sizeof e_web, "LF_WEB_ROOT=%s/web", F.base.dir);
     char *benv[] = {e_redis, e_fe, e_be, e_ev, e_log, NULL};
-    snprintf(log, sizeof log, "%s/broker.log", F.dir);
-    F.broker = s_spawn(LF_BROKER_BIN, log, benv);
+    F.broker = lf_testproc_spawn(LF_BROKER_BIN, F.base.dir, "broker", benv);
     char *wenv[] = {e_be, e_log, NULL};
-    snprintf(log, sizeof log, "%s/worker.log", F.dir);
-    F.worker = s_spawn(LF_WORKER_BIN, log, wenv);
+    F.worker = lf_testproc_spawn(LF_WORKER_BIN, F.base.dir, "worker", wenv);
     F.port = lf_testredis_free_port();
     snprintf(e_port, sizeof e_port, "LF_HTTP_PORT=%d", F.port);
     static char e_body[] = "LF_HTTP_MAX_BODY=1048576";
     char *genv[] = {e_redis, e_fe, e_ev, e_port, e_web, e_log, e_body, NULL};
-    snprintf(log, sizeof log, "%s/gateway.log", F.dir);
-    F.gw = s_spawn(LF_GATEWAY_BIN, log, genv);
+    F.gw = lf_testproc_spawn(LF_GATEWAY_BIN, F.base.dir, "gateway", genv);
     F.port_auth = lf_testredis_free_port();
     snprintf(e_port2, sizeof e_port2, "LF_HTTP_PORT=%d", F.port_auth);
     static char e_keys[] = "LF_API_KEYS=key-one, key-two", e_rate[] = "LF_RATE_LIMIT=1", e_burst[] = "LF_RATE_BURST=3";
     char *aenv[] = {e_redis, e_fe, e_ev, e_port2, e_log, e_keys, e_rate, e_burst, NULL};
-    snprintf(log, sizeof log, "%s/gateway-auth.log", F.dir);
-    F.gw_auth = s_spawn(LF_GATEWAY_BIN, log, aenv);
+    F.gw_auth = lf_testproc_spawn(LF_GATEWAY_BIN, F.base.dir, "gateway-auth", aenv);
     snprintf(F.url, sizeof F.url, "http://127.0.0.1:%d", F.port);
     snprintf(F.url_auth, sizeof F.url_auth, "http://127.0.0.1:%d", F.port_auth);
-    if (!s_health(F.url) || !s_health(F.url_auth)) return -1;
+    if (!lf_testhttp_wait_health(F.url) || !lf_testhttp_wait_health(F.url_auth)) return -1;
     /* Wait for the worker to register. */
     for (int i = 0; i < 200; i++) {
         json_t *j = NULL;
@@ -237,17 +111,12 @@ static int s_setup(void **state) {
 }
 
 static int s_teardown(void **state) {
-    s_stop(&F.gw_auth);
-    s_stop(&F.gw);
-    s_stop(&F.worker);
-    s_stop(&F.broker);
-    if (getenv("LF_KEEP_TEST")) fprintf(stderr, "logs kept in %s\n", F.dir);
-    else lf_testredis_destroy(&F.redis);
-    curl_global_cleanup();
+    lf_testproc_stop_all(SIGTERM, &F.gw_auth, &F.gw, &F.worker, &F.broker, NULL);
+    lf_testgw_stop(&F.base);
     return 0;
 }
 
-static bool s_gateway_alive(void) { return kill(F.gw, 0) == 0 && waitpid(F.gw, NULL, WNOHANG) == 0; }
+static bool s_gateway_alive(void) { return lf_testproc_alive(F.gw); }
 
 /* Submit; returns the id (caller frees). */
 static char *s_submit(int steps, int delay) {
@@ -262,21 +131,7 @@ static char *s_submit(int steps, int delay) {
     return id;
 }
 
-static json_t *s_wait_done(const char *id) {
-    char path[128];
-    snprintf(path, sizeof path, "/v1/jobs/%s", id);
-    long long end = s_ms() + 20000;
-    while (s_ms() < end) {
-        json_t *j = NULL;
-        if (s_json("GET", path, NULL, &j) == 200) {
-            const char *st = json_string_value(json_object_get(j, "status"));
-            if (st && (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))) return j;
-        }
-        json_decref(j);
-        usleep(20000);
-    }
-    return NULL;
-}
+static json_t *s_wait_done(const char *id) { return lf_testhttp_wait_job(F.url, id, 20000); }
 
 /* ---- tests ---- */
 
@@ -291,7 +146,7 @@ static void test_submit_to_done_with_image(void **state) {
     assert_true(json_integer_value(json_object_get(img, "seed")) >= 0);
     char url[256];
     snprintf(url, sizeof url, "%s%s", F.url, json_string_value(json_object_get(img, "url")));
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     char ct[64];
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct), 200);
     assert_string_equal(ct, "image/png");
@@ -354,7 +209,7 @@ static void test_bad_input_is_4xx_and_gateway_stays_up(void **state) {
     body[big - 1] = '}';
     char url[128];
     snprintf(url, sizeof url, "%s/v1/jobs", F.url);
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     assert_int_equal(s_http("POST", url, "application/json", body, big, NULL, &b, NULL, 0), 413);
     assert_non_null(strstr(b.data ? b.data : "", "body_too_large"));
     free(b.data);
@@ -374,7 +229,7 @@ static void test_bad_input_is_4xx_and_gateway_stays_up(void **state) {
 static void test_api_keys_and_rate_limit(void **state) {
     char url[128];
     snprintf(url, sizeof url, "%s/v1/models", F.url_auth);
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, NULL, 0), 401);
     assert_non_null(strstr(b.data, "unauthorized"));
     free(b.data);
@@ -414,7 +269,7 @@ static void test_sse_sees_progress_and_done(void **state) {
     char *id = s_submit(5, 100);
     char url[256];
     snprintf(url, sizeof url, "%s/v1/jobs/%s/events", F.url, id);
-    s_buf_t b = {.stop_at = "event: done"};
+    lf_testhttp_buf_t b = {.stop_at = "event: done"};
     char ct[64];
     s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct);
     assert_non_null(b.data);
@@ -478,7 +333,7 @@ static uint8_t *s_webp(size_t *len) {
 static long s_upload(const void *data, size_t len, const char *ctype, json_t **out) {
     char url[128];
     snprintf(url, sizeof url, "%s/v1/uploads", F.url);
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     long code = s_http("POST", url, ctype, data, len, NULL, &b, NULL, 0);
     *out = b.data ? json_loads(b.data, 0, NULL) : NULL;
     free(b.data);
@@ -530,25 +385,9 @@ static void test_uploads_formats_and_bomb(void **state) {
     assert_true(s_gateway_alive());
 }
 
-static void s_raw(const char *req, char *out, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)F.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    out[0] = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
-        size_t n = 0;
-        ssize_t r;
-        while (n + 1 < cap && (r = read(fd, out + n, cap - 1 - n)) > 0) n += (size_t)r;
-        out[n] = 0;
-    }
-    close(fd);
-}
-
 static void test_static_files_and_traversal(void **state) {
     char url[128], ct[64];
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     snprintf(url, sizeof url, "%s/", F.url);
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct), 200);
     assert_non_null(strstr(ct, "text/html"));
@@ -569,11 +408,11 @@ static void test_static_files_and_traversal(void **state) {
     };
     char out[8192];
     for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
-        s_raw(evil[i], out, sizeof out);
+        lf_testhttp_raw(F.port, evil[i], out, sizeof out, 3);
         if (strstr(out, "root:")) fail_msg("traversal served /etc/passwd: %s", evil[i]);
         if (!strncmp(out, "HTTP/1.1 200", 12)) fail_msg("traversal answered 200: %s", evil[i]);
     }
-    s_raw("\x16\x03\x01garbage\r\n\r\n", out, sizeof out);
+    lf_testhttp_raw(F.port, "\x16\x03\x01garbage\r\n\r\n", out, sizeof out, 3);
     assert_true(s_gateway_alive());
 }
 
@@ -630,7 +469,7 @@ static void test_openapi_and_presets(void **state) {
     /* Metrics mention the queue and the routes. */
     char url[128];
     snprintf(url, sizeof url, "%s/metrics", F.url);
-    s_buf_t b = {0};
+    lf_testhttp_buf_t b = {0};
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, NULL, 0), 200);
     assert_non_null(strstr(b.data, "lf_queue_depth{priority=\"high\"}"));
     assert_non_null(strstr(b.data, "lf_workers_live 1"));

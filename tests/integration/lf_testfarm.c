@@ -1,5 +1,7 @@
 /* lf_testfarm: see lf_testfarm.h. */
 #include "lf_testfarm.h"
+#include "lf_testhttp.h"
+#include "lf_testproc.h"
 #include "lf_testredis.h"
 
 #include <arpa/inet.h>
@@ -41,11 +43,7 @@ struct lf_testfarm {
     int n_procs;
 };
 
-long long lf_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+long long lf_now_ms(void) { return lf_testproc_now_ms(); }
 
 static void s_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -360,50 +358,11 @@ int lf_testfarm_redis_port(lf_testfarm_t *self) { return self->redis_port; }
 
 /* ---- HTTP client --------------------------------------------------------- */
 
-typedef struct {
-    char *data;
-    size_t len;
-} s_buf_t;
-
-static size_t s_write_cb(char *ptr, size_t size, size_t nmemb, void *ud) {
-    s_buf_t *b = ud;
-    size_t n = size * nmemb;
-    char *d = realloc(b->data, b->len + n + 1);
-    if (!d) return 0;
-    memcpy(d + b->len, ptr, n);
-    b->data = d;
-    b->len += n;
-    b->data[b->len] = 0;
-    return n;
-}
-
 int lf_http_request(const char *method, const char *url, const char *content_type,
                     const void *body, size_t body_len, char **resp, size_t *resp_len) {
-    CURL *c = curl_easy_init();
-    if (!c) return -1;
-    s_buf_t b = {0};
-    struct curl_slist *hdrs = NULL;
-    char ct[128];
-    if (content_type) {
-        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-        hdrs = curl_slist_append(hdrs, ct);
-    }
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    long code = -1;
-    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
+    lf_testhttp_opts_t o = {.content_type = content_type, .timeout_ms = 30000};
+    lf_testhttp_buf_t b = {0};
+    long code = lf_testhttp_request(method, url, body, body_len, &o, &b);
     if (resp) {
         *resp = b.data;
         if (resp_len) *resp_len = b.len;

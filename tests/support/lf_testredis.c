@@ -151,6 +151,12 @@ void lf_testredis_destroy(lf_testredis_t **self_p) {
     *self_p = NULL;
 }
 
+void lf_testredis_release(lf_testredis_t **self_p) {
+    if (!self_p || !*self_p) return;
+    if (getenv("LF_KEEP_TEST")) fprintf(stderr, "logs kept in %s\n", (*self_p)->dir);
+    else lf_testredis_destroy(self_p);
+}
+
 int lf_testredis_port(const lf_testredis_t *self) { return self->port; }
 const char *lf_testredis_dir(const lf_testredis_t *self) { return self->dir; }
 pid_t lf_testredis_pid(const lf_testredis_t *self) { return self->pid; }

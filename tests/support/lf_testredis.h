@@ -24,6 +24,11 @@ lf_testredis_t *lf_testredis_start(const lf_testredis_opts_t *opts);
 /* Stop it (if running), remove its directory, free. Accepts NULL. */
 void lf_testredis_destroy(lf_testredis_t **self_p);
 
+/* The end of a test: lf_testredis_destroy, unless LF_KEEP_TEST is set; then
+ * redis and its directory (where the tests keep their processes' logs) stay
+ * for a look, and stderr says where. Accepts NULL. */
+void lf_testredis_release(lf_testredis_t **self_p);
+
 int lf_testredis_port(const lf_testredis_t *self);
 const char *lf_testredis_dir(const lf_testredis_t *self); /* borrowed */
 pid_t lf_testredis_pid(const lf_testredis_t *self);       /* 0 when stopped */
