@@ -3,8 +3,35 @@
 # farm for deploy/lightfarm, failing with the farm's last log lines, and a
 # Redis AOF as a busy run leaves it. Needs python3, redis-cli and awk.
 
-# A free TCP port on 127.0.0.1 (bound, then released).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port [N]: the first of N (default 1) consecutive free TCP ports on
+# 127.0.0.1, bound and released. Taken below the kernel's ephemeral range
+# (ip_local_port_range, 32768.. here): a port the kernel hands out is free
+# now but may become the client side of some connection before the server
+# that was meant to bind it starts (the broker binds after Redis has
+# loaded, seconds later).
+free_port() {
+  python3 - "${1:-1}" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError:
+    lo = 32768
+for _ in range(200):
+    p = random.randrange(10000, lo - n)
+    try:
+        for q in range(p, p + n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", q))
+            s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+else:
+    sys.exit("no free port range")
+PY
+}
 
 # farm_env TMP_DIR BUILD_DIR: exports a private farm for deploy/lightfarm —
 # free ports (three consecutive ones for the broker: frontend, backend,
@@ -12,14 +39,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # worker, no API keys and no default model. The models folder is the
 # caller's to set.
 farm_env() {
-  local base="" p _
-  for _ in $(seq 1 20); do
-    p="$(free_port)"
-    python3 -c 'import socket,sys
-for q in range(int(sys.argv[1]), int(sys.argv[1]) + 3):
-    s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()' "$p" 2>/dev/null && { base="$p"; break; }
-  done
-  [ -n "$base" ] || { echo "no free port range" >&2; exit 1; }
+  local base
+  base="$(free_port 3)" || exit 1
   LF_HTTP_PORT="$(free_port)" LF_REDIS_PORT="$(free_port)"
   export LF_HTTP_PORT LF_BROKER_PORT_BASE="$base" LF_REDIS_PORT
   export LF_VAR_DIR="$1/var" LF_BUILD_DIR="$2" LF_NO_BUILD=1 LF_WORKERS=1

@@ -11,7 +11,7 @@ T="$(mktemp -d /tmp/lf-test-loading.XXXXXX)"
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 RPORT="$(free_port)"
-BPORT="$(free_port)"
+BPORT="$(free_port 3)" # frontend, backend, events
 HPORT="$(free_port)"
 rpid="" bpid="" gpid=""
 cleanup() {
