@@ -147,7 +147,7 @@ static void test_submit_to_done_with_image(void **state) {
     char url[256];
     snprintf(url, sizeof url, "%s%s", F.url, json_string_value(json_object_get(img, "url")));
     lf_testhttp_buf_t b = {0};
-    char ct[64];
+    char ct[128];
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct), 200);
     assert_string_equal(ct, "image/png");
     assert_true(b.len > 8 && !memcmp(b.data, "\x89PNG", 4));
@@ -270,7 +270,7 @@ static void test_sse_sees_progress_and_done(void **state) {
     char url[256];
     snprintf(url, sizeof url, "%s/v1/jobs/%s/events", F.url, id);
     lf_testhttp_buf_t b = {.stop_at = "event: done"};
-    char ct[64];
+    char ct[128];
     s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct);
     assert_non_null(b.data);
     assert_non_null(strstr(ct, "text/event-stream"));
@@ -386,7 +386,7 @@ static void test_uploads_formats_and_bomb(void **state) {
 }
 
 static void test_static_files_and_traversal(void **state) {
-    char url[128], ct[64];
+    char url[128], ct[128];
     lf_testhttp_buf_t b = {0};
     snprintf(url, sizeof url, "%s/", F.url);
     assert_int_equal(s_http("GET", url, NULL, NULL, 0, NULL, &b, ct, sizeof ct), 200);
