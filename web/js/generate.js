@@ -4,6 +4,7 @@
 
 import { ApiError, api, listOf, nameOf } from './api.js';
 import { promptHelp } from './examples.js';
+import { useParamRows } from './pngmeta.js';
 import { $, $$, emit, on, toast } from './util.js';
 
 const FALLBACK_SAMPLERS = [{ name: 'euler', a1111: 'Euler' }, { name: 'euler_ancestral', a1111: 'Euler a', alias: 'euler_a' }, { name: 'heun', a1111: 'Heun' }, { name: 'dpm_2', a1111: 'DPM2' }, { name: 'dpmpp_2m', a1111: 'DPM++ 2M' }, { name: 'dpmpp_2m_sde', a1111: 'DPM++ 2M SDE' }, { name: 'dpmpp_sde', a1111: 'DPM++ SDE' }, { name: 'ddim', a1111: 'DDIM' }, { name: 'lcm', a1111: 'LCM' }];
@@ -127,6 +128,7 @@ export async function loadOptions() {
   const [m, s, sch, pt] = await Promise.allSettled([api.models(), api.samplers(), api.schedulers(), api.params()]);
   if (pt.status === 'fulfilled') {
     paramRows = Object.fromEntries(listOf(pt.value, 'params').map((r) => [r.name, r]));
+    useParamRows(listOf(pt.value, 'params'));
     applyParamRows();
   }
   if (m.status === 'fulfilled') applyModels(m.value);

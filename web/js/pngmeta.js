@@ -83,11 +83,33 @@ export function splitKeyValues(line) {
 // A1111 schedule names that used to be glued to the sampler name ("DPM++ 2M Karras").
 const SCHEDULE_SUFFIXES = ['Karras', 'Exponential', 'SGM Uniform', 'Uniform', 'Simple', 'Normal', 'Beta', 'Polyexponential', 'DDIM', 'Align Your Steps'];
 
+// The infotext labels come from the server's parameter table (GET /v1/params: each row's `infotext`
+// label and type), the same table the farm writes its PNGs from; generate.js hands the rows over.
+let labelRows = new Map(); // lower-case label -> [rows] ("Size" names two: width and height)
+
+/** Takes the parameter table's rows (GET /v1/params `params`). */
+export function useParamRows(rows) {
+  labelRows = new Map();
+  for (const r of rows || []) {
+    if (!r.infotext) continue;
+    const k = r.infotext.toLowerCase();
+    labelRows.set(k, [...(labelRows.get(k) || []), r]);
+  }
+}
+
+/** A value of the text as its row's type; undefined when it does not parse. */
+function rowValue(row, value) {
+  if (row.type === 'integer') { const n = parseInt(value, 10); return Number.isFinite(n) ? n : undefined; }
+  if (row.type === 'number') { const n = Number(value); return Number.isFinite(n) ? n : undefined; }
+  if (row.type === 'boolean') return value === 'True' || value === 'true';
+  return value; // strings and enums keep the text (A1111 names; the form matches them to options)
+}
+
 /**
- * Parses A1111 "parameters" text into lightfarm job params:
- * {prompt, negative_prompt, steps, sampler, scheduler, cfg_scale, seed, width, height, model,
- *  denoise, batch_size, extra: {other keys}}. Unknown keys stay in `extra`. Returns null for
- * empty text.
+ * Parses A1111 "parameters" text into lightfarm job params, through the parameter table's infotext
+ * labels (see useParamRows): {prompt, negative_prompt, <row name>: value..., extra: {other keys}}.
+ * "Size: WxH" fills the two rows labelled Size (width, height); older texts that glue the schedule to
+ * the sampler ("DPM++ 2M Karras") are split. Unknown keys stay in `extra`. Returns null for empty text.
  */
 export function parseA1111(text) {
   if (typeof text !== 'string' || !text.trim()) return null;
@@ -106,28 +128,15 @@ export function parseA1111(text) {
   const p = { prompt, negative_prompt: negative, extra: {} };
   if (settingsIdx < 0) return p;
   for (const [key, value] of splitKeyValues(lines.slice(settingsIdx).join(', '))) {
-    const num = Number(value);
-    switch (key.toLowerCase()) {
-      case 'steps': if (Number.isFinite(num)) p.steps = Math.round(num); break;
-      case 'sampler': p.sampler = value; break;
-      case 'schedule type': case 'scheduler': p.scheduler = value; break;
-      case 'cfg scale': if (Number.isFinite(num)) p.cfg_scale = num; break;
-      case 'seed': if (Number.isFinite(num)) p.seed = Math.round(num); break;
-      case 'size': {
-        const m = /^(\d+)\s*x\s*(\d+)$/i.exec(value);
-        if (m) { p.width = Number(m[1]); p.height = Number(m[2]); }
-        break;
-      }
-      case 'model': p.model = value; break;
-      case 'denoising strength': if (Number.isFinite(num)) p.denoise = num; break;
-      case 'batch size': if (Number.isFinite(num)) p.batch_size = Math.round(num); break;
-      case 'step delay': { // lightfarm's diagnostic model: "Step delay: 50 ms"
-        const ms = parseInt(value, 10);
-        if (Number.isFinite(ms)) p.step_delay_ms = ms;
-        break;
-      }
-      default: p.extra[key] = value;
+    const rows = labelRows.get(key.toLowerCase());
+    if (!rows) { p.extra[key] = value; continue; }
+    if (rows.length === 2) { // "Size: WxH": the width row first, as the table lists them
+      const m = /^(\d+)\s*x\s*(\d+)$/i.exec(value);
+      if (m) { p[rows[0].name] = Number(m[1]); p[rows[1].name] = Number(m[2]); }
+      continue;
     }
+    const v = rowValue(rows[0], value);
+    if (v !== undefined) p[rows[0].name] = v;
   }
   if (p.sampler && !p.scheduler) {
     for (const s of SCHEDULE_SUFFIXES) {
@@ -135,23 +144,6 @@ export function parseA1111(text) {
     }
   }
   return p;
-}
-
-/** Builds A1111 "parameters" text from job params (the inverse of parseA1111). */
-export function formatA1111(p, seedOverride) {
-  const parts = [];
-  const add = (k, v) => { if (v !== undefined && v !== null && v !== '') parts.push(`${k}: ${String(v).includes(',') ? JSON.stringify(String(v)) : v}`); };
-  add('Steps', p.steps);
-  add('Sampler', p.sampler);
-  add('Schedule type', p.scheduler);
-  add('CFG scale', p.cfg_scale);
-  add('Seed', seedOverride ?? p.seed);
-  if (p.width && p.height) add('Size', `${p.width}x${p.height}`);
-  add('Model', p.model);
-  if (p.mode === 'img2img') add('Denoising strength', p.denoise);
-  let s = p.prompt || '';
-  if (p.negative_prompt) s += `\nNegative prompt: ${p.negative_prompt}`;
-  return `${s}\n${parts.join(', ')}`;
 }
 
 /** Reads a File/Blob: {params, text, chunks}. params is null when no A1111 text is found. */

@@ -5,7 +5,6 @@ import { api, imageSrc, imagesOf, setImg } from './api.js';
 import { JobWatcher } from './sse/live.js';
 import { $, el, emit, fmtSeconds, on, shortId, toast } from './util.js';
 import { openViewer } from './viewer.js';
-import { formatA1111 } from './pngmeta.js';
 
 let current = null; // {id, params, watcher, t0, s0, steps, job, images, index}
 
@@ -152,7 +151,7 @@ function onEvent(name, d) {
       $('#stage-reuse').disabled = false;
       const info = d.result?.info ?? d.info;
       $('#info-text').textContent = typeof info === 'string' ? info
-        : (info?.infotexts?.[0]) || formatA1111(c.params, c.images[0]?.seed) + (info ? `\n\n${JSON.stringify(info, null, 2)}` : '');
+        : (info?.infotexts?.[0]) || JSON.stringify(info ?? c.params, null, 2); // the worker's own text (the PNG's)
       $('#info-box').hidden = false;
       emit('job-finished', { id: c.id, status: 'done', images: c.images, params: c.params });
       break;
