@@ -13,8 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lf_backend.h"
 #include "lf_error.h"
+#include "lf_keymap.h"
 #include "lf_lora.h"
+#include "lf_pool.h"
 #include "lf_safetensors.h"
 #include "lf_test_util.h"
 #include "lf_weights.h"
@@ -100,6 +103,124 @@ static void test_targets_sd15(void **state)
     lf_lora_targets_destroy(&t);
     assert_null(t);
     lf_lora_targets_destroy(&t);
+}
+
+/* ---- The table against the engine's own loader ---- */
+
+/* Sizes without leading/trailing 1s. */
+static int s_squeeze(const int64_t *in, int n, int64_t *out)
+{
+    int a = 0, b = n;
+    while (a < b && in[a] == 1) a++;
+    while (b > a && in[b - 1] == 1) b--;
+    for (int i = a; i < b; i++) out[i - a] = in[i];
+    return b - a;
+}
+
+static void s_same_shape(const lf_lora_target_t *g, const int64_t *shape, int ndim, const char *what)
+{
+    int64_t a[8], b[8];
+    int na = s_squeeze(g->shape, g->ndim, a), nb = s_squeeze(shape, ndim, b);
+    int same = na == nb;
+    for (int i = 0; same && i < na; i++) same = a[i] == b[i];
+    if (!same) fail_msg("%s: shape differs from target %s", what, g->name);
+}
+
+/* Loads the tiny model's UNet and text encoder as lf_model does, builds the
+ * table from their configs, and checks both ways: every target is a pool
+ * tensor of its shape (with its bias), and every 2+-dim UNet / text-encoder
+ * tensor of the file is found by its own name. */
+static void s_match_loader(const char *unet_file, const char *te_file, const char *unet_cfg,
+                           const char *te_cfg)
+{
+    char path[1024], err[512] = "";
+    lf_weights_t *wu, *wt = NULL;
+    assert_int_equal(lf_weights_open(&wu, lf_test_fixture(path, sizeof path, unet_file), err, sizeof err), 0);
+    if (te_file)
+        assert_int_equal(lf_weights_open(&wt, lf_test_fixture(path, sizeof path, te_file), err, sizeof err), 0);
+    json_t *ju = unet_cfg ? json_load_file(lf_test_fixture(path, sizeof path, unet_cfg), 0, NULL) : NULL;
+    json_t *jt = te_cfg ? json_load_file(lf_test_fixture(path, sizeof path, te_cfg), 0, NULL) : NULL;
+    lf_keymap_t ku = {.w = wu}, kt = {.w = wt ? wt : wu};
+    const char *upre, *tpre;
+    if (wt) {
+        upre = "";
+        tpre = lf_keymap_has_prefix(wt, "text_model.") ? "text_model." : "";
+    } else {
+        ku.kind = LF_KEYMAP_LDM_UNET;
+        strcpy(ku.prefix, "model.diffusion_model.");
+        assert_int_equal(lf_keymap_probe(&ku), 0);
+        upre = "model.diffusion_model.";
+        tpre = lf_keymap_has_prefix(wu, "cond_stage_model.transformer.text_model.")
+                   ? "cond_stage_model.transformer.text_model."
+                   : "cond_stage_model.transformer.";
+    }
+    strcpy(kt.prefix, tpre);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_unet_t *u;
+    lf_clip_t *c;
+    int rc = lf_unet_new(&u, &ku, ju, be, pool, -1, err, sizeof err);
+    if (rc) fail_msg("unet: %s", err);
+    rc = lf_clip_new(&c, &kt, jt, be, pool, -1, err, sizeof err);
+    if (rc) fail_msg("clip: %s", err);
+    lf_lora_targets_t *t = lf_lora_targets_new();
+    assert_int_equal(lf_lora_targets_add_unet(t, lf_unet_config(u)), 0);
+    assert_int_equal(lf_lora_targets_add_clip(t, lf_clip_config(c), "clip.", "lora_te_", "text_encoder."), 0);
+    for (size_t i = 0; i < lf_lora_targets_count(t); i++) {
+        const lf_lora_target_t *g = lf_lora_targets_at(t, i);
+        const lf_tensor_t *pt = lf_pool_find(pool, g->name);
+        if (!pt) fail_msg("target %s is not in the pool", g->name);
+        int64_t sh[LF_MAX_DIMS];
+        for (int d = 0; d < LF_MAX_DIMS; d++) sh[d] = pt->ne[LF_MAX_DIMS - 1 - d];
+        s_same_shape(g, sh, LF_MAX_DIMS, g->name);
+        if (g->bias[0] && !lf_pool_find(pool, g->bias)) fail_msg("bias %s not in the pool", g->bias);
+    }
+    size_t seen = 0;
+    for (int side = 0; side < 2; side++) {
+        const lf_weights_t *w = side ? kt.w : wu;
+        const char *pre = side ? tpre : upre;
+        size_t pl = strlen(pre);
+        for (size_t i = 0; i < lf_weights_count(w); i++) {
+            const lf_tensor_info_t *ti = lf_weights_at(w, i);
+            if (ti->ndim < 2 || strncmp(ti->name, pre, pl) != 0) continue;
+            const char *rest = ti->name + pl;
+            if (side && strncmp(rest, "encoder.", 8) != 0) continue; /* embeddings */
+            if (!side && pl == 0 && strchr(rest, '.') == NULL) continue;
+            char mod[256], flat[300];
+            snprintf(mod, sizeof mod, "%s", rest);
+            char *dot = strrchr(mod, '.');
+            assert_string_equal(dot, ".weight");
+            *dot = '\0';
+            if (side) snprintf(flat, sizeof flat, "lora_te_text_model_%s", mod);
+            else snprintf(flat, sizeof flat, "lora_unet_%s", mod);
+            for (char *p = flat; *p; p++)
+                if (*p == '.') *p = '_';
+            const lf_lora_target_t *g = lf_lora_targets_lookup(t, flat);
+            if (!g) fail_msg("file tensor %s (%s) has no target", ti->name, flat);
+            s_same_shape(g, ti->shape, ti->ndim, ti->name);
+            seen++;
+        }
+    }
+    /* Every target was reached from the file, once. */
+    assert_int_equal(seen, lf_lora_targets_count(t));
+    lf_lora_targets_destroy(&t);
+    lf_clip_destroy(&c);
+    lf_unet_destroy(&u);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    json_decref(ju);
+    json_decref(jt);
+    lf_weights_destroy(&wt);
+    lf_weights_destroy(&wu);
+}
+
+static void test_targets_match_loader(void **state)
+{
+    s_match_loader("models/tiny_a.safetensors", NULL, NULL, NULL);
+    s_match_loader("models/tiny_b_diffusers/unet/diffusion_pytorch_model.safetensors",
+                   "models/tiny_b_diffusers/text_encoder/model.safetensors",
+                   "models/tiny_b_diffusers/unet/config.json",
+                   "models/tiny_b_diffusers/text_encoder/config.json");
 }
 
 /* Checks every layer of fixture name against <name>.expected.safetensors;
@@ -486,7 +607,8 @@ static void test_refdata_sd15(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_targets_sd15), cmocka_unit_test(test_kohya),
+        cmocka_unit_test(test_targets_sd15), cmocka_unit_test(test_targets_match_loader),
+        cmocka_unit_test(test_kohya),
         cmocka_unit_test(test_locon_tucker), cmocka_unit_test(test_loha),
         cmocka_unit_test(test_lokr),         cmocka_unit_test(test_full),
         cmocka_unit_test(test_peft),         cmocka_unit_test(test_bad_files),
