@@ -331,6 +331,9 @@ const lf_lora_target_t *lf_lora_targets_lookup(const lf_lora_targets_t *self, co
     }
     if (!kohya && strncmp(m, "text_model.", 11) == 0 && self->n_te == 1) kohya = self->te[0].kohya;
     if (!kohya && strncmp(m, "unet.", 5) == 0) m += 5;
+    /* Dotted original-layout names ("model.diffusion_model.input_blocks.…"). */
+    if (!kohya && strncmp(m, "model.diffusion_model.", 22) == 0) m += 22;
+    if (!kohya && strncmp(m, "diffusion_model.", 16) == 0) m += 16;
     if (snprintf(path, sizeof path, "%s", m) >= (int)sizeof path) return NULL;
     s_processor(path, sizeof path, kohya != NULL);
     if (s_flat(flat, sizeof flat, kohya ? kohya : "lora_unet_", path)) return NULL;

@@ -74,7 +74,8 @@ const lf_lora_target_t *lf_lora_targets_at(const lf_lora_targets_t *self, size_t
  * the tensor name without its kind suffix (".lora_down.weight", ".alpha",
  * ...), in any of the layouts: kohya-flat ("lora_unet_…", "lora_te_…"),
  * dotted diffusers/PEFT names under "unet.", a text encoder's diffusers
- * prefix, "base_model.model." or none, and diffusers' attention-processor
+ * prefix, "base_model.model." or none, dotted original-layout UNet names
+ * under "model.diffusion_model." or "diffusion_model.", and diffusers' attention-processor
  * names ("….attn1.processor.to_out", "….self_attn.to_q" in a text encoder). */
 const lf_lora_target_t *lf_lora_targets_lookup(const lf_lora_targets_t *self, const char *module);
 

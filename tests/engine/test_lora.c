@@ -67,6 +67,8 @@ static void test_targets_sd15(void **state)
     assert_ptr_equal(s_lookup(t, "unet.up_blocks.1.resnets.2.conv1"), g);
     assert_ptr_equal(s_lookup(t, "up_blocks.1.resnets.2.conv1"), g);
     assert_ptr_equal(s_lookup(t, "base_model.model.up_blocks.1.resnets.2.conv1"), g);
+    assert_ptr_equal(s_lookup(t, "model.diffusion_model.output_blocks.5.0.in_layers.2"), g);
+    assert_ptr_equal(s_lookup(t, "diffusion_model.output_blocks.5.0.in_layers.2"), g);
     g = s_lookup(t, "down_blocks.2.attentions.1.transformer_blocks.0.attn2.processor.to_out");
     assert_non_null(g);
     assert_string_equal(g->name, "unet.down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_out.0.weight");
