@@ -14,10 +14,26 @@
 
 /* What a tensor is within its module. */
 typedef enum {
-    R_DOWN, R_UP, R_MID, R_ALPHA,
-    R_H1A, R_H1B, R_H2A, R_H2B, R_HT1, R_HT2,
-    R_K1, R_K1A, R_K1B, R_K2, R_K2A, R_K2B, R_KT2,
-    R_DIFF, R_DIFFB, R_DORA,
+    R_DOWN,
+    R_UP,
+    R_MID,
+    R_ALPHA,
+    R_H1A,
+    R_H1B,
+    R_H2A,
+    R_H2B,
+    R_HT1,
+    R_HT2,
+    R_K1,
+    R_K1A,
+    R_K1B,
+    R_K2,
+    R_K2A,
+    R_K2B,
+    R_KT2,
+    R_DIFF,
+    R_DIFFB,
+    R_DORA,
     R_COUNT
 } s_role_t;
 
@@ -61,9 +77,9 @@ static const struct {
 };
 
 static const char *const s_role_names[R_COUNT] = {
-    "down", "up", "mid", "alpha", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b",
-    "hada_t1", "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a",
-    "lokr_w2_b", "lokr_t2", "diff", "diff_b", "dora_scale",
+    "down",      "up",        "mid",     "alpha",   "hada_w1_a", "hada_w1_b",  "hada_w2_a",
+    "hada_w2_b", "hada_t1",   "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b",  "lokr_w2",
+    "lokr_w2_a", "lokr_w2_b", "lokr_t2", "diff",    "diff_b",    "dora_scale",
 };
 
 typedef struct {
@@ -164,9 +180,8 @@ static int s_bad_shape(s_ctx_t *c, const s_layer_t *l, s_role_t role, const char
     const lf_tensor_info_t *t = l->t[role];
     s_shape_str(got, sizeof got, t->ndim, t->shape);
     s_shape_str(want, sizeof want, l->pub.target->ndim, l->pub.target->shape);
-    return lf_tensor_fail(&c->e, LF_EFORMAT, t->name,
-                          "shape %s does not give layer %s %s (%s)", got, l->pub.target->name, want,
-                          why);
+    return lf_tensor_fail(&c->e, LF_EFORMAT, t->name, "shape %s does not give layer %s %s (%s)",
+                          got, l->pub.target->name, want, why);
 }
 
 /* Float dtypes, finite values; a 2+-dim factor has no zero-sized dims. */
@@ -215,8 +230,8 @@ static int s_check_lora(s_ctx_t *c, s_layer_t *l)
     const lf_lora_target_t *g = l->pub.target;
     const lf_tensor_info_t *d = l->t[R_DOWN], *u = l->t[R_UP], *m = l->t[R_MID];
     if (!d || !u)
-        return lf_tensor_fail(&c->e, LF_EFORMAT, s_any_name(l), "LoRA module %s lacks its %s factor",
-                              l->module, d ? "up" : "down");
+        return lf_tensor_fail(&c->e, LF_EFORMAT, s_any_name(l),
+                              "LoRA module %s lacks its %s factor", l->module, d ? "up" : "down");
     if (d->ndim < 2 || u->ndim < 2) return s_bad_shape(c, l, d->ndim < 2 ? R_DOWN : R_UP, "rank");
     int64_t R = d->shape[0], Ru = m ? m->shape[0] : R;
     if (u->shape[1] != Ru || s_cols(u) != Ru) return s_bad_shape(c, l, R_UP, "up's rank");
@@ -229,7 +244,8 @@ static int s_check_lora(s_ctx_t *c, s_layer_t *l)
         l->pub.tucker = 1;
     } else {
         if (s_cols(d) != s_tcols(g)) return s_bad_shape(c, l, R_DOWN, "input size");
-        if (d->ndim == 4 && g->ndim == 4 && (d->shape[2] != g->shape[2] || d->shape[3] != g->shape[3]))
+        if (d->ndim == 4 && g->ndim == 4 &&
+            (d->shape[2] != g->shape[2] || d->shape[3] != g->shape[3]))
             return s_bad_shape(c, l, R_DOWN, "kernel size");
     }
     l->pub.kind = LF_LORA_KIND_LORA;
@@ -299,7 +315,8 @@ static int s_check_lokr(s_ctx_t *c, s_layer_t *l)
         b = w2->shape[0], dk = s_cols(w2);
     } else if (t2) {
         /* t2 [Ra, Rb, kh, kw], w2a [Ra, b], w2b [Rb, d]. */
-        if (g->ndim != 4 || t2->ndim != 4 || t2->shape[2] != g->shape[2] || t2->shape[3] != g->shape[3])
+        if (g->ndim != 4 || t2->ndim != 4 || t2->shape[2] != g->shape[2] ||
+            t2->shape[3] != g->shape[3])
             return s_bad_shape(c, l, R_KT2, "Tucker core");
         if (w2a->ndim != 2 || w2a->shape[0] != t2->shape[0])
             return s_bad_shape(c, l, R_K2A, "Tucker output factor");
@@ -307,7 +324,8 @@ static int s_check_lokr(s_ctx_t *c, s_layer_t *l)
             return s_bad_shape(c, l, R_K2B, "Tucker input factor");
         b = w2a->shape[1], dk = w2b->shape[1] * t2->shape[2] * t2->shape[3];
     } else {
-        if (w2a->ndim != 2 || w2a->shape[1] != w2b->shape[0]) return s_bad_shape(c, l, R_K2B, "rank");
+        if (w2a->ndim != 2 || w2a->shape[1] != w2b->shape[0])
+            return s_bad_shape(c, l, R_K2B, "rank");
         b = w2a->shape[0], dk = s_cols(w2b);
     }
     if (a * b != g->shape[0]) return s_bad_shape(c, l, w1 ? R_K1 : R_K1A, "output size a*b");
@@ -350,9 +368,10 @@ static int s_check_full(s_ctx_t *c, s_layer_t *l)
 static int s_check_layer(s_ctx_t *c, s_layer_t *l)
 {
     const unsigned lora = B(R_DOWN) | B(R_UP) | B(R_MID) | B(R_ALPHA);
-    const unsigned loha = B(R_H1A) | B(R_H1B) | B(R_H2A) | B(R_H2B) | B(R_HT1) | B(R_HT2) | B(R_ALPHA);
-    const unsigned lokr = B(R_K1) | B(R_K1A) | B(R_K1B) | B(R_K2) | B(R_K2A) | B(R_K2B) |
-                          B(R_KT2) | B(R_ALPHA);
+    const unsigned loha =
+        B(R_H1A) | B(R_H1B) | B(R_H2A) | B(R_H2B) | B(R_HT1) | B(R_HT2) | B(R_ALPHA);
+    const unsigned lokr =
+        B(R_K1) | B(R_K1A) | B(R_K1B) | B(R_K2) | B(R_K2A) | B(R_K2B) | B(R_KT2) | B(R_ALPHA);
     const unsigned full = B(R_DIFF) | B(R_DIFFB) | B(R_ALPHA);
     for (int r = 0; r < R_COUNT; r++) {
         if (!l->t[r]) continue;
@@ -501,7 +520,8 @@ int lf_lora_open(lf_lora_t **out, const char *path, const lf_lora_targets_t *tar
     for (size_t i = 0; i < (l ? l->n : 0) && rc == 0; i++) rc = s_check_layer(&c, &l->layers[i]);
     lf_strmap_destroy(&by_target);
     if (rc != 0) {
-        if (rc == LF_ENOMEM && errlen && l && l->w) snprintf(err, errlen, "%s: out of memory", path);
+        if (rc == LF_ENOMEM && errlen && l && l->w)
+            snprintf(err, errlen, "%s: out of memory", path);
         lf_lora_destroy(&l);
         return rc;
     }
@@ -614,8 +634,10 @@ static int s_delta_loha(const s_ctx_t *c, const s_layer_t *l, float *dst)
     for (int s = 0; s < 2 && rc == 0 && tucker; s++) {
         const lf_tensor_info_t *t = l->t[roles[4 + s]];
         int64_t A = t->shape[0], Bn = t->shape[1], I = g->shape[1];
-        if (!(tmp[s] = malloc((size_t)(A * I * K) * sizeof *tmp[s]))) rc = LF_ENOMEM;
-        else s_tucker_prep(f[4 + s], f[2 * s + 1], A, Bn, I, K, tmp[s]);
+        if (!(tmp[s] = malloc((size_t)(A * I * K) * sizeof *tmp[s])))
+            rc = LF_ENOMEM;
+        else
+            s_tucker_prep(f[4 + s], f[2 * s + 1], A, Bn, I, K, tmp[s]);
     }
     for (int64_t p = 0; p < O && rc == 0; p++) {
         if (tucker) {
@@ -636,8 +658,8 @@ static int s_delta_loha(const s_ctx_t *c, const s_layer_t *l, float *dst)
 
 /* A whole factor side of a LoKr as doubles: w, or wa · wb, or the Tucker
  * rebuild; *rows and *cols its 2-D view. NULL when out of memory. */
-static double *s_lokr_side(const s_layer_t *l, int second, const lf_lora_target_t *g,
-                           int64_t *rows, int64_t *cols)
+static double *s_lokr_side(const s_layer_t *l, int second, const lf_lora_target_t *g, int64_t *rows,
+                           int64_t *cols)
 {
     const lf_tensor_info_t *w = l->t[second ? R_K2 : R_K1];
     const lf_tensor_info_t *wa = l->t[second ? R_K2A : R_K1A], *wb = l->t[second ? R_K2B : R_K1B];
@@ -671,7 +693,8 @@ static double *s_lokr_side(const s_layer_t *l, int second, const lf_lora_target_
     } else {
         *rows = wa->shape[0], *cols = s_cols(wb);
         if ((out = malloc((size_t)(*rows * *cols) * sizeof *out)))
-            for (int64_t p = 0; p < *rows; p++) s_mm_row(a, b, wa->shape[1], *cols, p, out + p * *cols);
+            for (int64_t p = 0; p < *rows; p++)
+                s_mm_row(a, b, wa->shape[1], *cols, p, out + p * *cols);
     }
 done:
     free(a), free(b), free(core);
@@ -706,10 +729,14 @@ int lf_lora_delta(const lf_lora_t *self, size_t i, float *dst, char *err, size_t
                  .lora = self};
     if (!l->pub.has_weight) return LF_EINVAL;
     switch (l->pub.kind) {
-    case LF_LORA_KIND_LORA: return s_delta_lora(&c, l, dst);
-    case LF_LORA_KIND_LOHA: return s_delta_loha(&c, l, dst);
-    case LF_LORA_KIND_LOKR: return s_delta_lokr(&c, l, dst);
-    case LF_LORA_KIND_FULL: return lf_weights_read_f32(l->t[R_DIFF], dst) ? LF_ENOMEM : 0;
+    case LF_LORA_KIND_LORA:
+        return s_delta_lora(&c, l, dst);
+    case LF_LORA_KIND_LOHA:
+        return s_delta_loha(&c, l, dst);
+    case LF_LORA_KIND_LOKR:
+        return s_delta_lokr(&c, l, dst);
+    case LF_LORA_KIND_FULL:
+        return lf_weights_read_f32(l->t[R_DIFF], dst) ? LF_ENOMEM : 0;
     }
     return LF_EINVAL;
 }

@@ -61,13 +61,13 @@ typedef struct {
     const lf_lora_target_t *target; /* the engine layer (borrowed from the targets table) */
     const char *module;             /* the module's name in the file (borrowed) */
     lf_lora_kind_t kind;
-    int tucker;                     /* lora_mid / hada_t* / lokr_t2 present */
-    int has_weight;                 /* ΔW present (a full diff may hold only diff_b) */
-    int has_bias;                   /* Δbias present (full diff's diff_b) */
-    int rank;                       /* 0 when the network has none (full, unfactored LoKr) */
-    float alpha;                    /* as stored; 0 when absent */
-    double scale;                   /* included in lf_lora_delta's output */
-    int64_t numel;                  /* of ΔW: the target's element count */
+    int tucker;     /* lora_mid / hada_t* / lokr_t2 present */
+    int has_weight; /* ΔW present (a full diff may hold only diff_b) */
+    int has_bias;   /* Δbias present (full diff's diff_b) */
+    int rank;       /* 0 when the network has none (full, unfactored LoKr) */
+    float alpha;    /* as stored; 0 when absent */
+    double scale;   /* included in lf_lora_delta's output */
+    int64_t numel;  /* of ΔW: the target's element count */
 } lf_lora_layer_t;
 
 typedef struct lf_lora lf_lora_t;
@@ -75,7 +75,8 @@ typedef struct lf_lora lf_lora_t;
 /* Opens the LoRA at path against targets (borrowed; must outlive *out). On
  * success *out is a new object (caller owns). Errors: LF_EIO / LF_EFORMAT /
  * LF_EUNSUPPORTED / LF_ENOMEM from reading the file, LF_EFORMAT for bad
- * content, LF_EUNSUPPORTED for DoRA; err names the file and the tensor. *out untouched on failure. */
+ * content, LF_EUNSUPPORTED for DoRA; err names the file and the tensor.
+ * *out is untouched on failure. */
 int lf_lora_open(lf_lora_t **out, const char *path, const lf_lora_targets_t *targets, char *err,
                  size_t errlen);
 void lf_lora_destroy(lf_lora_t **self_p);

@@ -68,7 +68,8 @@ static int s_flat(char *out, size_t len, const char *prefix, const char *path)
 static int s_alias(lf_lora_targets_t *t, const char *flat, size_t idx)
 {
     int64_t old;
-    if (lf_strmap_get(t->index, flat, strlen(flat), &old)) return (size_t)old == idx ? 0 : LF_EEXIST;
+    if (lf_strmap_get(t->index, flat, strlen(flat), &old))
+        return (size_t)old == idx ? 0 : LF_EEXIST;
     return lf_strmap_put(t->index, flat, strlen(flat), (int64_t)idx);
 }
 
@@ -103,8 +104,8 @@ static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_pre
     memcpy(g->shape, shape, (size_t)ndim * sizeof *shape);
     k = snprintf(g->name, sizeof g->name, "%s%s.weight", pool_prefix, path);
     if (k < 0 || (size_t)k >= sizeof g->name) return LF_ETOOBIG;
-    if (has_bias && (size_t)snprintf(g->bias, sizeof g->bias, "%s%s.bias", pool_prefix, path) >=
-                        sizeof g->bias)
+    if (has_bias &&
+        (size_t)snprintf(g->bias, sizeof g->bias, "%s%s.bias", pool_prefix, path) >= sizeof g->bias)
         return LF_ETOOBIG;
     snprintf(tmp, sizeof tmp, "%s%s", alias_prefix, path);
     int rc = s_flat(flat, sizeof flat, kohya_prefix, tmp);
@@ -125,11 +126,11 @@ static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_pre
 #define S4(...) ((const int64_t[]){__VA_ARGS__})
 
 /* Unet layer with its kohya and LDM names. */
-#define S_U(bias, nd, shape, ...)                                                           \
-    do {                                                                                    \
-        if (rc == 0)                                                                        \
-            rc = s_add(self, LF_LORA_PART_UNET, "unet.", "lora_unet_", "", &ldm, bias, nd, \
-                       shape, __VA_ARGS__);                                                 \
+#define S_U(bias, nd, shape, ...)                                                                  \
+    do {                                                                                           \
+        if (rc == 0)                                                                               \
+            rc = s_add(self, LF_LORA_PART_UNET, "unet.", "lora_unet_", "", &ldm, bias, nd, shape,  \
+                       __VA_ARGS__);                                                               \
     } while (0)
 
 static int s_resnet(lf_lora_targets_t *self, const lf_keymap_t *ldm_p, const char *pre, int cin,
@@ -144,8 +145,8 @@ static int s_resnet(lf_lora_targets_t *self, const lf_keymap_t *ldm_p, const cha
     return rc;
 }
 
-static int s_attention(lf_lora_targets_t *self, const lf_keymap_t *ldm_p,
-                       const lf_unet_config_t *c, const char *pre, int C, int depth)
+static int s_attention(lf_lora_targets_t *self, const lf_keymap_t *ldm_p, const lf_unet_config_t *c,
+                       const char *pre, int C, int depth)
 {
     lf_keymap_t ldm = *ldm_p;
     int rc = 0, X = c->ctx_dim;
@@ -178,8 +179,8 @@ int lf_lora_targets_add_unet(lf_lora_targets_t *self, const lf_unet_config_t *c)
     unsigned up_attn = 0;
     for (int i = 0; i < c->levels; i++)
         if (c->up_attn[i]) up_attn |= 1u << i;
-    lf_keymap_t ldm = {.kind = LF_KEYMAP_LDM_UNET, .levels = c->levels, .layers = c->layers,
-                       .up_attn = up_attn};
+    lf_keymap_t ldm = {
+        .kind = LF_KEYMAP_LDM_UNET, .levels = c->levels, .layers = c->layers, .up_attn = up_attn};
     const int L = c->levels, T = c->temb_dim;
     int rc = 0;
     char p[64];
@@ -201,7 +202,8 @@ int lf_lora_targets_add_unet(lf_lora_targets_t *self, const lf_unet_config_t *c)
     }
     const int M = c->ch[L - 1];
     if (rc == 0) rc = s_resnet(self, &ldm, "mid_block.resnets.0", M, M, T);
-    if (rc == 0 && c->mid_attn) rc = s_attention(self, &ldm, c, "mid_block.attentions.0", M, c->mid_attn);
+    if (rc == 0 && c->mid_attn)
+        rc = s_attention(self, &ldm, c, "mid_block.attentions.0", M, c->mid_attn);
     if (rc == 0) rc = s_resnet(self, &ldm, "mid_block.resnets.1", M, M, T);
     /* Up blocks as diffusers builds them: resnet j takes the previous output
      * (or the block's input) plus a skip from the matching down level. */
@@ -255,15 +257,34 @@ int lf_lora_targets_add_clip(lf_lora_targets_t *self, const lf_clip_config_t *c,
 int lf_lora_targets_sd15(lf_lora_targets_t **out)
 {
     static const lf_unet_config_t unet = {
-        .in_ch = 4, .out_ch = 4, .levels = 4, .layers = 2,
-        .ch = {320, 640, 1280, 1280}, .attn = {1, 1, 1, 0}, .up_attn = {0, 1, 1, 1},
-        .heads = {8, 8, 8, 8}, .mid_attn = 1, .mid_heads = 8, .groups = 32, .eps = 1e-5f,
-        .ctx_dim = 768, .linear_proj = 0, .temb_in = 320, .temb_dim = 1280,
-        .flip_sin_to_cos = 1, .freq_shift = 0,
+        .in_ch = 4,
+        .out_ch = 4,
+        .levels = 4,
+        .layers = 2,
+        .ch = {320, 640, 1280, 1280},
+        .attn = {1, 1, 1, 0},
+        .up_attn = {0, 1, 1, 1},
+        .heads = {8, 8, 8, 8},
+        .mid_attn = 1,
+        .mid_heads = 8,
+        .groups = 32,
+        .eps = 1e-5f,
+        .ctx_dim = 768,
+        .linear_proj = 0,
+        .temb_in = 320,
+        .temb_dim = 1280,
+        .flip_sin_to_cos = 1,
+        .freq_shift = 0,
     };
     static const lf_clip_config_t clip = {
-        .vocab = 49408, .hidden = 768, .layers = 12, .heads = 12, .inter = 3072, .max_pos = 77,
-        .quick_gelu = 1, .eps = 1e-5f,
+        .vocab = 49408,
+        .hidden = 768,
+        .layers = 12,
+        .heads = 12,
+        .inter = 3072,
+        .max_pos = 77,
+        .quick_gelu = 1,
+        .eps = 1e-5f,
     };
     lf_lora_targets_t *t = lf_lora_targets_new();
     if (!t) return LF_ENOMEM;
@@ -300,8 +321,10 @@ static void s_processor(char *path, size_t len, int te)
     if (p) memmove(p + 1, p + 11, strlen(p + 11) + 1);
     if (te) {
         static const char *const map[][2] = {
-            {"self_attn.to_q", "self_attn.q_proj"}, {"self_attn.to_k", "self_attn.k_proj"},
-            {"self_attn.to_v", "self_attn.v_proj"}, {"self_attn.to_out", "self_attn.out_proj"},
+            {"self_attn.to_q", "self_attn.q_proj"},
+            {"self_attn.to_k", "self_attn.k_proj"},
+            {"self_attn.to_v", "self_attn.v_proj"},
+            {"self_attn.to_out", "self_attn.out_proj"},
         };
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
             if (s_ends(path, map[i][0])) {

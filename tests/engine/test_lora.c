@@ -24,12 +24,30 @@
 
 /* The tiny model of make_lora_fixtures.py. */
 static const lf_unet_config_t TINY_UNET = {
-    .in_ch = 4, .out_ch = 4, .levels = 2, .layers = 1, .ch = {8, 16}, .attn = {1, 0},
-    .up_attn = {0, 1}, .heads = {2, 2}, .mid_attn = 1, .mid_heads = 2, .groups = 4, .eps = 1e-5f,
-    .ctx_dim = 12, .linear_proj = 0, .temb_in = 8, .temb_dim = 16,
+    .in_ch = 4,
+    .out_ch = 4,
+    .levels = 2,
+    .layers = 1,
+    .ch = {8, 16},
+    .attn = {1, 0},
+    .up_attn = {0, 1},
+    .heads = {2, 2},
+    .mid_attn = 1,
+    .mid_heads = 2,
+    .groups = 4,
+    .eps = 1e-5f,
+    .ctx_dim = 12,
+    .linear_proj = 0,
+    .temb_in = 8,
+    .temb_dim = 16,
 };
 static const lf_clip_config_t TINY_CLIP = {
-    .vocab = 100, .hidden = 8, .layers = 2, .heads = 2, .inter = 16, .max_pos = 77,
+    .vocab = 100,
+    .hidden = 8,
+    .layers = 2,
+    .heads = 2,
+    .inter = 16,
+    .max_pos = 77,
 };
 
 static lf_lora_targets_t *s_tiny(void)
@@ -37,7 +55,8 @@ static lf_lora_targets_t *s_tiny(void)
     lf_lora_targets_t *t = lf_lora_targets_new();
     assert_non_null(t);
     assert_int_equal(lf_lora_targets_add_unet(t, &TINY_UNET), 0);
-    assert_int_equal(lf_lora_targets_add_clip(t, &TINY_CLIP, "clip.", "lora_te_", "text_encoder."), 0);
+    assert_int_equal(lf_lora_targets_add_clip(t, &TINY_CLIP, "clip.", "lora_te_", "text_encoder."),
+                     0);
     return t;
 }
 
@@ -71,8 +90,10 @@ static void test_targets_sd15(void **state)
     assert_ptr_equal(s_lookup(t, "diffusion_model.output_blocks.5.0.in_layers.2"), g);
     g = s_lookup(t, "down_blocks.2.attentions.1.transformer_blocks.0.attn2.processor.to_out");
     assert_non_null(g);
-    assert_string_equal(g->name, "unet.down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_out.0.weight");
-    assert_ptr_equal(s_lookup(t, "lora_unet_input_blocks_8_1_transformer_blocks_0_attn2_to_out_0"), g);
+    assert_string_equal(
+        g->name, "unet.down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_out.0.weight");
+    assert_ptr_equal(s_lookup(t, "lora_unet_input_blocks_8_1_transformer_blocks_0_attn2_to_out_0"),
+                     g);
     assert_int_equal(g->shape[0], 1280);
     g = s_lookup(t, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k");
     assert_non_null(g);
@@ -119,7 +140,8 @@ static int s_squeeze(const int64_t *in, int n, int64_t *out)
     return b - a;
 }
 
-static void s_same_shape(const lf_lora_target_t *g, const int64_t *shape, int ndim, const char *what)
+static void s_same_shape(const lf_lora_target_t *g, const int64_t *shape, int ndim,
+                         const char *what)
 {
     int64_t a[8], b[8];
     int na = s_squeeze(g->shape, g->ndim, a), nb = s_squeeze(shape, ndim, b);
@@ -137,11 +159,15 @@ static void s_match_loader(const char *unet_file, const char *te_file, const cha
 {
     char path[1024], err[512] = "";
     lf_weights_t *wu, *wt = NULL;
-    assert_int_equal(lf_weights_open(&wu, lf_test_fixture(path, sizeof path, unet_file), err, sizeof err), 0);
+    assert_int_equal(
+        lf_weights_open(&wu, lf_test_fixture(path, sizeof path, unet_file), err, sizeof err), 0);
     if (te_file)
-        assert_int_equal(lf_weights_open(&wt, lf_test_fixture(path, sizeof path, te_file), err, sizeof err), 0);
-    json_t *ju = unet_cfg ? json_load_file(lf_test_fixture(path, sizeof path, unet_cfg), 0, NULL) : NULL;
-    json_t *jt = te_cfg ? json_load_file(lf_test_fixture(path, sizeof path, te_cfg), 0, NULL) : NULL;
+        assert_int_equal(
+            lf_weights_open(&wt, lf_test_fixture(path, sizeof path, te_file), err, sizeof err), 0);
+    json_t *ju =
+        unet_cfg ? json_load_file(lf_test_fixture(path, sizeof path, unet_cfg), 0, NULL) : NULL;
+    json_t *jt =
+        te_cfg ? json_load_file(lf_test_fixture(path, sizeof path, te_cfg), 0, NULL) : NULL;
     lf_keymap_t ku = {.w = wu}, kt = {.w = wt ? wt : wu};
     const char *upre, *tpre;
     if (wt) {
@@ -167,7 +193,8 @@ static void s_match_loader(const char *unet_file, const char *te_file, const cha
     if (rc) fail_msg("clip: %s", err);
     lf_lora_targets_t *t = lf_lora_targets_new();
     assert_int_equal(lf_lora_targets_add_unet(t, lf_unet_config(u)), 0);
-    assert_int_equal(lf_lora_targets_add_clip(t, lf_clip_config(c), "clip.", "lora_te_", "text_encoder."), 0);
+    assert_int_equal(
+        lf_lora_targets_add_clip(t, lf_clip_config(c), "clip.", "lora_te_", "text_encoder."), 0);
     for (size_t i = 0; i < lf_lora_targets_count(t); i++) {
         const lf_lora_target_t *g = lf_lora_targets_at(t, i);
         const lf_tensor_t *pt = lf_pool_find(pool, g->name);
@@ -175,7 +202,8 @@ static void s_match_loader(const char *unet_file, const char *te_file, const cha
         int64_t sh[LF_MAX_DIMS];
         for (int d = 0; d < LF_MAX_DIMS; d++) sh[d] = pt->ne[LF_MAX_DIMS - 1 - d];
         s_same_shape(g, sh, LF_MAX_DIMS, g->name);
-        if (g->bias[0] && !lf_pool_find(pool, g->bias)) fail_msg("bias %s not in the pool", g->bias);
+        if (g->bias[0] && !lf_pool_find(pool, g->bias))
+            fail_msg("bias %s not in the pool", g->bias);
     }
     size_t seen = 0;
     for (int side = 0; side < 2; side++) {
@@ -193,8 +221,10 @@ static void s_match_loader(const char *unet_file, const char *te_file, const cha
             char *dot = strrchr(mod, '.');
             assert_string_equal(dot, ".weight");
             *dot = '\0';
-            if (side) snprintf(flat, sizeof flat, "lora_te_text_model_%s", mod);
-            else snprintf(flat, sizeof flat, "lora_unet_%s", mod);
+            if (side)
+                snprintf(flat, sizeof flat, "lora_te_text_model_%s", mod);
+            else
+                snprintf(flat, sizeof flat, "lora_unet_%s", mod);
             for (char *p = flat; *p; p++)
                 if (*p == '.') *p = '_';
             const lf_lora_target_t *g = lf_lora_targets_lookup(t, flat);
@@ -314,7 +344,8 @@ static void test_kohya(void **state)
     assert_int_equal(y->target->part, LF_LORA_PART_TE);
     /* Everything that was not used, by name and why. */
     static const char *const un[][2] = {
-        {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.alpha", "no such layer in the model"},
+        {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.alpha",
+         "no such layer in the model"},
         {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
          "no such layer in the model"},
         {"lora_unet_down_blocks_0_resnets_0_norm1.w_norm", "unsupported tensor kind"},
@@ -401,8 +432,8 @@ typedef struct {
     const char *name;
     int ndim;
     int64_t shape[4];
-    float fill;     /* every element */
-    float special;  /* element 0, when nonzero */
+    float fill;    /* every element */
+    float special; /* element 0, when nonzero */
 } s_spec_t;
 
 /* Writes the tensors into dir/file and returns the path in buf. */
@@ -419,8 +450,11 @@ static const char *s_write(char *buf, size_t len, const char *dir, const char *f
         for (int64_t k = 0; k < numel; k++) f[k] = spec[i].fill;
         if (spec[i].special != 0) f[0] = spec[i].special;
         data[i] = f;
-        ts[i] = (lf_tensor_info_t){.name = spec[i].name, .dtype = LF_DTYPE_F32, .ndim = spec[i].ndim,
-                                   .data = f, .nbytes = (size_t)numel * 4};
+        ts[i] = (lf_tensor_info_t){.name = spec[i].name,
+                                   .dtype = LF_DTYPE_F32,
+                                   .ndim = spec[i].ndim,
+                                   .data = f,
+                                   .nbytes = (size_t)numel * 4};
         memcpy(ts[i].shape, spec[i].shape, sizeof spec[i].shape);
     }
     snprintf(buf, len, "%s/%s", dir, file);
@@ -515,17 +549,21 @@ static void test_bad_files(void **state)
     const s_spec_t mixed[] = {{Q ".lora_down.weight", 2, {2, 8}, 0.1f, 0},
                               {Q ".lora_up.weight", 2, {8, 2}, 0.1f, 0},
                               {Q ".hada_w1_a", 2, {8, 2}, 0.1f, 0}};
-    s_expect_fail(t, s_write(path, sizeof path, dir, "mixed.safetensors", mixed, 3), LF_EFORMAT,
-                  Q, "mixes");
+    s_expect_fail(t, s_write(path, sizeof path, dir, "mixed.safetensors", mixed, 3), LF_EFORMAT, Q,
+                  "mixes");
     const s_spec_t loha[] = {{Q ".hada_w1_a", 2, {8, 2}, 0.1f, 0},
                              {Q ".hada_w1_b", 2, {2, 8}, 0.1f, 0},
                              {Q ".hada_w2_a", 2, {8, 2}, 0.1f, 0}};
     s_expect_fail(t, s_write(path, sizeof path, dir, "loha3.safetensors", loha, 3), LF_EFORMAT, Q,
                   "lacks hada_w2_b");
-    const s_spec_t twice[] = {{Q ".lora_down.weight", 2, {2, 8}, 0.1f, 0},
-                              {Q ".lora_up.weight", 2, {8, 2}, 0.1f, 0},
-                              {"lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight",
-                               2, {2, 8}, 0.1f, 0}};
+    const s_spec_t twice[] = {
+        {Q ".lora_down.weight", 2, {2, 8}, 0.1f, 0},
+        {Q ".lora_up.weight", 2, {8, 2}, 0.1f, 0},
+        {"lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight",
+         2,
+         {2, 8},
+         0.1f,
+         0}};
     s_expect_fail(t, s_write(path, sizeof path, dir, "twice.safetensors", twice, 3), LF_EFORMAT,
                   "input_blocks_1_1", "both change");
     const s_spec_t dora[] = {{Q ".lora_down.weight", 2, {2, 8}, 0.1f, 0},
@@ -610,11 +648,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_targets_sd15), cmocka_unit_test(test_targets_match_loader),
-        cmocka_unit_test(test_kohya),
-        cmocka_unit_test(test_locon_tucker), cmocka_unit_test(test_loha),
-        cmocka_unit_test(test_lokr),         cmocka_unit_test(test_full),
-        cmocka_unit_test(test_peft),         cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_refdata_sd15),
+        cmocka_unit_test(test_kohya),        cmocka_unit_test(test_locon_tucker),
+        cmocka_unit_test(test_loha),         cmocka_unit_test(test_lokr),
+        cmocka_unit_test(test_full),         cmocka_unit_test(test_peft),
+        cmocka_unit_test(test_bad_files),    cmocka_unit_test(test_refdata_sd15),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
