@@ -607,7 +607,6 @@ static void test_refdata_sd15(void **state)
     lf_weights_t *w;
     assert_int_equal(lf_weights_open(&w, path, err, sizeof err), 0);
     assert_int_equal(lf_weights_count(w), 256);
-    lf_weights_destroy(&w);
     size_t attn2_kv = 0;
     float *d = NULL;
     for (size_t i = 0; i < lf_lora_count(l); i++) {
@@ -637,8 +636,28 @@ static void test_refdata_sd15(void **state)
         assert_string_equal(y->target->name, want);
         d = realloc(d, (size_t)y->numel * sizeof *d);
         assert_int_equal(lf_lora_delta(l, i, d, err, sizeof err), 0);
+        /* ΔW = up · down straight from the file's tensors. */
+        char dn[300], un[300];
+        snprintf(dn, sizeof dn, "%s_lora.down.weight", y->module);
+        snprintf(un, sizeof un, "%s_lora.up.weight", y->module);
+        const lf_tensor_info_t *td = lf_weights_find(w, dn), *tu = lf_weights_find(w, un);
+        assert_non_null(td);
+        assert_non_null(tu);
+        int64_t O = tu->shape[0], I = td->shape[1];
+        assert_int_equal(O * I, y->numel);
+        for (int64_t o = 0; o < O; o += 37)
+            for (int64_t x = 0; x < I; x += 11) {
+                double want = 0;
+                for (int r = 0; r < 4; r++)
+                    want += (double)lf_tensorinfo_get_f32(tu, o * 4 + r) *
+                            lf_tensorinfo_get_f32(td, r * I + x);
+                if (fabs(d[o * I + x] - want) > 1e-6 * (fabs(want) + 1e-3))
+                    fail_msg("%s [%lld, %lld]: %g want %g", y->module, (long long)o, (long long)x,
+                             d[o * I + x], want);
+            }
     }
     assert_int_equal(attn2_kv, 32);
+    lf_weights_destroy(&w);
     free(d);
     lf_lora_destroy(&l);
     lf_lora_targets_destroy(&t);
