@@ -741,6 +741,18 @@ int lf_lora_delta(const lf_lora_t *self, size_t i, float *dst, char *err, size_t
     return LF_EINVAL;
 }
 
+int lf_lora_lowrank(const lf_lora_t *self, size_t i, float *up, float *down)
+{
+    LF_ASSERT(i < self->n);
+    const s_layer_t *l = &self->layers[i];
+    if (l->pub.kind != LF_LORA_KIND_LORA || l->pub.tucker) return LF_EINVAL;
+    if (lf_weights_read_f32(l->t[R_UP], up) || lf_weights_read_f32(l->t[R_DOWN], down))
+        return LF_ENOMEM;
+    int64_t n = l->pub.target->shape[0] * l->pub.rank;
+    for (int64_t k = 0; k < n; k++) up[k] = (float)(up[k] * l->pub.scale);
+    return 0;
+}
+
 int lf_lora_delta_bias(const lf_lora_t *self, size_t i, float *dst, char *err, size_t errlen)
 {
     (void)err, (void)errlen;

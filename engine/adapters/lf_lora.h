@@ -98,6 +98,14 @@ const char *lf_lora_unmatched_reason(const lf_lora_t *self, size_t i);
  * scale included) into dst. 0, LF_ENOMEM, LF_EINVAL (no ΔW in this layer),
  * LF_EFORMAT (the product overflows to Inf; err names file and module). */
 int lf_lora_delta(const lf_lora_t *self, size_t i, float *dst, char *err, size_t errlen);
+/* For a plain low-rank layer (kind LORA without Tucker core): the factors
+ * with the scale folded into up, so that ΔW = up · down, for a caller that
+ * multiplies them where the weights live (a backend GEMM) instead of
+ * materialising ΔW on the host. up: target->shape[0] x rank floats, down:
+ * rank x (numel / shape[0]) floats, row-major. 0, LF_EINVAL (another kind),
+ * LF_ENOMEM. */
+int lf_lora_lowrank(const lf_lora_t *self, size_t i, float *up, float *down);
+
 /* The same for the bias delta (target->shape[0] floats) of a layer with
  * has_bias. */
 int lf_lora_delta_bias(const lf_lora_t *self, size_t i, float *dst, char *err, size_t errlen);

@@ -358,6 +358,23 @@ static void test_kohya(void **state)
         assert_string_equal(lf_lora_unmatched_reason(l, i), un[i][1]);
     }
     assert_null(lf_lora_unmatched_name(l, 99));
+    /* The low-rank factors multiply to the same ΔW. */
+    for (size_t i = 0; i < lf_lora_count(l); i++) {
+        const lf_lora_layer_t *z = lf_lora_at(l, i);
+        int64_t O = z->target->shape[0], C = z->numel / O, R = z->rank;
+        float *up = malloc((size_t)(O * R) * sizeof *up), *down = malloc((size_t)(R * C) * 4);
+        float *d = malloc((size_t)z->numel * sizeof *d);
+        char err[256];
+        assert_int_equal(lf_lora_lowrank(l, i, up, down), 0);
+        assert_int_equal(lf_lora_delta(l, i, d, err, sizeof err), 0);
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t x = 0; x < C; x++) {
+                double v = 0;
+                for (int64_t r = 0; r < R; r++) v += (double)up[o * R + r] * down[r * C + x];
+                assert_true(fabs(v - d[o * C + x]) <= 1e-6 * (fabs(v) + 1e-3));
+            }
+        free(up), free(down), free(d);
+    }
     lf_lora_destroy(&l);
     assert_null(l);
     lf_lora_destroy(&l);
@@ -384,6 +401,8 @@ static void test_locon_tucker(void **state)
     assert_non_null(y);
     assert_true(y->tucker);
     assert_true(y->scale == 2.0);
+    for (size_t i = 0; i < lf_lora_count(l); i++)
+        if (lf_lora_at(l, i) == y) assert_int_equal(lf_lora_lowrank(l, i, NULL, NULL), LF_EINVAL);
     lf_lora_destroy(&l);
     lf_lora_targets_destroy(&t);
 }
