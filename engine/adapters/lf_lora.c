@@ -312,6 +312,9 @@ static int s_check_lokr(s_ctx_t *c, s_layer_t *l)
         a = w1a->shape[0], cc = w1b->shape[1];
     }
     if (w2) {
+        if (w2->ndim == 4 &&
+            (g->ndim != 4 || w2->shape[2] != g->shape[2] || w2->shape[3] != g->shape[3]))
+            return s_bad_shape(c, l, R_K2, "kernel size");
         b = w2->shape[0], dk = s_cols(w2);
     } else if (t2) {
         /* t2 [Ra, Rb, kh, kw], w2a [Ra, b], w2b [Rb, d]. */
@@ -486,6 +489,39 @@ static int s_file(s_ctx_t *c, lf_lora_t *l, lf_strmap_t *by_target, const lf_lor
     return 0;
 }
 
+/* A module with an alpha and nothing else read here (its weights are of a
+ * network this module does not read, such as OFT) is reported, not failed. */
+static int s_drop_alpha_only(lf_lora_t *l)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        s_layer_t *y = &l->layers[i];
+        int only = y->t[R_ALPHA] != NULL;
+        for (int r = 0; r < R_COUNT && only; r++)
+            if (r != R_ALPHA && y->t[r]) only = 0;
+        if (only) {
+            int rc = s_unmatched(l, y->t[R_ALPHA]->name, "alpha without weights read here");
+            free(y->module);
+            if (rc) {
+                /* Keep the array whole for destroy: kept ones, then the rest. */
+                memmove(&l->layers[k], y + 1, (l->n - i - 1) * sizeof *y);
+                l->n = k + (l->n - i - 1);
+                return rc;
+            }
+            continue;
+        }
+        l->layers[k++] = *y;
+    }
+    l->n = k;
+    for (size_t i = 0; i < l->n; i++) l->layers[i].pub.module = l->layers[i].module;
+    return 0;
+}
+
+static int s_cmp_unmatched(const void *a, const void *b)
+{
+    return strcmp(((const s_unmatched_t *)a)->name, ((const s_unmatched_t *)b)->name);
+}
+
 int lf_lora_open(lf_lora_t **out, const char *path, const lf_lora_targets_t *targets, char *err,
                  size_t errlen)
 {
@@ -517,7 +553,9 @@ int lf_lora_open(lf_lora_t **out, const char *path, const lf_lora_targets_t *tar
         }
         rc = s_file(&c, l, by_target, g, module, mlen, (s_role_t)role, t);
     }
+    if (rc == 0) rc = s_drop_alpha_only(l);
     for (size_t i = 0; i < (l ? l->n : 0) && rc == 0; i++) rc = s_check_layer(&c, &l->layers[i]);
+    if (rc == 0 && l->n_un > 1) qsort(l->un, l->n_un, sizeof *l->un, s_cmp_unmatched);
     lf_strmap_destroy(&by_target);
     if (rc != 0) {
         if (rc == LF_ENOMEM && errlen && l && l->w)

@@ -26,13 +26,12 @@
  * ".alpha" belongs to any of them. The math follows lycoris-lora's
  * lycoris/functional/{locon,loha,lokr}.py and PEFT's get_delta_weight.
  *
- * Modules that name no target, and tensors of kinds not read here (OFT,
- * IA3, norms), are not dropped: they are listed by tensor name with the
- * reason (lf_lora_unmatched_*). Bad input (unreadable file, incomplete,
- * mixed or doubled factors, two modules for one layer, shapes that do not
- * give the target's, a NaN or Inf) fails the open with a negative LF_E* code
- * and a message naming the file and the tensor; a DoRA module (dora_scale),
- * whose plain ΔW would be wrong, is LF_EUNSUPPORTED.
+ * Modules that name no target, tensors of kinds not read here (OFT, IA3,
+ * GLoRA, norms) and an alpha left without weights by them are not dropped:
+ * they are listed by tensor name with the reason (lf_lora_unmatched_*). Bad input (unreadable file,
+ * incomplete, mixed or doubled factors, two modules for one layer, shapes that do not give the
+ * target's, a NaN or Inf) fails the open with a negative LF_E* code and a message naming the file
+ * and the tensor; a DoRA module (dora_scale), whose plain ΔW would be wrong, is LF_EUNSUPPORTED.
  *
  * Threading: immutable after open; lf_lora_delta may run concurrently.
  * Ownership: lf_lora_open hands the caller the object; layers, names and

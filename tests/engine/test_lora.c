@@ -591,6 +591,32 @@ static void test_bad_files(void **state)
     s_expect_fail(t, s_write(path, sizeof path, dir, "dora.safetensors", dora, 3), LF_EUNSUPPORTED,
                   Q ".dora_scale", "DoRA");
 
+    /* A module of a network not read here (OFT) keeps its alpha: both are
+     * reported, the rest of the file is used. */
+    const s_spec_t oft[] = {
+        {Q ".lora_down.weight", 2, {2, 8}, 0.1f, 0},
+        {Q ".lora_up.weight", 2, {8, 2}, 0.1f, 0},
+        {"lora_unet_down_blocks_0_resnets_0_conv1.alpha", 0, {0}, 1.0f, 0},
+        {"lora_unet_down_blocks_0_resnets_0_conv1.oft_blocks", 3, {2, 4, 4}, 0.1f, 0}};
+    s_write(path, sizeof path, dir, "oft.safetensors", oft, 4);
+    assert_int_equal(lf_lora_open(&l, path, t, err, sizeof err), 0);
+    assert_int_equal(lf_lora_count(l), 1);
+    assert_string_equal(lf_lora_at(l, 0)->module, Q);
+    assert_int_equal(lf_lora_unmatched_count(l), 2);
+    assert_string_equal(lf_lora_unmatched_name(l, 0),
+                        "lora_unet_down_blocks_0_resnets_0_conv1.alpha");
+    assert_string_equal(lf_lora_unmatched_reason(l, 0), "alpha without weights read here");
+    assert_string_equal(lf_lora_unmatched_name(l, 1),
+                        "lora_unet_down_blocks_0_resnets_0_conv1.oft_blocks");
+    lf_lora_destroy(&l);
+
+    /* LoKr whose whole w2 has another kernel than the layer. */
+    const s_spec_t kk[] = {
+        {"lora_unet_down_blocks_0_resnets_0_conv1.lokr_w1", 2, {2, 2}, 0.1f, 0},
+        {"lora_unet_down_blocks_0_resnets_0_conv1.lokr_w2", 4, {4, 4, 1, 9}, 0.1f, 0}};
+    s_expect_fail(t, s_write(path, sizeof path, dir, "kk.safetensors", kk, 2), LF_EFORMAT,
+                  "conv1.lokr_w2", "kernel size");
+
     /* Finite factors whose product overflows: found when ΔW is computed. */
     const s_spec_t big[] = {{Q ".lora_down.weight", 2, {2, 8}, 1e30f, 0},
                             {Q ".lora_up.weight", 2, {8, 2}, 1e30f, 0}};
