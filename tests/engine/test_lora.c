@@ -326,7 +326,7 @@ static void test_kohya(void **state)
 {
     lf_lora_targets_t *t = s_tiny();
     lf_lora_t *l = s_check_fixture(t, "kohya");
-    assert_int_equal(lf_lora_count(l), 8);
+    assert_int_equal(lf_lora_count(l), 9);
     const lf_lora_layer_t *y =
         lf_lora_find(l, "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight");
     assert_non_null(y);

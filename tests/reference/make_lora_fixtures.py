@@ -62,6 +62,8 @@ gen = torch.Generator().manual_seed(1234)
 
 def rnd(*shape, half=False):
     t = torch.randn(*shape, generator=gen, dtype=torch.float32) * 0.5
+    if half == "bf16":
+        return t.bfloat16()
     return t.half() if half else t
 
 
@@ -96,9 +98,10 @@ def lora_factors(shape, r, half=False, tucker=False):
 
 def make_kohya():
     """kohya / A1111 LoRA and LoCon: diffusers-path and LDM-path names, text
-    encoder, f16 factors, a module without alpha, and keys that match nothing."""
+    encoder, f16 and bf16 factors, a module without alpha, and keys that match
+    nothing."""
     t, e = {}, {}
-    plan = [  # (path, rank, alpha or None, f16, LDM-style kohya name)
+    plan = [  # (path, rank, alpha or None, f16 / "bf16", LDM-style kohya name)
         ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", 4, 2.0, False, None),
         ("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k", 2, None, False,
          "input_blocks.1.1.transformer_blocks.0.attn2.to_k"),
@@ -106,6 +109,7 @@ def make_kohya():
         ("down_blocks.0.attentions.0.proj_in", 2, 1.0, False, None),
         ("down_blocks.0.resnets.0.conv1", 3, 1.5, False, None),
         ("up_blocks.0.resnets.0.conv1", 2, 4.0, True, "output_blocks.0.0.in_layers.2"),
+        ("mid_block.resnets.0.conv2", 2, 1.0, "bf16", None),
     ]
     for path, r, alpha, half, ldm in plan:
         name = kohya(ldm if ldm else path)
@@ -113,7 +117,8 @@ def make_kohya():
         t[name + ".lora_down.weight"] = down
         t[name + ".lora_up.weight"] = up
         if alpha is not None:
-            t[name + ".alpha"] = torch.tensor(alpha, dtype=torch.float16 if half else torch.float32)
+            dt = {False: torch.float32, True: torch.float16, "bf16": torch.bfloat16}[half]
+            t[name + ".alpha"] = torch.tensor(alpha, dtype=dt)
         gamma = (alpha if alpha is not None else r) / r
         e["unet." + path + ".weight"] = locon.diff_weight(f64(down), f64(up), None, gamma=gamma)
     for path, r, alpha in [("encoder.layers.0.self_attn.q_proj", 2, 1.0),
