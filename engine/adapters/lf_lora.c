@@ -611,7 +611,16 @@ static void s_tucker_row(const double *tmp, const float *wa, int64_t sa, int64_t
 static void s_mm_row(const float *A, const float *Bm, int64_t R, int64_t N, int64_t p, double *row)
 {
     for (int64_t x = 0; x < N; x++) row[x] = 0;
-    for (int64_t r = 0; r < R; r++) {
+    int64_t r = 0;
+    /* Four ranks per pass: a quarter of the traffic on row. */
+    for (; r + 4 <= R; r += 4) {
+        const double a0 = A[p * R + r], a1 = A[p * R + r + 1], a2 = A[p * R + r + 2],
+                     a3 = A[p * R + r + 3];
+        const float *b0 = Bm + r * N, *b1 = b0 + N, *b2 = b1 + N, *b3 = b2 + N;
+        for (int64_t x = 0; x < N; x++)
+            row[x] += a0 * b0[x] + a1 * b1[x] + a2 * b2[x] + a3 * b3[x];
+    }
+    for (; r < R; r++) {
         double a = A[p * R + r];
         const float *b = Bm + r * N;
         for (int64_t x = 0; x < N; x++) row[x] += a * b[x];
