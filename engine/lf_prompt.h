@@ -16,6 +16,13 @@
  * many tokens back moves the tokens after the comma to the next chunk (A1111
  * default 20). An empty prompt gives one padded chunk.
  *
+ * Extra networks follow A1111's extra_networks.parse_prompt: every tag
+ * matching <(\w+):([^>]+)> is cut out of the text before parsing (what does
+ * not match, such as "<lora:>" or "<lora name:1>", stays as text), its
+ * arguments split at ':'; lf_prompt_extract returns them all, with the
+ * LoRA ones ("lora", and A1111's alias "lyco") read as
+ * <lora:name[:te[:unet[:dyn]]]> plus named te=, unet=, dyn= arguments.
+ *
  * Pure functions; thread-safe given a tokenizer not shared between threads. */
 #ifndef LF_PROMPT_H
 #define LF_PROMPT_H
@@ -37,6 +44,28 @@ typedef struct {
     int32_t ids[LF_CLIP_CONTEXT];
     float weights[LF_CLIP_CONTEXT];
 } lf_prompt_chunk_t;
+
+/* One extra-network tag taken out of a prompt. */
+typedef struct {
+    char *kind;         /* "lora", "lyco", "hypernet", ... as written (owned by the array) */
+    char *name;         /* first argument (owned by the array) */
+    char *args;         /* everything after "<kind:", as written (owned by the array) */
+    int is_lora;        /* kind is "lora" or "lyco": the weights below are read */
+    double te_weight;   /* text encoder multiplier: 2nd positional or te= (default 1) */
+    double unet_weight; /* UNet multiplier: 3rd positional or unet= (default te_weight) */
+    int dyn;            /* A1111's dyn dim: 4th positional or dyn= (0: none) */
+} lf_prompt_extra_t;
+
+/* Cuts every extra-network tag out of text: *out_text (caller owns; free())
+ * is the text without them, *extras (caller owns; lf_prompt_extras_free) and
+ * *n the tags in prompt order (duplicates kept). A LoRA tag whose weights do
+ * not read as finite numbers (where A1111 raises) or has no name is
+ * LF_EINVAL with the tag quoted in err; also LF_ENOMEM. On failure the
+ * outputs are untouched. Tags of other kinds are returned for the caller to
+ * refuse or warn about (A1111 drops unknown ones with a console warning). */
+int lf_prompt_extract(const char *text, char **out_text, lf_prompt_extra_t **extras, size_t *n,
+                      char *err, size_t errlen);
+void lf_prompt_extras_free(lf_prompt_extra_t **extras, size_t n);
 
 /* Parses text into *spans (caller owns; free with lf_prompt_spans_free) and
  * *n. Returns 0 or LF_ENOMEM (outputs untouched). Never fails on syntax. */

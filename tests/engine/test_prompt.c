@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf_error.h"
 #include "lf_prompt.h"
 #include "lf_test_util.h"
 
@@ -131,10 +132,93 @@ static void test_chunks(void **state)
     lf_clip_tokenizer_destroy(&tok);
 }
 
+
+typedef struct {
+    const char *kind, *name;
+    double te, unet;
+    int dyn;
+} want_extra_t;
+
+typedef struct {
+    const char *prompt, *text;
+    want_extra_t want[4];
+} extract_case_t;
+
+static void test_extract_table(void **state)
+{
+    /* A1111: <(\w+):([^>]+)> is cut out; lora args are name[:te[:unet[:dyn]]]
+     * with te=/unet=/dyn= named forms; unet defaults to te. */
+    static const extract_case_t cases[] = {
+        {"a photo", "a photo", {{0}}},
+        {"a <lora:x:0.5> photo", "a  photo", {{"lora", "x", 0.5, 0.5, 0}}},
+        {"<lora:x>", "", {{"lora", "x", 1.0, 1.0, 0}}},
+        {"<lora:x:0.3:0.7>cat", "cat", {{"lora", "x", 0.3, 0.7, 0}}},
+        {"<lora:x:1:2:8>", "", {{"lora", "x", 1.0, 2.0, 8}}},
+        {"<lora:x:te=0.25:unet=-1.5>", "", {{"lora", "x", 0.25, -1.5, 0}}},
+        {"<lora:x: 0.5 >", "", {{"lora", "x", 0.5, 0.5, 0}}},
+        {"<lora:x:1e-1:unet=2:dyn=4>", "", {{"lora", "x", 0.1, 2.0, 4}}},
+        {"<lyco:sub/dir/y:0.8>", "", {{"lyco", "sub/dir/y", 0.8, 0.8, 0}}},
+        {"(a:1.2) <lora:a:1> and <lora:b:0.5> <lora:a:1>", "(a:1.2)  and  ",
+         {{"lora", "a", 1, 1, 0}, {"lora", "b", 0.5, 0.5, 0}, {"lora", "a", 1, 1, 0}}},
+        {"<hypernet:h:0.5> x", " x", {{"hypernet", "h", 0, 0, 0}}},
+        /* Not tags for A1111's regex: stay as text. */
+        {"<lora:>", "<lora:>", {{0}}},
+        {"<lora name:1>", "<lora name:1>", {{0}}},
+        {"<:x:1>", "<:x:1>", {{0}}},
+        {"<lora:x:1", "<lora:x:1", {{0}}},
+        {"lora:x:1>", "lora:x:1>", {{0}}},
+        {"<<lora:x:1>>", "<>", {{"lora", "x", 1, 1, 0}}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *text, err[160] = "";
+        lf_prompt_extra_t *x;
+        size_t n;
+        int rc = lf_prompt_extract(cases[c].prompt, &text, &x, &n, err, sizeof err);
+        if (rc != 0) fail_msg("'%s': rc %d (%s)", cases[c].prompt, rc, err);
+        if (strcmp(text, cases[c].text) != 0)
+            fail_msg("'%s': text '%s' want '%s'", cases[c].prompt, text, cases[c].text);
+        size_t nw = 0;
+        while (nw < 4 && cases[c].want[nw].kind) nw++;
+        if (n != nw) fail_msg("'%s': %zu tags, want %zu", cases[c].prompt, n, nw);
+        for (size_t i = 0; i < n; i++) {
+            const want_extra_t *w = &cases[c].want[i];
+            if (strcmp(x[i].kind, w->kind) || strcmp(x[i].name, w->name))
+                fail_msg("'%s' [%zu]: %s:%s", cases[c].prompt, i, x[i].kind, x[i].name);
+            if (x[i].is_lora && (x[i].te_weight != w->te || x[i].unet_weight != w->unet ||
+                                 x[i].dyn != w->dyn))
+                fail_msg("'%s' [%zu]: te %g unet %g dyn %d", cases[c].prompt, i, x[i].te_weight,
+                         x[i].unet_weight, x[i].dyn);
+        }
+        free(text);
+        lf_prompt_extras_free(&x, n);
+        assert_null(x);
+    }
+}
+
+static void test_extract_errors(void **state)
+{
+    static const char *const bad[] = {
+        "a <lora:x:abc> b", "<lora:x:nan>", "<lora:x:inf>", "<lora::1>", "<lora:x:1:0x2>",
+        "<lora:x:te=>", "<lora:x:1:1:2.5>", "<lyco:te=1>",
+    };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        char *text = (char *)"untouched", err[160] = "";
+        lf_prompt_extra_t *x = (lf_prompt_extra_t *)&text;
+        size_t n = 99;
+        int rc = lf_prompt_extract(bad[c], &text, &x, &n, err, sizeof err);
+        if (rc != LF_EINVAL) fail_msg("'%s': rc %d, want LF_EINVAL", bad[c], rc);
+        if (!strstr(err, "<l")) fail_msg("'%s': error '%s' does not quote the tag", bad[c], err);
+        assert_string_equal(text, "untouched");
+        assert_int_equal(n, 99);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_extract_table),
+        cmocka_unit_test(test_extract_errors),
         cmocka_unit_test(test_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
