@@ -93,7 +93,7 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
  * RGB. With a TAESD decoder loaded: its output, [h*8][w*8]. Otherwise the
  * "approx" preview: a linear latent-to-RGB map fitted from this model's own
  * VAE decoder (lf_preview.h) on the first call — a fixed synthetic batch
- * encoded, jittered and decoded at 16×16 latents, its cost logged — applied
+ * encoded, jittered and decoded at 12×12 latents, its cost logged — applied
  * per latent pixel and shown nearest-neighbour upscaled by
  * lf_preview_upscale (a 32×32 latent gives 128×128). *out_w / *out_h get
  * the size. rgb must hold the larger of the two (h*8*w*8*3 bytes always

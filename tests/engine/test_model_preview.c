@@ -103,7 +103,7 @@ static void test_tiny_shapes_approx(void **state)
     assert_int_equal(lf_preview_block_mean(dec, h, w, 8, ref), 0);
 
     /* Measured (this commit, lf-tiny-shapes, 32×32 latent of the image
-     * above): fitted map 0.109 mean |error| in [-1, 1] (about 14 of 255;
+     * above): fitted map 0.105 mean |error| in [-1, 1] (about 13 of 255;
      * the model's small decoder bends saturated colours, e.g. encoded pure
      * blue decodes to (-0.70, -0.50, 0.65), which no linear map follows
      * everywhere); a zero map (flat grey, what an unfitted preview shows)
