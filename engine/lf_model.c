@@ -402,6 +402,9 @@ static int s_fit_approx(lf_model_t *m) {
         if (!rc) rc = lf_preview_fit_add(&fit, z + (size_t)b * per_z, mean, n, n);
     }
     if (!rc) rc = lf_preview_fit_solve(&fit, &m->approx);
+    /* The fit's shapes are its own: planned graphs at them would only hold
+     * memory (jobs plan theirs at their own size). */
+    lf_vae_release_graphs(m->vae);
     free(z), free(img), free(noise), free(mean);
     return rc;
 }
