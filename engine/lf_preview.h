@@ -5,10 +5,11 @@
  *
  * Why fitted and not constants: the projections A1111 and ComfyUI ship were
  * fitted to SD1.5's VAE; a model with another VAE (the built-in
- * lf-tiny-shapes, any future family) has other latents. lf_model decodes a
- * small fixed random latent once, averages the decoded RGB over each latent
- * pixel's block (lf_preview_block_mean) and feeds the pairs to an
- * lf_preview_fit_t; this module knows nothing of networks.
+ * lf-tiny-shapes, any future family) has other latents. lf_model encodes
+ * a small fixed synthetic batch once, jitters and decodes the latents,
+ * averages the decoded RGB over each latent pixel's block
+ * (lf_preview_block_mean) and feeds the pairs to an lf_preview_fit_t; this
+ * module knows nothing of networks.
  *
  * Pure: buffers and plain structs only, no allocation, no I/O.
  * Threading: no shared state; a fitted lf_preview_map_t is plain data that
