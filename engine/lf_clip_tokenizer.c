@@ -415,7 +415,12 @@ void lf_clip_tokenizer_destroy(lf_clip_tokenizer_t **self_p)
 static int s_add_token(lf_clip_tokenizer_t *t, const char *tok, size_t len, int32_t id)
 {
     if (id < 0 || id >= t->n_tokens || t->tokens[id]) return LF_EFORMAT;
-    if (!(t->tokens[id] = strndup(tok, len))) return LF_ENOMEM;
+    /* Not strndup: tok need not be NUL-terminated (a merge's two halves
+     * joined in a stack buffer), and strndup may read past len looking for
+     * one (ASan's strict_string_checks reports it). */
+    if (!(t->tokens[id] = malloc(len + 1))) return LF_ENOMEM;
+    memcpy(t->tokens[id], tok, len);
+    t->tokens[id][len] = '\0';
     return lf_strmap_put(t->vocab, tok, len, id);
 }
 

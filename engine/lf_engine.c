@@ -265,6 +265,13 @@ const char *lf_engine_model_family(const lf_engine_t *e)
     }
 }
 
+const char *lf_engine_preview_kind(const lf_engine_t *e)
+{
+    if (!e || !e->model) return NULL;
+    const lf_model_desc_t *d = e->ops->desc(e->model);
+    return lf_preview_kind_name(d->has_preview ? d->preview : LF_PREVIEW_NONE);
+}
+
 static const char *s_family(const char *const *names, size_t n)
 {
 #ifdef LF_HAVE_MODEL

@@ -59,7 +59,7 @@ typedef struct {
 typedef struct {
     const char *name;       /* model name for the infotext; NULL = file name without extension */
     const char *vae_path;   /* separate VAE file (overrides the checkpoint's); may be NULL */
-    const char *taesd_path; /* TAESD decoder for previews; may be NULL */
+    const char *taesd_path; /* TAESD decoder for previews; NULL = the approx preview */
     int prediction_v;       /* 1: v-prediction when the checkpoint does not say */
 } lf_engine_load_opts_t;
 
@@ -118,6 +118,11 @@ int lf_engine_load(lf_engine_t *self, const char *path, const lf_engine_load_opt
 const char *lf_engine_model_name(const lf_engine_t *self);
 /* "sd15", ... of the loaded model, or NULL. */
 const char *lf_engine_model_family(const lf_engine_t *self);
+/* The live previews the loaded model gives (static string): "taesd" (a
+ * TAESD decoder was loaded with it), "approx" (a linear latent-to-RGB map
+ * fitted from the model's own VAE decoder on the first preview; every model
+ * has one), "none"; NULL when no model is loaded. */
+const char *lf_engine_preview_kind(const lf_engine_t *self);
 
 /* The family ("sd15", "sdxl", "flux" or "unknown"; static) of a checkpoint
  * file (.safetensors, .ckpt/.pt/.pth) or a diffusers folder (its unet/),

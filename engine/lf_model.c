@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "lf_clip.h"
 #include "lf_error.h"
 #include "lf_keymap.h"
+#include "lf_log.h"
 #include "lf_pool.h"
+#include "lf_rng.h"
 #include "lf_taesd.h"
 #include "lf_unet.h"
 #include "lf_vae.h"
@@ -28,6 +31,8 @@ struct lf_model {
     lf_unet_t *unet;
     lf_vae_t *vae;
     lf_taesd_t *taesd;
+    lf_preview_map_t approx; /* valid when approx_rc == 1 */
+    int approx_rc;           /* 0: not fitted yet, 1: fitted, < 0: the fit's error */
     char *tokenizer_dir;
     float *tmp;
     size_t tmp_n;
@@ -228,7 +233,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         d->scaling_factor = vc->scaling_factor;
         d->text_dim = lf_clip_config(m->clip)->hidden;
         d->text_tokens = 77;
-        d->has_preview = m->taesd != NULL;
+        d->has_preview = 1;
+        d->preview = m->taesd ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX;
         d->tokenizer_dir = m->tokenizer_dir;
         if (uc->ctx_dim > 0 && uc->ctx_dim != d->text_dim) {
             snprintf(err, errlen, "%s: text encoder width %d does not match the UNet's context %d",
@@ -297,6 +303,133 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
     return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
 }
 
+/* ---- approx preview: fit the linear map from this model's VAE ---------- */
+
+#define S_FIT_SIDE 12      /* latent pixels per side of each fit image */
+#define S_FIT_BATCH 2      /* images in the one encode/decode batch */
+#define S_FIT_RECTS 24     /* flat rectangles per fit image */
+#define S_FIT_GRID 4       /* control points per side of the smooth colour field */
+#define S_FIT_SEED 0x6c66707276ULL
+#define S_FIT_JITTER 0.25f /* latent noise, in units of the scaled latent's std */
+
+static double s_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A uniform [0, 1) draw -> a colour level in [-1, 1]: a third of the time
+ * fully off, a third fully on, else anywhere between, so that saturated
+ * colours (where decoders bend most) weigh in the fit. */
+static float s_fit_level(float u) {
+    return u < 1.0f / 3 ? -1.0f : u >= 2.0f / 3 ? 1.0f : (u * 3.0f - 1.0f) * 2.0f - 1.0f;
+}
+
+/* Synthetic images [B][3][H][W] in [-1, 1]: a smooth colour field (random
+ * colours at a GRID×GRID lattice, bilinear between them) under RECTS flat
+ * rectangles of mostly saturated colours, so the latents hold gradients,
+ * hard edges and the saturated regions where a decoder is least linear
+ * (with 6 rectangles the built-in model's error on its own palette,
+ * test_model_preview.c, was half as large again as with 24). */
+static void s_fit_images(lf_rng_t *rng, float *img, int B, int H, int W) {
+    const size_t plane = (size_t)H * W;
+    for (int b = 0; b < B; b++) {
+        float grid[3][S_FIT_GRID][S_FIT_GRID];
+        lf_rng_rand(rng, &grid[0][0][0], sizeof grid / sizeof grid[0][0][0]);
+        float *im = img + (size_t)b * 3 * plane;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    float fy = (float)y / (H - 1) * (S_FIT_GRID - 1),
+                          fx = (float)x / (W - 1) * (S_FIT_GRID - 1);
+                    int y0 = fy >= S_FIT_GRID - 1 ? S_FIT_GRID - 2 : (int)fy,
+                        x0 = fx >= S_FIT_GRID - 1 ? S_FIT_GRID - 2 : (int)fx;
+                    float ty = fy - y0, tx = fx - x0;
+                    float v = (1 - ty) * ((1 - tx) * grid[c][y0][x0] + tx * grid[c][y0][x0 + 1]) +
+                              ty * ((1 - tx) * grid[c][y0 + 1][x0] + tx * grid[c][y0 + 1][x0 + 1]);
+                    im[(size_t)c * plane + (size_t)y * W + x] = v * 2.0f - 1.0f;
+                }
+        for (int r = 0; r < S_FIT_RECTS; r++) {
+            float u[7];
+            lf_rng_rand(rng, u, 7);
+            int x0 = (int)(u[0] * W), y0 = (int)(u[1] * H);
+            int x1 = x0 + 4 + (int)(u[2] * W / 2), y1 = y0 + 4 + (int)(u[3] * H / 2);
+            for (int y = y0; y < y1 && y < H; y++)
+                for (int x = x0; x < x1 && x < W; x++)
+                    for (int c = 0; c < 3; c++)
+                        im[(size_t)c * plane + (size_t)y * W + x] = s_fit_level(u[4 + c]);
+        }
+    }
+}
+
+/* Latents the decoder knows: the synthetic images through the VAE encoder,
+ * plus a little noise so that every latent direction is exercised (the
+ * built-in model's encoder leaves channel 3 at zero, which alone would make
+ * the fit degenerate). A VAE without an encoder gets random latents (white,
+ * at the prior's scale) instead. Then decode, average each latent pixel's
+ * block, and solve. */
+static int s_fit_approx(lf_model_t *m) {
+    const int C = m->desc.latent_channels, s = m->desc.vae_scale, n = S_FIT_SIDE, B = S_FIT_BATCH;
+    const size_t per_z = (size_t)C * n * n, plane = (size_t)n * s * n * s;
+    float *z = malloc((size_t)B * per_z * sizeof *z),
+          *img = malloc((size_t)B * 3 * plane * sizeof *img),
+          *noise = malloc((size_t)B * per_z * sizeof *noise),
+          *mean = malloc((size_t)3 * n * n * sizeof *mean);
+    int rc = z && img && noise && mean ? 0 : LF_ENOMEM;
+    lf_rng_t rng;
+    lf_rng_init(&rng, LF_RNG_TORCH_CPU, S_FIT_SEED);
+    const float unit = 1.0f / m->desc.scaling_factor; /* one std of the scaled latent */
+    float jitter = S_FIT_JITTER;
+    if (!rc) {
+        s_fit_images(&rng, img, B, n * s, n * s);
+        lf_rng_randn(&rng, noise, (size_t)B * per_z);
+        rc = lf_vae_encode(m->vae, img, B, n * s, n * s, 0, z);
+        if (rc == LF_EUNSUPPORTED) {
+            /* No encoder: white latents at the prior's scale. */
+            memset(z, 0, (size_t)B * per_z * sizeof *z);
+            jitter = 1.0f;
+            rc = 0;
+        }
+    }
+    if (!rc) {
+        for (size_t i = 0; i < (size_t)B * per_z; i++) z[i] += jitter * unit * noise[i];
+        rc = lf_vae_decode(m->vae, z, B, n, n, 0, img);
+    }
+    lf_preview_fit_t fit;
+    if (!rc) rc = lf_preview_fit_init(&fit, C);
+    for (int b = 0; b < B && !rc; b++) {
+        rc = lf_preview_block_mean(img + (size_t)b * 3 * plane, n, n, s, mean);
+        if (!rc) rc = lf_preview_fit_add(&fit, z + (size_t)b * per_z, mean, n, n);
+    }
+    if (!rc) rc = lf_preview_fit_solve(&fit, &m->approx);
+    /* The fit's shapes are its own: planned graphs at them would only hold
+     * memory (jobs plan theirs at their own size). */
+    lf_vae_release_graphs(m->vae);
+    free(z), free(img), free(noise), free(mean);
+    return rc;
+}
+
+int lf_model_preview_prepare(lf_model_t *self, double *ms) {
+    if (ms) *ms = 0.0;
+    if (!self) return LF_EINVAL;
+    if (self->taesd || self->approx_rc == 1) return 0;
+    if (self->approx_rc < 0) return self->approx_rc;
+    double t0 = s_now_ms();
+    int rc = s_fit_approx(self);
+    double dt = s_now_ms() - t0;
+    if (ms) *ms = dt;
+    self->approx_rc = rc ? rc : 1;
+    if (rc)
+        lf_warn("engine: no approx preview: fitting it from the VAE failed: %s", lf_strerror(rc));
+    else
+        lf_info("engine: approx preview fitted from the VAE decoder in %.0f ms", dt);
+    return rc;
+}
+
+const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self) {
+    return self && self->approx_rc == 1 ? &self->approx : NULL;
+}
+
 static uint8_t s_u8(float v) {
     v = (v + 1.0f) * 127.5f;
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
@@ -327,20 +460,12 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
         if (out_h) *out_h = h * s;
         return 0;
     }
-    /* Linear latent-to-RGB factors for SD1.x latents (scaled space). */
-    static const float f[4][3] = {{0.3512f, 0.2297f, 0.3227f},
-                                  {0.3250f, 0.4974f, 0.2350f},
-                                  {-0.2829f, 0.1762f, 0.2721f},
-                                  {-0.2120f, -0.0266f, -0.7326f}};
-    const int C = self->desc.latent_channels < 4 ? self->desc.latent_channels : 4;
-    const size_t plane = (size_t)h * w;
-    for (size_t i = 0; i < plane; i++)
-        for (int c = 0; c < 3; c++) {
-            float v = 0;
-            for (int k = 0; k < C; k++) v += z[k * plane + i] * self->desc.scaling_factor * f[k][c];
-            rgb[i * 3 + c] = s_u8(v);
-        }
-    if (out_w) *out_w = w;
-    if (out_h) *out_h = h;
+    int rc = lf_model_preview_prepare(self, NULL);
+    if (rc) return rc;
+    const int up = lf_preview_upscale(h, w, self->desc.vae_scale);
+    rc = lf_preview_apply(&self->approx, z, h, w, up, rgb);
+    if (rc) return rc;
+    if (out_w) *out_w = w * up;
+    if (out_h) *out_h = h * up;
     return 0;
 }

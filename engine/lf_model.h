@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "lf_backend.h"
+#include "lf_preview.h"
 
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
 typedef enum { LF_PRED_EPS = 0, LF_PRED_V } lf_prediction_t;
@@ -44,7 +45,9 @@ typedef struct {
     float scaling_factor;      /* 0.18215 for SD1.5 (or from the checkpoint's metadata) */
     int text_dim;              /* 768 for SD1.5 */
     int text_tokens;           /* 77 */
-    int has_preview;           /* a TAESD decoder is loaded */
+    int has_preview;           /* 1: lf_model_preview works (every model: approx or TAESD) */
+    lf_preview_kind_t preview; /* LF_PREVIEW_TAESD when a TAESD decoder is loaded, else
+                                  LF_PREVIEW_APPROX (the linear map fitted from this VAE) */
     const char *tokenizer_dir; /* diffusers tokenizer/ folder if the model has one, else NULL */
 } lf_model_desc_t;
 
@@ -86,10 +89,26 @@ int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int 
 int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
                         float *mean);
 
-/* Preview: z [C][h][w] (one image, unscaled latents) -> rgb8 [h*8][w*8][3]
- * with the TAESD decoder when loaded, else a cheap linear latent-to-RGB
- * approximation at [h][w] (then *out_w = w, *out_h = h). */
+/* Preview: z [C][h][w] (one image, unscaled latents) -> rgb8, row-major
+ * RGB. With a TAESD decoder loaded: its output, [h*8][w*8]. Otherwise the
+ * "approx" preview: a linear latent-to-RGB map fitted from this model's own
+ * VAE decoder (lf_preview.h) on the first call — a fixed synthetic batch
+ * encoded, jittered and decoded at 12×12 latents, its cost logged — applied
+ * per latent pixel and shown nearest-neighbour upscaled by
+ * lf_preview_upscale (a 32×32 latent gives 128×128). *out_w / *out_h get
+ * the size. rgb must hold the larger of the two (h*8*w*8*3 bytes always
+ * does). Errors: LF_EINVAL, LF_ENOMEM, the VAE's codes (a failed fit is
+ * remembered and returned again without retrying). */
 int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
                      int *out_h);
+
+/* Fits the approx preview now instead of on the first lf_model_preview
+ * (nothing to do when it is fitted or a TAESD decoder is loaded). *ms (may
+ * be NULL) gets the fit's wall time in milliseconds (0 when nothing ran).
+ * Returns 0 or the fit's error code. */
+int lf_model_preview_prepare(lf_model_t *self, double *ms);
+/* The fitted approx map (borrowed, valid while the model lives), or NULL
+ * before the fit or when it failed. */
+const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
 
 #endif

@@ -384,6 +384,12 @@ static int s_tiled(lf_vae_t *v, int enc, const float *in, int batch, int ci, int
     return rc;
 }
 
+void lf_vae_release_graphs(lf_vae_t *self) {
+    if (!self) return;
+    lf_graph_destroy(&self->dcache.g);
+    lf_graph_destroy(&self->ecache.g);
+}
+
 int lf_vae_decode(lf_vae_t *self, const float *z, int batch, int h, int w, int tile, float *img) {
     if (batch < 1 || h < 1 || w < 1) return LF_EINVAL;
     const int s = lf_vae_scale(self);

@@ -25,6 +25,10 @@ int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_b
                lf_pool_t *pool, int type, const char *pool_prefix, char *err, size_t errlen);
 void lf_vae_destroy(lf_vae_t **self_p);
 const lf_vae_config_t *lf_vae_config(const lf_vae_t *self);
+/* Drops the cached encoder and decoder graphs and their activation memory
+ * (the next call plans again): after a one-off call at an odd shape, such
+ * as the approx preview's fit, so its graphs do not stay resident. */
+void lf_vae_release_graphs(lf_vae_t *self);
 /* Pixels per latent pixel: 2^(levels-1). */
 int lf_vae_scale(const lf_vae_t *self);
 

@@ -137,7 +137,8 @@ static int s_model_path(const char *dir, const char *model, char *path, size_t l
     return LF_ENOTFOUND;
 }
 
-/* An installed TAESD decoder for previews, if any. */
+/* An installed TAESD decoder for previews, if any (preferred to the
+ * engine's approx preview). */
 static const char *s_taesd(const char *dir, char *path, size_t len)
 {
     static const char *const names[] = {"taesd_decoder.safetensors", "taesd_decoder.pth", "diffusion_pytorch_model.safetensors"};
@@ -183,7 +184,10 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state)
         s_unload((void **)&s);
         return rc;
     }
-    lf_info("engine: %s resident (%s)", model, path);
+    /* Without a TAESD file the engine's approx preview (fitted from the
+     * model's VAE on the first job that wants previews) is used. */
+    lf_info("engine: %s resident (%s), previews %s", model, path,
+            s->preview_every ? lf_engine_preview_kind(s->engine) : "off");
     *state = s;
     return 0;
 }

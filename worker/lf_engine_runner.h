@@ -15,7 +15,9 @@
  * Jobs map lf_job_params_t onto an engine request (txt2img, or img2img with
  * the ASSIGN's init image); progress goes out every step with a PNG preview
  * every env->preview_every steps (from <models_dir>/taesd/ when a TAESD
- * decoder is installed there, else the cheap latent approximation); cancel
+ * decoder is installed there, else the engine's approx preview: a linear
+ * latent-to-RGB map fitted from the model's own VAE decoder on the first
+ * job that wants previews, so every model has previews); cancel
  * is the job's atomic flag, checked by the sampler every model call. Results
  * are PNGs with the A1111 "parameters" chunk and an A1111-like info_json.
  *

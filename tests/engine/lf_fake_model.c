@@ -29,7 +29,8 @@ static int s_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
                                 .scaling_factor = 0.18215f,
                                 .text_dim = 8,
                                 .text_tokens = 77,
-                                .has_preview = opts && opts->taesd_path != NULL};
+                                .has_preview = 1, /* as lf_model: approx without TAESD */
+                                .preview = opts && opts->taesd_path ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX};
     *out = (lf_model_t *)f;
     return 0;
 }

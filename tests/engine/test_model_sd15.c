@@ -105,11 +105,16 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     s_check("vae encode", o, mean, n);
     free(in), free(mean), free(o);
     /* Preview without TAESD: the linear approximation at latent size. */
-    uint8_t rgb[8 * 8 * 3];
+    /* No TAESD: the approx preview, the 8x8 latent shown upscaled (room
+     * for the decoded size, as lf_model.h asks). */
+    const int vs = lf_model_desc(m)->vae_scale;
+    uint8_t *rgb = malloc((size_t)8 * vs * 8 * vs * 3);
     int pw = 0, ph = 0;
     z = lf_test_ref_f32(ref, "vae_z", NULL);
     assert_int_equal(lf_model_preview(m, z, 8, 8, rgb, &pw, &ph), 0);
-    assert_int_equal(pw, 8);
+    assert_int_equal(pw, 8 * lf_preview_upscale(8, 8, vs));
+    assert_int_equal(ph, pw);
+    free(rgb);
     free(z);
     lf_safetensors_destroy(&ref);
 }

@@ -3,10 +3,12 @@
  * and end to end through the real networks (LF_HAVE_MODEL) with the tiny
  * fixture checkpoints in tests/engine/fixtures/models/. The CLIP merges come
  * from the reference data (skipped when absent). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,14 +139,26 @@ static const lf_model_ops_t s_folded_ops = {
 
 typedef struct {
     int steps_seen;
+    int previews;         /* progress calls that carried a preview */
+    uint32_t pw, ph;      /* the last preview's size */
+    uint8_t *last;        /* the last preview's pixels (RGB), owned */
 } s_prog_t;
 
 static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
 {
-    (void)preview, (void)len;
     s_prog_t *p = ud;
     p->steps_seen = step;
     assert_true(step <= steps);
+    if (!preview) return;
+    lf_image_t im = {0};
+    assert_int_equal(lf_image_decode(preview, len, NULL, &im, NULL, 0), 0);
+    assert_int_equal(im.channels, 3);
+    p->previews++;
+    p->pw = im.width, p->ph = im.height;
+    free(p->last);
+    p->last = im.pixels;
+    im.pixels = NULL;
+    lf_image_clear(&im);
 }
 
 /* The real networks on the tiny fixture checkpoints: runs, is deterministic,
@@ -167,6 +181,14 @@ static void s_e2e(const char *path, const lf_model_ops_t *ops)
     lf_engine_result_t a = {0}, b = {0};
     if (lf_engine_generate(e, &req, s_progress, &p, NULL, &a)) fail_msg("%s", lf_engine_errstr(e));
     assert_int_equal(p.steps_seen, 3);
+    /* No TAESD here: the approx preview, fitted from this model's VAE, at
+     * steps 1 and 2 (none with the last). The fixtures' VAE halves once
+     * (vae_scale 2): the 32x32 latent is shown x2, at the image's size. */
+    assert_string_equal(lf_engine_preview_kind(e), "approx");
+    assert_int_equal(p.previews, 2);
+    assert_int_equal(p.pw, 64);
+    assert_int_equal(p.ph, 64);
+    free(p.last);
     assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &b), 0);
     assert_int_equal(a.images[0].png_len, b.images[0].png_len);
     assert_memory_equal(a.images[0].png, b.images[0].png, a.images[0].png_len);
@@ -217,6 +239,64 @@ static void test_e2e_clip_ids(void **state)
     assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, path), 0);
     s_e2e(path, NULL);
     unlink(path);
+}
+
+/* The built-in model (models/lf-tiny-shapes.safetensors) with previews on
+ * and no TAESD decoder: every step but the last carries the approx preview
+ * (the 16x16 latent shown x4: 64x64), and the last one (step 5 of 6, the
+ * denoised estimate) already looks like the image. Measured: mean |last
+ * preview - the final image's 8x8 block means| = 29 of 255 (the map's own
+ * error on this model, see test_model_preview.c, plus the last step's
+ * change); bound 40. A flat grey preview is 79 away. */
+static void test_default_model_previews(void **state)
+{
+    (void)state;
+    const char *path = LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors";
+    if (access(path, R_OK) != 0) {
+        printf("  skipped: %s is absent (the built-in model)\n", path);
+        skip();
+    }
+    lf_engine_t *e = s_engine(NULL);
+    if (!e) skip();
+    if (lf_engine_load(e, path, NULL) != 0) fail_msg("load %s: %s", path, lf_engine_errstr(e));
+    assert_string_equal(lf_engine_preview_kind(e), "approx");
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = "a large red circle in the center on a blue background";
+    req.width = 128;
+    req.height = 128;
+    req.steps = 6;
+    req.cfg = 5.0;
+    req.seed = 2000;
+    req.preview_every = 1;
+    s_prog_t p = {0};
+    lf_engine_result_t r = {0};
+    if (lf_engine_generate(e, &req, s_progress, &p, NULL, &r)) fail_msg("%s", lf_engine_errstr(e));
+    assert_int_equal(p.previews, 5);
+    assert_int_equal(p.pw, 64);
+    assert_int_equal(p.ph, 64);
+    lf_image_t im = {0};
+    assert_int_equal(lf_image_decode(r.images[0].png, r.images[0].png_len, NULL, &im, NULL, 0), 0);
+    double err = 0.0, grey = 0.0;
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++)
+            for (int c = 0; c < 3; c++) {
+                double m = 0.0;
+                for (int dy = 0; dy < 8; dy++)
+                    for (int dx = 0; dx < 8; dx++)
+                        m += im.pixels[((size_t)(y * 8 + dy) * 128 + (size_t)(x * 8 + dx)) * 3 + c];
+                m /= 64.0;
+                err += fabs(p.last[((size_t)(y * 4) * 64 + (size_t)(x * 4)) * 3 + c] - m);
+                grey += fabs(128.0 - m);
+            }
+    err /= 16 * 16 * 3;
+    grey /= 16 * 16 * 3;
+    printf("  last preview vs image: mean |diff| %.1f of 255 (flat grey: %.1f)\n", err, grey);
+    assert_true(err < 40.0);
+    assert_true(grey >= 40.0);
+    free(p.last);
+    lf_image_clear(&im);
+    lf_engine_result_clear(&r);
+    lf_engine_destroy(&e);
 }
 #endif
 
@@ -279,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_e2e_single_file),
         cmocka_unit_test(test_e2e_diffusers),
         cmocka_unit_test(test_e2e_clip_ids),
+        cmocka_unit_test(test_default_model_previews),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,6 +80,7 @@ static int s_teardown(void **state)
 typedef struct {
     int calls, previews;
     uint32_t last, steps;
+    uint32_t pw, ph; /* the last preview's size */
 } s_prog_t;
 
 static void s_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *preview, size_t len)
@@ -92,6 +93,7 @@ static void s_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *p
         lf_image_info_t info;
         assert_int_equal(lf_image_probe(preview, len, &info), 0);
         p->previews++;
+        p->pw = info.width, p->ph = info.height;
     }
 }
 
@@ -135,6 +137,10 @@ static void test_discovery_and_job(void **state)
     if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run: %s", err);
     assert_int_equal(pr.calls, 4);
     assert_int_equal(pr.previews, 1); /* step 2; none with the last */
+    /* No TAESD file in the models folder: the engine's approx preview, the
+     * fixture's 32x32 latent (vae_scale 2) shown x2. */
+    assert_int_equal(pr.pw, 64);
+    assert_int_equal(pr.ph, 64);
     assert_int_equal(out.n_images, 2);
     assert_int_equal(out.images[1].seed, 12);
     char *text = NULL;

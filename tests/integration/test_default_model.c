@@ -5,7 +5,9 @@
  *   - for the 40 prompt/seed pairs of tools/train/eval_shapes.py the PNG's
  *     dominant shape colour and shape class (lf_shapestats, the C mirror of
  *     that script's statistics) match the prompt in at least 90 % of cases;
- *   - the same prompt and seed give the same PNG bytes twice.
+ *   - the same prompt and seed give the same PNG bytes twice;
+ *   - while a job runs, its live preview (the engine's approx preview: no
+ *     TAESD file is installed) is served, at half the image's side.
  *
  * Needs models/lf-tiny-shapes.safetensors and the CLIP BPE merges
  * (bpe_simple_vocab_16e6.txt.gz: $LF_ASSETS_DIR/clip/, <repo>/assets/clip/
@@ -346,6 +348,46 @@ static void test_same_seed_same_bytes(void **state)
     free(pa), free(pb), free(a), free(b);
 }
 
+/* Live previews for the built-in model through the farm, with no TAESD file
+ * installed: the worker's PROGRESS messages carry the engine's approx
+ * preview (every LF_PREVIEW_EVERY = 4 steps by default), which the gateway
+ * serves at GET /v1/jobs/{id}/preview while the job runs: a PNG of the
+ * 32x32 latent shown x4, 128x128. Polled until the job ends (the preview
+ * is dropped then). */
+static void test_default_model_previews(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    const s_case_t *c = &s_cases[0];
+    char *id = s_submit(farm, c->prompt, c->seed);
+    assert_non_null(id);
+    char url[512], purl[512];
+    snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
+    snprintf(purl, sizeof purl, "%s/v1/jobs/%s/preview", lf_testfarm_url(farm), id);
+    int previews = 0;
+    lf_image_info_t info = {0};
+    char status[32] = "";
+    for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 600000;) {
+        char *png = NULL;
+        size_t len = 0;
+        if (lf_http_request("GET", purl, NULL, NULL, 0, &png, &len) == 200 && png &&
+            lf_image_probe((const uint8_t *)png, len, &info) == 0)
+            previews++;
+        free(png);
+        json_t *j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        json_decref(j);
+        if (!strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "cancelled")) break;
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "job %s %s; previews seen while it ran: %d, the last %ux%u\n", id, status, previews, info.width,
+            info.height);
+    assert_string_equal(status, "done");
+    assert_true(previews > 0);
+    assert_int_equal(info.width, S_RES / 2);
+    assert_int_equal(info.height, S_RES / 2);
+    free(id);
+}
+
 /* "The default is lf-tiny-shapes when it is installed" — also when other
  * models are installed beside it, including one whose name sorts first. A
  * temp models folder with links: a-other-model.safetensors and
@@ -415,6 +457,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prompts_followed),
         cmocka_unit_test(test_same_seed_same_bytes),
         cmocka_unit_test(test_default_with_other_models),
+        cmocka_unit_test(test_default_model_previews),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
