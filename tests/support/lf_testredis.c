@@ -1,6 +1,7 @@
 /* lf_testredis: see lf_testredis.h. */
 #include "lf_testredis.h"
 
+#include <stdbool.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,18 +38,39 @@ static void s_sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* A free port, bound and released. Taken at random below the kernel's ephemeral range (a port the kernel
+ * hands out for bind(0) may be handed out again by the next call, or become the client side of a
+ * connection, before the server meant to bind it starts), and never one this process already returned:
+ * a test farm asks for a dozen at once. The list of returned ports is this helper's only state. */
 int lf_testredis_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    static int given[256];
+    static unsigned n_given;
+    static unsigned seed;
+    if (!seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &lo) != 1) lo = 32768;
+        fclose(f);
+    }
+    if (lo <= 11000) lo = 32768;
+    for (int tries = 0; tries < 1000; tries++) {
+        int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
+        bool seen = false;
+        for (unsigned i = 0; i < n_given && i < 256; i++) seen |= given[i] == port;
+        if (seen) continue;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) return -1;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok) {
+            given[n_given++ % 256] = port;
+            return port;
+        }
+    }
+    return -1;
 }
 
 static bool s_ping(int port) {
