@@ -18,7 +18,7 @@
 
 const lf_param_enum_t lf_param_modes[] = {{"txt2img", "txt2img", NULL}, {"img2img", "img2img", NULL}, {NULL, NULL, NULL}};
 
-/* The engine's samplers (engine/lf_sampler.h LF_SAMPLER_MAP), A1111 names. */
+/* The engine's samplers (engine/sampling/lf_sampler.h LF_SAMPLER_MAP), A1111 names. */
 const lf_param_enum_t lf_param_samplers[] = {
     {"euler", "Euler", NULL},
     {"euler_ancestral", "Euler a", "euler_a"},
@@ -34,7 +34,7 @@ const lf_param_enum_t lf_param_samplers[] = {
     {NULL, NULL, NULL},
 };
 
-/* The engine's schedules (engine/lf_schedule.h), A1111 "Schedule type" labels.
+/* The engine's schedules (engine/sampling/lf_schedule.h), A1111 "Schedule type" labels.
  * A1111's "Uniform" is the sgm_uniform spacing. */
 const lf_param_enum_t lf_param_schedulers[] = {
     {"normal", "Normal", NULL},

@@ -27,7 +27,7 @@
 #define S_VOCAB_NAME "bpe_simple_vocab_16e6.txt.gz"
 
 #ifdef LF_HAVE_MODEL
-/* The real networks (engine/lf_model.c). */
+/* The real networks (engine/models/lf_model.c). */
 static const lf_model_ops_t s_real_ops = {
     .name = "lf_model",
     .load = lf_model_load,
@@ -81,7 +81,7 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     if (!ops) ops = &s_real_ops;
 #endif
     if (!ops) {
-        if (err && errlen) snprintf(err, errlen, "this build has no model networks (engine/lf_model.c)");
+        if (err && errlen) snprintf(err, errlen, "this build has no model networks (engine/models/lf_model.c)");
         return LF_EUNSUPPORTED;
     }
     lf_backend_t *be = NULL;

@@ -78,7 +78,7 @@ SIZE = 16
 BASE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
             num_train_timesteps=1000, prediction_type="epsilon", steps_offset=1)
 
-# ---- lightfarm's schedules (engine/lf_schedule.c), for the record and the
+# ---- lightfarm's schedules (engine/sampling/lf_schedule.c), for the record and the
 # cases diffusers cannot express ----
 
 
