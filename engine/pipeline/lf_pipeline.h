@@ -78,6 +78,8 @@ typedef struct {
     lf_model_t *model;
     lf_clip_tokenizer_t *tokenizer;
     const char *model_name; /* for the infotext "Model" key; may be NULL */
+    lf_model_t *refiner;    /* SDXL refiner (same ops), or NULL */
+    const char *refiner_name; /* for the infotext "Refiner" key; may be NULL */
 } lf_pipeline_ctx_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
@@ -102,6 +104,19 @@ typedef struct {
     double denoise;       /* img2img strength, (0, 1] */
     int preview_every;    /* a preview every N steps but the last; 0 = none */
     int vae_tile;         /* passed to the VAE (0 = whole image) */
+    /* SDXL micro-conditioning (families without it ignore these). 0 means
+     * A1111's default: original = target = the image size, crop 0,0. */
+    int orig_width, orig_height;
+    int crop_top, crop_left;
+    int target_width, target_height;
+    /* Refiner aesthetic scores (A1111: sdxl_refiner_high/low_aesthetic_score);
+     * 0 means 6.0 for the prompt and 2.5 for the negative prompt. */
+    double aesthetic_score, negative_aesthetic_score;
+    /* Refiner hand-off: with ctx->refiner set and 0 < refiner_switch_at < 1,
+     * the base runs the steps before that fraction of the schedule and the
+     * refiner the rest, on the base's latent (A1111 refiner_switch_at,
+     * diffusers denoising_end / denoising_start). */
+    double refiner_switch_at;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
