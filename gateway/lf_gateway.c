@@ -5,6 +5,7 @@
 #include "lf_gateway_impl.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -501,6 +502,24 @@ static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     return lf__api_handle(gw, req, st);
 }
 
+/* A preflight's Access-Control-Allow-Headers: the headers the browser asks
+ * for (Access-Control-Request-Headers) when that is a plain list of header
+ * names, else our own. Client SDKs send headers of their own (OpenAI's JS
+ * client: x-stainless-os, x-stainless-retry-count, ...), and a preflight
+ * that leaves one out fails the request in the browser. The configured
+ * origin is what guards cross-origin use; this list only has to cover what
+ * clients send. */
+static const char *s_cors_allow_headers(lf_req_t *req) {
+    static const char def[] = "Authorization, Content-Type, Idempotency-Key";
+    const char *h = lf_req_header(req, "Access-Control-Request-Headers");
+    if (!h || !*h || strlen(h) > 2048) return def;
+    for (const char *p = h; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!isalnum(c) && c != '-' && c != '_' && c != ',' && c != ' ') return def;
+    }
+    return h;
+}
+
 static int s_handle(void *ud, lf_req_t *req) {
     lf_gateway_t *gw = ud;
     lf__rstate_t *st = lf_req_state(req);
@@ -510,9 +529,11 @@ static int s_handle(void *ud, lf_req_t *req) {
     const char *method = lf_req_method(req), *path = lf_req_path(req);
     if (gw->cors[0]) {
         lf_req_add_header(req, "Access-Control-Allow-Origin", gw->cors);
+        lf_req_add_header(req, "Access-Control-Expose-Headers", "Retry-After, Location");
         if (!strcmp(method, "OPTIONS")) {
             lf_req_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
-            lf_req_add_header(req, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
+            lf_req_add_header(req, "Access-Control-Allow-Headers", s_cors_allow_headers(req));
+            lf_req_add_header(req, "Access-Control-Max-Age", "600");
             lf_req_respond_static(req, 204, NULL, "", 0);
             return LF_HTTP_DONE;
         }
