@@ -43,6 +43,10 @@ const lf_param_enum_t lf_param_schedulers[] = {
     {"sgm_uniform", "SGM Uniform", "uniform"},
     {"simple", "Simple", NULL},
     {"ddim_uniform", "DDIM", NULL},
+    {"beta", "Beta", NULL},
+    {"kl_optimal", "KL Optimal", NULL},
+    {"linear_quadratic", "Linear Quadratic", NULL},
+    {"ays", "Align Your Steps", "align_your_steps"},
     {NULL, NULL, NULL},
 };
 

@@ -152,7 +152,7 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
 {
     /* The one infotext, written from the parameter table's labels; the
      * schedulers' value list is in LF_SCHEDULER_* order. */
-    _Static_assert(LF_SCHEDULER_COUNT == 6, "lf_param_schedulers follows lf_scheduler_t");
+    _Static_assert(LF_SCHEDULER_COUNT == 10, "lf_param_schedulers follows lf_scheduler_t");
     lf_job_params_t view = {0}; /* borrowed strings: a view, never cleared */
     view.prompt = (char *)(req->prompt ? req->prompt : "");
     view.negative_prompt = (char *)(req->negative ? req->negative : "");
