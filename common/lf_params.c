@@ -31,6 +31,8 @@ const lf_param_enum_t lf_param_samplers[] = {
     {"lcm", "LCM", NULL},
     {"uni_pc", "UniPC", NULL},
     {"uni_pc_bh2", "UniPC BH2", NULL},
+    {"euler_cfg_pp", "Euler CFG++", NULL},
+    {"dpmpp_2m_cfg_pp", "DPM++ 2M CFG++", NULL},
     {NULL, NULL, NULL},
 };
 
