@@ -43,6 +43,8 @@ typedef struct {
     uint64_t max_pixels;        /* width * height limit per image; 0 = none */
     uint32_t preview_every;     /* a preview with every Nth step's progress; 0 = none */
     uint32_t step_delay_max_ms; /* diagnostic backends: cap on step_delay_ms; 0 = their own */
+    uint64_t memory_budget;     /* bytes of weights a backend keeps resident (an SDXL refiner
+                                   next to its base while both fit); 0 = no limit */
 } lf_runner_env_t;
 
 /* One job as a backend sees it. Everything is borrowed. */
@@ -99,6 +101,14 @@ typedef struct lf_runner_backend {
      * in bytes, for the worker's READY. LF_EUNSUPPORTED when it cannot. NULL
      * means CPU only: the worker then describes the machine itself. */
     int (*device_info)(const lf_runner_env_t *env, char *name, size_t n, uint64_t *memory_bytes);
+
+    /* Optional: separate VAE files jobs may name (params.vae): *out a
+     * malloc'd array of *n malloc'd names (caller owns). */
+    int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
+
+    /* Optional: the refiner a loaded state keeps resident next to its model
+     * (borrowed), or NULL. */
+    const char *(*refiner)(void *state);
 } lf_runner_backend_t;
 
 void lf_runner_models_free(lf_model_info_t *models, size_t n);
@@ -126,6 +136,11 @@ int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_
 
 /* Name of the resident model, or NULL (borrowed until the next load/unload). */
 const char *lf_runner_resident(const lf_runner_t *self);
+/* The refiner resident next to it (SDXL), or NULL (borrowed until the next run). */
+const char *lf_runner_refiner(const lf_runner_t *self);
+/* The VAE names every backend offers, fixed at lf_runner_new (borrowed;
+ * safe from any thread). */
+const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then

@@ -32,14 +32,14 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(NULL, 0, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "");
     /* The diagnostic card listed first must not win over a real model. */
-    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0}, {"lf-tiny-shapes", "sd15", 256}};
+    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"lf-tiny-shapes", "sd15", 256, NULL}};
     lf_worker_view_t w1 = s_worker(a, 2, 0);
     lf_fleet_default_model(&w1, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     lf_fleet_default_model(&w1, 1, NULL, out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     /* A user's model beats the project's own, on whichever worker. */
-    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0}, {"dreamshaper", "sd15", 512}};
+    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"dreamshaper", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {w1, s_worker(b, 2, 0)};
     lf_fleet_default_model(ws, 2, "", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
@@ -49,7 +49,7 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(ws, 2, "gone", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
     /* The card only when it is all there is. */
-    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0}};
+    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0, NULL}};
     lf_worker_view_t w3 = s_worker(c, 1, 0);
     lf_fleet_default_model(&w3, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-diagnostic");
@@ -60,8 +60,8 @@ static void test_default_model(void **state) {
 
 static void test_fit(void **state) {
     (void)state;
-    lf_model_info_t m[] = {{"sd", "sd15", 512}};
-    lf_model_info_t other[] = {{"big", "sd15", 512}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
+    lf_model_info_t other[] = {{"big", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 2048u * 2048u), s_worker(other, 1, 0)};
     lf_job_params_t p = {.model = "sd", .width = 2048, .height = 2048, .batch_size = 8};
     lf_verr_t e;
@@ -100,7 +100,7 @@ static void test_readiness(void **state) {
     assert_int_equal(lf_fleet_not_ready(&h, why, 4), 3);
     assert_string_equal(why[2], "no worker has registered");
     assert_int_equal(lf_fleet_not_ready(&h, NULL, 0), 3);
-    lf_model_info_t m[] = {{"sd", "sd15", 512}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 0), s_worker(NULL, 0, 0)};
     size_t n = 0, with = 0;
     lf_fleet_count(ws, 2, &n, &with);
