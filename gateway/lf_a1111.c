@@ -271,6 +271,23 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
     return lf__json(req, 200, out);
 }
 
+/* A1111's VAE list: the separate VAEs live workers have, named as jobs
+ * name them (sd_vae takes the name, or "name.safetensors"). */
+static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *vaes = lf__vaes(gw, stt);
+    lf__store_put(gw, stt, 0);
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(vaes, i, v) {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        json_array_append_new(out, json_pack("{s:s,s:s}", "model_name", name, "filename", name));
+    }
+    json_decref(vaes);
+    return lf__json(req, 200, out);
+}
+
 static int s_samplers(lf_req_t *req) {
     size_t n;
     const lf_sampler_name_t *t = lf_validate_samplers(&n);
@@ -493,6 +510,7 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_PROGRESS: return s_progress(gw, req);
     case LF_ROUTE_A_INTERRUPT: return s_interrupt(gw, req);
     case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
+    case LF_ROUTE_A_VAES: return s_sd_vaes(gw, req);
     case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
     case LF_ROUTE_A_SCHEDULERS: return s_schedulers(req);
     case LF_ROUTE_A_OPTIONS_GET: return s_options_get(gw, req);

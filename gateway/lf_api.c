@@ -469,10 +469,12 @@ static int s_models(lf_gateway_t *gw, lf_req_t *req) {
     char def[128];
     json_t *models = NULL;
     lf__models(gw, stt, def, sizeof def, &models);
+    json_t *vaes = lf__vaes(gw, stt);
     lf__store_put(gw, stt, 0);
     /* "object" and "data" are what OpenAI clients read (client.models.list()). */
     json_t *data = lf_openai_map_models(models);
-    return lf__json(req, 200, json_pack("{s:o,s:s,s:s,s:o}", "models", models, "default", def, "object", "list", "data", data));
+    return lf__json(req, 200, json_pack("{s:o,s:s,s:s,s:o,s:o}", "models", models, "default", def, "object", "list", "data",
+                                        data, "vaes", vaes));
 }
 
 static int s_samplers(lf_req_t *req) {

@@ -75,6 +75,46 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
     return LF_ELIMIT;
 }
 
+uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t i = 0; name && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_models; k++)
+            if (ws[i].caps.models[k].name && !strcmp(ws[i].caps.models[k].name, name) && ws[i].caps.models[k].resolution)
+                return ws[i].caps.models[k].resolution;
+    return 0;
+}
+
+static bool s_has_model(const lf_worker_caps_t *c, const char *name) {
+    for (size_t k = 0; name && k < c->n_models; k++)
+        if (c->models[k].name && !strcmp(c->models[k].name, name)) return true;
+    return false;
+}
+
+int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
+                   const char *vae_field, lf_verr_t *err) {
+    bool refiner = !p->refiner_checkpoint, vae = !p->vae;
+    for (size_t i = 0; i < n && !(refiner && vae); i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        if (!s_has_model(c, p->model)) continue;
+        if (!refiner && s_has_model(c, p->refiner_checkpoint)) refiner = true;
+        for (size_t k = 0; !vae && k < c->n_vaes; k++)
+            if (c->vaes[k] && !strcmp(c->vaes[k], p->vae)) vae = true;
+    }
+    char a[129], b[129];
+    if (!refiner) {
+        lf_verr_set(err, 400, "unknown_model", refiner_field,
+                    "no live worker serving model '%s' serves refiner '%s' (GET /v1/models lists them)",
+                    lf_utf8_clip(p->model, a, sizeof a), lf_utf8_clip(p->refiner_checkpoint, b, sizeof b));
+        return LF_ENOTFOUND;
+    }
+    if (!vae) {
+        lf_verr_set(err, 400, "unknown_vae", vae_field,
+                    "no live worker serving model '%s' has VAE '%s' (GET /v1/models lists them under vaes)",
+                    lf_utf8_clip(p->model, a, sizeof a), lf_utf8_clip(p->vae, b, sizeof b));
+        return LF_ENOTFOUND;
+    }
+    return 0;
+}
+
 void lf_fleet_count(const lf_worker_view_t *ws, size_t n, size_t *workers, size_t *with_models) {
     size_t w = 0;
     for (size_t i = 0; i < n; i++)

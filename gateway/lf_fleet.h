@@ -35,6 +35,20 @@ bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
  * and saying the limit) when none can. */
 int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err);
 
+/* The side (px) live workers say model `name` was trained at (the first
+ * that says; 0 when none does): the default width/height of its jobs,
+ * 1024 for SDXL. */
+uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name);
+
+/* The parts of p beside its model: a refiner_checkpoint must be served by
+ * a live worker that also serves p->model (the two run on one worker), and
+ * a vae must be one a live worker serving p->model lists (models/vae/).
+ * 0, or LF_ENOTFOUND with *err set: 400 "unknown_model" naming
+ * refiner_field, or 400 "unknown_vae" naming vae_field (the names the
+ * client used: "vae" natively, "override_settings.sd_vae" for A1111). */
+int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
+                   const char *vae_field, lf_verr_t *err);
+
 /* Readiness: Redis answers, at least one broker is live, at least one live
  * worker advertises a model. */
 typedef struct {

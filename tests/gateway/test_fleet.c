@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -108,6 +109,69 @@ static void test_readiness(void **state) {
     assert_int_equal(with, 1);
 }
 
+static const lf_worker_view_t *s_fleet_ws;
+static uint32_t s_fleet_res(void *ud, const char *model) {
+    (void)ud;
+    return lf_fleet_resolution(s_fleet_ws, 2, model);
+}
+
+/* A fleet advertising an SDXL base and refiner next to an SD1.5 model: a
+ * job on the SDXL model without a size gets its 1024; a refiner or VAE no
+ * live worker serving the model has is refused naming the client's field;
+ * a size over every capable worker's max_pixels is refused as before. */
+static void test_sdxl_parts(void **state) {
+    (void)state;
+    lf_model_info_t xl[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sdxl-refiner", "sdxl", 1024, "approx"}};
+    lf_model_info_t sd[] = {{"sd", "sd15", 512, "taesd"}, {"other-refiner", "sdxl", 1024, "approx"}};
+    char *vaes[] = {"sdxl-vae-fp16-fix"};
+    lf_worker_view_t ws[2] = {s_worker(xl, 2, 1024 * 1024), s_worker(sd, 2, 0)};
+    ws[0].caps.vaes = vaes;
+    ws[0].caps.n_vaes = 1;
+    s_fleet_ws = ws;
+    assert_int_equal(lf_fleet_resolution(ws, 2, "sdxl-base"), 1024);
+    assert_int_equal(lf_fleet_resolution(ws, 2, "sd"), 512);
+    assert_int_equal(lf_fleet_resolution(ws, 2, "nope"), 0);
+
+    lf_validate_ctx_t ctx = {.default_model = "sd", .random_seed = 1, .model_resolution = s_fleet_res};
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    json_t *b = json_pack("{s:s,s:s,s:f,s:s}", "model", "sdxl-base", "refiner_checkpoint", "sdxl-refiner",
+                          "refiner_switch_at", 0.8, "vae", "sdxl-vae-fp16-fix");
+    assert_int_equal(lf_validate_job(b, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 1024);
+    assert_int_equal(r.params.height, 1024);
+    assert_int_equal(lf_fleet_fit(ws, 2, &r.params, &e), 0);
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "vae", &e), 0);
+    /* A refiner only another worker has: the two must run on one worker. */
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = strdup("other-refiner");
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "vae", &e), LF_ENOTFOUND);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.field, "refiner_checkpoint");
+    assert_string_equal(e.code, "unknown_model");
+    assert_non_null(strstr(e.message, "other-refiner"));
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = NULL;
+    free(r.params.vae);
+    r.params.vae = strdup("no-such-vae");
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "override_settings.sd_vae", &e), LF_ENOTFOUND);
+    assert_string_equal(e.field, "override_settings.sd_vae");
+    assert_string_equal(e.code, "unknown_vae");
+    assert_non_null(strstr(e.message, "no-such-vae"));
+    /* Bigger than the only worker serving sdxl-base takes. */
+    r.params.width = 1536;
+    assert_int_equal(lf_fleet_fit(ws, 2, &r.params, &e), LF_ELIMIT);
+    assert_string_equal(e.field, "width");
+    lf_job_request_clear(&r);
+    json_decref(b);
+    /* The SD1.5 model keeps its 512. */
+    b = json_pack("{s:s}", "model", "sd");
+    assert_int_equal(lf_validate_a1111(b, false, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 512);
+    lf_job_request_clear(&r);
+    json_decref(b);
+}
+
 static void test_idem_hash(void **state) {
     (void)state;
     lf_job_request_t a = {.params = {.model = "sd", .prompt = "a cat", .width = 512, .height = 512, .steps = 20,
@@ -142,6 +206,7 @@ int main(void) {
         cmocka_unit_test(test_default_model),
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_readiness),
+        cmocka_unit_test(test_sdxl_parts),
         cmocka_unit_test(test_idem_hash),
     };
     return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
