@@ -84,6 +84,7 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     memset(c, 0, sizeof *c);
     snprintf(c->id, sizeof c->id, "%s", o->id);
     snprintf(c->model, sizeof c->model, "%s", m->params.model);
+    snprintf(c->refiner, sizeof c->refiner, "%s", m->params.refiner_checkpoint ? m->params.refiner_checkpoint : "");
     uint32_t batch = m->params.batch_size ? m->params.batch_size : 1;
     c->pixels = (uint64_t)m->params.width * m->params.height * batch;
     c->priority = p;
@@ -118,13 +119,17 @@ void lf__dispatch(lf_broker_t *self) {
         size_t nm = 0;
         if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
-                jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels,
-                                           cand[i].priority, cand[i].created_ms, cand[i].seq};
+                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner,
+                                           .pixels = cand[i].pixels, .priority = cand[i].priority,
+                                           .created_ms = cand[i].created_ms, .seq = cand[i].seq};
             for (size_t i = 0; i < nw; i++) {
                 lf__worker_t *w = wp[i] = self->idle[i];
-                ws[i] = (lf_sched_worker_t){w->id, w->models, w->models ? w->caps.n_models : 0,
-                                            w->caps.n_resident ? w->caps.resident[0] : NULL,
-                                            w->caps.max_pixels};
+                /* resident[1]: an SDXL refiner kept next to the base. */
+                ws[i] = (lf_sched_worker_t){.id = w->id, .models = w->models,
+                                            .n_models = w->models ? w->caps.n_models : 0,
+                                            .resident = w->caps.n_resident ? w->caps.resident[0] : NULL,
+                                            .max_pixels = w->caps.max_pixels,
+                                            .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
@@ -224,12 +229,14 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
     }
     for (size_t i = 0, k = 0; i < nw; i++) {
         const lf_worker_caps_t *c = &wv[i].caps;
-        ws[i] = (lf_sched_worker_t){wv[i].id, names + k, c->n_models, NULL, c->max_pixels};
+        ws[i] = (lf_sched_worker_t){.id = wv[i].id, .models = names + k, .n_models = c->n_models,
+                                    .max_pixels = c->max_pixels};
         for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
     }
     for (size_t i = 0; i < n; i++) {
-        jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels, cand[i].priority,
-                                   cand[i].created_ms, cand[i].seq};
+        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner,
+                                   .pixels = cand[i].pixels, .priority = cand[i].priority,
+                                   .created_ms = cand[i].created_ms, .seq = cand[i].seq};
         void *t = zhashx_lookup(self->unrunnable, cand[i].id);
         since[i] = t ? (int64_t)(intptr_t)t : 0;
     }
