@@ -102,7 +102,7 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(refiner_checkpoint, STR, "refiner_checkpoint", TOP, 1, 128, 0, 0, NULL, NULL, "Refiner",     \
       ALWAYS, LF_PF_SCHED | LF_PF_NAME,                                                          \
       "SDXL refiner model (GET /v1/models) for the last steps; none by default")                 \
-    X(refiner_switch_at, F64, "refiner_switch_at", TOP, 0, 1, 0.01, 0.8, NULL, NULL,               \
+    X(refiner_switch_at, F64, "refiner_switch_at", TOP, 0.01, 1, 0.01, 0.8, NULL, NULL,               \
       "Refiner switch at", REFINER, 0,                                                           \
       "fraction of the steps after which the refiner takes over (needs refiner_checkpoint)")     \
     X(aesthetic_score, F64, "sdxl_refiner_high_aesthetic_score", OVERRIDE, 0, 10, 0.5, 6, NULL,    \
