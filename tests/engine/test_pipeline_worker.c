@@ -237,6 +237,21 @@ static void test_sdxl_refiner_vae(void **state)
     assert_string_equal(json_string_value(json_object_get(info, "refiner_checkpoint")), "tiny-b");
     json_decref(info);
     lf_runner_output_clear(&out);
+    /* A separate VAE (a tiny fixture's) reloads the base with it; unset goes back. */
+    p.refiner_checkpoint = NULL;
+    p.vae = "fixed";
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run with vae: %s", err);
+    info = json_loads(out.info_json, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(info, "sd_vae_name")), "fixed");
+    json_decref(info);
+    char *text = NULL;
+    assert_int_equal(lf_image_png_text_get(out.images[0].png.data, out.images[0].png.len, "parameters", &text), 0);
+    assert_non_null(strstr(text, "Model: tiny-clip"));
+    free(text);
+    lf_runner_output_clear(&out);
+    p.vae = NULL;
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run without vae: %s", err);
+    lf_runner_output_clear(&out);
     p.refiner_checkpoint = "no-such-refiner";
     assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ENOTFOUND);
     assert_non_null(strstr(err, "refiner_checkpoint"));
