@@ -312,11 +312,11 @@ static int s_cmd_generate(int argc, char **argv)
         if (rc) return rc;
     }
     if (optind < argc) return s_usage_error("generate: unexpected argument '%s'", argv[optind]);
+    if (have_switch && !req.refiner_path) return s_usage_error("generate: --refiner-switch-at needs --refiner");
     if (!model) return s_usage_error("generate: -m MODEL is required");
     if (!req.prompt) return s_usage_error("generate: -p PROMPT is required");
     if (!outp) return s_usage_error("generate: -o OUT.png is required");
     if (have_denoise && !init) return s_usage_error("generate: --denoise needs --init-image");
-    if (have_switch && !req.refiner_path) return s_usage_error("generate: --refiner-switch-at needs --refiner");
     if (req.refiner_path && !s_exists(req.refiner_path)) return s_runtime_error("%s: no such file or folder", req.refiner_path);
     if (init && req.denoise <= 0.0) return s_usage_error("--denoise must be > 0 for img2img");
     if (req.width % 8 || req.height % 8)
