@@ -85,6 +85,7 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     snprintf(c->id, sizeof c->id, "%s", o->id);
     snprintf(c->model, sizeof c->model, "%s", m->params.model);
     snprintf(c->refiner, sizeof c->refiner, "%s", m->params.refiner_checkpoint ? m->params.refiner_checkpoint : "");
+    snprintf(c->vae, sizeof c->vae, "%s", m->params.vae ? m->params.vae : "");
     uint32_t batch = m->params.batch_size ? m->params.batch_size : 1;
     c->pixels = (uint64_t)m->params.width * m->params.height * batch;
     c->priority = p;
@@ -119,7 +120,7 @@ void lf__dispatch(lf_broker_t *self) {
         size_t nm = 0;
         if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
-                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner,
+                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner, .vae = cand[i].vae,
                                            .pixels = cand[i].pixels, .priority = cand[i].priority,
                                            .created_ms = cand[i].created_ms, .seq = cand[i].seq};
             for (size_t i = 0; i < nw; i++) {
@@ -129,7 +130,8 @@ void lf__dispatch(lf_broker_t *self) {
                                             .n_models = w->models ? w->caps.n_models : 0,
                                             .resident = w->caps.n_resident ? w->caps.resident[0] : NULL,
                                             .max_pixels = w->caps.max_pixels,
-                                            .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL};
+                                            .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL,
+                                            .vaes = (const char *const *)w->caps.vaes, .n_vaes = w->caps.n_vaes};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
@@ -230,11 +232,12 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
     for (size_t i = 0, k = 0; i < nw; i++) {
         const lf_worker_caps_t *c = &wv[i].caps;
         ws[i] = (lf_sched_worker_t){.id = wv[i].id, .models = names + k, .n_models = c->n_models,
-                                    .max_pixels = c->max_pixels};
+                                    .max_pixels = c->max_pixels, .vaes = (const char *const *)c->vaes,
+                                    .n_vaes = c->n_vaes};
         for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
     }
     for (size_t i = 0; i < n; i++) {
-        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner,
+        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner, .vae = cand[i].vae,
                                    .pixels = cand[i].pixels, .priority = cand[i].priority,
                                    .created_ms = cand[i].created_ms, .seq = cand[i].seq};
         void *t = zhashx_lookup(self->unrunnable, cand[i].id);

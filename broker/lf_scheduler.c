@@ -17,10 +17,17 @@ static bool s_serves(const lf_sched_worker_t *w, const char *model) {
 
 static bool s_has_refiner(const lf_sched_job_t *j) { return j->refiner && *j->refiner; }
 
+static bool s_has_vae(const lf_sched_worker_t *w, const char *vae) {
+    for (size_t i = 0; i < w->n_vaes; i++)
+        if (w->vaes[i] && !strcmp(w->vaes[i], vae)) return true;
+    return false;
+}
+
 int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
     if (!j->model) return 0;
     if (w->max_pixels && j->pixels > w->max_pixels) return 0;
     if (s_has_refiner(j) && !s_serves(w, j->refiner)) return 0;
+    if (j->vae && *j->vae && !s_has_vae(w, j->vae)) return 0;
     return s_serves(w, j->model);
 }
 

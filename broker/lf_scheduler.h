@@ -3,7 +3,8 @@
  *
  * Rules, in order:
  *  1. Capability: a worker only gets jobs for models it lists (and the
- *     job's refiner, which runs on the same worker), with
+ *     job's refiner, which runs on the same worker, and its separate VAE),
+ *     with
  *     width*height*batch <= its max_pixels (0 = no limit).
  *  2. Starvation bound: a job that has waited cfg->starve_ms or longer goes
  *     to any capable idle worker (one with its model resident first), before
@@ -34,6 +35,7 @@ typedef struct {
     int64_t created_ms;       /* first submit: age for the starvation bound */
     int64_t seq;              /* FIFO order within a priority */
     const char *refiner;      /* SDXL refiner run after the model; NULL or "" = none */
+    const char *vae;          /* separate VAE the job names; NULL or "" = the checkpoint's */
 } lf_sched_job_t;
 
 typedef struct {
@@ -43,6 +45,8 @@ typedef struct {
     const char *resident;      /* model loaded now; NULL = none */
     uint64_t max_pixels;       /* 0 = no limit */
     const char *refiner;       /* refiner loaded next to it; NULL = none */
+    const char *const *vaes;   /* separate VAEs it has */
+    size_t n_vaes;
 } lf_sched_worker_t;
 
 typedef struct {

@@ -260,6 +260,7 @@ static void test_refiner_candidate(void **state) {
     /* An SDXL job's refiner reaches the scheduler (affinity), by both peeks. */
     lf_job_params_t xp = s_params("xl", 64, 64);
     xp.refiner_checkpoint = "xl-refiner";
+    xp.vae = "fixed-vae";
     lf_store_submit_t xj = {.params = &xp, .priority = LF_PRIO_LOW};
     lf_store_submitted_t xo;
     assert_int_equal(lf_store_submit(s, &xj, 1, now, &xo), 0);
@@ -268,6 +269,7 @@ static void test_refiner_candidate(void **state) {
     assert_int_equal(n, 1);
     assert_string_equal(c[0].model, "xl");
     assert_string_equal(c[0].refiner, "xl-refiner");
+    assert_string_equal(c[0].vae, "fixed-vae");
     const char *xl[] = {"xl"};
     bool complete[3];
     assert_int_equal(lf_store_peek_for(s, xl, 1, 0, 4, 64, c, 8, &n, complete), 0);

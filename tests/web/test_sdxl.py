@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import http
+from conftest import http, submit_and_wait
 
 XL, REFINER, VAE, SD = "lf-xl-probe", "lf-xl-refiner-probe", "lf-xl-vae-probe", "lf-tiny-shapes"
 SDXL_SIZES = ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344",
@@ -109,3 +109,41 @@ def test_sdxl_sizes_refiner_and_vae_in_the_form(ui):
         p.wait_for_timeout(100)
     assert len(sent) == 2 and "refiner_checkpoint" not in sent[1] and sent[1]["model"] == SD
     assert sent[1]["vae"] == VAE  # a VAE applies to any family
+
+
+def test_a1111_sd_vae_option(base_url):
+    """A1111's global VAE choice (POST options sd_vae): checked like the checkpoint, then used by
+    txt2img requests that name none. The diagnostic model runs it (it ignores the VAE but writes it
+    into the infotext), and only the worker that has the VAE may take the job."""
+    _models(base_url)
+    status, e = http(base_url, "POST", "/sdapi/v1/options", {"sd_vae": "no-such-vae.safetensors"})
+    assert status == 400 and e["error"]["field"] == "sd_vae", e
+    status, _ = http(base_url, "POST", "/sdapi/v1/options", {"sd_vae": VAE + ".safetensors"})
+    assert status == 200
+    try:
+        status, o = http(base_url, "GET", "/sdapi/v1/options")
+        assert o["sd_vae"] == VAE + ".safetensors"
+        for _ in range(3):  # either worker is idle; only web-w1 has the VAE
+            status, r = http(base_url, "POST", "/sdapi/v1/txt2img",
+                             {"prompt": "x", "steps": 2, "width": 64, "height": 64,
+                              "override_settings": {"sd_model_checkpoint": "lf-diagnostic"}})
+            assert status == 200, (status, r)
+            info = json.loads(r["info"])
+            assert "VAE: " + VAE in info["infotexts"][0], info["infotexts"][0]
+        # A request's own choice wins over the option.
+        status, r = http(base_url, "POST", "/sdapi/v1/txt2img",
+                         {"prompt": "x", "steps": 2, "width": 64, "height": 64,
+                          "override_settings": {"sd_model_checkpoint": "lf-diagnostic", "sd_vae": "Automatic"}})
+        assert status == 200 and "VAE:" not in json.loads(r["info"])["infotexts"][0]
+    finally:
+        status, _ = http(base_url, "POST", "/sdapi/v1/options", {"sd_vae": "Automatic"})
+        assert status == 200
+
+
+def test_a_job_with_a_vae_goes_to_a_worker_that_has_it(base_url):
+    _models(base_url)
+    for _ in range(4):
+        v = submit_and_wait(base_url, {"model": "lf-diagnostic", "prompt": "x", "steps": 2, "width": 64,
+                                       "height": 64, "vae": VAE})
+        assert v["status"] == "done" and v["worker"] == "web-w1", v
+        assert v["params"]["vae"] == VAE
