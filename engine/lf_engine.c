@@ -358,6 +358,16 @@ static int s_ensure_vae(lf_engine_t *e, const char *vae)
     return rc;
 }
 
+static const char *s_family_str(lf_family_t f)
+{
+    switch (f) {
+    case LF_FAMILY_SD15: return "sd15";
+    case LF_FAMILY_SDXL: return "sdxl";
+    case LF_FAMILY_FLUX: return "flux";
+    default: return "unknown";
+    }
+}
+
 /* Makes the refiner a request names resident (loading it on first use);
  * NULL or "" releases none and loads none. */
 static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
@@ -371,6 +381,12 @@ static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
     lf_model_t *m = NULL;
     int rc = e->ops->load(path, &mo, &m, why, sizeof why);
     if (rc != 0) return s_err(e, rc, "refiner: %s", why[0] ? why : lf_strerror(rc));
+    lf_family_t fr = e->ops->desc(m)->family, fb = e->ops->desc(e->model)->family;
+    if (fr != fb) {
+        e->ops->destroy(&m);
+        return s_err(e, LF_EINVAL, "refiner %s is a %s model; the base %s is %s", path, s_family_str(fr), e->model_name,
+                     s_family_str(fb));
+    }
     char *rp = strdup(path), *rn = name && *name ? strdup(name) : s_name_of(path);
     if (!rp || !rn) {
         free(rp), free(rn);
@@ -392,13 +408,7 @@ const char *lf_engine_model_name(const lf_engine_t *e)
 
 const char *lf_engine_model_family(const lf_engine_t *e)
 {
-    if (!e || !e->model) return NULL;
-    switch (e->ops->desc(e->model)->family) {
-    case LF_FAMILY_SD15: return "sd15";
-    case LF_FAMILY_SDXL: return "sdxl";
-    case LF_FAMILY_FLUX: return "flux";
-    default: return "unknown";
-    }
+    return e && e->model ? s_family_str(e->ops->desc(e->model)->family) : NULL;
 }
 
 const char *lf_engine_preview_kind(const lf_engine_t *e)

@@ -83,23 +83,39 @@ uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *n
     return 0;
 }
 
-static bool s_has_model(const lf_worker_caps_t *c, const char *name) {
+static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *name) {
     for (size_t k = 0; name && k < c->n_models; k++)
-        if (c->models[k].name && !strcmp(c->models[k].name, name)) return true;
-    return false;
+        if (c->models[k].name && !strcmp(c->models[k].name, name)) return &c->models[k];
+    return NULL;
 }
+
 
 int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
                    const char *vae_field, lf_verr_t *err) {
     bool refiner = !p->refiner_checkpoint, vae = !p->vae;
+    const char *base_kind = NULL, *ref_kind = NULL; /* a refiner of another family cannot refine */
     for (size_t i = 0; i < n && !(refiner && vae); i++) {
         const lf_worker_caps_t *c = &ws[i].caps;
-        if (!s_has_model(c, p->model)) continue;
-        if (!refiner && s_has_model(c, p->refiner_checkpoint)) refiner = true;
+        const lf_model_info_t *m = s_model(c, p->model), *r = s_model(c, p->refiner_checkpoint);
+        if (!m) continue;
+        if (!refiner && r) {
+            if (m->kind && r->kind && strcmp(m->kind, r->kind)) {
+                base_kind = m->kind;
+                ref_kind = r->kind;
+            } else {
+                refiner = true;
+            }
+        }
         for (size_t k = 0; !vae && k < c->n_vaes; k++)
             if (c->vaes[k] && !strcmp(c->vaes[k], p->vae)) vae = true;
     }
     char a[129], b[129];
+    if (!refiner && base_kind) {
+        lf_verr_set(err, 400, "invalid_value", refiner_field, "refiner '%s' is a %s model; model '%s' is %s",
+                    lf_utf8_clip(p->refiner_checkpoint, b, sizeof b), ref_kind, lf_utf8_clip(p->model, a, sizeof a),
+                    base_kind);
+        return LF_EINVAL;
+    }
     if (!refiner) {
         lf_verr_set(err, 400, "unknown_model", refiner_field,
                     "no live worker serving model '%s' serves refiner '%s' (GET /v1/models lists them)",

@@ -41,7 +41,9 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
 uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name);
 
 /* The parts of p beside its model: a refiner_checkpoint must be served by
- * a live worker that also serves p->model (the two run on one worker), and
+ * a live worker that also serves p->model (the two run on one worker) and
+ * be of its family (kind; else 400 "invalid_value" naming refiner_field,
+ * LF_EINVAL), and
  * a vae must be one a live worker serving p->model lists (models/vae/).
  * 0, or LF_ENOTFOUND with *err set: 400 "unknown_model" naming
  * refiner_field, or 400 "unknown_vae" naming vae_field (the names the

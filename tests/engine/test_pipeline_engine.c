@@ -426,6 +426,14 @@ static void test_fake_refiner_vae(void **state)
     assert_non_null(strstr(lf_engine_errstr(e), missing));
     assert_non_null(strstr(lf_engine_errstr(e), "refiner"));
     assert_string_equal(lf_engine_model_name(e), "base");
+    /* A refiner of another family than the base. */
+    char xl[512];
+    s_sized_file(dir, "fam-sdxl-refiner.safetensors", 10, xl, sizeof xl);
+    assert_int_equal(s_gen(e, xl, NULL), LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), xl));
+    assert_non_null(strstr(lf_engine_errstr(e), "sdxl"));
+    assert_null(lf_engine_refiner_name(e));
+    unlink(xl);
     lf_engine_request_t bad = lf_engine_request_defaults();
     bad.refiner_path = ref;
     bad.refiner_switch_at = 0;

@@ -123,6 +123,7 @@ static void test_sdxl_parts(void **state) {
     (void)state;
     lf_model_info_t xl[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sdxl-refiner", "sdxl", 1024, "approx"}};
     lf_model_info_t sd[] = {{"sd", "sd15", 512, "taesd"}, {"other-refiner", "sdxl", 1024, "approx"}};
+    lf_model_info_t mixed[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sd", "sd15", 512, "taesd"}};
     char *vaes[] = {"sdxl-vae-fp16-fix"};
     lf_worker_view_t ws[2] = {s_worker(xl, 2, 1024 * 1024), s_worker(sd, 2, 0)};
     ws[0].caps.vaes = vaes;
@@ -150,6 +151,13 @@ static void test_sdxl_parts(void **state) {
     assert_string_equal(e.field, "refiner_checkpoint");
     assert_string_equal(e.code, "unknown_model");
     assert_non_null(strstr(e.message, "other-refiner"));
+    /* A refiner of another family (on a worker that has both). */
+    lf_worker_view_t wm = s_worker(mixed, 2, 0);
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = strdup("sd");
+    assert_int_equal(lf_fleet_parts(&wm, 1, &r.params, "refiner_checkpoint", "vae", &e), LF_EINVAL);
+    assert_string_equal(e.field, "refiner_checkpoint");
+    assert_non_null(strstr(e.message, "sd15"));
     free(r.params.refiner_checkpoint);
     r.params.refiner_checkpoint = NULL;
     free(r.params.vae);
