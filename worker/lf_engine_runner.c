@@ -240,7 +240,7 @@ static void s_unload(void **state)
     *state = NULL;
 }
 
-static int s_load(const lf_runner_env_t *env, const char *model, void **state)
+static int s_load(const lf_runner_env_t *env, const char *model, void **state, char *why, size_t whylen)
 {
     const char *dir = s_models_dir(env);
     char path[4096], tpath[4096], err[512] = "";
@@ -256,6 +256,7 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state)
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
+        if (why && whylen) snprintf(why, whylen, "%s", err);
         s_unload((void **)&s);
         return rc;
     }
@@ -264,6 +265,7 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state)
     lf_engine_load_opts_t lo = {.name = model, .taesd_path = s_taesd(dir, family, tpath, sizeof tpath)};
     if ((rc = lf_engine_load(s->engine, path, &lo)) != 0) {
         lf_error("engine: cannot load %s: %s", model, lf_engine_errstr(s->engine));
+        if (why && whylen) snprintf(why, whylen, "%s", lf_engine_errstr(s->engine));
         s_unload((void **)&s);
         return rc;
     }

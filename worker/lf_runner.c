@@ -174,21 +174,27 @@ void lf_runner_unload(lf_runner_t *self) {
     self->resident = -1;
 }
 
-int lf_runner_load(lf_runner_t *self, const char *model) {
+/* lf_runner_load with the backend's reason for a failure in err. */
+static int s_load(lf_runner_t *self, const char *model, char *err, size_t errlen) {
     long i = s_find(self, model);
     if (i < 0) return LF_ENOTFOUND;
     if (i == self->resident) return 0;
     lf_runner_unload(self);
     void *state = NULL;
-    int rc = self->owner[i]->load(&self->env, self->models[i].name, &state);
+    int rc = self->owner[i]->load(&self->env, self->models[i].name, &state, err, errlen);
     if (rc) {
-        lf_warn("loading model %s failed: %s", model, lf_strerror(rc));
+        lf_warn("loading model %s failed: %s", model, err && *err ? err : lf_strerror(rc));
         return rc;
     }
     lf_info("model %s (%s) resident", self->models[i].name, self->models[i].kind);
     self->state = state;
     self->resident = i;
     return 0;
+}
+
+int lf_runner_load(lf_runner_t *self, const char *model) {
+    char err[256] = "";
+    return s_load(self, model, err, sizeof err);
 }
 
 int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
@@ -226,9 +232,10 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         snprintf(errbuf, errlen, "cancelled");
         return LF_ECANCELED;
     }
-    int rc = lf_runner_load(self, p->model);
+    char why[256] = "";
+    int rc = s_load(self, p->model, why, sizeof why);
     if (rc) {
-        snprintf(errbuf, errlen, "cannot load model '%s': %s", p->model, lf_strerror(rc));
+        snprintf(errbuf, errlen, "cannot load model '%s': %s", p->model, why[0] ? why : lf_strerror(rc));
         return rc;
     }
     const lf_runner_backend_t *be = self->owner[self->resident];

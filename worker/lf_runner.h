@@ -81,8 +81,10 @@ typedef struct lf_runner_backend {
     int (*list_models)(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n);
 
     /* Load `model` (one of list_models') and return its state in *state.
-     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA... */
-    int (*load)(const lf_runner_env_t *env, const char *model, void **state);
+     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA..., with a reason
+     * for humans naming the file copied into err (errlen bytes; err may be
+     * NULL), which the job's error carries. */
+    int (*load)(const lf_runner_env_t *env, const char *model, void **state, char *err, size_t errlen);
 
     /* Optional: check a job before running it (size limits, modes); 0 = ok,
      * else LF_EINVAL / LF_ELIMIT / LF_EUNSUPPORTED with a message copied into
@@ -144,7 +146,7 @@ const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then
- * nothing is resident). */
+ * nothing is resident, and lf_runner_run's errbuf says the backend's reason). */
 int lf_runner_load(lf_runner_t *self, const char *model);
 void lf_runner_unload(lf_runner_t *self);
 
