@@ -43,6 +43,16 @@ void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *co
     snprintf(out, len, "%s", pick ? pick : "");
 }
 
+static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *name);
+
+/* Has worker c the job's refiner and VAE (when it names them)? */
+static bool s_has_parts(const lf_worker_caps_t *c, const lf_job_params_t *p) {
+    if (p->refiner_checkpoint && !s_model(c, p->refiner_checkpoint)) return false;
+    bool vae = !p->vae;
+    for (size_t k = 0; !vae && k < c->n_vaes; k++) vae = c->vaes[k] && !strcmp(c->vaes[k], p->vae);
+    return vae;
+}
+
 int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err) {
     uint64_t best = 0;
     bool any = false, unlimited = false;
@@ -51,7 +61,7 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
         for (size_t k = 0; k < ws[i].caps.n_models; k++)
             if (ws[i].caps.models[k].name && p->model && !strcmp(ws[i].caps.models[k].name, p->model))
                 serves = true;
-        if (!serves) continue;
+        if (!serves || !s_has_parts(&ws[i].caps, p)) continue;
         any = true;
         if (!ws[i].caps.max_pixels) unlimited = true;
         if (ws[i].caps.max_pixels > best) best = ws[i].caps.max_pixels;

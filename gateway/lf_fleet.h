@@ -27,7 +27,8 @@ void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *co
 /* Does any live worker advertise model `name`? */
 bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
 
-/* Could any live worker that serves p->model ever run p? Workers take at
+/* Could any live worker that serves p->model (and its refiner and VAE,
+ * when it names them) ever run p? Workers take at
  * most max_pixels (width * height * batch_size, as the scheduler counts;
  * 0 = no limit). 0 when some worker can (or none serves the model: that is
  * lf_fleet_serves' question); LF_ELIMIT with *err set (400 out_of_range,

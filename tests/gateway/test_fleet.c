@@ -167,9 +167,23 @@ static void test_sdxl_parts(void **state) {
     assert_string_equal(e.code, "unknown_vae");
     assert_non_null(strstr(e.message, "no-such-vae"));
     /* Bigger than the only worker serving sdxl-base takes. */
+    free(r.params.vae);
+    r.params.vae = NULL;
     r.params.width = 1536;
     assert_int_equal(lf_fleet_fit(ws, 2, &r.params, &e), LF_ELIMIT);
     assert_string_equal(e.field, "width");
+    /* sd: an unlimited worker serves it, but only the capped one has the VAE. */
+    free(r.params.model);
+    r.params.model = strdup("sd");
+    r.params.vae = strdup("sdxl-vae-fp16-fix");
+    lf_model_info_t both[] = {{"sd", "sd15", 512, NULL}};
+    lf_worker_view_t ws2[2] = {s_worker(both, 1, 1024 * 1024), s_worker(both, 1, 0)};
+    ws2[0].caps.vaes = vaes;
+    ws2[0].caps.n_vaes = 1;
+    assert_int_equal(lf_fleet_fit(ws2, 2, &r.params, &e), LF_ELIMIT);
+    free(r.params.vae);
+    r.params.vae = NULL;
+    assert_int_equal(lf_fleet_fit(ws2, 2, &r.params, &e), 0);
     lf_job_request_clear(&r);
     json_decref(b);
     /* The SD1.5 model keeps its 512. */
