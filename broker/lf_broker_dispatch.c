@@ -250,15 +250,20 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
             if (since[i]) zhashx_insert(seen, cand[i].id, (void *)(intptr_t)since[i]);
             continue;
         }
-        char msg[320];
+        char msg[720];
         uint64_t big = 0;
         lf_scheduler_unmet(&jobs[i], ws, nw, &big);
         double waited_s = (double)(now - since[i]) / 1000.0;
+        /* What the job needs beside its model: an SDXL refiner, a separate VAE. */
+        char parts[300] = "", vae[160] = "";
+        if (cand[i].vae[0]) snprintf(vae, sizeof vae, " and VAE '%s'", cand[i].vae);
+        if (cand[i].refiner[0]) snprintf(parts, sizeof parts, " with refiner '%s'%s", cand[i].refiner, vae);
+        else if (vae[0]) snprintf(parts, sizeof parts, " with%s", vae + 4);
         if (due[i] == LF_SCHED_NO_MODEL)
             snprintf(msg, sizeof msg,
-                     "no live worker serves model '%s' (none for %.1f s; "
+                     "no live worker serves model '%s'%s (none for %.1f s; "
                      "GET /v1/models lists the models served)",
-                     cand[i].model, waited_s);
+                     cand[i].model, parts, waited_s);
         else
             snprintf(msg, sizeof msg,
                      "width x height x batch = %" PRIu64
