@@ -255,7 +255,7 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
         lf_scheduler_unmet(&jobs[i], ws, nw, &big);
         double waited_s = (double)(now - since[i]) / 1000.0;
         /* What the job needs beside its model: an SDXL refiner, a separate VAE. */
-        char parts[300] = "", vae[160] = "";
+        char parts[400] = "", vae[160] = "";
         if (cand[i].vae[0]) snprintf(vae, sizeof vae, " and VAE '%s'", cand[i].vae);
         if (cand[i].refiner[0]) snprintf(parts, sizeof parts, " with refiner '%s'%s", cand[i].refiner, vae);
         else if (vae[0]) snprintf(parts, sizeof parts, " with%s", vae + 4);
