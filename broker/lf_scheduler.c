@@ -9,18 +9,26 @@
 
 #include "lf_error.h"
 
-int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
-    if (!j->model) return 0;
-    if (w->max_pixels && j->pixels > w->max_pixels) return 0;
-    for (size_t i = 0; i < w->n_models; i++)
-        if (w->models[i] && !strcmp(w->models[i], j->model)) return 1;
-    return 0;
-}
-
 static bool s_serves(const lf_sched_worker_t *w, const char *model) {
     for (size_t i = 0; i < w->n_models; i++)
         if (w->models[i] && !strcmp(w->models[i], model)) return true;
     return false;
+}
+
+static bool s_has_refiner(const lf_sched_job_t *j) { return j->refiner && *j->refiner; }
+
+static bool s_has_vae(const lf_sched_worker_t *w, const char *vae) {
+    for (size_t i = 0; i < w->n_vaes; i++)
+        if (w->vaes[i] && !strcmp(w->vaes[i], vae)) return true;
+    return false;
+}
+
+int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
+    if (!j->model) return 0;
+    if (w->max_pixels && j->pixels > w->max_pixels) return 0;
+    if (s_has_refiner(j) && !s_serves(w, j->refiner)) return 0;
+    if (j->vae && *j->vae && !s_has_vae(w, j->vae)) return 0;
+    return s_serves(w, j->model);
 }
 
 lf_sched_unmet_t lf_scheduler_unmet(const lf_sched_job_t *j, const lf_sched_worker_t *workers,
@@ -93,14 +101,19 @@ static size_t s_lower(const s_ctx_t *c, const char *model) {
     return lo;
 }
 
-/* An unused capable worker whose resident is `res` ("" = none), or -1. */
+/* An unused capable worker whose resident is `res` ("" = none), or -1.
+ * Among those, one that also has the job's refiner resident comes first. */
 static long s_take_res(s_ctx_t *c, const lf_sched_job_t *j, const char *res) {
+    long first = -1;
     for (size_t k = s_lower(c, res); k < c->n_workers; k++) {
         uint32_t w = c->by_res[k];
         if (strcmp(s_res(&c->workers[w]), res)) break;
-        if (!c->used[w] && lf_scheduler_capable(&c->workers[w], j)) return (long)w;
+        if (c->used[w] || !lf_scheduler_capable(&c->workers[w], j)) continue;
+        if (!*res || !s_has_refiner(j)) return (long)w;
+        if (c->workers[w].refiner && !strcmp(c->workers[w].refiner, j->refiner)) return (long)w;
+        if (first < 0) first = (long)w;
     }
-    return -1;
+    return first;
 }
 
 int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,

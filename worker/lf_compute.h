@@ -22,7 +22,7 @@
 
 typedef enum {
     LF_COMPUTE_PROGRESS = 1, /* msg: encoded PROGRESS */
-    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none) */
+    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none; "base\nrefiner" with an SDXL refiner) */
     LF_COMPUTE_DONE,         /* msg: encoded RESULT or FAILED; code: 0 or LF_E* */
 } lf_compute_kind_t;
 

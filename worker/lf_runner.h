@@ -43,6 +43,8 @@ typedef struct {
     uint64_t max_pixels;        /* width * height limit per image; 0 = none */
     uint32_t preview_every;     /* a preview with every Nth step's progress; 0 = none */
     uint32_t step_delay_max_ms; /* diagnostic backends: cap on step_delay_ms; 0 = their own */
+    uint64_t memory_budget;     /* bytes of weights a backend keeps resident (an SDXL refiner
+                                   next to its base while both fit); 0 = no limit */
 } lf_runner_env_t;
 
 /* One job as a backend sees it. Everything is borrowed. */
@@ -79,8 +81,10 @@ typedef struct lf_runner_backend {
     int (*list_models)(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n);
 
     /* Load `model` (one of list_models') and return its state in *state.
-     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA... */
-    int (*load)(const lf_runner_env_t *env, const char *model, void **state);
+     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA..., with a reason
+     * for humans naming the file copied into err (errlen bytes; err may be
+     * NULL), which the job's error carries. */
+    int (*load)(const lf_runner_env_t *env, const char *model, void **state, char *err, size_t errlen);
 
     /* Optional: check a job before running it (size limits, modes); 0 = ok,
      * else LF_EINVAL / LF_ELIMIT / LF_EUNSUPPORTED with a message copied into
@@ -99,6 +103,14 @@ typedef struct lf_runner_backend {
      * in bytes, for the worker's READY. LF_EUNSUPPORTED when it cannot. NULL
      * means CPU only: the worker then describes the machine itself. */
     int (*device_info)(const lf_runner_env_t *env, char *name, size_t n, uint64_t *memory_bytes);
+
+    /* Optional: separate VAE files jobs may name (params.vae): *out a
+     * malloc'd array of *n malloc'd names (caller owns). */
+    int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
+
+    /* Optional: the refiner a loaded state keeps resident next to its model
+     * (borrowed), or NULL. */
+    const char *(*refiner)(void *state);
 } lf_runner_backend_t;
 
 void lf_runner_models_free(lf_model_info_t *models, size_t n);
@@ -126,10 +138,15 @@ int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_
 
 /* Name of the resident model, or NULL (borrowed until the next load/unload). */
 const char *lf_runner_resident(const lf_runner_t *self);
+/* The refiner resident next to it (SDXL), or NULL (borrowed until the next run). */
+const char *lf_runner_refiner(const lf_runner_t *self);
+/* The VAE names every backend offers, fixed at lf_runner_new (borrowed;
+ * safe from any thread). */
+const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then
- * nothing is resident). */
+ * nothing is resident, and lf_runner_run's errbuf says the backend's reason). */
 int lf_runner_load(lf_runner_t *self, const char *model);
 void lf_runner_unload(lf_runner_t *self);
 

@@ -36,7 +36,33 @@ typedef struct {
 #define W(id_, models_, res_, maxpx) \
     {.id = id_, .models = models_, .n_models = sizeof models_ / sizeof *models_, .resident = res_, .max_pixels = maxpx}
 
+static const char *const XL[] = {"xl", "xl-refiner", "m1"};
+static const char *const XL_ONLY[] = {"xl"};
+static const char *const VAES[] = {"fixed-vae"};
+#define JR(id_, model_, refiner_, seq_) \
+    {.id = id_, .model = model_, .refiner = refiner_, .pixels = 1024 * 1024, .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = seq_}
+#define WR(id_, models_, res_, refiner_) \
+    {.id = id_, .models = models_, .n_models = sizeof models_ / sizeof *models_, .resident = res_, .refiner = refiner_}
+
 static const s_case_t s_cases[] = {
+    {"refiner affinity: base + refiner resident beats the base alone",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w1", XL, "xl", NULL), WR("w2", XL, "xl", "xl-refiner")}, 2, {"w2"}},
+    {"refiner affinity: order does not matter",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w2", XL, "xl", "xl-refiner"), WR("w1", XL, "xl", NULL)}, 2, {"w2"}},
+    {"refiner: the base resident still beats nothing resident",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w0", XL, NULL, NULL), WR("w1", XL, "xl", NULL)}, 2, {"w1"}},
+    {"refiner: a job without one takes any worker with the base",
+     {JR("a", "xl", NULL, 1)}, 1,
+     {WR("w1", XL, "xl", NULL), WR("w2", XL, "xl", "xl-refiner")}, 2, {"w1"}},
+    {"vae: only a worker that has the job's VAE is capable",
+     {{.id = "a", .model = "xl", .vae = "fixed-vae", .pixels = 1, .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1}}, 1,
+     {WR("w1", XL, "xl", NULL), {.id = "w2", .models = XL, .n_models = 3, .vaes = VAES, .n_vaes = 1}}, 2, {"w2"}},
+    {"refiner: a worker that cannot run the refiner is not capable",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w1", XL_ONLY, "xl", NULL)}, 1, {NULL}},
     {"one job one worker", {J("a", "m1", LF_PRIO_NORMAL, 0, 1)}, 1,
      {W("w1", M1, NULL, 0)}, 1, {"w1"}},
     {"priority: high before normal before low",
@@ -159,11 +185,11 @@ static void test_scale(void **state) {
 static void test_unmet(void **state) {
     (void)state;
     const lf_sched_worker_t ws[] = {
-        {"w1", M1, 1, NULL, 512 * 512},
-        {"w2", M12, 2, "m2", 256 * 256},
+        {.id = "w1", .models = M1, .n_models = 1, .resident = NULL, .max_pixels = 512 * 512},
+        {.id = "w2", .models = M12, .n_models = 2, .resident = "m2", .max_pixels = 256 * 256},
     };
     uint64_t big = 0;
-    lf_sched_job_t j = {"j", "m1", 512 * 512, LF_PRIO_NORMAL, 0, 1};
+    lf_sched_job_t j = {.id = "j", .model = "m1", .pixels = 512 * 512, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 1};
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_RUNNABLE);
     j.model = "m3";
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_NO_MODEL);
@@ -173,7 +199,7 @@ static void test_unmet(void **state) {
     j.model = "m1", j.pixels = 1024 * 1024;
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_TOO_LARGE);
     assert_int_equal(big, 512 * 512);
-    const lf_sched_worker_t unlimited = {"w3", M2, 1, NULL, 0};
+    const lf_sched_worker_t unlimited = {.id = "w3", .models = M2, .n_models = 1, .resident = NULL, .max_pixels = 0};
     j.model = "m2";
     assert_int_equal(lf_scheduler_unmet(&j, &unlimited, 1, NULL), LF_SCHED_RUNNABLE);
     assert_int_equal(lf_scheduler_unmet(&j, NULL, 0, NULL), LF_SCHED_NO_MODEL);
@@ -183,12 +209,12 @@ static void test_unmet(void **state) {
  * turning runnable resets the clock; no worker at all is never "unable". */
 static void test_unrunnable_grace(void **state) {
     (void)state;
-    const lf_sched_worker_t w1 = {"w1", M1, 1, NULL, 512 * 512};
-    const lf_sched_worker_t w12 = {"w12", M12, 2, NULL, 512 * 512};
+    const lf_sched_worker_t w1 = {.id = "w1", .models = M1, .n_models = 1, .resident = NULL, .max_pixels = 512 * 512};
+    const lf_sched_worker_t w12 = {.id = "w12", .models = M12, .n_models = 2, .resident = NULL, .max_pixels = 512 * 512};
     const lf_sched_job_t jobs[] = {
-        {"a", "m1", 64 * 64, LF_PRIO_NORMAL, 0, 1},     /* runnable on w1 */
-        {"b", "m2", 64 * 64, LF_PRIO_NORMAL, 0, 2},     /* needs m2 */
-        {"c", "m1", 1024 * 1024, LF_PRIO_HIGH, 0, 3},   /* too large for w1 */
+        {.id = "a", .model = "m1", .pixels = 64 * 64, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 1},     /* runnable on w1 */
+        {.id = "b", .model = "m2", .pixels = 64 * 64, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 2},     /* needs m2 */
+        {.id = "c", .model = "m1", .pixels = 1024 * 1024, .priority = LF_PRIO_HIGH, .created_ms = 0, .seq = 3},   /* too large for w1 */
     };
     int64_t since[3] = {0, 0, 0};
     lf_sched_unmet_t due[3];

@@ -46,9 +46,15 @@ static void s_caps(lf_worker_caps_t *c) {
     c->models[1].name = s_dup("sd15-base");
     c->models[1].kind = s_dup("sd15");
     c->models[1].resolution = 512; /* models[0] has none: the key is optional */
-    c->n_resident = 1;
-    c->resident = calloc(1, sizeof *c->resident);
+    c->models[1].preview = s_dup("approx"); /* so has the preview kind */
+    /* An SDXL base with its refiner resident next to it, and a separate VAE. */
+    c->n_resident = 2;
+    c->resident = calloc(2, sizeof *c->resident);
     c->resident[0] = s_dup("sd15-base");
+    c->resident[1] = s_dup("sdxl-refiner");
+    c->n_vaes = 1;
+    c->vaes = calloc(1, sizeof *c->vaes);
+    c->vaes[0] = s_dup("sdxl-vae-fp16-fix");
     c->jobs_done = 17;
 }
 

@@ -101,9 +101,12 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->models[i].name, b->models[i].name));
         assert_true(str_eq(a->models[i].kind, b->models[i].kind));
         assert_int_equal(a->models[i].resolution, b->models[i].resolution);
+        assert_true(str_eq(a->models[i].preview, b->models[i].preview));
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
+    assert_int_equal(a->n_vaes, b->n_vaes);
+    for (size_t i = 0; i < a->n_vaes; i++) assert_true(str_eq(a->vaes[i], b->vaes[i]));
     assert_true(a->jobs_done == b->jobs_done);
 }
 
