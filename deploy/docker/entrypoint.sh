@@ -45,12 +45,14 @@ bin() { # bin NAME: the path of a program, from LF_BIN_DIR (flat or a build fold
 # flag_env FLAG: the LF_* variable of a program's --FLAG (or one of its aliases), from the programs'
 # own --help tables, so this script never keeps a second list of settings.
 flag_env() {
-  local f="$1" role
+  local f="$1" role v
   for role in gateway broker worker; do
-    { "$(bin "$role")" --help 2>/dev/null || true; } | awk -v f="--$f" '
+    v="$({ "$(bin "$role")" --help 2>/dev/null || true; } | awk -v f="--$f" '
       $1 == f && $2 ~ /^LF_/ { print $2; exit }
-      $2 ~ /^LF_/ { if (index($0, "(also " f ")") || index($0, "(also " f ",")) { print $2; exit } }'
-  done | head -n 1
+      $2 ~ /^LF_/ { if (index($0, "(also " f ")") || index($0, "(also " f ",")) { print $2; exit } }')"
+    [ -n "$v" ] && { echo "$v"; return 0; }
+  done
+  return 0
 }
 
 cmd_probe() {
