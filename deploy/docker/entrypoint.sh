@@ -9,9 +9,10 @@
 #                     supervisord, which restarts any of them that exits. Each --flag of the programs is
 #                     turned into its LF_* variable (names from their --help), so it reaches every
 #                     program that knows it. This is also the hosted Space (deploy/space/).
-#   entrypoint.sh probe gateway|worker|all-in-one            health check: 0 healthy, 1 not
+#   entrypoint.sh probe gateway|worker|broker|all-in-one|auto  health check: 0 healthy, 1 not
 #                     gateway/all-in-one: GET /healthz answers 200; worker: its ready file
-#                     (LF_WORKER_READY_FILE) exists and was rewritten within LF_PROBE_MAX_AGE_S (30)
+#                     (LF_WORKER_READY_FILE) exists and was rewritten within LF_PROBE_MAX_AGE_S (30);
+#                     broker: PID 1 is alive; auto (the image's HEALTHCHECK): the role of PID 1
 #   entrypoint.sh help
 #
 # Where things are (defaults for the image; set them to run it from a checkout, as the tests do):
@@ -55,8 +56,23 @@ flag_env() {
   return 0
 }
 
+# The role of the container's PID 1, from its command line (lightfarm-ROLE or supervisord).
+pid1_role() {
+  local argv0
+  argv0="$(tr '\0' '\n' </proc/1/cmdline 2>/dev/null | head -n 1)"
+  case "$argv0" in
+    *lightfarm-gateway) echo gateway ;;
+    *lightfarm-worker) echo worker ;;
+    *lightfarm-broker) echo broker ;;
+    *supervisord* | *python*) echo all-in-one ;; # supervisord runs as "python3 /usr/bin/supervisord"
+    *) echo unknown ;;
+  esac
+}
+
 cmd_probe() {
-  case "${1:-}" in
+  local role="${1:-}"
+  [ "$role" = auto ] && role="$(pid1_role)"
+  case "$role" in
     gateway | all-in-one)
       local host="${LF_HTTP_HOST:-0.0.0.0}"
       [ "$host" = 0.0.0.0 ] && host=127.0.0.1
@@ -71,7 +87,9 @@ cmd_probe() {
       [ $((now - mtime)) -le "${LF_PROBE_MAX_AGE_S:-30}" ] ||
         { say "not ready: $f is $((now - mtime)) s old (the worker's loop is stuck?)"; exit 1; }
       ;;
-    *) die "probe: which role? gateway, worker or all-in-one" ;;
+    broker) kill -0 1 ;;
+    unknown) say "probe auto: PID 1 is not a lightfarm program"; exit 1 ;;
+    *) die "probe: which role? gateway, worker, broker, all-in-one or auto" ;;
   esac
 }
 
