@@ -9,9 +9,11 @@
 #                     supervisord, which restarts any of them that exits. Each --flag of the programs is
 #                     turned into its LF_* variable (names from their --help), so it reaches every
 #                     program that knows it. This is also the hosted Space (deploy/space/).
-#   entrypoint.sh probe gateway|worker|broker|all-in-one|auto  health check: 0 healthy, 1 not
+#   entrypoint.sh probe gateway|worker|worker-live|broker|all-in-one|auto   health: 0 yes, 1 no
 #                     gateway/all-in-one: GET /healthz answers 200; worker: its ready file
 #                     (LF_WORKER_READY_FILE) exists and was rewritten within LF_PROBE_MAX_AGE_S (30);
+#                     worker-live: the ready file is absent (not ready, but a restart would not
+#                     cure that) or fresh (a stale one means a stuck main loop);
 #                     broker: PID 1 is alive; auto (the image's HEALTHCHECK): the role of PID 1
 #   entrypoint.sh help
 #
@@ -78,14 +80,17 @@ cmd_probe() {
       [ "$host" = 0.0.0.0 ] && host=127.0.0.1
       curl -fsS --max-time 5 -o /dev/null "http://$host:${LF_HTTP_PORT:-7860}/healthz"
       ;;
-    worker)
-      local f="${LF_WORKER_READY_FILE:-}" now mtime
-      [ -n "$f" ] || die "probe worker: LF_WORKER_READY_FILE is not set"
-      [ -f "$f" ] || { say "not ready: no $f"; exit 1; }
-      now="$(date +%s)"
-      mtime="$(stat -c %Y "$f")"
-      [ $((now - mtime)) -le "${LF_PROBE_MAX_AGE_S:-30}" ] ||
-        { say "not ready: $f is $((now - mtime)) s old (the worker's loop is stuck?)"; exit 1; }
+    worker | worker-live)
+      local f="${LF_WORKER_READY_FILE:-}" age
+      [ -n "$f" ] || die "probe $role: LF_WORKER_READY_FILE is not set"
+      if [ ! -f "$f" ]; then
+        [ "$role" = worker-live ] && exit 0
+        say "not ready: no $f"
+        exit 1
+      fi
+      age=$(($(date +%s) - $(stat -c %Y "$f")))
+      [ "$age" -le "${LF_PROBE_MAX_AGE_S:-30}" ] ||
+        { say "$f is $age s old: the worker's main loop is stuck"; exit 1; }
       ;;
     broker) kill -0 1 ;;
     unknown) say "probe auto: PID 1 is not a lightfarm program"; exit 1 ;;
