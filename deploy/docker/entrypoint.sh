@@ -18,7 +18,7 @@
 #   entrypoint.sh help
 #
 # Where things are (defaults for the image; set them to run it from a checkout, as the tests do):
-#   LF_BIN_DIR     (/opt/lightfarm/bin) the programs, or a CMake build folder (…/gateway/lightfarm-gateway)
+#   LF_BIN_DIR     (/opt/lightfarm/bin) the programs, or a CMake build folder (gateway/lightfarm-gateway, ...)
 #   LF_DATA_DIR    (/data) all-in-one: Redis's AOF in redis/, supervisord's socket, config and ready files
 #                  in run/; must be writable
 #   LF_LOG_DIR     (unset) all-in-one: one log file per program there; unset = everything to stdout
@@ -39,7 +39,7 @@ export LF_ASSETS_DIR="${LF_ASSETS_DIR:-/opt/lightfarm/assets}"
 
 bin() { # bin NAME: the path of a program, from LF_BIN_DIR (flat or a build folder), then PATH
   local name="lightfarm-$1" d
-  for d in "$BIN_DIR" "$BIN_DIR/$1"; do
+  for d in "$BIN_DIR" "$BIN_DIR/$1" "$BIN_DIR/$1/cli"; do
     [ -x "$d/$name" ] && { echo "$d/$name"; return; }
   done
   command -v "$name" || die "no $name in $BIN_DIR (LF_BIN_DIR) or PATH"
