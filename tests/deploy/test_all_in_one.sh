@@ -75,7 +75,7 @@ run_job() {
     case "$status" in done | failed | cancelled) break ;; esac
     sleep 0.2
   done
-  [ "$status" = done ] || aio_fail "job '$1' ended '$status': $(jq -c .error <<<"$view")"
+  [ "$status" = "done" ] || aio_fail "job '$1' ended '$status': $(jq -c .error <<<"$view")"
   [ "$(jq -r .result.info.model <<<"$view")" = lf-tiny-shapes ] || aio_fail "job '$1' did not run on lf-tiny-shapes"
   echo "$id"
 }
@@ -110,7 +110,7 @@ for p in redis broker worker:worker-1 gateway; do
   wait_ready
 done
 
-[ "$(curl -sS "$url/v1/jobs/$id1" | jq -r .status)" = done ] || aio_fail "job $id1 was lost across the restarts"
+[ "$(curl -sS "$url/v1/jobs/$id1" | jq -r .status)" = "done" ] || aio_fail "job $id1 was lost across the restarts"
 id2="$(run_job "a blue square")"
 echo "ok: after every process was restarted, job $id1 is still there and job $id2 ran"
 
