@@ -110,6 +110,9 @@ static const lf_config_opt_t s_opts[] = {
     STR("models-dir", NULL, "LF_MODELS_DIR", models_dir, NULL, W | E, "folder of model files"),
     INT("drain-ms", "worker-drain-ms", "LF_WORKER_DRAIN_MS", worker_drain_ms, "5000", 0, 600000, W,
         "on stop, how long to wait for a broker to take the last result, ms"),
+    STR("ready-file", NULL, "LF_WORKER_READY_FILE", worker_ready_file, NULL, W,
+        "file that exists while the worker is ready (a broker answered, models listed, not "
+        "draining), rewritten every heartbeat; for exec probes"),
     INT("step-delay-max-ms", NULL, "LF_STEP_DELAY_MAX_MS", step_delay_max_ms, "1000", 0, 600000, W,
         "cap on the diagnostic model's per-step delay, ms"),
     INT("preview-every", NULL, "LF_PREVIEW_EVERY", preview_every, "4", 0, 10000, W | E,

@@ -15,6 +15,7 @@
 #include "lf_link.h"
 #include "lf_log.h"
 #include "lf_proto.h"
+#include "lf_readyfile.h"
 #include "lf_sysinfo.h"
 
 /* The longest the main loop sleeps, so a signal caught by another thread is
@@ -48,6 +49,7 @@ struct lf_worker {
     char curve_server[41], curve_public[41], curve_secret[41];
     lf_link_t **links;
     s_pending_t *pending; /* one slot per link */
+    bool *registered;     /* per link: the broker has spoken since our READY */
     size_t n_links;
     lf_compute_t *compute;
     char *resident; /* the compute thread's resident models, as last reported ("base\nrefiner") */
@@ -61,6 +63,9 @@ struct lf_worker {
 
     bool stopping;
     int64_t stop_deadline;
+    lf_readyfile_t *ready;  /* NULL: no ready file */
+    int64_t ready_next;     /* when the ready file is due a rewrite */
+    int64_t ready_every_ms; /* the heartbeat interval */
     lf_codec_stats_t codec;
     lf_worker_stats_t stats;
 };
@@ -122,9 +127,11 @@ static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
         if (!tok || !*tok) continue;
         lf_link_t **links = realloc(self->links, (self->n_links + 1) * sizeof *links);
         s_pending_t *pend = realloc(self->pending, (self->n_links + 1) * sizeof *pend);
+        bool *reg = realloc(self->registered, (self->n_links + 1) * sizeof *reg);
         if (links) self->links = links;
         if (pend) self->pending = pend;
-        if (!links || !pend) {
+        if (reg) self->registered = reg;
+        if (!links || !pend || !reg) {
             rc = LF_ENOMEM;
             break;
         }
@@ -136,6 +143,7 @@ static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
         }
         self->links[self->n_links] = l;
         self->pending[self->n_links] = (s_pending_t){0};
+        self->registered[self->n_links] = false;
         self->n_links++;
     }
     if (!rc && !self->n_links) {
@@ -157,8 +165,13 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     self->models_dir = opts->models_dir ? strdup(opts->models_dir) : NULL;
     self->max_pixels = opts->max_pixels;
     self->drain_ms = opts->drain_ms >= 0 ? opts->drain_ms : 5000;
+    self->ready_every_ms = opts->heartbeat.interval_ms > 0 ? opts->heartbeat.interval_ms : 1000;
     if (!self->id || !self->device ||
         s_load_curve(self, opts->curve_cert, opts->curve_server_cert) || s_add_links(self, opts)) {
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    if (opts->ready_file && *opts->ready_file && !(self->ready = lf_readyfile_new(opts->ready_file))) {
         lf_worker_destroy(&self);
         return NULL;
     }
@@ -202,12 +215,14 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_worker_t *self = *self_p;
     lf_compute_destroy(&self->compute);
+    lf_readyfile_destroy(&self->ready);
     for (size_t i = 0; i < self->n_links; i++) {
         lf_link_destroy(&self->links[i], 0);
         free(self->pending[i].buf);
     }
     free(self->links);
     free(self->pending);
+    free(self->registered);
     free(self->resident);
     free(self->job_id);
     free(self->device);
@@ -370,6 +385,7 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
                 m.message ? ": " : "", m.message ? m.message : "");
         lf_link_drop(self->links[li], now);
         self->pending[li].sent = false;
+        self->registered[li] = false;
         self->stats.reconnects++;
         break;
     default:
@@ -398,6 +414,8 @@ static void s_read_link(lf_worker_t *self, size_t li, int64_t now) {
         s_on_frame(self, li, buf, len, now);
         free(buf);
     }
+    /* A broker that answers after our READY has registered us. */
+    if (heard && lf_link_up(self->links[li])) self->registered[li] = true;
     /* The broker spoke after our final message went out: it has it. */
     if (heard && self->pending[li].sent && lf_link_up(self->links[li]))
         s_pending_clear(&self->pending[li]);
@@ -475,6 +493,7 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
                     lf_info("reconnecting to broker %s", lf_link_endpoint(l));
                 else
                     lf_info("connecting to broker %s", lf_link_endpoint(l));
+                self->registered[i] = false;
                 s_send_ready(self, i);
                 if (s_flush_pending(self, i))
                     lf_info("sent the held job answer to %s again", lf_link_endpoint(l));
@@ -483,6 +502,7 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
             case LF_HB_DEAD:
                 self->stats.reconnects++;
                 self->pending[i].sent = false; /* lost with the connection, maybe */
+                self->registered[i] = false;
                 if (lf_link_refusals(l))
                     lf_warn("broker %s silent: it refuses this worker's CURVE key (see above); "
                             "reconnecting after backoff", lf_link_endpoint(l));
@@ -493,6 +513,28 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
             }
         }
     }
+}
+
+/* Keep the ready file true: ready = not draining, models to offer and a
+ * broker that has answered; rewritten every heartbeat interval while ready
+ * (a fresh mtime says this loop runs), removed the moment that stops. */
+static void s_update_ready(lf_worker_t *self, int64_t now) {
+    if (!self->ready) return;
+    size_t n_models = 0, n_brokers = 0;
+    lf_runner_models(lf_compute_runner(self->compute), &n_models);
+    for (size_t i = 0; i < self->n_links; i++)
+        n_brokers += self->registered[i] && lf_link_up(self->links[i]);
+    if (self->stopping || !n_models || !n_brokers) {
+        if (lf_readyfile_ready(self->ready)) lf_readyfile_set(self->ready, NULL);
+        return;
+    }
+    if (lf_readyfile_ready(self->ready) && now < self->ready_next) return;
+    char text[512];
+    snprintf(text, sizeof text, "ready worker=%s brokers=%zu models=%zu resident=%s busy=%d",
+             self->id, n_brokers, n_models, self->resident ? self->resident : "-",
+             (int)self->busy);
+    lf_readyfile_set(self->ready, text);
+    self->ready_next = now + self->ready_every_ms;
 }
 
 static void s_leave(lf_worker_t *self) {
@@ -532,6 +574,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
             if (!self->stopping) {
                 self->stopping = true;
                 lf_info("stopping%s", self->busy ? ": finishing the running job first" : "");
+                s_update_ready(self, now); /* not ready from this moment */
             } else if (self->busy) {
                 lf_info("second signal: cancelling job %s", self->job_id);
                 lf_compute_cancel(self->compute);
@@ -555,6 +598,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
         }
 
         s_tick_links(self, now);
+        s_update_ready(self, now);
 
         size_t n = 0;
         items[n] = (zmq_pollitem_t){.socket = lf_compute_handle(self->compute),
@@ -569,6 +613,8 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
             items[n] = (zmq_pollitem_t){.socket = h, .events = ZMQ_POLLIN};
             which[n++] = i;
         }
+        if (self->ready && lf_readyfile_ready(self->ready) && self->ready_next < deadline)
+            deadline = self->ready_next;
         long timeout = deadline > now ? (long)(deadline - now) : 0;
         int rc = zmq_poll(items, (int)n, timeout);
         if (rc < 0) {
@@ -587,6 +633,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
     }
     free(items);
     free(which);
+    if (self->ready) lf_readyfile_set(self->ready, NULL);
     s_leave(self);
     lf_info("worker %s stopped: %" PRIu64 " done, %" PRIu64 " failed, %" PRIu64 " refused",
             self->id, self->stats.jobs_done, self->stats.jobs_failed, self->stats.jobs_refused);

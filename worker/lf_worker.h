@@ -13,7 +13,8 @@
  * lf_worker_run) lets the running job finish and deliver its result, then the
  * worker says DISCONNECT to every broker and returns 0; a second signal
  * cancels the job first. While stopping, new ASSIGNs are refused with FAILED
- * LF_EBUSY.
+ * LF_EBUSY. The ready file, when set, disappears as soon as draining starts,
+ * so an orchestrator stops counting the worker at once.
  *
  * Threading: everything here runs on the thread that calls lf_worker_run.
  * Ownership: lf_worker_new returns an object the caller owns; options are
@@ -46,6 +47,11 @@ typedef struct {
      * cert without our own = a fresh key pair per run. */
     const char *curve_cert;
     const char *curve_server_cert;
+    /* Readiness file for probes (lf_readyfile.h): written once a broker has
+     * answered and models are listed, rewritten every heartbeat interval,
+     * removed when no broker is left or the worker starts to drain. NULL or
+     * "": none. A folder that is not writable fails lf_worker_new. */
+    const char *ready_file;
     /* Model backends, in preference order (tables borrowed). */
     const lf_runner_backend_t *const *backends;
     size_t n_backends;

@@ -76,6 +76,7 @@ int main(int argc, char **argv) {
         .drain_ms = cfg.worker_drain_ms,
         .curve_cert = cfg.curve_cert,
         .curve_server_cert = cfg.curve_server_cert,
+        .ready_file = cfg.worker_ready_file,
         .backends = backends,
         .n_backends = sizeof backends / sizeof backends[0],
     };

@@ -1,5 +1,5 @@
 # lib.sh: what the deploy tests share, sourced (never run) by test_up.sh,
-# test_up_aof.sh and test_redis_loading.sh: free loopback ports, a private
+# test_up_aof.sh, test_redis_loading.sh and test_all_in_one.sh: free loopback ports, a private
 # farm for deploy/lightfarm, failing with the farm's last log lines, and a
 # Redis AOF as a busy run leaves it. Needs python3, redis-cli and awk.
 
@@ -66,4 +66,22 @@ redis_fill_aof() {
       printf "*3\r\n$3\r\nSET\r\n$%d\r\nlfpad:%d\r\n$64\r\n%s\r\n", length("lfpad:" i), i, v }' |
     redis-cli -h 127.0.0.1 -p "$1" --pipe >/dev/null
   redis-cli -h 127.0.0.1 -p "$1" shutdown >/dev/null 2>&1 || true
+}
+
+# find_assets SOURCE_DIR TMP_DIR: echoes an assets folder holding the CLIP
+# merges file the tiny model needs — $LF_ASSETS_DIR, SOURCE_DIR/assets, or a
+# folder in TMP_DIR linking the refdata copy; fails when there is none.
+find_assets() {
+  local vocab=bpe_simple_vocab_16e6.txt.gz d r
+  for d in "${LF_ASSETS_DIR:-}" "$1/assets"; do
+    [ -n "$d" ] && [ -f "$d/clip/$vocab" ] && { echo "$d"; return 0; }
+  done
+  for r in "${LF_REFDATA_DIR:-}" "$1/../shared/refdata" /work/shared/refdata; do
+    if [ -n "$r" ] && [ -f "$r/tokenizers/clip/$vocab" ]; then
+      mkdir -p "$2/assets/clip" && ln -sf "$(cd "$r" && pwd)/tokenizers/clip/$vocab" "$2/assets/clip/$vocab"
+      echo "$2/assets"
+      return 0
+    fi
+  done
+  return 1
 }

@@ -3,7 +3,8 @@
  * for every step and a RESULT with valid PNGs, cancel, a busy refusal, bad
  * jobs, malformed frames, reconnects after a silent or departing broker
  * (also mid-job, with a busy heartbeat a new broker can adopt), two brokers,
- * and SIGTERM (finish the job, DISCONNECT, exit 0). */
+ * SIGTERM (finish the job, DISCONNECT, exit 0), and the ready file for
+ * probes (LF_WORKER_READY_FILE). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -781,6 +783,119 @@ static void test_curve_refused(void **state) {
     rmdir(dir);
 }
 
+/* Pump the link for ms: heartbeats answered, a READY (a reconnect) taken;
+ * anything else fails. */
+static void s_pump(s_broker_t *b, int ms) {
+    int64_t end = zclock_mono() + ms;
+    for (int64_t now; (now = zclock_mono()) < end;) {
+        lf_msg_t m = {0};
+        if (s_next(b, (int)(end - now), &m)) return;
+        if (m.type != LF_MSG_READY) fail_msg("unexpected %s", lf_msg_type_name(m.type));
+        lf_msg_clear(&m);
+    }
+}
+
+static bool s_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Pump until the file's existence is `want` (true within timeout_ms). */
+static bool s_wait_file(s_broker_t *b, const char *path, bool want, int timeout_ms) {
+    int64_t end = zclock_mono() + timeout_ms;
+    while (s_exists(path) != want) {
+        if (zclock_mono() >= end) return false;
+        s_pump(b, 50);
+    }
+    return true;
+}
+
+static int64_t s_mtime_ns(const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return -1;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+/* LF_WORKER_READY_FILE: absent until a broker answers the READY, then
+ * written (one line naming the worker) and rewritten every heartbeat;
+ * removed while no broker answers and back after the reconnect; removed as
+ * soon as SIGTERM starts the drain, while the running job still finishes;
+ * absent after exit. A folder that cannot hold it stops the worker at start. */
+static void test_ready_file(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf-test-ready.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], tmp[160], env[160];
+    snprintf(path, sizeof path, "%s/worker.ready", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(env, sizeof env, "LF_WORKER_READY_FILE=%s", path);
+    const char *const extra[] = {env, NULL};
+
+    s_fix_t *f = calloc(1, sizeof *f);
+    s_broker_init(&f->b);
+    f->b.beating = false; /* registered only once the broker answers */
+    f->pid = f->b.pid = s_spawn_with(f->b.endpoint, extra, NULL);
+    s_expect(&f->b, LF_MSG_READY, 10000, &f->ready);
+    s_pump(&f->b, HB_MS); /* less than the 3 beats that would declare the broker dead */
+    assert_false(s_exists(path));
+
+    f->b.beating = true;
+    f->b.next_beat = 0;
+    assert_true(s_wait_file(&f->b, path, true, 3000));
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, fp));
+    fclose(fp);
+    assert_int_equal(strncmp(line, "ready worker=test-worker brokers=1 models=", 42), 0);
+    assert_false(s_exists(tmp));
+
+    /* Rewritten every heartbeat interval: the mtime moves on. */
+    int64_t t1 = s_mtime_ns(path);
+    s_pump(&f->b, 3 * HB_MS);
+    assert_true(s_mtime_ns(path) > t1);
+
+    /* A silent broker: not ready once the worker declares it dead; ready
+     * again once the new connection is answered. */
+    f->b.beating = false;
+    assert_true(s_wait_file(&f->b, path, false, 8000));
+    f->b.beating = true;
+    f->b.next_beat = 0;
+    assert_true(s_wait_file(&f->b, path, true, 10000));
+
+    /* SIGTERM mid-job: the file goes at once, the job still finishes. */
+    s_assign(&f->b, "job-r", "lf-diagnostic", 16, 16, 8, 100, 1, 3);
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_PROGRESS, 3000, &m);
+    lf_msg_clear(&m);
+    assert_int_equal(kill(f->pid, SIGTERM), 0);
+    bool gone_before_result = false;
+    for (;;) {
+        assert_int_equal(s_next(&f->b, 3000, &m), 0);
+        if (m.type == LF_MSG_RESULT) break;
+        assert_int_equal(m.type, LF_MSG_PROGRESS);
+        gone_before_result |= !s_exists(path);
+        lf_msg_clear(&m);
+    }
+    assert_string_equal(m.job_id, "job-r");
+    lf_msg_clear(&m);
+    assert_true(gone_before_result);
+    s_expect(&f->b, LF_MSG_DISCONNECT, 3000, &m);
+    lf_msg_clear(&m);
+    assert_int_equal(s_wait_exit(f->pid, 5000), 0);
+    f->pid = 0;
+    assert_false(s_exists(path));
+
+    /* A folder that does not exist: exit 1 at start, not a worker that is
+     * never ready. */
+    static const char *const bad[] = {"LF_WORKER_READY_FILE=/nonexistent-lf/dir/ready", NULL};
+    assert_int_equal(s_wait_exit(s_other(f, s_spawn_with(f->b.endpoint, bad, NULL)), 10000), 1);
+
+    rmdir(dir);
+    void *fix = f;
+    s_teardown(&fix);
+}
+
 /* argv[1], when given, selects tests by name (a glob: "test_curve",
  * "*reconnect*"); a pattern that selects nothing is an error. */
 int main(int argc, char **argv) {
@@ -802,6 +917,7 @@ int main(int argc, char **argv) {
         T(test_bad_settings_exit),
         T(test_curve),
         cmocka_unit_test(test_curve_refused),
+        cmocka_unit_test(test_ready_file),
     };
     if (argc > 1) {
         bool any = false;
