@@ -627,3 +627,29 @@ int lf_upscaler_upscale(lf_upscaler_t *self, const float *rgb, int h, int w, int
     free(acc), free(sx), free(tin_b), free(tout_b), free(wx), free(wy), free(xs), free(pad);
     return rc;
 }
+
+int lf_upscaler_upscale_rgb8(lf_upscaler_t *self, const uint8_t *src, int w, int h, int tile,
+                             int overlap, int bgr, uint8_t *dst, lf_upscaler_progress_fn progress,
+                             void *user) {
+    if (!self || !src || !dst || h < 1 || w < 1 || h > 65536 || w > 65536) return LF_EINVAL;
+    if (self->info.in_ch != 3 || self->info.out_ch != 3) return LF_EUNSUPPORTED;
+    const int s = self->info.scale, H = h * s, W = w * s;
+    const size_t n = (size_t)h * w, N = (size_t)H * W;
+    float *x = malloc(3 * n * sizeof *x), *y = malloc(3 * N * sizeof *y);
+    int rc = x && y ? 0 : LF_ENOMEM;
+    if (!rc) {
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++)
+                x[(size_t)(bgr ? 2 - c : c) * n + i] = (float)src[i * 3 + c] / 255.0f;
+        rc = lf_upscaler_upscale(self, x, h, w, tile, overlap, y, progress, user);
+    }
+    if (!rc)
+        for (size_t i = 0; i < N; i++)
+            for (int c = 0; c < 3; c++) {
+                float v = y[(size_t)(bgr ? 2 - c : c) * N + i];
+                v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+                dst[i * 3 + c] = (uint8_t)lrintf(v * 255.0f);
+            }
+    free(x), free(y);
+    return rc;
+}

@@ -106,6 +106,17 @@ typedef int (*lf_upscaler_progress_fn)(void *user, int done, int total);
 int lf_upscaler_upscale(lf_upscaler_t *self, const float *rgb, int h, int w, int tile, int overlap,
                         float *out, lf_upscaler_progress_fn progress, void *user);
 
+/* 8-bit interleaved images: src [h][w][3] -> dst [h*scale][w*scale][3],
+ * through lf_upscaler_upscale on v / 255 and back as round(clamp(y, 0, 1) *
+ * 255), as A1111's upscaler_utils does. bgr != 0 feeds the network B, G, R
+ * (A1111 hands every model BGR, a legacy of the original ESRGAN's OpenCV
+ * training; Real-ESRGAN / BasicSR models were trained on RGB). Models with
+ * other than 3 input and output channels are refused (LF_EUNSUPPORTED).
+ * Same errors as lf_upscaler_upscale otherwise. */
+int lf_upscaler_upscale_rgb8(lf_upscaler_t *self, const uint8_t *src, int w, int h, int tile,
+                             int overlap, int bgr, uint8_t *dst, lf_upscaler_progress_fn progress,
+                             void *user);
+
 /* Activation bytes of the graph last planned (0 before the first run). */
 size_t lf_upscaler_peak_bytes(const lf_upscaler_t *self);
 

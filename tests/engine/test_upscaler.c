@@ -249,6 +249,40 @@ static void test_probe(void **state) {
     lf_weights_destroy(&w);
 }
 
+/* The 8-bit path is the float path on v / 255, rounded and clamped, and
+ * bgr swaps the channels on the way in and out. */
+static void test_rgb8(void **state) {
+    (void)state;
+    s_ctx_t c;
+    s_open(&c, "upscale/compact_x4.safetensors");
+    const int w = 9, h = 7, s = 4, n = w * h, N = n * s * s;
+    uint8_t src[9 * 7 * 3], swp[9 * 7 * 3], *a = malloc((size_t)N * 3), *b = malloc((size_t)N * 3);
+    for (int i = 0; i < n * 3; i++) src[i] = (uint8_t)((i * 37 + i / 3 * 11) & 255);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) swp[i * 3 + k] = src[i * 3 + 2 - k];
+    float *x = malloc((size_t)3 * n * sizeof *x), *y = malloc((size_t)3 * N * sizeof *y);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) x[k * n + i] = (float)src[i * 3 + k] / 255.0f;
+    assert_int_equal(lf_upscaler_run(c.u, x, h, w, y), 0);
+    assert_int_equal(lf_upscaler_upscale_rgb8(c.u, src, w, h, 0, 0, 0, a, NULL, NULL), 0);
+    int clamped = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 3; k++) {
+            float v = y[k * N + i];
+            clamped += v < 0.0f || v > 1.0f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            assert_int_equal(a[i * 3 + k], (int)lrintf(v * 255.0f));
+        }
+    printf("  rgb8: %d of %d values clamped\n", clamped, 3 * N);
+    /* bgr on src == rgb on the swapped image, swapped back. */
+    assert_int_equal(lf_upscaler_upscale_rgb8(c.u, src, w, h, 0, 0, 1, a, NULL, NULL), 0);
+    assert_int_equal(lf_upscaler_upscale_rgb8(c.u, swp, w, h, 0, 0, 0, b, NULL, NULL), 0);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 3; k++) assert_int_equal(a[i * 3 + k], b[i * 3 + 2 - k]);
+    free(a), free(b), free(x), free(y);
+    s_close(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_esrgan_old_x4),
@@ -260,6 +294,7 @@ int main(void) {
         cmocka_unit_test(test_tiled_exact),
         cmocka_unit_test(test_tiled_seams),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_rgb8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

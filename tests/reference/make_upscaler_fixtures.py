@@ -57,9 +57,6 @@ def _small_rrdb(*a, **kw):
     return _rrdb(*a, **kw)
 
 
-B.RRDB = _small_rrdb  # see "Deviation" above
-
-
 def randomize(model, gen):
     """Random weights (std ~ 1/sqrt(fan_in), so activations stay O(1) through
     the blocks), rounded to f16."""
@@ -131,6 +128,7 @@ def f16(sd):
 
 
 def main():
+    B.RRDB = _small_rrdb  # see "Deviation" above
     os.makedirs(OUT, exist_ok=True)
     gen = torch.Generator().manual_seed(1234)
     from spandrel.architectures.ESRGAN import ESRGAN
