@@ -199,6 +199,47 @@ static void test_tiled_seams(void **state) {
     assert_int_equal(t, 1);
 }
 
+/* Degenerate tilings: one-pixel tiles without overlap, an overlap larger
+ * than the tile, tiles cut in one axis only, the smallest images: finite
+ * output of the right size, every tile reported. */
+static void s_edge(const char *model, int h, int w, int tile, int overlap, int want_tiles) {
+    s_ctx_t c;
+    char rel[256];
+    snprintf(rel, sizeof rel, "upscale/%s", model);
+    s_open(&c, rel);
+    const lf_upscaler_info_t *I = lf_upscaler_info(c.u);
+    const size_t n = (size_t)I->out_ch * h * I->scale * w * I->scale;
+    float *x = s_image(I->in_ch, h, w), *y = malloc(n * sizeof *y);
+    int calls = 0;
+    assert_int_equal(lf_upscaler_upscale(c.u, x, h, w, tile, overlap, y, s_count, &calls), 0);
+    for (size_t i = 0; i < n; i++) assert_true(isfinite(y[i]));
+    assert_int_equal(calls, want_tiles);
+    free(x), free(y);
+    s_close(&c);
+}
+
+static int s_stop(void *user, int done, int total) {
+    (void)user, (void)total;
+    return done >= 2;
+}
+
+static void test_tiled_edges(void **state) {
+    (void)state;
+    s_edge("compact_x4.pth", 3, 5, 1, 0, 15);
+    s_edge("compact_x4.pth", 1, 1, 0, 0, 1);
+    s_edge("compact_x4.pth", 9, 40, 16, 30, 4);  /* overlap clamped to 8; one row of 4 tiles */
+    s_edge("esrgan_new_x2.pth", 3, 2, 2, 2, 2);      /* padded to 4x2: 2 tiles of 2 */
+    s_edge("esrgan_new_x2.pth", 2, 2, 0, 0, 1);
+    s_edge("esrgan_new_x2.pth", 7, 9, 3, 1, 4 * 5);  /* odd tile: 2; padded 8x10 */
+    /* A progress callback that stops: LF_ECANCELED. */
+    s_ctx_t c;
+    s_open(&c, "upscale/compact_x4.pth");
+    float *x = s_image(3, 20, 20), *y = malloc((size_t)3 * 80 * 80 * sizeof *y);
+    assert_int_equal(lf_upscaler_upscale(c.u, x, 20, 20, 8, 2, y, s_stop, NULL), LF_ECANCELED);
+    free(x), free(y);
+    s_close(&c);
+}
+
 static void test_bad_files(void **state) {
     (void)state;
     char p[1024], err[512] = "";
@@ -293,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_tiled_exact),
         cmocka_unit_test(test_tiled_seams),
+        cmocka_unit_test(test_tiled_edges),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_rgb8),
     };
