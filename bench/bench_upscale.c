@@ -134,7 +134,8 @@ int main(int argc, char **argv) {
            lf_upscaler_arch_name(I->arch), lf_upscaler_layout_name(I->layout), I->scale, I->nf,
            I->nb, I->gc, (long long)I->params, load_s, lf_backend_describe(be));
     float *x64 = malloc(3 * 64 * 64 * sizeof *x64), *y64 = malloc(3 * 256 * 256 * sizeof *y64);
-    float *x256 = malloc(3 * 256 * 256 * sizeof *x256), *y256 = malloc(3 * 1024 * 1024 * sizeof *y256);
+    float *x256 = malloc(3 * 256 * 256 * sizeof *x256);
+    float *y256 = malloc(3 * 1024 * 1024 * sizeof *y256);
     s_image(x64, 64, 64, 1);
     s_image(x256, 256, 256, 2);
     double *ts = calloc((size_t)reps, sizeof *ts);
@@ -160,7 +161,8 @@ int main(int argc, char **argv) {
     const double gflop64 = 146.86; /* analytic: conv MACs x 2 (docs/PERFORMANCE.md) */
     printf("lightfarm 64->256: median %.3f s (min %.3f, %d reps), %.1f GFLOP/s; graph %.0f MiB\n",
            ts[reps / 2], ts[0], reps, gflop64 / ts[reps / 2], (double)peak64 / 1048576.0);
-    printf("lightfarm 256->1024 tiled (tile %d, overlap %d): %.2f s; tile graph %.0f MiB; peak RSS %ld MiB\n",
+    printf("lightfarm 256->1024 (tile %d, overlap %d; 0: one run): %.2f s; graph %.0f MiB; "
+           "peak RSS %ld MiB\n",
            tile, overlap, s256, (double)peak256 / 1048576.0, our_rss / 1024);
     lf_upscaler_destroy(&u);
     lf_pool_destroy(&pool);
@@ -179,7 +181,8 @@ int main(int argc, char **argv) {
         snprintf(cmd, sizeof cmd,
                  "'%s' '%s/bench/bench_upscale_torch.py' --weights '%s' --io '%s' --reps %d "
                  "--threads %d",
-                 py, LF_SOURCE_DIR, weights, dir, reps, threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+                 py, LF_SOURCE_DIR, weights, dir, reps,
+                 threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
         FILE *p = popen(cmd, "r");
         char line[1024];
         while (p && fgets(line, sizeof line, p)) {
@@ -196,13 +199,14 @@ int main(int argc, char **argv) {
                "peak RSS %ld MiB\n", tm, tmin, t256, trss / 1024);
         printf("speed-up (PyTorch / lightfarm): 64->256 %.2fx, 256->1024 %.2fx\n",
                tm / ts[reps / 2], t256 / s256);
-        printf("difference: 64->256 untiled %.3g, 256->1024 tiled vs untiled %.3g (max |d| / max |ref|)\n",
+        printf("difference (max |d| / max |ref|): 64->256 %.3g, 256->1024 ours (tiled) vs "
+               "untiled %.3g\n",
                r64, r256);
     }
     printf("load average %.2f -> %.2f\n", load0, s_load1());
-    printf("BENCH upscale_x4plus s64=%.4f s256_tiled=%.3f torch_s64=%.4f torch_s256=%.3f rss_mib=%ld "
-           "torch_rss_mib=%ld rel64=%.3g rel256=%.3g\n",
-           ts[reps / 2], s256, tm, t256, our_rss / 1024, trss / 1024, r64, r256);
+    printf("BENCH upscale_x4plus s64=%.4f s256=%.3f tile=%d torch_s64=%.4f torch_s256=%.3f "
+           "rss_mib=%ld torch_rss_mib=%ld rel64=%.3g rel256=%.3g\n",
+           ts[reps / 2], s256, tile, tm, t256, our_rss / 1024, trss / 1024, r64, r256);
     free(x64), free(y64), free(x256), free(y256), free(ts);
     return 0;
 }

@@ -199,7 +199,8 @@ static int s_probe_compact(const lf_weights_t *w, lf_upscaler_info_t *I, char *e
         if (s * s == x / cand[i]) I->scale = s, I->out_ch = cand[i];
     }
     if (!I->scale)
-        return s_fail(err, errlen, LF_EFORMAT, w, "Compact: last conv's outputs are not scale^2 * channels");
+        return s_fail(err, errlen, LF_EFORMAT, w,
+                      "Compact: last conv's outputs are not scale^2 * channels");
     I->shuffle = 1;
     return 0;
 }
@@ -311,7 +312,8 @@ static int s_load_compact(lf_upscaler_t *u, lf_keymap_loader_t *ld, const lf_key
         if (!u->slope_m1[i] ||
             lf_pool_load(pool, u->slope_m1[i], tmp, (size_t)nf * sizeof *tmp)) {
             ld->rc = LF_ENOMEM;
-            if (ld->errlen) snprintf(ld->err, ld->errlen, "%s: out of memory", lf_weights_path(km->w));
+            if (ld->errlen)
+                snprintf(ld->err, ld->errlen, "%s: out of memory", lf_weights_path(km->w));
         }
     }
     free(tmp);
@@ -472,9 +474,10 @@ static int s_run_image(lf_upscaler_t *u, const float *rgb, int h, int w, float *
             for (int Y = 0; Y < H; Y++)
                 for (int X = 0; X < W; X++) {
                     const int i = Y % s, j = X % s;
-                    const float v = y[(((size_t)c * s + i) * s + j) * h * w + (size_t)(Y / s) * w + X / s];
+                    const size_t lr = (size_t)(Y / s) * w + X / s; /* low-res pixel */
+                    const float v = y[(((size_t)c * s + i) * s + j) * h * w + lr];
                     const int cs = c < I->in_ch ? c : I->in_ch - 1;
-                    out[((size_t)c * H + Y) * W + X] = v + rgb[((size_t)cs * h + Y / s) * w + X / s];
+                    out[((size_t)c * H + Y) * W + X] = v + rgb[(size_t)cs * h * w + lr];
                 }
     }
     free(y);
@@ -599,7 +602,8 @@ int lf_upscaler_upscale(lf_upscaler_t *self, const float *rgb, int h, int w, int
             for (int c = 0; c < C; c++)
                 for (int y = 0; y < Ty; y++)
                     memcpy(tin_b + ((size_t)c * Ty + y) * Tx,
-                           src + ((size_t)c * hp + ys[j] + y) * wp + xs[i], (size_t)Tx * sizeof *src);
+                           src + ((size_t)c * hp + ys[j] + y) * wp + xs[i],
+                           (size_t)Tx * sizeof *src);
             rc = s_run_image(self, tin_b, Ty, Tx, tout_b);
             if (rc) break;
             const int X0 = xs[i] * s, Y0 = ys[j] * s, TW = Tx * s, TH = Ty * s;

@@ -90,7 +90,8 @@ static int s_torch_taps(s_taps_t *t, int in, int out, lf_resize_filter_t f, int 
             }
             for (int j = 0; j < n; j++)
                 if (total != 0.0f) w[j] /= total;
-            for (int j = 0; j < ntap; j++) t->idx[(size_t)o * ntap + j] = (int)xmin + (j < n ? j : 0);
+            for (int j = 0; j < ntap; j++)
+                t->idx[(size_t)o * ntap + j] = (int)xmin + (j < n ? j : 0);
         }
         return 0;
     }

@@ -20,7 +20,8 @@ typedef enum {
     LF_RESIZE_NEAREST = 0,    /* torch "nearest" (floor(i * in/out)); Pillow NEAREST */
     LF_RESIZE_NEAREST_EXACT,  /* torch "nearest-exact" (floor((i + .5) * in/out)); latents only */
     LF_RESIZE_BILINEAR,       /* torch "bilinear"; Pillow BILINEAR (triangle) */
-    LF_RESIZE_BICUBIC,        /* torch "bicubic" (a = -0.75; -0.5 with antialias); Pillow BICUBIC (a = -0.5) */
+    LF_RESIZE_BICUBIC,        /* torch "bicubic" (a = -0.75; -0.5 with antialias);
+                                 Pillow BICUBIC (a = -0.5) */
     LF_RESIZE_LANCZOS,        /* Pillow LANCZOS (a = 3); images only */
     LF_RESIZE_FILTER_COUNT
 } lf_resize_filter_t;

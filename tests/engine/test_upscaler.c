@@ -60,7 +60,8 @@ static void s_parity(const char *model, const char *ref_name, lf_upscaler_layout
     const lf_upscaler_info_t *I = lf_upscaler_info(c.u);
     lf_safetensors_t *ref = NULL;
     snprintf(rel, sizeof rel, "upscale/%s.ref.safetensors", ref_name);
-    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, rel), err, sizeof err), 0);
+    assert_int_equal(
+        lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, rel), err, sizeof err), 0);
     /* Detection: spandrel's arch id, scale, channels and the tags "<nf>nf",
      * "<nb>nb" (ESRGAN) / "<nc>nc" (Compact). */
     assert_string_equal(lf_upscaler_arch_name(I->arch), lf_safetensors_metadata(ref, "arch"));
@@ -246,7 +247,8 @@ static void test_bad_files(void **state) {
     lf_backend_t *be = lf_backend_cpu_new(1);
     lf_pool_t *pool = lf_pool_new(be, 0);
     lf_upscaler_t *u = NULL;
-    int rc = lf_upscaler_new(&u, lf_test_fixture(p, sizeof p, "upscale/not_an_upscaler.safetensors"),
+    int rc = lf_upscaler_new(&u,
+                             lf_test_fixture(p, sizeof p, "upscale/not_an_upscaler.safetensors"),
                              be, pool, LF_TYPE_F32, err, sizeof err);
     printf("  unknown: %s (%s)\n", err, lf_strerror(rc));
     assert_int_equal(rc, LF_EFORMAT);
@@ -277,7 +279,8 @@ static void test_probe(void **state) {
     char p[1024], err[512] = "";
     lf_weights_t *w = NULL;
     assert_int_equal(
-        lf_weights_open(&w, lf_test_fixture(p, sizeof p, "upscale/esrgan_new_x2.pth"), err, sizeof err),
+        lf_weights_open(&w, lf_test_fixture(p, sizeof p, "upscale/esrgan_new_x2.pth"), err,
+                        sizeof err),
         0);
     lf_upscaler_info_t I;
     assert_int_equal(lf_upscaler_probe(w, &I, err, sizeof err), 0);
