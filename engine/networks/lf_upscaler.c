@@ -153,12 +153,11 @@ static int s_probe_esrgan(const lf_weights_t *w, lf_upscaler_info_t *I, char *er
     last = s_find(w, p, "%s", n);
     s_esr_name(n, sizeof n, I, N_RDB, 0, 1, 1, "weight");
     c1 = s_find(w, p, "%s", n);
-    if (!s_is_conv(first) || !s_is_conv(last) || !s_is_conv(c1)) {
-        /* An x3 body has one upconv at model.3 and HR/last at 5/7: the same
-         * length as x2, but a scale the nearest-x2 stages cannot make. */
+    /* (An old-layout x3 file, one nearest-x3 stage, has the same sequence
+     * as an x2 one; spandrel's rule, followed here, reads it as x2 too.) */
+    if (!s_is_conv(first) || !s_is_conv(last) || !s_is_conv(c1))
         return s_fail(err, errlen, LF_EFORMAT, w,
                       "ESRGAN: first/last/dense convolutions missing or not 3x3");
-    }
     const int in_nc = (int)first->shape[1], out_nc = (int)last->shape[0];
     I->nf = (int)first->shape[0];
     I->gc = (int)c1->shape[0];

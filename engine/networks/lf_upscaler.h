@@ -62,8 +62,9 @@ const char *lf_upscaler_layout_name(lf_upscaler_layout_t layout);
 /* Detects the architecture of an open weights file from its tensor names
  * and shapes, without loading anything. 0, or LF_EFORMAT (no known
  * architecture, or inconsistent shapes) / LF_EUNSUPPORTED (a known variant
- * this engine does not run: ESRGAN+, x3 bodies) with a message naming the
- * file in err; *info untouched on failure. Pure; thread-safe. */
+ * this engine does not run: ESRGAN+, more than 3 x2 stages, an unshuffle
+ * larger than the body's scale) with a message naming the file in err;
+ * *info untouched on failure. Pure; thread-safe. */
 int lf_upscaler_probe(const lf_weights_t *w, lf_upscaler_info_t *info, char *err, size_t errlen);
 
 typedef struct lf_upscaler lf_upscaler_t;
