@@ -103,7 +103,10 @@ typedef int (*lf_upscaler_progress_fn)(void *user, int done, int total);
  * overlap); beyond that the difference is what the network's output owes to
  * pixels further away than overlap/4, small for trained models and measured
  * in tests/engine/test_upscaler.c. overlap must be < tile (it is clamped to
- * tile/2). Same errors as lf_upscaler_run, and LF_ECANCELED. */
+ * tile/2). Memory: one tile's planned activations, growing with tile^2
+ * (RealESRGAN x4plus, f32: 48 MiB at 64, 300 MiB at 160, 769 MiB at 256
+ * input pixels; docs/PERFORMANCE.md), plus an output-sized accumulator.
+ * Same errors as lf_upscaler_run, and LF_ECANCELED. */
 int lf_upscaler_upscale(lf_upscaler_t *self, const float *rgb, int h, int w, int tile, int overlap,
                         float *out, lf_upscaler_progress_fn progress, void *user);
 
