@@ -11,6 +11,7 @@
  * the image once, at its own size. */
 #include "lf_upscaler.h"
 
+#include <dirent.h>
 #include <float.h>
 #include <stdarg.h>
 #include <math.h>
@@ -655,4 +656,107 @@ int lf_upscaler_upscale_rgb8(lf_upscaler_t *self, const uint8_t *src, int w, int
             }
     free(x), free(y);
     return rc;
+}
+
+/* ---- folders ---- */
+
+static int s_cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The file names of dir with an upscaler extension, sorted; caller frees. */
+static int s_list_dir(const char *dir, char ***names, size_t *n) {
+    *names = NULL, *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        const char *dot = strrchr(de->d_name, '.');
+        if (de->d_name[0] == '.' || !dot || dot == de->d_name ||
+            (strcmp(dot, ".pth") && strcmp(dot, ".pt") && strcmp(dot, ".safetensors")))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(*names, cap * sizeof *nn);
+            if (!nn) {
+                rc = LF_ENOMEM;
+                break;
+            }
+            *names = nn;
+        }
+        if (!((*names)[*n] = strdup(de->d_name))) rc = LF_ENOMEM;
+        else (*n)++;
+    }
+    closedir(d);
+    if (*n) qsort(*names, *n, sizeof **names, s_cmp_str);
+    return rc;
+}
+
+void lf_upscaler_entries_free(lf_upscaler_entry_t *e, size_t n) {
+    for (size_t i = 0; e && i < n; i++) free(e[i].name), free(e[i].path);
+    free(e);
+}
+
+int lf_upscaler_scan(const char *const *dirs, size_t ndirs, lf_upscaler_entry_t **out, size_t *n,
+                     lf_upscaler_skip_fn skip, void *user) {
+    if (!out || !n || (ndirs && !dirs)) return LF_EINVAL;
+    lf_upscaler_entry_t *list = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    for (size_t k = 0; k < ndirs && !rc; k++) {
+        char **files = NULL;
+        size_t nf = 0;
+        rc = dirs[k] ? s_list_dir(dirs[k], &files, &nf) : 0;
+        for (size_t i = 0; i < nf && !rc; i++) {
+            char path[4096], err[512] = "";
+            snprintf(path, sizeof path, "%s/%s", dirs[k], files[i]);
+            char *name = strndup(files[i], (size_t)(strrchr(files[i], '.') - files[i]));
+            if (!name) {
+                rc = LF_ENOMEM;
+                break;
+            }
+            int dup = 0;
+            for (size_t j = 0; j < cnt; j++) dup |= !strcmp(list[j].name, name);
+            lf_upscaler_info_t info;
+            lf_weights_t *w = NULL;
+            int prc = dup ? 0 : lf_weights_open(&w, path, err, sizeof err);
+            if (!dup && !prc) prc = lf_upscaler_probe(w, &info, err, sizeof err);
+            lf_weights_destroy(&w);
+            if (dup || prc) {
+                if (skip) {
+                    char why[600];
+                    if (dup)
+                        snprintf(why, sizeof why, "another file already gives the upscaler '%s'",
+                                 name);
+                    else
+                        snprintf(why, sizeof why, "%s", err);
+                    skip(user, path, why);
+                }
+                free(name);
+                continue;
+            }
+            if (cnt == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                lf_upscaler_entry_t *nl = realloc(list, nc * sizeof *nl);
+                if (!nl) {
+                    free(name);
+                    rc = LF_ENOMEM;
+                    break;
+                }
+                list = nl, cap = nc;
+            }
+            list[cnt] = (lf_upscaler_entry_t){.name = name, .path = strdup(path), .info = info};
+            if (!list[cnt++].path) rc = LF_ENOMEM;
+        }
+        for (size_t i = 0; i < nf; i++) free(files[i]);
+        free(files);
+    }
+    if (rc) {
+        lf_upscaler_entries_free(list, cnt);
+        return rc;
+    }
+    *out = list, *n = cnt;
+    return 0;
 }

@@ -67,6 +67,28 @@ const char *lf_upscaler_layout_name(lf_upscaler_layout_t layout);
  * *info untouched on failure. Pure; thread-safe. */
 int lf_upscaler_probe(const lf_weights_t *w, lf_upscaler_info_t *info, char *err, size_t errlen);
 
+/* One upscaler file found by lf_upscaler_scan; plain data. */
+typedef struct {
+    char *name; /* the file name without its extension, as A1111 names it; owned */
+    char *path; /* owned */
+    lf_upscaler_info_t info;
+} lf_upscaler_entry_t;
+
+/* Called for each file lf_upscaler_scan leaves out, with the reason. */
+typedef void (*lf_upscaler_skip_fn)(void *user, const char *path, const char *why);
+
+/* Lists the upscalers in the folders dirs[0..ndirs) (a worker passes
+ * models/upscale_models and A1111's models/ESRGAN): every .pth, .pt and
+ * .safetensors file, probed (lf_upscaler_probe; nothing is loaded), sorted
+ * by name within a folder. Files that are not upscalers, and a name already
+ * given by an earlier file or folder, are left out and passed to skip (may
+ * be NULL). A missing folder lists nothing. *out: caller owns (free with
+ * lf_upscaler_entries_free); NULL when none. 0 or LF_ENOMEM. */
+int lf_upscaler_scan(const char *const *dirs, size_t ndirs, lf_upscaler_entry_t **out, size_t *n,
+                     lf_upscaler_skip_fn skip, void *user);
+/* Takes NULL. */
+void lf_upscaler_entries_free(lf_upscaler_entry_t *entries, size_t n);
+
 typedef struct lf_upscaler lf_upscaler_t;
 
 /* Opens path, detects the architecture and uploads the weights into pool

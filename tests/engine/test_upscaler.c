@@ -327,6 +327,43 @@ static void test_rgb8(void **state) {
     s_close(&c);
 }
 
+static void s_skipped(void *user, const char *path, const char *why) {
+    int *k = user;
+    (*k)++;
+    printf("  skipped %s: %s\n", strrchr(path, '/') + 1, why);
+}
+
+/* The fixture folder as a models/upscale_models: five upscalers, the second
+ * compact_x4 file left out as a duplicate name, the reference outputs and
+ * the stray file left out as not upscalers; a missing folder adds nothing. */
+static void test_scan(void **state) {
+    (void)state;
+    char d[1024];
+    const char *dirs[2] = {lf_test_fixture(d, sizeof d, "upscale"), "/nonexistent/ESRGAN"};
+    lf_upscaler_entry_t *e = NULL;
+    size_t n = 0;
+    int skipped = 0;
+    assert_int_equal(lf_upscaler_scan(dirs, 2, &e, &n, s_skipped, &skipped), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(skipped, 7);
+    const char *names[5] = {"compact_x4", "esrgan_bsrgan_x4", "esrgan_new_x2", "esrgan_new_x4",
+                            "esrgan_old_x4"};
+    const int scales[5] = {4, 4, 2, 4, 4};
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(e[i].name, names[i]);
+        assert_int_equal(e[i].info.scale, scales[i]);
+        assert_non_null(strstr(e[i].path, "/upscale/"));
+    }
+    assert_int_equal(e[0].info.arch, LF_UPSCALER_COMPACT);
+    assert_non_null(strstr(e[0].path, "compact_x4.pth"));
+    lf_upscaler_entries_free(e, n);
+    e = NULL;
+    assert_int_equal(lf_upscaler_scan(dirs + 1, 1, &e, &n, NULL, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+    lf_upscaler_entries_free(NULL, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_esrgan_old_x4),
@@ -340,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_tiled_edges),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_rgb8),
+        cmocka_unit_test(test_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
