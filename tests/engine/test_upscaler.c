@@ -274,6 +274,94 @@ static void test_bad_files(void **state) {
     lf_backend_destroy(&be);
 }
 
+/* Writes a safetensors file of zero-filled f32 tensors: names[i] with the
+ * PyTorch shape shapes[i] (up to 4 dims, trailing 0s ignored). */
+static void s_write_file(const char *path, const char *const *names, const int64_t (*shapes)[4],
+                         size_t n) {
+    lf_tensor_info_t t[16];
+    void *bufs[16];
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].name = names[i];
+        t[i].dtype = LF_DTYPE_F32;
+        int64_t numel = 1;
+        for (int d = 0; d < 4 && shapes[i][d]; d++) {
+            t[i].shape[t[i].ndim++] = shapes[i][d];
+            numel *= shapes[i][d];
+        }
+        bufs[i] = calloc((size_t)numel, 4);
+        t[i].data = bufs[i];
+        t[i].nbytes = (size_t)numel * 4;
+    }
+    assert_int_equal(lf_safetensors_write(path, t, n, NULL, 0), 0);
+    for (size_t i = 0; i < n; i++) free(bufs[i]);
+}
+
+static int s_load_err(const char *path, char *err, size_t errlen) {
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_upscaler_t *u = NULL;
+    int rc = lf_upscaler_new(&u, path, be, pool, LF_TYPE_F32, err, errlen);
+    printf("  %s -> %s: %s\n", strrchr(path, '/') + 1, lf_strerror(rc), err);
+    assert_null(u);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    return rc;
+}
+
+/* Damaged files: refused with an error naming the file and the tensor. */
+static void test_bad_shapes(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf_upscaler_test.XXXXXX", p[256], err[512];
+    assert_non_null(mkdtemp(dir));
+    /* Compact, 0 body convs, x4: valid; then a PReLU of the wrong size. */
+    const char *cn[] = {"body.0.weight", "body.0.bias", "body.1.weight", "body.2.weight",
+                        "body.2.bias"};
+    const int64_t cs[][4] = {{8, 3, 3, 3}, {8}, {8}, {48, 8, 3, 3}, {48}};
+    snprintf(p, sizeof p, "%s/ok.safetensors", dir);
+    s_write_file(p, cn, cs, 5);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_upscaler_t *u = NULL;
+    assert_int_equal(lf_upscaler_new(&u, p, be, pool, LF_TYPE_F32, err, sizeof err), 0);
+    assert_int_equal(lf_upscaler_info(u)->scale, 4);
+    assert_int_equal(lf_upscaler_info(u)->nb, 0);
+    lf_upscaler_destroy(&u);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    const int64_t cs2[][4] = {{8, 3, 3, 3}, {8}, {5}, {48, 8, 3, 3}, {48}};
+    snprintf(p, sizeof p, "%s/prelu.safetensors", dir);
+    s_write_file(p, cn, cs2, 5);
+    assert_int_equal(s_load_err(p, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "prelu.safetensors"));
+    assert_non_null(strstr(err, "body.1.weight"));
+    /* Compact whose last conv has 7 outputs: no scale^2 * channels. */
+    const int64_t cs3[][4] = {{8, 3, 3, 3}, {8}, {8}, {7, 8, 3, 3}, {7}};
+    snprintf(p, sizeof p, "%s/last.safetensors", dir);
+    s_write_file(p, cn, cs3, 5);
+    assert_int_equal(s_load_err(p, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "last.safetensors"));
+    /* ESRGAN (Real-ESRGAN names) with one dense conv of the wrong width. */
+    const char *en[] = {"conv_first.weight", "conv_first.bias", "body.0.rdb1.conv1.weight",
+                        "conv_body.weight", "conv_last.weight"};
+    const int64_t es[][4] = {{8, 3, 3, 3}, {8}, {4, 9, 3, 3}, {8, 8, 3, 3}, {3, 8, 3, 3}};
+    snprintf(p, sizeof p, "%s/esrgan.safetensors", dir);
+    s_write_file(p, en, es, 5);
+    assert_int_equal(s_load_err(p, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "esrgan.safetensors"));
+    assert_non_null(strstr(err, "body.0.rdb1.conv1.weight"));
+    /* ESRGAN whose first conv is not 3x3. */
+    const int64_t es2[][4] = {{8, 3}, {8}, {4, 8, 3, 3}, {8, 8, 3, 3}, {3, 8, 3, 3}};
+    snprintf(p, sizeof p, "%s/first.safetensors", dir);
+    s_write_file(p, en, es2, 5);
+    assert_int_equal(s_load_err(p, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "first.safetensors"));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_probe(void **state) {
     (void)state;
     char p[1024], err[512] = "";
@@ -378,6 +466,7 @@ int main(void) {
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_rgb8),
         cmocka_unit_test(test_scan),
+        cmocka_unit_test(test_bad_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
