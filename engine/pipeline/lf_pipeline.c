@@ -14,6 +14,7 @@
 #include "lf_infotext.h"
 #include "lf_params.h"
 #include "lf_prompt.h"
+#include "lf_resize.h"
 
 #define S_COMMA_BACKTRACK 20
 
@@ -48,96 +49,11 @@ int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, doub
     return steps - t_enc - 1;
 }
 
-/* ---- resize (PIL BILINEAR) --------------------------------------------- */
-
-typedef struct {
-    int *lo, *n;   /* first source index and tap count per output index */
-    float *w;      /* taps, ntap per output index */
-    int ntap;
-} s_coeffs_t;
-
-static void s_coeffs_free(s_coeffs_t *c)
-{
-    free(c->lo);
-    free(c->n);
-    free(c->w);
-}
-
-/* PIL precompute_coeffs with the triangle filter (support 1). */
-static int s_coeffs(int in, int out, s_coeffs_t *c)
-{
-    double scale = (double)in / out;
-    double fscale = scale > 1.0 ? scale : 1.0;
-    double support = fscale;
-    c->ntap = (int)ceil(support) * 2 + 1;
-    c->lo = malloc((size_t)out * sizeof *c->lo);
-    c->n = malloc((size_t)out * sizeof *c->n);
-    c->w = calloc((size_t)out * (size_t)c->ntap, sizeof *c->w);
-    if (!c->lo || !c->n || !c->w) {
-        s_coeffs_free(c);
-        return LF_ENOMEM;
-    }
-    for (int o = 0; o < out; o++) {
-        double center = (o + 0.5) * scale;
-        int lo = (int)(center - support + 0.5);
-        int hi = (int)(center + support + 0.5);
-        if (lo < 0) lo = 0;
-        if (hi > in) hi = in;
-        int n = hi - lo;
-        if (n > c->ntap) n = c->ntap;
-        double sum = 0.0;
-        float *w = c->w + (size_t)o * c->ntap;
-        for (int k = 0; k < n; k++) {
-            double d = fabs((k + lo - center + 0.5) / fscale);
-            double v = d < 1.0 ? 1.0 - d : 0.0;
-            w[k] = (float)v;
-            sum += v;
-        }
-        for (int k = 0; k < n && sum > 0.0; k++) w[k] = (float)(w[k] / sum);
-        c->lo[o] = lo;
-        c->n[o] = n;
-    }
-    return 0;
-}
+/* ---- resize (PIL BILINEAR, lf_resize) ---------------------------------- */
 
 int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
 {
-    if (!src || !dst || sw < 1 || sh < 1 || dw < 1 || dh < 1) return LF_EINVAL;
-    s_coeffs_t cx = {0}, cy = {0};
-    float *tmp = malloc((size_t)sh * (size_t)dw * 3 * sizeof *tmp);
-    int rc = tmp ? s_coeffs(sw, dw, &cx) : LF_ENOMEM;
-    if (rc == 0) rc = s_coeffs(sh, dh, &cy);
-    if (rc != 0) {
-        free(tmp);
-        s_coeffs_free(&cx);
-        return rc;
-    }
-    /* Horizontal pass into float rows, then vertical into bytes. */
-    for (int y = 0; y < sh; y++)
-        for (int x = 0; x < dw; x++) {
-            const float *w = cx.w + (size_t)x * cx.ntap;
-            for (int ch = 0; ch < 3; ch++) {
-                float acc = 0.f;
-                for (int k = 0; k < cx.n[x]; k++)
-                    acc += w[k] * src[((size_t)y * sw + (size_t)(cx.lo[x] + k)) * 3 + ch];
-                tmp[((size_t)y * dw + x) * 3 + ch] = acc;
-            }
-        }
-    for (int y = 0; y < dh; y++) {
-        const float *w = cy.w + (size_t)y * cy.ntap;
-        for (int x = 0; x < dw; x++)
-            for (int ch = 0; ch < 3; ch++) {
-                float acc = 0.f;
-                for (int k = 0; k < cy.n[y]; k++)
-                    acc += w[k] * tmp[((size_t)(cy.lo[y] + k) * dw + x) * 3 + ch];
-                long v = lroundf(acc);
-                dst[((size_t)y * dw + x) * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-    }
-    free(tmp);
-    s_coeffs_free(&cx);
-    s_coeffs_free(&cy);
-    return 0;
+    return lf_resize_rgb8(src, sw, sh, dst, dw, dh, LF_RESIZE_BILINEAR);
 }
 
 /* ---- infotext ---------------------------------------------------------- */

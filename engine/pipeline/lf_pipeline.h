@@ -163,7 +163,8 @@ void lf_pipeline_result_clear(lf_pipeline_result_t *r);
 int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full);
 
 /* Resizes RGB8 src (sw x sh) to dst (dw x dh) with PIL's BILINEAR filter
- * (support widened by the scale when shrinking). Pure; returns 0, LF_EINVAL
+ * (support widened by the scale when shrinking), bit for bit: it is
+ * lf_resize_rgb8(..., LF_RESIZE_BILINEAR). Pure; returns 0, LF_EINVAL
  * or LF_ENOMEM. */
 int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
