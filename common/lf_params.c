@@ -373,11 +373,17 @@ int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped) 
         if (old) { /* older A1111 texts: "Sampler: DPM++ 2M Karras" */
             rc = lf_param_set_str(p, d, old->name);
             if (!rc) rc = lf_param_set_str(p, &s_table[LF_P_scheduler], sch);
-        } else if (d == &s_table[LF_P_refiner_checkpoint]) {
-            /* A1111 writes the refiner's short title, "name [hash]": keep the name. */
+        } else if (d == &s_table[LF_P_refiner_checkpoint] || d == &s_table[LF_P_vae]) {
+            /* A1111 writes the refiner's short title, "name [hash]", and the VAE's
+             * file name, "name.safetensors": keep the name. */
             const char *br = strrchr(v, '[');
             size_t n = strlen(v);
             if (br && br > v && br[-1] == ' ' && v[n - 1] == ']') n = (size_t)(br - v - 1);
+            static const char *const exts[] = {".safetensors", ".ckpt", ".pt"};
+            for (size_t k = 0; d == &s_table[LF_P_vae] && k < sizeof exts / sizeof exts[0]; k++) {
+                size_t l = strlen(exts[k]);
+                if (n > l && !strncmp(v + n - l, exts[k], l)) n -= l;
+            }
             char *name = strndup(v, n);
             rc = name ? lf_param_set_str(p, d, name) : LF_ENOMEM;
             free(name);

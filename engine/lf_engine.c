@@ -358,14 +358,20 @@ static int s_ensure_vae(lf_engine_t *e, const char *vae)
     return rc;
 }
 
+/* The family's name: the models' own list where the networks are built in
+ * (so families added there are named), else the ones this file knows. */
 static const char *s_family_str(lf_family_t f)
 {
+#ifdef LF_HAVE_MODEL
+    return lf_family_name(f);
+#else
     switch (f) {
     case LF_FAMILY_SD15: return "sd15";
     case LF_FAMILY_SDXL: return "sdxl";
     case LF_FAMILY_FLUX: return "flux";
     default: return "unknown";
     }
+#endif
 }
 
 /* Makes the refiner a request names resident (loading it on first use);
@@ -381,8 +387,9 @@ static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
     lf_model_t *m = NULL;
     int rc = e->ops->load(path, &mo, &m, why, sizeof why);
     if (rc != 0) return s_err(e, rc, "refiner: %s", why[0] ? why : lf_strerror(rc));
+    /* Same family, or both SDXL kinds (a refiner may get a family of its own). */
     lf_family_t fr = e->ops->desc(m)->family, fb = e->ops->desc(e->model)->family;
-    if (fr != fb) {
+    if (fr != fb && (strncmp(s_family_str(fr), "sdxl", 4) != 0 || strncmp(s_family_str(fb), "sdxl", 4) != 0)) {
         e->ops->destroy(&m);
         return s_err(e, LF_EINVAL, "refiner %s is a %s model; the base %s is %s", path, s_family_str(fr), e->model_name,
                      s_family_str(fb));

@@ -109,7 +109,8 @@ int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *
         const lf_model_info_t *m = s_model(c, p->model), *r = s_model(c, p->refiner_checkpoint);
         if (!m) continue;
         if (!refiner && r) {
-            if (m->kind && r->kind && strcmp(m->kind, r->kind)) {
+            /* Same family, or both SDXL kinds (a refiner may be advertised as one of its own). */
+            if (m->kind && r->kind && strcmp(m->kind, r->kind) && (strncmp(m->kind, "sdxl", 4) || strncmp(r->kind, "sdxl", 4))) {
                 base_kind = m->kind;
                 ref_kind = r->kind;
             } else {

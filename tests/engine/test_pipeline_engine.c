@@ -367,7 +367,9 @@ static int s_gen(lf_engine_t *e, const char *refiner, const char *vae)
     req.width = req.height = 64;
     req.steps = 2;
     req.refiner_path = refiner;
-    req.refiner_switch_at = 0.5;
+    /* 1 = no hand-off (lf_pipeline.h): these tests are about residency, not
+     * the refiner's steps, which the SDXL pipeline tests cover. */
+    req.refiner_switch_at = 1.0;
     req.vae_path = vae;
     req.orig_width = 2048, req.crop_top = 16, req.target_height = 512;
     req.aesthetic_score = 7, req.negative_aesthetic_score = 2;

@@ -200,6 +200,9 @@ static void test_sdxl_refiner_vae(void **state)
              "printf x > '%s/vae/readme.txt' && printf x > '%s/taesd/taesdxl_decoder.safetensors'",
              f->models, f->models, LF_FIXTURE_DIR, f->models, f->models, f->models);
     assert_int_equal(system(cmd), 0);
+    /* The refiner: a second copy of the base (same vocabulary and networks). */
+    snprintf(path, sizeof path, "%s/tiny-clip-refiner.safetensors", f->models);
+    assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, path), 0);
     lf_runner_env_t env = {.device = "cpu", .models_dir = f->models};
     static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
     lf_runner_t *r = lf_runner_new(&env, backends, 1);
@@ -225,16 +228,17 @@ static void test_sdxl_refiner_vae(void **state)
         skip();
     }
     lf_job_params_t p = {.model = "tiny-clip", .prompt = "a red circle", .width = 64, .height = 64, .steps = 2,
-                         .batch_size = 1, .cfg_scale = 5.0, .seed = 3, .refiner_checkpoint = "tiny-b",
-                         .refiner_switch_at = 0.5, .aesthetic_score = 6, .negative_aesthetic_score = 2.5};
+                         .batch_size = 1, .cfg_scale = 5.0, .seed = 3, .refiner_checkpoint = "tiny-clip-refiner",
+                         /* 1 = no hand-off: residency here; the refiner's steps are the pipeline's tests */
+                         .refiner_switch_at = 1.0, .aesthetic_score = 6, .negative_aesthetic_score = 2.5};
     lf_runner_job_t job = {.params = &p};
     lf_runner_output_t out = {0};
     char err[256] = "";
     if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run: %s", err);
     assert_string_equal(lf_runner_resident(r), "tiny-clip");
-    assert_string_equal(lf_runner_refiner(r), "tiny-b"); /* kept next to the base */
+    assert_string_equal(lf_runner_refiner(r), "tiny-clip-refiner"); /* kept next to the base */
     json_t *info = json_loads(out.info_json, 0, NULL);
-    assert_string_equal(json_string_value(json_object_get(info, "refiner_checkpoint")), "tiny-b");
+    assert_string_equal(json_string_value(json_object_get(info, "refiner_checkpoint")), "tiny-clip-refiner");
     json_decref(info);
     lf_runner_output_clear(&out);
     /* A separate VAE (a tiny fixture's) reloads the base with it; unset goes back. */

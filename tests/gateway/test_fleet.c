@@ -158,6 +158,11 @@ static void test_sdxl_parts(void **state) {
     assert_int_equal(lf_fleet_parts(&wm, 1, &r.params, "refiner_checkpoint", "vae", &e), LF_EINVAL);
     assert_string_equal(e.field, "refiner_checkpoint");
     assert_non_null(strstr(e.message, "sd15"));
+    /* SDXL kinds go together (a refiner may be advertised with a kind of its own). */
+    mixed[1] = (lf_model_info_t){"sd", "sdxl_refiner", 1024, NULL};
+    free(r.params.vae);
+    r.params.vae = NULL; /* wm has no VAE */
+    assert_int_equal(lf_fleet_parts(&wm, 1, &r.params, "refiner_checkpoint", "vae", &e), 0);
     free(r.params.refiner_checkpoint);
     r.params.refiner_checkpoint = NULL;
     free(r.params.vae);

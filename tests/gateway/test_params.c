@@ -362,10 +362,10 @@ static void test_refiner_vae_rules(void **state) {
     lf_job_request_clear(&r);
     json_decref(b);
 
-    /* The reader keeps the refiner's name from A1111's "name [hash]". */
+    /* The reader keeps the refiner's name from A1111's "name [hash]", the VAE's from its file name. */
     lf_job_params_t p = {0};
     int skipped = -1;
-    assert_int_equal(lf_params_from_infotext("a\nSteps: 20, Seed: 1, Size: 1024x1024, Model: sdxl-base, VAE: fixed-vae, "
+    assert_int_equal(lf_params_from_infotext("a\nSteps: 20, Seed: 1, Size: 1024x1024, Model: sdxl-base, VAE: fixed-vae.safetensors, "
                                              "Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.75",
                                              &p, &skipped), 0);
     assert_int_equal(skipped, 0);

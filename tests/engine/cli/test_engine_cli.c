@@ -343,10 +343,14 @@ static void test_generate(void **state)
     assert_non_null(strstr(r.err, "step 3/3\n")); /* t_enc = 2: three steps */
     s_check_png(png1, 64, 64);
     s_free(&r);
-    /* A refiner (a tiny SD1.5 fixture stands in: the flags' plumbing, not SDXL) and size conditioning. */
+    /* A refiner (a copy of the tiny model stands in: the flags' plumbing, not SDXL; switch at 1 = no
+     * hand-off) and size conditioning. */
+    char refiner[1100];
+    snprintf(refiner, sizeof refiner, "%s/tiny-clip-refiner.safetensors", out);
+    assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, refiner), 0);
     r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "a red circle", "-W", "64", "-H", "64", "--steps", "2",
-              "--refiner", lf_test_fixture(fix, sizeof fix, "models/tiny_b_diffusers"), "--refiner-switch-at", "0.5",
-              "--original-size", "128x96", "--crop-top", "8", "--target-size", "64x64", "-o", png1, NULL);
+              "--refiner", refiner, "--refiner-switch-at", "1", "--original-size", "128x96", "--crop-top", "8",
+              "--target-size", "64x64", "-o", png1, NULL);
     if (r.status != 0) fail_msg("generate --refiner: %s", r.err);
     s_check_png(png1, 64, 64);
     s_free(&r);
@@ -362,6 +366,7 @@ static void test_generate(void **state)
     unlink(png0);
     unlink(png1);
     unlink(model);
+    unlink(refiner);
     rmdir(out);
 #endif
 }
