@@ -370,13 +370,68 @@ def pipelines(out, base, refiner):
                        torch=torch.__version__, cases=meta), f, indent=1)
 
 
+def randomized_state(model, gen):
+    """model's state dict as random f16 tensors (mmf.randomize's scales),
+    made tensor by tensor: the model itself can live on the meta device, so
+    a full-size SDXL never exists in f32."""
+    out = {}
+    for name, p in model.state_dict().items():
+        if name.endswith("position_ids"):
+            continue
+        if p.dim() >= 2:
+            fan_in = 1
+            for d in p.shape[1:]:
+                fan_in *= d
+            v = torch.randn(tuple(p.shape), generator=gen) / fan_in ** 0.5
+        elif name.endswith("weight"):
+            v = 1.0 + 0.1 * torch.randn(tuple(p.shape), generator=gen)
+        else:
+            v = 0.1 * torch.randn(tuple(p.shape), generator=gen)
+        out[name] = v.half()
+        del v
+    return out
+
+
+class _Frozen(torch.nn.Module):
+    """Stands in for a network in sgm_state / save_diffusers: its
+    state_dict() is a fixed dict (f16), its config the real one's."""
+
+    def __init__(self, sd, config):
+        super().__init__()
+        self._sd, self.config = sd, config
+
+    def state_dict(self, *a, **kw):
+        return self._sd
+
+    def save_config(self, folder):
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(dict(self.config), f, indent=1, default=list)
+
+
 def full(out):
-    """Full-size random SDXL base: single SGM file (f16) + diffusers folder,
-    and a reference for one 1024x1024 UNet step (batch 2: CFG)."""
+    """Full-size random SDXL base (the real SDXL 1.0 sizes, random weights):
+    one SGM file (f16) and a diffusers folder. Timing and memory only; the
+    networks are never run here."""
+    from accelerate import init_empty_weights
     os.makedirs(out, exist_ok=True)
-    unet, vae, text_l, text_g = build(FULL_UNET, True, 1, FULL_TEXT_L, FULL_TEXT_G, FULL_VAE)
-    save_file(sgm_state(unet, vae, text_l, text_g), os.path.join(out, "sdxl_full.safetensors"))
-    save_diffusers(os.path.join(out, "sdxl_full_diffusers"), unet, vae, text_l, text_g)
+    gen = torch.Generator().manual_seed(1)
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**FULL_UNET)
+        vae = AutoencoderKL(**FULL_VAE)
+        tl_cfg, tg_cfg = CLIPTextConfig(**FULL_TEXT_L), CLIPTextConfig(**FULL_TEXT_G)
+        text_l, text_g = CLIPTextModel(tl_cfg), CLIPTextModelWithProjection(tg_cfg)
+    unet_f, vae_f, tl_f, tg_f = [_Frozen(randomized_state(m, gen), m.config)
+                                 for m in (unet, vae, text_l, text_g)]
+    save_file(sgm_state(unet_f, vae_f, tl_f, tg_f), os.path.join(out, "sdxl_full.safetensors"))
+    folder = os.path.join(out, "sdxl_full_diffusers")
+    for sub, m in [("unet", unet_f), ("vae", vae_f)]:
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        save_file(m.state_dict(), os.path.join(folder, sub, "diffusion_pytorch_model.safetensors"))
+        m.save_config(os.path.join(folder, sub))
+    for sub, m, cfg in [("text_encoder", tl_f, tl_cfg), ("text_encoder_2", tg_f, tg_cfg)]:
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        save_file(m.state_dict(), os.path.join(folder, sub, "model.safetensors"))
+        cfg.to_json_file(os.path.join(folder, sub, "config.json"))
     print("full SDXL written to", out)
 
 
