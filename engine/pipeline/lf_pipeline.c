@@ -442,6 +442,14 @@ static int s_condition(const lf_pipeline_ctx_t *ctx, lf_model_t *model, const lf
         rc = s_fail(err, errlen, rc, "text encoder failed: %s", lf_strerror(rc));
         goto out;
     }
+    /* SDXL (a model with a pooled embedding) and an empty negative prompt:
+     * the uncond is all zeros, text and pooled, as A1111 (sd_models_xl's
+     * force_zero_negative_prompt) and diffusers (force_zeros_for_empty_prompt). */
+    const int zero_uncond = P > 0 && (!req->negative || !req->negative[0]);
+    if (zero_uncond && guided) {
+        memset(text + cond_sz, 0, cond_sz * sizeof *text);
+        memset(pooled + tok->n * (size_t)P, 0, tok->n * (size_t)P * sizeof *pooled);
+    }
     for (int b = 0; b < mb; b++)
         memcpy(cond + (size_t)b * cond_sz, text + (b < B ? 0 : cond_sz), cond_sz * sizeof *cond);
     /* Micro-conditioning, height first (diffusers' _get_add_time_ids). */

@@ -41,8 +41,10 @@
  *    [orig_h, orig_w, crop_top, crop_left, target_h, target_w] (the same for
  *    the uncond, as diffusers and A1111), refiner [orig_h, orig_w, crop_top,
  *    crop_left, aesthetic score] (the negative score for the uncond). An
- *    empty negative prompt is encoded as "" (A1111), not zeroed as
- *    diffusers' force_zeros_for_empty_prompt does.
+ *    EMPTY negative prompt gives an all-zero uncond (text and pooled) for
+ *    such models, as A1111 (sd_models_xl.py: force_zero_negative_prompt,
+ *    base and refiner) and diffusers (force_zeros_for_empty_prompt); SD1.x
+ *    encodes "" as before.
  *  - Refiner (ctx->refiner, 0 < refiner_switch_at = f < 1): the base runs
  *    the steps whose timestep t(sigma) >= round(1000 - 1000 f) and the
  *    refiner, with its own text encoding and time ids, continues from the

@@ -8,9 +8,9 @@
  *
  * The fixture checkpoints' token embeddings (400 rows) are widened here to
  * CLIP's 49,408 (row r = row r % 400, as the script does), so the real
- * tokenizer runs on both sides. The negative prompt is not empty: diffusers'
- * force_zeros_for_empty_prompt would zero the uncond where lightfarm (as
- * A1111) encodes "". The final latents and the VAE's float output are taken
+ * tokenizer runs on both sides. With an empty negative prompt the uncond is
+ * all zeros on both sides (diffusers' force_zeros_for_empty_prompt, A1111's
+ * force_zero_negative_prompt). The final latents and the VAE's float output are taken
  * from the pipeline's vae_decode call through a recording ops table over the
  * real lf_model functions. Error measure: max |ours - ref| / max |ref|.
  * Skips when the CLIP merges file of the reference data is absent. */
@@ -51,20 +51,22 @@ typedef struct {
     int steps;
     double refiner_at; /* 0: base only */
     int micro;         /* the script's MICRO micro-conditioning */
+    int empty_negative; /* negative prompt "": an all-zero uncond (A1111 and diffusers) */
 } s_case_t;
 
 static const s_case_t s_cases[] = {
-    {"euler", "euler", "normal", 4, 0, 0},
-    {"euler_a", "euler_ancestral", "normal", 4, 0, 0},
-    {"euler_karras", "euler", "karras", 5, 0, 0},
-    {"heun", "heun", "normal", 4, 0, 0},
+    {"euler", "euler", "normal", 4, 0, 0, 0},
+    {"euler_a", "euler_ancestral", "normal", 4, 0, 0, 0},
+    {"euler_karras", "euler", "karras", 5, 0, 0, 0},
+    {"heun", "heun", "normal", 4, 0, 0, 0},
     /* sgm_uniform 9: integer timesteps (diffusers rounds DPM-Solver's, and
      * the tiny UNet's two time frequencies feel half a step). */
-    {"dpmpp_2m", "dpmpp_2m", "sgm_uniform", 9, 0, 0},
-    {"uni_pc_f32", "uni_pc", "normal", 4, 0, 0},
-    {"euler_micro", "euler", "normal", 4, 0, 1},
-    {"refiner_euler", "euler", "normal", 4, 0.5, 0},
-    {"refiner_euler_a", "euler_ancestral", "normal", 4, 0.6, 0},
+    {"dpmpp_2m", "dpmpp_2m", "sgm_uniform", 9, 0, 0, 0},
+    {"uni_pc_f32", "uni_pc", "normal", 4, 0, 0, 0},
+    {"euler_micro", "euler", "normal", 4, 0, 1, 0},
+    {"refiner_euler", "euler", "normal", 4, 0.5, 0, 0},
+    {"refiner_euler_a", "euler_ancestral", "normal", 4, 0.6, 0, 0},
+    {"euler_empty_negative", "euler", "normal", 4, 0, 0, 1},
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
@@ -221,7 +223,8 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
                              .model_name = "sdxl_tiny",
                              .refiner = c->refiner_at > 0 ? env->refiner : NULL,
                              .refiner_name = "sdxl_tiny_refiner"};
-    lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = P_NEGATIVE, .steps = c->steps,
+    lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = c->empty_negative ? "" : P_NEGATIVE,
+                                 .steps = c->steps,
                                  .cfg = P_CFG, .seed = P_SEED, .width = P_SIZE, .height = P_SIZE,
                                  .batch = 1, .rng = LF_RNG_TORCH_CPU, .clip_skip = 1,
                                  .refiner_switch_at = c->refiner_at};
@@ -302,7 +305,8 @@ S_TEST(5)
 S_TEST(6)
 S_TEST(7)
 S_TEST(8)
-_Static_assert(N_CASES == 9, "one test function per case");
+S_TEST(9)
+_Static_assert(N_CASES == 10, "one test function per case");
 #endif
 
 int main(void)
@@ -312,7 +316,7 @@ int main(void)
         cmocka_unit_test(test_sdxl_0), cmocka_unit_test(test_sdxl_1), cmocka_unit_test(test_sdxl_2),
         cmocka_unit_test(test_sdxl_3), cmocka_unit_test(test_sdxl_4), cmocka_unit_test(test_sdxl_5),
         cmocka_unit_test(test_sdxl_6), cmocka_unit_test(test_sdxl_7), cmocka_unit_test(test_sdxl_8),
-        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_sdxl_9), cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 #else

@@ -34,9 +34,10 @@ Pipelines: the text encoders' token embeddings widened to CLIP's 49,408 rows
 CLIP BPE (the shared reference data's merges file) on both sides,
 StableDiffusionXLPipeline for several samplers, and the refiner hand-off
 base(denoising_end) + StableDiffusionXLImg2ImgPipeline(denoising_start).
-The negative prompt is NOT empty: diffusers' force_zeros_for_empty_prompt
-zeroes the uncond for an empty negative prompt where lightfarm (as A1111)
-encodes "".
+The negative prompt is "blurry, ugly", and empty in one case
+(euler_empty_negative): diffusers' force_zeros_for_empty_prompt then zeroes
+the uncond (text and pooled), as A1111's sd_models_xl.py does
+(force_zero_negative_prompt) and lightfarm does for SDXL.
 
   /work/venv-ref/bin/python tests/reference/make_sdxl_fixtures.py
   ... --full   also a FULL-size random SDXL base checkpoint (single file, f16)
@@ -307,8 +308,9 @@ def pipelines(out, base, refiner):
     tok, tok2 = tokenizers(tmp)
     cases = {c[0]: c for c in mpf.CASES}
     meta = []
-    runs = [(n, n, {}) for n in PIPE_CASES] + [("euler_micro", "euler", MICRO)]
-    for name, case, kw in runs:
+    runs = [(n, n, {}, NEGATIVE) for n in PIPE_CASES] + [("euler_micro", "euler", MICRO, NEGATIVE),
+                                                         ("euler_empty_negative", "euler", {}, "")]
+    for name, case, kw, negative in runs:
         _, sampler, schedule, steps, make, vp, how, *patch = cases[case]
         sched = make()
         gen = torch.Generator().manual_seed(SEED)
@@ -323,14 +325,16 @@ def pipelines(out, base, refiner):
                                          scheduler=sched, force_zeros_for_empty_prompt=True)
         pipe.set_progress_bar_config(disable=True)
         lat0 = start_latents(gen, float(lf[0]), vp, sched)
-        lat = pipe(PROMPT, negative_prompt=NEGATIVE, height=SIZE, width=SIZE,
+        # diffusers zeroes the uncond for negative_prompt=None (not for "").
+        lat = pipe(PROMPT, negative_prompt=negative or None, height=SIZE, width=SIZE,
                    num_inference_steps=steps, guidance_scale=CFG, generator=gen, latents=lat0,
                    output_type="latent", **kw).images
         img = vae.decode(lat / vae.config.scaling_factor).sample
         save_file({"latent": lat.contiguous().float(), "image": img.contiguous().float()},
                   os.path.join(out, "pipe_%s.safetensors" % name))
         meta.append(dict(case=name, sampler=sampler, scheduler=schedule, steps=steps,
-                         diffusers=type(sched).__name__, schedule_match=how, **kw))
+                         diffusers=type(sched).__name__, schedule_match=how, negative=negative,
+                         **kw))
         print("pipeline %-16s |lat| %.3f" % (name, float(lat.abs().max())))
     # Refiner hand-off: base runs timesteps >= round(1000 - 1000 * f), the
     # refiner (img2img with denoising_start = f) the rest, same generator.
