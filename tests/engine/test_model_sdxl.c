@@ -257,11 +257,46 @@ static void test_missing_openclip(void **state) {
     unlink(tmp);
 }
 
+/* A checkpoint without its VAE takes one from opts.vae_path (the SGM file's
+ * first_stage_model.*); without one it fails naming the file. */
+static void test_missing_vae(void **state) {
+    (void)state;
+    char tmp[] = "/tmp/lf_sdxl_novae_XXXXXX", vp[1024], err[512] = "";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    close(fd);
+    s_write_without(tmp, "first_stage_model.");
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tmp, NULL, &m, err, sizeof err);
+    printf("  without a VAE: %s\n", err);
+    assert_true(rc < 0);
+    assert_non_null(strstr(err, tmp));
+    lf_model_opts_t o = {.weight_type = -1,
+                         .vae_path = lf_test_fixture(vp, sizeof vp, "sdxl/base.safetensors")};
+    assert_int_equal(lf_model_load(tmp, &o, &m, err, sizeof err), 0);
+    s_run_all(m, "sdxl/base_ref.safetensors", 1, NULL);
+    lf_model_destroy(&m);
+    unlink(tmp);
+}
+
+/* A non-finite VAE output is an error, never a black or NaN image. */
+static void test_vae_nonfinite(void **state) {
+    (void)state;
+    lf_model_t *m = s_load("sdxl/base.safetensors", NULL);
+    float z[4 * 8 * 8], img[3 * 16 * 16];
+    for (int i = 0; i < 4 * 8 * 8; i++) z[i] = 0.1f * (i % 7);
+    assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 0, img), 0);
+    z[17] = NAN;
+    assert_int_equal(lf_model_vae_decode(m, z, 1, 8, 8, 0, img), LF_EOVERFLOW);
+    lf_model_destroy(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base_single_file), cmocka_unit_test(test_base_diffusers_agrees),
         cmocka_unit_test(test_base_f32_weights), cmocka_unit_test(test_refiner),
         cmocka_unit_test(test_vae_path),         cmocka_unit_test(test_missing_openclip),
+        cmocka_unit_test(test_missing_vae),      cmocka_unit_test(test_vae_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
