@@ -368,7 +368,10 @@ static int s_encode_sdxl(lf_model_t *m, const int32_t *ids, const float *weights
                          int clip_skip, float *out, float *pooled) {
     const int T = m->desc.text_tokens, D = m->desc.text_dim;
     const int D1 = m->clip ? lf_clip_config(m->clip)->hidden : 0, D2 = D - D1;
-    const int skip = clip_skip < 2 ? 2 : clip_skip;
+    /* Always the penultimate layer: A1111 ignores clip skip for SDXL (its
+     * "Clip skip SDXL" option, off by default, is not offered). */
+    const int skip = 2;
+    (void)clip_skip;
     const size_t rows = (size_t)n * T;
     /* One encoder's output [rows][max(D1, D2)], then OpenCLIP's ids. */
     const size_t need = rows * (size_t)(D1 > D2 ? D1 : D2) + rows;

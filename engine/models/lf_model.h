@@ -82,9 +82,9 @@ const lf_model_desc_t *lf_model_desc(const lf_model_t *self);
  * A1111). out: [n_chunks * 77][text_dim] (chunks concatenated).
  * pooled: NULL, or [n_chunks][pooled_dim] (each chunk's pooled embedding;
  * untouched when pooled_dim is 0).
- * SDXL: each encoder's hidden state WITHOUT the final layer norm, layer
- * -max(clip_skip, 2) (the penultimate by default, diffusers
- * hidden_states[-2]), CLIP-L's then OpenCLIP's per token; emphasis per
+ * SDXL: each encoder's penultimate hidden state WITHOUT the final layer
+ * norm (diffusers hidden_states[-2]; clip_skip is ignored, as A1111 does
+ * for SDXL by default), CLIP-L's then OpenCLIP's per token; emphasis per
  * encoder (A1111); OpenCLIP sees the ids after each chunk's first EOS (its
  * largest id) as 0 (A1111's id_pad, diffusers' tokenizer_2 pad "!"); the
  * pooled embedding is OpenCLIP's final-norm'd last layer at the EOS through

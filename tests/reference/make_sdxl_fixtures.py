@@ -201,8 +201,6 @@ def references(unet, vae, text_l, text_g, gen, n_ids):
     og = text_g(ids_g, output_hidden_states=True)
     r["te2_hidden"] = og.hidden_states[-2]
     r["te2_pooled"] = og.text_embeds
-    # A1111 clip skip 3 (one layer earlier, still without the final norm).
-    r["te2_hidden_skip3"] = og.hidden_states[-3]
     if text_l is not None:
         ol = text_l(ids_l, output_hidden_states=True)
         r["te1_hidden"] = ol.hidden_states[-2]
