@@ -384,9 +384,20 @@ int main(int argc, char **argv) {
     float t[B] = {500.0f, 500.0f};
     if (!x || !cond || !out) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
     s_randn(x, nx, 11), s_randn(cond, nc, 12);
+    /* SDXL's vector conditioning: a random pooled embedding and 1024x1024
+     * micro-conditioning (NULL for SD1.x). */
+    const lf_model_desc_t *md = lf_model_desc(m);
+    const int V = md->pooled_dim + md->n_time_ids;
+    float *vec = md->n_time_ids ? malloc((size_t)B * V * 4) : NULL;
+    if (md->n_time_ids && !vec) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
+    for (int b = 0; vec && b < B; b++) {
+        s_randn(vec + (size_t)b * V, (size_t)md->pooled_dim, 13);
+        for (int i = 0; i < md->n_time_ids; i++)
+            vec[(size_t)b * V + md->pooled_dim + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
+    }
 
     t0 = s_now();
-    rc = lf_model_denoise(m, x, B, S, S, t, cond, L, out);
+    rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, out);
     double warm_s = s_now() - t0;
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
     printf("  warm-up (plans memory) %.2f s\n", warm_s);
@@ -420,7 +431,7 @@ int main(int argc, char **argv) {
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps && !rc; i++) {
         t0 = s_now();
-        rc = lf_model_denoise(m, x, B, S, S, t, cond, L, out);
+        rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, out);
         ts[i] = s_now() - t0;
         printf("  step %d/%d  lightfarm %.2f s", i + 1, reps, ts[i]);
         fflush(stdout);
@@ -503,6 +514,6 @@ int main(int argc, char **argv) {
                "rel_err=%.4g",
                tr.median_s, tr.median_s / med, pair_ratio, tr.peak_rss_kb, tr.max_abs, tr.rel_err);
     printf(" openblas_core=%s loadavg=\"%s\"\n", openblas_get_corename(), la);
-    free(x), free(cond), free(out);
+    free(x), free(cond), free(out), free(vec);
     return nan_out ? 1 : 0;
 }

@@ -105,7 +105,8 @@ static int s_read_latent(const char *path, float **out, int *C, int *h, int *w)
 #ifdef LF_HAVE_MODEL
 /* z [C][h][w] (the sampler's scaled latent) -> rgb in [0, 1], [3][H][W]:
  * TAESD takes it as is, a VAE after division by its scaling factor. */
-static int s_decode_net(const char *path, float *z, int C, int h, int w, float **rgb, int *W, int *H)
+static int s_decode_net(const char *path, float *z, int C, int h, int w, int tile, float **rgb, int *W,
+                        int *H)
 {
     char err[512] = "";
     lf_weights_t *wt = NULL;
@@ -161,7 +162,7 @@ static int s_decode_net(const char *path, float *z, int C, int h, int w, float *
                 *H = h * sc;
                 for (size_t i = 0; i < (size_t)C * h * w; i++) z[i] /= cfg->scaling_factor;
                 out = malloc((size_t)3 * *W * *H * sizeof *out);
-                if (!out || lf_vae_decode(vae, z, 1, h, w, 0, out)) rc = s_fail("%s: VAE decoding failed%s", path, "");
+                if (!out || lf_vae_decode(vae, z, 1, h, w, tile, out)) rc = s_fail("%s: VAE decoding failed%s", path, "");
                 for (size_t i = 0; out && !rc && i < (size_t)3 * *W * *H; i++) out[i] = (out[i] + 1.0f) / 2.0f;
             }
         }
@@ -186,14 +187,22 @@ int lf_cli_decode(int argc, char **argv)
     static const struct option lo[] = {{"vae", required_argument, NULL, 'v'},
                                        {"latent", required_argument, NULL, 'l'},
                                        {"output", required_argument, NULL, 'o'},
+                                       {"tile", required_argument, NULL, 't'},
                                        {NULL, 0, NULL, 0}};
     const char *vae = NULL, *latent = NULL, *outp = NULL;
+    int tile = 0;
     optind = 0;
     int c;
     while ((opterr = 0, c = getopt_long(argc, argv, ":o:", lo, NULL)) != -1) {
         if (c == 'v') vae = optarg;
         else if (c == 'l') latent = optarg;
         else if (c == 'o') outp = optarg;
+        else if (c == 't') {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 0 || v > 4096) return s_usage("--tile: not 0..4096:", optarg);
+            tile = (int)v;
+        }
         else if (c == ':') return s_usage("option needs a value:", argv[optind - 1]);
         else return s_usage("unknown option", argv[optind - 1]);
     }
@@ -205,7 +214,7 @@ int lf_cli_decode(int argc, char **argv)
 #ifdef LF_HAVE_MODEL
     float *rgb = NULL;
     int W = 0, H = 0;
-    int rc = s_decode_net(vae, z, C, h, w, &rgb, &W, &H);
+    int rc = s_decode_net(vae, z, C, h, w, tile, &rgb, &W, &H);
     free(z);
     if (rc) return rc;
     lf_image_t im = {.pixels = malloc((size_t)W * H * 3), .width = (uint32_t)W, .height = (uint32_t)H, .channels = 3};
@@ -232,7 +241,7 @@ int lf_cli_decode(int argc, char **argv)
     return 0;
 #else
     int rc = s_fail("%s: decoding needs the model networks, which this build lacks%s", vae, "");
-    (void)C, (void)h, (void)w;
+    (void)C, (void)h, (void)w, (void)tile;
     free(z);
     return rc;
 #endif

@@ -12,7 +12,8 @@
  * "unknown" from the names' layout. Borrowed, static. */
 const char *lf_cli_family(const char *const *names, size_t n);
 
-/* `decode --vae FILE --latent IN.safetensors -o OUT.png`; argv[0] is
+/* `decode --vae FILE --latent IN.safetensors -o OUT.png [--tile N]` (tile:
+ * VAE tiles of N latent pixels, bounded memory; 0 = whole); argv[0] is
  * "decode". Returns the process exit status (0, 1 runtime, 2 usage). */
 int lf_cli_decode(int argc, char **argv);
 

@@ -93,6 +93,9 @@ static int s_unet(const lf_keymap_t *km, const char *n, char *o, size_t len) {
         {"time_embedding.linear_2.", "time_embed.2."},
         {"conv_norm_out.", "out.0."},
         {"conv_out.", "out.2."},
+        /* SDXL's added (pooled text + micro-conditioning) embedding. */
+        {"add_embedding.linear_1.", "label_emb.0.0."},
+        {"add_embedding.linear_2.", "label_emb.0.2."},
     };
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         size_t l = strlen(top[i][0]);
@@ -199,6 +202,43 @@ static int s_vae(const lf_keymap_t *km, const char *n, char *o, size_t len) {
     return snprintf(o, len, "%s.%s", side, r3) < (int)len ? 0 : LF_ETOOBIG;
 }
 
+/* HF CLIP text names -> OpenCLIP (the inverse of diffusers'
+ * convert_open_clip_checkpoint). q/k/v are packed in OpenCLIP: the text
+ * encoder asks for "encoder.layers.N.self_attn.in_proj.{weight,bias}". */
+static int s_openclip(const char *n, char *o, size_t len) {
+    static const char *const top[][2] = {
+        {"embeddings.token_embedding.weight", "token_embedding.weight"},
+        {"embeddings.position_embedding.weight", "positional_embedding"},
+        {"final_layer_norm.", "ln_final."},
+        {"text_projection", "text_projection"},
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
+        size_t l = strlen(top[i][0]);
+        if (strncmp(n, top[i][0], l) == 0)
+            return snprintf(o, len, "%s%s", top[i][1], n + l) < (int)len ? 0 : LF_ETOOBIG;
+    }
+    static const char *const layer[][2] = {
+        {"layer_norm1.", "ln_1."},
+        {"layer_norm2.", "ln_2."},
+        {"self_attn.out_proj.", "attn.out_proj."},
+        {"self_attn.in_proj.", "attn.in_proj_"},
+        {"mlp.fc1.", "mlp.c_fc."},
+        {"mlp.fc2.", "mlp.c_proj."},
+    };
+    int a, k = 0;
+    if (sscanf(n, "encoder.layers.%d.%n", &a, &k) != 1 || !k) return LF_ENOTFOUND;
+    const char *rest = n + k;
+    for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++) {
+        size_t l = strlen(layer[i][0]);
+        if (strncmp(rest, layer[i][0], l) == 0)
+            return snprintf(o, len, "transformer.resblocks.%d.%s%s", a, layer[i][1], rest + l) <
+                           (int)len
+                       ? 0
+                       : LF_ETOOBIG;
+    }
+    return LF_ENOTFOUND;
+}
+
 int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t len) {
     char tmp[256];
     int rc = 0;
@@ -208,6 +248,7 @@ int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t le
         break;
     case LF_KEYMAP_LDM_UNET: rc = s_unet(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_LDM_VAE: rc = s_vae(km, name, tmp, sizeof tmp); break;
+    case LF_KEYMAP_OPENCLIP: rc = s_openclip(name, tmp, sizeof tmp); break;
     }
     if (rc) return rc;
     return snprintf(out, len, "%s%s", km->prefix, tmp) < (int)len ? 0 : LF_ETOOBIG;

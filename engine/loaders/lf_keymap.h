@@ -6,7 +6,10 @@
  * diffusers folders and HF text encoders, or the original (LDM / A1111 /
  * ComfyUI) layout of single-file checkpoints ("model.diffusion_model.
  * input_blocks.4.0.in_layers.2.weight", "first_stage_model.decoder.up.3.
- * block.0.conv1.weight"). The LDM UNet map needs the number of levels and
+ * block.0.conv1.weight"), or OpenCLIP's text transformer in SDXL's SGM
+ * checkpoints ("transformer.resblocks.3.attn.in_proj_weight", q/k/v packed:
+ * asked for as "encoder.layers.3.self_attn.in_proj.weight"). The LDM UNet
+ * map needs the number of levels and
  * layers per block and which up levels hold attention; lf_keymap_probe reads
  * them from the key names.
  *
@@ -22,6 +25,11 @@ typedef enum {
     LF_KEYMAP_DIFFUSERS = 0, /* names as asked, with the prefix */
     LF_KEYMAP_LDM_UNET,      /* original UNet layout */
     LF_KEYMAP_LDM_VAE,       /* original AutoencoderKL layout */
+    LF_KEYMAP_OPENCLIP,      /* OpenCLIP text transformer (SDXL's conditioner.embedders.N.model.):
+                                HF CLIP names -> token_embedding, positional_embedding,
+                                transformer.resblocks.N.{ln_1,ln_2,attn.in_proj_*,attn.out_proj,
+                                mlp.c_fc,mlp.c_proj}, ln_final, text_projection ([dim, proj], the
+                                transpose of HF's text_projection.weight) */
 } lf_keymap_kind_t;
 
 typedef struct {

@@ -3,9 +3,12 @@
  * element by element). */
 #include "lf_weights.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lf_error.h"
 #include "lf_safetensors.h"
@@ -197,6 +200,17 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
         if (errlen) snprintf(err, errlen, "%s: tensor %s: upload failed (%s)", self->path, t->name,
                              lf_strerror(rc));
         return rc;
+    }
+    /* The pool has its own copy: let the kernel drop the file pages this
+     * tensor occupied (a later read refaults them from the file), so that a
+     * load's peak RSS is about the weights once, not the file plus the
+     * weights (a full SDXL checkpoint: 6.9 GB of file). Only the
+     * safetensors mapping: a torch zip's deflated entries live on the heap. */
+    if (self->st) {
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
+        uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
+        if (pg && b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
     }
     *out = pt;
     return 0;

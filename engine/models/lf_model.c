@@ -27,7 +27,9 @@ struct lf_model {
     lf_model_desc_t desc;
     lf_backend_t *be, *own_be;
     lf_pool_t *pool;
-    lf_clip_t *clip;
+    lf_clip_t *clip;         /* SD1.x's encoder, SDXL's CLIP ViT-L (NULL in a refiner) */
+    lf_clip_t *clip2;        /* SDXL's OpenCLIP ViT-bigG, or NULL */
+    lf_pool_t *clip2_pool;   /* its weights (pool names would clash with clip's) */
     lf_unet_t *unet;
     lf_vae_t *vae;
     lf_taesd_t *taesd;
@@ -36,6 +38,8 @@ struct lf_model {
     char *tokenizer_dir;
     float *tmp;
     size_t tmp_n;
+    float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
+    size_t text_tmp_n;
 };
 
 static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
@@ -100,6 +104,51 @@ __attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen,
     return rc;
 }
 
+/* The text encoders' key maps in a single-file checkpoint: SD1.x's
+ * cond_stage_model (CLIP), or SDXL's SGM conditioner (base: embedders.0 is
+ * CLIP ViT-L with HF names, embedders.1 OpenCLIP ViT-bigG; refiner:
+ * embedders.0 is OpenCLIP). A map left with w == NULL is absent. */
+static void s_text_maps(const lf_weights_t *w, lf_keymap_t *k1, lf_keymap_t *k2) {
+    static const char *const clip[] = {"cond_stage_model.transformer.text_model.",
+                                       "cond_stage_model.transformer.",
+                                       "conditioner.embedders.0.transformer.text_model."};
+    static const char *const open[] = {"conditioner.embedders.1.model.",
+                                       "conditioner.embedders.0.model."};
+    for (size_t i = 0; i < sizeof clip / sizeof clip[0] && !k1->w; i++)
+        if (lf_keymap_has_prefix(w, clip[i])) {
+            k1->w = w;
+            strcpy(k1->prefix, clip[i]);
+        }
+    for (size_t i = 0; i < sizeof open / sizeof open[0] && !k2->w; i++) {
+        char p[96];
+        snprintf(p, sizeof p, "%stoken_embedding.weight", open[i]);
+        if (lf_weights_find(w, p)) {
+            k2->w = w;
+            k2->kind = LF_KEYMAP_OPENCLIP;
+            strcpy(k2->prefix, open[i]);
+        }
+    }
+    if (!k1->w && !k2->w) { /* SD1.x default: the error names this prefix */
+        k1->w = w;
+        strcpy(k1->prefix, clip[0]);
+    }
+}
+
+/* Opens the first of a diffusers folder's candidate files for one part.
+ * 0 with *w NULL when absent and optional. */
+static int s_open_part(const char *dir, const char *sub, const char *base, int optional,
+                       lf_weights_t **w, char *err, size_t errlen) {
+    char p[4096];
+    const char *suffix[] = {".safetensors", ".fp16.safetensors"};
+    for (int j = 0; j < 2; j++) {
+        snprintf(p, sizeof p, "%s/%s/%s%s", dir, sub, base, suffix[j]);
+        if (s_exists(p)) return lf_weights_open(w, p, err, errlen);
+    }
+    if (optional) return 0;
+    snprintf(p, sizeof p, "%s/%s/%s%s", dir, sub, base, suffix[0]);
+    return s_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
+}
+
 int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
                   size_t errlen) {
     static const lf_model_opts_t defaults = {.weight_type = -1};
@@ -114,50 +163,46 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         lf_model_destroy(&m);
         return LF_ENOMEM;
     }
-    lf_weights_t *wu = NULL, *wt = NULL, *wv = NULL, *wov = NULL;
-    json_t *meta = NULL, *vmeta = NULL, *cu = NULL, *ct = NULL, *cv = NULL, *cs = NULL;
-    const json_t *ju, *jt, *jv;
+    lf_weights_t *wu = NULL, *wt = NULL, *wt2 = NULL, *wv = NULL, *wov = NULL;
+    json_t *meta = NULL, *vmeta = NULL, *cu = NULL, *ct = NULL, *ct2 = NULL, *cv = NULL,
+           *cs = NULL;
+    const json_t *ju, *jt, *jt2, *jv;
     int rc = 0;
     char p[4096];
-    lf_keymap_t ku = {0}, kt = {0}, kv = {0};
+    lf_keymap_t ku = {0}, kt = {0}, kt2 = {0}, kv = {0};
     if (s_is_dir(path)) {
-        /* diffusers folder */
-        const char *uf[] = {"unet/diffusion_pytorch_model.safetensors",
-                            "unet/diffusion_pytorch_model.fp16.safetensors"};
-        const char *tf[] = {"text_encoder/model.safetensors",
-                            "text_encoder/model.fp16.safetensors"};
-        const char *vf[] = {"vae/diffusion_pytorch_model.safetensors",
-                            "vae/diffusion_pytorch_model.fp16.safetensors"};
-        const char **lists[3] = {uf, tf, vf};
-        lf_weights_t **ws[3] = {&wu, &wt, &wv};
-        for (int i = 0; i < 3 && !rc; i++) {
-            int found = 0;
-            for (int j = 0; j < 2 && !found; j++) {
-                snprintf(p, sizeof p, "%s/%s", path, lists[i][j]);
-                if (s_exists(p)) {
-                    found = 1;
-                    rc = lf_weights_open(ws[i], p, err, errlen);
-                }
-            }
-            if (!found) {
-                snprintf(p, sizeof p, "%s/%s", path, lists[i][0]);
-                rc = s_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
-            }
-        }
+        /* diffusers folder: unet/ and vae/, text_encoder/ and (SDXL)
+         * text_encoder_2/ (the refiner has only the second). */
+        rc = s_open_part(path, "unet", "diffusion_pytorch_model", 0, &wu, err, errlen);
+        if (!rc) rc = s_open_part(path, "text_encoder", "model", 1, &wt, err, errlen);
+        if (!rc) rc = s_open_part(path, "text_encoder_2", "model", 1, &wt2, err, errlen);
+        if (!rc) rc = s_open_part(path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen);
+        if (!rc && !wt && !wt2)
+            rc = s_err(err, errlen, LF_ENOTFOUND,
+                       "%s/text_encoder/model.safetensors: file missing (diffusers folder)", path);
         snprintf(p, sizeof p, "%s/unet/config.json", path);
         cu = s_json_file(p);
         snprintf(p, sizeof p, "%s/text_encoder/config.json", path);
         ct = s_json_file(p);
+        snprintf(p, sizeof p, "%s/text_encoder_2/config.json", path);
+        ct2 = s_json_file(p);
         snprintf(p, sizeof p, "%s/vae/config.json", path);
         cv = s_json_file(p);
         snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", path);
         cs = s_json_file(p);
         snprintf(p, sizeof p, "%s/tokenizer", path);
         if (s_is_dir(p)) m->tokenizer_dir = strdup(p);
-        ju = cu, jt = ct, jv = cv;
+        ju = cu, jt = ct, jt2 = ct2, jv = cv;
         if (!rc) {
-            ku.w = wu, kt.w = wt, kv.w = wv;
-            strcpy(kt.prefix, lf_keymap_has_prefix(wt, "text_model.") ? "text_model." : "");
+            ku.w = wu, kv.w = wv;
+            if (wt) {
+                kt.w = wt;
+                strcpy(kt.prefix, lf_keymap_has_prefix(wt, "text_model.") ? "text_model." : "");
+            }
+            if (wt2) {
+                kt2.w = wt2;
+                strcpy(kt2.prefix, lf_keymap_has_prefix(wt2, "text_model.") ? "text_model." : "");
+            }
         }
     } else {
         rc = lf_weights_open(&wu, path, err, errlen);
@@ -170,15 +215,14 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         /* tools/train writes "text_encoder"; "text" is accepted too. */
         jt = meta ? json_object_get(meta, "text_encoder") : NULL;
         if (!jt && meta) jt = json_object_get(meta, "text");
+        jt2 = meta ? json_object_get(meta, "text_encoder_2") : NULL;
         jv = meta ? json_object_get(meta, "vae") : NULL;
         cs = meta ? json_incref(json_object_get(meta, "scheduler")) : NULL;
         if (!rc) {
-            ku.w = wu, kt.w = wu, kv.w = wu;
+            ku.w = wu, kv.w = wu;
             ku.kind = LF_KEYMAP_LDM_UNET;
             strcpy(ku.prefix, "model.diffusion_model.");
-            strcpy(kt.prefix, lf_keymap_has_prefix(wu, "cond_stage_model.transformer.text_model.")
-                                  ? "cond_stage_model.transformer.text_model."
-                                  : "cond_stage_model.transformer.");
+            s_text_maps(wu, &kt, &kt2);
             if (!lf_keymap_has_prefix(wu, "model.diffusion_model."))
                 rc =
                     s_err(err, errlen, LF_EFORMAT,
@@ -189,13 +233,14 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     }
     if (!rc) {
         m->desc.family = s_family_of(wu);
-        if (m->desc.family != LF_FAMILY_SD15) {
+        if (m->desc.family != LF_FAMILY_SD15 && m->desc.family != LF_FAMILY_SDXL) {
             if (errlen)
-                snprintf(err, errlen, "%s: family %s is not supported yet (SD1.x/2.x UNets only)",
+                snprintf(err, errlen, "%s: family %s is not supported yet (SD1.x/2.x and SDXL)",
                          path, lf_family_name(m->desc.family));
             rc = LF_EUNSUPPORTED;
         }
     }
+    const int sdxl = m->desc.family == LF_FAMILY_SDXL;
     if (!rc && opts->vae_path) {
         rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
         if (!rc) {
@@ -214,10 +259,26 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     }
     int type = opts->weight_type;
     if (!rc) rc = lf_unet_new(&m->unet, &ku, ju, m->be, m->pool, type, err, errlen);
-    if (!rc) rc = lf_clip_new(&m->clip, &kt, jt, m->be, m->pool, type, err, errlen);
-    if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, type, "vae.", err, errlen);
+    if (!rc && kt.w) rc = lf_clip_new(&m->clip, &kt, jt, m->be, m->pool, type, err, errlen);
+    if (!rc && kt2.w && sdxl) {
+        /* A second encoder's tensors go under their own pool names. */
+        m->clip2_pool = lf_pool_new(m->be, 0);
+        rc = m->clip2_pool ? lf_clip_new(&m->clip2, &kt2, jt2, m->be, m->clip2_pool, type, err,
+                                         errlen)
+                           : LF_ENOMEM;
+    }
+    /* The SDXL VAE overflows in f16: its weights stay f32 so that no
+     * backend rounds its activations to 16 bits (lf_model.h). */
+    if (!rc)
+        rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, sdxl ? LF_TYPE_F32 : type, "vae.", err,
+                        errlen);
     if (!rc && opts->taesd_path)
         rc = lf_taesd_new(&m->taesd, opts->taesd_path, m->be, m->pool, err, errlen);
+    if (!rc && sdxl && !m->clip2)
+        rc = s_err(err, errlen, LF_ENOTFOUND,
+                   "%s: SDXL checkpoint without its OpenCLIP text encoder "
+                   "(conditioner.embedders.N.model.* / text_encoder_2/)",
+                   path);
     if (!rc) {
         lf_model_desc_t *d = &m->desc;
         const lf_unet_config_t *uc = lf_unet_config(m->unet);
@@ -231,7 +292,11 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         d->latent_channels = uc->in_ch;
         d->vae_scale = lf_vae_scale(m->vae);
         d->scaling_factor = vc->scaling_factor;
-        d->text_dim = lf_clip_config(m->clip)->hidden;
+        /* SDXL's VAE factor unless the VAE's config says otherwise. */
+        if (sdxl && !json_is_number(jv ? json_object_get(jv, "scaling_factor") : NULL))
+            d->scaling_factor = 0.13025f;
+        d->text_dim = (m->clip ? lf_clip_config(m->clip)->hidden : 0) +
+                      (m->clip2 ? lf_clip_config(m->clip2)->hidden : 0);
         d->text_tokens = 77;
         d->has_preview = 1;
         d->preview = m->taesd ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX;
@@ -246,13 +311,30 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
                      vc->latent_ch, uc->in_ch);
             rc = LF_EFORMAT;
         }
+        if (!rc && sdxl) {
+            const lf_clip_config_t *c2 = lf_clip_config(m->clip2);
+            d->pooled_dim = c2->proj_dim ? c2->proj_dim : c2->hidden;
+            d->n_time_ids = lf_unet_time_ids(m->unet, d->pooled_dim);
+            if (d->n_time_ids != 5 && d->n_time_ids != 6) {
+                snprintf(err, errlen,
+                         "%s: the UNet's added embedding (%d inputs, %d per time id) does not "
+                         "fit a pooled text embedding of %d and 5 or 6 time ids",
+                         path, uc->add_in, uc->add_time_dim, d->pooled_dim);
+                rc = LF_EFORMAT;
+            }
+        } else if (!rc && uc->add_in) {
+            snprintf(err, errlen, "%s: UNet with an added embedding outside the SDXL family",
+                     path);
+            rc = LF_EUNSUPPORTED;
+        }
     }
     lf_weights_destroy(&wu);
     lf_weights_destroy(&wt);
+    lf_weights_destroy(&wt2);
     lf_weights_destroy(&wv);
     lf_weights_destroy(&wov);
-    json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(cv),
-        json_decref(cs);
+    json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(ct2),
+        json_decref(cv), json_decref(cs);
     if (rc) {
         lf_model_destroy(&m);
         return rc;
@@ -265,12 +347,15 @@ void lf_model_destroy(lf_model_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_model_t *m = *self_p;
     lf_clip_destroy(&m->clip);
+    lf_clip_destroy(&m->clip2);
     lf_unet_destroy(&m->unet);
     lf_vae_destroy(&m->vae);
     lf_taesd_destroy(&m->taesd);
     lf_pool_destroy(&m->pool);
+    lf_pool_destroy(&m->clip2_pool);
     lf_backend_destroy(&m->own_be);
     free(m->tokenizer_dir);
+    free(m->text_tmp);
     free(m->tmp);
     free(m);
     *self_p = NULL;
@@ -278,23 +363,78 @@ void lf_model_destroy(lf_model_t **self_p) {
 
 const lf_model_desc_t *lf_model_desc(const lf_model_t *self) { return &self->desc; }
 
+/* SDXL: both encoders' hidden states side by side per token. */
+static int s_encode_sdxl(lf_model_t *m, const int32_t *ids, const float *weights, int n,
+                         int clip_skip, float *out, float *pooled) {
+    const int T = m->desc.text_tokens, D = m->desc.text_dim;
+    const int D1 = m->clip ? lf_clip_config(m->clip)->hidden : 0, D2 = D - D1;
+    /* Always the penultimate layer: A1111 ignores clip skip for SDXL (its
+     * "Clip skip SDXL" option, off by default, is not offered). */
+    const int skip = 2;
+    (void)clip_skip;
+    const size_t rows = (size_t)n * T;
+    /* One encoder's output [rows][max(D1, D2)], then OpenCLIP's ids. */
+    const size_t need = rows * (size_t)(D1 > D2 ? D1 : D2) + rows;
+    if (m->text_tmp_n < need) {
+        float *t = realloc(m->text_tmp, need * sizeof *t);
+        if (!t) return LF_ENOMEM;
+        m->text_tmp = t, m->text_tmp_n = need;
+    }
+    float *h = m->text_tmp;
+    int32_t *ids2 = (int32_t *)(m->text_tmp + (need - rows));
+    int rc = 0;
+    if (m->clip) {
+        rc = lf_clip_encode_ex(m->clip, ids, weights, n, T, skip, 0, h, NULL);
+        for (size_t r = 0; r < rows && !rc; r++)
+            memcpy(out + r * D, h + r * D1, (size_t)D1 * sizeof *out);
+    }
+    /* OpenCLIP pads with 0 after the first EOS (the chunk's largest id). */
+    for (int b = 0; b < n && !rc; b++) {
+        const int32_t *c = ids + (size_t)b * T;
+        int at = 0;
+        for (int t = 1; t < T; t++)
+            if (c[t] > c[at]) at = t;
+        for (int t = 0; t < T; t++) ids2[(size_t)b * T + t] = t > at ? 0 : c[t];
+    }
+    if (!rc)
+        rc = lf_clip_encode_ex(m->clip2, ids2, weights, n, T, skip, 0, h, pooled);
+    for (size_t r = 0; r < rows && !rc; r++)
+        memcpy(out + r * D + D1, h + r * D2, (size_t)D2 * sizeof *out);
+    return rc;
+}
+
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
-                         size_t n_chunks, int clip_skip, float *out) {
+                         size_t n_chunks, int clip_skip, float *out, float *pooled) {
     if (!self || !ids || !out || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
+    if (self->desc.family == LF_FAMILY_SDXL)
+        return s_encode_sdxl(self, ids, weights, (int)n_chunks, clip_skip, out, pooled);
     return lf_clip_encode(self->clip, ids, weights, (int)n_chunks, self->desc.text_tokens,
                           clip_skip < 1 ? 1 : clip_skip, out);
 }
 
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
-                     const float *cond, int cond_len, float *out) {
+                     const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
-    return lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len, out);
+    if (self->desc.n_time_ids && !vec) return LF_EINVAL;
+    return lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
+                           self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
 }
 
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;
-    return lf_vae_decode(self->vae, z, batch, h, w, tile, img);
+    int rc = lf_vae_decode(self->vae, z, batch, h, w, tile, img);
+    if (rc) return rc;
+    /* Never a black or NaN image: a non-finite pixel is an error. */
+    const size_t n = (size_t)batch * 3 * ((size_t)h * self->desc.vae_scale) *
+                     ((size_t)w * self->desc.vae_scale);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(img[i])) {
+            lf_error("engine: the VAE decoder produced a non-finite value (pixel %zu of %zu)", i,
+                     n);
+            return LF_EOVERFLOW;
+        }
+    return 0;
 }
 
 int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,

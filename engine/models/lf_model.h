@@ -6,6 +6,13 @@
  * A new family (SDXL, Flux) adds a family description, its networks and a
  * key map; the pipeline code does not change.
  *
+ * Families: SD1.x/2.x (one CLIP text encoder) and SDXL (CLIP ViT-L and
+ * OpenCLIP ViT-bigG, their penultimate hidden states concatenated, a pooled
+ * text embedding and micro-conditioning through the UNet's added
+ * embedding; the refiner has the OpenCLIP encoder only). What differs is
+ * told by lf_model_desc_t (text_dim, pooled_dim, n_time_ids), so the
+ * pipeline passes the extra inputs without knowing the family.
+ *
  * Layouts: latents and images are PyTorch NCHW float32 in host memory
  * (x[b][c][y][x]); images are in [-1, 1] (VAE convention). Text conditioning
  * is [batch][tokens][dim] float32.
@@ -40,11 +47,15 @@ typedef struct {
 typedef struct {
     lf_family_t family;
     lf_prediction_t prediction;
-    int latent_channels;       /* 4 for SD1.5 */
+    int latent_channels;       /* 4 for SD1.5 and SDXL */
     int vae_scale;             /* 8: pixels per latent */
-    float scaling_factor;      /* 0.18215 for SD1.5 (or from the checkpoint's metadata) */
-    int text_dim;              /* 768 for SD1.5 */
+    float scaling_factor;      /* 0.18215 for SD1.5, 0.13025 for SDXL (or the checkpoint's) */
+    int text_dim;              /* 768 for SD1.5; 2048 for SDXL (768 + 1280), 1280 refiner */
     int text_tokens;           /* 77 */
+    int pooled_dim;            /* SDXL: pooled text embedding size (1280); 0 = none */
+    int n_time_ids;            /* SDXL micro-conditioning numbers the denoiser takes: 6 (base:
+                                  orig h, w, crop top, left, target h, w), 5 (refiner: orig
+                                  h, w, crop top, left, aesthetic score); 0 = none */
     int has_preview;           /* 1: lf_model_preview works (every model: approx or TAESD) */
     lf_preview_kind_t preview; /* LF_PREVIEW_TAESD when a TAESD decoder is loaded, else
                                   LF_PREVIEW_APPROX (the linear map fitted from this VAE) */
@@ -68,20 +79,36 @@ const lf_model_desc_t *lf_model_desc(const lf_model_t *self);
  * weights[n_chunks][77] per-token emphasis (A1111: hidden states multiplied
  * by the weight, then rescaled so the chunk's mean is unchanged; NULL = all
  * 1), clip_skip (1 = last layer, 2 = penultimate + final layer norm, as
- * A1111). out: [n_chunks * 77][text_dim] (chunks concatenated). */
+ * A1111). out: [n_chunks * 77][text_dim] (chunks concatenated).
+ * pooled: NULL, or [n_chunks][pooled_dim] (each chunk's pooled embedding;
+ * untouched when pooled_dim is 0).
+ * SDXL: each encoder's penultimate hidden state WITHOUT the final layer
+ * norm (diffusers hidden_states[-2]; clip_skip is ignored, as A1111 does
+ * for SDXL by default), CLIP-L's then OpenCLIP's per token; emphasis per
+ * encoder (A1111); OpenCLIP sees the ids after each chunk's first EOS (its
+ * largest id) as 0 (A1111's id_pad, diffusers' tokenizer_2 pad "!"); the
+ * pooled embedding is OpenCLIP's final-norm'd last layer at the EOS through
+ * its text projection. */
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
-                         size_t n_chunks, int clip_skip, float *out);
+                         size_t n_chunks, int clip_skip, float *out, float *pooled);
 
 /* Denoiser: x [batch][C][h][w] latents (already scaled by the sampler's
  * c_in), t[batch] timesteps (float, the discrete-schedule index space),
- * cond [batch][cond_len][text_dim]. out: the model output (eps or v) with
- * x's shape. */
+ * cond [batch][cond_len][text_dim]. vec: the vector conditioning,
+ * [batch][pooled_dim + n_time_ids] (the pooled text embedding, then the
+ * time ids as plain numbers), required when n_time_ids > 0 (LF_EINVAL
+ * without), ignored (may be NULL) otherwise. out: the model output (eps or
+ * v) with x's shape. */
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
-                     const float *cond, int cond_len, float *out);
+                     const float *cond, int cond_len, const float *vec, float *out);
 
 /* VAE: z [batch][C][h][w] UNSCALED latents (the caller divides by
  * scaling_factor) -> img [batch][3][h*8][w*8] in [-1, 1]. tile > 0 decodes
- * in tiles of that many latent pixels (with overlap) to bound memory. */
+ * in tiles of that many latent pixels (with overlap) to bound memory.
+ * Activations are f32 on every backend; an SDXL VAE also keeps its weights
+ * in f32 (the CUDA matmul rounds activations to the weights' type, and the
+ * SDXL VAE overflows f16: A1111's --no-half-vae). A non-finite output is an
+ * error (LF_EOVERFLOW), never a black image. */
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img);
 /* img [batch][3][H][W] in [-1, 1] -> mean [batch][C][H/8][W/8] (unscaled;

@@ -1,5 +1,6 @@
 /* lf_unet: loading (architecture from shapes) and the forward graph of the
- * SD1.x/2.x UNet; the graph is recorded once per input shape and replayed. */
+ * SD1.x/2.x and SDXL UNet; the graph is recorded once per input shape and
+ * replayed. */
 #include "lf_unet.h"
 
 #include <stdio.h>
@@ -29,9 +30,11 @@ typedef struct {
 } s_attn_t;
 
 typedef struct {
-    int batch, h, w, ctx_len;
+    int batch, h, w, ctx_len, n_pooled;
     lf_graph_t *g;
     lf_tensor_t *x, *t, *ctx, *out;
+    lf_tensor_t *pooled, *tids; /* added embedding inputs (SDXL) */
+    float *host;                /* staging: pooled [batch][n_pooled], then ids [batch][n_ids] */
     unsigned long used;
 } s_cache_t;
 
@@ -39,6 +42,7 @@ struct lf_unet {
     lf_unet_config_t c;
     lf_backend_t *be;
     lf_tensor_t *conv_in_w, *conv_in_b, *t1w, *t1b, *t2w, *t2b, *no_w, *no_b, *co_w, *co_b;
+    lf_tensor_t *a1w, *a1b, *a2w, *a2b; /* added embedding (SDXL), or NULL */
     s_res_t down[LF_UNET_MAX_LEVELS][8], up[LF_UNET_MAX_LEVELS][9], mid[2];
     s_attn_t dattn[LF_UNET_MAX_LEVELS][8], uattn[LF_UNET_MAX_LEVELS][9], mattn;
     lf_tensor_t *dsw[LF_UNET_MAX_LEVELS], *dsb[LF_UNET_MAX_LEVELS];
@@ -208,6 +212,11 @@ static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cf
     if (!t || t->ndim != 2) return s_fail(err, errlen, km, "UNet time_embedding missing");
     c->temb_dim = (int)t->shape[0];
     c->temb_in = (int)t->shape[1];
+    t = lf_keymap_find(km, "add_embedding.linear_1.weight");
+    if (t && t->ndim == 2) {
+        c->add_in = (int)t->shape[1];
+        c->add_time_dim = lf__json_int(cfg, "addition_time_embed_dim", 0, 256);
+    }
     c->ctx_dim = -1;
     for (int l = 0; l < L; l++) {
         snprintf(n, sizeof n, "down_blocks.%d.resnets.0.conv1.weight", l);
@@ -222,8 +231,10 @@ static int s_config(lf_unet_config_t *c, const lf_keymap_t *km, const json_t *cf
         c->attn[l] = s_depth(km, n);
         snprintf(n, sizeof n, "up_blocks.%d.attentions.0", l);
         c->up_attn[l] = s_depth(km, n);
-        /* diffusers: num_attention_heads, or its misnamed attention_head_dim. */
-        int h = lf__json_int(cfg, "attention_head_dim", l, 8);
+        /* diffusers: num_attention_heads, or its misnamed attention_head_dim
+         * (SDXL's [5, 10, 20] are heads of 64 channels). */
+        int def = c->add_in && c->ch[l] >= 64 ? c->ch[l] / 64 : 8;
+        int h = lf__json_int(cfg, "attention_head_dim", l, def);
         c->heads[l] = lf__json_int(cfg, "num_attention_heads", l, h);
         if (c->attn[l] && c->ctx_dim < 0) {
             snprintf(n, sizeof n,
@@ -273,6 +284,12 @@ int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf
     u->t1b = lf_keymap_load(&ld, 1, S(T), "time_embedding.linear_1.bias");
     u->t2w = lf_keymap_load(&ld, 2, S(T, T), "time_embedding.linear_2.weight");
     u->t2b = lf_keymap_load(&ld, 1, S(T), "time_embedding.linear_2.bias");
+    if (c->add_in) {
+        u->a1w = lf_keymap_load(&ld, 2, S(T, c->add_in), "add_embedding.linear_1.weight");
+        u->a1b = lf_keymap_load(&ld, 1, S(T), "add_embedding.linear_1.bias");
+        u->a2w = lf_keymap_load(&ld, 2, S(T, T), "add_embedding.linear_2.weight");
+        u->a2b = lf_keymap_load(&ld, 1, S(T), "add_embedding.linear_2.bias");
+    }
     char p[128];
     int cin = c->ch[0];
     for (int l = 0; l < L; l++) {
@@ -343,7 +360,10 @@ static void s_free_attn(s_attn_t *a) {
 void lf_unet_destroy(lf_unet_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_unet_t *u = *self_p;
-    for (int i = 0; i < N_CACHE; i++) lf_graph_destroy(&u->cache[i].g);
+    for (int i = 0; i < N_CACHE; i++) {
+        lf_graph_destroy(&u->cache[i].g);
+        free(u->cache[i].host);
+    }
     for (int l = 0; l < LF_UNET_MAX_LEVELS; l++)
         for (int j = 0; j < 9; j++) {
             if (j < 8) s_free_attn(&u->dattn[l][j]);
@@ -355,6 +375,14 @@ void lf_unet_destroy(lf_unet_t **self_p) {
 }
 
 const lf_unet_config_t *lf_unet_config(const lf_unet_t *self) { return &self->c; }
+
+int lf_unet_time_ids(const lf_unet_t *self, int n_pooled) {
+    const lf_unet_config_t *c = &self->c;
+    if (!c->add_in || c->add_time_dim < 1 || n_pooled < 0 || n_pooled >= c->add_in ||
+        (c->add_in - n_pooled) % c->add_time_dim)
+        return 0;
+    return (c->add_in - n_pooled) / c->add_time_dim;
+}
 
 /* ---- graph ---- */
 
@@ -424,6 +452,19 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
     temb = lf_graph_matmul(g, temb, u->t1w, u->t1b);
     temb = lf_graph_silu(g, temb);
     temb = lf_graph_matmul(g, temb, u->t2w, u->t2b);
+    if (c->add_in) {
+        /* SDXL: [pooled | emb(id_0) | ... | emb(id_n-1)] per batch item,
+         * through linear, SiLU, linear, added before the SiLU. */
+        const int n_ids = (c->add_in - e->n_pooled) / c->add_time_dim;
+        e->pooled = lf_graph_input(g, LF_TYPE_F32, e->n_pooled, e->batch, 1, 1);
+        e->tids = lf_graph_input(g, LF_TYPE_F32, (int64_t)n_ids * e->batch, 1, 1, 1);
+        lf_tensor_t *te = lf_graph_timestep_embed(g, e->tids, c->add_time_dim, 10000.0f,
+                                                  c->flip_sin_to_cos, c->freq_shift);
+        te = lf__nn_reshape(g, te, (int64_t)c->add_time_dim * n_ids, e->batch, 1, 1);
+        lf_tensor_t *a = lf_graph_concat(g, e->pooled, te, 0);
+        a = lf_graph_silu(g, lf_graph_matmul(g, a, u->a1w, u->a1b));
+        temb = lf_graph_add(g, temb, lf_graph_matmul(g, a, u->a2w, u->a2b));
+    }
     lf_tensor_t *temb_act = lf_graph_silu(g, temb);
 
     lf_tensor_t *skips[64];
@@ -469,19 +510,30 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
 }
 
 int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
-                    const float *ctx, int ctx_len, float *out) {
+                    const float *ctx, int ctx_len, const float *added, int n_pooled, float *out) {
     if (batch < 1 || h < 1 || w < 1 || ctx_len < 1) return LF_EINVAL;
+    const int n_ids = lf_unet_time_ids(self, n_pooled);
+    if (self->c.add_in && (!added || n_ids < 1)) return LF_EINVAL;
+    if (!self->c.add_in) n_pooled = 0;
     s_cache_t *e = NULL, *victim = &self->cache[0];
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];
-        if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len)
+        if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len &&
+            ci->n_pooled == n_pooled)
             e = ci;
         if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
     }
     if (!e) {
         e = victim;
         lf_graph_destroy(&e->g);
-        e->batch = batch, e->h = h, e->w = w, e->ctx_len = ctx_len;
+        free(e->host);
+        e->host = NULL;
+        e->batch = batch, e->h = h, e->w = w, e->ctx_len = ctx_len, e->n_pooled = n_pooled;
+        e->pooled = e->tids = NULL;
+        if (self->c.add_in) {
+            e->host = malloc((size_t)batch * (n_pooled + n_ids) * sizeof *e->host);
+            if (!e->host) return LF_ENOMEM;
+        }
         int rc = s_build(self, e);
         if (rc) {
             lf_graph_destroy(&e->g);
@@ -492,6 +544,17 @@ int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, co
     int rc = lf_backend_tensor_set(self->be, e->x, x, lf_tensor_nbytes(e->x));
     if (!rc) rc = lf_backend_tensor_set(self->be, e->t, t, lf_tensor_nbytes(e->t));
     if (!rc) rc = lf_backend_tensor_set(self->be, e->ctx, ctx, lf_tensor_nbytes(e->ctx));
+    if (!rc && self->c.add_in) {
+        /* added [b][pooled | ids] -> the two inputs, batch-major each. */
+        float *hp = e->host, *hi = e->host + (size_t)batch * n_pooled;
+        for (int b = 0; b < batch; b++) {
+            const float *a = added + (size_t)b * (n_pooled + n_ids);
+            memcpy(hp + (size_t)b * n_pooled, a, (size_t)n_pooled * sizeof *hp);
+            memcpy(hi + (size_t)b * n_ids, a + n_pooled, (size_t)n_ids * sizeof *hi);
+        }
+        rc = lf_backend_tensor_set(self->be, e->pooled, hp, lf_tensor_nbytes(e->pooled));
+        if (!rc) rc = lf_backend_tensor_set(self->be, e->tids, hi, lf_tensor_nbytes(e->tids));
+    }
     if (!rc) rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
     if (!rc) rc = lf_backend_tensor_get(self->be, e->out, out, lf_tensor_nbytes(e->out));

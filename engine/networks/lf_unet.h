@@ -1,5 +1,15 @@
-/* lf_unet: the Stable Diffusion 1.x/2.x UNet (diffusers UNet2DConditionModel
- * with CrossAttnDownBlock2D / DownBlock2D levels) built from kernels/ ops.
+/* lf_unet: the Stable Diffusion 1.x/2.x and SDXL UNet (diffusers
+ * UNet2DConditionModel with CrossAttnDownBlock2D / DownBlock2D levels, and
+ * SDXL's addition_embed_type "text_time") built from kernels/ ops.
+ *
+ * SDXL's added embedding (diffusers add_time_proj + add_embedding, LDM
+ * label_emb.0): each micro-conditioning number (time id) goes through the
+ * same sinusoidal embedding as the timestep (addition_time_embed_dim wide,
+ * the config's flip_sin_to_cos / freq_shift), the pooled text embedding is
+ * put in front of them, and linear, SiLU, linear of that is added to the
+ * time embedding before its SiLU. Present when the file has
+ * add_embedding.linear_1 (label_emb.0.0); its input size is read from the
+ * shape, the time-id embedding width from the config (default 256).
  *
  * The architecture is read from tensor shapes (levels, channels per level,
  * resnets per block, attention depth per level, linear or 1x1-conv
@@ -33,13 +43,17 @@ typedef struct {
     int ctx_dim, linear_proj, temb_in, temb_dim;
     int flip_sin_to_cos;
     float freq_shift;
+    int add_in;       /* SDXL added embedding's input size (0: none) */
+    int add_time_dim; /* width of each time id's sinusoidal embedding (256) */
 } lf_unet_config_t;
 
 typedef struct lf_unet lf_unet_t;
 
 /* Loads the UNet's tensors through km into pool (type: lf_type_t or -1 as
- * stored). config: diffusers UNet config object or NULL (borrowed). On
- * failure returns a negative code with the reason (file, tensor) in err. */
+ * stored). config: diffusers UNet config object or NULL (borrowed); without
+ * one, heads default to 8 per attention (SD1.x) or, for an SDXL UNet (one
+ * with the added embedding), channels / 64 (SDXL's head size). On failure
+ * returns a negative code with the reason (file, tensor) in err. */
 int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
                 lf_pool_t *pool, int type, char *err, size_t errlen);
 void lf_unet_destroy(lf_unet_t **self_p);
@@ -47,9 +61,17 @@ const lf_unet_config_t *lf_unet_config(const lf_unet_t *self);
 
 /* x [batch][in_ch][h][w], t[batch], ctx [batch][ctx_len][ctx_dim] ->
  * out [batch][out_ch][h][w]. Any h, w >= 1 (sizes that are not multiples of
- * 2^(levels-1) are handled as diffusers does). */
+ * 2^(levels-1) are handled as diffusers does). added: NULL for a UNet
+ * without the added embedding (LF_EINVAL otherwise), else [batch][n_pooled
+ * + n_ids]: the pooled text embedding, then the n_ids time ids (raw
+ * numbers), where add_in = n_pooled + n_ids * add_time_dim (LF_EINVAL when
+ * it does not divide). */
 int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
-                    const float *ctx, int ctx_len, float *out);
+                    const float *ctx, int ctx_len, const float *added, int n_pooled, float *out);
+/* How many time ids a UNet takes next to a pooled embedding of n_pooled
+ * (6 for the SDXL base, 5 for the refiner), or 0 when it has no added
+ * embedding or the sizes do not fit. */
+int lf_unet_time_ids(const lf_unet_t *self, int n_pooled);
 
 /* ---- Shared helpers for the networks (internal to the engine). ---- */
 /* Integer config value (or def); for a list, element i (or the last). */

@@ -36,17 +36,24 @@ static int s_cancelled(const lf_pipeline_hooks_t *hooks)
 
 /* ---- schedule ---------------------------------------------------------- */
 
-int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full)
+/* lf_pipeline_sigmas over a given model schedule (its AYS levels). */
+static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int steps, double denoise,
+                    double *full)
 {
     if (steps < 1 || steps > LF_PIPELINE_MAX_STEPS) return LF_EINVAL;
-    lf_schedule_t sched;
-    lf_schedule_init_sd15(&sched);
-    int rc = lf_schedule_sigmas(&sched, scheduler, steps, full);
+    int rc = lf_schedule_sigmas(sched, scheduler, steps, full);
     if (rc != 0) return rc;
     if (!(denoise > 0.0 && denoise < 1.0)) return 0;
     /* A1111 setup_img2img_steps with img2img_fix_steps off. */
     int t_enc = (int)(fmin(denoise, 0.999) * steps);
     return steps - t_enc - 1;
+}
+
+int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full)
+{
+    lf_schedule_t sched;
+    lf_schedule_init_sd15(&sched);
+    return s_sigmas(&sched, scheduler, steps, denoise, full);
 }
 
 /* ---- resize (PIL BILINEAR, lf_resize) ---------------------------------- */
@@ -146,7 +153,10 @@ static int s_tokenize(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t 
 typedef struct {
     const lf_pipeline_ctx_t *ctx;
     const lf_pipeline_hooks_t *hooks;
-    const lf_model_desc_t *desc;
+    lf_model_t *model;           /* the denoiser of this phase: base, then the refiner */
+    const lf_model_desc_t *desc; /* its description */
+    const float *vec;            /* [(guided ? 2 : 1) * batch][pooled + time ids] or NULL */
+    int step_base;               /* steps run by earlier phases (progress numbering) */
     lf_schedule_t sched;
     int batch, guided, h, w;
     size_t per;          /* floats per latent image */
@@ -180,8 +190,8 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
     for (int b = 0; b < mb; b++) r->t[b] = t;
     for (size_t k = 0; k < n; k++) r->x_in[k] = (float)(x[k] * c_in);
     if (r->guided) memcpy(r->x_in + n, r->x_in, n * sizeof *x);
-    int rc = r->ctx->ops->denoise(r->ctx->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
-                                  r->out);
+    int rc = r->ctx->ops->denoise(r->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
+                                  r->vec, r->out);
     if (rc != 0) {
         r->model_rc = rc;
         return rc;
@@ -221,7 +231,7 @@ static void s_preview(s_run_t *r, int step, const float *den)
     if (den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps) {
         for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor;
         int pw = 0, ph = 0;
-        if (r->ctx->ops->preview(r->ctx->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
+        if (r->ctx->ops->preview(r->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
                 0 &&
             pw > 0 && ph > 0 && pw <= r->w * r->desc->vae_scale && ph <= r->h * r->desc->vae_scale) {
             lf_image_t img = {.pixels = r->preview_rgb, .width = (uint32_t)pw, .height = (uint32_t)ph,
@@ -242,7 +252,7 @@ static int s_step(void *ud, int step, int steps, float sigma, const float *x, co
     s_run_t *r = ud;
     (void)steps, (void)sigma, (void)x, (void)n;
     if (s_cancelled(r->hooks)) return 1;
-    if (r->hooks && r->hooks->progress) s_preview(r, step + 1, den);
+    if (r->hooks && r->hooks->progress) s_preview(r, r->step_base + step + 1, den);
     return s_cancelled(r->hooks);
 }
 
@@ -271,9 +281,20 @@ static int s_init_image(const lf_pipeline_request_t *req, float *img, char *err,
 
 /* ---- output ------------------------------------------------------------ */
 
-static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, int index,
-                        const float *img, uint8_t *rgb, lf_pipeline_image_t *out, char *err,
-                        size_t errlen)
+/* ", Refiner: name, Refiner switch at: f" appended to *info (A1111's keys). */
+static int s_infotext_refiner(char **info, const char *name, double at)
+{
+    size_t n = strlen(*info), add = strlen(name) + 64;
+    char *t = realloc(*info, n + add);
+    if (!t) return LF_ENOMEM;
+    snprintf(t + n, add, ", Refiner: %s, Refiner switch at: %g", name, at);
+    *info = t;
+    return 0;
+}
+
+static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name,
+                        const char *refiner_name, int index, const float *img, uint8_t *rgb,
+                        lf_pipeline_image_t *out, char *err, size_t errlen)
 {
     size_t W = (size_t)req->width, H = (size_t)req->height;
     for (size_t p = 0; p < W * H; p++)
@@ -284,7 +305,11 @@ static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name
         }
     char *info = NULL;
     int rc = lf_pipeline_infotext(req, model_name, index, &info);
-    if (rc != 0) return s_fail(err, errlen, rc, "cannot format the parameters: %s", lf_strerror(rc));
+    if (rc == 0 && refiner_name) rc = s_infotext_refiner(&info, refiner_name, req->refiner_switch_at);
+    if (rc != 0) {
+        free(info);
+        return s_fail(err, errlen, rc, "cannot format the parameters: %s", lf_strerror(rc));
+    }
     lf_image_t im = {.pixels = rgb, .width = (uint32_t)W, .height = (uint32_t)H, .channels = 3};
     lf_image_text_t text = {.key = "parameters", .value = info};
     char why[160] = "";
@@ -311,6 +336,80 @@ void lf_pipeline_result_clear(lf_pipeline_result_t *r)
     memset(r, 0, sizeof *r);
 }
 
+/* ---- conditioning -------------------------------------------------------- */
+
+/* Text (and, for SDXL, vector) conditioning of one model for the batch:
+ * *cond [mb][cond_len][text_dim] (the B conds, then the B unconds), *vec
+ * [mb][pooled_dim + n_time_ids] or NULL when the model takes none. Caller
+ * frees both (also on failure). */
+static int s_condition(const lf_pipeline_ctx_t *ctx, lf_model_t *model, const lf_model_desc_t *d,
+                       const lf_pipeline_request_t *req, const s_tokens_t *tok, int guided,
+                       float **cond_out, float **vec_out, char *err, size_t errlen)
+{
+    const int B = req->batch, mb = guided ? 2 * B : B;
+    const size_t nch = (guided ? 2 : 1) * tok->n;
+    const size_t cond_sz = tok->n * LF_CLIP_CONTEXT * (size_t)d->text_dim;
+    const int P = d->pooled_dim, K = d->n_time_ids, V = P + K;
+    if (K && K != 5 && K != 6)
+        return s_fail(err, errlen, LF_EUNSUPPORTED, "a model with %d time ids is not one this pipeline runs",
+                      K);
+    float *text = malloc((guided ? 2 : 1) * cond_sz * sizeof *text);
+    float *pooled = P ? malloc(nch * (size_t)P * sizeof *pooled) : NULL;
+    float *cond = *cond_out = malloc((size_t)mb * cond_sz * sizeof *cond);
+    float *vec = *vec_out = K ? malloc((size_t)mb * (size_t)V * sizeof *vec) : NULL;
+    int rc = 0;
+    if (!text || !cond || (P && !pooled) || (K && !vec)) {
+        rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for the text conditioning");
+        goto out;
+    }
+    rc = ctx->ops->encode_text(model, tok->ids, tok->weights, nch, req->clip_skip, text, pooled);
+    if (rc != 0) {
+        rc = s_fail(err, errlen, rc, "text encoder failed: %s", lf_strerror(rc));
+        goto out;
+    }
+    /* SDXL (a model with a pooled embedding) and an empty negative prompt:
+     * the uncond is all zeros, text and pooled, as A1111 (sd_models_xl's
+     * force_zero_negative_prompt) and diffusers (force_zeros_for_empty_prompt). */
+    const int zero_uncond = P > 0 && (!req->negative || !req->negative[0]);
+    if (zero_uncond && guided) {
+        memset(text + cond_sz, 0, cond_sz * sizeof *text);
+        memset(pooled + tok->n * (size_t)P, 0, tok->n * (size_t)P * sizeof *pooled);
+    }
+    for (int b = 0; b < mb; b++)
+        memcpy(cond + (size_t)b * cond_sz, text + (b < B ? 0 : cond_sz), cond_sz * sizeof *cond);
+    /* Micro-conditioning, height first (diffusers' _get_add_time_ids). */
+    const double oh = req->orig_height > 0 ? req->orig_height : req->height;
+    const double ow = req->orig_width > 0 ? req->orig_width : req->width;
+    const double th = req->target_height > 0 ? req->target_height : req->height;
+    const double tw = req->target_width > 0 ? req->target_width : req->width;
+    const double aes = req->aesthetic_score > 0 ? req->aesthetic_score : 6.0;
+    const double naes = req->negative_aesthetic_score > 0 ? req->negative_aesthetic_score : 2.5;
+    for (int b = 0; b < mb && K; b++) {
+        const int uncond = b >= B;
+        float *v = vec + (size_t)b * V;
+        if (P) memcpy(v, pooled + (uncond ? tok->n : 0) * (size_t)P, (size_t)P * sizeof *v);
+        double ids[6] = {oh, ow, req->crop_top, req->crop_left, th, tw};
+        if (K == 5) ids[4] = uncond ? naes : aes;
+        for (int i = 0; i < K; i++) v[P + i] = (float)ids[i];
+    }
+out:
+    free(text);
+    free(pooled);
+    return rc;
+}
+
+/* The first step index (of start..steps) the refiner takes: the first whose
+ * timestep is below round(1000 - 1000 f) (diffusers' discrete cutoff);
+ * steps when none is. */
+static int s_refiner_split(const lf_schedule_t *sched, const double *sigmas, int start, int steps,
+                           double f)
+{
+    const double cutoff = round(1000.0 - 1000.0 * f);
+    for (int i = start; i < steps; i++)
+        if (lf_schedule_sigma_to_t(sched, sigmas[i]) < cutoff) return i;
+    return steps;
+}
+
 /* ---- run --------------------------------------------------------------- */
 
 static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req,
@@ -329,6 +428,9 @@ static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *re
                       req->width, req->height, d->vae_scale, LF_PIPELINE_MAX_SIDE);
     if (req->batch < 0 || req->batch > LF_PIPELINE_MAX_BATCH)
         return s_fail(err, errlen, LF_EINVAL, "batch must be 1..%d", LF_PIPELINE_MAX_BATCH);
+    if (ctx->refiner && !(req->refiner_switch_at >= 0.0 && req->refiner_switch_at <= 1.0))
+        return s_fail(err, errlen, LF_EINVAL, "refiner switch must be in [0, 1] (got %g)",
+                      req->refiner_switch_at);
     if (!isfinite(req->cfg) || req->cfg < 0.0 || req->cfg > 100.0)
         return s_fail(err, errlen, LF_EINVAL, "cfg scale must be 0..100");
     if (req->clip_skip < 0 || req->clip_skip > 12)
@@ -365,12 +467,16 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     const int guided = req.cfg != 1.0 || cfgpp;
     const int mb = guided ? 2 * B : B;
 
-    s_run_t r = {.ctx = ctx, .hooks = hooks, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
+    s_run_t r = {.ctx = ctx, .hooks = hooks, .model = ctx->model, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
                  .per = per, .cfg = req.cfg, .preview_every = req.preview_every};
     lf_schedule_init_sd15(&r.sched);
+    /* Align Your Steps has noise levels per family (the SDXL ones for SDXL). */
+    if (d->family == LF_FAMILY_SDXL) r.sched.ays = LF_AYS_SDXL;
     s_tokens_t tok = {0};
     lf_pipeline_image_t *images = NULL;
-    float *text = NULL, *cond = NULL, *x = NULL, *img = NULL;
+    float *cond = NULL, *vec = NULL, *rcond = NULL, *rvec = NULL, *x = NULL, *img = NULL;
+    const lf_model_desc_t *rd = NULL; /* the refiner's, when it runs */
+    int split = 0;
     uint8_t *rgb = NULL;
     double *sigmas = malloc(((size_t)req.steps + 1) * sizeof *sigmas);
     int n_done = 0;
@@ -379,7 +485,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ENOMEM;
         goto done;
     }
-    int start = lf_pipeline_sigmas(req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
+    int start = s_sigmas(&r.sched, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
     if (start < 0) {
         rc = s_fail(err, errlen, start, "cannot build the %s schedule", lf_scheduler_name(req.scheduler));
         goto done;
@@ -389,9 +495,6 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     /* Text: one encoder call for cond and uncond chunks together. */
     if ((rc = s_tokenize(ctx, &req, guided, &tok, err, errlen)) != 0) goto done;
     r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
-    const size_t cond_sz = (size_t)r.cond_len * (size_t)d->text_dim;
-    text = malloc((guided ? 2 : 1) * cond_sz * sizeof *text);
-    cond = malloc((size_t)mb * cond_sz * sizeof *cond);
     x = malloc((size_t)B * per * sizeof *x);
     r.x_in = malloc((size_t)mb * per * sizeof *r.x_in);
     r.out = malloc((size_t)mb * per * sizeof *r.out);
@@ -403,7 +506,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     img = malloc(3 * npix * sizeof *img);
     rgb = malloc(npix * 3);
     images = calloc((size_t)B, sizeof *images);
-    if (!text || !cond || !x || !r.x_in || !r.out || !r.t || (cfgpp && !r.uncond) || !r.rngs || !r.preview_z ||
+    if (!x || !r.x_in || !r.out || !r.t || (cfgpp && !r.uncond) || !r.rngs || !r.preview_z ||
         !r.preview_rgb || !img || !rgb || !images) {
         rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for %dx%d x%d", req.width, req.height, B);
         goto done;
@@ -412,15 +515,25 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ECANCELED;
         goto done;
     }
-    rc = ctx->ops->encode_text(ctx->model, tok.ids, tok.weights, (guided ? 2 : 1) * tok.n, req.clip_skip,
-                               text);
-    if (rc != 0) {
-        rc = s_fail(err, errlen, rc, "text encoder failed: %s", lf_strerror(rc));
+    if ((rc = s_condition(ctx, ctx->model, d, &req, &tok, guided, &cond, &vec, err, errlen)) != 0)
         goto done;
-    }
-    for (int b = 0; b < mb; b++)
-        memcpy(cond + (size_t)b * cond_sz, text + (b < B ? 0 : cond_sz), cond_sz * sizeof *cond);
     r.cond = cond;
+    r.vec = vec;
+    /* The refiner's part of the schedule and its own conditioning. */
+    split = req.steps;
+    if (ctx->refiner && req.refiner_switch_at > 0.0 && req.refiner_switch_at < 1.0) {
+        split = s_refiner_split(&r.sched, sigmas, start, req.steps, req.refiner_switch_at);
+        if (split < req.steps) {
+            rd = ctx->ops->desc(ctx->refiner);
+            if (rd->latent_channels != d->latent_channels || rd->vae_scale != d->vae_scale ||
+                rd->text_tokens != d->text_tokens) {
+                rc = s_fail(err, errlen, LF_EINVAL, "the refiner's latent space does not match the model's");
+                goto done;
+            }
+            rc = s_condition(ctx, ctx->refiner, rd, &req, &tok, guided, &rcond, &rvec, err, errlen);
+            if (rc != 0) goto done;
+        }
+    }
 
     /* Initial latents: each image's own generator; img2img adds the noise
      * to the encoded init image at the first sigma of the tail. */
@@ -454,7 +567,13 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.step = s_step;
     so.step_ctx = &r;
     so.uncond = r.uncond;
-    rc = lf_sampler_run(req.sampler, &so, sigmas + start, r.steps, x, (size_t)B * per);
+    /* Base over sigmas[start..split], then the refiner over the rest. */
+    rc = split > start ? lf_sampler_run(req.sampler, &so, sigmas + start, split - start, x, (size_t)B * per)
+                       : 0;
+    if (rc == 0 && rd && !s_cancelled(hooks)) {
+        r.model = ctx->refiner, r.desc = rd, r.cond = rcond, r.vec = rvec, r.step_base = split - start;
+        rc = lf_sampler_run(req.sampler, &so, sigmas + split, req.steps - split, x, (size_t)B * per);
+    }
     if (rc == LF_ECANCELED || s_cancelled(hooks)) {
         rc = LF_ECANCELED;
         goto done;
@@ -471,14 +590,16 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = LF_ECANCELED;
             goto done;
         }
+        /* The model that ran last decodes (the refiner's VAE after it). */
         float *z = x + (size_t)b * per;
-        for (size_t k = 0; k < per; k++) z[k] /= d->scaling_factor;
-        rc = ctx->ops->vae_decode(ctx->model, z, 1, h, w, req.vae_tile, img);
+        for (size_t k = 0; k < per; k++) z[k] /= r.desc->scaling_factor;
+        rc = ctx->ops->vae_decode(r.model, z, 1, h, w, req.vae_tile, img);
         if (rc != 0) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
             goto done;
         }
-        if ((rc = s_encode_png(&req, ctx->model_name, b, img, rgb, &images[b], err, errlen)) != 0)
+        const char *rname = rd ? (ctx->refiner_name ? ctx->refiner_name : "refiner") : NULL;
+        if ((rc = s_encode_png(&req, ctx->model_name, rname, b, img, rgb, &images[b], err, errlen)) != 0)
             goto done;
         n_done++;
     }
@@ -499,8 +620,10 @@ done:
     free(tok.ids);
     free(tok.weights);
     free(sigmas);
-    free(text);
     free(cond);
+    free(vec);
+    free(rcond);
+    free(rvec);
     free(x);
     free(r.x_in);
     free(r.out);

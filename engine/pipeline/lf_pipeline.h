@@ -35,6 +35,25 @@
  *    [-1, 1], VAE-encoded (mean) and multiplied by scaling_factor.
  *  - Output: clamp((x + 1) / 2, 0, 1) * 255 truncated to 8 bits (A1111's
  *    astype(np.uint8)).
+ *  - Vector conditioning (SDXL: desc pooled_dim / n_time_ids > 0): per
+ *    batch item the pooled embedding of the prompt's (uncond: the negative
+ *    prompt's) FIRST chunk, as A1111/ComfyUI, then the time ids: base
+ *    [orig_h, orig_w, crop_top, crop_left, target_h, target_w] (the same for
+ *    the uncond, as diffusers and A1111), refiner [orig_h, orig_w, crop_top,
+ *    crop_left, aesthetic score] (the negative score for the uncond). An
+ *    EMPTY negative prompt gives an all-zero uncond (text and pooled) for
+ *    such models, as A1111 (sd_models_xl.py: force_zero_negative_prompt,
+ *    base and refiner) and diffusers (force_zeros_for_empty_prompt); SD1.x
+ *    encodes "" as before.
+ *  - Refiner (ctx->refiner, 0 < refiner_switch_at = f < 1): the base runs
+ *    the steps whose timestep t(sigma) >= round(1000 - 1000 f) and the
+ *    refiner, with its own text encoding and time ids, continues from the
+ *    base's latent over the rest of the same sigma list as a second sampler
+ *    run (diffusers denoising_end / denoising_start; multistep samplers
+ *    restart their history there, as diffusers' second scheduler does,
+ *    where A1111 swaps the model inside one run). Each image's generator
+ *    continues. The refiner's VAE decodes; the infotext gets "Refiner" and
+ *    "Refiner switch at".
  *
  * Threading: one run at a time per model (the model is single-threaded);
  * the cancel flag may be raised from any thread. Ownership: request fields
@@ -61,9 +80,9 @@ typedef struct lf_model_ops {
     void (*destroy)(lf_model_t **self_p);
     const lf_model_desc_t *(*desc)(const lf_model_t *self);
     int (*encode_text)(lf_model_t *self, const int32_t *ids, const float *weights, size_t n_chunks,
-                       int clip_skip, float *out);
+                       int clip_skip, float *out, float *pooled);
     int (*denoise)(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
-                   const float *cond, int cond_len, float *out);
+                   const float *cond, int cond_len, const float *vec, float *out);
     int (*vae_decode)(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                       float *img);
     int (*vae_encode)(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
@@ -159,7 +178,8 @@ void lf_pipeline_result_clear(lf_pipeline_result_t *r);
  * full schedule into full (caller's buffer) and returns the index of the
  * first sigma the sampler starts from (0 for txt2img; steps - t_enc - 1 for
  * img2img, see above). denoise <= 0 or >= 1 means txt2img. Returns a
- * negative LF_E* code for bad steps / scheduler. */
+ * negative LF_E* code for bad steps / scheduler. Over the SD1.x schedule with
+ * the SD1 Align Your Steps levels; a run uses its model family's levels. */
 int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full);
 
 /* Resizes RGB8 src (sw x sh) to dst (dw x dh) with PIL's BILINEAR filter
@@ -169,7 +189,8 @@ int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, doub
 int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
 /* The A1111 parameters text for image `index` of a request (seed + index),
- * *out caller owns (free()). Returns 0 or LF_ENOMEM. */
+ * *out caller owns (free()). Returns 0 or LF_ENOMEM. (lf_pipeline_run
+ * appends "Refiner: name, Refiner switch at: f" when a refiner ran.) */
 int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
                          char **out);
 

@@ -15,6 +15,7 @@
 typedef struct {
     lf_tensor_t *n1w, *n1b, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob, *n2w, *n2b, *f1w, *f1b, *f2w,
         *f2b;
+    lf_tensor_t *qkvw, *qkvb; /* OpenCLIP: q, k, v packed ([3D, D]); qw..vb unused */
 } s_layer_t;
 
 #define N_CACHE 4
@@ -22,9 +23,9 @@ typedef struct {
 /* One recorded graph per (chunks, tokens, clip skip): the prompt and the
  * negative prompt may differ in chunk count, and each keeps its graph. */
 typedef struct {
-    int n_chunks, n_tok, skip;
+    int n_chunks, n_tok, skip, final_norm, pooled;
     lf_graph_t *g;
-    lf_tensor_t *in, *out;
+    lf_tensor_t *in, *out, *last; /* last: the final-norm'd last layer (pooled only) */
     float *host; /* [n_chunks][n_tok][hidden] staging */
     unsigned long used;
 } s_cache_t;
@@ -37,14 +38,53 @@ struct lf_clip {
     s_layer_t *l;
     s_cache_t cache[N_CACHE];
     unsigned long tick;
-    void *row; /* one embedding row in its stored type */
+    void *row;   /* one embedding row in its stored type */
+    float *proj; /* host [proj_dim][hidden] (HF Linear orientation), or NULL */
+    int packed;  /* OpenCLIP layout */
 };
+
+/* The text projection into c->proj as [proj][hidden] f32: HF's
+ * text_projection.weight is stored so, OpenCLIP's text_projection is its
+ * transpose ([hidden][proj], applied as x @ P). Optional: absent = 0. */
+static int s_load_proj(lf_clip_t *c, const lf_keymap_t *km, char *err, size_t errlen) {
+    const int D = c->c.hidden;
+    const lf_tensor_info_t *t = NULL;
+    int transposed = c->packed;
+    if (c->packed) {
+        t = lf_keymap_find(km, "text_projection");
+    } else {
+        /* Next to "text_model.": "<pre>text_projection.weight". */
+        char n[160];
+        size_t pl = strlen(km->prefix), tl = strlen("text_model.");
+        if (pl >= tl && strcmp(km->prefix + pl - tl, "text_model.") == 0) pl -= tl;
+        snprintf(n, sizeof n, "%.*stext_projection.weight", (int)pl, km->prefix);
+        t = lf_weights_find(km->w, n);
+    }
+    if (!t) return 0;
+    if (t->ndim != 2 || t->shape[transposed ? 0 : 1] != D) {
+        if (errlen)
+            snprintf(err, errlen, "%s: tensor %s has shape [%lld, %lld]; expected %s = %d",
+                     lf_weights_path(km->w), t->name, (long long)t->shape[0],
+                     (long long)t->shape[1], transposed ? "rows" : "columns", D);
+        return LF_EFORMAT;
+    }
+    const int P = (int)t->shape[transposed ? 1 : 0];
+    c->proj = malloc((size_t)P * D * sizeof *c->proj);
+    if (!c->proj) return LF_ENOMEM;
+    for (int p = 0; p < P; p++)
+        for (int d = 0; d < D; d++)
+            c->proj[(size_t)p * D + d] =
+                lf_tensorinfo_get_f32(t, transposed ? (int64_t)d * P + p : (int64_t)p * D + d);
+    c->c.proj_dim = P;
+    return 0;
+}
 
 int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_backend_t *be,
                 lf_pool_t *pool, int type, char *err, size_t errlen) {
     const lf_tensor_info_t *te = lf_keymap_find(km, "embeddings.token_embedding.weight");
     const lf_tensor_info_t *pe = lf_keymap_find(km, "embeddings.position_embedding.weight");
     const lf_tensor_info_t *f1 = lf_keymap_find(km, "encoder.layers.0.mlp.fc1.weight");
+    const int packed = km->kind == LF_KEYMAP_OPENCLIP;
     if (!te || !pe || !f1 || te->ndim != 2 || pe->ndim != 2 || f1->ndim != 2) {
         if (errlen)
             snprintf(err, errlen, "%s: missing tensor %sembeddings.token_embedding.weight (or "
@@ -53,7 +93,7 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
     }
     lf_clip_t *c = calloc(1, sizeof *c);
     if (!c) return LF_ENOMEM;
-    c->be = be, c->pool = pool;
+    c->be = be, c->pool = pool, c->packed = packed;
     lf_clip_config_t *k = &c->c;
     k->vocab = (int)te->shape[0];
     k->hidden = (int)te->shape[1];
@@ -61,12 +101,13 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
     k->inter = (int)f1->shape[0];
     char n[128];
     for (;; k->layers++) {
-        snprintf(n, sizeof n, "encoder.layers.%d.self_attn.q_proj.weight", k->layers);
+        snprintf(n, sizeof n, "encoder.layers.%d.layer_norm1.weight", k->layers);
         if (!lf_keymap_find(km, n)) break;
     }
     k->heads = lf__json_int(cfg, "num_attention_heads", 0, k->hidden / 64 > 0 ? k->hidden / 64 : 1);
     const json_t *act = cfg ? json_object_get(cfg, "hidden_act") : NULL;
-    k->quick_gelu = !json_is_string(act) || strcmp(json_string_value(act), "quick_gelu") == 0;
+    k->quick_gelu = json_is_string(act) ? strcmp(json_string_value(act), "quick_gelu") == 0
+                                        : !packed; /* OpenCLIP bigG: gelu */
     k->eps = (float)lf__json_num(cfg, "layer_norm_eps", 1e-5);
     if (k->hidden % k->heads) {
         if (errlen) snprintf(err, errlen, "%s: text hidden size %d not divisible by %d heads",
@@ -92,12 +133,17 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
         snprintf(p, sizeof p, "encoder.layers.%d", i);
         l->n1w = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm1.weight", p);
         l->n1b = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm1.bias", p);
-        l->qw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.q_proj.weight", p);
-        l->qb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.q_proj.bias", p);
-        l->kw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.k_proj.weight", p);
-        l->kb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.k_proj.bias", p);
-        l->vw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.v_proj.weight", p);
-        l->vb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.v_proj.bias", p);
+        if (packed) {
+            l->qkvw = lf_keymap_load(&ld, 2, S(3 * D, D), "%s.self_attn.in_proj.weight", p);
+            l->qkvb = lf_keymap_load(&ld, 1, S(3 * D), "%s.self_attn.in_proj.bias", p);
+        } else {
+            l->qw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.q_proj.weight", p);
+            l->qb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.q_proj.bias", p);
+            l->kw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.k_proj.weight", p);
+            l->kb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.k_proj.bias", p);
+            l->vw = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.v_proj.weight", p);
+            l->vb = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.v_proj.bias", p);
+        }
         l->ow = lf_keymap_load(&ld, 2, S(D, D), "%s.self_attn.out_proj.weight", p);
         l->ob = lf_keymap_load(&ld, 1, S(D), "%s.self_attn.out_proj.bias", p);
         l->n2w = lf_keymap_load(&ld, 1, S(D), "%s.layer_norm2.weight", p);
@@ -111,6 +157,7 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
     c->fb = lf_keymap_load(&ld, 1, S(D), "final_layer_norm.bias");
     c->row = malloc((size_t)D * 4);
     if (!ld.rc && !c->row) ld.rc = LF_ENOMEM;
+    if (!ld.rc) ld.rc = s_load_proj(c, km, err, errlen);
     if (ld.rc) {
         lf_clip_destroy(&c);
         return ld.rc;
@@ -128,6 +175,7 @@ void lf_clip_destroy(lf_clip_t **self_p) {
     }
     free(c->l);
     free(c->row);
+    free(c->proj);
     free(c);
     *self_p = NULL;
 }
@@ -162,12 +210,24 @@ static int s_build(lf_clip_t *c, s_cache_t *e) {
     lf_tensor_t *x = e->in;
     int n_layers = k->layers - (e->skip - 1);
     if (n_layers < 1) n_layers = 1;
-    for (int i = 0; i < n_layers; i++) {
+    const int n_run = e->pooled ? k->layers : n_layers;
+    for (int i = 0; i < n_run; i++) {
         const s_layer_t *l = &c->l[i];
+        if (i == n_layers)
+            e->out = lf_graph_output(g, e->final_norm ? lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps)
+                                                      : x);
         lf_tensor_t *h = lf_graph_layer_norm(g, x, l->n1w, l->n1b, k->eps);
-        lf_tensor_t *q = lf_graph_matmul(g, h, l->qw, l->qb);
-        lf_tensor_t *kk = lf_graph_matmul(g, h, l->kw, l->kb);
-        lf_tensor_t *v = lf_graph_matmul(g, h, l->vw, l->vb);
+        lf_tensor_t *q, *kk, *v;
+        if (c->packed) {
+            lf_tensor_t *qkv = lf_graph_matmul(g, h, l->qkvw, l->qkvb);
+            q = lf_graph_split(g, qkv, 0, 0, k->hidden);
+            kk = lf_graph_split(g, qkv, 0, k->hidden, k->hidden);
+            v = lf_graph_split(g, qkv, 0, 2 * (int64_t)k->hidden, k->hidden);
+        } else {
+            q = lf_graph_matmul(g, h, l->qw, l->qb);
+            kk = lf_graph_matmul(g, h, l->kw, l->kb);
+            v = lf_graph_matmul(g, h, l->vw, l->vb);
+        }
         h = lf_graph_matmul(g, lf_graph_mha(g, q, kk, v, mask, k->heads), l->ow, l->ob);
         x = lf_graph_add(g, x, h);
         h = lf_graph_layer_norm(g, x, l->n2w, l->n2b, k->eps);
@@ -175,8 +235,10 @@ static int s_build(lf_clip_t *c, s_cache_t *e) {
         h = k->quick_gelu ? lf_graph_quick_gelu(g, h) : lf_graph_gelu(g, h, 0);
         x = lf_graph_add(g, x, lf_graph_matmul(g, h, l->f2w, l->f2b));
     }
-    x = lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps);
-    e->out = lf_graph_output(g, x);
+    if (n_layers == n_run)
+        e->out = lf_graph_output(g, e->final_norm ? lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps)
+                                                  : x);
+    if (e->pooled) e->last = lf_graph_output(g, lf_graph_layer_norm(g, x, c->fw, c->fb, k->eps));
     return lf_graph_plan(g);
 }
 
@@ -189,16 +251,49 @@ static int s_row(lf_clip_t *c, const lf_tensor_t *t, int r, float *dst) {
     return rc;
 }
 
+/* Per chunk: the final-norm'd last layer at the first position of the
+ * chunk's largest id, through the projection (when there is one). */
+static int s_pool(lf_clip_t *c, s_cache_t *e, const int32_t *ids, float *pooled) {
+    const int D = c->c.hidden, T = e->n_tok, P = c->c.proj_dim ? c->c.proj_dim : D;
+    int rc = lf_backend_tensor_get(c->be, e->last, e->host,
+                                   (size_t)e->n_chunks * T * D * sizeof(float));
+    for (int b = 0; b < e->n_chunks && !rc; b++) {
+        int at = 0;
+        for (int t = 1; t < T; t++)
+            if (ids[b * T + t] > ids[b * T + at]) at = t;
+        const float *h = e->host + ((size_t)b * T + at) * D;
+        float *o = pooled + (size_t)b * P;
+        if (!c->proj) {
+            memcpy(o, h, (size_t)D * sizeof *o);
+            continue;
+        }
+        for (int p = 0; p < P; p++) {
+            double acc = 0;
+            for (int d = 0; d < D; d++) acc += (double)c->proj[(size_t)p * D + d] * h[d];
+            o[p] = (float)acc;
+        }
+    }
+    return rc;
+}
+
 int lf_clip_encode(lf_clip_t *self, const int32_t *ids, const float *weights, int n_chunks,
                    int n_tok, int clip_skip, float *out) {
+    return lf_clip_encode_ex(self, ids, weights, n_chunks, n_tok, clip_skip, 1, out, NULL);
+}
+
+int lf_clip_encode_ex(lf_clip_t *self, const int32_t *ids, const float *weights, int n_chunks,
+                      int n_tok, int clip_skip, int final_norm, float *out, float *pooled) {
     const lf_clip_config_t *k = &self->c;
     if (n_chunks < 1 || n_tok < 1 || n_tok > k->max_pos || clip_skip < 1) return LF_EINVAL;
+    final_norm = final_norm != 0;
+    const int want_pool = pooled != NULL;
     for (size_t i = 0; i < (size_t)n_chunks * n_tok; i++)
         if (ids[i] < 0 || ids[i] >= k->vocab) return LF_EINVAL;
     s_cache_t *e = NULL, *victim = &self->cache[0];
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];
-        if (ci->g && ci->n_chunks == n_chunks && ci->n_tok == n_tok && ci->skip == clip_skip)
+        if (ci->g && ci->n_chunks == n_chunks && ci->n_tok == n_tok && ci->skip == clip_skip &&
+            ci->final_norm == final_norm && ci->pooled == want_pool)
             e = ci;
         if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
     }
@@ -209,6 +304,8 @@ int lf_clip_encode(lf_clip_t *self, const int32_t *ids, const float *weights, in
         e->host = malloc((size_t)n_chunks * n_tok * k->hidden * sizeof(float));
         if (!e->host) return LF_ENOMEM;
         e->n_chunks = n_chunks, e->n_tok = n_tok, e->skip = clip_skip;
+        e->final_norm = final_norm, e->pooled = want_pool;
+        e->out = e->last = NULL;
         int rc = s_build(self, e);
         if (rc) {
             lf_graph_destroy(&e->g);
@@ -231,6 +328,7 @@ int lf_clip_encode(lf_clip_t *self, const int32_t *ids, const float *weights, in
     if (!rc) rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
     if (!rc) rc = lf_backend_tensor_get(self->be, e->out, out, nb);
+    if (!rc && want_pool) rc = s_pool(self, e, ids, pooled);
     if (rc || !weights) return rc;
     /* A1111 emphasis: multiply by the weights, then restore the chunk's mean. */
     for (int b = 0; b < n_chunks; b++) {

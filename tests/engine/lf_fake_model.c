@@ -57,13 +57,14 @@ lf_fake_model_stats_t *lf_fake_model_stats(lf_model_t *model)
 }
 
 static int s_encode_text(lf_model_t *self, const int32_t *ids, const float *weights, size_t n_chunks,
-                         int clip_skip, float *out)
+                         int clip_skip, float *out, float *pooled)
 {
     s_fake_t *f = (s_fake_t *)self;
     if (f->stats.encode_text_calls < LF_FAKE_MAX_CALLS)
         f->stats.encode_chunks[f->stats.encode_text_calls] = n_chunks;
     f->stats.encode_text_calls++;
     f->stats.clip_skip = clip_skip;
+    (void)pooled; /* pooled_dim is 0: nothing to write */
     int D = f->desc.text_dim;
     for (size_t r = 0; r < n_chunks * 77; r++) {
         float wgt = weights ? weights[r] : 1.0f;
@@ -73,8 +74,9 @@ static int s_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 }
 
 static int s_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
-                     const float *cond, int cond_len, float *out)
+                     const float *cond, int cond_len, const float *vec, float *out)
 {
+    (void)vec; /* n_time_ids is 0 */
     s_fake_t *f = (s_fake_t *)self;
     if (f->stats.denoise_calls < LF_FAKE_MAX_CALLS) f->stats.denoise_batch[f->stats.denoise_calls] = batch;
     if (f->stats.denoise_calls == 0) {

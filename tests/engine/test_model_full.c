@@ -65,7 +65,7 @@ static void test_full_sd15(void **state) {
     float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     float *o = malloc(n * sizeof *o);
     t0 = s_now();
-    assert_int_equal(lf_model_denoise(m, x, 1, 64, 64, t, ctx, 77, o), 0);
+    assert_int_equal(lf_model_denoise(m, x, 1, 64, 64, t, ctx, 77, NULL, o), 0);
     double e = lf_test_relerr(o, want, n);
     printf("  unet 64x64 step %.1f s, rel err %.3g\n", s_now() - t0, e);
     assert_true(e < 1e-4);
@@ -74,7 +74,7 @@ static void test_full_sd15(void **state) {
     int32_t ids[77];
     for (int i = 0; i < 77; i++) ids[i] = (int32_t)idf[i];
     o = malloc(n * sizeof *o);
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 2, o), 0);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 2, o, NULL), 0);
     e = lf_test_relerr(o, w2, n);
     printf("  text clip skip 2 rel err %.3g\n", e);
     assert_true(e < 1e-4);

@@ -59,34 +59,34 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int vae_scale) {
     for (int i = 0; i < 2 * 77; i++) ids[i] = (int32_t)idf[i];
     float *r1 = lf_test_ref_f32(ref, "clip_skip1", &n), *r2 = lf_test_ref_f32(ref, "clip_skip2", NULL);
     float *o = malloc(n * sizeof *o);
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, o), 0);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, o, NULL), 0);
     s_check("text clip_skip 1", o, r1, n);
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 2, o), 0);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 2, o, NULL), 0);
     s_check("text clip_skip 2", o, r2, n);
     /* Emphasis of 1 everywhere changes nothing. */
     float *w1 = malloc(2 * 77 * sizeof *w1);
     for (int i = 0; i < 2 * 77; i++) w1[i] = 1.0f;
-    assert_int_equal(lf_model_encode_text(m, ids, w1, 2, 2, o), 0);
+    assert_int_equal(lf_model_encode_text(m, ids, w1, 2, 2, o, NULL), 0);
     s_check("text weights=1", o, r2, n);
     free(w1), free(o), free(r1), free(r2), free(idf);
     /* UNet. */
     float *x = lf_test_ref_f32(ref, "unet_x", &n), *t = lf_test_ref_f32(ref, "unet_t", NULL);
     float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     o = malloc(n * sizeof *o);
-    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, NULL, o), 0);
     s_check("unet batch 2", o, want, n);
     /* Replay of the recorded graph gives the same answer. */
-    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, o), 0);
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, NULL, o), 0);
     s_check("unet replay", o, want, n);
     /* Batch 1 (the second item alone) through a second cached graph. */
-    assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, o),
+    assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * d->text_dim, 77, NULL, o),
                      0);
     s_check("unet batch 1", o, want + n / 2, n / 2);
     free(x), free(want), free(o);
     /* A 5x7 latent: not a multiple of the UNet's downsampling. */
     x = lf_test_ref_f32(ref, "unet_x_odd", &n), want = lf_test_ref_f32(ref, "unet_out_odd", NULL);
     o = malloc(n * sizeof *o);
-    assert_int_equal(lf_model_denoise(m, x, 1, 5, 7, t, ctx, 77, o), 0);
+    assert_int_equal(lf_model_denoise(m, x, 1, 5, 7, t, ctx, 77, NULL, o), 0);
     s_check("unet 5x7 latent", o, want, n);
     free(x), free(t), free(ctx), free(want), free(o);
     /* VAE decode and encode. */
@@ -153,7 +153,7 @@ static void test_tiny_a_bf16_weights(void **state) {
     float *x = lf_test_ref_f32(ref, "unet_x", &n), *t = lf_test_ref_f32(ref, "unet_t", NULL);
     float *ctx = lf_test_ref_f32(ref, "unet_ctx", NULL), *want = lf_test_ref_f32(ref, "unet_out", NULL);
     float *out = malloc(n * sizeof *out);
-    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, out), 0);
+    assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, NULL, out), 0);
     double e = lf_test_relerr(out, want, n);
     printf("  %-28s rel err %.3g (bf16 weights)\n", "unet", e);
     assert_true(e < 5e-2);
@@ -289,9 +289,9 @@ static void test_errors(void **state) {
     int32_t ids[77] = {0};
     ids[3] = 100000; /* outside the vocabulary */
     float *o = malloc(77 * 64 * sizeof *o);
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, o), LF_EINVAL);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, o, NULL), LF_EINVAL);
     float x[4 * 6 * 6] = {0}, t = 1, ctx[77 * 64] = {0};
-    assert_int_equal(lf_model_denoise(m, x, 0, 3, 3, &t, ctx, 77, x), LF_EINVAL); /* batch 0 */
+    assert_int_equal(lf_model_denoise(m, x, 0, 3, 3, &t, ctx, 77, NULL, x), LF_EINVAL); /* batch 0 */
     free(o);
     lf_model_destroy(&m);
 }

@@ -113,14 +113,14 @@ static void test_bad_device(void **state)
  * CLIP ids are folded into it (BOS/EOS to 398/399) before the real text
  * encoder; everything else is the real networks. */
 static int s_encode_folded(lf_model_t *m, const int32_t *ids, const float *weights, size_t n_chunks,
-                           int clip_skip, float *out)
+                           int clip_skip, float *out, float *pooled)
 {
     size_t n = n_chunks * 77;
     int32_t *f = malloc(n * sizeof *f);
     if (!f) return LF_ENOMEM;
     for (size_t i = 0; i < n; i++)
         f[i] = ids[i] == 49406 ? 398 : ids[i] == 49407 ? 399 : ids[i] % 398;
-    int rc = lf_model_encode_text(m, f, weights, n_chunks, clip_skip, out);
+    int rc = lf_model_encode_text(m, f, weights, n_chunks, clip_skip, out, pooled);
     free(f);
     return rc;
 }

@@ -1,0 +1,181 @@
+/* bench_sdxl: a full-size SDXL base through lf_model on the CPU backend —
+ * load (single SGM file or diffusers folder), text encoding of prompt +
+ * negative (both encoders, pooled), ONE UNet step at 1024x1024 with CFG
+ * (batch 2: x [2,4,128,128], ctx [2,77,2048], vec [2,1280+6]) and the VAE
+ * decode of the 128x128 latent, whole and tiled — each with its wall time
+ * and the peak RSS it reached (VmHWM reset before each phase; the load's
+ * peak includes the checkpoint's mapped pages).
+ *
+ * Random weights (tests/reference/make_sdxl_fixtures.py --full): timing and
+ * memory only, no numbers are checked. A missing checkpoint prints SKIP.
+ *
+ * Usage: bench_sdxl [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]
+ *   --ckpt   default tests/reference/out/sdxl_full.safetensors (or the
+ *            diffusers folder tests/reference/out/sdxl_full_diffusers)
+ *   --tile   VAE tile in latent pixels for the tiled decode (default 64)
+ * The machine may be shared: the load average is printed. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lf_backend.h"
+#include "lf_model.h"
+
+static double s_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long s_status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+/* VmHWM back to the current RSS: a later VmHWM is the peak in between. */
+static void s_reset_hwm(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static void s_randn(float *x, size_t n, uint64_t seed) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (size_t i = 0; i < n; i += 2) {
+        double u[2];
+        for (int k = 0; k < 2; k++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            u[k] = ((s >> 11) + 0.5) / 9007199254740992.0;
+        }
+        double r = sqrt(-2 * log(u[0]));
+        x[i] = (float)(r * cos(2 * M_PI * u[1]));
+        if (i + 1 < n) x[i + 1] = (float)(r * sin(2 * M_PI * u[1]));
+    }
+}
+
+static void s_report(const char *what, double s) {
+    printf("  %-34s %8.2f s   peak RSS %7.0f MiB\n", what, s, s_status_kb("VmHWM") / 1024.0);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    const char *ckpt = LF_SOURCE_DIR "/tests/reference/out/sdxl_full.safetensors";
+    int threads = 0, tile = 64, untiled = 1, load_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tile") && i + 1 < argc) tile = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-untiled")) untiled = 0;
+        else if (!strcmp(argv[i], "--load-only")) load_only = 1;
+        else {
+            fprintf(stderr, "usage: %s [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    struct stat sb;
+    if (stat(ckpt, &sb) != 0) {
+        printf("SKIP: %s absent (tests/reference/make_sdxl_fixtures.py --full)\n", ckpt);
+        return 0;
+    }
+    double la[3] = {0};
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
+        fclose(lf);
+    }
+    printf("bench_sdxl: %s, load average %.2f\n", ckpt, la[0]);
+    lf_backend_t *be = lf_backend_cpu_new(threads);
+    if (!be) return fprintf(stderr, "bench_sdxl: no CPU backend\n"), 1;
+    printf("  %s\n", lf_backend_describe(be));
+    lf_model_opts_t opts = {.backend = be, .weight_type = -1};
+    char err[1024] = "";
+    lf_model_t *m = NULL;
+    s_reset_hwm();
+    double t0 = s_now();
+    if (lf_model_load(ckpt, &opts, &m, err, sizeof err)) return fprintf(stderr, "bench_sdxl: %s\n", err), 1;
+    s_report("load (f16 weights as stored)", s_now() - t0);
+    printf("  RSS after load %.0f MiB\n", s_status_kb("VmRSS") / 1024.0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    printf("  family %s, text %d, pooled %d, time ids %d, VAE factor %g\n", lf_family_name(d->family),
+           d->text_dim, d->pooled_dim, d->n_time_ids, d->scaling_factor);
+    if (d->family != LF_FAMILY_SDXL) return fprintf(stderr, "bench_sdxl: not an SDXL checkpoint\n"), 1;
+    if (load_only) {
+        lf_model_destroy(&m);
+        lf_backend_destroy(&be);
+        return 0;
+    }
+
+    /* Text: prompt and negative chunks in one call (ids: BOS, words, EOS pad). */
+    const int B = 2, T = 77, D = d->text_dim, P = d->pooled_dim, K = d->n_time_ids;
+    int32_t ids[2 * 77];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) ids[b * T + t] = t == 0 ? 49406 : t < 9 + b ? 320 + 37 * t + b : 49407;
+    float *cond = malloc((size_t)B * T * D * 4), pooled[2 * 1280];
+    if (!cond || P > 1280) return 1;
+    s_reset_hwm();
+    t0 = s_now();
+    int rc = lf_model_encode_text(m, ids, NULL, B, 1, cond, pooled);
+    if (rc) return fprintf(stderr, "bench_sdxl: text failed (%d)\n", rc), 1;
+    s_report("text (2 chunks, both encoders)", s_now() - t0);
+
+    /* One UNet step with CFG at 1024x1024. */
+    const int S = 128;
+    const size_t nx = (size_t)B * 4 * S * S;
+    float *x = malloc(nx * 4), *out = malloc(nx * 4), *vec = malloc((size_t)B * (P + K) * 4);
+    float t[2] = {500.0f, 500.0f};
+    if (!x || !out || !vec) return 1;
+    s_randn(x, nx, 11);
+    for (int b = 0; b < B; b++) {
+        memcpy(vec + (size_t)b * (P + K), pooled + (size_t)b * P, (size_t)P * 4);
+        for (int i = 0; i < K; i++) vec[(size_t)b * (P + K) + P + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
+    }
+    s_reset_hwm();
+    t0 = s_now();
+    rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
+    if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
+    s_report("UNet step 1024x1024, CFG (1st: plans)", s_now() - t0);
+    t0 = s_now();
+    rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
+    if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
+    s_report("UNet step 1024x1024, CFG (2nd)", s_now() - t0);
+
+    /* VAE decode of one 128x128 latent: tiled, then (optionally) whole. */
+    float *img = malloc((size_t)3 * 1024 * 1024 * 4);
+    if (!img) return 1;
+    for (size_t i = 0; i < (size_t)4 * S * S; i++) x[i] = x[i] / d->scaling_factor * 0.5f;
+    s_reset_hwm();
+    t0 = s_now();
+    rc = lf_model_vae_decode(m, x, 1, S, S, tile, img);
+    char what[64];
+    snprintf(what, sizeof what, "VAE decode 1024x1024, tile %d", tile);
+    if (rc) printf("  %s: failed (%d)\n", what, rc);
+    else s_report(what, s_now() - t0);
+    if (untiled) {
+        s_reset_hwm();
+        t0 = s_now();
+        rc = lf_model_vae_decode(m, x, 1, S, S, 0, img);
+        if (rc) printf("  VAE decode whole: failed (%d)\n", rc);
+        else s_report("VAE decode 1024x1024, whole", s_now() - t0);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("  whole run: peak RSS %.0f MiB (getrusage)\n", ru.ru_maxrss / 1024.0);
+    free(cond), free(x), free(out), free(vec), free(img);
+    lf_model_destroy(&m);
+    lf_backend_destroy(&be);
+    return 0;
+}
