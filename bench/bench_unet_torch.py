@@ -105,7 +105,7 @@ def load_models(ckpt, unet_only):
 
 
 def load_diffusers(folder, unet_only):
-    """A diffusers folder (e.g. tests/reference/make_sdxl_full.py's SDXL) in
+    """A diffusers folder (e.g. tests/reference/make_sdxl_fixtures.py --full's sdxl_full_diffusers) in
     f32, as bench_unet's engine side loads the same files."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
