@@ -28,6 +28,7 @@ struct lf_blazeface {
     size_t n_tensors;
     float **consts;   /* per tensor: float weights (owned) or NULL */
     int *last_use;    /* per tensor: last op reading it (-1: none; graph outputs: n_ops) */
+    float **convw;    /* per op: CONV_2D filter as [kh][kw][cin][cout] (owned), else NULL */
     int input, out_reg, out_cls;
     int size;         /* square input side */
     int n_anchors;
@@ -179,6 +180,19 @@ static int s_check_op(lf_blazeface_t *b, size_t k, const lf_tflite_op_t *op, con
                  id.c, od.c);
         }
         if (tb->shape[0] != od.c) FAIL("bias of %d for %d channels", tb->shape[0], od.c);
+        if (!dw) {
+            /* [cout][kh][kw][cin] -> [kh][kw][cin][cout]: the kernel's inner
+             * loop then runs over output channels, contiguous in both. */
+            const float *w = b->consts[op->in[1]];
+            float *t = malloc((size_t)tw->numel * sizeof *t);
+            if (!t) return LF_ENOMEM;
+            int co_n = tw->shape[0], ci_n = tw->shape[3];
+            for (int co = 0; co < co_n; co++)
+                for (int p = 0; p < kh * kw; p++)
+                    for (int ci = 0; ci < ci_n; ci++)
+                        t[((size_t)p * ci_n + ci) * co_n + co] = w[((size_t)co * kh * kw + p) * ci_n + ci];
+            b->convw[k] = t;
+        }
         if (od.h != s_out_size(id.h, kh, op->stride_h, op->dilation_h, op->padding) ||
             od.w != s_out_size(id.w, kw, op->stride_w, op->dilation_w, op->padding))
             FAIL("output %dx%d does not follow from input %dx%d", od.h, od.w, id.h, id.w);
@@ -261,6 +275,8 @@ void lf_blazeface_destroy(lf_blazeface_t **self_p)
     lf_blazeface_t *b = *self_p;
     for (size_t i = 0; b->consts && i < b->n_tensors; i++) free(b->consts[i]);
     free(b->consts);
+    for (size_t i = 0; b->convw && b->file && i < lf_tflite_op_count(b->file); i++) free(b->convw[i]);
+    free(b->convw);
     free(b->last_use);
     free(b->anchors);
     lf_tflite_destroy(&b->file);
@@ -276,7 +292,8 @@ static int s_load(lf_blazeface_t *b, const char *path, char *err, size_t len)
     b->n_tensors = nt;
     b->consts = calloc(nt ? nt : 1, sizeof *b->consts);
     b->last_use = malloc((nt ? nt : 1) * sizeof *b->last_use);
-    if (!b->consts || !b->last_use) return LF_ENOMEM;
+    b->convw = calloc(no ? no : 1, sizeof *b->convw);
+    if (!b->consts || !b->last_use || !b->convw) return LF_ENOMEM;
     for (size_t i = 0; i < nt; i++) {
         const lf_tflite_tensor_t *t = s_t(b, (int)i);
         b->last_use[i] = -1;
@@ -394,13 +411,16 @@ static void s_conv(const lf_tflite_op_t *op, const float *x, s_dims_t id, const 
                     const float *xi = x + ((size_t)iy * id.w + ix) * cin;
                     if (depthwise) {
                         const float *wk = wt + ((size_t)ky * kw + kx) * cout;
-                        for (int co = 0; co < cout; co++) yo[co] += xi[co / mult] * wk[co];
+                        if (mult == 1)
+                            for (int co = 0; co < cout; co++) yo[co] += xi[co] * wk[co];
+                        else
+                            for (int co = 0; co < cout; co++) yo[co] += xi[co / mult] * wk[co];
                     } else {
-                        for (int co = 0; co < cout; co++) {
-                            const float *wk = wt + (((size_t)co * kh + ky) * kw + kx) * cin;
-                            float acc = 0;
-                            for (int ci = 0; ci < cin; ci++) acc += xi[ci] * wk[ci];
-                            yo[co] += acc;
+                        /* wt is [kh][kw][cin][cout] (transposed at load). */
+                        const float *wk = wt + ((size_t)ky * kw + kx) * cin * cout;
+                        for (int ci = 0; ci < cin; ci++) {
+                            const float xv = xi[ci], *wc = wk + (size_t)ci * cout;
+                            for (int co = 0; co < cout; co++) yo[co] += xv * wc[co];
                         }
                     }
                 }
@@ -496,7 +516,7 @@ static void s_concat(const lf_blazeface_t *b, const lf_tflite_op_t *op, float *c
     }
 }
 
-static void s_exec(lf_blazeface_t *b, const lf_tflite_op_t *op, float *const *v, float *y)
+static void s_exec(lf_blazeface_t *b, size_t k, const lf_tflite_op_t *op, float *const *v, float *y)
 {
     const lf_tflite_tensor_t *ti = s_t(b, op->in[0]), *to = s_t(b, op->out[0]);
     const float *x = v[op->in[0]];
@@ -505,8 +525,9 @@ static void s_exec(lf_blazeface_t *b, const lf_tflite_op_t *op, float *const *v,
     case LF_TFLITE_CONV_2D:
     case LF_TFLITE_DEPTHWISE_CONV_2D: {
         const lf_tflite_tensor_t *tw = s_t(b, op->in[1]);
-        s_conv(op, x, id, v[op->in[1]], tw->shape[1], tw->shape[2], v[op->in[2]], y, od,
-               op->code == LF_TFLITE_DEPTHWISE_CONV_2D);
+        int dw = op->code == LF_TFLITE_DEPTHWISE_CONV_2D;
+        s_conv(op, x, id, dw ? v[op->in[1]] : b->convw[k], tw->shape[1], tw->shape[2],
+               v[op->in[2]], y, od, dw);
         break;
     }
     case LF_TFLITE_MAX_POOL_2D: s_maxpool(op, x, id, y, od); break;
@@ -556,7 +577,7 @@ int lf_blazeface_run(lf_blazeface_t *self, const float *input, float *regressors
             break;
         }
         own[o] = 1;
-        s_exec(self, op, v, v[o]);
+        s_exec(self, k, op, v, v[o]);
         for (int i = 0; i < op->n_in; i++) {
             int t = op->in[i];
             if (own[t] && self->last_use[t] == (int)k) {

@@ -143,6 +143,50 @@ static void test_tflite_reads_models(void **state)
     if (!ran) skip();
 }
 
+/* The hand-built seed graph of the fuzz corpus (tests/fuzz/gen_tflite_corpus.c,
+ * which TFLite's own interpreter reads too): every op's options and the
+ * float16 weights, subnormal and largest finite value included. Needs no
+ * assets. */
+static void test_tflite_seed_graph(void **state)
+{
+    (void)state;
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/../../fuzz/corpus/tflite/graph2.tflite", LF_FIXTURE_DIR);
+    lf_tflite_t *t = NULL;
+    assert_int_equal(lf_tflite_open(&t, path, err, sizeof err), 0);
+    assert_string_equal(lf_tflite_description(t), "lightfarm fuzz seed");
+    assert_int_equal(lf_tflite_tensor_count(t), 13);
+    assert_int_equal(lf_tflite_op_count(t), 8);
+    static const int codes[] = {LF_TFLITE_DEQUANTIZE, LF_TFLITE_CONV_2D, LF_TFLITE_ADD,
+                                LF_TFLITE_MAX_POOL_2D, LF_TFLITE_PAD, LF_TFLITE_RESHAPE,
+                                LF_TFLITE_CONCATENATION, LF_TFLITE_RESIZE_BILINEAR};
+    for (size_t i = 0; i < 8; i++) assert_int_equal(lf_tflite_op_at(t, i)->code, codes[i]);
+    const lf_tflite_op_t *conv = lf_tflite_op_at(t, 1), *pool = lf_tflite_op_at(t, 3);
+    assert_int_equal(conv->n_in, 3);
+    assert_int_equal(conv->activation, LF_TFLITE_ACT_RELU);
+    assert_int_equal(conv->padding, LF_TFLITE_PAD_SAME);
+    assert_int_equal(pool->stride_w, 2);
+    assert_int_equal(pool->filter_h, 2);
+    assert_int_equal(lf_tflite_op_at(t, 6)->axis, 1);
+    assert_int_equal(lf_tflite_op_at(t, 7)->half_pixel_centers, 1);
+    const lf_tflite_tensor_t *w = lf_tflite_tensor_at(t, 1);
+    assert_string_equal(w->name, "w16");
+    assert_int_equal(w->type, LF_TFLITE_FLOAT16);
+    assert_int_equal(w->nbytes, 12);
+    float f[6];
+    assert_int_equal(lf_tflite_tensor_f32(w, f), 0);
+    const float want[6] = {1.0f, -1.0f, 0.5f, 5.9604645e-08f, 65504.0f, -0.0f};
+    for (int i = 0; i < 6; i++) assert_true(f[i] == want[i]);
+    assert_int_equal(lf_tflite_tensor_f32(lf_tflite_tensor_at(t, 0), f), LF_EINVAL); /* no data */
+    assert_null(lf_tflite_tensor_at(t, 13));
+    lf_tflite_destroy(&t);
+    /* Not a BlazeFace graph: refused with the file and the reason. */
+    lf_blazeface_t *b = lf_blazeface_new(path, err, sizeof err);
+    assert_null(b);
+    assert_non_null(strstr(err, "graph2.tflite"));
+    printf("refused: %s\n", err);
+}
+
 /* Every prefix of a real file, and single-byte corruptions, give a code
  * and a message naming the file (ASan watches the reads). */
 static void test_tflite_rejects_bad_files(void **state)
@@ -376,7 +420,8 @@ static void test_detect_astronaut(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tflite_reads_models), cmocka_unit_test(test_tflite_rejects_bad_files),
+        cmocka_unit_test(test_tflite_reads_models), cmocka_unit_test(test_tflite_seed_graph),
+        cmocka_unit_test(test_tflite_rejects_bad_files),
         cmocka_unit_test(test_raw_outputs),         cmocka_unit_test(test_letterbox),
         cmocka_unit_test(test_detect_astronaut),
     };
