@@ -430,9 +430,12 @@ static void test_detect_astronaut(void **state)
             assert_true(kerr <= 0.01f);
         }
         /* A stricter threshold than the faces' scores finds nothing; max
-         * bounds what is written, not what is counted. */
-        assert_int_equal(lf_blazeface_detect(b, crop, w, h, 0.99f, out, 4), 0);
-        assert_int_equal(lf_blazeface_detect(b, crop, w, h, 0.5f, out, 0), c->n);
+         * bounds what is written, not what is counted (once per model: each
+         * call runs the network). */
+        if (!strcmp(c->variant, "pair")) {
+            assert_int_equal(lf_blazeface_detect(b, crop, w, h, 0.99f, out, 4), 0);
+            assert_int_equal(lf_blazeface_detect(b, crop, w, h, 0.5f, out, 1), c->n);
+        }
         assert_int_equal(lf_blazeface_detect(b, crop, 0, h, 0.5f, out, 4), LF_EINVAL);
         free(crop);
         lf_blazeface_destroy(&b);
