@@ -256,9 +256,14 @@ static int s_check_op(lf_blazeface_t *b, size_t k, const lf_tflite_op_t *op, con
         if (sum != to->shape[ax]) FAIL("sizes on the axis do not add up");
         break;
     }
-    case LF_TFLITE_RESIZE_BILINEAR:
-        if (op->n_in != 2 || od.c != id.c || id.h < 1 || id.w < 1) FAIL("shapes do not agree");
+    case LF_TFLITE_RESIZE_BILINEAR: {
+        const lf_tflite_tensor_t *ts = op->n_in == 2 ? s_t(b, op->in[1]) : NULL;
+        int32_t hw[2] = {0, 0};
+        if (ts && ts->data && ts->type == LF_TFLITE_INT32 && ts->numel == 2) memcpy(hw, ts->data, 8);
+        if (od.c != id.c || id.h < 1 || id.w < 1 || hw[0] != od.h || hw[1] != od.w)
+            FAIL("size must be an int32 constant [2] equal to the output's height and width");
         break;
+    }
     default:
         FAIL("operator not supported by the BlazeFace interpreter");
     }

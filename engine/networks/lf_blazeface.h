@@ -14,9 +14,9 @@
  * suppression (IoU > 0.3 merges, score-weighted); the letterbox removed and
  * the result mapped to image pixels.
  *
- * Threading: a detector is not shared between threads while it runs
- * (each call allocates its own activations; the weights are read-only).
- * Ownership: lf_blazeface_new hands the caller a new object. */
+ * Threading: after lf_blazeface_new a detector is read-only; concurrent
+ * _detect / _run calls on one detector are fine (each call allocates its own
+ * activations). Ownership: lf_blazeface_new hands the caller a new object. */
 #ifndef LF_BLAZEFACE_H
 #define LF_BLAZEFACE_H
 
