@@ -70,6 +70,9 @@ typedef struct lf_model_ops {
                       float *mean);
     int (*preview)(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
                    int *out_h);
+    /* LoRAs (lf_model_set_loras); NULL when the model cannot take them. */
+    int (*set_loras)(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                     lf_lora_patch_info_t *info, char *err, size_t errlen);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */
