@@ -120,6 +120,13 @@ typedef struct {
      * refiner the rest, on the base's latent (A1111 refiner_switch_at,
      * diffusers denoising_end / denoising_start). */
     double refiner_switch_at;
+    /* The infotext's prompt when it is not the prompt tokenized (the
+     * facade cuts A1111's <lora:...> tags out of the prompt but the
+     * infotext keeps them, as A1111's does); NULL = prompt. */
+    const char *infotext_prompt;
+    /* A1111's "Lora hashes" value ("name: hash12, ..."), written last in
+     * the infotext; NULL = none. */
+    const char *lora_hashes;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
