@@ -12,6 +12,7 @@
 #include "lf_proto.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,8 +293,17 @@ static bool s_array_header(s_enc_t *e, const char *key, size_t n) {
     return e->err == 0;
 }
 
+/* One LoRA of a LORAS row: {name, weight[, te_weight]} (te_weight left out
+ * when it follows weight). */
+static void s_enc_lora(s_enc_t *e, const void *obj) {
+    const lf_param_lora_t *l = obj;
+    s_kv_str(e, "name", l->name, true);
+    s_kv_f64(e, "weight", l->weight);
+    if (!isnan(l->te_weight)) s_kv_f64(e, "te_weight", l->te_weight);
+}
+
 /* The parameters map: one key per table row that has a value (unset strings
- * are left out). */
+ * and empty lists are left out). */
 static void s_enc_params(s_enc_t *e, const void *obj) {
     const lf_job_params_t *p = obj;
     const lf_param_def_t *t = lf_params_table();
@@ -307,6 +317,12 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
         case LF_PT_I64: s_kv_i64(e, d->name, *(const int64_t *)m); break;
         case LF_PT_F64: s_kv_f64(e, d->name, *(const double *)m); break;
         case LF_PT_BOOL: s_kv_bool(e, d->name, *(const bool *)m); break;
+        case LF_PT_LORAS: {
+            const lf_param_loras_t *l = lf_param_loras(p, d);
+            if (l->n && s_array_header(e, d->name, l->n))
+                for (uint32_t k = 0; k < l->n; k++) s_map(e, s_enc_lora, &l->v[k]);
+            break;
+        }
         }
     }
 }
@@ -649,6 +665,30 @@ static int s_get_enum(s_obj_t o, const char *const *names, int n, int *out) {
         if (f) S_TRY(expr);                                                    \
     } while (0)
 
+static const char *const s_lora_keys[3] = {"name", "weight", "te_weight"};
+
+/* A LORAS row: an array of {name, weight[, te_weight]}, each entry checked
+ * as it is added. */
+static int s_dec_loras(s_obj_t a, lf_job_params_t *p, const lf_param_def_t *d) {
+    if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        s_obj_t lf[3];
+        const msgpack_object *o = &a->via.array.ptr[i];
+        if (o->type != MSGPACK_OBJECT_MAP || o->via.map.size > 3) return LF_EPROTO;
+        S_TRY(s_fields(o, s_lora_keys, 3, lf));
+        if (!lf[0] || !lf[1]) return LF_EINVAL;
+        char *name = NULL;
+        double w = 0, te = NAN;
+        S_TRY(s_get_str(lf[0], &name));
+        int rc = s_get_f64(lf[1], &w);
+        if (!rc && lf[2]) rc = s_get_f64(lf[2], &te);
+        if (!rc) rc = lf_param_loras_add(p, d, name, w, te) ? LF_EPROTO : 0;
+        free(name);
+        S_TRY(rc);
+    }
+    return 0;
+}
+
 /* The parameters map, walked by the table: unknown keys are refused (the
  * table is the contract), each value is checked against its row. */
 static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
@@ -681,6 +721,7 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
         case LF_PT_I64: S_TRY(s_get_i64(f[i], (int64_t *)m)); break;
         case LF_PT_F64: S_TRY(s_get_f64(f[i], (double *)m)); break;
         case LF_PT_BOOL: S_TRY(s_get_bool(f[i], (bool *)m)); break;
+        case LF_PT_LORAS: S_TRY(s_dec_loras(f[i], p, d)); break;
         }
     }
     return lf_params_check(p, true, NULL) ? LF_EPROTO : 0;

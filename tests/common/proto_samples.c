@@ -1,6 +1,7 @@
 /* proto_samples: fully-populated messages for tests and the fuzz corpus. */
 #include "proto_samples.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,9 @@ static void s_params(lf_job_params_t *p) {
     p->cfg_scale = 7.5;
     p->denoise = 0.625;
     p->seed = 4294967295LL; /* the largest seed the table allows */
+    const lf_param_def_t *lo = &lf_params_table()[LF_P_loras];
+    lf_param_loras_add(p, lo, "style/ink \xc3\xa9", 0.75, NAN);
+    lf_param_loras_add(p, lo, "detail", -1.5, 0.25);
 }
 
 static void s_caps(lf_worker_caps_t *c) {
