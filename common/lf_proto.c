@@ -334,6 +334,14 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
 }
 
+static void s_enc_lora_info(s_enc_t *e, const void *obj) {
+    const lf_lora_info_t *l = obj;
+    s_kv_str(e, "name", l->name, true);
+    s_kv_str(e, "alias", l->alias, false);
+    s_kv_str(e, "path", l->path, false);
+    s_kv_str(e, "hash", l->hash, false);
+}
+
 static void s_enc_caps(s_enc_t *e, const void *obj) {
     const lf_worker_caps_t *c = obj;
     s_kv_str(e, "host", c->host, false);
@@ -357,6 +365,13 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
             if (s_str_check(e, c->resident[i])) s_pack_str(e, c->resident[i]);
         }
     s_kv_u64(e, "jobs_done", c->jobs_done);
+    if (c->n_loras && !c->loras) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (c->n_loras && s_array_header(e, "loras", c->n_loras))
+        for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
+    if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -369,7 +384,8 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
-           !c->max_pixels && !c->n_models && !c->n_resident && !c->jobs_done;
+           !c->max_pixels && !c->n_models && !c->n_resident && !c->jobs_done && !c->n_loras &&
+           !(c->lora_set && *c->lora_set);
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -727,10 +743,12 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
     return lf_params_check(p, true, NULL) ? LF_EPROTO : 0;
 }
 
-enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C__COUNT };
+enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_LORAS,
+       C_LORASET, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
-                                                   "resident", "jobs_done"};
+                                                   "resident", "jobs_done", "loras", "lora_set"};
+static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
 static const char *const s_model_keys[3] = {"name", "kind", "res"};
 
 static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
@@ -772,6 +790,25 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             S_TRY(s_get_str(&a->via.array.ptr[i], &c->resident[i]));
         }
     }
+    if (f[C_LORAS]) {
+        s_obj_t a = f[C_LORAS];
+        if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+        if (a->via.array.size) {
+            c->loras = calloc(a->via.array.size, sizeof *c->loras);
+            if (!c->loras) return LF_ENOMEM;
+        }
+        for (uint32_t i = 0; i < a->via.array.size; i++) {
+            s_obj_t lf[4];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 4, lf));
+            c->n_loras = i + 1;
+            if (!lf[0]) return LF_EINVAL;
+            S_TRY(s_get_str(lf[0], &c->loras[i].name));
+            S_OPT(lf[1], s_get_str(lf[1], &c->loras[i].alias));
+            S_OPT(lf[2], s_get_str(lf[2], &c->loras[i].path));
+            S_OPT(lf[3], s_get_str(lf[3], &c->loras[i].hash));
+        }
+    }
+    S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
     return 0;
 }
 
@@ -950,6 +987,10 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->models);
     for (size_t i = 0; c->resident && i < c->n_resident; i++) free(c->resident[i]);
     free(c->resident);
+    for (size_t i = 0; c->loras && i < c->n_loras; i++)
+        free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
+    free(c->loras);
+    free(c->lora_set);
     memset(c, 0, sizeof *c);
 }
 

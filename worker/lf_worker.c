@@ -51,6 +51,7 @@ struct lf_worker {
     size_t n_links;
     lf_compute_t *compute;
     char *resident; /* the compute thread's resident model, as last reported */
+    char *lora_set; /* the LoRA set merged into it, as last reported (NULL = none) */
 
     /* The job running now (busy) and the link it came from. */
     bool busy;
@@ -206,6 +207,7 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     free(self->links);
     free(self->pending);
     free(self->resident);
+    free(self->lora_set);
     free(self->job_id);
     free(self->device);
     free(self->models_dir);
@@ -252,7 +254,9 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .resident = self->resident ? (char **)&self->resident : NULL,
         .n_resident = self->resident ? 1 : 0,
         .jobs_done = self->stats.jobs_done,
+        .lora_set = self->lora_set,
     };
+    c->loras = (lf_lora_info_t *)lf_runner_loras(lf_compute_runner(self->compute), &c->n_loras);
 }
 
 static void s_send_ready(lf_worker_t *self, size_t li) {
@@ -444,6 +448,9 @@ static void s_read_compute(lf_worker_t *self) {
             free(self->resident);
             self->resident = ev.resident && *ev.resident ? ev.resident : NULL;
             if (self->resident) ev.resident = NULL;
+            free(self->lora_set);
+            self->lora_set = ev.lora_set && *ev.lora_set ? ev.lora_set : NULL;
+            if (self->lora_set) ev.lora_set = NULL;
             break;
         case LF_COMPUTE_DONE: s_on_done(self, &ev); break;
         }
