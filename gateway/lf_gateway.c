@@ -222,6 +222,7 @@ int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *mode
     none = !gw->models || !json_array_size(gw->models);
     bool served = !none && lf_fleet_serves(gw->ws, gw->n_ws, p->model);
     int fit = served ? lf_fleet_fit(gw->ws, gw->n_ws, p, e) : 0;
+    if (served && !fit) fit = lf_fleet_loras_check(gw->ws, gw->n_ws, p, "prompt", e);
     pthread_mutex_unlock(&gw->model_mu);
     if (none)
         return lf_verr_set(e, 503, "unavailable", "", "no worker has registered a model yet; retry later (GET /readyz tells when the farm is ready)");
