@@ -11,6 +11,7 @@
 
 #include "lf_broker_impl.h"
 #include "lf_error.h"
+#include "lf_extranet.h"
 #include "lf_log.h"
 #include "lf_proto.h"
 #include "lf_scheduler.h"
@@ -89,6 +90,7 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     c->priority = p;
     c->created_ms = lf__now();
     c->seq = o->seq;
+    lf_extranet_lora_set(&m->params, c->lora_set, sizeof c->lora_set);
 }
 
 void lf__dispatch(lf_broker_t *self) {
@@ -119,12 +121,13 @@ void lf__dispatch(lf_broker_t *self) {
         if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
                 jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels,
-                                           cand[i].priority, cand[i].created_ms, cand[i].seq};
+                                           cand[i].priority, cand[i].created_ms, cand[i].seq,
+                                           cand[i].lora_set};
             for (size_t i = 0; i < nw; i++) {
                 lf__worker_t *w = wp[i] = self->idle[i];
                 ws[i] = (lf_sched_worker_t){w->id, w->models, w->models ? w->caps.n_models : 0,
                                             w->caps.n_resident ? w->caps.resident[0] : NULL,
-                                            w->caps.max_pixels};
+                                            w->caps.max_pixels, w->caps.lora_set};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
@@ -224,12 +227,12 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
     }
     for (size_t i = 0, k = 0; i < nw; i++) {
         const lf_worker_caps_t *c = &wv[i].caps;
-        ws[i] = (lf_sched_worker_t){wv[i].id, names + k, c->n_models, NULL, c->max_pixels};
+        ws[i] = (lf_sched_worker_t){wv[i].id, names + k, c->n_models, NULL, c->max_pixels, NULL};
         for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
     }
     for (size_t i = 0; i < n; i++) {
         jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels, cand[i].priority,
-                                   cand[i].created_ms, cand[i].seq};
+                                   cand[i].created_ms, cand[i].seq, cand[i].lora_set};
         void *t = zhashx_lookup(self->unrunnable, cand[i].id);
         since[i] = t ? (int64_t)(intptr_t)t : 0;
     }

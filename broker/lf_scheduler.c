@@ -93,14 +93,20 @@ static size_t s_lower(const s_ctx_t *c, const char *model) {
     return lo;
 }
 
-/* An unused capable worker whose resident is `res` ("" = none), or -1. */
+static const char *s_set(const char *s) { return s ? s : ""; }
+
+/* An unused capable worker whose resident is `res` ("" = none), or -1;
+ * one whose LoRA set is the job's first. */
 static long s_take_res(s_ctx_t *c, const lf_sched_job_t *j, const char *res) {
+    long any = -1;
     for (size_t k = s_lower(c, res); k < c->n_workers; k++) {
         uint32_t w = c->by_res[k];
         if (strcmp(s_res(&c->workers[w]), res)) break;
-        if (!c->used[w] && lf_scheduler_capable(&c->workers[w], j)) return (long)w;
+        if (c->used[w] || !lf_scheduler_capable(&c->workers[w], j)) continue;
+        if (!strcmp(s_set(c->workers[w].lora_set), s_set(j->lora_set))) return (long)w;
+        if (any < 0) any = (long)w;
     }
-    return -1;
+    return any;
 }
 
 int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,

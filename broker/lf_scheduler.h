@@ -10,7 +10,10 @@
  *     behind others' affinity, and no low job starves behind high ones.
  *  3. Priority then FIFO: the other jobs are considered high, normal, low,
  *     and by enqueue sequence within one.
- *  4. Affinity: a job goes first to a worker with its model resident. Failing
+ *  4. Affinity: a job goes first to a worker with its model resident, and
+ *     among those first to one whose merged LoRA set is the job's (no
+ *     weights to touch), then to any of them (a LoRA switch rewrites only
+ *     the touched layers: far cheaper than a model load). Failing
  *     that, to a worker with nothing resident, or one whose resident model
  *     has no other job waiting in the candidate window (switching it costs
  *     no one). A worker whose own model has work waiting keeps it.
@@ -31,6 +34,7 @@ typedef struct {
     lf_priority_t priority;
     int64_t created_ms;       /* first submit: age for the starvation bound */
     int64_t seq;              /* FIFO order within a priority */
+    const char *lora_set;     /* lf_extranet_lora_set of the job; NULL or "" = none */
 } lf_sched_job_t;
 
 typedef struct {
@@ -39,6 +43,7 @@ typedef struct {
     size_t n_models;
     const char *resident;      /* model loaded now; NULL = none */
     uint64_t max_pixels;       /* 0 = no limit */
+    const char *lora_set;      /* LoRA set merged into the resident model; NULL or "" = none */
 } lf_sched_worker_t;
 
 typedef struct {

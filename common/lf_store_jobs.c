@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_extranet.h"
 #include "lf_id.h"
 #include "lf_store.h"
 #include "lf_store_impl.h"
@@ -53,7 +54,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 10)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 11)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -66,6 +67,13 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_i64(&a[m], ttl ? now_ms + (int64_t)ttl * 1000 : 0);
         lf__args_i64(&a[m], j->max_attempts ? j->max_attempts : self->lim.max_attempts);
         lf__args_str(&a[m], p->init_image);
+        /* The LoRA set, for the scheduler's affinity (cut: a key, not data). */
+        char set[sizeof ((lf_store_candidate_t *)0)->lora_set];
+        if ((o->code = lf_extranet_lora_set(p, set, sizeof set)) != 0) {
+            lf__args_free(&a[m]);
+            continue;
+        }
+        lf__args_str(&a[m], set);
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -118,8 +126,8 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
 static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
                            size_t cap) {
     size_t k = 0;
-    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 5 < r->elements && k < cap;
-         i += 6) {
+    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 6 < r->elements && k < cap;
+         i += 7) {
         lf_store_candidate_t *c = &out[k++];
         lf__rcopy(r->element[i], c->id, sizeof c->id);
         long long pr = lf__rint(r->element[i + 1]);
@@ -128,6 +136,7 @@ static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate
         c->pixels = (uint64_t)lf__rint(r->element[i + 3]);
         c->created_ms = lf__rint(r->element[i + 4]);
         c->seq = lf__rint(r->element[i + 5]);
+        lf__rcopy(r->element[i + 6], c->lora_set, sizeof c->lora_set);
     }
     return k;
 }

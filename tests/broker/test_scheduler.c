@@ -116,6 +116,44 @@ static void test_table(void **state) {
     }
 }
 
+/* LoRA affinity: among workers with the job's model resident, the one whose
+ * merged LoRA set is the job's wins; with none, any of them (a LoRA switch)
+ * before a worker that must load the model. */
+static void test_lora_affinity(void **state) {
+    (void)state;
+    lf_sched_worker_t ws[3] = {
+        {.id = "plain", .models = M1, .n_models = 1, .resident = "m1"},
+        {.id = "ink", .models = M1, .n_models = 1, .resident = "m1", .lora_set = "ink:1:1"},
+        {.id = "empty", .models = M1, .n_models = 1},
+    };
+    lf_sched_job_t j[3] = {
+        {.id = "a", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1, .lora_set = "ink:1:1"},
+        {.id = "b", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 2},
+        {.id = "c", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 3, .lora_set = "x:1:1"},
+    };
+    lf_sched_match_t out[3];
+    size_t n = 0;
+    /* Job b (plain) alone: the plain worker, though "ink" is first in no order. */
+    assert_int_equal(lf_scheduler_match(NULL, &j[1], 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ws[out[0].worker].id, "plain");
+    /* Job a alone: the worker holding its set. */
+    assert_int_equal(lf_scheduler_match(NULL, &j[0], 1, ws, 3, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "ink");
+    /* Job c (a set nobody holds): a worker with m1 resident (a LoRA switch),
+     * not the empty one (a model load). */
+    assert_int_equal(lf_scheduler_match(NULL, &j[2], 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(!strcmp(ws[out[0].worker].id, "plain") || !strcmp(ws[out[0].worker].id, "ink"));
+    /* All three: a -> ink, b -> plain, c -> empty. */
+    assert_int_equal(lf_scheduler_match(NULL, j, 3, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        const char *want = out[i].job == 0 ? "ink" : out[i].job == 1 ? "plain" : "empty";
+        assert_string_equal(ws[out[i].worker].id, want);
+    }
+}
+
 static void test_edges(void **state) {
     (void)state;
     size_t n = 5;
@@ -159,11 +197,11 @@ static void test_scale(void **state) {
 static void test_unmet(void **state) {
     (void)state;
     const lf_sched_worker_t ws[] = {
-        {"w1", M1, 1, NULL, 512 * 512},
-        {"w2", M12, 2, "m2", 256 * 256},
+        {"w1", M1, 1, NULL, 512 * 512, NULL},
+        {"w2", M12, 2, "m2", 256 * 256, NULL},
     };
     uint64_t big = 0;
-    lf_sched_job_t j = {"j", "m1", 512 * 512, LF_PRIO_NORMAL, 0, 1};
+    lf_sched_job_t j = {"j", "m1", 512 * 512, LF_PRIO_NORMAL, 0, 1, NULL};
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_RUNNABLE);
     j.model = "m3";
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_NO_MODEL);
@@ -173,7 +211,7 @@ static void test_unmet(void **state) {
     j.model = "m1", j.pixels = 1024 * 1024;
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_TOO_LARGE);
     assert_int_equal(big, 512 * 512);
-    const lf_sched_worker_t unlimited = {"w3", M2, 1, NULL, 0};
+    const lf_sched_worker_t unlimited = {"w3", M2, 1, NULL, 0, NULL};
     j.model = "m2";
     assert_int_equal(lf_scheduler_unmet(&j, &unlimited, 1, NULL), LF_SCHED_RUNNABLE);
     assert_int_equal(lf_scheduler_unmet(&j, NULL, 0, NULL), LF_SCHED_NO_MODEL);
@@ -183,12 +221,12 @@ static void test_unmet(void **state) {
  * turning runnable resets the clock; no worker at all is never "unable". */
 static void test_unrunnable_grace(void **state) {
     (void)state;
-    const lf_sched_worker_t w1 = {"w1", M1, 1, NULL, 512 * 512};
-    const lf_sched_worker_t w12 = {"w12", M12, 2, NULL, 512 * 512};
+    const lf_sched_worker_t w1 = {"w1", M1, 1, NULL, 512 * 512, NULL};
+    const lf_sched_worker_t w12 = {"w12", M12, 2, NULL, 512 * 512, NULL};
     const lf_sched_job_t jobs[] = {
-        {"a", "m1", 64 * 64, LF_PRIO_NORMAL, 0, 1},     /* runnable on w1 */
-        {"b", "m2", 64 * 64, LF_PRIO_NORMAL, 0, 2},     /* needs m2 */
-        {"c", "m1", 1024 * 1024, LF_PRIO_HIGH, 0, 3},   /* too large for w1 */
+        {"a", "m1", 64 * 64, LF_PRIO_NORMAL, 0, 1, NULL},     /* runnable on w1 */
+        {"b", "m2", 64 * 64, LF_PRIO_NORMAL, 0, 2, NULL},     /* needs m2 */
+        {"c", "m1", 1024 * 1024, LF_PRIO_HIGH, 0, 3, NULL},   /* too large for w1 */
     };
     int64_t since[3] = {0, 0, 0};
     lf_sched_unmet_t due[3];
@@ -223,6 +261,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_lora_affinity),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_unmet),
         cmocka_unit_test(test_unrunnable_grace),
