@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lf_error.h"
 
@@ -110,7 +111,9 @@ int lf_sha256_file(const char *path, int skip_safetensors_header, char hex[65], 
         uint64_t n = 0;
         if (fread(h8, 1, 8, f) != 8) rc = LF_EFORMAT;
         for (int i = 0; i < 8; i++) n |= (uint64_t)h8[i] << (8 * i);
-        if (!rc && (n > (uint64_t)1 << 40 || fseeko(f, (off_t)(8 + n), SEEK_SET) != 0))
+        struct stat sb;
+        if (!rc && (fstat(fileno(f), &sb) != 0 || n > (uint64_t)sb.st_size - 8 ||
+                    fseeko(f, (off_t)(8 + n), SEEK_SET) != 0))
             rc = LF_EFORMAT;
         if (rc && err && errlen) snprintf(err, errlen, "%s: not a safetensors file (header)", path);
     }

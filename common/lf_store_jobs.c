@@ -32,8 +32,10 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
     redisReply **reps = calloc(n, sizeof *reps);
     uint8_t **blobs = calloc(n, sizeof *blobs);
     size_t *idx = calloc(n, sizeof *idx); /* pipeline slot -> item */
-    if (!a || !reps || !blobs || !idx) {
-        free(a), free(reps), free(blobs), free(idx);
+    /* Each item's LoRA set: the arguments borrow it until the pipeline ran. */
+    char (*sets)[sizeof ((lf_store_candidate_t *)0)->lora_set] = calloc(n, sizeof *sets);
+    if (!a || !reps || !blobs || !idx || !sets) {
+        free(a), free(reps), free(blobs), free(idx), free(sets);
         return LF_ENOMEM;
     }
     size_t m = 0;
@@ -68,12 +70,11 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_i64(&a[m], j->max_attempts ? j->max_attempts : self->lim.max_attempts);
         lf__args_str(&a[m], p->init_image);
         /* The LoRA set, for the scheduler's affinity (cut: a key, not data). */
-        char set[sizeof ((lf_store_candidate_t *)0)->lora_set];
-        if ((o->code = lf_extranet_lora_set(p, set, sizeof set)) != 0) {
+        if ((o->code = lf_extranet_lora_set(p, sets[i], sizeof sets[i])) != 0) {
             lf__args_free(&a[m]);
             continue;
         }
-        lf__args_str(&a[m], set);
+        lf__args_str(&a[m], sets[i]);
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -97,7 +98,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         for (size_t i = 0; i < n; i++)
             if (out[i].code == 0 && !out[i].id[0]) out[i].code = rc;
     for (size_t i = 0; i < n; i++) free(blobs[i]);
-    free(a), free(reps), free(blobs), free(idx);
+    free(a), free(reps), free(blobs), free(idx), free(sets);
     return rc;
 }
 

@@ -10,7 +10,10 @@ files are ("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q"),
 a LoCon 3x3 conv of the first ResNet, the text encoder's q_proj / v_proj
 ("lora_te_text_model_encoder_layers_N_self_attn_q_proj"), and one module
 no model has ("lora_unet_no_such_layer"), which the engine must report.
-Output: tests/engine/fixtures/lora/tiny_a_kohya.safetensors (a few KB).
+Output: tests/engine/fixtures/lora/tiny_a_kohya.safetensors (a few KB), and
+the same kind of LoRA for the built-in model models/lf-tiny-shapes.safetensors
+(lf_tiny_shapes_kohya.safetensors, for the farm test
+tests/integration/test_lora_farm.c).
 
   /work/venv-ref/bin/python tests/reference/make_lora_model_fixtures.py
 (any Python with torch and safetensors; see make_lora_fixtures.py for the venv).
@@ -33,8 +36,7 @@ def factors(shape, r=2):
     return down, up
 
 
-def main():
-    ck = os.path.join(FIX, "models", "tiny_a.safetensors")
+def make(ck, name, alias):
     t = {}
     with safe_open(ck, "pt") as f:
         for key in sorted(f.keys()):
@@ -54,9 +56,15 @@ def main():
                 t[mod + ".alpha"] = torch.tensor(1.0)
     t["lora_unet_no_such_layer.lora_down.weight"] = torch.zeros(2, 4).half()
     t["lora_unet_no_such_layer.lora_up.weight"] = torch.zeros(4, 2).half()
-    out = os.path.join(FIX, "lora", "tiny_a_kohya.safetensors")
-    save_file(t, out, metadata={"ss_output_name": "tiny_a_style"})
+    out = os.path.join(FIX, "lora", name + ".safetensors")
+    save_file(t, out, metadata={"ss_output_name": alias})
     print("wrote", out, os.path.getsize(out), "bytes,", len(t), "tensors")
+
+
+def main():
+    make(os.path.join(FIX, "models", "tiny_a.safetensors"), "tiny_a_kohya", "tiny_a_style")
+    make(os.path.join(HERE, "..", "..", "models", "lf-tiny-shapes.safetensors"), "lf_tiny_shapes_kohya",
+         "shapes_style")
 
 
 if __name__ == "__main__":
