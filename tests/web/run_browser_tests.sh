@@ -114,9 +114,16 @@ else
   export LF_REDIS_HOST=127.0.0.1 LF_REDIS_PORT="$REDIS_PORT" LF_REDIS_PREFIX="lfweb:" LF_LOG_LEVEL=info
   LF_BROKER_FRONTEND="$FE" LF_BROKER_BACKEND="$BE" LF_BROKER_EVENTS="$EV" LF_BROKER_ID=web-broker \
     "$BROKER" >"$TMP/broker.log" 2>&1 & PIDS+=($!)
+  # The repository's models/ (the built-in lf-tiny-shapes), as `deploy/lightfarm up` serves them,
+  # plus a LoRA for it in lora/ (the picker's test).
+  if [[ -z "${LF_MODELS_DIR:-}" ]]; then
+    mkdir -p "$TMP/models/lora"
+    for f in "$ROOT"/models/*; do ln -s "$f" "$TMP/models/"; done
+    cp "$ROOT/tests/engine/fixtures/lora/lf_tiny_shapes_kohya.safetensors" "$TMP/models/lora/"
+    LF_MODELS_DIR="$TMP/models"
+  fi
   for w in 0 1; do
-    # The repository's models/ (the built-in lf-tiny-shapes), as `deploy/lightfarm up` serves them.
-    LF_MODELS_DIR="${LF_MODELS_DIR:-$ROOT/models}" \
+    LF_MODELS_DIR="$LF_MODELS_DIR" \
     LF_BROKER_BACKEND="$BE" LF_WORKER_ID="web-w$w" LF_STEP_DELAY_MAX_MS=1000 LF_PREVIEW_EVERY=5 \
       "$WORKER" >"$TMP/worker-$w.log" 2>&1 & PIDS+=($!)
   done
