@@ -337,6 +337,20 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
     return lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
 }
 
+int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {
+    if (!self || !name || !out) return LF_EINVAL;
+    lf_tensor_t *t = lf_pool_find(self->pool, name);
+    if (!t) return LF_ENOTFOUND;
+    if ((size_t)lf_tensor_nelements(t) != n || !lf_tensor_is_contiguous(t)) return LF_EINVAL;
+    size_t nb = lf_tensor_nbytes(t);
+    void *b = malloc(nb);
+    if (!b) return LF_ENOMEM;
+    int rc = lf_backend_tensor_get(self->be, t, b, nb);
+    if (!rc) lf_type_to_f32(t->type, b, out, (int64_t)n);
+    free(b);
+    return rc;
+}
+
 /* ---- approx preview: fit the linear map from this model's VAE ---------- */
 
 #define S_FIT_SIDE 12      /* latent pixels per side of each fit image */

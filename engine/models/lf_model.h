@@ -122,4 +122,10 @@ const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
 int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
                        lf_lora_patch_info_t *info, char *err, size_t errlen);
 
+/* A resident weight read back as f32 (n = its element count), by pool name
+ * ("unet.….weight", "clip.…"): for tests and tools that check what the
+ * networks hold. 0, LF_ENOTFOUND, LF_EINVAL (n differs), LF_ENOMEM, a
+ * backend's code. */
+int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n);
+
 #endif
