@@ -3,7 +3,10 @@
  * tests/reference/make_lora_fixtures.py (lycoris-lora's functional math and
  * PEFT's get_delta_weight in float64, over the tiny model's layers); the
  * weights are random numbers the test puts in a pool, so every merged value
- * is checked against W0 + Σ weight · ΔW_expected computed here in double. */
+ * is checked against W0 + Σ weight · ΔW_expected computed here in double.
+ * With the argument "cuda" the same tests run with the pool on the CUDA
+ * backend (ctest test_engine_lora_patch_cuda, label gpu; exit 77 without a
+ * device): the merge reads and writes the weights through the backend. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,11 +79,14 @@ static void s_add(ctx_t *c, const char *name, int ndim, const int64_t *shape, ui
     free(f);
 }
 
+static int s_cuda; /* run on the CUDA backend */
+
 static ctx_t *s_ctx(lf_type_t type)
 {
     ctx_t *c = calloc(1, sizeof *c);
     c->type = type;
-    c->be = lf_backend_cpu_new(1);
+    c->be = s_cuda ? lf_backend_cuda_new(0, 0) : lf_backend_cpu_new(1);
+    assert_non_null(c->be);
     c->pool = lf_pool_new(c->be, 0);
     c->t = lf_lora_targets_new();
     assert_int_equal(lf_lora_targets_add_unet(c->t, &TINY_UNET), 0);
@@ -370,8 +376,13 @@ static void test_overflow_f16(void **state)
     s_ctx_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    s_cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
+    if (s_cuda && !lf_backend_cuda_available()) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_format), cmocka_unit_test(test_stack_f16),
         cmocka_unit_test(test_reuse),       cmocka_unit_test(test_bad),
