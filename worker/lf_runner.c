@@ -123,7 +123,9 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             self->loras = m;
             self->n_loras += nl;
             free(ll);
+            ll = NULL;
         }
+        lf_runner_loras_free(ll, nl); /* none listed (or an error): an empty array */
     }
     return self;
 }

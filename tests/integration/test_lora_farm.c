@@ -137,6 +137,21 @@ static json_t *s_run(lf_testfarm_t *farm, const char *prompt, const char *loras_
     return j;
 }
 
+/* Standard base64 of n bytes (caller frees). */
+static char *s_b64(const uint8_t *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc((n + 2) / 3 * 4 + 1), *q = o;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *q++ = t[v >> 18 & 63], *q++ = t[v >> 12 & 63];
+        *q++ = i + 1 < n ? t[v >> 6 & 63] : '=';
+        *q++ = i + 2 < n ? t[v & 63] : '=';
+    }
+    *q = '\0';
+    return o;
+}
+
 static int s_same_pixels(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
     lf_image_t x = {0}, y = {0};
@@ -203,6 +218,15 @@ static void test_lora_restore_through_the_farm(void **state)
     char *info = json_dumps(jb, JSON_COMPACT);
     assert_non_null(strstr(info, "lora_unet_no_such_layer"));
     free(info);
+    /* A1111's png-info reads "Lora hashes" back. */
+    char pi[256];
+    snprintf(pi, sizeof pi, "%s/sdapi/v1/png-info", lf_testfarm_url(farm));
+    char *b64 = s_b64(b, bl);
+    json_t *req = json_pack("{s:s}", "image", b64), *pj = NULL;
+    char *reqs = json_dumps(req, JSON_COMPACT);
+    assert_int_equal(lf_http_json("POST", pi, reqs, &pj), 200);
+    assert_string_equal(s_str(json_object_get(pj, "parameters"), "Lora hashes"), "lf_tiny_shapes_kohya: " S_HASH12);
+    json_decref(pj), json_decref(req), free(reqs), free(b64);
     /* /v1/workers: the worker's set (its heartbeat carries it). */
     char url[256];
     snprintf(url, sizeof url, "%s/v1/workers", lf_testfarm_url(farm));

@@ -8,7 +8,8 @@ The model is make_model_fixtures.py's full-size random checkpoint
 tests/reference/out/sd15_full.safetensors when not there yet). The LoRA is
 ../shared/refdata/lora/sd15_diffusers_lora_rank4.safetensors (diffusers
 attention-processor names, rank 4, 128 UNet layers). diffusers loads it into
-the UNet (load_attn_procs) and fuses it at scale 1 (fuse_lora: W += up @ down
+the UNet (LoraLoaderMixin.lora_state_dict + load_lora_into_unet, as
+pipe.load_lora_weights does) and fuses it at scale 1 (fuse_lora: W += up @ down
 in float32 on the f16-rounded weights); this script then saves, under
 tests/reference/out/sd15_full_lora_ref.safetensors (not committed):
   - "w.<pool name>": three fused layers (f32), one per UNet level kind,
@@ -22,6 +23,7 @@ import os
 import sys
 
 import torch
+from diffusers.loaders import LoraLoaderMixin
 from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,7 +56,12 @@ def main():
     r = {"unet_x": x, "unet_t": t, "unet_ctx": ctx}
     with torch.no_grad():
         r["unet_out_plain"] = unet(x, t, encoder_hidden_states=ctx).sample
-    unet.load_attn_procs(load_file(LORA))
+    # What pipe.load_lora_weights does for the UNet (diffusers 0.27 with PEFT:
+    # the attention-processor names are converted, then PEFT layers wrap the
+    # Linear ones; UNet2DConditionModel.load_attn_procs alone leaves this old
+    # format unapplied, silently).
+    state_dict, alphas = LoraLoaderMixin.lora_state_dict(load_file(LORA))
+    LoraLoaderMixin.load_lora_into_unet(state_dict, alphas, unet=unet)
     unet.fuse_lora(lora_scale=1.0)
     sd = unet.state_dict()
     for n in LAYERS:
@@ -65,6 +72,8 @@ def main():
     save_file({k: v.contiguous() for k, v in r.items()}, os.path.join(OUT, "sd15_full_lora_ref.safetensors"))
     d = (r["unet_out"] - r["unet_out_plain"]).abs().max().item()
     print("LoRA changes the UNet output by up to", d)
+    if d == 0:
+        sys.exit("the LoRA was not applied")
 
 
 if __name__ == "__main__":
