@@ -18,6 +18,7 @@
 typedef struct {
     lf_tensor_t *t; /* borrowed from the pool */
     void *orig;     /* owned: lf_tensor_nbytes(t) bytes as the pool held them */
+    int used;       /* merged by the set being applied (a switch restores the others) */
 } s_saved_t;
 
 struct lf_lora_patch {
@@ -146,9 +147,17 @@ static int s_save(lf_lora_patch_t *p, lf_tensor_t *t, const void *bytes)
     void *c = malloc(nb);
     if (!c) return LF_ENOMEM;
     memcpy(c, bytes, nb);
-    p->saved[p->n_saved++] = (s_saved_t){.t = t, .orig = c};
+    p->saved[p->n_saved++] = (s_saved_t){.t = t, .orig = c, .used = 1};
     p->saved_bytes += nb;
     return 0;
+}
+
+/* The kept original of tensor t, or NULL. */
+static s_saved_t *s_find_saved(lf_lora_patch_t *p, const lf_tensor_t *t)
+{
+    for (size_t i = 0; i < p->n_saved; i++)
+        if (p->saved[i].t == t) return &p->saved[i];
+    return NULL;
 }
 
 /* The largest finite value a storage type holds. */
@@ -180,9 +189,11 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
                      "%s: layer %s: %lld values in the LoRA, %lld in the model", parts[0].name,
                      tname, (long long)numel, (long long)lf_tensor_nelements(t));
     size_t nb = lf_tensor_nbytes(t);
-    int rc = lf_backend_tensor_get(p->be, t, bytes, nb);
+    /* W0: kept from the previous set (a switch), else read from the pool. */
+    s_saved_t *kept = s_find_saved(p, t);
+    int rc = kept ? 0 : lf_backend_tensor_get(p->be, t, bytes, nb);
     if (rc) return s_err(err, errlen, rc, "layer %s: cannot read it back: %s", tname, lf_strerror(rc));
-    lf_type_to_f32(t->type, bytes, f, numel);
+    lf_type_to_f32(t->type, kept ? kept->orig : bytes, f, numel);
     for (size_t k = 0; k < np; k++) {
         rc = bias ? lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen)
                   : lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
@@ -196,8 +207,12 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
             return s_err(err, errlen, LF_EFORMAT,
                          "%s: layer %s: the merged weight [%lld] = %g does not fit in %s",
                          parts[0].name, tname, (long long)i, f[i], lf_type_name(t->type));
-    rc = s_save(p, t, bytes);
-    if (rc) return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
+    if (kept) {
+        kept->used = 1;
+    } else {
+        rc = s_save(p, t, bytes);
+        if (rc) return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
+    }
     lf_type_from_f32(t->type, f, bytes, numel);
     rc = lf_backend_tensor_set(p->be, t, bytes, nb);
     if (rc) return s_err(err, errlen, rc, "layer %s: cannot write it: %s", tname, lf_strerror(rc));
@@ -210,6 +225,31 @@ static size_t s_layer_of(const lf_lora_t *l, const lf_lora_target_t *tg)
     size_t i = 0, n = lf_lora_count(l);
     while (i < n && lf_lora_at(l, i)->target != tg) i++;
     return i;
+}
+
+/* After a switch: writes back the originals the new set did not merge and
+ * forgets them. */
+static int s_drop_unused(lf_lora_patch_t *p)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->n_saved; i++) {
+        s_saved_t *s = &p->saved[i];
+        if (!s->used) {
+            int rc = lf_backend_tensor_set(p->be, s->t, s->orig, lf_tensor_nbytes(s->t));
+            if (rc) {
+                /* Keep the rest for a later restore. */
+                memmove(&p->saved[k], &p->saved[i], (p->n_saved - i) * sizeof *p->saved);
+                p->n_saved = k + (p->n_saved - i);
+                return rc;
+            }
+            p->saved_bytes -= lf_tensor_nbytes(s->t);
+            free(s->orig);
+            continue;
+        }
+        p->saved[k++] = *s;
+    }
+    p->n_saved = k;
+    return 0;
 }
 
 /* Merges every layer of the opened files. */
@@ -287,9 +327,18 @@ int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n
         rc = lf_lora_open(&ls[i], uses[i].path, self->targets, err, errlen);
         if (!rc) rc = s_warn(&warn, &wlen, uses[i].name ? uses[i].name : uses[i].path, ls[i]);
     }
-    int rr = lf_lora_patch_restore(self);
-    if (!rc && rr) rc = s_err(err, errlen, rr, "cannot restore the model's weights: %s", lf_strerror(rr));
+    /* A switch merges each layer from its kept original (W = W0 + Σ w ΔW,
+     * never from the previous set's W) and writes back only the originals
+     * of layers the new set leaves alone. */
+    for (size_t i = 0; i < self->n_saved; i++) self->saved[i].used = 0;
+    free(self->key);
+    free(self->warnings);
+    self->key = self->warnings = NULL;
     if (!rc) rc = s_apply(self, ls, uses, n, err, errlen);
+    if (!rc) {
+        int rr = s_drop_unused(self);
+        if (rr) rc = s_err(err, errlen, rr, "cannot restore the model's weights: %s", lf_strerror(rr));
+    }
     if (rc) {
         lf_lora_patch_restore(self);
         free(key);

@@ -15,8 +15,11 @@
  *
  * A set equal to the current one — the same files (path, device, inode,
  * size and modification time) with the same multipliers in the same order
- * — writes nothing (info->reused). Any other set restores first, then
- * merges. A failure (a file that does not open, a layer whose shape is not
+ * — writes nothing (info->reused). Any other set merges each layer it
+ * touches from that layer's kept original (never from the previous set's
+ * weights; no read back from the device) and writes the originals back
+ * into the layers it leaves alone: the result equals a restore followed by
+ * a merge, at the cost of the new set's layers only. A failure (a file that does not open, a layer whose shape is not
  * the model's, a merge that overflows the storage type) leaves the plain
  * model: every layer written so far is restored, and err names the file
  * and the layer.

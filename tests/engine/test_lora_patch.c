@@ -376,6 +376,40 @@ static void test_overflow_f16(void **state)
     s_ctx_free(c);
 }
 
+/* Merged f16 weights are stored through lf_type_from_f32 (F16C where the CPU
+ * has it): it must round exactly as the scalar lf_f32_to_f16, for every
+ * class of value — a sweep of f32 bit patterns (every 1009th, both signs,
+ * normals, subnormals, the overflow edge, Inf and NaN). */
+static void test_f16_store_equals_scalar(void **state)
+{
+    (void)state;
+    enum { N = 1 << 16 };
+    float *f = malloc(N * sizeof *f);
+    uint16_t *v = malloc(N * sizeof *v);
+    size_t k = 0, checked = 0;
+    for (uint64_t b = 0; b <= 0xFFFFFFFFull; b += 1009) {
+        uint32_t u = (uint32_t)b;
+        memcpy(&f[k++], &u, 4);
+        if (k == N || b + 1009 > 0xFFFFFFFFull) {
+            lf_type_from_f32(LF_TYPE_F16, f, v, (int64_t)k);
+            for (size_t i = 0; i < k; i++)
+                if (v[i] != lf_f32_to_f16(f[i])) {
+                    uint32_t x;
+                    memcpy(&x, &f[i], 4);
+                    fail_msg("f32 0x%08x: stored 0x%04x, scalar 0x%04x", x, v[i], lf_f32_to_f16(f[i]));
+                }
+            checked += k;
+            k = 0;
+        }
+    }
+    static const float edge[] = {65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.96e-8f, 2.98e-8f, 2.9802326e-8f, 0.0f, -0.0f};
+    uint16_t e[9];
+    lf_type_from_f32(LF_TYPE_F16, edge, e, 9);
+    for (int i = 0; i < 9; i++) assert_int_equal(e[i], lf_f32_to_f16(edge[i]));
+    printf("  %zu values\n", checked);
+    free(f), free(v);
+}
+
 int main(int argc, char **argv)
 {
     s_cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
@@ -386,7 +420,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_format), cmocka_unit_test(test_stack_f16),
         cmocka_unit_test(test_reuse),       cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_overflow_f16),
+        cmocka_unit_test(test_overflow_f16), cmocka_unit_test(test_f16_store_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
