@@ -46,6 +46,8 @@ static const char s_usage[] =
     "      --init-image FILE --denoise X (0.75)   img2img\n"
     "      --rng cpu|philox      noise generator (torch CPU, or A1111's NV Philox); default cpu\n"
     "      --clip-skip N (1)  --vae FILE  --taesd FILE  --device cpu|cuda[:N]  --threads N\n"
+    "      --lora-dir DIRS       LoRA folders (':'-separated) for the prompt's <lora:name:w> tags;\n"
+    "                            default: lora/ and Lora/ beside the model\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -235,9 +237,10 @@ static int s_cmd_generate(int argc, char **argv)
         {"clip-skip", required_argument, NULL, 9},  {"vae", required_argument, NULL, 10},
         {"taesd", required_argument, NULL, 11},     {"batch", required_argument, NULL, 12},
         {"device", required_argument, NULL, 13},    {"threads", required_argument, NULL, 14},
-        {"vocab", required_argument, NULL, 15},     {NULL, 0, NULL, 0}};
+        {"vocab", required_argument, NULL, 15},     {"lora-dir", required_argument, NULL, 16},
+        {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
-               *vocab = NULL;
+               *vocab = NULL, *lora_dirs = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
     long v;
     int threads = 0, have_denoise = 0;
@@ -272,6 +275,7 @@ static int s_cmd_generate(int argc, char **argv)
         case 13: device = optarg; break;
         case 14: rc = s_int("--threads", optarg, 0, 1024, &v), threads = (int)v; break;
         case 15: vocab = optarg; break;
+        case 16: lora_dirs = optarg; break;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -298,7 +302,17 @@ static int s_cmd_generate(int argc, char **argv)
 
     char err[512] = "";
     lf_engine_t *e = NULL;
-    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab};
+    /* LoRA folders: --lora-dir, else lora/ and Lora/ beside the model (a
+     * models/ folder laid out as the worker's). */
+    char dirs[8300];
+    if (!lora_dirs) {
+        const char *sl = strrchr(model, '/');
+        int dl = sl ? (int)(sl - model) : 1;
+        const char *d = sl ? model : ".";
+        snprintf(dirs, sizeof dirs, "%.*s/lora:%.*s/Lora", dl, d, dl, d);
+        lora_dirs = dirs;
+    }
+    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab, .lora_dirs = lora_dirs};
     int rc = lf_engine_new(&eo, &e, err, sizeof err);
     if (rc) {
         free(init_buf);
@@ -322,6 +336,7 @@ static int s_cmd_generate(int argc, char **argv)
         rc = s_write_file(name, res.images[i].png, res.images[i].png_len);
         if (rc == 0) printf("%s (seed %llu)\n", name, (unsigned long long)res.images[i].seed);
     }
+    if (res.warnings) fprintf(stderr, "warning: %s\n", res.warnings);
     lf_engine_result_clear(&res);
 done:
     lf_engine_destroy(&e);
