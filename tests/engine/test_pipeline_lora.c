@@ -1,5 +1,7 @@
 /* LoRAs through the lf_engine.h facade on the tiny fixture checkpoint
- * (tests/engine/fixtures/models/tiny_a.safetensors) with a kohya LoRA made
+ * (tests/engine/fixtures/models/tiny_a.safetensors, its token embedding
+ * widened to CLIP's vocabulary by lf_test_models.h, so the real tokenizer and
+ * the real networks run end to end) with a kohya LoRA made
  * for it by tests/reference/make_lora_model_fixtures.py: prompt tags and the
  * request's list, names/aliases/subfolders, the infotext (prompt with tags,
  * A1111's "Lora hashes"), unmatched tensors reported, and the restore
@@ -21,38 +23,9 @@
 #include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_image.h"
-#include "lf_model.h"
-#include "lf_pipeline.h"
+#include "lf_test_models.h"
 #include "lf_test_util.h"
 
-/* The tiny checkpoint has a 400-token CLIP vocabulary: real CLIP ids are
- * folded into it (as test_pipeline_engine.c does); everything else, LoRAs
- * included, is the real model. */
-static int s_encode_folded(lf_model_t *m, const int32_t *ids, const float *weights, size_t n_chunks,
-                           int clip_skip, float *out)
-{
-    size_t n = n_chunks * 77;
-    int32_t *f = malloc(n * sizeof *f);
-    if (!f) return LF_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        f[i] = ids[i] == 49406 ? 398 : ids[i] == 49407 ? 399 : ids[i] % 398;
-    int rc = lf_model_encode_text(m, f, weights, n_chunks, clip_skip, out);
-    free(f);
-    return rc;
-}
-
-static const lf_model_ops_t s_ops = {
-    .name = "real networks, CLIP ids folded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = s_encode_folded,
-    .denoise = lf_model_denoise,
-    .vae_decode = lf_model_vae_decode,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-    .set_loras = lf_model_set_loras,
-};
 
 /* hashlib.sha256 of the fixture's bytes after its safetensors header, 12
  * digits (A1111's LoRA "shorthash"). */
@@ -84,11 +57,12 @@ static int s_setup(void **state)
     assert_int_equal(system(cmd), 0);
     char dirs[200];
     snprintf(dirs, sizeof dirs, "%s/lora:%s/Lora", c->dir, c->dir);
-    lf_engine_opts_t o = {.vocab_path = vocab, .n_threads = 2, .lora_dirs = dirs,
-                          .model_ops = &s_ops};
+    lf_engine_opts_t o = {.vocab_path = vocab, .n_threads = 2, .lora_dirs = dirs};
     if (lf_engine_new(&o, &c->e, err, sizeof err) != 0) fail_msg("lf_engine_new: %s", err);
-    if (lf_engine_load(c->e, lf_test_fixture(model, sizeof model, "models/tiny_a.safetensors"), NULL))
-        fail_msg("load: %s", lf_engine_errstr(c->e));
+    snprintf(model, sizeof model, "%s/tiny_a.safetensors", c->dir);
+    assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, model), 0);
+    lf_engine_load_opts_t lo = {.name = "tiny_a"};
+    if (lf_engine_load(c->e, model, &lo)) fail_msg("load: %s", lf_engine_errstr(c->e));
     *state = c;
     return 0;
 }
@@ -111,7 +85,7 @@ static lf_engine_request_t s_req(const char *prompt)
     r.prompt = prompt;
     r.negative = "blue";
     r.width = r.height = 64;
-    r.steps = 3;
+    r.steps = 2;
     r.seed = 5;
     return r;
 }
