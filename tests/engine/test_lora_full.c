@@ -1,6 +1,7 @@
 /* The real SD1.5 LoRA (../shared/refdata/lora, diffusers attention-processor
  * names, rank 4) merged into a full-size random SD1.5 model through
- * lf_model_set_loras, against diffusers' load_attn_procs + fuse_lora
+ * lf_model_set_loras, against diffusers' LoRA loading (as
+ * pipe.load_lora_weights) + fuse_lora
  * (tests/reference/make_lora_full_reference.py): three fused layers, one
  * UNet step with the LoRA, and the restore — the step after
  * lf_model_set_loras(NULL, 0) is bit-identical to the one before the LoRA.
