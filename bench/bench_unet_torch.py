@@ -22,6 +22,8 @@ Last line (parsed by bench_unet):
          step_hwm_kb=.. flops=.. max_abs=.. rel_err=.. threads=..
 
   tests/reference/.venv/bin/python bench/bench_unet_torch.py --ckpt CK --io DIR
+  PYTHON bench/bench_unet_torch.py --diffusers FOLDER --io DIR   (SD1.5 or SDXL
+         folder; SDXL inputs carry the pooled text embedding and time ids)
 """
 import argparse
 import os
@@ -102,7 +104,27 @@ def load_models(ckpt, unet_only):
     return {n: m for n, m in parts}
 
 
-def count_flops(unet, x, t, cond):
+def load_diffusers(folder, unet_only):
+    """A diffusers folder (e.g. tests/reference/make_sdxl_full.py's SDXL) in
+    f32, as bench_unet's engine side loads the same files."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    out = {"unet": UNet2DConditionModel.from_pretrained(os.path.join(folder, "unet"),
+                                                       torch_dtype=torch.float32)}
+    if not unet_only:
+        out["vae"] = AutoencoderKL.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch.float32)
+        out["text"] = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"),
+                                                    torch_dtype=torch.float32)
+        if os.path.isdir(os.path.join(folder, "text_encoder_2")):
+            out["text_2"] = CLIPTextModelWithProjection.from_pretrained(
+                os.path.join(folder, "text_encoder_2"), torch_dtype=torch.float32)
+    for m in out.values():
+        m.eval()
+    return out
+
+
+def count_flops(unet, x, t, cond, added=None):
     """Multiply-add = 2 over Conv2d, Linear and the attention products (the
     convention of lf_node_flops): hooks on the layers, and torch.bmm /
     torch.baddbmm wrapped for one forward (diffusers' AttnProcessor computes
@@ -134,7 +156,7 @@ def count_flops(unet, x, t, cond):
 
     torch.bmm, torch.baddbmm = my_bmm, my_baddbmm
     try:
-        unet(x, t, encoder_hidden_states=cond)
+        unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added)
     finally:
         torch.bmm, torch.baddbmm = bmm, baddbmm
         for hk in hooks:
@@ -144,7 +166,9 @@ def count_flops(unet, x, t, cond):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ckpt", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="SD1.5 single-file checkpoint (original layout)")
+    src.add_argument("--diffusers", help="diffusers folder (SD1.5 or SDXL)")
     ap.add_argument("--io", required=True, help="folder with unet_in.bin (and unet_out.bin)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -158,24 +182,41 @@ def main():
     B, S = a.batch, a.size
 
     t0 = time.perf_counter()
-    models = load_models(a.ckpt, a.unet_only)
+    models = load_diffusers(a.diffusers, a.unet_only) if a.diffusers else load_models(a.ckpt, a.unet_only)
     load_s = time.perf_counter() - t0
     unet = models["unet"]
     rss_load = status_kb("VmRSS")
 
+    # unet_in.bin: x[B,4,S,S], t[B], cond[B,77,D] and, for an SDXL UNet
+    # (addition_embed_type "text_time"), pooled[B,P] and time_ids[B,6].
+    cfg = unet.config
+    D = cfg.cross_attention_dim
+    n_ids, P = 0, 0
+    if cfg.addition_embed_type == "text_time":
+        n_ids = 6
+        P = cfg.projection_class_embeddings_input_dim - cfg.addition_time_embed_dim * n_ids
     raw = np.fromfile(os.path.join(a.io, "unet_in.bin"), dtype=np.float32)
-    nx, nc = B * 4 * S * S, B * 77 * 768
-    if raw.size != nx + B + nc:
-        sys.exit(f"unet_in.bin: {raw.size} floats, expected {nx + B + nc}")
+    nx, nc = B * 4 * S * S, B * 77 * D
+    want = nx + B + nc + B * (P + n_ids)
+    if raw.size != want:
+        sys.exit(f"unet_in.bin: {raw.size} floats, expected {want}")
     x = torch.from_numpy(raw[:nx].copy()).reshape(B, 4, S, S)
     t = torch.from_numpy(raw[nx:nx + B].copy())
-    cond = torch.from_numpy(raw[nx + B:].copy()).reshape(B, 77, 768)
+    o = nx + B
+    cond = torch.from_numpy(raw[o:o + nc].copy()).reshape(B, 77, D)
+    o += nc
+    added = None
+    if n_ids:
+        pooled = torch.from_numpy(raw[o:o + B * P].copy()).reshape(B, P)
+        o += B * P
+        ids = torch.from_numpy(raw[o:o + B * n_ids].copy()).reshape(B, n_ids)
+        added = {"text_embeds": pooled, "time_ids": ids}
 
     flops = -1.0
     times = []
     with torch.inference_mode():
         t0 = time.perf_counter()
-        y = unet(x, t, encoder_hidden_states=cond).sample  # warm-up
+        y = unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample  # warm-up
         print(f"torch warm-up {time.perf_counter() - t0:.2f} s", flush=True)
         hwm_ok = reset_hwm()
         if a.interleave:
@@ -186,20 +227,20 @@ def main():
                 if line.strip() != "step":
                     break
                 t0 = time.perf_counter()
-                y = unet(x, t, encoder_hidden_states=cond).sample
+                y = unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample
                 times.append(time.perf_counter() - t0)
                 print(f"STEP {times[-1]:.4f}", flush=True)
         else:
             for i in range(a.reps):
                 t0 = time.perf_counter()
-                y = unet(x, t, encoder_hidden_states=cond).sample
+                y = unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample
                 times.append(time.perf_counter() - t0)
                 print(f"torch step {i + 1}/{a.reps} {times[-1]:.2f} s", flush=True)
         if not times:
             sys.exit("no step was run")
         step_hwm = status_kb("VmHWM") if hwm_ok else -1
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        flops = count_flops(unet, x, t, cond)
+        flops = count_flops(unet, x, t, cond, added)
 
     max_abs = rel = -1.0
     outp = os.path.join(a.io, "unet_out.bin")

@@ -85,6 +85,8 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     memset(c, 0, sizeof *c);
     snprintf(c->id, sizeof c->id, "%s", o->id);
     snprintf(c->model, sizeof c->model, "%s", m->params.model);
+    snprintf(c->refiner, sizeof c->refiner, "%s", m->params.refiner_checkpoint ? m->params.refiner_checkpoint : "");
+    snprintf(c->vae, sizeof c->vae, "%s", m->params.vae ? m->params.vae : "");
     uint32_t batch = m->params.batch_size ? m->params.batch_size : 1;
     c->pixels = (uint64_t)m->params.width * m->params.height * batch;
     c->priority = p;
@@ -120,14 +122,22 @@ void lf__dispatch(lf_broker_t *self) {
         size_t nm = 0;
         if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
-                jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels,
-                                           cand[i].priority, cand[i].created_ms, cand[i].seq,
-                                           cand[i].lora_set};
+                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model,
+                                           .refiner = cand[i].refiner, .vae = cand[i].vae,
+                                           .pixels = cand[i].pixels, .priority = cand[i].priority,
+                                           .created_ms = cand[i].created_ms, .seq = cand[i].seq,
+                                           .lora_set = cand[i].lora_set};
             for (size_t i = 0; i < nw; i++) {
                 lf__worker_t *w = wp[i] = self->idle[i];
-                ws[i] = (lf_sched_worker_t){w->id, w->models, w->models ? w->caps.n_models : 0,
-                                            w->caps.n_resident ? w->caps.resident[0] : NULL,
-                                            w->caps.max_pixels, w->caps.lora_set};
+                /* resident[1]: an SDXL refiner kept next to the base. */
+                ws[i] = (lf_sched_worker_t){
+                    .id = w->id, .models = w->models,
+                    .n_models = w->models ? w->caps.n_models : 0,
+                    .resident = w->caps.n_resident ? w->caps.resident[0] : NULL,
+                    .max_pixels = w->caps.max_pixels,
+                    .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL,
+                    .vaes = (const char *const *)w->caps.vaes, .n_vaes = w->caps.n_vaes,
+                    .lora_set = w->caps.lora_set};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
@@ -227,12 +237,17 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
     }
     for (size_t i = 0, k = 0; i < nw; i++) {
         const lf_worker_caps_t *c = &wv[i].caps;
-        ws[i] = (lf_sched_worker_t){wv[i].id, names + k, c->n_models, NULL, c->max_pixels, NULL};
+        ws[i] = (lf_sched_worker_t){.id = wv[i].id, .models = names + k, .n_models = c->n_models,
+                                    .max_pixels = c->max_pixels,
+                                    .vaes = (const char *const *)c->vaes, .n_vaes = c->n_vaes};
         for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
     }
     for (size_t i = 0; i < n; i++) {
-        jobs[i] = (lf_sched_job_t){cand[i].id, cand[i].model, cand[i].pixels, cand[i].priority,
-                                   cand[i].created_ms, cand[i].seq, cand[i].lora_set};
+        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model,
+                                   .refiner = cand[i].refiner, .vae = cand[i].vae,
+                                   .pixels = cand[i].pixels, .priority = cand[i].priority,
+                                   .created_ms = cand[i].created_ms, .seq = cand[i].seq,
+                                   .lora_set = cand[i].lora_set};
         void *t = zhashx_lookup(self->unrunnable, cand[i].id);
         since[i] = t ? (int64_t)(intptr_t)t : 0;
     }
@@ -243,15 +258,20 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
             if (since[i]) zhashx_insert(seen, cand[i].id, (void *)(intptr_t)since[i]);
             continue;
         }
-        char msg[320];
+        char msg[720];
         uint64_t big = 0;
         lf_scheduler_unmet(&jobs[i], ws, nw, &big);
         double waited_s = (double)(now - since[i]) / 1000.0;
+        /* What the job needs beside its model: an SDXL refiner, a separate VAE. */
+        char parts[400] = "", vae[160] = "";
+        if (cand[i].vae[0]) snprintf(vae, sizeof vae, " and VAE '%s'", cand[i].vae);
+        if (cand[i].refiner[0]) snprintf(parts, sizeof parts, " with refiner '%s'%s", cand[i].refiner, vae);
+        else if (vae[0]) snprintf(parts, sizeof parts, " with%s", vae + 4);
         if (due[i] == LF_SCHED_NO_MODEL)
             snprintf(msg, sizeof msg,
-                     "no live worker serves model '%s' (none for %.1f s; "
+                     "no live worker serves model '%s'%s (none for %.1f s; "
                      "GET /v1/models lists the models served)",
-                     cand[i].model, waited_s);
+                     cand[i].model, parts, waited_s);
         else
             snprintf(msg, sizeof msg,
                      "width x height x batch = %" PRIu64

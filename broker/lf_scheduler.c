@@ -9,18 +9,26 @@
 
 #include "lf_error.h"
 
-int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
-    if (!j->model) return 0;
-    if (w->max_pixels && j->pixels > w->max_pixels) return 0;
-    for (size_t i = 0; i < w->n_models; i++)
-        if (w->models[i] && !strcmp(w->models[i], j->model)) return 1;
-    return 0;
-}
-
 static bool s_serves(const lf_sched_worker_t *w, const char *model) {
     for (size_t i = 0; i < w->n_models; i++)
         if (w->models[i] && !strcmp(w->models[i], model)) return true;
     return false;
+}
+
+static bool s_has_refiner(const lf_sched_job_t *j) { return j->refiner && *j->refiner; }
+
+static bool s_has_vae(const lf_sched_worker_t *w, const char *vae) {
+    for (size_t i = 0; i < w->n_vaes; i++)
+        if (w->vaes[i] && !strcmp(w->vaes[i], vae)) return true;
+    return false;
+}
+
+int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
+    if (!j->model) return 0;
+    if (w->max_pixels && j->pixels > w->max_pixels) return 0;
+    if (s_has_refiner(j) && !s_serves(w, j->refiner)) return 0;
+    if (j->vae && *j->vae && !s_has_vae(w, j->vae)) return 0;
+    return s_serves(w, j->model);
 }
 
 lf_sched_unmet_t lf_scheduler_unmet(const lf_sched_job_t *j, const lf_sched_worker_t *workers,
@@ -95,18 +103,33 @@ static size_t s_lower(const s_ctx_t *c, const char *model) {
 
 static const char *s_set(const char *s) { return s ? s : ""; }
 
-/* An unused capable worker whose resident is `res` ("" = none), or -1;
- * one whose LoRA set is the job's first. */
+/* How well worker w with the job's model resident suits job j: 2 when it
+ * also has the job's SDXL refiner resident (or the job has none: a refiner
+ * load is a second model load), plus 1 when its merged LoRA set is the
+ * job's (a LoRA switch only rewrites the touched layers: far cheaper). */
+static int s_affinity(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
+    int score = 0;
+    if (!s_has_refiner(j) || (w->refiner && !strcmp(w->refiner, j->refiner))) score += 2;
+    if (!strcmp(s_set(w->lora_set), s_set(j->lora_set))) score += 1;
+    return score;
+}
+
+/* An unused capable worker whose resident is `res` ("" = none), or -1.
+ * With the model resident, the one with the best s_affinity comes first
+ * (ties: sorted order). */
 static long s_take_res(s_ctx_t *c, const lf_sched_job_t *j, const char *res) {
-    long any = -1;
+    long best = -1;
+    int best_score = -1;
     for (size_t k = s_lower(c, res); k < c->n_workers; k++) {
         uint32_t w = c->by_res[k];
         if (strcmp(s_res(&c->workers[w]), res)) break;
         if (c->used[w] || !lf_scheduler_capable(&c->workers[w], j)) continue;
-        if (!strcmp(s_set(c->workers[w].lora_set), s_set(j->lora_set))) return (long)w;
-        if (any < 0) any = (long)w;
+        if (!*res) return (long)w;
+        int score = s_affinity(&c->workers[w], j);
+        if (score == 3) return (long)w;
+        if (score > best_score) best = (long)w, best_score = score;
     }
-    return any;
+    return best;
 }
 
 int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,

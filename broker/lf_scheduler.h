@@ -2,7 +2,9 @@
  * of plain structs (no sockets, no Redis), table-tested.
  *
  * Rules, in order:
- *  1. Capability: a worker only gets jobs for models it lists, with
+ *  1. Capability: a worker only gets jobs for models it lists (and the
+ *     job's refiner, which runs on the same worker, and its separate VAE),
+ *     with
  *     width*height*batch <= its max_pixels (0 = no limit).
  *  2. Starvation bound: a job that has waited cfg->starve_ms or longer goes
  *     to any capable idle worker (one with its model resident first), before
@@ -11,9 +13,11 @@
  *  3. Priority then FIFO: the other jobs are considered high, normal, low,
  *     and by enqueue sequence within one.
  *  4. Affinity: a job goes first to a worker with its model resident, and
- *     among those first to one whose merged LoRA set is the job's (no
- *     weights to touch), then to any of them (a LoRA switch rewrites only
- *     the touched layers: far cheaper than a model load). Failing
+ *     among those by a score: the job's SDXL refiner resident too (2, a
+ *     refiner load is a second model load) plus its merged LoRA set being
+ *     the job's (1, no weights to touch; a LoRA switch rewrites only the
+ *     touched layers: far cheaper than a model load); a job without a
+ *     refiner counts the refiner as met. Failing
  *     that, to a worker with nothing resident, or one whose resident model
  *     has no other job waiting in the candidate window (switching it costs
  *     no one). A worker whose own model has work waiting keeps it.
@@ -34,6 +38,8 @@ typedef struct {
     lf_priority_t priority;
     int64_t created_ms;       /* first submit: age for the starvation bound */
     int64_t seq;              /* FIFO order within a priority */
+    const char *refiner;      /* SDXL refiner run after the model; NULL or "" = none */
+    const char *vae;          /* separate VAE the job names; NULL or "" = the checkpoint's */
     const char *lora_set;     /* lf_extranet_lora_set of the job; NULL or "" = none */
 } lf_sched_job_t;
 
@@ -43,6 +49,9 @@ typedef struct {
     size_t n_models;
     const char *resident;      /* model loaded now; NULL = none */
     uint64_t max_pixels;       /* 0 = no limit */
+    const char *refiner;       /* refiner loaded next to it; NULL = none */
+    const char *const *vaes;   /* separate VAEs it has */
+    size_t n_vaes;
     const char *lora_set;      /* LoRA set merged into the resident model; NULL or "" = none */
 } lf_sched_worker_t;
 

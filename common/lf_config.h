@@ -109,6 +109,7 @@ typedef struct {
     int64_t worker_drain_ms;   /* [5000] on stop, time to hand over the last result */
     int64_t step_delay_max_ms; /* [1000] cap on the diagnostic model's per-step delay */
     int64_t preview_every;     /* [0 = off] send a preview every N steps */
+    int64_t model_memory_mb;   /* [0 = no limit] base + SDXL refiner kept resident together up to this */
 
     /* --- CURVE security (ZeroMQ; all NULL = plain TCP) */
     char *curve_cert;          /* this program's certificate file (czmq zcert, secret part) */

@@ -31,6 +31,8 @@ const lf_param_enum_t lf_param_samplers[] = {
     {"lcm", "LCM", NULL},
     {"uni_pc", "UniPC", NULL},
     {"uni_pc_bh2", "UniPC BH2", NULL},
+    {"euler_cfg_pp", "Euler CFG++", NULL},
+    {"dpmpp_2m_cfg_pp", "DPM++ 2M CFG++", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -43,6 +45,10 @@ const lf_param_enum_t lf_param_schedulers[] = {
     {"sgm_uniform", "SGM Uniform", "uniform"},
     {"simple", "Simple", NULL},
     {"ddim_uniform", "DDIM", NULL},
+    {"beta", "Beta", NULL},
+    {"kl_optimal", "KL Optimal", NULL},
+    {"linear_quadratic", "Linear Quadratic", NULL},
+    {"ays", "Align Your Steps", "align_your_steps"},
     {NULL, NULL, NULL},
 };
 
@@ -412,6 +418,9 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
         case LF_PS_NONDEF:
             if (lf_param_num(p, d) == d->def) continue;
             break;
+        case LF_PS_REFINER: /* A1111 writes the switch point only with a refiner */
+            if (!p->refiner_checkpoint || !*p->refiner_checkpoint) continue;
+            break;
         default: break;
         }
         if (d->show == LF_PS_SEED)
@@ -453,6 +462,14 @@ int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped) 
         if (old) { /* older A1111 texts: "Sampler: DPM++ 2M Karras" */
             rc = lf_param_set_str(p, d, old->name);
             if (!rc) rc = lf_param_set_str(p, &s_table[LF_P_scheduler], sch);
+        } else if (d == &s_table[LF_P_refiner_checkpoint]) {
+            /* A1111 writes the refiner's short title, "name [hash]": keep the name. */
+            const char *br = strrchr(v, '[');
+            size_t n = strlen(v);
+            if (br && br > v && br[-1] == ' ' && v[n - 1] == ']') n = (size_t)(br - v - 1);
+            char *name = strndup(v, n);
+            rc = name ? lf_param_set_str(p, d, name) : LF_ENOMEM;
+            free(name);
         } else if (s_is_str(d)) {
             rc = lf_param_set_str(p, d, v);
         } else {

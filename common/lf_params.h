@@ -26,7 +26,8 @@
  *   SHOW    when the infotext writes it: NEVER, ALWAYS, IMG2IMG (only with an
  *           init image), NONDEF (only when not the default), SEED (value +
  *           the image's index), SIZE_W / SIZE_H ("Size: WxH", A1111 parses it
- *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE
+ *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE, REFINER (only
+ *           when refiner_checkpoint is set, as A1111 writes its switch point)
  *   flags   LF_PF_* below
  *   desc    one line for humans (OpenAPI, /v1/params, docs)
  *
@@ -93,12 +94,38 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(model, STR, "sd_model_checkpoint", OVERRIDE, 1, 128, 0, 0, NULL, NULL, "Model", ALWAYS,      \
       LF_PF_REQUIRED | LF_PF_SCHED | LF_PF_NAME,                                                 \
       "model name (GET /v1/models); default: the farm's default model")                          \
+    X(vae, STR, "sd_vae", OVERRIDE, 1, 128, 0, 0, NULL, NULL, "VAE", ALWAYS, LF_PF_NAME,           \
+      "VAE from the workers' models/vae/ (GET /v1/models vaes) instead of the checkpoint's; "    \
+      "Automatic or None = the checkpoint's")                                                    \
     X(denoise, F64, "denoising_strength", TOP, 0, 1, 0.01, 0.75, NULL, NULL, "Denoising strength", \
       IMG2IMG, 0, "img2img strength: 0 keeps the init image, 1 replaces it")                     \
     X(clip_skip, U32, "CLIP_stop_at_last_layers", OVERRIDE, 1, 12, 1, 1, NULL, NULL, "Clip skip",  \
       NONDEF, 0, "text encoder layer from the end (1 = last)")                                   \
     X(rng, ENUM, "randn_source", OVERRIDE, 0, 0, 0, 0, "cpu", lf_param_rngs, "RNG", ALWAYS, 0,     \
       "noise generator: cpu (torch CPU) or philox (A1111 NV)")                                   \
+    X(refiner_checkpoint, STR, "refiner_checkpoint", TOP, 1, 128, 0, 0, NULL, NULL, "Refiner",     \
+      ALWAYS, LF_PF_SCHED | LF_PF_NAME,                                                          \
+      "SDXL refiner model (GET /v1/models) for the last steps; none by default")                 \
+    X(refiner_switch_at, F64, "refiner_switch_at", TOP, 0.01, 1, 0.01, 0.8, NULL, NULL,               \
+      "Refiner switch at", REFINER, 0,                                                           \
+      "fraction of the steps after which the refiner takes over (needs refiner_checkpoint)")     \
+    X(aesthetic_score, F64, "sdxl_refiner_high_aesthetic_score", OVERRIDE, 0, 10, 0.5, 6, NULL,    \
+      NULL, NULL, NEVER, 0, "SDXL refiner: aesthetic score conditioning the prompt")              \
+    X(negative_aesthetic_score, F64, "sdxl_refiner_low_aesthetic_score", OVERRIDE, 0, 10, 0.5,     \
+      2.5, NULL, NULL, NULL, NEVER, 0,                                                           \
+      "SDXL refiner: aesthetic score conditioning the negative prompt")                          \
+    X(original_width, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                  \
+      "SDXL size conditioning: original width; 0 = the image width")                             \
+    X(original_height, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                 \
+      "SDXL size conditioning: original height; 0 = the image height")                           \
+    X(crop_top, U32, "sdxl_crop_top", OVERRIDE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,         \
+      "SDXL size conditioning: crop top coordinate")                                             \
+    X(crop_left, U32, "sdxl_crop_left", OVERRIDE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,       \
+      "SDXL size conditioning: crop left coordinate")                                            \
+    X(target_width, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                    \
+      "SDXL size conditioning: target width; 0 = the image width")                               \
+    X(target_height, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                   \
+      "SDXL size conditioning: target height; 0 = the image height")                             \
     X(mode, ENUM, NULL, NONE, 0, 0, 0, 0, "txt2img", lf_param_modes, NULL, NEVER, 0,               \
       "txt2img or img2img (implied by init_image)")                                              \
     X(batch_size, U32, "batch_size", TOP, 1, 8, 1, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,         \
@@ -136,7 +163,8 @@ typedef enum {
     LF_PS_SIZE_W,
     LF_PS_SIZE_H,
     LF_PS_PROMPT,
-    LF_PS_NEGATIVE
+    LF_PS_NEGATIVE,
+    LF_PS_REFINER
 } lf_param_show_t;
 
 /* C types of the columns' TYPE. */

@@ -332,6 +332,7 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     s_kv_str(e, "name", m->name, true);
     s_kv_str(e, "kind", m->kind, false);
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
+    if (m->preview) s_kv_str(e, "preview", m->preview, false);
 }
 
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
@@ -350,7 +351,7 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     s_kv_str(e, "device_name", c->device_name, false);
     s_kv_u64(e, "memory_bytes", c->memory_bytes);
     s_kv_u64(e, "max_pixels", c->max_pixels);
-    if ((c->n_models && !c->models) || (c->n_resident && !c->resident)) {
+    if ((c->n_models && !c->models) || (c->n_resident && !c->resident) || (c->n_vaes && !c->vaes)) {
         if (!e->err) e->err = LF_EINVAL;
         return;
     }
@@ -363,6 +364,14 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
                 return;
             }
             if (s_str_check(e, c->resident[i])) s_pack_str(e, c->resident[i]);
+        }
+    if (c->n_vaes && s_array_header(e, "vaes", c->n_vaes))
+        for (size_t i = 0; i < c->n_vaes; i++) {
+            if (!c->vaes[i]) {
+                if (!e->err) e->err = LF_EINVAL;
+                return;
+            }
+            if (s_str_check(e, c->vaes[i])) s_pack_str(e, c->vaes[i]);
         }
     s_kv_u64(e, "jobs_done", c->jobs_done);
     if (c->n_loras && !c->loras) {
@@ -384,8 +393,8 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
-           !c->max_pixels && !c->n_models && !c->n_resident && !c->jobs_done && !c->n_loras &&
-           !(c->lora_set && *c->lora_set);
+           !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
+           !c->n_loras && !(c->lora_set && *c->lora_set);
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -743,13 +752,29 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
     return lf_params_check(p, true, NULL) ? LF_EPROTO : 0;
 }
 
-enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_LORAS,
-       C_LORASET, C__COUNT };
+enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
+       C_LORAS, C_LORASET, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
-                                                   "resident", "jobs_done", "loras", "lora_set"};
+                                                   "resident", "jobs_done", "vaes", "loras",
+                                                   "lora_set"};
 static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
-static const char *const s_model_keys[3] = {"name", "kind", "res"};
+static const char *const s_model_keys[4] = {"name", "kind", "res", "preview"};
+
+/* An array of strings into *out / *n (n counts what was filled, so
+ * lf_caps_clear frees it on failure). */
+static int s_dec_strs(s_obj_t a, char ***out, size_t *n) {
+    if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+    if (a->via.array.size) {
+        *out = calloc(a->via.array.size, sizeof **out);
+        if (!*out) return LF_ENOMEM;
+    }
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        *n = i + 1;
+        S_TRY(s_get_str(&a->via.array.ptr[i], &(*out)[i]));
+    }
+    return 0;
+}
 
 static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     s_obj_t f[C__COUNT];
@@ -769,15 +794,17 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[3];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 3, mf));
+            s_obj_t mf[4];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 4, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
             S_OPT(mf[1], s_get_str(mf[1], &c->models[i].kind));
             S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
+            S_OPT(mf[3], s_get_str(mf[3], &c->models[i].preview));
         }
     }
+    if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
     if (f[C_RESIDENT]) {
         s_obj_t a = f[C_RESIDENT];
         if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
@@ -983,10 +1010,13 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     for (size_t i = 0; c->models && i < c->n_models; i++) {
         free(c->models[i].name);
         free(c->models[i].kind);
+        free(c->models[i].preview);
     }
     free(c->models);
     for (size_t i = 0; c->resident && i < c->n_resident; i++) free(c->resident[i]);
     free(c->resident);
+    for (size_t i = 0; c->vaes && i < c->n_vaes; i++) free(c->vaes[i]);
+    free(c->vaes);
     for (size_t i = 0; c->loras && i < c->n_loras; i++)
         free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
     free(c->loras);

@@ -92,6 +92,7 @@ typedef struct {
     char *name; /* owned */
     char *kind; /* "diagnostic", "sd15", ... owned */
     uint32_t resolution; /* the side (px) the model was trained at, for default sizes; 0 = any/unknown */
+    char *preview; /* live previews it gives: "approx", "taesd" (owned; NULL = not said) */
 } lf_model_info_t;
 
 /* A LoRA file a worker has (GET /v1/loras). Strings owned. */
@@ -112,8 +113,10 @@ typedef struct {
     uint64_t max_pixels;
     lf_model_info_t *models; /* models this worker can run */
     size_t n_models;
-    char **resident;         /* models loaded right now */
+    char **resident;         /* models loaded right now: the base, then an SDXL refiner */
     size_t n_resident;
+    char **vaes;             /* separate VAE files it can apply (models/vae/, by name) */
+    size_t n_vaes;
     uint64_t jobs_done;
     lf_lora_info_t *loras;   /* LoRA files this worker can apply */
     size_t n_loras;

@@ -236,6 +236,8 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
 typedef struct {
     char id[40];
     char model[128];
+    char refiner[128];        /* SDXL refiner_checkpoint ("" = none): scheduler affinity */
+    char vae[128];            /* the job's separate VAE ("" = none): capability */
     uint64_t pixels;          /* width * height * batch */
     lf_priority_t priority;
     int64_t created_ms;       /* first submit (for the starvation bound) */

@@ -56,7 +56,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 11)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 13)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -69,6 +69,8 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_i64(&a[m], ttl ? now_ms + (int64_t)ttl * 1000 : 0);
         lf__args_i64(&a[m], j->max_attempts ? j->max_attempts : self->lim.max_attempts);
         lf__args_str(&a[m], p->init_image);
+        lf__args_str(&a[m], p->refiner_checkpoint);
+        lf__args_str(&a[m], p->vae);
         /* The LoRA set, for the scheduler's affinity (cut: a key, not data). */
         if ((o->code = lf_extranet_lora_set(p, sets[i], sizeof sets[i])) != 0) {
             lf__args_free(&a[m]);
@@ -127,8 +129,8 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
 static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
                            size_t cap) {
     size_t k = 0;
-    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 6 < r->elements && k < cap;
-         i += 7) {
+    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 8 < r->elements && k < cap;
+         i += 9) {
         lf_store_candidate_t *c = &out[k++];
         lf__rcopy(r->element[i], c->id, sizeof c->id);
         long long pr = lf__rint(r->element[i + 1]);
@@ -137,7 +139,9 @@ static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate
         c->pixels = (uint64_t)lf__rint(r->element[i + 3]);
         c->created_ms = lf__rint(r->element[i + 4]);
         c->seq = lf__rint(r->element[i + 5]);
-        lf__rcopy(r->element[i + 6], c->lora_set, sizeof c->lora_set);
+        lf__rcopy(r->element[i + 6], c->refiner, sizeof c->refiner);
+        lf__rcopy(r->element[i + 7], c->vae, sizeof c->vae);
+        lf__rcopy(r->element[i + 8], c->lora_set, sizeof c->lora_set);
     }
     return k;
 }

@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -51,6 +53,15 @@ struct lf_engine {
     lf_backend_t *backend; /* owned; NULL = the model's default CPU backend */
     lf_model_t *model;
     char *model_name;
+    /* How the base was loaded, for a reload with another VAE. */
+    char *model_path, *vae_path, *taesd_path;
+    int prediction_v;
+    uint64_t model_bytes;
+    /* The resident refiner (see lf_engine.h, "Refiner residency"). */
+    lf_model_t *refiner;
+    char *refiner_path, *refiner_name;
+    uint64_t refiner_bytes, memory_budget;
+    lf_engine_stats_t stats;
     lf_clip_tokenizer_t *tok;
     char *tok_path;
     char *vocab_path, *assets_dir;
@@ -78,7 +89,7 @@ static char *s_dup(const char *s)
 lf_engine_request_t lf_engine_request_defaults(void)
 {
     return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
-                                 .clip_skip = 1, .denoise = 0.75};
+                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8};
 }
 
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
@@ -129,6 +140,7 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     e->ops = ops;
     e->backend = be;
     e->vae_tile = o.vae_tile;
+    e->memory_budget = o.memory_budget;
     *out = e;
     return 0;
 }
@@ -137,14 +149,54 @@ static void s_unload(lf_engine_t *e)
 {
     if (e->model) e->ops->destroy(&e->model);
     e->model = NULL;
-    free(e->model_name);
-    e->model_name = NULL;
+    free(e->model_name), free(e->model_path), free(e->vae_path), free(e->taesd_path);
+    e->model_name = e->model_path = e->vae_path = e->taesd_path = NULL;
+    e->model_bytes = 0;
+}
+
+void lf_engine_unload_refiner(lf_engine_t *e)
+{
+    if (!e) return;
+    if (e->refiner) e->ops->destroy(&e->refiner);
+    e->refiner = NULL;
+    free(e->refiner_path), free(e->refiner_name);
+    e->refiner_path = e->refiner_name = NULL;
+    e->refiner_bytes = 0;
+}
+
+/* The bytes a model's weights take, as its files' sizes: a file, or a
+ * folder's files one level of subfolders deep (a diffusers folder). */
+static uint64_t s_bytes(const char *path, int depth)
+{
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return 0;
+    if (S_ISREG(sb.st_mode)) return (uint64_t)sb.st_size;
+    if (!S_ISDIR(sb.st_mode) || depth > 1) return 0;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    uint64_t total = 0;
+    struct dirent *de;
+    char sub[4096];
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+        total += s_bytes(sub, depth + 1);
+    }
+    closedir(d);
+    return total;
+}
+
+/* Do the base and the refiner fit the memory budget together? */
+static int s_fits(const lf_engine_t *e, uint64_t base, uint64_t refiner)
+{
+    return !e->memory_budget || base + refiner <= e->memory_budget;
 }
 
 void lf_engine_destroy(lf_engine_t **self_p)
 {
     if (!self_p || !*self_p) return;
     lf_engine_t *e = *self_p;
+    lf_engine_unload_refiner(e);
     s_unload(e);
     lf_clip_tokenizer_destroy(&e->tok);
     free(e->tok_path);
@@ -213,6 +265,9 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     if (!e || !path || !*path) return e ? s_err(e, LF_EINVAL, "no model path") : LF_EINVAL;
     e->err[0] = '\0';
     s_unload(e);
+    /* The new base needs the room: a refiner it would not fit next to goes first. */
+    uint64_t bytes = s_bytes(path, 0);
+    if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     lf_model_opts_t mo = {.backend = e->backend,
                           .vae_path = opts ? opts->vae_path : NULL,
                           .taesd_path = opts ? opts->taesd_path : NULL,
@@ -223,9 +278,9 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     int rc = e->ops->load(path, &mo, &m, why, sizeof why);
     if (rc != 0) return s_err(e, rc, "%s", why[0] ? why : lf_strerror(rc));
     const lf_model_desc_t *d = e->ops->desc(m);
-    if (d->family != LF_FAMILY_SD15) {
+    if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL) {
         e->ops->destroy(&m);
-        return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x (only SD1.x runs here yet)", path);
+        return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x or SDXL", path);
     }
     char vbuf[1024];
     const char *vocab = s_find_vocab(e, path, d, vbuf, sizeof vbuf);
@@ -251,12 +306,109 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         e->tok_path = tp;
     }
     char *name = opts && opts->name ? s_dup(opts->name) : s_name_of(path);
-    if (!name) {
+    char *mp = strdup(path), *vp = s_dup(mo.vae_path), *tp = s_dup(mo.taesd_path);
+    if (!name || !mp || (mo.vae_path && !vp) || (mo.taesd_path && !tp)) {
+        free(name), free(mp), free(vp), free(tp);
         e->ops->destroy(&m);
         return s_err(e, LF_ENOMEM, "out of memory");
     }
     e->model = m;
     e->model_name = name;
+    e->model_path = mp;
+    e->vae_path = vp;
+    e->taesd_path = tp;
+    e->prediction_v = opts ? opts->prediction_v : 0;
+    e->model_bytes = bytes + s_bytes(mo.vae_path, 0);
+    e->stats.model_loads++;
+    return 0;
+}
+
+const char *lf_engine_refiner_name(const lf_engine_t *e)
+{
+    return e && e->refiner ? e->refiner_name : NULL;
+}
+
+const char *lf_engine_vae_path(const lf_engine_t *e)
+{
+    return e && e->model ? e->vae_path : NULL;
+}
+
+void lf_engine_stats(const lf_engine_t *e, lf_engine_stats_t *out)
+{
+    if (out) *out = e ? e->stats : (lf_engine_stats_t){0};
+}
+
+/* Reloads the base with the VAE a request names, when it differs from the
+ * loaded one (vae: NULL = keep, "" = the checkpoint's). */
+static int s_ensure_vae(lf_engine_t *e, const char *vae)
+{
+    if (!vae) return 0;
+    const char *want = *vae ? vae : NULL;
+    if ((!want && !e->vae_path) || (want && e->vae_path && !strcmp(want, e->vae_path))) return 0;
+    if (want && !s_exists(want)) return s_err(e, LF_EIO, "%s: VAE file not found", want);
+    char *path = strdup(e->model_path), *name = strdup(e->model_name), *taesd = s_dup(e->taesd_path);
+    int rc = LF_ENOMEM;
+    if (path && name && (taesd || !e->taesd_path)) {
+        lf_engine_load_opts_t lo = {.name = name, .vae_path = want, .taesd_path = taesd,
+                                    .prediction_v = e->prediction_v};
+        rc = lf_engine_load(e, path, &lo);
+        if (rc == 0) {
+            free(path), free(name), free(taesd);
+            return 0;
+        }
+        /* The VAE did not load: the base goes back to its own, the job fails naming the file. */
+        char why[sizeof e->err];
+        snprintf(why, sizeof why, "%s", e->err);
+        lo.vae_path = NULL;
+        if (lf_engine_load(e, path, &lo) != 0) lf_engine_unload_refiner(e);
+        s_err(e, rc, "VAE %s: %s", want, why);
+    } else {
+        s_err(e, rc, "out of memory");
+    }
+    free(path), free(name), free(taesd);
+    return rc;
+}
+
+static const char *s_family_str(lf_family_t f)
+{
+    switch (f) {
+    case LF_FAMILY_SD15: return "sd15";
+    case LF_FAMILY_SDXL: return "sdxl";
+    case LF_FAMILY_FLUX: return "flux";
+    default: return "unknown";
+    }
+}
+
+/* Makes the refiner a request names resident (loading it on first use);
+ * NULL or "" releases none and loads none. */
+static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
+{
+    if (!path || !*path) return 0;
+    if (e->refiner && !strcmp(e->refiner_path, path)) return 0;
+    lf_engine_unload_refiner(e); /* one refiner at most */
+    if (!strcmp(path, e->model_path)) return 0; /* the base refining itself: A1111 runs no refiner */
+    lf_model_opts_t mo = {.backend = e->backend, .weight_type = -1, .prediction = LF_PRED_EPS};
+    char why[400] = "";
+    lf_model_t *m = NULL;
+    int rc = e->ops->load(path, &mo, &m, why, sizeof why);
+    if (rc != 0) return s_err(e, rc, "refiner: %s", why[0] ? why : lf_strerror(rc));
+    lf_family_t fr = e->ops->desc(m)->family, fb = e->ops->desc(e->model)->family;
+    if (fr != fb) {
+        e->ops->destroy(&m);
+        return s_err(e, LF_EINVAL, "refiner %s is a %s model; the base %s is %s", path, s_family_str(fr), e->model_name,
+                     s_family_str(fb));
+    }
+    char *rp = strdup(path), *rn = name && *name ? strdup(name) : s_name_of(path);
+    if (!rp || !rn) {
+        free(rp), free(rn);
+        e->ops->destroy(&m);
+        return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    e->refiner = m;
+    e->refiner_path = rp;
+    e->refiner_name = rn;
+    e->refiner_bytes = s_bytes(path, 0);
+    e->stats.refiner_loads++;
     return 0;
 }
 
@@ -267,13 +419,7 @@ const char *lf_engine_model_name(const lf_engine_t *e)
 
 const char *lf_engine_model_family(const lf_engine_t *e)
 {
-    if (!e || !e->model) return NULL;
-    switch (e->ops->desc(e->model)->family) {
-    case LF_FAMILY_SD15: return "sd15";
-    case LF_FAMILY_SDXL: return "sdxl";
-    case LF_FAMILY_FLUX: return "flux";
-    default: return "unknown";
-    }
+    return e && e->model ? s_family_str(e->ops->desc(e->model)->family) : NULL;
 }
 
 const char *lf_engine_preview_kind(const lf_engine_t *e)
@@ -568,6 +714,15 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .denoise = req->denoise,
         .preview_every = req->preview_every,
         .vae_tile = e->vae_tile,
+        .orig_width = req->orig_width,
+        .orig_height = req->orig_height,
+        .crop_top = req->crop_top,
+        .crop_left = req->crop_left,
+        .target_width = req->target_width,
+        .target_height = req->target_height,
+        .aesthetic_score = req->aesthetic_score,
+        .negative_aesthetic_score = req->negative_aesthetic_score,
+        .refiner_switch_at = req->refiner_switch_at,
     };
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))
@@ -581,9 +736,24 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     else
         return s_err(e, LF_EINVAL, "unknown rng '%s' (cpu or philox)", req->rng);
 
+    if (req->orig_width < 0 || req->orig_height < 0 || req->crop_top < 0 || req->crop_left < 0 ||
+        req->target_width < 0 || req->target_height < 0)
+        return s_err(e, LF_EINVAL, "size conditioning values must be >= 0");
+    bool refine = req->refiner_path && *req->refiner_path;
+    if (refine && !(req->refiner_switch_at > 0.0 && req->refiner_switch_at <= 1.0))
+        return s_err(e, LF_EINVAL, "refiner_switch_at %g is not in (0, 1]", req->refiner_switch_at);
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
+    /* The VAE first: a VAE change reloads the base, and the LoRA set is then
+     * merged into the reloaded weights. */
+    int rc = s_ensure_vae(e, req->vae_path);
+    if (rc != 0) return rc;
+    /* A job without the refiner leaves it resident only while both fit. */
+    if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
+    if (refine && (rc = s_ensure_refiner(e, req->refiner_path, req->refiner_name)) != 0) return rc;
+
+    /* LoRAs go into the base only (the refiner runs as loaded). */
     s_loras_t lo = {0};
-    int rc = s_loras_prepare(e, req, &lo);
+    rc = s_loras_prepare(e, req, &lo);
     if (!rc) rc = s_loras_apply(e, &lo);
     if (rc) {
         s_loras_clear(&lo);
@@ -595,11 +765,17 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
                              .model_name = e->model_name};
+    if (refine && e->refiner) {
+        ctx.refiner = e->refiner;
+        ctx.refiner_name = e->refiner_name;
+    }
     s_prog_t p = {progress, ud};
     lf_pipeline_hooks_t hooks = {.progress = progress ? s_progress : NULL, .progress_ud = &p,
                                  .cancel = cancel};
     lf_pipeline_result_t res = {0};
     rc = lf_pipeline_run(&ctx, &pr, &hooks, &res, e->err, sizeof e->err);
+    /* Kept for the next refined job only while base and refiner fit together. */
+    if (e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     if (rc != 0) {
         s_loras_clear(&lo);
         if (!e->err[0]) s_err(e, rc, "%s", lf_strerror(rc));

@@ -32,6 +32,16 @@
  * compute graphs). The cancel flag passed to lf_engine_generate may be set
  * from any thread; the progress callback runs on the generating thread.
  *
+ * Refiner residency: a request naming a refiner loads it next to the base
+ * on first use (the same model ops, no preview decoder). After the job it
+ * stays resident while the base's and the refiner's weights (their file
+ * sizes: a diffusers folder counts its files) fit opts.memory_budget
+ * together (0 = no limit), so the next refined job pays no load; when they
+ * do not, it is released after the job that used it. A job that needs the
+ * room — a base switch whose new base would not fit next to the refiner, a
+ * job naming another refiner — releases it first; lf_engine_unload_refiner
+ * releases it on demand. One refiner is resident at most.
+ *
  * Ownership: strings and buffers in requests are borrowed for the call;
  * results are caller-owned (lf_engine_result_clear); the engine is released
  * with lf_engine_destroy. */
@@ -51,6 +61,9 @@ typedef struct {
     const char *vocab_path; /* CLIP merges file; NULL = look up (see above) */
     const char *assets_dir; /* NULL = $LF_ASSETS_DIR, else the build's <repo>/assets */
     int vae_tile;           /* VAE tile in latent pixels; 0 = whole image */
+    /* Bytes the base model and the refiner may hold together (see "Refiner
+     * residency" above); 0 = no limit. */
+    uint64_t memory_budget;
     /* The networks. NULL = the real ones (lf_model.h). Tests inject a test
      * double here; nothing else should. Borrowed (static). */
     const struct lf_model_ops *model_ops;
@@ -99,6 +112,21 @@ typedef struct {
      * per entry here, and "Lora hashes" (A1111's). */
     const lf_engine_lora_t *loras;
     size_t n_loras;
+    /* SDXL size conditioning (other families ignore it); 0 = A1111's
+     * default: original = target = the image size, crop 0,0. */
+    int orig_width, orig_height, crop_top, crop_left, target_width, target_height;
+    /* SDXL refiner aesthetic scores; 0 = A1111's 6.0 and 2.5. */
+    double aesthetic_score, negative_aesthetic_score;
+    /* Refiner: a checkpoint file or diffusers folder run for the steps after
+     * refiner_switch_at (0 < x < 1; default 0.8) on the base's latent. NULL
+     * or "" = none. Loaded on first use and kept resident (see above). */
+    const char *refiner_path;
+    const char *refiner_name;  /* for the infotext; NULL = file name without extension */
+    double refiner_switch_at;
+    /* The VAE: NULL = as the model was loaded (lf_engine_load_opts_t), "" =
+     * the checkpoint's own, else a VAE file. When it differs from the loaded
+     * one the model is reloaded with it (only then). */
+    const char *vae_path;
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */
@@ -168,6 +196,21 @@ int lf_engine_generate(lf_engine_t *self, const lf_engine_request_t *req,
                        lf_engine_progress_fn progress, void *ud, const atomic_bool *cancel,
                        lf_engine_result_t *out);
 void lf_engine_result_clear(lf_engine_result_t *res);
+
+/* The resident refiner's name, or NULL (borrowed until the next call). */
+const char *lf_engine_refiner_name(const lf_engine_t *self);
+/* The separate VAE file the base model was loaded with, or NULL for the
+ * checkpoint's own (borrowed until the next load or generate). */
+const char *lf_engine_vae_path(const lf_engine_t *self);
+/* Releases the resident refiner (no-op without one). */
+void lf_engine_unload_refiner(lf_engine_t *self);
+
+/* Loads done so far (logs and tests: residency means these do not grow). */
+typedef struct {
+    unsigned model_loads;   /* base loads, VAE reloads included */
+    unsigned refiner_loads;
+} lf_engine_stats_t;
+void lf_engine_stats(const lf_engine_t *self, lf_engine_stats_t *out);
 
 /* The reason for the last failure (borrowed; "" after a success). */
 const char *lf_engine_errstr(const lf_engine_t *self);

@@ -146,6 +146,56 @@ static char *s_option_model(lf_gateway_t *gw, lf_store_t *stt) {
     return val;
 }
 
+/* A1111's sd_vae value reduced to our VAE name: NULL for "Automatic" /
+ * "None" (the checkpoint's), else the name without ".safetensors" (caller
+ * owns; NULL also when out of memory). */
+static char *s_vae_name(const char *v) {
+    json_t *probe = json_pack("{s:{s:s}}", "override_settings", "sd_vae", v);
+    lf_job_request_t jr;
+    lf_verr_t e;
+    char *out = NULL;
+    if (probe && lf_validate_a1111(probe, false, NULL, &jr, &e) == 0) {
+        out = jr.params.vae ? strdup(jr.params.vae) : NULL;
+        lf_job_request_clear(&jr);
+    }
+    json_decref(probe);
+    return out;
+}
+
+/* Does a live worker have VAE `name`? st may be NULL (the cached list). */
+static bool s_vae_known(lf_gateway_t *gw, lf_store_t *st, const char *name) {
+    json_t *vaes = lf__vaes(gw, st), *v;
+    size_t i;
+    bool yes = false;
+    json_array_foreach(vaes, i, v) yes |= !strcmp(json_string_value(json_object_get(v, "name")), name);
+    json_decref(vaes);
+    return yes;
+}
+
+/* The stored sd_vae option (A1111's global VAE choice) as the VAE of a
+ * request that names none: written into the body's override_settings, so
+ * it goes through the same validation. A stored VAE no live worker has any
+ * more is skipped with a log line, as the stored model is. */
+static void s_option_vae(lf_gateway_t *gw, lf_store_t *stt, json_t *body) {
+    json_t *ovr = json_object_get(body, "override_settings");
+    if (!json_is_object(body) || (ovr && !json_is_object(ovr)) || (ovr && json_object_get(ovr, "sd_vae"))) return;
+    char *opt = NULL, *name = NULL;
+    if (lf_store_option_get(stt, "sd_vae", &opt) == 0 && opt) {
+        json_t *o = json_loads(opt, JSON_DECODE_ANY, NULL);
+        if (json_is_string(o)) name = s_vae_name(json_string_value(o));
+        json_decref(o);
+    }
+    free(opt);
+    if (!name) return;
+    if (!s_vae_known(gw, NULL, name)) {
+        lf_warn("a1111: the stored option sd_vae '%.128s' names a VAE no live worker has; using the checkpoint's", name);
+    } else {
+        if (!ovr) json_object_set_new(body, "override_settings", ovr = json_object());
+        json_object_set_new(ovr, "sd_vae", json_string(name));
+    }
+    free(name);
+}
+
 /* Stage 0 validates, stores an img2img init image and submits; lf_wait
  * does the rest. */
 static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool img2img) {
@@ -161,6 +211,7 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
         bool sent_model = json_is_object(ovr) && json_object_get(ovr, "sd_model_checkpoint");
         char *optval = sent_model ? NULL : s_option_model(gw, stt);
         ctx.option_model = optval;
+        s_option_vae(gw, stt, st->body);
         lf_verr_t e;
         int rc = lf_validate_a1111(st->body, img2img, &ctx, &st->jr, &e);
         free(optval);
@@ -271,6 +322,23 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
     return lf__json(req, 200, out);
 }
 
+/* A1111's VAE list: the separate VAEs live workers have, named as jobs
+ * name them (sd_vae takes the name, or "name.safetensors"). */
+static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *vaes = lf__vaes(gw, stt);
+    lf__store_put(gw, stt, 0);
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(vaes, i, v) {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        json_array_append_new(out, json_pack("{s:s,s:s}", "model_name", name, "filename", name));
+    }
+    json_decref(vaes);
+    return lf__json(req, 200, out);
+}
+
 static int s_samplers(lf_req_t *req) {
     size_t n;
     const lf_sampler_name_t *t = lf_validate_samplers(&n);
@@ -354,6 +422,20 @@ static int s_options_set(lf_gateway_t *gw, lf_req_t *req) {
         if (!served) {
             lf__err(req, 400, "unknown_model", "sd_model_checkpoint",
                     "no live worker serves model '%.128s' (GET /sdapi/v1/sd-models lists them)", json_string_value(m));
+            json_decref(body);
+            return LF_HTTP_DONE;
+        }
+    }
+    json_t *vae = json_object_get(body, "sd_vae");
+    if (vae) { /* as A1111: Automatic, None, or a VAE that exists */
+        char *name = json_is_string(vae) ? s_vae_name(json_string_value(vae)) : NULL;
+        lf_store_t *chk = name ? lf__store_get(gw) : NULL;
+        bool ok = json_is_string(vae) && (!name ? lf_validate_vae_is_default(json_string_value(vae)) : s_vae_known(gw, chk, name));
+        if (chk) lf__store_put(gw, chk, 0);
+        free(name);
+        if (!ok) {
+            lf__err(req, 400, json_is_string(vae) ? "unknown_vae" : "invalid_type", "sd_vae",
+                    "sd_vae must be Automatic, None or a VAE a live worker has (GET /sdapi/v1/sd-vae lists them)");
             json_decref(body);
             return LF_HTTP_DONE;
         }
@@ -493,6 +575,7 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_PROGRESS: return s_progress(gw, req);
     case LF_ROUTE_A_INTERRUPT: return s_interrupt(gw, req);
     case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
+    case LF_ROUTE_A_VAES: return s_sd_vaes(gw, req);
     case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
     case LF_ROUTE_A_SCHEDULERS: return s_schedulers(req);
     case LF_ROUTE_A_OPTIONS_GET: return s_options_get(gw, req);

@@ -469,10 +469,12 @@ static int s_models(lf_gateway_t *gw, lf_req_t *req) {
     char def[128];
     json_t *models = NULL;
     lf__models(gw, stt, def, sizeof def, &models);
+    json_t *vaes = lf__vaes(gw, stt);
     lf__store_put(gw, stt, 0);
     /* "object" and "data" are what OpenAI clients read (client.models.list()). */
     json_t *data = lf_openai_map_models(models);
-    return lf__json(req, 200, json_pack("{s:o,s:s,s:s,s:o}", "models", models, "default", def, "object", "list", "data", data));
+    return lf__json(req, 200, json_pack("{s:o,s:s,s:s,s:o,s:o}", "models", models, "default", def, "object", "list", "data",
+                                        data, "vaes", vaes));
 }
 
 static int s_samplers(lf_req_t *req) {
@@ -512,20 +514,25 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
         const lf_worker_caps_t *c = &ws[i].caps;
         json_t *models = json_array();
         for (size_t k = 0; k < c->n_models; k++) {
-            json_t *m = json_pack("{s:s?,s:s?}", "name", c->models[k].name, "kind", c->models[k].kind);
+            json_t *m = json_pack("{s:s?,s:s?,s:s?}", "name", c->models[k].name, "kind", c->models[k].kind, "family",
+                                  c->models[k].kind);
             if (c->models[k].resolution) json_object_set_new(m, "resolution", json_integer(c->models[k].resolution));
+            if (c->models[k].preview) json_object_set_new(m, "preview", json_string(c->models[k].preview));
             json_array_append_new(models, m);
         }
-        json_array_append_new(
-            arr, json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
+        json_t *w = json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
                            "host", c->host, "pid", (json_int_t)c->pid, "device", "kind", c->device_kind, "name",
                            c->device_name, "memory_bytes", (json_int_t)c->memory_bytes, "max_pixels",
                            (json_int_t)c->max_pixels, "models", models, "resident", s_strs(c->resident, c->n_resident),
                            "job", ws[i].job_id, "jobs_done", (json_int_t)ws[i].jobs_done, "seen_ms",
-                           (json_int_t)ws[i].seen_ms));
-        json_t *wo = json_array_get(arr, json_array_size(arr) - 1);
-        json_object_set_new(wo, "lora_set", json_string(c->lora_set ? c->lora_set : ""));
-        json_object_set_new(wo, "loras", json_integer((json_int_t)c->n_loras));
+                           (json_int_t)ws[i].seen_ms);
+        /* resident: the base first, then an SDXL refiner kept next to it. */
+        if (w) {
+            json_object_set_new(w, "vaes", s_strs(c->vaes, c->n_vaes));
+            json_object_set_new(w, "lora_set", json_string(c->lora_set ? c->lora_set : ""));
+            json_object_set_new(w, "loras", json_integer((json_int_t)c->n_loras));
+        }
+        json_array_append_new(arr, w);
         lf_worker_view_clear(&ws[i]);
     }
     free(ws);

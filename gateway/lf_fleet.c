@@ -45,6 +45,16 @@ void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *co
     snprintf(out, len, "%s", pick ? pick : "");
 }
 
+static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *name);
+
+/* Has worker c the job's refiner and VAE (when it names them)? */
+static bool s_has_parts(const lf_worker_caps_t *c, const lf_job_params_t *p) {
+    if (p->refiner_checkpoint && !s_model(c, p->refiner_checkpoint)) return false;
+    bool vae = !p->vae;
+    for (size_t k = 0; !vae && k < c->n_vaes; k++) vae = c->vaes[k] && !strcmp(c->vaes[k], p->vae);
+    return vae;
+}
+
 int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err) {
     uint64_t best = 0;
     bool any = false, unlimited = false;
@@ -53,7 +63,7 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
         for (size_t k = 0; k < ws[i].caps.n_models; k++)
             if (ws[i].caps.models[k].name && p->model && !strcmp(ws[i].caps.models[k].name, p->model))
                 serves = true;
-        if (!serves) continue;
+        if (!serves || !s_has_parts(&ws[i].caps, p)) continue;
         any = true;
         if (!ws[i].caps.max_pixels) unlimited = true;
         if (ws[i].caps.max_pixels > best) best = ws[i].caps.max_pixels;
@@ -75,6 +85,62 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
                 " at this size",
                 p->width, p->height, batch, all, p->model, best, best / one);
     return LF_ELIMIT;
+}
+
+uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t i = 0; name && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_models; k++)
+            if (ws[i].caps.models[k].name && !strcmp(ws[i].caps.models[k].name, name) && ws[i].caps.models[k].resolution)
+                return ws[i].caps.models[k].resolution;
+    return 0;
+}
+
+static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *name) {
+    for (size_t k = 0; name && k < c->n_models; k++)
+        if (c->models[k].name && !strcmp(c->models[k].name, name)) return &c->models[k];
+    return NULL;
+}
+
+
+int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
+                   const char *vae_field, lf_verr_t *err) {
+    bool refiner = !p->refiner_checkpoint, vae = !p->vae;
+    const char *base_kind = NULL, *ref_kind = NULL; /* a refiner of another family cannot refine */
+    for (size_t i = 0; i < n && !(refiner && vae); i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        const lf_model_info_t *m = s_model(c, p->model), *r = s_model(c, p->refiner_checkpoint);
+        if (!m) continue;
+        if (!refiner && r) {
+            if (m->kind && r->kind && strcmp(m->kind, r->kind)) {
+                base_kind = m->kind;
+                ref_kind = r->kind;
+            } else {
+                refiner = true;
+            }
+        }
+        for (size_t k = 0; !vae && k < c->n_vaes; k++)
+            if (c->vaes[k] && !strcmp(c->vaes[k], p->vae)) vae = true;
+    }
+    char a[129], b[129];
+    if (!refiner && base_kind) {
+        lf_verr_set(err, 400, "invalid_value", refiner_field, "refiner '%s' is a %s model; model '%s' is %s",
+                    lf_utf8_clip(p->refiner_checkpoint, b, sizeof b), ref_kind, lf_utf8_clip(p->model, a, sizeof a),
+                    base_kind);
+        return LF_EINVAL;
+    }
+    if (!refiner) {
+        lf_verr_set(err, 400, "unknown_model", refiner_field,
+                    "no live worker serving model '%s' serves refiner '%s' (GET /v1/models lists them)",
+                    lf_utf8_clip(p->model, a, sizeof a), lf_utf8_clip(p->refiner_checkpoint, b, sizeof b));
+        return LF_ENOTFOUND;
+    }
+    if (!vae) {
+        lf_verr_set(err, 400, "unknown_vae", vae_field,
+                    "no live worker serving model '%s' has VAE '%s' (GET /v1/models lists them under vaes)",
+                    lf_utf8_clip(p->model, a, sizeof a), lf_utf8_clip(p->vae, b, sizeof b));
+        return LF_ENOTFOUND;
+    }
+    return 0;
 }
 
 void lf_fleet_count(const lf_worker_view_t *ws, size_t n, size_t *workers, size_t *with_models) {

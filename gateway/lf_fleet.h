@@ -27,7 +27,8 @@ void lf_fleet_default_model(const lf_worker_view_t *ws, size_t n, const char *co
 /* Does any live worker advertise model `name`? */
 bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
 
-/* Could any live worker that serves p->model ever run p? Workers take at
+/* Could any live worker that serves p->model (and its refiner and VAE,
+ * when it names them) ever run p? Workers take at
  * most max_pixels (width * height * batch_size, as the scheduler counts;
  * 0 = no limit). 0 when some worker can (or none serves the model: that is
  * lf_fleet_serves' question); LF_ELIMIT with *err set (400 out_of_range,
@@ -51,6 +52,22 @@ int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_para
  * exceed cap). */
 size_t lf_fleet_loras(const lf_worker_view_t *ws, size_t n, const lf_lora_info_t **out,
                       size_t *holders, size_t cap);
+
+/* The side (px) live workers say model `name` was trained at (the first
+ * that says; 0 when none does): the default width/height of its jobs,
+ * 1024 for SDXL. */
+uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name);
+
+/* The parts of p beside its model: a refiner_checkpoint must be served by
+ * a live worker that also serves p->model (the two run on one worker) and
+ * be of its family (kind; else 400 "invalid_value" naming refiner_field,
+ * LF_EINVAL), and
+ * a vae must be one a live worker serving p->model lists (models/vae/).
+ * 0, or LF_ENOTFOUND with *err set: 400 "unknown_model" naming
+ * refiner_field, or 400 "unknown_vae" naming vae_field (the names the
+ * client used: "vae" natively, "override_settings.sd_vae" for A1111). */
+int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
+                   const char *vae_field, lf_verr_t *err);
 
 /* Readiness: Redis answers, at least one broker is live, at least one live
  * worker advertises a model. */

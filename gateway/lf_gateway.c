@@ -5,6 +5,7 @@
 #include "lf_gateway_impl.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -162,10 +163,14 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
             size_t idx;
             json_array_foreach(arr, idx, m) if (!strcmp(json_string_value(json_object_get(m, "name")), name)) found = m;
             if (!found) {
-                found = json_pack("{s:s,s:s,s:i,s:i}", "name", name, "kind",
+                /* family: the kind an engine model is ("sd15", "sdxl"), named for clients. */
+                found = json_pack("{s:s,s:s,s:s,s:i,s:i}", "name", name, "kind",
+                                  c->models[k].kind ? c->models[k].kind : "", "family",
                                   c->models[k].kind ? c->models[k].kind : "", "workers", 0, "resident", 0);
                 json_array_append_new(arr, found);
             }
+            if (c->models[k].preview && !json_object_get(found, "preview"))
+                json_object_set_new(found, "preview", json_string(c->models[k].preview));
             /* The side the model was trained at (clients' default size); workers agree. */
             if (c->models[k].resolution && !json_object_get(found, "resolution"))
                 json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
@@ -174,6 +179,20 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
                 json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
         }
     }
+    /* Separate VAEs (models/vae/), by name, with the workers that have each. */
+    json_t *vaes = json_array();
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_vaes; k++) {
+            const char *name = ws[i].caps.vaes[k];
+            if (!name) continue;
+            json_t *found = NULL, *v;
+            size_t idx;
+            json_array_foreach(vaes, idx, v) if (!strcmp(json_string_value(json_object_get(v, "name")), name)) found = v;
+            if (!found) json_array_append_new(vaes, found = json_pack("{s:s,s:i}", "name", name, "workers", 0));
+            json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
+        }
+    json_decref(gw->vaes);
+    gw->vaes = vaes;
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     gw->ws = ws;
@@ -200,6 +219,14 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
     pthread_mutex_unlock(&gw->model_mu);
 }
 
+json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st) {
+    lf__models(gw, st, NULL, 0, NULL);
+    pthread_mutex_lock(&gw->model_mu);
+    json_t *v = gw->vaes ? json_deep_copy(gw->vaes) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+    return v;
+}
+
 bool lf__model_served(lf_gateway_t *gw, const char *name) {
     pthread_mutex_lock(&gw->model_mu);
     bool yes = lf_fleet_serves(gw->ws, gw->n_ws, name);
@@ -222,6 +249,12 @@ int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *mode
     none = !gw->models || !json_array_size(gw->models);
     bool served = !none && lf_fleet_serves(gw->ws, gw->n_ws, p->model);
     int fit = served ? lf_fleet_fit(gw->ws, gw->n_ws, p, e) : 0;
+    /* The refiner and the VAE, named as the client named them. */
+    bool a1111 = strcmp(model_field, "model") != 0;
+    const lf_param_def_t *t = lf_params_table();
+    char vae_field[96];
+    snprintf(vae_field, sizeof vae_field, "%s%s", a1111 ? "override_settings." : "", a1111 ? t[LF_P_vae].a1111 : "vae");
+    if (served && !fit) fit = lf_fleet_parts(gw->ws, gw->n_ws, p, "refiner_checkpoint", vae_field, e);
     if (served && !fit) fit = lf_fleet_loras_check(gw->ws, gw->n_ws, p, "prompt", e);
     pthread_mutex_unlock(&gw->model_mu);
     if (none)
@@ -246,14 +279,8 @@ int lf__admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p, const c
  * "resolution"), for the default width/height; 0 when unknown. */
 static uint32_t s_model_resolution(void *ud, const char *name) {
     lf_gateway_t *gw = ud;
-    uint32_t res = 0;
     pthread_mutex_lock(&gw->model_mu);
-    size_t i;
-    json_t *m;
-    json_array_foreach(gw->models, i, m) {
-        const char *n = json_string_value(json_object_get(m, "name"));
-        if (n && name && !strcmp(n, name)) res = (uint32_t)json_integer_value(json_object_get(m, "resolution"));
-    }
+    uint32_t res = lf_fleet_resolution(gw->ws, gw->n_ws, name);
     pthread_mutex_unlock(&gw->model_mu);
     return res;
 }
@@ -502,6 +529,24 @@ static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     return lf__api_handle(gw, req, st);
 }
 
+/* A preflight's Access-Control-Allow-Headers: the headers the browser asks
+ * for (Access-Control-Request-Headers) when that is a plain list of header
+ * names, else our own. Client SDKs send headers of their own (OpenAI's JS
+ * client: x-stainless-os, x-stainless-retry-count, ...), and a preflight
+ * that leaves one out fails the request in the browser. The configured
+ * origin is what guards cross-origin use; this list only has to cover what
+ * clients send. */
+static const char *s_cors_allow_headers(lf_req_t *req) {
+    static const char def[] = "Authorization, Content-Type, Idempotency-Key";
+    const char *h = lf_req_header(req, "Access-Control-Request-Headers");
+    if (!h || !*h || strlen(h) > 2048) return def;
+    for (const char *p = h; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!isalnum(c) && c != '-' && c != '_' && c != ',' && c != ' ') return def;
+    }
+    return h;
+}
+
 static int s_handle(void *ud, lf_req_t *req) {
     lf_gateway_t *gw = ud;
     lf__rstate_t *st = lf_req_state(req);
@@ -511,9 +556,11 @@ static int s_handle(void *ud, lf_req_t *req) {
     const char *method = lf_req_method(req), *path = lf_req_path(req);
     if (gw->cors[0]) {
         lf_req_add_header(req, "Access-Control-Allow-Origin", gw->cors);
+        lf_req_add_header(req, "Access-Control-Expose-Headers", "Retry-After, Location");
         if (!strcmp(method, "OPTIONS")) {
             lf_req_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
-            lf_req_add_header(req, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
+            lf_req_add_header(req, "Access-Control-Allow-Headers", s_cors_allow_headers(req));
+            lf_req_add_header(req, "Access-Control-Max-Age", "600");
             lf_req_respond_static(req, 204, NULL, "", 0);
             return LF_HTTP_DONE;
         }
@@ -778,6 +825,7 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     lf_ratelimit_destroy(&gw->rl);
     lf_ratelimit_destroy(&gw->log_rl);
     json_decref(gw->models);
+    json_decref(gw->vaes);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);

@@ -56,7 +56,8 @@ struct lf_gateway {
     /* Models the live workers advertise, refreshed every ~2 s (at once while
      * none is known), and the worker views they came from (lf_fleet). */
     pthread_mutex_t model_mu;
-    json_t *models;          /* array of {name, kind, workers, resident} */
+    json_t *models;          /* array of {name, kind, family, resolution, preview, workers, resident} */
+    json_t *vaes;            /* array of {name, workers}: separate VAEs (models/vae/) */
     char default_model[128]; /* "" while no worker advertises a model */
     int64_t models_at_ms;
     lf_worker_view_t *ws;
@@ -129,6 +130,8 @@ int64_t lf__random_seed(void);
 /* Default model ("" while no worker has advertised one) and model list
  * (cached; st may be NULL: the cache is used as it is). */
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
+/* The separate VAEs live workers have, [{name, workers}] (caller owns). */
+json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st);
 /* The validate context: the default model filled in (the diagnostic model as
  * a stand-in while none is known: lf__admit then answers 503). */
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);

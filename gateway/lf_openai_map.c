@@ -14,7 +14,8 @@
 
 /* Fields copied to the native body unchanged (our extensions). */
 static const char *const s_passthrough[] = {"negative_prompt", "steps", "seed", "cfg_scale",
-                                            "sampler", "scheduler", "clip_skip", "rng"};
+                                            "sampler", "scheduler", "clip_skip", "rng", "vae",
+                                            "refiner_checkpoint", "refiner_switch_at"};
 /* OpenAI fields that do not change what we generate. */
 static const char *const s_ignored[] = {"quality", "style", "user", "moderation", "safety_identifier",
                                         "output_compression"};
@@ -215,7 +216,7 @@ int lf_openai_map_job(const json_t *body, const lf_openai_ctx_t *ctx, lf_job_req
 
 /* Form fields the validator wants as numbers. */
 static const char *const s_form_ints[] = {"n", "steps", "seed", "clip_skip"};
-static const char *const s_form_reals[] = {"cfg_scale", "denoise"};
+static const char *const s_form_reals[] = {"cfg_scale", "denoise", "refiner_switch_at"};
 
 /* A form value as JSON: a number where one is wanted and the text is one,
  * else the text (the validator then names the field). NULL: not UTF-8. */

@@ -46,6 +46,7 @@
     X(A_PROGRESS, "GET", "/sdapi/v1/progress", true)                                     \
     X(A_INTERRUPT, "POST", "/sdapi/v1/interrupt", true)                                  \
     X(A_MODELS, "GET", "/sdapi/v1/sd-models", true)                                      \
+    X(A_VAES, "GET", "/sdapi/v1/sd-vae", true)                                           \
     X(A_SAMPLERS, "GET", "/sdapi/v1/samplers", true)                                     \
     X(A_SCHEDULERS, "GET", "/sdapi/v1/schedulers", true)                                 \
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \

@@ -89,6 +89,10 @@ bool lf_validate_preset_name(const char *name) {
 
 bool lf_validate_id(const char *id) { return id && s_charset(id, LF_V_NAME_MAX, "_.:-"); }
 
+bool lf_validate_vae_is_default(const char *s) {
+    return s && (!strcasecmp(s, "automatic") || !strcasecmp(s, "none"));
+}
+
 /* ---- typed getters ------------------------------------------------------ */
 
 /* Each getter: 0 if absent (out untouched), 1 if read, LF_EINVAL with err. */
@@ -279,9 +283,14 @@ static int s_begin(lf_job_request_t *r, const json_t *body, lf_verr_t *err) {
 /* Rules that tie fields together, shared by both dialects: the model, the
  * seed, defaults that depend on the model, img2img, sizes per model. */
 static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool random_seed, const bool *given,
-                    lf_verr_t *err) {
+                    bool a1111, lf_verr_t *err) {
     lf_job_params_t *p = &r->params;
     const lf_param_def_t *t = lf_params_table();
+    /* A switch point says nothing without a refiner: the native API says so;
+     * A1111 ignores it (its clients send the slider's value either way). */
+    if (given[LF_P_refiner_switch_at] && !p->refiner_checkpoint && !a1111)
+        return lf_verr_set(err, 400, "invalid_value", "refiner_switch_at",
+                           "refiner_switch_at needs refiner_checkpoint (the refiner model to switch to)");
     if (!p->model) {
         const char *m = ctx && ctx->default_model ? ctx->default_model : S_DIAG_MODEL;
         if (lf_param_set_str(p, &t[LF_P_model], m)) return s_oom(err);
@@ -361,10 +370,11 @@ int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_req
                         lf_utf8_clip(key, clip, sizeof clip));
             goto fail;
         }
+        if (d == &lf_params_table()[LF_P_vae] && lf_validate_vae_is_default(json_string_value(v))) continue;
         if (s_param(d, v, key, &r.params, &random_seed, err)) goto fail;
         given[d - lf_params_table()] = true;
     }
-    if (s_finish(&r, ctx, random_seed, given, err)) goto fail;
+    if (s_finish(&r, ctx, random_seed, given, false, err)) goto fail;
     *out = r;
     return 0;
 fail:
@@ -385,8 +395,8 @@ static char *s_a1111_model(const char *title) {
     size_t n = strlen(title);
     const char *br = strrchr(title, '[');
     if (br && br > title && br[-1] == ' ' && title[n - 1] == ']') n = (size_t)(br - title - 1);
-    static const char *const exts[] = {".safetensors", ".ckpt"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const exts[] = {".safetensors", ".ckpt", ".pt"}; /* .pt: VAE files */
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
         size_t l = strlen(exts[i]);
         if (n > l && !strncmp(title + n - l, exts[i], l)) n -= l;
     }
@@ -443,7 +453,22 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             if (i != LF_P_sampler || !(v = s_get(body, "sampler_index"))) continue;
             snprintf(field, sizeof field, "sampler_index");
         }
-        if (s_param(d, v, field, p, &random_seed, err)) goto fail;
+        json_t *named = NULL; /* a model title reduced to our name */
+        if ((i == LF_P_vae || i == LF_P_refiner_checkpoint) && json_is_string(v)) {
+            const char *s = json_string_value(v);
+            /* A1111: "Automatic" / "None" VAE = the checkpoint's; refiner "None" = none. */
+            if (i == LF_P_vae ? lf_validate_vae_is_default(s) : !strcasecmp(s, "none")) continue;
+            char *name = s_a1111_model(s);
+            if (!name || !(named = json_string(name))) {
+                free(name);
+                goto oom;
+            }
+            free(name);
+            v = named;
+        }
+        int prc = s_param(d, v, field, p, &random_seed, err);
+        json_decref(named);
+        if (prc) goto fail;
         given[i] = true;
     }
     long long n_iter = 1;
@@ -470,7 +495,7 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
         }
         r.init_images = json_incref(imgs);
     }
-    if (s_finish(&r, ctx, random_seed, given, err)) goto fail;
+    if (s_finish(&r, ctx, random_seed, given, true, err)) goto fail;
     *out = r;
     return 0;
 oom:

@@ -70,6 +70,10 @@ typedef struct {
     json_t *init_images;     /* img2img: the request's init_images array (owned ref) */
 } lf_job_request_t;
 
+/* "Automatic" or "None" (any case): A1111's sd_vae values for the
+ * checkpoint's own VAE, which both dialects take as "no vae". */
+bool lf_validate_vae_is_default(const char *s);
+
 /* Native API body (POST /v1/jobs). Returns 0 or LF_EINVAL with *err set. */
 int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_request_t *out,
                     lf_verr_t *err);

@@ -101,10 +101,17 @@ static void s_add_run_ms(char **info, double run_ms) {
     *info = txt;
 }
 
+/* The resident models as one line: "base" or "base\nrefiner" ("" = none);
+ * names never hold control characters (LF_PF_NAME). */
+static void s_residents(const lf_runner_t *r, char *buf, size_t len) {
+    const char *base = lf_runner_resident(r), *ref = base ? lf_runner_refiner(r) : NULL;
+    snprintf(buf, len, "%s%s%s", base ? base : "", ref ? "\n" : "", ref ? ref : "");
+}
+
 static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     const char *job_id = assign->job_id;
-    const char *before = lf_runner_resident(self->runner);
-    char *was = before ? strdup(before) : NULL;
+    char was[300], now[300];
+    s_residents(self->runner, was, sizeof was);
     char *was_set = strdup(lf_runner_lora_set(self->runner));
     s_job_ctx_t ctx = {pipe, job_id, self->worker_id};
     lf_runner_job_t job = {
@@ -127,16 +134,15 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     int rc = lf_runner_run(self->runner, &job, &out, err, sizeof err);
     if (!rc) s_add_run_ms(&out.info_json, (double)(zclock_usecs() - t0_us) / 1000.0);
 
-    const char *now = lf_runner_resident(self->runner), *set = lf_runner_lora_set(self->runner);
-    if ((was == NULL) != (now == NULL) || (was && strcmp(was, now)) || !was_set ||
-        strcmp(was_set, set)) {
+    s_residents(self->runner, now, sizeof now);
+    const char *set = lf_runner_lora_set(self->runner);
+    if (strcmp(was, now) || !was_set || strcmp(was_set, set)) {
         zmsg_t *m = zmsg_new();
         zmsg_addstr(m, "RESIDENT");
-        zmsg_addstr(m, now ? now : "");
+        zmsg_addstr(m, now);
         zmsg_addstr(m, set);
         zmsg_send(&m, pipe);
     }
-    free(was);
     free(was_set);
 
     if (rc) {

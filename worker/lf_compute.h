@@ -22,8 +22,9 @@
 
 typedef enum {
     LF_COMPUTE_PROGRESS = 1, /* msg: encoded PROGRESS */
-    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none); lora_set: the LoRA
-                                set merged into it ("" = none) */
+    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none; "base\nrefiner" with an
+                                SDXL refiner); lora_set: the LoRA set merged into the base
+                                ("" = none) */
     LF_COMPUTE_DONE,         /* msg: encoded RESULT or FAILED; code: 0 or LF_E* */
 } lf_compute_kind_t;
 

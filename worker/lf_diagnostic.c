@@ -229,7 +229,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
     return 0;
 }
 
-static int s_load(const lf_runner_env_t *env, const char *model, void **state) {
+static int s_load(const lf_runner_env_t *env, const char *model, void **state, char *err, size_t errlen) {
+    (void)err, (void)errlen; /* nothing to read: only the name can be wrong */
     if (!model || strcmp(model, LF_DIAGNOSTIC_MODEL)) return LF_ENOTFOUND;
     s_state_t *s = calloc(1, sizeof *s);
     if (!s) return LF_ENOMEM;

@@ -23,8 +23,15 @@
 typedef struct {
     lf_engine_t *engine;
     char *model;
+    char *models_dir;
     uint32_t preview_every;
 } s_state_t;
+
+/* The families the engine runs (lf_engine_probe's names). */
+static int s_family_ok(const char *family)
+{
+    return !strcmp(family, "sd15") || !strcmp(family, "sdxl");
+}
 
 static const char *s_models_dir(const lf_runner_env_t *env)
 {
@@ -37,6 +44,24 @@ static int s_ends(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
     return n > m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* An installed TAESD decoder for a family's previews, if any (preferred to
+ * the engine's approx preview): models/taesd/taesd_decoder.* for SD1.x,
+ * taesdxl_decoder.* for SDXL. */
+static const char *s_taesd(const char *dir, const char *family, char *path, size_t len)
+{
+    static const char *const sd15[] = {"taesd_decoder.safetensors", "taesd_decoder.pth", "diffusion_pytorch_model.safetensors"};
+    static const char *const sdxl[] = {"taesdxl_decoder.safetensors", "taesdxl_decoder.pth"};
+    int xl = family && !strcmp(family, "sdxl");
+    const char *const *names = xl ? sdxl : sd15;
+    size_t n = xl ? sizeof sdxl / sizeof sdxl[0] : sizeof sd15 / sizeof sd15[0];
+    struct stat sb;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, len, "%s/taesd/%s", dir, names[i]);
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return path;
+    }
+    return NULL;
 }
 
 /* Model name of a directory entry, or NULL when it is not a model. */
@@ -83,9 +108,9 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         const char *family = NULL;
         uint32_t side = 0;
         int prc = lf_engine_probe(path, &family, &side, err, sizeof err);
-        if (prc != 0 || strcmp(family, LF_ENGINE_RUNNER_KIND) != 0) {
+        if (prc != 0 || !s_family_ok(family)) {
             if (prc) lf_warn("engine: skipping %s", err);
-            else lf_warn("engine: skipping %s: model family %s, not sd15", path, family);
+            else lf_warn("engine: skipping %s: model family %s, not sd15 or sdxl", path, family);
             free(name);
             continue;
         }
@@ -107,10 +132,13 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
             list = nl;
             cap = nc;
         }
+        char tpath[4096];
         list[cnt].name = name;
         list[cnt].resolution = side;
-        list[cnt].kind = strdup(LF_ENGINE_RUNNER_KIND);
-        if (!list[cnt++].kind) rc = LF_ENOMEM;
+        list[cnt].kind = strdup(family);
+        list[cnt].preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx");
+        if (!list[cnt].kind || !list[cnt].preview) rc = LF_ENOMEM;
+        cnt++;
     }
     closedir(d);
     if (rc != 0) {
@@ -119,7 +147,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
     }
     if (cnt) qsort(list, cnt, sizeof *list, s_cmp_info);
     for (size_t i = 0; i < cnt; i++)
-        lf_info("engine: model %s (%s, %u px) in %s", list[i].name, list[i].kind, list[i].resolution, dir);
+        lf_info("engine: model %s (%s, %u px, %s previews) in %s", list[i].name, list[i].kind, list[i].resolution,
+                list[i].preview, dir);
     *out = list;
     *n = cnt;
     return 0;
@@ -139,17 +168,67 @@ static int s_model_path(const char *dir, const char *model, char *path, size_t l
     return LF_ENOTFOUND;
 }
 
-/* An installed TAESD decoder for previews, if any (preferred to the
- * engine's approx preview). */
-static const char *s_taesd(const char *dir, char *path, size_t len)
+static const char *const s_vae_exts[] = {".safetensors", ".pt", ".ckpt"};
+
+static int s_cmp_str(const void *a, const void *b)
 {
-    static const char *const names[] = {"taesd_decoder.safetensors", "taesd_decoder.pth", "diffusion_pytorch_model.safetensors"};
-    struct stat sb;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, len, "%s/taesd/%s", dir, names[i]);
-        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return path;
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
+ * the extension (the first extension wins a name given twice), sorted. */
+static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/vae", s_models_dir(env));
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char **list = NULL;
+    size_t cnt = 0;
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *name = NULL;
+        for (size_t i = 0; !name && i < sizeof s_vae_exts / sizeof s_vae_exts[0]; i++)
+            if (s_ends(de->d_name, s_vae_exts[i])) name = strndup(de->d_name, strlen(de->d_name) - strlen(s_vae_exts[i]));
+        if (!name) continue;
+        int dup = 0;
+        for (size_t i = 0; i < cnt; i++) dup |= !strcmp(list[i], name);
+        char **nl = dup ? NULL : realloc(list, (cnt + 1) * sizeof *nl);
+        if (!nl) {
+            free(name);
+            if (!dup) rc = LF_ENOMEM;
+            continue;
+        }
+        list = nl;
+        list[cnt++] = name;
     }
-    return NULL;
+    closedir(d);
+    if (rc) {
+        for (size_t i = 0; i < cnt; i++) free(list[i]);
+        free(list);
+        return rc;
+    }
+    if (cnt) qsort(list, cnt, sizeof *list, s_cmp_str);
+    for (size_t i = 0; i < cnt; i++) lf_info("engine: VAE %s in %s", list[i], dir);
+    *out = list;
+    *n = cnt;
+    return 0;
+}
+
+/* The file of a VAE name in <dir>/vae/. */
+static int s_vae_path(const char *dir, const char *vae, char *path, size_t len)
+{
+    if (!vae || !*vae || strchr(vae, '/') || vae[0] == '.') return LF_ENOTFOUND;
+    struct stat sb;
+    for (size_t i = 0; i < sizeof s_vae_exts / sizeof s_vae_exts[0]; i++) {
+        snprintf(path, len, "%s/vae/%s%s", dir, vae, s_vae_exts[i]);
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
+    }
+    return LF_ENOTFOUND;
 }
 
 static void s_unload(void **state)
@@ -158,17 +237,19 @@ static void s_unload(void **state)
     s_state_t *s = *state;
     lf_engine_destroy(&s->engine);
     free(s->model);
+    free(s->models_dir);
     free(s);
     *state = NULL;
 }
 
-static int s_load(const lf_runner_env_t *env, const char *model, void **state)
+static int s_load(const lf_runner_env_t *env, const char *model, void **state, char *why, size_t whylen)
 {
     const char *dir = s_models_dir(env);
     char path[4096], tpath[4096], err[512] = "";
     if (s_model_path(dir, model, path, sizeof path) != 0) return LF_ENOTFOUND;
     s_state_t *s = calloc(1, sizeof *s);
-    if (!s || !(s->model = strdup(model))) {
+    if (!s || !(s->model = strdup(model)) || !(s->models_dir = strdup(dir))) {
+        if (s) free(s->model);
         free(s);
         return LF_ENOMEM;
     }
@@ -176,16 +257,21 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state)
     /* LoRAs: <models>/lora and A1111's spelling <models>/Lora. */
     char lora_dirs[8300];
     snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
-    lf_engine_opts_t eo = {.device = env ? env->device : NULL, .lora_dirs = lora_dirs};
+    lf_engine_opts_t eo = {.device = env ? env->device : NULL,
+                           .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
+        if (why && whylen) snprintf(why, whylen, "%s", err);
         s_unload((void **)&s);
         return rc;
     }
-    lf_engine_load_opts_t lo = {.name = model, .taesd_path = s_taesd(dir, tpath, sizeof tpath)};
+    const char *family = NULL;
+    if (lf_engine_probe(path, &family, NULL, err, sizeof err) != 0) family = NULL;
+    lf_engine_load_opts_t lo = {.name = model, .taesd_path = s_taesd(dir, family, tpath, sizeof tpath)};
     if ((rc = lf_engine_load(s->engine, path, &lo)) != 0) {
         lf_error("engine: cannot load %s: %s", model, lf_engine_errstr(s->engine));
+        if (why && whylen) snprintf(why, whylen, "%s", lf_engine_errstr(s->engine));
         s_unload((void **)&s);
         return rc;
     }
@@ -204,7 +290,16 @@ static int s_is_img2img(const lf_job_params_t *p)
 
 static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t errlen)
 {
-    (void)state;
+    s_state_t *s = state;
+    char path[4096];
+    if (s && p->refiner_checkpoint && s_model_path(s->models_dir, p->refiner_checkpoint, path, sizeof path) != 0) {
+        snprintf(errbuf, errlen, "refiner_checkpoint '%.128s' is not a model on this worker", p->refiner_checkpoint);
+        return LF_ENOTFOUND;
+    }
+    if (s && p->vae && s_vae_path(s->models_dir, p->vae, path, sizeof path) != 0) {
+        snprintf(errbuf, errlen, "vae '%.128s' is not in this worker's models/vae/", p->vae);
+        return LF_ENOTFOUND;
+    }
     if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img")) {
         snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img)", p->mode);
         return LF_EUNSUPPORTED;
@@ -233,8 +328,9 @@ static json_t *s_str(const char *s)
     return json_string(s ? s : "");
 }
 
-char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, size_t n_images,
-                                 const char *const *infotexts, const char *warnings)
+char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, const char *family,
+                                 size_t n_images, const char *const *infotexts,
+                                 const char *warnings)
 {
     json_t *o = json_object(), *prompts = json_array(), *negs = json_array(), *seeds = json_array(),
            *infos = json_array();
@@ -265,7 +361,12 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, si
     json_object_set_new(o, "clip_skip", json_integer(p->clip_skip ? p->clip_skip : 1));
     json_object_set_new(o, "sd_model_name", s_str(model));
     json_object_set_new(o, "model", s_str(model));
-    json_object_set_new(o, "kind", json_string(LF_ENGINE_RUNNER_KIND));
+    json_object_set_new(o, "kind", json_string(family && *family ? family : "sd15"));
+    if (p->refiner_checkpoint) {
+        json_object_set_new(o, "refiner_checkpoint", json_string(p->refiner_checkpoint));
+        json_object_set_new(o, "refiner_switch_at", json_real(p->refiner_switch_at));
+    }
+    if (p->vae) json_object_set_new(o, "sd_vae_name", json_string(p->vae));
     json_object_set_new(o, "mode", json_string(s_is_img2img(p) ? "img2img" : "txt2img"));
     json_object_set_new(o, "rng", s_str(p->rng && *p->rng ? p->rng : "cpu"));
     if (s_is_img2img(p)) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
@@ -328,6 +429,29 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
                                       .te_weight = pl->v[i].te_weight};
     req.loras = loras;
     req.n_loras = pl->n < sizeof loras / sizeof *loras ? pl->n : sizeof loras / sizeof *loras;
+    /* SDXL: size conditioning (0 = the image size, as A1111), aesthetic scores. */
+    req.orig_width = (int)p->original_width;
+    req.orig_height = (int)p->original_height;
+    req.crop_top = (int)p->crop_top;
+    req.crop_left = (int)p->crop_left;
+    req.target_width = (int)p->target_width;
+    req.target_height = (int)p->target_height;
+    req.aesthetic_score = p->aesthetic_score;
+    req.negative_aesthetic_score = p->negative_aesthetic_score;
+    /* The refiner (kept resident next to the base, lf_engine.h) and the VAE
+     * ("" = the checkpoint's: a job without one undoes an earlier job's). */
+    char rpath[4096], vpath[4096];
+    if (p->refiner_checkpoint && strcmp(p->refiner_checkpoint, s->model)) {
+        if (s_model_path(s->models_dir, p->refiner_checkpoint, rpath, sizeof rpath) != 0) return LF_ENOTFOUND;
+        req.refiner_path = rpath;
+        req.refiner_name = p->refiner_checkpoint;
+        req.refiner_switch_at = p->refiner_switch_at;
+    }
+    req.vae_path = "";
+    if (p->vae) {
+        if (s_vae_path(s->models_dir, p->vae, vpath, sizeof vpath) != 0) return LF_ENOTFOUND;
+        req.vae_path = vpath;
+    }
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};
     rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
@@ -350,7 +474,8 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         o.n_images++;
     }
     if (res.warnings) lf_warn("engine: job warnings: %s", res.warnings);
-    if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, res.n_images, texts, res.warnings)))
+    if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
+                                                              res.n_images, texts, res.warnings)))
         rc = LF_ENOMEM;
     free(texts);
     lf_engine_result_clear(&res);
@@ -394,6 +519,11 @@ static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t
     return 0;
 }
 
+static const char *s_refiner(void *state)
+{
+    return state ? lf_engine_refiner_name(((s_state_t *)state)->engine) : NULL;
+}
+
 const lf_runner_backend_t lf_engine_runner_backend = {
     .name = "engine",
     .list_models = s_list_models,
@@ -402,4 +532,6 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .run = s_run,
     .unload = s_unload,
     .list_loras = s_list_loras,
+    .list_vaes = s_list_vaes,
+    .refiner = s_refiner,
 };

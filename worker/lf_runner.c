@@ -16,6 +16,8 @@ struct lf_runner {
     lf_model_info_t *models; /* merged list */
     const lf_runner_backend_t **owner; /* backend of models[i] */
     size_t n_models;
+    char **vaes; /* separate VAE files the backends can apply (names) */
+    size_t n_vaes;
     /* The resident model: index into models, its backend state. */
     long resident; /* -1 = none */
     void *state;
@@ -51,6 +53,7 @@ void lf_runner_models_free(lf_model_info_t *models, size_t n) {
     for (size_t i = 0; i < n; i++) {
         free(models[i].name);
         free(models[i].kind);
+        free(models[i].preview);
     }
     free(models);
 }
@@ -104,7 +107,7 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             }
             self->models[self->n_models] = list[i]; /* move the strings */
             self->owner[self->n_models] = be;
-            list[i].name = list[i].kind = NULL;
+            list[i].name = list[i].kind = list[i].preview = NULL;
             self->n_models++;
         }
         lf_runner_models_free(list, count);
@@ -126,6 +129,22 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             ll = NULL;
         }
         lf_runner_loras_free(ll, nl); /* none listed (or an error): an empty array */
+        char **vaes = NULL;
+        size_t nv = 0;
+        if (be->list_vaes && (rc = be->list_vaes(env, &vaes, &nv)) != 0)
+            lf_warn("backend %s: cannot list VAEs: %s", be->name, lf_strerror(rc));
+        for (size_t i = 0; i < nv; i++) {
+            bool dup = false;
+            for (size_t k = 0; k < self->n_vaes; k++) dup |= !strcmp(self->vaes[k], vaes[i]);
+            char **nv2 = dup ? NULL : realloc(self->vaes, (self->n_vaes + 1) * sizeof *nv2);
+            if (nv2) {
+                self->vaes = nv2;
+                self->vaes[self->n_vaes++] = vaes[i];
+            } else {
+                free(vaes[i]);
+            }
+        }
+        free(vaes);
     }
     return self;
 }
@@ -136,6 +155,8 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     lf_runner_unload(self);
     lf_runner_models_free(self->models, self->n_models);
     lf_runner_loras_free(self->loras, self->n_loras);
+    for (size_t i = 0; i < self->n_vaes; i++) free(self->vaes[i]);
+    free(self->vaes);
     free(self->owner);
     free(self->backends);
     free(self);
@@ -172,6 +193,16 @@ const char *lf_runner_resident(const lf_runner_t *self) {
     return self->resident < 0 ? NULL : self->models[self->resident].name;
 }
 
+const char *lf_runner_refiner(const lf_runner_t *self) {
+    if (self->resident < 0 || !self->owner[self->resident]->refiner) return NULL;
+    return self->owner[self->resident]->refiner(self->state);
+}
+
+const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n) {
+    *n = self->n_vaes;
+    return (const char *const *)self->vaes;
+}
+
 void lf_runner_unload(lf_runner_t *self) {
     if (self->resident < 0) return;
     lf_info("unloading model %s", self->models[self->resident].name);
@@ -180,15 +211,16 @@ void lf_runner_unload(lf_runner_t *self) {
     self->resident = -1;
 }
 
-int lf_runner_load(lf_runner_t *self, const char *model) {
+/* lf_runner_load with the backend's reason for a failure in err. */
+static int s_load(lf_runner_t *self, const char *model, char *err, size_t errlen) {
     long i = s_find(self, model);
     if (i < 0) return LF_ENOTFOUND;
     if (i == self->resident) return 0;
     lf_runner_unload(self);
     void *state = NULL;
-    int rc = self->owner[i]->load(&self->env, self->models[i].name, &state);
+    int rc = self->owner[i]->load(&self->env, self->models[i].name, &state, err, errlen);
     if (rc) {
-        lf_warn("loading model %s failed: %s", model, lf_strerror(rc));
+        lf_warn("loading model %s failed: %s", model, err && *err ? err : lf_strerror(rc));
         return rc;
     }
     lf_info("model %s (%s) resident", self->models[i].name, self->models[i].kind);
@@ -196,6 +228,11 @@ int lf_runner_load(lf_runner_t *self, const char *model) {
     self->resident = i;
     self->lora_set[0] = '\0'; /* a fresh model holds no LoRA */
     return 0;
+}
+
+int lf_runner_load(lf_runner_t *self, const char *model) {
+    char err[256] = "";
+    return s_load(self, model, err, sizeof err);
 }
 
 int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
@@ -233,9 +270,10 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         snprintf(errbuf, errlen, "cancelled");
         return LF_ECANCELED;
     }
-    int rc = lf_runner_load(self, p->model);
+    char why[256] = "";
+    int rc = s_load(self, p->model, why, sizeof why);
     if (rc) {
-        snprintf(errbuf, errlen, "cannot load model '%s': %s", p->model, lf_strerror(rc));
+        snprintf(errbuf, errlen, "cannot load model '%s': %s", p->model, why[0] ? why : lf_strerror(rc));
         return rc;
     }
     const lf_runner_backend_t *be = self->owner[self->resident];

@@ -43,6 +43,8 @@ typedef struct {
     uint64_t max_pixels;        /* width * height limit per image; 0 = none */
     uint32_t preview_every;     /* a preview with every Nth step's progress; 0 = none */
     uint32_t step_delay_max_ms; /* diagnostic backends: cap on step_delay_ms; 0 = their own */
+    uint64_t memory_budget;     /* bytes of weights a backend keeps resident (an SDXL refiner
+                                   next to its base while both fit); 0 = no limit */
 } lf_runner_env_t;
 
 /* One job as a backend sees it. Everything is borrowed. */
@@ -83,8 +85,10 @@ typedef struct lf_runner_backend {
     int (*list_models)(const lf_runner_env_t *env, lf_model_info_t **out, size_t *n);
 
     /* Load `model` (one of list_models') and return its state in *state.
-     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA... */
-    int (*load)(const lf_runner_env_t *env, const char *model, void **state);
+     * LF_ENOTFOUND, LF_ENOMEM, LF_EIO, LF_EFORMAT, LF_ECUDA..., with a reason
+     * for humans naming the file copied into err (errlen bytes; err may be
+     * NULL), which the job's error carries. */
+    int (*load)(const lf_runner_env_t *env, const char *model, void **state, char *err, size_t errlen);
 
     /* Optional: check a job before running it (size limits, modes); 0 = ok,
      * else LF_EINVAL / LF_ELIMIT / LF_EUNSUPPORTED with a message copied into
@@ -107,6 +111,14 @@ typedef struct lf_runner_backend {
     /* Optional: the LoRA files this backend can apply under `env` (*out a
      * malloc'd array, strings owned; lf_runner_loras_free). NULL = none. */
     int (*list_loras)(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n);
+
+    /* Optional: separate VAE files jobs may name (params.vae): *out a
+     * malloc'd array of *n malloc'd names (caller owns). */
+    int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
+
+    /* Optional: the refiner a loaded state keeps resident next to its model
+     * (borrowed), or NULL. */
+    const char *(*refiner)(void *state);
 } lf_runner_backend_t;
 
 void lf_runner_loras_free(lf_lora_info_t *loras, size_t n);
@@ -141,10 +153,15 @@ const lf_lora_info_t *lf_runner_loras(const lf_runner_t *self, size_t *n);
 /* The LoRA set of the last job that ran to the end (lf_extranet_lora_set;
  * "" after a failed job, a model load, or none yet). Borrowed. */
 const char *lf_runner_lora_set(const lf_runner_t *self);
+/* The refiner resident next to it (SDXL), or NULL (borrowed until the next run). */
+const char *lf_runner_refiner(const lf_runner_t *self);
+/* The VAE names every backend offers, fixed at lf_runner_new (borrowed;
+ * safe from any thread). */
+const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then
- * nothing is resident). */
+ * nothing is resident, and lf_runner_run's errbuf says the backend's reason). */
 int lf_runner_load(lf_runner_t *self, const char *model);
 void lf_runner_unload(lf_runner_t *self);
 

@@ -50,8 +50,10 @@ struct lf_worker {
     s_pending_t *pending; /* one slot per link */
     size_t n_links;
     lf_compute_t *compute;
-    char *resident; /* the compute thread's resident model, as last reported */
-    char *lora_set; /* the LoRA set merged into it, as last reported (NULL = none) */
+    char *resident; /* the compute thread's resident models, as last reported ("base\nrefiner") */
+    char *resident_v[2]; /* into resident (split at '\n') */
+    size_t n_resident;
+    char *lora_set; /* the LoRA set merged into the base, as last reported (NULL = none) */
 
     /* The job running now (busy) and the link it came from. */
     bool busy;
@@ -164,6 +166,7 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     /* The runner borrows these strings; the worker outlives it. */
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
                            .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
+                           .memory_budget = opts->memory_budget,
                            .step_delay_max_ms = opts->step_delay_max_ms};
     lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
     if (!runner) {
@@ -240,8 +243,9 @@ static int s_send(lf_worker_t *self, size_t li, const lf_msg_t *m) {
 
 /* The caps borrow the worker's strings; the message is encoded, never cleared. */
 static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
-    size_t n = 0;
+    size_t n = 0, nv = 0;
     const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n);
+    const char *const *vaes = lf_runner_vaes(lf_compute_runner(self->compute), &nv);
     *c = (lf_worker_caps_t){
         .host = (char *)self->sys.host,
         .pid = self->sys.pid,
@@ -251,8 +255,10 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .max_pixels = self->max_pixels,
         .models = (lf_model_info_t *)models,
         .n_models = n,
-        .resident = self->resident ? (char **)&self->resident : NULL,
-        .n_resident = self->resident ? 1 : 0,
+        .resident = self->n_resident ? (char **)self->resident_v : NULL,
+        .n_resident = self->n_resident,
+        .vaes = nv ? (char **)vaes : NULL,
+        .n_vaes = nv,
         .jobs_done = self->stats.jobs_done,
         .lora_set = self->lora_set,
     };
@@ -448,6 +454,11 @@ static void s_read_compute(lf_worker_t *self) {
             free(self->resident);
             self->resident = ev.resident && *ev.resident ? ev.resident : NULL;
             if (self->resident) ev.resident = NULL;
+            self->n_resident = 0;
+            for (char *s = self->resident, *nl; s && self->n_resident < 2; s = nl ? nl + 1 : NULL) {
+                if ((nl = strchr(s, '\n'))) *nl = '\0';
+                self->resident_v[self->n_resident++] = s;
+            }
             free(self->lora_set);
             self->lora_set = ev.lora_set && *ev.lora_set ? ev.lora_set : NULL;
             if (self->lora_set) ev.lora_set = NULL;

@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
         .models_dir = cfg.models_dir,
         .max_pixels = (uint64_t)cfg.max_pixels,
         .preview_every = (uint32_t)cfg.preview_every,
+        .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,
                       cfg.reconnect_max_ms},

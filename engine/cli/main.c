@@ -46,6 +46,10 @@ static const char s_usage[] =
     "      --init-image FILE --denoise X (0.75)   img2img\n"
     "      --rng cpu|philox      noise generator (torch CPU, or A1111's NV Philox); default cpu\n"
     "      --clip-skip N (1)  --vae FILE  --taesd FILE  --device cpu|cuda[:N]  --threads N\n"
+    "      --refiner MODEL --refiner-switch-at X (0.8)   SDXL refiner for the last steps\n"
+    "      --original-size WxH --crop-top N --crop-left N --target-size WxH\n"
+    "                            SDXL size conditioning (default: the image size, crop 0,0)\n"
+    "      --aesthetic-score X (6) --negative-aesthetic-score X (2.5)   SDXL refiner\n"
     "      --lora-dir DIRS       LoRA folders (':'-separated) for the prompt's <lora:name:w> tags;\n"
     "                            default: lora/ and Lora/ beside the model\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
@@ -224,6 +228,23 @@ static void s_out_name(const char *out, size_t i, char *buf, size_t len)
     snprintf(buf, len, "%.*s-%zu%s", (int)(dot - out), out, i, dot);
 }
 
+/* "WxH" (positive integers up to 8192) into *w, *h. */
+static int s_size(const char *flag, const char *s, int *w, int *h)
+{
+    char *end = NULL;
+    long a = strtol(s, &end, 10), b = 0;
+    if (end != s && (*end == 'x' || *end == 'X')) {
+        const char *q = end + 1;
+        b = strtol(q, &end, 10);
+        if (end != q && !*end && a > 0 && b > 0 && a <= 8192 && b <= 8192) {
+            *w = (int)a;
+            *h = (int)b;
+            return 0;
+        }
+    }
+    return s_usage_error("%s: '%s' is not WxH (1..8192 each)", flag, s);
+}
+
 static int s_cmd_generate(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -237,13 +258,18 @@ static int s_cmd_generate(int argc, char **argv)
         {"clip-skip", required_argument, NULL, 9},  {"vae", required_argument, NULL, 10},
         {"taesd", required_argument, NULL, 11},     {"batch", required_argument, NULL, 12},
         {"device", required_argument, NULL, 13},    {"threads", required_argument, NULL, 14},
-        {"vocab", required_argument, NULL, 15},     {"lora-dir", required_argument, NULL, 16},
-        {NULL, 0, NULL, 0}};
+        {"vocab", required_argument, NULL, 15},     {"refiner", required_argument, NULL, 16},
+        {"refiner-switch-at", required_argument, NULL, 17},
+        {"original-size", required_argument, NULL, 18}, {"crop-top", required_argument, NULL, 19},
+        {"crop-left", required_argument, NULL, 20}, {"target-size", required_argument, NULL, 21},
+        {"aesthetic-score", required_argument, NULL, 22},
+        {"negative-aesthetic-score", required_argument, NULL, 23},
+        {"lora-dir", required_argument, NULL, 24},  {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
                *vocab = NULL, *lora_dirs = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
     long v;
-    int threads = 0, have_denoise = 0;
+    int threads = 0, have_denoise = 0, have_switch = 0;
     optind = 0;
     int c;
     while ((opterr = 0, c = getopt_long(argc, argv, ":m:p:n:o:W:H:", lo, NULL)) != -1) {
@@ -275,17 +301,27 @@ static int s_cmd_generate(int argc, char **argv)
         case 13: device = optarg; break;
         case 14: rc = s_int("--threads", optarg, 0, 1024, &v), threads = (int)v; break;
         case 15: vocab = optarg; break;
-        case 16: lora_dirs = optarg; break;
+        case 16: req.refiner_path = optarg; break;
+        case 17: rc = s_double("--refiner-switch-at", optarg, 0.01, 1, &req.refiner_switch_at), have_switch = 1; break;
+        case 18: rc = s_size("--original-size", optarg, &req.orig_width, &req.orig_height); break;
+        case 19: rc = s_int("--crop-top", optarg, 0, 8192, &v), req.crop_top = (int)v; break;
+        case 20: rc = s_int("--crop-left", optarg, 0, 8192, &v), req.crop_left = (int)v; break;
+        case 21: rc = s_size("--target-size", optarg, &req.target_width, &req.target_height); break;
+        case 22: rc = s_double("--aesthetic-score", optarg, 0, 10, &req.aesthetic_score); break;
+        case 23: rc = s_double("--negative-aesthetic-score", optarg, 0, 10, &req.negative_aesthetic_score); break;
+        case 24: lora_dirs = optarg; break;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
         if (rc) return rc;
     }
     if (optind < argc) return s_usage_error("generate: unexpected argument '%s'", argv[optind]);
+    if (have_switch && !req.refiner_path) return s_usage_error("generate: --refiner-switch-at needs --refiner");
     if (!model) return s_usage_error("generate: -m MODEL is required");
     if (!req.prompt) return s_usage_error("generate: -p PROMPT is required");
     if (!outp) return s_usage_error("generate: -o OUT.png is required");
     if (have_denoise && !init) return s_usage_error("generate: --denoise needs --init-image");
+    if (req.refiner_path && !s_exists(req.refiner_path)) return s_runtime_error("%s: no such file or folder", req.refiner_path);
     if (init && req.denoise <= 0.0) return s_usage_error("--denoise must be > 0 for img2img");
     if (req.width % 8 || req.height % 8)
         return s_usage_error("size %dx%d: width and height must be multiples of 8", req.width, req.height);

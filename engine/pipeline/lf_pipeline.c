@@ -153,7 +153,7 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
 {
     /* The one infotext, written from the parameter table's labels; the
      * schedulers' value list is in LF_SCHEDULER_* order. */
-    _Static_assert(LF_SCHEDULER_COUNT == 6, "lf_param_schedulers follows lf_scheduler_t");
+    _Static_assert(LF_SCHEDULER_COUNT == 10, "lf_param_schedulers follows lf_scheduler_t");
     lf_job_params_t view = {0}; /* borrowed strings: a view, never cleared */
     view.prompt = (char *)(req->infotext_prompt ? req->infotext_prompt
                            : req->prompt            ? req->prompt
@@ -259,6 +259,7 @@ typedef struct {
     const float *cond;   /* [(guided ? 2 : 1) * batch][cond_len][dim] */
     int cond_len;
     float *x_in, *t, *out;
+    float *uncond;       /* CFG++ samplers: the unconditional estimate of each call */
     lf_rng_t *rngs;
     int preview_every, steps;
     uint8_t *preview_rgb;
@@ -302,6 +303,7 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
     if (r->guided) {
         const float *c = r->out, *u = r->out + n;
         for (size_t k = 0; k < n; k++) den[k] = (float)(u[k] + r->cfg * (c[k] - u[k]));
+        if (r->uncond) memcpy(r->uncond, u, n * sizeof *u);
     } else {
         memcpy(den, r->out, n * sizeof *den);
     }
@@ -462,7 +464,10 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     const int B = req.batch, f = d->vae_scale, h = req.height / f, w = req.width / f;
     const size_t per = (size_t)d->latent_channels * (size_t)h * (size_t)w;
     const size_t npix = (size_t)req.width * (size_t)req.height;
-    const int guided = req.cfg != 1.0;
+    /* CFG++ samplers step along the unconditional estimate: it is computed
+     * even at cfg 1 (ComfyUI's disable_cfg1_optimization). */
+    const int cfgpp = lf_sampler_needs_uncond(req.sampler);
+    const int guided = req.cfg != 1.0 || cfgpp;
     const int mb = guided ? 2 * B : B;
 
     s_run_t r = {.ctx = ctx, .hooks = hooks, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
@@ -496,13 +501,14 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     r.x_in = malloc((size_t)mb * per * sizeof *r.x_in);
     r.out = malloc((size_t)mb * per * sizeof *r.out);
     r.t = malloc((size_t)mb * sizeof *r.t);
+    r.uncond = cfgpp ? malloc((size_t)B * per * sizeof *r.uncond) : NULL;
     r.rngs = malloc((size_t)B * sizeof *r.rngs);
     r.preview_z = malloc(per * sizeof *r.preview_z);
     r.preview_rgb = malloc(npix * 3);
     img = malloc(3 * npix * sizeof *img);
     rgb = malloc(npix * 3);
     images = calloc((size_t)B, sizeof *images);
-    if (!text || !cond || !x || !r.x_in || !r.out || !r.t || !r.rngs || !r.preview_z ||
+    if (!text || !cond || !x || !r.x_in || !r.out || !r.t || (cfgpp && !r.uncond) || !r.rngs || !r.preview_z ||
         !r.preview_rgb || !img || !rgb || !images) {
         rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for %dx%d x%d", req.width, req.height, B);
         goto done;
@@ -552,6 +558,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.noise_ctx = &r;
     so.step = s_step;
     so.step_ctx = &r;
+    so.uncond = r.uncond;
     rc = lf_sampler_run(req.sampler, &so, sigmas + start, r.steps, x, (size_t)B * per);
     if (rc == LF_ECANCELED || s_cancelled(hooks)) {
         rc = LF_ECANCELED;
@@ -603,6 +610,7 @@ done:
     free(r.x_in);
     free(r.out);
     free(r.t);
+    free(r.uncond);
     free(r.rngs);
     free(r.preview_z);
     free(r.preview_rgb);

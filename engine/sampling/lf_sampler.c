@@ -46,6 +46,11 @@ int lf_sampler_parse(const char *name, lf_sampler_kind_t *out)
     return LF_ENOTFOUND;
 }
 
+int lf_sampler_needs_uncond(lf_sampler_kind_t kind)
+{
+    return kind == LF_SAMPLER_EULER_CFG_PP || kind == LF_SAMPLER_DPMPP_2M_CFG_PP;
+}
+
 int lf_sampler_model_calls(lf_sampler_kind_t kind, const double *sigmas, int steps)
 {
     int calls = 0;
@@ -204,6 +209,36 @@ static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
                 float xn = (float)(a * x[k] + c * dd);
                 x[k] = (float)(xn + r->noise[k] * o->s_noise * su);
             }
+            break;
+        }
+        case LF_SAMPLER_EULER_CFG_PP: {
+            /* x = den + sn * (x - uncond) / s: the direction back to the noise
+             * is the unconditional one (ComfyUI's alpha_s = alpha_t = 1 for
+             * eps/v models). */
+            const float *u = o->uncond;
+            if (sn == 0) {
+                memcpy(x, den, n * sizeof *x);
+                break;
+            }
+            for (size_t k = 0; k < n; k++) x[k] = (float)(den[k] + (x[k] - u[k]) / s * sn);
+            break;
+        }
+        case LF_SAMPLER_DPMPP_2M_CFG_PP: {
+            const float *u = o->uncond;
+            if (sn == 0) { /* h = inf: exp(-h) = 0 */
+                memcpy(x, den, n * sizeof *x);
+            } else {
+                double t = -log(s), h = -log(sn) - t, e = exp(-h);
+                if (!have_old) {
+                    for (size_t k = 0; k < n; k++) x[k] = (float)(den[k] - e * u[k] + e * x[k]);
+                } else {
+                    double hl = t + log(sg[i - 1]), c = -expm1(-h) / (2 * (hl / h));
+                    for (size_t k = 0; k < n; k++)
+                        x[k] = (float)(den[k] - e * u[k] + c * (den[k] - r->old[k]) + e * x[k]);
+                }
+            }
+            memcpy(r->old, u, n * sizeof *u);
+            have_old = 1;
             break;
         }
         case LF_SAMPLER_LCM: {
@@ -431,6 +466,7 @@ int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *o, const dou
     int needs_noise = kind == LF_SAMPLER_EULER_ANCESTRAL || kind == LF_SAMPLER_DPMPP_2M_SDE ||
                       kind == LF_SAMPLER_DPMPP_SDE || kind == LF_SAMPLER_LCM;
     if (needs_noise && !o->noise) return LF_EINVAL;
+    if (lf_sampler_needs_uncond(kind) && !o->uncond) return LF_EINVAL;
     for (int i = 0; i < steps; i++)
         if (!(sigmas[i] > 0) || !(sigmas[i + 1] >= 0)) return LF_EINVAL;
     if (n > SIZE_MAX / (6 * sizeof(float))) return LF_ENOMEM;

@@ -16,7 +16,13 @@
  * lcm, and uni_pc / uni_pc_bh2 (ComfyUI's sigma-space UniPC: multistep,
  * data prediction, order min(3, steps - 1), B(h) = h or expm1(h); for
  * uni_pc the step callback's x is the VP-scaled latent x / sqrt(1 + sigma^2),
- * and a 1-step run falls back to euler, where ComfyUI would not move x).
+ * and a 1-step run falls back to euler, where ComfyUI would not move x),
+ * and the CFG++ samplers euler_cfg_pp and dpmpp_2m_cfg_pp (Chung et al.
+ * 2024, as ComfyUI writes them for eps/v models: the step re-noises along the
+ * UNconditional estimate, so the caller's denoiser also writes its
+ * unconditional estimate into opts.uncond on every call — and computes it
+ * even at cfg 1, where guidance would otherwise skip it; CFG++ is meant for
+ * small scales, about 0.5..2).
  *
  * Threading: reentrant; the callbacks run on the calling thread. */
 #ifndef LF_SAMPLER_H
@@ -47,7 +53,9 @@ typedef int (*lf_step_fn)(void *ctx, int step, int steps, float sigma, const flo
     X(DDIM, "ddim", "DDIM")                                                    \
     X(LCM, "lcm", "LCM")                                                       \
     X(UNI_PC, "uni_pc", "UniPC")                                               \
-    X(UNI_PC_BH2, "uni_pc_bh2", "UniPC BH2")
+    X(UNI_PC_BH2, "uni_pc_bh2", "UniPC BH2")                                   \
+    X(EULER_CFG_PP, "euler_cfg_pp", "Euler CFG++")                             \
+    X(DPMPP_2M_CFG_PP, "dpmpp_2m_cfg_pp", "DPM++ 2M CFG++")
 
 typedef enum {
 #define LF__SAMPLER_ENUM(name, comfy, a1111) LF_SAMPLER_##name,
@@ -65,6 +73,8 @@ typedef struct {
     void *step_ctx;
     double eta;            /* ancestral / SDE noise amount; 1 is the reference default */
     double s_noise;        /* noise scale; 1 is the reference default */
+    float *uncond;         /* CFG++ samplers (lf_sampler_needs_uncond): n floats the denoiser
+                              fills with its unconditional estimate on every call; else NULL */
 } lf_sampler_opts_t;
 
 /* Options with eta = s_noise = 1 and the given denoiser. */
@@ -76,6 +86,9 @@ lf_sampler_opts_t lf_sampler_opts(lf_denoise_fn denoise, void *ctx);
  * code a callback returned. On failure x is left as it was. */
 int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *opts, const double *sigmas,
                    int steps, float *x, size_t n);
+
+/* True for the samplers that need the unconditional estimate (opts.uncond). */
+int lf_sampler_needs_uncond(lf_sampler_kind_t kind);
 
 /* Model calls the sampler makes for `steps` steps (for progress bars). */
 int lf_sampler_model_calls(lf_sampler_kind_t kind, const double *sigmas, int steps);

@@ -14,6 +14,7 @@ int lf_schedule_init_scaled_linear(lf_schedule_t *out, int n_train, double beta_
     if (n_train < 2 || n_train > LF_SCHEDULE_TRAIN_STEPS || !(beta_start > 0) || !(beta_end < 1))
         return LF_EINVAL;
     out->n = n_train;
+    out->ays = LF_AYS_SD1;
     double a = sqrt(beta_start), b = sqrt(beta_end), cum = 1.0;
     for (int i = 0; i < n_train; i++) {
         double r = a + (b - a) * i / (n_train - 1);
@@ -88,6 +89,98 @@ void lf_schedule_exponential(double sigma_min, double sigma_max, int steps, doub
     out[steps] = 0.0;
 }
 
+/* The regularized incomplete beta function I_x(a, b), by its continued
+ * fraction (modified Lentz), on the side where it converges fast. */
+static double s_betainc_cf(double a, double b, double x)
+{
+    const double tiny = 1e-300;
+    double c = 1.0, d = 1.0 - (a + b) * x / (a + 1.0);
+    if (fabs(d) < tiny) d = tiny;
+    d = 1.0 / d;
+    double h = d;
+    for (int m = 1; m <= 500; m++) {
+        double m2 = 2.0 * m;
+        double aa = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        h *= d * c;
+        aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1.0) < 1e-16) break;
+    }
+    return h;
+}
+
+static double s_betainc(double a, double b, double x)
+{
+    if (x <= 0) return 0.0;
+    if (x >= 1) return 1.0;
+    double lnf = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x);
+    if (x < (a + 1.0) / (a + b + 2.0)) return exp(lnf) * s_betainc_cf(a, b, x) / a;
+    return 1.0 - exp(lnf) * s_betainc_cf(b, a, 1.0 - x) / b;
+}
+
+/* The Beta(a, b) quantile of p: bisection on the monotone CDF, to double
+ * precision (the result is only rounded to a timestep). */
+static double s_beta_ppf(double p, double a, double b)
+{
+    if (p <= 0) return 0.0;
+    if (p >= 1) return 1.0;
+    /* The median of a symmetric Beta is 1/2 exactly: bisection would stop a
+     * hair below it, and 0.5 * 999 must round to 500 as numpy's rint does. */
+    if (a == b && p == 0.5) return 0.5;
+    double lo = 0.0, hi = 1.0;
+    for (int i = 0; i < 200 && hi - lo > 1e-17; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (s_betainc(a, b, mid) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* NVIDIA's Align Your Steps 10-step noise levels (as ComfyUI publishes
+ * them), highest first. */
+static const double s_ays_levels[2][11] = {
+    {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092,
+     0.9642583904, 0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582},
+    {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141,
+     0.5550693289, 0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582},
+};
+
+/* AYS: the 11 levels resampled to steps + 1 points, linearly in log sigma
+ * over an even grid (numpy.interp of the reversed logs), the last set to
+ * 0; rounded to float as ComfyUI returns a FloatTensor. */
+static void s_ays(lf_ays_t which, int steps, double *out)
+{
+    const double *lv = s_ays_levels[which == LF_AYS_SDXL ? 1 : 0];
+    const int n = 11, m = steps + 1;
+    for (int j = 0; j < m; j++) {
+        double v;
+        if (m == n) {
+            v = lv[j];
+        } else {
+            /* Output j (descending) is point m-1-j of the ascending grid. */
+            double x = (double)(m - 1 - j) / (m - 1) * (n - 1);
+            int k = (int)floor(x);
+            if (k >= n - 1) k = n - 2;
+            double w = x - k;
+            double y0 = log(lv[n - 1 - k]), y1 = log(lv[n - 2 - k]);
+            v = exp(y0 + w * (y1 - y0));
+        }
+        out[j] = (float)v;
+    }
+    out[steps] = 0.0;
+}
+
 int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, double *out)
 {
     if (steps < 1) return LF_EINVAL;
@@ -126,12 +219,55 @@ int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, d
         out[steps] = 0.0;
         return 0;
     }
+    case LF_SCHEDULER_BETA: {
+        int last = -1;
+        for (int i = 0; i < steps; i++) {
+            double q = 1.0 - (double)i / steps;
+            int t = (int)nearbyint(s_beta_ppf(q, 0.6, 0.6) * (s->n - 1));
+            if (last >= 0 && t >= last) t = last - 1; /* a repeat: the next lower timestep */
+            if (t < 0) t = 0;
+            out[i] = s->sigmas[t];
+            last = t;
+        }
+        out[steps] = 0.0;
+        return 0;
+    }
+    case LF_SCHEDULER_KL_OPTIMAL: {
+        double amin = atan(smin), amax = atan(smax);
+        for (int i = 0; i < steps; i++) {
+            /* ComfyUI computes in float32: adj = i / (n - 1), then tan. */
+            float adj = steps == 1 ? 0.0f : (float)i / (float)(steps - 1);
+            out[i] = tanf(adj * (float)amin + (1.0f - adj) * (float)amax);
+        }
+        out[steps] = 0.0;
+        return 0;
+    }
+    case LF_SCHEDULER_LINEAR_QUADRATIC: {
+        const double thr = 0.025;
+        if (steps == 1) {
+            out[0] = (float)smax;
+            out[1] = 0.0;
+            return 0;
+        }
+        int ls = steps / 2, qs = steps - ls;
+        double diff = ls - thr * steps;
+        double qc = diff / (ls * (double)qs * qs), lc = thr / ls - 2.0 * diff / ((double)qs * qs);
+        double cst = qc * (double)ls * ls;
+        for (int i = 0; i < steps; i++) {
+            double v = i < ls ? i * thr / ls : qc * (double)i * i + lc * i + cst;
+            out[i] = (float)(1.0 - v) * (float)smax;
+        }
+        out[steps] = 0.0;
+        return 0;
+    }
+    case LF_SCHEDULER_AYS: s_ays(s->ays, steps, out); return 0;
     default: return LF_EINVAL;
     }
 }
 
-static const char *const s_names[LF_SCHEDULER_COUNT] = {"normal", "karras", "exponential",
-                                                        "sgm_uniform", "simple", "ddim_uniform"};
+static const char *const s_names[LF_SCHEDULER_COUNT] = {
+    "normal", "karras",     "exponential",      "sgm_uniform", "simple",
+    "ddim_uniform", "beta", "kl_optimal", "linear_quadratic", "ays"};
 
 const char *lf_scheduler_name(lf_scheduler_t kind)
 {
@@ -144,7 +280,9 @@ int lf_scheduler_parse(const char *name, lf_scheduler_t *out)
         const char *name;
         lf_scheduler_t kind;
     } alias[] = {{"automatic", LF_SCHEDULER_NORMAL}, {"uniform", LF_SCHEDULER_NORMAL},
-                 {"sgm uniform", LF_SCHEDULER_SGM_UNIFORM}, {"ddim", LF_SCHEDULER_DDIM_UNIFORM}};
+                 {"sgm uniform", LF_SCHEDULER_SGM_UNIFORM}, {"ddim", LF_SCHEDULER_DDIM_UNIFORM},
+                 {"kl optimal", LF_SCHEDULER_KL_OPTIMAL}, {"align your steps", LF_SCHEDULER_AYS},
+                 {"align_your_steps", LF_SCHEDULER_AYS}, {"linear quadratic", LF_SCHEDULER_LINEAR_QUADRATIC}};
     for (int i = 0; i < LF_SCHEDULER_COUNT; i++)
         if (strcasecmp(name, s_names[i]) == 0) {
             *out = (lf_scheduler_t)i;

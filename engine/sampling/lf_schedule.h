@@ -15,11 +15,15 @@
 
 #define LF_SCHEDULE_TRAIN_STEPS 1000
 
+/* Which Align Your Steps noise levels a model's schedule uses. */
+typedef enum { LF_AYS_SD1 = 0, LF_AYS_SDXL } lf_ays_t;
+
 typedef struct {
     int n;                                   /* training steps (1000) */
     float sigmas[LF_SCHEDULE_TRAIN_STEPS];   /* ascending, sigma of timestep t */
     float log_sigmas[LF_SCHEDULE_TRAIN_STEPS];
     double alphas_cumprod[LF_SCHEDULE_TRAIN_STEPS];
+    lf_ays_t ays;                            /* AYS levels (LF_AYS_SD1 after init) */
 } lf_schedule_t;
 
 typedef enum {
@@ -29,6 +33,12 @@ typedef enum {
     LF_SCHEDULER_SGM_UNIFORM,  /* t = linspace(999, 0, n + 1)[:-1] */
     LF_SCHEDULER_SIMPLE,       /* ComfyUI "simple": every 1000/n-th training sigma from the top */
     LF_SCHEDULER_DDIM_UNIFORM, /* ComfyUI "ddim_uniform": every 1000//n-th from index 1, reversed */
+    LF_SCHEDULER_BETA,         /* ComfyUI "beta" (Lee et al. 2024): training sigmas at the
+                                  Beta(0.6, 0.6) quantiles 1 - i/n of the timesteps */
+    LF_SCHEDULER_KL_OPTIMAL,   /* tan of linspace(atan sigma_max, atan sigma_min), n points */
+    LF_SCHEDULER_LINEAR_QUADRATIC, /* ComfyUI (from Mochi): linear then quadratic in sigma/sigma_max */
+    LF_SCHEDULER_AYS,          /* Align Your Steps: NVIDIA's 10-step noise levels for the
+                                  model's family (lf_schedule_t.ays), log-linearly resampled */
     LF_SCHEDULER_COUNT
 } lf_scheduler_t;
 
@@ -52,7 +62,16 @@ int lf_schedule_sigma_to_t_nearest(const lf_schedule_t *s, double sigma);
 
 /* Writes steps + 1 sigmas (descending, the last 0) into out for the given
  * scheduler over the schedule's sigma range. Returns 0, or LF_EINVAL for
- * steps < 1 or an unknown scheduler. */
+ * steps < 1 or an unknown scheduler. The definitions are ComfyUI's
+ * (comfy/samplers.py; AYS: comfy_extras/nodes_align_your_steps.py), checked
+ * against them by tests/engine/test_schedule.c, with two choices where
+ * ComfyUI's would not give `steps` steps: kl_optimal with one step is
+ * [sigma_max, 0] (ComfyUI divides by steps - 1), and beta, where rounding
+ * maps two quantiles to one timestep (from 139 steps on; ComfyUI drops the
+ * repeat and runs fewer steps), takes the next lower unused timestep.
+ * A1111's "Beta" and "KL Optimal" differ from ComfyUI's (sigma-space beta
+ * quantiles; kl_optimal ending at sigma_min without the 0): these follow
+ * ComfyUI, whose names the API uses. */
 int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, double *out);
 /* Karras schedule between arbitrary bounds; steps + 1 values, last 0. */
 void lf_schedule_karras(double sigma_min, double sigma_max, double rho, int steps, double *out);

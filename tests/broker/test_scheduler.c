@@ -36,7 +36,33 @@ typedef struct {
 #define W(id_, models_, res_, maxpx) \
     {.id = id_, .models = models_, .n_models = sizeof models_ / sizeof *models_, .resident = res_, .max_pixels = maxpx}
 
+static const char *const XL[] = {"xl", "xl-refiner", "m1"};
+static const char *const XL_ONLY[] = {"xl"};
+static const char *const VAES[] = {"fixed-vae"};
+#define JR(id_, model_, refiner_, seq_) \
+    {.id = id_, .model = model_, .refiner = refiner_, .pixels = 1024 * 1024, .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = seq_}
+#define WR(id_, models_, res_, refiner_) \
+    {.id = id_, .models = models_, .n_models = sizeof models_ / sizeof *models_, .resident = res_, .refiner = refiner_}
+
 static const s_case_t s_cases[] = {
+    {"refiner affinity: base + refiner resident beats the base alone",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w1", XL, "xl", NULL), WR("w2", XL, "xl", "xl-refiner")}, 2, {"w2"}},
+    {"refiner affinity: order does not matter",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w2", XL, "xl", "xl-refiner"), WR("w1", XL, "xl", NULL)}, 2, {"w2"}},
+    {"refiner: the base resident still beats nothing resident",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w0", XL, NULL, NULL), WR("w1", XL, "xl", NULL)}, 2, {"w1"}},
+    {"refiner: a job without one takes any worker with the base",
+     {JR("a", "xl", NULL, 1)}, 1,
+     {WR("w1", XL, "xl", NULL), WR("w2", XL, "xl", "xl-refiner")}, 2, {"w1"}},
+    {"vae: only a worker that has the job's VAE is capable",
+     {{.id = "a", .model = "xl", .vae = "fixed-vae", .pixels = 1, .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1}}, 1,
+     {WR("w1", XL, "xl", NULL), {.id = "w2", .models = XL, .n_models = 3, .vaes = VAES, .n_vaes = 1}}, 2, {"w2"}},
+    {"refiner: a worker that cannot run the refiner is not capable",
+     {JR("a", "xl", "xl-refiner", 1)}, 1,
+     {WR("w1", XL_ONLY, "xl", NULL)}, 1, {NULL}},
     {"one job one worker", {J("a", "m1", LF_PRIO_NORMAL, 0, 1)}, 1,
      {W("w1", M1, NULL, 0)}, 1, {"w1"}},
     {"priority: high before normal before low",
@@ -154,6 +180,38 @@ static void test_lora_affinity(void **state) {
     }
 }
 
+/* The combined affinity score: with the model resident, the refiner (a
+ * second model load) outweighs the LoRA set (a switch of a few layers), and
+ * a worker with both beats either. */
+static void test_affinity_score(void **state) {
+    (void)state;
+    lf_sched_worker_t ws[3] = {
+        {.id = "lora", .models = XL, .n_models = 3, .resident = "xl", .lora_set = "ink:1:1"},
+        {.id = "refiner", .models = XL, .n_models = 3, .resident = "xl", .refiner = "xl-refiner"},
+        {.id = "both", .models = XL, .n_models = 3, .resident = "xl", .refiner = "xl-refiner",
+         .lora_set = "ink:1:1"},
+    };
+    lf_sched_job_t j = {.id = "a", .model = "xl", .refiner = "xl-refiner", .pixels = 1024 * 1024,
+                        .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1,
+                        .lora_set = "ink:1:1"};
+    lf_sched_match_t out[1];
+    size_t n = 0;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ws[out[0].worker].id, "both");
+    /* Without "both": the refiner beats the LoRA set. */
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 2, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "refiner");
+    /* A job without a refiner: the LoRA set decides (either worker holding it). */
+    j.refiner = NULL;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 2, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "lora");
+    /* A refiner job with no LoRAs: the refiner worker, not the one holding a set. */
+    j.refiner = "xl-refiner", j.lora_set = NULL;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 3, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "refiner");
+}
+
 static void test_edges(void **state) {
     (void)state;
     size_t n = 5;
@@ -197,11 +255,11 @@ static void test_scale(void **state) {
 static void test_unmet(void **state) {
     (void)state;
     const lf_sched_worker_t ws[] = {
-        {"w1", M1, 1, NULL, 512 * 512, NULL},
-        {"w2", M12, 2, "m2", 256 * 256, NULL},
+        {.id = "w1", .models = M1, .n_models = 1, .resident = NULL, .max_pixels = 512 * 512},
+        {.id = "w2", .models = M12, .n_models = 2, .resident = "m2", .max_pixels = 256 * 256},
     };
     uint64_t big = 0;
-    lf_sched_job_t j = {"j", "m1", 512 * 512, LF_PRIO_NORMAL, 0, 1, NULL};
+    lf_sched_job_t j = {.id = "j", .model = "m1", .pixels = 512 * 512, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 1};
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_RUNNABLE);
     j.model = "m3";
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_NO_MODEL);
@@ -211,7 +269,7 @@ static void test_unmet(void **state) {
     j.model = "m1", j.pixels = 1024 * 1024;
     assert_int_equal(lf_scheduler_unmet(&j, ws, 2, &big), LF_SCHED_TOO_LARGE);
     assert_int_equal(big, 512 * 512);
-    const lf_sched_worker_t unlimited = {"w3", M2, 1, NULL, 0, NULL};
+    const lf_sched_worker_t unlimited = {.id = "w3", .models = M2, .n_models = 1, .resident = NULL, .max_pixels = 0};
     j.model = "m2";
     assert_int_equal(lf_scheduler_unmet(&j, &unlimited, 1, NULL), LF_SCHED_RUNNABLE);
     assert_int_equal(lf_scheduler_unmet(&j, NULL, 0, NULL), LF_SCHED_NO_MODEL);
@@ -221,12 +279,12 @@ static void test_unmet(void **state) {
  * turning runnable resets the clock; no worker at all is never "unable". */
 static void test_unrunnable_grace(void **state) {
     (void)state;
-    const lf_sched_worker_t w1 = {"w1", M1, 1, NULL, 512 * 512, NULL};
-    const lf_sched_worker_t w12 = {"w12", M12, 2, NULL, 512 * 512, NULL};
+    const lf_sched_worker_t w1 = {.id = "w1", .models = M1, .n_models = 1, .resident = NULL, .max_pixels = 512 * 512};
+    const lf_sched_worker_t w12 = {.id = "w12", .models = M12, .n_models = 2, .resident = NULL, .max_pixels = 512 * 512};
     const lf_sched_job_t jobs[] = {
-        {"a", "m1", 64 * 64, LF_PRIO_NORMAL, 0, 1, NULL},     /* runnable on w1 */
-        {"b", "m2", 64 * 64, LF_PRIO_NORMAL, 0, 2, NULL},     /* needs m2 */
-        {"c", "m1", 1024 * 1024, LF_PRIO_HIGH, 0, 3, NULL},   /* too large for w1 */
+        {.id = "a", .model = "m1", .pixels = 64 * 64, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 1},     /* runnable on w1 */
+        {.id = "b", .model = "m2", .pixels = 64 * 64, .priority = LF_PRIO_NORMAL, .created_ms = 0, .seq = 2},     /* needs m2 */
+        {.id = "c", .model = "m1", .pixels = 1024 * 1024, .priority = LF_PRIO_HIGH, .created_ms = 0, .seq = 3},   /* too large for w1 */
     };
     int64_t since[3] = {0, 0, 0};
     lf_sched_unmet_t due[3];
@@ -262,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_lora_affinity),
+        cmocka_unit_test(test_affinity_score),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_unmet),
         cmocka_unit_test(test_unrunnable_grace),

@@ -50,9 +50,25 @@ static void s_caps(lf_worker_caps_t *c) {
     c->models[1].name = s_dup("sd15-base");
     c->models[1].kind = s_dup("sd15");
     c->models[1].resolution = 512; /* models[0] has none: the key is optional */
-    c->n_resident = 1;
-    c->resident = calloc(1, sizeof *c->resident);
+    c->models[1].preview = s_dup("approx"); /* so has the preview kind */
+    /* An SDXL base with its refiner resident next to it, and a separate VAE. */
+    c->n_resident = 2;
+    c->resident = calloc(2, sizeof *c->resident);
     c->resident[0] = s_dup("sd15-base");
+    c->resident[1] = s_dup("sdxl-refiner");
+    c->n_vaes = 1;
+    c->vaes = calloc(1, sizeof *c->vaes);
+    c->vaes[0] = s_dup("sdxl-vae-fp16-fix");
+    /* LoRA files (one without alias or hash: both keys optional) and the set merged now. */
+    c->n_loras = 2;
+    c->loras = calloc(2, sizeof *c->loras);
+    c->loras[0].name = s_dup("ink");
+    c->loras[0].alias = s_dup("inky");
+    c->loras[0].path = s_dup("styles/ink.safetensors");
+    c->loras[0].hash = s_dup("4a0e5c2b9d71f3e8a6b0c4d2e9f1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6");
+    c->loras[1].name = s_dup("detail");
+    c->loras[1].path = s_dup("detail.pt");
+    c->lora_set = s_dup("ink:0.75:0.75");
     c->jobs_done = 17;
 }
 

@@ -111,9 +111,20 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->models[i].name, b->models[i].name));
         assert_true(str_eq(a->models[i].kind, b->models[i].kind));
         assert_int_equal(a->models[i].resolution, b->models[i].resolution);
+        assert_true(str_eq(a->models[i].preview, b->models[i].preview));
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
+    assert_int_equal(a->n_vaes, b->n_vaes);
+    for (size_t i = 0; i < a->n_vaes; i++) assert_true(str_eq(a->vaes[i], b->vaes[i]));
+    assert_int_equal(a->n_loras, b->n_loras);
+    for (size_t i = 0; i < a->n_loras; i++) {
+        assert_true(str_eq(a->loras[i].name, b->loras[i].name));
+        assert_true(str_eq(a->loras[i].alias, b->loras[i].alias));
+        assert_true(str_eq(a->loras[i].path, b->loras[i].path));
+        assert_true(str_eq(a->loras[i].hash, b->loras[i].hash));
+    }
+    assert_true(str_eq(a->lora_set, b->lora_set));
     assert_true(a->jobs_done == b->jobs_done);
 }
 

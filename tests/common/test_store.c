@@ -122,6 +122,7 @@ static void test_submit_claim_complete(void **state) {
     assert_string_equal(c[0].model, "m1");
     assert_int_equal(c[0].pixels, 64 * 64);
     assert_int_equal(c[0].priority, LF_PRIO_NORMAL);
+    assert_string_equal(c[0].refiner, ""); /* none */
 
     uint32_t att = 0;
     assert_int_equal(s_claim1(s, id, "w1", now + 10, &att), 0);
@@ -249,6 +250,44 @@ static void test_fifo_priority(void **state) {
 }
 
 /* A run of jobs nobody idle can take does not hide the ones behind it. */
+/* An SDXL job's refiner, VAE and LoRA set reach the scheduler (affinity,
+ * capability), by both peeks, and the claim gives them back in the params. */
+static void test_refiner_candidate(void **state) {
+    lf_store_t *s = *state;
+    int64_t now = s_now();
+    lf_store_candidate_t c[8];
+    size_t n;
+    /* An SDXL job's refiner reaches the scheduler (affinity), by both peeks. */
+    lf_job_params_t xp = s_params("xl", 64, 64);
+    xp.refiner_checkpoint = "xl-refiner";
+    xp.vae = "fixed-vae";
+    xp.prompt = "a cat <lora:ink:0.5>"; /* the LoRA set rides next to the refiner and VAE */
+    lf_store_submit_t xj = {.params = &xp, .priority = LF_PRIO_LOW};
+    lf_store_submitted_t xo;
+    assert_int_equal(lf_store_submit(s, &xj, 1, now, &xo), 0);
+    assert_int_equal(xo.code, 0);
+    assert_int_equal(lf_store_peek(s, 4, c, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].model, "xl");
+    assert_string_equal(c[0].refiner, "xl-refiner");
+    assert_string_equal(c[0].vae, "fixed-vae");
+    assert_string_equal(c[0].lora_set, "ink:0.5:0.5");
+    const char *xl[] = {"xl"};
+    bool complete[3];
+    assert_int_equal(lf_store_peek_for(s, xl, 1, 0, 4, 64, c, 8, &n, complete), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].refiner, "xl-refiner");
+    assert_string_equal(c[0].vae, "fixed-vae");
+    assert_string_equal(c[0].lora_set, "ink:0.5:0.5");
+    lf_store_pair_t xpair = {xo.id, "w9"};
+    lf_store_claim_t xc;
+    assert_int_equal(lf_store_claim(s, &xpair, 1, "b1", now, &xc), 0);
+    assert_int_equal(xc.code, 0);
+    assert_string_equal(xc.params.refiner_checkpoint, "xl-refiner");
+    lf_store_claim_clear(&xc);
+
+}
+
 static void test_peek_for(void **state) {
     lf_store_t *s = *state;
     int64_t now = s_now();
@@ -847,6 +886,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_submit_claim_complete),
         T(test_fifo_priority),
+        T(test_refiner_candidate),
         T(test_peek_for),
         T(test_idempotency),
         T(test_idem_fingerprint),

@@ -20,9 +20,13 @@ static int s_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         if (err && errlen) snprintf(err, errlen, "%s: cannot open (fake model)", path ? path : "(null)");
         return LF_EIO;
     }
+    if (opts && opts->vae_path && strstr(opts->vae_path, "broken")) {
+        if (err && errlen) snprintf(err, errlen, "%s: not a VAE (fake model)", opts->vae_path);
+        return LF_EFORMAT;
+    }
     s_fake_t *f = calloc(1, sizeof *f);
     if (!f) return LF_ENOMEM;
-    f->desc = (lf_model_desc_t){.family = LF_FAMILY_SD15,
+    f->desc = (lf_model_desc_t){.family = strstr(path, "fam-sdxl") ? LF_FAMILY_SDXL : LF_FAMILY_SD15,
                                 .prediction = strstr(path, "v-pred") ? LF_PRED_V : LF_PRED_EPS,
                                 .latent_channels = 4,
                                 .vae_scale = 8,

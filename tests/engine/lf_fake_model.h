@@ -4,7 +4,9 @@
  * never a default.
  *
  * Behaviour: load accepts any path not containing "missing" (which fails
- * with LF_EIO naming the file); "v-pred" in the path makes a v-prediction
+ * with LF_EIO naming the file) with any VAE path not containing "broken"
+ * (LF_EFORMAT naming the VAE file); "fam-sdxl" in the path makes an SDXL-family
+ * model (the same networks: only the family differs); "v-pred" in the path makes a v-prediction
  * model. Shapes: 4 latent channels, VAE scale 8, scaling factor 0.18215,
  * text_dim 8, 77 tokens. Text: row value = weight * (id % 101) / 101 +
  * 0.01 * d. Denoiser: out[b] = 0.1 * x[b] + mean(cond[b]) + 1e-4 * t[b], so

@@ -386,6 +386,24 @@ static void test_all_samplers(void **state)
         assert_int_equal(res.n_images, 1);
         lf_pipeline_result_clear(&res);
     }
+    /* CFG++ steps along the unconditional estimate, so even at cfg 1 (where
+     * guidance skips the negative pass) every denoiser call carries it. */
+    lf_pipeline_request_t req = s_req();
+    req.sampler = LF_SAMPLER_EULER_CFG_PP;
+    req.cfg = 1.0;
+    req.steps = 3;
+    lf_fake_model_stats_t *st = lf_fake_model_stats(f->model);
+    memset(st, 0, sizeof *st);
+    lf_pipeline_result_t res = {0};
+    assert_int_equal(lf_pipeline_run(&f->ctx, &req, NULL, &res, NULL, 0), 0);
+    assert_int_equal(st->denoise_calls, 3);
+    for (int i = 0; i < 3; i++) assert_int_equal(st->denoise_batch[i], 2 * req.batch);
+    lf_pipeline_result_clear(&res);
+    req.sampler = LF_SAMPLER_EULER;
+    memset(st, 0, sizeof *st);
+    assert_int_equal(lf_pipeline_run(&f->ctx, &req, NULL, &res, NULL, 0), 0);
+    assert_int_equal(st->denoise_batch[0], req.batch);
+    lf_pipeline_result_clear(&res);
 }
 
 static void test_v_prediction(void **state)

@@ -349,10 +349,147 @@ static void test_probe_resolution(void **state)
 }
 #endif
 
+/* A file of n bytes (sparse) in dir; returns path. */
+static const char *s_sized_file(const char *dir, const char *name, off_t n, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(ftruncate(fileno(f), n), 0);
+    fclose(f);
+    return path;
+}
+
+static int s_gen(lf_engine_t *e, const char *refiner, const char *vae)
+{
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = "a lighthouse";
+    req.width = req.height = 64;
+    req.steps = 2;
+    req.refiner_path = refiner;
+    req.refiner_switch_at = 0.5;
+    req.vae_path = vae;
+    req.orig_width = 2048, req.crop_top = 16, req.target_height = 512;
+    req.aesthetic_score = 7, req.negative_aesthetic_score = 2;
+    lf_engine_result_t res = {0};
+    int rc = lf_engine_generate(e, &req, NULL, NULL, NULL, &res);
+    if (rc == 0) assert_int_equal(res.n_images, 1);
+    lf_engine_result_clear(&res);
+    return rc;
+}
+
+/* The refiner through the facade (the fake model): loaded on first use,
+ * kept resident while base + refiner fit the memory budget, released when
+ * they do not or when a new base needs the room; a job's VAE reloads the
+ * base only when it changes; errors name the file. */
+static void test_fake_refiner_vae(void **state)
+{
+    (void)state;
+    char vb[1024], err[256] = "", dir[] = "/tmp/lf-engine-refinerXXXXXX";
+    const char *vocab = s_vocab(vb, sizeof vb);
+    if (!vocab) skip();
+    assert_non_null(mkdtemp(dir));
+    char base[512], big[512], ref[512], vae[512], broken[512];
+    s_sized_file(dir, "base.safetensors", 100, base, sizeof base);
+    s_sized_file(dir, "big.safetensors", 200, big, sizeof big);
+    s_sized_file(dir, "sdxl-refiner.safetensors", 60, ref, sizeof ref);
+    s_sized_file(dir, "fixed-vae.safetensors", 0, vae, sizeof vae);
+    s_sized_file(dir, "broken-vae.safetensors", 0, broken, sizeof broken);
+    lf_engine_stats_t st;
+
+    /* Budget 200: base (100) + refiner (60) fit; the big base (200) does not. */
+    lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &lf_fake_model_ops, .memory_budget = 200};
+    lf_engine_t *e = NULL;
+    assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    assert_int_equal(lf_engine_load(e, base, NULL), 0);
+    assert_null(lf_engine_refiner_name(e));
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    assert_string_equal(lf_engine_refiner_name(e), "sdxl-refiner");
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    assert_int_equal(s_gen(e, NULL, NULL), 0); /* a job without it leaves it resident */
+    lf_engine_stats(e, &st);
+    assert_int_equal(st.refiner_loads, 1);
+    assert_int_equal(st.model_loads, 1);
+    assert_string_equal(lf_engine_refiner_name(e), "sdxl-refiner");
+    assert_string_equal(lf_engine_model_name(e), "base");
+    assert_int_equal(lf_engine_load(e, big, NULL), 0); /* the new base needs the room */
+    assert_null(lf_engine_refiner_name(e));
+    assert_int_equal(lf_engine_load(e, base, NULL), 0);
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    lf_engine_unload_refiner(e);
+    assert_null(lf_engine_refiner_name(e));
+
+    /* Errors name the file; the base stays. */
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/missing-refiner.safetensors", dir);
+    assert_int_equal(s_gen(e, missing, NULL), LF_EIO);
+    assert_non_null(strstr(lf_engine_errstr(e), missing));
+    assert_non_null(strstr(lf_engine_errstr(e), "refiner"));
+    assert_string_equal(lf_engine_model_name(e), "base");
+    /* A refiner of another family than the base. */
+    char xl[512];
+    s_sized_file(dir, "fam-sdxl-refiner.safetensors", 10, xl, sizeof xl);
+    assert_int_equal(s_gen(e, xl, NULL), LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), xl));
+    assert_non_null(strstr(lf_engine_errstr(e), "sdxl"));
+    assert_null(lf_engine_refiner_name(e));
+    unlink(xl);
+    lf_engine_request_t bad = lf_engine_request_defaults();
+    bad.refiner_path = ref;
+    bad.refiner_switch_at = 0;
+    lf_engine_result_t res = {0};
+    assert_int_equal(lf_engine_generate(e, &bad, NULL, NULL, NULL, &res), LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), "refiner_switch_at"));
+
+    /* The VAE: reloaded only when it changes; "" = the checkpoint's; NULL = as loaded. */
+    lf_engine_stats(e, &st);
+    unsigned loads = st.model_loads;
+    assert_null(lf_engine_vae_path(e));
+    assert_int_equal(s_gen(e, NULL, vae), 0);
+    assert_string_equal(lf_engine_vae_path(e), vae);
+    assert_int_equal(s_gen(e, NULL, vae), 0);
+    assert_int_equal(s_gen(e, NULL, NULL), 0);
+    lf_engine_stats(e, &st);
+    assert_int_equal(st.model_loads, loads + 1);
+    assert_string_equal(lf_engine_vae_path(e), vae);
+    assert_int_equal(s_gen(e, NULL, ""), 0);
+    assert_null(lf_engine_vae_path(e));
+    char nofile[600];
+    snprintf(nofile, sizeof nofile, "%s/no-such-vae.safetensors", dir);
+    assert_int_equal(s_gen(e, NULL, nofile), LF_EIO);
+    assert_non_null(strstr(lf_engine_errstr(e), nofile));
+    assert_int_equal(s_gen(e, NULL, broken), LF_EFORMAT);
+    assert_non_null(strstr(lf_engine_errstr(e), broken));
+    assert_string_equal(lf_engine_model_name(e), "base"); /* back on its own VAE */
+    assert_null(lf_engine_vae_path(e));
+    assert_int_equal(s_gen(e, NULL, NULL), 0);
+    lf_engine_destroy(&e);
+
+    /* Budget 150: base + refiner (160) do not fit: released after the job. */
+    o.memory_budget = 150;
+    assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    assert_int_equal(lf_engine_load(e, base, NULL), 0);
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    assert_null(lf_engine_refiner_name(e));
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    lf_engine_stats(e, &st);
+    assert_int_equal(st.refiner_loads, 2);
+    lf_engine_destroy(&e);
+
+    const char *names[] = {"base", "big", "sdxl-refiner", "fixed-vae", "broken-vae"};
+    for (size_t i = 0; i < 5; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s.safetensors", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fake_facade),
+        cmocka_unit_test(test_fake_refiner_vae),
         cmocka_unit_test(test_bad_device),
 #ifdef LF_HAVE_MODEL
         cmocka_unit_test(test_probe_resolution),

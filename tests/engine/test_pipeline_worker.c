@@ -23,6 +23,7 @@
 #include "lf_error.h"
 #include "lf_image.h"
 #include "lf_runner.h"
+#include "lf_safetensors.h"
 #include "lf_test_models.h"
 #include "lf_test_util.h"
 
@@ -174,12 +175,99 @@ static void test_discovery_and_job(void **state)
     lf_runner_destroy(&r);
 }
 
+/* A one-tensor safetensors file whose name makes the probe say `family`. */
+static void s_probe_file(const char *path, const char *tensor)
+{
+    static const float v = 1.0f;
+    lf_tensor_info_t t = {.name = tensor, .dtype = LF_DTYPE_F32, .ndim = 1, .shape = {1}, .strides = {1},
+                          .data = &v, .nbytes = sizeof v};
+    assert_int_equal(lf_safetensors_write(path, &t, 1, NULL, 0), 0);
+}
+
+/* SDXL in the models folder: an SDXL checkpoint (by tensor names) is
+ * listed with its family, 1024 px and its preview kind; models/vae/ files
+ * are the VAEs jobs may name; a job's refiner is loaded next to the base
+ * and reported resident (a tiny SD1.5 fixture stands in for the refiner:
+ * the plumbing, not SDXL's networks); unknown refiner / VAE names are
+ * refused naming the field. */
+static void test_sdxl_refiner_vae(void **state)
+{
+    s_fix_t *f = *state;
+    char path[1024], cmd[2048];
+    snprintf(path, sizeof path, "%s/xl-base.safetensors", f->models);
+    s_probe_file(path, "conditioner.embedders.1.model.ln_final.weight");
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/vae' '%s/taesd' && ln -s '%s/models/tiny_a.safetensors' '%s/vae/fixed.safetensors' && "
+             "printf x > '%s/vae/readme.txt' && printf x > '%s/taesd/taesdxl_decoder.safetensors'",
+             f->models, f->models, LF_FIXTURE_DIR, f->models, f->models, f->models);
+    assert_int_equal(system(cmd), 0);
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
+    lf_runner_t *r = lf_runner_new(&env, backends, 1);
+    assert_non_null(r);
+    size_t n = 0;
+    const lf_model_info_t *m = lf_runner_models(r, &n);
+    const lf_model_info_t *xl = NULL, *a = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(m[i].name, "xl-base")) xl = &m[i];
+        if (!strcmp(m[i].name, "tiny-a")) a = &m[i];
+    }
+    assert_non_null(xl);
+    assert_string_equal(xl->kind, "sdxl");
+    assert_int_equal(xl->resolution, 1024);
+    assert_string_equal(xl->preview, "taesd"); /* taesdxl_decoder.* is installed */
+    assert_non_null(a);
+    assert_string_equal(a->preview, "approx"); /* no SD1.x TAESD file */
+    const char *const *vaes = lf_runner_vaes(r, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(vaes[0], "fixed");
+    if (!f->have_vocab) {
+        lf_runner_destroy(&r);
+        skip();
+    }
+    lf_job_params_t p = {.model = "tiny-clip", .prompt = "a red circle", .width = 64, .height = 64, .steps = 2,
+                         .batch_size = 1, .cfg_scale = 5.0, .seed = 3, .refiner_checkpoint = "tiny-b",
+                         .refiner_switch_at = 0.5, .aesthetic_score = 6, .negative_aesthetic_score = 2.5};
+    lf_runner_job_t job = {.params = &p};
+    lf_runner_output_t out = {0};
+    char err[256] = "";
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run: %s", err);
+    assert_string_equal(lf_runner_resident(r), "tiny-clip");
+    assert_string_equal(lf_runner_refiner(r), "tiny-b"); /* kept next to the base */
+    json_t *info = json_loads(out.info_json, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(info, "refiner_checkpoint")), "tiny-b");
+    json_decref(info);
+    lf_runner_output_clear(&out);
+    /* A separate VAE (a tiny fixture's) reloads the base with it; unset goes back. */
+    p.refiner_checkpoint = NULL;
+    p.vae = "fixed";
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run with vae: %s", err);
+    info = json_loads(out.info_json, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(info, "sd_vae_name")), "fixed");
+    json_decref(info);
+    char *text = NULL;
+    assert_int_equal(lf_image_png_text_get(out.images[0].png.data, out.images[0].png.len, "parameters", &text), 0);
+    assert_non_null(strstr(text, "Model: tiny-clip"));
+    free(text);
+    lf_runner_output_clear(&out);
+    p.vae = NULL;
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run without vae: %s", err);
+    lf_runner_output_clear(&out);
+    p.refiner_checkpoint = "no-such-refiner";
+    assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ENOTFOUND);
+    assert_non_null(strstr(err, "refiner_checkpoint"));
+    p.refiner_checkpoint = NULL;
+    p.vae = "no-such-vae";
+    assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ENOTFOUND);
+    assert_non_null(strstr(err, "vae"));
+    lf_runner_destroy(&r);
+}
+
 static void test_info_json(void **state)
 {
     (void)state;
     lf_job_params_t p = {.prompt = "p", .seed = 5, .steps = 3, .width = 64, .height = 64, .cfg_scale = 7};
     const char *texts[] = {"a", "b"};
-    char *s = lf_engine_runner_info_json(&p, "m", 2, texts, NULL);
+    char *s = lf_engine_runner_info_json(&p, "m", "sd15", 2, texts, NULL);
     assert_non_null(s);
     json_t *o = json_loads(s, 0, NULL);
     assert_string_equal(json_string_value(json_array_get(json_object_get(o, "all_prompts"), 1)), "p");
@@ -194,6 +282,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_discovery_and_job, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sdxl_refiner_vae, s_setup, s_teardown),
         cmocka_unit_test(test_info_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@
 
 typedef struct {
     int calls;
+    float *uncond; /* CFG++ cases: where the unconditional estimate goes */
 } den_ctx_t;
 
 /* D(x, sigma) = x * (a / (sigma^2 + b)) + c_i, in float as the fixture. */
@@ -28,6 +29,19 @@ static int s_denoise(void *ctx, const float *x, float sigma, float *out, size_t 
     d->calls++;
     float k = 0.8f / (sigma * sigma + 0.6f);
     for (size_t i = 0; i < n; i++) out[i] = x[i] * k + (float)((double)((int)(i % 5) - 2) * 0.1);
+    return 0;
+}
+
+/* CFG++ cases: uncond U = x * (a / (sigma^2 + b)), denoised = U + 0.8 * c_i. */
+static int s_denoise_cfgpp(void *ctx, const float *x, float sigma, float *out, size_t n)
+{
+    den_ctx_t *d = ctx;
+    d->calls++;
+    float k = 0.8f / (sigma * sigma + 0.6f);
+    for (size_t i = 0; i < n; i++) {
+        d->uncond[i] = x[i] * k;
+        out[i] = d->uncond[i] + 0.8f * (float)((double)((int)(i % 5) - 2) * 0.1);
+    }
     return 0;
 }
 
@@ -67,8 +81,19 @@ static void test_fixture(void **state)
         float x[N];
         lf_rng_randn(&init, x, N);
         for (int i = 0; i < N; i++) x[i] = x[i] * (float)sig[0];
-        den_ctx_t dc = {0};
-        lf_sampler_opts_t o = lf_sampler_opts(s_denoise, &dc);
+        float unc[N];
+        den_ctx_t dc = {.uncond = unc};
+        lf_sampler_opts_t o =
+            lf_sampler_opts(lf_sampler_needs_uncond(kind) ? s_denoise_cfgpp : s_denoise, &dc);
+        if (lf_sampler_needs_uncond(kind)) {
+            o.uncond = unc;
+            /* Without the buffer the CFG++ samplers refuse to run. */
+            lf_sampler_opts_t bad = o;
+            bad.uncond = NULL;
+            float x2[N];
+            memcpy(x2, x, sizeof x2);
+            assert_int_equal(lf_sampler_run(kind, &bad, sig, steps, x2, N), LF_EINVAL);
+        }
         o.noise = lf_rng_noise_fn;
         o.noise_ctx = &noise;
         assert_int_equal(lf_sampler_run(kind, &o, sig, steps, x, N), 0);

@@ -110,12 +110,76 @@ static void test_schedulers(void **state)
     assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_NORMAL, 0, sig), LF_EINVAL);
 }
 
+/* The ComfyUI-defined schedulers against tests/engine/fixtures/schedules.txt
+ * (tests/reference/make_schedule_fixtures.py: ComfyUI's formulas in torch /
+ * numpy / scipy). */
+static void test_published_schedulers(void **state)
+{
+    FILE *f = fopen(LF_FIXTURE_DIR "/schedules.txt", "r");
+    assert_non_null(f);
+    static char line[16384];
+    int cases = 0, seen[LF_SCHEDULER_COUNT] = {0};
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') continue;
+        char name[32];
+        int steps, off = 0;
+        assert_int_equal(sscanf(line, "%31s %d%n", name, &steps, &off), 2);
+        lf_schedule_t s;
+        lf_schedule_init_sd15(&s);
+        lf_scheduler_t kind;
+        if (!strcmp(name, "ays_sdxl")) {
+            kind = LF_SCHEDULER_AYS;
+            s.ays = LF_AYS_SDXL;
+        } else if (!strcmp(name, "trailing")) {
+            continue; /* diffusers' trailing spacing: for the few-step models' issue */
+        } else {
+            assert_int_equal(lf_scheduler_parse(name, &kind), 0);
+        }
+        double want[160], got[160];
+        assert_true(steps >= 1 && steps < 159);
+        const char *p = line + off;
+        for (int i = 0; i <= steps; i++) {
+            int used = 0;
+            assert_int_equal(sscanf(p, "%lf%n", &want[i], &used), 1);
+            p += used;
+        }
+        assert_int_equal(lf_schedule_sigmas(&s, kind, steps, got), 0);
+        for (int i = 0; i <= steps; i++) {
+            double tol = 2e-6 * fabs(want[i]) + 1e-9;
+            if (fabs(got[i] - want[i]) > tol)
+                fail_msg("%s %d steps: sigma %d is %.9g, ComfyUI's %.9g", name, steps, i, got[i], want[i]);
+        }
+        seen[kind] = 1;
+        cases++;
+    }
+    fclose(f);
+    assert_true(cases >= 60);
+    assert_true(seen[LF_SCHEDULER_BETA] && seen[LF_SCHEDULER_KL_OPTIMAL] &&
+                seen[LF_SCHEDULER_LINEAR_QUADRATIC] && seen[LF_SCHEDULER_AYS]);
+    /* Beyond the fixture: beta at 150 steps (ComfyUI would drop a repeated
+     * timestep) keeps 150 distinct, descending sigmas. */
+    lf_schedule_t s;
+    lf_schedule_init_sd15(&s);
+    double sig[151];
+    assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_BETA, 150, sig), 0);
+    for (int i = 1; i < 150; i++) assert_true(sig[i] < sig[i - 1]);
+    /* A1111's labels parse. */
+    lf_scheduler_t k;
+    assert_int_equal(lf_scheduler_parse("Align Your Steps", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_AYS);
+    assert_int_equal(lf_scheduler_parse("KL Optimal", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_KL_OPTIMAL);
+    assert_int_equal(lf_scheduler_parse("Beta", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_BETA);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refdata),
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_schedulers),
+        cmocka_unit_test(test_published_schedulers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

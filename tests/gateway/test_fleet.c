@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -33,14 +34,14 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(NULL, 0, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "");
     /* The diagnostic card listed first must not win over a real model. */
-    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0}, {"lf-tiny-shapes", "sd15", 256}};
+    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"lf-tiny-shapes", "sd15", 256, NULL}};
     lf_worker_view_t w1 = s_worker(a, 2, 0);
     lf_fleet_default_model(&w1, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     lf_fleet_default_model(&w1, 1, NULL, out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     /* A user's model beats the project's own, on whichever worker. */
-    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0}, {"dreamshaper", "sd15", 512}};
+    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"dreamshaper", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {w1, s_worker(b, 2, 0)};
     lf_fleet_default_model(ws, 2, "", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
@@ -50,7 +51,7 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(ws, 2, "gone", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
     /* The card only when it is all there is. */
-    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0}};
+    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0, NULL}};
     lf_worker_view_t w3 = s_worker(c, 1, 0);
     lf_fleet_default_model(&w3, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-diagnostic");
@@ -61,8 +62,8 @@ static void test_default_model(void **state) {
 
 static void test_fit(void **state) {
     (void)state;
-    lf_model_info_t m[] = {{"sd", "sd15", 512}};
-    lf_model_info_t other[] = {{"big", "sd15", 512}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
+    lf_model_info_t other[] = {{"big", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 2048u * 2048u), s_worker(other, 1, 0)};
     lf_job_params_t p = {.model = "sd", .width = 2048, .height = 2048, .batch_size = 8};
     lf_verr_t e;
@@ -94,7 +95,7 @@ static void test_fit(void **state) {
  * the list is one entry per name with its worker count. */
 static void test_loras(void **state) {
     (void)state;
-    lf_model_info_t m1[] = {{"sd", "sd15", 512}}, m2[] = {{"other", "sd15", 512}};
+    lf_model_info_t m1[] = {{"sd", "sd15", 512, NULL}}, m2[] = {{"other", "sd15", 512, NULL}};
     lf_lora_info_t l1[] = {{"ink", "inky", "styles/ink.safetensors", "abc"}, {"det", NULL, "det.pt", NULL}};
     lf_lora_info_t l2[] = {{"ink", "inky", "ink.safetensors", "abc"}, {"only2", NULL, "only2.safetensors", NULL}};
     lf_worker_view_t ws[2] = {s_worker(m1, 1, 0), s_worker(m2, 1, 0)};
@@ -151,12 +152,97 @@ static void test_readiness(void **state) {
     assert_int_equal(lf_fleet_not_ready(&h, why, 4), 3);
     assert_string_equal(why[2], "no worker has registered");
     assert_int_equal(lf_fleet_not_ready(&h, NULL, 0), 3);
-    lf_model_info_t m[] = {{"sd", "sd15", 512}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 0), s_worker(NULL, 0, 0)};
     size_t n = 0, with = 0;
     lf_fleet_count(ws, 2, &n, &with);
     assert_int_equal(n, 2);
     assert_int_equal(with, 1);
+}
+
+static const lf_worker_view_t *s_fleet_ws;
+static uint32_t s_fleet_res(void *ud, const char *model) {
+    (void)ud;
+    return lf_fleet_resolution(s_fleet_ws, 2, model);
+}
+
+/* A fleet advertising an SDXL base and refiner next to an SD1.5 model: a
+ * job on the SDXL model without a size gets its 1024; a refiner or VAE no
+ * live worker serving the model has is refused naming the client's field;
+ * a size over every capable worker's max_pixels is refused as before. */
+static void test_sdxl_parts(void **state) {
+    (void)state;
+    lf_model_info_t xl[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sdxl-refiner", "sdxl", 1024, "approx"}};
+    lf_model_info_t sd[] = {{"sd", "sd15", 512, "taesd"}, {"other-refiner", "sdxl", 1024, "approx"}};
+    lf_model_info_t mixed[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sd", "sd15", 512, "taesd"}};
+    char *vaes[] = {"sdxl-vae-fp16-fix"};
+    lf_worker_view_t ws[2] = {s_worker(xl, 2, 1024 * 1024), s_worker(sd, 2, 0)};
+    ws[0].caps.vaes = vaes;
+    ws[0].caps.n_vaes = 1;
+    s_fleet_ws = ws;
+    assert_int_equal(lf_fleet_resolution(ws, 2, "sdxl-base"), 1024);
+    assert_int_equal(lf_fleet_resolution(ws, 2, "sd"), 512);
+    assert_int_equal(lf_fleet_resolution(ws, 2, "nope"), 0);
+
+    lf_validate_ctx_t ctx = {.default_model = "sd", .random_seed = 1, .model_resolution = s_fleet_res};
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    json_t *b = json_pack("{s:s,s:s,s:f,s:s}", "model", "sdxl-base", "refiner_checkpoint", "sdxl-refiner",
+                          "refiner_switch_at", 0.8, "vae", "sdxl-vae-fp16-fix");
+    assert_int_equal(lf_validate_job(b, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 1024);
+    assert_int_equal(r.params.height, 1024);
+    assert_int_equal(lf_fleet_fit(ws, 2, &r.params, &e), 0);
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "vae", &e), 0);
+    /* A refiner only another worker has: the two must run on one worker. */
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = strdup("other-refiner");
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "vae", &e), LF_ENOTFOUND);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.field, "refiner_checkpoint");
+    assert_string_equal(e.code, "unknown_model");
+    assert_non_null(strstr(e.message, "other-refiner"));
+    /* A refiner of another family (on a worker that has both). */
+    lf_worker_view_t wm = s_worker(mixed, 2, 0);
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = strdup("sd");
+    assert_int_equal(lf_fleet_parts(&wm, 1, &r.params, "refiner_checkpoint", "vae", &e), LF_EINVAL);
+    assert_string_equal(e.field, "refiner_checkpoint");
+    assert_non_null(strstr(e.message, "sd15"));
+    free(r.params.refiner_checkpoint);
+    r.params.refiner_checkpoint = NULL;
+    free(r.params.vae);
+    r.params.vae = strdup("no-such-vae");
+    assert_int_equal(lf_fleet_parts(ws, 2, &r.params, "refiner_checkpoint", "override_settings.sd_vae", &e), LF_ENOTFOUND);
+    assert_string_equal(e.field, "override_settings.sd_vae");
+    assert_string_equal(e.code, "unknown_vae");
+    assert_non_null(strstr(e.message, "no-such-vae"));
+    /* Bigger than the only worker serving sdxl-base takes. */
+    free(r.params.vae);
+    r.params.vae = NULL;
+    r.params.width = 1536;
+    assert_int_equal(lf_fleet_fit(ws, 2, &r.params, &e), LF_ELIMIT);
+    assert_string_equal(e.field, "width");
+    /* sd: an unlimited worker serves it, but only the capped one has the VAE. */
+    free(r.params.model);
+    r.params.model = strdup("sd");
+    r.params.vae = strdup("sdxl-vae-fp16-fix");
+    lf_model_info_t both[] = {{"sd", "sd15", 512, NULL}};
+    lf_worker_view_t ws2[2] = {s_worker(both, 1, 1024 * 1024), s_worker(both, 1, 0)};
+    ws2[0].caps.vaes = vaes;
+    ws2[0].caps.n_vaes = 1;
+    assert_int_equal(lf_fleet_fit(ws2, 2, &r.params, &e), LF_ELIMIT);
+    free(r.params.vae);
+    r.params.vae = NULL;
+    assert_int_equal(lf_fleet_fit(ws2, 2, &r.params, &e), 0);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    /* The SD1.5 model keeps its 512. */
+    b = json_pack("{s:s}", "model", "sd");
+    assert_int_equal(lf_validate_a1111(b, false, &ctx, &r, &e), 0);
+    assert_int_equal(r.params.width, 512);
+    lf_job_request_clear(&r);
+    json_decref(b);
 }
 
 static void test_idem_hash(void **state) {
@@ -194,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_loras),
         cmocka_unit_test(test_readiness),
+        cmocka_unit_test(test_sdxl_parts),
         cmocka_unit_test(test_idem_hash),
     };
     return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);

@@ -86,8 +86,8 @@ static int s_setup(void **state) {
     F.worker = lf_testproc_spawn(LF_WORKER_BIN, F.base.dir, "worker", wenv);
     F.port = lf_testredis_free_port();
     snprintf(e_port, sizeof e_port, "LF_HTTP_PORT=%d", F.port);
-    static char e_body[] = "LF_HTTP_MAX_BODY=1048576";
-    char *genv[] = {e_redis, e_fe, e_ev, e_port, e_web, e_log, e_body, NULL};
+    static char e_body[] = "LF_HTTP_MAX_BODY=1048576", e_cors[] = "LF_CORS_ORIGIN=https://app.example";
+    char *genv[] = {e_redis, e_fe, e_ev, e_port, e_web, e_log, e_body, e_cors, NULL};
     F.gw = lf_testproc_spawn(LF_GATEWAY_BIN, F.base.dir, "gateway", genv);
     F.port_auth = lf_testredis_free_port();
     snprintf(e_port2, sizeof e_port2, "LF_HTTP_PORT=%d", F.port_auth);
@@ -416,6 +416,38 @@ static void test_static_files_and_traversal(void **state) {
     assert_true(s_gateway_alive());
 }
 
+/* A CORS preflight from a client SDK: the browser asks for the SDK's own
+ * headers (OpenAI's JS client sends x-stainless-*), and the answer must
+ * allow every one of them or the browser fails the request. A request
+ * header list with anything but header-name characters gets the default. */
+static void test_cors_preflight(void **state) {
+    char out[8192];
+    lf_testhttp_raw(F.port,
+                    "OPTIONS /v1/images/generations HTTP/1.1\r\nHost: x\r\n"
+                    "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n"
+                    "Access-Control-Request-Headers: authorization, content-type, x-stainless-os, "
+                    "x-stainless-retry-count\r\nConnection: close\r\n\r\n",
+                    out, sizeof out, 3);
+    if (strncmp(out, "HTTP/1.1 204", 12)) fail_msg("preflight answered: %.200s", out);
+    if (!strcasestr(out, "Access-Control-Allow-Origin: https://app.example")) fail_msg("no origin: %s", out);
+    if (!strcasestr(out, "Access-Control-Allow-Headers: authorization, content-type, x-stainless-os, "
+                         "x-stainless-retry-count"))
+        fail_msg("the SDK's headers are not allowed: %s", out);
+    if (!strcasestr(out, "Access-Control-Allow-Methods:") || !strcasestr(out, "POST"))
+        fail_msg("no methods: %s", out);
+    lf_testhttp_raw(F.port,
+                    "OPTIONS /v1/jobs HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
+                    "Access-Control-Request-Headers: x-a\"b, x-c\r\nConnection: close\r\n\r\n",
+                    out, sizeof out, 3);
+    if (!strcasestr(out, "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key"))
+        fail_msg("a malformed list was echoed: %s", out);
+    /* Simple requests carry the origin too. */
+    lf_testhttp_raw(F.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
+                            "Connection: close\r\n\r\n", out, sizeof out, 3);
+    if (!strcasestr(out, "Access-Control-Allow-Origin: https://app.example")) fail_msg("no origin: %s", out);
+    assert_true(s_gateway_alive());
+}
+
 static void test_openapi_and_presets(void **state) {
     json_t *j = NULL;
     assert_int_equal(s_json("GET", "/openapi.json", NULL, &j), 200);
@@ -502,6 +534,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sse_sees_progress_and_done),
         cmocka_unit_test(test_uploads_formats_and_bomb),
         cmocka_unit_test(test_static_files_and_traversal),
+        cmocka_unit_test(test_cors_preflight),
         cmocka_unit_test(test_openapi_and_presets),
         cmocka_unit_test(test_cancel),
     };

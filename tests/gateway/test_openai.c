@@ -81,6 +81,10 @@ static void test_generation_maps_to_native(void **state) {
                     "\"steps\":12,\"seed\":7,\"cfg_scale\":5.5,\"sampler\":\"Euler a\",\"scheduler\":\"karras\","
                     "\"clip_skip\":2,\"rng\":\"philox\"}",
                     LF_OPENAI_URL);
+    /* SDXL's refiner and a VAE ride along too. */
+    s_expect_native(&ctx, "{\"prompt\":\"a\",\"model\":\"tiny\",\"vae\":\"v\",\"refiner_checkpoint\":\"r\",\"refiner_switch_at\":0.7}",
+                    "{\"prompt\":\"a\",\"model\":\"tiny\",\"width\":256,\"height\":256,\"vae\":\"v\","
+                    "\"refiner_checkpoint\":\"r\",\"refiner_switch_at\":0.7}", LF_OPENAI_URL);
     /* null is absent, as in the native API. */
     s_expect_native(&ctx, "{\"prompt\":\"a\",\"n\":null,\"size\":null,\"style\":null,\"response_format\":null}",
                     "{\"prompt\":\"a\",\"width\":512,\"height\":512}", LF_OPENAI_URL);

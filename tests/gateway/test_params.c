@@ -54,6 +54,9 @@ static json_t *s_body(const lf_param_def_t *d, json_t *v, bool a1111) {
     else json_object_set_new(b, key, v);
     if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) && !strcmp(json_string_value(v), "img2img"))
         json_object_set_new(b, "init_image", json_string("up-1"));
+    /* A switch point needs a refiner (native; A1111 ignores it without one). */
+    if (!a1111 && d == &lf_params_table()[LF_P_refiner_switch_at])
+        json_object_set_new(b, "refiner_checkpoint", json_string("sdxl-refiner"));
     return b;
 }
 
@@ -340,6 +343,7 @@ static void test_infotext_round_trip(void **state) {
             assert_int_equal(lf_param_set_str(&p, &t[LF_P_model], "sd15-base"), 0);
             assert_int_equal(lf_param_set_str(&p, &t[LF_P_mode], "img2img"), 0);
             p.seed = 7;
+            if (d->show == LF_PS_REFINER) assert_int_equal(lf_param_set_str(&p, &t[LF_P_refiner_checkpoint], "sdxl-refiner"), 0);
             if (d->type == LF_PT_ENUM) {
                 const lf_param_enum_t *v = d->values;
                 if (pass) while (v[1].name) v++;
@@ -372,6 +376,79 @@ static void test_infotext_round_trip(void **state) {
             lf_params_clear(&q);
         }
     }
+}
+
+/* The refiner and VAE rules that tie fields together (s_finish, A1111's
+ * spellings): a switch point without a refiner is refused natively and
+ * ignored by A1111; "None" / "Automatic" mean "none" / the checkpoint's VAE;
+ * A1111 titles ("name.safetensors [hash]") become names. */
+static void test_refiner_vae_rules(void **state) {
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    json_t *b = json_pack("{s:s,s:f}", "model", "sdxl-base", "refiner_switch_at", 0.7);
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "refiner_switch_at");
+    assert_int_equal(e.status, 400);
+    assert_non_null(strstr(e.message, "refiner_checkpoint"));
+    json_object_set_new(b, "refiner_checkpoint", json_string("sdxl-refiner"));
+    json_object_set_new(b, "vae", json_string("Automatic"));
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.refiner_checkpoint, "sdxl-refiner");
+    assert_true(r.params.refiner_switch_at == 0.7);
+    assert_null(r.params.vae);
+    assert_true(r.params.aesthetic_score == 6.0 && r.params.negative_aesthetic_score == 2.5); /* A1111's */
+    assert_int_equal(r.params.crop_top, 0);
+    assert_int_equal(r.params.original_width, 0);
+    char *text = NULL;
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    assert_non_null(strstr(text, "Refiner: sdxl-refiner, Refiner switch at: 0.7"));
+    assert_null(strstr(text, "VAE:"));
+    free(text);
+    lf_job_request_clear(&r);
+    json_decref(b);
+
+    /* A1111: the switch point alone is ignored (no error, no refiner in the text). */
+    b = json_pack("{s:f,s:s}", "refiner_switch_at", 0.8, "refiner_checkpoint", "None");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_null(r.params.refiner_checkpoint);
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    assert_null(strstr(text, "Refiner"));
+    free(text);
+    lf_job_request_clear(&r);
+    json_decref(b);
+
+    /* A1111 titles and override settings. */
+    b = json_pack("{s:s,s:{s:s,s:i,s:i,s:f,s:f}}", "refiner_checkpoint", "sd_xl_refiner_1.0.safetensors [7440042bbd]",
+                  "override_settings", "sd_vae", "sdxl_vae.safetensors", "sdxl_crop_top", 16, "sdxl_crop_left", 24,
+                  "sdxl_refiner_high_aesthetic_score", 7.0, "sdxl_refiner_low_aesthetic_score", 2.0);
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.refiner_checkpoint, "sd_xl_refiner_1.0");
+    assert_string_equal(r.params.vae, "sdxl_vae");
+    assert_int_equal(r.params.crop_top, 16);
+    assert_int_equal(r.params.crop_left, 24);
+    assert_true(r.params.aesthetic_score == 7.0 && r.params.negative_aesthetic_score == 2.0);
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    assert_non_null(strstr(text, "VAE: sdxl_vae"));
+    assert_non_null(strstr(text, "Refiner: sd_xl_refiner_1.0, Refiner switch at: 0.8"));
+    free(text);
+    lf_job_request_clear(&r);
+    json_object_set_new(json_object_get(b, "override_settings"), "sd_vae", json_string("None"));
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_null(r.params.vae);
+    lf_job_request_clear(&r);
+    json_decref(b);
+
+    /* The reader keeps the refiner's name from A1111's "name [hash]". */
+    lf_job_params_t p = {0};
+    int skipped = -1;
+    assert_int_equal(lf_params_from_infotext("a\nSteps: 20, Seed: 1, Size: 1024x1024, Model: sdxl-base, VAE: fixed-vae, "
+                                             "Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.75",
+                                             &p, &skipped), 0);
+    assert_int_equal(skipped, 0);
+    assert_string_equal(p.refiner_checkpoint, "sd_xl_refiner_1.0");
+    assert_string_equal(p.vae, "fixed-vae");
+    assert_true(p.refiner_switch_at == 0.75);
+    lf_params_clear(&p);
 }
 
 /* The image index moves the seed, as A1111's batches do. */
@@ -442,6 +519,7 @@ int main(void) {
         cmocka_unit_test(test_openapi_has_every_row),
         cmocka_unit_test(test_infotext_round_trip),
         cmocka_unit_test(test_infotext_seed_index),
+        cmocka_unit_test(test_refiner_vae_rules),
         cmocka_unit_test(test_infotext_reader_old_texts),
         cmocka_unit_test(test_utf8_errors),
     };

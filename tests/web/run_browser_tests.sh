@@ -122,8 +122,25 @@ else
     cp "$ROOT/tests/engine/fixtures/lora/lf_tiny_shapes_kohya.safetensors" "$TMP/models/lora/"
     LF_MODELS_DIR="$TMP/models"
   fi
+  # Worker 1 also advertises SDXL: two one-tensor files whose tensor names say "sdxl" (the
+  # family comes from tensor names) and a separate VAE — for the UI's SDXL sizes, Refiner and
+  # VAE controls and the gateway's admission. They are not runnable models: no test runs them.
+  XL_DIR="$TMP/models-xl"
+  mkdir -p "$XL_DIR/vae"
+  for f in "$LF_MODELS_DIR"/*; do ln -s "$f" "$XL_DIR/"; done
+  python3 - "$XL_DIR" <<'EOF'
+import json, struct, sys
+d = sys.argv[1]
+head = json.dumps({"conditioner.embedders.1.model.ln_final.weight":
+                   {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+blob = struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0)
+for name in ("lf-xl-probe.safetensors", "lf-xl-refiner-probe.safetensors", "vae/lf-xl-vae-probe.safetensors"):
+    open(f"{d}/{name}", "wb").write(blob)
+EOF
   for w in 0 1; do
-    LF_MODELS_DIR="$LF_MODELS_DIR" \
+    MODELS="$LF_MODELS_DIR"
+    [[ $w == 1 ]] && MODELS="$XL_DIR"
+    LF_MODELS_DIR="$MODELS" \
     LF_BROKER_BACKEND="$BE" LF_WORKER_ID="web-w$w" LF_STEP_DELAY_MAX_MS=1000 LF_PREVIEW_EVERY=5 \
       "$WORKER" >"$TMP/worker-$w.log" 2>&1 & PIDS+=($!)
   done

@@ -33,7 +33,7 @@ static int s_run_env(const lf_runner_env_t *envp, const lf_job_params_t *p,
     const lf_runner_backend_t *be = &lf_diagnostic_backend;
     lf_runner_env_t env = envp ? *envp : (lf_runner_env_t){.device = "cpu"};
     void *state = NULL;
-    assert_int_equal(be->load(&env, LF_DIAGNOSTIC_MODEL, &state), 0);
+    assert_int_equal(be->load(&env, LF_DIAGNOSTIC_MODEL, &state, NULL, 0), 0);
     lf_runner_job_t job = tmpl ? *tmpl : (lf_runner_job_t){0};
     job.params = p;
     memset(out, 0, sizeof *out);
@@ -269,7 +269,7 @@ static void test_limits(void **st) {
     lf_runner_output_clear(&o);
     /* Only the one model. */
     void *state = NULL;
-    assert_int_equal(lf_diagnostic_backend.load(&env, "sd15-foo", &state), LF_ENOTFOUND);
+    assert_int_equal(lf_diagnostic_backend.load(&env, "sd15-foo", &state, NULL, 0), LF_ENOTFOUND);
     assert_null(state);
 }
 

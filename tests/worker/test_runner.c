@@ -43,9 +43,12 @@ static int s_fake_list(const lf_runner_env_t *env, lf_model_info_t **out, size_t
     return 0;
 }
 
-static int s_fake_load(const lf_runner_env_t *env, const char *model, void **state) {
+static int s_fake_load(const lf_runner_env_t *env, const char *model, void **state, char *err, size_t errlen) {
     s_fake_t *c = s_ctx(env);
-    if (c->fail_load) return LF_EIO;
+    if (c->fail_load) {
+        if (err && errlen) snprintf(err, errlen, "/models/%s.safetensors: cannot read (fake)", model);
+        return LF_EIO;
+    }
     s_fake_state_t *s = calloc(1, sizeof *s);
     s->ctx = c;
     snprintf(s->model, sizeof s->model, "%s", model);
@@ -160,6 +163,13 @@ static void test_errors(void **st) {
     assert_int_equal(s_job(r, "alpha", 64, 64, NULL), 0);
     ctx.fail_load = 1;
     assert_int_equal(s_job(r, "beta", 8, 8, NULL), LF_EIO);
+    /* The job's error carries the backend's reason, naming the file. */
+    lf_job_params_t p = {.model = "beta", .width = 8, .height = 8};
+    lf_runner_job_t job = {.params = &p};
+    lf_runner_output_t out = {0};
+    char err[160];
+    assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_EIO);
+    assert_string_equal(err, "cannot load model 'beta': /models/beta.safetensors: cannot read (fake)");
     assert_null(lf_runner_resident(r)); /* the old one was unloaded first */
     lf_runner_destroy(&r);
     assert_int_equal(ctx.loads, ctx.unloads);

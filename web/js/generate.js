@@ -8,11 +8,13 @@ import { useParamRows } from './pngmeta.js';
 import { $, $$, emit, on, toast } from './util.js';
 
 const FALLBACK_SAMPLERS = [{ name: 'euler', a1111: 'Euler' }, { name: 'euler_ancestral', a1111: 'Euler a', alias: 'euler_a' }, { name: 'heun', a1111: 'Heun' }, { name: 'dpm_2', a1111: 'DPM2' }, { name: 'dpmpp_2m', a1111: 'DPM++ 2M' }, { name: 'dpmpp_2m_sde', a1111: 'DPM++ 2M SDE' }, { name: 'dpmpp_sde', a1111: 'DPM++ SDE' }, { name: 'ddim', a1111: 'DDIM' }, { name: 'lcm', a1111: 'LCM' }];
-const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple', 'ddim_uniform'];
+const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple', 'ddim_uniform',
+  'beta', 'kl_optimal', 'linear_quadratic', 'ays'];
 const FIELD_ALIASES = { cfg: 'cfg_scale', negative: 'negative_prompt', batch: 'batch_size', init: 'init_image', image: 'init_image', upload: 'init_image', size: 'width', strength: 'denoise', denoising_strength: 'denoise' };
 
 const form = () => $('#gen-form');
 let models = [];
+let vaes = []; // names of the separate VAEs live workers have (GET /v1/models "vaes")
 let upload = null; // {id, width, height, name, url}
 let lastSeed = null;
 
@@ -68,6 +70,9 @@ function applyModels(reply) {
   const def = models.find((x) => x.name === defName) || models.find((x) => x.default)
     || models.find((x) => x.kind !== 'diagnostic') || models[0];
   fillSelect(sel, models.map((x) => ({ ...x, label: modelLabel(x) })), def && def.name);
+  vaes = listOf(reply && reply.vaes ? reply.vaes : [], 'vaes').map(nameOf).map((x) => x.name).filter(Boolean);
+  fillSelect($('#vae'), [{ name: '', label: 'Automatic' }, ...vaes.map((name) => ({ name }))], $('#vae').value);
+  $('#vae-field').hidden = !vaes.length;
   updateModelKind();
 }
 
@@ -160,6 +165,29 @@ export function modelList() {
   return models;
 }
 
+/** The family of a model entry (GET /v1/models "family", else its kind). */
+const familyOf = (m) => (m && (m.family || m.kind)) || '';
+const isSdxl = () => familyOf(currentModel()) === 'sdxl';
+
+/** SDXL models get the ~1 MP size presets and a Refiner section (SDXL models other than the selected one). */
+function updateSdxl() {
+  const xl = isSdxl();
+  $('#sdxl-sizes').hidden = !xl;
+  $('#aspect-row').hidden = xl;
+  $('#refiner-field').hidden = !xl;
+  const sel = $('#refiner_checkpoint');
+  const refiners = models.filter((m) => familyOf(m) === 'sdxl' && m.name !== currentModel().name);
+  fillSelect(sel, [{ name: '', label: 'None' }, ...refiners.map((m) => ({ name: m.name }))], sel.value);
+  if (!xl) sel.value = '';
+  updateRefiner();
+}
+
+function updateRefiner() {
+  const on = !$('#refiner-field').hidden && $('#refiner_checkpoint').value !== '';
+  $('#refiner_switch_at').disabled = !on;
+  $('#refiner-switch-out').value = Number($('#refiner_switch_at').value).toFixed(2);
+}
+
 function isDiagnostic() {
   const m = currentModel();
   return m.kind === 'diagnostic' || m.name === 'lf-diagnostic';
@@ -168,6 +196,7 @@ function isDiagnostic() {
 function updateModelKind() {
   $('#step-delay-field').hidden = !isDiagnostic();
   applyParamRows();
+  updateSdxl();
   applyModelSize();
   const help = promptHelp(currentModel());
   $('#prompt').placeholder = help.placeholder;
@@ -229,6 +258,11 @@ export function getParams() {
     p.denoise = Number($('#denoise').value);
   }
   if (isDiagnostic()) p.step_delay_ms = n('#step_delay_ms') ?? 0;
+  if (!$('#refiner-field').hidden && $('#refiner_checkpoint').value) {
+    p.refiner_checkpoint = $('#refiner_checkpoint').value;
+    p.refiner_switch_at = Number($('#refiner_switch_at').value);
+  }
+  if (!$('#vae-field').hidden && $('#vae').value) p.vae = $('#vae').value;
   for (const k of Object.keys(p)) if (p[k] === null) delete p[k];
   return p;
 }
@@ -268,6 +302,16 @@ export function setParams(p, { keepSeed = false } = {}) {
   setNum('#step_delay_ms', p.step_delay_ms);
   if (p.denoise !== undefined) setNum('#denoise', p.denoise);
   if (['high', 'normal', 'low'].includes(p.priority)) $('#priority').value = p.priority;
+  if (p.refiner_checkpoint !== undefined) {
+    const v = p.refiner_checkpoint ? matchOption($('#refiner_checkpoint'), p.refiner_checkpoint) : '';
+    if (v !== null) $('#refiner_checkpoint').value = v; else skipped.push(`refiner "${p.refiner_checkpoint}"`);
+  }
+  if (p.refiner_switch_at !== undefined && Number.isFinite(Number(p.refiner_switch_at))) $('#refiner_switch_at').value = String(p.refiner_switch_at);
+  updateRefiner();
+  if (p.vae !== undefined) {
+    const v = p.vae && !/^(automatic|none)$/i.test(p.vae) ? matchOption($('#vae'), p.vae) : '';
+    if (v !== null) $('#vae').value = v; else skipped.push(`VAE "${p.vae}"`);
+  }
   if (p.init_image && typeof p.init_image === 'string' && (!upload || upload.id !== p.init_image)) {
     setUpload({ id: p.init_image, name: 'previous upload' });
   }
@@ -338,6 +382,7 @@ function markAspect() {
     const [a, b] = c.dataset.aspect.split(':').map(Number);
     c.setAttribute('aria-pressed', String(w > 0 && h > 0 && Math.abs(w / h - a / b) < 0.04));
   }
+  for (const c of $$('[data-size]')) c.setAttribute('aria-pressed', String(c.dataset.size === `${w}x${h}`));
 }
 
 // ---- img2img upload ------------------------------------------------------------------------
@@ -463,6 +508,17 @@ export function initGenerate() {
 
   // Size.
   for (const c of $$('[data-aspect]')) c.addEventListener('click', () => applyAspect(c.dataset.aspect));
+  for (const c of $$('[data-size]')) {
+    c.addEventListener('click', () => {
+      const [w, h] = c.dataset.size.split('x');
+      setNum('#width', w);
+      setNum('#height', h);
+      markAspect();
+    });
+  }
+  // Refiner.
+  $('#refiner_checkpoint').addEventListener('change', updateRefiner);
+  $('#refiner_switch_at').addEventListener('input', updateRefiner);
   $('#swap-size').addEventListener('click', () => {
     const w = $('#width').value;
     $('#width').value = $('#height').value;

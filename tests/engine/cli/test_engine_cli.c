@@ -343,6 +343,17 @@ static void test_generate(void **state)
     assert_non_null(strstr(r.err, "step 3/3\n")); /* t_enc = 2: three steps */
     s_check_png(png1, 64, 64);
     s_free(&r);
+    /* A refiner (a tiny SD1.5 fixture stands in: the flags' plumbing, not SDXL) and size conditioning. */
+    r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "a red circle", "-W", "64", "-H", "64", "--steps", "2",
+              "--refiner", lf_test_fixture(fix, sizeof fix, "models/tiny_b_diffusers"), "--refiner-switch-at", "0.5",
+              "--original-size", "128x96", "--crop-top", "8", "--target-size", "64x64", "-o", png1, NULL);
+    if (r.status != 0) fail_msg("generate --refiner: %s", r.err);
+    s_check_png(png1, 64, 64);
+    s_free(&r);
+    r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "x", "--refiner", "/nonexistent/refiner", "-o", png1, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/refiner"));
+    s_free(&r);
     r = s_run("generate", "-m", model, "--vocab", vocab, "-p", "x", "--init-image", "/nonexistent/init.png", "-o",
               png0, NULL);
     assert_int_equal(r.status, 1);
@@ -371,6 +382,10 @@ static void test_usage_errors(void **state)
         {"tokenize", NULL},
         {"inspect", NULL},
         {"decode", "--vae", "v", NULL},
+        {"generate", "--refiner-switch-at", "0.5", NULL}, /* without --refiner */
+        {"generate", "--refiner-switch-at", "0", "--refiner", "r", NULL},
+        {"generate", "--original-size", "10y", NULL},
+        {"generate", "--crop-top", "-8", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *const *c = cases[i];
