@@ -11,6 +11,7 @@
 
 #include "lf_broker_impl.h"
 #include "lf_error.h"
+#include "lf_extranet.h"
 #include "lf_log.h"
 #include "lf_proto.h"
 #include "lf_scheduler.h"
@@ -91,6 +92,7 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     c->priority = p;
     c->created_ms = lf__now();
     c->seq = o->seq;
+    lf_extranet_lora_set(&m->params, c->lora_set, sizeof c->lora_set);
 }
 
 void lf__dispatch(lf_broker_t *self) {
@@ -120,18 +122,22 @@ void lf__dispatch(lf_broker_t *self) {
         size_t nm = 0;
         if (jobs && ws && wp && mt && pairs && claims && ids && born) {
             for (size_t i = 0; i < n; i++)
-                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner, .vae = cand[i].vae,
+                jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model,
+                                           .refiner = cand[i].refiner, .vae = cand[i].vae,
                                            .pixels = cand[i].pixels, .priority = cand[i].priority,
-                                           .created_ms = cand[i].created_ms, .seq = cand[i].seq};
+                                           .created_ms = cand[i].created_ms, .seq = cand[i].seq,
+                                           .lora_set = cand[i].lora_set};
             for (size_t i = 0; i < nw; i++) {
                 lf__worker_t *w = wp[i] = self->idle[i];
                 /* resident[1]: an SDXL refiner kept next to the base. */
-                ws[i] = (lf_sched_worker_t){.id = w->id, .models = w->models,
-                                            .n_models = w->models ? w->caps.n_models : 0,
-                                            .resident = w->caps.n_resident ? w->caps.resident[0] : NULL,
-                                            .max_pixels = w->caps.max_pixels,
-                                            .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL,
-                                            .vaes = (const char *const *)w->caps.vaes, .n_vaes = w->caps.n_vaes};
+                ws[i] = (lf_sched_worker_t){
+                    .id = w->id, .models = w->models,
+                    .n_models = w->models ? w->caps.n_models : 0,
+                    .resident = w->caps.n_resident ? w->caps.resident[0] : NULL,
+                    .max_pixels = w->caps.max_pixels,
+                    .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL,
+                    .vaes = (const char *const *)w->caps.vaes, .n_vaes = w->caps.n_vaes,
+                    .lora_set = w->caps.lora_set};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
@@ -232,14 +238,16 @@ void lf__sweep_unrunnable(lf_broker_t *self) {
     for (size_t i = 0, k = 0; i < nw; i++) {
         const lf_worker_caps_t *c = &wv[i].caps;
         ws[i] = (lf_sched_worker_t){.id = wv[i].id, .models = names + k, .n_models = c->n_models,
-                                    .max_pixels = c->max_pixels, .vaes = (const char *const *)c->vaes,
-                                    .n_vaes = c->n_vaes};
+                                    .max_pixels = c->max_pixels,
+                                    .vaes = (const char *const *)c->vaes, .n_vaes = c->n_vaes};
         for (size_t m = 0; m < c->n_models; m++) names[k++] = c->models[m].name;
     }
     for (size_t i = 0; i < n; i++) {
-        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model, .refiner = cand[i].refiner, .vae = cand[i].vae,
+        jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model,
+                                   .refiner = cand[i].refiner, .vae = cand[i].vae,
                                    .pixels = cand[i].pixels, .priority = cand[i].priority,
-                                   .created_ms = cand[i].created_ms, .seq = cand[i].seq};
+                                   .created_ms = cand[i].created_ms, .seq = cand[i].seq,
+                                   .lora_set = cand[i].lora_set};
         void *t = zhashx_lookup(self->unrunnable, cand[i].id);
         since[i] = t ? (int64_t)(intptr_t)t : 0;
     }

@@ -101,19 +101,35 @@ static size_t s_lower(const s_ctx_t *c, const char *model) {
     return lo;
 }
 
+static const char *s_set(const char *s) { return s ? s : ""; }
+
+/* How well worker w with the job's model resident suits job j: 2 when it
+ * also has the job's SDXL refiner resident (or the job has none: a refiner
+ * load is a second model load), plus 1 when its merged LoRA set is the
+ * job's (a LoRA switch only rewrites the touched layers: far cheaper). */
+static int s_affinity(const lf_sched_worker_t *w, const lf_sched_job_t *j) {
+    int score = 0;
+    if (!s_has_refiner(j) || (w->refiner && !strcmp(w->refiner, j->refiner))) score += 2;
+    if (!strcmp(s_set(w->lora_set), s_set(j->lora_set))) score += 1;
+    return score;
+}
+
 /* An unused capable worker whose resident is `res` ("" = none), or -1.
- * Among those, one that also has the job's refiner resident comes first. */
+ * With the model resident, the one with the best s_affinity comes first
+ * (ties: sorted order). */
 static long s_take_res(s_ctx_t *c, const lf_sched_job_t *j, const char *res) {
-    long first = -1;
+    long best = -1;
+    int best_score = -1;
     for (size_t k = s_lower(c, res); k < c->n_workers; k++) {
         uint32_t w = c->by_res[k];
         if (strcmp(s_res(&c->workers[w]), res)) break;
         if (c->used[w] || !lf_scheduler_capable(&c->workers[w], j)) continue;
-        if (!*res || !s_has_refiner(j)) return (long)w;
-        if (c->workers[w].refiner && !strcmp(c->workers[w].refiner, j->refiner)) return (long)w;
-        if (first < 0) first = (long)w;
+        if (!*res) return (long)w;
+        int score = s_affinity(&c->workers[w], j);
+        if (score == 3) return (long)w;
+        if (score > best_score) best = (long)w, best_score = score;
     }
-    return first;
+    return best;
 }
 
 int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,

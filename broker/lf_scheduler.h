@@ -12,9 +12,13 @@
  *     behind others' affinity, and no low job starves behind high ones.
  *  3. Priority then FIFO: the other jobs are considered high, normal, low,
  *     and by enqueue sequence within one.
- *  4. Affinity: a job goes first to a worker with its model resident (for a
- *     job with an SDXL refiner, one with the refiner resident too beats one
- *     with only the base). Failing that, to a worker with nothing resident, or one whose resident model
+ *  4. Affinity: a job goes first to a worker with its model resident, and
+ *     among those by a score: the job's SDXL refiner resident too (2, a
+ *     refiner load is a second model load) plus its merged LoRA set being
+ *     the job's (1, no weights to touch; a LoRA switch rewrites only the
+ *     touched layers: far cheaper than a model load); a job without a
+ *     refiner counts the refiner as met. Failing
+ *     that, to a worker with nothing resident, or one whose resident model
  *     has no other job waiting in the candidate window (switching it costs
  *     no one). A worker whose own model has work waiting keeps it.
  *
@@ -36,6 +40,7 @@ typedef struct {
     int64_t seq;              /* FIFO order within a priority */
     const char *refiner;      /* SDXL refiner run after the model; NULL or "" = none */
     const char *vae;          /* separate VAE the job names; NULL or "" = the checkpoint's */
+    const char *lora_set;     /* lf_extranet_lora_set of the job; NULL or "" = none */
 } lf_sched_job_t;
 
 typedef struct {
@@ -47,6 +52,7 @@ typedef struct {
     const char *refiner;       /* refiner loaded next to it; NULL = none */
     const char *const *vaes;   /* separate VAEs it has */
     size_t n_vaes;
+    const char *lora_set;      /* LoRA set merged into the resident model; NULL or "" = none */
 } lf_sched_worker_t;
 
 typedef struct {

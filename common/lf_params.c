@@ -88,7 +88,7 @@ const lf_param_def_t *lf_param_find_label(const char *label) {
 }
 
 const char *lf_param_type_name(lf_param_type_t t) {
-    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean"};
+    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean", "array"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -181,6 +181,57 @@ int lf_param_set_str(lf_job_params_t *p, const lf_param_def_t *d, const char *s)
     return 0;
 }
 
+/* ---- LoRA lists ---------------------------------------------------------- */
+
+static bool s_is_loras(const lf_param_def_t *d) { return d->type == LF_PT_LORAS; }
+
+static lf_param_loras_t *s_loras(lf_job_params_t *p, const lf_param_def_t *d) {
+    return (lf_param_loras_t *)((char *)p + d->offset);
+}
+
+static int s_lora_check(const lf_param_def_t *d, uint32_t n_after, const char *name, double w, double te) {
+    static const lf_param_def_t name_row = {.type = LF_PT_STR, .lo = 1, .hi = LF_LORA_NAME_MAX, .flags = LF_PF_NAME};
+    if ((double)n_after > d->hi) return LF_EOVERFLOW;
+    int rc = name ? lf_param_check_str(&name_row, name) : LF_EINVAL;
+    if (rc) return rc;
+    if (!(fabs(w) <= LF_LORA_WEIGHT_LIMIT)) return LF_EOVERFLOW;
+    if (!isnan(te) && !(fabs(te) <= LF_LORA_WEIGHT_LIMIT)) return LF_EOVERFLOW;
+    return 0;
+}
+
+static void s_loras_free(lf_param_loras_t *l) {
+    for (uint32_t i = 0; i < l->n; i++) free(l->v[i].name);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+int lf_param_loras_add(lf_job_params_t *p, const lf_param_def_t *d, const char *name, double weight,
+                       double te_weight) {
+    if (!s_is_loras(d)) return LF_EINVAL;
+    lf_param_loras_t *l = s_loras(p, d);
+    int rc = s_lora_check(d, l->n + 1, name, weight, te_weight);
+    if (rc) return rc;
+    lf_param_lora_t *v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (!v) return LF_ENOMEM;
+    l->v = v;
+    if (!(v[l->n].name = strdup(name))) return LF_ENOMEM;
+    v[l->n].weight = weight;
+    v[l->n].te_weight = te_weight;
+    l->n++;
+    return 0;
+}
+
+static int s_loras_check(const lf_job_params_t *p, const lf_param_def_t *d) {
+    const lf_param_loras_t *l = lf_param_loras(p, d);
+    if ((double)l->n > d->hi) return LF_EOVERFLOW;
+    for (uint32_t i = 0; i < l->n; i++) {
+        int rc = s_lora_check(d, i + 1, l->v[i].name, l->v[i].weight, l->v[i].te_weight);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int lf_param_set_num(lf_job_params_t *p, const lf_param_def_t *d, double v) {
     int rc = lf_param_check_num(d, v);
     if (rc) return rc;
@@ -199,8 +250,10 @@ int lf_param_set_num(lf_job_params_t *p, const lf_param_def_t *d, double v) {
 
 void lf_params_clear(lf_job_params_t *p) {
     if (!p) return;
-    for (int i = 0; i < LF_P__COUNT; i++)
+    for (int i = 0; i < LF_P__COUNT; i++) {
         if (s_is_str(&s_table[i])) free(*lf_param_str(p, &s_table[i]));
+        if (s_is_loras(&s_table[i])) s_loras_free(s_loras(p, &s_table[i]));
+    }
     memset(p, 0, sizeof *p);
 }
 
@@ -228,10 +281,31 @@ int lf_params_defaults(lf_job_params_t *p) {
 
 int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src) {
     lf_job_params_t p = *src;
-    for (int i = 0; i < LF_P__COUNT; i++)
+    for (int i = 0; i < LF_P__COUNT; i++) {
         if (s_is_str(&s_table[i])) *lf_param_str(&p, &s_table[i]) = NULL;
+        if (s_is_loras(&s_table[i])) *s_loras(&p, &s_table[i]) = (lf_param_loras_t){0};
+    }
     for (int i = 0; i < LF_P__COUNT; i++) {
         const lf_param_def_t *d = &s_table[i];
+        if (s_is_loras(d)) {
+            const lf_param_loras_t *l = lf_param_loras(src, d);
+            lf_param_loras_t *c = s_loras(&p, d);
+            c->v = l->n ? calloc(l->n, sizeof *c->v) : NULL;
+            if (l->n && !c->v) {
+                lf_params_clear(&p);
+                return LF_ENOMEM;
+            }
+            for (uint32_t k = 0; k < l->n; k++) {
+                c->v[k] = l->v[k];
+                c->v[k].name = NULL;
+                c->n = k + 1;
+                if (!(c->v[k].name = strdup(l->v[k].name ? l->v[k].name : ""))) {
+                    lf_params_clear(&p);
+                    return LF_ENOMEM;
+                }
+            }
+            continue;
+        }
         const char *s = s_is_str(d) ? lf_param_cstr(src, d) : NULL;
         if (s && !(*lf_param_str(&p, d) = strdup(s))) {
             lf_params_clear(&p);
@@ -249,6 +323,8 @@ int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param
         if (s_is_str(d)) {
             const char *s = lf_param_cstr(p, d);
             rc = s ? lf_param_check_str(d, s) : (d->flags & LF_PF_REQUIRED) ? LF_EINVAL : 0;
+        } else if (s_is_loras(d)) {
+            rc = s_loras_check(p, d);
         } else {
             double v = lf_param_num(p, d);
             rc = zero_is_unset && v == 0 ? 0 : lf_param_check_num(d, v);
@@ -300,6 +376,19 @@ void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *bu
             s = e ? e->a1111 : s;
         }
         snprintf(buf, len, "%s", s ? s : "");
+        lf_utf8_truncate(buf, len - 1);
+        return;
+    }
+    if (s_is_loras(d)) { /* "name:weight[:te_weight], ..." */
+        const lf_param_loras_t *l = lf_param_loras(p, d);
+        size_t off = 0;
+        for (uint32_t i = 0; i < l->n && off < len; i++) {
+            int k = isnan(l->v[i].te_weight)
+                        ? snprintf(buf + off, len - off, "%s%s:%g", i ? ", " : "", l->v[i].name, l->v[i].weight)
+                        : snprintf(buf + off, len - off, "%s%s:%g:%g", i ? ", " : "", l->v[i].name,
+                                   l->v[i].weight, l->v[i].te_weight);
+            off += k > 0 ? (size_t)k : 0;
+        }
         lf_utf8_truncate(buf, len - 1);
         return;
     }
@@ -418,6 +507,16 @@ static json_t *s_value_json(const lf_job_params_t *p, const lf_param_def_t *d) {
     case LF_PT_I64: return json_integer((json_int_t) * (const int64_t *)((const char *)p + d->offset));
     case LF_PT_F64: return json_real(*(const double *)((const char *)p + d->offset));
     case LF_PT_BOOL: return json_boolean(*(const bool *)((const char *)p + d->offset));
+    case LF_PT_LORAS: {
+        const lf_param_loras_t *l = lf_param_loras(p, d);
+        json_t *a = json_array();
+        for (uint32_t i = 0; a && i < l->n; i++) {
+            json_t *o = json_pack("{s:s,s:f}", "name", l->v[i].name, "weight", l->v[i].weight);
+            if (o && !isnan(l->v[i].te_weight)) json_object_set_new(o, "te_weight", json_real(l->v[i].te_weight));
+            json_array_append_new(a, o);
+        }
+        return a;
+    }
     }
     return json_null();
 }
@@ -429,6 +528,7 @@ struct json_t *lf_params_json(const lf_job_params_t *p, bool a1111_names) {
         const char *key = a1111_names ? d->a1111 : d->name;
         if (!key) continue;
         if (s_is_str(d) && !lf_param_cstr(p, d)) continue;
+        if (s_is_loras(d) && !lf_param_loras(p, d)->n) continue;
         if ((d->flags & LF_PF_DIAG) && lf_param_num(p, d) == d->def) continue;
         json_object_set_new(j, key, s_value_json(p, d));
     }
@@ -474,6 +574,21 @@ static json_t *s_schema_row(const lf_param_def_t *d, bool a1111) {
         json_object_set_new(s, "type", json_string("boolean"));
         json_object_set_new(s, "default", json_boolean(d->def != 0));
         break;
+    case LF_PT_LORAS: {
+        json_t *w = json_pack("{s:s,s:f,s:f,s:f}", "type", "number", "minimum", -LF_LORA_WEIGHT_LIMIT,
+                              "maximum", LF_LORA_WEIGHT_LIMIT, "default", d->def);
+        json_t *te = json_pack("{s:s,s:f,s:f,s:s}", "type", "number", "minimum", -LF_LORA_WEIGHT_LIMIT,
+                               "maximum", LF_LORA_WEIGHT_LIMIT, "description", "default: weight");
+        json_t *item = json_pack("{s:s,s:[s],s:b,s:{s:{s:s,s:i,s:i},s:o,s:o}}", "type", "object",
+                                 "required", "name", "additionalProperties", 0, "properties", "name",
+                                 "type", "string", "minLength", 1, "maxLength", LF_LORA_NAME_MAX,
+                                 "weight", w, "te_weight", te);
+        json_object_set_new(s, "type", json_string("array"));
+        json_object_set_new(s, "maxItems", json_integer((json_int_t)d->hi));
+        json_object_set_new(s, "items", item);
+        json_object_set_new(s, "default", json_array());
+        break;
+    }
     }
     json_object_set_new(s, "description", json_string(d->desc));
     return s;

@@ -9,7 +9,11 @@
  *
  * Columns of a row:
  *   id      struct member and native name (JSON, msgpack, /v1/params)
- *   TYPE    STR (UTF-8 text), ENUM (one of `values`), U32, I64, F64, BOOL
+ *   TYPE    STR (UTF-8 text), ENUM (one of `values`), U32, I64, F64, BOOL,
+ *           LORAS (a list of {name, weight, te_weight}: lo..hi entries, names
+ *           1..LF_LORA_NAME_MAX bytes like NAME strings, weights within
+ *           ±LF_LORA_WEIGHT_LIMIT; step and def: the weights' form step and
+ *           default)
  *   a1111   the A1111 API's name for it, or NULL when A1111 has none
  *   AT      where A1111 puts it: NONE, TOP (body), OVERRIDE (override_settings),
  *           SCRIPT (alwayson_scripts)
@@ -129,9 +133,26 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(init_image, STR, NULL, NONE, 1, 128, 0, 0, NULL, NULL, NULL, NEVER, LF_PF_ID,                \
       "img2img: an upload id (POST /v1/uploads)")                                                \
     X(step_delay_ms, U32, NULL, NONE, 0, 10000, 10, 0, NULL, NULL, "Step delay", NONDEF, LF_PF_DIAG, \
-      "diagnostic model: milliseconds to wait per step")
+      "diagnostic model: milliseconds to wait per step")                                         \
+    X(loras, LORAS, NULL, NONE, 0, 8, 0.05, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,                \
+      "LoRAs to apply (GET /v1/loras): [{name, weight (default 1), te_weight (text encoder, "      \
+      "default weight)}]; stacks with the prompt's <lora:name:weight> tags")
 
-typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL } lf_param_type_t;
+typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL, LF_PT_LORAS } lf_param_type_t;
+
+/* One LoRA of a job (an entry of a LORAS row). Plain data; name owned. */
+typedef struct {
+    char *name;       /* as GET /v1/loras lists it */
+    double weight;    /* UNet multiplier */
+    double te_weight; /* text encoder multiplier; NAN = weight */
+} lf_param_lora_t;
+/* A LORAS row's value: n entries (owned). */
+typedef struct {
+    lf_param_lora_t *v;
+    uint32_t n;
+} lf_param_loras_t;
+#define LF_LORA_NAME_MAX 128
+#define LF_LORA_WEIGHT_LIMIT 20.0
 typedef enum { LF_PA_NONE, LF_PA_TOP, LF_PA_OVERRIDE, LF_PA_SCRIPT } lf_param_at_t;
 typedef enum {
     LF_PS_NEVER,
@@ -153,6 +174,7 @@ typedef enum {
 #define LF__PCT_I64 int64_t
 #define LF__PCT_F64 double
 #define LF__PCT_BOOL bool
+#define LF__PCT_LORAS lf_param_loras_t
 
 /* What to generate. Plain data; strings owned (NULL = not set). The seed is
  * resolved (never -1) by the gateway before a job is stored. */
@@ -217,6 +239,14 @@ const lf_param_enum_t *lf_param_sampler_with_scheduler(const char *s, const char
  * value), LF_EFORMAT (charset) or LF_ENOMEM; p is untouched on failure. */
 int lf_param_set_str(lf_job_params_t *p, const lf_param_def_t *d, const char *s);
 int lf_param_set_num(lf_job_params_t *p, const lf_param_def_t *d, double v);
+/* Appends one LoRA to a LORAS row (te_weight NAN = weight), after the
+ * row's checks (count, name, weights); same returns as the setters. */
+int lf_param_loras_add(lf_job_params_t *p, const lf_param_def_t *d, const char *name, double weight,
+                       double te_weight);
+static inline const lf_param_loras_t *lf_param_loras(const lf_job_params_t *p,
+                                                     const lf_param_def_t *d) {
+    return (const lf_param_loras_t *)((const char *)p + d->offset);
+}
 /* Same checks without storing. */
 int lf_param_check_num(const lf_param_def_t *d, double v);
 int lf_param_check_str(const lf_param_def_t *d, const char *s);

@@ -12,6 +12,7 @@
 #include "lf_proto.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,8 +293,17 @@ static bool s_array_header(s_enc_t *e, const char *key, size_t n) {
     return e->err == 0;
 }
 
+/* One LoRA of a LORAS row: {name, weight[, te_weight]} (te_weight left out
+ * when it follows weight). */
+static void s_enc_lora(s_enc_t *e, const void *obj) {
+    const lf_param_lora_t *l = obj;
+    s_kv_str(e, "name", l->name, true);
+    s_kv_f64(e, "weight", l->weight);
+    if (!isnan(l->te_weight)) s_kv_f64(e, "te_weight", l->te_weight);
+}
+
 /* The parameters map: one key per table row that has a value (unset strings
- * are left out). */
+ * and empty lists are left out). */
 static void s_enc_params(s_enc_t *e, const void *obj) {
     const lf_job_params_t *p = obj;
     const lf_param_def_t *t = lf_params_table();
@@ -307,6 +317,12 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
         case LF_PT_I64: s_kv_i64(e, d->name, *(const int64_t *)m); break;
         case LF_PT_F64: s_kv_f64(e, d->name, *(const double *)m); break;
         case LF_PT_BOOL: s_kv_bool(e, d->name, *(const bool *)m); break;
+        case LF_PT_LORAS: {
+            const lf_param_loras_t *l = lf_param_loras(p, d);
+            if (l->n && s_array_header(e, d->name, l->n))
+                for (uint32_t k = 0; k < l->n; k++) s_map(e, s_enc_lora, &l->v[k]);
+            break;
+        }
         }
     }
 }
@@ -317,6 +333,14 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     s_kv_str(e, "kind", m->kind, false);
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
     if (m->preview) s_kv_str(e, "preview", m->preview, false);
+}
+
+static void s_enc_lora_info(s_enc_t *e, const void *obj) {
+    const lf_lora_info_t *l = obj;
+    s_kv_str(e, "name", l->name, true);
+    s_kv_str(e, "alias", l->alias, false);
+    s_kv_str(e, "path", l->path, false);
+    s_kv_str(e, "hash", l->hash, false);
 }
 
 static void s_enc_caps(s_enc_t *e, const void *obj) {
@@ -350,6 +374,13 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
             if (s_str_check(e, c->vaes[i])) s_pack_str(e, c->vaes[i]);
         }
     s_kv_u64(e, "jobs_done", c->jobs_done);
+    if (c->n_loras && !c->loras) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (c->n_loras && s_array_header(e, "loras", c->n_loras))
+        for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
+    if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -362,7 +393,8 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
-           !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done;
+           !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
+           !c->n_loras && !(c->lora_set && *c->lora_set);
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -658,6 +690,30 @@ static int s_get_enum(s_obj_t o, const char *const *names, int n, int *out) {
         if (f) S_TRY(expr);                                                    \
     } while (0)
 
+static const char *const s_lora_keys[3] = {"name", "weight", "te_weight"};
+
+/* A LORAS row: an array of {name, weight[, te_weight]}, each entry checked
+ * as it is added. */
+static int s_dec_loras(s_obj_t a, lf_job_params_t *p, const lf_param_def_t *d) {
+    if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        s_obj_t lf[3];
+        const msgpack_object *o = &a->via.array.ptr[i];
+        if (o->type != MSGPACK_OBJECT_MAP || o->via.map.size > 3) return LF_EPROTO;
+        S_TRY(s_fields(o, s_lora_keys, 3, lf));
+        if (!lf[0] || !lf[1]) return LF_EINVAL;
+        char *name = NULL;
+        double w = 0, te = NAN;
+        S_TRY(s_get_str(lf[0], &name));
+        int rc = s_get_f64(lf[1], &w);
+        if (!rc && lf[2]) rc = s_get_f64(lf[2], &te);
+        if (!rc) rc = lf_param_loras_add(p, d, name, w, te) ? LF_EPROTO : 0;
+        free(name);
+        S_TRY(rc);
+    }
+    return 0;
+}
+
 /* The parameters map, walked by the table: unknown keys are refused (the
  * table is the contract), each value is checked against its row. */
 static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
@@ -690,15 +746,19 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
         case LF_PT_I64: S_TRY(s_get_i64(f[i], (int64_t *)m)); break;
         case LF_PT_F64: S_TRY(s_get_f64(f[i], (double *)m)); break;
         case LF_PT_BOOL: S_TRY(s_get_bool(f[i], (bool *)m)); break;
+        case LF_PT_LORAS: S_TRY(s_dec_loras(f[i], p, d)); break;
         }
     }
     return lf_params_check(p, true, NULL) ? LF_EPROTO : 0;
 }
 
-enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES, C__COUNT };
+enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
+       C_LORAS, C_LORASET, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
-                                                   "resident", "jobs_done", "vaes"};
+                                                   "resident", "jobs_done", "vaes", "loras",
+                                                   "lora_set"};
+static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
 static const char *const s_model_keys[4] = {"name", "kind", "res", "preview"};
 
 /* An array of strings into *out / *n (n counts what was filled, so
@@ -757,6 +817,25 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             S_TRY(s_get_str(&a->via.array.ptr[i], &c->resident[i]));
         }
     }
+    if (f[C_LORAS]) {
+        s_obj_t a = f[C_LORAS];
+        if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+        if (a->via.array.size) {
+            c->loras = calloc(a->via.array.size, sizeof *c->loras);
+            if (!c->loras) return LF_ENOMEM;
+        }
+        for (uint32_t i = 0; i < a->via.array.size; i++) {
+            s_obj_t lf[4];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 4, lf));
+            c->n_loras = i + 1;
+            if (!lf[0]) return LF_EINVAL;
+            S_TRY(s_get_str(lf[0], &c->loras[i].name));
+            S_OPT(lf[1], s_get_str(lf[1], &c->loras[i].alias));
+            S_OPT(lf[2], s_get_str(lf[2], &c->loras[i].path));
+            S_OPT(lf[3], s_get_str(lf[3], &c->loras[i].hash));
+        }
+    }
+    S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
     return 0;
 }
 
@@ -938,6 +1017,10 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->resident);
     for (size_t i = 0; c->vaes && i < c->n_vaes; i++) free(c->vaes[i]);
     free(c->vaes);
+    for (size_t i = 0; c->loras && i < c->n_loras; i++)
+        free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
+    free(c->loras);
+    free(c->lora_set);
     memset(c, 0, sizeof *c);
 }
 

@@ -95,6 +95,14 @@ typedef struct {
     char *preview; /* live previews it gives: "approx", "taesd" (owned; NULL = not said) */
 } lf_model_info_t;
 
+/* A LoRA file a worker has (GET /v1/loras). Strings owned. */
+typedef struct {
+    char *name;  /* A1111's name: the file's stem */
+    char *alias; /* the file's ss_output_name metadata, else the name; may be NULL */
+    char *path;  /* relative to the worker's LoRA folder (models/lora or models/Lora) */
+    char *hash;  /* A1111's SHA-256 (of the data after the header for .safetensors), hex; may be NULL */
+} lf_lora_info_t;
+
 /* A worker's capabilities, sent with READY and refreshed by heartbeats. */
 typedef struct {
     char *host;
@@ -110,6 +118,10 @@ typedef struct {
     char **vaes;             /* separate VAE files it can apply (models/vae/, by name) */
     size_t n_vaes;
     uint64_t jobs_done;
+    lf_lora_info_t *loras;   /* LoRA files this worker can apply */
+    size_t n_loras;
+    char *lora_set;          /* the LoRA set merged into the resident model now
+                                (lf_lora_set_key), NULL or "" when none */
 } lf_worker_caps_t;
 
 typedef struct {

@@ -242,6 +242,7 @@ typedef struct {
     lf_priority_t priority;
     int64_t created_ms;       /* first submit (for the starvation bound) */
     int64_t seq;              /* FIFO order within a priority */
+    char lora_set[256];       /* lf_extranet_lora_set of its params ("" = none) */
 } lf_store_candidate_t;
 
 /* The first `per_prio` queued jobs of each priority, high first, FIFO within

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_extranet.h"
 #include "lf_id.h"
 #include "lf_store.h"
 #include "lf_store_impl.h"
@@ -31,8 +32,10 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
     redisReply **reps = calloc(n, sizeof *reps);
     uint8_t **blobs = calloc(n, sizeof *blobs);
     size_t *idx = calloc(n, sizeof *idx); /* pipeline slot -> item */
-    if (!a || !reps || !blobs || !idx) {
-        free(a), free(reps), free(blobs), free(idx);
+    /* Each item's LoRA set: the arguments borrow it until the pipeline ran. */
+    char (*sets)[sizeof ((lf_store_candidate_t *)0)->lora_set] = calloc(n, sizeof *sets);
+    if (!a || !reps || !blobs || !idx || !sets) {
+        free(a), free(reps), free(blobs), free(idx), free(sets);
         return LF_ENOMEM;
     }
     size_t m = 0;
@@ -53,7 +56,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 12)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 13)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -68,6 +71,12 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_str(&a[m], p->init_image);
         lf__args_str(&a[m], p->refiner_checkpoint);
         lf__args_str(&a[m], p->vae);
+        /* The LoRA set, for the scheduler's affinity (cut: a key, not data). */
+        if ((o->code = lf_extranet_lora_set(p, sets[i], sizeof sets[i])) != 0) {
+            lf__args_free(&a[m]);
+            continue;
+        }
+        lf__args_str(&a[m], sets[i]);
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -91,7 +100,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         for (size_t i = 0; i < n; i++)
             if (out[i].code == 0 && !out[i].id[0]) out[i].code = rc;
     for (size_t i = 0; i < n; i++) free(blobs[i]);
-    free(a), free(reps), free(blobs), free(idx);
+    free(a), free(reps), free(blobs), free(idx), free(sets);
     return rc;
 }
 
@@ -120,8 +129,8 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
 static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
                            size_t cap) {
     size_t k = 0;
-    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 7 < r->elements && k < cap;
-         i += 8) {
+    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 8 < r->elements && k < cap;
+         i += 9) {
         lf_store_candidate_t *c = &out[k++];
         lf__rcopy(r->element[i], c->id, sizeof c->id);
         long long pr = lf__rint(r->element[i + 1]);
@@ -132,6 +141,7 @@ static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate
         c->seq = lf__rint(r->element[i + 5]);
         lf__rcopy(r->element[i + 6], c->refiner, sizeof c->refiner);
         lf__rcopy(r->element[i + 7], c->vae, sizeof c->vae);
+        lf__rcopy(r->element[i + 8], c->lora_set, sizeof c->lora_set);
     }
     return k;
 }

@@ -82,11 +82,11 @@
     "  if f[1]~='running' or f[2]~=worker then return false end\n"                                \
     "  if attempt ~= 0 and tonumber(f[3]) ~= attempt then return false end\n"                     \
     "  return true\n"                                                                             \
-    "end\n"
+    "end\n"                                                                                       \
 
 /* ARGV 8 id, 9 prio, 10 params, 11 model, 12 pixels, 13 idem, 14 idem ttl s,
  * 15 deadline ms (0 none), 16 max attempts, 17 init upload id ("" none),
- * 18 refiner ("" none), 19 vae ("" none).
+ * 18 refiner ("" none), 19 vae ("" none), 20 LoRA set ("" none).
  * -> {id, duplicate 0|1, position[, seq when new]} */
 #define S_LUA_SUBMIT                                                                              \
     S_PRELUDE                                                                                     \
@@ -107,14 +107,15 @@
     "  'max_attempts',ARGV[16],'model',ARGV[11],'pixels',ARGV[12],'params',ARGV[10],\n"           \
     "  'created_ms',ARGV[2],'queued_ms',ARGV[2],'seq',seq,'idem',idem,\n"                         \
     "  'deadline_ms',ARGV[15],'init',ARGV[17],'step',0,'steps',0,'refiner',ARGV[18] or '',\n"       \
-    "  'vae',ARGV[19] or '')\n"                                                                    \
+    "  'vae',ARGV[19] or '','loras',ARGV[20] or '')\n"                                            \
     "redis.call('ZADD',P..'q:'..ARGV[9],seq,id)\n"                                                \
     "if tonumber(ARGV[15]) > 0 then redis.call('ZADD',P..'deadlines',ARGV[15],id) end\n"          \
     "if idem~='' then redis.call('SET',P..'idem:'..idem,id,'EX',ARGV[14]) end\n"                  \
     "redis.call('HINCRBY',P..'stats:counters','submitted',1)\n"                                   \
     "return {id,0,position(ARGV[9],id),seq}\n"
 
-/* ARGV 8 n per priority -> flat {id, prio index, model, pixels, created, seq, refiner, vae}* */
+/* ARGV 8 n per priority -> flat {id, prio index, model, pixels, created, seq, refiner, vae,
+ * loras}* */
 #define S_LUA_PEEK                                                                                \
     S_PRELUDE                                                                                     \
     "local n=tonumber(ARGV[8]) local out={}\n"                                                    \
@@ -123,10 +124,12 @@
     "  local ids=redis.call('ZRANGE',q,0,n-1,'WITHSCORES')\n"                                     \
     "  for j=1,#ids,2 do\n"                                                                       \
     "    local id=ids[j]\n"                                                                       \
-    "    local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae')\n" \
+    "    local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae',\n" \
+    "      'loras')\n"                                                                            \
     "    if f[1] then\n"                                                                          \
     "      out[#out+1]=id out[#out+1]=i-1 out[#out+1]=f[1] out[#out+1]=f[2]\n"                    \
     "      out[#out+1]=f[3] out[#out+1]=ids[j+1] out[#out+1]=f[4] or '' out[#out+1]=f[5] or ''\n"  \
+    "      out[#out+1]=f[6] or ''\n"                                                              \
     "    else redis.call('ZREM',q,id) end\n"                                                      \
     "  end\n"                                                                                     \
     "end\n"                                                                                       \
@@ -135,7 +138,7 @@
 /* Like PEEK, but only jobs some idle worker could run: ARGV 8 n per
  * priority, 9 entries scanned at most per priority, 10 max pixels (0 = any),
  * 11.. model names (none = any). -> {complete high, normal, low, then
- * {id, prio index, model, pixels, created, seq, refiner, vae}*}; complete = 1 when the
+ * {id, prio index, model, pixels, created, seq, refiner, vae, loras}*}; complete = 1 when the
  * scan reached the end of that queue. */
 #define S_LUA_PEEK_FOR                                                                            \
     S_PRELUDE                                                                                     \
@@ -150,11 +153,12 @@
     "    for j=1,#ids,2 do\n"                                                                     \
     "      if got>=per then break end\n"                                                          \
     "      local id=ids[j]\n"                                                                     \
-    "      local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae')\n" \
+    "      local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae',\n" \
+    "        'loras')\n"                                                                          \
     "      if f[1] and (any or ok[f[1]]) and (maxpx==0 or (tonumber(f[2]) or 0)<=maxpx) then\n"  \
     "        out[#out+1]=id out[#out+1]=i-1 out[#out+1]=f[1] out[#out+1]=f[2]\n"                  \
     "        out[#out+1]=f[3] out[#out+1]=ids[j+1] out[#out+1]=f[4] or '' out[#out+1]=f[5] or ''\n" \
-    "        got=got+1\n"                                                                         \
+    "        out[#out+1]=f[6] or '' got=got+1\n"                                                  \
     "      end\n"                                                                                 \
     "    end\n"                                                                                   \
     "    if #ids<128 and got<per then complete=1 break end\n"                                     \

@@ -4,6 +4,7 @@
 #include "lf_engine.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,8 +19,11 @@
 #include "lf_backend.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_error.h"
+#include "lf_log.h"
+#include "lf_lora_dir.h"
 #include "lf_model.h"
 #include "lf_pipeline.h"
+#include "lf_prompt.h"
 #include "lf_safetensors.h"
 #include "lf_torchzip.h"
 
@@ -40,6 +44,7 @@ static const lf_model_ops_t s_real_ops = {
     .vae_decode = lf_model_vae_decode,
     .vae_encode = lf_model_vae_encode,
     .preview = lf_model_preview,
+    .set_loras = lf_model_set_loras,
 };
 #endif
 
@@ -61,6 +66,9 @@ struct lf_engine {
     char *tok_path;
     char *vocab_path, *assets_dir;
     int vae_tile;
+    char *lora_dirs;            /* ':'-separated, or NULL */
+    lf_lora_file_t *lora_files; /* the last scan of lora_dirs (hashes cached in it) */
+    size_t n_lora_files;
     char err[512];
 };
 
@@ -121,8 +129,9 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     }
     lf_engine_t *e = calloc(1, sizeof *e);
     if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||
-        (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir)))) {
-        if (e) free(e->vocab_path);
+        (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir))) ||
+        (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs)))) {
+        if (e) free(e->vocab_path), free(e->assets_dir);
         free(e);
         lf_backend_destroy(&be);
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -193,6 +202,8 @@ void lf_engine_destroy(lf_engine_t **self_p)
     free(e->tok_path);
     free(e->vocab_path);
     free(e->assets_dir);
+    free(e->lora_dirs);
+    lf_lora_dir_free(&e->lora_files, e->n_lora_files);
     lf_backend_destroy(&e->backend);
     free(e);
     *self_p = NULL;
@@ -514,6 +525,181 @@ static void s_progress(void *ud, int step, int steps, const uint8_t *preview, si
     p->fn(p->ud, step, steps, preview, len);
 }
 
+/* ---- LoRAs ------------------------------------------------------------- */
+
+/* Scans the LoRA folders again, keeping the hashes of unchanged files. */
+static int s_lora_rescan(lf_engine_t *e)
+{
+    const char *roots[16];
+    size_t nr = 0;
+    char *dirs = e->lora_dirs ? strdup(e->lora_dirs) : NULL;
+    if (e->lora_dirs && !dirs) return LF_ENOMEM;
+    for (char *save = NULL, *t = dirs ? strtok_r(dirs, ":", &save) : NULL; t && nr < 16;
+         t = strtok_r(NULL, ":", &save))
+        roots[nr++] = t;
+    lf_lora_file_t *files = NULL;
+    size_t n = 0;
+    int rc = lf_lora_dir_scan(roots, nr, 0, &files, &n);
+    free(dirs);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < e->n_lora_files; j++) {
+            const lf_lora_file_t *o = &e->lora_files[j];
+            if (!strcmp(o->path, files[i].path) && o->size == files[i].size &&
+                o->mtime_ns == files[i].mtime_ns)
+                memcpy(files[i].hash, o->hash, sizeof o->hash);
+        }
+    lf_lora_dir_free(&e->lora_files, e->n_lora_files);
+    e->lora_files = files;
+    e->n_lora_files = n;
+    return 0;
+}
+
+/* What a request's LoRAs make of a job. */
+typedef struct {
+    char *prompt;      /* the prompt without its extra-network tags */
+    char *info_prompt; /* the prompt as given + the list's tags; NULL = as given */
+    char *hashes;      /* "name: hash12, ..." (A1111's "Lora hashes"), NULL when none */
+    char *warnings;
+    lf_lora_use_t *uses;
+    size_t n;
+} s_loras_t;
+
+static void s_loras_clear(s_loras_t *l)
+{
+    free(l->prompt), free(l->info_prompt), free(l->hashes), free(l->warnings), free(l->uses);
+    memset(l, 0, sizeof *l);
+}
+
+/* Appends printf text to the growing string *s. */
+__attribute__((format(printf, 2, 3))) static int s_cat(char **s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int add = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t have = *s ? strlen(*s) : 0;
+    char *n = add < 0 ? NULL : realloc(*s, have + (size_t)add + 1);
+    if (!n) return LF_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(n + have, (size_t)add + 1, fmt, ap);
+    va_end(ap);
+    *s = n;
+    return 0;
+}
+
+/* The LoRA file of a name (borrowed from e->lora_files), scanning the
+ * folders again when it is not in the last scan. */
+static lf_lora_file_t *s_lora_file(lf_engine_t *e, const char *name, int *rescanned, int *rc)
+{
+    const lf_lora_file_t *f = lf_lora_dir_find(e->lora_files, e->n_lora_files, name);
+    if (!f && !*rescanned) {
+        *rescanned = 1;
+        if ((*rc = s_lora_rescan(e)) != 0) return NULL;
+        f = lf_lora_dir_find(e->lora_files, e->n_lora_files, name);
+    }
+    return (lf_lora_file_t *)f;
+}
+
+/* Cuts the tags out of the prompt, resolves every LoRA of the request to
+ * its file and makes the infotext's prompt and hashes. */
+static int s_loras_prepare(lf_engine_t *e, const lf_engine_request_t *req, s_loras_t *l)
+{
+    lf_prompt_extra_t *ex = NULL;
+    size_t nx = 0;
+    int rc = lf_prompt_extract(req->prompt ? req->prompt : "", &l->prompt, &ex, &nx, e->err,
+                               sizeof e->err);
+    if (rc) return rc;
+    size_t cap = nx + req->n_loras;
+    l->uses = calloc(cap ? cap : 1, sizeof *l->uses);
+    if (!l->uses) rc = s_err(e, LF_ENOMEM, "out of memory");
+    int rescanned = 0;
+    for (size_t i = 0; !rc && i < cap; i++) {
+        const char *name;
+        double unet, te;
+        if (i < nx) {
+            if (!ex[i].is_lora) {
+                rc = s_cat(&l->warnings, "%s<%s:%s> skipped (no %s networks here)",
+                           l->warnings ? "; " : "", ex[i].kind, ex[i].args, ex[i].kind);
+                continue;
+            }
+            name = ex[i].name, unet = ex[i].unet_weight, te = ex[i].te_weight;
+        } else {
+            const lf_engine_lora_t *r = &req->loras[i - nx];
+            name = r->name, unet = r->weight, te = isnan(r->te_weight) ? r->weight : r->te_weight;
+            if (!name || !*name) {
+                rc = s_err(e, LF_EINVAL, "loras[%zu] has no name", i - nx);
+                break;
+            }
+        }
+        if (!isfinite(unet) || !isfinite(te)) {
+            rc = s_err(e, LF_EINVAL, "LoRA '%s': the weight is not a finite number", name);
+            break;
+        }
+        lf_lora_file_t *f = s_lora_file(e, name, &rescanned, &rc);
+        if (rc) break;
+        if (!f) {
+            rc = s_err(e, LF_ENOTFOUND, "unknown LoRA '%s' (no such file in %s)", name,
+                       e->lora_dirs ? e->lora_dirs : "the worker's LoRA folders: none set");
+            break;
+        }
+        l->uses[l->n++] = (lf_lora_use_t){.path = f->path, .name = f->name, .unet_weight = unet,
+                                          .te_weight = te};
+        char why[512];
+        if (lf_lora_dir_hash(f, why, sizeof why) != 0) {
+            lf_warn("engine: LoRA %s has no hash: %s", f->path, why);
+            continue;
+        }
+        /* A1111 writes the name as mentioned, without ':' and ','. */
+        char alias[256];
+        size_t k = 0;
+        for (const char *c = name; *c && k + 1 < sizeof alias; c++)
+            if (*c != ':' && *c != ',') alias[k++] = *c;
+        alias[k] = '\0';
+        rc = s_cat(&l->hashes, "%s%s: %.12s", l->hashes ? ", " : "", alias, f->hash);
+        if (!rc && i >= nx)
+            rc = unet == te ? s_cat(&l->info_prompt, " <lora:%s:%g>", name, unet)
+                            : s_cat(&l->info_prompt, " <lora:%s:%g:%g>", name, te, unet);
+    }
+    lf_prompt_extras_free(&ex, nx);
+    if (!rc && l->info_prompt) {
+        char *p = NULL;
+        rc = s_cat(&p, "%s%s", req->prompt ? req->prompt : "", l->info_prompt);
+        free(l->info_prompt);
+        l->info_prompt = p;
+    }
+    if (rc == LF_ENOMEM) s_err(e, rc, "out of memory");
+    return rc;
+}
+
+/* Makes the model's weights the request's LoRA set (none: the plain
+ * model). */
+static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
+{
+    if (!e->ops->set_loras) {
+        if (!l->n) return 0;
+        return s_err(e, LF_EUNSUPPORTED, "this model (%s) cannot take LoRAs", e->ops->name);
+    }
+    lf_lora_patch_info_t info = {0};
+    char why[512] = "";
+    int rc = e->ops->set_loras(e->model, l->uses, l->n, &info, why, sizeof why);
+    if (rc) {
+        lf_warn("engine: LoRAs not applied, the model runs without them: %s", why);
+        return s_err(e, rc, "%s", why[0] ? why : lf_strerror(rc));
+    }
+    if (l->n && !info.reused)
+        lf_info("engine: %zu LoRA(s) merged into %zu tensors (%.1f MB kept for the restore)", l->n,
+                info.layers, info.saved_bytes / 1e6);
+    if (info.warnings) {
+        lf_warn("engine: LoRA tensors not applied: %s", info.warnings);
+        rc = s_cat(&l->warnings, "%sLoRA tensors not applied: %s", l->warnings ? "; " : "",
+                   info.warnings);
+        free(info.warnings);
+        if (rc) return s_err(e, rc, "out of memory");
+    }
+    return 0;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -563,11 +749,26 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     bool refine = req->refiner_path && *req->refiner_path;
     if (refine && !(req->refiner_switch_at > 0.0 && req->refiner_switch_at <= 1.0))
         return s_err(e, LF_EINVAL, "refiner_switch_at %g is not in (0, 1]", req->refiner_switch_at);
+    if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
+    /* The VAE first: a VAE change reloads the base, and the LoRA set is then
+     * merged into the reloaded weights. */
     int rc = s_ensure_vae(e, req->vae_path);
     if (rc != 0) return rc;
     /* A job without the refiner leaves it resident only while both fit. */
     if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     if (refine && (rc = s_ensure_refiner(e, req->refiner_path, req->refiner_name)) != 0) return rc;
+
+    /* LoRAs go into the base only (the refiner runs as loaded). */
+    s_loras_t lo = {0};
+    rc = s_loras_prepare(e, req, &lo);
+    if (!rc) rc = s_loras_apply(e, &lo);
+    if (rc) {
+        s_loras_clear(&lo);
+        return rc;
+    }
+    pr.prompt = lo.prompt;
+    pr.infotext_prompt = lo.info_prompt ? lo.info_prompt : req->prompt;
+    pr.lora_hashes = lo.hashes;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
                              .model_name = e->model_name};
@@ -583,11 +784,13 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     /* Kept for the next refined job only while base and refiner fit together. */
     if (e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     if (rc != 0) {
+        s_loras_clear(&lo);
         if (!e->err[0]) s_err(e, rc, "%s", lf_strerror(rc));
         return rc;
     }
     lf_engine_image_t *imgs = calloc(res.n_images, sizeof *imgs);
     if (!imgs) {
+        s_loras_clear(&lo);
         lf_pipeline_result_clear(&res);
         return s_err(e, LF_ENOMEM, "out of memory");
     }
@@ -601,6 +804,9 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     out->images = imgs;
     out->n_images = res.n_images;
     out->steps_run = res.steps_run;
+    out->warnings = lo.warnings;
+    lo.warnings = NULL;
+    s_loras_clear(&lo);
     lf_pipeline_result_clear(&res);
     return 0;
 }
@@ -613,6 +819,7 @@ void lf_engine_result_clear(lf_engine_result_t *r)
         free(r->images[i].infotext);
     }
     free(r->images);
+    free(r->warnings);
     memset(r, 0, sizeof *r);
 }
 

@@ -67,7 +67,18 @@ typedef struct {
     /* The networks. NULL = the real ones (lf_model.h). Tests inject a test
      * double here; nothing else should. Borrowed (static). */
     const struct lf_model_ops *model_ops;
+    /* Folders of LoRA files, ':'-separated, searched with their subfolders
+     * (the worker passes "<models>/lora:<models>/Lora"); NULL = none. */
+    const char *lora_dirs;
 } lf_engine_opts_t;
+
+/* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
+typedef struct {
+    const char *name;  /* A1111's name (the file's stem), its alias (ss_output_name) or its path
+                          under a LoRA folder without the extension ("sub/name") */
+    double weight;     /* UNet multiplier */
+    double te_weight;  /* text encoder multiplier; NAN = weight */
+} lf_engine_lora_t;
 
 typedef struct {
     const char *name;       /* model name for the infotext; NULL = file name without extension */
@@ -92,6 +103,15 @@ typedef struct {
     size_t init_image_len;
     double denoise;          /* img2img strength (0, 1]; default 0.75 */
     int preview_every;       /* a preview every N steps (not with the last); 0 = none */
+    /* LoRAs besides the prompt's <lora:name:te[:unet]> tags (which are cut
+     * from the prompt before tokenizing, as A1111 does; the negative prompt
+     * is left as written, as A1111 leaves it). Tags first, then these; all
+     * stack. The model's weights keep the set after the job (the next job
+     * with the same set reuses them; another set restores them exactly).
+     * The infotext shows the prompt as given plus a <lora:name:te:unet> tag
+     * per entry here, and "Lora hashes" (A1111's). */
+    const lf_engine_lora_t *loras;
+    size_t n_loras;
     /* SDXL size conditioning (other families ignore it); 0 = A1111's
      * default: original = target = the image size, crop 0,0. */
     int orig_width, orig_height, crop_top, crop_left, target_width, target_height;
@@ -124,6 +144,8 @@ typedef struct {
     lf_engine_image_t *images; /* owned, n_images = batch */
     size_t n_images;
     int steps_run;             /* sampler steps run (img2img runs fewer) */
+    char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
+                                  tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;
 
 /* step is 1-based of steps; preview is a PNG or NULL, borrowed for the call. */
@@ -166,7 +188,10 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
  * LF_EINVAL (bad request: reason in errstr), LF_ECANCELED, LF_ENOMEM,
- * LF_EFORMAT / LF_ELIMIT / LF_ETOOBIG (init image), model errors. */
+ * LF_EFORMAT / LF_ELIMIT / LF_ETOOBIG (init image), model errors;
+ * LoRAs: LF_ENOTFOUND (no such LoRA: errstr names it), LF_EUNSUPPORTED (the
+ * model takes none), a bad LoRA file's LF_EIO / LF_EFORMAT (errstr names the
+ * file and the layer; the model is left without LoRAs and keeps serving). */
 int lf_engine_generate(lf_engine_t *self, const lf_engine_request_t *req,
                        lf_engine_progress_fn progress, void *ud, const atomic_bool *cancel,
                        lf_engine_result_t *out);

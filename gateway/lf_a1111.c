@@ -594,6 +594,10 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         return lf__json(req, 200, json_null());
     }
     case LF_ROUTE_A_REFRESH_LORAS: return lf__json(req, 200, json_null());
+    case LF_ROUTE_A_LORAS: {
+        json_t *arr = lf__loras_json(gw, true);
+        return arr ? lf__json(req, 200, arr) : lf__err_code(req, LF_ECONN, "redis");
+    }
     case LF_ROUTE_A_MEMORY: return s_memory(req);
     case LF_ROUTE_A_CMD_FLAGS: return s_cmd_flags(gw, req);
     case LF_ROUTE_A_EMBEDDINGS: return lf__json(req, 200, json_pack("{s:{},s:{}}", "loaded", "skipped"));

@@ -527,12 +527,60 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
                            "job", ws[i].job_id, "jobs_done", (json_int_t)ws[i].jobs_done, "seen_ms",
                            (json_int_t)ws[i].seen_ms);
         /* resident: the base first, then an SDXL refiner kept next to it. */
-        if (w) json_object_set_new(w, "vaes", s_strs(c->vaes, c->n_vaes));
+        if (w) {
+            json_object_set_new(w, "vaes", s_strs(c->vaes, c->n_vaes));
+            json_object_set_new(w, "lora_set", json_string(c->lora_set ? c->lora_set : ""));
+            json_object_set_new(w, "loras", json_integer((json_int_t)c->n_loras));
+        }
         json_array_append_new(arr, w);
         lf_worker_view_clear(&ws[i]);
     }
     free(ws);
     return lf__json(req, 200, json_pack("{s:o,s:I}", "workers", arr, "count", (json_int_t)n));
+}
+
+/* The LoRAs the live workers have, one entry per name: native (name,
+ * alias, path under models/lora, hash, how many workers have it) or A1111's
+ * /sdapi/v1/loras (name, alias, path, metadata). */
+json_t *lf__loras_json(lf_gateway_t *gw, bool a1111) {
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) return NULL;
+    lf_worker_view_t *ws = NULL;
+    size_t n = 0;
+    int rc = lf_store_workers_list(stt, &ws, &n);
+    lf__store_put(gw, stt, rc);
+    if (rc) return NULL;
+    enum { CAP = 4096 };
+    const lf_lora_info_t **ls = calloc(CAP, sizeof *ls);
+    size_t *holders = calloc(CAP, sizeof *holders);
+    json_t *arr = json_array();
+    size_t count = ls && holders ? lf_fleet_loras(ws, n, ls, holders, CAP) : 0;
+    for (size_t i = 0; arr && i < count && i < CAP; i++) {
+        const lf_lora_info_t *l = ls[i];
+        json_t *o = a1111 ? json_pack("{s:s,s:s,s:s,s:{}}", "name", l->name, "alias", l->alias ? l->alias : l->name,
+                                      "path", l->path ? l->path : "", "metadata")
+                          : json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I}", "name", l->name, "alias",
+                                      l->alias ? l->alias : l->name, "path", l->path ? l->path : "", "hash", l->hash,
+                                      "shorthash", NULL, "workers", (json_int_t)holders[i]);
+        if (o && !a1111 && l->hash && strlen(l->hash) >= 12) {
+            char sh[13];
+            memcpy(sh, l->hash, 12);
+            sh[12] = '\0';
+            json_object_set_new(o, "shorthash", json_string(sh));
+        }
+        json_array_append_new(arr, o);
+    }
+    for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
+    free(ws);
+    free(ls);
+    free(holders);
+    return arr;
+}
+
+static int s_loras(lf_gateway_t *gw, lf_req_t *req) {
+    json_t *arr = lf__loras_json(gw, false);
+    if (!arr) return lf__err_code(req, LF_ECONN, "redis");
+    return lf__json(req, 200, json_pack("{s:o,s:I}", "loras", arr, "count", (json_int_t)json_array_size(arr)));
 }
 
 /* ---------------------------------------------------------------- presets */
@@ -723,6 +771,7 @@ int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         return j ? lf__json(req, 200, j) : lf__err(req, 500, "internal", "", "out of memory");
     }
     case LF_ROUTE_WORKERS: return s_workers(gw, req);
+    case LF_ROUTE_LORAS: return s_loras(gw, req);
     case LF_ROUTE_PRESET_LIST:
     case LF_ROUTE_PRESET_CREATE:
     case LF_ROUTE_PRESET_GET:

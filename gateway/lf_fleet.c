@@ -4,9 +4,11 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_extranet.h"
 
 bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name) {
     if (!name) return false;
@@ -159,4 +161,79 @@ size_t lf_fleet_not_ready(const lf_fleet_health_t *h, const char **reasons, size
         r[k++] = h->workers ? "no live worker advertises a model" : "no worker has registered";
     for (size_t i = 0; i < k && i < cap; i++) reasons[i] = r[i];
     return k;
+}
+
+/* ---- LoRAs ----------------------------------------------------------------- */
+
+/* Does info answer to name (name, alias, or path without its extension)? */
+static bool s_lora_is(const lf_lora_info_t *l, const char *name) {
+    if ((l->name && !strcmp(l->name, name)) || (l->alias && !strcmp(l->alias, name))) return true;
+    if (!l->path) return false;
+    const char *dot = strrchr(l->path, '.');
+    size_t len = dot && dot > l->path ? (size_t)(dot - l->path) : strlen(l->path);
+    return strlen(name) == len && !strncmp(l->path, name, len);
+}
+
+static bool s_serves(const lf_worker_caps_t *c, const char *model) {
+    for (size_t k = 0; k < c->n_models; k++)
+        if (c->models[k].name && model && !strcmp(c->models[k].name, model)) return true;
+    return false;
+}
+
+int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
+                         const char *prompt_field, lf_verr_t *err) {
+    /* The tags must read first (the engine would refuse them). */
+    char *text = NULL, why[160] = "";
+    lf_extranet_t *x = NULL;
+    size_t nx = 0;
+    int rc = lf_extranet_extract(p->prompt ? p->prompt : "", &text, &x, &nx, why, sizeof why);
+    free(text);
+    if (rc == LF_ENOMEM) return lf_verr_set(err, 500, "internal", "", "out of memory");
+    if (rc) return lf_verr_set(err, 400, "invalid_value", prompt_field, "%s", why);
+    size_t total = nx + p->loras.n;
+    for (size_t i = 0; i < total; i++) {
+        const char *name = i < nx ? (x[i].is_lora ? x[i].name : NULL) : p->loras.v[i - nx].name;
+        if (!name) continue;
+        bool found = false;
+        for (size_t w = 0; w < n && !found; w++) {
+            const lf_worker_caps_t *c = &ws[w].caps;
+            if (!s_serves(c, p->model)) continue;
+            for (size_t k = 0; k < c->n_loras && !found; k++) found = s_lora_is(&c->loras[k], name);
+        }
+        if (!found) {
+            char field[64], clip[129];
+            if (i < nx) snprintf(field, sizeof field, "%s", prompt_field);
+            else snprintf(field, sizeof field, "loras[%zu].name", i - nx);
+            lf_verr_set(err, 400, "unknown_lora", field,
+                        "no live worker serving model '%s' has LoRA '%s' (GET /v1/loras lists them)",
+                        p->model ? p->model : "", lf_utf8_clip(name, clip, sizeof clip));
+            lf_extranet_free(&x, nx);
+            return LF_ENOTFOUND;
+        }
+    }
+    lf_extranet_free(&x, nx);
+    return 0;
+}
+
+size_t lf_fleet_loras(const lf_worker_view_t *ws, size_t n, const lf_lora_info_t **out,
+                      size_t *holders, size_t cap) {
+    size_t count = 0;
+    for (size_t w = 0; w < n; w++)
+        for (size_t k = 0; k < ws[w].caps.n_loras; k++) {
+            const lf_lora_info_t *l = &ws[w].caps.loras[k];
+            if (!l->name) continue;
+            size_t j = 0;
+            for (; j < count && j < cap; j++)
+                if (!strcmp(out[j]->name, l->name)) break;
+            if (j < count && j < cap) {
+                if (holders) holders[j]++;
+                continue;
+            }
+            if (count < cap) {
+                out[count] = l;
+                if (holders) holders[count] = 1;
+            }
+            count++;
+        }
+    return count;
 }

@@ -36,6 +36,23 @@ bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
  * and saying the limit) when none can. */
 int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err);
 
+/* Do the live workers that serve p->model have every LoRA the job names
+ * (its loras row and its prompt's <lora:…> tags)? A LoRA is found by its
+ * name, its alias or its path without the extension, as the engine finds
+ * it. 0 when they do; LF_ENOTFOUND with *err set (400 unknown_lora, naming
+ * `loras[i].name` for a list entry, `prompt_field` for a tag, and the
+ * LoRA), or LF_EINVAL (400 invalid_value on prompt_field) for a LoRA tag
+ * whose weights do not read (A1111 raises). */
+int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
+                         const char *prompt_field, lf_verr_t *err);
+
+/* The LoRAs the live workers have, one per name (the first worker's entry;
+ * borrowed from ws), into out[0..cap); *holders (may be NULL, cap entries)
+ * gets how many workers have each. Returns how many names there are (may
+ * exceed cap). */
+size_t lf_fleet_loras(const lf_worker_view_t *ws, size_t n, const lf_lora_info_t **out,
+                      size_t *holders, size_t cap);
+
 /* The side (px) live workers say model `name` was trained at (the first
  * that says; 0 when none does): the default width/height of its jobs,
  * 1024 for SDXL. */

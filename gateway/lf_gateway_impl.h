@@ -200,4 +200,8 @@ int lf__wait_active(lf_gateway_t *gw, char (*ids)[64], int max);
 int lf__upload_store(lf_gateway_t *gw, lf_req_t *req, lf_store_t *stt, const uint8_t *data,
                      size_t len, const char *field, char *id_out, json_t **info);
 
+/* GET /v1/loras (a1111 false) or /sdapi/v1/loras entries: the live
+ * workers' LoRAs, one per name. Caller owns; NULL when Redis fails. */
+json_t *lf__loras_json(lf_gateway_t *gw, bool a1111);
+
 #endif

@@ -35,6 +35,7 @@
     X(SCHEDULERS, "GET", "/v1/schedulers", true)                                         \
     X(PARAMS, "GET", "/v1/params", true)                                                 \
     X(WORKERS, "GET", "/v1/workers", true)                                               \
+    X(LORAS, "GET", "/v1/loras", true)                                                   \
     X(PRESET_LIST, "GET", "/v1/presets", true)                                           \
     X(PRESET_CREATE, "POST", "/v1/presets", true)                                        \
     X(PRESET_GET, "GET", "/v1/presets/{name}", true)                                     \
@@ -53,6 +54,7 @@
     X(A_SKIP, "POST", "/sdapi/v1/skip", true)                                            \
     X(A_REFRESH_CKPT, "POST", "/sdapi/v1/refresh-checkpoints", true)                     \
     X(A_REFRESH_LORAS, "POST", "/sdapi/v1/refresh-loras", true)                          \
+    X(A_LORAS, "GET", "/sdapi/v1/loras", true)                                           \
     X(A_MEMORY, "GET", "/sdapi/v1/memory", true)                                         \
     X(A_CMD_FLAGS, "GET", "/sdapi/v1/cmd-flags", true)                                   \
     X(A_EMBEDDINGS, "GET", "/sdapi/v1/embeddings", true)                                 \

@@ -166,6 +166,44 @@ static void s_values_text(const lf_param_def_t *d, char *buf, size_t len) {
         off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", e->name);
 }
 
+/* A LORAS row: [{name, weight (default the row's def), te_weight}], each
+ * entry's fields named in errors ("loras[1].weight"). */
+static int s_loras(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
+                   lf_verr_t *err) {
+    if (!json_is_array(v))
+        return lf_verr_set(err, 400, "invalid_type", field, "%s must be an array of {name, weight, te_weight}", field);
+    if ((double)json_array_size(v) > d->hi)
+        return lf_verr_set(err, 400, "out_of_range", field, "%s holds at most %.0f LoRAs", field, d->hi);
+    size_t i;
+    json_t *o;
+    json_array_foreach(v, i, o) {
+        char f[128];
+        snprintf(f, sizeof f, "%s[%zu]", field, i);
+        if (!json_is_object(o))
+            return lf_verr_set(err, 400, "invalid_type", f, "%s must be an object {name, weight, te_weight}", f);
+        const char *k, *name = NULL;
+        json_t *x;
+        double w = d->def, te = NAN;
+        int rc;
+        json_object_foreach(o, k, x) {
+            char ff[160], clip[65];
+            snprintf(ff, sizeof ff, "%s.%s", f, lf_utf8_clip(k, clip, sizeof clip));
+            if (!strcmp(k, "name")) rc = s_get_str(x, ff, LF_LORA_NAME_MAX, &name, err);
+            else if (!strcmp(k, "weight")) rc = s_get_num(x, ff, -LF_LORA_WEIGHT_LIMIT, LF_LORA_WEIGHT_LIMIT, &w, err);
+            else if (!strcmp(k, "te_weight"))
+                rc = json_is_null(x) ? 0 : s_get_num(x, ff, -LF_LORA_WEIGHT_LIMIT, LF_LORA_WEIGHT_LIMIT, &te, err);
+            else
+                rc = lf_verr_set(err, 400, "unknown_field", ff, "unknown field '%s' (name, weight, te_weight)", ff);
+            if (rc < 0) return rc;
+        }
+        if (!name) return lf_verr_set(err, 400, "missing_field", f, "%s.name is missing", f);
+        rc = lf_param_loras_add(p, d, name, w, te);
+        if (rc == LF_ENOMEM) return s_oom(err);
+        if (rc) return lf_verr_set(err, 400, "invalid_value", f, "%s.name is empty or malformed", f);
+    }
+    return 0;
+}
+
 /* Reads JSON value v for row d into p, naming `field` (the name the client
  * used) in errors. *random is set when a RANDOM_NEG row got -1. */
 static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
@@ -227,6 +265,7 @@ static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, 
         if ((rc = s_get_bool(v, field, &b, err)) < 0) return rc;
         return lf_param_set_num(p, d, b ? 1 : 0) ? s_oom(err) : 0;
     }
+    case LF_PT_LORAS: return s_loras(d, v, field, p, err);
     }
     return lf_verr_set(err, 500, "internal", field, "unhandled parameter type");
 }

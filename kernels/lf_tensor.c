@@ -182,6 +182,25 @@ __attribute__((target("avx,f16c"))) static void s_f16_to_f32_f16c(const uint16_t
         _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
     for (; i < n; i++) d[i] = lf_f16_to_f32(s[i]);
 }
+
+/* f32 -> f16 eight at a time with F16C, rounding to nearest even as the
+ * scalar version does; a block holding a NaN goes through the scalar code
+ * (whose NaN encoding it keeps). Merging a LoRA into f16 weights stores
+ * through this: the scalar loop was a fifth of a merge's time. */
+__attribute__((target("avx,f16c"))) static void s_f32_to_f16_f16c(const float *s, uint16_t *d,
+                                                                  int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(s + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q))) {
+            for (int k = 0; k < 8; k++) d[i + k] = lf_f32_to_f16(s[i + k]);
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) d[i] = lf_f32_to_f16(s[i]);
+}
 #endif
 
 void lf_type_to_f32(lf_type_t type, const void *src, float *dst, int64_t n) {
@@ -212,6 +231,12 @@ void lf_type_from_f32(lf_type_t type, const float *src, void *dst, int64_t n) {
     case LF_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
     case LF_TYPE_F16: {
         uint16_t *d = dst;
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("f16c")) {
+            s_f32_to_f16_f16c(src, d, n);
+            break;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) d[i] = lf_f32_to_f16(src[i]);
         break;
     }

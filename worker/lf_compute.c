@@ -2,7 +2,7 @@
  *
  * Pipe messages, main -> compute: ["RUN", <lf_msg_t *>] (ownership of the
  * heap message passes with it) and "$TERM". Compute -> main:
- * ["PROGRESS", bytes], ["RESIDENT", name], ["DONE", bytes, code]. */
+ * ["PROGRESS", bytes], ["RESIDENT", name, lora_set], ["DONE", bytes, code]. */
 #include "lf_compute.h"
 
 #include <czmq.h>
@@ -34,6 +34,7 @@ void lf_compute_event_clear(lf_compute_event_t *ev) {
     if (!ev) return;
     free(ev->msg);
     free(ev->resident);
+    free(ev->lora_set);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -111,6 +112,7 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     const char *job_id = assign->job_id;
     char was[300], now[300];
     s_residents(self->runner, was, sizeof was);
+    char *was_set = strdup(lf_runner_lora_set(self->runner));
     s_job_ctx_t ctx = {pipe, job_id, self->worker_id};
     lf_runner_job_t job = {
         .params = &assign->params,
@@ -133,12 +135,15 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
     if (!rc) s_add_run_ms(&out.info_json, (double)(zclock_usecs() - t0_us) / 1000.0);
 
     s_residents(self->runner, now, sizeof now);
-    if (strcmp(was, now)) {
+    const char *set = lf_runner_lora_set(self->runner);
+    if (strcmp(was, now) || !was_set || strcmp(was_set, set)) {
         zmsg_t *m = zmsg_new();
         zmsg_addstr(m, "RESIDENT");
         zmsg_addstr(m, now);
+        zmsg_addstr(m, set);
         zmsg_send(&m, pipe);
     }
+    free(was_set);
 
     if (rc) {
         if (rc == LF_ECANCELED)
@@ -269,6 +274,7 @@ int lf_compute_recv(lf_compute_t *self, lf_compute_event_t *ev) {
     if (kind && !strcmp(kind, "RESIDENT")) {
         e.kind = LF_COMPUTE_RESIDENT;
         e.resident = zmsg_popstr(m);
+        e.lora_set = zmsg_popstr(m);
     } else if (kind && (!strcmp(kind, "PROGRESS") || !strcmp(kind, "DONE"))) {
         e.kind = kind[0] == 'P' ? LF_COMPUTE_PROGRESS : LF_COMPUTE_DONE;
         zframe_t *f = zmsg_pop(m);

@@ -22,7 +22,9 @@
 
 typedef enum {
     LF_COMPUTE_PROGRESS = 1, /* msg: encoded PROGRESS */
-    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none; "base\nrefiner" with an SDXL refiner) */
+    LF_COMPUTE_RESIDENT,     /* resident: model now loaded ("" = none; "base\nrefiner" with an
+                                SDXL refiner); lora_set: the LoRA set merged into the base
+                                ("" = none) */
     LF_COMPUTE_DONE,         /* msg: encoded RESULT or FAILED; code: 0 or LF_E* */
 } lf_compute_kind_t;
 
@@ -32,6 +34,7 @@ typedef struct {
     size_t len;
     int code;
     char *resident; /* owned */
+    char *lora_set; /* owned */
 } lf_compute_event_t;
 
 void lf_compute_event_clear(lf_compute_event_t *ev);

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_log.h"
+#include "lf_lora_dir.h"
 
 #ifndef LF_MODELS_DEFAULT
 #define LF_MODELS_DEFAULT "models"
@@ -252,7 +254,11 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
         return LF_ENOMEM;
     }
     s->preview_every = env ? env->preview_every : 0;
-    lf_engine_opts_t eo = {.device = env ? env->device : NULL, .memory_budget = env ? env->memory_budget : 0};
+    /* LoRAs: <models>/lora and A1111's spelling <models>/Lora. */
+    char lora_dirs[8300];
+    snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
+    lf_engine_opts_t eo = {.device = env ? env->device : NULL,
+                           .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -323,7 +329,8 @@ static json_t *s_str(const char *s)
 }
 
 char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, const char *family,
-                                 size_t n_images, const char *const *infotexts)
+                                 size_t n_images, const char *const *infotexts,
+                                 const char *warnings)
 {
     json_t *o = json_object(), *prompts = json_array(), *negs = json_array(), *seeds = json_array(),
            *infos = json_array();
@@ -365,6 +372,7 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
     if (s_is_img2img(p)) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
     json_object_set_new(o, "index_of_first_image", json_integer(0));
     json_object_set_new(o, "infotexts", infos);
+    if (warnings && *warnings) json_object_set_new(o, "warnings", json_string(warnings));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -413,6 +421,14 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.denoise = p->denoise;
     }
     req.preview_every = (int)s->preview_every;
+    /* The job's LoRA list (the prompt's tags are read by the engine). */
+    lf_engine_lora_t loras[16];
+    const lf_param_loras_t *pl = &p->loras;
+    for (uint32_t i = 0; i < pl->n && i < sizeof loras / sizeof *loras; i++)
+        loras[i] = (lf_engine_lora_t){.name = pl->v[i].name, .weight = pl->v[i].weight,
+                                      .te_weight = pl->v[i].te_weight};
+    req.loras = loras;
+    req.n_loras = pl->n < sizeof loras / sizeof *loras ? pl->n : sizeof loras / sizeof *loras;
     /* SDXL: size conditioning (0 = the image size, as A1111), aesthetic scores. */
     req.orig_width = (int)p->original_width;
     req.orig_height = (int)p->original_height;
@@ -441,6 +457,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
     if (rc != 0) {
         if (rc != LF_ECANCELED) lf_warn("engine: %s: %s", s->model, lf_engine_errstr(s->engine));
+        if (job->errbuf && job->errlen) snprintf(job->errbuf, job->errlen, "%s", lf_engine_errstr(s->engine));
         return rc;
     }
     lf_runner_output_t o = {0};
@@ -456,8 +473,9 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         res.images[i].png = NULL; /* moved into the output */
         o.n_images++;
     }
+    if (res.warnings) lf_warn("engine: job warnings: %s", res.warnings);
     if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
-                                                              res.n_images, texts)))
+                                                              res.n_images, texts, res.warnings)))
         rc = LF_ENOMEM;
     free(texts);
     lf_engine_result_clear(&res);
@@ -466,6 +484,38 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         return rc;
     }
     *out = o;
+    return 0;
+}
+
+/* The LoRA files under <models>/lora and <models>/Lora, hashed as A1111
+ * hashes them (once per start: every file is read). */
+static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n)
+{
+    const char *dir = s_models_dir(env);
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/lora", dir);
+    snprintf(b, sizeof b, "%s/Lora", dir);
+    const char *roots[2] = {a, b};
+    lf_lora_file_t *files = NULL;
+    size_t nf = 0;
+    int rc = lf_lora_dir_scan(roots, 2, 1, &files, &nf);
+    if (rc) return rc;
+    lf_lora_info_t *v = calloc(nf ? nf : 1, sizeof *v);
+    for (size_t i = 0; v && i < nf; i++) {
+        v[i].name = strdup(files[i].name);
+        v[i].alias = strdup(files[i].alias);
+        v[i].path = strdup(files[i].rel);
+        v[i].hash = files[i].hash[0] ? strdup(files[i].hash) : NULL;
+        if (!v[i].name || !v[i].alias || !v[i].path) rc = LF_ENOMEM;
+        lf_info("engine: LoRA %s (%s, sha256 %.12s)", files[i].name, files[i].path, files[i].hash);
+    }
+    lf_lora_dir_free(&files, nf);
+    if (!v || rc) {
+        lf_runner_loras_free(v, nf);
+        return LF_ENOMEM;
+    }
+    *out = v;
+    *n = nf;
     return 0;
 }
 
@@ -481,6 +531,7 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .check = s_check,
     .run = s_run,
     .unload = s_unload,
+    .list_loras = s_list_loras,
     .list_vaes = s_list_vaes,
     .refiner = s_refiner,
 };

@@ -43,8 +43,11 @@ extern const lf_runner_backend_t lf_engine_runner_backend;
 
 /* The A1111-like info JSON for a finished job (caller owns; free()), or
  * NULL when out of memory. Pure: exposed for tests. infotexts[i] is image
- * i's parameters text. */
+ * i's parameters text; family (may be NULL) is the model's; warnings (may
+ * be NULL) goes in as "warnings" (LoRA tensors not applied, skipped
+ * extra-network tags). */
 char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, const char *family,
-                                 size_t n_images, const char *const *infotexts);
+                                 size_t n_images, const char *const *infotexts,
+                                 const char *warnings);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_extranet.h"
 #include "lf_log.h"
 
 struct lf_runner {
@@ -20,7 +21,24 @@ struct lf_runner {
     /* The resident model: index into models, its backend state. */
     long resident; /* -1 = none */
     void *state;
+    lf_lora_info_t *loras; /* every backend's, merged */
+    size_t n_loras;
+    char lora_set[1024];   /* of the last job that ran to the end */
 };
+
+void lf_runner_loras_free(lf_lora_info_t *loras, size_t n) {
+    if (!loras) return;
+    for (size_t i = 0; i < n; i++)
+        free(loras[i].name), free(loras[i].alias), free(loras[i].path), free(loras[i].hash);
+    free(loras);
+}
+
+const lf_lora_info_t *lf_runner_loras(const lf_runner_t *self, size_t *n) {
+    *n = self->n_loras;
+    return self->loras;
+}
+
+const char *lf_runner_lora_set(const lf_runner_t *self) { return self->lora_set; }
 
 void lf_runner_output_clear(lf_runner_output_t *out) {
     if (!out) return;
@@ -93,6 +111,24 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             self->n_models++;
         }
         lf_runner_models_free(list, count);
+        lf_lora_info_t *ll = NULL;
+        size_t nl = 0;
+        if (be->list_loras && (rc = be->list_loras(env, &ll, &nl)) != 0)
+            lf_warn("backend %s: cannot list LoRAs: %s", be->name, lf_strerror(rc));
+        if (!rc && nl) {
+            lf_lora_info_t *m = realloc(self->loras, (self->n_loras + nl) * sizeof *m);
+            if (!m) {
+                lf_runner_loras_free(ll, nl);
+                lf_runner_destroy(&self);
+                return NULL;
+            }
+            memcpy(m + self->n_loras, ll, nl * sizeof *m); /* move the strings */
+            self->loras = m;
+            self->n_loras += nl;
+            free(ll);
+            ll = NULL;
+        }
+        lf_runner_loras_free(ll, nl); /* none listed (or an error): an empty array */
         char **vaes = NULL;
         size_t nv = 0;
         if (be->list_vaes && (rc = be->list_vaes(env, &vaes, &nv)) != 0)
@@ -100,9 +136,9 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
         for (size_t i = 0; i < nv; i++) {
             bool dup = false;
             for (size_t k = 0; k < self->n_vaes; k++) dup |= !strcmp(self->vaes[k], vaes[i]);
-            char **nl = dup ? NULL : realloc(self->vaes, (self->n_vaes + 1) * sizeof *nl);
-            if (nl) {
-                self->vaes = nl;
+            char **nv2 = dup ? NULL : realloc(self->vaes, (self->n_vaes + 1) * sizeof *nv2);
+            if (nv2) {
+                self->vaes = nv2;
                 self->vaes[self->n_vaes++] = vaes[i];
             } else {
                 free(vaes[i]);
@@ -118,6 +154,7 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     lf_runner_t *self = *self_p;
     lf_runner_unload(self);
     lf_runner_models_free(self->models, self->n_models);
+    lf_runner_loras_free(self->loras, self->n_loras);
     for (size_t i = 0; i < self->n_vaes; i++) free(self->vaes[i]);
     free(self->vaes);
     free(self->owner);
@@ -189,6 +226,7 @@ static int s_load(lf_runner_t *self, const char *model, char *err, size_t errlen
     lf_info("model %s (%s) resident", self->models[i].name, self->models[i].kind);
     self->state = state;
     self->resident = i;
+    self->lora_set[0] = '\0'; /* a fresh model holds no LoRA */
     return 0;
 }
 
@@ -244,7 +282,13 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         if (rc) return rc;
     }
     lf_runner_output_t tmp = {0};
-    rc = be->run(self->state, job, &tmp);
+    lf_runner_job_t j = *job;
+    j.errbuf = errbuf, j.errlen = errlen;
+    rc = be->run(self->state, &j, &tmp);
+    /* The set the weights hold now, as far as the worker can tell: a failed
+     * job may have left the model plain (a bad LoRA file restores it). */
+    if (!rc) lf_extranet_lora_set(p, self->lora_set, sizeof self->lora_set);
+    else if (rc != LF_ECANCELED) self->lora_set[0] = '\0';
     if (rc) {
         lf_runner_output_clear(&tmp);
         if (!errbuf[0]) snprintf(errbuf, errlen, "%s", lf_strerror(rc));

@@ -57,6 +57,10 @@ typedef struct {
     /* Set by another thread to ask for a stop. A backend checks it at least
      * once per step and returns LF_ECANCELED promptly (well under a step). */
     const atomic_bool *cancel; /* may be NULL */
+    /* Where run() may write why it failed, for the job's error message
+     * (lf_runner_run points it at its errbuf); may be NULL. */
+    char *errbuf;
+    size_t errlen;
 } lf_runner_job_t;
 
 /* What a job produced: params.batch_size images (seed, seed+1, ...). */
@@ -104,6 +108,10 @@ typedef struct lf_runner_backend {
      * means CPU only: the worker then describes the machine itself. */
     int (*device_info)(const lf_runner_env_t *env, char *name, size_t n, uint64_t *memory_bytes);
 
+    /* Optional: the LoRA files this backend can apply under `env` (*out a
+     * malloc'd array, strings owned; lf_runner_loras_free). NULL = none. */
+    int (*list_loras)(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n);
+
     /* Optional: separate VAE files jobs may name (params.vae): *out a
      * malloc'd array of *n malloc'd names (caller owns). */
     int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
@@ -112,6 +120,8 @@ typedef struct lf_runner_backend {
      * (borrowed), or NULL. */
     const char *(*refiner)(void *state);
 } lf_runner_backend_t;
+
+void lf_runner_loras_free(lf_lora_info_t *loras, size_t n);
 
 void lf_runner_models_free(lf_model_info_t *models, size_t n);
 
@@ -138,6 +148,11 @@ int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_
 
 /* Name of the resident model, or NULL (borrowed until the next load/unload). */
 const char *lf_runner_resident(const lf_runner_t *self);
+/* Every backend's LoRA files, listed when the runner was made (borrowed). */
+const lf_lora_info_t *lf_runner_loras(const lf_runner_t *self, size_t *n);
+/* The LoRA set of the last job that ran to the end (lf_extranet_lora_set;
+ * "" after a failed job, a model load, or none yet). Borrowed. */
+const char *lf_runner_lora_set(const lf_runner_t *self);
 /* The refiner resident next to it (SDXL), or NULL (borrowed until the next run). */
 const char *lf_runner_refiner(const lf_runner_t *self);
 /* The VAE names every backend offers, fixed at lf_runner_new (borrowed;

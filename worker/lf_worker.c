@@ -55,6 +55,7 @@ struct lf_worker {
     char *resident; /* the compute thread's resident models, as last reported ("base\nrefiner") */
     char *resident_v[2]; /* into resident (split at '\n') */
     size_t n_resident;
+    char *lora_set; /* the LoRA set merged into the base, as last reported (NULL = none) */
 
     /* The job running now (busy) and the link it came from. */
     bool busy;
@@ -224,6 +225,7 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     free(self->pending);
     free(self->registered);
     free(self->resident);
+    free(self->lora_set);
     free(self->job_id);
     free(self->device);
     free(self->models_dir);
@@ -273,7 +275,9 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .vaes = nv ? (char **)vaes : NULL,
         .n_vaes = nv,
         .jobs_done = self->stats.jobs_done,
+        .lora_set = self->lora_set,
     };
+    c->loras = (lf_lora_info_t *)lf_runner_loras(lf_compute_runner(self->compute), &c->n_loras);
 }
 
 static void s_send_ready(lf_worker_t *self, size_t li) {
@@ -473,6 +477,9 @@ static void s_read_compute(lf_worker_t *self) {
                 if ((nl = strchr(s, '\n'))) *nl = '\0';
                 self->resident_v[self->n_resident++] = s;
             }
+            free(self->lora_set);
+            self->lora_set = ev.lora_set && *ev.lora_set ? ev.lora_set : NULL;
+            if (self->lora_set) ev.lora_set = NULL;
             break;
         case LF_COMPUTE_DONE: s_on_done(self, &ev); break;
         }

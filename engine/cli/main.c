@@ -50,6 +50,8 @@ static const char s_usage[] =
     "      --original-size WxH --crop-top N --crop-left N --target-size WxH\n"
     "                            SDXL size conditioning (default: the image size, crop 0,0)\n"
     "      --aesthetic-score X (6) --negative-aesthetic-score X (2.5)   SDXL refiner\n"
+    "      --lora-dir DIRS       LoRA folders (':'-separated) for the prompt's <lora:name:w> tags;\n"
+    "                            default: lora/ and Lora/ beside the model\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -262,9 +264,10 @@ static int s_cmd_generate(int argc, char **argv)
         {"original-size", required_argument, NULL, 18}, {"crop-top", required_argument, NULL, 19},
         {"crop-left", required_argument, NULL, 20}, {"target-size", required_argument, NULL, 21},
         {"aesthetic-score", required_argument, NULL, 22},
-        {"negative-aesthetic-score", required_argument, NULL, 23}, {NULL, 0, NULL, 0}};
+        {"negative-aesthetic-score", required_argument, NULL, 23},
+        {"lora-dir", required_argument, NULL, 24},  {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
-               *vocab = NULL;
+               *vocab = NULL, *lora_dirs = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
     long v;
     int threads = 0, have_denoise = 0, have_switch = 0;
@@ -307,6 +310,7 @@ static int s_cmd_generate(int argc, char **argv)
         case 21: rc = s_size("--target-size", optarg, &req.target_width, &req.target_height); break;
         case 22: rc = s_double("--aesthetic-score", optarg, 0, 10, &req.aesthetic_score); break;
         case 23: rc = s_double("--negative-aesthetic-score", optarg, 0, 10, &req.negative_aesthetic_score); break;
+        case 24: lora_dirs = optarg; break;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -335,7 +339,17 @@ static int s_cmd_generate(int argc, char **argv)
 
     char err[512] = "";
     lf_engine_t *e = NULL;
-    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab};
+    /* LoRA folders: --lora-dir, else lora/ and Lora/ beside the model (a
+     * models/ folder laid out as the worker's). */
+    char dirs[8300];
+    if (!lora_dirs) {
+        const char *sl = strrchr(model, '/');
+        int dl = sl ? (int)(sl - model) : 1;
+        const char *d = sl ? model : ".";
+        snprintf(dirs, sizeof dirs, "%.*s/lora:%.*s/Lora", dl, d, dl, d);
+        lora_dirs = dirs;
+    }
+    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab, .lora_dirs = lora_dirs};
     int rc = lf_engine_new(&eo, &e, err, sizeof err);
     if (rc) {
         free(init_buf);
@@ -359,6 +373,7 @@ static int s_cmd_generate(int argc, char **argv)
         rc = s_write_file(name, res.images[i].png, res.images[i].png_len);
         if (rc == 0) printf("%s (seed %llu)\n", name, (unsigned long long)res.images[i].seed);
     }
+    if (res.warnings) fprintf(stderr, "warning: %s\n", res.warnings);
     lf_engine_result_clear(&res);
 done:
     lf_engine_destroy(&e);

@@ -16,6 +16,7 @@
 #include "lf_error.h"
 #include "lf_keymap.h"
 #include "lf_log.h"
+#include "lf_lora_targets.h"
 #include "lf_pool.h"
 #include "lf_rng.h"
 #include "lf_taesd.h"
@@ -36,6 +37,8 @@ struct lf_model {
     lf_preview_map_t approx; /* valid when approx_rc == 1 */
     int approx_rc;           /* 0: not fitted yet, 1: fitted, < 0: the fit's error */
     char *tokenizer_dir;
+    lf_lora_targets_t *lora_targets; /* built on the first set_loras */
+    lf_lora_patch_t *lora;
     float *tmp;
     size_t tmp_n;
     float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
@@ -346,6 +349,9 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
 void lf_model_destroy(lf_model_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_model_t *m = *self_p;
+    /* The pool goes too: the originals need not be written back. */
+    lf_lora_patch_destroy(&m->lora);
+    lf_lora_targets_destroy(&m->lora_targets);
     lf_clip_destroy(&m->clip);
     lf_clip_destroy(&m->clip2);
     lf_unet_destroy(&m->unet);
@@ -441,6 +447,48 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
                         float *mean) {
     if (!self || !img || !mean) return LF_EINVAL;
     return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
+}
+
+/* ---- LoRA ---------------------------------------------------------------- */
+
+int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                       lf_lora_patch_info_t *info, char *err, size_t errlen) {
+    if (!self) return LF_EINVAL;
+    if (!n && !self->lora) {
+        if (info) *info = (lf_lora_patch_info_t){.reused = 1};
+        return 0;
+    }
+    if (!self->lora) {
+        /* The layers a LoRA may touch, from this model's own configs. */
+        lf_lora_targets_t *t = lf_lora_targets_new();
+        int rc = t ? lf_lora_targets_add_unet(t, lf_unet_config(self->unet)) : LF_ENOMEM;
+        if (!rc)
+            rc = lf_lora_targets_add_clip(t, lf_clip_config(self->clip), "clip.", "lora_te_",
+                                          "text_encoder.");
+        lf_lora_patch_t *p = rc ? NULL : lf_lora_patch_new(self->pool, self->be, t);
+        if (!p) {
+            lf_lora_targets_destroy(&t);
+            return s_err(err, errlen, rc ? rc : LF_ENOMEM, "cannot list the model's LoRA layers: %s",
+                         lf_strerror(rc ? rc : LF_ENOMEM));
+        }
+        self->lora_targets = t;
+        self->lora = p;
+    }
+    return lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+}
+
+int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {
+    if (!self || !name || !out) return LF_EINVAL;
+    lf_tensor_t *t = lf_pool_find(self->pool, name);
+    if (!t) return LF_ENOTFOUND;
+    if ((size_t)lf_tensor_nelements(t) != n || !lf_tensor_is_contiguous(t)) return LF_EINVAL;
+    size_t nb = lf_tensor_nbytes(t);
+    void *b = malloc(nb);
+    if (!b) return LF_ENOMEM;
+    int rc = lf_backend_tensor_get(self->be, t, b, nb);
+    if (!rc) lf_type_to_f32(t->type, b, out, (int64_t)n);
+    free(b);
+    return rc;
 }
 
 /* ---- approx preview: fit the linear map from this model's VAE ---------- */

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "lf_backend.h"
+#include "lf_lora_patch.h"
 #include "lf_preview.h"
 
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
@@ -137,5 +138,21 @@ int lf_model_preview_prepare(lf_model_t *self, double *ms);
 /* The fitted approx map (borrowed, valid while the model lives), or NULL
  * before the fit or when it failed. */
 const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
+
+/* LoRAs merged into the resident weights (lf_lora_patch.h): the UNet and
+ * text encoder layers of uses[0..n) are merged (W += weight · ΔW in f32,
+ * stored in the weight's type) and the originals kept; n == 0 brings back
+ * the plain model bit for bit. The same set as the current one writes
+ * nothing; another set restores, then merges. info may be NULL (else its
+ * warnings are caller-owned). On failure the plain model is resident and err
+ * names the file and the layer. Errors: lf_lora_patch_set's, LF_EINVAL. */
+int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                       lf_lora_patch_info_t *info, char *err, size_t errlen);
+
+/* A resident weight read back as f32 (n = its element count), by pool name
+ * ("unet.….weight", "clip.…"): for tests and tools that check what the
+ * networks hold. 0, LF_ENOTFOUND, LF_EINVAL (n differs), LF_ENOMEM, a
+ * backend's code. */
+int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n);
 
 #endif

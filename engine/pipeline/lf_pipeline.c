@@ -3,6 +3,7 @@
  * rounding) are stated in lf_pipeline.h; this file follows them. */
 #include "lf_pipeline.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,7 +78,9 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
      * schedulers' value list is in LF_SCHEDULER_* order. */
     _Static_assert(LF_SCHEDULER_COUNT == 10, "lf_param_schedulers follows lf_scheduler_t");
     lf_job_params_t view = {0}; /* borrowed strings: a view, never cleared */
-    view.prompt = (char *)(req->prompt ? req->prompt : "");
+    view.prompt = (char *)(req->infotext_prompt ? req->infotext_prompt
+                           : req->prompt            ? req->prompt
+                                                    : "");
     view.negative_prompt = (char *)(req->negative ? req->negative : "");
     view.steps = (uint32_t)req->steps;
     view.sampler = (char *)lf_sampler_name(req->sampler);
@@ -91,7 +94,25 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
     view.clip_skip = req->clip_skip > 1 ? (uint32_t)req->clip_skip : 1;
     view.rng = (char *)(req->rng == LF_RNG_PHILOX ? "philox" : "cpu");
     view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
-    return lf_params_infotext(&view, NULL, index, out);
+    int rc = lf_params_infotext(&view, NULL, index, out);
+    if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
+    /* "Lora hashes" goes on the parameters line, quoted (A1111's quote():
+     * the value holds ':' and ','). */
+    json_t *q = json_string(req->lora_hashes);
+    char *qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL;
+    json_decref(q);
+    size_t have = strlen(*out);
+    char *n = qs ? realloc(*out, have + strlen(qs) + 16) : NULL;
+    if (!n) {
+        free(qs);
+        free(*out);
+        *out = NULL;
+        return LF_ENOMEM;
+    }
+    sprintf(n + have, ", Lora hashes: %s", qs);
+    free(qs);
+    *out = n;
+    return 0;
 }
 
 /* ---- text -------------------------------------------------------------- */

@@ -89,6 +89,9 @@ typedef struct lf_model_ops {
                       float *mean);
     int (*preview)(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
                    int *out_h);
+    /* LoRAs (lf_model_set_loras); NULL when the model cannot take them. */
+    int (*set_loras)(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                     lf_lora_patch_info_t *info, char *err, size_t errlen);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */
@@ -136,6 +139,13 @@ typedef struct {
      * refiner the rest, on the base's latent (A1111 refiner_switch_at,
      * diffusers denoising_end / denoising_start). */
     double refiner_switch_at;
+    /* The infotext's prompt when it is not the prompt tokenized (the
+     * facade cuts A1111's <lora:...> tags out of the prompt but the
+     * infotext keeps them, as A1111's does); NULL = prompt. */
+    const char *infotext_prompt;
+    /* A1111's "Lora hashes" value ("name: hash12, ..."), written last in
+     * the infotext; NULL = none. */
+    const char *lora_hashes;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the

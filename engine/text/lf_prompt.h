@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "lf_clip_tokenizer.h"
+#include "lf_extranet.h"
 
 #define LF_PROMPT_CHUNK_TOKENS 75
 #define LF_PROMPT_BREAK_WEIGHT (-1.0)
@@ -45,18 +46,11 @@ typedef struct {
     float weights[LF_CLIP_CONTEXT];
 } lf_prompt_chunk_t;
 
-/* One extra-network tag taken out of a prompt. */
-typedef struct {
-    char *kind;         /* "lora", "lyco", "hypernet", ... as written (owned by the array) */
-    char *name;         /* first argument (owned by the array) */
-    char *args;         /* everything after "<kind:", as written (owned by the array) */
-    int is_lora;        /* kind is "lora" or "lyco": the weights below are read */
-    double te_weight;   /* text encoder multiplier: 2nd positional or te= (default 1) */
-    double unet_weight; /* UNet multiplier: 3rd positional or unet= (default te_weight) */
-    int dyn;            /* A1111's dyn dim: 4th positional or dyn= (0: none) */
-} lf_prompt_extra_t;
+/* One extra-network tag taken out of a prompt (common/lf_extranet.h). */
+typedef lf_extranet_t lf_prompt_extra_t;
 
-/* Cuts every extra-network tag out of text: *out_text (caller owns; free())
+/* lf_extranet_extract (the engine's name for it). Cuts every extra-network
+ * tag out of text: *out_text (caller owns; free())
  * is the text without them, *extras (caller owns; lf_prompt_extras_free) and
  * *n the tags in prompt order (duplicates kept). A LoRA tag whose weights do
  * not read as finite numbers (where A1111 raises) or has no name is

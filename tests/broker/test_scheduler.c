@@ -142,6 +142,76 @@ static void test_table(void **state) {
     }
 }
 
+/* LoRA affinity: among workers with the job's model resident, the one whose
+ * merged LoRA set is the job's wins; with none, any of them (a LoRA switch)
+ * before a worker that must load the model. */
+static void test_lora_affinity(void **state) {
+    (void)state;
+    lf_sched_worker_t ws[3] = {
+        {.id = "plain", .models = M1, .n_models = 1, .resident = "m1"},
+        {.id = "ink", .models = M1, .n_models = 1, .resident = "m1", .lora_set = "ink:1:1"},
+        {.id = "empty", .models = M1, .n_models = 1},
+    };
+    lf_sched_job_t j[3] = {
+        {.id = "a", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1, .lora_set = "ink:1:1"},
+        {.id = "b", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 2},
+        {.id = "c", .model = "m1", .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 3, .lora_set = "x:1:1"},
+    };
+    lf_sched_match_t out[3];
+    size_t n = 0;
+    /* Job b (plain) alone: the plain worker, though "ink" is first in no order. */
+    assert_int_equal(lf_scheduler_match(NULL, &j[1], 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ws[out[0].worker].id, "plain");
+    /* Job a alone: the worker holding its set. */
+    assert_int_equal(lf_scheduler_match(NULL, &j[0], 1, ws, 3, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "ink");
+    /* Job c (a set nobody holds): a worker with m1 resident (a LoRA switch),
+     * not the empty one (a model load). */
+    assert_int_equal(lf_scheduler_match(NULL, &j[2], 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(!strcmp(ws[out[0].worker].id, "plain") || !strcmp(ws[out[0].worker].id, "ink"));
+    /* All three: a -> ink, b -> plain, c -> empty. */
+    assert_int_equal(lf_scheduler_match(NULL, j, 3, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        const char *want = out[i].job == 0 ? "ink" : out[i].job == 1 ? "plain" : "empty";
+        assert_string_equal(ws[out[i].worker].id, want);
+    }
+}
+
+/* The combined affinity score: with the model resident, the refiner (a
+ * second model load) outweighs the LoRA set (a switch of a few layers), and
+ * a worker with both beats either. */
+static void test_affinity_score(void **state) {
+    (void)state;
+    lf_sched_worker_t ws[3] = {
+        {.id = "lora", .models = XL, .n_models = 3, .resident = "xl", .lora_set = "ink:1:1"},
+        {.id = "refiner", .models = XL, .n_models = 3, .resident = "xl", .refiner = "xl-refiner"},
+        {.id = "both", .models = XL, .n_models = 3, .resident = "xl", .refiner = "xl-refiner",
+         .lora_set = "ink:1:1"},
+    };
+    lf_sched_job_t j = {.id = "a", .model = "xl", .refiner = "xl-refiner", .pixels = 1024 * 1024,
+                        .priority = LF_PRIO_NORMAL, .created_ms = NOW, .seq = 1,
+                        .lora_set = "ink:1:1"};
+    lf_sched_match_t out[1];
+    size_t n = 0;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 3, NOW, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ws[out[0].worker].id, "both");
+    /* Without "both": the refiner beats the LoRA set. */
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 2, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "refiner");
+    /* A job without a refiner: the LoRA set decides (either worker holding it). */
+    j.refiner = NULL;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 2, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "lora");
+    /* A refiner job with no LoRAs: the refiner worker, not the one holding a set. */
+    j.refiner = "xl-refiner", j.lora_set = NULL;
+    assert_int_equal(lf_scheduler_match(NULL, &j, 1, ws, 3, NOW, out, &n), 0);
+    assert_string_equal(ws[out[0].worker].id, "refiner");
+}
+
 static void test_edges(void **state) {
     (void)state;
     size_t n = 5;
@@ -249,6 +319,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_lora_affinity),
+        cmocka_unit_test(test_affinity_score),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_unmet),
         cmocka_unit_test(test_unrunnable_grace),

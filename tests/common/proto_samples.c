@@ -1,6 +1,7 @@
 /* proto_samples: fully-populated messages for tests and the fuzz corpus. */
 #include "proto_samples.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,9 @@ static void s_params(lf_job_params_t *p) {
     p->cfg_scale = 7.5;
     p->denoise = 0.625;
     p->seed = 4294967295LL; /* the largest seed the table allows */
+    const lf_param_def_t *lo = &lf_params_table()[LF_P_loras];
+    lf_param_loras_add(p, lo, "style/ink \xc3\xa9", 0.75, NAN);
+    lf_param_loras_add(p, lo, "detail", -1.5, 0.25);
 }
 
 static void s_caps(lf_worker_caps_t *c) {
@@ -55,6 +59,16 @@ static void s_caps(lf_worker_caps_t *c) {
     c->n_vaes = 1;
     c->vaes = calloc(1, sizeof *c->vaes);
     c->vaes[0] = s_dup("sdxl-vae-fp16-fix");
+    /* LoRA files (one without alias or hash: both keys optional) and the set merged now. */
+    c->n_loras = 2;
+    c->loras = calloc(2, sizeof *c->loras);
+    c->loras[0].name = s_dup("ink");
+    c->loras[0].alias = s_dup("inky");
+    c->loras[0].path = s_dup("styles/ink.safetensors");
+    c->loras[0].hash = s_dup("4a0e5c2b9d71f3e8a6b0c4d2e9f1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6");
+    c->loras[1].name = s_dup("detail");
+    c->loras[1].path = s_dup("detail.pt");
+    c->lora_set = s_dup("ink:0.75:0.75");
     c->jobs_done = 17;
 }
 

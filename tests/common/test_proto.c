@@ -3,6 +3,7 @@
  * Round trip of every type, a rejection table of hand-built msgpack (written
  * by a tiny encoder below, independent of msgpack-c), every prefix of every
  * valid message, bounded random and mutated input, and the counters. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +84,15 @@ static void assert_params_eq(const lf_job_params_t *a, const lf_job_params_t *b)
     for (int i = 0; i < LF_P__COUNT; i++) {
         if (t[i].type == LF_PT_STR || t[i].type == LF_PT_ENUM) {
             if (!str_eq(lf_param_cstr(a, &t[i]), lf_param_cstr(b, &t[i]))) fail_msg("params.%s differs", t[i].name);
+        } else if (t[i].type == LF_PT_LORAS) {
+            const lf_param_loras_t *x = lf_param_loras(a, &t[i]), *y = lf_param_loras(b, &t[i]);
+            assert_int_equal(x->n, y->n);
+            for (uint32_t k = 0; k < x->n; k++) {
+                assert_true(str_eq(x->v[k].name, y->v[k].name));
+                assert_true(x->v[k].weight == y->v[k].weight);
+                assert_true(isnan(x->v[k].te_weight) ? isnan(y->v[k].te_weight)
+                                                     : x->v[k].te_weight == y->v[k].te_weight);
+            }
         } else if (lf_param_num(a, &t[i]) != lf_param_num(b, &t[i])) {
             fail_msg("params.%s differs: %g vs %g", t[i].name, lf_param_num(a, &t[i]), lf_param_num(b, &t[i]));
         }
@@ -107,6 +117,14 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
     assert_int_equal(a->n_vaes, b->n_vaes);
     for (size_t i = 0; i < a->n_vaes; i++) assert_true(str_eq(a->vaes[i], b->vaes[i]));
+    assert_int_equal(a->n_loras, b->n_loras);
+    for (size_t i = 0; i < a->n_loras; i++) {
+        assert_true(str_eq(a->loras[i].name, b->loras[i].name));
+        assert_true(str_eq(a->loras[i].alias, b->loras[i].alias));
+        assert_true(str_eq(a->loras[i].path, b->loras[i].path));
+        assert_true(str_eq(a->loras[i].hash, b->loras[i].hash));
+    }
+    assert_true(str_eq(a->lora_set, b->lora_set));
     assert_true(a->jobs_done == b->jobs_done);
 }
 

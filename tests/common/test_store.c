@@ -250,8 +250,8 @@ static void test_fifo_priority(void **state) {
 }
 
 /* A run of jobs nobody idle can take does not hide the ones behind it. */
-/* An SDXL job's refiner reaches the scheduler (affinity), by both peeks,
- * and the claim gives it back in the params. */
+/* An SDXL job's refiner, VAE and LoRA set reach the scheduler (affinity,
+ * capability), by both peeks, and the claim gives them back in the params. */
 static void test_refiner_candidate(void **state) {
     lf_store_t *s = *state;
     int64_t now = s_now();
@@ -261,6 +261,7 @@ static void test_refiner_candidate(void **state) {
     lf_job_params_t xp = s_params("xl", 64, 64);
     xp.refiner_checkpoint = "xl-refiner";
     xp.vae = "fixed-vae";
+    xp.prompt = "a cat <lora:ink:0.5>"; /* the LoRA set rides next to the refiner and VAE */
     lf_store_submit_t xj = {.params = &xp, .priority = LF_PRIO_LOW};
     lf_store_submitted_t xo;
     assert_int_equal(lf_store_submit(s, &xj, 1, now, &xo), 0);
@@ -270,11 +271,14 @@ static void test_refiner_candidate(void **state) {
     assert_string_equal(c[0].model, "xl");
     assert_string_equal(c[0].refiner, "xl-refiner");
     assert_string_equal(c[0].vae, "fixed-vae");
+    assert_string_equal(c[0].lora_set, "ink:0.5:0.5");
     const char *xl[] = {"xl"};
     bool complete[3];
     assert_int_equal(lf_store_peek_for(s, xl, 1, 0, 4, 64, c, 8, &n, complete), 0);
     assert_int_equal(n, 1);
     assert_string_equal(c[0].refiner, "xl-refiner");
+    assert_string_equal(c[0].vae, "fixed-vae");
+    assert_string_equal(c[0].lora_set, "ink:0.5:0.5");
     lf_store_pair_t xpair = {xo.id, "w9"};
     lf_store_claim_t xc;
     assert_int_equal(lf_store_claim(s, &xpair, 1, "b1", now, &xc), 0);

@@ -271,7 +271,7 @@ static void test_info_json(void **state)
     (void)state;
     lf_job_params_t p = {.prompt = "p", .seed = 5, .steps = 3, .width = 64, .height = 64, .cfg_scale = 7};
     const char *texts[] = {"a", "b"};
-    char *s = lf_engine_runner_info_json(&p, "m", "sd15", 2, texts);
+    char *s = lf_engine_runner_info_json(&p, "m", "sd15", 2, texts, NULL);
     assert_non_null(s);
     json_t *o = json_loads(s, 0, NULL);
     assert_string_equal(json_string_value(json_array_get(json_object_get(o, "all_prompts"), 1)), "p");

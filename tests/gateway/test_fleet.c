@@ -3,6 +3,7 @@
  * model exists and is "" (not a guess) with no worker; a job bigger than
  * every worker's max_pixels is refused naming width or batch_size with the
  * limit; readiness reasons — and the idempotency fingerprint. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,6 +88,56 @@ static void test_fit(void **state) {
     assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), 0);
     p.model = "nobody";
     assert_int_equal(lf_fleet_fit(ws, 2, &p, &e), 0);
+}
+
+/* LoRAs: found by name, alias or path without extension on a worker that
+ * serves the job's model; unknown ones named by field; bad tags refused;
+ * the list is one entry per name with its worker count. */
+static void test_loras(void **state) {
+    (void)state;
+    lf_model_info_t m1[] = {{"sd", "sd15", 512, NULL}}, m2[] = {{"other", "sd15", 512, NULL}};
+    lf_lora_info_t l1[] = {{"ink", "inky", "styles/ink.safetensors", "abc"}, {"det", NULL, "det.pt", NULL}};
+    lf_lora_info_t l2[] = {{"ink", "inky", "ink.safetensors", "abc"}, {"only2", NULL, "only2.safetensors", NULL}};
+    lf_worker_view_t ws[2] = {s_worker(m1, 1, 0), s_worker(m2, 1, 0)};
+    ws[0].caps.loras = l1, ws[0].caps.n_loras = 2;
+    ws[1].caps.loras = l2, ws[1].caps.n_loras = 2;
+    lf_job_params_t p = {0};
+    assert_int_equal(lf_params_defaults(&p), 0);
+    p.model = strdup("sd");
+    free(p.prompt);
+    p.prompt = strdup("a <lora:inky:0.5> b <lora:styles/ink:1> <hypernet:x>");
+    const lf_param_def_t *d = &lf_params_table()[LF_P_loras];
+    assert_int_equal(lf_param_loras_add(&p, d, "det", 1, NAN), 0);
+    lf_verr_t e = {0};
+    assert_int_equal(lf_fleet_loras_check(ws, 2, &p, "prompt", &e), 0);
+    /* only2 is on the worker that does not serve "sd". */
+    assert_int_equal(lf_param_loras_add(&p, d, "only2", 1, NAN), 0);
+    assert_int_equal(lf_fleet_loras_check(ws, 2, &p, "prompt", &e), LF_ENOTFOUND);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.code, "unknown_lora");
+    assert_string_equal(e.field, "loras[1].name");
+    assert_non_null(strstr(e.message, "'only2'"));
+    lf_params_clear(&p);
+    assert_int_equal(lf_params_defaults(&p), 0);
+    p.model = strdup("sd");
+    free(p.prompt);
+    p.prompt = strdup("<lora:nope:1>");
+    assert_int_equal(lf_fleet_loras_check(ws, 2, &p, "prompt", &e), LF_ENOTFOUND);
+    assert_string_equal(e.field, "prompt");
+    assert_non_null(strstr(e.message, "'nope'"));
+    free(p.prompt);
+    p.prompt = strdup("<lora:ink:heavy>");
+    assert_int_equal(lf_fleet_loras_check(ws, 2, &p, "prompt", &e), LF_EINVAL);
+    assert_string_equal(e.code, "invalid_value");
+    lf_params_clear(&p);
+    const lf_lora_info_t *out[4];
+    size_t holders[4];
+    assert_int_equal(lf_fleet_loras(ws, 2, out, holders, 4), 3);
+    assert_string_equal(out[0]->name, "ink");
+    assert_int_equal(holders[0], 2);
+    assert_string_equal(out[2]->name, "only2");
+    assert_int_equal(holders[2], 1);
+    assert_int_equal(lf_fleet_loras(ws, 2, out, holders, 1), 3); /* count beyond cap */
 }
 
 static void test_readiness(void **state) {
@@ -232,6 +283,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_model),
         cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_loras),
         cmocka_unit_test(test_readiness),
         cmocka_unit_test(test_sdxl_parts),
         cmocka_unit_test(test_idem_hash),

@@ -77,6 +77,14 @@ static void s_codec_round_trip(const lf_job_params_t *p) {
         if (s_is_str(&t[i])) {
             const char *a = lf_param_cstr(p, &t[i]), *b = lf_param_cstr(&q, &t[i]);
             if ((a == NULL) != (b == NULL) || (a && strcmp(a, b))) fail_msg("codec: %s differs", t[i].name);
+        } else if (t[i].type == LF_PT_LORAS) {
+            const lf_param_loras_t *a = lf_param_loras(p, &t[i]), *b = lf_param_loras(&q, &t[i]);
+            assert_int_equal(a->n, b->n);
+            for (uint32_t k = 0; k < a->n; k++) {
+                assert_string_equal(a->v[k].name, b->v[k].name);
+                assert_true(a->v[k].weight == b->v[k].weight);
+                assert_true(isnan(a->v[k].te_weight) ? isnan(b->v[k].te_weight) : a->v[k].te_weight == b->v[k].te_weight);
+            }
         } else if (lf_param_num(p, &t[i]) != lf_param_num(&q, &t[i])) {
             fail_msg("codec: %s %g != %g", t[i].name, lf_param_num(p, &t[i]), lf_param_num(&q, &t[i]));
         }
@@ -122,12 +130,76 @@ static void s_refuse(const lf_param_def_t *d, json_t *v, bool a1111) {
     free(txt);
 }
 
+/* A LORAS row: refused with a field under the row's name ("loras[1].weight"). */
+static void s_refuse_list(const lf_param_def_t *d, const char *json, const char *want_field) {
+    json_error_t je;
+    json_t *v = json_loads(json, JSON_DECODE_ANY, &je);
+    assert_non_null(v);
+    json_t *body = s_body(d, v, false);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    if (!s_validate(body, false, &r, &e)) fail_msg("%s accepted", json);
+    if (strcmp(e.field, want_field)) fail_msg("%s: field '%s', want '%s' (%s)", json, e.field, want_field, e.message);
+    assert_int_equal(e.status, 400);
+    json_decref(body);
+}
+
+static void s_walk_loras(const lf_param_def_t *d) {
+    /* Empty, and full: hi entries, names of 1 and LF_LORA_NAME_MAX bytes,
+     * weights at the limits, te_weight given or not. */
+    json_t *full = json_array();
+    char name[LF_LORA_NAME_MAX + 2];
+    memset(name, 'n', sizeof name);
+    name[LF_LORA_NAME_MAX] = '\0';
+    for (int k = 0; k < (int)d->hi; k++) {
+        json_t *o = json_pack("{s:s,s:f}", "name", k ? name : "a", "weight", k % 2 ? LF_LORA_WEIGHT_LIMIT : -LF_LORA_WEIGHT_LIMIT);
+        if (k % 3 == 0) json_object_set_new(o, "te_weight", json_real(k ? 0.25 : -LF_LORA_WEIGHT_LIMIT));
+        json_array_append_new(full, o);
+    }
+    json_t *empty = json_array();
+    s_accept(d, empty, false);
+    s_accept(d, full, false);
+    /* weight defaults to the row's def; te_weight to weight (NAN). */
+    json_t *one = json_pack("[{s:s}]", "name", "style");
+    json_t *body = s_body(d, one, false);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    assert_int_equal(s_validate(body, false, &r, &e), 0);
+    const lf_param_loras_t *l = lf_param_loras(&r.params, d);
+    assert_int_equal(l->n, 1);
+    assert_true(l->v[0].weight == d->def);
+    assert_true(isnan(l->v[0].te_weight));
+    lf_job_request_clear(&r);
+    json_decref(body);
+    json_array_append_new(full, json_pack("{s:s}", "name", "one-too-many"));
+    char *txt = json_dumps(full, JSON_COMPACT);
+    s_refuse_list(d, txt, d->name);
+    free(txt);
+    json_decref(full);
+    json_decref(empty);
+    name[LF_LORA_NAME_MAX] = 'n';
+    name[LF_LORA_NAME_MAX + 1] = '\0';
+    char buf[512];
+    snprintf(buf, sizeof buf, "[{\"name\":\"%s\"}]", name);
+    s_refuse_list(d, buf, "loras[0].name");
+    s_refuse_list(d, "[{\"name\":\"\"}]", "loras[0]");
+    s_refuse_list(d, "[{\"name\":\"a\",\"weight\":20.5}]", "loras[0].weight");
+    s_refuse_list(d, "[{\"name\":\"a\",\"te_weight\":-21}]", "loras[0].te_weight");
+    s_refuse_list(d, "[{\"name\":\"a\"},{\"weight\":1}]", "loras[1]");
+    s_refuse_list(d, "[{\"name\":\"a\",\"wieght\":1}]", "loras[0].wieght");
+    s_refuse_list(d, "[{\"name\":1}]", "loras[0].name");
+    s_refuse_list(d, "[\"a\"]", "loras[0]");
+    s_refuse_list(d, "{\"name\":\"a\"}", "loras");
+    s_refuse_list(d, "\"a\"", "loras");
+}
+
 static void s_walk(bool a1111) {
     const lf_param_def_t *t = lf_params_table();
     for (int i = 0; i < LF_P__COUNT; i++) {
         const lf_param_def_t *d = &t[i];
         if (a1111 && (!d->a1111 || d->a1111_at == LF_PA_SCRIPT)) continue;
         switch (d->type) {
+        case LF_PT_LORAS: s_walk_loras(d); break;
         case LF_PT_ENUM:
             for (const lf_param_enum_t *v = d->values; v->name; v++) {
                 json_t *j = json_string(a1111 ? v->a1111 : v->name);
@@ -233,6 +305,10 @@ static void test_openapi_has_every_row(void **state) {
             for (const lf_param_enum_t *v = t[i].values; v->name; v++, k++)
                 assert_string_equal(json_string_value(json_array_get(json_object_get(p, "enum"), k)), v->name);
             assert_int_equal(json_array_size(json_object_get(p, "enum")), k);
+        } else if (t[i].type == LF_PT_LORAS) {
+            assert_string_equal(json_string_value(json_object_get(p, "type")), "array");
+            assert_int_equal(json_integer_value(json_object_get(p, "maxItems")), (json_int_t)t[i].hi);
+            assert_non_null(json_object_get(json_object_get(json_object_get(p, "items"), "properties"), "te_weight"));
         } else if (!s_is_str(&t[i]) && t[i].type != LF_PT_BOOL) {
             assert_true(json_number_value(json_object_get(p, "minimum")) == t[i].lo);
             assert_true(json_number_value(json_object_get(p, "maximum")) == t[i].hi);

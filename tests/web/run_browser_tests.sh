@@ -114,12 +114,20 @@ else
   export LF_REDIS_HOST=127.0.0.1 LF_REDIS_PORT="$REDIS_PORT" LF_REDIS_PREFIX="lfweb:" LF_LOG_LEVEL=info
   LF_BROKER_FRONTEND="$FE" LF_BROKER_BACKEND="$BE" LF_BROKER_EVENTS="$EV" LF_BROKER_ID=web-broker \
     "$BROKER" >"$TMP/broker.log" 2>&1 & PIDS+=($!)
+  # The repository's models/ (the built-in lf-tiny-shapes), as `deploy/lightfarm up` serves them,
+  # plus a LoRA for it in lora/ (the picker's test).
+  if [[ -z "${LF_MODELS_DIR:-}" ]]; then
+    mkdir -p "$TMP/models/lora"
+    for f in "$ROOT"/models/*; do ln -s "$f" "$TMP/models/"; done
+    cp "$ROOT/tests/engine/fixtures/lora/lf_tiny_shapes_kohya.safetensors" "$TMP/models/lora/"
+    LF_MODELS_DIR="$TMP/models"
+  fi
   # Worker 1 also advertises SDXL: two one-tensor files whose tensor names say "sdxl" (the
   # family comes from tensor names) and a separate VAE — for the UI's SDXL sizes, Refiner and
   # VAE controls and the gateway's admission. They are not runnable models: no test runs them.
   XL_DIR="$TMP/models-xl"
   mkdir -p "$XL_DIR/vae"
-  for f in "${LF_MODELS_DIR:-$ROOT/models}"/*; do ln -s "$f" "$XL_DIR/"; done
+  for f in "$LF_MODELS_DIR"/*; do ln -s "$f" "$XL_DIR/"; done
   python3 - "$XL_DIR" <<'EOF'
 import json, struct, sys
 d = sys.argv[1]
@@ -130,8 +138,7 @@ for name in ("lf-xl-probe.safetensors", "lf-xl-refiner-probe.safetensors", "vae/
     open(f"{d}/{name}", "wb").write(blob)
 EOF
   for w in 0 1; do
-    # The repository's models/ (the built-in lf-tiny-shapes), as `deploy/lightfarm up` serves them.
-    MODELS="${LF_MODELS_DIR:-$ROOT/models}"
+    MODELS="$LF_MODELS_DIR"
     [[ $w == 1 ]] && MODELS="$XL_DIR"
     LF_MODELS_DIR="$MODELS" \
     LF_BROKER_BACKEND="$BE" LF_WORKER_ID="web-w$w" LF_STEP_DELAY_MAX_MS=1000 LF_PREVIEW_EVERY=5 \

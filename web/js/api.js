@@ -92,6 +92,7 @@ export const api = {
     body: file, headers: { 'Content-Type': file.type || 'application/octet-stream' },
   }),
   workers: () => request('GET', '/v1/workers'),
+  loras: () => request('GET', '/v1/loras'),
   presets: () => request('GET', '/v1/presets'),
   preset: (name) => request('GET', `/v1/presets/${enc(name)}`),
   savePreset: (name, params) => request('POST', '/v1/presets', { json: { name, params } }),

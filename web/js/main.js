@@ -4,6 +4,7 @@ import { api, getKey, onUnauthorized, setKey } from './api.js';
 import { initFarm, pollFarm } from './farm.js';
 import { initGenerate, loadOptions, submit } from './generate.js';
 import { initHistory, refreshHistory } from './history.js';
+import { initLoras, loadLoras } from './loras.js';
 import { initPresets, refreshPresets } from './presets.js';
 import { initQueue } from './queue.js';
 import { initStage } from './stage.js';
@@ -128,6 +129,7 @@ function initKeys() {
 async function reloadData() {
   try {
     await loadOptions();
+    loadLoras();
     $('#banner').hidden = true;
   } catch (e) {
     if (e.status !== 401) {
@@ -149,6 +151,7 @@ function start() {
   initTabs();
   initViewer();
   initGenerate();
+  initLoras();
   initStage();
   initQueue();
   initPresets();

@@ -1,0 +1,359 @@
+/* lf_lora_patch: merges LoRA deltas into a pool's weights layer by layer
+ * (one f32 copy of the layer and one ΔW buffer at a time) and keeps each
+ * touched tensor's original bytes for an exact restore. */
+#include "lf_lora_patch.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lf_error.h"
+#include "lf_lora.h"
+
+/* One tensor changed from the plain model, with its original bytes. */
+typedef struct {
+    lf_tensor_t *t; /* borrowed from the pool */
+    void *orig;     /* owned: lf_tensor_nbytes(t) bytes as the pool held them */
+    int used;       /* merged by the set being applied (a switch restores the others) */
+} s_saved_t;
+
+struct lf_lora_patch {
+    lf_pool_t *pool;
+    lf_backend_t *be;
+    const lf_lora_targets_t *targets;
+    s_saved_t *saved;
+    size_t n_saved, cap_saved, saved_bytes;
+    char *key;      /* identity of the current set; NULL = plain model */
+    char *warnings; /* the current set's warnings, or NULL */
+};
+
+__attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen, int rc,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
+                                   const lf_lora_targets_t *targets)
+{
+    if (!pool || !be || !targets) return NULL;
+    lf_lora_patch_t *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->pool = pool, p->be = be, p->targets = targets;
+    return p;
+}
+
+static void s_forget(lf_lora_patch_t *p)
+{
+    for (size_t i = 0; i < p->n_saved; i++) free(p->saved[i].orig);
+    p->n_saved = 0;
+    p->saved_bytes = 0;
+    free(p->key);
+    free(p->warnings);
+    p->key = p->warnings = NULL;
+}
+
+void lf_lora_patch_destroy(lf_lora_patch_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    lf_lora_patch_t *p = *self_p;
+    s_forget(p);
+    free(p->saved);
+    free(p);
+    *self_p = NULL;
+}
+
+size_t lf_lora_patch_layers(const lf_lora_patch_t *self) { return self ? self->n_saved : 0; }
+size_t lf_lora_patch_saved_bytes(const lf_lora_patch_t *self)
+{
+    return self ? self->saved_bytes : 0;
+}
+
+int lf_lora_patch_restore(lf_lora_patch_t *self)
+{
+    if (!self) return LF_EINVAL;
+    /* Newest first, so that a tensor saved twice (never, but cheap to be
+     * safe about) ends with its first, true original. */
+    for (size_t i = self->n_saved; i-- > 0;) {
+        s_saved_t *s = &self->saved[i];
+        int rc = lf_backend_tensor_set(self->be, s->t, s->orig, lf_tensor_nbytes(s->t));
+        if (rc) return rc;
+        free(s->orig);
+        s->orig = NULL;
+        self->saved_bytes -= lf_tensor_nbytes(s->t);
+        self->n_saved = i;
+    }
+    s_forget(self);
+    return 0;
+}
+
+/* The set's identity: each file's path and stat identity (a file replaced
+ * in place under the same name is another LoRA) and its multipliers. */
+static int s_key(const lf_lora_use_t *uses, size_t n, char **out, char *err, size_t errlen)
+{
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < n; i++) cap += strlen(uses[i].path) + 160;
+    char *k = malloc(cap);
+    if (!k) return LF_ENOMEM;
+    k[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        struct stat sb;
+        if (stat(uses[i].path, &sb) != 0) {
+            int e = errno;
+            free(k);
+            return s_err(err, errlen, LF_EIO, "%s: cannot open: %s", uses[i].path, strerror(e));
+        }
+        len += (size_t)snprintf(k + len, cap - len, "%s|%llu:%llu:%lld:%lld.%09ld|%.17g|%.17g\n",
+                                uses[i].path, (unsigned long long)sb.st_dev,
+                                (unsigned long long)sb.st_ino, (long long)sb.st_size,
+                                (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec,
+                                uses[i].unet_weight, uses[i].te_weight);
+    }
+    *out = k;
+    return 0;
+}
+
+/* Appends "name: tensor (reason)" lines of l's unmatched tensors to *w. */
+static int s_warn(char **w, size_t *len, const char *name, const lf_lora_t *l)
+{
+    for (size_t i = 0; i < lf_lora_unmatched_count(l); i++) {
+        const char *t = lf_lora_unmatched_name(l, i), *r = lf_lora_unmatched_reason(l, i);
+        size_t add = strlen(name) + strlen(t) + strlen(r) + 8;
+        char *nw = realloc(*w, *len + add + 1);
+        if (!nw) return LF_ENOMEM;
+        *w = nw;
+        *len += (size_t)snprintf(nw + *len, add + 1, "%s%s: %s (%s)", *len ? "; " : "", name, t, r);
+    }
+    return 0;
+}
+
+static int s_save(lf_lora_patch_t *p, lf_tensor_t *t, const void *bytes)
+{
+    if (p->n_saved == p->cap_saved) {
+        size_t cap = p->cap_saved ? p->cap_saved * 2 : 64;
+        s_saved_t *s = realloc(p->saved, cap * sizeof *s);
+        if (!s) return LF_ENOMEM;
+        p->saved = s, p->cap_saved = cap;
+    }
+    size_t nb = lf_tensor_nbytes(t);
+    void *c = malloc(nb);
+    if (!c) return LF_ENOMEM;
+    memcpy(c, bytes, nb);
+    p->saved[p->n_saved++] = (s_saved_t){.t = t, .orig = c, .used = 1};
+    p->saved_bytes += nb;
+    return 0;
+}
+
+/* The kept original of tensor t, or NULL. */
+static s_saved_t *s_find_saved(lf_lora_patch_t *p, const lf_tensor_t *t)
+{
+    for (size_t i = 0; i < p->n_saved; i++)
+        if (p->saved[i].t == t) return &p->saved[i];
+    return NULL;
+}
+
+/* The largest finite value a storage type holds. */
+static double s_type_max(lf_type_t type)
+{
+    return type == LF_TYPE_F16 ? 65504.0 : 3.3895313892515355e38;
+}
+
+typedef struct {
+    const lf_lora_t *l;
+    size_t at;      /* layer index in l */
+    double weight;
+    const char *name;
+} s_part_t;
+
+/* Merges the contributions parts[0..np) into the pool tensor named tname
+ * (the layer's weight, or its bias when bias). bytes/f/d: scratch of at
+ * least numel elements (bytes of the largest type size). */
+static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t numel,
+                   const s_part_t *parts, size_t np, void *bytes, float *f, float *d, char *err,
+                   size_t errlen)
+{
+    lf_tensor_t *t = lf_pool_find(p->pool, tname);
+    if (!t)
+        return s_err(err, errlen, LF_EFORMAT, "%s: layer %s: the model has no such tensor",
+                     parts[0].name, tname);
+    if (lf_tensor_nelements(t) != numel || !lf_tensor_is_contiguous(t))
+        return s_err(err, errlen, LF_EFORMAT,
+                     "%s: layer %s: %lld values in the LoRA, %lld in the model", parts[0].name,
+                     tname, (long long)numel, (long long)lf_tensor_nelements(t));
+    size_t nb = lf_tensor_nbytes(t);
+    /* W0: kept from the previous set (a switch), else read from the pool. */
+    s_saved_t *kept = s_find_saved(p, t);
+    int rc = kept ? 0 : lf_backend_tensor_get(p->be, t, bytes, nb);
+    if (rc) return s_err(err, errlen, rc, "layer %s: cannot read it back: %s", tname, lf_strerror(rc));
+    lf_type_to_f32(t->type, kept ? kept->orig : bytes, f, numel);
+    for (size_t k = 0; k < np; k++) {
+        rc = bias ? lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen)
+                  : lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
+        if (rc) return rc;
+        const float w = (float)parts[k].weight;
+        for (int64_t i = 0; i < numel; i++) f[i] += w * d[i];
+    }
+    const double lim = s_type_max(t->type);
+    for (int64_t i = 0; i < numel; i++)
+        if (!(fabs((double)f[i]) <= lim))
+            return s_err(err, errlen, LF_EFORMAT,
+                         "%s: layer %s: the merged weight [%lld] = %g does not fit in %s",
+                         parts[0].name, tname, (long long)i, f[i], lf_type_name(t->type));
+    if (kept) {
+        kept->used = 1;
+    } else {
+        rc = s_save(p, t, bytes);
+        if (rc) return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
+    }
+    lf_type_from_f32(t->type, f, bytes, numel);
+    rc = lf_backend_tensor_set(p->be, t, bytes, nb);
+    if (rc) return s_err(err, errlen, rc, "layer %s: cannot write it: %s", tname, lf_strerror(rc));
+    return 0;
+}
+
+/* The index of l's layer for target tg, or lf_lora_count(l). */
+static size_t s_layer_of(const lf_lora_t *l, const lf_lora_target_t *tg)
+{
+    size_t i = 0, n = lf_lora_count(l);
+    while (i < n && lf_lora_at(l, i)->target != tg) i++;
+    return i;
+}
+
+/* After a switch: writes back the originals the new set did not merge and
+ * forgets them. */
+static int s_drop_unused(lf_lora_patch_t *p)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->n_saved; i++) {
+        s_saved_t *s = &p->saved[i];
+        if (!s->used) {
+            int rc = lf_backend_tensor_set(p->be, s->t, s->orig, lf_tensor_nbytes(s->t));
+            if (rc) {
+                /* Keep the rest for a later restore. */
+                memmove(&p->saved[k], &p->saved[i], (p->n_saved - i) * sizeof *p->saved);
+                p->n_saved = k + (p->n_saved - i);
+                return rc;
+            }
+            p->saved_bytes -= lf_tensor_nbytes(s->t);
+            free(s->orig);
+            continue;
+        }
+        p->saved[k++] = *s;
+    }
+    p->n_saved = k;
+    return 0;
+}
+
+/* Merges every layer of the opened files. */
+static int s_apply(lf_lora_patch_t *p, lf_lora_t *const *ls, const lf_lora_use_t *uses, size_t n,
+                   char *err, size_t errlen)
+{
+    int64_t maxn = 0;
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < lf_lora_count(ls[k]); i++)
+            if (lf_lora_at(ls[k], i)->numel > maxn) maxn = lf_lora_at(ls[k], i)->numel;
+    s_part_t *parts = malloc((n ? n : 1) * sizeof *parts);
+    void *bytes = malloc((size_t)(maxn ? maxn : 1) * sizeof(float));
+    float *f = malloc((size_t)(maxn ? maxn : 1) * sizeof *f);
+    float *d = malloc((size_t)(maxn ? maxn : 1) * sizeof *d);
+    int rc = parts && bytes && f && d ? 0 : LF_ENOMEM;
+    size_t nt = lf_lora_targets_count(p->targets);
+    for (size_t ti = 0; ti < nt && !rc; ti++) {
+        const lf_lora_target_t *tg = lf_lora_targets_at(p->targets, ti);
+        for (int bias = 0; bias < 2 && !rc; bias++) {
+            size_t np = 0;
+            int64_t numel = bias ? tg->shape[0] : 0;
+            for (size_t k = 0; k < n; k++) {
+                size_t at = s_layer_of(ls[k], tg);
+                const lf_lora_layer_t *y = lf_lora_at(ls[k], at);
+                if (!y || !(bias ? y->has_bias : y->has_weight)) continue;
+                double w = tg->part == LF_LORA_PART_TE ? uses[k].te_weight : uses[k].unet_weight;
+                if (w == 0.0) continue;
+                if (!bias) numel = y->numel;
+                parts[np++] = (s_part_t){.l = ls[k], .at = at,
+                                         .weight = w,
+                                         .name = uses[k].name ? uses[k].name : uses[k].path};
+            }
+            if (np)
+                rc = s_merge(p, bias ? tg->bias : tg->name, bias, numel, parts, np, bytes, f, d,
+                             err, errlen);
+        }
+    }
+    if (rc == LF_ENOMEM && err && errlen && !err[0]) s_err(err, errlen, rc, "out of memory");
+    free(parts), free(bytes), free(f), free(d);
+    return rc;
+}
+
+int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n,
+                      lf_lora_patch_info_t *info, char *err, size_t errlen)
+{
+    if (!self || (n && !uses)) return LF_EINVAL;
+    if (err && errlen) err[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!uses[i].path) return s_err(err, errlen, LF_EINVAL, "LoRA %zu has no file", i);
+        if (!isfinite(uses[i].unet_weight) || !isfinite(uses[i].te_weight))
+            return s_err(err, errlen, LF_EINVAL, "%s: the multiplier is not a finite number",
+                         uses[i].name ? uses[i].name : uses[i].path);
+    }
+    char *key = NULL;
+    int rc = n ? s_key(uses, n, &key, err, errlen) : 0;
+    if (!rc && ((!key && !self->key) || (key && self->key && strcmp(key, self->key) == 0))) {
+        /* The resident weights are this set's already. */
+        char *w = self->warnings ? strdup(self->warnings) : NULL;
+        free(key);
+        if (self->warnings && !w) return s_err(err, errlen, LF_ENOMEM, "out of memory");
+        if (info)
+            *info = (lf_lora_patch_info_t){.reused = 1, .layers = self->n_saved,
+                                           .saved_bytes = self->saved_bytes, .warnings = w};
+        else
+            free(w);
+        return 0;
+    }
+    /* Open every file before touching the weights: a bad file costs no
+     * restore-and-reapply of the good ones. */
+    lf_lora_t **ls = calloc(n ? n : 1, sizeof *ls);
+    char *warn = NULL;
+    size_t wlen = 0;
+    if (!rc && !ls) rc = s_err(err, errlen, LF_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = lf_lora_open(&ls[i], uses[i].path, self->targets, err, errlen);
+        if (!rc) rc = s_warn(&warn, &wlen, uses[i].name ? uses[i].name : uses[i].path, ls[i]);
+    }
+    /* A switch merges each layer from its kept original (W = W0 + Σ w ΔW,
+     * never from the previous set's W) and writes back only the originals
+     * of layers the new set leaves alone. */
+    for (size_t i = 0; i < self->n_saved; i++) self->saved[i].used = 0;
+    free(self->key);
+    free(self->warnings);
+    self->key = self->warnings = NULL;
+    if (!rc) rc = s_apply(self, ls, uses, n, err, errlen);
+    if (!rc) {
+        int rr = s_drop_unused(self);
+        if (rr) rc = s_err(err, errlen, rr, "cannot restore the model's weights: %s", lf_strerror(rr));
+    }
+    if (rc) {
+        lf_lora_patch_restore(self);
+        free(key);
+        free(warn);
+    } else {
+        self->key = key;
+        self->warnings = warn;
+        char *w = warn ? strdup(warn) : NULL;
+        if (info)
+            *info = (lf_lora_patch_info_t){.reused = 0, .layers = self->n_saved,
+                                           .saved_bytes = self->saved_bytes, .warnings = w};
+        else
+            free(w);
+    }
+    for (size_t i = 0; ls && i < n; i++) lf_lora_destroy(&ls[i]);
+    free(ls);
+    return rc;
+}

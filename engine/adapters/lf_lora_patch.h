@@ -1,0 +1,86 @@
+/* lf_lora_patch: a set of LoRAs merged into a model's resident weights,
+ * with the original tensors kept so the plain model comes back exactly.
+ *
+ * lf_lora_patch_set makes the weights of the pool those of the model with
+ * the given LoRAs merged: for every layer any of them touches,
+ *   W = W0 + Σ_k weight_k · ΔW_k
+ * computed in f32 from the original W0 (read back through the backend, so
+ * weights may live on a device) and stored in the tensor's own type
+ * (round to nearest even for f16/bf16). weight_k is the LoRA's UNet or
+ * text-encoder multiplier, by the layer's part. W0's bytes are copied to
+ * host memory before the first write, and lf_lora_patch_restore (or a set
+ * with another list) writes them back as they were: the restored model is
+ * bit-identical to one that never saw a LoRA, whatever the rounding of the
+ * merge.
+ *
+ * A set equal to the current one — the same files (path, device, inode,
+ * size and modification time) with the same multipliers in the same order
+ * — writes nothing (info->reused). Any other set merges each layer it
+ * touches from that layer's kept original (never from the previous set's
+ * weights; no read back from the device) and writes the originals back
+ * into the layers it leaves alone: the result equals a restore followed by
+ * a merge, at the cost of the new set's layers only. A failure (a file that does not open, a layer whose shape is not
+ * the model's, a merge that overflows the storage type) leaves the plain
+ * model: every layer written so far is restored, and err names the file
+ * and the layer.
+ *
+ * Threading: one thread at a time, the thread that runs the model (the
+ * backend is single-threaded). Ownership: the pool, backend and targets are
+ * borrowed and must outlive the patch; lf_lora_patch_destroy frees the saved
+ * originals WITHOUT writing them back (call restore first when the pool
+ * stays in use). */
+#ifndef LF_LORA_PATCH_H
+#define LF_LORA_PATCH_H
+
+#include <stddef.h>
+
+#include "lf_backend.h"
+#include "lf_lora_targets.h"
+#include "lf_pool.h"
+
+/* One LoRA of a set (plain data, borrowed for the call). */
+typedef struct {
+    const char *path;   /* the LoRA file */
+    const char *name;   /* for messages (A1111's name); NULL = path */
+    double unet_weight; /* multiplier of the UNet layers */
+    double te_weight;   /* multiplier of the text encoder layers */
+} lf_lora_use_t;
+
+/* What a set did (plain data). */
+typedef struct {
+    int reused;     /* 1: the set was the current one, nothing was written */
+    size_t layers;  /* tensors that now differ from the plain model's */
+    size_t saved_bytes; /* host bytes the kept originals take */
+    char *warnings; /* caller owns (free), NULL when none: every tensor of the files that
+                       was not applied, "name: tensor (reason)", joined by "; " */
+} lf_lora_patch_info_t;
+
+typedef struct lf_lora_patch lf_lora_patch_t;
+
+/* A patch over pool (its tensors found by the targets' names), written
+ * through be. All borrowed. Caller owns; NULL when out of memory. */
+lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
+                                   const lf_lora_targets_t *targets);
+/* Frees the kept originals without restoring them (see above). Takes NULL. */
+void lf_lora_patch_destroy(lf_lora_patch_t **self_p);
+
+/* Makes the pool's weights the plain model plus uses[0..n) (n == 0: the
+ * plain model). info may be NULL; on success *info is filled (its warnings
+ * are the set's, repeated when reused). Errors: LF_EIO / LF_EFORMAT /
+ * LF_EUNSUPPORTED / LF_ENOMEM from a file (lf_lora_open), LF_EFORMAT for a
+ * layer the model has in another shape or a merged value the storage type
+ * cannot hold, LF_EINVAL for a non-finite multiplier, a backend's code;
+ * err names the file and the layer. On failure the plain model is resident
+ * and *info is untouched. */
+int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n,
+                      lf_lora_patch_info_t *info, char *err, size_t errlen);
+
+/* Writes every kept original back and forgets the set. 0 or the backend's
+ * code (the originals are kept then, and a later call tries again). */
+int lf_lora_patch_restore(lf_lora_patch_t *self);
+
+/* Tensors changed from the plain model now; host bytes of the originals. */
+size_t lf_lora_patch_layers(const lf_lora_patch_t *self);
+size_t lf_lora_patch_saved_bytes(const lf_lora_patch_t *self);
+
+#endif
