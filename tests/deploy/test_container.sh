@@ -24,7 +24,7 @@ T="$(mktemp -d /tmp/lf-test-container.XXXXXX)"
 TAG="localhost/lightfarm-test:$$"
 CID=""
 cleanup() {
-  [ -n "$CID" ] && "${P[@]}" rm -f "$CID" >/dev/null 2>&1
+  [ -n "$CID" ] && "${P[@]}" rm -f -v "$CID" >/dev/null 2>&1 # -v: its anonymous /models volume too
   "${P[@]}" volume rm -f "lf-test-data-$$" >/dev/null 2>&1 || true
   "${P[@]}" rmi -f "$TAG" >/dev/null 2>&1 || true
   rm -rf "$T"
