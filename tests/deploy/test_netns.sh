@@ -92,8 +92,19 @@ done
 echo "ok: a farm over 5 namespaces is ready (2 brokers, 2 workers)"
 
 done_count() { curl -s "$url/metrics" | awk '$1 == "lf_jobs_total{state=\"done\"}" { print $2 }'; }
-submit() { # submit STEPS: a diagnostic job of STEPS steps of 200 ms; echoes its id
-  curl -sS -X POST -H 'Content-Type: application/json' -d '{"model":"lf-diagnostic","prompt":"netns","steps":'"$1"',"step_delay_ms":200,"width":32,"height":32}' "$url/v1/jobs" | jq -r .id
+# submit STEPS: a diagnostic job of STEPS steps of 200 ms; echoes its id. A refused submit (a 503 while a
+# broker link is coming back: not accepted, so not counted) is retried as a client would, and noted.
+submit() {
+  local out id
+  for _ in $(seq 1 20); do
+    out="$(curl -sS --max-time 15 -w '\n%{http_code}' -X POST -H 'Content-Type: application/json' \
+      -d '{"model":"lf-diagnostic","prompt":"netns","steps":'"$1"',"step_delay_ms":200,"width":32,"height":32}' "$url/v1/jobs" || true)"
+    id="$(head -n 1 <<<"$out" | jq -r '.id // empty' 2>/dev/null || true)"
+    [ -n "$id" ] && { echo "$id"; return 0; }
+    echo "note: submit refused ($(tail -n 1 <<<"$out")): $(head -n 1 <<<"$out" | head -c 200); retrying" >&2
+    sleep 0.5
+  done
+  fail "no submit accepted in 20 tries"
 }
 wait_done() { # wait_done ID SECONDS: echoes the final view
   local v s
