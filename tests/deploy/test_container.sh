@@ -10,19 +10,21 @@
 #   test_container.sh SOURCE_DIR
 # It builds the whole project inside the image (about half an hour on 2 cores), so it runs only when
 # LF_TEST_CONTAINER=1; otherwise, or without a working podman, it exits 77 (skipped) saying why.
-# LF_PODMAN: the podman command line (default: podman with vfs storage, cgroupfs, runc and the host's
-# ulimits — what works inside the development VMs, which are themselves containers).
+# LF_PODMAN: the podman command line (default: podman with vfs storage, cgroupfs and runc — what works
+# inside the development VMs, which are themselves containers); LF_PODMAN_ULIMITS: its --ulimit flags.
 set -euo pipefail
 SRC="$(cd "$1" && pwd)"
 [ "${LF_TEST_CONTAINER:-0}" = 1 ] || { echo "SKIP: set LF_TEST_CONTAINER=1 to build and run the image (slow)"; exit 77; }
 command -v podman >/dev/null || { echo "SKIP: no podman (apt-get install podman runc)"; exit 77; }
 read -r -a P <<<"${LF_PODMAN:-podman --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime runc}"
-ULIMITS=(--ulimit "nofile=$(ulimit -n):$(ulimit -Hn)" --ulimit "nproc=$(ulimit -u):$(ulimit -Hu)")
+# Limits a container may set without CAP_SYS_RESOURCE (podman's defaults are above the VM's, and the
+# VM's own hard nproc is refused to uid 1000 by runc here).
+read -r -a ULIMITS <<<"${LF_PODMAN_ULIMITS:---ulimit nofile=$(ulimit -n):$(ulimit -n) --ulimit nproc=4096:4096}"
 T="$(mktemp -d /tmp/lf-test-container.XXXXXX)"
 TAG="localhost/lightfarm-test:$$"
 CID=""
 cleanup() {
-  [ -n "$CID" ] && "${P[@]}" rm -f "$CID" >/dev/null 2>&1
+  [ -n "$CID" ] && "${P[@]}" rm -f -v "$CID" >/dev/null 2>&1 # -v: its anonymous /models volume too
   "${P[@]}" volume rm -f "lf-test-data-$$" >/dev/null 2>&1 || true
   "${P[@]}" rmi -f "$TAG" >/dev/null 2>&1 || true
   rm -rf "$T"
