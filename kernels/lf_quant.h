@@ -1,0 +1,68 @@
+/* lf_quant: ggml's block-quantized weight types (as GGUF files store them):
+ * dequantization to f32 and the matrix product y = x · Wᵀ with W quantized,
+ * without widening the whole matrix.
+ *
+ * A row of a quantized matrix is a run of blocks; each block packs
+ * lf_quant_block(q) weights (32, or 256 for the K types) with their scales
+ * into lf_quant_block_bytes(q) bytes, exactly as ggml lays them out.
+ * Dequantization is bit-exact with the gguf package's numpy reference
+ * (gguf.quants.dequantize, the version in tests/reference/
+ * requirements-gguf.txt): the same f32 operations in the same order, never
+ * fused (this file is built with -ffp-contract=off).
+ *
+ * CPU forms: scalar (the reference), AVX2 and AVX-512 for the hot types,
+ * picked at run time from the CPU's features (lf_quant_simd_detect); the
+ * _at variants take the level explicitly so tests run every form.
+ *
+ * Pure functions over caller buffers; thread-safe. Source blocks may be
+ * unaligned (they usually point into an mmap'd file). */
+#ifndef LF_QUANT_H
+#define LF_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    LF_QUANT_Q4_0,
+    LF_QUANT_Q4_1,
+    LF_QUANT_Q5_0,
+    LF_QUANT_Q5_1,
+    LF_QUANT_Q8_0,
+    LF_QUANT_Q4_K,
+    LF_QUANT_Q5_K,
+    LF_QUANT_Q6_K,
+    LF_QUANT_Q8_K,
+    LF_QUANT_COUNT
+} lf_quant_type_t;
+
+/* Vector forms. */
+typedef enum { LF_QUANT_SCALAR = 0, LF_QUANT_AVX2 = 1, LF_QUANT_AVX512 = 2 } lf_quant_simd_t;
+
+/* Weights per block (32 or 256), bytes per block, "Q8_0"...; 0 / "?" out of range. */
+size_t lf_quant_block(lf_quant_type_t q);
+size_t lf_quant_block_bytes(lf_quant_type_t q);
+const char *lf_quant_name(lf_quant_type_t q);
+/* Bytes of a row of n weights (n a multiple of the block). */
+size_t lf_quant_row_bytes(lf_quant_type_t q, int64_t n);
+
+/* The best form this CPU runs (LF_CPU_SIMD=scalar|avx2 in the environment
+ * caps it, as for the CPU backend). */
+lf_quant_simd_t lf_quant_simd_detect(void);
+
+/* Dequantizes n weights (a multiple of the block) from src into dst. The
+ * _at form runs the given level (capped at what the CPU has). */
+void lf_quant_dequantize(lf_quant_type_t q, const void *src, float *dst, int64_t n);
+void lf_quant_dequantize_at(lf_quant_type_t q, const void *src, float *dst, int64_t n,
+                            lf_quant_simd_t level);
+
+/* y[m][n] = sum_k x[m][k] * W[n][k]: x is m rows of k floats (row stride
+ * ldx floats), W is n rows of k quantized weights (each lf_quant_row_bytes
+ * apart), y is m rows of n floats (row stride ldy). k must be a multiple of
+ * the block. W is dequantized a tile of rows at a time into a buffer of
+ * about tile_bytes (0: a default sized for the L2 cache) and multiplied with
+ * OpenBLAS's sgemm, so the whole f32 matrix never exists. 0, LF_EINVAL (k not
+ * a multiple of the block, bad sizes) or LF_ENOMEM. */
+int lf_quant_matmul(lf_quant_type_t q, const void *w, int64_t n, int64_t k, const float *x,
+                    int64_t ldx, int64_t m, float *y, int64_t ldy, size_t tile_bytes);
+
+#endif
