@@ -58,10 +58,12 @@ void lf_quant_dequantize_at(lf_quant_type_t q, const void *src, float *dst, int6
 /* y[m][n] = sum_k x[m][k] * W[n][k]: x is m rows of k floats (row stride
  * ldx floats), W is n rows of k quantized weights (each lf_quant_row_bytes
  * apart), y is m rows of n floats (row stride ldy). k must be a multiple of
- * the block. W is dequantized a tile of rows at a time into a buffer of
- * about tile_bytes (0: a default sized for the L2 cache) and multiplied with
- * OpenBLAS's sgemm, so the whole f32 matrix never exists. 0, LF_EINVAL (k not
+ * the block. W is dequantized a tile of rows (a multiple of 16, at least 16)
+ * at a time into a buffer of about tile_bytes (0: LF_QUANT_TILE_DEFAULT) and
+ * multiplied with OpenBLAS's sgemm, so the whole f32 matrix never exists.
+ * Each tile is one sgemm over the dequantized rows (OpenBLAS, threaded). 0, LF_EINVAL (k not
  * a multiple of the block, bad sizes) or LF_ENOMEM. */
+#define LF_QUANT_TILE_DEFAULT (4u << 20)
 int lf_quant_matmul(lf_quant_type_t q, const void *w, int64_t n, int64_t k, const float *x,
                     int64_t ldx, int64_t m, float *y, int64_t ldy, size_t tile_bytes);
 
