@@ -9,6 +9,8 @@
  *               two tile sizes
  *   - widen:    dequantize all of W then sgemm (the time a load-time
  *               widening pays on every call if done per call)
+ *   - int8:     Q8_0 only: x quantized to Q8_0, AVX-512 VNNI dot products
+ *               (lf_quant_matmul_q8_int8, as many threads as OpenBLAS)
  * and dequantization throughput per type and vector form (GB/s of f32
  * written, and of quantized bytes read).
  *
@@ -114,7 +116,7 @@ int main(int argc, char **argv)
         lf_quant_dequantize(q, w, wf, N * K);
         for (size_t mi = 0; mi < 2; mi++) {
             int64_t M = Ms[mi];
-            double flop = 2.0 * M * N * K, tf = 1e30, tt[2] = {1e30, 1e30}, tw = 1e30;
+            double flop = 2.0 * M * N * K, tf = 1e30, tt[2] = {1e30, 1e30}, tw = 1e30, ti8 = 1e30;
             size_t tiles[2] = {0, 4u << 20};
             for (int r = 0; r < reps; r++) {
                 double t0 = s_now();
@@ -134,6 +136,13 @@ int main(int argc, char **argv)
                             (int)K, 0.0f, y, (int)N);
                 t = s_now() - t0;
                 if (t < tw) tw = t;
+                if (q == LF_QUANT_Q8_0) {
+                    t0 = s_now();
+                    if (lf_quant_matmul_q8_int8(w, N, K, x, K, M, y, N, openblas_get_num_threads()) == 0) {
+                        t = s_now() - t0;
+                        if (t < ti8) ti8 = t;
+                    }
+                }
             }
             /* The tiled result against the f32 product (same W). */
             double emax = 0, amax = 0;
@@ -151,6 +160,9 @@ int main(int argc, char **argv)
                    "tiled (4 MiB, default)", tt[1] * 1e3, flop / tt[1] / 1e9, tf / tt[1], wb);
             printf("%-5s %5lld %-22s %9.1f %9.1f %8.2f %12zu\n", lf_quant_name(q), (long long)M,
                    "widen all + sgemm", tw * 1e3, flop / tw / 1e9, tf / tw, wb + (size_t)(N * K * 4));
+            if (ti8 < 1e30)
+                printf("%-5s %5lld %-22s %9.1f %9.1f %8.2f %12zu\n", lf_quant_name(q), (long long)M,
+                       "int8 VNNI (x to Q8_0)", ti8 * 1e3, flop / ti8 / 1e9, tf / ti8, wb);
             printf("      max |tiled - f32| = %.3g (max |y| %.3g)\n", emax, amax);
         }
         free(w);

@@ -10,6 +10,8 @@
 
 #include <cblas.h>
 #include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,8 +318,9 @@ int lf_quant_matmul(lf_quant_type_t q, const void *w, int64_t n, int64_t k, cons
         return LF_EINVAL;
     if (n == 0 || m == 0) return 0;
     /* Each sgemm call packs all of x again, so tiles must be large enough
-     * for that to stay small beside the product: 4 MiB measured ~3x faster
-     * than 512 KiB at M = 4096 (bench_quant, docs/PERFORMANCE.md). */
+     * for that to stay small beside the product at large M (a 512 KiB tile
+     * is ~40 rows of a 3072-wide matrix: ~77 repacks of x per call); on the
+     * shared machine the measured gap was 0.9x-3x (docs/PERFORMANCE.md). */
     if (!tile_bytes) tile_bytes = LF_QUANT_TILE_DEFAULT;
     int64_t rows = (int64_t)(tile_bytes / ((size_t)k * sizeof(float)));
     if (rows < 16) rows = 16;
@@ -335,4 +338,123 @@ int lf_quant_matmul(lf_quant_type_t q, const void *w, int64_t n, int64_t k, cons
     }
     free(tile);
     return 0;
+}
+
+/* ---- Q8_0 with int8 dot products (AVX-512 VNNI) ----------------------------
+ *
+ * x is quantized per row into Q8_0 blocks, stored offset by 128 as unsigned
+ * bytes so vpdpbusd (u8 x s8) applies; the offset's contribution, 128 times
+ * the sum of each 4-byte group of w, is the accumulator's starting value
+ * (negated), precomputed per tile of W. Each 64 weights of a row pair cost
+ * one vpdpbusd, one convert and one multiply-add with the per-lane product
+ * of the two blocks' scales (lanes 0-7 one block, 8-15 the next). */
+
+#define S_NT 64 /* W rows per tile */
+
+typedef struct {
+    const unsigned char *xu; /* m rows of k bytes: q + 128 */
+    const float *xs;         /* m rows of k/4 floats: the block scale per lane */
+    const int8_t *wq;        /* S_NT rows of k */
+    const int32_t *wc;       /* S_NT rows of k/4: -128 * sum of 4 */
+    const float *ws;         /* S_NT rows of k/4: the block scale per lane */
+    int64_t k, nr, m0, m1, ldy;
+    float *y;                /* column n0 of row 0 */
+} s_q8_job_t;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void *s_q8_rows(void *arg)
+{
+    const s_q8_job_t *j = arg;
+    const int64_t k = j->k, k4 = k / 4;
+    for (int64_t r = j->m0; r < j->m1; r++) {
+        const unsigned char *xr = j->xu + r * k;
+        const float *sr = j->xs + r * k4;
+        for (int64_t c = 0; c < j->nr; c += 4) {
+            int nc = j->nr - c < 4 ? (int)(j->nr - c) : 4;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int64_t kk = 0; kk < k; kk += 64) {
+                __m512i xv = _mm512_loadu_si512(xr + kk);
+                __m512 xs = _mm512_loadu_ps(sr + kk / 4);
+                for (int q = 0; q < nc; q++) {
+                    int64_t row = c + q;
+                    __m512i a = _mm512_loadu_si512(j->wc + row * k4 + kk / 4);
+                    a = _mm512_dpbusd_epi32(a, xv, _mm512_loadu_si512(j->wq + row * k + kk));
+                    __m512 sc = _mm512_mul_ps(xs, _mm512_loadu_ps(j->ws + row * k4 + kk / 4));
+                    acc[q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sc, acc[q]);
+                }
+            }
+            for (int q = 0; q < nc; q++) j->y[r * j->ldy + c + q] = _mm512_reduce_add_ps(acc[q]);
+        }
+    }
+    return NULL;
+}
+
+int lf_quant_matmul_q8_int8(const void *w, int64_t n, int64_t k, const float *x, int64_t ldx, int64_t m,
+                            float *y, int64_t ldy, int n_threads)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) return LF_EUNSUPPORTED;
+    if (n < 0 || m < 0 || k <= 0 || k % 64 || ldx < k || ldy < n) return LF_EINVAL;
+    if (n == 0 || m == 0) return 0;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    const int64_t k4 = k / 4;
+    unsigned char *xu = malloc((size_t)(m * k));
+    float *xs = malloc((size_t)(m * k4) * sizeof *xs);
+    int8_t *wq = malloc((size_t)(S_NT * k));
+    int32_t *wc = malloc((size_t)(S_NT * k4) * sizeof *wc);
+    float *ws = malloc((size_t)(S_NT * k4) * sizeof *ws);
+    int rc = 0;
+    if (!xu || !xs || !wq || !wc || !ws) {
+        rc = LF_ENOMEM;
+        goto done;
+    }
+    /* x -> Q8_0 blocks (round to nearest, as ggml's quantize_row_q8_0). */
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < k; b += 32) {
+            const float *xb = x + r * ldx + b;
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            for (int i = 0; i < 32; i++) {
+                int q = (int)roundf(xb[i] * id);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                xu[r * k + b + i] = (unsigned char)(q + 128);
+            }
+            for (int l = 0; l < 8; l++) xs[r * k4 + b / 4 + l] = d;
+        }
+    size_t rb = lf_quant_row_bytes(LF_QUANT_Q8_0, k);
+    for (int64_t n0 = 0; n0 < n; n0 += S_NT) {
+        int64_t nr = n - n0 < S_NT ? n - n0 : S_NT;
+        for (int64_t c = 0; c < nr; c++) {
+            const unsigned char *row = (const unsigned char *)w + (size_t)(n0 + c) * rb;
+            for (int64_t b = 0; b < k / 32; b++) {
+                const unsigned char *blk = row + b * 34;
+                float d = s_h(blk);
+                for (int i = 0; i < 32; i++) wq[c * k + b * 32 + i] = (int8_t)blk[2 + i];
+                for (int l = 0; l < 8; l++) {
+                    const int8_t *g = wq + c * k + b * 32 + 4 * l;
+                    wc[c * k4 + b * 8 + l] = -128 * (g[0] + g[1] + g[2] + g[3]);
+                    ws[c * k4 + b * 8 + l] = d;
+                }
+            }
+        }
+        s_q8_job_t jobs[64];
+        pthread_t th[64];
+        int created[64];
+        for (int t = 0; t < n_threads; t++) {
+            jobs[t] = (s_q8_job_t){xu, xs, wq, wc, ws, k, nr, m * t / n_threads, m * (t + 1) / n_threads, ldy, y + n0};
+            /* The last share runs on this thread; so does any a thread could not start for. */
+            created[t] = t < n_threads - 1 && pthread_create(&th[t], NULL, s_q8_rows, &jobs[t]) == 0;
+            if (!created[t]) s_q8_rows(&jobs[t]);
+        }
+        for (int t = 0; t < n_threads; t++)
+            if (created[t]) pthread_join(th[t], NULL);
+    }
+done:
+    free(xu);
+    free(xs);
+    free(wq);
+    free(wc);
+    free(ws);
+    return rc;
 }

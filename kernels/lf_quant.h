@@ -67,4 +67,16 @@ void lf_quant_dequantize_at(lf_quant_type_t q, const void *src, float *dst, int6
 int lf_quant_matmul(lf_quant_type_t q, const void *w, int64_t n, int64_t k, const float *x,
                     int64_t ldx, int64_t m, float *y, int64_t ldy, size_t tile_bytes);
 
+/* The same product for Q8_0 weights with int8 arithmetic (ggml's way): x
+ * is quantized per row to Q8_0 blocks (round to nearest) and each pair of
+ * blocks is an AVX-512 VNNI dot product scaled by both blocks' scales. Not
+ * equal to the f32 product: each x value moves by at most half its block's
+ * step (max|x_block| / 254), so |y - x·Wᵀ| <= sum over blocks of
+ * step/2 * sum|w| (plus f32 rounding). k must be a multiple of 64; the rows
+ * of y are split over n_threads threads. 0, LF_EINVAL, LF_ENOMEM, or
+ * LF_EUNSUPPORTED on a CPU without AVX-512 VNNI. Measured against the tiled
+ * sgemm path in bench_quant (docs/PERFORMANCE.md). */
+int lf_quant_matmul_q8_int8(const void *w, int64_t n, int64_t k, const float *x, int64_t ldx, int64_t m,
+                            float *y, int64_t ldy, int n_threads);
+
 #endif

@@ -201,6 +201,63 @@ static void test_matmul(void **state)
     free(y);
 }
 
+/* The int8 (VNNI) Q8_0 product against the exact product of x and the
+ * dequantized W, within the bound lf_quant.h states for x's quantization:
+ * sum over blocks of max|x_block| / 254 * sum|w| (x1.01), plus 2e-5 of
+ * sum|x w| for f32 rounding. */
+static void test_matmul_int8(void **state)
+{
+    (void)state;
+    const int64_t n = 70, k = 192, m = 9, ldx = k + 3, ldy = n + 5;
+    size_t rb = lf_quant_row_bytes(LF_QUANT_Q8_0, k);
+    unsigned char *w = malloc(rb * (size_t)n);
+    float *wf = malloc((size_t)(n * k) * sizeof *wf), *x = malloc((size_t)(m * ldx) * sizeof *x);
+    float *y = malloc((size_t)(m * ldy) * sizeof *y);
+    s_random_blocks(LF_QUANT_Q8_0, w, rb * (size_t)n / 34, 5);
+    lf_quant_dequantize(LF_QUANT_Q8_0, w, wf, n * k);
+    srand(9);
+    for (int64_t i = 0; i < m * ldx; i++) x[i] = (float)(rand() % 20001 - 10000) / 3000.0f;
+    x[2 * ldx + 5] = 0; /* a block with a zero and ... */
+    for (int i = 64; i < 96; i++) x[3 * ldx + i] = 0; /* ... an all-zero block */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        for (int64_t i = 0; i < m * ldy; i++) y[i] = NAN;
+        int rc = lf_quant_matmul_q8_int8(w, n, k, x, ldx, m, y, ldy, threads);
+        if (rc == LF_EUNSUPPORTED) {
+            print_message("no AVX-512 VNNI on this CPU: int8 path not run\n");
+            break;
+        }
+        assert_int_equal(rc, 0);
+        for (int64_t r = 0; r < m; r++) {
+            for (int64_t c = 0; c < n; c++) {
+                double s = 0, a = 0, bound = 0;
+                for (int64_t b = 0; b < k; b += 32) {
+                    double amax = 0, wsum = 0;
+                    for (int64_t j = b; j < b + 32; j++) {
+                        double xv = x[r * ldx + j], wv = wf[c * k + j];
+                        s += xv * wv;
+                        a += fabs(xv * wv);
+                        amax = fmax(amax, fabs(xv));
+                        wsum += fabs(wv);
+                    }
+                    bound += amax / 254.0 * wsum * 1.01;
+                }
+                double e = fabs(y[r * ldy + c] - s);
+                if (!(e <= bound + 2e-5 * a + 1e-30))
+                    fail_msg("int8 Q8_0 (%d threads): y[%lld][%lld] = %.9g, reference %.9g, bound %.3g", threads,
+                             (long long)r, (long long)c, y[r * ldy + c], s, bound);
+            }
+            for (int64_t c = n; c < ldy; c++) assert_true(isnan(y[r * ldy + c]));
+        }
+    }
+    assert_int_equal(lf_quant_matmul_q8_int8(w, n, 96, x, ldx, m, y, ldy, 1) == LF_EINVAL ||
+                         lf_quant_matmul_q8_int8(w, n, 96, x, ldx, m, y, ldy, 1) == LF_EUNSUPPORTED,
+                     1);
+    free(w);
+    free(wf);
+    free(x);
+    free(y);
+}
+
 static void test_sizes(void **state)
 {
     (void)state;
@@ -224,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_dequant_bitexact),
         cmocka_unit_test(test_upload),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_int8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
