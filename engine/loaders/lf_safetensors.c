@@ -298,7 +298,7 @@ int lf_safetensors_serialize(const lf_tensor_info_t *tensors, size_t n, const ch
     for (size_t i = 0; i < n; i++) {
         const lf_tensor_info_t *t = &tensors[i];
         if (!t->name || strcmp(t->name, "__metadata__") == 0 || json_object_get(root, t->name) ||
-            (unsigned)t->dtype >= LF_DTYPE_COUNT || t->ndim < 0 || t->ndim > LF_TENSOR_MAX_DIMS) {
+            lf_dtype_size(t->dtype) == 0 || t->ndim < 0 || t->ndim > LF_TENSOR_MAX_DIMS) {
             rc = LF_EINVAL;
             goto done;
         }

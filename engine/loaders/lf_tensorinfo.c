@@ -9,9 +9,9 @@
 
 static const struct {
     const char *name;
-    size_t size;
+    size_t size, blck;
 } s_dtypes[] = {
-#define LF__DT_ROW(name, str, size) {str, size},
+#define LF__DT_ROW(name, str, size, blck) {str, size, blck},
     LF_DTYPE_MAP(LF__DT_ROW)
 #undef LF__DT_ROW
 };
@@ -24,13 +24,23 @@ const char *lf_dtype_name(lf_dtype_t dt)
 
 size_t lf_dtype_size(lf_dtype_t dt)
 {
+    return (unsigned)dt < LF_DTYPE_COUNT && s_dtypes[dt].blck == 1 ? s_dtypes[dt].size : 0;
+}
+
+size_t lf_dtype_block(lf_dtype_t dt)
+{
+    return (unsigned)dt < LF_DTYPE_COUNT ? s_dtypes[dt].blck : 0;
+}
+
+size_t lf_dtype_block_bytes(lf_dtype_t dt)
+{
     return (unsigned)dt < LF_DTYPE_COUNT ? s_dtypes[dt].size : 0;
 }
 
 int lf_dtype_parse(const char *s, lf_dtype_t *out)
 {
     for (int i = 0; i < LF_DTYPE_COUNT; i++) {
-        if (strcmp(s, s_dtypes[i].name) == 0) {
+        if (s_dtypes[i].blck == 1 && strcmp(s, s_dtypes[i].name) == 0) {
             *out = (lf_dtype_t)i;
             return 0;
         }
@@ -102,6 +112,7 @@ float lf_tensorinfo_get_f32(const lf_tensor_info_t *t, int64_t i)
         uint32_t u32;
         uint8_t u8;
     } v;
+    if (lf_dtype_size(t->dtype) == 0) return 0.0f; /* block types: see lf_quant */
     memcpy(&v, p, lf_dtype_size(t->dtype));
     switch (t->dtype) {
     case LF_DTYPE_F64: return (float)v.f64;

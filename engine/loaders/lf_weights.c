@@ -1,6 +1,6 @@
-/* lf_weights: a thin front over lf_safetensors and lf_torchzip, plus the
- * dtype conversion on upload (contiguous tensors in blocks, strided ones
- * element by element). */
+/* lf_weights: a thin front over lf_safetensors, lf_gguf and lf_torchzip,
+ * plus the dtype conversion on upload (contiguous tensors in blocks, strided
+ * ones element by element, GGUF's block types through lf_quant). */
 #include "lf_weights.h"
 
 #include <stdint.h>
@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "lf_error.h"
+#include "lf_gguf.h"
+#include "lf_quant.h"
 #include "lf_safetensors.h"
 #include "lf_tensor.h"
 #include "lf_torchzip.h"
@@ -19,11 +21,12 @@ struct lf_weights {
     char *path;
     lf_safetensors_t *st;
     lf_torchzip_t *tz;
+    lf_gguf_t *gg;
 };
 
 /* What the first bytes say: 1 safetensors (a little-endian header length,
  * then the JSON header's '{'), 0 a zip (a PyTorch checkpoint starts with a
- * local file header, "PK\3\4"), 2 neither, -1 unreadable. */
+ * local file header, "PK\3\4"), 3 GGUF ("GGUF"), 2 neither, -1 unreadable. */
 static int s_sniff(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
@@ -32,6 +35,7 @@ static int s_sniff(const char *path) {
     fclose(f);
     if (n == 9 && b[8] == '{') return 1;
     if (n >= 4 && !memcmp(b, "PK\3\4", 4)) return 0;
+    if (n >= 4 && !memcmp(b, "GGUF", 4)) return 3;
     return 2;
 }
 
@@ -44,7 +48,7 @@ int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errl
     /* Neither format: say what would do, rather than why it is not a zip. */
     if (kind == 2) {
         if (errlen)
-            snprintf(err, errlen, "%s: not a checkpoint (safetensors / .ckpt / diffusers folder)",
+            snprintf(err, errlen, "%s: not a checkpoint (safetensors / .gguf / .ckpt / diffusers folder)",
                      path);
         return LF_EFORMAT;
     }
@@ -53,8 +57,9 @@ int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errl
         free(w);
         return LF_ENOMEM;
     }
-    int rc = kind ? lf_safetensors_open(&w->st, path, err, errlen)
-                  : lf_torchzip_open(&w->tz, path, err, errlen);
+    int rc = kind == 3 ? lf_gguf_open(&w->gg, path, err, errlen)
+             : kind  ? lf_safetensors_open(&w->st, path, err, errlen)
+                     : lf_torchzip_open(&w->tz, path, err, errlen);
     if (rc) {
         free(w->path);
         free(w);
@@ -69,6 +74,7 @@ void lf_weights_destroy(lf_weights_t **self_p) {
     lf_weights_t *w = *self_p;
     lf_safetensors_destroy(&w->st);
     lf_torchzip_destroy(&w->tz);
+    lf_gguf_destroy(&w->gg);
     free(w->path);
     free(w);
     *self_p = NULL;
@@ -77,19 +83,39 @@ void lf_weights_destroy(lf_weights_t **self_p) {
 const char *lf_weights_path(const lf_weights_t *self) { return self->path; }
 
 size_t lf_weights_count(const lf_weights_t *self) {
+    if (self->gg) return lf_gguf_count(self->gg);
     return self->st ? lf_safetensors_count(self->st) : lf_torchzip_count(self->tz);
 }
 
 const lf_tensor_info_t *lf_weights_at(const lf_weights_t *self, size_t i) {
+    if (self->gg) return lf_gguf_at(self->gg, i);
     return self->st ? lf_safetensors_at(self->st, i) : lf_torchzip_at(self->tz, i);
 }
 
 const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *name) {
+    if (self->gg) return lf_gguf_find(self->gg, name);
     return self->st ? lf_safetensors_find(self->st, name) : lf_torchzip_find(self->tz, name);
 }
 
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key) {
+    if (self->gg) return lf_gguf_metadata(self->gg, key);
     return self->st ? lf_safetensors_metadata(self->st, key) : NULL;
+}
+
+/* GGUF block dtypes -> lf_quant types (LF_QUANT_COUNT: not a block type). */
+static lf_quant_type_t s_quant(lf_dtype_t dt) {
+    switch (dt) {
+    case LF_DTYPE_Q4_0: return LF_QUANT_Q4_0;
+    case LF_DTYPE_Q4_1: return LF_QUANT_Q4_1;
+    case LF_DTYPE_Q5_0: return LF_QUANT_Q5_0;
+    case LF_DTYPE_Q5_1: return LF_QUANT_Q5_1;
+    case LF_DTYPE_Q8_0: return LF_QUANT_Q8_0;
+    case LF_DTYPE_Q4_K: return LF_QUANT_Q4_K;
+    case LF_DTYPE_Q5_K: return LF_QUANT_Q5_K;
+    case LF_DTYPE_Q6_K: return LF_QUANT_Q6_K;
+    case LF_DTYPE_Q8_K: return LF_QUANT_Q8_K;
+    default: return LF_QUANT_COUNT;
+    }
 }
 
 static int s_contiguous(const lf_tensor_info_t *t) {
@@ -138,6 +164,13 @@ static void s_block_f32(const lf_tensor_info_t *t, int64_t first, int64_t n, flo
 
 int lf_weights_read_f32(const lf_tensor_info_t *t, float *dst) {
     lf_type_t st;
+    if (lf_dtype_block(t->dtype) > 1) {
+        /* GGUF block types: rows are contiguous runs of whole blocks. */
+        lf_quant_type_t q = s_quant(t->dtype);
+        if (q == LF_QUANT_COUNT) return LF_EUNSUPPORTED;
+        lf_quant_dequantize(q, t->data, dst, lf_tensorinfo_numel(t));
+        return 0;
+    }
     if (t->dtype != LF_DTYPE_F64 && s_lf_type(t->dtype, &st)) return LF_EUNSUPPORTED;
     int64_t n = lf_tensorinfo_numel(t);
     if (s_contiguous(t)) {
@@ -153,9 +186,10 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                       size_t errlen) {
     lf_type_t src_type = LF_TYPE_F32;
     int src_ok = s_lf_type(t->dtype, &src_type) == 0;
-    if (!src_ok && t->dtype != LF_DTYPE_F64) {
+    int block = lf_dtype_block(t->dtype) > 1 && s_quant(t->dtype) != LF_QUANT_COUNT;
+    if (!src_ok && t->dtype != LF_DTYPE_F64 && !block) {
         if (errlen)
-            snprintf(err, errlen, "%s: tensor %s has dtype %s (float types only)", self->path,
+            snprintf(err, errlen, "%s: tensor %s has dtype %s (float and GGUF block types only)", self->path,
                      t->name, lf_dtype_name(t->dtype));
         return LF_EUNSUPPORTED;
     }

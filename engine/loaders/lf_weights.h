@@ -1,5 +1,5 @@
-/* lf_weights: one weights file (.safetensors, or a .pt/.pth/.ckpt PyTorch zip
- * read by the restricted reader) and the upload of its tensors into a
+/* lf_weights: one weights file (.safetensors, .gguf, or a .pt/.pth/.ckpt
+ * PyTorch zip read by the restricted reader) and the upload of its tensors into a
  * resident lf_pool with a type conversion.
  *
  * Names and shapes are those of the file (PyTorch order, row-major); a
@@ -19,8 +19,8 @@
 
 typedef struct lf_weights lf_weights_t;
 
-/* Opens path: safetensors when the file starts like one (8-byte header
- * length then '{'), else a PyTorch zip. 0, or LF_EIO / LF_EFORMAT /
+/* Opens path: GGUF when the file starts with "GGUF", safetensors when it
+ * starts like one (8-byte header length then '{'), else a PyTorch zip. 0, or LF_EIO / LF_EFORMAT /
  * LF_EUNSUPPORTED / LF_ENOMEM with a message naming the file in err. */
 int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errlen);
 void lf_weights_destroy(lf_weights_t **self_p);
@@ -30,12 +30,14 @@ size_t lf_weights_count(const lf_weights_t *self);
 const lf_tensor_info_t *lf_weights_at(const lf_weights_t *self, size_t i);
 /* By exact name, or NULL. */
 const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *name);
-/* A safetensors "__metadata__" value, or NULL (always NULL for torch zips). */
+/* A safetensors "__metadata__" value or a GGUF string value, or NULL
+ * (always NULL for torch zips). */
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key);
 
 /* Copies tensor t (from this file) into a new pool tensor named pool_name,
  * converted to type (-1: as stored when f32/f16/bf16, else f32). Float
- * dtypes F64/F32/F16/BF16 only; more than 4 dims is refused. *out is
+ * dtypes F64/F32/F16/BF16 and GGUF's block types (dequantized by lf_quant,
+ * bit-exact with the gguf package) only; more than 4 dims is refused. *out is
  * borrowed from the pool. ndim > 0 drops trailing sizes of 1 down to ndim
  * dims (a [C,C,1,1] conv kernel used as a [C,C] linear weight); 0, LF_EUNSUPPORTED, LF_ENOMEM
  * (message in err). */
@@ -43,7 +45,8 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
                       size_t errlen);
 
-/* Reads tensor t converted to f32 into dst (numel floats, row-major). */
+/* Reads tensor t converted to f32 into dst (numel floats, row-major); block
+ * types are dequantized. 0 or LF_EUNSUPPORTED. */
 int lf_weights_read_f32(const lf_tensor_info_t *t, float *dst);
 
 #endif
