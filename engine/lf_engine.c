@@ -296,7 +296,9 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     }
     char *name = opts && opts->name ? s_dup(opts->name) : s_name_of(path);
     char *mp = strdup(path), *vp = s_dup(mo.vae_path), *tp = s_dup(mo.taesd_path);
-    char *vn = !mo.vae_path ? NULL : opts->vae_name && *opts->vae_name ? strdup(opts->vae_name) : s_name_of(mo.vae_path);
+    char *vn = !mo.vae_path                           ? NULL
+               : opts->vae_name && *opts->vae_name ? strdup(opts->vae_name)
+                                                   : s_name_of(mo.vae_path);
     if (!name || !mp || (mo.vae_path && (!vp || !vn)) || (mo.taesd_path && !tp)) {
         free(name), free(mp), free(vp), free(vn), free(tp);
         e->ops->destroy(&m);

@@ -512,7 +512,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     /* lf_model_preview's contract: a TAESD decoder writes the latent x8,
      * whatever the VAE's scale (a tiny VAE's x2 would give a smaller image
      * buffer: such a preview is dropped in s_preview, never overflows). */
-    r.preview_rgb = malloc((size_t)h * (size_t)w * 64 * 3 > npix * 3 ? (size_t)h * (size_t)w * 64 * 3 : npix * 3);
+    const size_t taesd_px = (size_t)h * (size_t)w * 64;
+    r.preview_rgb = malloc((taesd_px > npix ? taesd_px : npix) * 3);
     img = malloc(3 * npix * sizeof *img);
     rgb = malloc(npix * 3);
     images = calloc((size_t)B, sizeof *images);

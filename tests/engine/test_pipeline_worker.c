@@ -289,7 +289,8 @@ static void test_sdxl_taesdxl_preview(void **state)
     assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", shapes, path), 0);
     snprintf(path, sizeof path, "%s/xl-2x.safetensors", f->models);
     assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, path), 0);
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/taesd' && cp '%s/models/taesd_tiny_sd.safetensors' '%s/taesd/taesdxl_decoder.safetensors'",
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/taesd' && cp '%s/models/taesd_tiny_sd.safetensors' '%s/taesd/taesdxl_decoder.safetensors'",
              f->models, LF_FIXTURE_DIR, f->models);
     assert_int_equal(system(cmd), 0);
     lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 1};

@@ -119,7 +119,8 @@ static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *w
             rc = -2;
             break;
         }
-        for (size_t r = 0; r < 49408; r++) memcpy(wide[nw] + r * row, (const uint8_t *)in->data + (r % rows) * row, row);
+        for (size_t r = 0; r < 49408; r++)
+            memcpy(wide[nw] + r * row, (const uint8_t *)in->data + (r % rows) * row, row);
         t[k].shape[0] = 49408;
         t[k].data = wide[nw++];
         t[k++].nbytes = 49408 * row;

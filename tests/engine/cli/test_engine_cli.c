@@ -380,7 +380,8 @@ static char *s_png_params(const char *path)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fclose(f);
-    if (lf_image_png_text_get((const uint8_t *)png, (size_t)n, "parameters", &text) != 0) fail_msg("%s: no parameters", path);
+    if (lf_image_png_text_get((const uint8_t *)png, (size_t)n, "parameters", &text) != 0)
+        fail_msg("%s: no parameters", path);
     free(png);
     return text;
 }
