@@ -54,7 +54,7 @@ struct lf_engine {
     lf_model_t *model;
     char *model_name;
     /* How the base was loaded, for a reload with another VAE. */
-    char *model_path, *vae_path, *taesd_path;
+    char *model_path, *vae_path, *vae_name, *taesd_path;
     int prediction_v;
     uint64_t model_bytes;
     /* The resident refiner (see lf_engine.h, "Refiner residency"). */
@@ -149,8 +149,8 @@ static void s_unload(lf_engine_t *e)
 {
     if (e->model) e->ops->destroy(&e->model);
     e->model = NULL;
-    free(e->model_name), free(e->model_path), free(e->vae_path), free(e->taesd_path);
-    e->model_name = e->model_path = e->vae_path = e->taesd_path = NULL;
+    free(e->model_name), free(e->model_path), free(e->vae_path), free(e->vae_name), free(e->taesd_path);
+    e->model_name = e->model_path = e->vae_path = e->vae_name = e->taesd_path = NULL;
     e->model_bytes = 0;
 }
 
@@ -307,8 +307,11 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     }
     char *name = opts && opts->name ? s_dup(opts->name) : s_name_of(path);
     char *mp = strdup(path), *vp = s_dup(mo.vae_path), *tp = s_dup(mo.taesd_path);
-    if (!name || !mp || (mo.vae_path && !vp) || (mo.taesd_path && !tp)) {
-        free(name), free(mp), free(vp), free(tp);
+    char *vn = !mo.vae_path                           ? NULL
+               : opts->vae_name && *opts->vae_name ? strdup(opts->vae_name)
+                                                   : s_name_of(mo.vae_path);
+    if (!name || !mp || (mo.vae_path && (!vp || !vn)) || (mo.taesd_path && !tp)) {
+        free(name), free(mp), free(vp), free(vn), free(tp);
         e->ops->destroy(&m);
         return s_err(e, LF_ENOMEM, "out of memory");
     }
@@ -316,6 +319,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     e->model_name = name;
     e->model_path = mp;
     e->vae_path = vp;
+    e->vae_name = vn;
     e->taesd_path = tp;
     e->prediction_v = opts ? opts->prediction_v : 0;
     e->model_bytes = bytes + s_bytes(mo.vae_path, 0);
@@ -340,7 +344,7 @@ void lf_engine_stats(const lf_engine_t *e, lf_engine_stats_t *out)
 
 /* Reloads the base with the VAE a request names, when it differs from the
  * loaded one (vae: NULL = keep, "" = the checkpoint's). */
-static int s_ensure_vae(lf_engine_t *e, const char *vae)
+static int s_ensure_vae(lf_engine_t *e, const char *vae, const char *vae_name)
 {
     if (!vae) return 0;
     const char *want = *vae ? vae : NULL;
@@ -349,7 +353,7 @@ static int s_ensure_vae(lf_engine_t *e, const char *vae)
     char *path = strdup(e->model_path), *name = strdup(e->model_name), *taesd = s_dup(e->taesd_path);
     int rc = LF_ENOMEM;
     if (path && name && (taesd || !e->taesd_path)) {
-        lf_engine_load_opts_t lo = {.name = name, .vae_path = want, .taesd_path = taesd,
+        lf_engine_load_opts_t lo = {.name = name, .vae_path = want, .vae_name = vae_name, .taesd_path = taesd,
                                     .prediction_v = e->prediction_v};
         rc = lf_engine_load(e, path, &lo);
         if (rc == 0) {
@@ -752,7 +756,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
     /* The VAE first: a VAE change reloads the base, and the LoRA set is then
      * merged into the reloaded weights. */
-    int rc = s_ensure_vae(e, req->vae_path);
+    int rc = s_ensure_vae(e, req->vae_path, req->vae_name);
     if (rc != 0) return rc;
     /* A job without the refiner leaves it resident only while both fit. */
     if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
@@ -771,7 +775,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     pr.lora_hashes = lo.hashes;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
-                             .model_name = e->model_name};
+                             .model_name = e->model_name, .vae_name = e->vae_name};
     if (refine && e->refiner) {
         ctx.refiner = e->refiner;
         ctx.refiner_name = e->refiner_name;

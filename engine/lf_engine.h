@@ -83,6 +83,7 @@ typedef struct {
 typedef struct {
     const char *name;       /* model name for the infotext; NULL = file name without extension */
     const char *vae_path;   /* separate VAE file (overrides the checkpoint's); may be NULL */
+    const char *vae_name;   /* its name for the infotext ("VAE: name"); NULL = file name without extension */
     const char *taesd_path; /* TAESD decoder for previews; NULL = the approx preview */
     int prediction_v;       /* 1: v-prediction when the checkpoint does not say */
 } lf_engine_load_opts_t;
@@ -127,6 +128,7 @@ typedef struct {
      * the checkpoint's own, else a VAE file. When it differs from the loaded
      * one the model is reloaded with it (only then). */
     const char *vae_path;
+    const char *vae_name;    /* for the infotext; NULL = file name without extension */
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */

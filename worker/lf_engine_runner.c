@@ -451,6 +451,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     if (p->vae) {
         if (s_vae_path(s->models_dir, p->vae, vpath, sizeof vpath) != 0) return LF_ENOTFOUND;
         req.vae_path = vpath;
+        req.vae_name = p->vae;
     }
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};

@@ -71,8 +71,8 @@ static int s_is_img2img(const lf_pipeline_request_t *req)
     return req->init_image != NULL;
 }
 
-int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
-                         char **out)
+static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
+                      int index, char **out)
 {
     /* The one infotext, written from the parameter table's labels; the
      * schedulers' value list is in LF_SCHEDULER_* order. */
@@ -94,6 +94,7 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
     view.clip_skip = req->clip_skip > 1 ? (uint32_t)req->clip_skip : 1;
     view.rng = (char *)(req->rng == LF_RNG_PHILOX ? "philox" : "cpu");
     view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
+    view.vae = (char *)vae_name; /* the table writes "VAE: name" only when set */
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
     /* "Lora hashes" goes on the parameters line, quoted (A1111's quote():
@@ -113,6 +114,12 @@ int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_nam
     free(qs);
     *out = n;
     return 0;
+}
+
+int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
+                         char **out)
+{
+    return s_infotext(req, model_name, NULL, index, out);
 }
 
 /* ---- text -------------------------------------------------------------- */
@@ -313,7 +320,7 @@ static int s_infotext_refiner(char **info, const char *name, double at)
     return 0;
 }
 
-static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name,
+static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
                         const char *refiner_name, int index, const float *img, uint8_t *rgb,
                         lf_pipeline_image_t *out, char *err, size_t errlen)
 {
@@ -325,7 +332,7 @@ static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name
             rgb[p * 3 + c] = (uint8_t)(v * 255.0f); /* truncation, as astype(np.uint8) */
         }
     char *info = NULL;
-    int rc = lf_pipeline_infotext(req, model_name, index, &info);
+    int rc = s_infotext(req, model_name, vae_name, index, &info);
     if (rc == 0 && refiner_name) rc = s_infotext_refiner(&info, refiner_name, req->refiner_switch_at);
     if (rc != 0) {
         free(info);
@@ -523,7 +530,11 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     r.uncond = cfgpp ? malloc((size_t)B * per * sizeof *r.uncond) : NULL;
     r.rngs = malloc((size_t)B * sizeof *r.rngs);
     r.preview_z = malloc(per * sizeof *r.preview_z);
-    r.preview_rgb = malloc(npix * 3);
+    /* lf_model_preview's contract: a TAESD decoder writes the latent x8,
+     * whatever the VAE's scale (a tiny VAE's x2 would give a smaller image
+     * buffer: such a preview is dropped in s_preview, never overflows). */
+    const size_t taesd_px = (size_t)h * (size_t)w * 64;
+    r.preview_rgb = malloc((taesd_px > npix ? taesd_px : npix) * 3);
     img = malloc(3 * npix * sizeof *img);
     rgb = malloc(npix * 3);
     images = calloc((size_t)B, sizeof *images);
@@ -620,7 +631,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             goto done;
         }
         const char *rname = rd ? (ctx->refiner_name ? ctx->refiner_name : "refiner") : NULL;
-        if ((rc = s_encode_png(&req, ctx->model_name, rname, b, img, rgb, &images[b], err, errlen)) != 0)
+        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, b, img, rgb, &images[b], err, errlen)) != 0)
             goto done;
         n_done++;
     }

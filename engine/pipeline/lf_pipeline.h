@@ -102,6 +102,8 @@ typedef struct {
     const char *model_name; /* for the infotext "Model" key; may be NULL */
     lf_model_t *refiner;    /* SDXL refiner (same ops), or NULL */
     const char *refiner_name; /* for the infotext "Refiner" key; may be NULL */
+    const char *vae_name;   /* a separate VAE the model was loaded with, for the
+                             * infotext "VAE" key (A1111's); NULL = the checkpoint's */
 } lf_pipeline_ctx_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
@@ -199,8 +201,9 @@ int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, doub
 int lf_pipeline_resize_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
 /* The A1111 parameters text for image `index` of a request (seed + index),
- * *out caller owns (free()). Returns 0 or LF_ENOMEM. (lf_pipeline_run
- * appends "Refiner: name, Refiner switch at: f" when a refiner ran.) */
+ * *out caller owns (free()). Returns 0 or LF_ENOMEM. (lf_pipeline_run also
+ * writes "VAE: name" after the model with ctx->vae_name, and appends
+ * "Refiner: name, Refiner switch at: f" when a refiner ran.) */
 int lf_pipeline_infotext(const lf_pipeline_request_t *req, const char *model_name, int index,
                          char **out);
 

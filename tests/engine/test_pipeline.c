@@ -334,8 +334,19 @@ static void test_parameters_round_trip(void **state)
     assert_string_equal(lf_infotext_get(&info, "Clip skip"), "2");
     assert_string_equal(lf_infotext_get(&info, "RNG"), "NV");
     assert_null(lf_infotext_get(&info, "Denoising strength"));
+    assert_null(lf_infotext_get(&info, "VAE")); /* the checkpoint's own: not written */
     lf_infotext_clear(&info);
     free(text);
+    /* A separate VAE: "VAE: name" right after the model, as A1111 writes it. */
+    lf_pipeline_result_t res2 = {0};
+    lf_pipeline_ctx_t ctx = f->ctx;
+    ctx.vae_name = "sdxl-fixed";
+    assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res2, NULL, 0), 0);
+    assert_non_null(strstr(res2.images[0].infotext, "Model: fake-sd15, VAE: sdxl-fixed, "));
+    assert_int_equal(lf_infotext_parse(res2.images[0].infotext, &info), 0);
+    assert_string_equal(lf_infotext_get(&info, "VAE"), "sdxl-fixed");
+    lf_infotext_clear(&info);
+    lf_pipeline_result_clear(&res2);
     /* The PNG decodes at the requested size. */
     lf_image_t im = {0};
     assert_int_equal(lf_image_decode(res.images[0].png, res.images[0].png_len, NULL, &im, NULL, 0), 0);

@@ -456,6 +456,27 @@ static void test_fake_refiner_vae(void **state)
     assert_string_equal(lf_engine_vae_path(e), vae);
     assert_int_equal(s_gen(e, NULL, ""), 0);
     assert_null(lf_engine_vae_path(e));
+    /* The infotext names a separate VAE ("VAE: name" after the model): the
+     * request's vae_name, else the file's name; nothing for the checkpoint's. */
+    lf_engine_request_t vr = lf_engine_request_defaults();
+    vr.prompt = "a lighthouse";
+    vr.width = vr.height = 64;
+    vr.steps = 1;
+    vr.vae_path = vae;
+    vr.vae_name = "my-vae";
+    assert_int_equal(lf_engine_generate(e, &vr, NULL, NULL, NULL, &res), 0);
+    assert_non_null(strstr(res.images[0].infotext, "Model: base, VAE: my-vae, "));
+    lf_engine_result_clear(&res);
+    vr.vae_path = "";
+    assert_int_equal(lf_engine_generate(e, &vr, NULL, NULL, NULL, &res), 0);
+    assert_null(strstr(res.images[0].infotext, "VAE"));
+    lf_engine_result_clear(&res);
+    vr.vae_path = vae;
+    vr.vae_name = NULL;
+    assert_int_equal(lf_engine_generate(e, &vr, NULL, NULL, NULL, &res), 0);
+    assert_non_null(strstr(res.images[0].infotext, "Model: base, VAE: fixed-vae, "));
+    lf_engine_result_clear(&res);
+    assert_int_equal(s_gen(e, NULL, ""), 0);
     char nofile[600];
     snprintf(nofile, sizeof nofile, "%s/no-such-vae.safetensors", dir);
     assert_int_equal(s_gen(e, NULL, nofile), LF_EIO);

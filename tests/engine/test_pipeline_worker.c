@@ -266,6 +266,76 @@ static void test_sdxl_refiner_vae(void **state)
     lf_runner_destroy(&r);
 }
 
+/* Previews per family: with models/taesd/taesdxl_decoder.* installed (a
+ * tiny TAESD fixture stands in for TAESDXL: the same architecture and 4
+ * latent channels) an SDXL model's previews come from it — the decoder's
+ * full-size image: the 8x8 latent x8 = 64x64 (the SDXL fixture takes
+ * lf-tiny-shapes' 8x VAE here, as real SDXL's; with its own 2x VAE the x8
+ * TAESD image would be larger than the image and dropped) — while an SD1.5
+ * model, with no taesd_decoder.* installed, keeps the approx preview (its
+ * 32x32 latent shown at the image's 64x64). A TAESD larger than the image
+ * is dropped, not written past the buffer. */
+static void test_sdxl_taesdxl_preview(void **state)
+{
+    s_fix_t *f = *state;
+    char path[1024], cmd[2048];
+    char shapes[1024];
+    snprintf(shapes, sizeof shapes, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    if (access(shapes, R_OK) != 0) {
+        printf("SKIP: no %s (its 8x VAE)\n", shapes);
+        skip();
+    }
+    snprintf(path, sizeof path, "%s/xl-base.safetensors", f->models);
+    assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", shapes, path), 0);
+    snprintf(path, sizeof path, "%s/xl-2x.safetensors", f->models);
+    assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, path), 0);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/taesd' && cp '%s/models/taesd_tiny_sd.safetensors' '%s/taesd/taesdxl_decoder.safetensors'",
+             f->models, LF_FIXTURE_DIR, f->models);
+    assert_int_equal(system(cmd), 0);
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 1};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
+    lf_runner_t *r = lf_runner_new(&env, backends, 1);
+    assert_non_null(r);
+    size_t n = 0;
+    const lf_model_info_t *m = lf_runner_models(r, &n);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(m[i].name, "xl-base")) seen++, assert_string_equal(m[i].preview, "taesd");
+        if (!strcmp(m[i].name, "tiny-clip")) seen++, assert_string_equal(m[i].preview, "approx");
+    }
+    assert_int_equal(seen, 2);
+    if (!f->have_vocab) {
+        lf_runner_destroy(&r);
+        skip();
+    }
+    lf_job_params_t p = {.model = "xl-base", .prompt = "a red circle", .width = 64, .height = 64, .steps = 2,
+                         .batch_size = 1, .cfg_scale = 5.0, .seed = 3};
+    s_prog_t pr = {0};
+    lf_runner_job_t job = {.params = &p, .progress = s_progress, .progress_ud = &pr};
+    lf_runner_output_t out = {0};
+    char err[256] = "";
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run sdxl: %s", err);
+    lf_runner_output_clear(&out);
+    assert_int_equal(pr.previews, 1);
+    assert_int_equal(pr.pw, 64); /* TAESD(XL): the 8x8 latent x8 (approx would show it x4: 32x32) */
+    assert_int_equal(pr.ph, 64);
+    /* The 2x-VAE fixture with the x8 TAESD: 256x256 for a 64x64 image, dropped. */
+    p.model = "xl-2x";
+    pr = (s_prog_t){0};
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run sdxl 2x: %s", err);
+    lf_runner_output_clear(&out);
+    assert_int_equal(pr.calls, 2);
+    assert_int_equal(pr.previews, 0);
+    p.model = "tiny-clip";
+    pr = (s_prog_t){0};
+    if (lf_runner_run(r, &job, &out, err, sizeof err) != 0) fail_msg("run sd15: %s", err);
+    lf_runner_output_clear(&out);
+    assert_int_equal(pr.previews, 1);
+    assert_int_equal(pr.pw, 64); /* approx */
+    lf_runner_destroy(&r);
+}
+
 static void test_info_json(void **state)
 {
     (void)state;
@@ -287,6 +357,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_discovery_and_job, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sdxl_refiner_vae, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sdxl_taesdxl_preview, s_setup, s_teardown),
         cmocka_unit_test(test_info_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

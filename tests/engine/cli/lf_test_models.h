@@ -1,9 +1,17 @@
-/* Test helper: a tiny SD1.5 checkpoint that takes real CLIP ids.
+/* Test helpers: tiny checkpoints that take real CLIP ids.
  *
- * The networks' tiny fixture (tests/engine/fixtures/models/tiny_a.safetensors)
- * has a 400-token text vocabulary. This copies it with the token embedding
- * widened to CLIP's 49,408 rows (row r = fixture row r % 400), so the whole
- * real path — tokenizer included — runs on it in well under a second. */
+ * The networks' tiny fixtures (tests/engine/fixtures/models/tiny_a.safetensors,
+ * tests/engine/fixtures/sdxl/{base,refiner}.safetensors) have a 400-token
+ * text vocabulary. These copy them with every token embedding widened to
+ * CLIP's 49,408 rows (row r = fixture row r % 400), so the whole real path —
+ * tokenizer included — runs on them in well under a second.
+ *
+ * The tiny SDXL VAE has two levels (an image is twice its latent), so a
+ * 1024x1024 image would mean a 512x512 latent and attention over 65,536
+ * tokens. For full-size images (the farm's SDXL default) the SDXL copies can
+ * take another checkpoint's VAE instead: first_stage_model.* and lf.config's
+ * "vae" entry from vae_src (the built-in lf-tiny-shapes has a trained 8x VAE
+ * with 4 latent channels, as SDXL's). */
 #ifndef LF_TEST_MODELS_H
 #define LF_TEST_MODELS_H
 
@@ -11,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "lf_safetensors.h"
 
@@ -45,6 +55,85 @@ static inline int lf_test_write_clip_model(const char *fixture_dir, const char *
     if (rc == 0) rc = lf_safetensors_write(dst, t, n, NULL, 0);
     free(wide);
     free(t);
+    lf_safetensors_destroy(&st);
+    return rc;
+}
+
+/* Is name one of the fixture's token embeddings (CLIP-L's or OpenCLIP's)? */
+static inline int lf_test__is_token_embedding(const char *name)
+{
+    const char *suf = "token_embedding.weight";
+    size_t ln = strlen(name), ls = strlen(suf);
+    return ln >= ls && strcmp(name + ln - ls, suf) == 0;
+}
+
+/* lf.config of src with its "vae" entry replaced by vae_src's (malloc'd), or
+ * NULL when either has none. */
+static inline char *lf_test__merge_vae_config(lf_safetensors_t *st, lf_safetensors_t *vst)
+{
+    const char *a = lf_safetensors_metadata(st, "lf.config"), *b = lf_safetensors_metadata(vst, "lf.config");
+    json_t *ja = a ? json_loads(a, 0, NULL) : NULL, *jb = b ? json_loads(b, 0, NULL) : NULL;
+    char *out = NULL;
+    if (ja && json_object_get(jb, "vae")) {
+        json_object_set(ja, "vae", json_object_get(jb, "vae"));
+        out = json_dumps(ja, JSON_COMPACT);
+    }
+    json_decref(ja);
+    json_decref(jb);
+    return out;
+}
+
+/* Writes the SDXL fixture `which` ("base" or "refiner", from
+ * <fixture_dir>/sdxl/) to dst with both text encoders' token embeddings
+ * (conditioner.embedders.{0,1}.…token_embedding.weight) widened to 49,408
+ * rows and lf.config kept. vae_src (may be NULL) names a checkpoint whose
+ * first_stage_model.* tensors and lf.config "vae" replace the fixture's.
+ * Returns 0 or a negative LF_E* code. */
+static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *which, const char *vae_src,
+                                          const char *dst)
+{
+    char src[1024], err[256];
+    snprintf(src, sizeof src, "%s/sdxl/%s.safetensors", fixture_dir, which);
+    lf_safetensors_t *st = NULL, *vst = NULL;
+    int rc = lf_safetensors_open(&st, src, err, sizeof err);
+    if (rc) return rc;
+    if (vae_src && (rc = lf_safetensors_open(&vst, vae_src, err, sizeof err)) != 0) {
+        lf_safetensors_destroy(&st);
+        return rc;
+    }
+    size_t n = lf_safetensors_count(st), nv = vst ? lf_safetensors_count(vst) : 0, k = 0;
+    lf_tensor_info_t *t = calloc(n + nv, sizeof *t);
+    uint8_t *wide[2] = {NULL, NULL};
+    int nw = 0;
+    rc = t ? 0 : -2;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const lf_tensor_info_t *in = lf_safetensors_at(st, i);
+        if (vst && !strncmp(in->name, "first_stage_model.", 18)) continue;
+        t[k] = *in;
+        if (!lf_test__is_token_embedding(in->name)) {
+            k++;
+            continue;
+        }
+        size_t rows = (size_t)in->shape[0], row = in->nbytes / rows;
+        if (nw == 2 || !(wide[nw] = malloc(49408 * row))) {
+            rc = -2;
+            break;
+        }
+        for (size_t r = 0; r < 49408; r++)
+            memcpy(wide[nw] + r * row, (const uint8_t *)in->data + (r % rows) * row, row);
+        t[k].shape[0] = 49408;
+        t[k].data = wide[nw++];
+        t[k++].nbytes = 49408 * row;
+    }
+    for (size_t i = 0; rc == 0 && i < nv; i++)
+        if (!strncmp(lf_safetensors_at(vst, i)->name, "first_stage_model.", 18)) t[k++] = *lf_safetensors_at(vst, i);
+    char *merged = vst ? lf_test__merge_vae_config(st, vst) : NULL;
+    const char *meta[2] = {"lf.config", merged ? merged : lf_safetensors_metadata(st, "lf.config")};
+    if (rc == 0) rc = lf_safetensors_write(dst, t, k, meta, meta[1] ? 1 : 0);
+    free(merged);
+    free(wide[0]), free(wide[1]);
+    free(t);
+    lf_safetensors_destroy(&vst);
     lf_safetensors_destroy(&st);
     return rc;
 }

@@ -371,6 +371,81 @@ static void test_generate(void **state)
 #endif
 }
 
+/* The PNG's "parameters" text (caller frees). */
+static char *s_png_params(const char *path)
+{
+    char *png = s_slurp(path), *text = NULL;
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    if (lf_image_png_text_get((const uint8_t *)png, (size_t)n, "parameters", &text) != 0)
+        fail_msg("%s: no parameters", path);
+    free(png);
+    return text;
+}
+
+/* generate on the tiny SDXL base and refiner (both text encoders widened to
+ * CLIP's vocabulary, lf_test_models.h): txt2img, img2img, the refiner
+ * hand-off, a separate VAE; the PNG's parameters name the model, the
+ * refiner and its switch point, and the VAE. */
+static void test_generate_sdxl(void **state)
+{
+    (void)state;
+#ifndef LF_HAVE_MODEL
+    skip();
+#else
+    char vb[1024];
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    if (!vocab) skip();
+    char dir[] = "/tmp/lf_cli_sdxl_XXXXXX", base[64], refiner[64], png0[64], png1[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(base, sizeof base, "%s/xl-base.safetensors", dir);
+    snprintf(refiner, sizeof refiner, "%s/xl-refiner.safetensors", dir);
+    snprintf(png0, sizeof png0, "%s/a.png", dir);
+    snprintf(png1, sizeof png1, "%s/b.png", dir);
+    assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, base), 0);
+    assert_int_equal(lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "refiner", NULL, refiner), 0);
+    s_run_t r = s_run("generate", "-m", base, "--vocab", vocab, "-p", "a red circle", "-n", "blurry", "-W", "64", "-H",
+                      "48", "--steps", "3", "--seed", "7", "--cfg", "5", "-o", png0, NULL);
+    if (r.status != 0) fail_msg("generate sdxl: %s", r.err);
+    assert_non_null(strstr(r.err, "step 3/3\n"));
+    s_check_png(png0, 64, 48);
+    char *text = s_png_params(png0);
+    assert_non_null(strstr(text, "a red circle\nNegative prompt: blurry\nSteps: 3, "));
+    assert_non_null(strstr(text, "Seed: 7, Size: 64x48, Model: xl-base, "));
+    assert_null(strstr(text, "Refiner"));
+    assert_null(strstr(text, "VAE:"));
+    free(text);
+    s_free(&r);
+    /* img2img from it, with the refiner for the second half. */
+    r = s_run("generate", "-m", base, "--vocab", vocab, "-p", "a red circle", "-W", "64", "-H", "48", "--steps", "4",
+              "--init-image", png0, "--denoise", "0.75", "--refiner", refiner, "--refiner-switch-at", "0.5", "-o",
+              png1, NULL);
+    if (r.status != 0) fail_msg("generate sdxl img2img --refiner: %s", r.err);
+    s_check_png(png1, 64, 48);
+    text = s_png_params(png1);
+    assert_non_null(strstr(text, "Model: xl-base, "));
+    assert_non_null(strstr(text, "Denoising strength: 0.75"));
+    assert_non_null(strstr(text, "Refiner: xl-refiner, Refiner switch at: 0.5"));
+    free(text);
+    s_free(&r);
+    /* txt2img with the refiner, and the VAE of another checkpoint (here the refiner's: the base's VAE). */
+    r = s_run("generate", "-m", base, "--vocab", vocab, "-p", "a red circle", "-W", "32", "-H", "32", "--steps", "3",
+              "--refiner", refiner, "--refiner-switch-at", "0.8", "--vae", refiner, "-o", png1, NULL);
+    if (r.status != 0) fail_msg("generate sdxl --refiner --vae: %s", r.err);
+    s_check_png(png1, 32, 32);
+    text = s_png_params(png1);
+    assert_non_null(strstr(text, "Model: xl-base, VAE: xl-refiner, "));
+    assert_non_null(strstr(text, "Refiner: xl-refiner, Refiner switch at: 0.8"));
+    free(text);
+    s_free(&r);
+    unlink(png0), unlink(png1), unlink(base), unlink(refiner);
+    rmdir(dir);
+#endif
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -439,7 +514,7 @@ static void test_runtime_errors(void **state)
     r = s_run("generate", "-m", txt, "-p", "cat", "-o", "/tmp/lf_cli.png", NULL);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, txt));
-    assert_non_null(strstr(r.err, "not a checkpoint (safetensors / .ckpt / diffusers folder)"));
+    assert_non_null(strstr(r.err, "not a checkpoint (safetensors / .gguf / .ckpt / diffusers folder)"));
     assert_null(strstr(r.err, "zip"));
     s_free(&r);
 }
@@ -476,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_noise_philox),  cmocka_unit_test(test_inspect_taesd),
         cmocka_unit_test(test_inspect_fixture), cmocka_unit_test(test_inspect_checkpoint),
         cmocka_unit_test(test_decode),        cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_generate_sdxl),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_unwritable_output),

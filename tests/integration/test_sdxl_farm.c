@@ -1,0 +1,276 @@
+/* SDXL end to end through the whole farm (HTTP -> gateway -> broker ->
+ * worker -> engine), on an SDXL-architecture model:
+ *   - the tiny SDXL base and refiner fixtures (tests/engine/fixtures/sdxl/)
+ *     with both text encoders widened to CLIP's vocabulary and, so that a
+ *     1024x1024 image is a 128x128 latent as in real SDXL, the 8x VAE of the
+ *     built-in lf-tiny-shapes (lf_test_models.h); models/vae/ holds a copy
+ *     of the base as the VAE jobs may name;
+ *   - GET /v1/models lists it as family sdxl, resolution 1024, approx
+ *     previews (no TAESDXL file is installed);
+ *   - a native job without width/height is 1024x1024, its PNG parameters
+ *     name the model, and a live preview (the approx map fitted from the
+ *     model's VAE) is served while it runs;
+ *   - A1111 txt2img with refiner_checkpoint / refiner_switch_at and sd_vae:
+ *     infotexts carry Refiner, Refiner switch at and VAE; /v1/workers then
+ *     shows base and refiner resident; a refiner no worker has is a 400
+ *     naming refiner_checkpoint.
+ *
+ * Needs models/lf-tiny-shapes.safetensors (its VAE) and the CLIP BPE merges
+ * (reference data); exits 77 (ctest: skipped) with the reason without them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "lf_image.h"
+#include "lf_test_models.h"
+#include "lf_testfarm.h"
+
+#define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
+
+static char s_dir[64];                 /* temp dir: models/ and assets/ */
+static char s_env_models[300], s_env_assets[300];
+
+static bool s_exists(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static const char *s_str(json_t *j, const char *k)
+{
+    const char *s = json_string_value(json_object_get(j, k));
+    return s ? s : "";
+}
+
+/* The models folder and the assets folder (CLIP merges linked in); a
+ * reason in why when something needed is absent. */
+static bool s_prepare(char *why, size_t len)
+{
+    char shapes[1200], vocab[1200], p[3000];
+    snprintf(shapes, sizeof shapes, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    const char *rd = getenv("LF_REFDATA_DIR");
+    snprintf(vocab, sizeof vocab, "%s/tokenizers/clip/" S_VOCAB, rd && *rd ? rd : LF_SOURCE_DIR "/../shared/refdata");
+    if (!s_exists(shapes)) return snprintf(why, len, "no %s (its VAE makes the SDXL model's 8x VAE)", shapes), false;
+    if (!s_exists(vocab)) return snprintf(why, len, "no CLIP merges %s (reference data)", vocab), false;
+    snprintf(s_dir, sizeof s_dir, "/tmp/lf-sdxl-farm-XXXXXX");
+    if (!mkdtemp(s_dir)) return snprintf(why, len, "cannot make a temp dir"), false;
+    char *real = realpath(vocab, NULL);
+    snprintf(p, sizeof p, "mkdir -p '%s/models/vae' '%s/assets/clip' && ln -s '%s' '%s/assets/clip/'", s_dir, s_dir,
+             real ? real : vocab, s_dir);
+    free(real);
+    if (system(p) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
+    static const char *const files[][2] = {{"base", "xl-base"}, {"refiner", "xl-refiner"}, {"base", "vae/xl-vae"}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/models/%s.safetensors", s_dir, files[i][1]);
+        if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, files[i][0], shapes, p) != 0)
+            return snprintf(why, len, "cannot write %s", p), false;
+    }
+    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
+    snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
+    return true;
+}
+
+static void s_cleanup(void)
+{
+    if (!s_dir[0]) return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", s_dir);
+}
+
+static int s_setup(void **state)
+{
+    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_env_models, s_env_assets, "LF_PREVIEW_EVERY=1"}};
+    long long t0 = lf_now_ms();
+    lf_testfarm_t *farm = lf_testfarm_new(&o);
+    if (!farm) return -1;
+    fprintf(stderr, "farm up in %lld ms\n", lf_now_ms() - t0);
+    *state = farm;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    lf_testfarm_destroy(&farm);
+    return 0;
+}
+
+static void test_sdxl_listed(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/models", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    char *d = json_dumps(j, JSON_COMPACT);
+    fprintf(stderr, "GET /v1/models: %s\n", d);
+    free(d);
+    int seen = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(j, "models"), i, m) {
+        if (strcmp(s_str(m, "name"), "xl-base") && strcmp(s_str(m, "name"), "xl-refiner")) continue;
+        seen++;
+        assert_string_equal(s_str(m, "family"), "sdxl");
+        assert_int_equal(json_integer_value(json_object_get(m, "resolution")), 1024);
+        assert_string_equal(s_str(m, "preview"), "approx"); /* no models/taesd/taesdxl_decoder.* */
+    }
+    assert_int_equal(seen, 2);
+    bool vae = false;
+    json_array_foreach(json_object_get(j, "vaes"), i, m) vae |= !strcmp(s_str(m, "name"), "xl-vae");
+    assert_true(vae);
+    json_decref(j);
+}
+
+/* A native job on the SDXL model without a size: the model's 1024x1024;
+ * one approx preview served while it runs (previews every step here). */
+static void test_sdxl_native_job(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256], purl[300];
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    assert_int_equal(lf_http_json("POST", url,
+                                  "{\"model\":\"xl-base\",\"prompt\":\"a red circle\",\"negative_prompt\":\"blurry\","
+                                  "\"steps\":2,\"cfg_scale\":5,\"seed\":11}",
+                                  &j),
+                     202);
+    char id[128];
+    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
+    snprintf(purl, sizeof purl, "%s/v1/jobs/%s/preview", lf_testfarm_url(farm), id);
+    int previews = 0;
+    lf_image_info_t pinfo = {0};
+    char status[32] = "";
+    long long t0 = lf_now_ms();
+    while (lf_now_ms() - t0 < 300000) {
+        char *png = NULL;
+        size_t len = 0;
+        if (lf_http_request("GET", purl, NULL, NULL, 0, &png, &len) == 200 && png &&
+            lf_image_probe((const uint8_t *)png, len, &pinfo) == 0)
+            previews++;
+        free(png);
+        j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        if (!strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "cancelled")) break;
+        json_decref(j);
+        j = NULL;
+        usleep(50 * 1000);
+    }
+    char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fprintf(stderr, "native SDXL job in %lld ms: %s; previews seen %d (last %ux%u)\n", lf_now_ms() - t0,
+            d ? d : status, previews, pinfo.width, pinfo.height);
+    free(d);
+    assert_string_equal(status, "done");
+    json_t *params = json_object_get(j, "params");
+    assert_int_equal(json_integer_value(json_object_get(params, "width")), 1024);
+    assert_int_equal(json_integer_value(json_object_get(params, "height")), 1024);
+    json_decref(j);
+    assert_true(previews > 0);
+    snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
+    char *png = NULL, *text = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_http_request("GET", url, NULL, NULL, 0, &png, &len), 200);
+    lf_image_info_t info;
+    assert_int_equal(lf_image_probe((const uint8_t *)png, len, &info), 0);
+    assert_int_equal(info.width, 1024);
+    assert_int_equal(info.height, 1024);
+    assert_int_equal(lf_image_png_text_get((const uint8_t *)png, len, "parameters", &text), 0);
+    fprintf(stderr, "parameters: %s\n", text);
+    assert_non_null(strstr(text, "Size: 1024x1024, Model: xl-base"));
+    assert_null(strstr(text, "Refiner"));
+    free(text);
+    free(png);
+}
+
+/* A1111 txt2img with the refiner and a VAE from models/vae/. */
+static void test_sdxl_a1111_refiner(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256];
+    snprintf(url, sizeof url, "%s/sdapi/v1/txt2img", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    long long t0 = lf_now_ms();
+    int code = lf_http_json("POST", url,
+                            "{\"prompt\":\"a red circle\",\"steps\":4,\"width\":256,\"height\":256,\"cfg_scale\":5,"
+                            "\"seed\":5,\"sampler_name\":\"Euler\",\"refiner_checkpoint\":\"xl-refiner\","
+                            "\"refiner_switch_at\":0.5,\"override_settings\":{\"sd_model_checkpoint\":\"xl-base\","
+                            "\"sd_vae\":\"xl-vae\"}}",
+                            &j);
+    const char *info_s = s_str(j, "info");
+    fprintf(stderr, "A1111 txt2img with the refiner: %d in %lld ms; info %s\n", code, lf_now_ms() - t0, info_s);
+    assert_int_equal(code, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "images")), 1);
+    json_t *info = json_loads(info_s, 0, NULL);
+    assert_non_null(info);
+    const char *it = json_string_value(json_array_get(json_object_get(info, "infotexts"), 0));
+    assert_non_null(it);
+    assert_non_null(strstr(it, "Model: xl-base, VAE: xl-vae, "));
+    assert_non_null(strstr(it, "Refiner: xl-refiner, Refiner switch at: 0.5"));
+    json_decref(info);
+    json_decref(j);
+    /* Both resident on the worker, base first (heartbeats carry it). */
+    snprintf(url, sizeof url, "%s/v1/workers", lf_testfarm_url(farm));
+    char *d = NULL;
+    bool both = false;
+    for (long long t = lf_now_ms(); !both && lf_now_ms() - t < 10000; usleep(100 * 1000)) {
+        j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) {
+            json_t *res = json_object_get(json_array_get(json_object_get(j, "workers"), 0), "resident");
+            both = json_array_size(res) == 2 && !strcmp(json_string_value(json_array_get(res, 0)), "xl-base") &&
+                   !strcmp(json_string_value(json_array_get(res, 1)), "xl-refiner");
+            free(d);
+            d = json_dumps(res, JSON_COMPACT);
+        }
+        json_decref(j);
+    }
+    fprintf(stderr, "GET /v1/workers resident: %s\n", d ? d : "?");
+    free(d);
+    assert_true(both);
+}
+
+static void test_sdxl_unknown_refiner(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/sdapi/v1/txt2img", lf_testfarm_url(farm));
+    const char *req = "{\"prompt\":\"x\",\"steps\":2,\"refiner_checkpoint\":\"no-such-refiner\","
+                      "\"override_settings\":{\"sd_model_checkpoint\":\"xl-base\"}}";
+    int code = lf_http_request("POST", url, "application/json", req, strlen(req), &body, NULL);
+    fprintf(stderr, "unknown refiner: %d %s\n", code, body ? body : "");
+    assert_int_equal(code, 400);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "refiner_checkpoint"));
+    free(body);
+}
+
+int main(int argc, char **argv)
+{
+    char why[1400];
+    if (!s_prepare(why, sizeof why)) {
+        printf("SKIP: %s\n", why);
+        s_cleanup();
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sdxl_listed),
+        cmocka_unit_test(test_sdxl_native_job),
+        cmocka_unit_test(test_sdxl_a1111_refiner),
+        cmocka_unit_test(test_sdxl_unknown_refiner),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    s_cleanup();
+    return rc;
+}
