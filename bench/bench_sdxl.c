@@ -9,7 +9,16 @@
  * Random weights (tests/reference/make_sdxl_fixtures.py --full): timing and
  * memory only, no numbers are checked. A missing checkpoint prints SKIP.
  *
+ * With --torch PYTHON, the same UNet step then runs in diffusers/PyTorch
+ * (bench/bench_unet_torch.py --diffusers DIR --unet-only, the same weights
+ * as a diffusers folder, the same inputs written to a temp dir) AFTER our
+ * model is released — both resident at once would not fit beside each other
+ * on a 23 GiB machine — and the step time and peak RSS ratios are printed with
+ * the largest output difference. Sequential, not interleaved: read the load
+ * average printed before and after.
+ *
  * Usage: bench_sdxl [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]
+ *                   [--no-vae] [--torch PYTHON [--diffusers DIR]]
  *   --ckpt   default tests/reference/out/sdxl_full.safetensors (or the
  *            diffusers folder tests/reference/out/sdxl_full_diffusers)
  *   --tile   VAE tile in latent pixels for the tiled decode (default 64)
@@ -21,7 +30,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lf_backend.h"
 #include "lf_model.h"
@@ -66,6 +77,32 @@ static void s_randn(float *x, size_t n, uint64_t seed) {
     }
 }
 
+static int s_write(const char *dir, const char *name, const float *const *p, const size_t *n, int k) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = 1;
+    for (int i = 0; i < k; i++) ok = ok && fwrite(p[i], 4, n[i], f) == n[i];
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static double s_loadavg(void) {
+    double a = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &a) != 1) a = -1;
+        fclose(f);
+    }
+    return a;
+}
+
+/* A "key=value" number from a RESULT line, or -1. */
+static double s_field(const char *line, const char *key) {
+    const char *p = strstr(line, key);
+    return p ? atof(p + strlen(key)) : -1;
+}
+
 static void s_report(const char *what, double s) {
     printf("  %-34s %8.2f s   peak RSS %7.0f MiB\n", what, s, s_status_kb("VmHWM") / 1024.0);
     fflush(stdout);
@@ -73,15 +110,20 @@ static void s_report(const char *what, double s) {
 
 int main(int argc, char **argv) {
     const char *ckpt = LF_SOURCE_DIR "/tests/reference/out/sdxl_full.safetensors";
-    int threads = 0, tile = 64, untiled = 1, load_only = 0;
+    const char *python = NULL, *folder = LF_SOURCE_DIR "/tests/reference/out/sdxl_full_diffusers";
+    int threads = 0, tile = 64, untiled = 1, load_only = 0, vae = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) tile = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-untiled")) untiled = 0;
         else if (!strcmp(argv[i], "--load-only")) load_only = 1;
+        else if (!strcmp(argv[i], "--no-vae")) vae = 0;
+        else if (!strcmp(argv[i], "--torch") && i + 1 < argc) python = argv[++i];
+        else if (!strcmp(argv[i], "--diffusers") && i + 1 < argc) folder = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]\n",
+            fprintf(stderr, "usage: %s [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only] "
+                    "[--no-vae] [--torch PYTHON [--diffusers DIR]]\n",
                     argv[0]);
             return 2;
         }
@@ -151,7 +193,33 @@ int main(int argc, char **argv) {
     t0 = s_now();
     rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
     if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
-    s_report("UNet step 1024x1024, CFG (2nd)", s_now() - t0);
+    double our_step = s_now() - t0;
+    long our_step_hwm = s_status_kb("VmHWM");
+    s_report("UNet step 1024x1024, CFG (2nd)", our_step);
+    /* The PyTorch side's inputs and our output, for after our model is gone. */
+    char dir[] = "/tmp/lf_bench_sdxl.XXXXXX";
+    int with_torch = python && *python && strcmp(python, "none") != 0;
+    if (with_torch && stat(folder, &sb) != 0) {
+        printf("  SKIP PyTorch side: %s absent (make_sdxl_fixtures.py --full writes it)\n", folder);
+        with_torch = 0;
+    }
+    if (with_torch) {
+        float *pl = malloc((size_t)B * P * 4), *tid = malloc((size_t)B * 6 * 4);
+        if (!pl || !tid || K != 6) return 1;
+        for (int b = 0; b < B; b++) {
+            memcpy(pl + (size_t)b * P, vec + (size_t)b * (P + K), (size_t)P * 4);
+            memcpy(tid + (size_t)b * 6, vec + (size_t)b * (P + K) + P, 6 * 4);
+        }
+        const float *in[] = {x, t, cond, pl, tid};
+        size_t nin[] = {nx, (size_t)B, (size_t)B * T * D, (size_t)B * P, (size_t)B * 6};
+        const float *o1[] = {out};
+        size_t no1[] = {nx};
+        if (!mkdtemp(dir) || s_write(dir, "unet_in.bin", in, nin, 5) || s_write(dir, "unet_out.bin", o1, no1, 1)) {
+            printf("  PyTorch side: cannot write its inputs under /tmp\n");
+            with_torch = 0;
+        }
+        free(pl), free(tid);
+    }
 
     /* VAE decode of one 128x128 latent: tiled, then (optionally) whole. */
     float *img = malloc((size_t)3 * 1024 * 1024 * 4);
@@ -159,12 +227,12 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)4 * S * S; i++) x[i] = x[i] / d->scaling_factor * 0.5f;
     s_reset_hwm();
     t0 = s_now();
-    rc = lf_model_vae_decode(m, x, 1, S, S, tile, img);
+    rc = vae ? lf_model_vae_decode(m, x, 1, S, S, tile, img) : 0;
     char what[64];
     snprintf(what, sizeof what, "VAE decode 1024x1024, tile %d", tile);
     if (rc) printf("  %s: failed (%d)\n", what, rc);
-    else s_report(what, s_now() - t0);
-    if (untiled) {
+    else if (vae) s_report(what, s_now() - t0);
+    if (vae && untiled) {
         s_reset_hwm();
         t0 = s_now();
         rc = lf_model_vae_decode(m, x, 1, S, S, 0, img);
@@ -177,5 +245,36 @@ int main(int argc, char **argv) {
     free(cond), free(x), free(out), free(vec), free(img);
     lf_model_destroy(&m);
     lf_backend_destroy(&be);
+    if (!with_torch) return 0;
+
+    /* PyTorch: one step after a warm-up, in a child, our model released. */
+    char cmd[8192], line[4096], result[4096] = "";
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/bench/bench_unet_torch.py' --diffusers '%s' --io '%s' --size %d --reps 1 "
+             "--threads %d --unet-only 2>&1",
+             python, LF_SOURCE_DIR, folder, dir, S, threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    printf("  PyTorch (%s), load average %.2f:\n", python, s_loadavg());
+    fflush(stdout);
+    FILE *pp = popen(cmd, "r");
+    while (pp && fgets(line, sizeof line, pp)) {
+        printf("    %s", line);
+        if (!strncmp(line, "RESULT torch", 12)) snprintf(result, sizeof result, "%s", line);
+    }
+    int st = pp ? pclose(pp) : -1;
+    char p2[4200];
+    snprintf(p2, sizeof p2, "%s/unet_in.bin", dir), unlink(p2);
+    snprintf(p2, sizeof p2, "%s/unet_out.bin", dir), unlink(p2);
+    rmdir(dir);
+    if (st != 0 || !result[0]) return printf("  PyTorch side failed\n"), 1;
+    double tt = s_field(result, "median_s="), peak = s_field(result, "peak_rss_kb="),
+           hwm = s_field(result, "step_hwm_kb="), rel = s_field(result, "rel_err=");
+    printf("\n== SDXL UNet step 1024x1024 CFG, lightfarm vs PyTorch, load average now %.2f ==\n",
+           s_loadavg());
+    printf("  step: lightfarm %.1f s, PyTorch %.1f s: PyTorch / lightfarm = %.2f\n", our_step, tt, tt / our_step);
+    printf("  peak RSS: lightfarm %.0f MiB (whole run, f16 weights, every part loaded) vs PyTorch %.0f MiB "
+           "(UNet only, f32): %.0f %%\n",
+           ru.ru_maxrss / 1024.0, peak / 1024.0, 100.0 * ru.ru_maxrss / peak);
+    printf("  during the step: lightfarm %.0f MiB, PyTorch %.0f MiB\n", our_step_hwm / 1024.0, hwm / 1024.0);
+    printf("  output: largest difference / largest |output| = %.3g\n", rel);
     return 0;
 }
