@@ -423,23 +423,12 @@ int lf_gguf_open(lf_gguf_t **out, const char *path, char *errstr, size_t errlen)
 {
     lf_tensor_err_t e = {errstr, errlen, path};
     if (errlen) errstr[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return lf_tensor_fail(&e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lf_tensor_fail(&e, LF_EIO, NULL, "not a regular file");
-    }
-    if (sb.st_size < 24) {
-        close(fd);
-        return lf_tensor_fail(&e, LF_EFORMAT, NULL, "file too short (%lld bytes)", (long long)sb.st_size);
-    }
-    size_t len = (size_t)sb.st_size;
-    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return lf_tensor_fail(&e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
+    void *map;
+    size_t len;
+    int rc = lf_tensor_map_file(&e, path, 24, &map, &len);
+    if (rc != 0) return rc;
     lf_gguf_t *g;
-    int rc = lf_gguf_parse(&g, map, len, path, errstr, errlen);
+    rc = lf_gguf_parse(&g, map, len, path, errstr, errlen);
     if (rc != 0) {
         munmap(map, len);
         return rc;

@@ -1,9 +1,15 @@
 /* lf_tensorinfo: dtype names and sizes, element access for tests and tools. */
 #include "lf_tensorinfo.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lf_error.h"
 
@@ -145,4 +151,24 @@ int lf_tensor_fail(lf_tensor_err_t *e, int code, const char *tensor, const char 
         va_end(ap);
     }
     return code;
+}
+
+int lf_tensor_map_file(lf_tensor_err_t *e, const char *path, size_t min_len, void **map, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lf_tensor_fail(e, LF_EIO, NULL, "cannot open: %s", strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lf_tensor_fail(e, LF_EIO, NULL, "not a regular file");
+    }
+    if ((size_t)sb.st_size < min_len) {
+        close(fd);
+        return lf_tensor_fail(e, LF_EFORMAT, NULL, "file too short (%lld bytes)", (long long)sb.st_size);
+    }
+    *len = (size_t)sb.st_size;
+    *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (*map == MAP_FAILED) return lf_tensor_fail(e, LF_EIO, NULL, "mmap failed: %s", strerror(errno));
+    return 0;
 }

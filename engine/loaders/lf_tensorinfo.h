@@ -89,6 +89,11 @@ typedef struct {
 __attribute__((format(printf, 4, 5))) int lf_tensor_fail(lf_tensor_err_t *e, int code,
                                                          const char *tensor, const char *fmt, ...);
 
+/* Maps a weights file read-only for the mmap'd loaders (safetensors, GGUF):
+ * a regular file of at least min_len bytes. 0 and *map / *len (munmap them),
+ * or LF_EIO / LF_EFORMAT with the reason in e. */
+int lf_tensor_map_file(lf_tensor_err_t *e, const char *path, size_t min_len, void **map, size_t *len);
+
 /* IEEE half / bfloat16 bit patterns to float. */
 float lf_f16_to_f32(uint16_t h);
 float lf_bf16_to_f32(uint16_t h);
