@@ -24,17 +24,11 @@
 
 #include "lf_error.h"
 #include "lf_model.h"
+#include "lf_bench_util.h"
 
 #ifndef LF_SOURCE_DIR
 #define LF_SOURCE_DIR "."
 #endif
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double s_cpu(void)
 {
@@ -79,9 +73,9 @@ static double s_last_cpu;
 static double s_set(lf_model_t *m, const lf_lora_use_t *u, size_t n, lf_lora_patch_info_t *info)
 {
     char err[512];
-    double t0 = s_now(), c0 = s_cpu();
+    double t0 = lf_bench_now(), c0 = s_cpu();
     int rc = lf_model_set_loras(m, u, n, info, err, sizeof err);
-    double dt = s_now() - t0;
+    double dt = lf_bench_now() - t0;
     s_last_cpu = s_cpu() - c0;
     if (rc) {
         fprintf(stderr, "set_loras: %s\n", err);
@@ -120,13 +114,13 @@ int main(int argc, char **argv)
     double la[3];
     printf("bench_lora: %s\n  LoRA %s\n  load average %.2f\n", ck, lora, getloadavg(la, 3) == 3 ? la[0] : -1.0);
     char err[512];
-    double rss0 = s_rss_mb(), t0 = s_now();
+    double rss0 = s_rss_mb(), t0 = lf_bench_now();
     lf_model_t *m = NULL;
     if (lf_model_load(ck, NULL, &m, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    double first_load = s_now() - t0, rss_model = s_rss_mb();
+    double first_load = lf_bench_now() - t0, rss_model = s_rss_mb();
     lf_lora_use_t a = {.path = lora, .name = "A", .unet_weight = 1, .te_weight = 1};
     lf_lora_use_t b = {.path = lora, .name = "B", .unet_weight = 0.7, .te_weight = 0.7};
     lf_lora_patch_info_t info = {0};
@@ -146,14 +140,14 @@ int main(int argc, char **argv)
         plain[r] = s_set(m, NULL, 0, &info);
     }
     for (int r = 0; r < reps; r++) {
-        t0 = s_now();
+        t0 = lf_bench_now();
         double c0 = s_cpu();
         lf_model_destroy(&m);
         if (lf_model_load(ck, NULL, &m, err, sizeof err)) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }
-        reload[r] = s_now() - t0;
+        reload[r] = lf_bench_now() - t0;
         reload_cpu[r] = s_cpu() - c0;
     }
     double tm = s_median(merge, reps), tab = s_median(ab, reps), tba = s_median(ba, reps);

@@ -25,18 +25,12 @@
 
 #include "lf_quant.h"
 #include "lf_tensor.h"
+#include "lf_bench_util.h"
 
 /* OpenBLAS extras (declared by its cblas.h too on most builds). */
 char *openblas_get_corename(void);
 char *openblas_get_config(void);
 int openblas_get_num_threads(void);
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void s_random_blocks(lf_quant_type_t q, unsigned char *b, size_t nblocks)
 {
@@ -85,9 +79,9 @@ int main(int argc, char **argv)
         for (int lv = LF_QUANT_SCALAR; lv <= (int)lf_quant_simd_detect(); lv++) {
             double best = 1e30;
             for (int r = 0; r < reps; r++) {
-                double t0 = s_now();
+                double t0 = lf_bench_now();
                 lf_quant_dequantize_at(q, src, dst, nd, (lf_quant_simd_t)lv);
-                double t = s_now() - t0;
+                double t = lf_bench_now() - t0;
                 if (t < best) best = t;
             }
             printf("%-6s %-7s %9.2f %11.2f %11.2f\n", lf_quant_name(q), simd[lv], best * 1e3,
@@ -119,27 +113,27 @@ int main(int argc, char **argv)
             double flop = 2.0 * M * N * K, tf = 1e30, tt[2] = {1e30, 1e30}, tw = 1e30, ti8 = 1e30;
             size_t tiles[2] = {0, 4u << 20};
             for (int r = 0; r < reps; r++) {
-                double t0 = s_now();
+                double t0 = lf_bench_now();
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, wf,
                             (int)K, 0.0f, y0, (int)N);
-                double t = s_now() - t0;
+                double t = lf_bench_now() - t0;
                 if (t < tf) tf = t;
                 for (int k = 0; k < 2; k++) {
-                    t0 = s_now();
+                    t0 = lf_bench_now();
                     if (lf_quant_matmul(q, w, N, K, x, K, M, y, N, tiles[k]) != 0) return 1;
-                    t = s_now() - t0;
+                    t = lf_bench_now() - t0;
                     if (t < tt[k]) tt[k] = t;
                 }
-                t0 = s_now();
+                t0 = lf_bench_now();
                 lf_quant_dequantize(q, w, wf, N * K);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, wf,
                             (int)K, 0.0f, y, (int)N);
-                t = s_now() - t0;
+                t = lf_bench_now() - t0;
                 if (t < tw) tw = t;
                 if (q == LF_QUANT_Q8_0) {
-                    t0 = s_now();
+                    t0 = lf_bench_now();
                     if (lf_quant_matmul_q8_int8(w, N, K, x, K, M, y, N, openblas_get_num_threads()) == 0) {
-                        t = s_now() - t0;
+                        t = lf_bench_now() - t0;
                         if (t < ti8) ti8 = t;
                     }
                 }

@@ -36,32 +36,7 @@
 
 #include "lf_backend.h"
 #include "lf_model.h"
-
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static long s_status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
-    if (f) fclose(f);
-    return v;
-}
-
-/* VmHWM back to the current RSS: a later VmHWM is the peak in between. */
-static void s_reset_hwm(void) {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (f) {
-        fputs("5", f);
-        fclose(f);
-    }
-}
+#include "lf_bench_util.h"
 
 static void s_randn(float *x, size_t n, uint64_t seed) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
@@ -104,7 +79,7 @@ static double s_field(const char *line, const char *key) {
 }
 
 static void s_report(const char *what, double s) {
-    printf("  %-34s %8.2f s   peak RSS %7.0f MiB\n", what, s, s_status_kb("VmHWM") / 1024.0);
+    printf("  %-34s %8.2f s   peak RSS %7.0f MiB\n", what, s, lf_bench_status_kb("VmHWM") / 1024.0);
     fflush(stdout);
 }
 
@@ -146,11 +121,11 @@ int main(int argc, char **argv) {
     lf_model_opts_t opts = {.backend = be, .weight_type = -1};
     char err[1024] = "";
     lf_model_t *m = NULL;
-    s_reset_hwm();
-    double t0 = s_now();
+    lf_bench_reset_hwm();
+    double t0 = lf_bench_now();
     if (lf_model_load(ckpt, &opts, &m, err, sizeof err)) return fprintf(stderr, "bench_sdxl: %s\n", err), 1;
-    s_report("load (f16 weights as stored)", s_now() - t0);
-    printf("  RSS after load %.0f MiB\n", s_status_kb("VmRSS") / 1024.0);
+    s_report("load (f16 weights as stored)", lf_bench_now() - t0);
+    printf("  RSS after load %.0f MiB\n", lf_bench_status_kb("VmRSS") / 1024.0);
     const lf_model_desc_t *d = lf_model_desc(m);
     printf("  family %s, text %d, pooled %d, time ids %d, VAE factor %g\n", lf_family_name(d->family),
            d->text_dim, d->pooled_dim, d->n_time_ids, d->scaling_factor);
@@ -168,11 +143,11 @@ int main(int argc, char **argv) {
         for (int t = 0; t < T; t++) ids[b * T + t] = t == 0 ? 49406 : t < 9 + b ? 320 + 37 * t + b : 49407;
     float *cond = malloc((size_t)B * T * D * 4), pooled[2 * 1280];
     if (!cond || P > 1280) return 1;
-    s_reset_hwm();
-    t0 = s_now();
+    lf_bench_reset_hwm();
+    t0 = lf_bench_now();
     int rc = lf_model_encode_text(m, ids, NULL, B, 1, cond, pooled);
     if (rc) return fprintf(stderr, "bench_sdxl: text failed (%d)\n", rc), 1;
-    s_report("text (2 chunks, both encoders)", s_now() - t0);
+    s_report("text (2 chunks, both encoders)", lf_bench_now() - t0);
 
     /* One UNet step with CFG at 1024x1024. */
     const int S = 128;
@@ -185,16 +160,16 @@ int main(int argc, char **argv) {
         memcpy(vec + (size_t)b * (P + K), pooled + (size_t)b * P, (size_t)P * 4);
         for (int i = 0; i < K; i++) vec[(size_t)b * (P + K) + P + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
     }
-    s_reset_hwm();
-    t0 = s_now();
+    lf_bench_reset_hwm();
+    t0 = lf_bench_now();
     rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
     if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
-    s_report("UNet step 1024x1024, CFG (1st: plans)", s_now() - t0);
-    t0 = s_now();
+    s_report("UNet step 1024x1024, CFG (1st: plans)", lf_bench_now() - t0);
+    t0 = lf_bench_now();
     rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
     if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
-    double our_step = s_now() - t0;
-    long our_step_hwm = s_status_kb("VmHWM");
+    double our_step = lf_bench_now() - t0;
+    long our_step_hwm = lf_bench_status_kb("VmHWM");
     s_report("UNet step 1024x1024, CFG (2nd)", our_step);
     /* The PyTorch side's inputs and our output, for after our model is gone. */
     char dir[] = "/tmp/lf_bench_sdxl.XXXXXX";
@@ -225,19 +200,19 @@ int main(int argc, char **argv) {
     float *img = malloc((size_t)3 * 1024 * 1024 * 4);
     if (!img) return 1;
     for (size_t i = 0; i < (size_t)4 * S * S; i++) x[i] = x[i] / d->scaling_factor * 0.5f;
-    s_reset_hwm();
-    t0 = s_now();
+    lf_bench_reset_hwm();
+    t0 = lf_bench_now();
     rc = vae ? lf_model_vae_decode(m, x, 1, S, S, tile, img) : 0;
     char what[64];
     snprintf(what, sizeof what, "VAE decode 1024x1024, tile %d", tile);
     if (rc) printf("  %s: failed (%d)\n", what, rc);
-    else if (vae) s_report(what, s_now() - t0);
+    else if (vae) s_report(what, lf_bench_now() - t0);
     if (vae && untiled) {
-        s_reset_hwm();
-        t0 = s_now();
+        lf_bench_reset_hwm();
+        t0 = lf_bench_now();
         rc = lf_model_vae_decode(m, x, 1, S, S, 0, img);
         if (rc) printf("  VAE decode whole: failed (%d)\n", rc);
-        else s_report("VAE decode 1024x1024, whole", s_now() - t0);
+        else s_report("VAE decode 1024x1024, whole", lf_bench_now() - t0);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

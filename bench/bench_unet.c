@@ -41,6 +41,7 @@
 
 #include "lf_backend.h"
 #include "lf_model.h"
+#include "lf_bench_util.h"
 
 #ifndef LF_SOURCE_DIR
 #define LF_SOURCE_DIR "."
@@ -48,35 +49,9 @@
 
 enum { B = 2, C = 4, S = 64, L = 77, D = 768 };
 
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int s_exists(const char *p) {
     struct stat sb;
     return p && stat(p, &sb) == 0;
-}
-
-static long s_status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
-    if (f) fclose(f);
-    return v;
-}
-
-/* Resets VmHWM to the current RSS, so a later VmHWM is the peak of what ran
- * in between. 0 on success. */
-static int s_reset_hwm(void) {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f) return -1;
-    int ok = fputs("5", f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 static long s_maxrss_kb(void) {
@@ -191,9 +166,9 @@ static double s_sgemm_gflops(int M, int N, int K, int reps) {
     s_randn(a, (size_t)M * K, 1), s_randn(b, (size_t)N * K, 2);
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t0 = s_now();
+        double t0 = lf_bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        double t = s_now() - t0;
+        double t = lf_bench_now() - t0;
         if (r > 0 && t < best) best = t; /* r == 0 warms up */
     }
     free(a), free(b), free(c);
@@ -368,15 +343,15 @@ int main(int argc, char **argv) {
     lf_model_opts_t opts = {.backend = be, .weight_type = type};
     char err[1024] = "";
     lf_model_t *m = NULL;
-    double t0 = s_now();
+    double t0 = lf_bench_now();
     int rc = lf_model_load(ckpt, &opts, &m, err, sizeof err);
-    double load_s = s_now() - t0;
+    double load_s = lf_bench_now() - t0;
     if (rc) {
         fprintf(stderr, "bench_unet: %s\n", err);
         lf_backend_destroy(&be);
         return 1;
     }
-    long rss_load = s_status_kb("VmRSS");
+    long rss_load = lf_bench_status_kb("VmRSS");
     printf("  load %.1f s, RSS after load %.0f MiB\n", load_s, rss_load / 1024.0);
 
     const size_t nx = (size_t)B * C * S * S, nc = (size_t)B * L * D;
@@ -396,9 +371,9 @@ int main(int argc, char **argv) {
             vec[(size_t)b * V + md->pooled_dim + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
     }
 
-    t0 = s_now();
+    t0 = lf_bench_now();
     rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, out);
-    double warm_s = s_now() - t0;
+    double warm_s = lf_bench_now() - t0;
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
     printf("  warm-up (plans memory) %.2f s\n", warm_s);
     s_torch_t tr = {0};
@@ -426,13 +401,13 @@ int main(int argc, char **argv) {
             }
         }
     }
-    int hwm_ok = s_reset_hwm() == 0;
+    int hwm_ok = lf_bench_reset_hwm() == 0;
     double ts[64], tt[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps && !rc; i++) {
-        t0 = s_now();
+        t0 = lf_bench_now();
         rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, out);
-        ts[i] = s_now() - t0;
+        ts[i] = lf_bench_now() - t0;
         printf("  step %d/%d  lightfarm %.2f s", i + 1, reps, ts[i]);
         fflush(stdout);
         if (with_torch) {
@@ -450,7 +425,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
-    long step_hwm = hwm_ok ? s_status_kb("VmHWM") : -1, peak = s_maxrss_kb();
+    long step_hwm = hwm_ok ? lf_bench_status_kb("VmHWM") : -1, peak = s_maxrss_kb();
     if (child.pid > 0 && s_child_finish(&child, &tr)) printf("  PyTorch side failed\n");
     if (dir_made) s_rm_io(dir);
     /* Each of our steps ran next to one of PyTorch's: the median of the

@@ -31,16 +31,11 @@
 
 #include "lf_backend.h"
 #include "lf_upscaler.h"
+#include "lf_bench_util.h"
 
 #ifndef LF_SOURCE_DIR
 #define LF_SOURCE_DIR "."
 #endif
-
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int s_exists(const char *p) {
     struct stat sb;
@@ -122,13 +117,13 @@ int main(int argc, char **argv) {
     lf_pool_t *pool = be ? lf_pool_new(be, 0) : NULL;
     lf_upscaler_t *u = NULL;
     char err[512] = "";
-    double t0 = s_now();
+    double t0 = lf_bench_now();
     int rc = pool ? lf_upscaler_new(&u, weights, be, pool, 0 /* f32 */, err, sizeof err) : -1;
     if (rc) {
         fprintf(stderr, "load: %s\n", err);
         return 1;
     }
-    const double load_s = s_now() - t0;
+    const double load_s = lf_bench_now() - t0;
     const lf_upscaler_info_t *I = lf_upscaler_info(u);
     printf("model: %s/%s x%d nf %d nb %d gc %d, %lld weights, loaded in %.2f s; backend %s\n",
            lf_upscaler_arch_name(I->arch), lf_upscaler_layout_name(I->layout), I->scale, I->nf,
@@ -141,14 +136,14 @@ int main(int argc, char **argv) {
     double *ts = calloc((size_t)reps, sizeof *ts);
     rc = lf_upscaler_run(u, x64, 64, 64, y64); /* warm-up: plans the graph */
     for (int r = 0; r < reps && !rc; r++) {
-        t0 = s_now();
+        t0 = lf_bench_now();
         rc = lf_upscaler_run(u, x64, 64, 64, y64);
-        ts[r] = s_now() - t0;
+        ts[r] = lf_bench_now() - t0;
     }
     const size_t peak64 = lf_upscaler_peak_bytes(u);
-    t0 = s_now();
+    t0 = lf_bench_now();
     if (!rc) rc = lf_upscaler_upscale(u, x256, 256, 256, tile, overlap, y256, NULL, NULL);
-    const double s256 = s_now() - t0;
+    const double s256 = lf_bench_now() - t0;
     const size_t peak256 = lf_upscaler_peak_bytes(u);
     if (rc) {
         fprintf(stderr, "run: error %d: %s\n", rc, lf_backend_errstr(be));
