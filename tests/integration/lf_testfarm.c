@@ -291,16 +291,18 @@ static void s_dump_logs(lf_testfarm_t *self) {
     }
 }
 
-int lf_testfarm_kill(lf_testfarm_t *self, lf_tf_role_t role, int index, int sig) {
-    s_proc_t *p = s_find(self, role, index);
-    if (!p || p->pid <= 0) return -1;
+/* Sends sig and reaps the process (SIGKILL after 10 s). 0 when it exited in
+ * time; *status_out gets its wait status (-1 when it was not our child). */
+static int s_stop(s_proc_t *p, int sig, int *status_out) {
     kill(p->pid, sig);
     long long end = lf_now_ms() + 10000;
-    int status;
+    int status = -1;
     while (lf_now_ms() < end) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid || (r < 0 && errno == ECHILD)) {
+            if (r < 0) status = -1;
             p->pid = 0;
+            *status_out = status;
             return 0;
         }
         s_sleep_ms(10);
@@ -308,7 +310,15 @@ int lf_testfarm_kill(lf_testfarm_t *self, lf_tf_role_t role, int index, int sig)
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &status, 0);
     p->pid = 0;
+    *status_out = status;
     return -1;
+}
+
+int lf_testfarm_kill(lf_testfarm_t *self, lf_tf_role_t role, int index, int sig) {
+    s_proc_t *p = s_find(self, role, index);
+    if (!p || p->pid <= 0) return -1;
+    int status;
+    return s_stop(p, sig, &status);
 }
 
 bool lf_testfarm_alive(lf_testfarm_t *self, lf_tf_role_t role, int index) {
@@ -332,14 +342,29 @@ void lf_testfarm_destroy(lf_testfarm_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_testfarm_t *self = *self_p;
     /* Gateway and workers first, then brokers, redis last. */
+    /* Our processes must shut down cleanly on SIGTERM: exit status 0, in
+     * time, with no sanitizer report (ASan/LSan exit non-zero on a leak or an
+     * error at exit). An unclean stop fails the test after the logs are shown. */
     static const lf_tf_role_t order[] = {LF_TF_GATEWAY, LF_TF_WORKER, LF_TF_BROKER, LF_TF_REDIS};
+    static const char *const names[] = {"redis", "broker", "worker", "gateway"};
+    int unclean = 0;
     for (size_t o = 0; o < 4; o++)
-        for (int i = 0; i < self->n_procs; i++)
-            if (self->procs[i].role == order[o] && self->procs[i].pid > 0)
-                lf_testfarm_kill(self, order[o], self->procs[i].index, SIGTERM);
+        for (int i = 0; i < self->n_procs; i++) {
+            s_proc_t *p = &self->procs[i];
+            if (p->role != order[o] || p->pid <= 0) continue;
+            int status;
+            const int late = s_stop(p, SIGTERM, &status);
+            if (order[o] == LF_TF_REDIS) continue;
+            if (late || status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "testfarm: %s-%d did not stop cleanly on SIGTERM (%s, status %d)\n",
+                        names[order[o]], p->index, late ? "killed after 10 s" : "exited", status);
+                unclean++;
+            }
+        }
     const char *keep = getenv("LF_KEEP_TESTFARM");
+    if (unclean) s_dump_logs(self);
     if (keep && *keep == '1') {
-        s_dump_logs(self);
+        if (!unclean) s_dump_logs(self);
         fprintf(stderr, "testfarm: kept %s\n", self->dir);
     } else {
         char cmd[300];
@@ -348,6 +373,7 @@ void lf_testfarm_destroy(lf_testfarm_t **self_p) {
     }
     free(self);
     *self_p = NULL;
+    if (unclean) abort(); /* from a test's teardown: the test fails, naming the process above */
 }
 
 const char *lf_testfarm_url(lf_testfarm_t *self) { return self->url; }

@@ -30,6 +30,9 @@ typedef struct {
 /* Start redis, brokers, workers, gateway and wait for /healthz. NULL on
  * failure (the reason is printed). Caller owns the result. */
 lf_testfarm_t *lf_testfarm_new(const lf_testfarm_opts_t *opts);
+/* Stops everything (SIGTERM; gateway, workers, brokers, then redis) and aborts
+ * (failing the test) when one of our processes does not exit 0 in time:
+ * a crash, a hang or a sanitizer report at shutdown is a bug. */
 void lf_testfarm_destroy(lf_testfarm_t **self_p);
 
 /* Process control by role. Index is 0-based within the role. */
