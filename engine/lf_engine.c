@@ -89,7 +89,9 @@ static char *s_dup(const char *s)
 lf_engine_request_t lf_engine_request_defaults(void)
 {
     return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
-                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8};
+                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8,
+                                 .mask_blur_x = 4, .mask_blur_y = 4, .inpaint_full_res = 1,
+                                 .initial_noise_multiplier = 1, .inpainting_mask_weight = 1};
 }
 
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
@@ -734,8 +736,19 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .aesthetic_score = req->aesthetic_score,
         .negative_aesthetic_score = req->negative_aesthetic_score,
         .refiner_switch_at = req->refiner_switch_at,
+        .mask = req->mask,
+        .mask_len = req->mask_len,
+        .mask_blur_x = req->mask_blur_x,
+        .mask_blur_y = req->mask_blur_y,
+        .inpainting_fill = req->inpainting_fill,
+        .inpaint_full_res = req->inpaint_full_res,
+        .inpaint_full_res_padding = req->inpaint_full_res_padding,
+        .inpainting_mask_invert = req->inpainting_mask_invert,
+        .initial_noise_multiplier = req->initial_noise_multiplier,
+        .inpainting_mask_weight = req->inpainting_mask_weight,
     };
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
+    if (req->mask && !req->mask_len) return s_err(e, LF_EINVAL, "the mask is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))
         return s_err(e, LF_EINVAL, "unknown sampler '%s'", req->sampler);
     if (lf_scheduler_parse(req->scheduler && *req->scheduler ? req->scheduler : "normal", &pr.scheduler))
