@@ -172,6 +172,49 @@ void lf_inpaint_crop(const uint8_t *src, int w, const int r[4], uint8_t *dst)
 
 /* ---- resize_image modes 1 and 2 ----------------------------------------- */
 
+/* Pillow's bicubic filter (a = -0.5). */
+static double s_bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+/* Pillow's resize (default filter: BICUBIC, as A1111 calls it) of a
+ * zero-size box at an edge of t (tw x th):
+ * (0, 0, w, 0) / (0, h, w, h) for a row, (0, 0, 0, h) / (w, 0, w, h) for a
+ * column: every output line is the same mix of the lines around that edge
+ * (precompute_coeffs with scale 0, 22-bit taps). line gets tw (row) or th
+ * (column) RGB pixels. */
+static void s_edge_line(const uint8_t *t, int tw, int th, int row, int at_end, uint8_t *line)
+{
+    const int n = row ? th : tw, len = row ? tw : th;
+    const double center = at_end ? n : 0;
+    int xmin = (int)(center - 2.0 + 0.5), xmax = (int)(center + 2.0 + 0.5);
+    if (xmin < 0) xmin = 0;
+    if (xmax > n) xmax = n;
+    double k[8], ww = 0;
+    int32_t q[8];
+    const int cnt = xmax - xmin;
+    for (int x = 0; x < cnt; x++) ww += k[x] = s_bicubic(x + xmin - center + 0.5);
+    for (int x = 0; x < cnt; x++) {
+        double v = ww != 0.0 ? k[x] / ww : k[x];
+        q[x] = (int32_t)(v < 0 ? -0.5 + v * (1 << 22) : 0.5 + v * (1 << 22));
+    }
+    for (int p = 0; p < len; p++)
+        for (int c = 0; c < 3; c++) {
+            int32_t ss = 1 << 21;
+            for (int x = 0; x < cnt; x++) {
+                const int i = xmin + x;
+                ss += t[((size_t)(row ? i : p) * tw + (row ? p : i)) * 3 + c] * q[x];
+            }
+            ss >>= 22;
+            line[(size_t)p * 3 + c] = (uint8_t)(ss < 0 ? 0 : ss > 255 ? 255 : ss);
+        }
+}
+
 int lf_inpaint_resize_mode(int mode, const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
 {
     if (!src || !dst || sw < 1 || sh < 1 || dw < 1 || dh < 1 || (mode != 1 && mode != 2)) return LF_EINVAL;
@@ -195,21 +238,32 @@ int lf_inpaint_resize_mode(int mode, const uint8_t *src, int sw, int sh, uint8_t
     }
     memset(dst, 0, (size_t)dw * dh * 3);
     const int ox = dw / 2 - tw / 2, oy = dh / 2 - th / 2; /* paste box (may be negative: a crop) */
-    for (int y = 0; y < dh; y++) {
-        int sy = y - oy;
-        /* Mode 2 stretches the edge rows / columns into the margins. */
-        if (sy < 0 || sy >= th) {
-            if (mode == 1) continue;
-            sy = sy < 0 ? 0 : th - 1;
-        }
+    for (int y = 0; y < dh; y++)
         for (int x = 0; x < dw; x++) {
-            int sx = x - ox;
-            if (sx < 0 || sx >= tw) {
-                if (mode == 1) continue;
-                sx = sx < 0 ? 0 : tw - 1;
-            }
-            memcpy(dst + ((size_t)y * dw + x) * 3, t + ((size_t)sy * tw + sx) * 3, 3);
+            const int sx = x - ox, sy = y - oy;
+            if (sx >= 0 && sx < tw && sy >= 0 && sy < th)
+                memcpy(dst + ((size_t)y * dw + x) * 3, t + ((size_t)sy * tw + sx) * 3, 3);
         }
+    /* Mode 2 fills the margins with the resized image's edge, each margin
+     * line Pillow's resize of a zero-size box there. */
+    if (mode == 2 && (oy > 0 || ox > 0)) {
+        const int rowm = oy > 0; /* ratio < src_ratio: top and bottom margins */
+        const int m = rowm ? oy : ox, len = rowm ? tw : th;
+        uint8_t *line = malloc((size_t)len * 3);
+        if (!line) {
+            free(t);
+            return LF_ENOMEM;
+        }
+        for (int end = 0; end < 2; end++) {
+            s_edge_line(t, tw, th, rowm, end, line);
+            const int from = end ? (rowm ? m + th : m + tw) : 0, to = end ? from + m : m;
+            for (int a = from; a < to && a < (rowm ? dh : dw); a++)
+                for (int b = 0; b < len; b++) {
+                    const size_t o = rowm ? (size_t)a * dw + b : (size_t)b * dw + a;
+                    memcpy(dst + o * 3, line + (size_t)b * 3, 3);
+                }
+        }
+        free(line);
     }
     free(t);
     return 0;

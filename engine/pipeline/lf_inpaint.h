@@ -46,7 +46,8 @@ int lf_inpaint_crop_region(const uint8_t *m, int w, int h, int pad, int pw, int 
 /* images.resize_image(mode, im, dw, dh) with A1111's built-in resize
  * (Pillow LANCZOS): mode 1 "crop and resize", mode 2 "resize and fill"
  * (the margins stretched from the edge rows / columns as Pillow resizes a
- * zero-width box). RGB8 in and out. 0, LF_EINVAL, LF_ENOMEM. */
+ * zero-size box with Pillow's default BICUBIC, as A1111 asks it). RGB8
+ * in and out. 0, LF_EINVAL, LF_ENOMEM. */
 int lf_inpaint_resize_mode(int mode, const uint8_t *src, int sw, int sh, uint8_t *dst, int dw,
                            int dh);
 
