@@ -95,6 +95,7 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(DUPLICATE, "duplicate")                                                  \
     X(ATTEMPT, "attempt")                                                      \
     X(INIT_IMAGE, "init_image")                                                \
+    X(MASK, "mask")                                                            \
     X(STEP, "step")                                                            \
     X(STEPS, "steps")                                                          \
     X(PREVIEW, "preview")                                                      \
@@ -134,7 +135,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
     [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID), B(WORKER_ID) | B(CAPS)},
-    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE),
+    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK),
                        B(JOB_ID) | B(ATTEMPT) | B(PARAMS)},
     [LF_MSG_PROGRESS] = {B(JOB_ID) | B(STEP) | B(STEPS) | B(PREVIEW) | B(WORKER_ID),
                          B(JOB_ID) | B(STEP) | B(STEPS)},
@@ -419,6 +420,7 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
     case K_DUPLICATE: s_kv_bool(e, name, m->duplicate); break;
     case K_ATTEMPT: s_kv_u64(e, name, m->attempt); break;
     case K_INIT_IMAGE: s_kv_bin(e, name, &m->init_image, req); break;
+    case K_MASK: s_kv_bin(e, name, &m->mask, req); break;
     case K_STEP: s_kv_u64(e, name, m->step); break;
     case K_STEPS: s_kv_u64(e, name, m->steps); break;
     case K_PREVIEW: s_kv_bin(e, name, &m->preview, req); break;
@@ -878,6 +880,7 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     case K_DUPLICATE: return s_get_bool(o, &m->duplicate);
     case K_ATTEMPT: return s_get_u32(o, &m->attempt);
     case K_INIT_IMAGE: return s_get_bin(o, &m->init_image);
+    case K_MASK: return s_get_bin(o, &m->mask);
     case K_STEP: return s_get_u32(o, &m->step);
     case K_STEPS: return s_get_u32(o, &m->steps);
     case K_PREVIEW: return s_get_bin(o, &m->preview);
@@ -1031,6 +1034,7 @@ void lf_msg_clear(lf_msg_t *msg) {
     free(msg->idem_key);
     lf_params_clear(&msg->params);
     free(msg->init_image.data);
+    free(msg->mask.data);
     free(msg->preview.data);
     for (size_t i = 0; msg->images && i < msg->n_images; i++) free(msg->images[i].png.data);
     free(msg->images);

@@ -153,6 +153,7 @@ typedef struct {
     /* ASSIGN */
     uint32_t attempt;       /* 1-based */
     lf_bytes_t init_image;  /* encoded image bytes for img2img, may be empty */
+    lf_bytes_t mask;        /* inpainting mask bytes (white = repaint), may be empty */
 
     /* PROGRESS, EVENT */
     uint32_t step, steps;

@@ -658,6 +658,7 @@ static json_t *s_preset_check(lf_req_t *req, const char *name_from_path) {
     lf_verr_t e;
     json_t *probe = json_deep_copy(params);
     if (json_object_get(probe, "init_image")) json_object_del(probe, "init_image");
+    if (json_object_get(probe, "mask")) json_object_del(probe, "mask");
     if (json_is_string(json_object_get(probe, "mode"))) json_object_del(probe, "mode");
     int rc = lf_validate_job(probe, &ctx, &jr, &e);
     json_decref(probe);
