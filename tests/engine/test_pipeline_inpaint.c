@@ -11,8 +11,10 @@
  *    cases) against tests/reference/make_inpaint_fixtures.py, which writes
  *    A1111's rule out by hand over diffusers' networks, Pillow and OpenCV:
  *    the final latent (after the last blend) to 1e-4 relative and the
- *    result's bytes (overlay included) to one level, identical outside the
- *    mask. Skips without the CLIP merges file of the reference data. */
+ *    result's bytes (overlay included) to one level; and diffusers' own
+ *    StableDiffusionInpaintPipeline on the 9-input model where the two
+ *    rules meet (a white mask, strength 1). Skips without the CLIP merges
+ *    file of the reference data. */
 #include <jansson.h>
 #include <math.h>
 #include <setjmp.h>
@@ -346,7 +348,10 @@ static void test_reference_cases(void **state)
         const int big = (int)s_num(c, "full_res", 0), nine = (int)s_num(c, "nine", 0), t2i = (int)s_num(c, "txt2img", 0);
         size_t il = 0, ml = 0;
         uint8_t *init = t2i ? NULL : s_read(big ? "inpaint/init_big.png" : "inpaint/init.png", &il);
-        uint8_t *mask = t2i ? NULL : s_read(big ? "inpaint/mask_big.png" : "inpaint/mask.png", &ml);
+        char mrel[128];
+        const char *mname = json_string_value(json_object_get(c, "mask"));
+        snprintf(mrel, sizeof mrel, "inpaint/%s", mname ? mname : big ? "mask_big.png" : "mask.png");
+        uint8_t *mask = t2i ? NULL : s_read(mrel, &ml);
         lf_engine_request_t req = lf_engine_request_defaults();
         req.prompt = json_string_value(json_object_get(env->cases, "prompt"));
         req.negative = json_string_value(json_object_get(env->cases, "negative"));

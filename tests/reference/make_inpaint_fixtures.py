@@ -22,7 +22,8 @@ Pillow 9.4, OpenCV 4.10 and diffusers' networks.
    are channel 0 negated and channels 3, 2, 1, 0: exact in float16, so the C
    test builds the same file from tiny_a.safetensors) fed [mask, latent of
    the masked image] as A1111's inpainting_image_conditioning (and its
-   txt2img_image_conditioning for the txt2img case).
+   txt2img_image_conditioning for the txt2img case). "nine_diffusers" is
+   diffusers' own StableDiffusionInpaintPipeline (see diffusers_case).
    Saved: "latent" (final latent, scaled, before the VAE) and "image" (the
    result's RGB bytes).
 
@@ -244,6 +245,7 @@ def widen_conv_in(unet):
     conv.weight.data.copy_(w9)
     conv.bias.data.copy_(unet.conv_in.bias.data)
     unet.conv_in = conv
+    unet.register_to_config(in_channels=9)  # what StableDiffusionInpaintPipeline reads
     return unet
 
 
@@ -349,6 +351,43 @@ def run_case(c, unet, vae, emb, init, mrgb):
     return out.size
 
 
+def diffusers_case(unet9, vae, text, tok):
+    """diffusers' own StableDiffusionInpaintPipeline on the 9-input model: a
+    white mask over the whole image, strength 1, Euler over the linspace
+    ("normal") schedule. There A1111's rule and diffusers' meet: diffusers
+    starts from pure noise and A1111 from z0 * (1 - m) + noise (latent
+    nothing: z0 * 0), the masked image is black on both sides, and the
+    per-step blend and the overlay change nothing. The VAE's latent of the
+    masked image is its mean (diffusers samples it: patched to the mode)."""
+    import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint as dpi
+    from diffusers import EulerDiscreteScheduler, StableDiffusionInpaintPipeline
+    orig = dpi.retrieve_latents
+    dpi.retrieve_latents = lambda out, generator=None, sample_mode="sample": orig(out, generator, "argmax")
+    S, steps = mpf.SIZE, 4
+    sched = EulerDiscreteScheduler(**mpf.BASE, timestep_spacing="linspace")
+    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet9, scheduler=sched,
+                                          safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    init = Image.open(os.path.join(OUT, "init.png")).convert("RGB")
+    white = Image.new("RGB", (S, S), (255, 255, 255))
+    white.save(os.path.join(OUT, "mask_white.png"))
+    g = torch.Generator().manual_seed(mpf.SEED)
+    noise = torch.randn((1, 4, S // 2, S // 2), generator=g)
+    lat = pipe(mpf.PROMPT, image=init, mask_image=white, negative_prompt=mpf.NEGATIVE, height=S, width=S,
+               strength=1.0, num_inference_steps=steps, guidance_scale=mpf.CFG, generator=g, latents=noise,
+               output_type="latent").images
+    dpi.retrieve_latents = orig
+    img = vae.decode(lat / vae.config.scaling_factor).sample
+    img = torch.clamp((img + 1.0) / 2.0, 0.0, 1.0)
+    arr = (255.0 * np.moveaxis(img[0].numpy(), 0, 2)).astype(np.uint8)
+    save_file({"latent": lat.contiguous().float(), "image": u8(Image.fromarray(arr))},
+              os.path.join(OUT, "nine_diffusers.safetensors"))
+    print("nine_diffusers (StableDiffusionInpaintPipeline) done")
+    return dict(name="nine_diffusers", sampler="euler", steps=steps, denoise=1.0, fill=3, blur=0, nine=1,
+                mask="mask_white.png", diffusers="StableDiffusionInpaintPipeline", out_size=[S, S])
+
+
 @torch.no_grad()
 def main():
     torch.set_num_threads(2)
@@ -385,6 +424,7 @@ def main():
                         mrgb_big if big else mrgb)
         meta.append(dict(c, out_size=list(size)))
         print("%-26s done, output %dx%d" % (c["name"], size[0], size[1]))
+    meta.append(diffusers_case(unet9, vae, text, tok))
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(dict(prompt=mpf.PROMPT, negative=mpf.NEGATIVE, seed=mpf.SEED, cfg=mpf.CFG, size=S,
                        cases=meta, pillow=Image.__version__, opencv=cv2.__version__,
