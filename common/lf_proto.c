@@ -334,6 +334,7 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     s_kv_str(e, "kind", m->kind, false);
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
     if (m->preview) s_kv_str(e, "preview", m->preview, false);
+    if (m->inpainting) s_kv_bool(e, "inpaint", true);
 }
 
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
@@ -761,7 +762,7 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set"};
 static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
-static const char *const s_model_keys[4] = {"name", "kind", "res", "preview"};
+static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "inpaint"};
 
 /* An array of strings into *out / *n (n counts what was filled, so
  * lf_caps_clear frees it on failure). */
@@ -796,14 +797,15 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[4];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 4, mf));
+            s_obj_t mf[5];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 5, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
             S_OPT(mf[1], s_get_str(mf[1], &c->models[i].kind));
             S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
             S_OPT(mf[3], s_get_str(mf[3], &c->models[i].preview));
+            S_OPT(mf[4], s_get_bool(mf[4], &c->models[i].inpainting));
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));

@@ -520,6 +520,30 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
     return 0;
 }
 
+int lf_engine_probe_unet_inputs(const char *path)
+{
+    char file[4096], e[512];
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return 0;
+    if (S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/unet/diffusion_pytorch_model.safetensors", path);
+    else snprintf(file, sizeof file, "%s", path);
+    lf_safetensors_t *st = NULL;
+    lf_torchzip_t *tz = NULL;
+    if (lf_safetensors_open(&st, file, e, sizeof e) != 0 && lf_torchzip_open(&tz, file, e, sizeof e) != 0) return 0;
+    /* The first conv: original SD / SGM layout, or diffusers' unet/. */
+    static const char *const names[] = {"model.diffusion_model.input_blocks.0.0.weight", "conv_in.weight"};
+    int in = 0;
+    const size_t n = st ? lf_safetensors_count(st) : lf_torchzip_count(tz);
+    for (size_t i = 0; i < n && !in; i++) {
+        const lf_tensor_info_t *t = st ? lf_safetensors_at(st, i) : lf_torchzip_at(tz, i);
+        for (size_t k = 0; k < 2; k++)
+            if (!strcmp(t->name, names[k]) && t->ndim == 4) in = (int)t->shape[1];
+    }
+    lf_safetensors_destroy(&st);
+    lf_torchzip_destroy(&tz);
+    return in;
+}
+
 typedef struct {
     lf_engine_progress_fn fn;
     void *ud;

@@ -203,6 +203,11 @@ const char *lf_engine_preview_kind(const lf_engine_t *self);
  * Thread-safe. */
 int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen);
 
+/* The input channels of a checkpoint's UNet (its first conv; 9 for an
+ * SD1.5 / SDXL inpainting model, 4 otherwise), from the header only; 0 when
+ * the file cannot be read or has no such tensor. Thread-safe. */
+int lf_engine_probe_unet_inputs(const char *path);
+
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
  * LF_EINVAL (bad request: reason in errstr), LF_ECANCELED, LF_ENOMEM,

@@ -137,6 +137,7 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         list[cnt].resolution = side;
         list[cnt].kind = strdup(family);
         list[cnt].preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx");
+        list[cnt].inpainting = lf_engine_probe_unet_inputs(path) == 9;
         if (!list[cnt].kind || !list[cnt].preview) rc = LF_ENOMEM;
         cnt++;
     }
@@ -147,8 +148,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
     }
     if (cnt) qsort(list, cnt, sizeof *list, s_cmp_info);
     for (size_t i = 0; i < cnt; i++)
-        lf_info("engine: model %s (%s, %u px, %s previews) in %s", list[i].name, list[i].kind, list[i].resolution,
-                list[i].preview, dir);
+        lf_info("engine: model %s (%s, %u px, %s previews%s) in %s", list[i].name, list[i].kind, list[i].resolution,
+                list[i].preview, list[i].inpainting ? ", inpainting" : "", dir);
     *out = list;
     *n = cnt;
     return 0;

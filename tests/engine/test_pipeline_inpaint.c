@@ -337,6 +337,16 @@ static double s_num(const json_t *c, const char *k, double def)
     return json_is_number(v) ? json_number_value(v) : def;
 }
 
+/* The worker advertises an inpainting model from its first conv's inputs. */
+static void test_probe_unet_inputs(void **state)
+{
+    s_env_t *env = *state;
+    if (!env) skip();
+    assert_int_equal(lf_engine_probe_unet_inputs(env->model[0]), 4);
+    assert_int_equal(lf_engine_probe_unet_inputs(env->model[1]), 9);
+    assert_int_equal(lf_engine_probe_unet_inputs("/nonexistent"), 0);
+}
+
 static void test_reference_cases(void **state)
 {
     s_env_t *env = *state;
@@ -423,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_bad_mask),
     };
     const struct CMUnitTest real[] = {
+        cmocka_unit_test(test_probe_unet_inputs),
         cmocka_unit_test(test_reference_cases),
     };
     int rc = cmocka_run_group_tests_name("fake model", fake, s_setup, s_teardown);
