@@ -12,8 +12,9 @@
  *    A1111's rule out by hand over diffusers' networks, Pillow and OpenCV:
  *    the final latent (after the last blend) to 1e-4 relative and the
  *    result's bytes (overlay included) to one level; and diffusers' own
- *    StableDiffusionInpaintPipeline on the 9-input model where the two
- *    rules meet (a white mask, strength 1). Skips without the CLIP merges
+ *    StableDiffusionInpaintPipeline on the 9-input model and
+ *    StableDiffusionXLInpaintPipeline on the tiny SDXL base widened the same
+ *    way, where the two rules meet (a white mask, strength 1). Skips without the CLIP merges
  *    file of the reference data. */
 #include <jansson.h>
 #include <math.h>
@@ -268,9 +269,10 @@ static const lf_model_ops_t s_rec_ops = {
     .vae_encode = lf_model_vae_encode, .preview = lf_model_preview,
 };
 
+#define S_ENGINES 3
 typedef struct {
-    lf_engine_t *engine[2]; /* the plain model, the 9-input copy */
-    char model[2][64];
+    lf_engine_t *engine[S_ENGINES]; /* the plain model, its 9-input copy, the SDXL base's 9-input copy */
+    char model[S_ENGINES][64];
     json_t *cases;
 } s_env_t;
 
@@ -285,12 +287,14 @@ static int s_setup_real(void **state)
     lf_test_fixture(path, sizeof path, "inpaint/cases.json");
     env->cases = json_load_file(path, 0, NULL);
     if (!env->cases) return -1;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < S_ENGINES; k++) {
         snprintf(env->model[k], sizeof env->model[k], "/tmp/lf_inpaint_model_XXXXXX");
         int fd = mkstemp(env->model[k]);
         if (fd < 0) return -1;
         close(fd);
-        if (lf_test_write_clip_model_ex(LF_FIXTURE_DIR, env->model[k], k) != 0) return -1;
+        if ((k < 2 ? lf_test_write_clip_model_ex(LF_FIXTURE_DIR, env->model[k], k)
+                   : lf_test_write_clip_sdxl_ex(LF_FIXTURE_DIR, "base", NULL, env->model[k], 1)) != 0)
+            return -1;
         lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &s_rec_ops, .n_threads = 2};
         if (lf_engine_new(&o, &env->engine[k], err, sizeof err) != 0 ||
             lf_engine_load(env->engine[k], env->model[k], NULL) != 0) {
@@ -306,7 +310,7 @@ static int s_teardown_real(void **state)
 {
     s_env_t *env = *state;
     if (!env) return 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < S_ENGINES; k++) {
         lf_engine_destroy(&env->engine[k]);
         unlink(env->model[k]);
     }
@@ -344,6 +348,7 @@ static void test_probe_unet_inputs(void **state)
     if (!env) skip();
     assert_int_equal(lf_engine_probe_unet_inputs(env->model[0]), 4);
     assert_int_equal(lf_engine_probe_unet_inputs(env->model[1]), 9);
+    assert_int_equal(lf_engine_probe_unet_inputs(env->model[2]), 9);
     assert_int_equal(lf_engine_probe_unet_inputs("/nonexistent"), 0);
 }
 
@@ -355,7 +360,8 @@ static void test_reference_cases(void **state)
     json_t *c;
     json_array_foreach(json_object_get(env->cases, "cases"), i, c) {
         const char *name = json_string_value(json_object_get(c, "name"));
-        const int big = (int)s_num(c, "full_res", 0), nine = (int)s_num(c, "nine", 0), t2i = (int)s_num(c, "txt2img", 0);
+        const int big = (int)s_num(c, "full_res", 0), t2i = (int)s_num(c, "txt2img", 0);
+        const int eng = s_num(c, "sdxl", 0) ? 2 : (int)s_num(c, "nine", 0);
         size_t il = 0, ml = 0;
         uint8_t *init = t2i ? NULL : s_read(big ? "inpaint/init_big.png" : "inpaint/init.png", &il);
         char mrel[128];
@@ -383,8 +389,8 @@ static void test_reference_cases(void **state)
         }
         lf_engine_result_t res = {0};
         s_cap.calls = 0;
-        if (lf_engine_generate(env->engine[nine], &req, NULL, NULL, NULL, &res) != 0)
-            fail_msg("%s: %s", name, lf_engine_errstr(env->engine[nine]));
+        if (lf_engine_generate(env->engine[eng], &req, NULL, NULL, NULL, &res) != 0)
+            fail_msg("%s: %s", name, lf_engine_errstr(env->engine[eng]));
         assert_int_equal(s_cap.calls, 1);
         char path[1024], rel[128], err[256];
         snprintf(rel, sizeof rel, "inpaint/%s.safetensors", name);

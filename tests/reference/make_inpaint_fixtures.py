@@ -23,7 +23,9 @@ Pillow 9.4, OpenCV 4.10 and diffusers' networks.
    test builds the same file from tiny_a.safetensors) fed [mask, latent of
    the masked image] as A1111's inpainting_image_conditioning (and its
    txt2img_image_conditioning for the txt2img case). "nine_diffusers" is
-   diffusers' own StableDiffusionInpaintPipeline (see diffusers_case).
+   diffusers' own StableDiffusionInpaintPipeline (see diffusers_case),
+   "sdxl_diffusers" its StableDiffusionXLInpaintPipeline on the tiny SDXL base
+   widened the same way (sdxl_case).
    Saved: "latent" (final latent, scaled, before the VAE) and "image" (the
    result's RGB bytes).
 
@@ -388,6 +390,45 @@ def diffusers_case(unet9, vae, text, tok):
                 mask="mask_white.png", diffusers="StableDiffusionInpaintPipeline", out_size=[S, S])
 
 
+def sdxl_case():
+    """diffusers' StableDiffusionXLInpaintPipeline on the tiny SDXL base of
+    make_sdxl_fixtures.py (fixtures/sdxl/base.safetensors, rebuilt from its
+    seed) with conv_in widened to 9 inputs, as diffusers_case: a white mask,
+    strength 1, Euler "normal", 4 steps."""
+    import make_sdxl_fixtures as msf
+    import diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpaint as dxi
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline
+    unet, vae, text_l, text_g = msf.build(msf.UNET_BASE, True, 200)
+    unet = widen_conv_in(unet)
+    text_l, text_g = msf.widened(text_l), msf.widened(text_g)
+    tok, tok2 = msf.tokenizers(tempfile.mkdtemp())
+    orig = dxi.retrieve_latents
+    dxi.retrieve_latents = lambda out, generator=None, sample_mode="sample": orig(out, generator, "argmax")
+    S, steps = msf.SIZE, 4
+    sched = EulerDiscreteScheduler(**mpf.BASE, timestep_spacing="linspace")
+    pipe = StableDiffusionXLInpaintPipeline(vae=vae, text_encoder=text_l, text_encoder_2=text_g, tokenizer=tok,
+                                            tokenizer_2=tok2, unet=unet, scheduler=sched,
+                                            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+    pipe.set_progress_bar_config(disable=True)
+    init = Image.open(os.path.join(OUT, "init.png")).convert("RGB")
+    white = Image.open(os.path.join(OUT, "mask_white.png")).convert("RGB")
+    g = torch.Generator().manual_seed(msf.SEED)
+    noise = torch.randn((1, 4, S // 2, S // 2), generator=g)
+    lat = pipe(msf.PROMPT, image=init, mask_image=white, negative_prompt=msf.NEGATIVE, height=S, width=S,
+               strength=1.0, num_inference_steps=steps, guidance_scale=msf.CFG, generator=g, latents=noise,
+               output_type="latent").images
+    dxi.retrieve_latents = orig
+    img = vae.decode(lat / vae.config.scaling_factor).sample
+    img = torch.clamp((img + 1.0) / 2.0, 0.0, 1.0)
+    arr = (255.0 * np.moveaxis(img[0].numpy(), 0, 2)).astype(np.uint8)
+    save_file({"latent": lat.contiguous().float(), "image": u8(Image.fromarray(arr))},
+              os.path.join(OUT, "sdxl_diffusers.safetensors"))
+    print("sdxl_diffusers (StableDiffusionXLInpaintPipeline) done")
+    return dict(name="sdxl_diffusers", sampler="euler", steps=steps, denoise=1.0, fill=3, blur=0, sdxl=1,
+                mask="mask_white.png", prompt=msf.PROMPT, negative=msf.NEGATIVE, cfg=msf.CFG, seed=msf.SEED,
+                diffusers="StableDiffusionXLInpaintPipeline", out_size=[S, S])
+
+
 @torch.no_grad()
 def main():
     torch.set_num_threads(2)
@@ -425,6 +466,7 @@ def main():
         meta.append(dict(c, out_size=list(size)))
         print("%-26s done, output %dx%d" % (c["name"], size[0], size[1]))
     meta.append(diffusers_case(unet9, vae, text, tok))
+    meta.append(sdxl_case())
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(dict(prompt=mpf.PROMPT, negative=mpf.NEGATIVE, seed=mpf.SEED, cfg=mpf.CFG, size=S,
                        cases=meta, pillow=Image.__version__, opencv=cv2.__version__,
