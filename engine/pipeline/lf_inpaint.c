@@ -22,6 +22,18 @@ void lf_inpaint_luma(const uint8_t *rgb, int w, int h, uint8_t *l)
     }
 }
 
+void lf_inpaint_mask_l(const uint8_t *px, int channels, int w, int h, uint8_t *l)
+{
+    const size_t n = (size_t)w * (size_t)h, c = channels == 4 ? 4 : 3;
+    int alpha = 0;
+    for (size_t p = 0; c == 4 && p < n && !alpha; p++) alpha = px[p * 4 + 3] != 255;
+    for (size_t p = 0; p < n; p++) {
+        const uint8_t *q = px + p * c;
+        l[p] = alpha ? (uint8_t)(q[3] > 128 ? 255 : 0)
+                     : (uint8_t)((q[0] * 19595u + q[1] * 38470u + q[2] * 7471u + 0x8000u) >> 16);
+    }
+}
+
 void lf_inpaint_invert(uint8_t *m, int w, int h)
 {
     for (size_t p = 0; p < (size_t)w * (size_t)h; p++) m[p] = (uint8_t)(255 - m[p]);

@@ -3,7 +3,8 @@
  * modules/masking.py, modules/images.py resize_image), so that the pipeline
  * runs the masked step of the one img2img path:
  *
- *  - the mask: RGB to L (Pillow's ITU-R 601 luma), inverted on request,
+ *  - the mask: create_binary_mask (an RGBA file's alpha, thresholded, when
+ *    it is not all opaque; else Pillow's ITU-R 601 luma), inverted on request,
  *    blurred as cv2.GaussianBlur(kernel 2*int(2.5*s+0.5)+1, sigma s,
  *    BORDER_REFLECT_101) along x then y, bit for bit (OpenCV's 8-bit
  *    fixed-point path: error-diffused 8-bit taps, (sum + 128) >> 8);
@@ -30,6 +31,11 @@
 
 /* RGB8 -> L8 as Pillow's convert("L"): (R*19595 + G*38470 + B*7471 + 0x8000) >> 16. */
 void lf_inpaint_luma(const uint8_t *rgb, int w, int h, uint8_t *l);
+
+/* A1111's create_binary_mask (mask_round on): an RGBA mask (channels 4)
+ * whose alpha is not all 255 gives its alpha thresholded, 255 where > 128
+ * else 0; any other mask its luma (channels 3 or 4, alpha ignored). */
+void lf_inpaint_mask_l(const uint8_t *px, int channels, int w, int h, uint8_t *l);
 
 /* In place: 255 - v (ImageOps.invert). */
 void lf_inpaint_invert(uint8_t *m, int w, int h);

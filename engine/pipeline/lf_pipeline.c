@@ -405,7 +405,7 @@ static int s_init_image(const lf_pipeline_request_t *req, float *img, s_inpaint_
     if (rc != 0)
         return s_fail(err, errlen, rc, "cannot decode the init image: %s",
                       why[0] ? why : lf_strerror(rc));
-    if (req->mask && (rc = lf_image_decode(req->mask, req->mask_len, NULL, &mk, why, sizeof why)) != 0) {
+    if (req->mask && (rc = lf_image_decode_alpha(req->mask, req->mask_len, NULL, &mk, why, sizeof why)) != 0) {
         lf_image_clear(&im);
         return s_fail(err, errlen, rc, "cannot decode the mask: %s", why[0] ? why : lf_strerror(rc));
     }
@@ -420,7 +420,7 @@ static int s_init_image(const lf_pipeline_request_t *req, float *img, s_inpaint_
         in->mask = malloc((size_t)W * H);
         rc = lm && in->mask ? 0 : LF_ENOMEM;
         if (!rc) {
-            lf_inpaint_luma(mk.pixels, mw, mh, lm);
+            lf_inpaint_mask_l(mk.pixels, (int)mk.channels, mw, mh, lm);
             if (req->inpainting_mask_invert) lf_inpaint_invert(lm, mw, mh);
             rc = lf_inpaint_blur(lm, mw, mh, req->mask_blur_x, req->mask_blur_y);
         }

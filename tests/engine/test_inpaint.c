@@ -81,6 +81,13 @@ static void test_luma_invert_blur(void **state)
     memcpy(m, l, sizeof m);
     lf_inpaint_invert(m, W, H);
     s_same(m, s_u8(f, "inv", W * H), W * H, "invert");
+    lf_inpaint_mask_l(s_u8(f, "mask_rgba", W * H * 4), 4, W, H, m);
+    s_same(m, s_u8(f, "binary_rgba", W * H), W * H, "create_binary_mask (RGBA)");
+    uint8_t rgba[W * H * 4];
+    const uint8_t *rgb = s_u8(f, "mask_rgb", W * H * 3);
+    for (size_t p = 0; p < W * H; p++) memcpy(rgba + p * 4, rgb + p * 3, 3), rgba[p * 4 + 3] = 255;
+    lf_inpaint_mask_l(rgba, 4, W, H, m); /* opaque RGBA: the luma */
+    s_same(m, s_u8(f, "luma", W * H), W * H, "create_binary_mask (opaque RGBA)");
     size_t i;
     json_t *b;
     json_array_foreach(json_object_get(f->meta, "blur"), i, b) {

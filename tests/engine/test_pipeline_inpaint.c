@@ -3,8 +3,9 @@
  * 1. Over the fake model (lf_fake_model.c): pixels outside the blurred mask
  *    come back as the init image's bytes for every masked content (fill,
  *    original, latent noise, latent nothing), for "only masked" (the output
- *    keeps the init image's size) and for a mask of another size than the
- *    image; inside, the image changed. Bad input: an undecodable mask, a mask
+ *    keeps the init image's size), for a mask of another size than the
+ *    image and for an RGBA mask (its alpha is the mask, as A1111 reads it);
+ *    inside, the image changed. Bad input: an undecodable mask, a mask
  *    without an init image. The infotext keys A1111 writes.
  * 2. Over the real tiny networks (the fixture checkpoint widened to CLIP's
  *    vocabulary, lf_test_models.h; its 9-input copy for the inpainting-UNet
@@ -222,6 +223,27 @@ static void test_mask_other_size(void **state)
     free(rgb), free(init), free(mask);
 }
 
+/* An RGBA mask whose alpha varies: A1111 reads its alpha (the RGB here is
+ * black everywhere, so its luma would repaint nothing). */
+static void test_alpha_mask(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) skip();
+    size_t il, ml;
+    uint8_t *rgb = s_rgb(64, 48), *init = s_png(rgb, 64, 48, &il);
+    lf_image_t m = {.pixels = calloc(64 * 48, 4), .width = 64, .height = 48, .channels = 4};
+    for (int y = 16; y < 32; y++)
+        for (int x = 20; x < 40; x++) m.pixels[((size_t)y * 64 + x) * 4 + 3] = 255;
+    uint8_t *mask = NULL;
+    assert_int_equal(lf_image_png_encode(&m, NULL, 0, -1, &mask, &ml, NULL, 0), 0);
+    lf_image_clear(&m);
+    lf_pipeline_request_t req = s_req();
+    req.init_image = init, req.init_image_len = il, req.mask = mask, req.mask_len = ml;
+    req.inpainting_fill = 1;
+    free(s_run_unchanged(f, &req, rgb, 64, 48, 20, 16, 40, 32, 11));
+    free(rgb), free(init), free(mask);
+}
+
 static void test_bad_mask(void **state)
 {
     s_fix_t *f = *state;
@@ -436,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_unmasked_unchanged_each_fill),
         cmocka_unit_test(test_only_masked),
         cmocka_unit_test(test_mask_other_size),
+        cmocka_unit_test(test_alpha_mask),
         cmocka_unit_test(test_bad_mask),
     };
     const struct CMUnitTest real[] = {

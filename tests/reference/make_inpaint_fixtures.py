@@ -206,6 +206,11 @@ def ops():
     mrgb = Image.fromarray(a, "RGB")
     luma = mrgb.convert("L")
     out = {"img": u8(img), "mask_rgb": u8(mrgb), "luma": u8(luma), "inv": u8(ImageOps.invert(luma))}
+    # create_binary_mask on an RGBA mask whose alpha varies: the alpha, thresholded.
+    rgba = np.concatenate([np.array(mrgb), (np.arange(37 * 29) % 256).astype(np.uint8).reshape(29, 37, 1)], 2)
+    im = Image.fromarray(rgba, "RGBA")
+    out["mask_rgba"] = u8(im)
+    out["binary_rgba"] = u8(im.split()[-1].convert("L").point(lambda x: 255 if x > 128 else 0))
     meta = {"blur": [], "crop": [], "resize": [], "latent": []}
     for name, sx, sy in [("blur_4_4", 4, 4), ("blur_2_7", 2, 7), ("blur_15_0", 15, 0), ("blur_1_1", 1, 1)]:
         out[name] = u8(a_blur(luma, sx, sy))
