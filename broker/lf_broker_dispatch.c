@@ -163,7 +163,7 @@ void lf__dispatch(lf_broker_t *self) {
                 if (c->code == 0) {
                     lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)job,
                                   .attempt = c->attempt, .params = c->params,
-                                  .init_image = c->init_image};
+                                  .init_image = c->init_image, .mask = c->mask};
                     lf__set_busy(self, w, job, c->attempt, true);
                     lf__send_worker(self, w, &a);
                     lf_msg_t x = {.worker_id = w->id};

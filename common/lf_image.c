@@ -354,7 +354,7 @@ static png_structp s_png_reader(s_png_src_t *src, png_infop *info) {
     return png;
 }
 
-static int s_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, lf_image_t *out,
+static int s_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, int keep_alpha, lf_image_t *out,
                         char *err, size_t errlen) {
     int wr = s_png_walk(data, len, err, errlen);
     if (wr) return wr;
@@ -378,26 +378,28 @@ static int s_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, lf
         s_err(err, errlen, "png: %s pixels over the limit", "image has more");
         png_longjmp(png, 1);
     }
-    /* Whatever the source (palette, gray, 16-bit, alpha, tRNS): 8-bit RGB. */
+    /* Whatever the source (palette, gray, 16-bit, alpha, tRNS): 8-bit RGB; an
+     * RGBA file (what Pillow opens as mode "RGBA") keeps its alpha when asked. */
+    const size_t ch = keep_alpha && png_get_color_type(png, info) == PNG_COLOR_TYPE_RGB_ALPHA ? 4 : 3;
     png_set_expand(png);
     png_set_strip_16(png);
     png_set_gray_to_rgb(png);
-    png_set_strip_alpha(png);
+    if (ch == 3) png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
-    if (png_get_rowbytes(png, info) != (size_t)w * 3) png_error(png, "unexpected row size");
-    pixels = malloc((size_t)w * h * 3);
+    if (png_get_rowbytes(png, info) != (size_t)w * ch) png_error(png, "unexpected row size");
+    pixels = malloc((size_t)w * h * ch);
     rows = malloc(h * sizeof *rows);
     if (!pixels || !rows) {
         rc = LF_ENOMEM;
         png_error(png, "out of memory");
     }
-    for (uint32_t y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * 3;
+    for (uint32_t y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * ch;
     png_read_image(png, rows);
     png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
-    *out = (lf_image_t){.pixels = pixels, .width = w, .height = h, .channels = 3};
+    *out = (lf_image_t){.pixels = pixels, .width = w, .height = h, .channels = (uint32_t)ch};
     return 0;
 }
 
@@ -485,7 +487,7 @@ static int s_decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, l
 
 /* =========================================================== WebP read */
 
-static int s_decode_webp(const uint8_t *data, size_t len, uint64_t max_pixels, lf_image_t *out,
+static int s_decode_webp(const uint8_t *data, size_t len, uint64_t max_pixels, int keep_alpha, lf_image_t *out,
                          char *err, size_t errlen) {
     WebPBitstreamFeatures f;
     if (WebPGetFeatures(data, len, &f) != VP8_STATUS_OK) {
@@ -501,22 +503,37 @@ static int s_decode_webp(const uint8_t *data, size_t len, uint64_t max_pixels, l
         s_err(err, errlen, "webp: %s pixels over the limit", "image has more");
         return LF_ELIMIT;
     }
-    size_t stride = (size_t)f.width * 3, size = stride * (size_t)f.height;
+    const int ch = keep_alpha && f.has_alpha ? 4 : 3;
+    size_t stride = (size_t)f.width * ch, size = stride * (size_t)f.height;
     uint8_t *pixels = malloc(size);
     if (!pixels) return LF_ENOMEM;
     /* The Into variant decodes into our malloc'd buffer, so callers free()
      * every lf_image_t the same way. */
-    if (!WebPDecodeRGBInto(data, len, pixels, size, (int)stride)) {
+    if (!(ch == 4 ? WebPDecodeRGBAInto(data, len, pixels, size, (int)stride) != NULL
+                  : WebPDecodeRGBInto(data, len, pixels, size, (int)stride) != NULL)) {
         free(pixels);
         s_err(err, errlen, "webp: %s", "corrupt or truncated data");
         return LF_EFORMAT;
     }
     *out = (lf_image_t){.pixels = pixels, .width = (uint32_t)f.width,
-                        .height = (uint32_t)f.height, .channels = 3};
+                        .height = (uint32_t)f.height, .channels = (uint32_t)ch};
     return 0;
 }
 
+static int s_decode(const uint8_t *data, size_t len, const lf_image_limits_t *lim, int keep_alpha,
+                    lf_image_t *out, char *err, size_t errlen);
+
 int lf_image_decode(const uint8_t *data, size_t len, const lf_image_limits_t *lim,
+                    lf_image_t *out, char *err, size_t errlen) {
+    return s_decode(data, len, lim, 0, out, err, errlen);
+}
+
+int lf_image_decode_alpha(const uint8_t *data, size_t len, const lf_image_limits_t *lim,
+                          lf_image_t *out, char *err, size_t errlen) {
+    return s_decode(data, len, lim, 1, out, err, errlen);
+}
+
+static int s_decode(const uint8_t *data, size_t len, const lf_image_limits_t *lim, int keep_alpha,
                     lf_image_t *out, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (!data || !out) return LF_EINVAL;
@@ -540,9 +557,9 @@ int lf_image_decode(const uint8_t *data, size_t len, const lf_image_limits_t *li
         return LF_ELIMIT;
     }
     switch (info.format) {
-    case LF_IMG_PNG: return s_decode_png(data, len, max_pixels, out, err, errlen);
+    case LF_IMG_PNG: return s_decode_png(data, len, max_pixels, keep_alpha, out, err, errlen);
     case LF_IMG_JPEG: return s_decode_jpeg(data, len, max_pixels, out, err, errlen);
-    case LF_IMG_WEBP: return s_decode_webp(data, len, max_pixels, out, err, errlen);
+    case LF_IMG_WEBP: return s_decode_webp(data, len, max_pixels, keep_alpha, out, err, errlen);
     default: return LF_EFORMAT;
     }
 }

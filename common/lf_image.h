@@ -94,6 +94,13 @@ int lf_image_probe(const uint8_t *data, size_t len, lf_image_info_t *out);
 int lf_image_decode(const uint8_t *data, size_t len, const lf_image_limits_t *lim,
                     lf_image_t *out, char *err, size_t errlen);
 
+/* lf_image_decode, except that an RGBA file — a PNG of colour type RGBA or a
+ * WebP with alpha, what Pillow opens as mode "RGBA" — keeps its (straight)
+ * alpha: channels = 4; other files decode to RGB (channels = 3) as above.
+ * For inpainting masks, where A1111 reads such a file's alpha. */
+int lf_image_decode_alpha(const uint8_t *data, size_t len, const lf_image_limits_t *lim,
+                          lf_image_t *out, char *err, size_t errlen);
+
 /* Frees the pixels and zeroes the struct. Accepts NULL. */
 void lf_image_clear(lf_image_t *img);
 

@@ -136,7 +136,30 @@ extern const lf_param_enum_t lf_param_rngs[];
       "diagnostic model: milliseconds to wait per step")                                         \
     X(loras, LORAS, NULL, NONE, 0, 8, 0.05, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,                \
       "LoRAs to apply (GET /v1/loras): [{name, weight (default 1), te_weight (text encoder, "      \
-      "default weight)}]; stacks with the prompt's <lora:name:weight> tags")
+      "default weight)}]; stacks with the prompt's <lora:name:weight> tags")                      \
+    /* Inpainting (img2img with a mask): A1111's img2img fields and API defaults; the    */      \
+    /* pipeline writes their infotext keys ("Mask blur", "Masked content", ...) itself.  */      \
+    X(mask, STR, NULL, NONE, 1, 128, 0, 0, NULL, NULL, NULL, NEVER, LF_PF_ID,                    \
+      "inpainting: the mask, an upload id (POST /v1/uploads), white = repaint, any size; "       \
+      "A1111: mask, a base64 image")                                                             \
+    X(mask_blur, U32, "mask_blur", TOP, 0, 64, 1, 4, NULL, NULL, NULL, NEVER, 0,                  \
+      "inpainting: Gaussian blur of the mask in pixels, both axes")                              \
+    X(mask_blur_x, I64, "mask_blur_x", TOP, -1, 64, 1, -1, NULL, NULL, NULL, NEVER, 0,            \
+      "inpainting: horizontal mask blur; -1 = mask_blur")                                        \
+    X(mask_blur_y, I64, "mask_blur_y", TOP, -1, 64, 1, -1, NULL, NULL, NULL, NEVER, 0,            \
+      "inpainting: vertical mask blur; -1 = mask_blur")                                          \
+    X(inpainting_fill, U32, "inpainting_fill", TOP, 0, 3, 1, 0, NULL, NULL, NULL, NEVER, 0,       \
+      "inpainting: masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing")        \
+    X(inpaint_full_res, BOOL, "inpaint_full_res", TOP, 0, 1, 1, 1, NULL, NULL, NULL, NEVER, 0,    \
+      "inpainting: only masked: the padded mask region at the job size, pasted back")            \
+    X(inpaint_full_res_padding, U32, "inpaint_full_res_padding", TOP, 0, 256, 4, 0, NULL, NULL,   \
+      NULL, NEVER, 0, "inpainting: only masked padding in pixels")                               \
+    X(inpainting_mask_invert, U32, "inpainting_mask_invert", TOP, 0, 1, 1, 0, NULL, NULL, NULL,   \
+      NEVER, 0, "inpainting: 1 = repaint the black part of the mask")                            \
+    X(initial_noise_multiplier, F64, "initial_noise_multiplier", TOP, 0, 1.5, 0.01, 1, NULL,      \
+      NULL, NULL, NEVER, 0, "img2img: scale of the initial noise")                               \
+    X(inpainting_mask_weight, F64, "inpainting_mask_weight", OVERRIDE, 0, 1, 0.01, 1, NULL, NULL, \
+      NULL, NEVER, 0, "inpainting models: how much the conditioning image hides the masked part")
 
 typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL, LF_PT_LORAS } lf_param_type_t;
 

@@ -95,6 +95,7 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(DUPLICATE, "duplicate")                                                  \
     X(ATTEMPT, "attempt")                                                      \
     X(INIT_IMAGE, "init_image")                                                \
+    X(MASK, "mask")                                                            \
     X(STEP, "step")                                                            \
     X(STEPS, "steps")                                                          \
     X(PREVIEW, "preview")                                                      \
@@ -134,7 +135,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
     [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID), B(WORKER_ID) | B(CAPS)},
-    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE),
+    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK),
                        B(JOB_ID) | B(ATTEMPT) | B(PARAMS)},
     [LF_MSG_PROGRESS] = {B(JOB_ID) | B(STEP) | B(STEPS) | B(PREVIEW) | B(WORKER_ID),
                          B(JOB_ID) | B(STEP) | B(STEPS)},
@@ -333,6 +334,7 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     s_kv_str(e, "kind", m->kind, false);
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
     if (m->preview) s_kv_str(e, "preview", m->preview, false);
+    if (m->inpainting) s_kv_bool(e, "inpaint", true);
 }
 
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
@@ -419,6 +421,7 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
     case K_DUPLICATE: s_kv_bool(e, name, m->duplicate); break;
     case K_ATTEMPT: s_kv_u64(e, name, m->attempt); break;
     case K_INIT_IMAGE: s_kv_bin(e, name, &m->init_image, req); break;
+    case K_MASK: s_kv_bin(e, name, &m->mask, req); break;
     case K_STEP: s_kv_u64(e, name, m->step); break;
     case K_STEPS: s_kv_u64(e, name, m->steps); break;
     case K_PREVIEW: s_kv_bin(e, name, &m->preview, req); break;
@@ -759,7 +762,7 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set"};
 static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
-static const char *const s_model_keys[4] = {"name", "kind", "res", "preview"};
+static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "inpaint"};
 
 /* An array of strings into *out / *n (n counts what was filled, so
  * lf_caps_clear frees it on failure). */
@@ -794,14 +797,15 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[4];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 4, mf));
+            s_obj_t mf[5];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 5, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
             S_OPT(mf[1], s_get_str(mf[1], &c->models[i].kind));
             S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
             S_OPT(mf[3], s_get_str(mf[3], &c->models[i].preview));
+            S_OPT(mf[4], s_get_bool(mf[4], &c->models[i].inpainting));
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
@@ -878,6 +882,7 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     case K_DUPLICATE: return s_get_bool(o, &m->duplicate);
     case K_ATTEMPT: return s_get_u32(o, &m->attempt);
     case K_INIT_IMAGE: return s_get_bin(o, &m->init_image);
+    case K_MASK: return s_get_bin(o, &m->mask);
     case K_STEP: return s_get_u32(o, &m->step);
     case K_STEPS: return s_get_u32(o, &m->steps);
     case K_PREVIEW: return s_get_bin(o, &m->preview);
@@ -1031,6 +1036,7 @@ void lf_msg_clear(lf_msg_t *msg) {
     free(msg->idem_key);
     lf_params_clear(&msg->params);
     free(msg->init_image.data);
+    free(msg->mask.data);
     free(msg->preview.data);
     for (size_t i = 0; msg->images && i < msg->n_images; i++) free(msg->images[i].png.data);
     free(msg->images);

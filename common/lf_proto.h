@@ -93,6 +93,7 @@ typedef struct {
     char *kind; /* "diagnostic", "sd15", ... owned */
     uint32_t resolution; /* the side (px) the model was trained at, for default sizes; 0 = any/unknown */
     char *preview; /* live previews it gives: "approx", "taesd" (owned; NULL = not said) */
+    bool inpainting; /* an inpainting UNet (9 input channels: latent, mask, masked image) */
 } lf_model_info_t;
 
 /* A LoRA file a worker has (GET /v1/loras). Strings owned. */
@@ -153,6 +154,7 @@ typedef struct {
     /* ASSIGN */
     uint32_t attempt;       /* 1-based */
     lf_bytes_t init_image;  /* encoded image bytes for img2img, may be empty */
+    lf_bytes_t mask;        /* inpainting mask bytes (white = repaint), may be empty */
 
     /* PROGRESS, EVENT */
     uint32_t step, steps;

@@ -274,6 +274,7 @@ typedef struct {
     lf_priority_t priority;
     lf_job_params_t params;   /* caller owns (lf_store_claim_clear) */
     lf_bytes_t init_image;    /* upload bytes for img2img; caller owns */
+    lf_bytes_t mask;          /* the inpainting mask upload's bytes (params.mask); caller owns */
     int64_t queue_wait_ms;    /* since (re)queued */
 } lf_store_claim_t;
 

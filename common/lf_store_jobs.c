@@ -50,13 +50,14 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         if (!p || !p->model || !*p->model || strlen(p->model) > 120 ||
             (unsigned)j->priority >= LF_PRIO__COUNT ||
             (j->idem_key && strlen(j->idem_key) > 200) ||
-            (p->init_image && *p->init_image && !lf_id_valid(p->init_image))) {
+            (p->init_image && *p->init_image && !lf_id_valid(p->init_image)) ||
+            (p->mask && *p->mask && !lf_id_valid(p->mask))) {
             o->code = LF_EINVAL;
             continue;
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 13)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 14)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -77,6 +78,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
             continue;
         }
         lf__args_str(&a[m], sets[i]);
+        lf__args_str(&a[m], p->mask); /* the inpainting mask's upload, read at claim */
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -176,6 +178,7 @@ void lf_store_claim_clear(lf_store_claim_t *c) {
     if (!c) return;
     lf_params_clear(&c->params);
     free(c->init_image.data);
+    free(c->mask.data);
     memset(c, 0, sizeof *c);
 }
 
@@ -223,6 +226,14 @@ int lf_store_claim(lf_store_t *self, const lf_store_pair_t *pairs, size_t n,
                     if (c->init_image.data) {
                         memcpy(c->init_image.data, img->str, img->len);
                         c->init_image.len = img->len;
+                    }
+                }
+                const redisReply *mk = r->elements > 6 ? r->element[6] : NULL;
+                if (mk && mk->type == REDIS_REPLY_STRING && mk->len) {
+                    c->mask.data = malloc(mk->len);
+                    if (c->mask.data) {
+                        memcpy(c->mask.data, mk->str, mk->len);
+                        c->mask.len = mk->len;
                     }
                 }
                 c->queue_wait_ms = lf__rint(r->element[4]);

@@ -86,7 +86,8 @@
 
 /* ARGV 8 id, 9 prio, 10 params, 11 model, 12 pixels, 13 idem, 14 idem ttl s,
  * 15 deadline ms (0 none), 16 max attempts, 17 init upload id ("" none),
- * 18 refiner ("" none), 19 vae ("" none), 20 LoRA set ("" none).
+ * 18 refiner ("" none), 19 vae ("" none), 20 LoRA set ("" none), 21 mask
+ * upload id ("" none).
  * -> {id, duplicate 0|1, position[, seq when new]} */
 #define S_LUA_SUBMIT                                                                              \
     S_PRELUDE                                                                                     \
@@ -107,7 +108,7 @@
     "  'max_attempts',ARGV[16],'model',ARGV[11],'pixels',ARGV[12],'params',ARGV[10],\n"           \
     "  'created_ms',ARGV[2],'queued_ms',ARGV[2],'seq',seq,'idem',idem,\n"                         \
     "  'deadline_ms',ARGV[15],'init',ARGV[17],'step',0,'steps',0,'refiner',ARGV[18] or '',\n"       \
-    "  'vae',ARGV[19] or '','loras',ARGV[20] or '')\n"                                            \
+    "  'vae',ARGV[19] or '','loras',ARGV[20] or '','mask',ARGV[21] or '')\n"                                            \
     "redis.call('ZADD',P..'q:'..ARGV[9],seq,id)\n"                                                \
     "if tonumber(ARGV[15]) > 0 then redis.call('ZADD',P..'deadlines',ARGV[15],id) end\n"          \
     "if idem~='' then redis.call('SET',P..'idem:'..idem,id,'EX',ARGV[14]) end\n"                  \
@@ -169,11 +170,12 @@
     "return out\n"
 
 /* ARGV 8 id, 9 worker, 10 broker
- * -> {0, attempt, params, init bytes, queue wait ms, prio} | {code} */
+ * -> {0, attempt, params, init bytes, queue wait ms, prio, mask bytes} | {code} */
 #define S_LUA_CLAIM                                                                               \
     S_PRELUDE                                                                                     \
     "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
-    "local f=redis.call('HMGET',jk,'status','priority','deadline_ms','params','queued_ms','init')\n" \
+    "local f=redis.call('HMGET',jk,'status','priority','deadline_ms','params','queued_ms','init',\n" \
+    "  'mask')\n"                                                                                \
     "if f[1]~='queued' then return {-12} end\n"                                                   \
     "if redis.call('ZREM',P..'q:'..f[2],id)==0 then return {-12} end\n"                           \
     "redis.call('ZREM',P..'deadlines',id)\n"                                                      \
@@ -187,6 +189,11 @@
     "  init=redis.call('GET',P..'upload:'..f[6])\n"                                               \
     "  if not init then finish(id,'failed',-6,'init image upload '..f[6]..' not found (expired?)') return {-6} end\n" \
     "end\n"                                                                                       \
+    "local mask=''\n"                                                                             \
+    "if f[7] and f[7]~='' then\n"                                                                 \
+    "  mask=redis.call('GET',P..'upload:'..f[7])\n"                                               \
+    "  if not mask then finish(id,'failed',-6,'mask upload '..f[7]..' not found (expired?)') return {-6} end\n" \
+    "end\n"                                                                                       \
     "local att=redis.call('HINCRBY',jk,'attempts',1)\n"                                           \
     "redis.call('HSET',jk,'status','running','worker',ARGV[9],'broker',ARGV[10],\n"               \
     "  'started_ms',ARGV[2],'step',0,'steps',0)\n"                                                \
@@ -194,7 +201,7 @@
     "redis.call('HSET',P..'running',id,ARGV[9])\n"                                                \
     "local wait=NOW-(tonumber(f[5]) or NOW)\n"                                                    \
     "observe('queue_wait',wait)\n"                                                                \
-    "return {0,att,f[4],init,wait,f[2]}\n"
+    "return {0,att,f[4],init,wait,f[2],mask}\n"
 
 /* ARGV 8 id, 9 worker, 10 broker -> {0, attempt, changed 0|1} | {code} */
 #define S_LUA_ADOPT                                                                               \

@@ -89,7 +89,9 @@ static char *s_dup(const char *s)
 lf_engine_request_t lf_engine_request_defaults(void)
 {
     return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
-                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8};
+                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8,
+                                 .mask_blur_x = 4, .mask_blur_y = 4, .inpaint_full_res = 1,
+                                 .initial_noise_multiplier = 1, .inpainting_mask_weight = 1};
 }
 
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
@@ -518,6 +520,30 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
     return 0;
 }
 
+int lf_engine_probe_unet_inputs(const char *path)
+{
+    char file[4096], e[512];
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return 0;
+    if (S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/unet/diffusion_pytorch_model.safetensors", path);
+    else snprintf(file, sizeof file, "%s", path);
+    lf_safetensors_t *st = NULL;
+    lf_torchzip_t *tz = NULL;
+    if (lf_safetensors_open(&st, file, e, sizeof e) != 0 && lf_torchzip_open(&tz, file, e, sizeof e) != 0) return 0;
+    /* The first conv: original SD / SGM layout, or diffusers' unet/. */
+    static const char *const names[] = {"model.diffusion_model.input_blocks.0.0.weight", "conv_in.weight"};
+    int in = 0;
+    const size_t n = st ? lf_safetensors_count(st) : lf_torchzip_count(tz);
+    for (size_t i = 0; i < n && !in; i++) {
+        const lf_tensor_info_t *t = st ? lf_safetensors_at(st, i) : lf_torchzip_at(tz, i);
+        for (size_t k = 0; k < 2; k++)
+            if (!strcmp(t->name, names[k]) && t->ndim == 4) in = (int)t->shape[1];
+    }
+    lf_safetensors_destroy(&st);
+    lf_torchzip_destroy(&tz);
+    return in;
+}
+
 typedef struct {
     lf_engine_progress_fn fn;
     void *ud;
@@ -734,8 +760,19 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .aesthetic_score = req->aesthetic_score,
         .negative_aesthetic_score = req->negative_aesthetic_score,
         .refiner_switch_at = req->refiner_switch_at,
+        .mask = req->mask,
+        .mask_len = req->mask_len,
+        .mask_blur_x = req->mask_blur_x,
+        .mask_blur_y = req->mask_blur_y,
+        .inpainting_fill = req->inpainting_fill,
+        .inpaint_full_res = req->inpaint_full_res,
+        .inpaint_full_res_padding = req->inpaint_full_res_padding,
+        .inpainting_mask_invert = req->inpainting_mask_invert,
+        .initial_noise_multiplier = req->initial_noise_multiplier,
+        .inpainting_mask_weight = req->inpainting_mask_weight,
     };
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
+    if (req->mask && !req->mask_len) return s_err(e, LF_EINVAL, "the mask is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))
         return s_err(e, LF_EINVAL, "unknown sampler '%s'", req->sampler);
     if (lf_scheduler_parse(req->scheduler && *req->scheduler ? req->scheduler : "normal", &pr.scheduler))

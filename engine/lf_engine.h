@@ -129,6 +129,22 @@ typedef struct {
      * one the model is reloaded with it (only then). */
     const char *vae_path;
     const char *vae_name;    /* for the infotext; NULL = file name without extension */
+    /* Inpainting (img2img with a mask; lf_pipeline.h "Inpainting"), A1111's
+     * fields and API defaults: mask PNG/JPEG/WebP (white = repaint; NULL =
+     * none), blur 4 px each way, masked content 0 fill (1 original, 2
+     * latent noise, 3 latent nothing), "only masked" on with padding 0, no
+     * inversion. initial_noise_multiplier (img2img, default 1) scales the
+     * first noise; inpainting_mask_weight (default 1) is how much an
+     * inpainting UNet's conditioning image hides the masked part. */
+    const uint8_t *mask;
+    size_t mask_len;
+    double mask_blur_x, mask_blur_y;
+    int inpainting_fill;
+    int inpaint_full_res;
+    int inpaint_full_res_padding;
+    int inpainting_mask_invert;
+    double initial_noise_multiplier;
+    double inpainting_mask_weight;
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */
@@ -186,6 +202,11 @@ const char *lf_engine_preview_kind(const lf_engine_t *self);
  * LF_EFORMAT (not a weights file), with a reason naming the file in err.
  * Thread-safe. */
 int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen);
+
+/* The input channels of a checkpoint's UNet (its first conv; 9 for an
+ * SD1.5 / SDXL inpainting model, 4 otherwise), from the header only; 0 when
+ * the file cannot be read or has no such tensor. Thread-safe. */
+int lf_engine_probe_unet_inputs(const char *path);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),

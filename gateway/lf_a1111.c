@@ -198,6 +198,32 @@ static void s_option_vae(lf_gateway_t *gw, lf_store_t *stt, json_t *body) {
 
 /* Stage 0 validates, stores an img2img init image and submits; lf_wait
  * does the rest. */
+/* img2img's inpainting mask (base64, a data URL or not) stored as an upload
+ * like the init image; params.mask gets its id. Returns 0, or -1 with the
+ * answer sent (400 / 413 / 415 naming "mask"). */
+static int s_store_mask(lf_gateway_t *gw, lf_req_t *req, lf_store_t *stt, lf_job_request_t *jr) {
+    if (!jr->mask) return 0;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = lf_b64_decode(json_string_value(jr->mask), json_string_length(jr->mask), (size_t)gw->upload_max_bytes,
+                           &bytes, &len);
+    if (rc) {
+        if (rc == LF_ETOOBIG) lf__err(req, 413, "too_large", "mask", "the mask is too large");
+        else lf__err(req, 400, "invalid_value", "mask", "mask is not base64");
+        return -1;
+    }
+    char id[64];
+    rc = lf__upload_store(gw, req, stt, bytes, len, "mask", id, NULL);
+    free(bytes);
+    if (rc) return -1;
+    const lf_param_def_t *d = &lf_params_table()[LF_P_mask];
+    if (lf_param_set_str(&jr->params, d, id)) {
+        lf__err(req, 500, "internal", "mask", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool img2img) {
     if (st->stage == 0) {
         st->body = lf__body_json(req);
@@ -242,6 +268,10 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
                 return LF_HTTP_DONE;
             }
             st->jr.params.init_image = strdup(id);
+            if (s_store_mask(gw, req, stt, &st->jr)) {
+                lf__store_put(gw, stt, 0);
+                return LF_HTTP_DONE;
+            }
         }
         lf__store_put(gw, stt, 0);
         st->img2img = img2img;

@@ -518,6 +518,7 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
                                   c->models[k].kind);
             if (c->models[k].resolution) json_object_set_new(m, "resolution", json_integer(c->models[k].resolution));
             if (c->models[k].preview) json_object_set_new(m, "preview", json_string(c->models[k].preview));
+            if (c->models[k].inpainting) json_object_set_new(m, "inpainting", json_true());
             json_array_append_new(models, m);
         }
         json_t *w = json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
@@ -658,6 +659,7 @@ static json_t *s_preset_check(lf_req_t *req, const char *name_from_path) {
     lf_verr_t e;
     json_t *probe = json_deep_copy(params);
     if (json_object_get(probe, "init_image")) json_object_del(probe, "init_image");
+    if (json_object_get(probe, "mask")) json_object_del(probe, "mask");
     if (json_is_string(json_object_get(probe, "mode"))) json_object_del(probe, "mode");
     int rc = lf_validate_job(probe, &ctx, &jr, &e);
     json_decref(probe);

@@ -174,6 +174,9 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
             /* The side the model was trained at (clients' default size); workers agree. */
             if (c->models[k].resolution && !json_object_get(found, "resolution"))
                 json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
+            /* An inpainting UNet (9 input channels): img2img with a mask is what it is for. */
+            if (!json_object_get(found, "inpainting"))
+                json_object_set_new(found, "inpainting", json_boolean(c->models[k].inpainting));
             json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
             if (resident)
                 json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));

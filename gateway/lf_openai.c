@@ -167,20 +167,33 @@ static int s_generation(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
 
 /* The checks POST /v1/uploads makes, from the image's header, answered in
  * OpenAI's shape. Returns 0, or -1 having answered. */
-static int s_image_check(lf_gateway_t *gw, lf_req_t *req, const lf_multipart_part_t *image, lf_image_info_t *ii) {
+static int s_image_check(lf_gateway_t *gw, lf_req_t *req, const lf_multipart_part_t *image, const char *field,
+                         lf_image_info_t *ii) {
     if ((int64_t)image->len > gw->upload_max_bytes) {
-        s_oerr(req, 413, "too_large", "image", "the image is %zu bytes; the limit is %lld", image->len,
+        s_oerr(req, 413, "too_large", field, "the %s is %zu bytes; the limit is %lld", field, image->len,
                (long long)gw->upload_max_bytes);
         return -1;
     }
+    lf_image_t im = {0};
+    lf_image_limits_t lim = {.max_bytes = (size_t)gw->upload_max_bytes, .max_pixels = (uint64_t)gw->upload_max_pixels};
     if (lf_image_probe(image->data, image->len, ii) != 0) {
-        s_oerr(req, 400, "invalid_value", "image", "image is not a PNG, JPEG or WebP file");
+        s_oerr(req, 400, "invalid_value", field, "%s is not a PNG, JPEG or WebP file", field);
         return -1;
     }
     if ((int64_t)ii->width * ii->height > gw->upload_max_pixels) {
-        s_oerr(req, 413, "too_large", "image", "the image is %ux%u; the limit is %lld pixels", ii->width, ii->height,
+        s_oerr(req, 413, "too_large", field, "the %s is %ux%u; the limit is %lld pixels", field, ii->width, ii->height,
                (long long)gw->upload_max_pixels);
         return -1;
+    }
+    /* A mask is decoded here (an image is when it is stored): a corrupt one is
+     * a 400 on mask in OpenAI's shape. */
+    if (!strcmp(field, "mask")) {
+        int rc = lf_image_decode(image->data, image->len, &lim, &im, NULL, 0);
+        lf_image_clear(&im);
+        if (rc) {
+            s_oerr(req, 400, "invalid_value", field, "the mask does not decode");
+            return -1;
+        }
     }
     return 0;
 }
@@ -216,17 +229,13 @@ static int s_edit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         s_overr(req, &e);
         goto out;
     }
-    /* Inpainting is its own issue; until it lands a mask is refused rather
-     * than silently ignored (the client would get a whole-image edit). */
-    if (mask) {
-        s_oerr(req, 400, "unsupported", "mask", "inpainting (mask) is not supported yet; send the image alone");
-        goto out;
-    }
     if (!image) {
         s_oerr(req, 400, "missing_field", "image", "image (a PNG, JPEG or WebP file) is required");
         goto out;
     }
-    if (s_image_check(gw, req, image, &ii)) goto out;
+    if (s_image_check(gw, req, image, "image", &ii)) goto out;
+    lf_image_info_t mi;
+    if (mask && s_image_check(gw, req, mask, "mask", &mi)) goto out;
     stt = lf__store_get(gw);
     if (!stt) {
         s_oerr_code(req, LF_ECONN, "redis");
@@ -255,6 +264,19 @@ static int s_edit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     }
     free(st->jr.params.init_image);
     st->jr.params.init_image = copy;
+    /* OpenAI's mask: its fully transparent part is edited. That is A1111's
+     * reading of an RGBA mask (its alpha) inverted, over the whole picture. */
+    if (mask) {
+        if (lf__upload_store(gw, req, stt, mask->data, mask->len, "mask", id, NULL)) goto out;
+        const lf_param_def_t *t = lf_params_table();
+        if (lf_param_set_str(&st->jr.params, &t[LF_P_mask], id)) {
+            s_oerr(req, 500, "internal", NULL, "out of memory");
+            goto out;
+        }
+        st->jr.params.inpainting_mask_invert = 1;
+        st->jr.params.inpaint_full_res = false;
+        st->jr.params.inpainting_fill = 1;
+    }
     ans = 0;
 out:
     json_decref(models);

@@ -137,7 +137,13 @@ static int s_get_num(const json_t *v, const char *f, double lo, double hi, doubl
     return 1;
 }
 
+/* true / false, or 0 / 1 as pydantic (A1111's API) takes them for a bool
+ * (clients send inpaint_full_res as A1111's UI index). */
 static int s_get_bool(const json_t *v, const char *f, bool *out, lf_verr_t *err) {
+    if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)) {
+        *out = json_integer_value(v) == 1;
+        return 1;
+    }
     if (!json_is_boolean(v))
         return lf_verr_set(err, 400, "invalid_type", f, "%s must be true or false", f);
     *out = json_is_true(v);
@@ -304,6 +310,8 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)
         return lf_verr_set(err, 400, "missing_field", "init_image", "img2img needs init_image (an upload id)");
+    if ((p->mask || r->mask) && strcmp(p->mode, "img2img"))
+        return lf_verr_set(err, 400, "invalid_value", "mask", "a mask needs an init image (inpainting is img2img)");
     if (!lf_validate_is_diagnostic(p->model)) {
         char clip[65];
         const char *names[2] = {"width", "height"};
@@ -322,6 +330,7 @@ void lf_job_request_clear(lf_job_request_t *r) {
     lf_params_clear(&r->params);
     free(r->idem_key);
     json_decref(r->init_images);
+    json_decref(r->mask);
     memset(r, 0, sizeof *r);
 }
 
@@ -494,6 +503,16 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             goto fail;
         }
         r.init_images = json_incref(imgs);
+        /* The inpainting mask: a base64 image (data URL or not), stored as an
+         * upload by the caller like init_images[0]; null or "" = none. */
+        json_t *mk = s_get(body, "mask");
+        if (mk && !json_is_null(mk) && !(json_is_string(mk) && !json_string_length(mk))) {
+            if (!json_is_string(mk)) {
+                lf_verr_set(err, 400, "invalid_type", "mask", "mask must be a base64 image");
+                goto fail;
+            }
+            r.mask = json_incref(mk);
+        }
     }
     if (s_finish(&r, ctx, random_seed, given, true, err)) goto fail;
     *out = r;

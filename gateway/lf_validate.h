@@ -68,6 +68,7 @@ typedef struct {
     bool send_images;        /* default true */
     bool save_images;        /* default false; we keep results anyway */
     json_t *init_images;     /* img2img: the request's init_images array (owned ref) */
+    json_t *mask;            /* img2img: the request's base64 mask string (owned ref) or NULL */
 } lf_job_request_t;
 
 /* "Automatic" or "None" (any case): A1111's sd_vae values for the

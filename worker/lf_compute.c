@@ -118,6 +118,8 @@ static void s_run(lf_compute_t *self, zsock_t *pipe, lf_msg_t *assign) {
         .params = &assign->params,
         .init_image = assign->init_image.len ? assign->init_image.data : NULL,
         .init_image_len = assign->init_image.len,
+        .mask = assign->mask.len ? assign->mask.data : NULL,
+        .mask_len = assign->mask.len,
         .progress = s_progress,
         .progress_ud = &ctx,
         .cancel = &self->cancel,

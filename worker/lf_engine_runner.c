@@ -137,6 +137,7 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         list[cnt].resolution = side;
         list[cnt].kind = strdup(family);
         list[cnt].preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx");
+        list[cnt].inpainting = lf_engine_probe_unet_inputs(path) == 9;
         if (!list[cnt].kind || !list[cnt].preview) rc = LF_ENOMEM;
         cnt++;
     }
@@ -147,8 +148,8 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
     }
     if (cnt) qsort(list, cnt, sizeof *list, s_cmp_info);
     for (size_t i = 0; i < cnt; i++)
-        lf_info("engine: model %s (%s, %u px, %s previews) in %s", list[i].name, list[i].kind, list[i].resolution,
-                list[i].preview, dir);
+        lf_info("engine: model %s (%s, %u px, %s previews%s) in %s", list[i].name, list[i].kind, list[i].resolution,
+                list[i].preview, list[i].inpainting ? ", inpainting" : "", dir);
     *out = list;
     *n = cnt;
     return 0;
@@ -419,7 +420,25 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.init_image = job->init_image;
         req.init_image_len = job->init_image_len;
         req.denoise = p->denoise;
+        req.initial_noise_multiplier = p->initial_noise_multiplier;
     }
+    /* Inpainting: the mask's bytes came with the job (the store reads the
+     * upload at claim); A1111's fields as the table holds them. */
+    if (p->mask && *p->mask && (!job->mask || !job->mask_len)) {
+        lf_warn("engine: inpainting job without its mask");
+        return LF_EINVAL;
+    }
+    if (s_is_img2img(p) && job->mask && job->mask_len) {
+        req.mask = job->mask;
+        req.mask_len = job->mask_len;
+        req.mask_blur_x = p->mask_blur_x >= 0 ? (double)p->mask_blur_x : (double)p->mask_blur;
+        req.mask_blur_y = p->mask_blur_y >= 0 ? (double)p->mask_blur_y : (double)p->mask_blur;
+        req.inpainting_fill = (int)p->inpainting_fill;
+        req.inpaint_full_res = p->inpaint_full_res;
+        req.inpaint_full_res_padding = (int)p->inpaint_full_res_padding;
+        req.inpainting_mask_invert = (int)p->inpainting_mask_invert;
+    }
+    req.inpainting_mask_weight = p->inpainting_mask_weight;
     req.preview_every = (int)s->preview_every;
     /* The job's LoRA list (the prompt's tags are read by the engine). */
     lf_engine_lora_t loras[16];

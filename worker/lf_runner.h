@@ -52,6 +52,8 @@ typedef struct {
     const lf_job_params_t *params;
     const uint8_t *init_image; /* encoded image for img2img; NULL when none */
     size_t init_image_len;
+    const uint8_t *mask;       /* inpainting mask (params->mask); NULL when none */
+    size_t mask_len;
     lf_runner_progress_fn progress; /* may be NULL */
     void *progress_ud;
     /* Set by another thread to ask for a stop. A backend checks it at least

@@ -292,7 +292,10 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         if (json_is_string(pt))
             d->prediction =
                 strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;
-        d->latent_channels = uc->in_ch;
+        /* An inpainting UNet (SD1.5-/SDXL-inpainting) takes the latent, the
+         * mask and the masked image's latent: latent + 1 + latent channels. */
+        d->latent_channels = vc->latent_ch;
+        d->concat_channels = uc->in_ch - vc->latent_ch;
         d->vae_scale = lf_vae_scale(m->vae);
         d->scaling_factor = vc->scaling_factor;
         /* SDXL's VAE factor unless the VAE's config says otherwise. */
@@ -309,9 +312,12 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
                      path, d->text_dim, uc->ctx_dim);
             rc = LF_EFORMAT;
         }
-        if (!rc && vc->latent_ch != uc->in_ch) {
-            snprintf(err, errlen, "%s: VAE latent channels %d do not match the UNet's %d", path,
-                     vc->latent_ch, uc->in_ch);
+        if (!rc && ((uc->in_ch != vc->latent_ch && uc->in_ch != 2 * vc->latent_ch + 1) ||
+                    uc->out_ch != vc->latent_ch)) {
+            snprintf(err, errlen,
+                     "%s: VAE latent channels %d do not match the UNet's %d in, %d out (an "
+                     "inpainting UNet takes %d)",
+                     path, vc->latent_ch, uc->in_ch, uc->out_ch, 2 * vc->latent_ch + 1);
             rc = LF_EFORMAT;
         }
         if (!rc && sdxl) {

@@ -49,6 +49,10 @@ typedef struct {
     lf_family_t family;
     lf_prediction_t prediction;
     int latent_channels;       /* 4 for SD1.5 and SDXL */
+    int concat_channels;       /* extra denoiser input channels after the latent: 0, or
+                                  latent_channels + 1 for an inpainting UNet (9 in: latent,
+                                  mask, masked-image latent, as diffusers'
+                                  StableDiffusionInpaintPipeline and A1111's c_concat) */
     int vae_scale;             /* 8: pixels per latent */
     float scaling_factor;      /* 0.18215 for SD1.5, 0.13025 for SDXL (or the checkpoint's) */
     int text_dim;              /* 768 for SD1.5; 2048 for SDXL (768 + 1280), 1280 refiner */
@@ -93,13 +97,14 @@ const lf_model_desc_t *lf_model_desc(const lf_model_t *self);
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
                          size_t n_chunks, int clip_skip, float *out, float *pooled);
 
-/* Denoiser: x [batch][C][h][w] latents (already scaled by the sampler's
- * c_in), t[batch] timesteps (float, the discrete-schedule index space),
+/* Denoiser: x [batch][C + concat_channels][h][w] latents (already scaled
+ * by the sampler's c_in; an inpainting UNet's extra channels follow each
+ * item's latent unscaled), t[batch] timesteps (float, the discrete-schedule index space),
  * cond [batch][cond_len][text_dim]. vec: the vector conditioning,
  * [batch][pooled_dim + n_time_ids] (the pooled text embedding, then the
  * time ids as plain numbers), required when n_time_ids > 0 (LF_EINVAL
  * without), ignored (may be NULL) otherwise. out: the model output (eps or
- * v) with x's shape. */
+ * v), [batch][C][h][w]. */
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out);
 

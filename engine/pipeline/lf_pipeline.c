@@ -13,6 +13,7 @@
 #include "lf_error.h"
 #include "lf_image.h"
 #include "lf_infotext.h"
+#include "lf_inpaint.h"
 #include "lf_params.h"
 #include "lf_prompt.h"
 #include "lf_resize.h"
@@ -71,6 +72,49 @@ static int s_is_img2img(const lf_pipeline_request_t *req)
     return req->init_image != NULL;
 }
 
+/* Appends fmt's text to *out (realloc). */
+static int s_append(char **out, const char *fmt, ...)
+{
+    char add[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(add, sizeof add, fmt, ap);
+    va_end(ap);
+    size_t have = strlen(*out);
+    char *n = realloc(*out, have + strlen(add) + 1);
+    if (!n) return LF_ENOMEM;
+    strcpy(n + have, add);
+    *out = n;
+    return 0;
+}
+
+/* A1111's inpainting keys, in the order its img2img init adds them (values
+ * as it writes them; "Masked content: original" is never written). The
+ * "Inpaint area" pair only when the mask gave a region (s_inpaint sets
+ * inpaint_full_res back to 0 for a blank mask, as A1111 does). */
+static int s_infotext_inpaint(const lf_pipeline_request_t *req, char **out)
+{
+    static const char *const fills[] = {"fill", NULL, "latent noise", "latent nothing"};
+    int rc = 0;
+    if (req->init_image && req->mask) {
+        if (req->inpainting_mask_invert) rc = s_append(out, ", Mask mode: Inpaint not masked");
+        if (!rc && (req->mask_blur_x > 0 || req->mask_blur_y > 0) && req->mask_blur_x == req->mask_blur_y)
+            rc = s_append(out, ", Mask blur: %g", req->mask_blur_x);
+        if (!rc && req->inpaint_full_res)
+            rc = s_append(out, ", Inpaint area: Only masked, Masked area padding: %d",
+                          req->inpaint_full_res_padding);
+        if (!rc && (unsigned)req->inpainting_fill < 4 && fills[req->inpainting_fill])
+            rc = s_append(out, ", Masked content: %s", fills[req->inpainting_fill]);
+    }
+    if (!rc && req->init_image && req->initial_noise_multiplier > 0 && req->initial_noise_multiplier != 1.0)
+        rc = s_append(out, ", Noise multiplier: %g", req->initial_noise_multiplier);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
                       int index, char **out)
 {
@@ -96,6 +140,7 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
     view.vae = (char *)vae_name; /* the table writes "VAE: name" only when set */
     int rc = lf_params_infotext(&view, NULL, index, out);
+    if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
     /* "Lora hashes" goes on the parameters line, quoted (A1111's quote():
      * the value holds ':' and ','). */
@@ -198,6 +243,13 @@ typedef struct {
     uint8_t *preview_rgb;
     float *preview_z;
     int model_rc;
+    /* Inpainting: an inpainting UNet's extra input channels (cc, the same
+     * for every item, cond and uncond: [cc][h][w]); the latent mask (1 =
+     * repaint; NULL = none) and the init latents it blends in, [batch][per]. */
+    int cc;
+    const float *concat;
+    const float *nmask;
+    const float *z0;
 } s_run_t;
 
 static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n)
@@ -216,8 +268,14 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
     }
     float t = (float)lf_schedule_sigma_to_t(&r->sched, s);
     for (int b = 0; b < mb; b++) r->t[b] = t;
-    for (size_t k = 0; k < n; k++) r->x_in[k] = (float)(x[k] * c_in);
-    if (r->guided) memcpy(r->x_in + n, r->x_in, n * sizeof *x);
+    /* Each item's scaled latent, then (inpainting UNet) its extra channels. */
+    const size_t hw = (size_t)r->h * (size_t)r->w, per_in = r->per + (size_t)r->cc * hw;
+    for (int b = 0; b < mb; b++) {
+        const float *xb = x + (size_t)(b % r->batch) * r->per;
+        float *xi = r->x_in + (size_t)b * per_in;
+        for (size_t k = 0; k < r->per; k++) xi[k] = (float)(xb[k] * c_in);
+        if (r->cc) memcpy(xi + r->per, r->concat, (size_t)r->cc * hw * sizeof *xi);
+    }
     int rc = r->ctx->ops->denoise(r->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
                                   r->vec, r->out);
     if (rc != 0) {
@@ -239,6 +297,14 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
         if (r->uncond) memcpy(r->uncond, u, n * sizeof *u);
     } else {
         memcpy(den, r->out, n * sizeof *den);
+    }
+    /* A1111's mask blend after the guidance mix: denoised * m + z0 * (1 - m). */
+    if (r->nmask) {
+        const size_t hw2 = (size_t)r->h * (size_t)r->w;
+        for (size_t k = 0; k < n; k++) {
+            const float m = r->nmask[k % hw2];
+            den[k] = den[k] * m + r->z0[k] * (1.0f - m);
+        }
     }
     return 0;
 }
@@ -284,27 +350,172 @@ static int s_step(void *ud, int step, int steps, float sigma, const float *x, co
     return s_cancelled(r->hooks);
 }
 
-/* ---- init image -------------------------------------------------------- */
+/* ---- init image and mask ------------------------------------------------- */
 
-/* Encoded image -> [3][H][W] in [-1, 1] at the request's size. */
-static int s_init_image(const lf_pipeline_request_t *req, float *img, char *err, size_t errlen)
+/* What inpainting keeps between the init image and the PNG. */
+typedef struct {
+    int active;        /* a mask is in use (not for a blank "only masked" mask) */
+    int full_res;      /* "only masked": crop is the init image's region */
+    int crop[4];
+    int ow, oh;        /* the output image's size (the init image's for "only masked") */
+    uint8_t *overlay;  /* RGBA [oh][ow]: the original under 255 - mask_for_overlay */
+    uint8_t *mask;     /* [H][W] the mask at the job size (A1111's image_mask) */
+    float *nmask;      /* [h][w] latent mask, 1 = repaint */
+    float *z0;         /* [batch][per] init latents (after latent noise / nothing) */
+    float *concat;     /* [cc][h][w] an inpainting UNet's extra channels */
+} s_inpaint_t;
+
+static void s_inpaint_clear(s_inpaint_t *in)
 {
-    lf_image_t im = {0};
+    free(in->overlay);
+    free(in->mask);
+    free(in->nmask);
+    free(in->z0);
+    free(in->concat);
+    memset(in, 0, sizeof *in);
+}
+
+/* A gray image resized through the RGB resizers (Pillow resamples L and
+ * each RGB channel with the same integer arithmetic): mode 0 LANCZOS, 1 and
+ * 2 resize_image's modes. */
+static int s_gray_resize(int mode, const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
+{
+    uint8_t *a = malloc((size_t)sw * sh * 3), *b = malloc((size_t)dw * dh * 3);
+    int rc = a && b ? 0 : LF_ENOMEM;
+    if (!rc) {
+        for (size_t p = 0; p < (size_t)sw * sh; p++) a[p * 3] = a[p * 3 + 1] = a[p * 3 + 2] = src[p];
+        rc = mode == 0 ? lf_resize_rgb8(a, sw, sh, b, dw, dh, LF_RESIZE_LANCZOS)
+                       : lf_inpaint_resize_mode(mode, a, sw, sh, b, dw, dh);
+    }
+    if (!rc)
+        for (size_t p = 0; p < (size_t)dw * dh; p++) dst[p] = b[p * 3];
+    free(a), free(b);
+    return rc;
+}
+
+/* The init image (and mask) -> img [3][H][W] in [-1, 1] at the request's
+ * size, what A1111's img2img init does before encoding; in gets the mask
+ * state (see s_inpaint_t). */
+static int s_init_image(const lf_pipeline_request_t *req, float *img, s_inpaint_t *in, char *err,
+                        size_t errlen)
+{
+    lf_image_t im = {0}, mk = {0};
     char why[160] = "";
     int rc = lf_image_decode(req->init_image, req->init_image_len, NULL, &im, why, sizeof why);
     if (rc != 0)
         return s_fail(err, errlen, rc, "cannot decode the init image: %s",
                       why[0] ? why : lf_strerror(rc));
-    size_t W = (size_t)req->width, H = (size_t)req->height;
-    uint8_t *rgb = malloc(W * H * 3);
-    rc = rgb ? lf_pipeline_resize_rgb8(im.pixels, (int)im.width, (int)im.height, rgb, (int)W, (int)H)
-             : LF_ENOMEM;
-    lf_image_clear(&im);
-    if (rc == 0)
-        for (size_t p = 0; p < W * H; p++)
+    if (req->mask && (rc = lf_image_decode_alpha(req->mask, req->mask_len, NULL, &mk, why, sizeof why)) != 0) {
+        lf_image_clear(&im);
+        return s_fail(err, errlen, rc, "cannot decode the mask: %s", why[0] ? why : lf_strerror(rc));
+    }
+    const int W = req->width, H = req->height, iw = (int)im.width, ih = (int)im.height;
+    uint8_t *rgb = malloc((size_t)W * H * 3), *lm = NULL, *crop = NULL, *mfo = NULL;
+    in->ow = W, in->oh = H;
+    rc = rgb ? 0 : LF_ENOMEM;
+    if (!rc && req->mask) {
+        /* create_binary_mask (convert("L")), invert, blur at the mask's size. */
+        const int mw = (int)mk.width, mh = (int)mk.height;
+        lm = malloc((size_t)mw * mh > (size_t)iw * ih ? (size_t)mw * mh : (size_t)iw * ih);
+        in->mask = malloc((size_t)W * H);
+        rc = lm && in->mask ? 0 : LF_ENOMEM;
+        if (!rc) {
+            lf_inpaint_mask_l(mk.pixels, (int)mk.channels, mw, mh, lm);
+            if (req->inpainting_mask_invert) lf_inpaint_invert(lm, mw, mh);
+            rc = lf_inpaint_blur(lm, mw, mh, req->mask_blur_x, req->mask_blur_y);
+        }
+        if (!rc && req->inpaint_full_res) {
+            /* A mask of another size than the image is first resized to it
+             * (A1111 would crop mismatched regions; its overlay is resized). */
+            if (mw != iw || mh != ih) {
+                uint8_t *t = malloc((size_t)iw * ih);
+                rc = t ? s_gray_resize(0, lm, mw, mh, t, iw, ih) : LF_ENOMEM;
+                if (!rc) memcpy(lm, t, (size_t)iw * ih);
+                free(t);
+            }
+            if (!rc && lf_inpaint_crop_region(lm, iw, ih, req->inpaint_full_res_padding, W, H, in->crop) == 0) {
+                in->active = in->full_res = 1;
+                const int cw = in->crop[2] - in->crop[0], ch = in->crop[3] - in->crop[1];
+                crop = malloc((size_t)cw * ch * 3);
+                uint8_t *cm = malloc((size_t)cw * ch);
+                in->overlay = malloc((size_t)iw * ih * 4);
+                rc = crop && cm && in->overlay ? 0 : LF_ENOMEM;
+                if (!rc) {
+                    for (int y = 0; y < ch; y++)
+                        memcpy(cm + (size_t)y * cw, lm + (size_t)(y + in->crop[1]) * iw + in->crop[0], (size_t)cw);
+                    rc = s_gray_resize(2, cm, cw, ch, in->mask, W, H);
+                }
+                free(cm);
+                if (!rc) {
+                    lf_inpaint_overlay(im.pixels, lm, iw, ih, in->overlay);
+                    lf_inpaint_crop(im.pixels, iw, in->crop, crop);
+                    rc = lf_inpaint_resize_mode(2, crop, cw, ch, rgb, W, H);
+                    in->ow = iw, in->oh = ih;
+                }
+            }
+        } else if (!rc) {
+            in->active = 1;
+            mfo = malloc((size_t)W * H);
+            in->overlay = malloc((size_t)W * H * 4);
+            rc = mfo && in->overlay ? s_gray_resize(0, lm, mw, mh, in->mask, W, H) : LF_ENOMEM;
+            if (!rc)
+                for (size_t p = 0; p < (size_t)W * H; p++) mfo[p] = (uint8_t)(in->mask[p] > 127 ? 255 : in->mask[p] * 2);
+        }
+    }
+    if (!rc && !in->full_res) {
+        rc = lf_pipeline_resize_rgb8(im.pixels, iw, ih, rgb, W, H);
+        if (!rc && in->active) lf_inpaint_overlay(rgb, mfo, W, H, in->overlay);
+    }
+    /* Masked content other than "original": masking.fill before encoding. */
+    if (!rc && in->active && req->inpainting_fill != 1) rc = lf_inpaint_fill(rgb, in->mask, W, H);
+    if (!rc)
+        for (size_t p = 0; p < (size_t)W * H; p++)
             for (int c = 0; c < 3; c++) img[(size_t)c * W * H + p] = rgb[p * 3 + c] / 255.0f * 2.0f - 1.0f;
-    free(rgb);
-    return rc ? s_fail(err, errlen, rc, "cannot resize the init image: %s", lf_strerror(rc)) : 0;
+    if (!rc && !in->active) { /* a blank "only masked" mask: plain img2img, as A1111 */
+        free(in->mask);
+        in->mask = NULL;
+    }
+    lf_image_clear(&im);
+    lf_image_clear(&mk);
+    free(rgb), free(lm), free(crop), free(mfo);
+    return rc ? s_fail(err, errlen, rc, "cannot prepare the init image%s: %s", req->mask ? " and mask" : "",
+                       lf_strerror(rc))
+              : 0;
+}
+
+/* The decoded image rgb (W x H) composited over the original as A1111's
+ * apply_overlay: "only masked" resizes it to the crop ("crop and resize")
+ * and pastes it there on a transparent image of the original's size. out:
+ * RGB [in->oh][in->ow]. */
+static int s_apply_overlay(const s_inpaint_t *in, const uint8_t *rgb, int W, int H, uint8_t *out)
+{
+    const size_t n = (size_t)in->ow * in->oh;
+    uint8_t *base = calloc(n, 4), *t = NULL;
+    if (!base) return LF_ENOMEM;
+    int rc = 0;
+    if (in->full_res) {
+        const int cw = in->crop[2] - in->crop[0], ch = in->crop[3] - in->crop[1];
+        t = malloc((size_t)cw * ch * 3);
+        rc = t ? lf_inpaint_resize_mode(1, rgb, W, H, t, cw, ch) : LF_ENOMEM;
+        for (int y = 0; !rc && y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                uint8_t *d = base + ((size_t)(y + in->crop[1]) * in->ow + x + in->crop[0]) * 4;
+                memcpy(d, t + ((size_t)y * cw + x) * 3, 3);
+                d[3] = 255;
+            }
+    } else {
+        for (size_t p = 0; p < n; p++) {
+            memcpy(base + p * 4, rgb + p * 3, 3);
+            base[p * 4 + 3] = 255;
+        }
+    }
+    if (!rc) {
+        lf_inpaint_alpha_composite(base, in->overlay, in->ow, in->oh);
+        for (size_t p = 0; p < n; p++) memcpy(out + p * 3, base + p * 4, 3);
+    }
+    free(base);
+    free(t);
+    return rc;
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -320,17 +531,21 @@ static int s_infotext_refiner(char **info, const char *name, double at)
     return 0;
 }
 
-static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
-                        const char *refiner_name, int index, const float *img, uint8_t *rgb,
-                        lf_pipeline_image_t *out, char *err, size_t errlen)
+static void s_to_rgb8(const float *img, size_t W, size_t H, uint8_t *rgb)
 {
-    size_t W = (size_t)req->width, H = (size_t)req->height;
     for (size_t p = 0; p < W * H; p++)
         for (int c = 0; c < 3; c++) {
             float v = (img[(size_t)c * W * H + p] + 1.0f) / 2.0f;
             v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
             rgb[p * 3 + c] = (uint8_t)(v * 255.0f); /* truncation, as astype(np.uint8) */
         }
+}
+
+/* rgb is W x H (the output's size: the init image's for "only masked"). */
+static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
+                        const char *refiner_name, int index, const uint8_t *rgb, size_t W, size_t H,
+                        lf_pipeline_image_t *out, char *err, size_t errlen)
+{
     char *info = NULL;
     int rc = s_infotext(req, model_name, vae_name, index, &info);
     if (rc == 0 && refiner_name) rc = s_infotext_refiner(&info, refiner_name, req->refiner_switch_at);
@@ -338,7 +553,7 @@ static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name
         free(info);
         return s_fail(err, errlen, rc, "cannot format the parameters: %s", lf_strerror(rc));
     }
-    lf_image_t im = {.pixels = rgb, .width = (uint32_t)W, .height = (uint32_t)H, .channels = 3};
+    lf_image_t im = {.pixels = (uint8_t *)rgb, .width = (uint32_t)W, .height = (uint32_t)H, .channels = 3};
     lf_image_text_t text = {.key = "parameters", .value = info};
     char why[160] = "";
     rc = lf_image_png_encode(&im, &text, 1, -1, &out->png, &out->png_len, why, sizeof why);
@@ -348,8 +563,8 @@ static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name
     }
     out->infotext = info;
     out->seed = req->seed + (uint64_t)index;
-    out->width = req->width;
-    out->height = req->height;
+    out->width = (int)W;
+    out->height = (int)H;
     return 0;
 }
 
@@ -468,6 +683,19 @@ static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *re
     if (req->init_image && !(req->denoise > 0.0 && req->denoise <= 1.0))
         return s_fail(err, errlen, LF_EINVAL, "denoising strength must be in (0, 1] (got %g)",
                       req->denoise);
+    if (req->mask && !req->init_image)
+        return s_fail(err, errlen, LF_EINVAL, "a mask needs an init image (inpainting is img2img)");
+    if (req->mask && ((unsigned)req->inpainting_fill > 3 || !(req->mask_blur_x >= 0 && req->mask_blur_x <= 256) ||
+                      !(req->mask_blur_y >= 0 && req->mask_blur_y <= 256) || req->inpaint_full_res_padding < 0 ||
+                      req->inpaint_full_res_padding > LF_PIPELINE_MAX_SIDE))
+        return s_fail(err, errlen, LF_EINVAL,
+                      "inpainting: masked content must be 0..3, mask blur 0..256, padding 0..%d",
+                      LF_PIPELINE_MAX_SIDE);
+    if (!(req->initial_noise_multiplier >= 0 && req->initial_noise_multiplier <= 10) ||
+        !(req->inpainting_mask_weight <= 1))
+        return s_fail(err, errlen, LF_EINVAL, "noise multiplier must be 0..10 and mask weight at most 1");
+    if (ctx->refiner && d->concat_channels)
+        return s_fail(err, errlen, LF_EINVAL, "an inpainting model takes no refiner");
     return 0;
 }
 
@@ -501,6 +729,11 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     /* Align Your Steps has noise levels per family (the SDXL ones for SDXL). */
     if (d->family == LF_FAMILY_SDXL) r.sched.ays = LF_AYS_SDXL;
     s_tokens_t tok = {0};
+    s_inpaint_t inp = {0};
+    uint8_t *orgb = NULL;
+    const int cc = d->concat_channels;
+    const size_t hw = (size_t)h * (size_t)w;
+    r.cc = cc;
     lf_pipeline_image_t *images = NULL;
     float *cond = NULL, *vec = NULL, *rcond = NULL, *rvec = NULL, *x = NULL, *img = NULL;
     const lf_model_desc_t *rd = NULL; /* the refiner's, when it runs */
@@ -524,7 +757,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     if ((rc = s_tokenize(ctx, &req, guided, &tok, err, errlen)) != 0) goto done;
     r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
     x = malloc((size_t)B * per * sizeof *x);
-    r.x_in = malloc((size_t)mb * per * sizeof *r.x_in);
+    r.x_in = malloc((size_t)mb * (per + (size_t)cc * hw) * sizeof *r.x_in);
     r.out = malloc((size_t)mb * per * sizeof *r.out);
     r.t = malloc((size_t)mb * sizeof *r.t);
     r.uncond = cfgpp ? malloc((size_t)B * per * sizeof *r.uncond) : NULL;
@@ -575,7 +808,10 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     }
     const double s0 = sigmas[start];
     if (req.init_image) {
-        if ((rc = s_init_image(&req, img, err, errlen)) != 0) goto done;
+        if ((rc = s_init_image(&req, img, &inp, err, errlen)) != 0) goto done;
+        /* The infotext tells what ran: a blank "only masked" mask is plain
+         * img2img (A1111 keeps only its mask mode and blur keys). */
+        if (req.mask && !inp.active) req.inpaint_full_res = 0, req.inpainting_fill = 1;
         if (s_cancelled(hooks)) {
             rc = LF_ECANCELED;
             goto done;
@@ -585,12 +821,73 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, rc, "VAE encoder failed: %s", lf_strerror(rc));
             goto done;
         }
+        /* The init latent per image: "latent noise" puts the image's own
+         * first noise (A1111's create_random_tensors of its seed) in the
+         * masked part, "latent nothing" zeros. */
+        inp.z0 = malloc((size_t)B * per * sizeof *inp.z0);
+        if (!inp.z0) {
+            rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for the init latents");
+            goto done;
+        }
+        if (inp.active) {
+            inp.nmask = malloc(hw * sizeof *inp.nmask);
+            rc = inp.nmask ? lf_inpaint_latent_mask(inp.mask, req.width, req.height, inp.nmask, w, h) : LF_ENOMEM;
+            if (rc) {
+                rc = s_fail(err, errlen, rc, "cannot make the latent mask: %s", lf_strerror(rc));
+                goto done;
+            }
+        }
+        const float mult = req.initial_noise_multiplier > 0 ? (float)req.initial_noise_multiplier : 1.0f;
         for (int b = 0; b < B; b++)
-            for (size_t k = 0; k < per; k++)
-                x[(size_t)b * per + k] =
-                    (float)(r.x_in[k] * d->scaling_factor + x[(size_t)b * per + k] * s0);
+            for (size_t k = 0; k < per; k++) {
+                float z = r.x_in[k] * d->scaling_factor, nz = x[(size_t)b * per + k];
+                if (inp.active) {
+                    const float m = inp.nmask[k % hw];
+                    if (req.inpainting_fill == 2) z = z * (1.0f - m) + nz * m;
+                    else if (req.inpainting_fill == 3) z = z * (1.0f - m);
+                }
+                inp.z0[(size_t)b * per + k] = z;
+                x[(size_t)b * per + k] = (float)(z + (nz * mult) * s0);
+            }
+        if (inp.active) r.nmask = inp.nmask, r.z0 = inp.z0;
     } else {
         for (size_t k = 0; k < (size_t)B * per; k++) x[k] = (float)(x[k] * s0);
+    }
+    /* An inpainting UNet's conditioning: [mask, latent of the masked image]
+     * (A1111's inpainting_image_conditioning / txt2img_image_conditioning). */
+    if (cc) {
+        const int C = d->latent_channels;
+        const size_t N = (size_t)req.width * req.height;
+        float *m = malloc(N * sizeof *m);
+        inp.concat = malloc((size_t)cc * hw * sizeof *inp.concat);
+        if (!m || !inp.concat || cc != C + 1) {
+            free(m);
+            rc = s_fail(err, errlen, cc != C + 1 ? LF_EUNSUPPORTED : LF_ENOMEM,
+                        cc != C + 1 ? "a denoiser with %d extra input channels is not an inpainting UNet"
+                                    : "out of memory for the inpainting conditioning", cc);
+            goto done;
+        }
+        const double wgt = req.inpainting_mask_weight < 0 ? 1.0 : req.inpainting_mask_weight;
+        for (size_t p = 0; p < N; p++) m[p] = inp.mask ? rintf(inp.mask[p] / 255.0f) : 1.0f;
+        if (!req.init_image) {
+            memset(img, 0, 3 * N * sizeof *img); /* torch.ones * 0.5 in [0, 1] */
+        } else {
+            for (int c = 0; c < 3; c++)
+                for (size_t p = 0; p < N; p++) {
+                    float src = img[(size_t)c * N + p]; /* torch.lerp(src, src * (1 - m), weight) */
+                    img[(size_t)c * N + p] = (float)(src + wgt * (src * (1.0f - m[p]) - src));
+                }
+        }
+        rc = lf_resize_latent(m, 1, req.height, req.width, inp.concat, h, w, LF_RESIZE_NEAREST, 0);
+        if (!req.init_image) for (size_t p = 0; p < hw; p++) inp.concat[p] = 1.0f;
+        free(m);
+        if (rc == 0) rc = ctx->ops->vae_encode(ctx->model, img, 1, req.height, req.width, req.vae_tile, r.x_in);
+        if (rc != 0) {
+            rc = s_fail(err, errlen, rc, "inpainting conditioning failed: %s", lf_strerror(rc));
+            goto done;
+        }
+        for (size_t k = 0; k < (size_t)C * hw; k++) inp.concat[hw + k] = r.x_in[k] * d->scaling_factor;
+        r.concat = inp.concat;
     }
 
     lf_sampler_opts_t so = lf_sampler_opts(s_denoise, &r);
@@ -615,6 +912,16 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
                     lf_strerror(rc));
         goto done;
     }
+    /* The final latent blend (A1111's sample: samples * nmask + z0 * mask). */
+    if (inp.active)
+        for (size_t k = 0; k < (size_t)B * per; k++) {
+            const float m = inp.nmask[k % hw];
+            x[k] = x[k] * m + inp.z0[k] * (1.0f - m);
+        }
+    if (inp.active && !(orgb = malloc((size_t)inp.ow * inp.oh * 3))) {
+        rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for the overlay");
+        goto done;
+    }
 
     /* Decode one image at a time (bounded memory), then PNG + parameters. */
     for (int b = 0; b < B; b++) {
@@ -631,7 +938,14 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             goto done;
         }
         const char *rname = rd ? (ctx->refiner_name ? ctx->refiner_name : "refiner") : NULL;
-        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, b, img, rgb, &images[b], err, errlen)) != 0)
+        s_to_rgb8(img, (size_t)req.width, (size_t)req.height, rgb);
+        if (inp.active && (rc = s_apply_overlay(&inp, rgb, req.width, req.height, orgb)) != 0) {
+            rc = s_fail(err, errlen, rc, "cannot composite the result: %s", lf_strerror(rc));
+            goto done;
+        }
+        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, b, inp.active ? orgb : rgb,
+                               inp.active ? (size_t)inp.ow : (size_t)req.width,
+                               inp.active ? (size_t)inp.oh : (size_t)req.height, &images[b], err, errlen)) != 0)
             goto done;
         n_done++;
     }
@@ -666,5 +980,7 @@ done:
     free(r.preview_rgb);
     free(img);
     free(rgb);
+    free(orgb);
+    s_inpaint_clear(&inp);
     return rc;
 }

@@ -54,6 +54,26 @@
  *    where A1111 swaps the model inside one run). Each image's generator
  *    continues. The refiner's VAE decodes; the infotext gets "Refiner" and
  *    "Refiner switch at".
+ *  - Inpainting (a mask with the init image), A1111's StableDiffusion-
+ *    ProcessingImg2Img: the mask (luma; inverted on request; blurred) is
+ *    resized to the job size (LANCZOS; "only masked": the padded, expanded
+ *    mask box of the init image is cropped and resized to the job size, and
+ *    the result is resized back and pasted there, so the image keeps the
+ *    init image's size); "fill" / "latent noise" / "latent nothing" fill
+ *    the masked pixels (masking.fill) before encoding, and the latter two
+ *    replace the masked latent by the image's own first noise / zeros. The
+ *    latent mask (bicubic to the latent size, rounded) blends every step's
+ *    denoised estimate with the init latent, denoised * m + z0 * (1 - m)
+ *    (A1111's CFGDenoiser, after the guidance mix), and the final latent
+ *    likewise; the decoded image is alpha-composited under the original
+ *    with the blurred mask (doubled for "whole picture"), so pixels outside
+ *    the blurred mask are the (resized) init image's bytes. Inpainting UNets
+ *    (desc concat_channels) get [mask rounded and nearest-downsampled, VAE
+ *    latent of image * (1 - weight * mask)] after the latent, for cond and
+ *    uncond alike; txt2img on them gets [1, latent of a mid-grey image] and
+ *    unmasked img2img [1, latent of image * (1 - weight)], as A1111. The
+ *    infotext adds "Mask mode", "Mask blur", "Inpaint area", "Masked area
+ *    padding", "Masked content" and "Noise multiplier" as A1111 writes them.
  *
  * Threading: one run at a time per model (the model is single-threaded);
  * the cancel flag may be raised from any thread. Ownership: request fields
@@ -148,6 +168,22 @@ typedef struct {
     /* A1111's "Lora hashes" value ("name: hash12, ..."), written last in
      * the infotext; NULL = none. */
     const char *lora_hashes;
+    /* Inpainting (img2img only; A1111's img2img fields, see "Inpainting"
+     * above): mask = encoded PNG/JPEG/WebP, white = repaint, any size (it
+     * is resized as A1111 resizes it); NULL = none. */
+    const uint8_t *mask;
+    size_t mask_len;
+    double mask_blur_x, mask_blur_y;  /* Gaussian sigma in pixels; 0 = none (A1111 default 4) */
+    int inpainting_fill;              /* 0 fill, 1 original, 2 latent noise, 3 latent nothing */
+    int inpaint_full_res;             /* 1: "Only masked": the padded mask region at the job size */
+    int inpaint_full_res_padding;     /* pixels around the mask's box (A1111 default 32) */
+    int inpainting_mask_invert;       /* 1: repaint the black part */
+    /* Initial noise scale (A1111's initial_noise_multiplier; img2img); 0 = 1. */
+    double initial_noise_multiplier;
+    /* Inpainting UNets: how much of the masked part the conditioning image
+     * hides (A1111's inpainting_mask_weight, default 1; 0 = the whole image
+     * shows). Negative = 1. */
+    double inpainting_mask_weight;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the

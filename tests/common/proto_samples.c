@@ -51,6 +51,7 @@ static void s_caps(lf_worker_caps_t *c) {
     c->models[1].kind = s_dup("sd15");
     c->models[1].resolution = 512; /* models[0] has none: the key is optional */
     c->models[1].preview = s_dup("approx"); /* so has the preview kind */
+    c->models[1].inpainting = true;                 /* and an inpainting UNet */
     /* An SDXL base with its refiner resident next to it, and a separate VAE. */
     c->n_resident = 2;
     c->resident = calloc(2, sizeof *c->resident);

@@ -422,6 +422,33 @@ static void test_jpeg(void **state) {
     lf_image_clear(&im);
 }
 
+/* lf_image_decode_alpha: an RGBA PNG keeps its alpha byte for byte; RGB and
+ * gray+alpha PNGs (Pillow's "RGB" / "LA") decode to RGB as lf_image_decode. */
+static void test_png_alpha(void **state) {
+    (void)state;
+    lf_image_t rgba = make_image(33, 17, 4), rgb = make_image(33, 17, 3);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(lf_image_png_encode(&rgba, NULL, 0, -1, &buf, &len, NULL, 0), 0);
+    lf_image_t out = {0};
+    assert_int_equal(lf_image_decode_alpha(buf, len, NULL, &out, NULL, 0), 0);
+    assert_int_equal(out.channels, 4);
+    assert_memory_equal(out.pixels, rgba.pixels, 33 * 17 * 4);
+    lf_image_clear(&out);
+    assert_int_equal(lf_image_decode(buf, len, NULL, &out, NULL, 0), 0);
+    assert_int_equal(out.channels, 3);
+    lf_image_clear(&out);
+    free(buf);
+    assert_int_equal(lf_image_png_encode(&rgb, NULL, 0, -1, &buf, &len, NULL, 0), 0);
+    assert_int_equal(lf_image_decode_alpha(buf, len, NULL, &out, NULL, 0), 0);
+    assert_int_equal(out.channels, 3);
+    assert_memory_equal(out.pixels, rgb.pixels, 33 * 17 * 3);
+    lf_image_clear(&out);
+    free(buf);
+    lf_image_clear(&rgba);
+    lf_image_clear(&rgb);
+}
+
 static void test_webp(void **state) {
     (void)state;
     lf_image_t rgb = make_image(40, 30, 3), rgba = make_image(40, 30, 4);
@@ -445,6 +472,13 @@ static void test_webp(void **state) {
         char err[128];
         assert_int_equal(lf_image_decode(buf, len, NULL, &out, err, sizeof err), 0);
         if (mean_diff(src, &out) > cases[i].max_diff) fail_msg("webp case %zu differs", i);
+        lf_image_clear(&out);
+        /* With the alpha kept: 4 channels only for a WebP with alpha. */
+        assert_int_equal(lf_image_decode_alpha(buf, len, NULL, &out, err, sizeof err), 0);
+        assert_int_equal(out.channels, cases[i].alpha ? 4 : 3);
+        if (cases[i].alpha && cases[i].kind == WEBP_LOSSY_ALPHA)
+            for (size_t p = 0; p < 40 * 30; p++)
+                if (abs((int)out.pixels[p * 4 + 3] - (int)rgba.pixels[p * 4 + 3]) > 2) fail_msg("webp alpha %zu", p);
         lf_image_clear(&out);
         lf_image_limits_t lim = {.max_pixels = 40 * 29};
         assert_int_equal(lf_image_decode(buf, len, &lim, &out, err, sizeof err), LF_ELIMIT);
@@ -552,6 +586,7 @@ int main(void) {
         cmocka_unit_test(test_png_huge_chunk_claim),
         cmocka_unit_test(test_corrupt_png),
         cmocka_unit_test(test_jpeg),
+        cmocka_unit_test(test_png_alpha),
         cmocka_unit_test(test_webp),
         cmocka_unit_test(test_probe_garbage),
         cmocka_unit_test(test_mutations),

@@ -112,6 +112,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->models[i].kind, b->models[i].kind));
         assert_int_equal(a->models[i].resolution, b->models[i].resolution);
         assert_true(str_eq(a->models[i].preview, b->models[i].preview));
+        assert_int_equal(a->models[i].inpainting, b->models[i].inpainting);
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));

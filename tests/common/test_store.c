@@ -743,7 +743,31 @@ static void test_uploads_presets_options(void **state) {
     assert_int_equal(c.code, 0);
     assert_int_equal(c.init_image.len, sizeof data);
     assert_string_equal(c.params.init_image, up);
+    assert_int_equal(c.mask.len, 0);
     lf_store_claim_clear(&c);
+
+    /* Inpainting: the claim carries the mask upload's bytes too; a mask whose
+     * upload is gone fails the job at claim, as the init image's does. */
+    const uint8_t mdata[] = {0x89, 'P', 'N', 'G', 9, 9};
+    char mup[64];
+    assert_int_equal(lf_store_upload_put(s, mdata, sizeof mdata, "image/png", 8, 8, 60, mup), 0);
+    p.mask = mup;
+    assert_int_equal(lf_store_submit(s, &j, 1, s_now(), &o), 0);
+    pair = (lf_store_pair_t){o.id, "w1"};
+    assert_int_equal(lf_store_claim(s, &pair, 1, "b1", s_now(), &c), 0);
+    assert_int_equal(c.code, 0);
+    assert_int_equal(c.init_image.len, sizeof data);
+    assert_int_equal(c.mask.len, sizeof mdata);
+    assert_memory_equal(c.mask.data, mdata, sizeof mdata);
+    assert_string_equal(c.params.mask, mup);
+    lf_store_claim_clear(&c);
+    p.mask = "0123456789abcdef0123456789abcdef"; /* a valid id, never uploaded */
+    assert_int_equal(lf_store_submit(s, &j, 1, s_now(), &o), 0);
+    pair = (lf_store_pair_t){o.id, "w1"};
+    assert_int_equal(lf_store_claim(s, &pair, 1, "b1", s_now(), &c), 0);
+    assert_int_equal(c.code, LF_ENOTFOUND);
+    lf_store_claim_clear(&c);
+    p.mask = NULL;
 
     char *json;
     assert_int_equal(lf_store_preset_put(s, "b", "{\"steps\":4}"), 0);

@@ -46,6 +46,19 @@ class A1111(unittest.TestCase):
         self.assertEqual(len(r.images), 1)
         self.assertEqual(r.image.size, (64, 64))
 
+    def test_img2img_inpaint_fields(self):
+        """webuiapi's inpainting call (mask_image and A1111's defaults) is accepted and lands in the job."""
+        img = Image.new("RGB", (64, 64), (200, 30, 30))
+        mask = Image.new("L", (32, 32), 0)
+        mask.paste(255, (8, 8, 24, 24))
+        r = self.api.img2img(images=[img], mask_image=mask, prompt="red", width=64, height=64, steps=2,
+                             denoising_strength=0.4, inpainting_fill=1, mask_blur=2)
+        self.assertEqual(len(r.images), 1)
+        bad = self.api.session.post(url=f"{self.api.baseurl}/img2img",
+                                    json={"init_images": [base64.b64encode(b"x" * 10).decode()], "mask": 5})
+        self.assertEqual(bad.status_code, 400)
+        self.assertIn("mask", bad.text)  # the error names the field
+
     def test_one_infotext_and_png_info(self):
         """info.infotexts is the PNG's own parameters text (A1111 names, RNG included), and png-info reads
         that text back: A1111's parsed labels, and our parameters through the table's labels."""

@@ -141,10 +141,21 @@ class OpenAIImages(unittest.TestCase):
         self.assertEqual(job["params"]["steps"], 2)
         self.assertEqual(job["params"]["batch_size"], 2)
 
+    def test_edit_with_mask(self):
+        # OpenAI's mask (its transparent part is edited) becomes the job's inpainting mask.
+        src = make_png(64, 64, (0, 0, 255))
+        r = self.client.images.edit(image=("in.png", src, "image/png"), mask=("m.png", src, "image/png"),
+                                    prompt="x", model="lf-diagnostic", response_format="url", extra_body=FAST)
+        job_id = r.data[0].url.rsplit("/", 1)[1].rsplit("-", 1)[0]
+        job = json.loads(http_get("/v1/jobs/" + job_id)[2])
+        self.assertTrue(job["params"]["mask"])
+        self.assertEqual(job["params"]["inpainting_mask_invert"], 1)
+        self.assertEqual(job["params"]["inpaint_full_res"], False)
+
     def test_edit_refusals(self):
         src = make_png(64, 64, (0, 0, 255))
         with self.assertRaises(openai.BadRequestError) as cm:
-            self.client.images.edit(image=("in.png", src, "image/png"), mask=("m.png", src, "image/png"),
+            self.client.images.edit(image=("in.png", src, "image/png"), mask=("m.png", b"not an image", "image/png"),
                                     prompt="x", model="lf-diagnostic")
         self.assertEqual(cm.exception.param, "mask")
         with self.assertRaises(openai.BadRequestError) as cm:

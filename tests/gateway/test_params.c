@@ -54,6 +54,8 @@ static json_t *s_body(const lf_param_def_t *d, json_t *v, bool a1111) {
     else json_object_set_new(b, key, v);
     if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) && !strcmp(json_string_value(v), "img2img"))
         json_object_set_new(b, "init_image", json_string("up-1"));
+    /* A mask needs an init image (inpainting is img2img). */
+    if (!a1111 && d == &lf_params_table()[LF_P_mask]) json_object_set_new(b, "init_image", json_string("up-1"));
     /* A switch point needs a refiner (native; A1111 ignores it without one). */
     if (!a1111 && d == &lf_params_table()[LF_P_refiner_switch_at])
         json_object_set_new(b, "refiner_checkpoint", json_string("sdxl-refiner"));
@@ -200,6 +202,15 @@ static void s_walk(bool a1111) {
         if (a1111 && (!d->a1111 || d->a1111_at == LF_PA_SCRIPT)) continue;
         switch (d->type) {
         case LF_PT_LORAS: s_walk_loras(d); break;
+        case LF_PT_BOOL: /* true / false, and 0 / 1 as pydantic takes them */
+            for (int k = 0; k < 4; k++) {
+                json_t *j = k < 2 ? json_boolean(k) : json_integer(k - 2);
+                s_accept(d, j, a1111);
+                json_decref(j);
+            }
+            s_refuse(d, json_integer(2), a1111);
+            s_refuse(d, json_string("1"), a1111);
+            break;
         case LF_PT_ENUM:
             for (const lf_param_enum_t *v = d->values; v->name; v++) {
                 json_t *j = json_string(a1111 ? v->a1111 : v->name);

@@ -35,6 +35,9 @@ typedef struct {
 } s_bad_t;
 
 static const s_bad_t s_native_bad[] = {
+    {"{\"mask\":\"up-2\"}", "mask", "invalid_value"}, /* a mask needs an init image */
+    {"{\"init_image\":\"up-1\",\"inpainting_fill\":4}", "inpainting_fill", "out_of_range"},
+    {"{\"init_image\":\"up-1\",\"inpaint_full_res\":\"yes\"}", "inpaint_full_res", "invalid_type"},
     {"{\"bogus\":1}", "bogus", "unknown_field"},
     {"{\"model\":5}", "model", "invalid_type"},
     {"{\"model\":\"\"}", "model", "invalid_value"},
@@ -195,6 +198,30 @@ static void test_a1111_lenient_and_mapped(void **state) {
     assert_string_equal(r.params.mode, "img2img");
     assert_true(r.params.denoise > 0.29 && r.params.denoise < 0.31);
     assert_int_equal(json_array_size(r.init_images), 1);
+    assert_null(r.mask);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* Inpainting: the base64 mask kept for the caller to store, A1111's fields
+     * read (inpaint_full_res as A1111's UI index 0 / 1 too). */
+    j = s_json("{\"init_images\":[\"iVBORw0KGgo=\"],\"mask\":\"data:image/png;base64,iVBORw0KGgo=\","
+               "\"inpainting_fill\":2,\"inpaint_full_res\":0,\"inpaint_full_res_padding\":32,\"mask_blur\":8,"
+               "\"inpainting_mask_invert\":1,\"initial_noise_multiplier\":0.9,"
+               "\"override_settings\":{\"inpainting_mask_weight\":0.5}}");
+    assert_int_equal(lf_validate_a1111(j, true, &s_ctx, &r, &err), 0);
+    assert_non_null(r.mask);
+    assert_int_equal(r.params.inpainting_fill, 2);
+    assert_false(r.params.inpaint_full_res);
+    assert_int_equal(r.params.inpaint_full_res_padding, 32);
+    assert_int_equal(r.params.mask_blur, 8);
+    assert_int_equal(r.params.mask_blur_x, -1);
+    assert_int_equal(r.params.inpainting_mask_invert, 1);
+    assert_true(r.params.initial_noise_multiplier == 0.9 && r.params.inpainting_mask_weight == 0.5);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* An empty or null mask is none. */
+    j = s_json("{\"init_images\":[\"iVBORw0KGgo=\"],\"mask\":\"\"}");
+    assert_int_equal(lf_validate_a1111(j, true, &s_ctx, &r, &err), 0);
+    assert_null(r.mask);
     lf_job_request_clear(&r);
     json_decref(j);
 }
@@ -232,8 +259,10 @@ static void test_a1111_errors_name_the_field(void **state) {
     const char *bad[][2] = {{"{}", "init_images"},
                             {"{\"init_images\":[]}", "init_images"},
                             {"{\"init_images\":[1]}", "init_images"},
-                            {"{\"init_images\":[\"x\"],\"denoising_strength\":2}", "denoising_strength"}};
-    for (size_t i = 0; i < 4; i++) {
+                            {"{\"init_images\":[\"x\"],\"denoising_strength\":2}", "denoising_strength"},
+                            {"{\"init_images\":[\"x\"],\"mask\":5}", "mask"},
+                            {"{\"init_images\":[\"x\"],\"mask_blur\":65}", "mask_blur"}};
+    for (size_t i = 0; i < 6; i++) {
         json_t *j = s_json(bad[i][0]);
         lf_job_request_t r;
         lf_verr_t err = {0};

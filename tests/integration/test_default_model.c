@@ -429,6 +429,149 @@ static void test_default_with_other_models(void **state)
     assert_string_equal(def, "a-other-model");
 }
 
+/* ---- inpainting through the A1111 API ------------------------------------ */
+
+static char *s_b64(const uint8_t *d, size_t n)
+{
+    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(4 * ((n + 2) / 3) + 1), *q = o;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < n ? d[i + 2] : 0);
+        *q++ = tb[v >> 18 & 63];
+        *q++ = tb[v >> 12 & 63];
+        *q++ = i + 1 < n ? tb[v >> 6 & 63] : '=';
+        *q++ = i + 2 < n ? tb[v & 63] : '=';
+    }
+    *q = '\0';
+    return o;
+}
+
+static uint8_t *s_unb64(const char *s, size_t *n)
+{
+    size_t L = strlen(s);
+    uint8_t *o = malloc(L / 4 * 3 + 3);
+    uint32_t acc = 0;
+    int bits = 0;
+    *n = 0;
+    for (size_t i = 0; i < L && s[i] != '='; i++) {
+        const char c = s[i];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+                : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (v < 0) continue;
+        acc = acc << 6 | (uint32_t)v;
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            o[(*n)++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return o;
+}
+
+/* A PNG (base64) of a w x h image: a texture, or (mask) black with a white
+ * square [a, b) on both axes. */
+static char *s_png_b64(int w, int h, int mask, int a, int z)
+{
+    lf_image_t im = {.pixels = malloc((size_t)w * h * 3), .width = (uint32_t)w, .height = (uint32_t)h, .channels = 3};
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *p = im.pixels + ((size_t)y * w + x) * 3;
+            if (mask) {
+                memset(p, x >= a && x < z && y >= a && y < z ? 255 : 0, 3);
+            } else {
+                p[0] = (uint8_t)(x * 2), p[1] = (uint8_t)(y * 2), p[2] = (uint8_t)((x * 7 + y * 13) % 256);
+            }
+        }
+    uint8_t *png = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_image_png_encode(&im, NULL, 0, -1, &png, &len, NULL, 0), 0);
+    char *out = s_b64(png, len);
+    free(png);
+    lf_image_clear(&im);
+    return out;
+}
+
+/* POST /sdapi/v1/img2img; returns the HTTP status and *out the answer. */
+static int s_img2img(lf_testfarm_t *farm, json_t *body, json_t **out)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/sdapi/v1/img2img", lf_testfarm_url(farm));
+    char *txt = json_dumps(body, JSON_COMPACT);
+    int code = lf_http_json("POST", url, txt, out);
+    free(txt);
+    return code;
+}
+
+/* The A1111 img2img of a 128x128 texture with a 48x48 white square mask:
+ * every pixel farther than `margin` from the square (the blur's reach: 10
+ * pixels at the mask's own size for mask_blur 4) is the init image's,
+ * and the square changed; the infotext has A1111's inpainting keys. */
+static void s_inpaint_case(lf_testfarm_t *farm, const char *init, const char *mask, int full_res, int fill,
+                           int margin, const char *want_info)
+{
+    json_t *b = json_pack("{s:s,s:I,s:i,s:i,s:i,s:f,s:s,s:[s],s:s,s:i,s:i,s:b,s:i,s:f}", "prompt", "a red circle",
+                          "seed", (json_int_t)7, "width", 128, "height", 128, "steps", s_steps > 8 ? 8 : s_steps,
+                          "cfg_scale", 5.0, "sampler_name", "Euler", "init_images", init, "mask", mask, "mask_blur", 4,
+                          "inpainting_fill", fill, "inpaint_full_res", full_res, "inpaint_full_res_padding", 16,
+                          "denoising_strength", 0.9);
+    json_t *ans = NULL;
+    int code = s_img2img(farm, b, &ans);
+    json_decref(b);
+    if (code != 200) {
+        char *d = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+        fail_msg("img2img answered %d: %s", code, d ? d : "");
+    }
+    size_t n = 0;
+    uint8_t *png = s_unb64(json_string_value(json_array_get(json_object_get(ans, "images"), 0)), &n);
+    lf_image_t im = {0};
+    assert_int_equal(lf_image_decode(png, n, NULL, &im, NULL, 0), 0);
+    assert_int_equal(im.width, 128);
+    assert_int_equal(im.height, 128);
+    int changed = 0;
+    for (int y = 0; y < 128; y++)
+        for (int x = 0; x < 128; x++) {
+            const uint8_t *p = im.pixels + ((size_t)y * 128 + x) * 3;
+            const uint8_t want[3] = {(uint8_t)(x * 2), (uint8_t)(y * 2), (uint8_t)((x * 7 + y * 13) % 256)};
+            const int far = x < 40 - margin || x >= 88 + margin || y < 40 - margin || y >= 88 + margin;
+            if (far && memcmp(p, want, 3)) fail_msg("%s: pixel (%d,%d) outside the mask changed", want_info, x, y);
+            if (x >= 40 && x < 88 && y >= 40 && y < 88 && memcmp(p, want, 3)) changed++;
+        }
+    assert_true(changed > 48 * 48 / 2);
+    json_t *info = json_loads(json_string_value(json_object_get(ans, "info")), 0, NULL);
+    const char *it = json_string_value(json_array_get(json_object_get(info, "infotexts"), 0));
+    if (!it || !strstr(it, want_info)) fail_msg("infotext lacks '%s': %s", want_info, it ? it : "(none)");
+    json_decref(info);
+    lf_image_clear(&im);
+    free(png);
+    json_decref(ans);
+}
+
+static void test_inpaint_a1111(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char *init = s_png_b64(128, 128, 0, 0, 0), *mask = s_png_b64(128, 128, 1, 40, 88);
+    char *half = s_png_b64(64, 64, 1, 20, 44); /* another size: resized as A1111 does */
+    size_t ml = strlen(mask);
+    char *url_mask = malloc(ml + 32);
+    snprintf(url_mask, ml + 32, "data:image/png;base64,%s", mask); /* a data URL, as the A1111 UI sends */
+    s_inpaint_case(farm, init, mask, 0, 1, 11, "Mask blur: 4");
+    s_inpaint_case(farm, init, url_mask, 1, 0, 11, "Inpaint area: Only masked, Masked area padding: 16");
+    s_inpaint_case(farm, init, half, 0, 2, 23, "Masked content: latent noise"); /* blurred at 64x64 */
+    /* Bad masks: 4xx naming the field. */
+    static const char *const bad[] = {"%%% not base64 %%%", "aGVsbG8gd29ybGQ="}; /* the second: "hello world" */
+    for (int k = 0; k < 2; k++) {
+        json_t *b = json_pack("{s:s,s:[s],s:s,s:i,s:i}", "prompt", "x", "init_images", init, "mask", bad[k], "width",
+                              128, "height", 128);
+        json_t *ans = NULL;
+        int code = s_img2img(farm, b, &ans);
+        json_decref(b);
+        char *d = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+        if (code < 400 || code >= 500 || !d || !strstr(d, "mask")) fail_msg("bad mask %d answered %d: %s", k, code, d ? d : "");
+        free(d);
+        json_decref(ans);
+    }
+    free(init), free(mask), free(half), free(url_mask);
+}
+
 int main(int argc, char **argv)
 {
     const char *md = getenv("LF_E2E_MODELS_DIR");
@@ -458,6 +601,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_same_seed_same_bytes),
         cmocka_unit_test(test_default_with_other_models),
         cmocka_unit_test(test_default_model_previews),
+        cmocka_unit_test(test_inpaint_a1111),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -261,3 +261,70 @@ def test_form_ranges_come_from_the_parameter_table(ui):
     p.select_option("#model", DIAG)
     p.dispatch_event("#model", "change")
     assert p.get_attribute("#width", "min") == num(rows["width"]["minimum"])
+
+
+# Keeps the last image the page uploads (the mask goes up at submit) for MASK_PIXELS.
+RECORD_UPLOADS = """() => {
+  const f = window.fetch;
+  window.fetch = (url, opts) => {
+    if (String(url).endsWith('/v1/uploads') && opts && opts.body instanceof Blob) window.__lastUpload = opts.body;
+    return f(url, opts);
+  };
+}"""
+
+MASK_PIXELS = """async () => {
+  const bmp = await createImageBitmap(window.__lastUpload);
+  const c = document.createElement('canvas');
+  c.width = bmp.width; c.height = bmp.height;
+  const g = c.getContext('2d');
+  g.drawImage(bmp, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let white = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] > 127) white++;
+  return { w: c.width, h: c.height, white, corner: d[0], centre: d[((c.height >> 1) * c.width + (c.width >> 1)) * 4] };
+}"""
+
+
+def test_inpaint_mask_brush(ui):
+    """Paint a mask on the img2img image, invert, clear, paint again: the job carries
+    `mask` (an upload of the image's size, white where painted) and the inpainting fields."""
+    p = ui.open().page
+    ui.use_diagnostic(steps=4, delay=20, prompt="inpaint the middle")
+    p.click("label[for=mode-img2img]")
+    drop_file(p, "#init-drop", make_png(96, 64), "init.png")
+    p.wait_for_function("document.getElementById('init-info').textContent.includes('uploaded')")
+    assert p.is_visible("#mask-canvas")
+    p.wait_for_function("document.getElementById('mask-canvas').width === 96")
+    assert "Nothing painted" in p.text_content("#mask-info")
+    assert not p.is_visible("#mask-options")
+    p.evaluate("document.getElementById('mask-canvas').scrollIntoView({block: 'center'})")
+    box = p.locator("#mask-canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert p.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [cx, cy]) == "mask-canvas"
+    p.mouse.move(cx - 10, cy)
+    p.mouse.down()
+    p.mouse.move(cx + 10, cy, steps=4)
+    p.mouse.up()
+    assert p.get_attribute("#mask-canvas", "data-painted") == "1"
+    assert p.is_visible("#mask-options")
+    p.click("#mask-invert")
+    p.click("#mask-clear")
+    assert p.get_attribute("#mask-canvas", "data-painted") == "0"
+    p.mouse.move(cx - 10, cy)
+    p.mouse.down()
+    p.mouse.move(cx + 10, cy, steps=4)
+    p.mouse.up()
+    p.select_option("#inpainting_fill", "2")
+    p.check("#inpaint_full_res")
+    p.evaluate(RECORD_UPLOADS)
+    ui.shot("inpaint-mask")
+    p.click("#generate-btn")
+    ui.wait_status("done")
+    jid = p.locator("#my-jobs li.job").first.get_attribute("data-id")
+    _, view = http(ui.base, "GET", "/v1/jobs/" + jid)
+    prm = view["params"]
+    assert prm["mode"] == "img2img" and prm.get("mask")
+    assert prm["inpainting_fill"] == 2 and prm["inpaint_full_res"] is True and prm["mask_blur"] == 4
+    m = p.evaluate(MASK_PIXELS)
+    assert (m["w"], m["h"]) == (96, 64)
+    assert 0 < m["white"] < 96 * 64 / 2 and m["corner"] == 0 and m["centre"] == 255

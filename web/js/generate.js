@@ -4,6 +4,7 @@
 
 import { ApiError, api, listOf, nameOf } from './api.js';
 import { promptHelp } from './examples.js';
+import { addMaskParams, initMaskBrush, setMaskImage } from './maskbrush.js';
 import { useParamRows } from './pngmeta.js';
 import { $, $$, emit, on, toast } from './util.js';
 
@@ -395,6 +396,7 @@ function setUpload(u) {
   $('#init-info').textContent = u
     ? `${u.name || 'image'}${u.width ? ` · ${u.width}×${u.height}` : ''} · uploaded (${u.id.slice(-6)})`
     : '';
+  setMaskImage(u && u.url ? u.url : null); // the mask brush paints on this image
 }
 
 export async function uploadInit(file) {
@@ -457,6 +459,7 @@ export async function submit() {
   const btn = $('#generate-btn');
   btn.setAttribute('aria-busy', 'true');
   try {
+    await addMaskParams(params); // the painted mask, uploaded now (img2img only)
     const r = await api.submit(params);
     const id = r.id || r.job_id || (r.job && r.job.id);
     if (!id) throw new ApiError(0, 'bad_reply', 'The gateway accepted the job but returned no id');
@@ -544,6 +547,7 @@ export function initGenerate() {
 
   // img2img.
   wireDropzone($('#init-drop'), $('#init-file'), uploadInit);
+  initMaskBrush();
   document.addEventListener('paste', (e) => {
     if (mode() !== 'img2img') return;
     const f = [...(e.clipboardData?.files || [])].find((x) => x.type.startsWith('image/'));

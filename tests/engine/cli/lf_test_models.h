@@ -26,8 +26,42 @@
 
 #define LF_TEST_EMBED "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 
-/* Writes the widened checkpoint to dst. Returns 0 or a negative LF_E* code. */
+#define LF_TEST_CONV_IN "model.diffusion_model.input_blocks.0.0.weight"
+
+/* The first conv widened to an inpainting UNet's 9 inputs ([o][4][3][3] ->
+ * [o][9][3][3], f16 or f32): inputs 4..8 are input 0 negated, then inputs
+ * 3, 2, 1, 0 — exact in any float type, and what make_inpaint_fixtures.py's
+ * widen_conv_in does. *out malloc'd (t's data left alone). 0 or -2. */
+static inline int lf_test__conv_in9(lf_tensor_info_t *t, uint8_t **out)
+{
+    const size_t o = (size_t)t->shape[0], es = t->nbytes / (o * 4 * 9), k = 9 * es; /* 3x3 taps */
+    uint8_t *w = malloc(o * 9 * k);
+    if (!w) return -2;
+    const uint8_t *src = t->data;
+    static const int from[9] = {0, 1, 2, 3, 0, 3, 2, 1, 0};
+    for (size_t a = 0; a < o; a++)
+        for (int i = 0; i < 9; i++) {
+            uint8_t *d = w + (a * 9 + (size_t)i) * k;
+            memcpy(d, src + (a * 4 + (size_t)from[i]) * k, k);
+            if (i == 4)
+                for (size_t b = es - 1; b < k; b += es) d[b] ^= 0x80; /* the sign bit (little-endian) */
+        }
+    t->shape[1] = 9;
+    t->data = w;
+    t->nbytes = o * 9 * k;
+    *out = w;
+    return 0;
+}
+
+/* Writes the widened checkpoint to dst; inpaint: with the 9-input first conv
+ * (lf_test__conv_in9). Returns 0 or a negative LF_E* code. */
+static inline int lf_test_write_clip_model_ex(const char *fixture_dir, const char *dst, int inpaint);
 static inline int lf_test_write_clip_model(const char *fixture_dir, const char *dst)
+{
+    return lf_test_write_clip_model_ex(fixture_dir, dst, 0);
+}
+
+static inline int lf_test_write_clip_model_ex(const char *fixture_dir, const char *dst, int inpaint)
 {
     char src[1024], err[256];
     snprintf(src, sizeof src, "%s/models/tiny_a.safetensors", fixture_dir);
@@ -36,10 +70,14 @@ static inline int lf_test_write_clip_model(const char *fixture_dir, const char *
     if (rc) return rc;
     size_t n = lf_safetensors_count(st);
     lf_tensor_info_t *t = calloc(n, sizeof *t);
-    uint8_t *wide = NULL;
+    uint8_t *wide = NULL, *conv9 = NULL;
     rc = t ? 0 : -2;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         t[i] = *lf_safetensors_at(st, i);
+        if (inpaint && strcmp(t[i].name, LF_TEST_CONV_IN) == 0 && t[i].shape[1] == 4) {
+            rc = lf_test__conv_in9(&t[i], &conv9);
+            continue;
+        }
         if (strcmp(t[i].name, LF_TEST_EMBED) != 0) continue;
         size_t rows = (size_t)t[i].shape[0], row = t[i].nbytes / rows;
         wide = malloc(49408 * row);
@@ -54,6 +92,7 @@ static inline int lf_test_write_clip_model(const char *fixture_dir, const char *
     }
     if (rc == 0) rc = lf_safetensors_write(dst, t, n, NULL, 0);
     free(wide);
+    free(conv9);
     free(t);
     lf_safetensors_destroy(&st);
     return rc;
@@ -89,8 +128,17 @@ static inline char *lf_test__merge_vae_config(lf_safetensors_t *st, lf_safetenso
  * rows and lf.config kept. vae_src (may be NULL) names a checkpoint whose
  * first_stage_model.* tensors and lf.config "vae" replace the fixture's.
  * Returns 0 or a negative LF_E* code. */
+static inline int lf_test_write_clip_sdxl_ex(const char *fixture_dir, const char *which, const char *vae_src,
+                                             const char *dst, int inpaint);
 static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *which, const char *vae_src,
                                           const char *dst)
+{
+    return lf_test_write_clip_sdxl_ex(fixture_dir, which, vae_src, dst, 0);
+}
+
+/* The same; inpaint: with the 9-input first conv (lf_test__conv_in9). */
+static inline int lf_test_write_clip_sdxl_ex(const char *fixture_dir, const char *which, const char *vae_src,
+                                             const char *dst, int inpaint)
 {
     char src[1024], err[256];
     snprintf(src, sizeof src, "%s/sdxl/%s.safetensors", fixture_dir, which);
@@ -103,13 +151,17 @@ static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *w
     }
     size_t n = lf_safetensors_count(st), nv = vst ? lf_safetensors_count(vst) : 0, k = 0;
     lf_tensor_info_t *t = calloc(n + nv, sizeof *t);
-    uint8_t *wide[2] = {NULL, NULL};
+    uint8_t *wide[2] = {NULL, NULL}, *conv9 = NULL;
     int nw = 0;
     rc = t ? 0 : -2;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const lf_tensor_info_t *in = lf_safetensors_at(st, i);
         if (vst && !strncmp(in->name, "first_stage_model.", 18)) continue;
         t[k] = *in;
+        if (inpaint && !strcmp(in->name, LF_TEST_CONV_IN) && in->shape[1] == 4) {
+            rc = lf_test__conv_in9(&t[k++], &conv9);
+            continue;
+        }
         if (!lf_test__is_token_embedding(in->name)) {
             k++;
             continue;
@@ -131,6 +183,7 @@ static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *w
     const char *meta[2] = {"lf.config", merged ? merged : lf_safetensors_metadata(st, "lf.config")};
     if (rc == 0) rc = lf_safetensors_write(dst, t, k, meta, meta[1] ? 1 : 0);
     free(merged);
+    free(conv9);
     free(wide[0]), free(wide[1]);
     free(t);
     lf_safetensors_destroy(&vst);
