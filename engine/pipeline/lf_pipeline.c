@@ -541,13 +541,40 @@ static void s_to_rgb8(const float *img, size_t W, size_t H, uint8_t *rgb)
         }
 }
 
-/* rgb is W x H (the output's size: the init image's for "only masked"). */
+/* A1111's "Conditional mask weight: w" for a model fed the inpainting
+ * conditioning, where A1111 writes it: after "Denoising strength", i.e.
+ * before the parameters line's "Clip skip" or else "RNG" item (both come
+ * after it in the table's order). */
+static int s_infotext_cmw(char **info, double w)
+{
+    const char *line = strrchr(*info, '\n');
+    line = line ? line + 1 : *info;
+    const char *at = strstr(line, ", Clip skip: ");
+    if (!at) at = strstr(line, ", RNG: ");
+    if (!at) at = *info + strlen(*info);
+    char add[64];
+    snprintf(add, sizeof add, ", Conditional mask weight: %g", w);
+    size_t pos = (size_t)(at - *info), n = strlen(*info), k = strlen(add);
+    char *t = malloc(n + k + 1);
+    if (!t) return LF_ENOMEM;
+    memcpy(t, *info, pos);
+    memcpy(t + pos, add, k);
+    memcpy(t + pos + k, *info + pos, n - pos + 1);
+    free(*info);
+    *info = t;
+    return 0;
+}
+
+/* rgb is W x H (the output's size: the init image's for "only masked");
+ * cmw: the inpainting conditioning's mask weight, NAN when the model takes
+ * none. */
 static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
-                        const char *refiner_name, int index, const uint8_t *rgb, size_t W, size_t H,
+                        const char *refiner_name, double cmw, int index, const uint8_t *rgb, size_t W, size_t H,
                         lf_pipeline_image_t *out, char *err, size_t errlen)
 {
     char *info = NULL;
     int rc = s_infotext(req, model_name, vae_name, index, &info);
+    if (rc == 0 && !isnan(cmw)) rc = s_infotext_cmw(&info, cmw);
     if (rc == 0 && refiner_name) rc = s_infotext_refiner(&info, refiner_name, req->refiner_switch_at);
     if (rc != 0) {
         free(info);
@@ -943,7 +970,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, rc, "cannot composite the result: %s", lf_strerror(rc));
             goto done;
         }
-        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, b, inp.active ? orgb : rgb,
+        const double cmw = cc ? (req.inpainting_mask_weight < 0 ? 1.0 : req.inpainting_mask_weight) : NAN;
+        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, cmw, b, inp.active ? orgb : rgb,
                                inp.active ? (size_t)inp.ow : (size_t)req.width,
                                inp.active ? (size_t)inp.oh : (size_t)req.height, &images[b], err, errlen)) != 0)
             goto done;

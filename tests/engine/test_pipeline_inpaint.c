@@ -444,6 +444,12 @@ static void test_reference_cases(void **state)
         fflush(stdout);
         if (!(d / m < 1e-4)) fail_msg("%s: latent beyond 1e-4 relative", name);
         if (maxd > 1) fail_msg("%s: image differs by %d levels", name, maxd);
+        /* A1111 writes the conditioning's weight for inpainting UNets only. */
+        const char *it = res.images[0].infotext;
+        const char *cmw = strstr(it, "Conditional mask weight: ");
+        if ((cmw != NULL) != (eng > 0)) fail_msg("%s: infotext %s", name, it);
+        if (cmw && !t2i && !strstr(it, "Denoising strength: ")) fail_msg("%s: no denoising strength: %s", name, it);
+        if (cmw && !t2i && strstr(it, "Denoising strength: ") > cmw) fail_msg("%s: order: %s", name, it);
         lf_image_clear(&out);
         lf_safetensors_destroy(&st);
         lf_engine_result_clear(&res);
