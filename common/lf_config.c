@@ -74,6 +74,18 @@ static const lf_config_opt_t s_opts[] = {
     INT("preview-ttl-s", NULL, "LF_PREVIEW_TTL_S", preview_ttl_s, "60", 1, 86400, B,
         "how long a job's latest preview is kept, s"),
 
+    /* Where result images live (lf_blobstore.h; docs/operations.md). */
+    STR("image-store", NULL, "LF_IMAGE_STORE", image_store, "redis", B | G,
+        "where result images live: redis | dir:/path | s3://bucket[/prefix]"),
+    STR("s3-endpoint", NULL, "LF_S3_ENDPOINT", s3_endpoint, NULL, B | G,
+        "S3-compatible endpoint, http(s)://host[:port], path-style (unset = AWS)"),
+    STR("s3-region", NULL, "LF_S3_REGION", s3_region, "us-east-1", B | G, "S3 region (signing scope)"),
+    STR("s3-access-key-id", NULL, "LF_S3_ACCESS_KEY_ID", s3_access_key, NULL, B | G, "S3 access key id"),
+    STR("s3-secret-access-key", NULL, "LF_S3_SECRET_ACCESS_KEY", s3_secret_key, NULL, B | G,
+        "S3 secret access key (prefer the variable: flags show in ps)"),
+    INT("image-store-timeout-ms", NULL, "LF_IMAGE_STORE_TIMEOUT_MS", image_store_timeout_ms, "5000", 100,
+        600000, B | G, "longest one image store request may take, ms"),
+
     STR("http-host", NULL, "LF_HTTP_HOST", http_host, "127.0.0.1", G,
         "address the HTTP server listens on (0.0.0.0 = all)"),
     INT("http-port", "port", "LF_HTTP_PORT", http_port, "7860", 1, 65535, G, "HTTP port"),
