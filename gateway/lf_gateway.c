@@ -490,15 +490,32 @@ static int s_healthz(lf_gateway_t *gw, lf_req_t *req) {
     lf_link_stats(gw->link, &ls);
     json_t *store = s_image_store_health(gw);
     bool store_ok = !store || json_is_true(json_object_get(store, "ok"));
-    const char *status = !h.redis_ok                                         ? "down"
-                         : lf_fleet_not_ready(&h, NULL, 0) || !store_ok ? "degraded"
-                                                                          : "ok";
+    /* Each broker: alive, and able to use Redis (a broker cut from Redis
+     * answers our heartbeats saying so; it assigns nothing meanwhile). */
+    lf_link_broker_t bl[16];
+    size_t nb = lf_link_brokers(gw->link, bl, 16), cut = 0;
+    json_t *links = json_array();
+    for (size_t i = 0; i < nb && i < 16; i++) {
+        cut += bl[i].live && !bl[i].store_ok;
+        json_array_append_new(links, json_pack("{s:s,s:b,s:b,s:I}", "endpoint", bl[i].endpoint, "live",
+                                               bl[i].live, "redis", bl[i].store_ok, "heard_ms_ago",
+                                               (json_int_t)bl[i].heard_ms_ago));
+    }
+    const char *status = !h.redis_ok                                                  ? "down"
+                         : lf_fleet_not_ready(&h, NULL, 0) || !store_ok || cut ? "degraded"
+                                                                                   : "ok";
     json_t *j = json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I}", "status", status, "redis", h.redis_ok,
                           "redis_rtt_us", rtt, "brokers", (json_int_t)h.brokers_live,
                           "brokers_configured", (json_int_t)gw->n_brokers, "workers",
                           (json_int_t)h.workers, "in_flight", (json_int_t)ls.in_flight);
     if (j && store) json_object_set_new(j, "image_store", store);
     else json_decref(store);
+    if (j) {
+        json_object_set_new(j, "brokers_redis_down", json_integer((json_int_t)cut));
+        json_object_set_new(j, "broker_links", links);
+    } else {
+        json_decref(links);
+    }
     return lf__json(req, h.redis_ok ? 200 : 503, j);
 }
 
