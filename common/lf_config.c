@@ -116,7 +116,7 @@ static const lf_config_opt_t s_opts[] = {
 
     STR("worker-id", NULL, "LF_WORKER_ID", worker_id, NULL, W, "worker id (default host-pid-random)"),
     STR("worker-device", "device", "LF_WORKER_DEVICE", worker_device, "cpu", W | E,
-        "compute device: cpu | cuda | cuda:N"),
+        "compute device: cpu | cuda | cuda:N (also LF_DEVICE)"),
     INT("max-pixels", NULL, "LF_MAX_PIXELS", max_pixels, "4194304", 0, 1000000000000, W | E,
         "largest width*height accepted (0 = no limit)"),
     STR("models-dir", NULL, "LF_MODELS_DIR", models_dir, NULL, W | E, "folder of model files"),
@@ -322,6 +322,22 @@ void lf_config_clear(lf_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* Shorter environment names some settings also answer to: {alias, the
+ * table's name}. The table's name wins when both are set. */
+static const char *const s_env_alias[][2] = {
+    {"LF_DEVICE", "LF_WORKER_DEVICE"}, /* what users of one-GPU tools expect */
+};
+
+/* The value of NAME in envp (first occurrence), or NULL when absent or empty. */
+static const char *s_env_get(char *const *envp, const char *name) {
+    size_t nl = strlen(name);
+    for (char *const *e = envp; *e; e++) {
+        if (strncmp(*e, name, nl) != 0 || (*e)[nl] != '=') continue;
+        return (*e)[nl + 1] ? *e + nl + 1 : NULL; /* empty = unset */
+    }
+    return NULL;
+}
+
 static int s_load(lf_config_t *c, char *const *envp, int argc, char *const *argv, char *err,
                   size_t errlen) {
     char src[160];
@@ -331,20 +347,18 @@ static int s_load(lf_config_t *c, char *const *envp, int argc, char *const *argv
         snprintf(src, sizeof src, "default of --%s", s_opts[i].flag);
         if ((r = s_set(c, &s_opts[i], s_opts[i].def, src, err, errlen)) != 0) return r;
     }
-    /* Environment: only the table's names matter. A name present twice: the first wins, as
-     * with getenv(). */
+    /* Environment: only the table's names matter (and the short aliases of
+     * s_env_alias, used when the table's name is unset). A name present
+     * twice: the first wins, as with getenv(). */
     for (size_t i = 0; envp && i < S_NOPTS; i++) {
         const char *name = s_opts[i].env;
         if (!name) continue;
-        size_t nl = strlen(name);
-        for (char *const *e = envp; *e; e++) {
-            if (strncmp(*e, name, nl) != 0 || (*e)[nl] != '=') continue;
-            const char *v = *e + nl + 1;
-            if (*v) { /* empty = unset */
-                snprintf(src, sizeof src, "%s", name);
-                if ((r = s_set(c, &s_opts[i], v, src, err, errlen)) != 0) return r;
-            }
-            break;
+        const char *v = s_env_get(envp, name);
+        for (size_t k = 0; !v && k < sizeof s_env_alias / sizeof s_env_alias[0]; k++)
+            if (!strcmp(s_env_alias[k][1], name) && (v = s_env_get(envp, s_env_alias[k][0]))) name = s_env_alias[k][0];
+        if (v) {
+            snprintf(src, sizeof src, "%s", name);
+            if ((r = s_set(c, &s_opts[i], v, src, err, errlen)) != 0) return r;
         }
     }
     char **args = NULL;

@@ -191,7 +191,7 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
          * worker cannot use would mislead the scheduler. */
         if (lf_runner_device_info(runner, self->device_name, sizeof self->device_name,
                                   &self->device_memory)) {
-            lf_error("device '%s' is not supported by any model backend of this build", device);
+            lf_error("device '%s' is not usable: %s", device, self->device_name);
             lf_runner_destroy(&runner);
             lf_worker_destroy(&self);
             return NULL;
