@@ -122,6 +122,9 @@ static const lf_config_opt_t s_opts[] = {
     STR("models-dir", NULL, "LF_MODELS_DIR", models_dir, NULL, W | E, "folder of model files"),
     INT("drain-ms", "worker-drain-ms", "LF_WORKER_DRAIN_MS", worker_drain_ms, "5000", 0, 600000, W,
         "on stop, how long to wait for a broker to take the last result, ms"),
+    STR("preload", NULL, "LF_WORKER_PRELOAD", worker_preload, NULL, W,
+        "model to load at start, before the worker offers itself: with a ready file, ready means "
+        "this model is resident (a model that cannot load stops the worker)"),
     STR("ready-file", NULL, "LF_WORKER_READY_FILE", worker_ready_file, NULL, W,
         "file that exists while the worker is ready (a broker answered, models listed, not "
         "draining), rewritten every heartbeat; for exec probes"),

@@ -116,6 +116,7 @@ typedef struct {
     char *models_dir;          /* [NULL] folder of model files */
     int64_t worker_drain_ms;   /* [5000] on stop, time to hand over the last result */
     char *worker_ready_file;   /* worker: readiness file for probes (lf_readyfile.h); NULL = none */
+    char *worker_preload;      /* worker: model loaded at start (ready = resident); NULL = lazily */
     int64_t step_delay_max_ms; /* [1000] cap on the diagnostic model's per-step delay */
     int64_t preview_every;     /* [0 = off] send a preview every N steps */
     int64_t model_memory_mb;   /* [0 = no limit] base + SDXL refiner kept resident together up to this */

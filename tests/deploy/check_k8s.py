@@ -147,6 +147,8 @@ def check_refs(docs, by_kind, errors):
             for m in mounts - declared:
                 fail(errors, "%s: mounts volume %s, which the pod does not declare" % (cw, m))
     workers = by_kind.get("Deployment", {}).get("worker")
+    if workers is not None and "LF_WORKER_PRELOAD" not in env_of(workers, "worker"):
+        fail(errors, "Deployment/worker: no LF_WORKER_PRELOAD, so readiness does not mean a resident model")
     if workers is None:
         fail(errors, "no Deployment/worker")
     elif pod_spec(workers).get("terminationGracePeriodSeconds", 30) < 600:
