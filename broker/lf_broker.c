@@ -358,10 +358,10 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
     }
     /* External image store: delete the objects whose retention ended (a few
      * per tick: each is a request to the store, made on this thread). */
-    size_t swept = 0;
-    int src = lf_store_blobs_sweep(self->store, lf__now(), 16, &swept);
-    if (src == LF_ECONN || src == LF_EREDIS) lf__redis_error(self, "image sweep", src);
-    else if (src) lf_warn("image store: %s (retrying in a minute)", lf_store_errstr(self->store));
+    size_t swept = 0, unswept = 0;
+    int src = lf_store_blobs_sweep(self->store, lf__now(), 16, &swept, &unswept);
+    if (src) lf__redis_error(self, "image sweep", src);
+    else if (unswept) lf_warn("image store: %s (%zu deletion(s) retried in a minute)", lf_store_errstr(self->store), unswept);
     if (self->dispatch_pending) lf__dispatch(self);
     return s_timed(self, "reaper", t_in), 0;
 }

@@ -609,8 +609,9 @@ int lf_store_image_get(lf_store_t *self, const char *job_id, uint32_t index, uin
     return s_get_bytes(self, key, png, len);
 }
 
-int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted) {
+int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted, size_t *failed) {
     if (deleted) *deleted = 0;
+    if (failed) *failed = 0;
     if (!self) return LF_EINVAL;
     if (!self->blobs || !cap) return 0;
     lf__args_t a;
@@ -620,7 +621,7 @@ int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *d
     redisReply *r = lf__eval(self, &a, &rc);
     lf__args_free(&a);
     if (!r) return rc;
-    int first = 0;
+    size_t nfail = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         char name[256], err[256];
         lf__rcopy(r->element[i], name, sizeof name);
@@ -630,7 +631,7 @@ int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *d
             continue;
         }
         /* Try again in a minute; the store's sentence for the caller's log. */
-        if (!first) first = rc, snprintf(self->err, sizeof self->err, "%s", err);
+        if (!nfail++) snprintf(self->err, sizeof self->err, "%s", err);
         char when[24];
         snprintf(when, sizeof when, "%lld", (long long)(now_ms + 60000));
         char key[256];
@@ -640,7 +641,8 @@ int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *d
         if (z) freeReplyObject(z);
     }
     freeReplyObject(r);
-    return first;
+    if (failed) *failed = nfail;
+    return 0;
 }
 
 int lf_store_preview_get(lf_store_t *self, const char *job_id, uint8_t **data, size_t *len) {

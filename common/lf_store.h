@@ -428,10 +428,11 @@ int lf_store_latency_get(lf_store_t *self, lf_store_lat_t which, lf_store_hist_t
  * (results past their TTL, jobs dropped from history). One atomic step pops
  * them from the schedule (several brokers never delete twice); an object
  * the store refuses to delete is scheduled again a minute later. *deleted
- * (may be NULL) receives the count deleted. 0 when there is no external
- * store or nothing failed; else the store's error (self's errstr says
- * which object), or LF_ECONN / LF_EREDIS. */
-int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted);
+ * and *failed (each may be NULL) receive the counts; when *failed > 0,
+ * lf_store_errstr holds the store's sentence for the first failure. Returns
+ * 0 (also with no external store), or LF_ECONN / LF_EREDIS from Redis only:
+ * a failing image store never reads as a Redis outage. */
+int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted, size_t *failed);
 
 /* Remove every key under the prefix (tests, `lightfarm reset`). */
 int lf_store_flush(lf_store_t *self);

@@ -123,12 +123,14 @@ static void test_dir_results(void **state) {
     free(d);
     assert_int_equal(lf_store_image_get(f->s, id, 2, &d, &len), LF_ENOTFOUND);
     /* Nothing due yet; past the result TTL both files go and the URL is gone. */
-    size_t n = 9;
-    assert_int_equal(lf_store_blobs_sweep(f->s, now + 20, 16, &n), 0);
+    size_t n = 9, nf = 9;
+    assert_int_equal(lf_store_blobs_sweep(f->s, now + 20, 16, &n, &nf), 0);
     assert_int_equal(n, 0);
+    assert_int_equal(nf, 0);
     sleep(2); /* the imgref keys' Redis TTL (1 s) runs on Redis's clock */
-    assert_int_equal(lf_store_blobs_sweep(f->s, s_now(), 16, &n), 0);
+    assert_int_equal(lf_store_blobs_sweep(f->s, s_now(), 16, &n, &nf), 0);
     assert_int_equal(n, 2);
+    assert_int_equal(nf, 0);
     assert_int_equal(s_count(f->dir, id), 0);
     assert_int_equal(lf_store_image_get(f->s, id, 0, &d, &len), LF_ENOTFOUND);
 }
@@ -148,7 +150,7 @@ static void test_dir_history_drop(void **state) {
     assert_int_equal(lf_store_complete(f->s, b, "w1", att, &img, 1, "{}", now + 3, &fin), 0);
     /* history_max 1: job a was dropped, its file scheduled for deletion now. */
     size_t n = 0;
-    assert_int_equal(lf_store_blobs_sweep(f->s, now + 4, 16, &n), 0);
+    assert_int_equal(lf_store_blobs_sweep(f->s, now + 4, 16, &n, NULL), 0);
     assert_int_equal(n, 1);
     assert_int_equal(s_count(f->dir, a), 0);
     assert_int_equal(s_count(f->dir, b), 1);
