@@ -26,7 +26,7 @@ export LF_ASSETS_DIR="$assets"
 url="http://127.0.0.1:$LF_HTTP_PORT"
 id="$(curl -sS -X POST -H 'Content-Type: application/json' -d '{"prompt":"a red circle","steps":2,"width":64,"height":64}' "$url/v1/jobs" | jq -r .id)"
 for _ in $(seq 1 300); do
-  [ "$(curl -sS "$url/v1/jobs/$id" | jq -r .status)" = done ] && break
+  [ "$(curl -sS "$url/v1/jobs/$id" | jq -r .status)" = "done" ] && break
   sleep 0.2
 done
 curl -sS "$url/metrics" >"$T/metrics.txt"

@@ -73,7 +73,7 @@ check_store() {
   local name="$1" list="$2" fetch="$3" view id img code objs obj
   "$FARM" up >"$T/up.out" 2>&1 || { cat "$T/up.out" >&2; fail "$name: up failed"; }
   view="$(submit_wait)"
-  [ "$(jq -r .status <<<"$view")" = done ] || fail "$name: the job ended $(jq -c '{status,error}' <<<"$view")"
+  [ "$(jq -r .status <<<"$view")" = "done" ] || fail "$name: the job ended $(jq -c '{status,error}' <<<"$view")"
   id="$(jq -r .id <<<"$view")"
   img="$(jq -r '.result.images[0].url // .result.images[0]' <<<"$view")"
   case "$img" in /*) img="$url$img" ;; esac
