@@ -135,6 +135,7 @@ check_store dir dir_list dir_fetch
 # --- broken stores
 export LF_IMAGE_STORE=s3://lf-images/farm-a LF_S3_SECRET_ACCESS_KEY=not-the-secret
 check_broken "s3 with a wrong key" "HTTP 403 SignatureDoesNotMatch"
-export LF_S3_SECRET_ACCESS_KEY="$SK" LF_S3_ENDPOINT="http://127.0.0.1:$(free_port)"
+dead_port="$(free_port)"
+export LF_S3_SECRET_ACCESS_KEY="$SK" LF_S3_ENDPOINT="http://127.0.0.1:$dead_port"
 check_broken "s3 unreachable" "connect"
 echo "ok: image stores"
