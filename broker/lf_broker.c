@@ -24,6 +24,12 @@
 
 void lf__redis_error(lf_broker_t *self, const char *what, int rc) {
     self->stats.redis_errors++;
+    if (rc == LF_ECONN && !self->redis_down) {
+        self->redis_down = true;
+        lf_warn("redis unreachable (%s): this broker assigns nothing and refuses submits until it "
+                "answers; gateways send theirs to another broker",
+                lf_store_errstr(self->store));
+    }
     int64_t now = lf__mono();
     if (now - self->redis_warned > 2000) {
         lf_warn("redis: %s failed: %s (%s)", what, lf_strerror(rc), lf_store_errstr(self->store));
@@ -206,6 +212,9 @@ static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
         }
         if (m.type == LF_MSG_CANCEL)
             s_on_cancel(self, msg, &m);
+        else if (m.type == LF_MSG_HEARTBEAT) /* a gateway's: alive, and can we use Redis? */
+            s_reply(self, msg, 0, self->redis_down ? LF_ECONN : 0,
+                    self->redis_down ? "job store (redis) unreachable: not assigning" : "ok", NULL);
         else
             s_reply(self, msg, m.req_id, LF_EUNSUPPORTED, "gateways may send submit or cancel", NULL);
         lf_msg_clear(&m);
@@ -321,6 +330,11 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
             lf__redis_error(self, "reap", rc);
             break;
         }
+        if (self->redis_down) {
+            self->redis_down = false;
+            lf_info("redis answers again: assigning");
+            self->dispatch_pending = true;
+        }
         for (size_t i = 0; i < n; i++) {
             lf_store_finish_t f = {.status = r[i].status, .code = r[i].code};
             if (r[i].status == LF_JOB_QUEUED) {
@@ -342,6 +356,12 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
         }
         if (n < 32) break; /* each kind is capped at 32 per round: less means done */
     }
+    /* External image store: delete the objects whose retention ended (a few
+     * per tick: each is a request to the store, made on this thread). */
+    size_t swept = 0, unswept = 0;
+    int src = lf_store_blobs_sweep(self->store, lf__now(), 16, &swept, &unswept);
+    if (src) lf__redis_error(self, "image sweep", src);
+    else if (unswept) lf_warn("image store: %s (%zu deletion(s) retried in a minute)", lf_store_errstr(self->store), unswept);
     if (self->dispatch_pending) lf__dispatch(self);
     return s_timed(self, "reaper", t_in), 0;
 }

@@ -91,6 +91,11 @@ struct lf_broker {
     lf_broker_stats_t stats;
     zhashx_t *unrunnable;     /* queued job id -> mono ms since no live worker can run it */
     int64_t redis_warned;     /* mono ms of the last "redis down" log */
+    /* Redis unreachable (a call failed with LF_ECONN; cleared by the next
+     * reaper round that reaches it): no claims succeed, so nothing is
+     * assigned; gateways learn it from the answer to their heartbeats and
+     * send their submits to another broker. */
+    bool redis_down;
     int64_t slow_warned;      /* mono ms of the last slow-handler log */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf_blobstore.h"
 #include "lf_broker.h"
 #include "lf_config.h"
 #include "lf_error.h"
@@ -94,7 +95,29 @@ int main(int argc, char **argv) {
         .curve_secret = cfg.curve_cert ? cfg.curve_cert : s_env("LF_CURVE_SECRET"),
         .curve_allow = cfg.curve_clients_dir ? cfg.curve_clients_dir : s_env("LF_CURVE_ALLOW"),
     };
+    /* Result images outside Redis (LF_IMAGE_STORE): the store is ours, the
+     * broker's lf_store borrows it. */
+    lf_blobstore_t *blobs = NULL;
     int rc = 1;
+    if (!lf_blobstore_spec_is_redis(cfg.image_store)) {
+        lf_blobstore_opts_t bo = {.spec = cfg.image_store, .endpoint = cfg.s3_endpoint,
+                                  .region = cfg.s3_region, .access_key = cfg.s3_access_key,
+                                  .secret_key = cfg.s3_secret_key,
+                                  .timeout_ms = (int)cfg.image_store_timeout_ms};
+        blobs = lf_blobstore_new(&bo, err, sizeof err);
+        if (!blobs) {
+            lf_error("cannot start: %s", err);
+            free(fe), free(be), free(ev);
+            lf_config_clear(&cfg);
+            return 1;
+        }
+        char berr[512];
+        if (lf_blobstore_check(blobs, berr, sizeof berr))
+            lf_warn("%s (jobs that finish now fail until the store answers)", berr);
+        else
+            lf_info("images go to %s", lf_blobstore_describe(blobs));
+        o.redis.blobs = blobs;
+    }
     if (fe && be && ev) {
         /* Redis may not be up yet, restarting, or still loading a large AOF
          * (the store reports all three as "redis ..."): keep trying with
@@ -135,6 +158,7 @@ int main(int argc, char **argv) {
         }
     }
     free(fe), free(be), free(ev);
+    lf_blobstore_destroy(&blobs);
     lf_config_clear(&cfg);
     return rc;
 }

@@ -74,6 +74,18 @@ static const lf_config_opt_t s_opts[] = {
     INT("preview-ttl-s", NULL, "LF_PREVIEW_TTL_S", preview_ttl_s, "60", 1, 86400, B,
         "how long a job's latest preview is kept, s"),
 
+    /* Where result images live (lf_blobstore.h; docs/operations.md). */
+    STR("image-store", NULL, "LF_IMAGE_STORE", image_store, "redis", B | G,
+        "where result images live: redis | dir:/path | s3://bucket[/prefix]"),
+    STR("s3-endpoint", NULL, "LF_S3_ENDPOINT", s3_endpoint, NULL, B | G,
+        "S3-compatible endpoint, http(s)://host[:port], path-style (unset = AWS)"),
+    STR("s3-region", NULL, "LF_S3_REGION", s3_region, "us-east-1", B | G, "S3 region (signing scope)"),
+    STR("s3-access-key-id", NULL, "LF_S3_ACCESS_KEY_ID", s3_access_key, NULL, B | G, "S3 access key id"),
+    STR("s3-secret-access-key", NULL, "LF_S3_SECRET_ACCESS_KEY", s3_secret_key, NULL, B | G,
+        "S3 secret access key (prefer the variable: flags show in ps)"),
+    INT("image-store-timeout-ms", NULL, "LF_IMAGE_STORE_TIMEOUT_MS", image_store_timeout_ms, "5000", 100,
+        600000, B | G, "longest one image store request may take, ms"),
+
     STR("http-host", NULL, "LF_HTTP_HOST", http_host, "127.0.0.1", G,
         "address the HTTP server listens on (0.0.0.0 = all)"),
     INT("http-port", "port", "LF_HTTP_PORT", http_port, "7860", 1, 65535, G, "HTTP port"),
@@ -104,12 +116,15 @@ static const lf_config_opt_t s_opts[] = {
 
     STR("worker-id", NULL, "LF_WORKER_ID", worker_id, NULL, W, "worker id (default host-pid-random)"),
     STR("worker-device", "device", "LF_WORKER_DEVICE", worker_device, "cpu", W | E,
-        "compute device: cpu | cuda | cuda:N"),
+        "compute device: cpu | cuda | cuda:N (also LF_DEVICE)"),
     INT("max-pixels", NULL, "LF_MAX_PIXELS", max_pixels, "4194304", 0, 1000000000000, W | E,
         "largest width*height accepted (0 = no limit)"),
     STR("models-dir", NULL, "LF_MODELS_DIR", models_dir, NULL, W | E, "folder of model files"),
     INT("drain-ms", "worker-drain-ms", "LF_WORKER_DRAIN_MS", worker_drain_ms, "5000", 0, 600000, W,
         "on stop, how long to wait for a broker to take the last result, ms"),
+    STR("preload", NULL, "LF_WORKER_PRELOAD", worker_preload, NULL, W,
+        "model to load at start, before the worker offers itself: with a ready file, ready means "
+        "this model is resident (a model that cannot load stops the worker)"),
     STR("ready-file", NULL, "LF_WORKER_READY_FILE", worker_ready_file, NULL, W,
         "file that exists while the worker is ready (a broker answered, models listed, not "
         "draining), rewritten every heartbeat; for exec probes"),
@@ -310,6 +325,22 @@ void lf_config_clear(lf_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* Shorter environment names some settings also answer to: {alias, the
+ * table's name}. The table's name wins when both are set. */
+static const char *const s_env_alias[][2] = {
+    {"LF_DEVICE", "LF_WORKER_DEVICE"}, /* what users of one-GPU tools expect */
+};
+
+/* The value of NAME in envp (first occurrence), or NULL when absent or empty. */
+static const char *s_env_get(char *const *envp, const char *name) {
+    size_t nl = strlen(name);
+    for (char *const *e = envp; *e; e++) {
+        if (strncmp(*e, name, nl) != 0 || (*e)[nl] != '=') continue;
+        return (*e)[nl + 1] ? *e + nl + 1 : NULL; /* empty = unset */
+    }
+    return NULL;
+}
+
 static int s_load(lf_config_t *c, char *const *envp, int argc, char *const *argv, char *err,
                   size_t errlen) {
     char src[160];
@@ -319,20 +350,18 @@ static int s_load(lf_config_t *c, char *const *envp, int argc, char *const *argv
         snprintf(src, sizeof src, "default of --%s", s_opts[i].flag);
         if ((r = s_set(c, &s_opts[i], s_opts[i].def, src, err, errlen)) != 0) return r;
     }
-    /* Environment: only the table's names matter. A name present twice: the first wins, as
-     * with getenv(). */
+    /* Environment: only the table's names matter (and the short aliases of
+     * s_env_alias, used when the table's name is unset). A name present
+     * twice: the first wins, as with getenv(). */
     for (size_t i = 0; envp && i < S_NOPTS; i++) {
         const char *name = s_opts[i].env;
         if (!name) continue;
-        size_t nl = strlen(name);
-        for (char *const *e = envp; *e; e++) {
-            if (strncmp(*e, name, nl) != 0 || (*e)[nl] != '=') continue;
-            const char *v = *e + nl + 1;
-            if (*v) { /* empty = unset */
-                snprintf(src, sizeof src, "%s", name);
-                if ((r = s_set(c, &s_opts[i], v, src, err, errlen)) != 0) return r;
-            }
-            break;
+        const char *v = s_env_get(envp, name);
+        for (size_t k = 0; !v && k < sizeof s_env_alias / sizeof s_env_alias[0]; k++)
+            if (!strcmp(s_env_alias[k][1], name) && (v = s_env_get(envp, s_env_alias[k][0]))) name = s_env_alias[k][0];
+        if (v) {
+            snprintf(src, sizeof src, "%s", name);
+            if ((r = s_set(c, &s_opts[i], v, src, err, errlen)) != 0) return r;
         }
     }
     char **args = NULL;

@@ -84,6 +84,14 @@ typedef struct {
     int64_t reap_interval_ms;  /* [500] how often expired leases and TTLs are swept */
     int64_t preview_ttl_s;     /* [60] how long the latest preview of a job is kept */
 
+    /* --- image store (broker, gateway; lf_blobstore.h) */
+    char *image_store;         /* [redis] redis | dir:/path | s3://bucket[/prefix] */
+    char *s3_endpoint;         /* [NULL = AWS] http(s)://host[:port], path-style */
+    char *s3_region;           /* [us-east-1] */
+    char *s3_access_key;       /* [NULL] LF_S3_ACCESS_KEY_ID */
+    char *s3_secret_key;       /* [NULL] LF_S3_SECRET_ACCESS_KEY */
+    int64_t image_store_timeout_ms; /* [5000] per request */
+
     /* --- gateway */
     char *http_host;           /* [127.0.0.1] address to listen on; 0.0.0.0 for all */
     int64_t http_port;         /* [7860] */
@@ -108,6 +116,7 @@ typedef struct {
     char *models_dir;          /* [NULL] folder of model files */
     int64_t worker_drain_ms;   /* [5000] on stop, time to hand over the last result */
     char *worker_ready_file;   /* worker: readiness file for probes (lf_readyfile.h); NULL = none */
+    char *worker_preload;      /* worker: model loaded at start (ready = resident); NULL = lazily */
     int64_t step_delay_max_ms; /* [1000] cap on the diagnostic model's per-step delay */
     int64_t preview_every;     /* [0 = off] send a preview every N steps */
     int64_t model_memory_mb;   /* [0 = no limit] base + SDXL refiner kept resident together up to this */

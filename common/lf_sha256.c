@@ -97,6 +97,30 @@ void lf_sha256_hex(const void *data, size_t n, char hex[65])
     s_hex(d, hex);
 }
 
+void lf_sha256_hmac(const void *key, size_t keylen, const void *data, size_t n, uint8_t mac[32])
+{
+    uint8_t k[64] = {0}, pad[64], inner[32];
+    if (keylen > sizeof k) {
+        lf_sha256_t s;
+        lf_sha256_init(&s);
+        lf_sha256_update(&s, key, keylen);
+        lf_sha256_final(&s, k);
+    } else if (keylen) {
+        memcpy(k, key, keylen);
+    }
+    lf_sha256_t s;
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+    lf_sha256_init(&s);
+    lf_sha256_update(&s, pad, 64);
+    lf_sha256_update(&s, data, n);
+    lf_sha256_final(&s, inner);
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+    lf_sha256_init(&s);
+    lf_sha256_update(&s, pad, 64);
+    lf_sha256_update(&s, inner, 32);
+    lf_sha256_final(&s, mac);
+}
+
 int lf_sha256_file(const char *path, int skip_safetensors_header, char hex[65], char *err,
                    size_t errlen)
 {

@@ -4,6 +4,8 @@
  * safetensors header skipped: the "addnet" hash of kohya's sd-scripts that
  * A1111's extensions-builtin/Lora uses for .safetensors files).
  *
+ * Also HMAC-SHA256 for request signing (lf_sigv4).
+ *
  * Pure code over caller-owned state; thread-safe. */
 #ifndef LF_SHA256_H
 #define LF_SHA256_H
@@ -24,6 +26,11 @@ void lf_sha256_update(lf_sha256_t *s, const void *data, size_t n);
 void lf_sha256_final(lf_sha256_t *s, uint8_t digest[32]);
 /* The digest of data as 64 lowercase hex digits + NUL. */
 void lf_sha256_hex(const void *data, size_t n, char hex[65]);
+
+/* HMAC-SHA256 (RFC 2104 / FIPS 198-1) of data under key; writes the 32-byte
+ * MAC. Used by lf_sigv4 (AWS Signature Version 4 derives its signing key by
+ * a chain of these). Keys longer than the 64-byte block are hashed first. */
+void lf_sha256_hmac(const void *key, size_t keylen, const void *data, size_t n, uint8_t mac[32]);
 
 /* The digest of a file's bytes from offset on, as hex. With
  * skip_safetensors_header, offset is ignored and the hash starts after the

@@ -29,7 +29,7 @@ static const char *const s_sources[LF__S__COUNT] = {
     [LF__S_JOBGET] = S_LUA_JOBGET,     [LF__S_ACTIVE] = S_LUA_ACTIVE,
     [LF__S_STATS] = S_LUA_STATS,       [LF__S_WORKERS] = S_LUA_WORKERS,
     [LF__S_FLUSH] = S_LUA_FLUSH,       [LF__S_IDEM] = S_LUA_IDEM,
-    [LF__S_FAIL_QUEUED] = S_LUA_FAIL_QUEUED,
+    [LF__S_FAIL_QUEUED] = S_LUA_FAIL_QUEUED, [LF__S_BLOBS_DUE] = S_LUA_BLOBS_DUE,
 };
 
 static int64_t s_mono_ms(void) {
@@ -148,6 +148,7 @@ lf_store_t *lf_store_new(const lf_store_opts_t *opts, char *err, size_t errlen) 
     self->prefix = strdup(prefix);
     self->port = opts && opts->port > 0 ? opts->port : 6379;
     self->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+    self->blobs = opts ? opts->blobs : NULL;
     s_limits_fill(&self->lim);
     if (!self->host || !self->prefix) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -588,8 +589,60 @@ int lf_store_image_get(lf_store_t *self, const char *job_id, uint32_t index, uin
     if (!self || !png || !len) return LF_EINVAL;
     if (!lf_id_valid(job_id)) return LF_ENOTFOUND;
     char key[256];
+    if (self->blobs) {
+        /* The image's name in the external store, while its result TTL runs;
+         * a job finished before the store was switched has its bytes here. */
+        uint8_t *ref = NULL;
+        size_t rl = 0;
+        snprintf(key, sizeof key, "%simgref:%s:%u", self->prefix, job_id, index);
+        int rc = s_get_bytes(self, key, &ref, &rl);
+        if (rc == 0) {
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)rl, (const char *)ref);
+            free(ref);
+            rc = lf_blobstore_get(self->blobs, name, png, len, self->err, sizeof self->err);
+            return rc;
+        }
+        if (rc != LF_ENOTFOUND) return rc;
+    }
     snprintf(key, sizeof key, "%simg:%s:%u", self->prefix, job_id, index);
     return s_get_bytes(self, key, png, len);
+}
+
+int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted, size_t *failed) {
+    if (deleted) *deleted = 0;
+    if (failed) *failed = 0;
+    if (!self) return LF_EINVAL;
+    if (!self->blobs || !cap) return 0;
+    lf__args_t a;
+    int rc = lf__args_init(&a, self, LF__S_BLOBS_DUE, now_ms, 1);
+    if (rc) return rc;
+    lf__args_i64(&a, (int64_t)cap);
+    redisReply *r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    if (!r) return rc;
+    size_t nfail = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        char name[256], err[256];
+        lf__rcopy(r->element[i], name, sizeof name);
+        rc = lf_blobstore_del(self->blobs, name, err, sizeof err);
+        if (rc == 0) {
+            if (deleted) (*deleted)++;
+            continue;
+        }
+        /* Try again in a minute; the store's sentence for the caller's log. */
+        if (!nfail++) snprintf(self->err, sizeof self->err, "%s", err);
+        char when[24];
+        snprintf(when, sizeof when, "%lld", (long long)(now_ms + 60000));
+        char key[256];
+        snprintf(key, sizeof key, "%sblobs", self->prefix);
+        int rc2;
+        redisReply *z = lf__cmd(self, 4, (const char *[]){"ZADD", key, when, name}, NULL, &rc2);
+        if (z) freeReplyObject(z);
+    }
+    freeReplyObject(r);
+    if (failed) *failed = nfail;
+    return 0;
 }
 
 int lf_store_preview_get(lf_store_t *self, const char *job_id, uint8_t **data, size_t *len) {

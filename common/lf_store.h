@@ -24,6 +24,11 @@
  *   running           hash: job id -> worker id
  *   history           sorted set: job id scored by finish time (ms)
  *   img:{id}:{i}      string: PNG bytes of image i (TTL = result retention)
+ *   imgref:{id}:{i}   string: with an external image store (lf_blobstore),
+ *                     the name of image i's object instead (same TTL)
+ *   blobs             sorted set: object names of the external store scored
+ *                     by when to delete them (result TTL; 0 once the job is
+ *                     dropped); lf_store_blobs_sweep deletes the due ones
  *   preview:{id}      string: latest preview bytes (short TTL)
  *   dead              list: job ids that failed after max attempts
  *   idem:{key}        string: job id (TTL)
@@ -55,6 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_blobstore.h"
 #include "lf_proto.h"
 
 typedef struct lf_store lf_store_t;
@@ -64,6 +70,10 @@ typedef struct {
     int port;              /* default 6379 */
     const char *prefix;    /* default "lf:" */
     int timeout_ms;        /* connect/command timeout; default 2000 */
+    /* Where result images go: NULL = Redis (img:{id}:{i}); else this store
+     * (borrowed: it must outlive the lf_store_t; lf_blobstore.h), with only
+     * the names in Redis (imgref:{id}:{i}) and a deletion schedule (blobs). */
+    lf_blobstore_t *blobs;
 } lf_store_opts_t;
 
 /* Connect. Returns a working store or NULL with a reason in err (caller's
@@ -414,6 +424,16 @@ typedef struct {
 } lf_store_hist_t;
 const char *lf_store_lat_name(lf_store_lat_t which); /* "queue_wait" | "run" */
 int lf_store_latency_get(lf_store_t *self, lf_store_lat_t which, lf_store_hist_t *out);
+
+/* External image store: delete up to cap objects whose time has come
+ * (results past their TTL, jobs dropped from history). One atomic step pops
+ * them from the schedule (several brokers never delete twice); an object
+ * the store refuses to delete is scheduled again a minute later. *deleted
+ * and *failed (each may be NULL) receive the counts; when *failed > 0,
+ * lf_store_errstr holds the store's sentence for the first failure. Returns
+ * 0 (also with no external store), or LF_ECONN / LF_EREDIS from Redis only:
+ * a failing image store never reads as a Redis outage. */
+int lf_store_blobs_sweep(lf_store_t *self, int64_t now_ms, size_t cap, size_t *deleted, size_t *failed);
 
 /* Remove every key under the prefix (tests, `lightfarm reset`). */
 int lf_store_flush(lf_store_t *self);

@@ -5,6 +5,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "lf_blobstore.h"
 #include "lf_store.h"
 
 /* The scripts; their source is in lf_store_lua.h. */
@@ -29,6 +30,7 @@ typedef enum {
     LF__S_FLUSH,
     LF__S_IDEM,
     LF__S_FAIL_QUEUED,
+    LF__S_BLOBS_DUE,
     LF__S__COUNT
 } lf__script_t;
 
@@ -39,6 +41,7 @@ struct lf_store {
     char *prefix;
     int timeout_ms;
     lf_store_limits_t lim;
+    lf_blobstore_t *blobs; /* borrowed; NULL = images in Redis */
     char sha[LF__S__COUNT][41];
     int64_t retry_at_ms;   /* monotonic; no reconnect attempt before */
     int backoff_ms;

@@ -310,9 +310,42 @@ static void s_finish_from(lf_store_finish_t *out, lf_job_status_t st, int32_t co
 typedef struct {
     lf_store_report_kind_t kind;
     int32_t code;
-    char msg[160];
+    char msg[200];
     char *seeds;
+    char (*names)[80];  /* external image store: the objects written (n_names) */
+    size_t n_names;
 } s_rep_t;
+
+/* External image store: write a result's images as objects named
+ * {job}-{nonce}-{i}.png (the nonce keeps a late, fenced-off result from
+ * overwriting the objects of the result that won), before the script that
+ * records the names. A store that fails makes the job fail with the
+ * store's sentence (a clear error in the job, never a lost job); objects
+ * already written are deleted again. */
+static int s_rep_blobs(lf_store_t *self, const lf_store_report_t *r, s_rep_t *x) {
+    char nonce[LF_ID_SIZE];
+    if (!lf_id_valid(r->job_id) || lf_id_new(nonce)) return LF_EINVAL;
+    x->names = calloc(r->n_images ? r->n_images : 1, sizeof *x->names);
+    if (!x->names) return LF_ENOMEM;
+    for (size_t i = 0; i < r->n_images; i++) {
+        snprintf(x->names[i], sizeof x->names[i], "%s-%s-%zu.png", r->job_id, nonce + LF_ID_LEN - 12, i);
+        char err[sizeof x->msg];
+        int rc = lf_blobstore_put(self->blobs, x->names[i], r->images[i].png.data, r->images[i].png.len,
+                                  "image/png", err, sizeof err);
+        if (rc) {
+            for (size_t k = 0; k < i; k++) lf_blobstore_del(self->blobs, x->names[k], NULL, 0);
+            free(x->names);
+            x->names = NULL;
+            x->kind = LF_STORE_REPORT_FAIL;
+            x->code = rc == LF_ENOMEM ? LF_ENOMEM : rc == LF_EAUTH ? LF_EAUTH : rc == LF_ECONN ? LF_ECONN : LF_EIO;
+            snprintf(x->msg, sizeof x->msg, "%s", err);
+            snprintf(self->err, sizeof self->err, "%s", err);
+            return 1; /* to the FAIL arguments */
+        }
+        x->n_names = i + 1;
+    }
+    return 0;
+}
 
 static int s_rep_args(lf_store_t *self, const lf_store_report_t *r, int64_t now_ms, lf__args_t *a,
                       s_rep_t *x) {
@@ -341,6 +374,10 @@ static int s_rep_args(lf_store_t *self, const lf_store_report_t *r, int64_t now_
                      (unsigned long long)total, (unsigned long long)self->lim.result_max_bytes);
             break; /* to the FAIL arguments below */
         }
+        if (self->blobs) {
+            if ((rc = s_rep_blobs(self, r, x)) < 0) return rc;
+            if (rc) break; /* the store failed: to the FAIL arguments below */
+        }
         x->seeds = malloc(r->n_images * 24 + 1);
         if (!x->seeds) return LF_ENOMEM;
         size_t off = 0;
@@ -348,7 +385,7 @@ static int s_rep_args(lf_store_t *self, const lf_store_report_t *r, int64_t now_
         for (size_t i = 0; i < r->n_images; i++)
             off += (size_t)snprintf(x->seeds + off, 24 + 1, "%s%lld", i ? "," : "",
                                     (long long)r->images[i].seed);
-        if ((rc = lf__args_init(a, self, LF__S_COMPLETE, now_ms, 6 + r->n_images)) != 0) {
+        if ((rc = lf__args_init(a, self, LF__S_COMPLETE, now_ms, 7 + r->n_images)) != 0) {
             free(x->seeds);
             x->seeds = NULL;
             return rc;
@@ -359,8 +396,11 @@ static int s_rep_args(lf_store_t *self, const lf_store_report_t *r, int64_t now_
         lf__args_i64(a, (int64_t)r->n_images);
         lf__args_str(a, x->seeds);
         lf__args_str(a, r->info_json);
-        for (size_t i = 0; i < r->n_images; i++)
-            lf__args_bin(a, r->images[i].png.data, r->images[i].png.len);
+        lf__args_str(a, x->names ? "1" : "0");
+        for (size_t i = 0; i < r->n_images; i++) {
+            if (x->names) lf__args_str(a, x->names[i]);
+            else lf__args_bin(a, r->images[i].png.data, r->images[i].png.len);
+        }
         return 0;
     }
     case LF_STORE_REPORT_FAIL:
@@ -409,13 +449,24 @@ int lf_store_report(lf_store_t *self, const lf_store_report_t *reports, size_t n
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         codes[i] = s_rep_args(self, &reports[i], now_ms, &a[m], &x[m]);
-        if (codes[i] == 0) idx[m++] = i;
+        if (codes[i] == 0) {
+            idx[m++] = i;
+        } else {
+            for (size_t j = 0; j < x[m].n_names; j++) lf_blobstore_del(self->blobs, x[m].names[j], NULL, 0);
+            free(x[m].names);
+            free(x[m].seeds);
+        }
     }
     int rc = m ? lf__eval_many(self, a, m, reps) : 0;
     for (size_t k = 0; k < m; k++) {
         size_t i = idx[k];
         codes[i] = reps[k] ? s_rep_parse(reps[k], &x[k], fin ? &fin[i] : NULL) : (rc ? rc : LF_EREDIS);
+        /* Objects of a result Redis refused (fenced off): nobody will name
+         * them. Without an answer we cannot know, and leave them. */
+        if (reps[k] && codes[i] && x[k].names)
+            for (size_t j = 0; j < x[k].n_names; j++) lf_blobstore_del(self->blobs, x[k].names[j], NULL, 0);
         if (reps[k]) freeReplyObject(reps[k]);
+        free(x[k].names);
         lf__args_free(&a[k]);
         free(x[k].seeds);
     }

@@ -31,7 +31,11 @@
     "local function drop_job(id)\n"                                                               \
     "  local jk=P..'job:'..id\n"                                                                  \
     "  local n=tonumber(redis.call('HGET',jk,'n_images') or '0') or 0\n"                          \
-    "  for i=0,n-1 do redis.call('DEL',P..'img:'..id..':'..i) end\n"                             \
+    "  for i=0,n-1 do\n"                                                                          \
+    "    redis.call('DEL',P..'img:'..id..':'..i)\n"                                               \
+    "    local rk=P..'imgref:'..id..':'..i local ref=redis.call('GET',rk)\n"                       \
+    "    if ref then redis.call('ZADD',P..'blobs',0,ref) redis.call('DEL',rk) end\n"               \
+    "  end\n"                                                                                     \
     "  redis.call('DEL',jk)\n"                                                                    \
     "end\n"                                                                                       \
     "local function trim()\n"                                                                     \
@@ -241,14 +245,23 @@
     "return 0\n"
 
 /* ARGV 8 id, 9 worker, 10 attempt, 11 n images, 12 seeds csv, 13 info,
- * 14.. image bytes -> {0, run ms, attempts} | {code} */
+ * 14 "1" when the images are in an external store (lf_blobstore), 15.. image
+ * bytes, or with an external store the objects' names: imgref:{id}:{i}
+ * keeps the name for the result TTL and the deletion schedule `blobs`
+ * (sorted set, name scored by when it is due) gets it at the same expiry
+ * -> {0, run ms, attempts} | {code} */
 #define S_LUA_COMPLETE                                                                            \
     S_PRELUDE                                                                                     \
     "local id=ARGV[8] local jk=P..'job:'..id local att=tonumber(ARGV[10])\n"                     \
     "local f=redis.call('HMGET',jk,'started_ms','attempts','steps','status','worker')\n"          \
     "if f[4]~='running' or f[5]~=ARGV[9] or (att~=0 and tonumber(f[2])~=att) then return {-13} end\n" \
     "local n=tonumber(ARGV[11])\n"                                                                \
-    "for i=0,n-1 do redis.call('SET',P..'img:'..id..':'..i,ARGV[14+i],'EX',RTTL) end\n"          \
+    "for i=0,n-1 do\n"                                                                            \
+    "  if ARGV[14]=='1' then\n"                                                                   \
+    "    redis.call('SET',P..'imgref:'..id..':'..i,ARGV[15+i],'EX',RTTL)\n"                        \
+    "    redis.call('ZADD',P..'blobs',NOW+RTTL*1000,ARGV[15+i])\n"                                 \
+    "  else redis.call('SET',P..'img:'..id..':'..i,ARGV[15+i],'EX',RTTL) end\n"                    \
+    "end\n"                                                                                       \
     "redis.call('HSET',jk,'n_images',n,'seeds',ARGV[12],'info',ARGV[13],'step',f[3])\n"           \
     "local run=NOW-(tonumber(f[1]) or NOW)\n"                                                     \
     "observe('run',run)\n"                                                                        \
@@ -425,5 +438,15 @@
     "  redis.call('SET',hk,ARGV[9],'PX',t)\n"                                                     \
     "end\n"                                                                                       \
     "return {0,id}\n"
+
+/* External image store: pop up to ARGV 8 object names whose time has come
+ * (expired results, dropped jobs) from the deletion schedule; the caller
+ * deletes them and puts back the ones it could not. -> {name...} */
+#define S_LUA_BLOBS_DUE                                                                           \
+    S_PRELUDE                                                                                     \
+    "local k=P..'blobs'\n"                                                                        \
+    "local due=redis.call('ZRANGEBYSCORE',k,'-inf',NOW,'LIMIT',0,tonumber(ARGV[8]))\n"            \
+    "if #due > 0 then redis.call('ZREM',k,unpack(due)) end\n"                                     \
+    "return due\n"
 
 #endif

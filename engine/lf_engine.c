@@ -2,6 +2,7 @@
  * and the CLIP tokenizer, turns string-valued requests into pipeline
  * requests and keeps the last error for humans. */
 #include "lf_engine.h"
+#include "lf_device.h"
 
 #include <errno.h>
 #include <math.h>
@@ -94,6 +95,30 @@ lf_engine_request_t lf_engine_request_defaults(void)
                                  .initial_noise_multiplier = 1, .inpainting_mask_weight = 1};
 }
 
+int lf_engine_device_info(const char *device, char *name, size_t namelen, uint64_t *memory_bytes)
+{
+    lf_device_t d;
+    int rc = lf_device_parse(device, &d, name, namelen);
+    if (rc) return rc;
+    if (d.kind == LF_DEVICE_CPU) {
+        if (name && namelen) snprintf(name, namelen, "the CPU (described by the caller)");
+        return LF_EUNSUPPORTED;
+    }
+    int n = 0;
+    char why[200];
+    if ((rc = lf_backend_cuda_devices(&n, why, sizeof why)) != 0) {
+        if (name && namelen) snprintf(name, namelen, "device '%s': %s", device, why);
+        return rc;
+    }
+    if (d.index >= n) {
+        if (name && namelen)
+            snprintf(name, namelen, "device '%s': no such GPU, this machine shows %d CUDA device(s)%s", device, n,
+                     n ? " (ordinals start at 0)" : "");
+        return LF_ENOTFOUND;
+    }
+    return lf_backend_cuda_device_props(d.index, name, namelen, memory_bytes);
+}
+
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
 {
     lf_engine_opts_t o = opts ? *opts : (lf_engine_opts_t){0};
@@ -107,27 +132,29 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     }
     lf_backend_t *be = NULL;
     const char *dev = o.device && *o.device ? o.device : "cpu";
+    lf_device_t d;
+    int drc = lf_device_parse(dev, &d, err, errlen);
+    if (drc) return drc;
     if (ops == o.model_ops) {
         /* A test double computes on the host itself. */
-    } else if (!strcmp(dev, "cpu")) {
+    } else if (d.kind == LF_DEVICE_CPU) {
         if (o.n_threads > 0 && !(be = lf_backend_cpu_new(o.n_threads))) {
             if (err && errlen) snprintf(err, errlen, "cannot start the CPU backend");
             return LF_ENOMEM;
         }
-    } else if (!strncmp(dev, "cuda", 4) && (dev[4] == '\0' || dev[4] == ':')) {
-        char *end = NULL;
-        long idx = dev[4] == ':' ? strtol(dev + 5, &end, 10) : 0;
-        if (dev[4] == ':' && (end == dev + 5 || *end || idx < 0 || idx > 64)) {
-            if (err && errlen) snprintf(err, errlen, "bad device '%s' (cpu, cuda or cuda:N)", dev);
-            return LF_EINVAL;
-        }
-        if (!lf_backend_cuda_available() || !(be = lf_backend_cuda_new((int)idx, 0))) {
-            if (err && errlen) snprintf(err, errlen, "device '%s': CUDA is not built in or not present", dev);
-            return LF_EUNSUPPORTED;
-        }
     } else {
-        if (err && errlen) snprintf(err, errlen, "bad device '%s' (cpu, cuda or cuda:N)", dev);
-        return LF_EINVAL;
+        char why[200] = "";
+        int n = 0;
+        int rc = lf_backend_cuda_devices(&n, why, sizeof why);
+        if (!rc && d.index >= n) {
+            snprintf(why, sizeof why, "this machine shows %d CUDA device(s)", n);
+            rc = LF_ENOTFOUND;
+        }
+        if (rc || !(be = lf_backend_cuda_new(d.index, 0))) {
+            if (err && errlen)
+                snprintf(err, errlen, "device '%s': %s", dev, why[0] ? why : "the CUDA backend did not start (see the log)");
+            return rc == LF_ENOTFOUND || rc == LF_EUNSUPPORTED ? rc : LF_ECUDA;
+        }
     }
     lf_engine_t *e = calloc(1, sizeof *e);
     if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||

@@ -170,9 +170,18 @@ typedef struct {
 typedef void (*lf_engine_progress_fn)(void *ud, int step, int steps, const uint8_t *preview,
                                       size_t preview_len);
 
+/* What `device` ("cpu", "cuda", "cuda:N"; lf_device.h) is, without starting
+ * a backend: for a GPU its name and total memory (what a worker advertises
+ * in /v1/workers). 0; on failure name receives the reason: LF_EINVAL (bad
+ * device), LF_EUNSUPPORTED (no CUDA in this build), LF_ECUDA (no usable GPU),
+ * LF_ENOTFOUND (no GPU with that ordinal). For "cpu": LF_EUNSUPPORTED (the
+ * caller describes the machine). Thread-safe. */
+int lf_engine_device_info(const char *device, char *name, size_t namelen, uint64_t *memory_bytes);
+
 /* A new engine (no model yet). opts may be NULL. Returns 0 and *out (caller
- * owns), or LF_EINVAL (bad device) / LF_EUNSUPPORTED (CUDA not built or
- * absent) / LF_ENOMEM with a reason in err. */
+ * owns), or LF_EINVAL (bad device) / LF_EUNSUPPORTED (CUDA not built in) /
+ * LF_ECUDA (no usable GPU) / LF_ENOTFOUND (no GPU with that ordinal) /
+ * LF_ENOMEM with a reason in err. */
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen);
 /* Destroys the engine and its model. Accepts NULL; sets *self_p NULL. */
 void lf_engine_destroy(lf_engine_t **self_p);

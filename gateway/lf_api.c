@@ -242,6 +242,7 @@ static int s_image(lf_gateway_t *gw, lf_req_t *req, const char *spec) {
     uint8_t *png = NULL;
     size_t len = 0;
     int rc = lf_store_image_get(stt, id, (uint32_t)idx, &png, &len);
+    if (rc && rc != LF_ENOTFOUND) lf_warn("image %s: %s", spec, lf_store_errstr(stt));
     lf__store_put(gw, stt, rc);
     if (rc) return rc == LF_ENOTFOUND ? lf__err(req, 404, "not_found", "id", "no image %s", spec) : lf__err_code(req, rc, "image");
     lf_req_add_header(req, "Cache-Control", "public, max-age=86400, immutable");

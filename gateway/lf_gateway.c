@@ -454,6 +454,34 @@ static void s_health(lf_gateway_t *gw, lf_fleet_health_t *h, double *rtt, json_t
     }
 }
 
+/* The external image store's health for /healthz: {store, ok, error?},
+ * checked at most every LF__BLOB_CHECK_MS (an S3 HEAD per probe would be
+ * wasteful); NULL when the images live in Redis. Caller owns. */
+#define LF__BLOB_CHECK_MS 5000
+static json_t *s_image_store_health(lf_gateway_t *gw) {
+    if (!gw->blobs) return NULL;
+    int64_t now = lf__mono_ms();
+    pthread_mutex_lock(&gw->blob_mu);
+    bool due = !gw->blob_checked_ms || now - gw->blob_checked_ms >= LF__BLOB_CHECK_MS;
+    pthread_mutex_unlock(&gw->blob_mu);
+    if (due) {
+        /* The request runs unlocked: a slow store must not hold the others. */
+        char err[512] = "";
+        int rc = lf_blobstore_check(gw->blobs, err, sizeof err);
+        pthread_mutex_lock(&gw->blob_mu);
+        if (rc && (gw->blob_rc == 0 || gw->blob_checked_ms == 0)) lf_warn("%s", err);
+        gw->blob_rc = rc;
+        snprintf(gw->blob_err, sizeof gw->blob_err, "%s", err);
+        gw->blob_checked_ms = now;
+        pthread_mutex_unlock(&gw->blob_mu);
+    }
+    pthread_mutex_lock(&gw->blob_mu);
+    json_t *j = json_pack("{s:s,s:b}", "store", lf_blobstore_describe(gw->blobs), "ok", gw->blob_rc == 0);
+    if (j && gw->blob_rc) json_object_set_new(j, "error", json_string(gw->blob_err));
+    pthread_mutex_unlock(&gw->blob_mu);
+    return j;
+}
+
 /* Liveness of the gateway and what it can see: 503 only when Redis does
  * not answer; no broker or no worker is "degraded" (GET /readyz is the
  * question "can I submit now?"). */
@@ -463,12 +491,35 @@ static int s_healthz(lf_gateway_t *gw, lf_req_t *req) {
     s_health(gw, &h, &rtt, NULL);
     lf_link_stats_t ls;
     lf_link_stats(gw->link, &ls);
-    const char *status = !h.redis_ok ? "down" : lf_fleet_not_ready(&h, NULL, 0) ? "degraded" : "ok";
-    return lf__json(req, h.redis_ok ? 200 : 503,
-                    json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I}", "status", status, "redis", h.redis_ok,
-                              "redis_rtt_us", rtt, "brokers", (json_int_t)h.brokers_live,
-                              "brokers_configured", (json_int_t)gw->n_brokers, "workers",
-                              (json_int_t)h.workers, "in_flight", (json_int_t)ls.in_flight));
+    json_t *store = s_image_store_health(gw);
+    bool store_ok = !store || json_is_true(json_object_get(store, "ok"));
+    /* Each broker: alive, and able to use Redis (a broker cut from Redis
+     * answers our heartbeats saying so; it assigns nothing meanwhile). */
+    lf_link_broker_t bl[16];
+    size_t nb = lf_link_brokers(gw->link, bl, 16), cut = 0;
+    json_t *links = json_array();
+    for (size_t i = 0; i < nb && i < 16; i++) {
+        cut += bl[i].live && !bl[i].store_ok;
+        json_array_append_new(links, json_pack("{s:s,s:b,s:b,s:I}", "endpoint", bl[i].endpoint, "live",
+                                               bl[i].live, "redis", bl[i].store_ok, "heard_ms_ago",
+                                               (json_int_t)bl[i].heard_ms_ago));
+    }
+    const char *status = !h.redis_ok                                                  ? "down"
+                         : lf_fleet_not_ready(&h, NULL, 0) || !store_ok || cut ? "degraded"
+                                                                                   : "ok";
+    json_t *j = json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I}", "status", status, "redis", h.redis_ok,
+                          "redis_rtt_us", rtt, "brokers", (json_int_t)h.brokers_live,
+                          "brokers_configured", (json_int_t)gw->n_brokers, "workers",
+                          (json_int_t)h.workers, "in_flight", (json_int_t)ls.in_flight);
+    if (j && store) json_object_set_new(j, "image_store", store);
+    else json_decref(store);
+    if (j) {
+        json_object_set_new(j, "brokers_redis_down", json_integer((json_int_t)cut));
+        json_object_set_new(j, "broker_links", links);
+    } else {
+        json_decref(links);
+    }
+    return lf__json(req, h.redis_ok ? 200 : 503, j);
 }
 
 static int s_readyz(lf_gateway_t *gw, lf_req_t *req) {
@@ -745,6 +796,7 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
     pthread_mutex_init(&gw->pool_mu, NULL);
     pthread_mutex_init(&gw->model_mu, NULL);
     pthread_mutex_init(&gw->a_mu, NULL);
+    pthread_mutex_init(&gw->blob_mu, NULL);
     snprintf(gw->host, sizeof gw->host, "%s", cfg->http_host ? cfg->http_host : "127.0.0.1");
     gw->port = (int)cfg->http_port;
     gw->threads = (int)cfg->http_threads;
@@ -782,6 +834,15 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
     snprintf(gw->redis_prefix, sizeof gw->redis_prefix, "%s", cfg->redis_prefix ? cfg->redis_prefix : "lf:");
     gw->sopts = (lf_store_opts_t){.host = gw->redis_host, .port = (int)cfg->redis_port,
                                   .prefix = gw->redis_prefix, .timeout_ms = (int)cfg->redis_timeout_ms};
+    if (!lf_blobstore_spec_is_redis(cfg->image_store)) {
+        lf_blobstore_opts_t bo = {.spec = cfg->image_store, .endpoint = cfg->s3_endpoint,
+                                  .region = cfg->s3_region, .access_key = cfg->s3_access_key,
+                                  .secret_key = cfg->s3_secret_key,
+                                  .timeout_ms = (int)cfg->image_store_timeout_ms};
+        if (!(gw->blobs = lf_blobstore_new(&bo, err, errlen))) goto fail;
+        gw->sopts.blobs = gw->blobs;
+        lf_info("images are read from %s", lf_blobstore_describe(gw->blobs));
+    }
     /* Redis may come up after us: the pool connects lazily, the hub's store too. */
     gw->hub_store = lf_store_new(&gw->sopts, err, errlen);
     if (!gw->hub_store) {
@@ -823,6 +884,8 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     lf_link_destroy(&gw->link);
     lf_store_destroy(&gw->hub_store);
     for (int i = 0; i < gw->n_pool; i++) lf_store_destroy(&gw->pool[i]);
+    lf_blobstore_destroy(&gw->blobs); /* after every store that borrows it */
+    pthread_mutex_destroy(&gw->blob_mu);
     for (size_t i = 0; i < gw->n_keys; i++) free(gw->api_keys[i]);
     free(gw->api_keys);
     lf_ratelimit_destroy(&gw->rl);

@@ -18,6 +18,7 @@
 #include "lf_link.h"
 #include "lf_ratelimit.h"
 #include "lf_routes.h"
+#include "lf_blobstore.h"
 #include "lf_store.h"
 #include "lf_validate.h"
 
@@ -52,6 +53,15 @@ struct lf_gateway {
     pthread_mutex_t pool_mu;
     lf_store_t *pool[LF__POOL_MAX];
     int n_pool;
+
+    /* External image store (LF_IMAGE_STORE; NULL = images in Redis), shared
+     * by every store of the pool (thread-safe), and its health, checked at
+     * most every LF__BLOB_CHECK_MS for /healthz. */
+    lf_blobstore_t *blobs;
+    pthread_mutex_t blob_mu;
+    int64_t blob_checked_ms;
+    int blob_rc;
+    char blob_err[512];
 
     /* Models the live workers advertise, refreshed every ~2 s (at once while
      * none is known), and the worker views they came from (lf_fleet). */

@@ -56,6 +56,11 @@ struct lf_link {
     int hb_ms, liveness;
     int64_t started_ms, hb_sent_ms;
     atomic_int_fast64_t heard_ms[S_MAX_BROKERS];
+    /* The broker's last word on its job store: its answer to our heartbeat
+     * (a REPLY to req_id 0 with LF_ECONN) or a refused request says Redis is
+     * unreachable from it; any other answer to a heartbeat clears it. A
+     * broker without its store is alive but useless: requests go elsewhere. */
+    atomic_bool store_down[S_MAX_BROKERS];
     uint8_t *hb_bytes;
     size_t hb_len;
     /* queue from HTTP threads */
@@ -136,30 +141,67 @@ static void s_fail(lf_link_t *self, s_pend_t *p, int code, const char *msg) {
     s_finish(self, p, &r);
 }
 
-/* Send to the next broker that takes it; false when none could. */
+/* Send to the next broker that takes it; false when none could. Brokers
+ * that said their store is down are tried only when no other takes it. */
 static bool s_send(lf_link_t *self, s_pend_t *p) {
-    for (size_t k = 0; k < self->n; k++) {
-        size_t b = (self->rr + k) % self->n;
-        /* A retry goes elsewhere first. */
-        if (p->broker >= 0 && self->n > 1 && (int)b == p->broker && k + 1 < self->n) continue;
-        if (zmq_send(self->dealer[b], p->bytes, p->len, ZMQ_DONTWAIT) == (int)p->len) {
-            self->rr = (b + 1) % self->n;
-            p->broker = (int)b;
-            p->tries++;
-            atomic_fetch_add(&self->st_sent, 1);
-            return true;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < self->n; k++) {
+            size_t b = (self->rr + k) % self->n;
+            /* A retry goes elsewhere first. */
+            if (p->broker >= 0 && self->n > 1 && (int)b == p->broker && k + 1 < self->n) continue;
+            if (pass == 0 && atomic_load(&self->store_down[b])) continue;
+            if (zmq_send(self->dealer[b], p->bytes, p->len, ZMQ_DONTWAIT) == (int)p->len) {
+                self->rr = (b + 1) % self->n;
+                p->broker = (int)b;
+                p->tries++;
+                atomic_fetch_add(&self->st_sent, 1);
+                return true;
+            }
         }
     }
     return false;
 }
 
-static void s_on_message(lf_link_t *self, const uint8_t *buf, size_t len) {
+/* Is there a broker other than `not` that is live and has its store? */
+static bool s_other_usable(lf_link_t *self, int not, int64_t now) {
+    int64_t window = (int64_t)self->hb_ms * self->liveness;
+    for (size_t i = 0; i < self->n; i++) {
+        int64_t h = atomic_load(&self->heard_ms[i]);
+        if ((int)i != not && h && now - h <= window && !atomic_load(&self->store_down[i])) return true;
+    }
+    return false;
+}
+
+static void s_on_message(lf_link_t *self, size_t from, const uint8_t *buf, size_t len, int64_t now) {
     lf_msg_t m = {0};
     /* A heartbeat's answer (a heartbeat, or a REPLY to req_id 0 from a broker
      * that takes only submit and cancel) needs no more than the sign of life
      * the caller already recorded. */
     if (lf_msg_decode(buf, len, &m, NULL) != 0) {
         lf_warn("link: undecodable message from a broker (%zu bytes)", len);
+        return;
+    }
+    bool store_down = m.type == LF_MSG_REPLY && (m.code == LF_ECONN || m.code == LF_EREDIS);
+    if (m.type == LF_MSG_REPLY && m.req_id == 0) {
+        /* The answer to our heartbeat (an older broker answers unsupported). */
+        if (atomic_exchange(&self->store_down[from], store_down) != store_down)
+            lf_warn("link: broker %s %s", self->ep[from],
+                    store_down ? "cannot reach its job store (redis): sending requests elsewhere"
+                               : "reaches its job store again");
+    } else if (store_down && self->n > 1 && s_other_usable(self, (int)from, now)) {
+        /* The broker refused because its store is unreachable (nothing was
+         * queued: a SUBMIT carries an idempotency key, so even a job stored
+         * before the store went away would be found, not queued twice):
+         * the request goes to a broker that has its store. */
+        atomic_store(&self->store_down[from], true);
+        s_pend_t *p = s_table_take(self, m.req_id);
+        if (p) {
+            p->broker = (int)from;
+            atomic_fetch_add(&self->st_retried, 1);
+            p->retry_ms = s_send(self, p) ? now + self->try_ms : now + 50;
+            if (s_table_put(self, p)) s_fail(self, p, LF_ENOMEM, "out of memory");
+        }
+        lf_msg_clear(&m);
         return;
     }
     if (m.type == LF_MSG_ACCEPTED || m.type == LF_MSG_REPLY) {
@@ -304,7 +346,7 @@ static void *s_run(void *arg) {
                     if (zmq_msg_recv(&msg, self->dealer[i], 0) < 0) break;
                 }
                 atomic_store(&self->heard_ms[i], now);
-                s_on_message(self, zmq_msg_data(&msg), zmq_msg_size(&msg));
+                s_on_message(self, i, zmq_msg_data(&msg), zmq_msg_size(&msg), now);
                 zmq_msg_close(&msg);
             }
         }
@@ -480,13 +522,26 @@ int lf_link_send(lf_link_t *self, lf_msg_t *msg, lf_link_fn fn, void *arg) {
 
 size_t lf_link_live(lf_link_t *self, bool *known) {
     int64_t now = s_now_ms(), window = (int64_t)self->hb_ms * self->liveness;
-    size_t live = 0;
+    size_t live = 0, heard = 0;
     for (size_t i = 0; i < self->n; i++) {
         int64_t h = atomic_load(&self->heard_ms[i]);
-        if (h && now - h <= window) live++;
+        if (h && now - h <= window) heard++, live += !atomic_load(&self->store_down[i]);
     }
-    if (known) *known = live > 0 || now - self->started_ms > window;
+    if (known) *known = heard > 0 || now - self->started_ms > window;
     return live;
+}
+
+size_t lf_link_brokers(lf_link_t *self, lf_link_broker_t *out, size_t cap) {
+    int64_t now = s_now_ms(), window = (int64_t)self->hb_ms * self->liveness;
+    size_t i;
+    for (i = 0; i < self->n && i < cap; i++) {
+        int64_t h = atomic_load(&self->heard_ms[i]);
+        out[i].endpoint = self->ep[i];
+        out[i].live = h && now - h <= window;
+        out[i].store_ok = !atomic_load(&self->store_down[i]);
+        out[i].heard_ms_ago = h ? now - h : -1;
+    }
+    return self->n;
 }
 
 void lf_link_stats(lf_link_t *self, lf_link_stats_t *out) {

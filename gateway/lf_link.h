@@ -7,7 +7,10 @@
  * req_id and calls the request's callback. If no answer comes within
  * try_ms, the same bytes go to the next broker: a SUBMIT always carries an
  * idempotency key (the caller's, or one the gateway made), so a retry never
- * queues a job twice. After total_ms the callback gets LF_ETIMEDOUT.
+ * queues a job twice. A broker that refuses because it cannot reach Redis
+ * (LF_ECONN), or says so in the answer to our heartbeat, gets no requests
+ * while another broker can take them: the request goes there at once, and
+ * the client never sees that broker's 503. After total_ms the callback gets LF_ETIMEDOUT.
  * With CURVE keys every DEALER is a CURVE client, and a broker's refusal of
  * our key (a failed handshake) is logged, rate-limited, by the link thread.
  *
@@ -59,10 +62,21 @@ int lf_link_curve_apply(void *zsock, const lf_link_curve_t *curve, char *err, si
 lf_link_t *lf_link_new(char *const *endpoints, size_t n, int try_ms, int total_ms, int heartbeat_ms,
                        int liveness, const lf_link_curve_t *curve, char *err, size_t errlen);
 
-/* How many brokers were heard from (any message) within the liveness
- * window. *known (may be NULL) is false during the first window after
+/* How many brokers can take requests: heard from (any message) within the
+ * liveness window and not saying that their job store (Redis) is
+ * unreachable. *known (may be NULL) is false during the first window after
  * start, while silence proves nothing yet. Any thread. */
 size_t lf_link_live(lf_link_t *self, bool *known);
+
+/* Each broker as the link sees it, for health reports. */
+typedef struct {
+    const char *endpoint;    /* borrowed from the link */
+    bool live;               /* heard within the liveness window */
+    bool store_ok;           /* false while it says Redis is unreachable from it */
+    int64_t heard_ms_ago;    /* -1: never */
+} lf_link_broker_t;
+/* Fills out[0..min(n, cap)) and returns n, the number of brokers. Any thread. */
+size_t lf_link_brokers(lf_link_t *self, lf_link_broker_t *out, size_t cap);
 /* Stop: pending requests are answered with LF_ECANCELED first. */
 void lf_link_destroy(lf_link_t **self_p);
 /* Answer every pending request with LF_ECANCELED and refuse new ones,

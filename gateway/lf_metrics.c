@@ -44,6 +44,42 @@ static void s_put(s_out_t *o, const char *fmt, ...) {
     }
 }
 
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void s_label(s_out_t *o, const char *v) {
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '\\' || *p == '"') s_put(o, "\\%c", *p);
+        else if (*p == '\n') s_put(o, "\\n");
+        else s_put(o, "%c", *p);
+    }
+}
+
+/* Each live worker's device and its memory (RAM for a CPU worker, the GPU's
+ * own memory for a worker per GPU), and whether it runs a job now. */
+static void s_workers(s_out_t *o, lf_store_t *stt) {
+    lf_worker_view_t *ws = NULL;
+    size_t n = 0;
+    if (lf_store_workers_list(stt, &ws, &n) != 0) return;
+    s_put(o, "# HELP lf_worker_memory_bytes Memory of each live worker's device (RAM, or its GPU's).\n"
+             "# TYPE lf_worker_memory_bytes gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        s_put(o, "lf_worker_memory_bytes{worker=\"");
+        s_label(o, ws[i].id);
+        s_put(o, "\",device=\"");
+        s_label(o, ws[i].caps.device_kind);
+        s_put(o, "\",device_name=\"");
+        s_label(o, ws[i].caps.device_name);
+        s_put(o, "\"} %llu\n", (unsigned long long)ws[i].caps.memory_bytes);
+    }
+    s_put(o, "# HELP lf_worker_busy Whether each live worker runs a job now.\n# TYPE lf_worker_busy gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        s_put(o, "lf_worker_busy{worker=\"");
+        s_label(o, ws[i].id);
+        s_put(o, "\"} %d\n", ws[i].job_id && *ws[i].job_id ? 1 : 0);
+    }
+    for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
+    free(ws);
+}
+
 int lf__metrics(lf_gateway_t *gw, lf_req_t *req) {
     s_out_t o = {.cap = 16384};
     o.buf = malloc(o.cap);
@@ -75,6 +111,7 @@ int lf__metrics(lf_gateway_t *gw, lf_req_t *req) {
             }
             s_put(&o, "lf_job_%s_seconds_sum %g\nlf_job_%s_seconds_count %llu\n", name, h.sum_s, name, (unsigned long long)h.count);
         }
+        s_workers(&o, stt);
     }
     lf__store_put(gw, stt, rc);
 
@@ -111,6 +148,11 @@ int lf__metrics(lf_gateway_t *gw, lf_req_t *req) {
     s_put(&o, "# TYPE lf_gateway_brokers_live gauge\nlf_gateway_brokers_live %zu\n# TYPE lf_gateway_brokers_configured gauge\n"
               "lf_gateway_brokers_configured %zu\n",
           lf_link_live(gw->link, NULL), gw->n_brokers);
+    lf_link_broker_t bl[16];
+    size_t nb = lf_link_brokers(gw->link, bl, 16), cut = 0;
+    for (size_t i = 0; i < nb && i < 16; i++) cut += bl[i].live && !bl[i].store_ok;
+    s_put(&o, "# HELP lf_gateway_brokers_redis_down Brokers that answer but cannot reach Redis (they assign nothing).\n"
+              "# TYPE lf_gateway_brokers_redis_down gauge\nlf_gateway_brokers_redis_down %zu\n", cut);
     lf_hub_stats_t hs;
     lf_hub_stats(gw->hub, &hs);
     s_put(&o, "# TYPE lf_gateway_events_total counter\nlf_gateway_events_total %llu\n# TYPE lf_gateway_subscribers gauge\nlf_gateway_subscribers %llu\n",

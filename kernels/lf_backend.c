@@ -125,4 +125,15 @@ lf_backend_t *lf_backend_cuda_new(int device, size_t slab_bytes) {
     (void)device, (void)slab_bytes;
     return NULL;
 }
+
+int lf_backend_cuda_devices(int *n, char *why, size_t whylen) {
+    if (n) *n = 0;
+    if (why && whylen) snprintf(why, whylen, "this build has no CUDA backend (built without nvcc or with -DLF_CUDA=OFF)");
+    return LF_EUNSUPPORTED;
+}
+
+int lf_backend_cuda_device_props(int idx, char *name, size_t namelen, uint64_t *total_bytes) {
+    (void)idx, (void)total_bytes;
+    return lf_backend_cuda_devices(NULL, name, namelen);
+}
 #endif

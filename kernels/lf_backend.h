@@ -35,6 +35,14 @@ lf_backend_t *lf_backend_cpu_new(int n_threads);
 
 /* True when the CUDA backend is compiled in and a device is present. */
 bool lf_backend_cuda_available(void);
+/* The CUDA devices this process sees: *n their count. 0; LF_EUNSUPPORTED
+ * when this build has no CUDA backend; LF_ECUDA when the runtime cannot
+ * count them (no driver, no device node): why (may be NULL) then says what
+ * the runtime said. */
+int lf_backend_cuda_devices(int *n, char *why, size_t whylen);
+/* Name (why-style sentence on failure) and total memory of device idx.
+ * 0; LF_EUNSUPPORTED without CUDA; LF_ECUDA. */
+int lf_backend_cuda_device_props(int idx, char *name, size_t namelen, uint64_t *total_bytes);
 /* CUDA backend on a device, with one activation slab of slab_bytes reserved
  * at start (0: 1 GiB). Caller owns; NULL when CUDA is absent or fails (the
  * reason is logged). */

@@ -544,7 +544,14 @@ static const char *s_refiner(void *state)
     return state ? lf_engine_refiner_name(((s_state_t *)state)->engine) : NULL;
 }
 
+/* The GPU of env->device (the engine decides; reason in name on failure). */
+static int s_device_info(const lf_runner_env_t *env, char *name, size_t n, uint64_t *memory_bytes)
+{
+    return lf_engine_device_info(env->device, name, n, memory_bytes);
+}
+
 const lf_runner_backend_t lf_engine_runner_backend = {
+    .device_info = s_device_info,
     .name = "engine",
     .list_models = s_list_models,
     .load = s_load,

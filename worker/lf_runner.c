@@ -175,18 +175,21 @@ const char *lf_runner_model_kind(const lf_runner_t *self, const char *model) {
 
 int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_t *memory_bytes) {
     if (!name || !n || !memory_bytes) return LF_EINVAL;
+    int last = LF_EUNSUPPORTED;
+    snprintf(name, n, "no model backend of this build drives device '%s'", self->env.device ? self->env.device : "");
     for (size_t b = 0; b < self->n_backends; b++) {
         const lf_runner_backend_t *be = self->backends[b];
         if (!be->device_info) continue;
         char tmp[256] = "";
         uint64_t mem = 0;
-        if (be->device_info(&self->env, tmp, sizeof tmp, &mem) == 0) {
+        if ((last = be->device_info(&self->env, tmp, sizeof tmp, &mem)) == 0) {
             snprintf(name, n, "%s", tmp);
             *memory_bytes = mem;
             return 0;
         }
+        if (tmp[0]) snprintf(name, n, "%s", tmp);
     }
-    return LF_EUNSUPPORTED;
+    return last;
 }
 
 const char *lf_runner_resident(const lf_runner_t *self) {

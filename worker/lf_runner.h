@@ -106,8 +106,9 @@ typedef struct lf_runner_backend {
 
     /* Optional: when this backend can drive env->device (a GPU), its name
      * (e.g. "NVIDIA H100 80GB HBM3", NUL-terminated into name[n]) and memory
-     * in bytes, for the worker's READY. LF_EUNSUPPORTED when it cannot. NULL
-     * means CPU only: the worker then describes the machine itself. */
+     * in bytes, for the worker's READY. LF_EUNSUPPORTED when it cannot; on
+     * any failure name receives the reason (a sentence naming the device).
+     * NULL means CPU only: the worker then describes the machine itself. */
     int (*device_info)(const lf_runner_env_t *env, char *name, size_t n, uint64_t *memory_bytes);
 
     /* Optional: the LoRA files this backend can apply under `env` (*out a
@@ -144,8 +145,10 @@ const lf_model_info_t *lf_runner_models(const lf_runner_t *self, size_t *n);
 /* Kind of `model` ("diagnostic", "sd15", ...) or NULL when unknown (borrowed). */
 const char *lf_runner_model_kind(const lf_runner_t *self, const char *model);
 /* Ask the backends, in order, to describe env->device (see device_info):
- * the first that can fills name and *memory_bytes. LF_EUNSUPPORTED when
- * none can. Call before handing the runner to another thread. */
+ * the first that can fills name and *memory_bytes. When none can, the
+ * error of the last backend that tried (LF_EUNSUPPORTED when none has
+ * device_info) and name holds its reason. Call before handing the runner to
+ * another thread. */
 int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_t *memory_bytes);
 
 /* Name of the resident model, or NULL (borrowed until the next load/unload). */

@@ -53,6 +53,7 @@ struct lf_worker {
     size_t n_links;
     lf_compute_t *compute;
     char *resident; /* the compute thread's resident models, as last reported ("base\nrefiner") */
+    bool preload;   /* a model was preloaded: ready means one is resident */
     char *resident_v[2]; /* into resident (split at '\n') */
     size_t n_resident;
     char *lora_set; /* the LoRA set merged into the base, as last reported (NULL = none) */
@@ -191,7 +192,7 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
          * worker cannot use would mislead the scheduler. */
         if (lf_runner_device_info(runner, self->device_name, sizeof self->device_name,
                                   &self->device_memory)) {
-            lf_error("device '%s' is not supported by any model backend of this build", device);
+            lf_error("device '%s' is not usable: %s", device, self->device_name);
             lf_runner_destroy(&runner);
             lf_worker_destroy(&self);
             return NULL;
@@ -203,6 +204,30 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     size_t n_models = 0;
     lf_runner_models(runner, &n_models);
     if (!n_models) lf_warn("no models available; the worker will refuse every job");
+    if (opts->preload && *opts->preload) {
+        /* Load before the runner moves to the compute thread: a worker that
+         * offers itself already holds its model (readiness that means "can
+         * serve now"; a model that cannot load is a start failure, not a
+         * first job that fails). */
+        int64_t t0 = zclock_mono();
+        int rc = lf_runner_load(runner, opts->preload);
+        if (rc) {
+            lf_error("cannot preload model '%s': %s", opts->preload,
+                     rc == LF_ENOTFOUND ? "no such model in the models folder" : lf_strerror(rc));
+            lf_runner_destroy(&runner);
+            lf_worker_destroy(&self);
+            return NULL;
+        }
+        if (!(self->resident = strdup(lf_runner_resident(runner)))) {
+            lf_runner_destroy(&runner);
+            lf_worker_destroy(&self);
+            return NULL;
+        }
+        self->resident_v[0] = self->resident;
+        self->n_resident = 1;
+        self->preload = true;
+        lf_info("preloaded %s in %lld ms", self->resident, (long long)(zclock_mono() - t0));
+    }
     self->compute = lf_compute_new(&runner, self->id);
     if (!self->compute) {
         lf_runner_destroy(&runner);
@@ -531,7 +556,7 @@ static void s_update_ready(lf_worker_t *self, int64_t now) {
     lf_runner_models(lf_compute_runner(self->compute), &n_models);
     for (size_t i = 0; i < self->n_links; i++)
         n_brokers += self->registered[i] && lf_link_up(self->links[i]);
-    if (self->stopping || !n_models || !n_brokers) {
+    if (self->stopping || !n_models || !n_brokers || (self->preload && !self->n_resident)) {
         if (lf_readyfile_ready(self->ready)) lf_readyfile_set(self->ready, NULL);
         return;
     }

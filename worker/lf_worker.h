@@ -52,6 +52,11 @@ typedef struct {
      * removed when no broker is left or the worker starts to drain. NULL or
      * "": none. A folder that is not writable fails lf_worker_new. */
     const char *ready_file;
+    /* A model to make resident before the worker starts (NULL or "": load
+     * on the first job). It must be one of the listed models and load, or
+     * lf_worker_new fails saying why; with a ready file, ready then also
+     * means "this model is resident". */
+    const char *preload;
     /* Model backends, in preference order (tables borrowed). */
     const lf_runner_backend_t *const *backends;
     size_t n_backends;

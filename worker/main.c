@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
         .curve_cert = cfg.curve_cert,
         .curve_server_cert = cfg.curve_server_cert,
         .ready_file = cfg.worker_ready_file,
+        .preload = cfg.worker_preload,
         .backends = backends,
         .n_backends = sizeof backends / sizeof backends[0],
     };

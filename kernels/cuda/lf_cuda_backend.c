@@ -612,6 +612,31 @@ bool lf_backend_cuda_available(void) {
     return n > 0;
 }
 
+int lf_backend_cuda_devices(int *n, char *why, size_t whylen) {
+    int c = 0;
+    cudaError_t e = cudaGetDeviceCount(&c);
+    if (n) *n = e == cudaSuccess ? c : 0;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (why && whylen) snprintf(why, whylen, "the CUDA runtime finds no usable GPU: %s", cudaGetErrorString(e));
+        return LF_ECUDA;
+    }
+    return 0;
+}
+
+int lf_backend_cuda_device_props(int idx, char *name, size_t namelen, uint64_t *total_bytes) {
+    struct cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, idx);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (name && namelen) snprintf(name, namelen, "CUDA device %d: %s", idx, cudaGetErrorString(e));
+        return LF_ECUDA;
+    }
+    if (name && namelen) snprintf(name, namelen, "%s", prop.name);
+    if (total_bytes) *total_bytes = (uint64_t)prop.totalGlobalMem;
+    return 0;
+}
+
 static int s_init(lf_backend_t *be, int device, size_t slab_bytes) {
     s_ctx_t *c = be->ctx;
     LF_CUDA_CHECK(be, cudaSetDevice(device));

@@ -8,3 +8,10 @@ target_link_libraries(test_common_store PRIVATE lf_common lf_testsupport PkgConf
   Threads::Threads)
 add_test(NAME test_common_store COMMAND test_common_store)
 set_tests_properties(test_common_store PROPERTIES LABELS integration TIMEOUT 120)
+
+# lf_store with an external image store (lf_blobstore's directory backend) and the backend alone.
+add_executable(test_common_store_blobs ${CMAKE_CURRENT_LIST_DIR}/test_store_blobs.c)
+target_link_libraries(test_common_store_blobs PRIVATE lf_common lf_testsupport PkgConfig::CMOCKA
+  Threads::Threads)
+add_test(NAME test_common_store_blobs COMMAND test_common_store_blobs)
+set_tests_properties(test_common_store_blobs PROPERTIES LABELS integration TIMEOUT 120)

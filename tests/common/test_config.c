@@ -90,6 +90,21 @@ static void test_env_then_flags(void **state) {
     assert_string_equal(c.backend.items[1], "tcp://b:2");
     assert_int_equal(c.http_port, 8000);
     lf_config_clear(&c);
+
+    /* LF_DEVICE is the short name of LF_WORKER_DEVICE; the table's name wins
+     * when both are set; --device beats both. */
+    char *const dev1[] = {"LF_DEVICE=cuda:1", NULL};
+    assert_int_equal(lf_config_load(&c, dev1, 0, NULL, err, sizeof err), 0);
+    assert_string_equal(c.worker_device, "cuda:1");
+    lf_config_clear(&c);
+    char *const dev2[] = {"LF_DEVICE=cuda:1", "LF_WORKER_DEVICE=cuda:2", NULL};
+    assert_int_equal(lf_config_load(&c, dev2, 0, NULL, err, sizeof err), 0);
+    assert_string_equal(c.worker_device, "cuda:2");
+    lf_config_clear(&c);
+    char *const argv2[] = {"prog", "--device", "cuda:3", NULL};
+    assert_int_equal(lf_config_load(&c, dev2, 3, argv2, err, sizeof err), 0);
+    assert_string_equal(c.worker_device, "cuda:3");
+    lf_config_clear(&c);
 }
 
 static void test_flag_forms(void **state) {

@@ -42,6 +42,34 @@ static void test_vectors(void **state)
     assert_int_equal(d[31], 0xd0);
 }
 
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than the block). */
+static void test_hmac(void **state)
+{
+    (void)state;
+    uint8_t mac[32], key[131];
+    char hex[65];
+    static const char digits[] = "0123456789abcdef";
+#define HEX(m)                                                                                    \
+    do {                                                                                          \
+        for (int i = 0; i < 32; i++) hex[2 * i] = digits[(m)[i] >> 4], hex[2 * i + 1] = digits[(m)[i] & 15]; \
+        hex[64] = 0;                                                                              \
+    } while (0)
+    memset(key, 0x0b, 20);
+    lf_sha256_hmac(key, 20, "Hi There", 8, mac);
+    HEX(mac);
+    assert_string_equal(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    const char *d2 = "what do ya want for nothing?";
+    lf_sha256_hmac("Jefe", 4, d2, strlen(d2), mac);
+    HEX(mac);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    memset(key, 0xaa, sizeof key);
+    const char *d6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    lf_sha256_hmac(key, sizeof key, d6, strlen(d6), mac);
+    HEX(mac);
+    assert_string_equal(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+#undef HEX
+}
+
 static void test_file(void **state)
 {
     (void)state;
@@ -58,6 +86,7 @@ static void test_file(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_vectors), cmocka_unit_test(test_file)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_hmac), cmocka_unit_test(test_file)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

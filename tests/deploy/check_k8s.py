@@ -12,7 +12,9 @@
    renames generated ones with a hash); selectors match their pod templates; PodDisruptionBudgets select
    a workload; every container has readiness and liveness probes; the workers' grace period covers a job.
 4. --expect checks per overlay: gpu=1 (workers ask for one nvidia.com/gpu), redis=external|statefulset,
-   curve=1 (every program has its CURVE settings), keda=1 (a ScaledObject exists).
+   curve=1 (every program has its CURVE settings), keda=1 (a ScaledObject exists), images=redis|dir|s3
+   (where result images live: LF_IMAGE_STORE, and for dir a ReadWriteMany PVC mounted at that path in
+   the brokers and gateways, for s3 a Secret with both keys in their envFrom).
 
 Run by test_k8s.sh with the venv's python. Exit 0 = good; 1 = problems, each printed on one line.
 """
@@ -145,6 +147,8 @@ def check_refs(docs, by_kind, errors):
             for m in mounts - declared:
                 fail(errors, "%s: mounts volume %s, which the pod does not declare" % (cw, m))
     workers = by_kind.get("Deployment", {}).get("worker")
+    if workers is not None and "LF_WORKER_PRELOAD" not in env_of(workers, "worker"):
+        fail(errors, "Deployment/worker: no LF_WORKER_PRELOAD, so readiness does not mean a resident model")
     if workers is None:
         fail(errors, "no Deployment/worker")
     elif pod_spec(workers).get("terminationGracePeriodSeconds", 30) < 600:
@@ -203,6 +207,41 @@ def check_expect(by_kind, expect, errors):
         fail(errors, "no KEDA ScaledObject")
     if expect.get("keda") == "0" and by_kind.get("ScaledObject"):
         fail(errors, "a ScaledObject where none was expected")
+    images = expect.get("images")
+    store = cm.get("LF_IMAGE_STORE", "redis")
+    users = [(k, n, by_kind.get(k, {}).get(n)) for k, n in (("StatefulSet", "broker"), ("Deployment", "gateway"))]
+    if images == "redis" and store != "redis":
+        fail(errors, "images: LF_IMAGE_STORE is %s, expected redis" % store)
+    if images == "dir":
+        path = store[4:] if store.startswith("dir:") else None
+        if not path:
+            fail(errors, "images: LF_IMAGE_STORE is %s, expected dir:/path" % store)
+        for kind, name, d in users:
+            if d is None:
+                continue
+            c = next(c for c in pod_spec(d)["containers"] if c["name"] == name)
+            vols = {v["name"]: v for v in pod_spec(d).get("volumes", [])}
+            m = [m for m in c.get("volumeMounts", []) if m["mountPath"] == path]
+            claim = m and vols.get(m[0]["name"], {}).get("persistentVolumeClaim", {}).get("claimName")
+            pvc = by_kind.get("PersistentVolumeClaim", {}).get(claim) if claim else None
+            if not pvc:
+                fail(errors, "images: %s/%s does not mount a PVC at %s" % (kind, name, path))
+            elif "ReadWriteMany" not in pvc["spec"].get("accessModes", []):
+                fail(errors, "images: PVC %s is not ReadWriteMany (brokers and gateways share it)" % claim)
+    if images == "s3":
+        if not store.startswith("s3://"):
+            fail(errors, "images: LF_IMAGE_STORE is %s, expected s3://bucket/prefix" % store)
+        for kind, name, d in users:
+            if d is None:
+                continue
+            c = next(c for c in pod_spec(d)["containers"] if c["name"] == name)
+            keys = set()
+            for ef in c.get("envFrom", []):
+                if "secretRef" in ef:
+                    keys |= set(by_kind.get("Secret", {}).get(ef["secretRef"]["name"], {}).get("data", {}))
+            for k in ("LF_S3_ACCESS_KEY_ID", "LF_S3_SECRET_ACCESS_KEY"):
+                if k not in keys:
+                    fail(errors, "images: %s/%s gets no %s from a Secret" % (kind, name, k))
     brokers = sts.get("broker")
     if brokers:
         n = brokers["spec"].get("replicas", 1)

@@ -3,7 +3,9 @@
 #  - `logs NAME` with an unknown name fails and lists the names there are;
 #  - `down` treats a defunct (zombie) process as stopped: it says so and
 #    does not wait for it to exit;
-#  - `up` refuses a bad LF_READY_TIMEOUT_S.
+#  - `up` refuses a bad LF_READY_TIMEOUT_S;
+#  - `gpus` / `up --gpus`: the per-GPU worker plan from a fake GPU count (LF_FAKE_GPU_COUNT), and the
+#    refusals: no GPU, more GPUs than there are, a bad value.
 #   test_cli.sh SOURCE_DIR
 set -euo pipefail
 FARM="$(cd "$1" && pwd)/deploy/lightfarm"
@@ -42,4 +44,22 @@ echo "ok: $out"
 
 if out="$(LF_READY_TIMEOUT_S=soon "$FARM" up 2>&1)"; then fail "up accepted LF_READY_TIMEOUT_S=soon"; fi
 grep -q LF_READY_TIMEOUT_S <<<"$out" || fail "up did not name LF_READY_TIMEOUT_S: $out"
+# The per-GPU worker plan, from a GPU count: LF_FAKE_GPU_COUNT is the test's fake count (this machine
+# may have no GPU); `gpus` prints what `up --gpus` would start.
+out="$(LF_FAKE_GPU_COUNT=3 "$FARM" gpus)" || fail "gpus with 3 fake GPUs failed: $out"
+[ "$(grep -c . <<<"$out")" = 3 ] || fail "gpus with 3 fake GPUs: not 3 workers: $out"
+for k in 0 1 2; do grep -q "^worker-gpu-$k: .*lightfarm-worker --device cuda:$k\$" <<<"$out" || fail "no worker for cuda:$k: $out"; done
+[ "$(grep -o 'LF_WORKER_ID=[^ ]*' <<<"$out" | sort -u | wc -l)" = 3 ] || fail "the GPU workers' ids are not distinct: $out"
+out="$(LF_FAKE_GPU_COUNT=3 "$FARM" gpus 2)" || fail "gpus 2 failed: $out"
+[ "$(grep -c . <<<"$out")" = 2 ] && ! grep -q cuda:2 <<<"$out" || fail "gpus 2 of 3: $out"
+for bad in "4:only 3 GPU(s)" "0:a number >= 1" "x:'all' or a number"; do
+  if out="$(LF_FAKE_GPU_COUNT=3 "$FARM" gpus "${bad%%:*}" 2>&1)"; then fail "gpus ${bad%%:*} succeeded: $out"; fi
+  grep -qF "${bad#*:}" <<<"$out" || fail "gpus ${bad%%:*} did not say '${bad#*:}': $out"
+done
+if out="$(LF_FAKE_GPU_COUNT=0 "$FARM" up --gpus all 2>&1)"; then fail "up --gpus all without GPUs succeeded: $out"; fi
+grep -q "no GPU visible" <<<"$out" || fail "up --gpus all without GPUs did not say so: $out"
+if out="$(LF_FAKE_GPU_COUNT=2 "$FARM" up --gpus 3 2>&1)"; then fail "up --gpus 3 on 2 GPUs succeeded: $out"; fi
+grep -q "only 2 GPU(s)" <<<"$out" || fail "up --gpus 3 on 2 GPUs: $out"
+echo "ok: the per-GPU worker plan (fake GPU counts) and its refusals"
+
 echo "ok: all"

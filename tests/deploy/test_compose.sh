@@ -18,7 +18,7 @@ dc() { env -u DOCKER_HOST -u COMPOSE_FILE -u COMPOSE_PROFILES "$venv/docker-comp
 unset LF_WORKERS LF_API_KEYS LF_DEFAULT_MODEL LF_REDIS_APPENDFSYNC LF_MODELS_HOST_DIR LF_PUBLISH_PORT
 
 dc -f "$SRC/deploy/compose.yaml" config >"$T/cpu.yaml" 2>"$T/err" || { cat "$T/err" >&2; echo "FAIL: config" >&2; exit 1; }
-LF_WORKERS=3 LF_REDIS_APPENDFSYNC=everysec dc -f "$SRC/deploy/compose.yaml" --profile gpu config >"$T/gpu.yaml" 2>"$T/err" ||
+LF_WORKERS=3 LF_REDIS_APPENDFSYNC=everysec LF_IMAGE_STORE=dir:/images dc -f "$SRC/deploy/compose.yaml" --profile gpu config >"$T/gpu.yaml" 2>"$T/err" ||
   { cat "$T/err" >&2; echo "FAIL: config --profile gpu" >&2; exit 1; }
 
 "$venv/python" - "$T/cpu.yaml" "$T/gpu.yaml" "$SRC" <<'PY'
@@ -65,6 +65,18 @@ for name, c in (("default", cpu), ("gpu profile", gpu)):
         for var, want in binds.items():
             got = [e.split("//", 1)[1] for e in env.get(var, "").split(",")]
             check(got == want, "%s: %s %s = %s, the brokers bind %s" % (name, client, var, got, want))
+    # Result images: the store setting reaches the brokers and the gateway (default redis; the gpu run
+    # sets dir:/images), both mount the volume `images` there, and the S3 keys reach no worker.
+    store = "dir:/images" if c is gpu else "redis"
+    for n in ("broker-1", "broker-2", "gateway"):
+        env = s[n].get("environment", {})
+        check(env.get("LF_IMAGE_STORE") == store, "%s: %s LF_IMAGE_STORE %s, want %s" % (name, n, env.get("LF_IMAGE_STORE"), store))
+        check("LF_S3_SECRET_ACCESS_KEY" in env, "%s: %s gets no LF_S3_SECRET_ACCESS_KEY" % (name, n))
+        check(any(vol(v).get("source") == "images" and vol(v).get("target") == "/images" for v in s[n].get("volumes", [])),
+              "%s: %s does not mount the images volume at /images" % (name, n))
+    for n in ("worker", "worker-gpu"):
+        check("LF_S3_SECRET_ACCESS_KEY" not in s[n].get("environment", {}), "%s: %s gets the S3 keys" % (name, n))
+    check("images" in c.get("volumes", {}), name + ": volume images not declared")
     gw = s["gateway"]
     check(any(str(p.get("target")) == "7860" and str(p.get("published")) == "7860" for p in gw.get("ports", [])),
           name + ": gateway not published on 7860")

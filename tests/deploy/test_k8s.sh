@@ -24,17 +24,22 @@ echo "kubectl: $(kubectl version --client 2>/dev/null | tr '\n' ' ')"
 cp -r "$SRC/deploy/k8s" "$T/k8s"
 rm -rf "$T/k8s/components/secrets/files"
 LF_GATEWAY_BIN="$BUILD/gateway/lightfarm-gateway" "$T/k8s/make-secrets.sh" >/dev/null
+# The S3 keys file the image-store-s3 component's Secret is made from (yours stays out of git).
+mkdir -p "$T/k8s/components/image-store-s3/files"
+printf 'LF_S3_ACCESS_KEY_ID=AKIDEXAMPLE\nLF_S3_SECRET_ACCESS_KEY=not-a-secret\n' >"$T/k8s/components/image-store-s3/files/s3-keys.env"
 for f in api-keys broker.cert broker.cert_secret gateway.cert gateway.cert_secret worker.cert worker.cert_secret; do
   [ -s "$T/k8s/components/secrets/files/$f" ] || { echo "FAIL: make-secrets.sh did not write $f" >&2; exit 1; }
 done
 
 # tree: what check_k8s.py must find there.
 declare -A EXPECT=(
-  [base]="--expect redis=statefulset --expect keda=0"
+  [base]="--expect redis=statefulset --expect keda=0 --expect images=redis"
   [overlays/dev]="--expect redis=statefulset --expect keda=0"
   [overlays/cpu]="--expect redis=statefulset --expect curve=1 --expect keda=1"
   [overlays/gpu]="--expect redis=statefulset --expect curve=1 --expect keda=1 --expect gpu=1"
   [overlays/external-redis]="--expect redis=external --expect curve=1 --expect keda=1"
+  [overlays/images-dir]="--expect redis=statefulset --expect curve=1 --expect keda=1 --expect images=dir"
+  [overlays/images-s3]="--expect redis=statefulset --expect curve=1 --expect keda=1 --expect images=s3"
 )
 # Every overlay in the tree is tested: a new one without an entry above fails.
 for d in "$T"/k8s/overlays/*/; do

@@ -8,6 +8,8 @@
 #    logs that the worker no longer holds the job) and the job keeps the other worker's result.
 # 2. Broker b's host is cut off (from Redis and everyone): jobs submitted meanwhile are all served through
 #    broker a; when b comes back the farm goes on.
+# 3. Broker b is cut from Redis only: it stops assigning and says so (the gateway's /healthz names it); the
+#    gateway sends every submit to broker a at once (no 503 while a broker can take it); b comes back.
 # Every accepted job finishes exactly once: done, and the farm's done counter grew by the number of jobs.
 #   test_netns.sh BUILD_DIR
 # Needs root (ip netns, veth, a bridge); exits 77 (skipped) without them.
@@ -161,6 +163,47 @@ for _ in 1 2 3; do ids+=("$(submit 2)"); done
 for id in "${ids[@]:7}"; do
   [ "$(jq -r .status <<<"$(wait_done "$id" 60)")" = "done" ] || fail "job $id failed after broker b came back"
 done
+
+# 3. Broker b cut from Redis only (a blackhole route to host a in b's namespace: gateways and workers
+#    still reach b). b stops assigning and says so: the gateway's /healthz lists it with redis false
+#    (its heartbeat answers say so); every submit is accepted at the first try (the gateway sends it to
+#    broker a, never answering 503 while a can take it), and the jobs finish through a.
+ip -n "lfb$S" route add blackhole "$A/32"
+echo "cut broker b from redis (blackhole route to $A in host b)"
+said=""
+for _ in $(seq 1 150); do
+  h="$(curl -s --max-time 2 "$url/healthz" || true)"
+  [ "$(jq -r '.brokers_redis_down // 0' <<<"$h" 2>/dev/null)" = 1 ] &&
+    [ "$(jq -r '[.broker_links[] | select(.endpoint | contains("'"$B"'")) | .redis][0]' <<<"$h")" = false ] && { said=1; break; }
+  sleep 0.2
+done
+[ -n "$said" ] || fail "the gateway's /healthz never said broker b cannot reach redis: $h"
+[ "$(jq -r .status <<<"$h")" = degraded ] || fail "/healthz status $(jq -r .status <<<"$h") with a broker cut from redis"
+grep -q "redis unreachable" "$T/broker-b.log" || fail "broker b did not log that redis is unreachable"
+echo "ok: /healthz: $(jq -c '{status, brokers, brokers_redis_down, broker_links: [.broker_links[] | {endpoint, live, redis}]}' <<<"$h")"
+first=${#ids[@]}
+for k in 1 2 3 4 5 6; do
+  out="$(curl -sS --max-time 15 -w '\n%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -d '{"model":"lf-diagnostic","prompt":"netns redis cut '"$k"'","steps":2,"step_delay_ms":200,"width":32,"height":32}' "$url/v1/jobs")"
+  code="$(tail -n 1 <<<"$out")"
+  [ "$code" = 202 ] || fail "submit $k answered $code while broker a could take it: $(head -n 1 <<<"$out")"
+  ids+=("$(head -n 1 <<<"$out" | jq -r .id)")
+done
+for id in "${ids[@]:$first}"; do
+  v="$(wait_done "$id" 60)"
+  [ "$(jq -r .status <<<"$v")" = "done" ] || fail "job $id ended '$(jq -r .status <<<"$v")' with broker b cut from redis"
+done
+echo "ok: with broker b cut from redis, 6 submits were accepted at once and finished through broker a"
+ip -n "lfb$S" route del blackhole "$A/32"
+back=""
+for _ in $(seq 1 150); do
+  h="$(curl -s --max-time 2 "$url/healthz" || true)"
+  [ "$(jq -r '.brokers_redis_down' <<<"$h" 2>/dev/null)" = 0 ] && [ "$(jq -r .brokers <<<"$h")" = 2 ] && { back=1; break; }
+  sleep 0.2
+done
+[ -n "$back" ] || fail "broker b did not report redis back: $h"
+grep -q "redis answers again" "$T/broker-b.log" || fail "broker b did not log that redis is back"
+echo "ok: broker b reaches redis again (/healthz brokers 2, none cut)"
 
 d1="$(done_count)"
 [ $((d1 - d0)) = "${#ids[@]}" ] || fail "the done counter grew by $((d1 - d0)) for ${#ids[@]} jobs (each must finish exactly once)"

@@ -80,7 +80,19 @@ if LF_WORKER_DEVICE=nonsense "$FARM" up >"$T/up2.out" 2>&1; then
 fi
 grep -q "worker-1 (pid [0-9]*) exited while the farm was starting" "$T/up2.out" ||
   { cat "$T/up2.out" >&2; fail "up did not name the worker that died"; }
-grep -q "not supported by any model backend" "$T/up2.out" ||
+grep -q "bad device 'nonsense': expected cpu, cuda or cuda:N" "$T/up2.out" ||
   { cat "$T/up2.out" >&2; fail "up did not show the worker's last log lines"; }
 "$FARM" down >/dev/null || fail "down failed"
 echo "ok: up failed naming the worker that died, with its log"
+
+# up --gpus on a machine where the GPU cannot be used (a fake count of 1 where there is no usable GPU:
+# skipped where CUDA works): the worker for cuda:0 exits saying why, and up names it.
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  if LF_FAKE_GPU_COUNT=1 "$FARM" up --gpus 1 >"$T/up4.out" 2>&1; then cat "$T/up4.out" >&2; fail "up --gpus 1 succeeded without a usable GPU"; fi
+  grep -q "worker-gpu-0 (pid [0-9]*) exited while the farm was starting" "$T/up4.out" ||
+    { cat "$T/up4.out" >&2; fail "up --gpus did not name the GPU worker that died"; }
+  grep -Eq "device 'cuda:0' is not usable: (device 'cuda:0': the CUDA runtime finds no usable GPU|this build has no CUDA backend)" "$T/up4.out" ||
+    { cat "$T/up4.out" >&2; fail "the GPU worker did not say why cuda:0 is not usable"; }
+  "$FARM" down >/dev/null || fail "down failed"
+  echo "ok: up --gpus 1 without a usable GPU failed, the worker saying why: $(grep -o "device 'cuda:0' is not usable.*" "$T/up4.out" | head -n 1)"
+fi

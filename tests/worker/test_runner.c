@@ -191,7 +191,7 @@ static void test_device_info(void **st) {
     r = lf_runner_new(&env, list, 2);
     strcpy(name, "untouched");
     assert_int_equal(lf_runner_device_info(r, name, sizeof name, &mem), LF_EUNSUPPORTED);
-    assert_string_equal(name, "untouched");
+    assert_non_null(strstr(name, "cuda:1")); /* the reason, naming the device */
     lf_runner_destroy(&r);
 }
 

@@ -891,6 +891,30 @@ static void test_ready_file(void **state) {
     static const char *const bad[] = {"LF_WORKER_READY_FILE=/nonexistent-lf/dir/ready", NULL};
     assert_int_equal(s_wait_exit(s_other(f, s_spawn_with(f->b.endpoint, bad, NULL)), 10000), 1);
 
+    /* LF_WORKER_PRELOAD: the model is resident before the worker offers
+     * itself (READY says so, and so does the ready file); a model that is
+     * not there stops the worker at start. */
+    char env2[200];
+    snprintf(env2, sizeof env2, "LF_WORKER_READY_FILE=%s", path);
+    const char *const pre[] = {env2, "LF_WORKER_PRELOAD=lf-diagnostic", NULL};
+    s_fix_t *g = calloc(1, sizeof *g);
+    s_broker_init(&g->b);
+    g->pid = g->b.pid = s_spawn_with(g->b.endpoint, pre, NULL);
+    s_expect(&g->b, LF_MSG_READY, 10000, &g->ready);
+    assert_int_equal(g->ready.caps.n_resident, 1);
+    assert_string_equal(g->ready.caps.resident[0], "lf-diagnostic");
+    assert_true(s_wait_file(&g->b, path, true, 5000));
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof line, fp));
+    fclose(fp);
+    assert_non_null(strstr(line, "resident=lf-diagnostic"));
+    void *gfix = g;
+    s_teardown(&gfix);
+    static const char *const nosuch[] = {"LF_WORKER_PRELOAD=no-such-model", NULL};
+    assert_int_equal(s_wait_exit(s_other(f, s_spawn_with(f->b.endpoint, nosuch, NULL)), 10000), 1);
+    unlink(path);
+
     rmdir(dir);
     void *fix = f;
     s_teardown(&fix);
