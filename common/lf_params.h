@@ -27,7 +27,8 @@
  *           init image), NONDEF (only when not the default), SEED (value +
  *           the image's index), SIZE_W / SIZE_H ("Size: WxH", A1111 parses it
  *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE, REFINER (only
- *           when refiner_checkpoint is set, as A1111 writes its switch point)
+ *           when refiner_checkpoint is set, as A1111 writes its switch point),
+ *           HIRES_* (Hires-Fix rows, only with enable_hr; see lf_param_show_t)
  *   flags   LF_PF_* below
  *   desc    one line for humans (OpenAPI, /v1/params, docs)
  *
@@ -69,6 +70,41 @@ extern const lf_param_enum_t lf_param_rngs[];
 
 #define LF_SIZE_MIN_REAL 64     /* real models' smallest side; the table's lo is the diagnostic model's */
 
+/* Hires-Fix (A1111's txt2img second pass), a block of its own so the rows
+ * of other features merge apart. After "Denoising strength", which a
+ * hires pass also writes (A1111 keeps its strength there). The hires_*
+ * SHOW kinds write a label only with enable_hr; A1111's parser reads
+ * enable_hr back from "Denoising strength" + any "Hires ..." key. */
+#define LF__PARAM_HIRES_ROWS(X)                                                                   \
+    X(enable_hr, BOOL, "enable_hr", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,                   \
+      "Hires-Fix: upscale the first pass and run a second img2img pass at the larger size")      \
+    X(hr_scale, F64, "hr_scale", TOP, 1, 8, 0.05, 2, NULL, NULL, "Hires upscale", HIRES_SCALE, 0,  \
+      "Hires-Fix: upscale factor (when hr_resize_x and hr_resize_y are 0)")                      \
+    X(hr_resize_x, U32, "hr_resize_x", TOP, 0, 8192, 8, 0, NULL, NULL, "Hires resize", HIRES_RESIZE, \
+      0, "Hires-Fix: target width instead of hr_scale (0 = from hr_resize_y and the aspect; "   \
+      "both set: A1111's crop to that aspect)")                                                  \
+    X(hr_resize_y, U32, "hr_resize_y", TOP, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,             \
+      "Hires-Fix: target height instead of hr_scale (0 = from hr_resize_x and the aspect)")      \
+    X(hr_upscaler, STR, "hr_upscaler", TOP, 1, 128, 0, 0, "Latent", NULL, "Hires upscaler", HIRES, \
+      LF_PF_NAME,                                                                                \
+      "Hires-Fix upscaler: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic "      \
+      "antialiased), Latent (nearest), Latent (nearest-exact), None, Lanczos, Nearest, or an "    \
+      "upscaler model (GET /v1/upscalers)")                                                      \
+    X(hr_second_pass_steps, U32, "hr_second_pass_steps", TOP, 0, 150, 1, 0, NULL, NULL,            \
+      "Hires steps", HIRES_NONDEF, 0, "Hires-Fix: second pass steps (0 = steps)")                \
+    X(hr_sampler, ENUM, "hr_sampler_name", TOP, 0, 0, 0, 0, NULL, lf_param_samplers,              \
+      "Hires sampler", HIRES_OTHER, 0, "Hires-Fix: sampler of the second pass (unset = sampler)") \
+    X(hr_scheduler, ENUM, "hr_scheduler", TOP, 0, 0, 0, 0, NULL, lf_param_schedulers,             \
+      "Hires schedule type", HIRES_OTHER, 0,                                                     \
+      "Hires-Fix: schedule of the second pass (unset = scheduler)")                              \
+    X(hr_prompt, STR, "hr_prompt", TOP, 0, 32768, 0, 0, NULL, NULL, "Hires prompt", HIRES_OTHER, 0, \
+      "Hires-Fix: prompt of the second pass (unset or empty = prompt)")                          \
+    X(hr_negative_prompt, STR, "hr_negative_prompt", TOP, 0, 32768, 0, 0, NULL, NULL,              \
+      "Hires negative prompt", HIRES_OTHER, 0,                                                   \
+      "Hires-Fix: negative prompt of the second pass (unset or empty = negative_prompt)")        \
+    X(hr_cfg, F64, "hr_cfg", TOP, 0, 100, 0.5, 0, NULL, NULL, "Hires CFG Scale", HIRES_NONDEF, 0,  \
+      "Hires-Fix: CFG scale of the second pass (0 = cfg_scale)")
+
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
     X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
@@ -98,7 +134,8 @@ extern const lf_param_enum_t lf_param_rngs[];
       "VAE from the workers' models/vae/ (GET /v1/models vaes) instead of the checkpoint's; "    \
       "Automatic or None = the checkpoint's")                                                    \
     X(denoise, F64, "denoising_strength", TOP, 0, 1, 0.01, 0.75, NULL, NULL, "Denoising strength", \
-      IMG2IMG, 0, "img2img strength: 0 keeps the init image, 1 replaces it")                     \
+      IMG2IMG, 0, "img2img (and Hires-Fix second pass) strength: 0 keeps the image, 1 replaces it")                     \
+    LF__PARAM_HIRES_ROWS(X)                                                                       \
     X(clip_skip, U32, "CLIP_stop_at_last_layers", OVERRIDE, 1, 12, 1, 1, NULL, NULL, "Clip skip",  \
       NONDEF, 0, "text encoder layer from the end (1 = last)")                                   \
     X(rng, ENUM, "randn_source", OVERRIDE, 0, 0, 0, 0, "cpu", lf_param_rngs, "RNG", ALWAYS, 0,     \
@@ -164,7 +201,16 @@ typedef enum {
     LF_PS_SIZE_H,
     LF_PS_PROMPT,
     LF_PS_NEGATIVE,
-    LF_PS_REFINER
+    LF_PS_REFINER,
+    /* Hires-Fix rows: only with enable_hr. SCALE: when no hr_resize is set;
+     * RESIZE: "Hires resize: XxY" when one is (A1111 parses it back as
+     * "Hires resize-1" / "-2"); NONDEF: when not the default; OTHER: when
+     * set and not the first pass's value (sampler, scheduler, prompts). */
+    LF_PS_HIRES,
+    LF_PS_HIRES_SCALE,
+    LF_PS_HIRES_RESIZE,
+    LF_PS_HIRES_NONDEF,
+    LF_PS_HIRES_OTHER
 } lf_param_show_t;
 
 /* C types of the columns' TYPE. */

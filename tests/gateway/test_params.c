@@ -220,6 +220,14 @@ static void s_walk(bool a1111) {
             s_refuse(d, json_integer(1), a1111);
             break;
         }
+        case LF_PT_BOOL: { /* true and false; anything but a boolean refused */
+            json_t *f = json_false(), *tr = json_true();
+            s_accept(d, f, a1111);
+            s_accept(d, tr, a1111);
+            s_refuse(d, json_string("1"), a1111);
+            s_refuse(d, json_integer(2), a1111);
+            break;
+        }
         default: {
             double step = d->flags & LF_PF_MULTIPLE ? d->step : d->type == LF_PT_F64 ? 0.5 : 1;
             json_t *lo = s_value(d, d->lo, 0), *hi = s_value(d, d->hi, 0);
@@ -344,9 +352,11 @@ static void test_infotext_round_trip(void **state) {
             assert_int_equal(lf_param_set_str(&p, &t[LF_P_mode], "img2img"), 0);
             p.seed = 7;
             if (d->show == LF_PS_REFINER) assert_int_equal(lf_param_set_str(&p, &t[LF_P_refiner_checkpoint], "sdxl-refiner"), 0);
+            if (d->show >= LF_PS_HIRES) p.enable_hr = true; /* Hires-Fix rows: written with it */
             if (d->type == LF_PT_ENUM) {
                 const lf_param_enum_t *v = d->values;
                 if (pass) while (v[1].name) v++;
+                else if (d->show == LF_PS_HIRES_OTHER) v++; /* the first is the first pass's default */
                 assert_int_equal(lf_param_set_str(&p, d, v->name), 0);
             } else if (d->type == LF_PT_STR) {
                 /* Quoting: a value with ',' and ':' is written as a JSON string. */
@@ -354,7 +364,8 @@ static void test_infotext_round_trip(void **state) {
             } else {
                 double v = pass ? d->hi : d->lo;
                 if (d->flags & LF_PF_RANDOM_NEG && v < 0) v = 0;
-                if (d->show == LF_PS_NONDEF && v == d->def) v = d->hi;
+                if ((d->show == LF_PS_NONDEF || d->show == LF_PS_HIRES_NONDEF) && v == d->def) v = d->hi;
+                if (d->show == LF_PS_HIRES_RESIZE && v == 0) v = d->step; /* 0x0 is "no resize" */
                 if (d->flags & LF_PF_MULTIPLE && v < LF_SIZE_MIN_REAL) v = LF_SIZE_MIN_REAL;
                 assert_int_equal(lf_param_set_num(&p, d, v), 0);
             }
