@@ -26,6 +26,8 @@
 #include "lf_prompt.h"
 #include "lf_safetensors.h"
 #include "lf_torchzip.h"
+#include "lf_upscaler_set.h"
+#include "lf_resize.h"
 
 #ifndef LF_ASSETS_DEFAULT
 #define LF_ASSETS_DEFAULT "assets"
@@ -69,6 +71,7 @@ struct lf_engine {
     char *lora_dirs;            /* ':'-separated, or NULL */
     lf_lora_file_t *lora_files; /* the last scan of lora_dirs (hashes cached in it) */
     size_t n_lora_files;
+    lf_upscaler_set_t *upscalers; /* Hires-Fix's upscaler models (opts.upscaler_dirs) */
     char err[512];
 };
 
@@ -89,7 +92,7 @@ static char *s_dup(const char *s)
 lf_engine_request_t lf_engine_request_defaults(void)
 {
     return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
-                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8};
+                                 .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8, .hr_scale = 2.0};
 }
 
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
@@ -130,8 +133,9 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     lf_engine_t *e = calloc(1, sizeof *e);
     if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||
         (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir))) ||
-        (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs)))) {
-        if (e) free(e->vocab_path), free(e->assets_dir);
+        (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs))) ||
+        !(e->upscalers = lf_upscaler_set_new(o.upscaler_dirs, be, o.n_threads))) {
+        if (e) free(e->vocab_path), free(e->assets_dir), free(e->lora_dirs);
         free(e);
         lf_backend_destroy(&be);
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -204,6 +208,7 @@ void lf_engine_destroy(lf_engine_t **self_p)
     free(e->assets_dir);
     free(e->lora_dirs);
     lf_lora_dir_free(&e->lora_files, e->n_lora_files);
+    lf_upscaler_set_destroy(&e->upscalers); /* before the backend it may borrow */
     lf_backend_destroy(&e->backend);
     free(e);
     *self_p = NULL;
@@ -704,6 +709,41 @@ static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
     return 0;
 }
 
+/* The request's Hires-Fix fields into the pipeline's, and the upscaler
+ * model it names made resident (a name that is not a built-in one). */
+static int s_hires_request(lf_engine_t *e, const lf_engine_request_t *req, lf_pipeline_request_t *pr)
+{
+    lf_pipeline_hires_t *h = &pr->hires;
+    *h = (lf_pipeline_hires_t){.sampler = -1, .scheduler = -1};
+    if (!req->enable_hr) return 0;
+    h->enable = 1;
+    h->scale = req->hr_scale;
+    h->resize_x = req->hr_resize_x;
+    h->resize_y = req->hr_resize_y;
+    h->upscaler = req->hr_upscaler && *req->hr_upscaler ? req->hr_upscaler : "Latent";
+    h->steps = req->hr_steps;
+    h->prompt = req->hr_prompt;
+    h->negative = req->hr_negative;
+    h->cfg = req->hr_cfg;
+    if (req->hr_steps < 0 || req->hr_resize_x < 0 || req->hr_resize_y < 0 || req->hr_cfg < 0)
+        return s_err(e, LF_EINVAL, "Hires-Fix values must be >= 0");
+    lf_sampler_kind_t sk;
+    lf_scheduler_t sc;
+    if (req->hr_sampler && *req->hr_sampler) {
+        if (lf_sampler_parse(req->hr_sampler, &sk)) return s_err(e, LF_EINVAL, "unknown hr_sampler '%s'", req->hr_sampler);
+        h->sampler = (int)sk;
+    }
+    if (req->hr_scheduler && *req->hr_scheduler) {
+        if (lf_scheduler_parse(req->hr_scheduler, &sc))
+            return s_err(e, LF_EINVAL, "unknown hr_scheduler '%s'", req->hr_scheduler);
+        h->scheduler = (int)sc;
+    }
+    if (lf_resize_builtin_find(h->upscaler)) return 0;
+    int rc = lf_upscaler_set_use(e->upscalers, h->upscaler, e->err, sizeof e->err);
+    if (rc == LF_ENOTFOUND) return s_err(e, LF_EINVAL, "unknown hr_upscaler '%s'", h->upscaler);
+    return rc;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -747,6 +787,8 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     else
         return s_err(e, LF_EINVAL, "unknown rng '%s' (cpu or philox)", req->rng);
 
+    int rc = s_hires_request(e, req, &pr);
+    if (rc != 0) return rc;
     if (req->orig_width < 0 || req->orig_height < 0 || req->crop_top < 0 || req->crop_left < 0 ||
         req->target_width < 0 || req->target_height < 0)
         return s_err(e, LF_EINVAL, "size conditioning values must be >= 0");
@@ -756,7 +798,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
     /* The VAE first: a VAE change reloads the base, and the LoRA set is then
      * merged into the reloaded weights. */
-    int rc = s_ensure_vae(e, req->vae_path, req->vae_name);
+    rc = s_ensure_vae(e, req->vae_path, req->vae_name);
     if (rc != 0) return rc;
     /* A job without the refiner leaves it resident only while both fit. */
     if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
@@ -775,7 +817,8 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     pr.lora_hashes = lo.hashes;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
-                             .model_name = e->model_name, .vae_name = e->vae_name};
+                             .model_name = e->model_name, .vae_name = e->vae_name,
+                             .upscale = lf_upscaler_set_run_rgb8, .upscale_ud = e->upscalers};
     if (refine && e->refiner) {
         ctx.refiner = e->refiner;
         ctx.refiner_name = e->refiner_name;

@@ -70,6 +70,10 @@ typedef struct {
     /* Folders of LoRA files, ':'-separated, searched with their subfolders
      * (the worker passes "<models>/lora:<models>/Lora"); NULL = none. */
     const char *lora_dirs;
+    /* Folders of upscaler models (Hires-Fix hr_upscaler names), ':'-separated
+     * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
+     * none: only the built-in upscalers. */
+    const char *upscaler_dirs;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -129,6 +133,20 @@ typedef struct {
      * one the model is reloaded with it (only then). */
     const char *vae_path;
     const char *vae_name;    /* for the infotext; NULL = file name without extension */
+    /* Hires-Fix (A1111's txt2img second pass; lf_pipeline.h), with denoise
+     * as its strength. width/height are the first pass's; the images come
+     * out at the Hires-Fix size. */
+    int enable_hr;
+    double hr_scale;          /* used when hr_resize_x == hr_resize_y == 0; default 2 */
+    int hr_resize_x, hr_resize_y;
+    const char *hr_upscaler;  /* "Latent" ... "Nearest" (A1111's built-ins) or an upscaler model
+                                 of opts.upscaler_dirs by file stem; NULL = "Latent" */
+    int hr_steps;             /* hr_second_pass_steps; 0 = steps */
+    const char *hr_sampler;   /* NULL or "" = sampler */
+    const char *hr_scheduler; /* NULL or "" = scheduler */
+    const char *hr_prompt;    /* NULL or "" = prompt */
+    const char *hr_negative;  /* NULL or "" = negative */
+    double hr_cfg;            /* 0 = cfg */
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */
