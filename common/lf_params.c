@@ -55,6 +55,16 @@ const lf_param_enum_t lf_param_schedulers[] = {
 /* A1111's randn_source: "CPU" is torch's CPU generator, "NV" the Philox one. */
 const lf_param_enum_t lf_param_rngs[] = {{"cpu", "CPU", NULL}, {"philox", "NV", NULL}, {NULL, NULL, NULL}};
 
+const char *const lf_param_hr_builtin_upscalers[] = {
+    "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)", "Latent (nearest)",
+    "Latent (nearest-exact)", "None", "Lanczos", "Nearest", NULL};
+
+bool lf_param_hr_upscaler_builtin(const char *name) {
+    for (size_t i = 0; name && lf_param_hr_builtin_upscalers[i]; i++)
+        if (!strcmp(lf_param_hr_builtin_upscalers[i], name)) return true;
+    return false;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const lf_param_def_t s_table[LF_P__COUNT] = {
@@ -396,6 +406,21 @@ void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *bu
     if (d->type == LF_PT_F64) snprintf(buf, len, "%g", v);
     else if (d->type == LF_PT_I64) snprintf(buf, len, "%lld", (long long)*(const int64_t *)((const char *)p + d->offset));
     else snprintf(buf, len, "%.0f", v);
+}
+
+void lf_params_output_size(const lf_job_params_t *p, uint32_t *w, uint32_t *h) {
+    uint64_t W = p->width, H = p->height, rx = p->hr_resize_x, ry = p->hr_resize_y, uw, uh;
+    *w = p->width, *h = p->height;
+    if (!p->enable_hr || (p->mode && !strcmp(p->mode, "img2img")) || !W || !H) return;
+    if (!rx && !ry) {
+        double sw = W * p->hr_scale, sh = H * p->hr_scale;
+        *w = sw > 0 && sw < 4e9 ? (uint32_t)sw : 0, *h = sh > 0 && sh < 4e9 ? (uint32_t)sh : 0;
+        return;
+    }
+    if (!ry || (rx && W * ry < rx * H)) uw = rx, uh = rx * H / W; /* src ratio < dst ratio */
+    else uw = ry * W / H, uh = ry;
+    *w = (uint32_t)(rx && ry ? uw - (uw - rx) / 8 * 8 : uw);
+    *h = (uint32_t)(rx && ry ? uh - (uh - ry) / 8 * 8 : uh);
 }
 
 /* Hires-Fix rows (LF_PS_HIRES_*): written only with enable_hr, as A1111's

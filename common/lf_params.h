@@ -52,6 +52,16 @@ typedef struct {
     const char *alias; /* may be NULL */
 } lf_param_enum_t;
 
+/* A1111's built-in Hires-Fix upscalers (shared.latent_upscale_modes, then
+ * "None", "Lanczos", "Nearest"), NULL-terminated; any other hr_upscaler
+ * names an upscaler model a worker has. engine/pipeline/lf_resize holds the
+ * same names with their filters. */
+extern const char *const lf_param_hr_builtin_upscalers[];
+/* Is name one of them (exact, as A1111 compares)? */
+bool lf_param_hr_upscaler_builtin(const char *name);
+/* How many of them are latent resizes (the first ones). */
+#define LF_PARAM_HR_LATENT_UPSCALERS 6
+
 /* NULL-terminated ({NULL}) value lists (lf_params.c). */
 extern const lf_param_enum_t lf_param_modes[];
 extern const lf_param_enum_t lf_param_samplers[];
@@ -313,6 +323,15 @@ int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param
 /* The value as the infotext (A1111) writes it: enum A1111 names, %g numbers.
  * Writes into buf (NUL-terminated, truncated at a UTF-8 boundary). */
 void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *buf, size_t len);
+
+/* The size of the images a job makes: width x height, or with enable_hr
+ * (txt2img) the Hires-Fix size by A1111's calculate_target_resolution:
+ * int(side * hr_scale); hr_resize_x or _y alone keeps the aspect (x * h /
+ * w); both cover the box keeping the aspect, then crop the latent to it
+ * (8-pixel steps). engine/pipeline/lf_hires is the engine's copy of the
+ * rule (with its checks); this one is what the farm counts (max_pixels,
+ * scheduling). Pure. */
+void lf_params_output_size(const lf_job_params_t *p, uint32_t *w, uint32_t *h);
 
 /* The A1111 "parameters" text of image `index` of a job, walking the table's
  * labels (the one infotext: PNG chunk, A1111 info.infotexts, png-info).

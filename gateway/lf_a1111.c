@@ -339,6 +339,29 @@ static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
     return lf__json(req, 200, out);
 }
 
+/* A1111's /sdapi/v1/upscalers: its UpscalerNone / Lanczos / Nearest (scale
+ * 4, no model), then the models live workers have (the ESRGAN scaler's
+ * entries: named by the file's stem). The Latent modes are listed apart
+ * (latent-upscale-modes), as A1111 does. */
+static int s_upscalers(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *models = lf__upscalers(gw, stt);
+    lf__store_put(gw, stt, 0);
+    json_t *out = json_array();
+    for (int i = LF_PARAM_HR_LATENT_UPSCALERS; lf_param_hr_builtin_upscalers[i]; i++)
+        json_array_append_new(out, json_pack("{s:s,s:n,s:n,s:n,s:i}", "name", lf_param_hr_builtin_upscalers[i],
+                                             "model_name", "model_path", "model_url", "scale", 4));
+    size_t i;
+    json_t *v;
+    json_array_foreach(models, i, v) {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:n}", "name", name, "model_name", name,
+                                             "model_path", "model_url", "scale"));
+    }
+    json_decref(models);
+    return lf__json(req, 200, out);
+}
+
 static int s_samplers(lf_req_t *req) {
     size_t n;
     const lf_sampler_name_t *t = lf_validate_samplers(&n);
@@ -597,6 +620,13 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_LORAS: {
         json_t *arr = lf__loras_json(gw, true);
         return arr ? lf__json(req, 200, arr) : lf__err_code(req, LF_ECONN, "redis");
+    }
+    case LF_ROUTE_A_UPSCALERS: return s_upscalers(gw, req);
+    case LF_ROUTE_A_LATENT_MODES: {
+        json_t *arr = json_array();
+        for (int i = 0; i < LF_PARAM_HR_LATENT_UPSCALERS; i++)
+            json_array_append_new(arr, json_pack("{s:s}", "name", lf_param_hr_builtin_upscalers[i]));
+        return lf__json(req, 200, arr);
     }
     case LF_ROUTE_A_MEMORY: return s_memory(req);
     case LF_ROUTE_A_CMD_FLAGS: return s_cmd_flags(gw, req);
