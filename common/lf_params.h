@@ -95,13 +95,13 @@ extern const lf_param_enum_t lf_param_rngs[];
       "both set: A1111's crop to that aspect)")                                                  \
     X(hr_resize_y, U32, "hr_resize_y", TOP, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,             \
       "Hires-Fix: target height instead of hr_scale (0 = from hr_resize_x and the aspect)")      \
+    X(hr_second_pass_steps, U32, "hr_second_pass_steps", TOP, 0, 150, 1, 0, NULL, NULL,            \
+      "Hires steps", HIRES_NONDEF, 0, "Hires-Fix: second pass steps (0 = steps)")                \
     X(hr_upscaler, STR, "hr_upscaler", TOP, 1, 128, 0, 0, "Latent", NULL, "Hires upscaler", HIRES, \
       LF_PF_NAME,                                                                                \
       "Hires-Fix upscaler: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic "      \
       "antialiased), Latent (nearest), Latent (nearest-exact), None, Lanczos, Nearest, or an "    \
       "upscaler model (GET /v1/upscalers)")                                                      \
-    X(hr_second_pass_steps, U32, "hr_second_pass_steps", TOP, 0, 150, 1, 0, NULL, NULL,            \
-      "Hires steps", HIRES_NONDEF, 0, "Hires-Fix: second pass steps (0 = steps)")                \
     X(hr_sampler, ENUM, "hr_sampler_name", TOP, 0, 0, 0, 0, NULL, lf_param_samplers,              \
       "Hires sampler", HIRES_OTHER, 0, "Hires-Fix: sampler of the second pass (unset = sampler)") \
     X(hr_scheduler, ENUM, "hr_scheduler", TOP, 0, 0, 0, 0, NULL, lf_param_schedulers,             \

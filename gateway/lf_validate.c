@@ -453,6 +453,12 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             if (i != LF_P_sampler || !(v = s_get(body, "sampler_index"))) continue;
             snprintf(field, sizeof field, "sampler_index");
         }
+        /* A1111's "Use same sampler" / "Use same scheduler" (and webui's
+         * empty or "Automatic" hires choices) = the first pass's. */
+        if ((i == LF_P_hr_sampler || i == LF_P_hr_scheduler) && json_is_string(v) &&
+            (!*json_string_value(v) || !strncasecmp(json_string_value(v), "Use same", 8) ||
+             !strcasecmp(json_string_value(v), "Automatic")))
+            continue;
         json_t *named = NULL; /* a model title reduced to our name */
         if ((i == LF_P_vae || i == LF_P_refiner_checkpoint) && json_is_string(v)) {
             const char *s = json_string_value(v);

@@ -389,6 +389,44 @@ static void test_infotext_round_trip(void **state) {
     }
 }
 
+/* Hires-Fix from an A1111 client: "Use same sampler" / "Use same
+ * scheduler" mean the first pass's; the infotext carries A1111's keys and
+ * reads back as enable_hr (not img2img). */
+static void test_hires_a1111(void **state) {
+    (void)state;
+    json_t *b = json_pack("{s:s,s:b,s:f,s:s,s:s,s:s,s:f,s:i,s:i}", "prompt", "a cat", "enable_hr", 1, "hr_scale", 1.5,
+                          "hr_upscaler", "Latent (nearest-exact)", "hr_sampler_name", "Use same sampler",
+                          "hr_scheduler", "Use same scheduler", "denoising_strength", 0.6,
+                          "hr_second_pass_steps", 12, "hr_resize_x", 0);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_true(r.params.enable_hr);
+    assert_null(r.params.hr_sampler);
+    assert_null(r.params.hr_scheduler);
+    assert_string_equal(r.params.mode, "txt2img");
+    char *text = NULL;
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    if (!strstr(text, "Denoising strength: 0.6, Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent (nearest-exact)"))
+        fail_msg("%s", text);
+    assert_null(strstr(text, "Hires sampler"));
+    lf_job_params_t q = {0};
+    assert_int_equal(lf_params_from_infotext(text, &q, NULL), 0);
+    assert_true(q.enable_hr);
+    assert_string_equal(q.mode, "txt2img");
+    assert_true(q.hr_scale == 1.5 && q.hr_second_pass_steps == 12);
+    /* Without enable_hr the hires keys are not written, and the strength is not either. */
+    free(text);
+    r.params.enable_hr = false;
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    assert_null(strstr(text, "Hires"));
+    assert_null(strstr(text, "Denoising strength"));
+    free(text);
+    lf_params_clear(&q);
+    lf_job_request_clear(&r);
+    json_decref(b);
+}
+
 /* The refiner and VAE rules that tie fields together (s_finish, A1111's
  * spellings): a switch point without a refiner is refused natively and
  * ignored by A1111; "None" / "Automatic" mean "none" / the checkpoint's VAE;
@@ -530,6 +568,7 @@ int main(void) {
         cmocka_unit_test(test_openapi_has_every_row),
         cmocka_unit_test(test_infotext_round_trip),
         cmocka_unit_test(test_infotext_seed_index),
+        cmocka_unit_test(test_hires_a1111),
         cmocka_unit_test(test_refiner_vae_rules),
         cmocka_unit_test(test_infotext_reader_old_texts),
         cmocka_unit_test(test_utf8_errors),
