@@ -49,7 +49,16 @@ static json_t *s_info(const lf_job_view_t *v, const lf_job_request_t *jr) {
                           "sd_model_name", p->model ? p->model : "", "job_id", v->id ? v->id : "", "clip_skip",
                           (json_int_t)p->clip_skip, "infotexts", infot, "scheduler", p->scheduler ? p->scheduler : "",
                           "n_iter", (json_int_t)1, "is_using_inpainting_conditioning", 0);
-    if (j && !strcmp(p->mode ? p->mode : "", "img2img")) json_object_set_new(j, "denoising_strength", json_real(p->denoise));
+    const bool img2img = !strcmp(p->mode ? p->mode : "", "img2img");
+    if (j && (img2img || p->enable_hr)) json_object_set_new(j, "denoising_strength", json_real(p->denoise));
+    if (j && p->enable_hr && !img2img) { /* A1111's txt2img keeps its Hires-Fix fields in info */
+        json_object_set_new(j, "enable_hr", json_true());
+        json_object_set_new(j, "hr_scale", json_real(p->hr_scale));
+        json_object_set_new(j, "hr_upscaler", json_string(p->hr_upscaler ? p->hr_upscaler : "Latent"));
+        json_object_set_new(j, "hr_second_pass_steps", json_integer(p->hr_second_pass_steps));
+        json_object_set_new(j, "hr_resize_x", json_integer(p->hr_resize_x));
+        json_object_set_new(j, "hr_resize_y", json_integer(p->hr_resize_y));
+    }
     if (j && v->status == LF_JOB_CANCELLED) json_object_set_new(j, "interrupted", json_true());
     if (j && v->info_json) {
         json_t *x = json_loads(v->info_json, 0, NULL);

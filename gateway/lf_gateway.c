@@ -192,7 +192,6 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
             json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
         }
     json_decref(gw->vaes);
-    json_decref(gw->upscalers);
     gw->vaes = vaes;
     json_decref(gw->upscalers);
     gw->upscalers = lf_fleet_upscalers(ws, n);
@@ -838,6 +837,7 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     lf_ratelimit_destroy(&gw->log_rl);
     json_decref(gw->models);
     json_decref(gw->vaes);
+    json_decref(gw->upscalers);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);
