@@ -16,7 +16,10 @@
 
 /* ---- value lists --------------------------------------------------------- */
 
-const lf_param_enum_t lf_param_modes[] = {{"txt2img", "txt2img", NULL}, {"img2img", "img2img", NULL}, {NULL, NULL, NULL}};
+const lf_param_enum_t lf_param_modes[] = {{"txt2img", "txt2img", NULL},
+                                          {"img2img", "img2img", NULL},
+                                          {"upscale", "extras", NULL}, /* init_image through an upscaler */
+                                          {NULL, NULL, NULL}};
 
 /* The engine's samplers (engine/sampling/lf_sampler.h LF_SAMPLER_MAP), A1111 names. */
 const lf_param_enum_t lf_param_samplers[] = {
@@ -411,6 +414,11 @@ void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *bu
 void lf_params_output_size(const lf_job_params_t *p, uint32_t *w, uint32_t *h) {
     uint64_t W = p->width, H = p->height, rx = p->hr_resize_x, ry = p->hr_resize_y, uw, uh;
     *w = p->width, *h = p->height;
+    if (p->mode && !strcmp(p->mode, "upscale")) { /* width/height: the source's size */
+        if (p->upscale_width && p->upscale_height) *w = p->upscale_width, *h = p->upscale_height;
+        else *w = (uint32_t)(W * p->upscale_by), *h = (uint32_t)(H * p->upscale_by);
+        return;
+    }
     if (!p->enable_hr || (p->mode && !strcmp(p->mode, "img2img")) || !W || !H) return;
     if (!rx && !ry) {
         double sw = W * p->hr_scale, sh = H * p->hr_scale;

@@ -115,6 +115,18 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(hr_cfg, F64, "hr_cfg", TOP, 0, 100, 0.5, 0, NULL, NULL, "Hires CFG Scale", HIRES_NONDEF, 0,  \
       "Hires-Fix: CFG scale of the second pass (0 = cfg_scale)")
 
+/* The upscale job (mode "upscale"; A1111's extras: /sdapi/v1/extra-single-image
+ * maps its upscaler_1, upscaling_resize, upscaling_resize_w/_h onto these). */
+#define LF__PARAM_UPSCALE_ROWS(X)                                                                 \
+    X(upscaler, STR, NULL, NONE, 1, 128, 0, 0, "Lanczos", NULL, NULL, NEVER, LF_PF_NAME,          \
+      "upscale job: None, Lanczos, Nearest or an upscaler model (GET /v1/upscalers)")           \
+    X(upscale_by, F64, NULL, NONE, 1, 8, 0.05, 4, NULL, NULL, NULL, NEVER, 0,                      \
+      "upscale job: factor (when upscale_width and upscale_height are 0)")                       \
+    X(upscale_width, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                   \
+      "upscale job: target width (with upscale_height: scale to cover, then centre-crop)")      \
+    X(upscale_height, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                  \
+      "upscale job: target height")
+
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
     X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
@@ -174,7 +186,9 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(target_height, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                   \
       "SDXL size conditioning: target height; 0 = the image height")                             \
     X(mode, ENUM, NULL, NONE, 0, 0, 0, 0, "txt2img", lf_param_modes, NULL, NEVER, 0,               \
-      "txt2img or img2img (implied by init_image)")                                              \
+      "txt2img, img2img (implied by init_image) or upscale (init_image through an upscaler: "    \
+      "upscaler, upscale_by or upscale_width/upscale_height)")                                   \
+    LF__PARAM_UPSCALE_ROWS(X)                                                                     \
     X(batch_size, U32, "batch_size", TOP, 1, 8, 1, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,         \
       "images in the job (A1111: batch_size x n_iter)")                                          \
     X(init_image, STR, NULL, NONE, 1, 128, 0, 0, NULL, NULL, NULL, NEVER, LF_PF_ID,                \

@@ -26,8 +26,11 @@
 #include "lf_prompt.h"
 #include "lf_safetensors.h"
 #include "lf_torchzip.h"
+#include "lf_upscaler.h"
 #include "lf_upscaler_set.h"
 #include "lf_resize.h"
+#include "lf_hires.h"
+#include "lf_image.h"
 
 #ifndef LF_ASSETS_DEFAULT
 #define LF_ASSETS_DEFAULT "assets"
@@ -709,6 +712,35 @@ static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
     return 0;
 }
 
+int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    char *copy = dirs ? strdup(dirs) : NULL;
+    if (dirs && !copy) return LF_ENOMEM;
+    const char *d[8];
+    size_t nd = 0;
+    for (char *save = NULL, *t = copy ? strtok_r(copy, ":", &save) : NULL; t && nd < 8; t = strtok_r(NULL, ":", &save))
+        d[nd++] = t;
+    lf_upscaler_entry_t *e = NULL;
+    size_t ne = 0;
+    int rc = lf_upscaler_scan(d, nd, &e, &ne, NULL, NULL);
+    free(copy);
+    if (rc) return rc;
+    char **out = ne ? calloc(ne, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < ne; i++)
+        if (!(out[i] = strdup(e[i].name))) {
+            for (size_t k = 0; k < i; k++) free(out[k]);
+            free(out);
+            out = NULL;
+        }
+    lf_upscaler_entries_free(e, ne);
+    if (ne && !out) return LF_ENOMEM;
+    *names = out;
+    *n = ne;
+    return 0;
+}
+
 /* The request's Hires-Fix fields into the pipeline's, and the upscaler
  * model it names made resident (a name that is not a built-in one). */
 static int s_hires_request(lf_engine_t *e, const lf_engine_request_t *req, lf_pipeline_request_t *pr)
@@ -742,6 +774,82 @@ static int s_hires_request(lf_engine_t *e, const lf_engine_request_t *req, lf_pi
     int rc = lf_upscaler_set_use(e->upscalers, h->upscaler, e->err, sizeof e->err);
     if (rc == LF_ENOTFOUND) return s_err(e, LF_EINVAL, "unknown hr_upscaler '%s'", h->upscaler);
     return rc;
+}
+
+int lf_engine_upscale(lf_engine_t *e, const lf_engine_upscale_request_t *req, lf_engine_progress_fn progress,
+                      void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
+{
+    if (!e || !req || !out) return e ? s_err(e, LF_EINVAL, "no request") : LF_EINVAL;
+    e->err[0] = '\0';
+    const char *name = req->upscaler && *req->upscaler ? req->upscaler : "Lanczos";
+    const double scale = req->scale > 0 ? req->scale : 4.0;
+    if (!req->image || !req->image_len) return s_err(e, LF_EINVAL, "no image to upscale");
+    if (req->width < 0 || req->height < 0 || req->width > 8192 || req->height > 8192 || scale > 16.0)
+        return s_err(e, LF_EINVAL, "upscale size out of range");
+    const lf_resize_builtin_t *b = lf_resize_builtin_find(name);
+    if (b && b->latent) return s_err(e, LF_EINVAL, "upscaler '%s' resizes latents, not images", name);
+    int rc = 0;
+    if (!b && (rc = lf_upscaler_set_use(e->upscalers, name, e->err, sizeof e->err)) != 0)
+        return rc == LF_ENOTFOUND ? s_err(e, LF_EINVAL, "unknown upscaler '%s'", name) : rc;
+    lf_image_t im = {0};
+    char why[160] = "";
+    if ((rc = lf_image_decode(req->image, req->image_len, NULL, &im, why, sizeof why)) != 0)
+        return s_err(e, rc, "cannot decode the image: %s", why[0] ? why : lf_strerror(rc));
+    if (im.channels != 3) {
+        lf_image_clear(&im);
+        return s_err(e, LF_EUNSUPPORTED, "the image is not RGB");
+    }
+    const int to = req->width > 0 && req->height > 0;
+    const double by = to ? fmax((double)req->width / im.width, (double)req->height / im.height) : scale;
+    uint8_t *up = NULL;
+    int uw = 0, uh = 0;
+    rc = cancel && atomic_load(cancel) ? LF_ECANCELED
+                                       : lf_hires_upscale_by(b, lf_upscaler_set_run_rgb8, e->upscalers, im.pixels,
+                                                             (int)im.width, (int)im.height, by, &up, &uw, &uh);
+    lf_image_clear(&im);
+    if (rc) return s_err(e, rc, "upscaler '%s' failed: %s", name, lf_strerror(rc));
+    if (to) { /* A1111: Image.new("RGB", (w, h)).paste(image, centred) */
+        uint8_t *c = calloc((size_t)req->width * (size_t)req->height, 3);
+        if (!c) {
+            free(up);
+            return s_err(e, LF_ENOMEM, "out of memory");
+        }
+        const int ox = req->width / 2 - uw / 2, oy = req->height / 2 - uh / 2;
+        for (int y = 0; y < req->height; y++)
+            for (int x = 0; x < req->width; x++) {
+                int sx = x - ox, sy = y - oy;
+                if (sx >= 0 && sy >= 0 && sx < uw && sy < uh)
+                    memcpy(c + ((size_t)y * req->width + x) * 3, up + ((size_t)sy * uw + sx) * 3, 3);
+            }
+        free(up);
+        up = c, uw = req->width, uh = req->height;
+    }
+    char info[512];
+    if (to)
+        snprintf(info, sizeof info, "Postprocess upscale to: %dx%d, Postprocess crop to: %dx%d, Postprocess upscaler: %s",
+                 req->width, req->height, uw, uh, name);
+    else
+        snprintf(info, sizeof info, "Postprocess upscale by: %g, Postprocess upscaler: %s", scale, name);
+    lf_engine_image_t *img = calloc(1, sizeof *img);
+    char *text = strdup(info);
+    lf_image_t oim = {.pixels = up, .width = (uint32_t)uw, .height = (uint32_t)uh, .channels = 3};
+    lf_image_text_t t = {.key = "postprocessing", .value = info};
+    rc = img && text ? lf_image_png_encode(&oim, &t, 1, -1, &img->png, &img->png_len, why, sizeof why) : LF_ENOMEM;
+    free(up);
+    if (rc) {
+        free(img);
+        free(text);
+        return s_err(e, rc, "cannot encode the PNG: %s", why[0] ? why : lf_strerror(rc));
+    }
+    img->infotext = text;
+    img->width = uw;
+    img->height = uh;
+    if (progress) progress(ud, 1, 1, NULL, 0);
+    out->images = img;
+    out->n_images = 1;
+    out->steps_run = 0;
+    out->warnings = NULL;
+    return 0;
 }
 
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,

@@ -205,6 +205,14 @@ const char *lf_engine_preview_kind(const lf_engine_t *self);
  * Thread-safe. */
 int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen);
 
+/* The upscaler models of the ':'-separated folders dirs (the worker passes
+ * "<models>/upscale_models:<models>/ESRGAN"), by A1111's name (the file
+ * stem; a name given twice: the first), in folder then name order; files
+ * that are not upscalers are left out. Reads headers only, needs no
+ * engine. *names: caller owns (each string and the array; NULL when
+ * none). 0 or LF_ENOMEM. Thread-safe. */
+int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n);
+
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
  * LF_EINVAL (bad request: reason in errstr), LF_ECANCELED, LF_ENOMEM,
@@ -216,6 +224,27 @@ int lf_engine_generate(lf_engine_t *self, const lf_engine_request_t *req,
                        lf_engine_progress_fn progress, void *ud, const atomic_bool *cancel,
                        lf_engine_result_t *out);
 void lf_engine_result_clear(lf_engine_result_t *res);
+
+/* An image through an upscaler (A1111's extras upscale). */
+typedef struct {
+    const uint8_t *image;  /* PNG / JPEG / WebP bytes */
+    size_t image_len;
+    const char *upscaler;  /* "None", "Lanczos", "Nearest" or an upscaler model of
+                              opts.upscaler_dirs (file stem); NULL = "Lanczos" */
+    double scale;          /* A1111's "scale by" (width == height == 0); 0 = 4 */
+    int width, height;     /* A1111's "scale to": scale to cover, then centre-crop */
+} lf_engine_upscale_request_t;
+
+/* Runs req as A1111's postprocessing upscale (Upscaler.upscale: the
+ * upscaler until the image covers floor(side * scale / 8) * 8, LANCZOS to
+ * that; "scale to" pastes the result centred on a width x height canvas).
+ * One image in *out: a PNG whose "postprocessing" text and infotext are
+ * A1111's ("Postprocess upscale by: 2, Postprocess upscaler: name"). Needs
+ * no model. Errors: LF_EINVAL (bad request, unknown upscaler: errstr names
+ * it), LF_EFORMAT / LF_ELIMIT (the image), LF_ECANCELED, LF_ENOMEM, the
+ * upscaler model's errors. */
+int lf_engine_upscale(lf_engine_t *self, const lf_engine_upscale_request_t *req, lf_engine_progress_fn progress,
+                      void *ud, const atomic_bool *cancel, lf_engine_result_t *out);
 
 /* The resident refiner's name, or NULL (borrowed until the next call). */
 const char *lf_engine_refiner_name(const lf_engine_t *self);

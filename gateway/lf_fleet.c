@@ -185,19 +185,29 @@ static bool s_serves(const lf_worker_caps_t *c, const char *model) {
     return false;
 }
 
-int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err) {
-    if (!p->enable_hr || !p->hr_upscaler || lf_param_hr_upscaler_builtin(p->hr_upscaler)) return 0;
+int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *field,
+                            lf_verr_t *err) {
+    const bool up = p->mode && !strcmp(p->mode, "upscale");
+    const char *name = up ? p->upscaler : p->enable_hr ? p->hr_upscaler : NULL;
+    if (!field) field = up ? "upscaler" : "hr_upscaler";
+    /* An upscale job resizes the image: the latent modes are not for it. */
+    bool builtin = lf_param_hr_upscaler_builtin(name);
+    for (int i = 0; up && builtin && i < LF_PARAM_HR_LATENT_UPSCALERS; i++)
+        if (!strcmp(name, lf_param_hr_builtin_upscalers[i]))
+            return lf_verr_set(err, 400, "invalid_value", field, "%s: '%s' resizes a latent; an upscale job takes None, "
+                               "Lanczos, Nearest or an upscaler model", field, name), LF_EINVAL;
+    if (!name || builtin) return 0;
     for (size_t w = 0; w < n; w++) {
         const lf_worker_caps_t *c = &ws[w].caps;
         if (!s_serves(c, p->model)) continue;
         for (size_t k = 0; k < c->n_upscalers; k++)
-            if (c->upscalers[k] && !strcmp(c->upscalers[k], p->hr_upscaler)) return 0;
+            if (c->upscalers[k] && !strcmp(c->upscalers[k], name)) return 0;
     }
     char clip[129];
-    lf_verr_set(err, 400, "unknown_upscaler", "hr_upscaler",
+    lf_verr_set(err, 400, "unknown_upscaler", field,
                 "no live worker serving model '%s' has upscaler '%s' (GET /v1/upscalers lists them, with "
                 "the built-in Latent..., None, Lanczos, Nearest)",
-                p->model ? p->model : "", lf_utf8_clip(p->hr_upscaler, clip, sizeof clip));
+                p->model ? p->model : "", lf_utf8_clip(name, clip, sizeof clip));
     return LF_ENOTFOUND;
 }
 

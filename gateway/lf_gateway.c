@@ -266,7 +266,7 @@ int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *mode
     snprintf(vae_field, sizeof vae_field, "%s%s", a1111 ? "override_settings." : "", a1111 ? t[LF_P_vae].a1111 : "vae");
     if (served && !fit) fit = lf_fleet_parts(gw->ws, gw->n_ws, p, "refiner_checkpoint", vae_field, e);
     if (served && !fit) fit = lf_fleet_loras_check(gw->ws, gw->n_ws, p, "prompt", e);
-    if (served && !fit) fit = lf_fleet_upscaler_check(gw->ws, gw->n_ws, p, e);
+    if (served && !fit) fit = lf_fleet_upscaler_check(gw->ws, gw->n_ws, p, a1111 && p->mode && !strcmp(p->mode, "upscale") ? "upscaler_1" : NULL, e);
     pthread_mutex_unlock(&gw->model_mu);
     if (none)
         return lf_verr_set(e, 503, "unavailable", "", "no worker has registered a model yet; retry later (GET /readyz tells when the farm is ready)");

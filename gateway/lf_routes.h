@@ -63,6 +63,7 @@
     X(A_REALESRGAN, "GET", "/sdapi/v1/realesrgan-models", true)                          \
     X(A_UPSCALERS, "GET", "/sdapi/v1/upscalers", true)                                   \
     X(A_LATENT_MODES, "GET", "/sdapi/v1/latent-upscale-modes", true)                     \
+    X(A_EXTRA_SINGLE, "POST", "/sdapi/v1/extra-single-image", true)                      \
     X(A_PROMPT_STYLES, "GET", "/sdapi/v1/prompt-styles", true)                           \
     X(A_SCRIPT_INFO, "GET", "/sdapi/v1/script-info", true)                               \
     X(A_SCRIPTS, "GET", "/sdapi/v1/scripts", true)                                       \

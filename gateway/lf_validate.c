@@ -304,6 +304,8 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)
         return lf_verr_set(err, 400, "missing_field", "init_image", "img2img needs init_image (an upload id)");
+    if (!strcmp(p->mode, "upscale") && !p->init_image && !r->init_images)
+        return lf_verr_set(err, 400, "missing_field", "init_image", "an upscale job needs init_image (an upload id)");
     if (!lf_validate_is_diagnostic(p->model)) {
         char clip[65];
         const char *names[2] = {"width", "height"};

@@ -299,6 +299,11 @@ static int s_is_img2img(const lf_job_params_t *p)
     return p->mode && !strcmp(p->mode, "img2img");
 }
 
+static int s_is_upscale(const lf_job_params_t *p)
+{
+    return p->mode && !strcmp(p->mode, "upscale");
+}
+
 static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t errlen)
 {
     s_state_t *s = state;
@@ -311,8 +316,8 @@ static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t e
         snprintf(errbuf, errlen, "vae '%.128s' is not in this worker's models/vae/", p->vae);
         return LF_ENOTFOUND;
     }
-    if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img")) {
-        snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img)", p->mode);
+    if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img") && strcmp(p->mode, "upscale")) {
+        snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img, upscale)", p->mode);
         return LF_EUNSUPPORTED;
     }
     if (p->width % 8 || p->height % 8 || p->width < 64 || p->height < 64 || p->width > 4096 || p->height > 4096) {
@@ -378,7 +383,8 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
         json_object_set_new(o, "refiner_switch_at", json_real(p->refiner_switch_at));
     }
     if (p->vae) json_object_set_new(o, "sd_vae_name", json_string(p->vae));
-    json_object_set_new(o, "mode", json_string(s_is_img2img(p) ? "img2img" : "txt2img"));
+    json_object_set_new(o, "mode", json_string(s_is_upscale(p) ? "upscale" : s_is_img2img(p) ? "img2img" : "txt2img"));
+    if (s_is_upscale(p)) json_object_set_new(o, "upscaler", s_str(p->upscaler ? p->upscaler : "Lanczos"));
     json_object_set_new(o, "rng", s_str(p->rng && *p->rng ? p->rng : "cpu"));
     if (s_is_img2img(p) || p->enable_hr) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
     if (p->enable_hr && !s_is_img2img(p)) { /* A1111's txt2img info keys */
@@ -488,7 +494,15 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     }
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};
-    rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    if (s_is_upscale(p)) { /* an image through an upscaler (A1111's extras) */
+        if (!job->init_image || !job->init_image_len) return LF_EINVAL;
+        lf_engine_upscale_request_t ur = {.image = job->init_image, .image_len = job->init_image_len,
+                                          .upscaler = p->upscaler, .scale = p->upscale_by,
+                                          .width = (int)p->upscale_width, .height = (int)p->upscale_height};
+        rc = lf_engine_upscale(s->engine, &ur, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    } else {
+        rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    }
     if (rc != 0) {
         if (rc != LF_ECANCELED) lf_warn("engine: %s: %s", s->model, lf_engine_errstr(s->engine));
         if (job->errbuf && job->errlen) snprintf(job->errbuf, job->errlen, "%s", lf_engine_errstr(s->engine));

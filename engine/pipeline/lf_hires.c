@@ -84,49 +84,70 @@ static int s_resize(const uint8_t *src, int sw, int sh, int dw, int dh, lf_resiz
     return 0;
 }
 
+int lf_hires_upscale_by(const lf_resize_builtin_t *builtin, lf_hires_model_fn fn, void *ud, const uint8_t *src,
+                        int sw, int sh, double scale, uint8_t **dst, int *dw, int *dh)
+{
+    if (!src || sw < 1 || sh < 1 || !(scale > 0.0 && scale <= 64.0) || (builtin && builtin->latent) ||
+        (!builtin && !fn))
+        return LF_EINVAL;
+    uint8_t *im = malloc((size_t)sw * (size_t)sh * 3);
+    if (!im) return LF_ENOMEM;
+    memcpy(im, src, (size_t)sw * (size_t)sh * 3);
+    int w = sw, h = sh, rc = 0;
+    const int none = builtin && !strcmp(builtin->name, "None");
+    const int tw = (int)(floor(sw * scale / 8.0) * 8.0), th = (int)(floor(sh * scale / 8.0) * 8.0);
+    for (int i = 0; i < 3 && rc == 0 && !none; i++) {
+        if (w >= tw && h >= th && (i > 0 || scale != 1.0)) break;
+        uint8_t *next = NULL;
+        int nw = 0, nh = 0;
+        if (builtin) { /* UpscalerLanczos / UpscalerNearest: by the scale each run */
+            nw = (int)(w * scale), nh = (int)(h * scale);
+            rc = s_resize(im, w, h, nw, nh, builtin->filter, &next);
+        } else {
+            rc = fn(ud, im, w, h, &next, &nw, &nh);
+        }
+        if (rc) break;
+        free(im);
+        const int same = nw == w && nh == h;
+        im = next, w = nw, h = nh;
+        if (same) break;
+    }
+    if (rc == 0 && (w != tw || h != th) && tw > 0 && th > 0) {
+        uint8_t *next = NULL;
+        rc = s_resize(im, w, h, tw, th, LF_RESIZE_LANCZOS, &next);
+        if (rc == 0) free(im), im = next, w = tw, h = th;
+    }
+    if (rc) {
+        free(im);
+        return rc;
+    }
+    *dst = im, *dw = w, *dh = h;
+    return 0;
+}
+
 int lf_hires_upscale_rgb8(const lf_resize_builtin_t *builtin, lf_hires_model_fn fn, void *ud,
                           const uint8_t *src, int sw, int sh, int dw, int dh, uint8_t **dst)
 {
     if (!src || sw < 1 || sh < 1 || dw < 1 || dh < 1 || (builtin && builtin->latent) || (!builtin && !fn))
         return LF_EINVAL;
     if (builtin && !strcmp(builtin->name, "None")) return s_resize(src, sw, sh, dw, dh, LF_RESIZE_LANCZOS, dst);
-    uint8_t *im = malloc((size_t)sw * (size_t)sh * 3);
-    if (!im) return LF_ENOMEM;
-    memcpy(im, src, (size_t)sw * (size_t)sh * 3);
-    int w = sw, h = sh, rc = 0;
     const double scale = fmax((double)dw / sw, (double)dh / sh);
-    if (scale > 1.0) { /* Upscaler.upscale */
-        const int tw = (int)(floor(sw * scale / 8.0) * 8.0), th = (int)(floor(sh * scale / 8.0) * 8.0);
-        for (int i = 0; i < 3 && rc == 0; i++) {
-            if (w >= tw && h >= th && (i > 0 || scale != 1.0)) break;
-            uint8_t *next = NULL;
-            int nw = 0, nh = 0;
-            if (builtin) { /* UpscalerLanczos / UpscalerNearest: by the scale each run */
-                nw = (int)(w * scale), nh = (int)(h * scale);
-                rc = s_resize(im, w, h, nw, nh, builtin->filter, &next);
-            } else {
-                rc = fn(ud, im, w, h, &next, &nw, &nh);
-            }
-            if (rc) break;
-            free(im);
-            const int same = nw == w && nh == h;
-            im = next, w = nw, h = nh;
-            if (same) break;
-        }
-        if (rc == 0 && (w != tw || h != th) && tw > 0 && th > 0) {
-            uint8_t *next = NULL;
-            rc = s_resize(im, w, h, tw, th, LF_RESIZE_LANCZOS, &next);
-            if (rc == 0) free(im), im = next, w = tw, h = th;
-        }
+    uint8_t *im = NULL;
+    int w = sw, h = sh, rc = 0;
+    if (scale > 1.0) {
+        rc = lf_hires_upscale_by(builtin, fn, ud, src, sw, sh, scale, &im, &w, &h);
+    } else if ((im = malloc((size_t)sw * (size_t)sh * 3)) != NULL) {
+        memcpy(im, src, (size_t)sw * (size_t)sh * 3);
+    } else {
+        rc = LF_ENOMEM;
     }
-    if (rc == 0 && (w != dw || h != dh)) {
+    if (rc) return rc;
+    if (w != dw || h != dh) {
         uint8_t *next = NULL;
         rc = s_resize(im, w, h, dw, dh, LF_RESIZE_LANCZOS, &next);
-        if (rc == 0) free(im), im = next;
-    }
-    if (rc) {
         free(im);
-        return rc;
+        if (rc) return rc;
+        im = next;
     }
     *dst = im;
     return 0;

@@ -47,6 +47,15 @@ int lf_hires_steps(int steps, double denoise, int *total, int *start);
 typedef int (*lf_hires_model_fn)(void *ud, const uint8_t *src, int sw, int sh, uint8_t **dst, int *dw,
                                  int *dh);
 
+/* A1111's Upscaler.upscale(img, scale): runs the upscaler (builtin "None"
+ * leaves the image as it is, "Lanczos" / "Nearest" resize by scale, NULL =
+ * the model through fn/ud) until the image covers floor(side * scale / 8)
+ * * 8 (at most 3 runs), then LANCZOS to that. *dst malloc'd (caller
+ * frees), *dw x *dh. What the extras upscale (mode "upscale") runs. 0,
+ * LF_EINVAL, LF_ENOMEM or fn's code. */
+int lf_hires_upscale_by(const lf_resize_builtin_t *builtin, lf_hires_model_fn fn, void *ud, const uint8_t *src,
+                        int sw, int sh, double scale, uint8_t **dst, int *dw, int *dh);
+
 /* A1111's resize_image(0, im, dw, dh, upscaler_name) for the hires pass:
  * builtin is "None", "Lanczos" or "Nearest" (lf_resize_builtin_find, not a
  * latent one), or NULL for a model run through fn/ud. src (sw x sh) ->

@@ -52,7 +52,8 @@ static json_t *s_body(const lf_param_def_t *d, json_t *v, bool a1111) {
     const char *key = a1111 ? d->a1111 : d->name;
     if (a1111 && d->a1111_at == LF_PA_OVERRIDE) json_object_set_new(b, "override_settings", json_pack("{s:o}", key, v));
     else json_object_set_new(b, key, v);
-    if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) && !strcmp(json_string_value(v), "img2img"))
+    if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) &&
+        (!strcmp(json_string_value(v), "img2img") || !strcmp(json_string_value(v), "upscale")))
         json_object_set_new(b, "init_image", json_string("up-1"));
     /* A switch point needs a refiner (native; A1111 ignores it without one). */
     if (!a1111 && d == &lf_params_table()[LF_P_refiner_switch_at])

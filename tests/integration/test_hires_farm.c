@@ -211,6 +211,126 @@ static void test_hires_refused(void **state)
     s_refused(*state, "\"hr_scale\":8", "hr_scale");
 }
 
+
+/* A 32x24 test image (a gradient) as PNG bytes (caller frees). */
+static uint8_t *s_png(size_t *len)
+{
+    static uint8_t px[32 * 24 * 3];
+    for (int i = 0; i < 32 * 24 * 3; i++) px[i] = (uint8_t)(i * 7);
+    lf_image_t im = {.pixels = px, .width = 32, .height = 24, .channels = 3};
+    uint8_t *png = NULL;
+    assert_int_equal(lf_image_png_encode(&im, NULL, 0, -1, &png, len, NULL, 0), 0);
+    return png;
+}
+
+/* POST extra-single-image; returns the status, *w x *h of the image. */
+static int s_extra(lf_testfarm_t *farm, const char *fields, uint32_t *w, uint32_t *h, char **html)
+{
+    size_t len = 0;
+    uint8_t *png = s_png(&len);
+    char *b64 = lf_b64_encode(png, len);
+    free(png);
+    char url[256];
+    snprintf(url, sizeof url, "%s/sdapi/v1/extra-single-image", lf_testfarm_url(farm));
+    size_t blen = strlen(b64) + strlen(fields) + 64;
+    char *body = malloc(blen);
+    snprintf(body, blen, "{\"image\":\"%s\",%s}", b64, fields);
+    free(b64);
+    json_t *j = NULL;
+    int code = lf_http_json("POST", url, body, &j);
+    free(body);
+    *w = *h = 0;
+    if (html) *html = NULL;
+    const char *img = json_string_value(json_object_get(j, "image"));
+    if (code == 200 && img) {
+        uint8_t *out = NULL;
+        size_t olen = 0;
+        lf_image_info_t ii;
+        if (lf_b64_decode(img, strlen(img), 1 << 24, &out, &olen) == 0 && lf_image_probe(out, olen, &ii) == 0)
+            *w = ii.width, *h = ii.height;
+        free(out);
+        if (html) *html = strdup(s_str(j, "html_info"));
+    } else {
+        char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        fprintf(stderr, "extra-single-image %s: %d %s\n", fields, code, d ? d : "");
+        free(d);
+    }
+    json_decref(j);
+    return code;
+}
+
+/* A1111's extras upscale, as a farm job: Lanczos x2, a model x4, scale-to
+ * with the centre crop; an unknown or latent upscaler is a 400 naming
+ * upscaler_1. */
+static void test_extras(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    uint32_t w, h;
+    char *html = NULL;
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"Lanczos\",\"upscaling_resize\":2", &w, &h, &html), 200);
+    fprintf(stderr, "extras Lanczos x2: %ux%u, %s\n", w, h, html);
+    assert_int_equal(w, 64), assert_int_equal(h, 48);
+    assert_non_null(strstr(html, "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"));
+    free(html);
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"4x-fixture\",\"upscaling_resize\":4", &w, &h, NULL), 200);
+    assert_int_equal(w, 128), assert_int_equal(h, 96);
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"compact-fixture\",\"resize_mode\":1,\"upscaling_resize_w\":100,"
+                                   "\"upscaling_resize_h\":50", &w, &h, NULL), 200);
+    assert_int_equal(w, 100), assert_int_equal(h, 50);
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"4x-NoSuchModel\"", &w, &h, NULL), 400);
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"Latent\"", &w, &h, NULL), 400);
+    assert_int_equal(s_extra(farm, "\"upscaler_1\":\"Lanczos\",\"upscaling_resize\":99", &w, &h, NULL), 400);
+}
+
+/* The native upscale job: upload, submit (202), done, the image at the
+ * size, in the history like any job. */
+static void test_native_upscale_job(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    size_t len = 0;
+    uint8_t *png = s_png(&len);
+    char url[256], *resp = NULL;
+    snprintf(url, sizeof url, "%s/v1/uploads", lf_testfarm_url(farm));
+    int code = lf_http_request("POST", url, "image/png", (const char *)png, len, &resp, NULL);
+    free(png);
+    assert_true(code == 200 || code == 201);
+    json_t *u = json_loads(resp, 0, NULL);
+    free(resp);
+    char body[512];
+    snprintf(body, sizeof body, "{\"mode\":\"upscale\",\"init_image\":\"%s\",\"upscaler\":\"4x-fixture\",\"upscale_by\":2}",
+             s_str(u, "id"));
+    json_decref(u);
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    assert_int_equal(lf_http_json("POST", url, body, &j), 202);
+    char id[128];
+    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
+    char status[32] = "";
+    for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 120000; usleep(100 * 1000)) {
+        j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        json_decref(j);
+        if (!strcmp(status, "done") || !strcmp(status, "failed")) break;
+    }
+    assert_string_equal(status, "done");
+    snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
+    char *out = NULL;
+    size_t olen = 0;
+    assert_int_equal(lf_http_request("GET", url, NULL, NULL, 0, &out, &olen), 200);
+    lf_image_info_t ii;
+    assert_int_equal(lf_image_probe((const uint8_t *)out, olen, &ii), 0);
+    assert_int_equal(ii.width, 64), assert_int_equal(ii.height, 48);
+    free(out);
+    snprintf(url, sizeof url, "%s/v1/history", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    char *d = json_dumps(j, JSON_COMPACT);
+    assert_non_null(strstr(d, id));
+    free(d);
+    json_decref(j);
+}
+
 int main(int argc, char **argv)
 {
     char why[1400];
@@ -224,6 +344,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hires_latent),
         cmocka_unit_test(test_hires_model),
         cmocka_unit_test(test_hires_refused),
+        cmocka_unit_test(test_extras),
+        cmocka_unit_test(test_native_upscale_job),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
