@@ -304,6 +304,15 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)
         return lf_verr_set(err, 400, "missing_field", "init_image", "img2img needs init_image (an upload id)");
+    if (p->enable_hr && !strcmp(p->mode, "txt2img")) {
+        /* The engine decodes whole latents: the Hires-Fix size must be a
+         * multiple of 8 (A1111 would hand its VAE 665 px from 512 x 1.3). */
+        uint32_t ow, oh;
+        lf_params_output_size(p, &ow, &oh);
+        if (ow % 8 || oh % 8 || ow < LF_SIZE_MIN_REAL || oh < LF_SIZE_MIN_REAL)
+            return lf_verr_set(err, 400, "out_of_range", p->hr_resize_x || p->hr_resize_y ? "hr_resize_x" : "hr_scale",
+                               "the Hires-Fix size %ux%u must be multiples of 8, at least %d", ow, oh, LF_SIZE_MIN_REAL);
+    }
     if (!strcmp(p->mode, "upscale") && !p->init_image && !r->init_images)
         return lf_verr_set(err, 400, "missing_field", "init_image", "an upscale job needs init_image (an upload id)");
     if (!lf_validate_is_diagnostic(p->model)) {

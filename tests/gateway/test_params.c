@@ -416,6 +416,13 @@ static void test_hires_a1111(void **state) {
     assert_true(q.enable_hr);
     assert_string_equal(q.mode, "txt2img");
     assert_true(q.hr_scale == 1.5 && q.hr_second_pass_steps == 12);
+    /* A Hires-Fix size that is not a multiple of 8 is refused by name (512 x 1.3 = 665.6). */
+    json_t *b2 = json_pack("{s:s,s:b,s:f}", "prompt", "a cat", "enable_hr", 1, "hr_scale", 1.3);
+    lf_job_request_t r2;
+    assert_int_equal(lf_validate_a1111(b2, false, &s_ctx, &r2, &e), LF_EINVAL);
+    assert_string_equal(e.field, "hr_scale");
+    assert_non_null(strstr(e.message, "665x665"));
+    json_decref(b2);
     /* Without enable_hr the hires keys are not written, and the strength is not either. */
     free(text);
     r.params.enable_hr = false;
