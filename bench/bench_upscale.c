@@ -6,7 +6,9 @@
  *   - 64x64 -> 256x256 in one run: median of --reps after a warm-up;
  *   - 256x256 -> 1024x1024 in tiles (--tile 160, --overlap 32: 2x2 tiles),
  *     one run; PyTorch runs it untiled, so the difference printed is what
- *     the seams cost on this (random) network.
+ *     the seams cost on this (random) network. --size 512 makes it
+ *     512x512 -> 2048x2048 (issue 15's benchmark; PyTorch needs ~8 GB
+ *     untiled there: run it under flock /tmp/lf-bigmem.lock).
  * Printed: times, the ratio PyTorch / lightfarm, peak RSS of each process
  * (ru_maxrss, load included), the largest relative output difference, and
  * the load average before and after.
@@ -19,7 +21,7 @@
  * SKIP and exits 0.
  *
  * Usage: bench_upscale [--weights PATH] [--reps N] [--threads N]
- *                      [--tile N] [--overlap N] [--torch PYTHON|none] */
+ *                      [--tile N] [--overlap N] [--size N] [--torch PYTHON|none] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +76,7 @@ static int s_write(const char *dir, const char *name, const float *v, size_t n) 
 int main(int argc, char **argv) {
     const char *weights = NULL, *py = getenv("LF_BENCH_TORCH");
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int reps = 3, threads = 0, tile = 160, overlap = 32;
+    int reps = 3, threads = 0, tile = 160, overlap = 32, S = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--weights") && v) weights = v, i++;
@@ -83,13 +85,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tile") && v) tile = atoi(v), i++;
         else if (!strcmp(a, "--overlap") && v) overlap = atoi(v), i++;
         else if (!strcmp(a, "--torch") && v) py = v, i++;
+        else if (!strcmp(a, "--size") && v) S = atoi(v), i++;
         else {
             fprintf(stderr, "usage: %s [--weights PATH] [--reps N] [--threads N] [--tile N] "
-                            "[--overlap N] [--torch PYTHON|none]\n", argv[0]);
+                            "[--overlap N] [--size N] [--torch PYTHON|none]\n", argv[0]);
             return 2;
         }
     }
     if (reps < 1) reps = 1;
+    if (S < 16 || S > 4096) S = 256;
+    const int S4 = 4 * S;
     if (!py) {
         py = LF_SOURCE_DIR "/tests/reference/.venv-upscale/bin/python";
         if (!s_exists(py)) py = "/work/venv-ref/bin/python";
@@ -129,10 +134,10 @@ int main(int argc, char **argv) {
            lf_upscaler_arch_name(I->arch), lf_upscaler_layout_name(I->layout), I->scale, I->nf,
            I->nb, I->gc, (long long)I->params, load_s, lf_backend_describe(be));
     float *x64 = malloc(3 * 64 * 64 * sizeof *x64), *y64 = malloc(3 * 256 * 256 * sizeof *y64);
-    float *x256 = malloc(3 * 256 * 256 * sizeof *x256);
-    float *y256 = malloc(3 * 1024 * 1024 * sizeof *y256);
+    float *x256 = malloc(3 * (size_t)S * S * sizeof *x256);
+    float *y256 = malloc(3 * (size_t)S4 * S4 * sizeof *y256);
     s_image(x64, 64, 64, 1);
-    s_image(x256, 256, 256, 2);
+    s_image(x256, S, S, 2);
     double *ts = calloc((size_t)reps, sizeof *ts);
     rc = lf_upscaler_run(u, x64, 64, 64, y64); /* warm-up: plans the graph */
     for (int r = 0; r < reps && !rc; r++) {
@@ -142,7 +147,7 @@ int main(int argc, char **argv) {
     }
     const size_t peak64 = lf_upscaler_peak_bytes(u);
     t0 = lf_bench_now();
-    if (!rc) rc = lf_upscaler_upscale(u, x256, 256, 256, tile, overlap, y256, NULL, NULL);
+    if (!rc) rc = lf_upscaler_upscale(u, x256, S, S, tile, overlap, y256, NULL, NULL);
     const double s256 = lf_bench_now() - t0;
     const size_t peak256 = lf_upscaler_peak_bytes(u);
     if (rc) {
@@ -156,9 +161,9 @@ int main(int argc, char **argv) {
     const double gflop64 = 146.86; /* analytic: conv MACs x 2 (docs/PERFORMANCE.md) */
     printf("lightfarm 64->256: median %.3f s (min %.3f, %d reps), %.1f GFLOP/s; graph %.0f MiB\n",
            ts[reps / 2], ts[0], reps, gflop64 / ts[reps / 2], (double)peak64 / 1048576.0);
-    printf("lightfarm 256->1024 (tile %d, overlap %d; 0: one run): %.2f s; graph %.0f MiB; "
+    printf("lightfarm %d->%d (tile %d, overlap %d; 0: one run): %.2f s; graph %.0f MiB; "
            "peak RSS %ld MiB\n",
-           tile, overlap, s256, (double)peak256 / 1048576.0, our_rss / 1024);
+           S, S4, tile, overlap, s256, (double)peak256 / 1048576.0, our_rss / 1024);
     lf_upscaler_destroy(&u);
     lf_pool_destroy(&pool);
     lf_backend_destroy(&be);
@@ -167,17 +172,17 @@ int main(int argc, char **argv) {
     if (use_torch) {
         char dir[] = "/tmp/bench_upscale.XXXXXX";
         if (!mkdtemp(dir) || s_write(dir, "x64.bin", x64, 3 * 64 * 64) ||
-            s_write(dir, "x256.bin", x256, 3 * 256 * 256) ||
+            s_write(dir, "x256.bin", x256, 3 * (size_t)S * S) ||
             s_write(dir, "y64.bin", y64, 3 * 256 * 256) ||
-            s_write(dir, "y256.bin", y256, 3 * 1024 * 1024)) {
+            s_write(dir, "y256.bin", y256, 3 * (size_t)S4 * S4)) {
             fprintf(stderr, "cannot write inputs to %s\n", dir);
             return 1;
         }
         snprintf(cmd, sizeof cmd,
                  "'%s' '%s/bench/bench_upscale_torch.py' --weights '%s' --io '%s' --reps %d "
-                 "--threads %d",
+                 "--threads %d --size %d",
                  py, LF_SOURCE_DIR, weights, dir, reps,
-                 threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+                 threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN), S);
         FILE *p = popen(cmd, "r");
         char line[1024];
         while (p && fgets(line, sizeof line, p)) {
@@ -190,18 +195,18 @@ int main(int argc, char **argv) {
         if (p) pclose(p);
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-        printf("PyTorch (spandrel) 64->256: median %.3f s (min %.3f); 256->1024 untiled: %.2f s; "
-               "peak RSS %ld MiB\n", tm, tmin, t256, trss / 1024);
-        printf("speed-up (PyTorch / lightfarm): 64->256 %.2fx, 256->1024 %.2fx\n",
-               tm / ts[reps / 2], t256 / s256);
-        printf("difference (max |d| / max |ref|): 64->256 %.3g, 256->1024 ours (tiled) vs "
+        printf("PyTorch (spandrel) 64->256: median %.3f s (min %.3f); %d->%d untiled: %.2f s; "
+               "peak RSS %ld MiB\n", tm, tmin, S, S4, t256, trss / 1024);
+        printf("speed-up (PyTorch / lightfarm): 64->256 %.2fx, %d->%d %.2fx\n",
+               tm / ts[reps / 2], S, S4, t256 / s256);
+        printf("difference (max |d| / max |ref|): 64->256 %.3g, %d->%d ours (tiled) vs "
                "untiled %.3g\n",
-               r64, r256);
+               r64, S, S4, r256);
     }
     printf("load average %.2f -> %.2f\n", load0, s_load1());
-    printf("BENCH upscale_x4plus s64=%.4f s256=%.3f tile=%d torch_s64=%.4f torch_s256=%.3f "
+    printf("BENCH upscale_x4plus size=%d s64=%.4f s256=%.3f tile=%d torch_s64=%.4f torch_s256=%.3f "
            "rss_mib=%ld torch_rss_mib=%ld rel64=%.3g rel256=%.3g\n",
-           ts[reps / 2], s256, tile, tm, t256, our_rss / 1024, trss / 1024, r64, r256);
+           S, ts[reps / 2], s256, tile, tm, t256, our_rss / 1024, trss / 1024, r64, r256);
     free(x64), free(y64), free(x256), free(y256), free(ts);
     return 0;
 }

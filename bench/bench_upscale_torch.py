@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--io")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--size", type=int, default=256)  # side of x256.bin (the tiled run's input)
     a = ap.parse_args()
     if a.write:
         write(a.write)
@@ -79,7 +80,7 @@ def main():
     model = desc.model.float().eval()
     load_s = time.perf_counter() - t0
     x64 = load_bin(os.path.join(a.io, "x64.bin"), (1, 3, 64, 64))
-    x256 = load_bin(os.path.join(a.io, "x256.bin"), (1, 3, 256, 256))
+    x256 = load_bin(os.path.join(a.io, "x256.bin"), (1, 3, a.size, a.size))
     times = []
     with torch.inference_mode():
         y64 = model(x64)

@@ -88,7 +88,9 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     snprintf(c->refiner, sizeof c->refiner, "%s", m->params.refiner_checkpoint ? m->params.refiner_checkpoint : "");
     snprintf(c->vae, sizeof c->vae, "%s", m->params.vae ? m->params.vae : "");
     uint32_t batch = m->params.batch_size ? m->params.batch_size : 1;
-    c->pixels = (uint64_t)m->params.width * m->params.height * batch;
+    uint32_t ow, oh; /* the images' size: Hires-Fix's when on */
+    lf_params_output_size(&m->params, &ow, &oh);
+    c->pixels = (uint64_t)ow * oh * batch;
     c->priority = p;
     c->created_ms = lf__now();
     c->seq = o->seq;

@@ -34,7 +34,7 @@
 typedef struct {
     const char *id;
     const char *model;
-    uint64_t pixels;          /* width * height * batch */
+    uint64_t pixels;          /* width * height * batch (the Hires-Fix size when on: lf_params_output_size) */
     lf_priority_t priority;
     int64_t created_ms;       /* first submit: age for the starvation bound */
     int64_t seq;              /* FIFO order within a priority */

@@ -16,7 +16,10 @@
 
 /* ---- value lists --------------------------------------------------------- */
 
-const lf_param_enum_t lf_param_modes[] = {{"txt2img", "txt2img", NULL}, {"img2img", "img2img", NULL}, {NULL, NULL, NULL}};
+const lf_param_enum_t lf_param_modes[] = {{"txt2img", "txt2img", NULL},
+                                          {"img2img", "img2img", NULL},
+                                          {"upscale", "extras", NULL}, /* init_image through an upscaler */
+                                          {NULL, NULL, NULL}};
 
 /* The engine's samplers (engine/sampling/lf_sampler.h LF_SAMPLER_MAP), A1111 names. */
 const lf_param_enum_t lf_param_samplers[] = {
@@ -54,6 +57,16 @@ const lf_param_enum_t lf_param_schedulers[] = {
 
 /* A1111's randn_source: "CPU" is torch's CPU generator, "NV" the Philox one. */
 const lf_param_enum_t lf_param_rngs[] = {{"cpu", "CPU", NULL}, {"philox", "NV", NULL}, {NULL, NULL, NULL}};
+
+const char *const lf_param_hr_builtin_upscalers[] = {
+    "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)", "Latent (nearest)",
+    "Latent (nearest-exact)", "None", "Lanczos", "Nearest", NULL};
+
+bool lf_param_hr_upscaler_builtin(const char *name) {
+    for (size_t i = 0; name && lf_param_hr_builtin_upscalers[i]; i++)
+        if (!strcmp(lf_param_hr_builtin_upscalers[i], name)) return true;
+    return false;
+}
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -398,6 +411,55 @@ void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *bu
     else snprintf(buf, len, "%.0f", v);
 }
 
+void lf_params_output_size(const lf_job_params_t *p, uint32_t *w, uint32_t *h) {
+    uint64_t W = p->width, H = p->height, rx = p->hr_resize_x, ry = p->hr_resize_y, uw, uh;
+    *w = p->width, *h = p->height;
+    if (p->mode && !strcmp(p->mode, "upscale")) { /* width/height: the source's size */
+        if (p->upscale_width && p->upscale_height) *w = p->upscale_width, *h = p->upscale_height;
+        else *w = (uint32_t)(W * p->upscale_by), *h = (uint32_t)(H * p->upscale_by);
+        return;
+    }
+    if (!p->enable_hr || (p->mode && !strcmp(p->mode, "img2img")) || !W || !H) return;
+    if (!rx && !ry) {
+        double sw = W * p->hr_scale, sh = H * p->hr_scale;
+        *w = sw > 0 && sw < 4e9 ? (uint32_t)sw : 0, *h = sh > 0 && sh < 4e9 ? (uint32_t)sh : 0;
+        return;
+    }
+    if (!ry || (rx && W * ry < rx * H)) uw = rx, uh = rx * H / W; /* src ratio < dst ratio */
+    else uw = ry * W / H, uh = ry;
+    *w = (uint32_t)(rx && ry ? uw - (uw - rx) / 8 * 8 : uw);
+    *h = (uint32_t)(rx && ry ? uh - (uh - ry) / 8 * 8 : uh);
+}
+
+/* Hires-Fix rows (LF_PS_HIRES_*): written only with enable_hr, as A1111's
+ * txt2img adds them to extra_generation_params; "Denoising strength" too
+ * (lf_params_infotext). OTHER rows say something only when they differ
+ * from the first pass's value. */
+static bool s_hires_shows(const lf_job_params_t *p, const lf_param_def_t *d) {
+    if (!p->enable_hr) return false;
+    const bool resize = p->hr_resize_x || p->hr_resize_y;
+    switch (d->show) {
+    case LF_PS_HIRES_SCALE: return !resize;
+    case LF_PS_HIRES_RESIZE: return resize;
+    case LF_PS_HIRES_NONDEF: return lf_param_num(p, d) != d->def;
+    case LF_PS_HIRES_OTHER: {
+        static const int base[][2] = {{LF_P_hr_sampler, LF_P_sampler},
+                                      {LF_P_hr_scheduler, LF_P_scheduler},
+                                      {LF_P_hr_prompt, LF_P_prompt},
+                                      {LF_P_hr_negative_prompt, LF_P_negative_prompt}};
+        const char *v = lf_param_cstr(p, d);
+        if (!v || !*v) return false;
+        for (size_t k = 0; k < sizeof base / sizeof base[0]; k++)
+            if (d == &s_table[base[k][0]]) {
+                const char *b = lf_param_cstr(p, &s_table[base[k][1]]);
+                return !b || strcmp(v, b) != 0;
+            }
+        return true;
+    }
+    default: return true;
+    }
+}
+
 int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int index, char **out) {
     lf_infotext_kv_t kv[LF_P__COUNT];
     char vals[LF_P__COUNT][160];
@@ -412,8 +474,8 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
         case LF_PS_SIZE_H: continue;
         case LF_PS_PROMPT: prompt = lf_param_cstr(p, d) ? lf_param_cstr(p, d) : ""; continue;
         case LF_PS_NEGATIVE: negative = lf_param_cstr(p, d) ? lf_param_cstr(p, d) : ""; continue;
-        case LF_PS_IMG2IMG:
-            if (!img2img) continue;
+        case LF_PS_IMG2IMG: /* and a Hires-Fix pass's strength */
+            if (!img2img && !p->enable_hr) continue;
             break;
         case LF_PS_NONDEF:
             if (lf_param_num(p, d) == d->def) continue;
@@ -421,12 +483,21 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
         case LF_PS_REFINER: /* A1111 writes the switch point only with a refiner */
             if (!p->refiner_checkpoint || !*p->refiner_checkpoint) continue;
             break;
+        case LF_PS_HIRES:
+        case LF_PS_HIRES_SCALE:
+        case LF_PS_HIRES_RESIZE:
+        case LF_PS_HIRES_NONDEF:
+        case LF_PS_HIRES_OTHER:
+            if (!s_hires_shows(p, d)) continue;
+            break;
         default: break;
         }
         if (d->show == LF_PS_SEED)
             snprintf(v, sizeof vals[0], "%lld", (long long)((uint64_t)p->seed + (uint64_t)index));
         else if (d->show == LF_PS_SIZE_W)
             snprintf(v, sizeof vals[0], "%ux%u", p->width, p->height);
+        else if (d->show == LF_PS_HIRES_RESIZE)
+            snprintf(v, sizeof vals[0], "%ux%u", p->hr_resize_x, p->hr_resize_y);
         else if (i == LF_P_model && model_label && *model_label)
             snprintf(v, sizeof vals[0], "%s", model_label);
         else
@@ -452,6 +523,8 @@ int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped) 
         /* A1111 splits "Size: WxH" into Size-1 and Size-2. */
         if (!strcmp(k, "Size-1")) d = &s_table[LF_P_width];
         else if (!strcmp(k, "Size-2")) d = &s_table[LF_P_height];
+        else if (!strcmp(k, "Hires resize-1")) d = &s_table[LF_P_hr_resize_x];
+        else if (!strcmp(k, "Hires resize-2")) d = &s_table[LF_P_hr_resize_y];
         else d = lf_param_find_label(k);
         if (!d) continue; /* labels we do not carry (Model hash, Version, ...) */
         int rc;
@@ -486,8 +559,15 @@ int lf_params_from_infotext(const char *text, lf_job_params_t *p, int *skipped) 
         if (rc == LF_ENOMEM) goto oom;
         if (rc) bad++;
     }
-    /* A Denoising strength means an img2img source. */
-    if (lf_infotext_get(&it, "Denoising strength") && lf_param_set_str(p, &s_table[LF_P_mode], "img2img")) goto oom;
+    /* A Denoising strength means Hires-Fix when a "Hires ..." key comes with
+     * it (A1111's txt2img paste rule), else an img2img source. */
+    if (lf_infotext_get(&it, "Denoising strength")) {
+        if (lf_infotext_get(&it, "Hires upscale") || lf_infotext_get(&it, "Hires upscaler") ||
+            lf_infotext_get(&it, "Hires resize-1"))
+            p->enable_hr = true;
+        else if (lf_param_set_str(p, &s_table[LF_P_mode], "img2img"))
+            goto oom;
+    }
     lf_infotext_clear(&it);
     if (skipped) *skipped = bad;
     return 0;

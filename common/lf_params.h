@@ -27,7 +27,8 @@
  *           init image), NONDEF (only when not the default), SEED (value +
  *           the image's index), SIZE_W / SIZE_H ("Size: WxH", A1111 parses it
  *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE, REFINER (only
- *           when refiner_checkpoint is set, as A1111 writes its switch point)
+ *           when refiner_checkpoint is set, as A1111 writes its switch point),
+ *           HIRES_* (Hires-Fix rows, only with enable_hr; see lf_param_show_t)
  *   flags   LF_PF_* below
  *   desc    one line for humans (OpenAPI, /v1/params, docs)
  *
@@ -51,6 +52,16 @@ typedef struct {
     const char *alias; /* may be NULL */
 } lf_param_enum_t;
 
+/* A1111's built-in Hires-Fix upscalers (shared.latent_upscale_modes, then
+ * "None", "Lanczos", "Nearest"), NULL-terminated; any other hr_upscaler
+ * names an upscaler model a worker has. engine/pipeline/lf_resize holds the
+ * same names with their filters. */
+extern const char *const lf_param_hr_builtin_upscalers[];
+/* Is name one of them (exact, as A1111 compares)? */
+bool lf_param_hr_upscaler_builtin(const char *name);
+/* How many of them are latent resizes (the first ones). */
+#define LF_PARAM_HR_LATENT_UPSCALERS 6
+
 /* NULL-terminated ({NULL}) value lists (lf_params.c). */
 extern const lf_param_enum_t lf_param_modes[];
 extern const lf_param_enum_t lf_param_samplers[];
@@ -68,6 +79,53 @@ extern const lf_param_enum_t lf_param_rngs[];
 #define LF_PF_MULTIPLE 0x80u    /* U32: the value must be a multiple of step (sizes: 8) */
 
 #define LF_SIZE_MIN_REAL 64     /* real models' smallest side; the table's lo is the diagnostic model's */
+
+/* Hires-Fix (A1111's txt2img second pass), a block of its own so the rows
+ * of other features merge apart. After "Denoising strength", which a
+ * hires pass also writes (A1111 keeps its strength there). The hires_*
+ * SHOW kinds write a label only with enable_hr; A1111's parser reads
+ * enable_hr back from "Denoising strength" + any "Hires ..." key. */
+#define LF__PARAM_HIRES_ROWS(X)                                                                   \
+    X(enable_hr, BOOL, "enable_hr", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,                   \
+      "Hires-Fix: upscale the first pass and run a second img2img pass at the larger size")      \
+    X(hr_scale, F64, "hr_scale", TOP, 1, 8, 0.05, 2, NULL, NULL, "Hires upscale", HIRES_SCALE, 0,  \
+      "Hires-Fix: upscale factor (when hr_resize_x and hr_resize_y are 0)")                      \
+    X(hr_resize_x, U32, "hr_resize_x", TOP, 0, 8192, 8, 0, NULL, NULL, "Hires resize", HIRES_RESIZE, \
+      0, "Hires-Fix: target width instead of hr_scale (0 = from hr_resize_y and the aspect; "   \
+      "both set: A1111's crop to that aspect)")                                                  \
+    X(hr_resize_y, U32, "hr_resize_y", TOP, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,             \
+      "Hires-Fix: target height instead of hr_scale (0 = from hr_resize_x and the aspect)")      \
+    X(hr_second_pass_steps, U32, "hr_second_pass_steps", TOP, 0, 150, 1, 0, NULL, NULL,            \
+      "Hires steps", HIRES_NONDEF, 0, "Hires-Fix: second pass steps (0 = steps)")                \
+    X(hr_upscaler, STR, "hr_upscaler", TOP, 1, 128, 0, 0, "Latent", NULL, "Hires upscaler", HIRES, \
+      LF_PF_NAME,                                                                                \
+      "Hires-Fix upscaler: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic "      \
+      "antialiased), Latent (nearest), Latent (nearest-exact), None, Lanczos, Nearest, or an "    \
+      "upscaler model (GET /v1/upscalers)")                                                      \
+    X(hr_sampler, ENUM, "hr_sampler_name", TOP, 0, 0, 0, 0, NULL, lf_param_samplers,              \
+      "Hires sampler", HIRES_OTHER, 0, "Hires-Fix: sampler of the second pass (unset = sampler)") \
+    X(hr_scheduler, ENUM, "hr_scheduler", TOP, 0, 0, 0, 0, NULL, lf_param_schedulers,             \
+      "Hires schedule type", HIRES_OTHER, 0,                                                     \
+      "Hires-Fix: schedule of the second pass (unset = scheduler)")                              \
+    X(hr_prompt, STR, "hr_prompt", TOP, 0, 32768, 0, 0, NULL, NULL, "Hires prompt", HIRES_OTHER, 0, \
+      "Hires-Fix: prompt of the second pass (unset or empty = prompt)")                          \
+    X(hr_negative_prompt, STR, "hr_negative_prompt", TOP, 0, 32768, 0, 0, NULL, NULL,              \
+      "Hires negative prompt", HIRES_OTHER, 0,                                                   \
+      "Hires-Fix: negative prompt of the second pass (unset or empty = negative_prompt)")        \
+    X(hr_cfg, F64, "hr_cfg", TOP, 0, 100, 0.5, 0, NULL, NULL, "Hires CFG Scale", HIRES_NONDEF, 0,  \
+      "Hires-Fix: CFG scale of the second pass (0 = cfg_scale)")
+
+/* The upscale job (mode "upscale"; A1111's extras: /sdapi/v1/extra-single-image
+ * maps its upscaler_1, upscaling_resize, upscaling_resize_w/_h onto these). */
+#define LF__PARAM_UPSCALE_ROWS(X)                                                                 \
+    X(upscaler, STR, NULL, NONE, 1, 128, 0, 0, "Lanczos", NULL, NULL, NEVER, LF_PF_NAME,          \
+      "upscale job: None, Lanczos, Nearest or an upscaler model (GET /v1/upscalers)")           \
+    X(upscale_by, F64, NULL, NONE, 1, 8, 0.05, 4, NULL, NULL, NULL, NEVER, 0,                      \
+      "upscale job: factor (when upscale_width and upscale_height are 0)")                       \
+    X(upscale_width, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                   \
+      "upscale job: target width (with upscale_height: scale to cover, then centre-crop)")      \
+    X(upscale_height, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                  \
+      "upscale job: target height")
 
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
@@ -98,7 +156,8 @@ extern const lf_param_enum_t lf_param_rngs[];
       "VAE from the workers' models/vae/ (GET /v1/models vaes) instead of the checkpoint's; "    \
       "Automatic or None = the checkpoint's")                                                    \
     X(denoise, F64, "denoising_strength", TOP, 0, 1, 0.01, 0.75, NULL, NULL, "Denoising strength", \
-      IMG2IMG, 0, "img2img strength: 0 keeps the init image, 1 replaces it")                     \
+      IMG2IMG, 0, "img2img (and Hires-Fix second pass) strength: 0 keeps the image, 1 replaces it")                     \
+    LF__PARAM_HIRES_ROWS(X)                                                                       \
     X(clip_skip, U32, "CLIP_stop_at_last_layers", OVERRIDE, 1, 12, 1, 1, NULL, NULL, "Clip skip",  \
       NONDEF, 0, "text encoder layer from the end (1 = last)")                                   \
     X(rng, ENUM, "randn_source", OVERRIDE, 0, 0, 0, 0, "cpu", lf_param_rngs, "RNG", ALWAYS, 0,     \
@@ -127,7 +186,9 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(target_height, U32, NULL, NONE, 0, 8192, 8, 0, NULL, NULL, NULL, NEVER, 0,                   \
       "SDXL size conditioning: target height; 0 = the image height")                             \
     X(mode, ENUM, NULL, NONE, 0, 0, 0, 0, "txt2img", lf_param_modes, NULL, NEVER, 0,               \
-      "txt2img or img2img (implied by init_image)")                                              \
+      "txt2img, img2img (implied by init_image) or upscale (init_image through an upscaler: "    \
+      "upscaler, upscale_by or upscale_width/upscale_height)")                                   \
+    LF__PARAM_UPSCALE_ROWS(X)                                                                     \
     X(batch_size, U32, "batch_size", TOP, 1, 8, 1, 1, NULL, NULL, NULL, NEVER, LF_PF_SCHED,         \
       "images in the job (A1111: batch_size x n_iter)")                                          \
     X(init_image, STR, NULL, NONE, 1, 128, 0, 0, NULL, NULL, NULL, NEVER, LF_PF_ID,                \
@@ -187,7 +248,16 @@ typedef enum {
     LF_PS_SIZE_H,
     LF_PS_PROMPT,
     LF_PS_NEGATIVE,
-    LF_PS_REFINER
+    LF_PS_REFINER,
+    /* Hires-Fix rows: only with enable_hr. SCALE: when no hr_resize is set;
+     * RESIZE: "Hires resize: XxY" when one is (A1111 parses it back as
+     * "Hires resize-1" / "-2"); NONDEF: when not the default; OTHER: when
+     * set and not the first pass's value (sampler, scheduler, prompts). */
+    LF_PS_HIRES,
+    LF_PS_HIRES_SCALE,
+    LF_PS_HIRES_RESIZE,
+    LF_PS_HIRES_NONDEF,
+    LF_PS_HIRES_OTHER
 } lf_param_show_t;
 
 /* C types of the columns' TYPE. */
@@ -290,6 +360,15 @@ int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param
 /* The value as the infotext (A1111) writes it: enum A1111 names, %g numbers.
  * Writes into buf (NUL-terminated, truncated at a UTF-8 boundary). */
 void lf_param_format(const lf_job_params_t *p, const lf_param_def_t *d, char *buf, size_t len);
+
+/* The size of the images a job makes: width x height, or with enable_hr
+ * (txt2img) the Hires-Fix size by A1111's calculate_target_resolution:
+ * int(side * hr_scale); hr_resize_x or _y alone keeps the aspect (x * h /
+ * w); both cover the box keeping the aspect, then crop the latent to it
+ * (8-pixel steps). engine/pipeline/lf_hires is the engine's copy of the
+ * rule (with its checks); this one is what the farm counts (max_pixels,
+ * scheduling). Pure. */
+void lf_params_output_size(const lf_job_params_t *p, uint32_t *w, uint32_t *h);
 
 /* The A1111 "parameters" text of image `index` of a job, walking the table's
  * labels (the one infotext: PNG chunk, A1111 info.infotexts, png-info).

@@ -383,6 +383,18 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     if (c->n_loras && s_array_header(e, "loras", c->n_loras))
         for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
     if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
+    if (c->n_upscalers && !c->upscalers) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (c->n_upscalers && s_array_header(e, "upscalers", c->n_upscalers))
+        for (size_t i = 0; i < c->n_upscalers; i++) {
+            if (!c->upscalers[i]) {
+                if (!e->err) e->err = LF_EINVAL;
+                return;
+            }
+            if (s_str_check(e, c->upscalers[i])) s_pack_str(e, c->upscalers[i]);
+        }
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -396,7 +408,7 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
-           !c->n_loras && !(c->lora_set && *c->lora_set);
+           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers;
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -756,11 +768,11 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set"};
+                                                   "lora_set", "upscalers"};
 static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
 static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "inpaint"};
 
@@ -809,6 +821,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
+    if (f[C_UPSCALERS]) S_TRY(s_dec_strs(f[C_UPSCALERS], &c->upscalers, &c->n_upscalers));
     if (f[C_RESIDENT]) {
         s_obj_t a = f[C_RESIDENT];
         if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
@@ -1026,6 +1039,8 @@ void lf_caps_clear(lf_worker_caps_t *c) {
         free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
     free(c->loras);
     free(c->lora_set);
+    for (size_t i = 0; c->upscalers && i < c->n_upscalers; i++) free(c->upscalers[i]);
+    free(c->upscalers);
     memset(c, 0, sizeof *c);
 }
 

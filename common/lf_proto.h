@@ -123,6 +123,9 @@ typedef struct {
     size_t n_loras;
     char *lora_set;          /* the LoRA set merged into the resident model now
                                 (lf_lora_set_key), NULL or "" when none */
+    char **upscalers;        /* upscaler models it can run (models/upscale_models/, A1111's
+                                models/ESRGAN/; by name: the file stem) */
+    size_t n_upscalers;
 } lf_worker_caps_t;
 
 typedef struct {

@@ -248,7 +248,7 @@ typedef struct {
     char model[128];
     char refiner[128];        /* SDXL refiner_checkpoint ("" = none): scheduler affinity */
     char vae[128];            /* the job's separate VAE ("" = none): capability */
-    uint64_t pixels;          /* width * height * batch */
+    uint64_t pixels;          /* width * height * batch (the Hires-Fix size when on: lf_params_output_size) */
     lf_priority_t priority;
     int64_t created_ms;       /* first submit (for the starvation bound) */
     int64_t seq;              /* FIFO order within a priority */

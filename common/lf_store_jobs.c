@@ -64,7 +64,9 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_str(&a[m], lf_priority_name(j->priority));
         lf__args_bin(&a[m], blobs[i], blen);
         lf__args_str(&a[m], p->model);
-        lf__args_i64(&a[m], (int64_t)p->width * p->height * batch);
+        uint32_t ow, oh; /* the images' size: Hires-Fix's when on */
+        lf_params_output_size(p, &ow, &oh);
+        lf__args_i64(&a[m], (int64_t)ow * oh * batch);
         lf__args_str(&a[m], j->idem_key);
         lf__args_i64(&a[m], self->lim.idem_ttl_s);
         lf__args_i64(&a[m], ttl ? now_ms + (int64_t)ttl * 1000 : 0);

@@ -27,6 +27,11 @@
 #include "lf_prompt.h"
 #include "lf_safetensors.h"
 #include "lf_torchzip.h"
+#include "lf_upscaler.h"
+#include "lf_upscaler_set.h"
+#include "lf_resize.h"
+#include "lf_hires.h"
+#include "lf_image.h"
 
 #ifndef LF_ASSETS_DEFAULT
 #define LF_ASSETS_DEFAULT "assets"
@@ -70,6 +75,7 @@ struct lf_engine {
     char *lora_dirs;            /* ':'-separated, or NULL */
     lf_lora_file_t *lora_files; /* the last scan of lora_dirs (hashes cached in it) */
     size_t n_lora_files;
+    lf_upscaler_set_t *upscalers; /* Hires-Fix's upscaler models (opts.upscaler_dirs) */
     char err[512];
 };
 
@@ -92,7 +98,7 @@ lf_engine_request_t lf_engine_request_defaults(void)
     return (lf_engine_request_t){.steps = 20, .cfg = 7.0, .width = 512, .height = 512, .batch = 1,
                                  .clip_skip = 1, .denoise = 0.75, .refiner_switch_at = 0.8,
                                  .mask_blur_x = 4, .mask_blur_y = 4, .inpaint_full_res = 1,
-                                 .initial_noise_multiplier = 1, .inpainting_mask_weight = 1};
+                                 .initial_noise_multiplier = 1, .inpainting_mask_weight = 1, .hr_scale = 2.0};
 }
 
 int lf_engine_device_info(const char *device, char *name, size_t namelen, uint64_t *memory_bytes)
@@ -159,8 +165,9 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     lf_engine_t *e = calloc(1, sizeof *e);
     if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||
         (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir))) ||
-        (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs)))) {
-        if (e) free(e->vocab_path), free(e->assets_dir);
+        (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs))) ||
+        !(e->upscalers = lf_upscaler_set_new(o.upscaler_dirs, be, o.n_threads))) {
+        if (e) free(e->vocab_path), free(e->assets_dir), free(e->lora_dirs);
         free(e);
         lf_backend_destroy(&be);
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -233,6 +240,7 @@ void lf_engine_destroy(lf_engine_t **self_p)
     free(e->assets_dir);
     free(e->lora_dirs);
     lf_lora_dir_free(&e->lora_files, e->n_lora_files);
+    lf_upscaler_set_destroy(&e->upscalers); /* before the backend it may borrow */
     lf_backend_destroy(&e->backend);
     free(e);
     *self_p = NULL;
@@ -757,6 +765,146 @@ static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
     return 0;
 }
 
+int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    char *copy = dirs ? strdup(dirs) : NULL;
+    if (dirs && !copy) return LF_ENOMEM;
+    const char *d[8];
+    size_t nd = 0;
+    for (char *save = NULL, *t = copy ? strtok_r(copy, ":", &save) : NULL; t && nd < 8; t = strtok_r(NULL, ":", &save))
+        d[nd++] = t;
+    lf_upscaler_entry_t *e = NULL;
+    size_t ne = 0;
+    int rc = lf_upscaler_scan(d, nd, &e, &ne, NULL, NULL);
+    free(copy);
+    if (rc) return rc;
+    char **out = ne ? calloc(ne, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < ne; i++)
+        if (!(out[i] = strdup(e[i].name))) {
+            for (size_t k = 0; k < i; k++) free(out[k]);
+            free(out);
+            out = NULL;
+        }
+    lf_upscaler_entries_free(e, ne);
+    if (ne && !out) return LF_ENOMEM;
+    *names = out;
+    *n = ne;
+    return 0;
+}
+
+/* The request's Hires-Fix fields into the pipeline's, and the upscaler
+ * model it names made resident (a name that is not a built-in one). */
+static int s_hires_request(lf_engine_t *e, const lf_engine_request_t *req, lf_pipeline_request_t *pr)
+{
+    lf_pipeline_hires_t *h = &pr->hires;
+    *h = (lf_pipeline_hires_t){.sampler = -1, .scheduler = -1};
+    if (!req->enable_hr) return 0;
+    h->enable = 1;
+    h->scale = req->hr_scale;
+    h->resize_x = req->hr_resize_x;
+    h->resize_y = req->hr_resize_y;
+    h->upscaler = req->hr_upscaler && *req->hr_upscaler ? req->hr_upscaler : "Latent";
+    h->steps = req->hr_steps;
+    h->prompt = req->hr_prompt;
+    h->negative = req->hr_negative;
+    h->cfg = req->hr_cfg;
+    if (req->hr_steps < 0 || req->hr_resize_x < 0 || req->hr_resize_y < 0 || req->hr_cfg < 0)
+        return s_err(e, LF_EINVAL, "Hires-Fix values must be >= 0");
+    lf_sampler_kind_t sk;
+    lf_scheduler_t sc;
+    if (req->hr_sampler && *req->hr_sampler) {
+        if (lf_sampler_parse(req->hr_sampler, &sk)) return s_err(e, LF_EINVAL, "unknown hr_sampler '%s'", req->hr_sampler);
+        h->sampler = (int)sk;
+    }
+    if (req->hr_scheduler && *req->hr_scheduler) {
+        if (lf_scheduler_parse(req->hr_scheduler, &sc))
+            return s_err(e, LF_EINVAL, "unknown hr_scheduler '%s'", req->hr_scheduler);
+        h->scheduler = (int)sc;
+    }
+    if (lf_resize_builtin_find(h->upscaler)) return 0;
+    int rc = lf_upscaler_set_use(e->upscalers, h->upscaler, e->err, sizeof e->err);
+    if (rc == LF_ENOTFOUND) return s_err(e, LF_EINVAL, "unknown hr_upscaler '%s'", h->upscaler);
+    return rc;
+}
+
+int lf_engine_upscale(lf_engine_t *e, const lf_engine_upscale_request_t *req, lf_engine_progress_fn progress,
+                      void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
+{
+    if (!e || !req || !out) return e ? s_err(e, LF_EINVAL, "no request") : LF_EINVAL;
+    e->err[0] = '\0';
+    const char *name = req->upscaler && *req->upscaler ? req->upscaler : "Lanczos";
+    const double scale = req->scale > 0 ? req->scale : 4.0;
+    if (!req->image || !req->image_len) return s_err(e, LF_EINVAL, "no image to upscale");
+    if (req->width < 0 || req->height < 0 || req->width > 8192 || req->height > 8192 || scale > 16.0)
+        return s_err(e, LF_EINVAL, "upscale size out of range");
+    const lf_resize_builtin_t *b = lf_resize_builtin_find(name);
+    if (b && b->latent) return s_err(e, LF_EINVAL, "upscaler '%s' resizes latents, not images", name);
+    int rc = 0;
+    if (!b && (rc = lf_upscaler_set_use(e->upscalers, name, e->err, sizeof e->err)) != 0)
+        return rc == LF_ENOTFOUND ? s_err(e, LF_EINVAL, "unknown upscaler '%s'", name) : rc;
+    lf_image_t im = {0};
+    char why[160] = "";
+    if ((rc = lf_image_decode(req->image, req->image_len, NULL, &im, why, sizeof why)) != 0)
+        return s_err(e, rc, "cannot decode the image: %s", why[0] ? why : lf_strerror(rc));
+    if (im.channels != 3) {
+        lf_image_clear(&im);
+        return s_err(e, LF_EUNSUPPORTED, "the image is not RGB");
+    }
+    const int to = req->width > 0 && req->height > 0;
+    const double by = to ? fmax((double)req->width / im.width, (double)req->height / im.height) : scale;
+    uint8_t *up = NULL;
+    int uw = 0, uh = 0;
+    rc = cancel && atomic_load(cancel) ? LF_ECANCELED
+                                       : lf_hires_upscale_by(b, lf_upscaler_set_run_rgb8, e->upscalers, im.pixels,
+                                                             (int)im.width, (int)im.height, by, &up, &uw, &uh);
+    lf_image_clear(&im);
+    if (rc) return s_err(e, rc, "upscaler '%s' failed: %s", name, lf_strerror(rc));
+    if (to) { /* A1111: Image.new("RGB", (w, h)).paste(image, centred) */
+        uint8_t *c = calloc((size_t)req->width * (size_t)req->height, 3);
+        if (!c) {
+            free(up);
+            return s_err(e, LF_ENOMEM, "out of memory");
+        }
+        const int ox = req->width / 2 - uw / 2, oy = req->height / 2 - uh / 2;
+        for (int y = 0; y < req->height; y++)
+            for (int x = 0; x < req->width; x++) {
+                int sx = x - ox, sy = y - oy;
+                if (sx >= 0 && sy >= 0 && sx < uw && sy < uh)
+                    memcpy(c + ((size_t)y * req->width + x) * 3, up + ((size_t)sy * uw + sx) * 3, 3);
+            }
+        free(up);
+        up = c, uw = req->width, uh = req->height;
+    }
+    char info[512];
+    if (to)
+        snprintf(info, sizeof info, "Postprocess upscale to: %dx%d, Postprocess crop to: %dx%d, Postprocess upscaler: %s",
+                 req->width, req->height, uw, uh, name);
+    else
+        snprintf(info, sizeof info, "Postprocess upscale by: %g, Postprocess upscaler: %s", scale, name);
+    lf_engine_image_t *img = calloc(1, sizeof *img);
+    char *text = strdup(info);
+    lf_image_t oim = {.pixels = up, .width = (uint32_t)uw, .height = (uint32_t)uh, .channels = 3};
+    lf_image_text_t t = {.key = "postprocessing", .value = info};
+    rc = img && text ? lf_image_png_encode(&oim, &t, 1, -1, &img->png, &img->png_len, why, sizeof why) : LF_ENOMEM;
+    free(up);
+    if (rc) {
+        free(img);
+        free(text);
+        return s_err(e, rc, "cannot encode the PNG: %s", why[0] ? why : lf_strerror(rc));
+    }
+    img->infotext = text;
+    img->width = uw;
+    img->height = uh;
+    if (progress) progress(ud, 1, 1, NULL, 0);
+    out->images = img;
+    out->n_images = 1;
+    out->steps_run = 0;
+    out->warnings = NULL;
+    return 0;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -811,6 +959,8 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     else
         return s_err(e, LF_EINVAL, "unknown rng '%s' (cpu or philox)", req->rng);
 
+    int rc = s_hires_request(e, req, &pr);
+    if (rc != 0) return rc;
     if (req->orig_width < 0 || req->orig_height < 0 || req->crop_top < 0 || req->crop_left < 0 ||
         req->target_width < 0 || req->target_height < 0)
         return s_err(e, LF_EINVAL, "size conditioning values must be >= 0");
@@ -820,7 +970,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
     /* The VAE first: a VAE change reloads the base, and the LoRA set is then
      * merged into the reloaded weights. */
-    int rc = s_ensure_vae(e, req->vae_path, req->vae_name);
+    rc = s_ensure_vae(e, req->vae_path, req->vae_name);
     if (rc != 0) return rc;
     /* A job without the refiner leaves it resident only while both fit. */
     if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
@@ -839,7 +989,8 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     pr.lora_hashes = lo.hashes;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
-                             .model_name = e->model_name, .vae_name = e->vae_name};
+                             .model_name = e->model_name, .vae_name = e->vae_name,
+                             .upscale = lf_upscaler_set_run_rgb8, .upscale_ud = e->upscalers};
     if (refine && e->refiner) {
         ctx.refiner = e->refiner;
         ctx.refiner_name = e->refiner_name;

@@ -70,6 +70,10 @@ typedef struct {
     /* Folders of LoRA files, ':'-separated, searched with their subfolders
      * (the worker passes "<models>/lora:<models>/Lora"); NULL = none. */
     const char *lora_dirs;
+    /* Folders of upscaler models (Hires-Fix hr_upscaler names), ':'-separated
+     * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
+     * none: only the built-in upscalers. */
+    const char *upscaler_dirs;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -145,6 +149,20 @@ typedef struct {
     int inpainting_mask_invert;
     double initial_noise_multiplier;
     double inpainting_mask_weight;
+    /* Hires-Fix (A1111's txt2img second pass; lf_pipeline.h), with denoise
+     * as its strength. width/height are the first pass's; the images come
+     * out at the Hires-Fix size. */
+    int enable_hr;
+    double hr_scale;          /* used when hr_resize_x == hr_resize_y == 0; default 2 */
+    int hr_resize_x, hr_resize_y;
+    const char *hr_upscaler;  /* "Latent" ... "Nearest" (A1111's built-ins) or an upscaler model
+                                 of opts.upscaler_dirs by file stem; NULL = "Latent" */
+    int hr_steps;             /* hr_second_pass_steps; 0 = steps */
+    const char *hr_sampler;   /* NULL or "" = sampler */
+    const char *hr_scheduler; /* NULL or "" = scheduler */
+    const char *hr_prompt;    /* NULL or "" = prompt */
+    const char *hr_negative;  /* NULL or "" = negative */
+    double hr_cfg;            /* 0 = cfg */
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */
@@ -216,6 +234,13 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
  * SD1.5 / SDXL inpainting model, 4 otherwise), from the header only; 0 when
  * the file cannot be read or has no such tensor. Thread-safe. */
 int lf_engine_probe_unet_inputs(const char *path);
+/* The upscaler models of the ':'-separated folders dirs (the worker passes
+ * "<models>/upscale_models:<models>/ESRGAN"), by A1111's name (the file
+ * stem; a name given twice: the first), in folder then name order; files
+ * that are not upscalers are left out. Reads headers only, needs no
+ * engine. *names: caller owns (each string and the array; NULL when
+ * none). 0 or LF_ENOMEM. Thread-safe. */
+int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),
@@ -228,6 +253,27 @@ int lf_engine_generate(lf_engine_t *self, const lf_engine_request_t *req,
                        lf_engine_progress_fn progress, void *ud, const atomic_bool *cancel,
                        lf_engine_result_t *out);
 void lf_engine_result_clear(lf_engine_result_t *res);
+
+/* An image through an upscaler (A1111's extras upscale). */
+typedef struct {
+    const uint8_t *image;  /* PNG / JPEG / WebP bytes */
+    size_t image_len;
+    const char *upscaler;  /* "None", "Lanczos", "Nearest" or an upscaler model of
+                              opts.upscaler_dirs (file stem); NULL = "Lanczos" */
+    double scale;          /* A1111's "scale by" (width == height == 0); 0 = 4 */
+    int width, height;     /* A1111's "scale to": scale to cover, then centre-crop */
+} lf_engine_upscale_request_t;
+
+/* Runs req as A1111's postprocessing upscale (Upscaler.upscale: the
+ * upscaler until the image covers floor(side * scale / 8) * 8, LANCZOS to
+ * that; "scale to" pastes the result centred on a width x height canvas).
+ * One image in *out: a PNG whose "postprocessing" text and infotext are
+ * A1111's ("Postprocess upscale by: 2, Postprocess upscaler: name"). Needs
+ * no model. Errors: LF_EINVAL (bad request, unknown upscaler: errstr names
+ * it), LF_EFORMAT / LF_ELIMIT (the image), LF_ECANCELED, LF_ENOMEM, the
+ * upscaler model's errors. */
+int lf_engine_upscale(lf_engine_t *self, const lf_engine_upscale_request_t *req, lf_engine_progress_fn progress,
+                      void *ud, const atomic_bool *cancel, lf_engine_result_t *out);
 
 /* The resident refiner's name, or NULL (borrowed until the next call). */
 const char *lf_engine_refiner_name(const lf_engine_t *self);

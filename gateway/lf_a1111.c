@@ -49,7 +49,16 @@ static json_t *s_info(const lf_job_view_t *v, const lf_job_request_t *jr) {
                           "sd_model_name", p->model ? p->model : "", "job_id", v->id ? v->id : "", "clip_skip",
                           (json_int_t)p->clip_skip, "infotexts", infot, "scheduler", p->scheduler ? p->scheduler : "",
                           "n_iter", (json_int_t)1, "is_using_inpainting_conditioning", 0);
-    if (j && !strcmp(p->mode ? p->mode : "", "img2img")) json_object_set_new(j, "denoising_strength", json_real(p->denoise));
+    const bool img2img = !strcmp(p->mode ? p->mode : "", "img2img");
+    if (j && (img2img || p->enable_hr)) json_object_set_new(j, "denoising_strength", json_real(p->denoise));
+    if (j && p->enable_hr && !img2img) { /* A1111's txt2img keeps its Hires-Fix fields in info */
+        json_object_set_new(j, "enable_hr", json_true());
+        json_object_set_new(j, "hr_scale", json_real(p->hr_scale));
+        json_object_set_new(j, "hr_upscaler", json_string(p->hr_upscaler ? p->hr_upscaler : "Latent"));
+        json_object_set_new(j, "hr_second_pass_steps", json_integer(p->hr_second_pass_steps));
+        json_object_set_new(j, "hr_resize_x", json_integer(p->hr_resize_x));
+        json_object_set_new(j, "hr_resize_y", json_integer(p->hr_resize_y));
+    }
     if (j && v->status == LF_JOB_CANCELLED) json_object_set_new(j, "interrupted", json_true());
     if (j && v->info_json) {
         json_t *x = json_loads(v->info_json, 0, NULL);
@@ -281,6 +290,109 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
     return lf__wait_job(gw, req, st, &s_wait_ops);
 }
 
+/* ---- extras: one image through an upscaler (a job of mode "upscale") ---- */
+
+static int s_extras_finish(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, lf_store_t *stt, lf_job_view_t *v) {
+    (void)gw;
+    if (v->status != LF_JOB_DONE || v->n_images < 1)
+        return lf__err(req, 500, "internal", "", "upscale job %s ended %s: %s", st->job_id,
+                       lf_job_status_name(v->status), v->message ? v->message : "");
+    char *b64 = NULL;
+    if (lf__wait_image_b64(req, stt, st->job_id, 0, lf__err, &b64)) return LF_HTTP_DONE;
+    json_t *winfo = v->info_json ? json_loads(v->info_json, 0, NULL) : NULL;
+    const char *it = json_string_value(json_array_get(json_object_get(winfo, "infotexts"), 0));
+    json_t *html = json_sprintf("<p>%s</p>", it ? it : "");
+    json_decref(winfo);
+    json_t *out = json_pack("{s:o,s:s}", "html_info", html ? html : json_string(""), "image", b64);
+    free(b64);
+    return lf__json(req, 200, out);
+}
+
+static const lf__wait_ops_t s_extras_wait_ops = {
+    .answer = lf__err,
+    .finish = s_extras_finish,
+    .timeout = s_timeout,
+    .track = true,
+};
+
+/* A1111's extras fields onto the native upscale job's, and back for errors. */
+static const char *const s_extras_fields[][2] = {{"upscaler_1", "upscaler"},
+                                                 {"upscaling_resize", "upscale_by"},
+                                                 {"upscaling_resize_w", "upscale_width"},
+                                                 {"upscaling_resize_h", "upscale_height"}};
+
+static int s_extras(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    if (st->stage != 0) return lf__wait_job(gw, req, st, &s_extras_wait_ops);
+    st->body = lf__body_json(req);
+    if (!st->body) return LF_HTTP_DONE;
+    json_t *b = st->body, *v;
+    if (!json_is_object(b)) return lf__err(req, 400, "invalid_type", "", "the body must be a JSON object");
+    const char *img = json_string_value(json_object_get(b, "image"));
+    if (!img || !*img) return lf__err(req, 400, "missing_field", "image", "image (base64) is required");
+    const char *comma = strncmp(img, "data:", 5) ? NULL : strchr(img, ',');
+    if (comma) img = comma + 1;
+    const char *u2 = json_string_value(json_object_get(b, "upscaler_2"));
+    double vis = json_number_value(json_object_get(b, "extras_upscaler_2_visibility"));
+    if (u2 && strcasecmp(u2, "none") && vis > 0)
+        return lf__err(req, 501, "not_implemented", "upscaler_2",
+                       "a second upscaler blended in (upscaler_2 with extras_upscaler_2_visibility) is not available");
+    static const char *const faces[] = {"gfpgan_visibility", "codeformer_visibility"};
+    for (size_t i = 0; i < 2; i++)
+        if (json_number_value(json_object_get(b, faces[i])) > 0)
+            return lf__err(req, 501, "not_implemented", faces[i], "face restoration is not available");
+    /* The native job: mode upscale, A1111's defaults (upscaler_1 "None", x2). */
+    json_t *nb = json_pack("{s:s,s:s,s:f}", "mode", "upscale", "upscaler", "None", "upscale_by", 2.0);
+    const bool to = json_integer_value(json_object_get(b, "resize_mode")) == 1;
+    for (size_t i = 0; i < sizeof s_extras_fields / sizeof s_extras_fields[0]; i++) {
+        if (!(v = json_object_get(b, s_extras_fields[i][0])) || json_is_null(v)) continue;
+        if (!to && i >= 2) continue; /* scale-to sizes count only in resize_mode 1 */
+        json_object_set(nb, s_extras_fields[i][1], v);
+    }
+    if (to && !(json_object_get(nb, "upscale_width") && json_object_get(nb, "upscale_height"))) {
+        json_object_set_new(nb, "upscale_width", json_integer(512)); /* A1111's defaults */
+        json_object_set_new(nb, "upscale_height", json_integer(512));
+    }
+    json_object_set_new(nb, "init_image", json_string("pending")); /* the upload's id, below */
+    lf_store_t *stt = lf__store_get(gw);
+    if (!stt) {
+        json_decref(nb);
+        return lf__err_code(req, LF_ECONN, "redis");
+    }
+    lf_validate_ctx_t ctx;
+    char def[128];
+    lf__validate_ctx(gw, stt, &ctx, def, sizeof def);
+    lf_verr_t e;
+    int rc = lf_validate_job(nb, &ctx, &st->jr, &e);
+    json_decref(nb);
+    if (rc) {
+        lf__store_put(gw, stt, 0);
+        for (size_t i = 0; i < sizeof s_extras_fields / sizeof s_extras_fields[0]; i++)
+            if (!strcmp(e.field, s_extras_fields[i][1])) snprintf(e.field, sizeof e.field, "%s", s_extras_fields[i][0]);
+        return lf__verr(req, &e);
+    }
+    if (lf__admit(gw, req, &st->jr.params, "sd_model_checkpoint")) {
+        lf__store_put(gw, stt, 0);
+        return LF_HTTP_DONE;
+    }
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    rc = lf_b64_decode(img, strlen(img), (size_t)gw->upload_max_bytes, &bytes, &len);
+    if (rc) {
+        lf__store_put(gw, stt, 0);
+        return rc == LF_ETOOBIG ? lf__err(req, 413, "too_large", "image", "the image is too large")
+                                : lf__err(req, 400, "invalid_value", "image", "image is not base64");
+    }
+    char id[64];
+    rc = lf__upload_store(gw, req, stt, bytes, len, "image", id, NULL);
+    free(bytes);
+    lf__store_put(gw, stt, 0);
+    if (rc) return LF_HTTP_DONE;
+    free(st->jr.params.init_image);
+    if (!(st->jr.params.init_image = strdup(id))) return lf__err_code(req, LF_ENOMEM, "");
+    st->stage = 1;
+    return lf__submit(gw, req, st, NULL);
+}
+
 /* ---- progress, interrupt ---- */
 
 static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
@@ -366,6 +478,29 @@ static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
         json_array_append_new(out, json_pack("{s:s,s:s}", "model_name", name, "filename", name));
     }
     json_decref(vaes);
+    return lf__json(req, 200, out);
+}
+
+/* A1111's /sdapi/v1/upscalers: its UpscalerNone / Lanczos / Nearest (scale
+ * 4, no model), then the models live workers have (the ESRGAN scaler's
+ * entries: named by the file's stem). The Latent modes are listed apart
+ * (latent-upscale-modes), as A1111 does. */
+static int s_upscalers(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *models = lf__upscalers(gw, stt);
+    lf__store_put(gw, stt, 0);
+    json_t *out = json_array();
+    for (int i = LF_PARAM_HR_LATENT_UPSCALERS; lf_param_hr_builtin_upscalers[i]; i++)
+        json_array_append_new(out, json_pack("{s:s,s:n,s:n,s:n,s:i}", "name", lf_param_hr_builtin_upscalers[i],
+                                             "model_name", "model_path", "model_url", "scale", 4));
+    size_t i;
+    json_t *v;
+    json_array_foreach(models, i, v) {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:n}", "name", name, "model_name", name,
+                                             "model_path", "model_url", "scale"));
+    }
+    json_decref(models);
     return lf__json(req, 200, out);
 }
 
@@ -627,6 +762,14 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_LORAS: {
         json_t *arr = lf__loras_json(gw, true);
         return arr ? lf__json(req, 200, arr) : lf__err_code(req, LF_ECONN, "redis");
+    }
+    case LF_ROUTE_A_UPSCALERS: return s_upscalers(gw, req);
+    case LF_ROUTE_A_EXTRA_SINGLE: return s_extras(gw, req, st);
+    case LF_ROUTE_A_LATENT_MODES: {
+        json_t *arr = json_array();
+        for (int i = 0; i < LF_PARAM_HR_LATENT_UPSCALERS; i++)
+            json_array_append_new(arr, json_pack("{s:s}", "name", lf_param_hr_builtin_upscalers[i]));
+        return lf__json(req, 200, arr);
     }
     case LF_ROUTE_A_MEMORY: return s_memory(req);
     case LF_ROUTE_A_CMD_FLAGS: return s_cmd_flags(gw, req);

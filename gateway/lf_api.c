@@ -585,6 +585,26 @@ static int s_loras(lf_gateway_t *gw, lf_req_t *req) {
     return lf__json(req, 200, json_pack("{s:o,s:I}", "loras", arr, "count", (json_int_t)json_array_size(arr)));
 }
 
+/* Hires-Fix upscalers: A1111's built-ins, then the models live workers have. */
+static int s_upscalers(lf_gateway_t *gw, lf_req_t *req) {
+    lf_store_t *stt = lf__store_get(gw);
+    json_t *models = lf__upscalers(gw, stt);
+    lf__store_put(gw, stt, 0);
+    json_t *arr = json_array();
+    for (int i = 0; lf_param_hr_builtin_upscalers[i]; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s}", "name", lf_param_hr_builtin_upscalers[i], "kind",
+                                             i < LF_PARAM_HR_LATENT_UPSCALERS ? "latent" : "builtin"));
+    size_t k;
+    json_t *m;
+    json_array_foreach(models, k, m) {
+        json_t *c = json_deep_copy(m);
+        json_object_set_new(c, "kind", json_string("model"));
+        json_array_append_new(arr, c);
+    }
+    json_decref(models);
+    return lf__json(req, 200, json_pack("{s:o,s:I}", "upscalers", arr, "count", (json_int_t)json_array_size(arr)));
+}
+
 /* ---------------------------------------------------------------- presets */
 
 /* The built-ins fix no size of their own except the diagnostic one (which names
@@ -775,6 +795,7 @@ int lf__api_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     }
     case LF_ROUTE_WORKERS: return s_workers(gw, req);
     case LF_ROUTE_LORAS: return s_loras(gw, req);
+    case LF_ROUTE_UPSCALERS: return s_upscalers(gw, req);
     case LF_ROUTE_PRESET_LIST:
     case LF_ROUTE_PRESET_CREATE:
     case LF_ROUTE_PRESET_GET:

@@ -9,6 +9,7 @@
 
 #include "lf_error.h"
 #include "lf_extranet.h"
+#include <jansson.h>
 
 bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name) {
     if (!name) return false;
@@ -70,20 +71,24 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
     }
     if (!any || unlimited) return 0;
     uint64_t batch = p->batch_size ? p->batch_size : 1;
-    uint64_t one = (uint64_t)p->width * p->height, all = one * batch;
+    uint32_t ow, oh; /* the images' size: Hires-Fix's final size when on */
+    lf_params_output_size(p, &ow, &oh);
+    const bool hires = ow != p->width || oh != p->height;
+    uint64_t one = (uint64_t)ow * oh, all = one * batch;
     if (all <= best) return 0;
     if (one > best) {
-        lf_verr_set(err, 400, "out_of_range", "width",
-                    "%" PRIu32 "x%" PRIu32 " is %" PRIu64 " pixels; no live worker serving '%s' "
+        lf_verr_set(err, 400, "out_of_range",
+                    !hires ? "width" : p->hr_resize_x || p->hr_resize_y ? "hr_resize_x" : "hr_scale",
+                    "%s%" PRIu32 "x%" PRIu32 " is %" PRIu64 " pixels; no live worker serving '%s' "
                     "takes more than %" PRIu64 " (max_pixels)",
-                    p->width, p->height, one, p->model, best);
+                    hires ? "the Hires-Fix size " : "", ow, oh, one, p->model, best);
         return LF_ELIMIT;
     }
     lf_verr_set(err, 400, "out_of_range", "batch_size",
                 "%" PRIu32 "x%" PRIu32 " x batch %" PRIu64 " is %" PRIu64 " pixels; no live worker "
                 "serving '%s' takes more than %" PRIu64 " (max_pixels): at most batch_size %" PRIu64
                 " at this size",
-                p->width, p->height, batch, all, p->model, best, best / one);
+                ow, oh, batch, all, p->model, best, best / one);
     return LF_ELIMIT;
 }
 
@@ -178,6 +183,48 @@ static bool s_serves(const lf_worker_caps_t *c, const char *model) {
     for (size_t k = 0; k < c->n_models; k++)
         if (c->models[k].name && model && !strcmp(c->models[k].name, model)) return true;
     return false;
+}
+
+int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *field,
+                            lf_verr_t *err) {
+    const bool up = p->mode && !strcmp(p->mode, "upscale");
+    const char *name = up ? p->upscaler : p->enable_hr ? p->hr_upscaler : NULL;
+    if (!field) field = up ? "upscaler" : "hr_upscaler";
+    /* An upscale job resizes the image: the latent modes are not for it. */
+    bool builtin = lf_param_hr_upscaler_builtin(name);
+    for (int i = 0; up && builtin && i < LF_PARAM_HR_LATENT_UPSCALERS; i++)
+        if (!strcmp(name, lf_param_hr_builtin_upscalers[i]))
+            return lf_verr_set(err, 400, "invalid_value", field, "%s: '%s' resizes a latent; an upscale job takes None, "
+                               "Lanczos, Nearest or an upscaler model", field, name), LF_EINVAL;
+    if (!name || builtin) return 0;
+    for (size_t w = 0; w < n; w++) {
+        const lf_worker_caps_t *c = &ws[w].caps;
+        if (!s_serves(c, p->model)) continue;
+        for (size_t k = 0; k < c->n_upscalers; k++)
+            if (c->upscalers[k] && !strcmp(c->upscalers[k], name)) return 0;
+    }
+    char clip[129];
+    lf_verr_set(err, 400, "unknown_upscaler", field,
+                "no live worker serving model '%s' has upscaler '%s' (GET /v1/upscalers lists them, with "
+                "the built-in Latent..., None, Lanczos, Nearest)",
+                p->model ? p->model : "", lf_utf8_clip(name, clip, sizeof clip));
+    return LF_ENOTFOUND;
+}
+
+json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_upscalers; k++) {
+            const char *name = ws[i].caps.upscalers[k];
+            if (!name) continue;
+            json_t *found = NULL, *v;
+            size_t idx;
+            json_array_foreach(arr, idx, v) if (!strcmp(json_string_value(json_object_get(v, "name")), name)) found = v;
+            if (!found) json_array_append_new(arr, found = json_pack("{s:s,s:i}", "name", name, "workers", 0));
+            if (found)
+                json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
+        }
+    return arr;
 }
 
 int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,

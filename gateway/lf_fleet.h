@@ -43,6 +43,17 @@ int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
  * `loras[i].name` for a list entry, `prompt_field` for a tag, and the
  * LoRA), or LF_EINVAL (400 invalid_value on prompt_field) for a LoRA tag
  * whose weights do not read (A1111 raises). */
+/* Hires-Fix's hr_upscaler (with enable_hr) or an upscale job's upscaler:
+ * when not one of A1111's built-ins, an upscaler model of a live worker
+ * serving the job's model; else 400 unknown_upscaler naming field (NULL:
+ * hr_upscaler / upscaler) (LF_ENOTFOUND). An upscale job naming a latent
+ * mode: 400 invalid_value (LF_EINVAL). */
+int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *field,
+                            lf_verr_t *err);
+/* The upscaler models of ws: a JSON array of {name, workers} (caller owns;
+ * NULL on OOM). */
+struct json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n);
+
 int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
                          const char *prompt_field, lf_verr_t *err);
 

@@ -196,6 +196,8 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
         }
     json_decref(gw->vaes);
     gw->vaes = vaes;
+    json_decref(gw->upscalers);
+    gw->upscalers = lf_fleet_upscalers(ws, n);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     gw->ws = ws;
@@ -230,6 +232,14 @@ json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st) {
     return v;
 }
 
+json_t *lf__upscalers(lf_gateway_t *gw, lf_store_t *st) {
+    lf__models(gw, st, NULL, 0, NULL);
+    pthread_mutex_lock(&gw->model_mu);
+    json_t *v = gw->upscalers ? json_deep_copy(gw->upscalers) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+    return v;
+}
+
 bool lf__model_served(lf_gateway_t *gw, const char *name) {
     pthread_mutex_lock(&gw->model_mu);
     bool yes = lf_fleet_serves(gw->ws, gw->n_ws, name);
@@ -259,6 +269,7 @@ int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *mode
     snprintf(vae_field, sizeof vae_field, "%s%s", a1111 ? "override_settings." : "", a1111 ? t[LF_P_vae].a1111 : "vae");
     if (served && !fit) fit = lf_fleet_parts(gw->ws, gw->n_ws, p, "refiner_checkpoint", vae_field, e);
     if (served && !fit) fit = lf_fleet_loras_check(gw->ws, gw->n_ws, p, "prompt", e);
+    if (served && !fit) fit = lf_fleet_upscaler_check(gw->ws, gw->n_ws, p, a1111 && p->mode && !strcmp(p->mode, "upscale") ? "upscaler_1" : NULL, e);
     pthread_mutex_unlock(&gw->model_mu);
     if (none)
         return lf_verr_set(e, 503, "unavailable", "", "no worker has registered a model yet; retry later (GET /readyz tells when the farm is ready)");
@@ -892,6 +903,7 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     lf_ratelimit_destroy(&gw->log_rl);
     json_decref(gw->models);
     json_decref(gw->vaes);
+    json_decref(gw->upscalers);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);

@@ -68,6 +68,7 @@ struct lf_gateway {
     pthread_mutex_t model_mu;
     json_t *models;          /* array of {name, kind, family, resolution, preview, workers, resident} */
     json_t *vaes;            /* array of {name, workers}: separate VAEs (models/vae/) */
+    json_t *upscalers;       /* array of {name, workers}: upscaler models (models/upscale_models/) */
     char default_model[128]; /* "" while no worker advertises a model */
     int64_t models_at_ms;
     lf_worker_view_t *ws;
@@ -142,6 +143,8 @@ int64_t lf__random_seed(void);
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
 /* The separate VAEs live workers have, [{name, workers}] (caller owns). */
 json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st);
+/* The upscaler models live workers have: [{name, workers}] (caller owns). */
+json_t *lf__upscalers(lf_gateway_t *gw, lf_store_t *st);
 /* The validate context: the default model filled in (the diagnostic model as
  * a stand-in while none is known: lf__admit then answers 503). */
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);

@@ -36,6 +36,7 @@
     X(PARAMS, "GET", "/v1/params", true)                                                 \
     X(WORKERS, "GET", "/v1/workers", true)                                               \
     X(LORAS, "GET", "/v1/loras", true)                                                   \
+    X(UPSCALERS, "GET", "/v1/upscalers", true)                                           \
     X(PRESET_LIST, "GET", "/v1/presets", true)                                           \
     X(PRESET_CREATE, "POST", "/v1/presets", true)                                        \
     X(PRESET_GET, "GET", "/v1/presets/{name}", true)                                     \
@@ -60,6 +61,9 @@
     X(A_EMBEDDINGS, "GET", "/sdapi/v1/embeddings", true)                                 \
     X(A_FACE_RESTORERS, "GET", "/sdapi/v1/face-restorers", true)                         \
     X(A_REALESRGAN, "GET", "/sdapi/v1/realesrgan-models", true)                          \
+    X(A_UPSCALERS, "GET", "/sdapi/v1/upscalers", true)                                   \
+    X(A_LATENT_MODES, "GET", "/sdapi/v1/latent-upscale-modes", true)                     \
+    X(A_EXTRA_SINGLE, "POST", "/sdapi/v1/extra-single-image", true)                      \
     X(A_PROMPT_STYLES, "GET", "/sdapi/v1/prompt-styles", true)                           \
     X(A_SCRIPT_INFO, "GET", "/sdapi/v1/script-info", true)                               \
     X(A_SCRIPTS, "GET", "/sdapi/v1/scripts", true)                                       \

@@ -312,6 +312,17 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         return lf_verr_set(err, 400, "missing_field", "init_image", "img2img needs init_image (an upload id)");
     if ((p->mask || r->mask) && strcmp(p->mode, "img2img"))
         return lf_verr_set(err, 400, "invalid_value", "mask", "a mask needs an init image (inpainting is img2img)");
+    if (p->enable_hr && !strcmp(p->mode, "txt2img")) {
+        /* The engine decodes whole latents: the Hires-Fix size must be a
+         * multiple of 8 (A1111 would hand its VAE 665 px from 512 x 1.3). */
+        uint32_t ow, oh;
+        lf_params_output_size(p, &ow, &oh);
+        if (ow % 8 || oh % 8 || ow < LF_SIZE_MIN_REAL || oh < LF_SIZE_MIN_REAL)
+            return lf_verr_set(err, 400, "out_of_range", p->hr_resize_x || p->hr_resize_y ? "hr_resize_x" : "hr_scale",
+                               "the Hires-Fix size %ux%u must be multiples of 8, at least %d", ow, oh, LF_SIZE_MIN_REAL);
+    }
+    if (!strcmp(p->mode, "upscale") && !p->init_image && !r->init_images)
+        return lf_verr_set(err, 400, "missing_field", "init_image", "an upscale job needs init_image (an upload id)");
     if (!lf_validate_is_diagnostic(p->model)) {
         char clip[65];
         const char *names[2] = {"width", "height"};
@@ -462,6 +473,12 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             if (i != LF_P_sampler || !(v = s_get(body, "sampler_index"))) continue;
             snprintf(field, sizeof field, "sampler_index");
         }
+        /* A1111's "Use same sampler" / "Use same scheduler" (and webui's
+         * empty or "Automatic" hires choices) = the first pass's. */
+        if ((i == LF_P_hr_sampler || i == LF_P_hr_scheduler) && json_is_string(v) &&
+            (!*json_string_value(v) || !strncasecmp(json_string_value(v), "Use same", 8) ||
+             !strcasecmp(json_string_value(v), "Automatic")))
+            continue;
         json_t *named = NULL; /* a model title reduced to our name */
         if ((i == LF_P_vae || i == LF_P_refiner_checkpoint) && json_is_string(v)) {
             const char *s = json_string_value(v);

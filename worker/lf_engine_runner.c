@@ -176,6 +176,14 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* models/upscale_models and A1111's models/ESRGAN: the upscaler models. */
+static int s_list_upscalers(const lf_runner_env_t *env, char ***out, size_t *n)
+{
+    char dirs[8300];
+    snprintf(dirs, sizeof dirs, "%s/upscale_models:%s/ESRGAN", s_models_dir(env), s_models_dir(env));
+    return lf_engine_list_upscalers(dirs, out, n);
+}
+
 /* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
  * the extension (the first extension wins a name given twice), sorted. */
 static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
@@ -258,8 +266,11 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     /* LoRAs: <models>/lora and A1111's spelling <models>/Lora. */
     char lora_dirs[8300];
     snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
+    char up_dirs[8300];
+    snprintf(up_dirs, sizeof up_dirs, "%s/upscale_models:%s/ESRGAN", dir, dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
-                           .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs};
+                           .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
+                           .upscaler_dirs = up_dirs};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -289,6 +300,11 @@ static int s_is_img2img(const lf_job_params_t *p)
     return p->mode && !strcmp(p->mode, "img2img");
 }
 
+static int s_is_upscale(const lf_job_params_t *p)
+{
+    return p->mode && !strcmp(p->mode, "upscale");
+}
+
 static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t errlen)
 {
     s_state_t *s = state;
@@ -301,8 +317,8 @@ static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t e
         snprintf(errbuf, errlen, "vae '%.128s' is not in this worker's models/vae/", p->vae);
         return LF_ENOTFOUND;
     }
-    if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img")) {
-        snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img)", p->mode);
+    if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img") && strcmp(p->mode, "upscale")) {
+        snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img, upscale)", p->mode);
         return LF_EUNSUPPORTED;
     }
     if (p->width % 8 || p->height % 8 || p->width < 64 || p->height < 64 || p->width > 4096 || p->height > 4096) {
@@ -368,9 +384,18 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
         json_object_set_new(o, "refiner_switch_at", json_real(p->refiner_switch_at));
     }
     if (p->vae) json_object_set_new(o, "sd_vae_name", json_string(p->vae));
-    json_object_set_new(o, "mode", json_string(s_is_img2img(p) ? "img2img" : "txt2img"));
+    json_object_set_new(o, "mode", json_string(s_is_upscale(p) ? "upscale" : s_is_img2img(p) ? "img2img" : "txt2img"));
+    if (s_is_upscale(p)) json_object_set_new(o, "upscaler", s_str(p->upscaler ? p->upscaler : "Lanczos"));
     json_object_set_new(o, "rng", s_str(p->rng && *p->rng ? p->rng : "cpu"));
-    if (s_is_img2img(p)) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
+    if (s_is_img2img(p) || p->enable_hr) json_object_set_new(o, "denoising_strength", json_real(p->denoise));
+    if (p->enable_hr && !s_is_img2img(p)) { /* A1111's txt2img info keys */
+        json_object_set_new(o, "enable_hr", json_true());
+        json_object_set_new(o, "hr_scale", json_real(p->hr_scale));
+        json_object_set_new(o, "hr_resize_x", json_integer(p->hr_resize_x));
+        json_object_set_new(o, "hr_resize_y", json_integer(p->hr_resize_y));
+        json_object_set_new(o, "hr_upscaler", s_str(p->hr_upscaler ? p->hr_upscaler : "Latent"));
+        json_object_set_new(o, "hr_second_pass_steps", json_integer(p->hr_second_pass_steps));
+    }
     json_object_set_new(o, "index_of_first_image", json_integer(0));
     json_object_set_new(o, "infotexts", infos);
     if (warnings && *warnings) json_object_set_new(o, "warnings", json_string(warnings));
@@ -439,6 +464,20 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.inpainting_mask_invert = (int)p->inpainting_mask_invert;
     }
     req.inpainting_mask_weight = p->inpainting_mask_weight;
+    if (p->enable_hr && !s_is_img2img(p)) { /* Hires-Fix: denoise is its strength */
+        req.enable_hr = 1;
+        req.denoise = p->denoise;
+        req.hr_scale = p->hr_scale;
+        req.hr_resize_x = (int)p->hr_resize_x;
+        req.hr_resize_y = (int)p->hr_resize_y;
+        req.hr_upscaler = p->hr_upscaler;
+        req.hr_steps = (int)p->hr_second_pass_steps;
+        req.hr_sampler = p->hr_sampler && !strcmp(p->hr_sampler, "euler_a") ? "euler_ancestral" : p->hr_sampler;
+        req.hr_scheduler = p->hr_scheduler;
+        req.hr_prompt = p->hr_prompt;
+        req.hr_negative = p->hr_negative_prompt;
+        req.hr_cfg = p->hr_cfg;
+    }
     req.preview_every = (int)s->preview_every;
     /* The job's LoRA list (the prompt's tags are read by the engine). */
     lf_engine_lora_t loras[16];
@@ -474,7 +513,15 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     }
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};
-    rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    if (s_is_upscale(p)) { /* an image through an upscaler (A1111's extras) */
+        if (!job->init_image || !job->init_image_len) return LF_EINVAL;
+        lf_engine_upscale_request_t ur = {.image = job->init_image, .image_len = job->init_image_len,
+                                          .upscaler = p->upscaler, .scale = p->upscale_by,
+                                          .width = (int)p->upscale_width, .height = (int)p->upscale_height};
+        rc = lf_engine_upscale(s->engine, &ur, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    } else {
+        rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+    }
     if (rc != 0) {
         if (rc != LF_ECANCELED) lf_warn("engine: %s: %s", s->model, lf_engine_errstr(s->engine));
         if (job->errbuf && job->errlen) snprintf(job->errbuf, job->errlen, "%s", lf_engine_errstr(s->engine));
@@ -560,5 +607,6 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .unload = s_unload,
     .list_loras = s_list_loras,
     .list_vaes = s_list_vaes,
+    .list_upscalers = s_list_upscalers,
     .refiner = s_refiner,
 };

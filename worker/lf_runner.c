@@ -18,6 +18,8 @@ struct lf_runner {
     size_t n_models;
     char **vaes; /* separate VAE files the backends can apply (names) */
     size_t n_vaes;
+    char **upscalers; /* upscaler models the backends can run (names) */
+    size_t n_upscalers;
     /* The resident model: index into models, its backend state. */
     long resident; /* -1 = none */
     void *state;
@@ -63,6 +65,23 @@ static long s_find(const lf_runner_t *self, const char *model) {
     for (size_t i = 0; i < self->n_models; i++)
         if (!strcmp(self->models[i].name, model)) return (long)i;
     return -1;
+}
+
+/* Moves names[0..n) into *list (taking the strings and freeing names),
+ * leaving out the ones already there. */
+static void s_names_merge(char ***list, size_t *count, char **names, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < *count; k++) dup |= !strcmp((*list)[k], names[i]);
+        char **nl = dup ? NULL : realloc(*list, (*count + 1) * sizeof *nl);
+        if (nl) {
+            *list = nl;
+            (*list)[(*count)++] = names[i];
+        } else {
+            free(names[i]);
+        }
+    }
+    free(names);
 }
 
 lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t *const *backends,
@@ -133,18 +152,12 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
         size_t nv = 0;
         if (be->list_vaes && (rc = be->list_vaes(env, &vaes, &nv)) != 0)
             lf_warn("backend %s: cannot list VAEs: %s", be->name, lf_strerror(rc));
-        for (size_t i = 0; i < nv; i++) {
-            bool dup = false;
-            for (size_t k = 0; k < self->n_vaes; k++) dup |= !strcmp(self->vaes[k], vaes[i]);
-            char **nv2 = dup ? NULL : realloc(self->vaes, (self->n_vaes + 1) * sizeof *nv2);
-            if (nv2) {
-                self->vaes = nv2;
-                self->vaes[self->n_vaes++] = vaes[i];
-            } else {
-                free(vaes[i]);
-            }
-        }
-        free(vaes);
+        s_names_merge(&self->vaes, &self->n_vaes, vaes, nv);
+        char **ups = NULL;
+        size_t nu = 0;
+        if (be->list_upscalers && (rc = be->list_upscalers(env, &ups, &nu)) != 0)
+            lf_warn("backend %s: cannot list upscalers: %s", be->name, lf_strerror(rc));
+        s_names_merge(&self->upscalers, &self->n_upscalers, ups, nu);
     }
     return self;
 }
@@ -157,6 +170,8 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     lf_runner_loras_free(self->loras, self->n_loras);
     for (size_t i = 0; i < self->n_vaes; i++) free(self->vaes[i]);
     free(self->vaes);
+    for (size_t i = 0; i < self->n_upscalers; i++) free(self->upscalers[i]);
+    free(self->upscalers);
     free(self->owner);
     free(self->backends);
     free(self);
@@ -199,6 +214,11 @@ const char *lf_runner_resident(const lf_runner_t *self) {
 const char *lf_runner_refiner(const lf_runner_t *self) {
     if (self->resident < 0 || !self->owner[self->resident]->refiner) return NULL;
     return self->owner[self->resident]->refiner(self->state);
+}
+
+const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n) {
+    *n = self->n_upscalers;
+    return (const char *const *)self->upscalers;
 }
 
 const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n) {
@@ -263,10 +283,12 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         snprintf(errbuf, errlen, "width and height must be positive");
         return LF_EINVAL;
     }
-    uint64_t px = (uint64_t)p->width * p->height;
+    uint32_t ow, oh; /* the images' size: Hires-Fix's when on */
+    lf_params_output_size(p, &ow, &oh);
+    uint64_t px = (uint64_t)ow * oh;
     if (self->env.max_pixels && px > self->env.max_pixels) {
-        snprintf(errbuf, errlen, "%ux%u is %llu pixels; this worker takes at most %llu", p->width,
-                 p->height, (unsigned long long)px, (unsigned long long)self->env.max_pixels);
+        snprintf(errbuf, errlen, "%ux%u is %llu pixels; this worker takes at most %llu", ow,
+                 oh, (unsigned long long)px, (unsigned long long)self->env.max_pixels);
         return LF_ELIMIT;
     }
     if (job->cancel && atomic_load(job->cancel)) {

@@ -118,6 +118,9 @@ typedef struct lf_runner_backend {
     /* Optional: separate VAE files jobs may name (params.vae): *out a
      * malloc'd array of *n malloc'd names (caller owns). */
     int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
+    /* Optional: the upscaler models it can run (Hires-Fix hr_upscaler,
+     * extras), by name; same contract as list_vaes. */
+    int (*list_upscalers)(const lf_runner_env_t *env, char ***out, size_t *n);
 
     /* Optional: the refiner a loaded state keeps resident next to its model
      * (borrowed), or NULL. */
@@ -163,6 +166,8 @@ const char *lf_runner_refiner(const lf_runner_t *self);
 /* The VAE names every backend offers, fixed at lf_runner_new (borrowed;
  * safe from any thread). */
 const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
+/* The upscaler models the backends listed (borrowed; *n set). */
+const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then

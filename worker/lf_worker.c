@@ -303,6 +303,8 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .lora_set = self->lora_set,
     };
     c->loras = (lf_lora_info_t *)lf_runner_loras(lf_compute_runner(self->compute), &c->n_loras);
+    c->upscalers = (char **)lf_runner_upscalers(lf_compute_runner(self->compute), &c->n_upscalers);
+    if (!c->n_upscalers) c->upscalers = NULL;
 }
 
 static void s_send_ready(lf_worker_t *self, size_t li) {

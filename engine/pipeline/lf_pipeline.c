@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_hires.h"
 #include "lf_image.h"
 #include "lf_infotext.h"
 #include "lf_inpaint.h"
@@ -139,6 +140,21 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     view.rng = (char *)(req->rng == LF_RNG_PHILOX ? "philox" : "cpu");
     view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
     view.vae = (char *)vae_name; /* the table writes "VAE: name" only when set */
+    const lf_pipeline_hires_t *hr = &req->hires;
+    if (hr->enable) { /* the table writes these only with enable_hr */
+        view.enable_hr = true;
+        view.hr_scale = hr->scale;
+        view.hr_resize_x = (uint32_t)(hr->resize_x > 0 ? hr->resize_x : 0);
+        view.hr_resize_y = (uint32_t)(hr->resize_y > 0 ? hr->resize_y : 0);
+        view.hr_upscaler = (char *)(hr->upscaler ? hr->upscaler : "Latent");
+        view.hr_second_pass_steps = (uint32_t)(hr->steps > 0 ? hr->steps : 0);
+        if (hr->sampler >= 0) view.hr_sampler = (char *)lf_sampler_name((lf_sampler_kind_t)hr->sampler);
+        if (hr->scheduler >= 0 && hr->scheduler < LF_SCHEDULER_COUNT)
+            view.hr_scheduler = (char *)lf_param_schedulers[hr->scheduler].name;
+        view.hr_prompt = (char *)(hr->infotext_prompt ? hr->infotext_prompt : hr->prompt);
+        view.hr_negative_prompt = (char *)hr->negative;
+        view.hr_cfg = hr->cfg;
+    }
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
@@ -680,6 +696,119 @@ static int s_refiner_split(const lf_schedule_t *sched, const double *sigmas, int
     return steps;
 }
 
+
+/* ---- Hires-Fix ----------------------------------------------------------- */
+
+/* What the second pass needs, fixed before the first one runs. */
+typedef struct {
+    lf_hires_size_t size;
+    const lf_resize_builtin_t *builtin; /* NULL: a model through ctx->upscale */
+    int steps, total, start;           /* lf_hires_steps */
+    lf_sampler_kind_t sampler;
+    lf_scheduler_t scheduler;
+    double cfg;
+    int guided, cfgpp;
+} s_hires_t;
+
+static int s_hires_plan(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req, const lf_model_desc_t *d,
+                        s_hires_t *hp, char *err, size_t errlen)
+{
+    const lf_pipeline_hires_t *hr = &req->hires;
+    if (req->init_image) return s_fail(err, errlen, LF_EINVAL, "Hires-Fix is a txt2img pass (no init image)");
+    int rc = lf_hires_size(req->width, req->height, hr->scale, hr->resize_x, hr->resize_y, d->vae_scale,
+                           LF_PIPELINE_MAX_SIDE, &hp->size, err, errlen);
+    if (rc) return rc;
+    hp->steps = hr->steps > 0 ? hr->steps : req->steps;
+    if (hp->steps > LF_PIPELINE_MAX_STEPS ||
+        lf_hires_steps(hp->steps, req->denoise, &hp->total, &hp->start) || hp->total > LF_PIPELINE_MAX_STEPS)
+        return s_fail(err, errlen, LF_EINVAL,
+                      "Hires-Fix: %d steps at denoising strength %g (must be in (0, 1]) give no schedule",
+                      hp->steps, req->denoise);
+    const char *name = hr->upscaler && *hr->upscaler ? hr->upscaler : "Latent";
+    hp->builtin = lf_resize_builtin_find(name);
+    if (!hp->builtin && !ctx->upscale)
+        return s_fail(err, errlen, LF_EINVAL, "unknown hr_upscaler '%s'", name);
+    hp->sampler = hr->sampler >= 0 ? (lf_sampler_kind_t)hr->sampler : req->sampler;
+    hp->scheduler = hr->scheduler >= 0 ? (lf_scheduler_t)hr->scheduler : req->scheduler;
+    if ((unsigned)hp->sampler >= LF_SAMPLER_COUNT || (unsigned)hp->scheduler >= LF_SCHEDULER_COUNT)
+        return s_fail(err, errlen, LF_EINVAL, "unknown hires sampler or scheduler");
+    hp->cfg = hr->cfg > 0.0 ? hr->cfg : req->cfg;
+    if (!isfinite(hp->cfg) || hp->cfg > 100.0) return s_fail(err, errlen, LF_EINVAL, "hr_cfg must be 0..100");
+    hp->cfgpp = lf_sampler_needs_uncond(hp->sampler);
+    hp->guided = hp->cfg != 1.0 || hp->cfgpp;
+    return 0;
+}
+
+/* The first pass's latents x [B][per] (scaled) -> the second pass's start
+ * [B][per2] at the Hires-Fix size, before noise: resized latents, or
+ * decoded, upscaled and re-encoded images; then A1111's crop. img and rgb
+ * hold the larger of the two images. */
+static int s_hires_upscale(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req, s_run_t *r,
+                           const s_hires_t *hp, float *x, float *img, uint8_t *rgb, char *err, size_t errlen)
+{
+    const lf_model_desc_t *d = ctx->ops->desc(ctx->model);
+    const int f = d->vae_scale, C = d->latent_channels, B = r->batch;
+    const int uh = hp->size.up_h / f, uw = hp->size.up_w / f;
+    const int h2 = hp->size.height / f, w2 = hp->size.width / f;
+    const size_t per_up = (size_t)C * uh * uw;
+    float *big = malloc((size_t)B * per_up * sizeof *big);
+    if (!big) return s_fail(err, errlen, LF_ENOMEM, "out of memory for the Hires-Fix latents");
+    int rc = 0;
+    for (int b = 0; b < B && rc == 0; b++) {
+        float *z = x + (size_t)b * r->per, *zb = big + (size_t)b * per_up;
+        if (hp->builtin && hp->builtin->latent) {
+            rc = lf_resize_latent(z, C, r->h, r->w, zb, uh, uw, hp->builtin->filter, hp->builtin->antialias);
+            if (rc) rc = s_fail(err, errlen, rc, "latent resize failed: %s", lf_strerror(rc));
+            continue;
+        }
+        /* Decode with the model that ran last, cut to 8 bits as A1111 does. */
+        const size_t W = (size_t)req->width, H = (size_t)req->height;
+        for (size_t k = 0; k < r->per; k++) z[k] /= r->desc->scaling_factor;
+        rc = ctx->ops->vae_decode(r->model, z, 1, r->h, r->w, req->vae_tile, img);
+        if (rc) {
+            rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
+            break;
+        }
+        for (size_t p = 0; p < W * H; p++)
+            for (int c = 0; c < 3; c++) {
+                float v = (img[(size_t)c * W * H + p] + 1.0f) / 2.0f;
+                v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+                rgb[p * 3 + c] = (uint8_t)(v * 255.0f);
+            }
+        uint8_t *up = NULL;
+        rc = lf_hires_upscale_rgb8(hp->builtin, ctx->upscale, ctx->upscale_ud, rgb, (int)W, (int)H,
+                                   hp->size.up_w, hp->size.up_h, &up);
+        if (rc) {
+            rc = s_fail(err, errlen, rc, "Hires-Fix upscaler '%s' failed: %s",
+                        req->hires.upscaler ? req->hires.upscaler : "", lf_strerror(rc));
+            break;
+        }
+        const size_t n2 = (size_t)hp->size.up_w * (size_t)hp->size.up_h;
+        for (size_t p = 0; p < n2; p++)
+            for (int c = 0; c < 3; c++) img[(size_t)c * n2 + p] = up[p * 3 + c] / 255.0f * 2.0f - 1.0f;
+        free(up);
+        if (s_cancelled(r->hooks)) {
+            rc = LF_ECANCELED;
+            break;
+        }
+        rc = ctx->ops->vae_encode(ctx->model, img, 1, hp->size.up_h, hp->size.up_w, req->vae_tile, zb);
+        if (rc) {
+            rc = s_fail(err, errlen, rc, "VAE encoder failed: %s", lf_strerror(rc));
+            break;
+        }
+        for (size_t k = 0; k < per_up; k++) zb[k] *= d->scaling_factor;
+    }
+    /* samples[:, :, ty//2 : H-(ty+1)//2, tx//2 : W-(tx+1)//2] */
+    const int oy = hp->size.trunc_y / 2, ox = hp->size.trunc_x / 2;
+    for (int b = 0; b < B && rc == 0; b++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < h2; y++)
+                memcpy(x + (size_t)b * C * h2 * w2 + ((size_t)c * h2 + y) * w2,
+                       big + (size_t)b * per_up + ((size_t)c * uh + y + oy) * uw + ox, (size_t)w2 * sizeof *x);
+    free(big);
+    return rc;
+}
+
 /* ---- run --------------------------------------------------------------- */
 
 static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *req,
@@ -740,6 +869,12 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     const lf_model_desc_t *d = ctx->ops->desc(ctx->model);
     int rc = s_check(ctx, &req, d, err, errlen);
     if (rc != 0) return rc;
+    s_hires_t hp = {0};
+    const int hires = req.hires.enable != 0;
+    if (hires && (rc = s_hires_plan(ctx, &req, d, &hp, err, errlen)) != 0) return rc;
+    /* The inpainting conditioning is built once, at the first pass's size. */
+    if (hires && d->concat_channels)
+        return s_fail(err, errlen, LF_EUNSUPPORTED, "Hires-Fix on an inpainting model is not supported yet");
 
     const int B = req.batch, f = d->vae_scale, h = req.height / f, w = req.width / f;
     const size_t per = (size_t)d->latent_channels * (size_t)h * (size_t)w;
@@ -748,7 +883,14 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
      * even at cfg 1 (ComfyUI's disable_cfg1_optimization). */
     const int cfgpp = lf_sampler_needs_uncond(req.sampler);
     const int guided = req.cfg != 1.0 || cfgpp;
-    const int mb = guided ? 2 * B : B;
+    const int mb = guided || (hires && hp.guided) ? 2 * B : B;
+    /* Buffers for the larger pass: with Hires-Fix, the upscaled size. */
+    const size_t per_up =
+        hires ? (size_t)d->latent_channels * (size_t)(hp.size.up_h / f) * (size_t)(hp.size.up_w / f) : 0;
+    const size_t per_max = per_up > per ? per_up : per;
+    const size_t npix_up = hires ? (size_t)hp.size.up_w * (size_t)hp.size.up_h : 0;
+    const size_t npix_max = npix_up > npix ? npix_up : npix;
+    const int need_uncond = cfgpp || (hires && hp.cfgpp);
 
     s_run_t r = {.ctx = ctx, .hooks = hooks, .model = ctx->model, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
                  .per = per, .cfg = req.cfg, .preview_every = req.preview_every};
@@ -778,27 +920,27 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = s_fail(err, errlen, start, "cannot build the %s schedule", lf_scheduler_name(req.scheduler));
         goto done;
     }
-    r.steps = req.steps - start;
+    r.steps = req.steps - start + (hires ? hp.steps : 0); /* one bar over both passes */
 
     /* Text: one encoder call for cond and uncond chunks together. */
     if ((rc = s_tokenize(ctx, &req, guided, &tok, err, errlen)) != 0) goto done;
     r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
-    x = malloc((size_t)B * per * sizeof *x);
-    r.x_in = malloc((size_t)mb * (per + (size_t)cc * hw) * sizeof *r.x_in);
-    r.out = malloc((size_t)mb * per * sizeof *r.out);
+    x = malloc((size_t)B * per_max * sizeof *x);
+    r.x_in = malloc((size_t)mb * (per_max + (size_t)cc * hw) * sizeof *r.x_in);
+    r.out = malloc((size_t)mb * per_max * sizeof *r.out);
     r.t = malloc((size_t)mb * sizeof *r.t);
-    r.uncond = cfgpp ? malloc((size_t)B * per * sizeof *r.uncond) : NULL;
+    r.uncond = need_uncond ? malloc((size_t)B * per_max * sizeof *r.uncond) : NULL;
     r.rngs = malloc((size_t)B * sizeof *r.rngs);
-    r.preview_z = malloc(per * sizeof *r.preview_z);
+    r.preview_z = malloc(per_max * sizeof *r.preview_z);
     /* lf_model_preview's contract: a TAESD decoder writes the latent x8,
      * whatever the VAE's scale (a tiny VAE's x2 would give a smaller image
      * buffer: such a preview is dropped in s_preview, never overflows). */
-    const size_t taesd_px = (size_t)h * (size_t)w * 64;
-    r.preview_rgb = malloc((taesd_px > npix ? taesd_px : npix) * 3);
-    img = malloc(3 * npix * sizeof *img);
-    rgb = malloc(npix * 3);
+    const size_t taesd_px = per_max / (size_t)d->latent_channels * 64;
+    r.preview_rgb = malloc((taesd_px > npix_max ? taesd_px : npix_max) * 3);
+    img = malloc(3 * npix_max * sizeof *img);
+    rgb = malloc(npix_max * 3);
     images = calloc((size_t)B, sizeof *images);
-    if (!x || !r.x_in || !r.out || !r.t || (cfgpp && !r.uncond) || !r.rngs || !r.preview_z ||
+    if (!x || !r.x_in || !r.out || !r.t || (need_uncond && !r.uncond) || !r.rngs || !r.preview_z ||
         !r.preview_rgb || !img || !rgb || !images) {
         rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for %dx%d x%d", req.width, req.height, B);
         goto done;
@@ -922,7 +1064,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.noise_ctx = &r;
     so.step = s_step;
     so.step_ctx = &r;
-    so.uncond = r.uncond;
+    so.uncond = cfgpp ? r.uncond : NULL;
     /* Base over sigmas[start..split], then the refiner over the rest. */
     rc = split > start ? lf_sampler_run(req.sampler, &so, sigmas + start, split - start, x, (size_t)B * per)
                        : 0;
@@ -950,6 +1092,56 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         goto done;
     }
 
+    /* Hires-Fix: upscale, then an img2img pass at the new size over the
+     * same bar (lf_pipeline.h). */
+    if (hires) {
+        if ((rc = s_hires_upscale(ctx, &req, &r, &hp, x, img, rgb, err, errlen)) != 0) goto done;
+        const int h2 = hp.size.height / f, w2 = hp.size.width / f;
+        r.h = h2, r.w = w2, r.per = (size_t)d->latent_channels * (size_t)h2 * (size_t)w2;
+        r.model = ctx->model, r.desc = d, r.step_base = r.steps - hp.steps;
+        r.cfg = hp.cfg, r.guided = hp.guided;
+        lf_pipeline_request_t req2 = req;
+        if (req.hires.prompt && *req.hires.prompt) req2.prompt = req.hires.prompt;
+        if (req.hires.negative && *req.hires.negative) req2.negative = req.hires.negative;
+        const int token_count = tok.token_count;
+        free(tok.ids), free(tok.weights), free(cond), free(vec);
+        tok = (s_tokens_t){0}, cond = NULL, vec = NULL;
+        if ((rc = s_tokenize(ctx, &req2, hp.guided, &tok, err, errlen)) != 0) goto done;
+        tok.token_count = token_count;
+        if ((rc = s_condition(ctx, ctx->model, d, &req2, &tok, hp.guided, &cond, &vec, err, errlen)) != 0)
+            goto done;
+        r.cond = cond, r.vec = vec, r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
+        double *sig2 = malloc(((size_t)hp.total + 1) * sizeof *sig2);
+        if (!sig2) {
+            rc = s_fail(err, errlen, LF_ENOMEM, "out of memory");
+            goto done;
+        }
+        if ((rc = s_sigmas(&r.sched, hp.scheduler, hp.total, 1.0, sig2)) < 0) {
+            free(sig2);
+            rc = s_fail(err, errlen, rc, "cannot build the %s schedule", lf_scheduler_name(hp.scheduler));
+            goto done;
+        }
+        /* A fresh generator per image, as A1111's new ImageRNG for the pass. */
+        for (int b = 0; b < B; b++) {
+            lf_rng_init(&r.rngs[b], req.rng, req.seed + (uint64_t)b);
+            lf_rng_randn(&r.rngs[b], r.out, r.per);
+            float *xb = x + (size_t)b * r.per;
+            for (size_t k = 0; k < r.per; k++) xb[k] = (float)(xb[k] + r.out[k] * sig2[hp.start]);
+        }
+        so.uncond = hp.cfgpp ? r.uncond : NULL;
+        rc = lf_sampler_run(hp.sampler, &so, sig2 + hp.start, hp.steps, x, (size_t)B * r.per);
+        free(sig2);
+        if (rc == LF_ECANCELED || s_cancelled(hooks)) {
+            rc = LF_ECANCELED;
+            goto done;
+        }
+        if (rc != 0) {
+            rc = s_fail(err, errlen, rc, r.model_rc ? "denoiser failed: %s" : "sampler failed: %s",
+                        lf_strerror(rc));
+            goto done;
+        }
+    }
+
     /* Decode one image at a time (bounded memory), then PNG + parameters. */
     for (int b = 0; b < B; b++) {
         if (s_cancelled(hooks)) {
@@ -957,23 +1149,24 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             goto done;
         }
         /* The model that ran last decodes (the refiner's VAE after it). */
-        float *z = x + (size_t)b * per;
-        for (size_t k = 0; k < per; k++) z[k] /= r.desc->scaling_factor;
-        rc = ctx->ops->vae_decode(r.model, z, 1, h, w, req.vae_tile, img);
+        float *z = x + (size_t)b * r.per;
+        for (size_t k = 0; k < r.per; k++) z[k] /= r.desc->scaling_factor;
+        rc = ctx->ops->vae_decode(r.model, z, 1, r.h, r.w, req.vae_tile, img);
         if (rc != 0) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
             goto done;
         }
         const char *rname = rd ? (ctx->refiner_name ? ctx->refiner_name : "refiner") : NULL;
-        s_to_rgb8(img, (size_t)req.width, (size_t)req.height, rgb);
+        const size_t ow = (size_t)(r.w * f), oh = (size_t)(r.h * f); /* the Hires-Fix size after a second pass */
+        s_to_rgb8(img, ow, oh, rgb);
         if (inp.active && (rc = s_apply_overlay(&inp, rgb, req.width, req.height, orgb)) != 0) {
             rc = s_fail(err, errlen, rc, "cannot composite the result: %s", lf_strerror(rc));
             goto done;
         }
         const double cmw = cc ? (req.inpainting_mask_weight < 0 ? 1.0 : req.inpainting_mask_weight) : NAN;
         if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, cmw, b, inp.active ? orgb : rgb,
-                               inp.active ? (size_t)inp.ow : (size_t)req.width,
-                               inp.active ? (size_t)inp.oh : (size_t)req.height, &images[b], err, errlen)) != 0)
+                               inp.active ? (size_t)inp.ow : ow,
+                               inp.active ? (size_t)inp.oh : oh, &images[b], err, errlen)) != 0)
             goto done;
         n_done++;
     }

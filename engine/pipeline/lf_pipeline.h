@@ -74,6 +74,18 @@
  *    unmasked img2img [1, latent of image * (1 - weight)], as A1111. The
  *    infotext adds "Mask mode", "Mask blur", "Inpaint area", "Masked area
  *    padding", "Masked content" and "Noise multiplier" as A1111 writes them.
+ *  - Hires-Fix (req->hires; A1111's txt2img second pass, lf_hires.h for
+ *    the size, step and pixel-upscale rules): after the first pass the
+ *    latent is resized ("Latent ..." upscalers: lf_resize_latent as torch's
+ *    interpolate) or decoded, cut to 8 bits, upscaled ("None", "Lanczos",
+ *    "Nearest", or a model through ctx->upscale), mapped to [-1, 1] and
+ *    VAE-encoded (mean); cropped by A1111's truncate_x/y; then an img2img
+ *    pass at the new size: each image's generator is seeded afresh with
+ *    its seed (A1111 builds a new ImageRNG), the noise drawn at the new
+ *    shape, over the last hr_steps (0 = steps) of an int(hr_steps /
+ *    min(denoise, 0.999))-step schedule (A1111's explicit-steps rule), with
+ *    the hires sampler / scheduler / prompts / CFG when given. Progress is
+ *    one bar over both passes; previews come from both.
  *
  * Threading: one run at a time per model (the model is single-threaded);
  * the cancel flag may be raised from any thread. Ownership: request fields
@@ -124,7 +136,28 @@ typedef struct {
     const char *refiner_name; /* for the infotext "Refiner" key; may be NULL */
     const char *vae_name;   /* a separate VAE the model was loaded with, for the
                              * infotext "VAE" key (A1111's); NULL = the checkpoint's */
+    /* Hires-Fix with an upscaler model (req->hires.upscaler not a built-in
+     * name): one run of the model on an RGB8 image (lf_hires_model_fn);
+     * NULL = no models (such a request is refused). */
+    int (*upscale)(void *ud, const uint8_t *src, int sw, int sh, uint8_t **dst, int *dw, int *dh);
+    void *upscale_ud;
 } lf_pipeline_ctx_t;
+
+/* Hires-Fix settings (A1111's names in comments). */
+typedef struct {
+    int enable;             /* enable_hr */
+    double scale;           /* hr_scale, when resize_x == resize_y == 0 */
+    int resize_x, resize_y; /* hr_resize_x / _y */
+    const char *upscaler;   /* hr_upscaler: a built-in name (lf_resize_builtin_find) or a
+                               model's, run through ctx->upscale; NULL = "Latent" */
+    int steps;              /* hr_second_pass_steps; 0 = the request's steps */
+    int sampler;            /* hr_sampler_name: an lf_sampler_kind_t, or -1 = the request's */
+    int scheduler;          /* hr_scheduler: an lf_scheduler_t, or -1 = the request's */
+    const char *prompt;     /* hr_prompt; NULL or "" = the request's */
+    const char *negative;   /* hr_negative_prompt; NULL or "" = the request's */
+    const char *infotext_prompt; /* hr_prompt as the infotext shows it; NULL = prompt */
+    double cfg;             /* hr_cfg; 0 = the request's cfg */
+} lf_pipeline_hires_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
 #define LF_PIPELINE_MAX_STEPS 1000
@@ -184,6 +217,9 @@ typedef struct {
      * hides (A1111's inpainting_mask_weight, default 1; 0 = the whole image
      * shows). Negative = 1. */
     double inpainting_mask_weight;
+    /* Hires-Fix (txt2img only); denoise is its strength. The request's
+     * width/height are the first pass's. */
+    lf_pipeline_hires_t hires;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
@@ -209,7 +245,7 @@ typedef struct {
 typedef struct {
     lf_pipeline_image_t *images; /* owned; n_images = batch */
     size_t n_images;
-    int steps_run;               /* sampler steps actually run */
+    int steps_run;               /* sampler steps actually run (both passes with Hires-Fix) */
     int token_count;             /* A1111 token count of the prompt */
 } lf_pipeline_result_t;
 

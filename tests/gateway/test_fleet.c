@@ -81,6 +81,28 @@ static void test_fit(void **state) {
     assert_int_equal(lf_fleet_fit(&small, 1, &p, &e), LF_ELIMIT);
     assert_string_equal(e.field, "width");
     assert_non_null(strstr(e.message, "262144"));
+    /* Hires-Fix: the final size counts, and the field that made it is named. */
+    p.width = p.height = 512;
+    p.enable_hr = true;
+    p.hr_scale = 2.0;
+    assert_int_equal(lf_fleet_fit(&small, 1, &p, &e), LF_ELIMIT);
+    assert_string_equal(e.field, "hr_scale");
+    assert_non_null(strstr(e.message, "Hires-Fix size 1024x1024"));
+    p.hr_resize_x = 768; /* 768x768 */
+    assert_int_equal(lf_fleet_fit(&small, 1, &p, &e), LF_ELIMIT);
+    assert_string_equal(e.field, "hr_resize_x");
+    p.hr_resize_x = 0;
+    p.hr_scale = 1.0;
+    assert_int_equal(lf_fleet_fit(&small, 1, &p, &e), 0);
+    uint32_t ow, oh; /* A1111's crop: cover 1024x768 from a square, crop to it */
+    p.hr_resize_x = 1024, p.hr_resize_y = 768;
+    lf_params_output_size(&p, &ow, &oh);
+    assert_int_equal(ow, 1024), assert_int_equal(oh, 768);
+    p.hr_resize_y = 0; /* x only: the aspect */
+    p.height = 768;
+    lf_params_output_size(&p, &ow, &oh);
+    assert_int_equal(ow, 1024), assert_int_equal(oh, 1536);
+    p.enable_hr = false, p.hr_resize_x = 0;
     /* No cap, or nobody serving the model: not this check's refusal. */
     p.model = "big";
     p.batch_size = 8;

@@ -52,7 +52,8 @@ static json_t *s_body(const lf_param_def_t *d, json_t *v, bool a1111) {
     const char *key = a1111 ? d->a1111 : d->name;
     if (a1111 && d->a1111_at == LF_PA_OVERRIDE) json_object_set_new(b, "override_settings", json_pack("{s:o}", key, v));
     else json_object_set_new(b, key, v);
-    if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) && !strcmp(json_string_value(v), "img2img"))
+    if (!a1111 && d == &lf_params_table()[LF_P_mode] && json_is_string(v) &&
+        (!strcmp(json_string_value(v), "img2img") || !strcmp(json_string_value(v), "upscale")))
         json_object_set_new(b, "init_image", json_string("up-1"));
     /* A mask needs an init image (inpainting is img2img). */
     if (!a1111 && d == &lf_params_table()[LF_P_mask]) json_object_set_new(b, "init_image", json_string("up-1"));
@@ -355,9 +356,11 @@ static void test_infotext_round_trip(void **state) {
             assert_int_equal(lf_param_set_str(&p, &t[LF_P_mode], "img2img"), 0);
             p.seed = 7;
             if (d->show == LF_PS_REFINER) assert_int_equal(lf_param_set_str(&p, &t[LF_P_refiner_checkpoint], "sdxl-refiner"), 0);
+            if (d->show >= LF_PS_HIRES) p.enable_hr = true; /* Hires-Fix rows: written with it */
             if (d->type == LF_PT_ENUM) {
                 const lf_param_enum_t *v = d->values;
                 if (pass) while (v[1].name) v++;
+                else if (d->show == LF_PS_HIRES_OTHER) v++; /* the first is the first pass's default */
                 assert_int_equal(lf_param_set_str(&p, d, v->name), 0);
             } else if (d->type == LF_PT_STR) {
                 /* Quoting: a value with ',' and ':' is written as a JSON string. */
@@ -365,7 +368,8 @@ static void test_infotext_round_trip(void **state) {
             } else {
                 double v = pass ? d->hi : d->lo;
                 if (d->flags & LF_PF_RANDOM_NEG && v < 0) v = 0;
-                if (d->show == LF_PS_NONDEF && v == d->def) v = d->hi;
+                if ((d->show == LF_PS_NONDEF || d->show == LF_PS_HIRES_NONDEF) && v == d->def) v = d->hi;
+                if (d->show == LF_PS_HIRES_RESIZE && v == 0) v = d->step; /* 0x0 is "no resize" */
                 if (d->flags & LF_PF_MULTIPLE && v < LF_SIZE_MIN_REAL) v = LF_SIZE_MIN_REAL;
                 assert_int_equal(lf_param_set_num(&p, d, v), 0);
             }
@@ -387,6 +391,51 @@ static void test_infotext_round_trip(void **state) {
             lf_params_clear(&q);
         }
     }
+}
+
+/* Hires-Fix from an A1111 client: "Use same sampler" / "Use same
+ * scheduler" mean the first pass's; the infotext carries A1111's keys and
+ * reads back as enable_hr (not img2img). */
+static void test_hires_a1111(void **state) {
+    (void)state;
+    json_t *b = json_pack("{s:s,s:b,s:f,s:s,s:s,s:s,s:f,s:i,s:i}", "prompt", "a cat", "enable_hr", 1, "hr_scale", 1.5,
+                          "hr_upscaler", "Latent (nearest-exact)", "hr_sampler_name", "Use same sampler",
+                          "hr_scheduler", "Use same scheduler", "denoising_strength", 0.6,
+                          "hr_second_pass_steps", 12, "hr_resize_x", 0);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_true(r.params.enable_hr);
+    assert_null(r.params.hr_sampler);
+    assert_null(r.params.hr_scheduler);
+    assert_string_equal(r.params.mode, "txt2img");
+    char *text = NULL;
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    if (!strstr(text, "Denoising strength: 0.6, Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent (nearest-exact)"))
+        fail_msg("%s", text);
+    assert_null(strstr(text, "Hires sampler"));
+    lf_job_params_t q = {0};
+    assert_int_equal(lf_params_from_infotext(text, &q, NULL), 0);
+    assert_true(q.enable_hr);
+    assert_string_equal(q.mode, "txt2img");
+    assert_true(q.hr_scale == 1.5 && q.hr_second_pass_steps == 12);
+    /* A Hires-Fix size that is not a multiple of 8 is refused by name (512 x 1.3 = 665.6). */
+    json_t *b2 = json_pack("{s:s,s:b,s:f}", "prompt", "a cat", "enable_hr", 1, "hr_scale", 1.3);
+    lf_job_request_t r2;
+    assert_int_equal(lf_validate_a1111(b2, false, &s_ctx, &r2, &e), LF_EINVAL);
+    assert_string_equal(e.field, "hr_scale");
+    assert_non_null(strstr(e.message, "665x665"));
+    json_decref(b2);
+    /* Without enable_hr the hires keys are not written, and the strength is not either. */
+    free(text);
+    r.params.enable_hr = false;
+    assert_int_equal(lf_params_infotext(&r.params, NULL, 0, &text), 0);
+    assert_null(strstr(text, "Hires"));
+    assert_null(strstr(text, "Denoising strength"));
+    free(text);
+    lf_params_clear(&q);
+    lf_job_request_clear(&r);
+    json_decref(b);
 }
 
 /* The refiner and VAE rules that tie fields together (s_finish, A1111's
@@ -530,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_openapi_has_every_row),
         cmocka_unit_test(test_infotext_round_trip),
         cmocka_unit_test(test_infotext_seed_index),
+        cmocka_unit_test(test_hires_a1111),
         cmocka_unit_test(test_refiner_vae_rules),
         cmocka_unit_test(test_infotext_reader_old_texts),
         cmocka_unit_test(test_utf8_errors),

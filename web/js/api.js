@@ -93,6 +93,7 @@ export const api = {
   }),
   workers: () => request('GET', '/v1/workers'),
   loras: () => request('GET', '/v1/loras'),
+  upscalers: () => request('GET', '/v1/upscalers'),
   presets: () => request('GET', '/v1/presets'),
   preset: (name) => request('GET', `/v1/presets/${enc(name)}`),
   savePreset: (name, params) => request('POST', '/v1/presets', { json: { name, params } }),

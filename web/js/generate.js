@@ -189,6 +189,24 @@ function updateRefiner() {
   $('#refiner-switch-out').value = Number($('#refiner_switch_at').value).toFixed(2);
 }
 
+/** Hires-Fix: its controls show when it is on (txt2img only), with the final size. */
+function updateHires() {
+  const on = $('#enable_hr').checked && mode() !== 'img2img';
+  $('#hires-controls').hidden = !on;
+  $('#hr-denoise-out').value = Number($('#hr_denoise').value).toFixed(2);
+  const s = Number($('#hr_scale').value), w = Number($('#width').value), h = Number($('#height').value);
+  const size = $('#hires-size');
+  size.hidden = !on || !(s > 0 && w > 0 && h > 0);
+  size.textContent = size.hidden ? '' : `Final size: ${Math.floor(w * s)}×${Math.floor(h * s)}`;
+}
+
+/** The upscalers the farm offers (GET /v1/upscalers: A1111's built-ins and the workers' models). */
+async function loadUpscalers() {
+  let list = [];
+  try { list = listOf(await api.upscalers(), 'upscalers'); } catch { return; }
+  if (list.length) fillSelect($('#hr_upscaler'), list.map((u) => ({ name: u.name })), $('#hr_upscaler').value || 'Latent');
+}
+
 function isDiagnostic() {
   const m = currentModel();
   return m.kind === 'diagnostic' || m.name === 'lf-diagnostic';
@@ -229,6 +247,8 @@ function mode() {
 
 function updateMode() {
   $('#img2img-block').hidden = mode() !== 'img2img';
+  $('#hires-field').hidden = mode() === 'img2img'; // Hires-Fix is a txt2img pass
+  updateHires();
 }
 
 const num = (id) => {
@@ -264,6 +284,13 @@ export function getParams() {
     p.refiner_switch_at = Number($('#refiner_switch_at').value);
   }
   if (!$('#vae-field').hidden && $('#vae').value) p.vae = $('#vae').value;
+  if (p.mode !== 'img2img' && $('#enable_hr').checked) { // Hires-Fix: its strength is the job's denoise
+    p.enable_hr = true;
+    p.hr_upscaler = $('#hr_upscaler').value || 'Latent';
+    p.hr_scale = n('#hr_scale');
+    p.hr_second_pass_steps = n('#hr_second_pass_steps');
+    p.denoise = Number($('#hr_denoise').value);
+  }
   for (const k of Object.keys(p)) if (p[k] === null) delete p[k];
   return p;
 }
@@ -309,6 +336,17 @@ export function setParams(p, { keepSeed = false } = {}) {
   }
   if (p.refiner_switch_at !== undefined && Number.isFinite(Number(p.refiner_switch_at))) $('#refiner_switch_at').value = String(p.refiner_switch_at);
   updateRefiner();
+  if (p.enable_hr !== undefined) {
+    $('#enable_hr').checked = !!p.enable_hr;
+    if (p.hr_upscaler) {
+      const v = matchOption($('#hr_upscaler'), p.hr_upscaler);
+      if (v) $('#hr_upscaler').value = v; else skipped.push(`upscaler "${p.hr_upscaler}"`);
+    }
+    setNum('#hr_scale', p.hr_scale);
+    setNum('#hr_second_pass_steps', p.hr_second_pass_steps);
+    if (p.enable_hr && p.denoise !== undefined) setNum('#hr_denoise', p.denoise);
+    updateHires();
+  }
   if (p.vae !== undefined) {
     const v = p.vae && !/^(automatic|none)$/i.test(p.vae) ? matchOption($('#vae'), p.vae) : '';
     if (v !== null) $('#vae').value = v; else skipped.push(`VAE "${p.vae}"`);
@@ -519,6 +557,12 @@ export function initGenerate() {
       markAspect();
     });
   }
+  // Hires-Fix.
+  for (const id of ['#enable_hr', '#hr_scale', '#hr_denoise', '#width', '#height'])
+    $(id).addEventListener('input', updateHires);
+  $('#enable_hr').addEventListener('change', updateHires);
+  loadUpscalers();
+  updateHires();
   // Refiner.
   $('#refiner_checkpoint').addEventListener('change', updateRefiner);
   $('#refiner_switch_at').addEventListener('input', updateRefiner);
