@@ -56,7 +56,7 @@ enum { LF_DETAILER_MERGE_NONE = 0, LF_DETAILER_MERGE = 1, LF_DETAILER_MERGE_INVE
 
 /* One ADetailer unit: the extension's ADetailerArgs (args.py). Strings are
  * borrowed. lf_detailer_unit_defaults gives args.py's defaults. */
-typedef struct {
+typedef struct lf_detailer_unit {
     const char *model;            /* ad_model; "None" or NULL = the unit is skipped */
     const char *prompt;           /* ad_prompt ("" = the job's) */
     const char *negative;         /* ad_negative_prompt */
