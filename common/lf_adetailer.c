@@ -222,6 +222,8 @@ static int s_units(const json_t *list, const char *field, int a1111, json_t **ou
     return 0;
 }
 
+const char *const lf_adetailer_models[] = {"mediapipe_face_short", "mediapipe_face_full", NULL};
+
 int lf_adetailer_normalize(const json_t *units, const char *field, json_t **out, char *err, size_t errlen)
 {
     if (!field) field = "adetailer";

@@ -39,4 +39,8 @@ int lf_adetailer_from_a1111(const struct json_t *args, const char *field, struct
 int lf_adetailer_normalize(const struct json_t *units, const char *field, struct json_t **out,
                            char *err, size_t errlen);
 
+/* The detectors the engine has (static names, NULL-terminated): what
+ * GET /adetailer/v1/ad_model lists and an ad_model must be one of. */
+extern const char *const lf_adetailer_models[];
+
 #endif
