@@ -643,7 +643,10 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_PROMPT_STYLES:
     case LF_ROUTE_A_SCRIPT_INFO:
     case LF_ROUTE_A_EXTENSIONS: return lf__json(req, 200, json_array()); /* none of these exist here */
-    case LF_ROUTE_A_SCRIPTS: return lf__json(req, 200, json_pack("{s:[],s:[]}", "txt2img", "img2img"));
+    /* ADetailer is the one always-on script (alwayson_scripts.ADetailer); clients such
+     * as webuiapi look for its lowercase title here. */
+    case LF_ROUTE_A_SCRIPTS:
+        return lf__json(req, 200, json_pack("{s:[s],s:[s]}", "txt2img", "adetailer", "img2img", "adetailer"));
     case LF_ROUTE_A_PNG_INFO: return s_png_info(gw, req);
     case LF_ROUTE_A_INTERROGATE:
         return lf__err(req, 501, "not_implemented", "",
