@@ -88,7 +88,7 @@ const lf_param_def_t *lf_param_find_label(const char *label) {
 }
 
 const char *lf_param_type_name(lf_param_type_t t) {
-    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean", "array"};
+    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean", "array", "array"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
