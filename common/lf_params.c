@@ -101,7 +101,7 @@ const lf_param_def_t *lf_param_find_label(const char *label) {
 }
 
 const char *lf_param_type_name(lf_param_type_t t) {
-    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean", "array"};
+    static const char *const names[] = {"string", "enum", "integer", "integer", "number", "boolean", "array", "array"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -110,7 +110,9 @@ const char *lf_param_at_name(lf_param_at_t a) {
     return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "";
 }
 
-static bool s_is_str(const lf_param_def_t *d) { return d->type == LF_PT_STR || d->type == LF_PT_ENUM; }
+static bool s_is_str(const lf_param_def_t *d) {
+    return d->type == LF_PT_STR || d->type == LF_PT_ENUM || d->type == LF_PT_JSON;
+}
 
 double lf_param_num(const lf_job_params_t *p, const lf_param_def_t *d) {
     const char *m = (const char *)p + d->offset;
@@ -176,6 +178,13 @@ int lf_param_check_str(const lf_param_def_t *d, const char *s) {
     if (!s_is_str(d) || !s) return LF_EINVAL;
     if (d->type == LF_PT_ENUM) return lf_param_enum_lookup(d, s) ? 0 : LF_ENOTFOUND;
     size_t n = strlen(s);
+    if (d->type == LF_PT_JSON) {
+        if ((double)n > d->hi) return LF_EOVERFLOW;
+        json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
+        int ok = j != NULL;
+        json_decref(j);
+        return ok ? 0 : LF_EFORMAT;
+    }
     if ((double)n < d->lo || (double)n > d->hi) return LF_EOVERFLOW;
     if ((d->flags & LF_PF_NAME) && !s_name_ok(s)) return LF_EFORMAT;
     if ((d->flags & LF_PF_ID) && !s_id_ok(s)) return LF_EFORMAT;
@@ -583,6 +592,10 @@ static json_t *s_value_json(const lf_job_params_t *p, const lf_param_def_t *d) {
     switch (d->type) {
     case LF_PT_STR:
     case LF_PT_ENUM: return lf_param_cstr(p, d) ? json_string(lf_param_cstr(p, d)) : json_null();
+    case LF_PT_JSON: {
+        json_t *j = lf_param_cstr(p, d) ? json_loads(lf_param_cstr(p, d), JSON_DECODE_ANY, NULL) : NULL;
+        return j ? j : json_null();
+    }
     case LF_PT_U32: return json_integer(*(const uint32_t *)((const char *)p + d->offset));
     case LF_PT_I64: return json_integer((json_int_t) * (const int64_t *)((const char *)p + d->offset));
     case LF_PT_F64: return json_real(*(const double *)((const char *)p + d->offset));
@@ -653,6 +666,11 @@ static json_t *s_schema_row(const lf_param_def_t *d, bool a1111) {
     case LF_PT_BOOL:
         json_object_set_new(s, "type", json_string("boolean"));
         json_object_set_new(s, "default", json_boolean(d->def != 0));
+        break;
+    case LF_PT_JSON:
+        json_object_set_new(s, "type", json_string("array"));
+        json_object_set_new(s, "items", json_pack("{s:s,s:b}", "type", "object", "additionalProperties", 1));
+        json_object_set_new(s, "default", json_array());
         break;
     case LF_PT_LORAS: {
         json_t *w = json_pack("{s:s,s:f,s:f,s:f}", "type", "number", "minimum", -LF_LORA_WEIGHT_LIMIT,

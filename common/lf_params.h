@@ -220,9 +220,17 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(initial_noise_multiplier, F64, "initial_noise_multiplier", TOP, 0, 1.5, 0.01, 1, NULL,      \
       NULL, NULL, NEVER, 0, "img2img: scale of the initial noise")                               \
     X(inpainting_mask_weight, F64, "inpainting_mask_weight", OVERRIDE, 0, 1, 0.01, 1, NULL, NULL, \
-      NULL, NEVER, 0, "inpainting models: how much the conditioning image hides the masked part")
+      NULL, NEVER, 0, "inpainting models: how much the conditioning image hides the masked part")   \
+    /* ADetailer (common/lf_adetailer.h): the units as canonical JSON text; A1111 sends */       \
+    /* them as alwayson_scripts.ADetailer.args (read by lf_validate, not by the walk).  */       \
+    X(adetailer, JSON, NULL, NONE, 0, 65536, 0, 0, NULL, NULL, NULL, NEVER, 0,                    \
+      "ADetailer passes, in order (GET /adetailer/v1/ad_model): [{ad_model, ad_confidence, "      \
+      "ad_denoising_strength, ad_prompt, ...}] with the A1111 extension's argument names and "   \
+      "defaults")
 
-typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL, LF_PT_LORAS } lf_param_type_t;
+/* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks
+ * and normalizes it; here: it parses, at most hi bytes). */
+typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL, LF_PT_LORAS, LF_PT_JSON } lf_param_type_t;
 
 /* One LoRA of a job (an entry of a LORAS row). Plain data; name owned. */
 typedef struct {
@@ -268,6 +276,7 @@ typedef enum {
 #define LF__PCT_F64 double
 #define LF__PCT_BOOL bool
 #define LF__PCT_LORAS lf_param_loras_t
+#define LF__PCT_JSON char *
 
 /* What to generate. Plain data; strings owned (NULL = not set). The seed is
  * resolved (never -1) by the gateway before a job is stored. */

@@ -313,6 +313,7 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
         const char *m = (const char *)p + d->offset;
         switch (d->type) {
         case LF_PT_STR:
+        case LF_PT_JSON:
         case LF_PT_ENUM: s_kv_str(e, d->name, lf_param_cstr(p, d), d->flags & LF_PF_REQUIRED); break;
         case LF_PT_U32: s_kv_u64(e, d->name, *(const uint32_t *)m); break;
         case LF_PT_I64: s_kv_i64(e, d->name, *(const int64_t *)m); break;
@@ -756,6 +757,7 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
         }
         switch (d->type) {
         case LF_PT_STR:
+        case LF_PT_JSON:
         case LF_PT_ENUM: S_TRY(s_get_str(f[i], lf_param_str(p, d))); break;
         case LF_PT_U32: S_TRY(s_get_u32(f[i], (uint32_t *)m)); break;
         case LF_PT_I64: S_TRY(s_get_i64(f[i], (int64_t *)m)); break;

@@ -18,6 +18,8 @@
 #include <jansson.h>
 
 #include "lf_backend.h"
+#include "lf_blazeface.h"
+#include "lf_detailer.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_error.h"
 #include "lf_log.h"
@@ -76,6 +78,8 @@ struct lf_engine {
     lf_lora_file_t *lora_files; /* the last scan of lora_dirs (hashes cached in it) */
     size_t n_lora_files;
     lf_upscaler_set_t *upscalers; /* Hires-Fix's upscaler models (opts.upscaler_dirs) */
+    /* ADetailer's face detectors, loaded on first use (s_detailer_detect). */
+    lf_blazeface_t *blazeface[2]; /* short, full range */
     char err[512];
 };
 
@@ -239,6 +243,8 @@ void lf_engine_destroy(lf_engine_t **self_p)
     free(e->vocab_path);
     free(e->assets_dir);
     free(e->lora_dirs);
+    lf_blazeface_destroy(&e->blazeface[0]);
+    lf_blazeface_destroy(&e->blazeface[1]);
     lf_lora_dir_free(&e->lora_files, e->n_lora_files);
     lf_upscaler_set_destroy(&e->upscalers); /* before the backend it may borrow */
     lf_backend_destroy(&e->backend);
@@ -905,6 +911,70 @@ int lf_engine_upscale(lf_engine_t *e, const lf_engine_upscale_request_t *req, lf
     return 0;
 }
 
+/* ---- ADetailer's detectors --------------------------------------------- */
+
+static const char *const s_ad_models[2] = {"mediapipe_face_short", "mediapipe_face_full"};
+static const char *const s_ad_files[2] = {"face_detection_short_range.tflite",
+                                          "face_detection_full_range.tflite"};
+
+static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
+{
+    const char *env = getenv("LF_ASSETS_DIR");
+    if (env && *env) {
+        snprintf(buf, len, "%s/blazeface/%s", env, s_ad_files[i]);
+        if (s_exists(buf)) return;
+    }
+    snprintf(buf, len, "%s/blazeface/%s", e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT, s_ad_files[i]);
+}
+
+int lf_engine_adetailer_models(const lf_engine_t *e, const char **names, int max)
+{
+    int n = 0;
+    char path[1024];
+    for (int i = 0; e && i < 2; i++) {
+        s_ad_path(e, i, path, sizeof path);
+        if (!e->blazeface[i] && !s_exists(path)) continue;
+        if (n < max) names[n] = s_ad_models[i];
+        n++;
+    }
+    return n;
+}
+
+/* lf_detailer_detect_fn over the engine's BlazeFace detectors: MediaPipe's
+ * detections as ADetailer's mediapipe_predict takes them (the relative box
+ * times the image size), score >= confidence. */
+static int s_detailer_detect(void *ud, const char *model, const uint8_t *rgb, int w, int h,
+                             double confidence, lf_detailer_box_t *out, int max)
+{
+    lf_engine_t *e = ud;
+    int i = -1;
+    for (int k = 0; k < 2; k++)
+        if (!strcmp(model, s_ad_models[k])) i = k;
+    if (i < 0) return s_err(e, LF_ENOTFOUND, "ad_model '%s' is not available (this worker has: %s%s%s)",
+                            model, s_ad_models[0], ", ", s_ad_models[1]);
+    if (!e->blazeface[i]) {
+        char path[1024], msg[256] = "";
+        s_ad_path(e, i, path, sizeof path);
+        e->blazeface[i] = lf_blazeface_new(path, msg, sizeof msg);
+        if (!e->blazeface[i])
+            return s_err(e, LF_ENOTFOUND, "ad_model '%s': %s (run tools/fetch_assets.sh)", model, msg);
+    }
+    lf_blazeface_det_t dets[LF_DETAILER_MAX_DETECTIONS];
+    /* min_score must be < 1; a confidence of 1 keeps nothing anyway. */
+    float min = confidence >= 1.0 ? 0.999999f : (float)confidence;
+    int n = lf_blazeface_detect(e->blazeface[i], rgb, w, h, min > 0 ? nextafterf(min, 0.0f) : 0.0f, dets,
+                                LF_DETAILER_MAX_DETECTIONS);
+    if (n < 0) return s_err(e, n, "ad_model '%s': detection failed (%s)", model, lf_strerror(n));
+    if (n > LF_DETAILER_MAX_DETECTIONS) n = LF_DETAILER_MAX_DETECTIONS;
+    int m = 0;
+    for (int k = 0; k < n; k++) {
+        if (dets[k].score < confidence) continue;
+        if (m < max) out[m] = (lf_detailer_box_t){dets[k].score, dets[k].xmin, dets[k].ymin, dets[k].xmax, dets[k].ymax};
+        m++;
+    }
+    return m;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -968,6 +1038,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (refine && !(req->refiner_switch_at > 0.0 && req->refiner_switch_at <= 1.0))
         return s_err(e, LF_EINVAL, "refiner_switch_at %g is not in (0, 1]", req->refiner_switch_at);
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
+    if (req->n_adetailer && !req->adetailer) return s_err(e, LF_EINVAL, "n_adetailer without adetailer");
     /* The VAE first: a VAE change reloads the base, and the LoRA set is then
      * merged into the reloaded weights. */
     rc = s_ensure_vae(e, req->vae_path, req->vae_name);
@@ -1006,6 +1077,24 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         s_loras_clear(&lo);
         if (!e->err[0]) s_err(e, rc, "%s", lf_strerror(rc));
         return rc;
+    }
+    /* ADetailer: the units on each image, its steps counted on. */
+    if (req->n_adetailer) {
+        lf_detailer_t det = {.units = req->adetailer, .n_units = req->n_adetailer,
+                             .detect = s_detailer_detect, .detect_ud = e};
+        int done = res.steps_run;
+        for (size_t i = 0; i < res.n_images && !rc; i++) {
+            e->err[0] = '\0';
+            char msg[sizeof e->err] = "";
+            rc = lf_detailer_run(&det, &ctx, &pr, (int)i, &hooks, &res.images[i], &done, msg, sizeof msg);
+            if (rc && !e->err[0]) s_err(e, rc, "adetailer: %s", msg[0] ? msg : lf_strerror(rc));
+        }
+        if (rc) {
+            s_loras_clear(&lo);
+            lf_pipeline_result_clear(&res);
+            return rc;
+        }
+        res.steps_run = done;
     }
     lf_engine_image_t *imgs = calloc(res.n_images, sizeof *imgs);
     if (!imgs) {

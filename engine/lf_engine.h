@@ -54,6 +54,7 @@
 
 typedef struct lf_engine lf_engine_t;
 struct lf_model_ops;
+struct lf_detailer_unit; /* engine/pipeline/lf_detailer.h: one ADetailer unit */
 
 typedef struct {
     const char *device;     /* "cpu" (default), "cuda", "cuda:N" */
@@ -163,7 +164,20 @@ typedef struct {
     const char *hr_prompt;    /* NULL or "" = prompt */
     const char *hr_negative;  /* NULL or "" = negative */
     double hr_cfg;            /* 0 = cfg */
+    /* ADetailer (lf_detailer.h): units run in order on every image after it
+     * is made, each a detector + masked img2img per detection. Detectors:
+     * "mediapipe_face_short" / "mediapipe_face_full" (BlazeFace, from
+     * <assets>/blazeface/face_detection_{short,full}_range.tflite, loaded on
+     * first use and kept). An unknown model is LF_ENOTFOUND naming it.
+     * The result's steps_run counts the detailer's steps too. */
+    const struct lf_detailer_unit *adetailer;
+    size_t n_adetailer;
 } lf_engine_request_t;
+
+/* The ADetailer models this engine can run (lf_engine_request_t.adetailer):
+ * writes up to max static names into names and returns how many exist (the
+ * BlazeFace files found in the assets folder). */
+int lf_engine_adetailer_models(const lf_engine_t *self, const char **names, int max);
 
 /* The defaults above (prompt empty, seed 0). */
 lf_engine_request_t lf_engine_request_defaults(void);

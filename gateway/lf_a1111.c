@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lf_adetailer.h"
 #include "lf_b64.h"
 #include "lf_error.h"
 #include "lf_infotext.h"
@@ -742,6 +743,12 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
     case LF_ROUTE_A_VAES: return s_sd_vaes(gw, req);
     case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
+    case LF_ROUTE_A_AD_MODEL: { /* the extension's {"ad_model": [its model_mapping's names]} */
+        json_t *names = json_array();
+        for (const char *const *m = lf_adetailer_models; names && *m; m++) json_array_append_new(names, json_string(*m));
+        return names ? lf__json(req, 200, json_pack("{s:o}", "ad_model", names))
+                     : lf__err(req, 500, "internal", "", "out of memory");
+    }
     case LF_ROUTE_A_SCHEDULERS: return s_schedulers(req);
     case LF_ROUTE_A_OPTIONS_GET: return s_options_get(gw, req);
     case LF_ROUTE_A_OPTIONS_SET: return s_options_set(gw, req);
@@ -779,7 +786,10 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_PROMPT_STYLES:
     case LF_ROUTE_A_SCRIPT_INFO:
     case LF_ROUTE_A_EXTENSIONS: return lf__json(req, 200, json_array()); /* none of these exist here */
-    case LF_ROUTE_A_SCRIPTS: return lf__json(req, 200, json_pack("{s:[],s:[]}", "txt2img", "img2img"));
+    /* ADetailer is the one always-on script (alwayson_scripts.ADetailer); clients such
+     * as webuiapi look for its lowercase title here. */
+    case LF_ROUTE_A_SCRIPTS:
+        return lf__json(req, 200, json_pack("{s:[s],s:[s]}", "txt2img", "adetailer", "img2img", "adetailer"));
     case LF_ROUTE_A_PNG_INFO: return s_png_info(gw, req);
     case LF_ROUTE_A_INTERROGATE:
         return lf__err(req, 501, "not_implemented", "",

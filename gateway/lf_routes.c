@@ -87,7 +87,8 @@ bool lf_routes_match(const char *method, const char *path, lf_route_match_t *m) 
 }
 
 bool lf_routes_is_api(const char *path) {
-    return !strncmp(path, "/v1/", 4) || !strcmp(path, "/v1") || !strncmp(path, "/sdapi/", 7);
+    return !strncmp(path, "/v1/", 4) || !strcmp(path, "/v1") || !strncmp(path, "/sdapi/", 7) ||
+           !strncmp(path, "/adetailer/", 11);
 }
 
 bool lf_routes_static_path_ok(const char *path) {

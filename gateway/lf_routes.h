@@ -49,6 +49,7 @@
     X(A_MODELS, "GET", "/sdapi/v1/sd-models", true)                                      \
     X(A_VAES, "GET", "/sdapi/v1/sd-vae", true)                                           \
     X(A_SAMPLERS, "GET", "/sdapi/v1/samplers", true)                                     \
+    X(A_AD_MODEL, "GET", "/adetailer/v1/ad_model", true)                                 \
     X(A_SCHEDULERS, "GET", "/sdapi/v1/schedulers", true)                                 \
     X(A_OPTIONS_GET, "GET", "/sdapi/v1/options", true)                                   \
     X(A_OPTIONS_SET, "POST", "/sdapi/v1/options", true)                                  \

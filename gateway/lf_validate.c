@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lf_adetailer.h"
 #include "lf_error.h"
 
 #define S_DIAG_MODEL "lf-diagnostic"
@@ -172,6 +173,59 @@ static void s_values_text(const lf_param_def_t *d, char *buf, size_t len) {
         off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", e->name);
 }
 
+/* The adetailer row: the native list, or A1111's alwayson_scripts.ADetailer.args
+ * (a1111), brought to lf_adetailer's canonical form; an ad_model the engine
+ * does not have is a 400 naming the field. No enabled unit = not set. */
+static int s_adetailer(const lf_param_def_t *d, const json_t *v, const char *field, bool a1111, bool *skip,
+                       lf_job_params_t *p, lf_verr_t *err) {
+    json_t *units = NULL;
+    char msg[256] = "";
+    int skip_i = 0;
+    int rc = a1111 ? lf_adetailer_from_a1111(v, field, &units, &skip_i, msg, sizeof msg)
+                   : lf_adetailer_normalize(v, field, &units, msg, sizeof msg);
+    if (skip) *skip = skip_i != 0;
+    if (rc == LF_ENOMEM) return s_oom(err);
+    if (rc) {
+        char f[160];
+        const char *colon = strstr(msg, ": ");
+        snprintf(f, sizeof f, "%.*s", colon ? (int)(colon - msg) : (int)strlen(field), colon ? msg : field);
+        return lf_verr_set(err, 400,
+                           rc == LF_EOVERFLOW ? "out_of_range" : rc == LF_ENOTFOUND ? "unknown_field" : "invalid_type",
+                           f, "%s", msg);
+    }
+    size_t i;
+    json_t *u;
+    json_array_foreach(units, i, u) {
+        const char *m = json_string_value(json_object_get(u, "ad_model"));
+        if (!m || !strcmp(m, "None")) continue;
+        int known = 0;
+        for (const char *const *k = lf_adetailer_models; *k; k++) known |= !strcmp(*k, m);
+        if (!known) {
+            char f[160], clip[65];
+            /* the unit's index in the client's list (A1111: the dicts after the booleans) */
+            size_t at = i;
+            if (a1111)
+                for (size_t k = 0, seen = 0; k < json_array_size(v); k++)
+                    if (json_is_object(json_array_get(v, k)) && seen++ == i) {
+                        at = k;
+                        break;
+                    }
+            snprintf(f, sizeof f, "%s[%zu].ad_model", field, at);
+            lf_verr_set(err, 400, "invalid_value", f, "unknown %s '%s' (GET /adetailer/v1/ad_model lists them)", f,
+                        lf_utf8_clip(m, clip, sizeof clip));
+            json_decref(units);
+            return LF_EINVAL;
+        }
+    }
+    char *text = json_array_size(units) ? json_dumps(units, JSON_COMPACT) : NULL;
+    json_decref(units);
+    if (!text) return 0;
+    rc = lf_param_set_str(p, d, text);
+    free(text);
+    if (rc == LF_EOVERFLOW) return lf_verr_set(err, 400, "out_of_range", field, "%s is too large", field);
+    return rc ? s_oom(err) : 0;
+}
+
 /* A LORAS row: [{name, weight (default the row's def), te_weight}], each
  * entry's fields named in errors ("loras[1].weight"). */
 static int s_loras(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
@@ -272,6 +326,7 @@ static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, 
         return lf_param_set_num(p, d, b ? 1 : 0) ? s_oom(err) : 0;
     }
     case LF_PT_LORAS: return s_loras(d, v, field, p, err);
+    case LF_PT_JSON: return s_adetailer(d, v, field, false, NULL, p, err);
     }
     return lf_verr_set(err, 500, "internal", field, "unhandled parameter type");
 }
@@ -496,6 +551,32 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
         json_decref(named);
         if (prc) goto fail;
         given[i] = true;
+    }
+    /* ADetailer: alwayson_scripts.ADetailer.args (A1111 matches script titles
+     * case-insensitively). skip_img2img (the second boolean) is refused on
+     * img2img; txt2img ignores it, as the extension does. */
+    json_t *scripts = s_get(body, "alwayson_scripts");
+    if (scripts && json_is_object(scripts)) {
+        const char *k;
+        json_t *sv;
+        json_object_foreach(scripts, k, sv) {
+            if (strcasecmp(k, "adetailer")) continue;
+            char field[96];
+            snprintf(field, sizeof field, "alwayson_scripts.%s.args", k);
+            json_t *args = json_is_object(sv) ? json_object_get(sv, "args") : NULL;
+            if (!args) {
+                lf_verr_set(err, 400, "invalid_type", field, "alwayson_scripts.%s must be {\"args\": [...]}", k);
+                goto fail;
+            }
+            bool skip = false;
+            if (s_adetailer(&t[LF_P_adetailer], args, field, true, &skip, p, err)) goto fail;
+            if (skip && img2img && p->adetailer) {
+                snprintf(field, sizeof field, "alwayson_scripts.%s.args[1]", k);
+                lf_verr_set(err, 400, "invalid_value", field, "%s: skip_img2img is not supported", field);
+                goto fail;
+            }
+            given[LF_P_adetailer] = p->adetailer != NULL;
+        }
     }
     long long n_iter = 1;
     if ((v = s_get(body, "n_iter")) && s_get_int(v, "n_iter", 1, (long long)t[LF_P_batch_size].hi, &n_iter, err) < 0)

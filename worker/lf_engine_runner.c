@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "lf_detailer.h"
 #include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_log.h"
@@ -404,6 +405,78 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
     return s;
 }
 
+/* ---- ADetailer: the job's canonical units (lf_adetailer) as engine units ---- */
+
+/* A1111 / ADetailer sampler names ("DPM++ 2M Karras") as the engine's. */
+static const char *s_ad_sampler(const char *name, const char **implied)
+{
+    const lf_param_def_t *t = lf_params_table();
+    const lf_param_enum_t *e = lf_param_enum_lookup(&t[LF_P_sampler], name);
+    if (!e) e = lf_param_sampler_with_scheduler(name, implied);
+    if (!e) return name; /* the engine names it in its error */
+    return !strcmp(e->name, "euler_a") ? "euler_ancestral" : e->name;
+}
+
+/* Fills units (strings borrowed from *keep, which the caller releases after
+ * the run) from the row's JSON text; returns the count (0 = none). */
+static size_t s_ad_units(const char *text, json_t **keep, lf_detailer_unit_t *units, size_t max)
+{
+    *keep = text ? json_loads(text, 0, NULL) : NULL;
+    size_t n = 0, i;
+    json_t *o;
+    const lf_param_def_t *t = lf_params_table();
+    json_array_foreach(*keep, i, o) {
+        if (n == max) break;
+        lf_detailer_unit_t *u = &units[n++];
+        lf_detailer_unit_defaults(u);
+#define S_S(k) json_string_value(json_object_get(o, k))
+#define S_N(k) json_number_value(json_object_get(o, k))
+#define S_B(k) json_is_true(json_object_get(o, k))
+        u->model = S_B("ad_tab_enable") && S_S("ad_model") ? S_S("ad_model") : "None";
+        u->prompt = S_S("ad_prompt");
+        u->negative = S_S("ad_negative_prompt");
+        u->confidence = S_N("ad_confidence");
+        u->mask_k_largest = (int)S_N("ad_mask_k_largest");
+        u->mask_min_ratio = S_N("ad_mask_min_ratio");
+        u->mask_max_ratio = S_N("ad_mask_max_ratio");
+        u->x_offset = (int)S_N("ad_x_offset");
+        u->y_offset = (int)S_N("ad_y_offset");
+        u->dilate_erode = (int)S_N("ad_dilate_erode");
+        const char *mi = S_S("ad_mask_merge_invert");
+        u->merge_invert = mi && !strcmp(mi, "Merge") ? LF_DETAILER_MERGE
+                          : mi && !strcmp(mi, "Merge and Invert") ? LF_DETAILER_MERGE_INVERT
+                                                                   : LF_DETAILER_MERGE_NONE;
+        u->mask_blur = (int)S_N("ad_mask_blur");
+        u->denoising_strength = S_N("ad_denoising_strength");
+        u->inpaint_only_masked = S_B("ad_inpaint_only_masked");
+        u->inpaint_padding = (int)S_N("ad_inpaint_only_masked_padding");
+        u->use_inpaint_size = S_B("ad_use_inpaint_width_height");
+        u->inpaint_width = (int)S_N("ad_inpaint_width");
+        u->inpaint_height = (int)S_N("ad_inpaint_height");
+        u->use_steps = S_B("ad_use_steps");
+        u->steps = (int)S_N("ad_steps");
+        u->use_cfg = S_B("ad_use_cfg_scale");
+        u->cfg = S_N("ad_cfg_scale");
+        u->use_sampler = S_B("ad_use_sampler");
+        u->use_noise_multiplier = S_B("ad_use_noise_multiplier");
+        u->noise_multiplier = S_N("ad_noise_multiplier");
+        u->use_clip_skip = S_B("ad_use_clip_skip");
+        u->clip_skip = (int)S_N("ad_clip_skip");
+        const char *implied = NULL, *sch = S_S("ad_scheduler");
+        u->sampler = s_ad_sampler(S_S("ad_sampler") ? S_S("ad_sampler") : "", &implied);
+        if (sch && strcmp(sch, "Use same scheduler")) {
+            const lf_param_enum_t *e = lf_param_enum_lookup(&t[LF_P_scheduler], sch);
+            u->scheduler = e ? e->name : sch;
+        } else {
+            u->scheduler = implied ? implied : "Use same scheduler";
+        }
+#undef S_S
+#undef S_N
+#undef S_B
+    }
+    return n;
+}
+
 typedef struct {
     const lf_runner_job_t *job;
 } s_prog_t;
@@ -511,6 +584,11 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.vae_path = vpath;
         req.vae_name = p->vae;
     }
+    /* ADetailer units (canonical JSON in the table's adetailer row). */
+    lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
+    json_t *ad_keep = NULL;
+    req.n_adetailer = s_ad_units(p->adetailer, &ad_keep, ad, LF_DETAILER_MAX_UNITS);
+    req.adetailer = req.n_adetailer ? ad : NULL;
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};
     if (s_is_upscale(p)) { /* an image through an upscaler (A1111's extras) */
@@ -522,6 +600,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     } else {
         rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
     }
+    json_decref(ad_keep);
     if (rc != 0) {
         if (rc != LF_ECANCELED) lf_warn("engine: %s: %s", s->model, lf_engine_errstr(s->engine));
         if (job->errbuf && job->errlen) snprintf(job->errbuf, job->errlen, "%s", lf_engine_errstr(s->engine));

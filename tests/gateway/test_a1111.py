@@ -59,6 +59,23 @@ class A1111(unittest.TestCase):
         self.assertEqual(bad.status_code, 400)
         self.assertIn("mask", bad.text)  # the error names the field
 
+    def test_adetailer_helper(self):
+        """webuiapi's ADetailer helper: alwayson_scripts.ADetailer {args: [True, {...}]} is accepted;
+        a detector the farm lacks is a 400 naming the unit's field (the helper's list sits after True)."""
+        img = Image.new("RGB", (64, 64), (200, 30, 30))
+        ad = webuiapi.ADetailer(ad_model="mediapipe_face_short", ad_prompt="a face", ad_denoising_strength=0.5)
+        r = self.api.img2img(images=[img], prompt="red", width=64, height=64, steps=2, denoising_strength=0.4,
+                             adetailer=[ad])
+        self.assertEqual(len(r.images), 1)
+        r = self.api.txt2img(prompt="a cat", width=64, height=64, steps=1, adetailer=[ad, webuiapi.ADetailer()])
+        self.assertEqual(len(r.images), 1)
+        models = self.api.session.get(url=f"http://127.0.0.1:{FARM['port']}/adetailer/v1/ad_model").json()
+        self.assertEqual(models, {"ad_model": ["mediapipe_face_short", "mediapipe_face_full"]})
+        with self.assertRaises(RuntimeError) as cm:
+            self.api.txt2img(prompt="x", width=64, height=64, steps=1,
+                             adetailer=[webuiapi.ADetailer(ad_model="face_yolov8n.pt")])
+        self.assertIn("alwayson_scripts.ADetailer.args[1].ad_model", str(cm.exception))
+
     def test_one_infotext_and_png_info(self):
         """info.infotexts is the PNG's own parameters text (A1111 names, RNG included), and png-info reads
         that text back: A1111's parsed labels, and our parameters through the table's labels."""
@@ -121,7 +138,7 @@ class A1111(unittest.TestCase):
         self.assertIsInstance(flags, dict)
         self.assertTrue(flags["api"])
         self.assertEqual(self.api.get_embeddings(), {"loaded": {}, "skipped": {}})
-        self.assertEqual(self.api.get_scripts(), {"txt2img": [], "img2img": []})
+        self.assertEqual(self.api.get_scripts(), {"txt2img": ["adetailer"], "img2img": ["adetailer"]})
         self.assertEqual(self.api.get_face_restorers(), [])
         self.assertEqual(self.api.get_realesrgan_models(), [])
         self.assertEqual(self.api.get_prompt_styles(), [])

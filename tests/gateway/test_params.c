@@ -29,7 +29,9 @@
 /* A real model (sizes from 64) and the diagnostic one (sizes from 8). */
 static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
 
-static bool s_is_str(const lf_param_def_t *d) { return d->type == LF_PT_STR || d->type == LF_PT_ENUM; }
+static bool s_is_str(const lf_param_def_t *d) {
+    return d->type == LF_PT_STR || d->type == LF_PT_ENUM || d->type == LF_PT_JSON;
+}
 
 /* A JSON value for row d: a string of n bytes (STR), or the number v. */
 static json_t *s_value(const lf_param_def_t *d, double v, size_t n) {
@@ -147,6 +149,29 @@ static void s_refuse_list(const lf_param_def_t *d, const char *json, const char 
     json_decref(body);
 }
 
+/* The adetailer row (JSON, lf_adetailer): a unit accepted with its defaults
+ * filled in (canonical text through the codec), fields named in errors. */
+static void s_walk_json(const lf_param_def_t *d) {
+    json_error_t je;
+    json_t *v = json_loads("[{\"ad_model\":\"mediapipe_face_short\",\"ad_confidence\":0.5}]", 0, &je);
+    json_t *body = s_body(d, v, false);
+    lf_job_request_t r;
+    lf_verr_t e = {0};
+    if (s_validate(body, false, &r, &e)) fail_msg("%s: %s", d->name, e.message);
+    const char *s = lf_param_cstr(&r.params, d);
+    assert_non_null(s);
+    assert_non_null(strstr(s, "\"ad_confidence\":0.5"));
+    assert_non_null(strstr(s, "\"ad_denoising_strength\":0.4"));
+    s_codec_round_trip(&r.params);
+    lf_job_request_clear(&r);
+    json_decref(body);
+    s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_confidence\":2}]", "adetailer[0].ad_confidence");
+    s_refuse_list(d, "[{\"ad_model\":\"face_yolov8n.pt\"}]", "adetailer[0].ad_model");
+    s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_wat\":1}]", "adetailer[0].ad_wat");
+    s_refuse_list(d, "[1]", "adetailer[0]");
+    s_refuse_list(d, "{\"ad_model\":\"mediapipe_face_short\"}", "adetailer");
+}
+
 static void s_walk_loras(const lf_param_def_t *d) {
     /* Empty, and full: hi entries, names of 1 and LF_LORA_NAME_MAX bytes,
      * weights at the limits, te_weight given or not. */
@@ -203,6 +228,7 @@ static void s_walk(bool a1111) {
         if (a1111 && (!d->a1111 || d->a1111_at == LF_PA_SCRIPT)) continue;
         switch (d->type) {
         case LF_PT_LORAS: s_walk_loras(d); break;
+        case LF_PT_JSON: s_walk_json(d); break;
         case LF_PT_BOOL: /* true / false, and 0 / 1 as pydantic takes them */
             for (int k = 0; k < 4; k++) {
                 json_t *j = k < 2 ? json_boolean(k) : json_integer(k - 2);

@@ -2,6 +2,7 @@
 // helpers, img2img upload (drag and drop, paste, browse), submit, and API errors shown next
 // to the field they name.
 
+import { adetailerParams, setAdetailer } from './adetailer.js';
 import { ApiError, api, listOf, nameOf } from './api.js';
 import { promptHelp } from './examples.js';
 import { addMaskParams, initMaskBrush, setMaskImage } from './maskbrush.js';
@@ -291,6 +292,8 @@ export function getParams() {
     p.hr_second_pass_steps = n('#hr_second_pass_steps');
     p.denoise = Number($('#hr_denoise').value);
   }
+  const ad = adetailerParams();
+  if (ad) p.adetailer = ad;
   for (const k of Object.keys(p)) if (p[k] === null) delete p[k];
   return p;
 }
@@ -351,6 +354,7 @@ export function setParams(p, { keepSeed = false } = {}) {
     const v = p.vae && !/^(automatic|none)$/i.test(p.vae) ? matchOption($('#vae'), p.vae) : '';
     if (v !== null) $('#vae').value = v; else skipped.push(`VAE "${p.vae}"`);
   }
+  setAdetailer(p.adetailer);
   if (p.init_image && typeof p.init_image === 'string' && (!upload || upload.id !== p.init_image)) {
     setUpload({ id: p.init_image, name: 'previous upload' });
   }

@@ -1,5 +1,6 @@
 // Entry point: theme, API key, tabs, global keys, and start-up of every module.
 
+import { initAdetailer } from './adetailer.js';
 import { api, getKey, onUnauthorized, setKey } from './api.js';
 import { initFarm, pollFarm } from './farm.js';
 import { initGenerate, loadOptions, submit } from './generate.js';
@@ -152,6 +153,7 @@ function start() {
   initViewer();
   initGenerate();
   initLoras();
+  initAdetailer();
   initStage();
   initQueue();
   initPresets();
