@@ -186,6 +186,11 @@ static uint64_t s_bytes(const char *path, int depth)
     return total;
 }
 
+uint64_t lf_engine_model_bytes(const char *path)
+{
+    return path ? s_bytes(path, 0) : 0;
+}
+
 /* Do the base and the refiner fit the memory budget together? */
 static int s_fits(const lf_engine_t *e, uint64_t base, uint64_t refiner)
 {
@@ -267,6 +272,11 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     s_unload(e);
     /* The new base needs the room: a refiner it would not fit next to goes first. */
     uint64_t bytes = s_bytes(path, 0);
+    /* A base whose weights alone exceed the budget is refused before any
+     * of it is read, rather than loaded past the limit the operator set. */
+    if (e->memory_budget && bytes > e->memory_budget)
+        return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights, more than this engine's memory budget of %.0f MiB",
+                     path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     lf_model_opts_t mo = {.backend = e->backend,
                           .vae_path = opts ? opts->vae_path : NULL,

@@ -40,7 +40,8 @@
  * do not, it is released after the job that used it. A job that needs the
  * room — a base switch whose new base would not fit next to the refiner, a
  * job naming another refiner — releases it first; lf_engine_unload_refiner
- * releases it on demand. One refiner is resident at most.
+ * releases it on demand. One refiner is resident at most. A base whose
+ * weights alone exceed the budget is not loaded (LF_ELIMIT).
  *
  * Ownership: strings and buffers in requests are borrowed for the call;
  * results are caller-owned (lf_engine_result_clear); the engine is released
@@ -186,6 +187,12 @@ const char *lf_engine_preview_kind(const lf_engine_t *self);
  * LF_EFORMAT (not a weights file), with a reason naming the file in err.
  * Thread-safe. */
 int lf_engine_probe(const char *path, const char **family, uint32_t *resolution, char *err, size_t errlen);
+
+/* The bytes of weights a model at path counts against opts.memory_budget:
+ * the file's size, or the sum of a diffusers folder's files; 0 when it
+ * cannot be read. lf_engine_load refuses (LF_ELIMIT, the sizes in errstr) a
+ * base larger than the budget on its own. Thread-safe. */
+uint64_t lf_engine_model_bytes(const char *path);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),

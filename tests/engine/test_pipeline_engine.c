@@ -491,6 +491,12 @@ static void test_fake_refiner_vae(void **state)
     /* Budget 150: base + refiner (160) do not fit: released after the job. */
     o.memory_budget = 150;
     assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    /* A base that alone exceeds the budget is refused, its size named. */
+    assert_int_equal(lf_engine_model_bytes(big), 200);
+    assert_int_equal(lf_engine_load(e, big, NULL), LF_ELIMIT);
+    assert_non_null(strstr(lf_engine_errstr(e), big));
+    assert_non_null(strstr(lf_engine_errstr(e), "memory budget"));
+    assert_null(lf_engine_model_name(e));
     assert_int_equal(lf_engine_load(e, base, NULL), 0);
     assert_int_equal(s_gen(e, ref, NULL), 0);
     assert_null(lf_engine_refiner_name(e));
