@@ -714,6 +714,17 @@ static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
     return 0;
 }
 
+/* The VAE tile for a request (lf_engine_opts_t.vae_tile): the engine's,
+ * whole images when negative, or, by default (0), tiles of 64 latent pixels
+ * (512 px, overlap 1/4) for images over 768x768 — a 1024x1024 SDXL decode
+ * whole adds ~3 GB of activations (10.0 GB peak with the f16 base resident),
+ * tiled ~1 GB (8.1 GB; docs/PERFORMANCE.md). */
+static int s_vae_tile(const lf_engine_t *e, const lf_engine_request_t *req)
+{
+    if (e->vae_tile) return e->vae_tile < 0 ? 0 : e->vae_tile;
+    return (int64_t)req->width * req->height > 768 * 768 ? 64 : 0;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -734,7 +745,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .init_image_len = req->init_image_len,
         .denoise = req->denoise,
         .preview_every = req->preview_every,
-        .vae_tile = e->vae_tile,
+        .vae_tile = s_vae_tile(e, req),
         .orig_width = req->orig_width,
         .orig_height = req->orig_height,
         .crop_top = req->crop_top,

@@ -61,7 +61,9 @@ typedef struct {
     int n_threads;          /* CPU threads; 0 = all cores */
     const char *vocab_path; /* CLIP merges file; NULL = look up (see above) */
     const char *assets_dir; /* NULL = $LF_ASSETS_DIR, else the build's <repo>/assets */
-    int vae_tile;           /* VAE tile in latent pixels; 0 = whole image */
+    int vae_tile;           /* VAE tile in latent pixels (overlap 1/4); -1 = whole image always;
+                             * 0 = automatic: tiles of 64 for images over 768x768 pixels, so
+                             * that 1024x1024 and larger decode in bounded memory */
     /* Bytes the base model and the refiner may hold together (see "Refiner
      * residency" above); 0 = no limit. */
     uint64_t memory_budget;
