@@ -124,8 +124,9 @@ static int s_unet_alone(const char *ckpt, int threads, FILE *out) {
     json_decref(meta);
     if (rc) return fprintf(stderr, "bench_sdxl: UNet alone: %s\n", err), 1;
     double load_s = lf_bench_now() - t0;
-    const int B = 2, T = 77, S = 128, P = 1280, K = lf_unet_time_ids(u, 1280);
     const lf_unet_config_t *uc = lf_unet_config(u);
+    /* The base's 6 time ids; the pooled width is what the added embedding leaves. */
+    const int B = 2, T = 77, S = 128, P = uc->add_in - 6 * uc->add_time_dim, K = lf_unet_time_ids(u, P);
     const size_t nx = (size_t)B * 4 * S * S, nc = (size_t)B * T * uc->ctx_dim;
     float *x = malloc(nx * 4), *y = malloc(nx * 4), *ctx = malloc(nc * 4), *vec = malloc((size_t)B * (P + K) * 4);
     float t[2] = {500.0f, 500.0f};
