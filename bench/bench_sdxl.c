@@ -9,16 +9,28 @@
  * Random weights (tests/reference/make_sdxl_fixtures.py --full): timing and
  * memory only, no numbers are checked. A missing checkpoint prints SKIP.
  *
- * With --torch PYTHON, the same UNet step then runs in diffusers/PyTorch
- * (bench/bench_unet_torch.py --diffusers DIR --unet-only, the same weights
- * as a diffusers folder, the same inputs written to a temp dir) AFTER our
- * model is released — both resident at once would not fit beside each other
- * on a 23 GiB machine — and the step time and peak RSS ratios are printed with
- * the largest output difference. Sequential, not interleaved: read the load
- * average printed before and after.
+ * With --torch PYTHON, the same comparison is made like for like, in one
+ * run, each side in its own process so that each peak RSS is that process's
+ * whole life (load included), one after the other (two SDXL models at once
+ * would not fit on a 23 GiB machine; read the load averages printed):
+ *   (a) the whole model as it is run: ours as the worker loads it
+ *       (lf_model_load: both text encoders, UNet, VAE; f16 weights as stored,
+ *       the SDXL VAE in f32), text encoding then two steps; PyTorch's
+ *       StableDiffusionXLPipeline with every part from_pretrained in f32 (what
+ *       CPU users run: diffusers refuses f16 pipelines on the CPU), its text
+ *       encoders once, then a warm-up and a timed step
+ *       (bench_unet_torch.py --diffusers DIR --pipeline);
+ *   (b) the UNet alone: ours through lf_unet_new on the same file (a child
+ *       forked before anything is loaded), PyTorch's UNet2DConditionModel
+ *       alone in f32 (--unet-only); one step each (the first: plans), same
+ *       inputs.
+ * The step time ratio (second steps of (a)), both peak RSS ratios and the
+ * largest output difference are printed side by side at the end.
  *
  * Usage: bench_sdxl [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]
- *                   [--no-vae] [--torch PYTHON [--diffusers DIR]]
+ *                   [--no-vae] [--once] [--torch PYTHON [--diffusers DIR]]
+ *   --once   one UNet step per side (the first, which plans; its peak RSS is
+ *            the second's): for memory figures on a loaded machine
  *   --ckpt   default tests/reference/out/sdxl_full.safetensors (or the
  *            diffusers folder tests/reference/out/sdxl_full_diffusers)
  *   --tile   VAE tile in latent pixels for the tiled decode (default 64)
@@ -35,8 +47,12 @@
 #include <unistd.h>
 
 #include "lf_backend.h"
-#include "lf_model.h"
 #include "lf_bench_util.h"
+#include "lf_keymap.h"
+#include "lf_model.h"
+#include "lf_pool.h"
+#include "lf_unet.h"
+#include "lf_weights.h"
 
 static void s_randn(float *x, size_t n, uint64_t seed) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
@@ -83,10 +99,84 @@ static void s_report(const char *what, double s) {
     fflush(stdout);
 }
 
+/* (b), our side: the UNet alone, loaded from the SGM file as lf_model_load
+ * loads it (same key map and config, f16 weights as stored), one step at
+ * 1024x1024 with CFG on the bench's inputs (x as below; ctx, pooled random:
+ * the cost does not depend on them). Runs in a child forked before anything
+ * is loaded; prints "RESULT ours_unet step_s=.. peak_rss_kb=.." on fd out. */
+static int s_unet_alone(const char *ckpt, int threads, FILE *out) {
+    char err[1024] = "";
+    lf_backend_t *be = lf_backend_cpu_new(threads);
+    lf_pool_t *pool = be ? lf_pool_new(be, 0) : NULL;
+    lf_weights_t *w = NULL;
+    lf_unet_t *u = NULL;
+    json_t *meta = NULL;
+    if (!pool) return fprintf(stderr, "bench_sdxl: no CPU backend\n"), 1;
+    double t0 = lf_bench_now();
+    int rc = lf_weights_open(&w, ckpt, err, sizeof err);
+    lf_keymap_t km = {.w = w, .kind = LF_KEYMAP_LDM_UNET, .prefix = "model.diffusion_model."};
+    if (!rc && lf_keymap_probe(&km)) rc = -1, snprintf(err, sizeof err, "%s: not an SGM single file", ckpt);
+    const char *ms = !rc ? lf_weights_metadata(w, "lf.config") : NULL;
+    json_error_t je;
+    if (ms) meta = json_loads(ms, 0, &je);
+    if (!rc) rc = lf_unet_new(&u, &km, meta ? json_object_get(meta, "unet") : NULL, be, pool, -1, err, sizeof err);
+    lf_weights_destroy(&w);
+    json_decref(meta);
+    if (rc) return fprintf(stderr, "bench_sdxl: UNet alone: %s\n", err), 1;
+    double load_s = lf_bench_now() - t0;
+    const lf_unet_config_t *uc = lf_unet_config(u);
+    /* The base's 6 time ids; the pooled width is what the added embedding leaves. */
+    const int B = 2, T = 77, S = 128, P = uc->add_in - 6 * uc->add_time_dim, K = lf_unet_time_ids(u, P);
+    const size_t nx = (size_t)B * 4 * S * S, nc = (size_t)B * T * uc->ctx_dim;
+    float *x = malloc(nx * 4), *y = malloc(nx * 4), *ctx = malloc(nc * 4), *vec = malloc((size_t)B * (P + K) * 4);
+    float t[2] = {500.0f, 500.0f};
+    if (!x || !y || !ctx || !vec || K != 6) return fprintf(stderr, "bench_sdxl: UNet alone: not SDXL\n"), 1;
+    s_randn(x, nx, 11);
+    s_randn(ctx, nc, 12);
+    s_randn(vec, (size_t)B * (P + K), 13);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < K; i++) vec[(size_t)b * (P + K) + P + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
+    t0 = lf_bench_now();
+    rc = lf_unet_forward(u, x, B, S, S, t, ctx, T, vec, P, y);
+    double step_s = lf_bench_now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    if (rc) return fprintf(stderr, "bench_sdxl: UNet alone: forward failed (%d)\n", rc), 1;
+    fprintf(out, "RESULT ours_unet load_s=%.2f step_s=%.4f peak_rss_kb=%ld\n", load_s, step_s, ru.ru_maxrss);
+    fflush(out);
+    free(x), free(y), free(ctx), free(vec);
+    lf_unet_destroy(&u);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    return 0;
+}
+
+/* Runs bench_unet_torch.py with extra args on the inputs in dir, echoing its
+ * output indented; its RESULT line into result. 0 when it gave one. */
+static int s_torch(const char *python, const char *folder, const char *dir, int S, int threads,
+                   const char *extra, char *result, size_t rlen) {
+    char cmd[8192], line[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/bench/bench_unet_torch.py' --diffusers '%s' --io '%s' --size %d --threads %d "
+             "--no-flops %s 2>&1",
+             python, LF_SOURCE_DIR, folder, dir, S, threads, extra);
+    printf("  PyTorch %s (%s), load average %.2f:\n", extra, python, s_loadavg());
+    fflush(stdout);
+    result[0] = 0;
+    FILE *pp = popen(cmd, "r");
+    while (pp && fgets(line, sizeof line, pp)) {
+        printf("    %s", line);
+        fflush(stdout);
+        if (!strncmp(line, "RESULT torch", 12)) snprintf(result, rlen, "%s", line);
+    }
+    int st = pp ? pclose(pp) : -1;
+    return st == 0 && result[0] ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
     const char *ckpt = LF_SOURCE_DIR "/tests/reference/out/sdxl_full.safetensors";
     const char *python = NULL, *folder = LF_SOURCE_DIR "/tests/reference/out/sdxl_full_diffusers";
-    int threads = 0, tile = 64, untiled = 1, load_only = 0, vae = 1;
+    int threads = 0, tile = 64, untiled = 1, load_only = 0, vae = 1, once = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -94,11 +184,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-untiled")) untiled = 0;
         else if (!strcmp(argv[i], "--load-only")) load_only = 1;
         else if (!strcmp(argv[i], "--no-vae")) vae = 0;
+        else if (!strcmp(argv[i], "--once")) once = 1;
         else if (!strcmp(argv[i], "--torch") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--diffusers") && i + 1 < argc) folder = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only] "
-                    "[--no-vae] [--torch PYTHON [--diffusers DIR]]\n",
+                    "[--no-vae] [--once] [--torch PYTHON [--diffusers DIR]]\n",
                     argv[0]);
             return 2;
         }
@@ -115,6 +206,37 @@ int main(int argc, char **argv) {
         fclose(lf);
     }
     printf("bench_sdxl: %s, load average %.2f\n", ckpt, la[0]);
+    /* (b) ours, the UNet alone: a child forked while this process holds
+     * nothing, so that its peak RSS is the UNet's alone. */
+    char unet_result[512] = "";
+    if (python && *python && strcmp(python, "none") != 0) {
+        int fd[2];
+        fflush(stdout);
+        if (S_ISDIR(sb.st_mode) || pipe(fd) != 0) {
+            printf("  UNet alone: needs the single SGM file (--ckpt)\n");
+        } else {
+            pid_t pid = fork();
+            if (pid == 0) {
+                close(fd[0]);
+                FILE *o = fdopen(fd[1], "w");
+                _exit(o ? s_unet_alone(ckpt, threads, o) : 1);
+            }
+            close(fd[1]);
+            FILE *in = fdopen(fd[0], "r");
+            char line[512];
+            while (in && fgets(line, sizeof line, in))
+                if (!strncmp(line, "RESULT ours_unet", 16)) snprintf(unet_result, sizeof unet_result, "%s", line);
+            if (in) fclose(in);
+            int st = 0;
+            if (pid > 0) waitpid(pid, &st, 0);
+            if (unet_result[0])
+                printf("  UNet alone (lf_unet_new, own process): load %.1f s, step (1st: plans) %.2f s, "
+                       "peak RSS %.0f MiB, load average %.2f\n",
+                       s_field(unet_result, "load_s="), s_field(unet_result, "step_s="),
+                       s_field(unet_result, "peak_rss_kb=") / 1024.0, s_loadavg());
+            else printf("  UNet alone: failed (status %d)\n", st);
+        }
+    }
     lf_backend_t *be = lf_backend_cpu_new(threads);
     if (!be) return fprintf(stderr, "bench_sdxl: no CPU backend\n"), 1;
     printf("  %s\n", lf_backend_describe(be));
@@ -164,13 +286,16 @@ int main(int argc, char **argv) {
     t0 = lf_bench_now();
     rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
     if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
-    s_report("UNet step 1024x1024, CFG (1st: plans)", lf_bench_now() - t0);
-    t0 = lf_bench_now();
-    rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
-    if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
     double our_step = lf_bench_now() - t0;
+    s_report("UNet step 1024x1024, CFG (1st: plans)", our_step);
+    if (!once) {
+        t0 = lf_bench_now();
+        rc = lf_model_denoise(m, x, B, S, S, t, cond, T, vec, out);
+        if (rc) return fprintf(stderr, "bench_sdxl: denoise failed (%d)\n", rc), 1;
+        our_step = lf_bench_now() - t0;
+        s_report("UNet step 1024x1024, CFG (2nd)", our_step);
+    }
     long our_step_hwm = lf_bench_status_kb("VmHWM");
-    s_report("UNet step 1024x1024, CFG (2nd)", our_step);
     /* The PyTorch side's inputs and our output, for after our model is gone. */
     char dir[] = "/tmp/lf_bench_sdxl.XXXXXX";
     int with_torch = python && *python && strcmp(python, "none") != 0;
@@ -222,34 +347,38 @@ int main(int argc, char **argv) {
     lf_backend_destroy(&be);
     if (!with_torch) return 0;
 
-    /* PyTorch: one step after a warm-up, in a child, our model released. */
-    char cmd[8192], line[4096], result[4096] = "";
-    snprintf(cmd, sizeof cmd,
-             "'%s' '%s/bench/bench_unet_torch.py' --diffusers '%s' --io '%s' --size %d --reps 1 "
-             "--threads %d --unet-only 2>&1",
-             python, LF_SOURCE_DIR, folder, dir, S, threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-    printf("  PyTorch (%s), load average %.2f:\n", python, s_loadavg());
-    fflush(stdout);
-    FILE *pp = popen(cmd, "r");
-    while (pp && fgets(line, sizeof line, pp)) {
-        printf("    %s", line);
-        if (!strncmp(line, "RESULT torch", 12)) snprintf(result, sizeof result, "%s", line);
-    }
-    int st = pp ? pclose(pp) : -1;
+    /* (a) and (b), PyTorch's side: each in its own process after ours. */
+    const int nth = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    char rp[4096], ru_[4096];
+    int okp = s_torch(python, folder, dir, S, nth, once ? "--pipeline --reps 0" : "--pipeline --reps 1", rp, sizeof rp) == 0;
+    int oku = s_torch(python, folder, dir, S, nth, "--unet-only --reps 0", ru_, sizeof ru_) == 0;
     char p2[4200];
     snprintf(p2, sizeof p2, "%s/unet_in.bin", dir), unlink(p2);
     snprintf(p2, sizeof p2, "%s/unet_out.bin", dir), unlink(p2);
     rmdir(dir);
-    if (st != 0 || !result[0]) return printf("  PyTorch side failed\n"), 1;
-    double tt = s_field(result, "median_s="), peak = s_field(result, "peak_rss_kb="),
-           hwm = s_field(result, "step_hwm_kb="), rel = s_field(result, "rel_err=");
-    printf("\n== SDXL UNet step 1024x1024 CFG, lightfarm vs PyTorch, load average now %.2f ==\n",
+    printf("\n== SDXL 1024x1024 UNet step with CFG, lightfarm vs PyTorch, like for like; load average now %.2f ==\n",
            s_loadavg());
-    printf("  step: lightfarm %.1f s, PyTorch %.1f s: PyTorch / lightfarm = %.2f\n", our_step, tt, tt / our_step);
-    printf("  peak RSS: lightfarm %.0f MiB (whole run, f16 weights, every part loaded) vs PyTorch %.0f MiB "
-           "(UNet only, f32): %.0f %%\n",
-           ru.ru_maxrss / 1024.0, peak / 1024.0, 100.0 * ru.ru_maxrss / peak);
-    printf("  during the step: lightfarm %.0f MiB, PyTorch %.0f MiB\n", our_step_hwm / 1024.0, hwm / 1024.0);
-    printf("  output: largest difference / largest |output| = %.3g\n", rel);
-    return 0;
+    printf("  %-44s %14s %14s %8s\n", "", "lightfarm", "PyTorch", "ratio");
+    if (okp) {
+        double tt = s_field(rp, "median_s="), peak = s_field(rp, "peak_rss_kb=");
+        printf("  %-44s %12.1f s %12.1f s %8.2f  (PyTorch / lightfarm)\n", once ? "(a) whole model: step (1st, plans)" : "(a) whole model: step (2nd)", our_step, tt,
+               tt / our_step);
+        printf("  %-44s %10.0f MiB %10.0f MiB %7.0f %%  (lightfarm / PyTorch)\n",
+               "(a) whole model: peak RSS of the process", ru.ru_maxrss / 1024.0, peak / 1024.0,
+               100.0 * ru.ru_maxrss / peak);
+        printf("  %-44s %10.0f MiB %10.0f MiB\n", "(a) during the step (VmHWM)", our_step_hwm / 1024.0,
+               s_field(rp, "step_hwm_kb=") / 1024.0);
+        printf("  %-44s %.3g\n", "(a) output: max |diff| / max |output|", s_field(rp, "rel_err="));
+    } else printf("  (a) PyTorch pipeline failed\n");
+    if (oku && unet_result[0]) {
+        double us = s_field(unet_result, "step_s="), uk = s_field(unet_result, "peak_rss_kb=");
+        double tt = s_field(ru_, "median_s="), peak = s_field(ru_, "peak_rss_kb=");
+        printf("  %-44s %12.1f s %12.1f s %8.2f  (PyTorch / lightfarm)\n", "(b) UNet alone: step (1st, plans)", us, tt,
+               tt / us);
+        printf("  %-44s %10.0f MiB %10.0f MiB %7.0f %%  (lightfarm / PyTorch)\n",
+               "(b) UNet alone: peak RSS of the process", uk / 1024.0, peak / 1024.0, 100.0 * uk / peak);
+        printf("  %-44s %.3g\n", "(b) output (ours whole model's step): rel.", s_field(ru_, "rel_err="));
+    } else printf("  (b) UNet alone failed (ours %s, PyTorch %s)\n", unet_result[0] ? "ok" : "failed",
+                  oku ? "ok" : "failed");
+    return okp && oku && unet_result[0] ? 0 : 1;
 }

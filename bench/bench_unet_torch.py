@@ -9,7 +9,11 @@ and filled tensor by tensor from the single-file checkpoint in the original
 (LDM) layout, names mapped by tools/train/sd_convert.py. Weights are f32
 (as the engine's default), and by default the text encoder and the VAE are
 loaded too, since lf_model_load holds them as well: both processes then hold
-the same model (--unet-only loads the UNet alone, for the split).
+the same model (--unet-only loads the UNet alone, for the split). With
+--diffusers --pipeline the whole StableDiffusionXLPipeline is assembled in f32
+(both text encoders, UNet, VAE: what CPU users run) and its text encoders run
+once on the C side's ids before the steps. --reps 0 times the warm-up step
+alone; --no-flops skips the FLOP count (one more forward).
 
 Inputs come from bench_unet (--io DIR: unet_in.bin = x[2,4,64,64], t[2],
 cond[2,77,768] as float32); if DIR/unet_out.bin exists, the output is
@@ -104,6 +108,29 @@ def load_models(ckpt, unet_only):
     return {n: m for n, m in parts}
 
 
+def _text_encoder(cls, sub):
+    """cls.from_pretrained(sub) in f32; a model.safetensors without the
+    {"format": "pt"} metadata (make_sdxl_fixtures.py's, written with
+    safetensors' save_file) is refused by transformers >= 4.4x, so it is then
+    built from its config and filled with load_state_dict, which is what
+    from_pretrained does with the file (same f32 parameters)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(os.path.join(sub, "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+    if meta and meta.get("format") == "pt":
+        return cls.from_pretrained(sub, torch_dtype=torch.float32)
+    m = cls(cls.config_class.from_pretrained(sub)).float()
+    state = load_file(os.path.join(sub, "model.safetensors"))
+    missing, unexpected = m.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise KeyError(f"{sub}: missing {missing[:4]} unexpected {unexpected[:4]}")
+    del state
+    return m
+
+
 def load_diffusers(folder, unet_only):
     """A diffusers folder (e.g. tests/reference/make_sdxl_fixtures.py --full's sdxl_full_diffusers) in
     f32, as bench_unet's engine side loads the same files."""
@@ -114,14 +141,50 @@ def load_diffusers(folder, unet_only):
                                                        torch_dtype=torch.float32)}
     if not unet_only:
         out["vae"] = AutoencoderKL.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch.float32)
-        out["text"] = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"),
-                                                    torch_dtype=torch.float32)
+        out["text"] = _text_encoder(CLIPTextModel, os.path.join(folder, "text_encoder"))
         if os.path.isdir(os.path.join(folder, "text_encoder_2")):
-            out["text_2"] = CLIPTextModelWithProjection.from_pretrained(
-                os.path.join(folder, "text_encoder_2"), torch_dtype=torch.float32)
+            out["text_2"] = _text_encoder(CLIPTextModelWithProjection,
+                                          os.path.join(folder, "text_encoder_2"))
     for m in out.values():
         m.eval()
     return out
+
+
+def load_pipeline(folder):
+    """The whole SDXL (or SD1.5) pipeline as users run it on a CPU: every part
+    from_pretrained in f32 (diffusers refuses f16 pipelines on the CPU:
+    "Pipelines loaded with dtype=torch.float16 cannot run with cpu device"),
+    assembled into StableDiffusionXLPipeline as its from_pretrained does.
+    The folder has no tokenizer files (ids come from the C side), so the
+    tokenizers are None; their memory is negligible beside the weights."""
+    import diffusers
+    from diffusers import EulerDiscreteScheduler
+
+    parts = load_diffusers(folder, False)
+    sdxl = "text_2" in parts
+    cls = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
+    kw = dict(vae=parts["vae"], text_encoder=parts["text"], tokenizer=None, unet=parts["unet"],
+              scheduler=EulerDiscreteScheduler())
+    if sdxl:
+        kw.update(text_encoder_2=parts["text_2"], tokenizer_2=None)
+    else:
+        kw.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = cls(**kw)
+    parts["pipe"] = pipe
+    return parts
+
+
+def encode_text(models, B):
+    """Both encoders (as StableDiffusionXLPipeline.encode_prompt: penultimate
+    hidden states, pooled from the second) on B chunks of 77 ids, the C
+    side's bench ids, so that the text encoders' activations count too."""
+    ids = torch.tensor([[49406 if t == 0 else (320 + 37 * t + b if t < 9 + b else 49407)
+                         for t in range(77)] for b in range(B)])
+    ids = ids % models["text"].config.vocab_size  # no-op at full size; lets tiny test models run
+    with torch.inference_mode():
+        h1 = models["text"](ids, output_hidden_states=True).hidden_states[-2]
+        out = models["text_2"](ids, output_hidden_states=True)
+        return torch.cat([h1, out.hidden_states[-2]], dim=-1), out.text_embeds
 
 
 def count_flops(unet, x, t, cond, added=None):
@@ -175,6 +238,10 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=64, help="latent height = width")
     ap.add_argument("--unet-only", action="store_true")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="load the whole StableDiffusionXLPipeline (f32, every part) and run its text "
+                         "encoders once before the steps (with --diffusers)")
+    ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one more forward)")
     ap.add_argument("--interleave", action="store_true",
                     help="after the warm-up print READY, then run one step per 'step' line on stdin")
     a = ap.parse_args()
@@ -182,7 +249,14 @@ def main():
     B, S = a.batch, a.size
 
     t0 = time.perf_counter()
-    models = load_diffusers(a.diffusers, a.unet_only) if a.diffusers else load_models(a.ckpt, a.unet_only)
+    if a.pipeline and not a.diffusers:
+        sys.exit("--pipeline needs --diffusers")
+    if a.pipeline:
+        models = load_pipeline(a.diffusers)
+    elif a.diffusers:
+        models = load_diffusers(a.diffusers, a.unet_only)
+    else:
+        models = load_models(a.ckpt, a.unet_only)
     load_s = time.perf_counter() - t0
     unet = models["unet"]
     rss_load = status_kb("VmRSS")
@@ -214,10 +288,15 @@ def main():
 
     flops = -1.0
     times = []
+    if a.pipeline and "text_2" in models:
+        t0 = time.perf_counter()
+        encode_text(models, B)
+        print(f"torch text (both encoders, {B} chunks) {time.perf_counter() - t0:.2f} s", flush=True)
     with torch.inference_mode():
         t0 = time.perf_counter()
         y = unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample  # warm-up
-        print(f"torch warm-up {time.perf_counter() - t0:.2f} s", flush=True)
+        warm = time.perf_counter() - t0
+        print(f"torch warm-up {warm:.2f} s", flush=True)
         hwm_ok = reset_hwm()
         if a.interleave:
             # One step per "step" line on stdin, so that bench_unet can
@@ -236,11 +315,14 @@ def main():
                 y = unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample
                 times.append(time.perf_counter() - t0)
                 print(f"torch step {i + 1}/{a.reps} {times[-1]:.2f} s", flush=True)
+        if not times and a.reps == 0:
+            times = [warm]  # --reps 0: the warm-up (first, planning) step is the figure
         if not times:
             sys.exit("no step was run")
         step_hwm = status_kb("VmHWM") if hwm_ok else -1
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        flops = count_flops(unet, x, t, cond, added)
+        if not a.no_flops:
+            flops = count_flops(unet, x, t, cond, added)
 
     max_abs = rel = -1.0
     outp = os.path.join(a.io, "unet_out.bin")

@@ -133,7 +133,8 @@ static const lf_config_opt_t s_opts[] = {
     INT("preview-every", NULL, "LF_PREVIEW_EVERY", preview_every, "4", 0, 10000, W | E,
         "send a preview every N steps (0 = off)"),
     INT("model-memory-mb", NULL, "LF_MODEL_MEMORY_MB", model_memory_mb, "0", 0, 100000000, W | E,
-        "MiB of weights a worker keeps resident: an SDXL refiner stays next to its base while both fit (0 = no limit)"),
+        "MiB of weights a worker keeps resident: an SDXL refiner stays next to its base while both fit; a model "
+        "larger than this is not offered (0 = no limit)"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
         "this program's CURVE certificate file (secret); unset = plain TCP"),

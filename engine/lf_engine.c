@@ -226,6 +226,11 @@ static uint64_t s_bytes(const char *path, int depth)
     return total;
 }
 
+uint64_t lf_engine_model_bytes(const char *path)
+{
+    return path ? s_bytes(path, 0) : 0;
+}
+
 /* Do the base and the refiner fit the memory budget together? */
 static int s_fits(const lf_engine_t *e, uint64_t base, uint64_t refiner)
 {
@@ -310,6 +315,11 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     s_unload(e);
     /* The new base needs the room: a refiner it would not fit next to goes first. */
     uint64_t bytes = s_bytes(path, 0);
+    /* A base whose weights alone exceed the budget is refused before any
+     * of it is read, rather than loaded past the limit the operator set. */
+    if (e->memory_budget && bytes > e->memory_budget)
+        return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights, more than this engine's memory budget of %.0f MiB",
+                     path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     lf_model_opts_t mo = {.backend = e->backend,
                           .vae_path = opts ? opts->vae_path : NULL,
@@ -975,6 +985,17 @@ static int s_detailer_detect(void *ud, const char *model, const uint8_t *rgb, in
     return m;
 }
 
+/* The VAE tile for a request (lf_engine_opts_t.vae_tile): the engine's,
+ * whole images when negative, or, by default (0), tiles of 64 latent pixels
+ * (512 px, overlap 1/4) for images over 768x768 — a 1024x1024 SDXL decode
+ * whole adds ~3 GB of activations (10.0 GB peak with the f16 base resident),
+ * tiled ~1 GB (8.1 GB; docs/PERFORMANCE.md). */
+static int s_vae_tile(const lf_engine_t *e, const lf_engine_request_t *req)
+{
+    if (e->vae_tile) return e->vae_tile < 0 ? 0 : e->vae_tile;
+    return (int64_t)req->width * req->height > 768 * 768 ? 64 : 0;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -995,7 +1016,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .init_image_len = req->init_image_len,
         .denoise = req->denoise,
         .preview_every = req->preview_every,
-        .vae_tile = e->vae_tile,
+        .vae_tile = s_vae_tile(e, req),
         .orig_width = req->orig_width,
         .orig_height = req->orig_height,
         .crop_top = req->crop_top,

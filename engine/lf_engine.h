@@ -40,7 +40,8 @@
  * do not, it is released after the job that used it. A job that needs the
  * room — a base switch whose new base would not fit next to the refiner, a
  * job naming another refiner — releases it first; lf_engine_unload_refiner
- * releases it on demand. One refiner is resident at most.
+ * releases it on demand. One refiner is resident at most. A base whose
+ * weights alone exceed the budget is not loaded (LF_ELIMIT).
  *
  * Ownership: strings and buffers in requests are borrowed for the call;
  * results are caller-owned (lf_engine_result_clear); the engine is released
@@ -61,7 +62,9 @@ typedef struct {
     int n_threads;          /* CPU threads; 0 = all cores */
     const char *vocab_path; /* CLIP merges file; NULL = look up (see above) */
     const char *assets_dir; /* NULL = $LF_ASSETS_DIR, else the build's <repo>/assets */
-    int vae_tile;           /* VAE tile in latent pixels; 0 = whole image */
+    int vae_tile;           /* VAE tile in latent pixels (overlap 1/4); -1 = whole image always;
+                             * 0 = automatic: tiles of 64 for images over 768x768 pixels, so
+                             * that 1024x1024 and larger decode in bounded memory */
     /* Bytes the base model and the refiner may hold together (see "Refiner
      * residency" above); 0 = no limit. */
     uint64_t memory_budget;
@@ -255,6 +258,11 @@ int lf_engine_probe_unet_inputs(const char *path);
  * engine. *names: caller owns (each string and the array; NULL when
  * none). 0 or LF_ENOMEM. Thread-safe. */
 int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n);
+/* The bytes of weights a model at path counts against opts.memory_budget:
+ * the file's size, or the sum of a diffusers folder's files; 0 when it
+ * cannot be read. lf_engine_load refuses (LF_ELIMIT, the sizes in errstr) a
+ * base larger than the budget on its own. Thread-safe. */
+uint64_t lf_engine_model_bytes(const char *path);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),

@@ -587,7 +587,7 @@ static int s_options_set(lf_gateway_t *gw, lf_req_t *req) {
         }
         if (!served) {
             lf__err(req, 400, "unknown_model", "sd_model_checkpoint",
-                    "no live worker serves model '%.128s' (GET /sdapi/v1/sd-models lists them)", json_string_value(m));
+                    "no live worker serves model '%.128s' (GET /sdapi/v1/sd-models lists them; a worker offers only the models that fit its LF_MODEL_MEMORY_MB)", json_string_value(m));
             json_decref(body);
             return LF_HTTP_DONE;
         }

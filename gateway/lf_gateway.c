@@ -275,7 +275,7 @@ int lf__admit_check(lf_gateway_t *gw, const lf_job_params_t *p, const char *mode
         return lf_verr_set(e, 503, "unavailable", "", "no worker has registered a model yet; retry later (GET /readyz tells when the farm is ready)");
     if (!served) {
         char clip[129];
-        return lf_verr_set(e, 400, "unknown_model", model_field, "no live worker serves model '%s' (GET /v1/models lists them)",
+        return lf_verr_set(e, 400, "unknown_model", model_field, "no live worker serves model '%s' (GET /v1/models lists them; a worker offers only the models that fit its LF_MODEL_MEMORY_MB)",
                            lf_utf8_clip(p->model, clip, sizeof clip));
     }
     return fit ? LF_EINVAL : 0;

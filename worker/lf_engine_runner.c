@@ -115,6 +115,15 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
             free(name);
             continue;
         }
+        /* A model this worker may not hold (LF_MODEL_MEMORY_MB) is not
+         * offered, so no job for it is ever sent here. */
+        uint64_t bytes = env ? lf_engine_model_bytes(path) : 0;
+        if (env && env->memory_budget && bytes > env->memory_budget) {
+            lf_warn("engine: not offering %s: %.0f MiB of weights, more than LF_MODEL_MEMORY_MB=%.0f", path,
+                    bytes / 1048576.0, env->memory_budget / 1048576.0);
+            free(name);
+            continue;
+        }
         int dup = 0;
         for (size_t i = 0; i < cnt; i++) dup |= !strcmp(list[i].name, name);
         if (dup) {

@@ -29,6 +29,8 @@ struct lf_torchzip {
     lf_tensor_info_t *tensors;
     size_t count, cap;
     size_t *by_name; /* indices sorted by tensor name */
+    char **meta;     /* top-level str -> str entries: key, value pairs */
+    size_t n_meta;
     void *map;
     size_t map_len;
 };
@@ -577,6 +579,24 @@ static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int
     return 0;
 }
 
+/* The top-level dict's string values under string keys (a .ckpt's
+ * "lf.config" beside its "state_dict", as safetensors' __metadata__). */
+static int s_collect_meta(lf_torchzip_t *z, const s_val_t *root, lf_tensor_err_t *e)
+{
+    size_t n = 0;
+    for (size_t k = 0; k + 1 < root->n; k += 2)
+        n += root->items[k]->type == V_STR && root->items[k + 1]->type == V_STR;
+    if (!n) return 0;
+    if (!(z->meta = calloc(2 * n, sizeof *z->meta))) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
+    for (size_t k = 0; k + 1 < root->n; k += 2) {
+        if (root->items[k]->type != V_STR || root->items[k + 1]->type != V_STR) continue;
+        char **kv = z->meta + 2 * z->n_meta++;
+        if (!(kv[0] = strdup(root->items[k]->s)) || !(kv[1] = strdup(root->items[k + 1]->s)))
+            return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
+    }
+    return 0;
+}
+
 static int s_cmp_idx_name(const void *a, const void *b, void *ctx)
 {
     const lf_tensor_info_t *t = ctx;
@@ -590,6 +610,8 @@ static void s_free(lf_torchzip_t *z)
     for (size_t i = 0; i < z->count; i++) free((char *)z->tensors[i].name);
     free(z->tensors);
     free(z->by_name);
+    for (size_t i = 0; i < 2 * z->n_meta; i++) free(z->meta[i]);
+    free(z->meta);
     if (z->map) munmap(z->map, z->map_len);
     free(z);
 }
@@ -626,6 +648,7 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
     if (rc == 0 && (rc = s_data(z, pkl, &pd, &e, NULL)) == 0)
         rc = s_run_pickle(&vm, pd, (size_t)lf_zip_size(z->zip, pkl), &root);
     if (rc == 0 && root->type != V_DICT) rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "top-level object is not a dict");
+    if (rc == 0) rc = s_collect_meta(z, root, &e);
     if (rc == 0) {
         for (size_t k = 0; k + 1 < root->n; k += 2)
             if (root->items[k]->type == V_STR && strcmp(root->items[k]->s, "state_dict") == 0 &&
@@ -710,5 +733,12 @@ const lf_tensor_info_t *lf_torchzip_find(const lf_torchzip_t *z, const char *nam
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
+    return NULL;
+}
+
+const char *lf_torchzip_metadata(const lf_torchzip_t *z, const char *key)
+{
+    for (size_t i = 0; i < z->n_meta; i++)
+        if (strcmp(z->meta[2 * i], key) == 0) return z->meta[2 * i + 1];
     return NULL;
 }

@@ -40,5 +40,9 @@ size_t lf_torchzip_count(const lf_torchzip_t *self);
 const lf_tensor_info_t *lf_torchzip_at(const lf_torchzip_t *self, size_t i);
 /* By name, or NULL. */
 const lf_tensor_info_t *lf_torchzip_find(const lf_torchzip_t *self, const char *name);
+/* A string value of the top-level dict under a string key (a .ckpt's
+ * "lf.config" beside its "state_dict"; other types are ignored), borrowed
+ * from the object, or NULL. */
+const char *lf_torchzip_metadata(const lf_torchzip_t *self, const char *key);
 
 #endif

@@ -99,7 +99,7 @@ const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *na
 
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key) {
     if (self->gg) return lf_gguf_metadata(self->gg, key);
-    return self->st ? lf_safetensors_metadata(self->st, key) : NULL;
+    return self->st ? lf_safetensors_metadata(self->st, key) : lf_torchzip_metadata(self->tz, key);
 }
 
 /* GGUF block dtypes -> lf_quant types (LF_QUANT_COUNT: not a block type). */

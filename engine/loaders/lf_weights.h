@@ -30,8 +30,8 @@ size_t lf_weights_count(const lf_weights_t *self);
 const lf_tensor_info_t *lf_weights_at(const lf_weights_t *self, size_t i);
 /* By exact name, or NULL. */
 const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *name);
-/* A safetensors "__metadata__" value or a GGUF string value, or NULL
- * (always NULL for torch zips). */
+/* A safetensors "__metadata__" value, a GGUF string value or a torch zip's
+ * top-level string entry (lf_torchzip_metadata), or NULL. */
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key);
 
 /* Copies tensor t (from this file) into a new pool tensor named pool_name,

@@ -33,6 +33,9 @@ static int s_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
                                 .scaling_factor = 0.18215f,
                                 .text_dim = 8,
                                 .text_tokens = 77,
+                                /* SDXL: a pooled embedding and 6 time ids, as the base. */
+                                .pooled_dim = strstr(path, "fam-sdxl") ? LF_FAKE_POOLED : 0,
+                                .n_time_ids = strstr(path, "fam-sdxl") ? 6 : 0,
                                 .has_preview = 1, /* as lf_model: approx without TAESD */
                                 .preview = opts && opts->taesd_path ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX};
     *out = (lf_model_t *)f;
@@ -64,8 +67,10 @@ static int s_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
         f->stats.encode_chunks[f->stats.encode_text_calls] = n_chunks;
     f->stats.encode_text_calls++;
     f->stats.clip_skip = clip_skip;
-    (void)pooled; /* pooled_dim is 0: nothing to write */
-    int D = f->desc.text_dim;
+    int D = f->desc.text_dim, P = f->desc.pooled_dim;
+    /* Pooled row of chunk c: the chunk's first token id (after BOS), + 0.25 p. */
+    for (size_t c = 0; pooled && c < n_chunks; c++)
+        for (int p = 0; p < P; p++) pooled[c * P + p] = (float)ids[c * 77 + 1] + 0.25f * p;
     for (size_t r = 0; r < n_chunks * 77; r++) {
         float wgt = weights ? weights[r] : 1.0f;
         for (int d = 0; d < D; d++) out[r * D + d] = wgt * (float)(ids[r] % 101) / 101.0f + 0.01f * d;
@@ -76,12 +81,14 @@ static int s_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 static int s_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out)
 {
-    (void)vec; /* n_time_ids is 0 */
     s_fake_t *f = (s_fake_t *)self;
     if (f->stats.denoise_calls < LF_FAKE_MAX_CALLS) f->stats.denoise_batch[f->stats.denoise_calls] = batch;
     if (f->stats.denoise_calls == 0) {
         f->stats.first_t = t[0];
         f->stats.first_x0 = x[0];
+        const int V = f->desc.pooled_dim + f->desc.n_time_ids;
+        for (int b = 0; vec && b < batch && b < 2; b++)
+            memcpy(f->stats.first_vec[b], vec + (size_t)b * V, (size_t)V * sizeof *vec);
     }
     f->stats.denoise_calls++;
     f->stats.cond_len = cond_len;

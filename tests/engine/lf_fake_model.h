@@ -6,7 +6,9 @@
  * Behaviour: load accepts any path not containing "missing" (which fails
  * with LF_EIO naming the file) with any VAE path not containing "broken"
  * (LF_EFORMAT naming the VAE file); "fam-sdxl" in the path makes an SDXL-family
- * model (the same networks: only the family differs); "v-pred" in the path makes a v-prediction
+ * model (the same networks, plus a pooled embedding of LF_FAKE_POOLED and 6
+ * time ids: pooled row c = the chunk's first token id after BOS + 0.25 p);
+ * "v-pred" in the path makes a v-prediction
  * model. Shapes: 4 latent channels, VAE scale 8, scaling factor 0.18215,
  * text_dim 8, 77 tokens. Text: row value = weight * (id % 101) / 101 +
  * 0.01 * d. Denoiser: out[b] = 0.1 * x[b] + mean(cond[b]) + 1e-4 * t[b], so
@@ -20,6 +22,7 @@
 #include "lf_pipeline.h"
 
 #define LF_FAKE_MAX_CALLS 512
+#define LF_FAKE_POOLED 4 /* pooled_dim of an SDXL-family fake */
 
 typedef struct {
     int encode_text_calls;
@@ -29,6 +32,7 @@ typedef struct {
     int denoise_batch[LF_FAKE_MAX_CALLS];    /* batch per denoise call */
     int cond_len;                            /* of the last denoise call */
     float first_t, first_x0;                 /* t[0] and x[0] of the first denoise call */
+    float first_vec[2][LF_FAKE_POOLED + 6];  /* rows 0, 1 of the first call's vec (SDXL) */
     int vae_decode_calls, vae_encode_calls, preview_calls;
     int fail_denoise_at;                     /* set by tests: 1-based call that returns LF_EIO */
 } lf_fake_model_stats_t;

@@ -6,7 +6,8 @@
  * text encoders (penultimate hidden states without the final norm,
  * concatenated; the pooled projected embedding), the UNet with its added
  * embedding (pooled + micro-conditioning), the VAE. The base loads from the
- * single SGM file and from the diffusers folder, and the two agree. */
+ * single SGM file, from the diffusers folder and from an old-style pickled
+ * .ckpt (SGM layout), and all agree. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include "lf_safetensors.h"
 #include "lf_test_ref.h"
 #include "lf_test_util.h"
+#include "lf_weights.h"
 
 #define TOL 1e-4
 
@@ -186,6 +188,36 @@ static void test_base_diffusers_agrees(void **state) {
     free(a), free(b);
 }
 
+/* The same base as an old-style pickled .ckpt (torch.save of {"state_dict":
+ * SGM tensors, "global_step", "lf.config"}), read by lf_torchzip's restricted
+ * pickle machine: every network matches diffusers and the UNet's output is
+ * bit for bit the safetensors file's. */
+static void test_base_ckpt_agrees(void **state) {
+    (void)state;
+    float *a = NULL, *b = NULL;
+    /* Its top-level strings are its metadata (the tiny sizes' lf.config);
+     * other entries (global_step, an int) are not. */
+    char path[1024], err[256] = "";
+    lf_weights_t *w = NULL;
+    assert_int_equal(lf_weights_open(&w, lf_test_fixture(path, sizeof path, "sdxl/base.ckpt"), err, sizeof err), 0);
+    const char *cfg = lf_weights_metadata(w, "lf.config");
+    assert_non_null(cfg);
+    assert_non_null(strstr(cfg, "\"text_encoder_2\""));
+    assert_null(lf_weights_metadata(w, "global_step"));
+    assert_non_null(lf_weights_find(w, "model.diffusion_model.label_emb.0.0.weight"));
+    lf_weights_destroy(&w);
+    lf_model_t *m = s_load("sdxl/base.ckpt", NULL);
+    s_run_all(m, "sdxl/base_ref.safetensors", 1, &a);
+    lf_model_destroy(&m);
+    m = s_load("sdxl/base.safetensors", NULL);
+    s_run_all(m, "sdxl/base_ref.safetensors", 1, &b);
+    lf_model_destroy(&m);
+    double e = lf_test_relerr(a, b, 2 * 4 * 8 * 8);
+    printf("  .ckpt vs .safetensors: rel diff %.3g\n", e);
+    assert_memory_equal(a, b, (size_t)2 * 4 * 8 * 8 * sizeof *a);
+    free(a), free(b);
+}
+
 static void test_base_f32_weights(void **state) {
     (void)state;
     lf_model_opts_t o = {.weight_type = LF_TYPE_F32};
@@ -292,7 +324,8 @@ static void test_vae_nonfinite(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base_single_file), cmocka_unit_test(test_base_diffusers_agrees),
-        cmocka_unit_test(test_base_f32_weights), cmocka_unit_test(test_refiner),
+        cmocka_unit_test(test_base_ckpt_agrees), cmocka_unit_test(test_base_f32_weights),
+        cmocka_unit_test(test_refiner),
         cmocka_unit_test(test_vae_path),         cmocka_unit_test(test_missing_openclip),
         cmocka_unit_test(test_missing_vae),      cmocka_unit_test(test_vae_nonfinite),
     };

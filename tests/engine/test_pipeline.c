@@ -51,6 +51,11 @@ static int s_setup_v(void **state)
     return s_setup_path(state, "fake-v-pred.safetensors");
 }
 
+static int s_setup_xl(void **state)
+{
+    return s_setup_path(state, "fake-fam-sdxl.safetensors");
+}
+
 static int s_teardown(void **state)
 {
     s_fix_t *f = *state;
@@ -157,6 +162,40 @@ static void test_negative_padded_to_prompt_chunks(void **state)
     assert_int_equal(lf_pipeline_run(&f->ctx, &req, NULL, &res, NULL, 0), 0);
     assert_int_equal(st->encode_chunks[1], 4);
     lf_pipeline_result_clear(&res);
+}
+
+/* SDXL with several chunks (BREAK, as A1111): every chunk goes through the
+ * text encoders, and the pooled embedding of each side comes from its FIRST
+ * chunk (A1111 / ComfyUI), next to the micro-conditioning (A1111's
+ * defaults: original = target = image size, crop 0,0; height first). The
+ * fake's pooled row is its chunk's first token id (+ 0.25 p). */
+static void test_sdxl_pooled_from_first_chunk(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) skip();
+    lf_fake_model_stats_t *st = lf_fake_model_stats(f->model);
+    lf_pipeline_request_t req = s_req();
+    req.prompt = "cat BREAK dog BREAK bird";
+    req.negative = "fish BREAK frog";
+    lf_pipeline_result_t res = {0};
+    assert_int_equal(lf_pipeline_run(&f->ctx, &req, NULL, &res, NULL, 0), 0);
+    lf_pipeline_result_clear(&res);
+    assert_int_equal(st->encode_chunks[0], 6); /* 3 + 3 (the negative padded) */
+    assert_int_equal(st->cond_len, 3 * 77);
+    int32_t cat, fish, dog;
+    assert_int_equal(lf_clip_tokenizer_encode(f->tok, "cat", &cat, 1), 1);
+    assert_int_equal(lf_clip_tokenizer_encode(f->tok, "fish", &fish, 1), 1);
+    assert_int_equal(lf_clip_tokenizer_encode(f->tok, "dog", &dog, 1), 1);
+    for (int p = 0; p < LF_FAKE_POOLED; p++) {
+        assert_float_equal(st->first_vec[0][p], (float)cat + 0.25f * p, 0);  /* cond: chunk 0 */
+        assert_float_equal(st->first_vec[1][p], (float)fish + 0.25f * p, 0); /* uncond: chunk 0 */
+    }
+    assert_true(st->first_vec[0][0] != (float)dog);
+    const float ids[6] = {48, 64, 0, 0, 48, 64}; /* height 48, width 64 */
+    for (int i = 0; i < 6; i++) {
+        assert_float_equal(st->first_vec[0][LF_FAKE_POOLED + i], ids[i], 0);
+        assert_float_equal(st->first_vec[1][LF_FAKE_POOLED + i], ids[i], 0);
+    }
 }
 
 /* Image i of a batch seeded s equals the single image seeded s + i. */
@@ -464,6 +503,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_all_samplers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_v_prediction, s_setup_v, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sdxl_pooled_from_first_chunk, s_setup_xl, s_teardown),
         cmocka_unit_test(test_sigmas_tail),
         cmocka_unit_test(test_resize),
     };

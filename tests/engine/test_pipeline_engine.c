@@ -491,6 +491,12 @@ static void test_fake_refiner_vae(void **state)
     /* Budget 150: base + refiner (160) do not fit: released after the job. */
     o.memory_budget = 150;
     assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    /* A base that alone exceeds the budget is refused, its size named. */
+    assert_int_equal(lf_engine_model_bytes(big), 200);
+    assert_int_equal(lf_engine_load(e, big, NULL), LF_ELIMIT);
+    assert_non_null(strstr(lf_engine_errstr(e), big));
+    assert_non_null(strstr(lf_engine_errstr(e), "memory budget"));
+    assert_null(lf_engine_model_name(e));
     assert_int_equal(lf_engine_load(e, base, NULL), 0);
     assert_int_equal(s_gen(e, ref, NULL), 0);
     assert_null(lf_engine_refiner_name(e));
@@ -508,11 +514,54 @@ static void test_fake_refiner_vae(void **state)
     rmdir(dir);
 }
 
+/* The VAE tile the facade asks for: tiles of 64 latent pixels above
+ * 768x768 by default (so 1024x1024 SDXL decodes in bounded memory), whole
+ * images below, the engine's own setting when given (-1: never tile). */
+static int s_last_tile = -99;
+
+static int s_decode_tile_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
+{
+    s_last_tile = tile;
+    return lf_fake_model_ops.vae_decode(m, z, batch, h, w, tile, img);
+}
+
+static void test_vae_tile_default(void **state)
+{
+    (void)state;
+    char vb[1024], err[256] = "";
+    const char *vocab = s_vocab(vb, sizeof vb);
+    if (!vocab) skip();
+    lf_model_ops_t ops = lf_fake_model_ops;
+    ops.vae_decode = s_decode_tile_rec;
+    static const struct {
+        int opt, w, h, want;
+    } cases[] = {{0, 512, 512, 0}, {0, 768, 768, 0}, {0, 1024, 1024, 64}, {0, 1024, 640, 64},
+                 {-1, 1024, 1024, 0}, {32, 1024, 1024, 32}, {32, 256, 256, 32}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &ops, .vae_tile = cases[i].opt};
+        lf_engine_t *e = NULL;
+        assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+        assert_int_equal(lf_engine_load(e, "/nowhere/fam-sdxl-base.safetensors", NULL), 0);
+        lf_engine_request_t req = lf_engine_request_defaults();
+        req.prompt = "a lighthouse";
+        req.width = cases[i].w, req.height = cases[i].h;
+        req.steps = 1;
+        lf_engine_result_t res = {0};
+        s_last_tile = -99;
+        assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), 0);
+        lf_engine_result_clear(&res);
+        printf("  vae_tile %d, %dx%d: tile %d\n", cases[i].opt, cases[i].w, cases[i].h, s_last_tile);
+        assert_int_equal(s_last_tile, cases[i].want);
+        lf_engine_destroy(&e);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fake_facade),
         cmocka_unit_test(test_fake_refiner_vae),
+        cmocka_unit_test(test_vae_tile_default),
         cmocka_unit_test(test_bad_device),
 #ifdef LF_HAVE_MODEL
         cmocka_unit_test(test_probe_resolution),

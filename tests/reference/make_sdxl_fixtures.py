@@ -27,7 +27,9 @@ diffusers' convert_from_ckpt for SDXL):
 with an "lf.config" metadata entry holding what shapes cannot say for these
 tiny sizes (heads, groups, addition_time_embed_dim; NOT the VAE scaling
 factor, so the SDXL default is exercised); the base also as a diffusers
-folder (text_encoder/, text_encoder_2/, unet/, vae/, scheduler/).
+folder (text_encoder/, text_encoder_2/, unet/, vae/, scheduler/) and as an
+old-style pickled .ckpt (base.ckpt: torch.save of {"state_dict": the same SGM
+tensors, "global_step": 0, "lf.config": the same string}).
 
 Pipelines: the text encoders' token embeddings widened to CLIP's 49,408 rows
 (row r = row r % 400, as the C test does when it loads the fixture), real
@@ -168,6 +170,17 @@ def lf_config(unet, text_l, text_g):
     if text_l is not None:
         c["text_encoder"] = text_l.config.to_dict()
     return json.dumps(c, default=list, sort_keys=True)
+
+
+def save_ckpt(path, unet, vae, text_l, text_g):
+    """The base as an old-style SDXL .ckpt: torch.save (zip format) of a dict
+    holding the SGM state_dict (f16, the same tensors as base.safetensors)
+    and, beside it, what the .ckpt files of training runs carry
+    (global_step, an int) plus the "lf.config" string the tiny sizes need
+    (real SDXL .ckpt files have none and get SDXL's defaults). Read by
+    loaders/lf_torchzip, whose pickle machine executes nothing."""
+    torch.save({"state_dict": sgm_state(unet, vae, text_l, text_g), "global_step": 0,
+                "lf.config": lf_config(unet, text_l, text_g)}, path)
 
 
 def build(unet_cfg, with_l, seed, text_l_cfg=TEXT_L, text_g_cfg=TEXT_G, vae_cfg=VAE):
@@ -455,6 +468,7 @@ def main():
         save_file(references(unet, vae, tl, tg, torch.Generator().manual_seed(7), n_ids),
                   os.path.join(a.out, "%s_ref.safetensors" % name))
     save_diffusers(os.path.join(a.out, "base_diffusers"), *base)
+    save_ckpt(os.path.join(a.out, "base.ckpt"), *base)
     if not a.no_pipelines:
         if not os.path.exists(mpf.VOCAB):
             print("reference data %s absent: no pipeline references" % mpf.VOCAB)
