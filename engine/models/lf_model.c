@@ -16,6 +16,7 @@
 #include "lf_error.h"
 #include "lf_keymap.h"
 #include "lf_log.h"
+#include "lf_lora.h"
 #include "lf_lora_targets.h"
 #include "lf_pool.h"
 #include "lf_rng.h"
@@ -451,13 +452,8 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
 
 /* ---- LoRA ---------------------------------------------------------------- */
 
-int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
-                       lf_lora_patch_info_t *info, char *err, size_t errlen) {
-    if (!self) return LF_EINVAL;
-    if (!n && !self->lora) {
-        if (info) *info = (lf_lora_patch_info_t){.reused = 1};
-        return 0;
-    }
+/* Builds the model's LoRA layer table and patch on first use. */
+static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
     if (!self->lora) {
         /* The layers a LoRA may touch, from this model's own configs. */
         lf_lora_targets_t *t = lf_lora_targets_new();
@@ -483,7 +479,28 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
         self->lora_targets = t;
         self->lora = p;
     }
-    return lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+    return 0;
+}
+
+int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                       lf_lora_patch_info_t *info, char *err, size_t errlen) {
+    if (!self) return LF_EINVAL;
+    if (!n && !self->lora) {
+        if (info) *info = (lf_lora_patch_info_t){.reused = 1};
+        return 0;
+    }
+    int rc = s_lora_init(self, err, errlen);
+    return rc ? rc : lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+}
+
+int lf_model_lora_fits(lf_model_t *self, const char *path) {
+    char err[256];
+    if (!self || !path || s_lora_init(self, err, sizeof err)) return 0;
+    lf_lora_t *l = NULL;
+    if (lf_lora_open(&l, path, self->lora_targets, err, sizeof err)) return 0;
+    int fits = lf_lora_count(l) > 0 && lf_lora_unmatched_count(l) == 0;
+    lf_lora_destroy(&l);
+    return fits;
 }
 
 int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {

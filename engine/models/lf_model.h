@@ -151,6 +151,11 @@ const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
  * names the file and the layer. Errors: lf_lora_patch_set's, LF_EINVAL. */
 int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
                        lf_lora_patch_info_t *info, char *err, size_t errlen);
+/* 1 when the LoRA file at path opens against this model's layers with every
+ * tensor used (each names one of its layers, in its shape), else 0 (a file
+ * that fails, or leaves tensors unmatched: a LoRA made for another model,
+ * such as an SDXL base LoRA on the refiner, whose UNet differs). */
+int lf_model_lora_fits(lf_model_t *self, const char *path);
 
 /* A resident weight read back as f32 (n = its element count), by pool name
  * ("unet.….weight", "clip.…"; "clip2.…" for SDXL's second text encoder,
