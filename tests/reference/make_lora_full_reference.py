@@ -14,7 +14,13 @@ in float32 on the f16-rounded weights); this script then saves, under
 tests/reference/out/sd15_full_lora_ref.safetensors (not committed):
   - "w.<pool name>": three fused layers (f32), one per UNet level kind,
   - "unet_x", "unet_t", "unet_ctx", "unet_out": one UNet step on an 8x8
-    latent with the fused weights, and "unet_out_plain" without the LoRA.
+    latent with the fused weights, and "unet_out_plain" without the LoRA;
+  - "pipe_latent", "pipe_image" (and "pipe_latent_plain" before the LoRA):
+    a whole StableDiffusionPipeline generation with the fused LoRA, 64x64,
+    euler / normal, 4 steps, CFG 5, seed 1234, the prompt and negative prompt
+    of make_pipeline_fixtures.py, real CLIP BPE (the reference data's merges
+    file), started as that script starts its euler case (the final latents
+    before the VAE, the VAE's float output before clamping).
 
   /work/venv-ref/bin/python tests/reference/make_lora_full_reference.py
 (diffusers 0.27.2 + peft 0.10 on torch 1.13; see requirements.txt.)
@@ -29,6 +35,7 @@ from safetensors.torch import load_file, save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_model_fixtures as mm  # noqa: E402
+import make_pipeline_fixtures as mpf  # noqa: E402
 
 OUT = os.path.join(HERE, "out")
 LORA = os.path.join(HERE, "..", "..", "..", "shared", "refdata", "lora",
@@ -36,6 +43,31 @@ LORA = os.path.join(HERE, "..", "..", "..", "shared", "refdata", "lora",
 LAYERS = ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight",
           "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight",
           "up_blocks.3.attentions.2.transformer_blocks.0.attn1.to_out.0.weight"]
+
+
+SIZE, STEPS = 64, 4
+
+
+def generate(unet, vae, text):
+    """make_pipeline_fixtures.py's euler case at SIZE x SIZE."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    import tempfile
+    tok = mpf.tokenizer(tempfile.mkdtemp())
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   num_train_timesteps=1000, prediction_type="epsilon", steps_offset=1,
+                                   timestep_spacing="linspace")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    gen = torch.Generator().manual_seed(mpf.SEED)
+    noise = torch.randn((1, 4, SIZE // 8, SIZE // 8), generator=gen)
+    s0 = float(mpf.lf_schedule("normal", STEPS)[0])
+    lat = pipe(mpf.PROMPT, negative_prompt=mpf.NEGATIVE, height=SIZE, width=SIZE,
+               num_inference_steps=STEPS, guidance_scale=mpf.CFG, generator=gen,
+               latents=noise * s0 / float(sched.init_noise_sigma), output_type="latent").images
+    img = vae.decode(lat / vae.config.scaling_factor).sample
+    return lat.float(), img.float()
 
 
 def main():
@@ -46,9 +78,9 @@ def main():
     if not os.path.exists(ck):
         save_file(mm.ldm_state(mm.FULL, unet, vae, text), ck)
         print("wrote", ck)
-    del vae, text
     # The checkpoint holds f16: run on exactly those values.
     unet = unet.half().float().eval()
+    vae, text = vae.half().float().eval(), text.half().float().eval()
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(1, 4, 8, 8, generator=gen)
     t = torch.tensor([500.0])
@@ -56,6 +88,7 @@ def main():
     r = {"unet_x": x, "unet_t": t, "unet_ctx": ctx}
     with torch.no_grad():
         r["unet_out_plain"] = unet(x, t, encoder_hidden_states=ctx).sample
+        r["pipe_latent_plain"], _ = generate(unet, vae, text)
     # What pipe.load_lora_weights does for the UNet (diffusers 0.27 with PEFT:
     # the attention-processor names are converted, then PEFT layers wrap the
     # Linear ones; UNet2DConditionModel.load_attn_procs alone leaves this old
@@ -69,6 +102,9 @@ def main():
         r["w.unet." + n] = sd[key].float()
     with torch.no_grad():
         r["unet_out"] = unet(x, t, encoder_hidden_states=ctx).sample
+        r["pipe_latent"], r["pipe_image"] = generate(unet, vae, text)
+    d = (r["pipe_latent"] - r["pipe_latent_plain"]).abs().max() / r["pipe_latent_plain"].abs().max()
+    print("the LoRA moves the 64x64 generation's latent by", float(d), "relative")
     save_file({k: v.contiguous() for k, v in r.items()}, os.path.join(OUT, "sd15_full_lora_ref.safetensors"))
     d = (r["unet_out"] - r["unet_out_plain"]).abs().max().item()
     print("LoRA changes the UNet output by up to", d)
