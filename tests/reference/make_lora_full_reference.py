@@ -23,6 +23,13 @@ tests/reference/out/sd15_full_lora_ref.safetensors (not committed):
     before the VAE, the VAE's float output before clamping).
 
   /work/venv-ref/bin/python tests/reference/make_lora_full_reference.py
+  ... --sdxl-lora   only writes tests/reference/out/sdxl_full_lora_rank8.safetensors:
+                    a kohya LoRA (sd-scripts' SDXL names: lora_unet_ + SGM paths,
+                    lora_te1_, lora_te2_) for the full-size SDXL of
+                    make_sdxl_fixtures.py --full, rank 8, random f16 factors, on
+                    every attention projection and feed-forward of the UNet and the
+                    attention and MLP layers of both text encoders (bench_lora --sdxl;
+                    shapes from meta-device models, no weights made)
 (diffusers 0.27.2 + peft 0.10 on torch 1.13; see requirements.txt.)
 """
 import os
@@ -70,8 +77,44 @@ def generate(unet, vae, text):
     return lat.float(), img.float()
 
 
+def sdxl_lora(path, r=8):
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    import make_sdxl_fixtures as msf
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**msf.FULL_UNET)
+        te1 = CLIPTextModel(CLIPTextConfig(**msf.FULL_TEXT_L))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**msf.FULL_TEXT_G))
+    layers = unet.config.layers_per_block
+    up_attn = [t.startswith("CrossAttn") for t in unet.config.up_block_types]
+    gen = torch.Generator().manual_seed(8)
+    t = {}
+
+    def add(name, shape):
+        out, inp = shape
+        t[name + ".lora_down.weight"] = (torch.randn(r, inp, generator=gen) * 0.02).half()
+        t[name + ".lora_up.weight"] = (torch.randn(out, r, generator=gen) * 0.02).half()
+        t[name + ".alpha"] = torch.tensor(float(r), dtype=torch.float16)
+
+    for n, p in unet.named_parameters():
+        if n.endswith(".weight") and p.dim() == 2 and ".transformer_blocks." in n and any(
+                k in n for k in (".to_q.", ".to_k.", ".to_v.", ".to_out.0.", ".ff.net.0.proj.", ".ff.net.2.")):
+            add("lora_unet_" + mm.unet_to_ldm(n, layers, up_attn)[:-len(".weight")].replace(".", "_"),
+                tuple(p.shape))
+    for kp, m in (("lora_te1_", te1), ("lora_te2_", te2)):
+        for n, p in m.named_parameters():
+            if n.endswith(".weight") and p.dim() == 2 and ".encoder.layers." in n:
+                add(kp + n[:-len(".weight")].replace(".", "_"), tuple(p.shape))
+    save_file(t, path, metadata={"ss_output_name": "sdxl_full_rank8"})
+    print("wrote", path, os.path.getsize(path) // 1000000, "MB,", len(t) // 3, "modules")
+
+
 def main():
     torch.set_num_threads(2)
+    if "--sdxl-lora" in sys.argv:
+        os.makedirs(OUT, exist_ok=True)
+        return sdxl_lora(os.path.join(OUT, "sdxl_full_lora_rank8.safetensors"))
     os.makedirs(OUT, exist_ok=True)
     unet, vae, text = mm.build(mm.FULL, 1)
     ck = os.path.join(OUT, "sd15_full.safetensors")
