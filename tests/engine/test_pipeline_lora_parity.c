@@ -294,6 +294,53 @@ static void s_restore(s_env_t *env, lf_model_t *m, const char *a, const char *b)
     assert_memory_equal(first, s_cap.latent, sizeof first);
 }
 
+/* LyCORIS' full diff on OpenCLIP's packed in_proj: a k_proj ΔW lands in
+ * rows D..2D of the weight, a v_proj Δbias in entries 2D..3D of the bias,
+ * W0 + ΔW exactly (f32), every other row untouched; then restored. */
+static void test_sdxl_te2_slices_full_diff(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    enum { D = 24 }; /* the fixture's OpenCLIP width */
+    static float dk[D * D], db[D];
+    for (int i = 0; i < D * D; i++) dk[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < D; i++) db[i] = 0.25f * (float)(i + 1);
+    lf_tensor_info_t t[2] = {
+        {.name = "lora_te2_text_model_encoder_layers_1_self_attn_k_proj.diff", .dtype = LF_DTYPE_F32,
+         .ndim = 2, .shape = {D, D}, .strides = {D, 1}, .data = dk, .nbytes = sizeof dk},
+        {.name = "lora_te2_text_model_encoder_layers_1_self_attn_v_proj.diff_b", .dtype = LF_DTYPE_F32,
+         .ndim = 1, .shape = {D}, .strides = {1}, .data = db, .nbytes = sizeof db},
+    };
+    char path[] = "/tmp/lf_lora_te2_XXXXXX", err[512] = "";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lf_safetensors_write(path, t, 2, NULL, 0), 0);
+    const char *wn = "clip2.encoder.layers.1.self_attn.in_proj.weight",
+               *bn = "clip2.encoder.layers.1.self_attn.in_proj.bias";
+    float w0[3 * D * D], b0[3 * D], w1[3 * D * D], b1[3 * D];
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w0, 3 * D * D), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, bn, b0, 3 * D), 0);
+    lf_lora_use_t u = {.path = path, .name = "te2_diff", .unet_weight = 1, .te_weight = 0.5};
+    lf_lora_patch_info_t info;
+    if (lf_model_set_loras(env->sdxl, &u, 1, &info, err, sizeof err)) fail_msg("%s", err);
+    assert_null(info.warnings);
+    assert_int_equal(info.layers, 2);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w1, 3 * D * D), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, bn, b1, 3 * D), 0);
+    for (int r = 0; r < 3 * D; r++) {
+        for (int c = 0; c < D; c++) {
+            float want = w0[r * D + c] + (r >= D && r < 2 * D ? 0.5f * dk[(r - D) * D + c] : 0.0f);
+            assert_float_equal(w1[r * D + c], want, 0);
+        }
+        assert_float_equal(b1[r], b0[r] + (r >= 2 * D ? 0.5f * db[r - 2 * D] : 0.0f), 0);
+    }
+    assert_int_equal(lf_model_set_loras(env->sdxl, NULL, 0, NULL, err, sizeof err), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w1, 3 * D * D), 0);
+    assert_memory_equal(w0, w1, sizeof w0);
+    unlink(path);
+}
+
 static void test_restore(void **state)
 {
     if (!*state) skip();
@@ -310,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_sd15_diffusers),
         cmocka_unit_test(test_sdxl_diffusers),
         cmocka_unit_test(test_sdxl_kohya),
+        cmocka_unit_test(test_sdxl_te2_slices_full_diff),
         cmocka_unit_test(test_restore),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
