@@ -179,6 +179,77 @@ static void s_on_cancel(lf_broker_t *self, zmsg_t *env, lf_msg_t *m) {
     }
 }
 
+/* ---- refresh-loras: RESCAN relayed to the workers ------------------------------- */
+
+static void s_rescan_free(lf__rescan_t *r) {
+    zmsg_destroy(&r->env);
+    for (size_t i = 0; i < r->n; i++) free(r->ids[i]);
+    free(r->ids);
+}
+
+/* Relays a gateway's RESCAN to every live worker of this broker (a worker
+ * connects to every broker, so one broker reaches them all) and answers
+ * once each has sent its new list (stored in Redis by then), or after
+ * LF__B_RESCAN_MS. */
+static void s_on_rescan(lf_broker_t *self, zmsg_t *env, const lf_msg_t *m) {
+    size_t nw = zhashx_size(self->workers);
+    lf__rescan_t r = {.env = env, .req_id = m->req_id, .ids = calloc(nw ? nw : 1, sizeof *r.ids),
+                      .deadline = lf__mono() + LF__B_RESCAN_MS};
+    lf__rescan_t *v = realloc(self->rescans, (self->n_rescans + 1) * sizeof *v);
+    if (v) self->rescans = v;
+    if (!r.ids || !v) {
+        free(r.ids);
+        s_reply(self, env, m->req_id, LF_ENOMEM, "out of memory", NULL);
+        return;
+    }
+    lf_msg_t rs = {.type = LF_MSG_RESCAN};
+    for (lf__worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
+        if (!(r.ids[r.n] = strdup(w->id))) continue;
+        r.n++;
+        lf__send_worker(self, w, &rs);
+    }
+    r.asked = r.n;
+    lf_info("refresh-loras: asked %zu worker(s) to list their LoRA files again", r.n);
+    if (!r.n) {
+        s_reply(self, env, m->req_id, 0, "no workers to ask", NULL);
+        r.env = NULL;
+        s_rescan_free(&r);
+        return;
+    }
+    self->rescans[self->n_rescans++] = r;
+}
+
+/* Answers (and forgets) rescan i. */
+static void s_rescan_done(lf_broker_t *self, size_t i) {
+    lf__rescan_t *r = &self->rescans[i];
+    char msg[96];
+    snprintf(msg, sizeof msg, "%zu of %zu worker(s) listed their LoRA files again", r->asked - r->n,
+             r->asked);
+    if (r->n) lf_warn("refresh-loras: %s (the others did not answer in time)", msg);
+    s_reply(self, r->env, r->req_id, 0, msg, NULL);
+    r->env = NULL;
+    s_rescan_free(r);
+    self->rescans[i] = self->rescans[--self->n_rescans];
+}
+
+void lf__rescan_answered(lf_broker_t *self, const char *worker_id) {
+    for (size_t i = self->n_rescans; i-- > 0;) {
+        lf__rescan_t *r = &self->rescans[i];
+        for (size_t k = 0; k < r->n; k++)
+            if (!strcmp(r->ids[k], worker_id)) {
+                free(r->ids[k]);
+                r->ids[k] = r->ids[--r->n];
+                break;
+            }
+        if (!r->n) s_rescan_done(self, i);
+    }
+}
+
+static void s_rescan_expire(lf_broker_t *self, int64_t mono) {
+    for (size_t i = self->n_rescans; i-- > 0;)
+        if (mono >= self->rescans[i].deadline) s_rescan_done(self, i);
+}
+
 static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
     (void)loop;
     lf_broker_t *self = arg;
@@ -215,8 +286,11 @@ static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
         else if (m.type == LF_MSG_HEARTBEAT) /* a gateway's: alive, and can we use Redis? */
             s_reply(self, msg, 0, self->redis_down ? LF_ECONN : 0,
                     self->redis_down ? "job store (redis) unreachable: not assigning" : "ok", NULL);
+        else if (m.type == LF_MSG_RESCAN)
+            s_on_rescan(self, msg, &m);
         else
-            s_reply(self, msg, m.req_id, LF_EUNSUPPORTED, "gateways may send submit or cancel", NULL);
+            s_reply(self, msg, m.req_id, LF_EUNSUPPORTED, "gateways may send submit, cancel or rescan",
+                    NULL);
         lf_msg_clear(&m);
     }
     s_flush_submits(self, subs, n_sub);
@@ -294,6 +368,7 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
         lf__worker_drop(self, w);
     }
     zlistx_destroy(&dead);
+    s_rescan_expire(self, mono);
     /* Renewal also keeps this broker's liveness key (half a lease) alive. */
     if (np || mono >= self->next_beat) {
         self->next_beat = mono + hb_ms;
@@ -531,6 +606,8 @@ void lf_broker_destroy(lf_broker_t **self_p) {
     zhashx_destroy(&self->workers);
     zlistx_destroy(&self->retries);
     zhashx_destroy(&self->unrunnable);
+    for (size_t i = 0; i < self->n_rescans; i++) s_rescan_free(&self->rescans[i]);
+    free(self->rescans);
     lf_store_destroy(&self->store);
     free(self->idle);
     free(self->pend);

@@ -46,6 +46,20 @@ typedef struct {
     uint64_t jobs_done;
 } lf__worker_t;
 
+/* A gateway's RESCAN (refresh-loras) waiting for the workers it was relayed
+ * to: answered when each has sent its new caps, or at the deadline. */
+typedef struct {
+    zmsg_t *env;              /* the gateway's envelope (owned) */
+    uint64_t req_id;
+    char **ids;               /* workers still to answer (owned) */
+    size_t n, asked;
+    int64_t deadline;         /* mono ms */
+} lf__rescan_t;
+/* Under the gateway link's 2 s retry: a worker still hashing a large new
+ * file then answers after the gateway did, and its list lands in the
+ * registry a moment later. */
+#define LF__B_RESCAN_MS 1500
+
 /* A worker's RESULT/FAILED that Redis could not take yet. */
 typedef struct {
     char *worker;
@@ -97,6 +111,8 @@ struct lf_broker {
      * send their submits to another broker. */
     bool redis_down;
     int64_t slow_warned;      /* mono ms of the last slow-handler log */
+    lf__rescan_t *rescans;    /* refresh-loras requests in flight */
+    size_t n_rescans;
 };
 
 static inline int64_t lf__now(void) { return zclock_time(); }  /* wall ms (as stored in Redis) */
@@ -120,6 +136,8 @@ void lf__set_busy(lf_broker_t *self, lf__worker_t *w, const char *job, uint32_t 
                   bool owned);
 void lf__worker_free(void **item);                 /* zhashx destructor */
 void lf__worker_drop(lf_broker_t *self, lf__worker_t *w);
+/* lf_broker.c: a worker answered a RESCAN (its caps are stored). */
+void lf__rescan_answered(lf_broker_t *self, const char *worker_id);
 void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload);
 void lf__retry_answers(lf_broker_t *self);         /* answers kept while Redis was away */
 void lf__retry_free(void **item);                  /* zlistx destructor */

@@ -416,6 +416,20 @@ void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) 
         s_reconcile(self, w, m.busy, m.job_id, m.type == LF_MSG_READY || !known);
         break;
     }
+    case LF_MSG_RESCAN: {
+        /* A worker's new LoRA list (refresh-loras): into the registry now,
+         * before the gateway that asked hears back. */
+        lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
+        if (!w) break;
+        s_worker_caps(w, &m);
+        lf_store_worker_touch_t t = {w->id, w->caps_blob, w->caps_len,
+                                     w->state == LF__W_BUSY && w->job[0] ? w->job : NULL, lf__now(),
+                                     w->jobs_done};
+        int rc2 = lf_store_workers_touch(self->store, &t, 1, self->id, lf__now());
+        if (rc2) lf__redis_error(self, "worker registry", rc2);
+        lf__rescan_answered(self, w->id);
+        break;
+    }
     case LF_MSG_PROGRESS: {
         lf__worker_t *w = s_worker_get(self, ident, hex, &m, false);
         if (w) s_defer(self, w->id, 0, &m, payload);

@@ -147,6 +147,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_EVENT] = {B(JOB_ID) | B(EVENT) | B(STATUS) | B(STEP) | B(STEPS) | B(PREVIEW) | B(CODE) |
                           B(MESSAGE) | B(WORKER_ID),
                       B(JOB_ID) | B(EVENT)},
+    [LF_MSG_RESCAN] = {B(REQ_ID) | B(WORKER_ID) | B(CAPS), 0},
 };
 #undef B
 

@@ -47,7 +47,10 @@
     X(FAILED, "failed")         /* worker -> broker: code and message */       \
     X(HEARTBEAT, "heartbeat")   /* both ways, about every second */            \
     X(DISCONNECT, "disconnect") /* both ways: I am leaving */                  \
-    X(EVENT, "event")           /* broker PUB -> gateways: job event */
+    X(EVENT, "event")           /* broker PUB -> gateways: job event */     \
+    X(RESCAN, "rescan")         /* gateway -> broker -> workers: list the  \
+                                   LoRA files again; worker -> broker: done, \
+                                   with the new caps; broker -> gateway: a REPLY */
 
 typedef enum {
     LF_MSG_NONE = 0,

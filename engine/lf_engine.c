@@ -53,6 +53,7 @@ static const lf_model_ops_t s_real_ops = {
     .vae_encode = lf_model_vae_encode,
     .preview = lf_model_preview,
     .set_loras = lf_model_set_loras,
+    .lora_fits = lf_model_lora_fits,
 };
 #endif
 
@@ -996,6 +997,40 @@ static int s_vae_tile(const lf_engine_t *e, const lf_engine_request_t *req)
     return (int64_t)req->width * req->height > 768 * 768 ? 64 : 0;
 }
 
+/* The refiner of a refined job gets the request's LoRAs that match it
+ * entirely (a LoRA made for it); a LoRA made for the base — an SDXL base
+ * LoRA names UNet layers the refiner has in other shapes or not at all — is
+ * never applied to it, in whole or in part. The job's warnings say which
+ * model each LoRA went to. A1111 applies extra networks to whichever model
+ * runs, and fails or skips layers whose shapes differ; merging only what fits
+ * entirely keeps a base LoRA's text-encoder half off the refiner. */
+static int s_loras_refiner(lf_engine_t *e, s_loras_t *l)
+{
+    if (!e->ops->set_loras) return 0;
+    lf_lora_use_t *ru = calloc(l->n ? l->n : 1, sizeof *ru);
+    if (!ru) return s_err(e, LF_ENOMEM, "out of memory");
+    size_t rn = 0;
+    int rc = 0;
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        int fits = e->ops->lora_fits && e->ops->lora_fits(e->refiner, l->uses[i].path);
+        if (fits) ru[rn++] = l->uses[i];
+        rc = fits ? s_cat(&l->warnings, "%sLoRA %s applied to the base and to the refiner %s",
+                          l->warnings ? "; " : "", l->uses[i].name, e->refiner_name)
+                  : s_cat(&l->warnings,
+                          "%sLoRA %s applied to the base only (its layers are not those of the "
+                          "refiner %s)",
+                          l->warnings ? "; " : "", l->uses[i].name, e->refiner_name);
+    }
+    char why[512] = "";
+    lf_lora_patch_info_t info = {0};
+    if (!rc) rc = e->ops->set_loras(e->refiner, ru, rn, &info, why, sizeof why);
+    if (rc && why[0]) s_err(e, rc, "refiner: %s", why);
+    else if (rc) s_err(e, rc, "%s", lf_strerror(rc));
+    free(info.warnings);
+    free(ru);
+    return rc;
+}
+
 int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine_progress_fn progress,
                        void *ud, const atomic_bool *cancel, lf_engine_result_t *out)
 {
@@ -1068,10 +1103,12 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (!refine && e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     if (refine && (rc = s_ensure_refiner(e, req->refiner_path, req->refiner_name)) != 0) return rc;
 
-    /* LoRAs go into the base only (the refiner runs as loaded). */
+    /* LoRAs go into the base, and into a refiner only where they match it
+     * entirely (s_loras_refiner). */
     s_loras_t lo = {0};
     rc = s_loras_prepare(e, req, &lo);
     if (!rc) rc = s_loras_apply(e, &lo);
+    if (!rc && refine && e->refiner) rc = s_loras_refiner(e, &lo);
     if (rc) {
         s_loras_clear(&lo);
         return rc;

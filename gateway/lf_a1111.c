@@ -734,6 +734,25 @@ static int s_png_info(lf_gateway_t *gw, lf_req_t *req) {
     return out ? lf__json(req, 200, out) : lf__err(req, 500, "internal", "", "out of memory");
 }
 
+/* refresh-loras: the workers list their LoRA folders again (a RESCAN
+ * relayed by a broker, answered once their new lists are in Redis), then
+ * the admission cache is dropped so that a new name is accepted at once. */
+static int s_refresh_loras(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    if (st->stage == 0) {
+        st->stage = 1;
+        return lf__rescan(gw, req, st);
+    }
+    if (st->reply.code) return lf__err_code(req, st->reply.code, "rescan");
+    lf_store_t *stt = lf__store_get(gw);
+    pthread_mutex_lock(&gw->model_mu);
+    gw->models_at_ms = INT64_MIN / 2;
+    pthread_mutex_unlock(&gw->model_mu);
+    lf__models(gw, stt, NULL, 0, NULL);
+    lf__store_put(gw, stt, 0);
+    lf_info("refresh-loras: %s", st->reply.message);
+    return lf__json(req, 200, json_null());
+}
+
 int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     switch (st->m.route->id) {
     case LF_ROUTE_A_TXT2IMG: return s_generate(gw, req, st, false);
@@ -765,7 +784,7 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
         lf__store_put(gw, stt, 0);
         return lf__json(req, 200, json_null());
     }
-    case LF_ROUTE_A_REFRESH_LORAS: return lf__json(req, 200, json_null());
+    case LF_ROUTE_A_REFRESH_LORAS: return s_refresh_loras(gw, req, st);
     case LF_ROUTE_A_LORAS: {
         json_t *arr = lf__loras_json(gw, true);
         return arr ? lf__json(req, 200, arr) : lf__err_code(req, LF_ECONN, "redis");

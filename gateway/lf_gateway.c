@@ -357,6 +357,18 @@ int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *jo
     return LF_HTTP_PENDING;
 }
 
+int lf__rescan(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    (void)st;
+    lf_msg_t m = {.type = LF_MSG_RESCAN};
+    lf_req_ref(req);
+    int rc = lf_link_send(gw->link, &m, s_on_reply, req);
+    if (rc) {
+        lf_req_unref(&req);
+        return lf__err_code(req, rc, "rescan");
+    }
+    return LF_HTTP_PENDING;
+}
+
 /* --------------------------------------------------------------- uploads */
 
 int lf__upload_store(lf_gateway_t *gw, lf_req_t *req, lf_store_t *stt, const uint8_t *data,

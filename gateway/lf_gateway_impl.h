@@ -175,6 +175,9 @@ int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem);
 /* Send a CANCEL (reply to st when req != NULL, else fire-and-forget). */
 int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id);
+/* Send a RESCAN (refresh-loras: the workers list their LoRA folders again);
+ * the broker's REPLY lands in st->reply once they have (or after ~1.5 s). */
+int lf__rescan(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
 
 /* Blocking a request until its job ends (lf_wait.c), for the dialects that
  * answer a generation with its result (A1111, OpenAI images). What differs

@@ -18,7 +18,7 @@
 
 struct lf_compute {
     zactor_t *actor;
-    lf_runner_t *runner; /* used by the compute thread only */
+    lf_runner_t *runner; /* used by the compute thread only, but for its LoRA list (main thread) */
     char *worker_id;
     atomic_bool cancel;
 };
@@ -242,6 +242,8 @@ void lf_compute_destroy(lf_compute_t **self_p) {
 void *lf_compute_handle(lf_compute_t *self) { return zsock_resolve(self->actor); }
 
 const lf_runner_t *lf_compute_runner(const lf_compute_t *self) { return self->runner; }
+
+int lf_compute_rescan_loras(lf_compute_t *self) { return lf_runner_rescan_loras(self->runner); }
 
 int lf_compute_start(lf_compute_t *self, lf_msg_t *assign) {
     if (!assign || !assign->job_id) return LF_EINVAL;

@@ -53,6 +53,10 @@ void lf_compute_destroy(lf_compute_t **self_p);
 void *lf_compute_handle(lf_compute_t *self);
 /* Borrowed, immutable model list of the runner. */
 const lf_runner_t *lf_compute_runner(const lf_compute_t *self);
+/* The runner's LoRA list made again (lf_runner_rescan_loras), from the
+ * caller's thread (the main thread, the only reader of that list; the
+ * compute thread never touches it, so a job may run meanwhile). */
+int lf_compute_rescan_loras(lf_compute_t *self);
 
 /* Run the job of an ASSIGN message; the message's contents are moved out
  * (*assign is cleared). The cancel flag is lowered first. LF_EINVAL when

@@ -643,8 +643,13 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
 }
 
 /* The LoRA files under <models>/lora and <models>/Lora, hashed as A1111
- * hashes them (once per start: every file is read). */
-static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n)
+ * hashes them: at start every file is read; a rescan (known != NULL) reuses
+ * the hash of a file listed before at the same path and reads new ones only
+ * (a file replaced in place under its old name keeps its old hash in the
+ * list until the worker restarts; the infotext's hash is the engine's own,
+ * of the file it opens). */
+static int s_scan_loras(const lf_runner_env_t *env, const lf_lora_info_t *known, size_t n_known,
+                        lf_lora_info_t **out, size_t *n)
 {
     const char *dir = s_models_dir(env);
     char a[4200], b[4200];
@@ -653,8 +658,17 @@ static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t
     const char *roots[2] = {a, b};
     lf_lora_file_t *files = NULL;
     size_t nf = 0;
-    int rc = lf_lora_dir_scan(roots, 2, 1, &files, &nf);
+    int rc = lf_lora_dir_scan(roots, 2, known == NULL, &files, &nf);
     if (rc) return rc;
+    for (size_t i = 0; known && i < nf; i++) {
+        for (size_t k = 0; k < n_known && !files[i].hash[0]; k++)
+            if (known[k].path && known[k].hash && !strcmp(known[k].path, files[i].rel) &&
+                strlen(known[k].hash) < sizeof files[i].hash)
+                strcpy(files[i].hash, known[k].hash);
+        char why[512];
+        if (!files[i].hash[0] && lf_lora_dir_hash(&files[i], why, sizeof why) != 0)
+            lf_warn("engine: LoRA %s has no hash: %s", files[i].path, why);
+    }
     lf_lora_info_t *v = calloc(nf ? nf : 1, sizeof *v);
     for (size_t i = 0; v && i < nf; i++) {
         v[i].name = strdup(files[i].name);
@@ -672,6 +686,18 @@ static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t
     *out = v;
     *n = nf;
     return 0;
+}
+
+static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n)
+{
+    return s_scan_loras(env, NULL, 0, out, n);
+}
+
+static int s_rescan_loras(const lf_runner_env_t *env, const lf_lora_info_t *known, size_t n_known,
+                          lf_lora_info_t **out, size_t *n)
+{
+    static const lf_lora_info_t none;
+    return s_scan_loras(env, known ? known : &none, n_known, out, n);
 }
 
 static const char *s_refiner(void *state)
@@ -694,6 +720,7 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .run = s_run,
     .unload = s_unload,
     .list_loras = s_list_loras,
+    .rescan_loras = s_rescan_loras,
     .list_vaes = s_list_vaes,
     .list_upscalers = s_list_upscalers,
     .refiner = s_refiner,

@@ -42,6 +42,42 @@ const lf_lora_info_t *lf_runner_loras(const lf_runner_t *self, size_t *n) {
 
 const char *lf_runner_lora_set(const lf_runner_t *self) { return self->lora_set; }
 
+int lf_runner_rescan_loras(lf_runner_t *self) {
+    lf_lora_info_t *all = NULL;
+    size_t n_all = 0;
+    for (size_t b = 0; b < self->n_backends; b++) {
+        const lf_runner_backend_t *be = self->backends[b];
+        lf_lora_info_t *ll = NULL;
+        size_t nl = 0;
+        int rc = be->rescan_loras ? be->rescan_loras(&self->env, self->loras, self->n_loras, &ll, &nl)
+                 : be->list_loras ? be->list_loras(&self->env, &ll, &nl)
+                                  : 0;
+        if (rc) {
+            lf_warn("backend %s: cannot list LoRAs: %s", be->name, lf_strerror(rc));
+            continue;
+        }
+        if (!nl) {
+            lf_runner_loras_free(ll, nl);
+            continue;
+        }
+        lf_lora_info_t *m = realloc(all, (n_all + nl) * sizeof *m);
+        if (!m) {
+            lf_runner_loras_free(ll, nl);
+            lf_runner_loras_free(all, n_all);
+            return LF_ENOMEM;
+        }
+        memcpy(m + n_all, ll, nl * sizeof *m); /* move the strings */
+        free(ll);
+        all = m;
+        n_all += nl;
+    }
+    lf_info("LoRA folders listed again: %zu file(s), %zu before", n_all, self->n_loras);
+    lf_runner_loras_free(self->loras, self->n_loras);
+    self->loras = all;
+    self->n_loras = n_all;
+    return 0;
+}
+
 void lf_runner_output_clear(lf_runner_output_t *out) {
     if (!out) return;
     for (size_t i = 0; i < out->n_images; i++) free(out->images[i].png.data);

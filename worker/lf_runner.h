@@ -115,6 +115,13 @@ typedef struct lf_runner_backend {
      * malloc'd array, strings owned; lf_runner_loras_free). NULL = none. */
     int (*list_loras)(const lf_runner_env_t *env, lf_lora_info_t **out, size_t *n);
 
+    /* Optional: list_loras again after a start (lf_runner_rescan_loras),
+     * given the files listed so far (known), so that their hashes are reused
+     * where the path is the same instead of reading every file again; new
+     * files are hashed. NULL: list_loras is called. */
+    int (*rescan_loras)(const lf_runner_env_t *env, const lf_lora_info_t *known, size_t n_known,
+                        lf_lora_info_t **out, size_t *n);
+
     /* Optional: separate VAE files jobs may name (params.vae): *out a
      * malloc'd array of *n malloc'd names (caller owns). */
     int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
@@ -156,8 +163,15 @@ int lf_runner_device_info(const lf_runner_t *self, char *name, size_t n, uint64_
 
 /* Name of the resident model, or NULL (borrowed until the next load/unload). */
 const char *lf_runner_resident(const lf_runner_t *self);
-/* Every backend's LoRA files, listed when the runner was made (borrowed). */
+/* Every backend's LoRA files, listed when the runner was made or at the
+ * last lf_runner_rescan_loras (borrowed until the next rescan). */
 const lf_lora_info_t *lf_runner_loras(const lf_runner_t *self, size_t *n);
+/* Lists every backend's LoRA files again (A1111's refresh-loras): files
+ * added to or removed from the folders since the start. Call it from the
+ * thread that reads lf_runner_loras (the worker's main thread); jobs need
+ * no rescan (the engine finds a new name itself). 0, or LF_ENOMEM (the
+ * old list is kept); a backend that cannot list contributes nothing. */
+int lf_runner_rescan_loras(lf_runner_t *self);
 /* The LoRA set of the last job that ran to the end (lf_extranet_lora_set;
  * "" after a failed job, a model load, or none yet). Borrowed. */
 const char *lf_runner_lora_set(const lf_runner_t *self);

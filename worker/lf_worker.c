@@ -390,6 +390,20 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
     self->job_link = li;
 }
 
+/* A broker relays a refresh-loras: list the LoRA folders again, answer it
+ * with the new caps (it writes them to the registry before it answers the
+ * gateway) and tell the other brokers at once, so that none of them writes
+ * the old list back at its next registry update. */
+static void s_on_rescan(lf_worker_t *self, size_t li) {
+    int rc = lf_compute_rescan_loras(self->compute);
+    if (rc) lf_warn("LoRA rescan failed: %s; the old list stays", lf_strerror(rc));
+    lf_msg_t m = {.type = LF_MSG_RESCAN, .worker_id = self->id};
+    s_caps(self, &m.caps);
+    s_send(self, li, &m);
+    for (size_t i = 0; i < self->n_links; i++)
+        if (i != li && self->registered[i]) s_send_heartbeat(self, i);
+}
+
 static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t len,
                        int64_t now) {
     lf_msg_t m = {0};
@@ -402,6 +416,7 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
     }
     switch (m.type) {
     case LF_MSG_HEARTBEAT: break; /* liveness was refreshed on receipt */
+    case LF_MSG_RESCAN: s_on_rescan(self, li); break;
     case LF_MSG_ASSIGN: s_on_assign(self, li, &m); break;
     case LF_MSG_CANCEL:
         if (self->busy && m.job_id && !strcmp(m.job_id, self->job_id)) {

@@ -125,6 +125,8 @@ const lf_lora_layer_t *lf_lora_at(const lf_lora_t *self, size_t i)
 {
     return i < self->n ? &self->layers[i].pub : NULL;
 }
+/* The first match: a packed tensor's slices share its name (lf_lora_at
+ * tells them apart by target->row0). */
 const lf_lora_layer_t *lf_lora_find(const lf_lora_t *self, const char *target_name)
 {
     for (size_t i = 0; i < self->n; i++)
@@ -457,7 +459,11 @@ static int s_file(s_ctx_t *c, lf_lora_t *l, lf_strmap_t *by_target, const lf_lor
 {
     int64_t at;
     s_layer_t *y;
-    if (lf_strmap_get(by_target, g->name, strlen(g->name), &at)) {
+    /* One entry per target: a packed tensor's slices (q/k/v of an in_proj)
+     * share its name, so the first row is part of the key. */
+    char key[LF_LORA_NAME_MAX + 24];
+    snprintf(key, sizeof key, "%s#%lld", g->name, (long long)g->row0);
+    if (lf_strmap_get(by_target, key, strlen(key), &at)) {
         y = &l->layers[at];
         if (strlen(y->module) != mlen || strncmp(y->module, module, mlen) != 0)
             return lf_tensor_fail(&c->e, LF_EFORMAT, t->name,
@@ -476,7 +482,7 @@ static int s_file(s_ctx_t *c, lf_lora_t *l, lf_strmap_t *by_target, const lf_lor
         if (!(y->module = strndup(module, mlen))) return LF_ENOMEM;
         y->pub.target = g;
         y->pub.module = y->module;
-        if (lf_strmap_put(by_target, g->name, strlen(g->name), (int64_t)l->n)) {
+        if (lf_strmap_put(by_target, key, strlen(key), (int64_t)l->n)) {
             free(y->module);
             return LF_ENOMEM;
         }

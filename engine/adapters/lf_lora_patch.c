@@ -1,6 +1,9 @@
-/* lf_lora_patch: merges LoRA deltas into a pool's weights layer by layer
- * (one f32 copy of the layer and one ΔW buffer at a time) and keeps each
- * touched tensor's original bytes for an exact restore. */
+/* lf_lora_patch: merges LoRA deltas into a model's weights tensor by tensor
+ * (one f32 copy of the tensor and one ΔW buffer at a time) and keeps each
+ * touched tensor's original bytes for an exact restore. A plain low-rank
+ * layer's ΔW = up · down is one GEMM through the backend's op table
+ * (OpenBLAS sgemm on the CPU, threaded) where the backend reads host memory;
+ * every other network (and a device backend) computes ΔW in lf_lora. */
 #include "lf_lora_patch.h"
 
 #include <errno.h>
@@ -13,6 +16,15 @@
 
 #include "lf_error.h"
 #include "lf_lora.h"
+#include "lf_ops.h"
+
+#define S_MAX_POOLS 4
+
+/* Target names under prefix live in pool as pool_prefix + the rest. */
+typedef struct {
+    char prefix[32], pool_prefix[32];
+    lf_pool_t *pool;
+} s_pool_map_t;
 
 /* One tensor changed from the plain model, with its original bytes. */
 typedef struct {
@@ -22,7 +34,9 @@ typedef struct {
 } s_saved_t;
 
 struct lf_lora_patch {
-    lf_pool_t *pool;
+    lf_pool_t *pool; /* names no map claims */
+    s_pool_map_t maps[S_MAX_POOLS];
+    int n_maps;
     lf_backend_t *be;
     const lf_lora_targets_t *targets;
     s_saved_t *saved;
@@ -49,6 +63,35 @@ lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
     if (!p) return NULL;
     p->pool = pool, p->be = be, p->targets = targets;
     return p;
+}
+
+int lf_lora_patch_add_pool(lf_lora_patch_t *self, const char *name_prefix, lf_pool_t *pool,
+                           const char *pool_prefix)
+{
+    if (!self || !name_prefix || !*name_prefix || !pool || !pool_prefix) return LF_EINVAL;
+    if (self->n_maps == S_MAX_POOLS) return LF_ETOOBIG;
+    s_pool_map_t *m = &self->maps[self->n_maps];
+    if (snprintf(m->prefix, sizeof m->prefix, "%s", name_prefix) >= (int)sizeof m->prefix ||
+        snprintf(m->pool_prefix, sizeof m->pool_prefix, "%s", pool_prefix) >=
+            (int)sizeof m->pool_prefix)
+        return LF_ETOOBIG;
+    m->pool = pool;
+    self->n_maps++;
+    return 0;
+}
+
+/* The tensor a target name means, through the pool maps; NULL if none. */
+static lf_tensor_t *s_tensor(lf_lora_patch_t *p, const char *name)
+{
+    for (int i = 0; i < p->n_maps; i++) {
+        size_t l = strlen(p->maps[i].prefix);
+        if (strncmp(name, p->maps[i].prefix, l) == 0) {
+            char n[LF_LORA_NAME_MAX + 32];
+            snprintf(n, sizeof n, "%s%s", p->maps[i].pool_prefix, name + l);
+            return lf_pool_find(p->maps[i].pool, n);
+        }
+    }
+    return lf_pool_find(p->pool, name);
 }
 
 static void s_forget(lf_lora_patch_t *p)
@@ -171,16 +214,59 @@ typedef struct {
     size_t at;      /* layer index in l */
     double weight;
     const char *name;
+    int64_t offset; /* first element of the layer in the tensor (a slice's row0 · columns) */
+    int64_t numel;  /* the layer's elements */
 } s_part_t;
 
-/* Merges the contributions parts[0..np) into the pool tensor named tname
- * (the layer's weight, or its bias when bias). bytes/f/d: scratch of at
- * least numel elements (bytes of the largest type size). */
+/* ΔW of a plain low-rank layer as one GEMM, dst[O][C] = up[O][R] · down[R][C]
+ * (scale folded into up by lf_lora_lowrank), on a backend that reads host
+ * memory. 1 when done here (rc set), 0 when the caller must use lf_lora_delta
+ * (another network, a device backend, or a case the backend lacks). */
+static int s_delta_gemm(lf_lora_patch_t *p, const s_part_t *pt, float *dst, int *rc, char *err,
+                        size_t errlen)
+{
+    const lf_lora_layer_t *y = lf_lora_at(pt->l, pt->at);
+    if (y->kind != LF_LORA_KIND_LORA || y->tucker || y->rank <= 0 || !lf_backend_is_host(p->be))
+        return 0;
+    const int64_t O = y->target->shape[0], R = y->rank, C = y->numel / O;
+    float *up = malloc((size_t)(O * R) * sizeof *up), *down = malloc((size_t)(R * C) * sizeof *down);
+    int r = up && down ? lf_lora_lowrank(pt->l, pt->at, up, down) : LF_ENOMEM;
+    if (r == 0) {
+        /* lf_tensor order, innermost first: a[K=R, M=O] is up as stored,
+         * b[K=R, N=C] is down transposed (a view), dst[N=C, M=O]. */
+        lf_tensor_t a = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){R, O}, up);
+        lf_tensor_t bd = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){C, R}, down);
+        lf_tensor_t b = lf_tensor_transpose(&bd);
+        lf_tensor_t d = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){C, O}, dst);
+        r = lf_op_matmul(p->be, &d, &a, &b, NULL);
+        if (r == 0) r = lf_backend_sync(p->be);
+    }
+    free(up), free(down);
+    if (r == LF_EUNSUPPORTED || r == LF_EINVAL) return 0;
+    *rc = r;
+    if (r) {
+        s_err(err, errlen, r, "%s: layer %s: ΔW: %s", pt->name, y->target->name, lf_strerror(r));
+        return 1;
+    }
+    for (int64_t i = 0; i < y->numel; i++)
+        if (!isfinite(dst[i])) {
+            *rc = s_err(err, errlen, LF_EFORMAT, "%s: %s: ΔW of module %s overflows", pt->name,
+                        lf_lora_path(pt->l), y->module);
+            return 1;
+        }
+    return 1;
+}
+
+/* Merges the contributions parts[0..np) into the tensor named tname (the
+ * layers' weight, or their bias when bias), which must hold numel elements;
+ * each part covers [offset, offset + numel) of it (slices of a packed
+ * tensor side by side, or the whole tensor). bytes/f/d: scratch of at least
+ * numel elements (bytes of the largest type size). */
 static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t numel,
                    const s_part_t *parts, size_t np, void *bytes, float *f, float *d, char *err,
                    size_t errlen)
 {
-    lf_tensor_t *t = lf_pool_find(p->pool, tname);
+    lf_tensor_t *t = s_tensor(p, tname);
     if (!t)
         return s_err(err, errlen, LF_EFORMAT, "%s: layer %s: the model has no such tensor",
                      parts[0].name, tname);
@@ -195,11 +281,14 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
     if (rc) return s_err(err, errlen, rc, "layer %s: cannot read it back: %s", tname, lf_strerror(rc));
     lf_type_to_f32(t->type, kept ? kept->orig : bytes, f, numel);
     for (size_t k = 0; k < np; k++) {
-        rc = bias ? lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen)
-                  : lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
+        if (bias)
+            rc = lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen);
+        else if (!s_delta_gemm(p, &parts[k], d, &rc, err, errlen))
+            rc = lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
         if (rc) return rc;
         const float w = (float)parts[k].weight;
-        for (int64_t i = 0; i < numel; i++) f[i] += w * d[i];
+        float *fo = f + parts[k].offset;
+        for (int64_t i = 0; i < parts[k].numel; i++) fo[i] += w * d[i];
     }
     const double lim = s_type_max(t->type);
     for (int64_t i = 0; i < numel; i++)
@@ -217,6 +306,13 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
     rc = lf_backend_tensor_set(p->be, t, bytes, nb);
     if (rc) return s_err(err, errlen, rc, "layer %s: cannot write it: %s", tname, lf_strerror(rc));
     return 0;
+}
+
+static int64_t s_numel(const lf_lora_target_t *g)
+{
+    int64_t n = 1;
+    for (int i = 0; i < g->ndim; i++) n *= g->shape[i];
+    return n;
 }
 
 /* The index of l's layer for target tg, or lf_lora_count(l). */
@@ -256,36 +352,55 @@ static int s_drop_unused(lf_lora_patch_t *p)
 static int s_apply(lf_lora_patch_t *p, lf_lora_t *const *ls, const lf_lora_use_t *uses, size_t n,
                    char *err, size_t errlen)
 {
+    /* Scratch for the largest tensor touched (a packed tensor is three of
+     * its slices), and a part per LoRA and slice. */
     int64_t maxn = 0;
     for (size_t k = 0; k < n; k++)
-        for (size_t i = 0; i < lf_lora_count(ls[k]); i++)
-            if (lf_lora_at(ls[k], i)->numel > maxn) maxn = lf_lora_at(ls[k], i)->numel;
-    s_part_t *parts = malloc((n ? n : 1) * sizeof *parts);
+        for (size_t i = 0; i < lf_lora_count(ls[k]); i++) {
+            const lf_lora_layer_t *y = lf_lora_at(ls[k], i);
+            int64_t t = y->target->tensor_rows
+                            ? y->target->tensor_rows * (y->numel / y->target->shape[0])
+                            : y->numel;
+            if (t > maxn) maxn = t;
+        }
+    s_part_t *parts = malloc((n ? 3 * n : 1) * sizeof *parts);
     void *bytes = malloc((size_t)(maxn ? maxn : 1) * sizeof(float));
     float *f = malloc((size_t)(maxn ? maxn : 1) * sizeof *f);
     float *d = malloc((size_t)(maxn ? maxn : 1) * sizeof *d);
     int rc = parts && bytes && f && d ? 0 : LF_ENOMEM;
     size_t nt = lf_lora_targets_count(p->targets);
-    for (size_t ti = 0; ti < nt && !rc; ti++) {
+    for (size_t ti = 0; ti < nt && !rc;) {
+        /* One tensor: a target, or the consecutive slices of a packed one. */
         const lf_lora_target_t *tg = lf_lora_targets_at(p->targets, ti);
+        size_t tn = 1;
+        while (tg->tensor_rows && ti + tn < nt &&
+               strcmp(lf_lora_targets_at(p->targets, ti + tn)->name, tg->name) == 0)
+            tn++;
         for (int bias = 0; bias < 2 && !rc; bias++) {
             size_t np = 0;
-            int64_t numel = bias ? tg->shape[0] : 0;
-            for (size_t k = 0; k < n; k++) {
-                size_t at = s_layer_of(ls[k], tg);
-                const lf_lora_layer_t *y = lf_lora_at(ls[k], at);
-                if (!y || !(bias ? y->has_bias : y->has_weight)) continue;
-                double w = tg->part == LF_LORA_PART_TE ? uses[k].te_weight : uses[k].unet_weight;
-                if (w == 0.0) continue;
-                if (!bias) numel = y->numel;
-                parts[np++] = (s_part_t){.l = ls[k], .at = at,
-                                         .weight = w,
-                                         .name = uses[k].name ? uses[k].name : uses[k].path};
+            int64_t rows = tg->tensor_rows ? tg->tensor_rows : tg->shape[0];
+            int64_t numel = bias ? rows : rows * (s_numel(tg) / tg->shape[0]);
+            for (size_t j = 0; j < tn; j++) {
+                const lf_lora_target_t *sg = lf_lora_targets_at(p->targets, ti + j);
+                int64_t cols = bias ? 1 : s_numel(sg) / sg->shape[0];
+                for (size_t k = 0; k < n; k++) {
+                    size_t at = s_layer_of(ls[k], sg);
+                    const lf_lora_layer_t *y = lf_lora_at(ls[k], at);
+                    if (!y || !(bias ? y->has_bias : y->has_weight)) continue;
+                    double w =
+                        sg->part == LF_LORA_PART_TE ? uses[k].te_weight : uses[k].unet_weight;
+                    if (w == 0.0) continue;
+                    parts[np++] = (s_part_t){.l = ls[k], .at = at, .weight = w,
+                                             .name = uses[k].name ? uses[k].name : uses[k].path,
+                                             .offset = sg->row0 * cols,
+                                             .numel = bias ? sg->shape[0] : y->numel};
+                }
             }
             if (np)
                 rc = s_merge(p, bias ? tg->bias : tg->name, bias, numel, parts, np, bytes, f, d,
                              err, errlen);
         }
+        ti += tn;
     }
     if (rc == LF_ENOMEM && err && errlen && !err[0]) s_err(err, errlen, rc, "out of memory");
     free(parts), free(bytes), free(f), free(d);

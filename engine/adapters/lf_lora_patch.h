@@ -1,5 +1,8 @@
 /* lf_lora_patch: a set of LoRAs merged into a model's resident weights,
  * with the original tensors kept so the plain model comes back exactly.
+ * A target that is a slice of a packed tensor (OpenCLIP's q/k/v in one
+ * in_proj) is merged into its rows; the slices of one tensor are merged
+ * together, from one read of it.
  *
  * lf_lora_patch_set makes the weights of the pool those of the model with
  * the given LoRAs merged: for every layer any of them touches,
@@ -61,6 +64,15 @@ typedef struct lf_lora_patch lf_lora_patch_t;
  * through be. All borrowed. Caller owns; NULL when out of memory. */
 lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
                                    const lf_lora_targets_t *targets);
+/* Tensors whose target names start with name_prefix ("clip2.") live in pool
+ * under pool_prefix + the rest of the name ("clip."): a model whose parts
+ * keep their weights in pools of their own (SDXL's second text encoder).
+ * Names no prefix claims are looked up in the pool given to _new. pool is
+ * borrowed and must outlive the patch. 0, LF_EINVAL, LF_ETOOBIG (more than
+ * 4 maps, or a prefix over 31 bytes). */
+int lf_lora_patch_add_pool(lf_lora_patch_t *self, const char *name_prefix, lf_pool_t *pool,
+                           const char *pool_prefix);
+
 /* Frees the kept originals without restoring them (see above). Takes NULL. */
 void lf_lora_patch_destroy(lf_lora_patch_t **self_p);
 

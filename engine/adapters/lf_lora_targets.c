@@ -73,23 +73,21 @@ static int s_alias(lf_lora_targets_t *t, const char *flat, size_t idx)
     return lf_strmap_put(t->index, flat, strlen(flat), (int64_t)idx);
 }
 
-/* Adds one layer: pool name pool_prefix + path + ".weight", registered under
- * kohya_prefix + flat(alias_path) and, when ldm is given, its LDM name. */
 static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_prefix,
                  const char *kohya_prefix, const char *alias_prefix, const lf_keymap_t *ldm,
                  int has_bias, int ndim, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 10, 11)));
 
-static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_prefix,
-                 const char *kohya_prefix, const char *alias_prefix, const lf_keymap_t *ldm,
-                 int has_bias, int ndim, const int64_t *shape, const char *fmt, ...)
+/* The table entry itself: pool name pool_prefix + pool_path + ".weight",
+ * registered under kohya_prefix + flat(alias_prefix + alias_path) and, when
+ * ldm is given, its LDM name; a slice when tensor_rows > 0. */
+static int s_add_entry(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_prefix,
+                       const char *kohya_prefix, const char *alias_prefix, const lf_keymap_t *ldm,
+                       int has_bias, int ndim, const int64_t *shape, const char *pool_path,
+                       const char *path, int64_t row0, int64_t tensor_rows)
 {
-    char path[LF_LORA_NAME_MAX], tmp[LF_LORA_NAME_MAX + 32], flat[LF_LORA_NAME_MAX + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(path, sizeof path, fmt, ap);
-    va_end(ap);
-    if (k < 0 || (size_t)k >= sizeof path) return LF_ETOOBIG;
+    char tmp[LF_LORA_NAME_MAX + 32], flat[LF_LORA_NAME_MAX + 64];
+    int k;
     if (t->n == t->cap) {
         size_t nc = t->cap ? 2 * t->cap : 256;
         lf_lora_target_t *nv = realloc(t->v, nc * sizeof *nv);
@@ -102,10 +100,11 @@ static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_pre
     g->part = part;
     g->ndim = ndim;
     memcpy(g->shape, shape, (size_t)ndim * sizeof *shape);
-    k = snprintf(g->name, sizeof g->name, "%s%s.weight", pool_prefix, path);
+    g->row0 = row0, g->tensor_rows = tensor_rows;
+    k = snprintf(g->name, sizeof g->name, "%s%s.weight", pool_prefix, pool_path);
     if (k < 0 || (size_t)k >= sizeof g->name) return LF_ETOOBIG;
-    if (has_bias &&
-        (size_t)snprintf(g->bias, sizeof g->bias, "%s%s.bias", pool_prefix, path) >= sizeof g->bias)
+    if (has_bias && (size_t)snprintf(g->bias, sizeof g->bias, "%s%s.bias", pool_prefix,
+                                     pool_path) >= sizeof g->bias)
         return LF_ETOOBIG;
     snprintf(tmp, sizeof tmp, "%s%s", alias_prefix, path);
     int rc = s_flat(flat, sizeof flat, kohya_prefix, tmp);
@@ -121,6 +120,23 @@ static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_pre
     }
     if (rc == 0) t->n++;
     return rc;
+}
+
+/* Adds one whole-tensor layer: pool name pool_prefix + path + ".weight",
+ * registered under kohya_prefix + flat(alias_prefix + path) and, when ldm is
+ * given, its LDM name. */
+static int s_add(lf_lora_targets_t *t, lf_lora_part_t part, const char *pool_prefix,
+                 const char *kohya_prefix, const char *alias_prefix, const lf_keymap_t *ldm,
+                 int has_bias, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+    char path[LF_LORA_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(path, sizeof path, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= sizeof path) return LF_ETOOBIG;
+    return s_add_entry(t, part, pool_prefix, kohya_prefix, alias_prefix, ldm, has_bias, ndim, shape,
+                       path, path, 0, 0);
 }
 
 #define S4(...) ((const int64_t[]){__VA_ARGS__})
@@ -187,6 +203,10 @@ int lf_lora_targets_add_unet(lf_lora_targets_t *self, const lf_unet_config_t *c)
     S_U(1, 4, S4(c->ch[0], c->in_ch, 3, 3), "conv_in");
     S_U(1, 2, S4(T, c->temb_in), "time_embedding.linear_1");
     S_U(1, 2, S4(T, T), "time_embedding.linear_2");
+    if (c->add_in) { /* SDXL's added (pooled text + time ids) embedding */
+        S_U(1, 2, S4(T, c->add_in), "add_embedding.linear_1");
+        S_U(1, 2, S4(T, T), "add_embedding.linear_2");
+    }
     int cin = c->ch[0];
     for (int l = 0; l < L && rc == 0; l++) {
         for (int j = 0; j < c->layers && rc == 0; j++) {
@@ -230,6 +250,13 @@ int lf_lora_targets_add_clip(lf_lora_targets_t *self, const lf_clip_config_t *c,
                              const char *pool_prefix, const char *kohya_prefix,
                              const char *diffusers_prefix)
 {
+    return lf_lora_targets_add_clip_ex(self, c, pool_prefix, kohya_prefix, diffusers_prefix, 0);
+}
+
+int lf_lora_targets_add_clip_ex(lf_lora_targets_t *self, const lf_clip_config_t *c,
+                                const char *pool_prefix, const char *kohya_prefix,
+                                const char *diffusers_prefix, int packed_qkv)
+{
     if (self->n_te == S_MAX_TE) return LF_ETOOBIG;
     s_te_prefix_t *tp = &self->te[self->n_te];
     if (snprintf(tp->diffusers, sizeof tp->diffusers, "%s", diffusers_prefix) >=
@@ -241,9 +268,17 @@ int lf_lora_targets_add_clip(lf_lora_targets_t *self, const lf_clip_config_t *c,
     static const char *const attn[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
     int rc = 0;
     for (int i = 0; i < c->layers && rc == 0; i++) {
-        for (int k = 0; k < 4 && rc == 0; k++)
-            rc = s_add(self, LF_LORA_PART_TE, pool_prefix, kohya_prefix, "text_model.", NULL, 1, 2,
-                       S4(D, D), "encoder.layers.%d.self_attn.%s", i, attn[k]);
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            char packed[LF_LORA_NAME_MAX], path[LF_LORA_NAME_MAX];
+            snprintf(path, sizeof path, "encoder.layers.%d.self_attn.%s", i, attn[k]);
+            snprintf(packed, sizeof packed, "encoder.layers.%d.self_attn.in_proj", i);
+            if (packed_qkv && k < 3) /* q, k, v: rows k·D .. (k+1)·D of in_proj */
+                rc = s_add_entry(self, LF_LORA_PART_TE, pool_prefix, kohya_prefix, "text_model.",
+                                 NULL, 1, 2, S4(D, D), packed, path, k * D, 3 * D);
+            else
+                rc = s_add(self, LF_LORA_PART_TE, pool_prefix, kohya_prefix, "text_model.", NULL, 1,
+                           2, S4(D, D), "%s", path);
+        }
         if (rc == 0)
             rc = s_add(self, LF_LORA_PART_TE, pool_prefix, kohya_prefix, "text_model.", NULL, 1, 2,
                        S4(F, D), "encoder.layers.%d.mlp.fc1", i);

@@ -16,6 +16,15 @@
  * text encoder its prefix ("lora_te_" for SD1.x, "lora_te1_"/"lora_te2_" for
  * SDXL) + "text_model_" + the HF path.
  *
+ * Names are the model's, not one pool's: SDXL's second text encoder keeps
+ * its weights in a pool of its own, so its targets are named "clip2.…" and
+ * lf_lora_patch maps that prefix onto that pool (lf_lora_patch_add_pool).
+ * OpenCLIP's layout packs q, k and v into one in_proj tensor [3D, D]; LoRA
+ * files name q_proj / k_proj / v_proj separately (kohya's and diffusers'
+ * te2 names come from the HF model), so each is a target that is a slice:
+ * rows [row0, row0 + shape[0]) of a tensor of tensor_rows rows, the three
+ * consecutive in the table under the one tensor name.
+ *
  * Threading: immutable once built; concurrent lookups are fine.
  * Ownership: constructors hand the caller the object ("caller owns");
  * targets returned by accessors are borrowed from it. */
@@ -43,6 +52,8 @@ typedef struct {
     lf_lora_part_t part;
     int ndim;         /* 2 (Linear) or 4 (Conv2d) */
     int64_t shape[4]; /* PyTorch order: [out, in] or [out, in, kh, kw] */
+    int64_t row0;        /* a slice of a packed tensor: its first row (and of the bias) */
+    int64_t tensor_rows; /* the packed tensor's rows; 0 = the target is the whole tensor */
 } lf_lora_target_t;
 
 typedef struct lf_lora_targets lf_lora_targets_t;
@@ -52,8 +63,9 @@ lf_lora_targets_t *lf_lora_targets_new(void);
 void lf_lora_targets_destroy(lf_lora_targets_t **self_p);
 
 /* Adds the UNet's Linear/Conv2d layers (pool prefix "unet.") for config c
- * (borrowed; SD1.x/2.x layout as lf_unet builds it, feed-forward inner size
- * 4x). 0, LF_ENOMEM, LF_EEXIST (a name already in the table). */
+ * (borrowed; SD1.x/2.x and SDXL layouts as lf_unet builds them, feed-forward
+ * inner size 4x, SDXL's add_embedding when c->add_in). 0, LF_ENOMEM,
+ * LF_EEXIST (a name already in the table). */
 int lf_lora_targets_add_unet(lf_lora_targets_t *self, const lf_unet_config_t *c);
 
 /* Adds a CLIP text encoder's layers (pool prefix pool_prefix, e.g. "clip.")
@@ -62,6 +74,12 @@ int lf_lora_targets_add_unet(lf_lora_targets_t *self, const lf_unet_config_t *c)
 int lf_lora_targets_add_clip(lf_lora_targets_t *self, const lf_clip_config_t *c,
                              const char *pool_prefix, const char *kohya_prefix,
                              const char *diffusers_prefix);
+/* The same for an encoder in OpenCLIP's layout when packed_qkv: q_proj,
+ * k_proj and v_proj are the three row slices of
+ * pool_prefix "encoder.layers.N.self_attn.in_proj.weight" (and its bias). */
+int lf_lora_targets_add_clip_ex(lf_lora_targets_t *self, const lf_clip_config_t *c,
+                                const char *pool_prefix, const char *kohya_prefix,
+                                const char *diffusers_prefix, int packed_qkv);
 
 /* SD1.5's UNet and CLIP-L text encoder (lora_te_, text_encoder.). *out is
  * new (caller owns). 0 or LF_ENOMEM. */

@@ -16,6 +16,7 @@
 #include "lf_error.h"
 #include "lf_keymap.h"
 #include "lf_log.h"
+#include "lf_lora.h"
 #include "lf_lora_targets.h"
 #include "lf_pool.h"
 #include "lf_rng.h"
@@ -457,21 +458,25 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
 
 /* ---- LoRA ---------------------------------------------------------------- */
 
-int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
-                       lf_lora_patch_info_t *info, char *err, size_t errlen) {
-    if (!self) return LF_EINVAL;
-    if (!n && !self->lora) {
-        if (info) *info = (lf_lora_patch_info_t){.reused = 1};
-        return 0;
-    }
+/* Builds the model's LoRA layer table and patch on first use. */
+static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
     if (!self->lora) {
         /* The layers a LoRA may touch, from this model's own configs. */
         lf_lora_targets_t *t = lf_lora_targets_new();
         int rc = t ? lf_lora_targets_add_unet(t, lf_unet_config(self->unet)) : LF_ENOMEM;
-        if (!rc)
-            rc = lf_lora_targets_add_clip(t, lf_clip_config(self->clip), "clip.", "lora_te_",
-                                          "text_encoder.");
+        const int sdxl = self->desc.family == LF_FAMILY_SDXL;
+        /* SD1.x: lora_te_ / text_encoder.; SDXL: CLIP-L is te1 / text_encoder.,
+         * OpenCLIP te2 / text_encoder_2. (the refiner has only that one), its
+         * weights in clip2_pool under the target names "clip2.…". */
+        if (!rc && self->clip)
+            rc = lf_lora_targets_add_clip(t, lf_clip_config(self->clip), "clip.",
+                                          sdxl ? "lora_te1_" : "lora_te_", "text_encoder.");
+        if (!rc && self->clip2)
+            rc = lf_lora_targets_add_clip_ex(t, lf_clip_config(self->clip2), "clip2.", "lora_te2_",
+                                             "text_encoder_2.", lf_clip_packed_qkv(self->clip2));
         lf_lora_patch_t *p = rc ? NULL : lf_lora_patch_new(self->pool, self->be, t);
+        if (p && self->clip2_pool) rc = lf_lora_patch_add_pool(p, "clip2.", self->clip2_pool, "clip.");
+        if (rc) lf_lora_patch_destroy(&p);
         if (!p) {
             lf_lora_targets_destroy(&t);
             return s_err(err, errlen, rc ? rc : LF_ENOMEM, "cannot list the model's LoRA layers: %s",
@@ -480,12 +485,40 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
         self->lora_targets = t;
         self->lora = p;
     }
-    return lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+    return 0;
+}
+
+int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
+                       lf_lora_patch_info_t *info, char *err, size_t errlen) {
+    if (!self) return LF_EINVAL;
+    if (!n && !self->lora) {
+        if (info) *info = (lf_lora_patch_info_t){.reused = 1};
+        return 0;
+    }
+    int rc = s_lora_init(self, err, errlen);
+    return rc ? rc : lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+}
+
+int lf_model_lora_fits(lf_model_t *self, const char *path) {
+    char err[256];
+    if (!self || !path || s_lora_init(self, err, sizeof err)) return 0;
+    lf_lora_t *l = NULL;
+    if (lf_lora_open(&l, path, self->lora_targets, err, sizeof err)) return 0;
+    int fits = lf_lora_count(l) > 0 && lf_lora_unmatched_count(l) == 0;
+    lf_lora_destroy(&l);
+    return fits;
 }
 
 int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {
     if (!self || !name || !out) return LF_EINVAL;
-    lf_tensor_t *t = lf_pool_find(self->pool, name);
+    lf_tensor_t *t;
+    if (strncmp(name, "clip2.", 6) == 0) { /* SDXL's second encoder: its own pool */
+        char pn[256];
+        snprintf(pn, sizeof pn, "clip.%s", name + 6);
+        t = self->clip2_pool ? lf_pool_find(self->clip2_pool, pn) : NULL;
+    } else {
+        t = lf_pool_find(self->pool, name);
+    }
     if (!t) return LF_ENOTFOUND;
     if ((size_t)lf_tensor_nelements(t) != n || !lf_tensor_is_contiguous(t)) return LF_EINVAL;
     size_t nb = lf_tensor_nbytes(t);

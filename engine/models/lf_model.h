@@ -145,7 +145,10 @@ int lf_model_preview_prepare(lf_model_t *self, double *ms);
 const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
 
 /* LoRAs merged into the resident weights (lf_lora_patch.h): the UNet and
- * text encoder layers of uses[0..n) are merged (W += weight · ΔW in f32,
+ * text encoder layers of uses[0..n) are merged (SD1.x: lora_te_ /
+ * text_encoder.; SDXL: lora_te1_ / text_encoder. on CLIP-L and lora_te2_ /
+ * text_encoder_2. on OpenCLIP, q/k/v into its packed in_proj rows; a
+ * refiner has only the latter) (W += weight · ΔW in f32,
  * stored in the weight's type) and the originals kept; n == 0 brings back
  * the plain model bit for bit. The same set as the current one writes
  * nothing; another set restores, then merges. info may be NULL (else its
@@ -153,9 +156,15 @@ const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
  * names the file and the layer. Errors: lf_lora_patch_set's, LF_EINVAL. */
 int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
                        lf_lora_patch_info_t *info, char *err, size_t errlen);
+/* 1 when the LoRA file at path opens against this model's layers with every
+ * tensor used (each names one of its layers, in its shape), else 0 (a file
+ * that fails, or leaves tensors unmatched: a LoRA made for another model,
+ * such as an SDXL base LoRA on the refiner, whose UNet differs). */
+int lf_model_lora_fits(lf_model_t *self, const char *path);
 
 /* A resident weight read back as f32 (n = its element count), by pool name
- * ("unet.….weight", "clip.…"): for tests and tools that check what the
+ * ("unet.….weight", "clip.…"; "clip2.…" for SDXL's second text encoder,
+ * whose pool is its own): for tests and tools that check what the
  * networks hold. 0, LF_ENOTFOUND, LF_EINVAL (n differs), LF_ENOMEM, a
  * backend's code. */
 int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n);

@@ -124,6 +124,9 @@ typedef struct lf_model_ops {
     /* LoRAs (lf_model_set_loras); NULL when the model cannot take them. */
     int (*set_loras)(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
                      lf_lora_patch_info_t *info, char *err, size_t errlen);
+    /* Whether a LoRA file matches this model entirely (lf_model_lora_fits):
+     * the facade gives a refiner only such LoRAs. NULL: none does. */
+    int (*lora_fits)(lf_model_t *self, const char *path);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */

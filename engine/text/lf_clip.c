@@ -181,6 +181,7 @@ void lf_clip_destroy(lf_clip_t **self_p) {
 }
 
 const lf_clip_config_t *lf_clip_config(const lf_clip_t *self) { return &self->c; }
+int lf_clip_packed_qkv(const lf_clip_t *self) { return self->packed; }
 
 static int s_build(lf_clip_t *c, s_cache_t *e) {
     const lf_clip_config_t *k = &c->c;

@@ -35,6 +35,10 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *config, lf
                 lf_pool_t *pool, int type, char *err, size_t errlen);
 void lf_clip_destroy(lf_clip_t **self_p);
 const lf_clip_config_t *lf_clip_config(const lf_clip_t *self);
+/* 1 when q, k and v are one packed in_proj tensor (OpenCLIP's layout, pool
+ * names "clip.encoder.layers.N.self_attn.in_proj.weight" / ".bias"), 0 when
+ * they are q_proj / k_proj / v_proj (HF's). */
+int lf_clip_packed_qkv(const lf_clip_t *self);
 
 /* ids [n_chunks][n_tok] -> out [n_chunks][n_tok][hidden]; weights as in
  * lf_model_encode_text (NULL = none); clip_skip >= 1. LF_EINVAL for an id

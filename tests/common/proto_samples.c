@@ -151,6 +151,11 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->busy = true;
         s_caps(&m->caps);
         break;
+    case LF_MSG_RESCAN:
+        m->req_id = 77;
+        m->worker_id = s_dup("worker-gpu-box-1-4242");
+        s_caps(&m->caps);
+        break;
     case LF_MSG_DISCONNECT:
         m->worker_id = s_dup("worker-gpu-box-1-4242");
         m->message = s_dup("shutting down");

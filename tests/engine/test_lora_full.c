@@ -4,7 +4,11 @@
  * pipe.load_lora_weights) + fuse_lora
  * (tests/reference/make_lora_full_reference.py): three fused layers, one
  * UNet step with the LoRA, and the restore — the step after
- * lf_model_set_loras(NULL, 0) is bit-identical to the one before the LoRA.
+ * lf_model_set_loras(NULL, 0) is bit-identical to the one before the LoRA;
+ * and a whole generation (64x64, euler / normal, 4 steps, CFG 5, real CLIP
+ * BPE) with the LoRA against diffusers' fused StableDiffusionPipeline, on the
+ * model loaded as f32 (diffusers fuses in f32 and does not round the fused
+ * weights to f16).
  * Needs tests/reference/out/sd15_full.safetensors (or $LF_SD15_FULL) and
  * sd15_full_lora_ref.safetensors beside it (not committed, ~2 GB); exits 77
  * (skipped) with the reason when they or the LoRA are absent. Label "slow".
@@ -22,13 +26,15 @@
 
 #include <cmocka.h>
 
+#include "lf_clip_tokenizer.h"
 #include "lf_error.h"
 #include "lf_model.h"
+#include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_test_ref.h"
 #include "lf_test_util.h"
 
-static char s_ck[4096], s_ref[4096], s_lora[1024];
+static char s_ck[4096], s_ref[4096], s_lora[1024], s_vocab[1024];
 
 static double s_now(void)
 {
@@ -98,6 +104,98 @@ static void test_lora_full_sd15(void **state)
     lf_safetensors_destroy(&ref);
 }
 
+/* What the pipeline handed the VAE, and what it got back (the ops table
+ * has no user pointer). 64x64: an 8x8 latent. */
+#define G_SIZE 64
+#define G_LATENT (4 * 8 * 8)
+#define G_IMAGE (3 * G_SIZE * G_SIZE)
+static struct {
+    float latent[G_LATENT], image[G_IMAGE];
+    int calls;
+} s_cap;
+
+static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
+{
+    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
+    if (rc == 0 && batch == 1 && 4 * h * w == G_LATENT) {
+        float sf = lf_model_desc(m)->scaling_factor;
+        for (size_t k = 0; k < G_LATENT; k++) s_cap.latent[k] = z[k] * sf;
+        memcpy(s_cap.image, img, sizeof s_cap.image);
+        s_cap.calls++;
+    }
+    return rc;
+}
+
+static const lf_model_ops_t s_rec_ops = {
+    .name = "real networks, VAE decoder recorded",
+    .load = lf_model_load,
+    .destroy = lf_model_destroy,
+    .desc = lf_model_desc,
+    .encode_text = lf_model_encode_text,
+    .denoise = lf_model_denoise,
+    .vae_decode = s_decode_rec,
+    .vae_encode = lf_model_vae_encode,
+    .preview = lf_model_preview,
+};
+
+static void s_generate(lf_model_t *m, lf_clip_tokenizer_t *tok)
+{
+    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = m, .tokenizer = tok, .model_name = "sd15_full"};
+    lf_pipeline_request_t req = {.prompt = "a red circle on a blue square, highly detailed",
+                                 .negative = "blurry, ugly", .steps = 4, .cfg = 5.0, .seed = 1234,
+                                 .width = G_SIZE, .height = G_SIZE, .batch = 1,
+                                 .rng = LF_RNG_TORCH_CPU, .clip_skip = 1};
+    assert_int_equal(lf_sampler_parse("euler", &req.sampler), 0);
+    assert_int_equal(lf_scheduler_parse("normal", &req.scheduler), 0);
+    lf_pipeline_result_t res = {0};
+    char err[256] = "";
+    s_cap.calls = 0;
+    if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("pipeline: %s", err);
+    lf_pipeline_result_clear(&res);
+    assert_int_equal(s_cap.calls, 1);
+}
+
+static void test_lora_full_generation(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, s_ref, err, sizeof err), 0);
+    if (!lf_safetensors_find(ref, "pipe_latent")) {
+        printf("SKIP: %s predates the generation reference (rerun make_lora_full_reference.py)\n", s_ref);
+        lf_safetensors_destroy(&ref);
+        skip();
+    }
+    lf_clip_tokenizer_t *tok = NULL;
+    if (lf_clip_tokenizer_load(&tok, s_vocab, err, sizeof err)) fail_msg("%s", err);
+    lf_model_opts_t f32 = {.weight_type = LF_TYPE_F32};
+    lf_model_t *m = NULL;
+    double t0 = s_now();
+    if (lf_model_load(s_ck, &f32, &m, err, sizeof err)) fail_msg("%s", err);
+    printf("  load (f32) %.1f s\n", s_now() - t0);
+    float *want = lf_test_ref_f32(ref, "pipe_latent", NULL), *img = lf_test_ref_f32(ref, "pipe_image", NULL);
+    float *want_plain = lf_test_ref_f32(ref, "pipe_latent_plain", NULL);
+    t0 = s_now();
+    s_generate(m, tok);
+    double ep = lf_test_relerr(s_cap.latent, want_plain, G_LATENT);
+    printf("  plain 64x64 generation %.1f s: latent rel err %.3g\n", s_now() - t0, ep);
+    lf_lora_use_t u = {.path = s_lora, .name = "sd15_diffusers_lora_rank4", .unet_weight = 1, .te_weight = 1};
+    if (lf_model_set_loras(m, &u, 1, NULL, err, sizeof err)) fail_msg("set_loras: %s", err);
+    t0 = s_now();
+    s_generate(m, tok);
+    double el = lf_test_relerr(s_cap.latent, want, G_LATENT), ei = lf_test_relerr(s_cap.image, img, G_IMAGE);
+    double moved = lf_test_relerr(want_plain, want, G_LATENT);
+    printf("  with the LoRA %.1f s: latent rel err %.3g, image rel err %.3g (the LoRA moves the latent by "
+           "%.3g)\n", s_now() - t0, el, ei, moved);
+    assert_true(ep < 1e-4);
+    assert_true(moved > 1e-3);
+    assert_true(el < 1e-4 && ei < 1e-4 && el < moved / 10);
+    free(want), free(img), free(want_plain);
+    lf_model_destroy(&m);
+    lf_clip_tokenizer_destroy(&tok);
+    lf_safetensors_destroy(&ref);
+}
+
 int main(void)
 {
     const char *ck = getenv("LF_SD15_FULL");
@@ -112,6 +210,11 @@ int main(void)
         printf("SKIP: needs %s, %s (tests/reference/make_lora_full_reference.py) and the refdata LoRA\n", s_ck, s_ref);
         return 77;
     }
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_lora_full_sd15)};
+    if (!lf_test_refdata(s_vocab, sizeof s_vocab, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz")) {
+        printf("SKIP: needs the reference data's CLIP merges file\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_lora_full_sd15),
+                                       cmocka_unit_test(test_lora_full_generation)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

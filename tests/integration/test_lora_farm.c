@@ -10,7 +10,10 @@
  *     a warning in the job's info; /v1/workers shows the worker's set;
  *   - an unknown LoRA is a 400 naming it (list entry or prompt tag);
  *   - a truncated LoRA file fails its job with a message naming the file,
- *     and the worker keeps serving (the next plain job is the first one).
+ *     and the worker keeps serving (the next plain job is the first one);
+ *   - POST /sdapi/v1/refresh-loras makes the worker list its folders again:
+ *     a file added after its start becomes listed and usable, a removed one
+ *     leaves the lists.
  * Needs models/lf-tiny-shapes.safetensors and the CLIP merges (<repo>/assets
  * or the reference data); exits 77 (skipped) when either is missing. */
 #include <setjmp.h>
@@ -277,6 +280,65 @@ static void test_lora_restore_through_the_farm(void **state)
     json_decref(ja), json_decref(jb), json_decref(jc), json_decref(ja2), json_decref(ja3), json_decref(jbad);
 }
 
+/* Is a LoRA named name in GET url's list (the native answer's "loras", or
+ * A1111's array)? */
+static int s_listed(const char *url, const char *name)
+{
+    json_t *j = NULL, *e;
+    size_t i;
+    int found = 0;
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    json_t *arr = json_is_array(j) ? j : json_object_get(j, "loras");
+    json_array_foreach(arr, i, e) found |= !strcmp(s_str(e, "name"), name);
+    json_decref(j);
+    return found;
+}
+
+/* A1111's refresh-loras: a file dropped into models/lora after the worker
+ * started is refused until the refresh, then listed (native and A1111) and
+ * usable (its pixels are those of the same bytes under their first name);
+ * removed, it leaves both lists at the next refresh and is refused again. */
+static void test_refresh_loras(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char native[256], a1111[256], refresh[256];
+    snprintf(native, sizeof native, "%s/v1/loras", lf_testfarm_url(farm));
+    snprintf(a1111, sizeof a1111, "%s/sdapi/v1/loras", lf_testfarm_url(farm));
+    snprintf(refresh, sizeof refresh, "%s/sdapi/v1/refresh-loras", lf_testfarm_url(farm));
+    const char *job = "{\"model\":\"lf-tiny-shapes\",\"prompt\":\"x <lora:fresh_drop:1>\",\"steps\":2}";
+    assert_false(s_listed(native, "fresh_drop"));
+    json_t *ans = NULL;
+    assert_int_equal(s_submit(farm, job, NULL, &ans), 400);
+    assert_string_equal(s_str(json_object_get(ans, "error"), "code"), "unknown_lora");
+    json_decref(ans);
+    assert_int_equal(s_sh("cp '%s/models/lora/styles/lf_tiny_shapes_kohya.safetensors' '%s/models/lora/fresh_drop.safetensors'",
+                          s_dir, s_dir), 0);
+    json_t *r = NULL;
+    assert_int_equal(lf_http_json("POST", refresh, NULL, &r), 200);
+    assert_true(!r || json_is_null(r)); /* the body is `null` */
+    json_decref(r);
+    /* Listed the moment the refresh has answered. */
+    assert_true(s_listed(native, "fresh_drop"));
+    assert_true(s_listed(a1111, "fresh_drop"));
+    uint8_t *a = NULL, *b = NULL;
+    size_t al = 0, bl = 0;
+    json_t *ja = s_run(farm, "a red circle on a blue background <lora:fresh_drop:1>", NULL, &a, &al);
+    assert_non_null(a);
+    json_t *jb = s_run(farm, "a red circle on a blue background <lora:lf_tiny_shapes_kohya:1>", NULL, &b, &bl);
+    assert_non_null(b);
+    assert_true(s_same_pixels(a, al, b, bl));
+    free(a), free(b), json_decref(ja), json_decref(jb);
+    /* Removed: gone from both lists after the next refresh, refused again. */
+    assert_int_equal(s_sh("rm '%s/models/lora/fresh_drop.safetensors'", s_dir), 0);
+    assert_int_equal(lf_http_json("POST", refresh, NULL, &r), 200);
+    json_decref(r);
+    assert_false(s_listed(native, "fresh_drop"));
+    assert_false(s_listed(a1111, "fresh_drop"));
+    assert_true(s_listed(native, "lf_tiny_shapes_kohya"));
+    assert_int_equal(s_submit(farm, job, NULL, &ans), 400);
+    json_decref(ans);
+}
+
 int main(void)
 {
     int rc = s_prepare();
@@ -284,6 +346,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_lists),
         cmocka_unit_test(test_lora_restore_through_the_farm),
+        cmocka_unit_test(test_refresh_loras),
     };
     rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
     s_sh("rm -rf '%s'", s_dir);

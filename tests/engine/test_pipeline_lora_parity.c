@@ -1,0 +1,368 @@
+/* LoRAs in whole generations against diffusers: lf_model_set_loras +
+ * lf_pipeline_run on the tiny SD1.5 fixture (tiny_a) and the tiny SDXL base
+ * against diffusers' load_lora_weights + fuse_lora + StableDiffusion(XL)
+ * Pipeline on the same checkpoint, prompt, negative prompt, seed, CFG and
+ * sampler (euler, normal, 4 steps, 16x16), with LoRA files written from
+ * known factors by tests/reference/make_lora_pipeline_fixtures.py
+ * (tests/engine/fixtures/lora/{sd15_diffusers,sdxl_diffusers,sdxl_kohya}):
+ * the diffusers format (PEFT lora_A/B and lora.down/up names under unet.,
+ * text_encoder., text_encoder_2.) and kohya's SDXL names (lora_unet_ + SGM
+ * paths, lora_te1_, lora_te2_), reaching the UNet, CLIP-L and OpenCLIP
+ * (whose q/k/v sit packed in one in_proj here and separately in the files).
+ *
+ * Per file: every merged layer equals W0 + multiplier · ΔW (the lycoris /
+ * PEFT math the script checked diffusers' fused weights against), read back
+ * through lf_model_weight_f32; the final latents and the VAE's float output
+ * equal the fused diffusers pipeline's; the plain model comes back. The
+ * parity runs load the weights as f32 (as diffusers runs them), so the merge
+ * is compared without a storage rounding; the restore property (plain →
+ * LoRA → plain, byte-identical latents) runs on the f16 weights the
+ * checkpoints hold. Error measure: max |ours - ref| / max |ref|. Skips when
+ * the CLIP merges file of the reference data is absent. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lf_error.h"
+#include "lf_test_models.h"
+#include "lf_test_util.h"
+
+#ifdef LF_HAVE_MODEL
+#include "lf_clip_tokenizer.h"
+#include "lf_model.h"
+#include "lf_pipeline.h"
+#include "lf_safetensors.h"
+#include "lf_tensorinfo.h"
+
+/* Must match make_lora_pipeline_fixtures.py. */
+#define P_PROMPT "a red circle on a blue square, highly detailed"
+#define P_NEGATIVE "blurry, ugly"
+#define P_SEED 1234
+#define P_CFG 5.0
+#define P_STEPS 4
+#define P_SIZE 16 /* vae scale 2: an 8x8 latent */
+#define P_LATENT (4 * (P_SIZE / 2) * (P_SIZE / 2))
+#define P_IMAGE (3 * P_SIZE * P_SIZE)
+#define P_TOL 1e-4
+#define W_TOL 1e-6 /* a merged layer, f32 */
+
+/* What the pipeline handed the VAE, and what it got back. Test-only global:
+ * the ops table has no user pointer. */
+static struct {
+    float latent[P_LATENT], image[P_IMAGE];
+    int calls;
+} s_cap;
+
+static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
+{
+    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
+    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
+        float sf = lf_model_desc(m)->scaling_factor;
+        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
+        memcpy(s_cap.image, img, sizeof s_cap.image);
+        s_cap.calls++;
+    }
+    return rc;
+}
+
+static const lf_model_ops_t s_rec_ops = {
+    .name = "real networks, VAE decoder input and output recorded",
+    .load = lf_model_load,
+    .destroy = lf_model_destroy,
+    .desc = lf_model_desc,
+    .encode_text = lf_model_encode_text,
+    .denoise = lf_model_denoise,
+    .vae_decode = s_decode_rec,
+    .vae_encode = lf_model_vae_encode,
+    .preview = lf_model_preview,
+};
+
+typedef struct {
+    lf_model_t *sd15, *sdxl;         /* f32 weights: the parity runs */
+    lf_model_t *sd15_f16, *sdxl_f16; /* as stored: the restore runs */
+    lf_clip_tokenizer_t *tok;
+    char sd15_path[64], sdxl_path[64];
+} s_env_t;
+
+static int s_tmp(char *path, size_t len)
+{
+    snprintf(path, len, "/tmp/lf_lora_parity_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+static int s_setup(void **state)
+{
+    *state = NULL;
+    char vb[1024], err[512] = "";
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    if (!vocab) return 0;
+    s_env_t *env = calloc(1, sizeof *env);
+    if (!env) return -1;
+    if (s_tmp(env->sd15_path, sizeof env->sd15_path) || s_tmp(env->sdxl_path, sizeof env->sdxl_path) ||
+        lf_test_write_clip_model(LF_FIXTURE_DIR, env->sd15_path) ||
+        lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, env->sdxl_path))
+        return -1;
+    lf_model_opts_t f32 = {.weight_type = LF_TYPE_F32};
+    if (lf_clip_tokenizer_load(&env->tok, vocab, err, sizeof err) ||
+        lf_model_load(env->sd15_path, &f32, &env->sd15, err, sizeof err) ||
+        lf_model_load(env->sdxl_path, &f32, &env->sdxl, err, sizeof err) ||
+        lf_model_load(env->sd15_path, NULL, &env->sd15_f16, err, sizeof err) ||
+        lf_model_load(env->sdxl_path, NULL, &env->sdxl_f16, err, sizeof err)) {
+        fprintf(stderr, "setup: %s\n", err);
+        return -1;
+    }
+    *state = env;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_env_t *env = *state;
+    if (!env) return 0;
+    lf_model_destroy(&env->sd15);
+    lf_model_destroy(&env->sdxl);
+    lf_model_destroy(&env->sd15_f16);
+    lf_model_destroy(&env->sdxl_f16);
+    lf_clip_tokenizer_destroy(&env->tok);
+    unlink(env->sd15_path);
+    unlink(env->sdxl_path);
+    free(env);
+    return 0;
+}
+
+static double s_rel_err(const float *a, const lf_tensor_info_t *ref, size_t n)
+{
+    assert_int_equal(lf_tensorinfo_numel(ref), (int64_t)n);
+    double d = 0, m = 0;
+    for (size_t k = 0; k < n; k++) {
+        double r = lf_tensorinfo_get_f32(ref, (int64_t)k);
+        if (!isfinite(a[k])) return INFINITY;
+        d = fmax(d, fabs(a[k] - r));
+        m = fmax(m, fabs(r));
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* One euler generation of the fixtures' request; the latents and image land
+ * in s_cap. */
+static void s_generate(s_env_t *env, lf_model_t *model)
+{
+    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = model, .tokenizer = env->tok,
+                             .model_name = "tiny"};
+    lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = P_NEGATIVE, .steps = P_STEPS,
+                                 .cfg = P_CFG, .seed = P_SEED, .width = P_SIZE, .height = P_SIZE,
+                                 .batch = 1, .rng = LF_RNG_TORCH_CPU, .clip_skip = 1};
+    assert_int_equal(lf_sampler_parse("euler", &req.sampler), 0);
+    assert_int_equal(lf_scheduler_parse("normal", &req.scheduler), 0);
+    lf_pipeline_result_t res = {0};
+    char err[256] = "";
+    s_cap.calls = 0;
+    if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("pipeline: %s", err);
+    assert_int_equal(res.n_images, 1);
+    lf_pipeline_result_clear(&res);
+    assert_int_equal(s_cap.calls, 1);
+}
+
+static void s_use(const char *file, double mult, char *path, size_t len, lf_lora_use_t *u)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "lora/%s.safetensors", file);
+    lf_test_fixture(path, len, rel);
+    *u = (lf_lora_use_t){.path = path, .name = file, .unet_weight = mult, .te_weight = mult};
+}
+
+/* Merged layers and the whole generation of LoRA file (multiplier mult) on
+ * model, against file.ref.safetensors; plain: the plain model's reference
+ * generation (how far the LoRA moves it). */
+static void s_parity(s_env_t *env, lf_model_t *model, const char *file, double mult,
+                     const char *plain_rel)
+{
+    char path[1024], ref_path[1024], rel[128], err[512] = "";
+    snprintf(rel, sizeof rel, "lora/%s.ref.safetensors", file);
+    lf_test_fixture(ref_path, sizeof ref_path, rel);
+    if (access(ref_path, F_OK) != 0) {
+        printf("SKIP: %s absent (see make_lora_pipeline_fixtures.py)\n", ref_path);
+        skip();
+    }
+    lf_safetensors_t *ref = NULL, *plain = NULL;
+    lf_test_fixture(path, sizeof path, plain_rel);
+    if (lf_safetensors_open(&ref, ref_path, err, sizeof err) ||
+        lf_safetensors_open(&plain, path, err, sizeof err))
+        fail_msg("%s", err);
+    lf_lora_use_t u;
+    s_use(file, mult, path, sizeof path, &u);
+    lf_lora_patch_info_t info;
+    if (lf_model_set_loras(model, &u, 1, &info, err, sizeof err)) fail_msg("set_loras: %s", err);
+    if (info.warnings) fail_msg("%s: unexpected warnings: %s", file, info.warnings);
+    /* Every layer the file touches, merged as the reference math says. */
+    size_t n_w = 0;
+    double worst = 0;
+    for (size_t i = 0; i < lf_safetensors_count(ref); i++) {
+        const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+        if (strncmp(t->name, "w.", 2) != 0) continue;
+        size_t n = (size_t)lf_tensorinfo_numel(t);
+        float *got = malloc(n * sizeof *got);
+        assert_non_null(got);
+        int rc = lf_model_weight_f32(model, t->name + 2, got, n);
+        if (rc) fail_msg("%s: %s: %s", file, t->name + 2, lf_strerror(rc));
+        double e = s_rel_err(got, t, n);
+        if (e > worst) worst = e;
+        if (e >= W_TOL) fail_msg("%s: layer %s: rel err %.3g", file, t->name + 2, e);
+        free(got);
+        n_w++;
+    }
+    assert_int_equal(info.layers, n_w);
+    s_generate(env, model);
+    const lf_tensor_info_t *lat = lf_safetensors_find(ref, "latent"), *img = lf_safetensors_find(ref, "image");
+    assert_non_null(lat);
+    assert_non_null(img);
+    double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
+    double moved = s_rel_err(s_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
+    printf("lora parity %-15s x%.2f: %zu layers (worst rel err %.2e), latent rel err %.2e, image rel "
+           "err %.2e (the LoRA moves the latent by %.2e)\n",
+           file, mult, n_w, worst, el, ei, moved);
+    fflush(stdout);
+    if (el >= P_TOL || ei >= P_TOL) fail_msg("%s: beyond %.0e relative", file, P_TOL);
+    assert_true(moved > 100 * P_TOL);
+    /* The plain model again: diffusers' plain generation. */
+    assert_int_equal(lf_model_set_loras(model, NULL, 0, NULL, err, sizeof err), 0);
+    s_generate(env, model);
+    el = s_rel_err(s_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
+    if (el >= P_TOL) fail_msg("%s: the plain model after the LoRA: rel err %.2e", file, el);
+    lf_safetensors_destroy(&ref);
+    lf_safetensors_destroy(&plain);
+}
+
+static void test_sd15_diffusers(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    s_parity(env, env->sd15, "sd15_diffusers", 0.75, "pipeline/euler.safetensors");
+}
+
+static void test_sdxl_diffusers(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    s_parity(env, env->sdxl, "sdxl_diffusers", 1.0, "sdxl/pipe_euler.safetensors");
+}
+
+static void test_sdxl_kohya(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    s_parity(env, env->sdxl, "sdxl_kohya", 1.0, "sdxl/pipe_euler.safetensors");
+}
+
+/* plain → LoRA → plain on the f16 weights: the last generation's latents are
+ * the first's, bit for bit (also through a switch between two LoRAs, one of
+ * them touching OpenCLIP's packed in_proj). */
+static void s_restore(s_env_t *env, lf_model_t *m, const char *a, const char *b)
+{
+    float first[P_LATENT], with[P_LATENT];
+    char pa[1024], pb[1024], err[512] = "";
+    s_generate(env, m);
+    memcpy(first, s_cap.latent, sizeof first);
+    lf_lora_use_t u[2];
+    s_use(a, 1.0, pa, sizeof pa, &u[0]);
+    if (lf_model_set_loras(m, u, 1, NULL, err, sizeof err)) fail_msg("%s", err);
+    s_generate(env, m);
+    memcpy(with, s_cap.latent, sizeof with);
+    assert_true(memcmp(first, with, sizeof first) != 0);
+    if (b) {
+        s_use(b, 0.5, pb, sizeof pb, &u[1]);
+        if (lf_model_set_loras(m, u + 1, 1, NULL, err, sizeof err)) fail_msg("%s", err);
+        s_generate(env, m);
+        /* Back to a alone: its generation again, bit for bit. */
+        if (lf_model_set_loras(m, u, 1, NULL, err, sizeof err)) fail_msg("%s", err);
+        s_generate(env, m);
+        assert_memory_equal(with, s_cap.latent, sizeof with);
+    }
+    assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
+    s_generate(env, m);
+    assert_memory_equal(first, s_cap.latent, sizeof first);
+}
+
+/* LyCORIS' full diff on OpenCLIP's packed in_proj: a k_proj ΔW lands in
+ * rows D..2D of the weight, a v_proj Δbias in entries 2D..3D of the bias,
+ * W0 + ΔW exactly (f32), every other row untouched; then restored. */
+static void test_sdxl_te2_slices_full_diff(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    enum { D = 24 }; /* the fixture's OpenCLIP width */
+    static float dk[D * D], db[D];
+    for (int i = 0; i < D * D; i++) dk[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < D; i++) db[i] = 0.25f * (float)(i + 1);
+    lf_tensor_info_t t[2] = {
+        {.name = "lora_te2_text_model_encoder_layers_1_self_attn_k_proj.diff", .dtype = LF_DTYPE_F32,
+         .ndim = 2, .shape = {D, D}, .strides = {D, 1}, .data = dk, .nbytes = sizeof dk},
+        {.name = "lora_te2_text_model_encoder_layers_1_self_attn_v_proj.diff_b", .dtype = LF_DTYPE_F32,
+         .ndim = 1, .shape = {D}, .strides = {1}, .data = db, .nbytes = sizeof db},
+    };
+    char path[] = "/tmp/lf_lora_te2_XXXXXX", err[512] = "";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lf_safetensors_write(path, t, 2, NULL, 0), 0);
+    const char *wn = "clip2.encoder.layers.1.self_attn.in_proj.weight",
+               *bn = "clip2.encoder.layers.1.self_attn.in_proj.bias";
+    float w0[3 * D * D], b0[3 * D], w1[3 * D * D], b1[3 * D];
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w0, 3 * D * D), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, bn, b0, 3 * D), 0);
+    lf_lora_use_t u = {.path = path, .name = "te2_diff", .unet_weight = 1, .te_weight = 0.5};
+    lf_lora_patch_info_t info;
+    if (lf_model_set_loras(env->sdxl, &u, 1, &info, err, sizeof err)) fail_msg("%s", err);
+    assert_null(info.warnings);
+    assert_int_equal(info.layers, 2);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w1, 3 * D * D), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, bn, b1, 3 * D), 0);
+    for (int r = 0; r < 3 * D; r++) {
+        for (int c = 0; c < D; c++) {
+            float want = w0[r * D + c] + (r >= D && r < 2 * D ? 0.5f * dk[(r - D) * D + c] : 0.0f);
+            assert_float_equal(w1[r * D + c], want, 0);
+        }
+        assert_float_equal(b1[r], b0[r] + (r >= 2 * D ? 0.5f * db[r - 2 * D] : 0.0f), 0);
+    }
+    assert_int_equal(lf_model_set_loras(env->sdxl, NULL, 0, NULL, err, sizeof err), 0);
+    assert_int_equal(lf_model_weight_f32(env->sdxl, wn, w1, 3 * D * D), 0);
+    assert_memory_equal(w0, w1, sizeof w0);
+    unlink(path);
+}
+
+static void test_restore(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    s_restore(env, env->sdxl_f16, "sdxl_kohya", "sdxl_diffusers");
+    s_restore(env, env->sd15_f16, "sd15_diffusers", NULL);
+}
+#endif
+
+int main(void)
+{
+#ifdef LF_HAVE_MODEL
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sd15_diffusers),
+        cmocka_unit_test(test_sdxl_diffusers),
+        cmocka_unit_test(test_sdxl_kohya),
+        cmocka_unit_test(test_sdxl_te2_slices_full_diff),
+        cmocka_unit_test(test_restore),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+#else
+    printf("SKIP: built without the networks\n");
+    return 0;
+#endif
+}
