@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_stepcache.h"
+
 typedef struct lf_engine lf_engine_t;
 struct lf_model_ops;
 
@@ -129,6 +131,9 @@ typedef struct {
      * one the model is reloaded with it (only then). */
     const char *vae_path;
     const char *vae_name;    /* for the infotext; NULL = file name without extension */
+    /* Step caching (FBCache / DeepCache, lf_stepcache.h); zero = none. Bad
+     * values: LF_EINVAL naming the field. */
+    lf_stepcache_opts_t cache;
 } lf_engine_request_t;
 
 /* The defaults above (prompt empty, seed 0). */
@@ -146,6 +151,8 @@ typedef struct {
     lf_engine_image_t *images; /* owned, n_images = batch */
     size_t n_images;
     int steps_run;             /* sampler steps run (img2img runs fewer) */
+    int model_calls_full;      /* denoiser evaluations of the whole network */
+    int model_calls_cached;    /* ... that reused a cached part (step caching) */
     char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
                                   tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;
