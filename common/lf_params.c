@@ -55,6 +55,21 @@ const lf_param_enum_t lf_param_schedulers[] = {
 /* A1111's randn_source: "CPU" is torch's CPU generator, "NV" the Philox one. */
 const lf_param_enum_t lf_param_rngs[] = {{"cpu", "CPU", NULL}, {"philox", "NV", NULL}, {NULL, NULL, NULL}};
 
+/* Step caching kinds (engine/sampling/lf_stepcache.h lf_stepcache_kind_t order). */
+const lf_param_enum_t lf_param_caches[] = {
+    {"none", "none", NULL}, {"fbcache", "fbcache", "first_block_cache"}, {"deepcache", "deepcache", NULL},
+    {NULL, NULL, NULL}};
+
+/* LF_PS_CACHE: whether the infotext writes row i (step caching on, and the
+ * row one that its kind uses). */
+static bool s_cache_shown(const lf_job_params_t *p, int i) {
+    const char *k = p->cache_kind;
+    if (!k || !strcmp(k, "none")) return false;
+    if (i == LF_P_cache_threshold) return !strcmp(k, "fbcache");
+    if (i == LF_P_cache_interval || i == LF_P_cache_depth) return !strcmp(k, "deepcache");
+    return true;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const lf_param_def_t s_table[LF_P__COUNT] = {
@@ -420,6 +435,9 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
             break;
         case LF_PS_REFINER: /* A1111 writes the switch point only with a refiner */
             if (!p->refiner_checkpoint || !*p->refiner_checkpoint) continue;
+            break;
+        case LF_PS_CACHE:
+            if (!s_cache_shown(p, i)) continue;
             break;
         default: break;
         }

@@ -378,6 +378,22 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
     return s;
 }
 
+/* The denoiser evaluations into the info JSON: "model_calls_full" (the
+ * whole network) and "model_calls_cached" (step caching reused a part). */
+static int s_add_model_calls(char **info, int full, int cached)
+{
+    json_t *o = json_loads(*info, 0, NULL);
+    if (!o) return LF_ENOMEM;
+    json_object_set_new(o, "model_calls_full", json_integer(full));
+    json_object_set_new(o, "model_calls_cached", json_integer(cached));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    if (!s) return LF_ENOMEM;
+    free(*info);
+    *info = s;
+    return 0;
+}
+
 typedef struct {
     const lf_runner_job_t *job;
 } s_prog_t;
@@ -453,6 +469,13 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.vae_path = vpath;
         req.vae_name = p->vae;
     }
+    /* Step caching (the table's cache_* rows; checked by the gateway). */
+    lf_stepcache_kind_t ck = LF_STEPCACHE_NONE;
+    if (p->cache_kind && lf_stepcache_kind_parse(p->cache_kind, &ck) != 0) return LF_EINVAL;
+    req.cache = (lf_stepcache_opts_t){.kind = ck, .threshold = (float)p->cache_threshold,
+                                      .start = (int)p->cache_start, .end = (int)p->cache_end,
+                                      .interval = p->cache_interval ? (int)p->cache_interval : 1,
+                                      .depth = (int)p->cache_depth};
     s_prog_t pr = {job};
     lf_engine_result_t res = {0};
     rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
@@ -478,6 +501,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
                                                               res.n_images, texts, res.warnings)))
         rc = LF_ENOMEM;
+    if (rc == 0) rc = s_add_model_calls(&o.info_json, res.model_calls_full, res.model_calls_cached);
     free(texts);
     lf_engine_result_clear(&res);
     if (rc != 0) {

@@ -95,6 +95,13 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     view.rng = (char *)(req->rng == LF_RNG_PHILOX ? "philox" : "cpu");
     view.mode = (char *)(s_is_img2img(req) ? "img2img" : "txt2img");
     view.vae = (char *)vae_name; /* the table writes "VAE: name" only when set */
+    /* Step caching: the table writes its rows only when it is on. */
+    view.cache_kind = (char *)lf_stepcache_kind_name(req->cache.kind);
+    view.cache_threshold = (double)req->cache.threshold;
+    view.cache_start = (uint32_t)req->cache.start;
+    view.cache_end = (uint32_t)req->cache.end;
+    view.cache_interval = (uint32_t)req->cache.interval;
+    view.cache_depth = (uint32_t)req->cache.depth;
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
     /* "Lora hashes" goes on the parameters line, quoted (A1111's quote():
