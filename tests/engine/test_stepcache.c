@@ -4,7 +4,9 @@
  * (tests/reference/make_model_fixtures.py): a full evaluation in parts gives
  * the uncached bytes, and a reuse evaluation on unchanged inputs gives the
  * reference output while computing only the shallow blocks (counted with
- * lf_model_blocks_run, not timed). */
+ * lf_model_blocks_run, not timed); and a reuse evaluation on changed inputs
+ * gives diffusers' output with WaveSpeed's / DeepCache's rules applied
+ * (tests/reference/make_stepcache_fixtures.py). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -291,11 +293,96 @@ static void test_deepcache_unet(void **state) {
     s_close(&f);
 }
 
+/* Two evaluations, A then B (other x and t), against diffusers' outputs
+ * with WaveSpeed's and DeepCache's rules applied there
+ * (tests/reference/make_stepcache_fixtures.py). */
+typedef struct {
+    lf_model_t *m;
+    lf_safetensors_t *ref;
+    float *xa, *ta, *xb, *tb, *ctx, *o;
+    size_t n;
+} s_ab_t;
+
+static void s_ab_open(s_ab_t *f) {
+    char path[1024], err[512] = "";
+    memset(f, 0, sizeof *f);
+    assert_int_equal(lf_model_load(lf_test_fixture(path, sizeof path, "models/tiny_a.safetensors"),
+                                   NULL, &f->m, err, sizeof err),
+                     0);
+    assert_int_equal(lf_safetensors_open(&f->ref,
+                                         lf_test_fixture(path, sizeof path,
+                                                         "models/stepcache_ref.safetensors"),
+                                         err, sizeof err),
+                     0);
+    f->xa = lf_test_ref_f32(f->ref, "x_a", &f->n);
+    f->ta = lf_test_ref_f32(f->ref, "t_a", NULL);
+    f->xb = lf_test_ref_f32(f->ref, "x_b", NULL);
+    f->tb = lf_test_ref_f32(f->ref, "t_b", NULL);
+    f->ctx = lf_test_ref_f32(f->ref, "ctx", NULL);
+    f->o = malloc(f->n * sizeof *f->o);
+}
+
+static void s_ab_close(s_ab_t *f) {
+    free(f->xa), free(f->ta), free(f->xb), free(f->tb), free(f->ctx), free(f->o);
+    lf_safetensors_destroy(&f->ref);
+    lf_model_destroy(&f->m);
+}
+
+/* Runs A (full) then B through sc; checks B's output against ref key. */
+static void s_ab_run(s_ab_t *f, lf_stepcache_t *sc, const char *want_key, int want_reuse) {
+    float *oa = lf_test_ref_f32(f->ref, "out_a", NULL), *want = lf_test_ref_f32(f->ref, want_key, NULL);
+    lf_stepcache_begin(sc, 0, 10);
+    assert_int_equal(lf_model_denoise_cached(f->m, sc, f->xa, 2, 8, 8, f->ta, f->ctx, 77, NULL, f->o), 0);
+    assert_true(lf_test_relerr(f->o, oa, f->n) < TOL);
+    lf_stepcache_begin(sc, 1, 10);
+    assert_int_equal(lf_model_denoise_cached(f->m, sc, f->xb, 2, 8, 8, f->tb, f->ctx, 77, NULL, f->o), 0);
+    double e = lf_test_relerr(f->o, want, f->n);
+    printf("  B vs %-14s rel err %.3g (%s)\n", want_key, e, want_reuse ? "reused" : "full");
+    assert_true(e < TOL);
+    assert_int_equal(lf_stepcache_reused(sc), want_reuse);
+    free(oa), free(want);
+}
+
+static void test_fbcache_reference(void **state) {
+    (void)state;
+    s_ab_t f;
+    s_ab_open(&f);
+    float *rel = lf_test_ref_f32(f.ref, "fb_rel_l1", NULL);
+    /* Just above the first-block residual's relative L1 (0.13): B reuses,
+     * and gets conv_out(h1_B + (h_end_A - h1_A)); just below: B is full. */
+    lf_stepcache_opts_t o = {.kind = LF_STEPCACHE_FBCACHE, .threshold = rel[0] * 1.001f, .interval = 1};
+    lf_stepcache_t *sc = lf_stepcache_new(&o);
+    s_ab_run(&f, sc, "fb_reuse_out", 1);
+    lf_stepcache_destroy(&sc);
+    o.threshold = rel[0] * 0.999f;
+    sc = lf_stepcache_new(&o);
+    s_ab_run(&f, sc, "out_b", 0);
+    lf_stepcache_destroy(&sc);
+    free(rel);
+    s_ab_close(&f);
+}
+
+static void test_deepcache_reference(void **state) {
+    (void)state;
+    s_ab_t f;
+    s_ab_open(&f);
+    for (int depth = 0; depth < 4; depth++) {
+        lf_stepcache_opts_t o = {.kind = LF_STEPCACHE_DEEPCACHE, .interval = 2, .depth = depth};
+        lf_stepcache_t *sc = lf_stepcache_new(&o);
+        char key[32];
+        snprintf(key, sizeof key, "dc_out_%d", depth);
+        s_ab_run(&f, sc, key, 1);
+        lf_stepcache_destroy(&sc);
+    }
+    s_ab_close(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rel_l1),       cmocka_unit_test(test_fb_decisions),
         cmocka_unit_test(test_dc_schedule),  cmocka_unit_test(test_opts),
         cmocka_unit_test(test_fbcache_unet), cmocka_unit_test(test_deepcache_unet),
+        cmocka_unit_test(test_fbcache_reference), cmocka_unit_test(test_deepcache_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
