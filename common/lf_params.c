@@ -619,6 +619,23 @@ struct json_t *lf_params_schema_properties(bool a1111) {
         if (a1111 && (!d->a1111 || d->a1111_at != LF_PA_TOP)) continue;
         json_object_set_new(props, a1111 ? d->a1111 : d->name, s_schema_row(d, a1111));
     }
+    /* The native API's step caching object: the cache_* rows by their tail. */
+    json_t *cache = a1111 || !props ? NULL : json_object(), *cp = cache ? json_object() : NULL;
+    for (int i = 0; cp && i < LF_P__COUNT; i++)
+        if (!strncmp(s_table[i].name, "cache_", 6))
+            json_object_set_new(cp, s_table[i].name + 6, s_schema_row(&s_table[i], false));
+    if (cache && cp) {
+        json_object_set_new(cache, "type", json_string("object"));
+        json_object_set_new(cache, "properties", cp);
+        json_object_set_new(cache, "additionalProperties", json_false());
+        json_object_set_new(cache, "description",
+                            json_string("step caching: {kind, threshold, start, end, interval, depth}, the "
+                                        "cache_* fields as one object"));
+        json_object_set_new(props, "cache", cache);
+    } else {
+        json_decref(cache);
+        json_decref(cp);
+    }
     return props;
 }
 
