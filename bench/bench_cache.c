@@ -275,6 +275,7 @@ static int s_speed(const char *ckpt, int threads) {
     printf("| step | s (2nd call) | vs uncached |\n|---|---|---|\n");
     double full = s_time2(m, NULL, 0, x, t, ctx, out, &rc);
     printf("| uncached (lf_unet_forward) | %.2f | 1.00 |\n", full);
+    const long hwm_full = lf_bench_status_kb("VmHWM");
     /* FBCache: threshold 1 reuses every step after a full one. The same
      * inputs twice: step 0 full (in parts), then reuse. */
     lf_stepcache_opts_t o = {.kind = LF_STEPCACHE_FBCACHE, .threshold = 0.f, .interval = 1};
@@ -302,6 +303,10 @@ static int s_speed(const char *ckpt, int threads) {
                    depths[d], dcf, dcr, dcf / full, dcr / full);
         lf_stepcache_destroy(&sc);
     }
+    /* Each part is its own graph with its own activation arena. */
+    printf("peak RSS (VmHWM): %.2f GB after the uncached steps, %.2f GB with every cached graph "
+           "recorded\n",
+           hwm_full / 1048576.0, lf_bench_status_kb("VmHWM") / 1048576.0);
     printf("BENCH cache_speed full=%.2f fb_reuse=%.2f\n", full, fbr);
     free(x), free(ctx), free(out);
     lf_model_destroy(&m);
