@@ -288,7 +288,7 @@ static int s_speed(const char *ckpt, int threads) {
     double fbr = rc ? 0 : s_time2(m, sc, 1, x, t, ctx, out, &rc); /* 1st full, 2nd reuse */
     if (!rc) printf("| fbcache reuse (head + tail) | %.2f | %.2f |\n", fbr, fbr / full);
     lf_stepcache_destroy(&sc);
-    static const int depths[] = {0, 2, 5, 8};
+    static const int depths[] = {0, 2, 5, 8, 11};
     for (size_t d = 0; d < sizeof depths / sizeof depths[0] && !rc; d++) {
         lf_stepcache_opts_t od = {.kind = LF_STEPCACHE_DEEPCACHE, .interval = 1000, .depth = depths[d]};
         sc = lf_stepcache_new(&od);
