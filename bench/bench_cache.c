@@ -21,6 +21,8 @@
  * graph). Run it under `flock /tmp/lf-bigmem.lock`.
  *
  *   build/release/bench/bench_cache [--cases N] [--steps N] [--speed] [--ckpt PATH] [--threads N]
+ *   --flops: only the compute (graph FLOPs) of each setting's full and reuse
+ *   evaluation on the built-in model's UNet, relative to the uncached one.
  */
 #include <math.h>
 #include <stdio.h>
@@ -109,6 +111,42 @@ static double s_ssim(const uint8_t *a, const uint8_t *b, int w, int h) {
     return nw ? sum / nw : 1.0;
 }
 
+static void s_randn(float *p, size_t n, uint32_t seed);
+
+/* The compute of one evaluation of each path on the built-in model's UNet
+ * (lf_model_flops_run, the graphs' FLOPs: independent of the machine's
+ * load): *full the uncached forward, *fpath a full evaluation with the
+ * setting (FBCache runs it in parts), *reuse a reuse evaluation. */
+static int s_setting_flops(lf_model_t *m, const lf_stepcache_opts_t *o, double *full, double *fpath,
+                           double *reuse) {
+    const lf_model_desc_t *d = lf_model_desc(m);
+    const int hw = RES / d->vae_scale;
+    const size_t nx = (size_t)2 * d->latent_channels * hw * hw, nc = (size_t)2 * 77 * d->text_dim;
+    float *x = malloc(nx * sizeof *x), *ctx = malloc(nc * sizeof *ctx), *out = malloc(nx * sizeof *out);
+    const float t[2] = {500, 500};
+    int rc = x && ctx && out ? 0 : LF_ENOMEM;
+    if (!rc) s_randn(x, nx, 3), s_randn(ctx, nc, 4);
+    double f0 = lf_model_flops_run(m);
+    if (!rc) rc = lf_model_denoise(m, x, 2, hw, hw, t, ctx, 77, NULL, out);
+    *full = lf_model_flops_run(m) - f0;
+    /* Same inputs twice: the 2nd reuses (FBCache: distance 0 < threshold 1;
+     * DeepCache: interval past the steps). */
+    lf_stepcache_opts_t oo = *o;
+    if (oo.kind == LF_STEPCACHE_FBCACHE) oo.threshold = 1;
+    oo.interval = LF_STEPCACHE_MAX_INTERVAL, oo.start = oo.end = 0;
+    lf_stepcache_t *sc = rc ? NULL : lf_stepcache_new(&oo);
+    for (int k = 0; sc && k < 2 && !rc; k++) {
+        f0 = lf_model_flops_run(m);
+        lf_stepcache_begin(sc, k, 1000);
+        rc = lf_model_denoise_cached(m, sc, x, 2, hw, hw, t, ctx, 77, NULL, out);
+        *(k ? reuse : fpath) = lf_model_flops_run(m) - f0;
+    }
+    if (!rc && (!sc || lf_stepcache_reused(sc) != 1)) rc = LF_ESTATE;
+    lf_stepcache_destroy(&sc);
+    free(x), free(ctx), free(out);
+    return rc;
+}
+
 /* Runs every case with one setting: RGB images into rgb[case], and the
  * full / cached evaluations summed. */
 static int s_run(lf_engine_t *e, int n_cases, int steps, const lf_stepcache_opts_t *o,
@@ -150,7 +188,7 @@ static int s_run(lf_engine_t *e, int n_cases, int steps, const lf_stepcache_opts
     return 0;
 }
 
-static int s_quality(int n_cases, int steps, int threads) {
+static int s_quality(int n_cases, int steps, int threads, int flops_only, const char *pick) {
     char la[128], err[512] = "";
     lf_engine_opts_t eo = {.n_threads = threads, .assets_dir = LF_SOURCE_DIR "/assets"};
     lf_engine_t *e = NULL;
@@ -177,23 +215,48 @@ static int s_quality(int n_cases, int steps, int threads) {
         {"deepcache interval 3 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 11}},
         {"deepcache interval 4 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 4, 11}},
         {"deepcache interval 3 depth 8 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 3, 8}},
+        /* Shallow branches (the ones that save compute on this model). */
+        {"deepcache interval 2 depth 0", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 0}},
+        {"deepcache interval 2 depth 2", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 2}},
+        {"deepcache interval 2 depth 2 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 2, 2}},
+        {"fbcache 0.12 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.12f, 2, 1, 1, 0}},
     };
     const int ns = (int)(sizeof settings / sizeof settings[0]);
     uint8_t *ref[N_CASES] = {0}, *img[N_CASES] = {0};
+    lf_model_t *m = NULL;
     long full0, cached0;
     double secs0;
     s_loadavg(la, sizeof la);
     printf("bench_cache: lf-tiny-shapes %dx%d, %d steps, euler/normal, CFG 5, %d prompt/seed pairs, "
            "%d threads; load %s\n",
            RES, RES, steps, n_cases, threads, la);
-    int rc = s_run(e, n_cases, steps, NULL, ref, &full0, &cached0, &secs0);
+    int rc = 0;
+    if (flops_only) {
+        /* The compute of each path alone, relative to the uncached forward. */
+        lf_model_opts_t fo = {.weight_type = -1};
+        if ((rc = lf_model_load(LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors", &fo, &m, la, sizeof la)))
+            goto out;
+        printf("\n| setting | full evaluation / uncached | reuse evaluation / uncached |\n|---|---|---|\n");
+        for (int s = 0; s < ns && !rc; s++) {
+            double ff = 0, fp = 0, fr = 0;
+            rc = s_setting_flops(m, &settings[s].o, &ff, &fp, &fr);
+            if (!rc) printf("| %s | %.4f | %.4f |\n", settings[s].label, fp / ff, fr / ff);
+        }
+        goto out;
+    }
+    rc = s_run(e, n_cases, steps, NULL, ref, &full0, &cached0, &secs0);
     if (rc) goto out;
-    printf("\n| setting | full evals | cached evals | fewer full evals | mean PSNR dB | min PSNR dB | "
-           "mean SSIM | time s |\n|---|---|---|---|---|---|---|---|\n");
-    printf("| none | %ld | %ld | 1.00x | - | - | - | %.1f |\n", full0, cached0, secs0);
+    /* The same UNet alone, for the compute each path takes. */
+    lf_model_opts_t mo = {.weight_type = -1};
+    if ((rc = lf_model_load(LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors", &mo, &m, la, sizeof la)))
+        goto out;
+    printf("\n| setting | full evals | cached evals | fewer full evals | UNet compute vs none | mean PSNR dB | "
+           "min PSNR dB | mean SSIM | time s |\n|---|---|---|---|---|---|---|---|---|\n");
+    printf("| none | %ld | %ld | 1.00x | 1.000 | - | - | - | %.1f |\n", full0, cached0, secs0);
     double best_x = 0;
     const char *best = NULL;
     for (int s = 0; s < ns; s++) {
+        if (pick && !strstr(pick, (char[]){(char)('a' + s), 0})) continue;
         long full, cached;
         double secs;
         rc = s_run(e, n_cases, steps, &settings[s].o, img, &full, &cached, &secs);
@@ -206,9 +269,15 @@ static int s_quality(int n_cases, int steps, int threads) {
             ss += s_ssim(ref[i], img[i], RES, RES);
         }
         ps /= n_cases, ss /= n_cases;
-        double x = full ? (double)full0 / full : 0;
-        printf("| %s | %ld | %ld | %.2fx | %.2f | %.2f | %.4f | %.1f |\n", settings[s].label, full,
-               cached, x, ps, pmin, ss, secs);
+        double x = full ? (double)full0 / full : 0, ff = 0, fp = 0, fr = 0;
+        if ((rc = s_setting_flops(m, &settings[s].o, &ff, &fp, &fr))) {
+            fprintf(stderr, "compute of %s: %s\n", settings[s].label, lf_strerror(rc));
+            goto out;
+        }
+        /* Compute of the setting's evaluations over the uncached run's. */
+        double comp = ((double)full * fp + (double)cached * fr) / ((double)full0 * ff);
+        printf("| %s | %ld | %ld | %.2fx | %.3f | %.2f | %.2f | %.4f | %.1f |\n", settings[s].label, full,
+               cached, x, comp, ps, pmin, ss, secs);
         fflush(stdout);
         if (ps >= 30.0 && x > best_x) best_x = x, best = settings[s].label;
     }
@@ -217,11 +286,12 @@ static int s_quality(int n_cases, int steps, int threads) {
     printf("BENCH cache_quality best=\"%s\" fewer=%.2f\n", best ? best : "none", best_x);
 out:
     for (int i = 0; i < N_CASES; i++) free(ref[i]), free(img[i]);
+    lf_model_destroy(&m);
     lf_engine_destroy(&e);
     return rc;
 }
 
-static void s_randn(float *p, size_t n, uint32_t seed) {
+static void s_randn(float *p, size_t n, uint32_t seed) { /* Box-Muller over an LCG */
     uint32_t s = seed * 2654435761u + 1;
     for (size_t i = 0; i < n; i += 2) {
         s = s * 1664525u + 1013904223u;
@@ -234,16 +304,21 @@ static void s_randn(float *p, size_t n, uint32_t seed) {
     }
 }
 
+/* GFLOP of the last timed call (lf_model_flops_run). */
+static double s_gflop;
+
 /* Times the 2nd of two calls (the 1st records and plans the graph). */
 static double s_time2(lf_model_t *m, lf_stepcache_t *sc, int step0, const float *x, const float *t,
                       const float *ctx, float *out, int *rc) {
     double dt = 0;
     for (int k = 0; k < 2 && !*rc; k++) {
+        double f0 = lf_model_flops_run(m);
         if (sc) lf_stepcache_begin(sc, step0 + k, 1000);
         double t0 = lf_bench_now();
         *rc = sc ? lf_model_denoise_cached(m, sc, x, 2, 64, 64, t, ctx, 77, NULL, out)
                  : lf_model_denoise(m, x, 2, 64, 64, t, ctx, 77, NULL, out);
         dt = lf_bench_now() - t0;
+        s_gflop = (lf_model_flops_run(m) - f0) / 1e9;
     }
     return dt;
 }
@@ -272,9 +347,9 @@ static int s_speed(const char *ckpt, int threads) {
     s_loadavg(la, sizeof la);
     printf("\nspeed: full-size SD1.5 UNet (random weights), 512x512 CFG batch 2, %d threads; load %s\n",
            threads, la);
-    printf("| step | s (2nd call) | vs uncached |\n|---|---|---|\n");
-    double full = s_time2(m, NULL, 0, x, t, ctx, out, &rc);
-    printf("| uncached (lf_unet_forward) | %.2f | 1.00 |\n", full);
+    printf("| step | s (2nd call) | vs uncached | GFLOP | vs uncached |\n|---|---|---|---|---|\n");
+    double full = s_time2(m, NULL, 0, x, t, ctx, out, &rc), gfull = s_gflop;
+    printf("| uncached (lf_unet_forward) | %.2f | 1.00 | %.1f | 1.00 |\n", full, gfull);
     const long hwm_full = lf_bench_status_kb("VmHWM");
     /* FBCache: threshold 1 reuses every step after a full one. The same
      * inputs twice: step 0 full (in parts), then reuse. */
@@ -282,16 +357,24 @@ static int s_speed(const char *ckpt, int threads) {
     lf_stepcache_t *sc = lf_stepcache_new(&o);
     double fbf = rc ? 0 : s_time2(m, sc, 0, x, t, ctx, out, &rc);
     lf_stepcache_destroy(&sc);
-    if (!rc) printf("| fbcache full (head + rest) | %.2f | %.2f |\n", fbf, fbf / full);
+    if (!rc)
+        printf("| fbcache full (head + rest) | %.2f | %.2f | %.1f | %.3f |\n", fbf, fbf / full, s_gflop,
+               s_gflop / gfull);
     o.threshold = 1.f;
     sc = lf_stepcache_new(&o);
     double fbr = rc ? 0 : s_time2(m, sc, 1, x, t, ctx, out, &rc); /* 1st full, 2nd reuse */
-    if (!rc) printf("| fbcache reuse (head + tail) | %.2f | %.2f |\n", fbr, fbr / full);
+    if (!rc)
+        printf("| fbcache reuse (head + tail) | %.2f | %.2f | %.1f | %.3f |\n", fbr, fbr / full, s_gflop,
+               s_gflop / gfull);
     lf_stepcache_destroy(&sc);
     static const int depths[] = {0, 2, 5, 8, 11};
     for (size_t d = 0; d < sizeof depths / sizeof depths[0] && !rc; d++) {
-        lf_stepcache_opts_t od = {.kind = LF_STEPCACHE_DEEPCACHE, .interval = 1000, .depth = depths[d]};
+        lf_stepcache_opts_t od = {.kind = LF_STEPCACHE_DEEPCACHE, .interval = LF_STEPCACHE_MAX_INTERVAL, .depth = depths[d]};
         sc = lf_stepcache_new(&od);
+        if (!sc) {
+            rc = LF_ENOMEM;
+            break;
+        }
         /* Step 0 full; steps 1, 2 reuse: the 2nd reuse is timed. */
         lf_stepcache_begin(sc, 0, 1000);
         double t0 = lf_bench_now();
@@ -299,8 +382,9 @@ static int s_speed(const char *ckpt, int threads) {
         double dcf = lf_bench_now() - t0;
         double dcr = rc ? 0 : s_time2(m, sc, 1, x, t, ctx, out, &rc);
         if (!rc)
-            printf("| deepcache depth %d: full (1st call) / shallow | %.2f / %.2f | %.2f / %.2f |\n",
-                   depths[d], dcf, dcr, dcf / full, dcr / full);
+            printf("| deepcache depth %d: full (1st call) / shallow | %.2f / %.2f | %.2f / %.2f | %.1f | "
+                   "%.3f |\n",
+                   depths[d], dcf, dcr, dcf / full, dcr / full, s_gflop, s_gflop / gfull);
         lf_stepcache_destroy(&sc);
     }
     /* Each part is its own graph with its own activation arena. */
@@ -314,7 +398,8 @@ static int s_speed(const char *ckpt, int threads) {
 }
 
 int main(int argc, char **argv) {
-    int n_cases = N_CASES, steps = 20, speed = 0, threads = 2, quality = 1;
+    int n_cases = N_CASES, steps = 20, speed = 0, threads = 2, quality = 1, flops_only = 0;
+    const char *pick = NULL; /* --pick LETTERS: only the settings a, b, ... of the list */
     const char *ckpt = getenv("LF_SD15_FULL");
     if (!ckpt) ckpt = LF_SOURCE_DIR "/tests/reference/out/sd15_full.safetensors";
     for (int i = 1; i < argc; i++) {
@@ -330,15 +415,20 @@ int main(int argc, char **argv) {
             speed = 1;
         else if (!strcmp(argv[i], "--speed-only"))
             speed = 1, quality = 0;
+        else if (!strcmp(argv[i], "--flops"))
+            flops_only = 1;
+        else if (!strcmp(argv[i], "--pick") && i + 1 < argc)
+            pick = argv[++i];
         else {
             fprintf(stderr,
-                    "usage: bench_cache [--cases N] [--steps N] [--threads N] [--speed | --speed-only] "
+                    "usage: bench_cache [--cases N] [--steps N] [--threads N] [--flops] [--pick LETTERS] "
+                    "[--speed | --speed-only] "
                     "[--ckpt PATH]\n");
             return 2;
         }
     }
     if (n_cases < 1 || n_cases > N_CASES) n_cases = N_CASES;
-    int rc = quality ? s_quality(n_cases, steps, threads) : 0;
+    int rc = quality ? s_quality(n_cases, steps, threads, flops_only, pick) : 0;
     if (!rc && speed) rc = s_speed(ckpt, threads);
     return rc ? 1 : 0;
 }

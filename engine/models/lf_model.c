@@ -439,6 +439,8 @@ unsigned long lf_model_blocks_run(const lf_model_t *self) {
     return self ? lf_unet_blocks_run(self->unet) : 0;
 }
 
+double lf_model_flops_run(const lf_model_t *self) { return self ? lf_unet_flops_run(self->unet) : 0; }
+
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;

@@ -112,6 +112,8 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
 /* The denoiser's resnets and transformer blocks computed so far
  * (lf_unet_blocks_run; tests and benchmarks). */
 unsigned long lf_model_blocks_run(const lf_model_t *self);
+/* Their floating-point operations (lf_unet_flops_run). */
+double lf_model_flops_run(const lf_model_t *self);
 
 /* VAE: z [batch][C][h][w] UNSCALED latents (the caller divides by
  * scaling_factor) -> img [batch][3][h*8][w*8] in [-1, 1]. tile > 0 decodes

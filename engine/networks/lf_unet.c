@@ -52,6 +52,7 @@ typedef struct {
                                      * V_DEEP_FULL: the deep feature */
     int64_t deep_ne[4];         /* V_DEEP_SHALLOW: the deep feature's shape */
     int blocks;                 /* resnets and transformers one compute runs */
+    double flops;               /* lf_graph_flops of one compute */
     float *host;                /* staging: pooled [batch][n_pooled], then ids [batch][n_ids] */
     unsigned long used;
 } s_cache_t;
@@ -68,6 +69,7 @@ struct lf_unet {
     s_cache_t cache[N_CACHE];
     unsigned long tick;
     unsigned long blocks_run; /* resnets and transformers computed (lf_unet_blocks_run) */
+    double flops_run;         /* their floating-point operations (lf_unet_flops_run) */
     float *scratch;           /* step caching: host copies of h0, h1, the head's input */
     size_t scratch_n;
 };
@@ -617,6 +619,7 @@ static s_cache_t *s_get(lf_unet_t *self, s_variant_t variant, int depth, const i
             lf_graph_destroy(&e->g);
             return NULL;
         }
+        e->flops = lf_graph_flops(e->g);
     }
     e->used = ++self->tick;
     return e;
@@ -647,7 +650,7 @@ static int s_set_inputs(lf_unet_t *self, s_cache_t *e, const float *x, const flo
 static int s_run(lf_unet_t *self, s_cache_t *e) {
     int rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
-    if (!rc) self->blocks_run += (unsigned long)e->blocks;
+    if (!rc) self->blocks_run += (unsigned long)e->blocks, self->flops_run += e->flops;
     return rc;
 }
 
@@ -792,5 +795,7 @@ int lf_unet_forward_cached(lf_unet_t *self, lf_stepcache_t *sc, const float *x, 
 }
 
 unsigned long lf_unet_blocks_run(const lf_unet_t *self) { return self->blocks_run; }
+
+double lf_unet_flops_run(const lf_unet_t *self) { return self->flops_run; }
 
 int lf_unet_cache_depths(const lf_unet_t *self) { return s_nskips(&self->c); }

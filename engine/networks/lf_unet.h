@@ -96,6 +96,8 @@ int lf_unet_forward_cached(lf_unet_t *self, lf_stepcache_t *sc, const float *x, 
  * middle block counts as its two resnets and its attention): what tests
  * count to see that a reuse step skipped the deep blocks. */
 unsigned long lf_unet_blocks_run(const lf_unet_t *self);
+/* The floating-point operations of those forwards (lf_graph_flops). */
+double lf_unet_flops_run(const lf_unet_t *self);
 /* DeepCache branches of this UNet (valid depths 0 .. n-1). */
 int lf_unet_cache_depths(const lf_unet_t *self);
 
