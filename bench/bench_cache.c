@@ -113,6 +113,59 @@ static double s_ssim(const uint8_t *a, const uint8_t *b, int w, int h) {
 
 static void s_randn(float *p, size_t n, uint32_t seed);
 
+/* ---- SD1.5's compute per path, counted analytically (bench_unet's count:
+ * conv, linear and the two attention products, multiply-add = 2; norms
+ * and element-wise ops left out) ---- */
+static double s_conv(double hw, int ci, int co, int k) { return 2.0 * hw * co * ci * k * k; }
+static double s_lin(double rows, int ci, int co) { return 2.0 * rows * ci * co; }
+static double s_res(double hw, int ci, int co) {
+    double f = s_conv(hw, ci, co, 3) + s_conv(hw, co, co, 3) + s_lin(1, 1280, co);
+    return ci != co ? f + s_conv(hw, ci, co, 1) : f;
+}
+static double s_tf(double n, int c) { /* one transformer block, 77 context tokens of 768 */
+    return 2 * s_conv(n, c, c, 1) + 4 * s_lin(n, c, c) + 4.0 * n * n * c + 2 * s_lin(n, c, c) +
+           2 * s_lin(77, 768, c) + 4.0 * n * 77 * c + s_lin(n, c, 8 * c) + s_lin(n, 4 * c, c);
+}
+/* Per sample at an s x s latent. fb: FBCache's reuse path (conv_in, the first
+ * block, conv_out); else DeepCache's shallow path at depth (< 0: the whole
+ * UNet), as lf_unet records them. */
+static double s_sd15_flops(int s, int fb, int depth) {
+    static const int ch[4] = {320, 640, 1280, 1280}, attn[4] = {1, 1, 1, 0};
+    int skip[16], ns = 0, r = s, cur = ch[0], k = 1;
+    const int down_end = fb ? 2 : depth < 0 ? 12 : depth + 1;
+    double f = s_lin(1, 320, 1280) + s_lin(1, 1280, 1280) + s_conv((double)r * r, 4, ch[0], 3);
+    skip[ns++] = cur;
+    for (int l = 0; l < 4; l++) {
+        for (int j = 0; j < 2; j++, k++) {
+            if (k < down_end) f += s_res((double)r * r, cur, ch[l]) + (attn[l] ? s_tf((double)r * r, ch[l]) : 0);
+            cur = ch[l];
+            skip[ns++] = cur;
+        }
+        if (l < 3) {
+            r /= 2;
+            if (k++ < down_end) f += s_conv((double)r * r, cur, cur, 3);
+            skip[ns++] = cur;
+        }
+    }
+    if (fb) return f + s_conv((double)s * s, ch[0], 4, 3);
+    if (depth < 0) f += 2 * s_res((double)r * r, cur, cur) + s_tf((double)r * r, cur);
+    for (int i = 0; i < 4; i++) {
+        int l = 3 - i, last = 0;
+        for (int j = 0; j < 3; j++) {
+            --ns;
+            last = ns;
+            if (depth < 0 || ns <= depth)
+                f += s_res((double)r * r, cur + skip[ns], ch[l]) + (attn[l] ? s_tf((double)r * r, ch[l]) : 0);
+            cur = ch[l];
+        }
+        if (i < 3) {
+            r *= 2;
+            if (depth < 0 || last <= depth) f += s_conv((double)r * r, cur, cur, 3);
+        }
+    }
+    return f + s_conv((double)s * s, ch[0], 4, 3);
+}
+
 /* The compute of one evaluation of each path on the built-in model's UNet
  * (lf_model_flops_run, the graphs' FLOPs: independent of the machine's
  * load): *full the uncached forward, *fpath a full evaluation with the
@@ -242,6 +295,14 @@ static int s_quality(int n_cases, int steps, int threads, int flops_only, const 
             rc = s_setting_flops(m, &settings[s].o, &ff, &fp, &fr);
             if (!rc) printf("| %s | %.4f | %.4f |\n", settings[s].label, fp / ff, fr / ff);
         }
+        const double full = s_sd15_flops(64, 0, -1);
+        printf("\nSD1.5 at 512x512 (analytic: %.1f GFLOP per step with CFG): a reuse evaluation over a full one\n"
+               "| path | GFLOP (CFG batch 2) | vs full |\n|---|---|---|\n",
+               2 * full / 1e9);
+        printf("| fbcache reuse | %.1f | %.4f |\n", 2 * s_sd15_flops(64, 1, 0) / 1e9, s_sd15_flops(64, 1, 0) / full);
+        for (int d = 0; d < 12; d++)
+            printf("| deepcache depth %d | %.1f | %.4f |\n", d, 2 * s_sd15_flops(64, 0, d) / 1e9,
+                   s_sd15_flops(64, 0, d) / full);
         goto out;
     }
     rc = s_run(e, n_cases, steps, NULL, ref, &full0, &cached0, &secs0);
