@@ -11,7 +11,7 @@
 
 #define S LF__SHAPE
 #define MAX_RES (LF_UNET_MAX_LEVELS * 8 * 2 + 2)
-#define N_CACHE 8
+#define N_CACHE 8 /* graphs kept per UNet: 4 whole, 4 step-caching parts (s_get) */
 
 typedef struct {
     lf_tensor_t *n1w, *n1b, *c1w, *c1b, *tw, *tb, *n2w, *n2b, *c2w, *c2b, *scw, *scb;
@@ -589,7 +589,8 @@ head:
  * recently used one replaced). NULL with *rc set on failure. */
 static s_cache_t *s_get(lf_unet_t *self, s_variant_t variant, int depth, const int64_t *deep_ne,
                         int batch, int h, int w, int ctx_len, int n_pooled, int n_ids, int *rc) {
-    s_cache_t *e = NULL, *victim = &self->cache[0];
+    s_cache_t *e = NULL, *victim = &self->cache[0], *same = NULL;
+    int n_same = 0;
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];
         if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len &&
@@ -598,7 +599,14 @@ static s_cache_t *s_get(lf_unet_t *self, s_variant_t variant, int depth, const i
             (variant != V_DEEP_SHALLOW || !memcmp(ci->deep_ne, deep_ne, sizeof ci->deep_ne)))
             e = ci;
         if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
+        /* Whole-network graphs and the step-caching parts each keep at most
+         * N_CACHE / 2 (without caching, as many as before it existed). */
+        if (ci->g && (ci->variant == V_FULL) == (variant == V_FULL)) {
+            n_same++;
+            if (!same || ci->used < same->used) same = ci;
+        }
     }
+    if (!e && n_same >= N_CACHE / 2) victim = same;
     if (!e) {
         e = victim;
         lf_graph_destroy(&e->g);
