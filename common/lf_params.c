@@ -68,6 +68,21 @@ bool lf_param_hr_upscaler_builtin(const char *name) {
     return false;
 }
 
+/* Step caching kinds (engine/sampling/lf_stepcache.h lf_stepcache_kind_t order). */
+const lf_param_enum_t lf_param_caches[] = {
+    {"none", "none", NULL}, {"fbcache", "fbcache", "first_block_cache"}, {"deepcache", "deepcache", NULL},
+    {NULL, NULL, NULL}};
+
+/* LF_PS_CACHE: whether the infotext writes row i (step caching on, and the
+ * row one that its kind uses). */
+static bool s_cache_shown(const lf_job_params_t *p, int i) {
+    const char *k = p->cache_kind;
+    if (!k || !strcmp(k, "none")) return false;
+    if (i == LF_P_cache_threshold) return !strcmp(k, "fbcache");
+    if (i == LF_P_cache_interval || i == LF_P_cache_depth) return !strcmp(k, "deepcache");
+    return true;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const lf_param_def_t s_table[LF_P__COUNT] = {
@@ -499,6 +514,9 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
         case LF_PS_HIRES_OTHER:
             if (!s_hires_shows(p, d)) continue;
             break;
+        case LF_PS_CACHE:
+            if (!s_cache_shown(p, i)) continue;
+            break;
         default: break;
         }
         if (d->show == LF_PS_SEED)
@@ -698,6 +716,23 @@ struct json_t *lf_params_schema_properties(bool a1111) {
         const lf_param_def_t *d = &s_table[i];
         if (a1111 && (!d->a1111 || d->a1111_at != LF_PA_TOP)) continue;
         json_object_set_new(props, a1111 ? d->a1111 : d->name, s_schema_row(d, a1111));
+    }
+    /* The native API's step caching object: the cache_* rows by their tail. */
+    json_t *cache = a1111 || !props ? NULL : json_object(), *cp = cache ? json_object() : NULL;
+    for (int i = 0; cp && i < LF_P__COUNT; i++)
+        if (!strncmp(s_table[i].name, "cache_", 6))
+            json_object_set_new(cp, s_table[i].name + 6, s_schema_row(&s_table[i], false));
+    if (cache && cp) {
+        json_object_set_new(cache, "type", json_string("object"));
+        json_object_set_new(cache, "properties", cp);
+        json_object_set_new(cache, "additionalProperties", json_false());
+        json_object_set_new(cache, "description",
+                            json_string("step caching: {kind, threshold, start, end, interval, depth}, the "
+                                        "cache_* fields as one object"));
+        json_object_set_new(props, "cache", cache);
+    } else {
+        json_decref(cache);
+        json_decref(cp);
     }
     return props;
 }

@@ -28,7 +28,8 @@
  *           the image's index), SIZE_W / SIZE_H ("Size: WxH", A1111 parses it
  *           back as "Size-1" / "Size-2"), PROMPT, NEGATIVE, REFINER (only
  *           when refiner_checkpoint is set, as A1111 writes its switch point),
- *           HIRES_* (Hires-Fix rows, only with enable_hr; see lf_param_show_t)
+ *           HIRES_* (Hires-Fix rows, only with enable_hr; see lf_param_show_t); CACHE
+ *           (only with step caching on: see LF_PS_CACHE)
  *   flags   LF_PF_* below
  *   desc    one line for humans (OpenAPI, /v1/params, docs)
  *
@@ -67,6 +68,7 @@ extern const lf_param_enum_t lf_param_modes[];
 extern const lf_param_enum_t lf_param_samplers[];
 extern const lf_param_enum_t lf_param_schedulers[];
 extern const lf_param_enum_t lf_param_rngs[];
+extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order */
 
 /* Flags. */
 #define LF_PF_REQUIRED 0x01u    /* must be present on the wire */
@@ -226,7 +228,25 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(adetailer, JSON, NULL, NONE, 0, 65536, 0, 0, NULL, NULL, NULL, NEVER, 0,                    \
       "ADetailer passes, in order (GET /adetailer/v1/ad_model): [{ad_model, ad_confidence, "      \
       "ad_denoising_strength, ad_prompt, ...}] with the A1111 extension's argument names and "   \
-      "defaults")
+      "defaults") \
+    /* Step caching (issue 18; engine/sampling/lf_stepcache.h). The native     \
+     * API also takes them as one object, cache: {kind, threshold, start,     \
+     * end, interval, depth} (lf_validate). */                                \
+    X(cache_kind, ENUM, "cache_kind", OVERRIDE, 0, 0, 0, 0, "none", lf_param_caches, "Cache",        \
+      CACHE, 0, "step caching: none, fbcache (first-block cache) or deepcache")                  \
+    X(cache_threshold, F64, "cache_threshold", OVERRIDE, 0, 1, 0.01, 0.12, NULL, NULL,            \
+      "Cache threshold", CACHE, 0,                                                               \
+      "fbcache: reuse the rest of the network while the first block's residual moved less "      \
+      "than this (relative L1)")                                                                 \
+    X(cache_start, U32, "cache_start", OVERRIDE, 0, 1000, 1, 0, NULL, NULL, "Cache start", CACHE,  \
+      0, "step caching: the first N steps always run the whole network")                         \
+    X(cache_end, U32, "cache_end", OVERRIDE, 0, 1000, 1, 0, NULL, NULL, "Cache end", CACHE, 0,     \
+      "step caching: the last N steps always run the whole network")                             \
+    X(cache_interval, U32, "cache_interval", OVERRIDE, 1, 100, 1, 3, NULL, NULL, "Cache interval", \
+      CACHE, 0, "deepcache: a full step every N steps")                                          \
+    X(cache_depth, U32, "cache_depth", OVERRIDE, 0, 63, 1, 0, NULL, NULL, "Cache depth", CACHE, 0, \
+      "deepcache: the branch (down-path element; 0 = shallowest) whose deeper features are "      \
+      "reused")
 
 /* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks
  * and normalizes it; here: it parses, at most hi bytes). */
@@ -265,7 +285,9 @@ typedef enum {
     LF_PS_HIRES_SCALE,
     LF_PS_HIRES_RESIZE,
     LF_PS_HIRES_NONDEF,
-    LF_PS_HIRES_OTHER
+    LF_PS_HIRES_OTHER,
+    LF_PS_CACHE /* only with step caching on (cache_kind not none): the kind, start
+                   and end, and the threshold (fbcache) or interval and depth (deepcache) */
 } lf_param_show_t;
 
 /* C types of the columns' TYPE. */

@@ -50,6 +50,7 @@ static const lf_model_ops_t s_real_ops = {
     .encode_text = lf_model_encode_text,
     .denoise = lf_model_denoise,
     .vae_decode = lf_model_vae_decode,
+    .denoise_cached = lf_model_denoise_cached,
     .vae_encode = lf_model_vae_encode,
     .preview = lf_model_preview,
     .set_loras = lf_model_set_loras,
@@ -1071,7 +1072,13 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .inpainting_mask_invert = req->inpainting_mask_invert,
         .initial_noise_multiplier = req->initial_noise_multiplier,
         .inpainting_mask_weight = req->inpainting_mask_weight,
+        .cache = req->cache,
     };
+    if (req->cache.kind != LF_STEPCACHE_NONE) {
+        const char *field = NULL;
+        if (lf_stepcache_opts_check(&req->cache, &field))
+            return s_err(e, LF_EINVAL, "cache.%s is out of range", field);
+    }
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
     if (req->mask && !req->mask_len) return s_err(e, LF_EINVAL, "the mask is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))
@@ -1170,6 +1177,8 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     out->images = imgs;
     out->n_images = res.n_images;
     out->steps_run = res.steps_run;
+    out->model_calls_full = res.model_calls_full;
+    out->model_calls_cached = res.model_calls_cached;
     out->warnings = lo.warnings;
     lo.warnings = NULL;
     s_loras_clear(&lo);

@@ -53,6 +53,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_stepcache.h"
+
 typedef struct lf_engine lf_engine_t;
 struct lf_model_ops;
 struct lf_detailer_unit; /* engine/pipeline/lf_detailer.h: one ADetailer unit */
@@ -175,6 +177,9 @@ typedef struct {
      * The result's steps_run counts the detailer's steps too. */
     const struct lf_detailer_unit *adetailer;
     size_t n_adetailer;
+    /* Step caching (FBCache / DeepCache, lf_stepcache.h); zero = none. Bad
+     * values: LF_EINVAL naming the field. */
+    lf_stepcache_opts_t cache;
 } lf_engine_request_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):
@@ -197,6 +202,8 @@ typedef struct {
     lf_engine_image_t *images; /* owned, n_images = batch */
     size_t n_images;
     int steps_run;             /* sampler steps run (img2img runs fewer) */
+    int model_calls_full;      /* denoiser evaluations of the whole network */
+    int model_calls_cached;    /* ... that reused a cached part (step caching) */
     char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
                                   tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;

@@ -426,6 +426,34 @@ static int s_envelope(const char *key, const json_t *v, lf_job_request_t *r, lf_
     return 1; /* not an envelope field */
 }
 
+/* The native "cache" object: {kind, threshold, start, end, interval,
+ * depth} onto the cache_* rows, errors naming "cache.<key>". */
+static int s_cache(const json_t *v, lf_job_params_t *p, bool *given, bool *random_seed,
+                   lf_verr_t *err) {
+    if (!json_is_object(v))
+        return lf_verr_set(err, 400, "invalid_type", "cache",
+                           "cache must be an object {kind, threshold, start, end, interval, depth}");
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)v, k, x) {
+        char row[48], field[48], clip[33];
+        const lf_param_def_t *d = NULL;
+        if (strlen(k) < 16) {
+            snprintf(row, sizeof row, "cache_%s", k);
+            d = lf_param_find(row);
+        }
+        snprintf(field, sizeof field, "cache.%s", lf_utf8_clip(k, clip, sizeof clip));
+        if (!d)
+            return lf_verr_set(err, 400, "unknown_field", field,
+                               "unknown field '%s' (kind, threshold, start, end, interval, depth)",
+                               field);
+        if (json_is_null(x)) continue;
+        if (s_param(d, x, field, p, random_seed, err)) return LF_EINVAL;
+        given[d - lf_params_table()] = true;
+    }
+    return 0;
+}
+
 int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_request_t *out,
                     lf_verr_t *err) {
     lf_job_request_t r;
@@ -438,6 +466,10 @@ int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_req
         int rc = s_envelope(key, v, &r, err);
         if (rc < 0) goto fail;
         if (rc == 0) continue;
+        if (!strcmp(key, "cache")) {
+            if (s_cache(v, &r.params, given, &random_seed, err)) goto fail;
+            continue;
+        }
         const lf_param_def_t *d = lf_param_find(key);
         if (!d) {
             char clip[65];

@@ -486,6 +486,12 @@ int lf_graph_n_nodes(const lf_graph_t *g) {
     return g->n_nodes;
 }
 
+double lf_graph_flops(const lf_graph_t *g) {
+    double f = 0;
+    for (int i = 0; i < g->n_nodes; i++) f += lf_node_flops(&g->nodes[i]);
+    return f;
+}
+
 size_t lf_graph_peak_bytes(const lf_graph_t *g) {
     return lf_arena_peak(g->arena);
 }

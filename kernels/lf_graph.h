@@ -94,6 +94,9 @@ int lf_graph_plan(lf_graph_t *g);
 int lf_graph_compute(lf_graph_t *g);
 
 int lf_graph_n_nodes(const lf_graph_t *g);
+/* Floating-point operations of one compute: lf_node_flops summed over the
+ * nodes (multiply-add = 2). */
+double lf_graph_flops(const lf_graph_t *g);
 /* Activation bytes after planning (the arena's peak) and without reuse. */
 size_t lf_graph_peak_bytes(const lf_graph_t *g);
 size_t lf_graph_unplanned_bytes(const lf_graph_t *g);

@@ -486,6 +486,22 @@ static size_t s_ad_units(const char *text, json_t **keep, lf_detailer_unit_t *un
     return n;
 }
 
+/* The denoiser evaluations into the info JSON: "model_calls_full" (the
+ * whole network) and "model_calls_cached" (step caching reused a part). */
+static int s_add_model_calls(char **info, int full, int cached)
+{
+    json_t *o = json_loads(*info, 0, NULL);
+    if (!o) return LF_ENOMEM;
+    json_object_set_new(o, "model_calls_full", json_integer(full));
+    json_object_set_new(o, "model_calls_cached", json_integer(cached));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    if (!s) return LF_ENOMEM;
+    free(*info);
+    *info = s;
+    return 0;
+}
+
 typedef struct {
     const lf_runner_job_t *job;
 } s_prog_t;
@@ -593,6 +609,13 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         req.vae_path = vpath;
         req.vae_name = p->vae;
     }
+    /* Step caching (the table's cache_* rows; checked by the gateway). */
+    lf_stepcache_kind_t ck = LF_STEPCACHE_NONE;
+    if (p->cache_kind && lf_stepcache_kind_parse(p->cache_kind, &ck) != 0) return LF_EINVAL;
+    req.cache = (lf_stepcache_opts_t){.kind = ck, .threshold = (float)p->cache_threshold,
+                                      .start = (int)p->cache_start, .end = (int)p->cache_end,
+                                      .interval = p->cache_interval ? (int)p->cache_interval : 1,
+                                      .depth = (int)p->cache_depth};
     /* ADetailer units (canonical JSON in the table's adetailer row). */
     lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
     json_t *ad_keep = NULL;
@@ -632,6 +655,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
                                                               res.n_images, texts, res.warnings)))
         rc = LF_ENOMEM;
+    if (rc == 0) rc = s_add_model_calls(&o.info_json, res.model_calls_full, res.model_calls_cached);
     free(texts);
     lf_engine_result_clear(&res);
     if (rc != 0) {

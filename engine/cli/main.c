@@ -52,6 +52,9 @@ static const char s_usage[] =
     "      --aesthetic-score X (6) --negative-aesthetic-score X (2.5)   SDXL refiner\n"
     "      --lora-dir DIRS       LoRA folders (':'-separated) for the prompt's <lora:name:w> tags;\n"
     "                            default: lora/ and Lora/ beside the model\n"
+    "      --cache none|fbcache|deepcache   step caching; --cache-threshold X (0.12, fbcache)\n"
+    "                            --cache-interval N (3) --cache-depth N (0) (deepcache)\n"
+    "                            --cache-start N --cache-end N (0): steps always run in full\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -265,11 +268,16 @@ static int s_cmd_generate(int argc, char **argv)
         {"crop-left", required_argument, NULL, 20}, {"target-size", required_argument, NULL, 21},
         {"aesthetic-score", required_argument, NULL, 22},
         {"negative-aesthetic-score", required_argument, NULL, 23},
-        {"lora-dir", required_argument, NULL, 24},  {NULL, 0, NULL, 0}};
+        {"lora-dir", required_argument, NULL, 24},  {"cache", required_argument, NULL, 25},
+        {"cache-threshold", required_argument, NULL, 26}, {"cache-start", required_argument, NULL, 27},
+        {"cache-end", required_argument, NULL, 28}, {"cache-interval", required_argument, NULL, 29},
+        {"cache-depth", required_argument, NULL, 30}, {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
                *vocab = NULL, *lora_dirs = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
+    req.cache = (lf_stepcache_opts_t){.threshold = 0.12f, .interval = 3}; /* the table's defaults */
     long v;
+    double dv = 0;
     int threads = 0, have_denoise = 0, have_switch = 0;
     optind = 0;
     int c;
@@ -311,6 +319,15 @@ static int s_cmd_generate(int argc, char **argv)
         case 22: rc = s_double("--aesthetic-score", optarg, 0, 10, &req.aesthetic_score); break;
         case 23: rc = s_double("--negative-aesthetic-score", optarg, 0, 10, &req.negative_aesthetic_score); break;
         case 24: lora_dirs = optarg; break;
+        case 25:
+            if (lf_stepcache_kind_parse(optarg, &req.cache.kind))
+                return s_usage_error("--cache: '%s' is not none, fbcache or deepcache", optarg);
+            break;
+        case 26: rc = s_double("--cache-threshold", optarg, 0, 1, &dv), req.cache.threshold = (float)dv; break;
+        case 27: rc = s_int("--cache-start", optarg, 0, 1000, &v), req.cache.start = (int)v; break;
+        case 28: rc = s_int("--cache-end", optarg, 0, 1000, &v), req.cache.end = (int)v; break;
+        case 29: rc = s_int("--cache-interval", optarg, 1, 100, &v), req.cache.interval = (int)v; break;
+        case 30: rc = s_int("--cache-depth", optarg, 0, 63, &v), req.cache.depth = (int)v; break;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -374,6 +391,9 @@ static int s_cmd_generate(int argc, char **argv)
         if (rc == 0) printf("%s (seed %llu)\n", name, (unsigned long long)res.images[i].seed);
     }
     if (res.warnings) fprintf(stderr, "warning: %s\n", res.warnings);
+    if (rc == 0 && req.cache.kind != LF_STEPCACHE_NONE)
+        fprintf(stderr, "step caching: %d full denoiser evaluations, %d with the cached part\n",
+                res.model_calls_full, res.model_calls_cached);
     lf_engine_result_clear(&res);
 done:
     lf_engine_destroy(&e);

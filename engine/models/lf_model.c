@@ -433,6 +433,21 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
                            self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
 }
 
+int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                            int w, const float *t, const float *cond, int cond_len,
+                            const float *vec, float *out) {
+    if (!self || !x || !t || !cond || !out) return LF_EINVAL;
+    if (self->desc.n_time_ids && !vec) return LF_EINVAL;
+    return lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
+                                  self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+}
+
+unsigned long lf_model_blocks_run(const lf_model_t *self) {
+    return self ? lf_unet_blocks_run(self->unet) : 0;
+}
+
+double lf_model_flops_run(const lf_model_t *self) { return self ? lf_unet_flops_run(self->unet) : 0; }
+
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;

@@ -30,6 +30,7 @@
 #include "lf_backend.h"
 #include "lf_lora_patch.h"
 #include "lf_preview.h"
+#include "lf_stepcache.h"
 
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
 typedef enum { LF_PRED_EPS = 0, LF_PRED_V } lf_prediction_t;
@@ -107,6 +108,17 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
  * v), [batch][C][h][w]. */
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out);
+
+/* lf_model_denoise with step caching (lf_unet_forward_cached: sc decides,
+ * per evaluation, whether the cached part of the network is reused). */
+int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                            int w, const float *t, const float *cond, int cond_len,
+                            const float *vec, float *out);
+/* The denoiser's resnets and transformer blocks computed so far
+ * (lf_unet_blocks_run; tests and benchmarks). */
+unsigned long lf_model_blocks_run(const lf_model_t *self);
+/* Their floating-point operations (lf_unet_flops_run). */
+double lf_model_flops_run(const lf_model_t *self);
 
 /* VAE: z [batch][C][h][w] UNSCALED latents (the caller divides by
  * scaling_factor) -> img [batch][3][h*8][w*8] in [-1, 1]. tile > 0 decodes

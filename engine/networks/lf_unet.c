@@ -11,7 +11,7 @@
 
 #define S LF__SHAPE
 #define MAX_RES (LF_UNET_MAX_LEVELS * 8 * 2 + 2)
-#define N_CACHE 4
+#define N_CACHE 8 /* graphs kept per UNet: 4 whole, 4 step-caching parts (s_get) */
 
 typedef struct {
     lf_tensor_t *n1w, *n1b, *c1w, *c1b, *tw, *tb, *n2w, *n2b, *c2w, *c2b, *scw, *scb;
@@ -29,11 +29,30 @@ typedef struct {
     s_tblock_t *blk;
 } s_attn_t;
 
+/* The graphs a UNet records per input shape: the whole network, or the
+ * parts step caching runs (lf_stepcache.h). */
+typedef enum {
+    V_FULL = 0,   /* the whole network */
+    V_DEEP_FULL,  /* the whole network, also putting out the deep feature at `depth` */
+    V_DEEP_SHALLOW, /* DeepCache reuse: the shallow blocks around the deep feature (an input) */
+    V_FB_HEAD,    /* FBCache: conv_in and the first block (skips 0 and 1) */
+    V_FB_REST,    /* FBCache: the remaining blocks from skips 0, 1 (inputs), and the head */
+    V_FB_TAIL,    /* FBCache reuse: the output head (norm, SiLU, conv_out) alone */
+} s_variant_t;
+
 typedef struct {
     int batch, h, w, ctx_len, n_pooled;
+    s_variant_t variant;
+    int depth;                  /* V_DEEP_*: the branch */
     lf_graph_t *g;
     lf_tensor_t *x, *t, *ctx, *out;
     lf_tensor_t *pooled, *tids; /* added embedding inputs (SDXL) */
+    lf_tensor_t *in_h0, *in_h1, *in_h; /* V_FB_REST: skips 0, 1; V_FB_TAIL / V_DEEP_SHALLOW: h */
+    lf_tensor_t *o_h0, *o_h1, *o_h; /* V_FB_HEAD: skips 0, 1; V_FB_REST: h before the head;
+                                     * V_DEEP_FULL: the deep feature */
+    int64_t deep_ne[4];         /* V_DEEP_SHALLOW: the deep feature's shape */
+    int blocks;                 /* resnets and transformers one compute runs */
+    double flops;               /* lf_graph_flops of one compute */
     float *host;                /* staging: pooled [batch][n_pooled], then ids [batch][n_ids] */
     unsigned long used;
 } s_cache_t;
@@ -49,6 +68,10 @@ struct lf_unet {
     lf_tensor_t *usw[LF_UNET_MAX_LEVELS], *usb[LF_UNET_MAX_LEVELS];
     s_cache_t cache[N_CACHE];
     unsigned long tick;
+    unsigned long blocks_run; /* resnets and transformers computed (lf_unet_blocks_run) */
+    double flops_run;         /* their floating-point operations (lf_unet_flops_run) */
+    float *scratch;           /* step caching: host copies of h0, h1, the head's input */
+    size_t scratch_n;
 };
 
 /* ---- shared helpers ---- */
@@ -364,6 +387,7 @@ void lf_unet_destroy(lf_unet_t **self_p) {
         lf_graph_destroy(&u->cache[i].g);
         free(u->cache[i].host);
     }
+    free(u->scratch);
     for (int l = 0; l < LF_UNET_MAX_LEVELS; l++)
         for (int j = 0; j < 9; j++) {
             if (j < 8) s_free_attn(&u->dattn[l][j]);
@@ -436,16 +460,14 @@ static lf_tensor_t *s_transformer(lf_graph_t *g, const lf_unet_config_t *c, cons
     return lf_graph_add(g, h, x);
 }
 
-static int s_build(lf_unet_t *u, s_cache_t *e) {
+/* Number of skip tensors (conv_in, each down resnet/attention, each
+ * downsample): the up path consumes them in reverse, one per up resnet. */
+static int s_nskips(const lf_unet_config_t *c) { return 1 + c->levels * c->layers + c->levels - 1; }
+
+/* The time embedding (after its SiLU) from the graph's input t (and SDXL's
+ * added inputs, which it creates). */
+static lf_tensor_t *s_embed(lf_graph_t *g, const lf_unet_t *u, s_cache_t *e) {
     const lf_unet_config_t *c = &u->c;
-    lf_graph_t *g = lf_graph_new(u->be);
-    if (!g) return LF_ENOMEM;
-    e->g = g;
-    const int L = c->levels;
-    e->x = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->in_ch, e->batch);
-    e->t = lf_graph_input(g, LF_TYPE_F32, e->batch, 1, 1, 1);
-    e->ctx =
-        lf_graph_input(g, LF_TYPE_F32, c->ctx_dim > 0 ? c->ctx_dim : 1, e->ctx_len, e->batch, 1);
     lf_tensor_t *temb = lf_graph_timestep_embed(g, e->t, c->temb_in, 10000.0f, c->flip_sin_to_cos,
                                                 c->freq_shift);
     if (temb) temb = lf__nn_reshape(g, temb, temb->ne[0], e->batch, 1, 1);
@@ -465,86 +487,161 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
         a = lf_graph_silu(g, lf_graph_matmul(g, a, u->a1w, u->a1b));
         temb = lf_graph_add(g, temb, lf_graph_matmul(g, a, u->a2w, u->a2b));
     }
-    lf_tensor_t *temb_act = lf_graph_silu(g, temb);
+    return lf_graph_silu(g, temb);
+}
+
+/* The down path (element k makes skip k; element 0 is conv_in), the middle
+ * block and the up path (the up resnet that takes skip s, then its
+ * attention, and an upsampler after a level's last), then the output head:
+ * a variant records the part of it that it runs (s_variant_t). */
+static int s_build(lf_unet_t *u, s_cache_t *e) {
+    const lf_unet_config_t *c = &u->c;
+    lf_graph_t *g = lf_graph_new(u->be);
+    if (!g) return LF_ENOMEM;
+    e->g = g;
+    e->blocks = 0;
+    const int L = c->levels, nsk = s_nskips(c), v = e->variant;
+    const int64_t W = e->w, H = e->h;
+    lf_tensor_t *h = NULL;
+    if (v == V_FB_TAIL) {
+        e->in_h = h = lf_graph_input(g, LF_TYPE_F32, W, H, c->ch[0], e->batch);
+        goto head;
+    }
+    if (v != V_FB_REST) e->x = lf_graph_input(g, LF_TYPE_F32, W, H, c->in_ch, e->batch);
+    e->t = lf_graph_input(g, LF_TYPE_F32, e->batch, 1, 1, 1);
+    e->ctx =
+        lf_graph_input(g, LF_TYPE_F32, c->ctx_dim > 0 ? c->ctx_dim : 1, e->ctx_len, e->batch, 1);
+    lf_tensor_t *temb_act = s_embed(g, u, e);
 
     lf_tensor_t *skips[64];
-    int ns = 0;
-    lf_tensor_t *h = lf_graph_conv2d(g, e->x, u->conv_in_w, u->conv_in_b, 1, 1);
-    skips[ns++] = h;
-    for (int l = 0; l < L; l++) {
-        for (int j = 0; j < c->layers; j++) {
+    /* Down elements [0, down_end) run; skips below `have` are inputs. */
+    int have = 0, down_end = nsk;
+    if (v == V_FB_HEAD) down_end = 2;
+    if (v == V_DEEP_SHALLOW) down_end = e->depth + 1;
+    if (v == V_FB_REST) {
+        e->in_h0 = skips[0] = lf_graph_input(g, LF_TYPE_F32, W, H, c->ch[0], e->batch);
+        e->in_h1 = skips[1] = h = lf_graph_input(g, LF_TYPE_F32, W, H, c->ch[0], e->batch);
+        have = 2;
+    } else {
+        skips[0] = h = lf_graph_conv2d(g, e->x, u->conv_in_w, u->conv_in_b, 1, 1);
+        have = 1;
+    }
+    int k = 1;
+    for (int l = 0; l < L && k < down_end; l++) {
+        for (int j = 0; j < c->layers && k < down_end; j++, k++) {
+            if (k < have) continue;
             h = s_resnet(g, c, &u->down[l][j], h, temb_act);
-            if (c->attn[l]) h = s_transformer(g, c, &u->dattn[l][j], h, e->ctx);
-            skips[ns++] = h;
+            e->blocks++;
+            if (c->attn[l]) h = s_transformer(g, c, &u->dattn[l][j], h, e->ctx), e->blocks++;
+            skips[k] = h;
         }
-        if (l < L - 1) {
-            h = lf_graph_conv2d(g, h, u->dsw[l], u->dsb[l], 2, 1);
-            skips[ns++] = h;
+        if (l < L - 1 && k < down_end) {
+            if (k >= have) skips[k] = h = lf_graph_conv2d(g, h, u->dsw[l], u->dsb[l], 2, 1);
+            k++;
         }
     }
-    h = s_resnet(g, c, &u->mid[0], h, temb_act);
-    if (c->mid_attn) h = s_transformer(g, c, &u->mattn, h, e->ctx);
-    h = s_resnet(g, c, &u->mid[1], h, temb_act);
+    if (v == V_FB_HEAD) {
+        e->o_h0 = lf_graph_output(g, skips[0]);
+        e->o_h1 = lf_graph_output(g, skips[1]);
+        return lf_graph_plan(g);
+    }
+    if (v == V_DEEP_SHALLOW) {
+        const int64_t *d = e->deep_ne;
+        e->in_h = h = lf_graph_input(g, LF_TYPE_F32, d[0], d[1], d[2], d[3]);
+    } else {
+        h = s_resnet(g, c, &u->mid[0], h, temb_act);
+        if (c->mid_attn) h = s_transformer(g, c, &u->mattn, h, e->ctx), e->blocks++;
+        h = s_resnet(g, c, &u->mid[1], h, temb_act);
+        e->blocks += 2;
+    }
+    int s = nsk;
     for (int i = 0; i < L; i++) {
         for (int j = 0; j <= c->layers; j++) {
-            h = lf_graph_concat(g, h, skips[--ns], 2);
+            --s;
+            if (v == V_DEEP_SHALLOW && s > e->depth) continue;
+            if (v == V_DEEP_FULL && s == e->depth) e->o_h = lf_graph_output(g, h);
+            h = lf_graph_concat(g, h, skips[s], 2);
             h = s_resnet(g, c, &u->up[i][j], h, temb_act);
-            if (c->up_attn[i]) h = s_transformer(g, c, &u->uattn[i][j], h, e->ctx);
+            e->blocks++;
+            if (c->up_attn[i]) h = s_transformer(g, c, &u->uattn[i][j], h, e->ctx), e->blocks++;
         }
-        if (i < L - 1) {
+        if (i < L - 1 && !(v == V_DEEP_SHALLOW && s > e->depth)) {
             h = lf_graph_upsample2x(g, h);
             /* Sizes that are not multiples of 2^(levels-1): the stride-2
              * convs rounded up, so crop to the skip's size (nearest
              * interpolation to that size, as diffusers' upsample_size, picks
              * the same pixels). */
-            const lf_tensor_t *sk = skips[ns - 1];
+            const lf_tensor_t *sk = skips[s - 1];
             if (h && sk && h->ne[0] != sk->ne[0]) h = lf_graph_split(g, h, 0, 0, sk->ne[0]);
             if (h && sk && h->ne[1] != sk->ne[1]) h = lf_graph_split(g, h, 1, 0, sk->ne[1]);
             h = lf_graph_conv2d(g, h, u->usw[i], u->usb[i], 1, 1);
         }
     }
+    if (v == V_FB_REST) e->o_h = lf_graph_output(g, h);
+head:
     h = lf_graph_group_norm(g, h, u->no_w, u->no_b, c->groups, c->eps, 1);
     h = lf_graph_conv2d(g, h, u->co_w, u->co_b, 1, 1);
     e->out = lf_graph_output(g, h);
     return lf_graph_plan(g);
 }
 
-int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
-                    const float *ctx, int ctx_len, const float *added, int n_pooled, float *out) {
-    if (batch < 1 || h < 1 || w < 1 || ctx_len < 1) return LF_EINVAL;
-    const int n_ids = lf_unet_time_ids(self, n_pooled);
-    if (self->c.add_in && (!added || n_ids < 1)) return LF_EINVAL;
-    if (!self->c.add_in) n_pooled = 0;
-    s_cache_t *e = NULL, *victim = &self->cache[0];
+/* The graph of `variant` for this shape, recorded on first use (least
+ * recently used one replaced). NULL with *rc set on failure. */
+static s_cache_t *s_get(lf_unet_t *self, s_variant_t variant, int depth, const int64_t *deep_ne,
+                        int batch, int h, int w, int ctx_len, int n_pooled, int n_ids, int *rc) {
+    s_cache_t *e = NULL, *victim = &self->cache[0], *same = NULL;
+    int n_same = 0;
     for (int i = 0; i < N_CACHE; i++) {
         s_cache_t *ci = &self->cache[i];
         if (ci->g && ci->batch == batch && ci->h == h && ci->w == w && ci->ctx_len == ctx_len &&
-            ci->n_pooled == n_pooled)
+            ci->n_pooled == n_pooled && ci->variant == variant &&
+            (variant != V_DEEP_FULL && variant != V_DEEP_SHALLOW ? 1 : ci->depth == depth) &&
+            (variant != V_DEEP_SHALLOW || !memcmp(ci->deep_ne, deep_ne, sizeof ci->deep_ne)))
             e = ci;
         if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
+        /* Whole-network graphs and the step-caching parts each keep at most
+         * N_CACHE / 2 (without caching, as many as before it existed). */
+        if (ci->g && (ci->variant == V_FULL) == (variant == V_FULL)) {
+            n_same++;
+            if (!same || ci->used < same->used) same = ci;
+        }
     }
+    if (!e && n_same >= N_CACHE / 2) victim = same;
     if (!e) {
         e = victim;
         lf_graph_destroy(&e->g);
         free(e->host);
-        e->host = NULL;
+        memset(e, 0, sizeof *e);
         e->batch = batch, e->h = h, e->w = w, e->ctx_len = ctx_len, e->n_pooled = n_pooled;
-        e->pooled = e->tids = NULL;
+        e->variant = variant, e->depth = depth;
+        if (deep_ne) memcpy(e->deep_ne, deep_ne, sizeof e->deep_ne);
         if (self->c.add_in) {
             e->host = malloc((size_t)batch * (n_pooled + n_ids) * sizeof *e->host);
-            if (!e->host) return LF_ENOMEM;
+            if (!e->host) {
+                *rc = LF_ENOMEM;
+                return NULL;
+            }
         }
-        int rc = s_build(self, e);
-        if (rc) {
+        *rc = s_build(self, e);
+        if (*rc) {
             lf_graph_destroy(&e->g);
-            return rc;
+            return NULL;
         }
+        e->flops = lf_graph_flops(e->g);
     }
     e->used = ++self->tick;
-    int rc = lf_backend_tensor_set(self->be, e->x, x, lf_tensor_nbytes(e->x));
-    if (!rc) rc = lf_backend_tensor_set(self->be, e->t, t, lf_tensor_nbytes(e->t));
-    if (!rc) rc = lf_backend_tensor_set(self->be, e->ctx, ctx, lf_tensor_nbytes(e->ctx));
-    if (!rc && self->c.add_in) {
+    return e;
+}
+
+/* Writes the graph's inputs that it has (x, t, ctx, the added embedding). */
+static int s_set_inputs(lf_unet_t *self, s_cache_t *e, const float *x, const float *t,
+                        const float *ctx, const float *added, int n_ids) {
+    const int batch = e->batch, n_pooled = e->n_pooled;
+    int rc = 0;
+    if (e->x) rc = lf_backend_tensor_set(self->be, e->x, x, lf_tensor_nbytes(e->x));
+    if (!rc && e->t) rc = lf_backend_tensor_set(self->be, e->t, t, lf_tensor_nbytes(e->t));
+    if (!rc && e->ctx) rc = lf_backend_tensor_set(self->be, e->ctx, ctx, lf_tensor_nbytes(e->ctx));
+    if (!rc && e->pooled) {
         /* added [b][pooled | ids] -> the two inputs, batch-major each. */
         float *hp = e->host, *hi = e->host + (size_t)batch * n_pooled;
         for (int b = 0; b < batch; b++) {
@@ -555,8 +652,158 @@ int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, co
         rc = lf_backend_tensor_set(self->be, e->pooled, hp, lf_tensor_nbytes(e->pooled));
         if (!rc) rc = lf_backend_tensor_set(self->be, e->tids, hi, lf_tensor_nbytes(e->tids));
     }
-    if (!rc) rc = lf_graph_compute(e->g);
-    if (!rc) rc = lf_backend_sync(self->be);
-    if (!rc) rc = lf_backend_tensor_get(self->be, e->out, out, lf_tensor_nbytes(e->out));
     return rc;
 }
+
+static int s_run(lf_unet_t *self, s_cache_t *e) {
+    int rc = lf_graph_compute(e->g);
+    if (!rc) rc = lf_backend_sync(self->be);
+    if (!rc) self->blocks_run += (unsigned long)e->blocks, self->flops_run += e->flops;
+    return rc;
+}
+
+static int s_get_out(lf_unet_t *self, const lf_tensor_t *t, float *out) {
+    return lf_backend_tensor_get(self->be, t, out, lf_tensor_nbytes(t));
+}
+
+static int s_check_args(const lf_unet_t *self, int batch, int h, int w, int ctx_len,
+                        const float *added, int *n_pooled, int *n_ids) {
+    if (batch < 1 || h < 1 || w < 1 || ctx_len < 1) return LF_EINVAL;
+    *n_ids = lf_unet_time_ids(self, *n_pooled);
+    if (self->c.add_in && (!added || *n_ids < 1)) return LF_EINVAL;
+    if (!self->c.add_in) *n_pooled = 0;
+    return 0;
+}
+
+int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
+                    const float *ctx, int ctx_len, const float *added, int n_pooled, float *out) {
+    int n_ids = 0, rc = s_check_args(self, batch, h, w, ctx_len, added, &n_pooled, &n_ids);
+    if (rc) return rc;
+    s_cache_t *e = s_get(self, V_FULL, 0, NULL, batch, h, w, ctx_len, n_pooled, n_ids, &rc);
+    if (!e) return rc;
+    rc = s_set_inputs(self, e, x, t, ctx, added, n_ids);
+    if (!rc) rc = s_run(self, e);
+    if (!rc) rc = s_get_out(self, e->out, out);
+    return rc;
+}
+
+/* Host scratch of at least n floats (self->scratch). */
+static float *s_scratch(lf_unet_t *self, size_t n) {
+    if (self->scratch_n < n) {
+        float *p = realloc(self->scratch, n * sizeof *p);
+        if (!p) return NULL;
+        self->scratch = p;
+        self->scratch_n = n;
+    }
+    return self->scratch;
+}
+
+/* FBCache: the head (conv_in, first block), the decision on the first
+ * block's residual, then the rest of the network or the cached residual of
+ * it plus the output head. */
+static int s_forward_fb(lf_unet_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                        int w, const float *t, const float *ctx, int ctx_len, const float *added,
+                        int n_pooled, int n_ids, float *out) {
+    int rc = 0;
+    s_cache_t *hd = s_get(self, V_FB_HEAD, 0, NULL, batch, h, w, ctx_len, n_pooled, n_ids, &rc);
+    if (!hd) return rc;
+    const size_t n = (size_t)lf_tensor_nelements(hd->o_h1);
+    float *buf = s_scratch(self, 3 * n);
+    if (!buf) return LF_ENOMEM;
+    float *h0 = buf, *h1 = buf + n, *r = buf + 2 * n;
+    rc = s_set_inputs(self, hd, x, t, ctx, added, n_ids);
+    if (!rc) rc = s_run(self, hd);
+    if (!rc) rc = s_get_out(self, hd->o_h0, h0);
+    if (!rc) rc = s_get_out(self, hd->o_h1, h1);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) r[i] = h1[i] - h0[i];
+    rc = lf_stepcache_fb_check(sc, self, r, n, n);
+    if (rc < 0) return rc;
+    if (rc == 1) {
+        /* Reuse: h = h1 + the rest's residual of the last full evaluation. */
+        const float *rest = lf_stepcache_fb_rest(sc);
+        for (size_t i = 0; i < n; i++) r[i] = h1[i] + rest[i];
+        s_cache_t *tl = s_get(self, V_FB_TAIL, 0, NULL, batch, h, w, ctx_len, n_pooled, n_ids, &rc);
+        if (!tl) return rc;
+        rc = lf_backend_tensor_set(self->be, tl->in_h, r, lf_tensor_nbytes(tl->in_h));
+        if (!rc) rc = s_run(self, tl);
+        if (!rc) rc = s_get_out(self, tl->out, out);
+        if (!rc) lf_stepcache_count(sc, 0);
+        return rc;
+    }
+    s_cache_t *re = s_get(self, V_FB_REST, 0, NULL, batch, h, w, ctx_len, n_pooled, n_ids, &rc);
+    if (!re) return rc;
+    /* s_get may have recorded a graph: the head's host copies stay valid. */
+    rc = s_set_inputs(self, re, x, t, ctx, added, n_ids);
+    if (!rc) rc = lf_backend_tensor_set(self->be, re->in_h0, h0, lf_tensor_nbytes(re->in_h0));
+    if (!rc) rc = lf_backend_tensor_set(self->be, re->in_h1, h1, lf_tensor_nbytes(re->in_h1));
+    if (!rc) rc = s_run(self, re);
+    if (!rc) rc = s_get_out(self, re->out, out);
+    float *rest = lf_stepcache_fb_rest(sc);
+    if (!rc) rc = s_get_out(self, re->o_h, rest);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) rest[i] -= h1[i];
+    lf_stepcache_fb_stored(sc);
+    lf_stepcache_count(sc, 1);
+    return 0;
+}
+
+/* DeepCache: the whole network keeping the deep feature, or the shallow
+ * blocks around the cached one. */
+static int s_forward_dc(lf_unet_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                        int w, const float *t, const float *ctx, int ctx_len, const float *added,
+                        int n_pooled, int n_ids, float *out) {
+    int rc = 0;
+    const int depth = lf_stepcache_opts(sc)->depth < s_nskips(&self->c)
+                          ? lf_stepcache_opts(sc)->depth
+                          : s_nskips(&self->c) - 1;
+    s_cache_t *fu =
+        s_get(self, V_DEEP_FULL, depth, NULL, batch, h, w, ctx_len, n_pooled, n_ids, &rc);
+    if (!fu) return rc;
+    const size_t n = (size_t)lf_tensor_nelements(fu->o_h);
+    if (lf_stepcache_dc_reuse(sc, self, n)) {
+        int64_t ne[4];
+        memcpy(ne, fu->o_h->ne, sizeof ne);
+        s_cache_t *sh = s_get(self, V_DEEP_SHALLOW, depth, ne, batch, h, w, ctx_len,
+                              n_pooled, n_ids, &rc);
+        if (!sh) return rc;
+        const float *deep = lf_stepcache_dc_feature(sc, self, n);
+        rc = s_set_inputs(self, sh, x, t, ctx, added, n_ids);
+        if (!rc) rc = lf_backend_tensor_set(self->be, sh->in_h, deep, lf_tensor_nbytes(sh->in_h));
+        if (!rc) rc = s_run(self, sh);
+        if (!rc) rc = s_get_out(self, sh->out, out);
+        if (!rc) lf_stepcache_count(sc, 0);
+        return rc;
+    }
+    float *deep = lf_stepcache_dc_feature(sc, self, n);
+    if (!deep) return LF_ENOMEM;
+    rc = s_set_inputs(self, fu, x, t, ctx, added, n_ids);
+    if (!rc) rc = s_run(self, fu);
+    if (!rc) rc = s_get_out(self, fu->out, out);
+    if (!rc) rc = s_get_out(self, fu->o_h, deep);
+    if (rc) return rc;
+    lf_stepcache_dc_stored(sc);
+    lf_stepcache_count(sc, 1);
+    return 0;
+}
+
+int lf_unet_forward_cached(lf_unet_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                           int w, const float *t, const float *ctx, int ctx_len,
+                           const float *added, int n_pooled, float *out) {
+    if (!sc || lf_stepcache_opts(sc)->kind == LF_STEPCACHE_NONE) {
+        int rc = lf_unet_forward(self, x, batch, h, w, t, ctx, ctx_len, added, n_pooled, out);
+        if (!rc && sc) lf_stepcache_count(sc, 1);
+        return rc;
+    }
+    int n_ids = 0, rc = s_check_args(self, batch, h, w, ctx_len, added, &n_pooled, &n_ids);
+    if (rc) return rc;
+    if (lf_stepcache_opts(sc)->kind == LF_STEPCACHE_FBCACHE)
+        return s_forward_fb(self, sc, x, batch, h, w, t, ctx, ctx_len, added, n_pooled, n_ids, out);
+    return s_forward_dc(self, sc, x, batch, h, w, t, ctx, ctx_len, added, n_pooled, n_ids, out);
+}
+
+unsigned long lf_unet_blocks_run(const lf_unet_t *self) { return self->blocks_run; }
+
+double lf_unet_flops_run(const lf_unet_t *self) { return self->flops_run; }
+
+int lf_unet_cache_depths(const lf_unet_t *self) { return s_nskips(&self->c); }

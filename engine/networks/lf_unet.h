@@ -28,6 +28,7 @@
 
 #include "lf_graph.h"
 #include "lf_keymap.h"
+#include "lf_stepcache.h"
 
 #define LF_UNET_MAX_LEVELS 6
 
@@ -68,6 +69,38 @@ const lf_unet_config_t *lf_unet_config(const lf_unet_t *self);
  * it does not divide). */
 int lf_unet_forward(lf_unet_t *self, const float *x, int batch, int h, int w, const float *t,
                     const float *ctx, int ctx_len, const float *added, int n_pooled, float *out);
+/* lf_unet_forward with step caching (lf_stepcache.h): sc's kind picks the
+ * path, sc decides per evaluation and keeps the cached tensors (NULL or kind
+ * none: lf_unet_forward, counted as a full evaluation).
+ *  - FBCache: the first block is conv_in plus the first down resnet and its
+ *    attention (ComfyUI's input_blocks 0 and 1, as WaveSpeed's UNet
+ *    variant); its residual is that block's output minus conv_in's. On reuse
+ *    the rest (the other down blocks, the middle and the up path) is skipped
+ *    and its cached residual (up path output minus the first block's output)
+ *    added before the output head (norm, SiLU, conv_out).
+ *  - DeepCache: the branch `depth` (DeepCache's cache_branch_id) counts the
+ *    down path's elements after conv_in (each resnet with its attention, each
+ *    downsampler: for SD1.5 and SDXL, block * 3 + layer, 2 = the
+ *    downsampler). A reuse evaluation runs conv_in and the down elements
+ *    before `depth`, then from the cached deep feature (the up path's input
+ *    just before it concatenates skip depth) only the up resnets that take
+ *    skips depth..0 (with their attentions and upsamplers) and the head; the
+ *    middle block and everything deeper is skipped. A depth beyond the
+ *    deepest branch (lf_unet_cache_depths - 1) is taken as the deepest.
+ * A full evaluation runs the same operations as lf_unet_forward, in parts,
+ * and gives the same bytes. Errors as lf_unet_forward, LF_ENOMEM. */
+int lf_unet_forward_cached(lf_unet_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                           int w, const float *t, const float *ctx, int ctx_len,
+                           const float *added, int n_pooled, float *out);
+/* Resnets and transformer blocks computed by every forward so far (the
+ * middle block counts as its two resnets and its attention): what tests
+ * count to see that a reuse step skipped the deep blocks. */
+unsigned long lf_unet_blocks_run(const lf_unet_t *self);
+/* The floating-point operations of those forwards (lf_graph_flops). */
+double lf_unet_flops_run(const lf_unet_t *self);
+/* DeepCache branches of this UNet (valid depths 0 .. n-1). */
+int lf_unet_cache_depths(const lf_unet_t *self);
+
 /* How many time ids a UNet takes next to a pooled embedding of n_pooled
  * (6 for the SDXL base, 5 for the refiner), or 0 when it has no added
  * embedding or the sizes do not fit. */

@@ -155,6 +155,13 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
         view.hr_negative_prompt = (char *)hr->negative;
         view.hr_cfg = hr->cfg;
     }
+    /* Step caching: the table writes its rows only when it is on. */
+    view.cache_kind = (char *)lf_stepcache_kind_name(req->cache.kind);
+    view.cache_threshold = (double)req->cache.threshold;
+    view.cache_start = (uint32_t)req->cache.start;
+    view.cache_end = (uint32_t)req->cache.end;
+    view.cache_interval = (uint32_t)req->cache.interval;
+    view.cache_depth = (uint32_t)req->cache.depth;
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
@@ -266,6 +273,12 @@ typedef struct {
     const float *concat;
     const float *nmask;
     const float *z0;
+    lf_stepcache_t *sc;  /* step caching of this pass, or NULL */
+    int step_now;        /* the sampler step the next model call belongs to: the steps
+                          * whose step callback has run (exact for one call per step; a
+                          * step's later calls count as the next step's) */
+    int steps_pass;      /* steps of this sampling pass */
+    int calls_full;      /* model calls without step caching */
 } s_run_t;
 
 static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n)
@@ -292,8 +305,16 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
         for (size_t k = 0; k < r->per; k++) xi[k] = (float)(xb[k] * c_in);
         if (r->cc) memcpy(xi + r->per, r->concat, (size_t)r->cc * hw * sizeof *xi);
     }
-    int rc = r->ctx->ops->denoise(r->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
+    int rc;
+    if (r->sc) {
+        lf_stepcache_begin(r->sc, r->step_now, r->steps_pass);
+        rc = r->ctx->ops->denoise_cached(r->model, r->sc, r->x_in, mb, r->h, r->w, r->t, r->cond,
+                                         r->cond_len, r->vec, r->out);
+    } else {
+        rc = r->ctx->ops->denoise(r->model, r->x_in, mb, r->h, r->w, r->t, r->cond, r->cond_len,
                                   r->vec, r->out);
+        r->calls_full++;
+    }
     if (rc != 0) {
         r->model_rc = rc;
         return rc;
@@ -361,6 +382,7 @@ static int s_step(void *ud, int step, int steps, float sigma, const float *x, co
 {
     s_run_t *r = ud;
     (void)steps, (void)sigma, (void)x, (void)n;
+    r->step_now = step + 1;
     if (s_cancelled(r->hooks)) return 1;
     if (r->hooks && r->hooks->progress) s_preview(r, r->step_base + step + 1, den);
     return s_cancelled(r->hooks);
@@ -1065,11 +1087,27 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.step = s_step;
     so.step_ctx = &r;
     so.uncond = cfgpp ? r.uncond : NULL;
+    /* Step caching: one state per pass (lf_stepcache keys its tensors by
+     * network too, so the refiner starts over). */
+    /* Not on an inpainting UNet's extra input channels (cached parts take the latent only). */
+    if (req.cache.kind != LF_STEPCACHE_NONE && ctx->ops->denoise_cached && !cc) {
+        r.sc = lf_stepcache_new(&req.cache);
+        if (!r.sc) {
+            const char *field = "kind";
+            lf_stepcache_opts_check(&req.cache, &field);
+            rc = s_fail(err, errlen, LF_EINVAL, "bad cache option '%s'", field ? field : "?");
+            goto done;
+        }
+    }
     /* Base over sigmas[start..split], then the refiner over the rest. */
+    r.steps_pass = split - start;
     rc = split > start ? lf_sampler_run(req.sampler, &so, sigmas + start, split - start, x, (size_t)B * per)
                        : 0;
     if (rc == 0 && rd && !s_cancelled(hooks)) {
         r.model = ctx->refiner, r.desc = rd, r.cond = rcond, r.vec = rvec, r.step_base = split - start;
+        r.step_now = 0;
+        r.steps_pass = req.steps - split;
+        if (r.sc) lf_stepcache_reset(r.sc);
         rc = lf_sampler_run(req.sampler, &so, sigmas + split, req.steps - split, x, (size_t)B * per);
     }
     if (rc == LF_ECANCELED || s_cancelled(hooks)) {
@@ -1129,6 +1167,10 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             for (size_t k = 0; k < r.per; k++) xb[k] = (float)(xb[k] + r.out[k] * sig2[hp.start]);
         }
         so.uncond = hp.cfgpp ? r.uncond : NULL;
+        /* Step caching starts over at the new size (its buffers are sized by use). */
+        r.step_now = 0;
+        r.steps_pass = hp.steps;
+        if (r.sc) lf_stepcache_reset(r.sc);
         rc = lf_sampler_run(hp.sampler, &so, sig2 + hp.start, hp.steps, x, (size_t)B * r.per);
         free(sig2);
         if (rc == LF_ECANCELED || s_cancelled(hooks)) {
@@ -1174,6 +1216,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     out->n_images = (size_t)B;
     out->steps_run = r.steps;
     out->token_count = tok.token_count;
+    out->model_calls_full = r.calls_full + (r.sc ? lf_stepcache_full(r.sc) : 0);
+    out->model_calls_cached = r.sc ? lf_stepcache_reused(r.sc) : 0;
     images = NULL;
     n_done = 0;
 
@@ -1199,6 +1243,7 @@ done:
     free(r.rngs);
     free(r.preview_z);
     free(r.preview_rgb);
+    lf_stepcache_destroy(&r.sc);
     free(img);
     free(rgb);
     free(orgb);

@@ -117,6 +117,11 @@ typedef struct lf_model_ops {
                    const float *cond, int cond_len, const float *vec, float *out);
     int (*vae_decode)(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                       float *img);
+    /* The denoiser with step caching (lf_model_denoise_cached); NULL when the
+     * model has none: a request's cache options are then ignored. */
+    int (*denoise_cached)(lf_model_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
+                          int w, const float *t, const float *cond, int cond_len,
+                          const float *vec, float *out);
     int (*vae_encode)(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
                       float *mean);
     int (*preview)(lf_model_t *self, const float *z, int h, int w, uint8_t *rgb, int *out_w,
@@ -223,6 +228,10 @@ typedef struct {
     /* Hires-Fix (txt2img only); denoise is its strength. The request's
      * width/height are the first pass's. */
     lf_pipeline_hires_t hires;
+    /* Step caching (lf_stepcache.h); kind LF_STEPCACHE_NONE (zero) runs the
+     * whole denoiser every time, as without. One lf_stepcache per sampling
+     * pass (base, then refiner); the infotext writes "Cache: ..." when on. */
+    lf_stepcache_opts_t cache;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
@@ -250,6 +259,8 @@ typedef struct {
     size_t n_images;
     int steps_run;               /* sampler steps actually run (both passes with Hires-Fix) */
     int token_count;             /* A1111 token count of the prompt */
+    int model_calls_full;        /* denoiser evaluations that ran the whole network */
+    int model_calls_cached;      /* ... that reused a cached part (step caching) */
 } lf_pipeline_result_t;
 
 /* Runs one request. On success fills *out (zeroed on entry; caller owns,

@@ -123,6 +123,21 @@ static void s_run_all(lf_model_t *m, const char *ref_rel, int with_clip_l, float
     s_check("unet batch 2 (+ added embedding)", o, want, n);
     assert_int_equal(lf_model_denoise(m, x, 2, 8, 8, t, ctx, 77, vec, o), 0);
     s_check("unet replay", o, want, n);
+    /* Step caching with the added embedding (lf_unet_forward_cached): a
+     * full evaluation in parts, then a reuse on the same inputs, give
+     * diffusers' output (FBCache, then DeepCache at branch 3). */
+    for (int k = 0; k < 2; k++) {
+        lf_stepcache_opts_t co = {.kind = k ? LF_STEPCACHE_DEEPCACHE : LF_STEPCACHE_FBCACHE,
+                                  .threshold = 0.05f, .interval = 2, .depth = 3};
+        lf_stepcache_t *sc = lf_stepcache_new(&co);
+        for (int step = 0; step < 2; step++) {
+            lf_stepcache_begin(sc, step, 10);
+            assert_int_equal(lf_model_denoise_cached(m, sc, x, 2, 8, 8, t, ctx, 77, vec, o), 0);
+            s_check(k ? "unet deepcache full, reuse" : "unet fbcache full, reuse", o, want, n);
+        }
+        assert_int_equal(lf_stepcache_reused(sc), 1);
+        lf_stepcache_destroy(&sc);
+    }
     /* The second item alone: its own time ids, a second cached graph. */
     float *o1 = malloc(n / 2 * sizeof *o1);
     assert_int_equal(lf_model_denoise(m, x + n / 2, 1, 8, 8, t + 1, ctx + 77 * D, 77, vec + P + K, o1), 0);

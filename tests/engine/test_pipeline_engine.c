@@ -300,6 +300,77 @@ static void test_default_model_previews(void **state)
 }
 #endif
 
+#ifdef LF_HAVE_MODEL
+/* Step caching through the facade on the built-in model: off, FBCache at
+ * threshold 0 and DeepCache at interval 1 give the same pixels (the full
+ * network every step, run in parts), the infotext records the options
+ * only when on, and the result counts full and cached evaluations. */
+static void test_e2e_cache(void **state)
+{
+    (void)state;
+    const char *path = LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors";
+    if (access(path, R_OK) != 0) {
+        printf("  skipped: %s is absent (the built-in model)\n", path);
+        skip();
+    }
+    lf_engine_t *e = s_engine(NULL);
+    if (!e) skip();
+    if (lf_engine_load(e, path, NULL) != 0) fail_msg("load %s: %s", path, lf_engine_errstr(e));
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = "a large red circle in the center on a blue background";
+    req.width = req.height = 128;
+    req.steps = 6;
+    req.cfg = 5.0;
+    req.seed = 2000;
+    lf_engine_result_t a = {0}, r = {0};
+    if (lf_engine_generate(e, &req, NULL, NULL, NULL, &a)) fail_msg("%s", lf_engine_errstr(e));
+    assert_int_equal(a.model_calls_full, 6);
+    assert_int_equal(a.model_calls_cached, 0);
+    assert_null(strstr(a.images[0].infotext, "Cache"));
+    lf_image_t ia = {0}, ib = {0};
+    assert_int_equal(lf_image_decode(a.images[0].png, a.images[0].png_len, NULL, &ia, NULL, 0), 0);
+    const lf_stepcache_opts_t same[2] = {{.kind = LF_STEPCACHE_FBCACHE, .threshold = 0, .interval = 1},
+                                         {.kind = LF_STEPCACHE_DEEPCACHE, .interval = 1, .depth = 3}};
+    const char *texts[2] = {"Cache: fbcache, Cache threshold: 0, Cache start: 0, Cache end: 0",
+                            "Cache: deepcache, Cache start: 0, Cache end: 0, Cache interval: 1, Cache depth: 3"};
+    for (int k = 0; k < 2; k++) {
+        req.cache = same[k];
+        if (lf_engine_generate(e, &req, NULL, NULL, NULL, &r)) fail_msg("%s", lf_engine_errstr(e));
+        assert_int_equal(lf_image_decode(r.images[0].png, r.images[0].png_len, NULL, &ib, NULL, 0), 0);
+        assert_memory_equal(ia.pixels, ib.pixels, (size_t)128 * 128 * 3);
+        assert_int_equal(r.model_calls_full, 6);
+        assert_int_equal(r.model_calls_cached, 0);
+        if (!strstr(r.images[0].infotext, texts[k]))
+            fail_msg("infotext lacks '%s': %s", texts[k], r.images[0].infotext);
+        lf_image_clear(&ib);
+        lf_engine_result_clear(&r);
+    }
+    /* DeepCache interval 2: steps 0, 2, 4 full. */
+    req.cache = (lf_stepcache_opts_t){.kind = LF_STEPCACHE_DEEPCACHE, .interval = 2, .depth = 3};
+    if (lf_engine_generate(e, &req, NULL, NULL, NULL, &r)) fail_msg("%s", lf_engine_errstr(e));
+    assert_int_equal(r.model_calls_full, 3);
+    assert_int_equal(r.model_calls_cached, 3);
+    lf_engine_result_clear(&r);
+    /* FBCache at the largest threshold with a 1-step window at each end:
+     * steps 0 and 5 full, the others reuse. */
+    req.cache = (lf_stepcache_opts_t){.kind = LF_STEPCACHE_FBCACHE, .threshold = 1, .start = 1, .end = 1,
+                                      .interval = 1};
+    if (lf_engine_generate(e, &req, NULL, NULL, NULL, &r)) fail_msg("%s", lf_engine_errstr(e));
+    printf("  fbcache 1.0: %d full, %d cached\n", r.model_calls_full, r.model_calls_cached);
+    assert_int_equal(r.model_calls_full + r.model_calls_cached, 6);
+    assert_true(r.model_calls_full >= 2 && r.model_calls_cached >= 1);
+    assert_non_null(strstr(r.images[0].infotext, "Cache threshold: 1, Cache start: 1, Cache end: 1"));
+    lf_engine_result_clear(&r);
+    /* A bad value names the field. */
+    req.cache.threshold = 2;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &r), LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), "cache.threshold"));
+    lf_image_clear(&ia);
+    lf_engine_result_clear(&a);
+    lf_engine_destroy(&e);
+}
+#endif
+
 #ifdef LF_HAVE_MODEL /* the family from tensor names needs the networks' module */
 /* lf_engine_probe's resolution: lf.config "resolution" in a safetensors
  * file's metadata, a diffusers folder's unet sample_size x 8, else the
@@ -569,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_e2e_diffusers),
         cmocka_unit_test(test_e2e_clip_ids),
         cmocka_unit_test(test_default_model_previews),
+        cmocka_unit_test(test_e2e_cache),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -382,11 +382,18 @@ static void test_infotext_round_trip(void **state) {
             assert_int_equal(lf_param_set_str(&p, &t[LF_P_mode], "img2img"), 0);
             p.seed = 7;
             if (d->show == LF_PS_REFINER) assert_int_equal(lf_param_set_str(&p, &t[LF_P_refiner_checkpoint], "sdxl-refiner"), 0);
-            if (d->show >= LF_PS_HIRES) p.enable_hr = true; /* Hires-Fix rows: written with it */
+            if (d->show >= LF_PS_HIRES && d->show <= LF_PS_HIRES_OTHER) p.enable_hr = true; /* Hires-Fix rows: written with it */
+            /* Step caching rows are written only with caching on, of their kind. */
+            if (d->show == LF_PS_CACHE)
+                assert_int_equal(lf_param_set_str(&p, &t[LF_P_cache_kind],
+                                                  i == LF_P_cache_interval || i == LF_P_cache_depth ? "deepcache"
+                                                                                                   : "fbcache"),
+                                 0);
             if (d->type == LF_PT_ENUM) {
                 const lf_param_enum_t *v = d->values;
                 if (pass) while (v[1].name) v++;
                 else if (d->show == LF_PS_HIRES_OTHER) v++; /* the first is the first pass's default */
+                if (d->show == LF_PS_CACHE && !strcmp(v->name, "none")) v++;
                 assert_int_equal(lf_param_set_str(&p, d, v->name), 0);
             } else if (d->type == LF_PT_STR) {
                 /* Quoting: a value with ',' and ':' is written as a JSON string. */

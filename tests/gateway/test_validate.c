@@ -19,6 +19,7 @@
  * offer exactly what the engine runs). */
 #include "lf_sampler.h"
 #include "lf_schedule.h"
+#include "lf_stepcache.h"
 
 static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
 
@@ -85,6 +86,15 @@ static const s_bad_t s_native_bad[] = {
     {"{\"ttl_s\":0}", "ttl_s", "out_of_range"},
     {"{\"ttl_s\":\"1h\"}", "ttl_s", "invalid_type"},
     {"{\"extra\":{}}", "extra", "unknown_field"}, /* gone: every field is a table row */
+    {"{\"cache\":\"fbcache\"}", "cache", "invalid_type"},
+    {"{\"cache\":{\"kind\":\"teacache\"}}", "cache.kind", "invalid_value"},
+    {"{\"cache\":{\"kind\":\"fbcache\",\"threshold\":1.5}}", "cache.threshold", "out_of_range"},
+    {"{\"cache\":{\"kind\":\"deepcache\",\"interval\":0}}", "cache.interval", "out_of_range"},
+    {"{\"cache\":{\"depth\":64}}", "cache.depth", "out_of_range"},
+    {"{\"cache\":{\"start\":-1}}", "cache.start", "out_of_range"},
+    {"{\"cache\":{\"end\":\"2\"}}", "cache.end", "invalid_type"},
+    {"{\"cache\":{\"speed\":2}}", "cache.speed", "unknown_field"},
+    {"{\"cache_threshold\":-0.1}", "cache_threshold", "out_of_range"},
     {"[1,2]", "", "invalid_type"},
     {"\"txt\"", "", "invalid_type"},
 };
@@ -337,6 +347,51 @@ static void test_names_match_the_engine(void **state) {
     }
 }
 
+/* Step caching: the native object and flat rows, A1111's override_settings
+ * keys, and the table's limits are the engine's (lf_stepcache.h). */
+static void test_cache_option(void **state) {
+    (void)state;
+    lf_job_request_t r;
+    lf_verr_t e;
+    json_t *b = s_json("{\"cache\":{\"kind\":\"FBCache\",\"threshold\":0.2,\"start\":2,\"end\":1}}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.cache_kind, "fbcache");
+    assert_true(r.params.cache_threshold == 0.2);
+    assert_int_equal(r.params.cache_start, 2);
+    assert_int_equal(r.params.cache_end, 1);
+    assert_int_equal(r.params.cache_interval, 3); /* the default */
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"cache_kind\":\"deepcache\",\"cache_interval\":4,\"cache_depth\":2}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.cache_kind, "deepcache");
+    assert_int_equal(r.params.cache_interval, 4);
+    assert_int_equal(r.params.cache_depth, 2);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"override_settings\":{\"cache_kind\":\"deepcache\",\"cache_interval\":2}}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.cache_kind, "deepcache");
+    assert_int_equal(r.params.cache_interval, 2);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"override_settings\":{\"cache_threshold\":2}}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "override_settings.cache_threshold");
+    json_decref(b);
+    const lf_param_def_t *t = lf_params_table();
+    assert_true(t[LF_P_cache_threshold].hi == LF_STEPCACHE_MAX_THRESHOLD);
+    assert_true(t[LF_P_cache_start].hi == LF_STEPCACHE_MAX_WINDOW);
+    assert_true(t[LF_P_cache_end].hi == LF_STEPCACHE_MAX_WINDOW);
+    assert_true(t[LF_P_cache_interval].lo == 1 && t[LF_P_cache_interval].hi == LF_STEPCACHE_MAX_INTERVAL);
+    assert_true(t[LF_P_cache_depth].hi == LF_STEPCACHE_MAX_DEPTH);
+    /* The enum list is in lf_stepcache_kind_t order (the worker parses names). */
+    assert_string_equal(lf_param_caches[LF_STEPCACHE_NONE].name, "none");
+    assert_string_equal(lf_param_caches[LF_STEPCACHE_FBCACHE].name, "fbcache");
+    assert_string_equal(lf_param_caches[LF_STEPCACHE_DEEPCACHE].name, "deepcache");
+    assert_null(lf_param_caches[LF_STEPCACHE_KIND_COUNT].name);
+}
+
 static void test_b64_roundtrip(void **state) {
     const uint8_t data[] = {0, 1, 2, 250, 251, 252, 253, 'x'};
     for (size_t n = 0; n <= sizeof data; n++) {
@@ -385,6 +440,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_errors_name_the_field),
         cmocka_unit_test(test_native_defaults_and_seed),
+        cmocka_unit_test(test_cache_option),
         cmocka_unit_test(test_a1111_lenient_and_mapped),
         cmocka_unit_test(test_a1111_errors_name_the_field),
         cmocka_unit_test(test_names),

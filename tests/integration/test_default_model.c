@@ -348,6 +348,55 @@ static void test_same_seed_same_bytes(void **state)
     free(pa), free(pb), free(a), free(b);
 }
 
+/* Step caching through the farm (issue 18): the native cache object reaches
+ * the engine, the result's info counts full and cached evaluations, the
+ * PNG's parameters record the options, and a bad value is a 400 naming
+ * cache.<field>. */
+static void test_cache_job(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    const s_case_t *c = &s_cases[0];
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    json_t *b = json_pack("{s:s,s:I,s:i,s:i,s:i,s:f,s:{s:s,s:i,s:i}}", "prompt", c->prompt, "seed",
+                          (json_int_t)c->seed, "width", S_RES, "height", S_RES, "steps", s_steps, "cfg_scale",
+                          5.0, "cache", "kind", "deepcache", "interval", 2, "depth", 8);
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_t *j = NULL;
+    assert_int_equal(lf_http_json("POST", url, body, &j), 202);
+    char *id = strdup(s_str(j, "id"));
+    json_decref(j);
+    free(body);
+    size_t len = 0;
+    json_t *job = NULL;
+    uint8_t *png = s_fetch_png(farm, id, 600000, &len, &job);
+    json_t *info = json_object_get(json_object_get(job, "result"), "info");
+    fprintf(stderr, "deepcache interval 2 job %s: info model_calls_full %lld, cached %lld\n", id,
+            (long long)json_integer_value(json_object_get(info, "model_calls_full")),
+            (long long)json_integer_value(json_object_get(info, "model_calls_cached")));
+    assert_int_equal(json_integer_value(json_object_get(info, "model_calls_full")), (s_steps + 1) / 2);
+    assert_int_equal(json_integer_value(json_object_get(info, "model_calls_cached")), s_steps / 2);
+    char *text = NULL;
+    assert_int_equal(lf_image_png_text_get(png, len, "parameters", &text), 0);
+    if (!strstr(text, "Cache: deepcache, Cache start: 0, Cache end: 0, Cache interval: 2, Cache depth: 8"))
+        fail_msg("parameters lack the cache options: %s", text);
+    free(text);
+    free(png);
+    json_decref(job);
+    free(id);
+    /* A bad value: 400 naming the field. */
+    json_object_set_new(json_object_get(b, "cache"), "threshold", json_real(1.5));
+    body = json_dumps(b, JSON_COMPACT);
+    j = NULL;
+    assert_int_equal(lf_http_json("POST", url, body, &j), 400);
+    char *d = json_dumps(j, JSON_COMPACT);
+    if (!d || !strstr(d, "cache.threshold")) fail_msg("400 without the field: %s", d ? d : "");
+    free(d);
+    json_decref(j);
+    free(body);
+    json_decref(b);
+}
+
 /* Live previews for the built-in model through the farm, with no TAESD file
  * installed: the worker's PROGRESS messages carry the engine's approx
  * preview (every LF_PREVIEW_EVERY = 4 steps by default), which the gateway
@@ -602,6 +651,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_default_with_other_models),
         cmocka_unit_test(test_default_model_previews),
         cmocka_unit_test(test_inpaint_a1111),
+        cmocka_unit_test(test_cache_job),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
