@@ -32,7 +32,10 @@
 #include "lf_preview.h"
 
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
-typedef enum { LF_PRED_EPS = 0, LF_PRED_V } lf_prediction_t;
+/* What the denoiser predicts: the noise (eps), v (Salimans & Ho), or the
+ * clean sample x0 itself (diffusers prediction_type="sample"; ComfyUI's
+ * "x0": SDXL-Lightning's 1-step UNet). */
+typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE } lf_prediction_t;
 
 typedef struct lf_model lf_model_t;
 
