@@ -44,7 +44,10 @@ typedef struct {
     const char *vae_path;      /* optional separate VAE file; overrides the checkpoint's */
     const char *taesd_path;    /* optional TAESD-family preview decoder (.safetensors/.pth) */
     int weight_type;           /* lf_type_t to keep weights in: -1 = as stored (f16 stays f16) */
-    lf_prediction_t prediction;/* used when the checkpoint does not say (default eps) */
+    lf_prediction_t prediction;/* used when the checkpoint does not say (default eps): the
+                                  checkpoint says in a diffusers folder's scheduler config,
+                                  lf.config's "prediction_type" or the safetensors metadata
+                                  "modelspec.prediction_type" */
 } lf_model_opts_t;
 
 /* What the pipeline needs to know about a loaded model. */
@@ -69,6 +72,13 @@ typedef struct {
 /* Family from tensor names only (never the file name): inspect-friendly. */
 lf_family_t lf_model_detect_family(const char *const *names, size_t n);
 const char *lf_family_name(lf_family_t f); /* "sd15", "sdxl", "flux", "unknown" */
+/* Prediction type from its diffusers / SAI model-spec / ComfyUI name
+ * (case-insensitive): "epsilon" or "eps"; "v_prediction", "v" or
+ * "v-prediction"; "sample" or "x0". Returns 0 or LF_ENOTFOUND (*out
+ * untouched). */
+int lf_prediction_parse(const char *name, lf_prediction_t *out);
+/* diffusers' name: "epsilon", "v_prediction", "sample"; never NULL. */
+const char *lf_prediction_name(lf_prediction_t p);
 
 /* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the
  * restricted torch-zip reader) or a diffusers folder. On failure returns a
