@@ -8,7 +8,10 @@
  *   SDXL-Turbo: euler_ancestral + trailing at cfg 0 (no guidance);
  *   LCM: lcm + lcm (LCMScheduler's own timesteps); DMD2: lcm + trailing
  *     (its fixed 999 749 499 249) at cfg 0; TCD / Hyper-SD: tcd + lcm
- *     (TCDScheduler, gamma 0.3); and trailing at cfg 2 with a negative prompt.
+ *     (TCDScheduler, gamma 0.3); and trailing at cfg 2 with a negative prompt;
+ *   a Lightning-style UNet LoRA (kohya names, every attention/projection
+ *     Linear and resnet conv, rank 4) merged by lf_model_set_loras into
+ *     f32 weights against diffusers' load_lora_weights + fuse_lora.
  * The x0 model is the same UNet file with modelspec.prediction_type =
  * "sample" in its metadata (the detection path); lf_model_opts_t.prediction
  * is checked separately. Error measure: max |ours - ref| / max |ref| of the
@@ -34,6 +37,7 @@
 #include "lf_model.h"
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
+#include "lf_tensor.h"
 #include "lf_tensorinfo.h"
 
 /* Must match make_pipeline_fixtures.py (prompt, negative, seed, size). */
@@ -223,7 +227,7 @@ static int s_denoise_rec(lf_model_t *m, const float *x, int batch, int h, int w,
     return lf_model_denoise(m, x, batch, h, w, t, cond, cond_len, vec, out);
 }
 
-static void s_run_case(s_env_t *env, const s_case_t *c)
+static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
 {
     char path[1024], rel[128], err[256] = "";
     snprintf(rel, sizeof rel, "fewstep/%s.safetensors", c->file);
@@ -240,7 +244,7 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
 
     lf_model_ops_t ops = s_rec_ops;
     ops.denoise = s_denoise_rec;
-    lf_model_t *m = c->x0 ? env->x0 : env->eps;
+    lf_model_t *m = model ? model : c->x0 ? env->x0 : env->eps;
     assert_int_equal(lf_model_desc(m)->prediction, c->x0 ? LF_PRED_SAMPLE : LF_PRED_EPS);
     lf_pipeline_ctx_t ctx = {.ops = &ops, .model = m, .tokenizer = env->tok, .model_name = "sdxl_tiny"};
     lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = P_NEGATIVE, .steps = c->steps,
@@ -270,6 +274,32 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     fflush(stdout);
     lf_safetensors_destroy(&st);
     if (el >= P_TOL || ei >= P_TOL) fail_msg("%s: beyond %.0e relative", c->file, P_TOL);
+}
+
+static void s_run_case(s_env_t *env, const s_case_t *c) { s_run_case_on(env, c, NULL); }
+
+/* The LoRA merged into f32 weights (diffusers fuses in f32: f16 storage
+ * would round the merged weights by ~1e-3), then the plain model back. */
+static void test_lora(void **state)
+{
+    s_env_t *env = *state;
+    if (!env) skip();
+    char lora[1024], err[512] = "";
+    lf_test_fixture(lora, sizeof lora, "fewstep/lora_lightning.safetensors");
+    lf_model_t *m = NULL;
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32};
+    if (lf_model_load(env->eps_path, &o, &m, err, sizeof err)) fail_msg("%s", err);
+    lf_lora_use_t use = {.path = lora, .name = "lora_lightning", .unet_weight = 1.0, .te_weight = 1.0};
+    lf_lora_patch_info_t info = {0};
+    if (lf_model_set_loras(m, &use, 1, &info, err, sizeof err)) fail_msg("%s", err);
+    if (info.warnings) fail_msg("tensors not applied: %s", info.warnings);
+    assert_int_equal(info.layers, 146); /* every layer diffusers' fuse_lora changed */
+    const s_case_t c = {"lora_lightning_4", "euler", "trailing", 4, 1.0, 0};
+    s_run_case_on(env, &c, m);
+    /* Without the LoRA: lightning_eps_4 again, from the same (restored) model. */
+    assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
+    s_run_case_on(env, &s_cases[2], m);
+    lf_model_destroy(&m);
 }
 
 static void test_cases(void **state)
@@ -314,6 +344,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prediction),
         cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_lora),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 #else

@@ -17,6 +17,12 @@ Cases (lightfarm sampler / scheduler <- diffusers scheduler):
   dmd2_4           lcm / trailing, cfg 0 <- LCMScheduler with timesteps=[999, 749, 499, 249]
   tcd_4, tcd_2     tcd / lcm, cfg 1 <- TCDScheduler (eta = gamma 0.3, its default timesteps)
   lightning_cfg_4  euler / trailing, cfg 2 with the negative prompt (guidance still works)
+  lora_lightning_4 euler / trailing, cfg 1 with lora_lightning.safetensors merged at 1.0 <-
+                   pipe.load_lora_weights(file) + pipe.fuse_lora() (a random rank-4 UNet LoRA
+                   in kohya's layout with diffusers module paths — lora_unet_<path>.lora_down /
+                   .lora_up / .alpha — over every attention, feed-forward and projection
+                   Linear and every resnet conv, as SDXL-Lightning's LoRAs cover the whole
+                   UNet; f32 merge: the C test loads the model with f32 weights)
 
 Conventions as make_pipeline_fixtures.py: the start latents are
 torch.randn(seed) scaled to lightfarm's noise * sigmas[0] (VE schedulers:
@@ -70,6 +76,29 @@ CASES += [
 ]
 
 
+def lightning_lora(unet, gen, rank=4):
+    """A random UNet LoRA (kohya names over diffusers module paths), and its
+    tensors as saved (f16-rounded values in f32)."""
+    sd = {}
+    for name, mod in unet.named_modules():
+        conv = isinstance(mod, torch.nn.Conv2d) and ".resnets." in name and name.endswith(("conv1", "conv2"))
+        lin = isinstance(mod, torch.nn.Linear) and (".attentions." in name)
+        if not (conv or lin):
+            continue
+        key = "lora_unet_" + name.replace(".", "_")
+        if lin:
+            down = torch.randn(rank, mod.in_features, generator=gen) / mod.in_features ** 0.5
+            up = 0.5 * torch.randn(mod.out_features, rank, generator=gen) / rank ** 0.5
+        else:
+            kh, kw = mod.kernel_size
+            down = torch.randn(rank, mod.in_channels, kh, kw, generator=gen) / (mod.in_channels * kh * kw) ** 0.5
+            up = 0.5 * torch.randn(mod.out_channels, rank, 1, 1, generator=gen) / rank ** 0.5
+        sd[key + ".lora_down.weight"] = down.half().float()
+        sd[key + ".lora_up.weight"] = up.half().float()
+        sd[key + ".alpha"] = torch.tensor(float(rank) / 2)
+    return sd
+
+
 def lf_sigma0(sched_name, steps):
     """lightfarm's first sigma: the LDM table at timestep 999 for every schedule here."""
     return float(mpf.ldm_sigmas()[999])
@@ -111,6 +140,35 @@ def main():
                          **{k: v for k, v in kw.items() if k != "timesteps"}))
         print("%-16s %-16s %-9s %d cfg %.0f %-8s t=%s |lat| %.3f" %
               (name, sampler, schedule, steps, cfg, pred, ts, float(lat.abs().max())))
+    # A Lightning-style LoRA merged by diffusers (fuse_lora) into the same UNet.
+    lsd = lightning_lora(unet, torch.Generator().manual_seed(20))
+    lpath = os.path.join(OUT, "lora_lightning.safetensors")
+    save_file({k: v.contiguous() for k, v in lsd.items()}, lpath)
+    sched = euler()
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_l, text_encoder_2=text_g,
+                                     tokenizer=tok, tokenizer_2=tok2, unet=unet, scheduler=sched,
+                                     force_zeros_for_empty_prompt=True)
+    pipe.set_progress_bar_config(disable=True)
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    pipe.load_lora_weights(lpath)
+    pipe.fuse_lora(lora_scale=1.0)
+    after = {k.replace(".base_layer", ""): v for k, v in pipe.unet.state_dict().items()
+             if "lora_" not in k}
+    changed = sum(1 for k, v in after.items() if k in before and not torch.equal(v, before[k]))
+    gen = torch.Generator().manual_seed(mpf.SEED)
+    sched.set_timesteps(4)
+    lat0 = msf.start_latents(gen, lf_sigma0("trailing", 4), False, sched)
+    lat = pipe(mpf.PROMPT, negative_prompt=mpf.NEGATIVE, height=mpf.SIZE, width=mpf.SIZE,
+               guidance_scale=1.0, generator=gen, latents=lat0, output_type="latent",
+               num_inference_steps=4).images
+    img = vae.decode(lat / vae.config.scaling_factor).sample
+    save_file({"latent": lat.contiguous().float(), "image": img.contiguous().float()},
+              os.path.join(OUT, "lora_lightning_4.safetensors"))
+    meta.append(dict(case="lora_lightning_4", sampler="euler", scheduler="trailing", steps=4, cfg=1.0,
+                     prediction="epsilon", diffusers="EulerDiscreteScheduler", lora="lora_lightning",
+                     lora_tensors=len(lsd) // 3, unet_weights_changed=changed))
+    print("lora_lightning_4: %d LoRA layers, %d UNet weights changed by fuse_lora, |lat| %.3f"
+          % (len(lsd) // 3, changed, float(lat.abs().max())))
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(dict(prompt=mpf.PROMPT, negative=mpf.NEGATIVE, seed=mpf.SEED, width=mpf.SIZE,
                        height=mpf.SIZE, diffusers=__import__("diffusers").__version__,
