@@ -194,6 +194,11 @@ static void test_published_schedulers(void **state)
     assert_int_equal(k, LF_SCHEDULER_KL_OPTIMAL);
     assert_int_equal(lf_scheduler_parse("Beta", &k), 0);
     assert_int_equal(k, LF_SCHEDULER_BETA);
+    assert_int_equal(lf_scheduler_parse("Trailing", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_TRAILING);
+    assert_int_equal(lf_scheduler_parse("LCM", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_LCM);
+    assert_string_equal(lf_scheduler_name(LF_SCHEDULER_TRAILING), "trailing");
 }
 
 int main(void)
