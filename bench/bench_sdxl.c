@@ -27,8 +27,18 @@
  * The step time ratio (second steps of (a)), both peak RSS ratios and the
  * largest output difference are printed side by side at the end.
  *
+ * With --steps N (the whole-image mode, issue 20's few-step benchmark): one
+ * 1024x1024 image instead — text, N Euler steps over the --schedule
+ * (default trailing, SDXL-Lightning's) at --cfg (default 1: one UNet pass
+ * per step, no negative prompt), the whole VAE decode — each step timed, and
+ * the image time at --report-at M steps too (text + the first M steps +
+ * decode, from the same run: a step costs the same whatever its sigma).
+ * --torch then runs the same in diffusers (bench/bench_sdxl_image_torch.py:
+ * EulerDiscreteScheduler with the same spacing, UNet, VAE, same token ids).
+ *
  * Usage: bench_sdxl [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only]
  *                   [--no-vae] [--once] [--torch PYTHON [--diffusers DIR]]
+ *                   [--steps N [--cfg C] [--schedule NAME] [--report-at M]]
  *   --once   one UNet step per side (the first, which plans; its peak RSS is
  *            the second's): for memory figures on a loaded machine
  *   --ckpt   default tests/reference/out/sdxl_full.safetensors (or the
@@ -47,6 +57,9 @@
 #include <unistd.h>
 
 #include "lf_backend.h"
+#include "lf_model.h"
+#include "lf_sampler.h"
+#include "lf_schedule.h"
 #include "lf_bench_util.h"
 #include "lf_keymap.h"
 #include "lf_model.h"
@@ -173,10 +186,92 @@ static int s_torch(const char *python, const char *folder, const char *dir, int 
     return st == 0 && result[0] ? 0 : -1;
 }
 
+/* ---- whole-image mode (--steps) ---------------------------------------- */
+
+typedef struct {
+    lf_model_t *m;
+    const lf_schedule_t *sched;
+    int batch; /* 1: no negative pass; 2: CFG */
+    double cfg;
+    const float *cond, *vec;
+    float *xin, *out, t[2];
+    double step_s[64];
+    int calls;
+} s_img_t;
+
+static int s_img_denoise(void *ud, const float *x, float sigma, float *den, size_t n) {
+    s_img_t *g = ud;
+    double s = sigma, cin = 1.0 / sqrt(s * s + 1.0), t0 = lf_bench_now();
+    g->t[0] = g->t[1] = (float)lf_schedule_sigma_to_t(g->sched, s);
+    for (int b = 0; b < g->batch; b++)
+        for (size_t k = 0; k < n; k++) g->xin[(size_t)b * n + k] = (float)(x[k] * cin);
+    int rc = lf_model_denoise(g->m, g->xin, g->batch, 128, 128, g->t, g->cond, 77, g->vec, g->out);
+    if (rc) return rc;
+    for (size_t k = 0; k < n; k++) {
+        double c = x[k] - s * g->out[k];
+        if (g->batch == 2) c = (x[k] - s * g->out[n + k]) + g->cfg * (c - (x[k] - s * g->out[n + k]));
+        den[k] = (float)c;
+    }
+    if (g->calls < 64) g->step_s[g->calls] = lf_bench_now() - t0;
+    printf("  step %2d sigma %8.4f: %7.2f s\n", g->calls + 1, s, lf_bench_now() - t0);
+    fflush(stdout);
+    g->calls++;
+    return 0;
+}
+
+/* One 1024x1024 image with `steps` Euler steps; returns 0 or 1. *text_s,
+ * *dec_s and g->step_s get the phase times. */
+static int s_image(lf_model_t *m, int steps, double cfg, lf_scheduler_t sk, double *text_s, double *dec_s,
+                   double *step_s) {
+    const lf_model_desc_t *d = lf_model_desc(m);
+    const int B = cfg == 1.0 || cfg == 0.0 ? 1 : 2, T = 77, D = d->text_dim, P = d->pooled_dim,
+              K = d->n_time_ids, S = 128;
+    int32_t ids[2 * 77];
+    /* The same ids as the CFG step above (prompt first, then the negative). */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) ids[b * T + t] = t == 0 ? 49406 : t < 9 + b ? 320 + 37 * t + b : 49407;
+    const size_t n = (size_t)4 * S * S;
+    float *cond = malloc((size_t)B * T * D * 4), pooled[2 * 1280], *vec = malloc((size_t)B * (P + K) * 4);
+    float *x = malloc(n * 4), *xin = malloc(B * n * 4), *out = malloc(B * n * 4);
+    float *img = malloc((size_t)3 * 1024 * 1024 * 4);
+    double *sig = malloc(((size_t)steps + 1) * sizeof *sig);
+    if (!cond || !vec || !x || !xin || !out || !img || !sig || P > 1280 || steps > 64) return 1;
+    double t0 = lf_bench_now();
+    if (lf_model_encode_text(m, ids, NULL, B, 1, cond, pooled)) return 1;
+    *text_s = lf_bench_now() - t0;
+    s_report("text (both encoders)", *text_s);
+    /* The conditional row first: s_img_denoise's out[0..n) is the cond pass. */
+    for (int b = 0; b < B; b++) {
+        memcpy(vec + (size_t)b * (P + K), pooled + (size_t)b * P, (size_t)P * 4);
+        for (int i = 0; i < K; i++) vec[(size_t)b * (P + K) + P + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
+    }
+    lf_schedule_t sched;
+    lf_schedule_init_sd15(&sched);
+    if (lf_schedule_sigmas(&sched, sk, steps, sig)) return 1;
+    s_randn(x, n, 5);
+    for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] * sig[0]);
+    s_img_t g = {.m = m, .sched = &sched, .batch = B, .cfg = cfg, .cond = cond, .vec = vec, .xin = xin, .out = out};
+    lf_sampler_opts_t so = lf_sampler_opts(s_img_denoise, &g);
+    lf_bench_reset_hwm();
+    int rc = lf_sampler_run(LF_SAMPLER_EULER, &so, sig, steps, x, n);
+    if (rc) return fprintf(stderr, "bench_sdxl: sampling failed (%d)\n", rc), 1;
+    memcpy(step_s, g.step_s, sizeof g.step_s);
+    for (size_t k = 0; k < n; k++) x[k] /= d->scaling_factor;
+    t0 = lf_bench_now();
+    rc = lf_model_vae_decode(m, x, 1, S, S, 0, img);
+    if (rc) return fprintf(stderr, "bench_sdxl: VAE decode failed (%d)\n", rc), 1;
+    *dec_s = lf_bench_now() - t0;
+    s_report("VAE decode 1024x1024, whole", *dec_s);
+    free(cond), free(vec), free(x), free(xin), free(out), free(img), free(sig);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *ckpt = LF_SOURCE_DIR "/tests/reference/out/sdxl_full.safetensors";
     const char *python = NULL, *folder = LF_SOURCE_DIR "/tests/reference/out/sdxl_full_diffusers";
-    int threads = 0, tile = 64, untiled = 1, load_only = 0, vae = 1, once = 0;
+    int threads = 0, tile = 64, untiled = 1, load_only = 0, vae = 1, once = 0, steps = 0, report_at = 0;
+    double cfg = 1.0;
+    const char *schedule = "trailing";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -187,9 +282,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--once")) once = 1;
         else if (!strcmp(argv[i], "--torch") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--diffusers") && i + 1 < argc) folder = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cfg") && i + 1 < argc) cfg = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--schedule") && i + 1 < argc) schedule = argv[++i];
+        else if (!strcmp(argv[i], "--report-at") && i + 1 < argc) report_at = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--ckpt PATH] [--threads N] [--tile N] [--no-untiled] [--load-only] "
-                    "[--no-vae] [--once] [--torch PYTHON [--diffusers DIR]]\n",
+                    "[--no-vae] [--once] [--torch PYTHON [--diffusers DIR]] [--steps N [--cfg C] [--schedule S] "
+                    "[--report-at M]]\n",
                     argv[0]);
             return 2;
         }
@@ -255,6 +355,56 @@ int main(int argc, char **argv) {
     if (load_only) {
         lf_model_destroy(&m);
         lf_backend_destroy(&be);
+        return 0;
+    }
+    if (steps > 0) {
+        lf_scheduler_t sk;
+        if (steps > 64 || report_at > steps || lf_scheduler_parse(schedule, &sk))
+            return fprintf(stderr, "bench_sdxl: --steps 1..64, --report-at <= steps, a known --schedule\n"), 2;
+        double ts = 0, ds = 0, ss[64] = {0}, sum = 0, sum_at = 0;
+        printf("  one 1024x1024 image: %d euler steps, %s, cfg %g, load average %.2f\n", steps, schedule, cfg,
+               s_loadavg());
+        if (s_image(m, steps, cfg, sk, &ts, &ds, ss)) return 1;
+        for (int i = 0; i < steps; i++) sum += ss[i], sum_at += i < report_at ? ss[i] : 0;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        long ours_peak = ru.ru_maxrss;
+        lf_model_destroy(&m);
+        lf_backend_destroy(&be);
+        printf("RESULT ours steps=%d text_s=%.2f steps_s=%.2f decode_s=%.2f image_s=%.2f at=%d image_at_s=%.2f "
+               "peak_rss_kb=%ld\n",
+               steps, ts, sum, ds, ts + sum + ds, report_at, ts + sum_at + ds, ours_peak);
+        fflush(stdout);
+        if (!python || !*python || !strcmp(python, "none")) return 0;
+        if (stat(folder, &sb) != 0) return printf("  SKIP PyTorch side: %s absent\n", folder), 0;
+        char cmd[8192], line[4096], result[4096] = "";
+        snprintf(cmd, sizeof cmd,
+                 "'%s' '%s/bench/bench_sdxl_image_torch.py' --diffusers '%s' --steps %d --cfg %g "
+                 "--spacing %s --threads %d --report-at %d 2>&1",
+                 python, LF_SOURCE_DIR, folder, steps, cfg, sk == LF_SCHEDULER_TRAILING ? "trailing" : "linspace",
+                 threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN), report_at);
+        printf("  PyTorch (%s), load average %.2f:\n", python, s_loadavg());
+        fflush(stdout);
+        FILE *pp = popen(cmd, "r");
+        while (pp && fgets(line, sizeof line, pp)) {
+            printf("    %s", line);
+            fflush(stdout);
+            if (!strncmp(line, "RESULT torch", 12)) snprintf(result, sizeof result, "%s", line);
+        }
+        int st = pp ? pclose(pp) : -1;
+        if (st != 0 || !result[0]) return printf("  PyTorch side failed\n"), 1;
+        double ti = s_field(result, "image_s="), tia = s_field(result, "image_at_s="),
+               tsteps = s_field(result, "steps_s="), tp = s_field(result, "peak_rss_kb=");
+        printf("\n== SDXL 1024x1024 image, euler %s cfg %g, lightfarm vs PyTorch, load average now %.2f ==\n",
+               schedule, cfg, s_loadavg());
+        printf("  %d steps: lightfarm %.1f s, PyTorch %.1f s: PyTorch / lightfarm = %.2f\n", steps,
+               ts + sum + ds, ti, ti / (ts + sum + ds));
+        if (report_at > 0)
+            printf("  %d steps: lightfarm %.1f s, PyTorch %.1f s: PyTorch / lightfarm = %.2f\n", report_at,
+                   ts + sum_at + ds, tia, tia / (ts + sum_at + ds));
+        printf("  UNet steps alone: lightfarm %.1f s, PyTorch %.1f s (%.2f)\n", sum, tsteps, tsteps / sum);
+        printf("  peak RSS: lightfarm %.0f MiB (f16 weights), PyTorch %.0f MiB (f32)\n", ours_peak / 1024.0,
+               tp / 1024.0);
         return 0;
     }
 

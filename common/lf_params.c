@@ -36,6 +36,8 @@ const lf_param_enum_t lf_param_samplers[] = {
     {"uni_pc_bh2", "UniPC BH2", NULL},
     {"euler_cfg_pp", "Euler CFG++", NULL},
     {"dpmpp_2m_cfg_pp", "DPM++ 2M CFG++", NULL},
+    /* few-step distilled models (issue 20) */
+    {"tcd", "TCD", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -52,6 +54,9 @@ const lf_param_enum_t lf_param_schedulers[] = {
     {"kl_optimal", "KL Optimal", NULL},
     {"linear_quadratic", "Linear Quadratic", NULL},
     {"ays", "Align Your Steps", "align_your_steps"},
+    /* few-step distilled models (issue 20): diffusers' spacings */
+    {"trailing", "Trailing", NULL},
+    {"lcm", "LCM", NULL},
     {NULL, NULL, NULL},
 };
 

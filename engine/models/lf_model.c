@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -63,6 +64,25 @@ lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
     if (flux) return LF_FAMILY_FLUX;
     if (sdxl) return LF_FAMILY_SDXL;
     return unet ? LF_FAMILY_SD15 : LF_FAMILY_UNKNOWN;
+}
+
+int lf_prediction_parse(const char *name, lf_prediction_t *out) {
+    static const struct {
+        const char *name;
+        lf_prediction_t p;
+    } names[] = {{"epsilon", LF_PRED_EPS},      {"eps", LF_PRED_EPS},      {"v_prediction", LF_PRED_V},
+                 {"v", LF_PRED_V},              {"v-prediction", LF_PRED_V}, {"sample", LF_PRED_SAMPLE},
+                 {"x0", LF_PRED_SAMPLE}};
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (!strcasecmp(name, names[i].name)) {
+            *out = names[i].p;
+            return 0;
+        }
+    return LF_ENOTFOUND;
+}
+
+const char *lf_prediction_name(lf_prediction_t p) {
+    return p == LF_PRED_V ? "v_prediction" : p == LF_PRED_SAMPLE ? "sample" : "epsilon";
 }
 
 const char *lf_family_name(lf_family_t f) {
@@ -287,12 +307,17 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         lf_model_desc_t *d = &m->desc;
         const lf_unet_config_t *uc = lf_unet_config(m->unet);
         const lf_vae_config_t *vc = lf_vae_config(m->vae);
+        /* The file's own word first (a diffusers scheduler config, lightfarm's
+         * lf.config, then the SAI model spec's modelspec.prediction_type),
+         * else the caller's (a manifest's: SDXL-Lightning's 1-step UNet file
+         * says nothing). An unknown word keeps the caller's. */
         d->prediction = opts->prediction;
         const json_t *pt = cs ? json_object_get(cs, "prediction_type") : NULL;
         if (!json_is_string(pt) && meta) pt = json_object_get(meta, "prediction_type");
-        if (json_is_string(pt))
-            d->prediction =
-                strcmp(json_string_value(pt), "v_prediction") == 0 ? LF_PRED_V : LF_PRED_EPS;
+        const char *ptv = json_is_string(pt) ? json_string_value(pt)
+                          : wu ? lf_weights_metadata(wu, "modelspec.prediction_type")
+                               : NULL;
+        if (ptv) lf_prediction_parse(ptv, &d->prediction);
         /* An inpainting UNet (SD1.5-/SDXL-inpainting) takes the latent, the
          * mask and the masked image's latent: latent + 1 + latent channels. */
         d->latent_channels = vc->latent_ch;

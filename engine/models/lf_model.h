@@ -33,7 +33,10 @@
 #include "lf_stepcache.h"
 
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
-typedef enum { LF_PRED_EPS = 0, LF_PRED_V } lf_prediction_t;
+/* What the denoiser predicts: the noise (eps), v (Salimans & Ho), or the
+ * clean sample x0 itself (diffusers prediction_type="sample"; ComfyUI's
+ * "x0": SDXL-Lightning's 1-step UNet). */
+typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE } lf_prediction_t;
 
 typedef struct lf_model lf_model_t;
 
@@ -42,7 +45,10 @@ typedef struct {
     const char *vae_path;      /* optional separate VAE file; overrides the checkpoint's */
     const char *taesd_path;    /* optional TAESD-family preview decoder (.safetensors/.pth) */
     int weight_type;           /* lf_type_t to keep weights in: -1 = as stored (f16 stays f16) */
-    lf_prediction_t prediction;/* used when the checkpoint does not say (default eps) */
+    lf_prediction_t prediction;/* used when the checkpoint does not say (default eps): the
+                                  checkpoint says in a diffusers folder's scheduler config,
+                                  lf.config's "prediction_type" or the safetensors metadata
+                                  "modelspec.prediction_type" */
 } lf_model_opts_t;
 
 /* What the pipeline needs to know about a loaded model. */
@@ -71,6 +77,13 @@ typedef struct {
 /* Family from tensor names only (never the file name): inspect-friendly. */
 lf_family_t lf_model_detect_family(const char *const *names, size_t n);
 const char *lf_family_name(lf_family_t f); /* "sd15", "sdxl", "flux", "unknown" */
+/* Prediction type from its diffusers / SAI model-spec / ComfyUI name
+ * (case-insensitive): "epsilon" or "eps"; "v_prediction", "v" or
+ * "v-prediction"; "sample" or "x0". Returns 0 or LF_ENOTFOUND (*out
+ * untouched). */
+int lf_prediction_parse(const char *name, lf_prediction_t *out);
+/* diffusers' name: "epsilon", "v_prediction", "sample"; never NULL. */
+const char *lf_prediction_name(lf_prediction_t p);
 
 /* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the
  * restricted torch-zip reader) or a diffusers folder. On failure returns a

@@ -121,7 +121,7 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
 {
     /* The one infotext, written from the parameter table's labels; the
      * schedulers' value list is in LF_SCHEDULER_* order. */
-    _Static_assert(LF_SCHEDULER_COUNT == 10, "lf_param_schedulers follows lf_scheduler_t");
+    _Static_assert(LF_SCHEDULER_COUNT == 12, "lf_param_schedulers follows lf_scheduler_t");
     lf_job_params_t view = {0}; /* borrowed strings: a view, never cleared */
     view.prompt = (char *)(req->infotext_prompt ? req->infotext_prompt
                            : req->prompt            ? req->prompt
@@ -325,6 +325,8 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
         float *o = r->out + (size_t)half * n;
         if (r->desc->prediction == LF_PRED_V)
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] * c_skip + o[k] * c_out);
+        else if (r->desc->prediction == LF_PRED_SAMPLE)
+            continue; /* the model's output is the denoised latent itself */
         else
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] - s * o[k]);
     }
@@ -902,9 +904,11 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     const size_t per = (size_t)d->latent_channels * (size_t)h * (size_t)w;
     const size_t npix = (size_t)req.width * (size_t)req.height;
     /* CFG++ samplers step along the unconditional estimate: it is computed
-     * even at cfg 1 (ComfyUI's disable_cfg1_optimization). */
+     * even at cfg 1 (ComfyUI's disable_cfg1_optimization). cfg 0 is no
+     * guidance at all, as diffusers' guidance_scale <= 1 (SDXL-Turbo's
+     * model card uses 0): the positive prompt alone, one pass. */
     const int cfgpp = lf_sampler_needs_uncond(req.sampler);
-    const int guided = req.cfg != 1.0 || cfgpp;
+    const int guided = (req.cfg != 1.0 && req.cfg != 0.0) || cfgpp;
     const int mb = guided || (hires && hp.guided) ? 2 * B : B;
     /* Buffers for the larger pass: with Hires-Fix, the upscaled size. */
     const size_t per_up =
@@ -1087,6 +1091,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.step = s_step;
     so.step_ctx = &r;
     so.uncond = cfgpp ? r.uncond : NULL;
+    so.schedule = &r.sched;
     /* Step caching: one state per pass (lf_stepcache keys its tensors by
      * network too, so the refiner starts over). */
     /* Not on an inpainting UNet's extra input channels (cached parts take the latent only). */

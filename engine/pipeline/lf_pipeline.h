@@ -177,7 +177,9 @@ typedef struct {
     lf_sampler_kind_t sampler;
     lf_scheduler_t scheduler;
     int steps;            /* 1..LF_PIPELINE_MAX_STEPS */
-    double cfg;           /* guidance scale; 1 = no negative pass */
+    double cfg;           /* guidance scale; 1 = no negative pass, and 0 = none either (the
+                             positive prompt alone, as diffusers' guidance_scale 0 that
+                             SDXL-Turbo's model card uses; not the negative alone) */
     uint64_t seed;        /* image i uses seed + i */
     int width, height;    /* multiples of the model's vae_scale (8) */
     int batch;            /* 1..LF_PIPELINE_MAX_BATCH; 0 means 1 */

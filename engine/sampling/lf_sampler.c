@@ -23,7 +23,8 @@ _Static_assert(sizeof s_names / sizeof s_names[0] == LF_SAMPLER_COUNT, "sampler 
 
 lf_sampler_opts_t lf_sampler_opts(lf_denoise_fn denoise, void *ctx)
 {
-    return (lf_sampler_opts_t){.denoise = denoise, .denoise_ctx = ctx, .eta = 1.0, .s_noise = 1.0};
+    return (lf_sampler_opts_t){.denoise = denoise, .denoise_ctx = ctx, .eta = 1.0, .s_noise = 1.0,
+                               .gamma = 0.3};
 }
 
 const char *lf_sampler_name(lf_sampler_kind_t k)
@@ -239,6 +240,32 @@ static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
             }
             memcpy(r->old, u, n * sizeof *u);
             have_old = 1;
+            break;
+        }
+        case LF_SAMPLER_TCD: {
+            /* In VP terms (x_vp = x / sqrt(1 + s^2)): noised = sqrt(a_s) x0 +
+             * sqrt(1 - a_s) eps at s = floor((1 - gamma) t_next), then
+             * x_vp' = sqrt(a_next / a_s) noised + sqrt(1 - a_next / a_s) z;
+             * back in k-diffusion terms x' = x_vp' * sqrt(1 + sn^2). */
+            const lf_schedule_t *sc = o->schedule;
+            int tn = sn > 0 ? lf_schedule_sigma_to_t_nearest(sc, sn) : 0;
+            int ts = (int)floor((1.0 - o->gamma) * tn);
+            double as = (float)sc->alphas_cumprod[ts], ca = sqrt(as), cb = sqrt(1.0 - as);
+            if (sn > 0) {
+                double m = sqrt(1.0 + sn * sn), var = 1.0 - (1.0 / (1.0 + sn * sn)) / as;
+                double cn = var > 0 ? sqrt(var) * m * o->s_noise : 0.0;
+                for (size_t k = 0; k < n; k++) {
+                    double eps = (x[k] - den[k]) / s;
+                    /* noised / sqrt(a_s) * sqrt(a_next) * m == noised / sqrt(a_s) */
+                    x[k] = (float)((ca * den[k] + cb * eps) / ca);
+                }
+                if (o->gamma > 0) {
+                    if ((rc = s_noise(r)) != 0) return rc;
+                    for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] + r->noise[k] * cn);
+                }
+            } else {
+                for (size_t k = 0; k < n; k++) x[k] = (float)(ca * den[k] + cb * (x[k] - den[k]) / s);
+            }
             break;
         }
         case LF_SAMPLER_LCM: {
@@ -464,8 +491,10 @@ int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *o, const dou
     if ((unsigned)kind >= LF_SAMPLER_COUNT || !o || !o->denoise || !sigmas || steps < 0 || !x || n == 0)
         return LF_EINVAL;
     int needs_noise = kind == LF_SAMPLER_EULER_ANCESTRAL || kind == LF_SAMPLER_DPMPP_2M_SDE ||
-                      kind == LF_SAMPLER_DPMPP_SDE || kind == LF_SAMPLER_LCM;
+                      kind == LF_SAMPLER_DPMPP_SDE || kind == LF_SAMPLER_LCM ||
+                      (kind == LF_SAMPLER_TCD && o->gamma > 0);
     if (needs_noise && !o->noise) return LF_EINVAL;
+    if (kind == LF_SAMPLER_TCD && (!o->schedule || !(o->gamma >= 0 && o->gamma <= 1))) return LF_EINVAL;
     if (lf_sampler_needs_uncond(kind) && !o->uncond) return LF_EINVAL;
     for (int i = 0; i < steps; i++)
         if (!(sigmas[i] > 0) || !(sigmas[i + 1] >= 0)) return LF_EINVAL;

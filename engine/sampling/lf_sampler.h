@@ -13,7 +13,13 @@
  * Samplers: euler, euler_ancestral, heun, dpm_2, dpmpp_2m, dpmpp_2m_sde
  * (midpoint), dpmpp_sde (r = 1/2), ddim (ComfyUI: deterministic DDIM is Euler
  * in sigma space, so it runs euler; pair it with the ddim_uniform schedule)
- * lcm, and uni_pc / uni_pc_bh2 (ComfyUI's sigma-space UniPC: multistep,
+ * lcm (x = denoised + sigma_next * noise; diffusers' LCMScheduler also
+ * scales the estimate by its boundary condition, c_skip = 0.25 / ((10 t)^2 +
+ * 0.25), c_out = 10 t / sqrt((10 t)^2 + 0.25): under 7e-6 from (0, 1) for
+ * t >= 19, every timestep of an lcm or trailing schedule up to 50 steps, so
+ * lightfarm leaves them out as ComfyUI's default model sampling does; the
+ * LCMScheduler runs of test_pipeline_fewstep.c agree to 5e-7), and
+ * uni_pc / uni_pc_bh2 (ComfyUI's sigma-space UniPC: multistep,
  * data prediction, order min(3, steps - 1), B(h) = h or expm1(h); for
  * uni_pc the step callback's x is the VP-scaled latent x / sqrt(1 + sigma^2),
  * and a 1-step run falls back to euler, where ComfyUI would not move x),
@@ -22,13 +28,22 @@
  * UNconditional estimate, so the caller's denoiser also writes its
  * unconditional estimate into opts.uncond on every call — and computes it
  * even at cfg 1, where guidance would otherwise skip it; CFG++ is meant for
- * small scales, about 0.5..2).
+ * small scales, about 0.5..2), and tcd (Trajectory Consistency
+ * Distillation's strategic stochastic sampling, diffusers' TCDScheduler,
+ * the sampler TCD LoRAs and Hyper-SD use: from the step's x0 estimate the
+ * latent is re-noised to timestep s = floor((1 - gamma) * t_next), then
+ * forward-diffused to t_next with fresh noise; gamma 0 is deterministic
+ * DDIM-like, gamma 1 LCM-like; needs the model's discrete schedule in
+ * opts.schedule; the last step ends at s = 0 as diffusers' does, i.e. the
+ * returned latent is the x0 estimate noised to timestep 0).
  *
  * Threading: reentrant; the callbacks run on the calling thread. */
 #ifndef LF_SAMPLER_H
 #define LF_SAMPLER_H
 
 #include <stddef.h>
+
+#include "lf_schedule.h"
 
 /* Writes the denoised estimate for x at noise level sigma into out (n
  * floats; x and out do not alias). Returns 0 or a negative LF_E* code, which
@@ -55,7 +70,8 @@ typedef int (*lf_step_fn)(void *ctx, int step, int steps, float sigma, const flo
     X(UNI_PC, "uni_pc", "UniPC")                                               \
     X(UNI_PC_BH2, "uni_pc_bh2", "UniPC BH2")                                   \
     X(EULER_CFG_PP, "euler_cfg_pp", "Euler CFG++")                             \
-    X(DPMPP_2M_CFG_PP, "dpmpp_2m_cfg_pp", "DPM++ 2M CFG++")
+    X(DPMPP_2M_CFG_PP, "dpmpp_2m_cfg_pp", "DPM++ 2M CFG++")                   \
+    X(TCD, "tcd", "TCD")
 
 typedef enum {
 #define LF__SAMPLER_ENUM(name, comfy, a1111) LF_SAMPLER_##name,
@@ -67,7 +83,7 @@ typedef enum {
 typedef struct {
     lf_denoise_fn denoise; /* required */
     void *denoise_ctx;
-    lf_noise_fn noise;     /* required by euler_ancestral, dpmpp_2m_sde, dpmpp_sde, lcm */
+    lf_noise_fn noise;     /* required by euler_ancestral, dpmpp_2m_sde, dpmpp_sde, lcm, tcd */
     void *noise_ctx;
     lf_step_fn step;       /* optional */
     void *step_ctx;
@@ -75,9 +91,11 @@ typedef struct {
     double s_noise;        /* noise scale; 1 is the reference default */
     float *uncond;         /* CFG++ samplers (lf_sampler_needs_uncond): n floats the denoiser
                               fills with its unconditional estimate on every call; else NULL */
+    const lf_schedule_t *schedule; /* tcd: the model's discrete schedule (borrowed; required) */
+    double gamma;          /* tcd: stochasticity in [0, 1] (diffusers' TCD eta); 0.3 default */
 } lf_sampler_opts_t;
 
-/* Options with eta = s_noise = 1 and the given denoiser. */
+/* Options with eta = s_noise = 1, gamma = 0.3 and the given denoiser. */
 lf_sampler_opts_t lf_sampler_opts(lf_denoise_fn denoise, void *ctx);
 
 /* Runs `steps` steps over sigmas[0..steps] (descending; normally ending in 0)

@@ -261,13 +261,35 @@ int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, d
         return 0;
     }
     case LF_SCHEDULER_AYS: s_ays(s->ays, steps, out); return 0;
+    case LF_SCHEDULER_TRAILING:
+        /* numpy: round(arange(1000, 0, -1000 / n)) - 1 (half to even, as
+         * nearbyint in the default rounding mode). */
+        for (int i = 0; i < steps; i++) {
+            int t = (int)nearbyint((double)s->n - i * ((double)s->n / steps)) - 1;
+            out[i] = s->sigmas[t < 0 ? 0 : t];
+        }
+        out[steps] = 0.0;
+        return 0;
+    case LF_SCHEDULER_LCM: {
+        /* LCMScheduler.set_timesteps with original_inference_steps = 50:
+         * origin timesteps (1..50) * 20 - 1 reversed, at floor(linspace(0,
+         * 50, n, endpoint=False)). */
+        const int orig = 50, k = s->n / orig;
+        if (steps > orig || k < 1) return LF_EINVAL;
+        for (int i = 0; i < steps; i++) {
+            int j = (int)floor(i * ((double)orig / steps));
+            out[i] = s->sigmas[(orig - j) * k - 1];
+        }
+        out[steps] = 0.0;
+        return 0;
+    }
     default: return LF_EINVAL;
     }
 }
 
 static const char *const s_names[LF_SCHEDULER_COUNT] = {
     "normal", "karras",     "exponential",      "sgm_uniform", "simple",
-    "ddim_uniform", "beta", "kl_optimal", "linear_quadratic", "ays"};
+    "ddim_uniform", "beta", "kl_optimal", "linear_quadratic", "ays", "trailing", "lcm"};
 
 const char *lf_scheduler_name(lf_scheduler_t kind)
 {

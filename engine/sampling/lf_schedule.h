@@ -39,6 +39,11 @@ typedef enum {
     LF_SCHEDULER_LINEAR_QUADRATIC, /* ComfyUI (from Mochi): linear then quadratic in sigma/sigma_max */
     LF_SCHEDULER_AYS,          /* Align Your Steps: NVIDIA's 10-step noise levels for the
                                   model's family (lf_schedule_t.ays), log-linearly resampled */
+    LF_SCHEDULER_TRAILING,     /* diffusers timestep_spacing="trailing" (SDXL-Lightning, Turbo,
+                                  DMD2): t = round(1000 - 1000 i / n) - 1, integer timesteps */
+    LF_SCHEDULER_LCM,          /* diffusers LCMScheduler / TCDScheduler's default timesteps:
+                                  t = 999 - 20 floor(50 i / n) (original_inference_steps 50),
+                                  n <= 50 */
     LF_SCHEDULER_COUNT
 } lf_scheduler_t;
 
@@ -71,7 +76,18 @@ int lf_schedule_sigma_to_t_nearest(const lf_schedule_t *s, double sigma);
  * repeat and runs fewer steps), takes the next lower unused timestep.
  * A1111's "Beta" and "KL Optimal" differ from ComfyUI's (sigma-space beta
  * quantiles; kl_optimal ending at sigma_min without the 0): these follow
- * ComfyUI, whose names the API uses. */
+ * ComfyUI, whose names the API uses.
+ *
+ * trailing and lcm are diffusers' (ComfyUI has neither; "trailing" and
+ * "lcm" are lightfarm's names, as stable-diffusion.cpp names its LCM one):
+ * the training sigmas at integer timesteps. trailing equals ComfyUI's
+ * "simple" whenever n divides 1000 (1, 2, 4, 5, 8, 10, ...; simple floors
+ * 1000 i / n where trailing rounds it, so 3 steps give 999, 666, 332 against
+ * simple's 999, 666, 333), and differs from sgm_uniform (which SDXL-
+ * Lightning's model card names for ComfyUI), whose continuous t = 999 -
+ * 999 i / n lies up to one timestep above (4 steps: 999, 749.25, 499.5,
+ * 249.75 against 999, 749, 499, 249). lcm returns LF_EINVAL above 50 steps,
+ * as diffusers refuses them. */
 int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, double *out);
 /* Karras schedule between arbitrary bounds; steps + 1 values, last 0. */
 void lf_schedule_karras(double sigma_min, double sigma_max, double rho, int steps, double *out);

@@ -13,6 +13,7 @@
 #include "lf_error.h"
 #include "lf_rng.h"
 #include "lf_sampler.h"
+#include "lf_schedule.h"
 #include "lf_test_util.h"
 
 #define N 64
@@ -149,6 +150,32 @@ static void test_cancel_and_errors(void **state)
     assert_int_equal(k, LF_SAMPLER_EULER_ANCESTRAL);
     assert_string_equal(lf_sampler_a1111_name(LF_SAMPLER_DPMPP_2M), "DPM++ 2M");
     assert_int_equal(lf_sampler_parse("nope", &k), LF_ENOTFOUND);
+    /* tcd (checked against diffusers' TCDScheduler end to end in
+     * test_pipeline_fewstep.c): it needs the model's schedule, a gamma in
+     * [0, 1], and noise when gamma > 0; gamma 0 draws none and ends, like
+     * gamma 0.3, at timestep 0: x = sqrt(a0) x0 + sqrt(1 - a0) eps. */
+    assert_int_equal(lf_sampler_parse("TCD", &k), 0);
+    assert_int_equal(k, LF_SAMPLER_TCD);
+    lf_schedule_t sc;
+    lf_schedule_init_sd15(&sc);
+    double ts[3];
+    assert_int_equal(lf_schedule_sigmas(&sc, LF_SCHEDULER_TRAILING, 2, ts), 0);
+    assert_int_equal(lf_sampler_run(LF_SAMPLER_TCD, &o, ts, 2, x, N), LF_EINVAL); /* no schedule */
+    o.schedule = &sc;
+    assert_int_equal(lf_sampler_run(LF_SAMPLER_TCD, &o, ts, 2, x, N), LF_EINVAL); /* no noise */
+    o.gamma = 1.5;
+    assert_int_equal(lf_sampler_run(LF_SAMPLER_TCD, &o, ts, 2, x, N), LF_EINVAL);
+    o.gamma = 0.0;
+    double one[2] = {ts[0], 0};
+    for (int i = 0; i < N; i++) x[i] = (float)(orig[i] * ts[0]);
+    assert_int_equal(lf_sampler_run(LF_SAMPLER_TCD, &o, one, 1, x, N), 0);
+    double a0 = (float)sc.alphas_cumprod[0];
+    for (int i = 0; i < N; i++) {
+        double xi = orig[i] * ts[0], s = ts[0];
+        double den = (float)(xi * (0.8f / (float)(s * s + 0.6)) + ((int)(i % 5) - 2) * 0.1);
+        double want = sqrt(a0) * den + sqrt(1 - a0) * (xi - den) / s;
+        assert_true(fabs(x[i] - want) <= 1e-5 * fmax(1.0, fabs(want)));
+    }
 }
 
 int main(void)

@@ -130,8 +130,6 @@ static void test_published_schedulers(void **state)
         if (!strcmp(name, "ays_sdxl")) {
             kind = LF_SCHEDULER_AYS;
             s.ays = LF_AYS_SDXL;
-        } else if (!strcmp(name, "trailing")) {
-            continue; /* diffusers' trailing spacing: for the few-step models' issue */
         } else {
             assert_int_equal(lf_scheduler_parse(name, &kind), 0);
         }
@@ -144,8 +142,11 @@ static void test_published_schedulers(void **state)
             p += used;
         }
         assert_int_equal(lf_schedule_sigmas(&s, kind, steps, got), 0);
+        /* diffusers' schedules (trailing, lcm) come from its float32 betas
+         * and cumprod, a few 1e-7 from the LDM table lightfarm uses. */
+        const int diffusers = kind == LF_SCHEDULER_TRAILING || kind == LF_SCHEDULER_LCM;
         for (int i = 0; i <= steps; i++) {
-            double tol = 2e-6 * fabs(want[i]) + 1e-9;
+            double tol = (diffusers ? 2e-5 : 2e-6) * fabs(want[i]) + 1e-9;
             if (fabs(got[i] - want[i]) > tol)
                 fail_msg("%s %d steps: sigma %d is %.9g, ComfyUI's %.9g", name, steps, i, got[i], want[i]);
         }
@@ -155,7 +156,8 @@ static void test_published_schedulers(void **state)
     fclose(f);
     assert_true(cases >= 60);
     assert_true(seen[LF_SCHEDULER_BETA] && seen[LF_SCHEDULER_KL_OPTIMAL] &&
-                seen[LF_SCHEDULER_LINEAR_QUADRATIC] && seen[LF_SCHEDULER_AYS]);
+                seen[LF_SCHEDULER_LINEAR_QUADRATIC] && seen[LF_SCHEDULER_AYS] &&
+                seen[LF_SCHEDULER_TRAILING] && seen[LF_SCHEDULER_LCM]);
     /* Beyond the fixture: beta at 150 steps (ComfyUI would drop a repeated
      * timestep) keeps 150 distinct, descending sigmas. */
     lf_schedule_t s;
@@ -163,6 +165,27 @@ static void test_published_schedulers(void **state)
     double sig[151];
     assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_BETA, 150, sig), 0);
     for (int i = 1; i < 150; i++) assert_true(sig[i] < sig[i - 1]);
+    /* trailing: integer timesteps; equal to "simple" when n divides 1000,
+     * one timestep apart at 3 steps (round against floor); sgm_uniform's
+     * continuous t is never below it. lcm refuses more than 50 steps. */
+    double tr[9], si[9], sg[9];
+    for (int n = 1; n <= 8; n++) {
+        assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_TRAILING, n, tr), 0);
+        assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_SIMPLE, n, si), 0);
+        assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_SGM_UNIFORM, n, sg), 0);
+        for (int i = 0; i <= n; i++) {
+            if (1000 % n == 0) assert_true(tr[i] == si[i]);
+            if (i > 0 && i < n) assert_true(sg[i] >= tr[i] * (1 - 1e-6)); /* float log sigmas */
+        }
+    }
+    assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_TRAILING, 3, tr), 0);
+    assert_true(tr[1] == s.sigmas[666] && tr[2] == s.sigmas[332]);
+    assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_TRAILING, 4, tr), 0);
+    assert_true(tr[0] == s.sigmas[999] && tr[1] == s.sigmas[749] && tr[2] == s.sigmas[499] &&
+                tr[3] == s.sigmas[249]); /* DMD2's four timesteps */
+    assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_LCM, 51, sig), LF_EINVAL);
+    assert_int_equal(lf_schedule_sigmas(&s, LF_SCHEDULER_LCM, 50, sig), 0);
+    assert_true(sig[49] == s.sigmas[19]);
     /* A1111's labels parse. */
     lf_scheduler_t k;
     assert_int_equal(lf_scheduler_parse("Align Your Steps", &k), 0);
@@ -171,6 +194,11 @@ static void test_published_schedulers(void **state)
     assert_int_equal(k, LF_SCHEDULER_KL_OPTIMAL);
     assert_int_equal(lf_scheduler_parse("Beta", &k), 0);
     assert_int_equal(k, LF_SCHEDULER_BETA);
+    assert_int_equal(lf_scheduler_parse("Trailing", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_TRAILING);
+    assert_int_equal(lf_scheduler_parse("LCM", &k), 0);
+    assert_int_equal(k, LF_SCHEDULER_LCM);
+    assert_string_equal(lf_scheduler_name(LF_SCHEDULER_TRAILING), "trailing");
 }
 
 int main(void)

@@ -11,7 +11,7 @@ import { $, $$, emit, on, toast } from './util.js';
 
 const FALLBACK_SAMPLERS = [{ name: 'euler', a1111: 'Euler' }, { name: 'euler_ancestral', a1111: 'Euler a', alias: 'euler_a' }, { name: 'heun', a1111: 'Heun' }, { name: 'dpm_2', a1111: 'DPM2' }, { name: 'dpmpp_2m', a1111: 'DPM++ 2M' }, { name: 'dpmpp_2m_sde', a1111: 'DPM++ 2M SDE' }, { name: 'dpmpp_sde', a1111: 'DPM++ SDE' }, { name: 'ddim', a1111: 'DDIM' }, { name: 'lcm', a1111: 'LCM' }];
 const FALLBACK_SCHEDULERS = ['normal', 'karras', 'exponential', 'sgm_uniform', 'simple', 'ddim_uniform',
-  'beta', 'kl_optimal', 'linear_quadratic', 'ays'];
+  'beta', 'kl_optimal', 'linear_quadratic', 'ays', 'trailing', 'lcm'];
 const FIELD_ALIASES = { cfg: 'cfg_scale', negative: 'negative_prompt', batch: 'batch_size', init: 'init_image', image: 'init_image', upload: 'init_image', size: 'width', strength: 'denoise', denoising_strength: 'denoise' };
 
 const form = () => $('#gen-form');
