@@ -327,12 +327,35 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
     }
 }
 
+bool lf_model_defaults_any(const lf_model_defaults_t *d) {
+    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height);
+}
+
+void lf_model_defaults_clear(lf_model_defaults_t *d) {
+    if (!d) return;
+    free(d->sampler);
+    free(d->scheduler);
+    memset(d, 0, sizeof *d);
+}
+
+/* A model's recommended settings: only what it says. */
+static void s_enc_defaults(s_enc_t *e, const void *obj) {
+    const lf_model_defaults_t *d = obj;
+    if (d->steps) s_kv_u64(e, "steps", d->steps);
+    if (d->has_cfg) s_kv_f64(e, "cfg", d->cfg_scale);
+    if (d->sampler) s_kv_str(e, "sampler", d->sampler, false);
+    if (d->scheduler) s_kv_str(e, "scheduler", d->scheduler, false);
+    if (d->width) s_kv_u64(e, "width", d->width);
+    if (d->height) s_kv_u64(e, "height", d->height);
+}
+
 static void s_enc_model(s_enc_t *e, const void *obj) {
     const lf_model_info_t *m = obj;
     s_kv_str(e, "name", m->name, true);
     s_kv_str(e, "kind", m->kind, false);
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
     if (m->preview) s_kv_str(e, "preview", m->preview, false);
+    if (lf_model_defaults_any(&m->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &m->defaults);
 }
 
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
@@ -759,7 +782,25 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set"};
 static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
-static const char *const s_model_keys[4] = {"name", "kind", "res", "preview"};
+static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "defaults"};
+static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
+                                               "height"};
+
+
+static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
+    s_obj_t f[6];
+    S_TRY(s_fields(o, s_defaults_keys, 6, f));
+    S_OPT(f[0], s_get_u32(f[0], &d->steps));
+    if (f[1]) {
+        S_TRY(s_get_f64(f[1], &d->cfg_scale));
+        d->has_cfg = true;
+    }
+    S_OPT(f[2], s_get_str(f[2], &d->sampler));
+    S_OPT(f[3], s_get_str(f[3], &d->scheduler));
+    S_OPT(f[4], s_get_u32(f[4], &d->width));
+    S_OPT(f[5], s_get_u32(f[5], &d->height));
+    return 0;
+}
 
 /* An array of strings into *out / *n (n counts what was filled, so
  * lf_caps_clear frees it on failure). */
@@ -794,14 +835,15 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[4];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 4, mf));
+            s_obj_t mf[5];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 5, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
             S_OPT(mf[1], s_get_str(mf[1], &c->models[i].kind));
             S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
             S_OPT(mf[3], s_get_str(mf[3], &c->models[i].preview));
+            S_OPT(mf[4], s_dec_defaults(mf[4], &c->models[i].defaults));
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
@@ -1011,6 +1053,7 @@ void lf_caps_clear(lf_worker_caps_t *c) {
         free(c->models[i].name);
         free(c->models[i].kind);
         free(c->models[i].preview);
+        lf_model_defaults_clear(&c->models[i].defaults);
     }
     free(c->models);
     for (size_t i = 0; c->resident && i < c->n_resident; i++) free(c->resident[i]);

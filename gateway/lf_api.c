@@ -518,6 +518,8 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
                                   c->models[k].kind);
             if (c->models[k].resolution) json_object_set_new(m, "resolution", json_integer(c->models[k].resolution));
             if (c->models[k].preview) json_object_set_new(m, "preview", json_string(c->models[k].preview));
+            json_t *defs = lf_fleet_defaults_json(&c->models[k].defaults);
+            if (defs) json_object_set_new(m, "defaults", defs);
             json_array_append_new(models, m);
         }
         json_t *w = json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",

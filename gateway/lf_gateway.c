@@ -174,6 +174,9 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
             /* The side the model was trained at (clients' default size); workers agree. */
             if (c->models[k].resolution && !json_object_get(found, "resolution"))
                 json_object_set_new(found, "resolution", json_integer(c->models[k].resolution));
+            /* Its recommended settings (jobs that do not say get them). */
+            json_t *defs = json_object_get(found, "defaults") ? NULL : lf_fleet_defaults_json(&c->models[k].defaults);
+            if (defs) json_object_set_new(found, "defaults", defs);
             json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
             if (resident)
                 json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
@@ -285,6 +288,21 @@ static uint32_t s_model_resolution(void *ud, const char *name) {
     return res;
 }
 
+/* The recommended settings a live worker says the model has, copied. */
+static int s_model_defaults(void *ud, const char *name, lf_model_defaults_t *out) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    const lf_model_defaults_t *d = lf_fleet_defaults(gw->ws, gw->n_ws, name);
+    int rc = d ? 0 : LF_ENOTFOUND;
+    if (d) {
+        *out = *d;
+        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
+        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return rc;
+}
+
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
     /* A stand-in while no model is known; lf__admit answers 503 then. */
@@ -293,6 +311,7 @@ void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, 
     ctx->default_model = buf;
     ctx->random_seed = lf__random_seed();
     ctx->model_resolution = s_model_resolution;
+    ctx->model_defaults = s_model_defaults;
     ctx->ud = gw;
 }
 

@@ -280,6 +280,33 @@ static int s_begin(lf_job_request_t *r, const json_t *body, lf_verr_t *err) {
     return 0;
 }
 
+/* The model's recommended settings (ctx->model_defaults) into the rows the
+ * request left out. A value the table would refuse (a sampler this gateway
+ * does not know, steps out of range) is skipped: the table's default stays.
+ * 0 or LF_ENOMEM. */
+static int s_model_defaults(const lf_validate_ctx_t *ctx, lf_job_params_t *p, const bool *given) {
+    lf_model_defaults_t d = {0};
+    if (!ctx || !ctx->model_defaults || ctx->model_defaults(ctx->ud, p->model, &d) != 0) return 0;
+    const lf_param_def_t *t = lf_params_table();
+    const struct {
+        int row;
+        bool said;
+        double v;
+    } nums[] = {{LF_P_steps, d.steps > 0, d.steps}, {LF_P_cfg_scale, d.has_cfg, d.cfg_scale},
+                {LF_P_width, d.width > 0, d.width}, {LF_P_height, d.height > 0, d.height}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (nums[i].said && !given[nums[i].row] && lf_param_check_num(&t[nums[i].row], nums[i].v) == 0)
+            lf_param_set_num(p, &t[nums[i].row], nums[i].v);
+    int rc = 0;
+    if (d.sampler && !given[LF_P_sampler] && lf_param_set_str(p, &t[LF_P_sampler], d.sampler) == LF_ENOMEM)
+        rc = LF_ENOMEM;
+    if (!rc && d.scheduler && !given[LF_P_scheduler] &&
+        lf_param_set_str(p, &t[LF_P_scheduler], d.scheduler) == LF_ENOMEM)
+        rc = LF_ENOMEM;
+    lf_model_defaults_clear(&d);
+    return rc;
+}
+
 /* Rules that tie fields together, shared by both dialects: the model, the
  * seed, defaults that depend on the model, img2img, sizes per model. */
 static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool random_seed, const bool *given,
@@ -300,6 +327,7 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
     for (int i = 0; i < LF_P__COUNT; i++)
         if ((t[i].flags & LF_PF_MODEL_DEF) && !given[i] && res && lf_param_check_num(&t[i], res) == 0)
             lf_param_set_num(p, &t[i], res);
+    if (s_model_defaults(ctx, p, given)) return s_oom(err);
     if (p->init_image && !strcmp(p->mode, "txt2img") && lf_param_set_str(p, &t[LF_P_mode], "img2img"))
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)
