@@ -588,7 +588,7 @@ static int s_loras(lf_gateway_t *gw, lf_req_t *req) {
 /* ---------------------------------------------------------------- presets */
 
 /* The built-ins fix no size of their own except the diagnostic one (which names
- * its model): a model draws well only near the side it was trained at (256 for
+ * its model) and the few-step ones (which name their family): a model draws well only near the side it was trained at (256 for
  * lf-tiny-shapes, 512 for SD1.5, 1024 for SDXL), so "fast" and "quality" keep
  * the size the client has, and "portrait" gives only an aspect, which a client
  * turns into a size at the model's own resolution (`aspect`: width:height). */
@@ -601,6 +601,21 @@ static const char *const s_builtin[][2] = {
                 "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":30,\"cfg_scale\":7}}"},
     {"portrait", "{\"name\":\"portrait\",\"description\":\"2:3 portrait at the model's own size\",\"builtin\":true,"
                  "\"aspect\":\"2:3\",\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":25,\"cfg_scale\":7}}"},
+    /* Few-step distilled SDXL models (issue 20) only work with their own
+     * settings; these name their family (a client offers them for SDXL
+     * models only), so they may fix a size: ByteDance's SDXL-Lightning
+     * (Euler, trailing spacing = sgm_uniform, CFG 1 = no negative pass,
+     * 1024²) and Stability's SDXL-Turbo (1 step, 512², CFG 1; diffusers' own
+     * example uses guidance 0, which our CFG 1 equals: one pass). */
+    {"lightning-4step", "{\"name\":\"lightning-4step\",\"description\":\"Lightning 4-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)\","
+                        "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler\",\"scheduler\":\"sgm_uniform\","
+                        "\"steps\":4,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"lightning-8step", "{\"name\":\"lightning-8step\",\"description\":\"Lightning 8-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)\","
+                        "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler\",\"scheduler\":\"sgm_uniform\","
+                        "\"steps\":8,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"turbo-1step", "{\"name\":\"turbo-1step\",\"description\":\"Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)\","
+                    "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"sgm_uniform\","
+                    "\"steps\":1,\"cfg_scale\":1,\"width\":512,\"height\":512}}"},
 };
 #define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
 

@@ -112,6 +112,14 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->models[i].kind, b->models[i].kind));
         assert_int_equal(a->models[i].resolution, b->models[i].resolution);
         assert_true(str_eq(a->models[i].preview, b->models[i].preview));
+        const lf_model_defaults_t *da = &a->models[i].defaults, *db = &b->models[i].defaults;
+        assert_int_equal(da->steps, db->steps);
+        assert_int_equal(da->has_cfg, db->has_cfg);
+        assert_true(da->cfg_scale == db->cfg_scale);
+        assert_true(str_eq(da->sampler, db->sampler));
+        assert_true(str_eq(da->scheduler, db->scheduler));
+        assert_int_equal(da->width, db->width);
+        assert_int_equal(da->height, db->height);
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));

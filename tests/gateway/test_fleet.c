@@ -34,14 +34,14 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(NULL, 0, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "");
     /* The diagnostic card listed first must not win over a real model. */
-    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"lf-tiny-shapes", "sd15", 256, NULL}};
+    lf_model_info_t a[] = {{"lf-diagnostic", "diagnostic", 0, NULL, {0}}, {"lf-tiny-shapes", "sd15", 256, NULL, {0}}};
     lf_worker_view_t w1 = s_worker(a, 2, 0);
     lf_fleet_default_model(&w1, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     lf_fleet_default_model(&w1, 1, NULL, out, sizeof out);
     assert_string_equal(out, "lf-tiny-shapes");
     /* A user's model beats the project's own, on whichever worker. */
-    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0, NULL}, {"dreamshaper", "sd15", 512, NULL}};
+    lf_model_info_t b[] = {{"lf-diagnostic", "diagnostic", 0, NULL, {0}}, {"dreamshaper", "sd15", 512, NULL, {0}}};
     lf_worker_view_t ws[2] = {w1, s_worker(b, 2, 0)};
     lf_fleet_default_model(ws, 2, "", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
@@ -51,7 +51,7 @@ static void test_default_model(void **state) {
     lf_fleet_default_model(ws, 2, "gone", out, sizeof out);
     assert_string_equal(out, "dreamshaper");
     /* The card only when it is all there is. */
-    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0, NULL}};
+    lf_model_info_t c[] = {{"lf-diagnostic", "diagnostic", 0, NULL, {0}}};
     lf_worker_view_t w3 = s_worker(c, 1, 0);
     lf_fleet_default_model(&w3, 1, "lf-diagnostic", out, sizeof out);
     assert_string_equal(out, "lf-diagnostic");
@@ -62,8 +62,8 @@ static void test_default_model(void **state) {
 
 static void test_fit(void **state) {
     (void)state;
-    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
-    lf_model_info_t other[] = {{"big", "sd15", 512, NULL}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL, {0}}};
+    lf_model_info_t other[] = {{"big", "sd15", 512, NULL, {0}}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 2048u * 2048u), s_worker(other, 1, 0)};
     lf_job_params_t p = {.model = "sd", .width = 2048, .height = 2048, .batch_size = 8};
     lf_verr_t e;
@@ -95,7 +95,7 @@ static void test_fit(void **state) {
  * the list is one entry per name with its worker count. */
 static void test_loras(void **state) {
     (void)state;
-    lf_model_info_t m1[] = {{"sd", "sd15", 512, NULL}}, m2[] = {{"other", "sd15", 512, NULL}};
+    lf_model_info_t m1[] = {{"sd", "sd15", 512, NULL, {0}}}, m2[] = {{"other", "sd15", 512, NULL, {0}}};
     lf_lora_info_t l1[] = {{"ink", "inky", "styles/ink.safetensors", "abc"}, {"det", NULL, "det.pt", NULL}};
     lf_lora_info_t l2[] = {{"ink", "inky", "ink.safetensors", "abc"}, {"only2", NULL, "only2.safetensors", NULL}};
     lf_worker_view_t ws[2] = {s_worker(m1, 1, 0), s_worker(m2, 1, 0)};
@@ -152,7 +152,7 @@ static void test_readiness(void **state) {
     assert_int_equal(lf_fleet_not_ready(&h, why, 4), 3);
     assert_string_equal(why[2], "no worker has registered");
     assert_int_equal(lf_fleet_not_ready(&h, NULL, 0), 3);
-    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL}};
+    lf_model_info_t m[] = {{"sd", "sd15", 512, NULL, {0}}};
     lf_worker_view_t ws[2] = {s_worker(m, 1, 0), s_worker(NULL, 0, 0)};
     size_t n = 0, with = 0;
     lf_fleet_count(ws, 2, &n, &with);
@@ -172,9 +172,9 @@ static uint32_t s_fleet_res(void *ud, const char *model) {
  * a size over every capable worker's max_pixels is refused as before. */
 static void test_sdxl_parts(void **state) {
     (void)state;
-    lf_model_info_t xl[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sdxl-refiner", "sdxl", 1024, "approx"}};
-    lf_model_info_t sd[] = {{"sd", "sd15", 512, "taesd"}, {"other-refiner", "sdxl", 1024, "approx"}};
-    lf_model_info_t mixed[] = {{"sdxl-base", "sdxl", 1024, "approx"}, {"sd", "sd15", 512, "taesd"}};
+    lf_model_info_t xl[] = {{"sdxl-base", "sdxl", 1024, "approx", {0}}, {"sdxl-refiner", "sdxl", 1024, "approx", {0}}};
+    lf_model_info_t sd[] = {{"sd", "sd15", 512, "taesd", {0}}, {"other-refiner", "sdxl", 1024, "approx", {0}}};
+    lf_model_info_t mixed[] = {{"sdxl-base", "sdxl", 1024, "approx", {0}}, {"sd", "sd15", 512, "taesd", {0}}};
     char *vaes[] = {"sdxl-vae-fp16-fix"};
     lf_worker_view_t ws[2] = {s_worker(xl, 2, 1024 * 1024), s_worker(sd, 2, 0)};
     ws[0].caps.vaes = vaes;
@@ -210,7 +210,7 @@ static void test_sdxl_parts(void **state) {
     assert_string_equal(e.field, "refiner_checkpoint");
     assert_non_null(strstr(e.message, "sd15"));
     /* SDXL kinds go together (a refiner may be advertised with a kind of its own). */
-    mixed[1] = (lf_model_info_t){"sd", "sdxl_refiner", 1024, NULL};
+    mixed[1] = (lf_model_info_t){"sd", "sdxl_refiner", 1024, NULL, {0}};
     free(r.params.vae);
     r.params.vae = NULL; /* wm has no VAE */
     assert_int_equal(lf_fleet_parts(&wm, 1, &r.params, "refiner_checkpoint", "vae", &e), 0);
@@ -232,7 +232,7 @@ static void test_sdxl_parts(void **state) {
     free(r.params.model);
     r.params.model = strdup("sd");
     r.params.vae = strdup("sdxl-vae-fp16-fix");
-    lf_model_info_t both[] = {{"sd", "sd15", 512, NULL}};
+    lf_model_info_t both[] = {{"sd", "sd15", 512, NULL, {0}}};
     lf_worker_view_t ws2[2] = {s_worker(both, 1, 1024 * 1024), s_worker(both, 1, 0)};
     ws2[0].caps.vaes = vaes;
     ws2[0].caps.n_vaes = 1;
