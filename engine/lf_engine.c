@@ -288,6 +288,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                      path);
         if (rc) {
             lf_manifest_destroy(&man);
+            s_unload(e); /* a failed load leaves no model loaded */
             return s_err(e, rc, "%s", why);
         }
         texts = (const char *const *)man->text, ntp = man->n_text, pvae = man->vae;
@@ -299,6 +300,8 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     if (rc || (ntp && !man && !tcopy) || (pvae && !man && !pcopy)) {
         for (size_t i = 0; tcopy && i < ntp; i++) free(tcopy[i]);
         free(tcopy), free(pcopy);
+        lf_manifest_destroy(&man);
+        s_unload(e);
         return s_err(e, LF_ENOMEM, "out of memory");
     }
     if (tcopy) texts = (const char *const *)tcopy;
