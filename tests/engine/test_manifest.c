@@ -196,6 +196,65 @@ static void test_check_parts(void **state) {
     lf_manifest_destroy(&m);
 }
 
+/* A copy of a fixture's tensors with other metadata (key, value pairs). */
+static void s_with_meta(const char *rel, const char *dst, const char *const *meta, size_t n_meta) {
+    char src[1024], err[256];
+    lf_safetensors_t *st = NULL;
+    assert_int_equal(lf_safetensors_open(&st, s_fx(src, sizeof src, rel), err, sizeof err), 0);
+    size_t n = lf_safetensors_count(st);
+    lf_tensor_info_t *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++) t[i] = *lf_safetensors_at(st, i);
+    assert_int_equal(lf_safetensors_write(dst, t, n, meta, n_meta), 0);
+    free(t);
+    lf_safetensors_destroy(&st);
+}
+
+/* Metadata: a VAE whose ModelSpec architecture names another family is
+ * refused; recommended settings from lf.defaults and modelspec.* fill what
+ * a manifest leaves unset. */
+static void test_metadata(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf_manifest_meta_XXXXXX", vae[1200], unet[1200], j[4000], c[1024], err[1024] = "";
+    assert_non_null(mkdtemp(dir));
+    snprintf(vae, sizeof vae, "%s/vae_sd15.safetensors", dir);
+    static const char *const vmeta[] = {"modelspec.architecture", "stable-diffusion-v1/vae"};
+    s_with_meta("sdxl/vae.safetensors", vae, vmeta, 1);
+    snprintf(unet, sizeof unet, "%s/unet.safetensors", dir);
+    static const char *const umeta[] = {
+        "lf.config", "{\"unet\": {\"attention_head_dim\": [1, 2, 2], \"addition_time_embed_dim\": 8}}",
+        "lf.defaults", "{\"steps\": 8, \"cfg\": 1.5, \"scheduler\": \"sgm_uniform\"}",
+        "modelspec.resolution", "768x512",
+        "modelspec.prediction_type", "v"};
+    s_with_meta("sdxl/unet_diffusers.safetensors", unet, umeta, 4);
+    lf_manifest_t *m = NULL;
+    snprintf(j, sizeof j, "{\"family\": \"sdxl\", \"parts\": {\"unet\": \"%s\", \"checkpoint\": \"%s\", \"vae\": \"%s\"}}",
+             unet, s_fx(c, sizeof c, "sdxl/base.safetensors"), vae);
+    assert_int_equal(lf_manifest_parse(j, strlen(j), "/tmp/t.model.json", &m, err, sizeof err), 0);
+    int rc = lf_manifest_check(m, err, sizeof err);
+    printf("  check -> %s\n", err);
+    assert_int_equal(rc, LF_EINVAL);
+    assert_non_null(strstr(err, "parts.vae"));
+    assert_non_null(strstr(err, "stable-diffusion-v1/vae"));
+    lf_manifest_destroy(&m);
+    /* With the checkpoint's VAE: the UNet's metadata fills the unset settings; the manifest's win. */
+    snprintf(j, sizeof j, "{\"family\": \"sdxl\", \"parts\": {\"unet\": \"%s\", \"checkpoint\": \"%s\"},"
+             " \"defaults\": {\"steps\": 4}}", unet, c);
+    assert_int_equal(lf_manifest_parse(j, strlen(j), "/tmp/t.model.json", &m, err, sizeof err), 0);
+    assert_int_equal(lf_manifest_check(m, err, sizeof err), 0);
+    assert_int_equal(m->defaults.steps, 4);
+    assert_true(m->defaults.cfg == 1.5);
+    assert_string_equal(m->defaults.scheduler, "sgm_uniform");
+    assert_string_equal(m->defaults.sampler, "");
+    assert_int_equal(m->defaults.width, 768);
+    assert_int_equal(m->defaults.height, 512);
+    lf_prediction_t p = LF_PRED_EPS;
+    assert_int_equal(lf_manifest_prediction(m, &p), 0);
+    assert_int_equal(p, LF_PRED_V);
+    lf_manifest_destroy(&m);
+    snprintf(j, sizeof j, "rm -rf '%s'", dir);
+    assert_int_equal(system(j), 0);
+}
+
 /* ---- assembly equals the single file ------------------------------------- */
 
 typedef struct {
@@ -452,6 +511,7 @@ int main(void) {
         cmocka_unit_test(test_parse_good),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_check_parts),
+        cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_assembly_equals_single_file),
         cmocka_unit_test(test_assembly_errors),
         cmocka_unit_test(test_scan_folders),
