@@ -364,6 +364,7 @@ static void s_enc_lora_info(s_enc_t *e, const void *obj) {
     s_kv_str(e, "alias", l->alias, false);
     s_kv_str(e, "path", l->path, false);
     s_kv_str(e, "hash", l->hash, false);
+    if (lf_model_defaults_any(&l->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &l->defaults);
 }
 
 static void s_enc_caps(s_enc_t *e, const void *obj) {
@@ -781,7 +782,7 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set"};
-static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
+static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "defaults"};
 static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
                                                "height"};
@@ -867,14 +868,15 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->loras) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t lf[4];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 4, lf));
+            s_obj_t lf[5];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 5, lf));
             c->n_loras = i + 1;
             if (!lf[0]) return LF_EINVAL;
             S_TRY(s_get_str(lf[0], &c->loras[i].name));
             S_OPT(lf[1], s_get_str(lf[1], &c->loras[i].alias));
             S_OPT(lf[2], s_get_str(lf[2], &c->loras[i].path));
             S_OPT(lf[3], s_get_str(lf[3], &c->loras[i].hash));
+            S_OPT(lf[4], s_dec_defaults(lf[4], &c->loras[i].defaults));
         }
     }
     S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
@@ -1060,8 +1062,10 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->resident);
     for (size_t i = 0; c->vaes && i < c->n_vaes; i++) free(c->vaes[i]);
     free(c->vaes);
-    for (size_t i = 0; c->loras && i < c->n_loras; i++)
+    for (size_t i = 0; c->loras && i < c->n_loras; i++) {
         free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
+        lf_model_defaults_clear(&c->loras[i].defaults);
+    }
     free(c->loras);
     free(c->lora_set);
     memset(c, 0, sizeof *c);

@@ -120,6 +120,7 @@ typedef struct {
     char *alias; /* the file's ss_output_name metadata, else the name; may be NULL */
     char *path;  /* relative to the worker's LoRA folder (models/lora or models/Lora) */
     char *hash;  /* A1111's SHA-256 (of the data after the header for .safetensors), hex; may be NULL */
+    lf_model_defaults_t defaults; /* settings it recommends (its lf.defaults metadata); none = all zero */
 } lf_lora_info_t;
 
 /* A worker's capabilities, sent with READY and refreshed by heartbeats. */

@@ -564,6 +564,8 @@ json_t *lf__loras_json(lf_gateway_t *gw, bool a1111) {
                           : json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I}", "name", l->name, "alias",
                                       l->alias ? l->alias : l->name, "path", l->path ? l->path : "", "hash", l->hash,
                                       "shorthash", NULL, "workers", (json_int_t)holders[i]);
+        json_t *defs = o && !a1111 ? lf_fleet_defaults_json(&l->defaults) : NULL;
+        if (defs) json_object_set_new(o, "defaults", defs);
         if (o && !a1111 && l->hash && strlen(l->hash) >= 12) {
             char sh[13];
             memcpy(sh, l->hash, 12);

@@ -104,6 +104,16 @@ const lf_model_defaults_t *lf_fleet_defaults(const lf_worker_view_t *ws, size_t 
     return NULL;
 }
 
+static bool s_lora_is(const lf_lora_info_t *l, const char *name);
+
+const lf_model_defaults_t *lf_fleet_lora_defaults(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t i = 0; name && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_loras; k++)
+            if (s_lora_is(&ws[i].caps.loras[k], name) && lf_model_defaults_any(&ws[i].caps.loras[k].defaults))
+                return &ws[i].caps.loras[k].defaults;
+    return NULL;
+}
+
 json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d) {
     if (!lf_model_defaults_any(d)) return NULL;
     json_t *o = json_object();

@@ -62,6 +62,9 @@ uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *n
  * "defaults", a file's metadata; the first worker that says any), borrowed
  * from ws, or NULL when none says any. */
 const lf_model_defaults_t *lf_fleet_defaults(const lf_worker_view_t *ws, size_t n, const char *name);
+/* The recommended settings live workers say LoRA `name` has (by name,
+ * alias or path, as lf_fleet_loras_check finds it), borrowed, or NULL. */
+const lf_model_defaults_t *lf_fleet_lora_defaults(const lf_worker_view_t *ws, size_t n, const char *name);
 /* Those settings as the JSON object GET /v1/models shows ("defaults":
  * steps, cfg_scale, sampler, scheduler, width, height: what is said), or
  * NULL for d NULL or saying nothing. Caller owns. */

@@ -303,6 +303,21 @@ static int s_model_defaults(void *ud, const char *name, lf_model_defaults_t *out
     return rc;
 }
 
+/* The same for a LoRA the job uses. */
+static int s_lora_defaults(void *ud, const char *name, lf_model_defaults_t *out) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    const lf_model_defaults_t *d = lf_fleet_lora_defaults(gw->ws, gw->n_ws, name);
+    int rc = d ? 0 : LF_ENOTFOUND;
+    if (d) {
+        *out = *d;
+        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
+        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return rc;
+}
+
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
     /* A stand-in while no model is known; lf__admit answers 503 then. */
@@ -312,6 +327,7 @@ void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, 
     ctx->random_seed = lf__random_seed();
     ctx->model_resolution = s_model_resolution;
     ctx->model_defaults = s_model_defaults;
+    ctx->lora_defaults = s_lora_defaults;
     ctx->ud = gw;
 }
 

@@ -62,6 +62,10 @@ typedef struct {
      * *out (caller clears: lf_model_defaults_clear), or nonzero for none; a
      * NULL function = none. */
     int (*model_defaults)(void *ud, const char *model, lf_model_defaults_t *out);
+    /* The same for a LoRA the job uses (its prompt's <lora:…> tags, then
+     * its loras list; the first that says any): a few-step LoRA's settings
+     * (Lightning, LCM) come before the model's. NULL = none. */
+    int (*lora_defaults)(void *ud, const char *lora, lf_model_defaults_t *out);
     void *ud;
 } lf_validate_ctx_t;
 

@@ -614,6 +614,8 @@ static int s_list_loras(const lf_runner_env_t *env, lf_lora_info_t **out, size_t
         v[i].path = strdup(files[i].rel);
         v[i].hash = files[i].hash[0] ? strdup(files[i].hash) : NULL;
         if (!v[i].name || !v[i].alias || !v[i].path) rc = LF_ENOMEM;
+        /* A few-step LoRA (Lightning, LCM, Hyper-SD) may say how it must be run. */
+        if (s_file_defaults(files[i].path, &v[i].defaults)) rc = LF_ENOMEM;
         lf_info("engine: LoRA %s (%s, sha256 %.12s)", files[i].name, files[i].path, files[i].hash);
     }
     lf_lora_dir_free(&files, nf);

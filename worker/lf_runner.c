@@ -28,8 +28,10 @@ struct lf_runner {
 
 void lf_runner_loras_free(lf_lora_info_t *loras, size_t n) {
     if (!loras) return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(loras[i].name), free(loras[i].alias), free(loras[i].path), free(loras[i].hash);
+        lf_model_defaults_clear(&loras[i].defaults);
+    }
     free(loras);
 }
 

@@ -131,6 +131,9 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->loras[i].alias, b->loras[i].alias));
         assert_true(str_eq(a->loras[i].path, b->loras[i].path));
         assert_true(str_eq(a->loras[i].hash, b->loras[i].hash));
+        assert_int_equal(a->loras[i].defaults.steps, b->loras[i].defaults.steps);
+        assert_true(a->loras[i].defaults.cfg_scale == b->loras[i].defaults.cfg_scale);
+        assert_true(str_eq(a->loras[i].defaults.scheduler, b->loras[i].defaults.scheduler));
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_true(a->jobs_done == b->jobs_done);

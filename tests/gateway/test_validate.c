@@ -158,10 +158,19 @@ static int s_lt4_defaults(void *ud, const char *model, lf_model_defaults_t *out)
     return 0;
 }
 
+/* A Lightning-style LoRA's settings: 8 steps, CFG 1, sgm_uniform. */
+static int s_lora8_defaults(void *ud, const char *lora, lf_model_defaults_t *out) {
+    (void)ud;
+    if (strcmp(lora, "lightning_8step")) return -1;
+    *out = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0, .scheduler = strdup("sgm_uniform")};
+    return 0;
+}
+
 static void test_model_defaults(void **state) {
     (void)state;
     lf_validate_ctx_t ctx = s_ctx;
     ctx.model_defaults = s_lt4_defaults;
+    ctx.lora_defaults = s_lora8_defaults;
     lf_job_request_t r;
     lf_verr_t err;
     /* Native, nothing said: the model's settings. */
@@ -189,6 +198,22 @@ static void test_model_defaults(void **state) {
     assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
     assert_int_equal(r.params.steps, 20);
     assert_true(r.params.cfg_scale == 7.0);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* A LoRA that says comes first (by tag or list), the model fills the rest. */
+    j = s_json("{\"model\":\"lt4\",\"prompt\":\"x <lora:lightning_8step:1>\"}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 8);
+    assert_string_equal(r.params.sampler, "euler"); /* the model's */
+    assert_int_equal(r.params.width, 1024);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    j = s_json("{\"model\":\"sd15\",\"prompt\":\"x\",\"steps\":6,\"loras\":[{\"name\":\"lightning_8step\",\"weight\":1}]}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 6); /* said */
+    assert_true(r.params.cfg_scale == 1.0);
+    assert_string_equal(r.params.scheduler, "sgm_uniform");
+    assert_string_equal(r.params.sampler, "euler"); /* the table's */
     lf_job_request_clear(&r);
     json_decref(j);
     /* A1111: omitted fields only (its UI always sends steps and CFG). */
