@@ -229,8 +229,7 @@ static int s_enc_of_file(const lf_weights_t *w, s_enc_t *e) {
         if (n >= hl && !strcmp(t->name + n - hl, hf)) {
             if (n - hl >= sizeof e->km.prefix) return 0;
             memcpy(e->km.prefix, t->name, n - hl);
-            e->km.prefix[n - hl] = '\0';
-            /* "text_model." is where lf_clip asks for the encoder's layers. */
+            e->km.prefix[n - hl] = '\0'; /* lf_clip asks for "embeddings.…", "encoder.…" under it */
             return 1;
         }
         if (n - tl >= sizeof e->km.prefix) return 0;
@@ -261,6 +260,10 @@ static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, l
                 lf_weights_t *w = NULL;
                 rc = s_open_part(tp, subs[j], "model", 1, &w, err, errlen);
                 if (rc || !w) continue;
+                if (src->nw == S_TEXT_MAX) {
+                    lf_weights_destroy(&w);
+                    return s_err(err, errlen, LF_ELIMIT, "%s: too many text encoder sources", tp);
+                }
                 src->w[src->nw++] = w;
                 snprintf(p, sizeof p, "%s/%s/config.json", tp, subs[j]);
                 if (ne < 4 && s_enc_of_file(w, &enc[ne])) {
