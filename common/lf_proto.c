@@ -330,6 +330,28 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
     }
 }
 
+bool lf_model_defaults_any(const lf_model_defaults_t *d) {
+    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height);
+}
+
+void lf_model_defaults_clear(lf_model_defaults_t *d) {
+    if (!d) return;
+    free(d->sampler);
+    free(d->scheduler);
+    memset(d, 0, sizeof *d);
+}
+
+/* A model's recommended settings: only what it says. */
+static void s_enc_defaults(s_enc_t *e, const void *obj) {
+    const lf_model_defaults_t *d = obj;
+    if (d->steps) s_kv_u64(e, "steps", d->steps);
+    if (d->has_cfg) s_kv_f64(e, "cfg", d->cfg_scale);
+    if (d->sampler) s_kv_str(e, "sampler", d->sampler, false);
+    if (d->scheduler) s_kv_str(e, "scheduler", d->scheduler, false);
+    if (d->width) s_kv_u64(e, "width", d->width);
+    if (d->height) s_kv_u64(e, "height", d->height);
+}
+
 static void s_enc_model(s_enc_t *e, const void *obj) {
     const lf_model_info_t *m = obj;
     s_kv_str(e, "name", m->name, true);
@@ -337,6 +359,7 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     if (m->resolution) s_kv_u64(e, "res", m->resolution);
     if (m->preview) s_kv_str(e, "preview", m->preview, false);
     if (m->inpainting) s_kv_bool(e, "inpaint", true);
+    if (lf_model_defaults_any(&m->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &m->defaults);
 }
 
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
@@ -345,6 +368,7 @@ static void s_enc_lora_info(s_enc_t *e, const void *obj) {
     s_kv_str(e, "alias", l->alias, false);
     s_kv_str(e, "path", l->path, false);
     s_kv_str(e, "hash", l->hash, false);
+    if (lf_model_defaults_any(&l->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &l->defaults);
 }
 
 static void s_enc_caps(s_enc_t *e, const void *obj) {
@@ -776,8 +800,26 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set", "upscalers"};
-static const char *const s_lora_info_keys[4] = {"name", "alias", "path", "hash"};
-static const char *const s_model_keys[5] = {"name", "kind", "res", "preview", "inpaint"};
+static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
+static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
+static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
+                                               "height"};
+
+
+static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
+    s_obj_t f[6];
+    S_TRY(s_fields(o, s_defaults_keys, 6, f));
+    S_OPT(f[0], s_get_u32(f[0], &d->steps));
+    if (f[1]) {
+        S_TRY(s_get_f64(f[1], &d->cfg_scale));
+        d->has_cfg = true;
+    }
+    S_OPT(f[2], s_get_str(f[2], &d->sampler));
+    S_OPT(f[3], s_get_str(f[3], &d->scheduler));
+    S_OPT(f[4], s_get_u32(f[4], &d->width));
+    S_OPT(f[5], s_get_u32(f[5], &d->height));
+    return 0;
+}
 
 /* An array of strings into *out / *n (n counts what was filled, so
  * lf_caps_clear frees it on failure). */
@@ -812,8 +854,8 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->models) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t mf[5];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 5, mf));
+            s_obj_t mf[6];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_model_keys, 6, mf));
             c->n_models = i + 1; /* so lf_caps_clear frees what was filled */
             if (!mf[0]) return LF_EINVAL;
             S_TRY(s_get_str(mf[0], &c->models[i].name));
@@ -821,6 +863,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             S_OPT(mf[2], s_get_u32(mf[2], &c->models[i].resolution));
             S_OPT(mf[3], s_get_str(mf[3], &c->models[i].preview));
             S_OPT(mf[4], s_get_bool(mf[4], &c->models[i].inpainting));
+            S_OPT(mf[5], s_dec_defaults(mf[5], &c->models[i].defaults));
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
@@ -845,14 +888,15 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
             if (!c->loras) return LF_ENOMEM;
         }
         for (uint32_t i = 0; i < a->via.array.size; i++) {
-            s_obj_t lf[4];
-            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 4, lf));
+            s_obj_t lf[5];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_lora_info_keys, 5, lf));
             c->n_loras = i + 1;
             if (!lf[0]) return LF_EINVAL;
             S_TRY(s_get_str(lf[0], &c->loras[i].name));
             S_OPT(lf[1], s_get_str(lf[1], &c->loras[i].alias));
             S_OPT(lf[2], s_get_str(lf[2], &c->loras[i].path));
             S_OPT(lf[3], s_get_str(lf[3], &c->loras[i].hash));
+            S_OPT(lf[4], s_dec_defaults(lf[4], &c->loras[i].defaults));
         }
     }
     S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
@@ -1032,14 +1076,17 @@ void lf_caps_clear(lf_worker_caps_t *c) {
         free(c->models[i].name);
         free(c->models[i].kind);
         free(c->models[i].preview);
+        lf_model_defaults_clear(&c->models[i].defaults);
     }
     free(c->models);
     for (size_t i = 0; c->resident && i < c->n_resident; i++) free(c->resident[i]);
     free(c->resident);
     for (size_t i = 0; c->vaes && i < c->n_vaes; i++) free(c->vaes[i]);
     free(c->vaes);
-    for (size_t i = 0; c->loras && i < c->n_loras; i++)
+    for (size_t i = 0; c->loras && i < c->n_loras; i++) {
         free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
+        lf_model_defaults_clear(&c->loras[i].defaults);
+    }
     free(c->loras);
     free(c->lora_set);
     for (size_t i = 0; c->upscalers && i < c->n_upscalers; i++) free(c->upscalers[i]);

@@ -91,12 +91,31 @@ typedef struct {
 /* What to generate: lf_job_params_t, declared by the parameter table in
  * lf_params.h (LF_PARAM_LIST). */
 
+/* A model's recommended settings (a manifest's "defaults", a file's
+ * metadata: engine/models/lf_manifest.h), which the gateway fills in where
+ * a request does not say them. 0 / NULL = not said; cfg_scale is said when
+ * has_cfg. Strings owned. */
+typedef struct {
+    uint32_t steps;
+    bool has_cfg;
+    double cfg_scale;
+    char *sampler;   /* the parameter table's names ("euler", "lcm", ...) */
+    char *scheduler; /* ("normal", "sgm_uniform", ...) */
+    uint32_t width, height;
+} lf_model_defaults_t;
+
+/* True when d says anything. */
+bool lf_model_defaults_any(const lf_model_defaults_t *d);
+/* Frees d's strings and zeroes it. Accepts NULL. */
+void lf_model_defaults_clear(lf_model_defaults_t *d);
+
 typedef struct {
     char *name; /* owned */
     char *kind; /* "diagnostic", "sd15", ... owned */
     uint32_t resolution; /* the side (px) the model was trained at, for default sizes; 0 = any/unknown */
     char *preview; /* live previews it gives: "approx", "taesd" (owned; NULL = not said) */
     bool inpainting; /* an inpainting UNet (9 input channels: latent, mask, masked image) */
+    lf_model_defaults_t defaults; /* its recommended settings (none said = all zero) */
 } lf_model_info_t;
 
 /* A LoRA file a worker has (GET /v1/loras). Strings owned. */
@@ -105,6 +124,7 @@ typedef struct {
     char *alias; /* the file's ss_output_name metadata, else the name; may be NULL */
     char *path;  /* relative to the worker's LoRA folder (models/lora or models/Lora) */
     char *hash;  /* A1111's SHA-256 (of the data after the header for .safetensors), hex; may be NULL */
+    lf_model_defaults_t defaults; /* settings it recommends (its lf.defaults metadata); none = all zero */
 } lf_lora_info_t;
 
 /* A worker's capabilities, sent with READY and refreshed by heartbeats. */

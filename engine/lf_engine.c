@@ -24,6 +24,7 @@
 #include "lf_error.h"
 #include "lf_log.h"
 #include "lf_lora_dir.h"
+#include "lf_manifest.h"
 #include "lf_model.h"
 #include "lf_pipeline.h"
 #include "lf_prompt.h"
@@ -66,6 +67,9 @@ struct lf_engine {
     /* How the base was loaded, for a reload with another VAE. */
     char *model_path, *vae_path, *vae_name, *taesd_path;
     int prediction_v;
+    /* Parts given with the load (not by a manifest), for reloads. */
+    char **text_paths, *parts_vae;
+    size_t n_text_paths;
     uint64_t model_bytes;
     /* The resident refiner (see lf_engine.h, "Refiner residency"). */
     lf_model_t *refiner;
@@ -193,6 +197,9 @@ static void s_unload(lf_engine_t *e)
     e->model = NULL;
     free(e->model_name), free(e->model_path), free(e->vae_path), free(e->vae_name), free(e->taesd_path);
     e->model_name = e->model_path = e->vae_path = e->vae_name = e->taesd_path = NULL;
+    for (size_t i = 0; i < e->n_text_paths; i++) free(e->text_paths[i]);
+    free(e->text_paths), free(e->parts_vae);
+    e->text_paths = NULL, e->parts_vae = NULL, e->n_text_paths = 0;
     e->model_bytes = 0;
 }
 
@@ -314,9 +321,45 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
 {
     if (!e || !path || !*path) return e ? s_err(e, LF_EINVAL, "no model path") : LF_EINVAL;
     e->err[0] = '\0';
+    /* The parts: from a manifest, or as given (copied first: opts may
+     * point into the engine's own copies, which the unload frees). */
+    lf_manifest_t *man = NULL;
+    char why[400] = "";
+    const char *const *texts = opts ? opts->text_paths : NULL;
+    size_t ntp = opts && opts->text_paths ? opts->n_text_paths : 0;
+    const char *pvae = opts ? opts->parts_vae_path : NULL;
+    lf_prediction_t pred = opts && opts->prediction_v ? LF_PRED_V : LF_PRED_EPS;
+    int rc = 0;
+    if (lf_manifest_is_path(path)) {
+        rc = lf_manifest_load(path, &man, why, sizeof why);
+        if (!rc) rc = lf_manifest_check(man, why, sizeof why);
+        if (!rc && (rc = lf_manifest_prediction(man, &pred)))
+            snprintf(why, sizeof why, "manifest %s: bad prediction", path);
+        if (rc) {
+            lf_manifest_destroy(&man);
+            s_unload(e); /* a failed load leaves no model loaded */
+            return s_err(e, rc, "%s", why);
+        }
+        texts = (const char *const *)man->text, ntp = man->n_text, pvae = man->vae;
+    }
+    char **tcopy = ntp && !man ? calloc(ntp, sizeof *tcopy) : NULL;
+    char *pcopy = pvae && !man ? strdup(pvae) : NULL;
+    for (size_t i = 0; tcopy && i < ntp; i++)
+        if (!(tcopy[i] = strdup(texts[i]))) rc = LF_ENOMEM;
+    if (rc || (ntp && !man && !tcopy) || (pvae && !man && !pcopy)) {
+        for (size_t i = 0; tcopy && i < ntp; i++) free(tcopy[i]);
+        free(tcopy), free(pcopy);
+        lf_manifest_destroy(&man);
+        s_unload(e);
+        return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    if (tcopy) texts = (const char *const *)tcopy;
+    if (pcopy) pvae = pcopy;
     s_unload(e);
+    const char *unet = man ? man->unet : path;
     /* The new base needs the room: a refiner it would not fit next to goes first. */
-    uint64_t bytes = s_bytes(path, 0);
+    uint64_t bytes = s_bytes(unet, 0);
+    for (size_t i = 0; i < ntp; i++) bytes += strcmp(texts[i], unet) ? s_bytes(texts[i], 0) : 0;
     /* A base whose weights alone exceed the budget is refused before any
      * of it is read, rather than loaded past the limit the operator set. */
     if (e->memory_budget && bytes > e->memory_budget)
@@ -324,23 +367,40 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                      path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     lf_model_opts_t mo = {.backend = e->backend,
-                          .vae_path = opts ? opts->vae_path : NULL,
+                          .vae_path = opts && opts->vae_path ? opts->vae_path : pvae,
                           .taesd_path = opts ? opts->taesd_path : NULL,
                           .weight_type = -1,
-                          .prediction = opts && opts->prediction_v ? LF_PRED_V : LF_PRED_EPS};
-    char why[400] = "";
+                          .prediction = pred,
+                          .text_paths = texts,
+                          .n_text_paths = ntp};
     lf_model_t *m = NULL;
-    int rc = e->ops->load(path, &mo, &m, why, sizeof why);
-    if (rc != 0) return s_err(e, rc, "%s", why[0] ? why : lf_strerror(rc));
+    rc = e->ops->load(unet, &mo, &m, why, sizeof why);
+    char *man_name = man ? man->name : NULL; /* the manifest's name (taken) */
+    if (man) man->name = NULL;
+    lf_manifest_destroy(&man);
+    if (rc == 0) {
+        e->text_paths = tcopy, e->n_text_paths = tcopy ? ntp : 0, e->parts_vae = pcopy;
+        tcopy = NULL, pcopy = NULL;
+    }
+    for (size_t i = 0; tcopy && i < ntp; i++) free(tcopy[i]);
+    free(tcopy), free(pcopy);
+    /* Below, mo.vae_path is the override only (the parts' VAE is the model's own). */
+    mo.vae_path = opts ? opts->vae_path : NULL;
+    if (rc != 0) {
+        /* A manifest's load names it (lf_model's reason names the part's file). */
+        free(man_name);
+        return s_err(e, rc, "%s%s%s", lf_manifest_is_path(path) ? path : "",
+                     lf_manifest_is_path(path) ? ": " : "", why[0] ? why : lf_strerror(rc));
+    }
     const lf_model_desc_t *d = e->ops->desc(m);
     if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL) {
-        e->ops->destroy(&m);
+        free(man_name), e->ops->destroy(&m);
         return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x or SDXL", path);
     }
     char vbuf[1024];
     const char *vocab = s_find_vocab(e, path, d, vbuf, sizeof vbuf);
     if (!vocab) {
-        e->ops->destroy(&m);
+        free(man_name), e->ops->destroy(&m);
         return s_err(e, LF_ENOTFOUND,
                      "no CLIP merges file: set LF_ASSETS_DIR or run tools/fetch_assets.sh (looked for "
                      "%s/clip/" S_VOCAB_NAME ")",
@@ -352,7 +412,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         char *tp = rc == 0 ? strdup(vocab) : NULL;
         if (rc != 0 || !tp) {
             lf_clip_tokenizer_destroy(&tok);
-            e->ops->destroy(&m);
+            free(man_name), e->ops->destroy(&m);
             return rc ? s_err(e, rc, "%s", why) : s_err(e, LF_ENOMEM, "out of memory");
         }
         lf_clip_tokenizer_destroy(&e->tok);
@@ -360,7 +420,8 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         e->tok = tok;
         e->tok_path = tp;
     }
-    char *name = opts && opts->name ? s_dup(opts->name) : s_name_of(path);
+    char *name = opts && opts->name ? s_dup(opts->name) : man_name ? strdup(man_name) : s_name_of(path);
+    free(man_name);
     char *mp = strdup(path), *vp = s_dup(mo.vae_path), *tp = s_dup(mo.taesd_path);
     char *vn = !mo.vae_path                           ? NULL
                : opts->vae_name && *opts->vae_name ? strdup(opts->vae_name)
@@ -409,7 +470,9 @@ static int s_ensure_vae(lf_engine_t *e, const char *vae, const char *vae_name)
     int rc = LF_ENOMEM;
     if (path && name && (taesd || !e->taesd_path)) {
         lf_engine_load_opts_t lo = {.name = name, .vae_path = want, .vae_name = vae_name, .taesd_path = taesd,
-                                    .prediction_v = e->prediction_v};
+                                    .prediction_v = e->prediction_v,
+                                    .text_paths = (const char *const *)e->text_paths,
+                                    .n_text_paths = e->n_text_paths, .parts_vae_path = e->parts_vae};
         rc = lf_engine_load(e, path, &lo);
         if (rc == 0) {
             free(path), free(name), free(taesd);
@@ -529,6 +592,17 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
         return LF_EIO;
     }
     snprintf(file, sizeof file, "%s", path);
+    if (lf_manifest_is_path(path)) {
+        lf_manifest_t *m = NULL;
+        int rc = lf_manifest_load(path, &m, err, errlen);
+        if (!rc) rc = lf_manifest_check(m, err, errlen);
+        if (!rc) {
+            *family = s_family_str(m->family);
+            if (resolution) *resolution = m->resolution ? m->resolution : s_family_side(*family);
+        }
+        lf_manifest_destroy(&m);
+        return rc;
+    }
     if (S_ISDIR(sb.st_mode)) {
         snprintf(file, sizeof file, "%s/unet/config.json", path);
         json_t *cfg = json_load_file(file, 0, NULL);

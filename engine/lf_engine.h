@@ -96,6 +96,17 @@ typedef struct {
     const char *vae_name;   /* its name for the infotext ("VAE: name"); NULL = file name without extension */
     const char *taesd_path; /* TAESD decoder for previews; NULL = the approx preview */
     int prediction_v;       /* 1: v-prediction when the checkpoint does not say */
+    /* A model assembled from parts. A path ending in ".model.json" is read
+     * as a manifest (engine/models/lf_manifest.h: the UNet, text encoders,
+     * VAE and prediction, each part checked from its tensors; errors name
+     * the manifest, the part and the file), which gives these. Otherwise,
+     * when text_paths is set, path is a UNet-only file (original or diffusers
+     * key layout) and these are its other parts: the text encoders' sources
+     * (checkpoints, diffusers folders or encoder files; borrowed) and the
+     * model's own VAE (vae_path, and a request's VAE, still override it). */
+    const char *const *text_paths;
+    size_t n_text_paths;
+    const char *parts_vae_path;
 } lf_engine_load_opts_t;
 
 typedef struct {
@@ -244,7 +255,8 @@ const char *lf_engine_model_family(const lf_engine_t *self);
 const char *lf_engine_preview_kind(const lf_engine_t *self);
 
 /* The family ("sd15", "sdxl", "flux" or "unknown"; static) of a checkpoint
- * file (.safetensors, .ckpt/.pt/.pth) or a diffusers folder (its unet/),
+ * file (.safetensors, .ckpt/.pt/.pth), a diffusers folder (its unet/) or a
+ * manifest (.model.json: its parts checked, its "resolution" if it says),
  * from tensor names only: reads headers, loads no weights, needs no engine.
  * *resolution (may be NULL) gets the image side the model was trained at:
  * the "resolution" of a safetensors file's lf.config metadata, a diffusers

@@ -520,6 +520,8 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
             if (c->models[k].resolution) json_object_set_new(m, "resolution", json_integer(c->models[k].resolution));
             if (c->models[k].preview) json_object_set_new(m, "preview", json_string(c->models[k].preview));
             if (c->models[k].inpainting) json_object_set_new(m, "inpainting", json_true());
+            json_t *defs = lf_fleet_defaults_json(&c->models[k].defaults);
+            if (defs) json_object_set_new(m, "defaults", defs);
             json_array_append_new(models, m);
         }
         json_t *w = json_pack("{s:s,s:s?,s:i,s:{s:s?,s:s?,s:I},s:I,s:o,s:o,s:s?,s:I,s:I}", "id", ws[i].id ? ws[i].id : "",
@@ -564,6 +566,8 @@ json_t *lf__loras_json(lf_gateway_t *gw, bool a1111) {
                           : json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I}", "name", l->name, "alias",
                                       l->alias ? l->alias : l->name, "path", l->path ? l->path : "", "hash", l->hash,
                                       "shorthash", NULL, "workers", (json_int_t)holders[i]);
+        json_t *defs = o && !a1111 ? lf_fleet_defaults_json(&l->defaults) : NULL;
+        if (defs) json_object_set_new(o, "defaults", defs);
         if (o && !a1111 && l->hash && strlen(l->hash) >= 12) {
             char sh[13];
             memcpy(sh, l->hash, 12);
@@ -608,7 +612,7 @@ static int s_upscalers(lf_gateway_t *gw, lf_req_t *req) {
 /* ---------------------------------------------------------------- presets */
 
 /* The built-ins fix no size of their own except the diagnostic one (which names
- * its model): a model draws well only near the side it was trained at (256 for
+ * its model) and the few-step ones (which name their family): a model draws well only near the side it was trained at (256 for
  * lf-tiny-shapes, 512 for SD1.5, 1024 for SDXL), so "fast" and "quality" keep
  * the size the client has, and "portrait" gives only an aspect, which a client
  * turns into a size at the model's own resolution (`aspect`: width:height). */
@@ -621,6 +625,21 @@ static const char *const s_builtin[][2] = {
                 "\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":30,\"cfg_scale\":7}}"},
     {"portrait", "{\"name\":\"portrait\",\"description\":\"2:3 portrait at the model's own size\",\"builtin\":true,"
                  "\"aspect\":\"2:3\",\"params\":{\"sampler\":\"dpmpp_2m\",\"scheduler\":\"karras\",\"steps\":25,\"cfg_scale\":7}}"},
+    /* Few-step distilled SDXL models (issue 20) only work with their own
+     * settings; these name their family (a client offers them for SDXL
+     * models only), so they may fix a size: ByteDance's SDXL-Lightning
+     * (Euler, trailing spacing = sgm_uniform, CFG 1 = no negative pass,
+     * 1024²) and Stability's SDXL-Turbo (1 step, 512², CFG 1; diffusers' own
+     * example uses guidance 0, which our CFG 1 equals: one pass). */
+    {"lightning-4step", "{\"name\":\"lightning-4step\",\"description\":\"Lightning 4-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)\","
+                        "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler\",\"scheduler\":\"sgm_uniform\","
+                        "\"steps\":4,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"lightning-8step", "{\"name\":\"lightning-8step\",\"description\":\"Lightning 8-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)\","
+                        "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler\",\"scheduler\":\"sgm_uniform\","
+                        "\"steps\":8,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"turbo-1step", "{\"name\":\"turbo-1step\",\"description\":\"Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)\","
+                    "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"sgm_uniform\","
+                    "\"steps\":1,\"cfg_scale\":1,\"width\":512,\"height\":512}}"},
 };
 #define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
 

@@ -100,6 +100,37 @@ uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *n
     return 0;
 }
 
+const lf_model_defaults_t *lf_fleet_defaults(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t i = 0; name && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_models; k++)
+            if (ws[i].caps.models[k].name && !strcmp(ws[i].caps.models[k].name, name) &&
+                lf_model_defaults_any(&ws[i].caps.models[k].defaults))
+                return &ws[i].caps.models[k].defaults;
+    return NULL;
+}
+
+static bool s_lora_is(const lf_lora_info_t *l, const char *name);
+
+const lf_model_defaults_t *lf_fleet_lora_defaults(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t i = 0; name && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_loras; k++)
+            if (s_lora_is(&ws[i].caps.loras[k], name) && lf_model_defaults_any(&ws[i].caps.loras[k].defaults))
+                return &ws[i].caps.loras[k].defaults;
+    return NULL;
+}
+
+json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d) {
+    if (!lf_model_defaults_any(d)) return NULL;
+    json_t *o = json_object();
+    if (d->steps) json_object_set_new(o, "steps", json_integer(d->steps));
+    if (d->has_cfg) json_object_set_new(o, "cfg_scale", json_real(d->cfg_scale));
+    if (d->sampler) json_object_set_new(o, "sampler", json_string(d->sampler));
+    if (d->scheduler) json_object_set_new(o, "scheduler", json_string(d->scheduler));
+    if (d->width) json_object_set_new(o, "width", json_integer(d->width));
+    if (d->height) json_object_set_new(o, "height", json_integer(d->height));
+    return o;
+}
+
 static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *name) {
     for (size_t k = 0; name && k < c->n_models; k++)
         if (c->models[k].name && !strcmp(c->models[k].name, name)) return &c->models[k];

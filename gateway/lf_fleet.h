@@ -69,6 +69,18 @@ size_t lf_fleet_loras(const lf_worker_view_t *ws, size_t n, const lf_lora_info_t
  * 1024 for SDXL. */
 uint32_t lf_fleet_resolution(const lf_worker_view_t *ws, size_t n, const char *name);
 
+/* The recommended settings live workers say model `name` has (a manifest's
+ * "defaults", a file's metadata; the first worker that says any), borrowed
+ * from ws, or NULL when none says any. */
+const lf_model_defaults_t *lf_fleet_defaults(const lf_worker_view_t *ws, size_t n, const char *name);
+/* The recommended settings live workers say LoRA `name` has (by name,
+ * alias or path, as lf_fleet_loras_check finds it), borrowed, or NULL. */
+const lf_model_defaults_t *lf_fleet_lora_defaults(const lf_worker_view_t *ws, size_t n, const char *name);
+/* Those settings as the JSON object GET /v1/models shows ("defaults":
+ * steps, cfg_scale, sampler, scheduler, width, height: what is said), or
+ * NULL for d NULL or saying nothing. Caller owns. */
+json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d);
+
 /* The parts of p beside its model: a refiner_checkpoint must be served by
  * a live worker that also serves p->model (the two run on one worker) and
  * be of its family (kind; else 400 "invalid_value" naming refiner_field,

@@ -177,6 +177,9 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
             /* An inpainting UNet (9 input channels): img2img with a mask is what it is for. */
             if (!json_object_get(found, "inpainting"))
                 json_object_set_new(found, "inpainting", json_boolean(c->models[k].inpainting));
+            /* Its recommended settings (jobs that do not say get them). */
+            json_t *defs = json_object_get(found, "defaults") ? NULL : lf_fleet_defaults_json(&c->models[k].defaults);
+            if (defs) json_object_set_new(found, "defaults", defs);
             json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
             if (resident)
                 json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
@@ -299,6 +302,36 @@ static uint32_t s_model_resolution(void *ud, const char *name) {
     return res;
 }
 
+/* The recommended settings a live worker says the model has, copied. */
+static int s_model_defaults(void *ud, const char *name, lf_model_defaults_t *out) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    const lf_model_defaults_t *d = lf_fleet_defaults(gw->ws, gw->n_ws, name);
+    int rc = d ? 0 : LF_ENOTFOUND;
+    if (d) {
+        *out = *d;
+        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
+        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return rc;
+}
+
+/* The same for a LoRA the job uses. */
+static int s_lora_defaults(void *ud, const char *name, lf_model_defaults_t *out) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    const lf_model_defaults_t *d = lf_fleet_lora_defaults(gw->ws, gw->n_ws, name);
+    int rc = d ? 0 : LF_ENOTFOUND;
+    if (d) {
+        *out = *d;
+        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
+        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
+    }
+    pthread_mutex_unlock(&gw->model_mu);
+    return rc;
+}
+
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len) {
     lf__models(gw, st, buf, len, NULL);
     /* A stand-in while no model is known; lf__admit answers 503 then. */
@@ -307,6 +340,8 @@ void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, 
     ctx->default_model = buf;
     ctx->random_seed = lf__random_seed();
     ctx->model_resolution = s_model_resolution;
+    ctx->model_defaults = s_model_defaults;
+    ctx->lora_defaults = s_lora_defaults;
     ctx->ud = gw;
 }
 

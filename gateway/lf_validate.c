@@ -13,6 +13,7 @@
 
 #include "lf_adetailer.h"
 #include "lf_error.h"
+#include "lf_extranet.h"
 
 #define S_DIAG_MODEL "lf-diagnostic"
 
@@ -341,6 +342,60 @@ static int s_begin(lf_job_request_t *r, const json_t *body, lf_verr_t *err) {
     return 0;
 }
 
+/* Recommended settings d into the rows neither the request nor an earlier
+ * source set (set[], updated). A value the table would refuse (a sampler
+ * this gateway does not know, steps out of range) is skipped. 0 or
+ * LF_ENOMEM. */
+static int s_apply_defaults(const lf_model_defaults_t *d, lf_job_params_t *p, bool *set) {
+    const lf_param_def_t *t = lf_params_table();
+    const struct {
+        int row;
+        bool said;
+        double v;
+    } nums[] = {{LF_P_steps, d->steps > 0, d->steps}, {LF_P_cfg_scale, d->has_cfg, d->cfg_scale},
+                {LF_P_width, d->width > 0, d->width}, {LF_P_height, d->height > 0, d->height}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (nums[i].said && !set[nums[i].row] && lf_param_check_num(&t[nums[i].row], nums[i].v) == 0) {
+            lf_param_set_num(p, &t[nums[i].row], nums[i].v);
+            set[nums[i].row] = true;
+        }
+    const struct {
+        int row;
+        const char *v;
+    } strs[] = {{LF_P_sampler, d->sampler}, {LF_P_scheduler, d->scheduler}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!strs[i].v || set[strs[i].row]) continue;
+        int rc = lf_param_set_str(p, &t[strs[i].row], strs[i].v);
+        if (rc == LF_ENOMEM) return rc;
+        set[strs[i].row] = rc == 0;
+    }
+    return 0;
+}
+
+/* The recommended settings of the job's LoRAs (the first that says any:
+ * its prompt's tags, then its list) and then of its model
+ * (ctx->lora_defaults, ctx->model_defaults) into the rows the request left
+ * out. 0 or LF_ENOMEM. */
+static int s_model_defaults(const lf_validate_ctx_t *ctx, lf_job_params_t *p, const bool *given) {
+    if (!ctx) return 0;
+    bool set[LF_P__COUNT];
+    memcpy(set, given, sizeof set);
+    lf_model_defaults_t d = {0};
+    int rc = 0, found = 0;
+    if (ctx->lora_defaults) {
+        lf_param_lora_t *ls = NULL;
+        size_t nl = 0;
+        if (lf_extranet_loras(p, &ls, &nl)) return LF_ENOMEM;
+        for (size_t i = 0; i < nl && !found; i++) found = ctx->lora_defaults(ctx->ud, ls[i].name, &d) == 0;
+        lf_extranet_loras_free(&ls, nl);
+        if (found) rc = s_apply_defaults(&d, p, set);
+        lf_model_defaults_clear(&d);
+    }
+    if (!rc && ctx->model_defaults && ctx->model_defaults(ctx->ud, p->model, &d) == 0) rc = s_apply_defaults(&d, p, set);
+    lf_model_defaults_clear(&d);
+    return rc;
+}
+
 /* Rules that tie fields together, shared by both dialects: the model, the
  * seed, defaults that depend on the model, img2img, sizes per model. */
 static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool random_seed, const bool *given,
@@ -361,6 +416,7 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
     for (int i = 0; i < LF_P__COUNT; i++)
         if ((t[i].flags & LF_PF_MODEL_DEF) && !given[i] && res && lf_param_check_num(&t[i], res) == 0)
             lf_param_set_num(p, &t[i], res);
+    if (s_model_defaults(ctx, p, given)) return s_oom(err);
     if (p->init_image && !strcmp(p->mode, "txt2img") && lf_param_set_str(p, &t[LF_P_mode], "img2img"))
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)

@@ -55,6 +55,17 @@ typedef struct {
      * (rows flagged LF_PF_MODEL_DEF); 0 or a NULL function = the table's
      * default. Called with the request's resolved model name. */
     uint32_t (*model_resolution)(void *ud, const char *model);
+    /* The model's recommended settings (a manifest's "defaults": Lightning's
+     * 4 steps, CFG 1, ...), filled into the rows a request leaves out —
+     * steps, cfg_scale, sampler, scheduler, width, height — in both
+     * dialects (an A1111 client that sends steps keeps its steps). 0 and
+     * *out (caller clears: lf_model_defaults_clear), or nonzero for none; a
+     * NULL function = none. */
+    int (*model_defaults)(void *ud, const char *model, lf_model_defaults_t *out);
+    /* The same for a LoRA the job uses (its prompt's <lora:…> tags, then
+     * its loras list; the first that says any): a few-step LoRA's settings
+     * (Lightning, LCM) come before the model's. NULL = none. */
+    int (*lora_defaults)(void *ud, const char *lora, lf_model_defaults_t *out);
     void *ud;
 } lf_validate_ctx_t;
 

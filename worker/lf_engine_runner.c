@@ -16,6 +16,8 @@
 #include "lf_error.h"
 #include "lf_log.h"
 #include "lf_lora_dir.h"
+#include "lf_manifest.h"
+#include "lf_weights.h"
 
 #ifndef LF_MODELS_DEFAULT
 #define LF_MODELS_DEFAULT "models"
@@ -81,6 +83,89 @@ static char *s_model_name(const char *dir, const char *entry, char *path, size_t
     if (!S_ISREG(sb.st_mode)) return NULL;
     const char *ext = s_ends(entry, ".safetensors") ? ".safetensors" : s_ends(entry, ".ckpt") ? ".ckpt" : NULL;
     return ext ? strndup(entry, strlen(entry) - strlen(ext)) : NULL;
+}
+
+/* A model's recommended settings as the worker advertises them. */
+static int s_defaults_info(const lf_manifest_defaults_t *d, lf_model_defaults_t *out)
+{
+    *out = (lf_model_defaults_t){.steps = d->steps > 0 ? (uint32_t)d->steps : 0,
+                                 .has_cfg = !isnan(d->cfg),
+                                 .cfg_scale = isnan(d->cfg) ? 0 : d->cfg,
+                                 .width = (uint32_t)d->width,
+                                 .height = (uint32_t)d->height};
+    if (*d->sampler && !(out->sampler = strdup(d->sampler))) return LF_ENOMEM;
+    if (*d->scheduler && !(out->scheduler = strdup(d->scheduler))) return LF_ENOMEM;
+    return 0;
+}
+
+/* The settings a checkpoint file's metadata recommends (lf_manifest.h
+ * says which keys are read); nothing for folders and unreadable files. */
+static int s_file_defaults(const char *path, lf_model_defaults_t *out)
+{
+    struct stat sb;
+    *out = (lf_model_defaults_t){0};
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0;
+    lf_weights_t *w = NULL;
+    char err[256];
+    if (lf_weights_open(&w, path, err, sizeof err) != 0) return 0;
+    lf_manifest_defaults_t d = lf_manifest_defaults_none();
+    lf_manifest_defaults_from_metadata(w, &d, NULL, NULL);
+    lf_weights_destroy(&w);
+    return s_defaults_info(&d, out);
+}
+
+/* The assembled models (lf_manifest_scan: <models>/<name>.model.json and
+ * ComfyUI's unet + clip + vae folders) appended to *list; a name already
+ * taken by a checkpoint keeps the checkpoint. */
+static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt, size_t *cap)
+{
+    lf_manifest_t **ms = NULL;
+    size_t nm = 0;
+    int rc = lf_manifest_scan(dir, &ms, &nm);
+    for (size_t i = 0; rc == 0 && i < nm; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < *cnt; k++) dup |= !strcmp((*list)[k].name, ms[i]->name);
+        if (dup) {
+            lf_warn("engine: skipping assembled model %s: a checkpoint has the name", ms[i]->name);
+            continue;
+        }
+        if (*cnt == *cap) {
+            size_t nc = *cap ? *cap * 2 : 8;
+            lf_model_info_t *nl = realloc(*list, nc * sizeof *nl);
+            if (!nl) {
+                rc = LF_ENOMEM;
+                break;
+            }
+            *list = nl;
+            *cap = nc;
+        }
+        const char *family = lf_family_name(ms[i]->family);
+        char tpath[4096];
+        lf_model_info_t *m = &(*list)[(*cnt)++];
+        *m = (lf_model_info_t){.name = strdup(ms[i]->name), .kind = strdup(family),
+                               .resolution = ms[i]->resolution ? ms[i]->resolution
+                                             : ms[i]->family == LF_FAMILY_SDXL ? 1024 : 512,
+                               .preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx")};
+        if (!m->name || !m->kind || !m->preview || s_defaults_info(&ms[i]->defaults, &m->defaults)) rc = LF_ENOMEM;
+        lf_info("engine: assembled model %s (%s) from %s", ms[i]->name, family, ms[i]->path ? ms[i]->path : ms[i]->unet);
+    }
+    lf_manifest_list_free(&ms, nm);
+    return rc;
+}
+
+/* The assembled model of that name, or NULL (caller owns). */
+static lf_manifest_t *s_find_assembled(const char *dir, const char *model)
+{
+    lf_manifest_t **ms = NULL, *found = NULL;
+    size_t nm = 0;
+    if (lf_manifest_scan(dir, &ms, &nm) != 0) return NULL;
+    for (size_t i = 0; i < nm && !found; i++)
+        if (!strcmp(ms[i]->name, model)) {
+            found = ms[i];
+            ms[i] = NULL;
+        }
+    lf_manifest_list_free(&ms, nm);
+    return found;
 }
 
 static int s_cmp_info(const void *a, const void *b)
@@ -149,9 +234,11 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         list[cnt].preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx");
         list[cnt].inpainting = lf_engine_probe_unet_inputs(path) == 9;
         if (!list[cnt].kind || !list[cnt].preview) rc = LF_ENOMEM;
+        if (s_file_defaults(path, &list[cnt].defaults)) rc = LF_ENOMEM;
         cnt++;
     }
     closedir(d);
+    if (rc == 0) rc = s_list_assembled(dir, &list, &cnt, &cap);
     if (rc != 0) {
         lf_runner_models_free(list, cnt);
         return rc;
@@ -265,11 +352,17 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
 {
     const char *dir = s_models_dir(env);
     char path[4096], tpath[4096], err[512] = "";
-    if (s_model_path(dir, model, path, sizeof path) != 0) return LF_ENOTFOUND;
+    /* A checkpoint, else a model assembled from parts. */
+    lf_manifest_t *man = NULL;
+    if (s_model_path(dir, model, path, sizeof path) != 0) {
+        if (!(man = s_find_assembled(dir, model))) return LF_ENOTFOUND;
+        snprintf(path, sizeof path, "%s", man->path ? man->path : man->unet);
+    }
     s_state_t *s = calloc(1, sizeof *s);
     if (!s || !(s->model = strdup(model)) || !(s->models_dir = strdup(dir))) {
         if (s) free(s->model);
         free(s);
+        lf_manifest_destroy(&man);
         return LF_ENOMEM;
     }
     s->preview_every = env ? env->preview_every : 0;
@@ -286,12 +379,25 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
         lf_error("engine: %s", err);
         if (why && whylen) snprintf(why, whylen, "%s", err);
         s_unload((void **)&s);
+        lf_manifest_destroy(&man);
         return rc;
     }
     const char *family = NULL;
-    if (lf_engine_probe(path, &family, NULL, err, sizeof err) != 0) family = NULL;
+    if (man) family = lf_family_name(man->family);
+    else if (lf_engine_probe(path, &family, NULL, err, sizeof err) != 0) family = NULL;
     lf_engine_load_opts_t lo = {.name = model, .taesd_path = s_taesd(dir, family, tpath, sizeof tpath)};
-    if ((rc = lf_engine_load(s->engine, path, &lo)) != 0) {
+    if (man && !man->path) {
+        /* A ComfyUI-folder model: the UNet file, its encoders and VAE. */
+        lf_prediction_t pred = LF_PRED_EPS;
+        lf_manifest_prediction(man, &pred);
+        lo.text_paths = (const char *const *)man->text;
+        lo.n_text_paths = man->n_text;
+        lo.parts_vae_path = man->vae;
+        lo.prediction_v = pred == LF_PRED_V;
+    }
+    rc = lf_engine_load(s->engine, path, &lo);
+    lf_manifest_destroy(&man);
+    if (rc != 0) {
         lf_error("engine: cannot load %s: %s", model, lf_engine_errstr(s->engine));
         if (why && whylen) snprintf(why, whylen, "%s", lf_engine_errstr(s->engine));
         s_unload((void **)&s);
@@ -700,6 +806,8 @@ static int s_scan_loras(const lf_runner_env_t *env, const lf_lora_info_t *known,
         v[i].path = strdup(files[i].rel);
         v[i].hash = files[i].hash[0] ? strdup(files[i].hash) : NULL;
         if (!v[i].name || !v[i].alias || !v[i].path) rc = LF_ENOMEM;
+        /* A few-step LoRA (Lightning, LCM, Hyper-SD) may say how it must be run. */
+        if (s_file_defaults(files[i].path, &v[i].defaults)) rc = LF_ENOMEM;
         lf_info("engine: LoRA %s (%s, sha256 %.12s)", files[i].name, files[i].path, files[i].hash);
     }
     lf_lora_dir_free(&files, nf);

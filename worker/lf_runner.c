@@ -30,8 +30,10 @@ struct lf_runner {
 
 void lf_runner_loras_free(lf_lora_info_t *loras, size_t n) {
     if (!loras) return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(loras[i].name), free(loras[i].alias), free(loras[i].path), free(loras[i].hash);
+        lf_model_defaults_clear(&loras[i].defaults);
+    }
     free(loras);
 }
 
@@ -92,6 +94,7 @@ void lf_runner_models_free(lf_model_info_t *models, size_t n) {
         free(models[i].name);
         free(models[i].kind);
         free(models[i].preview);
+        lf_model_defaults_clear(&models[i].defaults);
     }
     free(models);
 }
@@ -163,6 +166,7 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             self->models[self->n_models] = list[i]; /* move the strings */
             self->owner[self->n_models] = be;
             list[i].name = list[i].kind = list[i].preview = NULL;
+            list[i].defaults = (lf_model_defaults_t){0};
             self->n_models++;
         }
         lf_runner_models_free(list, count);

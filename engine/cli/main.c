@@ -38,6 +38,8 @@ static const char s_usage[] =
     "\n"
     "commands:\n"
     "  generate -m MODEL -p PROMPT -o OUT.png [options]   txt2img / img2img\n"
+    "      MODEL: a checkpoint, a diffusers folder or a NAME.model.json manifest (a UNet-only\n"
+    "      file with a checkpoint's text encoders and VAE; engine/models/lf_manifest.h)\n"
     "      -n, --negative TEXT   negative prompt\n"
     "      --sampler S           euler, euler_ancestral, heun, dpm_2, dpmpp_2m, dpmpp_2m_sde,\n"
     "                            dpmpp_sde, ddim, lcm, uni_pc (or A1111 names); default euler\n"

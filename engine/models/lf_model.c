@@ -58,7 +58,7 @@ lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
             strstr(s, "add_embedding.linear_1"))
             sdxl = 1;
         if (s_starts(s, "model.diffusion_model.input_blocks.") || s_starts(s, "down_blocks.") ||
-            s_starts(s, "unet.down_blocks."))
+            s_starts(s, "unet.down_blocks.") || s_starts(s, "input_blocks."))
             unet = 1;
     }
     if (flux) return LF_FAMILY_FLUX;
@@ -173,6 +173,197 @@ static int s_open_part(const char *dir, const char *sub, const char *base, int o
     return s_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
 }
 
+/* The UNet's key map in a single file: the original layout under
+ * model.diffusion_model. (SGM/LDM checkpoints), the same without a prefix
+ * (ComfyUI's UNet saves), or diffusers names (SDXL-Lightning's UNet
+ * files). 0, or LF_EFORMAT naming the file. */
+static int s_unet_map(const lf_weights_t *w, lf_keymap_t *ku, const char *path, char *err,
+                      size_t errlen) {
+    memset(ku, 0, sizeof *ku);
+    ku->w = w;
+    if (lf_keymap_has_prefix(w, "model.diffusion_model.")) {
+        ku->kind = LF_KEYMAP_LDM_UNET;
+        strcpy(ku->prefix, "model.diffusion_model.");
+    } else if (lf_keymap_has_prefix(w, "input_blocks.")) {
+        ku->kind = LF_KEYMAP_LDM_UNET;
+    } else if (lf_weights_find(w, "conv_in.weight") && lf_keymap_has_prefix(w, "down_blocks.")) {
+        return 0; /* diffusers names, no prefix */
+    } else {
+        return s_err(err, errlen, LF_EFORMAT,
+                     "%s: no UNet tensors (model.diffusion_model.*, input_blocks.* or "
+                     "down_blocks.*) in this file",
+                     path);
+    }
+    return lf_keymap_probe(ku) ? s_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised",
+                                       path)
+                               : 0;
+}
+
+/* The text encoders' sources when assembled from parts: every file and
+ * config opened for them, kept until the networks are built. */
+#define S_TEXT_MAX 8
+typedef struct {
+    lf_weights_t *w[S_TEXT_MAX];
+    json_t *cfg[S_TEXT_MAX];
+    size_t nw, ncfg;
+} s_text_src_t;
+
+static void s_text_src_free(s_text_src_t *t) {
+    for (size_t i = 0; i < t->nw; i++) lf_weights_destroy(&t->w[i]);
+    for (size_t i = 0; i < t->ncfg; i++) json_decref(t->cfg[i]);
+    t->nw = t->ncfg = 0;
+}
+
+static json_t *s_keep_cfg(s_text_src_t *t, json_t *j) {
+    if (!j) return NULL;
+    if (t->ncfg == S_TEXT_MAX) {
+        json_decref(j);
+        return NULL;
+    }
+    return t->cfg[t->ncfg++] = j;
+}
+
+/* One encoder candidate: its key map, config and width. */
+typedef struct {
+    lf_keymap_t km;
+    const json_t *cfg;
+    int width;
+    const char *path;
+} s_enc_t;
+
+/* A bare encoder file's map: the tensor named "…token_embedding.weight"
+ * tells the layout — "<p>embeddings.token_embedding.weight" is HF CLIP under
+ * <p> (with or without "text_model."), "<p>token_embedding.weight" with
+ * "<p>transformer.resblocks.0." is OpenCLIP. 0 when none. */
+static int s_enc_of_file(const lf_weights_t *w, s_enc_t *e) {
+    const char *te = "token_embedding.weight";
+    size_t tl = strlen(te);
+    for (size_t i = 0; i < lf_weights_count(w); i++) {
+        const lf_tensor_info_t *t = lf_weights_at(w, i);
+        size_t n = strlen(t->name);
+        if (n < tl || strcmp(t->name + n - tl, te) || t->ndim != 2) continue;
+        memset(e, 0, sizeof *e);
+        e->km.w = w;
+        e->width = (int)t->shape[1];
+        const char *hf = "embeddings.token_embedding.weight";
+        size_t hl = strlen(hf);
+        if (n >= hl && !strcmp(t->name + n - hl, hf)) {
+            if (n - hl >= sizeof e->km.prefix) return 0;
+            memcpy(e->km.prefix, t->name, n - hl);
+            e->km.prefix[n - hl] = '\0'; /* lf_clip asks for "embeddings.…", "encoder.…" under it */
+            return 1;
+        }
+        if (n - tl >= sizeof e->km.prefix) return 0;
+        memcpy(e->km.prefix, t->name, n - tl);
+        e->km.prefix[n - tl] = '\0';
+        e->km.kind = LF_KEYMAP_OPENCLIP;
+        return 1;
+    }
+    return 0;
+}
+
+/* Fills kt (CLIP / CLIP-L) and kt2 (SDXL's OpenCLIP) and their configs from
+ * opts->text_paths. The sources' encoders are gathered, then placed: SD1.x
+ * takes one; SDXL the narrower as kt and the wider as kt2 (a refiner-style
+ * single OpenCLIP goes to kt2). A wider encoder in HF layout without a
+ * config is OpenCLIP bigG converted (ComfyUI's clip_g): gelu. */
+static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, lf_keymap_t *kt,
+                        lf_keymap_t *kt2, const json_t **jt, const json_t **jt2, char *err,
+                        size_t errlen) {
+    s_enc_t enc[4];
+    int ne = 0, rc = 0;
+    char p[4096];
+    for (size_t i = 0; i < o->n_text_paths && !rc; i++) {
+        const char *tp = o->text_paths[i];
+        if (s_is_dir(tp)) {
+            static const char *const subs[2] = {"text_encoder", "text_encoder_2"};
+            for (int j = 0; j < 2 && !rc; j++) {
+                lf_weights_t *w = NULL;
+                rc = s_open_part(tp, subs[j], "model", 1, &w, err, errlen);
+                if (rc || !w) continue;
+                if (src->nw == S_TEXT_MAX) {
+                    lf_weights_destroy(&w);
+                    return s_err(err, errlen, LF_ELIMIT, "%s: too many text encoder sources", tp);
+                }
+                src->w[src->nw++] = w;
+                snprintf(p, sizeof p, "%s/%s/config.json", tp, subs[j]);
+                if (ne < 4 && s_enc_of_file(w, &enc[ne])) {
+                    enc[ne].cfg = s_keep_cfg(src, s_json_file(p));
+                    enc[ne++].path = lf_weights_path(w);
+                }
+            }
+            continue;
+        }
+        lf_weights_t *w = NULL;
+        rc = lf_weights_open(&w, tp, err, errlen);
+        if (rc) break;
+        if (src->nw == S_TEXT_MAX) {
+            lf_weights_destroy(&w);
+            return s_err(err, errlen, LF_ELIMIT, "too many text encoder sources");
+        }
+        src->w[src->nw++] = w;
+        const char *ms = lf_weights_metadata(w, "lf.config");
+        json_error_t je;
+        json_t *meta = ms ? s_keep_cfg(src, json_loads(ms, 0, &je)) : NULL;
+        lf_keymap_t a = {0}, b = {0};
+        int ckpt = lf_keymap_has_prefix(w, "cond_stage_model.") ||
+                   lf_keymap_has_prefix(w, "conditioner.embedders.");
+        if (ckpt) {
+            /* A checkpoint: its text encoders, as when it is loaded whole. */
+            s_text_maps(w, &a, &b);
+            const json_t *ja = meta ? json_object_get(meta, "text_encoder") : NULL;
+            if (!ja && meta) ja = json_object_get(meta, "text");
+            if (a.w && ne < 4) {
+                const lf_tensor_info_t *t = lf_keymap_find(&a, "embeddings.token_embedding.weight");
+                enc[ne] = (s_enc_t){.km = a, .cfg = ja, .width = t ? (int)t->shape[1] : 0,
+                                    .path = tp};
+                ne++;
+            }
+            if (b.w && ne < 4) {
+                const lf_tensor_info_t *t = lf_keymap_find(&b, "embeddings.token_embedding.weight");
+                enc[ne] = (s_enc_t){.km = b,
+                                    .cfg = meta ? json_object_get(meta, "text_encoder_2") : NULL,
+                                    .width = t ? (int)t->shape[1] : 0, .path = tp};
+                ne++;
+            }
+        } else if (ne < 4 && s_enc_of_file(w, &enc[ne])) {
+            const json_t *c = meta ? json_object_get(meta, "text_encoder") : NULL;
+            enc[ne].cfg = c ? c : meta;
+            enc[ne++].path = tp;
+        } else {
+            rc = s_err(err, errlen, LF_EFORMAT,
+                       "%s: no text encoder in this file (no *token_embedding.weight)", tp);
+        }
+    }
+    if (rc) return rc;
+    if (ne == 0)
+        return s_err(err, errlen, LF_ENOTFOUND, "%s: no text encoder in the text parts",
+                     o->n_text_paths ? o->text_paths[0] : "(none)");
+    if (!sdxl) {
+        if (ne != 1)
+            return s_err(err, errlen, LF_EFORMAT,
+                         "%s: an SD1.x/2.x UNet takes one text encoder; the text parts hold %d",
+                         enc[0].path, ne);
+        *kt = enc[0].km, *jt = enc[0].cfg;
+        return 0;
+    }
+    if (ne > 2)
+        return s_err(err, errlen, LF_EFORMAT,
+                     "%s: an SDXL UNet takes two text encoders; the text parts hold %d",
+                     enc[0].path, ne);
+    int wide = ne == 2 && enc[1].width > enc[0].width ? 1 : 0;
+    if (ne == 1 && enc[0].km.kind != LF_KEYMAP_OPENCLIP)
+        return s_err(err, errlen, LF_ENOTFOUND,
+                     "%s: an SDXL UNet needs both text encoders (CLIP ViT-L and OpenCLIP "
+                     "ViT-bigG); the text parts hold one",
+                     enc[0].path);
+    *kt2 = enc[wide].km, *jt2 = enc[wide].cfg;
+    if (!*jt2 && kt2->kind != LF_KEYMAP_OPENCLIP)
+        *jt2 = s_keep_cfg(src, json_pack("{s:s}", "hidden_act", "gelu"));
+    if (ne == 2) *kt = enc[1 - wide].km, *jt = enc[1 - wide].cfg;
+    return 0;
+}
+
 int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
                   size_t errlen) {
     static const lf_model_opts_t defaults = {.weight_type = -1};
@@ -243,17 +434,24 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         jv = meta ? json_object_get(meta, "vae") : NULL;
         cs = meta ? json_incref(json_object_get(meta, "scheduler")) : NULL;
         if (!rc) {
-            ku.w = wu, kv.w = wu;
-            ku.kind = LF_KEYMAP_LDM_UNET;
-            strcpy(ku.prefix, "model.diffusion_model.");
-            s_text_maps(wu, &kt, &kt2);
-            if (!lf_keymap_has_prefix(wu, "model.diffusion_model."))
-                rc =
-                    s_err(err, errlen, LF_EFORMAT,
-                          "%s: no UNet tensors (model.diffusion_model.*) in this checkpoint", path);
-            if (!rc && lf_keymap_probe(&ku))
-                rc = s_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised", path);
+            kv.w = wu;
+            rc = s_unet_map(wu, &ku, path, err, errlen);
+            if (!opts->n_text_paths) s_text_maps(wu, &kt, &kt2);
+            /* A UNet alone needs its text encoders from elsewhere. */
+            if (!rc && !opts->n_text_paths && !lf_keymap_has_prefix(wu, "cond_stage_model.") &&
+                !lf_keymap_has_prefix(wu, "conditioner.embedders."))
+                rc = s_err(err, errlen, LF_ENOTFOUND,
+                           "%s: a UNet without text encoders: give them as a part (a manifest's "
+                           "text_encoders, models/clip/)",
+                           path);
         }
+    }
+    s_text_src_t tsrc = {0};
+    if (!rc && opts->n_text_paths) {
+        kt = (lf_keymap_t){0}, kt2 = (lf_keymap_t){0};
+        jt = jt2 = NULL;
+        rc = s_text_parts(opts, s_family_of(wu) == LF_FAMILY_SDXL, &tsrc, &kt, &kt2, &jt, &jt2,
+                          err, errlen);
     }
     if (!rc) {
         m->desc.family = s_family_of(wu);
@@ -265,7 +463,15 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         }
     }
     const int sdxl = m->desc.family == LF_FAMILY_SDXL;
-    if (!rc && opts->vae_path) {
+    if (!rc && opts->vae_path && s_is_dir(opts->vae_path)) {
+        /* A diffusers folder's vae/. */
+        rc = s_open_part(opts->vae_path, "vae", "diffusion_pytorch_model", 0, &wov, err, errlen);
+        snprintf(p, sizeof p, "%s/vae/config.json", opts->vae_path);
+        vmeta = rc ? NULL : s_json_file(p);
+        jv = vmeta;
+        if (!rc && lf_keymap_probe_vae(&kv, wov))
+            rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
+    } else if (!rc && opts->vae_path) {
         rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
         if (!rc) {
             if (lf_keymap_probe_vae(&kv, wov))
@@ -278,7 +484,13 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             jv = vmeta ? json_object_get(vmeta, "vae") : NULL;
         }
     } else if (!rc && !wv) {
-        if (lf_keymap_probe_vae(&kv, wu))
+        if (!lf_keymap_has_prefix(wu, "first_stage_model.") &&
+            !lf_keymap_has_prefix(wu, "decoder.up") && !lf_keymap_has_prefix(wu, "vae.decoder."))
+            rc = s_err(err, errlen, LF_ENOTFOUND,
+                       "%s: no VAE in this file: give one as a part (a manifest's vae, "
+                       "models/vae/)",
+                       path);
+        else if (lf_keymap_probe_vae(&kv, wu))
             rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;
@@ -368,6 +580,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     lf_weights_destroy(&wt2);
     lf_weights_destroy(&wv);
     lf_weights_destroy(&wov);
+    s_text_src_free(&tsrc);
     json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(ct2),
         json_decref(cv), json_decref(cs);
     if (rc) {

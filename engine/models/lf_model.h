@@ -42,7 +42,18 @@ typedef struct lf_model lf_model_t;
 
 typedef struct {
     lf_backend_t *backend;     /* borrowed; NULL = the CPU backend */
-    const char *vae_path;      /* optional separate VAE file; overrides the checkpoint's */
+    const char *vae_path;      /* optional separate VAE: a VAE file, a checkpoint holding one
+                                  (first_stage_model.*) or a diffusers folder (its vae/);
+                                  overrides the checkpoint's */
+    /* Assembly from parts (lf_manifest.h): where the text encoders come
+     * from instead of the checkpoint — each a single-file checkpoint (its
+     * cond_stage_model / conditioner), a diffusers folder (text_encoder/,
+     * text_encoder_2/) or one encoder file (HF CLIP names under any prefix,
+     * e.g. ComfyUI's clip_l / clip_g, or OpenCLIP names). SDXL wants two
+     * encoders: the narrower is CLIP ViT-L, the wider OpenCLIP ViT-bigG
+     * (told by tensor shapes, never file names). Borrowed; n = 0: none. */
+    const char *const *text_paths;
+    size_t n_text_paths;
     const char *taesd_path;    /* optional TAESD-family preview decoder (.safetensors/.pth) */
     int weight_type;           /* lf_type_t to keep weights in: -1 = as stored (f16 stays f16) */
     lf_prediction_t prediction;/* used when the checkpoint does not say (default eps): the
@@ -86,7 +97,14 @@ int lf_prediction_parse(const char *name, lf_prediction_t *out);
 const char *lf_prediction_name(lf_prediction_t p);
 
 /* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the
- * restricted torch-zip reader) or a diffusers folder. On failure returns a
+ * restricted torch-zip reader) or a diffusers folder. A single file may
+ * also be a UNet alone — original/SGM names (model.diffusion_model.*), the
+ * same without the prefix (input_blocks.*: ComfyUI's models/unet saves) or
+ * diffusers names (down_blocks.*: SDXL-Lightning's *_unet.safetensors) —
+ * with its other parts from opts->text_paths and opts->vae_path (a UNet
+ * file without text encoders and no text_paths is LF_ENOTFOUND naming the
+ * file). Each part's config comes from its own source (lf.config metadata,
+ * a diffusers config.json), else from shapes. On failure returns a
  * negative LF_E* code and writes a reason naming the file and, where it
  * applies, the tensor into err. *out: caller owns (lf_model_destroy). */
 int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,

@@ -52,6 +52,10 @@ static void s_caps(lf_worker_caps_t *c) {
     c->models[1].resolution = 512; /* models[0] has none: the key is optional */
     c->models[1].preview = s_dup("approx"); /* so has the preview kind */
     c->models[1].inpainting = true;                 /* and an inpainting UNet */
+    /* Recommended settings (a Lightning-style manifest's); CFG 0 is said. */
+    c->models[1].defaults = (lf_model_defaults_t){.steps = 4, .has_cfg = true, .cfg_scale = 0.0,
+                                                  .sampler = s_dup("euler"), .scheduler = s_dup("sgm_uniform"),
+                                                  .width = 1024, .height = 768};
     /* An SDXL base with its refiner resident next to it, and a separate VAE. */
     c->n_resident = 2;
     c->resident = calloc(2, sizeof *c->resident);
@@ -66,6 +70,8 @@ static void s_caps(lf_worker_caps_t *c) {
     c->loras[0].name = s_dup("ink");
     c->loras[0].alias = s_dup("inky");
     c->loras[0].path = s_dup("styles/ink.safetensors");
+    c->loras[0].defaults = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0,
+                                                 .scheduler = s_dup("sgm_uniform")};
     c->loras[0].hash = s_dup("4a0e5c2b9d71f3e8a6b0c4d2e9f1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6");
     c->loras[1].name = s_dup("detail");
     c->loras[1].path = s_dup("detail.pt");

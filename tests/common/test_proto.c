@@ -113,6 +113,14 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_int_equal(a->models[i].resolution, b->models[i].resolution);
         assert_true(str_eq(a->models[i].preview, b->models[i].preview));
         assert_int_equal(a->models[i].inpainting, b->models[i].inpainting);
+        const lf_model_defaults_t *da = &a->models[i].defaults, *db = &b->models[i].defaults;
+        assert_int_equal(da->steps, db->steps);
+        assert_int_equal(da->has_cfg, db->has_cfg);
+        assert_true(da->cfg_scale == db->cfg_scale);
+        assert_true(str_eq(da->sampler, db->sampler));
+        assert_true(str_eq(da->scheduler, db->scheduler));
+        assert_int_equal(da->width, db->width);
+        assert_int_equal(da->height, db->height);
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
@@ -124,6 +132,9 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->loras[i].alias, b->loras[i].alias));
         assert_true(str_eq(a->loras[i].path, b->loras[i].path));
         assert_true(str_eq(a->loras[i].hash, b->loras[i].hash));
+        assert_int_equal(a->loras[i].defaults.steps, b->loras[i].defaults.steps);
+        assert_true(a->loras[i].defaults.cfg_scale == b->loras[i].defaults.cfg_scale);
+        assert_true(str_eq(a->loras[i].defaults.scheduler, b->loras[i].defaults.scheduler));
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_int_equal(a->n_upscalers, b->n_upscalers);

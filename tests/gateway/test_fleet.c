@@ -118,8 +118,8 @@ static void test_fit(void **state) {
 static void test_loras(void **state) {
     (void)state;
     lf_model_info_t m1[] = {{.name = "sd", .kind = "sd15", .resolution = 512, .preview = NULL}}, m2[] = {{.name = "other", .kind = "sd15", .resolution = 512, .preview = NULL}};
-    lf_lora_info_t l1[] = {{"ink", "inky", "styles/ink.safetensors", "abc"}, {"det", NULL, "det.pt", NULL}};
-    lf_lora_info_t l2[] = {{"ink", "inky", "ink.safetensors", "abc"}, {"only2", NULL, "only2.safetensors", NULL}};
+    lf_lora_info_t l1[] = {{"ink", "inky", "styles/ink.safetensors", "abc", {0}}, {"det", NULL, "det.pt", NULL, {0}}};
+    lf_lora_info_t l2[] = {{"ink", "inky", "ink.safetensors", "abc", {0}}, {"only2", NULL, "only2.safetensors", NULL, {0}}};
     lf_worker_view_t ws[2] = {s_worker(m1, 1, 0), s_worker(m2, 1, 0)};
     ws[0].caps.loras = l1, ws[0].caps.n_loras = 2;
     ws[1].caps.loras = l2, ws[1].caps.n_loras = 2;

@@ -467,14 +467,20 @@ static void test_openapi_and_presets(void **state) {
      * training resolution (lf-tiny-shapes 256, SD1.5 512), so "portrait" gives an aspect instead. */
     size_t i;
     json_t *p;
-    int saw_portrait = 0;
+    int saw_portrait = 0, saw_lightning = 0;
     json_array_foreach(json_object_get(j, "presets"), i, p) {
         if (!json_is_true(json_object_get(p, "builtin"))) continue;
         json_t *params = json_object_get(p, "params");
         const char *name = json_string_value(json_object_get(p, "name"));
-        if (!json_object_get(params, "model")) {
+        if (!json_object_get(params, "model") && !json_object_get(p, "family")) {
             if (json_object_get(params, "width") || json_object_get(params, "height"))
                 fail_msg("built-in preset %s fixes a size for whatever model is chosen", name);
+        }
+        if (!strcmp(name, "lightning-4step")) {
+            saw_lightning = 1;
+            assert_string_equal(json_string_value(json_object_get(p, "family")), "sdxl");
+            assert_int_equal(json_integer_value(json_object_get(params, "steps")), 4);
+            assert_string_equal(json_string_value(json_object_get(params, "scheduler")), "sgm_uniform");
         }
         if (!strcmp(name, "portrait")) {
             saw_portrait = 1;
@@ -482,6 +488,7 @@ static void test_openapi_and_presets(void **state) {
         }
     }
     assert_true(saw_portrait);
+    assert_true(saw_lightning);
     json_decref(j);
     assert_int_equal(s_json("PUT", "/v1/presets/mine", "{\"params\":{\"steps\":7,\"bogus\":1}}", &j), 400);
     assert_string_equal(s_field(j), "params.bogus");

@@ -161,6 +161,84 @@ static void test_native_defaults_and_seed(void **state) {
     json_decref(j);
 }
 
+/* A model's recommended settings (a Lightning manifest's), for the
+ * model_defaults callback: said for "lt4" only. */
+static int s_lt4_defaults(void *ud, const char *model, lf_model_defaults_t *out) {
+    (void)ud;
+    if (strcmp(model, "lt4")) return -1;
+    *out = (lf_model_defaults_t){.steps = 4, .has_cfg = true, .cfg_scale = 1.0, .sampler = strdup("euler"),
+                                 .scheduler = strdup("sgm_uniform"), .width = 1024, .height = 1024};
+    return 0;
+}
+
+/* A Lightning-style LoRA's settings: 8 steps, CFG 1, sgm_uniform. */
+static int s_lora8_defaults(void *ud, const char *lora, lf_model_defaults_t *out) {
+    (void)ud;
+    if (strcmp(lora, "lightning_8step")) return -1;
+    *out = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0, .scheduler = strdup("sgm_uniform")};
+    return 0;
+}
+
+static void test_model_defaults(void **state) {
+    (void)state;
+    lf_validate_ctx_t ctx = s_ctx;
+    ctx.model_defaults = s_lt4_defaults;
+    ctx.lora_defaults = s_lora8_defaults;
+    lf_job_request_t r;
+    lf_verr_t err;
+    /* Native, nothing said: the model's settings. */
+    json_t *j = s_json("{\"model\":\"lt4\",\"prompt\":\"x\"}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 4);
+    assert_true(r.params.cfg_scale == 1.0);
+    assert_string_equal(r.params.sampler, "euler");
+    assert_string_equal(r.params.scheduler, "sgm_uniform");
+    assert_int_equal(r.params.width, 1024);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* Said: kept, each field on its own. */
+    j = s_json("{\"model\":\"lt4\",\"prompt\":\"x\",\"steps\":8,\"scheduler\":\"karras\",\"width\":512}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 8);
+    assert_true(r.params.cfg_scale == 1.0);
+    assert_string_equal(r.params.scheduler, "karras");
+    assert_int_equal(r.params.width, 512);
+    assert_int_equal(r.params.height, 1024);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* Another model: the table's defaults. */
+    j = s_json("{\"model\":\"sd15\",\"prompt\":\"x\"}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 20);
+    assert_true(r.params.cfg_scale == 7.0);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* A LoRA that says comes first (by tag or list), the model fills the rest. */
+    j = s_json("{\"model\":\"lt4\",\"prompt\":\"x <lora:lightning_8step:1>\"}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 8);
+    assert_string_equal(r.params.sampler, "euler"); /* the model's */
+    assert_int_equal(r.params.width, 1024);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    j = s_json("{\"model\":\"sd15\",\"prompt\":\"x\",\"steps\":6,\"loras\":[{\"name\":\"lightning_8step\",\"weight\":1}]}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 6); /* said */
+    assert_true(r.params.cfg_scale == 1.0);
+    assert_string_equal(r.params.scheduler, "sgm_uniform");
+    assert_string_equal(r.params.sampler, "euler"); /* the table's */
+    lf_job_request_clear(&r);
+    json_decref(j);
+    /* A1111: omitted fields only (its UI always sends steps and CFG). */
+    j = s_json("{\"prompt\":\"x\",\"cfg_scale\":3,\"override_settings\":{\"sd_model_checkpoint\":\"lt4\"}}");
+    assert_int_equal(lf_validate_a1111(j, false, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 4);
+    assert_true(r.params.cfg_scale == 3.0);
+    assert_string_equal(r.params.scheduler, "sgm_uniform");
+    lf_job_request_clear(&r);
+    json_decref(j);
+}
+
 static void test_a1111_lenient_and_mapped(void **state) {
     /* What webuiapi sends, more or less. */
     json_t *j = s_json(
@@ -441,6 +519,7 @@ int main(void) {
         cmocka_unit_test(test_native_errors_name_the_field),
         cmocka_unit_test(test_native_defaults_and_seed),
         cmocka_unit_test(test_cache_option),
+        cmocka_unit_test(test_model_defaults),
         cmocka_unit_test(test_a1111_lenient_and_mapped),
         cmocka_unit_test(test_a1111_errors_name_the_field),
         cmocka_unit_test(test_names),

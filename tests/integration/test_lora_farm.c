@@ -14,6 +14,9 @@
  *   - POST /sdapi/v1/refresh-loras makes the worker list its folders again:
  *     a file added after its start becomes listed and usable, a removed one
  *     leaves the lists.
+ *   - a LoRA's recommended settings (lora/fast_tiny.safetensors: the same
+ *     tensors with lf.defaults metadata) are listed, and a job that uses it
+ *     without saying steps / CFG / scheduler runs with them.
  * Needs models/lf-tiny-shapes.safetensors and the CLIP merges (<repo>/assets
  * or the reference data); exits 77 (skipped) when either is missing. */
 #include <setjmp.h>
@@ -30,6 +33,7 @@
 #include <jansson.h>
 
 #include "lf_image.h"
+#include "lf_safetensors.h"
 #include "lf_testfarm.h"
 
 #define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
@@ -69,6 +73,19 @@ static int s_prepare(void)
              "head -c 4000 '%s' > '%s/models/Lora/bad.safetensors' && ln -s \"$(realpath '%s')\" '%s/assets/clip/'",
              s_dir, s_dir, s_dir, model, s_dir, lora, s_dir, lora, s_dir, vocab, s_dir))
         return -1;
+    /* The LoRA again, saying how it wants to be run (lf.defaults), no alias. */
+    char dst[300], err[256];
+    snprintf(dst, sizeof dst, "%s/models/lora/fast_tiny.safetensors", s_dir);
+    lf_safetensors_t *st = NULL;
+    if (lf_safetensors_open(&st, lora, err, sizeof err) != 0) return -1;
+    size_t n = lf_safetensors_count(st);
+    lf_tensor_info_t *t = calloc(n, sizeof *t);
+    for (size_t i = 0; t && i < n; i++) t[i] = *lf_safetensors_at(st, i);
+    static const char *const meta[] = {"lf.defaults", "{\"steps\": 5, \"cfg\": 2.5, \"scheduler\": \"karras\"}"};
+    int rc = t ? lf_safetensors_write(dst, t, n, meta, 1) : -1;
+    free(t);
+    lf_safetensors_destroy(&st);
+    if (rc) return -1;
     snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
     snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return 0;
@@ -198,6 +215,51 @@ static void test_lora_lists(void **state)
     assert_string_equal(s_str(l, "alias"), "shapes_style");
     assert_true(json_is_object(json_object_get(l, "metadata")));
     json_decref(j);
+}
+
+/* A LoRA's recommended settings: listed; a job using it that does not say
+ * gets them (the infotext shows what ran); one that says keeps its own. */
+static void test_lora_defaults(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256];
+    json_t *j = NULL, *e, *l = NULL;
+    size_t i;
+    snprintf(url, sizeof url, "%s/v1/loras", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    json_array_foreach(json_object_get(j, "loras"), i, e) if (!strcmp(s_str(e, "name"), "fast_tiny")) l = e;
+    assert_non_null(l);
+    json_t *d = json_object_get(l, "defaults");
+    assert_int_equal(json_integer_value(json_object_get(d, "steps")), 5);
+    assert_true(json_number_value(json_object_get(d, "cfg_scale")) == 2.5);
+    assert_string_equal(s_str(d, "scheduler"), "karras");
+    json_decref(j);
+    static const struct {
+        const char *body, *want[3];
+    } cases[] = {
+        {"{\"model\":\"lf-tiny-shapes\",\"prompt\":\"a red circle <lora:fast_tiny:0.5>\",\"seed\":2,\"width\":128,"
+         "\"height\":128}",
+         {"Steps: 5, ", "CFG scale: 2.5, ", "Karras"}},
+        {"{\"model\":\"lf-tiny-shapes\",\"prompt\":\"a red circle\",\"seed\":2,\"width\":128,\"height\":128,"
+         "\"steps\":3,\"loras\":[{\"name\":\"fast_tiny\",\"weight\":0.5}]}",
+         {"Steps: 3, ", "CFG scale: 2.5, ", "Karras"}},
+    };
+    for (size_t k = 0; k < 2; k++) {
+        char *id = NULL;
+        assert_int_equal(s_submit(farm, cases[k].body, &id, NULL), 202);
+        j = lf_testfarm_wait(farm, id, 300000);
+        assert_non_null(j);
+        assert_string_equal(s_str(j, "status"), "done");
+        json_decref(j);
+        snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
+        char *png = NULL, *text = NULL;
+        size_t len = 0;
+        assert_int_equal(lf_http_request("GET", url, NULL, NULL, 0, &png, &len), 200);
+        assert_int_equal(lf_image_png_text_get((const uint8_t *)png, len, "parameters", &text), 0);
+        fprintf(stderr, "LoRA defaults job %zu: %s\n", k, text);
+        for (int w = 0; w < 3; w++) assert_non_null(strstr(text, cases[k].want[w]));
+        free(text), free(png), free(id);
+    }
 }
 
 static void test_lora_restore_through_the_farm(void **state)
@@ -345,6 +407,7 @@ int main(void)
     if (rc) return rc == 77 ? 77 : 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_lists),
+        cmocka_unit_test(test_lora_defaults),
         cmocka_unit_test(test_lora_restore_through_the_farm),
         cmocka_unit_test(test_refresh_loras),
     };

@@ -13,7 +13,17 @@
  *   - A1111 txt2img with refiner_checkpoint / refiner_switch_at and sd_vae:
  *     infotexts carry Refiner, Refiner switch at and VAE; /v1/workers then
  *     shows base and refiner resident; a refiner no worker has is a 400
- *     naming refiner_checkpoint.
+ *     naming refiner_checkpoint;
+ *   - a model assembled from parts with its recommended settings (issue 20):
+ *     models/xl-lightning.model.json names the tiny SDXL UNet alone in
+ *     diffusers names (fixtures/sdxl/unet_diffusers.safetensors, the key
+ *     layout of SDXL-Lightning's *_unet.safetensors) in models/unet/, its
+ *     text encoders and VAE from xl-base, and defaults 3 steps, CFG 1, euler,
+ *     sgm_uniform, 256x256: GET /v1/models, /sdapi/v1/sd-models and
+ *     /v1/workers list it under the manifest's name (family sdxl, 1024 px,
+ *     approx previews, its defaults); a native job and an A1111 txt2img
+ *     that say neither steps nor CFG get the model's (the PNG's parameters
+ *     say Steps: 3, CFG scale: 1, the size), jobs that say them keep theirs.
  *
  * Needs models/lf-tiny-shapes.safetensors (its VAE) and the CLIP BPE merges
  * (reference data); exits 77 (ctest: skipped) with the reason without them. */
@@ -74,6 +84,20 @@ static bool s_prepare(char *why, size_t len)
         if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, files[i][0], shapes, p) != 0)
             return snprintf(why, len, "cannot write %s", p), false;
     }
+    /* The assembled model: a UNet alone + xl-base's text encoders and VAE. */
+    snprintf(p, sizeof p, "mkdir -p '%s/models/unet' && cp '%s/sdxl/unet_diffusers.safetensors' "
+             "'%s/models/unet/lightning_tiny.safetensors'", s_dir, LF_FIXTURE_DIR, s_dir);
+    if (system(p) != 0) return snprintf(why, len, "cannot prepare %s/models/unet", s_dir), false;
+    snprintf(p, sizeof p, "%s/models/xl-lightning.model.json", s_dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return snprintf(why, len, "cannot write %s", p), false;
+    fputs("{\"family\": \"sdxl\",\n"
+          " \"parts\": {\"unet\": \"unet/lightning_tiny.safetensors\", \"checkpoint\": \"xl-base.safetensors\"},\n"
+          " \"prediction\": \"epsilon\",\n"
+          " \"defaults\": {\"steps\": 3, \"cfg\": 1, \"sampler\": \"euler\", \"scheduler\": \"sgm_uniform\",\n"
+          "              \"width\": 256, \"height\": 256}}\n",
+          f);
+    fclose(f);
     snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
     snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return true;
@@ -255,6 +279,150 @@ static void test_sdxl_unknown_refiner(void **state)
     free(body);
 }
 
+/* ---- a model assembled from parts, with its recommended settings ---- */
+
+static void s_check_defaults(json_t *d)
+{
+    assert_non_null(d);
+    assert_int_equal(json_integer_value(json_object_get(d, "steps")), 3);
+    assert_true(json_number_value(json_object_get(d, "cfg_scale")) == 1.0);
+    assert_string_equal(s_str(d, "sampler"), "euler");
+    assert_string_equal(s_str(d, "scheduler"), "sgm_uniform");
+    assert_int_equal(json_integer_value(json_object_get(d, "width")), 256);
+    assert_int_equal(json_integer_value(json_object_get(d, "height")), 256);
+}
+
+static void test_assembled_listed(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/models", lf_testfarm_url(farm));
+    json_t *j = NULL, *m, *found = NULL;
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    char *d = json_dumps(j, JSON_COMPACT);
+    fprintf(stderr, "GET /v1/models: %s\n", d);
+    free(d);
+    size_t i;
+    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(s_str(m, "name"), "xl-lightning")) found = m;
+    assert_non_null(found);
+    assert_string_equal(s_str(found, "family"), "sdxl");
+    assert_int_equal(json_integer_value(json_object_get(found, "resolution")), 1024);
+    assert_string_equal(s_str(found, "preview"), "approx");
+    s_check_defaults(json_object_get(found, "defaults"));
+    json_decref(j);
+    /* A1111's list and the workers' list name it too. */
+    snprintf(url, sizeof url, "%s/sdapi/v1/sd-models", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    found = NULL;
+    json_array_foreach(j, i, m) if (!strcmp(s_str(m, "model_name"), "xl-lightning")) found = m;
+    assert_non_null(found);
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/workers", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    found = NULL;
+    json_array_foreach(json_object_get(json_array_get(json_object_get(j, "workers"), 0), "models"), i, m)
+        if (!strcmp(s_str(m, "name"), "xl-lightning")) found = m;
+    assert_non_null(found);
+    assert_string_equal(s_str(found, "family"), "sdxl");
+    s_check_defaults(json_object_get(found, "defaults"));
+    json_decref(j);
+}
+
+/* A native job; returns its first image's infotext (caller frees). */
+static char *s_native(lf_testfarm_t *farm, const char *body, json_t **params)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    assert_int_equal(lf_http_json("POST", url, body, &j), 202);
+    char id[128];
+    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
+    char status[32] = "";
+    j = NULL;
+    for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 300000; usleep(100 * 1000)) {
+        json_decref(j);
+        j = NULL;
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        if (!strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "cancelled")) break;
+    }
+    char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fprintf(stderr, "job: %s\n", d ? d : status);
+    free(d);
+    assert_string_equal(status, "done");
+    *params = json_incref(json_object_get(j, "params"));
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
+    char *png = NULL, *text = NULL;
+    size_t len = 0;
+    assert_int_equal(lf_http_request("GET", url, NULL, NULL, 0, &png, &len), 200);
+    assert_int_equal(lf_image_png_text_get((const uint8_t *)png, len, "parameters", &text), 0);
+    free(png);
+    fprintf(stderr, "parameters: %s\n", text);
+    return text;
+}
+
+static void test_assembled_native_defaults(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    json_t *p = NULL;
+    /* Says nothing: the model's settings. */
+    char *t = s_native(farm, "{\"model\":\"xl-lightning\",\"prompt\":\"a red circle\",\"seed\":3}", &p);
+    assert_int_equal(json_integer_value(json_object_get(p, "steps")), 3);
+    assert_true(json_number_value(json_object_get(p, "cfg_scale")) == 1.0);
+    assert_string_equal(s_str(p, "scheduler"), "sgm_uniform");
+    assert_non_null(strstr(t, "Steps: 3, "));
+    assert_non_null(strstr(t, "Sampler: Euler, "));
+    assert_non_null(strstr(t, "CFG scale: 1, "));
+    assert_non_null(strstr(t, "Size: 256x256, Model: xl-lightning"));
+    free(t);
+    json_decref(p);
+    /* Says steps, CFG and a size: its own. */
+    t = s_native(farm,
+                 "{\"model\":\"xl-lightning\",\"prompt\":\"a red circle\",\"seed\":3,\"steps\":2,\"cfg_scale\":5,"
+                 "\"scheduler\":\"karras\",\"width\":192,\"height\":128}",
+                 &p);
+    assert_int_equal(json_integer_value(json_object_get(p, "steps")), 2);
+    assert_non_null(strstr(t, "Steps: 2, "));
+    assert_non_null(strstr(t, "CFG scale: 5, "));
+    assert_non_null(strstr(t, "Karras"));
+    assert_non_null(strstr(t, "Size: 192x128, Model: xl-lightning"));
+    free(t);
+    json_decref(p);
+}
+
+static void test_assembled_a1111_defaults(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256];
+    snprintf(url, sizeof url, "%s/sdapi/v1/txt2img", lf_testfarm_url(farm));
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        {"{\"prompt\":\"a red circle\",\"seed\":4,\"override_settings\":{\"sd_model_checkpoint\":\"xl-lightning\"}}",
+         "Steps: 3, "},
+        {"{\"prompt\":\"a red circle\",\"seed\":4,\"steps\":2,\"cfg_scale\":4,\"width\":128,\"height\":128,"
+         "\"override_settings\":{\"sd_model_checkpoint\":\"xl-lightning\"}}",
+         "Steps: 2, "},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *j = NULL;
+        int code = lf_http_json("POST", url, cases[i].body, &j);
+        const char *info_s = s_str(j, "info");
+        fprintf(stderr, "A1111 txt2img: %d; info %s\n", code, info_s);
+        assert_int_equal(code, 200);
+        json_t *info = json_loads(info_s, 0, NULL);
+        const char *it = json_string_value(json_array_get(json_object_get(info, "infotexts"), 0));
+        assert_non_null(it);
+        assert_non_null(strstr(it, cases[i].want));
+        assert_non_null(strstr(it, i ? "CFG scale: 4, " : "CFG scale: 1, "));
+        assert_non_null(strstr(it, i ? "Size: 128x128" : "Size: 256x256"));
+        json_decref(info);
+        json_decref(j);
+    }
+}
+
 int main(int argc, char **argv)
 {
     char why[1400];
@@ -268,6 +436,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sdxl_native_job),
         cmocka_unit_test(test_sdxl_a1111_refiner),
         cmocka_unit_test(test_sdxl_unknown_refiner),
+        cmocka_unit_test(test_assembled_listed),
+        cmocka_unit_test(test_assembled_native_defaults),
+        cmocka_unit_test(test_assembled_a1111_defaults),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -45,6 +45,22 @@ the uncond (text and pooled), as A1111's sd_models_xl.py does
   ... --full   also a FULL-size random SDXL base checkpoint (single file, f16)
                and a diffusers folder under tests/reference/out/ (not committed)
 
+  ... --parts-only   only the UNet-only part files below, from the committed
+               base.safetensors and base_diffusers/unet (no model is rebuilt)
+
+Parts (for the assembly from parts, lf_manifest / test_manifest.c): the base's
+UNet alone as one file in each key layout users have, f16 values identical to
+the single file's, each with lf.config {"unet": ...} (the tiny sizes again):
+  unet_sgm.safetensors        model.diffusion_model.* (label_emb.0.*), as the
+                              original SGM checkpoints and ComfyUI UNet saves
+  unet_diffusers.safetensors  diffusers names (down_blocks.*, add_embedding.*), as
+                              ByteDance's sdxl_lightning_Nstep_unet.safetensors
+and the other parts as separate files, as ComfyUI's models/clip and models/vae
+hold them (HF names; lf.config {"text_encoder": ...} / {"vae": ...}):
+  clip_l.safetensors          CLIP ViT-L (text_model.*)
+  clip_g.safetensors          OpenCLIP ViT-bigG in HF names (text_model.*, text_projection.weight)
+  vae.safetensors             the VAE in diffusers names (decoder.*, encoder.*, ...)
+
 Outputs: tests/engine/fixtures/sdxl/.
 """
 import argparse
@@ -450,12 +466,42 @@ def full(out):
     print("full SDXL written to", out)
 
 
+def parts(out):
+    """The base's UNet alone, in the SGM and in the diffusers key layout (see
+    the docstring), from the committed files: the values are those of the
+    single file (both f16), so an assembly from them must equal it exactly."""
+    from safetensors import safe_open
+    with safe_open(os.path.join(out, "base.safetensors"), "pt") as f:
+        cfg = json.loads(f.metadata()["lf.config"])
+        sgm = {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.diffusion_model.")}
+    meta = {"lf.config": json.dumps({"unet": cfg["unet"]}, sort_keys=True)}
+    save_file(sgm, os.path.join(out, "unet_sgm.safetensors"), metadata=meta)
+    with safe_open(os.path.join(out, "base_diffusers", "unet",
+                                "diffusion_pytorch_model.safetensors"), "pt") as f:
+        dif = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(dif, os.path.join(out, "unet_diffusers.safetensors"), metadata=meta)
+    folder = os.path.join(out, "base_diffusers")
+    for name, sub, fname, key in [("clip_l", "text_encoder", "model", "text_encoder"),
+                                  ("clip_g", "text_encoder_2", "model", "text_encoder"),
+                                  ("vae", "vae", "diffusion_pytorch_model", "vae")]:
+        with safe_open(os.path.join(folder, sub, fname + ".safetensors"), "pt") as f:
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+        with open(os.path.join(folder, sub, "config.json")) as f:
+            c = json.load(f)
+        save_file(sd, os.path.join(out, name + ".safetensors"),
+                  metadata={"lf.config": json.dumps({key: c}, sort_keys=True)})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also the full-size SDXL checkpoint")
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--no-pipelines", action="store_true")
+    ap.add_argument("--parts-only", action="store_true", help="only the UNet-only part files")
     a = ap.parse_args()
+    if a.parts_only:
+        parts(a.out)
+        return 0
     torch.set_num_threads(2)
     os.makedirs(a.out, exist_ok=True)
     base = build(UNET_BASE, True, 200)
@@ -469,6 +515,7 @@ def main():
                   os.path.join(a.out, "%s_ref.safetensors" % name))
     save_diffusers(os.path.join(a.out, "base_diffusers"), *base)
     save_ckpt(os.path.join(a.out, "base.ckpt"), *base)
+    parts(a.out)
     if not a.no_pipelines:
         if not os.path.exists(mpf.VOCAB):
             print("reference data %s absent: no pipeline references" % mpf.VOCAB)

@@ -45,7 +45,16 @@ BUILTIN_PRESETS = [
     {"name": "quality", "description": "Slower, finer detail", "builtin": True,
      "params": {"sampler": "dpmpp_2m", "scheduler": "karras", "steps": 30, "cfg_scale": 7}},
     {"name": "portrait", "description": "2:3 portrait at the model's own size", "builtin": True, "aspect": "2:3",
-     "params": {"sampler": "dpmpp_2m", "scheduler": "karras", "steps": 25, "cfg_scale": 7}}]
+     "params": {"sampler": "dpmpp_2m", "scheduler": "karras", "steps": 25, "cfg_scale": 7}},
+    {"name": "lightning-4step", "description": "Lightning 4-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)",
+     "builtin": True, "family": "sdxl", "params": {"sampler": "euler", "scheduler": "sgm_uniform", "steps": 4,
+                                                    "cfg_scale": 1, "width": 1024, "height": 1024}},
+    {"name": "lightning-8step", "description": "Lightning 8-step (SDXL-Lightning: Euler, SGM Uniform, CFG 1)",
+     "builtin": True, "family": "sdxl", "params": {"sampler": "euler", "scheduler": "sgm_uniform", "steps": 8,
+                                                    "cfg_scale": 1, "width": 1024, "height": 1024}},
+    {"name": "turbo-1step", "description": "Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)",
+     "builtin": True, "family": "sdxl", "params": {"sampler": "euler_ancestral", "scheduler": "sgm_uniform",
+                                                    "steps": 1, "cfg_scale": 1, "width": 512, "height": 512}}]
 JOB_FIELDS = {"model", "mode", "prompt", "negative_prompt", "sampler", "scheduler", "steps", "cfg_scale", "width",
               "height", "seed", "batch_size", "priority", "init_image", "denoise", "clip_skip", "step_delay_ms",
               "rng", "idempotency_key", "ttl_s", "extra"}

@@ -136,6 +136,12 @@ head = json.dumps({"conditioner.embedders.1.model.ln_final.weight":
 blob = struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0)
 for name in ("lf-xl-probe.safetensors", "lf-xl-refiner-probe.safetensors", "vae/lf-xl-vae-probe.safetensors"):
     open(f"{d}/{name}", "wb").write(blob)
+# A few-step model's recommended settings in its metadata (lf.defaults, engine/models/lf_manifest.h).
+defaults = {"steps": 4, "cfg": 1, "sampler": "euler", "scheduler": "sgm_uniform", "width": 1024, "height": 1024}
+head = json.dumps({"__metadata__": {"lf.defaults": json.dumps(defaults)},
+                   "conditioner.embedders.1.model.ln_final.weight":
+                   {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+open(f"{d}/lf-xl-lightning-probe.safetensors", "wb").write(struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0))
 EOF
   for w in 0 1; do
     MODELS="$LF_MODELS_DIR"

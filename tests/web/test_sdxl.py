@@ -69,7 +69,7 @@ def test_sdxl_sizes_refiner_and_vae_in_the_form(ui):
     assert p.get_attribute("[data-size='1216x832']", "aria-pressed") == "true"
     # The refiner list: the other SDXL models; the switch point is off until one is chosen.
     opts = p.eval_on_selector_all("#refiner_checkpoint option", "els => els.map(e => e.value)")
-    assert opts == ["", REFINER]
+    assert opts == ["", REFINER] or opts == ["", "lf-xl-lightning-probe", REFINER]  # the farm's other SDXL models
     assert p.is_disabled("#refiner_switch_at")
     assert p.get_attribute("#refiner_switch_at", "min") == "0.01"  # from GET /v1/params
     p.select_option("#refiner_checkpoint", REFINER)
@@ -165,3 +165,49 @@ def test_an_sdxl_job_gets_1024_and_reaches_the_worker_with_its_refiner(base_url)
     # The refiner of another family is refused at the door.
     status, e = http(base_url, "POST", "/v1/jobs", {"model": SD, "refiner_checkpoint": REFINER})
     assert status == 400 and e["error"]["field"] == "refiner_checkpoint", e
+
+
+LIGHTNING = "lf-xl-lightning-probe"
+
+
+def test_model_defaults_and_few_step_presets(ui):
+    """A model's recommended settings (its file's lf.defaults metadata): listed, applied when the
+    model is chosen and undone when another is; the Lightning / Turbo presets are offered for SDXL
+    models only and set steps, CFG, sampler, schedule and size."""
+    r, by = _models(ui.base)
+    if LIGHTNING not in by:
+        pytest.skip("the farm advertises no model with recommended settings (run through run_browser_tests.sh)")
+    assert by[LIGHTNING]["defaults"] == {"steps": 4, "cfg_scale": 1.0, "sampler": "euler",
+                                         "scheduler": "sgm_uniform", "width": 1024, "height": 1024}
+    assert "defaults" not in by[SD]
+    p = ui.open().page
+    p.wait_for_selector("#model option[value='%s']" % LIGHTNING, state="attached")
+    p.select_option("#model", SD)
+    assert p.input_value("#steps") == "20" and p.is_hidden("#model-defaults")
+    p.select_option("#model", LIGHTNING)
+    assert p.input_value("#steps") == "4"
+    assert float(p.input_value("#cfg_scale")) == 1.0
+    assert p.input_value("#sampler") == "euler" and p.input_value("#scheduler") == "sgm_uniform"
+    assert (p.input_value("#width"), p.input_value("#height")) == ("1024", "1024")
+    note = p.text_content("#model-defaults")
+    assert p.is_visible("#model-defaults") and "4 steps, CFG 1" in note, note
+    ui.shot("model-defaults-lightning", full_page=False)
+    # Another model: the page's defaults again for what the model had set.
+    p.select_option("#model", SD)
+    assert p.input_value("#steps") == "20" and float(p.input_value("#cfg_scale")) == 7.0
+    assert p.input_value("#scheduler") == "normal" and p.is_hidden("#model-defaults")
+    # The few-step presets: disabled for an SD1.5 model, with the reason ...
+    p.wait_for_selector("#preset-select option[value='b:lightning-4step']", state="attached")
+    opts = {o["value"]: o for o in p.eval_on_selector_all(
+        "#preset-select option", "os => os.map(o => ({value: o.value, text: o.textContent, disabled: o.disabled}))")}
+    for name in ("b:lightning-4step", "b:lightning-8step", "b:turbo-1step"):
+        assert opts[name]["disabled"] and "sdxl" in opts[name]["text"], opts[name]
+    # ... and applied on an SDXL one.
+    for name, want in [("b:lightning-8step", ("8", "euler", "1024")), ("b:turbo-1step", ("1", "euler_ancestral", "512")),
+                       ("b:lightning-4step", ("4", "euler", "1024"))]:
+        p.select_option("#model", XL)
+        p.wait_for_selector("#preset-select option[value='%s']:not([disabled])" % name, state="attached")
+        p.select_option("#preset-select", name)
+        p.click("#preset-apply")
+        assert (p.input_value("#steps"), p.input_value("#sampler"), p.input_value("#width")) == want, name
+        assert p.input_value("#scheduler") == "sgm_uniform" and float(p.input_value("#cfg_scale")) == 1.0

@@ -218,6 +218,7 @@ function updateModelKind() {
   applyParamRows();
   updateSdxl();
   applyModelSize();
+  applyModelDefaults();
   const help = promptHelp(currentModel());
   $('#prompt').placeholder = help.placeholder;
   $('#negative_prompt').placeholder = help.negative;
@@ -240,6 +241,57 @@ function applyModelSize() {
   setNum('#height', side);
   modelSide = side;
   markAspect();
+}
+
+// ---- a model's recommended settings (GET /v1/models "defaults") ------------------------------
+
+let defaultsSet = null; // the fields the selected model's recommended settings filled in
+
+/** "4 steps, CFG 1, Euler, SGM Uniform, 1024×1024": a model's recommended settings in words. */
+export function defaultsText(d) {
+  if (!d) return '';
+  const label = (id, v) => {
+    const o = [...$(id).options].find((x) => x.value === matchOption($(id), v));
+    return o ? o.text : v;
+  };
+  const parts = [];
+  if (d.steps) parts.push(`${d.steps} step${d.steps === 1 ? '' : 's'}`);
+  if (d.cfg_scale !== undefined) parts.push(`CFG ${d.cfg_scale}`);
+  if (d.sampler) parts.push(label('#sampler', d.sampler));
+  if (d.scheduler) parts.push(label('#scheduler', d.scheduler));
+  if (d.width && d.height) parts.push(`${d.width}×${d.height}`);
+  return parts.join(', ');
+}
+
+/** A model that says how it must be run (few-step models: Lightning's 4 steps, CFG 1, Euler, SGM
+ * Uniform) gets those settings when it is chosen, and the form says so; choosing a model without
+ * them puts back the page's defaults for the fields the previous one set. */
+function applyModelDefaults() {
+  const m = currentModel();
+  const d = m.defaults && typeof m.defaults === 'object' ? m.defaults : null;
+  const note = $('#model-defaults');
+  if (defaultsSet && !d) {
+    for (const k of ['sampler', 'scheduler']) {
+      const v = defaultsSet[k] !== undefined && rowDefault(k);
+      if (v) $(`#${k}`).value = matchOption($(`#${k}`), v) || $(`#${k}`).value;
+    }
+    for (const k of ['steps', 'cfg_scale']) {
+      if (defaultsSet[k] !== undefined && paramRows[k] && paramRows[k].default !== undefined) setNum(`#${k}`, paramRows[k].default);
+    }
+  }
+  defaultsSet = null;
+  if (!d) {
+    note.hidden = true;
+    note.textContent = '';
+    return;
+  }
+  const p = {};
+  for (const k of ['steps', 'cfg_scale', 'sampler', 'scheduler', 'width', 'height']) if (d[k] !== undefined) p[k] = d[k];
+  setParams(p, { keepSeed: true });
+  if (p.width && p.height && p.width === p.height) modelSide = p.width; // the next model's size may replace it
+  defaultsSet = p;
+  note.textContent = `${m.name} is made for: ${defaultsText(d)} (set now; change them if you like).`;
+  note.hidden = false;
 }
 
 function mode() {

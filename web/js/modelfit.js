@@ -65,6 +65,11 @@ export function presetFit(preset, selected, models, form = {}) {
       || models.find((m) => Array.isArray(m.aliases) && m.aliases.includes(params.model));
     if (!model) return { ok: false, reason: `needs the model ${params.model}, which no worker serves now`, model: null, params };
   }
+  // A preset for one family (the few-step ones: Lightning, Turbo) fits only that family's models.
+  const fam = model && (model.family || model.kind);
+  if (preset && preset.family && model && !isDiagnostic(model) && fam !== preset.family) {
+    return { ok: false, reason: `for ${preset.family} models; ${model.name} is ${fam || 'of another family'}`, model, params };
+  }
   if (preset && preset.aspect) {
     const formSide = Math.sqrt((form.width || 512) * (form.height || 512));
     const size = sizeForAspect(preset.aspect, (!isDiagnostic(model) && nativeSide(model)) || formSide);
