@@ -127,6 +127,23 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(upscale_height, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                  \
       "upscale job: target height")
 
+/* Prompt enhancement (gateway/lf_enhance.h): the gateway asks an LLM to
+ * rewrite the prompt before the job is queued. enhance_prompt and
+ * enhance_instruction are the client's; prompt_original and enhance_error
+ * are written by the gateway (a client's values are dropped): the prompt as
+ * sent when `prompt` now holds the LLM's, and why the original was kept.
+ * The infotext writes "Original prompt" after the other labels. */
+#define LF__PARAM_ENHANCE_ROWS(X)                                                                 \
+    X(enhance_prompt, BOOL, "enhance_prompt", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,          \
+      "rewrite the prompt with the farm's LLM before generation (the gateway's LF_ENHANCE_URL); "  \
+      "on any failure the job goes on with the original prompt and enhance_error says why")     \
+    X(enhance_instruction, STR, "enhance_instruction", TOP, 0, 2000, 0, 0, NULL, NULL, NULL, NEVER, \
+      0, "prompt enhancement: an extra instruction for the LLM (\"make it a watercolour\")")      \
+    X(prompt_original, STR, "prompt_original", TOP, 0, 32768, 0, 0, NULL, NULL, "Original prompt", \
+      ALWAYS, 0, "set by the gateway: the prompt as sent, when prompt holds the enhanced one")   \
+    X(enhance_error, STR, "enhance_error", TOP, 0, 1024, 0, 0, NULL, NULL, NULL, NEVER, 0,          \
+      "set by the gateway: why the prompt was not enhanced (the original was used)")
+
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
     X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
@@ -220,7 +237,8 @@ extern const lf_param_enum_t lf_param_rngs[];
     X(initial_noise_multiplier, F64, "initial_noise_multiplier", TOP, 0, 1.5, 0.01, 1, NULL,      \
       NULL, NULL, NEVER, 0, "img2img: scale of the initial noise")                               \
     X(inpainting_mask_weight, F64, "inpainting_mask_weight", OVERRIDE, 0, 1, 0.01, 1, NULL, NULL, \
-      NULL, NEVER, 0, "inpainting models: how much the conditioning image hides the masked part")
+      NULL, NEVER, 0, "inpainting models: how much the conditioning image hides the masked part") \
+    LF__PARAM_ENHANCE_ROWS(X)
 
 typedef enum { LF_PT_STR, LF_PT_ENUM, LF_PT_U32, LF_PT_I64, LF_PT_F64, LF_PT_BOOL, LF_PT_LORAS } lf_param_type_t;
 
