@@ -97,9 +97,67 @@ static const char *s_server_error(const json_t *j) {
     return json_is_string(m) ? json_string_value(m) : NULL;
 }
 
+/* Appends n bytes of t to *acc (a growing NUL-terminated string). 0 or LF_ENOMEM. */
+static int s_append(char **acc, size_t *len, const char *t, size_t n) {
+    char *p = realloc(*acc, *len + n + 1);
+    if (!p) return LF_ENOMEM;
+    memcpy(p + *len, t, n);
+    *len += n;
+    p[*len] = 0;
+    *acc = p;
+    return 0;
+}
+
+/* The content of one answer object: choices[0].message.content (OpenAI),
+ * choices[0].delta.content (an OpenAI stream chunk) or message.content
+ * (Ollama, whole or one line of its stream). NULL when absent. */
+static const json_t *s_content(lf_enhance_api_t api, const json_t *j, bool chunk) {
+    if (api == LF_ENHANCE_OLLAMA) return json_object_get(json_object_get(j, "message"), "content");
+    const json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+    return json_object_get(json_object_get(ch, chunk ? "delta" : "message"), "content");
+}
+
+/* A streamed answer, which some servers send whatever "stream" says
+ * (transformers serve does): OpenAI's server-sent events ("data: {chunk}"
+ * lines up to "data: [DONE]") or Ollama's one JSON object per line. The
+ * pieces of content joined into *out. 0, LF_EPROTO (no line parses, or
+ * none has content) or LF_ENOMEM. */
+static int s_parse_stream(lf_enhance_api_t api, const char *body, size_t len, char **out) {
+    char *acc = NULL;
+    size_t n = 0;
+    int parts = 0, rc = 0;
+    const char *p = body, *end = body + len;
+    while (p < end && !rc) {
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        if (!e) e = end;
+        const char *l = p;
+        p = e + 1;
+        if (api == LF_ENHANCE_OPENAI) {
+            if (e - l < 5 || strncmp(l, "data:", 5)) continue; /* blank lines, event:, id:, comments */
+            l += 5;
+            while (l < e && *l == ' ') l++;
+            if (e - l >= 6 && !strncmp(l, "[DONE]", 6)) break;
+        }
+        json_t *j = json_loadb(l, (size_t)(e - l), 0, NULL);
+        if (!j) continue;
+        const json_t *c = s_content(api, j, api == LF_ENHANCE_OPENAI);
+        if (json_is_string(c)) {
+            rc = s_append(&acc, &n, json_string_value(c), json_string_length(c));
+            parts++;
+        }
+        json_decref(j);
+    }
+    if (!rc && !parts) rc = LF_EPROTO;
+    if (rc) {
+        free(acc);
+        return rc;
+    }
+    *out = acc ? acc : strdup("");
+    return *out ? 0 : LF_ENOMEM;
+}
+
 int lf_enhance_parse(const lf_enhance_opts_t *o, long status, const char *body, size_t len, char **text,
                      char *err, size_t errlen) {
-    const char *api = lf_enhance_api_name(o->api);
     json_error_t je;
     json_t *j = body ? json_loadb(body, len, 0, &je) : NULL;
     if (status < 200 || status > 299) {
@@ -109,51 +167,49 @@ int lf_enhance_parse(const lf_enhance_opts_t *o, long status, const char *body, 
         json_decref(j);
         return LF_EIO;
     }
+    char *content = NULL;
     if (!j) {
-        s_err(err, errlen, "the enhancement endpoint's answer is not JSON (%.100s)", je.text);
-        return LF_EPROTO;
-    }
-    const json_t *c = NULL;
-    if (o->api == LF_ENHANCE_OLLAMA) {
-        c = json_object_get(json_object_get(j, "message"), "content");
+        int rc = body ? s_parse_stream(o->api, body, len, &content) : LF_EPROTO;
+        if (rc == LF_ENOMEM) return rc;
+        if (rc) {
+            s_err(err, errlen, "the enhancement endpoint's answer is not JSON (%.100s)", body ? je.text : "no body");
+            return LF_EPROTO;
+        }
     } else {
-        const json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
-        c = json_object_get(json_object_get(ch, "message"), "content");
-    }
-    if (!json_is_string(c)) {
-        const char *m = s_server_error(j);
-        if (m) s_err(err, errlen, "the enhancement endpoint answered an error: %.200s", m);
-        else
-            s_err(err, errlen, "the enhancement endpoint's answer has no %s", o->api == LF_ENHANCE_OLLAMA
-                                                                                  ? "message.content"
-                                                                                  : "choices[0].message.content");
+        const json_t *c = s_content(o->api, j, false);
+        if (!json_is_string(c)) {
+            const char *m = s_server_error(j);
+            if (m) s_err(err, errlen, "the enhancement endpoint answered an error: %.200s", m);
+            else
+                s_err(err, errlen, "the enhancement endpoint's answer has no %s",
+                      o->api == LF_ENHANCE_OLLAMA ? "message.content" : "choices[0].message.content");
+            json_decref(j);
+            return LF_EPROTO;
+        }
+        content = strndup(json_string_value(c), json_string_length(c));
         json_decref(j);
-        return LF_EPROTO;
+        if (!content) return LF_ENOMEM;
     }
-    (void)api;
-    const char *s = json_string_value(c);
-    size_t n = json_string_length(c);
-    if (strlen(s) != n) { /* a \u0000 inside */
-        json_decref(j);
-        s_err(err, errlen, "the enhanced prompt holds a NUL character");
-        return LF_EFORMAT;
-    }
+    int rc = 0;
+    /* Control characters (a small model's noise) would end up in the infotext: blanks instead. */
+    for (char *q = content; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = ' ';
     /* A reasoning model's <think>...</think> comes first: keep what follows. */
-    const char *t = strstr(s, "</think>");
-    if (t && strstr(s, "<think>") && strstr(s, "<think>") < t) s = t + 8;
+    const char *s = content;
+    const char *t = strstr(s, "</think>"), *th = strstr(s, "<think>");
+    if (t && th && th < t) s = t + 8;
     const char *e = s + strlen(s);
-    while (*s && strchr(" \t\r\n", *s)) s++;
-    while (e > s && strchr(" \t\r\n", e[-1])) e--;
+    while (*s == ' ') s++;
+    while (e > s && e[-1] == ' ') e--;
     if (e - s >= 2 && ((*s == '"' && e[-1] == '"') || (*s == '\'' && e[-1] == '\''))) {
         s++, e--;
-        while (*s && strchr(" \t\r\n", *s)) s++;
-        while (e > s && strchr(" \t\r\n", e[-1])) e--;
+        while (*s == ' ') s++;
+        while (e > s && e[-1] == ' ') e--;
     }
     char *r = strndup(s, (size_t)(e - s));
-    json_decref(j);
+    free(content);
     if (!r) return LF_ENOMEM;
     long chars = s_utf8_len(r);
-    int rc = 0;
     if (!*r) {
         s_err(err, errlen, "the enhancement endpoint answered an empty prompt");
         rc = LF_EFORMAT;

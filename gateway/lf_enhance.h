@@ -53,11 +53,14 @@ int lf_enhance_url(const lf_enhance_opts_t *o, char *out, size_t len);
 int lf_enhance_body(const lf_enhance_opts_t *o, const char *prompt, const char *instruction, char **out);
 
 /* Reads the endpoint's answer (status: the HTTP status) into *text: the
- * content, blanks trimmed, a <think>...</think> block (reasoning models)
- * dropped, one pair of surrounding quotes removed. Failures, with a
+ * content — of one JSON object, or joined from a stream when the server
+ * streamed anyway (OpenAI server-sent events "data: {chunk}" with
+ * choices[0].delta.content; Ollama's JSON lines) —, control characters
+ * made blanks, blanks trimmed, a <think>...</think> block (reasoning
+ * models) dropped, one pair of surrounding quotes removed. Failures, with a
  * sentence in err (errlen bytes) for the job's enhance_error:
  *   LF_EIO        a status other than 2xx (the server's error message quoted)
- *   LF_EPROTO     not JSON, or JSON without the API's content field
+ *   LF_EPROTO     not JSON (nor a stream with content), or JSON without the API's content field
  *   LF_EFORMAT    empty content, or not valid UTF-8
  *   LF_ETOOBIG    more than o->max_chars characters
  *   LF_ENOMEM */

@@ -145,6 +145,37 @@ static void test_parse_ok(void **state) {
     free(t);
 }
 
+/* Answers streamed although "stream" was false: transformers serve 4.56
+ * sends server-sent events (this body is its shape: a role chunk, content
+ * chunks, a finish chunk; then [DONE] as OpenAI sends it); Ollama streams
+ * JSON lines. Control characters become blanks. */
+static void test_parse_streams(void **state) {
+    (void)state;
+    char *t, err[256];
+    const char *sse =
+        "data: {\"id\":\"req_0\",\"choices\":[{\"delta\":{\"role\":\"assistant\"},\"index\":0}],"
+        "\"object\":\"chat.completion.chunk\"}\n\n"
+        "data: {\"id\":\"req_0\",\"choices\":[{\"delta\":{\"content\":\" a blue\\u0003\"},\"index\":0}]}\n\n"
+        ": keep-alive comment\n\n"
+        "data: {\"id\":\"req_0\",\"choices\":[{\"delta\":{\"content\":\"cat \"},\"index\":0}]}\n\n"
+        "data: {\"id\":\"req_0\",\"choices\":[{\"delta\":{},\"index\":0,\"finish_reason\":\"stop\"}]}\n\n"
+        "data: [DONE]\n\n"
+        "data: {\"choices\":[{\"delta\":{\"content\":\"after done\"}}]}\n\n";
+    assert_int_equal(s_parse(LF_ENHANCE_OPENAI, 200, sse, &t, err), 0);
+    assert_string_equal(t, "a blue cat");
+    free(t);
+    const char *nd = "{\"message\":{\"role\":\"assistant\",\"content\":\"a \"},\"done\":false}\n"
+                     "{\"message\":{\"role\":\"assistant\",\"content\":\"red fox\"},\"done\":false}\n"
+                     "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true}\n";
+    assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200, nd, &t, err), 0);
+    assert_string_equal(t, "a red fox");
+    free(t);
+    /* A stream without any content is not an answer. */
+    assert_int_equal(s_parse(LF_ENHANCE_OPENAI, 200, "data: {\"choices\":[]}\n\ndata: [DONE]\n", &t, err), LF_EPROTO);
+    assert_null(t);
+    assert_int_equal(s_parse(LF_ENHANCE_OPENAI, 200, "event: x\n\n", &t, err), LF_EPROTO);
+}
+
 static void test_parse_faults(void **state) {
     (void)state;
     char *t, err[256];
@@ -187,7 +218,8 @@ static void test_parse_faults(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_names),   cmocka_unit_test(test_urls),        cmocka_unit_test(test_body_openai),
-        cmocka_unit_test(test_body_ollama), cmocka_unit_test(test_parse_ok), cmocka_unit_test(test_parse_faults),
+        cmocka_unit_test(test_body_ollama), cmocka_unit_test(test_parse_ok), cmocka_unit_test(test_parse_streams),
+        cmocka_unit_test(test_parse_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
