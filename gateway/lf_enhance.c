@@ -138,11 +138,13 @@ static int s_parse_stream(lf_enhance_api_t api, const char *body, size_t len, ch
             while (l < e && *l == ' ') l++;
             if (e - l >= 6 && !strncmp(l, "[DONE]", 6)) break;
         }
-        json_t *j = json_loadb(l, (size_t)(e - l), 0, NULL);
+        json_t *j = json_loadb(l, (size_t)(e - l), JSON_ALLOW_NUL, NULL);
         if (!j) continue;
         const json_t *c = s_content(api, j, api == LF_ENHANCE_OPENAI);
         if (json_is_string(c)) {
             rc = s_append(&acc, &n, json_string_value(c), json_string_length(c));
+            for (size_t i = n - json_string_length(c); !rc && i < n; i++)
+                if (!acc[i]) acc[i] = ' '; /* a \u0000 (noise) would cut the text */
             parts++;
         }
         json_decref(j);
@@ -159,7 +161,7 @@ static int s_parse_stream(lf_enhance_api_t api, const char *body, size_t len, ch
 int lf_enhance_parse(const lf_enhance_opts_t *o, long status, const char *body, size_t len, char **text,
                      char *err, size_t errlen) {
     json_error_t je;
-    json_t *j = body ? json_loadb(body, len, 0, &je) : NULL;
+    json_t *j = body ? json_loadb(body, len, JSON_ALLOW_NUL, &je) : NULL;
     if (status < 200 || status > 299) {
         const char *m = s_server_error(j);
         s_err(err, errlen, "the enhancement endpoint answered HTTP %ld%s%.200s", status, m ? ": " : "",
@@ -186,7 +188,14 @@ int lf_enhance_parse(const lf_enhance_opts_t *o, long status, const char *body, 
             json_decref(j);
             return LF_EPROTO;
         }
-        content = strndup(json_string_value(c), json_string_length(c));
+        size_t cl = json_string_length(c);
+        content = malloc(cl + 1);
+        if (content) {
+            memcpy(content, json_string_value(c), cl);
+            for (size_t i = 0; i < cl; i++)
+                if (!content[i]) content[i] = ' '; /* a \u0000 (noise) would cut the text */
+            content[cl] = 0;
+        }
         json_decref(j);
         if (!content) return LF_ENOMEM;
     }

@@ -126,6 +126,13 @@ static void test_parse_ok(void **state) {
                      0);
     assert_string_equal(t, "a blue cat");
     free(t);
+    /* A small model's noise: \u0000 (transformers serve sends it) is a blank, not the end. */
+    assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200, "{\"message\":{\"content\":\"a\\u0000b\"}}", &t, err), 0);
+    assert_string_equal(t, "a b");
+    free(t);
+    assert_int_equal(s_parse(LF_ENHANCE_OPENAI, 200, "data: {\"choices\":[{\"delta\":{\"content\":\"x\\u0000y\"}}]}\n", &t, err), 0);
+    assert_string_equal(t, "x y");
+    free(t);
     /* Ollama's /api/chat answer. */
     assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200,
                              "{\"model\":\"tiny\",\"created_at\":\"2024-01-01T00:00:00Z\",\"message\":{\"role\":"
@@ -206,8 +213,7 @@ static void test_parse_faults(void **state) {
                      LF_EFORMAT);
     assert_string_equal(err, "the enhancement endpoint answered an empty prompt");
     assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200, "{\"message\":{\"content\":\"\\\"\\\"\"}}", &t, err), LF_EFORMAT);
-    /* jansson refuses \u0000 in a string: not JSON for us. */
-    assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200, "{\"message\":{\"content\":\"a\\u0000b\"}}", &t, err), LF_EPROTO);
+
     /* 21 characters: over the limit of 20. */
     assert_int_equal(s_parse(LF_ENHANCE_OLLAMA, 200, "{\"message\":{\"content\":\"abcdefghijklmnopqrstu\"}}", &t, err),
                      LF_ETOOBIG);
