@@ -361,7 +361,8 @@ static int s_enhance(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const ch
         lf_req_ref(req);
         rc = lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, req);
         if (!rc) return LF_HTTP_PENDING;
-        lf_req_unref(&req);
+        lf_req_t *ref = req; /* the enhancer's reference, not taken */
+        lf_req_unref(&ref);
     }
     p->enhance_error = strdup(gw->enhancer ? "the gateway could not start the enhancement"
                                            : "no enhancement endpoint is configured (LF_ENHANCE_URL)");
@@ -391,7 +392,8 @@ int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *id
     lf_req_ref(req);
     int rc = lf_link_send(gw->link, &m, s_on_reply, req);
     if (rc) {
-        lf_req_unref(&req);
+        lf_req_t *ref = req; /* the link's reference; the handler's keeps req alive */
+        lf_req_unref(&ref);
         return lf__err_code(req, rc, "submit");
     }
     return LF_HTTP_PENDING;
@@ -404,7 +406,8 @@ int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *jo
     lf_req_ref(req);
     int rc = lf_link_send(gw->link, &m, s_on_reply, req);
     if (rc) {
-        lf_req_unref(&req);
+        lf_req_t *ref = req; /* the link's reference; the handler's keeps req alive */
+        lf_req_unref(&ref);
         return lf__err_code(req, rc, "cancel");
     }
     return LF_HTTP_PENDING;

@@ -15,9 +15,11 @@ or with the original prompt and enhance_error saying why.
 usage: test_enhance_farm.py GATEWAY BROKER WORKER"""
 import http.server
 import json
+import signal
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from lf_farm import FARM, main
@@ -147,6 +149,34 @@ class Enhance(unittest.TestCase):
         props = doc["components"]["schemas"]["JobRequest"]["properties"]
         for k in ("enhance_prompt", "enhance_instruction"):
             self.assertIn(k, props)
+
+    def test_zz_stop_while_enhancing(self):
+        # Last (the name sorts last): the gateway stops while the LLM is slow. The held request still gets
+        # an answer: its job queued with the original prompt and the reason, or a 503 to retry (not accepted,
+        # so nothing is lost); never a dropped connection; the gateway exits at once and cleanly.
+        res = {}
+
+        def post():
+            try:
+                res["r"] = call("POST", "/v1/jobs", {"model": "lf-diagnostic", "prompt": "FAULT-timeout at stop",
+                                                     "width": 64, "height": 64, "enhance_prompt": True})
+            except Exception as e:  # noqa: BLE001 - reported below
+                res["r"] = e
+        t = threading.Thread(target=post)
+        t.start()
+        time.sleep(0.5)
+        gw = FARM["procs"][-1]
+        gw.send_signal(signal.SIGTERM)
+        self.assertEqual(gw.wait(10), 0)
+        t.join(10)
+        r = res["r"]
+        if isinstance(r, urllib.error.HTTPError):  # the link had stopped first: a 503 to retry elsewhere
+            body = r.read()
+            self.assertEqual(r.code, 503, body)
+            self.assertEqual(json.loads(body)["error"]["code"], "unavailable", body)
+        else:  # queued first, with the original prompt
+            self.assertEqual(r[0], 202, r)
+            self.assertEqual(r[1]["status"], "queued")
 
 
 if __name__ == "__main__":
