@@ -5,10 +5,10 @@ FastAPI/uvicorn server) on a tiny random chat model this test makes offline
 
 The server's Python: LF_SERVE_PYTHON (default: /work/venv-torch2/bin/python
 when it exists, else python3) must import torch; transformers 4.56.2 and the
-server's packages go into LF_SERVE_TARGET (default: tfserve/ next to the
-build's test binary... the current directory) with
-`pip install --target DIR transformers==4.56.2 fastapi uvicorn openai pydantic`
-(no torch: the interpreter's own is used). Skipped (77) when that Python has no
+server's packages go into LF_SERVE_TARGET (default: tfserve/ in the current
+directory: ctest runs it in the build tree) with
+`pip install --target DIR` + PACKAGES below (no torch: the interpreter's own
+is used). Skipped (77) when that Python has no
 torch or pip cannot install.
 
 The model answers noise; what is checked is the wire: the gateway's request
@@ -32,6 +32,8 @@ from lf_farm import FARM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVE = {}
+# transformers serve and its server packages, as tested (no torch: the interpreter's own is used).
+PACKAGES = ["transformers==4.56.2", "fastapi==0.165.0", "uvicorn==0.55.0", "openai==3.57.0", "pydantic==2.14.4"]
 
 
 def skip(msg):
@@ -49,8 +51,8 @@ def setup_server():
     probe = [py, "-c", "import transformers.commands.serving as s, fastapi, uvicorn, openai; "
              "import transformers; assert transformers.__version__ == '4.56.2'"]
     if subprocess.run(probe, env=env, capture_output=True).returncode:
-        r = subprocess.run([py, "-m", "pip", "install", "-q", "--target", target, "transformers==4.56.2", "fastapi",
-                            "uvicorn", "openai>=1.98", "pydantic"], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([py, "-m", "pip", "install", "-q", "--target", target] + PACKAGES, capture_output=True,
+                           text=True, timeout=600)
         if r.returncode or subprocess.run(probe, env=env, capture_output=True).returncode:
             skip("cannot install transformers serve into %s: %s" % (target, r.stderr[-400:]))
     d = tempfile.mkdtemp(prefix="lf-enhance-real-")
