@@ -114,6 +114,26 @@ static const lf_config_opt_t s_opts[] = {
     STR("default-model", NULL, "LF_DEFAULT_MODEL", default_model, "lf-diagnostic", G | E,
         "model used when a request names none"),
 
+    /* Prompt enhancement (gateway/lf_enhance.h; docs/api.md, "Prompt enhancement"). */
+    STR("enhance-url", NULL, "LF_ENHANCE_URL", enhance_url, NULL, G,
+        "LLM chat endpoint that rewrites prompts of jobs with enhance_prompt (unset = off): "
+        "http://host:port/v1/chat/completions (openai) or http://host:11434/api/chat (ollama); "
+        "a base URL gets the API's path"),
+    STR("enhance-api", NULL, "LF_ENHANCE_API", enhance_api, "openai", G,
+        "API of the enhancement endpoint: openai (OpenAI-compatible) | ollama"),
+    STR("enhance-model", NULL, "LF_ENHANCE_MODEL", enhance_model, NULL, G,
+        "model name sent to the enhancement endpoint"),
+    STR("enhance-system-prompt", NULL, "LF_ENHANCE_SYSTEM_PROMPT", enhance_system, NULL, G,
+        "system prompt of the enhancement (unset = the built-in one)"),
+    STR("enhance-api-key", NULL, "LF_ENHANCE_API_KEY", enhance_api_key, NULL, G,
+        "Bearer key for the enhancement endpoint (prefer the variable: flags show in ps)"),
+    INT("enhance-timeout-ms", NULL, "LF_ENHANCE_TIMEOUT_MS", enhance_timeout_ms, "20000", 100, 600000, G,
+        "longest one prompt enhancement may take, ms (then the original prompt is used)"),
+    INT("enhance-max-chars", NULL, "LF_ENHANCE_MAX_CHARS", enhance_max_chars, "2000", 1, 32768, G,
+        "longest enhanced prompt accepted, characters (a longer reply keeps the original prompt)"),
+    INT("enhance-threads", NULL, "LF_ENHANCE_THREADS", enhance_threads, "4", 1, 64, G,
+        "prompt enhancements that run at once (more wait their turn)"),
+
     STR("worker-id", NULL, "LF_WORKER_ID", worker_id, NULL, W, "worker id (default host-pid-random)"),
     STR("worker-device", "device", "LF_WORKER_DEVICE", worker_device, "cpu", W | E,
         "compute device: cpu | cuda | cuda:N (also LF_DEVICE)"),

@@ -108,6 +108,15 @@ typedef struct {
     char *web_root;            /* [NULL = no static files] folder of the web UI */
     char *cors_origin;         /* [NULL = no CORS headers] Access-Control-Allow-Origin value */
     char *default_model;       /* [lf-diagnostic] model used when a request names none */
+    /* prompt enhancement (gateway/lf_enhance.h): an LLM rewrites a job's prompt before it is queued */
+    char *enhance_url;         /* [NULL = off] OpenAI-compatible or Ollama chat endpoint */
+    char *enhance_api;         /* [openai] openai | ollama */
+    char *enhance_model;       /* [NULL] model name sent to the endpoint */
+    char *enhance_system;      /* [NULL = built-in] system prompt */
+    char *enhance_api_key;     /* [NULL] Bearer key for the endpoint */
+    int64_t enhance_timeout_ms;/* [20000] longest one enhancement may take */
+    int64_t enhance_max_chars; /* [2000] longer replies are refused (the original prompt is kept) */
+    int64_t enhance_threads;   /* [4] enhancements run at once */
 
     /* --- worker */
     char *worker_id;           /* [NULL = host-pid-random] */

@@ -532,6 +532,8 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
             snprintf(v, sizeof vals[0], "%ux%u", p->hr_resize_x, p->hr_resize_y);
         else if (i == LF_P_model && model_label && *model_label)
             snprintf(v, sizeof vals[0], "%s", model_label);
+        else if (i == LF_P_prompt_original) /* a whole prompt: not cut to the buffer */
+            v = p->prompt_original ? p->prompt_original : "";
         else
             lf_param_format(p, d, v, sizeof vals[0]);
         if (s_is_str(d) && !*v) continue; /* an empty name says nothing */

@@ -129,6 +129,23 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
     X(upscale_height, U32, NULL, NONE, 0, 8192, 1, 0, NULL, NULL, NULL, NEVER, 0,                  \
       "upscale job: target height")
 
+/* Prompt enhancement (gateway/lf_enhance.h): the gateway asks an LLM to
+ * rewrite the prompt before the job is queued. enhance_prompt and
+ * enhance_instruction are the client's; prompt_original and enhance_error
+ * are written by the gateway (a client's values are dropped): the prompt as
+ * sent when `prompt` now holds the LLM's, and why the original was kept.
+ * The infotext writes "Original prompt" after the other labels. */
+#define LF__PARAM_ENHANCE_ROWS(X)                                                                 \
+    X(enhance_prompt, BOOL, "enhance_prompt", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,          \
+      "rewrite the prompt with the farm's LLM before generation (the gateway's LF_ENHANCE_URL); "  \
+      "on any failure the job goes on with the original prompt and enhance_error says why")     \
+    X(enhance_instruction, STR, "enhance_instruction", TOP, 0, 2000, 0, 0, NULL, NULL, NULL, NEVER, \
+      0, "prompt enhancement: an extra instruction for the LLM (\"make it a watercolour\")")      \
+    X(prompt_original, STR, "prompt_original", TOP, 0, 32768, 0, 0, NULL, NULL, "Original prompt", \
+      ALWAYS, 0, "set by the gateway: the prompt as sent, when prompt holds the enhanced one")   \
+    X(enhance_error, STR, "enhance_error", TOP, 0, 1024, 0, 0, NULL, NULL, NULL, NEVER, 0,          \
+      "set by the gateway: why the prompt was not enhanced (the original was used)")
+
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
     X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
@@ -246,7 +263,8 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
       CACHE, 0, "deepcache: a full step every N steps")                                          \
     X(cache_depth, U32, "cache_depth", OVERRIDE, 0, 63, 1, 0, NULL, NULL, "Cache depth", CACHE, 0, \
       "deepcache: the branch (down-path element; 0 = shallowest) whose deeper features are "      \
-      "reused")
+      "reused") \
+    LF__PARAM_ENHANCE_ROWS(X)
 
 /* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks
  * and normalizes it; here: it parses, at most hi bytes). */

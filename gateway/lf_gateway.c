@@ -360,6 +360,52 @@ static void s_on_reply_ignore(void *arg, const lf_link_reply_t *reply) {
     if (reply->code) lf_debug("cancel: %s", reply->message);
 }
 
+/* ---------------------------------------------------- prompt enhancement */
+
+/* The enhancer's answer (on its thread; the request is suspended, so st is
+ * ours until the wake): the LLM's prompt with the original kept beside it,
+ * or the original with the reason. */
+static void s_on_enhanced(void *arg, int rc, char *text, const char *err) {
+    lf_req_t *req = arg;
+    lf__rstate_t *st = lf_req_state(req);
+    lf_job_params_t *p = &st->jr.params;
+    if (!rc) {
+        p->prompt_original = p->prompt;
+        p->prompt = text;
+        lf_info("prompt enhanced (%zu -> %zu bytes)", p->prompt_original ? strlen(p->prompt_original) : 0,
+                strlen(text));
+    } else {
+        p->enhance_error = strdup(err && *err ? err : lf_strerror(rc));
+        if (p->enhance_error) lf_utf8_truncate(p->enhance_error, 1024);
+        lf_warn("prompt enhancement failed, the original prompt is used: %s", err);
+    }
+    st->enh = LF__ENH_READY;
+    lf_req_wake(req);
+    lf_req_unref(&req);
+}
+
+/* Hands the job to the enhancer: LF_HTTP_PENDING, or 0 when the SUBMIT
+ * should go at once (enhancement not configured or not possible: the
+ * reason is in enhance_error). */
+static int s_enhance(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem) {
+    lf_job_params_t *p = &st->jr.params;
+    snprintf(st->enh_idem, sizeof st->enh_idem, "%s", idem);
+    st->enh = LF__ENH_RUNNING;
+    int rc = LF_EINVAL;
+    if (gw->enhancer) {
+        lf_req_ref(req);
+        rc = lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, req);
+        if (!rc) return LF_HTTP_PENDING;
+        lf_req_t *ref = req; /* the enhancer's reference, not taken */
+        lf_req_unref(&ref);
+    }
+    p->enhance_error = strdup(gw->enhancer ? "the gateway could not start the enhancement"
+                                           : "no enhancement endpoint is configured (LF_ENHANCE_URL)");
+    st->enh = LF__ENH_SENT;
+    (void)rc;
+    return 0;
+}
+
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem) {
     char gen[LF_ID_SIZE + 4];
     if (!idem) { /* a retry on another broker must not queue the job twice */
@@ -368,12 +414,21 @@ int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *id
         snprintf(gen, sizeof gen, "gw-%s", id);
         idem = gen;
     }
+    if (st->enh == LF__ENH_NONE) {
+        /* The gateway's own fields: what a client sent there is dropped. */
+        lf_job_params_t *p = &st->jr.params;
+        free(p->prompt_original), p->prompt_original = NULL;
+        free(p->enhance_error), p->enhance_error = NULL;
+        if (p->enhance_prompt && s_enhance(gw, req, st, idem) == LF_HTTP_PENDING) return LF_HTTP_PENDING;
+    }
+    st->enh = LF__ENH_SENT;
     lf_msg_t m = {.type = LF_MSG_SUBMIT, .priority = st->jr.priority, .ttl_s = st->jr.ttl_s,
                   .idem_key = (char *)idem, .params = st->jr.params};
     lf_req_ref(req);
     int rc = lf_link_send(gw->link, &m, s_on_reply, req);
     if (rc) {
-        lf_req_unref(&req);
+        lf_req_t *ref = req; /* the link's reference; the handler's keeps req alive */
+        lf_req_unref(&ref);
         return lf__err_code(req, rc, "submit");
     }
     return LF_HTTP_PENDING;
@@ -386,7 +441,8 @@ int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *jo
     lf_req_ref(req);
     int rc = lf_link_send(gw->link, &m, s_on_reply, req);
     if (rc) {
-        lf_req_unref(&req);
+        lf_req_t *ref = req; /* the link's reference; the handler's keeps req alive */
+        lf_req_unref(&ref);
         return lf__err_code(req, rc, "cancel");
     }
     return LF_HTTP_PENDING;
@@ -635,6 +691,9 @@ static void s_state_free(void *p) {
  * A1111, O_ OpenAI, the rest native; a route added anywhere in the table
  * lands in the right file. */
 static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
+    /* Back from the enhancer: the SUBMIT the handler asked for. */
+    if (st->enh == LF__ENH_READY) return lf__submit(gw, req, st, st->enh_idem);
+    if (st->enh == LF__ENH_RUNNING) return LF_HTTP_PENDING; /* not a wake of ours */
     const char *name = st->m.route->name;
     if (!strncmp(name, "O_", 2)) return lf__openai_handle(gw, req, st);
     if (!strncmp(name, "A_", 2)) return lf__a1111_handle(gw, req, st);
@@ -901,6 +960,19 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
         gw->sopts.blobs = gw->blobs;
         lf_info("images are read from %s", lf_blobstore_describe(gw->blobs));
     }
+    if (cfg->enhance_url && *cfg->enhance_url) {
+        lf_enhance_opts_t eo = {.url = cfg->enhance_url, .model = cfg->enhance_model,
+                                .system = cfg->enhance_system, .api_key = cfg->enhance_api_key,
+                                .timeout_ms = cfg->enhance_timeout_ms,
+                                .max_chars = (size_t)cfg->enhance_max_chars};
+        if (lf_enhance_api_parse(cfg->enhance_api ? cfg->enhance_api : "openai", &eo.api)) {
+            snprintf(err, errlen, "LF_ENHANCE_API must be openai or ollama, not '%s'", cfg->enhance_api);
+            goto fail;
+        }
+        if (!(gw->enhancer = lf_enhancer_new(&eo, (int)cfg->enhance_threads, err, errlen))) goto fail;
+        lf_info("prompt enhancement: %s (%s API, model %s, timeout %lld ms)", cfg->enhance_url,
+                lf_enhance_api_name(eo.api), eo.model ? eo.model : "(server's)", (long long)eo.timeout_ms);
+    }
     /* Redis may come up after us: the pool connects lazily, the hub's store too. */
     gw->hub_store = lf_store_new(&gw->sopts, err, errlen);
     if (!gw->hub_store) {
@@ -935,6 +1007,8 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     lf_gateway_t *gw = *self_p;
     /* Answer everyone who waits first (they resume their connections), then
      * close the server. */
+    /* The enhancer first: what it holds wakes and gets its answer from the link. */
+    lf_enhancer_destroy(&gw->enhancer);
     lf_hub_stop(gw->hub);
     lf_link_stop(gw->link);
     lf_http_destroy(&gw->http);

@@ -15,7 +15,9 @@
 /* Fields copied to the native body unchanged (our extensions). */
 static const char *const s_passthrough[] = {"negative_prompt", "steps", "seed", "cfg_scale",
                                             "sampler", "scheduler", "clip_skip", "rng", "vae",
-                                            "refiner_checkpoint", "refiner_switch_at"};
+                                            "refiner_checkpoint", "refiner_switch_at",
+                                            /* prompt enhancement (JSON bodies: generations) */
+                                            "enhance_prompt", "enhance_instruction"};
 /* OpenAI fields that do not change what we generate. */
 static const char *const s_ignored[] = {"quality", "style", "user", "moderation", "safety_identifier",
                                         "output_compression"};

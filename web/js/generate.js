@@ -346,6 +346,11 @@ export function getParams() {
   }
   const ad = adetailerParams();
   if (ad) p.adetailer = ad;
+  if ($('#enhance_prompt').checked) { // prompt enhancement (the gateway's LLM)
+    p.enhance_prompt = true;
+    const ins = $('#enhance_instruction').value.trim();
+    if (ins) p.enhance_instruction = ins;
+  }
   for (const k of Object.keys(p)) if (p[k] === null) delete p[k];
   return p;
 }
@@ -370,6 +375,13 @@ export function setParams(p, { keepSeed = false } = {}) {
     updateMode();
   }
   if (typeof p.prompt === 'string') $('#prompt').value = p.prompt;
+  // An enhanced job: reuse what was asked (the original prompt, enhancement on).
+  if (typeof p.prompt_original === 'string') $('#prompt').value = p.prompt_original;
+  if (p.enhance_prompt !== undefined) {
+    $('#enhance_prompt').checked = !!p.enhance_prompt;
+    $('#enhance_instruction').value = typeof p.enhance_instruction === 'string' ? p.enhance_instruction : '';
+    $('#enhance_instruction').hidden = !p.enhance_prompt;
+  }
   if (typeof p.negative_prompt === 'string') $('#negative_prompt').value = p.negative_prompt;
   for (const [key, id] of [['sampler', '#sampler'], ['scheduler', '#scheduler']]) {
     if (p[key] === undefined || p[key] === null || p[key] === '') continue;
@@ -617,6 +629,7 @@ export function initGenerate() {
   for (const id of ['#enable_hr', '#hr_scale', '#hr_denoise', '#width', '#height'])
     $(id).addEventListener('input', updateHires);
   $('#enable_hr').addEventListener('change', updateHires);
+  $('#enhance_prompt').addEventListener('change', () => { $('#enhance_instruction').hidden = !$('#enhance_prompt').checked; });
   loadUpscalers();
   updateHires();
   // Refiner.

@@ -89,10 +89,25 @@ function resetView(params) {
   if (matchMedia('(max-width: 760px)').matches) $('.stage').scrollIntoView({ behavior: 'smooth', block: 'start' });
   $('#batch-strip').replaceChildren();
   $('#info-box').hidden = true;
+  $('#enhanced-box').hidden = true;
+  $('#enhance-note').hidden = true;
   setProgress(0, params.steps || 0, { indeterminate: true });
   $('#progress-steps').textContent = 'Queued';
   setEta('');
   setWhere('');
+}
+
+/** Prompt enhancement's outcome: the LLM's prompt (with "Use it") or why the original was kept. */
+function showEnhancement(p) {
+  const enhanced = typeof p.prompt_original === 'string';
+  $('#enhanced-box').hidden = !enhanced;
+  if (enhanced) {
+    $('#enhanced-text').textContent = p.prompt || '';
+    $('#enhanced-original').textContent = p.prompt_original;
+  }
+  const note = $('#enhance-note');
+  note.hidden = !p.enhance_error;
+  note.textContent = p.enhance_error ? `Prompt not enhanced (the original was used): ${p.enhance_error}` : '';
 }
 
 function onEvent(name, d) {
@@ -153,6 +168,7 @@ function onEvent(name, d) {
       $('#info-text').textContent = typeof info === 'string' ? info
         : (info?.infotexts?.[0]) || JSON.stringify(info ?? c.params, null, 2); // the worker's own text (the PNG's)
       $('#info-box').hidden = false;
+      showEnhancement(c.params);
       emit('job-finished', { id: c.id, status: 'done', images: c.images, params: c.params });
       break;
     }
@@ -217,6 +233,15 @@ export function initStage() {
   };
   $('#stage-open').addEventListener('click', open);
   $('#result-btn').addEventListener('click', open);
+  // The enhanced prompt into the form, enhancement off (it is already enhanced).
+  $('#enhanced-use').addEventListener('click', () => {
+    if (!current || typeof current.params.prompt !== 'string') return;
+    $('#prompt').value = current.params.prompt;
+    $('#enhance_prompt').checked = false;
+    $('#enhance_instruction').hidden = true;
+    $('#prompt').focus();
+    toast('Enhanced prompt in the form');
+  });
   $('#stage-reuse').addEventListener('click', () => {
     if (!current) return;
     const seed = current.images[current.index]?.seed;
