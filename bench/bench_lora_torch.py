@@ -66,11 +66,13 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import bench_unet_torch as but
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline
 
     unet = but.load_models(a.ckpt, True)["unet"]
     rss_model = rss_mb()
-    pipe = StableDiffusionPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet,
+    # diffusers 0.31's constructor reads vae.config: a default (tiny, random,
+    # never run) AutoencoderKL stands in; the LoRA touches the UNet only.
+    pipe = StableDiffusionPipeline(vae=AutoencoderKL(), text_encoder=None, tokenizer=None, unet=unet,
                                    scheduler=EulerDiscreteScheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     gen = torch.Generator().manual_seed(3)
