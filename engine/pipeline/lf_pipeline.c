@@ -1146,13 +1146,17 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         lf_pipeline_request_t req2 = req;
         if (req.hires.prompt && *req.hires.prompt) req2.prompt = req.hires.prompt;
         if (req.hires.negative && *req.hires.negative) req2.negative = req.hires.negative;
-        const int token_count = tok.token_count;
-        free(tok.ids), free(tok.weights), free(cond), free(vec);
-        tok = (s_tokens_t){0}, cond = NULL, vec = NULL;
-        if ((rc = s_tokenize(ctx, &req2, hp.guided, &tok, err, errlen)) != 0) goto done;
-        tok.token_count = token_count;
-        if ((rc = s_condition(ctx, ctx->model, d, &req2, &tok, hp.guided, &cond, &vec, err, errlen)) != 0)
-            goto done;
+        /* The first pass's conditioning serves again unless the prompts or the
+         * guidance differ (the text encoders are seconds on SDXL). */
+        if (req2.prompt != req.prompt || req2.negative != req.negative || hp.guided != guided) {
+            const int token_count = tok.token_count;
+            free(tok.ids), free(tok.weights), free(cond), free(vec);
+            tok = (s_tokens_t){0}, cond = NULL, vec = NULL;
+            if ((rc = s_tokenize(ctx, &req2, hp.guided, &tok, err, errlen)) != 0) goto done;
+            tok.token_count = token_count;
+            if ((rc = s_condition(ctx, ctx->model, d, &req2, &tok, hp.guided, &cond, &vec, err, errlen)) != 0)
+                goto done;
+        }
         r.cond = cond, r.vec = vec, r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
         double *sig2 = malloc(((size_t)hp.total + 1) * sizeof *sig2);
         if (!sig2) {
