@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_quant.h"
 
 #define LF__POOL_ALIGN 256
 
@@ -111,7 +112,9 @@ static void *s_place(lf_pool_t *p, size_t size, lf_buffer_t **buf) {
 
 lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
                             const int64_t *ne) {
-    if (!name || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 || n_dims > LF_MAX_DIMS) return NULL;
+    if (!name || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 || n_dims > LF_MAX_DIMS ||
+        ne[0] % lf_type_block(type))
+        return NULL;
     if (lf_pool_find(p, name)) return NULL;
     if ((p->n + 1) * 2 > p->index_cap && s_index_grow(p)) return NULL;
     if (p->n == p->cap) {
@@ -152,7 +155,11 @@ int lf_pool_load_as(lf_pool_t *p, lf_tensor_t *t, const void *host, lf_type_t ho
                     size_t nbytes) {
     if ((unsigned)host_type >= LF_TYPE_COUNT) return LF_EINVAL;
     int64_t n = lf_tensor_nelements(t);
-    if (nbytes != (size_t)n * lf_type_size(host_type)) return LF_EINVAL;
+    /* Block types convert in whole rows (4096 is a multiple of every block). */
+    if (n % lf_type_block(host_type) || nbytes != lf_type_row_bytes(host_type, n)) return LF_EINVAL;
+    if (lf_type_is_quant(t->type) && host_type != t->type &&
+        !lf_quant_can_quantize((lf_quant_type_t)(t->type - LF_TYPE_Q4_0)))
+        return LF_EUNSUPPORTED;
     if (host_type == t->type) return lf_pool_load(p, t, host, nbytes);
     /* Through f32 in chunks, into one staging copy of the destination type. */
     size_t out_bytes = lf_tensor_nbytes(t);
@@ -163,11 +170,10 @@ int lf_pool_load_as(lf_pool_t *p, lf_tensor_t *t, const void *host, lf_type_t ho
         free(tmp);
         return LF_ENOMEM;
     }
-    size_t in_es = lf_type_size(host_type), out_es = lf_type_size(t->type);
     for (int64_t i = 0; i < n; i += 4096) {
         int64_t m = n - i < 4096 ? n - i : 4096;
-        lf_type_to_f32(host_type, (const char *)host + (size_t)i * in_es, tmp, m);
-        lf_type_from_f32(t->type, tmp, stage + (size_t)i * out_es, m);
+        lf_type_to_f32(host_type, (const char *)host + lf_type_row_bytes(host_type, i), tmp, m);
+        lf_type_from_f32(t->type, tmp, stage + lf_type_row_bytes(t->type, i), m);
     }
     int rc = lf_pool_load(p, t, stage, out_bytes);
     lf_backend_host_free(p->be, stage);

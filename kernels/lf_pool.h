@@ -21,18 +21,21 @@ lf_pool_t *lf_pool_new(lf_backend_t *be, size_t chunk_bytes);
 /* Takes NULL; frees every chunk and descriptor. */
 void lf_pool_destroy(lf_pool_t **pool_p);
 
-/* A new contiguous tensor named name (copied), placed in pool memory.
+/* A new contiguous tensor named name (copied), placed in pool memory; a
+ * block type (lf_tensor.h) is held as stored, ne[0] a multiple of its block.
  * Returns a descriptor borrowed from the pool (valid until destroy), or NULL
- * (out of memory, duplicate name). */
+ * (out of memory, duplicate name, bad type or row length). */
 lf_tensor_t *lf_pool_tensor(lf_pool_t *pool, const char *name, lf_type_t type, int n_dims,
                             const int64_t *ne);
 /* Uploads host bytes into t (from this pool); nbytes = lf_tensor_nbytes(t). */
 int lf_pool_load(lf_pool_t *pool, lf_tensor_t *t, const void *host, size_t nbytes);
 /* Uploads host data stored as host_type (e.g. a bf16 checkpoint) into t,
  * converting to t's type on the way (e.g. f32 for the CPU backend, whose
- * oneDNN convolution and sgemm want f32). nbytes is the host size, which
- * must hold exactly t's element count. A temporary host copy is made when
- * the types differ. 0, LF_EINVAL, LF_ENOMEM or a backend error. */
+ * oneDNN convolution and sgemm want f32; a block type quantizes on load,
+ * lf_quant_quantize). nbytes is the host size, which must hold exactly t's
+ * element count. A temporary host copy is made when the types differ. 0,
+ * LF_EINVAL, LF_EUNSUPPORTED (no quantizer for t's block type), LF_ENOMEM
+ * or a backend error. */
 int lf_pool_load_as(lf_pool_t *pool, lf_tensor_t *t, const void *host, lf_type_t host_type,
                     size_t nbytes);
 /* The tensor with this name, or NULL (borrowed). */

@@ -19,6 +19,7 @@
 #ifndef LF_QUANT_H
 #define LF_QUANT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,14 @@ lf_quant_simd_t lf_quant_simd_detect(void);
 void lf_quant_dequantize(lf_quant_type_t q, const void *src, float *dst, int64_t n);
 void lf_quant_dequantize_at(lf_quant_type_t q, const void *src, float *dst, int64_t n,
                             lf_quant_simd_t level);
+
+/* Quantizes n floats (a multiple of the block) into dst's blocks. Q4_0,
+ * Q4_1, Q5_0, Q5_1 and Q8_0 give the bytes gguf.quants.quantize gives (the
+ * version in tests/reference/requirements-gguf.txt); 0, LF_EINVAL (n), or
+ * LF_EUNSUPPORTED for a type without a quantizer here
+ * (lf_quant_can_quantize says which). */
+bool lf_quant_can_quantize(lf_quant_type_t q);
+int lf_quant_quantize(lf_quant_type_t q, const float *src, void *dst, int64_t n);
 
 /* y[m][n] = sum_k x[m][k] * W[n][k]: x is m rows of k floats (row stride
  * ldx floats), W is n rows of k quantized weights (each lf_quant_row_bytes

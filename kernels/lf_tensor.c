@@ -2,15 +2,45 @@
 #include "lf_tensor.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "lf_error.h"
+#include "lf_quant.h"
+
+/* Block types map onto lf_quant_type_t in order. */
+_Static_assert(LF_TYPE_Q8_K - LF_TYPE_Q4_0 + 1 == LF_QUANT_COUNT &&
+                   LF_TYPE_Q8_0 - LF_TYPE_Q4_0 == LF_QUANT_Q8_0 &&
+                   LF_TYPE_Q4_K - LF_TYPE_Q4_0 == LF_QUANT_Q4_K,
+               "lf_type_t's block types follow lf_quant_type_t");
+
+static lf_quant_type_t s_q(lf_type_t type) {
+    return (lf_quant_type_t)(type - LF_TYPE_Q4_0);
+}
+
+bool lf_type_is_quant(lf_type_t type) {
+    return type >= LF_TYPE_Q4_0 && type < LF_TYPE_COUNT;
+}
+
+int64_t lf_type_block(lf_type_t type) {
+    return lf_type_is_quant(type) ? (int64_t)lf_quant_block(s_q(type)) : 1;
+}
+
+size_t lf_type_row_bytes(lf_type_t type, int64_t n) {
+    return (size_t)(n / lf_type_block(type)) * lf_type_size(type);
+}
+
+int lf_type_parse(const char *name) {
+    for (int t = 0; name && t < LF_TYPE_COUNT; t++)
+        if (!strcasecmp(name, lf_type_name((lf_type_t)t))) return t;
+    return -1;
+}
 
 size_t lf_type_size(lf_type_t type) {
     switch (type) {
     case LF_TYPE_F32: return 4;
     case LF_TYPE_F16: return 2;
     case LF_TYPE_BF16: return 2;
-    default: return 0;
+    default: return lf_type_is_quant(type) ? lf_quant_block_bytes(s_q(type)) : 0;
     }
 }
 
@@ -19,6 +49,15 @@ const char *lf_type_name(lf_type_t type) {
     case LF_TYPE_F32: return "f32";
     case LF_TYPE_F16: return "f16";
     case LF_TYPE_BF16: return "bf16";
+    case LF_TYPE_Q4_0: return "q4_0";
+    case LF_TYPE_Q4_1: return "q4_1";
+    case LF_TYPE_Q5_0: return "q5_0";
+    case LF_TYPE_Q5_1: return "q5_1";
+    case LF_TYPE_Q8_0: return "q8_0";
+    case LF_TYPE_Q4_K: return "q4_k";
+    case LF_TYPE_Q5_K: return "q5_k";
+    case LF_TYPE_Q6_K: return "q6_k";
+    case LF_TYPE_Q8_K: return "q8_k";
     default: return "?";
     }
 }
@@ -29,8 +68,10 @@ lf_tensor_t lf_tensor_make(lf_type_t type, int n_dims, const int64_t *ne, void *
     memset(&t, 0, sizeof t);
     t.type = type;
     for (int i = 0; i < LF_MAX_DIMS; i++) t.ne[i] = i < n_dims ? ne[i] : 1;
+    LF_ASSERT(t.ne[0] % lf_type_block(type) == 0);
     t.nb[0] = lf_type_size(type);
-    for (int i = 1; i < LF_MAX_DIMS; i++) t.nb[i] = t.nb[i - 1] * (size_t)t.ne[i - 1];
+    t.nb[1] = lf_type_row_bytes(type, t.ne[0]);
+    for (int i = 2; i < LF_MAX_DIMS; i++) t.nb[i] = t.nb[i - 1] * (size_t)t.ne[i - 1];
     t.data = data;
     return t;
 }
@@ -46,12 +87,13 @@ int64_t lf_tensor_nelements(const lf_tensor_t *t) {
 }
 
 size_t lf_tensor_nbytes(const lf_tensor_t *t) {
-    return (size_t)lf_tensor_nelements(t) * lf_type_size(t->type);
+    return lf_type_row_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
 }
 
 bool lf_tensor_is_contiguous(const lf_tensor_t *t) {
-    size_t expect = lf_type_size(t->type);
-    for (int i = 0; i < LF_MAX_DIMS; i++) {
+    if (t->ne[0] != 1 && t->nb[0] != lf_type_size(t->type)) return false;
+    size_t expect = lf_type_row_bytes(t->type, t->ne[0]);
+    for (int i = 1; i < LF_MAX_DIMS; i++) {
         if (t->ne[i] != 1 && t->nb[i] != expect) return false;
         expect *= (size_t)t->ne[i];
     }
@@ -74,6 +116,7 @@ lf_tensor_t lf_tensor_permute(const lf_tensor_t *t, const int axes[LF_MAX_DIMS])
     for (int i = 0; i < LF_MAX_DIMS; i++) {
         LF_ASSERT(axes[i] >= 0 && axes[i] < LF_MAX_DIMS);
         seen |= 1 << axes[i];
+        LF_ASSERT(i != 0 || axes[0] == 0 || !lf_type_is_quant(t->type)); /* rows stay whole */
         r.ne[i] = t->ne[axes[i]];
         r.nb[i] = t->nb[axes[i]];
     }
@@ -91,16 +134,19 @@ lf_tensor_t lf_tensor_slice(const lf_tensor_t *t, int dim, int64_t begin, int64_
               begin + len <= t->ne[dim]);
     lf_tensor_t r = *t;
     r.ne[dim] = len;
+    /* Block rows are cut at whole blocks only (nb[0] is a block's bytes). */
+    int64_t unit = dim == 0 ? lf_type_block(t->type) : 1;
+    LF_ASSERT(begin % unit == 0 && len % unit == 0);
     /* Integer arithmetic so that views of not-yet-placed graph tensors (data
      * NULL) carry their byte offset. */
-    r.data = (void *)((uintptr_t)t->data + (uintptr_t)begin * t->nb[dim]);
+    r.data = (void *)((uintptr_t)t->data + (uintptr_t)(begin / unit) * t->nb[dim]);
     return r;
 }
 
 lf_tensor_t lf_tensor_reshape(const lf_tensor_t *t, int64_t n0, int64_t n1, int64_t n2,
                               int64_t n3) {
     LF_ASSERT(lf_tensor_is_contiguous(t));
-    LF_ASSERT(n0 * n1 * n2 * n3 == lf_tensor_nelements(t));
+    LF_ASSERT(n0 * n1 * n2 * n3 == lf_tensor_nelements(t) && n0 % lf_type_block(t->type) == 0);
     lf_tensor_t r = lf_tensor_4d(t->type, n0, n1, n2, n3, t->data);
     r.buffer = t->buffer;
     r.name = t->name;
@@ -222,7 +268,9 @@ void lf_type_to_f32(lf_type_t type, const void *src, float *dst, int64_t n) {
         for (int64_t i = 0; i < n; i++) dst[i] = lf_bf16_to_f32(s[i]);
         break;
     }
-    default: LF_ASSERT(!"bad type");
+    default:
+        LF_ASSERT(lf_type_is_quant(type) && n % lf_type_block(type) == 0);
+        lf_quant_dequantize(s_q(type), src, dst, n);
     }
 }
 
@@ -245,6 +293,8 @@ void lf_type_from_f32(lf_type_t type, const float *src, void *dst, int64_t n) {
         for (int64_t i = 0; i < n; i++) d[i] = lf_f32_to_bf16(src[i]);
         break;
     }
-    default: LF_ASSERT(!"bad type");
+    default:
+        LF_ASSERT(lf_type_is_quant(type) && n % lf_type_block(type) == 0);
+        LF_ASSERT(lf_quant_quantize(s_q(type), src, dst, n) == 0); /* lf_quant_can_quantize */
     }
 }

@@ -19,12 +19,30 @@
 
 #define LF_MAX_DIMS 4
 
-/* Storage types. Compute is f32 inside every op; f16/bf16 are storage. Room
- * is left for 8-bit block types after LF_TYPE_BF16. */
+/* Storage types. Compute is f32 inside every op; f16/bf16 are storage.
+ *
+ * The block types after LF_TYPE_BF16 are ggml's quantized ones (GGUF files
+ * store them; kernels/lf_quant.h has the layouts), in lf_quant_type_t's
+ * order: a row (dimension 0) is a run of blocks of lf_type_block(type)
+ * weights in lf_type_size(type) bytes each, so ne[0] is a multiple of the
+ * block, nb[0] is the block's bytes and nb[1] >= lf_type_row_bytes(type,
+ * ne[0]). Views of a block tensor select whole rows (slices along dimension
+ * 1 and up); rows are never permuted or cut. Which ops accept them is the
+ * backend's supports_op: MATMUL's weight operand b, CPY to or from f32 (e.g.
+ * an embedding row read back), CONV2D's weight where the backend says so. */
 typedef enum {
     LF_TYPE_F32 = 0,
     LF_TYPE_F16 = 1,
     LF_TYPE_BF16 = 2,
+    LF_TYPE_Q4_0 = 3,
+    LF_TYPE_Q4_1 = 4,
+    LF_TYPE_Q5_0 = 5,
+    LF_TYPE_Q5_1 = 6,
+    LF_TYPE_Q8_0 = 7,
+    LF_TYPE_Q4_K = 8,
+    LF_TYPE_Q5_K = 9,
+    LF_TYPE_Q6_K = 10,
+    LF_TYPE_Q8_K = 11,
     LF_TYPE_COUNT
 } lf_type_t;
 
@@ -39,9 +57,18 @@ typedef struct lf_tensor {
     const char *name;         /* borrowed; optional, for logs */
 } lf_tensor_t;
 
-/* Size in bytes of one element; "f32", "f16", "bf16". */
+/* Size in bytes of one element (of one block for the block types, as
+ * ggml_type_size); "f32", "f16", "bf16", "q8_0", "q4_k", ... */
 size_t lf_type_size(lf_type_t type);
 const char *lf_type_name(lf_type_t type);
+/* The type named name (lf_type_name's spelling, any case), or -1. */
+int lf_type_parse(const char *name);
+/* True for the block (quantized) types. */
+bool lf_type_is_quant(lf_type_t type);
+/* Elements per block: 1 for f32/f16/bf16, 32 or 256 for the block types. */
+int64_t lf_type_block(lf_type_t type);
+/* Bytes of a contiguous row of n elements (n a multiple of the block). */
+size_t lf_type_row_bytes(lf_type_t type, int64_t n);
 
 /* A contiguous descriptor of the given sizes (missing trailing sizes are 1)
  * over data (may be NULL until placed). */
@@ -51,7 +78,8 @@ lf_tensor_t lf_tensor_4d(lf_type_t type, int64_t n0, int64_t n1, int64_t n2, int
                          void *data);
 
 int64_t lf_tensor_nelements(const lf_tensor_t *t);
-/* Bytes spanned by a contiguous tensor of this shape (nelements * size). */
+/* Bytes spanned by a contiguous tensor of this shape (nelements * size;
+ * whole blocks for the block types). */
 size_t lf_tensor_nbytes(const lf_tensor_t *t);
 bool lf_tensor_is_contiguous(const lf_tensor_t *t);
 bool lf_tensor_same_shape(const lf_tensor_t *a, const lf_tensor_t *b);
@@ -74,7 +102,9 @@ float lf_f16_to_f32(uint16_t h);
 uint16_t lf_f32_to_bf16(float f);
 float lf_bf16_to_f32(uint16_t b);
 
-/* Row conversions between a typed array and f32 (n elements, contiguous). */
+/* Row conversions between a typed array and f32 (n elements, contiguous;
+ * for a block type n is a multiple of the block: dequantization bit-exact
+ * with the gguf package, quantization by lf_quant_quantize). */
 void lf_type_to_f32(lf_type_t type, const void *src, float *dst, int64_t n);
 void lf_type_from_f32(lf_type_t type, const float *src, void *dst, int64_t n);
 

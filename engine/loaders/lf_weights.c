@@ -3,6 +3,7 @@
  * ones element by element, GGUF's block types through lf_quant). */
 #include "lf_weights.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,13 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
     lf_type_t src_type = LF_TYPE_F32;
     int src_ok = s_lf_type(t->dtype, &src_type) == 0;
     int block = lf_dtype_block(t->dtype) > 1 && s_quant(t->dtype) != LF_QUANT_COUNT;
+    if (block && type == LF_WEIGHTS_STORED) {
+        /* Kept as stored: the block type is an lf_type_t too. */
+        src_ok = 1;
+        src_type = (lf_type_t)(LF_TYPE_Q4_0 + s_quant(t->dtype));
+        type = (int)src_type;
+    }
+    if (type == LF_WEIGHTS_STORED) type = -1;
     if (!src_ok && t->dtype != LF_DTYPE_F64 && !block) {
         if (errlen)
             snprintf(err, errlen, "%s: tensor %s has dtype %s (float and GGUF block types only)", self->path,
@@ -204,6 +212,13 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
     lf_type_t dt = type < 0 ? (src_ok ? src_type : LF_TYPE_F32) : (lf_type_t)type;
     int64_t ne[LF_MAX_DIMS] = {1, 1, 1, 1};
     for (int i = 0; i < nd; i++) ne[i] = t->shape[nd - 1 - i];
+    bool requant = dt != src_type && !lf_quant_can_quantize((lf_quant_type_t)(dt - LF_TYPE_Q4_0));
+    if (lf_type_is_quant(dt) && (ne[0] % lf_type_block(dt) || requant)) {
+        if (errlen)
+            snprintf(err, errlen, "%s: tensor %s (%s, rows of %lld) cannot be stored as %s", self->path, t->name,
+                     lf_dtype_name(t->dtype), (long long)ne[0], lf_type_name(dt));
+        return LF_EUNSUPPORTED;
+    }
     lf_tensor_t *pt = lf_pool_tensor(pool, pool_name, dt, nd ? nd : 1, ne);
     if (!pt) {
         if (errlen)
@@ -239,8 +254,9 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
      * tensor occupied (a later read refaults them from the file), so that a
      * load's peak RSS is about the weights once, not the file plus the
      * weights (a full SDXL checkpoint: 6.9 GB of file). Only the
-     * safetensors mapping: a torch zip's deflated entries live on the heap. */
-    if (self->st) {
+     * safetensors and GGUF mappings: a torch zip's deflated entries live on
+     * the heap. */
+    if (self->st || self->gg) {
         const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
         uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
         uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);

@@ -35,12 +35,18 @@ const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *na
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key);
 
 /* Copies tensor t (from this file) into a new pool tensor named pool_name,
- * converted to type (-1: as stored when f32/f16/bf16, else f32). Float
- * dtypes F64/F32/F16/BF16 and GGUF's block types (dequantized by lf_quant,
- * bit-exact with the gguf package) only; more than 4 dims is refused. *out is
+ * converted to type: an lf_type_t, -1 (as stored when f32/f16/bf16, else
+ * f32) or LF_WEIGHTS_STORED (as stored, GGUF block types included: the
+ * quantized weights the backends' MATMUL takes). Float dtypes
+ * F64/F32/F16/BF16 and GGUF's block types (dequantized by lf_quant,
+ * bit-exact with the gguf package) only; more than 4 dims is refused. A
+ * block lf_type_t as type quantizes on load (lf_quant_quantize; rows must be
+ * a multiple of the block; the types lf_quant_can_quantize lists, or the
+ * file's own block type). *out is
  * borrowed from the pool. ndim > 0 drops trailing sizes of 1 down to ndim
  * dims (a [C,C,1,1] conv kernel used as a [C,C] linear weight); 0, LF_EUNSUPPORTED, LF_ENOMEM
  * (message in err). */
+#define LF_WEIGHTS_STORED (-2)
 int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_pool_t *pool,
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
                       size_t errlen);

@@ -60,6 +60,12 @@ static bool s_gemm_operand(const lf_tensor_t *t) {
 static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
     (void)be;
     const lf_tensor_t *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    /* Block-quantized tensors: only where lf_cpu_quant.c takes them. */
+    bool quant = lf_type_is_quant(n->dst->type);
+    for (int i = 0; i < LF_MAX_SRC; i++) quant |= n->src[i] && lf_type_is_quant(n->src[i]->type);
+    if (quant)
+        return lf__cpu_quant_supports(n) &&
+               (n->op != LF_OP_MATMUL || (s_is_f32(n->dst) && s_rows(n->dst) && s_is_f32(c) && s_rows(c)));
     switch (n->op) {
     case LF_OP_MATMUL:
         return s_is_f32(n->dst) && s_rows(n->dst) && s_gemm_operand(a) && s_gemm_operand(b) &&

@@ -44,6 +44,7 @@ static void s_fill_bias(float *c, int64_t m, int64_t n, int64_t ldc, const lf_te
 }
 
 int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
+    if (lf_type_is_quant(node->src[1]->type)) return lf__cpu_matmul_quant(be, node);
     lf__cpu_ctx_t *cpu = be->ctx;
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
     lf_tensor_t *d = node->dst;

@@ -72,6 +72,12 @@ float *lf__cpu_scratch(lf__cpu_ctx_t *c, int t, size_t n);
 void *lf__cpu_work(lf__cpu_ctx_t *c, size_t bytes);
 void lf__cpu_blas_threads(lf__cpu_ctx_t *c, int n);
 
+/* ---- block-quantized weights (lf_cpu_quant.c) ----
+ * Whether node, which has a block-type operand, is one the CPU runs
+ * (MATMUL's weight b; CPY to/from the plain types), and MATMUL on one. */
+bool lf__cpu_quant_supports(const lf_node_t *n);
+int lf__cpu_matmul_quant(lf_backend_t *be, const lf_node_t *node);
+
 /* ---- op implementations ---- */
 #define LF__CPU_OP_DECL(name, nsrc) int lf__cpu_op_##name(lf_backend_t *be, const lf_node_t *node);
 LF_OP_LIST(LF__CPU_OP_DECL)

@@ -367,7 +367,7 @@ static void s_copy_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
     }
     if (v.type == n->dst->type && v.nb[0] == lf_type_size(v.type) &&
         n->dst->nb[0] == lf_type_size(v.type)) {
-        memcpy(s_at(n->dst, 0, i1, i2, i3), s_at(&v, 0, i1, i2, i3), (size_t)v.ne[0] * v.nb[0]);
+        memcpy(s_at(n->dst, 0, i1, i2, i3), s_at(&v, 0, i1, i2, i3), lf_type_row_bytes(v.type, v.ne[0]));
         return;
     }
     const float *r = s_load(&v, i1, i2, i3, tmp);

@@ -191,6 +191,10 @@ static bool s_gemm_operand(const lf_tensor_t *t) {
 static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
     (void)be;
     const lf_tensor_t *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    /* No block-quantized (GGUF) tensors on CUDA yet: the graph falls back. */
+    bool quant = lf_type_is_quant(n->dst->type);
+    for (int i = 0; i < LF_MAX_SRC; i++) quant |= n->src[i] && lf_type_is_quant(n->src[i]->type);
+    if (quant) return false;
     switch (n->op) {
     case LF_OP_MATMUL:
         /* Activations of another type than the weight are converted first. */

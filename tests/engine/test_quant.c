@@ -1,7 +1,10 @@
 /* Tests for kernels/lf_quant through the weights loader: every type of the
  * gguf package's file dequantizes bit-exactly to the package's numpy
  * reference (every vector form: scalar, AVX2, AVX-512), uploads as f32, and
- * the tiled quantized product matches dequantize-then-multiply. */
+ * the tiled quantized product matches dequantize-then-multiply. Block types
+ * as lf_tensor types: kept as stored in a pool, read back through CPY and
+ * multiplied through the op table's MATMUL; the quantizer (and quantize-on-
+ * load) gives gguf.quants.quantize's bytes; bad requests are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,8 @@
 #include "lf_weights.h"
 
 #define TYPES LF_FIXTURE_DIR "/gguf/types.gguf"
+#define QUANTIZE LF_FIXTURE_DIR "/gguf/quantize.gguf"
+#define ALIGN64 LF_FIXTURE_DIR "/gguf/align64.gguf"
 
 static lf_quant_type_t s_quant(lf_dtype_t dt)
 {
@@ -258,6 +263,206 @@ static void test_matmul_int8(void **state)
     free(y);
 }
 
+/* Block types as tensor types: sizes, strides, views by rows. */
+static void test_tensor_types(void **state)
+{
+    (void)state;
+    assert_true(lf_type_is_quant(LF_TYPE_Q8_0) && !lf_type_is_quant(LF_TYPE_BF16));
+    assert_int_equal(lf_type_size(LF_TYPE_Q4_K), 144);
+    assert_int_equal(lf_type_block(LF_TYPE_Q6_K), 256);
+    assert_int_equal(lf_type_block(LF_TYPE_F16), 1);
+    assert_int_equal(lf_type_row_bytes(LF_TYPE_Q8_0, 3072), 96 * 34);
+    assert_int_equal(lf_type_row_bytes(LF_TYPE_F16, 10), 20);
+    assert_int_equal(lf_type_parse("Q4_K"), LF_TYPE_Q4_K);
+    assert_int_equal(lf_type_parse("q8_0"), LF_TYPE_Q8_0);
+    assert_int_equal(lf_type_parse("bf16"), LF_TYPE_BF16);
+    assert_int_equal(lf_type_parse("q3_k"), -1);
+    assert_string_equal(lf_type_name(LF_TYPE_Q5_1), "q5_1");
+    for (int t = LF_TYPE_Q4_0; t < LF_TYPE_COUNT; t++)
+        assert_int_equal(lf_type_size((lf_type_t)t), lf_quant_block_bytes((lf_quant_type_t)(t - LF_TYPE_Q4_0)));
+    const int64_t ne[3] = {512, 3, 2};
+    lf_tensor_t t = lf_tensor_make(LF_TYPE_Q4_0, 3, ne, (void *)0x1000);
+    assert_int_equal(t.nb[0], 18);
+    assert_int_equal(t.nb[1], 16 * 18);
+    assert_int_equal(t.nb[2], 3 * 16 * 18);
+    assert_int_equal(lf_tensor_nbytes(&t), 6 * 16 * 18);
+    assert_true(lf_tensor_is_contiguous(&t) && lf_tensor_rows_contiguous(&t));
+    lf_tensor_t rows = lf_tensor_slice(&t, 1, 1, 2);
+    assert_ptr_equal(rows.data, (void *)(0x1000 + 16 * 18));
+    lf_tensor_t blocks = lf_tensor_slice(&t, 0, 64, 128); /* whole blocks of a row */
+    assert_ptr_equal(blocks.data, (void *)(0x1000 + 2 * 18));
+    assert_false(lf_tensor_is_contiguous(&blocks));
+    lf_tensor_t flat = lf_tensor_reshape(&t, 1024, 3, 1, 1);
+    assert_int_equal(flat.nb[1], 32 * 18);
+}
+
+/* lf_quant_quantize, lf_pool_load_as and the loader's quantize-on-load give
+ * the bytes gguf.quants.quantize gave for the same source (quantize.gguf). */
+static void test_quantize_bitexact(void **state)
+{
+    (void)state;
+    lf_weights_t *w = NULL;
+    char err[256];
+    assert_int_equal(lf_weights_open(&w, QUANTIZE, err, sizeof err), 0);
+    const lf_tensor_info_t *src = lf_weights_find(w, "src");
+    int64_t n;
+    float *x = s_ref(w, "src", &n);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    static const lf_type_t types[] = {LF_TYPE_Q8_0, LF_TYPE_Q4_0, LF_TYPE_Q4_1, LF_TYPE_Q5_0, LF_TYPE_Q5_1};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        lf_quant_type_t q = (lf_quant_type_t)(types[k] - LF_TYPE_Q4_0);
+        char name[32];
+        snprintf(name, sizeof name, "%s.q", lf_quant_name(q));
+        const lf_tensor_info_t *want = lf_weights_find(w, name);
+        assert_non_null(want);
+        size_t nb = lf_quant_row_bytes(q, n);
+        assert_int_equal(want->nbytes, nb);
+        unsigned char *got = malloc(nb);
+        assert_true(lf_quant_can_quantize(q));
+        assert_int_equal(lf_quant_quantize(q, x, got, n), 0);
+        for (size_t i = 0; i < nb; i++)
+            if (got[i] != ((const unsigned char *)want->data)[i])
+                fail_msg("%s: byte %zu (block %zu) is 0x%02x, gguf.quants.quantize gives 0x%02x", name, i,
+                         i / lf_quant_block_bytes(q), got[i], ((const unsigned char *)want->data)[i]);
+        /* Quantize-on-load: the loader and the pool give the same bytes. */
+        lf_tensor_t *pt = NULL;
+        char pname[40];
+        snprintf(pname, sizeof pname, "load.%s", name);
+        assert_int_equal(lf_weights_upload(w, src, pool, pname, (int)types[k], 0, &pt, err, sizeof err), 0);
+        assert_int_equal(pt->type, types[k]);
+        assert_int_equal(pt->ne[0], 256);
+        assert_int_equal(pt->ne[1], 8);
+        assert_memory_equal(pt->data, want->data, nb);
+        snprintf(pname, sizeof pname, "as.%s", name);
+        lf_tensor_t *pa = lf_pool_tensor(pool, pname, types[k], 2, pt->ne);
+        assert_non_null(pa);
+        assert_int_equal(lf_pool_load_as(pool, pa, x, LF_TYPE_F32, (size_t)n * 4), 0);
+        assert_memory_equal(pa->data, want->data, nb);
+        free(got);
+    }
+    /* No quantizer for the K types here: refused, not approximated. */
+    assert_false(lf_quant_can_quantize(LF_QUANT_Q4_K));
+    assert_int_equal(lf_quant_quantize(LF_QUANT_Q4_K, x, x, 256), LF_EUNSUPPORTED);
+    assert_int_equal(lf_quant_quantize(LF_QUANT_Q8_0, x, x, 48), LF_EINVAL);
+    lf_tensor_t *pt = NULL;
+    assert_int_equal(lf_weights_upload(w, src, pool, "k", LF_TYPE_Q4_K, 0, &pt, err, sizeof err),
+                     LF_EUNSUPPORTED);
+    assert_non_null(strstr(err, "cannot be stored as q4_k"));
+    lf_tensor_t *pk = lf_pool_tensor(pool, "k2", LF_TYPE_Q4_K, 2, (const int64_t[]){256, 8});
+    assert_int_equal(lf_pool_load_as(pool, pk, x, LF_TYPE_F32, (size_t)n * 4), LF_EUNSUPPORTED);
+    assert_null(lf_pool_tensor(pool, "odd", LF_TYPE_Q8_0, 2, (const int64_t[]){48, 2})); /* not whole blocks */
+    free(x);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+
+    /* A row that is not whole blocks cannot be quantized on load. */
+    assert_int_equal(lf_weights_open(&w, ALIGN64, err, sizeof err), 0);
+    be = lf_backend_cpu_new(1);
+    pool = lf_pool_new(be, 0);
+    assert_int_equal(lf_weights_upload(w, lf_weights_find(w, "a"), pool, "a", LF_TYPE_Q8_0, 0, &pt, err,
+                                       sizeof err), LF_EUNSUPPORTED);
+    assert_non_null(strstr(err, "rows of 5"));
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+}
+
+/* y = x . W^T + bias in double from the dequantized W; |y - ref| within
+ * 2e-5 of sum |x w| (f32 accumulation over k = 512). */
+static void s_check_product(const char *what, const float *y, const float *x, const float *wf, const float *bias,
+                            int64_t m, int64_t n, int64_t k)
+{
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) {
+            double s = bias ? bias[c] : 0, a = bias ? fabs(bias[c]) : 0;
+            for (int64_t j = 0; j < k; j++) {
+                s += (double)x[r * k + j] * wf[c * k + j];
+                a += fabs((double)x[r * k + j] * wf[c * k + j]);
+            }
+            if (!(fabs(y[r * n + c] - s) <= 2e-5 * a + 1e-30))
+                fail_msg("%s: y[%lld][%lld] = %.9g, reference %.9g", what, (long long)r, (long long)c, y[r * n + c],
+                         s);
+        }
+}
+
+/* GGUF block tensors kept as stored in a pool: the bytes are the file's,
+ * CPY to f32 is the gguf package's dequantization bit for bit, MATMUL with
+ * them as the weight equals the dequantized product (1 and 2 threads, f32
+ * and f16 activations, a batch of two, bias), and the ops that do not take
+ * block types say so. */
+static void test_op_table(void **state)
+{
+    (void)state;
+    lf_weights_t *w = NULL;
+    char err[256];
+    assert_int_equal(lf_weights_open(&w, TYPES, err, sizeof err), 0);
+    static const char *types[] = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"};
+    const int64_t k = 512, n = 3, m = 5;
+    float x[2 * 5 * 512], y[2 * 5 * 3], bias[3] = {0.5f, -1.25f, 2.0f}, back[3 * 512];
+    uint16_t xh[2 * 5 * 512];
+    srand(3);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
+        xh[i] = lf_f32_to_f16((float)(rand() % 2001 - 1000) / 700.0f);
+        x[i] = lf_f16_to_f32(xh[i]); /* the same values in f16 and f32 */
+    }
+    for (int threads = 1; threads <= 2; threads++) {
+        lf_backend_t *be = lf_backend_cpu_new(threads);
+        lf_pool_t *pool = lf_pool_new(be, 0);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            char name[32], rname[32];
+            snprintf(name, sizeof name, "%s.w", types[ti]);
+            snprintf(rname, sizeof rname, "%s.ref", types[ti]);
+            const lf_tensor_info_t *t = lf_weights_find(w, name);
+            lf_tensor_t *wt = NULL;
+            assert_int_equal(lf_weights_upload(w, t, pool, name, LF_WEIGHTS_STORED, 0, &wt, err, sizeof err), 0);
+            assert_int_equal(wt->type, LF_TYPE_Q4_0 + s_quant(t->dtype));
+            assert_int_equal(wt->ne[0], k);
+            assert_int_equal(wt->ne[1], n);
+            assert_int_equal(lf_tensor_nbytes(wt), t->nbytes);
+            assert_memory_equal(wt->data, t->data, t->nbytes);
+            int64_t nref;
+            float *wf = s_ref(w, rname, &nref);
+            /* Read back through CPY (an embedding row, a LoRA merge). */
+            lf_tensor_t bt = lf_tensor_make(LF_TYPE_F32, 2, wt->ne, back);
+            memset(back, 0xff, sizeof back);
+            assert_int_equal(lf_op_cpy(be, &bt, wt), 0);
+            s_same_bits(name, back, wf, nref);
+            lf_tensor_t row = lf_tensor_slice(wt, 1, 2, 1), rt = lf_tensor_make(LF_TYPE_F32, 1, &k, back);
+            assert_int_equal(lf_op_cpy(be, &rt, &row), 0);
+            s_same_bits("row 2", back, wf + 2 * k, k);
+            /* MATMUL: f32 activations, a batch of two, with bias. */
+            lf_tensor_t xt = lf_tensor_4d(LF_TYPE_F32, k, m, 2, 1, x);
+            lf_tensor_t yt = lf_tensor_4d(LF_TYPE_F32, n, m, 2, 1, y);
+            lf_tensor_t bv = lf_tensor_make(LF_TYPE_F32, 1, &n, bias);
+            assert_int_equal(lf_op_matmul(be, &yt, &xt, wt, &bv), 0);
+            s_check_product(name, y, x, wf, bias, m, n, k);
+            s_check_product(name, y + m * n, x + m * k, wf, bias, m, n, k);
+            /* f16 activations, no bias. */
+            lf_tensor_t xf = lf_tensor_4d(LF_TYPE_F16, k, m, 1, 1, xh);
+            yt = lf_tensor_4d(LF_TYPE_F32, n, m, 1, 1, y);
+            assert_int_equal(lf_op_matmul(be, &yt, &xf, wt, NULL), 0);
+            s_check_product(name, y, x, wf, NULL, m, n, k);
+            free(wf);
+        }
+        /* Block types go nowhere else: not as activations, not elementwise. */
+        lf_tensor_t *q8 = lf_pool_find(pool, "Q8_0.w");
+        lf_tensor_t xt = lf_tensor_4d(LF_TYPE_F32, k, n, 1, 1, x), yt = lf_tensor_4d(LF_TYPE_F32, n, n, 1, 1, y);
+        lf_node_t nd = {.op = LF_OP_MATMUL, .dst = &yt, .src = {q8, &xt}};
+        assert_false(lf_backend_supports_op(be, &nd)); /* quantized activations */
+        assert_int_equal(lf_op_matmul(be, &yt, q8, &xt, NULL), LF_EUNSUPPORTED);
+        lf_tensor_t st = lf_tensor_make(LF_TYPE_F32, 2, q8->ne, back);
+        assert_int_equal(lf_op_add(be, &st, q8, q8), LF_EUNSUPPORTED);
+        assert_int_equal(lf_op_silu(be, &st, q8), LF_EUNSUPPORTED);
+        lf_tensor_t tr = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){n, k}, back);
+        assert_int_equal(lf_op_cpy(be, &tr, q8), LF_EUNSUPPORTED); /* a reshaping copy */
+        lf_pool_destroy(&pool);
+        lf_backend_destroy(&be);
+    }
+    lf_weights_destroy(&w);
+}
+
 static void test_sizes(void **state)
 {
     (void)state;
@@ -282,6 +487,9 @@ int main(void)
         cmocka_unit_test(test_upload),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_int8),
+        cmocka_unit_test(test_tensor_types),
+        cmocka_unit_test(test_quantize_bitexact),
+        cmocka_unit_test(test_op_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,11 @@ tests/engine/fixtures/gguf/types.gguf (GGUF v3, alignment 32):
   f32 source (known tensors through the package's quantizer).
   "vol.w": a 3-d Q8_0 tensor [2, 3, 64]; metadata of every value type (the
   test checks them against the values below).
+tests/engine/fixtures/gguf/quantize.gguf: "src" (F32 [8, 256]: N(0, 1) rows
+  with edge blocks: all zero, constant, +max and -max in one block, one huge
+  value, halves at the rounding boundaries) and "<T>.q" = gguf.quants.quantize
+  (src, T) for T in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (the quantizer's bytes, for
+  lf_quant_quantize and quantize-on-load).
 tests/engine/fixtures/gguf/align64.gguf (GGUF v2 header, alignment 64): two
   small tensors, for the alignment path.
 tests/fuzz/corpus/gguf/: tiny files (a few hundred bytes) for the fuzz
@@ -125,6 +130,29 @@ def align_file(path):
         f.write((2).to_bytes(4, "little"))
 
 
+def quantize_file(path):
+    r = np.random.default_rng(4321)
+    src = r.standard_normal((8, 256)).astype(np.float32)
+    src[0, 0:32] = 0                                   # all zero: d = 0, id = 0
+    src[0, 32:64] = 0.75                               # constant
+    src[0, 64:96] = r.standard_normal(32) * 0.1
+    src[0, 64], src[0, 70] = 2.0, -2.0                 # +max then -max: the first wins
+    src[0, 96:128] = r.standard_normal(32) * 1e-3
+    src[0, 100] = 1e4                                  # one huge value
+    src[1, 0:32] = (np.arange(32, dtype=np.float32) - 16) / 8   # exact multiples and halves
+    src[1, 32:64] = (np.arange(32, dtype=np.float32) - 15.5) * np.float32(127 / 15.5) / 127
+    src[2] *= 100                                      # large scales
+    src[3] *= 1e-6                                     # tiny, subnormal f16 scales
+    w = gguf.GGUFWriter(path, "lightfarm-quantize")
+    w.add_tensor("src", src)
+    for qt in (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1):
+        w.add_tensor(f"{qt.name}.q", quantize(src, qt), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def fuzz_files():
     os.makedirs(FUZZ, exist_ok=True)
     small = {
@@ -153,6 +181,7 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     types_file(os.path.join(OUT, "types.gguf"))
     align_file(os.path.join(OUT, "align64.gguf"))
+    quantize_file(os.path.join(OUT, "quantize.gguf"))
     fuzz_files()
     for d in (OUT, FUZZ):
         for n in sorted(os.listdir(d)):
