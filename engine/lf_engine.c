@@ -28,6 +28,7 @@
 #include "lf_model.h"
 #include "lf_pipeline.h"
 #include "lf_prompt.h"
+#include "lf_quant.h"
 #include "lf_safetensors.h"
 #include "lf_torchzip.h"
 #include "lf_upscaler.h"
@@ -75,6 +76,7 @@ struct lf_engine {
     lf_model_t *refiner;
     char *refiner_path, *refiner_name;
     uint64_t refiner_bytes, memory_budget;
+    int weight_quant; /* lf_model_opts_t.weight_quant for every load (0: none) */
     lf_engine_stats_t stats;
     lf_clip_tokenizer_t *tok;
     char *tok_path;
@@ -146,6 +148,18 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
         if (err && errlen) snprintf(err, errlen, "this build has no model networks (engine/models/lf_model.c)");
         return LF_EUNSUPPORTED;
     }
+    int wq = 0;
+    if (o.weights && *o.weights && strcmp(o.weights, "none")) {
+        int t = lf_type_parse(o.weights);
+        if (t < 0 || !lf_type_is_quant((lf_type_t)t) ||
+            !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
+            if (err && errlen)
+                snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q5_1, q5_0, q4_1, q4_0 or none "
+                         "(GGUF files in any block type load as stored)", o.weights);
+            return LF_EINVAL;
+        }
+        wq = t;
+    }
     lf_backend_t *be = NULL;
     const char *dev = o.device && *o.device ? o.device : "cpu";
     lf_device_t d;
@@ -187,6 +201,7 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     e->backend = be;
     e->vae_tile = o.vae_tile;
     e->memory_budget = o.memory_budget;
+    e->weight_quant = wq;
     *out = e;
     return 0;
 }
@@ -370,6 +385,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                           .vae_path = opts && opts->vae_path ? opts->vae_path : pvae,
                           .taesd_path = opts ? opts->taesd_path : NULL,
                           .weight_type = -1,
+                          .weight_quant = e->weight_quant,
                           .prediction = pred,
                           .text_paths = texts,
                           .n_text_paths = ntp};
@@ -515,7 +531,8 @@ static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
     if (e->refiner && !strcmp(e->refiner_path, path)) return 0;
     lf_engine_unload_refiner(e); /* one refiner at most */
     if (!strcmp(path, e->model_path)) return 0; /* the base refining itself: A1111 runs no refiner */
-    lf_model_opts_t mo = {.backend = e->backend, .weight_type = -1, .prediction = LF_PRED_EPS};
+    lf_model_opts_t mo = {.backend = e->backend, .weight_type = -1, .weight_quant = e->weight_quant,
+                          .prediction = LF_PRED_EPS};
     char why[400] = "";
     lf_model_t *m = NULL;
     int rc = e->ops->load(path, &mo, &m, why, sizeof why);

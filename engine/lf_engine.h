@@ -80,6 +80,11 @@ typedef struct {
      * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
      * none: only the built-in upscalers. */
     const char *upscaler_dirs;
+    /* Quantize-on-load (sd.cpp's --type): "q8_0", "q5_1", "q5_0", "q4_1" or
+     * "q4_0" quantizes the diffusion network's linear layers as models load
+     * (less memory; CPU backend); NULL, "" or "none": weights as stored.
+     * lf_engine_new refuses another name (LF_EINVAL, naming it in err). */
+    const char *weights;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "lf_error.h"
+#include "lf_quant.h"
 #include "lf_lora.h"
 #include "lf_ops.h"
 
@@ -274,6 +275,9 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
         return s_err(err, errlen, LF_EFORMAT,
                      "%s: layer %s: %lld values in the LoRA, %lld in the model", parts[0].name,
                      tname, (long long)numel, (long long)lf_tensor_nelements(t));
+    if (lf_type_is_quant(t->type) && !lf_quant_can_quantize((lf_quant_type_t)(t->type - LF_TYPE_Q4_0)))
+        return s_err(err, errlen, LF_EUNSUPPORTED, "%s: layer %s: the model holds it as %s, which has no quantizer "
+                     "to store a merge in", parts[0].name, tname, lf_type_name(t->type));
     size_t nb = lf_tensor_nbytes(t);
     /* W0: kept from the previous set (a switch), else read from the pool. */
     s_saved_t *kept = s_find_saved(p, t);

@@ -52,6 +52,7 @@ static const char s_usage[] =
     "      --original-size WxH --crop-top N --crop-left N --target-size WxH\n"
     "                            SDXL size conditioning (default: the image size, crop 0,0)\n"
     "      --aesthetic-score X (6) --negative-aesthetic-score X (2.5)   SDXL refiner\n"
+    "      --weights T           quantize the UNet's linear layers on load: q8_0, q5_1, q5_0, q4_1, q4_0\n"
     "      --lora-dir DIRS       LoRA folders (':'-separated) for the prompt's <lora:name:w> tags;\n"
     "                            default: lora/ and Lora/ beside the model\n"
     "      --cache none|fbcache|deepcache   step caching; --cache-threshold X (0.12, fbcache)\n"
@@ -273,9 +274,10 @@ static int s_cmd_generate(int argc, char **argv)
         {"lora-dir", required_argument, NULL, 24},  {"cache", required_argument, NULL, 25},
         {"cache-threshold", required_argument, NULL, 26}, {"cache-start", required_argument, NULL, 27},
         {"cache-end", required_argument, NULL, 28}, {"cache-interval", required_argument, NULL, 29},
-        {"cache-depth", required_argument, NULL, 30}, {NULL, 0, NULL, 0}};
+        {"cache-depth", required_argument, NULL, 30}, {"weights", required_argument, NULL, 31},
+        {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
-               *vocab = NULL, *lora_dirs = NULL;
+               *vocab = NULL, *lora_dirs = NULL, *weights = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
     req.cache = (lf_stepcache_opts_t){.threshold = 0.12f, .interval = 3}; /* the table's defaults */
     long v;
@@ -321,6 +323,7 @@ static int s_cmd_generate(int argc, char **argv)
         case 22: rc = s_double("--aesthetic-score", optarg, 0, 10, &req.aesthetic_score); break;
         case 23: rc = s_double("--negative-aesthetic-score", optarg, 0, 10, &req.negative_aesthetic_score); break;
         case 24: lora_dirs = optarg; break;
+        case 31: weights = optarg; break;
         case 25:
             if (lf_stepcache_kind_parse(optarg, &req.cache.kind))
                 return s_usage_error("--cache: '%s' is not none, fbcache or deepcache", optarg);
@@ -368,7 +371,8 @@ static int s_cmd_generate(int argc, char **argv)
         snprintf(dirs, sizeof dirs, "%.*s/lora:%.*s/Lora", dl, d, dl, d);
         lora_dirs = dirs;
     }
-    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab, .lora_dirs = lora_dirs};
+    lf_engine_opts_t eo = {.device = device, .n_threads = threads, .vocab_path = vocab, .lora_dirs = lora_dirs,
+                           .weights = weights};
     int rc = lf_engine_new(&eo, &e, err, sizeof err);
     if (rc) {
         free(init_buf);

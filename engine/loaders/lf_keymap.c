@@ -311,6 +311,12 @@ static lf_tensor_t *s_load(lf_keymap_loader_t *ld, int opt, int ndim, const int6
     int nd = t->ndim;
     while (nd > 1 && t->shape[nd - 1] == 1) nd--;
     int type = nd <= 1 ? 0 /* LF_TYPE_F32 */ : ld->type;
+    if (ld->quant && ndim == 2 && nd == 2) {
+        if (lf_dtype_block(t->dtype) > 1)
+            type = LF_WEIGHTS_STORED;
+        else if (ld->quant > 0 && t->shape[1] % lf_type_block((lf_type_t)ld->quant) == 0)
+            type = ld->quant;
+    }
     rc = lf_weights_upload(ld->km->w, t, ld->pool, pname, type, ndim, &out, ld->err, ld->errlen);
     if (rc) {
         ld->rc = rc;

@@ -64,6 +64,10 @@ typedef struct {
     lf_pool_t *pool;         /* borrowed */
     const char *pool_prefix; /* pool names are pool_prefix + diffusers name */
     int type;                /* lf_type_t for tensors of 2+ dims; -1 as stored */
+    int quant;               /* linear weights (asked for with ndim 2): 0 as `type` says;
+                                LF_WEIGHTS_STORED: GGUF block types kept as stored;
+                                a block lf_type_t: that too, and float weights whose rows
+                                are whole blocks quantized to it on load */
     int rc;                  /* first error (0 while fine) */
     char *err;               /* message of the first error (names file and tensor) */
     size_t errlen;

@@ -56,6 +56,9 @@ typedef struct {
     size_t n_text_paths;
     const char *taesd_path;    /* optional TAESD-family preview decoder (.safetensors/.pth) */
     int weight_type;           /* lf_type_t to keep weights in: -1 = as stored (f16 stays f16) */
+    int weight_quant;          /* 0, or a block lf_type_t (LF_TYPE_Q8_0, ...; lf_quant_can_quantize):
+                                  the diffusion network's linear layers quantized on load (sd.cpp's
+                                  --type), its other weights as stored; CPU backend only */
     lf_prediction_t prediction;/* used when the checkpoint does not say (default eps): the
                                   checkpoint says in a diffusers folder's scheduler config,
                                   lf.config's "prediction_type" or the safetensors metadata

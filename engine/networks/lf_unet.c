@@ -298,8 +298,10 @@ int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf
         return rc;
     }
     lf_unet_config_t *c = &u->c;
-    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "unet.", .type = type,
-                             .err = err, .errlen = errlen};
+    /* A block type quantizes the linear layers; the rest stays as stored. */
+    bool quant = lf_type_is_quant((lf_type_t)type);
+    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "unet.", .type = quant ? -1 : type,
+                             .quant = quant ? type : 0, .err = err, .errlen = errlen};
     const int L = c->levels, T = c->temb_dim;
     u->conv_in_w = lf_keymap_load(&ld, 4, S(c->ch[0], c->in_ch, 3, 3), "conv_in.weight");
     u->conv_in_b = lf_keymap_load(&ld, 1, S(c->ch[0]), "conv_in.bias");

@@ -51,7 +51,9 @@ typedef struct {
 typedef struct lf_unet lf_unet_t;
 
 /* Loads the UNet's tensors through km into pool (type: lf_type_t or -1 as
- * stored). config: diffusers UNet config object or NULL (borrowed); without
+ * stored; a block type such as LF_TYPE_Q8_0 quantizes the linear layers
+ * whose rows are whole blocks on load and keeps the rest as stored; GGUF
+ * block-type linear weights then stay as stored). config: diffusers UNet config object or NULL (borrowed); without
  * one, heads default to 8 per attention (SD1.x) or, for an SDXL UNet (one
  * with the added embedding), channels / 64 (SDXL's head size). On failure
  * returns a negative code with the reason (file, tensor) in err. */
