@@ -78,39 +78,6 @@ static void s_loadavg(char *out, size_t n) {
     out[strcspn(out, "\n")] = 0;
 }
 
-static double s_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
-    double se = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        se += d * d;
-    }
-    if (se == 0) return 99.0; /* identical: reported as 99 dB */
-    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
-}
-
-/* Mean SSIM of the luma (BT.601) over 8x8 windows, stride 4. */
-static double s_ssim(const uint8_t *a, const uint8_t *b, int w, int h) {
-    const double c1 = (0.01 * 255) * (0.01 * 255), c2 = (0.03 * 255) * (0.03 * 255);
-    double sum = 0;
-    int nw = 0;
-    for (int y0 = 0; y0 + 8 <= h; y0 += 4)
-        for (int x0 = 0; x0 + 8 <= w; x0 += 4) {
-            double ma = 0, mb = 0, va = 0, vb = 0, cov = 0;
-            for (int y = y0; y < y0 + 8; y++)
-                for (int x = x0; x < x0 + 8; x++) {
-                    const uint8_t *p = a + ((size_t)y * w + x) * 3, *q = b + ((size_t)y * w + x) * 3;
-                    double la = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
-                    double lb = 0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2];
-                    ma += la, mb += lb, va += la * la, vb += lb * lb, cov += la * lb;
-                }
-            ma /= 64, mb /= 64;
-            va = va / 64 - ma * ma, vb = vb / 64 - mb * mb, cov = cov / 64 - ma * mb;
-            sum += ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
-            nw++;
-        }
-    return nw ? sum / nw : 1.0;
-}
-
 static void s_randn(float *p, size_t n, uint32_t seed);
 
 /* ---- SD1.5's compute per path, counted analytically (bench_unet's count:
@@ -324,10 +291,10 @@ static int s_quality(int n_cases, int steps, int threads, int flops_only, const 
         if (rc) goto out;
         double ps = 0, pmin = 1e9, ss = 0;
         for (int i = 0; i < n_cases; i++) {
-            double p = s_psnr(ref[i], img[i], (size_t)RES * RES * 3);
+            double p = lf_bench_psnr(ref[i], img[i], (size_t)RES * RES * 3);
             ps += p;
             pmin = p < pmin ? p : pmin;
-            ss += s_ssim(ref[i], img[i], RES, RES);
+            ss += lf_bench_ssim(ref[i], img[i], RES, RES);
         }
         ps /= n_cases, ss /= n_cases;
         double x = full ? (double)full0 / full : 0, ff = 0, fp = 0, fr = 0;

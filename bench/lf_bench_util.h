@@ -1,9 +1,12 @@
 /* lf_bench_util: what every benchmark in bench/ measures with — a monotonic
- * clock and this process's memory figures from /proc/self/status. Header
+ * clock, this process's memory figures from /proc/self/status and image
+ * distances (PSNR, SSIM). Header
  * only; each bench is one translation unit. */
 #ifndef LF_BENCH_UTIL_H
 #define LF_BENCH_UTIL_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,40 @@ static inline int lf_bench_reset_hwm(void) {
     if (!f) return -1;
     int ok = fputs("5", f) >= 0;
     return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* PSNR of two 8-bit images of n bytes (peak 255); identical: 99 dB. */
+static inline double lf_bench_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        se += d * d;
+    }
+    if (se == 0) return 99.0; /* identical: reported as 99 dB */
+    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
+/* Mean SSIM of the luma (BT.601) over 8x8 windows, stride 4. */
+static inline double lf_bench_ssim(const uint8_t *a, const uint8_t *b, int w, int h) {
+    const double c1 = (0.01 * 255) * (0.01 * 255), c2 = (0.03 * 255) * (0.03 * 255);
+    double sum = 0;
+    int nw = 0;
+    for (int y0 = 0; y0 + 8 <= h; y0 += 4)
+        for (int x0 = 0; x0 + 8 <= w; x0 += 4) {
+            double ma = 0, mb = 0, va = 0, vb = 0, cov = 0;
+            for (int y = y0; y < y0 + 8; y++)
+                for (int x = x0; x < x0 + 8; x++) {
+                    const uint8_t *p = a + ((size_t)y * w + x) * 3, *q = b + ((size_t)y * w + x) * 3;
+                    double la = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+                    double lb = 0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2];
+                    ma += la, mb += lb, va += la * la, vb += lb * lb, cov += la * lb;
+                }
+            ma /= 64, mb /= 64;
+            va = va / 64 - ma * ma, vb = vb / 64 - mb * mb, cov = cov / 64 - ma * mb;
+            sum += ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+            nw++;
+        }
+    return nw ? sum / nw : 1.0;
 }
 
 #endif

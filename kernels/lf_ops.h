@@ -10,7 +10,8 @@
  * Shapes use lf_tensor.h order (dimension 0 innermost). Per op:
  *  MATMUL      dst[N,M,B2,B3] = a[K,M,B2,B3] . b[K,N,b2,b3]^T + bias[N]
  *              (b broadcast over batch dims of size 1; b is a PyTorch Linear
- *              weight as stored; a/b may be transposed views).
+ *              weight as stored; a/b may be transposed views; b may be of a
+ *              block-quantized type, rows whole, where supports_op says so).
  *  CONV2D      dst[Wo,Ho,Co,N] = conv(x[W,H,Ci,N], w[kw,kh,Ci,Co]) + bias[Co];
  *              params stride, pad (same on both axes). NCHW as in PyTorch.
  *  GROUP_NORM  over (ne0*ne1*ne2/groups) per group of channels (dim 2);
