@@ -137,6 +137,23 @@ int lf_engine_device_info(const char *device, char *name, size_t namelen, uint64
     return lf_backend_cuda_device_props(d.index, name, namelen, memory_bytes);
 }
 
+/* A quantize-on-load name (lf_engine_opts_t.weights, a manifest's
+ * "weights") to lf_model_opts_t.weight_quant: 0 for NULL, "" and "none". */
+static int s_weights_parse(const char *name, int *out, char *err, size_t errlen)
+{
+    *out = 0;
+    if (!name || !*name || !strcmp(name, "none")) return 0;
+    int t = lf_type_parse(name);
+    if (t < 0 || !lf_type_is_quant((lf_type_t)t) || !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
+        if (err && errlen)
+            snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q5_1, q5_0, q4_1, q4_0 or none "
+                     "(GGUF files in any block type load as stored)", name);
+        return LF_EINVAL;
+    }
+    *out = t;
+    return 0;
+}
+
 int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, size_t errlen)
 {
     lf_engine_opts_t o = opts ? *opts : (lf_engine_opts_t){0};
@@ -149,17 +166,8 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
         return LF_EUNSUPPORTED;
     }
     int wq = 0;
-    if (o.weights && *o.weights && strcmp(o.weights, "none")) {
-        int t = lf_type_parse(o.weights);
-        if (t < 0 || !lf_type_is_quant((lf_type_t)t) ||
-            !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
-            if (err && errlen)
-                snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q5_1, q5_0, q4_1, q4_0 or none "
-                         "(GGUF files in any block type load as stored)", o.weights);
-            return LF_EINVAL;
-        }
-        wq = t;
-    }
+    int wrc = s_weights_parse(o.weights, &wq, err, errlen);
+    if (wrc) return wrc;
     lf_backend_t *be = NULL;
     const char *dev = o.device && *o.device ? o.device : "cpu";
     lf_device_t d;
@@ -344,12 +352,15 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     size_t ntp = opts && opts->text_paths ? opts->n_text_paths : 0;
     const char *pvae = opts ? opts->parts_vae_path : NULL;
     lf_prediction_t pred = opts && opts->prediction_v ? LF_PRED_V : LF_PRED_EPS;
-    int rc = 0;
+    int rc = 0, wq = e->weight_quant; /* a manifest's "weights" overrides the engine's */
     if (lf_manifest_is_path(path)) {
         rc = lf_manifest_load(path, &man, why, sizeof why);
         if (!rc) rc = lf_manifest_check(man, why, sizeof why);
         if (!rc && (rc = lf_manifest_prediction(man, &pred)))
             snprintf(why, sizeof why, "manifest %s: bad prediction", path);
+        if (!rc && man->weights[0] && (rc = s_weights_parse(man->weights, &wq, NULL, 0)))
+            snprintf(why, sizeof why, "manifest %s: weights '%s' is not q8_0, q5_1, q5_0, q4_1, q4_0 or none", path,
+                     man->weights);
         if (rc) {
             lf_manifest_destroy(&man);
             s_unload(e); /* a failed load leaves no model loaded */
@@ -385,7 +396,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                           .vae_path = opts && opts->vae_path ? opts->vae_path : pvae,
                           .taesd_path = opts ? opts->taesd_path : NULL,
                           .weight_type = -1,
-                          .weight_quant = e->weight_quant,
+                          .weight_quant = wq,
                           .prediction = pred,
                           .text_paths = texts,
                           .n_text_paths = ntp};

@@ -249,12 +249,19 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
                 rc = s_err(err, errlen, LF_EFORMAT,
                            "%s: resolution must be a multiple of 8 in 64..4096", path);
             m->resolution = (uint32_t)x;
+        } else if (!strcmp(k, "weights")) {
+            const char *s = json_string_value(v);
+            if (!s || !*s || strlen(s) >= sizeof m->weights)
+                rc = s_err(err, errlen, LF_EFORMAT, "%s: weights must be a type name (\"q8_0\", \"none\", ...)",
+                           path);
+            else
+                snprintf(m->weights, sizeof m->weights, "%s", s);
         } else if (!strcmp(k, "defaults")) {
             rc = s_defaults(v, &m->defaults, path, "defaults", err, errlen);
         } else if (strcmp(k, "description") != 0) {
             rc = s_err(err, errlen, LF_EFORMAT,
                        "%s: unknown field %s (name, family, parts, prediction, resolution, "
-                       "defaults, description)",
+                       "defaults, weights, description)",
                        path, k);
         }
     }

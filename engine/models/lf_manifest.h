@@ -91,6 +91,8 @@ typedef struct {
     int prediction_sample; /* 1: "sample" (x0) was said; see lf_manifest_prediction */
     uint32_t resolution; /* trained side in px; 0 = the family's */
     lf_manifest_defaults_t defaults;
+    char weights[16];    /* "weights": quantize-on-load type ("q8_0", ...; lf_engine_opts_t.weights
+                            checks it at load); "" = unset: the engine's setting */
 } lf_manifest_t;
 
 /* Parses a manifest's JSON text (len bytes). path names it in errors, and

@@ -125,6 +125,8 @@ static void test_parse_errors(void **state) {
          "prediction must be"},
         {"{\"family\": \"sdxl\", \"name\": \"a/b\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}",
          "name must be"},
+        {"{\"family\": \"sdxl\", \"weights\": 8, \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}",
+         "weights must be"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512] = "";
@@ -502,6 +504,21 @@ static void test_engine_loads_manifests(void **state) {
     assert_non_null(strstr(lf_engine_errstr(e), "parts.checkpoint"));
     assert_non_null(strstr(lf_engine_errstr(e), "tiny_a.safetensors"));
     assert_null(lf_engine_model_name(e));
+    /* "weights": quantize-on-load per model; an unknown type is refused at load, naming it. */
+    snprintf(p, sizeof p, "%s/q.model.json", dir);
+    snprintf(b, sizeof b, "{\"family\": \"sd15\", \"weights\": \"q4_k\", \"parts\": {\"checkpoint\": \"%s\", "
+             "\"unet\": \"%s\"}}", c, c);
+    s_write(p, b);
+    rc = lf_engine_load(e, p, NULL);
+    printf("  %s\n", lf_engine_errstr(e));
+    assert_int_equal(rc, LF_EINVAL);
+    assert_non_null(strstr(lf_engine_errstr(e), "weights 'q4_k'"));
+    snprintf(b, sizeof b, "{\"family\": \"sd15\", \"weights\": \"q8_0\", \"parts\": {\"checkpoint\": \"%s\", "
+             "\"unet\": \"%s\"}}", c, c);
+    s_write(p, b);
+    rc = lf_engine_load(e, p, NULL);
+    if (rc) printf("  %s\n", lf_engine_errstr(e));
+    assert_true(rc == 0 || (rc == LF_ENOTFOUND && strstr(lf_engine_errstr(e), "CLIP merges")));
     lf_engine_destroy(&e);
     snprintf(b, sizeof b, "rm -rf '%s'", dir);
     assert_int_equal(system(b), 0);
