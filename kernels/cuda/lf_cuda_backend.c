@@ -191,10 +191,15 @@ static bool s_gemm_operand(const lf_tensor_t *t) {
 static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
     (void)be;
     const lf_tensor_t *a = n->src[0], *b = n->src[1], *c = n->src[2];
-    /* No block-quantized (GGUF) tensors on CUDA yet: the graph falls back. */
+    /* Block-quantized (GGUF) tensors: only as MATMUL's weight, whole rows,
+     * no batch (dequantized to f16 per call, lf_cuda_quant.cu). */
     bool quant = lf_type_is_quant(n->dst->type);
-    for (int i = 0; i < LF_MAX_SRC; i++) quant |= n->src[i] && lf_type_is_quant(n->src[i]->type);
+    for (int i = 0; i < LF_MAX_SRC; i++) quant |= n->src[i] && i != 1 && lf_type_is_quant(n->src[i]->type);
     if (quant) return false;
+    if (lf_type_is_quant(b ? b->type : LF_TYPE_F32))
+        return n->op == LF_OP_MATMUL && b->type <= LF_TYPE_Q6_K && lf_tensor_rows_contiguous(b) &&
+               b->ne[2] == 1 && b->ne[3] == 1 && s_f32(n->dst) && s_rows(n->dst) && s_gemm_operand(a) &&
+               s_rows(c);
     switch (n->op) {
     case LF_OP_MATMUL:
         /* Activations of another type than the weight are converted first. */
@@ -236,14 +241,27 @@ static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
     s_ctx_t *c = C(be);
     const lf_tensor_t *a = n->src[0], *b = n->src[1], *bias = n->src[2];
     lf_tensor_t *d = n->dst;
-    lf_tensor_t A = *a;
-    if (a->type != b->type) {
+    lf_tensor_t A = *a, Bq;
+    /* A block-quantized weight is first widened to f16 in scratch. */
+    size_t qbytes = lf_type_is_quant(b->type) ? ((size_t)(b->ne[0] * b->ne[1]) * 2 + 255) & ~(size_t)255 : 0;
+    lf_type_t wt = qbytes ? LF_TYPE_F16 : b->type;
+    if (qbytes || a->type != wt) {
         /* cuBLAS wants both inputs in one type: bring activations to the weight's. */
         void *w;
-        int rc = s_work(be, (size_t)lf_tensor_nelements(a) * lf_type_size(b->type), &w);
+        size_t abytes = a->type != wt ? (size_t)lf_tensor_nelements(a) * lf_type_size(wt) : 0;
+        int rc = s_work(be, qbytes + abytes, &w);
         if (rc) return rc;
-        LF_LAUNCH_CHECK(be, lf__cuda_convert(w, (int)b->type, s_view(a), c->stream));
-        A = lf_tensor_make(b->type, 4, a->ne, w);
+        if (qbytes) {
+            LF_LAUNCH_CHECK(be, lf__cuda_dequant_f16(w, (int)b->type, b->data, b->ne[1], b->ne[0],
+                                                     (int64_t)b->nb[1], (int)lf_type_block(b->type),
+                                                     (int)lf_type_size(b->type), c->stream));
+            Bq = lf_tensor_make(LF_TYPE_F16, 2, b->ne, w);
+            b = &Bq;
+        }
+        if (abytes) {
+            LF_LAUNCH_CHECK(be, lf__cuda_convert((char *)w + qbytes, (int)wt, s_view(a), c->stream));
+            A = lf_tensor_make(wt, 4, a->ne, (char *)w + qbytes);
+        }
     }
     size_t es = lf_type_size(b->type);
     cublasOperation_t opw, opx;

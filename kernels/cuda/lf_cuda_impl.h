@@ -59,6 +59,12 @@ int lf__cuda_im2col(void *col, int col_type, const float *x, int64_t W, int64_t 
 /* Contiguous copy of a view into type dst_type (operand conversion). */
 int lf__cuda_convert(void *dst, int dst_type, lf__cuda_view_t src, void *stream);
 
+/* lf_cuda_quant.cu: rows x k weights of block type `type` (an lf_type_t
+ * Q4_0..Q6_K; rows row_nb bytes apart, blocks of blck weights in
+ * block_bytes) dequantized into dst as contiguous f16. */
+int lf__cuda_dequant_f16(void *dst, int type, const void *src, int64_t rows, int64_t k, int64_t row_nb,
+                         int blck, int block_bytes, void *stream);
+
 /* Fused attention: q[D,Nq,H,B], k[D,Nk,H,B], v[Dv,Nk,H,B], mask[Nk,Nq] or
  * data NULL; all f32 with rows contiguous; D, Dv <= LF__CUDA_ATTN_MAXD. */
 #define LF__CUDA_ATTN_MAXD 160

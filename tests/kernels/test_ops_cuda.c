@@ -13,6 +13,7 @@
 #include "lf_error.h"
 #include "lf_graph.h"
 #include "lf_ops.h"
+#include "lf_quant.h"
 #include "lf_test_tensor.h"
 
 typedef struct {
@@ -130,6 +131,39 @@ static void test_cuda_gemm_conv(void **state) {
         s_case(e, &n, i == 3 ? 2e-2 : 1e-3);
         free(x.data), free(w.data), free(b.data);
     }
+}
+
+/* MATMUL with a block-quantized weight (dequantized to f16 on the GPU, f16
+ * GemmEx) against the CPU's f32 product on the same blocks: f16 rounding of
+ * both operands only. Legacy types from the quantizer, K types from random
+ * bytes with small f16 scales. */
+static void test_cuda_quant_matmul(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 512, 19, 1, 1, 1);
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 23, 1, 1, 1, 1);
+    lf_tensor_t wf = lf_test_rand(LF_TYPE_F32, 512, 23, 1, 1, 1);
+    for (int t = LF_TYPE_Q4_0; t <= LF_TYPE_Q6_K; t++) {
+        const int64_t ne[2] = {512, 23};
+        lf_tensor_t w = lf_tensor_make((lf_type_t)t, 2, ne, NULL);
+        unsigned char *q = malloc(lf_tensor_nbytes(&w));
+        w.data = q;
+        if (lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
+            assert_int_equal(lf_quant_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0), wf.data, q, 512 * 23), 0);
+        } else {
+            size_t bb = lf_type_size((lf_type_t)t), at = t == LF_TYPE_Q6_K ? 208 : 0;
+            for (size_t i = 0; i < lf_tensor_nbytes(&w); i++) q[i] = (unsigned char)(lf_test_uniform() * 128 + 128);
+            for (size_t i = 0; i < lf_tensor_nbytes(&w); i += bb) {
+                uint16_t d = lf_f32_to_f16(0.01f), m = lf_f32_to_f16(0.005f);
+                q[i + at] = (unsigned char)d, q[i + at + 1] = (unsigned char)(d >> 8);
+                if (t != LF_TYPE_Q6_K) q[i + 2] = (unsigned char)m, q[i + 3] = (unsigned char)(m >> 8);
+            }
+        }
+        lf_node_t n = s_node(LF_OP_MATMUL, &a, &w, &bias, NULL);
+        s_case(e, &n, 2e-2);
+        free(q);
+    }
+    free(a.data), free(bias.data), free(wf.data);
 }
 
 static void test_cuda_norms_attention(void **state) {
@@ -285,6 +319,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cuda_absent_is_clean),
         cmocka_unit_test(test_cuda_gemm_conv),
+        cmocka_unit_test(test_cuda_quant_matmul),
         cmocka_unit_test(test_cuda_norms_attention),
         cmocka_unit_test(test_cuda_elementwise_layout),
         cmocka_unit_test(test_cuda_covers_every_op),
