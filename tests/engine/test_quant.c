@@ -17,6 +17,7 @@
 
 #include "lf_backend.h"
 #include "lf_error.h"
+#include "lf_keymap.h"
 #include "lf_pool.h"
 #include "lf_quant.h"
 #include "lf_tensor.h"
@@ -369,6 +370,36 @@ static void test_quantize_bitexact(void **state)
     lf_weights_destroy(&w);
 }
 
+/* Loading through a key map: linear weights (asked for as 2-D) keep their
+ * GGUF block type with quant = LF_WEIGHTS_STORED, are quantized on load
+ * with a block type, and are f32 (the old behaviour) with quant = 0. */
+static void test_keymap_quant(void **state)
+{
+    (void)state;
+    lf_weights_t *w = NULL;
+    char err[256] = "";
+    assert_int_equal(lf_weights_open(&w, TYPES, err, sizeof err), 0);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_keymap_t km = {.w = w, .kind = LF_KEYMAP_DIFFUSERS};
+    const int64_t shape[2] = {3, 512};
+    lf_keymap_loader_t st = {.km = &km, .pool = pool, .pool_prefix = "s.", .type = -1, .quant = LF_WEIGHTS_STORED,
+                             .err = err, .errlen = sizeof err};
+    lf_keymap_loader_t q8 = st, off = st;
+    q8.pool_prefix = "q.", q8.quant = LF_TYPE_Q8_0;
+    off.pool_prefix = "o.", off.quant = 0;
+    assert_int_equal(lf_keymap_load(&st, 2, shape, "Q4_K.w")->type, LF_TYPE_Q4_K);
+    assert_int_equal(lf_keymap_load(&st, 2, shape, "F16.w")->type, LF_TYPE_F16);
+    assert_int_equal(lf_keymap_load(&st, 0, NULL, "Q6_K.w")->type, LF_TYPE_F32); /* not asked as linear */
+    assert_int_equal(lf_keymap_load(&q8, 2, shape, "Q5_1.w")->type, LF_TYPE_Q5_1);
+    assert_int_equal(lf_keymap_load(&q8, 2, shape, "F32.w")->type, LF_TYPE_Q8_0);
+    assert_int_equal(lf_keymap_load(&off, 2, shape, "Q4_K.w")->type, LF_TYPE_F32);
+    assert_int_equal(st.rc | q8.rc | off.rc, 0);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+}
+
 /* y = x . W^T + bias in double from the dequantized W; |y - ref| within
  * 2e-5 of sum |x w| (f32 accumulation over k = 512). */
 static void s_check_product(const char *what, const float *y, const float *x, const float *wf, const float *bias,
@@ -490,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_tensor_types),
         cmocka_unit_test(test_quantize_bitexact),
         cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_keymap_quant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
