@@ -1,10 +1,10 @@
-/* lf_quant_quantize: f32 -> ggml blocks for the types whose quantizer the
+/* lf_quant_quantize: f32 -> ggml blocks. For the types whose quantizer the
  * gguf package has in numpy (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), written to give
  * the same bytes as gguf.quants.quantize: the same f32 (or, for Q4_0/Q5_0,
  * f64) operations in the same order, round-half-away for Q8_0, truncation
  * of x*id + 0.5 for the others, the first largest |x| as Q4_0/Q5_0's scale
- * source, f16 scales rounded to nearest even. Built with -ffp-contract=off
- * like lf_quant.c. */
+ * source, f16 scales rounded to nearest even. Q4_K follows ggml's reference
+ * quantizer (below). Built with -ffp-contract=off like lf_quant.c. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -135,6 +135,115 @@ static void s_q5_1(const float *x, unsigned char *b)
     s_nibbles(q, b + 8);
 }
 
+/* ---- Q4_K: the semantics of ggml's reference quantizer (quantize_row_q4_K_ref;
+ * the gguf package has no K quantizer to compare bytes with, so tests bound
+ * the round-trip error). Each 32-weight sub-block gets a scale and a min
+ * fitted by weighted least squares over 21 trial scales (weights: rms of the
+ * sub-block + |x|); the eight scales and mins are then stored as 6-bit
+ * multiples of the block's f16 d and dmin, and the weights re-rounded
+ * against the stored values. Rounding is to nearest even, as ggml's
+ * nearest_int. */
+
+static int s_near(float f)
+{
+    return (int)lrintf(f);
+}
+
+static int s_clamp(int v, int hi)
+{
+    return v < 0 ? 0 : v > hi ? hi : v;
+}
+
+/* Fits x ≈ scale * L + min (min <= 0), L in 0..15; returns scale, *neg_min = -min. */
+static float s_fit_sub(const float *x, const float *w, unsigned char *L, float *neg_min)
+{
+    float mn = x[0], mx = x[0], sw = w[0], sx = w[0] * x[0];
+    for (int i = 1; i < 32; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+        sw += w[i];
+        sx += w[i] * x[i];
+    }
+    if (mn > 0) mn = 0;
+    if (mx == mn) {
+        memset(L, 0, 32);
+        *neg_min = -mn;
+        return 0.0f;
+    }
+    float iscale = 15.0f / (mx - mn), scale = 1.0f / iscale, best = 0;
+    for (int i = 0; i < 32; i++) {
+        L[i] = (unsigned char)s_clamp(s_near(iscale * (x[i] - mn)), 15);
+        float diff = scale * L[i] + mn - x[i];
+        best += w[i] * (diff * diff);
+    }
+    unsigned char aux[32];
+    for (int is = 0; is <= 20; is++) {
+        iscale = (-1.0f + 0.1f * (float)is + 15.0f) / (mx - mn);
+        float sl = 0, sl2 = 0, sxl = 0;
+        for (int i = 0; i < 32; i++) {
+            int l = s_clamp(s_near(iscale * (x[i] - mn)), 15);
+            aux[i] = (unsigned char)l;
+            sl += w[i] * (float)l;
+            sl2 += w[i] * (float)l * (float)l;
+            sxl += w[i] * (float)l * x[i];
+        }
+        float D = sw * sl2 - sl * sl;
+        if (D <= 0) continue;
+        float ts = (sw * sxl - sx * sl) / D, tm = (sl2 * sx - sl * sxl) / D;
+        if (tm > 0) tm = 0, ts = sxl / sl2;
+        float err = 0;
+        for (int i = 0; i < 32; i++) {
+            float diff = ts * aux[i] + tm - x[i];
+            err += w[i] * (diff * diff);
+        }
+        if (err < best) memcpy(L, aux, 32), best = err, scale = ts, mn = tm;
+    }
+    *neg_min = -mn;
+    return scale;
+}
+
+static void s_q4_k(const float *x, unsigned char *b)
+{
+    unsigned char L[256], *sc = b + 4, *qs = b + 16;
+    float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xs = x + 32 * j;
+        float s2 = 0;
+        for (int l = 0; l < 32; l++) s2 += xs[l] * xs[l];
+        float av = sqrtf(s2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av + fabsf(xs[l]);
+        scales[j] = s_fit_sub(xs, w, L + 32 * j, &mins[j]);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    float inv_s = max_scale > 0 ? 63.0f / max_scale : 0.0f, inv_m = max_min > 0 ? 63.0f / max_min : 0.0f;
+    memset(sc, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        int ls = (unsigned char)s_near(inv_s * scales[j]), lm = (unsigned char)s_near(inv_m * mins[j]);
+        ls = ls > 63 ? 63 : ls, lm = lm > 63 ? 63 : lm;
+        if (j < 4) {
+            sc[j] = (unsigned char)ls, sc[j + 4] = (unsigned char)lm;
+        } else {
+            sc[j + 4] = (unsigned char)((ls & 0xF) | (lm & 0xF) << 4);
+            sc[j - 4] |= (unsigned char)((ls >> 4) << 6);
+            sc[j] |= (unsigned char)((lm >> 4) << 6);
+        }
+    }
+    s_put_h(b, max_scale / 63.0f);
+    s_put_h(b + 2, max_min / 63.0f);
+    float d = lf_f16_to_f32((uint16_t)(b[0] | b[1] << 8)), dmin = lf_f16_to_f32((uint16_t)(b[2] | b[3] << 8));
+    for (int j = 0; j < 8; j++) {
+        int s6 = j < 4 ? sc[j] & 63 : (sc[j + 4] & 0xF) | (sc[j - 4] >> 6) << 4;
+        int m6 = j < 4 ? sc[j + 4] & 63 : (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
+        float dj = d * (float)s6;
+        if (dj == 0) continue;
+        float dm = dmin * (float)m6;
+        for (int l = 0; l < 32; l++) L[32 * j + l] = (unsigned char)s_clamp(s_near((x[32 * j + l] + dm) / dj), 15);
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) qs[32 * c + l] = (unsigned char)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
+}
+
 typedef void (*s_quant_fn)(const float *, unsigned char *);
 
 static s_quant_fn s_fn(lf_quant_type_t q)
@@ -145,6 +254,7 @@ static s_quant_fn s_fn(lf_quant_type_t q)
     case LF_QUANT_Q5_0: return s_q5_0;
     case LF_QUANT_Q5_1: return s_q5_1;
     case LF_QUANT_Q8_0: return s_q8_0;
+    case LF_QUANT_Q4_K: return s_q4_k;
     default: return NULL;
     }
 }
@@ -157,8 +267,9 @@ bool lf_quant_can_quantize(lf_quant_type_t q)
 int lf_quant_quantize(lf_quant_type_t q, const float *src, void *dst, int64_t n)
 {
     s_quant_fn fn = s_fn(q);
-    if (!fn || n < 0 || n % 32) return fn ? LF_EINVAL : LF_EUNSUPPORTED;
+    int64_t blck = (int64_t)lf_quant_block(q);
+    if (!fn || n < 0 || n % blck) return fn ? LF_EINVAL : LF_EUNSUPPORTED;
     size_t bb = lf_quant_block_bytes(q);
-    for (int64_t i = 0; i < n / 32; i++) fn(src + i * 32, (unsigned char *)dst + (size_t)i * bb);
+    for (int64_t i = 0; i < n / blck; i++) fn(src + i * blck, (unsigned char *)dst + (size_t)i * bb);
     return 0;
 }

@@ -498,7 +498,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     if (!rc && opts->weight_quant &&
         (!lf_type_is_quant((lf_type_t)opts->weight_quant) ||
          !lf_quant_can_quantize((lf_quant_type_t)(opts->weight_quant - LF_TYPE_Q4_0))))
-        rc = s_err(err, errlen, LF_EUNSUPPORTED, "weights %s: no quantizer for it (q8_0, q5_1, q5_0, q4_1, q4_0)",
+        rc = s_err(err, errlen, LF_EUNSUPPORTED,
+                   "weights %s: no quantizer for it (q8_0, q5_1, q5_0, q4_1, q4_0, q4_k)",
                    lf_type_name((lf_type_t)opts->weight_quant));
     int utype = opts->weight_quant ? opts->weight_quant : type;
     if (!rc) rc = lf_unet_new(&m->unet, &ku, ju, m->be, m->pool, utype, err, errlen);
