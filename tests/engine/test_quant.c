@@ -502,6 +502,28 @@ static void test_op_table(void **state)
             s_check_product(name, y, x, wf, NULL, m, n, k);
             free(wf);
         }
+        /* A weight large enough for its tiles to be spread over the threads
+         * (over 2^18 weights per tile), rows padded apart (a row view). */
+        {
+            const int64_t bk = 1024, bn = 300, bm = 3;
+            lf_quant_type_t bq = LF_QUANT_Q4_1;
+            size_t rb = lf_quant_row_bytes(bq, bk), pad = 2 * lf_quant_block_bytes(bq);
+            float *big = malloc((size_t)(bn * bk) * sizeof *big), *bx = malloc((size_t)(bm * bk) * sizeof *bx);
+            float *by = malloc((size_t)(bm * bn) * sizeof *by);
+            unsigned char *bw = malloc((rb + pad) * (size_t)bn);
+            for (int64_t i = 0; i < bn * bk; i++) big[i] = (float)(rand() % 2001 - 1000) / 1000.0f;
+            for (int64_t i = 0; i < bm * bk; i++) bx[i] = (float)(rand() % 2001 - 1000) / 1000.0f;
+            for (int64_t r = 0; r < bn; r++) {
+                assert_int_equal(lf_quant_quantize(bq, big + r * bk, bw + (size_t)r * (rb + pad), bk), 0);
+                lf_quant_dequantize(bq, bw + (size_t)r * (rb + pad), big + r * bk, bk);
+            }
+            lf_tensor_t bt = lf_tensor_make(LF_TYPE_Q4_1, 2, (const int64_t[]){bk, bn}, bw);
+            bt.nb[1] = rb + pad, bt.nb[2] = bt.nb[3] = (rb + pad) * (size_t)bn;
+            lf_tensor_t bxt = lf_tensor_4d(LF_TYPE_F32, bk, bm, 1, 1, bx), byt = lf_tensor_4d(LF_TYPE_F32, bn, bm, 1, 1, by);
+            assert_int_equal(lf_op_matmul(be, &byt, &bxt, &bt, NULL), 0);
+            s_check_product("Q4_1 1024x300 (threaded tiles)", by, bx, big, NULL, bm, bn, bk);
+            free(big), free(bx), free(by), free(bw);
+        }
         /* Block types go nowhere else: not as activations, not elementwise. */
         lf_tensor_t *q8 = lf_pool_find(pool, "Q8_0.w");
         lf_tensor_t xt = lf_tensor_4d(LF_TYPE_F32, k, n, 1, 1, x), yt = lf_tensor_4d(LF_TYPE_F32, n, n, 1, 1, y);
