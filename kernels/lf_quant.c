@@ -281,9 +281,76 @@ __attribute__((target("avx512f,avx512bw"))) static void s_q6_k_avx512(const unsi
         }
 }
 
+/* The legacy 32-weight types: the 4-bit values (plus the fifth bit from qh
+ * for Q5_x) of weights 0-15 in *lo and 16-31 in *hi; then one multiply
+ * (and one add for the _1 types), as the scalar code computes them. */
+__attribute__((target("avx512f,avx512bw"))) static void s_legacy_avx512(const unsigned char *qs, const unsigned char *qh,
+                                                                        __m512i *lo, __m512i *hi)
+{
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs)), kf = _mm512_set1_epi32(0xF);
+    *lo = _mm512_and_si512(q, kf);
+    *hi = _mm512_srli_epi32(q, 4);
+    if (qh) {
+        const __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i one = _mm512_set1_epi32(1), h = _mm512_set1_epi32((int)s_u32(qh));
+        __m512i bl = _mm512_and_si512(_mm512_srlv_epi32(h, idx), one);
+        __m512i bh = _mm512_and_si512(_mm512_srlv_epi32(h, _mm512_add_epi32(idx, _mm512_set1_epi32(16))), one);
+        *lo = _mm512_or_si512(*lo, _mm512_slli_epi32(bl, 4));
+        *hi = _mm512_or_si512(*hi, _mm512_slli_epi32(bh, 4));
+    }
+}
+
+/* off: subtracted from each value (8 / 16: the _0 types); m: added (the _1 types). */
+__attribute__((target("avx512f,avx512bw"))) static void s_legacy_store(float *y, __m512i lo, __m512i hi, float d,
+                                                                       int off, const unsigned char *m)
+{
+    __m512 vd = _mm512_set1_ps(d), k = _mm512_set1_ps(0);
+    __m512i o = _mm512_set1_epi32(off);
+    __m512 a = _mm512_mul_ps(vd, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, o)));
+    __m512 b = _mm512_mul_ps(vd, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, o)));
+    if (m) {
+        k = _mm512_set1_ps(s_h(m));
+        a = _mm512_add_ps(a, k), b = _mm512_add_ps(b, k);
+    }
+    _mm512_storeu_ps(y, a);
+    _mm512_storeu_ps(y + 16, b);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void s_q4_0_avx512(const unsigned char *b, float *y)
+{
+    __m512i lo, hi;
+    s_legacy_avx512(b + 2, NULL, &lo, &hi);
+    s_legacy_store(y, lo, hi, s_h(b), 8, NULL);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void s_q4_1_avx512(const unsigned char *b, float *y)
+{
+    __m512i lo, hi;
+    s_legacy_avx512(b + 4, NULL, &lo, &hi);
+    s_legacy_store(y, lo, hi, s_h(b), 0, b + 2);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void s_q5_0_avx512(const unsigned char *b, float *y)
+{
+    __m512i lo, hi;
+    s_legacy_avx512(b + 6, b + 2, &lo, &hi);
+    s_legacy_store(y, lo, hi, s_h(b), 16, NULL);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void s_q5_1_avx512(const unsigned char *b, float *y)
+{
+    __m512i lo, hi;
+    s_legacy_avx512(b + 8, b + 4, &lo, &hi);
+    s_legacy_store(y, lo, hi, s_h(b), 0, b + 2);
+}
+
 static s_block_fn s_pick(lf_quant_type_t q, lf_quant_simd_t level)
 {
     if (level >= LF_QUANT_AVX512) {
+        if (q == LF_QUANT_Q4_0) return s_q4_0_avx512;
+        if (q == LF_QUANT_Q4_1) return s_q4_1_avx512;
+        if (q == LF_QUANT_Q5_0) return s_q5_0_avx512;
+        if (q == LF_QUANT_Q5_1) return s_q5_1_avx512;
         if (q == LF_QUANT_Q8_0) return s_q8_0_avx512;
         if (q == LF_QUANT_Q4_K) return s_q4_k_avx512;
         if (q == LF_QUANT_Q6_K) return s_q6_k_avx512;
