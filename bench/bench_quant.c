@@ -19,7 +19,7 @@
  * and dequantization throughput per type and vector form (GB/s of f32
  * written, and of quantized bytes read; --no-dequant skips it).
  *
- * Usage: bench_quant [reps] [--flux] [--ggml PATH] [--no-dequant] (best of
+ * Usage: bench_quant [reps] [--flux] [--ggml PATH] [--no-dequant | --dequant-only] (best of
  * reps, default 3). Prints the load average: the machine is shared, so
  * compare ratios from one run. */
 #include <cblas.h>
@@ -88,6 +88,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--ggml") && i + 1 < argc) ggml = argv[++i];
         else if (!strcmp(argv[i], "--flux")) flux_shapes = 1;
         else if (!strcmp(argv[i], "--no-dequant")) dequant = 0;
+        else if (!strcmp(argv[i], "--dequant-only")) dequant = 2;
         else reps = atoi(argv[i]);
     }
     if (reps < 1) reps = 1;
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
         free(src);
     }
     free(dst);
+    if (dequant == 2) return 0;
 
     /* Products at Flux shapes (attention projections 3072 -> 3072, MLP
      * 3072 -> 12288; 1024 tokens = 512x512, 4096 = 1024x1024). */
