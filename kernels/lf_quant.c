@@ -253,6 +253,28 @@ __attribute__((target("avx512f,avx512bw"))) static void s_q4_k_avx512(const unsi
     }
 }
 
+__attribute__((target("avx512f,avx512bw"))) static void s_q5_k_avx512(const unsigned char *b, float *y)
+{
+    float dl[8], ml[8];
+    s_k_scales(b, dl, ml);
+    const unsigned char *qh = b + 16, *qs = b + 48;
+    const __m512i kf = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
+    for (int c = 0; c < 4; c++, qs += 32, y += 64) {
+        __m512 d1 = _mm512_set1_ps(dl[2 * c]), m1 = _mm512_set1_ps(ml[2 * c]);
+        __m512 d2 = _mm512_set1_ps(dl[2 * c + 1]), m2 = _mm512_set1_ps(ml[2 * c + 1]);
+        for (int l = 0; l < 32; l += 16) {
+            __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qs + l)));
+            __m512i h = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qh + l)));
+            __m512i hl = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, (unsigned)(2 * c)), one), 4);
+            __m512i hh = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, (unsigned)(2 * c + 1)), one), 4);
+            __m512 lo = _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_and_si512(q, kf), hl));
+            __m512 hi = _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_srli_epi32(q, 4), hh));
+            _mm512_storeu_ps(y + l, _mm512_sub_ps(_mm512_mul_ps(d1, lo), m1));
+            _mm512_storeu_ps(y + l + 32, _mm512_sub_ps(_mm512_mul_ps(d2, hi), m2));
+        }
+    }
+}
+
 __attribute__((target("avx512f,avx512bw"))) static void s_q6_k_avx512(const unsigned char *b, float *y)
 {
     const unsigned char *ql = b, *qh = b + 128;
@@ -353,6 +375,7 @@ static s_block_fn s_pick(lf_quant_type_t q, lf_quant_simd_t level)
         if (q == LF_QUANT_Q5_1) return s_q5_1_avx512;
         if (q == LF_QUANT_Q8_0) return s_q8_0_avx512;
         if (q == LF_QUANT_Q4_K) return s_q4_k_avx512;
+        if (q == LF_QUANT_Q5_K) return s_q5_k_avx512;
         if (q == LF_QUANT_Q6_K) return s_q6_k_avx512;
     }
     if (level >= LF_QUANT_AVX2) {
