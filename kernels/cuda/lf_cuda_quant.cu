@@ -26,13 +26,8 @@ __device__ __forceinline__ uint32_t u32(const unsigned char *p) {
 
 // Sub-block j's 6-bit scale and min in a Q4_K/Q5_K block's 12 scale bytes.
 __device__ __forceinline__ void scale_min(int j, const unsigned char *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+    *sc = j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
 }
 
 // Weight e (0..31 or 0..255) of block b.
