@@ -128,12 +128,17 @@ static int s_contiguous(const lf_tensor_info_t *t) {
     return 1;
 }
 
+/* The lf_type_t a file dtype is stored as: f32/f16/bf16 and GGUF's block
+ * types (lf_tensor.h holds those too); -1 for the others. */
 static int s_lf_type(lf_dtype_t dt, lf_type_t *out) {
     switch (dt) {
     case LF_DTYPE_F32: *out = LF_TYPE_F32; return 0;
     case LF_DTYPE_F16: *out = LF_TYPE_F16; return 0;
     case LF_DTYPE_BF16: *out = LF_TYPE_BF16; return 0;
-    default: return -1;
+    default:
+        if (s_quant(dt) == LF_QUANT_COUNT) return -1;
+        *out = (lf_type_t)(LF_TYPE_Q4_0 + s_quant(dt));
+        return 0;
     }
 }
 
@@ -187,15 +192,10 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                       size_t errlen) {
     lf_type_t src_type = LF_TYPE_F32;
     int src_ok = s_lf_type(t->dtype, &src_type) == 0;
-    int block = lf_dtype_block(t->dtype) > 1 && s_quant(t->dtype) != LF_QUANT_COUNT;
-    if (block && type == LF_WEIGHTS_STORED) {
-        /* Kept as stored: the block type is an lf_type_t too. */
-        src_ok = 1;
-        src_type = (lf_type_t)(LF_TYPE_Q4_0 + s_quant(t->dtype));
-        type = (int)src_type;
-    }
+    /* -1 widens GGUF block types to f32; LF_WEIGHTS_STORED keeps them. */
+    if (type == -1 && src_ok && lf_type_is_quant(src_type)) type = LF_TYPE_F32;
     if (type == LF_WEIGHTS_STORED) type = -1;
-    if (!src_ok && t->dtype != LF_DTYPE_F64 && !block) {
+    if (!src_ok && t->dtype != LF_DTYPE_F64) {
         if (errlen)
             snprintf(err, errlen, "%s: tensor %s has dtype %s (float and GGUF block types only)", self->path,
                      t->name, lf_dtype_name(t->dtype));
