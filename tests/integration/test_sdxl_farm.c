@@ -82,7 +82,7 @@ static bool s_prepare(char *why, size_t len)
     for (size_t i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/models/%s.safetensors", s_dir, files[i][1]);
         if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, files[i][0], shapes, p) != 0)
-            return snprintf(why, len, "cannot write %s", p), false;
+            return snprintf(why, len, "cannot write %.1200s", p), false;
     }
     /* The assembled model: a UNet alone + xl-base's text encoders and VAE. */
     snprintf(p, sizeof p, "mkdir -p '%s/models/unet' && cp '%s/sdxl/unet_diffusers.safetensors' "
@@ -90,7 +90,7 @@ static bool s_prepare(char *why, size_t len)
     if (system(p) != 0) return snprintf(why, len, "cannot prepare %s/models/unet", s_dir), false;
     snprintf(p, sizeof p, "%s/models/xl-lightning.model.json", s_dir);
     FILE *f = fopen(p, "w");
-    if (!f) return snprintf(why, len, "cannot write %s", p), false;
+    if (!f) return snprintf(why, len, "cannot write %.1200s", p), false;
     fputs("{\"family\": \"sdxl\",\n"
           " \"parts\": {\"unet\": \"unet/lightning_tiny.safetensors\", \"checkpoint\": \"xl-base.safetensors\"},\n"
           " \"prediction\": \"epsilon\",\n"
