@@ -275,6 +275,32 @@ class Stage(unittest.TestCase):
         self.assertEqual(v["status"], "cancelled")
         self.assertEqual(v["params"]["prompt"], "a cat HOLD-cancel")
 
+    def test_a1111_blocks_through_the_stage(self):
+        # An A1111 txt2img with enhancement still answers with the image; meanwhile its
+        # progress says what the job is doing.
+        hold = Hold.get("a1111")
+        res = {}
+
+        def post():
+            res["r"] = call("POST", "/sdapi/v1/txt2img", {"prompt": "a fox HOLD-a1111", "enhance_prompt": True,
+                                                          "width": 64, "height": 64, "steps": 2}, self.url)
+        t = threading.Thread(target=post)
+        t.start()
+        self.assertTrue(hold.arrived.wait(30))
+        while True:  # until the gateway tracks the job (it cannot leave the stage before the release)
+            _, pr = call("GET", "/sdapi/v1/progress", url=self.url)
+            if pr["state"]["job"]:
+                break
+            time.sleep(0.05)
+        self.assertEqual(pr["textinfo"], "Enhancing prompt")
+        self.assertTrue(t.is_alive())
+        hold.release.set()
+        t.join(60)
+        st, r = res["r"]
+        self.assertEqual(st, 200)
+        self.assertEqual(len(r["images"]), 1)
+        self.assertEqual(json.loads(r["info"])["prompt"], "enhanced: a fox HOLD-a1111, highly detailed")
+
     def s_gateway_lost(self, name, sig):
         """A job enhancing on a gateway that then stops (sig): it still runs,
         with the original prompt and the reason in enhance_error."""
