@@ -403,12 +403,11 @@ static void s_on_enhanced(void *arg, int rc, char *text, const char *err) {
 
 /* Starts the enhancement of an accepted enhancing job (link thread). */
 static void s_enhance_start(lf_gateway_t *gw, const char *job_id, const lf_job_params_t *p) {
-    s_enh_t *e = calloc(1, sizeof *e);
+    s_enh_t *e = gw->enhancer ? calloc(1, sizeof *e) : NULL;
     if (e) {
         e->gw = gw;
         snprintf(e->job_id, sizeof e->job_id, "%s", job_id);
-        if (!gw->enhancer || !lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, e))
-            return;
+        if (!lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, e)) return;
         free(e);
     }
     lf_warn("job %s: the enhancement could not start (the broker's reaper moves the job on)", job_id);
