@@ -59,18 +59,27 @@ static lf_job_params_t s_params(const char *model, uint32_t w, uint32_t h) {
                              .steps = 4, .batch_size = 1, .seed = 42, .cfg_scale = 7.0};
 }
 
-/* Submit one job; returns its id in id_out. */
-static int64_t s_submit(lf_store_t *s, const char *model, lf_priority_t prio, const char *idem,
-                        uint32_t ttl_s, uint32_t max_attempts, int64_t now, char *id_out) {
-    lf_job_params_t p = s_params(model, 64, 64);
-    lf_store_submit_t j = {.params = &p, .priority = prio, .idem_key = idem, .ttl_s = ttl_s,
-                           .max_attempts = max_attempts};
+/* Submit job j (its params: s_params's with enhance_prompt as enhance_ms
+ * asks); its id in id_out. */
+static lf_store_submitted_t s_submit_j(lf_store_t *s, lf_store_submit_t j, int64_t now, char *id_out) {
+    lf_job_params_t p = s_params(j.params ? j.params->model : "m1", 64, 64);
+    p.enhance_prompt = j.enhance_ms > 0;
+    j.params = &p;
     lf_store_submitted_t out;
     assert_int_equal(lf_store_submit(s, &j, 1, now, &out), 0);
     assert_int_equal(out.code, 0);
     assert_true(lf_id_valid(out.id));
     strcpy(id_out, out.id);
-    return out.position;
+    return out;
+}
+
+/* Submit one job; returns its id in id_out. */
+static int64_t s_submit(lf_store_t *s, const char *model, lf_priority_t prio, const char *idem,
+                        uint32_t ttl_s, uint32_t max_attempts, int64_t now, char *id_out) {
+    lf_job_params_t m = {.model = (char *)model};
+    lf_store_submit_t j = {.params = &m, .priority = prio, .idem_key = idem, .ttl_s = ttl_s,
+                           .max_attempts = max_attempts};
+    return s_submit_j(s, j, now, id_out).position;
 }
 
 static int s_claim1(lf_store_t *s, const char *id, const char *worker, int64_t now,
@@ -907,17 +916,11 @@ static void test_redis_loading(void **state) {
 /* Submit one job that starts "enhancing" for enhance_ms. */
 static void s_submit_enh(lf_store_t *s, const char *idem, uint32_t ttl_s, uint32_t enhance_ms, int64_t now,
                          char *id_out) {
-    lf_job_params_t p = s_params("m1", 64, 64);
-    p.enhance_prompt = true;
-    lf_store_submit_t j = {.params = &p, .priority = LF_PRIO_NORMAL, .idem_key = idem, .ttl_s = ttl_s,
-                           .enhance_ms = enhance_ms};
-    lf_store_submitted_t out;
-    assert_int_equal(lf_store_submit(s, &j, 1, now, &out), 0);
-    assert_int_equal(out.code, 0);
+    lf_store_submit_t j = {.priority = LF_PRIO_NORMAL, .idem_key = idem, .ttl_s = ttl_s, .enhance_ms = enhance_ms};
+    lf_store_submitted_t out = s_submit_j(s, j, now, id_out);
     assert_int_equal(out.status, LF_JOB_ENHANCING);
     assert_int_equal(out.position, -1);
     assert_false(out.duplicate);
-    strcpy(id_out, out.id);
 }
 
 /* Not assignable, visible, settled once (the LLM's prompt, original kept),
