@@ -132,8 +132,9 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
 /* Prompt enhancement (gateway/lf_enhance.h): the gateway asks an LLM to
  * rewrite the prompt before the job is queued. enhance_prompt and
  * enhance_instruction are the client's; prompt_original and enhance_error
- * are written by the gateway (a client's values are dropped): the prompt as
- * sent when `prompt` now holds the LLM's, and why the original was kept.
+ * are the farm's (a client's values are dropped by the gateway; the store
+ * writes them when the job's "enhancing" stage ends: lf_store_enhanced): the
+ * prompt as sent when `prompt` now holds the LLM's, and why the original was kept.
  * The infotext writes "Original prompt" after the other labels. */
 #define LF__PARAM_ENHANCE_ROWS(X)                                                                 \
     X(enhance_prompt, BOOL, "enhance_prompt", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,          \

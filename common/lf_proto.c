@@ -37,9 +37,9 @@ static const char *const s_type_names[LF_MSG__COUNT] = {
 };
 static const char *const s_prio_names[LF_PRIO__COUNT] = {"high", "normal", "low"};
 static const char *const s_status_names[LF_JOB__COUNT] = {"queued", "running", "done", "failed",
-                                                          "cancelled"};
+                                                          "cancelled", "enhancing"};
 static const char *const s_event_names[LF_EV__COUNT] = {
-    "queued", "started", "progress", "preview", "done", "failed", "cancelled"};
+    "queued", "started", "progress", "preview", "done", "failed", "cancelled", "enhancing"};
 
 const char *lf_msg_type_name(lf_msg_type_t t) {
     return (t > LF_MSG_NONE && t < LF_MSG__COUNT) ? s_type_names[t] : "?";
@@ -106,7 +106,9 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(CAPS, "caps")                                                            \
     X(BUSY, "busy")                                                            \
     X(EVENT, "event")                                                          \
-    X(STATUS, "status")
+    X(STATUS, "status")                                                        \
+    X(ENHANCE_MS, "enhance_ms")                                                \
+    X(PROMPT, "prompt")
 
 typedef enum {
 #define S_KEY_ENUM(name, str) K_##name,
@@ -129,9 +131,11 @@ typedef struct {
 } s_spec_t;
 
 static const s_spec_t s_specs[LF_MSG__COUNT] = {
-    [LF_MSG_SUBMIT] = {B(REQ_ID) | B(PRIORITY) | B(IDEM_KEY) | B(TTL_S) | B(MAX_ATTEMPTS) | B(PARAMS),
+    [LF_MSG_SUBMIT] = {B(REQ_ID) | B(PRIORITY) | B(IDEM_KEY) | B(TTL_S) | B(MAX_ATTEMPTS) | B(PARAMS) |
+                           B(ENHANCE_MS),
                        B(REQ_ID) | B(PARAMS)},
-    [LF_MSG_ACCEPTED] = {B(REQ_ID) | B(JOB_ID) | B(POSITION) | B(DUPLICATE), B(REQ_ID) | B(JOB_ID)},
+    [LF_MSG_ACCEPTED] = {B(REQ_ID) | B(JOB_ID) | B(POSITION) | B(DUPLICATE) | B(STATUS),
+                         B(REQ_ID) | B(JOB_ID)},
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
     [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID), B(WORKER_ID) | B(CAPS)},
@@ -148,6 +152,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
                           B(MESSAGE) | B(WORKER_ID),
                       B(JOB_ID) | B(EVENT)},
     [LF_MSG_RESCAN] = {B(REQ_ID) | B(WORKER_ID) | B(CAPS), 0},
+    [LF_MSG_ENHANCED] = {B(REQ_ID) | B(JOB_ID) | B(CODE) | B(MESSAGE) | B(PROMPT), B(JOB_ID)},
 };
 #undef B
 
@@ -492,6 +497,10 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
         }
         if (s_key(e, name)) s_pack_str(e, s_status_names[m->status]);
         break;
+    case K_ENHANCE_MS:
+        if (m->enhance_ms) s_kv_u64(e, name, m->enhance_ms);
+        break;
+    case K_PROMPT: s_kv_str(e, name, m->prompt, req); break;
     case K__COUNT: LF_ASSERT(0);
     }
 }
@@ -958,6 +967,8 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     case K_STATUS:
         if ((r = s_get_enum(o, s_status_names, LF_JOB__COUNT, &v)) == 0) m->status = v;
         return r;
+    case K_ENHANCE_MS: return s_get_u32(o, &m->enhance_ms);
+    case K_PROMPT: return s_get_str(o, &m->prompt);
     case K__COUNT: break;
     }
     LF_ASSERT(0);
@@ -1107,6 +1118,7 @@ void lf_msg_clear(lf_msg_t *msg) {
     free(msg->images);
     free(msg->info_json);
     free(msg->message);
+    free(msg->prompt);
     lf_caps_clear(&msg->caps);
     memset(msg, 0, sizeof *msg);
 }

@@ -50,7 +50,9 @@
     X(EVENT, "event")           /* broker PUB -> gateways: job event */     \
     X(RESCAN, "rescan")         /* gateway -> broker -> workers: list the  \
                                    LoRA files again; worker -> broker: done, \
-                                   with the new caps; broker -> gateway: a REPLY */
+                                   with the new caps; broker -> gateway: a REPLY */ \
+    X(ENHANCED, "enhanced")     /* gateway -> broker: an enhancing job's LLM \
+                                   answer (prompt, or code + message); REPLY */
 
 typedef enum {
     LF_MSG_NONE = 0,
@@ -68,6 +70,7 @@ typedef enum {
     LF_JOB_DONE,
     LF_JOB_FAILED,
     LF_JOB_CANCELLED,
+    LF_JOB_ENHANCING,   /* accepted, its prompt with the gateway's LLM; not yet queued */
     LF_JOB__COUNT
 } lf_job_status_t;
 
@@ -80,6 +83,7 @@ typedef enum {
     LF_EV_DONE,
     LF_EV_FAILED,
     LF_EV_CANCELLED,
+    LF_EV_ENHANCING,    /* accepted in the enhancing state (LF_JOB_ENHANCING) */
     LF_EV__COUNT
 } lf_event_kind_t;
 
@@ -172,8 +176,15 @@ typedef struct {
     uint32_t ttl_s;         /* queued-job TTL; 0 = broker default */
     uint32_t max_attempts;  /* 0 = broker default */
     lf_job_params_t params; /* SUBMIT, ASSIGN */
+    uint32_t enhance_ms;    /* SUBMIT: > 0 = the job starts "enhancing" (the gateway's LLM
+                               rewrites its prompt and sends ENHANCED within this many ms;
+                               the broker's reaper moves it on some time after) */
 
-    /* ACCEPTED */
+    /* ENHANCED: job_id; code 0 with prompt = the enhanced prompt, else code
+     * and message = why the original prompt stays */
+    char *prompt;
+
+    /* ACCEPTED (also status: QUEUED, or ENHANCING when the gateway should enhance) */
     int64_t position;       /* 0-based position in the queue */
     bool duplicate;         /* idempotency key matched an existing job */
 

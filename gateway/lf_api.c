@@ -64,7 +64,7 @@ json_t *lf__job_json(const lf_job_view_t *v) {
  * reports that job as it is now: its status, position and seed. */
 static int s_submit_answer(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     const char *id = st->reply.job_id;
-    const char *status = "queued";
+    const char *status = lf_job_status_name(st->reply.status); /* queued, or enhancing */
     int64_t position = st->reply.position, seed = st->jr.params.seed;
     lf_job_view_t v = {0};
     bool have_view = false;

@@ -85,8 +85,10 @@ struct lf_gateway {
     char a_jobs[LF__A1111_MAX][64];
     int n_a_jobs;
 
-    /* Prompt enhancement (lf_enhancer; NULL when LF_ENHANCE_URL is unset). */
+    /* Prompt enhancement (lf_enhancer; NULL when LF_ENHANCE_URL is unset)
+     * and the enhance_ms its SUBMITs carry (lf__submit). */
     lf_enhancer_t *enhancer;
+    uint32_t enhance_wait_ms;
 
     /* HTTP metrics by route (index = lf_route_id_t; 0 = static/unmatched). */
     atomic_uint_fast64_t req_by_class[LF_ROUTE__COUNT][6];
@@ -108,15 +110,7 @@ typedef struct {
     char job_id[64];
     int64_t deadline_ms;
     bool img2img;
-    /* Prompt enhancement before the SUBMIT (lf__submit): LF__ENH_* and the
-     * idempotency key the SUBMIT will carry. */
-    int enh;
-    char enh_idem[LF_V_NAME_MAX + 8];
 } lf__rstate_t;
-
-/* lf__rstate_t.enh: not asked or not begun; on the enhancer; done (the
- * dispatcher sends the SUBMIT next); SUBMIT sent. */
-enum { LF__ENH_NONE, LF__ENH_RUNNING, LF__ENH_READY, LF__ENH_SENT };
 
 extern const double lf__hist_le[LF__HIST_N];
 
@@ -182,12 +176,12 @@ int lf__openai_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
 int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
 
 /* Shared async helpers: send a SUBMIT for st->jr; the reply lands in
- * st->reply and wakes req. A job with enhance_prompt first goes to the
- * enhancer (the request stays suspended; the dispatcher sends the SUBMIT
- * once the LLM answered or failed, with the enhanced or the original
- * prompt), so every dialect gets enhancement and no 202 is sent for a job
- * that is not queued yet. Answers an error itself on failure (returns
- * LF_HTTP_DONE) or returns LF_HTTP_PENDING. */
+ * st->reply and wakes req. A job with enhance_prompt (and an enhancer) is
+ * accepted "enhancing" (st->reply.status): the broker stores it, and the
+ * enhancer rewrites its prompt in the background and sends the broker an
+ * ENHANCED, which queues it; so every dialect gets enhancement, the client
+ * gets its answer at once and no request waits on the LLM. Answers an
+ * error itself on failure (returns LF_HTTP_DONE) or returns LF_HTTP_PENDING. */
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem);
 /* Send a CANCEL (reply to st when req != NULL, else fire-and-forget). */
 int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id);

@@ -95,6 +95,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->idem_key = s_dup("client-key-1");
         m->ttl_s = 600;
         m->max_attempts = 3;
+        m->enhance_ms = 30000;
         s_params(&m->params);
         break;
     case LF_MSG_ACCEPTED:
@@ -102,6 +103,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->position = 12;
         m->duplicate = true;
+        m->status = LF_JOB_ENHANCING;
         break;
     case LF_MSG_REPLY:
         m->req_id = 8;
@@ -176,6 +178,13 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->code = -8;
         m->message = s_dup("lease expired");
         m->worker_id = s_dup("worker-gpu-box-1-4242");
+        break;
+    case LF_MSG_ENHANCED:
+        m->req_id = 78;
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->prompt = s_dup("a cat on a windowsill, golden hour, highly detailed");
+        m->code = -10;
+        m->message = s_dup("the LLM endpoint answered HTTP 500");
         break;
     default: return -1;
     }

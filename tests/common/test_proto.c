@@ -174,6 +174,8 @@ static void assert_msg_eq(const lf_msg_t *a, const lf_msg_t *b) {
     assert_int_equal(a->busy, b->busy);
     assert_int_equal(a->event, b->event);
     assert_int_equal(a->status, b->status);
+    assert_int_equal(a->enhance_ms, b->enhance_ms);
+    assert_true(str_eq(a->prompt, b->prompt));
 }
 
 static void encode_sample(lf_msg_type_t t, uint8_t **buf, size_t *len) {

@@ -569,7 +569,7 @@ export async function submit() {
     const r = await api.submit(params);
     const id = r.id || r.job_id || (r.job && r.job.id);
     if (!id) throw new ApiError(0, 'bad_reply', 'The gateway accepted the job but returned no id');
-    emit('job-submitted', { id, position: r.position, params });
+    emit('job-submitted', { id, position: r.position, status: r.status, params });
   } catch (e) {
     if (e instanceof ApiError) {
       if (e.status === 401) showError(null, 'The gateway needs an API key (key button, top right).');
