@@ -95,6 +95,7 @@ static int s_defaults_info(const lf_manifest_defaults_t *d, lf_model_defaults_t 
                                  .height = (uint32_t)d->height};
     if (*d->sampler && !(out->sampler = strdup(d->sampler))) return LF_ENOMEM;
     if (*d->scheduler && !(out->scheduler = strdup(d->scheduler))) return LF_ENOMEM;
+    if (*d->timesteps && !(out->timesteps = strdup(d->timesteps))) return LF_ENOMEM;
     return 0;
 }
 
@@ -722,6 +723,16 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
                                       .start = (int)p->cache_start, .end = (int)p->cache_end,
                                       .interval = p->cache_interval ? (int)p->cache_interval : 1,
                                       .depth = (int)p->cache_depth};
+    /* Few-step models: the tcd sampler's gamma, explicit timesteps (checked by the gateway). */
+    req.has_tcd_gamma = 1;
+    req.tcd_gamma = p->tcd_gamma;
+    int tsteps[256];
+    if (p->timesteps && *p->timesteps) {
+        int n = lf_param_timesteps_parse(p->timesteps, tsteps, 256);
+        if (n < 1) return LF_EINVAL;
+        req.timesteps = tsteps;
+        req.n_timesteps = n;
+    }
     /* ADetailer units (canonical JSON in the table's adetailer row). */
     lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
     json_t *ad_keep = NULL;

@@ -15,6 +15,7 @@
 
 #include "lf_error.h"
 #include "lf_log.h"
+#include "lf_params.h"
 
 #define S_NAME_MAX 128
 
@@ -135,9 +136,27 @@ static int s_defaults(const json_t *o, lf_manifest_defaults_t *d, const char *fi
                              "%s: %s.%s must be a multiple of 8 in 64..4096", file, where, k);
             int *dst = k[0] == 'w' ? &d->width : &d->height;
             if (!*dst) *dst = (int)x;
+        } else if (!strcmp(k, "timesteps")) {
+            char t[sizeof d->timesteps] = "";
+            size_t i, len = 0;
+            json_t *x;
+            int ts[64], ok = json_is_array(v) && json_array_size(v) > 0;
+            json_array_foreach(v, i, x) {
+                if (!ok || !json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 9999 ||
+                    (len += (size_t)snprintf(t + len, sizeof t - len, "%s%d", i ? "," : "",
+                                             (int)json_integer_value(x))) >= sizeof t) {
+                    ok = 0;
+                    break;
+                }
+            }
+            if (!ok || lf_param_timesteps_parse(t, ts, 64) < 1)
+                return s_err(err, errlen, LF_EFORMAT,
+                             "%s: %s.timesteps must be an array of strictly descending integers in 0..%d",
+                             file, where, LF_PARAM_TIMESTEP_MAX);
+            if (!*d->timesteps) memcpy(d->timesteps, t, sizeof t);
         } else {
             return s_err(err, errlen, LF_EFORMAT,
-                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height)",
+                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height, timesteps)",
                          file, where, k);
         }
     }
@@ -170,6 +189,7 @@ int lf_manifest_defaults_from_metadata(const lf_weights_t *w, lf_manifest_defaul
                 memcpy(d->scheduler, t.scheduler, sizeof t.scheduler), n++;
             if (!d->width && t.width) d->width = t.width, n++;
             if (!d->height && t.height) d->height = t.height, n++;
+            if (!*d->timesteps && *t.timesteps) memcpy(d->timesteps, t.timesteps, sizeof t.timesteps), n++;
         }
         json_decref(o);
     }
