@@ -35,9 +35,11 @@ training sigma of the first timestep, 999 unless explicit; VE schedulers:
 the raw noise; VP ones — LCM, TCD — noise * s0 / sqrt(1 + s0^2)), and the
 same generator continues into the step noise.
 
-  /work/venv-torch2/bin/python tests/reference/make_fewstep_fixtures.py
-(diffusers 0.31: euler_ts_3 needs EulerDiscreteScheduler's timesteps=; with
-0.27 (/work/venv-ref) every other case is written and agrees to ~1e-7).
+  /work/venv-ref/bin/python tests/reference/make_fewstep_fixtures.py
+  LF_FEWSTEP_CASES=euler_ts_3 /work/venv-torch2/bin/python tests/reference/make_fewstep_fixtures.py
+The second run (diffusers 0.31: EulerDiscreteScheduler's timesteps= came in
+0.28; 0.27 skips the case) writes only the cases named and merges them into
+cases.json; the cases both versions run agree to 2e-6.
 Outputs tests/engine/fixtures/fewstep/<case>.safetensors (latent, image) and
 cases.json. Needs the CLIP merges file of the shared reference data.
 """
@@ -130,7 +132,10 @@ def main():
     text_l, text_g = msf.widened(text_l), msf.widened(text_g)
     tok, tok2 = msf.tokenizers(tempfile.mkdtemp())
     meta = []
+    only = [c for c in os.environ.get("LF_FEWSTEP_CASES", "").split(",") if c]
     for name, sampler, schedule, steps, cfg, make, vp, pred, kw in CASES:
+        if only and name not in only:
+            continue
         sched = make()
         if "timesteps" in kw and "timesteps" not in inspect.signature(sched.set_timesteps).parameters:
             print("%s: skipped (this diffusers' %s takes no timesteps=)" % (name, type(sched).__name__))
@@ -161,6 +166,15 @@ def main():
                          **{k: v for k, v in kw.items() if k != "timesteps"}))
         print("%-16s %-16s %-9s %d cfg %.0f %-8s t=%s |lat| %.3f" %
               (name, sampler, schedule, steps, cfg, pred, ts, float(lat.abs().max())))
+    if only:  # merge into the full run's cases.json
+        with open(os.path.join(OUT, "cases.json")) as f:
+            full = json.load(f)
+        full["cases"] = [c for c in full["cases"] if c["case"] not in only] + meta
+        for m in meta:
+            m["diffusers_version"] = __import__("diffusers").__version__
+        with open(os.path.join(OUT, "cases.json"), "w") as f:
+            json.dump(full, f, indent=1)
+        return 0
     # A Lightning-style LoRA merged by diffusers (fuse_lora) into the same UNet.
     lsd = lightning_lora(unet, torch.Generator().manual_seed(20))
     lpath = os.path.join(OUT, "lora_lightning.safetensors")
