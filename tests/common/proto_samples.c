@@ -55,7 +55,7 @@ static void s_caps(lf_worker_caps_t *c) {
     /* Recommended settings (a Lightning-style manifest's); CFG 0 is said. */
     c->models[1].defaults = (lf_model_defaults_t){.steps = 4, .has_cfg = true, .cfg_scale = 0.0,
                                                   .sampler = s_dup("euler"), .scheduler = s_dup("sgm_uniform"),
-                                                  .width = 1024, .height = 768};
+                                                  .width = 1024, .height = 768, .timesteps = s_dup("999,500")};
     /* An SDXL base with its refiner resident next to it, and a separate VAE. */
     c->n_resident = 2;
     c->resident = calloc(2, sizeof *c->resident);

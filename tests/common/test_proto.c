@@ -121,6 +121,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(da->scheduler, db->scheduler));
         assert_int_equal(da->width, db->width);
         assert_int_equal(da->height, db->height);
+        assert_true(str_eq(da->timesteps, db->timesteps));
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
