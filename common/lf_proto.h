@@ -103,6 +103,8 @@ typedef struct {
     char *scheduler; /* ("normal", "sgm_uniform", ...) */
     uint32_t width, height;
     char *timesteps; /* the timesteps row's text ("800"; lf_param_timesteps_parse) */
+    bool has_weight; /* a LoRA's recommended weight, when said */
+    double weight;
 } lf_model_defaults_t;
 
 /* True when d says anything. */

@@ -92,7 +92,9 @@ static int s_defaults_info(const lf_manifest_defaults_t *d, lf_model_defaults_t 
                                  .has_cfg = !isnan(d->cfg),
                                  .cfg_scale = isnan(d->cfg) ? 0 : d->cfg,
                                  .width = (uint32_t)d->width,
-                                 .height = (uint32_t)d->height};
+                                 .height = (uint32_t)d->height,
+                                 .has_weight = !isnan(d->weight),
+                                 .weight = isnan(d->weight) ? 0 : d->weight};
     if (*d->sampler && !(out->sampler = strdup(d->sampler))) return LF_ENOMEM;
     if (*d->scheduler && !(out->scheduler = strdup(d->scheduler))) return LF_ENOMEM;
     if (*d->timesteps && !(out->timesteps = strdup(d->timesteps))) return LF_ENOMEM;

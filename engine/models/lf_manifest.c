@@ -50,7 +50,7 @@ static int s_is_file(const char *p) {
 }
 
 lf_manifest_defaults_t lf_manifest_defaults_none(void) {
-    return (lf_manifest_defaults_t){.cfg = NAN};
+    return (lf_manifest_defaults_t){.cfg = NAN, .weight = NAN};
 }
 
 int lf_manifest_is_path(const char *path) { return path && s_ends(path, LF_MANIFEST_SUFFIX); }
@@ -136,6 +136,11 @@ static int s_defaults(const json_t *o, lf_manifest_defaults_t *d, const char *fi
                              "%s: %s.%s must be a multiple of 8 in 64..4096", file, where, k);
             int *dst = k[0] == 'w' ? &d->width : &d->height;
             if (!*dst) *dst = (int)x;
+        } else if (!strcmp(k, "weight")) {
+            if (!json_is_number(v) || fabs(json_number_value(v)) > LF_LORA_WEIGHT_LIMIT)
+                return s_err(err, errlen, LF_EFORMAT, "%s: %s.weight must be a number in -%g..%g", file,
+                             where, LF_LORA_WEIGHT_LIMIT, LF_LORA_WEIGHT_LIMIT);
+            if (isnan(d->weight)) d->weight = json_number_value(v);
         } else if (!strcmp(k, "timesteps")) {
             char t[sizeof d->timesteps] = "";
             size_t i, len = 0;
@@ -156,7 +161,8 @@ static int s_defaults(const json_t *o, lf_manifest_defaults_t *d, const char *fi
             if (!*d->timesteps) memcpy(d->timesteps, t, sizeof t);
         } else {
             return s_err(err, errlen, LF_EFORMAT,
-                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height, timesteps)",
+                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height, timesteps, "
+                         "weight)",
                          file, where, k);
         }
     }
@@ -190,6 +196,7 @@ int lf_manifest_defaults_from_metadata(const lf_weights_t *w, lf_manifest_defaul
             if (!d->width && t.width) d->width = t.width, n++;
             if (!d->height && t.height) d->height = t.height, n++;
             if (!*d->timesteps && *t.timesteps) memcpy(d->timesteps, t.timesteps, sizeof t.timesteps), n++;
+            if (isnan(d->weight) && !isnan(t.weight)) d->weight = t.weight, n++;
         }
         json_decref(o);
     }

@@ -280,10 +280,10 @@ static void test_defaults_json(void **state) {
     (void)state;
     assert_null(lf_fleet_defaults_json(&(lf_model_defaults_t){0}));
     lf_model_defaults_t d = {.steps = 1, .has_cfg = true, .cfg_scale = 0.0, .sampler = strdup("tcd"),
-                             .timesteps = strdup("800")};
+                             .timesteps = strdup("800"), .has_weight = true, .weight = 0.5};
     json_t *j = lf_fleet_defaults_json(&d);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(s, "{\"cfg_scale\":0.0,\"sampler\":\"tcd\",\"steps\":1,\"timesteps\":[800]}");
+    assert_string_equal(s, "{\"cfg_scale\":0.0,\"sampler\":\"tcd\",\"steps\":1,\"timesteps\":[800],\"weight\":0.5}");
     free(s);
     json_decref(j);
     lf_model_defaults_t c;

@@ -129,7 +129,7 @@ raw = open(f"{d}/lf_tiny_shapes_kohya.safetensors", "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
 head = json.loads(raw[8:8 + n])
 head.setdefault("__metadata__", {})["lf.defaults"] = json.dumps(
-    {"steps": 8, "cfg": 1, "sampler": "euler", "scheduler": "sgm_uniform"})
+    {"weight": 0.9, "steps": 8, "cfg": 1, "sampler": "euler", "scheduler": "sgm_uniform"})
 head["__metadata__"].pop("ss_output_name", None)  # no alias: listed by its file name
 h = json.dumps(head).encode()
 h += b" " * (-len(h) % 8)

@@ -255,6 +255,7 @@ export function defaultsText(d) {
     return o ? o.text : v;
   };
   const parts = [];
+  if (d.weight !== undefined) parts.push(`weight ${d.weight}`); // a LoRA's
   if (d.steps) parts.push(`${d.steps} step${d.steps === 1 ? '' : 's'}`);
   if (d.cfg_scale !== undefined) parts.push(`CFG ${d.cfg_scale}`);
   if (d.sampler) parts.push(label('#sampler', d.sampler));
@@ -308,7 +309,8 @@ export function showLoraDefaults(name, d, apply = false) {
     note.textContent = '';
     return;
   }
-  if (!apply) {
+  if (!apply) { // picked: its weight goes into the picker's weight, as A1111's "preferred weight"
+    if (d.weight !== undefined) setNum('#lora-weight', d.weight);
     note.textContent = `${name} is made for: ${defaultsText(d)} (Add sets them).`;
     note.hidden = false;
     return;
