@@ -431,6 +431,13 @@ int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param
  * descending). Pure. */
 #define LF_PARAM_TIMESTEP_MAX 999
 int lf_param_timesteps_parse(const char *s, int *out, int max);
+/* Timesteps as JSON — an array of integers, or their text — into buf (len
+ * bytes) as the row's text ("999,749"). Returns 0, LF_EFORMAT (another
+ * type, an element that is not an integer) or LF_EOVERFLOW (an element
+ * outside 0..LF_PARAM_TIMESTEP_MAX, or more than buf holds); the list's
+ * own rules are lf_param_timesteps_parse's. */
+struct json_t;
+int lf_param_timesteps_text(const struct json_t *v, char *buf, size_t len);
 
 /* The value as the infotext (A1111) writes it: enum A1111 names, %g numbers.
  * Writes into buf (NUL-terminated, truncated at a UTF-8 boundary). */

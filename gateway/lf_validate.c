@@ -271,39 +271,16 @@ static int s_loras(const lf_param_def_t *d, const json_t *v, const char *field, 
 static int s_timesteps(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
                        lf_verr_t *err) {
     const int max = (int)lf_params_table()[LF_P_steps].hi;
-    char text[1024] = "";
-    if (json_is_array(v)) {
-        size_t i, len = 0;
-        json_t *x;
-        if (json_array_size(v) > (size_t)max)
-            return lf_verr_set(err, 400, "out_of_range", field, "%s holds at most %d values", field, max);
-        json_array_foreach(v, i, x) {
-            if (!json_is_integer(x))
-                return lf_verr_set(err, 400, "invalid_type", field, "%s must be an array of integers", field);
-            if (json_integer_value(x) < 0 || json_integer_value(x) > LF_PARAM_TIMESTEP_MAX)
-                return lf_verr_set(err, 400, "out_of_range", field, "%s[%zu] must be in 0..%d", field, i,
-                                   LF_PARAM_TIMESTEP_MAX);
-            len += (size_t)snprintf(text + len, sizeof text - len, "%s%lld", i ? "," : "",
-                                    (long long)json_integer_value(x));
-            if (len >= sizeof text) return lf_verr_set(err, 400, "out_of_range", field, "%s is too long", field);
-        }
-    } else if (json_is_string(v)) {
-        if (json_string_length(v) >= sizeof text)
-            return lf_verr_set(err, 400, "out_of_range", field, "%s is too long", field);
-        snprintf(text, sizeof text, "%s", json_string_value(v));
-    } else {
-        return lf_verr_set(err, 400, "invalid_type", field, "%s must be an array of integers", field);
-    }
-    int ts[256];
-    int n = lf_param_timesteps_parse(text, ts, max < 256 ? max : 256);
+    char text[1024];
+    int ts[256], rc = lf_param_timesteps_text(v, text, sizeof text);
+    int n = rc ? rc : lf_param_timesteps_parse(text, ts, max < 256 ? max : 256);
     if (n == LF_EFORMAT)
-        return lf_verr_set(err, 400, "invalid_type", field, "%s must be a non-empty list of integers", field);
+        return lf_verr_set(err, 400, "invalid_type", field, "%s must be a non-empty array of integers", field);
     if (n == LF_EOVERFLOW)
         return lf_verr_set(err, 400, "out_of_range", field, "%s: at most %d values, each in 0..%d", field, max,
                            LF_PARAM_TIMESTEP_MAX);
-    if (n < 0)
-        return lf_verr_set(err, 400, "invalid_value", field, "%s must be strictly descending", field);
-    int rc = lf_param_set_str(p, d, text);
+    if (n < 0) return lf_verr_set(err, 400, "invalid_value", field, "%s must be strictly descending", field);
+    rc = lf_param_set_str(p, d, text);
     if (rc == LF_EOVERFLOW) return lf_verr_set(err, 400, "out_of_range", field, "%s is too long", field);
     return rc ? s_oom(err) : 0;
 }

@@ -142,19 +142,9 @@ static int s_defaults(const json_t *o, lf_manifest_defaults_t *d, const char *fi
                              where, LF_LORA_WEIGHT_LIMIT, LF_LORA_WEIGHT_LIMIT);
             if (isnan(d->weight)) d->weight = json_number_value(v);
         } else if (!strcmp(k, "timesteps")) {
-            char t[sizeof d->timesteps] = "";
-            size_t i, len = 0;
-            json_t *x;
-            int ts[64], ok = json_is_array(v) && json_array_size(v) > 0;
-            json_array_foreach(v, i, x) {
-                if (!ok || !json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 9999 ||
-                    (len += (size_t)snprintf(t + len, sizeof t - len, "%s%d", i ? "," : "",
-                                             (int)json_integer_value(x))) >= sizeof t) {
-                    ok = 0;
-                    break;
-                }
-            }
-            if (!ok || lf_param_timesteps_parse(t, ts, 64) < 1)
+            char t[sizeof d->timesteps];
+            int ts[64];
+            if (!json_is_array(v) || lf_param_timesteps_text(v, t, sizeof t) || lf_param_timesteps_parse(t, ts, 64) < 1)
                 return s_err(err, errlen, LF_EFORMAT,
                              "%s: %s.timesteps must be an array of strictly descending integers in 0..%d",
                              file, where, LF_PARAM_TIMESTEP_MAX);
