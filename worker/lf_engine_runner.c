@@ -491,6 +491,7 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
     json_object_set_new(o, "scheduler", s_str(p->scheduler && *p->scheduler ? p->scheduler : "normal"));
     json_object_set_new(o, "steps", json_integer(p->steps));
     json_object_set_new(o, "cfg_scale", json_real(p->cfg_scale));
+    if (p->sampler && !strcmp(p->sampler, "tcd")) json_object_set_new(o, "eta", json_real(p->tcd_gamma)); /* A1111's */
     json_object_set_new(o, "width", json_integer(p->width));
     json_object_set_new(o, "height", json_integer(p->height));
     json_object_set_new(o, "batch_size", json_integer((json_int_t)n_images));

@@ -170,6 +170,9 @@ static void test_discovery_and_job(void **state)
     if (!strstr(text, "Sampler: TCD") || !strstr(text, "Eta: 1") || !strstr(text, "Timesteps: 800"))
         fail_msg("infotext: %s", text);
     free(text);
+    info = json_loads(out.info_json, 0, NULL);
+    assert_true(json_real_value(json_object_get(info, "eta")) == 1.0); /* A1111's info key */
+    json_decref(info);
     lf_runner_output_clear(&out);
     fp.timesteps = "500,800", fp.steps = 2;
     assert_int_equal(lf_runner_run(r, &fjob, &out, err, sizeof err), LF_EINVAL);
