@@ -146,8 +146,10 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
     X(enhance_error, STR, "enhance_error", TOP, 0, 1024, 0, 0, NULL, NULL, NULL, NEVER, 0,          \
       "set by the gateway: why the prompt was not enhanced (the original was used)")
 
-/* Few-step models (issue 20): the tcd sampler's gamma (A1111's `eta`, which
- * Forge-family UIs hand to k-diffusion samplers that take an eta) and
+/* Few-step models (issue 20): the tcd sampler's gamma (A1111's `eta`: A1111
+ * hands it to any k-diffusion sampler that takes an eta, as ComfyUI's
+ * sample_tcd does; neither A1111 nor Forge ships a TCD sampler, so no
+ * client sends anything else) and
  * explicit training timesteps (diffusers' pipeline `timesteps=`; Hyper-SD
  * 1-step: [800]). The native API takes timesteps as an array of integers
  * (or this text); the row holds "999,749,499,249" (lf_param_timesteps_parse).
