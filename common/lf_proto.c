@@ -336,14 +336,29 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
 }
 
 bool lf_model_defaults_any(const lf_model_defaults_t *d) {
-    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height);
+    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height || d->timesteps ||
+                 d->has_weight);
 }
 
 void lf_model_defaults_clear(lf_model_defaults_t *d) {
     if (!d) return;
     free(d->sampler);
     free(d->scheduler);
+    free(d->timesteps);
     memset(d, 0, sizeof *d);
+}
+
+int lf_model_defaults_copy(lf_model_defaults_t *dst, const lf_model_defaults_t *src) {
+    *dst = *src;
+    dst->sampler = src->sampler ? strdup(src->sampler) : NULL;
+    dst->scheduler = src->scheduler ? strdup(src->scheduler) : NULL;
+    dst->timesteps = src->timesteps ? strdup(src->timesteps) : NULL;
+    if ((src->sampler && !dst->sampler) || (src->scheduler && !dst->scheduler) ||
+        (src->timesteps && !dst->timesteps)) {
+        lf_model_defaults_clear(dst);
+        return LF_ENOMEM;
+    }
+    return 0;
 }
 
 /* A model's recommended settings: only what it says. */
@@ -355,6 +370,8 @@ static void s_enc_defaults(s_enc_t *e, const void *obj) {
     if (d->scheduler) s_kv_str(e, "scheduler", d->scheduler, false);
     if (d->width) s_kv_u64(e, "width", d->width);
     if (d->height) s_kv_u64(e, "height", d->height);
+    if (d->timesteps) s_kv_str(e, "timesteps", d->timesteps, false);
+    if (d->has_weight) s_kv_f64(e, "weight", d->weight);
 }
 
 static void s_enc_model(s_enc_t *e, const void *obj) {
@@ -811,13 +828,13 @@ static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", 
                                                    "lora_set", "upscalers"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
-static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
-                                               "height"};
+static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
+                                               "height", "timesteps", "weight"};
 
 
 static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
-    s_obj_t f[6];
-    S_TRY(s_fields(o, s_defaults_keys, 6, f));
+    s_obj_t f[8];
+    S_TRY(s_fields(o, s_defaults_keys, 8, f));
     S_OPT(f[0], s_get_u32(f[0], &d->steps));
     if (f[1]) {
         S_TRY(s_get_f64(f[1], &d->cfg_scale));
@@ -827,6 +844,11 @@ static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
     S_OPT(f[3], s_get_str(f[3], &d->scheduler));
     S_OPT(f[4], s_get_u32(f[4], &d->width));
     S_OPT(f[5], s_get_u32(f[5], &d->height));
+    S_OPT(f[6], s_get_str(f[6], &d->timesteps));
+    if (f[7]) {
+        S_TRY(s_get_f64(f[7], &d->weight));
+        d->has_weight = true;
+    }
     return 0;
 }
 

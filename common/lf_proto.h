@@ -106,12 +106,17 @@ typedef struct {
     char *sampler;   /* the parameter table's names ("euler", "lcm", ...) */
     char *scheduler; /* ("normal", "sgm_uniform", ...) */
     uint32_t width, height;
+    char *timesteps; /* the timesteps row's text ("800"; lf_param_timesteps_parse) */
+    bool has_weight; /* a LoRA's recommended weight, when said */
+    double weight;
 } lf_model_defaults_t;
 
 /* True when d says anything. */
 bool lf_model_defaults_any(const lf_model_defaults_t *d);
 /* Frees d's strings and zeroes it. Accepts NULL. */
 void lf_model_defaults_clear(lf_model_defaults_t *d);
+/* Deep copy of src into *dst (overwritten). 0 or LF_ENOMEM (*dst zeroed). */
+int lf_model_defaults_copy(lf_model_defaults_t *dst, const lf_model_defaults_t *src);
 
 typedef struct {
     char *name; /* owned */

@@ -1147,12 +1147,20 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .initial_noise_multiplier = req->initial_noise_multiplier,
         .inpainting_mask_weight = req->inpainting_mask_weight,
         .cache = req->cache,
+        .has_tcd_gamma = req->has_tcd_gamma,
+        .tcd_gamma = req->tcd_gamma,
+        .timesteps = req->timesteps,
+        .n_timesteps = req->n_timesteps,
     };
     if (req->cache.kind != LF_STEPCACHE_NONE) {
         const char *field = NULL;
         if (lf_stepcache_opts_check(&req->cache, &field))
             return s_err(e, LF_EINVAL, "cache.%s is out of range", field);
     }
+    if (req->has_tcd_gamma && !(req->tcd_gamma >= 0.0 && req->tcd_gamma <= 1.0))
+        return s_err(e, LF_EINVAL, "tcd_gamma must be 0..1");
+    if (req->timesteps && req->n_timesteps != req->steps)
+        return s_err(e, LF_EINVAL, "%d timesteps for %d steps", req->n_timesteps, req->steps);
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
     if (req->mask && !req->mask_len) return s_err(e, LF_EINVAL, "the mask is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))

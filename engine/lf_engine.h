@@ -191,6 +191,13 @@ typedef struct {
     /* Step caching (FBCache / DeepCache, lf_stepcache.h); zero = none. Bad
      * values: LF_EINVAL naming the field. */
     lf_stepcache_opts_t cache;
+    /* Few-step models (lf_pipeline_request_t): the tcd sampler's gamma when
+     * has_tcd_gamma (else 0.3), and explicit training timesteps (n_timesteps
+     * == steps, strictly descending, 0..999; NULL = the scheduler's). */
+    int has_tcd_gamma;
+    double tcd_gamma;
+    const int *timesteps;
+    int n_timesteps;
 } lf_engine_request_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):

@@ -640,6 +640,15 @@ static const char *const s_builtin[][2] = {
     {"turbo-1step", "{\"name\":\"turbo-1step\",\"description\":\"Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)\","
                     "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"sgm_uniform\","
                     "\"steps\":1,\"cfg_scale\":1,\"width\":512,\"height\":512}}"},
+    /* ByteDance's Hyper-SD 1-step SDXL UNet / LoRA: TCDScheduler at the one
+     * timestep 800 with eta (gamma) 1, as its model card runs it; and DMD2's
+     * 4-step SDXL: the LCM sampler at 999 749 499 249 (= trailing at 4 steps). */
+    {"hyper-1step", "{\"name\":\"hyper-1step\",\"description\":\"Hyper-SD 1-step (TCD at timestep 800, gamma 1, CFG 1)\","
+                    "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"tcd\",\"scheduler\":\"trailing\","
+                    "\"steps\":1,\"timesteps\":[800],\"tcd_gamma\":1,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"dmd2-4step", "{\"name\":\"dmd2-4step\",\"description\":\"DMD2 4-step (LCM sampler, Trailing: 999 749 499 249, CFG 1)\","
+                   "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"lcm\",\"scheduler\":\"trailing\","
+                   "\"steps\":4,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
 };
 #define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
 

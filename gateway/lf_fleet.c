@@ -128,6 +128,13 @@ json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d) {
     if (d->scheduler) json_object_set_new(o, "scheduler", json_string(d->scheduler));
     if (d->width) json_object_set_new(o, "width", json_integer(d->width));
     if (d->height) json_object_set_new(o, "height", json_integer(d->height));
+    if (d->has_weight) json_object_set_new(o, "weight", json_real(d->weight)); /* a LoRA's */
+    if (d->timesteps) { /* as the API takes them: an array of integers */
+        int ts[256], n = lf_param_timesteps_parse(d->timesteps, ts, 256);
+        json_t *a = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(a, json_integer(ts[i]));
+        json_object_set_new(o, "timesteps", a);
+    }
     return o;
 }
 

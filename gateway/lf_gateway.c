@@ -307,12 +307,7 @@ static int s_model_defaults(void *ud, const char *name, lf_model_defaults_t *out
     lf_gateway_t *gw = ud;
     pthread_mutex_lock(&gw->model_mu);
     const lf_model_defaults_t *d = lf_fleet_defaults(gw->ws, gw->n_ws, name);
-    int rc = d ? 0 : LF_ENOTFOUND;
-    if (d) {
-        *out = *d;
-        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
-        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
-    }
+    int rc = d ? lf_model_defaults_copy(out, d) : LF_ENOTFOUND;
     pthread_mutex_unlock(&gw->model_mu);
     return rc;
 }
@@ -322,12 +317,7 @@ static int s_lora_defaults(void *ud, const char *name, lf_model_defaults_t *out)
     lf_gateway_t *gw = ud;
     pthread_mutex_lock(&gw->model_mu);
     const lf_model_defaults_t *d = lf_fleet_lora_defaults(gw->ws, gw->n_ws, name);
-    int rc = d ? 0 : LF_ENOTFOUND;
-    if (d) {
-        *out = *d;
-        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
-        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
-    }
+    int rc = d ? lf_model_defaults_copy(out, d) : LF_ENOTFOUND;
     pthread_mutex_unlock(&gw->model_mu);
     return rc;
 }

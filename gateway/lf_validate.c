@@ -265,6 +265,26 @@ static int s_loras(const lf_param_def_t *d, const json_t *v, const char *field, 
     return 0;
 }
 
+/* The timesteps row: an array of integers or their text ("999,749"),
+ * stored as text after lf_param_timesteps_parse's checks (the count against
+ * steps is s_finish's). */
+static int s_timesteps(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
+                       lf_verr_t *err) {
+    const int max = (int)lf_params_table()[LF_P_steps].hi;
+    char text[1024];
+    int ts[256], rc = lf_param_timesteps_text(v, text, sizeof text);
+    int n = rc ? rc : lf_param_timesteps_parse(text, ts, max < 256 ? max : 256);
+    if (n == LF_EFORMAT)
+        return lf_verr_set(err, 400, "invalid_type", field, "%s must be a non-empty array of integers", field);
+    if (n == LF_EOVERFLOW)
+        return lf_verr_set(err, 400, "out_of_range", field, "%s: at most %d values, each in 0..%d", field, max,
+                           LF_PARAM_TIMESTEP_MAX);
+    if (n < 0) return lf_verr_set(err, 400, "invalid_value", field, "%s must be strictly descending", field);
+    rc = lf_param_set_str(p, d, text);
+    if (rc == LF_EOVERFLOW) return lf_verr_set(err, 400, "out_of_range", field, "%s is too long", field);
+    return rc ? s_oom(err) : 0;
+}
+
 /* Reads JSON value v for row d into p, naming `field` (the name the client
  * used) in errors. *random is set when a RANDOM_NEG row got -1. */
 static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
@@ -273,6 +293,7 @@ static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, 
     long long i = 0;
     double x = 0;
     int rc;
+    if (d == &lf_params_table()[LF_P_timesteps]) return s_timesteps(d, v, field, p, err);
     switch (d->type) {
     case LF_PT_STR:
         if ((rc = s_get_str(v, field, (size_t)d->hi, &s, err)) < 0) return rc;
@@ -369,6 +390,16 @@ static int s_apply_defaults(const lf_model_defaults_t *d, lf_job_params_t *p, bo
         if (rc == LF_ENOMEM) return rc;
         set[strs[i].row] = rc == 0;
     }
+    /* Timesteps (Hyper-SD 1-step's 800) only where the steps agree with them. */
+    int ts[256], n = d->timesteps && !set[LF_P_timesteps] ? lf_param_timesteps_parse(d->timesteps, ts, 256) : -1;
+    if (n > 0 && (!set[LF_P_steps] || p->steps == (uint32_t)n) && lf_param_check_num(&t[LF_P_steps], n) == 0) {
+        int rc = lf_param_set_str(p, &t[LF_P_timesteps], d->timesteps);
+        if (rc == LF_ENOMEM) return rc;
+        if (rc == 0) {
+            lf_param_set_num(p, &t[LF_P_steps], n);
+            set[LF_P_timesteps] = set[LF_P_steps] = true;
+        }
+    }
     return 0;
 }
 
@@ -417,6 +448,15 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         if ((t[i].flags & LF_PF_MODEL_DEF) && !given[i] && res && lf_param_check_num(&t[i], res) == 0)
             lf_param_set_num(p, &t[i], res);
     if (s_model_defaults(ctx, p, given)) return s_oom(err);
+    /* Explicit timesteps: one per step; without steps, their count is the steps. */
+    if (p->timesteps) {
+        int ts[256];
+        int n = lf_param_timesteps_parse(p->timesteps, ts, 256);
+        if (n > 0 && !given[LF_P_steps] && lf_param_check_num(&t[LF_P_steps], n) == 0) p->steps = (uint32_t)n;
+        if (n < 0 || (uint32_t)n != p->steps)
+            return lf_verr_set(err, 400, "invalid_value", "timesteps",
+                               "timesteps holds %d values but steps is %u (one timestep per step)", n, p->steps);
+    }
     if (p->init_image && !strcmp(p->mode, "txt2img") && lf_param_set_str(p, &t[LF_P_mode], "img2img"))
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)

@@ -451,6 +451,7 @@ static int s_unit(const lf_detailer_t *d, const lf_detailer_unit_t *u, const lf_
     r.orig_width = r.orig_height = r.target_width = r.target_height = 0;
     r.crop_top = r.crop_left = 0;
     if (u->use_steps) r.steps = u->steps;
+    if (u->use_steps || u->use_sampler) r.timesteps = NULL, r.n_timesteps = 0; /* they were the job's */
     if (u->use_cfg) r.cfg = u->cfg;
     if (u->use_clip_skip) r.clip_skip = u->clip_skip;
     if (u->use_sampler) {

@@ -55,7 +55,7 @@ static void s_caps(lf_worker_caps_t *c) {
     /* Recommended settings (a Lightning-style manifest's); CFG 0 is said. */
     c->models[1].defaults = (lf_model_defaults_t){.steps = 4, .has_cfg = true, .cfg_scale = 0.0,
                                                   .sampler = s_dup("euler"), .scheduler = s_dup("sgm_uniform"),
-                                                  .width = 1024, .height = 768};
+                                                  .width = 1024, .height = 768, .timesteps = s_dup("999,500")};
     /* An SDXL base with its refiner resident next to it, and a separate VAE. */
     c->n_resident = 2;
     c->resident = calloc(2, sizeof *c->resident);
@@ -71,7 +71,8 @@ static void s_caps(lf_worker_caps_t *c) {
     c->loras[0].alias = s_dup("inky");
     c->loras[0].path = s_dup("styles/ink.safetensors");
     c->loras[0].defaults = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0,
-                                                 .scheduler = s_dup("sgm_uniform")};
+                                                 .scheduler = s_dup("sgm_uniform"), .has_weight = true,
+                                                 .weight = 0.8};
     c->loras[0].hash = s_dup("4a0e5c2b9d71f3e8a6b0c4d2e9f1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6");
     c->loras[1].name = s_dup("detail");
     c->loras[1].path = s_dup("detail.pt");

@@ -121,6 +121,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(da->scheduler, db->scheduler));
         assert_int_equal(da->width, db->width);
         assert_int_equal(da->height, db->height);
+        assert_true(str_eq(da->timesteps, db->timesteps));
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
@@ -135,6 +136,8 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_int_equal(a->loras[i].defaults.steps, b->loras[i].defaults.steps);
         assert_true(a->loras[i].defaults.cfg_scale == b->loras[i].defaults.cfg_scale);
         assert_true(str_eq(a->loras[i].defaults.scheduler, b->loras[i].defaults.scheduler));
+        assert_int_equal(a->loras[i].defaults.has_weight, b->loras[i].defaults.has_weight);
+        assert_true(a->loras[i].defaults.weight == b->loras[i].defaults.weight);
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
