@@ -239,6 +239,44 @@ static int s_openclip(const char *n, char *o, size_t len) {
     return LF_ENOTFOUND;
 }
 
+/* HF T5 encoder names -> llama.cpp's (GGUF T5 files, e.g. city96's; the map
+ * ComfyUI-GGUF applies the other way). */
+static int s_t5_gguf(const char *n, char *o, size_t len) {
+    static const char *const top[][2] = {
+        {"shared.weight", "token_embd.weight"},
+        {"encoder.embed_tokens.weight", "token_embd.weight"},
+        {"encoder.final_layer_norm.", "enc.output_norm."},
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
+        size_t l = strlen(top[i][0]);
+        if (strncmp(n, top[i][0], l) == 0)
+            return snprintf(o, len, "%s%s", top[i][1], n + l) < (int)len ? 0 : LF_ETOOBIG;
+    }
+    static const char *const layer[][2] = {
+        {"layer.0.SelfAttention.q.", "attn_q."},
+        {"layer.0.SelfAttention.k.", "attn_k."},
+        {"layer.0.SelfAttention.v.", "attn_v."},
+        {"layer.0.SelfAttention.o.", "attn_o."},
+        {"layer.0.SelfAttention.relative_attention_bias.", "attn_rel_b."},
+        {"layer.0.layer_norm.", "attn_norm."},
+        {"layer.1.DenseReluDense.wi_0.", "ffn_gate."},
+        {"layer.1.DenseReluDense.wi_1.", "ffn_up."},
+        {"layer.1.DenseReluDense.wi.", "ffn_up."},
+        {"layer.1.DenseReluDense.wo.", "ffn_down."},
+        {"layer.1.layer_norm.", "ffn_norm."},
+    };
+    int a, k = 0;
+    if (sscanf(n, "encoder.block.%d.%n", &a, &k) != 1 || !k) return LF_ENOTFOUND;
+    for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++) {
+        size_t l = strlen(layer[i][0]);
+        if (strncmp(n + k, layer[i][0], l) == 0)
+            return snprintf(o, len, "enc.blk.%d.%s%s", a, layer[i][1], n + k + l) < (int)len
+                       ? 0
+                       : LF_ETOOBIG;
+    }
+    return LF_ENOTFOUND;
+}
+
 int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t len) {
     char tmp[256];
     int rc = 0;
@@ -249,6 +287,7 @@ int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t le
     case LF_KEYMAP_LDM_UNET: rc = s_unet(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_LDM_VAE: rc = s_vae(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_OPENCLIP: rc = s_openclip(name, tmp, sizeof tmp); break;
+    case LF_KEYMAP_T5_GGUF: rc = s_t5_gguf(name, tmp, sizeof tmp); break;
     }
     if (rc) return rc;
     return snprintf(out, len, "%s%s", km->prefix, tmp) < (int)len ? 0 : LF_ETOOBIG;
