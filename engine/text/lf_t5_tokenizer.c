@@ -69,12 +69,12 @@ static uint32_t s_unit(const lf_t5_tokenizer_t *t, size_t i) {
     return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
 }
 
-/* Longest key of the charsmap that prefixes s: its length and replacement
- * (NUL-terminated inside norm), or 0. */
+/* The shortest key of the charsmap that prefixes s[0..n): its length and
+ * replacement (NUL-terminated inside norm), or 0. */
 static size_t s_cmap_match(const lf_t5_tokenizer_t *t, const uint8_t *s, size_t n,
                            const char **rep) {
     if (!t->cmap || !t->n_units) return 0;
-    size_t pos = 0, best = 0;
+    size_t pos = 0;
     uint32_t unit = s_unit(t, 0);
     pos ^= (unit >> 10) << ((unit & (1u << 9)) >> 6);
     for (size_t i = 0; i < n && s[i]; i++) {
@@ -87,28 +87,69 @@ static size_t s_cmap_match(const lf_t5_tokenizer_t *t, const uint8_t *s, size_t 
         if ((unit >> 8) & 1) {
             uint32_t v = s_unit(t, pos) & 0x7FFFFFFFu;
             if (v < t->norm_len && memchr(t->norm + v, 0, t->norm_len - v)) {
-                best = i + 1;
                 *rep = (const char *)t->norm + v;
+                return i + 1;
             }
         }
     }
-    return best;
+    return 0;
 }
 
+static uint32_t s_cp(const uint8_t *s, size_t l) {
+    static const uint8_t lead[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint32_t c = s[0] & lead[l];
+    for (size_t i = 1; i < l; i++) c = c << 6 | (s[i] & 0x3F);
+    return c;
+}
+
+/* Characters that extend the grapheme cluster before them (Unicode's Extend
+ * and ZWJ, the ranges that matter here: combining marks, variation
+ * selectors, halfwidth kana voicing, emoji modifiers and tags). */
+static int s_extend(uint32_t c) {
+    static const uint32_t r[][2] = {
+        {0x300, 0x36F},     {0x483, 0x489},     {0x591, 0x5BD},   {0x610, 0x61A},
+        {0x64B, 0x65F},     {0x670, 0x670},     {0x6D6, 0x6DC},   {0x6DF, 0x6E4},
+        {0x1AB0, 0x1AFF},   {0x1DC0, 0x1DFF},   {0x200C, 0x200D}, {0x20D0, 0x20FF},
+        {0x302A, 0x302F},   {0x3099, 0x309A},   {0xFE00, 0xFE0F}, {0xFE20, 0xFE2F},
+        {0xFF9E, 0xFF9F},   {0x1F3FB, 0x1F3FF}, {0xE0020, 0xE007F}, {0xE0100, 0xE01EF},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        if (c >= r[i][0] && c <= r[i][1]) return 1;
+    return 0;
+}
+
+/* As the tokenizers crate's Precompiled normalizer: per grapheme cluster
+ * (approximated by s_extend; CR LF one cluster), a cluster under 6 bytes
+ * with a key prefixing it is replaced whole by that key's replacement (so a
+ * mapped base character drops the marks after it); otherwise each
+ * character is replaced by its own key, or kept. */
 static void s_normalize(const lf_t5_tokenizer_t *t, const uint8_t *s, size_t n, s_buf_t *out) {
     for (size_t i = 0; i < n;) {
-        const char *rep = NULL;
-        size_t m = s_cmap_match(t, s + i, n - i, &rep);
-        if (m) {
-            s_put(out, rep, strlen(rep));
-            i += m;
+        int valid;
+        size_t l = s_utf8_len(s + i, n - i, &valid), g = l;
+        if (!valid) {
+            s_put(out, "\xEF\xBF\xBD", 3);
+            i += 1;
             continue;
         }
-        int valid;
-        size_t l = s_utf8_len(s + i, n - i, &valid);
-        if (valid) s_put(out, s + i, l);
-        else s_put(out, "\xEF\xBF\xBD", 3);
-        i += l;
+        uint32_t c = s_cp(s + i, l);
+        if (c == '\r' && i + 1 < n && s[i + 1] == '\n') g = 2;
+        else if (c >= 0x20 && !(c >= 0x7F && c < 0xA0))
+            for (size_t k; i + g < n; g += k) {
+                k = s_utf8_len(s + i + g, n - i - g, &valid);
+                if (!valid || !s_extend(s_cp(s + i + g, k))) break;
+            }
+        const char *rep = NULL;
+        if (g < 6 && s_cmap_match(t, s + i, g, &rep)) {
+            s_put(out, rep, strlen(rep));
+            i += g;
+            continue;
+        }
+        for (size_t e = i + g; i < e; i += l) {
+            l = s_utf8_len(s + i, e - i, &valid);
+            if (s_cmap_match(t, s + i, l, &rep)) s_put(out, rep, strlen(rep));
+            else s_put(out, s + i, l);
+        }
     }
 }
 

@@ -5,10 +5,11 @@
  *
  * Pipeline, as the reference: special tokens (<pad>, </s>, <unk>,
  * <extra_id_N>) split out of the raw text first; each remaining piece
- * normalized by the model's precompiled charsmap (NFKC-like, longest match
- * at each position as sentencepiece does; the tokenizers crate matches per
- * grapheme cluster, which differs only for a base character with a mapping
- * followed by combining marks), trailing whitespace stripped, each run of
+ * normalized by the model's precompiled charsmap (NFKC-like) per grapheme
+ * cluster as the tokenizers crate does (a cluster under 6 bytes that starts
+ * with a mapped key becomes that key's replacement whole: "A" + U+0301 in
+ * fullwidth gives "A"; clusters are approximated by a table of combining
+ * ranges, not the full Unicode rules), trailing whitespace stripped, each run of
  * spaces made one U+2581, U+2581 prepended to the piece that starts the text,
  * words split before each U+2581; then the Viterbi path over the pieces'
  * log-probabilities, a character with no piece becoming <unk> (score: the

@@ -57,6 +57,9 @@ TEXTS = [
     "photorealistic, 8k, highly detailed, trending on artstation -- (masterpiece:1.2) [cat|dog]",
     "Numbers 1234567 and symbols #@$%^&*()_+={}|\\:\";'<>?,./~` ‘quotes’ “double” — dash…",
     "ÀÉÎÕÜ àéîõü ß ç ñ Straße Ελληνικά Русский ‱ ﷺ",
+    # combining sequences and compatibility forms the charsmap composes
+    "Ａ\u0301 e\u0301\u0302 ｶﾞｷﾞ ﾊﾟﾝ \u1100\u1161 \u212b ﬀ ㍿ ①② x\u200dy 🏳️‍🌈",
+    "\u00a0nbsp\u3000ideo\u2028line\r\nCRLF\x0bvt\x0cff\u200bzw \u2581lit",
 ]
 
 
