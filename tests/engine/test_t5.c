@@ -65,10 +65,10 @@ static void s_refdata_ids(lf_t5_tokenizer_t *t) {
 
 /* Every case of tokenizer_cases.json (T5TokenizerFast with padding and
  * truncation): unicode, whitespace, special tokens, long text, empty. */
-static void s_cases(lf_t5_tokenizer_t *t) {
+static void s_cases(lf_t5_tokenizer_t *t, const char *rel, size_t min_cases) {
     char path[1024];
     json_error_t je;
-    json_t *cases = json_load_file(lf_test_fixture(path, sizeof path, "t5/tokenizer_cases.json"), 0, &je);
+    json_t *cases = json_load_file(lf_test_fixture(path, sizeof path, rel), 0, &je);
     assert_non_null(cases);
     size_t i;
     json_t *c;
@@ -92,7 +92,7 @@ static void s_cases(lf_t5_tokenizer_t *t) {
             fail();
         }
     }
-    assert_true(json_array_size(cases) >= 20);
+    assert_true(json_array_size(cases) >= min_cases);
     json_decref(cases);
 }
 
@@ -101,7 +101,7 @@ static void test_tokenizer_json(void **state) {
     lf_t5_tokenizer_t *t = s_tok("tokenizer.json");
     if (!t) skip();
     s_refdata_ids(t);
-    s_cases(t);
+    s_cases(t, "t5/tokenizer_cases.json", 24);
     lf_t5_tokenizer_destroy(&t);
 }
 
@@ -110,8 +110,27 @@ static void test_tokenizer_spiece(void **state) {
     lf_t5_tokenizer_t *t = s_tok("spiece.model");
     if (!t) skip();
     s_refdata_ids(t);
-    s_cases(t);
+    s_cases(t, "t5/tokenizer_cases.json", 24);
     lf_t5_tokenizer_destroy(&t);
+}
+
+/* A 48-piece model trained by sentencepiece with custom normalization
+ * rules (its own small charsmap), as spiece.model and tokenizer.json, vs
+ * the tokenizers library: runs without the refdata. */
+static void test_tokenizer_tiny(void **state) {
+    (void)state;
+    static const char *files[] = {"tiny.model", "tiny_tokenizer.json"};
+    for (int i = 0; i < 2; i++) {
+        char rel[128], path[1024], err[512] = "";
+        snprintf(rel, sizeof rel, "../../fuzz/corpus/t5_tokenizer/%s", files[i]);
+        lf_t5_tokenizer_t *t = NULL;
+        int rc = lf_t5_tokenizer_new(&t, lf_test_fixture(path, sizeof path, rel), err, sizeof err);
+        if (rc) printf("%s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(lf_t5_tokenizer_vocab(t), 148);
+        s_cases(t, "t5/tiny_tokenizer_cases.json", 14);
+        lf_t5_tokenizer_destroy(&t);
+    }
 }
 
 static void test_tokenizer_edges(void **state) {
@@ -273,6 +292,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_json),
         cmocka_unit_test(test_tokenizer_spiece),
+        cmocka_unit_test(test_tokenizer_tiny),
         cmocka_unit_test(test_tokenizer_edges),
         cmocka_unit_test(test_position_bucket),
         cmocka_unit_test(test_encoder_folder),

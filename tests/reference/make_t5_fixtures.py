@@ -43,6 +43,7 @@ from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "engine", "fixtures", "t5")
+FUZZ = os.path.join(ROOT, "tests", "fuzz", "corpus", "t5_tokenizer")
 
 TEXTS = [
     "a photo of a cat",
@@ -63,6 +64,11 @@ TEXTS = [
 ]
 
 
+def write_cases(path, cases):
+    with open(path, "w") as f:
+        f.write("[\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]\n")
+
+
 def tokenizer_cases(refdata):
     path = os.path.join(refdata, "tokenizers", "t5", "tokenizer.json")
     tok = T5TokenizerFast(tokenizer_file=path)
@@ -75,8 +81,106 @@ def tokenizer_cases(refdata):
     for n in (256, 512):
         cases.append({"text": long, "n": n,
                       "ids": tok(long, padding="max_length", max_length=n, truncation=True).input_ids})
-    with open(os.path.join(OUT, "tokenizer_cases.json"), "w") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=0)
+    write_cases(os.path.join(OUT, "tokenizer_cases.json"), cases)
+
+
+def pb_fields(buf):
+    """(number, wire type, value) of a protobuf message's fields (LEN: bytes)."""
+    i, out = 0, []
+    def varint():
+        nonlocal i
+        v = sh = 0
+        while True:
+            c = buf[i]; i += 1
+            v |= (c & 0x7F) << sh; sh += 7
+            if not c & 0x80:
+                return v
+    while i < len(buf):
+        key = varint(); num, wire = key >> 3, key & 7
+        if wire == 0:
+            out.append((num, wire, varint()))
+        elif wire == 2:
+            n = varint(); out.append((num, wire, buf[i:i + n])); i += n
+        elif wire == 5:
+            out.append((num, wire, buf[i:i + 4])); i += 4
+        elif wire == 1:
+            out.append((num, wire, buf[i:i + 8])); i += 8
+    return out
+
+
+TINY_TEXTS = ["a cat and a dog", "the cats sat on the mats", "Ａ ﬁsh cafe\u0301 ① two\u3000spaces",
+              "unknown zq \u65e5\u672c <extra_id_1>x </s>", "  lead and trail  ", "", "cat " * 40]
+
+
+def tiny_tokenizer(fuzz_dir):
+    """A 48-piece unigram model trained by sentencepiece with a few custom
+    normalization rules (a small precompiled charsmap), as spiece.model and as
+    a T5-style tokenizer.json; ids of TINY_TEXTS from the tokenizers library
+    (what T5TokenizerFast runs) for n = 16 and 64. No refdata needed."""
+    import base64
+    import io
+    import sentencepiece as spm
+    from tokenizers import Tokenizer
+    words = ("a the cat cats dog dogs sat sitting on mat mats and fish fishes cafe two spaces lead "
+             "trail trailing unknown running walked quickly slowly brown lazy fox jumps over").split()
+    rng = np.random.default_rng(3)
+    corpus = [" ".join(rng.choice(words, 8)) for _ in range(400)]
+    rules = "FF21\t41\nFB01\t66 69\n65 301\tE9\n2460\t31\n3000\t20\n9\t20\n"
+    rule_path = os.path.join(fuzz_dir, "..", "rules.tsv")
+    with open(rule_path, "w") as f:
+        f.write(rules)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=48, model_type="unigram", hard_vocab_limit=False,
+        normalization_rule_tsv=rule_path, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        character_coverage=1.0, minloglevel=2)
+    os.remove(rule_path)
+    blob = model.getvalue()
+    pieces, cmap = [], b""
+    for num, wire, v in pb_fields(blob):
+        if num == 1:
+            f = {n: x for n, w, x in pb_fields(v)}
+            pieces.append((f[1].decode(), float(np.frombuffer(f.get(2, b"\0\0\0\0"), "<f4")[0]),
+                           f.get(3, 1)))
+        if num == 3:
+            cmap = {n: x for n, w, x in pb_fields(v)}.get(2, b"")
+    n = len(pieces)
+    vocab = [[p, 0.0 if t != 1 else s] for p, s, t in pieces]
+    vocab += [["<extra_id_%d>" % (99 - j), 0.0] for j in range(100)]
+    added = [{"id": i, "content": p, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, (p, s, t) in enumerate(pieces) if t in (2, 3)]
+    added += [{"id": n + 99 - k, "content": "<extra_id_%d>" % k, "single_word": False,
+               "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+              for k in range(100)]
+    meta = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,
+            "prepend_scheme": "first"}
+    tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+          "normalizer": {"type": "Sequence", "normalizers": [
+              {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(cmap).decode()},
+              {"type": "Strip", "strip_left": False, "strip_right": True},
+              {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "\u2581"}]},
+          "pre_tokenizer": meta,
+          "post_processor": {"type": "TemplateProcessing",
+                             "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                                        {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                             "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                             "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+          "decoder": dict(meta, prepend_scheme="always"),
+          "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": False}}
+    with open(os.path.join(fuzz_dir, "tiny.model"), "wb") as f:
+        f.write(blob)
+    jpath = os.path.join(fuzz_dir, "tiny_tokenizer.json")
+    with open(jpath, "w") as f:
+        json.dump(tj, f, ensure_ascii=False)
+    tok = Tokenizer.from_file(jpath)
+    cases = []
+    for t in TINY_TEXTS:
+        ids = tok.encode(t).ids  # </s> appended by the template
+        for m in (16, 64):
+            cut = ids[:m - 1] + [1] if len(ids) > m else ids
+            cases.append({"text": t, "n": m, "ids": cut + [0] * (m - len(cut))})
+    write_cases(os.path.join(OUT, "tiny_tokenizer_cases.json"), cases)
 
 
 CFG = dict(vocab_size=64, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2,
@@ -154,6 +258,8 @@ def main():
     ap.add_argument("--refdata", default=os.path.join(ROOT, "..", "shared", "refdata"))
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    os.makedirs(FUZZ, exist_ok=True)
+    tiny_tokenizer(FUZZ)
     tokenizer_cases(args.refdata)
 
     model = build()
