@@ -28,6 +28,9 @@ normalizer (NFKC charsmap, whitespace), unknown characters, special tokens
 and truncation. The tokenizer files themselves are not copied.
 
   /work/venv-ref/bin/python tests/reference/make_t5_fixtures.py [--refdata DIR]
+  /work/venv-ref/bin/python tests/reference/make_t5_fixtures.py --full
+    (only tests/reference/out/t5xxl_full_f16.safetensors, 9.5 GB, for
+    bench/bench_t5.c; not committed)
 (the shared reference venv: tests/reference/requirements.txt and
 requirements-gguf.txt; torch 1.13, transformers 4.38.2, tokenizers 0.15,
 gguf 0.10.0).
@@ -253,10 +256,57 @@ def gguf_file(model, path):
     return m.eval()
 
 
+def full_size(path):
+    """A full-size T5-XXL encoder (T5 v1.1 XXL shapes: d_model 4096, 64 heads
+    of 64, d_ff 10240, 24 blocks, vocab 32128; 4.76 B parameters) with random
+    f16 weights in HF names, as ComfyUI's t5xxl_fp16.safetensors (9.5 GB), for
+    bench/bench_t5.c. Random N(0, 0.02) values drawn once per 16 Mi and
+    repeated (timing and memory only). Not committed."""
+    D, H, F, L, V = 4096, 64, 10240, 24, 32128
+    shapes = [("shared.weight", (V, D))]
+    for i in range(L):
+        p = "encoder.block.%d.layer." % i
+        shapes += [(p + "0.layer_norm.weight", (D,))]
+        shapes += [(p + "0.SelfAttention.%s.weight" % n, (D, D)) for n in "qkvo"]
+        if i == 0:
+            shapes += [(p + "0.SelfAttention.relative_attention_bias.weight", (32, H))]
+        shapes += [(p + "1.layer_norm.weight", (D,)),
+                   (p + "1.DenseReluDense.wi_0.weight", (F, D)),
+                   (p + "1.DenseReluDense.wi_1.weight", (F, D)),
+                   (p + "1.DenseReluDense.wo.weight", (D, F))]
+    shapes += [("encoder.final_layer_norm.weight", (D,))]
+    header, off = {}, 0
+    for name, shp in shapes:
+        n = int(np.prod(shp)) * 2
+        header[name] = {"dtype": "F16", "shape": list(shp), "data_offsets": [off, off + n]}
+        off += n
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    chunk = (np.random.default_rng(7).standard_normal(16 << 20) * 0.02).astype(np.float16)
+    ones = np.ones(D, np.float16)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h)
+        for name, shp in shapes:
+            n = int(np.prod(shp))
+            if len(shp) == 1:
+                f.write(ones.tobytes())
+                continue
+            src = chunk if "relative" not in name else chunk * np.float16(50)
+            for a in range(0, n, len(src)):
+                f.write(src[:min(len(src), n - a)].tobytes())
+    print(path, off / 1e9, "GB of weights")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--refdata", default=os.path.join(ROOT, "..", "shared", "refdata"))
+    ap.add_argument("--full", action="store_true",
+                    help="only write tests/reference/out/t5xxl_full_f16.safetensors (9.5 GB)")
     args = ap.parse_args()
+    if args.full:
+        os.makedirs(os.path.join(ROOT, "tests", "reference", "out"), exist_ok=True)
+        full_size(os.path.join(ROOT, "tests", "reference", "out", "t5xxl_full_f16.safetensors"))
+        return
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(FUZZ, exist_ok=True)
     tiny_tokenizer(FUZZ)
