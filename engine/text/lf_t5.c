@@ -49,6 +49,28 @@ int lf_t5_position_bucket(int rel, int num_buckets, int max_distance) {
     return bucket + (large < nb - 1 ? large : nb - 1);
 }
 
+int lf_t5_keymap(lf_keymap_t *km, const lf_weights_t *w) {
+    static const char q0[] = "encoder.block.0.layer.0.SelfAttention.q.weight";
+    memset(km, 0, sizeof *km);
+    km->w = w;
+    if (lf_weights_find(w, "enc.blk.0.attn_q.weight")) {
+        km->kind = LF_KEYMAP_T5_GGUF;
+        return 0;
+    }
+    const size_t ql = sizeof q0 - 1;
+    for (size_t i = 0; i < lf_weights_count(w); i++) {
+        const char *n = lf_weights_at(w, i)->name;
+        size_t l = strlen(n);
+        if (l >= ql && l - ql < sizeof km->prefix && strcmp(n + l - ql, q0) == 0) {
+            km->kind = LF_KEYMAP_DIFFUSERS;
+            memcpy(km->prefix, n, l - ql);
+            km->prefix[l - ql] = '\0';
+            return 0;
+        }
+    }
+    return LF_ENOTFOUND;
+}
+
 static int s_fail(char *err, size_t errlen, int rc, const char *path, const char *what) {
     if (errlen) snprintf(err, errlen, "%s: %s", path, what);
     return rc;

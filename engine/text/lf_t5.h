@@ -28,6 +28,14 @@ typedef struct {
     int gated_gelu; /* always 1: only T5 v1.1's gated-GELU blocks are supported */
 } lf_t5_config_t;
 
+/* Sets *km up for the T5 encoder in w: llama.cpp's names (GGUF T5 files:
+ * "enc.blk.0.attn_q.weight") as LF_KEYMAP_T5_GGUF, else HF names under
+ * whatever prefix the file puts before "encoder.block.0.layer.0.
+ * SelfAttention.q.weight" ("" in diffusers' text_encoder_2/ and ComfyUI's
+ * t5xxl files, "text_encoders.t5xxl.transformer." in ComfyUI's all-in-one
+ * checkpoints). 0, or LF_ENOTFOUND (no T5 encoder in w). */
+int lf_t5_keymap(lf_keymap_t *km, const lf_weights_t *w);
+
 /* km: DIFFUSERS kind whose prefix reaches "encoder." / "shared." (HF
  * T5EncoderModel names, as diffusers' text_encoder_2/ and ComfyUI's t5xxl
  * files store them; the embedding as "shared.weight" or

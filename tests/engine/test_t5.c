@@ -189,6 +189,33 @@ static int s_teardown(void **state) {
     return 0;
 }
 
+/* The key map finds the encoder under a prefix (ComfyUI's all-in-one
+ * checkpoints) and refuses a file without one. */
+static void test_keymap_prefix(void **state) {
+    (void)state;
+    char path[1024], err[256];
+    lf_weights_t *w = NULL;
+    lf_keymap_t km;
+    assert_int_equal(lf_weights_open(&w, lf_test_fixture(path, sizeof path, "t5/t5_ref.safetensors"),
+                                     err, sizeof err), 0);
+    assert_int_equal(lf_t5_keymap(&km, w), LF_ENOTFOUND);
+    lf_weights_destroy(&w);
+    assert_int_equal(lf_weights_open(&w, lf_test_fixture(path, sizeof path, "t5/t5_tiny_prefixed.safetensors"),
+                                     err, sizeof err), 0);
+    assert_int_equal(lf_t5_keymap(&km, w), 0);
+    assert_int_equal(km.kind, LF_KEYMAP_DIFFUSERS);
+    assert_string_equal(km.prefix, "text_encoders.t5xxl.transformer.");
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_t5_t *t5 = NULL;
+    assert_int_equal(lf_t5_new(&t5, &km, NULL, be, pool, -1, err, sizeof err), 0);
+    assert_int_equal(lf_t5_config(t5)->layers, 2);
+    lf_t5_destroy(&t5);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+}
+
 static void test_position_bucket(void **state) {
     ctx_t *c = *state;
     size_t n;
@@ -219,7 +246,10 @@ static double s_run(ctx_t *c, const char *rel, lf_keymap_kind_t kind, int type, 
     }
     lf_weights_t *wt = NULL;
     assert_int_equal(lf_weights_open(&wt, wp, err, sizeof err), 0);
-    lf_keymap_t km = {.w = wt, .kind = kind};
+    lf_keymap_t km;
+    assert_int_equal(lf_t5_keymap(&km, wt), 0);
+    assert_int_equal(km.kind, kind);
+    assert_string_equal(km.prefix, "");
     lf_pool_t *pool = lf_pool_new(c->be, 0);
     lf_t5_t *t5 = NULL;
     int rc = lf_t5_new(&t5, &km, cfg, c->be, pool, type, err, sizeof err);
@@ -294,6 +324,7 @@ int main(void) {
         cmocka_unit_test(test_tokenizer_spiece),
         cmocka_unit_test(test_tokenizer_tiny),
         cmocka_unit_test(test_tokenizer_edges),
+        cmocka_unit_test(test_keymap_prefix),
         cmocka_unit_test(test_position_bucket),
         cmocka_unit_test(test_encoder_folder),
         cmocka_unit_test(test_encoder_single_files),

@@ -11,6 +11,8 @@ GELU "gelu_new", RMS layer norm, relative position bias in block 0) written as
     single files as ComfyUI's models/clip/t5xxl_fp16.safetensors (the same HF
     names, no config); the f16 one holds the embedding as
     "encoder.embed_tokens.weight" only, the bf16 one as "shared.weight" only
+  tests/engine/fixtures/t5/t5_tiny_prefixed.safetensors
+    the bf16 one under ComfyUI's all-in-one prefix "text_encoders.t5xxl.transformer."
   tests/engine/fixtures/t5/t5_tiny_q8_0.gguf
     the weights in a GGUF file written by the gguf package with llama.cpp's
     T5 names (token_embd, enc.blk.N.attn_q, ...): Q8_0 for the matrices, F32
@@ -319,6 +321,8 @@ def main():
     bf16 = {k: v.bfloat16() for k, v in sd.items() if k != "encoder.embed_tokens.weight"}
     save_file(f16, os.path.join(OUT, "t5_tiny_f16.safetensors"))
     save_file(bf16, os.path.join(OUT, "t5_tiny_bf16.safetensors"))
+    save_file({"text_encoders.t5xxl.transformer." + k: v for k, v in bf16.items()},
+              os.path.join(OUT, "t5_tiny_prefixed.safetensors"))
     mq = gguf_file(model, os.path.join(OUT, "t5_tiny_q8_0.gguf"))
 
     g = torch.Generator().manual_seed(5)
