@@ -258,13 +258,15 @@ def gguf_file(model, path):
     return m.eval()
 
 
-def full_size(path):
+def full_size(path, blocks=24):
     """A full-size T5-XXL encoder (T5 v1.1 XXL shapes: d_model 4096, 64 heads
     of 64, d_ff 10240, 24 blocks, vocab 32128; 4.76 B parameters) with random
     f16 weights in HF names, as ComfyUI's t5xxl_fp16.safetensors (9.5 GB), for
     bench/bench_t5.c. Random N(0, 0.02) values drawn once per 16 Mi and
-    repeated (timing and memory only). Not committed."""
-    D, H, F, L, V = 4096, 64, 10240, 24, 32128
+    repeated (timing and memory only). Not committed. blocks < 24: the first
+    blocks only (a file small enough to time without the big-memory lock;
+    per-block costs are the same)."""
+    D, H, F, L, V = 4096, 64, 10240, blocks, 32128
     shapes = [("shared.weight", (V, D))]
     for i in range(L):
         p = "encoder.block.%d.layer." % i
@@ -304,10 +306,14 @@ def main():
     ap.add_argument("--refdata", default=os.path.join(ROOT, "..", "shared", "refdata"))
     ap.add_argument("--full", action="store_true",
                     help="only write tests/reference/out/t5xxl_full_f16.safetensors (9.5 GB)")
+    ap.add_argument("--blocks", type=int, default=24,
+                    help="with --full: that many blocks (t5xxl_<N>blocks_f16.safetensors when < 24)")
     args = ap.parse_args()
     if args.full:
         os.makedirs(os.path.join(ROOT, "tests", "reference", "out"), exist_ok=True)
-        full_size(os.path.join(ROOT, "tests", "reference", "out", "t5xxl_full_f16.safetensors"))
+        name = "t5xxl_full_f16" if args.blocks >= 24 else "t5xxl_%dblocks_f16" % args.blocks
+        full_size(os.path.join(ROOT, "tests", "reference", "out", name + ".safetensors"),
+                  min(args.blocks, 24))
         return
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(FUZZ, exist_ok=True)
