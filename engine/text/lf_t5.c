@@ -1,5 +1,6 @@
-/* lf_t5: T5 encoder graph (one cached per token count); the embedding
- * gather and the position bias table run on the host. */
+/* lf_t5: T5 encoder graph (the last token count's kept: a Flux model
+ * always asks for the same one); the embedding gather and the position bias
+ * table run on the host. */
 #include "lf_t5.h"
 
 #include <math.h>
@@ -16,14 +17,11 @@ typedef struct {
     lf_tensor_t *ln0, *q, *k, *v, *o, *ln1, *wi0, *wi1, *wo;
 } s_layer_t;
 
-#define N_CACHE 2
-
 typedef struct {
     int n_tok;
     lf_graph_t *g;
     lf_tensor_t *in, *out;
     float *host; /* [n_tok][d_model] staging */
-    unsigned long used;
 } s_cache_t;
 
 struct lf_t5 {
@@ -33,8 +31,7 @@ struct lf_t5 {
     lf_tensor_t *emb, *fln;
     float *rel; /* host [rel_buckets][heads] position bias table */
     s_layer_t *l;
-    s_cache_t cache[N_CACHE];
-    unsigned long tick;
+    s_cache_t cache;
     void *row; /* one embedding row in its stored type */
 };
 
@@ -185,10 +182,8 @@ int lf_t5_new(lf_t5_t **out, const lf_keymap_t *km, const json_t *cfg, lf_backen
 void lf_t5_destroy(lf_t5_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_t5_t *t = *self_p;
-    for (int i = 0; i < N_CACHE; i++) {
-        lf_graph_destroy(&t->cache[i].g);
-        free(t->cache[i].host);
-    }
+    lf_graph_destroy(&t->cache.g);
+    free(t->cache.host);
     free(t->l);
     free(t->rel);
     free(t->row);
@@ -253,27 +248,19 @@ int lf_t5_encode(lf_t5_t *self, const int32_t *ids, int n_tok, float *out) {
     const lf_t5_config_t *k = &self->c;
     for (int i = 0; i < n_tok; i++)
         if (ids[i] < 0 || ids[i] >= k->vocab) return LF_EINVAL;
-    s_cache_t *e = NULL, *victim = &self->cache[0];
-    for (int i = 0; i < N_CACHE; i++) {
-        s_cache_t *ci = &self->cache[i];
-        if (ci->g && ci->n_tok == n_tok) e = ci;
-        if (!ci->g || (victim->g && ci->used < victim->used)) victim = ci;
-    }
+    s_cache_t *e = &self->cache;
     const int D = k->d_model;
-    if (!e) {
-        e = victim;
+    if (!e->g || e->n_tok != n_tok) {
         lf_graph_destroy(&e->g);
         free(e->host);
         e->host = malloc((size_t)n_tok * D * sizeof(float));
-        if (!e->host) return LF_ENOMEM;
         e->n_tok = n_tok;
-        int rc = s_build(self, e);
+        int rc = e->host ? s_build(self, e) : LF_ENOMEM;
         if (rc) {
             lf_graph_destroy(&e->g);
             return rc;
         }
     }
-    e->used = ++self->tick;
     for (int i = 0; i < n_tok; i++) {
         lf_tensor_t r = lf_tensor_slice(self->emb, 1, ids[i], 1);
         int rc = lf_backend_tensor_get(self->be, &r, self->row, lf_tensor_nbytes(&r));
