@@ -1,5 +1,6 @@
 /* bench_t5: a full-size T5-XXL encoder (Flux's text encoder; random f16
- * weights from tests/reference/make_t5_fixtures.py --full) through lf_t5 on
+ * weights from tests/reference/make_t5_fixtures.py --full; a .gguf of them
+ * with --q8_0) through lf_t5 on
  * the CPU backend: load (weights as stored, or --type f32|bf16), then one
  * encode of --tokens N (256: schnell, 512: dev) and a second one (the
  * recorded graph replayed), each with its wall time, GFLOP/s and the peak
@@ -56,7 +57,8 @@ int main(int argc, char **argv) {
     lf_bench_reset_hwm();
     double t0 = lf_bench_now();
     int rc = lf_weights_open(&w, file, err, sizeof err);
-    lf_keymap_t km = {.w = w, .kind = LF_KEYMAP_DIFFUSERS};
+    lf_keymap_t km;
+    if (!rc && lf_t5_keymap(&km, w)) rc = LF_ENOTFOUND, snprintf(err, sizeof err, "no T5 encoder");
     if (!rc) rc = lf_t5_new(&t5, &km, NULL, be, pool, type, err, sizeof err);
     lf_weights_destroy(&w);
     if (rc) {

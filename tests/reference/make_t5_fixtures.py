@@ -219,11 +219,8 @@ def rounded(model, dtype):
     return m.eval()
 
 
-def gguf_file(model, path):
-    import gguf
-    from gguf.quants import dequantize, quantize
-    w = gguf.GGUFWriter(path, "t5encoder")
-    deq = {}
+def llama_name(k):
+    """llama.cpp's name of an HF T5 encoder tensor (None: the tied copy)."""
     top = {"shared.weight": "token_embd.weight",
            "encoder.final_layer_norm.weight": "enc.output_norm.weight"}
     layer = {"layer.0.SelfAttention.q": "attn_q", "layer.0.SelfAttention.k": "attn_k",
@@ -232,22 +229,35 @@ def gguf_file(model, path):
              "layer.0.layer_norm": "attn_norm", "layer.1.DenseReluDense.wi_0": "ffn_gate",
              "layer.1.DenseReluDense.wi_1": "ffn_up", "layer.1.DenseReluDense.wo": "ffn_down",
              "layer.1.layer_norm": "ffn_norm"}
+    if k == "encoder.embed_tokens.weight":
+        return None
+    if k in top:
+        return top[k]
+    parts = k.split(".")  # encoder.block.N.<rest>.weight
+    return "enc.blk.%s.%s.weight" % (parts[2], layer[".".join(parts[3:-1])])
+
+
+def gguf_add(w, name, a):
+    """Adds a as Q8_0 when it is a matrix of whole blocks (not the position
+    bias), else as F32; returns the values the file holds, as f32."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+    if a.ndim == 2 and a.shape[1] % 32 == 0 and "rel_b" not in name:
+        q = quantize(a, gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        return dequantize(q, gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor(name, a)
+    return a
+
+
+def gguf_file(model, path):
+    import gguf
+    w = gguf.GGUFWriter(path, "t5encoder")
+    deq = {}
     for k, v in model.state_dict().items():
-        if k == "encoder.embed_tokens.weight":
-            continue
-        if k in top:
-            name = top[k]
-        else:
-            parts = k.split(".")  # encoder.block.N.<rest>.weight
-            name = "enc.blk.%s.%s.weight" % (parts[2], layer[".".join(parts[3:-1])])
-        a = v.numpy().astype(np.float32)
-        if a.ndim == 2 and a.shape[1] % 32 == 0 and "rel_b" not in name:
-            q = quantize(a, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-            deq[k] = torch.from_numpy(dequantize(q, gguf.GGMLQuantizationType.Q8_0).copy())
-        else:
-            w.add_tensor(name, a)
-            deq[k] = v.clone()
+        name = llama_name(k)
+        if name:
+            deq[k] = torch.from_numpy(gguf_add(w, name, v.numpy().astype(np.float32)).copy())
     deq["encoder.embed_tokens.weight"] = deq["shared.weight"]
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -301,6 +311,21 @@ def full_size(path, blocks=24):
     print(path, off / 1e9, "GB of weights")
 
 
+def full_q8(src, path):
+    """The full-size file's tensors as a Q8_0 GGUF with llama.cpp's names."""
+    import gguf
+    from safetensors.numpy import safe_open
+    w = gguf.GGUFWriter(path, "t5encoder")
+    with safe_open(src, "np") as f:
+        for k in f.keys():
+            gguf_add(w, llama_name(k), f.get_tensor(k).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--refdata", default=os.path.join(ROOT, "..", "shared", "refdata"))
@@ -308,12 +333,16 @@ def main():
                     help="only write tests/reference/out/t5xxl_full_f16.safetensors (9.5 GB)")
     ap.add_argument("--blocks", type=int, default=24,
                     help="with --full: that many blocks (t5xxl_<N>blocks_f16.safetensors when < 24)")
+    ap.add_argument("--q8_0", action="store_true",
+                    help="with --full: also the same weights as a Q8_0 GGUF (llama.cpp names)")
     args = ap.parse_args()
     if args.full:
         os.makedirs(os.path.join(ROOT, "tests", "reference", "out"), exist_ok=True)
         name = "t5xxl_full_f16" if args.blocks >= 24 else "t5xxl_%dblocks_f16" % args.blocks
-        full_size(os.path.join(ROOT, "tests", "reference", "out", name + ".safetensors"),
-                  min(args.blocks, 24))
+        out = os.path.join(ROOT, "tests", "reference", "out", name)
+        full_size(out + ".safetensors", min(args.blocks, 24))
+        if args.q8_0:
+            full_q8(out + ".safetensors", out.replace("_f16", "_q8_0") + ".gguf")
         return
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(FUZZ, exist_ok=True)
