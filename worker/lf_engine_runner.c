@@ -371,9 +371,12 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
     char up_dirs[8300];
     snprintf(up_dirs, sizeof up_dirs, "%s/upscale_models:%s/ESRGAN", dir, dir);
+    /* ADetailer's YOLO models: <models>/adetailer, as the extension's models/adetailer. */
+    char ad_dir[8300];
+    snprintf(ad_dir, sizeof ad_dir, "%s/adetailer", dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
-                           .upscaler_dirs = up_dirs};
+                           .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
