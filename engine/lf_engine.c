@@ -1023,14 +1023,19 @@ static const char *const s_ad_models[2] = {"mediapipe_face_short", "mediapipe_fa
 static const char *const s_ad_files[2] = {"face_detection_short_range.tflite",
                                           "face_detection_full_range.tflite"};
 
-static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
+static void s_ad_path_in(const char *assets_dir, int i, char *buf, size_t len)
 {
     const char *env = getenv("LF_ASSETS_DIR");
     if (env && *env) {
         snprintf(buf, len, "%s/blazeface/%s", env, s_ad_files[i]);
         if (s_exists(buf)) return;
     }
-    snprintf(buf, len, "%s/blazeface/%s", e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT, s_ad_files[i]);
+    snprintf(buf, len, "%s/blazeface/%s", assets_dir ? assets_dir : LF_ASSETS_DEFAULT, s_ad_files[i]);
+}
+
+static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
+{
+    s_ad_path_in(e->assets_dir, i, buf, len);
 }
 
 /* An ADetailer YOLO file name: .pt / .pth / .safetensors, no path. */
@@ -1047,37 +1052,52 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int lf_engine_adetailer_models(lf_engine_t *e, const char **names, int max)
+int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, char ***names, size_t *n)
 {
-    int n = 0;
-    char path[1024];
-    if (!e) return 0;
-    for (int i = 0; i < 2; i++) {
-        s_ad_path(e, i, path, sizeof path);
-        if (!e->blazeface[i] && !s_exists(path)) continue;
-        if (n < max) names[n] = s_ad_models[i];
-        n++;
-    }
-    s_ad_names_free(e);
-    DIR *d = e->adetailer_dir ? opendir(e->adetailer_dir) : NULL;
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (!s_ad_file_ok(de->d_name) || strstr(de->d_name, "-world")) continue;
-        snprintf(path, sizeof path, "%s/%s", e->adetailer_dir, de->d_name);
+    char **v = NULL, path[1024];
+    size_t k = 0, yolo0;
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        s_ad_path_in(assets_dir, i, path, sizeof path);
         if (!s_exists(path)) continue;
-        char **nn = realloc(e->ad_names, (size_t)(e->n_ad_names + 1) * sizeof *nn);
-        if (!nn || !(nn[e->n_ad_names] = strdup(de->d_name))) {
-            if (nn) e->ad_names = nn;
-            break;
-        }
-        e->ad_names = nn;
-        e->n_ad_names++;
+        char **nv = realloc(v, (k + 1) * sizeof *v);
+        if (!nv || !(nv[k] = strdup(s_ad_models[i]))) rc = LF_ENOMEM;
+        if (nv) v = nv;
+        if (!rc) k++;
+    }
+    yolo0 = k;
+    DIR *d = adetailer_dir && !rc ? opendir(adetailer_dir) : NULL;
+    struct dirent *de;
+    while (d && !rc && (de = readdir(d))) {
+        if (!s_ad_file_ok(de->d_name) || strstr(de->d_name, "-world")) continue;
+        snprintf(path, sizeof path, "%s/%s", adetailer_dir, de->d_name);
+        if (!s_exists(path)) continue;
+        char **nv = realloc(v, (k + 1) * sizeof *v);
+        if (!nv || !(nv[k] = strdup(de->d_name))) rc = LF_ENOMEM;
+        if (nv) v = nv;
+        if (!rc) k++;
     }
     if (d) closedir(d);
-    if (e->n_ad_names) qsort(e->ad_names, (size_t)e->n_ad_names, sizeof *e->ad_names, s_cmp_str);
-    for (int i = 0; i < e->n_ad_names; i++, n++)
-        if (n < max) names[n] = e->ad_names[i];
-    return n;
+    if (rc) {
+        for (size_t i = 0; i < k; i++) free(v[i]);
+        free(v);
+        return rc;
+    }
+    if (k > yolo0) qsort(v + yolo0, k - yolo0, sizeof *v, s_cmp_str);
+    *names = v;
+    *n = k;
+    return 0;
+}
+
+int lf_engine_adetailer_models(lf_engine_t *e, const char **names, int max)
+{
+    if (!e) return 0;
+    s_ad_names_free(e);
+    size_t n = 0;
+    if (lf_engine_list_adetailer(e->assets_dir, e->adetailer_dir, &e->ad_names, &n) != 0) return 0;
+    e->n_ad_names = (int)n;
+    for (int i = 0; i < e->n_ad_names && i < max; i++) names[i] = e->ad_names[i];
+    return e->n_ad_names;
 }
 
 /* lf_detailer_detect_fn for a YOLO file of adetailer_dir: ultralytics'

@@ -206,6 +206,10 @@ typedef struct {
  * .pth / .safetensors files of opts.adetailer_dir (sorted; YOLO-World files
  * left out). Names are borrowed from the engine until the next call. */
 int lf_engine_adetailer_models(lf_engine_t *self, const char **names, int max);
+/* The same without an engine (a worker's caps): assets_dir as
+ * lf_engine_opts_t's. *names caller owns (each string and the array). 0 or
+ * LF_ENOMEM. */
+int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, char ***names, size_t *n);
 
 /* The defaults above (prompt empty, seed 0). */
 lf_engine_request_t lf_engine_request_defaults(void);

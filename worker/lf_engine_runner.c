@@ -281,6 +281,15 @@ static int s_list_upscalers(const lf_runner_env_t *env, char ***out, size_t *n)
     return lf_engine_list_upscalers(dirs, out, n);
 }
 
+/* ADetailer's detectors: BlazeFace when its assets exist, the files of
+ * models/adetailer (as the extension's folder). */
+static int s_list_ad_models(const lf_runner_env_t *env, char ***out, size_t *n)
+{
+    char dir[8300];
+    snprintf(dir, sizeof dir, "%s/adetailer", s_models_dir(env));
+    return lf_engine_list_adetailer(NULL, dir, out, n);
+}
+
 /* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
  * the extension (the first extension wins a name given twice), sorted. */
 static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
@@ -858,5 +867,6 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .rescan_loras = s_rescan_loras,
     .list_vaes = s_list_vaes,
     .list_upscalers = s_list_upscalers,
+    .list_ad_models = s_list_ad_models,
     .refiner = s_refiner,
 };
