@@ -33,6 +33,7 @@
 #include "lf_blazeface.h"
 #include "lf_image.h"
 #include "lf_testfarm.h"
+#include "lf_testhttp.h"
 
 #define S_MODEL LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors"
 #define S_ASSETS LF_SOURCE_DIR "/assets"
@@ -103,8 +104,13 @@ static int s_img2img(lf_testfarm_t *farm, json_t *scripts, lf_image_t *im, char 
     if (scripts) json_object_set_new(b, "alwayson_scripts", scripts);
     char *txt = json_dumps(b, JSON_COMPACT);
     json_decref(b);
-    json_t *ans = NULL;
-    int code = lf_http_json("POST", url, txt, &ans);
+    /* a whole generation (two with ADetailer) on a loaded 2-core machine:
+     * more than lf_http_json's 30 s */
+    lf_testhttp_opts_t ho = {.content_type = "application/json", .timeout_ms = 600000};
+    lf_testhttp_buf_t hb = {0};
+    int code = (int)lf_testhttp_request("POST", url, txt, strlen(txt), &ho, &hb);
+    json_t *ans = hb.data ? json_loadb(hb.data, hb.len, 0, NULL) : NULL;
+    free(hb.data);
     free(txt);
     if (answer) *answer = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
     if (code == 200 && im) {
