@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "lf_backend.h"
+#include "lf_adetailer.h"
 #include "lf_blazeface.h"
 #include "lf_yolo.h"
 #include "lf_detailer.h"
@@ -1038,15 +1039,6 @@ static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
     s_ad_path_in(e->assets_dir, i, buf, len);
 }
 
-/* An ADetailer YOLO file name: .pt / .pth / .safetensors, no path. */
-static int s_ad_file_ok(const char *name)
-{
-    size_t l = strlen(name);
-    if (!l || name[0] == '.' || strchr(name, '/') || strchr(name, '\\')) return 0;
-    return (l > 3 && !strcmp(name + l - 3, ".pt")) || (l > 4 && !strcmp(name + l - 4, ".pth")) ||
-           (l > 12 && !strcmp(name + l - 12, ".safetensors"));
-}
-
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1069,7 +1061,7 @@ int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, 
     DIR *d = adetailer_dir && !rc ? opendir(adetailer_dir) : NULL;
     struct dirent *de;
     while (d && !rc && (de = readdir(d))) {
-        if (!s_ad_file_ok(de->d_name) || strstr(de->d_name, "-world")) continue;
+        if (!lf_adetailer_yolo_file(de->d_name) || strstr(de->d_name, "-world")) continue;
         snprintf(path, sizeof path, "%s/%s", adetailer_dir, de->d_name);
         if (!s_exists(path)) continue;
         char **nv = realloc(v, (k + 1) * sizeof *v);
@@ -1106,6 +1098,9 @@ int lf_engine_adetailer_models(lf_engine_t *e, const char **names, int max)
 static int s_yolo_detect(lf_engine_t *e, const char *model, const uint8_t *rgb, int w, int h, double confidence,
                          lf_detailer_box_t *out, int max)
 {
+    if (!lf_adetailer_yolo_file(model))
+        return s_err(e, LF_ENOTFOUND, "ad_model '%s' is not available (mediapipe_face_short / _full, or a .pt / "
+                     ".safetensors file name of models/adetailer)", model);
     if (strstr(model, "-world"))
         return s_err(e, LF_EUNSUPPORTED, "ad_model '%s': YOLO-World models are not supported", model);
     int slot = -1;

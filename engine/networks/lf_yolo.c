@@ -692,7 +692,7 @@ static int s_bneck(const s_bneck_t *b, const s_t *x, s_t *y)
 
 static int s_c3k(const s_c3k_t *c, const s_t *x, s_t *y)
 {
-    s_t a, b, t, parts[2];
+    s_t a = {0}, b = {0}, t = {0}, parts[2];
     int rc = s_conv(&c->cv1, x, &a);
     for (int k = 0; !rc && k < c->n; k++) {
         rc = s_bneck(&c->m[k], &a, &t);
@@ -855,7 +855,7 @@ static int s_chain(const s_conv_t *cs, int n, const s_t *x, s_t *y)
 /* Proto: cv1, ConvTranspose2d(2, 2), cv2, cv3. */
 static int s_proto(const s_head_t *h, const s_t *x, s_t *y)
 {
-    s_t a, u = {0}, b;
+    s_t a = {0}, u = {0}, b = {0};
     int rc = s_conv(&h->p_cv1, x, &a);
     if (rc) return rc;
     int ci = a.c, co = h->up_c;
@@ -889,7 +889,7 @@ static int s_head(const lf_yolo_t *yo, const s_t *xs, float **out, int *rows, in
     if (!o) return LF_ENOMEM;
     int a0 = 0;
     for (int l = 0; l < h->nl && !rc; l++) {
-        s_t box, cls, mc = {0};
+        s_t box = {0}, cls = {0}, mc = {0};
         int hw = xs[l].h * xs[l].w;
         rc = s_chain(h->box[l], 3, &xs[l], &box);
         if (rc) break;
