@@ -345,6 +345,16 @@ static void s_head_load(s_ld_t *ld, lf_yolo_t *y, int i, const int *strides)
         return;
     }
     h->nc = h->cls[0][h->ncls_convs - 1].co;
+    for (int l = 0; l < h->nl; l++)
+        if (h->box[l][2].co != 4 * h->reg_max || h->cls[l][h->ncls_convs - 1].co != h->nc ||
+            (y->seg && h->mc[l][2].co != h->mc[0][2].co)) {
+            s_fail(ld, LF_EFORMAT, "model.%d: head level %d's outputs differ from level 0's", i, l);
+            return;
+        }
+    if (h->nc < 1 || h->nc > 4096) {
+        s_fail(ld, LF_EFORMAT, "model.%d: %d classes", i, h->nc);
+        return;
+    }
     const lf_tensor_info_t *dw = s_find(ld, "model.%d.dfl.conv.weight", i);
     float *dv = dw ? s_read(ld, dw, 16) : NULL;
     for (int b = 0; b < 16; b++) h->dfl[b] = dv ? dv[b] : (float)b;
@@ -352,6 +362,10 @@ static void s_head_load(s_ld_t *ld, lf_yolo_t *y, int i, const int *strides)
     for (int l = 0; l < h->nl; l++) h->box[l][2].act = h->cls[l][h->ncls_convs - 1].act = 0;
     if (y->seg) {
         h->nm = h->mc[0][2].co;
+        if (h->nm < 1 || h->nm > 64) {
+            s_fail(ld, LF_EFORMAT, "model.%d: %d mask coefficients (at most 64)", i, h->nm);
+            return;
+        }
         for (int l = 0; l < h->nl; l++) h->mc[l][2].act = 0;
         snprintf(name, sizeof name, "model.%d.proto.cv1", i);
         s_conv_load(ld, &h->p_cv1, name, 1, 1, 0);
@@ -437,6 +451,10 @@ static int s_build(lf_yolo_t *y, s_ld_t *ld, const char *yaml_json)
             s_fail(ld, LF_EFORMAT, "yaml layer %d: bad 'from'", i);
             break;
         }
+        if (i == 0 && (L->nfrom != 1 || L->from[0] != -1)) {
+            s_fail(ld, LF_EFORMAT, "yaml layer 0 must take the image (from -1)");
+            break;
+        }
         for (int k = 0; k < L->nfrom; k++) {
             if (L->from[k] < 0) L->from[k] += i;
             if (L->from[k] < 0 || L->from[k] >= i) {
@@ -445,6 +463,8 @@ static int s_build(lf_yolo_t *y, s_ld_t *ld, const char *yaml_json)
             }
         }
         s_layer_load(ld, L, i, m, args, s_int(json_array_get(row, 1), 1));
+        if (i == 0 && (L->type == M_CONCAT || L->type == M_DETECT || L->type == M_SEGMENT))
+            s_fail(ld, LF_EFORMAT, "yaml layer 0 is a %s", m);
         int in_stride = i == 0 ? 1 : stride[L->from[0]];
         stride[i] = L->type == M_CONV ? in_stride * L->cv1.s : L->type == M_UPSAMPLE && L->scale ? in_stride / L->scale
                                                                                                   : in_stride;
@@ -616,6 +636,7 @@ static int s_conv(const s_conv_t *c, const s_t *x, s_t *y)
         float *col = malloc(kk * hw * sizeof *col);
         if (!col) {
             free(y->d);
+            y->d = NULL;
             return LF_ENOMEM;
         }
         for (int gi = 0; gi < g; gi++) {
@@ -812,11 +833,13 @@ static int s_c2psa(const s_layer_t *L, const s_t *x, s_t *y)
         const s_psa_t *p = &L->psa[k];
         s_t t, f;
         rc = s_attention(p, &b, &t);
+        if (!rc && t.c != b.c) rc = LF_EINVAL, free(t.d);
         if (rc) break;
         for (size_t i = 0; i < n; i++) b.d[i] += t.d[i];
         free(t.d);
         rc = s_conv(&p->ffn0, &b, &t);
         if (!rc) rc = s_conv_own(&p->ffn1, &t, &f, 1);
+        if (!rc && f.c != b.c) rc = LF_EINVAL, free(f.d);
         if (rc) break;
         for (size_t i = 0; i < n; i++) b.d[i] += f.d[i];
         free(f.d);

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "lf_error.h"
 #include "lf_image.h"
+#include "lf_safetensors.h"
 #include "lf_torchzip.h"
 #include "lf_yolo.h"
 
@@ -271,6 +273,50 @@ static void test_mutated_pickle(void **state)
     free(orig), free(buf);
 }
 
+/* v8det.safetensors' weights under a yaml edited by the caller: every bad
+ * graph is an error naming the file, never a crash. */
+static void s_bad_yaml(const char *from, const char *to, const char *expect)
+{
+    lf_safetensors_t *st = NULL;
+    char err[512];
+    assert_int_equal(lf_safetensors_open(&st, FIX "v8det.safetensors", err, sizeof err), 0);
+    size_t n = lf_safetensors_count(st);
+    lf_tensor_info_t *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++) t[i] = *lf_safetensors_at(st, i);
+    const char *yaml = lf_safetensors_metadata(st, "yolo.yaml");
+    assert_non_null(yaml);
+    const char *at = strstr(yaml, from);
+    assert_non_null(at);
+    size_t yl = strlen(yaml) + strlen(to) + 1;
+    char *ny = malloc(yl);
+    snprintf(ny, yl, "%.*s%s%s", (int)(at - yaml), yaml, to, at + strlen(from));
+    const char *meta[2] = {"yolo.yaml", ny};
+    char path[] = "/tmp/lf-yolo-bad-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lf_safetensors_write(path, t, n, meta, 1), 0);
+    lf_yolo_t *y = lf_yolo_new(path, err, sizeof err);
+    if (y) fail_msg("%s -> %s: loaded", from, to);
+    print_message("  %s\n", err);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, expect));
+    unlink(path);
+    free(ny), free(t);
+    lf_safetensors_destroy(&st);
+}
+
+static void test_bad_yaml(void **state)
+{
+    (void)state;
+    s_bad_yaml("\"Detect\"", "\"WorldDetect\"", "module 'WorldDetect' is not supported");
+    s_bad_yaml("[[-1, 1, \"Conv\"", "[[[-1, -1], 1, \"Concat\"", "layer 0");
+    s_bad_yaml("[[-1, 1, \"Conv\"", "[[5, 1, \"Conv\"", "layer 0");
+    s_bad_yaml("\"backbone\"", "\"bone\"", "no backbone/head");
+    s_bad_yaml("[[15, 18, 21], 1, \"Detect\"", "[[15, 18, 40], 1, \"Detect\"", "out of range");
+    s_bad_yaml("\"nearest\"", "\"bilinear\"", "nn.Upsample");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_mutated_pickle),
+        cmocka_unit_test(test_bad_yaml),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
