@@ -1044,6 +1044,17 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Appends a copy of name to (*v, *k). 0 or LF_ENOMEM. */
+static int s_names_push(char ***v, size_t *k, const char *name)
+{
+    char **nv = realloc(*v, (*k + 1) * sizeof *nv);
+    if (!nv) return LF_ENOMEM;
+    *v = nv;
+    if (!(nv[*k] = strdup(name))) return LF_ENOMEM;
+    (*k)++;
+    return 0;
+}
+
 int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, char ***names, size_t *n)
 {
     char **v = NULL, path[1024];
@@ -1051,11 +1062,7 @@ int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, 
     int rc = 0;
     for (int i = 0; i < 2 && !rc; i++) {
         s_ad_path_in(assets_dir, i, path, sizeof path);
-        if (!s_exists(path)) continue;
-        char **nv = realloc(v, (k + 1) * sizeof *v);
-        if (!nv || !(nv[k] = strdup(s_ad_models[i]))) rc = LF_ENOMEM;
-        if (nv) v = nv;
-        if (!rc) k++;
+        if (s_exists(path)) rc = s_names_push(&v, &k, s_ad_models[i]);
     }
     yolo0 = k;
     DIR *d = adetailer_dir && !rc ? opendir(adetailer_dir) : NULL;
@@ -1063,11 +1070,7 @@ int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, 
     while (d && !rc && (de = readdir(d))) {
         if (!lf_adetailer_yolo_file(de->d_name) || strstr(de->d_name, "-world")) continue;
         snprintf(path, sizeof path, "%s/%s", adetailer_dir, de->d_name);
-        if (!s_exists(path)) continue;
-        char **nv = realloc(v, (k + 1) * sizeof *v);
-        if (!nv || !(nv[k] = strdup(de->d_name))) rc = LF_ENOMEM;
-        if (nv) v = nv;
-        if (!rc) k++;
+        if (s_exists(path)) rc = s_names_push(&v, &k, de->d_name);
     }
     if (d) closedir(d);
     if (rc) {

@@ -18,6 +18,7 @@
 #include "lf_error.h"
 #include "lf_image.h"
 #include "lf_safetensors.h"
+#include "lf_test_util.h"
 #include "lf_torchzip.h"
 #include "lf_yolo.h"
 
@@ -28,27 +29,10 @@
 
 static const char *const s_models[4] = {"v8det", "v8seg", "v11det", "v11seg"};
 
-static unsigned char *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) *len = (size_t)n;
-    return b;
-}
-
 static int s_png(const char *path, lf_image_t *img)
 {
     size_t len;
-    unsigned char *b = s_slurp(path, &len);
+    unsigned char *b = lf_test_slurp(path, &len);
     if (!b) return -1;
     int rc = lf_image_decode(b, len, NULL, img, NULL, 0);
     free(b);
@@ -90,7 +74,7 @@ static void s_check_raw(lf_yolo_t *y, const char *name)
     char path[512];
     size_t len;
     snprintf(path, sizeof path, FIX "%s_raw.f32", name);
-    float *ref = (float *)s_slurp(path, &len);
+    float *ref = (float *)lf_test_slurp(path, &len);
     assert_non_null(ref);
     assert_int_equal(len, (size_t)rows * anchors * sizeof(float));
     double e = s_rel(out, ref, (size_t)rows * anchors);
@@ -99,7 +83,7 @@ static void s_check_raw(lf_yolo_t *y, const char *name)
     free(ref);
     if (lf_yolo_is_seg(y)) {
         snprintf(path, sizeof path, FIX "%s_proto.f32", name);
-        ref = (float *)s_slurp(path, &len);
+        ref = (float *)lf_test_slurp(path, &len);
         assert_non_null(ref);
         assert_non_null(proto);
         assert_int_equal(len, (size_t)32 * (h / 4) * (w / 4) * sizeof(float));
@@ -154,7 +138,7 @@ static void test_predict(void **state)
 {
     (void)state;
     size_t len;
-    char *txt = (char *)s_slurp(FIX "results.txt", &len);
+    char *txt = (char *)lf_test_slurp(FIX "results.txt", &len);
     assert_non_null(txt);
     txt[len] = '\0';
     lf_image_t photo = {0}, synth = {0};
@@ -242,7 +226,7 @@ static void test_mutated_pickle(void **state)
 {
     (void)state;
     size_t len;
-    unsigned char *orig = s_slurp(FIX "v8seg.pt", &len), *buf = malloc(len);
+    unsigned char *orig = lf_test_slurp(FIX "v8seg.pt", &len), *buf = malloc(len);
     assert_non_null(orig);
     /* the pickle: from "data.pkl"'s local header to the first tensor's */
     unsigned char *pk = memmem(orig, len, "data.pkl", 8), *end = pk ? memmem(pk, len - (size_t)(pk - orig), "data/0", 6) : NULL;
