@@ -219,13 +219,18 @@ static int s_int(const json_t *v, int dflt)
     return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
 }
 
-static void s_layer_load(s_ld_t *ld, s_layer_t *L, int i, const char *m, const json_t *args, int n_yaml)
+static void s_layer_load(s_ld_t *ld, s_layer_t *L, int i, const char *m, const json_t *args)
 {
     char base[64], name[200];
     snprintf(base, sizeof base, "model.%d", i);
     if (!strcmp(m, "Conv")) {
         L->type = M_CONV;
-        s_conv_load(ld, &L->cv1, base, s_int(json_array_get(args, 2), 1) ? s_int(json_array_get(args, 2), 1) : 1, 1, 0);
+        int stride = s_int(json_array_get(args, 2), 1); /* Conv(c2, k, s) */
+        if (stride < 1 || stride > 8) {
+            s_fail(ld, LF_EFORMAT, "%s: Conv stride %d", base, stride);
+            return;
+        }
+        s_conv_load(ld, &L->cv1, base, stride, 1, 0);
     } else if (!strcmp(m, "C2f") || !strcmp(m, "C3k2")) {
         int c3k2 = m[1] == '3';
         L->type = c3k2 ? M_C3K2 : M_C2F;
@@ -256,7 +261,6 @@ static void s_layer_load(s_ld_t *ld, s_layer_t *L, int i, const char *m, const j
         } else {
             s_bnecks_load(ld, &L->m, &L->n, base, shortcut);
         }
-        (void)n_yaml;
     } else if (!strcmp(m, "SPPF")) {
         L->type = M_SPPF;
         L->k = s_int(json_array_get(args, 1), 5);
@@ -462,7 +466,7 @@ static int s_build(lf_yolo_t *y, s_ld_t *ld, const char *yaml_json)
                 s_fail(ld, LF_EFORMAT, "yaml layer %d: 'from' %d out of range", i, L->from[k]);
             }
         }
-        s_layer_load(ld, L, i, m, args, s_int(json_array_get(row, 1), 1));
+        s_layer_load(ld, L, i, m, args);
         if (i == 0 && (L->type == M_CONCAT || L->type == M_DETECT || L->type == M_SEGMENT))
             s_fail(ld, LF_EFORMAT, "yaml layer 0 is a %s", m);
         int in_stride = i == 0 ? 1 : stride[L->from[0]];
@@ -1094,7 +1098,7 @@ int lf_yolo_predict(lf_yolo_t *y, const uint8_t *rgb, int w, int h, double confi
     if (masks) *masks = NULL;
     if (!y || !rgb || w <= 0 || h <= 0 || (max > 0 && !out)) return LF_EINVAL;
     uint8_t *lb;
-    int lw, lh, px, py, rc;
+    int lw, lh, px, py, rc; /* scale_boxes recomputes the padding from the sizes, as ultralytics */
     if ((rc = lf_yolo_letterbox(rgb, w, h, &lb, &lw, &lh, &px, &py)) != 0) return rc;
     float *x = malloc((size_t)3 * lw * lh * sizeof *x);
     if (!x) {
@@ -1184,7 +1188,6 @@ int lf_yolo_predict(lf_yolo_t *y, const uint8_t *rgb, int w, int h, double confi
     /* scale_boxes (letterboxed -> image pixels), clip */
     double gain = fmin((double)lh / h, (double)lw / w);
     double padx = nearbyint((lw - w * gain) / 2 - 0.1), pady = nearbyint((lh - h * gain) / 2 - 0.1);
-    (void)px, (void)py;
     for (int k = 0; !rc && k < keep_n && k < max; k++) {
         const s_cand_t *c = &cand[keep[k]];
         float b[4] = {c->b[0] - (float)padx, c->b[1] - (float)pady, c->b[2] - (float)padx, c->b[3] - (float)pady};
