@@ -393,6 +393,23 @@ static void s_enc_lora_info(s_enc_t *e, const void *obj) {
     if (lf_model_defaults_any(&l->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &l->defaults);
 }
 
+
+/* A list of names under key (none: the key is left out). */
+static void s_enc_names(s_enc_t *e, const char *key, char *const *v, size_t n) {
+    if (n && !v) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (n && s_array_header(e, key, n))
+        for (size_t i = 0; i < n; i++) {
+            if (!v[i]) {
+                if (!e->err) e->err = LF_EINVAL;
+                return;
+            }
+            if (s_str_check(e, v[i])) s_pack_str(e, v[i]);
+        }
+}
+
 static void s_enc_caps(s_enc_t *e, const void *obj) {
     const lf_worker_caps_t *c = obj;
     s_kv_str(e, "host", c->host, false);
@@ -431,18 +448,8 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     if (c->n_loras && s_array_header(e, "loras", c->n_loras))
         for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
     if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
-    if (c->n_upscalers && !c->upscalers) {
-        if (!e->err) e->err = LF_EINVAL;
-        return;
-    }
-    if (c->n_upscalers && s_array_header(e, "upscalers", c->n_upscalers))
-        for (size_t i = 0; i < c->n_upscalers; i++) {
-            if (!c->upscalers[i]) {
-                if (!e->err) e->err = LF_EINVAL;
-                return;
-            }
-            if (s_str_check(e, c->upscalers[i])) s_pack_str(e, c->upscalers[i]);
-        }
+    s_enc_names(e, "upscalers", c->upscalers, c->n_upscalers);
+    s_enc_names(e, "ad_models", c->ad_models, c->n_ad_models);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -454,6 +461,7 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 }
 
 static bool s_caps_empty(const lf_worker_caps_t *c) {
+    if (c->n_ad_models) return false;
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
            !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers;
@@ -821,11 +829,11 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C_UPSCALERS, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set", "upscalers"};
+                                                   "lora_set", "upscalers", "ad_models"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
 static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
@@ -899,6 +907,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
     if (f[C_UPSCALERS]) S_TRY(s_dec_strs(f[C_UPSCALERS], &c->upscalers, &c->n_upscalers));
+    if (f[C_ADMODELS]) S_TRY(s_dec_strs(f[C_ADMODELS], &c->ad_models, &c->n_ad_models));
     if (f[C_RESIDENT]) {
         s_obj_t a = f[C_RESIDENT];
         if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
@@ -1124,6 +1133,8 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->lora_set);
     for (size_t i = 0; c->upscalers && i < c->n_upscalers; i++) free(c->upscalers[i]);
     free(c->upscalers);
+    for (size_t i = 0; c->ad_models && i < c->n_ad_models; i++) free(c->ad_models[i]);
+    free(c->ad_models);
     memset(c, 0, sizeof *c);
 }
 

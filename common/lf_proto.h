@@ -158,6 +158,9 @@ typedef struct {
     char **upscalers;        /* upscaler models it can run (models/upscale_models/, A1111's
                                 models/ESRGAN/; by name: the file stem) */
     size_t n_upscalers;
+    char **ad_models;        /* ADetailer detectors it can run (mediapipe_face_* when
+                                their assets exist, models/adetailer/ files by name) */
+    size_t n_ad_models;
 } lf_worker_caps_t;
 
 typedef struct {

@@ -766,9 +766,13 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
     case LF_ROUTE_A_VAES: return s_sd_vaes(gw, req);
     case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
-    case LF_ROUTE_A_AD_MODEL: { /* the extension's {"ad_model": [its model_mapping's names]} */
-        json_t *names = json_array();
-        for (const char *const *m = lf_adetailer_models; names && *m; m++) json_array_append_new(names, json_string(*m));
+    case LF_ROUTE_A_AD_MODEL: { /* the extension's {"ad_model": list(model_mapping)}: the union over live workers */
+        lf_store_t *stt = lf__store_get(gw);
+        json_t *models = lf__ad_models(gw, stt), *names = json_array(), *v;
+        lf__store_put(gw, stt, 0);
+        size_t i;
+        json_array_foreach(models, i, v) json_array_append(names, json_object_get(v, "name"));
+        json_decref(models);
         return names ? lf__json(req, 200, json_pack("{s:o}", "ad_model", names))
                      : lf__err(req, 500, "internal", "", "out of memory");
     }

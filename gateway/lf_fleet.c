@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -249,11 +250,15 @@ int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_p
     return LF_ENOTFOUND;
 }
 
-json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
+/* The names of one caps list over ws, each once with how many workers have
+ * it: [{name, workers}] in first-seen order. */
+static json_t *s_names_union(const lf_worker_view_t *ws, size_t n, size_t list_off, size_t count_off) {
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++)
-        for (size_t k = 0; k < ws[i].caps.n_upscalers; k++) {
-            const char *name = ws[i].caps.upscalers[k];
+    for (size_t i = 0; arr && i < n; i++) {
+        char *const *list = *(char *const *const *)((const char *)&ws[i].caps + list_off);
+        size_t cnt = *(const size_t *)((const char *)&ws[i].caps + count_off);
+        for (size_t k = 0; list && k < cnt; k++) {
+            const char *name = list[k];
             if (!name) continue;
             json_t *found = NULL, *v;
             size_t idx;
@@ -262,7 +267,23 @@ json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
             if (found)
                 json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
         }
+    }
     return arr;
+}
+
+json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
+    return s_names_union(ws, n, offsetof(lf_worker_caps_t, upscalers), offsetof(lf_worker_caps_t, n_upscalers));
+}
+
+json_t *lf_fleet_ad_models(const lf_worker_view_t *ws, size_t n) {
+    return s_names_union(ws, n, offsetof(lf_worker_caps_t, ad_models), offsetof(lf_worker_caps_t, n_ad_models));
+}
+
+int lf_fleet_has_ad_model(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t w = 0; w < n; w++)
+        for (size_t k = 0; k < ws[w].caps.n_ad_models; k++)
+            if (ws[w].caps.ad_models[k] && !strcmp(ws[w].caps.ad_models[k], name)) return 1;
+    return 0;
 }
 
 int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,

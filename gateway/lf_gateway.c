@@ -201,6 +201,8 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
     gw->vaes = vaes;
     json_decref(gw->upscalers);
     gw->upscalers = lf_fleet_upscalers(ws, n);
+    json_decref(gw->ad_models);
+    gw->ad_models = lf_fleet_ad_models(ws, n);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     gw->ws = ws;
@@ -231,6 +233,14 @@ json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st) {
     lf__models(gw, st, NULL, 0, NULL);
     pthread_mutex_lock(&gw->model_mu);
     json_t *v = gw->vaes ? json_deep_copy(gw->vaes) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+    return v;
+}
+
+json_t *lf__ad_models(lf_gateway_t *gw, lf_store_t *st) {
+    lf__models(gw, st, NULL, 0, NULL);
+    pthread_mutex_lock(&gw->model_mu);
+    json_t *v = gw->ad_models ? json_deep_copy(gw->ad_models) : json_array();
     pthread_mutex_unlock(&gw->model_mu);
     return v;
 }
@@ -292,6 +302,15 @@ int lf__admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p, const c
     return -1;
 }
 
+/* A detector some live worker has (GET /adetailer/v1/ad_model). */
+static int s_ad_model_known(void *ud, const char *name) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    int yes = lf_fleet_has_ad_model(gw->ws, gw->n_ws, name);
+    pthread_mutex_unlock(&gw->model_mu);
+    return yes;
+}
+
 /* The side a live worker says the model was trained at (GET /v1/models
  * "resolution"), for the default width/height; 0 when unknown. */
 static uint32_t s_model_resolution(void *ud, const char *name) {
@@ -332,6 +351,7 @@ void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, 
     ctx->model_resolution = s_model_resolution;
     ctx->model_defaults = s_model_defaults;
     ctx->lora_defaults = s_lora_defaults;
+    ctx->ad_model_known = s_ad_model_known;
     ctx->ud = gw;
 }
 
@@ -1032,6 +1052,7 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     json_decref(gw->models);
     json_decref(gw->vaes);
     json_decref(gw->upscalers);
+    json_decref(gw->ad_models);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);

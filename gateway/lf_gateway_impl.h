@@ -70,6 +70,7 @@ struct lf_gateway {
     json_t *models;          /* array of {name, kind, family, resolution, preview, workers, resident} */
     json_t *vaes;            /* array of {name, workers}: separate VAEs (models/vae/) */
     json_t *upscalers;       /* array of {name, workers}: upscaler models (models/upscale_models/) */
+    json_t *ad_models;       /* array of {name, workers}: ADetailer detectors (BlazeFace, models/adetailer/) */
     char default_model[128]; /* "" while no worker advertises a model */
     int64_t models_at_ms;
     lf_worker_view_t *ws;
@@ -151,6 +152,8 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
 json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st);
 /* The upscaler models live workers have: [{name, workers}] (caller owns). */
 json_t *lf__upscalers(lf_gateway_t *gw, lf_store_t *st);
+/* The ADetailer detectors live workers have (caller owns). */
+json_t *lf__ad_models(lf_gateway_t *gw, lf_store_t *st);
 /* The validate context: the default model filled in (the diagnostic model as
  * a stand-in while none is known: lf__admit then answers 503). */
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);

@@ -178,7 +178,7 @@ static void s_values_text(const lf_param_def_t *d, char *buf, size_t len) {
  * (a1111), brought to lf_adetailer's canonical form; an ad_model the engine
  * does not have is a 400 naming the field. No enabled unit = not set. */
 static int s_adetailer(const lf_param_def_t *d, const json_t *v, const char *field, bool a1111, bool *skip,
-                       lf_job_params_t *p, lf_verr_t *err) {
+                       const lf_validate_ctx_t *ctx, lf_job_params_t *p, lf_verr_t *err) {
     json_t *units = NULL;
     char msg[256] = "";
     int skip_i = 0;
@@ -199,8 +199,9 @@ static int s_adetailer(const lf_param_def_t *d, const json_t *v, const char *fie
     json_array_foreach(units, i, u) {
         const char *m = json_string_value(json_object_get(u, "ad_model"));
         if (!m || !strcmp(m, "None")) continue;
-        int known = 0;
-        for (const char *const *k = lf_adetailer_models; *k; k++) known |= !strcmp(*k, m);
+        /* A detector some live worker has (ctx), else BlazeFace's names or
+         * a YOLO file's (.pt / .pth / .safetensors). */
+        int known = ctx && ctx->ad_model_known ? ctx->ad_model_known(ctx->ud, m) : lf_adetailer_model_plausible(m);
         if (!known) {
             char f[160], clip[65];
             /* the unit's index in the client's list (A1111: the dicts after the booleans) */
@@ -288,7 +289,7 @@ static int s_timesteps(const lf_param_def_t *d, const json_t *v, const char *fie
 /* Reads JSON value v for row d into p, naming `field` (the name the client
  * used) in errors. *random is set when a RANDOM_NEG row got -1. */
 static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
-                   bool *random, lf_verr_t *err) {
+                   bool *random, const lf_validate_ctx_t *ctx, lf_verr_t *err) {
     const char *s = NULL;
     long long i = 0;
     double x = 0;
@@ -348,7 +349,7 @@ static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, 
         return lf_param_set_num(p, d, b ? 1 : 0) ? s_oom(err) : 0;
     }
     case LF_PT_LORAS: return s_loras(d, v, field, p, err);
-    case LF_PT_JSON: return s_adetailer(d, v, field, false, NULL, p, err);
+    case LF_PT_JSON: return s_adetailer(d, v, field, false, NULL, ctx, p, err);
     }
     return lf_verr_set(err, 500, "internal", field, "unhandled parameter type");
 }
@@ -544,7 +545,7 @@ static int s_cache(const json_t *v, lf_job_params_t *p, bool *given, bool *rando
                                "unknown field '%s' (kind, threshold, start, end, interval, depth)",
                                field);
         if (json_is_null(x)) continue;
-        if (s_param(d, x, field, p, random_seed, err)) return LF_EINVAL;
+        if (s_param(d, x, field, p, random_seed, NULL, err)) return LF_EINVAL;
         given[d - lf_params_table()] = true;
     }
     return 0;
@@ -574,7 +575,7 @@ int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_req
             goto fail;
         }
         if (d == &lf_params_table()[LF_P_vae] && lf_validate_vae_is_default(json_string_value(v))) continue;
-        if (s_param(d, v, key, &r.params, &random_seed, err)) goto fail;
+        if (s_param(d, v, key, &r.params, &random_seed, ctx, err)) goto fail;
         given[d - lf_params_table()] = true;
     }
     if (s_finish(&r, ctx, random_seed, given, false, err)) goto fail;
@@ -675,7 +676,7 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             free(name);
             v = named;
         }
-        int prc = s_param(d, v, field, p, &random_seed, err);
+        int prc = s_param(d, v, field, p, &random_seed, ctx, err);
         json_decref(named);
         if (prc) goto fail;
         given[i] = true;
@@ -697,7 +698,7 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
                 goto fail;
             }
             bool skip = false;
-            if (s_adetailer(&t[LF_P_adetailer], args, field, true, &skip, p, err)) goto fail;
+            if (s_adetailer(&t[LF_P_adetailer], args, field, true, &skip, ctx, p, err)) goto fail;
             if (skip && img2img && p->adetailer) {
                 snprintf(field, sizeof field, "alwayson_scripts.%s.args[1]", k);
                 lf_verr_set(err, 400, "invalid_value", field, "%s: skip_img2img is not supported", field);

@@ -284,6 +284,15 @@ static int s_list_upscalers(const lf_runner_env_t *env, char ***out, size_t *n)
     return lf_engine_list_upscalers(dirs, out, n);
 }
 
+/* ADetailer's detectors: BlazeFace when its assets exist, the files of
+ * models/adetailer (as the extension's folder). */
+static int s_list_ad_models(const lf_runner_env_t *env, char ***out, size_t *n)
+{
+    char dir[8300];
+    snprintf(dir, sizeof dir, "%s/adetailer", s_models_dir(env));
+    return lf_engine_list_adetailer(NULL, dir, out, n);
+}
+
 /* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
  * the extension (the first extension wins a name given twice), sorted. */
 static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
@@ -374,9 +383,12 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
     char up_dirs[8300];
     snprintf(up_dirs, sizeof up_dirs, "%s/upscale_models:%s/ESRGAN", dir, dir);
+    /* ADetailer's YOLO models: <models>/adetailer, as the extension's models/adetailer. */
+    char ad_dir[8300];
+    snprintf(ad_dir, sizeof ad_dir, "%s/adetailer", dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
-                           .upscaler_dirs = up_dirs};
+                           .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -869,5 +881,6 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .rescan_loras = s_rescan_loras,
     .list_vaes = s_list_vaes,
     .list_upscalers = s_list_upscalers,
+    .list_ad_models = s_list_ad_models,
     .refiner = s_refiner,
 };

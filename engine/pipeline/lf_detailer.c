@@ -404,7 +404,8 @@ static int s_unit(const lf_detailer_t *d, const lf_detailer_unit_t *u, const lf_
     int nm = 0;
     for (int i = 0; i < n; i++) {
         uint8_t *m = masks + np * (size_t)nm;
-        lf_detailer_box_mask(&boxes[i], w, h, m);
+        if (boxes[i].mask) memcpy(m, boxes[i].mask, np); /* a segmentation mask (mask_to_pil) */
+        else lf_detailer_box_mask(&boxes[i], w, h, m);
         if ((rc = lf_detailer_offset(m, w, h, u->x_offset, u->y_offset)) ||
             (rc = lf_detailer_dilate_erode(m, w, h, u->dilate_erode))) {
             free(masks);

@@ -81,6 +81,10 @@ static void s_caps(lf_worker_caps_t *c) {
     c->upscalers = calloc(2, sizeof *c->upscalers);
     c->upscalers[0] = s_dup("4x-UltraSharp");
     c->upscalers[1] = s_dup("RealESRGAN_x4plus");
+    c->n_ad_models = 2;
+    c->ad_models = calloc(2, sizeof *c->ad_models);
+    c->ad_models[0] = s_dup("mediapipe_face_short");
+    c->ad_models[1] = s_dup("face_yolov8n.pt");
     c->jobs_done = 17;
 }
 

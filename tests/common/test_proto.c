@@ -142,6 +142,8 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
+    assert_int_equal(a->n_ad_models, b->n_ad_models);
+    for (size_t i = 0; i < a->n_ad_models; i++) assert_true(str_eq(a->ad_models[i], b->ad_models[i]));
     assert_true(a->jobs_done == b->jobs_done);
 }
 

@@ -166,7 +166,8 @@ static void s_walk_json(const lf_param_def_t *d) {
     lf_job_request_clear(&r);
     json_decref(body);
     s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_confidence\":2}]", "adetailer[0].ad_confidence");
-    s_refuse_list(d, "[{\"ad_model\":\"face_yolov8n.pt\"}]", "adetailer[0].ad_model");
+    s_refuse_list(d, "[{\"ad_model\":\"yolo_face\"}]", "adetailer[0].ad_model"); /* neither BlazeFace nor a YOLO file */
+    s_refuse_list(d, "[{\"ad_model\":\"../face_yolov8n.pt\"}]", "adetailer[0].ad_model");
     s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_wat\":1}]", "adetailer[0].ad_wat");
     s_refuse_list(d, "[1]", "adetailer[0]");
     s_refuse_list(d, "{\"ad_model\":\"mediapipe_face_short\"}", "adetailer");
