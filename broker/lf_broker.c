@@ -119,7 +119,7 @@ static void s_flush_submits(lf_broker_t *self, s_sub_t *subs, size_t n) {
     for (size_t i = 0; !rc && i < n; i++) {
         lf_msg_t *m = &subs[i].msg;
         jobs[i] = (lf_store_submit_t){&m->params, m->priority, m->idem_key, m->ttl_s,
-                                      m->max_attempts};
+                                      m->max_attempts, m->enhance_ms};
     }
     if (!rc) {
         rc = lf_store_submit(self->store, jobs, n, lf__now(), out);
@@ -137,10 +137,15 @@ static void s_flush_submits(lf_broker_t *self, s_sub_t *subs, size_t n) {
             s_reply(self, subs[i].env, m->req_id, code, why, NULL);
         } else {
             lf_msg_t a = {.type = LF_MSG_ACCEPTED, .req_id = m->req_id, .job_id = out[i].id,
-                          .position = out[i].position, .duplicate = out[i].duplicate};
+                          .position = out[i].position, .duplicate = out[i].duplicate,
+                          .status = out[i].status};
             lf__send_to(self->fe, subs[i].env, &a);
             if (out[i].duplicate) {
                 self->stats.duplicates++;
+            } else if (out[i].status == LF_JOB_ENHANCING) {
+                /* Stored, not queued: the gateway's ENHANCED (or the reaper) queues it. */
+                self->stats.submitted++;
+                lf__publish(self, out[i].id, LF_EV_ENHANCING, LF_JOB_ENHANCING, NULL);
             } else {
                 self->stats.submitted++;
                 lf__cache_add(self, &out[i], m);
@@ -176,6 +181,45 @@ static void s_on_cancel(lf_broker_t *self, zmsg_t *env, lf_msg_t *m) {
                                              : "job store (redis) unavailable";
         if (rc != LF_ENOTFOUND && rc != LF_ESTATE) lf__redis_error(self, "cancel", rc);
         s_reply(self, env, m->req_id, rc, why, m->job_id);
+    }
+}
+
+/* An enhancing job's prompt settled (queued now): the event, and the job
+ * goes to the next dispatch (at its place in the queue, so the cache,
+ * which only appends, is refreshed). */
+static void s_enhance_queued(lf_broker_t *self, const lf_store_submitted_t *o, const char *why) {
+    lf_msg_t x = {.message = (char *)why};
+    lf__publish(self, o->id, LF_EV_QUEUED, LF_JOB_QUEUED, &x);
+    self->cache_at = 0;
+    self->dispatch_pending = true;
+}
+
+/* A gateway's ENHANCED: the LLM's prompt (code 0) or why there is none. */
+static void s_on_enhanced(lf_broker_t *self, zmsg_t *env, const lf_msg_t *m) {
+    bool ok = m->code == 0 && m->prompt && *m->prompt;
+    const char *why = ok ? NULL : m->message && *m->message ? m->message : "the gateway sent no prompt";
+    lf_store_submitted_t o;
+    int rc = lf_store_enhanced(self->store, m->job_id, ok ? m->prompt : NULL, why, lf__now(), &o);
+    if (rc == 0) s_enhance_queued(self, &o, ok ? "prompt enhanced" : why);
+    else if (rc != LF_ENOTFOUND && rc != LF_ESTATE && rc != LF_EINVAL) lf__redis_error(self, "enhanced", rc);
+    s_reply(self, env, m->req_id, rc,
+            rc == 0              ? "queued"
+            : rc == LF_ESTATE    ? "the job is no longer enhancing (cancelled, or moved on)"
+            : rc == LF_ENOTFOUND ? "no such job"
+                                 : lf_strerror(rc),
+            m->job_id);
+}
+
+/* Enhancing jobs whose gateway never answered go on with the original prompt. */
+static void s_enhance_reap(lf_broker_t *self) {
+    static const char why[] = "enhancement lost: no answer from the gateway in time (the original prompt is used)";
+    lf_store_submitted_t o[32];
+    size_t n = 0;
+    int rc = lf_store_enhance_reap(self->store, lf__now(), why, o, 32, &n);
+    if (rc) lf__redis_error(self, "enhance reap", rc);
+    for (size_t i = 0; i < n; i++) {
+        lf_info("job %s: %s", o[i].id, why);
+        s_enhance_queued(self, &o[i], why);
     }
 }
 
@@ -288,9 +332,11 @@ static int s_on_frontend(zloop_t *loop, zsock_t *sock, void *arg) {
                     self->redis_down ? "job store (redis) unreachable: not assigning" : "ok", NULL);
         else if (m.type == LF_MSG_RESCAN)
             s_on_rescan(self, msg, &m);
+        else if (m.type == LF_MSG_ENHANCED)
+            s_on_enhanced(self, msg, &m);
         else
-            s_reply(self, msg, m.req_id, LF_EUNSUPPORTED, "gateways may send submit, cancel or rescan",
-                    NULL);
+            s_reply(self, msg, m.req_id, LF_EUNSUPPORTED,
+                    "gateways may send submit, cancel, rescan or enhanced", NULL);
         lf_msg_clear(&m);
     }
     s_flush_submits(self, subs, n_sub);
@@ -431,6 +477,7 @@ static int s_on_reap(zloop_t *loop, int timer_id, void *arg) {
         }
         if (n < 32) break; /* each kind is capped at 32 per round: less means done */
     }
+    if (!self->redis_down) s_enhance_reap(self);
     /* External image store: delete the objects whose retention ended (a few
      * per tick: each is a request to the store, made on this thread). */
     size_t swept = 0, unswept = 0;

@@ -244,3 +244,18 @@ int lf_adetailer_from_a1111(const json_t *args, const char *field, json_t **out,
     if (!rc && !enabled) json_array_clear(*out);
     return rc;
 }
+
+int lf_adetailer_model_plausible(const char *name)
+{
+    for (const char *const *k = lf_adetailer_models; *k; k++)
+        if (!strcmp(*k, name)) return 1;
+    return lf_adetailer_yolo_file(name);
+}
+
+int lf_adetailer_yolo_file(const char *name)
+{
+    size_t l = strlen(name);
+    if (!l || name[0] == '.' || strchr(name, '/') || strchr(name, '\\')) return 0;
+    return (l > 3 && !strcmp(name + l - 3, ".pt")) || (l > 4 && !strcmp(name + l - 4, ".pth")) ||
+           (l > 12 && !strcmp(name + l - 12, ".safetensors"));
+}

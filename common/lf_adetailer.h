@@ -42,5 +42,10 @@ int lf_adetailer_normalize(const struct json_t *units, const char *field, struct
 /* The detectors the engine has (static names, NULL-terminated): what
  * GET /adetailer/v1/ad_model lists and an ad_model must be one of. */
 extern const char *const lf_adetailer_models[];
+/* 1 when name can be a detector: one of lf_adetailer_models or a YOLO file
+ * name of a worker's models/adetailer (.pt, .pth, .safetensors; no path). */
+int lf_adetailer_model_plausible(const char *name);
+/* 1 when name is a YOLO file name: .pt, .pth or .safetensors, no path, not hidden. */
+int lf_adetailer_yolo_file(const char *name);
 
 #endif

@@ -489,6 +489,40 @@ static bool s_hires_shows(const lf_job_params_t *p, const lf_param_def_t *d) {
     }
 }
 
+int lf_param_timesteps_parse(const char *s, int *out, int max) {
+    int n = 0;
+    if (!s) return LF_EFORMAT;
+    for (;;) {
+        while (*s == ' ' || *s == '\t') s++;
+        if (!isdigit((unsigned char)*s)) return LF_EFORMAT;
+        char *end = NULL;
+        long v = strtol(s, &end, 10);
+        if (n >= max || v > LF_PARAM_TIMESTEP_MAX) return LF_EOVERFLOW;
+        if (n > 0 && v >= out[n - 1]) return LF_EINVAL;
+        out[n++] = (int)v;
+        for (s = end; *s == ' ' || *s == '\t'; s++) {}
+        if (!*s) return n;
+        if (*s++ != ',') return LF_EFORMAT;
+    }
+}
+
+int lf_param_timesteps_text(const struct json_t *v, char *buf, size_t len) {
+    size_t i, n = 0;
+    json_t *x;
+    if (!len) return LF_EOVERFLOW;
+    buf[0] = '\0';
+    if (json_is_string(v)) return json_string_length(v) < len ? (snprintf(buf, len, "%s", json_string_value(v)), 0)
+                                                              : LF_EOVERFLOW;
+    if (!json_is_array(v)) return LF_EFORMAT;
+    json_array_foreach(v, i, x) {
+        if (!json_is_integer(x)) return LF_EFORMAT;
+        if (json_integer_value(x) < 0 || json_integer_value(x) > LF_PARAM_TIMESTEP_MAX) return LF_EOVERFLOW;
+        n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : "", (int)json_integer_value(x));
+        if (n >= len) return LF_EOVERFLOW;
+    }
+    return 0;
+}
+
 int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int index, char **out) {
     lf_infotext_kv_t kv[LF_P__COUNT];
     char vals[LF_P__COUNT][160];
@@ -521,6 +555,9 @@ int lf_params_infotext(const lf_job_params_t *p, const char *model_label, int in
             break;
         case LF_PS_CACHE:
             if (!s_cache_shown(p, i)) continue;
+            break;
+        case LF_PS_TCD:
+            if (!p->sampler || strcmp(p->sampler, "tcd")) continue;
             break;
         default: break;
         }

@@ -132,8 +132,9 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
 /* Prompt enhancement (gateway/lf_enhance.h): the gateway asks an LLM to
  * rewrite the prompt before the job is queued. enhance_prompt and
  * enhance_instruction are the client's; prompt_original and enhance_error
- * are written by the gateway (a client's values are dropped): the prompt as
- * sent when `prompt` now holds the LLM's, and why the original was kept.
+ * are the farm's (a client's values are dropped by the gateway; the store
+ * writes them when the job's "enhancing" stage ends: lf_store_enhanced): the
+ * prompt as sent when `prompt` now holds the LLM's, and why the original was kept.
  * The infotext writes "Original prompt" after the other labels. */
 #define LF__PARAM_ENHANCE_ROWS(X)                                                                 \
     X(enhance_prompt, BOOL, "enhance_prompt", TOP, 0, 1, 1, 0, NULL, NULL, NULL, NEVER, 0,          \
@@ -145,6 +146,24 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
       ALWAYS, 0, "set by the gateway: the prompt as sent, when prompt holds the enhanced one")   \
     X(enhance_error, STR, "enhance_error", TOP, 0, 1024, 0, 0, NULL, NULL, NULL, NEVER, 0,          \
       "set by the gateway: why the prompt was not enhanced (the original was used)")
+
+/* Few-step models (issue 20): the tcd sampler's gamma (A1111's `eta`: A1111
+ * hands it to any k-diffusion sampler that takes an eta, as ComfyUI's
+ * sample_tcd does; neither A1111 nor Forge ships a TCD sampler, so no
+ * client sends anything else) and
+ * explicit training timesteps (diffusers' pipeline `timesteps=`; Hyper-SD
+ * 1-step: [800]). The native API takes timesteps as an array of integers
+ * (or this text); the row holds "999,749,499,249" (lf_param_timesteps_parse).
+ * Given without steps, their count is the steps; with steps, the counts
+ * must agree (lf_validate). */
+#define LF__PARAM_FEWSTEP_ROWS(X)                                                                 \
+    X(tcd_gamma, F64, "eta", TOP, 0, 1, 0.05, 0.3, NULL, NULL, "Eta", TCD, 0,                       \
+      "tcd sampler: gamma, the noise of each step (diffusers' TCDScheduler / ComfyUI's "          \
+      "SamplerTCD eta): 0 deterministic (DDIM-like), 1 LCM-like")                                 \
+    X(timesteps, STR, "timesteps", TOP, 1, 1000, 0, 0, NULL, NULL, "Timesteps", ALWAYS, 0,          \
+      "explicit training timesteps instead of the scheduler's (diffusers' timesteps=): "          \
+      "strictly descending integers in 0..999, one per step (steps omitted: their count), "      \
+      "e.g. [800] for Hyper-SD 1-step; none by default")
 
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
@@ -264,6 +283,7 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
     X(cache_depth, U32, "cache_depth", OVERRIDE, 0, 63, 1, 0, NULL, NULL, "Cache depth", CACHE, 0, \
       "deepcache: the branch (down-path element; 0 = shallowest) whose deeper features are "      \
       "reused") \
+    LF__PARAM_FEWSTEP_ROWS(X)                                                                     \
     LF__PARAM_ENHANCE_ROWS(X)
 
 /* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks
@@ -304,8 +324,9 @@ typedef enum {
     LF_PS_HIRES_RESIZE,
     LF_PS_HIRES_NONDEF,
     LF_PS_HIRES_OTHER,
-    LF_PS_CACHE /* only with step caching on (cache_kind not none): the kind, start
+    LF_PS_CACHE, /* only with step caching on (cache_kind not none): the kind, start
                    and end, and the threshold (fbcache) or interval and depth (deepcache) */
+    LF_PS_TCD   /* only with the tcd sampler */
 } lf_param_show_t;
 
 /* C types of the columns' TYPE. */
@@ -405,6 +426,21 @@ int lf_params_copy(lf_job_params_t *dst, const lf_job_params_t *src);
  * codec's decode check, since a partly filled struct encodes its zeros).
  * Returns 0, or the setter's code with *bad (may be NULL) set to the row. */
 int lf_params_check(const lf_job_params_t *p, bool zero_is_unset, const lf_param_def_t **bad);
+
+/* A timesteps row's text ("999, 749" or "800": integers separated by
+ * commas and blanks) into out[0..max). Returns the count (>= 1), or
+ * LF_EFORMAT (not a list of integers), LF_EOVERFLOW (more than max values,
+ * or one outside 0..LF_PARAM_TIMESTEP_MAX), LF_EINVAL (not strictly
+ * descending). Pure. */
+#define LF_PARAM_TIMESTEP_MAX 999
+int lf_param_timesteps_parse(const char *s, int *out, int max);
+/* Timesteps as JSON — an array of integers, or their text — into buf (len
+ * bytes) as the row's text ("999,749"). Returns 0, LF_EFORMAT (another
+ * type, an element that is not an integer) or LF_EOVERFLOW (an element
+ * outside 0..LF_PARAM_TIMESTEP_MAX, or more than buf holds); the list's
+ * own rules are lf_param_timesteps_parse's. */
+struct json_t;
+int lf_param_timesteps_text(const struct json_t *v, char *buf, size_t len);
 
 /* The value as the infotext (A1111) writes it: enum A1111 names, %g numbers.
  * Writes into buf (NUL-terminated, truncated at a UTF-8 boundary). */

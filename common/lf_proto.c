@@ -37,9 +37,9 @@ static const char *const s_type_names[LF_MSG__COUNT] = {
 };
 static const char *const s_prio_names[LF_PRIO__COUNT] = {"high", "normal", "low"};
 static const char *const s_status_names[LF_JOB__COUNT] = {"queued", "running", "done", "failed",
-                                                          "cancelled"};
+                                                          "cancelled", "enhancing"};
 static const char *const s_event_names[LF_EV__COUNT] = {
-    "queued", "started", "progress", "preview", "done", "failed", "cancelled"};
+    "queued", "started", "progress", "preview", "done", "failed", "cancelled", "enhancing"};
 
 const char *lf_msg_type_name(lf_msg_type_t t) {
     return (t > LF_MSG_NONE && t < LF_MSG__COUNT) ? s_type_names[t] : "?";
@@ -106,7 +106,9 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(CAPS, "caps")                                                            \
     X(BUSY, "busy")                                                            \
     X(EVENT, "event")                                                          \
-    X(STATUS, "status")
+    X(STATUS, "status")                                                        \
+    X(ENHANCE_MS, "enhance_ms")                                                \
+    X(PROMPT, "prompt")
 
 typedef enum {
 #define S_KEY_ENUM(name, str) K_##name,
@@ -129,9 +131,11 @@ typedef struct {
 } s_spec_t;
 
 static const s_spec_t s_specs[LF_MSG__COUNT] = {
-    [LF_MSG_SUBMIT] = {B(REQ_ID) | B(PRIORITY) | B(IDEM_KEY) | B(TTL_S) | B(MAX_ATTEMPTS) | B(PARAMS),
+    [LF_MSG_SUBMIT] = {B(REQ_ID) | B(PRIORITY) | B(IDEM_KEY) | B(TTL_S) | B(MAX_ATTEMPTS) | B(PARAMS) |
+                           B(ENHANCE_MS),
                        B(REQ_ID) | B(PARAMS)},
-    [LF_MSG_ACCEPTED] = {B(REQ_ID) | B(JOB_ID) | B(POSITION) | B(DUPLICATE), B(REQ_ID) | B(JOB_ID)},
+    [LF_MSG_ACCEPTED] = {B(REQ_ID) | B(JOB_ID) | B(POSITION) | B(DUPLICATE) | B(STATUS),
+                         B(REQ_ID) | B(JOB_ID)},
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
     [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID), B(WORKER_ID) | B(CAPS)},
@@ -148,6 +152,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
                           B(MESSAGE) | B(WORKER_ID),
                       B(JOB_ID) | B(EVENT)},
     [LF_MSG_RESCAN] = {B(REQ_ID) | B(WORKER_ID) | B(CAPS), 0},
+    [LF_MSG_ENHANCED] = {B(REQ_ID) | B(JOB_ID) | B(CODE) | B(MESSAGE) | B(PROMPT), B(JOB_ID)},
 };
 #undef B
 
@@ -331,14 +336,29 @@ static void s_enc_params(s_enc_t *e, const void *obj) {
 }
 
 bool lf_model_defaults_any(const lf_model_defaults_t *d) {
-    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height);
+    return d && (d->steps || d->has_cfg || d->sampler || d->scheduler || d->width || d->height || d->timesteps ||
+                 d->has_weight);
 }
 
 void lf_model_defaults_clear(lf_model_defaults_t *d) {
     if (!d) return;
     free(d->sampler);
     free(d->scheduler);
+    free(d->timesteps);
     memset(d, 0, sizeof *d);
+}
+
+int lf_model_defaults_copy(lf_model_defaults_t *dst, const lf_model_defaults_t *src) {
+    *dst = *src;
+    dst->sampler = src->sampler ? strdup(src->sampler) : NULL;
+    dst->scheduler = src->scheduler ? strdup(src->scheduler) : NULL;
+    dst->timesteps = src->timesteps ? strdup(src->timesteps) : NULL;
+    if ((src->sampler && !dst->sampler) || (src->scheduler && !dst->scheduler) ||
+        (src->timesteps && !dst->timesteps)) {
+        lf_model_defaults_clear(dst);
+        return LF_ENOMEM;
+    }
+    return 0;
 }
 
 /* A model's recommended settings: only what it says. */
@@ -350,6 +370,8 @@ static void s_enc_defaults(s_enc_t *e, const void *obj) {
     if (d->scheduler) s_kv_str(e, "scheduler", d->scheduler, false);
     if (d->width) s_kv_u64(e, "width", d->width);
     if (d->height) s_kv_u64(e, "height", d->height);
+    if (d->timesteps) s_kv_str(e, "timesteps", d->timesteps, false);
+    if (d->has_weight) s_kv_f64(e, "weight", d->weight);
 }
 
 static void s_enc_model(s_enc_t *e, const void *obj) {
@@ -369,6 +391,23 @@ static void s_enc_lora_info(s_enc_t *e, const void *obj) {
     s_kv_str(e, "path", l->path, false);
     s_kv_str(e, "hash", l->hash, false);
     if (lf_model_defaults_any(&l->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &l->defaults);
+}
+
+
+/* A list of names under key (none: the key is left out). */
+static void s_enc_names(s_enc_t *e, const char *key, char *const *v, size_t n) {
+    if (n && !v) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (n && s_array_header(e, key, n))
+        for (size_t i = 0; i < n; i++) {
+            if (!v[i]) {
+                if (!e->err) e->err = LF_EINVAL;
+                return;
+            }
+            if (s_str_check(e, v[i])) s_pack_str(e, v[i]);
+        }
 }
 
 static void s_enc_caps(s_enc_t *e, const void *obj) {
@@ -409,18 +448,8 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     if (c->n_loras && s_array_header(e, "loras", c->n_loras))
         for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
     if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
-    if (c->n_upscalers && !c->upscalers) {
-        if (!e->err) e->err = LF_EINVAL;
-        return;
-    }
-    if (c->n_upscalers && s_array_header(e, "upscalers", c->n_upscalers))
-        for (size_t i = 0; i < c->n_upscalers; i++) {
-            if (!c->upscalers[i]) {
-                if (!e->err) e->err = LF_EINVAL;
-                return;
-            }
-            if (s_str_check(e, c->upscalers[i])) s_pack_str(e, c->upscalers[i]);
-        }
+    s_enc_names(e, "upscalers", c->upscalers, c->n_upscalers);
+    s_enc_names(e, "ad_models", c->ad_models, c->n_ad_models);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -432,6 +461,7 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 }
 
 static bool s_caps_empty(const lf_worker_caps_t *c) {
+    if (c->n_ad_models) return false;
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
            !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers;
@@ -492,6 +522,10 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
         }
         if (s_key(e, name)) s_pack_str(e, s_status_names[m->status]);
         break;
+    case K_ENHANCE_MS:
+        if (m->enhance_ms) s_kv_u64(e, name, m->enhance_ms);
+        break;
+    case K_PROMPT: s_kv_str(e, name, m->prompt, req); break;
     case K__COUNT: LF_ASSERT(0);
     }
 }
@@ -795,20 +829,20 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C_UPSCALERS, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set", "upscalers"};
+                                                   "lora_set", "upscalers", "ad_models"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
-static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
-                                               "height"};
+static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
+                                               "height", "timesteps", "weight"};
 
 
 static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
-    s_obj_t f[6];
-    S_TRY(s_fields(o, s_defaults_keys, 6, f));
+    s_obj_t f[8];
+    S_TRY(s_fields(o, s_defaults_keys, 8, f));
     S_OPT(f[0], s_get_u32(f[0], &d->steps));
     if (f[1]) {
         S_TRY(s_get_f64(f[1], &d->cfg_scale));
@@ -818,6 +852,11 @@ static int s_dec_defaults(s_obj_t o, lf_model_defaults_t *d) {
     S_OPT(f[3], s_get_str(f[3], &d->scheduler));
     S_OPT(f[4], s_get_u32(f[4], &d->width));
     S_OPT(f[5], s_get_u32(f[5], &d->height));
+    S_OPT(f[6], s_get_str(f[6], &d->timesteps));
+    if (f[7]) {
+        S_TRY(s_get_f64(f[7], &d->weight));
+        d->has_weight = true;
+    }
     return 0;
 }
 
@@ -868,6 +907,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
     if (f[C_UPSCALERS]) S_TRY(s_dec_strs(f[C_UPSCALERS], &c->upscalers, &c->n_upscalers));
+    if (f[C_ADMODELS]) S_TRY(s_dec_strs(f[C_ADMODELS], &c->ad_models, &c->n_ad_models));
     if (f[C_RESIDENT]) {
         s_obj_t a = f[C_RESIDENT];
         if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
@@ -958,6 +998,8 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     case K_STATUS:
         if ((r = s_get_enum(o, s_status_names, LF_JOB__COUNT, &v)) == 0) m->status = v;
         return r;
+    case K_ENHANCE_MS: return s_get_u32(o, &m->enhance_ms);
+    case K_PROMPT: return s_get_str(o, &m->prompt);
     case K__COUNT: break;
     }
     LF_ASSERT(0);
@@ -1091,6 +1133,8 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->lora_set);
     for (size_t i = 0; c->upscalers && i < c->n_upscalers; i++) free(c->upscalers[i]);
     free(c->upscalers);
+    for (size_t i = 0; c->ad_models && i < c->n_ad_models; i++) free(c->ad_models[i]);
+    free(c->ad_models);
     memset(c, 0, sizeof *c);
 }
 
@@ -1107,6 +1151,7 @@ void lf_msg_clear(lf_msg_t *msg) {
     free(msg->images);
     free(msg->info_json);
     free(msg->message);
+    free(msg->prompt);
     lf_caps_clear(&msg->caps);
     memset(msg, 0, sizeof *msg);
 }

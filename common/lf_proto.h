@@ -50,7 +50,9 @@
     X(EVENT, "event")           /* broker PUB -> gateways: job event */     \
     X(RESCAN, "rescan")         /* gateway -> broker -> workers: list the  \
                                    LoRA files again; worker -> broker: done, \
-                                   with the new caps; broker -> gateway: a REPLY */
+                                   with the new caps; broker -> gateway: a REPLY */ \
+    X(ENHANCED, "enhanced")     /* gateway -> broker: an enhancing job's LLM \
+                                   answer (prompt, or code + message); REPLY */
 
 typedef enum {
     LF_MSG_NONE = 0,
@@ -68,6 +70,7 @@ typedef enum {
     LF_JOB_DONE,
     LF_JOB_FAILED,
     LF_JOB_CANCELLED,
+    LF_JOB_ENHANCING,   /* accepted, its prompt with the gateway's LLM; not yet queued */
     LF_JOB__COUNT
 } lf_job_status_t;
 
@@ -80,6 +83,7 @@ typedef enum {
     LF_EV_DONE,
     LF_EV_FAILED,
     LF_EV_CANCELLED,
+    LF_EV_ENHANCING,    /* accepted in the enhancing state (LF_JOB_ENHANCING) */
     LF_EV__COUNT
 } lf_event_kind_t;
 
@@ -102,12 +106,17 @@ typedef struct {
     char *sampler;   /* the parameter table's names ("euler", "lcm", ...) */
     char *scheduler; /* ("normal", "sgm_uniform", ...) */
     uint32_t width, height;
+    char *timesteps; /* the timesteps row's text ("800"; lf_param_timesteps_parse) */
+    bool has_weight; /* a LoRA's recommended weight, when said */
+    double weight;
 } lf_model_defaults_t;
 
 /* True when d says anything. */
 bool lf_model_defaults_any(const lf_model_defaults_t *d);
 /* Frees d's strings and zeroes it. Accepts NULL. */
 void lf_model_defaults_clear(lf_model_defaults_t *d);
+/* Deep copy of src into *dst (overwritten). 0 or LF_ENOMEM (*dst zeroed). */
+int lf_model_defaults_copy(lf_model_defaults_t *dst, const lf_model_defaults_t *src);
 
 typedef struct {
     char *name; /* owned */
@@ -149,6 +158,9 @@ typedef struct {
     char **upscalers;        /* upscaler models it can run (models/upscale_models/, A1111's
                                 models/ESRGAN/; by name: the file stem) */
     size_t n_upscalers;
+    char **ad_models;        /* ADetailer detectors it can run (mediapipe_face_* when
+                                their assets exist, models/adetailer/ files by name) */
+    size_t n_ad_models;
 } lf_worker_caps_t;
 
 typedef struct {
@@ -172,8 +184,15 @@ typedef struct {
     uint32_t ttl_s;         /* queued-job TTL; 0 = broker default */
     uint32_t max_attempts;  /* 0 = broker default */
     lf_job_params_t params; /* SUBMIT, ASSIGN */
+    uint32_t enhance_ms;    /* SUBMIT: > 0 = the job starts "enhancing" (the gateway's LLM
+                               rewrites its prompt and sends ENHANCED within this many ms;
+                               the broker's reaper moves it on some time after) */
 
-    /* ACCEPTED */
+    /* ENHANCED: job_id; code 0 with prompt = the enhanced prompt, else code
+     * and message = why the original prompt stays */
+    char *prompt;
+
+    /* ACCEPTED (also status: QUEUED, or ENHANCING when the gateway should enhance) */
     int64_t position;       /* 0-based position in the queue */
     bool duplicate;         /* idempotency key matched an existing job */
 

@@ -30,6 +30,7 @@ static const char *const s_sources[LF__S__COUNT] = {
     [LF__S_STATS] = S_LUA_STATS,       [LF__S_WORKERS] = S_LUA_WORKERS,
     [LF__S_FLUSH] = S_LUA_FLUSH,       [LF__S_IDEM] = S_LUA_IDEM,
     [LF__S_FAIL_QUEUED] = S_LUA_FAIL_QUEUED, [LF__S_BLOBS_DUE] = S_LUA_BLOBS_DUE,
+    [LF__S_ENHANCED] = S_LUA_ENHANCED,
 };
 
 static int64_t s_mono_ms(void) {
@@ -883,7 +884,7 @@ int lf_store_stats(lf_store_t *self, lf_store_stats_t *out) {
     redisReply *r = lf__eval(self, &a, &rc);
     lf__args_free(&a);
     if (!r) return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
         freeReplyObject(r);
         return LF_EREDIS;
     }
@@ -901,6 +902,7 @@ int lf_store_stats(lf_store_t *self, lf_store_stats_t *out) {
             st >= LF_JOB_DONE)
             s.by_status[st] = lf__rint(h->element[j + 1]);
     }
+    s.by_status[LF_JOB_ENHANCING] = lf__rint(r->element[7]);
     freeReplyObject(r);
     *out = s;
     return 0;

@@ -20,6 +20,9 @@
  *   q:{high,normal,low}  sorted set: job id scored by enqueue sequence (FIFO;
  *                     a requeued job keeps its place)
  *   deadlines         sorted set: queued job id scored by its TTL deadline (ms)
+ *   enhancing         sorted set: job id in the "enhancing" state (accepted,
+ *                     its prompt with the gateway's LLM, not in a queue yet)
+ *                     scored by when the reaper moves it on without the answer
  *   leases            sorted set: job id scored by lease expiry (ms)
  *   running           hash: job id -> worker id
  *   history           sorted set: job id scored by finish time (ms)
@@ -224,7 +227,13 @@ typedef struct {
     const char *idem_key;          /* NULL or "" = none */
     uint32_t ttl_s;                /* 0 = limits.queue_ttl_s */
     uint32_t max_attempts;         /* 0 = limits.max_attempts */
+    /* > 0: the job starts "enhancing" (LF_JOB_ENHANCING: stored, not in a
+     * queue) until lf_store_enhanced, or until the reaper
+     * (lf_store_enhance_reap) moves it on after enhance_ms +
+     * LF_STORE_ENHANCE_MARGIN_MS. */
+    uint32_t enhance_ms;
 } lf_store_submit_t;
+#define LF_STORE_ENHANCE_MARGIN_MS 2000
 
 typedef struct {
     int code;                 /* 0, or LF_EINVAL for this item (bad params) */
@@ -232,6 +241,7 @@ typedef struct {
     int64_t position;         /* 0-based over all priorities; -1 when not queued */
     bool duplicate;           /* idem_key matched an existing job; nothing was queued */
     int64_t seq;              /* FIFO sequence of a new job (see lf_store_candidate_t) */
+    lf_job_status_t status;   /* QUEUED or ENHANCING; a duplicate's: the existing job's */
 } lf_store_submitted_t;
 
 /* Queue n jobs in one pipeline (one script run each); out[i] receives item
@@ -396,6 +406,23 @@ int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size
  * LF_ENOTFOUND; LF_ECONN / LF_EREDIS. */
 int lf_store_fail_queued(lf_store_t *self, const char *job_id, int32_t code, const char *message,
                          int64_t now_ms);
+
+/* Settle an enhancing job's prompt and queue it (at its place: its seq),
+ * in one atomic step: `prompt` (the LLM's; non-empty) replaces the prompt of
+ * its params, the original kept as prompt_original; or, prompt NULL,
+ * `error` goes into enhance_error and the original prompt stays. 0 with
+ * *out (id, position, seq, status QUEUED; may be NULL); LF_ESTATE when the
+ * job is no longer enhancing (cancelled, or settled already by another
+ * broker or the reaper: nothing changed); LF_ENOTFOUND; LF_EINVAL;
+ * LF_ECONN / LF_EREDIS. */
+int lf_store_enhanced(lf_store_t *self, const char *job_id, const char *prompt, const char *error,
+                      int64_t now_ms, lf_store_submitted_t *out);
+
+/* Enhancing jobs past their deadline (the gateway stopped, or its answer
+ * was lost) go on with the original prompt and enhance_error = error, as
+ * lf_store_enhanced does: at most cap of them, written to out[0..*n). */
+int lf_store_enhance_reap(lf_store_t *self, int64_t now_ms, const char *error,
+                          lf_store_submitted_t *out, size_t cap, size_t *n);
 
 /* Dead letters, newest first: caller-owned array of ids (free each, then it). */
 int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n);

@@ -31,6 +31,7 @@ typedef enum {
     LF__S_IDEM,
     LF__S_FAIL_QUEUED,
     LF__S_BLOBS_DUE,
+    LF__S_ENHANCED,
     LF__S__COUNT
 } lf__script_t;
 

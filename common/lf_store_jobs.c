@@ -57,7 +57,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 14)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 15)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -81,6 +81,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         lf__args_str(&a[m], sets[i]);
         lf__args_str(&a[m], p->mask); /* the inpainting mask's upload, read at claim */
+        lf__args_i64(&a[m], j->enhance_ms ? now_ms + j->enhance_ms + LF_STORE_ENHANCE_MARGIN_MS : 0);
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -92,6 +93,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
             o->duplicate = lf__rint(r->element[1]) != 0;
             o->position = lf__rint(r->element[2]);
             o->seq = r->elements > 3 ? lf__rint(r->element[3]) : 0;
+            o->status = r->elements > 4 ? s_status(r->element[4]) : LF_JOB_QUEUED;
             o->code = 0;
         } else {
             o->code = rc ? rc : LF_EREDIS;
@@ -600,6 +602,106 @@ int lf_store_reap(lf_store_t *self, int64_t now_ms, lf_store_reaped_t *out, size
     freeReplyObject(r);
     *n = k;
     return 0;
+}
+
+/* ---- prompt enhancement ------------------------------------------------------ */
+
+/* The stored params of an enhancing job with the prompt settled: the LLM's
+ * prompt (original kept) or the reason it was not used. */
+static int s_enhance_params(const redisReply *blob, const char *prompt, const char *error, uint8_t **out,
+                            size_t *len) {
+    if (!blob || blob->type != REDIS_REPLY_STRING) return LF_EREDIS;
+    lf_job_params_t p = {0};
+    int rc = lf_params_decode((const uint8_t *)blob->str, blob->len, &p);
+    if (rc) return rc;
+    free(p.prompt_original), p.prompt_original = NULL;
+    free(p.enhance_error), p.enhance_error = NULL;
+    if (prompt) {
+        p.prompt_original = p.prompt ? p.prompt : strdup("");
+        p.prompt = strdup(prompt);
+        if (!p.prompt || !p.prompt_original) rc = LF_ENOMEM;
+    } else if (!(p.enhance_error = strdup(error))) {
+        rc = LF_ENOMEM;
+    } else {
+        lf_utf8_truncate(p.enhance_error, 1024);
+    }
+    if (!rc) rc = lf_params_encode(&p, out, len);
+    lf_params_clear(&p);
+    return rc;
+}
+
+int lf_store_enhanced(lf_store_t *self, const char *job_id, const char *prompt, const char *error,
+                      int64_t now_ms, lf_store_submitted_t *out) {
+    if (!self || !job_id || (prompt ? !*prompt : !error)) return LF_EINVAL;
+    if (!lf_id_valid(job_id)) return LF_ENOTFOUND;
+    char key[256];
+    snprintf(key, sizeof key, "%sjob:%s", lf__prefix(self), job_id);
+    int rc;
+    redisReply *r = lf__cmd(self, 4, (const char *[]){"HMGET", key, "status", "params"}, NULL, &rc);
+    if (!r) return rc;
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) rc = LF_EREDIS;
+    else if (r->element[0]->type != REDIS_REPLY_STRING) rc = LF_ENOTFOUND;
+    else if (strcmp(r->element[0]->str, "enhancing") != 0) rc = LF_ESTATE;
+    else rc = s_enhance_params(r->element[1], prompt, error, &blob, &blen);
+    freeReplyObject(r);
+    if (rc == LF_ENOTFOUND || rc == LF_ESTATE) {
+        /* Not enhancing (ever again): out of the reaper's set. */
+        char set[256];
+        snprintf(set, sizeof set, "%senhancing", lf__prefix(self));
+        redisReply *z = lf__cmd(self, 3, (const char *[]){"ZREM", set, job_id}, NULL, &(int){0});
+        if (z) freeReplyObject(z);
+    }
+    if (rc) return rc;
+    /* The params do not change after submit, so this read-modify-write is
+     * safe: the script moves the job only while it is still enhancing. */
+    lf__args_t a;
+    if ((rc = lf__args_init(&a, self, LF__S_ENHANCED, now_ms, 2)) != 0) {
+        free(blob);
+        return rc;
+    }
+    lf__args_str(&a, job_id);
+    lf__args_bin(&a, blob, blen);
+    r = lf__eval(self, &a, &rc);
+    lf__args_free(&a);
+    free(blob);
+    if (!r) return rc;
+    if (!s_reply_ok(r, 2)) rc = LF_EREDIS;
+    else if ((rc = (int)lf__rint(r->element[0])) == 0 && out) {
+        memset(out, 0, sizeof *out);
+        snprintf(out->id, sizeof out->id, "%s", job_id);
+        out->position = lf__rint(r->element[1]);
+        out->seq = r->elements > 2 ? lf__rint(r->element[2]) : 0;
+        out->status = LF_JOB_QUEUED;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int lf_store_enhance_reap(lf_store_t *self, int64_t now_ms, const char *error,
+                          lf_store_submitted_t *out, size_t cap, size_t *n) {
+    if (!self || !error || !n || (cap && !out)) return LF_EINVAL;
+    *n = 0;
+    if (!cap) return 0;
+    char set[256], now[24], lim[24];
+    snprintf(set, sizeof set, "%senhancing", lf__prefix(self));
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(lim, sizeof lim, "%zu", cap);
+    int rc;
+    redisReply *r = lf__cmd(self, 7, (const char *[]){"ZRANGEBYSCORE", set, "-inf", now, "LIMIT", "0", lim},
+                            NULL, &rc);
+    if (!r) return rc;
+    rc = r->type == REDIS_REPLY_ARRAY ? 0 : LF_EREDIS;
+    for (size_t i = 0; !rc && i < r->elements && *n < cap; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING) continue;
+        int e = lf_store_enhanced(self, r->element[i]->str, NULL, error, now_ms, &out[*n]);
+        if (e == 0) (*n)++;
+        else if (e == LF_ECONN || e == LF_EREDIS || e == LF_ENOMEM) rc = e;
+        /* LF_ESTATE / LF_ENOTFOUND: settled meanwhile (another broker). */
+    }
+    freeReplyObject(r);
+    return rc;
 }
 
 int lf_store_dead_list(lf_store_t *self, size_t limit, char ***ids, size_t *n) {

@@ -91,8 +91,10 @@
 /* ARGV 8 id, 9 prio, 10 params, 11 model, 12 pixels, 13 idem, 14 idem ttl s,
  * 15 deadline ms (0 none), 16 max attempts, 17 init upload id ("" none),
  * 18 refiner ("" none), 19 vae ("" none), 20 LoRA set ("" none), 21 mask
- * upload id ("" none).
- * -> {id, duplicate 0|1, position[, seq when new]} */
+ * upload id ("" none), 22 enhancement deadline ms (0 = none: queued at
+ * once; else the job waits "enhancing", in the sorted set `enhancing`, for
+ * S_LUA_ENHANCED or the reaper).
+ * -> {id, duplicate 0|1, position, seq (0 for a duplicate), status} */
 #define S_LUA_SUBMIT                                                                              \
     S_PRELUDE                                                                                     \
     "local idem=ARGV[13]\n"                                                                       \
@@ -102,22 +104,47 @@
     "    local f=redis.call('HMGET',P..'job:'..ex,'status','priority')\n"                         \
     "    if f[1] then\n"                                                                          \
     "      local pos=-1 if f[1]=='queued' then pos=position(f[2],ex) end\n"                       \
-    "      return {ex,1,pos}\n"                                                                   \
+    "      return {ex,1,pos,0,f[1]}\n"                                                            \
     "    end\n"                                                                                   \
     "  end\n"                                                                                     \
     "end\n"                                                                                       \
     "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
     "local seq=redis.call('INCR',P..'seq')\n"                                                     \
-    "redis.call('HSET',jk,'status','queued','priority',ARGV[9],'attempts',0,\n"                   \
+    "local enh=tonumber(ARGV[22] or '0') or 0\n"                                                  \
+    "local st='queued' if enh > 0 then st='enhancing' end\n"                                      \
+    "redis.call('HSET',jk,'status',st,'priority',ARGV[9],'attempts',0,\n"                   \
     "  'max_attempts',ARGV[16],'model',ARGV[11],'pixels',ARGV[12],'params',ARGV[10],\n"           \
     "  'created_ms',ARGV[2],'queued_ms',ARGV[2],'seq',seq,'idem',idem,\n"                         \
     "  'deadline_ms',ARGV[15],'init',ARGV[17],'step',0,'steps',0,'refiner',ARGV[18] or '',\n"       \
     "  'vae',ARGV[19] or '','loras',ARGV[20] or '','mask',ARGV[21] or '')\n"                                            \
-    "redis.call('ZADD',P..'q:'..ARGV[9],seq,id)\n"                                                \
-    "if tonumber(ARGV[15]) > 0 then redis.call('ZADD',P..'deadlines',ARGV[15],id) end\n"          \
     "if idem~='' then redis.call('SET',P..'idem:'..idem,id,'EX',ARGV[14]) end\n"                  \
     "redis.call('HINCRBY',P..'stats:counters','submitted',1)\n"                                   \
-    "return {id,0,position(ARGV[9],id),seq}\n"
+    "if enh > 0 then\n"                                                                           \
+    "  redis.call('ZADD',P..'enhancing',enh,id)\n"                                                \
+    "  return {id,0,-1,seq,st}\n"                                                                 \
+    "end\n"                                                                                       \
+    "redis.call('ZADD',P..'q:'..ARGV[9],seq,id)\n"                                                \
+    "if tonumber(ARGV[15]) > 0 then redis.call('ZADD',P..'deadlines',ARGV[15],id) end\n"          \
+    "return {id,0,position(ARGV[9],id),seq,st}\n"
+
+/* An enhancing job's prompt is settled (the gateway's ENHANCED, or the
+ * reaper past its deadline): ARGV 8 id, 9 params (the caller rewrote the
+ * prompt fields of the stored params). Only from "enhancing": into its
+ * queue at its place (seq), its queue deadline moved by the time spent
+ * enhancing. -> {0, position, seq} | {-13, status} | {-6, ''} */
+#define S_LUA_ENHANCED                                                                            \
+    S_PRELUDE                                                                                     \
+    "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
+    "redis.call('ZREM',P..'enhancing',id)\n"                                                      \
+    "local f=redis.call('HMGET',jk,'status','priority','seq','deadline_ms','created_ms')\n"       \
+    "if not f[1] then return {-6,''} end\n"                                                       \
+    "if f[1]~='enhancing' then return {-13,f[1]} end\n"                                           \
+    "local dl=tonumber(f[4]) or 0\n"                                                              \
+    "if dl > 0 then dl=dl+NOW-(tonumber(f[5]) or NOW) end\n"                                      \
+    "redis.call('HSET',jk,'status','queued','params',ARGV[9],'queued_ms',NOW,'deadline_ms',dl)\n" \
+    "redis.call('ZADD',P..'q:'..f[2],f[3],id)\n"                                                  \
+    "if dl > 0 then redis.call('ZADD',P..'deadlines',dl,id) end\n"                                \
+    "return {0,position(f[2],id),tonumber(f[3])}\n"
 
 /* ARGV 8 n per priority -> flat {id, prio index, model, pixels, created, seq, refiner, vae,
  * loras}* */
@@ -294,10 +321,10 @@
     "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
     "local f=redis.call('HMGET',jk,'status','priority','worker')\n"                               \
     "if not f[1] then return {-6,''} end\n"                                                       \
-    "if f[1]=='queued' then\n"                                                                    \
-    "  redis.call('ZREM',P..'q:'..f[2],id)\n"                                                     \
+    "if f[1]=='queued' or f[1]=='enhancing' then\n"                                             \
+    "  redis.call('ZREM',P..'q:'..f[2],id) redis.call('ZREM',P..'enhancing',id)\n"                \
     "  finish(id,'cancelled',-9,'cancelled by request')\n"                                        \
-    "  return {0,'queued',''}\n"                                                                  \
+    "  return {0,f[1],''}\n"                                                                      \
     "elseif f[1]=='running' then\n"                                                               \
     "  redis.call('HSET',jk,'cancel',1)\n"                                                        \
     "  finish(id,'cancelled',-9,'cancelled by request')\n"                                        \
@@ -370,11 +397,12 @@
     "local pos=-1 if f[1]=='queued' then pos=position(f[2],ARGV[8]) end\n"                        \
     "return {pos,h}\n"
 
-/* ARGV 8 offset, 9 limit -> {total, id*}: running (oldest first), then queued */
+/* ARGV 8 offset, 9 limit -> {total, id*}: running (oldest first), enhancing, then queued */
 #define S_LUA_ACTIVE                                                                              \
     S_PRELUDE                                                                                     \
     "local off=tonumber(ARGV[8]) local lim=tonumber(ARGV[9])\n"                                   \
     "local run=redis.call('HKEYS',P..'running') table.sort(run)\n"                                \
+    "for _,id in ipairs(redis.call('ZRANGE',P..'enhancing',0,-1)) do run[#run+1]=id end\n"        \
     "local out={0} local total=0\n"                                                               \
     "for _,id in ipairs(run) do\n"                                                                \
     "  if total>=off and #out-1<lim then out[#out+1]=id end total=total+1\n"                      \
@@ -391,14 +419,14 @@
     "out[1]=total\n"                                                                              \
     "return out\n"
 
-/* -> {q high, q normal, q low, running, live workers, dead, {counters}} */
+/* -> {q high, q normal, q low, running, live workers, dead, {counters}, enhancing} */
 #define S_LUA_STATS                                                                               \
     S_PRELUDE                                                                                     \
     "local w=tonumber(ARGV[8])\n"                                                                 \
     "return {redis.call('ZCARD',P..'q:high'),redis.call('ZCARD',P..'q:normal'),\n"               \
     "  redis.call('ZCARD',P..'q:low'),redis.call('HLEN',P..'running'),\n"                         \
     "  redis.call('ZCOUNT',P..'workers',NOW-w,'+inf'),redis.call('LLEN',P..'dead'),\n"            \
-    "  redis.call('HGETALL',P..'stats:counters')}\n"
+    "  redis.call('HGETALL',P..'stats:counters'),redis.call('ZCARD',P..'enhancing')}\n"
 
 /* ARGV 8 window ms -> {{id, {field, value}*}*} */
 #define S_LUA_WORKERS                                                                             \

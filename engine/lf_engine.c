@@ -18,7 +18,9 @@
 #include <jansson.h>
 
 #include "lf_backend.h"
+#include "lf_adetailer.h"
 #include "lf_blazeface.h"
+#include "lf_yolo.h"
 #include "lf_detailer.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_error.h"
@@ -88,8 +90,22 @@ struct lf_engine {
     lf_upscaler_set_t *upscalers; /* Hires-Fix's upscaler models (opts.upscaler_dirs) */
     /* ADetailer's face detectors, loaded on first use (s_detailer_detect). */
     lf_blazeface_t *blazeface[2]; /* short, full range */
+    /* ... and the YOLO models of adetailer_dir, the last S_YOLO_KEEP used. */
+    char *adetailer_dir;
+    struct { char *name; lf_yolo_t *net; } yolo[4];
+    uint8_t *yolo_masks;  /* the last detection's masks (lf_detailer_box_t.mask) */
+    char **ad_names;      /* lf_engine_adetailer_models' last listing */
+    int n_ad_names;
     char err[512];
 };
+
+static void s_ad_names_free(lf_engine_t *e)
+{
+    for (int i = 0; i < e->n_ad_names; i++) free(e->ad_names[i]);
+    free(e->ad_names);
+    e->ad_names = NULL;
+    e->n_ad_names = 0;
+}
 
 static int s_err(lf_engine_t *e, int code, const char *fmt, ...)
 {
@@ -198,8 +214,9 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     if (!e || (o.vocab_path && !(e->vocab_path = strdup(o.vocab_path))) ||
         (o.assets_dir && !(e->assets_dir = strdup(o.assets_dir))) ||
         (o.lora_dirs && !(e->lora_dirs = strdup(o.lora_dirs))) ||
+        (o.adetailer_dir && !(e->adetailer_dir = strdup(o.adetailer_dir))) ||
         !(e->upscalers = lf_upscaler_set_new(o.upscaler_dirs, be, o.n_threads))) {
-        if (e) free(e->vocab_path), free(e->assets_dir), free(e->lora_dirs);
+        if (e) free(e->vocab_path), free(e->assets_dir), free(e->lora_dirs), free(e->adetailer_dir);
         free(e);
         lf_backend_destroy(&be);
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -282,6 +299,10 @@ void lf_engine_destroy(lf_engine_t **self_p)
     free(e->lora_dirs);
     lf_blazeface_destroy(&e->blazeface[0]);
     lf_blazeface_destroy(&e->blazeface[1]);
+    for (int i = 0; i < 4; i++) free(e->yolo[i].name), lf_yolo_destroy(&e->yolo[i].net);
+    free(e->yolo_masks);
+    free(e->adetailer_dir);
+    s_ad_names_free(e);
     lf_lora_dir_free(&e->lora_files, e->n_lora_files);
     lf_upscaler_set_destroy(&e->upscalers); /* before the backend it may borrow */
     lf_backend_destroy(&e->backend);
@@ -1031,26 +1052,115 @@ static const char *const s_ad_models[2] = {"mediapipe_face_short", "mediapipe_fa
 static const char *const s_ad_files[2] = {"face_detection_short_range.tflite",
                                           "face_detection_full_range.tflite"};
 
-static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
+static void s_ad_path_in(const char *assets_dir, int i, char *buf, size_t len)
 {
     const char *env = getenv("LF_ASSETS_DIR");
     if (env && *env) {
         snprintf(buf, len, "%s/blazeface/%s", env, s_ad_files[i]);
         if (s_exists(buf)) return;
     }
-    snprintf(buf, len, "%s/blazeface/%s", e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT, s_ad_files[i]);
+    snprintf(buf, len, "%s/blazeface/%s", assets_dir ? assets_dir : LF_ASSETS_DEFAULT, s_ad_files[i]);
 }
 
-int lf_engine_adetailer_models(const lf_engine_t *e, const char **names, int max)
+static void s_ad_path(const lf_engine_t *e, int i, char *buf, size_t len)
 {
-    int n = 0;
-    char path[1024];
-    for (int i = 0; e && i < 2; i++) {
-        s_ad_path(e, i, path, sizeof path);
-        if (!e->blazeface[i] && !s_exists(path)) continue;
-        if (n < max) names[n] = s_ad_models[i];
-        n++;
+    s_ad_path_in(e->assets_dir, i, buf, len);
+}
+
+static int s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends a copy of name to (*v, *k). 0 or LF_ENOMEM. */
+static int s_names_push(char ***v, size_t *k, const char *name)
+{
+    char **nv = realloc(*v, (*k + 1) * sizeof *nv);
+    if (!nv) return LF_ENOMEM;
+    *v = nv;
+    if (!(nv[*k] = strdup(name))) return LF_ENOMEM;
+    (*k)++;
+    return 0;
+}
+
+int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, char ***names, size_t *n)
+{
+    char **v = NULL, path[1024];
+    size_t k = 0, yolo0;
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        s_ad_path_in(assets_dir, i, path, sizeof path);
+        if (s_exists(path)) rc = s_names_push(&v, &k, s_ad_models[i]);
     }
+    yolo0 = k;
+    DIR *d = adetailer_dir && !rc ? opendir(adetailer_dir) : NULL;
+    struct dirent *de;
+    while (d && !rc && (de = readdir(d))) {
+        if (!lf_adetailer_yolo_file(de->d_name) || strstr(de->d_name, "-world")) continue;
+        snprintf(path, sizeof path, "%s/%s", adetailer_dir, de->d_name);
+        if (s_exists(path)) rc = s_names_push(&v, &k, de->d_name);
+    }
+    if (d) closedir(d);
+    if (rc) {
+        for (size_t i = 0; i < k; i++) free(v[i]);
+        free(v);
+        return rc;
+    }
+    if (k > yolo0) qsort(v + yolo0, k - yolo0, sizeof *v, s_cmp_str);
+    *names = v;
+    *n = k;
+    return 0;
+}
+
+int lf_engine_adetailer_models(lf_engine_t *e, const char **names, int max)
+{
+    if (!e) return 0;
+    s_ad_names_free(e);
+    size_t n = 0;
+    if (lf_engine_list_adetailer(e->assets_dir, e->adetailer_dir, &e->ad_names, &n) != 0) return 0;
+    e->n_ad_names = (int)n;
+    for (int i = 0; i < e->n_ad_names && i < max; i++) names[i] = e->ad_names[i];
+    return e->n_ad_names;
+}
+
+/* lf_detailer_detect_fn for a YOLO file of adetailer_dir: ultralytics'
+ * predict(image, conf=confidence) as ADetailer's ultralytics_predict calls
+ * it; boxes in NMS order, seg masks through mask_to_pil. */
+static int s_yolo_detect(lf_engine_t *e, const char *model, const uint8_t *rgb, int w, int h, double confidence,
+                         lf_detailer_box_t *out, int max)
+{
+    if (!lf_adetailer_yolo_file(model))
+        return s_err(e, LF_ENOTFOUND, "ad_model '%s' is not available (mediapipe_face_short / _full, or a .pt / "
+                     ".safetensors file name of models/adetailer)", model);
+    if (strstr(model, "-world"))
+        return s_err(e, LF_EUNSUPPORTED, "ad_model '%s': YOLO-World models are not supported", model);
+    int slot = -1;
+    for (int i = 0; i < 4; i++)
+        if (e->yolo[i].name && !strcmp(e->yolo[i].name, model)) slot = i;
+    if (slot < 0) {
+        char path[1024], msg[512] = "";
+        snprintf(path, sizeof path, "%s/%s", e->adetailer_dir ? e->adetailer_dir : "", model);
+        if (!e->adetailer_dir || !s_exists(path))
+            return s_err(e, LF_ENOTFOUND, "ad_model '%s' is not available (not in %s)", model,
+                         e->adetailer_dir ? e->adetailer_dir : "this worker's models/adetailer: none set");
+        lf_yolo_t *net = lf_yolo_new(path, msg, sizeof msg);
+        if (!net) return s_err(e, LF_EUNSUPPORTED, "ad_model '%s': %s", model, msg);
+        free(e->yolo[3].name), lf_yolo_destroy(&e->yolo[3].net); /* the least recently loaded out */
+        memmove(&e->yolo[1], &e->yolo[0], 3 * sizeof e->yolo[0]);
+        slot = 0;
+        e->yolo[0].net = net;
+        if (!(e->yolo[0].name = strdup(model))) return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    lf_yolo_det_t dets[LF_DETAILER_MAX_DETECTIONS];
+    free(e->yolo_masks);
+    e->yolo_masks = NULL;
+    int n = lf_yolo_predict(e->yolo[slot].net, rgb, w, h, confidence, dets, LF_DETAILER_MAX_DETECTIONS,
+                            &e->yolo_masks);
+    if (n < 0) return s_err(e, n, "ad_model '%s': detection failed (%s)", model, lf_strerror(n));
+    if (n > LF_DETAILER_MAX_DETECTIONS) n = LF_DETAILER_MAX_DETECTIONS;
+    for (int k = 0; k < n && k < max; k++)
+        out[k] = (lf_detailer_box_t){dets[k].score, dets[k].x1, dets[k].y1, dets[k].x2, dets[k].y2,
+                                     e->yolo_masks ? e->yolo_masks + (size_t)k * w * h : NULL};
     return n;
 }
 
@@ -1064,8 +1174,7 @@ static int s_detailer_detect(void *ud, const char *model, const uint8_t *rgb, in
     int i = -1;
     for (int k = 0; k < 2; k++)
         if (!strcmp(model, s_ad_models[k])) i = k;
-    if (i < 0) return s_err(e, LF_ENOTFOUND, "ad_model '%s' is not available (this worker has: %s%s%s)",
-                            model, s_ad_models[0], ", ", s_ad_models[1]);
+    if (i < 0) return s_yolo_detect(e, model, rgb, w, h, confidence, out, max);
     if (!e->blazeface[i]) {
         char path[1024], msg[256] = "";
         s_ad_path(e, i, path, sizeof path);
@@ -1083,7 +1192,7 @@ static int s_detailer_detect(void *ud, const char *model, const uint8_t *rgb, in
     int m = 0;
     for (int k = 0; k < n; k++) {
         if (dets[k].score < confidence) continue;
-        if (m < max) out[m] = (lf_detailer_box_t){dets[k].score, dets[k].xmin, dets[k].ymin, dets[k].xmax, dets[k].ymax};
+        if (m < max) out[m] = (lf_detailer_box_t){dets[k].score, dets[k].xmin, dets[k].ymin, dets[k].xmax, dets[k].ymax, NULL};
         m++;
     }
     return m;
@@ -1175,12 +1284,20 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .initial_noise_multiplier = req->initial_noise_multiplier,
         .inpainting_mask_weight = req->inpainting_mask_weight,
         .cache = req->cache,
+        .has_tcd_gamma = req->has_tcd_gamma,
+        .tcd_gamma = req->tcd_gamma,
+        .timesteps = req->timesteps,
+        .n_timesteps = req->n_timesteps,
     };
     if (req->cache.kind != LF_STEPCACHE_NONE) {
         const char *field = NULL;
         if (lf_stepcache_opts_check(&req->cache, &field))
             return s_err(e, LF_EINVAL, "cache.%s is out of range", field);
     }
+    if (req->has_tcd_gamma && !(req->tcd_gamma >= 0.0 && req->tcd_gamma <= 1.0))
+        return s_err(e, LF_EINVAL, "tcd_gamma must be 0..1");
+    if (req->timesteps && req->n_timesteps != req->steps)
+        return s_err(e, LF_EINVAL, "%d timesteps for %d steps", req->n_timesteps, req->steps);
     if (req->init_image && !req->init_image_len) return s_err(e, LF_EINVAL, "the init image is empty");
     if (req->mask && !req->mask_len) return s_err(e, LF_EINVAL, "the mask is empty");
     if (lf_sampler_parse(req->sampler && *req->sampler ? req->sampler : "euler", &pr.sampler))

@@ -85,6 +85,10 @@ typedef struct {
      * (less memory; CPU backend); NULL, "" or "none": weights as stored.
      * lf_engine_new refuses another name (LF_EINVAL, naming it in err). */
     const char *weights;
+    /* ADetailer's ultralytics YOLO models (face_yolov8n.pt, person_yolov8s-seg.pt,
+     * ... and .safetensors conversions), as the extension's models/adetailer
+     * (the worker passes "<models>/adetailer"); NULL = none. */
+    const char *adetailer_dir;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -189,19 +193,35 @@ typedef struct {
      * is made, each a detector + masked img2img per detection. Detectors:
      * "mediapipe_face_short" / "mediapipe_face_full" (BlazeFace, from
      * <assets>/blazeface/face_detection_{short,full}_range.tflite, loaded on
-     * first use and kept). An unknown model is LF_ENOTFOUND naming it.
+     * first use and kept) and the files of opts.adetailer_dir by file name
+     * (ultralytics YOLOv8/YOLO11 detection or segmentation, lf_yolo.h; seg
+     * masks used as the masks; the last few loaded are kept). An unknown
+     * model is LF_ENOTFOUND naming it; YOLO-World ("-world") LF_EUNSUPPORTED.
      * The result's steps_run counts the detailer's steps too. */
     const struct lf_detailer_unit *adetailer;
     size_t n_adetailer;
     /* Step caching (FBCache / DeepCache, lf_stepcache.h); zero = none. Bad
      * values: LF_EINVAL naming the field. */
     lf_stepcache_opts_t cache;
+    /* Few-step models (lf_pipeline_request_t): the tcd sampler's gamma when
+     * has_tcd_gamma (else 0.3), and explicit training timesteps (n_timesteps
+     * == steps, strictly descending, 0..999; NULL = the scheduler's). */
+    int has_tcd_gamma;
+    double tcd_gamma;
+    const int *timesteps;
+    int n_timesteps;
 } lf_engine_request_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):
- * writes up to max static names into names and returns how many exist (the
- * BlazeFace files found in the assets folder). */
-int lf_engine_adetailer_models(const lf_engine_t *self, const char **names, int max);
+ * writes up to max names into names and returns how many exist: the
+ * BlazeFace names whose files are in the assets folder, then the .pt /
+ * .pth / .safetensors files of opts.adetailer_dir (sorted; YOLO-World files
+ * left out). Names are borrowed from the engine until the next call. */
+int lf_engine_adetailer_models(lf_engine_t *self, const char **names, int max);
+/* The same without an engine (a worker's caps): assets_dir as
+ * lf_engine_opts_t's. *names caller owns (each string and the array). 0 or
+ * LF_ENOMEM. */
+int lf_engine_list_adetailer(const char *assets_dir, const char *adetailer_dir, char ***names, size_t *n);
 
 /* The defaults above (prompt empty, seed 0). */
 lf_engine_request_t lf_engine_request_defaults(void);

@@ -402,7 +402,7 @@ static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
     const char *id = first[0];
     double progress = 0, eta = 0;
     uint32_t step = 0, steps = 0;
-    json_t *current = json_null();
+    json_t *current = json_null(), *text = json_null();
     if (id[0]) {
         lf_store_t *stt = lf__store_get(gw);
         lf_job_view_t v = {0};
@@ -410,6 +410,10 @@ static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
             step = v.step;
             steps = v.steps ? v.steps : v.params.steps;
             progress = steps ? (double)step / steps : 0;
+            if (v.status == LF_JOB_ENHANCING) { /* A1111's textinfo: what the job is doing */
+                json_decref(text);
+                text = json_string("Enhancing prompt");
+            }
             if (v.status == LF_JOB_RUNNING && step && v.started_ms) {
                 double elapsed = (double)(lf__now_ms_wall() - v.started_ms) / 1000.0;
                 eta = elapsed / step * (steps - step);
@@ -434,8 +438,8 @@ static int s_progress(lf_gateway_t *gw, lf_req_t *req) {
     json_t *state = json_pack("{s:b,s:b,s:s,s:i,s:s,s:i,s:i,s:i}", "skipped", 0, "interrupted", 0, "job",
                               id[0] ? id : "", "job_count", (json_int_t)n, "job_timestamp", "0", "job_no",
                               (json_int_t)0, "sampling_step", (json_int_t)step, "sampling_steps", (json_int_t)steps);
-    return lf__json(req, 200, json_pack("{s:f,s:f,s:o,s:o,s:n}", "progress", progress, "eta_relative", eta, "state",
-                                        state, "current_image", current, "textinfo"));
+    return lf__json(req, 200, json_pack("{s:f,s:f,s:o,s:o,s:o}", "progress", progress, "eta_relative", eta, "state",
+                                        state, "current_image", current, "textinfo", text));
 }
 
 static int s_interrupt(lf_gateway_t *gw, lf_req_t *req) {
@@ -762,9 +766,13 @@ int lf__a1111_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     case LF_ROUTE_A_MODELS: return s_sd_models(gw, req);
     case LF_ROUTE_A_VAES: return s_sd_vaes(gw, req);
     case LF_ROUTE_A_SAMPLERS: return s_samplers(req);
-    case LF_ROUTE_A_AD_MODEL: { /* the extension's {"ad_model": [its model_mapping's names]} */
-        json_t *names = json_array();
-        for (const char *const *m = lf_adetailer_models; names && *m; m++) json_array_append_new(names, json_string(*m));
+    case LF_ROUTE_A_AD_MODEL: { /* the extension's {"ad_model": list(model_mapping)}: the union over live workers */
+        lf_store_t *stt = lf__store_get(gw);
+        json_t *models = lf__ad_models(gw, stt), *names = json_array(), *v;
+        lf__store_put(gw, stt, 0);
+        size_t i;
+        json_array_foreach(models, i, v) json_array_append(names, json_object_get(v, "name"));
+        json_decref(models);
         return names ? lf__json(req, 200, json_pack("{s:o}", "ad_model", names))
                      : lf__err(req, 500, "internal", "", "out of memory");
     }

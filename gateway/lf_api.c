@@ -64,7 +64,7 @@ json_t *lf__job_json(const lf_job_view_t *v) {
  * reports that job as it is now: its status, position and seed. */
 static int s_submit_answer(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
     const char *id = st->reply.job_id;
-    const char *status = "queued";
+    const char *status = lf_job_status_name(st->reply.status); /* queued, or enhancing */
     int64_t position = st->reply.position, seed = st->jr.params.seed;
     lf_job_view_t v = {0};
     bool have_view = false;
@@ -640,6 +640,15 @@ static const char *const s_builtin[][2] = {
     {"turbo-1step", "{\"name\":\"turbo-1step\",\"description\":\"Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)\","
                     "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"euler_ancestral\",\"scheduler\":\"sgm_uniform\","
                     "\"steps\":1,\"cfg_scale\":1,\"width\":512,\"height\":512}}"},
+    /* ByteDance's Hyper-SD 1-step SDXL UNet / LoRA: TCDScheduler at the one
+     * timestep 800 with eta (gamma) 1, as its model card runs it; and DMD2's
+     * 4-step SDXL: the LCM sampler at 999 749 499 249 (= trailing at 4 steps). */
+    {"hyper-1step", "{\"name\":\"hyper-1step\",\"description\":\"Hyper-SD 1-step (TCD at timestep 800, gamma 1, CFG 1)\","
+                    "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"tcd\",\"scheduler\":\"trailing\","
+                    "\"steps\":1,\"timesteps\":[800],\"tcd_gamma\":1,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
+    {"dmd2-4step", "{\"name\":\"dmd2-4step\",\"description\":\"DMD2 4-step (LCM sampler, Trailing: 999 749 499 249, CFG 1)\","
+                   "\"builtin\":true,\"family\":\"sdxl\",\"params\":{\"sampler\":\"lcm\",\"scheduler\":\"trailing\","
+                   "\"steps\":4,\"cfg_scale\":1,\"width\":1024,\"height\":1024}}"},
 };
 #define S_N_BUILTIN (sizeof s_builtin / sizeof s_builtin[0])
 

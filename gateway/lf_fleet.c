@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lf_error.h"
@@ -128,6 +129,13 @@ json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d) {
     if (d->scheduler) json_object_set_new(o, "scheduler", json_string(d->scheduler));
     if (d->width) json_object_set_new(o, "width", json_integer(d->width));
     if (d->height) json_object_set_new(o, "height", json_integer(d->height));
+    if (d->has_weight) json_object_set_new(o, "weight", json_real(d->weight)); /* a LoRA's */
+    if (d->timesteps) { /* as the API takes them: an array of integers */
+        int ts[256], n = lf_param_timesteps_parse(d->timesteps, ts, 256);
+        json_t *a = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(a, json_integer(ts[i]));
+        json_object_set_new(o, "timesteps", a);
+    }
     return o;
 }
 
@@ -242,11 +250,15 @@ int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_p
     return LF_ENOTFOUND;
 }
 
-json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
+/* The names of one caps list over ws, each once with how many workers have
+ * it: [{name, workers}] in first-seen order. */
+static json_t *s_names_union(const lf_worker_view_t *ws, size_t n, size_t list_off, size_t count_off) {
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++)
-        for (size_t k = 0; k < ws[i].caps.n_upscalers; k++) {
-            const char *name = ws[i].caps.upscalers[k];
+    for (size_t i = 0; arr && i < n; i++) {
+        char *const *list = *(char *const *const *)((const char *)&ws[i].caps + list_off);
+        size_t cnt = *(const size_t *)((const char *)&ws[i].caps + count_off);
+        for (size_t k = 0; list && k < cnt; k++) {
+            const char *name = list[k];
             if (!name) continue;
             json_t *found = NULL, *v;
             size_t idx;
@@ -255,7 +267,23 @@ json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
             if (found)
                 json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
         }
+    }
     return arr;
+}
+
+json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n) {
+    return s_names_union(ws, n, offsetof(lf_worker_caps_t, upscalers), offsetof(lf_worker_caps_t, n_upscalers));
+}
+
+json_t *lf_fleet_ad_models(const lf_worker_view_t *ws, size_t n) {
+    return s_names_union(ws, n, offsetof(lf_worker_caps_t, ad_models), offsetof(lf_worker_caps_t, n_ad_models));
+}
+
+int lf_fleet_has_ad_model(const lf_worker_view_t *ws, size_t n, const char *name) {
+    for (size_t w = 0; w < n; w++)
+        for (size_t k = 0; k < ws[w].caps.n_ad_models; k++)
+            if (ws[w].caps.ad_models[k] && !strcmp(ws[w].caps.ad_models[k], name)) return 1;
+    return 0;
 }
 
 int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,

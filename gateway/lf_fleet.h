@@ -53,6 +53,10 @@ int lf_fleet_upscaler_check(const lf_worker_view_t *ws, size_t n, const lf_job_p
 /* The upscaler models of ws: a JSON array of {name, workers} (caller owns;
  * NULL on OOM). */
 struct json_t *lf_fleet_upscalers(const lf_worker_view_t *ws, size_t n);
+/* The ADetailer detectors of ws (caps.ad_models): [{name, workers}]. */
+struct json_t *lf_fleet_ad_models(const lf_worker_view_t *ws, size_t n);
+/* 1 when a worker of ws has ADetailer detector name. */
+int lf_fleet_has_ad_model(const lf_worker_view_t *ws, size_t n, const char *name);
 
 int lf_fleet_loras_check(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p,
                          const char *prompt_field, lf_verr_t *err);

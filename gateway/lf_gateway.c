@@ -201,6 +201,8 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
     gw->vaes = vaes;
     json_decref(gw->upscalers);
     gw->upscalers = lf_fleet_upscalers(ws, n);
+    json_decref(gw->ad_models);
+    gw->ad_models = lf_fleet_ad_models(ws, n);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     gw->ws = ws;
@@ -231,6 +233,14 @@ json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st) {
     lf__models(gw, st, NULL, 0, NULL);
     pthread_mutex_lock(&gw->model_mu);
     json_t *v = gw->vaes ? json_deep_copy(gw->vaes) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+    return v;
+}
+
+json_t *lf__ad_models(lf_gateway_t *gw, lf_store_t *st) {
+    lf__models(gw, st, NULL, 0, NULL);
+    pthread_mutex_lock(&gw->model_mu);
+    json_t *v = gw->ad_models ? json_deep_copy(gw->ad_models) : json_array();
     pthread_mutex_unlock(&gw->model_mu);
     return v;
 }
@@ -292,6 +302,15 @@ int lf__admit(lf_gateway_t *gw, lf_req_t *req, const lf_job_params_t *p, const c
     return -1;
 }
 
+/* A detector some live worker has (GET /adetailer/v1/ad_model). */
+static int s_ad_model_known(void *ud, const char *name) {
+    lf_gateway_t *gw = ud;
+    pthread_mutex_lock(&gw->model_mu);
+    int yes = lf_fleet_has_ad_model(gw->ws, gw->n_ws, name);
+    pthread_mutex_unlock(&gw->model_mu);
+    return yes;
+}
+
 /* The side a live worker says the model was trained at (GET /v1/models
  * "resolution"), for the default width/height; 0 when unknown. */
 static uint32_t s_model_resolution(void *ud, const char *name) {
@@ -307,12 +326,7 @@ static int s_model_defaults(void *ud, const char *name, lf_model_defaults_t *out
     lf_gateway_t *gw = ud;
     pthread_mutex_lock(&gw->model_mu);
     const lf_model_defaults_t *d = lf_fleet_defaults(gw->ws, gw->n_ws, name);
-    int rc = d ? 0 : LF_ENOTFOUND;
-    if (d) {
-        *out = *d;
-        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
-        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
-    }
+    int rc = d ? lf_model_defaults_copy(out, d) : LF_ENOTFOUND;
     pthread_mutex_unlock(&gw->model_mu);
     return rc;
 }
@@ -322,12 +336,7 @@ static int s_lora_defaults(void *ud, const char *name, lf_model_defaults_t *out)
     lf_gateway_t *gw = ud;
     pthread_mutex_lock(&gw->model_mu);
     const lf_model_defaults_t *d = lf_fleet_lora_defaults(gw->ws, gw->n_ws, name);
-    int rc = d ? 0 : LF_ENOTFOUND;
-    if (d) {
-        *out = *d;
-        out->sampler = d->sampler ? strdup(d->sampler) : NULL;
-        out->scheduler = d->scheduler ? strdup(d->scheduler) : NULL;
-    }
+    int rc = d ? lf_model_defaults_copy(out, d) : LF_ENOTFOUND;
     pthread_mutex_unlock(&gw->model_mu);
     return rc;
 }
@@ -342,6 +351,7 @@ void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, 
     ctx->model_resolution = s_model_resolution;
     ctx->model_defaults = s_model_defaults;
     ctx->lora_defaults = s_lora_defaults;
+    ctx->ad_model_known = s_ad_model_known;
     ctx->ud = gw;
 }
 
@@ -362,48 +372,66 @@ static void s_on_reply_ignore(void *arg, const lf_link_reply_t *reply) {
 
 /* ---------------------------------------------------- prompt enhancement */
 
-/* The enhancer's answer (on its thread; the request is suspended, so st is
- * ours until the wake): the LLM's prompt with the original kept beside it,
- * or the original with the reason. */
-static void s_on_enhanced(void *arg, int rc, char *text, const char *err) {
-    lf_req_t *req = arg;
-    lf__rstate_t *st = lf_req_state(req);
-    lf_job_params_t *p = &st->jr.params;
-    if (!rc) {
-        p->prompt_original = p->prompt;
-        p->prompt = text;
-        lf_info("prompt enhanced (%zu -> %zu bytes)", p->prompt_original ? strlen(p->prompt_original) : 0,
-                strlen(text));
-    } else {
-        p->enhance_error = strdup(err && *err ? err : lf_strerror(rc));
-        if (p->enhance_error) lf_utf8_truncate(p->enhance_error, 1024);
-        lf_warn("prompt enhancement failed, the original prompt is used: %s", err);
-    }
-    st->enh = LF__ENH_READY;
-    lf_req_wake(req);
-    lf_req_unref(&req);
+/* A job accepted "enhancing" (the broker stored it, not queued): the
+ * enhancer calls the LLM on its own thread, then the answer goes to a
+ * broker as ENHANCED, which queues the job with the LLM's prompt or, on
+ * any failure, the original one and the reason. Nothing waits for it: the
+ * client has its 202 (or an A1111 call waits for the job's end, as for any
+ * job). If this gateway stops or the ENHANCED is lost, the broker's reaper
+ * moves the job on after the enhance_ms the SUBMIT carried. */
+typedef struct {
+    lf_gateway_t *gw;
+    char job_id[64];
+} s_enh_t;
+
+static void s_on_enhanced_reply(void *arg, const lf_link_reply_t *reply) {
+    s_enh_t *e = arg;
+    if (reply->code)
+        lf_warn("job %s: the broker did not take the enhanced prompt: %s", e->job_id,
+                reply->message[0] ? reply->message : lf_strerror(reply->code));
+    free(e);
 }
 
-/* Hands the job to the enhancer: LF_HTTP_PENDING, or 0 when the SUBMIT
- * should go at once (enhancement not configured or not possible: the
- * reason is in enhance_error). */
-static int s_enhance(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem) {
-    lf_job_params_t *p = &st->jr.params;
-    snprintf(st->enh_idem, sizeof st->enh_idem, "%s", idem);
-    st->enh = LF__ENH_RUNNING;
-    int rc = LF_EINVAL;
-    if (gw->enhancer) {
-        lf_req_ref(req);
-        rc = lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, req);
-        if (!rc) return LF_HTTP_PENDING;
-        lf_req_t *ref = req; /* the enhancer's reference, not taken */
-        lf_req_unref(&ref);
+/* The enhancer's answer (on its thread): to a broker. */
+static void s_on_enhanced(void *arg, int rc, char *text, const char *err) {
+    s_enh_t *e = arg;
+    lf_msg_t m = {.type = LF_MSG_ENHANCED, .job_id = e->job_id, .code = rc};
+    char why[1024];
+    if (!rc) {
+        m.prompt = text;
+        lf_info("job %s: prompt enhanced (%zu bytes)", e->job_id, strlen(text));
+    } else {
+        m.message = (char *)lf_utf8_clip(err && *err ? err : lf_strerror(rc), why, sizeof why);
+        lf_warn("job %s: prompt enhancement failed, the original prompt is used: %s", e->job_id, why);
     }
-    p->enhance_error = strdup(gw->enhancer ? "the gateway could not start the enhancement"
-                                           : "no enhancement endpoint is configured (LF_ENHANCE_URL)");
-    st->enh = LF__ENH_SENT;
-    (void)rc;
-    return 0;
+    if (lf_link_send(e->gw->link, &m, s_on_enhanced_reply, e)) {
+        lf_warn("job %s: cannot send the enhancement to a broker (its reaper moves the job on)", e->job_id);
+        free(e);
+    }
+    free(text);
+}
+
+/* Starts the enhancement of an accepted enhancing job (link thread). */
+static void s_enhance_start(lf_gateway_t *gw, const char *job_id, const lf_job_params_t *p) {
+    s_enh_t *e = gw->enhancer ? calloc(1, sizeof *e) : NULL;
+    if (e) {
+        e->gw = gw;
+        snprintf(e->job_id, sizeof e->job_id, "%s", job_id);
+        if (!lf_enhancer_run(gw->enhancer, p->prompt, p->enhance_instruction, s_on_enhanced, e)) return;
+        free(e);
+    }
+    lf_warn("job %s: the enhancement could not start (the broker's reaper moves the job on)", job_id);
+}
+
+/* The broker's answer to a SUBMIT; an enhancing job's enhancement starts
+ * here, once it is stored (also when a retried SUBMIT finds it still
+ * enhancing: a second answer is dropped by the broker). */
+static void s_on_submit_reply(void *arg, const lf_link_reply_t *reply) {
+    lf_req_t *req = arg;
+    lf__rstate_t *st = lf_req_state(req);
+    if (!reply->code && reply->status == LF_JOB_ENHANCING)
+        s_enhance_start(st->gw, reply->job_id, &st->jr.params);
+    s_on_reply(arg, reply);
 }
 
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem) {
@@ -414,18 +442,17 @@ int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *id
         snprintf(gen, sizeof gen, "gw-%s", id);
         idem = gen;
     }
-    if (st->enh == LF__ENH_NONE) {
-        /* The gateway's own fields: what a client sent there is dropped. */
-        lf_job_params_t *p = &st->jr.params;
-        free(p->prompt_original), p->prompt_original = NULL;
-        free(p->enhance_error), p->enhance_error = NULL;
-        if (p->enhance_prompt && s_enhance(gw, req, st, idem) == LF_HTTP_PENDING) return LF_HTTP_PENDING;
-    }
-    st->enh = LF__ENH_SENT;
+    /* The gateway's own fields: what a client sent there is dropped. */
+    lf_job_params_t *p = &st->jr.params;
+    free(p->prompt_original), p->prompt_original = NULL;
+    free(p->enhance_error), p->enhance_error = NULL;
+    if (p->enhance_prompt && !gw->enhancer)
+        p->enhance_error = strdup("no enhancement endpoint is configured (LF_ENHANCE_URL)");
     lf_msg_t m = {.type = LF_MSG_SUBMIT, .priority = st->jr.priority, .ttl_s = st->jr.ttl_s,
-                  .idem_key = (char *)idem, .params = st->jr.params};
+                  .idem_key = (char *)idem, .params = st->jr.params,
+                  .enhance_ms = p->enhance_prompt && gw->enhancer ? gw->enhance_wait_ms : 0};
     lf_req_ref(req);
-    int rc = lf_link_send(gw->link, &m, s_on_reply, req);
+    int rc = lf_link_send(gw->link, &m, s_on_submit_reply, req);
     if (rc) {
         lf_req_t *ref = req; /* the link's reference; the handler's keeps req alive */
         lf_req_unref(&ref);
@@ -691,9 +718,6 @@ static void s_state_free(void *p) {
  * A1111, O_ OpenAI, the rest native; a route added anywhere in the table
  * lands in the right file. */
 static int s_dispatch(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st) {
-    /* Back from the enhancer: the SUBMIT the handler asked for. */
-    if (st->enh == LF__ENH_READY) return lf__submit(gw, req, st, st->enh_idem);
-    if (st->enh == LF__ENH_RUNNING) return LF_HTTP_PENDING; /* not a wake of ours */
     const char *name = st->m.route->name;
     if (!strncmp(name, "O_", 2)) return lf__openai_handle(gw, req, st);
     if (!strncmp(name, "A_", 2)) return lf__a1111_handle(gw, req, st);
@@ -970,6 +994,9 @@ lf_gateway_t *lf_gateway_new(const lf_config_t *cfg, char *err, size_t errlen) {
             goto fail;
         }
         if (!(gw->enhancer = lf_enhancer_new(&eo, (int)cfg->enhance_threads, err, errlen))) goto fail;
+        /* The longest a job may wait for our ENHANCED: the LLM's timeout, then
+         * the link's retries over the brokers (past that, their reaper). */
+        gw->enhance_wait_ms = (uint32_t)(cfg->enhance_timeout_ms + cfg->request_timeout_ms);
         lf_info("prompt enhancement: %s (%s API, model %s, timeout %lld ms)", cfg->enhance_url,
                 lf_enhance_api_name(eo.api), eo.model ? eo.model : "(server's)", (long long)eo.timeout_ms);
     }
@@ -1025,6 +1052,7 @@ void lf_gateway_destroy(lf_gateway_t **self_p) {
     json_decref(gw->models);
     json_decref(gw->vaes);
     json_decref(gw->upscalers);
+    json_decref(gw->ad_models);
     for (size_t i = 0; i < gw->n_ws; i++) lf_worker_view_clear(&gw->ws[i]);
     free(gw->ws);
     pthread_mutex_destroy(&gw->pool_mu);

@@ -70,6 +70,7 @@ struct lf_gateway {
     json_t *models;          /* array of {name, kind, family, resolution, preview, workers, resident} */
     json_t *vaes;            /* array of {name, workers}: separate VAEs (models/vae/) */
     json_t *upscalers;       /* array of {name, workers}: upscaler models (models/upscale_models/) */
+    json_t *ad_models;       /* array of {name, workers}: ADetailer detectors (BlazeFace, models/adetailer/) */
     char default_model[128]; /* "" while no worker advertises a model */
     int64_t models_at_ms;
     lf_worker_view_t *ws;
@@ -85,8 +86,10 @@ struct lf_gateway {
     char a_jobs[LF__A1111_MAX][64];
     int n_a_jobs;
 
-    /* Prompt enhancement (lf_enhancer; NULL when LF_ENHANCE_URL is unset). */
+    /* Prompt enhancement (lf_enhancer; NULL when LF_ENHANCE_URL is unset)
+     * and the enhance_ms its SUBMITs carry (lf__submit). */
     lf_enhancer_t *enhancer;
+    uint32_t enhance_wait_ms;
 
     /* HTTP metrics by route (index = lf_route_id_t; 0 = static/unmatched). */
     atomic_uint_fast64_t req_by_class[LF_ROUTE__COUNT][6];
@@ -108,15 +111,7 @@ typedef struct {
     char job_id[64];
     int64_t deadline_ms;
     bool img2img;
-    /* Prompt enhancement before the SUBMIT (lf__submit): LF__ENH_* and the
-     * idempotency key the SUBMIT will carry. */
-    int enh;
-    char enh_idem[LF_V_NAME_MAX + 8];
 } lf__rstate_t;
-
-/* lf__rstate_t.enh: not asked or not begun; on the enhancer; done (the
- * dispatcher sends the SUBMIT next); SUBMIT sent. */
-enum { LF__ENH_NONE, LF__ENH_RUNNING, LF__ENH_READY, LF__ENH_SENT };
 
 extern const double lf__hist_le[LF__HIST_N];
 
@@ -157,6 +152,8 @@ void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t le
 json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st);
 /* The upscaler models live workers have: [{name, workers}] (caller owns). */
 json_t *lf__upscalers(lf_gateway_t *gw, lf_store_t *st);
+/* The ADetailer detectors live workers have (caller owns). */
+json_t *lf__ad_models(lf_gateway_t *gw, lf_store_t *st);
 /* The validate context: the default model filled in (the diagnostic model as
  * a stand-in while none is known: lf__admit then answers 503). */
 void lf__validate_ctx(lf_gateway_t *gw, lf_store_t *st, lf_validate_ctx_t *ctx, char *buf, size_t len);
@@ -182,12 +179,12 @@ int lf__openai_handle(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st);
 int lf__metrics(lf_gateway_t *gw, lf_req_t *req);
 
 /* Shared async helpers: send a SUBMIT for st->jr; the reply lands in
- * st->reply and wakes req. A job with enhance_prompt first goes to the
- * enhancer (the request stays suspended; the dispatcher sends the SUBMIT
- * once the LLM answered or failed, with the enhanced or the original
- * prompt), so every dialect gets enhancement and no 202 is sent for a job
- * that is not queued yet. Answers an error itself on failure (returns
- * LF_HTTP_DONE) or returns LF_HTTP_PENDING. */
+ * st->reply and wakes req. A job with enhance_prompt (and an enhancer) is
+ * accepted "enhancing" (st->reply.status): the broker stores it, and the
+ * enhancer rewrites its prompt in the background and sends the broker an
+ * ENHANCED, which queues it; so every dialect gets enhancement, the client
+ * gets its answer at once and no request waits on the LLM. Answers an
+ * error itself on failure (returns LF_HTTP_DONE) or returns LF_HTTP_PENDING. */
 int lf__submit(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *idem);
 /* Send a CANCEL (reply to st when req != NULL, else fire-and-forget). */
 int lf__cancel(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, const char *job_id);

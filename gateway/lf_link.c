@@ -212,6 +212,7 @@ static void s_on_message(lf_link_t *self, size_t from, const uint8_t *buf, size_
                 snprintf(r.job_id, sizeof r.job_id, "%s", m.job_id ? m.job_id : "");
                 r.position = m.position;
                 r.duplicate = m.duplicate;
+                r.status = m.status;
             } else {
                 r.code = m.code;
                 snprintf(r.message, sizeof r.message, "%s", m.message ? m.message : "");

@@ -34,6 +34,7 @@ typedef struct {
     char job_id[64];     /* ACCEPTED */
     int64_t position;    /* ACCEPTED: 0-based queue position */
     bool duplicate;      /* ACCEPTED: idempotency key matched an existing job */
+    lf_job_status_t status; /* ACCEPTED: QUEUED, or ENHANCING (the gateway enhances its prompt) */
 } lf_link_reply_t;
 
 /* Runs on the link thread, exactly once per accepted lf_link_send. */

@@ -178,7 +178,7 @@ static void s_values_text(const lf_param_def_t *d, char *buf, size_t len) {
  * (a1111), brought to lf_adetailer's canonical form; an ad_model the engine
  * does not have is a 400 naming the field. No enabled unit = not set. */
 static int s_adetailer(const lf_param_def_t *d, const json_t *v, const char *field, bool a1111, bool *skip,
-                       lf_job_params_t *p, lf_verr_t *err) {
+                       const lf_validate_ctx_t *ctx, lf_job_params_t *p, lf_verr_t *err) {
     json_t *units = NULL;
     char msg[256] = "";
     int skip_i = 0;
@@ -199,8 +199,9 @@ static int s_adetailer(const lf_param_def_t *d, const json_t *v, const char *fie
     json_array_foreach(units, i, u) {
         const char *m = json_string_value(json_object_get(u, "ad_model"));
         if (!m || !strcmp(m, "None")) continue;
-        int known = 0;
-        for (const char *const *k = lf_adetailer_models; *k; k++) known |= !strcmp(*k, m);
+        /* A detector some live worker has (ctx), else BlazeFace's names or
+         * a YOLO file's (.pt / .pth / .safetensors). */
+        int known = ctx && ctx->ad_model_known ? ctx->ad_model_known(ctx->ud, m) : lf_adetailer_model_plausible(m);
         if (!known) {
             char f[160], clip[65];
             /* the unit's index in the client's list (A1111: the dicts after the booleans) */
@@ -265,14 +266,35 @@ static int s_loras(const lf_param_def_t *d, const json_t *v, const char *field, 
     return 0;
 }
 
+/* The timesteps row: an array of integers or their text ("999,749"),
+ * stored as text after lf_param_timesteps_parse's checks (the count against
+ * steps is s_finish's). */
+static int s_timesteps(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
+                       lf_verr_t *err) {
+    const int max = (int)lf_params_table()[LF_P_steps].hi;
+    char text[1024];
+    int ts[256], rc = lf_param_timesteps_text(v, text, sizeof text);
+    int n = rc ? rc : lf_param_timesteps_parse(text, ts, max < 256 ? max : 256);
+    if (n == LF_EFORMAT)
+        return lf_verr_set(err, 400, "invalid_type", field, "%s must be a non-empty array of integers", field);
+    if (n == LF_EOVERFLOW)
+        return lf_verr_set(err, 400, "out_of_range", field, "%s: at most %d values, each in 0..%d", field, max,
+                           LF_PARAM_TIMESTEP_MAX);
+    if (n < 0) return lf_verr_set(err, 400, "invalid_value", field, "%s must be strictly descending", field);
+    rc = lf_param_set_str(p, d, text);
+    if (rc == LF_EOVERFLOW) return lf_verr_set(err, 400, "out_of_range", field, "%s is too long", field);
+    return rc ? s_oom(err) : 0;
+}
+
 /* Reads JSON value v for row d into p, naming `field` (the name the client
  * used) in errors. *random is set when a RANDOM_NEG row got -1. */
 static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, lf_job_params_t *p,
-                   bool *random, lf_verr_t *err) {
+                   bool *random, const lf_validate_ctx_t *ctx, lf_verr_t *err) {
     const char *s = NULL;
     long long i = 0;
     double x = 0;
     int rc;
+    if (d == &lf_params_table()[LF_P_timesteps]) return s_timesteps(d, v, field, p, err);
     switch (d->type) {
     case LF_PT_STR:
         if ((rc = s_get_str(v, field, (size_t)d->hi, &s, err)) < 0) return rc;
@@ -327,7 +349,7 @@ static int s_param(const lf_param_def_t *d, const json_t *v, const char *field, 
         return lf_param_set_num(p, d, b ? 1 : 0) ? s_oom(err) : 0;
     }
     case LF_PT_LORAS: return s_loras(d, v, field, p, err);
-    case LF_PT_JSON: return s_adetailer(d, v, field, false, NULL, p, err);
+    case LF_PT_JSON: return s_adetailer(d, v, field, false, NULL, ctx, p, err);
     }
     return lf_verr_set(err, 500, "internal", field, "unhandled parameter type");
 }
@@ -368,6 +390,16 @@ static int s_apply_defaults(const lf_model_defaults_t *d, lf_job_params_t *p, bo
         int rc = lf_param_set_str(p, &t[strs[i].row], strs[i].v);
         if (rc == LF_ENOMEM) return rc;
         set[strs[i].row] = rc == 0;
+    }
+    /* Timesteps (Hyper-SD 1-step's 800) only where the steps agree with them. */
+    int ts[256], n = d->timesteps && !set[LF_P_timesteps] ? lf_param_timesteps_parse(d->timesteps, ts, 256) : -1;
+    if (n > 0 && (!set[LF_P_steps] || p->steps == (uint32_t)n) && lf_param_check_num(&t[LF_P_steps], n) == 0) {
+        int rc = lf_param_set_str(p, &t[LF_P_timesteps], d->timesteps);
+        if (rc == LF_ENOMEM) return rc;
+        if (rc == 0) {
+            lf_param_set_num(p, &t[LF_P_steps], n);
+            set[LF_P_timesteps] = set[LF_P_steps] = true;
+        }
     }
     return 0;
 }
@@ -417,6 +449,15 @@ static int s_finish(lf_job_request_t *r, const lf_validate_ctx_t *ctx, bool rand
         if ((t[i].flags & LF_PF_MODEL_DEF) && !given[i] && res && lf_param_check_num(&t[i], res) == 0)
             lf_param_set_num(p, &t[i], res);
     if (s_model_defaults(ctx, p, given)) return s_oom(err);
+    /* Explicit timesteps: one per step; without steps, their count is the steps. */
+    if (p->timesteps) {
+        int ts[256];
+        int n = lf_param_timesteps_parse(p->timesteps, ts, 256);
+        if (n > 0 && !given[LF_P_steps] && lf_param_check_num(&t[LF_P_steps], n) == 0) p->steps = (uint32_t)n;
+        if (n < 0 || (uint32_t)n != p->steps)
+            return lf_verr_set(err, 400, "invalid_value", "timesteps",
+                               "timesteps holds %d values but steps is %u (one timestep per step)", n, p->steps);
+    }
     if (p->init_image && !strcmp(p->mode, "txt2img") && lf_param_set_str(p, &t[LF_P_mode], "img2img"))
         return s_oom(err);
     if (!strcmp(p->mode, "img2img") && !p->init_image && !r->init_images)
@@ -504,7 +545,7 @@ static int s_cache(const json_t *v, lf_job_params_t *p, bool *given, bool *rando
                                "unknown field '%s' (kind, threshold, start, end, interval, depth)",
                                field);
         if (json_is_null(x)) continue;
-        if (s_param(d, x, field, p, random_seed, err)) return LF_EINVAL;
+        if (s_param(d, x, field, p, random_seed, NULL, err)) return LF_EINVAL;
         given[d - lf_params_table()] = true;
     }
     return 0;
@@ -534,7 +575,7 @@ int lf_validate_job(const json_t *body, const lf_validate_ctx_t *ctx, lf_job_req
             goto fail;
         }
         if (d == &lf_params_table()[LF_P_vae] && lf_validate_vae_is_default(json_string_value(v))) continue;
-        if (s_param(d, v, key, &r.params, &random_seed, err)) goto fail;
+        if (s_param(d, v, key, &r.params, &random_seed, ctx, err)) goto fail;
         given[d - lf_params_table()] = true;
     }
     if (s_finish(&r, ctx, random_seed, given, false, err)) goto fail;
@@ -635,7 +676,7 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
             free(name);
             v = named;
         }
-        int prc = s_param(d, v, field, p, &random_seed, err);
+        int prc = s_param(d, v, field, p, &random_seed, ctx, err);
         json_decref(named);
         if (prc) goto fail;
         given[i] = true;
@@ -657,7 +698,7 @@ int lf_validate_a1111(const json_t *body, bool img2img, const lf_validate_ctx_t 
                 goto fail;
             }
             bool skip = false;
-            if (s_adetailer(&t[LF_P_adetailer], args, field, true, &skip, p, err)) goto fail;
+            if (s_adetailer(&t[LF_P_adetailer], args, field, true, &skip, ctx, p, err)) goto fail;
             if (skip && img2img && p->adetailer) {
                 snprintf(field, sizeof field, "alwayson_scripts.%s.args[1]", k);
                 lf_verr_set(err, 400, "invalid_value", field, "%s: skip_img2img is not supported", field);

@@ -66,6 +66,9 @@ typedef struct {
      * its loras list; the first that says any): a few-step LoRA's settings
      * (Lightning, LCM) come before the model's. NULL = none. */
     int (*lora_defaults)(void *ud, const char *lora, lf_model_defaults_t *out);
+    /* 1 when a live worker has ADetailer detector name (its caps'
+     * ad_models); NULL = BlazeFace's names and YOLO file names pass. */
+    int (*ad_model_known)(void *ud, const char *name);
     void *ud;
 } lf_validate_ctx_t;
 

@@ -280,6 +280,13 @@ static lf_tensor_t s_heads(const lf_tensor_t *t, int64_t heads) {
 
 lf_tensor_t *lf_graph_mha(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
                           const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads) {
+    if (!q || n_heads < 1) return lf_graph_mha_scaled(g, q, k, v, mask, n_heads, 1.0f);
+    return lf_graph_mha_scaled(g, q, k, v, mask, n_heads, 1.0f / sqrtf((float)(q->ne[0] / n_heads)));
+}
+
+lf_tensor_t *lf_graph_mha_scaled(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                                 const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads,
+                                 float scale) {
     if (!g || g->error || !q || !k || !v) return NULL;
     if (n_heads < 1 || q->ne[0] % n_heads || k->ne[0] % n_heads || v->ne[0] % n_heads ||
         q->ne[3] != 1 || k->ne[3] != 1 || v->ne[3] != 1) {
@@ -301,7 +308,7 @@ lf_tensor_t *lf_graph_mha(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t
         return NULL;
     }
     lf_node_t n = s_mk(LF_OP_ATTENTION, qv, kv, vv, mask);
-    n.p.attention.scale = 1.0f / sqrtf((float)(q->ne[0] / n_heads));
+    n.p.attention.scale = scale;
     int64_t ine[4];
     lf_type_t type;
     if (lf_node_infer(&n, ine, &type)) {

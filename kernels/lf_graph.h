@@ -64,6 +64,10 @@ lf_tensor_t *lf_graph_attention(lf_graph_t *g, const lf_tensor_t *q, const lf_te
  * scale is 1/sqrt(D). */
 lf_tensor_t *lf_graph_mha(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
                           const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads);
+/* The same with the scale given (T5: 1) and mask [Nk,Nq] or per head [Nk,Nq,n_heads]. */
+lf_tensor_t *lf_graph_mha_scaled(lf_graph_t *g, const lf_tensor_t *q, const lf_tensor_t *k,
+                                 const lf_tensor_t *v, const lf_tensor_t *mask, int n_heads,
+                                 float scale);
 lf_tensor_t *lf_graph_gelu(lf_graph_t *g, const lf_tensor_t *x, int approx_tanh);
 lf_tensor_t *lf_graph_geglu(lf_graph_t *g, const lf_tensor_t *x);
 lf_tensor_t *lf_graph_silu(lf_graph_t *g, const lf_tensor_t *x);

@@ -79,7 +79,7 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         for (int i = 2; i < 4; i++)
             if (b->ne[i] != a->ne[i] || v->ne[i] != a->ne[i]) return LF_EINVAL;
         if (mask && (mask->ne[0] != b->ne[1] || mask->ne[1] != a->ne[1] ||
-                     mask->ne[2] * mask->ne[3] != 1))
+                     (mask->ne[2] != 1 && mask->ne[2] != a->ne[2]) || mask->ne[3] != 1))
             return LF_EINVAL;
         ne[0] = v->ne[0];
         *type = LF_TYPE_F32;

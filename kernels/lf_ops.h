@@ -19,8 +19,9 @@
  *  LAYER_NORM  over dim 0; gamma/beta [ne0] optional; eps.
  *  RMS_NORM    over dim 0; gamma [ne0] optional; eps.
  *  SOFTMAX     over dim 0 of (x * scale).
- *  ATTENTION   q[D,Nq,H,B], k[D,Nk,H,B], v[Dv,Nk,H,B], mask[Nk,Nq] (additive,
- *              optional) -> dst[Dv,Nq,H,B]; scale. Any strides (views of
+ *  ATTENTION   q[D,Nq,H,B], k[D,Nk,H,B], v[Dv,Nk,H,B], mask[Nk,Nq] or
+ *              [Nk,Nq,H] per head (additive, optional; T5's relative position
+ *              bias) -> dst[Dv,Nq,H,B]; scale. Any strides (views of
  *              [H*D, N, B] activations work); fused, O(N) memory.
  *  GELU        erf form (approx=0) or tanh form (approx=1).
  *  GEGLU       x[2F,...] -> dst[F,...] = x[:F] * gelu(x[F:]) (diffusers).

@@ -92,9 +92,12 @@ static int s_defaults_info(const lf_manifest_defaults_t *d, lf_model_defaults_t 
                                  .has_cfg = !isnan(d->cfg),
                                  .cfg_scale = isnan(d->cfg) ? 0 : d->cfg,
                                  .width = (uint32_t)d->width,
-                                 .height = (uint32_t)d->height};
+                                 .height = (uint32_t)d->height,
+                                 .has_weight = !isnan(d->weight),
+                                 .weight = isnan(d->weight) ? 0 : d->weight};
     if (*d->sampler && !(out->sampler = strdup(d->sampler))) return LF_ENOMEM;
     if (*d->scheduler && !(out->scheduler = strdup(d->scheduler))) return LF_ENOMEM;
+    if (*d->timesteps && !(out->timesteps = strdup(d->timesteps))) return LF_ENOMEM;
     return 0;
 }
 
@@ -281,6 +284,15 @@ static int s_list_upscalers(const lf_runner_env_t *env, char ***out, size_t *n)
     return lf_engine_list_upscalers(dirs, out, n);
 }
 
+/* ADetailer's detectors: BlazeFace when its assets exist, the files of
+ * models/adetailer (as the extension's folder). */
+static int s_list_ad_models(const lf_runner_env_t *env, char ***out, size_t *n)
+{
+    char dir[8300];
+    snprintf(dir, sizeof dir, "%s/adetailer", s_models_dir(env));
+    return lf_engine_list_adetailer(NULL, dir, out, n);
+}
+
 /* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
  * the extension (the first extension wins a name given twice), sorted. */
 static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
@@ -371,9 +383,12 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     snprintf(lora_dirs, sizeof lora_dirs, "%s/lora:%s/Lora", dir, dir);
     char up_dirs[8300];
     snprintf(up_dirs, sizeof up_dirs, "%s/upscale_models:%s/ESRGAN", dir, dir);
+    /* ADetailer's YOLO models: <models>/adetailer, as the extension's models/adetailer. */
+    char ad_dir[8300];
+    snprintf(ad_dir, sizeof ad_dir, "%s/adetailer", dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
-                           .upscaler_dirs = up_dirs};
+                           .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -488,6 +503,7 @@ char *lf_engine_runner_info_json(const lf_job_params_t *p, const char *model, co
     json_object_set_new(o, "scheduler", s_str(p->scheduler && *p->scheduler ? p->scheduler : "normal"));
     json_object_set_new(o, "steps", json_integer(p->steps));
     json_object_set_new(o, "cfg_scale", json_real(p->cfg_scale));
+    if (p->sampler && !strcmp(p->sampler, "tcd")) json_object_set_new(o, "eta", json_real(p->tcd_gamma)); /* A1111's */
     json_object_set_new(o, "width", json_integer(p->width));
     json_object_set_new(o, "height", json_integer(p->height));
     json_object_set_new(o, "batch_size", json_integer((json_int_t)n_images));
@@ -722,6 +738,16 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
                                       .start = (int)p->cache_start, .end = (int)p->cache_end,
                                       .interval = p->cache_interval ? (int)p->cache_interval : 1,
                                       .depth = (int)p->cache_depth};
+    /* Few-step models: the tcd sampler's gamma, explicit timesteps (checked by the gateway). */
+    req.has_tcd_gamma = 1;
+    req.tcd_gamma = p->tcd_gamma;
+    int tsteps[256];
+    if (p->timesteps && *p->timesteps) {
+        int n = lf_param_timesteps_parse(p->timesteps, tsteps, 256);
+        if (n < 1) return LF_EINVAL;
+        req.timesteps = tsteps;
+        req.n_timesteps = n;
+    }
     /* ADetailer units (canonical JSON in the table's adetailer row). */
     lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
     json_t *ad_keep = NULL;
@@ -855,5 +881,6 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .rescan_loras = s_rescan_loras,
     .list_vaes = s_list_vaes,
     .list_upscalers = s_list_upscalers,
+    .list_ad_models = s_list_ad_models,
     .refiner = s_refiner,
 };

@@ -20,6 +20,8 @@ struct lf_runner {
     size_t n_vaes;
     char **upscalers; /* upscaler models the backends can run (names) */
     size_t n_upscalers;
+    char **ad_models; /* ADetailer detectors the backends can run (names) */
+    size_t n_ad_models;
     /* The resident model: index into models, its backend state. */
     long resident; /* -1 = none */
     void *state;
@@ -198,6 +200,11 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
         if (be->list_upscalers && (rc = be->list_upscalers(env, &ups, &nu)) != 0)
             lf_warn("backend %s: cannot list upscalers: %s", be->name, lf_strerror(rc));
         s_names_merge(&self->upscalers, &self->n_upscalers, ups, nu);
+        char **ads = NULL;
+        size_t na = 0;
+        if (be->list_ad_models && (rc = be->list_ad_models(env, &ads, &na)) != 0)
+            lf_warn("backend %s: cannot list ADetailer models: %s", be->name, lf_strerror(rc));
+        s_names_merge(&self->ad_models, &self->n_ad_models, ads, na);
     }
     return self;
 }
@@ -212,6 +219,8 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     free(self->vaes);
     for (size_t i = 0; i < self->n_upscalers; i++) free(self->upscalers[i]);
     free(self->upscalers);
+    for (size_t i = 0; i < self->n_ad_models; i++) free(self->ad_models[i]);
+    free(self->ad_models);
     free(self->owner);
     free(self->backends);
     free(self);
@@ -254,6 +263,11 @@ const char *lf_runner_resident(const lf_runner_t *self) {
 const char *lf_runner_refiner(const lf_runner_t *self) {
     if (self->resident < 0 || !self->owner[self->resident]->refiner) return NULL;
     return self->owner[self->resident]->refiner(self->state);
+}
+
+const char *const *lf_runner_ad_models(const lf_runner_t *self, size_t *n) {
+    *n = self->n_ad_models;
+    return (const char *const *)self->ad_models;
 }
 
 const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n) {

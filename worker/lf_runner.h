@@ -128,6 +128,8 @@ typedef struct lf_runner_backend {
     /* Optional: the upscaler models it can run (Hires-Fix hr_upscaler,
      * extras), by name; same contract as list_vaes. */
     int (*list_upscalers)(const lf_runner_env_t *env, char ***out, size_t *n);
+    /* ADetailer detectors it can run (names, caller owns); NULL = none. */
+    int (*list_ad_models)(const lf_runner_env_t *env, char ***out, size_t *n);
 
     /* Optional: the refiner a loaded state keeps resident next to its model
      * (borrowed), or NULL. */
@@ -182,6 +184,8 @@ const char *lf_runner_refiner(const lf_runner_t *self);
 const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
 /* The upscaler models the backends listed (borrowed; *n set). */
 const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n);
+/* The ADetailer detectors the backends can run (names; borrowed). */
+const char *const *lf_runner_ad_models(const lf_runner_t *self, size_t *n);
 
 /* Make `model` resident (unloading another one first). No-op when it already
  * is. LF_ENOTFOUND for an unknown model; the backend's code otherwise (then

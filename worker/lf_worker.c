@@ -305,6 +305,8 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
     c->loras = (lf_lora_info_t *)lf_runner_loras(lf_compute_runner(self->compute), &c->n_loras);
     c->upscalers = (char **)lf_runner_upscalers(lf_compute_runner(self->compute), &c->n_upscalers);
     if (!c->n_upscalers) c->upscalers = NULL;
+    c->ad_models = (char **)lf_runner_ad_models(lf_compute_runner(self->compute), &c->n_ad_models);
+    if (!c->n_ad_models) c->ad_models = NULL;
 }
 
 static void s_send_ready(lf_worker_t *self, size_t li) {

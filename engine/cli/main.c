@@ -19,6 +19,7 @@
 #include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_image.h"
+#include "lf_params.h"
 #include "lf_rng.h"
 #include "lf_safetensors.h"
 #include "lf_schedule.h"
@@ -59,6 +60,9 @@ static const char s_usage[] =
     "      --cache none|fbcache|deepcache   step caching; --cache-threshold X (0.12, fbcache)\n"
     "                            --cache-interval N (3) --cache-depth N (0) (deepcache)\n"
     "                            --cache-start N --cache-end N (0): steps always run in full\n"
+    "      --tcd-gamma X (0.3)   the tcd sampler's gamma (diffusers' TCDScheduler eta)\n"
+    "      --timesteps T,T,...   explicit training timesteps, strictly descending in 0..999,\n"
+    "                            one per step (Hyper-SD 1-step: 800); sets --steps\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -275,7 +279,8 @@ static int s_cmd_generate(int argc, char **argv)
         {"lora-dir", required_argument, NULL, 24},  {"cache", required_argument, NULL, 25},
         {"cache-threshold", required_argument, NULL, 26}, {"cache-start", required_argument, NULL, 27},
         {"cache-end", required_argument, NULL, 28}, {"cache-interval", required_argument, NULL, 29},
-        {"cache-depth", required_argument, NULL, 30}, {"weights", required_argument, NULL, 31},
+        {"cache-depth", required_argument, NULL, 30}, {"tcd-gamma", required_argument, NULL, 31},
+        {"timesteps", required_argument, NULL, 32}, {"weights", required_argument, NULL, 33},
         {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
                *vocab = NULL, *lora_dirs = NULL, *weights = NULL;
@@ -283,7 +288,7 @@ static int s_cmd_generate(int argc, char **argv)
     req.cache = (lf_stepcache_opts_t){.threshold = 0.12f, .interval = 3}; /* the table's defaults */
     long v;
     double dv = 0;
-    int threads = 0, have_denoise = 0, have_switch = 0;
+    int threads = 0, have_denoise = 0, have_switch = 0, timesteps[150];
     optind = 0;
     int c;
     while ((opterr = 0, c = getopt_long(argc, argv, ":m:p:n:o:W:H:", lo, NULL)) != -1) {
@@ -324,7 +329,7 @@ static int s_cmd_generate(int argc, char **argv)
         case 22: rc = s_double("--aesthetic-score", optarg, 0, 10, &req.aesthetic_score); break;
         case 23: rc = s_double("--negative-aesthetic-score", optarg, 0, 10, &req.negative_aesthetic_score); break;
         case 24: lora_dirs = optarg; break;
-        case 31: weights = optarg; break;
+        case 33: weights = optarg; break;
         case 25:
             if (lf_stepcache_kind_parse(optarg, &req.cache.kind))
                 return s_usage_error("--cache: '%s' is not none, fbcache or deepcache", optarg);
@@ -334,12 +339,21 @@ static int s_cmd_generate(int argc, char **argv)
         case 28: rc = s_int("--cache-end", optarg, 0, 1000, &v), req.cache.end = (int)v; break;
         case 29: rc = s_int("--cache-interval", optarg, 1, 100, &v), req.cache.interval = (int)v; break;
         case 30: rc = s_int("--cache-depth", optarg, 0, 63, &v), req.cache.depth = (int)v; break;
+        case 31: rc = s_double("--tcd-gamma", optarg, 0, 1, &req.tcd_gamma), req.has_tcd_gamma = 1; break;
+        case 32:
+            if ((req.n_timesteps = lf_param_timesteps_parse(optarg, timesteps, 150)) < 1)
+                return s_usage_error("--timesteps: '%s' is not strictly descending integers in 0..%d (at most 150)",
+                                     optarg, LF_PARAM_TIMESTEP_MAX);
+            req.timesteps = timesteps, req.steps = req.n_timesteps;
+            break;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
         if (rc) return rc;
     }
     if (optind < argc) return s_usage_error("generate: unexpected argument '%s'", argv[optind]);
+    if (req.timesteps && req.steps != req.n_timesteps)
+        return s_usage_error("generate: --steps %d with %d --timesteps (one per step)", req.steps, req.n_timesteps);
     if (have_switch && !req.refiner_path) return s_usage_error("generate: --refiner-switch-at needs --refiner");
     if (!model) return s_usage_error("generate: -m MODEL is required");
     if (!req.prompt) return s_usage_error("generate: -p PROMPT is required");

@@ -205,6 +205,22 @@ static int s_vae(const lf_keymap_t *km, const char *n, char *o, size_t len) {
 /* HF CLIP text names -> OpenCLIP (the inverse of diffusers'
  * convert_open_clip_checkpoint). q/k/v are packed in OpenCLIP: the text
  * encoder asks for "encoder.layers.N.self_attn.in_proj.{weight,bias}". */
+/* A name through a table of (prefix, replacement) pairs: the first pair
+ * whose prefix starts n, with fmt (one %d, then the replacement and n's
+ * rest) given the number a (-1: fmt is just "%s%s"). */
+static int s_table(const char *n, const char *const (*tab)[2], size_t count, const char *fmt,
+                   int a, char *o, size_t len) {
+    for (size_t i = 0; i < count; i++) {
+        size_t l = strlen(tab[i][0]);
+        if (strncmp(n, tab[i][0], l) != 0) continue;
+        int w = a < 0 ? snprintf(o, len, "%s%s", tab[i][1], n + l)
+                      : snprintf(o, len, fmt, a, tab[i][1], n + l);
+        return w < (int)len ? 0 : LF_ETOOBIG;
+    }
+    return LF_ENOTFOUND;
+}
+#define S_TABLE(n, tab, fmt, a, o, len) s_table(n, tab, sizeof tab / sizeof tab[0], fmt, a, o, len)
+
 static int s_openclip(const char *n, char *o, size_t len) {
     static const char *const top[][2] = {
         {"embeddings.token_embedding.weight", "token_embedding.weight"},
@@ -212,11 +228,6 @@ static int s_openclip(const char *n, char *o, size_t len) {
         {"final_layer_norm.", "ln_final."},
         {"text_projection", "text_projection"},
     };
-    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
-        size_t l = strlen(top[i][0]);
-        if (strncmp(n, top[i][0], l) == 0)
-            return snprintf(o, len, "%s%s", top[i][1], n + l) < (int)len ? 0 : LF_ETOOBIG;
-    }
     static const char *const layer[][2] = {
         {"layer_norm1.", "ln_1."},
         {"layer_norm2.", "ln_2."},
@@ -225,18 +236,37 @@ static int s_openclip(const char *n, char *o, size_t len) {
         {"mlp.fc1.", "mlp.c_fc."},
         {"mlp.fc2.", "mlp.c_proj."},
     };
-    int a, k = 0;
+    int rc = S_TABLE(n, top, NULL, -1, o, len), a, k = 0;
+    if (rc != LF_ENOTFOUND) return rc;
     if (sscanf(n, "encoder.layers.%d.%n", &a, &k) != 1 || !k) return LF_ENOTFOUND;
-    const char *rest = n + k;
-    for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++) {
-        size_t l = strlen(layer[i][0]);
-        if (strncmp(rest, layer[i][0], l) == 0)
-            return snprintf(o, len, "transformer.resblocks.%d.%s%s", a, layer[i][1], rest + l) <
-                           (int)len
-                       ? 0
-                       : LF_ETOOBIG;
-    }
-    return LF_ENOTFOUND;
+    return S_TABLE(n + k, layer, "transformer.resblocks.%d.%s%s", a, o, len);
+}
+
+/* HF T5 encoder names -> llama.cpp's (GGUF T5 files, e.g. city96's; the map
+ * ComfyUI-GGUF applies the other way). */
+static int s_t5_gguf(const char *n, char *o, size_t len) {
+    static const char *const top[][2] = {
+        {"shared.weight", "token_embd.weight"},
+        {"encoder.embed_tokens.weight", "token_embd.weight"},
+        {"encoder.final_layer_norm.", "enc.output_norm."},
+    };
+    static const char *const layer[][2] = {
+        {"layer.0.SelfAttention.q.", "attn_q."},
+        {"layer.0.SelfAttention.k.", "attn_k."},
+        {"layer.0.SelfAttention.v.", "attn_v."},
+        {"layer.0.SelfAttention.o.", "attn_o."},
+        {"layer.0.SelfAttention.relative_attention_bias.", "attn_rel_b."},
+        {"layer.0.layer_norm.", "attn_norm."},
+        {"layer.1.DenseReluDense.wi_0.", "ffn_gate."},
+        {"layer.1.DenseReluDense.wi_1.", "ffn_up."},
+        {"layer.1.DenseReluDense.wi.", "ffn_up."},
+        {"layer.1.DenseReluDense.wo.", "ffn_down."},
+        {"layer.1.layer_norm.", "ffn_norm."},
+    };
+    int rc = S_TABLE(n, top, NULL, -1, o, len), a, k = 0;
+    if (rc != LF_ENOTFOUND) return rc;
+    if (sscanf(n, "encoder.block.%d.%n", &a, &k) != 1 || !k) return LF_ENOTFOUND;
+    return S_TABLE(n + k, layer, "enc.blk.%d.%s%s", a, o, len);
 }
 
 int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t len) {
@@ -249,6 +279,7 @@ int lf_keymap_name(const lf_keymap_t *km, const char *name, char *out, size_t le
     case LF_KEYMAP_LDM_UNET: rc = s_unet(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_LDM_VAE: rc = s_vae(km, name, tmp, sizeof tmp); break;
     case LF_KEYMAP_OPENCLIP: rc = s_openclip(name, tmp, sizeof tmp); break;
+    case LF_KEYMAP_T5_GGUF: rc = s_t5_gguf(name, tmp, sizeof tmp); break;
     }
     if (rc) return rc;
     return snprintf(out, len, "%s%s", km->prefix, tmp) < (int)len ? 0 : LF_ETOOBIG;

@@ -30,6 +30,9 @@ typedef enum {
                                 transformer.resblocks.N.{ln_1,ln_2,attn.in_proj_*,attn.out_proj,
                                 mlp.c_fc,mlp.c_proj}, ln_final, text_projection ([dim, proj], the
                                 transpose of HF's text_projection.weight) */
+    LF_KEYMAP_T5_GGUF,       /* HF T5 encoder names (shared., encoder.block.N.layer.0.SelfAttention.q,
+                                ...) -> llama.cpp's in GGUF files (token_embd, enc.blk.N.attn_q,
+                                attn_rel_b, ffn_gate/ffn_up/ffn_down, enc.output_norm) */
 } lf_keymap_kind_t;
 
 typedef struct {

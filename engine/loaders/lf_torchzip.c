@@ -5,6 +5,7 @@
 #include "lf_torchzip.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -15,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "lf_error.h"
 #include "lf_zip.h"
 
@@ -24,8 +27,13 @@
 /* ---- object, errors ---------------------------------------------------------- */
 
 
+typedef struct s_val s_val_t;
+typedef struct s_block s_block_t;
+
 struct lf_torchzip {
     lf_zip_t *zip;
+    s_block_t *blocks; /* the pickle's values, kept for lf_torchzip_json */
+    s_val_t *root;
     lf_tensor_info_t *tensors;
     size_t count, cap;
     size_t *by_name; /* indices sorted by tensor name */
@@ -52,10 +60,15 @@ static int s_data(lf_torchzip_t *z, size_t i, const unsigned char **data, lf_ten
 
 /* ---- pickle values ------------------------------------------------------------- */
 
-enum { V_MARK, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR };
-enum { G_ORDEREDDICT, G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER, G_STORAGE };
+enum { V_MARK, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR,
+       V_OBJECT, V_SET };
+/* G_OPAQUE: any other class or function. It is never looked up or called:
+ * REDUCE / NEWOBJ of it make an opaque V_OBJECT (class name in s, the
+ * arguments in storage), BUILD gives it its state (state), so a pickled
+ * object graph (an ultralytics model: nn.Modules with _parameters, _buffers,
+ * _modules) can be walked. */
+enum { G_ORDEREDDICT, G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER, G_STORAGE, G_OPAQUE };
 
-typedef struct s_val s_val_t;
 struct s_val {
     int type;
     int64_t i;        /* int, bool; global id; storage numel */
@@ -65,17 +78,18 @@ struct s_val {
     s_val_t **items;  /* tuple/list; dict: key, value pairs */
     size_t n, cap;
     lf_dtype_t dtype; /* storage type; tensor dtype */
-    s_val_t *storage; /* tensor */
+    s_val_t *storage; /* tensor; object: its arguments */
+    s_val_t *state;   /* object: BUILD state */
     int64_t offset;
     int ndim;
     int64_t shape[LF_TENSOR_MAX_DIMS], stride[LF_TENSOR_MAX_DIMS];
 };
 
-typedef struct s_block {
+struct s_block {
     struct s_block *next;
     size_t used, cap;
     _Alignas(16) unsigned char data[];
-} s_block_t;
+};
 
 typedef struct {
     s_block_t *blocks;
@@ -185,6 +199,27 @@ static const struct {
     {"BoolStorage", LF_DTYPE_BOOL},
 };
 
+/* Globals no model file has a reason to name (code execution, files,
+ * processes): their presence marks a hostile file, refused outright even
+ * though nothing would ever be called. */
+static int s_denied(const char *mod, size_t ml, const char *name, size_t nl)
+{
+    static const char *const mods[] = {"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib",
+                                       "runpy", "pty", "code", "webbrowser", "pickle", "marshal", "ctypes", "io",
+                                       "commands", "multiprocessing", "asyncio", "signal", "tempfile", "pathlib"};
+    static const char *const builtins[] = {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr",
+                                           "delattr", "input", "breakpoint", "globals", "locals", "vars", "apply",
+                                           "execfile", "memoryview", "help"};
+    size_t root = 0;
+    while (root < ml && mod[root] != '.') root++;
+    for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
+        if (strlen(mods[i]) == root && memcmp(mods[i], mod, root) == 0) return 1;
+    if ((ml == 8 && memcmp(mod, "builtins", 8) == 0) || (ml == 11 && memcmp(mod, "__builtin__", 11) == 0))
+        for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
+            if (strlen(builtins[i]) == nl && memcmp(builtins[i], name, nl) == 0) return 1;
+    return 0;
+}
+
 static s_val_t *s_global(s_vm_t *vm, const char *mod, size_t ml, const char *name, size_t nl)
 {
 #define S_IS(str, p, l) (strlen(str) == (l) && memcmp(str, p, l) == 0)
@@ -200,15 +235,20 @@ static s_val_t *s_global(s_vm_t *vm, const char *mod, size_t ml, const char *nam
                 dt = s_storages[i].dtype;
             }
 #undef S_IS
-    if (id < 0) {
+    if (id < 0 && s_denied(mod, ml, name, nl)) {
         vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "pickle global '%.*s.%.*s' is not allowed",
                (int)(ml > 200 ? 200 : ml), mod, (int)(nl > 200 ? 200 : nl), name);
         return NULL;
     }
     s_val_t *g = s_new(vm, V_GLOBAL);
     if (g) {
-        g->i = id;
+        g->i = id < 0 ? G_OPAQUE : id;
         g->dtype = dt;
+        if (!(g->s = s_alloc(vm, ml + nl + 2))) return NULL;
+        memcpy(g->s, mod, ml);
+        g->s[ml] = '.';
+        memcpy(g->s + ml + 1, name, nl);
+        g->slen = ml + nl + 1;
     }
     return g;
 }
@@ -229,6 +269,15 @@ static s_val_t *s_reduce(s_vm_t *vm, s_val_t *f, s_val_t *args)
     if (f->type != V_GLOBAL || args->type != V_TUPLE) {
         vm->code = lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "REDUCE of something other than an allowed global");
         return NULL;
+    }
+    if (f->i == G_OPAQUE) {
+        s_val_t *o = s_new(vm, V_OBJECT);
+        if (o) {
+            o->s = f->s;
+            o->slen = f->slen;
+            o->storage = args;
+        }
+        return o;
     }
     if (f->i == G_ORDEREDDICT) {
         if (args->n != 0) {
@@ -452,12 +501,39 @@ static int s_run_pickle(s_vm_t *vm, const unsigned char *p, size_t len, s_val_t 
             if (!v) return FAILED();
             PUSH(v);
             break;
-        case 'b': /* BUILD: only trivial state on dicts (OrderedDict _metadata) */
+        case 'b': /* BUILD: an opaque object's state; trivial state on dicts (OrderedDict _metadata) */
             POP(b);
+            if (vm->sp && vm->stack[vm->sp - 1]->type == V_OBJECT) {
+                vm->stack[vm->sp - 1]->state = b;
+                break;
+            }
             if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != V_DICT ||
                 !(b->type == V_DICT || b->type == V_NONE || b->type == V_TUPLE))
                 return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "BUILD on a non-dict object");
             break;
+        case 0x81: case 0x92: /* NEWOBJ, NEWOBJ_EX: cls.__new__(cls, *args) -> an opaque object */
+            if (op == 0x92) POP(b); /* kwargs, dropped */
+            POP(b);
+            POP(a);
+            if (a->type != V_GLOBAL || a->i != G_OPAQUE || b->type != V_TUPLE)
+                return lf_tensor_fail(vm->e, LF_EUNSUPPORTED, NULL, "NEWOBJ of something other than a class");
+            v = s_reduce(vm, a, b);
+            if (!v) return FAILED();
+            PUSH(v);
+            break;
+        case 0x8f: PUSH(s_new(vm, V_SET)); break; /* EMPTY_SET */
+        case 0x90: case 0x91: { /* ADDITEMS, FROZENSET */
+            size_t mk = s_mark(vm);
+            if (mk == SIZE_MAX || (op == 0x90 && (mk == 0 || vm->stack[mk - 1]->type != V_SET)))
+                return lf_tensor_fail(vm->e, LF_EFORMAT, NULL, "no MARK / set for ADDITEMS/FROZENSET");
+            v = op == 0x90 ? vm->stack[mk - 1] : s_new(vm, V_SET);
+            if (!v) return lf_tensor_fail(vm->e, LF_ENOMEM, NULL, "out of memory");
+            for (m = mk + 1; m < vm->sp; m++)
+                if ((rc = s_append(vm, v, vm->stack[m])) != 0) return lf_tensor_fail(vm->e, rc, NULL, "out of memory");
+            vm->sp = mk;
+            if (op == 0x91) PUSH(v);
+            break;
+        }
         case 's':
             POP(b);
             POP(a);
@@ -557,23 +633,60 @@ static int s_add_tensor(lf_torchzip_t *z, const char *prefix, const char *name, 
     return 0;
 }
 
+/* A value of dict d under string key, or NULL. */
+static const s_val_t *s_dict_get(const s_val_t *d, const char *key)
+{
+    if (!d || d->type != V_DICT) return NULL;
+    for (size_t k = 0; k + 1 < d->n; k += 2)
+        if (d->items[k]->type == V_STR && strcmp(d->items[k]->s, key) == 0) return d->items[k + 1];
+    return NULL;
+}
+
+/* An opaque object's state dict when it is an nn.Module's (it has
+ * _parameters or _modules), else NULL. */
+static const s_val_t *s_module_state(const s_val_t *o)
+{
+    const s_val_t *st = o->state;
+    if (st && st->type == V_TUPLE && st->n == 2 && st->items[0]->type == V_DICT) st = st->items[0];
+    if (!st || st->type != V_DICT) return NULL;
+    if (!s_dict_get(st, "_parameters") && !s_dict_get(st, "_modules")) return NULL;
+    return st;
+}
+
+static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int depth, lf_tensor_err_t *e);
+
+/* The entries of a module's state dict (st): _parameters, _buffers (tensors,
+ * None skipped) and _modules (sub-modules) under prefix. */
+static int s_collect_module(lf_torchzip_t *z, const s_val_t *st, const char *prefix, int depth, lf_tensor_err_t *e)
+{
+    static const char *const keys[3] = {"_parameters", "_buffers", "_modules"};
+    for (int i = 0; i < 3; i++) {
+        const s_val_t *d = s_dict_get(st, keys[i]);
+        int rc = d && d->type == V_DICT ? s_collect(z, d, prefix, depth + 1, e) : 0;
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int s_collect(lf_torchzip_t *z, const s_val_t *d, const char *prefix, int depth, lf_tensor_err_t *e)
 {
     if (depth > S_MAX_DEPTH) return lf_tensor_fail(e, LF_ELIMIT, NULL, "dicts nested too deeply");
     for (size_t k = 0; k + 1 < d->n; k += 2) {
-        const s_val_t *key = d->items[k], *val = d->items[k + 1];
+        const s_val_t *key = d->items[k], *val = d->items[k + 1], *st = NULL;
         if (key->type != V_STR) continue;
-        int rc = 0;
         if (val->type == V_TENSOR) {
-            rc = s_add_tensor(z, prefix, key->s, val, e);
-        } else if (val->type == V_DICT) {
-            size_t pl = strlen(prefix) + key->slen + 2;
-            char *np = malloc(pl);
-            if (!np) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
-            snprintf(np, pl, "%s%s%s", prefix, *prefix ? "." : "", key->s);
-            rc = s_collect(z, val, np, depth + 1, e);
-            free(np);
+            int rc = s_add_tensor(z, prefix, key->s, val, e);
+            if (rc) return rc;
+            continue;
         }
+        if (val->type == V_OBJECT && !(st = s_module_state(val))) continue;
+        if (val->type != V_DICT && !st) continue;
+        size_t pl = strlen(prefix) + key->slen + 2;
+        char *np = malloc(pl);
+        if (!np) return lf_tensor_fail(e, LF_ENOMEM, NULL, "out of memory");
+        snprintf(np, pl, "%s%s%s", prefix, *prefix ? "." : "", key->s);
+        int rc = st ? s_collect_module(z, st, np, depth, e) : s_collect(z, val, np, depth + 1, e);
+        free(np);
         if (rc) return rc;
     }
     return 0;
@@ -606,6 +719,11 @@ static int s_cmp_idx_name(const void *a, const void *b, void *ctx)
 static void s_free(lf_torchzip_t *z)
 {
     if (!z) return;
+    while (z->blocks) {
+        s_block_t *n = z->blocks->next;
+        free(z->blocks);
+        z->blocks = n;
+    }
     lf_zip_destroy(&z->zip);
     for (size_t i = 0; i < z->count; i++) free((char *)z->tensors[i].name);
     free(z->tensors);
@@ -649,6 +767,7 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
         rc = s_run_pickle(&vm, pd, (size_t)lf_zip_size(z->zip, pkl), &root);
     if (rc == 0 && root->type != V_DICT) rc = lf_tensor_fail(&e, LF_EFORMAT, NULL, "top-level object is not a dict");
     if (rc == 0) rc = s_collect_meta(z, root, &e);
+    z->root = root;
     if (rc == 0) {
         for (size_t k = 0; k + 1 < root->n; k += 2)
             if (root->items[k]->type == V_STR && strcmp(root->items[k]->s, "state_dict") == 0 &&
@@ -664,11 +783,7 @@ int lf_torchzip_parse(lf_torchzip_t **out, const void *buf, size_t len, const ch
             if (strcmp(z->tensors[z->by_name[k - 1]].name, z->tensors[z->by_name[k]].name) == 0)
                 rc = lf_tensor_fail(&e, LF_EFORMAT, z->tensors[z->by_name[k]].name, "duplicate name");
     }
-    while (vm.blocks) {
-        s_block_t *n = vm.blocks->next;
-        free(vm.blocks);
-        vm.blocks = n;
-    }
+    z->blocks = vm.blocks; /* freed with the object */
     free(vm.stack);
     free(vm.memo);
     if (rc != 0) {
@@ -741,4 +856,71 @@ const char *lf_torchzip_metadata(const lf_torchzip_t *z, const char *key)
     for (size_t i = 0; i < z->n_meta; i++)
         if (strcmp(z->meta[2 * i], key) == 0) return z->meta[2 * i + 1];
     return NULL;
+}
+
+/* ---- values as JSON -------------------------------------------------------- */
+
+static json_t *s_json(const s_val_t *v, int depth)
+{
+    if (depth > 64) return NULL;
+    json_t *j = NULL;
+    switch (v->type) {
+    case V_NONE: return json_null();
+    case V_BOOL: return json_boolean(v->i);
+    case V_INT: return json_integer((json_int_t)v->i);
+    case V_FLOAT: return isfinite(v->f) ? json_real(v->f) : json_null();
+    case V_STR: return (j = json_stringn(v->s, v->slen)) ? j : json_null();
+    case V_TUPLE: case V_LIST: case V_SET:
+        if (!(j = json_array())) return NULL;
+        for (size_t k = 0; k < v->n; k++) {
+            json_t *x = s_json(v->items[k], depth + 1);
+            if (!x || json_array_append_new(j, x)) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    case V_DICT:
+        if (!(j = json_object())) return NULL;
+        for (size_t k = 0; k + 1 < v->n; k += 2) {
+            const s_val_t *key = v->items[k];
+            char num[32];
+            const char *ks = key->type == V_STR ? key->s : NULL;
+            if (key->type == V_INT) snprintf(num, sizeof num, "%lld", (long long)key->i), ks = num;
+            if (!ks) continue;
+            json_t *x = s_json(v->items[k + 1], depth + 1);
+            if (!x || json_object_set_new(j, ks, x)) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    default: return json_null(); /* tensors, opaque objects */
+    }
+}
+
+int lf_torchzip_json(const lf_torchzip_t *z, const char *path, char **out)
+{
+    const s_val_t *v = z->root;
+    const char *p = path;
+    while (v && *p) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        char key[256];
+        if (l >= sizeof key) return LF_ENOTFOUND;
+        memcpy(key, p, l);
+        key[l] = '\0';
+        if (v->type == V_OBJECT) {
+            v = v->state;
+            if (v && v->type == V_TUPLE && v->n == 2) v = v->items[0];
+        }
+        v = s_dict_get(v, key);
+        p += l + (dot != NULL);
+    }
+    if (!v) return LF_ENOTFOUND;
+    json_t *j = s_json(v, 0);
+    if (!j) return LF_ENOMEM;
+    *out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return *out ? 0 : LF_ENOMEM;
 }

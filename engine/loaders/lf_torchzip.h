@@ -2,12 +2,19 @@
  * executing them.
  *
  * The archive's "<name>/data.pkl" is run by a restricted pickle machine that
- * knows only the opcodes needed for containers, strings and numbers, and
- * only these globals: collections.OrderedDict, torch._utils._rebuild_tensor_v2,
- * torch._utils._rebuild_parameter and the torch.*Storage types (through
- * persistent ids ('storage', type, key, location, numel)). Anything else is
- * an error naming the opcode or global; nothing is ever called or imported.
- * Tensors found in the resulting dict (nested dicts flattened with ".";
+ * knows only the opcodes needed for containers, strings, numbers and
+ * objects, and gives meaning to only these globals: collections.OrderedDict,
+ * torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter and the
+ * torch.*Storage types (through persistent ids ('storage', type, key,
+ * location, numel)). Any other class (REDUCE, NEWOBJ) becomes an opaque
+ * object holding its BUILD state — never looked up, imported or called —
+ * so pickled object graphs (ultralytics' DetectionModel: nn.Modules with
+ * _parameters / _buffers / _modules dicts) can be walked; globals that only
+ * a hostile file names (os.*, subprocess.*, builtins.eval/exec/getattr...)
+ * are refused. Other opcodes are an error naming them.
+ * Tensors found in the resulting dict (nested dicts flattened with "."; an
+ * nn.Module object contributes its state_dict names under its key, e.g.
+ * "model.model.0.conv.weight";
  * a top-level "state_dict" entry that is a dict is used as the root, as
  * .ckpt files hold one) are exposed as lf_tensor_info_t pointing into the
  * archive's "<name>/data/<key>" entries: into the mapping for stored
@@ -44,5 +51,11 @@ const lf_tensor_info_t *lf_torchzip_find(const lf_torchzip_t *self, const char *
  * "lf.config" beside its "state_dict"; other types are ignored), borrowed
  * from the object, or NULL. */
 const char *lf_torchzip_metadata(const lf_torchzip_t *self, const char *key);
+/* The pickled value at a dotted path from the top-level dict (dict keys;
+ * an object's BUILD state attributes, e.g. "model.yaml" for an ultralytics
+ * model's yaml dict) as compact JSON: dicts (str or int keys) as objects,
+ * lists/tuples/sets as arrays, numbers, strings, None; tensors and opaque
+ * objects as null. *out caller owns (free). 0, LF_ENOTFOUND, LF_ENOMEM. */
+int lf_torchzip_json(const lf_torchzip_t *self, const char *path, char **out);
 
 #endif

@@ -103,6 +103,10 @@ const char *lf_weights_metadata(const lf_weights_t *self, const char *key) {
     return self->st ? lf_safetensors_metadata(self->st, key) : lf_torchzip_metadata(self->tz, key);
 }
 
+int lf_weights_json(const lf_weights_t *self, const char *path, char **out) {
+    return self->tz ? lf_torchzip_json(self->tz, path, out) : LF_ENOTFOUND;
+}
+
 /* GGUF block dtypes -> lf_quant types (LF_QUANT_COUNT: not a block type). */
 static lf_quant_type_t s_quant(lf_dtype_t dt) {
     switch (dt) {

@@ -33,6 +33,9 @@ const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *na
 /* A safetensors "__metadata__" value, a GGUF string value or a torch zip's
  * top-level string entry (lf_torchzip_metadata), or NULL. */
 const char *lf_weights_metadata(const lf_weights_t *self, const char *key);
+/* A PyTorch zip's pickled value at a dotted path as JSON (lf_torchzip_json;
+ * *out caller owns); LF_ENOTFOUND for other formats. */
+int lf_weights_json(const lf_weights_t *self, const char *path, char **out);
 
 /* Copies tensor t (from this file) into a new pool tensor named pool_name,
  * converted to type: an lf_type_t, -1 (as stored when f32/f16/bf16, else

@@ -15,6 +15,7 @@
 
 #include "lf_error.h"
 #include "lf_log.h"
+#include "lf_params.h"
 
 #define S_NAME_MAX 128
 
@@ -49,7 +50,7 @@ static int s_is_file(const char *p) {
 }
 
 lf_manifest_defaults_t lf_manifest_defaults_none(void) {
-    return (lf_manifest_defaults_t){.cfg = NAN};
+    return (lf_manifest_defaults_t){.cfg = NAN, .weight = NAN};
 }
 
 int lf_manifest_is_path(const char *path) { return path && s_ends(path, LF_MANIFEST_SUFFIX); }
@@ -135,9 +136,23 @@ static int s_defaults(const json_t *o, lf_manifest_defaults_t *d, const char *fi
                              "%s: %s.%s must be a multiple of 8 in 64..4096", file, where, k);
             int *dst = k[0] == 'w' ? &d->width : &d->height;
             if (!*dst) *dst = (int)x;
+        } else if (!strcmp(k, "weight")) {
+            if (!json_is_number(v) || fabs(json_number_value(v)) > LF_LORA_WEIGHT_LIMIT)
+                return s_err(err, errlen, LF_EFORMAT, "%s: %s.weight must be a number in -%g..%g", file,
+                             where, LF_LORA_WEIGHT_LIMIT, LF_LORA_WEIGHT_LIMIT);
+            if (isnan(d->weight)) d->weight = json_number_value(v);
+        } else if (!strcmp(k, "timesteps")) {
+            char t[sizeof d->timesteps];
+            int ts[64];
+            if (!json_is_array(v) || lf_param_timesteps_text(v, t, sizeof t) || lf_param_timesteps_parse(t, ts, 64) < 1)
+                return s_err(err, errlen, LF_EFORMAT,
+                             "%s: %s.timesteps must be an array of strictly descending integers in 0..%d",
+                             file, where, LF_PARAM_TIMESTEP_MAX);
+            if (!*d->timesteps) memcpy(d->timesteps, t, sizeof t);
         } else {
             return s_err(err, errlen, LF_EFORMAT,
-                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height)",
+                         "%s: unknown field %s.%s (steps, cfg, sampler, scheduler, width, height, timesteps, "
+                         "weight)",
                          file, where, k);
         }
     }
@@ -170,6 +185,8 @@ int lf_manifest_defaults_from_metadata(const lf_weights_t *w, lf_manifest_defaul
                 memcpy(d->scheduler, t.scheduler, sizeof t.scheduler), n++;
             if (!d->width && t.width) d->width = t.width, n++;
             if (!d->height && t.height) d->height = t.height, n++;
+            if (!*d->timesteps && *t.timesteps) memcpy(d->timesteps, t.timesteps, sizeof t.timesteps), n++;
+            if (isnan(d->weight) && !isnan(t.weight)) d->weight = t.weight, n++;
         }
         json_decref(o);
     }

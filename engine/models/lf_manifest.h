@@ -18,6 +18,9 @@
  *    "resolution": 1024,
  *    "defaults": {"steps": 4, "cfg": 1, "sampler": "euler",
  *                 "scheduler": "sgm_uniform", "width": 1024, "height": 1024}}
+ *   (and "timesteps": [800], explicit training timesteps, one per step:
+ *   Hyper-SD's 1-step UNet with "sampler": "tcd"; a LoRA's lf.defaults
+ *   may say its "weight")
  *
  * parts.unet is required. "checkpoint" is where the text encoders and the
  * VAE come from unless "text_encoders" (a path or a list of paths: encoder
@@ -72,6 +75,9 @@ typedef struct {
     char sampler[32];   /* "" = unset; names as the API takes them ("euler", "lcm", ...) */
     char scheduler[32]; /* "" = unset ("normal", "karras", "sgm_uniform", ...) */
     int width, height;  /* 0 = unset */
+    char timesteps[256]; /* "" = unset; explicit timesteps as the API's timesteps row holds
+                            them ("800": Hyper-SD 1-step), from a JSON array of integers */
+    double weight;       /* NAN = unset; a LoRA's recommended weight (A1111's "preferred weight") */
 } lf_manifest_defaults_t;
 
 /* All unset. */

@@ -404,7 +404,8 @@ static int s_unit(const lf_detailer_t *d, const lf_detailer_unit_t *u, const lf_
     int nm = 0;
     for (int i = 0; i < n; i++) {
         uint8_t *m = masks + np * (size_t)nm;
-        lf_detailer_box_mask(&boxes[i], w, h, m);
+        if (boxes[i].mask) memcpy(m, boxes[i].mask, np); /* a segmentation mask (mask_to_pil) */
+        else lf_detailer_box_mask(&boxes[i], w, h, m);
         if ((rc = lf_detailer_offset(m, w, h, u->x_offset, u->y_offset)) ||
             (rc = lf_detailer_dilate_erode(m, w, h, u->dilate_erode))) {
             free(masks);
@@ -451,6 +452,7 @@ static int s_unit(const lf_detailer_t *d, const lf_detailer_unit_t *u, const lf_
     r.orig_width = r.orig_height = r.target_width = r.target_height = 0;
     r.crop_top = r.crop_left = 0;
     if (u->use_steps) r.steps = u->steps;
+    if (u->use_steps || u->use_sampler) r.timesteps = NULL, r.n_timesteps = 0; /* they were the job's */
     if (u->use_cfg) r.cfg = u->cfg;
     if (u->use_clip_skip) r.clip_skip = u->clip_skip;
     if (u->use_sampler) {

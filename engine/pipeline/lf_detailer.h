@@ -32,8 +32,8 @@
  * appended (lf_detailer_infotext).
  *
  * Where this differs from the extension: detectors are a callback (the
- * engine's BlazeFace for mediapipe_face_short / _full; no face mesh, no
- * YOLO yet); separate checkpoint / VAE, restore faces and ControlNet are not
+ * engine's BlazeFace for mediapipe_face_short / _full and lf_yolo for the
+ * ultralytics .pt models; no face mesh, no YOLO-World); separate checkpoint / VAE, restore faces and ControlNet are not
  * taken; the unit's inpaint size is rounded down to a multiple of 8 (A1111
  * floors the latent likewise); A1111's "ad_bbox_sortby" option is "None".
  *
@@ -86,10 +86,14 @@ typedef struct lf_detailer_unit {
 
 void lf_detailer_unit_defaults(lf_detailer_unit_t *u);
 
-/* A detection in image pixels (x right, y down). */
+/* A detection in image pixels (x right, y down). mask: a segmentation
+ * model's mask for it (w x h bytes, 0 / 255, as ADetailer's mask_to_pil
+ * gives it), borrowed from the detector until its next call; NULL = the
+ * box's rectangle (create_mask_from_bbox). */
 typedef struct {
     float score;
     float x1, y1, x2, y2;
+    const uint8_t *mask;
 } lf_detailer_box_t;
 
 /* A detector: boxes of `model` on an RGB8 image with score >= confidence,

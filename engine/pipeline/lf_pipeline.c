@@ -162,6 +162,12 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     view.cache_end = (uint32_t)req->cache.end;
     view.cache_interval = (uint32_t)req->cache.interval;
     view.cache_depth = (uint32_t)req->cache.depth;
+    /* Few-step rows: Eta with the tcd sampler, the explicit timesteps when given. */
+    view.tcd_gamma = req->has_tcd_gamma ? req->tcd_gamma : 0.3;
+    char ts[1024] = "";
+    for (int i = 0, len = 0; req->timesteps && i < req->n_timesteps && len < (int)sizeof ts; i++)
+        len += snprintf(ts + len, sizeof ts - (size_t)len, "%s%d", i ? "," : "", req->timesteps[i]);
+    view.timesteps = ts;
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;
@@ -942,6 +948,15 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         goto done;
     }
     int start = s_sigmas(&r.sched, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
+    if (start >= 0 && req.timesteps) { /* explicit timesteps replace the schedule's sigmas */
+        int trc = req.n_timesteps == req.steps ? lf_schedule_sigmas_at(&r.sched, req.timesteps, req.steps, sigmas)
+                                               : LF_EINVAL;
+        if (trc != 0) {
+            rc = s_fail(err, errlen, trc, "timesteps: %d strictly descending values in 0..%d needed",
+                        req.steps, r.sched.n - 1);
+            goto done;
+        }
+    }
     if (start < 0) {
         rc = s_fail(err, errlen, start, "cannot build the %s schedule", lf_scheduler_name(req.scheduler));
         goto done;
@@ -1092,6 +1107,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.step_ctx = &r;
     so.uncond = cfgpp ? r.uncond : NULL;
     so.schedule = &r.sched;
+    if (req.has_tcd_gamma) so.gamma = req.tcd_gamma;
     /* Step caching: one state per pass (lf_stepcache keys its tensors by
      * network too, so the refiner starts over). */
     /* Not on an inpainting UNet's extra input channels (cached parts take the latent only). */

@@ -234,6 +234,16 @@ typedef struct {
      * whole denoiser every time, as without. One lf_stepcache per sampling
      * pass (base, then refiner); the infotext writes "Cache: ..." when on. */
     lf_stepcache_opts_t cache;
+    /* Few-step models. The tcd sampler's gamma (diffusers' TCDScheduler
+     * eta, in [0, 1]) when has_tcd_gamma, else 0.3 as diffusers'. Explicit
+     * training timesteps instead of the scheduler's (diffusers' pipeline
+     * timesteps=, e.g. Hyper-SD's 1-step [800]): n_timesteps == steps,
+     * strictly descending, 0..999 (lf_schedule_sigmas_at); NULL = none.
+     * They make the first pass's schedule only (not Hires-Fix's). */
+    int has_tcd_gamma;
+    double tcd_gamma;
+    const int *timesteps;
+    int n_timesteps;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the

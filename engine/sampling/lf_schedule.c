@@ -287,6 +287,17 @@ int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, d
     }
 }
 
+int lf_schedule_sigmas_at(const lf_schedule_t *s, const int *timesteps, int steps, double *out)
+{
+    if (steps < 1 || !timesteps) return LF_EINVAL;
+    for (int i = 0; i < steps; i++)
+        if (timesteps[i] < 0 || timesteps[i] >= s->n || (i > 0 && timesteps[i] >= timesteps[i - 1]))
+            return LF_EINVAL;
+    for (int i = 0; i < steps; i++) out[i] = s->sigmas[timesteps[i]];
+    out[steps] = 0.0;
+    return 0;
+}
+
 static const char *const s_names[LF_SCHEDULER_COUNT] = {
     "normal", "karras",     "exponential",      "sgm_uniform", "simple",
     "ddim_uniform", "beta", "kl_optimal", "linear_quadratic", "ays", "trailing", "lcm"};

@@ -89,6 +89,12 @@ int lf_schedule_sigma_to_t_nearest(const lf_schedule_t *s, double sigma);
  * 249.75 against 999, 749, 499, 249). lcm returns LF_EINVAL above 50 steps,
  * as diffusers refuses them. */
 int lf_schedule_sigmas(const lf_schedule_t *s, lf_scheduler_t kind, int steps, double *out);
+/* Explicit training timesteps (diffusers' pipeline `timesteps=` argument,
+ * e.g. Hyper-SD's 1-step [800] or DMD2's [999, 749, 499, 249]): writes
+ * steps + 1 sigmas, the training sigma at each timestep then 0, as
+ * trailing does for its own. The timesteps must be strictly descending
+ * integers in [0, n-1]; else LF_EINVAL (out untouched). */
+int lf_schedule_sigmas_at(const lf_schedule_t *s, const int *timesteps, int steps, double *out);
 /* Karras schedule between arbitrary bounds; steps + 1 values, last 0. */
 void lf_schedule_karras(double sigma_min, double sigma_max, double rho, int steps, double *out);
 /* Exponential schedule between arbitrary bounds; steps + 1 values, last 0. */

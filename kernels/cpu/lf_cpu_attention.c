@@ -61,7 +61,8 @@ static void s_attn_task(void *arg, int64_t task, int thread) {
         for (int64_t r = 0; r < rows; r++) {
             float *s = S + r * bk;
             if (mask) {
-                const char *mr = (const char *)mask->data + (r0 + r) * (int64_t)mask->nb[1];
+                const char *mr = (const char *)mask->data + (r0 + r) * (int64_t)mask->nb[1] +
+                                 (mask->ne[2] > 1 ? h * (int64_t)mask->nb[2] : 0);
                 const float *mk = (const float *)mr + c0;
                 for (int64_t c = 0; c < cols; c++) s[c] += mk[c];
             }

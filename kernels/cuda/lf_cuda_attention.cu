@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             float acc = 0.0f;
             for (int64_t c = 0; c < D; c++) acc += qs[warp][c] * ks[lane][c];
             s = acc;
-            if (mask.data) s += row_ptr(mask, row, 0, 0)[key];
+            if (mask.data) s += row_ptr(mask, row, mask.ne[2] > 1 ? h : 0, 0)[key];
         }
         const float mnew = fmaxf(m, warp_max(s));
         const float p = (s == -INFINITY) ? 0.0f : __expf(s - mnew);

@@ -200,7 +200,7 @@ uint64_t tb_submit_async(tb_gateway_t *g, const char *model) {
     return m.req_id;
 }
 
-static int s_submit(tb_gateway_t *g, lf_msg_t *m, char *id, bool *duplicate);
+static int s_submit(tb_gateway_t *g, lf_msg_t *m, char *id, bool *duplicate, lf_job_status_t *status);
 
 int tb_submit(tb_gateway_t *g, const char *model, lf_priority_t prio, const char *idem, char *id,
               bool *duplicate) {
@@ -208,7 +208,7 @@ int tb_submit(tb_gateway_t *g, const char *model, lf_priority_t prio, const char
                   .idem_key = (char *)idem,
                   .params = {.model = (char *)model, .width = 64, .height = 64, .steps = 2,
                              .batch_size = 1}};
-    return s_submit(g, &m, id, duplicate);
+    return s_submit(g, &m, id, duplicate, NULL);
 }
 
 int tb_submit_opts(tb_gateway_t *g, const char *model, uint32_t ttl_s, uint32_t max_attempts,
@@ -217,10 +217,10 @@ int tb_submit_opts(tb_gateway_t *g, const char *model, uint32_t ttl_s, uint32_t 
                   .ttl_s = ttl_s, .max_attempts = max_attempts,
                   .params = {.model = (char *)model, .width = 64, .height = 64, .steps = 2,
                              .batch_size = 1}};
-    return s_submit(g, &m, id, NULL);
+    return s_submit(g, &m, id, NULL, NULL);
 }
 
-static int s_submit(tb_gateway_t *g, lf_msg_t *mp, char *id, bool *duplicate) {
+static int s_submit(tb_gateway_t *g, lf_msg_t *mp, char *id, bool *duplicate, lf_job_status_t *status) {
     lf_msg_t m = *mp;
     s_send(g->sock, &m);
     lf_msg_t r;
@@ -231,6 +231,7 @@ static int s_submit(tb_gateway_t *g, lf_msg_t *mp, char *id, bool *duplicate) {
     if (r.type == LF_MSG_ACCEPTED) {
         snprintf(id, 40, "%s", r.job_id);
         if (duplicate) *duplicate = r.duplicate;
+        if (status) *status = r.status;
     } else if (r.type == LF_MSG_REPLY) {
         rc = r.code ? r.code : LF_EINTERNAL;
     } else {
@@ -240,15 +241,34 @@ static int s_submit(tb_gateway_t *g, lf_msg_t *mp, char *id, bool *duplicate) {
     return rc;
 }
 
-int tb_cancel(tb_gateway_t *g, const char *id) {
-    lf_msg_t m = {.type = LF_MSG_CANCEL, .req_id = g->next_req++, .job_id = (char *)id};
-    s_send(g->sock, &m);
+/* Send m and wait for its REPLY: the code. */
+static int s_request(tb_gateway_t *g, lf_msg_t *m) {
+    m->req_id = g->next_req++;
+    s_send(g->sock, m);
     lf_msg_t r;
-    if (s_recv(g->sock, 5000, &r)) TB_FAIL("no answer to CANCEL");
-    if (r.type != LF_MSG_REPLY) TB_FAIL("unexpected %s to CANCEL", lf_msg_type_name(r.type));
+    if (s_recv(g->sock, 5000, &r)) TB_FAIL("no answer to %s", lf_msg_type_name(m->type));
+    if (r.type != LF_MSG_REPLY) TB_FAIL("unexpected %s to %s", lf_msg_type_name(r.type), lf_msg_type_name(m->type));
     int rc = r.code;
     lf_msg_clear(&r);
     return rc;
+}
+
+int tb_cancel(tb_gateway_t *g, const char *id) {
+    return s_request(g, &(lf_msg_t){.type = LF_MSG_CANCEL, .job_id = (char *)id});
+}
+
+int tb_submit_enhance(tb_gateway_t *g, const char *model, uint32_t enhance_ms, char *id,
+                      lf_job_status_t *status) {
+    lf_msg_t m = {.type = LF_MSG_SUBMIT, .req_id = g->next_req++, .priority = LF_PRIO_NORMAL,
+                  .enhance_ms = enhance_ms,
+                  .params = {.model = (char *)model, .prompt = "a cat", .enhance_prompt = true, .width = 64,
+                             .height = 64, .steps = 2, .batch_size = 1}};
+    return s_submit(g, &m, id, NULL, status);
+}
+
+int tb_enhanced(tb_gateway_t *g, const char *id, const char *prompt, const char *error) {
+    return s_request(g, &(lf_msg_t){.type = LF_MSG_ENHANCED, .job_id = (char *)id, .prompt = (char *)prompt,
+                                    .code = prompt ? 0 : LF_EPROTO, .message = (char *)error});
 }
 
 zsock_t *tb_sub_open(const char *endpoint) {

@@ -77,6 +77,12 @@ int tb_submit_opts(tb_gateway_t *g, const char *model, uint32_t ttl_s, uint32_t 
 /* Send a SUBMIT without waiting (pipelined tests); returns its req id. */
 uint64_t tb_submit_async(tb_gateway_t *g, const char *model);
 int tb_cancel(tb_gateway_t *g, const char *id);
+/* SUBMIT (prompt "a cat") that starts "enhancing" for enhance_ms: 0 and id,
+ * the ACCEPTED's status in *status; or the REPLY's code. */
+int tb_submit_enhance(tb_gateway_t *g, const char *model, uint32_t enhance_ms, char *id,
+                      lf_job_status_t *status);
+/* ENHANCED with the LLM's prompt, or (prompt NULL) the error: the REPLY's code. */
+int tb_enhanced(tb_gateway_t *g, const char *id, const char *prompt, const char *error);
 
 /* Event subscriber (all topics). */
 zsock_t *tb_sub_open(const char *endpoint);

@@ -214,6 +214,58 @@ static void test_cancel(void **state) {
     tb_worker_close(&w);
 }
 
+/* Prompt enhancement's stage: an "enhancing" job is stored, not assigned,
+ * until the gateway's ENHANCED (then with the LLM's prompt) or the reaper
+ * (then with the original and the reason) queues it. */
+static void test_enhancing(void **state) {
+    s_fix_t *f = *state;
+    tb_worker_t w;
+    tb_worker_open(&w, "w1", f->b.be, "m1", NULL, NULL);
+    tb_worker_idle(&w, 100);
+    char e[40], q[40];
+    lf_job_status_t st = LF_JOB_QUEUED;
+    assert_int_equal(tb_submit_enhance(&f->g, "m1", 60000, e, &st), 0);
+    assert_int_equal(st, LF_JOB_ENHANCING);
+    lf_msg_t ev;
+    assert_int_equal(tb_sub_wait(f->sub, e, LF_EV_ENHANCING, 2000, &ev), 0);
+    assert_int_equal(ev.status, LF_JOB_ENHANCING);
+    lf_msg_clear(&ev);
+    /* A job submitted after it is assigned first: it is in no queue. */
+    assert_int_equal(tb_submit(&f->g, "m1", LF_PRIO_NORMAL, NULL, q, NULL), 0);
+    lf_msg_t a;
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &a), 0);
+    assert_string_equal(a.job_id, q);
+    lf_msg_clear(&a);
+    assert_int_equal(tb_status(f->store, e), LF_JOB_ENHANCING);
+    assert_int_equal(tb_enhanced(&f->g, e, "a cat, oil on canvas", NULL), 0);
+    assert_int_equal(tb_sub_wait(f->sub, e, LF_EV_QUEUED, 2000, NULL), 0);
+    assert_int_equal(tb_enhanced(&f->g, e, "again", NULL), LF_ESTATE);
+    tb_worker_result(&w, q);
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &a), 0);
+    assert_string_equal(a.job_id, e);
+    assert_string_equal(a.params.prompt, "a cat, oil on canvas");
+    assert_string_equal(a.params.prompt_original, "a cat");
+    lf_msg_clear(&a);
+    tb_worker_result(&w, e);
+
+    /* No ENHANCED ever comes (the gateway died): the reaper queues it. */
+    assert_int_equal(tb_submit_enhance(&f->g, "m1", 1, e, &st), 0);
+    assert_int_equal(st, LF_JOB_ENHANCING);
+    assert_int_equal(tb_sub_wait(f->sub, e, LF_EV_QUEUED, LF_STORE_ENHANCE_MARGIN_MS + 3000, &ev), 0);
+    assert_non_null(strstr(ev.message, "enhancement lost"));
+    lf_msg_clear(&ev);
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &a), 0);
+    assert_string_equal(a.job_id, e);
+    assert_string_equal(a.params.prompt, "a cat");
+    assert_null(a.params.prompt_original);
+    assert_non_null(strstr(a.params.enhance_error, "enhancement lost"));
+    lf_msg_clear(&a);
+    tb_worker_result(&w, e);
+    assert_int_equal(tb_enhanced(&f->g, e, "too late", NULL), LF_ESTATE);
+    assert_int_equal(tb_enhanced(&f->g, "0123456789abcdef0123456789abcdef", "x", NULL), LF_ENOTFOUND);
+    tb_worker_close(&w);
+}
+
 static void test_refusal_and_failure(void **state) {
     s_fix_t *f = *state;
     tb_worker_t w1;
@@ -431,6 +483,7 @@ int main(void) {
         T(test_capability),
         T(test_worker_death_requeue),
         T(test_cancel),
+        T(test_enhancing),
         T(test_refusal_and_failure),
         T(test_idempotency_and_bad_input),
         T(test_redis_restart),

@@ -55,7 +55,7 @@ static void s_caps(lf_worker_caps_t *c) {
     /* Recommended settings (a Lightning-style manifest's); CFG 0 is said. */
     c->models[1].defaults = (lf_model_defaults_t){.steps = 4, .has_cfg = true, .cfg_scale = 0.0,
                                                   .sampler = s_dup("euler"), .scheduler = s_dup("sgm_uniform"),
-                                                  .width = 1024, .height = 768};
+                                                  .width = 1024, .height = 768, .timesteps = s_dup("999,500")};
     /* An SDXL base with its refiner resident next to it, and a separate VAE. */
     c->n_resident = 2;
     c->resident = calloc(2, sizeof *c->resident);
@@ -71,7 +71,8 @@ static void s_caps(lf_worker_caps_t *c) {
     c->loras[0].alias = s_dup("inky");
     c->loras[0].path = s_dup("styles/ink.safetensors");
     c->loras[0].defaults = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0,
-                                                 .scheduler = s_dup("sgm_uniform")};
+                                                 .scheduler = s_dup("sgm_uniform"), .has_weight = true,
+                                                 .weight = 0.8};
     c->loras[0].hash = s_dup("4a0e5c2b9d71f3e8a6b0c4d2e9f1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6");
     c->loras[1].name = s_dup("detail");
     c->loras[1].path = s_dup("detail.pt");
@@ -80,6 +81,10 @@ static void s_caps(lf_worker_caps_t *c) {
     c->upscalers = calloc(2, sizeof *c->upscalers);
     c->upscalers[0] = s_dup("4x-UltraSharp");
     c->upscalers[1] = s_dup("RealESRGAN_x4plus");
+    c->n_ad_models = 2;
+    c->ad_models = calloc(2, sizeof *c->ad_models);
+    c->ad_models[0] = s_dup("mediapipe_face_short");
+    c->ad_models[1] = s_dup("face_yolov8n.pt");
     c->jobs_done = 17;
 }
 
@@ -95,6 +100,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->idem_key = s_dup("client-key-1");
         m->ttl_s = 600;
         m->max_attempts = 3;
+        m->enhance_ms = 30000;
         s_params(&m->params);
         break;
     case LF_MSG_ACCEPTED:
@@ -102,6 +108,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->position = 12;
         m->duplicate = true;
+        m->status = LF_JOB_ENHANCING;
         break;
     case LF_MSG_REPLY:
         m->req_id = 8;
@@ -176,6 +183,13 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->code = -8;
         m->message = s_dup("lease expired");
         m->worker_id = s_dup("worker-gpu-box-1-4242");
+        break;
+    case LF_MSG_ENHANCED:
+        m->req_id = 78;
+        m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->prompt = s_dup("a cat on a windowsill, golden hour, highly detailed");
+        m->code = -10;
+        m->message = s_dup("the LLM endpoint answered HTTP 500");
         break;
     default: return -1;
     }

@@ -121,6 +121,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(da->scheduler, db->scheduler));
         assert_int_equal(da->width, db->width);
         assert_int_equal(da->height, db->height);
+        assert_true(str_eq(da->timesteps, db->timesteps));
     }
     assert_int_equal(a->n_resident, b->n_resident);
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
@@ -135,10 +136,14 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_int_equal(a->loras[i].defaults.steps, b->loras[i].defaults.steps);
         assert_true(a->loras[i].defaults.cfg_scale == b->loras[i].defaults.cfg_scale);
         assert_true(str_eq(a->loras[i].defaults.scheduler, b->loras[i].defaults.scheduler));
+        assert_int_equal(a->loras[i].defaults.has_weight, b->loras[i].defaults.has_weight);
+        assert_true(a->loras[i].defaults.weight == b->loras[i].defaults.weight);
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
+    assert_int_equal(a->n_ad_models, b->n_ad_models);
+    for (size_t i = 0; i < a->n_ad_models; i++) assert_true(str_eq(a->ad_models[i], b->ad_models[i]));
     assert_true(a->jobs_done == b->jobs_done);
 }
 
@@ -174,6 +179,8 @@ static void assert_msg_eq(const lf_msg_t *a, const lf_msg_t *b) {
     assert_int_equal(a->busy, b->busy);
     assert_int_equal(a->event, b->event);
     assert_int_equal(a->status, b->status);
+    assert_int_equal(a->enhance_ms, b->enhance_ms);
+    assert_true(str_eq(a->prompt, b->prompt));
 }
 
 static void encode_sample(lf_msg_type_t t, uint8_t **buf, size_t *len) {

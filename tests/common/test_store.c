@@ -59,18 +59,27 @@ static lf_job_params_t s_params(const char *model, uint32_t w, uint32_t h) {
                              .steps = 4, .batch_size = 1, .seed = 42, .cfg_scale = 7.0};
 }
 
-/* Submit one job; returns its id in id_out. */
-static int64_t s_submit(lf_store_t *s, const char *model, lf_priority_t prio, const char *idem,
-                        uint32_t ttl_s, uint32_t max_attempts, int64_t now, char *id_out) {
-    lf_job_params_t p = s_params(model, 64, 64);
-    lf_store_submit_t j = {.params = &p, .priority = prio, .idem_key = idem, .ttl_s = ttl_s,
-                           .max_attempts = max_attempts};
+/* Submit job j (its params: s_params's with enhance_prompt as enhance_ms
+ * asks); its id in id_out. */
+static lf_store_submitted_t s_submit_j(lf_store_t *s, lf_store_submit_t j, int64_t now, char *id_out) {
+    lf_job_params_t p = s_params(j.params ? j.params->model : "m1", 64, 64);
+    p.enhance_prompt = j.enhance_ms > 0;
+    j.params = &p;
     lf_store_submitted_t out;
     assert_int_equal(lf_store_submit(s, &j, 1, now, &out), 0);
     assert_int_equal(out.code, 0);
     assert_true(lf_id_valid(out.id));
     strcpy(id_out, out.id);
-    return out.position;
+    return out;
+}
+
+/* Submit one job; returns its id in id_out. */
+static int64_t s_submit(lf_store_t *s, const char *model, lf_priority_t prio, const char *idem,
+                        uint32_t ttl_s, uint32_t max_attempts, int64_t now, char *id_out) {
+    lf_job_params_t m = {.model = (char *)model};
+    lf_store_submit_t j = {.params = &m, .priority = prio, .idem_key = idem, .ttl_s = ttl_s,
+                           .max_attempts = max_attempts};
+    return s_submit_j(s, j, now, id_out).position;
 }
 
 static int s_claim1(lf_store_t *s, const char *id, const char *worker, int64_t now,
@@ -902,6 +911,141 @@ static void test_redis_loading(void **state) {
     assert_true(!strncmp(err, "redis ", 6));
     assert_non_null(strstr(err, "loading"));
 }
+/* ---- prompt enhancement: the "enhancing" state -------------------------------- */
+
+/* Submit one job that starts "enhancing" for enhance_ms. */
+static void s_submit_enh(lf_store_t *s, const char *idem, uint32_t ttl_s, uint32_t enhance_ms, int64_t now,
+                         char *id_out) {
+    lf_store_submit_t j = {.priority = LF_PRIO_NORMAL, .idem_key = idem, .ttl_s = ttl_s, .enhance_ms = enhance_ms};
+    lf_store_submitted_t out = s_submit_j(s, j, now, id_out);
+    assert_int_equal(out.status, LF_JOB_ENHANCING);
+    assert_int_equal(out.position, -1);
+    assert_false(out.duplicate);
+}
+
+/* Not assignable, visible, settled once (the LLM's prompt, original kept),
+ * at its place in the queue. */
+static void test_enhancing_settled(void **state) {
+    lf_store_t *s = *state;
+    int64_t now = s_now();
+    char a[40], b[40], e[40];
+    s_submit_enh(s, "k-enh", 0, 5000, now, a);
+    assert_int_equal(s_submit(s, "m1", LF_PRIO_NORMAL, NULL, 0, 0, now, b), 0); /* b is first in the queue */
+
+    assert_int_equal(s_status(s, a), LF_JOB_ENHANCING);
+    lf_job_view_t v;
+    lf_store_candidate_t c[8];
+    size_t n;
+    assert_int_equal(lf_store_peek(s, 4, c, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].id, b);
+    assert_int_equal(s_claim1(s, a, "w1", now, NULL), LF_EBUSY);
+    lf_job_view_t *l = NULL;
+    size_t total = 0;
+    assert_int_equal(lf_store_jobs_list(s, 0, 10, &l, &n, &total), 0);
+    assert_int_equal(total, 2); /* GET /v1/jobs lists it */
+    for (size_t i = 0; i < n; i++) lf_job_view_clear(&l[i]);
+    free(l);
+    lf_store_stats_t st;
+    assert_int_equal(lf_store_stats(s, &st), 0);
+    assert_int_equal(st.by_status[LF_JOB_ENHANCING], 1);
+    assert_int_equal(st.by_status[LF_JOB_QUEUED], 1);
+
+    /* A retried SUBMIT (same key) finds it, still enhancing. */
+    lf_job_params_t p = s_params("m1", 64, 64);
+    lf_store_submit_t j = {.params = &p, .priority = LF_PRIO_NORMAL, .idem_key = "k-enh", .enhance_ms = 5000};
+    lf_store_submitted_t o;
+    assert_int_equal(lf_store_submit(s, &j, 1, now, &o), 0);
+    assert_true(o.duplicate);
+    assert_string_equal(o.id, a);
+    assert_int_equal(o.status, LF_JOB_ENHANCING);
+
+    /* The LLM's prompt: queued before b (it was submitted first). */
+    assert_int_equal(lf_store_enhanced(s, a, "a cat, oil painting", NULL, now + 10, &o), 0);
+    assert_string_equal(o.id, a);
+    assert_int_equal(o.position, 0);
+    assert_int_equal(o.status, LF_JOB_QUEUED);
+    assert_int_equal(lf_store_job_get(s, a, &v), 0);
+    assert_int_equal(v.status, LF_JOB_QUEUED);
+    assert_int_equal(v.position, 0);
+    assert_string_equal(v.params.prompt, "a cat, oil painting");
+    assert_string_equal(v.params.prompt_original, "a cat");
+    assert_null(v.params.enhance_error);
+    assert_true(v.params.enhance_prompt);
+    lf_job_view_clear(&v);
+    /* Settled once: a second answer (another broker, the reaper) changes nothing. */
+    lf_store_t *s2 = s_open();
+    assert_int_equal(lf_store_enhanced(s2, a, "something else", NULL, now + 20, NULL), LF_ESTATE);
+    assert_int_equal(lf_store_enhanced(s2, a, NULL, "lost", now + 20, NULL), LF_ESTATE);
+    lf_store_destroy(&s2);
+    assert_int_equal(lf_store_enhance_reap(s, now + 1000000, "lost", &o, 1, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(lf_store_job_get(s, a, &v), 0);
+    assert_string_equal(v.params.prompt, "a cat, oil painting");
+    lf_job_view_clear(&v);
+    uint32_t att;
+    assert_int_equal(s_claim1(s, a, "w1", now + 30, &att), 0);
+
+    /* An LLM failure: the original prompt and the reason. */
+    s_submit_enh(s, NULL, 0, 5000, now, e);
+    assert_int_equal(lf_store_enhanced(s, e, NULL, "the LLM answered HTTP 500", now + 10, &o), 0);
+    assert_int_equal(lf_store_job_get(s, e, &v), 0);
+    assert_int_equal(v.status, LF_JOB_QUEUED);
+    assert_string_equal(v.params.prompt, "a cat");
+    assert_null(v.params.prompt_original);
+    assert_string_equal(v.params.enhance_error, "the LLM answered HTTP 500");
+    lf_job_view_clear(&v);
+    assert_int_equal(lf_store_enhanced(s, "0123456789abcdef0123456789abcdef", "x", NULL, now, NULL), LF_ENOTFOUND);
+    assert_int_equal(lf_store_enhanced(s, e, "", NULL, now, NULL), LF_EINVAL);
+    assert_int_equal(lf_store_enhanced(s, e, NULL, NULL, now, NULL), LF_EINVAL);
+}
+
+/* Never answered: the reaper moves it on with the original prompt after
+ * enhance_ms + the margin; its queue deadline counts from then. Cancel
+ * works while enhancing. */
+static void test_enhancing_reaped_cancelled(void **state) {
+    lf_store_t *s = *state;
+    int64_t now = s_now();
+    char a[40], d[40];
+    s_submit_enh(s, NULL, 1, 1000, now, a); /* queue TTL 1 s */
+    lf_store_submitted_t o[4];
+    size_t n = 9;
+    int64_t due = now + 1000 + LF_STORE_ENHANCE_MARGIN_MS;
+    assert_int_equal(lf_store_enhance_reap(s, due - 1, "lost", o, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(s_status(s, a), LF_JOB_ENHANCING);
+    assert_int_equal(lf_store_enhance_reap(s, due, "enhancement lost", o, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(o[0].id, a);
+    assert_int_equal(o[0].position, 0);
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(s, a, &v), 0);
+    assert_int_equal(v.status, LF_JOB_QUEUED);
+    assert_string_equal(v.params.prompt, "a cat");
+    assert_string_equal(v.params.enhance_error, "enhancement lost");
+    lf_job_view_clear(&v);
+    /* The 1 s TTL would have passed at now + 1000; it runs from the queueing. */
+    lf_store_reaped_t r[4];
+    assert_int_equal(lf_store_reap(s, due + 500, r, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(s_status(s, a), LF_JOB_QUEUED);
+    assert_int_equal(lf_store_reap(s, due + 1001, r, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].code, LF_ETIMEDOUT);
+
+    s_submit_enh(s, NULL, 0, 1000, now, d);
+    lf_job_status_t was;
+    assert_int_equal(lf_store_cancel(s, d, now, &was, NULL, 0), 0);
+    assert_int_equal(was, LF_JOB_ENHANCING);
+    assert_int_equal(s_status(s, d), LF_JOB_CANCELLED);
+    assert_int_equal(lf_store_enhanced(s, d, "late", NULL, now + 10, NULL), LF_ESTATE);
+    assert_int_equal(lf_store_enhance_reap(s, due + 10, "lost", o, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(s_status(s, d), LF_JOB_CANCELLED);
+    lf_store_stats_t st;
+    assert_int_equal(lf_store_stats(s, &st), 0);
+    assert_int_equal(st.by_status[LF_JOB_ENHANCING], 0);
+}
 
 int main(void) {
     g_redis = lf_testredis_start(NULL);
@@ -925,6 +1069,8 @@ int main(void) {
         T(test_result_cap),
         T(test_uploads_presets_options),
         T(test_workers_registry),
+        T(test_enhancing_settled),
+        T(test_enhancing_reaped_cancelled),
         cmocka_unit_test(test_redis_restart),
         cmocka_unit_test(test_redis_loading),
     };

@@ -27,4 +27,22 @@ static inline const char *lf_test_fixture(char *buf, size_t len, const char *rel
     return buf;
 }
 
+/* The bytes of path (NUL-terminated, not counted in *len), malloc'd; NULL
+ * when it cannot be read. */
+static inline unsigned char *lf_test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *b = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)n + 1)) &&
+        fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = 0, *len = (size_t)n;
+    return b;
+}
+
 #endif

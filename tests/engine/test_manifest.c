@@ -46,7 +46,7 @@ static void test_parse_good(void **state) {
                     " \"parts\": {\"unet\": \"unet/l4.safetensors\", \"checkpoint\": \"/abs/base.safetensors\","
                     " \"vae\": \"vae/v.safetensors\"}, \"prediction\": \"epsilon\", \"resolution\": 1024,"
                     " \"defaults\": {\"steps\": 4, \"cfg\": 1, \"sampler\": \"euler\", \"scheduler\": \"sgm_uniform\","
-                    " \"width\": 1024, \"height\": 768}}";
+                    " \"width\": 1024, \"height\": 768, \"timesteps\": [999, 500], \"weight\": 0.8}}";
     int rc = s_parse(j, &m, err, sizeof err);
     if (rc) printf("%s\n", err);
     assert_int_equal(rc, 0);
@@ -64,6 +64,8 @@ static void test_parse_good(void **state) {
     assert_string_equal(m->defaults.scheduler, "sgm_uniform");
     assert_int_equal(m->defaults.width, 1024);
     assert_int_equal(m->defaults.height, 768);
+    assert_string_equal(m->defaults.timesteps, "999,500"); /* the API's timesteps row text */
+    assert_true(m->defaults.weight == 0.8);
     lf_prediction_t p = LF_PRED_V;
     assert_int_equal(lf_manifest_prediction(m, &p), 0);
     assert_int_equal(p, LF_PRED_EPS);
@@ -121,6 +123,14 @@ static void test_parse_errors(void **state) {
          "defaults.width must be"},
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"defaults\": {\"seed\": 1}}",
          "unknown field defaults.seed"},
+        {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"defaults\": {\"timesteps\": [500, 800]}}",
+         "defaults.timesteps must be"},
+        {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"defaults\": {\"weight\": 21}}",
+         "defaults.weight must be"},
+        {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"defaults\": {\"timesteps\": 800}}",
+         "defaults.timesteps must be"},
+        {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"defaults\": {\"timesteps\": [1000]}}",
+         "defaults.timesteps must be"},
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}, \"prediction\": \"x\"}",
          "prediction must be"},
         {"{\"family\": \"sdxl\", \"name\": \"a/b\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}",

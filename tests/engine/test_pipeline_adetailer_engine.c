@@ -60,13 +60,18 @@ static void test_astronaut_face_only(void **state)
         skip();
     }
     char err[256] = "";
-    lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2};
+    lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2,
+                          .adetailer_dir = LF_SOURCE_DIR "/tests/engine/fixtures/yolo"};
     lf_engine_t *e = NULL;
     if (lf_engine_new(&o, &e, err, sizeof err)) fail_msg("%s", err);
     if (lf_engine_load(e, S_MODEL, NULL)) fail_msg("%s", lf_engine_errstr(e));
     const char *names[4];
-    assert_int_equal(lf_engine_adetailer_models(e, names, 4), 2);
+    /* BlazeFace, then the YOLO files of adetailer_dir, sorted (the fixtures:
+     * 4 .pt, 2 .safetensors) */
+    assert_int_equal(lf_engine_adetailer_models(e, names, 4), 8);
     assert_string_equal(names[0], "mediapipe_face_short");
+    assert_string_equal(names[2], "v11det.pt");
+    assert_string_equal(names[3], "v11seg.pt");
 
     lf_engine_request_t req = lf_engine_request_defaults();
     req.prompt = "a photo of a person";

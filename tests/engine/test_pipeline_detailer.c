@@ -232,6 +232,7 @@ typedef struct {
     int calls;
     char models[4][32];
     double confidence[4];
+    uint8_t *seg; /* "seg": the segmentation mask handed out with its box */
 } s_det_t;
 
 static int s_detect(void *ud, const char *model, const uint8_t *rgb, int w, int h, double confidence,
@@ -242,17 +243,26 @@ static int s_detect(void *ud, const char *model, const uint8_t *rgb, int w, int 
     if (d->calls < 4) snprintf(d->models[d->calls], 32, "%s", model), d->confidence[d->calls] = confidence;
     d->calls++;
     if (!strcmp(model, "face")) {
-        if (max > 0) out[0] = (lf_detailer_box_t){0.9f, 60.4f, 20.2f, 84.9f, 41.7f};
+        if (max > 0) out[0] = (lf_detailer_box_t){0.9f, 60.4f, 20.2f, 84.9f, 41.7f, NULL};
         return 1;
     }
     if (!strcmp(model, "person")) {
         if (max > 1) {
-            out[0] = (lf_detailer_box_t){0.8f, 10, 40, 30, 70};
-            out[1] = (lf_detailer_box_t){0.2f, 40, 50, 50, 60}; /* below the confidence: the detector's cut */
+            out[0] = (lf_detailer_box_t){0.8f, 10, 40, 30, 70, NULL};
+            out[1] = (lf_detailer_box_t){0.2f, 40, 50, 50, 60, NULL}; /* below the confidence: the detector's cut */
         }
         return confidence <= 0.2 ? 2 : 1;
     }
     if (!strcmp(model, "nothing")) return 0;
+    if (!strcmp(model, "seg")) {
+        /* a YOLO-seg detection: a wide box, the mask a small rectangle in it */
+        free(d->seg);
+        d->seg = calloc((size_t)w * h, 1);
+        for (int y = 30; y < 50; y++)
+            for (int x = 20; x < 40; x++) d->seg[(size_t)y * w + x] = 255;
+        if (max > 0) out[0] = (lf_detailer_box_t){0.9f, 5, 5, 90, 75, d->seg};
+        return 1;
+    }
     return LF_ENOTFOUND;
 }
 
@@ -367,6 +377,36 @@ static void test_pass_face_only(void **state)
     free(img.png), free(img.infotext), free(rgb);
 }
 
+/* A segmentation detector's mask is the mask (ADetailer: mask_to_pil, then
+ * the same dilate / blur path): pixels of the box far from it stay. */
+static void test_pass_seg_mask(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f) skip();
+    const int w = 96, h = 80;
+    uint8_t *rgb = s_rgb(w, h);
+    lf_pipeline_image_t img = s_base(rgb, w, h);
+    lf_pipeline_request_t job = s_req();
+    lf_detailer_unit_t u;
+    lf_detailer_unit_defaults(&u);
+    u.model = "seg";
+    u.inpaint_padding = 8;
+    u.use_inpaint_size = 1, u.inpaint_width = 64, u.inpaint_height = 48;
+    s_det_t det = {0};
+    lf_detailer_t d = {.units = &u, .n_units = 1, .detect = s_detect, .detect_ud = &det};
+    int done = 10;
+    char err[256] = "";
+    if (lf_detailer_run(&d, &f->ctx, &job, 0, NULL, &img, &done, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(det.calls, 1);
+    /* The mask [20, 40) x [30, 50); dilate 4 and blur 4 reach 12 more. The
+     * box (5, 5)-(90, 75) would have changed nearly the whole image. */
+    const int bx[1][4] = {{20, 30, 40, 50}};
+    int changed = s_check(&img, rgb, w, h, bx, 1, 2 + 10);
+    assert_true(changed > 20 * 20 / 2);
+    free(det.seg);
+    free(img.png), free(img.infotext), free(rgb);
+}
+
 static void test_pass_two_units_skip_nothing(void **state)
 {
     s_fix_t *f = *state;
@@ -427,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_dilate_erode_vs_cv2),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_infotext),
+        cmocka_unit_test_setup_teardown(test_pass_seg_mask, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pass_face_only, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pass_two_units_skip_nothing, s_setup, s_teardown),
     };

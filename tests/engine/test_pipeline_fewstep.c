@@ -8,7 +8,11 @@
  *   SDXL-Turbo: euler_ancestral + trailing at cfg 0 (no guidance);
  *   LCM: lcm + lcm (LCMScheduler's own timesteps); DMD2: lcm + trailing
  *     (its fixed 999 749 499 249) at cfg 0; TCD / Hyper-SD: tcd + lcm
- *     (TCDScheduler, gamma 0.3); and trailing at cfg 2 with a negative prompt;
+ *     (TCDScheduler, gamma 0.3, and the request's gamma 0 and 0.7); Hyper-SD
+ *     1-step: tcd at the explicit timestep 800, gamma 1 (TCDScheduler,
+ *     timesteps=[800], eta 1); euler over explicit timesteps 999 850 500
+ *     (EulerDiscreteScheduler, timesteps=); and trailing at cfg 2 with a
+ *     negative prompt;
  *   a Lightning-style UNet LoRA (kohya names, every attention/projection
  *     Linear and resnet conv, rank 4) merged by lf_model_set_loras into
  *     f32 weights against diffusers' load_lora_weights + fuse_lora.
@@ -54,25 +58,37 @@ typedef struct {
     int steps;
     double cfg;
     int x0; /* the "sample"-prediction model */
+    int has_gamma;   /* tcd: the request's gamma (else the default 0.3) */
+    double gamma;
+    const int *timesteps; /* explicit timesteps (steps of them), or NULL */
 } s_case_t;
 
+static const int s_ts_hyper[] = {800};
+static const int s_ts_euler[] = {999, 850, 500};
+
 static const s_case_t s_cases[] = {
-    {"lightning_eps_1", "euler", "trailing", 1, 1.0, 0},
-    {"lightning_eps_2", "euler", "trailing", 2, 1.0, 0},
-    {"lightning_eps_4", "euler", "trailing", 4, 1.0, 0},
-    {"lightning_eps_8", "euler", "trailing", 8, 1.0, 0},
-    {"lightning_x0_1", "euler", "trailing", 1, 1.0, 1},
-    {"lightning_x0_2", "euler", "trailing", 2, 1.0, 1},
-    {"lightning_x0_4", "euler", "trailing", 4, 1.0, 1},
-    {"lightning_x0_8", "euler", "trailing", 8, 1.0, 1},
-    {"turbo_1", "euler_ancestral", "trailing", 1, 0.0, 0},
-    {"turbo_2", "euler_ancestral", "trailing", 2, 0.0, 0},
-    {"turbo_4", "euler_ancestral", "trailing", 4, 0.0, 0},
-    {"lcm_4", "lcm", "lcm", 4, 1.0, 0},
-    {"dmd2_4", "lcm", "trailing", 4, 0.0, 0},
-    {"tcd_4", "tcd", "lcm", 4, 1.0, 0},
-    {"tcd_2", "tcd", "lcm", 2, 1.0, 0},
-    {"lightning_cfg_4", "euler", "trailing", 4, 2.0, 0},
+    {"lightning_eps_1", "euler", "trailing", 1, 1.0, 0, 0, 0.0, NULL},
+    {"lightning_eps_2", "euler", "trailing", 2, 1.0, 0, 0, 0.0, NULL},
+    {"lightning_eps_4", "euler", "trailing", 4, 1.0, 0, 0, 0.0, NULL},
+    {"lightning_eps_8", "euler", "trailing", 8, 1.0, 0, 0, 0.0, NULL},
+    {"lightning_x0_1", "euler", "trailing", 1, 1.0, 1, 0, 0.0, NULL},
+    {"lightning_x0_2", "euler", "trailing", 2, 1.0, 1, 0, 0.0, NULL},
+    {"lightning_x0_4", "euler", "trailing", 4, 1.0, 1, 0, 0.0, NULL},
+    {"lightning_x0_8", "euler", "trailing", 8, 1.0, 1, 0, 0.0, NULL},
+    {"turbo_1", "euler_ancestral", "trailing", 1, 0.0, 0, 0, 0.0, NULL},
+    {"turbo_2", "euler_ancestral", "trailing", 2, 0.0, 0, 0, 0.0, NULL},
+    {"turbo_4", "euler_ancestral", "trailing", 4, 0.0, 0, 0, 0.0, NULL},
+    {"lcm_4", "lcm", "lcm", 4, 1.0, 0, 0, 0.0, NULL},
+    {"dmd2_4", "lcm", "trailing", 4, 0.0, 0, 0, 0.0, NULL},
+    {"tcd_4", "tcd", "lcm", 4, 1.0, 0, 0, 0.0, NULL},
+    {"tcd_2", "tcd", "lcm", 2, 1.0, 0, 0, 0.0, NULL},
+    {"lightning_cfg_4", "euler", "trailing", 4, 2.0, 0, 0, 0.0, NULL},
+    /* TCD's gamma as a request sets it; Hyper-SD 1-step (TCD at timestep 800,
+     * gamma 1); Euler over explicit timesteps (diffusers' timesteps=). */
+    {"tcd_g0_4", "tcd", "lcm", 4, 1.0, 0, 1, 0.0, NULL},
+    {"tcd_g07_4", "tcd", "lcm", 4, 1.0, 0, 1, 0.7, NULL},
+    {"hyper_1", "tcd", "trailing", 1, 1.0, 0, 1, 1.0, s_ts_hyper},
+    {"euler_ts_3", "euler", "trailing", 3, 1.0, 0, 0, 0.0, s_ts_euler},
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
@@ -252,6 +268,10 @@ static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
                                  .batch = 1, .rng = LF_RNG_TORCH_CPU, .clip_skip = 1};
     assert_int_equal(lf_sampler_parse(c->sampler, &req.sampler), 0);
     assert_int_equal(lf_scheduler_parse(c->scheduler, &req.scheduler), 0);
+    req.has_tcd_gamma = c->has_gamma;
+    req.tcd_gamma = c->gamma;
+    req.timesteps = c->timesteps;
+    req.n_timesteps = c->timesteps ? c->steps : 0;
     lf_pipeline_result_t res = {0};
     s_cap.calls = 0;
     s_denoise_batch = 0;
@@ -266,6 +286,15 @@ static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
     snprintf(want, sizeof want, "Sampler: %s, Schedule type: %s", lf_sampler_a1111_name(req.sampler),
              strcmp(c->scheduler, "lcm") ? "Trailing" : "LCM");
     if (!strstr(info, want)) fail_msg("%s: infotext without \"%s\": %s", c->file, want, info);
+    /* TCD's gamma (A1111's Eta) and explicit timesteps are written. */
+    if (!strcmp(c->sampler, "tcd")) {
+        snprintf(want, sizeof want, "Eta: %g", c->has_gamma ? c->gamma : 0.3);
+        if (!strstr(info, want)) fail_msg("%s: infotext without \"%s\": %s", c->file, want, info);
+    }
+    if (c->timesteps) {
+        snprintf(want, sizeof want, "Timesteps: %d", c->timesteps[0]);
+        if (!strstr(info, want) && !strstr(info, "Timesteps: \"")) fail_msg("%s: infotext without timesteps: %s", c->file, info);
+    }
     lf_pipeline_result_clear(&res);
     assert_int_equal(s_cap.calls, 1);
     double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
@@ -294,12 +323,35 @@ static void test_lora(void **state)
     if (lf_model_set_loras(m, &use, 1, &info, err, sizeof err)) fail_msg("%s", err);
     if (info.warnings) fail_msg("tensors not applied: %s", info.warnings);
     assert_int_equal(info.layers, 146); /* every layer diffusers' fuse_lora changed */
-    const s_case_t c = {"lora_lightning_4", "euler", "trailing", 4, 1.0, 0};
+    const s_case_t c = {"lora_lightning_4", "euler", "trailing", 4, 1.0, 0, 0, 0.0, NULL};
     s_run_case_on(env, &c, m);
     /* Without the LoRA: lightning_eps_4 again, from the same (restored) model. */
     assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
     s_run_case_on(env, &s_cases[2], m);
     lf_model_destroy(&m);
+}
+
+/* Timesteps the schedule cannot take are refused before any model call:
+ * not descending, out of range, a count other than steps. */
+static void test_timesteps_refused(void **state)
+{
+    s_env_t *env = *state;
+    if (!env) skip();
+    static const int up[] = {500, 800}, big[] = {1000, 500}, one[] = {800};
+    const struct {
+        const int *ts;
+        int n, steps;
+    } bad[] = {{up, 2, 2}, {big, 2, 2}, {one, 1, 2}};
+    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = env->eps, .tokenizer = env->tok, .model_name = "t"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lf_pipeline_request_t req = {.prompt = P_PROMPT, .steps = bad[i].steps, .cfg = 1, .seed = 1,
+                                     .width = P_SIZE, .height = P_SIZE, .batch = 1, .clip_skip = 1,
+                                     .timesteps = bad[i].ts, .n_timesteps = bad[i].n};
+        lf_pipeline_result_t res = {0};
+        char err[256] = "";
+        assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), LF_EINVAL);
+        assert_non_null(strstr(err, "timesteps"));
+    }
 }
 
 static void test_cases(void **state)
@@ -343,6 +395,7 @@ int main(void)
 #ifdef LF_HAVE_MODEL
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prediction),
+        cmocka_unit_test(test_timesteps_refused),
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_lora),
     };

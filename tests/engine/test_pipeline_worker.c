@@ -158,6 +158,26 @@ static void test_discovery_and_job(void **state)
     lf_runner_output_clear(&out);
     assert_string_equal(lf_runner_resident(r), "tiny-clip");
 
+    /* Few-step rows reach the engine: tcd's gamma and explicit timesteps
+     * (Hyper-SD 1-step), written in the infotext; timesteps the schedule
+     * cannot take are refused. */
+    lf_job_params_t fp = p;
+    fp.sampler = "tcd", fp.scheduler = "trailing", fp.steps = 1, fp.batch_size = 1, fp.cfg_scale = 1;
+    fp.tcd_gamma = 1.0, fp.timesteps = "800";
+    lf_runner_job_t fjob = {.params = &fp, .cancel = &cancel};
+    if (lf_runner_run(r, &fjob, &out, err, sizeof err) != 0) fail_msg("run: %s", err);
+    assert_int_equal(lf_image_png_text_get(out.images[0].png.data, out.images[0].png.len, "parameters", &text), 0);
+    if (!strstr(text, "Sampler: TCD") || !strstr(text, "Eta: 1") || !strstr(text, "Timesteps: 800"))
+        fail_msg("infotext: %s", text);
+    free(text);
+    info = json_loads(out.info_json, 0, NULL);
+    assert_true(json_real_value(json_object_get(info, "eta")) == 1.0); /* A1111's info key */
+    json_decref(info);
+    lf_runner_output_clear(&out);
+    fp.timesteps = "500,800", fp.steps = 2;
+    assert_int_equal(lf_runner_run(r, &fjob, &out, err, sizeof err), LF_EINVAL);
+    assert_null(out.images);
+
     /* Cancel raised: the job stops with LF_ECANCELED, the model stays. */
     atomic_store(&cancel, true);
     assert_int_equal(lf_runner_run(r, &job, &out, err, sizeof err), LF_ECANCELED);

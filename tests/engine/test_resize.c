@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "lf_error.h"
+#include "lf_params.h"
 #include "lf_resize.h"
 #include "lf_safetensors.h"
 #include "lf_test_ref.h"
@@ -116,6 +117,14 @@ static void test_builtins_and_errors(void **state) {
     assert_int_equal(lf_resize_builtin_count(), 9);
     assert_string_equal(lf_resize_builtin_at(0)->name, "Latent");
     assert_null(lf_resize_builtin_at(9));
+    /* The gateway's copy of the names (common/lf_params.c; the gateway does
+     * not link the engine) is the same list in the same order. */
+    int n = 0;
+    for (; lf_param_hr_builtin_upscalers[n]; n++) {
+        assert_non_null(lf_resize_builtin_at(n));
+        assert_string_equal(lf_param_hr_builtin_upscalers[n], lf_resize_builtin_at(n)->name);
+    }
+    assert_int_equal(n, lf_resize_builtin_count());
     float x[4] = {1, 2, 3, 4}, y[16];
     uint8_t p[12] = {0}, q[48];
     assert_int_equal(lf_resize_latent(x, 1, 2, 2, y, 4, 4, LF_RESIZE_LANCZOS, 0), LF_EUNSUPPORTED);

@@ -187,7 +187,10 @@ static void test_hostile(void **state)
     assert_int_equal(s_try(P("\x80\x02X\x02\x00\x00\x00osX\x06\x00\x00\x00system\x93."), NULL, 0, err, sizeof err),
                      LF_EUNSUPPORTED);
     assert_int_equal(s_try(P("\x80\x02(i__builtin__\neval\n."), NULL, 0, err, sizeof err), LF_EUNSUPPORTED);
-    assert_int_equal(s_try(P("\x80\x02}\x81."), NULL, 0, err, sizeof err), LF_EUNSUPPORTED); /* NEWOBJ */
+    assert_int_equal(s_try(P("\x80\x02}}\x81."), NULL, 0, err, sizeof err), LF_EUNSUPPORTED); /* NEWOBJ of a dict */
+    /* Other classes are opaque objects (never called): an object at the top is no state dict. */
+    assert_int_equal(s_try(P("\x80\x02\x63mod\nKlass\n)\x81}b."), NULL, 0, err, sizeof err), LF_EFORMAT);
+    assert_int_equal(s_try(P("\x80\x02\x63subprocess\nPopen\n)\x81."), NULL, 0, err, sizeof err), LF_EUNSUPPORTED);
     /* Malformed pickles. */
     assert_int_equal(s_try(P("\x80\x02}"), NULL, 0, err, sizeof err), LF_EFORMAT);
     assert_int_equal(s_try(P("\x80\x02s."), NULL, 0, err, sizeof err), LF_EFORMAT);

@@ -1,9 +1,12 @@
 /* libFuzzer target: lf_torchzip_parse on arbitrary bytes (zip directory and
  * restricted pickle) must return a code or an object whose tensors all lie
- * inside the buffer or an inflated copy. Seed corpus: the fixtures
- * tests/engine/fixtures/tiny.pt and tiny_deflate.pt. */
+ * inside the buffer or an inflated copy, and whose pickled values convert to
+ * JSON (lf_torchzip_json: an ultralytics model's yaml). Seed corpus: the
+ * fixtures tests/engine/fixtures/tiny.pt, tiny_deflate.pt and yolo/v8det.pt
+ * (a pickled object graph). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "lf_error.h"
 #include "lf_torchzip.h"
@@ -20,6 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             volatile float f = lf_tensorinfo_get_f32(t, lf_tensorinfo_numel(t) - 1);
             (void)f;
         }
+    }
+    static const char *const paths[] = {"model.yaml", "model.names", "model", "train_args", "version"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        char *j = NULL;
+        if (lf_torchzip_json(z, paths[i], &j) == 0) free(j);
     }
     lf_torchzip_destroy(&z);
     return 0;

@@ -52,7 +52,7 @@ def start_farm(bins, prefix, env=None, worker_env=None):
     spawn("gateway", [bins["gateway"]], dict(common, LF_HTTP_PORT=str(ports["http"])))
     url = "http://127.0.0.1:%d" % ports["http"]
     # Recorded before the wait, so stop_farm stops what did start.
-    FARM.update(dir=d, procs=procs, port=ports["http"], url=url)
+    FARM.update(dir=d, procs=procs, port=ports["http"], url=url, bins=bins, env=common)
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
@@ -66,8 +66,33 @@ def start_farm(bins, prefix, env=None, worker_env=None):
         raise RuntimeError("farm did not come up; logs in " + d)
 
 
+def spawn_gateway(name, env=None):
+    """Starts one more gateway on the running farm (its redis and brokers),
+    with extra variables env; waits until it answers /readyz. Returns (proc,
+    url); stop_farm stops it too."""
+    port = free_port()
+    e = dict(os.environ, LF_LOG_LEVEL="warn", **dict(FARM["env"], **(env or {})), LF_HTTP_PORT=str(port))
+    with open(os.path.join(FARM["dir"], name + ".log"), "w") as log:
+        proc = subprocess.Popen([FARM["bins"]["gateway"]], env=e, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=FARM["dir"])
+    FARM["procs"].append(proc)
+    url = "http://127.0.0.1:%d" % port
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("gateway %s did not come up; logs in %s" % (name, FARM["dir"]))
+
+
 def stop_farm():
     for p in reversed(FARM.get("procs", [])):
+        if p.poll() is not None:
+            continue
         p.send_signal(signal.SIGTERM)
         try:
             p.wait(10)

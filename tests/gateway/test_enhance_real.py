@@ -90,7 +90,8 @@ class RealServer(unittest.TestCase):
         st, j = call("POST", "/v1/jobs", {"model": "lf-diagnostic", "prompt": "a cat", "width": 64, "height": 64,
                                           "steps": 2, "enhance_prompt": True})
         self.assertEqual(st, 202)
-        deadline = time.time() + 60
+        self.assertEqual(j["status"], "enhancing")
+        deadline = time.time() + 60 + 60  # the enhancing stage (LF_ENHANCE_TIMEOUT_MS) is part of the job now
         while time.time() < deadline:
             _, v = call("GET", "/v1/jobs/" + j["id"])
             if v["status"] in ("done", "failed", "cancelled"):
@@ -109,7 +110,7 @@ class RealServer(unittest.TestCase):
                                                    "height": 64, "steps": 2})
         self.assertEqual(st, 200)
         info = json.loads(r["info"])
-        self.assertNotEqual(info["prompt"], "a fox")
+        self.assertNotEqual(info["prompt"], "a fox", info["infotexts"][0])
         self.assertTrue(info["infotexts"][0].startswith(info["prompt"] + "\n"))
         self.assertIn("Original prompt: a fox", info["infotexts"][0])
 

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "lf_error.h"
 #include "lf_fleet.h"
 #include "lf_idem.h"
@@ -272,6 +274,27 @@ static void test_sdxl_parts(void **state) {
     json_decref(b);
 }
 
+/* GET /v1/models and /v1/loras "defaults": only what is said, timesteps as
+ * the API takes them (an array); a copy owns its strings. */
+static void test_defaults_json(void **state) {
+    (void)state;
+    assert_null(lf_fleet_defaults_json(&(lf_model_defaults_t){0}));
+    lf_model_defaults_t d = {.steps = 1, .has_cfg = true, .cfg_scale = 0.0, .sampler = strdup("tcd"),
+                             .timesteps = strdup("800"), .has_weight = true, .weight = 0.5};
+    json_t *j = lf_fleet_defaults_json(&d);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(s, "{\"cfg_scale\":0.0,\"sampler\":\"tcd\",\"steps\":1,\"timesteps\":[800],\"weight\":0.5}");
+    free(s);
+    json_decref(j);
+    lf_model_defaults_t c;
+    assert_int_equal(lf_model_defaults_copy(&c, &d), 0);
+    lf_model_defaults_clear(&d);
+    assert_string_equal(c.timesteps, "800");
+    assert_string_equal(c.sampler, "tcd");
+    assert_int_equal(c.steps, 1);
+    lf_model_defaults_clear(&c);
+}
+
 static void test_idem_hash(void **state) {
     (void)state;
     lf_job_request_t a = {.params = {.model = "sd", .prompt = "a cat", .width = 512, .height = 512, .steps = 20,
@@ -308,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_loras),
         cmocka_unit_test(test_readiness),
         cmocka_unit_test(test_sdxl_parts),
+        cmocka_unit_test(test_defaults_json),
         cmocka_unit_test(test_idem_hash),
     };
     return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);

@@ -25,6 +25,7 @@
 #include "lf_testhttp.h"
 #include "lf_testproc.h"
 #include "lf_testredis.h"
+#include "lf_validate.h"
 
 typedef struct {
     lf_testgw_t base;
@@ -467,7 +468,7 @@ static void test_openapi_and_presets(void **state) {
      * training resolution (lf-tiny-shapes 256, SD1.5 512), so "portrait" gives an aspect instead. */
     size_t i;
     json_t *p;
-    int saw_portrait = 0, saw_lightning = 0;
+    int saw_portrait = 0, saw_lightning = 0, saw_fewstep = 0;
     json_array_foreach(json_object_get(j, "presets"), i, p) {
         if (!json_is_true(json_object_get(p, "builtin"))) continue;
         json_t *params = json_object_get(p, "params");
@@ -482,6 +483,18 @@ static void test_openapi_and_presets(void **state) {
             assert_int_equal(json_integer_value(json_object_get(params, "steps")), 4);
             assert_string_equal(json_string_value(json_object_get(params, "scheduler")), "sgm_uniform");
         }
+        /* Every built-in's settings make a valid job (hyper-1step: tcd, timesteps [800]). */
+        lf_job_request_t jr_ok;
+        lf_verr_t ve = {0};
+        if (lf_validate_job(params, NULL, &jr_ok, &ve) != 0)
+            fail_msg("built-in preset %s: %s (%s)", name, ve.message, ve.field);
+        if (!strcmp(name, "hyper-1step")) {
+            saw_fewstep++;
+            assert_string_equal(jr_ok.params.timesteps, "800");
+            assert_true(jr_ok.params.tcd_gamma == 1.0 && jr_ok.params.steps == 1);
+        }
+        if (!strcmp(name, "dmd2-4step")) saw_fewstep++;
+        lf_job_request_clear(&jr_ok);
         if (!strcmp(name, "portrait")) {
             saw_portrait = 1;
             assert_string_equal(json_string_value(json_object_get(p, "aspect")), "2:3");
@@ -489,6 +502,7 @@ static void test_openapi_and_presets(void **state) {
     }
     assert_true(saw_portrait);
     assert_true(saw_lightning);
+    assert_int_equal(saw_fewstep, 2);
     json_decref(j);
     assert_int_equal(s_json("PUT", "/v1/presets/mine", "{\"params\":{\"steps\":7,\"bogus\":1}}", &j), 400);
     assert_string_equal(s_field(j), "params.bogus");

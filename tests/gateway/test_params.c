@@ -166,7 +166,8 @@ static void s_walk_json(const lf_param_def_t *d) {
     lf_job_request_clear(&r);
     json_decref(body);
     s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_confidence\":2}]", "adetailer[0].ad_confidence");
-    s_refuse_list(d, "[{\"ad_model\":\"face_yolov8n.pt\"}]", "adetailer[0].ad_model");
+    s_refuse_list(d, "[{\"ad_model\":\"yolo_face\"}]", "adetailer[0].ad_model"); /* neither BlazeFace nor a YOLO file */
+    s_refuse_list(d, "[{\"ad_model\":\"../face_yolov8n.pt\"}]", "adetailer[0].ad_model");
     s_refuse_list(d, "[{\"ad_model\":\"mediapipe_face_short\",\"ad_wat\":1}]", "adetailer[0].ad_wat");
     s_refuse_list(d, "[1]", "adetailer[0]");
     s_refuse_list(d, "{\"ad_model\":\"mediapipe_face_short\"}", "adetailer");
@@ -221,11 +222,27 @@ static void s_walk_loras(const lf_param_def_t *d) {
     s_refuse_list(d, "\"a\"", "loras");
 }
 
+/* The timesteps row: integers, as an array or their text (lf_validate). */
+static void s_walk_timesteps(const lf_param_def_t *d, bool a1111) {
+    static const char *const good[] = {"[800]", "[999,0]", "\"999, 749,499\""};
+    static const char *const bad[] = {"[]", "[1000]", "[-1]", "[1,2]", "[5,5]", "[1.5]", "\"a\"", "\"\"", "1", "{}"};
+    for (size_t k = 0; k < sizeof good / sizeof good[0]; k++) {
+        json_t *v = json_loads(good[k], JSON_DECODE_ANY, NULL);
+        s_accept(d, v, a1111);
+        json_decref(v);
+    }
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) s_refuse(d, json_loads(bad[k], JSON_DECODE_ANY, NULL), a1111);
+}
+
 static void s_walk(bool a1111) {
     const lf_param_def_t *t = lf_params_table();
     for (int i = 0; i < LF_P__COUNT; i++) {
         const lf_param_def_t *d = &t[i];
         if (a1111 && (!d->a1111 || d->a1111_at == LF_PA_SCRIPT)) continue;
+        if (i == LF_P_timesteps) {
+            s_walk_timesteps(d, a1111);
+            continue;
+        }
         switch (d->type) {
         case LF_PT_LORAS: s_walk_loras(d); break;
         case LF_PT_JSON: s_walk_json(d); break;
@@ -389,6 +406,7 @@ static void test_infotext_round_trip(void **state) {
                                                   i == LF_P_cache_interval || i == LF_P_cache_depth ? "deepcache"
                                                                                                    : "fbcache"),
                                  0);
+            if (d->show == LF_PS_TCD) assert_int_equal(lf_param_set_str(&p, &t[LF_P_sampler], "tcd"), 0);
             if (d->type == LF_PT_ENUM) {
                 const lf_param_enum_t *v = d->values;
                 if (pass) while (v[1].name) v++;

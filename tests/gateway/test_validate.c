@@ -95,6 +95,17 @@ static const s_bad_t s_native_bad[] = {
     {"{\"cache\":{\"end\":\"2\"}}", "cache.end", "invalid_type"},
     {"{\"cache\":{\"speed\":2}}", "cache.speed", "unknown_field"},
     {"{\"cache_threshold\":-0.1}", "cache_threshold", "out_of_range"},
+    {"{\"tcd_gamma\":1.5}", "tcd_gamma", "out_of_range"},
+    {"{\"tcd_gamma\":\"0.3\"}", "tcd_gamma", "invalid_type"},
+    {"{\"timesteps\":[]}", "timesteps", "invalid_type"},
+    {"{\"timesteps\":[800.5]}", "timesteps", "invalid_type"},
+    {"{\"timesteps\":800}", "timesteps", "invalid_type"},
+    {"{\"timesteps\":[1000]}", "timesteps", "out_of_range"},
+    {"{\"timesteps\":[999,-1]}", "timesteps", "out_of_range"},
+    {"{\"timesteps\":[500,800]}", "timesteps", "invalid_value"},
+    {"{\"timesteps\":[800,800]}", "timesteps", "invalid_value"},
+    {"{\"timesteps\":\"999;500\"}", "timesteps", "invalid_type"},
+    {"{\"timesteps\":[999,500],\"steps\":3}", "timesteps", "invalid_value"},
     {"[1,2]", "", "invalid_type"},
     {"\"txt\"", "", "invalid_type"},
 };
@@ -171,12 +182,62 @@ static int s_lt4_defaults(void *ud, const char *model, lf_model_defaults_t *out)
     return 0;
 }
 
+/* Hyper-SD's 1-step UNet (its manifest's): tcd at timestep 800. */
+static int s_hyper_defaults(void *ud, const char *model, lf_model_defaults_t *out) {
+    (void)ud;
+    if (strcmp(model, "hyper1")) return -1;
+    *out = (lf_model_defaults_t){.steps = 1, .has_cfg = true, .cfg_scale = 1.0, .sampler = strdup("tcd"),
+                                 .timesteps = strdup("800")};
+    return 0;
+}
+
 /* A Lightning-style LoRA's settings: 8 steps, CFG 1, sgm_uniform. */
 static int s_lora8_defaults(void *ud, const char *lora, lf_model_defaults_t *out) {
     (void)ud;
     if (strcmp(lora, "lightning_8step")) return -1;
     *out = (lf_model_defaults_t){.steps = 8, .has_cfg = true, .cfg_scale = 1.0, .scheduler = strdup("sgm_uniform")};
     return 0;
+}
+
+/* Few-step rows: the tcd sampler's gamma (A1111: eta) and explicit
+ * timesteps (their count is the steps when steps is omitted). */
+static void test_fewstep_options(void **state) {
+    (void)state;
+    lf_job_request_t r;
+    lf_verr_t e;
+    json_t *b = s_json("{\"sampler\":\"tcd\",\"tcd_gamma\":0.7,\"timesteps\":[999,850,500]}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_true(r.params.tcd_gamma == 0.7);
+    assert_string_equal(r.params.timesteps, "999,850,500");
+    assert_int_equal(r.params.steps, 3);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"timesteps\":\" 800 \",\"steps\":1}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_int_equal(r.params.steps, 1);
+    assert_true(r.params.tcd_gamma == 0.3); /* diffusers' TCDScheduler default */
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"sampler_name\":\"TCD\",\"eta\":0.5,\"timesteps\":[800]}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.sampler, "tcd");
+    assert_true(r.params.tcd_gamma == 0.5);
+    assert_int_equal(r.params.steps, 1);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"eta\":2}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "eta");
+    json_decref(b);
+    /* The row's text parser. */
+    int ts[4];
+    assert_int_equal(lf_param_timesteps_parse("999, 749,499 ,249", ts, 4), 4);
+    assert_int_equal(ts[1], 749);
+    assert_int_equal(ts[3], 249);
+    assert_int_equal(lf_param_timesteps_parse("4,3,2,1,0", ts, 4), LF_EOVERFLOW);
+    assert_int_equal(lf_param_timesteps_parse("", ts, 4), LF_EFORMAT);
+    assert_int_equal(lf_param_timesteps_parse("5,", ts, 4), LF_EFORMAT);
+    assert_int_equal(lf_param_timesteps_parse("5,5", ts, 4), LF_EINVAL);
 }
 
 static void test_model_defaults(void **state) {
@@ -229,6 +290,28 @@ static void test_model_defaults(void **state) {
     assert_string_equal(r.params.sampler, "euler"); /* the table's */
     lf_job_request_clear(&r);
     json_decref(j);
+    /* A model's timesteps come with its steps, never against the request's. */
+    ctx.model_defaults = s_hyper_defaults;
+    j = s_json("{\"model\":\"hyper1\",\"prompt\":\"x\"}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 1);
+    assert_string_equal(r.params.sampler, "tcd");
+    assert_string_equal(r.params.timesteps, "800");
+    lf_job_request_clear(&r);
+    json_decref(j);
+    j = s_json("{\"model\":\"hyper1\",\"prompt\":\"x\",\"steps\":4}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 4);
+    assert_null(r.params.timesteps);
+    lf_job_request_clear(&r);
+    json_decref(j);
+    j = s_json("{\"model\":\"hyper1\",\"prompt\":\"x\",\"timesteps\":[999,500]}");
+    assert_int_equal(lf_validate_job(j, &ctx, &r, &err), 0);
+    assert_int_equal(r.params.steps, 2);
+    assert_string_equal(r.params.timesteps, "999,500");
+    lf_job_request_clear(&r);
+    json_decref(j);
+    ctx.model_defaults = s_lt4_defaults;
     /* A1111: omitted fields only (its UI always sends steps and CFG). */
     j = s_json("{\"prompt\":\"x\",\"cfg_scale\":3,\"override_settings\":{\"sd_model_checkpoint\":\"lt4\"}}");
     assert_int_equal(lf_validate_a1111(j, false, &ctx, &r, &err), 0);
@@ -519,6 +602,7 @@ int main(void) {
         cmocka_unit_test(test_native_errors_name_the_field),
         cmocka_unit_test(test_native_defaults_and_seed),
         cmocka_unit_test(test_cache_option),
+        cmocka_unit_test(test_fewstep_options),
         cmocka_unit_test(test_model_defaults),
         cmocka_unit_test(test_a1111_lenient_and_mapped),
         cmocka_unit_test(test_a1111_errors_name_the_field),

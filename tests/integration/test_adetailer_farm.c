@@ -1,7 +1,11 @@
 /* ADetailer through the whole farm (HTTP -> gateway -> broker -> worker ->
  * engine) on the built-in model models/lf-tiny-shapes.safetensors:
  *
- *  - GET /adetailer/v1/ad_model lists the BlazeFace detectors;
+ *  - GET /adetailer/v1/ad_model lists the BlazeFace detectors and the YOLO
+ *    file of the worker's models/adetailer (a temporary models folder: the
+ *    built-in model and tests/engine/fixtures/yolo/v8seg.pt, random weights,
+ *    as person_test-seg.pt);
+ *  - a YOLO segmentation unit runs through the farm (infotext names it);
  *  - A1111 img2img of scikit-image's astronaut.png (256x256, denoise 0.3),
  *    once plain and once with alwayson_scripts.ADetailer.args as the webuiapi
  *    client's ADetailer helper builds them ([True, ADetailer(...).to_dict()]):
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,11 +33,12 @@
 #include "lf_blazeface.h"
 #include "lf_image.h"
 #include "lf_testfarm.h"
+#include "lf_testhttp.h"
 
 #define S_MODEL LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors"
 #define S_ASSETS LF_SOURCE_DIR "/assets"
 
-static char s_env_models[1200], s_env_assets[1200];
+static char s_env_models[1200], s_env_assets[1200], s_tmp[64];
 static char *s_astro_b64;
 
 /* webuiapi 0.9.17: ADetailer(ad_model="mediapipe_face_short", ad_denoising_strength=0.6).to_dict(). */
@@ -98,8 +104,13 @@ static int s_img2img(lf_testfarm_t *farm, json_t *scripts, lf_image_t *im, char 
     if (scripts) json_object_set_new(b, "alwayson_scripts", scripts);
     char *txt = json_dumps(b, JSON_COMPACT);
     json_decref(b);
-    json_t *ans = NULL;
-    int code = lf_http_json("POST", url, txt, &ans);
+    /* a whole generation (two with ADetailer) on a loaded 2-core machine:
+     * more than lf_http_json's 30 s */
+    lf_testhttp_opts_t ho = {.content_type = "application/json", .timeout_ms = 600000};
+    lf_testhttp_buf_t hb = {0};
+    int code = (int)lf_testhttp_request("POST", url, txt, strlen(txt), &ho, &hb);
+    json_t *ans = hb.data ? json_loadb(hb.data, hb.len, 0, NULL) : NULL;
+    free(hb.data);
     free(txt);
     if (answer) *answer = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
     if (code == 200 && im) {
@@ -135,7 +146,28 @@ static void test_ad_model_route(void **state)
     json_t *a = json_object_get(j, "ad_model");
     assert_string_equal(json_string_value(json_array_get(a, 0)), "mediapipe_face_short");
     assert_string_equal(json_string_value(json_array_get(a, 1)), "mediapipe_face_full");
+    assert_string_equal(json_string_value(json_array_get(a, 2)), "person_test-seg.pt");
+    assert_int_equal(json_array_size(a), 3);
     json_decref(j);
+}
+
+/* The random-weight segmentation model finds "people" everywhere at a low
+ * confidence; the largest one is re-drawn through its mask. */
+static void test_yolo_seg_unit(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    lf_image_t b = {0};
+    char *ib = NULL, *ans = NULL;
+    int code = s_img2img(farm,
+                         s_scripts("{\"ad_model\": \"person_test-seg.pt\", \"ad_confidence\": 0.01, "
+                                   "\"ad_mask_k_largest\": 1, \"ad_denoising_strength\": 0.5}"),
+                         &b, &ib, &ans);
+    if (code != 200) fail_msg("YOLO ADetailer img2img answered %d: %s", code, ans ? ans : "");
+    free(ans);
+    if (!strstr(ib, "ADetailer model: person_test-seg.pt") || !strstr(ib, "ADetailer mask only top k largest: 1"))
+        fail_msg("infotext: %s", ib);
+    lf_image_clear(&b);
+    free(ib);
 }
 
 static void test_astronaut_face_only(void **state)
@@ -235,14 +267,27 @@ int main(void)
     fclose(f);
     s_astro_b64 = s_b64(png, (size_t)n);
     free(png);
-    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", LF_SOURCE_DIR);
+    /* models/: the built-in model and, in adetailer/, a tiny YOLO seg model */
+    snprintf(s_tmp, sizeof s_tmp, "/tmp/lf-adetailer-XXXXXX");
+    if (!mkdtemp(s_tmp)) return 1;
+    char p1[256], p2[256];
+    snprintf(p1, sizeof p1, "%s/lf-tiny-shapes.safetensors", s_tmp);
+    snprintf(p2, sizeof p2, "%s/adetailer", s_tmp);
+    if (symlink(S_MODEL, p1) || mkdir(p2, 0755)) return 1;
+    snprintf(p2, sizeof p2, "%s/adetailer/person_test-seg.pt", s_tmp);
+    if (symlink(LF_SOURCE_DIR "/tests/engine/fixtures/yolo/v8seg.pt", p2)) return 1;
+    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s", s_tmp);
     snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s", S_ASSETS);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ad_model_route),
         cmocka_unit_test(test_astronaut_face_only),
+        cmocka_unit_test(test_yolo_seg_unit),
         cmocka_unit_test(test_unknown_model_refused),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
     free(s_astro_b64);
+    unlink(p2), unlink(p1);
+    snprintf(p2, sizeof p2, "%s/adetailer", s_tmp);
+    rmdir(p2), rmdir(s_tmp);
     return rc;
 }

@@ -23,7 +23,11 @@
  *     /v1/workers list it under the manifest's name (family sdxl, 1024 px,
  *     approx previews, its defaults); a native job and an A1111 txt2img
  *     that say neither steps nor CFG get the model's (the PNG's parameters
- *     say Steps: 3, CFG scale: 1, the size), jobs that say them keep theirs.
+ *     say Steps: 3, CFG scale: 1, the size), jobs that say them keep theirs;
+ *   - explicit timesteps: models/xl-hyper.model.json (the same parts, as
+ *     Hyper-SD's 1-step UNet is run: tcd at timestep 800) lists them and a
+ *     job that says nothing runs them (Timesteps: 800, Eta: 0.3); a job's
+ *     own timesteps set its steps, with its tcd_gamma.
  *
  * Needs models/lf-tiny-shapes.safetensors (its VAE) and the CLIP BPE merges
  * (reference data); exits 77 (ctest: skipped) with the reason without them. */
@@ -82,7 +86,7 @@ static bool s_prepare(char *why, size_t len)
     for (size_t i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/models/%s.safetensors", s_dir, files[i][1]);
         if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, files[i][0], shapes, p) != 0)
-            return snprintf(why, len, "cannot write %s", p), false;
+            return snprintf(why, len, "cannot write %.1200s", p), false;
     }
     /* The assembled model: a UNet alone + xl-base's text encoders and VAE. */
     snprintf(p, sizeof p, "mkdir -p '%s/models/unet' && cp '%s/sdxl/unet_diffusers.safetensors' "
@@ -90,12 +94,21 @@ static bool s_prepare(char *why, size_t len)
     if (system(p) != 0) return snprintf(why, len, "cannot prepare %s/models/unet", s_dir), false;
     snprintf(p, sizeof p, "%s/models/xl-lightning.model.json", s_dir);
     FILE *f = fopen(p, "w");
-    if (!f) return snprintf(why, len, "cannot write %s", p), false;
+    if (!f) return snprintf(why, len, "cannot write %.1200s", p), false;
     fputs("{\"family\": \"sdxl\",\n"
           " \"parts\": {\"unet\": \"unet/lightning_tiny.safetensors\", \"checkpoint\": \"xl-base.safetensors\"},\n"
           " \"prediction\": \"epsilon\",\n"
           " \"defaults\": {\"steps\": 3, \"cfg\": 1, \"sampler\": \"euler\", \"scheduler\": \"sgm_uniform\",\n"
           "              \"width\": 256, \"height\": 256}}\n",
+          f);
+    fclose(f);
+    /* The same parts as Hyper-SD's 1-step UNet is run: tcd at timestep 800. */
+    snprintf(p, sizeof p, "%s/models/xl-hyper.model.json", s_dir);
+    if (!(f = fopen(p, "w"))) return snprintf(why, len, "cannot write %s", p), false;
+    fputs("{\"family\": \"sdxl\",\n"
+          " \"parts\": {\"unet\": \"unet/lightning_tiny.safetensors\", \"checkpoint\": \"xl-base.safetensors\"},\n"
+          " \"defaults\": {\"steps\": 1, \"cfg\": 1, \"sampler\": \"tcd\", \"timesteps\": [800],\n"
+          "              \"width\": 128, \"height\": 128}}\n",
           f);
     fclose(f);
     snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
@@ -392,6 +405,44 @@ static void test_assembled_native_defaults(void **state)
     json_decref(p);
 }
 
+/* Explicit timesteps end to end: a manifest's (Hyper-SD 1-step: tcd at
+ * 800) listed as the API takes them and filled in when the job says
+ * nothing, a request's own with the tcd gamma; the infotext records both. */
+static void test_assembled_timesteps(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/models", lf_testfarm_url(farm));
+    json_t *j = NULL, *m, *found = NULL;
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    size_t i;
+    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(s_str(m, "name"), "xl-hyper")) found = m;
+    assert_non_null(found);
+    json_t *ts = json_object_get(json_object_get(found, "defaults"), "timesteps");
+    assert_int_equal(json_array_size(ts), 1);
+    assert_int_equal(json_integer_value(json_array_get(ts, 0)), 800);
+    json_decref(j);
+    json_t *p = NULL;
+    char *t = s_native(farm, "{\"model\":\"xl-hyper\",\"prompt\":\"a red circle\",\"seed\":5}", &p);
+    assert_int_equal(json_integer_value(json_object_get(p, "steps")), 1);
+    assert_string_equal(s_str(p, "timesteps"), "800");
+    assert_non_null(strstr(t, "Steps: 1, Sampler: TCD, "));
+    assert_non_null(strstr(t, "Eta: 0.3"));
+    assert_non_null(strstr(t, "Timesteps: 800"));
+    free(t);
+    json_decref(p);
+    t = s_native(farm,
+                 "{\"model\":\"xl-lightning\",\"prompt\":\"a red circle\",\"seed\":5,\"sampler\":\"tcd\","
+                 "\"tcd_gamma\":0.7,\"timesteps\":[999,500],\"width\":128,\"height\":128}",
+                 &p);
+    assert_int_equal(json_integer_value(json_object_get(p, "steps")), 2); /* their count, not the model's 3 */
+    assert_non_null(strstr(t, "Steps: 2, Sampler: TCD, "));
+    assert_non_null(strstr(t, "Eta: 0.7"));
+    assert_non_null(strstr(t, "Timesteps: \"999,500\""));
+    free(t);
+    json_decref(p);
+}
+
 static void test_assembled_a1111_defaults(void **state)
 {
     lf_testfarm_t *farm = *state;
@@ -438,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sdxl_unknown_refiner),
         cmocka_unit_test(test_assembled_listed),
         cmocka_unit_test(test_assembled_native_defaults),
+        cmocka_unit_test(test_assembled_timesteps),
         cmocka_unit_test(test_assembled_a1111_defaults),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);

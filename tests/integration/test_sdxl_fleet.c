@@ -81,13 +81,13 @@ static bool s_prepare(char *why, size_t len)
     free(real);
     if (system(p) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
     snprintf(p, sizeof p, "%s/xl/xl-base.safetensors", s_dir);
-    if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", shapes, p) != 0) return snprintf(why, len, "cannot write %s", p), false;
+    if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", shapes, p) != 0) return snprintf(why, len, "cannot write %.1200s", p), false;
     struct stat sb;
-    if (stat(p, &sb) != 0 || sb.st_size < (2 << 20)) return snprintf(why, len, "%s: under 2 MiB", p), false;
+    if (stat(p, &sb) != 0 || sb.st_size < (2 << 20)) return snprintf(why, len, "%.1200s: under 2 MiB", p), false;
     s_xl_bytes = sb.st_size;
     char q[3100];
     snprintf(q, sizeof q, "ln -s '%s' '%s/small/xl-base.safetensors'", p, s_dir);
-    if (system(q) != 0) return snprintf(why, len, "cannot link %s", p), false;
+    if (system(q) != 0) return snprintf(why, len, "cannot link %.1200s", p), false;
     snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return true;
 }

@@ -292,7 +292,7 @@ static void s_ref_attention(const lf_tensor_t *q, const lf_tensor_t *k, const lf
                 for (int64_t j = 0; j < Nk; j++) {
                     double dot = 0;
                     for (int64_t c = 0; c < D; c++) dot += G(q, c, i, h, b) * G(k, c, j, h, b);
-                    p[j] = dot * scale + (mask ? G(mask, j, i, 0, 0) : 0);
+                    p[j] = dot * scale + (mask ? G(mask, j, i, mask->ne[2] > 1 ? h : 0, 0) : 0);
                     m = fmax(m, p[j]);
                 }
                 for (int64_t j = 0; j < Nk; j++) s += (p[j] = exp(p[j] - m));
@@ -312,11 +312,12 @@ static void test_attention(void **state) {
     lf_tensor_t k = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 1);
     lf_tensor_t v = lf_test_rand(LF_TYPE_F32, Dv, Nk, H, B, 1);
     lf_tensor_t mask = lf_test_rand(LF_TYPE_F32, Nk, Nq, 1, 1, 2);
+    lf_tensor_t hmask = lf_test_rand(LF_TYPE_F32, Nk, Nq, H, 1, 2); /* per head (T5) */
     lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, Dv, Nq, H, B);
     double *w = s_ref(&d);
     float scale = 1.0f / sqrtf((float)D);
-    for (int masked = 0; masked < 2; masked++) {
-        const lf_tensor_t *mk = masked ? &mask : NULL;
+    for (int masked = 0; masked < 3; masked++) {
+        const lf_tensor_t *mk = masked == 2 ? &hmask : masked ? &mask : NULL;
         s_ref_attention(&q, &k, &v, mk, scale, w);
         /* One tile, then many small tiles (online softmax across tiles). */
         assert_int_equal(lf_op_attention(be, &d, &q, &k, &v, mk, scale), 0);
@@ -327,7 +328,7 @@ static void test_attention(void **state) {
         unsetenv("LF_ATTN_BQ"), unsetenv("LF_ATTN_BK");
         assert_true(lf_test_maxerr(&d, w) <= TOL_F32);
     }
-    free(w), free(q.data), free(k.data), free(v.data), free(mask.data), free(d.data);
+    free(w), free(q.data), free(k.data), free(v.data), free(mask.data), free(hmask.data), free(d.data);
 
     /* Heads as strided views of [H*D, N] projections (how a UNet calls it). */
     int64_t heads = 4, hd = 8, N = 29, C = heads * hd;

@@ -16,6 +16,11 @@ Cases (lightfarm sampler / scheduler <- diffusers scheduler):
   lcm_4            lcm / lcm, cfg 1 <- LCMScheduler (its default timesteps 999 759 499 259)
   dmd2_4           lcm / trailing, cfg 0 <- LCMScheduler with timesteps=[999, 749, 499, 249]
   tcd_4, tcd_2     tcd / lcm, cfg 1 <- TCDScheduler (eta = gamma 0.3, its default timesteps)
+  tcd_g0_4, tcd_g07_4  the same at 4 steps with gamma (eta) 0 and 0.7 (request tcd_gamma)
+  hyper_1          tcd, timesteps [800], gamma 1, cfg 1 <- TCDScheduler, timesteps=[800], eta 1.0
+                   (Hyper-SD's 1-step UNet / LoRA as its model card runs it)
+  euler_ts_3       euler, timesteps [999, 850, 500], cfg 1 <- EulerDiscreteScheduler with
+                   timesteps=[999, 850, 500] (diffusers >= 0.28; an older one skips the case)
   lightning_cfg_4  euler / trailing, cfg 2 with the negative prompt (guidance still works)
   lora_lightning_4 euler / trailing, cfg 1 with lora_lightning.safetensors merged at 1.0 <-
                    pipe.load_lora_weights(file) + pipe.fuse_lora() (a random rank-4 UNet LoRA
@@ -25,14 +30,20 @@ Cases (lightfarm sampler / scheduler <- diffusers scheduler):
                    UNet; f32 merge: the C test loads the model with f32 weights)
 
 Conventions as make_pipeline_fixtures.py: the start latents are
-torch.randn(seed) scaled to lightfarm's noise * sigmas[0] (VE schedulers:
+torch.randn(seed) scaled to lightfarm's noise * sigmas[0] (sigmas[0]: the
+training sigma of the first timestep, 999 unless explicit; VE schedulers:
 the raw noise; VP ones — LCM, TCD — noise * s0 / sqrt(1 + s0^2)), and the
 same generator continues into the step noise.
 
   /work/venv-ref/bin/python tests/reference/make_fewstep_fixtures.py
+  LF_FEWSTEP_CASES=euler_ts_3 /work/venv-torch2/bin/python tests/reference/make_fewstep_fixtures.py
+The second run (diffusers 0.31: EulerDiscreteScheduler's timesteps= came in
+0.28; 0.27 skips the case) writes only the cases named and merges them into
+cases.json; the cases both versions run agree to 2e-6.
 Outputs tests/engine/fixtures/fewstep/<case>.safetensors (latent, image) and
 cases.json. Needs the CLIP merges file of the shared reference data.
 """
+import inspect
 import json
 import os
 import sys
@@ -49,7 +60,7 @@ import make_sdxl_fixtures as msf  # noqa: E402
 from diffusers import (EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,  # noqa: E402
                        LCMScheduler, StableDiffusionXLPipeline, TCDScheduler)
 
-OUT = os.path.join(HERE, "..", "engine", "fixtures", "fewstep")
+OUT = os.environ.get("LF_FEWSTEP_OUT") or os.path.join(HERE, "..", "engine", "fixtures", "fewstep")
 BASE = {k: v for k, v in mpf.BASE.items() if k != "prediction_type"}
 
 
@@ -73,6 +84,11 @@ CASES += [
     ("tcd_4", "tcd", "lcm", 4, 1.0, lambda: TCDScheduler(**BASE), True, "epsilon", {"eta": 0.3}),
     ("tcd_2", "tcd", "lcm", 2, 1.0, lambda: TCDScheduler(**BASE), True, "epsilon", {"eta": 0.3}),
     ("lightning_cfg_4", "euler", "trailing", 4, 2.0, euler, False, "epsilon", {}),
+    ("tcd_g0_4", "tcd", "lcm", 4, 1.0, lambda: TCDScheduler(**BASE), True, "epsilon", {"eta": 0.0}),
+    ("tcd_g07_4", "tcd", "lcm", 4, 1.0, lambda: TCDScheduler(**BASE), True, "epsilon", {"eta": 0.7}),
+    ("hyper_1", "tcd", "trailing", 1, 1.0, lambda: TCDScheduler(**BASE), True, "epsilon",
+     {"eta": 1.0, "timesteps": [800]}),
+    ("euler_ts_3", "euler", "trailing", 3, 1.0, euler, False, "epsilon", {"timesteps": [999, 850, 500]}),
 ]
 
 
@@ -99,9 +115,10 @@ def lightning_lora(unet, gen, rank=4):
     return sd
 
 
-def lf_sigma0(sched_name, steps):
-    """lightfarm's first sigma: the LDM table at timestep 999 for every schedule here."""
-    return float(mpf.ldm_sigmas()[999])
+def lf_sigma0(sched_name, steps, timesteps=None):
+    """lightfarm's first sigma: the LDM table at the first timestep (999 for every
+    schedule here)."""
+    return float(mpf.ldm_sigmas()[timesteps[0] if timesteps else 999])
 
 
 @torch.no_grad()
@@ -115,16 +132,25 @@ def main():
     text_l, text_g = msf.widened(text_l), msf.widened(text_g)
     tok, tok2 = msf.tokenizers(tempfile.mkdtemp())
     meta = []
+    only = [c for c in os.environ.get("LF_FEWSTEP_CASES", "").split(",") if c]
     for name, sampler, schedule, steps, cfg, make, vp, pred, kw in CASES:
+        if only and name not in only:
+            continue
         sched = make()
+        if "timesteps" in kw and "timesteps" not in inspect.signature(sched.set_timesteps).parameters:
+            print("%s: skipped (this diffusers' %s takes no timesteps=)" % (name, type(sched).__name__))
+            continue
         gen = torch.Generator().manual_seed(mpf.SEED)
         pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_l, text_encoder_2=text_g,
                                          tokenizer=tok, tokenizer_2=tok2, unet=unet,
                                          scheduler=sched, force_zeros_for_empty_prompt=True)
         pipe.set_progress_bar_config(disable=True)
         # init_noise_sigma is set by set_timesteps (trailing: sigma_max).
-        sched.set_timesteps(steps)
-        lat0 = msf.start_latents(gen, lf_sigma0(schedule, steps), vp, sched)
+        if "timesteps" in kw:
+            sched.set_timesteps(timesteps=kw["timesteps"])
+        else:
+            sched.set_timesteps(steps)
+        lat0 = msf.start_latents(gen, lf_sigma0(schedule, steps, kw.get("timesteps")), vp, sched)
         args = dict(kw)
         if "timesteps" not in args:
             args["num_inference_steps"] = steps
@@ -140,6 +166,15 @@ def main():
                          **{k: v for k, v in kw.items() if k != "timesteps"}))
         print("%-16s %-16s %-9s %d cfg %.0f %-8s t=%s |lat| %.3f" %
               (name, sampler, schedule, steps, cfg, pred, ts, float(lat.abs().max())))
+    if only:  # merge into the full run's cases.json
+        with open(os.path.join(OUT, "cases.json")) as f:
+            full = json.load(f)
+        full["cases"] = [c for c in full["cases"] if c["case"] not in only] + meta
+        for m in meta:
+            m["diffusers_version"] = __import__("diffusers").__version__
+        with open(os.path.join(OUT, "cases.json"), "w") as f:
+            json.dump(full, f, indent=1)
+        return 0
     # A Lightning-style LoRA merged by diffusers (fuse_lora) into the same UNet.
     lsd = lightning_lora(unet, torch.Generator().manual_seed(20))
     lpath = os.path.join(OUT, "lora_lightning.safetensors")

@@ -54,10 +54,17 @@ BUILTIN_PRESETS = [
                                                     "cfg_scale": 1, "width": 1024, "height": 1024}},
     {"name": "turbo-1step", "description": "Turbo 1-step (SDXL-Turbo: Euler a, SGM Uniform, CFG 1, 512x512)",
      "builtin": True, "family": "sdxl", "params": {"sampler": "euler_ancestral", "scheduler": "sgm_uniform",
-                                                    "steps": 1, "cfg_scale": 1, "width": 512, "height": 512}}]
+                                                    "steps": 1, "cfg_scale": 1, "width": 512, "height": 512}},
+    {"name": "hyper-1step", "description": "Hyper-SD 1-step (TCD at timestep 800, gamma 1, CFG 1)",
+     "builtin": True, "family": "sdxl", "params": {"sampler": "tcd", "scheduler": "trailing", "steps": 1,
+                                                    "timesteps": [800], "tcd_gamma": 1, "cfg_scale": 1,
+                                                    "width": 1024, "height": 1024}},
+    {"name": "dmd2-4step", "description": "DMD2 4-step (LCM sampler, Trailing: 999 749 499 249, CFG 1)",
+     "builtin": True, "family": "sdxl", "params": {"sampler": "lcm", "scheduler": "trailing", "steps": 4,
+                                                    "cfg_scale": 1, "width": 1024, "height": 1024}}]
 JOB_FIELDS = {"model", "mode", "prompt", "negative_prompt", "sampler", "scheduler", "steps", "cfg_scale", "width",
               "height", "seed", "batch_size", "priority", "init_image", "denoise", "clip_skip", "step_delay_ms",
-              "rng", "idempotency_key", "ttl_s", "extra"}
+              "rng", "idempotency_key", "ttl_s", "extra", "tcd_gamma", "timesteps"}
 STATE = threading.Condition()
 JOBS = {}          # id -> dict
 ORDER = []         # queued ids (all priorities) in submit order

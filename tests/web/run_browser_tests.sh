@@ -120,6 +120,21 @@ else
     mkdir -p "$TMP/models/lora"
     for f in "$ROOT"/models/*; do ln -s "$f" "$TMP/models/"; done
     cp "$ROOT/tests/engine/fixtures/lora/lf_tiny_shapes_kohya.safetensors" "$TMP/models/lora/"
+    # The same LoRA saying how it must be run (lf.defaults, as a Lightning 8-step LoRA would):
+    # the picker's recommended-settings test.
+    python3 - "$TMP/models/lora" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+raw = open(f"{d}/lf_tiny_shapes_kohya.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+head.setdefault("__metadata__", {})["lf.defaults"] = json.dumps(
+    {"weight": 0.9, "steps": 8, "cfg": 1, "sampler": "euler", "scheduler": "sgm_uniform"})
+head["__metadata__"].pop("ss_output_name", None)  # no alias: listed by its file name
+h = json.dumps(head).encode()
+h += b" " * (-len(h) % 8)
+open(f"{d}/lightning_8step_lora_probe.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+PY
     LF_MODELS_DIR="$TMP/models"
   fi
   # Worker 1 also advertises SDXL: two one-tensor files whose tensor names say "sdxl" (the

@@ -211,3 +211,19 @@ def test_model_defaults_and_few_step_presets(ui):
         p.click("#preset-apply")
         assert (p.input_value("#steps"), p.input_value("#sampler"), p.input_value("#width")) == want, name
         assert p.input_value("#scheduler") == "sgm_uniform" and float(p.input_value("#cfg_scale")) == 1.0
+    assert p.is_hidden("#tcd-field") and p.input_value("#timesteps") == ""
+    # Hyper-SD 1-step: TCD at the one timestep 800 with gamma 1; the job the form sends says so.
+    p.wait_for_selector("#preset-select option[value='b:hyper-1step']:not([disabled])", state="attached")
+    p.select_option("#preset-select", "b:hyper-1step")
+    p.click("#preset-apply")
+    assert (p.input_value("#steps"), p.input_value("#sampler"), p.input_value("#timesteps")) == ("1", "tcd", "800")
+    assert p.is_visible("#tcd-field") and float(p.input_value("#tcd_gamma")) == 1.0
+    ui.shot("preset-hyper-1step", full_page=False)
+    sent = p.evaluate("async () => (await import('/js/generate.js')).getParams()")
+    assert sent["timesteps"] == "800" and sent["tcd_gamma"] == 1 and "steps" not in sent, sent
+    # DMD2: the LCM sampler over trailing timesteps (999 749 499 249), no explicit timesteps.
+    p.select_option("#preset-select", "b:dmd2-4step")
+    p.click("#preset-apply")
+    assert (p.input_value("#steps"), p.input_value("#sampler"), p.input_value("#scheduler")) == ("4", "lcm", "trailing")
+    assert p.is_hidden("#tcd-field")
+    assert p.input_value("#timesteps") == ""  # steps without timesteps: the scheduler's again

@@ -255,11 +255,13 @@ export function defaultsText(d) {
     return o ? o.text : v;
   };
   const parts = [];
+  if (d.weight !== undefined) parts.push(`weight ${d.weight}`); // a LoRA's
   if (d.steps) parts.push(`${d.steps} step${d.steps === 1 ? '' : 's'}`);
   if (d.cfg_scale !== undefined) parts.push(`CFG ${d.cfg_scale}`);
   if (d.sampler) parts.push(label('#sampler', d.sampler));
   if (d.scheduler) parts.push(label('#scheduler', d.scheduler));
   if (d.width && d.height) parts.push(`${d.width}×${d.height}`);
+  if (Array.isArray(d.timesteps) && d.timesteps.length) parts.push(`timestep${d.timesteps.length === 1 ? '' : 's'} ${d.timesteps.join(' ')}`);
   return parts.join(', ');
 }
 
@@ -278,6 +280,8 @@ function applyModelDefaults() {
     for (const k of ['steps', 'cfg_scale']) {
       if (defaultsSet[k] !== undefined && paramRows[k] && paramRows[k].default !== undefined) setNum(`#${k}`, paramRows[k].default);
     }
+    if (defaultsSet.timesteps !== undefined) $('#timesteps').value = '';
+    updateSampler();
   }
   defaultsSet = null;
   if (!d) {
@@ -286,12 +290,56 @@ function applyModelDefaults() {
     return;
   }
   const p = {};
-  for (const k of ['steps', 'cfg_scale', 'sampler', 'scheduler', 'width', 'height']) if (d[k] !== undefined) p[k] = d[k];
+  for (const k of ['steps', 'cfg_scale', 'sampler', 'scheduler', 'width', 'height', 'timesteps']) if (d[k] !== undefined) p[k] = d[k];
   setParams(p, { keepSeed: true });
   if (p.width && p.height && p.width === p.height) modelSide = p.width; // the next model's size may replace it
   defaultsSet = p;
   note.textContent = `${m.name} is made for: ${defaultsText(d)} (set now; change them if you like).`;
   note.hidden = false;
+}
+
+/** A LoRA that says how it must be run (GET /v1/loras "defaults": a Lightning 8-step LoRA's 8 steps,
+ * CFG 1, SGM Uniform) is shown under the picker; with apply (the LoRA was added to the prompt) its
+ * settings go into the fields that still hold the page's or the model's value, and the fields the
+ * user changed are kept and named (the gateway fills only omitted fields, and the form sends all). */
+export function showLoraDefaults(name, d, apply = false) {
+  const note = $('#lora-defaults');
+  if (!name || !d || typeof d !== 'object' || !defaultsText(d)) {
+    note.hidden = true;
+    note.textContent = '';
+    return;
+  }
+  if (!apply) { // picked: its weight goes into the picker's weight, as A1111's "preferred weight"
+    if (d.weight !== undefined) setNum('#lora-weight', d.weight);
+    note.textContent = `${name} is made for: ${defaultsText(d)} (Add sets them).`;
+    note.hidden = false;
+    return;
+  }
+  const base = (k) => {
+    if (defaultsSet && defaultsSet[k] !== undefined) return defaultsSet[k];
+    if ((k === 'width' || k === 'height') && modelSide) return modelSide;
+    return rowDefault(k);
+  };
+  const untouched = (k) => {
+    const b = base(k), cur = $(`#${k}`).value;
+    if (b === null || b === undefined) return false;
+    return k === 'sampler' || k === 'scheduler' ? cur === matchOption($(`#${k}`), b) : Number(cur) === Number(b);
+  };
+  const want = (k) => (k === 'sampler' || k === 'scheduler' ? matchOption($(`#${k}`), d[k]) : d[k]);
+  const p = {}, kept = [];
+  for (const k of ['steps', 'cfg_scale', 'sampler', 'scheduler', 'width', 'height']) {
+    if (d[k] === undefined) continue;
+    if (untouched(k)) p[k] = d[k];
+    else if (String($(`#${k}`).value) !== String(want(k))) kept.push(k === 'cfg_scale' ? 'CFG' : k);
+  }
+  setParams(p, { keepSeed: true });
+  note.textContent = `${name} is made for: ${defaultsText(d)} (set now${kept.length ? `; your ${kept.join(', ')} kept` : ''}).`;
+  note.hidden = false;
+}
+
+/** TCD's gamma is a field of the tcd sampler only. */
+function updateSampler() {
+  $('#tcd-field').hidden = $('#sampler').value !== 'tcd';
 }
 
 function mode() {
@@ -327,6 +375,13 @@ export function getParams() {
     batch_size: n('#batch_size'),
     priority: $('#priority').value,
   };
+  // Few-step models: TCD's gamma; explicit timesteps (their count is the steps: steps left out).
+  if (p.sampler === 'tcd') p.tcd_gamma = n('#tcd_gamma');
+  const ts = $('#timesteps').value.trim();
+  if (ts) {
+    p.timesteps = ts;
+    delete p.steps;
+  }
   if (p.mode === 'img2img') {
     p.init_image = upload ? upload.id : null;
     p.denoise = Number($('#denoise').value);
@@ -390,6 +445,13 @@ export function setParams(p, { keepSeed = false } = {}) {
   }
   setNum('#steps', p.steps);
   setNum('#cfg_scale', p.cfg_scale ?? p.cfg);
+  setNum('#tcd_gamma', p.tcd_gamma);
+  if (p.steps !== undefined && p.timesteps === undefined) $('#timesteps').value = ''; // they go together
+  if (p.timesteps !== undefined) {
+    $('#timesteps').value = Array.isArray(p.timesteps) ? p.timesteps.join(', ') : String(p.timesteps ?? '');
+    if (Array.isArray(p.timesteps) && p.timesteps.length) setNum('#steps', p.timesteps.length);
+  }
+  updateSampler();
   setNum('#width', p.width);
   setNum('#height', p.height);
   if (!keepSeed) setNum('#seed', p.seed);
@@ -569,7 +631,7 @@ export async function submit() {
     const r = await api.submit(params);
     const id = r.id || r.job_id || (r.job && r.job.id);
     if (!id) throw new ApiError(0, 'bad_reply', 'The gateway accepted the job but returned no id');
-    emit('job-submitted', { id, position: r.position, params });
+    emit('job-submitted', { id, position: r.position, status: r.status, params });
   } catch (e) {
     if (e instanceof ApiError) {
       if (e.status === 401) showError(null, 'The gateway needs an API key (key button, top right).');
@@ -596,6 +658,7 @@ export function initGenerate() {
   });
   for (const r of $$('input[name="mode"]')) r.addEventListener('change', updateMode);
   $('#model').addEventListener('change', updateModelKind);
+  $('#sampler').addEventListener('change', updateSampler);
 
   // Range <-> number pairs.
   for (const [rangeId, numId] of [['#steps-range', '#steps'], ['#cfg-range', '#cfg_scale']]) {

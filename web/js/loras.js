@@ -1,7 +1,10 @@
 // The LoRA picker: the LoRAs the workers have (GET /v1/loras) and a weight; "Add" writes A1111's
 // <lora:name:weight> tag into the prompt at the cursor, which the engine reads (and the infotext keeps).
 import { api, listOf } from './api.js';
+import { showLoraDefaults } from './generate.js';
 import { $, toast } from './util.js';
+
+const loraDefaults = new Map(); // name -> the settings a LoRA recommends (GET /v1/loras "defaults")
 
 /** The tag for a LoRA at a weight, as A1111's extra-networks cards write it. */
 export function loraTag(name, weight) {
@@ -31,6 +34,8 @@ export async function loadLoras() {
     loras = [];
   }
   const sel = $('#lora-pick');
+  loraDefaults.clear();
+  for (const l of loras) if (l.defaults && typeof l.defaults === 'object') loraDefaults.set(l.name, l.defaults);
   sel.replaceChildren(...loras.map((l) => {
     const o = document.createElement('option');
     o.value = l.name;
@@ -39,14 +44,20 @@ export async function loadLoras() {
     return o;
   }));
   $('#lora-field').hidden = loras.length === 0;
+  showLoraDefaults(sel.value, loraDefaults.get(sel.value));
 }
 
 export function initLoras() {
+  $('#lora-pick').addEventListener('change', () => {
+    const name = $('#lora-pick').value;
+    showLoraDefaults(name, loraDefaults.get(name));
+  });
   $('#lora-add').addEventListener('click', () => {
     const name = $('#lora-pick').value;
     if (!name) return;
     const prompt = $('#prompt');
     insertAtCursor(prompt, loraTag(name, $('#lora-weight').value));
+    showLoraDefaults(name, loraDefaults.get(name), true); // a few-step LoRA's steps, CFG, sampler, schedule
     prompt.focus();
     toast(`Added ${name} to the prompt`);
   });

@@ -39,7 +39,7 @@ function jobItem(j, { position, mineFlag, showCancel }) {
     el('div.what', {},
       el('div.prompt', { text: prompt || '(no prompt)', title: prompt }),
       el('div.meta', {},
-        el('span', { class: `st ${status}`, text: status === 'running' && p.steps ? `running ${p.step}/${p.steps}` : status }),
+        el('span', { class: `st ${status}`, text: status === 'running' && p.steps ? `running ${p.step}/${p.steps}` : (status === 'enhancing' ? 'enhancing prompt…' : status) }),
         el('span', { class: `prio ${prio}`, text: prio }),
         el('span', { text: shortId(j.id), title: j.id }),
         (j.worker || j.worker_id) ? el('span', { text: `on ${j.worker || j.worker_id}` }) : null,
@@ -89,7 +89,7 @@ async function checkFinished(j) {
 
 export function initQueue() {
   on('job-submitted', (d) => {
-    mine.unshift({ id: d.id, prompt: d.params.prompt, priority: d.params.priority, status: 'queued', position: d.position, steps: d.params.steps, step: 0, created: Date.now() });
+    mine.unshift({ id: d.id, prompt: d.params.prompt, priority: d.params.priority, status: d.status || 'queued', position: d.position, steps: d.params.steps, step: 0, created: Date.now() });
     mine = mine.slice(0, MAX_MINE);
     persist();
     render();

@@ -110,17 +110,40 @@ function showEnhancement(p) {
   note.textContent = p.enhance_error ? `Prompt not enhanced (the original was used): ${p.enhance_error}` : '';
 }
 
+/** After the enhancing stage: the job's prompt as the LLM left it (or why not), from its view. */
+async function showSettledPrompt(c) {
+  try {
+    const v = await api.job(c.id);
+    if (current !== c || !v.params) return;
+    c.params = { ...c.params, ...v.params };
+    showEnhancement(c.params);
+  } catch { /* shown with the result */ }
+}
+
 function onEvent(name, d) {
   const c = current;
   if (!c) return;
-  if (name === 'queued' || name === 'started' || name === 'progress') {
+  if (name === 'enhancing' || name === 'queued' || name === 'started' || name === 'progress') {
     emit('job-status', {
-      id: c.id, status: name === 'queued' ? 'queued' : 'running', position: d.position,
+      id: c.id, status: name === 'queued' || name === 'enhancing' ? name : 'running', position: d.position,
       step: d.step, steps: d.steps || c.steps, worker: d.worker,
     });
   }
   switch (name) {
+    case 'enhancing':
+      c.enhancing = true;
+      setStatus('enhancing', 'enhancing');
+      setWhere('');
+      $('#progress-steps').textContent = 'Enhancing prompt…';
+      $('#canvas-msg').textContent = 'Enhancing prompt…';
+      break;
     case 'queued':
+      if (c.enhancing) { // the prompt is settled: show it now (the event does not carry it)
+        c.enhancing = false;
+        $('#progress-steps').textContent = 'Queued';
+        $('#canvas-msg').textContent = 'Waiting for a worker…';
+        showSettledPrompt(c);
+      }
       setStatus('queued', 'queued');
       setWhere(d.position !== undefined && d.position !== null ? `Position ${Number(d.position) + 1} in queue` : 'In queue');
       break;
@@ -199,13 +222,14 @@ function onEvent(name, d) {
   }
 }
 
-export function follow(id, params = {}, position) {
+export function follow(id, params = {}, position, status) {
   if (current && current.watcher) current.watcher.stop();
   current = { id, params, t0: null, s0: 0, steps: params.steps || 0, images: [], index: 0, job: null };
   resetView(params);
   setStatus('queued', 'queued');
   $('#stage-h').textContent = `Output · job ${shortId(id)}`;
   if (position !== undefined && position !== null) setWhere(`Position ${Number(position) + 1} in queue`);
+  if (status === 'enhancing') onEvent('enhancing', {});
   current.watcher = new JobWatcher(id, { onEvent: (n, d) => { if (current && current.id === id) onEvent(n, d); } }).start();
 }
 
@@ -224,7 +248,7 @@ async function cancelCurrent() {
 }
 
 export function initStage() {
-  on('job-submitted', (d) => follow(d.id, d.params, d.position));
+  on('job-submitted', (d) => follow(d.id, d.params, d.position, d.status));
   $('#cancel-btn').addEventListener('click', cancelCurrent);
   const open = () => {
     if (current && current.images.length) {

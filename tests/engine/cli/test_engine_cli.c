@@ -466,6 +466,10 @@ static void test_usage_errors(void **state)
         {"generate", "--refiner-switch-at", "0", "--refiner", "r", NULL},
         {"generate", "--original-size", "10y", NULL},
         {"generate", "--crop-top", "-8", NULL},
+        {"generate", "--timesteps", "500,800", NULL}, /* not descending */
+        {"generate", "--timesteps", "1000", NULL},
+        {"generate", "--timesteps", "999,500", "--steps", "4", NULL}, /* one per step */
+        {"generate", "--tcd-gamma", "1.5", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *const *c = cases[i];

@@ -59,12 +59,14 @@ function eventFromView(view) {
   const status = view.status;
   if (TERMINAL.has(status)) return [status, view];
   if (status === 'running') return ['progress', { ...progressOf(view), worker: view.worker || view.worker_id, view }];
+  if (status === 'enhancing') return ['enhancing', { view }];
   return ['queued', { position: view.position, view }];
 }
 
 /**
  * Follows job `id` until it ends. handlers.onEvent(name, data) receives normalised events:
- *   queued {position}, started {worker}, progress {step, steps}, preview {src, step},
+ *   enhancing {} (the farm's LLM rewrites the prompt first), queued {position}, started {worker},
+ *   progress {step, steps}, preview {src, step},
  *   done (job view, with images), failed {code, message}, cancelled {}.
  */
 export class JobWatcher {
@@ -151,8 +153,11 @@ export class JobWatcher {
         }
         return;
       }
+      case 'enhancing':
+        this.onEvent('enhancing', {});
+        return;
       case 'queued':
-        this.onEvent('queued', { position: data.position ?? data.view?.position });
+        this.onEvent('queued', { position: data.position ?? data.view?.position, view: data.view });
         return;
       case 'started':
         this.onEvent('started', { worker: data.worker || data.worker_id, attempt: data.attempt });

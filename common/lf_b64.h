@@ -1,6 +1,7 @@
-/* lf_b64: base64 (RFC 4648, standard alphabet) for A1111 images. Pure and
- * thread-safe. Decoding accepts a "data:...;base64," prefix, missing padding
- * and whitespace (clients wrap lines); anything else is refused. */
+/* lf_b64: base64 (RFC 4648, standard alphabet): A1111 images, the T5
+ * tokenizer.json's charsmap. Pure and thread-safe. Decoding accepts a
+ * "data:...;base64," prefix, missing padding and whitespace (clients wrap
+ * lines); anything else is refused. */
 #ifndef LF_B64_H
 #define LF_B64_H
 
