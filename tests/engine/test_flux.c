@@ -1,0 +1,160 @@
+/* Tests of the Flux parts against diffusers 0.31 (fixtures written by
+ * tests/reference/make_flux_fixtures.py): the transformer in f32 for a dev
+ * config (guidance embedding, batch 2) in both key layouts (diffusers names,
+ * BFL names under model.diffusion_model.) and a schnell config (BFL names),
+ * the 16-channel VAE, the flow-matching schedule and whole generations.
+ * Error: max |ours - ref| / max |ref| below 1e-4. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lf_error.h"
+#include "lf_flux.h"
+#include "lf_safetensors.h"
+#include "lf_test_ref.h"
+#include "lf_test_util.h"
+
+typedef struct {
+    lf_backend_t *be;
+    lf_pool_t *pool;
+    lf_weights_t *w;
+    json_t *meta;
+} s_env_t;
+
+/* Opens fixture file rel; *km gets prefix. The "lf.config" metadata in e->meta. */
+static void s_open(s_env_t *e, const char *rel, const char *prefix, lf_keymap_t *km) {
+    char p[1024], err[512] = "";
+    memset(e, 0, sizeof *e);
+    e->be = lf_backend_cpu_new(0);
+    e->pool = lf_pool_new(e->be, 0);
+    int rc = lf_weights_open(&e->w, lf_test_fixture(p, sizeof p, rel), err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const char *m = lf_weights_metadata(e->w, "lf.config");
+    e->meta = m ? json_loads(m, 0, NULL) : NULL;
+    memset(km, 0, sizeof *km);
+    km->w = e->w;
+    km->kind = LF_KEYMAP_DIFFUSERS;
+    snprintf(km->prefix, sizeof km->prefix, "%s", prefix);
+}
+
+static void s_close(s_env_t *e) {
+    json_decref(e->meta);
+    lf_weights_destroy(&e->w);
+    lf_pool_destroy(&e->pool);
+    lf_backend_destroy(&e->be);
+}
+
+static void s_transformer(const char *weights, const char *prefix, const char *ref_path, int bfl,
+                          int guidance) {
+    s_env_t e;
+    lf_keymap_t km;
+    s_open(&e, weights, prefix, &km);
+    char err[512] = "", p[1024];
+    lf_flux_t *f = NULL;
+    assert_true(lf_flux_detect(e.w, prefix));
+    int rc = lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool,
+                         LF_TYPE_F32, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_flux_config_t *c = lf_flux_config(f);
+    assert_int_equal(c->bfl, bfl);
+    assert_int_equal(c->guidance, guidance);
+    assert_int_equal(c->hidden, 32);
+    assert_int_equal(c->heads, 2);
+    assert_int_equal(c->in_ch, 64);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, ref_path), err, sizeof err), 0);
+    size_t nx, nt, n;
+    float *x = lf_test_ref_f32(ref, "x", &nx), *txt = lf_test_ref_f32(ref, "txt", &nt);
+    float *vec = lf_test_ref_f32(ref, "pooled", NULL), *t = lf_test_ref_f32(ref, "t", NULL);
+    float *gd = guidance ? lf_test_ref_f32(ref, "guidance", NULL) : NULL;
+    float *ii = lf_test_ref_f32(ref, "img_ids", NULL), *ti = lf_test_ref_f32(ref, "txt_ids", NULL);
+    float *want = lf_test_ref_f32(ref, "out", &n);
+    const lf_tensor_info_t *xi = lf_safetensors_find(ref, "x"), *tt = lf_safetensors_find(ref, "txt");
+    const int B = (int)xi->shape[0], Ni = (int)xi->shape[1], Nt = (int)tt->shape[1];
+    float *o = calloc(n, sizeof *o);
+    for (int run = 0; run < 2; run++) { /* the second run replays the cached graph */
+        rc = lf_flux_forward(f, B, Ni, Nt, x, txt, vec, t, gd, ii, ti, o);
+        assert_int_equal(rc, 0);
+        double r = lf_test_relerr(o, want, n);
+        printf("  %s: rel err %.3g\n", weights, r);
+        assert_true(r < 1e-4);
+    }
+    /* Guidance matters for dev (a different value moves the output). */
+    if (guidance) {
+        float g2[2] = {gd[0] + 1.0f, gd[1] + 1.0f};
+        assert_int_equal(lf_flux_forward(f, B, Ni, Nt, x, txt, vec, t, g2, ii, ti, o), 0);
+        assert_true(lf_test_relerr(o, want, n) > 1e-3);
+    }
+    assert_int_equal(lf_flux_forward(f, 0, Ni, Nt, x, txt, vec, t, gd, ii, ti, o), LF_EINVAL);
+    free(x), free(txt), free(vec), free(t), free(gd), free(ii), free(ti), free(want), free(o);
+    lf_safetensors_destroy(&ref);
+    lf_flux_destroy(&f);
+    s_close(&e);
+}
+
+static void test_transformer_dev_diffusers(void **state) {
+    (void)state;
+    s_transformer("flux/flux_dev_diffusers.safetensors", "", "flux/flux_dev_ref.safetensors", 0, 1);
+}
+
+static void test_transformer_dev_bfl(void **state) {
+    (void)state;
+    s_transformer("flux/flux_dev_bfl.safetensors", "model.diffusion_model.",
+                  "flux/flux_dev_ref.safetensors", 1, 1);
+}
+
+static void test_transformer_schnell_bfl(void **state) {
+    (void)state;
+    s_transformer("flux/flux_schnell_bfl.safetensors", "", "flux/flux_schnell_ref.safetensors", 1, 0);
+}
+
+/* A file without a Flux transformer is refused with a message naming it. */
+static void test_not_flux(void **state) {
+    (void)state;
+    s_env_t e;
+    lf_keymap_t km;
+    s_open(&e, "flux/flux_vae.safetensors", "", &km);
+    char err[512] = "";
+    lf_flux_t *f = NULL;
+    assert_false(lf_flux_detect(e.w, ""));
+    assert_int_equal(lf_flux_new(&f, &km, NULL, e.be, e.pool, -1, err, sizeof err), LF_ENOTFOUND);
+    assert_non_null(strstr(err, "flux_vae.safetensors"));
+    assert_null(f);
+    s_close(&e);
+}
+
+/* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
+static void test_pack(void **state) {
+    (void)state;
+    enum { B = 1, C = 2, H = 4, W = 6 };
+    float z[B * C * H * W], p[B * C * H * W], back[B * C * H * W], ids[(H / 2) * (W / 2) * 3];
+    for (int i = 0; i < B * C * H * W; i++) z[i] = (float)i;
+    lf_flux_pack(z, B, C, H, W, p);
+    /* token (1, 2) = patch rows 2..3, cols 4..5; channel 1, dy 1, dx 0 */
+    assert_float_equal(p[(1 * 3 + 2) * C * 4 + 1 * 4 + 2], z[(1 * H + 3) * W + 4], 0);
+    lf_flux_unpack(p, B, C, H, W, back);
+    assert_memory_equal(z, back, sizeof z);
+    lf_flux_image_ids(H, W, ids);
+    assert_float_equal(ids[5 * 3 + 1], 1, 0);
+    assert_float_equal(ids[5 * 3 + 2], 2, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_transformer_dev_diffusers),
+        cmocka_unit_test(test_transformer_dev_bfl),
+        cmocka_unit_test(test_transformer_schnell_bfl),
+        cmocka_unit_test(test_not_flux),
+        cmocka_unit_test(test_pack),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
