@@ -20,6 +20,7 @@
 #include "lf_safetensors.h"
 #include "lf_test_ref.h"
 #include "lf_test_util.h"
+#include "lf_vae.h"
 
 typedef struct {
     lf_backend_t *be;
@@ -132,6 +133,44 @@ static void test_not_flux(void **state) {
     s_close(&e);
 }
 
+/* Flux's VAE from BFL's ae.safetensors names: 16 latent channels, no quant
+ * convs, scaling and shift factors from the config. */
+static void test_vae(void **state) {
+    (void)state;
+    s_env_t e;
+    lf_keymap_t km;
+    s_open(&e, "flux/flux_vae.safetensors", "", &km);
+    char err[512] = "", p[1024];
+    assert_int_equal(lf_keymap_probe_vae(&km, e.w), 0);
+    assert_int_equal(km.kind, LF_KEYMAP_LDM_VAE);
+    lf_vae_t *v = NULL;
+    int rc = lf_vae_new(&v, &km, json_object_get(e.meta, "vae"), e.be, e.pool, LF_TYPE_F32, "vae.",
+                        err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_vae_config_t *c = lf_vae_config(v);
+    assert_int_equal(c->latent_ch, 16);
+    assert_float_equal(c->scaling_factor, 0.3611f, 1e-7);
+    assert_float_equal(c->shift_factor, 0.1159f, 1e-7);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, "flux/flux_vae_ref.safetensors"),
+                                         err, sizeof err), 0);
+    size_t ni, nm;
+    float *z = lf_test_ref_f32(ref, "z", NULL), *img = lf_test_ref_f32(ref, "image", &ni);
+    float *x = lf_test_ref_f32(ref, "x", NULL), *mean = lf_test_ref_f32(ref, "mean", &nm);
+    float *o = malloc(ni * sizeof *o), *m = malloc(nm * sizeof *m);
+    assert_int_equal(lf_vae_decode(v, z, 1, 6, 8, 0, o), 0);
+    printf("  decode rel err %.3g\n", lf_test_relerr(o, img, ni));
+    assert_true(lf_test_relerr(o, img, ni) < 1e-4);
+    assert_int_equal(lf_vae_encode(v, x, 1, 12, 16, 0, m), 0);
+    printf("  encode rel err %.3g\n", lf_test_relerr(m, mean, nm));
+    assert_true(lf_test_relerr(m, mean, nm) < 1e-4);
+    free(z), free(img), free(x), free(mean), free(o), free(m);
+    lf_safetensors_destroy(&ref);
+    lf_vae_destroy(&v);
+    s_close(&e);
+}
+
 /* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
 static void test_pack(void **state) {
     (void)state;
@@ -154,6 +193,7 @@ int main(void) {
         cmocka_unit_test(test_transformer_dev_bfl),
         cmocka_unit_test(test_transformer_schnell_bfl),
         cmocka_unit_test(test_not_flux),
+        cmocka_unit_test(test_vae),
         cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
