@@ -18,6 +18,7 @@
 #include "lf_error.h"
 #include "lf_flux.h"
 #include "lf_safetensors.h"
+#include "lf_schedule.h"
 #include "lf_test_ref.h"
 #include "lf_test_util.h"
 #include "lf_vae.h"
@@ -171,6 +172,43 @@ static void test_vae(void **state) {
     s_close(&e);
 }
 
+/* FlowMatchEulerDiscreteScheduler's sigmas as FluxPipeline sets them. */
+static void test_flow_sigmas(void **state) {
+    (void)state;
+    char p[1024], err[512] = "", name[64];
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, "flux/flux_gen_ref.safetensors"),
+                                         err, sizeof err), 0);
+    static const int steps[] = {1, 4, 20, 28}, seqs[] = {64, 256, 1024, 4096, 6000};
+    double out[29];
+    int cases = 0;
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < 5; j++) {
+            snprintf(name, sizeof name, "sigmas.dynamic.%d.%d", steps[i], seqs[j]);
+            size_t n;
+            float *want = lf_test_ref_f32(ref, name, &n);
+            assert_int_equal(n, steps[i] + 1);
+            double mu = lf_schedule_flow_mu(seqs[j], 0.5, 1.15, 256, 4096);
+            assert_int_equal(lf_schedule_flow_sigmas(steps[i], 1, mu, 1.0, out), 0);
+            for (size_t k = 0; k < n; k++) assert_float_equal(out[k], want[k], 0);
+            free(want);
+            cases++;
+        }
+        for (int sh = 1; sh <= 3; sh += 2) {
+            snprintf(name, sizeof name, "sigmas.shift.%d.%d", steps[i], sh);
+            size_t n;
+            float *want = lf_test_ref_f32(ref, name, &n);
+            assert_int_equal(lf_schedule_flow_sigmas(steps[i], 0, 0.0, sh, out), 0);
+            for (size_t k = 0; k < n; k++) assert_float_equal(out[k], want[k], 0);
+            free(want);
+            cases++;
+        }
+    }
+    assert_int_equal(cases, 28);
+    assert_int_equal(lf_schedule_flow_sigmas(0, 0, 0, 1, out), LF_EINVAL);
+    lf_safetensors_destroy(&ref);
+}
+
 /* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
 static void test_pack(void **state) {
     (void)state;
@@ -194,6 +232,7 @@ int main(void) {
         cmocka_unit_test(test_transformer_schnell_bfl),
         cmocka_unit_test(test_not_flux),
         cmocka_unit_test(test_vae),
+        cmocka_unit_test(test_flow_sigmas),
         cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,7 +32,9 @@ fixed packed initial latent, output_type "latent" and "pt"):
   gen_dev:     the dev transformer, 3 steps, dynamic shift (mu from the
                sequence length), guidance 3.5
 flux_gen_ref.safetensors holds per case the sigmas, the final packed latent
-and the image.
+and the image, and FlowMatchEulerDiscreteScheduler's sigmas for 1, 4, 20 and
+28 steps: dynamic (mu for sequence lengths 64 .. 6000) and static shift 1 / 3
+("sigmas.dynamic.<steps>.<seq>", "sigmas.shift.<steps>.<shift>").
 
   /work/venv-torch2/bin/python tests/reference/make_flux_fixtures.py
 """
@@ -40,9 +42,11 @@ import argparse
 import json
 import os
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "engine", "fixtures", "flux")
@@ -267,6 +271,19 @@ def main():
         ref[f"{name}.sigmas"] = pipe.scheduler.sigmas.float()
         ref[f"{name}.latent"] = out
         ref[f"{name}.image"] = image  # [0, 1]
+    # Schedules as FluxPipeline sets them (sigmas linspace(1, 1/n, n), mu from
+    # the sequence length) for the sizes and step counts users run.
+    for steps in (1, 4, 20, 28):
+        for seq in (64, 256, 1024, 4096, 6000):
+            sch = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                  base_image_seq_len=256, max_image_seq_len=4096)
+            mu = calculate_shift(seq, 256, 4096, 0.5, 1.15)
+            sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+            ref[f"sigmas.dynamic.{steps}.{seq}"] = sch.sigmas.float()
+        for shift in (1.0, 3.0):
+            sch = FlowMatchEulerDiscreteScheduler(shift=shift)
+            sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps))
+            ref[f"sigmas.shift.{steps}.{shift:g}"] = sch.sigmas.float()
     save_file({k: v.float().contiguous() for k, v in ref.items()},
               os.path.join(OUT, "flux_gen_ref.safetensors"))
     for f in sorted(os.listdir(OUT)):
