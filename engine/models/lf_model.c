@@ -72,7 +72,7 @@ int lf_prediction_parse(const char *name, lf_prediction_t *out) {
         lf_prediction_t p;
     } names[] = {{"epsilon", LF_PRED_EPS},      {"eps", LF_PRED_EPS},      {"v_prediction", LF_PRED_V},
                  {"v", LF_PRED_V},              {"v-prediction", LF_PRED_V}, {"sample", LF_PRED_SAMPLE},
-                 {"x0", LF_PRED_SAMPLE}};
+                 {"x0", LF_PRED_SAMPLE}, {"flow", LF_PRED_FLOW}, {"const", LF_PRED_FLOW}};
     for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
         if (!strcasecmp(name, names[i].name)) {
             *out = names[i].p;
@@ -82,7 +82,10 @@ int lf_prediction_parse(const char *name, lf_prediction_t *out) {
 }
 
 const char *lf_prediction_name(lf_prediction_t p) {
-    return p == LF_PRED_V ? "v_prediction" : p == LF_PRED_SAMPLE ? "sample" : "epsilon";
+    return p == LF_PRED_V        ? "v_prediction"
+           : p == LF_PRED_SAMPLE ? "sample"
+           : p == LF_PRED_FLOW   ? "flow"
+                                 : "epsilon";
 }
 
 const char *lf_family_name(lf_family_t f) {

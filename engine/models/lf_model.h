@@ -35,8 +35,12 @@
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
 /* What the denoiser predicts: the noise (eps), v (Salimans & Ho), or the
  * clean sample x0 itself (diffusers prediction_type="sample"; ComfyUI's
- * "x0": SDXL-Lightning's 1-step UNet). */
-typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE } lf_prediction_t;
+ * "x0": SDXL-Lightning's 1-step UNet), or a flow-matching velocity (Flux:
+ * ComfyUI's CONST model sampling; the latent is x = (1 - sigma) x0 +
+ * sigma noise with sigma in [0, 1], the model takes x unscaled and
+ * t = sigma, and predicts v = noise - x0, so x0 = x - sigma v; the
+ * k-diffusion samplers then run unchanged: Euler's (x - x0) / sigma is v). */
+typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE, LF_PRED_FLOW } lf_prediction_t;
 
 typedef struct lf_model lf_model_t;
 
@@ -90,10 +94,10 @@ lf_family_t lf_model_detect_family(const char *const *names, size_t n);
 const char *lf_family_name(lf_family_t f); /* "sd15", "sdxl", "flux", "unknown" */
 /* Prediction type from its diffusers / SAI model-spec / ComfyUI name
  * (case-insensitive): "epsilon" or "eps"; "v_prediction", "v" or
- * "v-prediction"; "sample" or "x0". Returns 0 or LF_ENOTFOUND (*out
- * untouched). */
+ * "v-prediction"; "sample" or "x0"; "flow" or "const" (ComfyUI's flow
+ * model sampling). Returns 0 or LF_ENOTFOUND (*out untouched). */
 int lf_prediction_parse(const char *name, lf_prediction_t *out);
-/* diffusers' name: "epsilon", "v_prediction", "sample"; never NULL. */
+/* diffusers' name: "epsilon", "v_prediction", "sample"; "flow"; never NULL. */
 const char *lf_prediction_name(lf_prediction_t p);
 
 /* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the

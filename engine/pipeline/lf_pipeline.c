@@ -288,14 +288,16 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
     int mb = r->guided ? 2 * r->batch : r->batch;
     double s = sigma;
     double c_in, c_skip = 0.0, c_out = 0.0;
+    const int flow = r->desc->prediction == LF_PRED_FLOW;
     if (r->desc->prediction == LF_PRED_V) {
         c_in = 1.0 / sqrt(s * s + 1.0);
         c_skip = 1.0 / (s * s + 1.0);
         c_out = -s / sqrt(s * s + 1.0);
     } else {
-        c_in = 1.0 / sqrt(s * s + 1.0);
+        c_in = flow ? 1.0 : 1.0 / sqrt(s * s + 1.0); /* flow: the latent as it is */
     }
-    float t = (float)lf_schedule_sigma_to_t(&r->sched, s);
+    /* A flow model's time is sigma itself. */
+    float t = flow ? sigma : (float)lf_schedule_sigma_to_t(&r->sched, s);
     for (int b = 0; b < mb; b++) r->t[b] = t;
     /* Each item's scaled latent, then (inpainting UNet) its extra channels. */
     const size_t hw = (size_t)r->h * (size_t)r->w, per_in = r->per + (size_t)r->cc * hw;
@@ -327,7 +329,7 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] * c_skip + o[k] * c_out);
         else if (r->desc->prediction == LF_PRED_SAMPLE)
             continue; /* the model's output is the denoised latent itself */
-        else
+        else /* eps, and flow's velocity: both x0 = x - sigma * output */
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] - s * o[k]);
     }
     if (r->guided) {
@@ -1042,7 +1044,10 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
                     else if (req.inpainting_fill == 3) z = z * (1.0f - m);
                 }
                 inp.z0[(size_t)b * per + k] = z;
-                x[(size_t)b * per + k] = (float)(z + (nz * mult) * s0);
+                /* flow matching mixes: (1 - sigma) x0 + sigma noise */
+                x[(size_t)b * per + k] = d->prediction == LF_PRED_FLOW
+                                             ? (float)(z * (1.0 - s0) + (nz * mult) * s0)
+                                             : (float)(z + (nz * mult) * s0);
             }
         if (inp.active) r.nmask = inp.nmask, r.z0 = inp.z0;
     } else {

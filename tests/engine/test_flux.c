@@ -18,6 +18,7 @@
 #include "lf_error.h"
 #include "lf_flux.h"
 #include "lf_safetensors.h"
+#include "lf_sampler.h"
 #include "lf_schedule.h"
 #include "lf_test_ref.h"
 #include "lf_test_util.h"
@@ -209,6 +210,96 @@ static void test_flow_sigmas(void **state) {
     lf_safetensors_destroy(&ref);
 }
 
+/* Whole generations as FluxPipeline (3 steps, fixed initial packed latent,
+ * prompt embeddings from the fixture): flow sigmas, the velocity as the
+ * k-diffusion denoiser x - sigma v (LF_PRED_FLOW), Euler, unpacking, the
+ * VAE's scale and shift, decode. */
+typedef struct {
+    lf_flux_t *f;
+    const float *txt, *vec, *ids, *txt_ids;
+    float guidance;
+    int n_img, n_txt;
+    float *v;
+} s_gen_t;
+
+static int s_gen_denoise(void *ud, const float *x, float sigma, float *den, size_t n) {
+    s_gen_t *g = ud;
+    int rc = lf_flux_forward(g->f, 1, g->n_img, g->n_txt, x, g->txt, g->vec, &sigma, &g->guidance,
+                             g->ids, g->txt_ids, g->v);
+    for (size_t k = 0; k < n && !rc; k++) den[k] = x[k] - sigma * g->v[k];
+    return rc;
+}
+
+static void s_generation(const char *weights, const char *prefix, const char *name, int dynamic) {
+    s_env_t e, ev;
+    lf_keymap_t km, kv;
+    s_open(&e, weights, prefix, &km);
+    s_open(&ev, "flux/flux_vae.safetensors", "", &kv);
+    char err[512] = "", p[1024], key[64];
+    lf_flux_t *f = NULL;
+    lf_vae_t *vae = NULL;
+    assert_int_equal(lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool,
+                                 LF_TYPE_F32, err, sizeof err), 0);
+    assert_int_equal(lf_keymap_probe_vae(&kv, ev.w), 0);
+    assert_int_equal(lf_vae_new(&vae, &kv, json_object_get(ev.meta, "vae"), ev.be, ev.pool,
+                                LF_TYPE_F32, "vae.", err, sizeof err), 0);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, "flux/flux_gen_ref.safetensors"),
+                                         err, sizeof err), 0);
+    enum { H = 8, W = 12, C = 16, NI = (H / 2) * (W / 2), NT = 7, STEPS = 3 };
+    size_t n, ns, nimg;
+#define REF(k) (snprintf(key, sizeof key, "%s.%s", name, k), lf_test_ref_f32(ref, key, NULL))
+    float *x = REF("init"), *txt = REF("prompt_embeds"), *vec = REF("pooled");
+    snprintf(key, sizeof key, "%s.sigmas", name);
+    float *want_sig = lf_test_ref_f32(ref, key, &ns);
+    snprintf(key, sizeof key, "%s.latent", name);
+    float *want = lf_test_ref_f32(ref, key, &n);
+    snprintf(key, sizeof key, "%s.image", name);
+    float *want_img = lf_test_ref_f32(ref, key, &nimg);
+#undef REF
+    assert_int_equal(n, NI * C * 4);
+    double sig[STEPS + 1];
+    assert_int_equal(ns, STEPS + 1);
+    assert_int_equal(lf_schedule_flow_sigmas(STEPS, dynamic, lf_schedule_flow_mu(NI, 0.5, 1.15, 256, 4096),
+                                             1.0, sig), 0);
+    for (int i = 0; i <= STEPS; i++) assert_float_equal(sig[i], want_sig[i], 0);
+    float ids[NI * 3], tids[NT * 3] = {0};
+    lf_flux_image_ids(H, W, ids);
+    s_gen_t g = {.f = f, .txt = txt, .vec = vec, .ids = ids, .txt_ids = tids, .guidance = 3.5f,
+                 .n_img = NI, .n_txt = NT, .v = malloc(n * sizeof(float))};
+    lf_sampler_opts_t so = lf_sampler_opts(s_gen_denoise, &g);
+    assert_int_equal(lf_sampler_run(LF_SAMPLER_EULER, &so, sig, STEPS, x, n), 0);
+    double r = lf_test_relerr(x, want, n);
+    printf("  %s: latent rel err %.3g\n", name, r);
+    assert_true(r < 1e-4);
+    /* Unpack, undo the scale and shift, decode, to [0, 1]. */
+    const lf_vae_config_t *vc = lf_vae_config(vae);
+    float *z = malloc(n * sizeof *z), *img = malloc(nimg * sizeof *img);
+    lf_flux_unpack(x, 1, C, H, W, z);
+    for (size_t k = 0; k < n; k++) z[k] = z[k] / vc->scaling_factor + vc->shift_factor;
+    assert_int_equal(lf_vae_decode(vae, z, 1, H, W, 0, img), 0);
+    for (size_t k = 0; k < nimg; k++) img[k] = fminf(fmaxf(img[k] * 0.5f + 0.5f, 0.0f), 1.0f);
+    r = lf_test_relerr(img, want_img, nimg);
+    printf("  %s: image rel err %.3g\n", name, r);
+    assert_true(r < 1e-4);
+    free(x), free(txt), free(vec), free(want_sig), free(want), free(want_img), free(g.v), free(z), free(img);
+    lf_safetensors_destroy(&ref);
+    lf_vae_destroy(&vae);
+    lf_flux_destroy(&f);
+    s_close(&ev);
+    s_close(&e);
+}
+
+static void test_generation_schnell(void **state) {
+    (void)state;
+    s_generation("flux/flux_schnell_bfl.safetensors", "", "schnell", 0);
+}
+
+static void test_generation_dev(void **state) {
+    (void)state;
+    s_generation("flux/flux_dev_diffusers.safetensors", "", "dev", 1);
+}
+
 /* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
 static void test_pack(void **state) {
     (void)state;
@@ -233,6 +324,8 @@ int main(void) {
         cmocka_unit_test(test_not_flux),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_flow_sigmas),
+        cmocka_unit_test(test_generation_schnell),
+        cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
