@@ -9,7 +9,17 @@
  * Families: SD1.x/2.x (one CLIP text encoder) and SDXL (CLIP ViT-L and
  * OpenCLIP ViT-bigG, their penultimate hidden states concatenated, a pooled
  * text embedding and micro-conditioning through the UNet's added
- * embedding; the refiner has the OpenCLIP encoder only). What differs is
+ * embedding; the refiner has the OpenCLIP encoder only), and Flux.1 (dev,
+ * schnell: the lf_flux transformer on 2x2-packed 16-channel latents, a
+ * flow-matching velocity (LF_PRED_FLOW), CLIP-L's pooled output and T5's
+ * hidden states, a VAE with a shift factor; detected from tensor names).
+ * A Flux model loads from its transformer file (BFL names, with or without
+ * model.diffusion_model.; or diffusers names) with the text encoders and
+ * the VAE as parts (opts.text_paths: ComfyUI's clip_l / t5xxl files;
+ * opts.vae_path: ae.safetensors), or from a diffusers folder (transformer/,
+ * text_encoder/, text_encoder_2/, vae/). The T5 encoder is not built in
+ * yet: a T5 part is recognised and left out, and lf_model_encode_text
+ * answers LF_EUNSUPPORTED for Flux until it is. What differs is
  * told by lf_model_desc_t (text_dim, pooled_dim, n_time_ids), so the
  * pipeline passes the extra inputs without knowing the family.
  *
@@ -87,6 +97,13 @@ typedef struct {
     lf_preview_kind_t preview; /* LF_PREVIEW_TAESD when a TAESD decoder is loaded, else
                                   LF_PREVIEW_APPROX (the linear map fitted from this VAE) */
     const char *tokenizer_dir; /* diffusers tokenizer/ folder if the model has one, else NULL */
+    /* Flux (LF_PRED_FLOW). The VAE takes z / scaling_factor + shift_factor. */
+    float shift_factor;        /* 0.1159 for Flux's VAE; 0 for SD1.5 / SDXL */
+    int guidance_embed;        /* 1: the denoiser takes a distilled guidance (FLUX.1-dev), the
+                                  last number of vec (after the pooled embedding) */
+    int flow_dynamic;          /* flow sigmas shifted by the image's token count (dev: mu from
+                                  lf_schedule_flow_mu), else by flow_shift (schnell: 1) */
+    float flow_shift;
 } lf_model_desc_t;
 
 /* Family from tensor names only (never the file name): inspect-friendly. */
@@ -135,12 +152,15 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 
 /* Denoiser: x [batch][C + concat_channels][h][w] latents (already scaled
  * by the sampler's c_in; an inpainting UNet's extra channels follow each
- * item's latent unscaled), t[batch] timesteps (float, the discrete-schedule index space),
+ * item's latent unscaled), t[batch] timesteps (float, the discrete-schedule
+ * index space; LF_PRED_FLOW: sigma in [0, 1]),
  * cond [batch][cond_len][text_dim]. vec: the vector conditioning,
  * [batch][pooled_dim + n_time_ids] (the pooled text embedding, then the
  * time ids as plain numbers), required when n_time_ids > 0 (LF_EINVAL
- * without), ignored (may be NULL) otherwise. out: the model output (eps or
- * v), [batch][C][h][w]. */
+ * without), ignored (may be NULL) otherwise. Flux: vec [batch][pooled_dim
+ * + guidance_embed] (CLIP-L's pooled output, then dev's guidance), always
+ * required; h and w even. out: the model output (eps, v or the flow
+ * velocity), [batch][C][h][w]. */
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out);
 

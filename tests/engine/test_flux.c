@@ -16,7 +16,9 @@
 #include <cmocka.h>
 
 #include "lf_error.h"
+#include "lf_clip.h"
 #include "lf_flux.h"
+#include "lf_model.h"
 #include "lf_safetensors.h"
 #include "lf_sampler.h"
 #include "lf_schedule.h"
@@ -300,6 +302,105 @@ static void test_generation_dev(void **state) {
     s_generation("flux/flux_dev_diffusers.safetensors", "", "dev", 1);
 }
 
+/* CLIP-L's pooled output (HF CLIPTextModel.pooler_output) for Flux's vec. */
+static void test_clip_pooled(void **state) {
+    (void)state;
+    s_env_t e;
+    lf_keymap_t km;
+    s_open(&e, "flux/flux_clip_l.safetensors", "text_model.", &km);
+    char err[512] = "", p[1024];
+    lf_clip_t *c = NULL;
+    assert_int_equal(lf_clip_new(&c, &km, json_object_get(e.meta, "text_encoder"), e.be, e.pool,
+                                 LF_TYPE_F32, err, sizeof err), 0);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(p, sizeof p, "flux/flux_clip_l_ref.safetensors"),
+                                         err, sizeof err), 0);
+    float *idf = lf_test_ref_f32(ref, "ids", NULL), *want = lf_test_ref_f32(ref, "pooled", NULL);
+    int32_t ids[77];
+    for (int i = 0; i < 77; i++) ids[i] = (int32_t)idf[i];
+    float out[77 * 20], pooled[20];
+    assert_int_equal(lf_clip_encode_ex(c, ids, NULL, 1, 77, 1, 1, out, pooled), 0);
+    printf("  pooled rel err %.3g\n", lf_test_relerr(pooled, want, 20));
+    assert_true(lf_test_relerr(pooled, want, 20) < 1e-4);
+    free(idf), free(want);
+    lf_safetensors_destroy(&ref);
+    lf_clip_destroy(&c);
+    s_close(&e);
+}
+
+/* The family: a transformer file (BFL names under model.diffusion_model.)
+ * with CLIP-L and the VAE as parts, as ComfyUI's folders hold them; the
+ * model's denoiser packs, runs and unpacks as FluxPipeline does. */
+static void test_model_parts(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], vp[1024], rp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[1] = {cp};
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32, .text_paths = texts, .n_text_paths = 1,
+                         .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    assert_int_equal(d->family, LF_FAMILY_FLUX);
+    assert_int_equal(d->prediction, LF_PRED_FLOW);
+    assert_int_equal(d->latent_channels, 16);
+    assert_int_equal(d->vae_scale, 2);
+    assert_float_equal(d->scaling_factor, 0.3611f, 1e-7);
+    assert_float_equal(d->shift_factor, 0.1159f, 1e-7);
+    assert_int_equal(d->text_dim, 24);
+    assert_int_equal(d->pooled_dim, 20);
+    assert_int_equal(d->guidance_embed, 1);
+    assert_int_equal(d->flow_dynamic, 1);
+    assert_int_equal(d->text_tokens, 512);
+    int32_t ids[77] = {0};
+    float tmp[77 * 24];
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, tmp, NULL), LF_EUNSUPPORTED);
+    /* The transformer's reference case through lf_model_denoise (NCHW latents). */
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_dev_ref.safetensors"),
+                                         err, sizeof err), 0);
+    enum { B = 2, H = 6, W = 8, C = 16, NT = 5, P = 20 };
+    size_t n;
+    float *x = lf_test_ref_f32(ref, "x", &n), *txt = lf_test_ref_f32(ref, "txt", NULL);
+    float *pooled = lf_test_ref_f32(ref, "pooled", NULL), *t = lf_test_ref_f32(ref, "t", NULL);
+    float *gd = lf_test_ref_f32(ref, "guidance", NULL), *want = lf_test_ref_f32(ref, "out", NULL);
+    assert_int_equal(n, B * C * H * W);
+    float *z = malloc(n * sizeof *z), *o2 = malloc(n * sizeof *o2), *packed = malloc(n * sizeof *packed);
+    float vec[B * (P + 1)];
+    for (int b = 0; b < B; b++) {
+        memcpy(vec + b * (P + 1), pooled + b * P, P * sizeof *vec);
+        vec[b * (P + 1) + P] = gd[b];
+    }
+    lf_flux_unpack(x, B, C, H, W, z);
+    assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, vec, o2), 0);
+    lf_flux_pack(o2, B, C, H, W, packed);
+    printf("  model denoise rel err %.3g\n", lf_test_relerr(packed, want, n));
+    assert_true(lf_test_relerr(packed, want, n) < 1e-4);
+    assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, NULL, o2), LF_EINVAL);
+    assert_int_equal(lf_model_denoise(m, z, B, H - 1, W, t, txt, NT, vec, o2), LF_EINVAL);
+    free(x), free(txt), free(pooled), free(t), free(gd), free(want), free(z), free(o2), free(packed);
+    lf_safetensors_destroy(&ref);
+    lf_model_destroy(&m);
+
+    /* Missing parts are named. */
+    o.n_text_paths = 0;
+    assert_int_equal(lf_model_load(tp, &o, &m, err, sizeof err), LF_ENOTFOUND);
+    assert_non_null(strstr(err, "CLIP-L"));
+    o.n_text_paths = 1, o.vae_path = NULL;
+    assert_int_equal(lf_model_load(tp, &o, &m, err, sizeof err), LF_ENOTFOUND);
+    assert_non_null(strstr(err, "VAE"));
+    /* A VAE file as a text part is refused, naming the file. */
+    texts[0] = vp;
+    o.vae_path = vp;
+    assert_int_equal(lf_model_load(tp, &o, &m, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "flux_vae.safetensors"));
+    assert_null(m);
+}
+
 /* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
 static void test_pack(void **state) {
     (void)state;
@@ -326,6 +427,8 @@ int main(void) {
         cmocka_unit_test(test_flow_sigmas),
         cmocka_unit_test(test_generation_schnell),
         cmocka_unit_test(test_generation_dev),
+        cmocka_unit_test(test_clip_pooled),
+        cmocka_unit_test(test_model_parts),
         cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,10 @@ Transformers (FluxTransformer2DModel, attention_head_dim 16 = axes 4+6+6):
   *_ref.safetensors: the inputs (x packed [B, N, 64], txt [B, T, J], pooled,
   t, guidance, img_ids, txt_ids) and the output.
 
+CLIP-L stand-in (CLIPTextModel, hidden 20 = the transformers' pooled width):
+flux_clip_l.safetensors (text_model.* names) and flux_clip_l_ref.safetensors
+(ids, pooler_output).
+
 VAE (AutoencoderKL, 16 latent channels, no quant convs, scaling 0.3611, shift
 0.1159): flux_vae.safetensors in the BFL ae.safetensors layout (encoder.down.N,
 decoder.up.N, mid.block_1, ...) and flux_vae_ref.safetensors: z -> image
@@ -241,6 +245,22 @@ def main():
         enc = vae.encode(img).latent_dist.mean
     save_file({"z": z, "image": dec.contiguous(), "x": img, "mean": enc.contiguous()},
               os.path.join(OUT, "flux_vae_ref.safetensors"))
+
+    # CLIP-L stand-in: a CLIPTextModel whose pooled output (pooler_output:
+    # the final-norm'd state at the EOS, the largest id) is the transformer's
+    # pooled_projection_dim (20), HF names as ComfyUI's clip_l.safetensors.
+    from transformers import CLIPTextConfig, CLIPTextModel
+    ccfg = CLIPTextConfig(vocab_size=1000, hidden_size=20, intermediate_size=40, num_hidden_layers=2,
+                          num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
+                          bos_token_id=998, eos_token_id=999)
+    clip = randomize(CLIPTextModel(ccfg), 5000).eval()
+    save(clip.state_dict(), "flux_clip_l.safetensors",
+         {"text_encoder": {"num_attention_heads": 2, "hidden_act": "quick_gelu"}})
+    ids = torch.tensor([[998, 5, 17, 300, 999] + [999] * 72])
+    with torch.no_grad():
+        co = clip(ids)
+    save_file({"ids": ids.float(), "pooled": co.pooler_output.contiguous()},
+              os.path.join(OUT, "flux_clip_l_ref.safetensors"))
 
     ref = {}
     for name, tr, steps, dyn, guidance in (("schnell", schnell, 3, False, 0.0), ("dev", dev, 3, True, 3.5)):
