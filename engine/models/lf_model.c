@@ -57,7 +57,9 @@ lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
     int unet = 0, sdxl = 0, flux = 0;
     for (size_t i = 0; i < n; i++) {
         const char *s = names[i];
-        if (strstr(s, "double_blocks.") || strstr(s, "single_blocks.")) flux = 1;
+        if (strstr(s, "double_blocks.") || strstr(s, "single_blocks.") ||
+            strstr(s, "single_transformer_blocks."))
+            flux = 1;
         if (s_starts(s, "conditioner.embedders.") || strstr(s, "label_emb.") ||
             strstr(s, "add_embedding.linear_1"))
             sdxl = 1;

@@ -364,7 +364,7 @@ static void s_preview(s_run_t *r, int step, const float *den)
     size_t len = 0;
     /* No preview with the last step: the image itself follows at once. */
     if (den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps) {
-        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor;
+        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor + r->desc->shift_factor;
         int pw = 0, ph = 0;
         if (r->ctx->ops->preview(r->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
                 0 &&
@@ -789,7 +789,7 @@ static int s_hires_upscale(const lf_pipeline_ctx_t *ctx, const lf_pipeline_reque
         }
         /* Decode with the model that ran last, cut to 8 bits as A1111 does. */
         const size_t W = (size_t)req->width, H = (size_t)req->height;
-        for (size_t k = 0; k < r->per; k++) z[k] /= r->desc->scaling_factor;
+        for (size_t k = 0; k < r->per; k++) z[k] = z[k] / r->desc->scaling_factor + r->desc->shift_factor;
         rc = ctx->ops->vae_decode(r->model, z, 1, r->h, r->w, req->vae_tile, img);
         if (rc) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
@@ -822,7 +822,7 @@ static int s_hires_upscale(const lf_pipeline_ctx_t *ctx, const lf_pipeline_reque
             rc = s_fail(err, errlen, rc, "VAE encoder failed: %s", lf_strerror(rc));
             break;
         }
-        for (size_t k = 0; k < per_up; k++) zb[k] *= d->scaling_factor;
+        for (size_t k = 0; k < per_up; k++) zb[k] = (zb[k] - d->shift_factor) * d->scaling_factor;
     }
     /* samples[:, :, ty//2 : H-(ty+1)//2, tx//2 : W-(tx+1)//2] */
     const int oy = hp->size.trunc_y / 2, ox = hp->size.trunc_x / 2;
@@ -1037,7 +1037,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         const float mult = req.initial_noise_multiplier > 0 ? (float)req.initial_noise_multiplier : 1.0f;
         for (int b = 0; b < B; b++)
             for (size_t k = 0; k < per; k++) {
-                float z = r.x_in[k] * d->scaling_factor, nz = x[(size_t)b * per + k];
+                float z = (r.x_in[k] - d->shift_factor) * d->scaling_factor, nz = x[(size_t)b * per + k];
                 if (inp.active) {
                     const float m = inp.nmask[k % hw];
                     if (req.inpainting_fill == 2) z = z * (1.0f - m) + nz * m;
@@ -1086,7 +1086,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, rc, "inpainting conditioning failed: %s", lf_strerror(rc));
             goto done;
         }
-        for (size_t k = 0; k < (size_t)C * hw; k++) inp.concat[hw + k] = r.x_in[k] * d->scaling_factor;
+        for (size_t k = 0; k < (size_t)C * hw; k++) inp.concat[hw + k] = (r.x_in[k] - d->shift_factor) * d->scaling_factor;
         r.concat = inp.concat;
     }
 
@@ -1206,7 +1206,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         }
         /* The model that ran last decodes (the refiner's VAE after it). */
         float *z = x + (size_t)b * r.per;
-        for (size_t k = 0; k < r.per; k++) z[k] /= r.desc->scaling_factor;
+        for (size_t k = 0; k < r.per; k++) z[k] = z[k] / r.desc->scaling_factor + r.desc->shift_factor;
         rc = ctx->ops->vae_decode(r.model, z, 1, r.h, r.w, req.vae_tile, img);
         if (rc != 0) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));

@@ -12,12 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "lf_error.h"
 #include "lf_clip.h"
 #include "lf_flux.h"
+#include "lf_manifest.h"
 #include "lf_model.h"
 #include "lf_safetensors.h"
 #include "lf_sampler.h"
@@ -401,6 +404,61 @@ static void test_model_parts(void **state) {
     assert_null(m);
 }
 
+/* ComfyUI's split layout: models/unet (or diffusion_models) holds the
+ * transformer, models/clip clip_l and t5xxl, models/vae ae.safetensors; the
+ * scan assembles a Flux model from them (an SD1.x text encoder there is
+ * left alone), and a manifest may name the parts too. */
+static void test_scan_comfy_folders(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf_flux_scan_XXXXXX", p[1200], t[1024], err[512];
+    assert_non_null(mkdtemp(dir));
+    static const char *const links[][2] = {
+        {"diffusion_models/flux1-dev-tiny.safetensors", "flux/flux_dev_bfl.safetensors"},
+        {"clip/clip_l.safetensors", "flux/flux_clip_l.safetensors"},
+        {"clip/t5xxl_fp16.safetensors", "flux/flux_t5_stub.safetensors"},
+        {"clip/sd15_text.safetensors", "models/tiny_a.safetensors"},
+        {"vae/ae.safetensors", "flux/flux_vae.safetensors"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, links[i][0]);
+        *strrchr(p, '/') = '\0';
+        mkdir(p, 0755);
+        snprintf(p, sizeof p, "%s/%s", dir, links[i][0]);
+        assert_int_equal(symlink(lf_test_fixture(t, sizeof t, links[i][1]), p), 0);
+    }
+    lf_manifest_t **list = NULL;
+    size_t n = 0;
+    assert_int_equal(lf_manifest_scan(dir, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0]->name, "flux1-dev-tiny");
+    assert_int_equal(list[0]->family, LF_FAMILY_FLUX);
+    assert_int_equal(list[0]->n_text, 2);
+    assert_non_null(strstr(list[0]->text[0], "clip/clip_l.safetensors"));
+    assert_non_null(strstr(list[0]->text[1], "clip/t5xxl_fp16.safetensors"));
+    assert_non_null(strstr(list[0]->vae, "vae/ae.safetensors"));
+    const char *tp[2] = {list[0]->text[0], list[0]->text[1]};
+    lf_model_opts_t mo = {.weight_type = -1, .text_paths = tp, .n_text_paths = 2, .vae_path = list[0]->vae};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(list[0]->unet, &mo, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(lf_model_desc(m)->family, LF_FAMILY_FLUX);
+    lf_model_destroy(&m);
+    lf_manifest_list_free(&list, n);
+    /* A manifest with an SD1.x text encoder for a Flux transformer is refused, naming it. */
+    lf_manifest_t *mf = NULL;
+    const char *js = "{\"family\": \"flux\", \"parts\": {\"unet\": \"diffusion_models/flux1-dev-tiny.safetensors\","
+                     " \"text_encoders\": [\"clip/sd15_text.safetensors\"], \"vae\": \"vae/ae.safetensors\"}}";
+    snprintf(p, sizeof p, "%s/bad.model.json", dir);
+    assert_int_equal(lf_manifest_parse(js, strlen(js), p, &mf, err, sizeof err), 0);
+    assert_int_equal(mf->family, LF_FAMILY_FLUX);
+    assert_int_equal(lf_manifest_check(mf, err, sizeof err), LF_EFORMAT);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "sd15_text.safetensors"));
+    lf_manifest_destroy(&mf);
+    snprintf(p, sizeof p, "rm -rf '%s'", dir);
+    assert_int_equal(system(p), 0);
+}
+
 /* Packing as diffusers' _pack_latents (channel c*4 + dy*2 + dx) and back. */
 static void test_pack(void **state) {
     (void)state;
@@ -429,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
+        cmocka_unit_test(test_scan_comfy_folders),
         cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

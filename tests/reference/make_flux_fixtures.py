@@ -25,6 +25,9 @@ CLIP-L stand-in (CLIPTextModel, hidden 20 = the transformers' pooled width):
 flux_clip_l.safetensors (text_model.* names) and flux_clip_l_ref.safetensors
 (ids, pooler_output).
 
+T5 stub (T5EncoderModel, d_model 24, one layer, no reference outputs: the
+parts' assembly only): flux_t5_stub.safetensors.
+
 VAE (AutoencoderKL, 16 latent channels, no quant convs, scaling 0.3611, shift
 0.1159): flux_vae.safetensors in the BFL ae.safetensors layout (encoder.down.N,
 decoder.up.N, mid.block_1, ...) and flux_vae_ref.safetensors: z -> image
@@ -261,6 +264,13 @@ def main():
         co = clip(ids)
     save_file({"ids": ids.float(), "pooled": co.pooler_output.contiguous()},
               os.path.join(OUT, "flux_clip_l_ref.safetensors"))
+
+    # A tiny T5 encoder (d_model 24 = the transformers' joint_attention_dim)
+    # for the assembly of parts: recognised as Flux's T5 by its names and width.
+    from transformers import T5Config, T5EncoderModel
+    t5 = randomize(T5EncoderModel(T5Config(vocab_size=64, d_model=24, d_kv=8, d_ff=32, num_layers=1,
+                                           num_heads=3, feed_forward_proj="gated-gelu")), 6000)
+    save(t5.state_dict(), "flux_t5_stub.safetensors")
 
     ref = {}
     for name, tr, steps, dyn, guidance in (("schnell", schnell, 3, False, 0.0), ("dev", dev, 3, True, 3.5)):
