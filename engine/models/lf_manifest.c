@@ -260,7 +260,7 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
         }
     }
     if (!rc && !m->family)
-        rc = s_err(err, errlen, LF_EFORMAT, "%s: family is missing (\"sd15\" or \"sdxl\")", path);
+        rc = s_err(err, errlen, LF_EFORMAT, "%s: family is missing (\"sd15\", \"sdxl\" or \"flux\")", path);
     if (!rc && !json_is_object(parts))
         rc = s_err(err, errlen, LF_EFORMAT, "%s: parts is missing (an object with unet, ...)", path);
     if (!rc) json_object_foreach((json_t *)parts, k, v) {
