@@ -331,6 +331,7 @@ typedef struct {
     int unet_in;        /* its input (latent) channels */
     int unet_ctx;       /* its cross-attention width (Flux: T5's width, txt_in's input) */
     int flux_vec;       /* Flux: the pooled CLIP width its vector_in takes */
+    int flux_guidance;  /* Flux: a guidance embedding (dev) */
     int n_text;
     int text_width[4];
     int t5_width;       /* a T5 encoder's d_model (Flux's second text encoder), 0 = none */
@@ -364,6 +365,9 @@ static void s_probe_weights(const lf_weights_t *w, s_probe_t *p) {
         if (t->ndim == 2 && (s_tail(s, "vector_in.in_layer.weight") ||
                              !strcmp(s, "time_text_embed.text_embedder.linear_1.weight")))
             p->flux_vec = (int)t->shape[1];
+        if (s_tail(s, "guidance_in.in_layer.weight") ||
+            !strcmp(s, "time_text_embed.guidance_embedder.linear_1.weight"))
+            p->flux_guidance = 1;
         if (t->ndim == 4 && s_tail(s, "decoder.conv_in.weight"))
             p->has_vae = 1, p->vae_latent = (int)t->shape[1];
     }
@@ -492,6 +496,16 @@ int lf_manifest_check(lf_manifest_t *m, char *err, size_t errlen) {
         lf_manifest_defaults_from_metadata(w, &m->defaults, &m->prediction, &m->has_prediction);
         m->prediction_sample = sample;
         lf_weights_destroy(&w);
+    }
+    /* Flux's own settings where nothing else said: one pass (cfg 1; dev's
+     * distilled guidance is separate), Euler, 1024 px, and BFL's step
+     * counts: schnell (no guidance embedding) 4, dev 20 (ComfyUI's and Forge's default). */
+    if (flux) {
+        lf_manifest_defaults_t *d = &m->defaults;
+        if (!d->steps) d->steps = u.flux_guidance ? 20 : 4;
+        if (isnan(d->cfg)) d->cfg = 1.0;
+        if (!*d->sampler) snprintf(d->sampler, sizeof d->sampler, "euler");
+        if (!d->width) d->width = d->height = 1024;
     }
     return 0;
 }

@@ -435,6 +435,11 @@ static void test_scan_comfy_folders(void **state) {
     assert_non_null(strstr(list[0]->text[0], "clip/clip_l.safetensors"));
     assert_non_null(strstr(list[0]->text[1], "clip/t5xxl_fp16.safetensors"));
     assert_non_null(strstr(list[0]->vae, "vae/ae.safetensors"));
+    /* Flux dev's settings: 20 steps, cfg 1 (one pass), Euler, 1024 px. */
+    assert_int_equal(list[0]->defaults.steps, 20);
+    assert_float_equal(list[0]->defaults.cfg, 1.0, 0);
+    assert_string_equal(list[0]->defaults.sampler, "euler");
+    assert_int_equal(list[0]->defaults.width, 1024);
     const char *tp[2] = {list[0]->text[0], list[0]->text[1]};
     lf_model_opts_t mo = {.weight_type = -1, .text_paths = tp, .n_text_paths = 2, .vae_path = list[0]->vae};
     lf_model_t *m = NULL;
