@@ -60,16 +60,16 @@ static void s_close(s_env_t *e) {
     lf_backend_destroy(&e->be);
 }
 
-static void s_transformer(const char *weights, const char *prefix, const char *ref_path, int bfl,
-                          int guidance) {
+static void s_transformer_type(const char *weights, const char *prefix, const char *ref_path, int bfl,
+                               int guidance, int type, double tol) {
     s_env_t e;
     lf_keymap_t km;
     s_open(&e, weights, prefix, &km);
     char err[512] = "", p[1024];
     lf_flux_t *f = NULL;
     assert_true(lf_flux_detect(e.w, prefix));
-    int rc = lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool,
-                         LF_TYPE_F32, err, sizeof err);
+    int rc = lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool, type, err,
+                         sizeof err);
     if (rc) printf("%s\n", err);
     assert_int_equal(rc, 0);
     const lf_flux_config_t *c = lf_flux_config(f);
@@ -93,8 +93,8 @@ static void s_transformer(const char *weights, const char *prefix, const char *r
         rc = lf_flux_forward(f, B, Ni, Nt, x, txt, vec, t, gd, ii, ti, o);
         assert_int_equal(rc, 0);
         double r = lf_test_relerr(o, want, n);
-        printf("  %s: rel err %.3g\n", weights, r);
-        assert_true(r < 1e-4);
+        printf("  %s (%s): rel err %.3g\n", weights, type < 0 ? "as stored" : "f32", r);
+        assert_true(r < tol);
     }
     /* Guidance matters for dev (a different value moves the output). */
     if (guidance) {
@@ -107,6 +107,16 @@ static void s_transformer(const char *weights, const char *prefix, const char *r
     lf_safetensors_destroy(&ref);
     lf_flux_destroy(&f);
     s_close(&e);
+}
+
+/* In f32, and with the weights as stored (f16: the fused BFL tensors' row
+ * views in f16 too; the CPU backend widens them exactly). The dev error,
+ * ~1.5e-5, is torch's: its sinusoidal embedding rounds guidance * 1000 *
+ * freq to float32 (arguments up to 3500 rad), lf's op computes it in double. */
+static void s_transformer(const char *weights, const char *prefix, const char *ref_path, int bfl,
+                          int guidance) {
+    s_transformer_type(weights, prefix, ref_path, bfl, guidance, LF_TYPE_F32, 1e-4);
+    s_transformer_type(weights, prefix, ref_path, bfl, guidance, -1, 1e-4);
 }
 
 static void test_transformer_dev_diffusers(void **state) {
