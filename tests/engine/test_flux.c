@@ -395,6 +395,13 @@ static void test_model_parts(void **state) {
     assert_true(lf_test_relerr(packed, want, n) < 1e-4);
     assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, NULL, o2), LF_EINVAL);
     assert_int_equal(lf_model_denoise(m, z, B, H - 1, W, t, txt, NT, vec, o2), LF_EINVAL);
+    /* The approx preview is fitted from this 16-channel VAE like any other. */
+    uint8_t rgb[H * 8 * W * 8 * 3];
+    int pw = 0, ph = 0;
+    assert_int_equal(d->preview, LF_PREVIEW_APPROX);
+    assert_int_equal(lf_model_preview(m, z, H, W, rgb, &pw, &ph), 0);
+    assert_true(pw >= W && ph >= H);
+    assert_int_equal(lf_model_preview_map(m)->channels, 16);
     free(x), free(txt), free(pooled), free(t), free(gd), free(want), free(z), free(o2), free(packed);
     lf_safetensors_destroy(&ref);
     lf_model_destroy(&m);
@@ -414,13 +421,57 @@ static void test_model_parts(void **state) {
     assert_null(m);
 }
 
+static void s_put(const char *dir, const char *rel, const char *text, const char *fixture) {
+    char p[1200], t[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    *strrchr(p, '/') = '\0';
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    if (fixture) {
+        assert_int_equal(symlink(lf_test_fixture(t, sizeof t, fixture), p), 0);
+        return;
+    }
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A diffusers folder (transformer/, text_encoder/, vae/, scheduler/): the
+ * configs are read from it (the scheduler's use_dynamic_shifting). */
+static void test_model_diffusers_folder(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf_flux_folder_XXXXXX", err[512] = "", cmd[1200];
+    assert_non_null(mkdtemp(dir));
+    s_put(dir, "transformer/diffusion_pytorch_model.safetensors", NULL, "flux/flux_dev_diffusers.safetensors");
+    s_put(dir, "transformer/config.json", "{\"axes_dims_rope\": [4, 6, 6], \"guidance_embeds\": true}", NULL);
+    s_put(dir, "text_encoder/model.safetensors", NULL, "flux/flux_clip_l.safetensors");
+    s_put(dir, "text_encoder/config.json", "{\"num_attention_heads\": 2, \"hidden_act\": \"quick_gelu\"}", NULL);
+    s_put(dir, "vae/diffusion_pytorch_model.safetensors", NULL, "flux/flux_vae.safetensors");
+    s_put(dir, "vae/config.json", "{\"norm_num_groups\": 4, \"scaling_factor\": 0.5, \"shift_factor\": 0.25}", NULL);
+    s_put(dir, "scheduler/scheduler_config.json", "{\"use_dynamic_shifting\": false, \"shift\": 3.0}", NULL);
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(dir, NULL, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    assert_int_equal(d->family, LF_FAMILY_FLUX);
+    assert_int_equal(d->flow_dynamic, 0);
+    assert_float_equal(d->flow_shift, 3.0f, 0);
+    assert_float_equal(d->scaling_factor, 0.5f, 0);
+    assert_float_equal(d->shift_factor, 0.25f, 0);
+    lf_model_destroy(&m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ComfyUI's split layout: models/unet (or diffusion_models) holds the
  * transformer, models/clip clip_l and t5xxl, models/vae ae.safetensors; the
  * scan assembles a Flux model from them (an SD1.x text encoder there is
  * left alone), and a manifest may name the parts too. */
 static void test_scan_comfy_folders(void **state) {
     (void)state;
-    char dir[] = "/tmp/lf_flux_scan_XXXXXX", p[1200], t[1024], err[512];
+    char dir[] = "/tmp/lf_flux_scan_XXXXXX", p[1200], err[512];
     assert_non_null(mkdtemp(dir));
     static const char *const links[][2] = {
         {"diffusion_models/flux1-dev-tiny.safetensors", "flux/flux_dev_bfl.safetensors"},
@@ -428,13 +479,7 @@ static void test_scan_comfy_folders(void **state) {
         {"clip/t5xxl_fp16.safetensors", "flux/flux_t5_stub.safetensors"},
         {"clip/sd15_text.safetensors", "models/tiny_a.safetensors"},
         {"vae/ae.safetensors", "flux/flux_vae.safetensors"}};
-    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, links[i][0]);
-        *strrchr(p, '/') = '\0';
-        mkdir(p, 0755);
-        snprintf(p, sizeof p, "%s/%s", dir, links[i][0]);
-        assert_int_equal(symlink(lf_test_fixture(t, sizeof t, links[i][1]), p), 0);
-    }
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) s_put(dir, links[i][0], NULL, links[i][1]);
     lf_manifest_t **list = NULL;
     size_t n = 0;
     assert_int_equal(lf_manifest_scan(dir, &list, &n), 0);
@@ -502,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
+        cmocka_unit_test(test_model_diffusers_folder),
         cmocka_unit_test(test_scan_comfy_folders),
         cmocka_unit_test(test_pack),
     };
