@@ -148,6 +148,15 @@ static void test_not_flux(void **state) {
     assert_non_null(strstr(err, "flux_vae.safetensors"));
     assert_null(f);
     s_close(&e);
+    /* RoPE axes that do not add up to the head dimension (16) are refused. */
+    s_open(&e, "flux/flux_schnell_bfl.safetensors", "", &km);
+    json_t *cfg = json_pack("{s:[i,i,i]}", "axes_dims_rope", 4, 4, 4);
+    assert_int_equal(lf_flux_new(&f, &km, cfg, e.be, e.pool, -1, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "axes"));
+    /* Without a config, Flux.1's 16/56/56 of 128 scaled to the head (2/6/6 of 16 here: off by 2). */
+    assert_int_equal(lf_flux_new(&f, &km, NULL, e.be, e.pool, -1, err, sizeof err), LF_EFORMAT);
+    json_decref(cfg);
+    s_close(&e);
 }
 
 /* Flux's VAE from BFL's ae.safetensors names: 16 latent channels, no quant
