@@ -1097,6 +1097,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.step_ctx = &r;
     so.uncond = cfgpp ? r.uncond : NULL;
     so.schedule = &r.sched;
+    so.flow = d->prediction == LF_PRED_FLOW; /* re-noising as ComfyUI's CONST model sampling */
     /* Step caching: one state per pass (lf_stepcache keys its tensors by
      * network too, so the refiner starts over). */
     /* Not on an inpainting UNet's extra input channels (cached parts take the latent only). */
