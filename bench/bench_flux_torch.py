@@ -68,7 +68,7 @@ def run(a):
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     sd = load_file(os.path.join(a.run, "flux.safetensors"))
-    sd = convert_flux_transformer_checkpoint_to_diffusers({k: v.float() for k, v in sd.items()})
+    sd = convert_flux_transformer_checkpoint_to_diffusers(sd)  # bf16; load_state_dict widens
     m = FluxTransformer2DModel(**config(a))
     m.load_state_dict(sd)
     del sd
