@@ -81,7 +81,9 @@ int main(int argc, char **argv) {
     const char *fmt = "'%s' '%s/bench/bench_flux_torch.py' --%s '%s' --double %d --single %d --size %d "
                       "--tokens %d --reps %d --threads %d";
     const int nthreads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (!s_exists(wpath) || !s_exists(ipath)) {
+    char dpath[4200];
+    snprintf(dpath, sizeof dpath, "%s/diffusers.safetensors", dir);
+    if (!s_exists(wpath) || !s_exists(ipath) || !s_exists(dpath)) {
         if (!use_torch) {
             printf("SKIP: no %s and no Python to write it\n", wpath);
             return 0;

@@ -6,7 +6,8 @@ diffusers 0.31's FluxTransformer2DModel on the CPU in float32, on the same
 weights and inputs as the C engine.
 
   --write DIR   writes DIR/flux.safetensors (BFL layout as ComfyUI holds
-                Flux files, bf16) and DIR/inputs.safetensors (x, txt, vec, t,
+                Flux files, bf16), the same values in diffusers names
+                (DIR/diffusers.safetensors, what --run loads) and DIR/inputs.safetensors (x, txt, vec, t,
                 guidance, img_ids, txt_ids for --size px and --tokens T5
                 tokens), then exits
   --run DIR     loads both, runs one warm-up and --reps timed forwards in f32,
@@ -49,8 +50,9 @@ def write(a):
                 p.copy_(1.0 + 0.05 * torch.randn(p.shape) if "norm" in name else 0.02 * torch.randn(p.shape))
             else:
                 p.copy_(torch.randn(p.shape) / p.shape[1] ** 0.5)
-    sd = {k: v.to(torch.bfloat16).contiguous() for k, v in bfl_state(m.state_dict()).items()}
-    save_file(sd, os.path.join(a.write, "flux.safetensors"))
+    sd = {k: v.to(torch.bfloat16).contiguous() for k, v in m.state_dict().items()}
+    save_file(bfl_state(sd), os.path.join(a.write, "flux.safetensors"))
+    save_file(sd, os.path.join(a.write, "diffusers.safetensors"))  # the same values, for --run
     h2 = w2 = a.size // 16
     img_ids, txt_ids = ids_for(h2, w2, a.tokens)
     g = torch.Generator().manual_seed(8)
@@ -63,12 +65,10 @@ def write(a):
 
 def run(a):
     from diffusers import FluxTransformer2DModel
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
-    sd = load_file(os.path.join(a.run, "flux.safetensors"))
-    sd = convert_flux_transformer_checkpoint_to_diffusers(sd)  # bf16; load_state_dict widens
+    sd = load_file(os.path.join(a.run, "diffusers.safetensors"))  # bf16; load_state_dict widens
     m = FluxTransformer2DModel(**config(a))
     m.load_state_dict(sd)
     del sd
