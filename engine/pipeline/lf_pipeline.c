@@ -39,12 +39,24 @@ static int s_cancelled(const lf_pipeline_hooks_t *hooks)
 
 /* ---- schedule ---------------------------------------------------------- */
 
-/* lf_pipeline_sigmas over a given model schedule (its AYS levels). */
-static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int steps, double denoise,
-                    double *full)
+/* lf_pipeline_sigmas over a given model schedule (its AYS levels); a flow
+ * model's (flow != NULL: its description, h x w latent pixels) over
+ * FluxPipeline's schedule. */
+static int s_sigmas_ex(const lf_schedule_t *sched, const lf_model_desc_t *flow, int h, int w,
+                       lf_scheduler_t scheduler, int steps, double denoise, double *full)
 {
     if (steps < 1 || steps > LF_PIPELINE_MAX_STEPS) return LF_EINVAL;
-    int rc = lf_schedule_sigmas(sched, scheduler, steps, full);
+    int rc;
+    if (flow) {
+        /* FlowMatchEulerDiscreteScheduler's shifted linspace; "normal" and
+         * "simple" name it (the discrete flow table the other schedulers
+         * would need is not built yet). */
+        if (scheduler != LF_SCHEDULER_NORMAL && scheduler != LF_SCHEDULER_SIMPLE) return LF_EUNSUPPORTED;
+        const double mu = lf_schedule_flow_mu((h / 2) * (w / 2), 0.5, 1.15, 256, 4096);
+        rc = lf_schedule_flow_sigmas(steps, flow->flow_dynamic, mu, flow->flow_shift, full);
+    } else {
+        rc = lf_schedule_sigmas(sched, scheduler, steps, full);
+    }
     if (rc != 0) return rc;
     if (!(denoise > 0.0 && denoise < 1.0)) return 0;
     /* A1111 setup_img2img_steps with img2img_fix_steps off. */
@@ -52,11 +64,24 @@ static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int st
     return steps - t_enc - 1;
 }
 
+static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int steps, double denoise,
+                    double *full)
+{
+    return s_sigmas_ex(sched, NULL, 0, 0, scheduler, steps, denoise, full);
+}
+
 int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full)
 {
     lf_schedule_t sched;
     lf_schedule_init_sd15(&sched);
     return s_sigmas(&sched, scheduler, steps, denoise, full);
+}
+
+int lf_pipeline_flow_sigmas(const lf_model_desc_t *d, int h, int w, lf_scheduler_t scheduler, int steps,
+                            double denoise, double *full)
+{
+    if (!d || d->prediction != LF_PRED_FLOW || h < 2 || w < 2) return LF_EINVAL;
+    return s_sigmas_ex(NULL, d, h, w, scheduler, steps, denoise, full);
 }
 
 /* ---- resize (PIL BILINEAR, lf_resize) ---------------------------------- */
@@ -943,7 +968,9 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ENOMEM;
         goto done;
     }
-    int start = s_sigmas(&r.sched, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
+    const lf_model_desc_t *flow = d->prediction == LF_PRED_FLOW ? d : NULL;
+    int start = s_sigmas_ex(&r.sched, flow, h, w, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0,
+                            sigmas);
     if (start < 0) {
         rc = s_fail(err, errlen, start, "cannot build the %s schedule", lf_scheduler_name(req.scheduler));
         goto done;
@@ -1169,7 +1196,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, LF_ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = s_sigmas(&r.sched, hp.scheduler, hp.total, 1.0, sig2)) < 0) {
+        if ((rc = s_sigmas_ex(&r.sched, flow, hp.size.up_h / f, hp.size.up_w / f, hp.scheduler, hp.total, 1.0,
+                              sig2)) < 0) {
             free(sig2);
             rc = s_fail(err, errlen, rc, "cannot build the %s schedule", lf_scheduler_name(hp.scheduler));
             goto done;

@@ -22,6 +22,7 @@
 #include "lf_flux.h"
 #include "lf_manifest.h"
 #include "lf_model.h"
+#include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_sampler.h"
 #include "lf_schedule.h"
@@ -231,6 +232,21 @@ static void test_flow_sigmas(void **state) {
     }
     assert_int_equal(cases, 28);
     assert_int_equal(lf_schedule_flow_sigmas(0, 0, 0, 1, out), LF_EINVAL);
+    /* The pipeline's schedule for a flow model: FluxPipeline's for the image's
+     * token count (a 64x64 latent is 1024 tokens), img2img's tail as A1111's. */
+    lf_model_desc_t d = {.prediction = LF_PRED_FLOW, .flow_dynamic = 1, .flow_shift = 1.0f};
+    double full[21];
+    assert_int_equal(lf_pipeline_flow_sigmas(&d, 64, 64, LF_SCHEDULER_NORMAL, 20, 1.0, full), 0);
+    float *want = lf_test_ref_f32(ref, "sigmas.dynamic.20.1024", NULL);
+    for (int k = 0; k <= 20; k++) assert_float_equal(full[k], want[k], 0);
+    free(want);
+    assert_int_equal(lf_pipeline_flow_sigmas(&d, 64, 64, LF_SCHEDULER_SIMPLE, 20, 0.5, full), 20 - 10 - 1);
+    assert_int_equal(lf_pipeline_flow_sigmas(&d, 64, 64, LF_SCHEDULER_KARRAS, 20, 1.0, full), LF_EUNSUPPORTED);
+    d.flow_dynamic = 0; /* schnell: shift 1, the plain linspace */
+    assert_int_equal(lf_pipeline_flow_sigmas(&d, 64, 64, LF_SCHEDULER_NORMAL, 4, 1.0, full), 0);
+    assert_float_equal(full[1], 0.75, 1e-7);
+    d.prediction = LF_PRED_EPS;
+    assert_int_equal(lf_pipeline_flow_sigmas(&d, 64, 64, LF_SCHEDULER_NORMAL, 4, 1.0, full), LF_EINVAL);
     lf_safetensors_destroy(&ref);
 }
 
