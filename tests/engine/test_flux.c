@@ -136,6 +136,15 @@ static void test_transformer_schnell_bfl(void **state) {
     s_transformer("flux/flux_schnell_bfl.safetensors", "", "flux/flux_schnell_ref.safetensors", 1, 0);
 }
 
+/* GGUF as ComfyUI-GGUF / stable-diffusion.cpp files hold Flux (BFL names),
+ * Q8_0 matrices (the gguf package's quantizer) dequantized on load: within
+ * 3e-2 of the f32 run (1.1e-2 measured; tests/reference/make_flux_gguf_fixture.py). */
+static void test_transformer_schnell_gguf_q8_0(void **state) {
+    (void)state;
+    s_transformer_type("flux/flux_schnell_q8_0.gguf", "", "flux/flux_schnell_ref.safetensors", 1, 0,
+                       LF_TYPE_F32, 3e-2);
+}
+
 /* A file without a Flux transformer is refused with a message naming it. */
 static void test_not_flux(void **state) {
     (void)state;
@@ -565,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_transformer_dev_diffusers),
         cmocka_unit_test(test_transformer_dev_bfl),
         cmocka_unit_test(test_transformer_schnell_bfl),
+        cmocka_unit_test(test_transformer_schnell_gguf_q8_0),
         cmocka_unit_test(test_not_flux),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_flow_sigmas),
