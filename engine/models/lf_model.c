@@ -373,6 +373,30 @@ static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, l
     return 0;
 }
 
+/* A separate VAE (lf_model_opts_t.vae_path): a diffusers folder's vae/ with
+ * its config.json, or a VAE file or checkpoint with its lf.config "vae"
+ * (else defaults); its key map probed. *meta: the JSON to free (NULL when
+ * none); *jv: the VAE's config in it (borrowed). */
+static int s_vae_part(const char *path, lf_weights_t **w, lf_keymap_t *kv, json_t **meta,
+                      const json_t **jv, char *err, size_t errlen) {
+    const int dir = s_is_dir(path);
+    int rc = dir ? s_open_part(path, "vae", "diffusion_pytorch_model", 0, w, err, errlen)
+                 : lf_weights_open(w, path, err, errlen);
+    if (rc) return rc;
+    if (dir) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/vae/config.json", path);
+        *jv = *meta = s_json_file(p);
+    } else {
+        const char *ms = lf_weights_metadata(*w, "lf.config");
+        json_error_t je;
+        *meta = ms ? json_loads(ms, 0, &je) : NULL;
+        *jv = *meta ? json_object_get(*meta, "vae") : NULL;
+    }
+    return lf_keymap_probe_vae(kv, *w) ? s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path)
+                                       : 0;
+}
+
 /* ---- Flux ---------------------------------------------------------------- */
 
 /* A T5 encoder's file (HF T5EncoderModel names, under any prefix such as
@@ -464,30 +488,17 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
         rc = s_err(err, errlen, LF_ENOTFOUND,
                    "%s: a Flux transformer needs CLIP-L as a text part (models/clip/clip_l.safetensors, "
                    "a manifest's text_encoders)", path);
-    if (!rc && o->vae_path) {
-        lf_weights_destroy(&wv);
-        const int dir = s_is_dir(o->vae_path);
-        rc = dir ? s_open_part(o->vae_path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen)
-                 : lf_weights_open(&wv, o->vae_path, err, errlen);
+    if (!rc && o->vae_path) { /* a folder's own vae/ is only opened without one */
         json_decref(own[2]);
-        own[2] = NULL;
-        if (!rc && dir) {
-            snprintf(p, sizeof p, "%s/vae/config.json", o->vae_path);
-            jv = own[2] = s_json_file(p);
-        } else if (!rc) {
-            const char *ms = lf_weights_metadata(wv, "lf.config");
-            json_error_t je;
-            json_t *vm = ms ? json_loads(ms, 0, &je) : NULL;
-            own[2] = vm;
-            jv = vm ? json_object_get(vm, "vae") : NULL;
-        }
+        own[2] = NULL, jv = NULL;
+        rc = s_vae_part(o->vae_path, &wv, &kv, &own[2], &jv, err, errlen);
+    } else if (!rc && wv && lf_keymap_probe_vae(&kv, wv)) {
+        rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", lf_weights_path(wv));
     }
     if (!rc && !wv)
         rc = s_err(err, errlen, LF_ENOTFOUND,
                    "%s: a Flux transformer needs its VAE as a part (models/vae/ae.safetensors, a "
                    "manifest's vae)", path);
-    if (!rc && lf_keymap_probe_vae(&kv, wv))
-        rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", lf_weights_path(wv));
     const int type = o->weight_type;
     if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_clip_new(&m->clip, &kc, jc, m->be, m->pool, type, err, errlen);
@@ -674,26 +685,8 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         }
     }
     const int sdxl = m->desc.family == LF_FAMILY_SDXL;
-    if (!rc && opts->vae_path && s_is_dir(opts->vae_path)) {
-        /* A diffusers folder's vae/. */
-        rc = s_open_part(opts->vae_path, "vae", "diffusion_pytorch_model", 0, &wov, err, errlen);
-        snprintf(p, sizeof p, "%s/vae/config.json", opts->vae_path);
-        vmeta = rc ? NULL : s_json_file(p);
-        jv = vmeta;
-        if (!rc && lf_keymap_probe_vae(&kv, wov))
-            rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
-    } else if (!rc && opts->vae_path) {
-        rc = lf_weights_open(&wov, opts->vae_path, err, errlen);
-        if (!rc) {
-            if (lf_keymap_probe_vae(&kv, wov))
-                rc =
-                    s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", opts->vae_path);
-            /* The VAE file's own config (lf.config "vae"), else defaults. */
-            const char *ms = lf_weights_metadata(wov, "lf.config");
-            json_error_t je;
-            vmeta = ms ? json_loads(ms, 0, &je) : NULL;
-            jv = vmeta ? json_object_get(vmeta, "vae") : NULL;
-        }
+    if (!rc && opts->vae_path) {
+        rc = s_vae_part(opts->vae_path, &wov, &kv, &vmeta, &jv, err, errlen);
     } else if (!rc && !wv) {
         if (!lf_keymap_has_prefix(wu, "first_stage_model.") &&
             !lf_keymap_has_prefix(wu, "decoder.up") && !lf_keymap_has_prefix(wu, "vae.decoder."))
