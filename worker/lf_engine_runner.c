@@ -132,6 +132,12 @@ static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt
             lf_warn("engine: skipping assembled model %s: a checkpoint has the name", ms[i]->name);
             continue;
         }
+        /* Flux assembles (lf_manifest) but the pipeline does not run it yet. */
+        if (!s_family_ok(lf_family_name(ms[i]->family))) {
+            lf_info("engine: not serving assembled model %s: the %s family is not served yet", ms[i]->name,
+                    lf_family_name(ms[i]->family));
+            continue;
+        }
         if (*cnt == *cap) {
             size_t nc = *cap ? *cap * 2 : 8;
             lf_model_info_t *nl = realloc(*list, nc * sizeof *nl);

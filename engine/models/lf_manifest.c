@@ -250,7 +250,8 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
             const char *s = json_string_value(v);
             if (s && !strcmp(s, "sd15")) m->family = LF_FAMILY_SD15;
             else if (s && !strcmp(s, "sdxl")) m->family = LF_FAMILY_SDXL;
-            else rc = s_err(err, errlen, LF_EFORMAT, "%s: family must be \"sd15\" or \"sdxl\"", path);
+            else if (s && !strcmp(s, "flux")) m->family = LF_FAMILY_FLUX;
+            else rc = s_err(err, errlen, LF_EFORMAT, "%s: family must be \"sd15\", \"sdxl\" or \"flux\"", path);
         } else if (!strcmp(k, "parts")) {
             parts = v;
         } else if (!strcmp(k, "prediction")) {
@@ -283,7 +284,7 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
         }
     }
     if (!rc && !m->family)
-        rc = s_err(err, errlen, LF_EFORMAT, "%s: family is missing (\"sd15\" or \"sdxl\")", path);
+        rc = s_err(err, errlen, LF_EFORMAT, "%s: family is missing (\"sd15\", \"sdxl\" or \"flux\")", path);
     if (!rc && !json_is_object(parts))
         rc = s_err(err, errlen, LF_EFORMAT, "%s: parts is missing (an object with unet, ...)", path);
     if (!rc) json_object_foreach((json_t *)parts, k, v) {
@@ -352,9 +353,12 @@ typedef struct {
     int has_unet;
     lf_family_t family; /* the UNet's */
     int unet_in;        /* its input (latent) channels */
-    int unet_ctx;       /* its cross-attention width */
+    int unet_ctx;       /* its cross-attention width (Flux: T5's width, txt_in's input) */
+    int flux_vec;       /* Flux: the pooled CLIP width its vector_in takes */
+    int flux_guidance;  /* Flux: a guidance embedding (dev) */
     int n_text;
     int text_width[4];
+    int t5_width;       /* a T5 encoder's d_model (Flux's second text encoder), 0 = none */
     int has_vae;
     int vae_latent;
     char arch[96];      /* modelspec.architecture, "" when absent */
@@ -375,6 +379,19 @@ static void s_probe_weights(const lf_weights_t *w, s_probe_t *p) {
             p->unet_ctx = (int)t->shape[1];
         if (t->ndim == 2 && s_tail(s, "token_embedding.weight") && p->n_text < 4)
             p->text_width[p->n_text++] = (int)t->shape[1];
+        if (t->ndim == 2 && s_tail(s, "encoder.block.0.layer.0.SelfAttention.q.weight"))
+            p->t5_width = (int)t->shape[1];
+        /* Flux transformers: BFL names (any prefix) or diffusers' */
+        if (t->ndim == 2 && (s_tail(s, "img_in.weight") || !strcmp(s, "x_embedder.weight")))
+            p->has_unet = 1, p->unet_in = (int)t->shape[1] / 4; /* 2x2-packed latents */
+        if (t->ndim == 2 && (s_tail(s, "txt_in.weight") || !strcmp(s, "context_embedder.weight")))
+            p->unet_ctx = (int)t->shape[1];
+        if (t->ndim == 2 && (s_tail(s, "vector_in.in_layer.weight") ||
+                             !strcmp(s, "time_text_embed.text_embedder.linear_1.weight")))
+            p->flux_vec = (int)t->shape[1];
+        if (s_tail(s, "guidance_in.in_layer.weight") ||
+            !strcmp(s, "time_text_embed.guidance_embedder.linear_1.weight"))
+            p->flux_guidance = 1;
         if (t->ndim == 4 && s_tail(s, "decoder.conv_in.weight"))
             p->has_vae = 1, p->vae_latent = (int)t->shape[1];
     }
@@ -418,6 +435,7 @@ static int s_probe(const char *path, s_probe_t *p, char *err, size_t errlen) {
 static lf_family_t s_arch_family(const char *a) {
     if (!*a) return LF_FAMILY_UNKNOWN;
     if (strstr(a, "stable-diffusion-xl")) return LF_FAMILY_SDXL;
+    if (strstr(a, "flux")) return LF_FAMILY_FLUX;
     if (strstr(a, "stable-diffusion-v1") || strstr(a, "stable-diffusion-v2")) return LF_FAMILY_SD15;
     return LF_FAMILY_UNKNOWN;
 }
@@ -434,8 +452,8 @@ int lf_manifest_check(lf_manifest_t *m, char *err, size_t errlen) {
     if (rc) return s_err(err, errlen, rc, "%s: parts.unet: %s", who, e);
     if (!u.has_unet)
         return s_err(err, errlen, LF_EFORMAT, "%s: parts.unet %s holds no UNet", who, m->unet);
-    if (u.family != LF_FAMILY_SD15 && u.family != LF_FAMILY_SDXL)
-        return s_err(err, errlen, LF_EUNSUPPORTED, "%s: parts.unet %s is a %s model (sd15, sdxl)",
+    if (u.family != LF_FAMILY_SD15 && u.family != LF_FAMILY_SDXL && u.family != LF_FAMILY_FLUX)
+        return s_err(err, errlen, LF_EUNSUPPORTED, "%s: parts.unet %s is a %s model (sd15, sdxl, flux)",
                      who, m->unet, lf_family_name(u.family));
     if (m->family && m->family != u.family)
         return s_err(err, errlen, LF_EINVAL,
@@ -445,21 +463,37 @@ int lf_manifest_check(lf_manifest_t *m, char *err, size_t errlen) {
     const char *tfield = m->checkpoint && m->n_text == 1 && !strcmp(m->text[0], m->checkpoint)
                              ? "parts.checkpoint"
                              : "parts.text_encoders";
-    int width = 0, n_enc = 0;
+    int width = 0, n_enc = 0, clip_ok = 0;
     char widths[128] = "";
+    const int flux = u.family == LF_FAMILY_FLUX;
     for (size_t i = 0; i < m->n_text; i++) {
         if ((rc = s_probe(m->text[i], &t, e, sizeof e)))
             return s_err(err, errlen, rc, "%s: %s: %s", who, tfield, e);
-        if (!t.n_text)
-            return s_err(err, errlen, LF_EFORMAT, "%s: %s %s holds no text encoder", who, tfield,
-                         m->text[i]);
+        if (flux && t.t5_width) { /* Flux: T5 for the tokens, CLIP-L for the pooled vector */
+            if (t.t5_width != u.unet_ctx)
+                return s_err(err, errlen, LF_EINVAL,
+                             "%s: %s %s: a T5 encoder of width %d; the Flux transformer takes %d",
+                             who, tfield, m->text[i], t.t5_width, u.unet_ctx);
+            continue;
+        }
+        if (flux && t.n_text == 1 && t.text_width[0] == u.flux_vec) {
+            clip_ok = 1;
+            continue;
+        }
+        if (!t.n_text || flux)
+            return s_err(err, errlen, LF_EFORMAT, "%s: %s %s holds no text encoder%s", who, tfield,
+                         m->text[i], flux ? " a Flux transformer takes (CLIP-L, T5)" : "");
         for (int k = 0; k < t.n_text; k++) {
             size_t l = strlen(widths);
             snprintf(widths + l, sizeof widths - l, "%s%d", n_enc ? " + " : "", t.text_width[k]);
             width += t.text_width[k], n_enc++;
         }
     }
-    if (u.unet_ctx && width != u.unet_ctx)
+    if (flux && !clip_ok)
+        return s_err(err, errlen, LF_ENOTFOUND,
+                     "%s: %s: no CLIP-L of width %d among the text encoders (Flux's pooled vector)",
+                     who, tfield, u.flux_vec);
+    if (!flux && u.unet_ctx && width != u.unet_ctx)
         return s_err(err, errlen, LF_EINVAL,
                      "%s: %s %s: text encoder width %s = %d does not match the %s UNet's "
                      "cross-attention width %d (text encoders of another family?)",
@@ -486,6 +520,16 @@ int lf_manifest_check(lf_manifest_t *m, char *err, size_t errlen) {
         lf_manifest_defaults_from_metadata(w, &m->defaults, &m->prediction, &m->has_prediction);
         m->prediction_sample = sample;
         lf_weights_destroy(&w);
+    }
+    /* Flux's own settings where nothing else said: one pass (cfg 1; dev's
+     * distilled guidance is separate), Euler, 1024 px, and BFL's step
+     * counts: schnell (no guidance embedding) 4, dev 20 (ComfyUI's and Forge's default). */
+    if (flux) {
+        lf_manifest_defaults_t *d = &m->defaults;
+        if (!d->steps) d->steps = u.flux_guidance ? 20 : 4;
+        if (isnan(d->cfg)) d->cfg = 1.0;
+        if (!*d->sampler) snprintf(d->sampler, sizeof d->sampler, "euler");
+        if (!d->width) d->width = d->height = 1024;
     }
     return 0;
 }
@@ -549,9 +593,14 @@ static lf_manifest_t *s_folder_model(const s_file_t *u, const s_file_t *clip, si
                                      const s_file_t *vae, size_t nvae) {
     const char *why = NULL;
     const s_file_t *t1 = NULL, *t2 = NULL, *va = NULL;
+    /* Flux: CLIP-L of its pooled width and (optionally, until T5 runs) a T5 of its context width. */
+    for (size_t i = 0; i < nclip && u->p.family == LF_FAMILY_FLUX; i++) {
+        if (!t1 && clip[i].p.n_text == 1 && clip[i].p.text_width[0] == u->p.flux_vec) t1 = &clip[i];
+        if (!t2 && clip[i].p.t5_width && clip[i].p.t5_width == u->p.unet_ctx) t2 = &clip[i];
+    }
     /* Text encoders whose widths add up to the UNet's cross-attention: one
      * file (holding one or both encoders), else a pair of files. */
-    for (size_t i = 0; i < nclip && !t1; i++) {
+    for (size_t i = 0; i < nclip && !t1 && u->p.family != LF_FAMILY_FLUX; i++) {
         int w = 0;
         for (int k = 0; k < clip[i].p.n_text; k++) w += clip[i].p.text_width[k];
         if (w == u->p.unet_ctx && (u->p.family == LF_FAMILY_SDXL ? clip[i].p.n_text == 2 : 1))
@@ -567,6 +616,9 @@ static lf_manifest_t *s_folder_model(const s_file_t *u, const s_file_t *clip, si
         why = u->p.family == LF_FAMILY_SDXL
                   ? "no text encoders in models/clip or models/text_encoders fit it (SDXL: a "
                     "CLIP ViT-L and an OpenCLIP ViT-bigG file)"
+              : u->p.family == LF_FAMILY_FLUX
+                  ? "no CLIP-L of its pooled width in models/clip or models/text_encoders (Flux: "
+                    "clip_l.safetensors and t5xxl_*.safetensors)"
                   : "no text encoder in models/clip or models/text_encoders fits it";
     for (size_t i = 0; i < nvae && !why; i++)
         if (vae[i].p.has_vae && vae[i].p.vae_latent == u->p.unet_in &&
@@ -653,8 +705,9 @@ int lf_manifest_scan(const char *models_dir, lf_manifest_t ***out, size_t *n) {
             lf_warn("engine: skipping %s: no UNet in it", un[i].path);
             continue;
         }
-        if (un[i].p.family != LF_FAMILY_SD15 && un[i].p.family != LF_FAMILY_SDXL) {
-            lf_warn("engine: skipping %s: a %s UNet (sd15, sdxl)", un[i].path,
+        if (un[i].p.family != LF_FAMILY_SD15 && un[i].p.family != LF_FAMILY_SDXL &&
+            un[i].p.family != LF_FAMILY_FLUX) {
+            lf_warn("engine: skipping %s: a %s UNet (sd15, sdxl, flux)", un[i].path,
                     lf_family_name(un[i].p.family));
             continue;
         }

@@ -9,7 +9,7 @@
  * in models/ named <name>.model.json:
  *
  *   {"name": "sdxl-lightning-4step",          optional: else the file's stem
- *    "family": "sdxl",                         "sd15" | "sdxl"
+ *    "family": "sdxl",                         "sd15" | "sdxl" | "flux"
  *    "parts": {"unet": "unet/sdxl_lightning_4step_unet.safetensors",
  *              "checkpoint": "sd_xl_base_1.0.safetensors",
  *              "text_encoders": ["clip/clip_l.safetensors", "clip/clip_g.safetensors"],
@@ -37,6 +37,10 @@
  * ViT-bigG file; the first fitting ones in name order) and a VAE of
  * models/vae with its latent channels (the one whose modelspec.architecture
  * names the family, else the first in name order; a manifest pins another).
+ * A Flux transformer there (BFL or diffusers names; models/diffusion_models
+ * is where ComfyUI puts them) takes the CLIP-L whose width its vector_in
+ * takes and the T5 (t5xxl_*: T5 encoder names) whose width its txt_in takes,
+ * and a VAE of 16 latent channels (ae.safetensors).
  *
  * Parts are recognised from tensor names and shapes, never file names.
  * lf_manifest_check opens each part's header and refuses what cannot work:

@@ -9,7 +9,17 @@
  * Families: SD1.x/2.x (one CLIP text encoder) and SDXL (CLIP ViT-L and
  * OpenCLIP ViT-bigG, their penultimate hidden states concatenated, a pooled
  * text embedding and micro-conditioning through the UNet's added
- * embedding; the refiner has the OpenCLIP encoder only). What differs is
+ * embedding; the refiner has the OpenCLIP encoder only), and Flux.1 (dev,
+ * schnell: the lf_flux transformer on 2x2-packed 16-channel latents, a
+ * flow-matching velocity (LF_PRED_FLOW), CLIP-L's pooled output and T5's
+ * hidden states, a VAE with a shift factor; detected from tensor names).
+ * A Flux model loads from its transformer file (BFL names, with or without
+ * model.diffusion_model.; or diffusers names) with the text encoders and
+ * the VAE as parts (opts.text_paths: ComfyUI's clip_l / t5xxl files;
+ * opts.vae_path: ae.safetensors), or from a diffusers folder (transformer/,
+ * text_encoder/, text_encoder_2/, vae/). The T5 encoder is not built in
+ * yet: a T5 part is recognised and left out, and lf_model_encode_text
+ * answers LF_EUNSUPPORTED for Flux until it is. What differs is
  * told by lf_model_desc_t (text_dim, pooled_dim, n_time_ids), so the
  * pipeline passes the extra inputs without knowing the family.
  *
@@ -35,8 +45,12 @@
 typedef enum { LF_FAMILY_UNKNOWN = 0, LF_FAMILY_SD15, LF_FAMILY_SDXL, LF_FAMILY_FLUX } lf_family_t;
 /* What the denoiser predicts: the noise (eps), v (Salimans & Ho), or the
  * clean sample x0 itself (diffusers prediction_type="sample"; ComfyUI's
- * "x0": SDXL-Lightning's 1-step UNet). */
-typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE } lf_prediction_t;
+ * "x0": SDXL-Lightning's 1-step UNet), or a flow-matching velocity (Flux:
+ * ComfyUI's CONST model sampling; the latent is x = (1 - sigma) x0 +
+ * sigma noise with sigma in [0, 1], the model takes x unscaled and
+ * t = sigma, and predicts v = noise - x0, so x0 = x - sigma v; the
+ * k-diffusion samplers then run unchanged: Euler's (x - x0) / sigma is v). */
+typedef enum { LF_PRED_EPS = 0, LF_PRED_V, LF_PRED_SAMPLE, LF_PRED_FLOW } lf_prediction_t;
 
 typedef struct lf_model lf_model_t;
 
@@ -86,6 +100,13 @@ typedef struct {
     lf_preview_kind_t preview; /* LF_PREVIEW_TAESD when a TAESD decoder is loaded, else
                                   LF_PREVIEW_APPROX (the linear map fitted from this VAE) */
     const char *tokenizer_dir; /* diffusers tokenizer/ folder if the model has one, else NULL */
+    /* Flux (LF_PRED_FLOW). The VAE takes z / scaling_factor + shift_factor. */
+    float shift_factor;        /* 0.1159 for Flux's VAE; 0 for SD1.5 / SDXL */
+    int guidance_embed;        /* 1: the denoiser takes a distilled guidance (FLUX.1-dev), the
+                                  last number of vec (after the pooled embedding) */
+    int flow_dynamic;          /* flow sigmas shifted by the image's token count (dev: mu from
+                                  lf_schedule_flow_mu), else by flow_shift (schnell: 1) */
+    float flow_shift;
 } lf_model_desc_t;
 
 /* Family from tensor names only (never the file name): inspect-friendly. */
@@ -93,10 +114,10 @@ lf_family_t lf_model_detect_family(const char *const *names, size_t n);
 const char *lf_family_name(lf_family_t f); /* "sd15", "sdxl", "flux", "unknown" */
 /* Prediction type from its diffusers / SAI model-spec / ComfyUI name
  * (case-insensitive): "epsilon" or "eps"; "v_prediction", "v" or
- * "v-prediction"; "sample" or "x0". Returns 0 or LF_ENOTFOUND (*out
- * untouched). */
+ * "v-prediction"; "sample" or "x0"; "flow" or "const" (ComfyUI's flow
+ * model sampling). Returns 0 or LF_ENOTFOUND (*out untouched). */
 int lf_prediction_parse(const char *name, lf_prediction_t *out);
-/* diffusers' name: "epsilon", "v_prediction", "sample"; never NULL. */
+/* diffusers' name: "epsilon", "v_prediction", "sample"; "flow"; never NULL. */
 const char *lf_prediction_name(lf_prediction_t p);
 
 /* Load a single-file checkpoint (.safetensors, or .ckpt/.pt via the
@@ -134,12 +155,15 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 
 /* Denoiser: x [batch][C + concat_channels][h][w] latents (already scaled
  * by the sampler's c_in; an inpainting UNet's extra channels follow each
- * item's latent unscaled), t[batch] timesteps (float, the discrete-schedule index space),
+ * item's latent unscaled), t[batch] timesteps (float, the discrete-schedule
+ * index space; LF_PRED_FLOW: sigma in [0, 1]),
  * cond [batch][cond_len][text_dim]. vec: the vector conditioning,
  * [batch][pooled_dim + n_time_ids] (the pooled text embedding, then the
  * time ids as plain numbers), required when n_time_ids > 0 (LF_EINVAL
- * without), ignored (may be NULL) otherwise. out: the model output (eps or
- * v), [batch][C][h][w]. */
+ * without), ignored (may be NULL) otherwise. Flux: vec [batch][pooled_dim
+ * + guidance_embed] (CLIP-L's pooled output, then dev's guidance), always
+ * required; h and w even. out: the model output (eps, v or the flow
+ * velocity), [batch][C][h][w]. */
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out);
 

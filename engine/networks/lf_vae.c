@@ -114,6 +114,7 @@ static int s_config(lf_vae_config_t *c, const lf_keymap_t *km, const json_t *cfg
     c->has_encoder = lf_keymap_find(km, "encoder.conv_in.weight") != NULL;
     c->groups = lf__json_int(cfg, "norm_num_groups", 0, 32);
     c->scaling_factor = (float)lf__json_num(cfg, "scaling_factor", 0.18215);
+    c->shift_factor = (float)lf__json_num(cfg, "shift_factor", 0.0);
     for (int i = 0; i < L; i++)
         if (c->ch[i] % c->groups) {
             if (errlen) snprintf(err, errlen, "%s: VAE channels %d not divisible by %d groups",
@@ -140,8 +141,9 @@ int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_b
     char p[128];
     /* Decoder. */
     s_half_t *d = &v->dec;
-    d->qcw = lf_keymap_load(&ld, 4, S(Z, Z, 1, 1), "post_quant_conv.weight");
-    d->qcb = lf_keymap_load(&ld, 1, S(Z), "post_quant_conv.bias");
+    /* Flux's VAE has no quant convs (diffusers use_quant_conv = False). */
+    d->qcw = lf_keymap_load_opt(&ld, 4, S(Z, Z, 1, 1), "post_quant_conv.weight");
+    if (d->qcw) d->qcb = lf_keymap_load(&ld, 1, S(Z), "post_quant_conv.bias");
     d->ciw = lf_keymap_load(&ld, 4, S(Ct, Z, 3, 3), "decoder.conv_in.weight");
     d->cib = lf_keymap_load(&ld, 1, S(Ct), "decoder.conv_in.bias");
     s_load_res(&ld, &d->mid[0], Ct, Ct, "decoder.mid_block.resnets.0");
@@ -191,8 +193,8 @@ int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_b
         e->nob = lf_keymap_load(&ld, 1, S(Ct), "encoder.conv_norm_out.bias");
         e->cow = lf_keymap_load(&ld, 4, S(2 * Z, Ct, 3, 3), "encoder.conv_out.weight");
         e->cob = lf_keymap_load(&ld, 1, S(2 * Z), "encoder.conv_out.bias");
-        e->qcw = lf_keymap_load(&ld, 4, S(2 * Z, 2 * Z, 1, 1), "quant_conv.weight");
-        e->qcb = lf_keymap_load(&ld, 1, S(2 * Z), "quant_conv.bias");
+        e->qcw = lf_keymap_load_opt(&ld, 4, S(2 * Z, 2 * Z, 1, 1), "quant_conv.weight");
+        if (e->qcw) e->qcb = lf_keymap_load(&ld, 1, S(2 * Z), "quant_conv.bias");
     }
     if (ld.rc) {
         free(v);
@@ -246,7 +248,7 @@ static int s_build_dec(lf_vae_t *v, s_cache_t *e) {
     lf_graph_t *g = e->g = lf_graph_new(v->be);
     if (!g) return LF_ENOMEM;
     e->in = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->latent_ch, e->batch);
-    lf_tensor_t *h = lf_graph_conv2d(g, e->in, d->qcw, d->qcb, 1, 0);
+    lf_tensor_t *h = d->qcw ? lf_graph_conv2d(g, e->in, d->qcw, d->qcb, 1, 0) : e->in;
     h = lf_graph_conv2d(g, h, d->ciw, d->cib, 1, 1);
     h = s_mid(g, G, d, h);
     for (int i = 0; i < c->levels; i++) {
@@ -288,7 +290,7 @@ static int s_build_enc(lf_vae_t *v, s_cache_t *e) {
     h = s_mid(g, G, d, h);
     h = lf_graph_group_norm(g, h, d->now, d->nob, G, 1e-6f, 1);
     h = lf_graph_conv2d(g, h, d->cow, d->cob, 1, 1);
-    h = lf_graph_conv2d(g, h, d->qcw, d->qcb, 1, 0);
+    if (d->qcw) h = lf_graph_conv2d(g, h, d->qcw, d->qcb, 1, 0);
     h = lf_graph_split(g, h, 2, 0, c->latent_ch);
     e->out = lf_graph_output(g, h);
     return lf_graph_plan(g);

@@ -1,7 +1,9 @@
 /* lf_vae: the AutoencoderKL of Stable Diffusion (decoder and encoder) from
  * kernels/ ops, architecture read from tensor shapes (levels, channels,
- * resnets per block, latent channels); group-norm groups and the scaling
- * factor from a diffusers config when given (else 32 and 0.18215).
+ * resnets per block, latent channels); group-norm groups, the scaling
+ * factor and the shift factor from a diffusers config when given (else 32,
+ * 0.18215 and 0). quant_conv / post_quant_conv are optional (Flux's VAE has
+ * none).
  * Large images are processed in overlapping tiles blended linearly.
  *
  * Threading: one thread at a time. Pool and backend are borrowed. */
@@ -19,6 +21,7 @@ typedef struct {
     int ch[8];
     int has_encoder;
     float scaling_factor;
+    float shift_factor; /* diffusers config's shift_factor (Flux: 0.1159), else 0 */
 } lf_vae_config_t;
 
 int lf_vae_new(lf_vae_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,

@@ -39,12 +39,24 @@ static int s_cancelled(const lf_pipeline_hooks_t *hooks)
 
 /* ---- schedule ---------------------------------------------------------- */
 
-/* lf_pipeline_sigmas over a given model schedule (its AYS levels). */
-static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int steps, double denoise,
-                    double *full)
+/* lf_pipeline_sigmas over a given model schedule (its AYS levels); a flow
+ * model's (flow != NULL: its description, h x w latent pixels) over
+ * FluxPipeline's schedule. */
+static int s_sigmas_ex(const lf_schedule_t *sched, const lf_model_desc_t *flow, int h, int w,
+                       lf_scheduler_t scheduler, int steps, double denoise, double *full)
 {
     if (steps < 1 || steps > LF_PIPELINE_MAX_STEPS) return LF_EINVAL;
-    int rc = lf_schedule_sigmas(sched, scheduler, steps, full);
+    int rc;
+    if (flow) {
+        /* FlowMatchEulerDiscreteScheduler's shifted linspace; "normal" and
+         * "simple" name it (the discrete flow table the other schedulers
+         * would need is not built yet). */
+        if (scheduler != LF_SCHEDULER_NORMAL && scheduler != LF_SCHEDULER_SIMPLE) return LF_EUNSUPPORTED;
+        const double mu = lf_schedule_flow_mu((h / 2) * (w / 2), 0.5, 1.15, 256, 4096);
+        rc = lf_schedule_flow_sigmas(steps, flow->flow_dynamic, mu, flow->flow_shift, full);
+    } else {
+        rc = lf_schedule_sigmas(sched, scheduler, steps, full);
+    }
     if (rc != 0) return rc;
     if (!(denoise > 0.0 && denoise < 1.0)) return 0;
     /* A1111 setup_img2img_steps with img2img_fix_steps off. */
@@ -52,11 +64,24 @@ static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int st
     return steps - t_enc - 1;
 }
 
+static int s_sigmas(const lf_schedule_t *sched, lf_scheduler_t scheduler, int steps, double denoise,
+                    double *full)
+{
+    return s_sigmas_ex(sched, NULL, 0, 0, scheduler, steps, denoise, full);
+}
+
 int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full)
 {
     lf_schedule_t sched;
     lf_schedule_init_sd15(&sched);
     return s_sigmas(&sched, scheduler, steps, denoise, full);
+}
+
+int lf_pipeline_flow_sigmas(const lf_model_desc_t *d, int h, int w, lf_scheduler_t scheduler, int steps,
+                            double denoise, double *full)
+{
+    if (!d || d->prediction != LF_PRED_FLOW || h < 2 || w < 2) return LF_EINVAL;
+    return s_sigmas_ex(NULL, d, h, w, scheduler, steps, denoise, full);
 }
 
 /* ---- resize (PIL BILINEAR, lf_resize) ---------------------------------- */
@@ -294,14 +319,16 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
     int mb = r->guided ? 2 * r->batch : r->batch;
     double s = sigma;
     double c_in, c_skip = 0.0, c_out = 0.0;
+    const int flow = r->desc->prediction == LF_PRED_FLOW;
     if (r->desc->prediction == LF_PRED_V) {
         c_in = 1.0 / sqrt(s * s + 1.0);
         c_skip = 1.0 / (s * s + 1.0);
         c_out = -s / sqrt(s * s + 1.0);
     } else {
-        c_in = 1.0 / sqrt(s * s + 1.0);
+        c_in = flow ? 1.0 : 1.0 / sqrt(s * s + 1.0); /* flow: the latent as it is */
     }
-    float t = (float)lf_schedule_sigma_to_t(&r->sched, s);
+    /* A flow model's time is sigma itself. */
+    float t = flow ? sigma : (float)lf_schedule_sigma_to_t(&r->sched, s);
     for (int b = 0; b < mb; b++) r->t[b] = t;
     /* Each item's scaled latent, then (inpainting UNet) its extra channels. */
     const size_t hw = (size_t)r->h * (size_t)r->w, per_in = r->per + (size_t)r->cc * hw;
@@ -333,7 +360,7 @@ static int s_denoise(void *ud, const float *x, float sigma, float *den, size_t n
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] * c_skip + o[k] * c_out);
         else if (r->desc->prediction == LF_PRED_SAMPLE)
             continue; /* the model's output is the denoised latent itself */
-        else
+        else /* eps, and flow's velocity: both x0 = x - sigma * output */
             for (size_t k = 0; k < n; k++) o[k] = (float)(x[k] - s * o[k]);
     }
     if (r->guided) {
@@ -368,7 +395,7 @@ static void s_preview(s_run_t *r, int step, const float *den)
     size_t len = 0;
     /* No preview with the last step: the image itself follows at once. */
     if (den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps) {
-        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor;
+        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor + r->desc->shift_factor;
         int pw = 0, ph = 0;
         if (r->ctx->ops->preview(r->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
                 0 &&
@@ -793,7 +820,7 @@ static int s_hires_upscale(const lf_pipeline_ctx_t *ctx, const lf_pipeline_reque
         }
         /* Decode with the model that ran last, cut to 8 bits as A1111 does. */
         const size_t W = (size_t)req->width, H = (size_t)req->height;
-        for (size_t k = 0; k < r->per; k++) z[k] /= r->desc->scaling_factor;
+        for (size_t k = 0; k < r->per; k++) z[k] = z[k] / r->desc->scaling_factor + r->desc->shift_factor;
         rc = ctx->ops->vae_decode(r->model, z, 1, r->h, r->w, req->vae_tile, img);
         if (rc) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));
@@ -826,7 +853,7 @@ static int s_hires_upscale(const lf_pipeline_ctx_t *ctx, const lf_pipeline_reque
             rc = s_fail(err, errlen, rc, "VAE encoder failed: %s", lf_strerror(rc));
             break;
         }
-        for (size_t k = 0; k < per_up; k++) zb[k] *= d->scaling_factor;
+        for (size_t k = 0; k < per_up; k++) zb[k] = (zb[k] - d->shift_factor) * d->scaling_factor;
     }
     /* samples[:, :, ty//2 : H-(ty+1)//2, tx//2 : W-(tx+1)//2] */
     const int oy = hp->size.trunc_y / 2, ox = hp->size.trunc_x / 2;
@@ -947,8 +974,14 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ENOMEM;
         goto done;
     }
-    int start = s_sigmas(&r.sched, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0, sigmas);
+    const lf_model_desc_t *flow = d->prediction == LF_PRED_FLOW ? d : NULL;
+    int start = s_sigmas_ex(&r.sched, flow, h, w, req.scheduler, req.steps, req.init_image ? req.denoise : 1.0,
+                            sigmas);
     if (start >= 0 && req.timesteps) { /* explicit timesteps replace the schedule's sigmas */
+        if (flow) {
+            rc = s_fail(err, errlen, LF_EUNSUPPORTED, "timesteps: not for flow-matching models (Flux)");
+            goto done;
+        }
         int trc = req.n_timesteps == req.steps ? lf_schedule_sigmas_at(&r.sched, req.timesteps, req.steps, sigmas)
                                                : LF_EINVAL;
         if (trc != 0) {
@@ -1050,14 +1083,17 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         const float mult = req.initial_noise_multiplier > 0 ? (float)req.initial_noise_multiplier : 1.0f;
         for (int b = 0; b < B; b++)
             for (size_t k = 0; k < per; k++) {
-                float z = r.x_in[k] * d->scaling_factor, nz = x[(size_t)b * per + k];
+                float z = (r.x_in[k] - d->shift_factor) * d->scaling_factor, nz = x[(size_t)b * per + k];
                 if (inp.active) {
                     const float m = inp.nmask[k % hw];
                     if (req.inpainting_fill == 2) z = z * (1.0f - m) + nz * m;
                     else if (req.inpainting_fill == 3) z = z * (1.0f - m);
                 }
                 inp.z0[(size_t)b * per + k] = z;
-                x[(size_t)b * per + k] = (float)(z + (nz * mult) * s0);
+                /* flow matching mixes: (1 - sigma) x0 + sigma noise */
+                x[(size_t)b * per + k] = d->prediction == LF_PRED_FLOW
+                                             ? (float)(z * (1.0 - s0) + (nz * mult) * s0)
+                                             : (float)(z + (nz * mult) * s0);
             }
         if (inp.active) r.nmask = inp.nmask, r.z0 = inp.z0;
     } else {
@@ -1096,7 +1132,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, rc, "inpainting conditioning failed: %s", lf_strerror(rc));
             goto done;
         }
-        for (size_t k = 0; k < (size_t)C * hw; k++) inp.concat[hw + k] = r.x_in[k] * d->scaling_factor;
+        for (size_t k = 0; k < (size_t)C * hw; k++) inp.concat[hw + k] = (r.x_in[k] - d->shift_factor) * d->scaling_factor;
         r.concat = inp.concat;
     }
 
@@ -1108,6 +1144,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     so.uncond = cfgpp ? r.uncond : NULL;
     so.schedule = &r.sched;
     if (req.has_tcd_gamma) so.gamma = req.tcd_gamma;
+    so.flow = d->prediction == LF_PRED_FLOW; /* re-noising as ComfyUI's CONST model sampling */
     /* Step caching: one state per pass (lf_stepcache keys its tensors by
      * network too, so the refiner starts over). */
     /* Not on an inpainting UNet's extra input channels (cached parts take the latent only). */
@@ -1179,7 +1216,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             rc = s_fail(err, errlen, LF_ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = s_sigmas(&r.sched, hp.scheduler, hp.total, 1.0, sig2)) < 0) {
+        if ((rc = s_sigmas_ex(&r.sched, flow, hp.size.up_h / f, hp.size.up_w / f, hp.scheduler, hp.total, 1.0,
+                              sig2)) < 0) {
             free(sig2);
             rc = s_fail(err, errlen, rc, "cannot build the %s schedule", lf_scheduler_name(hp.scheduler));
             goto done;
@@ -1217,7 +1255,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         }
         /* The model that ran last decodes (the refiner's VAE after it). */
         float *z = x + (size_t)b * r.per;
-        for (size_t k = 0; k < r.per; k++) z[k] /= r.desc->scaling_factor;
+        for (size_t k = 0; k < r.per; k++) z[k] = z[k] / r.desc->scaling_factor + r.desc->shift_factor;
         rc = ctx->ops->vae_decode(r.model, z, 1, r.h, r.w, req.vae_tile, img);
         if (rc != 0) {
             rc = s_fail(err, errlen, rc, "VAE decoder failed: %s", lf_strerror(rc));

@@ -291,6 +291,13 @@ void lf_pipeline_result_clear(lf_pipeline_result_t *r);
  * negative LF_E* code for bad steps / scheduler. Over the SD1.x schedule with
  * the SD1 Align Your Steps levels; a run uses its model family's levels. */
 int lf_pipeline_sigmas(lf_scheduler_t scheduler, int steps, double denoise, double *full);
+/* The same for a flow model (d->prediction LF_PRED_FLOW) at h x w latent
+ * pixels: FluxPipeline's sigmas (lf_schedule_flow_sigmas; dev's shift from
+ * the image's 2x2-patch count as FluxPipeline's calculate_shift, schnell's
+ * static shift) for "normal" and "simple"; another scheduler is
+ * LF_EUNSUPPORTED. LF_EINVAL for a model that is not a flow model. */
+int lf_pipeline_flow_sigmas(const lf_model_desc_t *d, int h, int w, lf_scheduler_t scheduler, int steps,
+                            double denoise, double *full);
 
 /* Resizes RGB8 src (sw x sh) to dst (dw x dh) with PIL's BILINEAR filter
  * (support widened by the scale when shrinking), bit for bit: it is

@@ -106,6 +106,30 @@ static void s_euler_step(float *x, const float *xin, const float *den, size_t n,
     for (size_t k = 0; k < n; k++) x[k] = (float)(xin[k] + (xin[k] - den[k]) / sigma * dt);
 }
 
+/* ComfyUI's sample_euler_ancestral_RF step (flow models): an Euler step
+ * down to sigma_down = sn (1 + (sn / s - 1) eta), then scaled back to sn's
+ * signal level with fresh noise of the variance that makes it up. */
+static int s_ancestral_rf(s_run_t *r, double s, double sn)
+{
+    const lf_sampler_opts_t *o = r->o;
+    float *x = r->x;
+    const float *den = r->den;
+    if (sn == 0) {
+        memcpy(x, den, r->n * sizeof *x);
+        return 0;
+    }
+    const double down = sn * (1 + (sn / s - 1) * o->eta), a1 = 1 - sn, ad = 1 - down;
+    const double renoise = sqrt(sn * sn - down * down * a1 * a1 / (ad * ad)), ratio = down / s;
+    for (size_t k = 0; k < r->n; k++) x[k] = (float)(ratio * x[k] + (1 - ratio) * den[k]);
+    if (o->eta > 0) {
+        int rc = s_noise(r);
+        if (rc) return rc;
+        for (size_t k = 0; k < r->n; k++)
+            x[k] = (float)(a1 / ad * x[k] + r->noise[k] * o->s_noise * renoise);
+    }
+    return 0;
+}
+
 static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
 {
     const lf_sampler_opts_t *o = r->o;
@@ -121,6 +145,10 @@ static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
         case LF_SAMPLER_EULER:
         case LF_SAMPLER_DDIM: s_euler_step(x, x, den, n, s, sn - s); break;
         case LF_SAMPLER_EULER_ANCESTRAL: {
+            if (o->flow) {
+                if ((rc = s_ancestral_rf(r, s, sn)) != 0) return rc;
+                break;
+            }
             double down, up;
             s_ancestral(s, sn, o->eta, &down, &up);
             s_euler_step(x, x, den, n, s, down - s);
@@ -272,7 +300,10 @@ static int s_run(lf_sampler_kind_t kind, s_run_t *r, const double *sg)
             memcpy(x, den, n * sizeof *x);
             if (sn > 0) {
                 if ((rc = s_noise(r)) != 0) return rc;
-                for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] + r->noise[k] * sn);
+                if (o->flow) /* ComfyUI's CONST noise_scaling */
+                    for (size_t k = 0; k < n; k++) x[k] = (float)(sn * r->noise[k] + (1 - sn) * x[k]);
+                else
+                    for (size_t k = 0; k < n; k++) x[k] = (float)(x[k] + r->noise[k] * sn);
             }
             break;
         }
@@ -496,6 +527,9 @@ int lf_sampler_run(lf_sampler_kind_t kind, const lf_sampler_opts_t *o, const dou
     if (needs_noise && !o->noise) return LF_EINVAL;
     if (kind == LF_SAMPLER_TCD && (!o->schedule || !(o->gamma >= 0 && o->gamma <= 1))) return LF_EINVAL;
     if (lf_sampler_needs_uncond(kind) && !o->uncond) return LF_EINVAL;
+    if (o->flow && (kind == LF_SAMPLER_DPMPP_2M_SDE || kind == LF_SAMPLER_DPMPP_SDE ||
+                    kind == LF_SAMPLER_TCD || lf_sampler_needs_uncond(kind)))
+        return LF_EUNSUPPORTED;
     for (int i = 0; i < steps; i++)
         if (!(sigmas[i] > 0) || !(sigmas[i + 1] >= 0)) return LF_EINVAL;
     if (n > SIZE_MAX / (6 * sizeof(float))) return LF_ENOMEM;

@@ -93,6 +93,12 @@ typedef struct {
                               fills with its unconditional estimate on every call; else NULL */
     const lf_schedule_t *schedule; /* tcd: the model's discrete schedule (borrowed; required) */
     double gamma;          /* tcd: stochasticity in [0, 1] (diffusers' TCD eta); 0.3 default */
+    int flow;              /* 1: a flow-matching model (x = (1 - sigma) x0 + sigma noise, sigma
+                              <= 1; ComfyUI's CONST model sampling, Flux), where re-noising
+                              differs: euler_ancestral is ComfyUI's sample_euler_ancestral_RF,
+                              lcm re-noises as (1 - sigma) x0 + sigma noise; the deterministic
+                              samplers run unchanged; dpmpp_2m_sde, dpmpp_sde, tcd and the
+                              CFG++ samplers are LF_EUNSUPPORTED */
 } lf_sampler_opts_t;
 
 /* Options with eta = s_noise = 1, gamma = 0.3 and the given denoiser. */

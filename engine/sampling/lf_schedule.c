@@ -328,3 +328,28 @@ int lf_scheduler_parse(const char *name, lf_scheduler_t *out)
         }
     return LF_ENOTFOUND;
 }
+
+/* ---- flow matching ---- */
+
+double lf_schedule_flow_mu(int seq_len, double base_shift, double max_shift, int base_seq,
+                           int max_seq) {
+    const double m = (max_shift - base_shift) / (double)(max_seq - base_seq);
+    return (double)seq_len * m + (base_shift - m * (double)base_seq);
+}
+
+double lf_schedule_flow_shift(double s, int dynamic, double mu, double shift) {
+    if (dynamic) return exp(mu) / (exp(mu) + (1.0 / s - 1.0));
+    return shift * s / (1.0 + (shift - 1.0) * s);
+}
+
+int lf_schedule_flow_sigmas(int steps, int dynamic, double mu, double shift, double *out) {
+    if (steps < 1) return LF_EINVAL;
+    const double last = 1.0 / steps;
+    for (int i = 0; i < steps; i++) {
+        /* numpy linspace(1, 1/steps, steps): start + i * step, the end exact */
+        double s = steps == 1 ? 1.0 : (i == steps - 1 ? last : 1.0 + i * ((last - 1.0) / (steps - 1)));
+        out[i] = (float)lf_schedule_flow_shift(s, dynamic, mu, shift);
+    }
+    out[steps] = 0.0;
+    return 0;
+}

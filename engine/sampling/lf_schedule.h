@@ -100,6 +100,23 @@ void lf_schedule_karras(double sigma_min, double sigma_max, double rho, int step
 /* Exponential schedule between arbitrary bounds; steps + 1 values, last 0. */
 void lf_schedule_exponential(double sigma_min, double sigma_max, int steps, double *out);
 
+/* ---- Flow matching (Flux): x_t = (1 - sigma) x0 + sigma noise, sigma in
+ * [0, 1], the model predicting the velocity noise - x0. ---- */
+/* diffusers FluxPipeline's calculate_shift: mu linear in the image's token
+ * count, base_shift at base_seq tokens and max_shift at max_seq (Flux: 0.5,
+ * 1.15, 256, 4096); not clamped (larger images shift more). */
+double lf_schedule_flow_mu(int seq_len, double base_shift, double max_shift, int base_seq,
+                           int max_seq);
+/* The sigma one step count starts from, shifted: with dynamic (FLUX.1-dev's
+ * use_dynamic_shifting) exp(mu) / (exp(mu) + 1/s - 1), else
+ * shift * s / (1 + (shift - 1) s) (schnell: shift 1 = none). */
+double lf_schedule_flow_shift(double s, int dynamic, double mu, double shift);
+/* diffusers FlowMatchEulerDiscreteScheduler as FluxPipeline sets it:
+ * steps + 1 values, sigmas = linspace(1, 1/steps, steps) shifted as above
+ * (float64, then rounded to float32 as the scheduler stores them), then 0.
+ * Returns 0, or LF_EINVAL for steps < 1. */
+int lf_schedule_flow_sigmas(int steps, int dynamic, double mu, double shift, double *out);
+
 /* "normal", "karras", ... (ComfyUI names); never NULL. */
 const char *lf_scheduler_name(lf_scheduler_t kind);
 /* Parses a ComfyUI or A1111 name ("karras", "Karras", "sgm_uniform", "SGM Uniform",

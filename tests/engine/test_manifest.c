@@ -109,7 +109,7 @@ static void test_parse_errors(void **state) {
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\"}}", "parts.text_encoders is missing"},
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"text_encoders\": \"t\"}}", "parts.vae is missing"},
         {"{\"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}", "family is missing"},
-        {"{\"family\": \"flux\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}", "family must be"},
+        {"{\"family\": \"sd3\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\"}}", "family must be"},
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": 3, \"checkpoint\": \"c\"}}", "parts.unet must be a path"},
         {"{\"family\": \"sdxl\", \"parts\": {\"unet\": \"u\", \"checkpoint\": \"c\", \"clip\": \"x\"}}",
          "unknown field parts.clip"},

@@ -372,8 +372,12 @@ static void test_prediction(void **state)
     assert_int_equal(p, LF_PRED_V);
     assert_int_equal(lf_prediction_parse("epsilon", &p), 0);
     assert_int_equal(p, LF_PRED_EPS);
-    assert_int_equal(lf_prediction_parse("flow", &p), LF_ENOTFOUND);
+    assert_int_equal(lf_prediction_parse("rectified", &p), LF_ENOTFOUND);
     assert_int_equal(p, LF_PRED_EPS);
+    assert_int_equal(lf_prediction_parse("CONST", &p), 0); /* ComfyUI's flow model sampling */
+    assert_int_equal(p, LF_PRED_FLOW);
+    assert_string_equal(lf_prediction_name(LF_PRED_FLOW), "flow");
+    p = LF_PRED_EPS;
     assert_string_equal(lf_prediction_name(LF_PRED_SAMPLE), "sample");
     s_env_t *env = *state;
     if (!env) skip();

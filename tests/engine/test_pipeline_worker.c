@@ -63,6 +63,7 @@ static int s_setup(void **state)
     }
     snprintf(model, sizeof model, "%s/tiny-clip.safetensors", f->models);
     assert_int_equal(lf_test_write_clip_model(LF_FIXTURE_DIR, model), 0);
+
     setenv("LF_ASSETS_DIR", f->assets, 1);
     *state = f;
     return 0;
@@ -103,11 +104,21 @@ static void test_discovery_and_job(void **state)
     s_fix_t *f = *state;
     lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 2};
     static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend, &lf_diagnostic_backend};
+    /* A Flux model in ComfyUI's split layout (removed again below): assembled, but not served yet. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/diffusion_models' '%s/clip' '%s/vae' && "
+             "ln -s '%s/flux/flux_schnell_bfl.safetensors' '%s/diffusion_models/flux-tiny.safetensors' && "
+             "ln -s '%s/flux/flux_clip_l.safetensors' '%s/clip/clip_l.safetensors' && "
+             "ln -s '%s/flux/flux_vae.safetensors' '%s/vae/ae.safetensors'",
+             f->models, f->models, f->models, LF_FIXTURE_DIR, f->models, LF_FIXTURE_DIR, f->models,
+             LF_FIXTURE_DIR, f->models);
+    assert_int_equal(system(cmd), 0);
     lf_runner_t *r = lf_runner_new(&env, backends, 2);
     assert_non_null(r);
     size_t n = 0;
     const lf_model_info_t *m = lf_runner_models(r, &n);
-    /* Sorted engine models, the broken and non-SD files skipped, diagnostic last. */
+    /* Sorted engine models, the broken and non-SD files and the Flux model skipped, diagnostic last. */
     size_t k = 0;
     assert_int_equal(n, 4);
     assert_string_equal(m[k].name, "tiny-a");
@@ -116,6 +127,8 @@ static void test_discovery_and_job(void **state)
     assert_string_equal(m[k++].name, "tiny-clip");
     assert_string_equal(m[k].name, LF_DIAGNOSTIC_MODEL);
     assert_string_equal(lf_runner_model_kind(r, "tiny-b"), "sd15");
+    snprintf(cmd, sizeof cmd, "rm -r '%s/diffusion_models' '%s/clip' '%s/vae'", f->models, f->models, f->models);
+    assert_int_equal(system(cmd), 0);
     /* A fixture loads and stays resident; the job below switches models. */
     if (f->have_vocab) {
         assert_int_equal(lf_runner_load(r, "tiny-a"), 0);

@@ -63,11 +63,14 @@ static void test_fixture(void **state)
     assert_non_null(f);
     static char line[16384];
     char name[64];
-    int steps = 0, cases = 0;
+    int steps = 0, cases = 0, flow = 0;
     unsigned seed = 0;
     double sig[64], want[N];
     while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "case %63s %d %u", name, &steps, &seed) == 3) continue;
+        if (sscanf(line, "case %63s %d %u", name, &steps, &seed) == 3) {
+            flow = strstr(line, " flow") != NULL; /* ComfyUI's CONST model sampling */
+            continue;
+        }
         if (!strncmp(line, "sigmas ", 7)) {
             assert_int_equal(s_read_vals(line + 7, sig, 64), steps + 1);
             continue;
@@ -97,6 +100,7 @@ static void test_fixture(void **state)
         }
         o.noise = lf_rng_noise_fn;
         o.noise_ctx = &noise;
+        o.flow = flow;
         assert_int_equal(lf_sampler_run(kind, &o, sig, steps, x, N), 0);
         assert_int_equal(dc.calls, lf_sampler_model_calls(kind, sig, steps));
         double worst = 0;
@@ -105,11 +109,30 @@ static void test_fixture(void **state)
             if (rel > worst) worst = rel;
             if (rel > 1e-5) fail_msg("%s [%d]: got %.9g want %.9g", name, i, x[i], want[i]);
         }
-        printf("%-16s %2d steps: worst rel error %.2g\n", name, steps, worst);
+        printf("%-16s %2d steps%s: worst rel error %.2g\n", name, steps, flow ? " (flow)" : "", worst);
         cases++;
     }
     fclose(f);
     assert_true(cases >= LF_SAMPLER_COUNT); /* every sampler at least once */
+}
+
+/* Flow models: the samplers whose noise assumes x = x0 + sigma noise are refused. */
+static void test_flow_refuses(void **state)
+{
+    (void)state;
+    den_ctx_t dc = {0};
+    lf_sampler_opts_t o = lf_sampler_opts(s_denoise, &dc);
+    lf_rng_t noise;
+    lf_rng_init(&noise, LF_RNG_TORCH_CPU, 1);
+    o.noise = lf_rng_noise_fn, o.noise_ctx = &noise, o.flow = 1;
+    float x[N] = {0}, unc[N];
+    o.uncond = unc;
+    const double sig[3] = {1.0, 0.5, 0.0};
+    static const lf_sampler_kind_t no[] = {LF_SAMPLER_DPMPP_2M_SDE, LF_SAMPLER_DPMPP_SDE, LF_SAMPLER_EULER_CFG_PP,
+                                           LF_SAMPLER_DPMPP_2M_CFG_PP};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_int_equal(lf_sampler_run(no[i], &o, sig, 2, x, N), LF_EUNSUPPORTED);
+    assert_int_equal(dc.calls, 0);
 }
 
 static int s_cancel_at_2(void *ctx, int step, int steps, float sigma, const float *x,
@@ -182,6 +205,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_flow_refuses),
         cmocka_unit_test(test_cancel_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
