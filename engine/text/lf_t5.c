@@ -142,10 +142,12 @@ int lf_t5_new(lf_t5_t **out, const lf_keymap_t *km, const json_t *cfg, lf_backen
         lf_t5_destroy(&t);
         return LF_ENOMEM;
     }
-    if (type < 0 && s_quantized(km)) type = LF_TYPE_F16;
     const int D = k.d_model, I = k.heads * k.d_kv, F = k.d_ff;
     lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "t5.", .type = type,
                              .err = err, .errlen = errlen};
+    /* GGUF block types stay quantized: MATMUL takes them, and the
+     * embedding's rows are dequantized as they are gathered. */
+    if (type < 0 && s_quantized(km)) ld.quant = LF_WEIGHTS_STORED;
     const char *emb_name = lf_keymap_find(km, "shared.weight") ? "shared.weight"
                                                                : "encoder.embed_tokens.weight";
     t->emb = lf_keymap_load(&ld, 2, S(k.vocab, D), "%s", emb_name);

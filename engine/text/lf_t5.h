@@ -41,8 +41,8 @@ int lf_t5_keymap(lf_keymap_t *km, const lf_weights_t *w);
  * files store them; the embedding as "shared.weight" or
  * "encoder.embed_tokens.weight"), or LF_KEYMAP_T5_GGUF for llama.cpp's names
  * in GGUF files. config: a transformers T5Config or NULL. type: lf_type_t of
- * the matrices in the pool, or -1 as stored (f32/f16/bf16; GGUF block types
- * are dequantized at load to f16 until MATMUL takes them). 0, LF_ENOTFOUND /
+ * the matrices in the pool, or -1 as stored (f32/f16/bf16, and GGUF block
+ * types kept quantized for MATMUL). 0, LF_ENOTFOUND /
  * LF_EFORMAT (missing tensor, bad shape; message names file and tensor),
  * LF_EUNSUPPORTED (not gated-GELU), LF_ENOMEM. */
 int lf_t5_new(lf_t5_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
