@@ -280,11 +280,23 @@ static int64_t s_bad_at(lf_type_t type, const void *data, int64_t n)
             if (!isfinite(f[i])) return i;
         return -1;
     }
+    /* 16-bit values, four to a word: a lane whose exponent bits are all
+     * set is Inf or NaN; (v - 1) & ~v & 0x8000 per lane finds a zero lane
+     * of v = (x & M) ^ M. */
     const uint16_t *h = data, m = type == LF_TYPE_F16 ? 0x7C00 : 0x7F80;
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++) bad |= (h[i] & m) == m; /* vectorises */
-    if (!bad) return -1;
-    for (int64_t i = 0; i < n; i++)
+    const uint64_t M = m * 0x0001000100010001ULL, one = 0x0001000100010001ULL,
+                   top = 0x8000800080008000ULL;
+    uint64_t any = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint64_t x;
+        memcpy(&x, h + i, sizeof x);
+        const uint64_t v = (x & M) ^ M;
+        any |= (v - one) & ~v & top;
+    }
+    for (; i < n; i++) any |= (h[i] & m) == m;
+    if (!any) return -1;
+    for (i = 0; i < n; i++)
         if ((h[i] & m) == m) return i;
     return -1;
 }
