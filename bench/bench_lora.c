@@ -22,10 +22,15 @@
  * --sdxl CK --sdxl-lora P: the same switch timings on a full-size SDXL (the
  * random one of make_sdxl_fixtures.py --full) with an SDXL LoRA
  * (make_lora_full_reference.py --sdxl-lora: rank 8, UNet and both encoders).
+ * --keep-mb A,B,..: the switch timings once per LF_LORA_KEEP_MB value
+ * (default "0,unlimited": plain layers read again from the checkpoint file,
+ * then every original copied), each with its own model load; the RSS after
+ * the first merge and after a switch is printed for each.
  * --delta RANK: no model; ΔW of a rank-RANK LoRA on SDXL-sized layers, the
  * scalar loop against the backend GEMM (s_delta_bench).
  * Usage: bench_lora [--ckpt P] [--lora P] [--reps N] [--torch PY]
- *                   [--sdxl CK --sdxl-lora P] [--delta RANK [--threads N]] */
+ *                   [--sdxl CK --sdxl-lora P] [--keep-mb A,B,..]
+ *                   [--delta RANK [--threads N]] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
