@@ -22,10 +22,15 @@
  * --sdxl CK --sdxl-lora P: the same switch timings on a full-size SDXL (the
  * random one of make_sdxl_fixtures.py --full) with an SDXL LoRA
  * (make_lora_full_reference.py --sdxl-lora: rank 8, UNet and both encoders).
+ * --keep-mb A,B,..: the switch timings once per LF_LORA_KEEP_MB value
+ * (default "0,unlimited": plain layers read again from the checkpoint file,
+ * then every original copied), each with its own model load; the RSS after
+ * the first merge and after a switch is printed for each.
  * --delta RANK: no model; ΔW of a rank-RANK LoRA on SDXL-sized layers, the
  * scalar loop against the backend GEMM (s_delta_bench).
  * Usage: bench_lora [--ckpt P] [--lora P] [--reps N] [--torch PY]
- *                   [--sdxl CK --sdxl-lora P] [--delta RANK [--threads N]] */
+ *                   [--sdxl CK --sdxl-lora P] [--keep-mb A,B,..]
+ *                   [--delta RANK [--threads N]] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,13 +284,14 @@ static int s_switch_bench(const char *label, const char *ck, const char *lora, i
     double merge[15], ab[15], ba[15], same[15], plain[15], reload[15], ab_cpu[15], reload_cpu[15];
     double rss_before = s_rss_mb();
     size_t layers = 0, saved = 0;
-    double rss_after = 0;
+    double rss_after = 0, rss_switch = 0;
     for (int r = 0; r < reps; r++) {
         merge[r] = s_set(m, &a, 1, &info);
         layers = info.layers, saved = info.saved_bytes;
         if (r == 0) rss_after = s_rss_mb();
         ab[r] = s_set(m, &b, 1, &info);
         ab_cpu[r] = s_last_cpu;
+        if (r == 0) rss_switch = s_rss_mb();
         ba[r] = s_set(m, &a, 1, &info);
         same[r] = s_set(m, &a, 1, &info);
         if (!info.reused) fprintf(stderr, "the same set was not reused\n");
@@ -305,8 +311,11 @@ static int s_switch_bench(const char *label, const char *ck, const char *lora, i
     double tm = s_median(merge, reps), tab = s_median(ab, reps), tba = s_median(ba, reps);
     double ts = s_median(same, reps), tp = s_median(plain, reps), tr = s_median(reload, reps);
     printf("  model: first load %.2f s, RSS %.0f MB (%.0f MB before)\n", first_load, rss_model, rss0);
-    printf("  set A (%zu tensors merged, %.1f MB of originals kept; RSS %.0f -> %.0f MB, +%.1f MB)\n", layers,
-           saved / 1e6, rss_before, rss_after, rss_after - rss_before);
+    const char *keep = getenv("LF_LORA_KEEP_MB");
+    printf("  LF_LORA_KEEP_MB=%s: set A (%zu tensors merged, %.1f MB of originals kept, the rest read again "
+           "from the model's file; RSS %.0f -> %.0f MB, +%.1f MB; after A -> B %.0f MB, +%.1f MB)\n",
+           keep ? keep : "(default)", layers, saved / 1e6, rss_before, rss_after, rss_after - rss_before,
+           rss_switch, rss_switch - rss_before);
     printf("  median of %d:\n", reps);
     printf("    plain -> A (first merge)   %8.3f s\n", tm);
     printf("    A -> B (restore + merge)   %8.3f s\n", tab);
@@ -320,6 +329,20 @@ static int s_switch_bench(const char *label, const char *ck, const char *lora, i
            tr, tab, cr / cab);
     lf_model_destroy(&m);
     *ab_out = tab;
+    return 0;
+}
+
+/* s_switch_bench once per LF_LORA_KEEP_MB value of the comma-separated
+ * list ("unlimited": every original copied); *ab: the last one's A -> B. */
+static int s_switch_modes(const char *label, const char *ck, const char *lora, int reps,
+                          const char *keeps, double *ab)
+{
+    char list[256], *save = NULL;
+    snprintf(list, sizeof list, "%s", keeps);
+    for (char *k = strtok_r(list, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+        setenv("LF_LORA_KEEP_MB", strcmp(k, "unlimited") ? k : "1e12", 1);
+        if (s_switch_bench(label, ck, lora, reps, ab)) return 1;
+    }
     return 0;
 }
 
@@ -372,6 +395,7 @@ static int s_torch(const char *py, const char *ck, const char *lora, int reps, i
 int main(int argc, char **argv)
 {
     char ck[4096] = "", lora[4096] = "", sdxl[4096] = "", sdxl_lora[4096] = "", py[4096] = "";
+    char keeps[256] = "0,unlimited";
     int reps = 3, delta_rank = 0, threads = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) snprintf(ck, sizeof ck, "%s", argv[++i]);
@@ -383,9 +407,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--delta") && i + 1 < argc) delta_rank = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--keep-mb") && i + 1 < argc) snprintf(keeps, sizeof keeps, "%s", argv[++i]);
         else {
             fprintf(stderr, "usage: bench_lora [--ckpt P] [--lora P] [--reps N] [--torch PYTHON] "
-                            "[--sdxl CK --sdxl-lora P] [--delta RANK [--threads N]]\n");
+                            "[--sdxl CK --sdxl-lora P] [--keep-mb A,B,..] [--delta RANK [--threads N]]\n");
             return 2;
         }
     }
@@ -403,14 +428,14 @@ int main(int argc, char **argv)
     if (!s_exists(ck) || !s_exists(lora)) {
         printf("SKIP: needs %s (make_model_fixtures.py --full) and %s\n", ck, lora);
     } else {
-        rc = s_switch_bench("sd15", ck, lora, reps, &ab);
+        rc = s_switch_modes("sd15", ck, lora, reps, keeps, &ab);
         if (!rc && py[0]) rc = s_torch(py, ck, lora, reps, threads, ab);
     }
     if (!rc && sdxl[0]) {
         if (!s_exists(sdxl) || !s_exists(sdxl_lora))
             printf("SKIP: needs %s and %s (make_lora_full_reference.py --sdxl-lora)\n", sdxl, sdxl_lora);
         else
-            rc = s_switch_bench("sdxl", sdxl, sdxl_lora, reps, &ab);
+            rc = s_switch_modes("sdxl", sdxl, sdxl_lora, reps, keeps, &ab);
     }
     return rc;
 }

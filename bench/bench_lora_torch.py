@@ -7,10 +7,16 @@ The UNet is built with SD1.5's config and filled from the single-file
 checkpoint (bench_unet_torch.load_models, f32 as diffusers runs on the
 CPU), wrapped in a StableDiffusionPipeline with no text encoder or VAE (the
 LoRA file has UNet layers only). The LoRA file is loaded twice as two PEFT
-adapters, "a" and "b" (the C side's sets A = the file at 1.0, B = at 0.7).
+adapters, "set_a" and "set_b" (the C side's sets A = the file at 1.0, B = at
+0.7). Not "a" / "b": diffusers 0.31 reports as "missing" every LoRA key of the
+model that contains the adapter's name as a substring (lora_pipeline.py:
+`adapter_name in k`), so loading "b" warned about all of "a"'s keys
+("down_blocks…lora_B.a.weight") although both loaded. After loading, the
+script checks that each adapter's lora_B weights are the file's (non-zero)
+and that an active adapter changes the UNet's output.
 Timed (medians of --reps):
   load_s         pipe.load_lora_weights(file, adapter_name=...) (one adapter)
-  set_adapters_s pipe.set_adapters(["b"], [0.7]) <-> (["a"], [1.0]): the switch
+  set_adapters_s pipe.set_adapters(["set_b"], [0.7]) <-> (["set_a"], [1.0]): the switch
                  of unfused adapters (every later UNet call then runs the LoRA
                  layers beside the base ones)
   fused_switch_s pipe.unfuse_lora(); pipe.set_adapters(other); pipe.fuse_lora():
@@ -86,21 +92,32 @@ def main():
 
     step()  # warm-up
     plain = [timed(step) for _ in range(a.reps)]
-    load = [timed(lambda: pipe.load_lora_weights(a.lora, adapter_name="a"))]
-    load.append(timed(lambda: pipe.load_lora_weights(a.lora, adapter_name="b")))
+    with torch.no_grad():
+        out_plain = unet(x, t, encoder_hidden_states=ctx).sample
+    load = [timed(lambda: pipe.load_lora_weights(a.lora, adapter_name="set_a"))]
+    load.append(timed(lambda: pipe.load_lora_weights(a.lora, adapter_name="set_b")))
     rss_adapters = rss_mb()
-    pipe.set_adapters(["a"], [1.0])
+    for name in ("set_a", "set_b"):
+        bs = [p for n, p in unet.named_parameters() if ".lora_B.%s." % name in n]
+        mx = max(float(p.detach().abs().max()) for p in bs)
+        print("adapter %s: %d lora_B tensors, max |lora_B| = %.3g" % (name, len(bs), mx))
+        assert bs and mx > 0, "adapter %s did not load the file's weights" % name
+    pipe.set_adapters(["set_a"], [1.0])
+    with torch.no_grad():
+        moved = float((unet(x, t, encoder_hidden_states=ctx).sample - out_plain).abs().max())
+    print("the adapter moves the UNet output by %.3g (max |plain| %.3g)" % (moved, float(out_plain.abs().max())))
+    assert moved > 0, "the adapter does not change the UNet"
     step()
     with_lora = [timed(step) for _ in range(a.reps)]
     sw = []
     for r in range(a.reps):
-        sw.append(timed(lambda: pipe.set_adapters(["b"], [0.7])))
-        sw.append(timed(lambda: pipe.set_adapters(["a"], [1.0])))
-    pipe.fuse_lora(adapter_names=["a"])
+        sw.append(timed(lambda: pipe.set_adapters(["set_b"], [0.7])))
+        sw.append(timed(lambda: pipe.set_adapters(["set_a"], [1.0])))
+    pipe.fuse_lora(adapter_names=["set_a"])
     fused = []
-    cur = "a"
+    cur = "set_a"
     for r in range(2 * a.reps):
-        nxt, w = ("b", 0.7) if cur == "a" else ("a", 1.0)
+        nxt, w = ("set_b", 0.7) if cur == "set_a" else ("set_a", 1.0)
 
         def switch():
             pipe.unfuse_lora()

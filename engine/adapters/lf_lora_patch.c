@@ -30,7 +30,8 @@ typedef struct {
 /* One tensor changed from the plain model, with its original bytes. */
 typedef struct {
     lf_tensor_t *t; /* borrowed from the pool */
-    void *orig;     /* owned: lf_tensor_nbytes(t) bytes as the pool held them */
+    void *orig;     /* owned: lf_tensor_nbytes(t) bytes as the pool held them; NULL: read
+                       again from the origin */
     int used;       /* merged by the set being applied (a switch restores the others) */
 } s_saved_t;
 
@@ -44,6 +45,8 @@ struct lf_lora_patch {
     size_t n_saved, cap_saved, saved_bytes;
     char *key;      /* identity of the current set; NULL = plain model */
     char *warnings; /* the current set's warnings, or NULL */
+    lf_origin_t *origin; /* borrowed, may be NULL: where plain tensors can be read again */
+    size_t keep_bytes;   /* copies kept before the origin is relied on */
 };
 
 __attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen, int rc,
@@ -63,7 +66,16 @@ lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
     lf_lora_patch_t *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->pool = pool, p->be = be, p->targets = targets;
+    p->keep_bytes = SIZE_MAX;
     return p;
+}
+
+int lf_lora_patch_set_origin(lf_lora_patch_t *self, lf_origin_t *origin, size_t keep_bytes)
+{
+    if (!self || self->n_saved) return LF_EINVAL;
+    self->origin = origin;
+    self->keep_bytes = origin ? keep_bytes : SIZE_MAX;
+    return 0;
 }
 
 int lf_lora_patch_add_pool(lf_lora_patch_t *self, const char *name_prefix, lf_pool_t *pool,
@@ -121,22 +133,37 @@ size_t lf_lora_patch_saved_bytes(const lf_lora_patch_t *self)
     return self ? self->saved_bytes : 0;
 }
 
+/* Writes the plain bytes of a changed tensor back: its copy, or its file. */
+static int s_put_back(lf_lora_patch_t *p, const s_saved_t *s, char *err, size_t errlen)
+{
+    const void *b = s->orig;
+    int rc = b ? 0 : lf_origin_read(p->origin, s->t, &b, err, errlen);
+    return rc ? rc : lf_backend_tensor_set(p->be, s->t, b, lf_tensor_nbytes(s->t));
+}
+
+static size_t s_kept_bytes(const s_saved_t *s)
+{
+    return s->orig ? lf_tensor_nbytes(s->t) : 0;
+}
+
 int lf_lora_patch_restore(lf_lora_patch_t *self)
 {
     if (!self) return LF_EINVAL;
     /* Newest first, so that a tensor saved twice (never, but cheap to be
      * safe about) ends with its first, true original. */
-    for (size_t i = self->n_saved; i-- > 0;) {
+    int rc = 0;
+    for (size_t i = self->n_saved; i-- > 0 && !rc;) {
         s_saved_t *s = &self->saved[i];
-        int rc = lf_backend_tensor_set(self->be, s->t, s->orig, lf_tensor_nbytes(s->t));
-        if (rc) return rc;
+        rc = s_put_back(self, s, NULL, 0);
+        if (rc) break;
+        self->saved_bytes -= s_kept_bytes(s);
         free(s->orig);
         s->orig = NULL;
-        self->saved_bytes -= lf_tensor_nbytes(s->t);
         self->n_saved = i;
     }
-    s_forget(self);
-    return 0;
+    lf_origin_release(self->origin);
+    if (!rc) s_forget(self);
+    return rc;
 }
 
 /* The set's identity: each file's path and stat identity (a file replaced
@@ -179,7 +206,9 @@ static int s_warn(char **w, size_t *len, const char *name, const lf_lora_t *l)
     return 0;
 }
 
-static int s_save(lf_lora_patch_t *p, lf_tensor_t *t, const void *bytes)
+/* Before t's first change: remembers it, with a copy of its plain bytes
+ * unless the origin can give them again and the copies reached the cap. */
+static int s_keep(lf_lora_patch_t *p, lf_tensor_t *t, const void *bytes)
 {
     if (p->n_saved == p->cap_saved) {
         size_t cap = p->cap_saved ? p->cap_saved * 2 : 64;
@@ -188,12 +217,33 @@ static int s_save(lf_lora_patch_t *p, lf_tensor_t *t, const void *bytes)
         p->saved = s, p->cap_saved = cap;
     }
     size_t nb = lf_tensor_nbytes(t);
-    void *c = malloc(nb);
-    if (!c) return LF_ENOMEM;
-    memcpy(c, bytes, nb);
+    void *c = NULL;
+    if (!p->origin || p->saved_bytes + nb <= p->keep_bytes || !lf_origin_has(p->origin, t)) {
+        if (!(c = malloc(nb))) return LF_ENOMEM;
+        memcpy(c, bytes, nb);
+        p->saved_bytes += nb;
+    }
     p->saved[p->n_saved++] = (s_saved_t){.t = t, .orig = c, .used = 1};
-    p->saved_bytes += nb;
     return 0;
+}
+
+/* The plain bytes of t: its copy, its file, or, never changed yet, the
+ * pool's own (in place on a host backend, read back into scratch from a
+ * device). */
+static int s_plain(lf_lora_patch_t *p, lf_tensor_t *t, const s_saved_t *kept, void *scratch,
+                   const void **out, char *err, size_t errlen)
+{
+    if (kept && kept->orig) {
+        *out = kept->orig;
+        return 0;
+    }
+    if (kept) return lf_origin_read(p->origin, t, out, err, errlen);
+    if (lf_backend_is_host(p->be)) {
+        *out = t->data;
+        return 0;
+    }
+    *out = scratch;
+    return lf_backend_tensor_get(p->be, t, scratch, lf_tensor_nbytes(t));
 }
 
 /* The kept original of tensor t, or NULL. */
@@ -202,12 +252,6 @@ static s_saved_t *s_find_saved(lf_lora_patch_t *p, const lf_tensor_t *t)
     for (size_t i = 0; i < p->n_saved; i++)
         if (p->saved[i].t == t) return &p->saved[i];
     return NULL;
-}
-
-/* The largest finite value a storage type holds. */
-static double s_type_max(lf_type_t type)
-{
-    return type == LF_TYPE_F16 ? 65504.0 : 3.3895313892515355e38;
 }
 
 typedef struct {
@@ -219,51 +263,182 @@ typedef struct {
     int64_t numel;  /* the layer's elements */
 } s_part_t;
 
-/* ΔW of a plain low-rank layer as one GEMM, dst[O][C] = up[O][R] · down[R][C]
- * (scale folded into up by lf_lora_lowrank), on a backend that reads host
- * memory. 1 when done here (rc set), 0 when the caller must use lf_lora_delta
- * (another network, a device backend, or a case the backend lacks). */
-static int s_delta_gemm(lf_lora_patch_t *p, const s_part_t *pt, float *dst, int *rc, char *err,
-                        size_t errlen)
+/* Whether part pt's ΔW is a plain low-rank product the backend multiplies
+ * (a weight, LoRA without a Tucker core, host memory). */
+static int s_lowrank(const lf_lora_patch_t *p, const s_part_t *pt, int bias)
 {
     const lf_lora_layer_t *y = lf_lora_at(pt->l, pt->at);
-    if (y->kind != LF_LORA_KIND_LORA || y->tucker || y->rank <= 0 || !lf_backend_is_host(p->be))
-        return 0;
-    const int64_t O = y->target->shape[0], R = y->rank, C = y->numel / O;
-    float *up = malloc((size_t)(O * R) * sizeof *up), *down = malloc((size_t)(R * C) * sizeof *down);
-    int r = up && down ? lf_lora_lowrank(pt->l, pt->at, up, down) : LF_ENOMEM;
-    if (r == 0) {
-        /* lf_tensor order, innermost first: a[K=R, M=O] is up as stored,
-         * b[K=R, N=C] is down transposed (a view), dst[N=C, M=O]. */
-        lf_tensor_t a = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){R, O}, up);
-        lf_tensor_t bd = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){C, R}, down);
-        lf_tensor_t b = lf_tensor_transpose(&bd);
-        lf_tensor_t d = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){C, O}, dst);
-        r = lf_op_matmul(p->be, &d, &a, &b, NULL);
-        if (r == 0) r = lf_backend_sync(p->be);
+    return !bias && y->kind == LF_LORA_KIND_LORA && !y->tucker && y->rank > 0 &&
+           lf_backend_is_host(p->be);
+}
+
+/* The first element of n that is Inf or NaN in type, or -1. */
+static int64_t s_bad_at(lf_type_t type, const void *data, int64_t n)
+{
+    if (type == LF_TYPE_F32) {
+        const float *f = data;
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(f[i])) return i;
+        return -1;
     }
-    free(up), free(down);
-    if (r == LF_EUNSUPPORTED || r == LF_EINVAL) return 0;
-    *rc = r;
-    if (r) {
-        s_err(err, errlen, r, "%s: layer %s: ΔW: %s", pt->name, y->target->name, lf_strerror(r));
-        return 1;
+    /* 16-bit values, four to a word: a lane whose exponent bits are all
+     * set is Inf or NaN; (v - 1) & ~v & 0x8000 per lane finds a zero lane
+     * of v = (x & M) ^ M. */
+    const uint16_t *h = data, m = type == LF_TYPE_F16 ? 0x7C00 : 0x7F80;
+    const uint64_t M = m * 0x0001000100010001ULL, one = 0x0001000100010001ULL,
+                   top = 0x8000800080008000ULL;
+    uint64_t any = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint64_t x;
+        memcpy(&x, h + i, sizeof x);
+        const uint64_t v = (x & M) ^ M;
+        any |= (v - one) & ~v & top;
     }
-    for (int64_t i = 0; i < y->numel; i++)
-        if (!isfinite(dst[i])) {
-            *rc = s_err(err, errlen, LF_EFORMAT, "%s: %s: ΔW of module %s overflows", pt->name,
-                        lf_lora_path(pt->l), y->module);
-            return 1;
+    for (; i < n; i++) any |= (h[i] & m) == m;
+    if (!any) return -1;
+    for (i = 0; i < n; i++)
+        if ((h[i] & m) == m) return i;
+    return -1;
+}
+
+/* Rows of ΔW computed per step of a host merge: about 1 MiB of f32, so the
+ * block stays in cache between the GEMM that writes it and the add. */
+#define S_BLOCK_ELEMS ((int64_t)1 << 18)
+
+/* Σ weight · ΔW of the group's networks that are not plain low-rank (e[0..numel)),
+ * 0 when none (e untouched). */
+static int s_other_deltas(lf_lora_patch_t *p, const s_part_t *g, size_t ng, int bias, float *e,
+                          float *d, int *any, char *err, size_t errlen)
+{
+    *any = 0;
+    for (size_t k = 0; k < ng; k++) {
+        if (s_lowrank(p, &g[k], bias)) continue;
+        int rc = bias ? lf_lora_delta_bias(g[k].l, g[k].at, d, err, errlen)
+                      : lf_lora_delta(g[k].l, g[k].at, d, err, errlen);
+        if (rc) return rc;
+        if (!*any) memset(e, 0, (size_t)g[k].numel * sizeof *e);
+        *any = 1;
+        const float w = (float)g[k].weight;
+        for (int64_t i = 0; i < g[k].numel; i++) e[i] += w * d[i];
+    }
+    return 0;
+}
+
+/* The group's plain low-rank factors side by side, each weight folded into
+ * its up: ΔW = up[rows × R] · down[R × cols], R the sum of the ranks (0
+ * when none; *up / *down then NULL). Caller frees. */
+static int s_stack_factors(lf_lora_patch_t *p, const s_part_t *g, size_t ng, int bias,
+                           int64_t rows, int64_t cols, float **up_out, float **down_out,
+                           int64_t *r_out)
+{
+    int64_t R = 0, rmax = 0;
+    for (size_t k = 0; k < ng; k++)
+        if (s_lowrank(p, &g[k], bias)) {
+            int64_t r = lf_lora_at(g[k].l, g[k].at)->rank;
+            R += r;
+            if (r > rmax) rmax = r;
         }
-    return 1;
+    *up_out = *down_out = NULL, *r_out = R;
+    if (!R) return 0;
+    float *up = malloc((size_t)(rows * R) * sizeof *up), *down = malloc((size_t)(R * cols) * sizeof *down);
+    float *uk = malloc((size_t)(rows * rmax) * sizeof *uk);
+    int rc = up && down && uk ? 0 : LF_ENOMEM;
+    for (size_t k = 0, r0 = 0; k < ng && !rc; k++) {
+        if (!s_lowrank(p, &g[k], bias)) continue;
+        const int64_t r = lf_lora_at(g[k].l, g[k].at)->rank;
+        rc = lf_lora_lowrank(g[k].l, g[k].at, uk, down + r0 * cols);
+        const float w = (float)g[k].weight;
+        for (int64_t o = 0; o < rows && !rc; o++)
+            for (int64_t j = 0; j < r; j++) up[o * R + (int64_t)r0 + j] = w * uk[o * r + j];
+        r0 += (size_t)r;
+    }
+    free(uk);
+    if (rc) {
+        free(up), free(down);
+        return rc;
+    }
+    *up_out = up, *down_out = down;
+    return 0;
+}
+
+/* The merge on a host backend, written straight into t:
+ * t[rows of a part] = w0 + Σ weight · ΔW, block by block of rows: ΔW of
+ * the plain low-rank parts by one GEMM of their stacked factors, the other
+ * networks' added; then one ADD (w0 in t's type + ΔW in f32, stored in t's
+ * type, rounded to nearest even) through the op table, spread over the
+ * backend's threads. w0 may be t's own bytes (a first merge). */
+static int s_merge_host(lf_lora_patch_t *p, lf_tensor_t *t, const void *w0, int dirty, int bias,
+                        int64_t cols, const s_part_t *parts, size_t np, float *e, float *d,
+                        char *err, size_t errlen)
+{
+    const size_t es = lf_type_size(t->type);
+    const int64_t rows_t = lf_tensor_nelements(t) / cols;
+    int64_t covered = 0;
+    for (size_t i = 0; i < np; i++)
+        if (i == 0 || parts[i].offset != parts[i - 1].offset) covered += parts[i].numel / cols;
+    /* A packed tensor merged only in part: its other rows go back first. */
+    int rc = dirty && covered < rows_t
+                 ? lf_backend_tensor_set(p->be, t, w0, lf_tensor_nbytes(t))
+                 : 0;
+    const int64_t blk = cols >= S_BLOCK_ELEMS ? 1 : S_BLOCK_ELEMS / cols;
+    float *dblk = NULL;
+    for (size_t i = 0; i < np && !rc;) {
+        size_t ng = 1; /* a group: the parts of one slice */
+        while (i + ng < np && parts[i + ng].offset == parts[i].offset) ng++;
+        const s_part_t *g = &parts[i];
+        const int64_t rows = g->numel / cols, first = g->offset / cols;
+        int other = 0;
+        int64_t R = 0;
+        float *up = NULL, *down = NULL;
+        rc = s_other_deltas(p, g, ng, bias, e, d, &other, err, errlen);
+        if (!rc) rc = s_stack_factors(p, g, ng, bias, rows, cols, &up, &down, &R);
+        if (!rc && R && !dblk && !(dblk = malloc((size_t)(blk * cols) * sizeof *dblk)))
+            rc = LF_ENOMEM;
+        for (int64_t r = 0; r < rows && !rc; r += blk) {
+            const int64_t nr = rows - r < blk ? rows - r : blk, n = nr * cols;
+            const float *delta = e + r * cols;
+            if (R) {
+                lf_tensor_t a = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){R, nr}, up + r * R);
+                lf_tensor_t bd = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){cols, R}, down);
+                lf_tensor_t b = lf_tensor_transpose(&bd);
+                lf_tensor_t dt = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){cols, nr}, dblk);
+                rc = lf_op_matmul(p->be, &dt, &a, &b, NULL);
+                if (rc) break;
+                if (other)
+                    for (int64_t k = 0; k < n; k++) dblk[k] += delta[k];
+                delta = dblk;
+            }
+            /* Rows of a few values (a bias) are added as one long row. */
+            const int64_t ne[2] = {cols >= 64 ? cols : n, cols >= 64 ? nr : 1};
+            const size_t at = (size_t)((first + r) * cols) * es;
+            lf_tensor_t dst = lf_tensor_make(t->type, 2, ne, (char *)t->data + at);
+            lf_tensor_t a = lf_tensor_make(t->type, 2, ne, (char *)w0 + at);
+            lf_tensor_t b = lf_tensor_make(LF_TYPE_F32, 2, ne, (void *)delta);
+            rc = lf_op_add(p->be, &dst, &a, &b);
+            int64_t bad = rc ? -1 : s_bad_at(t->type, dst.data, n);
+            if (bad >= 0)
+                rc = s_err(err, errlen, LF_EFORMAT,
+                           "%s: layer %s: the merged weight [%lld] does not fit in %s (ΔW %g)",
+                           g->name, t->name, (long long)((first + r) * cols + bad),
+                           lf_type_name(t->type), (double)delta[bad]);
+        }
+        free(up), free(down);
+        if (rc && err && errlen && !err[0])
+            s_err(err, errlen, rc, "%s: layer %s: %s", g->name, t->name, lf_strerror(rc));
+        i += ng;
+    }
+    free(dblk);
+    return rc;
 }
 
 /* Merges the contributions parts[0..np) into the tensor named tname (the
- * layers' weight, or their bias when bias), which must hold numel elements;
- * each part covers [offset, offset + numel) of it (slices of a packed
- * tensor side by side, or the whole tensor). bytes/f/d: scratch of at least
- * numel elements (bytes of the largest type size). */
-static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t numel,
+ * layers' weight, or their bias when bias), which must hold numel elements
+ * in rows of cols; each part covers [offset, offset + numel) of it (slices
+ * of a packed tensor side by side, in order, or the whole tensor).
+ * bytes/f/d: scratch of at least numel elements (bytes of the largest type
+ * size). */
+static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t numel, int64_t cols,
                    const s_part_t *parts, size_t np, void *bytes, float *f, float *d, char *err,
                    size_t errlen)
 {
@@ -278,36 +453,38 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
     if (lf_type_is_quant(t->type) && !lf_quant_can_quantize((lf_quant_type_t)(t->type - LF_TYPE_Q4_0)))
         return s_err(err, errlen, LF_EUNSUPPORTED, "%s: layer %s: the model holds it as %s, which has no quantizer "
                      "to store a merge in", parts[0].name, tname, lf_type_name(t->type));
-    size_t nb = lf_tensor_nbytes(t);
-    /* W0: kept from the previous set (a switch), else read from the pool. */
+    /* W0: kept from the previous set (a switch), read from the file again,
+     * or the pool's own. */
     s_saved_t *kept = s_find_saved(p, t);
-    int rc = kept ? 0 : lf_backend_tensor_get(p->be, t, bytes, nb);
-    if (rc) return s_err(err, errlen, rc, "layer %s: cannot read it back: %s", tname, lf_strerror(rc));
-    lf_type_to_f32(t->type, kept ? kept->orig : bytes, f, numel);
+    const void *w0 = NULL;
+    int rc = s_plain(p, t, kept, bytes, &w0, err, errlen);
+    if (rc && (!err || !err[0]))
+        return s_err(err, errlen, rc, "layer %s: cannot read it back: %s", tname, lf_strerror(rc));
+    if (rc) return rc; /* the origin named the file */
+    if (kept)
+        kept->used = 1;
+    else if ((rc = s_keep(p, t, w0)))
+        return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
+    /* Block-quantized weights go the f32 way below (the op table's ADD takes no block types). */
+    if (lf_backend_is_host(p->be) && !lf_type_is_quant(t->type))
+        return s_merge_host(p, t, w0, kept != NULL, bias, cols, parts, np, f, d, err, errlen);
+    /* A device: merged on the host in f32, written back whole. */
+    lf_type_to_f32(t->type, w0, f, numel);
     for (size_t k = 0; k < np; k++) {
-        if (bias)
-            rc = lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen);
-        else if (!s_delta_gemm(p, &parts[k], d, &rc, err, errlen))
-            rc = lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
+        rc = bias ? lf_lora_delta_bias(parts[k].l, parts[k].at, d, err, errlen)
+                  : lf_lora_delta(parts[k].l, parts[k].at, d, err, errlen);
         if (rc) return rc;
         const float w = (float)parts[k].weight;
         float *fo = f + parts[k].offset;
         for (int64_t i = 0; i < parts[k].numel; i++) fo[i] += w * d[i];
     }
-    const double lim = s_type_max(t->type);
-    for (int64_t i = 0; i < numel; i++)
-        if (!(fabs((double)f[i]) <= lim))
-            return s_err(err, errlen, LF_EFORMAT,
-                         "%s: layer %s: the merged weight [%lld] = %g does not fit in %s",
-                         parts[0].name, tname, (long long)i, f[i], lf_type_name(t->type));
-    if (kept) {
-        kept->used = 1;
-    } else {
-        rc = s_save(p, t, bytes);
-        if (rc) return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
-    }
     lf_type_from_f32(t->type, f, bytes, numel);
-    rc = lf_backend_tensor_set(p->be, t, bytes, nb);
+    int64_t bad = s_bad_at(t->type, bytes, numel);
+    if (bad >= 0)
+        return s_err(err, errlen, LF_EFORMAT,
+                     "%s: layer %s: the merged weight [%lld] = %g does not fit in %s",
+                     parts[0].name, tname, (long long)bad, f[bad], lf_type_name(t->type));
+    rc = lf_backend_tensor_set(p->be, t, bytes, lf_tensor_nbytes(t));
     if (rc) return s_err(err, errlen, rc, "layer %s: cannot write it: %s", tname, lf_strerror(rc));
     return 0;
 }
@@ -329,20 +506,20 @@ static size_t s_layer_of(const lf_lora_t *l, const lf_lora_target_t *tg)
 
 /* After a switch: writes back the originals the new set did not merge and
  * forgets them. */
-static int s_drop_unused(lf_lora_patch_t *p)
+static int s_drop_unused(lf_lora_patch_t *p, char *err, size_t errlen)
 {
     size_t k = 0;
     for (size_t i = 0; i < p->n_saved; i++) {
         s_saved_t *s = &p->saved[i];
         if (!s->used) {
-            int rc = lf_backend_tensor_set(p->be, s->t, s->orig, lf_tensor_nbytes(s->t));
+            int rc = s_put_back(p, s, err, errlen);
             if (rc) {
                 /* Keep the rest for a later restore. */
                 memmove(&p->saved[k], &p->saved[i], (p->n_saved - i) * sizeof *p->saved);
                 p->n_saved = k + (p->n_saved - i);
                 return rc;
             }
-            p->saved_bytes -= lf_tensor_nbytes(s->t);
+            p->saved_bytes -= s_kept_bytes(s);
             free(s->orig);
             continue;
         }
@@ -401,8 +578,8 @@ static int s_apply(lf_lora_patch_t *p, lf_lora_t *const *ls, const lf_lora_use_t
                 }
             }
             if (np)
-                rc = s_merge(p, bias ? tg->bias : tg->name, bias, numel, parts, np, bytes, f, d,
-                             err, errlen);
+                rc = s_merge(p, bias ? tg->bias : tg->name, bias, numel, bias ? 1 : numel / rows,
+                             parts, np, bytes, f, d, err, errlen);
         }
         ti += tn;
     }
@@ -455,7 +632,7 @@ int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n
     self->key = self->warnings = NULL;
     if (!rc) rc = s_apply(self, ls, uses, n, err, errlen);
     if (!rc) {
-        int rr = s_drop_unused(self);
+        int rr = s_drop_unused(self, err, errlen);
         if (rr) rc = s_err(err, errlen, rr, "cannot restore the model's weights: %s", lf_strerror(rr));
     }
     if (rc) {
@@ -472,6 +649,7 @@ int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n
         else
             free(w);
     }
+    lf_origin_release(self->origin);
     for (size_t i = 0; ls && i < n; i++) lf_lora_destroy(&ls[i]);
     free(ls);
     return rc;

@@ -7,25 +7,34 @@
  * lf_lora_patch_set makes the weights of the pool those of the model with
  * the given LoRAs merged: for every layer any of them touches,
  *   W = W0 + Σ_k weight_k · ΔW_k
- * computed in f32 from the original W0 (read back through the backend, so
- * weights may live on a device) and stored in the tensor's own type
+ * computed in f32 from the original W0 and stored in the tensor's own type
  * (round to nearest even for f16/bf16). weight_k is the LoRA's UNet or
- * text-encoder multiplier, by the layer's part. W0's bytes are copied to
- * host memory before the first write, and lf_lora_patch_restore (or a set
- * with another list) writes them back as they were: the restored model is
- * bit-identical to one that never saw a LoRA, whatever the rounding of the
- * merge.
+ * text-encoder multiplier, by the layer's part. On a host backend the merge
+ * is written straight into the tensor, a block of rows at a time: ΔW of the
+ * plain low-rank networks of a layer is one GEMM of their stacked factors
+ * (each weight folded into its up), the other networks' ΔW is added, and
+ * one ADD of the op table (spread over the backend's threads) stores
+ * W0 + ΔW. On a device the merge is done on the host and written back.
+ *
+ * Restoring: before its first change a tensor's plain bytes are copied to
+ * host memory, unless an origin (lf_lora_patch_set_origin: the model's
+ * files) can give them again and the copies already reached the cap; then
+ * the tensor is read again from its file when the plain model or another
+ * set needs it. Either way lf_lora_patch_restore (or a set with another
+ * list) writes them back as they were: the restored model is bit-identical
+ * to one that never saw a LoRA, whatever the rounding of the merge.
  *
  * A set equal to the current one — the same files (path, device, inode,
  * size and modification time) with the same multipliers in the same order
  * — writes nothing (info->reused). Any other set merges each layer it
- * touches from that layer's kept original (never from the previous set's
- * weights; no read back from the device) and writes the originals back
+ * touches from that layer's plain bytes (never from the previous set's
+ * weights; no read back) in one write, and writes the plain bytes back
  * into the layers it leaves alone: the result equals a restore followed by
- * a merge, at the cost of the new set's layers only. A failure (a file that does not open, a layer whose shape is not
- * the model's, a merge that overflows the storage type) leaves the plain
- * model: every layer written so far is restored, and err names the file
- * and the layer.
+ * a merge, at the cost of the new set's layers only. A failure (a file
+ * that does not open, a layer whose shape is not the model's, a merge that
+ * overflows the storage type to Inf, a model file changed since the load)
+ * leaves the plain model: every layer written so far is restored, and err
+ * names the file and the layer.
  *
  * Threading: one thread at a time, the thread that runs the model (the
  * backend is single-threaded). Ownership: the pool, backend and targets are
@@ -39,6 +48,7 @@
 
 #include "lf_backend.h"
 #include "lf_lora_targets.h"
+#include "lf_origin.h"
 #include "lf_pool.h"
 
 /* One LoRA of a set (plain data, borrowed for the call). */
@@ -53,7 +63,7 @@ typedef struct {
 typedef struct {
     int reused;     /* 1: the set was the current one, nothing was written */
     size_t layers;  /* tensors that now differ from the plain model's */
-    size_t saved_bytes; /* host bytes the kept originals take */
+    size_t saved_bytes; /* host bytes the kept copies take (not those read again from a file) */
     char *warnings; /* caller owns (free), NULL when none: every tensor of the files that
                        was not applied, "name: tensor (reason)", joined by "; " */
 } lf_lora_patch_info_t;
@@ -73,6 +83,13 @@ lf_lora_patch_t *lf_lora_patch_new(lf_pool_t *pool, lf_backend_t *be,
 int lf_lora_patch_add_pool(lf_lora_patch_t *self, const char *name_prefix, lf_pool_t *pool,
                            const char *pool_prefix);
 
+/* Plain tensors the origin knows (borrowed; must outlive the patch) are
+ * read again from the model's files instead of copied once the copies
+ * take keep_bytes (0: no copies of them; SIZE_MAX: always copies, as
+ * without an origin). Tensors it does not know are always copied. Only
+ * while no set is applied: 0, LF_EINVAL. */
+int lf_lora_patch_set_origin(lf_lora_patch_t *self, lf_origin_t *origin, size_t keep_bytes);
+
 /* Frees the kept originals without restoring them (see above). Takes NULL. */
 void lf_lora_patch_destroy(lf_lora_patch_t **self_p);
 
@@ -87,8 +104,9 @@ void lf_lora_patch_destroy(lf_lora_patch_t **self_p);
 int lf_lora_patch_set(lf_lora_patch_t *self, const lf_lora_use_t *uses, size_t n,
                       lf_lora_patch_info_t *info, char *err, size_t errlen);
 
-/* Writes every kept original back and forgets the set. 0 or the backend's
- * code (the originals are kept then, and a later call tries again). */
+/* Writes every kept original back (from its copy or its file) and forgets
+ * the set. 0, the backend's code or the origin's (the rest is kept then,
+ * and a later call tries again). */
 int lf_lora_patch_restore(lf_lora_patch_t *self);
 
 /* Tensors changed from the plain model now; host bytes of the originals. */

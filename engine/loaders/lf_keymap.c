@@ -349,6 +349,12 @@ static lf_tensor_t *s_load(lf_keymap_loader_t *ld, int opt, int ndim, const int6
             type = ld->quant;
     }
     rc = lf_weights_upload(ld->km->w, t, ld->pool, pname, type, ndim, &out, ld->err, ld->errlen);
+    if (!rc && ld->km->origin && lf_weights_is_mapped(ld->km->w)) {
+        rc = lf_origin_add(ld->km->origin, out, lf_weights_path(ld->km->w), t->name);
+        if (rc && ld->errlen)
+            snprintf(ld->err, ld->errlen, "%s: tensor %s: cannot record its origin (%s)",
+                     lf_weights_path(ld->km->w), t->name, lf_strerror(rc));
+    }
     if (rc) {
         ld->rc = rc;
         return NULL;

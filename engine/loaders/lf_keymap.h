@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "lf_origin.h"
 #include "lf_weights.h"
 
 typedef enum {
@@ -42,6 +43,8 @@ typedef struct {
     int levels;            /* LDM: number of resolution levels */
     int layers;            /* LDM UNet: resnets per down block */
     unsigned up_attn;      /* LDM UNet: bit i set when up block i has attention */
+    lf_origin_t *origin;   /* borrowed, may be NULL: uploads from a mapped file (not a torch
+                              zip) through this map are recorded there */
 } lf_keymap_t;
 
 /* Fills levels/layers/up_attn for the LDM kinds from the file's key names.

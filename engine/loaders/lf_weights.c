@@ -191,6 +191,42 @@ int lf_weights_read_f32(const lf_tensor_info_t *t, float *dst) {
     return 0;
 }
 
+int lf_weights_bytes_as(const lf_tensor_info_t *t, lf_type_t dt, const void **bytes, void **buf,
+                        size_t *bufsize) {
+    lf_type_t src_type = LF_TYPE_F32;
+    int src_ok = s_lf_type(t->dtype, &src_type) == 0;
+    if (src_ok && dt == src_type && s_contiguous(t)) {
+        *bytes = t->data; /* same type: straight from the mapping */
+        return 0;
+    }
+    int64_t n = lf_tensorinfo_numel(t);
+    size_t need = (size_t)(n ? n : 1) * (sizeof(float) + (dt == LF_TYPE_F32 ? 0 : lf_type_size(dt)));
+    if (*bufsize < need) {
+        void *nb = realloc(*buf, need);
+        if (!nb) return LF_ENOMEM;
+        *buf = nb, *bufsize = need;
+    }
+    float *f = *buf;
+    int rc = lf_weights_read_f32(t, f);
+    if (rc) return rc;
+    void *out = f;
+    if (dt != LF_TYPE_F32) lf_type_from_f32(dt, f, out = f + (n ? n : 1), n);
+    *bytes = out;
+    return 0;
+}
+
+int lf_weights_is_mapped(const lf_weights_t *self) { return self && !self->tz; }
+
+void lf_weights_drop_pages(const lf_weights_t *self, const lf_tensor_info_t *t) {
+    /* Only the safetensors and GGUF mappings: a torch zip's deflated
+     * entries live on the heap. */
+    if (!self->st && !self->gg) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
+    if (pg && b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_pool_t *pool,
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
                       size_t errlen) {
@@ -230,25 +266,13 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                      t->name);
         return LF_ENOMEM;
     }
-    int64_t n = lf_tensorinfo_numel(t);
     size_t nbytes = lf_tensor_nbytes(pt);
-    int rc = 0;
-    if (src_ok && dt == src_type && s_contiguous(t)) {
-        /* Same type: straight from the mapping. */
-        rc = lf_pool_load(pool, pt, t->data, nbytes);
-    } else {
-        float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
-        void *buf = dt == LF_TYPE_F32 ? (void *)f : malloc(nbytes ? nbytes : 1);
-        if (!f || !buf) {
-            rc = LF_ENOMEM;
-        } else {
-            rc = lf_weights_read_f32(t, f);
-            if (!rc && dt != LF_TYPE_F32) lf_type_from_f32(dt, f, buf, n);
-            if (!rc) rc = lf_pool_load(pool, pt, buf, nbytes);
-        }
-        if (buf != f) free(buf);
-        free(f);
-    }
+    const void *bytes = NULL;
+    void *buf = NULL;
+    size_t bufsize = 0;
+    int rc = lf_weights_bytes_as(t, dt, &bytes, &buf, &bufsize);
+    if (!rc) rc = lf_pool_load(pool, pt, bytes, nbytes);
+    free(buf);
     if (rc) {
         if (errlen) snprintf(err, errlen, "%s: tensor %s: upload failed (%s)", self->path, t->name,
                              lf_strerror(rc));
@@ -257,15 +281,8 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
     /* The pool has its own copy: let the kernel drop the file pages this
      * tensor occupied (a later read refaults them from the file), so that a
      * load's peak RSS is about the weights once, not the file plus the
-     * weights (a full SDXL checkpoint: 6.9 GB of file). Only the
-     * safetensors and GGUF mappings: a torch zip's deflated entries live on
-     * the heap. */
-    if (self->st || self->gg) {
-        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-        uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
-        uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
-        if (pg && b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
-    }
+     * weights (a full SDXL checkpoint: 6.9 GB of file). */
+    lf_weights_drop_pages(self, t);
     *out = pt;
     return 0;
 }

@@ -54,6 +54,21 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,
                       size_t errlen);
 
+/* Tensor t's bytes as lf_weights_upload stores them in type dt: *bytes
+ * points into the file's mapping when the file holds t contiguous in dt (no
+ * copy), else into *buf, grown with realloc to what the conversion needs
+ * (the caller frees it; it may be reused across calls). *bytes stays valid
+ * while the file is open and *buf unchanged. 0, LF_EUNSUPPORTED, LF_ENOMEM. */
+int lf_weights_bytes_as(const lf_tensor_info_t *t, lf_type_t dt, const void **bytes, void **buf,
+                        size_t *bufsize);
+/* 1 when every tensor's bytes are read from the file's mapping (safetensors,
+ * GGUF), 0 when deflated entries are held on the heap (a torch zip). */
+int lf_weights_is_mapped(const lf_weights_t *self);
+/* Lets the kernel drop the mapped file pages under tensor t (safetensors
+ * only; a later read refaults them from the file): the process's RSS stops
+ * counting a tensor once it has been copied. */
+void lf_weights_drop_pages(const lf_weights_t *self, const lf_tensor_info_t *t);
+
 /* Reads tensor t converted to f32 into dst (numel floats, row-major); block
  * types are dequantized. 0 or LF_EUNSUPPORTED. */
 int lf_weights_read_f32(const lf_tensor_info_t *t, float *dst);

@@ -46,6 +46,7 @@ struct lf_model {
     char *tokenizer_dir;
     lf_lora_targets_t *lora_targets; /* built on the first set_loras */
     lf_lora_patch_t *lora;
+    lf_origin_t *origin; /* the file and tensor of every UNet and text encoder weight */
     float *tmp;
     size_t tmp_n;
     float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
@@ -705,6 +706,9 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         rc = s_err(err, errlen, LF_EUNSUPPORTED,
                    "weights %s: no quantizer for it (q8_0, q5_1, q5_0, q4_1, q4_0, q4_k)",
                    lf_type_name((lf_type_t)opts->weight_quant));
+    /* Where the weights a LoRA may touch came from: restored from there. */
+    if (!rc && !(m->origin = lf_origin_new())) rc = LF_ENOMEM;
+    ku.origin = kt.origin = kt2.origin = m->origin;
     int utype = opts->weight_quant ? opts->weight_quant : type;
     if (!rc) rc = lf_unet_new(&m->unet, &ku, ju, m->be, m->pool, utype, err, errlen);
     if (!rc && kt.w) rc = lf_clip_new(&m->clip, &kt, jt, m->be, m->pool, type, err, errlen);
@@ -792,6 +796,13 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     lf_weights_destroy(&wt2);
     lf_weights_destroy(&wv);
     lf_weights_destroy(&wov);
+    /* The files stay mapped for LoRA restores; without them every touched
+     * layer is copied instead. */
+    char oerr[256];
+    if (!rc && lf_origin_open(m->origin, oerr, sizeof oerr)) {
+        lf_warn("model: %s: LoRA restores will keep copies", oerr);
+        lf_origin_destroy(&m->origin);
+    }
     s_text_src_free(&tsrc);
     json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(ct2),
         json_decref(cv), json_decref(cs);
@@ -810,6 +821,7 @@ void lf_model_destroy(lf_model_t **self_p) {
     /* The pool goes too: the originals need not be written back. */
     lf_lora_patch_destroy(&m->lora);
     lf_lora_targets_destroy(&m->lora_targets);
+    lf_origin_destroy(&m->origin);
     lf_clip_destroy(&m->clip);
     lf_clip_destroy(&m->clip2);
     lf_unet_destroy(&m->unet);
@@ -932,6 +944,10 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
 
 /* ---- LoRA ---------------------------------------------------------------- */
 
+/* Copies of plain layers a LoRA set keeps before reading them again from
+ * the model's files (LF_LORA_KEEP_MB overrides it). */
+#define LF_LORA_KEEP_MB_DEFAULT 0.0
+
 /* Builds the model's LoRA layer table and patch on first use. */
 static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
     if (!self->unet)
@@ -953,6 +969,16 @@ static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
                                              "text_encoder_2.", lf_clip_packed_qkv(self->clip2));
         lf_lora_patch_t *p = rc ? NULL : lf_lora_patch_new(self->pool, self->be, t);
         if (p && self->clip2_pool) rc = lf_lora_patch_add_pool(p, "clip2.", self->clip2_pool, "clip.");
+        /* Plain layers beyond LF_LORA_KEEP_MB of copies are read again from
+         * the model's files (docs/PERFORMANCE.md, LoRA). */
+        const char *keep = getenv("LF_LORA_KEEP_MB");
+        char *end = NULL;
+        double mb = keep && *keep ? strtod(keep, &end) : LF_LORA_KEEP_MB_DEFAULT;
+        if (keep && *keep && (*end || !(mb >= 0)))
+            rc = s_err(err, errlen, LF_EINVAL, "LF_LORA_KEEP_MB=%s: not a number of MB >= 0", keep);
+        size_t kb = mb >= 1e12 ? SIZE_MAX : (size_t)(mb * 1048576.0);
+        if (p && !rc && lf_origin_count(self->origin))
+            rc = lf_lora_patch_set_origin(p, self->origin, kb);
         if (rc) lf_lora_patch_destroy(&p);
         if (!p) {
             lf_lora_targets_destroy(&t);

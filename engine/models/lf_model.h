@@ -219,8 +219,10 @@ const lf_preview_map_t *lf_model_preview_map(const lf_model_t *self);
  * text_encoder.; SDXL: lora_te1_ / text_encoder. on CLIP-L and lora_te2_ /
  * text_encoder_2. on OpenCLIP, q/k/v into its packed in_proj rows; a
  * refiner has only the latter) (W += weight · ΔW in f32,
- * stored in the weight's type) and the originals kept; n == 0 brings back
- * the plain model bit for bit. The same set as the current one writes
+ * stored in the weight's type); the plain layers come back from the
+ * model's own files, which stay mapped (copies of up to LF_LORA_KEEP_MB,
+ * default 0, are kept first; a torch-zip checkpoint's are always copied);
+ * n == 0 brings back the plain model bit for bit. The same set as the current one writes
  * nothing; another set restores, then merges. info may be NULL (else its
  * warnings are caller-owned). On failure the plain model is resident and err
  * names the file and the layer. Errors: lf_lora_patch_set's, LF_EINVAL. */

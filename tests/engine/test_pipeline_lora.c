@@ -6,8 +6,9 @@
  * request's list, names/aliases/subfolders, the infotext (prompt with tags,
  * A1111's "Lora hashes"), unmatched tensors reported, and the restore
  * property — a job after a LoRA job gives the bytes of a worker that never
- * saw the LoRA — also after unknown names and bad files. The CLIP merges
- * come from the reference data (skipped when absent). */
+ * saw the LoRA — also after unknown names and bad files — whether the
+ * plain layers come back from the checkpoint file or from copies. The CLIP
+ * merges come from the reference data (skipped when absent). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,5 +235,15 @@ int main(void)
         cmocka_unit_test(test_tags_list_and_restore),
         cmocka_unit_test(test_errors_keep_serving),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    /* The restores read the plain layers from the checkpoint file, or from
+     * copies up to a small cap and the file beyond it (LF_LORA_KEEP_MB;
+     * copies alone: test_pipeline_lora_parity's test_restore_modes). */
+    static const char *const keeps[] = {"0", "0.01"};
+    int failed = 0;
+    for (int k = 0; k < 2; k++) {
+        printf("LF_LORA_KEEP_MB=%s\n", keeps[k]);
+        setenv("LF_LORA_KEEP_MB", keeps[k], 1);
+        failed += cmocka_run_group_tests(tests, s_setup, s_teardown);
+    }
+    return failed;
 }

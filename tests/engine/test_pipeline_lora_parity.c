@@ -8,7 +8,9 @@
  * the diffusers format (PEFT lora_A/B and lora.down/up names under unet.,
  * text_encoder., text_encoder_2.) and kohya's SDXL names (lora_unet_ + SGM
  * paths, lora_te1_, lora_te2_), reaching the UNet, CLIP-L and OpenCLIP
- * (whose q/k/v sit packed in one in_proj here and separately in the files).
+ * (whose q/k/v sit packed in one in_proj here and separately in the files);
+ * and LyCORIS' LoHa / LoKr on those packed slices (sdxl_lycoris, weights
+ * only).
  *
  * Per file: every merged layer equals W0 + multiplier · ΔW (the lycoris /
  * PEFT math the script checked diffusers' fused weights against), read back
@@ -182,6 +184,37 @@ static void s_use(const char *file, double mult, char *path, size_t len, lf_lora
     *u = (lf_lora_use_t){.path = path, .name = file, .unet_weight = mult, .te_weight = mult};
 }
 
+/* Sets LoRA file (multiplier mult) on model and checks every layer it
+ * touches ("w.<pool name>" of ref: W0 + mult · ΔW by the reference math)
+ * to tol; returns their count, *worst the largest error. */
+static size_t s_merged_weights(lf_model_t *model, const char *file, double mult,
+                               const lf_safetensors_t *ref, double *worst, double tol)
+{
+    char path[1024], err[512] = "";
+    lf_lora_use_t u;
+    s_use(file, mult, path, sizeof path, &u);
+    lf_lora_patch_info_t info;
+    if (lf_model_set_loras(model, &u, 1, &info, err, sizeof err)) fail_msg("set_loras: %s", err);
+    if (info.warnings) fail_msg("%s: unexpected warnings: %s", file, info.warnings);
+    size_t n_w = 0;
+    for (size_t i = 0; i < lf_safetensors_count(ref); i++) {
+        const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+        if (strncmp(t->name, "w.", 2) != 0) continue;
+        size_t n = (size_t)lf_tensorinfo_numel(t);
+        float *got = malloc(n * sizeof *got);
+        assert_non_null(got);
+        int rc = lf_model_weight_f32(model, t->name + 2, got, n);
+        if (rc) fail_msg("%s: %s: %s", file, t->name + 2, lf_strerror(rc));
+        double e = s_rel_err(got, t, n);
+        if (e > *worst) *worst = e;
+        if (e >= tol) fail_msg("%s: layer %s: rel err %.3g", file, t->name + 2, e);
+        free(got);
+        n_w++;
+    }
+    assert_int_equal(info.layers, n_w);
+    return n_w;
+}
+
 /* Merged layers and the whole generation of LoRA file (multiplier mult) on
  * model, against file.ref.safetensors; plain: the plain model's reference
  * generation (how far the LoRA moves it). */
@@ -200,29 +233,8 @@ static void s_parity(s_env_t *env, lf_model_t *model, const char *file, double m
     if (lf_safetensors_open(&ref, ref_path, err, sizeof err) ||
         lf_safetensors_open(&plain, path, err, sizeof err))
         fail_msg("%s", err);
-    lf_lora_use_t u;
-    s_use(file, mult, path, sizeof path, &u);
-    lf_lora_patch_info_t info;
-    if (lf_model_set_loras(model, &u, 1, &info, err, sizeof err)) fail_msg("set_loras: %s", err);
-    if (info.warnings) fail_msg("%s: unexpected warnings: %s", file, info.warnings);
-    /* Every layer the file touches, merged as the reference math says. */
-    size_t n_w = 0;
     double worst = 0;
-    for (size_t i = 0; i < lf_safetensors_count(ref); i++) {
-        const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
-        if (strncmp(t->name, "w.", 2) != 0) continue;
-        size_t n = (size_t)lf_tensorinfo_numel(t);
-        float *got = malloc(n * sizeof *got);
-        assert_non_null(got);
-        int rc = lf_model_weight_f32(model, t->name + 2, got, n);
-        if (rc) fail_msg("%s: %s: %s", file, t->name + 2, lf_strerror(rc));
-        double e = s_rel_err(got, t, n);
-        if (e > worst) worst = e;
-        if (e >= W_TOL) fail_msg("%s: layer %s: rel err %.3g", file, t->name + 2, e);
-        free(got);
-        n_w++;
-    }
-    assert_int_equal(info.layers, n_w);
+    size_t n_w = s_merged_weights(model, file, mult, ref, &worst, W_TOL);
     s_generate(env, model);
     const lf_tensor_info_t *lat = lf_safetensors_find(ref, "latent"), *img = lf_safetensors_find(ref, "image");
     assert_non_null(lat);
@@ -341,6 +353,104 @@ static void test_sdxl_te2_slices_full_diff(void **state)
     unlink(path);
 }
 
+/* LoHa, LoKr and a plain LoRA on OpenCLIP's q/k/v (three slices of one
+ * packed in_proj, one slice left alone) against lycoris' math, on the f32
+ * and the f16 weights; then the plain tensors come back bit for bit. */
+static void test_sdxl_te2_lycoris(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    char ref_path[1024], err[512] = "";
+    lf_test_fixture(ref_path, sizeof ref_path, "lora/sdxl_lycoris.ref.safetensors");
+    lf_safetensors_t *ref = NULL;
+    if (lf_safetensors_open(&ref, ref_path, err, sizeof err)) fail_msg("%s", err);
+    lf_model_t *models[2] = {env->sdxl, env->sdxl_f16};
+    for (int k = 0; k < 2; k++) {
+        /* The plain bytes of the tensors, before. */
+        size_t n = lf_safetensors_count(ref);
+        float **plain = calloc(n, sizeof *plain);
+        for (size_t i = 0; i < n; i++) {
+            const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+            size_t ne = (size_t)lf_tensorinfo_numel(t);
+            plain[i] = malloc(ne * sizeof **plain);
+            assert_int_equal(lf_model_weight_f32(models[k], t->name + 2, plain[i], ne), 0);
+        }
+        /* f32: W_TOL; f16 storage rounds the merge once (within f16's step). */
+        double worst = 0;
+        size_t n_w = s_merged_weights(models[k], "sdxl_lycoris", 0.6, ref, &worst, k ? 1e-3 : W_TOL);
+        printf("lora te2 lycoris %s: %zu packed tensors, worst rel err %.2e\n", k ? "f16" : "f32", n_w,
+               worst);
+        assert_int_equal(lf_model_set_loras(models[k], NULL, 0, NULL, err, sizeof err), 0);
+        for (size_t i = 0; i < n; i++) {
+            const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+            size_t ne = (size_t)lf_tensorinfo_numel(t);
+            float *got = malloc(ne * sizeof *got);
+            assert_int_equal(lf_model_weight_f32(models[k], t->name + 2, got, ne), 0);
+            assert_memory_equal(got, plain[i], ne * sizeof *got);
+            free(got), free(plain[i]);
+        }
+        free(plain);
+    }
+    lf_safetensors_destroy(&ref);
+}
+
+/* The plain layers come back from the model's file (LF_LORA_KEEP_MB=0), from
+ * copies (unlimited) or both (a small cap): after kohya → diffusers → plain
+ * on a model of its own, every touched tensor holds the bytes of a model
+ * that never saw a LoRA (env->sdxl_f16, plain here), even with another file
+ * renamed over the checkpoint meanwhile (the model keeps its mapping). */
+static void test_restore_modes(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    static const char *const keeps[] = {"0", "1e12", "0.002"};
+    char ref_path[1024], pa[1024], pb[1024], copy[80], err[512] = "";
+    lf_test_fixture(ref_path, sizeof ref_path, "lora/sdxl_kohya.ref.safetensors");
+    lf_safetensors_t *ref = NULL;
+    if (lf_safetensors_open(&ref, ref_path, err, sizeof err)) fail_msg("%s", err);
+    for (int k = 0; k < 3; k++) {
+        snprintf(copy, sizeof copy, "%s.k%d", env->sdxl_path, k);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", env->sdxl_path, copy);
+        assert_int_equal(system(cmd), 0);
+        setenv("LF_LORA_KEEP_MB", keeps[k], 1);
+        lf_model_t *m = NULL;
+        if (lf_model_load(copy, NULL, &m, err, sizeof err)) fail_msg("%s", err);
+        lf_lora_use_t u[2];
+        s_use("sdxl_kohya", 1.0, pa, sizeof pa, &u[0]);
+        s_use("sdxl_diffusers", 0.5, pb, sizeof pb, &u[1]);
+        lf_lora_patch_info_t info;
+        if (lf_model_set_loras(m, u, 1, &info, err, sizeof err)) fail_msg("%s", err);
+        free(info.warnings);
+        printf("LF_LORA_KEEP_MB=%s: %zu layers, %zu bytes copied\n", keeps[k], info.layers,
+               info.saved_bytes);
+        if (k == 0) assert_int_equal(info.saved_bytes, 0);
+        if (k == 1) assert_true(info.saved_bytes > 0);
+        /* Another checkpoint renamed over the file: restores still read
+         * the one loaded. */
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s.new' && truncate -s 4096 '%s.new' && mv '%s.new' '%s'",
+                 copy, copy, copy, copy, copy);
+        assert_int_equal(system(cmd), 0);
+        if (lf_model_set_loras(m, u + 1, 1, &info, err, sizeof err)) fail_msg("%s", err);
+        free(info.warnings);
+        assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
+        for (size_t i = 0; i < lf_safetensors_count(ref); i++) {
+            const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+            if (strncmp(t->name, "w.", 2) != 0) continue;
+            size_t n = (size_t)lf_tensorinfo_numel(t);
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            assert_int_equal(lf_model_weight_f32(m, t->name + 2, a, n), 0);
+            assert_int_equal(lf_model_weight_f32(env->sdxl_f16, t->name + 2, b, n), 0);
+            if (memcmp(a, b, n * sizeof *a)) fail_msg("keep %s: %s not restored", keeps[k], t->name + 2);
+            free(a), free(b);
+        }
+        lf_model_destroy(&m);
+        unlink(copy);
+    }
+    unsetenv("LF_LORA_KEEP_MB");
+    lf_safetensors_destroy(&ref);
+}
+
 static void test_restore(void **state)
 {
     if (!*state) skip();
@@ -358,6 +468,8 @@ int main(void)
         cmocka_unit_test(test_sdxl_diffusers),
         cmocka_unit_test(test_sdxl_kohya),
         cmocka_unit_test(test_sdxl_te2_slices_full_diff),
+        cmocka_unit_test(test_sdxl_te2_lycoris),
+        cmocka_unit_test(test_restore_modes),
         cmocka_unit_test(test_restore),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -22,6 +22,12 @@ LoRA files (tests/engine/fixtures/lora/):
   sdxl_kohya.safetensors      kohya sd-scripts' SDXL names: "lora_unet_" + the
         SGM (original) UNet path, "lora_te1_" / "lora_te2_" + the HF text-model
         path; f16 factors, alpha = rank / 2 (scale 0.5).
+  sdxl_lycoris.safetensors    LyCORIS networks on OpenCLIP's q/k/v (kohya
+        "lora_te2_" names), which lightfarm keeps packed in one in_proj: layer 0
+        q LoHa, k LoKr (whole w1, factored w2), v LoHa; layer 1 q LoKr (factored
+        w1, whole w2), k a plain LoRA, v untouched. Only "w.<pool name>" in its
+        .ref (diffusers does not load LyCORIS files: no generation), at
+        multiplier 0.6, ΔW by lycoris.functional.{loha,lokr,locon}.diff_weight.
 Each with <name>.ref.safetensors: "latent" (final latents before the VAE),
 "image" (VAE output before clamping) of the fused pipeline, and "w.<pool
 name>" = W0 + multiplier * ΔW (f32) for every layer the file touches, under
@@ -33,7 +39,7 @@ rank, in float64 on the stored factors); the script asserts that the weights
 diffusers fused equal it (PEFT's get_delta_weight) before saving.
 Multipliers: sd15_diffusers 0.75 (fuse_lora(lora_scale=0.75)), the SDXL files 1.
 
-  /work/venv-ref/bin/python tests/reference/make_lora_pipeline_fixtures.py
+  /work/venv-ref/bin/python tests/reference/make_lora_pipeline_fixtures.py [--lycoris]
 (diffusers 0.27.2, transformers 4.38.2, peft 0.10, lycoris-lora 3.1.1 on torch
 1.13: tests/reference/requirements*.txt; needs the shared reference data's
 CLIP merges file, as make_pipeline_fixtures.py.)
@@ -54,7 +60,7 @@ import make_sdxl_fixtures as msf  # noqa: E402
 from diffusers import (EulerDiscreteScheduler, StableDiffusionPipeline,  # noqa: E402
                        StableDiffusionXLPipeline)
 from diffusers.utils import convert_state_dict_to_diffusers  # noqa: E402
-from lycoris.functional import locon  # noqa: E402
+from lycoris.functional import locon, loha, lokr  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 
@@ -313,8 +319,62 @@ def sdxl_kohya(tok, tok2):
     save_ref("sdxl_kohya", lat, img, weights)
 
 
+@torch.no_grad()
+def sdxl_lycoris():
+    """LoHa / LoKr / LoRA on the second text encoder's q/k/v slices."""
+    gen = torch.Generator().manual_seed(44)
+    _, _, _, text_g = sdxl_models()
+    D = text_g.config.hidden_size
+    t, deltas, mult = {}, {}, 0.6
+
+    def rnd(*shape):
+        return (torch.randn(*shape, generator=gen) * 0.3).half()
+
+    def f64(x):
+        return None if x is None else x.double()
+
+    def put(layer, proj, kind, alpha, **w):
+        mod = "text_model.encoder.layers.%d.self_attn.%s_proj" % (layer, proj)
+        name = "lora_te2_" + mod.replace(".", "_")
+        for k, v in w.items():
+            t[name + "." + k] = v
+        t[name + ".alpha"] = torch.tensor(alpha, dtype=torch.float16)
+        g = w.get
+        if kind == "loha":
+            r = g("hada_w1_b").shape[0]
+            d = loha.diff_weight(f64(g("hada_w1_b")), f64(g("hada_w1_a")), f64(g("hada_w2_b")),
+                                 f64(g("hada_w2_a")), None, None, gamma=alpha / r)
+        elif kind == "lokr":
+            d = lokr.diff_weight(f64(g("lokr_w1")), f64(g("lokr_w1_a")), f64(g("lokr_w1_b")),
+                                 f64(g("lokr_w2")), f64(g("lokr_w2_a")), f64(g("lokr_w2_b")), None,
+                                 gamma=alpha)
+        else:
+            r = g("lora_down.weight").shape[0]
+            d = locon.diff_weight(f64(g("lora_down.weight")), f64(g("lora_up.weight")), None,
+                                  gamma=alpha / r)
+        deltas["text_encoder_2." + mod] = d.reshape(D, D)
+
+    a, b = 4, 3  # kron factors of D x D: [a, b] x [D / a, D / b]
+    put(0, "q", "loha", 1.0, hada_w1_a=rnd(D, 2), hada_w1_b=rnd(2, D), hada_w2_a=rnd(D, 2),
+        hada_w2_b=rnd(2, D))
+    put(0, "k", "lokr", 2.0, lokr_w1=rnd(a, b), lokr_w2_a=rnd(D // a, 2), lokr_w2_b=rnd(2, D // b))
+    put(0, "v", "loha", 3.0, hada_w1_a=rnd(D, 3), hada_w1_b=rnd(3, D), hada_w2_a=rnd(D, 3),
+        hada_w2_b=rnd(3, D))
+    put(1, "q", "lokr", 1.0, lokr_w1_a=rnd(a, 1), lokr_w1_b=rnd(1, b), lokr_w2=rnd(D // a, D // b))
+    put(1, "k", "lora", 2.0, **{"lora_down.weight": rnd(4, D), "lora_up.weight": rnd(D, 4)})
+    path = os.path.join(OUT, "sdxl_lycoris.safetensors")
+    save_file(t, path)
+    print("wrote", path, os.path.getsize(path), "bytes,", len(t), "tensors")
+    weights = expected_weights({"text_encoder_2": text_g}, deltas, mult)
+    save_file({k: v.contiguous() for k, v in weights.items()},
+              os.path.join(OUT, "sdxl_lycoris.ref.safetensors"))
+
+
 def main():
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["--lycoris"]:  # only sdxl_lycoris (needs no tokenizer)
+        sdxl_lycoris()
+        return 0
     if not os.path.exists(mpf.VOCAB):
         print("reference data %s absent" % mpf.VOCAB)
         return 1
@@ -324,6 +384,7 @@ def main():
     sd15(tmp, tok)
     sdxl_diffusers(tmp, tok, tok2)
     sdxl_kohya(tok, tok2)
+    sdxl_lycoris()
     return 0
 
 

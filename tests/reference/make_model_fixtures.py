@@ -9,6 +9,8 @@ reference runs in f32 on those same rounded values, so an f32 engine must
 match to rounding error. Outputs: tests/engine/fixtures/models/.
 
   tests/reference/.venv/bin/python tests/reference/make_model_fixtures.py
+  ... --full-f16 PATH  only a full-size random f16 SD1.5 checkpoint, built
+               with little memory (for bench_lora; torch >= 2: /work/venv-torch2)
   ... --full   also a full-size random SD1.5 checkpoint (+ one UNet step at
                64x64 latent) under tests/reference/out/ (~2 GB, not committed)
 """
@@ -318,11 +320,41 @@ def taesd_fixtures(out):
         print("skipping taef2 reference: %s absent" % real)
 
 
+def full_f16_random(path):
+    """A full-size SD1.5 checkpoint of random f16 values (normal / sqrt(fan in),
+    norms' weights 1) built without the f32 model: names and shapes from a
+    meta-device build (torch >= 2), values drawn tensor by tensor; peak RSS
+    ~2.8 GB instead of --full's. For benchmarks (bench_lora); no references."""
+    import numpy as np
+    from safetensors.numpy import save_file as save_np
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**FULL["unet"])
+        vae = AutoencoderKL(**FULL["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**FULL["text"]))
+    rng = np.random.default_rng(1)
+    arrs = {}
+    for k, t in ldm_state(FULL, unet, vae, text).items():
+        shape = tuple(t.shape)
+        if len(shape) == 1:
+            one = "norm" in k and k.endswith("weight")
+            arrs[k] = (np.ones(shape, np.float32) if one else rng.standard_normal(shape, np.float32) * 0.02
+                       ).astype(np.float16)
+        else:
+            scale = 1.0 / np.sqrt(float(np.prod(shape[1:])))
+            arrs[k] = (rng.standard_normal(shape, np.float32) * scale).astype(np.float16)
+    save_np(arrs, path)
+    print("wrote", path, os.path.getsize(path), "bytes,", len(arrs), "tensors")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also the full-size SD1.5 checkpoint")
+    ap.add_argument("--full-f16", metavar="PATH",
+                    help="only a full-size random f16 SD1.5 checkpoint at PATH, low memory (torch >= 2)")
     ap.add_argument("--out", default=OUT)
     a = ap.parse_args()
+    if a.full_f16:
+        return full_f16_random(a.full_f16)
     torch.set_num_threads(2)
     os.makedirs(a.out, exist_ok=True)
     for i, (name, cfg) in enumerate(sorted(CONFIGS.items())):
