@@ -478,8 +478,12 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
         float *fo = f + parts[k].offset;
         for (int64_t i = 0; i < parts[k].numel; i++) fo[i] += w * d[i];
     }
+    /* Block types: the merge's f32 values are what must be finite (a block
+     * holds scales and packed integers, not floats per weight). */
+    const int quant = lf_type_is_quant(t->type);
+    int64_t bad = quant ? s_bad_at(LF_TYPE_F32, f, numel) : -1;
     lf_type_from_f32(t->type, f, bytes, numel);
-    int64_t bad = s_bad_at(t->type, bytes, numel);
+    if (!quant) bad = s_bad_at(t->type, bytes, numel);
     if (bad >= 0)
         return s_err(err, errlen, LF_EFORMAT,
                      "%s: layer %s: the merged weight [%lld] = %g does not fit in %s",

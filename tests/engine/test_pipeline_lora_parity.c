@@ -451,6 +451,57 @@ static void test_restore_modes(void **state)
     lf_safetensors_destroy(&ref);
 }
 
+/* A LoRA on a model whose UNet linear layers were quantized on load (Q8_0,
+ * --weights): the merge is stored back in Q8_0 (within the type's step of
+ * the reference W0 + m·ΔW: ~1/254 of a block's largest weight, measured
+ * 8e-3 relative at worst; a wrong row or scale would be O(1)), and plain again gives
+ * back the quantized bytes exactly, whether restored from copies or by
+ * quantizing the file's weights again. */
+static void test_quantized_model(void **state)
+{
+    if (!*state) skip();
+    s_env_t *env = *state;
+    static const char *const keeps[] = {"0", "1e12"};
+    char ref_path[1024], err[512] = "";
+    lf_test_fixture(ref_path, sizeof ref_path, "lora/sd15_diffusers.ref.safetensors");
+    lf_safetensors_t *ref = NULL;
+    if (lf_safetensors_open(&ref, ref_path, err, sizeof err)) fail_msg("%s", err);
+    for (int k = 0; k < 2; k++) {
+        setenv("LF_LORA_KEEP_MB", keeps[k], 1);
+        lf_model_opts_t o = {.weight_type = LF_TYPE_F32, .weight_quant = LF_TYPE_Q8_0};
+        lf_model_t *m = NULL;
+        if (lf_model_load(env->sd15_path, &o, &m, err, sizeof err)) fail_msg("%s", err);
+        size_t nt = lf_safetensors_count(ref), total = 0;
+        float **plain = calloc(nt, sizeof *plain);
+        for (size_t i = 0; i < nt; i++) {
+            const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+            if (strncmp(t->name, "w.", 2) != 0) continue;
+            size_t n = (size_t)lf_tensorinfo_numel(t);
+            plain[i] = malloc(n * sizeof **plain);
+            assert_int_equal(lf_model_weight_f32(m, t->name + 2, plain[i], n), 0);
+            total += n;
+        }
+        assert_true(total > 0);
+        double worst = 0;
+        size_t n_w = s_merged_weights(m, "sd15_diffusers", 0.75, ref, &worst, 2e-2);
+        printf("Q8_0 UNet, LF_LORA_KEEP_MB=%s: %zu layers merged, worst rel err %.2e\n", keeps[k], n_w, worst);
+        assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
+        for (size_t i = 0; i < nt; i++) {
+            if (!plain[i]) continue;
+            const lf_tensor_info_t *t = lf_safetensors_at(ref, i);
+            size_t n = (size_t)lf_tensorinfo_numel(t);
+            float *a = malloc(n * sizeof *a);
+            assert_int_equal(lf_model_weight_f32(m, t->name + 2, a, n), 0);
+            if (memcmp(a, plain[i], n * sizeof *a)) fail_msg("keep %s: %s not restored", keeps[k], t->name + 2);
+            free(a), free(plain[i]);
+        }
+        free(plain);
+        lf_model_destroy(&m);
+    }
+    unsetenv("LF_LORA_KEEP_MB");
+    lf_safetensors_destroy(&ref);
+}
+
 static void test_restore(void **state)
 {
     if (!*state) skip();
@@ -465,6 +516,7 @@ int main(void)
 #ifdef LF_HAVE_MODEL
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sd15_diffusers),
+        cmocka_unit_test(test_quantized_model),
         cmocka_unit_test(test_sdxl_diffusers),
         cmocka_unit_test(test_sdxl_kohya),
         cmocka_unit_test(test_sdxl_te2_slices_full_diff),
