@@ -168,6 +168,16 @@ typedef struct {
 } lf_pipeline_hires_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
+
+/* One job of a batch of jobs (lf_pipeline_request_t.rows): what may differ
+ * between jobs that run as one UNet batch. */
+typedef struct {
+    const char *prompt;          /* NULL = "" */
+    const char *negative;        /* NULL = "" */
+    const char *infotext_prompt; /* NULL = prompt */
+    uint64_t seed;               /* image i of the row uses seed + i */
+    int batch;                   /* images of the row; 0 means 1 */
+} lf_pipeline_row_t;
 #define LF_PIPELINE_MAX_STEPS 1000
 #define LF_PIPELINE_MAX_SIDE 4096
 
@@ -234,6 +244,22 @@ typedef struct {
      * whole denoiser every time, as without. One lf_stepcache per sampling
      * pass (base, then refiner); the infotext writes "Cache: ..." when on. */
     lf_stepcache_opts_t cache;
+    /* Batched jobs (a worker's batch): n_rows > 0 replaces prompt, negative,
+     * infotext_prompt, seed and batch by the rows'. Row j's images follow
+     * row j-1's (n_images = the sum of the rows' batches, at most
+     * LF_PIPELINE_MAX_BATCH), each made exactly as the row alone would make
+     * it: its own text encoding (one encoder call per row, as alone), its
+     * own generators, its cond rows among the batch's conds and its uncond
+     * rows among the unconds; every step is element-wise per image, so a
+     * row's bytes do not depend on the others as long as the networks'
+     * rows do not (tests/engine/test_pipeline_batch.c checks both).
+     * LF_EUNSUPPORTED for img2img, Hires-Fix, a refiner, step caching (its
+     * decision looks at the whole batch), an inpainting UNet, and rows whose
+     * prompts or negative prompts need different numbers of 75-token
+     * chunks (the batch shares one conditioning length): the caller runs
+     * such jobs alone. */
+    const lf_pipeline_row_t *rows;
+    int n_rows;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
