@@ -117,6 +117,7 @@ static void test_same_bytes_dpmpp_2m_karras(void **state)
     s_same_bytes("dpmpp_2m", "karras", 1);
 }
 
+/* What cannot run batched is refused (the worker then runs the jobs one by one). */
 static void test_refused(void **state)
 {
     (void)state;
@@ -136,8 +137,7 @@ static void test_refused(void **state)
     req.enable_hr = 1;
     assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
     req.enable_hr = 0;
-    req.cache.kind = LF_STEPCACHE_FBCACHE;
-    req.cache.threshold = 0.1f;
+    req.cache = (lf_stepcache_opts_t){.kind = LF_STEPCACHE_FBCACHE, .threshold = 0.1f, .interval = 1};
     assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
     req.cache = (lf_stepcache_opts_t){0};
     req.rows = NULL; /* n_rows without rows */
