@@ -932,6 +932,10 @@ static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *re
                                                                                             : LF_PIPELINE_MAX_BATCH + 1;
         if (total > LF_PIPELINE_MAX_BATCH)
             return s_fail(err, errlen, LF_EINVAL, "batched jobs: at most %d images in all", LF_PIPELINE_MAX_BATCH);
+        const int rows = total * ((req->cfg != 1.0 && req->cfg != 0.0) || lf_sampler_needs_uncond(req->sampler) ? 2 : 1);
+        if (rows > LF_PIPELINE_BATCH_ROWS_MAX)
+            return s_fail(err, errlen, LF_EUNSUPPORTED, "batched jobs: %d UNet rows, over the %d whose bytes stay as alone",
+                          rows, LF_PIPELINE_BATCH_ROWS_MAX);
         const int refined = ctx->refiner && req->refiner_switch_at > 0.0 && req->refiner_switch_at < 1.0;
         if (req->init_image || req->hires.enable || refined || req->cache.kind != LF_STEPCACHE_NONE ||
             d->concat_channels)

@@ -168,6 +168,11 @@ typedef struct {
 } lf_pipeline_hires_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
+/* Batched rows: at most this many UNet rows (images x 2 with CFG). Up to 8
+ * a job's bytes were measured identical alone and batched; at 16 they were
+ * not (docs/PERFORMANCE.md, "Batched jobs": some kernel's per-row result
+ * depends on the batch above a size; not found yet). */
+#define LF_PIPELINE_BATCH_ROWS_MAX 8
 
 /* One job of a batch of jobs (lf_pipeline_request_t.rows): what may differ
  * between jobs that run as one UNet batch. */

@@ -140,6 +140,11 @@ static void test_refused(void **state)
     req.cache = (lf_stepcache_opts_t){.kind = LF_STEPCACHE_FBCACHE, .threshold = 0.1f, .interval = 1};
     assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
     req.cache = (lf_stepcache_opts_t){0};
+    /* Over LF_PIPELINE_BATCH_ROWS_MAX UNet rows (5 images with CFG). */
+    rows[0].batch = 4;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
+    assert_non_null(strstr(lf_engine_errstr(e), "rows"));
+    rows[0].batch = 0;
     req.rows = NULL; /* n_rows without rows */
     assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EINVAL);
     lf_engine_destroy(&e);
