@@ -229,3 +229,40 @@ int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, si
     *n_out = n;
     return 0;
 }
+
+int lf_scheduler_batch(const lf_sched_job_t *jobs, size_t n_jobs, const lf_sched_worker_t *workers,
+                       size_t n_workers, const lf_sched_match_t *matches, size_t n_matches,
+                       uint32_t *with) {
+    if ((n_jobs && (!jobs || !with)) || (n_matches && !matches) || n_jobs > UINT32_MAX)
+        return LF_EINVAL;
+    for (size_t i = 0; i < n_jobs; i++) with[i] = LF_SCHED_ALONE;
+    for (size_t k = 0; k < n_matches; k++)
+        if (matches[k].job >= n_jobs || matches[k].worker >= n_workers) return LF_EINVAL;
+    uint32_t *order = malloc((n_jobs ? n_jobs : 1) * sizeof *order);
+    bool *taken = calloc(n_jobs ? n_jobs : 1, sizeof *taken);
+    if (!order || !taken) {
+        free(order), free(taken);
+        return LF_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n_jobs; i++) order[i] = i;
+    qsort_r(order, n_jobs, sizeof *order, s_cmp_job, (void *)jobs);
+    for (size_t k = 0; k < n_matches; k++) taken[matches[k].job] = true;
+    for (size_t k = 0; k < n_matches; k++) {
+        const lf_sched_job_t *h = &jobs[matches[k].job];
+        const lf_sched_worker_t *w = &workers[matches[k].worker];
+        if (w->batch_max <= 1 || !h->batch_key || !*h->batch_key) continue;
+        uint32_t n = 1;
+        for (size_t q = 0; q < n_jobs && n < w->batch_max; q++) {
+            uint32_t j = order[q];
+            const lf_sched_job_t *c = &jobs[j];
+            if (taken[j] || c->priority != h->priority || !c->batch_key ||
+                strcmp(c->batch_key, h->batch_key) || !lf_scheduler_capable(w, c))
+                continue;
+            taken[j] = true;
+            with[j] = (uint32_t)k;
+            n++;
+        }
+    }
+    free(order), free(taken);
+    return 0;
+}

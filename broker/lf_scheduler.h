@@ -41,6 +41,7 @@ typedef struct {
     const char *refiner;      /* SDXL refiner run after the model; NULL or "" = none */
     const char *vae;          /* separate VAE the job names; NULL or "" = the checkpoint's */
     const char *lora_set;     /* lf_extranet_lora_set of the job; NULL or "" = none */
+    const char *batch_key;    /* lf_batch_key of the job; NULL or "" = never batched */
 } lf_sched_job_t;
 
 typedef struct {
@@ -53,6 +54,7 @@ typedef struct {
     const char *const *vaes;   /* separate VAEs it has */
     size_t n_vaes;
     const char *lora_set;      /* LoRA set merged into the resident model; NULL or "" = none */
+    uint32_t batch_max;        /* jobs it runs as one batch (LF_BATCH_MAX); 0 or 1 = one at a time */
 } lf_sched_worker_t;
 
 typedef struct {
@@ -71,6 +73,21 @@ typedef struct {
 int lf_scheduler_match(const lf_sched_cfg_t *cfg, const lf_sched_job_t *jobs, size_t n_jobs,
                        const lf_sched_worker_t *workers, size_t n_workers, int64_t now_ms,
                        lf_sched_match_t *out, size_t *n_out);
+
+/* Batches (issue 18), after lf_scheduler_match: each match's job (the
+ * head) takes along queued jobs that were not matched, with its batch key
+ * (lf_batch.h: the same model, size, steps, sampler... — prompts and seeds
+ * may differ) and its priority (a lower job never slows a higher one), in
+ * FIFO order, while its worker is capable of them (each within its
+ * max_pixels, so a batch's pixels stay within max_pixels x batch_max) and
+ * the batch holds at most the worker's batch_max jobs. A head without a key, or a worker with
+ * batch_max <= 1, runs alone. with[i] (n_jobs entries) is set to the index
+ * into matches of the batch job i joins, or LF_SCHED_ALONE (a match's own
+ * job, and the jobs left queued). Returns 0, LF_EINVAL or LF_ENOMEM. */
+#define LF_SCHED_ALONE UINT32_MAX
+int lf_scheduler_batch(const lf_sched_job_t *jobs, size_t n_jobs, const lf_sched_worker_t *workers,
+                       size_t n_workers, const lf_sched_match_t *matches, size_t n_matches,
+                       uint32_t *with);
 
 /* Can worker w run job j at all (rule 1)? */
 int lf_scheduler_capable(const lf_sched_worker_t *w, const lf_sched_job_t *j);

@@ -878,6 +878,37 @@ static int s_loras_prepare(lf_engine_t *e, const lf_engine_request_t *req, s_lor
     return rc;
 }
 
+/* Whether two requests' LoRAs make the same set (batched rows). */
+static int s_loras_same(const s_loras_t *a, const s_loras_t *b)
+{
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->uses[i].path, b->uses[i].path) || a->uses[i].unet_weight != b->uses[i].unet_weight ||
+            a->uses[i].te_weight != b->uses[i].te_weight)
+            return 0;
+    return 1;
+}
+
+/* Batched rows: each row's prompt without its tags (its LoRAs must be row
+ * 0's, which lo holds) into prow; lr[j] keeps row j's strings. */
+static int s_rows_prepare(lf_engine_t *e, const lf_engine_request_t *req, const s_loras_t *lo,
+                          s_loras_t *lr, lf_pipeline_row_t *prow)
+{
+    for (size_t j = 0; j < req->n_rows; j++) {
+        const lf_engine_row_t *row = &req->rows[j];
+        lf_engine_request_t rj = *req;
+        rj.prompt = row->prompt;
+        int rc = s_loras_prepare(e, &rj, &lr[j]);
+        if (rc) return rc;
+        if (!s_loras_same(lo, &lr[j]))
+            return s_err(e, LF_EUNSUPPORTED, "batched jobs: row %zu's LoRA set is not row 0's", j);
+        prow[j] = (lf_pipeline_row_t){.prompt = lr[j].prompt, .negative = row->negative,
+                                      .infotext_prompt = lr[j].info_prompt ? lr[j].info_prompt : row->prompt,
+                                      .seed = row->seed, .batch = row->batch};
+    }
+    return 0;
+}
+
 /* Makes the model's weights the request's LoRA set (none: the plain
  * model). */
 static int s_loras_apply(lf_engine_t *e, s_loras_t *l)
@@ -1321,6 +1352,10 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         return s_err(e, LF_EINVAL, "refiner_switch_at %g is not in (0, 1]", req->refiner_switch_at);
     if (req->n_loras && !req->loras) return s_err(e, LF_EINVAL, "n_loras without loras");
     if (req->n_adetailer && !req->adetailer) return s_err(e, LF_EINVAL, "n_adetailer without adetailer");
+    if (req->n_rows && !req->rows) return s_err(e, LF_EINVAL, "n_rows without rows");
+    if (req->n_rows > LF_PIPELINE_MAX_BATCH) return s_err(e, LF_EINVAL, "at most %d batched rows", LF_PIPELINE_MAX_BATCH);
+    if (req->n_rows && (req->n_adetailer || refine))
+        return s_err(e, LF_EUNSUPPORTED, "batched jobs run without ADetailer or a refiner");
     /* The VAE first: a VAE change reloads the base, and the LoRA set is then
      * merged into the reloaded weights. */
     rc = s_ensure_vae(e, req->vae_path, req->vae_name);
@@ -1332,7 +1367,9 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     /* LoRAs go into the base, and into a refiner only where they match it
      * entirely (s_loras_refiner). */
     s_loras_t lo = {0};
-    rc = s_loras_prepare(e, req, &lo);
+    lf_engine_request_t req0 = *req; /* batched: row 0's prompt makes the LoRA set */
+    if (req->n_rows) req0.prompt = req->rows[0].prompt;
+    rc = s_loras_prepare(e, &req0, &lo);
     if (!rc) rc = s_loras_apply(e, &lo);
     if (!rc && refine && e->refiner) rc = s_loras_refiner(e, &lo);
     if (rc) {
@@ -1342,6 +1379,11 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     pr.prompt = lo.prompt;
     pr.infotext_prompt = lo.info_prompt ? lo.info_prompt : req->prompt;
     pr.lora_hashes = lo.hashes;
+    s_loras_t *lr = req->n_rows ? calloc(req->n_rows, sizeof *lr) : NULL;
+    lf_pipeline_row_t *prow = req->n_rows ? calloc(req->n_rows, sizeof *prow) : NULL;
+    if (req->n_rows && (!lr || !prow)) rc = s_err(e, LF_ENOMEM, "out of memory");
+    else if (req->n_rows) rc = s_rows_prepare(e, req, &lo, lr, prow);
+    pr.rows = prow, pr.n_rows = (int)req->n_rows;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
                              .model_name = e->model_name, .vae_name = e->vae_name,
@@ -1354,7 +1396,9 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     lf_pipeline_hooks_t hooks = {.progress = progress ? s_progress : NULL, .progress_ud = &p,
                                  .cancel = cancel};
     lf_pipeline_result_t res = {0};
-    rc = lf_pipeline_run(&ctx, &pr, &hooks, &res, e->err, sizeof e->err);
+    if (!rc) rc = lf_pipeline_run(&ctx, &pr, &hooks, &res, e->err, sizeof e->err);
+    for (size_t j = 0; lr && j < req->n_rows; j++) s_loras_clear(&lr[j]);
+    free(lr), free(prow);
     /* Kept for the next refined job only while base and refiner fit together. */
     if (e->refiner && !s_fits(e, e->model_bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
     if (rc != 0) {

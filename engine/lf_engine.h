@@ -210,7 +210,26 @@ typedef struct {
     double tcd_gamma;
     const int *timesteps;
     int n_timesteps;
+    /* Batched jobs (the worker's batches, lf_pipeline.h "rows"): n_rows > 0
+     * runs these rows in one UNet batch with the rest of this request's
+     * settings; their prompt / negative / seed / batch replace the
+     * request's, and row j's images follow row j-1's, each byte for byte
+     * the image the row alone makes. Each row's <lora:...> tags must make
+     * the same LoRA set (with loras). LF_EUNSUPPORTED (errstr says why)
+     * for what cannot run batched (img2img, Hires-Fix, a refiner, step
+     * caching, ADetailer, prompts of different chunk counts, different
+     * LoRA sets): the caller runs those jobs one by one. */
+    const struct lf_engine_row *rows;
+    size_t n_rows;
 } lf_engine_request_t;
+
+/* One job of a batch (lf_engine_request_t.rows); strings borrowed. */
+typedef struct lf_engine_row {
+    const char *prompt;   /* NULL = "" */
+    const char *negative; /* NULL = "" */
+    uint64_t seed;        /* image i of the row uses seed + i */
+    int batch;            /* 1..64; 0 means 1 */
+} lf_engine_row_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):
  * writes up to max names into names and returns how many exist: the

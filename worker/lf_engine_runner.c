@@ -631,18 +631,58 @@ static int s_add_model_calls(char **info, int full, int cached)
 }
 
 typedef struct {
-    const lf_runner_job_t *job;
+    const lf_runner_job_t *jobs;
+    size_t n;
 } s_prog_t;
 
+/* A batch's step is every job's step (each job's own callback). */
 static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
 {
-    const lf_runner_job_t *job = ((s_prog_t *)ud)->job;
-    job->progress(job->progress_ud, (uint32_t)step, (uint32_t)steps, preview, len);
+    const s_prog_t *pr = ud;
+    for (size_t j = 0; j < pr->n; j++)
+        if (pr->jobs[j].progress)
+            pr->jobs[j].progress(pr->jobs[j].progress_ud, (uint32_t)step, (uint32_t)steps, preview, len);
 }
 
-static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *out)
+/* Job j's images (the next batch_size of res's, moved out) and its info
+ * JSON into *out. */
+static int s_output(const s_state_t *s, const lf_job_params_t *p, lf_engine_result_t *res, size_t first,
+                    size_t count, lf_runner_output_t *out)
+{
+    int rc = 0;
+    lf_runner_output_t o = {0};
+    const char **texts = calloc(count ? count : 1, sizeof *texts);
+    o.images = calloc(count ? count : 1, sizeof *o.images);
+    if (!texts || !o.images) rc = LF_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        lf_engine_image_t *im = &res->images[first + i];
+        texts[i] = im->infotext;
+        o.images[i] = (lf_image_out_t){.png = {im->png, im->png_len}, .seed = (int64_t)im->seed,
+                                       .width = (uint32_t)im->width, .height = (uint32_t)im->height};
+        im->png = NULL; /* moved into the output */
+        o.n_images++;
+    }
+    if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
+                                                              count, texts, res->warnings)))
+        rc = LF_ENOMEM;
+    if (rc == 0) rc = s_add_model_calls(&o.info_json, res->model_calls_full, res->model_calls_cached);
+    free(texts);
+    if (rc != 0) {
+        lf_runner_output_clear(&o);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}
+
+/* n jobs with one batch key (lf_batch.h) as rows of one engine batch
+ * (lf_engine_request_t.rows); n == 1 is a job alone. Everything but the
+ * rows comes from jobs[0]. */
+static int s_run_jobs(void *state, const lf_runner_job_t *jobs, size_t n, const atomic_bool *cancel,
+                      lf_runner_output_t *outs)
 {
     s_state_t *s = state;
+    const lf_runner_job_t *job = &jobs[0];
     const lf_job_params_t *p = job->params;
     char err[256];
     int rc = s_check(state, p, err, sizeof err);
@@ -759,16 +799,23 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
     json_t *ad_keep = NULL;
     req.n_adetailer = s_ad_units(p->adetailer, &ad_keep, ad, LF_DETAILER_MAX_UNITS);
     req.adetailer = req.n_adetailer ? ad : NULL;
-    s_prog_t pr = {job};
+    lf_engine_row_t rows[LF_RUNNER_BATCH_MAX];
+    for (size_t j = 0; n > 1 && j < n && j < LF_RUNNER_BATCH_MAX; j++) {
+        const lf_job_params_t *pj = jobs[j].params;
+        rows[j] = (lf_engine_row_t){.prompt = pj->prompt, .negative = pj->negative_prompt,
+                                    .seed = (uint64_t)pj->seed, .batch = pj->batch_size ? (int)pj->batch_size : 1};
+    }
+    if (n > 1) req.rows = rows, req.n_rows = n < LF_RUNNER_BATCH_MAX ? n : LF_RUNNER_BATCH_MAX;
+    s_prog_t pr = {jobs, n};
     lf_engine_result_t res = {0};
     if (s_is_upscale(p)) { /* an image through an upscaler (A1111's extras) */
         if (!job->init_image || !job->init_image_len) return LF_EINVAL;
         lf_engine_upscale_request_t ur = {.image = job->init_image, .image_len = job->init_image_len,
                                           .upscaler = p->upscaler, .scale = p->upscale_by,
                                           .width = (int)p->upscale_width, .height = (int)p->upscale_height};
-        rc = lf_engine_upscale(s->engine, &ur, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+        rc = lf_engine_upscale(s->engine, &ur, s_progress, &pr, cancel, &res);
     } else {
-        rc = lf_engine_generate(s->engine, &req, job->progress ? s_progress : NULL, &pr, job->cancel, &res);
+        rc = lf_engine_generate(s->engine, &req, s_progress, &pr, cancel, &res);
     }
     json_decref(ad_keep);
     if (rc != 0) {
@@ -776,32 +823,31 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
         if (job->errbuf && job->errlen) snprintf(job->errbuf, job->errlen, "%s", lf_engine_errstr(s->engine));
         return rc;
     }
-    lf_runner_output_t o = {0};
-    const char **texts = calloc(res.n_images ? res.n_images : 1, sizeof *texts);
-    o.images = calloc(res.n_images ? res.n_images : 1, sizeof *o.images);
-    if (!texts || !o.images) rc = LF_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < res.n_images; i++) {
-        texts[i] = res.images[i].infotext;
-        o.images[i] = (lf_image_out_t){.png = {res.images[i].png, res.images[i].png_len},
-                                       .seed = (int64_t)res.images[i].seed,
-                                       .width = (uint32_t)res.images[i].width,
-                                       .height = (uint32_t)res.images[i].height};
-        res.images[i].png = NULL; /* moved into the output */
-        o.n_images++;
-    }
     if (res.warnings) lf_warn("engine: job warnings: %s", res.warnings);
-    if (rc == 0 && !(o.info_json = lf_engine_runner_info_json(p, s->model, lf_engine_model_family(s->engine),
-                                                              res.n_images, texts, res.warnings)))
-        rc = LF_ENOMEM;
-    if (rc == 0) rc = s_add_model_calls(&o.info_json, res.model_calls_full, res.model_calls_cached);
-    free(texts);
-    lf_engine_result_clear(&res);
-    if (rc != 0) {
-        lf_runner_output_clear(&o);
-        return rc;
+    /* Row j's images follow row j-1's. */
+    size_t first = 0;
+    for (size_t j = 0; rc == 0 && j < n; j++) {
+        size_t count = n == 1 ? res.n_images : (size_t)rows[j].batch;
+        if (first + count > res.n_images) rc = LF_EPROTO;
+        if (rc == 0) rc = s_output(s, jobs[j].params, &res, first, count, &outs[j]);
+        first += count;
     }
-    *out = o;
-    return 0;
+    lf_engine_result_clear(&res);
+    for (size_t j = 0; rc != 0 && j < n; j++) lf_runner_output_clear(&outs[j]);
+    return rc;
+}
+
+static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *out)
+{
+    return s_run_jobs(state, job, 1, job->cancel, out);
+}
+
+/* Jobs of one batch key as one batch; LF_EUNSUPPORTED (the runner runs
+ * them one by one) for what the engine does not batch. */
+static int s_run_batch(void *state, const lf_runner_job_t *jobs, size_t n, const atomic_bool *cancel,
+                       lf_runner_output_t *outs)
+{
+    return n > LF_RUNNER_BATCH_MAX ? LF_EUNSUPPORTED : s_run_jobs(state, jobs, n, cancel, outs);
 }
 
 /* The LoRA files under <models>/lora and <models>/Lora, hashed as A1111
@@ -882,6 +928,7 @@ const lf_runner_backend_t lf_engine_runner_backend = {
     .load = s_load,
     .check = s_check,
     .run = s_run,
+    .run_batch = s_run_batch,
     .unload = s_unload,
     .list_loras = s_list_loras,
     .rescan_loras = s_rescan_loras,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_batch.h"
 #include "lf_extranet.h"
 #include "lf_log.h"
 
@@ -312,18 +313,8 @@ int lf_runner_load(lf_runner_t *self, const char *model) {
     return s_load(self, model, err, sizeof err);
 }
 
-int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
-                  char *errbuf, size_t errlen) {
-    char scratch[8];
-    if (!errbuf || !errlen) {
-        errbuf = scratch;
-        errlen = sizeof scratch;
-    }
-    errbuf[0] = '\0';
-    if (!job || !job->params || !out) {
-        snprintf(errbuf, errlen, "no job");
-        return LF_EINVAL;
-    }
+/* lf_runner_run's checks, the model loaded, the backend's check. */
+static int s_prepare(lf_runner_t *self, const lf_runner_job_t *job, char *errbuf, size_t errlen) {
     const lf_job_params_t *p = job->params;
     if (!p->model || !p->model[0]) {
         snprintf(errbuf, errlen, "no model given");
@@ -356,10 +347,25 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         return rc;
     }
     const lf_runner_backend_t *be = self->owner[self->resident];
-    if (be->check) {
-        rc = be->check(self->state, p, errbuf, errlen);
-        if (rc) return rc;
+    return be->check ? be->check(self->state, p, errbuf, errlen) : 0;
+}
+
+int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
+                  char *errbuf, size_t errlen) {
+    char scratch[8];
+    if (!errbuf || !errlen) {
+        errbuf = scratch;
+        errlen = sizeof scratch;
     }
+    errbuf[0] = '\0';
+    if (!job || !job->params || !out) {
+        snprintf(errbuf, errlen, "no job");
+        return LF_EINVAL;
+    }
+    const lf_job_params_t *p = job->params;
+    int rc = s_prepare(self, job, errbuf, errlen);
+    if (rc) return rc;
+    const lf_runner_backend_t *be = self->owner[self->resident];
     lf_runner_output_t tmp = {0};
     lf_runner_job_t j = *job;
     j.errbuf = errbuf, j.errlen = errlen;
@@ -374,5 +380,54 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
         return rc;
     }
     *out = tmp;
+    return 0;
+}
+
+int lf_runner_run_batch(lf_runner_t *self, const lf_runner_job_t *jobs, size_t n,
+                        const atomic_bool *cancel, lf_runner_output_t *outs, int *codes,
+                        char *errbufs, size_t errlen) {
+    if (!self || !jobs || !n || n > LF_RUNNER_BATCH_MAX || !outs || !codes || !errbufs || errlen < 2)
+        return LF_EINVAL;
+    lf_runner_job_t ok[LF_RUNNER_BATCH_MAX];
+    size_t at[LF_RUNNER_BATCH_MAX], k = 0;
+    char key0[LF_BATCH_KEY_LEN + 1] = "", key[LF_BATCH_KEY_LEN + 1];
+    bool together = n > 1;
+    for (size_t j = 0; j < n; j++) {
+        char *eb = errbufs + j * errlen;
+        eb[0] = '\0';
+        memset(&outs[j], 0, sizeof outs[j]);
+        codes[j] = jobs[j].params ? s_prepare(self, &jobs[j], eb, errlen) : LF_EINVAL;
+        if (codes[j]) continue;
+        /* The batch is the model loaded last: a job for another one runs alone. */
+        if (k && strcmp(jobs[j].params->model, ok[0].params->model)) together = false;
+        if (lf_batch_key(jobs[j].params, k ? key : key0) || !key0[0] || (k && strcmp(key, key0)))
+            together = false;
+        at[k] = j;
+        ok[k++] = jobs[j];
+    }
+    int rc = LF_EUNSUPPORTED;
+    const lf_runner_backend_t *be = k ? self->owner[self->resident] : NULL;
+    /* Every job of a batch shares the model its checks loaded. */
+    if (together && k > 1 && be->run_batch) {
+        lf_runner_output_t tmp[LF_RUNNER_BATCH_MAX] = {{0}};
+        char *eb = errbufs + at[0] * errlen;
+        ok[0].errbuf = eb, ok[0].errlen = errlen;
+        rc = be->run_batch(self->state, ok, k, cancel, tmp);
+        if (!rc) lf_extranet_lora_set(ok[0].params, self->lora_set, sizeof self->lora_set);
+        else if (rc != LF_ECANCELED) self->lora_set[0] = '\0';
+        for (size_t q = 0; q < k && rc != LF_EUNSUPPORTED; q++) {
+            codes[at[q]] = rc;
+            if (!rc) outs[at[q]] = tmp[q];
+            else if (q) snprintf(errbufs + at[q] * errlen, errlen, "%s", eb[0] ? eb : lf_strerror(rc));
+        }
+        if (rc == LF_EUNSUPPORTED) lf_info("runner: %zu jobs run one by one: %s", k, eb);
+    }
+    if (rc != LF_EUNSUPPORTED) return 0;
+    for (size_t q = 0; q < k; q++) {
+        size_t j = at[q];
+        codes[j] = cancel && atomic_load(cancel)
+                       ? LF_ECANCELED
+                       : lf_runner_run(self, &jobs[j], &outs[j], errbufs + j * errlen, errlen);
+    }
     return 0;
 }

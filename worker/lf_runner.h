@@ -101,6 +101,15 @@ typedef struct lf_runner_backend {
      * LF_ECANCELED when job->cancel was raised; other codes on failure. */
     int (*run)(void *state, const lf_runner_job_t *job, lf_runner_output_t *out);
 
+    /* Optional: n (2..LF_RUNNER_BATCH_MAX) jobs of one batch key
+     * (lf_batch.h) as one batch, each job's images byte for byte what run()
+     * makes of it alone; outs[j] (zeroed on entry) for job j; stops when
+     * `cancel` is raised (LF_ECANCELED). LF_EUNSUPPORTED when these jobs
+     * cannot run together (the runner then runs them one by one); another
+     * code fails every job of the batch. NULL: never batched. */
+    int (*run_batch)(void *state, const lf_runner_job_t *jobs, size_t n, const atomic_bool *cancel,
+                     lf_runner_output_t *outs);
+
     /* Release a state; accepts *state == NULL and sets it to NULL. */
     void (*unload)(void **state);
 
@@ -200,5 +209,22 @@ void lf_runner_unload(lf_runner_t *self);
  * and the backend's codes. */
 int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_output_t *out,
                   char *errbuf, size_t errlen);
+
+/* Jobs one worker takes at once at most (LF_BATCH_MAX is capped here). */
+#define LF_RUNNER_BATCH_MAX 16
+
+/* Run n (1..LF_RUNNER_BATCH_MAX) jobs the broker sent as one batch: each
+ * gets lf_runner_run's checks (a job that fails them fails alone: codes[j]
+ * and its reason at errbufs + j * errlen), the others run as one batch
+ * through the backend's run_batch when they share a model and a batch key,
+ * else (or when it answers LF_EUNSUPPORTED) one by one with lf_runner_run.
+ * A batch stops when `cancel` is raised (the caller raises it once every
+ * job of the batch is cancelled; one cancelled job of a batch runs to the
+ * end and the caller drops its output); one by one, each job's own
+ * jobs[j].cancel counts too. codes[j]: 0 with outs[j] filled (caller owns),
+ * or the job's error. Returns 0, or LF_EINVAL (bad arguments). */
+int lf_runner_run_batch(lf_runner_t *self, const lf_runner_job_t *jobs, size_t n,
+                        const atomic_bool *cancel, lf_runner_output_t *outs, int *codes,
+                        char *errbufs, size_t errlen);
 
 #endif

@@ -741,6 +741,52 @@ out:
     return rc;
 }
 
+/* Row j of a batched request as a request of its own. */
+static lf_pipeline_request_t s_row_req(const lf_pipeline_request_t *req, int j)
+{
+    lf_pipeline_request_t r = *req;
+    const lf_pipeline_row_t *row = &req->rows[j];
+    r.prompt = row->prompt, r.negative = row->negative, r.infotext_prompt = row->infotext_prompt;
+    r.seed = row->seed, r.batch = row->batch > 0 ? row->batch : 1;
+    r.rows = NULL, r.n_rows = 0;
+    return r;
+}
+
+/* Batched rows: each row tokenized and encoded as it would be alone, its
+ * cond rows at its place among the batch's B conds, its uncond rows among
+ * the B unconds. n: the chunk count every row must have (row 0's). */
+static int s_condition_rows(const lf_pipeline_ctx_t *ctx, const lf_model_desc_t *d,
+                            const lf_pipeline_request_t *req, int B, int guided, size_t n,
+                            float **cond_out, float **vec_out, char *err, size_t errlen)
+{
+    const int mb = guided ? 2 * B : B;
+    const size_t cond_sz = n * LF_CLIP_CONTEXT * (size_t)d->text_dim;
+    const size_t V = (size_t)d->pooled_dim + (size_t)d->n_time_ids;
+    float *cond = *cond_out = malloc((size_t)mb * cond_sz * sizeof *cond);
+    float *vec = *vec_out = V && d->n_time_ids ? malloc((size_t)mb * V * sizeof *vec) : NULL;
+    if (!cond || (d->n_time_ids && !vec)) return s_fail(err, errlen, LF_ENOMEM, "out of memory for the text conditioning");
+    int rc = 0;
+    for (int j = 0, off = 0; j < req->n_rows && rc == 0; j++) {
+        lf_pipeline_request_t rj = s_row_req(req, j);
+        s_tokens_t t = {0};
+        float *c = NULL, *v = NULL;
+        rc = s_tokenize(ctx, &rj, guided, &t, err, errlen);
+        if (rc == 0 && t.n != n)
+            rc = s_fail(err, errlen, LF_EUNSUPPORTED,
+                        "batched jobs need prompts of the same number of 75-token chunks (%zu, row %d: %zu)",
+                        n, j, t.n);
+        if (rc == 0) rc = s_condition(ctx, ctx->model, d, &rj, &t, guided, &c, &v, err, errlen);
+        for (int half = 0; rc == 0 && half < (guided ? 2 : 1); half++) {
+            const size_t src = (size_t)half * (size_t)rj.batch, dst = (size_t)half * (size_t)B + (size_t)off;
+            memcpy(cond + dst * cond_sz, c + src * cond_sz, (size_t)rj.batch * cond_sz * sizeof *cond);
+            if (vec) memcpy(vec + dst * V, v + src * V, (size_t)rj.batch * V * sizeof *vec);
+        }
+        off += rj.batch;
+        free(t.ids), free(t.weights), free(c), free(v);
+    }
+    return rc;
+}
+
 /* The first step index (of start..steps) the refiner takes: the first whose
  * timestep is below round(1000 - 1000 f) (diffusers' discrete cutoff);
  * steps when none is. */
@@ -909,6 +955,26 @@ static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *re
         return s_fail(err, errlen, LF_EINVAL, "noise multiplier must be 0..10 and mask weight at most 1");
     if (ctx->refiner && d->concat_channels)
         return s_fail(err, errlen, LF_EINVAL, "an inpainting model takes no refiner");
+    if (req->n_rows < 0 || (req->n_rows && !req->rows))
+        return s_fail(err, errlen, LF_EINVAL, "bad batch rows");
+    if (req->n_rows) {
+        int total = 0;
+        for (int j = 0; j < req->n_rows; j++)
+            total += req->rows[j].batch > 0 && req->rows[j].batch <= LF_PIPELINE_MAX_BATCH ? req->rows[j].batch
+                     : req->rows[j].batch == 0                                              ? 1
+                                                                                            : LF_PIPELINE_MAX_BATCH + 1;
+        if (total > LF_PIPELINE_MAX_BATCH)
+            return s_fail(err, errlen, LF_EINVAL, "batched jobs: at most %d images in all", LF_PIPELINE_MAX_BATCH);
+        const int rows = total * ((req->cfg != 1.0 && req->cfg != 0.0) || lf_sampler_needs_uncond(req->sampler) ? 2 : 1);
+        if (rows > LF_PIPELINE_BATCH_ROWS_MAX)
+            return s_fail(err, errlen, LF_EUNSUPPORTED, "batched jobs: %d UNet rows, over the %d whose bytes stay as alone",
+                          rows, LF_PIPELINE_BATCH_ROWS_MAX);
+        const int refined = ctx->refiner && req->refiner_switch_at > 0.0 && req->refiner_switch_at < 1.0;
+        if (req->init_image || req->hires.enable || refined || req->cache.kind != LF_STEPCACHE_NONE ||
+            d->concat_channels)
+            return s_fail(err, errlen, LF_EUNSUPPORTED,
+                          "batched jobs are txt2img without Hires-Fix, refiner, step caching or inpainting model");
+    }
     return 0;
 }
 
@@ -932,6 +998,13 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     /* The inpainting conditioning is built once, at the first pass's size. */
     if (hires && d->concat_channels)
         return s_fail(err, errlen, LF_EUNSUPPORTED, "Hires-Fix on an inpainting model is not supported yet");
+    /* Batched rows: the batch is theirs; row_req[j]: row j as a request. */
+    lf_pipeline_request_t row0 = req;
+    if (req.n_rows) {
+        row0 = s_row_req(&req, 0);
+        req.batch = 0;
+        for (int j = 0; j < req.n_rows; j++) req.batch += s_row_req(&req, j).batch;
+    }
 
     const int B = req.batch, f = d->vae_scale, h = req.height / f, w = req.width / f;
     const size_t per = (size_t)d->latent_channels * (size_t)h * (size_t)w;
@@ -969,6 +1042,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     uint8_t *rgb = NULL;
     double *sigmas = malloc(((size_t)req.steps + 1) * sizeof *sigmas);
     int n_done = 0;
+    uint64_t *seeds = NULL; /* per image */
 
     if (!sigmas) {
         rc = LF_ENOMEM;
@@ -997,7 +1071,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     r.steps = req.steps - start + (hires ? hp.steps : 0); /* one bar over both passes */
 
     /* Text: one encoder call for cond and uncond chunks together. */
-    if ((rc = s_tokenize(ctx, &req, guided, &tok, err, errlen)) != 0) goto done;
+    if ((rc = s_tokenize(ctx, &row0, guided, &tok, err, errlen)) != 0) goto done;
     r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
     x = malloc((size_t)B * per_max * sizeof *x);
     r.x_in = malloc((size_t)mb * (per_max + (size_t)cc * hw) * sizeof *r.x_in);
@@ -1005,6 +1079,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     r.t = malloc((size_t)mb * sizeof *r.t);
     r.uncond = need_uncond ? malloc((size_t)B * per_max * sizeof *r.uncond) : NULL;
     r.rngs = malloc((size_t)B * sizeof *r.rngs);
+    seeds = malloc((size_t)B * sizeof *seeds);
     r.preview_z = malloc(per_max * sizeof *r.preview_z);
     /* lf_model_preview's contract: a TAESD decoder writes the latent x8,
      * whatever the VAE's scale (a tiny VAE's x2 would give a smaller image
@@ -1014,7 +1089,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     img = malloc(3 * npix_max * sizeof *img);
     rgb = malloc(npix_max * 3);
     images = calloc((size_t)B, sizeof *images);
-    if (!x || !r.x_in || !r.out || !r.t || (need_uncond && !r.uncond) || !r.rngs || !r.preview_z ||
+    if (!x || !r.x_in || !r.out || !r.t || (need_uncond && !r.uncond) || !r.rngs || !seeds || !r.preview_z ||
         !r.preview_rgb || !img || !rgb || !images) {
         rc = s_fail(err, errlen, LF_ENOMEM, "out of memory for %dx%d x%d", req.width, req.height, B);
         goto done;
@@ -1023,8 +1098,9 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ECANCELED;
         goto done;
     }
-    if ((rc = s_condition(ctx, ctx->model, d, &req, &tok, guided, &cond, &vec, err, errlen)) != 0)
-        goto done;
+    rc = req.n_rows ? s_condition_rows(ctx, d, &req, B, guided, tok.n, &cond, &vec, err, errlen)
+                    : s_condition(ctx, ctx->model, d, &req, &tok, guided, &cond, &vec, err, errlen);
+    if (rc != 0) goto done;
     r.cond = cond;
     r.vec = vec;
     /* The refiner's part of the schedule and its own conditioning. */
@@ -1045,8 +1121,12 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
 
     /* Initial latents: each image's own generator; img2img adds the noise
      * to the encoded init image at the first sigma of the tail. */
+    for (int j = 0, b = 0; j < (req.n_rows ? req.n_rows : 1); j++) {
+        const lf_pipeline_request_t rj = req.n_rows ? s_row_req(&req, j) : req;
+        for (int i = 0; i < rj.batch; i++, b++) seeds[b] = rj.seed + (uint64_t)i;
+    }
     for (int b = 0; b < B; b++) {
-        lf_rng_init(&r.rngs[b], req.rng, req.seed + (uint64_t)b);
+        lf_rng_init(&r.rngs[b], req.rng, seeds[b]);
         lf_rng_randn(&r.rngs[b], x + (size_t)b * per, per);
     }
     const double s0 = sigmas[start];
@@ -1269,7 +1349,11 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
             goto done;
         }
         const double cmw = cc ? (req.inpainting_mask_weight < 0 ? 1.0 : req.inpainting_mask_weight) : NAN;
-        if ((rc = s_encode_png(&req, ctx->model_name, ctx->vae_name, rname, cmw, b, inp.active ? orgb : rgb,
+        /* A batched row's image: its own request, its index in the row. */
+        int row = 0, index = b;
+        while (req.n_rows && index >= s_row_req(&req, row).batch) index -= s_row_req(&req, row++).batch;
+        const lf_pipeline_request_t rb = req.n_rows ? s_row_req(&req, row) : req;
+        if ((rc = s_encode_png(&rb, ctx->model_name, ctx->vae_name, rname, cmw, index, inp.active ? orgb : rgb,
                                inp.active ? (size_t)inp.ow : ow,
                                inp.active ? (size_t)inp.oh : oh, &images[b], err, errlen)) != 0)
             goto done;
@@ -1304,6 +1388,7 @@ done:
     free(r.t);
     free(r.uncond);
     free(r.rngs);
+    free(seeds);
     free(r.preview_z);
     free(r.preview_rgb);
     lf_stepcache_destroy(&r.sc);

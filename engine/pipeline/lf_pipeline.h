@@ -168,6 +168,22 @@ typedef struct {
 } lf_pipeline_hires_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
+/* Batched rows: at most this many UNet rows (images x 2 with CFG). On the
+ * built-in model a job's bytes were measured identical alone and batched up
+ * to 8 rows, not at 16; on the full-size SD1.5 networks not even at 4
+ * (docs/PERFORMANCE.md, "Batched jobs": some kernel's per-row result
+ * depends on the batch size; not found yet). */
+#define LF_PIPELINE_BATCH_ROWS_MAX 8
+
+/* One job of a batch of jobs (lf_pipeline_request_t.rows): what may differ
+ * between jobs that run as one UNet batch. */
+typedef struct {
+    const char *prompt;          /* NULL = "" */
+    const char *negative;        /* NULL = "" */
+    const char *infotext_prompt; /* NULL = prompt */
+    uint64_t seed;               /* image i of the row uses seed + i */
+    int batch;                   /* images of the row; 0 means 1 */
+} lf_pipeline_row_t;
 #define LF_PIPELINE_MAX_STEPS 1000
 #define LF_PIPELINE_MAX_SIDE 4096
 
@@ -244,6 +260,24 @@ typedef struct {
     double tcd_gamma;
     const int *timesteps;
     int n_timesteps;
+    /* Batched jobs (a worker's batch): n_rows > 0 replaces prompt, negative,
+     * infotext_prompt, seed and batch by the rows'. Row j's images follow
+     * row j-1's (n_images = the sum of the rows' batches, at most
+     * LF_PIPELINE_MAX_BATCH), each made exactly as the row alone would make
+     * it: its own text encoding (one encoder call per row, as alone), its
+     * own generators, its cond rows among the batch's conds and its uncond
+     * rows among the unconds; every step is element-wise per image, so a
+     * row's bytes do not depend on the others as long as the networks'
+     * rows do not (tests/engine/test_pipeline_batch.c checks both on the
+     * built-in model; on full-size networks the kernels' rows do depend on
+     * the batch size: see LF_PIPELINE_BATCH_ROWS_MAX).
+     * LF_EUNSUPPORTED for img2img, Hires-Fix, a refiner, step caching (its
+     * decision looks at the whole batch), an inpainting UNet, and rows whose
+     * prompts or negative prompts need different numbers of 75-token
+     * chunks (the batch shares one conditioning length): the caller runs
+     * such jobs alone. */
+    const lf_pipeline_row_t *rows;
+    int n_rows;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the

@@ -315,6 +315,53 @@ static void test_unrunnable_grace(void **state) {
     }
 }
 
+/* Batches: the head takes same-key, same-priority jobs in FIFO order up to
+ * batch_max and max_pixels x batch_max; never a job another worker got. */
+#define JB(id_, model_, key_, prio_, seq_, px) \
+    {.id = id_, .model = model_, .batch_key = key_, .pixels = px, .priority = prio_, .created_ms = NOW, .seq = seq_}
+static void s_batch(const lf_sched_job_t *jobs, size_t n, lf_sched_worker_t *ws, size_t nw, const char *expect) {
+    lf_sched_match_t mt[MAXN];
+    size_t nm = 0;
+    uint32_t with[MAXN];
+    assert_int_equal(lf_scheduler_match(NULL, jobs, n, ws, nw, NOW, mt, &nm), 0);
+    assert_int_equal(lf_scheduler_batch(jobs, n, ws, nw, mt, nm, with), 0);
+    /* expect: per job, the worker index of its batch as a digit, '-' for
+     * alone (a head, or left queued). */
+    char got[MAXN + 1] = "";
+    for (size_t i = 0; i < n; i++)
+        got[i] = with[i] == LF_SCHED_ALONE ? '-' : (char)('0' + mt[with[i]].worker);
+    got[n] = '\0';
+    assert_string_equal(got, expect);
+}
+
+static void test_batch(void **state) {
+    (void)state;
+    const uint64_t P = 512 * 512;
+    lf_sched_job_t jobs[] = {JB("a", "m1", "K", LF_PRIO_NORMAL, 1, P), JB("b", "m1", "K", LF_PRIO_NORMAL, 2, 2 * P),
+                             JB("c", "m1", "K2", LF_PRIO_NORMAL, 3, P), JB("d", "m1", "K", LF_PRIO_LOW, 4, P),
+                             JB("e", "m1", "K", LF_PRIO_NORMAL, 5, P), JB("f", "m2", "K", LF_PRIO_NORMAL, 6, P),
+                             JB("g", "m1", "K", LF_PRIO_NORMAL, 7, P)};
+    lf_sched_worker_t w[2] = {W("w1", M1, "m1", 0), W("w2", M1, "m1", 0)};
+    w[0].batch_max = 3;
+    s_batch(jobs, 7, w, 1, "-0--0--"); /* b and e; c another key, d lower, f another model, g over 3 */
+    w[0].batch_max = 4;
+    w[0].max_pixels = P;
+    s_batch(jobs, 7, w, 1, "----0-0"); /* b (2 images) is over the worker's max_pixels */
+    w[0].max_pixels = 0;
+    s_batch(jobs, 7, w, 1, "-0--0-0");
+    w[0].batch_max = 1;
+    s_batch(jobs, 7, w, 1, "-------");
+    /* Two workers: a and b are heads; the rest split in FIFO order. */
+    w[0].batch_max = w[1].batch_max = 2;
+    s_batch(jobs, 7, w, 2, "----0-1");
+    /* A head without a key runs alone. */
+    jobs[0].batch_key = NULL;
+    w[0].batch_max = 3;
+    s_batch(jobs, 7, w, 1, "-------");
+    uint32_t with[1];
+    assert_int_equal(lf_scheduler_batch(NULL, 1, w, 1, NULL, 0, with), LF_EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
@@ -324,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_unmet),
         cmocka_unit_test(test_unrunnable_grace),
+        cmocka_unit_test(test_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,6 +208,81 @@ static void test_discovery_and_job(void **state)
     lf_runner_destroy(&r);
 }
 
+/* Batched jobs (lf_runner_run_batch): jobs of one batch key run as one
+ * batch (their steps interleave) and each job's images are the bytes it
+ * makes alone; a job that fails its checks fails alone; jobs of different
+ * keys run one by one; a raised batch cancel stops them all. */
+typedef struct {
+    char order[64]; /* the job letter of each progress call, in order */
+    size_t n;
+    char letter;
+} s_seq_t;
+static s_seq_t s_seq;
+static void s_seq_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *preview, size_t len)
+{
+    (void)step, (void)steps, (void)preview, (void)len;
+    if (s_seq.n + 1 < sizeof s_seq.order) s_seq.order[s_seq.n++] = *(const char *)ud;
+}
+
+static void test_batch(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f->have_vocab) skip();
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
+    lf_runner_t *r = lf_runner_new(&env, backends, 1);
+    assert_non_null(r);
+    lf_job_params_t p[4] = {
+        {.model = "tiny-clip", .prompt = "a red circle", .negative_prompt = "blue", .sampler = "euler_a",
+         .scheduler = "karras", .width = 64, .height = 64, .steps = 2, .batch_size = 1, .cfg_scale = 5.0, .seed = 11},
+    };
+    p[1] = p[0], p[1].prompt = "a green square", p[1].negative_prompt = "", p[1].seed = 3, p[1].batch_size = 2;
+    p[2] = p[0], p[2].width = 60;                 /* refused by the checks */
+    p[3] = p[0], p[3].sampler = "dpmpp_2m";       /* another batch key */
+    static const char letters[4] = {'a', 'b', 'c', 'd'};
+    lf_runner_job_t jobs[4];
+    lf_runner_output_t alone[4] = {{0}}, outs[4];
+    int codes[4];
+    char errs[4][256], err[256];
+    for (int j = 0; j < 4; j++) {
+        jobs[j] = (lf_runner_job_t){.params = &p[j], .progress = s_seq_progress, .progress_ud = (void *)&letters[j]};
+        if (j != 2 && lf_runner_run(r, &jobs[j], &alone[j], err, sizeof err)) fail_msg("%s", err);
+    }
+    memset(&s_seq, 0, sizeof s_seq);
+    atomic_bool cancel = false;
+    assert_int_equal(lf_runner_run_batch(r, jobs, 3, &cancel, outs, codes, errs[0], sizeof errs[0]), 0);
+    assert_string_equal(s_seq.order, "abab"); /* one batch: every step is both jobs' */
+    assert_int_equal(codes[0], 0);
+    assert_int_equal(codes[1], 0);
+    assert_true(codes[2] < 0);
+    assert_non_null(strstr(errs[2], "size"));
+    for (int j = 0; j < 2; j++) {
+        assert_int_equal(outs[j].n_images, alone[j].n_images);
+        for (size_t i = 0; i < outs[j].n_images; i++) {
+            assert_int_equal(outs[j].images[i].png.len, alone[j].images[i].png.len);
+            assert_memory_equal(outs[j].images[i].png.data, alone[j].images[i].png.data, alone[j].images[i].png.len);
+        }
+        lf_runner_output_clear(&outs[j]);
+    }
+    /* Another key: one by one, each as alone. */
+    memset(&s_seq, 0, sizeof s_seq);
+    lf_runner_job_t two[2] = {jobs[0], jobs[3]};
+    assert_int_equal(lf_runner_run_batch(r, two, 2, &cancel, outs, codes, errs[0], sizeof errs[0]), 0);
+    assert_string_equal(s_seq.order, "aadd");
+    assert_int_equal(codes[1], 0);
+    assert_memory_equal(outs[1].images[0].png.data, alone[3].images[0].png.data, alone[3].images[0].png.len);
+    lf_runner_output_clear(&outs[0]);
+    lf_runner_output_clear(&outs[1]);
+    /* The batch's cancel stops every job. */
+    atomic_store(&cancel, true);
+    assert_int_equal(lf_runner_run_batch(r, jobs, 2, &cancel, outs, codes, errs[0], sizeof errs[0]), 0);
+    assert_int_equal(codes[0], LF_ECANCELED);
+    assert_int_equal(codes[1], LF_ECANCELED);
+    assert_int_equal(lf_runner_run_batch(r, jobs, 0, &cancel, outs, codes, errs[0], sizeof errs[0]), LF_EINVAL);
+    for (int j = 0; j < 4; j++) lf_runner_output_clear(&alone[j]);
+    lf_runner_destroy(&r);
+}
+
 /* A one-tensor safetensors file whose name makes the probe say `family`. */
 static void s_probe_file(const char *path, const char *tensor)
 {
@@ -389,6 +464,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_discovery_and_job, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sdxl_refiner_vae, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sdxl_taesdxl_preview, s_setup, s_teardown),
         cmocka_unit_test(test_info_json),

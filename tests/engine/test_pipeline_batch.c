@@ -1,0 +1,161 @@
+/* Batched jobs through the lf_engine facade (lf_engine_request_t.rows) on
+ * the built-in model (models/lf-tiny-shapes.safetensors): every job's
+ * images in a batch are byte-identical to the images the job makes alone
+ * (prompts, negative prompts, seeds and per-job batch sizes differ; the
+ * UNet sees batches of 2, 4 and 8 rows, so this also checks that the
+ * kernels' results per row do not depend on the batch size), in any order
+ * of the rows; what cannot run batched is refused with LF_EUNSUPPORTED.
+ * Skips without the model or the CLIP merges file (assets/). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lf_engine.h"
+#include "lf_error.h"
+
+#define S_MODEL LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors"
+#define S_ASSETS LF_SOURCE_DIR "/assets"
+
+static lf_engine_t *s_engine(void)
+{
+    if (access(S_MODEL, R_OK) || access(S_ASSETS "/clip/bpe_simple_vocab_16e6.txt.gz", R_OK)) {
+        printf("  skipped: the built-in model or assets/ (tools/fetch_assets.sh) is absent\n");
+        return NULL;
+    }
+    char err[256] = "";
+    lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2};
+    lf_engine_t *e = NULL;
+    if (lf_engine_new(&o, &e, err, sizeof err)) fail_msg("%s", err);
+    if (lf_engine_load(e, S_MODEL, NULL)) fail_msg("%s", lf_engine_errstr(e));
+    return e;
+}
+
+static const lf_engine_row_t s_rows[3] = {
+    {.prompt = "a red circle", .negative = "blue", .seed = 11, .batch = 1},
+    {.prompt = "a green square on a white background", .negative = "", .seed = 42, .batch = 2},
+    {.prompt = "a blue (triangle:1.3)", .negative = "noise, blur", .seed = 5, .batch = 1},
+};
+
+static lf_engine_request_t s_request(const char *sampler, const char *scheduler)
+{
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.width = req.height = 128;
+    req.steps = 3;
+    req.cfg = 5;
+    req.sampler = sampler;
+    req.scheduler = scheduler;
+    return req;
+}
+
+/* rows[order[k]] batched; each image equal to that row's own run. */
+static void s_check_batch(lf_engine_t *e, const lf_engine_request_t *base, const int *order, size_t n,
+                          const lf_engine_result_t *alone)
+{
+    lf_engine_row_t rows[3];
+    for (size_t k = 0; k < n; k++) rows[k] = s_rows[order[k]];
+    lf_engine_request_t req = *base;
+    req.rows = rows, req.n_rows = n;
+    lf_engine_result_t res = {0};
+    if (lf_engine_generate(e, &req, NULL, NULL, NULL, &res)) fail_msg("%s", lf_engine_errstr(e));
+    size_t at = 0;
+    for (size_t k = 0; k < n; k++) {
+        const lf_engine_result_t *a = &alone[order[k]];
+        for (size_t i = 0; i < a->n_images; i++, at++) {
+            assert_true(at < res.n_images);
+            assert_int_equal(res.images[at].seed, a->images[i].seed);
+            assert_string_equal(res.images[at].infotext, a->images[i].infotext);
+            assert_int_equal(res.images[at].png_len, a->images[i].png_len);
+            assert_memory_equal(res.images[at].png, a->images[i].png, a->images[i].png_len);
+        }
+    }
+    assert_int_equal(res.n_images, at);
+    lf_engine_result_clear(&res);
+}
+
+static void s_same_bytes(const char *sampler, const char *scheduler, int orders)
+{
+    lf_engine_t *e = s_engine();
+    if (!e) skip();
+    lf_engine_request_t base = s_request(sampler, scheduler);
+    lf_engine_result_t alone[3] = {{0}};
+    for (int j = 0; j < 3; j++) {
+        lf_engine_request_t req = base;
+        req.prompt = s_rows[j].prompt, req.negative = s_rows[j].negative;
+        req.seed = s_rows[j].seed, req.batch = s_rows[j].batch;
+        if (lf_engine_generate(e, &req, NULL, NULL, NULL, &alone[j])) fail_msg("%s", lf_engine_errstr(e));
+        assert_int_equal(alone[j].n_images, (size_t)s_rows[j].batch);
+    }
+    /* The images differ between jobs (the comparison below means something). */
+    assert_true(alone[0].images[0].png_len != alone[2].images[0].png_len ||
+                memcmp(alone[0].images[0].png, alone[2].images[0].png, alone[0].images[0].png_len));
+    static const int all[3] = {0, 1, 2}, swapped[3] = {2, 0, 1}, pair[2] = {2, 0};
+    s_check_batch(e, &base, all, 3, alone);
+    if (orders > 1) {
+        s_check_batch(e, &base, swapped, 3, alone);
+        s_check_batch(e, &base, pair, 2, alone);
+    }
+    for (int j = 0; j < 3; j++) lf_engine_result_clear(&alone[j]);
+    lf_engine_destroy(&e);
+}
+
+static void test_same_bytes_euler_a(void **state)
+{
+    (void)state;
+    s_same_bytes("euler_ancestral", "normal", 3);
+}
+
+static void test_same_bytes_dpmpp_2m_karras(void **state)
+{
+    (void)state;
+    s_same_bytes("dpmpp_2m", "karras", 1);
+}
+
+/* What cannot run batched is refused (the worker then runs the jobs one by one). */
+static void test_refused(void **state)
+{
+    (void)state;
+    lf_engine_t *e = s_engine();
+    if (!e) skip();
+    lf_engine_request_t req = s_request("euler", "normal");
+    lf_engine_result_t res = {0};
+    /* A prompt of two 75-token chunks beside one of one chunk. */
+    char longp[1200] = "";
+    for (int i = 0; i < 100; i++) strcat(longp, "red ");
+    lf_engine_row_t rows[2] = {{.prompt = "a red circle", .seed = 1}, {.prompt = longp, .seed = 2}};
+    req.rows = rows, req.n_rows = 2;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
+    assert_non_null(strstr(lf_engine_errstr(e), "chunks"));
+    /* Hires-Fix and step caching do not run batched. */
+    rows[1].prompt = "a blue square";
+    req.enable_hr = 1;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
+    req.enable_hr = 0;
+    req.cache = (lf_stepcache_opts_t){.kind = LF_STEPCACHE_FBCACHE, .threshold = 0.1f, .interval = 1};
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
+    req.cache = (lf_stepcache_opts_t){0};
+    /* Over LF_PIPELINE_BATCH_ROWS_MAX UNet rows (5 images with CFG). */
+    rows[0].batch = 4;
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EUNSUPPORTED);
+    assert_non_null(strstr(lf_engine_errstr(e), "rows"));
+    rows[0].batch = 0;
+    req.rows = NULL; /* n_rows without rows */
+    assert_int_equal(lf_engine_generate(e, &req, NULL, NULL, NULL, &res), LF_EINVAL);
+    lf_engine_destroy(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_bytes_euler_a),
+        cmocka_unit_test(test_same_bytes_dpmpp_2m_karras),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
