@@ -403,9 +403,10 @@ static void test_model_parts(void **state) {
     assert_int_equal(d->guidance_embed, 1);
     assert_int_equal(d->flow_dynamic, 1);
     assert_int_equal(d->text_tokens, 512);
-    int32_t ids[77] = {0};
+    int32_t ids[512] = {0};
     float tmp[77 * 24];
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, tmp, NULL), LF_EUNSUPPORTED);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, tmp, NULL), LF_EINVAL); /* no pooled */
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, tmp), LF_EUNSUPPORTED);          /* no T5 part */
     /* The transformer's reference case through lf_model_denoise (NCHW latents). */
     lf_safetensors_t *ref = NULL;
     assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_dev_ref.safetensors"),
@@ -455,6 +456,66 @@ static void test_model_parts(void **state) {
     assert_null(m);
 }
 
+/* Flux's text from parts: CLIP-L's pooled output through
+ * lf_model_encode_text and T5's hidden states through lf_model_encode_t5,
+ * as CLIPTextModel / T5EncoderModel give them (schnell: 256 T5 tokens). */
+static void test_model_text(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], rp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32, .text_paths = texts, .n_text_paths = 2,
+                         .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    assert_int_equal(d->text_tokens, 256);
+    assert_null(d->t5_tokenizer);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_clip_l_ref.safetensors"),
+                                         err, sizeof err), 0);
+    float *idf = lf_test_ref_f32(ref, "ids", NULL), *want = lf_test_ref_f32(ref, "pooled", NULL);
+    int32_t ids[2 * 256];
+    for (int i = 0; i < 2 * 77; i++) ids[i] = (int32_t)idf[i % 77];
+    float pooled[2 * 20];
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, NULL, pooled), 0);
+    printf("  pooled rel err %.3g %.3g\n", lf_test_relerr(pooled, want, 20),
+           lf_test_relerr(pooled + 20, want, 20));
+    assert_true(lf_test_relerr(pooled, want, 20) < 1e-4);
+    assert_true(lf_test_relerr(pooled + 20, want, 20) < 1e-4);
+    free(idf), free(want);
+    lf_safetensors_destroy(&ref);
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_t5_stub_ref.safetensors"),
+                                         err, sizeof err), 0);
+    size_t n = 0;
+    idf = lf_test_ref_f32(ref, "ids", &n), want = lf_test_ref_f32(ref, "out", NULL);
+    assert_int_equal(n, 256);
+    for (int i = 0; i < 2 * 256; i++) ids[i] = (int32_t)idf[i % 256];
+    float *out = malloc(2 * 256 * 24 * sizeof *out);
+    assert_int_equal(lf_model_encode_t5(m, ids, 2, out), 0);
+    printf("  T5 rel err %.3g %.3g\n", lf_test_relerr(out, want, 256 * 24),
+           lf_test_relerr(out + 256 * 24, want, 256 * 24));
+    assert_true(lf_test_relerr(out, want, 256 * 24) < 1e-4);
+    assert_true(lf_test_relerr(out + 256 * 24, want, 256 * 24) < 1e-4);
+    ids[3] = 64; /* outside the stub's vocabulary */
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, out), LF_EINVAL);
+    free(idf), free(want), free(out);
+    lf_safetensors_destroy(&ref);
+    lf_model_destroy(&m);
+
+    /* A T5 whose width is not the transformer's text width is named. */
+    lf_test_fixture(t5p, sizeof t5p, "t5/t5_tiny_f16.safetensors");
+    assert_int_equal(lf_model_load(tp, &o, &m, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "t5_tiny_f16.safetensors"));
+    assert_non_null(strstr(err, "width 32"));
+    assert_null(m);
+}
+
 static void s_put(const char *dir, const char *rel, const char *text, const char *fixture) {
     char p[1200], t[1024];
     snprintf(p, sizeof p, "%s/%s", dir, rel);
@@ -471,8 +532,9 @@ static void s_put(const char *dir, const char *rel, const char *text, const char
     fclose(f);
 }
 
-/* A diffusers folder (transformer/, text_encoder/, vae/, scheduler/): the
- * configs are read from it (the scheduler's use_dynamic_shifting). */
+/* A diffusers folder (transformer/, text_encoder/, text_encoder_2/, vae/,
+ * scheduler/, tokenizer_2/): the configs are read from it (the scheduler's
+ * use_dynamic_shifting), T5 is built and its tokenizer file named. */
 static void test_model_diffusers_folder(void **state) {
     (void)state;
     char dir[] = "/tmp/lf_flux_folder_XXXXXX", err[512] = "", cmd[1200];
@@ -484,6 +546,9 @@ static void test_model_diffusers_folder(void **state) {
     s_put(dir, "vae/diffusion_pytorch_model.safetensors", NULL, "flux/flux_vae.safetensors");
     s_put(dir, "vae/config.json", "{\"norm_num_groups\": 4, \"scaling_factor\": 0.5, \"shift_factor\": 0.25}", NULL);
     s_put(dir, "scheduler/scheduler_config.json", "{\"use_dynamic_shifting\": false, \"shift\": 3.0}", NULL);
+    s_put(dir, "text_encoder_2/model.safetensors", NULL, "flux/flux_t5_stub.safetensors");
+    s_put(dir, "text_encoder_2/config.json", "{\"layer_norm_epsilon\": 1e-6}", NULL);
+    s_put(dir, "tokenizer_2/spiece.model", "(not read by the model)", NULL);
     lf_model_t *m = NULL;
     int rc = lf_model_load(dir, NULL, &m, err, sizeof err);
     if (rc) printf("%s\n", err);
@@ -494,6 +559,12 @@ static void test_model_diffusers_folder(void **state) {
     assert_float_equal(d->flow_shift, 3.0f, 0);
     assert_float_equal(d->scaling_factor, 0.5f, 0);
     assert_float_equal(d->shift_factor, 0.25f, 0);
+    assert_non_null(d->t5_tokenizer);
+    assert_non_null(strstr(d->t5_tokenizer, "/tokenizer_2/spiece.model"));
+    int32_t ids[512] = {5, 9, 1};
+    float *h = malloc(512 * 24 * sizeof *h);
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, h), 0);
+    free(h);
     lf_model_destroy(&m);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -580,6 +651,7 @@ int main(void) {
         cmocka_unit_test(test_flow_sigmas),
         cmocka_unit_test(test_generation_schnell),
         cmocka_unit_test(test_generation_dev),
+        cmocka_unit_test(test_model_text),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
         cmocka_unit_test(test_model_diffusers_folder),

@@ -25,8 +25,9 @@ CLIP-L stand-in (CLIPTextModel, hidden 20 = the transformers' pooled width):
 flux_clip_l.safetensors (text_model.* names) and flux_clip_l_ref.safetensors
 (ids, pooler_output).
 
-T5 stub (T5EncoderModel, d_model 24, one layer, no reference outputs: the
-parts' assembly only): flux_t5_stub.safetensors.
+T5 stub (T5EncoderModel, d_model 24, one layer, vocabulary 64):
+flux_t5_stub.safetensors and flux_t5_stub_ref.safetensors (ids [1, 256]
+padded as schnell's max_sequence_length, out: last_hidden_state).
 
 VAE (AutoencoderKL, 16 latent channels, no quant convs, scaling 0.3611, shift
 0.1159): flux_vae.safetensors in the BFL ae.safetensors layout (encoder.down.N,
@@ -271,6 +272,14 @@ def main():
     t5 = randomize(T5EncoderModel(T5Config(vocab_size=64, d_model=24, d_kv=8, d_ff=32, num_layers=1,
                                            num_heads=3, feed_forward_proj="gated-gelu")), 6000)
     save(t5.state_dict(), "flux_t5_stub.safetensors")
+    # Its last hidden state for one schnell-length (256) id row, on the f16
+    # weights (what lf_model_encode_t5 gives a schnell model with this part).
+    f16_round(t5).eval()
+    t5_ids = torch.tensor([[7, 21, 3, 60, 12, 1] + [0] * 250])
+    with torch.no_grad():
+        t5_out = t5(t5_ids).last_hidden_state
+    save_file({"ids": t5_ids.float(), "out": t5_out.contiguous()},
+              os.path.join(OUT, "flux_t5_stub_ref.safetensors"))
 
     ref = {}
     for name, tr, steps, dyn, guidance in (("schnell", schnell, 3, False, 0.0), ("dev", dev, 3, True, 3.5)):
