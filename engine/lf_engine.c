@@ -52,6 +52,7 @@ static const lf_model_ops_t s_real_ops = {
     .destroy = lf_model_destroy,
     .desc = lf_model_desc,
     .encode_text = lf_model_encode_text,
+    .encode_t5 = lf_model_encode_t5,
     .denoise = lf_model_denoise,
     .vae_decode = lf_model_vae_decode,
     .denoise_cached = lf_model_denoise_cached,

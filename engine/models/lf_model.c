@@ -23,6 +23,7 @@
 #include "lf_lora_targets.h"
 #include "lf_pool.h"
 #include "lf_rng.h"
+#include "lf_t5.h"
 #include "lf_taesd.h"
 #include "lf_unet.h"
 #include "lf_vae.h"
@@ -37,6 +38,8 @@ struct lf_model {
     lf_pool_t *clip2_pool;   /* its weights (pool names would clash with clip's) */
     lf_unet_t *unet;         /* SD1.x / SDXL */
     lf_flux_t *flux;         /* Flux */
+    lf_t5_t *t5;             /* Flux's T5 encoder, or NULL when no T5 part was given */
+    char *t5_tokenizer;      /* a diffusers folder's tokenizer_2/ file, or NULL */
     float *flux_buf;         /* Flux denoise: packed in / out, ids, pooled, guidance */
     size_t flux_buf_n;
     lf_vae_t *vae;
@@ -401,23 +404,10 @@ static int s_vae_part(const char *path, lf_weights_t **w, lf_keymap_t *kv, json_
 
 /* ---- Flux ---------------------------------------------------------------- */
 
-/* A T5 encoder's file (HF T5EncoderModel names, under any prefix such as
- * ComfyUI's t5xxl files' none or a checkpoint's text_encoders.t5xxl.transformer.). */
-static int s_is_t5(const lf_weights_t *w) {
-    const char *q = "encoder.block.0.layer.0.SelfAttention.q.weight";
-    size_t ql = strlen(q);
-    for (size_t i = 0; i < lf_weights_count(w); i++) {
-        const char *n = lf_weights_at(w, i)->name;
-        size_t l = strlen(n);
-        if (l >= ql && !strcmp(n + l - ql, q)) return 1;
-    }
-    return 0;
-}
-
-/* The Flux text parts: CLIP-L (its pooled output) into *kc / *jc; T5 files
- * recognised (and, until the T5 encoder is built in, left out). */
+/* The Flux text parts: CLIP-L (its pooled output) into *kc / *jc, the T5
+ * encoder (HF names under any prefix, or a GGUF file's) into *kt5. */
 static int s_flux_text(const lf_model_opts_t *o, s_text_src_t *src, lf_keymap_t *kc,
-                       const json_t **jc, int *has_t5, char *err, size_t errlen) {
+                       const json_t **jc, lf_keymap_t *kt5, char *err, size_t errlen) {
     for (size_t i = 0; i < o->n_text_paths; i++) {
         const char *tp = o->text_paths[i];
         lf_weights_t *w = NULL;
@@ -426,8 +416,9 @@ static int s_flux_text(const lf_model_opts_t *o, s_text_src_t *src, lf_keymap_t 
         if (rc) return rc;
         src->w[src->nw++] = w;
         s_enc_t e;
-        if (s_is_t5(w)) {
-            *has_t5 = 1;
+        lf_keymap_t k5;
+        if (!kt5->w && lf_t5_keymap(&k5, w) == 0) {
+            *kt5 = k5;
         } else if (s_enc_of_file(w, &e) && e.km.kind != LF_KEYMAP_OPENCLIP && !kc->w) {
             const char *ms = lf_weights_metadata(w, "lf.config");
             json_error_t je;
@@ -436,10 +427,22 @@ static int s_flux_text(const lf_model_opts_t *o, s_text_src_t *src, lf_keymap_t 
             *kc = e.km, *jc = c ? c : meta;
         } else {
             return s_err(err, errlen, LF_EFORMAT,
-                         "%s: not a text encoder Flux takes (CLIP-L with HF names, or T5)", tp);
+                         "%s: not a text encoder Flux takes (CLIP-L with HF names, or one T5)", tp);
         }
     }
     return 0;
+}
+
+/* A diffusers folder's T5 tokenizer (tokenizer_2/tokenizer.json, else its
+ * spiece.model), or NULL. */
+static char *s_t5_tokenizer_of(const char *path) {
+    static const char *const files[2] = {"tokenizer_2/tokenizer.json", "tokenizer_2/spiece.model"};
+    char p[4096];
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", path, files[i]);
+        if (s_exists(p)) return strdup(p);
+    }
+    return NULL;
 }
 
 /* Assembles a Flux model: the transformer from wt (a file: BFL names with or
@@ -448,29 +451,32 @@ static int s_flux_text(const lf_model_opts_t *o, s_text_src_t *src, lf_keymap_t 
  * the folder or from opts' parts. */
 static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const json_t *meta,
                        const lf_model_opts_t *o, char *err, size_t errlen) {
-    lf_weights_t *wd = NULL, *wc = NULL, *wv = NULL;
-    json_t *own[4] = {0}; /* transformer, text encoder, vae, scheduler configs of a folder */
+    lf_weights_t *wd = NULL, *wc = NULL, *wv = NULL, *w5 = NULL;
+    json_t *own[5] = {0}; /* transformer, text encoder, vae, scheduler, T5 configs of a folder */
     const json_t *jf = meta ? json_object_get(meta, "transformer") : NULL, *jc = NULL,
-                 *jv = NULL, *js = NULL;
-    lf_keymap_t kf = {0}, kc = {0}, kv = {0};
+                 *jv = NULL, *js = NULL, *j5 = NULL;
+    lf_keymap_t kf = {0}, kc = {0}, kv = {0}, k5 = {0};
     s_text_src_t tsrc = {0};
-    int rc = 0, has_t5 = 0;
+    int rc = 0;
     char p[4096];
     if (!wt) { /* diffusers folder */
         rc = s_open_part(path, "transformer", "diffusion_pytorch_model", 0, &wd, err, errlen);
         if (!rc) rc = s_open_part(path, "text_encoder", "model", 1, &wc, err, errlen);
         if (!rc && !o->vae_path) rc = s_open_part(path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen);
-        static const char *const cfgs[4] = {"transformer/config.json", "text_encoder/config.json",
-                                            "vae/config.json", "scheduler/scheduler_config.json"};
-        for (int i = 0; i < 4; i++) {
+        if (!rc) rc = s_open_part(path, "text_encoder_2", "model", 1, &w5, err, errlen);
+        if (!rc && w5 && lf_t5_keymap(&k5, w5))
+            rc = s_err(err, errlen, LF_EFORMAT, "%s: no T5 encoder in text_encoder_2/", path);
+        static const char *const cfgs[5] = {"transformer/config.json", "text_encoder/config.json",
+                                            "vae/config.json", "scheduler/scheduler_config.json",
+                                            "text_encoder_2/config.json"};
+        for (int i = 0; i < 5; i++) {
             snprintf(p, sizeof p, "%s/%s", path, cfgs[i]);
             own[i] = s_json_file(p);
         }
-        snprintf(p, sizeof p, "%s/text_encoder_2", path);
-        has_t5 = s_is_dir(p);
         snprintf(p, sizeof p, "%s/tokenizer", path);
         if (s_is_dir(p)) m->tokenizer_dir = strdup(p);
-        jf = own[0], jc = own[1], jv = own[2], js = own[3];
+        m->t5_tokenizer = s_t5_tokenizer_of(path);
+        jf = own[0], jc = own[1], jv = own[2], js = own[3], j5 = own[4];
         wt = wd;
         if (wc) {
             kc.w = wc;
@@ -483,8 +489,8 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
         if (lf_keymap_has_prefix(wt, "model.diffusion_model.")) strcpy(kf.prefix, "model.diffusion_model.");
     }
     if (!rc && o->n_text_paths) {
-        kc = (lf_keymap_t){0}, jc = NULL;
-        rc = s_flux_text(o, &tsrc, &kc, &jc, &has_t5, err, errlen);
+        kc = (lf_keymap_t){0}, jc = NULL, k5 = (lf_keymap_t){0}, j5 = NULL;
+        rc = s_flux_text(o, &tsrc, &kc, &jc, &k5, err, errlen);
     }
     if (!rc && !kc.w)
         rc = s_err(err, errlen, LF_ENOTFOUND,
@@ -504,6 +510,7 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
     const int type = o->weight_type;
     if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_clip_new(&m->clip, &kc, jc, m->be, m->pool, type, err, errlen);
+    if (!rc && k5.w) rc = lf_t5_new(&m->t5, &k5, j5, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, LF_TYPE_F32, "vae.", err, errlen);
     if (!rc && o->taesd_path) rc = lf_taesd_new(&m->taesd, o->taesd_path, m->be, m->pool, err, errlen);
     if (!rc) {
@@ -531,6 +538,7 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
         d->has_preview = 1;
         d->preview = m->taesd ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX;
         d->tokenizer_dir = m->tokenizer_dir;
+        d->t5_tokenizer = m->t5_tokenizer;
         if (fc->in_ch != 4 * vc->latent_ch || fc->out_ch != fc->in_ch)
             rc = s_err(err, errlen, LF_EFORMAT,
                        "%s: VAE latent channels %d do not match the Flux transformer's %d packed "
@@ -539,14 +547,19 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
             rc = s_err(err, errlen, LF_EFORMAT,
                        "%s: CLIP's pooled width %d does not match the Flux transformer's %d",
                        lf_weights_path(kc.w), d->pooled_dim, fc->vec_dim);
-        if (!rc && !has_t5)
+        else if (m->t5 && lf_t5_config(m->t5)->d_model != fc->txt_dim)
+            rc = s_err(err, errlen, LF_EFORMAT,
+                       "%s: T5's width %d does not match the Flux transformer's text width %d",
+                       lf_weights_path(k5.w), lf_t5_config(m->t5)->d_model, fc->txt_dim);
+        if (!rc && !m->t5)
             lf_warn("engine: %s: no T5 text encoder among the parts (models/clip/t5xxl_*)", path);
     }
     lf_weights_destroy(&wd);
     lf_weights_destroy(&wc);
     lf_weights_destroy(&wv);
+    lf_weights_destroy(&w5);
     s_text_src_free(&tsrc);
-    for (int i = 0; i < 4; i++) json_decref(own[i]);
+    for (int i = 0; i < 5; i++) json_decref(own[i]);
     return rc;
 }
 
@@ -826,6 +839,8 @@ void lf_model_destroy(lf_model_t **self_p) {
     lf_clip_destroy(&m->clip2);
     lf_unet_destroy(&m->unet);
     lf_flux_destroy(&m->flux);
+    lf_t5_destroy(&m->t5);
+    free(m->t5_tokenizer);
     free(m->flux_buf);
     lf_vae_destroy(&m->vae);
     lf_taesd_destroy(&m->taesd);
@@ -881,10 +896,38 @@ static int s_encode_sdxl(lf_model_t *m, const int32_t *ids, const float *weights
     return rc;
 }
 
+/* Flux: CLIP-L's pooled output per chunk (its hidden states are not used). */
+static int s_encode_flux_pooled(lf_model_t *m, const int32_t *ids, int n, float *pooled) {
+    const int T = 77 /* CLIP's context */, H = lf_clip_config(m->clip)->hidden;
+    const size_t need = (size_t)T * H;
+    if (!pooled) return LF_EINVAL;
+    if (m->text_tmp_n < need) {
+        float *b = realloc(m->text_tmp, need * sizeof *b);
+        if (!b) return LF_ENOMEM;
+        m->text_tmp = b, m->text_tmp_n = need;
+    }
+    int rc = 0;
+    for (int c = 0; c < n && !rc; c++)
+        rc = lf_clip_encode_ex(m->clip, ids + (size_t)c * T, NULL, 1, T, 1, 1, m->text_tmp,
+                               pooled + (size_t)c * m->desc.pooled_dim);
+    return rc;
+}
+
+int lf_model_encode_t5(lf_model_t *self, const int32_t *ids, size_t n, float *out) {
+    if (!self || !ids || !out || n < 1 || n > 1024) return LF_EINVAL;
+    if (!self->t5) return LF_EUNSUPPORTED;
+    const int T = self->desc.text_tokens;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = lf_t5_encode(self->t5, ids + i * T, T, out + i * (size_t)T * self->desc.text_dim);
+    return rc;
+}
+
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
                          size_t n_chunks, int clip_skip, float *out, float *pooled) {
-    if (!self || !ids || !out || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
-    if (self->flux) return LF_EUNSUPPORTED; /* T5 is not built in yet (lf_model.h) */
+    if (!self || !ids || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
+    if (self->flux) return s_encode_flux_pooled(self, ids, (int)n_chunks, pooled);
+    if (!out) return LF_EINVAL;
     if (self->desc.family == LF_FAMILY_SDXL)
         return s_encode_sdxl(self, ids, weights, (int)n_chunks, clip_skip, out, pooled);
     return lf_clip_encode(self->clip, ids, weights, (int)n_chunks, self->desc.text_tokens,

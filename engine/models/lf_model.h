@@ -17,9 +17,11 @@
  * model.diffusion_model.; or diffusers names) with the text encoders and
  * the VAE as parts (opts.text_paths: ComfyUI's clip_l / t5xxl files;
  * opts.vae_path: ae.safetensors), or from a diffusers folder (transformer/,
- * text_encoder/, text_encoder_2/, vae/). The T5 encoder is not built in
- * yet: a T5 part is recognised and left out, and lf_model_encode_text
- * answers LF_EUNSUPPORTED for Flux until it is. What differs is
+ * text_encoder/, text_encoder_2/, vae/; tokenizer_2/ names the T5
+ * tokenizer). Flux's text: lf_model_encode_text gives CLIP-L's pooled
+ * output, lf_model_encode_t5 T5's hidden states (without a T5 part the
+ * model loads with a warning and lf_model_encode_t5 is LF_EUNSUPPORTED;
+ * a sharded text_encoder_2/ is not read yet). What differs is
  * told by lf_model_desc_t (text_dim, pooled_dim, n_time_ids), so the
  * pipeline passes the extra inputs without knowing the family.
  *
@@ -100,6 +102,9 @@ typedef struct {
     lf_preview_kind_t preview; /* LF_PREVIEW_TAESD when a TAESD decoder is loaded, else
                                   LF_PREVIEW_APPROX (the linear map fitted from this VAE) */
     const char *tokenizer_dir; /* diffusers tokenizer/ folder if the model has one, else NULL */
+    const char *t5_tokenizer;  /* Flux: a diffusers folder's tokenizer_2/tokenizer.json (else
+                                  its spiece.model) for lf_t5_tokenizer_new, else NULL (the
+                                  caller's default T5 tokenizer) */
     /* Flux (LF_PRED_FLOW). The VAE takes z / scaling_factor + shift_factor. */
     float shift_factor;        /* 0.1159 for Flux's VAE; 0 for SD1.5 / SDXL */
     int guidance_embed;        /* 1: the denoiser takes a distilled guidance (FLUX.1-dev), the
@@ -149,9 +154,19 @@ const lf_model_desc_t *lf_model_desc(const lf_model_t *self);
  * encoder (A1111); OpenCLIP sees the ids after each chunk's first EOS (its
  * largest id) as 0 (A1111's id_pad, diffusers' tokenizer_2 pad "!"); the
  * pooled embedding is OpenCLIP's final-norm'd last layer at the EOS through
- * its text projection. */
+ * its text projection.
+ * Flux: pooled only (out may be NULL and is untouched): CLIP-L's final-norm'd
+ * last layer at the EOS (CLIPTextModel's pooler_output, FluxPipeline's
+ * pooled_prompt_embeds); weights and clip_skip are ignored. */
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
                          size_t n_chunks, int clip_skip, float *out, float *pooled);
+
+/* Flux's T5 encoder: ids [n][text_tokens] (lf_t5_tokenizer_encode with
+ * n = text_tokens: 512 dev, 256 schnell) -> out [n][text_tokens][text_dim]
+ * (T5EncoderModel's last_hidden_state, FluxPipeline's prompt_embeds).
+ * LF_EUNSUPPORTED for a model without a T5 encoder, LF_EINVAL for an id
+ * outside its vocabulary. */
+int lf_model_encode_t5(lf_model_t *self, const int32_t *ids, size_t n, float *out);
 
 /* Denoiser: x [batch][C + concat_channels][h][w] latents (already scaled
  * by the sampler's c_in; an inpainting UNet's extra channels follow each

@@ -787,6 +787,33 @@ static int s_condition_rows(const lf_pipeline_ctx_t *ctx, const lf_model_desc_t 
     return rc;
 }
 
+/* Flux's conditioning, as FluxPipeline: *cond [B][text_tokens][text_dim]
+ * T5's states of the prompt (padded to text_tokens), *vec [B][pooled_dim +
+ * guidance_embed] CLIP-L's pooled output of the prompt's first chunk, then
+ * dev's guidance. No negative pass. */
+static int s_condition_flux(const lf_pipeline_ctx_t *ctx, lf_model_t *model, const lf_model_desc_t *d,
+                            const lf_pipeline_request_t *req, const s_tokens_t *tok, float **cond_out,
+                            float **vec_out, char *err, size_t errlen)
+{
+    const int B = req->batch, T = d->text_tokens, P = d->pooled_dim, G = d->guidance_embed;
+    const size_t cond_sz = (size_t)T * (size_t)d->text_dim;
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    float *cond = *cond_out = malloc((size_t)B * cond_sz * sizeof *cond);
+    float *vec = *vec_out = malloc((size_t)B * (size_t)(P + G) * sizeof *vec);
+    int rc = !ids || !cond || !vec ? LF_ENOMEM : 0;
+    if (rc == 0) rc = lf_t5_tokenizer_encode(ctx->t5_tokenizer, req->prompt ? req->prompt : "", ids, T, NULL);
+    if (rc == 0) rc = ctx->ops->encode_t5(model, ids, 1, cond);
+    if (rc == 0) rc = ctx->ops->encode_text(model, tok->ids, tok->weights, 1, req->clip_skip, NULL, vec);
+    free(ids);
+    if (rc != 0) return s_fail(err, errlen, rc, "text encoder failed: %s", lf_strerror(rc));
+    if (G) vec[P] = (float)(req->guidance > 0 ? req->guidance : 3.5);
+    for (int b = 1; b < B; b++) {
+        memcpy(cond + (size_t)b * cond_sz, cond, cond_sz * sizeof *cond);
+        memcpy(vec + (size_t)b * (P + G), vec, (size_t)(P + G) * sizeof *vec);
+    }
+    return 0;
+}
+
 /* The first step index (of start..steps) the refiner takes: the first whose
  * timestep is below round(1000 - 1000 f) (diffusers' discrete cutoff);
  * steps when none is. */
@@ -918,7 +945,17 @@ static int s_check(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *re
                    const lf_model_desc_t *d, char *err, size_t errlen)
 {
     if (!ctx->tokenizer) return s_fail(err, errlen, LF_EINVAL, "no CLIP tokenizer is loaded");
-    if (d->text_tokens != LF_CLIP_CONTEXT || d->latent_channels < 1 || d->vae_scale < 1 ||
+    const int flux = d->family == LF_FAMILY_FLUX;
+    if (flux && (!ctx->t5_tokenizer || !ctx->ops->encode_t5))
+        return s_fail(err, errlen, LF_EUNSUPPORTED, "a Flux model needs its T5 encoder and tokenizer");
+    if (flux && ((req->cfg != 0.0 && req->cfg != 1.0) || lf_sampler_needs_uncond(req->sampler) ||
+                 ctx->refiner || req->hires.enable || req->init_image))
+        return s_fail(err, errlen, LF_EUNSUPPORTED,
+                      "Flux runs txt2img with cfg scale 1 (its guidance is \"guidance\"), no CFG++ sampler, "
+                      "refiner or Hires-Fix yet");
+    if (flux && !(req->guidance >= 0.0 && req->guidance <= 30.0))
+        return s_fail(err, errlen, LF_EINVAL, "guidance must be 0..30");
+    if ((d->text_tokens != LF_CLIP_CONTEXT && !flux) || d->latent_channels < 1 || d->vae_scale < 1 ||
         d->text_dim < 1 || !(d->scaling_factor > 0.f))
         return s_fail(err, errlen, LF_EUNSUPPORTED, "the model's shape is not one this pipeline runs");
     if (req->steps < 1 || req->steps > LF_PIPELINE_MAX_STEPS)
@@ -1072,7 +1109,7 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
 
     /* Text: one encoder call for cond and uncond chunks together. */
     if ((rc = s_tokenize(ctx, &row0, guided, &tok, err, errlen)) != 0) goto done;
-    r.cond_len = (int)tok.n * LF_CLIP_CONTEXT;
+    r.cond_len = d->family == LF_FAMILY_FLUX ? d->text_tokens : (int)tok.n * LF_CLIP_CONTEXT;
     x = malloc((size_t)B * per_max * sizeof *x);
     r.x_in = malloc((size_t)mb * (per_max + (size_t)cc * hw) * sizeof *r.x_in);
     r.out = malloc((size_t)mb * per_max * sizeof *r.out);
@@ -1098,8 +1135,13 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         rc = LF_ECANCELED;
         goto done;
     }
-    rc = req.n_rows ? s_condition_rows(ctx, d, &req, B, guided, tok.n, &cond, &vec, err, errlen)
-                    : s_condition(ctx, ctx->model, d, &req, &tok, guided, &cond, &vec, err, errlen);
+    if (req.n_rows && d->family == LF_FAMILY_FLUX)
+        rc = s_fail(err, errlen, LF_EUNSUPPORTED, "batched jobs: not for Flux yet");
+    else if (req.n_rows)
+        rc = s_condition_rows(ctx, d, &req, B, guided, tok.n, &cond, &vec, err, errlen);
+    else
+        rc = d->family == LF_FAMILY_FLUX ? s_condition_flux(ctx, ctx->model, d, &req, &tok, &cond, &vec, err, errlen)
+                                         : s_condition(ctx, ctx->model, d, &req, &tok, guided, &cond, &vec, err, errlen);
     if (rc != 0) goto done;
     r.cond = cond;
     r.vec = vec;

@@ -103,6 +103,7 @@
 #include "lf_rng.h"
 #include "lf_sampler.h"
 #include "lf_schedule.h"
+#include "lf_t5_tokenizer.h"
 
 /* The networks as the pipeline sees them: lf_model.h's functions. */
 typedef struct lf_model_ops {
@@ -132,6 +133,8 @@ typedef struct lf_model_ops {
     /* Whether a LoRA file matches this model entirely (lf_model_lora_fits):
      * the facade gives a refiner only such LoRAs. NULL: none does. */
     int (*lora_fits)(lf_model_t *self, const char *path);
+    /* Flux's T5 states (lf_model_encode_t5); NULL: a Flux model is refused. */
+    int (*encode_t5)(lf_model_t *self, const int32_t *ids, size_t n, float *out);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */
@@ -139,6 +142,7 @@ typedef struct {
     const lf_model_ops_t *ops;
     lf_model_t *model;
     lf_clip_tokenizer_t *tokenizer;
+    lf_t5_tokenizer_t *t5_tokenizer; /* Flux's T5 tokenizer; NULL for the other families */
     const char *model_name; /* for the infotext "Model" key; may be NULL */
     lf_model_t *refiner;    /* SDXL refiner (same ops), or NULL */
     const char *refiner_name; /* for the infotext "Refiner" key; may be NULL */
@@ -195,7 +199,10 @@ typedef struct {
     int steps;            /* 1..LF_PIPELINE_MAX_STEPS */
     double cfg;           /* guidance scale; 1 = no negative pass, and 0 = none either (the
                              positive prompt alone, as diffusers' guidance_scale 0 that
-                             SDXL-Turbo's model card uses; not the negative alone) */
+                             SDXL-Turbo's model card uses; not the negative alone). Flux
+                             runs unguided: 0 or 1 only (its guidance is the next field) */
+    double guidance;      /* Flux dev's distilled guidance (Forge's "Distilled CFG Scale");
+                             0 = 3.5, FluxPipeline's default; schnell ignores it */
     uint64_t seed;        /* image i uses seed + i */
     int width, height;    /* multiples of the model's vae_scale (8) */
     int batch;            /* 1..LF_PIPELINE_MAX_BATCH; 0 means 1 */

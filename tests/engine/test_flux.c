@@ -403,9 +403,10 @@ static void test_model_parts(void **state) {
     assert_int_equal(d->guidance_embed, 1);
     assert_int_equal(d->flow_dynamic, 1);
     assert_int_equal(d->text_tokens, 512);
-    int32_t ids[77] = {0};
+    int32_t ids[512] = {0};
     float tmp[77 * 24];
-    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, tmp, NULL), LF_EUNSUPPORTED);
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 1, 1, tmp, NULL), LF_EINVAL); /* no pooled */
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, tmp), LF_EUNSUPPORTED);          /* no T5 part */
     /* The transformer's reference case through lf_model_denoise (NCHW latents). */
     lf_safetensors_t *ref = NULL;
     assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_dev_ref.safetensors"),
@@ -455,6 +456,158 @@ static void test_model_parts(void **state) {
     assert_null(m);
 }
 
+/* Flux's text from parts: CLIP-L's pooled output through
+ * lf_model_encode_text and T5's hidden states through lf_model_encode_t5,
+ * as CLIPTextModel / T5EncoderModel give them (schnell: 256 T5 tokens). */
+static void test_model_text(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], rp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32, .text_paths = texts, .n_text_paths = 2,
+                         .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    assert_int_equal(d->text_tokens, 256);
+    assert_null(d->t5_tokenizer);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_clip_l_ref.safetensors"),
+                                         err, sizeof err), 0);
+    float *idf = lf_test_ref_f32(ref, "ids", NULL), *want = lf_test_ref_f32(ref, "pooled", NULL);
+    int32_t ids[2 * 256];
+    for (int i = 0; i < 2 * 77; i++) ids[i] = (int32_t)idf[i % 77];
+    float pooled[2 * 20];
+    assert_int_equal(lf_model_encode_text(m, ids, NULL, 2, 1, NULL, pooled), 0);
+    printf("  pooled rel err %.3g %.3g\n", lf_test_relerr(pooled, want, 20),
+           lf_test_relerr(pooled + 20, want, 20));
+    assert_true(lf_test_relerr(pooled, want, 20) < 1e-4);
+    assert_true(lf_test_relerr(pooled + 20, want, 20) < 1e-4);
+    free(idf), free(want);
+    lf_safetensors_destroy(&ref);
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_t5_stub_ref.safetensors"),
+                                         err, sizeof err), 0);
+    size_t n = 0;
+    idf = lf_test_ref_f32(ref, "ids", &n), want = lf_test_ref_f32(ref, "out", NULL);
+    assert_int_equal(n, 256);
+    for (int i = 0; i < 2 * 256; i++) ids[i] = (int32_t)idf[i % 256];
+    float *out = malloc(2 * 256 * 24 * sizeof *out);
+    assert_int_equal(lf_model_encode_t5(m, ids, 2, out), 0);
+    printf("  T5 rel err %.3g %.3g\n", lf_test_relerr(out, want, 256 * 24),
+           lf_test_relerr(out + 256 * 24, want, 256 * 24));
+    assert_true(lf_test_relerr(out, want, 256 * 24) < 1e-4);
+    assert_true(lf_test_relerr(out + 256 * 24, want, 256 * 24) < 1e-4);
+    ids[3] = 64; /* outside the stub's vocabulary */
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, out), LF_EINVAL);
+    free(idf), free(want), free(out);
+    lf_safetensors_destroy(&ref);
+    lf_model_destroy(&m);
+
+    /* A T5 whose width is not the transformer's text width is named. */
+    lf_test_fixture(t5p, sizeof t5p, "t5/t5_tiny_f16.safetensors");
+    assert_int_equal(lf_model_load(tp, &o, &m, err, sizeof err), LF_EFORMAT);
+    assert_non_null(strstr(err, "t5_tiny_f16.safetensors"));
+    assert_non_null(strstr(err, "width 32"));
+    assert_null(m);
+}
+
+/* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
+ * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
+ * input and output recorded. Test-only global: the ops table has no user
+ * pointer. */
+enum { PR_C = 16, PR_H = 8, PR_W = 12 };
+static struct {
+    float latent[PR_C * PR_H * PR_W], image[3 * 16 * 24];
+    int calls;
+} s_cap;
+
+static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img) {
+    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
+    const lf_model_desc_t *d = lf_model_desc(m);
+    if (rc == 0 && batch == 1 && h == PR_H && w == PR_W) {
+        for (int k = 0; k < PR_C * PR_H * PR_W; k++)
+            s_cap.latent[k] = (z[k] - d->shift_factor) * d->scaling_factor;
+        memcpy(s_cap.image, img, sizeof s_cap.image);
+        s_cap.calls++;
+    }
+    return rc;
+}
+
+static void test_pipeline_prompt(void **state) {
+    (void)state;
+    char vb[1024], t5b[1024], tp[1024], cp[1024], t5p[1024], vp[1024], rp[1024], err[512] = "";
+    const char *vocab = lf_test_refdata(vb, sizeof vb, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz");
+    const char *t5tok = lf_test_refdata(t5b, sizeof t5b, "tokenizers/t5/tokenizer.json");
+    if (!vocab || !t5tok) {
+        printf("  skipped: no refdata tokenizers (LF_REFDATA_DIR)\n");
+        skip();
+    }
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_diffusers.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_prompt_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_prompt_t5.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {cp, t5p};
+    lf_model_opts_t o = {.weight_type = LF_TYPE_F32, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    lf_clip_tokenizer_t *tok = NULL;
+    lf_t5_tokenizer_t *tok5 = NULL;
+    assert_int_equal(lf_clip_tokenizer_load(&tok, vocab, err, sizeof err), 0);
+    assert_int_equal(lf_t5_tokenizer_new(&tok5, t5tok, err, sizeof err), 0);
+    static const lf_model_ops_t ops = {
+        .name = "real networks, VAE decoder input and output recorded", .load = lf_model_load,
+        .destroy = lf_model_destroy, .desc = lf_model_desc, .encode_text = lf_model_encode_text,
+        .encode_t5 = lf_model_encode_t5, .denoise = lf_model_denoise, .vae_decode = s_decode_rec,
+        .vae_encode = lf_model_vae_encode, .preview = lf_model_preview};
+    lf_pipeline_ctx_t ctx = {.ops = &ops, .model = m, .tokenizer = tok, .t5_tokenizer = tok5};
+    lf_pipeline_request_t req = {.prompt = "a cat in the house", .sampler = LF_SAMPLER_EULER,
+                                 .scheduler = LF_SCHEDULER_SIMPLE, .steps = 3, .cfg = 1.0, .seed = 1234,
+                                 .width = 24, .height = 16, .batch = 1, .rng = LF_RNG_TORCH_CPU,
+                                 .clip_skip = 1};
+    lf_pipeline_result_t res = {0};
+    s_cap.calls = 0;
+    rc = lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(s_cap.calls, 1);
+    lf_safetensors_t *ref = NULL;
+    assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_gen_ref.safetensors"),
+                                         err, sizeof err), 0);
+    size_t nl = 0, ni = 0;
+    float *lat = lf_test_ref_f32(ref, "prompt.latent", &nl), *im = lf_test_ref_f32(ref, "prompt.image", &ni);
+    assert_int_equal(nl, PR_C * PR_H * PR_W);
+    assert_int_equal(ni, 3 * 16 * 24);
+    for (size_t k = 0; k < ni; k++) /* FluxPipeline's postprocess: to [0, 1], clamped */
+        s_cap.image[k] = fminf(fmaxf(s_cap.image[k] * 0.5f + 0.5f, 0.0f), 1.0f);
+    printf("  prompt: latent rel err %.3g, image rel err %.3g\n", lf_test_relerr(s_cap.latent, lat, nl),
+           lf_test_relerr(s_cap.image, im, ni));
+    assert_true(lf_test_relerr(s_cap.latent, lat, nl) < 1e-4);
+    assert_true(lf_test_relerr(s_cap.image, im, ni) < 1e-4);
+    /* Flux runs unguided: a cfg scale other than 0 / 1 is refused, naming guidance. */
+    req.cfg = 7.0;
+    lf_pipeline_result_clear(&res);
+    assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), LF_EUNSUPPORTED);
+    assert_non_null(strstr(err, "guidance"));
+    req.cfg = 1.0, req.guidance = 31.0;
+    assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), LF_EINVAL);
+    ctx.t5_tokenizer = NULL, req.guidance = 0.0;
+    assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), LF_EUNSUPPORTED);
+    assert_non_null(strstr(err, "T5"));
+    free(lat), free(im);
+    lf_pipeline_result_clear(&res);
+    lf_safetensors_destroy(&ref);
+    lf_t5_tokenizer_destroy(&tok5);
+    lf_clip_tokenizer_destroy(&tok);
+    lf_model_destroy(&m);
+}
+
 static void s_put(const char *dir, const char *rel, const char *text, const char *fixture) {
     char p[1200], t[1024];
     snprintf(p, sizeof p, "%s/%s", dir, rel);
@@ -471,8 +624,9 @@ static void s_put(const char *dir, const char *rel, const char *text, const char
     fclose(f);
 }
 
-/* A diffusers folder (transformer/, text_encoder/, vae/, scheduler/): the
- * configs are read from it (the scheduler's use_dynamic_shifting). */
+/* A diffusers folder (transformer/, text_encoder/, text_encoder_2/, vae/,
+ * scheduler/, tokenizer_2/): the configs are read from it (the scheduler's
+ * use_dynamic_shifting), T5 is built and its tokenizer file named. */
 static void test_model_diffusers_folder(void **state) {
     (void)state;
     char dir[] = "/tmp/lf_flux_folder_XXXXXX", err[512] = "", cmd[1200];
@@ -484,6 +638,9 @@ static void test_model_diffusers_folder(void **state) {
     s_put(dir, "vae/diffusion_pytorch_model.safetensors", NULL, "flux/flux_vae.safetensors");
     s_put(dir, "vae/config.json", "{\"norm_num_groups\": 4, \"scaling_factor\": 0.5, \"shift_factor\": 0.25}", NULL);
     s_put(dir, "scheduler/scheduler_config.json", "{\"use_dynamic_shifting\": false, \"shift\": 3.0}", NULL);
+    s_put(dir, "text_encoder_2/model.safetensors", NULL, "flux/flux_t5_stub.safetensors");
+    s_put(dir, "text_encoder_2/config.json", "{\"layer_norm_epsilon\": 1e-6}", NULL);
+    s_put(dir, "tokenizer_2/spiece.model", "(not read by the model)", NULL);
     lf_model_t *m = NULL;
     int rc = lf_model_load(dir, NULL, &m, err, sizeof err);
     if (rc) printf("%s\n", err);
@@ -494,6 +651,12 @@ static void test_model_diffusers_folder(void **state) {
     assert_float_equal(d->flow_shift, 3.0f, 0);
     assert_float_equal(d->scaling_factor, 0.5f, 0);
     assert_float_equal(d->shift_factor, 0.25f, 0);
+    assert_non_null(d->t5_tokenizer);
+    assert_non_null(strstr(d->t5_tokenizer, "/tokenizer_2/spiece.model"));
+    int32_t ids[512] = {5, 9, 1};
+    float *h = malloc(512 * 24 * sizeof *h);
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, h), 0);
+    free(h);
     lf_model_destroy(&m);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -580,6 +743,8 @@ int main(void) {
         cmocka_unit_test(test_flow_sigmas),
         cmocka_unit_test(test_generation_schnell),
         cmocka_unit_test(test_generation_dev),
+        cmocka_unit_test(test_model_text),
+        cmocka_unit_test(test_pipeline_prompt),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
         cmocka_unit_test(test_model_diffusers_folder),

@@ -25,13 +25,21 @@ CLIP-L stand-in (CLIPTextModel, hidden 20 = the transformers' pooled width):
 flux_clip_l.safetensors (text_model.* names) and flux_clip_l_ref.safetensors
 (ids, pooler_output).
 
-T5 stub (T5EncoderModel, d_model 24, one layer, no reference outputs: the
-parts' assembly only): flux_t5_stub.safetensors.
+T5 stub (T5EncoderModel, d_model 24, one layer, vocabulary 64):
+flux_t5_stub.safetensors and flux_t5_stub_ref.safetensors (ids [1, 256]
+padded as schnell's max_sequence_length, out: last_hidden_state).
 
 VAE (AutoencoderKL, 16 latent channels, no quant convs, scaling 0.3611, shift
 0.1159): flux_vae.safetensors in the BFL ae.safetensors layout (encoder.down.N,
 decoder.up.N, mid.block_1, ...) and flux_vae_ref.safetensors: z -> image
 (decode) and image -> latent mean (encode).
+
+Generation from a prompt (FluxPipeline, the dev transformer, 3 steps,
+guidance 3.5, 16x24 pixels, PROMPT tokenized by the real CLIP and T5
+tokenizers from the shared refdata): flux_prompt_clip_l.safetensors (CLIP's
+whole vocabulary, hidden 20), flux_prompt_t5.safetensors (d_model 24, the
+vocabulary's first 2048 ids: the prompt's fit) and, in flux_gen_ref,
+"prompt.latent" (the final latent, unpacked NCHW) and "prompt.image" ([0, 1]).
 
 Generation (FluxPipeline with prompt_embeds / pooled_prompt_embeds given, a
 fixed packed initial latent, output_type "latent" and "pt"):
@@ -230,6 +238,49 @@ def tiny_vae(seed):
     return m, cfg
 
 
+PROMPT = "a cat in the house"
+PROMPT_SEED = 1234
+REFDATA = os.path.join(HERE, "..", "..", "..", "shared", "refdata", "tokenizers")
+
+
+def prompt_case(dev, vae):
+    """FluxPipeline from a prompt: the real CLIP and T5 tokenizers (refdata),
+    a CLIP-L stand-in with CLIP's whole vocabulary and a T5 whose vocabulary
+    covers the prompt's ids; initial noise torch.randn(1x16x8x12) from a CPU
+    generator seeded PROMPT_SEED, packed and passed as latents."""
+    import tempfile
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel, T5TokenizerFast
+    from make_pipeline_fixtures import tokenizer as clip_tokenizer
+    tok2 = T5TokenizerFast(tokenizer_file=os.path.join(REFDATA, "t5", "tokenizer.json"))
+    t5_vocab = 2048
+    assert max(tok2(PROMPT).input_ids) < t5_vocab
+    ccfg = CLIPTextConfig(vocab_size=49408, hidden_size=20, intermediate_size=40, num_hidden_layers=2,
+                          num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
+                          bos_token_id=49406, eos_token_id=49407)
+    clip = f16_round(randomize(CLIPTextModel(ccfg), 7000)).eval()
+    save(clip.state_dict(), "flux_prompt_clip_l.safetensors",
+         {"text_encoder": {"num_attention_heads": 2, "hidden_act": "quick_gelu"}})
+    t5 = f16_round(randomize(T5EncoderModel(T5Config(vocab_size=t5_vocab, d_model=24, d_kv=8, d_ff=32,
+                                                     num_layers=1, num_heads=3,
+                                                     feed_forward_proj="gated-gelu")), 7001)).eval()
+    save(t5.state_dict(), "flux_prompt_t5.safetensors")
+    sch = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
+                                          base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                                          max_image_seq_len=4096)
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe = FluxPipeline(scheduler=sch, vae=vae, text_encoder=clip, tokenizer=clip_tokenizer(tmp),
+                            text_encoder_2=t5, tokenizer_2=tok2, transformer=dev)
+        noise = torch.randn((1, 16, 8, 12), generator=torch.Generator().manual_seed(PROMPT_SEED))
+        lat = FluxPipeline._pack_latents(noise, 1, 16, 8, 12)
+        with torch.no_grad():
+            kw = dict(prompt=PROMPT, height=16, width=24, num_inference_steps=3, guidance_scale=3.5,
+                      max_sequence_length=512)
+            out = pipe(latents=lat.clone(), output_type="latent", **kw).images
+            image = pipe(latents=lat.clone(), output_type="pt", **kw).images
+    latent = out.view(1, 4, 6, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 8, 12)
+    return {"prompt.latent": latent, "prompt.image": image}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.parse_args()
@@ -271,6 +322,14 @@ def main():
     t5 = randomize(T5EncoderModel(T5Config(vocab_size=64, d_model=24, d_kv=8, d_ff=32, num_layers=1,
                                            num_heads=3, feed_forward_proj="gated-gelu")), 6000)
     save(t5.state_dict(), "flux_t5_stub.safetensors")
+    # Its last hidden state for one schnell-length (256) id row, on the f16
+    # weights (what lf_model_encode_t5 gives a schnell model with this part).
+    f16_round(t5).eval()
+    t5_ids = torch.tensor([[7, 21, 3, 60, 12, 1] + [0] * 250])
+    with torch.no_grad():
+        t5_out = t5(t5_ids).last_hidden_state
+    save_file({"ids": t5_ids.float(), "out": t5_out.contiguous()},
+              os.path.join(OUT, "flux_t5_stub_ref.safetensors"))
 
     ref = {}
     for name, tr, steps, dyn, guidance in (("schnell", schnell, 3, False, 0.0), ("dev", dev, 3, True, 3.5)):
@@ -301,6 +360,7 @@ def main():
         ref[f"{name}.sigmas"] = pipe.scheduler.sigmas.float()
         ref[f"{name}.latent"] = out
         ref[f"{name}.image"] = image  # [0, 1]
+    ref.update(prompt_case(dev, vae))
     # Schedules as FluxPipeline sets them (sigmas linspace(1, 1/n, n), mu from
     # the sequence length) for the sizes and step counts users run.
     for steps in (1, 4, 20, 28):
