@@ -409,6 +409,7 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     if (c->n_loras && s_array_header(e, "loras", c->n_loras))
         for (size_t i = 0; i < c->n_loras; i++) s_map(e, s_enc_lora_info, &c->loras[i]);
     if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
+    s_kv_str(e, "precision", c->precision, false);
     if (c->n_upscalers && !c->upscalers) {
         if (!e->err) e->err = LF_EINVAL;
         return;
@@ -434,7 +435,7 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
-           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers;
+           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision;
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -795,11 +796,11 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C_UPSCALERS, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C_PRECISION, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set", "upscalers"};
+                                                   "lora_set", "upscalers", "precision"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
 static const char *const s_defaults_keys[6] = {"steps", "cfg", "sampler", "scheduler", "width",
@@ -900,6 +901,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
         }
     }
     S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
+    S_OPT(f[C_PRECISION], s_get_str(f[C_PRECISION], &c->precision));
     return 0;
 }
 
@@ -1072,6 +1074,7 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->host);
     free(c->device_kind);
     free(c->device_name);
+    free(c->precision);
     for (size_t i = 0; c->models && i < c->n_models; i++) {
         free(c->models[i].name);
         free(c->models[i].kind);

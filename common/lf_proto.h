@@ -149,6 +149,8 @@ typedef struct {
     char **upscalers;        /* upscaler models it can run (models/upscale_models/, A1111's
                                 models/ESRGAN/; by name: the file stem) */
     size_t n_upscalers;
+    char *precision;         /* jobs' default compute precision in effect: "f32" | "bf16";
+                                NULL = not said (f32) */
 } lf_worker_caps_t;
 
 typedef struct {

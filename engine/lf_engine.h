@@ -80,6 +80,9 @@ typedef struct {
      * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
      * none: only the built-in upscalers. */
     const char *upscaler_dirs;
+    /* Compute precision of requests that name none: "f32" (NULL, the
+     * reference), "bf16" or "auto" (lf_backend.h); another word is LF_EINVAL. */
+    const char *precision;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -191,6 +194,11 @@ typedef struct {
     /* Step caching (FBCache / DeepCache, lf_stepcache.h); zero = none. Bad
      * values: LF_EINVAL naming the field. */
     lf_stepcache_opts_t cache;
+    /* "f32", "bf16" or "auto"; NULL = the engine's (opts.precision). bf16
+     * and auto run the matrix products in bf16 where the backend has them
+     * (CPU: AVX512_BF16), else f32; the result says which ran. Another word:
+     * LF_EINVAL naming the field. */
+    const char *precision;
 } lf_engine_request_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):
@@ -215,6 +223,7 @@ typedef struct {
     int steps_run;             /* sampler steps run (img2img runs fewer) */
     int model_calls_full;      /* denoiser evaluations of the whole network */
     int model_calls_cached;    /* ... that reused a cached part (step caching) */
+    const char *precision;     /* static: "f32" or "bf16", the arithmetic that ran */
     char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
                                   tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;

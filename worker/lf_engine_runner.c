@@ -373,7 +373,7 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     snprintf(up_dirs, sizeof up_dirs, "%s/upscale_models:%s/ESRGAN", dir, dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
-                           .upscaler_dirs = up_dirs};
+                           .upscaler_dirs = up_dirs, .precision = env ? env->precision : NULL};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -722,6 +722,7 @@ static int s_run(void *state, const lf_runner_job_t *job, lf_runner_output_t *ou
                                       .start = (int)p->cache_start, .end = (int)p->cache_end,
                                       .interval = p->cache_interval ? (int)p->cache_interval : 1,
                                       .depth = (int)p->cache_depth};
+    req.precision = p->precision; /* NULL: the worker's LF_PRECISION */
     /* ADetailer units (canonical JSON in the table's adetailer row). */
     lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
     json_t *ad_keep = NULL;

@@ -752,6 +752,10 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
     return rc ? rc : lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
 }
 
+lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p) {
+    return self && self->be ? lf_backend_set_precision(self->be, p) : LF_PRECISION_F32;
+}
+
 int lf_model_lora_fits(lf_model_t *self, const char *path) {
     char err[256];
     if (!self || !path || s_lora_init(self, err, sizeof err)) return 0;

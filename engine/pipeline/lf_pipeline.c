@@ -162,6 +162,7 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     view.cache_end = (uint32_t)req->cache.end;
     view.cache_interval = (uint32_t)req->cache.interval;
     view.cache_depth = (uint32_t)req->cache.depth;
+    view.precision = (char *)req->precision;
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;

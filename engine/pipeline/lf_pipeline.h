@@ -132,6 +132,8 @@ typedef struct lf_model_ops {
     /* Whether a LoRA file matches this model entirely (lf_model_lora_fits):
      * the facade gives a refiner only such LoRAs. NULL: none does. */
     int (*lora_fits)(lf_model_t *self, const char *path);
+    /* Compute precision (lf_model_set_precision); NULL: always f32. */
+    lf_precision_t (*set_precision)(lf_model_t *self, lf_precision_t p);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */
@@ -234,6 +236,9 @@ typedef struct {
      * whole denoiser every time, as without. One lf_stepcache per sampling
      * pass (base, then refiner); the infotext writes "Cache: ..." when on. */
     lf_stepcache_opts_t cache;
+    /* "bf16" when the matrix products ran in bf16 (the infotext's
+     * "Precision"), NULL for f32, the reference. Static. */
+    const char *precision;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the
