@@ -1207,7 +1207,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     pr.prompt = lo.prompt;
     pr.infotext_prompt = lo.info_prompt ? lo.info_prompt : req->prompt;
     pr.lora_hashes = lo.hashes;
-    /* One precision for every network of the job (base, refiner, VAE). */
+    /* The UNets' precision for this job (base and refiner; lf_model.h). */
     lf_precision_t ran = e->ops->set_precision ? e->ops->set_precision(e->model, prec) : LF_PRECISION_F32;
     if (refine && e->refiner && e->ops->set_precision) e->ops->set_precision(e->refiner, prec);
     pr.precision = ran == LF_PRECISION_BF16 ? "bf16" : NULL;

@@ -195,7 +195,7 @@ typedef struct {
      * values: LF_EINVAL naming the field. */
     lf_stepcache_opts_t cache;
     /* "f32", "bf16" or "auto"; NULL = the engine's (opts.precision). bf16
-     * and auto run the matrix products in bf16 where the backend has them
+     * and auto run the UNet's matrix products in bf16 where the backend has them
      * (CPU: AVX512_BF16), else f32; the result says which ran. Another word:
      * LF_EINVAL naming the field. */
     const char *precision;

@@ -205,9 +205,10 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
  * such as an SDXL base LoRA on the refiner, whose UNet differs). */
 int lf_model_lora_fits(lf_model_t *self, const char *path);
 
-/* The compute precision of the following calls on this model's backend
- * (lf_backend_set_precision: bf16 matrix products where the backend has
- * them); returns the one in effect, f32 or bf16. */
+/* The compute precision of the UNet's following calls (denoise,
+ * denoise_cached; lf_backend_set_precision: bf16 matrix products where the
+ * backend has them); the text encoders and the VAE stay f32, as the backend
+ * between calls. Returns the one in effect, f32 or bf16. */
 lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p);
 
 /* A resident weight read back as f32 (n = its element count), by pool name

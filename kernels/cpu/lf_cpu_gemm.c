@@ -76,6 +76,13 @@ static bool s_flat_rows(const lf_tensor_t *t, int64_t *ld) {
     return true;
 }
 
+/* Products with a side under 16 (a time embedding's few rows, a UNet's
+ * 4-channel input and output convolutions) stay f32 under bf16: a tiny share
+ * of the work, and the ones whose rounding shows most in the image. */
+static bool s_small(int64_t m, int64_t n, int64_t k) {
+    return m < 16 || n < 16 || k < 16;
+}
+
 /* A linear layer through oneDNN: 0, or an error after which OpenBLAS runs. */
 static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
 #ifdef LF_HAVE_DNNL
@@ -89,6 +96,10 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
     lf__cpu_mm_t m = {.M = a->ne[1] * a->ne[2] * a->ne[3], .N = b->ne[1], .K = a->ne[0],
                       .lda = lda, .ldc = ldc, .ct = ct, .bias = bias ? bias->data : NULL,
                       .c = node->dst->data};
+    if (ct == LF_TYPE_BF16 && s_small(m.M, m.N, m.K)) {
+        if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
+        m.ct = ct = LF_TYPE_F32;
+    }
     size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
     size_t need = abytes + s_as_bytes(ct, b);
     char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
@@ -250,7 +261,8 @@ int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
 #ifdef LF_HAVE_DNNL
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
-        lf_type_t ct = cpu->compute;
+        const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
+        lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) ? LF_TYPE_F32 : cpu->compute;
         size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);
         char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
         if (!need || work) {

@@ -225,13 +225,22 @@ static void test_bf16_compute(void **state) {
         s_check_matmul_ct(be, LF_TYPE_BF16, &a, &w, &bias, TOL_F32);
         s_check_matmul_ct(be, LF_TYPE_BF16, &a, &w, NULL, TOL_F32);
         /* A row-strided view of the input (a slice of a wider activation). */
-        lf_tensor_t wide = lf_test_rand(LF_TYPE_F32, 320, 7, 1, 1, 1);
+        lf_tensor_t wide = lf_test_rand(LF_TYPE_F32, 320, 21, 1, 1, 1);
         lf_tensor_t view = lf_tensor_slice(&wide, 0, 10, 301);
         s_check_matmul_ct(be, LF_TYPE_BF16, &view, &w, &bias, TOL_F32);
-        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 5, 6, 2, 3, 1, 1, true);
-        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 5, 6, 1, 3, 2, 1, false);
-        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 11, 5, 37, 9, 2, 1, 1, 0, true);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 17, 16, 2, 3, 1, 1, true);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 16, 19, 1, 3, 2, 1, false);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 11, 5, 37, 18, 2, 1, 1, 0, true);
         free(a.data), free(w.data), free(bias.data), free(wide.data);
+    }
+    /* Products with a side under 16 stay f32: a time embedding's few rows, a
+     * UNet's 4-channel input and output convolutions. */
+    {
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 301, 2, 1, 1, 1), w = lf_test_rand(LF_TYPE_F16, 301, 45, 1, 1, 1);
+        s_check_matmul(be, &a, &w, NULL, TOL_F32);
+        free(a.data), free(w.data);
+        s_check_conv_ct(be, LF_TYPE_F32, LF_TYPE_F16, 9, 7, 4, 32, 2, 3, 1, 1, true);
+        s_check_conv_ct(be, LF_TYPE_F32, LF_TYPE_F16, 9, 7, 32, 4, 2, 3, 1, 1, true);
     }
     /* Batched products (attention-like, weight not 2-D) stay f32. */
     lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 37, 5, 3, 1, 1), wb = lf_test_rand(LF_TYPE_F32, 37, 11, 3, 1, 1);
