@@ -227,7 +227,8 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     dnnl_dims_t sd = {m->M, m->K}, ss = {m->lda, 1};
     dnnl_dims_t wd = {m->K, m->N}, ws = {1, m->K}; /* PyTorch's [out, in] row-major */
-    dnnl_dims_t bd = {1, m->N};
+    if (m->w_kn) ws[0] = m->N, ws[1] = 1;
+    dnnl_dims_t bd = {m->bias_m ? m->M : 1, m->bias_m ? 1 : m->N};
     dnnl_dims_t dd = {m->M, m->N}, ds = {m->ldc, 1};
     if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, s_dt(m->ct), ss) ||
         dnnl_memory_desc_init_by_strides(&w_md, 2, wd, s_dt(m->ct), ws) ||
@@ -246,7 +247,7 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
 }
 
 int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m) {
-    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL};
+    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m};
     int rc = 0;
     s_entry_t *e = s_lookup(d, key, &rc, s_create_matmul, m);
     return e ? s_run(d, e, m->a, m->w, m->bias, m->c) : rc;

@@ -41,10 +41,12 @@ void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, con
 /* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
 /* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
- * lda) . w[N][K]^T (contiguous) + bias[N] (NULL: none); a and w hold ct
- * (f32 or bf16) elements, accumulation is f32. */
+ * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
+ * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
+ * accumulation is f32. */
 typedef struct {
     int64_t M, N, K, lda, ldc;
+    bool w_kn, bias_m;
     lf_type_t ct;
     const void *a, *w;
     const float *bias;
