@@ -137,6 +137,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(str_eq(a->loras[i].defaults.scheduler, b->loras[i].defaults.scheduler));
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
+    assert_true(str_eq(a->precision, b->precision));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
     assert_true(a->jobs_done == b->jobs_done);
