@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lf_backend.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_engine.h"
 #include "lf_error.h"
@@ -57,6 +58,8 @@ static const char s_usage[] =
     "      --cache none|fbcache|deepcache   step caching; --cache-threshold X (0.12, fbcache)\n"
     "                            --cache-interval N (3) --cache-depth N (0) (deepcache)\n"
     "                            --cache-start N --cache-end N (0): steps always run in full\n"
+    "      --precision f32|bf16|auto   the UNet's arithmetic (f32; bf16 where the CPU has\n"
+    "                            AVX512_BF16, else f32)\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -273,7 +276,8 @@ static int s_cmd_generate(int argc, char **argv)
         {"lora-dir", required_argument, NULL, 24},  {"cache", required_argument, NULL, 25},
         {"cache-threshold", required_argument, NULL, 26}, {"cache-start", required_argument, NULL, 27},
         {"cache-end", required_argument, NULL, 28}, {"cache-interval", required_argument, NULL, 29},
-        {"cache-depth", required_argument, NULL, 30}, {NULL, 0, NULL, 0}};
+        {"cache-depth", required_argument, NULL, 30}, {"precision", required_argument, NULL, 31},
+        {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
                *vocab = NULL, *lora_dirs = NULL;
     lf_engine_request_t req = lf_engine_request_defaults();
@@ -330,6 +334,12 @@ static int s_cmd_generate(int argc, char **argv)
         case 28: rc = s_int("--cache-end", optarg, 0, 1000, &v), req.cache.end = (int)v; break;
         case 29: rc = s_int("--cache-interval", optarg, 1, 100, &v), req.cache.interval = (int)v; break;
         case 30: rc = s_int("--cache-depth", optarg, 0, 63, &v), req.cache.depth = (int)v; break;
+        case 31: {
+            lf_precision_t p;
+            if (lf_precision_parse(optarg, &p)) return s_usage_error("--precision: '%s' is not f32, bf16 or auto", optarg);
+            req.precision = optarg;
+            break;
+        }
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -393,6 +403,7 @@ static int s_cmd_generate(int argc, char **argv)
         if (rc == 0) printf("%s (seed %llu)\n", name, (unsigned long long)res.images[i].seed);
     }
     if (res.warnings) fprintf(stderr, "warning: %s\n", res.warnings);
+    if (rc == 0 && req.precision) fprintf(stderr, "precision: %s\n", res.precision);
     if (rc == 0 && req.cache.kind != LF_STEPCACHE_NONE)
         fprintf(stderr, "step caching: %d full denoiser evaluations, %d with the cached part\n",
                 res.model_calls_full, res.model_calls_cached);
