@@ -94,22 +94,58 @@ static void s_run_op(void *p) {
     }
 }
 
-static void s_bench_matmul(lf_backend_t *be, int M, int N, int K) {
+/* The backends compared: the default (oneDNN for linear layers when built
+ * with it), OpenBLAS for linear layers (LF_CPU_MATMUL=blas), and the
+ * default with bf16 compute (NULL where the CPU has none). */
+typedef struct {
+    lf_backend_t *be, *blas, *bf16;
+} s_backends_t;
+
+/* The same weights stored as f16, as checkpoints hold them (caller frees). */
+static lf_tensor_t s_as_f16(const lf_tensor_t *t) {
+    int64_t n = lf_tensor_nelements(t);
+    uint16_t *h = malloc((size_t)n * 2);
+    lf_type_from_f32(LF_TYPE_F16, t->data, h, n);
+    lf_tensor_t r = *t;
+    r.type = LF_TYPE_F16, r.data = h;
+    for (int i = 0; i < LF_MAX_DIMS; i++) r.nb[i] = t->nb[i] / 2;
+    return r;
+}
+
+static void s_bench_matmul(const s_backends_t *bs, int M, int N, int K) {
     float *a = s_rand((size_t)M * K), *b = s_rand((size_t)N * K), *c = malloc((size_t)M * N * 4);
     lf_tensor_t ta = lf_tensor_4d(LF_TYPE_F32, K, M, 1, 1, a), tb = lf_tensor_4d(LF_TYPE_F32, K, N, 1, 1, b);
+    lf_tensor_t tbh = s_as_f16(&tb), tbb = tb;
+    uint16_t *bb = malloc((size_t)N * K * 2);
+    lf_type_from_f32(LF_TYPE_BF16, b, bb, (int64_t)N * K);
+    tbb.type = LF_TYPE_BF16, tbb.data = bb;
+    for (int i = 0; i < LF_MAX_DIMS; i++) tbb.nb[i] = tb.nb[i] / 2;
     lf_tensor_t tc = lf_tensor_4d(LF_TYPE_F32, N, M, 1, 1, c);
-    s_op_t op = {.be = be};
-    op.node.op = LF_OP_MATMUL, op.node.dst = &tc, op.node.src[0] = &ta, op.node.src[1] = &tb;
+    /* sgemm; lf f32 (default, OpenBLAS) f32 weights; lf f32 f16 weights
+     * (default, OpenBLAS); lf bf16 with f16 and bf16 weights. */
+    const lf_tensor_t *ws[6] = {NULL, &tb, &tb, &tbh, &tbh, &tbh};
+    lf_backend_t *bes[6] = {NULL, bs->be, bs->blas, bs->be, bs->blas, bs->bf16};
+    const char *names[8] = {"sgemm", "lf f32 w32", "blas f32 w32", "lf f32 w16", "blas f32 w16", "lf bf16 w16",
+                            "lf bf16 wbf16"};
+    s_op_t op[7];
     s_gemm_t g = {M, N, K, a, b, c};
-    double flops = 2.0 * M * N * K;
-    s_fn fns[2] = {s_sgemm, s_run_op};
-    void *ctxs[2] = {&g, &op};
-    double t[2];
-    s_time_n(2, fns, ctxs, t);
-    double tref = t[0], top = t[1];
-    printf("matmul   M=%-5d N=%-5d K=%-5d  lf %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  ratio %.2f\n", M, N, K,
-           flops / top * 1e-9, flops / tref * 1e-9, tref / top);
-    free(a), free(b), free(c);
+    s_fn fns[7] = {s_sgemm};
+    void *ctxs[7] = {&g};
+    int n = 1;
+    for (int i = 1; i < 7; i++) {
+        lf_backend_t *be = i == 6 ? bs->bf16 : bes[i];
+        if (!be) continue;
+        op[i] = (s_op_t){.be = be};
+        op[i].node.op = LF_OP_MATMUL, op[i].node.dst = &tc, op[i].node.src[0] = &ta;
+        op[i].node.src[1] = i == 6 ? &tbb : ws[i];
+        fns[n] = s_run_op, ctxs[n] = &op[i], names[n] = names[i], n++;
+    }
+    double flops = 2.0 * M * N * K, t[7];
+    s_time_n(n, fns, ctxs, t);
+    printf("matmul   M=%-5d N=%-5d K=%-5d", M, N, K);
+    for (int i = 0; i < n; i++) printf("  %s %6.1f", names[i], flops / t[i] * 1e-9);
+    printf("  GFLOP/s; lf/sgemm %.2f\n", t[0] / t[1]);
+    free(a), free(b), free(c), free(bb), free(tbh.data);
 }
 
 #ifdef LF_BENCH_HAVE_DNNL
@@ -187,7 +223,8 @@ static void s_dnnl_teardown(s_dnnl_t *d) {
 }
 #endif
 
-static void s_bench_conv(lf_backend_t *be, int W, int H, int Ci, int Co) {
+static void s_bench_conv(const s_backends_t *bs, int W, int H, int Ci, int Co) {
+    lf_backend_t *be = bs->be;
     int k = 3, pad = 1, P = W * H, K = Ci * k * k;
     float *x = s_rand((size_t)P * Ci), *w = s_rand((size_t)K * Co), *b = s_rand((size_t)Co);
     float *y = malloc((size_t)P * Co * 4), *col = s_rand((size_t)K * P);
@@ -199,9 +236,13 @@ static void s_bench_conv(lf_backend_t *be, int W, int H, int Ci, int Co) {
     op.node.p.conv2d.stride = 1, op.node.p.conv2d.pad = pad;
     s_gemm_t g = {Co, P, K, w, col, y};
     double flops = 2.0 * Co * P * K;
-    s_fn fns[4] = {s_sgemm_nn, s_run_op};
-    void *ctxs[4] = {&g, &op};
-    int n = 2;
+    /* f16 weights (as checkpoints hold them): f32 and bf16 compute. */
+    lf_tensor_t twh = s_as_f16(&tw);
+    s_op_t oph[2];
+    for (int i = 0; i < 2; i++) oph[i] = op, oph[i].be = i ? bs->bf16 : be, oph[i].node.src[1] = &twh;
+    s_fn fns[6] = {s_sgemm_nn, s_run_op, s_run_op, s_run_op};
+    void *ctxs[6] = {&g, &op, &oph[0], &oph[1]};
+    int n = bs->bf16 ? 4 : 3;
 #ifdef LF_BENCH_HAVE_DNNL
     s_dnnl_t dn[2];
     char impl[2][64];
@@ -214,16 +255,22 @@ static void s_bench_conv(lf_backend_t *be, int W, int H, int Ci, int Co) {
         fns[n] = s_run_dnnl, ctxs[n] = &dn[i], n++;
     }
 #endif
-    double t[4];
+    double t[6];
     s_time_n(n, fns, ctxs, t);
     double tref = t[0], top = t[1];
+    int nd = bs->bf16 ? 4 : 3;
     printf("conv2d   %dx%dx%d -> %d, 3x3 (GEMM %dx%dx%d)  lf %7.1f GFLOP/s (%.2f ms)  sgemm %7.1f GFLOP/s  "
            "ratio %.2f (target >= 0.80)\n",
            W, H, Ci, Co, Co, P, K, flops / top * 1e-9, top * 1e3, flops / tref * 1e-9, tref / top);
+    printf("         lf f16 weights: f32 %7.1f GFLOP/s (%.2f ms)", flops / t[2] * 1e-9, t[2] * 1e3);
+    if (bs->bf16) printf(", bf16 compute %7.1f GFLOP/s (%.2f ms, %.2fx f32)", flops / t[3] * 1e-9, t[3] * 1e3,
+                         t[2] / t[3]);
+    printf("\n");
+    free(twh.data);
 #ifdef LF_BENCH_HAVE_DNNL
     for (int i = 0; i < 2; i++) {
         printf("         oneDNN %-7s weights (%s) %7.1f GFLOP/s (%.2f ms), %.2fx lf\n", i ? "blocked" : "oihw",
-               impl[i], flops / t[2 + i] * 1e-9, t[2 + i] * 1e3, top / t[2 + i]);
+               impl[i], flops / t[nd + i] * 1e-9, t[nd + i] * 1e3, top / t[nd + i]);
         s_dnnl_teardown(&dn[i]);
     }
     free(yd);
@@ -357,18 +404,26 @@ int main(int argc, char **argv) {
     if (reps > 0) g_reps = reps;
     lf_backend_t *be = lf_backend_cpu_new(threads);
     if (!be) return 1;
+    setenv("LF_CPU_MATMUL", "blas", 1);
+    s_backends_t bs = {be, lf_backend_cpu_new(threads), lf_backend_cpu_new(threads)};
+    unsetenv("LF_CPU_MATMUL");
+    if (!bs.blas || !bs.bf16) return 1;
+    if (lf_backend_set_precision(bs.bf16, LF_PRECISION_BF16) != LF_PRECISION_BF16) lf_backend_destroy(&bs.bf16);
     printf("OpenBLAS core: %s\nOpenBLAS config: %s\n%s\n", openblas_get_corename(), openblas_get_config(),
            lf_backend_describe(be));
     printf("(best of %d runs each; GFLOP/s count a multiply-add as 2)\n\n", g_reps);
     if (ON("matmul")) {
-        s_bench_matmul(be, 4096, 320, 320);
-        s_bench_matmul(be, 4096, 1280, 320);
-        s_bench_matmul(be, 1024, 640, 640);
-        s_bench_matmul(be, 77, 768, 768);
+        /* SD1.5 linear layers at batch 2 (CFG): attention projections and
+         * GEGLU / FF at the three attention levels, cross-attention K/V. */
+        static const int mm[][3] = {{8192, 320, 320},  {8192, 2560, 320}, {8192, 320, 1280},
+                                    {2048, 640, 640},  {2048, 5120, 640}, {512, 1280, 1280},
+                                    {512, 10240, 1280}, {154, 320, 768},  {154, 1280, 768}};
+        for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) s_bench_matmul(&bs, mm[i][0], mm[i][1], mm[i][2]);
     }
     if (ON("conv")) {
-        s_bench_conv(be, 64, 64, 320, 320);
-        s_bench_conv(be, 8, 8, 1280, 1280);
+        s_bench_conv(&bs, 64, 64, 320, 320);
+        s_bench_conv(&bs, 32, 32, 640, 640);
+        s_bench_conv(&bs, 8, 8, 1280, 1280);
     }
     if (ON("attention")) {
         /* A fresh backend per shape, so its scratch is the op's alone. */
@@ -382,5 +437,7 @@ int main(int argc, char **argv) {
     if (ON("rowwise")) s_bench_rowwise(be);
     if (ON("graph") && !quick) s_bench_graph_memory(be);
     lf_backend_destroy(&be);
+    lf_backend_destroy(&bs.blas);
+    lf_backend_destroy(&bs.bf16);
     return 0;
 }

@@ -21,7 +21,12 @@
  * printed beside it as a check.
  *
  * Usage: bench_unet [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none]
- *                   [--weights stored|f32|f16|bf16] [--no-ceiling]
+ *                   [--weights stored|f32|f16|bf16] [--no-ceiling] [--bf16] [--profile]
+ * --bf16 also runs each step with the backend's bf16 compute precision
+ * (lf_backend_set_precision), alternating with the f32 one, and prints the
+ * time ratio and the output difference; --profile runs one more step (per
+ * precision) with an lf_profile attached and prints time, FLOPs and bytes by
+ * kind of op (MATMUL and CONV2D by shape) against the sgemm ceiling.
  * Weights default to "stored" (f16 in an f16 checkpoint), as lf_engine loads
  * them for the farm; --weights f32 widens them once at load (more memory,
  * no per-call widening). PyTorch runs in f32 either way (its CPU path).
@@ -41,6 +46,7 @@
 
 #include "lf_backend.h"
 #include "lf_model.h"
+#include "lf_profile.h"
 #include "lf_bench_util.h"
 
 #ifndef LF_SOURCE_DIR
@@ -288,7 +294,7 @@ static void s_rm_io(const char *dir) {
 
 int main(int argc, char **argv) {
     const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *wt = "stored";
-    int reps = 3, threads = 2, ceiling = 1;
+    int reps = 3, threads = 2, ceiling = 1, bf16 = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -296,10 +302,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--torch") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) wt = argv[++i];
         else if (!strcmp(argv[i], "--no-ceiling")) ceiling = 0;
+        else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--quick")) reps = 1; /* as bench_kernels --quick */
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none] "
-                   "[--weights stored|f32|f16|bf16] [--no-ceiling]\n",
+                   "[--weights stored|f32|f16|bf16] [--no-ceiling] [--bf16] [--profile]\n",
                    argv[0]);
             return 0;
         }
@@ -355,9 +363,9 @@ int main(int argc, char **argv) {
     printf("  load %.1f s, RSS after load %.0f MiB\n", load_s, rss_load / 1024.0);
 
     const size_t nx = (size_t)B * C * S * S, nc = (size_t)B * L * D;
-    float *x = malloc(nx * 4), *cond = malloc(nc * 4), *out = malloc(nx * 4);
+    float *x = malloc(nx * 4), *cond = malloc(nc * 4), *out = malloc(nx * 4), *outb = malloc(nx * 4);
     float t[B] = {500.0f, 500.0f};
-    if (!x || !cond || !out) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
+    if (!x || !cond || !out || !outb) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
     s_randn(x, nx, 11), s_randn(cond, nc, 12);
     /* SDXL's vector conditioning: a random pooled embedding and 1024x1024
      * micro-conditioning (NULL for SD1.x). */
@@ -376,6 +384,15 @@ int main(int argc, char **argv) {
     double warm_s = lf_bench_now() - t0;
     if (rc) return fprintf(stderr, "bench_unet: denoise failed (%d)\n", rc), 1;
     printf("  warm-up (plans memory) %.2f s\n", warm_s);
+    if (bf16 && lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
+        printf("  no bf16 compute on this backend (%s): --bf16 ignored\n", lf_backend_describe(be));
+        bf16 = 0;
+    }
+    if (bf16) { /* warm the bf16 primitives too */
+        rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, outb);
+        lf_backend_set_precision(be, LF_PRECISION_F32);
+        if (rc) return fprintf(stderr, "bench_unet: bf16 denoise failed (%d)\n", rc), 1;
+    }
     s_torch_t tr = {0};
     s_child_t child = {0};
     char dir[] = "/tmp/lf_bench_unet.XXXXXX", line[4096];
@@ -402,7 +419,7 @@ int main(int argc, char **argv) {
         }
     }
     int hwm_ok = lf_bench_reset_hwm() == 0;
-    double ts[64], tt[64];
+    double ts[64], tt[64], tb[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps && !rc; i++) {
         t0 = lf_bench_now();
@@ -410,6 +427,15 @@ int main(int argc, char **argv) {
         ts[i] = lf_bench_now() - t0;
         printf("  step %d/%d  lightfarm %.2f s", i + 1, reps, ts[i]);
         fflush(stdout);
+        if (bf16) {
+            lf_backend_set_precision(be, LF_PRECISION_BF16);
+            t0 = lf_bench_now();
+            rc = lf_model_denoise(m, x, B, S, S, t, cond, L, vec, outb);
+            tb[i] = lf_bench_now() - t0;
+            lf_backend_set_precision(be, LF_PRECISION_F32);
+            printf("  bf16 %.2f s", tb[i]);
+            fflush(stdout);
+        }
         if (with_torch) {
             fprintf(child.to, "step\n");
             fflush(child.to);
@@ -441,9 +467,36 @@ int main(int argc, char **argv) {
     qsort(ts, (size_t)reps, sizeof ts[0], s_cmp);
     double med = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
     double flops = B * s_unet_flops(S);
-    double nan_out = 0;
-    for (size_t i = 0; i < nx; i++)
-        if (!isfinite(out[i])) nan_out++;
+    double nan_out = 0, bmax = 0, omax = 0;
+    for (size_t i = 0; i < nx; i++) {
+        if (!isfinite(out[i]) || (bf16 && !isfinite(outb[i]))) nan_out++;
+        if (bf16) bmax = fmax(bmax, fabs(outb[i] - out[i])), omax = fmax(omax, fabs(out[i]));
+    }
+    double bmed = 0, bpair = 0;
+    if (bf16) {
+        double pb[64];
+        for (int i = 0; i < reps; i++) pb[i] = ts[i] / tb[i];
+        qsort(pb, (size_t)reps, sizeof pb[0], s_cmp);
+        bpair = reps % 2 ? pb[reps / 2] : 0.5 * (pb[reps / 2 - 1] + pb[reps / 2]);
+        qsort(tb, (size_t)reps, sizeof tb[0], s_cmp);
+        bmed = reps % 2 ? tb[reps / 2] : 0.5 * (tb[reps / 2 - 1] + tb[reps / 2]);
+    }
+    if (profile) {
+        lf_profile_t *prof = lf_profile_new();
+        for (int pi = 0; prof && pi <= bf16; pi++) {
+            lf_backend_set_precision(be, pi ? LF_PRECISION_BF16 : LF_PRECISION_F32);
+            lf_profile_reset(prof);
+            lf_backend_set_profile(be, prof);
+            t0 = lf_bench_now();
+            if (lf_model_denoise(m, x, B, S, S, t, cond, L, vec, outb)) printf("  profiled step failed\n");
+            double tp = lf_bench_now() - t0;
+            lf_backend_set_profile(be, NULL);
+            printf("\n== per-op profile, one step, %s compute (%.2f s wall) ==\n", pi ? "bf16" : "f32", tp);
+            lf_profile_print(prof, stdout, ceil_gf);
+        }
+        lf_backend_set_precision(be, LF_PRECISION_F32);
+        lf_profile_destroy(&prof);
+    }
     lf_model_destroy(&m);
     lf_backend_destroy(&be);
     if (ceiling) {
@@ -465,6 +518,10 @@ int main(int argc, char **argv) {
            "backend workspace %.0f MiB%s\n",
            peak / 1024.0, rss_load / 1024.0, step_hwm / 1024.0, work / 1048576.0,
            nan_out ? "  NON-FINITE OUTPUT" : "");
+    if (bf16)
+        printf("  lightfarm bf16        median %.2f s  %6.1f GFLOP/s; f32 / bf16 %.2fx (medians), %.2fx "
+               "(median of the alternating pairs); max |bf16 - f32| %.3g, relative to max |f32| %.3g\n",
+               bmed, flops / bmed * 1e-9, med / bmed, bpair, bmax, omax > 0 ? bmax / omax : 0);
     if (tr.ok) {
         printf("  PyTorch               median %.2f s (min %.2f)  %6.1f GFLOP/s\n"
                "                        peak RSS %.0f MiB (after load %.0f, steps' high-water "
@@ -488,7 +545,9 @@ int main(int argc, char **argv) {
         printf(" torch_median_s=%.4f speedup=%.3f pair_speedup=%.3f torch_peak_rss_kb=%ld max_abs=%.4g "
                "rel_err=%.4g",
                tr.median_s, tr.median_s / med, pair_ratio, tr.peak_rss_kb, tr.max_abs, tr.rel_err);
+    if (bf16) printf(" bf16_median_s=%.4f bf16_speedup=%.3f bf16_pair_speedup=%.3f bf16_rel_err=%.4g", bmed,
+                     med / bmed, bpair, omax > 0 ? bmax / omax : 0);
     printf(" openblas_core=%s loadavg=\"%s\"\n", openblas_get_corename(), la);
-    free(x), free(cond), free(out), free(vec);
+    free(x), free(cond), free(out), free(outb), free(vec);
     return nan_out ? 1 : 0;
 }

@@ -155,6 +155,9 @@ static const lf_config_opt_t s_opts[] = {
     INT("model-memory-mb", NULL, "LF_MODEL_MEMORY_MB", model_memory_mb, "0", 0, 100000000, W | E,
         "MiB of weights a worker keeps resident: an SDXL refiner stays next to its base while both fit; a model "
         "larger than this is not offered (0 = no limit)"),
+    STR("precision", NULL, "LF_PRECISION", precision, "f32", W | E,
+        "compute precision of jobs that name none: f32 (the reference) | bf16 | auto (bf16 matrix "
+        "products where the CPU has AVX512_BF16, else f32)"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
         "this program's CURVE certificate file (secret); unset = plain TCP"),

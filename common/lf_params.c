@@ -78,6 +78,10 @@ const lf_param_enum_t lf_param_caches[] = {
     {"none", "none", NULL}, {"fbcache", "fbcache", "first_block_cache"}, {"deepcache", "deepcache", NULL},
     {NULL, NULL, NULL}};
 
+/* Compute precisions (kernels/lf_backend.h lf_precision_t order). */
+const lf_param_enum_t lf_param_precisions[] = {
+    {"f32", "f32", "fp32"}, {"bf16", "bf16", NULL}, {"auto", "auto", NULL}, {NULL, NULL, NULL}};
+
 /* LF_PS_CACHE: whether the infotext writes row i (step caching on, and the
  * row one that its kind uses). */
 static bool s_cache_shown(const lf_job_params_t *p, int i) {

@@ -69,6 +69,7 @@ extern const lf_param_enum_t lf_param_samplers[];
 extern const lf_param_enum_t lf_param_schedulers[];
 extern const lf_param_enum_t lf_param_rngs[];
 extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order */
+extern const lf_param_enum_t lf_param_precisions[]; /* in lf_precision_t order */
 
 /* Flags. */
 #define LF_PF_REQUIRED 0x01u    /* must be present on the wire */
@@ -284,6 +285,12 @@ extern const lf_param_enum_t lf_param_caches[]; /* in lf_stepcache_kind_t order 
       "deepcache: the branch (down-path element; 0 = shallowest) whose deeper features are "      \
       "reused") \
     LF__PARAM_FEWSTEP_ROWS(X)                                                                     \
+    /* Compute precision (issue 18; lf_backend_set_precision): unset = the  */                   \
+    /* worker's LF_PRECISION; the infotext names it only when bf16 ran.     */                   \
+    X(precision, ENUM, "precision", OVERRIDE, 0, 0, 0, 0, NULL, lf_param_precisions, "Precision",   \
+      ALWAYS, 0,                                                                                 \
+      "arithmetic of the matrix products: f32 (the reference), bf16 (CPUs with AVX512_BF16; "    \
+      "f32 elsewhere) or auto (bf16 where available); default: the worker's LF_PRECISION")        \
     LF__PARAM_ENHANCE_ROWS(X)
 
 /* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks

@@ -450,6 +450,7 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     if (c->lora_set && *c->lora_set) s_kv_str(e, "lora_set", c->lora_set, false);
     s_enc_names(e, "upscalers", c->upscalers, c->n_upscalers);
     s_enc_names(e, "ad_models", c->ad_models, c->n_ad_models);
+    s_kv_str(e, "precision", c->precision, false);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -464,7 +465,7 @@ static bool s_caps_empty(const lf_worker_caps_t *c) {
     if (c->n_ad_models) return false;
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
-           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers;
+           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision;
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -829,11 +830,11 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C_PRECISION, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set", "upscalers", "ad_models"};
+                                                   "lora_set", "upscalers", "ad_models", "precision"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
 static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
@@ -940,6 +941,7 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
         }
     }
     S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
+    S_OPT(f[C_PRECISION], s_get_str(f[C_PRECISION], &c->precision));
     return 0;
 }
 
@@ -1114,6 +1116,7 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->host);
     free(c->device_kind);
     free(c->device_name);
+    free(c->precision);
     for (size_t i = 0; c->models && i < c->n_models; i++) {
         free(c->models[i].name);
         free(c->models[i].kind);

@@ -161,6 +161,8 @@ typedef struct {
     char **ad_models;        /* ADetailer detectors it can run (mediapipe_face_* when
                                 their assets exist, models/adetailer/ files by name) */
     size_t n_ad_models;
+    char *precision;         /* jobs' default compute precision in effect: "f32" | "bf16";
+                                NULL = not said (f32) */
 } lf_worker_caps_t;
 
 typedef struct {

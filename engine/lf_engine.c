@@ -60,12 +60,14 @@ static const lf_model_ops_t s_real_ops = {
     .preview = lf_model_preview,
     .set_loras = lf_model_set_loras,
     .lora_fits = lf_model_lora_fits,
+    .set_precision = lf_model_set_precision,
 };
 #endif
 
 struct lf_engine {
     const lf_model_ops_t *ops;
     lf_backend_t *backend; /* owned; NULL = the model's default CPU backend */
+    lf_precision_t precision; /* requests' default (opts.precision) */
     lf_model_t *model;
     char *model_name;
     /* How the base was loaded, for a reload with another VAE. */
@@ -226,6 +228,11 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     e->ops = ops;
     e->backend = be;
     e->vae_tile = o.vae_tile;
+    if (o.precision && lf_precision_parse(o.precision, &e->precision)) {
+        if (err && errlen) snprintf(err, errlen, "precision '%s': f32, bf16 or auto", o.precision);
+        lf_engine_destroy(&e);
+        return LF_EINVAL;
+    }
     e->memory_budget = o.memory_budget;
     e->weight_quant = wq;
     *out = e;
@@ -1348,6 +1355,9 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (req->orig_width < 0 || req->orig_height < 0 || req->crop_top < 0 || req->crop_left < 0 ||
         req->target_width < 0 || req->target_height < 0)
         return s_err(e, LF_EINVAL, "size conditioning values must be >= 0");
+    lf_precision_t prec = e->precision;
+    if (req->precision && *req->precision && lf_precision_parse(req->precision, &prec))
+        return s_err(e, LF_EINVAL, "precision '%s': f32, bf16 or auto", req->precision);
     bool refine = req->refiner_path && *req->refiner_path;
     if (refine && !(req->refiner_switch_at > 0.0 && req->refiner_switch_at <= 1.0))
         return s_err(e, LF_EINVAL, "refiner_switch_at %g is not in (0, 1]", req->refiner_switch_at);
@@ -1385,6 +1395,10 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (req->n_rows && (!lr || !prow)) rc = s_err(e, LF_ENOMEM, "out of memory");
     else if (req->n_rows) rc = s_rows_prepare(e, req, &lo, lr, prow);
     pr.rows = prow, pr.n_rows = (int)req->n_rows;
+    /* The UNets' precision for this job (base and refiner; lf_model.h). */
+    lf_precision_t ran = e->ops->set_precision ? e->ops->set_precision(e->model, prec) : LF_PRECISION_F32;
+    if (refine && e->refiner && e->ops->set_precision) e->ops->set_precision(e->refiner, prec);
+    pr.precision = ran == LF_PRECISION_BF16 ? "bf16" : NULL;
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
                              .model_name = e->model_name, .vae_name = e->vae_name,
@@ -1443,6 +1457,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     out->steps_run = res.steps_run;
     out->model_calls_full = res.model_calls_full;
     out->model_calls_cached = res.model_calls_cached;
+    out->precision = lf_precision_name(ran);
     out->warnings = lo.warnings;
     lo.warnings = NULL;
     s_loras_clear(&lo);

@@ -89,6 +89,9 @@ typedef struct {
      * ... and .safetensors conversions), as the extension's models/adetailer
      * (the worker passes "<models>/adetailer"); NULL = none. */
     const char *adetailer_dir;
+    /* Compute precision of requests that name none: "f32" (NULL, the
+     * reference), "bf16" or "auto" (lf_backend.h); another word is LF_EINVAL. */
+    const char *precision;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -221,6 +224,11 @@ typedef struct {
      * LoRA sets): the caller runs those jobs one by one. */
     const struct lf_engine_row *rows;
     size_t n_rows;
+    /* "f32", "bf16" or "auto"; NULL = the engine's (opts.precision). bf16
+     * and auto run the UNet's matrix products in bf16 where the backend has them
+     * (CPU: AVX512_BF16), else f32; the result says which ran. Another word:
+     * LF_EINVAL naming the field. */
+    const char *precision;
 } lf_engine_request_t;
 
 /* One job of a batch (lf_engine_request_t.rows); strings borrowed. */
@@ -259,6 +267,7 @@ typedef struct {
     int steps_run;             /* sampler steps run (img2img runs fewer) */
     int model_calls_full;      /* denoiser evaluations of the whole network */
     int model_calls_cached;    /* ... that reused a cached part (step caching) */
+    const char *precision;     /* static: "f32" or "bf16", the arithmetic that ran */
     char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
                                   tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;

@@ -535,6 +535,7 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
             json_object_set_new(w, "vaes", s_strs(c->vaes, c->n_vaes));
             json_object_set_new(w, "lora_set", json_string(c->lora_set ? c->lora_set : ""));
             json_object_set_new(w, "loras", json_integer((json_int_t)c->n_loras));
+            json_object_set_new(w, "precision", json_string(c->precision ? c->precision : "f32"));
         }
         json_array_append_new(arr, w);
         lf_worker_view_clear(&ws[i]);

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lf_backend_impl.h"
 #include "lf_error.h"
+#include "lf_profile.h"
 
 lf_backend_t *lf__backend_new(const lf__backend_iface_t *iface, void *ctx) {
     lf_backend_t *be = calloc(1, sizeof *be);
@@ -61,7 +63,38 @@ int lf__backend_run_node(lf_backend_t *be, const lf_node_t *node) {
                            lf_type_name(node->src[0]->type), lf_type_name(node->dst->type));
         return LF_EUNSUPPORTED;
     }
-    return be->iface->ops[node->op](be, node);
+    if (!be->profile) return be->iface->ops[node->op](be, node);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = be->iface->ops[node->op](be, node);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    lf_profile_add(be->profile, node,
+                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    return rc;
+}
+
+const char *lf_precision_name(lf_precision_t p) {
+    return p == LF_PRECISION_BF16 ? "bf16" : p == LF_PRECISION_AUTO ? "auto" : "f32";
+}
+
+int lf_precision_parse(const char *s, lf_precision_t *out) {
+    static const lf_precision_t all[] = {LF_PRECISION_F32, LF_PRECISION_BF16, LF_PRECISION_AUTO};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, lf_precision_name(all[i]))) return *out = all[i], 0;
+    return LF_EINVAL;
+}
+
+lf_precision_t lf_backend_set_precision(lf_backend_t *be, lf_precision_t p) {
+    be->precision = be->iface->set_precision ? be->iface->set_precision(be, p) : LF_PRECISION_F32;
+    return be->precision;
+}
+
+lf_precision_t lf_backend_precision(const lf_backend_t *be) {
+    return be->precision;
+}
+
+void lf_backend_set_profile(lf_backend_t *be, struct lf_profile *prof) {
+    be->profile = prof;
 }
 
 int lf_backend_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage,

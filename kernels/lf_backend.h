@@ -84,4 +84,25 @@ size_t lf_backend_workspace_bytes(const lf_backend_t *be);
 /* Waits for queued work. */
 int lf_backend_sync(lf_backend_t *be);
 
+/* Arithmetic of the matrix products (MATMUL's linear layers, CONV2D): f32,
+ * the reference; bf16 (bf16 operands, f32 accumulation and results, norms,
+ * softmax and everything else in f32) where the backend has it (CPU: oneDNN
+ * and AVX512_BF16); auto: bf16 where available, else f32. */
+typedef enum { LF_PRECISION_F32 = 0, LF_PRECISION_BF16 = 1, LF_PRECISION_AUTO = 2 } lf_precision_t;
+/* "f32", "bf16", "auto". */
+const char *lf_precision_name(lf_precision_t p);
+/* 0 and *out, or LF_EINVAL for another word. */
+int lf_precision_parse(const char *s, lf_precision_t *out);
+/* Sets the precision of the following ops; returns the one in effect (f32
+ * or bf16: bf16 and auto become f32 where the backend has no bf16). A new
+ * backend computes in f32. */
+lf_precision_t lf_backend_set_precision(lf_backend_t *be, lf_precision_t p);
+/* The precision in effect (f32 or bf16). */
+lf_precision_t lf_backend_precision(const lf_backend_t *be);
+
+struct lf_profile;
+/* Attaches a profile (lf_profile.h; borrowed, NULL detaches) that every
+ * following node run adds its time to. */
+void lf_backend_set_profile(lf_backend_t *be, struct lf_profile *prof);
+
 #endif

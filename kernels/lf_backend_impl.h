@@ -24,6 +24,8 @@ typedef struct lf__backend_iface {
      * NULL means lf_graph runs the nodes one by one. */
     int (*graph_compute)(lf_backend_t *be, struct lf_graph *g);
     size_t (*workspace_bytes)(const lf_backend_t *be); /* optional */
+    /* Optional: sets the precision, returns the one in effect; NULL: f32 only. */
+    lf_precision_t (*set_precision)(lf_backend_t *be, lf_precision_t p);
     void (*destroy)(lf_backend_t *be);
     const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
 } lf__backend_iface_t;
@@ -32,6 +34,8 @@ struct lf_backend {
     const lf__backend_iface_t *iface;
     void *ctx; /* owned by the backend */
     unsigned plans; /* graph plans made on this backend: unique graph versions */
+    lf_precision_t precision; /* in effect: f32 or bf16 */
+    struct lf_profile *profile; /* borrowed; NULL: none */
     char describe[256];
     char errstr[256];
 };

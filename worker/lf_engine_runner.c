@@ -394,7 +394,8 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     snprintf(ad_dir, sizeof ad_dir, "%s/adetailer", dir);
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
-                           .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir};
+                           .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir,
+                           .precision = env ? env->precision : NULL};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);
@@ -794,6 +795,7 @@ static int s_run_jobs(void *state, const lf_runner_job_t *jobs, size_t n, const 
         req.timesteps = tsteps;
         req.n_timesteps = n;
     }
+    req.precision = p->precision; /* NULL: the worker's LF_PRECISION */
     /* ADetailer units (canonical JSON in the table's adetailer row). */
     lf_detailer_unit_t ad[LF_DETAILER_MAX_UNITS];
     json_t *ad_keep = NULL;

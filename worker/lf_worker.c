@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "lf_backend.h"
 #include "lf_compute.h"
 #include "lf_error.h"
 #include "lf_link.h"
@@ -40,6 +41,7 @@ struct lf_worker {
     char *id;
     char *device;
     char device_name[256];  /* the CPU's model name, or the GPU's from a backend */
+    char precision[8];      /* jobs' default compute precision in effect: f32 | bf16 */
     uint64_t device_memory; /* RAM, or the GPU's memory */
     char *models_dir;
     uint64_t max_pixels;
@@ -177,11 +179,27 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
         lf_worker_destroy(&self);
         return NULL;
     }
+    /* LF_PRECISION: what jobs that name none run in; reported as the one in
+     * effect (bf16 and auto are f32 on a CPU without AVX512_BF16, and on CUDA). */
+    lf_precision_t prec = LF_PRECISION_F32;
+    if (opts->precision && *opts->precision && lf_precision_parse(opts->precision, &prec)) {
+        lf_error("LF_PRECISION '%s': f32, bf16 or auto", opts->precision);
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    if (prec != LF_PRECISION_F32 && !strcmp(device, "cpu")) {
+        lf_backend_t *be = lf_backend_cpu_new(1);
+        prec = be ? lf_backend_set_precision(be, prec) : LF_PRECISION_F32;
+        lf_backend_destroy(&be);
+    } else {
+        prec = LF_PRECISION_F32;
+    }
+    snprintf(self->precision, sizeof self->precision, "%s", lf_precision_name(prec));
     /* The runner borrows these strings; the worker outlives it. */
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
                            .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
                            .memory_budget = opts->memory_budget,
-                           .step_delay_max_ms = opts->step_delay_max_ms};
+                           .step_delay_max_ms = opts->step_delay_max_ms, .precision = opts->precision};
     lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
     if (!runner) {
         lf_worker_destroy(&self);
@@ -291,6 +309,7 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .pid = self->sys.pid,
         .device_kind = self->device,
         .device_name = (char *)self->device_name,
+        .precision = (char *)self->precision,
         .memory_bytes = self->device_memory,
         .max_pixels = self->max_pixels,
         .models = (lf_model_info_t *)models,

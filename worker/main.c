@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
         .max_pixels = (uint64_t)cfg.max_pixels,
         .preview_every = (uint32_t)cfg.preview_every,
         .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
+        .precision = cfg.precision,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,
                       cfg.reconnect_max_ms},

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lf_backend.h"
 #include "lf_clip_tokenizer.h"
 #include "lf_engine.h"
 #include "lf_error.h"
@@ -63,6 +64,8 @@ static const char s_usage[] =
     "      --tcd-gamma X (0.3)   the tcd sampler's gamma (diffusers' TCDScheduler eta)\n"
     "      --timesteps T,T,...   explicit training timesteps, strictly descending in 0..999,\n"
     "                            one per step (Hyper-SD 1-step: 800); sets --steps\n"
+    "      --precision f32|bf16|auto   the UNet's arithmetic (f32; bf16 where the CPU has\n"
+    "                            AVX512_BF16, else f32)\n"
     "  tokenize [--vocab FILE] TEXT        CLIP ids, BOS and EOS included\n"
     "  sigmas --scheduler S --steps N      the SD1.x sigmas, final 0 included\n"
     "  noise --seed N --shape N,C,H,W [--rng cpu|philox]   initial noise (image i: seed + i)\n"
@@ -281,6 +284,7 @@ static int s_cmd_generate(int argc, char **argv)
         {"cache-end", required_argument, NULL, 28}, {"cache-interval", required_argument, NULL, 29},
         {"cache-depth", required_argument, NULL, 30}, {"tcd-gamma", required_argument, NULL, 31},
         {"timesteps", required_argument, NULL, 32}, {"weights", required_argument, NULL, 33},
+        {"precision", required_argument, NULL, 34},
         {NULL, 0, NULL, 0}};
     const char *model = NULL, *outp = NULL, *init = NULL, *vae = NULL, *taesd = NULL, *device = NULL,
                *vocab = NULL, *lora_dirs = NULL, *weights = NULL;
@@ -346,6 +350,12 @@ static int s_cmd_generate(int argc, char **argv)
                                      optarg, LF_PARAM_TIMESTEP_MAX);
             req.timesteps = timesteps, req.steps = req.n_timesteps;
             break;
+        case 34: {
+            lf_precision_t p;
+            if (lf_precision_parse(optarg, &p)) return s_usage_error("--precision: '%s' is not f32, bf16 or auto", optarg);
+            req.precision = optarg;
+            break;
+        }
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return s_usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -412,6 +422,7 @@ static int s_cmd_generate(int argc, char **argv)
         if (rc == 0) printf("%s (seed %llu)\n", name, (unsigned long long)res.images[i].seed);
     }
     if (res.warnings) fprintf(stderr, "warning: %s\n", res.warnings);
+    if (rc == 0 && req.precision) fprintf(stderr, "precision: %s\n", res.precision);
     if (rc == 0 && req.cache.kind != LF_STEPCACHE_NONE)
         fprintf(stderr, "step caching: %d full denoiser evaluations, %d with the cached part\n",
                 res.model_calls_full, res.model_calls_cached);

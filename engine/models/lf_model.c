@@ -32,6 +32,7 @@
 struct lf_model {
     lf_model_desc_t desc;
     lf_backend_t *be, *own_be;
+    lf_precision_t precision; /* the UNet's (lf_model_set_precision); f32 by default */
     lf_pool_t *pool;
     lf_clip_t *clip;         /* SD1.x's encoder, SDXL's CLIP ViT-L (NULL in a refiner) */
     lf_clip_t *clip2;        /* SDXL's OpenCLIP ViT-bigG, or NULL */
@@ -939,8 +940,11 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (self->flux) return s_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
-    return lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
-                           self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+    if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
+    int rc = lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
+                             self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+    if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, LF_PRECISION_F32);
+    return rc;
 }
 
 int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x, int batch, int h,
@@ -950,8 +954,11 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
     if (self->flux) /* step caching is the UNet's for now */
         return s_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
-    return lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
-                                  self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+    if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
+    int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
+                                    self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+    if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, LF_PRECISION_F32);
+    return rc;
 }
 
 unsigned long lf_model_blocks_run(const lf_model_t *self) {
@@ -1043,6 +1050,14 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
     }
     int rc = s_lora_init(self, err, errlen);
     return rc ? rc : lf_lora_patch_set(self->lora, uses, n, info, err, errlen);
+}
+
+lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p) {
+    if (!self || !self->be) return LF_PRECISION_F32;
+    /* What the backend would run; it stays f32 outside the UNet's calls. */
+    self->precision = lf_backend_set_precision(self->be, p);
+    lf_backend_set_precision(self->be, LF_PRECISION_F32);
+    return self->precision;
 }
 
 int lf_model_lora_fits(lf_model_t *self, const char *path) {

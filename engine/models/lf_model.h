@@ -249,6 +249,12 @@ int lf_model_set_loras(lf_model_t *self, const lf_lora_use_t *uses, size_t n,
  * such as an SDXL base LoRA on the refiner, whose UNet differs). */
 int lf_model_lora_fits(lf_model_t *self, const char *path);
 
+/* The compute precision of the UNet's following calls (denoise,
+ * denoise_cached; lf_backend_set_precision: bf16 matrix products where the
+ * backend has them); the text encoders and the VAE stay f32, as the backend
+ * between calls. Returns the one in effect, f32 or bf16. */
+lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p);
+
 /* A resident weight read back as f32 (n = its element count), by pool name
  * ("unet.….weight", "clip.…"; "clip2.…" for SDXL's second text encoder,
  * whose pool is its own): for tests and tools that check what the

@@ -193,6 +193,7 @@ static int s_infotext(const lf_pipeline_request_t *req, const char *model_name, 
     for (int i = 0, len = 0; req->timesteps && i < req->n_timesteps && len < (int)sizeof ts; i++)
         len += snprintf(ts + len, sizeof ts - (size_t)len, "%s%d", i ? "," : "", req->timesteps[i]);
     view.timesteps = ts;
+    view.precision = (char *)req->precision;
     int rc = lf_params_infotext(&view, NULL, index, out);
     if (rc == 0) rc = s_infotext_inpaint(req, out);
     if (rc || !req->lora_hashes || !*req->lora_hashes) return rc;

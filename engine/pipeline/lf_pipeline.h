@@ -135,6 +135,8 @@ typedef struct lf_model_ops {
     int (*lora_fits)(lf_model_t *self, const char *path);
     /* Flux's T5 states (lf_model_encode_t5); NULL: a Flux model is refused. */
     int (*encode_t5)(lf_model_t *self, const int32_t *ids, size_t n, float *out);
+    /* Compute precision (lf_model_set_precision); NULL: always f32. */
+    lf_precision_t (*set_precision)(lf_model_t *self, lf_precision_t p);
 } lf_model_ops_t;
 
 /* What the pipeline runs on (all borrowed). */
@@ -285,6 +287,9 @@ typedef struct {
      * such jobs alone. */
     const lf_pipeline_row_t *rows;
     int n_rows;
+    /* "bf16" when the matrix products ran in bf16 (the infotext's
+     * "Precision"), NULL for f32, the reference. Static. */
+    const char *precision;
 } lf_pipeline_request_t;
 
 /* Progress after each sampler step: step is 1-based of steps (the steps the

@@ -144,6 +144,13 @@ static void s_destroy(lf_backend_t *be) {
     be->ctx = NULL;
 }
 
+static lf_precision_t s_set_precision(lf_backend_t *be, lf_precision_t p) {
+    lf__cpu_ctx_t *c = be->ctx;
+    bool bf16 = p != LF_PRECISION_F32 && c->dnnl && c->has_avx512_bf16;
+    c->compute = bf16 ? LF_TYPE_BF16 : LF_TYPE_F32;
+    return bf16 ? LF_PRECISION_BF16 : LF_PRECISION_F32;
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
@@ -157,6 +164,7 @@ static const lf__backend_iface_t s_iface = {
     .sync = NULL,
     .graph_compute = NULL,
     .workspace_bytes = s_workspace_bytes,
+    .set_precision = s_set_precision,
     .destroy = s_destroy,
     .ops = s_ops,
 };
@@ -188,7 +196,10 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
 #ifdef LF_HAVE_DNNL
     const char *conv = getenv("LF_CPU_CONV");
     if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new();
+    const char *mm = getenv("LF_CPU_MATMUL");
+    c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
 #endif
+    c->compute = LF_TYPE_F32;
     lf_backend_t *be = c->pool ? lf__backend_new(&s_iface, c) : NULL;
     if (!be) {
         lf__cpu_pool_destroy(&c->pool);
@@ -197,9 +208,11 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     }
     lf__cpu_blas_threads(c, n_threads);
     snprintf(be->describe, sizeof be->describe,
-             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s, conv %s; OpenBLAS core %s (%s)",
+             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 compute "
+             "%s; OpenBLAS core %s (%s)",
              n_threads, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
-             c->dnnl ? "oneDNN" : "im2col+sgemm", openblas_get_corename(),
+             c->dnnl ? "oneDNN" : "im2col+sgemm", c->dnnl && c->mm_dnnl ? "oneDNN" : "sgemm",
+             c->dnnl && c->has_avx512_bf16 ? "available" : "no", openblas_get_corename(),
              openblas_get_config());
     return be;
 }

@@ -1,9 +1,13 @@
-/* lf_cpu_dnnl: CONV2D through oneDNN, the one module that speaks to it.
+/* lf_cpu_dnnl: CONV2D and MATMUL through oneDNN, the one module that speaks
+ * to it.
  *
  * Built only when oneDNN is found at configure time (LF_HAVE_DNNL); the
  * bench measured it somewhat faster than im2col + OpenBLAS at SD shapes (see
- * docs/PERFORMANCE.md). Weights stay in PyTorch's OIHW layout (loaded as-is)
- * and activations in NCHW. Primitives are cached per shape, and memory
+ * docs/PERFORMANCE.md). Weights stay in PyTorch's OIHW / [out, in] layout
+ * (loaded as-is) and activations in NCHW / row-major. Each call computes in
+ * f32 or bf16 (bf16 sources and weights, f32 accumulation, f32 result): the
+ * caller hands the operands already in the compute type (lf_cpu_gemm.c
+ * converts). Primitives are cached per shape and compute type, and memory
  * objects are created once per primitive and pointed at the tensors on
  * each call, so a graph allocates nothing after its first run.
  *
@@ -19,10 +23,10 @@
 #include "lf_cpu_impl.h"
 #include "lf_error.h"
 
-#define LF__DNNL_CACHE 64
+#define LF__DNNL_CACHE 128
 
 typedef struct {
-    int64_t key[10];
+    int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst, scratch;
 } s_entry_t;
@@ -74,12 +78,62 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
 
 bool lf__cpu_dnnl_supports(const lf_node_t *n) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2];
-    return x->type == LF_TYPE_F32 && w->type == LF_TYPE_F32 && lf_tensor_is_contiguous(x) &&
-           lf_tensor_is_contiguous(w) && lf_tensor_is_contiguous(n->dst) &&
+    return x->type == LF_TYPE_F32 && lf_tensor_is_contiguous(x) && lf_tensor_is_contiguous(w) &&
+           lf_tensor_is_contiguous(n->dst) &&
            (!b || (b->type == LF_TYPE_F32 && lf_tensor_is_contiguous(b)));
 }
 
-static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, s_entry_t *e) {
+static dnnl_data_type_t s_dt(lf_type_t t) {
+    return t == LF_TYPE_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+/* The primitive descriptor made with our scratchpad mode, then the entry's
+ * primitive and scratchpad memory; takes pd. */
+static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
+    const dnnl_memory_desc_t *scr_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const size_t scr_size = scr_md ? dnnl_memory_desc_get_size(scr_md) : 0;
+    if (scr_size && dnnl_memory_create(&e->scratch, scr_md, d->engine, DNNL_MEMORY_NONE)) {
+        dnnl_primitive_desc_destroy(pd);
+        return LF_ENOMEM;
+    }
+    dnnl_status_t st = dnnl_primitive_create(&e->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return LF_ENOMEM;
+    if (scr_size > d->scratch_size) {
+        /* 64-byte aligned, as oneDNN's own scratchpads are. */
+        void *p = NULL;
+        if (posix_memalign(&p, 64, scr_size)) return LF_ENOMEM;
+        free(d->scratch);
+        d->scratch = p;
+        d->scratch_size = scr_size;
+    }
+    return 0;
+}
+
+static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, dnnl_primitive_desc_t *pd) {
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
+        dnnl_primitive_attr_destroy(attr);
+        return LF_EINTERNAL;
+    }
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, op_desc, attr, d->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    return st ? LF_EUNSUPPORTED : 0;
+}
+
+static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t *src_md,
+                      const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
+                      const dnnl_memory_desc_t *dst_md) {
+    if (dnnl_memory_create(&e->src, src_md, d->engine, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&e->wei, w_md, d->engine, DNNL_MEMORY_NONE) ||
+        (b_md && dnnl_memory_create(&e->bias, b_md, d->engine, DNNL_MEMORY_NONE)) ||
+        dnnl_memory_create(&e->dst, dst_md, d->engine, DNNL_MEMORY_NONE))
+        return LF_ENOMEM;
+    return 0;
+}
+
+static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     dnnl_dims_t sd = {x->ne[3], x->ne[2], x->ne[1], x->ne[0]};
@@ -91,8 +145,8 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, s_entry_t *e) {
     /* Right padding so that the output size matches floor division. */
     dnnl_dims_t padr = {(y->ne[1] - 1) * n->p.conv2d.stride + w->ne[1] - x->ne[1] - n->p.conv2d.pad,
                         (y->ne[0] - 1) * n->p.conv2d.stride + w->ne[0] - x->ne[0] - n->p.conv2d.pad};
-    if (dnnl_memory_desc_init_by_tag(&src_md, 4, sd, dnnl_f32, dnnl_nchw) ||
-        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw) ||
+    if (dnnl_memory_desc_init_by_tag(&src_md, 4, sd, s_dt(ct), dnnl_nchw) ||
+        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, s_dt(ct), dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x) ||
         dnnl_memory_desc_init_by_tag(&dst_md, 4, dd, dnnl_f32, dnnl_nchw))
         return LF_EINTERNAL;
@@ -100,77 +154,44 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, s_entry_t *e) {
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md,
                                            b ? &b_md : NULL, &dst_md, strides, pad, padr))
         return LF_EUNSUPPORTED;
-    dnnl_primitive_attr_t attr;
-    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
-    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
-        dnnl_primitive_attr_destroy(attr);
-        return LF_EINTERNAL;
-    }
     dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, attr, d->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    if (st) return LF_EUNSUPPORTED;
-    const dnnl_memory_desc_t *scr_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    const size_t scr_size = scr_md ? dnnl_memory_desc_get_size(scr_md) : 0;
-    if (scr_size && dnnl_memory_create(&e->scratch, scr_md, d->engine, DNNL_MEMORY_NONE)) {
-        dnnl_primitive_desc_destroy(pd);
-        return LF_ENOMEM;
-    }
-    st = dnnl_primitive_create(&e->prim, pd);
-    dnnl_primitive_desc_destroy(pd);
-    if (st) {
-        s_entry_free(e);
-        return LF_ENOMEM;
-    }
-    if (scr_size > d->scratch_size) {
-        /* 64-byte aligned, as oneDNN's own scratchpads are. */
-        void *p = NULL;
-        if (posix_memalign(&p, 64, scr_size)) {
-            s_entry_free(e);
-            return LF_ENOMEM;
-        }
-        free(d->scratch);
-        d->scratch = p;
-        d->scratch_size = scr_size;
-    }
-    if (dnnl_memory_create(&e->src, &src_md, d->engine, DNNL_MEMORY_NONE) ||
-        dnnl_memory_create(&e->wei, &w_md, d->engine, DNNL_MEMORY_NONE) ||
-        (b && dnnl_memory_create(&e->bias, &b_md, d->engine, DNNL_MEMORY_NONE)) ||
-        dnnl_memory_create(&e->dst, &dst_md, d->engine, DNNL_MEMORY_NONE)) {
-        s_entry_free(e);
-        return LF_ENOMEM;
-    }
-    return 0;
+    int rc = s_pd(d, &cd, &pd);
+    if (!rc) rc = s_finish(d, pd, e);
+    if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md);
+    if (rc) s_entry_free(e);
+    return rc;
 }
 
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n) {
-    const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2];
-    int64_t key[10] = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[1], w->ne[3],
-                       n->p.conv2d.stride, n->p.conv2d.pad, b != NULL};
-    s_entry_t *e = NULL;
-    for (int i = 0; i < d->n && !e; i++)
-        if (!memcmp(d->cache[i].key, key, sizeof key)) e = &d->cache[i];
-    if (!e) {
-        if (d->n < LF__DNNL_CACHE) e = &d->cache[d->n++];
-        else {
-            e = &d->cache[d->next_evict];
-            d->next_evict = (d->next_evict + 1) % LF__DNNL_CACHE;
-            s_entry_free(e);
-        }
-        int rc = s_create(d, n, e);
-        if (rc) {
-            memset(e, 0, sizeof *e); /* slot stays, empty key never matches a shape */
-            return rc;
-        }
-        memcpy(e->key, key, sizeof key);
+/* The cache entry for key, made by create on a miss; NULL on failure (rc). */
+static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
+                           int (*create)(lf__cpu_dnnl_t *, const void *, s_entry_t *), const void *arg) {
+    for (int i = 0; i < d->n; i++)
+        if (!memcmp(d->cache[i].key, key, sizeof d->cache[i].key)) return &d->cache[i];
+    s_entry_t *e;
+    if (d->n < LF__DNNL_CACHE) e = &d->cache[d->n++];
+    else {
+        e = &d->cache[d->next_evict];
+        d->next_evict = (d->next_evict + 1) % LF__DNNL_CACHE;
+        s_entry_free(e);
     }
-    dnnl_memory_set_data_handle(e->src, x->data);
-    dnnl_memory_set_data_handle(e->wei, w->data);
-    if (b) dnnl_memory_set_data_handle(e->bias, b->data);
-    dnnl_memory_set_data_handle(e->dst, n->dst->data);
+    *rc = create(d, arg, e);
+    if (*rc) {
+        memset(e, 0, sizeof *e); /* slot stays, empty key never matches a shape */
+        return NULL;
+    }
+    memcpy(e->key, key, sizeof e->key);
+    return e;
+}
+
+static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, const void *bias,
+                 void *dst) {
+    dnnl_memory_set_data_handle(e->src, (void *)src);
+    dnnl_memory_set_data_handle(e->wei, (void *)wei);
+    if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
+    dnnl_memory_set_data_handle(e->dst, dst);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (b) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    if (e->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
@@ -178,4 +199,56 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n) {
     if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) || dnnl_stream_wait(d->stream))
         return LF_EINTERNAL;
     return 0;
+}
+
+typedef struct {
+    const lf_node_t *n;
+    lf_type_t ct;
+} s_conv_arg_t;
+
+static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
+    const s_conv_arg_t *a = arg;
+    return s_create(d, a->n, a->ct, e);
+}
+
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
+                     const void *w) {
+    const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2];
+    int64_t key[12] = {1, ct, xt->ne[0], xt->ne[1], xt->ne[2], xt->ne[3], wt->ne[0], wt->ne[1],
+                       wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, b != NULL};
+    int rc = 0;
+    s_conv_arg_t arg = {n, ct};
+    s_entry_t *e = s_lookup(d, key, &rc, s_create_conv, &arg);
+    return e ? s_run(d, e, x, w, b ? b->data : NULL, n->dst->data) : rc;
+}
+
+static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
+    const lf__cpu_mm_t *m = arg;
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+    dnnl_dims_t sd = {m->M, m->K}, ss = {m->lda, 1};
+    dnnl_dims_t wd = {m->K, m->N}, ws = {1, m->K}; /* PyTorch's [out, in] row-major */
+    if (m->w_kn) ws[0] = m->N, ws[1] = 1;
+    dnnl_dims_t bd = {m->bias_m ? m->M : 1, m->bias_m ? 1 : m->N};
+    dnnl_dims_t dd = {m->M, m->N}, ds = {m->ldc, 1};
+    if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, s_dt(m->ct), ss) ||
+        dnnl_memory_desc_init_by_strides(&w_md, 2, wd, s_dt(m->ct), ws) ||
+        dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab) ||
+        dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds))
+        return LF_EINTERNAL;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md))
+        return LF_EUNSUPPORTED;
+    dnnl_primitive_desc_t pd;
+    int rc = s_pd(d, &md, &pd);
+    if (!rc) rc = s_finish(d, pd, e);
+    if (!rc) rc = s_memories(d, e, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md);
+    if (rc) s_entry_free(e);
+    return rc;
+}
+
+int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m) {
+    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m};
+    int rc = 0;
+    s_entry_t *e = s_lookup(d, key, &rc, s_create_matmul, m);
+    return e ? s_run(d, e, m->a, m->w, m->bias, m->c) : rc;
 }

@@ -1,9 +1,14 @@
 /* lf_cpu_gemm: matrix products and convolution on the CPU.
  *
- * MATMUL is one cblas_sgemm per batch (cblas_sbgemm when the weight is bf16,
- * the CPU has AVX512_BF16 and the OpenBLAS in use exports it); CONV2D is im2col + sgemm over tiles of output
- * pixels so the column buffer stays in cache (1x1 stride-1 convolutions go
- * straight to sgemm), or oneDNN when built with it (lf_cpu_dnnl.c). OpenBLAS runs with the backend's thread count. */
+ * MATMUL with a 2-D weight (a linear layer) goes to oneDNN's matmul when
+ * built with it and the backend computes in bf16 or chose oneDNN for f32
+ * (lf_cpu_dnnl.c); otherwise it is one cblas_sgemm per batch (cblas_sbgemm
+ * when the weight is bf16, the CPU has AVX512_BF16 and the OpenBLAS in use
+ * exports it). CONV2D goes to oneDNN when built with it, else im2col + sgemm
+ * over tiles of output pixels so the column buffer stays in cache (1x1
+ * stride-1 convolutions go straight to sgemm). Operands not in the compute
+ * type (f16 weights; f32 activations under bf16) are converted per call into
+ * the backend's workspace. OpenBLAS runs with the backend's thread count. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +48,84 @@ static void s_fill_bias(float *c, int64_t m, int64_t n, int64_t ldc, const lf_te
         for (int64_t j = 0; j < n; j++) memcpy(&c[i * ldc + j], bp + j * (int64_t)bias->nb[0], 4);
 }
 
+/* Operand in the compute type ct: src itself when it already is, else a
+ * converted copy at *work (advanced past it). */
+static const void *s_as(lf__cpu_ctx_t *cpu, lf_type_t ct, const lf_tensor_t *t, char **work) {
+    if (t->type == ct) return t->data;
+    int64_t n = lf_tensor_nelements(t);
+    void *dst = *work;
+    if (ct == LF_TYPE_BF16) lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, t->type, t->data, dst, n);
+    else lf_type_to_f32(t->type, t->data, dst, n);
+    *work += ((size_t)n * lf_type_size(ct) + 63) & ~(size_t)63;
+    return dst;
+}
+
+/* Workspace bytes s_as needs for t in ct. */
+static size_t s_as_bytes(lf_type_t ct, const lf_tensor_t *t) {
+    return t->type == ct ? 0 : ((size_t)lf_tensor_nelements(t) * lf_type_size(ct) + 63) & ~(size_t)63;
+}
+
+/* Rows of t (dims 1..3) as one matrix with a single row stride, as a linear
+ * layer's input and output are: *ld the row stride in elements. */
+static bool s_flat_rows(const lf_tensor_t *t, int64_t *ld) {
+    size_t es = lf_type_size(t->type);
+    if (t->nb[0] != es || t->nb[1] % es) return false;
+    if (t->ne[2] > 1 && t->nb[2] != t->nb[1] * (size_t)t->ne[1]) return false;
+    if (t->ne[3] > 1 && t->nb[3] != t->nb[2] * (size_t)t->ne[2]) return false;
+    *ld = t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1 ? t->ne[0] : (int64_t)(t->nb[1] / es);
+    return true;
+}
+
+/* Products with a side under 16 (a time embedding's few rows, a UNet's
+ * 4-channel input and output convolutions) stay f32 under bf16: a tiny share
+ * of the work, and the ones whose rounding shows most in the image. */
+static bool s_small(int64_t m, int64_t n, int64_t k) {
+    return m < 16 || n < 16 || k < 16;
+}
+
+/* A linear layer through oneDNN: 0, or an error after which OpenBLAS runs. */
+static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
+#ifdef LF_HAVE_DNNL
+    const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
+    lf_type_t ct = cpu->compute;
+    int64_t lda, ldc;
+    if (!cpu->dnnl || (ct == LF_TYPE_F32 && !cpu->mm_dnnl) || a->type != LF_TYPE_F32 ||
+        b->ne[2] != 1 || b->ne[3] != 1 || !lf_tensor_is_contiguous(b) || !s_flat_rows(a, &lda) ||
+        !s_flat_rows(node->dst, &ldc) || (bias && (bias->nb[0] != 4)))
+        return LF_EUNSUPPORTED;
+    lf__cpu_mm_t m = {.M = a->ne[1] * a->ne[2] * a->ne[3], .N = b->ne[1], .K = a->ne[0],
+                      .lda = lda, .ldc = ldc, .ct = ct, .bias = bias ? bias->data : NULL,
+                      .c = node->dst->data};
+    if (ct == LF_TYPE_BF16 && s_small(m.M, m.N, m.K)) {
+        if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
+        m.ct = ct = LF_TYPE_F32;
+    }
+    size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
+    size_t need = abytes + s_as_bytes(ct, b);
+    char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
+    if (need && !work) return LF_ENOMEM;
+    if (ct == LF_TYPE_F32) m.a = a->data;
+    else if (lda == m.K) { /* dense rows: one conversion */
+        lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, LF_TYPE_F32, a->data, (uint16_t *)work, m.M * m.K);
+        m.a = work, m.lda = m.K, work += abytes;
+    } else {
+        for (int64_t r = 0; r < m.M; r++)
+            lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, LF_TYPE_F32, (const float *)a->data + r * lda,
+                            (uint16_t *)work + r * m.K, m.K);
+        m.a = work, m.lda = m.K, work += abytes;
+    }
+    m.w = s_as(cpu, ct, b, &work);
+    return lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+#else
+    (void)cpu, (void)node;
+    return LF_EUNSUPPORTED;
+#endif
+}
+
 int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
     if (lf_type_is_quant(node->src[1]->type)) return lf__cpu_matmul_quant(be, node);
     lf__cpu_ctx_t *cpu = be->ctx;
+    if (s_matmul_dnnl(cpu, node) == 0) return 0;
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
     lf_tensor_t *d = node->dst;
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
@@ -178,10 +258,44 @@ static size_t s_tile_bytes(void) {
     return v > 0 ? (size_t)v : (size_t)32 << 20;
 }
 
+#ifdef LF_HAVE_DNNL
+/* A 1x1 stride-1 convolution as one oneDNN matmul per image, Y[Co][P] =
+ * W[Co][Ci] . X[Ci][P] + bias[Co]: oneDNN's convolution on plain NCHW ran
+ * these at a quarter of its 3x3 rate (bench_unet --profile). x and w are in
+ * compute type ct. */
+static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t ct, const void *x,
+                          const void *w) {
+    const lf_tensor_t *xt = node->src[0], *wt = node->src[1], *bias = node->src[2];
+    int64_t P = xt->ne[0] * xt->ne[1], Ci = xt->ne[2], Co = wt->ne[3];
+    size_t es = lf_type_size(ct);
+    for (int64_t n = 0; n < xt->ne[3]; n++) {
+        lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .bias_m = true,
+                          .ct = ct, .a = w, .w = (const char *)x + (size_t)(n * Ci * P) * es,
+                          .bias = bias ? bias->data : NULL, .c = (float *)node->dst->data + n * Co * P};
+        int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        if (rc) return rc;
+    }
+    return 0;
+}
+#endif
+
 int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
 #ifdef LF_HAVE_DNNL
-    if (cpu->dnnl && lf__cpu_dnnl_supports(node) && lf__cpu_dnnl_conv(cpu->dnnl, node) == 0) return 0;
+    if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
+        const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
+        lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) ? LF_TYPE_F32 : cpu->compute;
+        bool pointwise = wt->ne[0] == 1 && wt->ne[1] == 1 && node->p.conv2d.stride == 1 &&
+                         node->p.conv2d.pad == 0 && (ct == LF_TYPE_BF16 || cpu->mm_dnnl);
+        size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);
+        char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
+        if (!need || work) {
+            const void *x = s_as(cpu, ct, node->src[0], &work);
+            const void *w = s_as(cpu, ct, node->src[1], &work);
+            if (pointwise && s_conv1x1_dnnl(cpu, node, ct, x, w) == 0) return 0;
+            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, x, w) == 0) return 0;
+        }
+    }
 #endif
     const lf_tensor_t *x = node->src[0], *w = node->src[1], *bias = node->src[2];
     lf_tensor_t *d = node->dst;

@@ -33,14 +33,37 @@ typedef struct {
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
 
-/* ---- oneDNN convolution (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
+/* Converts n elements of type to bf16 (round to nearest even), on the
+ * pool's threads; AVX512_BF16 when the CPU has it. */
+void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
+                     uint16_t *dst, int64_t n);
+
+/* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
+/* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
+ * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
+ * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
+ * accumulation is f32. */
+typedef struct {
+    int64_t M, N, K, lda, ldc;
+    bool w_kn, bias_m;
+    lf_type_t ct;
+    const void *a, *w;
+    const float *bias;
+    float *c;
+} lf__cpu_mm_t;
 #ifdef LF_HAVE_DNNL
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(void);
 void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
+/* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
+ * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
-/* 0, or an error after which the caller falls back to im2col. */
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n);
+/* n's convolution with x and w (n's shapes) in compute type ct, bias and
+ * dst as in n. 0, or an error after which the caller falls back to im2col. */
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
+                      const void *w);
+/* 0, or an error after which the caller falls back to OpenBLAS. */
+int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m);
 #endif
 
 /* ---- backend context ---- */
@@ -58,6 +81,13 @@ typedef struct {
     lf__sbgemm_fn sbgemm;
     /* oneDNN for CONV2D when built with it (LF_CPU_CONV=im2col turns it off). */
     lf__cpu_dnnl_t *dnnl;
+    /* f32 MATMUL through oneDNN instead of OpenBLAS (LF_CPU_MATMUL=blas|dnnl;
+     * the default is what bench_kernels measured faster). */
+    bool mm_dnnl;
+    /* Compute type of MATMUL and CONV2D: LF_TYPE_BF16 (bf16 operands, f32
+     * accumulation and results; needs oneDNN and AVX512_BF16) or
+     * LF_TYPE_F32, the reference. Set by lf_backend_set_precision. */
+    lf_type_t compute;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */
     float *scratch[64];

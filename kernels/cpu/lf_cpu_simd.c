@@ -7,6 +7,7 @@
  * features detected at run time. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "lf_cpu_impl.h"
 
@@ -231,4 +232,59 @@ void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
         simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
         simd->silu = s_silu_scalar, simd->gelu = s_gelu_scalar;
     }
+}
+
+/* ---- conversion to bf16 (the bf16 compute path's operands) ---- */
+
+/* f32 -> bf16 sixteen at a time (VCVTNEPS2BF16: round to nearest even,
+ * input denormals read as zero); f16 sources are widened with F16C first. */
+__attribute__((target("avx512f,avx512bf16,f16c"))) static void s_to_bf16_avx512(
+    lf_type_t type, const void *src, uint16_t *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = type == LF_TYPE_F32
+                       ? _mm512_loadu_ps((const float *)src + i)
+                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i)));
+        __m256bh b = _mm512_cvtneps_pbh(v);
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)b);
+    }
+    for (; i < n; i++)
+        dst[i] = lf_f32_to_bf16(type == LF_TYPE_F32 ? ((const float *)src)[i]
+                                                    : lf_f16_to_f32(((const uint16_t *)src)[i]));
+}
+
+static void s_to_bf16_scalar(lf_type_t type, const void *src, uint16_t *dst, int64_t n) {
+    if (type == LF_TYPE_BF16) {
+        memcpy(dst, src, (size_t)n * 2);
+        return;
+    }
+    float buf[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256;
+        lf_type_to_f32(type, (const char *)src + i * (int64_t)lf_type_size(type), buf, m);
+        lf_type_from_f32(LF_TYPE_BF16, buf, dst + i, m);
+    }
+}
+
+typedef struct {
+    lf_type_t type;
+    const void *src;
+    uint16_t *dst;
+    int64_t n, chunk;
+    bool avx512_bf16;
+} s_bf16_job_t;
+
+static void s_to_bf16_task(void *arg, int64_t t, int thread) {
+    (void)thread;
+    const s_bf16_job_t *j = arg;
+    int64_t i0 = t * j->chunk, m = j->n - i0 < j->chunk ? j->n - i0 : j->chunk;
+    const void *s = (const char *)j->src + i0 * (int64_t)lf_type_size(j->type);
+    if (j->avx512_bf16 && j->type != LF_TYPE_BF16) s_to_bf16_avx512(j->type, s, j->dst + i0, m);
+    else s_to_bf16_scalar(j->type, s, j->dst + i0, m);
+}
+
+void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
+                     uint16_t *dst, int64_t n) {
+    s_bf16_job_t j = {type, src, dst, n, 1 << 16, avx512_bf16};
+    lf__cpu_pool_run(pool, (n + j.chunk - 1) / j.chunk, s_to_bf16_task, &j);
 }

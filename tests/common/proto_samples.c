@@ -77,6 +77,7 @@ static void s_caps(lf_worker_caps_t *c) {
     c->loras[1].name = s_dup("detail");
     c->loras[1].path = s_dup("detail.pt");
     c->lora_set = s_dup("ink:0.75:0.75");
+    c->precision = s_dup("bf16");
     c->n_upscalers = 2;
     c->upscalers = calloc(2, sizeof *c->upscalers);
     c->upscalers[0] = s_dup("4x-UltraSharp");

@@ -140,6 +140,7 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
         assert_true(a->loras[i].defaults.weight == b->loras[i].defaults.weight);
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
+    assert_true(str_eq(a->precision, b->precision));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
     assert_int_equal(a->n_ad_models, b->n_ad_models);

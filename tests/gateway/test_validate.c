@@ -20,6 +20,7 @@
 #include "lf_sampler.h"
 #include "lf_schedule.h"
 #include "lf_stepcache.h"
+#include "lf_backend.h" /* lf_precision_t (header only) */
 
 static const lf_validate_ctx_t s_ctx = {.default_model = "lf-diagnostic", .random_seed = 4242};
 
@@ -553,6 +554,42 @@ static void test_cache_option(void **state) {
     assert_null(lf_param_caches[LF_STEPCACHE_KIND_COUNT].name);
 }
 
+/* Compute precision: native and A1111 override_settings; unset is the
+ * worker's LF_PRECISION; a bad word is a 400 naming the field. The list is
+ * in lf_precision_t order (the engine parses the names). */
+static void test_precision_option(void **state) {
+    (void)state;
+    lf_job_request_t r;
+    lf_verr_t e;
+    json_t *b = s_json("{\"prompt\":\"x\"}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_null(r.params.precision);
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"precision\":\"BF16\"}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.precision, "bf16");
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"override_settings\":{\"precision\":\"auto\"}}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), 0);
+    assert_string_equal(r.params.precision, "auto");
+    lf_job_request_clear(&r);
+    json_decref(b);
+    b = s_json("{\"precision\":\"fp8\"}");
+    assert_int_equal(lf_validate_job(b, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "precision");
+    json_decref(b);
+    b = s_json("{\"override_settings\":{\"precision\":3}}");
+    assert_int_equal(lf_validate_a1111(b, false, &s_ctx, &r, &e), LF_EINVAL);
+    assert_string_equal(e.field, "override_settings.precision");
+    json_decref(b);
+    assert_string_equal(lf_param_precisions[LF_PRECISION_F32].name, "f32");
+    assert_string_equal(lf_param_precisions[LF_PRECISION_BF16].name, "bf16");
+    assert_string_equal(lf_param_precisions[LF_PRECISION_AUTO].name, "auto");
+    assert_null(lf_param_precisions[LF_PRECISION_AUTO + 1].name);
+}
+
 static void test_b64_roundtrip(void **state) {
     const uint8_t data[] = {0, 1, 2, 250, 251, 252, 253, 'x'};
     for (size_t n = 0; n <= sizeof data; n++) {
@@ -603,6 +640,7 @@ int main(void) {
         cmocka_unit_test(test_native_defaults_and_seed),
         cmocka_unit_test(test_cache_option),
         cmocka_unit_test(test_fewstep_options),
+        cmocka_unit_test(test_precision_option),
         cmocka_unit_test(test_model_defaults),
         cmocka_unit_test(test_a1111_lenient_and_mapped),
         cmocka_unit_test(test_a1111_errors_name_the_field),

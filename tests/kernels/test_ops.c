@@ -4,7 +4,9 @@
  * each check: f32 1e-4 to 5e-4 (float accumulation), f16 output 2e-3 (half
  * an f16 ulp is 4.9e-4), bf16 output 1e-2 (half a bf16 ulp is 3.9e-3), bf16
  * matrix products 3e-2 (activations are rounded to bf16 too when
- * cblas_sbgemm runs). */
+ * cblas_sbgemm runs). The bf16 compute precision (lf_backend_set_precision)
+ * is checked against a reference whose operands are rounded to bf16 first:
+ * f32 accumulation of those, so TOL_F32 again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -80,8 +82,13 @@ static void test_type_conversion(void **state) {
 
 /* ---- matmul ---- */
 
-static void s_check_matmul(lf_backend_t *be, const lf_tensor_t *a, const lf_tensor_t *b,
-                           const lf_tensor_t *bias, double tol) {
+/* x as the bf16 compute path sees it: rounded to bf16 when ct is bf16. */
+static double s_in(lf_type_t ct, double x) {
+    return ct == LF_TYPE_BF16 ? lf_bf16_to_f32(lf_f32_to_bf16((float)x)) : x;
+}
+
+static void s_check_matmul_ct(lf_backend_t *be, lf_type_t ct, const lf_tensor_t *a,
+                              const lf_tensor_t *b, const lf_tensor_t *bias, double tol) {
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, N, M, a->ne[2], a->ne[3]);
     double *want = s_ref(&d), *w = want;
@@ -91,20 +98,37 @@ static void s_check_matmul(lf_backend_t *be, const lf_tensor_t *a, const lf_tens
                 for (int64_t n = 0; n < N; n++, w++) {
                     double s = bias ? G(bias, n, 0, 0, 0) : 0;
                     int64_t b2 = b->ne[2] == 1 ? 0 : i2, b3 = b->ne[3] == 1 ? 0 : i3;
-                    for (int64_t k = 0; k < K; k++) s += G(a, k, m, i2, i3) * G(b, k, n, b2, b3);
+                    for (int64_t k = 0; k < K; k++)
+                        s += s_in(ct, G(a, k, m, i2, i3)) * s_in(ct, G(b, k, n, b2, b3));
                     *w = s;
                 }
     assert_int_equal(lf_op_matmul(be, &d, a, b, bias), 0);
     double err = lf_test_maxerr(&d, want);
-    if (err > tol) fprintf(stderr, "matmul K=%lld M=%lld N=%lld %s: err %g\n", (long long)K,
-                           (long long)M, (long long)N, lf_type_name(b->type), err);
+    if (err > tol) fprintf(stderr, "matmul K=%lld M=%lld N=%lld %s (compute %s): err %g\n",
+                           (long long)K, (long long)M, (long long)N, lf_type_name(b->type),
+                           lf_type_name(ct), err);
     assert_true(err <= tol);
     free(want);
     free(d.data);
 }
 
+static void s_check_matmul(lf_backend_t *be, const lf_tensor_t *a, const lf_tensor_t *b,
+                           const lf_tensor_t *bias, double tol) {
+    s_check_matmul_ct(be, LF_TYPE_F32, a, b, bias, tol);
+}
+
 static void test_matmul(void **state) {
+    /* Both f32 paths for linear layers: oneDNN's matmul (when built with it)
+     * and OpenBLAS. */
+    for (int path = 0; path < 2; path++) {
     lf_backend_t *be = *state;
+    if (path == 1) {
+        setenv("LF_CPU_MATMUL", "blas", 1);
+        be = lf_backend_cpu_new(2);
+        unsetenv("LF_CPU_MATMUL");
+        assert_non_null(be);
+        assert_non_null(strstr(lf_backend_describe(be), "linear sgemm"));
+    }
     lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 37, 5, 3, 1, 1);
     lf_tensor_t w = lf_test_rand(LF_TYPE_F32, 37, 23, 1, 1, 1);
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 23, 1, 1, 1, 1);
@@ -129,12 +153,15 @@ static void test_matmul(void **state) {
     free(bad.data);
     free(a.data), free(w.data), free(bias.data), free(wb.data), free(at.data), free(bt.data);
     free(wh.data), free(wbf.data);
+    if (path == 1) lf_backend_destroy(&be);
+    }
 }
 
 /* ---- conv2d ---- */
 
-static void s_check_conv(lf_backend_t *be, lf_type_t wt, int64_t W, int64_t H, int64_t Ci,
-                         int64_t Co, int64_t N, int k, int stride, int pad, bool bias_on) {
+static void s_check_conv_ct(lf_backend_t *be, lf_type_t ct, lf_type_t wt, int64_t W, int64_t H,
+                            int64_t Ci, int64_t Co, int64_t N, int k, int stride, int pad,
+                            bool bias_on) {
     lf_tensor_t x = lf_test_rand(LF_TYPE_F32, W, H, Ci, N, 1);
     lf_tensor_t w = lf_test_rand(wt, k, k, Ci, Co, 1);
     lf_tensor_t b = lf_test_rand(LF_TYPE_F32, Co, 1, 1, 1, 1);
@@ -151,15 +178,78 @@ static void s_check_conv(lf_backend_t *be, lf_type_t wt, int64_t W, int64_t H, i
                             for (int kx = 0; kx < k; kx++) {
                                 int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                s += G(&x, ix, iy, ci, n) * G(&w, kx, ky, ci, co);
+                                s += s_in(ct, G(&x, ix, iy, ci, n)) * s_in(ct, G(&w, kx, ky, ci, co));
                             }
                     *o = s;
                 }
     assert_int_equal(lf_op_conv2d(be, &d, &x, &w, bias_on ? &b : NULL, stride, pad), 0);
     double err = lf_test_maxerr(&d, want);
-    if (err > TOL_F32) fprintf(stderr, "conv k=%d s=%d p=%d: err %g\n", k, stride, pad, err);
+    if (err > TOL_F32)
+        fprintf(stderr, "conv k=%d s=%d p=%d (compute %s): err %g\n", k, stride, pad, lf_type_name(ct), err);
     assert_true(err <= TOL_F32);
     free(want), free(x.data), free(w.data), free(b.data), free(d.data);
+}
+
+static void s_check_conv(lf_backend_t *be, lf_type_t wt, int64_t W, int64_t H, int64_t Ci,
+                         int64_t Co, int64_t N, int k, int stride, int pad, bool bias_on) {
+    s_check_conv_ct(be, LF_TYPE_F32, wt, W, H, Ci, Co, N, k, stride, pad, bias_on);
+}
+
+/* ---- bf16 compute ---- */
+
+static void test_bf16_compute(void **state) {
+    (void)state;
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    assert_non_null(be);
+    assert_int_equal(lf_backend_precision(be), LF_PRECISION_F32); /* the default */
+    lf_precision_t p;
+    assert_int_equal(lf_precision_parse("bf16", &p), 0);
+    assert_int_equal(p, LF_PRECISION_BF16);
+    assert_int_equal(lf_precision_parse("fp16", &p), LF_EINVAL);
+    assert_int_equal(lf_precision_parse(NULL, &p), LF_EINVAL);
+    if (lf_backend_set_precision(be, LF_PRECISION_AUTO) != LF_PRECISION_BF16) {
+        /* No oneDNN or no AVX512_BF16: auto and bf16 fall back to f32. */
+        assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_BF16), LF_PRECISION_F32);
+        assert_null(strstr(lf_backend_describe(be), "bf16 compute available"));
+        fprintf(stderr, "SKIP bf16 compute: %s\n", lf_backend_describe(be));
+        lf_backend_destroy(&be);
+        return;
+    }
+    assert_int_equal(lf_backend_precision(be), LF_PRECISION_BF16);
+    const lf_type_t wts[3] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16};
+    for (int i = 0; i < 3; i++) {
+        /* Linear layers (odd sizes, long K), with and without bias, batch dims flattened. */
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 301, 19, 3, 1, 1);
+        lf_tensor_t w = lf_test_rand(wts[i], 301, 45, 1, 1, 1);
+        lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 45, 1, 1, 1, 1);
+        s_check_matmul_ct(be, LF_TYPE_BF16, &a, &w, &bias, TOL_F32);
+        s_check_matmul_ct(be, LF_TYPE_BF16, &a, &w, NULL, TOL_F32);
+        /* A row-strided view of the input (a slice of a wider activation). */
+        lf_tensor_t wide = lf_test_rand(LF_TYPE_F32, 320, 21, 1, 1, 1);
+        lf_tensor_t view = lf_tensor_slice(&wide, 0, 10, 301);
+        s_check_matmul_ct(be, LF_TYPE_BF16, &view, &w, &bias, TOL_F32);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 17, 16, 2, 3, 1, 1, true);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 16, 19, 1, 3, 2, 1, false);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 11, 5, 37, 18, 2, 1, 1, 0, true);
+        free(a.data), free(w.data), free(bias.data), free(wide.data);
+    }
+    /* Products with a side under 16 stay f32: a time embedding's few rows, a
+     * UNet's 4-channel input and output convolutions. */
+    {
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 301, 2, 1, 1, 1), w = lf_test_rand(LF_TYPE_F16, 301, 45, 1, 1, 1);
+        s_check_matmul(be, &a, &w, NULL, TOL_F32);
+        free(a.data), free(w.data);
+        s_check_conv_ct(be, LF_TYPE_F32, LF_TYPE_F16, 9, 7, 4, 32, 2, 3, 1, 1, true);
+        s_check_conv_ct(be, LF_TYPE_F32, LF_TYPE_F16, 9, 7, 32, 4, 2, 3, 1, 1, true);
+    }
+    /* Batched products (attention-like, weight not 2-D) stay f32. */
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 37, 5, 3, 1, 1), wb = lf_test_rand(LF_TYPE_F32, 37, 11, 3, 1, 1);
+    s_check_matmul(be, &a, &wb, NULL, TOL_F32);
+    free(a.data), free(wb.data);
+    /* Back to f32: the reference again. */
+    assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32), LF_PRECISION_F32);
+    s_check_conv(be, LF_TYPE_F16, 11, 5, 7, 9, 1, 1, 1, 0, true);
+    lf_backend_destroy(&be);
 }
 
 static void test_conv2d(void **state) {
@@ -617,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_type_conversion),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_bf16_compute),
         cmocka_unit_test(test_group_norm),
         cmocka_unit_test(test_layer_rms_norm),
         cmocka_unit_test(test_softmax),
