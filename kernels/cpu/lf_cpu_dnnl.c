@@ -27,6 +27,7 @@
 
 typedef struct {
     int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
+    bool refused;    /* oneDNN has no fast kernel for this key: the caller's fallback runs */
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst, scratch;
 } s_entry_t;
@@ -119,7 +120,17 @@ static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, dnnl_primitive_desc_t *p
     }
     dnnl_status_t st = dnnl_primitive_desc_create(pd, op_desc, attr, d->engine, NULL);
     dnnl_primitive_attr_destroy(attr);
-    return st ? LF_EUNSUPPORTED : 0;
+    if (st) return LF_EUNSUPPORTED;
+    /* oneDNN's reference kernels ("ref:any": plain loops, e.g. a matmul with a
+     * per-row bias) are many times slower than OpenBLAS: refused, so the caller
+     * takes its BLAS / im2col path. */
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) || !impl || !strncmp(impl, "ref", 3)) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return LF_EUNSUPPORTED;
+    }
+    return 0;
 }
 
 static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t *src_md,
@@ -166,7 +177,11 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry
 static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
                            int (*create)(lf__cpu_dnnl_t *, const void *, s_entry_t *), const void *arg) {
     for (int i = 0; i < d->n; i++)
-        if (!memcmp(d->cache[i].key, key, sizeof d->cache[i].key)) return &d->cache[i];
+        if (!memcmp(d->cache[i].key, key, sizeof d->cache[i].key)) {
+            if (!d->cache[i].refused) return &d->cache[i];
+            *rc = LF_EUNSUPPORTED;
+            return NULL;
+        }
     s_entry_t *e;
     if (d->n < LF__DNNL_CACHE) e = &d->cache[d->n++];
     else {
@@ -177,6 +192,10 @@ static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
     *rc = create(d, arg, e);
     if (*rc) {
         memset(e, 0, sizeof *e); /* slot stays, empty key never matches a shape */
+        if (*rc == LF_EUNSUPPORTED) { /* remembered: not asked again per call */
+            memcpy(e->key, key, sizeof e->key);
+            e->refused = true;
+        }
         return NULL;
     }
     memcpy(e->key, key, sizeof e->key);

@@ -31,7 +31,7 @@ static const char *const s_models[4] = {"v8det", "v8seg", "v11det", "v11seg"};
 
 static int s_png(const char *path, lf_image_t *img)
 {
-    size_t len;
+    size_t len = 0;
     unsigned char *b = lf_test_slurp(path, &len);
     if (!b) return -1;
     int rc = lf_image_decode(b, len, NULL, img, NULL, 0);
@@ -72,7 +72,7 @@ static void s_check_raw(lf_yolo_t *y, const char *name)
     int rows, anchors;
     assert_int_equal(lf_yolo_forward(y, x, w, h, &out, &rows, &anchors, &proto), 0);
     char path[512];
-    size_t len;
+    size_t len = 0;
     snprintf(path, sizeof path, FIX "%s_raw.f32", name);
     float *ref = (float *)lf_test_slurp(path, &len);
     assert_non_null(ref);
@@ -137,7 +137,7 @@ static void test_names(void **state)
 static void test_predict(void **state)
 {
     (void)state;
-    size_t len;
+    size_t len = 0;
     char *txt = (char *)lf_test_slurp(FIX "results.txt", &len);
     assert_non_null(txt);
     txt[len] = '\0';
@@ -225,7 +225,7 @@ static void test_bad_files(void **state)
 static void test_mutated_pickle(void **state)
 {
     (void)state;
-    size_t len;
+    size_t len = 0;
     unsigned char *orig = lf_test_slurp(FIX "v8seg.pt", &len), *buf = malloc(len);
     assert_non_null(orig);
     /* the pickle: from "data.pkl"'s local header to the first tensor's */

@@ -104,7 +104,7 @@ static bool s_prepare(char *why, size_t len)
     fclose(f);
     /* The same parts as Hyper-SD's 1-step UNet is run: tcd at timestep 800. */
     snprintf(p, sizeof p, "%s/models/xl-hyper.model.json", s_dir);
-    if (!(f = fopen(p, "w"))) return snprintf(why, len, "cannot write %s", p), false;
+    if (!(f = fopen(p, "w"))) return snprintf(why, len, "cannot write %.1200s", p), false;
     fputs("{\"family\": \"sdxl\",\n"
           " \"parts\": {\"unet\": \"unet/lightning_tiny.safetensors\", \"checkpoint\": \"xl-base.safetensors\"},\n"
           " \"defaults\": {\"steps\": 1, \"cfg\": 1, \"sampler\": \"tcd\", \"timesteps\": [800],\n"
