@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Writes "<refdata>/<rel>" into buf and returns buf, or NULL (after printing
  * a skip message) when the reference data folder or file is absent. */
@@ -25,6 +26,16 @@ static inline const char *lf_test_fixture(char *buf, size_t len, const char *rel
 {
     snprintf(buf, len, "%s/%s", LF_FIXTURE_DIR, rel);
     return buf;
+}
+
+/* A new empty file /tmp/<prefix>_XXXXXX; its name in path. 0, or -1. */
+static inline int lf_test_tmpfile(char *path, size_t len, const char *prefix)
+{
+    snprintf(path, len, "/tmp/%s_XXXXXX", prefix);
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
 }
 
 /* The bytes of path (NUL-terminated, not counted in *len), malloc'd; NULL

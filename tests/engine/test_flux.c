@@ -27,6 +27,7 @@
 #include "lf_sampler.h"
 #include "lf_schedule.h"
 #include "lf_test_ref.h"
+#include "lf_test_capture.h"
 #include "lf_test_util.h"
 #include "lf_vae.h"
 
@@ -518,25 +519,8 @@ static void test_model_text(void **state) {
 
 /* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
  * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
- * input and output recorded. Test-only global: the ops table has no user
- * pointer. */
+ * input and output recorded (lf_test_capture.h). */
 enum { PR_C = 16, PR_H = 8, PR_W = 12 };
-static struct {
-    float latent[PR_C * PR_H * PR_W], image[3 * 16 * 24];
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img) {
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    const lf_model_desc_t *d = lf_model_desc(m);
-    if (rc == 0 && batch == 1 && h == PR_H && w == PR_W) {
-        for (int k = 0; k < PR_C * PR_H * PR_W; k++)
-            s_cap.latent[k] = (z[k] - d->shift_factor) * d->scaling_factor;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.calls++;
-    }
-    return rc;
-}
 
 static void test_pipeline_prompt(void **state) {
     (void)state;
@@ -561,22 +545,17 @@ static void test_pipeline_prompt(void **state) {
     lf_t5_tokenizer_t *tok5 = NULL;
     assert_int_equal(lf_clip_tokenizer_load(&tok, vocab, err, sizeof err), 0);
     assert_int_equal(lf_t5_tokenizer_new(&tok5, t5tok, err, sizeof err), 0);
-    static const lf_model_ops_t ops = {
-        .name = "real networks, VAE decoder input and output recorded", .load = lf_model_load,
-        .destroy = lf_model_destroy, .desc = lf_model_desc, .encode_text = lf_model_encode_text,
-        .encode_t5 = lf_model_encode_t5, .denoise = lf_model_denoise, .vae_decode = s_decode_rec,
-        .vae_encode = lf_model_vae_encode, .preview = lf_model_preview};
-    lf_pipeline_ctx_t ctx = {.ops = &ops, .model = m, .tokenizer = tok, .t5_tokenizer = tok5};
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = m, .tokenizer = tok, .t5_tokenizer = tok5};
     lf_pipeline_request_t req = {.prompt = "a cat in the house", .sampler = LF_SAMPLER_EULER,
                                  .scheduler = LF_SCHEDULER_SIMPLE, .steps = 3, .cfg = 1.0, .seed = 1234,
                                  .width = 24, .height = 16, .batch = 1, .rng = LF_RNG_TORCH_CPU,
                                  .clip_skip = 1};
     lf_pipeline_result_t res = {0};
-    s_cap.calls = 0;
+    lf_test_cap_expect(PR_C, PR_H, PR_W, 3 * 16 * 24);
     rc = lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err);
     if (rc) printf("%s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(s_cap.calls, 1);
+    assert_int_equal(lf_test_cap.calls, 1);
     lf_safetensors_t *ref = NULL;
     assert_int_equal(lf_safetensors_open(&ref, lf_test_fixture(rp, sizeof rp, "flux/flux_gen_ref.safetensors"),
                                          err, sizeof err), 0);
@@ -585,11 +564,11 @@ static void test_pipeline_prompt(void **state) {
     assert_int_equal(nl, PR_C * PR_H * PR_W);
     assert_int_equal(ni, 3 * 16 * 24);
     for (size_t k = 0; k < ni; k++) /* FluxPipeline's postprocess: to [0, 1], clamped */
-        s_cap.image[k] = fminf(fmaxf(s_cap.image[k] * 0.5f + 0.5f, 0.0f), 1.0f);
-    printf("  prompt: latent rel err %.3g, image rel err %.3g\n", lf_test_relerr(s_cap.latent, lat, nl),
-           lf_test_relerr(s_cap.image, im, ni));
-    assert_true(lf_test_relerr(s_cap.latent, lat, nl) < 1e-4);
-    assert_true(lf_test_relerr(s_cap.image, im, ni) < 1e-4);
+        lf_test_cap.image[k] = fminf(fmaxf(lf_test_cap.image[k] * 0.5f + 0.5f, 0.0f), 1.0f);
+    printf("  prompt: latent rel err %.3g, image rel err %.3g\n", lf_test_relerr(lf_test_cap.latent, lat, nl),
+           lf_test_relerr(lf_test_cap.image, im, ni));
+    assert_true(lf_test_relerr(lf_test_cap.latent, lat, nl) < 1e-4);
+    assert_true(lf_test_relerr(lf_test_cap.image, im, ni) < 1e-4);
     /* Flux runs unguided: a cfg scale other than 0 / 1 is refused, naming guidance. */
     req.cfg = 7.0;
     lf_pipeline_result_clear(&res);

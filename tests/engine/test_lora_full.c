@@ -32,6 +32,7 @@
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_test_ref.h"
+#include "lf_test_capture.h"
 #include "lf_test_util.h"
 
 static char s_ck[4096], s_ref[4096], s_lora[1024], s_vocab[1024];
@@ -104,43 +105,14 @@ static void test_lora_full_sd15(void **state)
     lf_safetensors_destroy(&ref);
 }
 
-/* What the pipeline handed the VAE, and what it got back (the ops table
- * has no user pointer). 64x64: an 8x8 latent. */
+/* The generation's size: 64x64, an 8x8 latent. */
 #define G_SIZE 64
 #define G_LATENT (4 * 8 * 8)
 #define G_IMAGE (3 * G_SIZE * G_SIZE)
-static struct {
-    float latent[G_LATENT], image[G_IMAGE];
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && 4 * h * w == G_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < G_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder recorded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text,
-    .denoise = lf_model_denoise,
-    .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-};
 
 static void s_generate(lf_model_t *m, lf_clip_tokenizer_t *tok)
 {
-    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = m, .tokenizer = tok, .model_name = "sd15_full"};
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = m, .tokenizer = tok, .model_name = "sd15_full"};
     lf_pipeline_request_t req = {.prompt = "a red circle on a blue square, highly detailed",
                                  .negative = "blurry, ugly", .steps = 4, .cfg = 5.0, .seed = 1234,
                                  .width = G_SIZE, .height = G_SIZE, .batch = 1,
@@ -149,10 +121,10 @@ static void s_generate(lf_model_t *m, lf_clip_tokenizer_t *tok)
     assert_int_equal(lf_scheduler_parse("normal", &req.scheduler), 0);
     lf_pipeline_result_t res = {0};
     char err[256] = "";
-    s_cap.calls = 0;
+    lf_test_cap_expect(4, 8, 8, G_IMAGE);
     if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("pipeline: %s", err);
     lf_pipeline_result_clear(&res);
-    assert_int_equal(s_cap.calls, 1);
+    assert_int_equal(lf_test_cap.calls, 1);
 }
 
 static void test_lora_full_generation(void **state)
@@ -177,13 +149,13 @@ static void test_lora_full_generation(void **state)
     float *want_plain = lf_test_ref_f32(ref, "pipe_latent_plain", NULL);
     t0 = s_now();
     s_generate(m, tok);
-    double ep = lf_test_relerr(s_cap.latent, want_plain, G_LATENT);
+    double ep = lf_test_relerr(lf_test_cap.latent, want_plain, G_LATENT);
     printf("  plain 64x64 generation %.1f s: latent rel err %.3g\n", s_now() - t0, ep);
     lf_lora_use_t u = {.path = s_lora, .name = "sd15_diffusers_lora_rank4", .unet_weight = 1, .te_weight = 1};
     if (lf_model_set_loras(m, &u, 1, NULL, err, sizeof err)) fail_msg("set_loras: %s", err);
     t0 = s_now();
     s_generate(m, tok);
-    double el = lf_test_relerr(s_cap.latent, want, G_LATENT), ei = lf_test_relerr(s_cap.image, img, G_IMAGE);
+    double el = lf_test_relerr(lf_test_cap.latent, want, G_LATENT), ei = lf_test_relerr(lf_test_cap.image, img, G_IMAGE);
     double moved = lf_test_relerr(want_plain, want, G_LATENT);
     printf("  with the LoRA %.1f s: latent rel err %.3g, image rel err %.3g (the LoRA moves the latent by "
            "%.3g)\n", s_now() - t0, el, ei, moved);

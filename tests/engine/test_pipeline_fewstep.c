@@ -43,6 +43,8 @@
 #include "lf_safetensors.h"
 #include "lf_tensor.h"
 #include "lf_tensorinfo.h"
+#include "lf_test_capture.h"
+#include "lf_test_models.h"
 
 /* Must match make_pipeline_fixtures.py (prompt, negative, seed, size). */
 #define P_PROMPT "a red circle on a blue square, highly detailed"
@@ -92,83 +94,6 @@ static const s_case_t s_cases[] = {
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
-/* What the pipeline handed the VAE, and what it got back. Test-only global:
- * the ops table has no user pointer. */
-static struct {
-    float latent[P_LATENT], image[P_IMAGE];
-    lf_model_t *decoder;
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.decoder = m;
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder input and output recorded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text,
-    .denoise = lf_model_denoise,
-    .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-};
-
-/* Copies fixture rel to dst with every *token_embedding.weight widened to
- * 49,408 rows (row r = row r % rows). */
-static int s_write_wide(const char *rel, const char *dst, const char *prediction)
-{
-    char src[1024], err[256];
-    lf_test_fixture(src, sizeof src, rel);
-    lf_safetensors_t *st = NULL;
-    int rc = lf_safetensors_open(&st, src, err, sizeof err);
-    if (rc) return rc;
-    size_t n = lf_safetensors_count(st);
-    lf_tensor_info_t *t = calloc(n, sizeof *t);
-    uint8_t *wide[2] = {NULL, NULL};
-    int nw = 0;
-    rc = t ? 0 : LF_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        t[i] = *lf_safetensors_at(st, i);
-        const char *suf = "token_embedding.weight";
-        size_t ln = strlen(t[i].name), ls = strlen(suf);
-        if (ln < ls || strcmp(t[i].name + ln - ls, suf) != 0) continue;
-        size_t rows = (size_t)t[i].shape[0], row = t[i].nbytes / rows;
-        if (nw == 2 || !(wide[nw] = malloc(49408 * row))) {
-            rc = LF_ENOMEM;
-            break;
-        }
-        for (size_t r = 0; r < 49408; r++)
-            memcpy(wide[nw] + r * row, (const uint8_t *)t[i].data + (r % rows) * row, row);
-        t[i].shape[0] = 49408;
-        t[i].data = wide[nw++];
-        t[i].nbytes = 49408 * row;
-    }
-    /* The lf.config entry kept; a prediction type written as the SAI model
-     * spec's modelspec.prediction_type. */
-    const char *meta[4] = {"lf.config", lf_safetensors_metadata(st, "lf.config"),
-                           "modelspec.prediction_type", prediction};
-    size_t nm = 0;
-    const char *kv[4];
-    for (int i = 0; i < 4; i += 2)
-        if (meta[i + 1]) kv[2 * nm] = meta[i], kv[2 * nm + 1] = meta[i + 1], nm++;
-    if (rc == 0) rc = lf_safetensors_write(dst, t, n, kv, nm);
-    free(wide[0]), free(wide[1]);
-    free(t);
-    lf_safetensors_destroy(&st);
-    return rc;
-}
 
 typedef struct {
     lf_model_t *eps, *x0;
@@ -176,15 +101,6 @@ typedef struct {
     char eps_path[64], x0_path[64];
     int text_calls; /* encoder calls of the last run: 1 whatever the cfg */
 } s_env_t;
-
-static int s_tmp(char *path, size_t len)
-{
-    snprintf(path, len, "/tmp/lf_fewstep_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
-    close(fd);
-    return 0;
-}
 
 static int s_setup(void **state)
 {
@@ -194,9 +110,9 @@ static int s_setup(void **state)
     if (!vocab) return 0;
     s_env_t *env = calloc(1, sizeof *env);
     if (!env) return -1;
-    if (s_tmp(env->eps_path, sizeof env->eps_path) || s_tmp(env->x0_path, sizeof env->x0_path) ||
-        s_write_wide("sdxl/base.safetensors", env->eps_path, NULL) ||
-        s_write_wide("sdxl/base.safetensors", env->x0_path, "sample"))
+    if (lf_test_tmpfile(env->eps_path, sizeof env->eps_path, "lf_fewstep") || lf_test_tmpfile(env->x0_path, sizeof env->x0_path, "lf_fewstep") ||
+        lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, env->eps_path) ||
+        lf_test_write_clip_sdxl_pred(LF_FIXTURE_DIR, "base", env->x0_path, "sample"))
         return -1;
     if (lf_clip_tokenizer_load(&env->tok, vocab, err, sizeof err) ||
         lf_model_load(env->eps_path, NULL, &env->eps, err, sizeof err) ||
@@ -219,19 +135,6 @@ static int s_teardown(void **state)
     unlink(env->x0_path);
     free(env);
     return 0;
-}
-
-static double s_rel_err(const float *a, const lf_tensor_info_t *ref, size_t n)
-{
-    assert_int_equal(lf_tensorinfo_numel(ref), (int64_t)n);
-    double d = 0, m = 0;
-    for (size_t k = 0; k < n; k++) {
-        double r = lf_tensorinfo_get_f32(ref, (int64_t)k);
-        if (!isfinite(a[k])) return INFINITY;
-        d = fmax(d, fabs(a[k] - r));
-        m = fmax(m, fabs(r));
-    }
-    return m > 0 ? d / m : d;
 }
 
 /* Batch of the denoiser's calls in the last run: 1 without a negative pass. */
@@ -258,7 +161,7 @@ static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
     assert_non_null(lat);
     assert_non_null(img);
 
-    lf_model_ops_t ops = s_rec_ops;
+    lf_model_ops_t ops = lf_test_rec_ops;
     ops.denoise = s_denoise_rec;
     lf_model_t *m = model ? model : c->x0 ? env->x0 : env->eps;
     assert_int_equal(lf_model_desc(m)->prediction, c->x0 ? LF_PRED_SAMPLE : LF_PRED_EPS);
@@ -273,7 +176,7 @@ static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
     req.timesteps = c->timesteps;
     req.n_timesteps = c->timesteps ? c->steps : 0;
     lf_pipeline_result_t res = {0};
-    s_cap.calls = 0;
+    lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, P_IMAGE);
     s_denoise_batch = 0;
     if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("%s: %s", c->file, err);
     assert_int_equal(res.n_images, 1);
@@ -296,8 +199,8 @@ static void s_run_case_on(s_env_t *env, const s_case_t *c, lf_model_t *model)
         if (!strstr(info, want) && !strstr(info, "Timesteps: \"")) fail_msg("%s: infotext without timesteps: %s", c->file, info);
     }
     lf_pipeline_result_clear(&res);
-    assert_int_equal(s_cap.calls, 1);
-    double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
+    assert_int_equal(lf_test_cap.calls, 1);
+    double el = lf_test_relerr_info(lf_test_cap.latent, lat, P_LATENT), ei = lf_test_relerr_info(lf_test_cap.image, img, P_IMAGE);
     printf("fewstep parity %-16s %-16s %-8s steps %d cfg %.0f %s: latent rel err %.2e, image rel err %.2e\n",
            c->file, c->sampler, c->scheduler, c->steps, c->cfg, c->x0 ? "x0 " : "eps", el, ei);
     fflush(stdout);
@@ -342,7 +245,7 @@ static void test_timesteps_refused(void **state)
         const int *ts;
         int n, steps;
     } bad[] = {{up, 2, 2}, {big, 2, 2}, {one, 1, 2}};
-    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = env->eps, .tokenizer = env->tok, .model_name = "t"};
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = env->eps, .tokenizer = env->tok, .model_name = "t"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lf_pipeline_request_t req = {.prompt = P_PROMPT, .steps = bad[i].steps, .cfg = 1, .seed = 1,
                                      .width = P_SIZE, .height = P_SIZE, .batch = 1, .clip_skip = 1,

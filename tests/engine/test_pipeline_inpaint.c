@@ -39,6 +39,7 @@
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_tensorinfo.h"
+#include "lf_test_capture.h"
 #include "lf_test_models.h"
 #include "lf_test_util.h"
 
@@ -268,28 +269,6 @@ static void test_bad_mask(void **state)
 #define P_SIZE 16
 #define P_LATENT (4 * (P_SIZE / 2) * (P_SIZE / 2))
 
-static struct {
-    float latent[P_LATENT];
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder input recorded",
-    .load = lf_model_load, .destroy = lf_model_destroy, .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text, .denoise = lf_model_denoise, .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode, .preview = lf_model_preview,
-};
 
 #define S_ENGINES 3
 typedef struct {
@@ -317,7 +296,7 @@ static int s_setup_real(void **state)
         if ((k < 2 ? lf_test_write_clip_model_ex(LF_FIXTURE_DIR, env->model[k], k)
                    : lf_test_write_clip_sdxl_ex(LF_FIXTURE_DIR, "base", NULL, env->model[k], 1)) != 0)
             return -1;
-        lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &s_rec_ops, .n_threads = 2};
+        lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &lf_test_rec_ops, .n_threads = 2};
         if (lf_engine_new(&o, &env->engine[k], err, sizeof err) != 0 ||
             lf_engine_load(env->engine[k], env->model[k], NULL) != 0) {
             fprintf(stderr, "engine: %s %s\n", err, env->engine[k] ? lf_engine_errstr(env->engine[k]) : "");
@@ -410,10 +389,10 @@ static void test_reference_cases(void **state)
             req.inpainting_mask_weight = s_num(c, "weight", 1);
         }
         lf_engine_result_t res = {0};
-        s_cap.calls = 0;
+        lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, 3 * P_SIZE * P_SIZE);
         if (lf_engine_generate(env->engine[eng], &req, NULL, NULL, NULL, &res) != 0)
             fail_msg("%s: %s", name, lf_engine_errstr(env->engine[eng]));
-        assert_int_equal(s_cap.calls, 1);
+        assert_int_equal(lf_test_cap.calls, 1);
         char path[1024], rel[128], err[256];
         snprintf(rel, sizeof rel, "inpaint/%s.safetensors", name);
         lf_test_fixture(path, sizeof path, rel);
@@ -426,7 +405,7 @@ static void test_reference_cases(void **state)
         double d = 0, m = 0;
         for (int k = 0; k < P_LATENT; k++) {
             double r = lf_tensorinfo_get_f32(lat, k);
-            d = fmax(d, fabs(s_cap.latent[k] - r));
+            d = fmax(d, fabs(lf_test_cap.latent[k] - r));
             m = fmax(m, fabs(r));
         }
         lf_image_t out = {0};

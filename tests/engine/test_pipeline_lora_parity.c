@@ -43,6 +43,7 @@
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_tensorinfo.h"
+#include "lf_test_capture.h"
 
 /* Must match make_lora_pipeline_fixtures.py. */
 #define P_PROMPT "a red circle on a blue square, highly detailed"
@@ -56,36 +57,6 @@
 #define P_TOL 1e-4
 #define W_TOL 1e-6 /* a merged layer, f32 */
 
-/* What the pipeline handed the VAE, and what it got back. Test-only global:
- * the ops table has no user pointer. */
-static struct {
-    float latent[P_LATENT], image[P_IMAGE];
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder input and output recorded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text,
-    .denoise = lf_model_denoise,
-    .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-};
 
 typedef struct {
     lf_model_t *sd15, *sdxl;         /* f32 weights: the parity runs */
@@ -93,15 +64,6 @@ typedef struct {
     lf_clip_tokenizer_t *tok;
     char sd15_path[64], sdxl_path[64];
 } s_env_t;
-
-static int s_tmp(char *path, size_t len)
-{
-    snprintf(path, len, "/tmp/lf_lora_parity_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
-    close(fd);
-    return 0;
-}
 
 static int s_setup(void **state)
 {
@@ -111,7 +73,7 @@ static int s_setup(void **state)
     if (!vocab) return 0;
     s_env_t *env = calloc(1, sizeof *env);
     if (!env) return -1;
-    if (s_tmp(env->sd15_path, sizeof env->sd15_path) || s_tmp(env->sdxl_path, sizeof env->sdxl_path) ||
+    if (lf_test_tmpfile(env->sd15_path, sizeof env->sd15_path, "lf_lora_parity") || lf_test_tmpfile(env->sdxl_path, sizeof env->sdxl_path, "lf_lora_parity") ||
         lf_test_write_clip_model(LF_FIXTURE_DIR, env->sd15_path) ||
         lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, env->sdxl_path))
         return -1;
@@ -143,24 +105,11 @@ static int s_teardown(void **state)
     return 0;
 }
 
-static double s_rel_err(const float *a, const lf_tensor_info_t *ref, size_t n)
-{
-    assert_int_equal(lf_tensorinfo_numel(ref), (int64_t)n);
-    double d = 0, m = 0;
-    for (size_t k = 0; k < n; k++) {
-        double r = lf_tensorinfo_get_f32(ref, (int64_t)k);
-        if (!isfinite(a[k])) return INFINITY;
-        d = fmax(d, fabs(a[k] - r));
-        m = fmax(m, fabs(r));
-    }
-    return m > 0 ? d / m : d;
-}
-
 /* One euler generation of the fixtures' request; the latents and image land
- * in s_cap. */
+ * in lf_test_cap. */
 static void s_generate(s_env_t *env, lf_model_t *model)
 {
-    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = model, .tokenizer = env->tok,
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = model, .tokenizer = env->tok,
                              .model_name = "tiny"};
     lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = P_NEGATIVE, .steps = P_STEPS,
                                  .cfg = P_CFG, .seed = P_SEED, .width = P_SIZE, .height = P_SIZE,
@@ -169,11 +118,11 @@ static void s_generate(s_env_t *env, lf_model_t *model)
     assert_int_equal(lf_scheduler_parse("normal", &req.scheduler), 0);
     lf_pipeline_result_t res = {0};
     char err[256] = "";
-    s_cap.calls = 0;
+    lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, P_IMAGE);
     if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("pipeline: %s", err);
     assert_int_equal(res.n_images, 1);
     lf_pipeline_result_clear(&res);
-    assert_int_equal(s_cap.calls, 1);
+    assert_int_equal(lf_test_cap.calls, 1);
 }
 
 static void s_use(const char *file, double mult, char *path, size_t len, lf_lora_use_t *u)
@@ -205,7 +154,7 @@ static size_t s_merged_weights(lf_model_t *model, const char *file, double mult,
         assert_non_null(got);
         int rc = lf_model_weight_f32(model, t->name + 2, got, n);
         if (rc) fail_msg("%s: %s: %s", file, t->name + 2, lf_strerror(rc));
-        double e = s_rel_err(got, t, n);
+        double e = lf_test_relerr_info(got, t, n);
         if (e > *worst) *worst = e;
         if (e >= tol) fail_msg("%s: layer %s: rel err %.3g", file, t->name + 2, e);
         free(got);
@@ -239,8 +188,8 @@ static void s_parity(s_env_t *env, lf_model_t *model, const char *file, double m
     const lf_tensor_info_t *lat = lf_safetensors_find(ref, "latent"), *img = lf_safetensors_find(ref, "image");
     assert_non_null(lat);
     assert_non_null(img);
-    double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
-    double moved = s_rel_err(s_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
+    double el = lf_test_relerr_info(lf_test_cap.latent, lat, P_LATENT), ei = lf_test_relerr_info(lf_test_cap.image, img, P_IMAGE);
+    double moved = lf_test_relerr_info(lf_test_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
     printf("lora parity %-15s x%.2f: %zu layers (worst rel err %.2e), latent rel err %.2e, image rel "
            "err %.2e (the LoRA moves the latent by %.2e)\n",
            file, mult, n_w, worst, el, ei, moved);
@@ -250,7 +199,7 @@ static void s_parity(s_env_t *env, lf_model_t *model, const char *file, double m
     /* The plain model again: diffusers' plain generation. */
     assert_int_equal(lf_model_set_loras(model, NULL, 0, NULL, err, sizeof err), 0);
     s_generate(env, model);
-    el = s_rel_err(s_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
+    el = lf_test_relerr_info(lf_test_cap.latent, lf_safetensors_find(plain, "latent"), P_LATENT);
     if (el >= P_TOL) fail_msg("%s: the plain model after the LoRA: rel err %.2e", file, el);
     lf_safetensors_destroy(&ref);
     lf_safetensors_destroy(&plain);
@@ -285,12 +234,12 @@ static void s_restore(s_env_t *env, lf_model_t *m, const char *a, const char *b)
     float first[P_LATENT], with[P_LATENT];
     char pa[1024], pb[1024], err[512] = "";
     s_generate(env, m);
-    memcpy(first, s_cap.latent, sizeof first);
+    memcpy(first, lf_test_cap.latent, sizeof first);
     lf_lora_use_t u[2];
     s_use(a, 1.0, pa, sizeof pa, &u[0]);
     if (lf_model_set_loras(m, u, 1, NULL, err, sizeof err)) fail_msg("%s", err);
     s_generate(env, m);
-    memcpy(with, s_cap.latent, sizeof with);
+    memcpy(with, lf_test_cap.latent, sizeof with);
     assert_true(memcmp(first, with, sizeof first) != 0);
     if (b) {
         s_use(b, 0.5, pb, sizeof pb, &u[1]);
@@ -299,11 +248,11 @@ static void s_restore(s_env_t *env, lf_model_t *m, const char *a, const char *b)
         /* Back to a alone: its generation again, bit for bit. */
         if (lf_model_set_loras(m, u, 1, NULL, err, sizeof err)) fail_msg("%s", err);
         s_generate(env, m);
-        assert_memory_equal(with, s_cap.latent, sizeof with);
+        assert_memory_equal(with, lf_test_cap.latent, sizeof with);
     }
     assert_int_equal(lf_model_set_loras(m, NULL, 0, NULL, err, sizeof err), 0);
     s_generate(env, m);
-    assert_memory_equal(first, s_cap.latent, sizeof first);
+    assert_memory_equal(first, lf_test_cap.latent, sizeof first);
 }
 
 /* LyCORIS' full diff on OpenCLIP's packed in_proj: a k_proj ΔW lands in

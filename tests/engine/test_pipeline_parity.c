@@ -34,6 +34,7 @@
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_tensorinfo.h"
+#include "lf_test_capture.h"
 
 /* Must match make_pipeline_fixtures.py. */
 #define P_PROMPT "a red circle on a blue square, highly detailed"
@@ -77,36 +78,6 @@ static const s_case_t s_cases[] = {
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
-/* What the pipeline handed the VAE, and what it got back. Test-only global:
- * the ops table has no user pointer. */
-static struct {
-    float latent[P_LATENT], image[P_IMAGE];
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder input and output recorded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text,
-    .denoise = lf_model_denoise,
-    .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-};
 
 typedef struct {
     lf_engine_t *engine;
@@ -121,12 +92,10 @@ static int s_setup(void **state)
     if (!vocab) return 0;
     s_env_t *env = calloc(1, sizeof *env);
     if (!env) return -1;
-    snprintf(env->model, sizeof env->model, "/tmp/lf_parity_model_XXXXXX");
-    int fd = mkstemp(env->model);
-    if (fd < 0) return -1;
-    close(fd);
-    if (lf_test_write_clip_model(LF_FIXTURE_DIR, env->model) != 0) return -1;
-    lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &s_rec_ops, .n_threads = 2};
+    if (lf_test_tmpfile(env->model, sizeof env->model, "lf_parity_model") ||
+        lf_test_write_clip_model(LF_FIXTURE_DIR, env->model) != 0)
+        return -1;
+    lf_engine_opts_t o = {.vocab_path = vocab, .model_ops = &lf_test_rec_ops, .n_threads = 2};
     if (lf_engine_new(&o, &env->engine, err, sizeof err) != 0) {
         fprintf(stderr, "lf_engine_new: %s\n", err);
         return -1;
@@ -147,20 +116,6 @@ static int s_teardown(void **state)
     unlink(env->model);
     free(env);
     return 0;
-}
-
-/* max |a - ref| / max |ref| over n floats of a reference tensor. */
-static double s_rel_err(const float *a, const lf_tensor_info_t *ref, size_t n)
-{
-    assert_int_equal(lf_tensorinfo_numel(ref), (int64_t)n);
-    double d = 0, m = 0;
-    for (size_t k = 0; k < n; k++) {
-        double r = lf_tensorinfo_get_f32(ref, (int64_t)k);
-        if (!isfinite(a[k])) return INFINITY;
-        d = fmax(d, fabs(a[k] - r));
-        m = fmax(m, fabs(r));
-    }
-    return m > 0 ? d / m : d;
 }
 
 static void s_run_case(s_env_t *env, const s_case_t *c)
@@ -205,12 +160,12 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     req.seed = P_SEED;
     req.width = req.height = P_SIZE;
     lf_engine_result_t res = {0};
-    s_cap.calls = 0;
+    lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, P_IMAGE);
     if (lf_engine_generate(env->engine, &req, NULL, NULL, NULL, &res) != 0)
         fail_msg("%s: %s", c->file, lf_engine_errstr(env->engine));
     lf_engine_result_clear(&res);
-    assert_int_equal(s_cap.calls, 1);
-    double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
+    assert_int_equal(lf_test_cap.calls, 1);
+    double el = lf_test_relerr_info(lf_test_cap.latent, lat, P_LATENT), ei = lf_test_relerr_info(lf_test_cap.image, img, P_IMAGE);
     printf("parity %-16s %-14s %-12s steps %d: sigma rel dev %.2e, latent rel err %.2e, image rel err "
            "%.2e\n",
            c->file, c->sampler, c->scheduler, c->steps, sdev, el, ei);

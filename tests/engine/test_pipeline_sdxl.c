@@ -35,6 +35,8 @@
 #include "lf_pipeline.h"
 #include "lf_safetensors.h"
 #include "lf_tensorinfo.h"
+#include "lf_test_capture.h"
+#include "lf_test_models.h"
 
 /* Must match make_sdxl_fixtures.py. */
 #define P_PROMPT "a red circle on a blue square, highly detailed"
@@ -70,91 +72,12 @@ static const s_case_t s_cases[] = {
 };
 #define N_CASES (sizeof s_cases / sizeof s_cases[0])
 
-/* What the pipeline handed the VAE, and what it got back. Test-only global:
- * the ops table has no user pointer. */
-static struct {
-    float latent[P_LATENT], image[P_IMAGE];
-    lf_model_t *decoder;
-    int calls;
-} s_cap;
-
-static int s_decode_rec(lf_model_t *m, const float *z, int batch, int h, int w, int tile, float *img)
-{
-    int rc = lf_model_vae_decode(m, z, batch, h, w, tile, img);
-    if (rc == 0 && batch == 1 && (size_t)(4 * h * w) == P_LATENT) {
-        float sf = lf_model_desc(m)->scaling_factor;
-        for (size_t k = 0; k < P_LATENT; k++) s_cap.latent[k] = z[k] * sf;
-        memcpy(s_cap.image, img, sizeof s_cap.image);
-        s_cap.decoder = m;
-        s_cap.calls++;
-    }
-    return rc;
-}
-
-static const lf_model_ops_t s_rec_ops = {
-    .name = "real networks, VAE decoder input and output recorded",
-    .load = lf_model_load,
-    .destroy = lf_model_destroy,
-    .desc = lf_model_desc,
-    .encode_text = lf_model_encode_text,
-    .denoise = lf_model_denoise,
-    .vae_decode = s_decode_rec,
-    .vae_encode = lf_model_vae_encode,
-    .preview = lf_model_preview,
-};
-
-/* Copies fixture rel to dst with every *token_embedding.weight widened to
- * 49,408 rows (row r = row r % rows) and the lf.config metadata kept. */
-static int s_write_wide(const char *rel, const char *dst)
-{
-    char src[1024], err[256];
-    lf_test_fixture(src, sizeof src, rel);
-    lf_safetensors_t *st = NULL;
-    int rc = lf_safetensors_open(&st, src, err, sizeof err);
-    if (rc) return rc;
-    size_t n = lf_safetensors_count(st);
-    lf_tensor_info_t *t = calloc(n, sizeof *t);
-    uint8_t *wide[2] = {NULL, NULL};
-    int nw = 0;
-    rc = t ? 0 : LF_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        t[i] = *lf_safetensors_at(st, i);
-        const char *suf = "token_embedding.weight";
-        size_t ln = strlen(t[i].name), ls = strlen(suf);
-        if (ln < ls || strcmp(t[i].name + ln - ls, suf) != 0) continue;
-        size_t rows = (size_t)t[i].shape[0], row = t[i].nbytes / rows;
-        if (nw == 2 || !(wide[nw] = malloc(49408 * row))) {
-            rc = LF_ENOMEM;
-            break;
-        }
-        for (size_t r = 0; r < 49408; r++)
-            memcpy(wide[nw] + r * row, (const uint8_t *)t[i].data + (r % rows) * row, row);
-        t[i].shape[0] = 49408;
-        t[i].data = wide[nw++];
-        t[i].nbytes = 49408 * row;
-    }
-    const char *meta[2] = {"lf.config", lf_safetensors_metadata(st, "lf.config")};
-    if (rc == 0) rc = lf_safetensors_write(dst, t, n, meta, meta[1] ? 1 : 0);
-    free(wide[0]), free(wide[1]);
-    free(t);
-    lf_safetensors_destroy(&st);
-    return rc;
-}
 
 typedef struct {
     lf_model_t *base, *refiner;
     lf_clip_tokenizer_t *tok;
     char base_path[64], refiner_path[64];
 } s_env_t;
-
-static int s_tmp(char *path, size_t len)
-{
-    snprintf(path, len, "/tmp/lf_sdxl_parity_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
-    close(fd);
-    return 0;
-}
 
 static int s_setup(void **state)
 {
@@ -164,9 +87,9 @@ static int s_setup(void **state)
     if (!vocab) return 0;
     s_env_t *env = calloc(1, sizeof *env);
     if (!env) return -1;
-    if (s_tmp(env->base_path, sizeof env->base_path) || s_tmp(env->refiner_path, sizeof env->refiner_path) ||
-        s_write_wide("sdxl/base.safetensors", env->base_path) ||
-        s_write_wide("sdxl/refiner.safetensors", env->refiner_path))
+    if (lf_test_tmpfile(env->base_path, sizeof env->base_path, "lf_sdxl_parity") || lf_test_tmpfile(env->refiner_path, sizeof env->refiner_path, "lf_sdxl_parity") ||
+        lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", NULL, env->base_path) ||
+        lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "refiner", NULL, env->refiner_path))
         return -1;
     if (lf_clip_tokenizer_load(&env->tok, vocab, err, sizeof err) ||
         lf_model_load(env->base_path, NULL, &env->base, err, sizeof err) ||
@@ -191,19 +114,6 @@ static int s_teardown(void **state)
     return 0;
 }
 
-static double s_rel_err(const float *a, const lf_tensor_info_t *ref, size_t n)
-{
-    assert_int_equal(lf_tensorinfo_numel(ref), (int64_t)n);
-    double d = 0, m = 0;
-    for (size_t k = 0; k < n; k++) {
-        double r = lf_tensorinfo_get_f32(ref, (int64_t)k);
-        if (!isfinite(a[k])) return INFINITY;
-        d = fmax(d, fabs(a[k] - r));
-        m = fmax(m, fabs(r));
-    }
-    return m > 0 ? d / m : d;
-}
-
 static void s_run_case(s_env_t *env, const s_case_t *c)
 {
     char path[1024], rel[128], err[256] = "";
@@ -219,7 +129,7 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     assert_non_null(lat);
     assert_non_null(img);
 
-    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = env->base, .tokenizer = env->tok,
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = env->base, .tokenizer = env->tok,
                              .model_name = "sdxl_tiny",
                              .refiner = c->refiner_at > 0 ? env->refiner : NULL,
                              .refiner_name = "sdxl_tiny_refiner"};
@@ -236,8 +146,7 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
         req.target_height = 32, req.target_width = 16;
     }
     lf_pipeline_result_t res = {0};
-    s_cap.calls = 0;
-    s_cap.decoder = NULL;
+    lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, P_IMAGE);
     if (lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err) != 0) fail_msg("%s: %s", c->file, err);
     assert_int_equal(res.n_images, 1);
     assert_int_equal(res.steps_run, c->steps);
@@ -246,14 +155,14 @@ static void s_run_case(s_env_t *env, const s_case_t *c)
     if (c->refiner_at > 0) {
         assert_non_null(strstr(info, "Refiner: sdxl_tiny_refiner"));
         assert_non_null(strstr(info, "Refiner switch at: "));
-        assert_ptr_equal(s_cap.decoder, env->refiner);
+        assert_ptr_equal(lf_test_cap.decoder, env->refiner);
     } else {
         assert_null(strstr(info, "Refiner"));
-        assert_ptr_equal(s_cap.decoder, env->base);
+        assert_ptr_equal(lf_test_cap.decoder, env->base);
     }
     lf_pipeline_result_clear(&res);
-    assert_int_equal(s_cap.calls, 1);
-    double el = s_rel_err(s_cap.latent, lat, P_LATENT), ei = s_rel_err(s_cap.image, img, P_IMAGE);
+    assert_int_equal(lf_test_cap.calls, 1);
+    double el = lf_test_relerr_info(lf_test_cap.latent, lat, P_LATENT), ei = lf_test_relerr_info(lf_test_cap.image, img, P_IMAGE);
     printf("sdxl parity %-16s %-16s %-7s steps %d refiner %.1f: latent rel err %.2e, image rel err %.2e\n",
            c->file, c->sampler, c->scheduler, c->steps, c->refiner_at, el, ei);
     fflush(stdout);
@@ -267,23 +176,24 @@ static void test_defaults(void **state)
 {
     s_env_t *env = *state;
     if (!env) skip();
-    lf_pipeline_ctx_t ctx = {.ops = &s_rec_ops, .model = env->base, .tokenizer = env->tok,
+    lf_pipeline_ctx_t ctx = {.ops = &lf_test_rec_ops, .model = env->base, .tokenizer = env->tok,
                              .refiner = env->refiner};
     lf_pipeline_request_t req = {.prompt = P_PROMPT, .negative = P_NEGATIVE, .steps = 4, .cfg = P_CFG,
                                  .seed = P_SEED, .width = P_SIZE, .height = P_SIZE, .batch = 1,
                                  .refiner_switch_at = 1.0};
     lf_pipeline_result_t res = {0};
     char err[256] = "";
+    lf_test_cap_expect(4, P_SIZE / 2, P_SIZE / 2, P_IMAGE);
     assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), 0);
-    assert_ptr_equal(s_cap.decoder, env->base);
+    assert_ptr_equal(lf_test_cap.decoder, env->base);
     assert_null(strstr(res.images[0].infotext, "Refiner"));
     float a[P_LATENT];
-    memcpy(a, s_cap.latent, sizeof a);
+    memcpy(a, lf_test_cap.latent, sizeof a);
     lf_pipeline_result_clear(&res);
     req.orig_width = req.target_width = P_SIZE, req.orig_height = req.target_height = P_SIZE;
     assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), 0);
     lf_pipeline_result_clear(&res);
-    assert_memory_equal(a, s_cap.latent, sizeof a);
+    assert_memory_equal(a, lf_test_cap.latent, sizeof a);
     /* A bad switch point is refused with a message. */
     req.refiner_switch_at = 1.5;
     assert_int_equal(lf_pipeline_run(&ctx, &req, NULL, &res, err, sizeof err), LF_EINVAL);

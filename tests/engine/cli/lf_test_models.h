@@ -128,17 +128,31 @@ static inline char *lf_test__merge_vae_config(lf_safetensors_t *st, lf_safetenso
  * rows and lf.config kept. vae_src (may be NULL) names a checkpoint whose
  * first_stage_model.* tensors and lf.config "vae" replace the fixture's.
  * Returns 0 or a negative LF_E* code. */
-static inline int lf_test_write_clip_sdxl_ex(const char *fixture_dir, const char *which, const char *vae_src,
-                                             const char *dst, int inpaint);
+static inline int lf_test__write_sdxl(const char *fixture_dir, const char *which, const char *vae_src,
+                                      const char *dst, int inpaint, const char *prediction);
 static inline int lf_test_write_clip_sdxl(const char *fixture_dir, const char *which, const char *vae_src,
                                           const char *dst)
 {
-    return lf_test_write_clip_sdxl_ex(fixture_dir, which, vae_src, dst, 0);
+    return lf_test__write_sdxl(fixture_dir, which, vae_src, dst, 0, NULL);
 }
 
 /* The same; inpaint: with the 9-input first conv (lf_test__conv_in9). */
 static inline int lf_test_write_clip_sdxl_ex(const char *fixture_dir, const char *which, const char *vae_src,
                                              const char *dst, int inpaint)
+{
+    return lf_test__write_sdxl(fixture_dir, which, vae_src, dst, inpaint, NULL);
+}
+
+/* The same with the fixture's own VAE and a prediction type written as the
+ * SAI model spec's modelspec.prediction_type ("epsilon", "v", "sample"). */
+static inline int lf_test_write_clip_sdxl_pred(const char *fixture_dir, const char *which, const char *dst,
+                                               const char *prediction)
+{
+    return lf_test__write_sdxl(fixture_dir, which, NULL, dst, 0, prediction);
+}
+
+static inline int lf_test__write_sdxl(const char *fixture_dir, const char *which, const char *vae_src,
+                                      const char *dst, int inpaint, const char *prediction)
 {
     char src[1024], err[256];
     snprintf(src, sizeof src, "%s/sdxl/%s.safetensors", fixture_dir, which);
@@ -180,8 +194,13 @@ static inline int lf_test_write_clip_sdxl_ex(const char *fixture_dir, const char
     for (size_t i = 0; rc == 0 && i < nv; i++)
         if (!strncmp(lf_safetensors_at(vst, i)->name, "first_stage_model.", 18)) t[k++] = *lf_safetensors_at(vst, i);
     char *merged = vst ? lf_test__merge_vae_config(st, vst) : NULL;
-    const char *meta[2] = {"lf.config", merged ? merged : lf_safetensors_metadata(st, "lf.config")};
-    if (rc == 0) rc = lf_safetensors_write(dst, t, k, meta, meta[1] ? 1 : 0);
+    const char *meta[4] = {"lf.config", merged ? merged : lf_safetensors_metadata(st, "lf.config"),
+                           "modelspec.prediction_type", prediction};
+    size_t nm = 0;
+    if (!meta[1]) meta[0] = meta[2], meta[1] = meta[3]; /* no lf.config: the prediction alone (or nothing) */
+    else nm = 1;
+    if (meta[nm * 2 + 1]) nm++;
+    if (rc == 0) rc = lf_safetensors_write(dst, t, k, meta, nm);
     free(merged);
     free(conv9);
     free(wide[0]), free(wide[1]);
