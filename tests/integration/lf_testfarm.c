@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,4 +443,55 @@ json_t *lf_testfarm_wait(lf_testfarm_t *self, const char *id, int timeout_ms) {
         s_sleep_ms(50);
     }
     return NULL;
+}
+
+int lf_testfarm_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cmd) return -1;
+    return system(cmd);
+}
+
+const char *lf_json_str(json_t *j, const char *k) {
+    const char *s = json_string_value(json_object_get(j, k));
+    return s ? s : "";
+}
+
+bool lf_testfarm_folder_new(lf_testfarm_folder_t *f, const char *source_dir, const char *tag, char *why,
+                            size_t len) {
+    static const char vocab_rel[] = "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz";
+    char vocab[1200];
+    struct stat sb;
+    memset(f, 0, sizeof *f);
+    snprintf(f->shapes, sizeof f->shapes, "%s/models/lf-tiny-shapes.safetensors", source_dir);
+    if (stat(f->shapes, &sb) != 0) return snprintf(why, len, "no %s (the built-in model)", f->shapes), false;
+    snprintf(vocab, sizeof vocab, "%s/assets/clip/bpe_simple_vocab_16e6.txt.gz", source_dir);
+    if (stat(vocab, &sb) != 0) {
+        const char *rd = getenv("LF_REFDATA_DIR");
+        if (rd && *rd) snprintf(vocab, sizeof vocab, "%s/%s", rd, vocab_rel);
+        else snprintf(vocab, sizeof vocab, "%s/../shared/refdata/%s", source_dir, vocab_rel);
+        if (stat(vocab, &sb) != 0) return snprintf(why, len, "no CLIP merges %s (reference data)", vocab), false;
+    }
+    snprintf(f->dir, sizeof f->dir, "/tmp/lf-%.40s-XXXXXX", tag);
+    if (!mkdtemp(f->dir)) {
+        f->dir[0] = 0;
+        return snprintf(why, len, "cannot make a temp dir"), false;
+    }
+    char *real = realpath(vocab, NULL);
+    int rc = lf_testfarm_sh("mkdir -p '%s/models' '%s/assets/clip' && ln -s '%s' '%s/assets/clip/'", f->dir,
+                            f->dir, real ? real : vocab, f->dir);
+    free(real);
+    if (rc != 0) return snprintf(why, len, "cannot prepare %s", f->dir), false;
+    snprintf(f->env_models, sizeof f->env_models, "LF_MODELS_DIR=%s/models", f->dir);
+    snprintf(f->env_assets, sizeof f->env_assets, "LF_ASSETS_DIR=%s/assets", f->dir);
+    return true;
+}
+
+void lf_testfarm_folder_remove(lf_testfarm_folder_t *f) {
+    if (!f->dir[0]) return;
+    if (lf_testfarm_sh("rm -rf '%s'", f->dir) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+    f->dir[0] = 0;
 }

@@ -65,6 +65,26 @@ char *lf_testfarm_submit(lf_testfarm_t *self, int steps, int delay_ms, const cha
  * JSON (caller owns) or NULL on timeout. */
 json_t *lf_testfarm_wait(lf_testfarm_t *self, const char *id, int timeout_ms);
 
+/* A farm's folders for a test: <dir>/models (LF_MODELS_DIR) and
+ * <dir>/assets/clip (LF_ASSETS_DIR) with CLIP's merges file linked in (from
+ * the checkout's assets/, else the reference data beside it). */
+typedef struct {
+    char dir[64];              /* /tmp/lf-<tag>-XXXXXX */
+    char shapes[1200];         /* the built-in model lf-tiny-shapes.safetensors in the checkout */
+    char env_models[128];      /* "LF_MODELS_DIR=<dir>/models" */
+    char env_assets[128];      /* "LF_ASSETS_DIR=<dir>/assets" */
+} lf_testfarm_folder_t;
+/* Makes the folders; false with the reason in why when something needed is
+ * absent (the caller skips) or cannot be made. source_dir: the checkout. */
+bool lf_testfarm_folder_new(lf_testfarm_folder_t *f, const char *source_dir, const char *tag, char *why,
+                            size_t len);
+/* Removes the folders (once made; safe to call again). */
+void lf_testfarm_folder_remove(lf_testfarm_folder_t *f);
+/* system() of a formatted shell command: its status (0: done). */
+int lf_testfarm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* j[k] as a string, "" when absent or not a string (borrowed). */
+const char *lf_json_str(json_t *j, const char *k);
+
 /* A free TCP port on 127.0.0.1. */
 int lf_free_port(void);
 /* Monotonic milliseconds. */

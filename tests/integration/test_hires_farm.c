@@ -31,59 +31,28 @@
 #include "lf_image.h"
 #include "lf_testfarm.h"
 
-#define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
 
-static char s_dir[64];
-static char s_env_models[300], s_env_assets[300];
+static lf_testfarm_folder_t s_f; /* models/ and assets/ */
 
-static bool s_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static const char *s_str(json_t *j, const char *k)
-{
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
+/* The built-in model and two upscaler fixtures (a RealESRGAN and a compact
+ * net, in A1111's and ComfyUI's folder names). */
 static bool s_prepare(char *why, size_t len)
 {
-    char shapes[1200], vocab[1200], p[4000];
-    snprintf(shapes, sizeof shapes, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
-    const char *rd = getenv("LF_REFDATA_DIR");
-    snprintf(vocab, sizeof vocab, "%s/tokenizers/clip/" S_VOCAB, rd && *rd ? rd : LF_SOURCE_DIR "/../shared/refdata");
-    if (!s_exists(shapes)) return snprintf(why, len, "no %s (the built-in model)", shapes), false;
-    if (!s_exists(vocab)) return snprintf(why, len, "no CLIP merges %s (reference data)", vocab), false;
-    snprintf(s_dir, sizeof s_dir, "/tmp/lf-hires-farm-XXXXXX");
-    if (!mkdtemp(s_dir)) return snprintf(why, len, "cannot make a temp dir"), false;
-    char *real = realpath(vocab, NULL);
-    snprintf(p, sizeof p,
-             "mkdir -p '%s/models/upscale_models' '%s/models/ESRGAN' '%s/assets/clip' && ln -s '%s' '%s/assets/clip/' "
-             "&& ln -s '%s' '%s/models/' && cp '%s/upscale/esrgan_new_x4.safetensors' "
-             "'%s/models/upscale_models/4x-fixture.safetensors' && cp '%s/upscale/compact_x4.pth' "
-             "'%s/models/ESRGAN/compact-fixture.pth'",
-             s_dir, s_dir, s_dir, real ? real : vocab, s_dir, shapes, s_dir, LF_FIXTURE_DIR, s_dir, LF_FIXTURE_DIR,
-             s_dir);
-    free(real);
-    if (system(p) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
-    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
-    snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
+    if (!lf_testfarm_folder_new(&s_f, LF_SOURCE_DIR, "hires-farm", why, len)) return false;
+    const char *d = s_f.dir;
+    if (lf_testfarm_sh("mkdir -p '%s/models/upscale_models' '%s/models/ESRGAN' && ln -s '%s' '%s/models/' && "
+                       "cp '%s/upscale/esrgan_new_x4.safetensors' '%s/models/upscale_models/4x-fixture.safetensors' && "
+                       "cp '%s/upscale/compact_x4.pth' '%s/models/ESRGAN/compact-fixture.pth'",
+                       d, d, s_f.shapes, d, LF_FIXTURE_DIR, d, LF_FIXTURE_DIR, d) != 0)
+        return snprintf(why, len, "cannot prepare %s", d), false;
     return true;
 }
 
-static void s_cleanup(void)
-{
-    if (!s_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", s_dir);
-}
+static void s_cleanup(void) { lf_testfarm_folder_remove(&s_f); }
 
 static int s_setup(void **state)
 {
-    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_env_models, s_env_assets}};
+    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_f.env_models, s_f.env_assets}};
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return -1;
     *state = farm;
@@ -109,18 +78,18 @@ static void test_upscaler_lists(void **state)
     free(d);
     static const char *const want[] = {"None", "Lanczos", "Nearest", "4x-fixture", "compact-fixture"};
     assert_int_equal(json_array_size(j), 5);
-    for (size_t i = 0; i < 5; i++) assert_string_equal(s_str(json_array_get(j, i), "name"), want[i]);
+    for (size_t i = 0; i < 5; i++) assert_string_equal(lf_json_str(json_array_get(j, i), "name"), want[i]);
     json_decref(j);
     snprintf(url, sizeof url, "%s/sdapi/v1/latent-upscale-modes", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     assert_int_equal(json_array_size(j), 6);
-    assert_string_equal(s_str(json_array_get(j, 5), "name"), "Latent (nearest-exact)");
+    assert_string_equal(lf_json_str(json_array_get(j, 5), "name"), "Latent (nearest-exact)");
     json_decref(j);
     snprintf(url, sizeof url, "%s/v1/upscalers", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     assert_int_equal(json_integer_value(json_object_get(j, "count")), 11);
     json_t *last = json_array_get(json_object_get(j, "upscalers"), 10);
-    assert_string_equal(s_str(last, "kind"), "model");
+    assert_string_equal(lf_json_str(last, "kind"), "model");
     assert_int_equal(json_integer_value(json_object_get(last, "workers")), 1);
     json_decref(j);
 }
@@ -141,7 +110,7 @@ static void s_hires(lf_testfarm_t *farm, const char *upscaler)
     json_t *j = NULL;
     long long t0 = lf_now_ms();
     int code = lf_http_json("POST", url, body, &j);
-    const char *info_s = s_str(j, "info");
+    const char *info_s = lf_json_str(j, "info");
     fprintf(stderr, "A1111 txt2img, Hires-Fix with %s: %d in %lld ms; info %s\n", upscaler, code, lf_now_ms() - t0,
             info_s);
     assert_int_equal(code, 200);
@@ -249,7 +218,7 @@ static int s_extra(lf_testfarm_t *farm, const char *fields, uint32_t *w, uint32_
         if (lf_b64_decode(img, strlen(img), 1 << 24, &out, &olen) == 0 && lf_image_probe(out, olen, &ii) == 0)
             *w = ii.width, *h = ii.height;
         free(out);
-        if (html) *html = strdup(s_str(j, "html_info"));
+        if (html) *html = strdup(lf_json_str(j, "html_info"));
     } else {
         char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
         fprintf(stderr, "extra-single-image %s: %d %s\n", fields, code, d ? d : "");
@@ -298,19 +267,19 @@ static void test_native_upscale_job(void **state)
     free(resp);
     char body[512];
     snprintf(body, sizeof body, "{\"mode\":\"upscale\",\"init_image\":\"%s\",\"upscaler\":\"4x-fixture\",\"upscale_by\":2}",
-             s_str(u, "id"));
+             lf_json_str(u, "id"));
     json_decref(u);
     snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
     json_t *j = NULL;
     assert_int_equal(lf_http_json("POST", url, body, &j), 202);
     char id[128];
-    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    snprintf(id, sizeof id, "%s", lf_json_str(j, "id"));
     json_decref(j);
     snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
     char status[32] = "";
     for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 120000; usleep(100 * 1000)) {
         j = NULL;
-        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", lf_json_str(j, "status"));
         json_decref(j);
         if (!strcmp(status, "done") || !strcmp(status, "failed")) break;
     }

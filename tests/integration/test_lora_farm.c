@@ -36,42 +36,25 @@
 #include "lf_safetensors.h"
 #include "lf_testfarm.h"
 
-#define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
 #define S_HASH12 "6fa18feaf2f6" /* hashlib: sha256 of the fixture's data after its header */
 
-static char s_dir[64];
-static char s_env_models[200], s_env_assets[200];
-
-static int s_sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
+static lf_testfarm_folder_t s_f; /* models/ and assets/ */
+static const char *s_dir = s_f.dir;
 
 /* <tmp>/models: the built-in model, lora/styles/<the LoRA>, Lora/bad
  * (truncated); <tmp>/assets/clip: the CLIP merges. 0, or 77 to skip. */
 static int s_prepare(void)
 {
-    char model[1200], vocab[1200], lora[1200];
-    struct stat sb;
-    snprintf(model, sizeof model, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
+    char lora[1200], why[1400];
     snprintf(lora, sizeof lora, "%s/tests/engine/fixtures/lora/lf_tiny_shapes_kohya.safetensors", LF_SOURCE_DIR);
-    snprintf(vocab, sizeof vocab, "%s/assets/clip/" S_VOCAB, LF_SOURCE_DIR);
-    if (stat(vocab, &sb) != 0) snprintf(vocab, sizeof vocab, "%s/../shared/refdata/tokenizers/clip/" S_VOCAB, LF_SOURCE_DIR);
-    if (stat(model, &sb) != 0 || stat(vocab, &sb) != 0) {
-        fprintf(stderr, "skipped: needs %s and the CLIP merges (%s)\n", model, vocab);
-        return 77;
+    if (!lf_testfarm_folder_new(&s_f, LF_SOURCE_DIR, "lora-farm", why, sizeof why)) {
+        fprintf(stderr, "skipped: %s\n", why);
+        return s_dir[0] ? -1 : 77;
     }
-    snprintf(s_dir, sizeof s_dir, "/tmp/lf-lora-farm-XXXXXX");
-    if (!mkdtemp(s_dir)) return -1;
-    if (s_sh("mkdir -p '%s/models/lora/styles' '%s/models/Lora' '%s/assets/clip' && "
-             "ln -s \"$(realpath '%s')\" '%s/models/' && cp '%s' '%s/models/lora/styles/' && "
-             "head -c 4000 '%s' > '%s/models/Lora/bad.safetensors' && ln -s \"$(realpath '%s')\" '%s/assets/clip/'",
-             s_dir, s_dir, s_dir, model, s_dir, lora, s_dir, lora, s_dir, vocab, s_dir))
+    if (lf_testfarm_sh("mkdir -p '%s/models/lora/styles' '%s/models/Lora' && "
+                       "ln -s \"$(realpath '%s')\" '%s/models/' && cp '%s' '%s/models/lora/styles/' && "
+                       "head -c 4000 '%s' > '%s/models/Lora/bad.safetensors'",
+                       s_dir, s_dir, s_f.shapes, s_dir, lora, s_dir, lora, s_dir))
         return -1;
     /* The LoRA again, saying how it wants to be run (lf.defaults), no alias. */
     char dst[300], err[256];
@@ -86,14 +69,12 @@ static int s_prepare(void)
     free(t);
     lf_safetensors_destroy(&st);
     if (rc) return -1;
-    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
-    snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return 0;
 }
 
 static int s_setup(void **state)
 {
-    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_env_models, s_env_assets}};
+    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_f.env_models, s_f.env_assets}};
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return -1;
     *state = farm;
@@ -107,12 +88,6 @@ static int s_teardown(void **state)
     return 0;
 }
 
-static const char *s_str(json_t *j, const char *k)
-{
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
 /* Submits body (JSON text); returns the HTTP status, *id the job id. */
 static int s_submit(lf_testfarm_t *farm, const char *body, char **id, json_t **answer)
 {
@@ -120,7 +95,7 @@ static int s_submit(lf_testfarm_t *farm, const char *body, char **id, json_t **a
     snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
     json_t *j = NULL;
     int code = lf_http_json("POST", url, body, &j);
-    if (id) *id = code == 202 ? strdup(s_str(j, "id")) : NULL;
+    if (id) *id = code == 202 ? strdup(lf_json_str(j, "id")) : NULL;
     if (answer) *answer = j;
     else json_decref(j);
     return code;
@@ -146,7 +121,7 @@ static json_t *s_run(lf_testfarm_t *farm, const char *prompt, const char *loras_
     json_t *j = lf_testfarm_wait(farm, id, 300000);
     if (!j) fail_msg("job %s did not finish", id);
     *png = NULL;
-    if (!strcmp(s_str(j, "status"), "done")) {
+    if (!strcmp(lf_json_str(j, "status"), "done")) {
         char url[512];
         snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
         char *b = NULL;
@@ -196,23 +171,23 @@ static void test_lora_lists(void **state)
     json_t *l = NULL, *bad = NULL, *e;
     size_t i;
     json_array_foreach(json_object_get(j, "loras"), i, e) {
-        if (!strcmp(s_str(e, "name"), "lf_tiny_shapes_kohya")) l = e;
-        if (!strcmp(s_str(e, "name"), "bad")) bad = e;
+        if (!strcmp(lf_json_str(e, "name"), "lf_tiny_shapes_kohya")) l = e;
+        if (!strcmp(lf_json_str(e, "name"), "bad")) bad = e;
     }
     assert_non_null(l);
     assert_non_null(bad);
-    assert_string_equal(s_str(l, "alias"), "shapes_style");
-    assert_string_equal(s_str(l, "path"), "styles/lf_tiny_shapes_kohya.safetensors");
-    assert_string_equal(s_str(l, "shorthash"), S_HASH12);
-    assert_int_equal(strncmp(s_str(l, "hash"), S_HASH12, 12), 0);
+    assert_string_equal(lf_json_str(l, "alias"), "shapes_style");
+    assert_string_equal(lf_json_str(l, "path"), "styles/lf_tiny_shapes_kohya.safetensors");
+    assert_string_equal(lf_json_str(l, "shorthash"), S_HASH12);
+    assert_int_equal(strncmp(lf_json_str(l, "hash"), S_HASH12, 12), 0);
     json_decref(j);
     snprintf(url, sizeof url, "%s/sdapi/v1/loras", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     assert_true(json_is_array(j));
     l = NULL;
-    json_array_foreach(j, i, e) if (!strcmp(s_str(e, "name"), "lf_tiny_shapes_kohya")) l = e;
+    json_array_foreach(j, i, e) if (!strcmp(lf_json_str(e, "name"), "lf_tiny_shapes_kohya")) l = e;
     assert_non_null(l);
-    assert_string_equal(s_str(l, "alias"), "shapes_style");
+    assert_string_equal(lf_json_str(l, "alias"), "shapes_style");
     assert_true(json_is_object(json_object_get(l, "metadata")));
     json_decref(j);
 }
@@ -227,12 +202,12 @@ static void test_lora_defaults(void **state)
     size_t i;
     snprintf(url, sizeof url, "%s/v1/loras", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
-    json_array_foreach(json_object_get(j, "loras"), i, e) if (!strcmp(s_str(e, "name"), "fast_tiny")) l = e;
+    json_array_foreach(json_object_get(j, "loras"), i, e) if (!strcmp(lf_json_str(e, "name"), "fast_tiny")) l = e;
     assert_non_null(l);
     json_t *d = json_object_get(l, "defaults");
     assert_int_equal(json_integer_value(json_object_get(d, "steps")), 5);
     assert_true(json_number_value(json_object_get(d, "cfg_scale")) == 2.5);
-    assert_string_equal(s_str(d, "scheduler"), "karras");
+    assert_string_equal(lf_json_str(d, "scheduler"), "karras");
     json_decref(j);
     static const struct {
         const char *body, *want[3];
@@ -249,7 +224,7 @@ static void test_lora_defaults(void **state)
         assert_int_equal(s_submit(farm, cases[k].body, &id, NULL), 202);
         j = lf_testfarm_wait(farm, id, 300000);
         assert_non_null(j);
-        assert_string_equal(s_str(j, "status"), "done");
+        assert_string_equal(lf_json_str(j, "status"), "done");
         json_decref(j);
         snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
         char *png = NULL, *text = NULL;
@@ -290,7 +265,7 @@ static void test_lora_restore_through_the_farm(void **state)
     json_t *req = json_pack("{s:s}", "image", b64), *pj = NULL;
     char *reqs = json_dumps(req, JSON_COMPACT);
     assert_int_equal(lf_http_json("POST", pi, reqs, &pj), 200);
-    assert_string_equal(s_str(json_object_get(pj, "parameters"), "Lora hashes"), "lf_tiny_shapes_kohya: " S_HASH12);
+    assert_string_equal(lf_json_str(json_object_get(pj, "parameters"), "Lora hashes"), "lf_tiny_shapes_kohya: " S_HASH12);
     json_decref(pj), json_decref(req), free(reqs), free(b64);
     /* /v1/workers: the worker's set (its heartbeat carries it). */
     char url[256];
@@ -299,7 +274,7 @@ static void test_lora_restore_through_the_farm(void **state)
     for (int k = 0; k < 60 && !seen; k++) {
         json_t *w = NULL;
         if (lf_http_json("GET", url, NULL, &w) == 200)
-            seen = !strcmp(s_str(json_array_get(json_object_get(w, "workers"), 0), "lora_set"),
+            seen = !strcmp(lf_json_str(json_array_get(json_object_get(w, "workers"), 0), "lora_set"),
                            "lf_tiny_shapes_kohya:1:1");
         json_decref(w);
         if (!seen) usleep(100000);
@@ -317,12 +292,12 @@ static void test_lora_restore_through_the_farm(void **state)
     /* Unknown names: 400 naming them, nothing queued. */
     json_t *ans = NULL;
     assert_int_equal(s_submit(farm, "{\"model\":\"lf-tiny-shapes\",\"prompt\":\"x <lora:nope:1>\"}", NULL, &ans), 400);
-    assert_string_equal(s_str(json_object_get(ans, "error"), "code"), "unknown_lora");
-    assert_string_equal(s_str(json_object_get(ans, "error"), "field"), "prompt");
-    assert_non_null(strstr(s_str(json_object_get(ans, "error"), "message"), "'nope'"));
+    assert_string_equal(lf_json_str(json_object_get(ans, "error"), "code"), "unknown_lora");
+    assert_string_equal(lf_json_str(json_object_get(ans, "error"), "field"), "prompt");
+    assert_non_null(strstr(lf_json_str(json_object_get(ans, "error"), "message"), "'nope'"));
     json_decref(ans);
     assert_int_equal(s_submit(farm, "{\"model\":\"lf-tiny-shapes\",\"loras\":[{\"name\":\"nope2\"}]}", NULL, &ans), 400);
-    assert_string_equal(s_str(json_object_get(ans, "error"), "field"), "loras[0].name");
+    assert_string_equal(lf_json_str(json_object_get(ans, "error"), "field"), "loras[0].name");
     json_decref(ans);
 
     /* A truncated file: the job fails naming it; the worker keeps serving. */
@@ -331,7 +306,7 @@ static void test_lora_restore_through_the_farm(void **state)
     json_t *jbad = s_run(farm, "a red circle on a blue background <lora:bad:1>", NULL, &none, &nl);
     char *dbad = json_dumps(jbad, JSON_COMPACT);
     fprintf(stderr, "bad LoRA job: %s\n", dbad);
-    assert_string_equal(s_str(jbad, "status"), "failed");
+    assert_string_equal(lf_json_str(jbad, "status"), "failed");
     assert_non_null(strstr(dbad, "bad.safetensors"));
     free(dbad);
     json_t *ja3 = s_run(farm, "a red circle on a blue background", NULL, &a3, &a3l);
@@ -351,7 +326,7 @@ static int s_listed(const char *url, const char *name)
     int found = 0;
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     json_t *arr = json_is_array(j) ? j : json_object_get(j, "loras");
-    json_array_foreach(arr, i, e) found |= !strcmp(s_str(e, "name"), name);
+    json_array_foreach(arr, i, e) found |= !strcmp(lf_json_str(e, "name"), name);
     json_decref(j);
     return found;
 }
@@ -371,9 +346,9 @@ static void test_refresh_loras(void **state)
     assert_false(s_listed(native, "fresh_drop"));
     json_t *ans = NULL;
     assert_int_equal(s_submit(farm, job, NULL, &ans), 400);
-    assert_string_equal(s_str(json_object_get(ans, "error"), "code"), "unknown_lora");
+    assert_string_equal(lf_json_str(json_object_get(ans, "error"), "code"), "unknown_lora");
     json_decref(ans);
-    assert_int_equal(s_sh("cp '%s/models/lora/styles/lf_tiny_shapes_kohya.safetensors' '%s/models/lora/fresh_drop.safetensors'",
+    assert_int_equal(lf_testfarm_sh("cp '%s/models/lora/styles/lf_tiny_shapes_kohya.safetensors' '%s/models/lora/fresh_drop.safetensors'",
                           s_dir, s_dir), 0);
     json_t *r = NULL;
     assert_int_equal(lf_http_json("POST", refresh, NULL, &r), 200);
@@ -391,7 +366,7 @@ static void test_refresh_loras(void **state)
     assert_true(s_same_pixels(a, al, b, bl));
     free(a), free(b), json_decref(ja), json_decref(jb);
     /* Removed: gone from both lists after the next refresh, refused again. */
-    assert_int_equal(s_sh("rm '%s/models/lora/fresh_drop.safetensors'", s_dir), 0);
+    assert_int_equal(lf_testfarm_sh("rm '%s/models/lora/fresh_drop.safetensors'", s_dir), 0);
     assert_int_equal(lf_http_json("POST", refresh, NULL, &r), 200);
     json_decref(r);
     assert_false(s_listed(native, "fresh_drop"));
@@ -412,6 +387,6 @@ int main(void)
         cmocka_unit_test(test_refresh_loras),
     };
     rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
-    s_sh("rm -rf '%s'", s_dir);
+    lf_testfarm_folder_remove(&s_f);
     return rc;
 }

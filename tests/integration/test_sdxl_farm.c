@@ -48,40 +48,18 @@
 #include "lf_test_models.h"
 #include "lf_testfarm.h"
 
-#define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
+static lf_testfarm_folder_t s_f; /* models/ and assets/ */
+static const char *s_dir = s_f.dir;
 
-static char s_dir[64];                 /* temp dir: models/ and assets/ */
-static char s_env_models[300], s_env_assets[300];
-
-static bool s_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static const char *s_str(json_t *j, const char *k)
-{
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
-/* The models folder and the assets folder (CLIP merges linked in); a
- * reason in why when something needed is absent. */
+/* The models folder: SDXL base, refiner and a VAE (made from the tiny
+ * fixtures with the built-in model's 8x VAE), a UNet-only file and two
+ * manifests over it; a reason in why when something needed is absent. */
 static bool s_prepare(char *why, size_t len)
 {
-    char shapes[1200], vocab[1200], p[3000];
-    snprintf(shapes, sizeof shapes, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
-    const char *rd = getenv("LF_REFDATA_DIR");
-    snprintf(vocab, sizeof vocab, "%s/tokenizers/clip/" S_VOCAB, rd && *rd ? rd : LF_SOURCE_DIR "/../shared/refdata");
-    if (!s_exists(shapes)) return snprintf(why, len, "no %s (its VAE makes the SDXL model's 8x VAE)", shapes), false;
-    if (!s_exists(vocab)) return snprintf(why, len, "no CLIP merges %s (reference data)", vocab), false;
-    snprintf(s_dir, sizeof s_dir, "/tmp/lf-sdxl-farm-XXXXXX");
-    if (!mkdtemp(s_dir)) return snprintf(why, len, "cannot make a temp dir"), false;
-    char *real = realpath(vocab, NULL);
-    snprintf(p, sizeof p, "mkdir -p '%s/models/vae' '%s/assets/clip' && ln -s '%s' '%s/assets/clip/'", s_dir, s_dir,
-             real ? real : vocab, s_dir);
-    free(real);
-    if (system(p) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
+    char p[3000];
+    const char *shapes = s_f.shapes;
+    if (!lf_testfarm_folder_new(&s_f, LF_SOURCE_DIR, "sdxl-farm", why, len)) return false;
+    if (lf_testfarm_sh("mkdir -p '%s/models/vae'", s_dir) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
     static const char *const files[][2] = {{"base", "xl-base"}, {"refiner", "xl-refiner"}, {"base", "vae/xl-vae"}};
     for (size_t i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/models/%s.safetensors", s_dir, files[i][1]);
@@ -111,22 +89,14 @@ static bool s_prepare(char *why, size_t len)
           "              \"width\": 128, \"height\": 128}}\n",
           f);
     fclose(f);
-    snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
-    snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return true;
 }
 
-static void s_cleanup(void)
-{
-    if (!s_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", s_dir);
-}
+static void s_cleanup(void) { lf_testfarm_folder_remove(&s_f); }
 
 static int s_setup(void **state)
 {
-    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_env_models, s_env_assets, "LF_PREVIEW_EVERY=1"}};
+    lf_testfarm_opts_t o = {.n_workers = 1, .extra_env = {s_f.env_models, s_f.env_assets, "LF_PREVIEW_EVERY=1"}};
     long long t0 = lf_now_ms();
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return -1;
@@ -156,15 +126,15 @@ static void test_sdxl_listed(void **state)
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(j, "models"), i, m) {
-        if (strcmp(s_str(m, "name"), "xl-base") && strcmp(s_str(m, "name"), "xl-refiner")) continue;
+        if (strcmp(lf_json_str(m, "name"), "xl-base") && strcmp(lf_json_str(m, "name"), "xl-refiner")) continue;
         seen++;
-        assert_string_equal(s_str(m, "family"), "sdxl");
+        assert_string_equal(lf_json_str(m, "family"), "sdxl");
         assert_int_equal(json_integer_value(json_object_get(m, "resolution")), 1024);
-        assert_string_equal(s_str(m, "preview"), "approx"); /* no models/taesd/taesdxl_decoder.* */
+        assert_string_equal(lf_json_str(m, "preview"), "approx"); /* no models/taesd/taesdxl_decoder.* */
     }
     assert_int_equal(seen, 2);
     bool vae = false;
-    json_array_foreach(json_object_get(j, "vaes"), i, m) vae |= !strcmp(s_str(m, "name"), "xl-vae");
+    json_array_foreach(json_object_get(j, "vaes"), i, m) vae |= !strcmp(lf_json_str(m, "name"), "xl-vae");
     assert_true(vae);
     json_decref(j);
 }
@@ -183,7 +153,7 @@ static void test_sdxl_native_job(void **state)
                                   &j),
                      202);
     char id[128];
-    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    snprintf(id, sizeof id, "%s", lf_json_str(j, "id"));
     json_decref(j);
     snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
     snprintf(purl, sizeof purl, "%s/v1/jobs/%s/preview", lf_testfarm_url(farm), id);
@@ -199,7 +169,7 @@ static void test_sdxl_native_job(void **state)
             previews++;
         free(png);
         j = NULL;
-        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", lf_json_str(j, "status"));
         if (!strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "cancelled")) break;
         json_decref(j);
         j = NULL;
@@ -245,7 +215,7 @@ static void test_sdxl_a1111_refiner(void **state)
                             "\"refiner_switch_at\":0.5,\"override_settings\":{\"sd_model_checkpoint\":\"xl-base\","
                             "\"sd_vae\":\"xl-vae\"}}",
                             &j);
-    const char *info_s = s_str(j, "info");
+    const char *info_s = lf_json_str(j, "info");
     fprintf(stderr, "A1111 txt2img with the refiner: %d in %lld ms; info %s\n", code, lf_now_ms() - t0, info_s);
     assert_int_equal(code, 200);
     assert_int_equal(json_array_size(json_object_get(j, "images")), 1);
@@ -299,8 +269,8 @@ static void s_check_defaults(json_t *d)
     assert_non_null(d);
     assert_int_equal(json_integer_value(json_object_get(d, "steps")), 3);
     assert_true(json_number_value(json_object_get(d, "cfg_scale")) == 1.0);
-    assert_string_equal(s_str(d, "sampler"), "euler");
-    assert_string_equal(s_str(d, "scheduler"), "sgm_uniform");
+    assert_string_equal(lf_json_str(d, "sampler"), "euler");
+    assert_string_equal(lf_json_str(d, "scheduler"), "sgm_uniform");
     assert_int_equal(json_integer_value(json_object_get(d, "width")), 256);
     assert_int_equal(json_integer_value(json_object_get(d, "height")), 256);
 }
@@ -316,27 +286,27 @@ static void test_assembled_listed(void **state)
     fprintf(stderr, "GET /v1/models: %s\n", d);
     free(d);
     size_t i;
-    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(s_str(m, "name"), "xl-lightning")) found = m;
+    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(lf_json_str(m, "name"), "xl-lightning")) found = m;
     assert_non_null(found);
-    assert_string_equal(s_str(found, "family"), "sdxl");
+    assert_string_equal(lf_json_str(found, "family"), "sdxl");
     assert_int_equal(json_integer_value(json_object_get(found, "resolution")), 1024);
-    assert_string_equal(s_str(found, "preview"), "approx");
+    assert_string_equal(lf_json_str(found, "preview"), "approx");
     s_check_defaults(json_object_get(found, "defaults"));
     json_decref(j);
     /* A1111's list and the workers' list name it too. */
     snprintf(url, sizeof url, "%s/sdapi/v1/sd-models", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     found = NULL;
-    json_array_foreach(j, i, m) if (!strcmp(s_str(m, "model_name"), "xl-lightning")) found = m;
+    json_array_foreach(j, i, m) if (!strcmp(lf_json_str(m, "model_name"), "xl-lightning")) found = m;
     assert_non_null(found);
     json_decref(j);
     snprintf(url, sizeof url, "%s/v1/workers", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     found = NULL;
     json_array_foreach(json_object_get(json_array_get(json_object_get(j, "workers"), 0), "models"), i, m)
-        if (!strcmp(s_str(m, "name"), "xl-lightning")) found = m;
+        if (!strcmp(lf_json_str(m, "name"), "xl-lightning")) found = m;
     assert_non_null(found);
-    assert_string_equal(s_str(found, "family"), "sdxl");
+    assert_string_equal(lf_json_str(found, "family"), "sdxl");
     s_check_defaults(json_object_get(found, "defaults"));
     json_decref(j);
 }
@@ -349,7 +319,7 @@ static char *s_native(lf_testfarm_t *farm, const char *body, json_t **params)
     json_t *j = NULL;
     assert_int_equal(lf_http_json("POST", url, body, &j), 202);
     char id[128];
-    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    snprintf(id, sizeof id, "%s", lf_json_str(j, "id"));
     json_decref(j);
     snprintf(url, sizeof url, "%s/v1/jobs/%s", lf_testfarm_url(farm), id);
     char status[32] = "";
@@ -357,7 +327,7 @@ static char *s_native(lf_testfarm_t *farm, const char *body, json_t **params)
     for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 300000; usleep(100 * 1000)) {
         json_decref(j);
         j = NULL;
-        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", s_str(j, "status"));
+        if (lf_http_json("GET", url, NULL, &j) == 200 && j) snprintf(status, sizeof status, "%s", lf_json_str(j, "status"));
         if (!strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "cancelled")) break;
     }
     char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -384,7 +354,7 @@ static void test_assembled_native_defaults(void **state)
     char *t = s_native(farm, "{\"model\":\"xl-lightning\",\"prompt\":\"a red circle\",\"seed\":3}", &p);
     assert_int_equal(json_integer_value(json_object_get(p, "steps")), 3);
     assert_true(json_number_value(json_object_get(p, "cfg_scale")) == 1.0);
-    assert_string_equal(s_str(p, "scheduler"), "sgm_uniform");
+    assert_string_equal(lf_json_str(p, "scheduler"), "sgm_uniform");
     assert_non_null(strstr(t, "Steps: 3, "));
     assert_non_null(strstr(t, "Sampler: Euler, "));
     assert_non_null(strstr(t, "CFG scale: 1, "));
@@ -416,7 +386,7 @@ static void test_assembled_timesteps(void **state)
     json_t *j = NULL, *m, *found = NULL;
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     size_t i;
-    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(s_str(m, "name"), "xl-hyper")) found = m;
+    json_array_foreach(json_object_get(j, "models"), i, m) if (!strcmp(lf_json_str(m, "name"), "xl-hyper")) found = m;
     assert_non_null(found);
     json_t *ts = json_object_get(json_object_get(found, "defaults"), "timesteps");
     assert_int_equal(json_array_size(ts), 1);
@@ -425,7 +395,7 @@ static void test_assembled_timesteps(void **state)
     json_t *p = NULL;
     char *t = s_native(farm, "{\"model\":\"xl-hyper\",\"prompt\":\"a red circle\",\"seed\":5}", &p);
     assert_int_equal(json_integer_value(json_object_get(p, "steps")), 1);
-    assert_string_equal(s_str(p, "timesteps"), "800");
+    assert_string_equal(lf_json_str(p, "timesteps"), "800");
     assert_non_null(strstr(t, "Steps: 1, Sampler: TCD, "));
     assert_non_null(strstr(t, "Eta: 0.3"));
     assert_non_null(strstr(t, "Timesteps: 800"));
@@ -460,7 +430,7 @@ static void test_assembled_a1111_defaults(void **state)
     for (size_t i = 0; i < 2; i++) {
         json_t *j = NULL;
         int code = lf_http_json("POST", url, cases[i].body, &j);
-        const char *info_s = s_str(j, "info");
+        const char *info_s = lf_json_str(j, "info");
         fprintf(stderr, "A1111 txt2img: %d; info %s\n", code, info_s);
         assert_int_equal(code, 200);
         json_t *info = json_loads(info_s, 0, NULL);

@@ -42,44 +42,24 @@
 #include "lf_test_models.h"
 #include "lf_testfarm.h"
 
-#define S_VOCAB "bpe_simple_vocab_16e6.txt.gz"
 #define S_XL 0    /* worker indices */
 #define S_SD 1
 #define S_SMALL 2
 
-static char s_dir[64];
-static char s_env_assets[300];
+static lf_testfarm_folder_t s_f; /* assets/, and the workers' model folders */
+static const char *s_dir = s_f.dir;
 static long long s_xl_bytes;
 
-static bool s_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static const char *s_str(json_t *j, const char *k)
-{
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
+/* xl/ (an SDXL model), sd/ (the built-in model), small/ (the SDXL model again,
+ * for a worker too small for it); a reason in why when something is absent. */
 static bool s_prepare(char *why, size_t len)
 {
-    char shapes[1200], vocab[1200], p[3000];
-    snprintf(shapes, sizeof shapes, "%s/models/lf-tiny-shapes.safetensors", LF_SOURCE_DIR);
-    const char *rd = getenv("LF_REFDATA_DIR");
-    snprintf(vocab, sizeof vocab, "%s/tokenizers/clip/" S_VOCAB, rd && *rd ? rd : LF_SOURCE_DIR "/../shared/refdata");
-    if (!s_exists(shapes)) return snprintf(why, len, "no %s", shapes), false;
-    if (!s_exists(vocab)) return snprintf(why, len, "no CLIP merges %s (reference data)", vocab), false;
-    snprintf(s_dir, sizeof s_dir, "/tmp/lf-sdxl-fleet-XXXXXX");
-    if (!mkdtemp(s_dir)) return snprintf(why, len, "cannot make a temp dir"), false;
-    char *real = realpath(vocab, NULL);
-    snprintf(p, sizeof p,
-             "mkdir -p '%s/xl' '%s/sd' '%s/small' '%s/assets/clip' && ln -s '%s' '%s/assets/clip/' && "
-             "ln -s '%s' '%s/sd/sd-tiny.safetensors'",
-             s_dir, s_dir, s_dir, s_dir, real ? real : vocab, s_dir, shapes, s_dir);
-    free(real);
-    if (system(p) != 0) return snprintf(why, len, "cannot prepare %s", s_dir), false;
+    char p[3000];
+    const char *shapes = s_f.shapes;
+    if (!lf_testfarm_folder_new(&s_f, LF_SOURCE_DIR, "sdxl-fleet", why, len)) return false;
+    if (lf_testfarm_sh("mkdir -p '%s/xl' '%s/sd' '%s/small' && ln -s '%s' '%s/sd/sd-tiny.safetensors'", s_dir, s_dir,
+                       s_dir, shapes, s_dir) != 0)
+        return snprintf(why, len, "cannot prepare %s", s_dir), false;
     snprintf(p, sizeof p, "%s/xl/xl-base.safetensors", s_dir);
     if (lf_test_write_clip_sdxl(LF_FIXTURE_DIR, "base", shapes, p) != 0) return snprintf(why, len, "cannot write %.1200s", p), false;
     struct stat sb;
@@ -88,17 +68,10 @@ static bool s_prepare(char *why, size_t len)
     char q[3100];
     snprintf(q, sizeof q, "ln -s '%s' '%s/small/xl-base.safetensors'", p, s_dir);
     if (system(q) != 0) return snprintf(why, len, "cannot link %.1200s", p), false;
-    snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return true;
 }
 
-static void s_cleanup(void)
-{
-    if (!s_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", s_dir);
-}
+static void s_cleanup(void) { lf_testfarm_folder_remove(&s_f); }
 
 /* GET /v1/workers (caller owns), or NULL. */
 static json_t *s_workers(lf_testfarm_t *farm)
@@ -117,7 +90,7 @@ static bool s_offers(json_t *w, const char *model)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(w, "models"), i, m) if (!strcmp(s_str(m, "name"), model)) return true;
+    json_array_foreach(json_object_get(w, "models"), i, m) if (!strcmp(lf_json_str(m, "name"), model)) return true;
     return false;
 }
 
@@ -130,7 +103,7 @@ static bool s_worker_with(lf_testfarm_t *farm, const char *model, const char *no
     bool found = false;
     json_array_foreach(json_object_get(j, "workers"), i, w) {
         if (s_offers(w, model) && !(not_model && s_offers(w, not_model))) {
-            snprintf(out, len, "%s", s_str(w, "id"));
+            snprintf(out, len, "%s", lf_json_str(w, "id"));
             found = true;
         }
     }
@@ -140,7 +113,7 @@ static bool s_worker_with(lf_testfarm_t *farm, const char *model, const char *no
 
 static int s_setup(void **state)
 {
-    lf_testfarm_opts_t o = {.n_workers = 0, .extra_env = {s_env_assets, "LF_PREVIEW_EVERY=0"}};
+    lf_testfarm_opts_t o = {.n_workers = 0, .extra_env = {s_f.env_assets, "LF_PREVIEW_EVERY=0"}};
     lf_testfarm_t *farm = lf_testfarm_new(&o);
     if (!farm) return -1;
     /* Each worker's own folder and limits, through the environment it inherits. */
@@ -195,7 +168,7 @@ static char *s_submit(lf_testfarm_t *farm, const char *model, int size)
              model, size, size);
     json_t *j = NULL;
     int code = lf_http_json("POST", url, body, &j);
-    char *id = code == 202 ? strdup(s_str(j, "id")) : NULL;
+    char *id = code == 202 ? strdup(lf_json_str(j, "id")) : NULL;
     if (code != 202) fprintf(stderr, "POST %s: %d\n", body, code);
     json_decref(j);
     return id;
@@ -214,7 +187,7 @@ static void test_memory_limited_worker_does_not_offer_sdxl(void **state)
         n++;
         with_xl += s_offers(w, "xl-base");
         char *d = json_dumps(json_object_get(w, "models"), JSON_COMPACT);
-        fprintf(stderr, "worker %s models %s\n", s_str(w, "id"), d);
+        fprintf(stderr, "worker %s models %s\n", lf_json_str(w, "id"), d);
         free(d);
     }
     json_decref(j);
@@ -241,10 +214,10 @@ static void test_sdxl_and_sd15_jobs_routed(void **state)
         json_t *j = lf_testfarm_wait(farm, ids[i], 300000);
         assert_non_null(j);
         const char *want = i % 2 ? sd : xl;
-        fprintf(stderr, "%s job %s: %s on %s (want %s)\n", i % 2 ? "sd-tiny" : "xl-base", ids[i], s_str(j, "status"),
-                s_str(j, "worker"), want);
-        assert_string_equal(s_str(j, "status"), "done");
-        assert_string_equal(s_str(j, "worker"), want);
+        fprintf(stderr, "%s job %s: %s on %s (want %s)\n", i % 2 ? "sd-tiny" : "xl-base", ids[i], lf_json_str(j, "status"),
+                lf_json_str(j, "worker"), want);
+        assert_string_equal(lf_json_str(j, "status"), "done");
+        assert_string_equal(lf_json_str(j, "worker"), want);
         json_decref(j);
         free(ids[i]);
     }
@@ -266,7 +239,7 @@ static long long s_jobs_done(lf_testfarm_t *farm, const char *id)
     size_t i;
     json_t *w;
     long long n = -1;
-    json_array_foreach(json_object_get(j, "workers"), i, w) if (!strcmp(s_str(w, "id"), id)) n =
+    json_array_foreach(json_object_get(j, "workers"), i, w) if (!strcmp(lf_json_str(w, "id"), id)) n =
         json_integer_value(json_object_get(w, "jobs_done"));
     json_decref(j);
     return n;
@@ -317,8 +290,8 @@ static void test_sdxl_over_max_pixels_refused(void **state)
     assert_non_null(id);
     json_t *j = lf_testfarm_wait(farm, id, 300000);
     assert_non_null(j);
-    assert_string_equal(s_str(j, "status"), "done");
-    assert_string_equal(s_str(j, "worker"), xl);
+    assert_string_equal(lf_json_str(j, "status"), "done");
+    assert_string_equal(lf_json_str(j, "worker"), xl);
     json_decref(j);
     free(id);
 }
