@@ -670,6 +670,16 @@ static void test_two_brokers(void **state) {
     s_expect_run(&f->b2, "job-2", 3, 3000, &m);
     lf_msg_clear(&m);
     s_quiet(&f->b, 2 * HB_MS); /* nothing of it went to the first */
+    /* The first broker falls silent right after an ASSIGN; the second,
+     * adopting the job, assigns it again: the worker, done with it, sends
+     * its held answer there instead of running the job a second time. */
+    s_assign(&f->b, "job-3", "lf-diagnostic", 16, 16, 1, 1, 1, 5);
+    s_quiet(&f->b2, HB_MS); /* job-3 is done in ms; b2 keeps beating, b says nothing */
+    s_assign(&f->b2, "job-3", "lf-diagnostic", 16, 16, 1, 1, 1, 5);
+    s_expect(&f->b2, LF_MSG_RESULT, 3000, &m);
+    assert_string_equal(m.job_id, "job-3");
+    assert_int_equal(m.images[0].seed, 5);
+    lf_msg_clear(&m);
 }
 
 static void test_bad_settings_exit(void **state) {
