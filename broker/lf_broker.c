@@ -69,6 +69,7 @@ int lf__send_to(zsock_t *sock, zmsg_t *envelope, const lf_msg_t *m) {
 
 void lf__send_worker(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m) {
     w->last_sent = lf__mono();
+    if (m->type == LF_MSG_ASSIGN) w->assigns_sent++, w->assign_sent_at = w->last_sent;
     zmsg_t *env = zmsg_new();
     zmsg_append(env, &(zframe_t *){zframe_dup(w->ident)});
     lf__send_to(self->be, env, m);

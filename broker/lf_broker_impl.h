@@ -22,6 +22,8 @@
 #define LF__B_SCAN_MAX 1024        /* queue entries looked at per priority per refresh */
 #define LF__B_BEAT_SLICES 10       /* heartbeats go out spread over this many ticks */
 #define LF__B_SLOW_MS 20           /* a handler running longer is logged (rate-limited) */
+#define LF__B_ASSIGN_WAIT_BEATS 10 /* a worker report predating our ASSIGN is trusted after
+                                      this many beats (the ASSIGN is taken as lost) */
 
 typedef enum { LF__W_IDLE = 0, LF__W_BUSY } lf__wstate_t;
 
@@ -39,6 +41,8 @@ typedef struct {
     uint32_t attempt;
     bool owned;               /* we renew its lease */
     int64_t assigned_at;      /* mono ms */
+    uint32_t assigns_sent;    /* ASSIGNs sent on its current connection */
+    int64_t assign_sent_at;   /* mono ms of the last of them */
     int64_t adopt_at;         /* mono ms of the last adoption attempt */
     int64_t last_sent;        /* mono ms of our last message to it (heartbeats fill gaps) */
     int64_t touched_at;       /* mono ms of its last lease renewal + registry write */

@@ -136,6 +136,7 @@ static lf__worker_t *s_worker_get(lf_broker_t *self, zframe_t *ident, const char
         w->ident_hex = strdup(ident_hex);
         w->ident = zframe_dup(ident);
         if (w->ident_hex) zhashx_insert(self->by_ident, w->ident_hex, w);
+        w->assigns_sent = 0; /* what went to the old connection is lost with it */
     }
     w->seen = lf__mono();
     return w;
@@ -151,7 +152,7 @@ void lf__send_cancel(lf_broker_t *self, lf__worker_t *w, const char *job) {
 static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const char *why) {
     if (w->state != LF__W_BUSY || !w->job[0] || !w->owned) return;
     lf_store_finish_t f;
-    int rc = lf_store_requeue(self->store, w->job, w->id, refund, why, lf__now(), &f);
+    int rc = lf_store_requeue(self->store, w->job, w->id, self->id, refund, why, lf__now(), &f);
     if (rc == 0) {
         self->stats.requeued++;
         self->cache_at = 0;
@@ -163,13 +164,30 @@ static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const ch
     }
 }
 
+/* True when the worker sent m before it had read our latest ASSIGN (it
+ * counts the ASSIGNs it received on this connection): its busy/job then
+ * say nothing about that job. Acting on it anyway gave a job back that the
+ * worker was about to run (it reported the job of another broker, finished
+ * that at once, then ran ours while the requeued copy ran elsewhere).
+ * Trusted again after LF__B_ASSIGN_WAIT_BEATS, the ASSIGN taken as lost. */
+static bool s_report_predates_assign(const lf_broker_t *self, const lf__worker_t *w,
+                                     const lf_msg_t *m) {
+    return m->has_assigns && m->assigns < w->assigns_sent &&
+           lf__mono() - w->assign_sent_at <
+               (int64_t)LF__B_ASSIGN_WAIT_BEATS * self->opts.heartbeat_ms;
+}
+
 /* The worker says it runs `job` (or nothing): adopt what Redis says it
  * holds, stop what it no longer holds. */
-static void s_reconcile(lf_broker_t *self, lf__worker_t *w, bool busy, const char *job,
+static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
                         bool from_ready) {
+    bool busy = m->busy;
+    const char *job = m->job_id;
+    if (s_report_predates_assign(self, w, m)) return;
     if (!busy) {
         /* A heartbeat sent before our ASSIGN arrived says idle: give the
-         * ASSIGN two beats before believing it. */
+         * ASSIGN two beats before believing it (the rule for workers that
+         * do not count their ASSIGNs; for the others, see above). */
         if (w->state == LF__W_BUSY && w->owned && !from_ready &&
             lf__mono() - w->assigned_at < 2 * self->opts.heartbeat_ms)
             return;
@@ -338,7 +356,8 @@ static int s_on_answer(lf_broker_t *self, const char *worker_id, lf_msg_t *m) {
                                m->info_json, lf__now(), &f);
     } else if (m->code == LF_EBUSY) {
         /* A refusal: the worker is busy with something else. */
-        rc = lf_store_requeue(self->store, m->job_id, worker_id, true, "worker was busy", lf__now(), &f);
+        rc = lf_store_requeue(self->store, m->job_id, worker_id, self->id, true, "worker was busy",
+                              lf__now(), &f);
         if (rc == 0) {
             self->stats.requeued++;
             self->cache_at = 0;
@@ -413,7 +432,7 @@ void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) 
         lf__worker_t *w = s_worker_get(self, ident, hex, &m, true);
         if (!w) break;
         s_worker_caps(w, &m);
-        s_reconcile(self, w, m.busy, m.job_id, m.type == LF_MSG_READY || !known);
+        s_reconcile(self, w, &m, m.type == LF_MSG_READY || !known);
         break;
     }
     case LF_MSG_RESCAN: {

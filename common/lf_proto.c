@@ -108,7 +108,8 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(EVENT, "event")                                                          \
     X(STATUS, "status")                                                        \
     X(ENHANCE_MS, "enhance_ms")                                                \
-    X(PROMPT, "prompt")
+    X(PROMPT, "prompt")                                                        \
+    X(ASSIGNS, "assigns")
 
 typedef enum {
 #define S_KEY_ENUM(name, str) K_##name,
@@ -138,7 +139,8 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
                          B(REQ_ID) | B(JOB_ID)},
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
-    [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID), B(WORKER_ID) | B(CAPS)},
+    [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID) | B(ASSIGNS),
+                      B(WORKER_ID) | B(CAPS)},
     [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK),
                        B(JOB_ID) | B(ATTEMPT) | B(PARAMS)},
     [LF_MSG_PROGRESS] = {B(JOB_ID) | B(STEP) | B(STEPS) | B(PREVIEW) | B(WORKER_ID),
@@ -146,7 +148,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_RESULT] = {B(JOB_ID) | B(IMAGES) | B(INFO_JSON) | B(WORKER_ID), B(JOB_ID) | B(IMAGES)},
     [LF_MSG_FAILED] = {B(JOB_ID) | B(CODE) | B(MESSAGE) | B(WORKER_ID),
                        B(JOB_ID) | B(CODE) | B(MESSAGE)},
-    [LF_MSG_HEARTBEAT] = {B(WORKER_ID) | B(JOB_ID) | B(BUSY) | B(CAPS), 0},
+    [LF_MSG_HEARTBEAT] = {B(WORKER_ID) | B(JOB_ID) | B(BUSY) | B(CAPS) | B(ASSIGNS), 0},
     [LF_MSG_DISCONNECT] = {B(WORKER_ID) | B(MESSAGE), 0},
     [LF_MSG_EVENT] = {B(JOB_ID) | B(EVENT) | B(STATUS) | B(STEP) | B(STEPS) | B(PREVIEW) | B(CODE) |
                           B(MESSAGE) | B(WORKER_ID),
@@ -527,6 +529,9 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
         if (m->enhance_ms) s_kv_u64(e, name, m->enhance_ms);
         break;
     case K_PROMPT: s_kv_str(e, name, m->prompt, req); break;
+    case K_ASSIGNS:
+        if (m->has_assigns) s_kv_u64(e, name, m->assigns);
+        break;
     case K__COUNT: LF_ASSERT(0);
     }
 }
@@ -1002,6 +1007,9 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
         return r;
     case K_ENHANCE_MS: return s_get_u32(o, &m->enhance_ms);
     case K_PROMPT: return s_get_str(o, &m->prompt);
+    case K_ASSIGNS:
+        m->has_assigns = true;
+        return s_get_u32(o, &m->assigns);
     case K__COUNT: break;
     }
     LF_ASSERT(0);

@@ -219,6 +219,11 @@ typedef struct {
     /* READY, HEARTBEAT (from workers) */
     lf_worker_caps_t caps;
     bool busy;              /* HEARTBEAT: worker is running job_id */
+    uint32_t assigns;       /* ASSIGNs the worker has received on this connection: a
+                               broker that sent more knows the report predates its
+                               latest ASSIGN (the worker had not seen it yet) */
+    bool has_assigns;       /* assigns is said (encode writes it only then; decode sets
+                               it when the key is there; older workers leave it out) */
 
     /* EVENT */
     lf_event_kind_t event;

@@ -376,9 +376,12 @@ int lf_store_report(lf_store_t *self, const lf_store_report_t *reports, size_t n
 /* Put a running job back in its queue (worker refused it, left, or went
  * idle without answering). refund: the attempt does not count (refusals).
  * A job out of attempts goes to the dead letters instead (out->status
- * FAILED). Fenced on worker. */
-int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id, bool refund,
-                     const char *reason, int64_t now_ms, lf_store_finish_t *out);
+ * FAILED). Fenced on worker, and on broker_id when not NULL: LF_ESTATE
+ * unless that broker claimed or adopted the job last (a broker whose job a
+ * standby adopted must not give it back while the worker answers there). */
+int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id,
+                     const char *broker_id, bool refund, const char *reason, int64_t now_ms,
+                     lf_store_finish_t *out);
 
 /* Cancel a queued or running job (it is "cancelled" at once; the worker
  * running it is told by its broker). *was: the status before. *worker_id

@@ -513,16 +513,18 @@ int lf_store_fail(lf_store_t *self, const char *job_id, const char *worker_id, u
     return self ? s_report1(self, &r, now_ms, out) : LF_EINVAL;
 }
 
-int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id, bool refund,
-                     const char *reason, int64_t now_ms, lf_store_finish_t *out) {
+int lf_store_requeue(lf_store_t *self, const char *job_id, const char *worker_id,
+                     const char *broker_id, bool refund, const char *reason, int64_t now_ms,
+                     lf_store_finish_t *out) {
     if (!self || !job_id || !worker_id) return LF_EINVAL;
     lf__args_t a;
-    int rc = lf__args_init(&a, self, LF__S_REQUEUE, now_ms, 4);
+    int rc = lf__args_init(&a, self, LF__S_REQUEUE, now_ms, 5);
     if (rc) return rc;
     lf__args_str(&a, job_id);
     lf__args_str(&a, worker_id);
     lf__args_str(&a, refund ? "1" : "0");
     lf__args_str(&a, reason && *reason ? reason : "given back by its worker");
+    lf__args_str(&a, broker_id ? broker_id : "");
     redisReply *r = lf__eval(self, &a, &rc);
     lf__args_free(&a);
     if (!r) return rc;

@@ -305,11 +305,14 @@
     "finish(id,st,ARGV[11],ARGV[12])\n"                                                           \
     "return {0,st,tonumber(a) or 0}\n"
 
-/* ARGV 8 id, 9 worker, 10 refund 0|1, 11 reason -> {0, status, attempts, message} | {code} */
+/* ARGV 8 id, 9 worker, 10 refund 0|1, 11 reason, 12 broker ("" any: then
+ * only the job's last claimer or adopter may give it back)
+ * -> {0, status, attempts, message} | {code} */
 #define S_LUA_REQUEUE                                                                             \
     S_PRELUDE                                                                                     \
     "local id=ARGV[8] local jk=P..'job:'..id\n"                                                   \
     "if not held(id,ARGV[9],0) then return {-13} end\n"                                           \
+    "if (ARGV[12] or '')~='' and redis.call('HGET',jk,'broker')~=ARGV[12] then return {-13} end\n" \
     "if ARGV[10]=='1' then redis.call('HINCRBY',jk,'attempts',-1) end\n"                          \
     "local st=requeue(id,ARGV[11])\n"                                                             \
     "local f=redis.call('HMGET',jk,'attempts','message')\n"                                       \

@@ -24,6 +24,8 @@
 #define S_MAX_WAIT_MS 100
 /* Linger on the last messages (RESULT, DISCONNECT) when leaving. */
 #define S_CLOSE_LINGER_MS 2000
+/* Jobs (id and attempt) remembered as finished here, newest last. */
+#define S_RECENT 8
 
 /* A job's final message (RESULT/FAILED) for one broker. It is kept until
  * the broker shows it was alive after the message went out (any message
@@ -35,7 +37,15 @@ typedef struct {
     uint8_t *buf;
     size_t len;
     bool sent; /* queued on the current connection, not yet confirmed */
+    char job[64]; /* the job it answers */
 } s_pending_t;
+
+/* A job this worker finished: an ASSIGN of the same id and attempt (a
+ * standby broker adopting the job re-sends it) must not run it again. */
+typedef struct {
+    char job[64];
+    uint32_t attempt;
+} s_finished_t;
 
 struct lf_worker {
     char *id;
@@ -52,6 +62,8 @@ struct lf_worker {
     lf_link_t **links;
     s_pending_t *pending; /* one slot per link */
     bool *registered;     /* per link: the broker has spoken since our READY */
+    uint32_t *assigns;    /* per link: ASSIGNs received on its current socket (in READY and
+                             HEARTBEAT, so a broker can tell a report that predates its ASSIGN) */
     size_t n_links;
     lf_compute_t *compute;
     char *resident; /* the compute thread's resident models, as last reported ("base\nrefiner") */
@@ -63,7 +75,10 @@ struct lf_worker {
     /* The job running now (busy) and the link it came from. */
     bool busy;
     char *job_id;
+    uint32_t job_attempt;
     size_t job_link;
+    s_finished_t recent[S_RECENT]; /* ring of the last jobs finished here */
+    size_t n_recent;               /* total ever finished (recent[n % S_RECENT] is next) */
 
     bool stopping;
     int64_t stop_deadline;
@@ -132,10 +147,12 @@ static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
         lf_link_t **links = realloc(self->links, (self->n_links + 1) * sizeof *links);
         s_pending_t *pend = realloc(self->pending, (self->n_links + 1) * sizeof *pend);
         bool *reg = realloc(self->registered, (self->n_links + 1) * sizeof *reg);
+        uint32_t *asg = realloc(self->assigns, (self->n_links + 1) * sizeof *asg);
         if (links) self->links = links;
         if (pend) self->pending = pend;
         if (reg) self->registered = reg;
-        if (!links || !pend || !reg) {
+        if (asg) self->assigns = asg;
+        if (!links || !pend || !reg || !asg) {
             rc = LF_ENOMEM;
             break;
         }
@@ -148,6 +165,7 @@ static int s_add_links(lf_worker_t *self, const lf_worker_opts_t *opts) {
         self->links[self->n_links] = l;
         self->pending[self->n_links] = (s_pending_t){0};
         self->registered[self->n_links] = false;
+        self->assigns[self->n_links] = 0;
         self->n_links++;
     }
     if (!rc && !self->n_links) {
@@ -267,6 +285,7 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     free(self->links);
     free(self->pending);
     free(self->registered);
+    free(self->assigns);
     free(self->resident);
     free(self->lora_set);
     free(self->job_id);
@@ -330,14 +349,16 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
 
 static void s_send_ready(lf_worker_t *self, size_t li) {
     lf_msg_t m = {.type = LF_MSG_READY, .worker_id = self->id, .busy = self->busy,
-                  .job_id = self->busy ? self->job_id : NULL};
+                  .job_id = self->busy ? self->job_id : NULL, .assigns = self->assigns[li],
+                  .has_assigns = true};
     s_caps(self, &m.caps);
     s_send(self, li, &m);
 }
 
 static void s_send_heartbeat(lf_worker_t *self, size_t li) {
     lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = self->id, .busy = self->busy,
-                  .job_id = self->busy ? self->job_id : NULL};
+                  .job_id = self->busy ? self->job_id : NULL, .assigns = self->assigns[li],
+                  .has_assigns = true};
     s_caps(self, &m.caps);
     s_send(self, li, &m);
 }
@@ -372,6 +393,33 @@ static bool s_any_pending(const lf_worker_t *self) {
 
 /* ---- messages in --------------------------------------------------------- */
 
+/* An ASSIGN of a job (and attempt) finished here: true after re-sending its
+ * answer on li when another link still holds it unconfirmed (its broker
+ * went silent: the one asking now adopted the job). */
+static bool s_repeat(lf_worker_t *self, size_t li, const lf_msg_t *m) {
+    size_t n = self->n_recent < S_RECENT ? self->n_recent : S_RECENT;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = self->recent[i].attempt == m->attempt && !strcmp(self->recent[i].job, m->job_id);
+    if (!found) return false;
+    self->stats.jobs_repeated++;
+    lf_warn("job %s (attempt %u) assigned again after it finished here: not run twice",
+            m->job_id, (unsigned)m->attempt);
+    for (size_t k = 0; k < self->n_links; k++) {
+        s_pending_t *p = &self->pending[k];
+        if (k == li || !p->buf || strcmp(p->job, m->job_id) || self->pending[li].buf) continue;
+        uint8_t *copy = malloc(p->len);
+        if (!copy) break;
+        memcpy(copy, p->buf, p->len);
+        self->pending[li] = (s_pending_t){copy, p->len, false, ""};
+        snprintf(self->pending[li].job, sizeof self->pending[li].job, "%s", m->job_id);
+        s_flush_pending(self, li);
+        lf_info("job %s: its held answer sent to %s", m->job_id, lf_link_endpoint(self->links[li]));
+        break;
+    }
+    return true;
+}
+
 static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
     if (!m->job_id || !*m->job_id) {
         lf_warn("ASSIGN without a job id from %s; ignored", lf_link_endpoint(self->links[li]));
@@ -385,6 +433,7 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
         if (li != self->job_link) self->job_link = li;
         return;
     }
+    if (s_repeat(self, li, m)) return;
     if (self->busy || self->stopping) {
         char why[160];
         snprintf(why, sizeof why, self->stopping ? "worker %s is shutting down"
@@ -396,6 +445,7 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
         return;
     }
     char *id = strdup(m->job_id);
+    uint32_t attempt = m->attempt; /* lf_compute_start takes m's contents */
     if (!id) {
         s_send_failed(self, li, m->job_id, LF_ENOMEM, "out of memory");
         return;
@@ -408,6 +458,7 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
     }
     self->busy = true;
     self->job_id = id;
+    self->job_attempt = attempt;
     self->job_link = li;
 }
 
@@ -438,7 +489,10 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
     switch (m.type) {
     case LF_MSG_HEARTBEAT: break; /* liveness was refreshed on receipt */
     case LF_MSG_RESCAN: s_on_rescan(self, li); break;
-    case LF_MSG_ASSIGN: s_on_assign(self, li, &m); break;
+    case LF_MSG_ASSIGN:
+        self->assigns[li]++;
+        s_on_assign(self, li, &m);
+        break;
     case LF_MSG_CANCEL:
         if (self->busy && m.job_id && !strcmp(m.job_id, self->job_id)) {
             lf_info("job %s: cancel requested", self->job_id);
@@ -511,13 +565,17 @@ static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
         /* A previous answer still unconfirmed on this link is superseded:
          * the broker has spoken since it assigned this job. */
         s_pending_clear(&self->pending[li]);
-        self->pending[li] = (s_pending_t){ev->msg, ev->len, false};
+        self->pending[li] = (s_pending_t){ev->msg, ev->len, false, ""};
+        snprintf(self->pending[li].job, sizeof self->pending[li].job, "%s", self->job_id);
         ev->msg = NULL;
         s_flush_pending(self, li);
         if (!self->pending[li].sent)
             lf_warn("job %s: broker %s unreachable; holding the answer until it is back",
                     self->job_id, lf_link_endpoint(self->links[li]));
     }
+    s_finished_t *r = &self->recent[self->n_recent++ % S_RECENT];
+    snprintf(r->job, sizeof r->job, "%s", self->job_id);
+    r->attempt = self->job_attempt;
     free(self->job_id);
     self->job_id = NULL;
     self->busy = false;
@@ -564,6 +622,7 @@ static void s_tick_links(lf_worker_t *self, int64_t now) {
                 else
                     lf_info("connecting to broker %s", lf_link_endpoint(l));
                 self->registered[i] = false;
+                self->assigns[i] = 0; /* a new socket: the broker counts afresh */
                 s_send_ready(self, i);
                 if (s_flush_pending(self, i))
                     lf_info("sent the held job answer to %s again", lf_link_endpoint(l));

@@ -68,6 +68,8 @@ typedef struct lf_worker lf_worker_t;
 /* Counters, for tests and logs. */
 typedef struct {
     uint64_t jobs_done, jobs_failed, jobs_refused;
+    uint64_t jobs_repeated; /* ASSIGNs of a job (and attempt) this worker had finished: not
+                               run again (its answer is re-sent where still held) */
     uint64_t reconnects;  /* brokers declared dead */
     uint64_t bad_frames;  /* undecodable messages received */
 } lf_worker_stats_t;

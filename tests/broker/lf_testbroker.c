@@ -88,7 +88,7 @@ void tb_worker_ready(tb_worker_t *w) {
     lf_model_info_t mi[4];
     const char *res;
     lf_msg_t m = {.type = LF_MSG_READY, .worker_id = w->id, .busy = w->busy,
-                  .job_id = w->busy ? w->job : NULL};
+                  .job_id = w->busy ? w->job : NULL, .assigns = w->assigns, .has_assigns = true};
     s_caps(w, &m, mi, &res);
     s_send(w->sock, &m);
     w->next_beat = zclock_mono() + TB_HB_MS;
@@ -98,7 +98,7 @@ static void s_beat(tb_worker_t *w) {
     lf_model_info_t mi[4];
     const char *res;
     lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = w->id, .busy = w->busy,
-                  .job_id = w->busy ? w->job : NULL};
+                  .job_id = w->busy ? w->job : NULL, .assigns = w->assigns, .has_assigns = true};
     s_caps(w, &m, mi, &res);
     s_send(w->sock, &m);
     w->next_beat = zclock_mono() + TB_HB_MS;
@@ -143,6 +143,7 @@ int tb_worker_wait(tb_worker_t *w, lf_msg_type_t type, int timeout_ms, lf_msg_t 
             TB_FAIL("worker %s: unexpected ASSIGN of %s", w->id, m.job_id);
         if (m.type == type) {
             if (type == LF_MSG_ASSIGN) {
+                w->assigns++;
                 w->busy = true;
                 snprintf(w->job, sizeof w->job, "%s", m.job_id);
             }

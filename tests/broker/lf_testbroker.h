@@ -40,6 +40,7 @@ typedef struct {
     bool busy;
     char job[40];
     bool beating;            /* send heartbeats while waiting */
+    uint32_t assigns;        /* ASSIGNs read, said in READY and heartbeats like a worker */
     int64_t next_beat;
     int cancels;             /* CANCEL messages seen */
     char cancelled[40];

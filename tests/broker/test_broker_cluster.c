@@ -1,7 +1,8 @@
 /* test_broker_cluster: several brokers on one Redis — two brokers racing
  * over one queue never assign a job twice; a broker restarted mid-job adopts
  * the job its worker still runs; a standby takes over a dead broker's
- * running job when the worker reconnects to it. */
+ * running job when the worker reconnects to it; a worker report that
+ * crossed an ASSIGN does not take the job back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -120,34 +121,52 @@ static void test_two_brokers_no_double_assignment(void **state) {
     }
 }
 
+/* One broker b1, a gateway and a worker w1 running a job it was assigned. */
+typedef struct {
+    tb_broker_t b;
+    tb_gateway_t g;
+    tb_worker_t w;
+    char id[40];
+} s_one_t;
+
+static void s_one_start(s_one_t *o, int redis_port) {
+    tb_broker_init(&o->b, "b1", redis_port);
+    tb_broker_start(&o->b);
+    tb_gateway_open(&o->g, o->b.fe, NULL, NULL);
+    tb_worker_open(&o->w, "w1", o->b.be, "m1", NULL, NULL);
+    assert_int_equal(tb_submit(&o->g, "m1", LF_PRIO_NORMAL, NULL, o->id, NULL), 0);
+    assert_int_equal(tb_worker_wait(&o->w, LF_MSG_ASSIGN, 3000, NULL), 0);
+}
+
+static void s_one_stop(s_one_t *o) {
+    tb_worker_close(&o->w);
+    tb_gateway_close(&o->g);
+    tb_broker_stop(&o->b);
+}
+
+/* w answers job id: done, on its first attempt. */
+static void s_done_first_time(lf_store_t *store, tb_worker_t *w, const char *id) {
+    tb_worker_result(w, id);
+    assert_int_equal(tb_wait_status(store, id, LF_JOB_DONE, 2000), 0);
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(store, id, &v), 0);
+    assert_int_equal(v.attempts, 1);
+    lf_job_view_clear(&v);
+}
+
 /* The broker restarts while its worker runs a job: the worker's heartbeat
  * (busy, job id) makes the new broker adopt the job; nothing is requeued. */
 static void test_broker_restart_adopts(void **state) {
     s_fix_t *f = *state;
-    tb_broker_t b;
-    tb_broker_init(&b, "b1", lf_testredis_port(f->redis));
-    tb_broker_start(&b);
-    tb_gateway_t g;
-    tb_gateway_open(&g, b.fe, NULL, NULL);
-    tb_worker_t w;
-    tb_worker_open(&w, "w1", b.be, "m1", NULL, NULL);
-    char id[40];
-    assert_int_equal(tb_submit(&g, "m1", LF_PRIO_NORMAL, NULL, id, NULL), 0);
-    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, NULL), 0);
-    tb_broker_stop(&b);
-    tb_worker_idle(&w, 100);
-    tb_broker_start(&b); /* same id, same endpoints */
-    tb_worker_idle(&w, 1500); /* longer than the lease: it must have been renewed */
-    assert_int_equal(tb_status(f->store, id), LF_JOB_RUNNING);
-    tb_worker_result(&w, id);
-    assert_int_equal(tb_wait_status(f->store, id, LF_JOB_DONE, 2000), 0);
-    lf_job_view_t v;
-    assert_int_equal(lf_store_job_get(f->store, id, &v), 0);
-    assert_int_equal(v.attempts, 1);
-    lf_job_view_clear(&v);
-    tb_worker_close(&w);
-    tb_gateway_close(&g);
-    tb_broker_stop(&b);
+    s_one_t o;
+    s_one_start(&o, lf_testredis_port(f->redis));
+    tb_broker_stop(&o.b);
+    tb_worker_idle(&o.w, 100);
+    tb_broker_start(&o.b); /* same id, same endpoints */
+    tb_worker_idle(&o.w, 1500); /* longer than the lease: it must have been renewed */
+    assert_int_equal(tb_status(f->store, o.id), LF_JOB_RUNNING);
+    s_done_first_time(f->store, &o.w, o.id);
+    s_one_stop(&o);
 }
 
 /* Broker b1 dies for good; its worker, connected to the standby b2 too,
@@ -182,16 +201,37 @@ static void test_standby_takes_over(void **state) {
     assert_string_equal(a.job_id, id);
     assert_int_equal(a.attempt, 1);
     lf_msg_clear(&a);
-    tb_worker_result(&w2, id);
-    assert_int_equal(tb_wait_status(f->store, id, LF_JOB_DONE, 2000), 0);
-    lf_job_view_t v;
-    assert_int_equal(lf_store_job_get(f->store, id, &v), 0);
-    assert_int_equal(v.attempts, 1);
-    lf_job_view_clear(&v);
+    s_done_first_time(f->store, &w2, id);
     tb_worker_close(&w);
     tb_worker_close(&w2);
     tb_gateway_close(&g);
     tb_broker_stop(&b2);
+}
+
+/* A worker's report that crossed our ASSIGN on the wire (it counts the
+ * ASSIGNs it has read: 0 here) says nothing about that job. The worker
+ * says it runs another broker's job, then that it is idle: the job stays
+ * running there, not given back to run a second time elsewhere. (It was
+ * given back with its attempt refunded; the worker, done with the other
+ * job at once, then ran it too: two runs, "attempts 1".) */
+static void test_report_before_assign_keeps_job(void **state) {
+    s_fix_t *f = *state;
+    s_one_t o;
+    s_one_start(&o, lf_testredis_port(f->redis));
+    lf_msg_t hb = {.type = LF_MSG_HEARTBEAT, .worker_id = o.w.id, .busy = true,
+                   .job_id = "0123456789abcdef0123456789abcdef", .has_assigns = true};
+    tb_worker_send(&o.w, &hb);
+    tb_worker_idle(&o.w, 3 * TB_HB_MS); /* past the two beats an idle report waits; its
+                                           own beats meanwhile say it runs the job */
+    hb.busy = false, hb.job_id = NULL;
+    tb_worker_send(&o.w, &hb);
+    assert_int_equal(tb_worker_wait(&o.w, LF_MSG_ASSIGN, 2 * TB_HB_MS, NULL), -1);
+    assert_int_equal(tb_status(f->store, o.id), LF_JOB_RUNNING);
+    s_done_first_time(f->store, &o.w, o.id);
+    lf_store_stats_t st;
+    assert_int_equal(lf_store_stats(f->store, &st), 0);
+    assert_int_equal(st.by_status[LF_JOB_DONE], 1);
+    s_one_stop(&o);
 }
 
 int main(void) {
@@ -200,6 +240,7 @@ int main(void) {
         T(test_two_brokers_no_double_assignment),
         T(test_broker_restart_adopts),
         T(test_standby_takes_over),
+        T(test_report_before_assign_keeps_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

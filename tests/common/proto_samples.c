@@ -125,6 +125,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->worker_id = s_dup("worker-gpu-box-1-4242");
         m->busy = true; /* reconnecting while it runs a job */
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
+        m->has_assigns = true; /* a new socket: none read yet */
         s_caps(&m->caps);
         break;
     case LF_MSG_ASSIGN:
@@ -163,6 +164,7 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->worker_id = s_dup("worker-gpu-box-1-4242");
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->busy = true;
+        m->has_assigns = true, m->assigns = 7;
         s_caps(&m->caps);
         break;
     case LF_MSG_RESCAN:

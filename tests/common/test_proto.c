@@ -258,6 +258,22 @@ static void test_minimal_messages(void **state) {
     assert_null(d.worker_id);
     assert_null(d.caps.host);
     assert_int_equal(d.caps.n_models, 0);
+    assert_false(d.has_assigns); /* not said: an older worker */
+    free(buf);
+    lf_msg_clear(&d);
+
+    /* A worker's count of ASSIGNs read, 0 included, is said when set. */
+    hb.has_assigns = true;
+    assert_int_equal(lf_msg_encode(&hb, &buf, &len), 0);
+    assert_int_equal(lf_msg_decode(buf, len, &d, NULL), 0);
+    assert_true(d.has_assigns);
+    assert_int_equal(d.assigns, 0);
+    free(buf);
+    lf_msg_clear(&d);
+    hb.assigns = 4000000000u;
+    assert_int_equal(lf_msg_encode(&hb, &buf, &len), 0);
+    assert_int_equal(lf_msg_decode(buf, len, &d, NULL), 0);
+    assert_int_equal(d.assigns, 4000000000u);
     free(buf);
     lf_msg_clear(&d);
 

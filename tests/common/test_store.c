@@ -454,8 +454,8 @@ static void test_requeue_refund_and_fail(void **state) {
     assert_int_equal(s_claim1(s, id, "w1", now, &att), 0);
     lf_store_finish_t f;
     /* A refusal does not use up the only attempt. */
-    assert_int_equal(lf_store_requeue(s, id, "w2", true, "busy", now, &f), LF_ESTATE);
-    assert_int_equal(lf_store_requeue(s, id, "w1", true, "busy", now, &f), 0);
+    assert_int_equal(lf_store_requeue(s, id, "w2", NULL, true, "busy", now, &f), LF_ESTATE);
+    assert_int_equal(lf_store_requeue(s, id, "w1", "b1", true, "busy", now, &f), 0);
     assert_int_equal(f.status, LF_JOB_QUEUED);
     assert_int_equal(f.attempts, 0);
     assert_int_equal(s_claim1(s, id, "w2", now, &att), 0);
@@ -566,6 +566,14 @@ static void test_owner_dead_adopt(void **state) {
     bool changed = false;
     assert_int_equal(lf_store_adopt(s, id, "w3", "b2", now, &att, &changed), 0);
     assert_true(changed);
+    /* The first owner, back, cannot give away what the worker now answers
+     * to b2 (b1's view of the worker is stale); b2 can. */
+    lf_store_finish_t f;
+    assert_int_equal(lf_store_requeue(s, id, "w3", "b1", true, "runs another job", now, &f),
+                     LF_ESTATE);
+    assert_int_equal(s_status(s, id), LF_JOB_RUNNING);
+    assert_int_equal(lf_store_requeue(s, id, "w3", "b2", false, "left", now, &f), 0);
+    assert_int_equal(f.status, LF_JOB_QUEUED);
 }
 
 /* Two connections race for the same jobs from two threads. */

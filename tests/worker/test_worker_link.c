@@ -185,13 +185,19 @@ static void s_quiet(s_broker_t *b, int ms) {
     if (s_next(b, ms, &m) == 0) fail_msg("unexpected %s", lf_msg_type_name(m.type));
 }
 
-static void s_assign(s_broker_t *b, const char *job_id, const char *model, uint32_t w,
-                     uint32_t h, uint32_t steps, uint32_t delay_ms, uint32_t batch, int64_t seed) {
-    lf_msg_t m = {.type = LF_MSG_ASSIGN, .job_id = (char *)job_id, .attempt = 1};
+static void s_assign_attempt(s_broker_t *b, const char *job_id, uint32_t attempt,
+                             const char *model, uint32_t w, uint32_t h, uint32_t steps,
+                             uint32_t delay_ms, uint32_t batch, int64_t seed) {
+    lf_msg_t m = {.type = LF_MSG_ASSIGN, .job_id = (char *)job_id, .attempt = attempt};
     m.params = (lf_job_params_t){.model = (char *)model, .width = w, .height = h,
                                  .steps = steps, .step_delay_ms = delay_ms,
                                  .batch_size = batch, .seed = seed, .prompt = "a test card"};
     s_send_to(b, b->peer, &m);
+}
+
+static void s_assign(s_broker_t *b, const char *job_id, const char *model, uint32_t w,
+                     uint32_t h, uint32_t steps, uint32_t delay_ms, uint32_t batch, int64_t seed) {
+    s_assign_attempt(b, job_id, 1, model, w, h, steps, delay_ms, batch, seed);
 }
 
 static void s_cancel(s_broker_t *b, const char *job_id) {
@@ -553,6 +559,29 @@ static void test_reconnect_mid_job_adoptable(void **state) {
     assert_true(f->b.n_hb > hb0);
 }
 
+/* The worker counts the ASSIGNs it reads (READY, heartbeats: the broker
+ * tells a report that crossed its ASSIGN), and never runs a job it has
+ * finished again when the same attempt is assigned once more (a standby
+ * broker adopting the job re-sends it); a new attempt runs. */
+static void test_assign_counted_finished_not_rerun(void **state) {
+    s_fix_t *f = *state;
+    assert_true(f->ready.has_assigns);
+    assert_int_equal(f->ready.assigns, 0);
+    s_assign(&f->b, "job-r", "lf-diagnostic", 32, 32, 2, 1, 1, 3);
+    lf_msg_t m = {0};
+    s_expect_run(&f->b, "job-r", 2, 3000, &m);
+    lf_msg_clear(&m);
+    s_assign(&f->b, "job-r", "lf-diagnostic", 32, 32, 2, 1, 1, 3);
+    s_quiet(&f->b, 3 * HB_MS);
+    assert_true(f->b.last_hb.has_assigns);
+    assert_int_equal(f->b.last_hb.assigns, 2);
+    assert_false(f->b.last_hb.busy);
+    assert_int_equal(f->b.last_hb.caps.jobs_done, 1);
+    s_assign_attempt(&f->b, "job-r", 2, "lf-diagnostic", 32, 32, 2, 1, 1, 3);
+    s_expect_run(&f->b, "job-r", 2, 3000, &m);
+    lf_msg_clear(&m);
+}
+
 static void test_broker_restart_result_kept(void **state) {
     s_fix_t *f = *state;
     s_assign(&f->b, "job-k", "lf-diagnostic", 32, 32, 3, 100, 1, 6);
@@ -641,6 +670,16 @@ static void test_two_brokers(void **state) {
     s_expect_run(&f->b2, "job-2", 3, 3000, &m);
     lf_msg_clear(&m);
     s_quiet(&f->b, 2 * HB_MS); /* nothing of it went to the first */
+    /* The first broker falls silent right after an ASSIGN; the second,
+     * adopting the job, assigns it again: the worker, done with it, sends
+     * its held answer there instead of running the job a second time. */
+    s_assign(&f->b, "job-3", "lf-diagnostic", 16, 16, 1, 1, 1, 5);
+    s_quiet(&f->b2, HB_MS); /* job-3 is done in ms; b2 keeps beating, b says nothing */
+    s_assign(&f->b2, "job-3", "lf-diagnostic", 16, 16, 1, 1, 1, 5);
+    s_expect(&f->b2, LF_MSG_RESULT, 3000, &m);
+    assert_string_equal(m.job_id, "job-3");
+    assert_int_equal(m.images[0].seed, 5);
+    lf_msg_clear(&m);
 }
 
 static void test_bad_settings_exit(void **state) {
@@ -935,6 +974,7 @@ int main(int argc, char **argv) {
         T(test_reconnect_after_silence),
         T(test_reconnect_mid_job_adoptable),
         T(test_broker_restart_result_kept),
+        T(test_assign_counted_finished_not_rerun),
         T(test_sigterm_finishes_job),
         T(test_sigterm_idle),
         T(test_two_brokers),

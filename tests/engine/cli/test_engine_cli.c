@@ -547,8 +547,10 @@ static void test_unwritable_output(void **state)
     rmdir(dir);
 }
 
-int main(void)
+/* argv[1], when given, runs only the tests whose names match it (a glob). */
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigmas_normal), cmocka_unit_test(test_sigmas_karras),
         cmocka_unit_test(test_tokenize),      cmocka_unit_test(test_noise_cpu),
