@@ -38,7 +38,8 @@ fi
 export LF_ASSETS_DIR="$assets"
 [ -f "$LF_MODELS_DIR/lf-tiny-shapes.safetensors" ] || { echo "FAIL: no models/lf-tiny-shapes.safetensors" >&2; exit 1; }
 
-"$FARM" up >"$T/up.out" 2>&1 || { cat "$T/up.out" >&2; fail "up failed"; }
+# (ctest sets OMP_WAIT_POLICY for the tests: up's own default is what is checked here.)
+env -u OMP_WAIT_POLICY "$FARM" up >"$T/up.out" 2>&1 || { cat "$T/up.out" >&2; fail "up failed"; }
 t_up="$(date +%s%N)"
 url="http://127.0.0.1:$LF_HTTP_PORT"
 sub="$(curl -sS -X POST -H 'Content-Type: application/json' \
@@ -61,8 +62,12 @@ done
 [ "$status" = done ] || fail "the job ended '$status': $(jq -c '.error' <<<"$view")"
 model="$(jq -r '.result.info.model' <<<"$view")"
 [ "$model" = lf-tiny-shapes ] || fail "the job ran on '$model', not the default model lf-tiny-shapes"
+# The worker's OpenMP threads (oneDNN) sleep between operations instead of spinning.
+wpid="$(cat "$LF_VAR_DIR/run/worker-1.pid" 2>/dev/null || true)"
+[ -n "$wpid" ] && tr '\0' '\n' <"/proc/$wpid/environ" | grep -qx 'OMP_WAIT_POLICY=PASSIVE' ||
+  fail "worker-1 (pid ${wpid:-?}) does not run with OMP_WAIT_POLICY=PASSIVE"
 "$FARM" down >/dev/null || fail "down failed"
-echo "ok: up returned ready; the first job ran on $model"
+echo "ok: up returned ready; the first job ran on $model; the worker's OpenMP threads are passive"
 
 # With API keys the readiness probes authenticate (with the first key); without them /v1/workers
 # would answer 401 and up would never call the farm ready.
