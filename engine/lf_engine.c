@@ -163,9 +163,10 @@ static int s_weights_parse(const char *name, int *out, char *err, size_t errlen)
     *out = 0;
     if (!name || !*name || !strcmp(name, "none")) return 0;
     int t = lf_type_parse(name);
-    if (t < 0 || !lf_type_is_quant((lf_type_t)t) || !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
+    if (t < 0 || !lf_type_is_quant((lf_type_t)t) || t == LF_TYPE_Q8_K ||
+        !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
         if (err && errlen)
-            snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q5_1, q5_0, q4_1, q4_0, q4_k or none "
+            snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0 or none "
                      "(GGUF files in any block type load as stored)", name);
         return LF_EINVAL;
     }
@@ -388,7 +389,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         if (!rc && (rc = lf_manifest_prediction(man, &pred)))
             snprintf(why, sizeof why, "manifest %s: bad prediction", path);
         if (!rc && man->weights[0] && (rc = s_weights_parse(man->weights, &wq, NULL, 0)))
-            snprintf(why, sizeof why, "manifest %s: weights '%s' is not q8_0, q5_1, q5_0, q4_1, q4_0, q4_k or none",
+            snprintf(why, sizeof why, "manifest %s: weights '%s' is not q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0 or none",
                      path, man->weights);
         if (rc) {
             lf_manifest_destroy(&man);

@@ -80,8 +80,9 @@ typedef struct {
      * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
      * none: only the built-in upscalers. */
     const char *upscaler_dirs;
-    /* Quantize-on-load (sd.cpp's --type): "q8_0", "q5_1", "q5_0", "q4_1",
-     * "q4_0" or "q4_k" quantizes the diffusion network's linear layers as models load
+    /* Quantize-on-load (sd.cpp's --type): "q8_0", "q6_k", "q5_k", "q5_1",
+     * "q5_0", "q4_k", "q4_1" or "q4_0" quantizes the diffusion network's
+     * (UNet's, Flux transformer's) linear layers as models load
      * (less memory; CPU backend); NULL, "" or "none": weights as stored.
      * lf_engine_new refuses another name (LF_EINVAL, naming it in err). */
     const char *weights;

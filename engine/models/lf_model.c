@@ -446,6 +446,18 @@ static char *s_t5_tokenizer_of(const char *path) {
     return NULL;
 }
 
+/* 0 when opts ask for no quantize-on-load or for a storage block type
+ * (Q8_K, ggml's activation type, is not one). */
+static int s_quant_ok(const lf_model_opts_t *o, char *err, size_t errlen) {
+    if (!o->weight_quant ||
+        (lf_type_is_quant((lf_type_t)o->weight_quant) && o->weight_quant != LF_TYPE_Q8_K &&
+         lf_quant_can_quantize((lf_quant_type_t)(o->weight_quant - LF_TYPE_Q4_0))))
+        return 0;
+    return s_err(err, errlen, LF_EUNSUPPORTED,
+                 "weights %s: no quantizer for it (q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0)",
+                 lf_type_name((lf_type_t)o->weight_quant));
+}
+
 /* Assembles a Flux model: the transformer from wt (a file: BFL names with or
  * without model.diffusion_model., or diffusers names; meta its lf.config)
  * or from the diffusers folder at path (wt NULL), CLIP-L and the VAE from
@@ -714,12 +726,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;
-    if (!rc && opts->weight_quant &&
-        (!lf_type_is_quant((lf_type_t)opts->weight_quant) ||
-         !lf_quant_can_quantize((lf_quant_type_t)(opts->weight_quant - LF_TYPE_Q4_0))))
-        rc = s_err(err, errlen, LF_EUNSUPPORTED,
-                   "weights %s: no quantizer for it (q8_0, q5_1, q5_0, q4_1, q4_0, q4_k)",
-                   lf_type_name((lf_type_t)opts->weight_quant));
+    if (!rc) rc = s_quant_ok(opts, err, errlen);
     /* Where the weights a LoRA may touch came from: restored from there. */
     if (!rc && !(m->origin = lf_origin_new())) rc = LF_ENOMEM;
     ku.origin = kt.origin = kt2.origin = m->origin;
