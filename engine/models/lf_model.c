@@ -521,7 +521,9 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
                    "%s: a Flux transformer needs its VAE as a part (models/vae/ae.safetensors, a "
                    "manifest's vae)", path);
     const int type = o->weight_type;
-    if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool, type, err, errlen);
+    if (!rc) rc = s_quant_ok(o, err, errlen);
+    if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool,
+                              o->weight_quant ? o->weight_quant : type, err, errlen);
     if (!rc) rc = lf_clip_new(&m->clip, &kc, jc, m->be, m->pool, type, err, errlen);
     if (!rc && k5.w) rc = lf_t5_new(&m->t5, &k5, j5, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, LF_TYPE_F32, "vae.", err, errlen);
