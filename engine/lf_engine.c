@@ -61,6 +61,7 @@ static const lf_model_ops_t s_real_ops = {
     .set_loras = lf_model_set_loras,
     .lora_fits = lf_model_lora_fits,
     .set_precision = lf_model_set_precision,
+    .weight_bytes = lf_model_weight_bytes,
 };
 #endif
 
@@ -417,8 +418,9 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     uint64_t bytes = s_bytes(unet, 0);
     for (size_t i = 0; i < ntp; i++) bytes += strcmp(texts[i], unet) ? s_bytes(texts[i], 0) : 0;
     /* A base whose weights alone exceed the budget is refused before any
-     * of it is read, rather than loaded past the limit the operator set. */
-    if (e->memory_budget && bytes > e->memory_budget)
+     * of it is read, rather than loaded past the limit the operator set
+     * (quantized on load, it takes less than its files: checked once loaded). */
+    if (e->memory_budget && !wq && bytes > e->memory_budget)
         return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights, more than this engine's memory budget of %.0f MiB",
                      path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
@@ -448,6 +450,14 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         free(man_name);
         return s_err(e, rc, "%s%s%s", lf_manifest_is_path(path) ? path : "",
                      lf_manifest_is_path(path) ? ": " : "", why[0] ? why : lf_strerror(rc));
+    }
+    /* The budget counts what the weights take resident (GGUF blocks kept,
+     * quantize-on-load), when the model says. */
+    if (e->ops->weight_bytes) bytes = e->ops->weight_bytes(m);
+    if (e->memory_budget && bytes > e->memory_budget) {
+        free(man_name), e->ops->destroy(&m);
+        return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights resident, more than this engine's memory budget of %.0f MiB",
+                     path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     }
     const lf_model_desc_t *d = e->ops->desc(m);
     if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL) {
@@ -495,7 +505,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     e->vae_name = vn;
     e->taesd_path = tp;
     e->prediction_v = opts ? opts->prediction_v : 0;
-    e->model_bytes = bytes + s_bytes(mo.vae_path, 0);
+    e->model_bytes = bytes + (e->ops->weight_bytes ? 0 : s_bytes(mo.vae_path, 0));
     e->stats.model_loads++;
     return 0;
 }
@@ -594,7 +604,7 @@ static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
     e->refiner = m;
     e->refiner_path = rp;
     e->refiner_name = rn;
-    e->refiner_bytes = s_bytes(path, 0);
+    e->refiner_bytes = e->ops->weight_bytes ? e->ops->weight_bytes(m) : s_bytes(path, 0);
     e->stats.refiner_loads++;
     return 0;
 }

@@ -34,14 +34,18 @@
  *
  * Refiner residency: a request naming a refiner loads it next to the base
  * on first use (the same model ops, no preview decoder). After the job it
- * stays resident while the base's and the refiner's weights (their file
- * sizes: a diffusers folder counts its files) fit opts.memory_budget
+ * stays resident while the base's and the refiner's weights (the bytes
+ * they take resident: GGUF blocks as stored, quantize-on-load's blocks;
+ * models that cannot tell count their file sizes, a diffusers folder its
+ * files) fit opts.memory_budget
  * together (0 = no limit), so the next refined job pays no load; when they
  * do not, it is released after the job that used it. A job that needs the
  * room — a base switch whose new base would not fit next to the refiner, a
  * job naming another refiner — releases it first; lf_engine_unload_refiner
  * releases it on demand. One refiner is resident at most. A base whose
- * weights alone exceed the budget is not loaded (LF_ELIMIT).
+ * weights alone exceed the budget is not loaded (LF_ELIMIT): refused by
+ * its file sizes before it is read, or (quantized on load) by its resident
+ * bytes once loaded.
  *
  * Ownership: strings and buffers in requests are borrowed for the call;
  * results are caller-owned (lf_engine_result_clear); the engine is released

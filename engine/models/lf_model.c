@@ -1079,6 +1079,11 @@ int lf_model_lora_fits(lf_model_t *self, const char *path) {
     return fits;
 }
 
+uint64_t lf_model_weight_bytes(const lf_model_t *self) {
+    if (!self) return 0;
+    return (uint64_t)lf_pool_used(self->pool) + (self->clip2_pool ? lf_pool_used(self->clip2_pool) : 0);
+}
+
 int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {
     if (!self || !name || !out) return LF_EINVAL;
     lf_tensor_t *t;
