@@ -31,23 +31,26 @@ from safetensors.numpy import load_file
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine", "fixtures", "flux")
 
 
-def k_blocks(qtype, rows, cols, rng):
-    """Random K blocks of a [rows, cols] matrix (bytes as gguf stores them):
+def random_blocks(qtype, rows, cols, rng, check=True):
+    """Random blocks of a [rows, cols] matrix (bytes as gguf stores them):
     random levels and sub-block scales, f16 d (and dmin) giving weights of
-    about 1/sqrt(cols), as a trained layer's."""
+    about 1/sqrt(cols), as a trained layer's. Q8_0, Q4_K, Q5_K, Q6_K."""
     size = gguf.GGML_QUANT_SIZES[qtype][1]
-    nb = rows * cols // 256
+    nb = rows * cols // gguf.GGML_QUANT_SIZES[qtype][0]
     b = rng.integers(0, 256, size=(nb, size), dtype=np.uint8)
     a = 1.0 / np.sqrt(cols)
-    if qtype == T.Q6_K:  # ql[128] qh[64] scales[16] (int8) d
+    if qtype == T.Q8_0:  # d, then 32 int8 (uniform: rms 74)
+        b[:, 0:2] = np.full(nb, a / 74, np.float16).view(np.uint8).reshape(nb, 2)
+    elif qtype == T.Q6_K:  # ql[128] qh[64] scales[16] (int8) d
         b[:, 208:210] = np.full(nb, a / (64 * 32), np.float16).view(np.uint8).reshape(nb, 2)
     else:  # Q4_K / Q5_K: d dmin scales[12] ...
         top = 15 if qtype == T.Q4_K else 31
         d = np.full(nb, a / (63 * top / 2), np.float16).view(np.uint8).reshape(nb, 2)
         b[:, 0:2] = d
         b[:, 2:4] = np.full(nb, a / 63, np.float16).view(np.uint8).reshape(nb, 2)
-    w = gguf.quants.dequantize(b.reshape(rows, -1), qtype)
-    assert w.shape == (rows, cols) and np.isfinite(w).all()
+    if check:
+        w = gguf.quants.dequantize(b.reshape(rows, -1), qtype)
+        assert w.shape == (rows, cols) and np.isfinite(w).all()
     return b.reshape(rows, -1)
 
 
@@ -79,9 +82,9 @@ def main():
     write(os.path.join(OUT, "flux_schnell_q8_0.gguf"), sd, config)
     rng = np.random.default_rng(17)
     D = sd["img_in.weight"].shape[0]
-    k = {"time_in.in_layer.weight": (T.Q4_K, k_blocks(T.Q4_K, D, 256, rng)),
-         "txt_in.weight": (T.Q5_K, k_blocks(T.Q5_K, D, 256, rng)),
-         "vector_in.in_layer.weight": (T.Q6_K, k_blocks(T.Q6_K, D, 256, rng))}
+    k = {"time_in.in_layer.weight": (T.Q4_K, random_blocks(T.Q4_K, D, 256, rng)),
+         "txt_in.weight": (T.Q5_K, random_blocks(T.Q5_K, D, 256, rng)),
+         "vector_in.in_layer.weight": (T.Q6_K, random_blocks(T.Q6_K, D, 256, rng))}
     sd["txt_in.weight"] = np.zeros((D, 256), np.float16)  # placeholders: the K blocks are written
     sd["vector_in.in_layer.weight"] = np.zeros((D, 256), np.float16)
     tc = dict(config["transformer"], joint_attention_dim=256, pooled_projection_dim=256)
