@@ -12,7 +12,9 @@
 #        BENCH (default build/rel/bench/bench_flux_gguf), PARTS (the folder
 #        with t5xxl_full_q4_k.gguf, clip_l_full_f16.safetensors,
 #        ae_full_f16.safetensors; default tests/reference/out), THREADS (2),
-#        ONLY (lf or sdcpp: run one side)
+#        ONLY (lf or sdcpp: run one side), LOCKED (set: the caller holds
+#        /tmp/lf-bigmem.lock for both runs, as in
+#        flock /tmp/lf-bigmem.lock env LOCKED=1 bench/bench_flux_sdcpp.sh ...)
 set -eu
 flux=${1:?usage: $0 FLUX.gguf [SIZE] [STEPS]}
 size=${2:-512}
@@ -23,6 +25,8 @@ BENCH=${BENCH:-$here/build/rel/bench/bench_flux_gguf}
 PARTS=${PARTS:-$here/tests/reference/out}
 THREADS=${THREADS:-2}
 ONLY=${ONLY:-}
+lock="flock /tmp/lf-bigmem.lock"
+[ -n "${LOCKED:-}" ] && lock=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 run() { # name, command...
@@ -30,7 +34,7 @@ run() { # name, command...
     shift
     echo "== $name: $*"
     echo "   load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    flock /tmp/lf-bigmem.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/time -v "$@" \
+    $lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/time -v "$@" \
         >"$tmp/$name.out" 2>"$tmp/$name.err" || echo "   $name failed (see below)"
     echo "   load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
     grep -E "^(Flux|OpenBLAS|load|step|output)" "$tmp/$name.out" || true
