@@ -38,7 +38,8 @@ run() { # name, command...
         >"$tmp/$name.out" 2>"$tmp/$name.err" || echo "   $name failed (see below)"
     echo "   load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
     grep -E "^(Flux|OpenBLAS|load|step|output)" "$tmp/$name.out" || true
-    grep -E "sampling completed|denoise|step|loading|total params|error|ERROR|failed" "$tmp/$name.err" | tail -8 || true
+    grep -hE "sampling completed|get_learned_condition completed|loading model from|total params|error|ERROR|failed" \
+        "$tmp/$name.out" "$tmp/$name.err" | tail -8 || true
     grep -E "Maximum resident|Elapsed" "$tmp/$name.err" || true
 }
 if [ "$ONLY" != sdcpp ]; then
@@ -54,7 +55,8 @@ fi
 # (its steps, the first includes graph allocation), and each process's peak RSS.
 lf_step=$(grep -E "^step" "$tmp/lf.out" 2>/dev/null | sed -E 's/^step [0-9]+( \(plans\))? +([0-9.]+) s.*/\2/' |
     awk '{s += $1} END {if (NR) printf "%.1f", s}')
-sd_step=$(grep -o "sampling completed, taking [0-9.]*s" "$tmp/sdcpp.err" 2>/dev/null | grep -o "[0-9.]*" | tail -1)
+sd_step=$(cat "$tmp/sdcpp.out" "$tmp/sdcpp.err" 2>/dev/null | grep -o "sampling completed, taking [0-9.]*s" |
+    grep -o "[0-9.]*" | tail -1)
 lf_rss=$(grep "Maximum resident" "$tmp/lf.err" 2>/dev/null | awk '{printf "%.2f", $NF / 1048576}')
 sd_rss=$(grep "Maximum resident" "$tmp/sdcpp.err" 2>/dev/null | awk '{printf "%.2f", $NF / 1048576}')
 printf '\n| %s | steps | size | s (sampling) | peak RSS GiB (whole process) |\n|---|---|---|---|---|\n' "$(basename "$flux")"
