@@ -56,10 +56,16 @@ int main(int argc, char **argv) {
     int rc = lf_weights_open(&w, file, err, sizeof err);
     lf_keymap_t km = {.w = w, .kind = LF_KEYMAP_DIFFUSERS};
     if (!rc && lf_keymap_has_prefix(w, "model.diffusion_model.")) strcpy(km.prefix, "model.diffusion_model.");
-    if (!rc) rc = lf_flux_new(&f, &km, NULL, be, pool, type, err, sizeof err);
+    /* A file's own "lf.config" (the tiny fixtures' RoPE axes), else Flux.1's defaults. */
+    const char *ms = w ? lf_weights_metadata(w, "lf.config") : NULL;
+    json_t *meta = ms ? json_loads(ms, 0, NULL) : NULL;
+    if (!rc) rc = lf_flux_new(&f, &km, json_object_get(meta, "transformer"), be, pool, type, err, sizeof err);
+    json_decref(meta);
     lf_weights_destroy(&w);
     if (rc) {
         fprintf(stderr, "%s: %s (%s)\n", file, err, lf_strerror(rc));
+        lf_pool_destroy(&pool);
+        lf_backend_destroy(&be);
         return 1;
     }
     const lf_flux_config_t *c = lf_flux_config(f);
