@@ -19,14 +19,6 @@
 #include "lf_error.h"
 #include "lf_t5.h"
 
-static void s_phase(const char *what, double t0, double flops) {
-    double s = lf_bench_now() - t0;
-    printf("%-22s %8.2f s", what, s);
-    if (flops > 0) printf("  %7.1f GFLOP/s", flops / s * 1e-9);
-    printf("  peak RSS %6.2f GiB  (RSS now %.2f GiB)\n", lf_bench_status_kb("VmHWM") / 1048576.0,
-           lf_bench_status_kb("VmRSS") / 1048576.0);
-}
-
 int main(int argc, char **argv) {
     const char *file = LF_SOURCE_DIR "/tests/reference/out/t5xxl_full_f16.safetensors";
     int tokens = 256, threads = 0, type = -1;
@@ -68,7 +60,7 @@ int main(int argc, char **argv) {
     const lf_t5_config_t *k = lf_t5_config(t5);
     printf("T5 encoder: d_model %d, %d heads of %d, d_ff %d, %d blocks, vocab %d; %d tokens\n",
            k->d_model, k->heads, k->d_kv, k->d_ff, k->layers, k->vocab, tokens);
-    s_phase("load", t0, 0);
+    lf_bench_phase("load", t0, 0);
     /* Matrix products only: 2 * params-per-token * tokens + attention. */
     double per_tok = (double)k->layers * (4.0 * k->d_model * k->heads * k->d_kv +
                                           3.0 * k->d_model * k->d_ff);
@@ -81,7 +73,7 @@ int main(int argc, char **argv) {
         lf_bench_reset_hwm();
         t0 = lf_bench_now();
         rc = lf_t5_encode(t5, ids, tokens, out);
-        s_phase(pass ? "encode (replay)" : "encode (first: plans)", t0, flops);
+        lf_bench_phase(pass ? "encode (replay)" : "encode (first: plans)", t0, flops);
     }
     double sum = 0;
     for (size_t i = 0; i < (size_t)tokens * k->d_model; i++) sum += out[i];

@@ -40,6 +40,16 @@ static inline int lf_bench_reset_hwm(void) {
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* One line for a phase that began at t0: its wall time, GFLOP/s when
+ * flops > 0, the peak RSS since the last lf_bench_reset_hwm and the RSS now. */
+static inline void lf_bench_phase(const char *what, double t0, double flops) {
+    double s = lf_bench_now() - t0;
+    printf("%-22s %8.2f s", what, s);
+    if (flops > 0) printf("  %7.1f GFLOP/s", flops / s * 1e-9);
+    printf("  peak RSS %6.2f GiB  (RSS now %.2f GiB)\n", lf_bench_status_kb("VmHWM") / 1048576.0,
+           lf_bench_status_kb("VmRSS") / 1048576.0);
+}
+
 /* PSNR of two 8-bit images of n bytes (peak 255); identical: 99 dB. */
 static inline double lf_bench_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
     double se = 0;

@@ -61,6 +61,7 @@ static const lf_model_ops_t s_real_ops = {
     .set_loras = lf_model_set_loras,
     .lora_fits = lf_model_lora_fits,
     .set_precision = lf_model_set_precision,
+    .weight_bytes = lf_model_weight_bytes,
 };
 #endif
 
@@ -163,9 +164,10 @@ static int s_weights_parse(const char *name, int *out, char *err, size_t errlen)
     *out = 0;
     if (!name || !*name || !strcmp(name, "none")) return 0;
     int t = lf_type_parse(name);
-    if (t < 0 || !lf_type_is_quant((lf_type_t)t) || !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
+    if (t < 0 || !lf_type_is_quant((lf_type_t)t) || t == LF_TYPE_Q8_K ||
+        !lf_quant_can_quantize((lf_quant_type_t)(t - LF_TYPE_Q4_0))) {
         if (err && errlen)
-            snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q5_1, q5_0, q4_1, q4_0, q4_k or none "
+            snprintf(err, errlen, "weights '%s': quantize-on-load takes q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0 or none "
                      "(GGUF files in any block type load as stored)", name);
         return LF_EINVAL;
     }
@@ -388,7 +390,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         if (!rc && (rc = lf_manifest_prediction(man, &pred)))
             snprintf(why, sizeof why, "manifest %s: bad prediction", path);
         if (!rc && man->weights[0] && (rc = s_weights_parse(man->weights, &wq, NULL, 0)))
-            snprintf(why, sizeof why, "manifest %s: weights '%s' is not q8_0, q5_1, q5_0, q4_1, q4_0, q4_k or none",
+            snprintf(why, sizeof why, "manifest %s: weights '%s' is not q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0 or none",
                      path, man->weights);
         if (rc) {
             lf_manifest_destroy(&man);
@@ -416,8 +418,9 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     uint64_t bytes = s_bytes(unet, 0);
     for (size_t i = 0; i < ntp; i++) bytes += strcmp(texts[i], unet) ? s_bytes(texts[i], 0) : 0;
     /* A base whose weights alone exceed the budget is refused before any
-     * of it is read, rather than loaded past the limit the operator set. */
-    if (e->memory_budget && bytes > e->memory_budget)
+     * of it is read, rather than loaded past the limit the operator set
+     * (quantized on load, it takes less than its files: checked once loaded). */
+    if (e->memory_budget && !wq && bytes > e->memory_budget)
         return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights, more than this engine's memory budget of %.0f MiB",
                      path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);
@@ -447,6 +450,14 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         free(man_name);
         return s_err(e, rc, "%s%s%s", lf_manifest_is_path(path) ? path : "",
                      lf_manifest_is_path(path) ? ": " : "", why[0] ? why : lf_strerror(rc));
+    }
+    /* The budget counts what the weights take resident (GGUF blocks kept,
+     * quantize-on-load), when the model says. */
+    if (e->ops->weight_bytes) bytes = e->ops->weight_bytes(m);
+    if (e->memory_budget && bytes > e->memory_budget) {
+        free(man_name), e->ops->destroy(&m);
+        return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights resident, more than this engine's memory budget of %.0f MiB",
+                     path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     }
     const lf_model_desc_t *d = e->ops->desc(m);
     if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL) {
@@ -494,7 +505,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     e->vae_name = vn;
     e->taesd_path = tp;
     e->prediction_v = opts ? opts->prediction_v : 0;
-    e->model_bytes = bytes + s_bytes(mo.vae_path, 0);
+    e->model_bytes = bytes + (e->ops->weight_bytes ? 0 : s_bytes(mo.vae_path, 0));
     e->stats.model_loads++;
     return 0;
 }
@@ -593,7 +604,7 @@ static int s_ensure_refiner(lf_engine_t *e, const char *path, const char *name)
     e->refiner = m;
     e->refiner_path = rp;
     e->refiner_name = rn;
-    e->refiner_bytes = s_bytes(path, 0);
+    e->refiner_bytes = e->ops->weight_bytes ? e->ops->weight_bytes(m) : s_bytes(path, 0);
     e->stats.refiner_loads++;
     return 0;
 }

@@ -34,14 +34,18 @@
  *
  * Refiner residency: a request naming a refiner loads it next to the base
  * on first use (the same model ops, no preview decoder). After the job it
- * stays resident while the base's and the refiner's weights (their file
- * sizes: a diffusers folder counts its files) fit opts.memory_budget
+ * stays resident while the base's and the refiner's weights (the bytes
+ * they take resident: GGUF blocks as stored, quantize-on-load's blocks;
+ * models that cannot tell count their file sizes, a diffusers folder its
+ * files) fit opts.memory_budget
  * together (0 = no limit), so the next refined job pays no load; when they
  * do not, it is released after the job that used it. A job that needs the
  * room — a base switch whose new base would not fit next to the refiner, a
  * job naming another refiner — releases it first; lf_engine_unload_refiner
  * releases it on demand. One refiner is resident at most. A base whose
- * weights alone exceed the budget is not loaded (LF_ELIMIT).
+ * weights alone exceed the budget is not loaded (LF_ELIMIT): refused by
+ * its file sizes before it is read, or (quantized on load) by its resident
+ * bytes once loaded.
  *
  * Ownership: strings and buffers in requests are borrowed for the call;
  * results are caller-owned (lf_engine_result_clear); the engine is released
@@ -80,8 +84,9 @@ typedef struct {
      * (the worker passes "<models>/upscale_models:<models>/ESRGAN"); NULL =
      * none: only the built-in upscalers. */
     const char *upscaler_dirs;
-    /* Quantize-on-load (sd.cpp's --type): "q8_0", "q5_1", "q5_0", "q4_1",
-     * "q4_0" or "q4_k" quantizes the diffusion network's linear layers as models load
+    /* Quantize-on-load (sd.cpp's --type): "q8_0", "q6_k", "q5_k", "q5_1",
+     * "q5_0", "q4_k", "q4_1" or "q4_0" quantizes the diffusion network's
+     * (UNet's, Flux transformer's) linear layers as models load
      * (less memory; CPU backend); NULL, "" or "none": weights as stored.
      * lf_engine_new refuses another name (LF_EINVAL, naming it in err). */
     const char *weights;

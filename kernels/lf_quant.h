@@ -58,9 +58,10 @@ void lf_quant_dequantize_at(lf_quant_type_t q, const void *src, float *dst, int6
 
 /* Quantizes n floats (a multiple of the block) into dst's blocks. Q4_0,
  * Q4_1, Q5_0, Q5_1 and Q8_0 give the bytes gguf.quants.quantize gives (the
- * version in tests/reference/requirements-gguf.txt); Q4_K follows ggml's
- * reference quantizer (quantize_row_q4_K_ref: the same scales and mins; a
- * few weights round a step apart; docs/PERFORMANCE.md); 0, LF_EINVAL (n), or
+ * version in tests/reference/requirements-gguf.txt); Q4_K, Q5_K, Q6_K and
+ * Q8_K follow ggml's reference quantizers (quantize_row_q*_K_ref: the same
+ * scales; a few weights round a step apart; docs/PERFORMANCE.md); every
+ * block type has one. 0, LF_EINVAL (n), or
  * LF_EUNSUPPORTED for a type without a quantizer here
  * (lf_quant_can_quantize says which). */
 bool lf_quant_can_quantize(lf_quant_type_t q);

@@ -3,8 +3,8 @@
  * the same bytes as gguf.quants.quantize: the same f32 (or, for Q4_0/Q5_0,
  * f64) operations in the same order, round-half-away for Q8_0, truncation
  * of x*id + 0.5 for the others, the first largest |x| as Q4_0/Q5_0's scale
- * source, f16 scales rounded to nearest even. Q4_K follows ggml's reference
- * quantizer (below). Built with -ffp-contract=off like lf_quant.c. */
+ * source, f16 scales rounded to nearest even. Q4_K, Q5_K, Q6_K and Q8_K
+ * follow ggml's reference quantizers (below). Built with -ffp-contract=off like lf_quant.c. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -135,14 +135,17 @@ static void s_q5_1(const float *x, unsigned char *b)
     s_nibbles(q, b + 8);
 }
 
-/* ---- Q4_K: the semantics of ggml's reference quantizer (quantize_row_q4_K_ref;
- * the gguf package has no K quantizer to compare bytes with, so tests bound
- * the round-trip error). Each 32-weight sub-block gets a scale and a min
- * fitted by weighted least squares over 21 trial scales (weights: rms of the
- * sub-block + |x|); the eight scales and mins are then stored as 6-bit
- * multiples of the block's f16 d and dmin, and the weights re-rounded
- * against the stored values. Rounding is to nearest even, as ggml's
- * nearest_int. */
+/* ---- K types: the semantics of ggml's reference quantizers
+ * (quantize_row_q{4,5,6,8}_K_ref; the gguf package has no K quantizer to
+ * compare bytes with, so tests bound the round-trip error through the
+ * package's dequantization). Q4_K / Q5_K: each 32-weight sub-block gets a
+ * scale and a min fitted by weighted least squares over trial scales
+ * (weights: rms of the sub-block + |x|); the eight scales and mins are then
+ * stored as 6-bit multiples of the block's f16 d and dmin, and the weights
+ * re-rounded against the stored values. Q6_K: 16-weight sub-blocks with a
+ * signed scale chosen among 19 trials (weights x²), stored as int8
+ * multiples of the block's f16 d. Q8_K: one f32 scale, int8 weights and
+ * the 16-weight sums. Rounding is to nearest even, as ggml's nearest_int. */
 
 static int s_near(float f)
 {
@@ -154,8 +157,11 @@ static int s_clamp(int v, int hi)
     return v < 0 ? 0 : v > hi ? hi : v;
 }
 
-/* Fits x ≈ scale * L + min (min <= 0), L in 0..15; returns scale, *neg_min = -min. */
-static float s_fit_sub(const float *x, const float *w, unsigned char *L, float *neg_min)
+/* ggml's make_qkx2_quants: fits x ≈ scale * L + min (min <= 0), L in
+ * 0..nmax, over the trial scales (rmin + 0.1 is + nmax) / (max - min),
+ * is = 0..nstep; returns scale, *neg_min = -min. */
+static float s_fit_sub(const float *x, const float *w, unsigned char *L, float *neg_min, int nmax,
+                       float rmin, int nstep)
 {
     float mn = x[0], mx = x[0], sw = w[0], sx = w[0] * x[0];
     for (int i = 1; i < 32; i++) {
@@ -170,18 +176,18 @@ static float s_fit_sub(const float *x, const float *w, unsigned char *L, float *
         *neg_min = -mn;
         return 0.0f;
     }
-    float iscale = 15.0f / (mx - mn), scale = 1.0f / iscale, best = 0;
+    float iscale = (float)nmax / (mx - mn), scale = 1.0f / iscale, best = 0;
     for (int i = 0; i < 32; i++) {
-        L[i] = (unsigned char)s_clamp(s_near(iscale * (x[i] - mn)), 15);
+        L[i] = (unsigned char)s_clamp(s_near(iscale * (x[i] - mn)), nmax);
         float diff = scale * L[i] + mn - x[i];
         best += w[i] * (diff * diff);
     }
     unsigned char aux[32];
-    for (int is = 0; is <= 20; is++) {
-        iscale = (-1.0f + 0.1f * (float)is + 15.0f) / (mx - mn);
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + 0.1f * (float)is + (float)nmax) / (mx - mn);
         float sl = 0, sl2 = 0, sxl = 0;
         for (int i = 0; i < 32; i++) {
-            int l = s_clamp(s_near(iscale * (x[i] - mn)), 15);
+            int l = s_clamp(s_near(iscale * (x[i] - mn)), nmax);
             aux[i] = (unsigned char)l;
             sl += w[i] * (float)l;
             sl2 += w[i] * (float)l * (float)l;
@@ -202,9 +208,12 @@ static float s_fit_sub(const float *x, const float *w, unsigned char *L, float *
     return scale;
 }
 
-static void s_q4_k(const float *x, unsigned char *b)
+/* Q4_K / Q5_K's head: fits the eight sub-blocks (levels 0..nmax), writes
+ * d, dmin and the 12 bytes of packed 6-bit scales and mins to b, and the
+ * levels re-rounded against the stored values to L[256]. */
+static void s_k_head(const float *x, int nmax, float rmin, int nstep, unsigned char *b, unsigned char *L)
 {
-    unsigned char L[256], *sc = b + 4, *qs = b + 16;
+    unsigned char *sc = b + 4;
     float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
         const float *xs = x + 32 * j;
@@ -212,7 +221,7 @@ static void s_q4_k(const float *x, unsigned char *b)
         for (int l = 0; l < 32; l++) s2 += xs[l] * xs[l];
         float av = sqrtf(s2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av + fabsf(xs[l]);
-        scales[j] = s_fit_sub(xs, w, L + 32 * j, &mins[j]);
+        scales[j] = s_fit_sub(xs, w, L + 32 * j, &mins[j], nmax, rmin, nstep);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -238,10 +247,133 @@ static void s_q4_k(const float *x, unsigned char *b)
         float dj = d * (float)s6;
         if (dj == 0) continue;
         float dm = dmin * (float)m6;
-        for (int l = 0; l < 32; l++) L[32 * j + l] = (unsigned char)s_clamp(s_near((x[32 * j + l] + dm) / dj), 15);
+        for (int l = 0; l < 32; l++)
+            L[32 * j + l] = (unsigned char)s_clamp(s_near((x[32 * j + l] + dm) / dj), nmax);
     }
+}
+
+static void s_q4_k(const float *x, unsigned char *b)
+{
+    unsigned char L[256], *qs = b + 16;
+    s_k_head(x, 15, -1.0f, 20, b, L);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) qs[32 * c + l] = (unsigned char)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
+}
+
+/* block_q5_K: d, dmin, scales[12], qh[32] (bit 2c / 2c+1 of qh[l]: the high
+ * bit of L[64c + l] / L[64c + 32 + l]), qs[128] (the low nibbles as Q4_K). */
+static void s_q5_k(const float *x, unsigned char *b)
+{
+    unsigned char L[256], *qh = b + 16, *qs = b + 48;
+    s_k_head(x, 31, -0.5f, 15, b, L);
+    memset(qh, 0, 32);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
+            qh[l] |= (unsigned char)((l1 >> 4) << (2 * c) | (l2 >> 4) << (2 * c + 1));
+            qs[32 * c + l] = (unsigned char)((l1 & 0xF) | (l2 & 0xF) << 4);
+        }
+}
+
+/* ggml's make_qx_quants(16, 32, x, L, rmse_type 1): signed levels -32..31
+ * stored as L + 32; the scale among 19 trials maximising Σ(wxl)²/Σ(wl²), w = x². */
+static float s_fit_sym16(const float *x, unsigned char *L)
+{
+    const int nmax = 32;
+    float max = 0, amax = 0;
+    for (int i = 0; i < 16; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax < 1e-15f) {
+        memset(L, 0, 16);
+        return 0.0f;
+    }
+    float scale = 0, best = 0;
+    for (int is = 0; is <= 18; is++) { /* is 0: the plain scale, then -9..9 without 0 */
+        int t = is == 0 ? 0 : is <= 9 ? is - 10 : is - 9;
+        float iscale = is == 0 ? -(float)nmax / max : -((float)nmax + 0.1f * (float)t) / max;
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < 16; i++) {
+            int l = s_near(iscale * x[i]);
+            l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (is == 0) {
+            scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+            best = scale * sumlx;
+        } else if (!(suml2 > 0 && sumlx * sumlx > best * suml2)) {
+            continue;
+        } else {
+            scale = sumlx / suml2, best = scale * sumlx;
+        }
+        for (int i = 0; i < 16; i++) {
+            int l = s_near(iscale * x[i]);
+            L[i] = (unsigned char)(nmax + (l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l));
+        }
+    }
+    return scale;
+}
+
+/* block_q6_K: ql[128], qh[64], scales[16] (int8), d (f16). */
+static void s_q6_k(const float *x, unsigned char *b)
+{
+    unsigned char L[256], *ql = b, *qh = b + 128;
+    signed char *sc = (signed char *)(b + 192);
+    float scales[16], max_scale = 0, max_abs = 0;
+    for (int ib = 0; ib < 16; ib++) {
+        scales[ib] = s_fit_sym16(x + 16 * ib, L + 16 * ib);
+        if (fabsf(scales[ib]) > max_abs) max_abs = fabsf(scales[ib]), max_scale = scales[ib];
+    }
+    memset(b, 0, 210);
+    if (max_abs < 1e-15f) return;
+    float iscale = -128.0f / max_scale;
+    s_put_h(b + 208, 1 / iscale);
+    for (int ib = 0; ib < 16; ib++) {
+        int v = s_near(iscale * scales[ib]);
+        sc[ib] = (signed char)(v > 127 ? 127 : v);
+    }
+    float d = lf_f16_to_f32((uint16_t)(b[208] | b[209] << 8));
+    for (int j = 0; j < 16; j++) {
+        float dj = d * (float)sc[j];
+        if (dj == 0) continue;
+        for (int i = 0; i < 16; i++) {
+            int l = s_near(x[16 * j + i] / dj);
+            L[16 * j + i] = (unsigned char)((l < -32 ? -32 : l > 31 ? 31 : l) + 32);
+        }
+    }
+    for (int h = 0; h < 2; h++, ql += 64, qh += 32)
+        for (int l = 0; l < 32; l++) {
+            const unsigned char *q = L + 128 * h + l;
+            ql[l] = (unsigned char)((q[0] & 0xF) | (q[64] & 0xF) << 4);
+            ql[l + 32] = (unsigned char)((q[32] & 0xF) | (q[96] & 0xF) << 4);
+            qh[l] = (unsigned char)((q[0] >> 4) | (q[32] >> 4) << 2 | (q[64] >> 4) << 4 | (q[96] >> 4) << 6);
+        }
+}
+
+/* block_q8_K: d (f32), qs[256] (int8), bsums[16] (int16, sums of 16 qs). */
+static void s_q8_k(const float *x, unsigned char *b)
+{
+    float max = 0, amax = 0, d = 0;
+    for (int j = 0; j < 256; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    signed char *qs = (signed char *)(b + 4);
+    memset(b, 0, 292);
+    if (amax != 0) {
+        float iscale = -127.0f / max;
+        for (int j = 0; j < 256; j++) {
+            int v = s_near(iscale * x[j]);
+            qs[j] = (signed char)(v > 127 ? 127 : v);
+        }
+        d = 1 / iscale;
+    }
+    memcpy(b, &d, 4);
+    for (int j = 0; j < 16; j++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += qs[16 * j + i];
+        b[260 + 2 * j] = (unsigned char)(sum & 0xFF);
+        b[261 + 2 * j] = (unsigned char)((unsigned)sum >> 8 & 0xFF);
+    }
 }
 
 typedef void (*s_quant_fn)(const float *, unsigned char *);
@@ -255,6 +387,9 @@ static s_quant_fn s_fn(lf_quant_type_t q)
     case LF_QUANT_Q5_1: return s_q5_1;
     case LF_QUANT_Q8_0: return s_q8_0;
     case LF_QUANT_Q4_K: return s_q4_k;
+    case LF_QUANT_Q5_K: return s_q5_k;
+    case LF_QUANT_Q6_K: return s_q6_k;
+    case LF_QUANT_Q8_K: return s_q8_k;
     default: return NULL;
     }
 }

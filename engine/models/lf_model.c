@@ -446,6 +446,18 @@ static char *s_t5_tokenizer_of(const char *path) {
     return NULL;
 }
 
+/* 0 when opts ask for no quantize-on-load or for a storage block type
+ * (Q8_K, ggml's activation type, is not one). */
+static int s_quant_ok(const lf_model_opts_t *o, char *err, size_t errlen) {
+    if (!o->weight_quant ||
+        (lf_type_is_quant((lf_type_t)o->weight_quant) && o->weight_quant != LF_TYPE_Q8_K &&
+         lf_quant_can_quantize((lf_quant_type_t)(o->weight_quant - LF_TYPE_Q4_0))))
+        return 0;
+    return s_err(err, errlen, LF_EUNSUPPORTED,
+                 "weights %s: no quantizer for it (q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0)",
+                 lf_type_name((lf_type_t)o->weight_quant));
+}
+
 /* Assembles a Flux model: the transformer from wt (a file: BFL names with or
  * without model.diffusion_model., or diffusers names; meta its lf.config)
  * or from the diffusers folder at path (wt NULL), CLIP-L and the VAE from
@@ -509,7 +521,9 @@ static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const 
                    "%s: a Flux transformer needs its VAE as a part (models/vae/ae.safetensors, a "
                    "manifest's vae)", path);
     const int type = o->weight_type;
-    if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool, type, err, errlen);
+    if (!rc) rc = s_quant_ok(o, err, errlen);
+    if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool,
+                              o->weight_quant ? o->weight_quant : type, err, errlen);
     if (!rc) rc = lf_clip_new(&m->clip, &kc, jc, m->be, m->pool, type, err, errlen);
     if (!rc && k5.w) rc = lf_t5_new(&m->t5, &k5, j5, m->be, m->pool, type, err, errlen);
     if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, LF_TYPE_F32, "vae.", err, errlen);
@@ -714,12 +728,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;
-    if (!rc && opts->weight_quant &&
-        (!lf_type_is_quant((lf_type_t)opts->weight_quant) ||
-         !lf_quant_can_quantize((lf_quant_type_t)(opts->weight_quant - LF_TYPE_Q4_0))))
-        rc = s_err(err, errlen, LF_EUNSUPPORTED,
-                   "weights %s: no quantizer for it (q8_0, q5_1, q5_0, q4_1, q4_0, q4_k)",
-                   lf_type_name((lf_type_t)opts->weight_quant));
+    if (!rc) rc = s_quant_ok(opts, err, errlen);
     /* Where the weights a LoRA may touch came from: restored from there. */
     if (!rc && !(m->origin = lf_origin_new())) rc = LF_ENOMEM;
     ku.origin = kt.origin = kt2.origin = m->origin;
@@ -1068,6 +1077,11 @@ int lf_model_lora_fits(lf_model_t *self, const char *path) {
     int fits = lf_lora_count(l) > 0 && lf_lora_unmatched_count(l) == 0;
     lf_lora_destroy(&l);
     return fits;
+}
+
+uint64_t lf_model_weight_bytes(const lf_model_t *self) {
+    if (!self) return 0;
+    return (uint64_t)lf_pool_used(self->pool) + (self->clip2_pool ? lf_pool_used(self->clip2_pool) : 0);
 }
 
 int lf_model_weight_f32(const lf_model_t *self, const char *name, float *out, size_t n) {

@@ -255,6 +255,11 @@ int lf_model_lora_fits(lf_model_t *self, const char *path);
  * between calls. Returns the one in effect, f32 or bf16. */
 lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p);
 
+/* Bytes the resident weights take: every pool's tensors, in the types
+ * they are held in (GGUF blocks as stored, quantize-on-load's blocks, f32
+ * where widened). Thread-safe with other readers. */
+uint64_t lf_model_weight_bytes(const lf_model_t *self);
+
 /* A resident weight read back as f32 (n = its element count), by pool name
  * ("unet.….weight", "clip.…"; "clip2.…" for SDXL's second text encoder,
  * whose pool is its own): for tests and tools that check what the

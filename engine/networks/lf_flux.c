@@ -230,8 +230,10 @@ int lf_flux_new(lf_flux_t **out, const lf_keymap_t *km, const json_t *config, lf
         return LF_ENOMEM;
     }
     const int64_t D = c->hidden;
-    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "flux.", .type = type,
-                             .err = err, .errlen = errlen};
+    /* As stored, GGUF block types stay quantized; a block type quantizes on load. */
+    const int quant = lf_type_is_quant((lf_type_t)type) ? type : type < 0 ? LF_WEIGHTS_STORED : 0;
+    lf_keymap_loader_t ld = {.km = km, .pool = pool, .pool_prefix = "flux.",
+                             .type = quant ? -1 : type, .quant = quant, .err = err, .errlen = errlen};
     const int b = c->bfl;
     s_lin(&ld, &f->img_in, D, c->in_ch, "%s", b ? "img_in" : "x_embedder");
     s_lin(&ld, &f->txt_in, D, c->txt_dim, "%s", b ? "txt_in" : "context_embedder");

@@ -12,7 +12,8 @@
  * final_layer.adaLN_modulation.1 as (shift, scale)), what ComfyUI and
  * single-file users have; and diffusers' (transformer_blocks.N.attn.to_q,
  * add_q_proj, ... split; norm_out.linear as (scale, shift)). Weights are
- * used as stored (f16 / bf16 / f32, or the type asked for); the fused
+ * used as stored (f16 / bf16 / f32, GGUF block types such as Q8_0 or Q4_K
+ * kept quantized: MATMUL takes them), or the type asked for; the fused
  * tensors are used through row views, so both layouts run one graph.
  * Sizes come from tensor shapes; heads from the head dimension of the q/k
  * norm's scale; RoPE axes from a diffusers config ("axes_dims_rope"), else
@@ -44,7 +45,11 @@ typedef struct {
 
 /* km: DIFFUSERS kind whose prefix reaches the model's names (e.g.
  * "model.diffusion_model." or ""); config: a diffusers transformer config
- * or NULL. type: lf_type_t for matrices, -1 = as stored. */
+ * or NULL. type: lf_type_t for matrices (LF_TYPE_F32 widens GGUF block
+ * types too), -1 = as stored (GGUF block types kept), or a block type such
+ * as LF_TYPE_Q8_0: the linear weights whose rows are whole blocks are
+ * quantized to it on load (GGUF block types kept as stored), the rest kept
+ * as stored. */
 int lf_flux_new(lf_flux_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
                 lf_pool_t *pool, int type, char *err, size_t errlen);
 void lf_flux_destroy(lf_flux_t **self_p);

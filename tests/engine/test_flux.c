@@ -62,8 +62,21 @@ static void s_close(s_env_t *e) {
     lf_backend_destroy(&e->be);
 }
 
+/* The type a weight has in the pool after a load (pool name "flux." + the
+ * file's name). */
+static void s_expect_type(const lf_pool_t *pool, const char *name, lf_type_t want) {
+    char n[200];
+    snprintf(n, sizeof n, "flux.%s", name);
+    const lf_tensor_t *t = lf_pool_find(pool, n);
+    assert_non_null(t);
+    if (t->type != want)
+        fail_msg("%s is %s in the pool, expected %s", n, lf_type_name(t->type), lf_type_name(want));
+}
+
+/* qkv_type: the type BFL's double_blocks.0.img_attn.qkv.weight must have
+ * in the pool, or -1 (unchecked). */
 static void s_transformer_type(const char *weights, const char *prefix, const char *ref_path, int bfl,
-                               int guidance, int type, double tol) {
+                               int guidance, int type, double tol, int qkv_type) {
     s_env_t e;
     lf_keymap_t km;
     s_open(&e, weights, prefix, &km);
@@ -74,6 +87,7 @@ static void s_transformer_type(const char *weights, const char *prefix, const ch
                          sizeof err);
     if (rc) printf("%s\n", err);
     assert_int_equal(rc, 0);
+    if (qkv_type >= 0) s_expect_type(e.pool, "double_blocks.0.img_attn.qkv.weight", (lf_type_t)qkv_type);
     const lf_flux_config_t *c = lf_flux_config(f);
     assert_int_equal(c->bfl, bfl);
     assert_int_equal(c->guidance, guidance);
@@ -95,7 +109,7 @@ static void s_transformer_type(const char *weights, const char *prefix, const ch
         rc = lf_flux_forward(f, B, Ni, Nt, x, txt, vec, t, gd, ii, ti, o);
         assert_int_equal(rc, 0);
         double r = lf_test_relerr(o, want, n);
-        printf("  %s (%s): rel err %.3g\n", weights, type < 0 ? "as stored" : "f32", r);
+        printf("  %s (%s): rel err %.3g\n", weights, type < 0 ? "as stored" : lf_type_name((lf_type_t)type), r);
         assert_true(r < tol);
     }
     /* Guidance matters for dev (a different value moves the output). */
@@ -117,8 +131,8 @@ static void s_transformer_type(const char *weights, const char *prefix, const ch
  * freq to float32 (arguments up to 3500 rad), lf's op computes it in double. */
 static void s_transformer(const char *weights, const char *prefix, const char *ref_path, int bfl,
                           int guidance) {
-    s_transformer_type(weights, prefix, ref_path, bfl, guidance, LF_TYPE_F32, 1e-4);
-    s_transformer_type(weights, prefix, ref_path, bfl, guidance, -1, 1e-4);
+    s_transformer_type(weights, prefix, ref_path, bfl, guidance, LF_TYPE_F32, 1e-4, -1);
+    s_transformer_type(weights, prefix, ref_path, bfl, guidance, -1, 1e-4, -1);
 }
 
 static void test_transformer_dev_diffusers(void **state) {
@@ -138,12 +152,82 @@ static void test_transformer_schnell_bfl(void **state) {
 }
 
 /* GGUF as ComfyUI-GGUF / stable-diffusion.cpp files hold Flux (BFL names),
- * Q8_0 matrices (the gguf package's quantizer) dequantized on load: within
- * 3e-2 of the f32 run (1.1e-2 measured; tests/reference/make_flux_gguf_fixture.py). */
+ * Q8_0 matrices (the gguf package's quantizer), within 3e-2 of the f32 run
+ * (tests/reference/make_flux_gguf_fixture.py): as stored, the matrices stay
+ * Q8_0 in the pool and MATMUL runs on the blocks; with LF_TYPE_F32 they are
+ * widened on load (1.1e-2 measured both ways: the same values). */
 static void test_transformer_schnell_gguf_q8_0(void **state) {
     (void)state;
-    s_transformer_type("flux/flux_schnell_q8_0.gguf", "", "flux/flux_schnell_ref.safetensors", 1, 0,
-                       LF_TYPE_F32, 3e-2);
+    const char *q8 = "flux/flux_schnell_q8_0.gguf", *ref = "flux/flux_schnell_ref.safetensors";
+    s_transformer_type(q8, "", ref, 1, 0, -1, 3e-2, LF_TYPE_Q8_0);
+    s_transformer_type(q8, "", ref, 1, 0, LF_TYPE_F32, 3e-2, LF_TYPE_F32);
+}
+
+/* Quantize-on-load (--weights) of an f16 transformer: with Q8_0 every
+ * matrix whose rows are whole blocks (32) is quantized as the gguf package
+ * does (the same bytes: test_quant), so the output stays within the GGUF
+ * file's 3e-2 of the f32 run (1.1e-2 measured); txt_in's 24 columns stay f16.
+ * With Q4_K only time_in.in_layer has rows of 256. */
+static void test_transformer_quantize_on_load(void **state) {
+    (void)state;
+    const char *w = "flux/flux_schnell_bfl.safetensors", *ref = "flux/flux_schnell_ref.safetensors";
+    s_transformer_type(w, "", ref, 1, 0, LF_TYPE_Q8_0, 3e-2, LF_TYPE_Q8_0);
+    s_env_t e;
+    lf_keymap_t km;
+    s_open(&e, w, "", &km);
+    char err[512] = "";
+    lf_flux_t *f = NULL;
+    assert_int_equal(lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool, LF_TYPE_Q4_K,
+                                 err, sizeof err), 0);
+    s_expect_type(e.pool, "time_in.in_layer.weight", LF_TYPE_Q4_K);
+    s_expect_type(e.pool, "double_blocks.0.img_attn.qkv.weight", LF_TYPE_F16);
+    s_expect_type(e.pool, "txt_in.weight", LF_TYPE_F16);
+    lf_flux_destroy(&f);
+    s_close(&e);
+}
+
+/* flux_schnell_k.gguf (make_flux_gguf_fixture.py): random Q4_K, Q5_K and
+ * Q6_K blocks (time_in.in_layer, txt_in, vector_in.in_layer, 256 columns)
+ * beside Q8_0 matrices. As stored, each stays its type in the pool and
+ * MATMUL runs on the blocks; the output equals the run with the same file
+ * widened to f32 on load (the gguf package's dequantization, test_quant)
+ * within 1e-5 relative (float sums in another order). */
+static void test_transformer_schnell_gguf_k(void **state) {
+    (void)state;
+    enum { NI = 16, NT = 8, C = 64, W = 256 };
+    static float x[NI * C], txt[NT * W], vec[W], ii[NI * 3], out[2][NI * C];
+    const float t = 0.7f;
+    uint32_t s = 12345;
+    float *all[3] = {x, txt, vec};
+    const int len[3] = {NI * C, NT * W, W};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < len[a]; i++) {
+            s = s * 1664525u + 1013904223u;
+            all[a][i] = (float)(s >> 8) / 16777216.0f * 2.0f - 1.0f;
+        }
+    lf_flux_image_ids(8, 8, ii);
+    for (int k = 0; k < 2; k++) {
+        s_env_t e;
+        lf_keymap_t km;
+        s_open(&e, "flux/flux_schnell_k.gguf", "", &km);
+        char err[512] = "";
+        lf_flux_t *f = NULL;
+        int rc = lf_flux_new(&f, &km, json_object_get(e.meta, "transformer"), e.be, e.pool,
+                             k ? LF_TYPE_F32 : -1, err, sizeof err);
+        if (rc) printf("%s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(lf_flux_config(f)->txt_dim, W);
+        s_expect_type(e.pool, "time_in.in_layer.weight", k ? LF_TYPE_F32 : LF_TYPE_Q4_K);
+        s_expect_type(e.pool, "txt_in.weight", k ? LF_TYPE_F32 : LF_TYPE_Q5_K);
+        s_expect_type(e.pool, "vector_in.in_layer.weight", k ? LF_TYPE_F32 : LF_TYPE_Q6_K);
+        s_expect_type(e.pool, "single_blocks.0.linear1.weight", k ? LF_TYPE_F32 : LF_TYPE_Q8_0);
+        assert_int_equal(lf_flux_forward(f, 1, NI, NT, x, txt, vec, &t, NULL, ii, NULL, out[k]), 0);
+        lf_flux_destroy(&f);
+        s_close(&e);
+    }
+    double r = lf_test_relerr(out[0], out[1], NI * C);
+    printf("  flux_schnell_k.gguf: blocks kept vs widened to f32: rel diff %.3g\n", r);
+    assert_true(r < 1e-5);
 }
 
 /* A file without a Flux transformer is refused with a message naming it. */
@@ -717,6 +801,8 @@ int main(void) {
         cmocka_unit_test(test_transformer_dev_bfl),
         cmocka_unit_test(test_transformer_schnell_bfl),
         cmocka_unit_test(test_transformer_schnell_gguf_q8_0),
+        cmocka_unit_test(test_transformer_quantize_on_load),
+        cmocka_unit_test(test_transformer_schnell_gguf_k),
         cmocka_unit_test(test_not_flux),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_flow_sigmas),

@@ -516,13 +516,13 @@ static void test_engine_loads_manifests(void **state) {
     assert_null(lf_engine_model_name(e));
     /* "weights": quantize-on-load per model; an unknown type is refused at load, naming it. */
     snprintf(p, sizeof p, "%s/q.model.json", dir);
-    snprintf(b, sizeof b, "{\"family\": \"sd15\", \"weights\": \"q6_k\", \"parts\": {\"checkpoint\": \"%s\", "
+    snprintf(b, sizeof b, "{\"family\": \"sd15\", \"weights\": \"q8_k\", \"parts\": {\"checkpoint\": \"%s\", "
              "\"unet\": \"%s\"}}", c, c);
     s_write(p, b);
     rc = lf_engine_load(e, p, NULL);
     printf("  %s\n", lf_engine_errstr(e));
     assert_int_equal(rc, LF_EINVAL);
-    assert_non_null(strstr(lf_engine_errstr(e), "weights 'q6_k'"));
+    assert_non_null(strstr(lf_engine_errstr(e), "weights 'q8_k'"));
     snprintf(b, sizeof b, "{\"family\": \"sd15\", \"weights\": \"q8_0\", \"parts\": {\"checkpoint\": \"%s\", "
              "\"unet\": \"%s\"}}", c, c);
     s_write(p, b);

@@ -534,6 +534,15 @@ static int s_gen(lf_engine_t *e, const char *refiner, const char *vae)
  * kept resident while base + refiner fit the memory budget, released when
  * they do not or when a new base needs the room; a job's VAE reloads the
  * base only when it changes; errors name the file. */
+/* What test_fake_refiner_vae's models say they hold resident. */
+static uint64_t s_resident;
+
+static uint64_t s_resident_bytes(const lf_model_t *m)
+{
+    (void)m;
+    return s_resident;
+}
+
 static void test_fake_refiner_vae(void **state)
 {
     (void)state;
@@ -654,6 +663,30 @@ static void test_fake_refiner_vae(void **state)
     lf_engine_stats(e, &st);
     assert_int_equal(st.refiner_loads, 2);
     lf_engine_destroy(&e);
+
+    /* With a model that says what its weights take resident (GGUF blocks
+     * kept, quantize-on-load), the budget counts that, not the files: the
+     * 100-byte base taking 500 is refused once loaded, naming "resident";
+     * quantized on load (weights q8_0), the 200-byte file taking 90 fits
+     * the budget of 150 its file size would exceed, and the refiner (its 60
+     * bytes held as 90) no longer fits beside it. */
+    lf_model_ops_t rops = lf_fake_model_ops;
+    rops.weight_bytes = s_resident_bytes;
+    o.model_ops = &rops;
+    assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    s_resident = 500;
+    assert_int_equal(lf_engine_load(e, base, NULL), LF_ELIMIT);
+    assert_non_null(strstr(lf_engine_errstr(e), "resident"));
+    assert_null(lf_engine_model_name(e));
+    lf_engine_destroy(&e);
+    o.weights = "q8_0";
+    assert_int_equal(lf_engine_new(&o, &e, err, sizeof err), 0);
+    s_resident = 90;
+    assert_int_equal(lf_engine_load(e, big, NULL), 0);
+    assert_int_equal(s_gen(e, ref, NULL), 0);
+    assert_null(lf_engine_refiner_name(e)); /* 90 + 90 > 150: released after the job */
+    lf_engine_destroy(&e);
+    o.weights = NULL, o.model_ops = &lf_fake_model_ops;
 
     const char *names[] = {"base", "big", "sdxl-refiner", "fixed-vae", "broken-vae"};
     for (size_t i = 0; i < 5; i++) {
