@@ -977,9 +977,11 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
             if (!t) return LF_ENOMEM;
             self->tmp = t, self->tmp_n = n;
         }
-        /* TAESD takes the diffusion model's (scaled) latents. */
+        /* TAESD takes the diffusion model's latents: (z - shift) * scale
+         * (ComfyUI's process_in; TAEF1 the same with Flux's shift). */
         const size_t nz = (size_t)self->desc.latent_channels * h * w;
-        for (size_t i = 0; i < nz; i++) self->tmp[n - nz + i] = z[i] * self->desc.scaling_factor;
+        for (size_t i = 0; i < nz; i++)
+            self->tmp[n - nz + i] = (z[i] - self->desc.shift_factor) * self->desc.scaling_factor;
         int rc = lf_taesd_decode(self->taesd, self->tmp + (n - nz), h, w, self->tmp);
         if (rc) return rc;
         const size_t plane = (size_t)h * s * w * s;
