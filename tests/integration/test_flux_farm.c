@@ -9,7 +9,9 @@
  *   models/vae/ae.safetensors                     the 16-channel VAE
  * Checked:
  *   - GET /v1/models and /sdapi/v1/sd-models list both with family flux and
- *     1024 px, approx previews (no TAEF1 installed);
+ *     1024 px, approx previews (no TAEF1 here: the tiny VAE's x2 latent would
+ *     make a TAEF1's x8 image larger than the image, which the pipeline drops;
+ *     test_engine_pipeline_worker's test_flux_parts checks TAEF1's pick);
  *   - a native job on flux-dev with guidance 2.5 finishes with a live
  *     preview served while it runs; its PNG says "Distilled CFG Scale: 2.5"
  *     after "CFG scale"; its pixels equal what the engine facade
