@@ -763,7 +763,9 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
     }
     if (S_ISDIR(sb.st_mode)) {
         snprintf(file, sizeof file, "%s/transformer/diffusion_pytorch_model.safetensors", path);
-        if (s_exists(file)) { /* a diffusers Flux folder (lf_model_load takes transformer/ first) */
+        char sharded[4200];
+        snprintf(sharded, sizeof sharded, "%s.index.json", file);
+        if (s_exists(file) || s_exists(sharded)) { /* a diffusers Flux folder (lf_model_load takes transformer/ first) */
             *family = s_family_str(LF_FAMILY_FLUX);
             if (resolution) *resolution = s_family_side(*family);
             return 0;

@@ -123,7 +123,12 @@ static char *s_model_name(const char *dir, const char *entry, char *path, size_t
         int n = snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
         if (n < 0 || (size_t)n >= sizeof probe) return NULL; /* path too long to be a model */
         snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors", path);
-        return stat(probe, &sb) == 0 || stat(probe2, &sb) == 0 ? strdup(entry) : NULL;
+        int flux = stat(probe2, &sb) == 0;
+        if (!flux) { /* sharded: the index and its shards */
+            snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors.index.json", path);
+            flux = stat(probe2, &sb) == 0;
+        }
+        return stat(probe, &sb) == 0 || flux ? strdup(entry) : NULL;
     }
     if (!S_ISREG(sb.st_mode)) return NULL;
     const char *ext = s_ends(entry, ".safetensors") ? ".safetensors" : s_ends(entry, ".ckpt") ? ".ckpt" : NULL;

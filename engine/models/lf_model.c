@@ -152,8 +152,9 @@ static void s_text_maps(const lf_weights_t *w, lf_keymap_t *k1, lf_keymap_t *k2)
 int lf__model_open_part(const char *dir, const char *sub, const char *base, int optional,
                        lf_weights_t **w, char *err, size_t errlen) {
     char p[4096];
-    const char *suffix[] = {".safetensors", ".fp16.safetensors"};
-    for (int j = 0; j < 2; j++) {
+    /* A large part is sharded: <base>.safetensors.index.json and its shards. */
+    const char *suffix[] = {".safetensors", ".fp16.safetensors", ".safetensors.index.json"};
+    for (int j = 0; j < 3; j++) {
         snprintf(p, sizeof p, "%s/%s/%s%s", dir, sub, base, suffix[j]);
         if (lf__model_exists(p)) return lf_weights_open(w, p, err, errlen);
     }
