@@ -525,9 +525,11 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     char t5buf[4200];
     const char *t5tok = NULL;
     if (rc == 0 && e->ops->desc(m)->family == LF_FAMILY_FLUX)
-        t5tok = e->ops->desc(m)->t5_tokenizer
-                    ? e->ops->desc(m)->t5_tokenizer
-                    : lf_engine_find_t5_tokenizer(path, texts, ntp, e->assets_dir, t5buf, sizeof t5buf);
+        t5tok = man && man->t5_tokenizer    ? man->t5_tokenizer
+                : e->ops->desc(m)->t5_tokenizer ? e->ops->desc(m)->t5_tokenizer
+                                              : lf_engine_find_t5_tokenizer(path, texts, ntp, e->assets_dir, t5buf,
+                                                                            sizeof t5buf);
+    if (t5tok && t5tok != t5buf) t5tok = snprintf(t5buf, sizeof t5buf, "%s", t5tok) < (int)sizeof t5buf ? t5buf : NULL;
     char *man_name = man ? man->name : NULL; /* the manifest's name (taken) */
     if (man) man->name = NULL;
     lf_manifest_destroy(&man);

@@ -204,7 +204,8 @@ static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt
                     lf_family_name(ms[i]->family));
             continue;
         }
-        if (!s_t5_tokenizer_ok(ms[i]->path ? ms[i]->path : ms[i]->unet, lf_family_name(ms[i]->family),
+        if (!ms[i]->t5_tokenizer &&
+            !s_t5_tokenizer_ok(ms[i]->path ? ms[i]->path : ms[i]->unet, lf_family_name(ms[i]->family),
                                (const char *const *)ms[i]->text, ms[i]->n_text))
             continue;
         if (*cnt == *cap) {

@@ -780,6 +780,21 @@ static void test_scan_comfy_folders(void **state) {
     printf("  %s\n", err);
     assert_non_null(strstr(err, "sd15_text.safetensors"));
     lf_manifest_destroy(&mf);
+    /* parts.t5_tokenizer (a T5 file without one): resolved beside the
+     * manifest; a file that is not there is refused naming the field. */
+    js = "{\"family\": \"flux\", \"parts\": {\"unet\": \"diffusion_models/flux1-dev-tiny.safetensors\","
+         " \"text_encoders\": [\"clip/clip_l.safetensors\", \"clip/t5xxl_fp16.safetensors\"],"
+         " \"vae\": \"vae/ae.safetensors\", \"t5_tokenizer\": \"tok/spiece.model\"}}";
+    snprintf(p, sizeof p, "%s/tok.model.json", dir);
+    assert_int_equal(lf_manifest_parse(js, strlen(js), p, &mf, err, sizeof err), 0);
+    assert_non_null(mf->t5_tokenizer);
+    assert_non_null(strstr(mf->t5_tokenizer, "/tok/spiece.model"));
+    assert_int_equal(lf_manifest_check(mf, err, sizeof err), LF_ENOTFOUND);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "parts.t5_tokenizer"));
+    s_put(dir, "tok/spiece.model", "(a file)", NULL);
+    assert_int_equal(lf_manifest_check(mf, err, sizeof err), 0);
+    lf_manifest_destroy(&mf);
     snprintf(p, sizeof p, "rm -rf '%s'", dir);
     assert_int_equal(system(p), 0);
 }
