@@ -144,6 +144,13 @@ int lf__model_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const
         d->flow_shift = (float)lf__json_num(js, "shift", 1.0);
         d->has_preview = 1;
         d->preview = m->taesd ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX;
+        /* BFL's ae (16 channels, 128/256/512/512 wide): ComfyUI's projection
+         * for Flux, no fit needed; another VAE gets its map fitted. */
+        static const int ae_ch[4] = {128, 256, 512, 512};
+        if (vc->latent_ch == 16 && vc->levels == 4 && !memcmp(vc->ch, ae_ch, sizeof ae_ch) &&
+            lf_preview_map_affine(&lf_preview_flux_factors[0][0], lf_preview_flux_bias, 16, d->scaling_factor,
+                                  d->shift_factor, &m->approx) == 0)
+            m->approx_rc = 1;
         d->tokenizer_dir = m->tokenizer_dir;
         d->t5_tokenizer = m->t5_tokenizer;
         if (fc->in_ch != 4 * vc->latent_ch || fc->out_ch != fc->in_ch)
