@@ -45,6 +45,18 @@ struct lf_testfarm {
 
 long long lf_now_ms(void) { return lf_testproc_now_ms(); }
 
+const char *lf_json_str(json_t *j, const char *key) {
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : "";
+}
+
+void lf_test_rmdir(const char *dir) {
+    if (!dir || !*dir || strchr(dir, '\'')) return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 static void s_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);

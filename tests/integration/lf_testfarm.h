@@ -69,5 +69,9 @@ json_t *lf_testfarm_wait(lf_testfarm_t *self, const char *id, int timeout_ms);
 int lf_free_port(void);
 /* Monotonic milliseconds. */
 long long lf_now_ms(void);
+/* A JSON object's string member, or "" (borrowed). */
+const char *lf_json_str(json_t *j, const char *key);
+/* Removes a test's temp folder (rm -rf); nothing for NULL or "". */
+void lf_test_rmdir(const char *dir);
 
 #endif

@@ -53,11 +53,6 @@ static bool s_exists(const char *p)
     return stat(p, &sb) == 0;
 }
 
-static const char *s_str(json_t *j, const char *k)
-{
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
 
 static bool s_prepare(char *why, size_t len)
 {
@@ -84,14 +79,6 @@ static bool s_prepare(char *why, size_t len)
     snprintf(s_env_models, sizeof s_env_models, "LF_MODELS_DIR=%s/models", s_dir);
     snprintf(s_env_assets, sizeof s_env_assets, "LF_ASSETS_DIR=%s/assets", s_dir);
     return true;
-}
-
-static void s_cleanup(void)
-{
-    if (!s_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", s_dir);
 }
 
 static int s_setup(void **state)
@@ -123,20 +110,20 @@ static void test_flux_listed(void **state)
     int seen = 0;
     size_t i;
     json_array_foreach(json_object_get(j, "models"), i, m) {
-        if (strcmp(s_str(m, "name"), "flux-dev") && strcmp(s_str(m, "name"), "flux-schnell")) continue;
+        if (strcmp(lf_json_str(m, "name"), "flux-dev") && strcmp(lf_json_str(m, "name"), "flux-schnell")) continue;
         seen++;
-        assert_string_equal(s_str(m, "family"), "flux");
+        assert_string_equal(lf_json_str(m, "family"), "flux");
         assert_int_equal(json_integer_value(json_object_get(m, "resolution")), 1024);
-        assert_string_equal(s_str(m, "preview"), "approx");
+        assert_string_equal(lf_json_str(m, "preview"), "approx");
     }
     assert_int_equal(seen, 2);
     json_decref(j);
     snprintf(url, sizeof url, "%s/sdapi/v1/sd-models", lf_testfarm_url(farm));
     assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
     seen = 0;
-    json_array_foreach(j, i, m) if (!strncmp(s_str(m, "model_name"), "flux-", 5)) {
+    json_array_foreach(j, i, m) if (!strncmp(lf_json_str(m, "model_name"), "flux-", 5)) {
         seen++;
-        assert_string_equal(s_str(m, "family"), "flux");
+        assert_string_equal(lf_json_str(m, "family"), "flux");
     }
     assert_int_equal(seen, 2);
     json_decref(j);
@@ -199,7 +186,7 @@ static json_t *s_wait(lf_testfarm_t *farm, const char *id, int *previews)
         json_decref(j);
         j = NULL;
         if (lf_http_json("GET", url, NULL, &j) != 200 || !j) continue;
-        const char *st = s_str(j, "status");
+        const char *st = lf_json_str(j, "status");
         if (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "cancelled")) break;
     }
     return j;
@@ -218,7 +205,7 @@ static void test_flux_native_job(void **state)
                                   &j),
                      202);
     char id[128];
-    snprintf(id, sizeof id, "%s", s_str(j, "id"));
+    snprintf(id, sizeof id, "%s", lf_json_str(j, "id"));
     json_decref(j);
     int previews = 0;
     j = s_wait(farm, id, &previews);
@@ -226,7 +213,7 @@ static void test_flux_native_job(void **state)
     fprintf(stderr, "native Flux job: %s; previews seen %d\n", d ? d : "?", previews);
     free(d);
     assert_non_null(j);
-    assert_string_equal(s_str(j, "status"), "done");
+    assert_string_equal(lf_json_str(j, "status"), "done");
     json_decref(j);
     assert_true(previews > 0);
     snprintf(url, sizeof url, "%s/v1/images/%s-0.png", lf_testfarm_url(farm), id);
@@ -265,10 +252,10 @@ static char *s_a1111_infotext(lf_testfarm_t *farm, const char *model, const char
              extra, model);
     json_t *j = NULL;
     *code = lf_http_json("POST", url, body, &j);
-    json_t *info = json_loads(s_str(j, "info"), 0, NULL);
+    json_t *info = json_loads(lf_json_str(j, "info"), 0, NULL);
     const char *it = json_string_value(json_array_get(json_object_get(info, "infotexts"), 0));
     char *out = it ? strdup(it) : NULL;
-    fprintf(stderr, "A1111 txt2img %s: %d %s\n", model, *code, out ? out : s_str(j, "detail"));
+    fprintf(stderr, "A1111 txt2img %s: %d %s\n", model, *code, out ? out : lf_json_str(j, "detail"));
     json_decref(info);
     json_decref(j);
     return out;
@@ -322,7 +309,7 @@ int main(void)
     char why[512];
     if (!s_prepare(why, sizeof why)) {
         printf("skipped: %s\n", why);
-        s_cleanup();
+        lf_test_rmdir(s_dir);
         return 77;
     }
     const struct CMUnitTest tests[] = {
@@ -332,6 +319,6 @@ int main(void)
         cmocka_unit_test(test_flux_bad_guidance),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
-    s_cleanup();
+    lf_test_rmdir(s_dir);
     return rc;
 }
