@@ -166,6 +166,17 @@ extern const lf_param_enum_t lf_param_precisions[]; /* in lf_precision_t order *
       "strictly descending integers in 0..999, one per step (steps omitted: their count), "      \
       "e.g. [800] for Hyper-SD 1-step; none by default")
 
+/* Flux (issue 17): dev's distilled guidance, Forge's distilled_cfg_scale
+ * (a top-level txt2img field there, always accepted, used by Flux only).
+ * Models without a guidance embedding (schnell, SD1.x, SDXL) ignore it.
+ * The pipeline writes "Distilled CFG Scale" for the models that take it
+ * (the table cannot tell them), and the label reads it back. */
+#define LF__PARAM_FLUX_ROWS(X)                                                                    \
+    X(guidance, F64, "distilled_cfg_scale", TOP, 0, 30, 0.1, 3.5, NULL, NULL,                      \
+      "Distilled CFG Scale", NEVER, 0,                                                           \
+      "Flux dev: distilled guidance (Forge's Distilled CFG Scale); ignored by models without a "  \
+      "guidance embedding (schnell, SD1.x, SDXL); Flux runs cfg_scale 1")
+
 /* X(id, TYPE, a1111, AT, lo, hi, step, def, dstr, values, label, SHOW, flags, desc) */
 #define LF_PARAM_LIST(X)                                                                          \
     X(prompt, STR, "prompt", TOP, 0, 32768, 0, 0, "", NULL, NULL, PROMPT, 0,                       \
@@ -291,6 +302,7 @@ extern const lf_param_enum_t lf_param_precisions[]; /* in lf_precision_t order *
       ALWAYS, 0,                                                                                 \
       "arithmetic of the matrix products: f32 (the reference), bf16 (CPUs with AVX512_BF16; "    \
       "f32 elsewhere) or auto (bf16 where available); default: the worker's LF_PRECISION")        \
+    LF__PARAM_FLUX_ROWS(X)                                                                        \
     LF__PARAM_ENHANCE_ROWS(X)
 
 /* LF_PT_JSON: a char * holding canonical JSON text (a row's own module checks

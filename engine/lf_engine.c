@@ -23,6 +23,7 @@
 #include "lf_yolo.h"
 #include "lf_detailer.h"
 #include "lf_clip_tokenizer.h"
+#include "lf_t5_tokenizer.h"
 #include "lf_error.h"
 #include "lf_log.h"
 #include "lf_lora_dir.h"
@@ -86,6 +87,8 @@ struct lf_engine {
     lf_engine_stats_t stats;
     lf_clip_tokenizer_t *tok;
     char *tok_path;
+    lf_t5_tokenizer_t *t5tok; /* a Flux model's T5 tokenizer (t5tok_path), else NULL */
+    char *t5tok_path;
     char *vocab_path, *assets_dir;
     int vae_tile;
     char *lora_dirs;            /* ':'-separated, or NULL */
@@ -304,6 +307,8 @@ void lf_engine_destroy(lf_engine_t **self_p)
     s_unload(e);
     lf_clip_tokenizer_destroy(&e->tok);
     free(e->tok_path);
+    lf_t5_tokenizer_destroy(&e->t5tok);
+    free(e->t5tok_path);
     free(e->vocab_path);
     free(e->assets_dir);
     free(e->lora_dirs);
@@ -354,6 +359,91 @@ static const char *s_find_vocab(lf_engine_t *e, const char *model_path, const lf
     }
     snprintf(buf, len, "%s/clip/" S_VOCAB_NAME, e->assets_dir ? e->assets_dir : LF_ASSETS_DEFAULT);
     return s_exists(buf) ? buf : NULL;
+}
+
+/* Does a T5 tokenizer load from path? */
+static int s_t5tok_ok(const char *path)
+{
+    lf_t5_tokenizer_t *t = NULL;
+    char why[256];
+    if (!s_exists(path) || lf_t5_tokenizer_new(&t, path, why, sizeof why) != 0) return 0;
+    lf_t5_tokenizer_destroy(&t);
+    return 1;
+}
+
+/* The first T5 tokenizer file in dir (lf_engine.h's names), into buf. */
+static const char *s_t5tok_in(const char *dir, char *buf, size_t len)
+{
+    static const char *const names[] = {"t5_tokenizer.json", "spiece.model", "tokenizer.json",
+                                        "t5/tokenizer.json", "t5/spiece.model"};
+    for (size_t i = 0; dir && *dir && i < sizeof names / sizeof names[0]; i++) {
+        snprintf(buf, len, "%s/%s", dir, names[i]);
+        if (s_t5tok_ok(buf)) return buf;
+    }
+    return NULL;
+}
+
+/* path's folder into dir ("." for a bare name). */
+static void s_dir_of(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(dir, len, "%.*s", (int)(slash - path), path);
+    else snprintf(dir, len, ".");
+}
+
+const char *lf_engine_find_t5_tokenizer(const char *model_path, const char *const *texts, size_t n,
+                                        const char *assets_dir, char *buf, size_t len)
+{
+    char dir[4096], sub[4200];
+    for (size_t i = 0; texts && i < n; i++) {
+        if (!texts[i]) continue;
+        s_dir_of(texts[i], dir, sizeof dir);
+        if (s_t5tok_in(dir, buf, len)) return buf;
+    }
+    if (model_path) {
+        s_dir_of(model_path, dir, sizeof dir);
+        if (s_t5tok_in(dir, buf, len)) return buf;
+        /* models/<name>.safetensors or a ComfyUI models/unet/<name>: the
+         * models folder's text_encoders/ and clip/. */
+        static const char *const subs[] = {"%s/text_encoders", "%s/clip", "%s/../text_encoders", "%s/../clip"};
+        for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+            snprintf(sub, sizeof sub, subs[i], dir);
+            if (s_t5tok_in(sub, buf, len)) return buf;
+        }
+    }
+    const char *env = getenv("LF_ASSETS_DIR");
+    if (env && *env) {
+        snprintf(sub, sizeof sub, "%s/t5", env);
+        if (s_t5tok_in(sub, buf, len)) return buf;
+    }
+    snprintf(sub, sizeof sub, "%s/t5", assets_dir ? assets_dir : LF_ASSETS_DEFAULT);
+    return s_t5tok_in(sub, buf, len);
+}
+
+/* Makes e->t5tok the tokenizer file tp of the Flux model just loaded from
+ * path (its own, a diffusers folder's tokenizer_2/, or one found beside
+ * its parts); LF_ENOTFOUND naming where it looked when tp is NULL. */
+static int s_load_t5tok(lf_engine_t *e, const char *path, const char *tp)
+{
+    if (!tp)
+        return s_err(e, LF_ENOTFOUND,
+                     "%s: no T5 tokenizer (tokenizer.json or spiece.model) beside the T5 file, in "
+                     "models/text_encoders/ or models/clip/, or in $LF_ASSETS_DIR/t5/",
+                     path);
+    if (e->t5tok && e->t5tok_path && !strcmp(e->t5tok_path, tp)) return 0;
+    lf_t5_tokenizer_t *t = NULL;
+    char why[400];
+    int rc = lf_t5_tokenizer_new(&t, tp, why, sizeof why);
+    if (rc) return s_err(e, rc, "%s", why);
+    char *cp = strdup(tp);
+    if (!cp) {
+        lf_t5_tokenizer_destroy(&t);
+        return s_err(e, LF_ENOMEM, "out of memory");
+    }
+    lf_t5_tokenizer_destroy(&e->t5tok);
+    free(e->t5tok_path);
+    e->t5tok = t, e->t5tok_path = cp;
+    return 0;
 }
 
 static char *s_name_of(const char *path)
@@ -434,6 +524,15 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                           .n_text_paths = ntp};
     lf_model_t *m = NULL;
     rc = e->ops->load(unet, &mo, &m, why, sizeof why);
+    /* Flux's T5 tokenizer, found while the parts' names are at hand. */
+    char t5buf[4200];
+    const char *t5tok = NULL;
+    if (rc == 0 && e->ops->desc(m)->family == LF_FAMILY_FLUX)
+        t5tok = man && man->t5_tokenizer    ? man->t5_tokenizer
+                : e->ops->desc(m)->t5_tokenizer ? e->ops->desc(m)->t5_tokenizer
+                                              : lf_engine_find_t5_tokenizer(path, texts, ntp, e->assets_dir, t5buf,
+                                                                            sizeof t5buf);
+    if (t5tok && t5tok != t5buf) t5tok = snprintf(t5buf, sizeof t5buf, "%s", t5tok) < (int)sizeof t5buf ? t5buf : NULL;
     char *man_name = man ? man->name : NULL; /* the manifest's name (taken) */
     if (man) man->name = NULL;
     lf_manifest_destroy(&man);
@@ -460,9 +559,13 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
                      path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     }
     const lf_model_desc_t *d = e->ops->desc(m);
-    if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL) {
+    if (d->family != LF_FAMILY_SD15 && d->family != LF_FAMILY_SDXL && d->family != LF_FAMILY_FLUX) {
         free(man_name), e->ops->destroy(&m);
-        return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x or SDXL", path);
+        return s_err(e, LF_EUNSUPPORTED, "%s: model family is not SD1.x, SDXL or Flux", path);
+    }
+    if (d->family == LF_FAMILY_FLUX && (rc = s_load_t5tok(e, path, t5tok)) != 0) {
+        free(man_name), e->ops->destroy(&m);
+        return rc;
     }
     char vbuf[1024];
     const char *vocab = s_find_vocab(e, path, d, vbuf, sizeof vbuf);
@@ -672,6 +775,14 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
         return rc;
     }
     if (S_ISDIR(sb.st_mode)) {
+        snprintf(file, sizeof file, "%s/transformer/diffusion_pytorch_model.safetensors", path);
+        char sharded[4200];
+        snprintf(sharded, sizeof sharded, "%s.index.json", file);
+        if (s_exists(file) || s_exists(sharded)) { /* a diffusers Flux folder (lf_model_load takes transformer/ first) */
+            *family = s_family_str(LF_FAMILY_FLUX);
+            if (resolution) *resolution = s_family_side(*family);
+            return 0;
+        }
         snprintf(file, sizeof file, "%s/unet/config.json", path);
         json_t *cfg = json_load_file(file, 0, NULL);
         side = s_json_side(cfg, "sample_size", 8);
@@ -1338,6 +1449,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
         .tcd_gamma = req->tcd_gamma,
         .timesteps = req->timesteps,
         .n_timesteps = req->n_timesteps,
+        .guidance = req->guidance,
     };
     if (req->cache.kind != LF_STEPCACHE_NONE) {
         const char *field = NULL;
@@ -1411,7 +1523,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     if (refine && e->refiner && e->ops->set_precision) e->ops->set_precision(e->refiner, prec);
     pr.precision = ran == LF_PRECISION_BF16 ? "bf16" : NULL;
 
-    lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok,
+    lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok, .t5_tokenizer = e->t5tok,
                              .model_name = e->model_name, .vae_name = e->vae_name,
                              .upscale = lf_upscaler_set_run_rgb8, .upscale_ud = e->upscalers};
     if (refine && e->refiner) {

@@ -218,6 +218,9 @@ typedef struct {
     double tcd_gamma;
     const int *timesteps;
     int n_timesteps;
+    /* Flux dev's distilled guidance (Forge's "Distilled CFG Scale"; 0 =
+     * 3.5), 0..30; models without a guidance embedding ignore it. */
+    double guidance;
     /* Batched jobs (the worker's batches, lf_pipeline.h "rows"): n_rows > 0
      * runs these rows in one UNet batch with the rest of this request's
      * settings; their prompt / negative / seed / batch replace the
@@ -313,7 +316,7 @@ const char *lf_engine_model_family(const lf_engine_t *self);
 const char *lf_engine_preview_kind(const lf_engine_t *self);
 
 /* The family ("sd15", "sdxl", "flux" or "unknown"; static) of a checkpoint
- * file (.safetensors, .ckpt/.pt/.pth), a diffusers folder (its unet/) or a
+ * file (.safetensors, .ckpt/.pt/.pth), a diffusers folder (its unet/; transformer/: flux) or a
  * manifest (.model.json: its parts checked, its "resolution" if it says),
  * from tensor names only: reads headers, loads no weights, needs no engine.
  * *resolution (may be NULL) gets the image side the model was trained at:
@@ -328,6 +331,18 @@ int lf_engine_probe(const char *path, const char **family, uint32_t *resolution,
  * SD1.5 / SDXL inpainting model, 4 otherwise), from the header only; 0 when
  * the file cannot be read or has no such tensor. Thread-safe. */
 int lf_engine_probe_unet_inputs(const char *path);
+
+/* The T5 tokenizer (tokenizer.json or spiece.model) of a Flux model whose
+ * files carry none (ComfyUI's t5xxl_*.safetensors): the first of, in each
+ * folder of the text parts texts[0..n) and of model_path (a file's folder,
+ * a manifest's), then <models>/text_encoders/ and <models>/clip/ (models:
+ * model_path's folder), then $LF_ASSETS_DIR/t5/ and assets_dir/t5/ (NULL:
+ * the build's assets): t5_tokenizer.json, spiece.model, tokenizer.json,
+ * t5/tokenizer.json, t5/spiece.model — the first that lf_t5_tokenizer_new
+ * reads (a CLIP tokenizer.json there is skipped). Into buf; buf or NULL.
+ * Thread-safe. */
+const char *lf_engine_find_t5_tokenizer(const char *model_path, const char *const *texts, size_t n,
+                                        const char *assets_dir, char *buf, size_t len);
 /* The upscaler models of the ':'-separated folders dirs (the worker passes
  * "<models>/upscale_models:<models>/ESRGAN"), by A1111's name (the file
  * stem; a name given twice: the first), in folder then name order; files

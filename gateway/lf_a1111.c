@@ -462,8 +462,10 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
     json_t *m;
     json_array_foreach(models, i, m) {
         const char *name = json_string_value(json_object_get(m, "name"));
-        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n}", "title", name, "model_name", name, "hash",
-                                             "sha256", "filename", name, "config"));
+        /* "family" (sd15, sdxl, flux) is ours, after A1111's fields. */
+        const char *kind = json_string_value(json_object_get(m, "kind"));
+        json_array_append_new(out, json_pack("{s:s,s:s,s:n,s:n,s:s,s:n,s:s}", "title", name, "model_name", name, "hash",
+                                             "sha256", "filename", name, "config", "family", kind ? kind : "sd15"));
     }
     json_decref(models);
     return lf__json(req, 200, out);

@@ -33,7 +33,32 @@ typedef struct {
 /* The families the engine runs (lf_engine_probe's names). */
 static int s_family_ok(const char *family)
 {
-    return !strcmp(family, "sd15") || !strcmp(family, "sdxl");
+    return !strcmp(family, "sd15") || !strcmp(family, "sdxl") || !strcmp(family, "flux");
+}
+
+/* The latent channels a family's VAE makes (Flux: 16; SD1.x, SDXL: 4). */
+static int s_family_latent_ch(const char *family)
+{
+    return family && !strcmp(family, "flux") ? 16 : 4;
+}
+
+/* The latent channels a TAESD decoder or VAE file takes, from its tensor
+ * shapes (the first decoder convolution's input channels); 0 when unknown. */
+static int s_file_latent_ch(const char *path)
+{
+    static const char *const names[] = {
+        "decoder.conv_in.weight", "first_stage_model.decoder.conv_in.weight", "vae.decoder.conv_in.weight",
+        "1.weight", "decoder.layers.0.weight", "taesd_decoder.1.weight"};
+    lf_weights_t *w = NULL;
+    char err[256];
+    if (lf_weights_open(&w, path, err, sizeof err) != 0) return 0;
+    int ch = 0;
+    for (size_t i = 0; !ch && i < sizeof names / sizeof names[0]; i++) {
+        const lf_tensor_info_t *t = lf_weights_find(w, names[i]);
+        if (t && t->ndim == 4) ch = (int)t->shape[1];
+    }
+    lf_weights_destroy(&w);
+    return ch;
 }
 
 static const char *s_models_dir(const lf_runner_env_t *env)
@@ -56,13 +81,32 @@ static const char *s_taesd(const char *dir, const char *family, char *path, size
 {
     static const char *const sd15[] = {"taesd_decoder.safetensors", "taesd_decoder.pth", "diffusion_pytorch_model.safetensors"};
     static const char *const sdxl[] = {"taesdxl_decoder.safetensors", "taesdxl_decoder.pth"};
+    if (family && !strcmp(family, "flux")) {
+        /* TAEF1 (16 latent channels): any file of models/taesd whose shapes say so. */
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/taesd", dir);
+        DIR *d = opendir(sub);
+        struct dirent *de;
+        const char *found = NULL;
+        char best[256] = "";
+        while (d && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.' || !(s_ends(de->d_name, ".safetensors") || s_ends(de->d_name, ".pth"))) continue;
+            snprintf(path, len, "%s/%s", sub, de->d_name);
+            /* The first by name, so every worker picks the same. */
+            if (s_file_latent_ch(path) == 16 && (!best[0] || strcmp(de->d_name, best) < 0))
+                snprintf(best, sizeof best, "%s", de->d_name);
+        }
+        if (d) closedir(d);
+        if (best[0]) found = (snprintf(path, len, "%s/%s", sub, best), path);
+        return found;
+    }
     int xl = family && !strcmp(family, "sdxl");
     const char *const *names = xl ? sdxl : sd15;
     size_t n = xl ? sizeof sdxl / sizeof sdxl[0] : sizeof sd15 / sizeof sd15[0];
     struct stat sb;
     for (size_t i = 0; i < n; i++) {
         snprintf(path, len, "%s/taesd/%s", dir, names[i]);
-        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return path;
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && s_file_latent_ch(path) != 16) return path;
     }
     return NULL;
 }
@@ -74,11 +118,17 @@ static char *s_model_name(const char *dir, const char *entry, char *path, size_t
     snprintf(path, len, "%s/%s", dir, entry);
     struct stat sb;
     if (stat(path, &sb) != 0) return NULL;
-    if (S_ISDIR(sb.st_mode)) {
-        char probe[4096];
+    if (S_ISDIR(sb.st_mode)) { /* a diffusers folder: unet/, or Flux's transformer/ */
+        char probe[4096], probe2[4096];
         int n = snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
         if (n < 0 || (size_t)n >= sizeof probe) return NULL; /* path too long to be a model */
-        return stat(probe, &sb) == 0 ? strdup(entry) : NULL;
+        snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors", path);
+        int flux = stat(probe2, &sb) == 0;
+        if (!flux) { /* sharded: the index and its shards */
+            snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors.index.json", path);
+            flux = stat(probe2, &sb) == 0;
+        }
+        return stat(probe, &sb) == 0 || flux ? strdup(entry) : NULL;
     }
     if (!S_ISREG(sb.st_mode)) return NULL;
     const char *ext = s_ends(entry, ".safetensors") ? ".safetensors" : s_ends(entry, ".ckpt") ? ".ckpt" : NULL;
@@ -117,6 +167,23 @@ static int s_file_defaults(const char *path, lf_model_defaults_t *out)
     return s_defaults_info(&d, out);
 }
 
+/* A Flux model's T5 tokenizer is there (its folder's tokenizer_2/, or one
+ * lf_engine_find_t5_tokenizer finds beside its parts); other families need
+ * none. Logs what is missing when it is not. */
+static int s_t5_tokenizer_ok(const char *path, const char *family, const char *const *texts, size_t n)
+{
+    if (!family || strcmp(family, "flux")) return 1;
+    char buf[4200];
+    struct stat sb;
+    snprintf(buf, sizeof buf, "%s/tokenizer_2", path);
+    if ((stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode)) || lf_engine_find_t5_tokenizer(path, texts, n, NULL, buf, sizeof buf))
+        return 1;
+    lf_warn("engine: not serving Flux model %s: no T5 tokenizer (tokenizer.json or spiece.model beside the "
+            "T5 file, in models/text_encoders/ or models/clip/, or in $LF_ASSETS_DIR/t5/)",
+            path);
+    return 0;
+}
+
 /* The assembled models (lf_manifest_scan: <models>/<name>.model.json and
  * ComfyUI's unet + clip + vae folders) appended to *list; a name already
  * taken by a checkpoint keeps the checkpoint. */
@@ -132,12 +199,15 @@ static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt
             lf_warn("engine: skipping assembled model %s: a checkpoint has the name", ms[i]->name);
             continue;
         }
-        /* Flux assembles (lf_manifest) but the pipeline does not run it yet. */
         if (!s_family_ok(lf_family_name(ms[i]->family))) {
             lf_info("engine: not serving assembled model %s: the %s family is not served yet", ms[i]->name,
                     lf_family_name(ms[i]->family));
             continue;
         }
+        if (!ms[i]->t5_tokenizer &&
+            !s_t5_tokenizer_ok(ms[i]->path ? ms[i]->path : ms[i]->unet, lf_family_name(ms[i]->family),
+                               (const char *const *)ms[i]->text, ms[i]->n_text))
+            continue;
         if (*cnt == *cap) {
             size_t nc = *cap ? *cap * 2 : 8;
             lf_model_info_t *nl = realloc(*list, nc * sizeof *nl);
@@ -153,7 +223,7 @@ static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt
         lf_model_info_t *m = &(*list)[(*cnt)++];
         *m = (lf_model_info_t){.name = strdup(ms[i]->name), .kind = strdup(family),
                                .resolution = ms[i]->resolution ? ms[i]->resolution
-                                             : ms[i]->family == LF_FAMILY_SDXL ? 1024 : 512,
+                                             : ms[i]->family != LF_FAMILY_SD15 ? 1024 : 512,
                                .preview = strdup(s_taesd(dir, family, tpath, sizeof tpath) ? "taesd" : "approx")};
         if (!m->name || !m->kind || !m->preview || s_defaults_info(&ms[i]->defaults, &m->defaults)) rc = LF_ENOMEM;
         lf_info("engine: assembled model %s (%s) from %s", ms[i]->name, family, ms[i]->path ? ms[i]->path : ms[i]->unet);
@@ -202,10 +272,21 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         if (!name) continue;
         const char *family = NULL;
         uint32_t side = 0;
-        int prc = lf_engine_probe(path, &family, &side, err, sizeof err);
+        struct stat sb0;
+        int prc = stat(path, &sb0) != 0 ? LF_EIO : lf_engine_probe(path, &family, &side, err, sizeof err);
         if (prc != 0 || !s_family_ok(family)) {
             if (prc) lf_warn("engine: skipping %s", err);
-            else lf_warn("engine: skipping %s: model family %s, not sd15 or sdxl", path, family);
+            else lf_warn("engine: skipping %s: model family %s, not sd15, sdxl or flux", path, family);
+            free(name);
+            continue;
+        }
+        if (!strcmp(family, "flux") && !S_ISDIR(sb0.st_mode)) {
+            lf_warn("engine: skipping %s: a Flux transformer file needs its parts (a %s.model.json manifest, "
+                    "or ComfyUI's models/unet + models/clip + models/vae)", path, name);
+            free(name);
+            continue;
+        }
+        if (!s_t5_tokenizer_ok(path, family, NULL, 0)) {
             free(name);
             continue;
         }
@@ -454,6 +535,15 @@ static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t e
     if (s && p->vae && s_vae_path(s->models_dir, p->vae, path, sizeof path) != 0) {
         snprintf(errbuf, errlen, "vae '%.128s' is not in this worker's models/vae/", p->vae);
         return LF_ENOTFOUND;
+    }
+    /* A VAE of other latent channels than the model's family makes (Flux's
+     * 16-channel ae with an SD model, an SD VAE with Flux): refused by name. */
+    const char *fam = s && p->vae ? lf_engine_model_family(s->engine) : NULL;
+    int vch = fam ? s_file_latent_ch(path) : 0;
+    if (fam && vch && vch != s_family_latent_ch(fam)) {
+        snprintf(errbuf, errlen, "vae '%.128s' has %d latent channels; model '%.128s' (%s) takes %d", p->vae, vch,
+                 s->model, fam, s_family_latent_ch(fam));
+        return LF_EINVAL;
     }
     if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img") && strcmp(p->mode, "upscale")) {
         snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img, upscale)", p->mode);
@@ -788,6 +878,7 @@ static int s_run_jobs(void *state, const lf_runner_job_t *jobs, size_t n, const 
     /* Few-step models: the tcd sampler's gamma, explicit timesteps (checked by the gateway). */
     req.has_tcd_gamma = 1;
     req.tcd_gamma = p->tcd_gamma;
+    req.guidance = p->guidance;
     int tsteps[256];
     if (p->timesteps && *p->timesteps) {
         int n = lf_param_timesteps_parse(p->timesteps, tsteps, 256);

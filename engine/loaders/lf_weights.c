@@ -1,6 +1,7 @@
-/* lf_weights: a thin front over lf_safetensors, lf_gguf and lf_torchzip,
- * plus the dtype conversion on upload (contiguous tensors in blocks, strided
- * ones element by element, GGUF's block types through lf_quant). */
+/* lf_weights: a thin front over lf_safetensors, lf_gguf and lf_torchzip
+ * (and sharded safetensors: an index.json's shards side by side), plus the
+ * dtype conversion on upload (contiguous tensors in blocks, strided ones
+ * element by element, GGUF's block types through lf_quant). */
 #include "lf_weights.h"
 
 #include <stdbool.h>
@@ -11,6 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "lf_error.h"
 #include "lf_gguf.h"
 #include "lf_quant.h"
@@ -20,10 +23,73 @@
 
 struct lf_weights {
     char *path;
-    lf_safetensors_t *st;
+    lf_safetensors_t *st; /* a safetensors file, or a sharded set's first shard */
     lf_torchzip_t *tz;
     lf_gguf_t *gg;
+    lf_safetensors_t **shards; /* a sharded set (st == shards[0]), else NULL */
+    size_t n_shards;
 };
+
+#define S_MAX_SHARDS 256
+
+static int s_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Sharded safetensors (transformers' / diffusers' save_pretrained of a large
+ * model): <name>.safetensors.index.json's "weight_map" names, per tensor,
+ * the shard file beside it holding it. Each shard is opened (a name with a
+ * '/' or starting with '.' is refused) and every tensor of the map must be
+ * in its shard. */
+static int s_open_shards(lf_weights_t *w, const char *path, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *idx = json_load_file(path, 0, &je), *map = json_object_get(idx, "weight_map"), *v;
+    const char *key;
+    int rc = 0;
+    if (!json_is_object(map) || !json_object_size(map)) {
+        if (errlen) snprintf(err, errlen, "%s: not a safetensors index (no \"weight_map\" object)", path);
+        json_decref(idx);
+        return idx ? LF_EFORMAT : LF_EIO;
+    }
+    const char *slash = strrchr(path, '/');
+    const int dl = slash ? (int)(slash - path) : 1;
+    const char *dir = slash ? path : ".";
+    w->shards = calloc(S_MAX_SHARDS, sizeof *w->shards);
+    const char **names = calloc(S_MAX_SHARDS, sizeof *names);
+    if (!w->shards || !names) rc = LF_ENOMEM;
+    json_object_foreach(map, key, v) {
+        const char *f = json_string_value(v);
+        if (rc) break;
+        if (!f || !*f || strchr(f, '/') || f[0] == '.') {
+            if (errlen) snprintf(err, errlen, "%s: tensor %s: bad shard name", path, key);
+            rc = LF_EFORMAT;
+            break;
+        }
+        size_t i = 0;
+        while (i < w->n_shards && strcmp(names[i], f)) i++;
+        if (i == w->n_shards) {
+            if (w->n_shards == S_MAX_SHARDS) {
+                if (errlen) snprintf(err, errlen, "%s: more than %d shards", path, S_MAX_SHARDS);
+                rc = LF_ELIMIT;
+                break;
+            }
+            char sp[4096];
+            snprintf(sp, sizeof sp, "%.*s/%s", dl, dir, f);
+            rc = lf_safetensors_open(&w->shards[i], sp, err, errlen);
+            if (rc) break;
+            names[w->n_shards++] = f;
+        }
+        if (!lf_safetensors_find(w->shards[i], key)) {
+            if (errlen) snprintf(err, errlen, "%s: tensor %s is not in its shard %s", path, key, f);
+            rc = LF_EFORMAT;
+        }
+    }
+    free(names);
+    json_decref(idx);
+    if (!rc) w->st = w->shards[0];
+    return rc;
+}
 
 /* What the first bytes say: 1 safetensors (a little-endian header length,
  * then the JSON header's '{'), 0 a zip (a PyTorch checkpoint starts with a
@@ -41,6 +107,17 @@ static int s_sniff(const char *path) {
 }
 
 int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errlen) {
+    if (s_ends_with(path, ".safetensors.index.json")) {
+        lf_weights_t *w = calloc(1, sizeof *w);
+        if (!w || !(w->path = strdup(path))) {
+            free(w);
+            return LF_ENOMEM;
+        }
+        int rc = s_open_shards(w, path, err, errlen);
+        if (rc) lf_weights_destroy(&w);
+        else *out = w;
+        return rc;
+    }
     int kind = s_sniff(path);
     if (kind < 0) {
         if (errlen) snprintf(err, errlen, "%s: cannot open", path);
@@ -73,7 +150,9 @@ int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errl
 void lf_weights_destroy(lf_weights_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_weights_t *w = *self_p;
-    lf_safetensors_destroy(&w->st);
+    for (size_t i = 0; w->shards && i < S_MAX_SHARDS; i++) lf_safetensors_destroy(&w->shards[i]);
+    free(w->shards);
+    if (!w->shards) lf_safetensors_destroy(&w->st);
     lf_torchzip_destroy(&w->tz);
     lf_gguf_destroy(&w->gg);
     free(w->path);
@@ -85,16 +164,32 @@ const char *lf_weights_path(const lf_weights_t *self) { return self->path; }
 
 size_t lf_weights_count(const lf_weights_t *self) {
     if (self->gg) return lf_gguf_count(self->gg);
+    if (self->shards) {
+        size_t n = 0;
+        for (size_t i = 0; i < self->n_shards; i++) n += lf_safetensors_count(self->shards[i]);
+        return n;
+    }
     return self->st ? lf_safetensors_count(self->st) : lf_torchzip_count(self->tz);
 }
 
 const lf_tensor_info_t *lf_weights_at(const lf_weights_t *self, size_t i) {
     if (self->gg) return lf_gguf_at(self->gg, i);
+    for (size_t k = 0; self->shards && k < self->n_shards; k++) {
+        size_t n = lf_safetensors_count(self->shards[k]);
+        if (i < n) return lf_safetensors_at(self->shards[k], i);
+        i -= n;
+    }
+    if (self->shards) return NULL;
     return self->st ? lf_safetensors_at(self->st, i) : lf_torchzip_at(self->tz, i);
 }
 
 const lf_tensor_info_t *lf_weights_find(const lf_weights_t *self, const char *name) {
     if (self->gg) return lf_gguf_find(self->gg, name);
+    for (size_t k = 0; self->shards && k < self->n_shards; k++) {
+        const lf_tensor_info_t *t = lf_safetensors_find(self->shards[k], name);
+        if (t) return t;
+    }
+    if (self->shards) return NULL;
     return self->st ? lf_safetensors_find(self->st, name) : lf_torchzip_find(self->tz, name);
 }
 

@@ -20,8 +20,10 @@
 typedef struct lf_weights lf_weights_t;
 
 /* Opens path: GGUF when the file starts with "GGUF", safetensors when it
- * starts like one (8-byte header length then '{'), else a PyTorch zip. 0, or LF_EIO / LF_EFORMAT /
- * LF_EUNSUPPORTED / LF_ENOMEM with a message naming the file in err. */
+ * starts like one (8-byte header length then '{'), else a PyTorch zip; a
+ * "*.safetensors.index.json" opens the shards its weight_map names (in the
+ * index's folder) as one set of tensors (metadata: the first shard's). 0, or
+ * LF_EIO / LF_EFORMAT / LF_EUNSUPPORTED / LF_ENOMEM with a message naming the file in err. */
 int lf_weights_open(lf_weights_t **out, const char *path, char *err, size_t errlen);
 void lf_weights_destroy(lf_weights_t **self_p);
 

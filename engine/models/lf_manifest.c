@@ -58,7 +58,7 @@ int lf_manifest_is_path(const char *path) { return path && s_ends(path, LF_MANIF
 void lf_manifest_destroy(lf_manifest_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_manifest_t *m = *self_p;
-    free(m->name), free(m->path), free(m->unet), free(m->checkpoint), free(m->vae);
+    free(m->name), free(m->path), free(m->unet), free(m->checkpoint), free(m->vae), free(m->t5_tokenizer);
     for (size_t i = 0; i < m->n_text; i++) free(m->text[i]);
     free(m);
     *self_p = NULL;
@@ -295,6 +295,8 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
             rc = s_part_path(m, v, "parts.checkpoint", &m->checkpoint, err, errlen);
         } else if (!strcmp(k, "vae")) {
             rc = s_part_path(m, v, "parts.vae", &m->vae, err, errlen);
+        } else if (!strcmp(k, "t5_tokenizer")) {
+            rc = s_part_path(m, v, "parts.t5_tokenizer", &m->t5_tokenizer, err, errlen);
         } else if (!strcmp(k, "text_encoders")) {
             size_t n = json_is_array(v) ? json_array_size(v) : 1;
             if (n < 1 || n > LF_MANIFEST_MAX_TEXT)
@@ -308,7 +310,8 @@ int lf_manifest_parse(const char *text, size_t len, const char *path, lf_manifes
             }
         } else {
             rc = s_err(err, errlen, LF_EFORMAT,
-                       "%s: unknown field parts.%s (unet, checkpoint, text_encoders, vae)", path, k);
+                       "%s: unknown field parts.%s (unet, checkpoint, text_encoders, vae, t5_tokenizer)", path,
+                       k);
         }
     }
     if (!rc && !m->unet)
@@ -448,6 +451,9 @@ int lf_manifest_check(lf_manifest_t *m, char *err, size_t errlen) {
     else
         snprintf(who, sizeof who, "model %s", m->name ? m->name : m->unet);
     s_probe_t u, t, v;
+    struct stat sb;
+    if (m->t5_tokenizer && (stat(m->t5_tokenizer, &sb) != 0 || !S_ISREG(sb.st_mode)))
+        return s_err(err, errlen, LF_ENOTFOUND, "%s: parts.t5_tokenizer %s: no such file", who, m->t5_tokenizer);
     int rc = s_probe(m->unet, &u, e, sizeof e);
     if (rc) return s_err(err, errlen, rc, "%s: parts.unet: %s", who, e);
     if (!u.has_unet)

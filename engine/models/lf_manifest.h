@@ -26,7 +26,9 @@
  * VAE come from unless "text_encoders" (a path or a list of paths: encoder
  * files, checkpoints, diffusers folders) or "vae" (a VAE file, checkpoint or
  * diffusers folder) say otherwise; one of checkpoint / text_encoders and one
- * of checkpoint / vae must be there. Relative paths are relative to the
+ * of checkpoint / vae must be there. "t5_tokenizer" (Flux) names T5's
+ * tokenizer.json or spiece.model when the T5 file carries none (ComfyUI's
+ * t5xxl_*.safetensors). Relative paths are relative to the
  * manifest's folder. Unknown keys are refused (a typo must not be silently
  * ignored); errors name the manifest file and the field.
  *
@@ -96,6 +98,7 @@ typedef struct {
     char *text[LF_MANIFEST_MAX_TEXT]; /* text encoder sources, n_text of them */
     size_t n_text;
     char *vae;           /* the VAE source */
+    char *t5_tokenizer;  /* parts.t5_tokenizer (Flux): T5's tokenizer file, or NULL */
     int has_prediction;  /* 1: prediction was said (manifest or metadata) */
     lf_prediction_t prediction;
     int prediction_sample; /* 1: "sample" (x0) was said; see lf_manifest_prediction */

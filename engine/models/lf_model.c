@@ -1,6 +1,7 @@
 /* lf_model: finds the parts of a checkpoint (single file in the original
  * layout, or a diffusers folder), builds the networks and answers the
- * pipeline's calls. Family from tensor names only. */
+ * pipeline's calls. Family from tensor names only; Flux is assembled in
+ * lf_model_flux.c. */
 #include "lf_model.h"
 
 #include <jansson.h>
@@ -28,34 +29,7 @@
 #include "lf_unet.h"
 #include "lf_vae.h"
 #include "lf_weights.h"
-
-struct lf_model {
-    lf_model_desc_t desc;
-    lf_backend_t *be, *own_be;
-    lf_precision_t precision; /* the UNet's (lf_model_set_precision); f32 by default */
-    lf_pool_t *pool;
-    lf_clip_t *clip;         /* SD1.x's encoder, SDXL's CLIP ViT-L (NULL in a refiner) */
-    lf_clip_t *clip2;        /* SDXL's OpenCLIP ViT-bigG, or NULL */
-    lf_pool_t *clip2_pool;   /* its weights (pool names would clash with clip's) */
-    lf_unet_t *unet;         /* SD1.x / SDXL */
-    lf_flux_t *flux;         /* Flux */
-    lf_t5_t *t5;             /* Flux's T5 encoder, or NULL when no T5 part was given */
-    char *t5_tokenizer;      /* a diffusers folder's tokenizer_2/ file, or NULL */
-    float *flux_buf;         /* Flux denoise: packed in / out, ids, pooled, guidance */
-    size_t flux_buf_n;
-    lf_vae_t *vae;
-    lf_taesd_t *taesd;
-    lf_preview_map_t approx; /* valid when approx_rc == 1 */
-    int approx_rc;           /* 0: not fitted yet, 1: fitted, < 0: the fit's error */
-    char *tokenizer_dir;
-    lf_lora_targets_t *lora_targets; /* built on the first set_loras */
-    lf_lora_patch_t *lora;
-    lf_origin_t *origin; /* the file and tensor of every UNet and text encoder weight */
-    float *tmp;
-    size_t tmp_n;
-    float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
-    size_t text_tmp_n;
-};
+#include "lf_model_impl.h"
 
 static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -109,19 +83,19 @@ const char *lf_family_name(lf_family_t f) {
     }
 }
 
-static int s_is_dir(const char *p) {
+int lf__model_is_dir(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int s_exists(const char *p) {
+int lf__model_exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
 }
 
-static json_t *s_json_file(const char *path) {
+json_t *lf__model_json_file(const char *path) {
     json_error_t je;
-    return s_exists(path) ? json_load_file(path, 0, &je) : NULL;
+    return lf__model_exists(path) ? json_load_file(path, 0, &je) : NULL;
 }
 
 static int s_family_of(const lf_weights_t *w) {
@@ -134,7 +108,7 @@ static int s_family_of(const lf_weights_t *w) {
     return f;
 }
 
-__attribute__((format(printf, 4, 5))) static int s_err(char *err, size_t errlen, int rc,
+int lf__model_err(char *err, size_t errlen, int rc,
                                                       const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -175,17 +149,18 @@ static void s_text_maps(const lf_weights_t *w, lf_keymap_t *k1, lf_keymap_t *k2)
 
 /* Opens the first of a diffusers folder's candidate files for one part.
  * 0 with *w NULL when absent and optional. */
-static int s_open_part(const char *dir, const char *sub, const char *base, int optional,
+int lf__model_open_part(const char *dir, const char *sub, const char *base, int optional,
                        lf_weights_t **w, char *err, size_t errlen) {
     char p[4096];
-    const char *suffix[] = {".safetensors", ".fp16.safetensors"};
-    for (int j = 0; j < 2; j++) {
+    /* A large part is sharded: <base>.safetensors.index.json and its shards. */
+    const char *suffix[] = {".safetensors", ".fp16.safetensors", ".safetensors.index.json"};
+    for (int j = 0; j < 3; j++) {
         snprintf(p, sizeof p, "%s/%s/%s%s", dir, sub, base, suffix[j]);
-        if (s_exists(p)) return lf_weights_open(w, p, err, errlen);
+        if (lf__model_exists(p)) return lf_weights_open(w, p, err, errlen);
     }
     if (optional) return 0;
     snprintf(p, sizeof p, "%s/%s/%s%s", dir, sub, base, suffix[0]);
-    return s_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
+    return lf__model_err(err, errlen, LF_ENOTFOUND, "%s: file missing (diffusers folder)", p);
 }
 
 /* The UNet's key map in a single file: the original layout under
@@ -204,53 +179,36 @@ static int s_unet_map(const lf_weights_t *w, lf_keymap_t *ku, const char *path, 
     } else if (lf_weights_find(w, "conv_in.weight") && lf_keymap_has_prefix(w, "down_blocks.")) {
         return 0; /* diffusers names, no prefix */
     } else {
-        return s_err(err, errlen, LF_EFORMAT,
+        return lf__model_err(err, errlen, LF_EFORMAT,
                      "%s: no UNet tensors (model.diffusion_model.*, input_blocks.* or "
                      "down_blocks.*) in this file",
                      path);
     }
-    return lf_keymap_probe(ku) ? s_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised",
+    return lf_keymap_probe(ku) ? lf__model_err(err, errlen, LF_EFORMAT, "%s: UNet layout not recognised",
                                        path)
                                : 0;
 }
 
-/* The text encoders' sources when assembled from parts: every file and
- * config opened for them, kept until the networks are built. */
-#define S_TEXT_MAX 8
-typedef struct {
-    lf_weights_t *w[S_TEXT_MAX];
-    json_t *cfg[S_TEXT_MAX];
-    size_t nw, ncfg;
-} s_text_src_t;
-
-static void s_text_src_free(s_text_src_t *t) {
+void lf__model_text_src_free(lf_model_text_src_t *t) {
     for (size_t i = 0; i < t->nw; i++) lf_weights_destroy(&t->w[i]);
     for (size_t i = 0; i < t->ncfg; i++) json_decref(t->cfg[i]);
     t->nw = t->ncfg = 0;
 }
 
-static json_t *s_keep_cfg(s_text_src_t *t, json_t *j) {
+json_t *lf__model_keep_cfg(lf_model_text_src_t *t, json_t *j) {
     if (!j) return NULL;
-    if (t->ncfg == S_TEXT_MAX) {
+    if (t->ncfg == LF_MODEL_TEXT_MAX) {
         json_decref(j);
         return NULL;
     }
     return t->cfg[t->ncfg++] = j;
 }
 
-/* One encoder candidate: its key map, config and width. */
-typedef struct {
-    lf_keymap_t km;
-    const json_t *cfg;
-    int width;
-    const char *path;
-} s_enc_t;
-
 /* A bare encoder file's map: the tensor named "…token_embedding.weight"
  * tells the layout — "<p>embeddings.token_embedding.weight" is HF CLIP under
  * <p> (with or without "text_model."), "<p>token_embedding.weight" with
  * "<p>transformer.resblocks.0." is OpenCLIP. 0 when none. */
-static int s_enc_of_file(const lf_weights_t *w, s_enc_t *e) {
+int lf__model_enc_of_file(const lf_weights_t *w, lf_model_enc_t *e) {
     const char *te = "token_embedding.weight";
     size_t tl = strlen(te);
     for (size_t i = 0; i < lf_weights_count(w); i++) {
@@ -282,28 +240,28 @@ static int s_enc_of_file(const lf_weights_t *w, s_enc_t *e) {
  * takes one; SDXL the narrower as kt and the wider as kt2 (a refiner-style
  * single OpenCLIP goes to kt2). A wider encoder in HF layout without a
  * config is OpenCLIP bigG converted (ComfyUI's clip_g): gelu. */
-static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, lf_keymap_t *kt,
+static int s_text_parts(const lf_model_opts_t *o, int sdxl, lf_model_text_src_t *src, lf_keymap_t *kt,
                         lf_keymap_t *kt2, const json_t **jt, const json_t **jt2, char *err,
                         size_t errlen) {
-    s_enc_t enc[4];
+    lf_model_enc_t enc[4];
     int ne = 0, rc = 0;
     char p[4096];
     for (size_t i = 0; i < o->n_text_paths && !rc; i++) {
         const char *tp = o->text_paths[i];
-        if (s_is_dir(tp)) {
+        if (lf__model_is_dir(tp)) {
             static const char *const subs[2] = {"text_encoder", "text_encoder_2"};
             for (int j = 0; j < 2 && !rc; j++) {
                 lf_weights_t *w = NULL;
-                rc = s_open_part(tp, subs[j], "model", 1, &w, err, errlen);
+                rc = lf__model_open_part(tp, subs[j], "model", 1, &w, err, errlen);
                 if (rc || !w) continue;
-                if (src->nw == S_TEXT_MAX) {
+                if (src->nw == LF_MODEL_TEXT_MAX) {
                     lf_weights_destroy(&w);
-                    return s_err(err, errlen, LF_ELIMIT, "%s: too many text encoder sources", tp);
+                    return lf__model_err(err, errlen, LF_ELIMIT, "%s: too many text encoder sources", tp);
                 }
                 src->w[src->nw++] = w;
                 snprintf(p, sizeof p, "%s/%s/config.json", tp, subs[j]);
-                if (ne < 4 && s_enc_of_file(w, &enc[ne])) {
-                    enc[ne].cfg = s_keep_cfg(src, s_json_file(p));
+                if (ne < 4 && lf__model_enc_of_file(w, &enc[ne])) {
+                    enc[ne].cfg = lf__model_keep_cfg(src, lf__model_json_file(p));
                     enc[ne++].path = lf_weights_path(w);
                 }
             }
@@ -312,14 +270,14 @@ static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, l
         lf_weights_t *w = NULL;
         rc = lf_weights_open(&w, tp, err, errlen);
         if (rc) break;
-        if (src->nw == S_TEXT_MAX) {
+        if (src->nw == LF_MODEL_TEXT_MAX) {
             lf_weights_destroy(&w);
-            return s_err(err, errlen, LF_ELIMIT, "too many text encoder sources");
+            return lf__model_err(err, errlen, LF_ELIMIT, "too many text encoder sources");
         }
         src->w[src->nw++] = w;
         const char *ms = lf_weights_metadata(w, "lf.config");
         json_error_t je;
-        json_t *meta = ms ? s_keep_cfg(src, json_loads(ms, 0, &je)) : NULL;
+        json_t *meta = ms ? lf__model_keep_cfg(src, json_loads(ms, 0, &je)) : NULL;
         lf_keymap_t a = {0}, b = {0};
         int ckpt = lf_keymap_has_prefix(w, "cond_stage_model.") ||
                    lf_keymap_has_prefix(w, "conditioner.embedders.");
@@ -330,51 +288,51 @@ static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, l
             if (!ja && meta) ja = json_object_get(meta, "text");
             if (a.w && ne < 4) {
                 const lf_tensor_info_t *t = lf_keymap_find(&a, "embeddings.token_embedding.weight");
-                enc[ne] = (s_enc_t){.km = a, .cfg = ja, .width = t ? (int)t->shape[1] : 0,
+                enc[ne] = (lf_model_enc_t){.km = a, .cfg = ja, .width = t ? (int)t->shape[1] : 0,
                                     .path = tp};
                 ne++;
             }
             if (b.w && ne < 4) {
                 const lf_tensor_info_t *t = lf_keymap_find(&b, "embeddings.token_embedding.weight");
-                enc[ne] = (s_enc_t){.km = b,
+                enc[ne] = (lf_model_enc_t){.km = b,
                                     .cfg = meta ? json_object_get(meta, "text_encoder_2") : NULL,
                                     .width = t ? (int)t->shape[1] : 0, .path = tp};
                 ne++;
             }
-        } else if (ne < 4 && s_enc_of_file(w, &enc[ne])) {
+        } else if (ne < 4 && lf__model_enc_of_file(w, &enc[ne])) {
             const json_t *c = meta ? json_object_get(meta, "text_encoder") : NULL;
             enc[ne].cfg = c ? c : meta;
             enc[ne++].path = tp;
         } else {
-            rc = s_err(err, errlen, LF_EFORMAT,
+            rc = lf__model_err(err, errlen, LF_EFORMAT,
                        "%s: no text encoder in this file (no *token_embedding.weight)", tp);
         }
     }
     if (rc) return rc;
     if (ne == 0)
-        return s_err(err, errlen, LF_ENOTFOUND, "%s: no text encoder in the text parts",
+        return lf__model_err(err, errlen, LF_ENOTFOUND, "%s: no text encoder in the text parts",
                      o->n_text_paths ? o->text_paths[0] : "(none)");
     if (!sdxl) {
         if (ne != 1)
-            return s_err(err, errlen, LF_EFORMAT,
+            return lf__model_err(err, errlen, LF_EFORMAT,
                          "%s: an SD1.x/2.x UNet takes one text encoder; the text parts hold %d",
                          enc[0].path, ne);
         *kt = enc[0].km, *jt = enc[0].cfg;
         return 0;
     }
     if (ne > 2)
-        return s_err(err, errlen, LF_EFORMAT,
+        return lf__model_err(err, errlen, LF_EFORMAT,
                      "%s: an SDXL UNet takes two text encoders; the text parts hold %d",
                      enc[0].path, ne);
     int wide = ne == 2 && enc[1].width > enc[0].width ? 1 : 0;
     if (ne == 1 && enc[0].km.kind != LF_KEYMAP_OPENCLIP)
-        return s_err(err, errlen, LF_ENOTFOUND,
+        return lf__model_err(err, errlen, LF_ENOTFOUND,
                      "%s: an SDXL UNet needs both text encoders (CLIP ViT-L and OpenCLIP "
                      "ViT-bigG); the text parts hold one",
                      enc[0].path);
     *kt2 = enc[wide].km, *jt2 = enc[wide].cfg;
     if (!*jt2 && kt2->kind != LF_KEYMAP_OPENCLIP)
-        *jt2 = s_keep_cfg(src, json_pack("{s:s}", "hidden_act", "gelu"));
+        *jt2 = lf__model_keep_cfg(src, json_pack("{s:s}", "hidden_act", "gelu"));
     if (ne == 2) *kt = enc[1 - wide].km, *jt = enc[1 - wide].cfg;
     return 0;
 }
@@ -383,226 +341,36 @@ static int s_text_parts(const lf_model_opts_t *o, int sdxl, s_text_src_t *src, l
  * its config.json, or a VAE file or checkpoint with its lf.config "vae"
  * (else defaults); its key map probed. *meta: the JSON to free (NULL when
  * none); *jv: the VAE's config in it (borrowed). */
-static int s_vae_part(const char *path, lf_weights_t **w, lf_keymap_t *kv, json_t **meta,
+int lf__model_vae_part(const char *path, lf_weights_t **w, lf_keymap_t *kv, json_t **meta,
                       const json_t **jv, char *err, size_t errlen) {
-    const int dir = s_is_dir(path);
-    int rc = dir ? s_open_part(path, "vae", "diffusion_pytorch_model", 0, w, err, errlen)
+    const int dir = lf__model_is_dir(path);
+    int rc = dir ? lf__model_open_part(path, "vae", "diffusion_pytorch_model", 0, w, err, errlen)
                  : lf_weights_open(w, path, err, errlen);
     if (rc) return rc;
     if (dir) {
         char p[4096];
         snprintf(p, sizeof p, "%s/vae/config.json", path);
-        *jv = *meta = s_json_file(p);
+        *jv = *meta = lf__model_json_file(p);
     } else {
         const char *ms = lf_weights_metadata(*w, "lf.config");
         json_error_t je;
         *meta = ms ? json_loads(ms, 0, &je) : NULL;
         *jv = *meta ? json_object_get(*meta, "vae") : NULL;
     }
-    return lf_keymap_probe_vae(kv, *w) ? s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path)
+    return lf_keymap_probe_vae(kv, *w) ? lf__model_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path)
                                        : 0;
-}
-
-/* ---- Flux ---------------------------------------------------------------- */
-
-/* The Flux text parts: CLIP-L (its pooled output) into *kc / *jc, the T5
- * encoder (HF names under any prefix, or a GGUF file's) into *kt5. */
-static int s_flux_text(const lf_model_opts_t *o, s_text_src_t *src, lf_keymap_t *kc,
-                       const json_t **jc, lf_keymap_t *kt5, char *err, size_t errlen) {
-    for (size_t i = 0; i < o->n_text_paths; i++) {
-        const char *tp = o->text_paths[i];
-        lf_weights_t *w = NULL;
-        int rc = src->nw == S_TEXT_MAX ? s_err(err, errlen, LF_ELIMIT, "too many text encoder sources")
-                                       : lf_weights_open(&w, tp, err, errlen);
-        if (rc) return rc;
-        src->w[src->nw++] = w;
-        s_enc_t e;
-        lf_keymap_t k5;
-        if (!kt5->w && lf_t5_keymap(&k5, w) == 0) {
-            *kt5 = k5;
-        } else if (s_enc_of_file(w, &e) && e.km.kind != LF_KEYMAP_OPENCLIP && !kc->w) {
-            const char *ms = lf_weights_metadata(w, "lf.config");
-            json_error_t je;
-            json_t *meta = ms ? s_keep_cfg(src, json_loads(ms, 0, &je)) : NULL;
-            const json_t *c = meta ? json_object_get(meta, "text_encoder") : NULL;
-            *kc = e.km, *jc = c ? c : meta;
-        } else {
-            return s_err(err, errlen, LF_EFORMAT,
-                         "%s: not a text encoder Flux takes (CLIP-L with HF names, or one T5)", tp);
-        }
-    }
-    return 0;
-}
-
-/* A diffusers folder's T5 tokenizer (tokenizer_2/tokenizer.json, else its
- * spiece.model), or NULL. */
-static char *s_t5_tokenizer_of(const char *path) {
-    static const char *const files[2] = {"tokenizer_2/tokenizer.json", "tokenizer_2/spiece.model"};
-    char p[4096];
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", path, files[i]);
-        if (s_exists(p)) return strdup(p);
-    }
-    return NULL;
 }
 
 /* 0 when opts ask for no quantize-on-load or for a storage block type
  * (Q8_K, ggml's activation type, is not one). */
-static int s_quant_ok(const lf_model_opts_t *o, char *err, size_t errlen) {
+int lf__model_quant_ok(const lf_model_opts_t *o, char *err, size_t errlen) {
     if (!o->weight_quant ||
         (lf_type_is_quant((lf_type_t)o->weight_quant) && o->weight_quant != LF_TYPE_Q8_K &&
          lf_quant_can_quantize((lf_quant_type_t)(o->weight_quant - LF_TYPE_Q4_0))))
         return 0;
-    return s_err(err, errlen, LF_EUNSUPPORTED,
+    return lf__model_err(err, errlen, LF_EUNSUPPORTED,
                  "weights %s: no quantizer for it (q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0)",
                  lf_type_name((lf_type_t)o->weight_quant));
-}
-
-/* Assembles a Flux model: the transformer from wt (a file: BFL names with or
- * without model.diffusion_model., or diffusers names; meta its lf.config)
- * or from the diffusers folder at path (wt NULL), CLIP-L and the VAE from
- * the folder or from opts' parts. */
-static int s_load_flux(lf_model_t *m, const char *path, lf_weights_t *wt, const json_t *meta,
-                       const lf_model_opts_t *o, char *err, size_t errlen) {
-    lf_weights_t *wd = NULL, *wc = NULL, *wv = NULL, *w5 = NULL;
-    json_t *own[5] = {0}; /* transformer, text encoder, vae, scheduler, T5 configs of a folder */
-    const json_t *jf = meta ? json_object_get(meta, "transformer") : NULL, *jc = NULL,
-                 *jv = NULL, *js = NULL, *j5 = NULL;
-    lf_keymap_t kf = {0}, kc = {0}, kv = {0}, k5 = {0};
-    s_text_src_t tsrc = {0};
-    int rc = 0;
-    char p[4096];
-    if (!wt) { /* diffusers folder */
-        rc = s_open_part(path, "transformer", "diffusion_pytorch_model", 0, &wd, err, errlen);
-        if (!rc) rc = s_open_part(path, "text_encoder", "model", 1, &wc, err, errlen);
-        if (!rc && !o->vae_path) rc = s_open_part(path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen);
-        if (!rc) rc = s_open_part(path, "text_encoder_2", "model", 1, &w5, err, errlen);
-        if (!rc && w5 && lf_t5_keymap(&k5, w5))
-            rc = s_err(err, errlen, LF_EFORMAT, "%s: no T5 encoder in text_encoder_2/", path);
-        static const char *const cfgs[5] = {"transformer/config.json", "text_encoder/config.json",
-                                            "vae/config.json", "scheduler/scheduler_config.json",
-                                            "text_encoder_2/config.json"};
-        for (int i = 0; i < 5; i++) {
-            snprintf(p, sizeof p, "%s/%s", path, cfgs[i]);
-            own[i] = s_json_file(p);
-        }
-        snprintf(p, sizeof p, "%s/tokenizer", path);
-        if (s_is_dir(p)) m->tokenizer_dir = strdup(p);
-        m->t5_tokenizer = s_t5_tokenizer_of(path);
-        jf = own[0], jc = own[1], jv = own[2], js = own[3], j5 = own[4];
-        wt = wd;
-        if (wc) {
-            kc.w = wc;
-            strcpy(kc.prefix, lf_keymap_has_prefix(wc, "text_model.") ? "text_model." : "");
-        }
-        if (wv) kv.w = wv;
-    }
-    if (!rc) {
-        kf.w = wt;
-        if (lf_keymap_has_prefix(wt, "model.diffusion_model.")) strcpy(kf.prefix, "model.diffusion_model.");
-    }
-    if (!rc && o->n_text_paths) {
-        kc = (lf_keymap_t){0}, jc = NULL, k5 = (lf_keymap_t){0}, j5 = NULL;
-        rc = s_flux_text(o, &tsrc, &kc, &jc, &k5, err, errlen);
-    }
-    if (!rc && !kc.w)
-        rc = s_err(err, errlen, LF_ENOTFOUND,
-                   "%s: a Flux transformer needs CLIP-L as a text part (models/clip/clip_l.safetensors, "
-                   "a manifest's text_encoders)", path);
-    if (!rc && o->vae_path) { /* a folder's own vae/ is only opened without one */
-        json_decref(own[2]);
-        own[2] = NULL, jv = NULL;
-        rc = s_vae_part(o->vae_path, &wv, &kv, &own[2], &jv, err, errlen);
-    } else if (!rc && wv && lf_keymap_probe_vae(&kv, wv)) {
-        rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", lf_weights_path(wv));
-    }
-    if (!rc && !wv)
-        rc = s_err(err, errlen, LF_ENOTFOUND,
-                   "%s: a Flux transformer needs its VAE as a part (models/vae/ae.safetensors, a "
-                   "manifest's vae)", path);
-    const int type = o->weight_type;
-    if (!rc) rc = s_quant_ok(o, err, errlen);
-    if (!rc) rc = lf_flux_new(&m->flux, &kf, jf, m->be, m->pool,
-                              o->weight_quant ? o->weight_quant : type, err, errlen);
-    if (!rc) rc = lf_clip_new(&m->clip, &kc, jc, m->be, m->pool, type, err, errlen);
-    if (!rc && k5.w) rc = lf_t5_new(&m->t5, &k5, j5, m->be, m->pool, type, err, errlen);
-    if (!rc) rc = lf_vae_new(&m->vae, &kv, jv, m->be, m->pool, LF_TYPE_F32, "vae.", err, errlen);
-    if (!rc && o->taesd_path) rc = lf_taesd_new(&m->taesd, o->taesd_path, m->be, m->pool, err, errlen);
-    if (!rc) {
-        lf_model_desc_t *d = &m->desc;
-        const lf_flux_config_t *fc = lf_flux_config(m->flux);
-        const lf_vae_config_t *vc = lf_vae_config(m->vae);
-        const lf_clip_config_t *cc = lf_clip_config(m->clip);
-        d->family = LF_FAMILY_FLUX;
-        d->prediction = LF_PRED_FLOW;
-        d->latent_channels = vc->latent_ch;
-        d->vae_scale = lf_vae_scale(m->vae);
-        /* Flux's VAE factors unless the VAE's config says otherwise. */
-        d->scaling_factor = json_is_number(jv ? json_object_get(jv, "scaling_factor") : NULL)
-                                ? vc->scaling_factor : 0.3611f;
-        d->shift_factor = json_is_number(jv ? json_object_get(jv, "shift_factor") : NULL)
-                              ? vc->shift_factor : 0.1159f;
-        d->text_dim = fc->txt_dim;
-        d->text_tokens = fc->guidance ? 512 : 256; /* T5 tokens: dev 512, schnell 256 */
-        d->pooled_dim = cc->proj_dim ? cc->proj_dim : cc->hidden;
-        d->guidance_embed = fc->guidance;
-        /* diffusers' scheduler config when there is one, else dev: dynamic, schnell: shift 1. */
-        const json_t *dyn = js ? json_object_get(js, "use_dynamic_shifting") : NULL;
-        d->flow_dynamic = json_is_boolean(dyn) ? json_is_true(dyn) : fc->guidance;
-        d->flow_shift = (float)lf__json_num(js, "shift", 1.0);
-        d->has_preview = 1;
-        d->preview = m->taesd ? LF_PREVIEW_TAESD : LF_PREVIEW_APPROX;
-        d->tokenizer_dir = m->tokenizer_dir;
-        d->t5_tokenizer = m->t5_tokenizer;
-        if (fc->in_ch != 4 * vc->latent_ch || fc->out_ch != fc->in_ch)
-            rc = s_err(err, errlen, LF_EFORMAT,
-                       "%s: VAE latent channels %d do not match the Flux transformer's %d packed "
-                       "channels (4 per latent channel)", path, vc->latent_ch, fc->in_ch);
-        else if (d->pooled_dim != fc->vec_dim)
-            rc = s_err(err, errlen, LF_EFORMAT,
-                       "%s: CLIP's pooled width %d does not match the Flux transformer's %d",
-                       lf_weights_path(kc.w), d->pooled_dim, fc->vec_dim);
-        else if (m->t5 && lf_t5_config(m->t5)->d_model != fc->txt_dim)
-            rc = s_err(err, errlen, LF_EFORMAT,
-                       "%s: T5's width %d does not match the Flux transformer's text width %d",
-                       lf_weights_path(k5.w), lf_t5_config(m->t5)->d_model, fc->txt_dim);
-        if (!rc && !m->t5)
-            lf_warn("engine: %s: no T5 text encoder among the parts (models/clip/t5xxl_*)", path);
-    }
-    lf_weights_destroy(&wd);
-    lf_weights_destroy(&wc);
-    lf_weights_destroy(&wv);
-    lf_weights_destroy(&w5);
-    s_text_src_free(&tsrc);
-    for (int i = 0; i < 5; i++) json_decref(own[i]);
-    return rc;
-}
-
-/* Flux: pack, run the transformer, unpack. vec = [pooled, guidance]. */
-static int s_denoise_flux(lf_model_t *m, const float *x, int batch, int h, int w, const float *t,
-                          const float *cond, int cond_len, const float *vec, float *out) {
-    const lf_model_desc_t *d = &m->desc;
-    if (!vec || h < 2 || w < 2 || h % 2 || w % 2 || batch < 1 || cond_len < 1) return LF_EINVAL;
-    const int C = d->latent_channels, P = d->pooled_dim, G = d->guidance_embed;
-    const size_t n = (size_t)batch * C * h * w, ni = (size_t)(h / 2) * (w / 2);
-    const size_t need = 2 * n + 3 * ni + (size_t)batch * (P + 1);
-    if (m->flux_buf_n < need) {
-        float *b = realloc(m->flux_buf, need * sizeof *b);
-        if (!b) return LF_ENOMEM;
-        m->flux_buf = b, m->flux_buf_n = need;
-    }
-    float *pin = m->flux_buf, *pout = pin + n, *ids = pout + n, *pooled = ids + 3 * ni,
-          *gd = pooled + (size_t)batch * P;
-    for (int b = 0; b < batch; b++) {
-        memcpy(pooled + (size_t)b * P, vec + (size_t)b * (P + G), (size_t)P * sizeof *pooled);
-        gd[b] = G ? vec[(size_t)b * (P + G) + P] : 0.0f;
-    }
-    lf_flux_pack(x, batch, C, h, w, pin);
-    lf_flux_image_ids(h, w, ids);
-    int rc = lf_flux_forward(m->flux, batch, (int)ni, cond_len, pin, cond, pooled, t, G ? gd : NULL,
-                             ids, NULL, pout);
-    if (!rc) lf_flux_unpack(pout, batch, C, h, w, out);
-    return rc;
 }
 
 int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **out, char *err,
@@ -627,32 +395,32 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     char p[4096];
     lf_keymap_t ku = {0}, kt = {0}, kt2 = {0}, kv = {0};
     snprintf(p, sizeof p, "%s/transformer", path);
-    if (s_is_dir(path) && s_is_dir(p)) { /* a diffusers Flux folder */
-        rc = s_load_flux(m, path, NULL, NULL, opts, err, errlen);
+    if (lf__model_is_dir(path) && lf__model_is_dir(p)) { /* a diffusers Flux folder */
+        rc = lf__model_load_flux(m, path, NULL, NULL, opts, err, errlen);
         goto flux_done;
     }
-    if (s_is_dir(path)) {
+    if (lf__model_is_dir(path)) {
         /* diffusers folder: unet/ and vae/, text_encoder/ and (SDXL)
          * text_encoder_2/ (the refiner has only the second). */
-        rc = s_open_part(path, "unet", "diffusion_pytorch_model", 0, &wu, err, errlen);
-        if (!rc) rc = s_open_part(path, "text_encoder", "model", 1, &wt, err, errlen);
-        if (!rc) rc = s_open_part(path, "text_encoder_2", "model", 1, &wt2, err, errlen);
-        if (!rc) rc = s_open_part(path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen);
+        rc = lf__model_open_part(path, "unet", "diffusion_pytorch_model", 0, &wu, err, errlen);
+        if (!rc) rc = lf__model_open_part(path, "text_encoder", "model", 1, &wt, err, errlen);
+        if (!rc) rc = lf__model_open_part(path, "text_encoder_2", "model", 1, &wt2, err, errlen);
+        if (!rc) rc = lf__model_open_part(path, "vae", "diffusion_pytorch_model", 0, &wv, err, errlen);
         if (!rc && !wt && !wt2)
-            rc = s_err(err, errlen, LF_ENOTFOUND,
+            rc = lf__model_err(err, errlen, LF_ENOTFOUND,
                        "%s/text_encoder/model.safetensors: file missing (diffusers folder)", path);
         snprintf(p, sizeof p, "%s/unet/config.json", path);
-        cu = s_json_file(p);
+        cu = lf__model_json_file(p);
         snprintf(p, sizeof p, "%s/text_encoder/config.json", path);
-        ct = s_json_file(p);
+        ct = lf__model_json_file(p);
         snprintf(p, sizeof p, "%s/text_encoder_2/config.json", path);
-        ct2 = s_json_file(p);
+        ct2 = lf__model_json_file(p);
         snprintf(p, sizeof p, "%s/vae/config.json", path);
-        cv = s_json_file(p);
+        cv = lf__model_json_file(p);
         snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", path);
-        cs = s_json_file(p);
+        cs = lf__model_json_file(p);
         snprintf(p, sizeof p, "%s/tokenizer", path);
-        if (s_is_dir(p)) m->tokenizer_dir = strdup(p);
+        if (lf__model_is_dir(p)) m->tokenizer_dir = strdup(p);
         ju = cu, jt = ct, jt2 = ct2, jv = cv;
         if (!rc) {
             ku.w = wu, kv.w = wv;
@@ -673,7 +441,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             meta = json_loads(ms, 0, &je);
         }
         if (!rc && s_family_of(wu) == LF_FAMILY_FLUX) {
-            rc = s_load_flux(m, path, wu, meta, opts, err, errlen);
+            rc = lf__model_load_flux(m, path, wu, meta, opts, err, errlen);
             lf_weights_destroy(&wu);
             json_decref(meta);
             goto flux_done;
@@ -692,13 +460,13 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             /* A UNet alone needs its text encoders from elsewhere. */
             if (!rc && !opts->n_text_paths && !lf_keymap_has_prefix(wu, "cond_stage_model.") &&
                 !lf_keymap_has_prefix(wu, "conditioner.embedders."))
-                rc = s_err(err, errlen, LF_ENOTFOUND,
+                rc = lf__model_err(err, errlen, LF_ENOTFOUND,
                            "%s: a UNet without text encoders: give them as a part (a manifest's "
                            "text_encoders, models/clip/)",
                            path);
         }
     }
-    s_text_src_t tsrc = {0};
+    lf_model_text_src_t tsrc = {0};
     if (!rc && opts->n_text_paths) {
         kt = (lf_keymap_t){0}, kt2 = (lf_keymap_t){0};
         jt = jt2 = NULL;
@@ -716,19 +484,19 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     }
     const int sdxl = m->desc.family == LF_FAMILY_SDXL;
     if (!rc && opts->vae_path) {
-        rc = s_vae_part(opts->vae_path, &wov, &kv, &vmeta, &jv, err, errlen);
+        rc = lf__model_vae_part(opts->vae_path, &wov, &kv, &vmeta, &jv, err, errlen);
     } else if (!rc && !wv) {
         if (!lf_keymap_has_prefix(wu, "first_stage_model.") &&
             !lf_keymap_has_prefix(wu, "decoder.up") && !lf_keymap_has_prefix(wu, "vae.decoder."))
-            rc = s_err(err, errlen, LF_ENOTFOUND,
+            rc = lf__model_err(err, errlen, LF_ENOTFOUND,
                        "%s: no VAE in this file: give one as a part (a manifest's vae, "
                        "models/vae/)",
                        path);
         else if (lf_keymap_probe_vae(&kv, wu))
-            rc = s_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
+            rc = lf__model_err(err, errlen, LF_EFORMAT, "%s: VAE layout not recognised", path);
     }
     int type = opts->weight_type;
-    if (!rc) rc = s_quant_ok(opts, err, errlen);
+    if (!rc) rc = lf__model_quant_ok(opts, err, errlen);
     /* Where the weights a LoRA may touch came from: restored from there. */
     if (!rc && !(m->origin = lf_origin_new())) rc = LF_ENOMEM;
     ku.origin = kt.origin = kt2.origin = m->origin;
@@ -750,7 +518,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     if (!rc && opts->taesd_path)
         rc = lf_taesd_new(&m->taesd, opts->taesd_path, m->be, m->pool, err, errlen);
     if (!rc && sdxl && !m->clip2)
-        rc = s_err(err, errlen, LF_ENOTFOUND,
+        rc = lf__model_err(err, errlen, LF_ENOTFOUND,
                    "%s: SDXL checkpoint without its OpenCLIP text encoder "
                    "(conditioner.embedders.N.model.* / text_encoder_2/)",
                    path);
@@ -826,7 +594,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
         lf_warn("model: %s: LoRA restores will keep copies", oerr);
         lf_origin_destroy(&m->origin);
     }
-    s_text_src_free(&tsrc);
+    lf__model_text_src_free(&tsrc);
     json_decref(meta), json_decref(vmeta), json_decref(cu), json_decref(ct), json_decref(ct2),
         json_decref(cv), json_decref(cs);
 flux_done:
@@ -906,37 +674,10 @@ static int s_encode_sdxl(lf_model_t *m, const int32_t *ids, const float *weights
     return rc;
 }
 
-/* Flux: CLIP-L's pooled output per chunk (its hidden states are not used). */
-static int s_encode_flux_pooled(lf_model_t *m, const int32_t *ids, int n, float *pooled) {
-    const int T = 77 /* CLIP's context */, H = lf_clip_config(m->clip)->hidden;
-    const size_t need = (size_t)T * H;
-    if (!pooled) return LF_EINVAL;
-    if (m->text_tmp_n < need) {
-        float *b = realloc(m->text_tmp, need * sizeof *b);
-        if (!b) return LF_ENOMEM;
-        m->text_tmp = b, m->text_tmp_n = need;
-    }
-    int rc = 0;
-    for (int c = 0; c < n && !rc; c++)
-        rc = lf_clip_encode_ex(m->clip, ids + (size_t)c * T, NULL, 1, T, 1, 1, m->text_tmp,
-                               pooled + (size_t)c * m->desc.pooled_dim);
-    return rc;
-}
-
-int lf_model_encode_t5(lf_model_t *self, const int32_t *ids, size_t n, float *out) {
-    if (!self || !ids || !out || n < 1 || n > 1024) return LF_EINVAL;
-    if (!self->t5) return LF_EUNSUPPORTED;
-    const int T = self->desc.text_tokens;
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = lf_t5_encode(self->t5, ids + i * T, T, out + i * (size_t)T * self->desc.text_dim);
-    return rc;
-}
-
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
                          size_t n_chunks, int clip_skip, float *out, float *pooled) {
     if (!self || !ids || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
-    if (self->flux) return s_encode_flux_pooled(self, ids, (int)n_chunks, pooled);
+    if (self->flux) return lf__model_encode_flux_pooled(self, ids, (int)n_chunks, pooled);
     if (!out) return LF_EINVAL;
     if (self->desc.family == LF_FAMILY_SDXL)
         return s_encode_sdxl(self, ids, weights, (int)n_chunks, clip_skip, out, pooled);
@@ -947,7 +688,7 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
-    if (self->flux) return s_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
+    if (self->flux) return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
@@ -961,7 +702,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
                             const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (self->flux) /* step caching is the UNet's for now */
-        return s_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
+        return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
@@ -1010,7 +751,7 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
 /* Builds the model's LoRA layer table and patch on first use. */
 static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
     if (!self->unet)
-        return s_err(err, errlen, LF_EUNSUPPORTED, "LoRAs on a %s model are not supported yet",
+        return lf__model_err(err, errlen, LF_EUNSUPPORTED, "LoRAs on a %s model are not supported yet",
                      lf_family_name(self->desc.family));
     if (!self->lora) {
         /* The layers a LoRA may touch, from this model's own configs. */
@@ -1034,14 +775,14 @@ static int s_lora_init(lf_model_t *self, char *err, size_t errlen) {
         char *end = NULL;
         double mb = keep && *keep ? strtod(keep, &end) : LF_LORA_KEEP_MB_DEFAULT;
         if (keep && *keep && (*end || !(mb >= 0)))
-            rc = s_err(err, errlen, LF_EINVAL, "LF_LORA_KEEP_MB=%s: not a number of MB >= 0", keep);
+            rc = lf__model_err(err, errlen, LF_EINVAL, "LF_LORA_KEEP_MB=%s: not a number of MB >= 0", keep);
         size_t kb = mb >= 1e12 ? SIZE_MAX : (size_t)(mb * 1048576.0);
         if (p && !rc && lf_origin_count(self->origin))
             rc = lf_lora_patch_set_origin(p, self->origin, kb);
         if (rc) lf_lora_patch_destroy(&p);
         if (!p) {
             lf_lora_targets_destroy(&t);
-            return s_err(err, errlen, rc ? rc : LF_ENOMEM, "cannot list the model's LoRA layers: %s",
+            return lf__model_err(err, errlen, rc ? rc : LF_ENOMEM, "cannot list the model's LoRA layers: %s",
                          lf_strerror(rc ? rc : LF_ENOMEM));
         }
         self->lora_targets = t;
@@ -1249,9 +990,11 @@ int lf_model_preview(lf_model_t *self, const float *z, int h, int w, uint8_t *rg
             if (!t) return LF_ENOMEM;
             self->tmp = t, self->tmp_n = n;
         }
-        /* TAESD takes the diffusion model's (scaled) latents. */
+        /* TAESD takes the diffusion model's latents: (z - shift) * scale
+         * (ComfyUI's process_in; TAEF1 the same with Flux's shift). */
         const size_t nz = (size_t)self->desc.latent_channels * h * w;
-        for (size_t i = 0; i < nz; i++) self->tmp[n - nz + i] = z[i] * self->desc.scaling_factor;
+        for (size_t i = 0; i < nz; i++)
+            self->tmp[n - nz + i] = (z[i] - self->desc.shift_factor) * self->desc.scaling_factor;
         int rc = lf_taesd_decode(self->taesd, self->tmp + (n - nz), h, w, self->tmp);
         if (rc) return rc;
         const size_t plane = (size_t)h * s * w * s;

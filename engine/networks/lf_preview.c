@@ -170,3 +170,29 @@ int lf_preview_apply(const lf_preview_map_t *map, const float *z, int h, int w, 
     }
     return 0;
 }
+
+const float lf_preview_flux_factors[16][3] = {
+    {-0.0346f, 0.0244f, 0.0681f},  {0.0034f, 0.0210f, 0.0687f},   {0.0275f, -0.0668f, -0.0433f},
+    {-0.0174f, 0.0160f, 0.0617f},  {0.0859f, 0.0721f, 0.0329f},   {0.0004f, 0.0383f, 0.0115f},
+    {0.0405f, 0.0861f, 0.0915f},   {-0.0236f, -0.0185f, -0.0259f}, {-0.0245f, 0.0250f, 0.1180f},
+    {0.1008f, 0.0755f, -0.0421f},  {-0.0515f, 0.0201f, 0.0011f},  {0.0428f, -0.0012f, -0.0036f},
+    {0.0817f, 0.0765f, 0.0749f},   {-0.1264f, -0.0522f, -0.1103f}, {-0.0280f, -0.0881f, -0.0499f},
+    {-0.1262f, -0.0982f, -0.0778f}};
+const float lf_preview_flux_bias[3] = {-0.0329f, -0.0718f, -0.0851f};
+
+int lf_preview_map_affine(const float *factors, const float *bias, int channels, float scale,
+                          float shift, lf_preview_map_t *out)
+{
+    if (!factors || !bias || !out || channels < 1 || channels > LF_PREVIEW_MAX_CHANNELS) return LF_EINVAL;
+    lf_preview_map_t m = {.channels = channels};
+    for (int k = 0; k < 3; k++) {
+        double b = bias[k];
+        for (int c = 0; c < channels; c++) {
+            m.a[k][c] = factors[c * 3 + k] * scale;
+            b -= (double)factors[c * 3 + k] * scale * shift;
+        }
+        m.b[k] = (float)b;
+    }
+    *out = m;
+    return 0;
+}

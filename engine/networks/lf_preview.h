@@ -11,6 +11,10 @@
  * (lf_preview_block_mean) and feeds the pairs to an lf_preview_fit_t; this
  * module knows nothing of networks.
  *
+ * The one exception is Flux with BFL's own ae: ComfyUI's projection for
+ * it (lf_preview_flux_factors) is folded into a map (lf_preview_map_affine),
+ * which spares the fit's VAE encode and decode on that large VAE.
+ *
  * Pure: buffers and plain structs only, no allocation, no I/O.
  * Threading: no shared state; a fitted lf_preview_map_t is plain data that
  * any number of threads may read. Ownership: every buffer is the caller's. */
@@ -46,6 +50,17 @@ typedef struct {
     double szz[LF_PREVIEW_MAX_CHANNELS][LF_PREVIEW_MAX_CHANNELS]; /* sum z z^T */
     double szr[LF_PREVIEW_MAX_CHANNELS][3];                      /* sum z rgb^T */
 } lf_preview_fit_t;
+
+/* A map from a published projection instead of a fit: factors [C][3] and
+ * bias [3] act on the diffusion model's latent (z - shift) * scale (as
+ * ComfyUI's latent_rgb_factors and latent_rgb_factors_bias do), folded into
+ * a map of the VAE's own latent z. 0, or LF_EINVAL (C out of range, NULL). */
+int lf_preview_map_affine(const float *factors, const float *bias, int channels, float scale,
+                          float shift, lf_preview_map_t *out);
+/* ComfyUI's Flux projection (comfy/latent_formats.py, class Flux): 16 x 3
+ * factors and 3 biases on the model's latent (scale 0.3611, shift 0.1159). */
+extern const float lf_preview_flux_factors[16][3];
+extern const float lf_preview_flux_bias[3];
 
 /* Starts an empty fit for C latent channels. Returns 0 or LF_EINVAL (C out
  * of 1..LF_PREVIEW_MAX_CHANNELS). */

@@ -619,15 +619,15 @@ static void s_to_rgb8(const float *img, size_t W, size_t H, uint8_t *rgb)
  * conditioning, where A1111 writes it: after "Denoising strength", i.e.
  * before the parameters line's "Clip skip" or else "RNG" item (both come
  * after it in the table's order). */
-static int s_infotext_cmw(char **info, double w)
+/* Inserts add into the parameters line before the first of the keys
+ * before[] it has (", Key: "), else at its end. */
+static int s_infotext_insert(char **info, const char *const *before, size_t nb, const char *add)
 {
     const char *line = strrchr(*info, '\n');
     line = line ? line + 1 : *info;
-    const char *at = strstr(line, ", Clip skip: ");
-    if (!at) at = strstr(line, ", RNG: ");
+    const char *at = NULL;
+    for (size_t i = 0; !at && i < nb; i++) at = strstr(line, before[i]);
     if (!at) at = *info + strlen(*info);
-    char add[64];
-    snprintf(add, sizeof add, ", Conditional mask weight: %g", w);
     size_t pos = (size_t)(at - *info), n = strlen(*info), k = strlen(add);
     char *t = malloc(n + k + 1);
     if (!t) return LF_ENOMEM;
@@ -639,16 +639,34 @@ static int s_infotext_cmw(char **info, double w)
     return 0;
 }
 
+static int s_infotext_cmw(char **info, double w)
+{
+    static const char *const before[] = {", Clip skip: ", ", RNG: "};
+    char add[64];
+    snprintf(add, sizeof add, ", Conditional mask weight: %g", w);
+    return s_infotext_insert(info, before, 2, add);
+}
+
+/* Forge's "Distilled CFG Scale" of a Flux dev model, after "CFG scale". */
+static int s_infotext_guidance(char **info, double g)
+{
+    static const char *const before[] = {", Seed: "};
+    char add[64];
+    snprintf(add, sizeof add, ", Distilled CFG Scale: %g", g);
+    return s_infotext_insert(info, before, 1, add);
+}
+
 /* rgb is W x H (the output's size: the init image's for "only masked");
  * cmw: the inpainting conditioning's mask weight, NAN when the model takes
- * none. */
+ * none; guidance: Flux dev's, NAN when the model takes none. */
 static int s_encode_png(const lf_pipeline_request_t *req, const char *model_name, const char *vae_name,
-                        const char *refiner_name, double cmw, int index, const uint8_t *rgb, size_t W, size_t H,
-                        lf_pipeline_image_t *out, char *err, size_t errlen)
+                        const char *refiner_name, double cmw, double guidance, int index, const uint8_t *rgb,
+                        size_t W, size_t H, lf_pipeline_image_t *out, char *err, size_t errlen)
 {
     char *info = NULL;
     int rc = s_infotext(req, model_name, vae_name, index, &info);
     if (rc == 0 && !isnan(cmw)) rc = s_infotext_cmw(&info, cmw);
+    if (rc == 0 && !isnan(guidance)) rc = s_infotext_guidance(&info, guidance);
     if (rc == 0 && refiner_name) rc = s_infotext_refiner(&info, refiner_name, req->refiner_switch_at);
     if (rc != 0) {
         free(info);
@@ -1396,7 +1414,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
         int row = 0, index = b;
         while (req.n_rows && index >= s_row_req(&req, row).batch) index -= s_row_req(&req, row++).batch;
         const lf_pipeline_request_t rb = req.n_rows ? s_row_req(&req, row) : req;
-        if ((rc = s_encode_png(&rb, ctx->model_name, ctx->vae_name, rname, cmw, index, inp.active ? orgb : rgb,
+        const double gd = d->guidance_embed ? (req.guidance > 0 ? req.guidance : 3.5) : NAN;
+        if ((rc = s_encode_png(&rb, ctx->model_name, ctx->vae_name, rname, cmw, gd, index, inp.active ? orgb : rgb,
                                inp.active ? (size_t)inp.ow : ow,
                                inp.active ? (size_t)inp.oh : oh, &images[b], err, errlen)) != 0)
             goto done;

@@ -26,6 +26,7 @@
 #include "lf_safetensors.h"
 #include "lf_sampler.h"
 #include "lf_schedule.h"
+#include "lf_weights.h"
 #include "lf_test_ref.h"
 #include "lf_test_capture.h"
 #include "lf_test_util.h"
@@ -717,12 +718,79 @@ static void test_model_diffusers_folder(void **state) {
     assert_non_null(d->t5_tokenizer);
     assert_non_null(strstr(d->t5_tokenizer, "/tokenizer_2/spiece.model"));
     int32_t ids[512] = {5, 9, 1};
-    float *h = malloc(512 * 24 * sizeof *h);
+    float *h = malloc(512 * 24 * sizeof *h), *h2 = malloc(512 * 24 * sizeof *h2);
     assert_int_equal(lf_model_encode_t5(m, ids, 1, h), 0);
-    free(h);
+    lf_model_destroy(&m);
+    /* T5-XXL is sharded in diffusers folders (transformers' save_pretrained):
+     * the same T5 split in two (tests/reference/make_flux_shards.py) encodes
+     * the same, bit for bit. */
+    snprintf(cmd, sizeof cmd, "rm -f '%s/text_encoder_2/model.safetensors'", dir);
+    assert_int_equal(system(cmd), 0);
+    static const char *const shards[] = {"model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        char rel[256], fx[256];
+        snprintf(rel, sizeof rel, "text_encoder_2/%s", shards[i]);
+        snprintf(fx, sizeof fx, "flux/t5_sharded/%s", shards[i]);
+        s_put(dir, rel, NULL, fx);
+    }
+    rc = lf_model_load(dir, NULL, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, h2), 0);
+    assert_memory_equal(h, h2, 512 * 24 * sizeof *h);
+    free(h), free(h2);
     lf_model_destroy(&m);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
+}
+
+/* A sharded set's index: its tensors as one file's; a shard that is not
+ * there, a tensor not in the shard the map names, or a shard name leaving
+ * the folder is refused naming the index. */
+static void test_shard_index(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf_flux_shards_XXXXXX", p[1200], err[512] = "", fx[1024];
+    assert_non_null(mkdtemp(dir));
+    lf_weights_t *w = NULL, *one = NULL;
+    assert_int_equal(lf_weights_open(&w, lf_test_fixture(fx, sizeof fx, "flux/t5_sharded/model.safetensors.index.json"),
+                                     err, sizeof err),
+                     0);
+    assert_int_equal(lf_weights_open(&one, lf_test_fixture(fx, sizeof fx, "flux/flux_t5_stub.safetensors"), err,
+                                     sizeof err),
+                     0);
+    assert_int_equal(lf_weights_count(w), 12); /* the single file also has encoder.embed_tokens (tied) */
+    for (size_t i = 0; i < lf_weights_count(w); i++) {
+        const lf_tensor_info_t *t = lf_weights_at(w, i), *u = lf_weights_find(one, t->name);
+        assert_non_null(u);
+        assert_ptr_equal(lf_weights_find(w, t->name), t);
+        assert_int_equal(t->nbytes, u->nbytes);
+        assert_memory_equal(t->data, u->data, t->nbytes);
+    }
+    assert_null(lf_weights_at(w, 12));
+    lf_weights_destroy(&w);
+    lf_weights_destroy(&one);
+    static const char *const bad[][2] = {
+        {"{\"weight_map\": {\"shared.weight\": \"absent.safetensors\"}}", "absent.safetensors"},
+        {"{\"weight_map\": {\"no.such.tensor\": \"s.safetensors\"}}", "no.such.tensor"},
+        {"{\"weight_map\": {\"shared.weight\": \"../s.safetensors\"}}", "bad shard name"},
+        {"{\"metadata\": {}}", "weight_map"}};
+    snprintf(p, sizeof p, "%s/s.safetensors", dir);
+    assert_int_equal(symlink(lf_test_fixture(fx, sizeof fx, "flux/flux_t5_stub.safetensors"), p), 0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(bad[i][0], f);
+        fclose(f);
+        err[0] = '\0';
+        assert_int_not_equal(lf_weights_open(&w, p, err, sizeof err), 0);
+        printf("  bad index %zu: %s\n", i, err);
+        assert_non_null(strstr(err, bad[i][1]));
+        assert_null(w);
+    }
+    snprintf(p, sizeof p, "rm -rf '%s'", dir);
+    assert_int_equal(system(p), 0);
 }
 
 /* ComfyUI's split layout: models/unet (or diffusion_models) holds the
@@ -775,6 +843,21 @@ static void test_scan_comfy_folders(void **state) {
     printf("  %s\n", err);
     assert_non_null(strstr(err, "sd15_text.safetensors"));
     lf_manifest_destroy(&mf);
+    /* parts.t5_tokenizer (a T5 file without one): resolved beside the
+     * manifest; a file that is not there is refused naming the field. */
+    js = "{\"family\": \"flux\", \"parts\": {\"unet\": \"diffusion_models/flux1-dev-tiny.safetensors\","
+         " \"text_encoders\": [\"clip/clip_l.safetensors\", \"clip/t5xxl_fp16.safetensors\"],"
+         " \"vae\": \"vae/ae.safetensors\", \"t5_tokenizer\": \"tok/spiece.model\"}}";
+    snprintf(p, sizeof p, "%s/tok.model.json", dir);
+    assert_int_equal(lf_manifest_parse(js, strlen(js), p, &mf, err, sizeof err), 0);
+    assert_non_null(mf->t5_tokenizer);
+    assert_non_null(strstr(mf->t5_tokenizer, "/tok/spiece.model"));
+    assert_int_equal(lf_manifest_check(mf, err, sizeof err), LF_ENOTFOUND);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "parts.t5_tokenizer"));
+    s_put(dir, "tok/spiece.model", "(a file)", NULL);
+    assert_int_equal(lf_manifest_check(mf, err, sizeof err), 0);
+    lf_manifest_destroy(&mf);
     snprintf(p, sizeof p, "rm -rf '%s'", dir);
     assert_int_equal(system(p), 0);
 }
@@ -813,6 +896,7 @@ int main(void) {
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
         cmocka_unit_test(test_model_diffusers_folder),
+        cmocka_unit_test(test_shard_index),
         cmocka_unit_test(test_scan_comfy_folders),
         cmocka_unit_test(test_pack),
     };

@@ -104,7 +104,8 @@ static void test_discovery_and_job(void **state)
     s_fix_t *f = *state;
     lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 2};
     static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend, &lf_diagnostic_backend};
-    /* A Flux model in ComfyUI's split layout (removed again below): assembled, but not served yet. */
+    /* A Flux model in ComfyUI's split layout (removed again below): assembled, but not served: no T5 tokenizer is found
+     * (ComfyUI's folders carry none; test_flux_parts serves one that has it). */
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "mkdir -p '%s/diffusion_models' '%s/clip' '%s/vae' && "
@@ -118,7 +119,7 @@ static void test_discovery_and_job(void **state)
     assert_non_null(r);
     size_t n = 0;
     const lf_model_info_t *m = lf_runner_models(r, &n);
-    /* Sorted engine models, the broken and non-SD files and the Flux model skipped, diagnostic last. */
+    /* Sorted engine models, the broken and non-SD files and the Flux model (no T5 tokenizer) skipped, diagnostic last. */
     size_t k = 0;
     assert_int_equal(n, 4);
     assert_string_equal(m[k].name, "tiny-a");
@@ -444,6 +445,70 @@ static void test_sdxl_taesdxl_preview(void **state)
     lf_runner_destroy(&r);
 }
 
+/* Flux from ComfyUI's folders: kept off the list (with a log line) while no
+ * T5 tokenizer is found — ComfyUI's t5xxl files carry none —, listed as
+ * family flux, 1024 px, once a spiece.model lies beside the T5 file; its
+ * previews "taesd" from a TAEF1 file picked by its 16 latent channels
+ * under any name, which an SD1.5 model does not take (approx). The
+ * 16-channel ae named as an SD1.5 job's VAE fails the job naming vae and
+ * both channel counts. */
+static void test_flux_parts(void **state)
+{
+    s_fix_t *f = *state;
+    char cmd[4096], sp[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && mkdir -p unet clip vae taesd && cp '%s/flux/flux_dev_bfl.safetensors' unet/flux-dev.safetensors && "
+             "cp '%s/flux/flux_prompt_clip_l.safetensors' clip/clip_l.safetensors && "
+             "cp '%s/flux/flux_prompt_t5.safetensors' clip/t5xxl_tiny.safetensors && "
+             "cp '%s/flux/flux_vae.safetensors' vae/ae.safetensors && "
+             "cp '%s/flux/taef1_tiny.safetensors' taesd/preview_a.safetensors",
+             f->models, LF_FIXTURE_DIR, LF_FIXTURE_DIR, LF_FIXTURE_DIR, LF_FIXTURE_DIR, LF_FIXTURE_DIR);
+    assert_int_equal(system(cmd), 0);
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 1};
+    static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
+    lf_runner_t *r = lf_runner_new(&env, backends, 1);
+    assert_non_null(r);
+    size_t n = 0;
+    const lf_model_info_t *m = lf_runner_models(r, &n);
+    for (size_t i = 0; i < n; i++) assert_string_not_equal(m[i].name, "flux-dev");
+    lf_runner_destroy(&r);
+    if (!lf_test_refdata(sp, sizeof sp, "tokenizers/t5/spiece.model")) {
+        printf("SKIP: no T5 spiece.model (reference data)\n");
+        skip();
+    }
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/clip/spiece.model'", sp, f->models);
+    assert_int_equal(system(cmd), 0);
+    r = lf_runner_new(&env, backends, 1);
+    assert_non_null(r);
+    m = lf_runner_models(r, &n);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(m[i].name, "flux-dev")) {
+            seen++;
+            assert_string_equal(m[i].kind, "flux");
+            assert_int_equal(m[i].resolution, 1024);
+            assert_string_equal(m[i].preview, "taesd");
+        }
+        if (!strcmp(m[i].name, "tiny-clip")) seen++, assert_string_equal(m[i].preview, "approx");
+    }
+    assert_int_equal(seen, 2);
+    if (!f->have_vocab) {
+        lf_runner_destroy(&r);
+        skip();
+    }
+    lf_job_params_t p = {.model = "tiny-clip", .prompt = "a red circle", .width = 64, .height = 64, .steps = 1,
+                         .batch_size = 1, .cfg_scale = 5.0, .seed = 3, .vae = "ae"};
+    lf_runner_job_t job = {.params = &p};
+    lf_runner_output_t out = {0};
+    char err[256] = "";
+    assert_int_not_equal(lf_runner_run(r, &job, &out, err, sizeof err), 0);
+    printf("  sd15 job with the Flux ae: %s\n", err);
+    assert_non_null(strstr(err, "vae 'ae' has 16 latent channels"));
+    assert_non_null(strstr(err, "takes 4"));
+    lf_runner_output_clear(&out);
+    lf_runner_destroy(&r);
+}
+
 static void test_info_json(void **state)
 {
     (void)state;
@@ -467,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sdxl_refiner_vae, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sdxl_taesdxl_preview, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_flux_parts, s_setup, s_teardown),
         cmocka_unit_test(test_info_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,6 +141,37 @@ static void test_block_mean(void **state)
     assert_int_equal(lf_preview_block_mean(img, h, w, 0, out), LF_EINVAL);
 }
 
+/* ComfyUI's Flux projection folded into a map of the VAE's latent: the
+ * bytes are ComfyUI's preview of the model latent (z - 0.1159) * 0.3611,
+ * linear(x, factors, bias) then ((v + 1) / 2) * 255, computed here directly
+ * (in double) for a spread of latents; a wrong scale or shift fails it. */
+static void test_flux_projection(void **state)
+{
+    (void)state;
+    enum { C = 16, H = 3, W = 5 };
+    float z[C * H * W];
+    for (int i = 0; i < C * H * W; i++) z[i] = 3.0f * sinf(0.37f * (float)i + 0.5f) + 0.1159f;
+    lf_preview_map_t m;
+    assert_int_equal(lf_preview_map_affine(&lf_preview_flux_factors[0][0], lf_preview_flux_bias, C, 0.3611f,
+                                           0.1159f, &m), 0);
+    uint8_t rgb[H * W * 3];
+    assert_int_equal(lf_preview_apply(&m, z, H, W, 1, rgb), 0);
+    int spread = 0;
+    for (int p = 0; p < H * W; p++)
+        for (int k = 0; k < 3; k++) {
+            double v = lf_preview_flux_bias[k];
+            for (int c = 0; c < C; c++) v += lf_preview_flux_factors[c][k] * (z[c * H * W + p] - 0.1159) * 0.3611;
+            double b = (v + 1.0) / 2.0 * 255.0;
+            int want = (int)lrint(b < 0 ? 0 : b > 255 ? 255 : b);
+            assert_true(abs((int)rgb[p * 3 + k] - want) <= 1);
+            spread |= 1 << (want / 32);
+        }
+    assert_true(__builtin_popcount(spread) >= 2); /* not all one colour */
+    assert_int_equal(lf_preview_map_affine(NULL, lf_preview_flux_bias, C, 1, 0, &m), LF_EINVAL);
+    assert_int_equal(lf_preview_map_affine(&lf_preview_flux_factors[0][0], lf_preview_flux_bias, 0, 1, 0, &m),
+                     LF_EINVAL);
+}
+
 static void test_upscale_and_apply(void **state)
 {
     (void)state;
@@ -176,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_fit_refuses_degenerate),
         cmocka_unit_test(test_block_mean),
         cmocka_unit_test(test_upscale_and_apply),
+        cmocka_unit_test(test_flux_projection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

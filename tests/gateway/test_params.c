@@ -577,6 +577,30 @@ static void test_infotext_seed_index(void **state) {
     lf_params_clear(&p);
 }
 
+/* Flux's guidance (Forge's "Distilled CFG Scale"): the table never writes it
+ * (the pipeline does, for models with a guidance embedding; a table-written
+ * text — the diagnostic card's, the gateway's fallback — says none), the
+ * reader takes it back; default 3.5. */
+static void test_infotext_guidance(void **state) {
+    lf_job_params_t p = {0};
+    assert_int_equal(lf_params_defaults(&p), 0);
+    assert_true(p.guidance == 3.5);
+    assert_int_equal(lf_param_set_str(&p, &lf_params_table()[LF_P_model], "m"), 0);
+    char *text = NULL;
+    assert_int_equal(lf_params_infotext(&p, NULL, 0, &text), 0);
+    assert_null(strstr(text, "Distilled CFG Scale"));
+    free(text);
+    lf_params_clear(&p);
+    int skipped = -1;
+    assert_int_equal(lf_params_from_infotext("a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+                                             "Distilled CFG Scale: 2.5, Seed: 5, Size: 1024x1024, Model: flux1-dev",
+                                             &p, &skipped), 0);
+    assert_int_equal(skipped, 0);
+    assert_true(p.guidance == 2.5);
+    assert_true(p.cfg_scale == 1.0);
+    lf_params_clear(&p);
+}
+
 /* Older A1111 texts put the schedule in the sampler's name; the reader splits
  * it, and skips (and counts) what does not fit a row. */
 static void test_infotext_reader_old_texts(void **state) {
@@ -633,6 +657,7 @@ int main(void) {
         cmocka_unit_test(test_hires_a1111),
         cmocka_unit_test(test_refiner_vae_rules),
         cmocka_unit_test(test_infotext_reader_old_texts),
+        cmocka_unit_test(test_infotext_guidance),
         cmocka_unit_test(test_utf8_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

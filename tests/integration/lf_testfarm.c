@@ -46,6 +46,18 @@ struct lf_testfarm {
 
 long long lf_now_ms(void) { return lf_testproc_now_ms(); }
 
+const char *lf_json_str(json_t *j, const char *key) {
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : "";
+}
+
+void lf_test_rmdir(const char *dir) {
+    if (!dir || !*dir || strchr(dir, '\'')) return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 static void s_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -455,11 +467,6 @@ int lf_testfarm_sh(const char *fmt, ...) {
     return system(cmd);
 }
 
-const char *lf_json_str(json_t *j, const char *k) {
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
 bool lf_testfarm_folder_new(lf_testfarm_folder_t *f, const char *source_dir, const char *tag, char *why,
                             size_t len) {
     static const char vocab_rel[] = "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz";
@@ -491,7 +498,6 @@ bool lf_testfarm_folder_new(lf_testfarm_folder_t *f, const char *source_dir, con
 }
 
 void lf_testfarm_folder_remove(lf_testfarm_folder_t *f) {
-    if (!f->dir[0]) return;
-    if (lf_testfarm_sh("rm -rf '%s'", f->dir) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+    lf_test_rmdir(f->dir);
     f->dir[0] = 0;
 }

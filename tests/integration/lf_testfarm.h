@@ -82,12 +82,14 @@ bool lf_testfarm_folder_new(lf_testfarm_folder_t *f, const char *source_dir, con
 void lf_testfarm_folder_remove(lf_testfarm_folder_t *f);
 /* system() of a formatted shell command: its status (0: done). */
 int lf_testfarm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* j[k] as a string, "" when absent or not a string (borrowed). */
-const char *lf_json_str(json_t *j, const char *k);
 
 /* A free TCP port on 127.0.0.1. */
 int lf_free_port(void);
 /* Monotonic milliseconds. */
 long long lf_now_ms(void);
+/* A JSON object's string member, or "" (borrowed). */
+const char *lf_json_str(json_t *j, const char *key);
+/* Removes a test's temp folder (rm -rf); nothing for NULL or "". */
+void lf_test_rmdir(const char *dir);
 
 #endif

@@ -157,6 +157,14 @@ head = json.dumps({"__metadata__": {"lf.defaults": json.dumps(defaults)},
                    "conditioner.embedders.1.model.ln_final.weight":
                    {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
 open(f"{d}/lf-xl-lightning-probe.safetensors", "wb").write(struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0))
+# A Flux diffusers folder (transformer/ says the family; tokenizer_2/ its T5 tokenizer): the
+# UI's Distilled CFG scale field. Named after lf-tiny-shapes, which stays the farm's default.
+import os
+os.makedirs(f"{d}/lf-zflux-probe/transformer", exist_ok=True)
+os.makedirs(f"{d}/lf-zflux-probe/tokenizer_2", exist_ok=True)
+head = json.dumps({"double_blocks.0.img_attn.qkv.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+open(f"{d}/lf-zflux-probe/transformer/diffusion_pytorch_model.safetensors", "wb").write(
+    struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0))
 EOF
   for w in 0 1; do
     MODELS="$LF_MODELS_DIR"

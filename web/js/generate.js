@@ -182,6 +182,8 @@ function updateSdxl() {
   fillSelect(sel, [{ name: '', label: 'None' }, ...refiners.map((m) => ({ name: m.name }))], sel.value);
   if (!xl) sel.value = '';
   updateRefiner();
+  // Flux: its distilled guidance (the field is sent only for Flux models).
+  $('#guidance-field').hidden = familyOf(currentModel()) !== 'flux';
 }
 
 function updateRefiner() {
@@ -377,6 +379,7 @@ export function getParams() {
   };
   // Few-step models: TCD's gamma; explicit timesteps (their count is the steps: steps left out).
   if (p.sampler === 'tcd') p.tcd_gamma = n('#tcd_gamma');
+  if (!$('#guidance-field').hidden) p.guidance = n('#guidance');
   const ts = $('#timesteps').value.trim();
   if (ts) {
     p.timesteps = ts;
@@ -446,6 +449,7 @@ export function setParams(p, { keepSeed = false } = {}) {
   setNum('#steps', p.steps);
   setNum('#cfg_scale', p.cfg_scale ?? p.cfg);
   setNum('#tcd_gamma', p.tcd_gamma);
+  setNum('#guidance', p.guidance);
   if (p.steps !== undefined && p.timesteps === undefined) $('#timesteps').value = ''; // they go together
   if (p.timesteps !== undefined) {
     $('#timesteps').value = Array.isArray(p.timesteps) ? p.timesteps.join(', ') : String(p.timesteps ?? '');
