@@ -121,6 +121,7 @@ int main(int argc, char **argv) {
     const long rss_load = lf_bench_status_kb("VmRSS"), hwm_load = lf_bench_status_kb("VmHWM");
     printf("  load             %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", load_s, s_mib(rss_load),
            s_mib(hwm_load));
+    fflush(stdout);
     double med = 0;
     long hwm_decode = 0;
     s_trace_t tr = {0};
