@@ -6,7 +6,7 @@ the whole VAE decode — on the same single-file checkpoint as the C side
 (models built from SD1.5's configs and filled tensor by tensor:
 bench_unet_torch.load_models; f32, as diffusers runs on the CPU). The peak
 RSS of each phase is VmHWM after resetting it at the phase's start
-(/proc/self/clear_refs), the whole run's is ru_maxrss.
+(/proc/self/clear_refs), the whole run's the largest of them.
 
 Last line (parsed by bench_gen_mem):
   RESULT torch load_s=.. text_s=.. step_s=.. decode_s=.. rss_load_kb=.. hwm_text_kb=..
@@ -16,7 +16,6 @@ Last line (parsed by bench_gen_mem):
 """
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -44,7 +43,7 @@ def main():
     t0 = time.perf_counter()
     m = load_models(a.ckpt, False)
     load_s = time.perf_counter() - t0
-    rss_load = status_kb("VmRSS")
+    rss_load, hwm_load = status_kb("VmRSS"), status_kb("VmHWM")
     print("load %.2f s, RSS %.0f MiB (peak %.0f)" % (load_s, rss_load / 1024, status_kb("VmHWM") / 1024),
           flush=True)
     unet, vae, text = m["unet"], m["vae"], m["text"]
@@ -81,7 +80,7 @@ def main():
     decode_s = time.perf_counter() - t1
     hwm_decode = status_kb("VmHWM")
     print("VAE decode %.2f s, image %s" % (decode_s, tuple(img.shape)), flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = max(hwm_load, hwm_text, hwm_steps, hwm_decode)  # ru_maxrss follows the resets
     # The step time: the median, as bench_gen_mem's.
     print("RESULT torch load_s=%.2f text_s=%.2f step_s=%.3f decode_s=%.2f rss_load_kb=%d hwm_text_kb=%d "
           "hwm_steps_kb=%d hwm_decode_kb=%d peak_rss_kb=%d"
