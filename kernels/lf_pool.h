@@ -58,7 +58,8 @@ int lf_pool_load_as(lf_pool_t *pool, lf_tensor_t *t, const void *host, lf_type_t
                     size_t nbytes);
 /* The tensor with this name, or NULL (borrowed). */
 lf_tensor_t *lf_pool_find(const lf_pool_t *pool, const char *name);
-/* Bytes in tensors, bytes reserved in chunks, number of tensors. */
+/* Bytes in tensors (mapped ones included), bytes reserved in chunks, number
+ * of tensors. */
 size_t lf_pool_used(const lf_pool_t *pool);
 size_t lf_pool_reserved(const lf_pool_t *pool);
 int lf_pool_count(const lf_pool_t *pool);
