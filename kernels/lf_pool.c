@@ -2,8 +2,13 @@
  * name index (open addressing) for lookups by the model builders. */
 #include "lf_pool.h"
 
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lf_error.h"
 #include "lf_quant.h"
@@ -13,7 +18,14 @@
 typedef struct {
     lf_tensor_t t; /* first member: descriptors are handed out by address */
     char *name;
+    bool mapped;   /* bytes in a file mapping (lf_pool_tensor_mapped) */
 } s_entry_t;
+
+typedef struct {
+    char *path;
+    void *base;
+    size_t len;
+} s_map_t;
 
 struct lf_pool {
     lf_backend_t *be;
@@ -27,6 +39,8 @@ struct lf_pool {
     int index_cap;
     size_t used, reserved;
     char *model;
+    s_map_t *maps; /* files mapped for lf_pool_tensor_mapped */
+    int n_maps;
 };
 
 static uint64_t s_hash(const char *s) {
@@ -53,6 +67,11 @@ void lf_pool_destroy(lf_pool_t **pool_p) {
     if (!pool_p || !*pool_p) return;
     lf_pool_t *p = *pool_p;
     for (int i = 0; i < p->n_chunks; i++) lf_backend_buffer_free(&p->chunks[i]);
+    for (int i = 0; i < p->n_maps; i++) {
+        munmap(p->maps[i].base, p->maps[i].len);
+        free(p->maps[i].path);
+    }
+    free(p->maps);
     for (int i = 0; i < p->n; i++) {
         free(p->entries[i]->name);
         free(p->entries[i]);
@@ -110,8 +129,9 @@ static void *s_place(lf_pool_t *p, size_t size, lf_buffer_t **buf) {
     return at;
 }
 
-lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
-                            const int64_t *ne) {
+/* A new entry; its bytes at data, else placed in a chunk. */
+static lf_tensor_t *s_add(lf_pool_t *p, const char *name, lf_type_t type, int n_dims, const int64_t *ne,
+                          void *data) {
     if (!name || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 || n_dims > LF_MAX_DIMS ||
         ne[0] % lf_type_block(type))
         return NULL;
@@ -131,7 +151,8 @@ lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int 
     }
     e->t = lf_tensor_make(type, n_dims, ne, NULL);
     size_t bytes = lf_tensor_nbytes(&e->t);
-    e->t.data = s_place(p, bytes, &e->t.buffer);
+    e->mapped = data != NULL;
+    e->t.data = data ? data : s_place(p, bytes, &e->t.buffer);
     if (!e->t.data) {
         free(nm);
         free(e);
@@ -145,6 +166,61 @@ lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int 
     p->index[i] = p->n;
     p->used += bytes;
     return &e->t;
+}
+
+lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
+                            const int64_t *ne) {
+    return s_add(p, name, type, n_dims, ne, NULL);
+}
+
+/* The pool's private mapping of path (made on first use), or NULL. */
+static s_map_t *s_map(lf_pool_t *p, const char *path) {
+    for (int i = 0; i < p->n_maps; i++)
+        if (!strcmp(p->maps[i].path, path)) return &p->maps[i];
+    s_map_t *m = realloc(p->maps, (size_t)(p->n_maps + 1) * sizeof *m);
+    if (!m) return NULL;
+    p->maps = m;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0) return NULL;
+    void *base = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0
+                     ? mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+                     : MAP_FAILED;
+    close(fd);
+    char *nm = base != MAP_FAILED ? strdup(path) : NULL;
+    if (!nm) {
+        if (base != MAP_FAILED) munmap(base, (size_t)sb.st_size);
+        return NULL;
+    }
+    m = &p->maps[p->n_maps++];
+    *m = (s_map_t){.path = nm, .base = base, .len = (size_t)sb.st_size};
+    return m;
+}
+
+lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
+                                   const int64_t *ne, const char *path, uint64_t offset) {
+    if (!lf_backend_is_host(p->be) || !path || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 ||
+        n_dims > LF_MAX_DIMS)
+        return NULL;
+    lf_tensor_t probe = lf_tensor_make(type, n_dims, ne, NULL);
+    s_map_t *m = s_map(p, path);
+    if (!m || offset > m->len || lf_tensor_nbytes(&probe) > m->len - offset) return NULL;
+    return s_add(p, name, type, n_dims, ne, (char *)m->base + offset);
+}
+
+size_t lf_pool_drop_pages(lf_pool_t *p, const char *prefix) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const size_t pl = prefix ? strlen(prefix) : 0;
+    size_t dropped = 0;
+    for (int i = 0; i < p->n && pg; i++) {
+        const s_entry_t *e = p->entries[i];
+        if (!e->mapped || strncmp(e->name, prefix ? prefix : "", pl)) continue;
+        /* Whole pages inside the tensor: a page it shares with a neighbour stays. */
+        uintptr_t a = ((uintptr_t)e->t.data + pg - 1) & ~(pg - 1);
+        uintptr_t b = ((uintptr_t)e->t.data + lf_tensor_nbytes(&e->t)) & ~(pg - 1);
+        if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0) dropped += b - a;
+    }
+    return dropped;
 }
 
 int lf_pool_load(lf_pool_t *p, lf_tensor_t *t, const void *host, size_t nbytes) {

@@ -9,6 +9,7 @@
 #define LF_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lf_backend.h"
 #include "lf_tensor.h"
@@ -27,6 +28,23 @@ void lf_pool_destroy(lf_pool_t **pool_p);
  * (out of memory, duplicate name, bad type or row length). */
 lf_tensor_t *lf_pool_tensor(lf_pool_t *pool, const char *name, lf_type_t type, int n_dims,
                             const int64_t *ne);
+/* A tensor whose bytes stay in their file, at offset (a host backend's
+ * weights used as stored, so a load copies nothing): the pool maps the file
+ * once, private and copy-on-write (a LoRA merge writes private copies of
+ * the pages it changes, never the file), and unmaps it at destroy. The
+ * pages count in RSS once read and can be dropped again
+ * (lf_pool_drop_pages). NULL: not a host backend, the file cannot be
+ * mapped, the bytes lie outside it, or as lf_pool_tensor. Not for a
+ * tensor that is loaded afterwards (it already holds the file's bytes). */
+lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *pool, const char *name, lf_type_t type, int n_dims,
+                                   const int64_t *ne, const char *path, uint64_t offset);
+/* Lets the kernel take back the pages of the mapped tensors whose names
+ * begin with prefix (NULL: all): they are read from the file again when
+ * used (usually still in the page cache), so a network that is not running
+ * does not count in this process's RSS. Only while those tensors hold
+ * their file's bytes: a tensor changed in place (a merged LoRA) would go
+ * back to the file's values. Returns the bytes dropped. */
+size_t lf_pool_drop_pages(lf_pool_t *pool, const char *prefix);
 /* Uploads host bytes into t (from this pool); nbytes = lf_tensor_nbytes(t). */
 int lf_pool_load(lf_pool_t *pool, lf_tensor_t *t, const void *host, size_t nbytes);
 /* Uploads host data stored as host_type (e.g. a bf16 checkpoint) into t,
@@ -40,7 +58,8 @@ int lf_pool_load_as(lf_pool_t *pool, lf_tensor_t *t, const void *host, lf_type_t
                     size_t nbytes);
 /* The tensor with this name, or NULL (borrowed). */
 lf_tensor_t *lf_pool_find(const lf_pool_t *pool, const char *name);
-/* Bytes in tensors, bytes reserved in chunks, number of tensors. */
+/* Bytes in tensors (mapped ones included), bytes reserved in chunks, number
+ * of tensors. */
 size_t lf_pool_used(const lf_pool_t *pool);
 size_t lf_pool_reserved(const lf_pool_t *pool);
 int lf_pool_count(const lf_pool_t *pool);

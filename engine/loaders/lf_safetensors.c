@@ -241,6 +241,13 @@ void lf_safetensors_destroy(lf_safetensors_t **self_p)
     *self_p = NULL;
 }
 
+int64_t lf_safetensors_file_offset(const lf_safetensors_t *self, const lf_tensor_info_t *t)
+{
+    const char *base = self->map, *at = t->data;
+    if (!base || at < base || at + t->nbytes > base + self->map_len) return -1;
+    return (int64_t)(at - base);
+}
+
 size_t lf_safetensors_count(const lf_safetensors_t *self)
 {
     return self->count;

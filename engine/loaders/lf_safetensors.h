@@ -44,6 +44,9 @@ size_t lf_safetensors_count(const lf_safetensors_t *self);
 const lf_tensor_info_t *lf_safetensors_at(const lf_safetensors_t *self, size_t i);
 /* The tensor called name (borrowed), or NULL. */
 const lf_tensor_info_t *lf_safetensors_find(const lf_safetensors_t *self, const char *name);
+/* Where a tensor's bytes begin in the file (a tensor of this object, opened
+ * with lf_safetensors_open), or -1 (parsed from a borrowed buffer). */
+int64_t lf_safetensors_file_offset(const lf_safetensors_t *self, const lf_tensor_info_t *t);
 /* A "__metadata__" value (borrowed), or NULL. */
 const char *lf_safetensors_metadata(const lf_safetensors_t *self, const char *key);
 

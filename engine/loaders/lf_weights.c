@@ -310,6 +310,13 @@ int lf_weights_bytes_as(const lf_tensor_info_t *t, lf_type_t dt, const void **by
     return 0;
 }
 
+/* LF_WEIGHTS_MAP=0 copies every weight into the pool (as before mapped
+ * weights): for a model file that may be rewritten in place while loaded. */
+static int s_map_weights(void) {
+    const char *v = getenv("LF_WEIGHTS_MAP");
+    return !v || strcmp(v, "0") != 0;
+}
+
 int lf_weights_is_mapped(const lf_weights_t *self) { return self && !self->tz; }
 
 void lf_weights_drop_pages(const lf_weights_t *self, const lf_tensor_info_t *t) {
@@ -354,7 +361,20 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                      lf_dtype_name(t->dtype), (long long)ne[0], lf_type_name(dt));
         return LF_EUNSUPPORTED;
     }
-    lf_tensor_t *pt = lf_pool_tensor(pool, pool_name, dt, nd ? nd : 1, ne);
+    /* Used as stored from a safetensors file on a host backend: the pool
+     * maps the bytes from the file instead of copying them, so that they
+     * count in RSS only while read (lf_pool_drop_pages). */
+    const int64_t off = dt == src_type && self->st && s_contiguous(t) && s_map_weights()
+                            ? lf_safetensors_file_offset(self->st, t)
+                            : -1;
+    lf_tensor_t *pt = off >= 0 ? lf_pool_tensor_mapped(pool, pool_name, dt, nd ? nd : 1, ne, self->path,
+                                                       (uint64_t)off)
+                               : NULL;
+    if (pt) {
+        *out = pt;
+        return 0;
+    }
+    pt = lf_pool_tensor(pool, pool_name, dt, nd ? nd : 1, ne);
     if (!pt) {
         if (errlen)
             snprintf(err, errlen, "%s: tensor %s: out of memory (or duplicate)", self->path,

@@ -31,6 +31,37 @@
 #include "lf_weights.h"
 #include "lf_model_impl.h"
 
+/* The networks of a generation's phases. */
+typedef enum { S_NET_NONE = 0, S_NET_TEXT, S_NET_DENOISER, S_NET_VAE } s_net_t;
+
+/* Makes net the one network that holds memory beyond its weights' file:
+ * the one that ran before loses its planned graphs (each plans again at its
+ * next call) and, where its weights are mapped from their file
+ * (lf_pool_tensor_mapped), their pages (read again when it next runs,
+ * usually from the page cache). So a generation's peak is the largest
+ * network's weights and activations, not the sum of all: the text encoder
+ * is gone while the UNet samples, the UNet while the VAE decodes at full
+ * size. Calls to the same network in a row keep everything. Pages are kept
+ * while a LoRA is merged: its layers differ from the file. */
+static void s_use(lf_model_t *m, s_net_t net) {
+    if (m->active == (int)net) return;
+    const int drop = !m->lora || !lf_lora_patch_layers(m->lora);
+    if (m->active == S_NET_TEXT) {
+        lf_clip_release_graphs(m->clip), lf_clip_release_graphs(m->clip2);
+        if (drop) lf_pool_drop_pages(m->pool, "clip.");
+        if (drop && m->clip2_pool) lf_pool_drop_pages(m->clip2_pool, NULL);
+    }
+    if (m->active == S_NET_DENOISER) {
+        lf_unet_release_graphs(m->unet);
+        if (drop) lf_pool_drop_pages(m->pool, "unet.");
+    }
+    if (m->active == S_NET_VAE) {
+        lf_vae_release_graphs(m->vae);
+        if (drop) lf_pool_drop_pages(m->pool, "vae.");
+    }
+    m->active = (int)net;
+}
+
 static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
@@ -679,6 +710,7 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
     if (!self || !ids || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
     if (self->flux) return lf__model_encode_flux_pooled(self, ids, (int)n_chunks, pooled);
     if (!out) return LF_EINVAL;
+    s_use(self, S_NET_TEXT);
     if (self->desc.family == LF_FAMILY_SDXL)
         return s_encode_sdxl(self, ids, weights, (int)n_chunks, clip_skip, out, pooled);
     return lf_clip_encode(self->clip, ids, weights, (int)n_chunks, self->desc.text_tokens,
@@ -690,6 +722,7 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (self->flux) return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
+    s_use(self, S_NET_DENOISER);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
                              self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
@@ -704,6 +737,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
     if (self->flux) /* step caching is the UNet's for now */
         return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
+    s_use(self, S_NET_DENOISER);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
                                     self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
@@ -722,6 +756,7 @@ double lf_model_flops_run(const lf_model_t *self) {
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;
+    s_use(self, S_NET_VAE);
     int rc = lf_vae_decode(self->vae, z, batch, h, w, tile, img);
     if (rc) return rc;
     /* Never a black or NaN image: a non-finite pixel is an error. */
@@ -739,6 +774,7 @@ int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int 
 int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
                         float *mean) {
     if (!self || !img || !mean) return LF_EINVAL;
+    s_use(self, S_NET_VAE);
     return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
 }
 

@@ -30,9 +30,14 @@
  * is [batch][tokens][dim] float32.
  *
  * Threading: a model is used by one thread at a time (it owns its backend
- * graphs and activation arenas). Weights stay resident between calls; no
+ * graphs and activation arenas). Weights stay loaded between calls; no
  * call allocates per step once a shape has been planned (the first call at a
- * new shape plans, later calls reuse). */
+ * new shape plans, later calls reuse). Memory follows the network in use:
+ * a call to another network (text encoder, denoiser, VAE) drops the
+ * previous one's planned graphs and, on a host backend, the pages of its
+ * weights mapped from their file (read again at its next call; not while a
+ * LoRA is merged), so that a generation peaks at one network's weights and
+ * activations (docs/PERFORMANCE.md, "Memory of a whole generation"). */
 #ifndef LF_MODEL_H
 #define LF_MODEL_H
 

@@ -49,6 +49,7 @@ struct lf_model {
     size_t tmp_n;
     float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
     size_t text_tmp_n;
+    int active;       /* s_net_t (lf_model.c): the network whose planned graphs are resident (s_use) */
 };
 
 /* The text encoders' sources when assembled from parts: every file and

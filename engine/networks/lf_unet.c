@@ -382,13 +382,19 @@ static void s_free_attn(s_attn_t *a) {
     a->blk = NULL;
 }
 
+void lf_unet_release_graphs(lf_unet_t *self) {
+    if (!self) return;
+    for (int i = 0; i < N_CACHE; i++) {
+        lf_graph_destroy(&self->cache[i].g);
+        free(self->cache[i].host);
+        self->cache[i].host = NULL;
+    }
+}
+
 void lf_unet_destroy(lf_unet_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_unet_t *u = *self_p;
-    for (int i = 0; i < N_CACHE; i++) {
-        lf_graph_destroy(&u->cache[i].g);
-        free(u->cache[i].host);
-    }
+    lf_unet_release_graphs(u);
     free(u->scratch);
     for (int l = 0; l < LF_UNET_MAX_LEVELS; l++)
         for (int j = 0; j < 9; j++) {

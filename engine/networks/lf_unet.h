@@ -60,6 +60,11 @@ typedef struct lf_unet lf_unet_t;
 int lf_unet_new(lf_unet_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
                 lf_pool_t *pool, int type, char *err, size_t errlen);
 void lf_unet_destroy(lf_unet_t **self_p);
+/* Drops the graphs recorded per input shape (whole network and step-caching
+ * parts) and their activation memory; the next forward plans again. A model
+ * calls it between a generation's phases so that the UNet's activations are
+ * not resident while the VAE decodes or another network runs. */
+void lf_unet_release_graphs(lf_unet_t *self);
 const lf_unet_config_t *lf_unet_config(const lf_unet_t *self);
 
 /* x [batch][in_ch][h][w], t[batch], ctx [batch][ctx_len][ctx_dim] ->

@@ -166,13 +166,19 @@ int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *cfg, lf_ba
     return 0;
 }
 
+void lf_clip_release_graphs(lf_clip_t *self) {
+    if (!self) return;
+    for (int i = 0; i < N_CACHE; i++) {
+        lf_graph_destroy(&self->cache[i].g);
+        free(self->cache[i].host);
+        self->cache[i].host = NULL;
+    }
+}
+
 void lf_clip_destroy(lf_clip_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_clip_t *c = *self_p;
-    for (int i = 0; i < N_CACHE; i++) {
-        lf_graph_destroy(&c->cache[i].g);
-        free(c->cache[i].host);
-    }
+    lf_clip_release_graphs(c);
     free(c->l);
     free(c->row);
     free(c->proj);

@@ -34,6 +34,10 @@ typedef struct {
 int lf_clip_new(lf_clip_t **out, const lf_keymap_t *km, const json_t *config, lf_backend_t *be,
                 lf_pool_t *pool, int type, char *err, size_t errlen);
 void lf_clip_destroy(lf_clip_t **self_p);
+/* Drops the graphs cached per chunk count and their activation memory (the
+ * next encode plans again): the text encoder's scratch is not kept while
+ * the denoiser samples. */
+void lf_clip_release_graphs(lf_clip_t *self);
 const lf_clip_config_t *lf_clip_config(const lf_clip_t *self);
 /* 1 when q, k and v are one packed in_proj tensor (OpenCLIP's layout, pool
  * names "clip.encoder.layers.N.self_attn.in_proj.weight" / ".bias"), 0 when

@@ -84,7 +84,7 @@ static void test_tiny_shapes_approx(void **state)
     double ms = -1.0, ms2 = -1.0;
     assert_int_equal(lf_model_preview_prepare(m, &ms), 0);
     printf("  fit: %.0f ms\n", ms);
-    assert_true(ms > 0.0 && ms < 10000.0); /* ASan build; Release: see docs/architecture.md */
+    assert_true(ms > 0.0); /* its time is reported, not judged here (speed: docs/PERFORMANCE.md) */
     assert_int_equal(lf_model_preview_prepare(m, &ms2), 0);
     assert_true(ms2 == 0.0); /* once per model */
     const lf_preview_map_t *map = lf_model_preview_map(m);

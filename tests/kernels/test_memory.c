@@ -4,6 +4,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "lf_arena.h"
 #include "lf_backend.h"
@@ -116,6 +120,59 @@ static void test_pool(void **state) {
     lf_backend_destroy(&be);
 }
 
+/* Weights mapped from their file: the file's bytes at the offset, written
+ * copy-on-write (the file keeps its bytes), given back to the file's values
+ * when their pages are dropped (only the named prefix's tensors). */
+static void test_pool_mapped(void **state) {
+    (void)state;
+    char path[] = "/tmp/lf_test_pool_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    enum { N = 3 * 4096 }; /* f32 values: 12 pages of tensor, whole pages inside */
+    const size_t off = 4096 + 64, off2 = off + N * sizeof(float);
+    float *vals = malloc(2 * N * sizeof *vals), *back = malloc(N * sizeof *back);
+    assert_non_null(vals);
+    assert_non_null(back);
+    for (int i = 0; i < 2 * N; i++) vals[i] = (float)i * 0.5f - 3.0f;
+    assert_int_equal(pwrite(fd, vals, 2 * N * sizeof *vals, (off_t)off), (ssize_t)(2 * N * sizeof *vals));
+    close(fd);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *p = lf_pool_new(be, 4096);
+    const int64_t ne[2] = {N / 4, 4};
+    lf_tensor_t *a = lf_pool_tensor_mapped(p, "unet.w", LF_TYPE_F32, 2, ne, path, off);
+    lf_tensor_t *b = lf_pool_tensor_mapped(p, "vae.w", LF_TYPE_F32, 2, ne, path, off2);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_equal(lf_pool_find(p, "unet.w"), a);
+    assert_memory_equal(a->data, vals, N * sizeof *vals);
+    assert_memory_equal(b->data, vals + N, N * sizeof *vals);
+    /* Out of the file, a duplicate, a missing file: refused. */
+    assert_null(lf_pool_tensor_mapped(p, "far", LF_TYPE_F32, 2, ne, path, off2 + 8));
+    assert_null(lf_pool_tensor_mapped(p, "unet.w", LF_TYPE_F32, 2, ne, path, off));
+    assert_null(lf_pool_tensor_mapped(p, "gone", LF_TYPE_F32, 2, ne, "/nonexistent/lf.bin", 0));
+    /* Written in place (a merged LoRA): the file keeps its bytes. */
+    for (int i = 0; i < N; i++) ((float *)a->data)[i] = 1.0f, ((float *)b->data)[i] = 2.0f;
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)off, SEEK_SET), 0);
+    assert_int_equal(fread(back, sizeof *back, N, f), N);
+    fclose(f);
+    assert_memory_equal(back, vals, N * sizeof *vals);
+    /* Dropping "unet." pages: whole pages inside a go back to the file's
+     * values, the ends it shares with other pages stay; b is untouched. */
+    size_t dropped = lf_pool_drop_pages(p, "unet.");
+    assert_true(dropped >= (N - 2048) * sizeof(float) && dropped <= N * sizeof(float));
+    const float *ad = a->data;
+    assert_true(ad[0] == 1.0f);                       /* first page is shared with the file's head */
+    assert_true(ad[N / 2] == vals[N / 2]);            /* inside: the file's value again */
+    assert_true(((float *)b->data)[N / 2] == 2.0f);
+    assert_int_equal(lf_pool_drop_pages(p, "clip."), 0);
+    lf_pool_destroy(&p);
+    lf_backend_destroy(&be);
+    unlink(path);
+    free(vals), free(back);
+}
+
 /* A small UNet-like block recorded once, run twice, compared with the same
  * ops run eagerly. */
 static void test_graph(void **state) {
@@ -223,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_arena_known_case),
         cmocka_unit_test(test_arena_random),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_mapped),
         cmocka_unit_test(test_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

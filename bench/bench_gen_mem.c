@@ -1,0 +1,183 @@
+/* bench_gen_mem: the memory of one whole 512x512 SD1.5 generation through
+ * lf_engine (what `lightfarm-engine generate` and a worker run: load, text,
+ * N sampler steps with CFG, VAE decode, PNG), peak RSS by phase, beside the
+ * same image in diffusers/PyTorch (bench_gen_mem_torch.py, run afterwards
+ * as a child process on the same checkpoint) and the time per step of each.
+ *
+ * Phases (VmHWM of /proc/self/status, reset through /proc/self/clear_refs
+ * at each phase's start; the whole run's peak is the largest of them:
+ * ru_maxrss follows the resets):
+ *   load       lf_engine_load (the peak while loading; RSS after it)
+ *   text+1     the text encoder and the first sampler step (the progress
+ *              callback is the first point the engine hands back)
+ *   steps      steps 2..N
+ *   decode     the VAE decode and the PNG (what follows the last step)
+ * --runs 2 runs the generation again on the loaded model: a worker's second
+ * job (graphs planned, caches warm).
+ *
+ * Checkpoint: --ckpt, else $LF_SD15_FULL, else tests/reference/out/
+ * sd15_full.safetensors (tests/reference/make_model_fixtures.py --full-f16
+ * writes one); missing: SKIP, exit 0. Python: --torch PYTHON (or
+ * $LF_BENCH_TORCH; "none" skips it).
+ *
+ * Usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N]
+ *                      [--precision f32|bf16] [--runs N] [--torch PYTHON|none] */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lf_bench_util.h"
+#include "lf_engine.h"
+
+#ifndef LF_SOURCE_DIR
+#define LF_SOURCE_DIR "."
+#endif
+
+typedef struct {
+    int steps;
+    double t_prev, step_s[256];
+    long hwm_text_kb, hwm_steps_kb, rss_step_kb[256];
+} s_trace_t;
+
+static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len) {
+    (void)preview, (void)preview_len;
+    s_trace_t *tr = ud;
+    double now = lf_bench_now();
+    if (step >= 1 && step <= 256) {
+        tr->step_s[step - 1] = now - tr->t_prev;
+        tr->rss_step_kb[step - 1] = lf_bench_status_kb("VmRSS");
+    }
+    tr->t_prev = now;
+    if (step == 1) {
+        tr->hwm_text_kb = lf_bench_status_kb("VmHWM");
+        lf_bench_reset_hwm();
+    }
+    if (step == steps) {
+        tr->hwm_steps_kb = lf_bench_status_kb("VmHWM");
+        lf_bench_reset_hwm();
+    }
+}
+
+static int s_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double s_loadavg(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1) l = -1;
+    if (f) fclose(f);
+    return l;
+}
+
+static double s_field(const char *line, const char *key) {
+    const char *p = strstr(line, key);
+    return p ? atof(p + strlen(key)) : -1;
+}
+
+static double s_mib(long kb) { return (double)kb / 1024.0; }
+
+int main(int argc, char **argv) {
+    const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *precision = "f32";
+    int steps = 20, threads = 2, runs = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--ckpt") && v) ckpt = v, i++;
+        else if (!strcmp(a, "--steps") && v) steps = atoi(v), i++;
+        else if (!strcmp(a, "--threads") && v) threads = atoi(v), i++;
+        else if (!strcmp(a, "--precision") && v) precision = v, i++;
+        else if (!strcmp(a, "--runs") && v) runs = atoi(v), i++;
+        else if (!strcmp(a, "--torch") && v) python = v, i++;
+        else {
+            fprintf(stderr, "usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N] "
+                            "[--precision f32|bf16] [--runs N] [--torch PYTHON|none]\n");
+            return 2;
+        }
+    }
+    if (steps < 2 || steps > 256 || runs < 1) return fprintf(stderr, "bench_gen_mem: steps 2..256, runs >= 1\n"), 2;
+    static char def[4096];
+    if (!ckpt) {
+        snprintf(def, sizeof def, "%s/tests/reference/out/sd15_full.safetensors", LF_SOURCE_DIR);
+        ckpt = def;
+    }
+    struct stat sb;
+    if (stat(ckpt, &sb) != 0) {
+        printf("SKIP: no full-size SD1.5 checkpoint at %s (make_model_fixtures.py --full-f16 PATH)\n", ckpt);
+        return 0;
+    }
+    printf("bench_gen_mem: %s, 512x512, %d steps, CFG 7, %d threads, precision %s, load average %.2f\n", ckpt,
+           steps, threads, precision, s_loadavg());
+    fflush(stdout);
+    char err[1024] = "";
+    lf_engine_opts_t eo = {.n_threads = threads, .precision = precision};
+    lf_engine_t *e = NULL;
+    if (lf_engine_new(&eo, &e, err, sizeof err)) return fprintf(stderr, "bench_gen_mem: %s\n", err), 1;
+    double t0 = lf_bench_now();
+    if (lf_engine_load(e, ckpt, NULL)) return fprintf(stderr, "bench_gen_mem: %s\n", lf_engine_errstr(e)), 1;
+    const double load_s = lf_bench_now() - t0;
+    const long rss_load = lf_bench_status_kb("VmRSS"), hwm_load = lf_bench_status_kb("VmHWM");
+    printf("  load             %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", load_s, s_mib(rss_load),
+           s_mib(hwm_load));
+    fflush(stdout);
+    double med = 0;
+    long hwm_decode = 0, peak = hwm_load;
+    s_trace_t tr = {0};
+    for (int run = 0; run < runs; run++) {
+        lf_engine_request_t req = lf_engine_request_defaults();
+        req.prompt = "a photograph of an astronaut riding a horse";
+        req.negative = "blurry";
+        req.steps = steps;
+        req.seed = 5;
+        memset(&tr, 0, sizeof tr);
+        lf_bench_reset_hwm();
+        tr.t_prev = t0 = lf_bench_now();
+        lf_engine_result_t res = {0};
+        if (lf_engine_generate(e, &req, s_progress, &tr, NULL, &res))
+            return fprintf(stderr, "bench_gen_mem: %s\n", lf_engine_errstr(e)), 1;
+        const double decode_s = lf_bench_now() - tr.t_prev, all_s = lf_bench_now() - t0;
+        hwm_decode = lf_bench_status_kb("VmHWM");
+        if (tr.hwm_text_kb > peak) peak = tr.hwm_text_kb;
+        if (tr.hwm_steps_kb > peak) peak = tr.hwm_steps_kb;
+        if (hwm_decode > peak) peak = hwm_decode;
+        double sorted[256];
+        memcpy(sorted, tr.step_s + 1, (size_t)(steps - 1) * sizeof *sorted);
+        qsort(sorted, (size_t)steps - 1, sizeof *sorted, s_cmp);
+        med = sorted[(steps - 1) / 2];
+        printf("  run %d (%s): %.1f s, %zu image(s)\n", run + 1, res.precision ? res.precision : "?", all_s,
+               res.n_images);
+        printf("  text + step 1    %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", tr.step_s[0],
+               s_mib(tr.rss_step_kb[0]), s_mib(tr.hwm_text_kb));
+        printf("  steps 2..%-3d     %7.2f s/step (median)   RSS after %7.0f MiB   peak %7.0f MiB\n", steps, med,
+               s_mib(tr.rss_step_kb[steps - 1]), s_mib(tr.hwm_steps_kb));
+        printf("  decode + PNG     %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", decode_s,
+               s_mib(lf_bench_status_kb("VmRSS")), s_mib(hwm_decode));
+        fflush(stdout);
+        lf_engine_result_clear(&res);
+    }
+    printf("  whole run: peak RSS %.0f MiB\n", s_mib(peak));
+    printf("RESULT ours precision=%s load_s=%.2f step_s=%.3f rss_load_kb=%ld hwm_load_kb=%ld hwm_text_kb=%ld "
+           "hwm_steps_kb=%ld hwm_decode_kb=%ld peak_rss_kb=%ld\n",
+           precision, load_s, med, rss_load, hwm_load, tr.hwm_text_kb, tr.hwm_steps_kb, hwm_decode, peak);
+    fflush(stdout);
+    lf_engine_destroy(&e);
+    if (!python || !strcmp(python, "none")) return 0;
+    char cmd[8192], line[4096], result[4096] = "";
+    snprintf(cmd, sizeof cmd, "'%s' '%s/bench/bench_gen_mem_torch.py' --ckpt '%s' --steps %d --threads %d 2>&1",
+             python, LF_SOURCE_DIR, ckpt, steps, threads);
+    printf("  PyTorch (%s), load average %.2f:\n", python, s_loadavg());
+    fflush(stdout);
+    FILE *pp = popen(cmd, "r");
+    while (pp && fgets(line, sizeof line, pp)) {
+        printf("    %s", line);
+        fflush(stdout);
+        if (!strncmp(line, "RESULT torch", 12)) snprintf(result, sizeof result, "%s", line);
+    }
+    if (!pp || pclose(pp) != 0 || !result[0]) return fprintf(stderr, "bench_gen_mem: the PyTorch side failed\n"), 1;
+    const double tpeak = s_field(result, "peak_rss_kb="), tstep = s_field(result, "step_s=");
+    printf("  peak RSS ours %.0f MiB vs PyTorch %.0f MiB (%.0f %%); step %.2f s vs %.2f s (%.2fx)\n",
+           s_mib(peak), tpeak / 1024.0, 100.0 * (double)peak / tpeak, med, tstep, tstep / med);
+    return 0;
+}
