@@ -8,7 +8,7 @@
  *              vs the time of its two matrix products (Q K^T and P V) done
  *              with full N x N scores; the op's memory is shown in bytes
  *
- * Usage: bench_kernels [--quick] [--reps R] [--threads N]
+ * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
  *                      [--only matmul|conv|attention|rowwise|graph].
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
@@ -27,9 +27,13 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+/* --cputime (with --threads 1): the calling thread's CPU time instead of wall
+ * time, so a shared, loaded machine still compares kernels fairly. */
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
 static double s_now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -395,6 +399,7 @@ int main(int argc, char **argv) {
     int reps = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--cputime")) g_clock = CLOCK_THREAD_CPUTIME_ID;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);

@@ -53,7 +53,8 @@ typedef struct {
     float *c;
 } lf__cpu_mm_t;
 #ifdef LF_HAVE_DNNL
-lf__cpu_dnnl_t *lf__cpu_dnnl_new(void);
+/* Runs its primitives on n_threads OpenMP threads. */
+lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads);
 void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
