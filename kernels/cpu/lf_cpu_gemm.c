@@ -55,7 +55,7 @@ static const void *s_as(lf__cpu_ctx_t *cpu, lf_type_t ct, const lf_tensor_t *t, 
     int64_t n = lf_tensor_nelements(t);
     void *dst = *work;
     if (ct == LF_TYPE_BF16) lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, t->type, t->data, dst, n);
-    else lf_type_to_f32(t->type, t->data, dst, n);
+    else lf__cpu_to_f32(cpu->pool, t->type, t->data, dst, n);
     *work += ((size_t)n * lf_type_size(ct) + 63) & ~(size_t)63;
     return dst;
 }

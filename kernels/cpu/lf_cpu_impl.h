@@ -37,6 +37,9 @@ void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
  * pool's threads; AVX512_BF16 when the CPU has it. */
 void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
                      uint16_t *dst, int64_t n);
+/* Widens n elements of type to f32 on the pool's threads (a weight stored
+ * f16 converted for an f32 product). */
+void lf__cpu_to_f32(lf__cpu_pool_t *pool, lf_type_t type, const void *src, float *dst, int64_t n);
 
 /* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
