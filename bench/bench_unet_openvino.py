@@ -16,9 +16,11 @@ two sides see the same x, t and cond.
   /work/venv-ov/bin/python bench/bench_unet_openvino.py --ckpt tests/reference/out/sd15_full.safetensors \\
       --bench-unet build-bench/bench/bench_unet [--threads 2] [--reps 3] [--xml /tmp/ov_unet/unet.xml]
 
-Needs openvino (PyPI) with torch and diffusers in the same Python (a venv
-made with --system-site-packages over /work/venv-torch2); prints SKIP and
-exits 0 without them. Peak RSS: this process's ru_maxrss. Last line:
+Needs openvino (PyPI) with torch and diffusers in the same Python
+(bench/requirements-openvino.txt; the conversion traces the f32 UNet: run it
+under flock /tmp/lf-bigmem.lock, ~14 GB peak); prints SKIP and exits 0
+without them. Converting took 680 s on a loaded 2-core machine: --xml keeps
+the IR for later runs. Peak RSS: this process's ru_maxrss. Last line:
   RESULT openvino f32_median_s=.. bf16_median_s=.. peak_rss_kb=..
 """
 import argparse
@@ -74,6 +76,22 @@ def convert(ckpt, xml):
     del m, unet
 
 
+def our_kind(node_type, exec_type):
+    """The lf_profile op an OpenVINO layer type corresponds to (bench_unet
+    --profile's "by op" table), so the two profiles line up."""
+    if node_type == "Convolution":
+        return "CONV2D 1x1 (MATMUL in ours)" if "1x1" in exec_type else "CONV2D"
+    if node_type == "FullyConnected":
+        return "MATMUL"
+    if node_type == "Subgraph":  # the fused Q.K^T, softmax, .V of each attention
+        return "ATTENTION"
+    if node_type == "MVN":
+        return "GROUP_NORM / LAYER_NORM"
+    if node_type in ("Reorder", "Transpose"):
+        return "layout (reorders, permutes)"
+    return "other elementwise"
+
+
 def run(core, xml, precision, threads, reps, inputs):
     cfg = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
            "PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY"}
@@ -82,11 +100,12 @@ def run(core, xml, precision, threads, reps, inputs):
     compile_s = time.perf_counter() - t0
     req = cm.create_infer_request()
     req.infer(inputs)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         req.infer(inputs)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)  # the fair figure on a loaded machine, with --threads 1
     by_type = defaultdict(lambda: [0.0, 0])
     for p in req.profiling_info:
         if p.status.name != "EXECUTED":
@@ -96,7 +115,7 @@ def run(core, xml, precision, threads, reps, inputs):
         by_type[key][1] += 1
     out = req.get_output_tensor(0).data.copy()
     del req, cm
-    return times, compile_s, by_type, out
+    return times, cpu, compile_s, by_type, out
 
 
 def main():
@@ -129,14 +148,22 @@ def main():
     med = {}
     outs = {}
     for prec in ("f32", "bf16"):
-        times, cs, by_type, outs[prec] = run(core, a.xml, prec, a.threads, a.reps, [x, t, cond])
+        times, cpu, cs, by_type, outs[prec] = run(core, a.xml, prec, a.threads, a.reps, [x, t, cond])
         med[prec] = statistics.median(times)
         total = sum(v[0] for v in by_type.values())
         print(f"\n== OpenVINO {prec}: compile {cs:.1f} s, steps " + " ".join(f"{s:.2f}" for s in times)
-              + f" s, median {med[prec]:.2f} s ==", flush=True)
+              + f" s, median {med[prec]:.2f} s; process cpu " + " ".join(f"{s:.2f}" for s in cpu)
+              + f" s, median {statistics.median(cpu):.2f} s ==", flush=True)
         print(f"  per-layer counters by type (sum {total:.2f} s):")
         for k, (sec, n) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:20]:
             print(f"  {k:<46} {n:5d} {sec:8.3f} s {100 * sec / total if total else 0:5.1f} %")
+        ours = defaultdict(float)
+        for k, (sec, _) in by_type.items():
+            node_type, exec_type = k.split(" (", 1)
+            ours[our_kind(node_type, exec_type)] += sec
+        print("  the same, by lightfarm's op kinds:")
+        for k, sec in sorted(ours.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:<46} {sec:8.3f} s {100 * sec / total if total else 0:5.1f} %")
     diff = float(np.abs(outs["bf16"] - outs["f32"]).max())
     print(f"\nOpenVINO f32 / bf16 {med['f32'] / med['bf16']:.2f}x; max |bf16 - f32| {diff:.3g} "
           f"(max |f32| {float(np.abs(outs['f32']).max()):.3g})")

@@ -158,6 +158,12 @@ static const lf_config_opt_t s_opts[] = {
     STR("precision", NULL, "LF_PRECISION", precision, "f32", W | E,
         "compute precision of jobs that name none: f32 (the reference) | bf16 | auto (bf16 matrix "
         "products where the CPU has AVX512_BF16, else f32)"),
+    INT("threads", NULL, "LF_THREADS", threads, "0", 0, 1024, W,
+        "CPU compute threads (0 = the cores of this worker's slice: usable cores / local-workers)"),
+    INT("local-workers", NULL, "LF_LOCAL_WORKERS", local_workers, "1", 1, 1024, W,
+        "CPU workers sharing this machine: each pins its threads to its own slice of the cores"),
+    INT("local-index", NULL, "LF_LOCAL_INDEX", local_index, "0", 0, 1023, W,
+        "this worker's place among the local workers (0-based): which slice of the cores it takes"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
         "this program's CURVE certificate file (secret); unset = plain TCP"),

@@ -476,7 +476,8 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
     lf_engine_opts_t eo = {.device = env ? env->device : NULL,
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
                            .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir,
-                           .precision = env ? env->precision : NULL};
+                           .precision = env ? env->precision : NULL,
+                           .n_threads = env ? env->n_threads : 0};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {
         lf_error("engine: %s", err);

@@ -217,7 +217,8 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
                            .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
                            .memory_budget = opts->memory_budget,
-                           .step_delay_max_ms = opts->step_delay_max_ms, .precision = opts->precision};
+                           .step_delay_max_ms = opts->step_delay_max_ms, .precision = opts->precision,
+                           .n_threads = opts->n_threads};
     lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
     if (!runner) {
         lf_worker_destroy(&self);

@@ -40,6 +40,7 @@ typedef struct {
     uint64_t memory_budget;            /* bytes of weights kept resident (base + refiner); 0: no limit */
     uint32_t step_delay_max_ms;        /* cap on the diagnostic delay; 0: the model's own */
     const char *precision;             /* jobs' default compute precision (f32 | bf16 | auto); NULL: f32 */
+    int n_threads;                     /* CPU compute threads; 0: all cores */
     lf_heartbeat_cfg_t heartbeat;
     int64_t drain_ms; /* on stop, how long to wait for a broker to take the last result;
                          0 = do not wait, < 0 = 5000 */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lf_config.h"
+#include "lf_cpushare.h"
 #include "lf_diagnostic.h"
 #include "lf_engine_runner.h"
 #include "lf_error.h"
@@ -45,6 +46,22 @@ int main(int argc, char **argv) {
     }
     lf_log_init("worker", cfg.log_level);
 
+    /* Local workers split the cores: this one's slice, its threads pinned there. */
+    lf_cpushare_t share;
+    int cores = lf_cpushare_cores();
+    if (lf_cpushare_split(cores, (int)cfg.local_workers, (int)cfg.local_index, &share)) {
+        fprintf(stderr, "lightfarm-worker: LF_LOCAL_INDEX %lld is not below LF_LOCAL_WORKERS %lld\n",
+                (long long)cfg.local_index, (long long)cfg.local_workers);
+        lf_config_clear(&cfg);
+        return 2;
+    }
+    if (cfg.local_workers > 1 && lf_cpushare_pin(&share))
+        lf_warn("cannot pin to cores %d-%d: threads not pinned", share.first, share.first + share.count - 1);
+    int n_threads = lf_cpushare_threads(&share, (int)cfg.threads);
+    lf_info("compute threads: %d (cores %d-%d of %d, local worker %lld of %lld)", n_threads, share.first,
+            share.first + share.count - 1, cores, (long long)cfg.local_index + 1,
+            (long long)cfg.local_workers);
+
     /* czmq would turn SIGINT/SIGTERM into "interrupted" and stop every
      * socket call; the worker wants them as a request to finish and leave. */
     zsys_handler_set(NULL);
@@ -71,6 +88,7 @@ int main(int argc, char **argv) {
         .preview_every = (uint32_t)cfg.preview_every,
         .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
         .precision = cfg.precision,
+        .n_threads = n_threads,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,
                       cfg.reconnect_max_ms},

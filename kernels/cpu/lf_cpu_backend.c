@@ -3,6 +3,7 @@
  * time (AVX2, AVX-512, AVX512_BF16). */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +171,10 @@ static const lf__backend_iface_t s_iface = {
 };
 
 lf_backend_t *lf_backend_cpu_new(int n_threads) {
-    if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads <= 0) { /* the cores this process may use (a pinned worker's slice) */
+        cpu_set_t set;
+        n_threads = sched_getaffinity(0, sizeof set, &set) ? (int)sysconf(_SC_NPROCESSORS_ONLN) : CPU_COUNT(&set);
+    }
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     lf__cpu_ctx_t *c = calloc(1, sizeof *c);
@@ -195,7 +199,7 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     lf__cpu_simd_init(&c->simd, c->has_avx512 && !cap512, c->has_avx2 && !cap2);
 #ifdef LF_HAVE_DNNL
     const char *conv = getenv("LF_CPU_CONV");
-    if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new();
+    if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new(n_threads);
     const char *mm = getenv("LF_CPU_MATMUL");
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
 #endif

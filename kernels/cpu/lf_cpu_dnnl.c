@@ -16,6 +16,7 @@
  * keeps a thread_local, reference-counted buffer per creating thread; a
  * primitive created on a worker's engine thread and destroyed on another
  * leaked it (LeakSanitizer: ~885 KB at every worker exit). */
+#include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,29 @@
 
 #define LF__DNNL_CACHE 128
 
+/* A convolution in oneDNN's blocked layouts: src, weights and dst are
+ * reordered between ours (NCHW, OIHW) and the primitive's own (nChw16c,
+ * OIhw16i16o...) around each run, into the backend's shared buffers. */
+enum { S_SRC, S_WEI, S_DST };
+
+/* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
+ * =blocked: all). By default the bf16 ones whose output has at least 32x32
+ * pixels: bench_kernels --threads 1 --cputime measured brgconv in bf16
+ * 1.2-1.4x oneDNN's im2col + GEMM on plain NCHW at 64x64 and 32x32, while
+ * in f32 (and at 8x8, where the per-call weight reorder costs as much as
+ * the product) it was no faster. */
+enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL };
+
 typedef struct {
     int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
     bool refused;    /* oneDNN has no fast kernel for this key: the caller's fallback runs */
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst, scratch;
+    /* Blocked convolutions: reorder of src, weights (ours -> the primitive's)
+     * and dst (the primitive's -> ours), and the memory in our layout; NULL
+     * where the layouts are the same. */
+    dnnl_primitive_t reorder[3];
+    dnnl_memory_t user[3];
 } s_entry_t;
 
 struct lf__cpu_dnnl {
@@ -39,11 +58,25 @@ struct lf__cpu_dnnl {
     int n, next_evict;
     void *scratch; /* owned; shared by every primitive (one stream, one call at a time) */
     size_t scratch_size;
+    void *blk[3]; /* owned; blocked src, weights and dst of the convolution running */
+    size_t blk_size[3];
+    int blocked; /* S_BLOCKED_*: which convolutions run in oneDNN's blocked layouts */
+    /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
+     * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
+     * gives it the backend's count on the calling thread before each run. */
+    void (*omp_set_num_threads)(int);
+    int n_threads;
 };
 
-lf__cpu_dnnl_t *lf__cpu_dnnl_new(void) {
+lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     lf__cpu_dnnl_t *d = calloc(1, sizeof *d);
     if (!d) return NULL;
+    d->n_threads = n_threads;
+    const char *conv = getenv("LF_CPU_CONV");
+    d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
+                 : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
+                                                                : S_BLOCKED_BF16;
+    d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
         return NULL;
@@ -63,6 +96,10 @@ static void s_entry_free(s_entry_t *e) {
     if (e->bias) dnnl_memory_destroy(e->bias);
     if (e->dst) dnnl_memory_destroy(e->dst);
     if (e->scratch) dnnl_memory_destroy(e->scratch);
+    for (int i = 0; i < 3; i++) {
+        if (e->reorder[i]) dnnl_primitive_destroy(e->reorder[i]);
+        if (e->user[i]) dnnl_memory_destroy(e->user[i]);
+    }
     memset(e, 0, sizeof *e);
 }
 
@@ -73,6 +110,7 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     dnnl_stream_destroy(d->stream);
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
+    for (int i = 0; i < 3; i++) free(d->blk[i]);
     free(d);
     *d_p = NULL;
 }
@@ -88,6 +126,18 @@ static dnnl_data_type_t s_dt(lf_type_t t) {
     return t == LF_TYPE_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
+/* *buf grown to at least size bytes, 64-byte aligned (as oneDNN's own
+ * buffers are); contents not kept. */
+static int s_grow(void **buf, size_t *cap, size_t size) {
+    if (size <= *cap) return 0;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, size)) return LF_ENOMEM;
+    free(*buf);
+    *buf = p;
+    *cap = size;
+    return 0;
+}
+
 /* The primitive descriptor made with our scratchpad mode, then the entry's
  * primitive and scratchpad memory; takes pd. */
 static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
@@ -100,15 +150,7 @@ static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     dnnl_status_t st = dnnl_primitive_create(&e->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (st) return LF_ENOMEM;
-    if (scr_size > d->scratch_size) {
-        /* 64-byte aligned, as oneDNN's own scratchpads are. */
-        void *p = NULL;
-        if (posix_memalign(&p, 64, scr_size)) return LF_ENOMEM;
-        free(d->scratch);
-        d->scratch = p;
-        d->scratch_size = scr_size;
-    }
-    return 0;
+    return s_grow(&d->scratch, &d->scratch_size, scr_size);
 }
 
 static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, dnnl_primitive_desc_t *pd) {
@@ -144,6 +186,70 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
     return 0;
 }
 
+static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
+    return d->blocked == S_BLOCKED_ALL ||
+           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && n->dst->ne[0] * n->dst->ne[1] >= 32 * 32);
+}
+
+/* The reorder between user (our layout) and its (the primitive's) of one
+ * operand, into e->reorder[i] / e->user[i], and the shared buffer i grown to
+ * the blocked size; nothing when the layouts are the same. */
+static int s_reorder_make(lf__cpu_dnnl_t *d, s_entry_t *e, int i, const dnnl_memory_desc_t *user,
+                          const dnnl_memory_desc_t *its) {
+    if (dnnl_memory_desc_equal(user, its)) return 0;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (!st)
+        st = i == S_DST ? dnnl_reorder_primitive_desc_create(&pd, its, d->engine, user, d->engine, attr)
+                        : dnnl_reorder_primitive_desc_create(&pd, user, d->engine, its, d->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st) return LF_EUNSUPPORTED;
+    const dnnl_memory_desc_t *scr = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (scr && dnnl_memory_desc_get_size(scr)) st = dnnl_unimplemented; /* not one we can feed */
+    if (!st) st = dnnl_primitive_create(&e->reorder[i], pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return LF_EUNSUPPORTED;
+    if (dnnl_memory_create(&e->user[i], user, d->engine, DNNL_MEMORY_NONE)) return LF_ENOMEM;
+    return s_grow(&d->blk[i], &d->blk_size[i], dnnl_memory_desc_get_size(its));
+}
+
+/* cd with the layouts left to oneDNN ("any"): its fast direct kernels want
+ * blocked channels; on plain NCHW it takes its im2col + GEMM path. 0, or an
+ * error after which the caller makes the plain-layout primitive. */
+static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
+                            const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
+                            const dnnl_memory_desc_t *dst_md, s_entry_t *e) {
+    dnnl_memory_desc_t any[3];
+    const dnnl_memory_desc_t *user[3] = {src_md, w_md, dst_md};
+    for (int i = 0; i < 3; i++)
+        if (dnnl_memory_desc_init_by_tag(&any[i], user[i]->ndims, user[i]->dims, user[i]->data_type,
+                                         dnnl_format_tag_any))
+            return LF_EINTERNAL;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &any[S_SRC],
+                                           &any[S_WEI], b_md, &any[S_DST], plain->strides, plain->padding[0],
+                                           plain->padding[1]))
+        return LF_EUNSUPPORTED;
+    dnnl_primitive_desc_t pd;
+    int rc = s_pd(d, &cd, &pd);
+    if (rc) return rc;
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
+        dnnl_primitive_desc_destroy(pd); /* no better than the plain layout's */
+        return LF_EUNSUPPORTED;
+    }
+    dnnl_memory_desc_t its[3] = {*dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+                                 *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                 *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)};
+    rc = s_finish(d, pd, e);
+    for (int i = 0; i < 3 && !rc; i++) rc = s_reorder_make(d, e, i, user[i], &its[i]);
+    if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST]);
+    if (rc) s_entry_free(e);
+    return rc;
+}
+
 static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
@@ -165,6 +271,7 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md,
                                            b ? &b_md : NULL, &dst_md, strides, pad, padr))
         return LF_EUNSUPPORTED;
+    if (s_blocked(d, ct, n) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e)) return 0;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &cd, &pd);
     if (!rc) rc = s_finish(d, pd, e);
@@ -202,12 +309,29 @@ static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
     return e;
 }
 
+/* One reorder of e (i: S_SRC, S_WEI, S_DST) between ptr, in our layout, and
+ * the shared blocked buffer. */
+static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t blocked) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, i == S_DST ? blocked : e->user[i]},
+                               {DNNL_ARG_TO, i == S_DST ? e->user[i] : blocked}};
+    return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
+}
+
 static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, const void *bias,
                  void *dst) {
-    dnnl_memory_set_data_handle(e->src, (void *)src);
-    dnnl_memory_set_data_handle(e->wei, (void *)wei);
+    if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
+    void *ptr[3] = {(void *)src, (void *)wei, dst};
+    dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
+    for (int i = 0; i < 3; i++) {
+        if (!e->reorder[i]) {
+            dnnl_memory_set_data_handle(mem[i], ptr[i]);
+            continue;
+        }
+        dnnl_memory_set_data_handle(e->user[i], ptr[i]);
+        dnnl_memory_set_data_handle(mem[i], d->blk[i]);
+        if (i != S_DST && s_reorder_run(d, e, i, mem[i])) return LF_EINTERNAL;
+    }
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
-    dnnl_memory_set_data_handle(e->dst, dst);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
     if (e->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
@@ -215,7 +339,8 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
-    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) || dnnl_stream_wait(d->stream))
+    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
+        (e->reorder[S_DST] && s_reorder_run(d, e, S_DST, e->dst)) || dnnl_stream_wait(d->stream))
         return LF_EINTERNAL;
     return 0;
 }
@@ -231,7 +356,7 @@ static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
 }
 
 int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                     const void *w) {
+                      const void *w) {
     const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2];
     int64_t key[12] = {1, ct, xt->ne[0], xt->ne[1], xt->ne[2], xt->ne[3], wt->ne[0], wt->ne[1],
                        wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, b != NULL};

@@ -55,7 +55,7 @@ static const void *s_as(lf__cpu_ctx_t *cpu, lf_type_t ct, const lf_tensor_t *t, 
     int64_t n = lf_tensor_nelements(t);
     void *dst = *work;
     if (ct == LF_TYPE_BF16) lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, t->type, t->data, dst, n);
-    else lf_type_to_f32(t->type, t->data, dst, n);
+    else lf__cpu_to_f32(cpu->pool, t->type, t->data, dst, n);
     *work += ((size_t)n * lf_type_size(ct) + 63) & ~(size_t)63;
     return dst;
 }
@@ -269,11 +269,20 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
     int64_t P = xt->ne[0] * xt->ne[1], Ci = xt->ne[2], Co = wt->ne[3];
     size_t es = lf_type_size(ct);
     for (int64_t n = 0; n < xt->ne[3]; n++) {
-        lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .bias_m = true,
-                          .ct = ct, .a = w, .w = (const char *)x + (size_t)(n * Ci * P) * es,
-                          .bias = bias ? bias->data : NULL, .c = (float *)node->dst->data + n * Co * P};
+        /* The bias is added after: oneDNN has only its reference kernel for a
+         * matmul with a per-row bias (refused), which sent every 1x1
+         * convolution with a bias (proj_in, proj_out, skip connections) back
+         * to its plain-layout convolution. */
+        float *y = (float *)node->dst->data + n * Co * P;
+        lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .ct = ct, .a = w,
+                          .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y};
         int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
         if (rc) return rc;
+        for (int64_t c = 0; bias && c < Co; c++) {
+            float b;
+            memcpy(&b, (const char *)bias->data + c * (int64_t)bias->nb[0], 4);
+            for (int64_t p = 0; p < P; p++) y[c * P + p] += b;
+        }
     }
     return 0;
 }

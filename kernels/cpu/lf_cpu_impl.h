@@ -37,6 +37,9 @@ void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
  * pool's threads; AVX512_BF16 when the CPU has it. */
 void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
                      uint16_t *dst, int64_t n);
+/* Widens n elements of type to f32 on the pool's threads (a weight stored
+ * f16 converted for an f32 product). */
+void lf__cpu_to_f32(lf__cpu_pool_t *pool, lf_type_t type, const void *src, float *dst, int64_t n);
 
 /* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
@@ -53,7 +56,8 @@ typedef struct {
     float *c;
 } lf__cpu_mm_t;
 #ifdef LF_HAVE_DNNL
-lf__cpu_dnnl_t *lf__cpu_dnnl_new(void);
+/* Runs its primitives on n_threads OpenMP threads. */
+lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads);
 void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */

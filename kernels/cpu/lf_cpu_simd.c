@@ -267,24 +267,32 @@ static void s_to_bf16_scalar(lf_type_t type, const void *src, uint16_t *dst, int
 }
 
 typedef struct {
-    lf_type_t type;
+    lf_type_t type, to; /* to: LF_TYPE_BF16 or LF_TYPE_F32 */
     const void *src;
-    uint16_t *dst;
+    void *dst;
     int64_t n, chunk;
     bool avx512_bf16;
-} s_bf16_job_t;
+} s_convert_job_t;
 
-static void s_to_bf16_task(void *arg, int64_t t, int thread) {
+static void s_convert_task(void *arg, int64_t t, int thread) {
     (void)thread;
-    const s_bf16_job_t *j = arg;
+    const s_convert_job_t *j = arg;
     int64_t i0 = t * j->chunk, m = j->n - i0 < j->chunk ? j->n - i0 : j->chunk;
     const void *s = (const char *)j->src + i0 * (int64_t)lf_type_size(j->type);
-    if (j->avx512_bf16 && j->type != LF_TYPE_BF16) s_to_bf16_avx512(j->type, s, j->dst + i0, m);
-    else s_to_bf16_scalar(j->type, s, j->dst + i0, m);
+    if (j->to == LF_TYPE_F32) lf_type_to_f32(j->type, s, (float *)j->dst + i0, m);
+    else if (j->avx512_bf16 && j->type != LF_TYPE_BF16) s_to_bf16_avx512(j->type, s, (uint16_t *)j->dst + i0, m);
+    else s_to_bf16_scalar(j->type, s, (uint16_t *)j->dst + i0, m);
 }
 
 void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
                      uint16_t *dst, int64_t n) {
-    s_bf16_job_t j = {type, src, dst, n, 1 << 16, avx512_bf16};
-    lf__cpu_pool_run(pool, (n + j.chunk - 1) / j.chunk, s_to_bf16_task, &j);
+    s_convert_job_t j = {type, LF_TYPE_BF16, src, dst, n, 1 << 16, avx512_bf16};
+    lf__cpu_pool_run(pool, (n + j.chunk - 1) / j.chunk, s_convert_task, &j);
+}
+
+void lf__cpu_to_f32(lf__cpu_pool_t *pool, lf_type_t type, const void *src, float *dst, int64_t n) {
+    /* Whole quantization blocks per task. */
+    int64_t chunk = (1 << 16) / lf_type_block(type) * lf_type_block(type);
+    s_convert_job_t j = {type, LF_TYPE_F32, src, dst, n, chunk, false};
+    lf__cpu_pool_run(pool, (n + j.chunk - 1) / j.chunk, s_convert_task, &j);
 }

@@ -231,6 +231,10 @@ static void test_bf16_compute(void **state) {
         s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 17, 16, 2, 3, 1, 1, true);
         s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 9, 7, 16, 19, 1, 3, 2, 1, false);
         s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 11, 5, 37, 18, 2, 1, 1, 0, true);
+        /* Outputs of 32x32 and more: oneDNN's blocked layouts (reorders around
+         * the primitive), channels not a multiple of the 16-wide blocks. */
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 34, 33, 17, 24, 2, 3, 1, 1, true);
+        s_check_conv_ct(be, LF_TYPE_BF16, wts[i], 66, 65, 16, 19, 1, 3, 2, 1, false);
         free(a.data), free(w.data), free(bias.data), free(wide.data);
     }
     /* Products with a side under 16 stay f32: a time embedding's few rows, a
@@ -253,16 +257,20 @@ static void test_bf16_compute(void **state) {
 }
 
 static void test_conv2d(void **state) {
-    /* Both CPU paths: oneDNN (when built with it) and im2col + sgemm. */
-    for (int path = 0; path < 2; path++) {
+    /* Every CPU path: oneDNN (when built with it) on our layout, im2col +
+     * sgemm, oneDNN in its blocked layouts for f32 too. */
+    static const char *const paths[] = {NULL, "im2col", "blocked"};
+    for (int path = 0; path < 3; path++) {
         lf_backend_t *be = *state;
-        if (path == 1) {
-            setenv("LF_CPU_CONV", "im2col", 1);
+        if (path > 0) {
+            setenv("LF_CPU_CONV", paths[path], 1);
             be = lf_backend_cpu_new(2);
             unsetenv("LF_CPU_CONV");
             assert_non_null(be);
-            assert_non_null(strstr(lf_backend_describe(be), "conv im2col"));
+            if (path == 1) assert_non_null(strstr(lf_backend_describe(be), "conv im2col"));
         }
+    s_check_conv(be, LF_TYPE_F32, 34, 33, 17, 24, 2, 3, 1, 1, true);
+    s_check_conv(be, LF_TYPE_F16, 66, 65, 16, 19, 1, 3, 2, 1, false);
     s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 2, 3, 1, 1, true);
     s_check_conv(be, LF_TYPE_F32, 9, 7, 5, 6, 1, 3, 2, 1, true);
     s_check_conv(be, LF_TYPE_F32, 8, 8, 4, 3, 1, 3, 2, 0, false);
@@ -275,7 +283,7 @@ static void test_conv2d(void **state) {
     s_check_conv(be, LF_TYPE_F32, 70, 9, 3, 5, 1, 3, 2, 1, true);
     s_check_conv(be, LF_TYPE_F32, 9, 8, 3, 5, 1, 3, 2, 0, true); /* odd output edge */
     unsetenv("LF_CONV_TILE_BYTES");
-        if (path == 1) lf_backend_destroy(&be);
+        if (path > 0) lf_backend_destroy(&be);
     }
 }
 
