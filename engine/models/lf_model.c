@@ -720,12 +720,13 @@ int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weig
 int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, const float *t,
                      const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
-    if (self->flux) return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
-    if (self->desc.n_time_ids && !vec) return LF_EINVAL;
-    s_use(self, S_NET_DENOISER);
+    if (!self->flux && self->desc.n_time_ids && !vec) return LF_EINVAL;
+    if (!self->flux) s_use(self, S_NET_DENOISER);
+    /* The denoiser (UNet or Flux transformer) in the job's precision; the rest stays f32. */
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
-    int rc = lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
-                             self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
+    int rc = self->flux ? lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out)
+                        : lf_unet_forward(self->unet, x, batch, h, w, t, cond, cond_len,
+                                          self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, LF_PRECISION_F32);
     return rc;
 }
@@ -735,7 +736,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
                             const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (self->flux) /* step caching is the UNet's for now */
-        return lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out);
+        return lf_model_denoise(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
     s_use(self, S_NET_DENOISER);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);

@@ -514,6 +514,20 @@ static void test_model_parts(void **state) {
     lf_flux_pack(o2, B, C, H, W, packed);
     printf("  model denoise rel err %.3g\n", lf_test_relerr(packed, want, n));
     assert_true(lf_test_relerr(packed, want, n) < 1e-4);
+    /* The job's precision reaches the transformer (where the CPU has bf16):
+     * bf16 products move the output a little; f32 again gives the same bytes. */
+    if (lf_model_set_precision(m, LF_PRECISION_BF16) == LF_PRECISION_BF16) {
+        float *o3 = malloc(n * sizeof *o3), *p3 = malloc(n * sizeof *p3);
+        assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, vec, o3), 0);
+        lf_flux_pack(o3, B, C, H, W, p3);
+        double e16 = lf_test_relerr(p3, want, n), moved = lf_test_relerr(o3, o2, n);
+        printf("  model denoise in bf16: rel err %.3g (%.3g from the f32 run)\n", e16, moved);
+        assert_true(moved > 1e-4 && e16 < 5e-2);
+        assert_int_equal(lf_model_set_precision(m, LF_PRECISION_F32), LF_PRECISION_F32);
+        assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, vec, o3), 0);
+        assert_memory_equal(o3, o2, n * sizeof *o3);
+        free(o3), free(p3);
+    }
     assert_int_equal(lf_model_denoise(m, z, B, H, W, t, txt, NT, NULL, o2), LF_EINVAL);
     assert_int_equal(lf_model_denoise(m, z, B, H - 1, W, t, txt, NT, vec, o2), LF_EINVAL);
     /* The approx preview is fitted from this 16-channel VAE like any other. */
