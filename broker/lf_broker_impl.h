@@ -22,6 +22,15 @@
 #define LF__B_SCAN_MAX 1024        /* queue entries looked at per priority per refresh */
 #define LF__B_BEAT_SLICES 10       /* heartbeats go out spread over this many ticks */
 #define LF__B_SLOW_MS 20           /* a handler running longer is logged (rate-limited) */
+#define LF__B_BATCH_MAX 16         /* jobs in one worker's batch at most (as LF_RUNNER_BATCH_MAX) */
+
+/* A job of a worker's batch besides its first (lf__worker_t.job). */
+typedef struct {
+    char id[40];
+    uint32_t attempt;
+    bool owned;               /* we renew its lease */
+    bool open;                /* no RESULT/FAILED from the worker yet */
+} lf__member_t;
 
 typedef enum { LF__W_IDLE = 0, LF__W_BUSY } lf__wstate_t;
 
@@ -38,6 +47,9 @@ typedef struct {
     char job[40];             /* job it runs ("" = unknown, e.g. another broker's) */
     uint32_t attempt;
     bool owned;               /* we renew its lease */
+    bool job_open;            /* job has had no RESULT/FAILED yet (a batch stays busy until all have) */
+    lf__member_t batch[LF__B_BATCH_MAX - 1]; /* the other jobs of its batch */
+    size_t n_batch;
     int64_t assigned_at;      /* mono ms */
     int64_t adopt_at;         /* mono ms of the last adoption attempt */
     int64_t last_sent;        /* mono ms of our last message to it (heartbeats fill gaps) */
@@ -134,6 +146,8 @@ void lf__send_cancel(lf_broker_t *self, lf__worker_t *w, const char *job);
 void lf__set_idle(lf_broker_t *self, lf__worker_t *w);
 void lf__set_busy(lf_broker_t *self, lf__worker_t *w, const char *job, uint32_t attempt,
                   bool owned);
+/* job of w's batch (its first or another) is ours no more: stop renewing its lease. */
+void lf__disown(lf__worker_t *w, const char *job);
 void lf__worker_free(void **item);                 /* zhashx destructor */
 void lf__worker_drop(lf_broker_t *self, lf__worker_t *w);
 /* lf_broker.c: a worker answered a RESCAN (its caps are stored). */

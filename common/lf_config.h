@@ -130,6 +130,7 @@ typedef struct {
     int64_t preview_every;     /* [0 = off] send a preview every N steps */
     int64_t model_memory_mb;   /* [0 = no limit] base + SDXL refiner kept resident together up to this */
     char *precision;           /* [f32] f32 | bf16 | auto: jobs' compute precision unless they name one */
+    int64_t batch_max;         /* [1] compatible jobs a worker runs as one batch (LF_BATCH_MAX) */
 
     /* --- CURVE security (ZeroMQ; all NULL = plain TCP) */
     char *curve_cert;          /* this program's certificate file (czmq zcert, secret part) */

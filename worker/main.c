@@ -71,6 +71,7 @@ int main(int argc, char **argv) {
         .preview_every = (uint32_t)cfg.preview_every,
         .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
         .precision = cfg.precision,
+        .batch_max = (uint32_t)cfg.batch_max,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,
                       cfg.reconnect_max_ms},

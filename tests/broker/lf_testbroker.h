@@ -41,6 +41,7 @@ typedef struct {
     char job[40];
     bool beating;            /* send heartbeats while waiting */
     int64_t next_beat;
+    uint32_t batch_max;      /* caps.batch_max (LF_BATCH_MAX); 0 = one job at a time */
     int cancels;             /* CANCEL messages seen */
     char cancelled[40];
 } tb_worker_t;
