@@ -160,8 +160,9 @@ static const lf_config_opt_t s_opts[] = {
         "products where the CPU has AVX512_BF16, else f32)"),
     INT("batch-max", NULL, "LF_BATCH_MAX", batch_max, "1", 1, 16, W | E,
         "compatible queued jobs (same model, size, steps, sampler...; prompts and seeds may differ) a "
-        "worker takes at once and runs as one batch, each job's bytes as alone (1 = one at a time: "
-        "on a CPU batching measured no faster, docs/PERFORMANCE.md)"),
+        "worker takes at once and runs as one batch, each job's bytes as alone (> 1 also runs every job in "
+        "the CPU's batch-invariant mode, LF_CPU_PER_IMAGE=1; 1 = one at a time: on a CPU batching measured "
+        "no faster, docs/PERFORMANCE.md)"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
         "this program's CURVE certificate file (secret); unset = plain TCP"),

@@ -176,7 +176,8 @@ typedef struct {
 #define LF_PIPELINE_MAX_BATCH 64
 /* Batched rows: at most this many UNet rows (images x 2 with CFG): a
  * bound on the batch's activations. A row's bytes do not depend on the
- * batch: the UNet's matrix products and convolutions run one image per
+ * batch in the CPU's batch-invariant mode (LF_CPU_PER_IMAGE=1, a batching
+ * worker's): the UNet's matrix products and convolutions run one image per
  * kernel call (lf_graph_set_images; docs/PERFORMANCE.md, "Batched jobs"). */
 #define LF_PIPELINE_BATCH_ROWS_MAX 8
 
@@ -277,8 +278,8 @@ typedef struct {
      * rows among the unconds; every step is element-wise per image, so a
      * row's bytes do not depend on the others as long as the networks'
      * rows do not (tests/engine/test_pipeline_batch.c checks both on the
-     * built-in model; the networks' kernels run one image per call:
-     * LF_PIPELINE_BATCH_ROWS_MAX).
+     * built-in model; in LF_CPU_PER_IMAGE=1 the networks' kernels run one
+     * image per call: LF_PIPELINE_BATCH_ROWS_MAX).
      * LF_EUNSUPPORTED for img2img, Hires-Fix, a refiner, step caching (its
      * decision looks at the whole batch), an inpainting UNet, and rows whose
      * prompts or negative prompts need different numbers of 75-token

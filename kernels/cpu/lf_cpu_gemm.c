@@ -361,7 +361,8 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
 
 /* ---- one image per call ---- */
 
-/* A batch of node->images independent images along src[0]'s outermost
+/* In the batch-invariant mode (cpu->per_image, LF_CPU_PER_IMAGE=1):
+ * a batch of node->images independent images along src[0]'s outermost
  * dimension of size > 1 (and dst's, and a batched product's second operand) runs one call
  * of op per image on views of that image: the kernels see the same shapes
  * whatever the batch size, so an image's bytes are those it has alone

@@ -85,8 +85,9 @@ typedef struct {
      * the default is what bench_kernels measured faster). */
     bool mm_dnnl;
     /* MATMUL / CONV2D one image per call where the node knows its batch
-     * (lf_node_t.images): batch-invariant bytes. LF_CPU_PER_IMAGE=0 turns it
-     * off (benchmarks: what it costs). */
+     * (lf_node_t.images): batch-invariant bytes, at a cost on small
+     * products (docs/PERFORMANCE.md). On with LF_CPU_PER_IMAGE=1 (a worker
+     * with LF_BATCH_MAX > 1 sets it), off otherwise. */
     bool per_image;
     /* Compute type of MATMUL and CONV2D: LF_TYPE_BF16 (bf16 operands, f32
      * accumulation and results; needs oneDNN and AVX512_BF16) or
