@@ -5,7 +5,9 @@
  * what the worker's lf_runner_run_batch calls), on the built-in model
  * (models/lf-tiny-shapes.safetensors) at its native 256x256, 20 steps,
  * euler / normal, CFG 5. Each setting's images are checked byte for byte
- * against the batch-1 run's (a job's bytes do not depend on its batch).
+ * against the batch-1 run's (a job's bytes do not depend on its batch in
+ * the CPU's batch-invariant mode, LF_CPU_PER_IMAGE=1, a batching worker's;
+ * without it oneDNN's batched rows differ in the last bits).
  *
  *   build/release/bench/bench_batch [--steps N] [--threads N] [--size PX] [--jobs N] [--model PATH]
  *   --jobs 2 --model tests/reference/out/sd15_full.safetensors: the bytes check on

@@ -12,6 +12,12 @@
  *      and the links add), beside the Redis round trip;
  *   4. 1,000 simulated workers connected to the broker (DEALER sockets that
  *      speak the protocol): dispatch latency p50/p99 from SUBMIT to ASSIGN.
+ *   5. "batch" (not in the default parts): batched jobs (issue 18) — 8
+ *      compatible jobs (the built-in model lf-tiny-shapes at 256x256, 20
+ *      steps, CFG 5; prompts and seeds differ) submitted at once to a farm
+ *      of one worker with LF_BATCH_MAX = 1, 2 and 4 (a farm each): wall time
+ *      from the first POST to the last job done, images per minute, and the
+ *      jobs the worker ran batched ("small" in parts: 128x128, 10 steps).
  * Usage: bench_farm [jobs=4000] [workers=4] [parts=redis,tput,lat,many] (a
  * comma list of the parts to run, e.g. "tput" alone for a profile; add "aof"
  * for Redis with AOF + appendfsync always, as deploy/lightfarm runs it, and
@@ -449,6 +455,64 @@ static void s_many_workers(lf_testfarm_t *farm, int n_workers, int jobs, double 
     zsock_destroy(&fe);
 }
 
+/* ---- 5. batched jobs ---------------------------------------------------- */
+
+static int s_batch_submit(lf_testfarm_t *farm, int i, int size, int steps) {
+    static const char *const colors[8] = {"red", "green", "blue", "yellow", "cyan", "orange", "pink", "brown"};
+    char url[256], body[512];
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    snprintf(body, sizeof body,
+             "{\"prompt\":\"a %s circle on a %s background\",\"seed\":%d,\"width\":%d,\"height\":%d,"
+             "\"steps\":%d,\"cfg_scale\":5}",
+             colors[i % 8], colors[(i + 3) % 8], 3000 + i, size, size, steps);
+    return lf_http_request("POST", url, "application/json", body, strlen(body), NULL, NULL);
+}
+
+/* The worker's batched_jobs from /v1/workers (-1 when unreadable); 0 workers: -2. */
+static long long s_worker_batched(lf_testfarm_t *farm) {
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/workers", lf_testfarm_url(farm));
+    json_t *j = NULL;
+    long long n = -1;
+    if (lf_http_json("GET", url, NULL, &j) == 200) {
+        json_t *w = json_array_get(json_object_get(j, "workers"), 0);
+        n = w ? (long long)json_integer_value(json_object_get(w, "batched_jobs")) : -2;
+    }
+    json_decref(j);
+    return n;
+}
+
+static void s_batch_part(bool small) {
+    int size = small ? 128 : 256, steps = small ? 10 : 20, n = 8;
+    printf("batched jobs: %d compatible jobs, lf-tiny-shapes %dx%d, %d steps, CFG 5, one worker\n", n, size, size,
+           steps);
+    printf("%-13s %9s %11s %9s %13s\n", "LF_BATCH_MAX", "seconds", "images/min", "vs 1", "jobs batched");
+    static const int maxes[3] = {1, 2, 4};
+    double t1 = 0;
+    for (int k = 0; k < 3; k++) {
+        char env_b[64];
+        snprintf(env_b, sizeof env_b, "LF_BATCH_MAX=%d", maxes[k]);
+        lf_testfarm_opts_t o = {.n_workers = 1,
+                                .extra_env = {"LF_MODELS_DIR=" LF_SOURCE_DIR "/models",
+                                              "LF_ASSETS_DIR=" LF_SOURCE_DIR "/assets", "LF_PREVIEW_EVERY=0", env_b}};
+        lf_testfarm_t *farm = lf_testfarm_new(&o);
+        if (!farm) return;
+        while (s_worker_batched(farm) < 0) usleep(100000); /* the worker has joined */
+        long long base = s_history_total(farm);
+        s_batch_submit(farm, 99, size, steps); /* warm-up: the model, oneDNN's primitives */
+        while (s_history_total(farm) < base + 1) usleep(50000);
+        double t0 = s_now_us();
+        for (int i = 0; i < n; i++)
+            if (s_batch_submit(farm, i, size, steps) != 202) printf("submit %d refused\n", i);
+        while (s_history_total(farm) < base + 1 + n) usleep(20000);
+        double s = (s_now_us() - t0) / 1e6;
+        if (k == 0) t1 = s;
+        printf("%-13d %9.1f %11.2f %8.2fx %13lld\n", maxes[k], s, n * 60.0 / s, t1 / s, s_worker_batched(farm));
+        fflush(stdout);
+        lf_testfarm_destroy(&farm);
+    }
+}
+
 int main(int argc, char **argv) {
     int jobs = argc > 1 ? atoi(argv[1]) : 4000;
     int workers = argc > 2 ? atoi(argv[2]) : 4;
@@ -459,6 +523,11 @@ int main(int argc, char **argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
     zsys_set_max_sockets(4096);
     zsys_init();
+    if (strstr(parts, "batch")) {
+        s_batch_part(strstr(parts, "small") != NULL);
+        if (!strstr(parts, "redis") && !strstr(parts, "tput") && !strstr(parts, "lat") && !strstr(parts, "many"))
+            return 0;
+    }
 
     /* "aof" in parts: Redis with AOF and appendfsync always, as deploy/lightfarm runs it
      * (default: no persistence, the engine's overhead alone). */

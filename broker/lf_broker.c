@@ -172,7 +172,7 @@ static void s_on_cancel(lf_broker_t *self, zmsg_t *env, lf_msg_t *m) {
         lf__worker_t *w = worker[0] ? zhashx_lookup(self->workers, worker) : NULL;
         if (w) {
             lf__send_cancel(self, w, m->job_id);
-            w->owned = false; /* nothing to renew; it becomes idle when it answers */
+            lf__disown(w, m->job_id); /* nothing to renew; it becomes idle when it answers */
         }
         s_reply(self, env, m->req_id, 0, was == LF_JOB_RUNNING ? "cancelling" : "cancelled",
                 m->job_id);
@@ -381,9 +381,10 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     int64_t dead_after = hb_ms * self->opts.liveness;
     lf_msg_t hb = {.type = LF_MSG_HEARTBEAT};
     size_t nw = zhashx_size(self->workers);
-    lf_store_pair_t *pairs = calloc(nw + 1, sizeof *pairs);
-    lf__worker_t **owners = calloc(nw + 1, sizeof *owners);
-    bool *lost = calloc(nw + 1, sizeof *lost);
+    size_t np_max = nw * LF__B_BATCH_MAX + 1; /* every job of every batch */
+    lf_store_pair_t *pairs = calloc(np_max, sizeof *pairs);
+    lf__worker_t **owners = calloc(np_max, sizeof *owners);
+    bool *lost = calloc(np_max, sizeof *lost);
     lf_store_worker_touch_t *touch = calloc(nw + 1, sizeof *touch);
     zlistx_t *dead = zlistx_new();
     if (!pairs || !owners || !lost || !touch || !dead) {
@@ -402,6 +403,8 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
         w->touched_at = mono;
         if (w->state == LF__W_BUSY && w->owned && w->job[0])
             owners[np] = w, pairs[np++] = (lf_store_pair_t){w->job, w->id};
+        for (size_t b = 0; w->state == LF__W_BUSY && b < w->n_batch; b++)
+            if (w->batch[b].owned) owners[np] = w, pairs[np++] = (lf_store_pair_t){w->batch[b].id, w->id};
         touch[nt++] = (lf_store_worker_touch_t){w->id, w->caps_blob, w->caps_len,
                                                 w->state == LF__W_BUSY && w->job[0] ? w->job : NULL,
                                                 now - (mono - w->seen), w->jobs_done};
@@ -424,9 +427,9 @@ static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
         for (size_t i = 0; !rc && i < np; i++)
             if (lost[i]) {
                 lf_info("worker %s no longer holds job %s: cancelling it there", owners[i]->id,
-                        owners[i]->job);
-                owners[i]->owned = false;
-                lf__send_cancel(self, owners[i], owners[i]->job);
+                        pairs[i].job_id);
+                lf__send_cancel(self, owners[i], pairs[i].job_id);
+                lf__disown(owners[i], pairs[i].job_id);
             }
     }
     if (nt) {

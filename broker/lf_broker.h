@@ -78,6 +78,7 @@ void lf_broker_actor(zsock_t *pipe, void *args);
 typedef struct {
     uint64_t submitted, duplicates, rejected;
     uint64_t assigned, claim_races, adopted;
+    uint64_t batches, batched; /* batches of two or more jobs sent, and their jobs */
     uint64_t completed, failed, cancelled, requeued, dropped_stale;
     uint64_t workers_joined, workers_lost;
     uint64_t redis_errors, bad_frames;

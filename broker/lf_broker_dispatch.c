@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "lf_broker_impl.h"
+#include "lf_batch.h"
 #include "lf_error.h"
 #include "lf_extranet.h"
 #include "lf_log.h"
@@ -95,6 +96,36 @@ void lf__cache_add(lf_broker_t *self, const lf_store_submitted_t *o, const lf_ms
     c->created_ms = lf__now();
     c->seq = o->seq;
     lf_extranet_lora_set(&m->params, c->lora_set, sizeof c->lora_set);
+    if (lf_batch_key(&m->params, c->batch_key)) c->batch_key[0] = '\0';
+}
+
+/* A claim's outcome, but for the ASSIGN: "started" and the wait histogram
+ * for a job claimed for w, the failures published. */
+static void s_claimed(lf_broker_t *self, lf__worker_t *w, const char *job, lf_store_claim_t *c,
+                      int64_t born) {
+    if (c->code == 0) {
+        lf_msg_t x = {.worker_id = w->id};
+        lf__publish(self, job, LF_EV_STARTED, LF_JOB_RUNNING, &x);
+        self->stats.assigned++;
+        static const int64_t bounds[7] = {1, 5, 10, 50, 100, 500, 1000};
+        int64_t waited = lf__now() - born;
+        int k = 0;
+        while (k < 7 && waited >= bounds[k]) k++;
+        self->stats.wait_hist[k]++;
+    } else if (c->code == LF_EPROTO) {
+        lf_store_finish_t f;
+        if (lf_store_fail(self->store, job, w->id, c->attempt, LF_EPROTO,
+                          "the job's stored parameters are unreadable", lf__now(), &f) == 0)
+            lf__publish_finish(self, job, &f, NULL);
+    } else if (c->code == LF_ETIMEDOUT || c->code == LF_ENOTFOUND) {
+        lf_msg_t x = {.code = c->code,
+                      .message = c->code == LF_ETIMEDOUT ? "timed out: waited in the queue past its deadline"
+                                                         : "init image upload not found (expired?)"};
+        lf__publish(self, job, LF_EV_FAILED, LF_JOB_FAILED, &x);
+        self->stats.failed++;
+    } else if (c->code == LF_EBUSY) {
+        self->stats.claim_races++;
+    }
 }
 
 void lf__dispatch(lf_broker_t *self) {
@@ -117,18 +148,21 @@ void lf__dispatch(lf_broker_t *self) {
         lf__worker_t **wp = calloc(nw, sizeof *wp);
         size_t cap = n < nw ? n : nw;
         lf_sched_match_t *mt = calloc(cap, sizeof *mt);
-        lf_store_pair_t *pairs = calloc(cap, sizeof *pairs);
-        lf_store_claim_t *claims = calloc(cap, sizeof *claims);
-        char (*ids)[40] = calloc(cap, sizeof *ids);
-        int64_t *born = calloc(cap, sizeof *born);
-        size_t nm = 0;
-        if (jobs && ws && wp && mt && pairs && claims && ids && born) {
+        /* One claim per job: the matches' and their batches' (n at most). */
+        lf_store_pair_t *pairs = calloc(n, sizeof *pairs);
+        lf_store_claim_t *claims = calloc(n, sizeof *claims);
+        char (*ids)[40] = calloc(n, sizeof *ids);
+        int64_t *born = calloc(n, sizeof *born);
+        uint32_t *with = calloc(n, sizeof *with), *grp = calloc(n, sizeof *grp);
+        size_t nm = 0, nc = 0;
+        if (jobs && ws && wp && mt && pairs && claims && ids && born && with && grp) {
             for (size_t i = 0; i < n; i++)
                 jobs[i] = (lf_sched_job_t){.id = cand[i].id, .model = cand[i].model,
                                            .refiner = cand[i].refiner, .vae = cand[i].vae,
                                            .pixels = cand[i].pixels, .priority = cand[i].priority,
                                            .created_ms = cand[i].created_ms, .seq = cand[i].seq,
-                                           .lora_set = cand[i].lora_set};
+                                           .lora_set = cand[i].lora_set,
+                                           .batch_key = cand[i].batch_key};
             for (size_t i = 0; i < nw; i++) {
                 lf__worker_t *w = wp[i] = self->idle[i];
                 /* resident[1]: an SDXL refiner kept next to the base. */
@@ -139,64 +173,64 @@ void lf__dispatch(lf_broker_t *self) {
                     .max_pixels = w->caps.max_pixels,
                     .refiner = w->caps.n_resident > 1 ? w->caps.resident[1] : NULL,
                     .vaes = (const char *const *)w->caps.vaes, .n_vaes = w->caps.n_vaes,
-                    .lora_set = w->caps.lora_set};
+                    .lora_set = w->caps.lora_set,
+                    .batch_max = w->caps.batch_max < LF__B_BATCH_MAX ? w->caps.batch_max : LF__B_BATCH_MAX};
             }
             lf_sched_cfg_t cfg = {.starve_ms = self->opts.starve_ms};
             if (lf_scheduler_match(&cfg, jobs, n, ws, nw, lf__now(), mt, &nm) != 0) nm = 0;
+            /* Each match's job first, then the jobs of its batch (FIFO). */
+            if (nm && lf_scheduler_batch(jobs, n, ws, nw, mt, nm, with) != 0)
+                for (size_t i = 0; i < n; i++) with[i] = LF_SCHED_ALONE;
+            for (size_t i = 0; i < nm; i++) {
+                grp[nc] = (uint32_t)i, memcpy(ids[nc], cand[mt[i].job].id, sizeof ids[nc]);
+                born[nc++] = cand[mt[i].job].created_ms;
+                for (size_t j = 0; j < n; j++)
+                    if (with[j] == i) {
+                        grp[nc] = (uint32_t)i, memcpy(ids[nc], cand[j].id, sizeof ids[nc]);
+                        born[nc++] = cand[j].created_ms;
+                    }
+            }
         }
         int rc = 0;
         if (nm) {
             /* The matched candidates leave the cache whatever the claim says. */
-            for (size_t i = 0; i < nm; i++) {
-                memcpy(ids[i], cand[mt[i].job].id, sizeof ids[i]);
-                born[i] = cand[mt[i].job].created_ms;
-                pairs[i] = (lf_store_pair_t){ids[i], wp[mt[i].worker]->id};
-            }
-            for (size_t i = 0; i < nm; i++) s_cache_remove(self, ids[i]);
-            rc = lf_store_claim(self->store, pairs, nm, self->id, lf__now(), claims);
+            for (size_t i = 0; i < nc; i++) pairs[i] = (lf_store_pair_t){ids[i], wp[mt[grp[i]].worker]->id};
+            for (size_t i = 0; i < nc; i++) s_cache_remove(self, ids[i]);
+            rc = lf_store_claim(self->store, pairs, nc, self->id, lf__now(), claims);
             if (rc) {
                 lf__redis_error(self, "claim", rc);
                 self->cache_at = 0;
             }
-            for (size_t i = 0; i < nm; i++) {
-                lf__worker_t *w = wp[mt[i].worker];
-                lf_store_claim_t *c = &claims[i];
-                const char *job = ids[i];
-                if (c->code == 0) {
-                    lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)job,
-                                  .attempt = c->attempt, .params = c->params,
-                                  .init_image = c->init_image, .mask = c->mask};
-                    lf__set_busy(self, w, job, c->attempt, true);
-                    lf__send_worker(self, w, &a);
-                    lf_msg_t x = {.worker_id = w->id};
-                    lf__publish(self, job, LF_EV_STARTED, LF_JOB_RUNNING, &x);
-                    self->stats.assigned++;
-                    static const int64_t bounds[7] = {1, 5, 10, 50, 100, 500, 1000};
-                    int64_t waited = lf__now() - born[i];
-                    int k = 0;
-                    while (k < 7 && waited >= bounds[k]) k++;
-                    self->stats.wait_hist[k]++;
-                } else if (c->code == LF_EPROTO) {
-                    lf_store_finish_t f;
-                    if (lf_store_fail(self->store, job, w->id, c->attempt, LF_EPROTO,
-                                      "the job's stored parameters are unreadable", lf__now(),
-                                      &f) == 0)
-                        lf__publish_finish(self, job, &f, NULL);
-                } else if (c->code == LF_ETIMEDOUT || c->code == LF_ENOTFOUND) {
-                    lf_msg_t x = {.code = c->code,
-                                  .message = c->code == LF_ETIMEDOUT
-                                                 ? "timed out: waited in the queue past its deadline"
-                                                 : "init image upload not found (expired?)"};
-                    lf__publish(self, job, LF_EV_FAILED, LF_JOB_FAILED, &x);
-                    self->stats.failed++;
-                } else if (c->code == LF_EBUSY) {
-                    self->stats.claim_races++;
+            for (size_t i = 0; i < nc; i++) s_claimed(self, wp[mt[grp[i]].worker], ids[i], &claims[i], born[i]);
+            /* A batch: the first claimed job's ASSIGN says how many follow. */
+            for (size_t i = 0, k; i < nc; i = k) {
+                size_t got = 0, head = SIZE_MAX;
+                for (k = i; k < nc && grp[k] == grp[i]; k++)
+                    if (claims[k].code == 0 && got++ == 0) head = k;
+                lf__worker_t *w = wp[mt[grp[i]].worker];
+                for (size_t q = i; q < k; q++) {
+                    lf_store_claim_t *c = &claims[q];
+                    if (c->code == 0) {
+                        lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = ids[q], .attempt = c->attempt,
+                                      .params = c->params, .init_image = c->init_image, .mask = c->mask,
+                                      .batch = q == head ? (uint32_t)got : 0,
+                                      .batch_of = q == head || got < 2 ? NULL : ids[head]};
+                        if (q == head) {
+                            lf__set_busy(self, w, ids[q], c->attempt, true);
+                        } else if (w->n_batch < LF__B_BATCH_MAX - 1) {
+                            lf__member_t *b = &w->batch[w->n_batch++];
+                            memcpy(b->id, ids[q], sizeof b->id);
+                            b->attempt = c->attempt, b->owned = b->open = true;
+                        }
+                        lf__send_worker(self, w, &a);
+                    }
+                    lf_store_claim_clear(c);
                 }
-                lf_store_claim_clear(c);
+                if (got > 1) self->stats.batches++, self->stats.batched += got;
             }
         }
         free(jobs), free(ws), free(wp), free(mt), free(pairs), free(claims), free(ids);
-        free(born);
+        free(born), free(with), free(grp);
         /* Nothing placeable in the window, or Redis trouble: wait for news. */
         if (!nm || rc) return;
     }

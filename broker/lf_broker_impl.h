@@ -24,6 +24,15 @@
 #define LF__B_SLOW_MS 20           /* a handler running longer is logged (rate-limited) */
 #define LF__B_ASSIGN_WAIT_BEATS 10 /* a worker report predating our ASSIGN is trusted after
                                       this many beats (the ASSIGN is taken as lost) */
+#define LF__B_BATCH_MAX 16         /* jobs in one worker's batch at most (as LF_RUNNER_BATCH_MAX) */
+
+/* A job of a worker's batch besides its first (lf__worker_t.job). */
+typedef struct {
+    char id[40];
+    uint32_t attempt;
+    bool owned;               /* we renew its lease */
+    bool open;                /* no RESULT/FAILED from the worker yet */
+} lf__member_t;
 
 typedef enum { LF__W_IDLE = 0, LF__W_BUSY } lf__wstate_t;
 
@@ -40,6 +49,9 @@ typedef struct {
     char job[40];             /* job it runs ("" = unknown, e.g. another broker's) */
     uint32_t attempt;
     bool owned;               /* we renew its lease */
+    bool job_open;            /* job has had no RESULT/FAILED yet (a batch stays busy until all have) */
+    lf__member_t batch[LF__B_BATCH_MAX - 1]; /* the other jobs of its batch */
+    size_t n_batch;
     int64_t assigned_at;      /* mono ms */
     uint32_t assigns_sent;    /* ASSIGNs sent on its current connection */
     int64_t assign_sent_at;   /* mono ms of the last of them */
@@ -138,6 +150,8 @@ void lf__send_cancel(lf_broker_t *self, lf__worker_t *w, const char *job);
 void lf__set_idle(lf_broker_t *self, lf__worker_t *w);
 void lf__set_busy(lf_broker_t *self, lf__worker_t *w, const char *job, uint32_t attempt,
                   bool owned);
+/* job of w's batch (its first or another) is ours no more: stop renewing its lease. */
+void lf__disown(lf__worker_t *w, const char *job);
 void lf__worker_free(void **item);                 /* zhashx destructor */
 void lf__worker_drop(lf_broker_t *self, lf__worker_t *w);
 /* lf_broker.c: a worker answered a RESCAN (its caps are stored). */

@@ -44,6 +44,8 @@ void lf__set_idle(lf_broker_t *self, lf__worker_t *w) {
     w->state = LF__W_IDLE;
     w->job[0] = '\0';
     w->owned = false;
+    w->job_open = false;
+    w->n_batch = 0;
     w->attempt = 0;
     s_idle_add(self, w);
 }
@@ -55,7 +57,37 @@ void lf__set_busy(lf_broker_t *self, lf__worker_t *w, const char *job, uint32_t 
     snprintf(w->job, sizeof w->job, "%s", job ? job : "");
     w->attempt = attempt;
     w->owned = owned;
+    w->job_open = true;
+    w->n_batch = 0;
     w->assigned_at = lf__mono();
+}
+
+/* The member of w's batch that is job, or NULL. */
+static lf__member_t *s_member(lf__worker_t *w, const char *job) {
+    for (size_t i = 0; job && i < w->n_batch; i++)
+        if (!strcmp(w->batch[i].id, job)) return &w->batch[i];
+    return NULL;
+}
+
+void lf__disown(lf__worker_t *w, const char *job) {
+    lf__member_t *b = s_member(w, job);
+    if (b) b->owned = false;
+    else if (job && !strcmp(w->job, job)) w->owned = false;
+}
+
+/* w answered job (RESULT, FAILED or a refusal): *attempt gets the attempt
+ * our record has (0 = unknown: the store fences by lease alone); true when
+ * w has answered every job of its batch now (it is idle). */
+static bool s_answered(lf__worker_t *w, const char *job, uint32_t *attempt) {
+    lf__member_t *b = w->state == LF__W_BUSY ? s_member(w, job) : NULL;
+    bool first = w->state == LF__W_BUSY && !strcmp(w->job, job);
+    *attempt = first ? w->attempt : b ? b->attempt : 0;
+    if (b) b->open = b->owned = false;
+    if (first) w->job_open = w->owned = false;
+    if (!w->job[0] || (!first && !b)) return !w->job[0] || !w->job_open;
+    bool open = w->job_open;
+    for (size_t i = 0; i < w->n_batch; i++) open |= w->batch[i].open;
+    return !open;
 }
 
 void lf__worker_free(void **item) {
@@ -149,15 +181,15 @@ void lf__send_cancel(lf_broker_t *self, lf__worker_t *w, const char *job) {
 
 /* Give back the job our record says w runs (it refused it, went idle
  * without answering, or left). */
-static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const char *why) {
-    if (w->state != LF__W_BUSY || !w->job[0] || !w->owned) return;
+static void s_giveback_one(lf_broker_t *self, lf__worker_t *w, const char *job, bool refund,
+                           const char *why) {
     lf_store_finish_t f;
-    int rc = lf_store_requeue(self->store, w->job, w->id, self->id, refund, why, lf__now(), &f);
+    int rc = lf_store_requeue(self->store, job, w->id, self->id, refund, why, lf__now(), &f);
     if (rc == 0) {
         self->stats.requeued++;
         self->cache_at = 0;
-        lf_info("job %s back to the queue (%s): %s", w->job, lf_job_status_name(f.status), why);
-        lf__publish_finish(self, w->job, &f, w->id);
+        lf_info("job %s back to the queue (%s): %s", job, lf_job_status_name(f.status), why);
+        lf__publish_finish(self, job, &f, w->id);
         self->dispatch_pending = true;
     } else if (rc != LF_ESTATE) {
         lf__redis_error(self, "requeue", rc); /* its lease runs out; the reaper requeues */
@@ -177,6 +209,16 @@ static bool s_report_predates_assign(const lf_broker_t *self, const lf__worker_t
                (int64_t)LF__B_ASSIGN_WAIT_BEATS * self->opts.heartbeat_ms;
 }
 
+/* Gives back the job our record says w runs and every job of its batch
+ * still open and ours. */
+static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const char *why) {
+    if (w->state != LF__W_BUSY || !w->job[0]) return;
+    for (size_t i = 0; i < w->n_batch; i++)
+        if (w->batch[i].owned && w->batch[i].open) s_giveback_one(self, w, w->batch[i].id, refund, why);
+    w->n_batch = 0;
+    if (w->owned && w->job_open) s_giveback_one(self, w, w->job, refund, why);
+}
+
 /* The worker says it runs `job` (or nothing): adopt what Redis says it
  * holds, stop what it no longer holds. */
 static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
@@ -191,7 +233,7 @@ static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
         if (w->state == LF__W_BUSY && w->owned && !from_ready &&
             lf__mono() - w->assigned_at < 2 * self->opts.heartbeat_ms)
             return;
-        if (w->state == LF__W_BUSY && w->owned)
+        if (w->state == LF__W_BUSY && (w->owned || w->n_batch))
             s_giveback(self, w, false, "its worker went idle without an answer");
         if (w->state != LF__W_IDLE || w->idle_pos < 0) lf__set_idle(self, w);
         return;
@@ -203,7 +245,7 @@ static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
     if (w->state == LF__W_BUSY && !strcmp(w->job, job)) {
         /* Another broker's job: take it over once that broker is gone (its
          * liveness key expires before the job's lease). */
-        if (w->owned || lf__mono() - w->adopt_at < self->opts.heartbeat_ms) return;
+        if (w->owned || w->n_batch || lf__mono() - w->adopt_at < self->opts.heartbeat_ms) return;
     }
     if (w->state == LF__W_BUSY && w->owned && w->job[0])
         s_giveback(self, w, true, "its worker runs another job"); /* our ASSIGN was refused */
@@ -362,7 +404,9 @@ static int s_on_answer(lf_broker_t *self, const char *worker_id, lf_msg_t *m) {
             self->stats.requeued++;
             self->cache_at = 0;
             self->dispatch_pending = true;
-            if (w && !strcmp(w->job, m->job_id)) lf__set_busy(self, w, NULL, 0, false);
+            uint32_t att;
+            if (w && (!strcmp(w->job, m->job_id) || s_member(w, m->job_id)) && s_answered(w, m->job_id, &att))
+                lf__set_busy(self, w, NULL, 0, false); /* busy with what it refused for */
             return 0;
         }
     } else {
@@ -469,11 +513,11 @@ void lf__on_worker_frame(lf_broker_t *self, zframe_t *ident, zframe_t *payload) 
             if (rc) lf__redis_error(self, "requeue of a refused job", rc);
             break;
         }
-        bool same = w && w->state == LF__W_BUSY && !strcmp(w->job, m.job_id);
-        uint32_t attempt = same ? w->attempt : 0;
+        uint32_t attempt = 0;
         if (w) {
             if (m.type == LF_MSG_RESULT) w->jobs_done++;
-            if (!w->job[0] || !strcmp(w->job, m.job_id)) lf__set_idle(self, w);
+            /* Idle once every job of its batch has answered. */
+            if (s_answered(w, m.job_id, &attempt)) lf__set_idle(self, w);
         }
         s_defer(self, wid, attempt, &m, payload);
         break;

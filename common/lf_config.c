@@ -164,6 +164,11 @@ static const lf_config_opt_t s_opts[] = {
         "CPU workers sharing this machine: each pins its threads to its own slice of the cores"),
     INT("local-index", NULL, "LF_LOCAL_INDEX", local_index, "0", 0, 1023, W,
         "this worker's place among the local workers (0-based): which slice of the cores it takes"),
+    INT("batch-max", NULL, "LF_BATCH_MAX", batch_max, "1", 1, 16, W | E,
+        "compatible queued jobs (same model, size, steps, sampler...; prompts and seeds may differ) a "
+        "worker takes at once and runs as one batch, each job's bytes as alone (> 1 also runs every job in "
+        "the CPU's batch-invariant mode, LF_CPU_PER_IMAGE=1; 1 = one at a time: on a CPU batching measured "
+        "no faster, docs/PERFORMANCE.md)"),
 
     STR("curve-cert", NULL, "LF_CURVE_CERT", curve_cert, NULL, B | W | G,
         "this program's CURVE certificate file (secret); unset = plain TCP"),

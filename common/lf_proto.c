@@ -109,7 +109,9 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(STATUS, "status")                                                        \
     X(ENHANCE_MS, "enhance_ms")                                                \
     X(PROMPT, "prompt")                                                        \
-    X(ASSIGNS, "assigns")
+    X(ASSIGNS, "assigns")                                                      \
+    X(BATCH, "batch")                                                          \
+    X(BATCH_OF, "batch_of")
 
 typedef enum {
 #define S_KEY_ENUM(name, str) K_##name,
@@ -141,7 +143,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
     [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID) | B(ASSIGNS),
                       B(WORKER_ID) | B(CAPS)},
-    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK),
+    [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK) | B(BATCH) | B(BATCH_OF),
                        B(JOB_ID) | B(ATTEMPT) | B(PARAMS)},
     [LF_MSG_PROGRESS] = {B(JOB_ID) | B(STEP) | B(STEPS) | B(PREVIEW) | B(WORKER_ID),
                          B(JOB_ID) | B(STEP) | B(STEPS)},
@@ -453,6 +455,8 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     s_enc_names(e, "upscalers", c->upscalers, c->n_upscalers);
     s_enc_names(e, "ad_models", c->ad_models, c->n_ad_models);
     s_kv_str(e, "precision", c->precision, false);
+    if (c->batch_max > 1) s_kv_u64(e, "batch_max", c->batch_max);
+    if (c->batched) s_kv_u64(e, "batched", c->batched);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -467,7 +471,8 @@ static bool s_caps_empty(const lf_worker_caps_t *c) {
     if (c->n_ad_models) return false;
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
-           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision;
+           !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision &&
+           c->batch_max <= 1 && !c->batched;
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -532,6 +537,10 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
     case K_ASSIGNS:
         if (m->has_assigns) s_kv_u64(e, name, m->assigns);
         break;
+    case K_BATCH:
+        if (m->batch > 1) s_kv_u64(e, name, m->batch);
+        break;
+    case K_BATCH_OF: s_kv_str(e, name, m->batch_of, req); break;
     case K__COUNT: LF_ASSERT(0);
     }
 }
@@ -835,11 +844,13 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 }
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
-       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C_PRECISION, C__COUNT };
+       C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C_PRECISION, C_BATCHMAX, C_BATCHED,
+       C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
-                                                   "lora_set", "upscalers", "ad_models", "precision"};
+                                                   "lora_set", "upscalers", "ad_models", "precision",
+                                                   "batch_max", "batched"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
 static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
@@ -947,6 +958,8 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     }
     S_OPT(f[C_LORASET], s_get_str(f[C_LORASET], &c->lora_set));
     S_OPT(f[C_PRECISION], s_get_str(f[C_PRECISION], &c->precision));
+    S_OPT(f[C_BATCHMAX], s_get_u32(f[C_BATCHMAX], &c->batch_max));
+    S_OPT(f[C_BATCHED], s_get_u64(f[C_BATCHED], &c->batched));
     return 0;
 }
 
@@ -1010,6 +1023,8 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     case K_ASSIGNS:
         m->has_assigns = true;
         return s_get_u32(o, &m->assigns);
+    case K_BATCH: return s_get_u32(o, &m->batch);
+    case K_BATCH_OF: return s_get_str(o, &m->batch_of);
     case K__COUNT: break;
     }
     LF_ASSERT(0);
@@ -1152,6 +1167,7 @@ void lf_caps_clear(lf_worker_caps_t *c) {
 void lf_msg_clear(lf_msg_t *msg) {
     if (!msg) return;
     free(msg->job_id);
+    free(msg->batch_of);
     free(msg->worker_id);
     free(msg->idem_key);
     lf_params_clear(&msg->params);

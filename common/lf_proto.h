@@ -163,6 +163,9 @@ typedef struct {
     size_t n_ad_models;
     char *precision;         /* jobs' default compute precision in effect: "f32" | "bf16";
                                 NULL = not said (f32) */
+    uint32_t batch_max;      /* compatible jobs it runs as one batch (LF_BATCH_MAX); 0 or 1 =
+                                one at a time */
+    uint64_t batched;        /* jobs it ran in batches of two or more (since its start) */
 } lf_worker_caps_t;
 
 typedef struct {
@@ -202,6 +205,11 @@ typedef struct {
     uint32_t attempt;       /* 1-based */
     lf_bytes_t init_image;  /* encoded image bytes for img2img, may be empty */
     lf_bytes_t mask;        /* inpainting mask bytes (white = repaint), may be empty */
+    /* A batch (lf_batch.h): the head job's ASSIGN says how many jobs the
+     * batch holds (batch > 1, itself included); the others follow at once
+     * on the same connection, each with batch_of = the head's job id. */
+    uint32_t batch;
+    char *batch_of;
 
     /* PROGRESS, EVENT */
     uint32_t step, steps;

@@ -63,6 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lf_batch.h"
 #include "lf_blobstore.h"
 #include "lf_proto.h"
 
@@ -263,6 +264,7 @@ typedef struct {
     int64_t created_ms;       /* first submit (for the starvation bound) */
     int64_t seq;              /* FIFO order within a priority */
     char lora_set[256];       /* lf_extranet_lora_set of its params ("" = none) */
+    char batch_key[40];       /* lf_batch_key of its params ("" = never batched) */
 } lf_store_candidate_t;
 
 /* The first `per_prio` queued jobs of each priority, high first, FIFO within

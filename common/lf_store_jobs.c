@@ -34,8 +34,9 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
     size_t *idx = calloc(n, sizeof *idx); /* pipeline slot -> item */
     /* Each item's LoRA set: the arguments borrow it until the pipeline ran. */
     char (*sets)[sizeof ((lf_store_candidate_t *)0)->lora_set] = calloc(n, sizeof *sets);
-    if (!a || !reps || !blobs || !idx || !sets) {
-        free(a), free(reps), free(blobs), free(idx), free(sets);
+    char (*keys)[LF_BATCH_KEY_LEN + 1] = calloc(n, sizeof *keys); /* and its batch key */
+    if (!a || !reps || !blobs || !idx || !sets || !keys) {
+        free(a), free(reps), free(blobs), free(idx), free(sets), free(keys);
         return LF_ENOMEM;
     }
     size_t m = 0;
@@ -57,7 +58,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         }
         if ((o->code = lf_params_encode(p, &blobs[i], &blen)) != 0) continue;
         if ((o->code = lf_id_new(o->id)) != 0) continue;
-        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 15)) != 0) break;
+        if ((rc = lf__args_init(&a[m], self, LF__S_SUBMIT, now_ms, 16)) != 0) break;
         uint32_t ttl = j->ttl_s ? j->ttl_s : self->lim.queue_ttl_s;
         uint32_t batch = p->batch_size ? p->batch_size : 1;
         lf__args_str(&a[m], o->id);
@@ -82,6 +83,12 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         lf__args_str(&a[m], sets[i]);
         lf__args_str(&a[m], p->mask); /* the inpainting mask's upload, read at claim */
         lf__args_i64(&a[m], j->enhance_ms ? now_ms + j->enhance_ms + LF_STORE_ENHANCE_MARGIN_MS : 0);
+        /* The batch key, for the scheduler's batches (lf_scheduler_batch). */
+        if ((o->code = lf_batch_key(p, keys[i])) != 0) {
+            lf__args_free(&a[m]);
+            continue;
+        }
+        lf__args_str(&a[m], keys[i]);
         idx[m++] = i;
     }
     if (!rc && m) rc = lf__eval_many(self, a, m, reps);
@@ -106,7 +113,7 @@ int lf_store_submit(lf_store_t *self, const lf_store_submit_t *jobs, size_t n, i
         for (size_t i = 0; i < n; i++)
             if (out[i].code == 0 && !out[i].id[0]) out[i].code = rc;
     for (size_t i = 0; i < n; i++) free(blobs[i]);
-    free(a), free(reps), free(blobs), free(idx), free(sets);
+    free(a), free(reps), free(blobs), free(idx), free(sets), free(keys);
     return rc;
 }
 
@@ -135,8 +142,8 @@ int lf_store_peek(lf_store_t *self, size_t per_prio, lf_store_candidate_t *out, 
 static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate_t *out,
                            size_t cap) {
     size_t k = 0;
-    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 8 < r->elements && k < cap;
-         i += 9) {
+    for (size_t i = first; r->type == REDIS_REPLY_ARRAY && i + 9 < r->elements && k < cap;
+         i += 10) {
         lf_store_candidate_t *c = &out[k++];
         lf__rcopy(r->element[i], c->id, sizeof c->id);
         long long pr = lf__rint(r->element[i + 1]);
@@ -148,6 +155,7 @@ static size_t s_candidates(const redisReply *r, size_t first, lf_store_candidate
         lf__rcopy(r->element[i + 6], c->refiner, sizeof c->refiner);
         lf__rcopy(r->element[i + 7], c->vae, sizeof c->vae);
         lf__rcopy(r->element[i + 8], c->lora_set, sizeof c->lora_set);
+        lf__rcopy(r->element[i + 9], c->batch_key, sizeof c->batch_key);
     }
     return k;
 }

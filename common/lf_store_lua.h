@@ -93,7 +93,7 @@
  * 18 refiner ("" none), 19 vae ("" none), 20 LoRA set ("" none), 21 mask
  * upload id ("" none), 22 enhancement deadline ms (0 = none: queued at
  * once; else the job waits "enhancing", in the sorted set `enhancing`, for
- * S_LUA_ENHANCED or the reaper).
+ * S_LUA_ENHANCED or the reaper), 23 batch key ("" = never batched).
  * -> {id, duplicate 0|1, position, seq (0 for a duplicate), status} */
 #define S_LUA_SUBMIT                                                                              \
     S_PRELUDE                                                                                     \
@@ -116,7 +116,7 @@
     "  'max_attempts',ARGV[16],'model',ARGV[11],'pixels',ARGV[12],'params',ARGV[10],\n"           \
     "  'created_ms',ARGV[2],'queued_ms',ARGV[2],'seq',seq,'idem',idem,\n"                         \
     "  'deadline_ms',ARGV[15],'init',ARGV[17],'step',0,'steps',0,'refiner',ARGV[18] or '',\n"       \
-    "  'vae',ARGV[19] or '','loras',ARGV[20] or '','mask',ARGV[21] or '')\n"                                            \
+    "  'vae',ARGV[19] or '','loras',ARGV[20] or '','mask',ARGV[21] or '','bkey',ARGV[23] or '')\n"                                            \
     "if idem~='' then redis.call('SET',P..'idem:'..idem,id,'EX',ARGV[14]) end\n"                  \
     "redis.call('HINCRBY',P..'stats:counters','submitted',1)\n"                                   \
     "if enh > 0 then\n"                                                                           \
@@ -147,7 +147,7 @@
     "return {0,position(f[2],id),tonumber(f[3])}\n"
 
 /* ARGV 8 n per priority -> flat {id, prio index, model, pixels, created, seq, refiner, vae,
- * loras}* */
+ * loras, batch key}* */
 #define S_LUA_PEEK                                                                                \
     S_PRELUDE                                                                                     \
     "local n=tonumber(ARGV[8]) local out={}\n"                                                    \
@@ -157,11 +157,11 @@
     "  for j=1,#ids,2 do\n"                                                                       \
     "    local id=ids[j]\n"                                                                       \
     "    local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae',\n" \
-    "      'loras')\n"                                                                            \
+    "      'loras','bkey')\n"                                                                            \
     "    if f[1] then\n"                                                                          \
     "      out[#out+1]=id out[#out+1]=i-1 out[#out+1]=f[1] out[#out+1]=f[2]\n"                    \
     "      out[#out+1]=f[3] out[#out+1]=ids[j+1] out[#out+1]=f[4] or '' out[#out+1]=f[5] or ''\n"  \
-    "      out[#out+1]=f[6] or ''\n"                                                              \
+    "      out[#out+1]=f[6] or '' out[#out+1]=f[7] or ''\n"                                                              \
     "    else redis.call('ZREM',q,id) end\n"                                                      \
     "  end\n"                                                                                     \
     "end\n"                                                                                       \
@@ -170,7 +170,7 @@
 /* Like PEEK, but only jobs some idle worker could run: ARGV 8 n per
  * priority, 9 entries scanned at most per priority, 10 max pixels (0 = any),
  * 11.. model names (none = any). -> {complete high, normal, low, then
- * {id, prio index, model, pixels, created, seq, refiner, vae, loras}*}; complete = 1 when the
+ * {id, prio index, model, pixels, created, seq, refiner, vae, loras, batch key}*}; complete = 1 when the
  * scan reached the end of that queue. */
 #define S_LUA_PEEK_FOR                                                                            \
     S_PRELUDE                                                                                     \
@@ -186,11 +186,11 @@
     "      if got>=per then break end\n"                                                          \
     "      local id=ids[j]\n"                                                                     \
     "      local f=redis.call('HMGET',P..'job:'..id,'model','pixels','created_ms','refiner','vae',\n" \
-    "        'loras')\n"                                                                          \
+    "        'loras','bkey')\n"                                                                          \
     "      if f[1] and (any or ok[f[1]]) and (maxpx==0 or (tonumber(f[2]) or 0)<=maxpx) then\n"  \
     "        out[#out+1]=id out[#out+1]=i-1 out[#out+1]=f[1] out[#out+1]=f[2]\n"                  \
     "        out[#out+1]=f[3] out[#out+1]=ids[j+1] out[#out+1]=f[4] or '' out[#out+1]=f[5] or ''\n" \
-    "        out[#out+1]=f[6] or '' got=got+1\n"                                                  \
+    "        out[#out+1]=f[6] or '' out[#out+1]=f[7] or '' got=got+1\n"                                                  \
     "      end\n"                                                                                 \
     "    end\n"                                                                                   \
     "    if #ids<128 and got<per then complete=1 break end\n"                                     \

@@ -536,6 +536,9 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
             json_object_set_new(w, "lora_set", json_string(c->lora_set ? c->lora_set : ""));
             json_object_set_new(w, "loras", json_integer((json_int_t)c->n_loras));
             json_object_set_new(w, "precision", json_string(c->precision ? c->precision : "f32"));
+            /* Batched jobs (LF_BATCH_MAX): how many it takes at once, how many it ran so. */
+            json_object_set_new(w, "batch_max", json_integer(c->batch_max > 1 ? c->batch_max : 1));
+            json_object_set_new(w, "batched_jobs", json_integer((json_int_t)c->batched));
         }
         json_array_append_new(arr, w);
         lf_worker_view_clear(&ws[i]);

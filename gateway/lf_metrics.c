@@ -76,6 +76,13 @@ static void s_workers(s_out_t *o, lf_store_t *stt) {
         s_label(o, ws[i].id);
         s_put(o, "\"} %d\n", ws[i].job_id && *ws[i].job_id ? 1 : 0);
     }
+    s_put(o, "# HELP lf_worker_batched_jobs_total Jobs each live worker ran in batches of two or more "
+             "(LF_BATCH_MAX).\n# TYPE lf_worker_batched_jobs_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        s_put(o, "lf_worker_batched_jobs_total{worker=\"");
+        s_label(o, ws[i].id);
+        s_put(o, "\"} %llu\n", (unsigned long long)ws[i].caps.batched);
+    }
     for (size_t i = 0; i < n; i++) lf_worker_view_clear(&ws[i]);
     free(ws);
 }

@@ -36,6 +36,7 @@ struct lf_graph {
     lf_buffer_t *buf;
     bool planned;
     unsigned version;
+    int64_t images; /* stamped on the nodes recorded (lf_graph_set_images) */
     int error;
     char errstr[256];
 };
@@ -182,6 +183,7 @@ static lf_tensor_t *s_record(lf_graph_t *g, lf_node_t *node) {
         g->nodes = n, g->cap_nodes = cap;
     }
     int at = g->n_nodes++;
+    if (!node->images) node->images = g->images;
     for (int i = 0; i < LF_MAX_SRC; i++) s_use(g, node->src[i], at);
     s_use(g, node->dst, at);
     g->nodes[at] = *node;
@@ -208,6 +210,10 @@ lf_tensor_t *lf_graph_node(lf_graph_t *g, const lf_node_t *tmpl) {
     if (!e) return NULL;
     node.dst = &e->t;
     return s_record(g, &node);
+}
+
+void lf_graph_set_images(lf_graph_t *g, int64_t images) {
+    if (g) g->images = images > 0 ? images : 0;
 }
 
 static lf_node_t s_mk(lf_op_t op, const lf_tensor_t *a, const lf_tensor_t *b, const lf_tensor_t *c,

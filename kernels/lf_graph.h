@@ -30,6 +30,11 @@ typedef struct lf_graph lf_graph_t;
 lf_graph_t *lf_graph_new(lf_backend_t *be);
 /* Takes NULL; frees the activation buffer and every descriptor. */
 void lf_graph_destroy(lf_graph_t **g_p);
+/* The batch's images for the nodes recorded from now on (lf_node_t.images):
+ * a network with a batch of independent images sets it so each image's
+ * bytes are the same whatever the batch size (the CPU backend's
+ * LF_CPU_PER_IMAGE=1 mode). 0 = not known (default). */
+void lf_graph_set_images(lf_graph_t *g, int64_t images);
 
 /* An input activation (contiguous; its memory is never reused within the
  * graph). Write it with lf_backend_tensor_set after lf_graph_plan. */

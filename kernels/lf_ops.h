@@ -111,6 +111,12 @@ typedef struct lf_node {
     lf_tensor_t *dst;                   /* borrowed */
     const lf_tensor_t *src[LF_MAX_SRC]; /* borrowed; NULL where optional/absent */
     lf_op_params_t p;
+    /* Images of the batch this node computes (lf_graph_set_images), 0 when
+     * not known. With > 1 (and LF_CPU_PER_IMAGE=1), the CPU's MATMUL and
+     * CONV2D run one kernel call per image along src[0]'s outermost dimension (when it has that size),
+     * so an image's bytes do not depend on the batch size: oneDNN and
+     * OpenBLAS pick blockings and paths from the number of rows. */
+    int64_t images;
 } lf_node_t;
 
 /* "MATMUL", ...; never NULL. */

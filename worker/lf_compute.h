@@ -5,6 +5,8 @@
  * the cancel flag (lf_compute_cancel), and reads events from the pipe
  * (lf_compute_recv) when lf_compute_handle() polls readable: PROGRESS for
  * every step, RESIDENT when the resident model changed, DONE once per job.
+ * A batch (lf_compute_start_batch: the ASSIGNs of one broker batch) runs
+ * through lf_runner_run_batch and gives each job its PROGRESS and its DONE.
  * PROGRESS and DONE carry a ready-to-send encoded protocol message
  * (PROGRESS, RESULT or FAILED), so the main thread only forwards bytes.
  *
@@ -35,6 +37,8 @@ typedef struct {
     int code;
     char *resident; /* owned */
     char *lora_set; /* owned */
+    char *job_id;   /* DONE: the job it answers (owned) */
+    uint64_t batched; /* DONE: jobs run in batches of two or more so far (lf_runner_batched) */
 } lf_compute_event_t;
 
 void lf_compute_event_clear(lf_compute_event_t *ev);
@@ -62,8 +66,15 @@ int lf_compute_rescan_loras(lf_compute_t *self);
  * (*assign is cleared). The cancel flag is lowered first. LF_EINVAL when
  * assign has no job id; LF_ENOMEM; LF_EIO when the pipe refused it. */
 int lf_compute_start(lf_compute_t *self, lf_msg_t *assign);
-/* Ask the running job to stop at its next step (no-op when idle). */
+/* The jobs of n (1..LF_RUNNER_BATCH_MAX) ASSIGNs as one batch, in that
+ * order (job j = assigns[j]); moved out like lf_compute_start's. */
+int lf_compute_start_batch(lf_compute_t *self, lf_msg_t *assigns, size_t n);
+/* Ask the running job (every job of a batch) to stop at its next step (no-op when idle). */
 void lf_compute_cancel(lf_compute_t *self);
+/* Cancel job j of the running batch alone: it stops sending progress and
+ * answers FAILED/LF_ECANCELED (its images, if made, are dropped); the
+ * batch stops once every job of it is cancelled. */
+void lf_compute_cancel_job(lf_compute_t *self, size_t j);
 /* Take one event (non-blocking). LF_EAGAIN when none is waiting. */
 int lf_compute_recv(lf_compute_t *self, lf_compute_event_t *ev);
 

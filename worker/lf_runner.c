@@ -29,7 +29,10 @@ struct lf_runner {
     lf_lora_info_t *loras; /* every backend's, merged */
     size_t n_loras;
     char lora_set[1024];   /* of the last job that ran to the end */
+    uint64_t batched;      /* jobs run through run_batch in batches of two or more */
 };
+
+uint64_t lf_runner_batched(const lf_runner_t *self) { return self ? self->batched : 0; }
 
 void lf_runner_loras_free(lf_lora_info_t *loras, size_t n) {
     if (!loras) return;
@@ -415,17 +418,27 @@ int lf_runner_run_batch(lf_runner_t *self, const lf_runner_job_t *jobs, size_t n
         rc = be->run_batch(self->state, ok, k, cancel, tmp);
         if (!rc) lf_extranet_lora_set(ok[0].params, self->lora_set, sizeof self->lora_set);
         else if (rc != LF_ECANCELED) self->lora_set[0] = '\0';
+        if (!rc) self->batched += k;
+        /* A failed batch runs again one by one: a job that fails alone (a
+         * LoRA that does not load...) fails alone. */
+        if (rc && rc != LF_ECANCELED) {
+            lf_info("runner: batch of %zu jobs failed (%s: %s); one by one", k, lf_strerror(rc), eb);
+            rc = LF_EUNSUPPORTED;
+        }
         for (size_t q = 0; q < k && rc != LF_EUNSUPPORTED; q++) {
             codes[at[q]] = rc;
             if (!rc) outs[at[q]] = tmp[q];
             else if (q) snprintf(errbufs + at[q] * errlen, errlen, "%s", eb[0] ? eb : lf_strerror(rc));
         }
-        if (rc == LF_EUNSUPPORTED) lf_info("runner: %zu jobs run one by one: %s", k, eb);
+        if (rc == LF_EUNSUPPORTED) {
+            lf_info("runner: %zu jobs run one by one: %s", k, eb);
+            eb[0] = '\0';
+        }
     }
     if (rc != LF_EUNSUPPORTED) return 0;
     for (size_t q = 0; q < k; q++) {
         size_t j = at[q];
-        codes[j] = cancel && atomic_load(cancel)
+        codes[j] = (cancel && atomic_load(cancel)) || (jobs[j].cancel && atomic_load(jobs[j].cancel))
                        ? LF_ECANCELED
                        : lf_runner_run(self, &jobs[j], &outs[j], errbufs + j * errlen, errlen);
     }

@@ -219,7 +219,8 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
  * gets lf_runner_run's checks (a job that fails them fails alone: codes[j]
  * and its reason at errbufs + j * errlen), the others run as one batch
  * through the backend's run_batch when they share a model and a batch key,
- * else (or when it answers LF_EUNSUPPORTED) one by one with lf_runner_run.
+ * else (or when it fails with anything but LF_ECANCELED, so that a job
+ * that fails alone fails alone) one by one with lf_runner_run.
  * A batch stops when `cancel` is raised (the caller raises it once every
  * job of the batch is cancelled; one cancelled job of a batch runs to the
  * end and the caller drops its output); one by one, each job's own
@@ -228,5 +229,7 @@ int lf_runner_run(lf_runner_t *self, const lf_runner_job_t *job, lf_runner_outpu
 int lf_runner_run_batch(lf_runner_t *self, const lf_runner_job_t *jobs, size_t n,
                         const atomic_bool *cancel, lf_runner_output_t *outs, int *codes,
                         char *errbufs, size_t errlen);
+/* Jobs that ran through a backend's run_batch in batches of two or more. */
+uint64_t lf_runner_batched(const lf_runner_t *self);
 
 #endif

@@ -22,20 +22,24 @@
 /* The longest the main loop sleeps, so a signal caught by another thread is
  * still seen quickly. */
 #define S_MAX_WAIT_MS 100
+/* How long the ASSIGNs of a batch may take to arrive after its first. */
+#define S_COLLECT_MS 2000
 /* Linger on the last messages (RESULT, DISCONNECT) when leaving. */
 #define S_CLOSE_LINGER_MS 2000
 /* Jobs (id and attempt) remembered as finished here, newest last. */
 #define S_RECENT 8
 
-/* A job's final message (RESULT/FAILED) for one broker. It is kept until
+/* A run's final messages (RESULT/FAILED: one per job of a batch) for one
+ * broker. They are kept until
  * the broker shows it was alive after the message went out (any message
  * received afterwards): a message sent into a connection whose broker had
  * just died is lost with that connection, so it is sent again right after
  * the READY of the next one. A broker that gets it twice keeps the first
  * (results are fenced by lease and attempt). */
 typedef struct {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf[LF_RUNNER_BATCH_MAX];
+    size_t len[LF_RUNNER_BATCH_MAX];
+    size_t n;
     bool sent; /* queued on the current connection, not yet confirmed */
     char job[64]; /* the job it answers */
 } s_pending_t;
@@ -72,13 +76,25 @@ struct lf_worker {
     size_t n_resident;
     char *lora_set; /* the LoRA set merged into the base, as last reported (NULL = none) */
 
-    /* The job running now (busy) and the link it came from. */
+    /* The job running now (busy) and the link it came from: a batch's
+     * first job (the one heartbeats name); jobs[] every job of the run. */
     bool busy;
     char *job_id;
     uint32_t job_attempt;
     size_t job_link;
     s_finished_t recent[S_RECENT]; /* ring of the last jobs finished here */
     size_t n_recent;               /* total ever finished (recent[n % S_RECENT] is next) */
+    char *jobs[LF_RUNNER_BATCH_MAX];
+    uint32_t attempts[LF_RUNNER_BATCH_MAX]; /* their attempts (recorded in recent[] when answered) */
+    size_t n_jobs, n_open; /* jobs of the run, and those not answered yet */
+    /* A batch's ASSIGNs arriving (batch > 1): collected until all are here
+     * or the deadline, then run together; cancels that came meanwhile. */
+    lf_msg_t collect[LF_RUNNER_BATCH_MAX];
+    size_t n_collect, want;
+    int64_t collect_until; /* mono ms; 0 = not collecting */
+    bool cancel_early[LF_RUNNER_BATCH_MAX];
+    uint32_t batch_max;    /* LF_BATCH_MAX */
+    uint64_t batched;      /* jobs run in batches of two or more (the compute thread's count) */
 
     bool stopping;
     int64_t stop_deadline;
@@ -187,6 +203,7 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
     self->models_dir = opts->models_dir ? strdup(opts->models_dir) : NULL;
     self->max_pixels = opts->max_pixels;
     self->drain_ms = opts->drain_ms >= 0 ? opts->drain_ms : 5000;
+    self->batch_max = opts->batch_max < LF_RUNNER_BATCH_MAX ? opts->batch_max : LF_RUNNER_BATCH_MAX;
     self->ready_every_ms = opts->heartbeat.interval_ms > 0 ? opts->heartbeat.interval_ms : 1000;
     if (!self->id || !self->device ||
         s_load_curve(self, opts->curve_cert, opts->curve_server_cert) || s_add_links(self, opts)) {
@@ -281,7 +298,7 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     lf_readyfile_destroy(&self->ready);
     for (size_t i = 0; i < self->n_links; i++) {
         lf_link_destroy(&self->links[i], 0);
-        free(self->pending[i].buf);
+        for (size_t k = 0; k < self->pending[i].n; k++) free(self->pending[i].buf[k]);
     }
     free(self->links);
     free(self->pending);
@@ -290,6 +307,8 @@ void lf_worker_destroy(lf_worker_t **self_p) {
     free(self->resident);
     free(self->lora_set);
     free(self->job_id);
+    for (size_t k = 0; k < self->n_jobs; k++) free(self->jobs[k]);
+    for (size_t k = 0; k < self->n_collect; k++) lf_msg_clear(&self->collect[k]);
     free(self->device);
     free(self->models_dir);
     free(self->id);
@@ -340,6 +359,8 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .n_vaes = nv,
         .jobs_done = self->stats.jobs_done,
         .lora_set = self->lora_set,
+        .batch_max = self->batch_max,
+        .batched = self->batched,
     };
     c->loras = (lf_lora_info_t *)lf_runner_loras(lf_compute_runner(self->compute), &c->n_loras);
     c->upscalers = (char **)lf_runner_upscalers(lf_compute_runner(self->compute), &c->n_upscalers);
@@ -375,20 +396,21 @@ static void s_send_failed(lf_worker_t *self, size_t li, const char *job_id, int 
  * went out now. */
 static bool s_flush_pending(lf_worker_t *self, size_t li) {
     s_pending_t *p = &self->pending[li];
-    if (!p->buf || p->sent) return false;
-    if (lf_link_send(self->links[li], p->buf, p->len)) return false;
+    if (!p->n || p->sent) return false;
+    for (size_t k = 0; k < p->n; k++)
+        if (lf_link_send(self->links[li], p->buf[k], p->len[k])) return false;
     p->sent = true;
     return true;
 }
 
 static void s_pending_clear(s_pending_t *p) {
-    free(p->buf);
+    for (size_t k = 0; k < p->n; k++) free(p->buf[k]);
     *p = (s_pending_t){0};
 }
 
 static bool s_any_pending(const lf_worker_t *self) {
     for (size_t i = 0; i < self->n_links; i++)
-        if (self->pending[i].buf) return true;
+        if (self->pending[i].n) return true;
     return false;
 }
 
@@ -408,17 +430,78 @@ static bool s_repeat(lf_worker_t *self, size_t li, const lf_msg_t *m) {
             m->job_id, (unsigned)m->attempt);
     for (size_t k = 0; k < self->n_links; k++) {
         s_pending_t *p = &self->pending[k];
-        if (k == li || !p->buf || strcmp(p->job, m->job_id) || self->pending[li].buf) continue;
-        uint8_t *copy = malloc(p->len);
-        if (!copy) break;
-        memcpy(copy, p->buf, p->len);
-        self->pending[li] = (s_pending_t){copy, p->len, false, ""};
-        snprintf(self->pending[li].job, sizeof self->pending[li].job, "%s", m->job_id);
+        if (k == li || !p->n || strcmp(p->job, m->job_id) || self->pending[li].n) continue;
+        s_pending_t copy = {0};
+        for (size_t j = 0; j < p->n; j++) {
+            if (!(copy.buf[j] = malloc(p->len[j]))) break;
+            memcpy(copy.buf[j], p->buf[j], p->len[j]);
+            copy.len[j] = p->len[j], copy.n++;
+        }
+        if (copy.n < p->n) {
+            s_pending_clear(&copy);
+            break;
+        }
+        snprintf(copy.job, sizeof copy.job, "%s", m->job_id);
+        self->pending[li] = copy;
         s_flush_pending(self, li);
         lf_info("job %s: its held answer sent to %s", m->job_id, lf_link_endpoint(self->links[li]));
         break;
     }
     return true;
+}
+
+/* Start the run of n ASSIGNs (moved out on success) from link li. */
+static int s_start(lf_worker_t *self, size_t li, lf_msg_t *assigns, size_t n) {
+    char *ids[LF_RUNNER_BATCH_MAX] = {0};
+    uint32_t attempts[LF_RUNNER_BATCH_MAX] = {0}; /* read now: the start moves the ASSIGNs out */
+    int rc = 0;
+    for (size_t j = 0; j < n && !rc; j++)
+        if (!(ids[j] = strdup(assigns[j].job_id))) rc = LF_ENOMEM;
+        else attempts[j] = assigns[j].attempt;
+    if (!rc && !(self->job_id = strdup(assigns[0].job_id))) rc = LF_ENOMEM;
+    if (!rc) rc = lf_compute_start_batch(self->compute, assigns, n);
+    if (rc) {
+        for (size_t j = 0; j < n; j++) free(ids[j]);
+        free(self->job_id);
+        self->job_id = NULL;
+        self->busy = false;
+        return rc;
+    }
+    for (size_t j = 0; j < n; j++) self->jobs[j] = ids[j], self->attempts[j] = attempts[j];
+    self->job_attempt = attempts[0];
+    self->n_jobs = self->n_open = n;
+    self->busy = true;
+    self->job_link = li;
+    for (size_t j = 0; j < n; j++)
+        if (self->cancel_early[j]) lf_compute_cancel_job(self->compute, j);
+    memset(self->cancel_early, 0, sizeof self->cancel_early);
+    return 0;
+}
+
+/* A batch's ASSIGNs are here (or the deadline passed): run those. */
+static void s_collected(lf_worker_t *self) {
+    size_t n = self->n_collect, li = self->job_link;
+    if (n < self->want)
+        lf_warn("batch of job %s: %zu of its %zu jobs arrived; running those", self->job_id, n, self->want);
+    self->collect_until = 0;
+    self->n_collect = 0;
+    free(self->job_id); /* s_start sets it again */
+    self->job_id = NULL;
+    int rc = s_start(self, li, self->collect, n);
+    for (size_t j = 0; j < n; j++) {
+        if (rc) s_send_failed(self, li, self->collect[j].job_id, rc, "cannot start the job");
+        lf_msg_clear(&self->collect[j]);
+    }
+}
+
+/* Index of job_id among the jobs of the run (or of the batch arriving), or SIZE_MAX. */
+static size_t s_job_index(const lf_worker_t *self, const char *job_id) {
+    for (size_t j = 0; job_id && self->busy && j < LF_RUNNER_BATCH_MAX; j++) {
+        const char *id = self->collect_until ? (j < self->n_collect ? self->collect[j].job_id : NULL)
+                                             : (j < self->n_jobs ? self->jobs[j] : NULL);
+        if (id && !strcmp(id, job_id)) return j;
+    }
+    return SIZE_MAX;
 }
 
 static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
@@ -435,6 +518,13 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
         return;
     }
     if (s_repeat(self, li, m)) return;
+    if (m->batch_of && self->collect_until && li == self->job_link && !strcmp(m->batch_of, self->job_id) &&
+        self->n_collect < self->want) {
+        self->collect[self->n_collect++] = *m; /* moved */
+        memset(m, 0, sizeof *m);
+        if (self->n_collect == self->want) s_collected(self);
+        return;
+    }
     if (self->busy || self->stopping) {
         char why[160];
         snprintf(why, sizeof why, self->stopping ? "worker %s is shutting down"
@@ -445,22 +535,24 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
         s_send_failed(self, li, m->job_id, LF_EBUSY, why);
         return;
     }
-    char *id = strdup(m->job_id);
-    uint32_t attempt = m->attempt; /* lf_compute_start takes m's contents */
-    if (!id) {
-        s_send_failed(self, li, m->job_id, LF_ENOMEM, "out of memory");
+    memset(self->cancel_early, 0, sizeof self->cancel_early);
+    if (m->batch > 1 && self->batch_max > 1) {
+        /* The first of a batch: the others follow on this link. */
+        if (!(self->job_id = strdup(m->job_id))) {
+            s_send_failed(self, li, m->job_id, LF_ENOMEM, "out of memory");
+            return;
+        }
+        self->busy = true;
+        self->job_link = li;
+        self->collect[0] = *m; /* moved */
+        memset(m, 0, sizeof *m);
+        self->n_collect = 1;
+        self->want = self->collect[0].batch < LF_RUNNER_BATCH_MAX ? self->collect[0].batch : LF_RUNNER_BATCH_MAX;
+        self->collect_until = zclock_mono() + S_COLLECT_MS;
         return;
     }
-    int rc = lf_compute_start(self->compute, m);
-    if (rc) {
-        s_send_failed(self, li, id, rc, "cannot start the job");
-        free(id);
-        return;
-    }
-    self->busy = true;
-    self->job_id = id;
-    self->job_attempt = attempt;
-    self->job_link = li;
+    int rc = s_start(self, li, m, 1);
+    if (rc) s_send_failed(self, li, m->job_id, rc, "cannot start the job");
 }
 
 /* A broker relays a refresh-loras: list the LoRA folders again, answer it
@@ -494,14 +586,17 @@ static void s_on_frame(lf_worker_t *self, size_t li, const uint8_t *buf, size_t 
         self->assigns[li]++;
         s_on_assign(self, li, &m);
         break;
-    case LF_MSG_CANCEL:
-        if (self->busy && m.job_id && !strcmp(m.job_id, self->job_id)) {
-            lf_info("job %s: cancel requested", self->job_id);
-            lf_compute_cancel(self->compute);
+    case LF_MSG_CANCEL: {
+        size_t j = s_job_index(self, m.job_id);
+        if (j != SIZE_MAX) {
+            lf_info("job %s: cancel requested", m.job_id);
+            if (self->collect_until) self->cancel_early[j] = true; /* applied at the start */
+            else lf_compute_cancel_job(self->compute, j);
         } else {
             lf_debug("cancel for job %s, not running here; ignored", m.job_id ? m.job_id : "?");
         }
         break;
+    }
     case LF_MSG_DISCONNECT:
         lf_info("broker %s sent DISCONNECT%s%s; reconnecting", lf_link_endpoint(self->links[li]),
                 m.message ? ": " : "", m.message ? m.message : "");
@@ -551,11 +646,13 @@ static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
         self->stats.jobs_done++;
     else
         self->stats.jobs_failed++;
+    if (ev->batched) self->batched = ev->batched;
     if (!ev->msg) {
         /* The compute thread could not encode its answer: say so plainly. */
         uint8_t *buf = NULL;
         size_t len = 0;
-        lf_msg_t f = {.type = LF_MSG_FAILED, .worker_id = self->id, .job_id = self->job_id,
+        lf_msg_t f = {.type = LF_MSG_FAILED, .worker_id = self->id,
+                      .job_id = ev->job_id ? ev->job_id : self->job_id,
                       .code = ev->code ? ev->code : LF_EINTERNAL,
                       .message = "the worker could not encode the job's answer"};
         if (lf_msg_encode(&f, &buf, &len)) buf = NULL;
@@ -563,20 +660,35 @@ static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
         ev->len = buf ? len : 0;
     }
     if (ev->msg) {
-        /* A previous answer still unconfirmed on this link is superseded:
-         * the broker has spoken since it assigned this job. */
-        s_pending_clear(&self->pending[li]);
-        self->pending[li] = (s_pending_t){ev->msg, ev->len, false, ""};
-        snprintf(self->pending[li].job, sizeof self->pending[li].job, "%s", self->job_id);
-        ev->msg = NULL;
-        s_flush_pending(self, li);
-        if (!self->pending[li].sent)
+        /* A previous run's answers still unconfirmed on this link are
+         * superseded: the broker has spoken since it assigned this job. The
+         * answers of one run (a batch) stay together. */
+        s_pending_t *p = &self->pending[li];
+        if (self->n_open >= self->n_jobs) {
+            s_pending_clear(p);
+            snprintf(p->job, sizeof p->job, "%s", self->job_id); /* the run's first job (heartbeats name it) */
+        }
+        if (p->n < LF_RUNNER_BATCH_MAX) {
+            p->buf[p->n] = ev->msg, p->len[p->n++] = ev->len;
+            ev->msg = NULL;
+            if (p->sent && lf_link_send(self->links[li], p->buf[p->n - 1], p->len[p->n - 1]))
+                p->sent = false; /* all again at the next connection */
+            else if (!p->sent)
+                s_flush_pending(self, li);
+        }
+        if (!p->sent)
             lf_warn("job %s: broker %s unreachable; holding the answer until it is back",
-                    self->job_id, lf_link_endpoint(self->links[li]));
+                    ev->job_id ? ev->job_id : self->job_id, lf_link_endpoint(self->links[li]));
     }
-    s_finished_t *r = &self->recent[self->n_recent++ % S_RECENT];
-    snprintf(r->job, sizeof r->job, "%s", self->job_id);
-    r->attempt = self->job_attempt;
+    if (self->n_open) self->n_open--;
+    if (self->n_open) return; /* more jobs of the batch to answer */
+    for (size_t j = 0; j < self->n_jobs; j++) {
+        s_finished_t *r = &self->recent[self->n_recent++ % S_RECENT];
+        snprintf(r->job, sizeof r->job, "%s", self->jobs[j]);
+        r->attempt = self->attempts[j];
+        free(self->jobs[j]), self->jobs[j] = NULL;
+    }
+    self->n_jobs = 0;
     free(self->job_id);
     self->job_id = NULL;
     self->busy = false;
@@ -717,7 +829,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
             if (now >= self->stop_deadline) {
                 bool unsent = false;
                 for (size_t i = 0; i < self->n_links; i++)
-                    unsent |= self->pending[i].buf && !self->pending[i].sent;
+                    unsent |= self->pending[i].n && !self->pending[i].sent;
                 if (unsent)
                     lf_warn("leaving with an undelivered job answer (no broker in %" PRId64 " ms)",
                             self->drain_ms);
@@ -729,6 +841,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
 
         s_tick_links(self, now);
         s_update_ready(self, now);
+        if (self->collect_until && now >= self->collect_until) s_collected(self);
 
         size_t n = 0;
         items[n] = (zmq_pollitem_t){.socket = lf_compute_handle(self->compute),
@@ -745,6 +858,7 @@ int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
         }
         if (self->ready && lf_readyfile_ready(self->ready) && self->ready_next < deadline)
             deadline = self->ready_next;
+        if (self->collect_until && self->collect_until < deadline) deadline = self->collect_until;
         long timeout = deadline > now ? (long)(deadline - now) : 0;
         int rc = zmq_poll(items, (int)n, timeout);
         if (rc < 0) {

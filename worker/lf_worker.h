@@ -41,6 +41,8 @@ typedef struct {
     uint32_t step_delay_max_ms;        /* cap on the diagnostic delay; 0: the model's own */
     const char *precision;             /* jobs' default compute precision (f32 | bf16 | auto); NULL: f32 */
     int n_threads;                     /* CPU compute threads; 0: all cores */
+    uint32_t batch_max;                /* jobs taken as one batch (LF_BATCH_MAX, capped at
+                                          LF_RUNNER_BATCH_MAX); 0 or 1: one at a time */
     lf_heartbeat_cfg_t heartbeat;
     int64_t drain_ms; /* on stop, how long to wait for a broker to take the last result;
                          0 = do not wait, < 0 = 5000 */

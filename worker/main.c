@@ -89,6 +89,7 @@ int main(int argc, char **argv) {
         .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
         .precision = cfg.precision,
         .n_threads = n_threads,
+        .batch_max = (uint32_t)cfg.batch_max,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,
                       cfg.reconnect_max_ms},
@@ -100,6 +101,12 @@ int main(int argc, char **argv) {
         .backends = backends,
         .n_backends = sizeof backends / sizeof backends[0],
     };
+    /* A worker that batches runs every job in the CPU's batch-invariant mode
+     * (one image per product / convolution call), so a job's bytes are the
+     * same alone or batched; one that does not keeps the faster calls. Set
+     * before any backend exists (they read it when made). */
+    if (cfg.batch_max > 1 && setenv("LF_CPU_PER_IMAGE", "1", 0))
+        lf_warn("cannot set LF_CPU_PER_IMAGE: batched jobs may differ from alone in the last bits");
     lf_worker_t *w = lf_worker_new(&opts);
     int rc = 1;
     if (w) {

@@ -507,6 +507,7 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
     lf_graph_t *g = lf_graph_new(u->be);
     if (!g) return LF_ENOMEM;
     e->g = g;
+    lf_graph_set_images(g, e->batch); /* batched jobs: rows as alone */
     e->blocks = 0;
     const int L = c->levels, nsk = s_nskips(c), v = e->variant;
     const int64_t W = e->w, H = e->h;

@@ -177,11 +177,11 @@ typedef struct {
 } lf_pipeline_hires_t;
 
 #define LF_PIPELINE_MAX_BATCH 64
-/* Batched rows: at most this many UNet rows (images x 2 with CFG). On the
- * built-in model a job's bytes were measured identical alone and batched up
- * to 8 rows, not at 16; on the full-size SD1.5 networks not even at 4
- * (docs/PERFORMANCE.md, "Batched jobs": some kernel's per-row result
- * depends on the batch size; not found yet). */
+/* Batched rows: at most this many UNet rows (images x 2 with CFG): a
+ * bound on the batch's activations. A row's bytes do not depend on the
+ * batch in the CPU's batch-invariant mode (LF_CPU_PER_IMAGE=1, a batching
+ * worker's): the UNet's matrix products and convolutions run one image per
+ * kernel call (lf_graph_set_images; docs/PERFORMANCE.md, "Batched jobs"). */
 #define LF_PIPELINE_BATCH_ROWS_MAX 8
 
 /* One job of a batch of jobs (lf_pipeline_request_t.rows): what may differ
@@ -281,8 +281,8 @@ typedef struct {
      * rows among the unconds; every step is element-wise per image, so a
      * row's bytes do not depend on the others as long as the networks'
      * rows do not (tests/engine/test_pipeline_batch.c checks both on the
-     * built-in model; on full-size networks the kernels' rows do depend on
-     * the batch size: see LF_PIPELINE_BATCH_ROWS_MAX).
+     * built-in model; in LF_CPU_PER_IMAGE=1 the networks' kernels run one
+     * image per call: LF_PIPELINE_BATCH_ROWS_MAX).
      * LF_EUNSUPPORTED for img2img, Hires-Fix, a refiner, step caching (its
      * decision looks at the whole batch), an inpainting UNet, and rows whose
      * prompts or negative prompts need different numbers of 75-token

@@ -203,6 +203,8 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     const char *mm = getenv("LF_CPU_MATMUL");
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
 #endif
+    const char *pi = getenv("LF_CPU_PER_IMAGE");
+    c->per_image = pi && !strcmp(pi, "1");
     c->compute = LF_TYPE_F32;
     lf_backend_t *be = c->pool ? lf__backend_new(&s_iface, c) : NULL;
     if (!be) {

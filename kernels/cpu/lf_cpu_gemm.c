@@ -122,7 +122,7 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
 #endif
 }
 
-int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
+static int s_matmul(lf_backend_t *be, const lf_node_t *node) {
     if (lf_type_is_quant(node->src[1]->type)) return lf__cpu_matmul_quant(be, node);
     lf__cpu_ctx_t *cpu = be->ctx;
     if (s_matmul_dnnl(cpu, node) == 0) return 0;
@@ -288,7 +288,7 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
 }
 #endif
 
-int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
+static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
 #ifdef LF_HAVE_DNNL
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
@@ -367,3 +367,46 @@ int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) {
     }
     return 0;
 }
+
+/* ---- one image per call ---- */
+
+/* In the batch-invariant mode (cpu->per_image, LF_CPU_PER_IMAGE=1):
+ * a batch of node->images independent images along src[0]'s outermost
+ * dimension of size > 1 (and dst's, and a batched product's second operand) runs one call
+ * of op per image on views of that image: the kernels see the same shapes
+ * whatever the batch size, so an image's bytes are those it has alone
+ * (oneDNN's matmul picks its blocking from M, OpenBLAS its path for small
+ * matrices). Any other node runs as is. */
+static int s_per_image(lf_backend_t *be, const lf_node_t *node,
+                       int (*op)(lf_backend_t *, const lf_node_t *)) {
+    const lf_tensor_t *a = node->src[0];
+    int d = LF_MAX_DIMS - 1;
+    while (d > 0 && a->ne[d] == 1) d--;
+    int64_t n = node->images;
+    const lf__cpu_ctx_t *cpu = be->ctx;
+    if (!cpu->per_image || n <= 1 || d == 0 || a->ne[d] != n || node->dst->ne[d] != n)
+        return op(be, node);
+    const lf_tensor_t *b = node->src[1];
+    bool slice_b = node->op == LF_OP_MATMUL && b && d >= 2 && b->ne[d] == n; /* not a conv's weight */
+    for (int64_t i = 0; i < n; i++) {
+        lf_tensor_t sa = *a, sd = *node->dst, sb = slice_b ? *b : (lf_tensor_t){0};
+        sa.ne[d] = sd.ne[d] = 1;
+        sa.data = (char *)a->data + i * (int64_t)a->nb[d];
+        sd.data = (char *)node->dst->data + i * (int64_t)node->dst->nb[d];
+        lf_node_t one = *node;
+        one.images = 1;
+        one.src[0] = &sa, one.dst = &sd;
+        if (slice_b) {
+            sb.ne[d] = 1;
+            sb.data = (char *)b->data + i * (int64_t)b->nb[d];
+            one.src[1] = &sb;
+        }
+        int rc = op(be, &one);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_matmul); }
+
+int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_conv2d); }

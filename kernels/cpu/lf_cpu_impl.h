@@ -88,6 +88,11 @@ typedef struct {
     /* f32 MATMUL through oneDNN instead of OpenBLAS (LF_CPU_MATMUL=blas|dnnl;
      * the default is what bench_kernels measured faster). */
     bool mm_dnnl;
+    /* MATMUL / CONV2D one image per call where the node knows its batch
+     * (lf_node_t.images): batch-invariant bytes, at a cost on small
+     * products (docs/PERFORMANCE.md). On with LF_CPU_PER_IMAGE=1 (a worker
+     * with LF_BATCH_MAX > 1 sets it), off otherwise. */
+    bool per_image;
     /* Compute type of MATMUL and CONV2D: LF_TYPE_BF16 (bf16 operands, f32
      * accumulation and results; needs oneDNN and AVX512_BF16) or
      * LF_TYPE_F32, the reference. Set by lf_backend_set_precision. */

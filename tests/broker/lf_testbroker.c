@@ -76,7 +76,7 @@ static void s_caps(tb_worker_t *w, lf_msg_t *m, lf_model_info_t *mi, const char 
     for (size_t i = 0; i < w->n_models; i++) mi[i] = (lf_model_info_t){.name = (char *)w->models[i], .kind = "test"};
     m->caps = (lf_worker_caps_t){.host = "test", .pid = 1, .device_kind = "cpu",
                                  .max_pixels = w->max_pixels, .models = mi,
-                                 .n_models = w->n_models};
+                                 .n_models = w->n_models, .batch_max = w->batch_max};
     if (w->resident) {
         *res = w->resident;
         m->caps.resident = (char **)res;

@@ -42,6 +42,7 @@ typedef struct {
     bool beating;            /* send heartbeats while waiting */
     uint32_t assigns;        /* ASSIGNs read, said in READY and heartbeats like a worker */
     int64_t next_beat;
+    uint32_t batch_max;      /* caps.batch_max (LF_BATCH_MAX); 0 = one job at a time */
     int cancels;             /* CANCEL messages seen */
     char cancelled[40];
 } tb_worker_t;

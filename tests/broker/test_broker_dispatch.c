@@ -476,6 +476,62 @@ static void test_unrunnable(void **state) {
     tb_worker_close(&w2);
 }
 
+/* A worker with batch_max 4 and three compatible jobs queued: one ASSIGN
+ * saying batch 3, then the two others naming it (batch_of); the worker
+ * stays busy (the leases of all three renewed) until each job has
+ * answered, then takes the next job alone. */
+static void test_batch(void **state) {
+    s_fix_t *f = *state;
+    tb_worker_t w;
+    tb_worker_open(&w, "wb", f->b.be, "m0", NULL, NULL);
+    tb_worker_idle(&w, 100);
+    char ids[3][40], next[40];
+    for (int i = 0; i < 3; i++) assert_int_equal(tb_submit(&f->g, "mb", LF_PRIO_NORMAL, NULL, ids[i], NULL), 0);
+    tb_worker_idle(&w, 300); /* the broker's candidate cache (100 ms) sees all three */
+    w.models[0] = w.resident = "mb";
+    w.batch_max = 4;
+    tb_worker_ready(&w); /* now it serves mb, three at a time */
+    lf_msg_t a[3];
+    /* The three jobs, each once (jobs submitted in the same millisecond have
+     * no order among them), the first saying the batch's size. */
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &a[i]), 0);
+        int k = 0;
+        while (k < 3 && strcmp(a[i].job_id, ids[k])) k++;
+        assert_true(k < 3 && !seen[k]);
+        seen[k] = true;
+        assert_int_equal(a[i].batch, i ? 0 : 3);
+        if (i) assert_string_equal(a[i].batch_of, a[0].job_id);
+        else assert_null(a[i].batch_of);
+    }
+    for (int i = 0; i < 3; i++) snprintf(ids[i], sizeof ids[i], "%s", a[i].job_id); /* in the batch's order */
+    snprintf(w.job, sizeof w.job, "%s", ids[0]); /* heartbeats name the first */
+    assert_int_equal(tb_submit(&f->g, "mb", LF_PRIO_NORMAL, NULL, next, NULL), 0);
+    tb_worker_result(&w, ids[1]);
+    tb_worker_result(&w, ids[0]);
+    w.busy = true, snprintf(w.job, sizeof w.job, "%s", ids[0]);
+    tb_worker_idle(&w, 1500); /* past the 1 s lease: renewed for the open job; nothing assigned */
+    lf_job_view_t v;
+    assert_int_equal(lf_store_job_get(f->store, ids[2], &v), 0);
+    assert_int_equal(v.status, LF_JOB_RUNNING);
+    lf_job_view_clear(&v);
+    tb_worker_result(&w, ids[2]);
+    w.busy = false, w.job[0] = '\0';
+    lf_msg_t n;
+    assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &n), 0);
+    assert_string_equal(n.job_id, next);
+    assert_int_equal(n.batch, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lf_store_job_get(f->store, ids[i], &v), 0);
+        assert_int_equal(v.status, LF_JOB_DONE);
+        lf_job_view_clear(&v);
+        lf_msg_clear(&a[i]);
+    }
+    lf_msg_clear(&n);
+    tb_worker_close(&w);
+}
+
 int main(void) {
 #define T(t) cmocka_unit_test_setup_teardown(t, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
@@ -490,6 +546,7 @@ int main(void) {
         T(test_result_during_redis_outage),
         T(test_ttl_and_dead_letter),
         T(test_unrunnable),
+        T(test_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

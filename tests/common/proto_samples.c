@@ -78,6 +78,8 @@ static void s_caps(lf_worker_caps_t *c) {
     c->loras[1].path = s_dup("detail.pt");
     c->lora_set = s_dup("ink:0.75:0.75");
     c->precision = s_dup("bf16");
+    c->batch_max = 4;
+    c->batched = 7;
     c->n_upscalers = 2;
     c->upscalers = calloc(2, sizeof *c->upscalers);
     c->upscalers[0] = s_dup("4x-UltraSharp");
@@ -131,6 +133,8 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
     case LF_MSG_ASSIGN:
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->attempt = 2;
+        m->batch = 3; /* the first of a batch of three */
+        m->batch_of = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7d"); /* (a later one's field) */
         s_params(&m->params);
         s_bytes(&m->init_image, "\x89PNG", 40);
         break;

@@ -141,6 +141,8 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
     }
     assert_true(str_eq(a->lora_set, b->lora_set));
     assert_true(str_eq(a->precision, b->precision));
+    assert_int_equal(a->batch_max, b->batch_max);
+    assert_true(a->batched == b->batched);
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
     assert_int_equal(a->n_ad_models, b->n_ad_models);
@@ -162,6 +164,8 @@ static void assert_msg_eq(const lf_msg_t *a, const lf_msg_t *b) {
     assert_true(a->position == b->position);
     assert_int_equal(a->duplicate, b->duplicate);
     assert_int_equal(a->attempt, b->attempt);
+    assert_int_equal(a->batch, b->batch);
+    assert_true(str_eq(a->batch_of, b->batch_of));
     assert_true(bytes_eq(&a->init_image, &b->init_image));
     assert_int_equal(a->step, b->step);
     assert_int_equal(a->steps, b->steps);

@@ -423,6 +423,57 @@ static void test_cancel_mid_job(void **state) {
     lf_msg_clear(&m);
 }
 
+/* A batch (issue 18) to a worker with LF_BATCH_MAX=3: the first ASSIGN says
+ * batch 3, the others name it (batch_of). The worker says batch_max 3 in its
+ * caps, heartbeats busy with the first job, answers every job on its own,
+ * and a CANCEL of one job of the batch ends that job alone (the diagnostic
+ * backend has no run_batch: the runner runs the batch's jobs one by one). */
+static void test_batch_jobs(void **state) {
+    s_fix_t *f = *state;
+    s_reap(f->pid); /* this test's worker batches */
+    const char *const extra[] = {"LF_BATCH_MAX=3", NULL};
+    f->b.pid = s_other(f, s_spawn_with(f->b.endpoint, extra, NULL));
+    lf_msg_t m = {0};
+    s_expect(&f->b, LF_MSG_READY, 10000, &m);
+    assert_int_equal(m.caps.batch_max, 3);
+    lf_msg_clear(&m);
+    static const char *const ids[3] = {"job-b1", "job-b2", "job-b3"};
+    for (int i = 0; i < 3; i++) {
+        lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)ids[i], .attempt = 1, .batch = i ? 0 : 3,
+                      .batch_of = i ? "job-b1" : NULL};
+        a.params = (lf_job_params_t){.model = "lf-diagnostic", .width = 32, .height = 32, .steps = 10,
+                                     .step_delay_ms = 60, .batch_size = 1, .seed = 1 + i, .prompt = "a test card"};
+        s_send_to(&f->b, f->b.peer, &a);
+    }
+    int results = 0, cancelled = 0, hb_busy = 0;
+    bool sent = false;
+    int64_t end = zclock_mono() + 20000;
+    while (results + cancelled < 3 && zclock_mono() < end) {
+        assert_int_equal(s_next(&f->b, 5000, &m), 0);
+        if (f->b.last_hb.busy && f->b.last_hb.job_id && !strcmp(f->b.last_hb.job_id, "job-b1")) hb_busy++;
+        if (m.type == LF_MSG_PROGRESS && !sent && !strcmp(m.job_id, "job-b2")) {
+            s_cancel(&f->b, "job-b2");
+            sent = true;
+        } else if (m.type == LF_MSG_RESULT) {
+            assert_string_not_equal(m.job_id, "job-b2");
+            assert_int_equal(m.n_images, 1);
+            results++;
+        } else if (m.type == LF_MSG_FAILED) {
+            assert_string_equal(m.job_id, "job-b2");
+            assert_int_equal(m.code, LF_ECANCELED);
+            cancelled++;
+        }
+        lf_msg_clear(&m);
+    }
+    assert_int_equal(results, 2);
+    assert_int_equal(cancelled, 1);
+    assert_true(hb_busy > 0);
+    /* Idle again: the next job runs at once. */
+    s_assign(&f->b, "job-b4", "lf-diagnostic", 16, 16, 2, 1, 1, 2);
+    s_expect_run(&f->b, "job-b4", 2, 5000, &m);
+    lf_msg_clear(&m);
+}
+
 static void test_busy_and_bad_jobs(void **state) {
     s_fix_t *f = *state;
     lf_msg_t m = {0};
@@ -969,6 +1020,7 @@ int main(int argc, char **argv) {
         T(test_ready_caps),
         T(test_job_progress_result),
         T(test_cancel_mid_job),
+        T(test_batch_jobs),
         T(test_busy_and_bad_jobs),
         T(test_malformed_frames),
         T(test_reconnect_after_silence),
