@@ -162,6 +162,14 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
     case LF_OP_QUICK_GELU:
     case LF_OP_SCALE:
         return 0;
+    case LF_OP_ADD_LOWRANK: {
+        const lf_tensor_t *u = b, *v = c, *e = node->src[3];
+        if (!u || !v || a->ne[2] != 1 || a->ne[3] != 1 || u->ne[1] != a->ne[1] || v->ne[0] != a->ne[0] ||
+            v->ne[1] != u->ne[0] || u->ne[2] * u->ne[3] * v->ne[2] * v->ne[3] != 1)
+            return LF_EINVAL;
+        if (e && (e->ne[0] != a->ne[0] || e->ne[1] != a->ne[1] || e->ne[2] * e->ne[3] != 1)) return LF_EINVAL;
+        return 0;
+    }
     case LF_OP_COUNT: break;
     }
     return LF_EINVAL;
@@ -341,5 +349,11 @@ int lf_op_rope(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *x, const l
 int lf_op_clamp(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *x, float lo, float hi) {
     lf_node_t n = s_node(LF_OP_CLAMP, dst, x, NULL, NULL, NULL);
     n.p.clamp.lo = lo, n.p.clamp.hi = hi;
+    return lf_op_run(be, &n);
+}
+
+int lf_op_add_lowrank(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *a, const lf_tensor_t *u,
+                      const lf_tensor_t *v, const lf_tensor_t *c) {
+    lf_node_t n = s_node(LF_OP_ADD_LOWRANK, dst, a, u, v, c);
     return lf_op_run(be, &n);
 }

@@ -37,6 +37,13 @@
  *              (max_period, flip_sin_to_cos, downscale_freq_shift).
  *  ROPE        x[D,N,H,B], pe[D,N] holding (cos, sin) per pair of x (Flux
  *              apply_rope): y0 = x0 c - x1 s, y1 = x0 s + x1 c.
+ *  ADD_LOWRANK dst[N,M] = a[N,M] + (u[K,M] . v[N,K] + c[N,M]): a weight plus a
+ *              low-rank product (row m of dst: a[m] + sum_k u[m][k] v[k] + c[m];
+ *              a LoRA merge W0 + up . down in one pass). u, v and the optional
+ *              c are contiguous f32; a has dst's type and may be dst itself;
+ *              2-D. Returns LF_EOVERFLOW, with dst written whole, when a
+ *              stored value is Inf or NaN in dst's type. CPU only (f32, f16,
+ *              bf16); other backends do not claim it.
  *
  * Types: sources may be any storage type a backend supports (see
  * supports_op); the destination's type is the caller's choice for row-wise
@@ -74,7 +81,8 @@
     X(AVG_POOL2D, 1)       \
     X(TIMESTEP_EMBED, 1)   \
     X(ROPE, 2)             \
-    X(CLAMP, 1)
+    X(CLAMP, 1)            \
+    X(ADD_LOWRANK, 4)
 
 typedef enum {
 #define LF__OP_ENUM(name, nsrc) LF_OP_##name,
@@ -83,7 +91,7 @@ typedef enum {
     LF_OP_COUNT
 } lf_op_t;
 
-#define LF_OP_EXPECTED_COUNT 23
+#define LF_OP_EXPECTED_COUNT 24
 _Static_assert(LF_OP_COUNT == LF_OP_EXPECTED_COUNT,
                "op list changed: update every backend table and the tests");
 
@@ -174,6 +182,9 @@ int lf_op_timestep_embed(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *
                          float max_period, int flip_sin_to_cos, float shift);
 int lf_op_rope(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *x, const lf_tensor_t *pe);
 int lf_op_clamp(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *x, float lo, float hi);
+/* c may be NULL. LF_EOVERFLOW: a result is not finite in dst's type. */
+int lf_op_add_lowrank(lf_backend_t *be, lf_tensor_t *dst, const lf_tensor_t *a, const lf_tensor_t *u,
+                      const lf_tensor_t *v, const lf_tensor_t *c);
 
 /* Runs one prepared node (checks shapes, then dispatches). */
 int lf_op_run(lf_backend_t *be, const lf_node_t *node);

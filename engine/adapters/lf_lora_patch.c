@@ -1,9 +1,10 @@
 /* lf_lora_patch: merges LoRA deltas into a model's weights tensor by tensor
- * (one f32 copy of the tensor and one ΔW buffer at a time) and keeps each
- * touched tensor's original bytes for an exact restore. A plain low-rank
- * layer's ΔW = up · down is one GEMM through the backend's op table
- * (OpenBLAS sgemm on the CPU, threaded) where the backend reads host memory;
- * every other network (and a device backend) computes ΔW in lf_lora. */
+ * and keeps each touched tensor's original bytes (or where to read them
+ * again) for an exact restore. Where the backend reads host memory, a plain
+ * low-rank layer is merged by the op table's ADD_LOWRANK (W0 + up · down,
+ * rounded and checked in one pass over the weight, on the backend's
+ * threads); every other network (and a device backend) computes ΔW in
+ * lf_lora. */
 #include "lf_lora_patch.h"
 
 #include <errno.h>
@@ -302,10 +303,6 @@ static int64_t s_bad_at(lf_type_t type, const void *data, int64_t n)
     return -1;
 }
 
-/* Rows of ΔW computed per step of a host merge: about 1 MiB of f32, so the
- * block stays in cache between the GEMM that writes it and the add. */
-#define S_BLOCK_ELEMS ((int64_t)1 << 18)
-
 /* Σ weight · ΔW of the group's networks that are not plain low-rank (e[0..numel)),
  * 0 when none (e untouched). */
 static int s_other_deltas(lf_lora_patch_t *p, const s_part_t *g, size_t ng, int bias, float *e,
@@ -362,12 +359,30 @@ static int s_stack_factors(lf_lora_patch_t *p, const s_part_t *g, size_t ng, int
     return 0;
 }
 
-/* The merge on a host backend, written straight into t:
- * t[rows of a part] = w0 + Σ weight · ΔW, block by block of rows: ΔW of
- * the plain low-rank parts by one GEMM of their stacked factors, the other
- * networks' added; then one ADD (w0 in t's type + ΔW in f32, stored in t's
- * type, rounded to nearest even) through the op table, spread over the
- * backend's threads. w0 may be t's own bytes (a first merge). */
+/* The merged value at element i of group g that does not fit: its ΔW
+ * (the low-rank sum plus the other networks') for the message. */
+static int s_overflow(const lf_tensor_t *t, const s_part_t *g, const void *dst, int64_t n, int64_t first,
+                      int64_t cols, const float *up, const float *down, int64_t R, const float *e,
+                      char *err, size_t errlen)
+{
+    int64_t bad = s_bad_at(t->type, dst, n);
+    double d = 0;
+    if (bad >= 0) {
+        const int64_t row = bad / cols, col = bad % cols;
+        for (int64_t k = 0; k < R; k++) d += (double)up[row * R + k] * down[k * cols + col];
+        if (e) d += e[bad];
+    }
+    return s_err(err, errlen, LF_EFORMAT, "%s: layer %s: the merged weight [%lld] does not fit in %s (ΔW %g)",
+                 g->name, t->name, (long long)(first * cols + (bad > 0 ? bad : 0)), lf_type_name(t->type), d);
+}
+
+/* The merge on a host backend, written straight into t, a slice (a group
+ * of parts) at a time: t[rows] = w0 + Σ weight · ΔW. The plain low-rank
+ * parts are one ADD_LOWRANK of their stacked factors (product, add of w0,
+ * rounding to t's type and the Inf/NaN check in one pass, over the
+ * backend's threads), the other networks' ΔW (computed in f32) its extra
+ * term; a slice of other networks only is one ADD. w0 may be t's own bytes
+ * (a first merge). */
 static int s_merge_host(lf_lora_patch_t *p, lf_tensor_t *t, const void *w0, int dirty, int bias,
                         int64_t cols, const s_part_t *parts, size_t np, float *e, float *d,
                         char *err, size_t errlen)
@@ -381,54 +396,37 @@ static int s_merge_host(lf_lora_patch_t *p, lf_tensor_t *t, const void *w0, int 
     int rc = dirty && covered < rows_t
                  ? lf_backend_tensor_set(p->be, t, w0, lf_tensor_nbytes(t))
                  : 0;
-    const int64_t blk = cols >= S_BLOCK_ELEMS ? 1 : S_BLOCK_ELEMS / cols;
-    float *dblk = NULL;
     for (size_t i = 0; i < np && !rc;) {
         size_t ng = 1; /* a group: the parts of one slice */
         while (i + ng < np && parts[i + ng].offset == parts[i].offset) ng++;
         const s_part_t *g = &parts[i];
-        const int64_t rows = g->numel / cols, first = g->offset / cols;
+        const int64_t rows = g->numel / cols, first = g->offset / cols, n = rows * cols;
         int other = 0;
         int64_t R = 0;
         float *up = NULL, *down = NULL;
         rc = s_other_deltas(p, g, ng, bias, e, d, &other, err, errlen);
         if (!rc) rc = s_stack_factors(p, g, ng, bias, rows, cols, &up, &down, &R);
-        if (!rc && R && !dblk && !(dblk = malloc((size_t)(blk * cols) * sizeof *dblk)))
-            rc = LF_ENOMEM;
-        for (int64_t r = 0; r < rows && !rc; r += blk) {
-            const int64_t nr = rows - r < blk ? rows - r : blk, n = nr * cols;
-            const float *delta = e + r * cols;
-            if (R) {
-                lf_tensor_t a = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){R, nr}, up + r * R);
-                lf_tensor_t bd = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){cols, R}, down);
-                lf_tensor_t b = lf_tensor_transpose(&bd);
-                lf_tensor_t dt = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){cols, nr}, dblk);
-                rc = lf_op_matmul(p->be, &dt, &a, &b, NULL);
-                if (rc) break;
-                if (other)
-                    for (int64_t k = 0; k < n; k++) dblk[k] += delta[k];
-                delta = dblk;
-            }
-            /* Rows of a few values (a bias) are added as one long row. */
-            const int64_t ne[2] = {cols >= 64 ? cols : n, cols >= 64 ? nr : 1};
-            const size_t at = (size_t)((first + r) * cols) * es;
-            lf_tensor_t dst = lf_tensor_make(t->type, 2, ne, (char *)t->data + at);
-            lf_tensor_t a = lf_tensor_make(t->type, 2, ne, (char *)w0 + at);
-            lf_tensor_t b = lf_tensor_make(LF_TYPE_F32, 2, ne, (void *)delta);
-            rc = lf_op_add(p->be, &dst, &a, &b);
-            int64_t bad = rc ? -1 : s_bad_at(t->type, dst.data, n);
-            if (bad >= 0)
-                rc = s_err(err, errlen, LF_EFORMAT,
-                           "%s: layer %s: the merged weight [%lld] does not fit in %s (ΔW %g)",
-                           g->name, t->name, (long long)((first + r) * cols + bad),
-                           lf_type_name(t->type), (double)delta[bad]);
+        const size_t at = (size_t)(first * cols) * es;
+        /* Rows of a few values (a bias) are added as one long row. */
+        const int64_t ne[2] = {cols >= 64 || R ? cols : n, cols >= 64 || R ? rows : 1};
+        lf_tensor_t dst = lf_tensor_make(t->type, 2, ne, (char *)t->data + at);
+        lf_tensor_t a = lf_tensor_make(t->type, 2, ne, (char *)w0 + at);
+        lf_tensor_t de = lf_tensor_make(LF_TYPE_F32, 2, ne, e);
+        if (!rc && R) {
+            lf_tensor_t u = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){R, rows}, up);
+            lf_tensor_t v = lf_tensor_make(LF_TYPE_F32, 2, (const int64_t[]){cols, R}, down);
+            rc = lf_op_add_lowrank(p->be, &dst, &a, &u, &v, other ? &de : NULL);
+        } else if (!rc) {
+            rc = lf_op_add(p->be, &dst, &a, &de);
+            if (!rc && s_bad_at(t->type, dst.data, n) >= 0) rc = LF_EOVERFLOW;
         }
+        if (rc == LF_EOVERFLOW)
+            rc = s_overflow(t, g, dst.data, n, first, cols, up, down, R, other ? e : NULL, err, errlen);
         free(up), free(down);
         if (rc && err && errlen && !err[0])
             s_err(err, errlen, rc, "%s: layer %s: %s", g->name, t->name, lf_strerror(rc));
         i += ng;
     }
-    free(dblk);
     return rc;
 }
 

@@ -81,6 +81,8 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
         return s_is_f32(n->dst) && s_rows(n->dst);
     case LF_OP_TIMESTEP_EMBED:
         return s_is_f32(n->dst) && s_rows(n->dst);
+    case LF_OP_ADD_LOWRANK:
+        return lf__cpu_lowrank_supports(n);
     case LF_OP_CONCAT:
     case LF_OP_SPLIT:
     case LF_OP_PERMUTE:

@@ -117,6 +117,9 @@ void lf__cpu_blas_threads(lf__cpu_ctx_t *c, int n);
 bool lf__cpu_quant_supports(const lf_node_t *n);
 int lf__cpu_matmul_quant(lf_backend_t *be, const lf_node_t *node);
 
+/* ---- ADD_LOWRANK (lf_cpu_lowrank.c): the types and layouts it takes ---- */
+bool lf__cpu_lowrank_supports(const lf_node_t *n);
+
 /* ---- op implementations ---- */
 #define LF__CPU_OP_DECL(name, nsrc) int lf__cpu_op_##name(lf_backend_t *be, const lf_node_t *node);
 LF_OP_LIST(LF__CPU_OP_DECL)

@@ -7,9 +7,12 @@
  * cblas_sbgemm runs). The bf16 compute precision (lf_backend_set_precision)
  * is checked against a reference whose operands are rounded to bf16 first:
  * f32 accumulation of those, so TOL_F32 again. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "lf_backend.h"
@@ -672,6 +675,63 @@ static void test_timestep_rope(void **state) {
     free(w), free(x.data), free(pe.data), free(d.data);
 }
 
+/* ADD_LOWRANK: dst = a + u . v (+ c) against doubles, for each storage type,
+ * with and without c, in place (a = dst), across several column tiles and a
+ * row count that is not a multiple of the kernel's row group; on the
+ * AVX-512 kernel and the scalar one (LF_CPU_SIMD=avx2); a value that
+ * overflows the type is reported. */
+static void s_lowrank_case(lf_backend_t *be, lf_type_t ty, int64_t N, int64_t M, int64_t K, int with_c, int inplace) {
+    lf_tensor_t a = lf_test_rand(ty, N, M, 1, 1, 1), u = lf_test_rand(LF_TYPE_F32, K, M, 1, 1, 1);
+    lf_tensor_t v = lf_test_rand(LF_TYPE_F32, N, K, 1, 1, 1), c = lf_test_rand(LF_TYPE_F32, N, M, 1, 1, 1);
+    lf_tensor_t d = lf_test_zeros(ty, N, M, 1, 1);
+    double *w = s_ref(&d);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double x = G(&a, n, m, 0, 0) + (with_c ? G(&c, n, m, 0, 0) : 0.0);
+            for (int64_t k = 0; k < K; k++) x += G(&u, k, m, 0, 0) * G(&v, n, k, 0, 0);
+            w[m * N + n] = x;
+        }
+    if (inplace) memcpy(d.data, a.data, lf_tensor_nbytes(&a));
+    assert_int_equal(lf_op_add_lowrank(be, &d, inplace ? &d : &a, &u, &v, with_c ? &c : NULL), 0);
+    assert_true(lf_test_maxerr(&d, w) <= s_tol(ty) * (1 + 0.1 * (double)K));
+    free(w), free(a.data), free(u.data), free(v.data), free(c.data), free(d.data);
+}
+
+static void test_add_lowrank(void **state) {
+    lf_backend_t *bes[2] = {*state, NULL};
+    setenv("LF_CPU_SIMD", "avx2", 1);
+    bes[1] = lf_backend_cpu_new(3);
+    unsetenv("LF_CPU_SIMD");
+    assert_non_null(bes[1]);
+    lf_type_t tys[3] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16};
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 3; t++) {
+            s_lowrank_case(bes[b], tys[t], 37, 11, 3, 0, 0);
+            s_lowrank_case(bes[b], tys[t], 37, 11, 3, 1, 1);
+            s_lowrank_case(bes[b], tys[t], 1000, 23, 40, 1, 0); /* 800-column tiles */
+            s_lowrank_case(bes[b], tys[t], 5, 1, 1, 0, 1);
+        }
+    /* 60000 + 10000 is Inf in f16 and finite in f32; a NaN factor is NaN in every type. */
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 3; t++) {
+            lf_tensor_t a = lf_test_zeros(tys[t], 21, 6, 1, 1), d = lf_test_zeros(tys[t], 21, 6, 1, 1);
+            lf_tensor_t u = lf_test_zeros(LF_TYPE_F32, 1, 6, 1, 1), v = lf_test_zeros(LF_TYPE_F32, 21, 1, 1, 1);
+            float big = 60000.0f;
+            lf_type_from_f32(tys[t], &big, (char *)a.data + 19 * lf_type_size(tys[t]), 1);
+            ((float *)u.data)[0] = 1.0f, ((float *)v.data)[19] = 10000.0f;
+            assert_int_equal(lf_op_add_lowrank(bes[b], &d, &a, &u, &v, NULL), tys[t] == LF_TYPE_F16 ? LF_EOVERFLOW : 0);
+            ((float *)u.data)[5] = NAN;
+            assert_int_equal(lf_op_add_lowrank(bes[b], &d, &a, &u, &v, NULL), LF_EOVERFLOW);
+            free(a.data), free(d.data), free(u.data), free(v.data);
+        }
+    /* Shapes that do not match are refused. */
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 8, 4, 1, 1, 1), u = lf_test_rand(LF_TYPE_F32, 2, 3, 1, 1, 1);
+    lf_tensor_t v = lf_test_rand(LF_TYPE_F32, 8, 2, 1, 1, 1), d = lf_test_zeros(LF_TYPE_F32, 8, 4, 1, 1);
+    assert_int_equal(lf_op_add_lowrank(bes[0], &d, &a, &u, &v, NULL), LF_EINVAL);
+    free(a.data), free(u.data), free(v.data), free(d.data);
+    lf_backend_destroy(&bes[1]);
+}
+
 /* Other pool sizes give the same answers as the 2-thread backend. */
 static void test_thread_counts(void **state) {
     lf_backend_t *be2 = *state;
@@ -726,6 +786,7 @@ int main(void) {
         cmocka_unit_test(test_upsample_pool),
         cmocka_unit_test(test_timestep_rope),
         cmocka_unit_test(test_thread_counts),
+        cmocka_unit_test(test_add_lowrank),
         cmocka_unit_test(test_supports_every_op),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -266,6 +266,7 @@ static void test_cuda_covers_every_op(void **state) {
     s_env_t *e = *state;
     REQUIRE_GPU(e);
     for (int op = 0; op < LF_OP_COUNT; op++) {
+        if (op == LF_OP_ADD_LOWRANK) continue; /* CPU only: a device's LoRA merge runs on the host */
         if (!e->covered[op]) fprintf(stderr, "op %s has no CUDA case\n", lf_op_name((lf_op_t)op));
         assert_true(e->covered[op] > 0);
     }
