@@ -91,13 +91,15 @@ static const char *s_taesd(const char *dir, const char *family, char *path, size
         char best[256] = "";
         while (d && (de = readdir(d)) != NULL) {
             if (de->d_name[0] == '.' || !(s_ends(de->d_name, ".safetensors") || s_ends(de->d_name, ".pth"))) continue;
-            snprintf(path, len, "%s/%s", sub, de->d_name);
+            int pn = snprintf(path, len, "%s/%s", sub, de->d_name);
+            if (pn < 0 || (size_t)pn >= len) continue; /* too long to be ours */
             /* The first by name, so every worker picks the same. */
             if (s_file_latent_ch(path) == 16 && (!best[0] || strcmp(de->d_name, best) < 0))
                 snprintf(best, sizeof best, "%s", de->d_name);
         }
         if (d) closedir(d);
-        if (best[0]) found = (snprintf(path, len, "%s/%s", sub, best), path);
+        int pn = best[0] ? snprintf(path, len, "%s/%s", sub, best) : -1;
+        if (pn >= 0 && (size_t)pn < len) found = path;
         return found;
     }
     int xl = family && !strcmp(family, "sdxl");
@@ -122,11 +124,12 @@ static char *s_model_name(const char *dir, const char *entry, char *path, size_t
         char probe[4096], probe2[4096];
         int n = snprintf(probe, sizeof probe, "%s/unet/diffusion_pytorch_model.safetensors", path);
         if (n < 0 || (size_t)n >= sizeof probe) return NULL; /* path too long to be a model */
-        snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors", path);
-        int flux = stat(probe2, &sb) == 0;
+        n = snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors", path);
+        int flux = n > 0 && (size_t)n < sizeof probe2 && stat(probe2, &sb) == 0;
         if (!flux) { /* sharded: the index and its shards */
-            snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors.index.json", path);
-            flux = stat(probe2, &sb) == 0;
+            n = snprintf(probe2, sizeof probe2, "%s/transformer/diffusion_pytorch_model.safetensors.index.json",
+                         path);
+            flux = n > 0 && (size_t)n < sizeof probe2 && stat(probe2, &sb) == 0;
         }
         return stat(probe, &sb) == 0 || flux ? strdup(entry) : NULL;
     }

@@ -53,7 +53,7 @@ static bool s_prepare(char *why, size_t len)
     char spm[1200];
     const char *rd = getenv("LF_REFDATA_DIR");
     snprintf(spm, sizeof spm, "%s/tokenizers/t5/spiece.model", rd && *rd ? rd : LF_SOURCE_DIR "/../shared/refdata");
-    if (access(spm, R_OK) != 0) return snprintf(why, len, "no T5 spiece.model %s (reference data)", spm), false;
+    if (access(spm, R_OK) != 0) return snprintf(why, len, "no T5 spiece.model %.400s (reference data)", spm), false;
     if (!lf_testfarm_folder_new(&s_f, LF_SOURCE_DIR, "flux-farm", why, len)) return false;
     const char *fx = LF_SOURCE_DIR "/tests/engine/fixtures/flux";
     if (lf_testfarm_sh("cd '%s' && mkdir -p models/unet models/diffusion_models models/clip models/vae && "
