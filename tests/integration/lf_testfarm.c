@@ -501,3 +501,10 @@ void lf_testfarm_folder_remove(lf_testfarm_folder_t *f) {
     lf_test_rmdir(f->dir);
     f->dir[0] = 0;
 }
+
+int lf_testfarm_teardown(void **state) {
+    lf_testfarm_t *farm = *state;
+    lf_testfarm_destroy(&farm);
+    *state = NULL;
+    return 0;
+}

@@ -35,6 +35,10 @@ lf_testfarm_t *lf_testfarm_new(const lf_testfarm_opts_t *opts);
  * a crash, a hang or a sanitizer report at shutdown is a bug. */
 void lf_testfarm_destroy(lf_testfarm_t **self_p);
 
+/* A cmocka group/test teardown: destroys the farm in *state (may be NULL),
+ * then sets it NULL. Returns 0. */
+int lf_testfarm_teardown(void **state);
+
 /* Process control by role. Index is 0-based within the role. */
 typedef enum { LF_TF_REDIS, LF_TF_BROKER, LF_TF_WORKER, LF_TF_GATEWAY } lf_tf_role_t;
 pid_t lf_testfarm_pid(lf_testfarm_t *self, lf_tf_role_t role, int index);

@@ -243,13 +243,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 int main(void)
 {
     if (access(S_MODEL, R_OK) || access(S_ASSETS "/clip/bpe_simple_vocab_16e6.txt.gz", R_OK) ||
@@ -284,7 +277,7 @@ int main(void)
         cmocka_unit_test(test_yolo_seg_unit),
         cmocka_unit_test(test_unknown_model_refused),
     };
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     free(s_astro_b64);
     unlink(p2), unlink(p1);
     snprintf(p2, sizeof p2, "%s/adetailer", s_tmp);

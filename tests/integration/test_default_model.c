@@ -227,13 +227,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 static void test_default_model_is_tiny_shapes(void **state)
 {
     lf_testfarm_t *farm = *state;
@@ -654,7 +647,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cache_job),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     s_cleanup_assets();
     return rc;
 }

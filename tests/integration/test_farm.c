@@ -322,22 +322,15 @@ static void test_malformed_input_keeps_services_up(void **state) {
     s_run_many(farm, 3, 2, 0, 20000, 1);
 }
 
-static int s_teardown(void **state) {
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    *state = NULL;
-    return 0;
-}
-
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_malformed_input_keeps_services_up, s_teardown),
-        cmocka_unit_test_teardown(test_cancel_queued_and_running, s_teardown),
-        cmocka_unit_test_teardown(test_worker_kill9_job_runs_elsewhere, s_teardown),
-        cmocka_unit_test_teardown(test_broker_restart_loses_nothing, s_teardown),
-        cmocka_unit_test_teardown(test_redis_restart_aof_keeps_accepted_jobs, s_teardown),
-        cmocka_unit_test_teardown(test_two_brokers_never_assign_twice, s_teardown),
-        cmocka_unit_test_teardown(test_500_jobs_three_workers, s_teardown),
+        cmocka_unit_test_teardown(test_malformed_input_keeps_services_up, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_cancel_queued_and_running, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_worker_kill9_job_runs_elsewhere, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_broker_restart_loses_nothing, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_redis_restart_aof_keeps_accepted_jobs, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_two_brokers_never_assign_twice, lf_testfarm_teardown),
+        cmocka_unit_test_teardown(test_500_jobs_three_workers, lf_testfarm_teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("farm", tests, NULL, NULL);

@@ -76,13 +76,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 static void test_flux_listed(void **state)
 {
     lf_testfarm_t *farm = *state;
@@ -304,7 +297,7 @@ int main(void)
         cmocka_unit_test(test_flux_a1111),
         cmocka_unit_test(test_flux_bad_guidance),
     };
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     lf_testfarm_folder_remove(&s_f);
     return rc;
 }

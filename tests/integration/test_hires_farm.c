@@ -59,13 +59,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 static void test_upscaler_lists(void **state)
 {
     lf_testfarm_t *farm = *state;
@@ -317,7 +310,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_native_upscale_job),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     s_cleanup();
     return rc;
 }

@@ -81,13 +81,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 /* Submits body (JSON text); returns the HTTP status, *id the job id. */
 static int s_submit(lf_testfarm_t *farm, const char *body, char **id, json_t **answer)
 {
@@ -386,7 +379,7 @@ int main(void)
         cmocka_unit_test(test_lora_restore_through_the_farm),
         cmocka_unit_test(test_refresh_loras),
     };
-    rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     lf_testfarm_folder_remove(&s_f);
     return rc;
 }

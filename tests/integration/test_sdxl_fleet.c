@@ -151,13 +151,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_teardown(void **state)
-{
-    lf_testfarm_t *farm = *state;
-    lf_testfarm_destroy(&farm);
-    return 0;
-}
-
 static char *s_submit(lf_testfarm_t *farm, const char *model, int size)
 {
     char url[256], body[512];
@@ -333,7 +326,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sdxl_no_worker_with_memory_refused),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     s_cleanup();
     return rc;
 }
