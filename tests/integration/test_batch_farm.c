@@ -38,12 +38,6 @@
 
 static char s_dir[256];
 
-static const char *s_str(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
 static const char *const s_prompts[S_GOOD] = {
     "a red circle on a blue background",   "a green square on a white background",
     "a blue triangle on a yellow background", "a yellow star on a black background",
@@ -62,7 +56,7 @@ static char *s_submit(lf_testfarm_t *farm, const char *prompt, unsigned seed)
     json_t *j = NULL;
     int code = lf_http_json("POST", url, body, &j);
     if (code != 202) fail_msg("POST %s answered %d: %s", url, code, body);
-    char *id = strdup(s_str(j, "id"));
+    char *id = strdup(lf_json_str(j, "id"));
     json_decref(j), json_decref(b);
     free(body);
     return id;
@@ -126,7 +120,7 @@ static void test_batched_jobs(void **state)
     for (long long t0 = lf_now_ms(); lf_now_ms() - t0 < 300000; usleep(50000)) {
         json_t *j = NULL;
         if (lf_http_json("GET", url, NULL, &j) != 200) fail_msg("GET %s failed", url);
-        const char *st = s_str(j, "status");
+        const char *st = lf_json_str(j, "status");
         bool running = !strcmp(st, "running"), over = strcmp(st, "queued") && !running;
         json_decref(j);
         if (over) break;
@@ -144,9 +138,9 @@ static void test_batched_jobs(void **state)
         json_t *j = lf_testfarm_wait(farm, ids[i], 600000);
         assert_non_null(j);
         const char *want = i == victim ? "cancelled" : "done";
-        if (strcmp(s_str(j, "status"), want)) {
+        if (strcmp(lf_json_str(j, "status"), want)) {
             char *d = json_dumps(j, JSON_COMPACT);
-            fail_msg("job %d (%s) ended %s, not %s: %s", i, ids[i], s_str(j, "status"), want, d);
+            fail_msg("job %d (%s) ended %s, not %s: %s", i, ids[i], lf_json_str(j, "status"), want, d);
         }
         if (i != victim) png[i] = s_png(farm, ids[i], &len[i]);
         json_decref(j);
@@ -156,7 +150,7 @@ static void test_batched_jobs(void **state)
         assert_non_null(j);
         char *d = json_dumps(j, JSON_COMPACT);
         fprintf(stderr, "broken LoRA job %d: %s\n", i, d);
-        assert_string_equal(s_str(j, "status"), "failed");
+        assert_string_equal(lf_json_str(j, "status"), "failed");
         assert_non_null(strstr(d, "bad.safetensors"));
         free(d);
         json_decref(j);
@@ -170,7 +164,7 @@ static void test_batched_jobs(void **state)
         w = s_worker(farm);
         batched = json_integer_value(json_object_get(w, "batched_jobs"));
     }
-    fprintf(stderr, "worker %s: %lld jobs ran batched\n", s_str(w, "id"), (long long)batched);
+    fprintf(stderr, "worker %s: %lld jobs ran batched\n", lf_json_str(w, "id"), (long long)batched);
     assert_true(batched >= 2);
     json_decref(w);
     char murl[128], *metrics = NULL;
@@ -185,7 +179,7 @@ static void test_batched_jobs(void **state)
         char *id = s_submit(farm, s_prompts[i], 4000u + (unsigned)i);
         json_t *j = lf_testfarm_wait(farm, id, 600000);
         assert_non_null(j);
-        assert_string_equal(s_str(j, "status"), "done");
+        assert_string_equal(lf_json_str(j, "status"), "done");
         size_t l = 0;
         uint8_t *p = s_png(farm, id, &l);
         fprintf(stderr, "job %d: batched %zu bytes, alone %zu bytes: %s\n", i, len[i], l,
@@ -218,7 +212,6 @@ int main(void)
     if (system(cmd)) return 1;
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_batched_jobs)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", s_dir);
+    lf_test_rmdir(s_dir);
     return rc;
 }
