@@ -12,6 +12,11 @@
  *              callback is the first point the engine hands back)
  *   steps      steps 2..N
  *   decode     the VAE decode and the PNG (what follows the last step)
+ * with the RSS after each split into RssAnon (activations, scratch, heap)
+ * and RssFile (mapped weight pages, libraries' code); LF_LOG_LEVEL=debug
+ * also logs each UNet graph's planned activations and the backend's
+ * workspace. LF_WEIGHTS_STREAM=0 keeps the UNet's weight pages through a
+ * step (the engine's default gives them back per layer).
  * --runs 2 runs the generation again on the loaded model: a worker's second
  * job (graphs planned, caches warm).
  *
@@ -30,6 +35,7 @@
 
 #include "lf_bench_util.h"
 #include "lf_engine.h"
+#include "lf_log.h"
 
 #ifndef LF_SOURCE_DIR
 #define LF_SOURCE_DIR "."
@@ -39,6 +45,7 @@ typedef struct {
     int steps;
     double t_prev, step_s[256];
     long hwm_text_kb, hwm_steps_kb, rss_step_kb[256];
+    long anon_kb[2], file_kb[2]; /* RssAnon / RssFile after step 1 and after the last */
 } s_trace_t;
 
 static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len) {
@@ -50,6 +57,10 @@ static void s_progress(void *ud, int step, int steps, const uint8_t *preview, si
         tr->rss_step_kb[step - 1] = lf_bench_status_kb("VmRSS");
     }
     tr->t_prev = now;
+    if (step == 1 || step == steps) {
+        tr->anon_kb[step != 1] = lf_bench_status_kb("RssAnon");
+        tr->file_kb[step != 1] = lf_bench_status_kb("RssFile");
+    }
     if (step == 1) {
         tr->hwm_text_kb = lf_bench_status_kb("VmHWM");
         lf_bench_reset_hwm();
@@ -108,6 +119,9 @@ int main(int argc, char **argv) {
         printf("SKIP: no full-size SD1.5 checkpoint at %s (make_model_fixtures.py --full-f16 PATH)\n", ckpt);
         return 0;
     }
+    /* LF_LOG_LEVEL=debug: each network's planned activations and workspace. */
+    const char *lvl = getenv("LF_LOG_LEVEL");
+    lf_log_init("bench_gen_mem", lvl ? lf_log_level_parse(lvl) : LF_LOG_INFO);
     printf("bench_gen_mem: %s, 512x512, %d steps, CFG 7, %d threads, precision %s, load average %.2f\n", ckpt,
            steps, threads, precision, s_loadavg());
     fflush(stdout);
@@ -148,12 +162,16 @@ int main(int argc, char **argv) {
         med = sorted[(steps - 1) / 2];
         printf("  run %d (%s): %.1f s, %zu image(s)\n", run + 1, res.precision ? res.precision : "?", all_s,
                res.n_images);
-        printf("  text + step 1    %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", tr.step_s[0],
-               s_mib(tr.rss_step_kb[0]), s_mib(tr.hwm_text_kb));
-        printf("  steps 2..%-3d     %7.2f s/step (median)   RSS after %7.0f MiB   peak %7.0f MiB\n", steps, med,
-               s_mib(tr.rss_step_kb[steps - 1]), s_mib(tr.hwm_steps_kb));
-        printf("  decode + PNG     %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", decode_s,
-               s_mib(lf_bench_status_kb("VmRSS")), s_mib(hwm_decode));
+        printf("  text + step 1    %7.2f s   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak %7.0f MiB\n",
+               tr.step_s[0], s_mib(tr.rss_step_kb[0]), s_mib(tr.anon_kb[0]), s_mib(tr.file_kb[0]),
+               s_mib(tr.hwm_text_kb));
+        printf("  steps 2..%-3d     %7.2f s/step (median)   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak "
+               "%7.0f MiB\n",
+               steps, med, s_mib(tr.rss_step_kb[steps - 1]), s_mib(tr.anon_kb[1]), s_mib(tr.file_kb[1]),
+               s_mib(tr.hwm_steps_kb));
+        printf("  decode + PNG     %7.2f s   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak %7.0f MiB\n",
+               decode_s, s_mib(lf_bench_status_kb("VmRSS")), s_mib(lf_bench_status_kb("RssAnon")),
+               s_mib(lf_bench_status_kb("RssFile")), s_mib(hwm_decode));
         fflush(stdout);
         lf_engine_result_clear(&res);
     }

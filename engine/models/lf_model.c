@@ -62,6 +62,24 @@ static void s_use(lf_model_t *m, s_net_t net) {
     m->active = (int)net;
 }
 
+/* LF_WEIGHTS_STREAM=0 keeps the UNet's weight pages through a forward;
+ * otherwise each layer gives its mapped weights' pages back once it has
+ * run (lf_unet_set_weight_release), so the UNet's resident weights are the
+ * layer running, not the file: the peak of a 512² SD1.5 image goes from
+ * the UNet's 1.6 GiB of weights plus its activations to about its
+ * activations (docs/PERFORMANCE.md, "Memory of a whole generation"). */
+static int s_stream_weights(void) {
+    const char *v = getenv("LF_WEIGHTS_STREAM");
+    return !v || strcmp(v, "0") != 0;
+}
+
+/* The UNet about to run: whether it streams its weight pages (not while a
+ * LoRA is merged: those layers differ from the file). */
+static void s_unet_release(lf_model_t *m) {
+    const int drop = !m->lora || !lf_lora_patch_layers(m->lora);
+    lf_unet_set_weight_release(m->unet, drop && m->stream ? m->pool : NULL);
+}
+
 static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
@@ -412,6 +430,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     lf_model_t *m = calloc(1, sizeof *m);
     if (!m) return LF_ENOMEM;
     m->be = opts->backend;
+    m->stream = s_stream_weights();
     if (!m->be) m->be = m->own_be = lf_backend_cpu_new(0);
     m->pool = m->be ? lf_pool_new(m->be, 0) : NULL;
     if (!m->pool) {
@@ -721,7 +740,7 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
                      const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (!self->flux && self->desc.n_time_ids && !vec) return LF_EINVAL;
-    if (!self->flux) s_use(self, S_NET_DENOISER);
+    if (!self->flux) s_use(self, S_NET_DENOISER), s_unet_release(self);
     /* The denoiser (UNet or Flux transformer) in the job's precision; the rest stays f32. */
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = self->flux ? lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out)
@@ -739,6 +758,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
         return lf_model_denoise(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
     s_use(self, S_NET_DENOISER);
+    s_unet_release(self);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
                                     self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
