@@ -206,6 +206,9 @@ int main(int argc, char **argv) {
         getrusage(RUSAGE_SELF, &ru1);
         const double cpu_s = (double)ru1.ru_utime.tv_sec + 1e-6 * (double)ru1.ru_utime.tv_usec +
                              (double)ru1.ru_stime.tv_sec + 1e-6 * (double)ru1.ru_stime.tv_usec - cpu0;
+        const double sys_s = (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                             1e-6 * (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+        const long minflt = ru1.ru_minflt - ru0.ru_minflt, majflt = ru1.ru_majflt - ru0.ru_majflt;
         image_s = all_s;
         hwm_decode = lf_bench_status_kb("VmHWM");
         if (tr.hwm_text_kb > peak) peak = tr.hwm_text_kb;
@@ -215,8 +218,9 @@ int main(int argc, char **argv) {
         memcpy(sorted, tr.step_s + 1, (size_t)(steps - 1) * sizeof *sorted);
         qsort(sorted, (size_t)steps - 1, sizeof *sorted, s_cmp);
         med = sorted[(steps - 1) / 2];
-        printf("  run %d (%s): %.1f s wall, %.1f s CPU, %zu image(s)\n", run + 1, res.precision ? res.precision : "?",
-               all_s, cpu_s, res.n_images);
+        printf("  run %d (%s): %.1f s wall, %.1f s CPU (%.1f s system; page faults %ld minor, %ld major), %zu "
+               "image(s)\n",
+               run + 1, res.precision ? res.precision : "?", all_s, cpu_s, sys_s, minflt, majflt, res.n_images);
         printf("  text + step 1    %7.2f s   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak %7.0f MiB\n",
                tr.step_s[0], s_mib(tr.rss_step_kb[0]), s_mib(tr.anon_kb[0]), s_mib(tr.file_kb[0]),
                s_mib(tr.hwm_text_kb));

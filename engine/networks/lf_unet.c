@@ -56,6 +56,7 @@ typedef struct {
     double flops;               /* lf_graph_flops of one compute */
     float *host;                /* staging: pooled [batch][n_pooled], then ids [batch][n_ids] */
     unsigned long used;
+    bool logged;                /* its memory logged once (s_run) */
 } s_cache_t;
 
 struct lf_unet {
@@ -681,15 +682,15 @@ static int s_set_inputs(lf_unet_t *self, s_cache_t *e, const float *x, const flo
 }
 
 static int s_run(lf_unet_t *self, s_cache_t *e) {
-    const bool first = lf_graph_peak_bytes(e->g) == 0;
     int rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
-    if (!rc && first) /* what a forward holds beyond its weights (bench_gen_mem, LF_LOG_LEVEL=debug) */
+    if (!rc && !e->logged) /* what a forward holds beyond its weights (bench_gen_mem, LF_LOG_LEVEL=debug) */
         lf_debug("unet: %dx%d batch %d: activations %.1f MiB planned (%.1f MiB without reuse), backend "
                  "workspace %.1f MiB",
                  e->w, e->h, e->batch, (double)lf_graph_peak_bytes(e->g) / 1048576.0,
                  (double)lf_graph_unplanned_bytes(e->g) / 1048576.0,
                  (double)lf_backend_workspace_bytes(self->be) / 1048576.0);
+    e->logged = e->logged || !rc;
     if (!rc) self->blocks_run += (unsigned long)e->blocks, self->flops_run += e->flops;
     return rc;
 }
