@@ -236,6 +236,11 @@ size_t lf_pool_drop_tensor_pages(const lf_pool_t *p, const lf_tensor_t *t) {
     return 0;
 }
 
+void lf_pool_release_after(void *pool, const lf_node_t *node) {
+    for (int i = 0; i < LF_MAX_SRC; i++)
+        if (node->src[i]) lf_pool_drop_tensor_pages(pool, node->src[i]);
+}
+
 int lf_pool_load(lf_pool_t *p, lf_tensor_t *t, const void *host, size_t nbytes) {
     return lf_backend_tensor_set(p->be, t, host, nbytes);
 }

@@ -394,17 +394,11 @@ void lf_unet_release_graphs(lf_unet_t *self) {
     }
 }
 
-/* After each node: the file pages of the mapped weights it read. */
-static void s_release_after(void *ud, const lf_node_t *node) {
-    for (int i = 0; i < LF_MAX_SRC; i++)
-        if (node->src[i]) lf_pool_drop_tensor_pages(ud, node->src[i]);
-}
-
 void lf_unet_set_weight_release(lf_unet_t *self, const lf_pool_t *pool) {
     if (!self) return;
     self->release = pool;
     for (int i = 0; i < N_CACHE; i++)
-        if (self->cache[i].g) lf_graph_set_after(self->cache[i].g, pool ? s_release_after : NULL, (void *)pool);
+        if (self->cache[i].g) lf_graph_set_after(self->cache[i].g, pool ? lf_pool_release_after : NULL, (void *)pool);
 }
 
 void lf_unet_destroy(lf_unet_t **self_p) {
@@ -524,7 +518,7 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
     if (!g) return LF_ENOMEM;
     e->g = g;
     lf_graph_set_images(g, e->batch); /* batched jobs: rows as alone */
-    if (u->release) lf_graph_set_after(g, s_release_after, (void *)u->release);
+    if (u->release) lf_graph_set_after(g, lf_pool_release_after, (void *)u->release);
     e->blocks = 0;
     const int L = c->levels, nsk = s_nskips(c), v = e->variant;
     const int64_t W = e->w, H = e->h;
