@@ -65,9 +65,10 @@ static void s_use(lf_model_t *m, s_net_t net) {
 /* LF_WEIGHTS_STREAM=0 keeps the UNet's and the VAE's weight pages through
  * a forward; otherwise each layer gives its mapped weights' pages back once
  * it has run (lf_unet_set_weight_release, lf_vae_set_weight_release), so
- * their resident weights are the layer running, not the file: the peak of a 512² SD1.5 image goes from
- * the UNet's 1.6 GiB of weights plus its activations to about its
- * activations (docs/PERFORMANCE.md, "Memory of a whole generation"). */
+ * their resident weights are the layer running, not the file: a 512²
+ * SD1.5 image peaks at its activations (~1.0 GB RSS) instead of the UNet's
+ * 1.6 GiB of weights plus its activations (docs/PERFORMANCE.md, "Memory of
+ * a whole generation"). */
 static int s_stream_weights(void) {
     const char *v = getenv("LF_WEIGHTS_STREAM");
     return !v || strcmp(v, "0") != 0;

@@ -398,7 +398,7 @@ void lf_unet_set_weight_release(lf_unet_t *self, const lf_pool_t *pool) {
     if (!self) return;
     self->release = pool;
     for (int i = 0; i < N_CACHE; i++)
-        if (self->cache[i].g) lf_graph_set_after(self->cache[i].g, pool ? lf_pool_release_after : NULL, (void *)pool);
+        lf_graph_set_after(self->cache[i].g, pool ? lf_pool_release_after : NULL, (void *)pool);
 }
 
 void lf_unet_destroy(lf_unet_t **self_p) {
