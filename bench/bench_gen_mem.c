@@ -12,6 +12,11 @@
  *              callback is the first point the engine hands back)
  *   steps      steps 2..N
  *   decode     the VAE decode and the PNG (what follows the last step)
+ * with the RSS after each split into RssAnon (activations, scratch, heap)
+ * and RssFile (mapped weight pages, libraries' code); LF_LOG_LEVEL=debug
+ * also logs each UNet graph's planned activations and the backend's
+ * workspace. LF_WEIGHTS_STREAM=0 keeps the UNet's weight pages through a
+ * step (the engine's default gives them back per layer).
  * --runs 2 runs the generation again on the loaded model: a worker's second
  * job (graphs planned, caches warm).
  *
@@ -20,16 +25,26 @@
  * writes one); missing: SKIP, exit 0. Python: --torch PYTHON (or
  * $LF_BENCH_TORCH; "none" skips it).
  *
+ * stable-diffusion.cpp: --sdcpp BINARY (or $LF_BENCH_SDCPP) runs its sd
+ * CLI afterwards on the same file and settings (prompt, negative, steps,
+ * CFG 7, Euler, seed, threads, 512x512) as a child, and prints its peak RSS
+ * (the child's ru_maxrss), wall and CPU time and its own timing lines.
+ *
  * Usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N]
- *                      [--precision f32|bf16] [--runs N] [--torch PYTHON|none] */
+ *                      [--precision f32|bf16] [--runs N] [--torch PYTHON|none]
+ *                      [--sdcpp BINARY|none] */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lf_bench_util.h"
 #include "lf_engine.h"
+#include "lf_log.h"
 
 #ifndef LF_SOURCE_DIR
 #define LF_SOURCE_DIR "."
@@ -39,6 +54,7 @@ typedef struct {
     int steps;
     double t_prev, step_s[256];
     long hwm_text_kb, hwm_steps_kb, rss_step_kb[256];
+    long anon_kb[2], file_kb[2]; /* RssAnon / RssFile after step 1 and after the last */
 } s_trace_t;
 
 static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len) {
@@ -50,6 +66,10 @@ static void s_progress(void *ud, int step, int steps, const uint8_t *preview, si
         tr->rss_step_kb[step - 1] = lf_bench_status_kb("VmRSS");
     }
     tr->t_prev = now;
+    if (step == 1 || step == steps) {
+        tr->anon_kb[step != 1] = lf_bench_status_kb("RssAnon");
+        tr->file_kb[step != 1] = lf_bench_status_kb("RssFile");
+    }
     if (step == 1) {
         tr->hwm_text_kb = lf_bench_status_kb("VmHWM");
         lf_bench_reset_hwm();
@@ -80,8 +100,44 @@ static double s_field(const char *line, const char *key) {
 
 static double s_mib(long kb) { return (double)kb / 1024.0; }
 
+/* Runs argv as a child with its output read line by line (echoed when it
+ * has one of the keys); its peak RSS (KiB), CPU and wall seconds. */
+static int s_child(char *const argv[], const char *const keys[], long *maxrss_kb, double *cpu_s,
+                   double *wall_s) {
+    int fds[2];
+    if (pipe(fds)) return -1;
+    const double t0 = lf_bench_now();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1), dup2(fds[1], 2), close(fds[0]), close(fds[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f))
+        for (int k = 0; keys[k]; k++)
+            if (strstr(line, keys[k])) {
+                printf("    %s", line);
+                fflush(stdout);
+                break;
+            }
+    if (f) fclose(f);
+    int st = 0;
+    struct rusage ru;
+    if (wait4(pid, &st, 0, &ru) != pid) return -1;
+    *wall_s = lf_bench_now() - t0;
+    *maxrss_kb = ru.ru_maxrss;
+    *cpu_s = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+             1e-6 * (double)ru.ru_stime.tv_usec;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 int main(int argc, char **argv) {
     const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *precision = "f32";
+    const char *sdcpp = getenv("LF_BENCH_SDCPP");
     int steps = 20, threads = 2, runs = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -91,9 +147,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--precision") && v) precision = v, i++;
         else if (!strcmp(a, "--runs") && v) runs = atoi(v), i++;
         else if (!strcmp(a, "--torch") && v) python = v, i++;
+        else if (!strcmp(a, "--sdcpp") && v) sdcpp = v, i++;
         else {
             fprintf(stderr, "usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N] "
-                            "[--precision f32|bf16] [--runs N] [--torch PYTHON|none]\n");
+                            "[--precision f32|bf16] [--runs N] [--torch PYTHON|none] [--sdcpp BINARY|none]\n");
             return 2;
         }
     }
@@ -108,6 +165,9 @@ int main(int argc, char **argv) {
         printf("SKIP: no full-size SD1.5 checkpoint at %s (make_model_fixtures.py --full-f16 PATH)\n", ckpt);
         return 0;
     }
+    /* LF_LOG_LEVEL=debug: each network's planned activations and workspace. */
+    const char *lvl = getenv("LF_LOG_LEVEL");
+    lf_log_init("bench_gen_mem", lvl ? lf_log_level_parse(lvl) : LF_LOG_INFO);
     printf("bench_gen_mem: %s, 512x512, %d steps, CFG 7, %d threads, precision %s, load average %.2f\n", ckpt,
            steps, threads, precision, s_loadavg());
     fflush(stdout);
@@ -122,7 +182,7 @@ int main(int argc, char **argv) {
     printf("  load             %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", load_s, s_mib(rss_load),
            s_mib(hwm_load));
     fflush(stdout);
-    double med = 0;
+    double med = 0, image_s = 0, cpu0 = 0;
     long hwm_decode = 0, peak = hwm_load;
     s_trace_t tr = {0};
     for (int run = 0; run < runs; run++) {
@@ -134,10 +194,22 @@ int main(int argc, char **argv) {
         memset(&tr, 0, sizeof tr);
         lf_bench_reset_hwm();
         tr.t_prev = t0 = lf_bench_now();
+        struct rusage ru0;
+        getrusage(RUSAGE_SELF, &ru0);
+        cpu0 = (double)ru0.ru_utime.tv_sec + 1e-6 * (double)ru0.ru_utime.tv_usec + (double)ru0.ru_stime.tv_sec +
+               1e-6 * (double)ru0.ru_stime.tv_usec;
         lf_engine_result_t res = {0};
         if (lf_engine_generate(e, &req, s_progress, &tr, NULL, &res))
             return fprintf(stderr, "bench_gen_mem: %s\n", lf_engine_errstr(e)), 1;
         const double decode_s = lf_bench_now() - tr.t_prev, all_s = lf_bench_now() - t0;
+        struct rusage ru1;
+        getrusage(RUSAGE_SELF, &ru1);
+        const double cpu_s = (double)ru1.ru_utime.tv_sec + 1e-6 * (double)ru1.ru_utime.tv_usec +
+                             (double)ru1.ru_stime.tv_sec + 1e-6 * (double)ru1.ru_stime.tv_usec - cpu0;
+        const double sys_s = (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                             1e-6 * (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+        const long minflt = ru1.ru_minflt - ru0.ru_minflt, majflt = ru1.ru_majflt - ru0.ru_majflt;
+        image_s = all_s;
         hwm_decode = lf_bench_status_kb("VmHWM");
         if (tr.hwm_text_kb > peak) peak = tr.hwm_text_kb;
         if (tr.hwm_steps_kb > peak) peak = tr.hwm_steps_kb;
@@ -146,23 +218,51 @@ int main(int argc, char **argv) {
         memcpy(sorted, tr.step_s + 1, (size_t)(steps - 1) * sizeof *sorted);
         qsort(sorted, (size_t)steps - 1, sizeof *sorted, s_cmp);
         med = sorted[(steps - 1) / 2];
-        printf("  run %d (%s): %.1f s, %zu image(s)\n", run + 1, res.precision ? res.precision : "?", all_s,
-               res.n_images);
-        printf("  text + step 1    %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", tr.step_s[0],
-               s_mib(tr.rss_step_kb[0]), s_mib(tr.hwm_text_kb));
-        printf("  steps 2..%-3d     %7.2f s/step (median)   RSS after %7.0f MiB   peak %7.0f MiB\n", steps, med,
-               s_mib(tr.rss_step_kb[steps - 1]), s_mib(tr.hwm_steps_kb));
-        printf("  decode + PNG     %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", decode_s,
-               s_mib(lf_bench_status_kb("VmRSS")), s_mib(hwm_decode));
+        printf("  run %d (%s): %.1f s wall, %.1f s CPU (%.1f s system; page faults %ld minor, %ld major), %zu "
+               "image(s)\n",
+               run + 1, res.precision ? res.precision : "?", all_s, cpu_s, sys_s, minflt, majflt, res.n_images);
+        printf("  text + step 1    %7.2f s   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak %7.0f MiB\n",
+               tr.step_s[0], s_mib(tr.rss_step_kb[0]), s_mib(tr.anon_kb[0]), s_mib(tr.file_kb[0]),
+               s_mib(tr.hwm_text_kb));
+        printf("  steps 2..%-3d     %7.2f s/step (median)   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak "
+               "%7.0f MiB\n",
+               steps, med, s_mib(tr.rss_step_kb[steps - 1]), s_mib(tr.anon_kb[1]), s_mib(tr.file_kb[1]),
+               s_mib(tr.hwm_steps_kb));
+        printf("  decode + PNG     %7.2f s   RSS after %7.0f MiB (anon %.0f, file %.0f)   peak %7.0f MiB\n",
+               decode_s, s_mib(lf_bench_status_kb("VmRSS")), s_mib(lf_bench_status_kb("RssAnon")),
+               s_mib(lf_bench_status_kb("RssFile")), s_mib(hwm_decode));
         fflush(stdout);
         lf_engine_result_clear(&res);
     }
     printf("  whole run: peak RSS %.0f MiB\n", s_mib(peak));
-    printf("RESULT ours precision=%s load_s=%.2f step_s=%.3f rss_load_kb=%ld hwm_load_kb=%ld hwm_text_kb=%ld "
+    printf("RESULT ours precision=%s load_s=%.2f image_s=%.2f step_s=%.3f rss_load_kb=%ld hwm_load_kb=%ld hwm_text_kb=%ld "
            "hwm_steps_kb=%ld hwm_decode_kb=%ld peak_rss_kb=%ld\n",
-           precision, load_s, med, rss_load, hwm_load, tr.hwm_text_kb, tr.hwm_steps_kb, hwm_decode, peak);
+           precision, load_s, image_s, med, rss_load, hwm_load, tr.hwm_text_kb, tr.hwm_steps_kb, hwm_decode, peak);
     fflush(stdout);
     lf_engine_destroy(&e);
+    if (sdcpp && strcmp(sdcpp, "none")) {
+        char st[16], th[16], out[] = "/tmp/bench_gen_mem_sdcpp_XXXXXX";
+        int ofd = mkstemp(out);
+        if (ofd >= 0) close(ofd);
+        snprintf(st, sizeof st, "%d", steps);
+        snprintf(th, sizeof th, "%d", threads);
+        char *const argv[] = {(char *)sdcpp, "-m", (char *)ckpt, "-p", "a photograph of an astronaut riding a horse",
+                              "-n", "blurry", "--steps", st, "--cfg-scale", "7", "--sampling-method", "euler",
+                              "-W", "512", "-H", "512", "-s", "5", "-t", th, "-o", out, "-v", NULL};
+        static const char *const keys[] = {"completed", "taking", "loading model", "total params", "rror",
+                                           "System Info", "version", NULL};
+        printf("  stable-diffusion.cpp (%s), load average %.2f:\n", sdcpp, s_loadavg());
+        fflush(stdout);
+        long rss_kb = 0;
+        double cpu_s = 0, wall_s = 0;
+        int rc = s_child(argv, keys, &rss_kb, &cpu_s, &wall_s);
+        unlink(out);
+        printf("RESULT sdcpp rc=%d wall_s=%.2f cpu_s=%.2f peak_rss_kb=%ld\n", rc, wall_s, cpu_s, rss_kb);
+        printf("  peak RSS ours %.0f MiB vs sd.cpp %.0f MiB (%.0f %%); image (with its load) %.1f s wall, %.1f s "
+               "CPU; load average %.2f\n",
+               s_mib(peak), s_mib(rss_kb), 100.0 * (double)peak / (double)rss_kb, wall_s, cpu_s, s_loadavg());
+        fflush(stdout);
+    }
     if (!python || !strcmp(python, "none")) return 0;
     char cmd[8192], line[4096], result[4096] = "";
     snprintf(cmd, sizeof cmd, "'%s' '%s/bench/bench_gen_mem_torch.py' --ckpt '%s' --steps %d --threads %d 2>&1",

@@ -9,7 +9,7 @@ RSS of each phase is VmHWM after resetting it at the phase's start
 (/proc/self/clear_refs), the whole run's the largest of them.
 
 Last line (parsed by bench_gen_mem):
-  RESULT torch load_s=.. text_s=.. step_s=.. decode_s=.. rss_load_kb=.. hwm_text_kb=..
+  RESULT torch load_s=.. text_s=.. step_s=.. decode_s=.. image_s=.. image_cpu_s=.. rss_load_kb=.. hwm_text_kb=..
          hwm_steps_kb=.. hwm_decode_kb=.. peak_rss_kb=..
 
   PYTHON bench/bench_gen_mem_torch.py --ckpt tests/reference/out/sd15_full.safetensors --steps 20
@@ -52,6 +52,7 @@ def main():
                          for t in range(77)] for b in range(B)], dtype=torch.long)
     reset_hwm()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     ctx = text(ids).last_hidden_state
     text_s = time.perf_counter() - t0
     hwm_text = status_kb("VmHWM")
@@ -78,14 +79,15 @@ def main():
     t1 = time.perf_counter()
     img = vae.decode(x / vae.config.scaling_factor).sample
     decode_s = time.perf_counter() - t1
+    image_s, image_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     hwm_decode = status_kb("VmHWM")
     print("VAE decode %.2f s, image %s" % (decode_s, tuple(img.shape)), flush=True)
     peak = max(hwm_load, hwm_text, hwm_steps, hwm_decode)  # ru_maxrss follows the resets
     # The step time: the median, as bench_gen_mem's.
-    print("RESULT torch load_s=%.2f text_s=%.2f step_s=%.3f decode_s=%.2f rss_load_kb=%d hwm_text_kb=%d "
-          "hwm_steps_kb=%d hwm_decode_kb=%d peak_rss_kb=%d"
-          % (load_s, text_s, statistics.median(step_s), decode_s, rss_load, hwm_text, hwm_steps,
-             hwm_decode, peak), flush=True)
+    print("RESULT torch load_s=%.2f text_s=%.2f step_s=%.3f decode_s=%.2f image_s=%.2f image_cpu_s=%.2f "
+          "rss_load_kb=%d hwm_text_kb=%d hwm_steps_kb=%d hwm_decode_kb=%d peak_rss_kb=%d"
+          % (load_s, text_s, statistics.median(step_s), decode_s, image_s, image_cpu_s, rss_load, hwm_text,
+             hwm_steps, hwm_decode, peak), flush=True)
 
 
 if __name__ == "__main__":

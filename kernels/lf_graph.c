@@ -37,6 +37,8 @@ struct lf_graph {
     bool planned;
     unsigned version;
     int64_t images; /* stamped on the nodes recorded (lf_graph_set_images) */
+    lf_graph_after_fn after; /* lf_graph_set_after */
+    void *after_ud;
     int error;
     char errstr[256];
 };
@@ -491,8 +493,15 @@ int lf_graph_compute(lf_graph_t *g) {
             g->error = 0; /* a run-time failure does not poison the graph */
             return rc;
         }
+        if (g->after) g->after(g->after_ud, &g->nodes[i]);
     }
     return 0;
+}
+
+void lf_graph_set_after(lf_graph_t *g, lf_graph_after_fn fn, void *ud) {
+    if (!g) return;
+    g->after = fn;
+    g->after_ud = fn ? ud : NULL;
 }
 
 int lf_graph_n_nodes(const lf_graph_t *g) {

@@ -101,6 +101,12 @@ int lf_graph_plan(lf_graph_t *g);
 /* Runs every node (plans first if needed). On CUDA, returns once the work is
  * queued; lf_backend_sync waits. */
 int lf_graph_compute(lf_graph_t *g);
+/* Called by lf_graph_compute after each node has run, in order, on the
+ * calling thread (host backends that run node by node; not on CUDA): e.g.
+ * to give back the file pages of the weights the node has read
+ * (lf_pool_drop_tensor_pages). NULL fn removes it. */
+typedef void (*lf_graph_after_fn)(void *ud, const lf_node_t *node);
+void lf_graph_set_after(lf_graph_t *g, lf_graph_after_fn fn, void *ud);
 
 int lf_graph_n_nodes(const lf_graph_t *g);
 /* Floating-point operations of one compute: lf_node_flops summed over the

@@ -223,6 +223,24 @@ size_t lf_pool_drop_pages(lf_pool_t *p, const char *prefix) {
     return dropped;
 }
 
+size_t lf_pool_drop_tensor_pages(const lf_pool_t *p, const lf_tensor_t *t) {
+    if (!p || !t || !t->data || !lf_tensor_is_contiguous(t)) return 0;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)t->data;
+    const uintptr_t hi = lo + lf_tensor_nbytes(t);
+    for (int i = 0; i < p->n_maps && pg; i++) {
+        const uintptr_t base = (uintptr_t)p->maps[i].base;
+        if (lo < base || hi > base + p->maps[i].len) continue;
+        uintptr_t a = (lo + pg - 1) & ~(pg - 1), b = hi & ~(pg - 1);
+        return b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0 ? b - a : 0;
+    }
+    return 0;
+}
+
+void lf_pool_release_after(void *pool, const lf_node_t *node) {
+    for (int i = 0; i < LF_MAX_SRC; i++)
+        if (node->src[i]) lf_pool_drop_tensor_pages(pool, node->src[i]);
+}
+
 int lf_pool_load(lf_pool_t *p, lf_tensor_t *t, const void *host, size_t nbytes) {
     return lf_backend_tensor_set(p->be, t, host, nbytes);
 }

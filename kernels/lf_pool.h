@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "lf_backend.h"
+#include "lf_ops.h"
 #include "lf_tensor.h"
 
 typedef struct lf_pool lf_pool_t;
@@ -45,6 +46,16 @@ lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *pool, const char *name, lf_type_t 
  * their file's bytes: a tensor changed in place (a merged LoRA) would go
  * back to the file's values. Returns the bytes dropped. */
 size_t lf_pool_drop_pages(lf_pool_t *pool, const char *prefix);
+/* The same for one tensor, any descriptor over this pool's mapped bytes (a
+ * weight or a contiguous view of one): the whole pages inside t's bytes;
+ * 0 (nothing done) for a tensor elsewhere (activations, copied weights) or
+ * a strided view. Cheap enough to call after every node of a graph
+ * (lf_graph_set_after), which keeps a network's resident weights to the
+ * layer running. Same condition as lf_pool_drop_pages. */
+size_t lf_pool_drop_tensor_pages(const lf_pool_t *pool, const lf_tensor_t *t);
+/* An lf_graph_after_fn (ud: the const lf_pool_t *): drops the pages of the
+ * mapped weights among node's sources (lf_pool_drop_tensor_pages). */
+void lf_pool_release_after(void *pool, const lf_node_t *node);
 /* Uploads host bytes into t (from this pool); nbytes = lf_tensor_nbytes(t). */
 int lf_pool_load(lf_pool_t *pool, lf_tensor_t *t, const void *host, size_t nbytes);
 /* Uploads host data stored as host_type (e.g. a bf16 checkpoint) into t,

@@ -62,6 +62,26 @@ static void s_use(lf_model_t *m, s_net_t net) {
     m->active = (int)net;
 }
 
+/* LF_WEIGHTS_STREAM=0 keeps the UNet's and the VAE's weight pages through
+ * a forward; otherwise each layer gives its mapped weights' pages back once
+ * it has run (lf_unet_set_weight_release, lf_vae_set_weight_release), so
+ * their resident weights are the layer running, not the file: a 512²
+ * SD1.5 image peaks at its activations (~1.0 GB RSS) instead of the UNet's
+ * 1.6 GiB of weights plus its activations (docs/PERFORMANCE.md, "Memory of
+ * a whole generation"). */
+static int s_stream_weights(void) {
+    const char *v = getenv("LF_WEIGHTS_STREAM");
+    return !v || strcmp(v, "0") != 0;
+}
+
+/* Before the UNet or the VAE runs: whether they stream their weight pages
+ * (not while a LoRA is merged: those layers differ from the file). */
+static void s_weight_release(lf_model_t *m) {
+    const int drop = !m->lora || !lf_lora_patch_layers(m->lora);
+    lf_unet_set_weight_release(m->unet, drop && m->stream ? m->pool : NULL);
+    lf_vae_set_weight_release(m->vae, drop && m->stream ? m->pool : NULL);
+}
+
 static int s_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 lf_family_t lf_model_detect_family(const char *const *names, size_t n) {
@@ -412,6 +432,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     lf_model_t *m = calloc(1, sizeof *m);
     if (!m) return LF_ENOMEM;
     m->be = opts->backend;
+    m->stream = s_stream_weights();
     if (!m->be) m->be = m->own_be = lf_backend_cpu_new(0);
     m->pool = m->be ? lf_pool_new(m->be, 0) : NULL;
     if (!m->pool) {
@@ -721,7 +742,7 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
                      const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (!self->flux && self->desc.n_time_ids && !vec) return LF_EINVAL;
-    if (!self->flux) s_use(self, S_NET_DENOISER);
+    if (!self->flux) s_use(self, S_NET_DENOISER), s_weight_release(self);
     /* The denoiser (UNet or Flux transformer) in the job's precision; the rest stays f32. */
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = self->flux ? lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out)
@@ -739,6 +760,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
         return lf_model_denoise(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
     s_use(self, S_NET_DENOISER);
+    s_weight_release(self);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
                                     self->desc.n_time_ids ? vec : NULL, self->desc.pooled_dim, out);
@@ -758,6 +780,7 @@ int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int 
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;
     s_use(self, S_NET_VAE);
+    s_weight_release(self);
     int rc = lf_vae_decode(self->vae, z, batch, h, w, tile, img);
     if (rc) return rc;
     /* Never a black or NaN image: a non-finite pixel is an error. */
@@ -776,6 +799,7 @@ int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, in
                         float *mean) {
     if (!self || !img || !mean) return LF_EINVAL;
     s_use(self, S_NET_VAE);
+    s_weight_release(self);
     return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
 }
 

@@ -50,6 +50,7 @@ struct lf_model {
     float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
     size_t text_tmp_n;
     int active;       /* s_net_t (lf_model.c): the network whose planned graphs are resident (s_use) */
+    int stream;       /* LF_WEIGHTS_STREAM: UNet and VAE weight pages given back per layer (s_weight_release) */
 };
 
 /* The text encoders' sources when assembled from parts: every file and

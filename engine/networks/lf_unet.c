@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lf_error.h"
+#include "lf_log.h"
 
 #define S LF__SHAPE
 #define MAX_RES (LF_UNET_MAX_LEVELS * 8 * 2 + 2)
@@ -55,6 +56,7 @@ typedef struct {
     double flops;               /* lf_graph_flops of one compute */
     float *host;                /* staging: pooled [batch][n_pooled], then ids [batch][n_ids] */
     unsigned long used;
+    bool logged;                /* its memory logged once (s_run) */
 } s_cache_t;
 
 struct lf_unet {
@@ -72,6 +74,7 @@ struct lf_unet {
     double flops_run;         /* their floating-point operations (lf_unet_flops_run) */
     float *scratch;           /* step caching: host copies of h0, h1, the head's input */
     size_t scratch_n;
+    const lf_pool_t *release; /* lf_unet_set_weight_release: borrowed, or NULL */
 };
 
 /* ---- shared helpers ---- */
@@ -391,6 +394,13 @@ void lf_unet_release_graphs(lf_unet_t *self) {
     }
 }
 
+void lf_unet_set_weight_release(lf_unet_t *self, const lf_pool_t *pool) {
+    if (!self) return;
+    self->release = pool;
+    for (int i = 0; i < N_CACHE; i++)
+        lf_graph_set_after(self->cache[i].g, pool ? lf_pool_release_after : NULL, (void *)pool);
+}
+
 void lf_unet_destroy(lf_unet_t **self_p) {
     if (!self_p || !*self_p) return;
     lf_unet_t *u = *self_p;
@@ -508,6 +518,7 @@ static int s_build(lf_unet_t *u, s_cache_t *e) {
     if (!g) return LF_ENOMEM;
     e->g = g;
     lf_graph_set_images(g, e->batch); /* batched jobs: rows as alone */
+    if (u->release) lf_graph_set_after(g, lf_pool_release_after, (void *)u->release);
     e->blocks = 0;
     const int L = c->levels, nsk = s_nskips(c), v = e->variant;
     const int64_t W = e->w, H = e->h;
@@ -667,6 +678,13 @@ static int s_set_inputs(lf_unet_t *self, s_cache_t *e, const float *x, const flo
 static int s_run(lf_unet_t *self, s_cache_t *e) {
     int rc = lf_graph_compute(e->g);
     if (!rc) rc = lf_backend_sync(self->be);
+    if (!rc && !e->logged) /* what a forward holds beyond its weights (bench_gen_mem, LF_LOG_LEVEL=debug) */
+        lf_debug("unet: %dx%d batch %d: activations %.1f MiB planned (%.1f MiB without reuse), backend "
+                 "workspace %.1f MiB",
+                 e->w, e->h, e->batch, (double)lf_graph_peak_bytes(e->g) / 1048576.0,
+                 (double)lf_graph_unplanned_bytes(e->g) / 1048576.0,
+                 (double)lf_backend_workspace_bytes(self->be) / 1048576.0);
+    e->logged = e->logged || !rc;
     if (!rc) self->blocks_run += (unsigned long)e->blocks, self->flops_run += e->flops;
     return rc;
 }

@@ -65,6 +65,14 @@ void lf_unet_destroy(lf_unet_t **self_p);
  * calls it between a generation's phases so that the UNet's activations are
  * not resident while the VAE decodes or another network runs. */
 void lf_unet_release_graphs(lf_unet_t *self);
+/* With pool (the pool the UNet's weights were loaded into), every node of
+ * a forward gives back the file pages of the mapped weights it has read
+ * (lf_pool_drop_tensor_pages), so the UNet's resident weights stay at the
+ * layer running instead of the whole file (they are read again, usually
+ * from the page cache, at the next forward). Only while the weights hold
+ * their file's bytes (no LoRA merged into them). NULL: keep the pages
+ * (default). Applies to the graphs recorded before and after the call. */
+void lf_unet_set_weight_release(lf_unet_t *self, const lf_pool_t *pool);
 const lf_unet_config_t *lf_unet_config(const lf_unet_t *self);
 
 /* x [batch][in_ch][h][w], t[batch], ctx [batch][ctx_len][ctx_dim] ->

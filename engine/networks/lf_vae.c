@@ -39,6 +39,7 @@ struct lf_vae {
     lf_backend_t *be;
     s_half_t dec, enc;
     s_cache_t dcache, ecache;
+    const lf_pool_t *release; /* lf_vae_set_weight_release: borrowed, or NULL */
 };
 
 static void s_load_res(lf_keymap_loader_t *ld, s_res_t *r, int cin, int cout, const char *pre) {
@@ -247,6 +248,7 @@ static int s_build_dec(lf_vae_t *v, s_cache_t *e) {
     const int G = c->groups;
     lf_graph_t *g = e->g = lf_graph_new(v->be);
     if (!g) return LF_ENOMEM;
+    if (v->release) lf_graph_set_after(g, lf_pool_release_after, (void *)v->release);
     e->in = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->latent_ch, e->batch);
     lf_tensor_t *h = d->qcw ? lf_graph_conv2d(g, e->in, d->qcw, d->qcb, 1, 0) : e->in;
     h = lf_graph_conv2d(g, h, d->ciw, d->cib, 1, 1);
@@ -280,6 +282,7 @@ static int s_build_enc(lf_vae_t *v, s_cache_t *e) {
     const int G = c->groups;
     lf_graph_t *g = e->g = lf_graph_new(v->be);
     if (!g) return LF_ENOMEM;
+    if (v->release) lf_graph_set_after(g, lf_pool_release_after, (void *)v->release);
     e->in = lf_graph_input(g, LF_TYPE_F32, e->w, e->h, c->img_ch, e->batch);
     lf_tensor_t *h = lf_graph_conv2d(g, e->in, d->ciw, d->cib, 1, 1);
     for (int l = 0; l < c->levels; l++) {
@@ -384,6 +387,13 @@ static int s_tiled(lf_vae_t *v, int enc, const float *in, int batch, int ci, int
     }
     free(bi), free(bo), free(acc), free(wsum);
     return rc;
+}
+
+void lf_vae_set_weight_release(lf_vae_t *self, const lf_pool_t *pool) {
+    if (!self) return;
+    self->release = pool;
+    lf_graph_set_after(self->dcache.g, pool ? lf_pool_release_after : NULL, (void *)pool);
+    lf_graph_set_after(self->ecache.g, pool ? lf_pool_release_after : NULL, (void *)pool);
 }
 
 void lf_vae_release_graphs(lf_vae_t *self) {

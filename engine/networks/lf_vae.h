@@ -32,6 +32,10 @@ const lf_vae_config_t *lf_vae_config(const lf_vae_t *self);
  * (the next call plans again): after a one-off call at an odd shape, such
  * as the approx preview's fit, so its graphs do not stay resident. */
 void lf_vae_release_graphs(lf_vae_t *self);
+/* As lf_unet_set_weight_release: with pool (the one the VAE's weights were
+ * loaded into), each node gives back the file pages of the mapped weights
+ * it has read; NULL keeps them (default). */
+void lf_vae_set_weight_release(lf_vae_t *self, const lf_pool_t *pool);
 /* Pixels per latent pixel: 2^(levels-1). */
 int lf_vae_scale(const lf_vae_t *self);
 

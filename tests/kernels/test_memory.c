@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,91 @@ static void test_pool_mapped(void **state) {
     free(vals), free(back);
 }
 
+/* The after-node hook (lf_graph_set_after) with lf_pool_drop_tensor_pages:
+ * called once per node, in order; it gives back the pages of the mapped
+ * weight a node read (a page written in place goes back to the file's value:
+ * the sign that it was dropped), nothing for activations or copied weights;
+ * the next compute reads the weight again from the file. */
+typedef struct {
+    const lf_pool_t *pool;
+    int calls, order_ok;
+    size_t dropped[4];
+    const lf_node_t *first;
+} s_after_t;
+
+static void s_after(void *ud, const lf_node_t *node) {
+    s_after_t *a = ud;
+    if (!a->first) a->first = node;
+    a->order_ok &= node == a->first + a->calls;
+    size_t d = 0;
+    for (int i = 0; i < LF_MAX_SRC; i++)
+        if (node->src[i]) d += lf_pool_drop_tensor_pages(a->pool, node->src[i]);
+    if (a->calls < 4) a->dropped[a->calls] = d;
+    a->calls++;
+}
+
+static void test_graph_release(void **state) {
+    (void)state;
+    char path[] = "/tmp/lf_test_release_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    enum { K = 512, M = 64 }; /* W: [K, M] f32 = 32 pages from offset 4096 */
+    float *w = malloc(K * M * sizeof *w);
+    assert_non_null(w);
+    for (int i = 0; i < K * M; i++) w[i] = (float)(i % 7) * 0.25f - 0.5f;
+    assert_int_equal(pwrite(fd, w, K * M * sizeof *w, 4096), (ssize_t)(K * M * sizeof *w));
+    close(fd);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    const int64_t ne[2] = {K, M}, nc[1] = {K};
+    lf_tensor_t *W = lf_pool_tensor_mapped(pool, "unet.w", LF_TYPE_F32, 2, ne, path, 4096);
+    lf_tensor_t *c = lf_pool_tensor(pool, "unet.c", LF_TYPE_F32, 1, nc); /* copied, not mapped */
+    assert_non_null(W);
+    assert_non_null(c);
+    float ones[K];
+    for (int i = 0; i < K; i++) ones[i] = 1.0f;
+    assert_int_equal(lf_pool_load(pool, c, ones, sizeof ones), 0);
+    lf_graph_t *g = lf_graph_new(be);
+    lf_tensor_t *x = lf_graph_input(g, LF_TYPE_F32, K, 2, 1, 1);
+    lf_tensor_t *h = lf_graph_add(g, x, c);            /* node 0: no mapped weight */
+    lf_tensor_t *y = lf_graph_matmul(g, h, W, NULL);   /* node 1: reads W */
+    y = lf_graph_output(g, lf_graph_scale(g, y, 1.0f, 0.0f)); /* node 2 */
+    assert_non_null(y);
+    s_after_t a = {.pool = pool, .order_ok = 1};
+    lf_graph_set_after(g, s_after, &a);
+    float xin[2 * K], out[2 * M];
+    for (int i = 0; i < 2 * K; i++) xin[i] = (float)(i % 5) - 2.0f;
+    assert_int_equal(lf_graph_plan(g), 0);
+    assert_int_equal(lf_backend_tensor_set(be, x, xin, sizeof xin), 0);
+    /* A page of W written in place: dropped, it reads as the file again. */
+    ((float *)W->data)[K * M / 2] = 100.0f;
+    assert_int_equal(lf_graph_compute(g), 0);
+    assert_int_equal(a.calls, 3);
+    assert_true(a.order_ok);
+    assert_int_equal(a.dropped[0], 0);
+    assert_int_equal(a.dropped[1], K * M * sizeof(float)); /* W is page-aligned: all of it */
+    assert_int_equal(a.dropped[2], 0);
+    assert_true(((float *)W->data)[K * M / 2] == w[K * M / 2]);
+    /* Computed again from the file's pages: y = (x + 1) W. */
+    assert_int_equal(lf_graph_compute(g), 0);
+    assert_int_equal(lf_backend_tensor_get(be, y, out, sizeof out), 0);
+    for (int r = 0; r < 2; r++)
+        for (int m = 0; m < M; m++) {
+            double e = 0;
+            for (int k = 0; k < K; k++) e += (double)(xin[r * K + k] + 1.0f) * w[m * K + k];
+            assert_true(fabs(out[r * M + m] - e) <= 1e-3 * (1 + fabs(e)));
+        }
+    /* Removed: no more calls. */
+    lf_graph_set_after(g, NULL, &a);
+    assert_int_equal(lf_graph_compute(g), 0);
+    assert_int_equal(a.calls, 6);
+    lf_graph_destroy(&g);
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    unlink(path);
+    free(w);
+}
+
 /* A small UNet-like block recorded once, run twice, compared with the same
  * ops run eagerly. */
 static void test_graph(void **state) {
@@ -281,6 +367,7 @@ int main(void) {
         cmocka_unit_test(test_arena_random),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_pool_mapped),
+        cmocka_unit_test(test_graph_release),
         cmocka_unit_test(test_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
