@@ -472,18 +472,36 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
 }
 
 /* A1111's VAE list: the separate VAEs live workers have, named as jobs
- * name them (sd_vae takes the name, or "name.safetensors"). */
+ * name them (sd_vae takes the name, or "name.safetensors"), with the
+ * family and latent channels the workers say (extra keys A1111 clients
+ * ignore). ?model= (a name or checkpoint title) keeps the VAEs that fit that
+ * model (GET /v1/models' per-model vaes): Forge shows per-model module lists
+ * the same way. */
 static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
     lf_store_t *stt = lf__store_get(gw);
-    json_t *vaes = lf__vaes(gw, stt);
+    json_t *vaes = lf__vaes(gw, stt), *fit = NULL;
+    const char *q = lf_req_query(req, "model");
+    if (q && *q) {
+        char *model = s_checkpoint_model(q);
+        fit = lf__model_vaes(gw, stt, model ? model : q);
+        free(model);
+    }
     lf__store_put(gw, stt, 0);
     json_t *out = json_array();
-    size_t i;
-    json_t *v;
+    size_t i, k;
+    json_t *v, *f;
     json_array_foreach(vaes, i, v) {
         const char *name = json_string_value(json_object_get(v, "name"));
-        json_array_append_new(out, json_pack("{s:s,s:s}", "model_name", name, "filename", name));
+        bool keep = !fit;
+        json_array_foreach(fit, k, f) keep |= !strcmp(json_string_value(f), name);
+        if (!keep) continue;
+        json_t *e = json_pack("{s:s,s:s}", "model_name", name, "filename", name);
+        if (json_object_get(v, "family")) json_object_set(e, "family", json_object_get(v, "family"));
+        if (json_object_get(v, "latent_channels"))
+            json_object_set(e, "latent_channels", json_object_get(v, "latent_channels"));
+        json_array_append_new(out, e);
     }
+    json_decref(fit);
     json_decref(vaes);
     return lf__json(req, 200, out);
 }
