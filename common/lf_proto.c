@@ -414,6 +414,13 @@ static void s_enc_names(s_enc_t *e, const char *key, char *const *v, size_t n) {
         }
 }
 
+static void s_enc_vae_info(s_enc_t *e, const void *obj) {
+    const lf_vae_info_t *v = obj;
+    s_kv_str(e, "name", v->name, true);
+    s_kv_str(e, "kind", v->kind, false);
+    if (v->latent) s_kv_u64(e, "latent", v->latent);
+}
+
 static void s_enc_caps(s_enc_t *e, const void *obj) {
     const lf_worker_caps_t *c = obj;
     s_kv_str(e, "host", c->host, false);
@@ -444,6 +451,12 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
             }
             if (s_str_check(e, c->vaes[i])) s_pack_str(e, c->vaes[i]);
         }
+    if (c->n_vae_info && !c->vae_info) {
+        if (!e->err) e->err = LF_EINVAL;
+        return;
+    }
+    if (c->n_vae_info && s_array_header(e, "vae_info", c->n_vae_info))
+        for (size_t i = 0; i < c->n_vae_info; i++) s_map(e, s_enc_vae_info, &c->vae_info[i]);
     s_kv_u64(e, "jobs_done", c->jobs_done);
     if (c->n_loras && !c->loras) {
         if (!e->err) e->err = LF_EINVAL;
@@ -470,7 +483,7 @@ static void s_enc_image(s_enc_t *e, const void *obj) {
 static bool s_caps_empty(const lf_worker_caps_t *c) {
     if (c->n_ad_models) return false;
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
-           !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->jobs_done &&
+           !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->n_vae_info && !c->jobs_done &&
            !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision &&
            c->batch_max <= 1 && !c->batched;
 }
@@ -845,12 +858,13 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
        C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C_PRECISION, C_BATCHMAX, C_BATCHED,
-       C__COUNT };
+       C_VAEINFO, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set", "upscalers", "ad_models", "precision",
-                                                   "batch_max", "batched"};
+                                                   "batch_max", "batched", "vae_info"};
+static const char *const s_vae_info_keys[3] = {"name", "kind", "latent"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
 static const char *const s_defaults_keys[8] = {"steps", "cfg", "sampler", "scheduler", "width",
@@ -923,6 +937,23 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
         }
     }
     if (f[C_VAES]) S_TRY(s_dec_strs(f[C_VAES], &c->vaes, &c->n_vaes));
+    if (f[C_VAEINFO]) {
+        s_obj_t a = f[C_VAEINFO];
+        if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+        if (a->via.array.size) {
+            c->vae_info = calloc(a->via.array.size, sizeof *c->vae_info);
+            if (!c->vae_info) return LF_ENOMEM;
+        }
+        for (uint32_t i = 0; i < a->via.array.size; i++) {
+            s_obj_t vf[3];
+            S_TRY(s_fields(&a->via.array.ptr[i], s_vae_info_keys, 3, vf));
+            c->n_vae_info = i + 1;
+            if (!vf[0]) return LF_EINVAL;
+            S_TRY(s_get_str(vf[0], &c->vae_info[i].name));
+            S_OPT(vf[1], s_get_str(vf[1], &c->vae_info[i].kind));
+            S_OPT(vf[2], s_get_u32(vf[2], &c->vae_info[i].latent));
+        }
+    }
     if (f[C_UPSCALERS]) S_TRY(s_dec_strs(f[C_UPSCALERS], &c->upscalers, &c->n_upscalers));
     if (f[C_ADMODELS]) S_TRY(s_dec_strs(f[C_ADMODELS], &c->ad_models, &c->n_ad_models));
     if (f[C_RESIDENT]) {
@@ -1151,6 +1182,8 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->resident);
     for (size_t i = 0; c->vaes && i < c->n_vaes; i++) free(c->vaes[i]);
     free(c->vaes);
+    for (size_t i = 0; c->vae_info && i < c->n_vae_info; i++) free(c->vae_info[i].name), free(c->vae_info[i].kind);
+    free(c->vae_info);
     for (size_t i = 0; c->loras && i < c->n_loras; i++) {
         free(c->loras[i].name), free(c->loras[i].alias), free(c->loras[i].path), free(c->loras[i].hash);
         lf_model_defaults_clear(&c->loras[i].defaults);

@@ -136,6 +136,16 @@ typedef struct {
     lf_model_defaults_t defaults; /* settings it recommends (its lf.defaults metadata); none = all zero */
 } lf_lora_info_t;
 
+/* A separate VAE file a worker has (models/vae/), as its header says: the
+ * latent channels its decoder takes and the family it belongs to
+ * (lf_vaefamily). Strings owned. */
+typedef struct {
+    char *name;      /* as jobs name it (params.vae): the file's stem */
+    char *kind;      /* "sd15" | "sdxl" | "flux" | "sd" (4 channels, SD1.x or SDXL: not told
+                        apart); NULL = unknown */
+    uint32_t latent; /* latent channels (4 SD1.x/SDXL, 16 Flux); 0 = unknown */
+} lf_vae_info_t;
+
 /* A worker's capabilities, sent with READY and refreshed by heartbeats. */
 typedef struct {
     char *host;
@@ -150,6 +160,9 @@ typedef struct {
     size_t n_resident;
     char **vaes;             /* separate VAE files it can apply (models/vae/, by name) */
     size_t n_vaes;
+    lf_vae_info_t *vae_info; /* their families (any order; a name of vaes without an entry
+                                here is of unknown family: older workers send none) */
+    size_t n_vae_info;
     uint64_t jobs_done;
     lf_lora_info_t *loras;   /* LoRA files this worker can apply */
     size_t n_loras;

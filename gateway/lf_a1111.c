@@ -186,9 +186,10 @@ static bool s_vae_known(lf_gateway_t *gw, lf_store_t *st, const char *name) {
  * request that names none: written into the body's override_settings, so
  * it goes through the same validation. A stored VAE no live worker has any
  * more is skipped with a log line, as the stored model is. */
-static void s_option_vae(lf_gateway_t *gw, lf_store_t *stt, json_t *body) {
+static bool s_option_vae(lf_gateway_t *gw, lf_store_t *stt, json_t *body) {
     json_t *ovr = json_object_get(body, "override_settings");
-    if (!json_is_object(body) || (ovr && !json_is_object(ovr)) || (ovr && json_object_get(ovr, "sd_vae"))) return;
+    bool applied = false;
+    if (!json_is_object(body) || (ovr && !json_is_object(ovr)) || (ovr && json_object_get(ovr, "sd_vae"))) return false;
     char *opt = NULL, *name = NULL;
     if (lf_store_option_get(stt, "sd_vae", &opt) == 0 && opt) {
         json_t *o = json_loads(opt, JSON_DECODE_ANY, NULL);
@@ -196,14 +197,34 @@ static void s_option_vae(lf_gateway_t *gw, lf_store_t *stt, json_t *body) {
         json_decref(o);
     }
     free(opt);
-    if (!name) return;
+    if (!name) return false;
     if (!s_vae_known(gw, NULL, name)) {
         lf_warn("a1111: the stored option sd_vae '%.128s' names a VAE no live worker has; using the checkpoint's", name);
     } else {
         if (!ovr) json_object_set_new(body, "override_settings", ovr = json_object());
         json_object_set_new(ovr, "sd_vae", json_string(name));
+        applied = true;
     }
     free(name);
+    return applied;
+}
+
+/* The stored sd_vae is global, the models are not: on a model of another
+ * family (an SDXL VAE stored, a Flux job) the option is dropped with a log
+ * line, as a gone VAE is, instead of failing the job; a VAE the request
+ * names itself is checked at admission (400). */
+static void s_option_vae_fit(lf_gateway_t *gw, lf_store_t *stt, lf_job_params_t *p) {
+    if (!p->vae || !p->model) return;
+    json_t *fit = lf__model_vaes(gw, stt, p->model), *v;
+    size_t i;
+    bool ok = !lf__model_served(gw, p->model); /* admission says so */
+    json_array_foreach(fit, i, v) ok |= !strcmp(json_string_value(v), p->vae);
+    json_decref(fit);
+    if (ok) return;
+    lf_warn("a1111: the stored option sd_vae '%.128s' does not fit model '%.128s'; using the checkpoint's", p->vae,
+            p->model);
+    free(p->vae);
+    p->vae = NULL;
 }
 
 /* Stage 0 validates, stores an img2img init image and submits; lf_wait
@@ -247,7 +268,7 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
         bool sent_model = json_is_object(ovr) && json_object_get(ovr, "sd_model_checkpoint");
         char *optval = sent_model ? NULL : s_option_model(gw, stt);
         ctx.option_model = optval;
-        s_option_vae(gw, stt, st->body);
+        bool option_vae = s_option_vae(gw, stt, st->body);
         lf_verr_t e;
         int rc = lf_validate_a1111(st->body, img2img, &ctx, &st->jr, &e);
         free(optval);
@@ -255,6 +276,7 @@ static int s_generate(lf_gateway_t *gw, lf_req_t *req, lf__rstate_t *st, bool im
             lf__store_put(gw, stt, 0);
             return lf__verr(req, &e);
         }
+        if (option_vae) s_option_vae_fit(gw, stt, &st->jr.params);
         if (lf__admit(gw, req, &st->jr.params,
                       sent_model ? "override_settings.sd_model_checkpoint" : "sd_model_checkpoint")) {
             lf__store_put(gw, stt, 0);
@@ -472,18 +494,36 @@ static int s_sd_models(lf_gateway_t *gw, lf_req_t *req) {
 }
 
 /* A1111's VAE list: the separate VAEs live workers have, named as jobs
- * name them (sd_vae takes the name, or "name.safetensors"). */
+ * name them (sd_vae takes the name, or "name.safetensors"), with the
+ * family and latent channels the workers say (extra keys A1111 clients
+ * ignore). ?model= (a name or checkpoint title) keeps the VAEs that fit that
+ * model (GET /v1/models' per-model vaes): Forge shows per-model module lists
+ * the same way. */
 static int s_sd_vaes(lf_gateway_t *gw, lf_req_t *req) {
     lf_store_t *stt = lf__store_get(gw);
-    json_t *vaes = lf__vaes(gw, stt);
+    json_t *vaes = lf__vaes(gw, stt), *fit = NULL;
+    const char *q = lf_req_query(req, "model");
+    if (q && *q) {
+        char *model = s_checkpoint_model(q);
+        fit = lf__model_vaes(gw, stt, model ? model : q);
+        free(model);
+    }
     lf__store_put(gw, stt, 0);
     json_t *out = json_array();
-    size_t i;
-    json_t *v;
+    size_t i, k;
+    json_t *v, *f;
     json_array_foreach(vaes, i, v) {
         const char *name = json_string_value(json_object_get(v, "name"));
-        json_array_append_new(out, json_pack("{s:s,s:s}", "model_name", name, "filename", name));
+        bool keep = !fit;
+        json_array_foreach(fit, k, f) keep |= !strcmp(json_string_value(f), name);
+        if (!keep) continue;
+        json_t *e = json_pack("{s:s,s:s}", "model_name", name, "filename", name);
+        if (json_object_get(v, "family")) json_object_set(e, "family", json_object_get(v, "family"));
+        if (json_object_get(v, "latent_channels"))
+            json_object_set(e, "latent_channels", json_object_get(v, "latent_channels"));
+        json_array_append_new(out, e);
     }
+    json_decref(fit);
     json_decref(vaes);
     return lf__json(req, 200, out);
 }

@@ -10,6 +10,7 @@
 
 #include "lf_error.h"
 #include "lf_extranet.h"
+#include "lf_vaefamily.h"
 #include <jansson.h>
 
 bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name) {
@@ -145,11 +146,59 @@ static const lf_model_info_t *s_model(const lf_worker_caps_t *c, const char *nam
     return NULL;
 }
 
+const lf_vae_info_t *lf_fleet_vae_info(const lf_worker_caps_t *c, const char *name) {
+    for (size_t k = 0; name && k < c->n_vae_info; k++)
+        if (c->vae_info[k].name && !strcmp(c->vae_info[k].name, name)) return &c->vae_info[k];
+    return NULL;
+}
+
+json_t *lf_fleet_vaes(const lf_worker_view_t *ws, size_t n) {
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++)
+        for (size_t k = 0; k < ws[i].caps.n_vaes; k++) {
+            const char *name = ws[i].caps.vaes[k];
+            if (!name) continue;
+            json_t *found = NULL, *v;
+            size_t idx;
+            json_array_foreach(out, idx, v) if (!strcmp(json_string_value(json_object_get(v, "name")), name)) found = v;
+            if (!found) json_array_append_new(out, found = json_pack("{s:s,s:i}", "name", name, "workers", 0));
+            json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
+            /* The first worker that says the family (workers have the same files). */
+            const lf_vae_info_t *vi = lf_fleet_vae_info(&ws[i].caps, name);
+            if (vi && vi->kind && !json_object_get(found, "family"))
+                json_object_set_new(found, "family", json_string(vi->kind));
+            if (vi && vi->latent && !json_object_get(found, "latent_channels"))
+                json_object_set_new(found, "latent_channels", json_integer(vi->latent));
+        }
+    return out;
+}
+
+json_t *lf_fleet_model_vaes(const lf_worker_view_t *ws, size_t n, const char *model) {
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++) {
+        const lf_worker_caps_t *c = &ws[i].caps;
+        const lf_model_info_t *m = s_model(c, model);
+        for (size_t k = 0; m && k < c->n_vaes; k++) {
+            const char *name = c->vaes[k];
+            const lf_vae_info_t *vi = lf_fleet_vae_info(c, name);
+            if (!name || (vi && !lf_vaefamily_fits(vi->kind, vi->latent, m->kind))) continue;
+            bool dup = false;
+            json_t *v;
+            size_t idx;
+            json_array_foreach(out, idx, v) dup |= !strcmp(json_string_value(v), name);
+            if (!dup) json_array_append_new(out, json_string(name));
+        }
+    }
+    return out;
+}
+
 
 int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
                    const char *vae_field, lf_verr_t *err) {
     bool refiner = !p->refiner_checkpoint, vae = !p->vae;
     const char *base_kind = NULL, *ref_kind = NULL; /* a refiner of another family cannot refine */
+    const char *vae_kind = NULL, *model_kind = NULL; /* nor a VAE of another family decode */
+    uint32_t vae_latent = 0;
     for (size_t i = 0; i < n && !(refiner && vae); i++) {
         const lf_worker_caps_t *c = &ws[i].caps;
         const lf_model_info_t *m = s_model(c, p->model), *r = s_model(c, p->refiner_checkpoint);
@@ -163,8 +212,19 @@ int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *
                 refiner = true;
             }
         }
-        for (size_t k = 0; !vae && k < c->n_vaes; k++)
-            if (c->vaes[k] && !strcmp(c->vaes[k], p->vae)) vae = true;
+        for (size_t k = 0; !vae && k < c->n_vaes; k++) {
+            if (!c->vaes[k] || strcmp(c->vaes[k], p->vae)) continue;
+            /* A worker that says the VAE's family (caps vae_info) and says
+             * it does not fit: kept to say why; any other holder will do. */
+            const lf_vae_info_t *vi = lf_fleet_vae_info(c, p->vae);
+            if (vi && !lf_vaefamily_fits(vi->kind, vi->latent, m->kind)) {
+                vae_kind = vi->kind ? vi->kind : "unknown";
+                vae_latent = vi->latent;
+                model_kind = m->kind;
+            } else {
+                vae = true;
+            }
+        }
     }
     char a[129], b[129];
     if (!refiner && base_kind) {
@@ -178,6 +238,14 @@ int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *
                     "no live worker serving model '%s' serves refiner '%s' (GET /v1/models lists them)",
                     lf_utf8_clip(p->model, a, sizeof a), lf_utf8_clip(p->refiner_checkpoint, b, sizeof b));
         return LF_ENOTFOUND;
+    }
+    if (!vae && vae_kind) {
+        lf_verr_set(err, 400, "invalid_value", vae_field,
+                    "VAE '%s' is a %s VAE (%" PRIu32 " latent channels); model '%s' is %s (%" PRIu32 " latent "
+                    "channels): name a VAE of its family (GET /v1/models lists each model's vaes)",
+                    lf_utf8_clip(p->vae, b, sizeof b), vae_kind, vae_latent, lf_utf8_clip(p->model, a, sizeof a),
+                    model_kind, lf_vaefamily_latent(model_kind));
+        return LF_EINVAL;
     }
     if (!vae) {
         lf_verr_set(err, 400, "unknown_vae", vae_field,

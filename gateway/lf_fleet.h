@@ -36,6 +36,18 @@ bool lf_fleet_serves(const lf_worker_view_t *ws, size_t n, const char *name);
  * and saying the limit) when none can. */
 int lf_fleet_fit(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, lf_verr_t *err);
 
+/* Worker c's vae_info entry for VAE `name` (borrowed), or NULL when it
+ * says none (an older worker). */
+const lf_vae_info_t *lf_fleet_vae_info(const lf_worker_caps_t *c, const char *name);
+/* The separate VAEs of ws: a JSON array of {name, workers, family,
+ * latent_channels} (the last two when a worker says them; caller owns;
+ * NULL on OOM). */
+struct json_t *lf_fleet_vaes(const lf_worker_view_t *ws, size_t n);
+/* The names of the VAEs that fit model `name` on the live workers that
+ * serve it (a VAE of unknown family counts as fitting): a JSON array of
+ * strings, empty when none serves it (caller owns; NULL on OOM). */
+struct json_t *lf_fleet_model_vaes(const lf_worker_view_t *ws, size_t n, const char *model);
+
 /* Do the live workers that serve p->model have every LoRA the job names
  * (its loras row and its prompt's <lora:…> tags)? A LoRA is found by its
  * name, its alias or its path without the extension, as the engine finds
@@ -89,10 +101,15 @@ json_t *lf_fleet_defaults_json(const lf_model_defaults_t *d);
  * a live worker that also serves p->model (the two run on one worker) and
  * be of its family (kind; else 400 "invalid_value" naming refiner_field,
  * LF_EINVAL), and
- * a vae must be one a live worker serving p->model lists (models/vae/).
+ * a vae must be one a live worker serving p->model lists (models/vae/)
+ * and of a family that fits the model's (lf_vaefamily_fits on that worker's
+ * caps vae_info; a VAE a worker says no family for fits: older workers).
  * 0, or LF_ENOTFOUND with *err set: 400 "unknown_model" naming
  * refiner_field, or 400 "unknown_vae" naming vae_field (the names the
- * client used: "vae" natively, "override_settings.sd_vae" for A1111). */
+ * client used: "vae" natively, "override_settings.sd_vae" for A1111); or
+ * LF_EINVAL with 400 "invalid_value" naming vae_field when every holder
+ * says the VAE is of another family (the message names both families and
+ * their latent channels). */
 int lf_fleet_parts(const lf_worker_view_t *ws, size_t n, const lf_job_params_t *p, const char *refiner_field,
                    const char *vae_field, lf_verr_t *err);
 

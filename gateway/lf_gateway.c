@@ -185,18 +185,14 @@ static void s_models_rebuild(lf_gateway_t *gw, lf_worker_view_t *ws, size_t n, i
                 json_object_set_new(found, "resident", json_integer(json_integer_value(json_object_get(found, "resident")) + 1));
         }
     }
-    /* Separate VAEs (models/vae/), by name, with the workers that have each. */
-    json_t *vaes = json_array();
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < ws[i].caps.n_vaes; k++) {
-            const char *name = ws[i].caps.vaes[k];
-            if (!name) continue;
-            json_t *found = NULL, *v;
-            size_t idx;
-            json_array_foreach(vaes, idx, v) if (!strcmp(json_string_value(json_object_get(v, "name")), name)) found = v;
-            if (!found) json_array_append_new(vaes, found = json_pack("{s:s,s:i}", "name", name, "workers", 0));
-            json_object_set_new(found, "workers", json_integer(json_integer_value(json_object_get(found, "workers")) + 1));
-        }
+    /* Separate VAEs (models/vae/), by name, with the workers that have each
+     * and their family; each model lists the ones that fit it. */
+    json_t *vaes = lf_fleet_vaes(ws, n), *m;
+    size_t mi;
+    json_array_foreach(arr, mi, m) {
+        json_t *fit = lf_fleet_model_vaes(ws, n, json_string_value(json_object_get(m, "name")));
+        if (fit) json_object_set_new(m, "vaes", fit);
+    }
     json_decref(gw->vaes);
     gw->vaes = vaes;
     json_decref(gw->upscalers);
@@ -233,6 +229,14 @@ json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st) {
     lf__models(gw, st, NULL, 0, NULL);
     pthread_mutex_lock(&gw->model_mu);
     json_t *v = gw->vaes ? json_deep_copy(gw->vaes) : json_array();
+    pthread_mutex_unlock(&gw->model_mu);
+    return v;
+}
+
+json_t *lf__model_vaes(lf_gateway_t *gw, lf_store_t *st, const char *model) {
+    lf__models(gw, st, NULL, 0, NULL);
+    pthread_mutex_lock(&gw->model_mu);
+    json_t *v = lf_fleet_model_vaes(gw->ws, gw->n_ws, model);
     pthread_mutex_unlock(&gw->model_mu);
     return v;
 }

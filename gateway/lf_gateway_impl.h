@@ -68,7 +68,7 @@ struct lf_gateway {
      * none is known), and the worker views they came from (lf_fleet). */
     pthread_mutex_t model_mu;
     json_t *models;          /* array of {name, kind, family, resolution, preview, workers, resident} */
-    json_t *vaes;            /* array of {name, workers}: separate VAEs (models/vae/) */
+    json_t *vaes;            /* array of {name, workers, family, latent_channels}: separate VAEs (models/vae/) */
     json_t *upscalers;       /* array of {name, workers}: upscaler models (models/upscale_models/) */
     json_t *ad_models;       /* array of {name, workers}: ADetailer detectors (BlazeFace, models/adetailer/) */
     char default_model[128]; /* "" while no worker advertises a model */
@@ -150,6 +150,8 @@ int64_t lf__random_seed(void);
 void lf__models(lf_gateway_t *gw, lf_store_t *st, char *default_model, size_t len, json_t **models);
 /* The separate VAEs live workers have, [{name, workers}] (caller owns). */
 json_t *lf__vaes(lf_gateway_t *gw, lf_store_t *st);
+/* The names of the VAEs that fit model `model` (lf_fleet_model_vaes; caller owns). */
+json_t *lf__model_vaes(lf_gateway_t *gw, lf_store_t *st, const char *model);
 /* The upscaler models live workers have: [{name, workers}] (caller owns). */
 json_t *lf__upscalers(lf_gateway_t *gw, lf_store_t *st);
 /* The ADetailer detectors live workers have (caller owns). */

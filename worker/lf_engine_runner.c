@@ -17,6 +17,7 @@
 #include "lf_log.h"
 #include "lf_lora_dir.h"
 #include "lf_manifest.h"
+#include "lf_vaefamily.h"
 #include "lf_weights.h"
 
 #ifndef LF_MODELS_DEFAULT
@@ -44,19 +45,25 @@ static int s_family_latent_ch(const char *family)
 
 /* The latent channels a TAESD decoder or VAE file takes, from its tensor
  * shapes (the first decoder convolution's input channels); 0 when unknown. */
-static int s_file_latent_ch(const char *path)
+static int s_weights_latent_ch(const lf_weights_t *w)
 {
     static const char *const names[] = {
         "decoder.conv_in.weight", "first_stage_model.decoder.conv_in.weight", "vae.decoder.conv_in.weight",
         "1.weight", "decoder.layers.0.weight", "taesd_decoder.1.weight"};
-    lf_weights_t *w = NULL;
-    char err[256];
-    if (lf_weights_open(&w, path, err, sizeof err) != 0) return 0;
     int ch = 0;
     for (size_t i = 0; !ch && i < sizeof names / sizeof names[0]; i++) {
         const lf_tensor_info_t *t = lf_weights_find(w, names[i]);
         if (t && t->ndim == 4) ch = (int)t->shape[1];
     }
+    return ch;
+}
+
+static int s_file_latent_ch(const char *path)
+{
+    lf_weights_t *w = NULL;
+    char err[256];
+    if (lf_weights_open(&w, path, err, sizeof err) != 0) return 0;
+    int ch = s_weights_latent_ch(w);
     lf_weights_destroy(&w);
     return ch;
 }
@@ -360,11 +367,7 @@ static int s_model_path(const char *dir, const char *model, char *path, size_t l
 }
 
 static const char *const s_vae_exts[] = {".safetensors", ".pt", ".ckpt"};
-
-static int s_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int s_vae_path(const char *dir, const char *vae, char *path, size_t len);
 
 /* models/upscale_models and A1111's models/ESRGAN: the upscaler models. */
 static int s_list_upscalers(const lf_runner_env_t *env, char ***out, size_t *n)
@@ -383,9 +386,41 @@ static int s_list_ad_models(const lf_runner_env_t *env, char ***out, size_t *n)
     return lf_engine_list_adetailer(NULL, dir, out, n);
 }
 
+/* What a VAE file is, from its header alone (lf_weights maps the file and
+ * reads its tensor table; no tensor is read): its latent channels and
+ * family (lf_vaefamily_guess, hinted by the modelspec architecture metadata
+ * or, for a whole checkpoint used as a VAE, its text encoders' keys). */
+static void s_vae_probe(const char *path, const char *stem, lf_vae_info_t *out)
+{
+    lf_weights_t *w = NULL;
+    char err[256];
+    const char *hint = NULL;
+    out->latent = 0;
+    if (lf_weights_open(&w, path, err, sizeof err) == 0) {
+        out->latent = (uint32_t)s_weights_latent_ch(w);
+        hint = lf_weights_metadata(w, "modelspec.architecture");
+        for (size_t i = 0, n = lf_weights_count(w); !hint && out->latent != 16 && i < n; i++) {
+            const char *k = lf_weights_at(w, i)->name;
+            if (!strncmp(k, "conditioner.embedders.1.", 24)) hint = "sdxl";
+            else if (!strncmp(k, "cond_stage_model.", 17)) hint = "sd15";
+        }
+    } else {
+        lf_warn("engine: VAE %s: %s", path, err);
+    }
+    const char *kind = lf_vaefamily_guess(out->latent, stem, hint);
+    out->kind = kind ? strdup(kind) : NULL;
+    lf_weights_destroy(&w);
+}
+
 /* models/vae/: *.safetensors, *.pt, *.ckpt, named by the file name without
- * the extension (the first extension wins a name given twice), sorted. */
-static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
+ * the extension (the first extension wins a name given twice), sorted, each
+ * with its family (s_vae_probe). */
+static int s_cmp_vae(const void *a, const void *b)
+{
+    return strcmp(((const lf_vae_info_t *)a)->name, ((const lf_vae_info_t *)b)->name);
+}
+
+static int s_list_vaes(const lf_runner_env_t *env, lf_vae_info_t **out, size_t *n)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/vae", s_models_dir(env));
@@ -393,10 +428,11 @@ static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    char **list = NULL;
+    lf_vae_info_t *list = NULL;
     size_t cnt = 0;
     int rc = 0;
     struct dirent *de;
+    /* Names first, in the order of s_vae_exts within a name. */
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
         char *name = NULL;
@@ -404,24 +440,28 @@ static int s_list_vaes(const lf_runner_env_t *env, char ***out, size_t *n)
             if (s_ends(de->d_name, s_vae_exts[i])) name = strndup(de->d_name, strlen(de->d_name) - strlen(s_vae_exts[i]));
         if (!name) continue;
         int dup = 0;
-        for (size_t i = 0; i < cnt; i++) dup |= !strcmp(list[i], name);
-        char **nl = dup ? NULL : realloc(list, (cnt + 1) * sizeof *nl);
+        for (size_t i = 0; i < cnt; i++) dup |= !strcmp(list[i].name, name);
+        lf_vae_info_t *nl = dup ? NULL : realloc(list, (cnt + 1) * sizeof *nl);
         if (!nl) {
             free(name);
             if (!dup) rc = LF_ENOMEM;
             continue;
         }
         list = nl;
-        list[cnt++] = name;
+        list[cnt++] = (lf_vae_info_t){.name = name};
     }
     closedir(d);
     if (rc) {
-        for (size_t i = 0; i < cnt; i++) free(list[i]);
-        free(list);
+        lf_runner_vaes_free(list, cnt);
         return rc;
     }
-    if (cnt) qsort(list, cnt, sizeof *list, s_cmp_str);
-    for (size_t i = 0; i < cnt; i++) lf_info("engine: VAE %s in %s", list[i], dir);
+    if (cnt) qsort(list, cnt, sizeof *list, s_cmp_vae);
+    for (size_t i = 0; i < cnt; i++) {
+        char path[4200];
+        if (s_vae_path(s_models_dir(env), list[i].name, path, sizeof path) == 0) s_vae_probe(path, list[i].name, &list[i]);
+        lf_info("engine: VAE %s in %s: %s, %u latent channels", list[i].name, dir,
+                list[i].kind ? list[i].kind : "unknown family", list[i].latent);
+    }
     *out = list;
     *n = cnt;
     return 0;
@@ -541,14 +581,24 @@ static int s_check(void *state, const lf_job_params_t *p, char *errbuf, size_t e
         return LF_ENOTFOUND;
     }
     /* A VAE of other latent channels than the model's family makes (Flux's
-     * 16-channel ae with an SD model, an SD VAE with Flux): refused by name. */
+     * 16-channel ae with an SD model, an SD VAE with Flux), or of the other
+     * SD family by its header or name (lf_vaefamily): refused by name. The
+     * gateway refuses these at submit from the caps; this is for jobs that
+     * reach a worker anyway (an older gateway). */
     const char *fam = s && p->vae ? lf_engine_model_family(s->engine) : NULL;
-    int vch = fam ? s_file_latent_ch(path) : 0;
-    if (fam && vch && vch != s_family_latent_ch(fam)) {
-        snprintf(errbuf, errlen, "vae '%.128s' has %d latent channels; model '%.128s' (%s) takes %d", p->vae, vch,
-                 s->model, fam, s_family_latent_ch(fam));
-        return LF_EINVAL;
+    lf_vae_info_t vi = {0};
+    if (fam) s_vae_probe(path, p->vae, &vi);
+    int rc = 0;
+    if (fam && vi.latent && (int)vi.latent != s_family_latent_ch(fam)) {
+        snprintf(errbuf, errlen, "vae '%.128s' has %u latent channels; model '%.128s' (%s) takes %d", p->vae,
+                 vi.latent, s->model, fam, s_family_latent_ch(fam));
+        rc = LF_EINVAL;
+    } else if (fam && !lf_vaefamily_fits(vi.kind, vi.latent, fam)) {
+        snprintf(errbuf, errlen, "vae '%.128s' is a %s VAE; model '%.128s' is %s", p->vae, vi.kind, s->model, fam);
+        rc = LF_EINVAL;
     }
+    free(vi.kind);
+    if (rc) return rc;
     if (p->mode && strcmp(p->mode, "txt2img") && strcmp(p->mode, "img2img") && strcmp(p->mode, "upscale")) {
         snprintf(errbuf, errlen, "mode '%s' is not supported (txt2img, img2img, upscale)", p->mode);
         return LF_EUNSUPPORTED;

@@ -17,7 +17,8 @@ struct lf_runner {
     lf_model_info_t *models; /* merged list */
     const lf_runner_backend_t **owner; /* backend of models[i] */
     size_t n_models;
-    char **vaes; /* separate VAE files the backends can apply (names) */
+    lf_vae_info_t *vae_info; /* separate VAE files the backends can apply, with their families */
+    char **vaes; /* their names (borrowed from vae_info) */
     size_t n_vaes;
     char **upscalers; /* upscaler models the backends can run (names) */
     size_t n_upscalers;
@@ -129,6 +130,34 @@ static void s_names_merge(char ***list, size_t *count, char **names, size_t n) {
     free(names);
 }
 
+/* Moves the VAEs of list into self's (a name already there keeps the
+ * first backend's entry); frees list. False when out of memory. */
+static bool s_vaes_merge(lf_runner_t *self, lf_vae_info_t *list, size_t n) {
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < self->n_vaes; k++) dup |= !strcmp(self->vaes[k], list[i].name);
+        lf_vae_info_t *vi = dup || !ok ? NULL : realloc(self->vae_info, (self->n_vaes + 1) * sizeof *vi);
+        if (vi) self->vae_info = vi;
+        char **names = vi ? realloc(self->vaes, (self->n_vaes + 1) * sizeof *names) : NULL;
+        if (names) self->vaes = names;
+        if (!dup && (!vi || !names)) ok = false;
+        if (!names) {
+            free(list[i].name), free(list[i].kind);
+            continue;
+        }
+        self->vae_info[self->n_vaes] = list[i]; /* move the strings */
+        self->vaes[self->n_vaes++] = list[i].name;
+    }
+    free(list);
+    return ok;
+}
+
+void lf_runner_vaes_free(lf_vae_info_t *vaes, size_t n) {
+    for (size_t i = 0; vaes && i < n; i++) free(vaes[i].name), free(vaes[i].kind);
+    free(vaes);
+}
+
 lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t *const *backends,
                            size_t n) {
     if (!env || (n && !backends)) return NULL;
@@ -194,11 +223,17 @@ lf_runner_t *lf_runner_new(const lf_runner_env_t *env, const lf_runner_backend_t
             ll = NULL;
         }
         lf_runner_loras_free(ll, nl); /* none listed (or an error): an empty array */
-        char **vaes = NULL;
+        lf_vae_info_t *vaes = NULL;
         size_t nv = 0;
-        if (be->list_vaes && (rc = be->list_vaes(env, &vaes, &nv)) != 0)
+        if (be->list_vaes && (rc = be->list_vaes(env, &vaes, &nv)) != 0) {
             lf_warn("backend %s: cannot list VAEs: %s", be->name, lf_strerror(rc));
-        s_names_merge(&self->vaes, &self->n_vaes, vaes, nv);
+            lf_runner_vaes_free(vaes, nv);
+            vaes = NULL, nv = 0;
+        }
+        if (!s_vaes_merge(self, vaes, nv)) {
+            lf_runner_destroy(&self);
+            return NULL;
+        }
         char **ups = NULL;
         size_t nu = 0;
         if (be->list_upscalers && (rc = be->list_upscalers(env, &ups, &nu)) != 0)
@@ -219,7 +254,7 @@ void lf_runner_destroy(lf_runner_t **self_p) {
     lf_runner_unload(self);
     lf_runner_models_free(self->models, self->n_models);
     lf_runner_loras_free(self->loras, self->n_loras);
-    for (size_t i = 0; i < self->n_vaes; i++) free(self->vaes[i]);
+    lf_runner_vaes_free(self->vae_info, self->n_vaes);
     free(self->vaes);
     for (size_t i = 0; i < self->n_upscalers; i++) free(self->upscalers[i]);
     free(self->upscalers);
@@ -282,6 +317,11 @@ const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n) {
 const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n) {
     *n = self->n_vaes;
     return (const char *const *)self->vaes;
+}
+
+const lf_vae_info_t *lf_runner_vae_info(const lf_runner_t *self, size_t *n) {
+    *n = self->n_vaes;
+    return self->vae_info;
 }
 
 void lf_runner_unload(lf_runner_t *self) {

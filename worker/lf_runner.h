@@ -133,11 +133,14 @@ typedef struct lf_runner_backend {
     int (*rescan_loras)(const lf_runner_env_t *env, const lf_lora_info_t *known, size_t n_known,
                         lf_lora_info_t **out, size_t *n);
 
-    /* Optional: separate VAE files jobs may name (params.vae): *out a
-     * malloc'd array of *n malloc'd names (caller owns). */
-    int (*list_vaes)(const lf_runner_env_t *env, char ***out, size_t *n);
+    /* Optional: separate VAE files jobs may name (params.vae), each with
+     * its family and latent channels as the file's header tells
+     * (lf_vaefamily): *out a malloc'd array of *n entries with malloc'd
+     * strings (caller owns; lf_runner_vaes_free). */
+    int (*list_vaes)(const lf_runner_env_t *env, lf_vae_info_t **out, size_t *n);
     /* Optional: the upscaler models it can run (Hires-Fix hr_upscaler,
-     * extras), by name; same contract as list_vaes. */
+     * extras), by name: *out a malloc'd array of *n malloc'd names (caller
+     * owns). */
     int (*list_upscalers)(const lf_runner_env_t *env, char ***out, size_t *n);
     /* ADetailer detectors it can run (names, caller owns); NULL = none. */
     int (*list_ad_models)(const lf_runner_env_t *env, char ***out, size_t *n);
@@ -148,6 +151,8 @@ typedef struct lf_runner_backend {
 } lf_runner_backend_t;
 
 void lf_runner_loras_free(lf_lora_info_t *loras, size_t n);
+/* Frees a list_vaes array and its strings. Accepts NULL. */
+void lf_runner_vaes_free(lf_vae_info_t *vaes, size_t n);
 
 void lf_runner_models_free(lf_model_info_t *models, size_t n);
 
@@ -193,6 +198,9 @@ const char *lf_runner_refiner(const lf_runner_t *self);
 /* The VAE names every backend offers, fixed at lf_runner_new (borrowed;
  * safe from any thread). */
 const char *const *lf_runner_vaes(const lf_runner_t *self, size_t *n);
+/* The same VAEs, in the same order, with their families and latent
+ * channels (borrowed; fixed at lf_runner_new; safe from any thread). */
+const lf_vae_info_t *lf_runner_vae_info(const lf_runner_t *self, size_t *n);
 /* The upscaler models the backends listed (borrowed; *n set). */
 const char *const *lf_runner_upscalers(const lf_runner_t *self, size_t *n);
 /* The ADetailer detectors the backends can run (names; borrowed). */

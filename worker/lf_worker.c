@@ -343,6 +343,7 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
     size_t n = 0, nv = 0;
     const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n);
     const char *const *vaes = lf_runner_vaes(lf_compute_runner(self->compute), &nv);
+    const lf_vae_info_t *vae_info = lf_runner_vae_info(lf_compute_runner(self->compute), &nv);
     *c = (lf_worker_caps_t){
         .host = (char *)self->sys.host,
         .pid = self->sys.pid,
@@ -357,6 +358,8 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .n_resident = self->n_resident,
         .vaes = nv ? (char **)vaes : NULL,
         .n_vaes = nv,
+        .vae_info = nv ? (lf_vae_info_t *)vae_info : NULL,
+        .n_vae_info = nv,
         .jobs_done = self->stats.jobs_done,
         .lora_set = self->lora_set,
         .batch_max = self->batch_max,

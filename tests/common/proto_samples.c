@@ -64,6 +64,11 @@ static void s_caps(lf_worker_caps_t *c) {
     c->n_vaes = 1;
     c->vaes = calloc(1, sizeof *c->vaes);
     c->vaes[0] = s_dup("sdxl-vae-fp16-fix");
+    /* Its family (one entry without kind or channels: both optional). */
+    c->n_vae_info = 2;
+    c->vae_info = calloc(2, sizeof *c->vae_info);
+    c->vae_info[0] = (lf_vae_info_t){.name = s_dup("sdxl-vae-fp16-fix"), .kind = s_dup("sdxl"), .latent = 4};
+    c->vae_info[1] = (lf_vae_info_t){.name = s_dup("old")};
     /* LoRA files (one without alias or hash: both keys optional) and the set merged now. */
     c->n_loras = 2;
     c->loras = calloc(2, sizeof *c->loras);

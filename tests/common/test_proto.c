@@ -127,6 +127,12 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
     for (size_t i = 0; i < a->n_resident; i++) assert_true(str_eq(a->resident[i], b->resident[i]));
     assert_int_equal(a->n_vaes, b->n_vaes);
     for (size_t i = 0; i < a->n_vaes; i++) assert_true(str_eq(a->vaes[i], b->vaes[i]));
+    assert_int_equal(a->n_vae_info, b->n_vae_info);
+    for (size_t i = 0; i < a->n_vae_info; i++) {
+        assert_true(str_eq(a->vae_info[i].name, b->vae_info[i].name));
+        assert_true(str_eq(a->vae_info[i].kind, b->vae_info[i].kind));
+        assert_int_equal(a->vae_info[i].latent, b->vae_info[i].latent);
+    }
     assert_int_equal(a->n_loras, b->n_loras);
     for (size_t i = 0; i < a->n_loras; i++) {
         assert_true(str_eq(a->loras[i].name, b->loras[i].name));

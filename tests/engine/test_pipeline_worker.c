@@ -332,6 +332,15 @@ static void test_sdxl_refiner_vae(void **state)
     const char *const *vaes = lf_runner_vaes(r, &n);
     assert_int_equal(n, 1);
     assert_string_equal(vaes[0], "fixed");
+    /* Its family from the header: 4 latent channels, an SD1.x checkpoint's
+     * keys (or none told: "sd"). */
+    const lf_vae_info_t *vi = lf_runner_vae_info(r, &n);
+    assert_int_equal(n, 1);
+    printf("  VAE fixed: %s, %u latent channels\n", vi[0].kind ? vi[0].kind : "?", vi[0].latent);
+    assert_string_equal(vi[0].name, "fixed");
+    assert_int_equal(vi[0].latent, 4);
+    assert_non_null(vi[0].kind);
+    assert_true(!strcmp(vi[0].kind, "sd15") || !strcmp(vi[0].kind, "sd"));
     if (!f->have_vocab) {
         lf_runner_destroy(&r);
         skip();
@@ -492,6 +501,12 @@ static void test_flux_parts(void **state)
         if (!strcmp(m[i].name, "tiny-clip")) seen++, assert_string_equal(m[i].preview, "approx");
     }
     assert_int_equal(seen, 2);
+    /* The ae says Flux (16 latent channels) in the caps the worker sends. */
+    const lf_vae_info_t *vi = lf_runner_vae_info(r, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(vi[0].name, "ae");
+    assert_string_equal(vi[0].kind, "flux");
+    assert_int_equal(vi[0].latent, 16);
     if (!f->have_vocab) {
         lf_runner_destroy(&r);
         skip();

@@ -274,6 +274,84 @@ static void test_sdxl_parts(void **state) {
     json_decref(b);
 }
 
+/* VAEs per family (issue 17): a worker says each VAE's family and latent
+ * channels (caps vae_info). A job whose VAE does not fit its model's family
+ * is refused naming the client's field and both families; a VAE that fits
+ * (or one a worker says no family for: an older worker) passes; an unknown
+ * name is still unknown_vae. The listings: every VAE with its family, and
+ * per model the ones that fit. */
+static void test_vae_family(void **state) {
+    (void)state;
+    lf_model_info_t m1[] = {{.name = "sd", .kind = "sd15"}, {.name = "xl", .kind = "sdxl"},
+                            {.name = "flux-dev", .kind = "flux"}, {.name = "lf-diagnostic", .kind = "diagnostic"}};
+    char *vaes[] = {"ae", "sdxl_vae", "vae-ft-mse", "mystery", "old"};
+    lf_vae_info_t info[] = {{.name = "ae", .kind = "flux", .latent = 16},
+                            {.name = "sdxl_vae", .kind = "sdxl", .latent = 4},
+                            {.name = "vae-ft-mse", .kind = "sd15", .latent = 4},
+                            {.name = "mystery", .kind = "sd", .latent = 4}}; /* "old": none said */
+    lf_worker_view_t ws[1] = {s_worker(m1, 4, 0)};
+    ws[0].caps.vaes = vaes;
+    ws[0].caps.n_vaes = 5;
+    ws[0].caps.vae_info = info;
+    ws[0].caps.n_vae_info = 4;
+    static const struct {
+        const char *model, *vae;
+        int rc;
+    } cases[] = {
+        {"sd", "ae", LF_EINVAL},         {"sd", "sdxl_vae", LF_EINVAL}, {"sd", "vae-ft-mse", 0},
+        {"sd", "mystery", 0},            {"sd", "old", 0},              {"xl", "ae", LF_EINVAL},
+        {"xl", "sdxl_vae", 0},           {"xl", "vae-ft-mse", LF_EINVAL}, {"xl", "mystery", 0},
+        {"flux-dev", "ae", 0},           {"flux-dev", "sdxl_vae", LF_EINVAL}, {"flux-dev", "mystery", LF_EINVAL},
+        {"flux-dev", "old", 0},          {"lf-diagnostic", "ae", 0},    {"sd", "nope", LF_ENOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lf_job_params_t p = {.model = (char *)cases[i].model, .vae = (char *)cases[i].vae};
+        lf_verr_t e = {0};
+        int rc = lf_fleet_parts(ws, 1, &p, "refiner_checkpoint", "override_settings.sd_vae", &e);
+        printf("  %s + VAE %s: %d %s\n", cases[i].model, cases[i].vae, rc, rc ? e.message : "");
+        assert_int_equal(rc, cases[i].rc);
+        if (!rc) continue;
+        assert_int_equal(e.status, 400);
+        assert_string_equal(e.field, "override_settings.sd_vae");
+        assert_string_equal(e.code, rc == LF_EINVAL ? "invalid_value" : "unknown_vae");
+    }
+    lf_job_params_t p = {.model = "sd", .vae = "ae"};
+    lf_verr_t e = {0};
+    assert_int_equal(lf_fleet_parts(ws, 1, &p, "refiner_checkpoint", "vae", &e), LF_EINVAL);
+    assert_string_equal(e.field, "vae");
+    assert_non_null(strstr(e.message, "'ae' is a flux VAE (16 latent channels)"));
+    assert_non_null(strstr(e.message, "model 'sd' is sd15 (4 latent channels)"));
+    /* A second worker serving sd with its own ae of no family said: it may take the job. */
+    char *old_vaes[] = {"ae"};
+    lf_worker_view_t two[2] = {ws[0], s_worker(m1, 1, 0)};
+    two[1].caps.vaes = old_vaes;
+    two[1].caps.n_vaes = 1;
+    assert_int_equal(lf_fleet_parts(two, 2, &p, "refiner_checkpoint", "vae", &e), 0);
+
+    json_t *all = lf_fleet_vaes(ws, 1);
+    char *d = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
+    printf("  vaes: %s\n", d);
+    assert_string_equal(d, "[{\"family\":\"flux\",\"latent_channels\":16,\"name\":\"ae\",\"workers\":1},"
+                           "{\"family\":\"sdxl\",\"latent_channels\":4,\"name\":\"sdxl_vae\",\"workers\":1},"
+                           "{\"family\":\"sd15\",\"latent_channels\":4,\"name\":\"vae-ft-mse\",\"workers\":1},"
+                           "{\"family\":\"sd\",\"latent_channels\":4,\"name\":\"mystery\",\"workers\":1},"
+                           "{\"name\":\"old\",\"workers\":1}]");
+    free(d);
+    json_decref(all);
+    static const char *const fits[][2] = {{"sd", "[\"vae-ft-mse\",\"mystery\",\"old\"]"},
+                                          {"xl", "[\"sdxl_vae\",\"mystery\",\"old\"]"},
+                                          {"flux-dev", "[\"ae\",\"old\"]"},
+                                          {"nope", "[]"}};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *f = lf_fleet_model_vaes(ws, 1, fits[i][0]);
+        d = json_dumps(f, JSON_COMPACT);
+        printf("  vaes of %s: %s\n", fits[i][0], d);
+        assert_string_equal(d, fits[i][1]);
+        free(d);
+        json_decref(f);
+    }
+}
+
 /* GET /v1/models and /v1/loras "defaults": only what is said, timesteps as
  * the API takes them (an array); a copy owns its strings. */
 static void test_defaults_json(void **state) {
@@ -331,6 +409,7 @@ int main(void) {
         cmocka_unit_test(test_loras),
         cmocka_unit_test(test_readiness),
         cmocka_unit_test(test_sdxl_parts),
+        cmocka_unit_test(test_vae_family),
         cmocka_unit_test(test_defaults_json),
         cmocka_unit_test(test_idem_hash),
     };

@@ -7,6 +7,8 @@
  *     whose vocabularies fit the prompt), spiece.model (T5's tokenizer: ComfyUI's
  *     t5xxl files carry none)
  *   models/vae/ae.safetensors                     the 16-channel VAE
+ *   models/lf-tiny-shapes.safetensors, models/vae/sd-shapes.safetensors
+ *     the built-in SD1.5 model, and a copy of it as a 4-channel SD VAE
  * Checked:
  *   - GET /v1/models and /sdapi/v1/sd-models list both with family flux and
  *     1024 px, approx previews (no TAEF1 here: the tiny VAE's x2 latent would
@@ -20,7 +22,15 @@
  *   - A1111 txt2img on flux-dev with distilled_cfg_scale: the infotext says
  *     it; on flux-schnell (no guidance embedding) the infotext says none;
  *   - a bad guidance is a 400 naming "guidance" (native) or
- *     "distilled_cfg_scale" (A1111).
+ *     "distilled_cfg_scale" (A1111);
+ *   - VAEs per family (the worker's caps vae_info, read from the files'
+ *     headers): /sdapi/v1/sd-vae and GET /v1/models list each VAE's family
+ *     and latent channels, /sdapi/v1/sd-vae?model= and each model's "vaes"
+ *     only those that fit; the Flux ae named for the SD1.5 model (native
+ *     vae, A1111 override_settings.sd_vae) or the SD VAE for Flux is a 400
+ *     at submit naming the field and both families (no job id); the ae on
+ *     flux-dev runs to done; A1111's stored sd_vae option (global) is
+ *     dropped for a model of another family, used for one of its own.
  *
  * Needs the CLIP merges and T5's spiece.model (reference data, as
  * test_engine_flux's prompt test); exits 77 (ctest: skipped) without them. */
@@ -61,8 +71,9 @@ static bool s_prepare(char *why, size_t len)
                        "cp '%s/flux_schnell_bfl.safetensors' models/diffusion_models/flux-schnell.safetensors && "
                        "cp '%s/flux_prompt_clip_l.safetensors' models/clip/clip_l.safetensors && "
                        "cp '%s/flux_prompt_t5.safetensors' models/clip/t5xxl_tiny.safetensors && "
-                       "cp '%s' models/clip/spiece.model && cp '%s/flux_vae.safetensors' models/vae/ae.safetensors",
-                       s_dir, fx, fx, fx, fx, spm, fx) != 0)
+                       "cp '%s' models/clip/spiece.model && cp '%s/flux_vae.safetensors' models/vae/ae.safetensors && "
+                       "cp '%s' models/ && cp '%s' models/vae/sd-shapes.safetensors",
+                       s_dir, fx, fx, fx, fx, spm, fx, s_f.shapes, s_f.shapes) != 0)
         return snprintf(why, len, "cannot prepare %s", s_dir), false;
     return true;
 }
@@ -283,6 +294,139 @@ static void test_flux_bad_guidance(void **state)
                  "distilled_cfg_scale");
 }
 
+/* The VAE named `name` in an array of {key: name, ...} (borrowed), or NULL. */
+static json_t *s_by(json_t *arr, const char *key, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (!strcmp(lf_json_str(v, key), name)) return v;
+    return NULL;
+}
+
+static void s_expect_family_400(lf_testfarm_t *farm, const char *path, const char *req, const char *field,
+                                const char *vae_family, const char *model_family)
+{
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s%s", lf_testfarm_url(farm), path);
+    int code = lf_http_request("POST", url, "application/json", req, strlen(req), &body, NULL);
+    fprintf(stderr, "%s %s: %d %s\n", path, req, code, body ? body : "");
+    assert_int_equal(code, 400);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    free(body);
+    assert_non_null(j);
+    json_t *e = json_object_get(j, "error");
+    assert_string_equal(lf_json_str(e, "field"), field);
+    assert_string_equal(lf_json_str(e, "code"), "invalid_value");
+    char want[64];
+    snprintf(want, sizeof want, "is a %s VAE", vae_family);
+    assert_non_null(strstr(lf_json_str(e, "message"), want));
+    snprintf(want, sizeof want, "is %s (", model_family);
+    assert_non_null(strstr(lf_json_str(e, "message"), want));
+    assert_null(json_object_get(j, "id")); /* nothing queued */
+    json_decref(j);
+}
+
+static void test_flux_vae_family(void **state)
+{
+    lf_testfarm_t *farm = *state;
+    char url[256];
+    json_t *j = NULL, *v;
+    snprintf(url, sizeof url, "%s/sdapi/v1/sd-vae", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    char *d = json_dumps(j, JSON_COMPACT);
+    fprintf(stderr, "GET /sdapi/v1/sd-vae: %s\n", d);
+    free(d);
+    assert_int_equal(json_array_size(j), 2);
+    assert_non_null(v = s_by(j, "model_name", "ae"));
+    assert_string_equal(lf_json_str(v, "family"), "flux");
+    assert_int_equal(json_integer_value(json_object_get(v, "latent_channels")), 16);
+    assert_non_null(v = s_by(j, "model_name", "sd-shapes"));
+    char sdfam[16]; /* a whole SD1.5 checkpoint: its text encoder says sd15 */
+    snprintf(sdfam, sizeof sdfam, "%s", lf_json_str(v, "family"));
+    assert_true(!strcmp(sdfam, "sd15") || !strcmp(sdfam, "sd"));
+    assert_int_equal(json_integer_value(json_object_get(v, "latent_channels")), 4);
+    json_decref(j);
+    static const char *const per_model[][2] = {{"flux-dev", "ae"}, {"lf-tiny-shapes", "sd-shapes"},
+                                               {"lf-tiny-shapes.safetensors [0123456789]", "sd-shapes"}};
+    for (size_t i = 0; i < 3; i++) {
+        char q[200] = "";
+        for (const char *c = per_model[i][0]; *c; c++) /* URL-encoded */
+            if (*c == ' ' || *c == '[' || *c == ']') snprintf(q + strlen(q), sizeof q - strlen(q), "%%%02X", (unsigned)*c);
+            else snprintf(q + strlen(q), sizeof q - strlen(q), "%c", *c);
+        snprintf(url, sizeof url, "%s/sdapi/v1/sd-vae?model=%s", lf_testfarm_url(farm), q);
+        assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+        d = json_dumps(j, JSON_COMPACT);
+        fprintf(stderr, "GET /sdapi/v1/sd-vae?model=%s: %s\n", q, d);
+        free(d);
+        assert_int_equal(json_array_size(j), 1);
+        assert_string_equal(lf_json_str(json_array_get(j, 0), "model_name"), per_model[i][1]);
+        json_decref(j);
+    }
+    snprintf(url, sizeof url, "%s/v1/models", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("GET", url, NULL, &j), 200);
+    assert_string_equal(lf_json_str(s_by(json_object_get(j, "vaes"), "name", "ae"), "family"), "flux");
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = s_by(json_object_get(j, "models"), "name", per_model[i][0]);
+        assert_non_null(m);
+        json_t *fit = json_object_get(m, "vaes");
+        assert_int_equal(json_array_size(fit), 1);
+        assert_string_equal(json_string_value(json_array_get(fit, 0)), per_model[i][1]);
+    }
+    json_decref(j);
+    /* The wrong family at submit: 400 naming the field and both families. */
+    s_expect_family_400(farm, "/v1/jobs", "{\"model\":\"lf-tiny-shapes\",\"prompt\":\"x\",\"vae\":\"ae\"}", "vae",
+                        "flux", "sd15");
+    s_expect_family_400(farm, "/sdapi/v1/txt2img",
+                        "{\"prompt\":\"x\",\"override_settings\":{\"sd_model_checkpoint\":\"lf-tiny-shapes\","
+                        "\"sd_vae\":\"ae.safetensors\"}}",
+                        "override_settings.sd_vae", "flux", "sd15");
+    s_expect_family_400(farm, "/v1/jobs", "{\"model\":\"flux-dev\",\"prompt\":\"x\",\"vae\":\"sd-shapes\"}", "vae",
+                        sdfam, "flux");
+    /* An unknown name stays unknown_vae. */
+    char *body = NULL;
+    static const char unk[] = "{\"model\":\"flux-dev\",\"prompt\":\"x\",\"vae\":\"no-such-vae\"}";
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_request("POST", url, "application/json", unk, strlen(unk), &body, NULL), 400);
+    assert_non_null(strstr(body, "unknown_vae"));
+    free(body);
+    /* A1111's stored sd_vae is global: a model of another family runs with
+     * its own VAE (the option is dropped), one of its family takes it. */
+    snprintf(url, sizeof url, "%s/sdapi/v1/options", lf_testfarm_url(farm));
+    assert_int_equal(lf_http_json("POST", url, "{\"sd_vae\":\"ae.safetensors\"}", &j), 200);
+    json_decref(j);
+    int code = 0;
+    char *it = s_a1111_infotext(farm, "lf-tiny-shapes", "", &code);
+    assert_int_equal(code, 200);
+    assert_non_null(it);
+    assert_null(strstr(it, "VAE:"));
+    free(it);
+    it = s_a1111_infotext(farm, "flux-dev", "", &code);
+    assert_int_equal(code, 200);
+    assert_non_null(it);
+    assert_non_null(strstr(it, "VAE: ae"));
+    free(it);
+    assert_int_equal(lf_http_json("POST", url, "{\"sd_vae\":\"Automatic\"}", &j), 200);
+    json_decref(j);
+    snprintf(url, sizeof url, "%s/v1/jobs", lf_testfarm_url(farm));
+    /* The right family: the ae on flux-dev runs. */
+    assert_int_equal(lf_http_json("POST", url,
+                                  "{\"model\":\"flux-dev\",\"prompt\":\"" S_PROMPT "\",\"steps\":2,\"cfg_scale\":1,"
+                                  "\"seed\":5,\"width\":64,\"height\":64,\"vae\":\"ae\"}",
+                                  &j),
+                     202);
+    char id[128];
+    snprintf(id, sizeof id, "%s", lf_json_str(j, "id"));
+    json_decref(j);
+    int previews = 0;
+    j = s_wait(farm, id, &previews);
+    d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fprintf(stderr, "flux-dev with vae ae: %s\n", d ? d : "?");
+    free(d);
+    assert_non_null(j);
+    assert_string_equal(lf_json_str(j, "status"), "done");
+    json_decref(j);
+}
+
 int main(void)
 {
     char why[512];
@@ -296,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_flux_native_job),
         cmocka_unit_test(test_flux_a1111),
         cmocka_unit_test(test_flux_bad_guidance),
+        cmocka_unit_test(test_flux_vae_family),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, lf_testfarm_teardown);
     lf_testfarm_folder_remove(&s_f);

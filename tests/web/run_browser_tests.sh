@@ -165,6 +165,10 @@ os.makedirs(f"{d}/lf-zflux-probe/tokenizer_2", exist_ok=True)
 head = json.dumps({"double_blocks.0.img_attn.qkv.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
 open(f"{d}/lf-zflux-probe/transformer/diffusion_pytorch_model.safetensors", "wb").write(
     struct.pack("<Q", len(head)) + head + struct.pack("<f", 1.0))
+# A Flux VAE beside the SDXL one: the first decoder convolution takes 16 latent channels (the
+# worker reads the family from the header), for the VAE list per model family.
+head = json.dumps({"decoder.conv_in.weight": {"dtype": "F32", "shape": [1, 16, 1, 1], "data_offsets": [0, 64]}}).encode()
+open(f"{d}/vae/lf-flux-ae-probe.safetensors", "wb").write(struct.pack("<Q", len(head)) + head + b"\0" * 64)
 EOF
   for w in 0 1; do
     MODELS="$LF_MODELS_DIR"

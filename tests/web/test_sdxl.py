@@ -30,9 +30,11 @@ def test_models_and_vaes_are_advertised(base_url):
     assert by[XL]["family"] == "sdxl" and by[XL]["resolution"] == 1024
     assert by[XL]["preview"] == "approx"
     assert by[SD]["family"] == "sd15"
-    assert [v["name"] for v in r["vaes"]] == [VAE]
+    vaes = {v["name"]: v for v in r["vaes"]}
+    assert VAE in vaes and vaes[VAE]["family"] == "sdxl"  # (test_flux.py: the Flux VAE beside it)
+    assert by[XL]["vaes"] == [VAE] and by[SD]["vaes"] == []  # the ones that fit each model
     status, a = http(base_url, "GET", "/sdapi/v1/sd-vae")
-    assert status == 200 and a == [{"model_name": VAE, "filename": VAE}]
+    assert status == 200 and {"model_name": VAE, "filename": VAE, "family": "sdxl"} in a
     status, w = http(base_url, "GET", "/v1/workers")
     assert any(VAE in x.get("vaes", []) for x in w["workers"])
 
@@ -108,7 +110,8 @@ def test_sdxl_sizes_refiner_and_vae_in_the_form(ui):
             break
         p.wait_for_timeout(100)
     assert len(sent) == 2 and "refiner_checkpoint" not in sent[1] and sent[1]["model"] == SD
-    assert sent[1]["vae"] == VAE  # a VAE applies to any family
+    # An SDXL VAE does not fit SD1.5: no longer offered, not sent (Automatic = the checkpoint's).
+    assert p.is_hidden("#vae-field") and "vae" not in sent[1]
 
 
 def test_a1111_sd_vae_option(base_url):

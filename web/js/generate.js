@@ -16,7 +16,7 @@ const FIELD_ALIASES = { cfg: 'cfg_scale', negative: 'negative_prompt', batch: 'b
 
 const form = () => $('#gen-form');
 let models = [];
-let vaes = []; // names of the separate VAEs live workers have (GET /v1/models "vaes")
+let vaes = []; // the separate VAEs live workers have (GET /v1/models "vaes": {name, family, ...})
 let upload = null; // {id, width, height, name, url}
 let lastSeed = null;
 
@@ -72,9 +72,7 @@ function applyModels(reply) {
   const def = models.find((x) => x.name === defName) || models.find((x) => x.default)
     || models.find((x) => x.kind !== 'diagnostic') || models[0];
   fillSelect(sel, models.map((x) => ({ ...x, label: modelLabel(x) })), def && def.name);
-  vaes = listOf(reply && reply.vaes ? reply.vaes : [], 'vaes').map(nameOf).map((x) => x.name).filter(Boolean);
-  fillSelect($('#vae'), [{ name: '', label: 'Automatic' }, ...vaes.map((name) => ({ name }))], $('#vae').value);
-  $('#vae-field').hidden = !vaes.length;
+  vaes = listOf(reply && reply.vaes ? reply.vaes : [], 'vaes').map(nameOf).filter((x) => x.name);
   updateModelKind();
 }
 
@@ -215,7 +213,22 @@ function isDiagnostic() {
   return m.kind === 'diagnostic' || m.name === 'lf-diagnostic';
 }
 
+/** The VAE dropdown offers the VAEs that fit the selected model: its own list in GET /v1/models (the
+ * gateway matches each VAE's family — SD1.5, SDXL, Flux — to the model's); all of them from a gateway that
+ * gives no per-model list. A choice the new model cannot take falls back to Automatic. */
+function updateVaes() {
+  const m = currentModel();
+  const fit = Array.isArray(m.vaes) ? new Set(m.vaes) : null;
+  const shown = vaes.filter((v) => !fit || fit.has(v.name));
+  const label = (v) => (v.family ? `${v.name}  ·  ${v.family}` : v.name);
+  const prev = $('#vae').value;
+  fillSelect($('#vae'), [{ name: '', label: 'Automatic' }, ...shown.map((v) => ({ name: v.name, label: label(v) }))], prev);
+  if (prev && !shown.some((v) => v.name === prev)) $('#vae').value = '';
+  $('#vae-field').hidden = !shown.length;
+}
+
 function updateModelKind() {
+  updateVaes();
   $('#step-delay-field').hidden = !isDiagnostic();
   applyParamRows();
   updateSdxl();
