@@ -195,6 +195,13 @@ void lf_t5_destroy(lf_t5_t **self_p) {
 
 const lf_t5_config_t *lf_t5_config(const lf_t5_t *self) { return &self->c; }
 
+void lf_t5_release_graphs(lf_t5_t *self) {
+    if (!self) return;
+    lf_graph_destroy(&self->cache.g);
+    free(self->cache.host);
+    self->cache.host = NULL;
+}
+
 /* The additive attention bias [Nk, Nq, H] for T tokens, kept in the pool:
  * bias[h][q][k] = table[bucket(k - q)][h]. */
 static lf_tensor_t *s_pos_bias(lf_t5_t *t, int T) {

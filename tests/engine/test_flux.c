@@ -616,6 +616,60 @@ static void test_model_text(void **state) {
     assert_null(m);
 }
 
+/* One network at a time (lf_model.c lf__model_use): weights kept as stored
+ * are mapped from their files (f16 here), and moving on to the next network
+ * drops the previous one's pages: T5's and CLIP-L's once the transformer
+ * runs, the transformer's once the VAE decodes (resident KiB of each
+ * file's copy-on-write mapping, /proc/self/smaps). */
+static void test_one_network(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_prompt_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_prompt_t5.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {cp, t5p};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    if (lf_test_mapped_rss_kb(tp) < 0) {
+        lf_model_destroy(&m);
+        printf("  skipped: no /proc/self/smaps\n");
+        skip();
+    }
+    const lf_model_desc_t *d = lf_model_desc(m);
+    const int T = d->text_tokens, C = d->latent_channels, P = d->pooled_dim, G = d->guidance_embed;
+    int32_t *ids = calloc((size_t)T, sizeof *ids), cids[77];
+    float *cond = calloc((size_t)T * d->text_dim, sizeof *cond), *vec = calloc((size_t)P + 1, sizeof *vec);
+    float x[16 * 4 * 4], out[16 * 4 * 4], t = 0.5f, *img = malloc((size_t)3 * 32 * 32 * sizeof *img);
+    assert_true(ids && cond && vec && img && C <= 16);
+    /* Ids whose embedding rows lie inside whole pages (not at the tables' ends). */
+    ids[0] = 1000, ids[1] = 1;
+    for (int i = 0; i < 77; i++) cids[i] = 20000 + (i == 5);
+    for (int i = 0; i < C * 16; i++) x[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, cond), 0);
+    assert_int_equal(lf_model_encode_text(m, cids, NULL, 1, 1, NULL, vec), 0);
+    if (G) vec[P] = 3.5f;
+    const long t5_text = lf_test_mapped_rss_kb(t5p), clip_text = lf_test_mapped_rss_kb(cp);
+    assert_int_equal(lf_model_denoise(m, x, 1, 4, 4, &t, cond, T, vec, out), 0);
+    const long t5_den = lf_test_mapped_rss_kb(t5p), clip_den = lf_test_mapped_rss_kb(cp),
+               flux_den = lf_test_mapped_rss_kb(tp);
+    assert_int_equal(lf_model_vae_decode(m, out, 1, 4, 4, 0, img), 0);
+    const long flux_vae = lf_test_mapped_rss_kb(tp);
+    printf("  resident KiB: T5 %ld -> %ld, CLIP-L %ld -> %ld (text -> transformer); transformer %ld -> %ld "
+           "(-> VAE)\n", t5_text, t5_den, clip_text, clip_den, flux_den, flux_vae);
+    /* Each file holds tensors of whole pages (T5's two of 96 KiB, CLIP-L's
+     * 1.9 MiB embedding, of which the rows read, the transformer's 18 of
+     * 8 KiB or more, 192 KiB read whole by its matrix products). */
+    assert_true(t5_den < t5_text);
+    assert_true(clip_den < clip_text);
+    assert_true(flux_vae <= flux_den - 96);
+    free(ids), free(cond), free(vec), free(img);
+    lf_model_destroy(&m);
+}
+
 /* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
  * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
  * input and output recorded (lf_test_capture.h). */
@@ -906,6 +960,7 @@ int main(void) {
         cmocka_unit_test(test_generation_schnell),
         cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_model_text),
+        cmocka_unit_test(test_one_network),
         cmocka_unit_test(test_pipeline_prompt),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
