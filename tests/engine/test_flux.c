@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_clip.h"
 #include "lf_flux.h"
@@ -670,6 +671,83 @@ static void test_one_network(void **state) {
     lf_model_destroy(&m);
 }
 
+/* The bytes a model will hold resident, from its files' headers
+ * (lf_model_estimate_bytes, and lf_engine_model_bytes on a manifest, what
+ * a worker budgets with), equal what lf_model_weight_bytes says once it is
+ * loaded: a Q8_0 GGUF transformer (blocks kept, its f16 matrices as
+ * stored, vectors widened) with CLIP-L, T5 and the VAE as parts; an f16
+ * transformer quantized to Q8_0 on load; an SD1.5 checkpoint, as stored and
+ * its UNet quantized on load. The files' sizes (the old figure) are not. */
+static void s_expect_estimate(const char *what, const char *path, const lf_model_opts_t *o) {
+    char err[512] = "";
+    uint64_t est = 0;
+    assert_int_equal(lf_model_estimate_bytes(path, o, &est), 0);
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(path, o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const uint64_t held = lf_model_weight_bytes(m);
+    printf("  %s: estimated %llu bytes, held %llu\n", what, (unsigned long long)est, (unsigned long long)held);
+    assert_int_equal(est, held);
+    lf_model_destroy(&m);
+}
+
+static void test_resident_estimate(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], sd[1024], dir[] = "/tmp/lf_flux_bytes_XXXXXX", mp[1200];
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_q8_0.gguf");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    s_expect_estimate("Q8_0 GGUF + parts", tp, &o);
+    uint64_t est = 0;
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &est), 0);
+    /* A manifest naming those parts: the worker's figure. */
+    assert_non_null(mkdtemp(dir));
+    snprintf(mp, sizeof mp, "%s/q8.model.json", dir);
+    FILE *f = fopen(mp, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"family\": \"flux\", \"parts\": {\"unet\": \"%s\", \"text_encoders\": [\"%s\", \"%s\"], "
+               "\"vae\": \"%s\"}}", tp, t5p, cp, vp);
+    fclose(f);
+    assert_int_equal(lf_engine_model_bytes(mp, NULL, NULL), est);
+    lf_engine_load_opts_t lo = {.text_paths = texts, .n_text_paths = 2, .parts_vae_path = vp};
+    assert_int_equal(lf_engine_model_bytes(tp, &lo, NULL), est);
+    struct stat sb;
+    assert_int_equal(stat(tp, &sb), 0);
+    assert_true(est != (uint64_t)sb.st_size);
+
+    /* Quantized on load: the engine's weights, or the manifest's. */
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_prompt_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_prompt_t5.safetensors");
+    o.weight_quant = LF_TYPE_Q8_0;
+    s_expect_estimate("f16 transformer, q8_0 on load + parts", tp, &o);
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &est), 0);
+    assert_int_equal(lf_engine_model_bytes(tp, &lo, "q8_0"), est);
+    f = fopen(mp, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"family\": \"flux\", \"weights\": \"q8_0\", \"parts\": {\"unet\": \"%s\", \"text_encoders\": "
+               "[\"%s\", \"%s\"], \"vae\": \"%s\"}}", tp, t5p, cp, vp);
+    fclose(f);
+    assert_int_equal(lf_engine_model_bytes(mp, NULL, NULL), est);
+    o.weight_quant = 0;
+    uint64_t plain = 0;
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &plain), 0);
+    assert_true(est < plain);
+    unlink(mp);
+    rmdir(dir);
+
+    /* SD1.5: one checkpoint file, its VAE and text encoder inside. */
+    lf_test_fixture(sd, sizeof sd, "models/tiny_a.safetensors");
+    lf_model_opts_t so = {.weight_type = -1};
+    s_expect_estimate("SD1.5 checkpoint", sd, &so);
+    so.weight_quant = LF_TYPE_Q8_0;
+    s_expect_estimate("SD1.5 checkpoint, q8_0 on load", sd, &so);
+}
+
 /* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
  * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
  * input and output recorded (lf_test_capture.h). */
@@ -961,6 +1039,7 @@ int main(void) {
         cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_model_text),
         cmocka_unit_test(test_one_network),
+        cmocka_unit_test(test_resident_estimate),
         cmocka_unit_test(test_pipeline_prompt),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
