@@ -748,6 +748,35 @@ static void test_resident_estimate(void **state) {
     s_expect_estimate("SD1.5 checkpoint, q8_0 on load", sd, &so);
 }
 
+/* A Q8_0 GGUF transformer mapped from its file (the default) and copied
+ * (LF_WEIGHTS_MAP=0) gives the same output, byte for byte. */
+static void test_gguf_mapped_output(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_q8_0.gguf");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    float x[16 * 4 * 4], cond[8 * 24], vec[21] = {0}, t = 0.6f, out[2][16 * 4 * 4];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((i * 29) % 13) / 6.0f - 1.0f;
+    for (size_t i = 0; i < sizeof cond / sizeof cond[0]; i++) cond[i] = (float)((i * 7) % 11) / 5.0f - 1.0f;
+    for (int i = 0; i < 20; i++) vec[i] = (float)i / 10.0f - 1.0f;
+    for (int copy = 0; copy <= 1; copy++) {
+        if (copy) setenv("LF_WEIGHTS_MAP", "0", 1);
+        lf_model_t *m = NULL;
+        int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+        if (rc) printf("%s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(lf_model_desc(m)->latent_channels, 16);
+        assert_int_equal(lf_model_denoise(m, x, 1, 4, 4, &t, cond, 8, vec, out[copy]), 0);
+        lf_model_destroy(&m);
+    }
+    unsetenv("LF_WEIGHTS_MAP");
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+}
+
 /* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
  * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
  * input and output recorded (lf_test_capture.h). */
@@ -1040,6 +1069,7 @@ int main(void) {
         cmocka_unit_test(test_model_text),
         cmocka_unit_test(test_one_network),
         cmocka_unit_test(test_resident_estimate),
+        cmocka_unit_test(test_gguf_mapped_output),
         cmocka_unit_test(test_pipeline_prompt),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),
