@@ -746,6 +746,9 @@ static void test_resident_estimate(void **state) {
     s_expect_estimate("SD1.5 checkpoint", sd, &so);
     so.weight_quant = LF_TYPE_Q8_0;
     s_expect_estimate("SD1.5 checkpoint, q8_0 on load", sd, &so);
+    /* A diffusers folder (unet/, text_encoder/, vae/). */
+    so.weight_quant = 0;
+    s_expect_estimate("SD1.5 diffusers folder", lf_test_fixture(sd, sizeof sd, "models/tiny_b_diffusers"), &so);
 }
 
 /* A Q8_0 GGUF transformer mapped from its file (the default) and copied
