@@ -650,8 +650,13 @@ static void test_one_network(void **state) {
     ids[0] = 1000, ids[1] = 1;
     for (int i = 0; i < 77; i++) cids[i] = 20000 + (i == 5);
     for (int i = 0; i < C * 16; i++) x[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+    const uint64_t held = lf_model_weight_bytes(m);
     assert_int_equal(lf_model_encode_t5(m, ids, 1, cond), 0);
     assert_int_equal(lf_model_encode_text(m, cids, NULL, 1, 1, NULL, vec), 0);
+    /* T5's position bias table ([T][T][heads] f32, 1 MiB a head at 512
+     * tokens) lives with its graph, not in the weights' pool (CLIP-L's
+     * 77 x 77 mask still does). */
+    assert_true(lf_model_weight_bytes(m) - held < (uint64_t)T * T * 4);
     if (G) vec[P] = 3.5f;
     const long t5_text = lf_test_mapped_rss_kb(t5p), clip_text = lf_test_mapped_rss_kb(cp);
     assert_int_equal(lf_model_denoise(m, x, 1, 4, 4, &t, cond, T, vec, out), 0);
