@@ -20,6 +20,14 @@
  * --runs 2 runs the generation again on the loaded model: a worker's second
  * job (graphs planned, caches warm).
  *
+ * Another model: --ckpt takes any path lf_engine_load takes (a diffusers
+ * folder, a manifest); --text PATH (up to 4) and --vae PATH make it a model
+ * from parts (a Flux transformer with CLIP-L, T5 and its VAE: the "text"
+ * phase is then T5 + CLIP-L). --size N (default 512) and --cfg X (default 7;
+ * 1: no negative pass, Flux's default) and --prompt TEXT (a tiny fixture's
+ * vocabulary takes "a cat in the house") set the request. --torch applies to
+ * the default SD1.5 run only.
+ *
  * Checkpoint: --ckpt, else $LF_SD15_FULL, else tests/reference/out/
  * sd15_full.safetensors (tests/reference/make_model_fixtures.py --full-f16
  * writes one); missing: SKIP, exit 0. Python: --torch PYTHON (or
@@ -32,7 +40,7 @@
  *
  * Usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N]
  *                      [--precision f32|bf16] [--runs N] [--torch PYTHON|none]
- *                      [--sdcpp BINARY|none] */
+ *                      [--sdcpp BINARY|none] [--text PATH]... [--vae PATH] [--size N] [--cfg X] [--prompt TEXT] */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +146,10 @@ static int s_child(char *const argv[], const char *const keys[], long *maxrss_kb
 int main(int argc, char **argv) {
     const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *precision = "f32";
     const char *sdcpp = getenv("LF_BENCH_SDCPP");
-    int steps = 20, threads = 2, runs = 1;
+    int steps = 20, threads = 2, runs = 1, size = 512;
+    double cfg = 7.0;
+    const char *texts[4], *vae = NULL, *prompt = "a photograph of an astronaut riding a horse";
+    size_t n_texts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--ckpt") && v) ckpt = v, i++;
@@ -148,13 +159,20 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--runs") && v) runs = atoi(v), i++;
         else if (!strcmp(a, "--torch") && v) python = v, i++;
         else if (!strcmp(a, "--sdcpp") && v) sdcpp = v, i++;
+        else if (!strcmp(a, "--text") && v && n_texts < 4) texts[n_texts++] = v, i++;
+        else if (!strcmp(a, "--vae") && v) vae = v, i++;
+        else if (!strcmp(a, "--size") && v) size = atoi(v), i++;
+        else if (!strcmp(a, "--cfg") && v) cfg = atof(v), i++;
+        else if (!strcmp(a, "--prompt") && v) prompt = v, i++;
         else {
             fprintf(stderr, "usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N] "
-                            "[--precision f32|bf16] [--runs N] [--torch PYTHON|none] [--sdcpp BINARY|none]\n");
+                            "[--precision f32|bf16] [--runs N] [--torch PYTHON|none] [--text PATH]... "
+                            "[--vae PATH] [--size N] [--cfg X] [--prompt TEXT] [--sdcpp BINARY|none]\n");
             return 2;
         }
     }
-    if (steps < 2 || steps > 256 || runs < 1) return fprintf(stderr, "bench_gen_mem: steps 2..256, runs >= 1\n"), 2;
+    if (steps < 2 || steps > 256 || runs < 1 || size < 64 || size % 64)
+        return fprintf(stderr, "bench_gen_mem: steps 2..256, runs >= 1, size a multiple of 64\n"), 2;
     static char def[4096];
     if (!ckpt) {
         snprintf(def, sizeof def, "%s/tests/reference/out/sd15_full.safetensors", LF_SOURCE_DIR);
@@ -168,15 +186,17 @@ int main(int argc, char **argv) {
     /* LF_LOG_LEVEL=debug: each network's planned activations and workspace. */
     const char *lvl = getenv("LF_LOG_LEVEL");
     lf_log_init("bench_gen_mem", lvl ? lf_log_level_parse(lvl) : LF_LOG_INFO);
-    printf("bench_gen_mem: %s, 512x512, %d steps, CFG 7, %d threads, precision %s, load average %.2f\n", ckpt,
-           steps, threads, precision, s_loadavg());
+    printf("bench_gen_mem: %s, %dx%d, %d steps, CFG %g, %d threads, precision %s, LF_WEIGHTS_MAP=%s, load "
+           "average %.2f\n", ckpt, size, size, steps, cfg, threads, precision,
+           getenv("LF_WEIGHTS_MAP") ? getenv("LF_WEIGHTS_MAP") : "(unset)", s_loadavg());
     fflush(stdout);
     char err[1024] = "";
     lf_engine_opts_t eo = {.n_threads = threads, .precision = precision};
     lf_engine_t *e = NULL;
     if (lf_engine_new(&eo, &e, err, sizeof err)) return fprintf(stderr, "bench_gen_mem: %s\n", err), 1;
     double t0 = lf_bench_now();
-    if (lf_engine_load(e, ckpt, NULL)) return fprintf(stderr, "bench_gen_mem: %s\n", lf_engine_errstr(e)), 1;
+    lf_engine_load_opts_t lo = {.text_paths = n_texts ? texts : NULL, .n_text_paths = n_texts, .parts_vae_path = vae};
+    if (lf_engine_load(e, ckpt, &lo)) return fprintf(stderr, "bench_gen_mem: %s\n", lf_engine_errstr(e)), 1;
     const double load_s = lf_bench_now() - t0;
     const long rss_load = lf_bench_status_kb("VmRSS"), hwm_load = lf_bench_status_kb("VmHWM");
     printf("  load             %7.2f s   RSS after %7.0f MiB   peak %7.0f MiB\n", load_s, s_mib(rss_load),
@@ -187,10 +207,12 @@ int main(int argc, char **argv) {
     s_trace_t tr = {0};
     for (int run = 0; run < runs; run++) {
         lf_engine_request_t req = lf_engine_request_defaults();
-        req.prompt = "a photograph of an astronaut riding a horse";
+        req.prompt = prompt;
         req.negative = "blurry";
         req.steps = steps;
         req.seed = 5;
+        req.cfg = cfg;
+        req.width = req.height = size;
         memset(&tr, 0, sizeof tr);
         lf_bench_reset_hwm();
         tr.t_prev = t0 = lf_bench_now();
@@ -263,7 +285,7 @@ int main(int argc, char **argv) {
                s_mib(peak), s_mib(rss_kb), 100.0 * (double)peak / (double)rss_kb, wall_s, cpu_s, s_loadavg());
         fflush(stdout);
     }
-    if (!python || !strcmp(python, "none")) return 0;
+    if (!python || !strcmp(python, "none") || n_texts || size != 512 || cfg != 7.0) return 0;
     char cmd[8192], line[4096], result[4096] = "";
     snprintf(cmd, sizeof cmd, "'%s' '%s/bench/bench_gen_mem_torch.py' --ckpt '%s' --steps %d --threads %d 2>&1",
              python, LF_SOURCE_DIR, ckpt, steps, threads);

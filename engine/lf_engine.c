@@ -288,9 +288,50 @@ static uint64_t s_bytes(const char *path, int depth)
     return total;
 }
 
-uint64_t lf_engine_model_bytes(const char *path)
+/* The weights' resident bytes of a model at unet with its parts (texts,
+ * vae) and quantize-on-load type wq, from the files' headers
+ * (lf_model_estimate_bytes); *estimated 0 when some file is not a weights
+ * file lf_model reads (or this build has no model networks): then the
+ * files' sizes. */
+static uint64_t s_resident(const char *unet, const char *const *texts, size_t n, const char *vae, int wq,
+                           int *estimated)
 {
-    return path ? s_bytes(path, 0) : 0;
+    *estimated = 0;
+#ifdef LF_HAVE_MODEL
+    lf_model_opts_t mo = {.weight_type = -1, .weight_quant = wq, .text_paths = texts, .n_text_paths = n,
+                          .vae_path = vae};
+    uint64_t est = 0;
+    if (lf_model_estimate_bytes(unet, &mo, &est) == 0) {
+        *estimated = 1;
+        return est;
+    }
+#else
+    (void)wq;
+#endif
+    uint64_t b = s_bytes(unet, 0) + s_bytes(vae, 0);
+    for (size_t i = 0; i < n; i++) b += strcmp(texts[i], unet) ? s_bytes(texts[i], 0) : 0;
+    return b;
+}
+
+uint64_t lf_engine_model_bytes(const char *path, const lf_engine_load_opts_t *opts, const char *weights)
+{
+    if (!path) return 0;
+    const char *const *texts = opts ? opts->text_paths : NULL;
+    size_t n = texts ? opts->n_text_paths : 0;
+    const char *vae = opts ? (opts->vae_path ? opts->vae_path : opts->parts_vae_path) : NULL, *unet = path;
+    lf_manifest_t *man = NULL;
+    if (lf_manifest_is_path(path)) {
+        char why[256];
+        if (lf_manifest_load(path, &man, why, sizeof why)) return s_bytes(path, 0);
+        unet = man->unet, texts = (const char *const *)man->text, n = man->n_text;
+        if (!vae) vae = man->vae;
+        if (man->weights[0]) weights = man->weights;
+    }
+    int wq = 0, estimated;
+    if (s_weights_parse(weights, &wq, NULL, 0)) wq = 0;
+    uint64_t b = s_resident(unet, texts, n, vae, wq, &estimated);
+    lf_manifest_destroy(&man);
+    return b;
 }
 
 /* Do the base and the refiner fit the memory budget together? */
@@ -505,12 +546,17 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     s_unload(e);
     const char *unet = man ? man->unet : path;
     /* The new base needs the room: a refiner it would not fit next to goes first. */
-    uint64_t bytes = s_bytes(unet, 0);
-    for (size_t i = 0; i < ntp; i++) bytes += strcmp(texts[i], unet) ? s_bytes(texts[i], 0) : 0;
+    int estimated = 0;
+    uint64_t bytes = e->memory_budget ? s_resident(unet, texts, ntp, opts && opts->vae_path ? opts->vae_path : pvae,
+                                                   wq, &estimated)
+                                      : 0;
     /* A base whose weights alone exceed the budget is refused before any
-     * of it is read, rather than loaded past the limit the operator set
-     * (quantized on load, it takes less than its files: checked once loaded). */
-    if (e->memory_budget && !wq && bytes > e->memory_budget)
+     * of it is read, rather than loaded past the limit the operator set: by
+     * the bytes its files' headers say it will hold resident (GGUF blocks
+     * kept, quantize-on-load applied), or by its files' sizes when they
+     * cannot tell (quantized on load, it takes less than its files: then
+     * checked once loaded). */
+    if (e->memory_budget && (!wq || estimated) && bytes > e->memory_budget)
         return s_err(e, LF_ELIMIT, "%s: %.0f MiB of weights, more than this engine's memory budget of %.0f MiB",
                      path, bytes / 1048576.0, e->memory_budget / 1048576.0);
     if (e->refiner && !s_fits(e, bytes, e->refiner_bytes)) lf_engine_unload_refiner(e);

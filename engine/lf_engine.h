@@ -350,11 +350,20 @@ const char *lf_engine_find_t5_tokenizer(const char *model_path, const char *cons
  * engine. *names: caller owns (each string and the array; NULL when
  * none). 0 or LF_ENOMEM. Thread-safe. */
 int lf_engine_list_upscalers(const char *dirs, char ***names, size_t *n);
-/* The bytes of weights a model at path counts against opts.memory_budget:
- * the file's size, or the sum of a diffusers folder's files; 0 when it
- * cannot be read. lf_engine_load refuses (LF_ELIMIT, the sizes in errstr) a
- * base larger than the budget on its own. Thread-safe. */
-uint64_t lf_engine_model_bytes(const char *path);
+/* The bytes of weights a model at path will hold resident, what it counts
+ * against opts.memory_budget, from its files' headers without loading it
+ * (lf_model_estimate_bytes: GGUF blocks kept as stored, quantize-on-load
+ * applied, f16 vectors widened to f32, weights mapped from their files
+ * counted as the model's): a checkpoint, a diffusers folder, or a manifest
+ * (its parts and its "weights"). opts (may be NULL): a model from parts
+ * (text_paths, parts_vae_path; vae_path overrides the VAE) as
+ * lf_engine_load takes them; weights: the engine's quantize-on-load type
+ * (lf_engine_opts_t.weights; NULL = none; a manifest's own wins). Files
+ * that are not weights files lf_model reads count their sizes (a diffusers
+ * folder: its files); 0 when path cannot be read. lf_engine_load refuses
+ * (LF_ELIMIT, the sizes in errstr) a base larger than the budget on its
+ * own. Thread-safe. */
+uint64_t lf_engine_model_bytes(const char *path, const lf_engine_load_opts_t *opts, const char *weights);
 
 /* Generates req->batch images. progress may be NULL; cancel may be NULL.
  * On success fills *out (zeroed on entry). Errors: LF_ESTATE (no model),

@@ -197,7 +197,7 @@ static int s_t5_tokenizer_ok(const char *path, const char *family, const char *c
 /* The assembled models (lf_manifest_scan: <models>/<name>.model.json and
  * ComfyUI's unet + clip + vae folders) appended to *list; a name already
  * taken by a checkpoint keeps the checkpoint. */
-static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt, size_t *cap)
+static int s_list_assembled(const char *dir, uint64_t budget, lf_model_info_t **list, size_t *cnt, size_t *cap)
 {
     lf_manifest_t **ms = NULL;
     size_t nm = 0;
@@ -218,6 +218,17 @@ static int s_list_assembled(const char *dir, lf_model_info_t **list, size_t *cnt
             !s_t5_tokenizer_ok(ms[i]->path ? ms[i]->path : ms[i]->unet, lf_family_name(ms[i]->family),
                                (const char *const *)ms[i]->text, ms[i]->n_text))
             continue;
+        /* Not offered when its weights would not fit LF_MODEL_MEMORY_MB: the
+         * bytes its parts will hold resident (its "weights" applied). */
+        lf_engine_load_opts_t lo = {.text_paths = (const char *const *)ms[i]->text, .n_text_paths = ms[i]->n_text,
+                                    .parts_vae_path = ms[i]->vae};
+        uint64_t bytes = !budget ? 0 : ms[i]->path ? lf_engine_model_bytes(ms[i]->path, NULL, NULL)
+                                                   : lf_engine_model_bytes(ms[i]->unet, &lo, ms[i]->weights);
+        if (bytes > budget) {
+            lf_warn("engine: not offering assembled model %s: %.0f MiB of weights resident, more than "
+                    "LF_MODEL_MEMORY_MB=%.0f", ms[i]->name, bytes / 1048576.0, budget / 1048576.0);
+            continue;
+        }
         if (*cnt == *cap) {
             size_t nc = *cap ? *cap * 2 : 8;
             lf_model_info_t *nl = realloc(*list, nc * sizeof *nl);
@@ -302,9 +313,9 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         }
         /* A model this worker may not hold (LF_MODEL_MEMORY_MB) is not
          * offered, so no job for it is ever sent here. */
-        uint64_t bytes = env ? lf_engine_model_bytes(path) : 0;
+        uint64_t bytes = env && env->memory_budget ? lf_engine_model_bytes(path, NULL, NULL) : 0;
         if (env && env->memory_budget && bytes > env->memory_budget) {
-            lf_warn("engine: not offering %s: %.0f MiB of weights, more than LF_MODEL_MEMORY_MB=%.0f", path,
+            lf_warn("engine: not offering %s: %.0f MiB of weights resident, more than LF_MODEL_MEMORY_MB=%.0f", path,
                     bytes / 1048576.0, env->memory_budget / 1048576.0);
             free(name);
             continue;
@@ -338,7 +349,7 @@ static int s_list_models(const lf_runner_env_t *env, lf_model_info_t **out, size
         cnt++;
     }
     closedir(d);
-    if (rc == 0) rc = s_list_assembled(dir, &list, &cnt, &cap);
+    if (rc == 0) rc = s_list_assembled(dir, env ? env->memory_budget : 0, &list, &cnt, &cap);
     if (rc != 0) {
         lf_runner_models_free(list, cnt);
         return rc;

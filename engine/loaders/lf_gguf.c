@@ -451,6 +451,14 @@ size_t lf_gguf_alignment(const lf_gguf_t *self) { return self->alignment; }
 size_t lf_gguf_data_offset(const lf_gguf_t *self) { return self->data_off; }
 size_t lf_gguf_count(const lf_gguf_t *self) { return self->count; }
 
+int64_t lf_gguf_file_offset(const lf_gguf_t *self, const lf_tensor_info_t *t)
+{
+    const char *base = self->map, *at = t->data;
+    if (!base || at < base || t->nbytes > self->map_len || at - base > (ptrdiff_t)(self->map_len - t->nbytes))
+        return -1;
+    return (int64_t)(at - base);
+}
+
 const lf_tensor_info_t *lf_gguf_at(const lf_gguf_t *self, size_t i)
 {
     return i < self->count ? &self->tensors[i] : NULL;

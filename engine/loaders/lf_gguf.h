@@ -82,6 +82,11 @@ void lf_gguf_destroy(lf_gguf_t **self_p);
 uint32_t lf_gguf_version(const lf_gguf_t *self);
 size_t lf_gguf_alignment(const lf_gguf_t *self);
 size_t lf_gguf_data_offset(const lf_gguf_t *self);
+/* Where tensor t's bytes start in the file (bytes from its start), or -1
+ * when t is not from this object's own mapping (a parsed buffer, or a
+ * range outside the file): what a pool maps copy-on-write instead of
+ * copying (lf_pool_tensor_mapped). */
+int64_t lf_gguf_file_offset(const lf_gguf_t *self, const lf_tensor_info_t *t);
 
 /* Number of tensors; they are kept sorted by name. */
 size_t lf_gguf_count(const lf_gguf_t *self);

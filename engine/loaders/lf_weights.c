@@ -310,6 +310,10 @@ int lf_weights_bytes_as(const lf_tensor_info_t *t, lf_type_t dt, const void **by
     return 0;
 }
 
+/* The alignment a GGUF tensor needs to be used in place: GGUF's default
+ * general.alignment, a multiple of every element's and block field's. */
+#define S_MAP_ALIGN 32
+
 /* LF_WEIGHTS_MAP=0 copies every weight into the pool (as before mapped
  * weights): for a model file that may be rewritten in place while loaded. */
 static int s_map_weights(void) {
@@ -361,12 +365,18 @@ int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_po
                      lf_dtype_name(t->dtype), (long long)ne[0], lf_type_name(dt));
         return LF_EUNSUPPORTED;
     }
-    /* Used as stored from a safetensors file on a host backend: the pool
-     * maps the bytes from the file instead of copying them, so that they
-     * count in RSS only while read (lf_pool_drop_pages). */
-    const int64_t off = dt == src_type && self->st && s_contiguous(t) && s_map_weights()
-                            ? lf_safetensors_file_offset(self->st, t)
-                            : -1;
+    /* Used as stored from a safetensors or GGUF file on a host backend: the
+     * pool maps the bytes from the file (copy-on-write) instead of copying
+     * them, so that they count in RSS only while read (lf_pool_drop_pages).
+     * A GGUF tensor must start on S_MAP_ALIGN (a file with a smaller
+     * general.alignment gets copies). Converted or quantized-on-load
+     * tensors, and those a LoRA merge writes (copy-on-write), get private
+     * memory. */
+    int64_t off = -1;
+    if (dt == src_type && s_contiguous(t) && s_map_weights()) {
+        if (self->st) off = lf_safetensors_file_offset(self->st, t);
+        else if (self->gg && (off = lf_gguf_file_offset(self->gg, t)) % S_MAP_ALIGN) off = -1;
+    }
     lf_tensor_t *pt = off >= 0 ? lf_pool_tensor_mapped(pool, pool_name, dt, nd ? nd : 1, ne, self->path,
                                                        (uint64_t)off)
                                : NULL;

@@ -50,7 +50,10 @@ int lf_weights_json(const lf_weights_t *self, const char *path, char **out);
  * file's own block type). *out is
  * borrowed from the pool. ndim > 0 drops trailing sizes of 1 down to ndim
  * dims (a [C,C,1,1] conv kernel used as a [C,C] linear weight); 0, LF_EUNSUPPORTED, LF_ENOMEM
- * (message in err). */
+ * (message in err). A tensor used as stored (its own type, contiguous) from
+ * a safetensors or GGUF file (a GGUF tensor starting on 32 bytes) is not
+ * copied on a host backend: the pool maps it from the file copy-on-write
+ * (lf_pool_tensor_mapped); LF_WEIGHTS_MAP=0 copies every tensor. */
 #define LF_WEIGHTS_STORED (-2)
 int lf_weights_upload(const lf_weights_t *self, const lf_tensor_info_t *t, lf_pool_t *pool,
                       const char *pool_name, int type, int ndim, lf_tensor_t **out, char *err,

@@ -31,9 +31,6 @@
 #include "lf_weights.h"
 #include "lf_model_impl.h"
 
-/* The networks of a generation's phases. */
-typedef enum { S_NET_NONE = 0, S_NET_TEXT, S_NET_DENOISER, S_NET_VAE } s_net_t;
-
 /* Makes net the one network that holds memory beyond its weights' file:
  * the one that ran before loses its planned graphs (each plans again at its
  * next call) and, where its weights are mapped from their file
@@ -42,20 +39,26 @@ typedef enum { S_NET_NONE = 0, S_NET_TEXT, S_NET_DENOISER, S_NET_VAE } s_net_t;
  * network's weights and activations, not the sum of all: the text encoder
  * is gone while the UNet samples, the UNet while the VAE decodes at full
  * size. Calls to the same network in a row keep everything. Pages are kept
- * while a LoRA is merged: its layers differ from the file. */
-static void s_use(lf_model_t *m, s_net_t net) {
+ * while a LoRA is merged: its layers differ from the file. Flux the same:
+ * the text phase is T5 and CLIP-L, the denoiser the transformer (its GGUF
+ * or safetensors weights mapped as stored; quantized-on-load ones are
+ * private and stay). */
+void lf__model_use(lf_model_t *m, lf__model_net_t net) {
     if (m->active == (int)net) return;
     const int drop = !m->lora || !lf_lora_patch_layers(m->lora);
-    if (m->active == S_NET_TEXT) {
+    if (m->active == LF__NET_TEXT) {
         lf_clip_release_graphs(m->clip), lf_clip_release_graphs(m->clip2);
+        lf_t5_release_graphs(m->t5);
         if (drop) lf_pool_drop_pages(m->pool, "clip.");
+        if (drop && m->t5) lf_pool_drop_pages(m->pool, "t5.");
         if (drop && m->clip2_pool) lf_pool_drop_pages(m->clip2_pool, NULL);
     }
-    if (m->active == S_NET_DENOISER) {
+    if (m->active == LF__NET_DENOISER) {
         lf_unet_release_graphs(m->unet);
-        if (drop) lf_pool_drop_pages(m->pool, "unet.");
+        lf_flux_release_graphs(m->flux);
+        if (drop) lf_pool_drop_pages(m->pool, m->flux ? "flux." : "unet.");
     }
-    if (m->active == S_NET_VAE) {
+    if (m->active == LF__NET_VAE) {
         lf_vae_release_graphs(m->vae);
         if (drop) lf_pool_drop_pages(m->pool, "vae.");
     }
@@ -729,9 +732,9 @@ static int s_encode_sdxl(lf_model_t *m, const int32_t *ids, const float *weights
 int lf_model_encode_text(lf_model_t *self, const int32_t *ids, const float *weights,
                          size_t n_chunks, int clip_skip, float *out, float *pooled) {
     if (!self || !ids || n_chunks < 1 || n_chunks > 1024) return LF_EINVAL;
+    lf__model_use(self, LF__NET_TEXT);
     if (self->flux) return lf__model_encode_flux_pooled(self, ids, (int)n_chunks, pooled);
     if (!out) return LF_EINVAL;
-    s_use(self, S_NET_TEXT);
     if (self->desc.family == LF_FAMILY_SDXL)
         return s_encode_sdxl(self, ids, weights, (int)n_chunks, clip_skip, out, pooled);
     return lf_clip_encode(self->clip, ids, weights, (int)n_chunks, self->desc.text_tokens,
@@ -742,7 +745,8 @@ int lf_model_denoise(lf_model_t *self, const float *x, int batch, int h, int w, 
                      const float *cond, int cond_len, const float *vec, float *out) {
     if (!self || !x || !t || !cond || !out) return LF_EINVAL;
     if (!self->flux && self->desc.n_time_ids && !vec) return LF_EINVAL;
-    if (!self->flux) s_use(self, S_NET_DENOISER), s_weight_release(self);
+    lf__model_use(self, LF__NET_DENOISER);
+    if (!self->flux) s_weight_release(self);
     /* The denoiser (UNet or Flux transformer) in the job's precision; the rest stays f32. */
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = self->flux ? lf__model_denoise_flux(self, x, batch, h, w, t, cond, cond_len, vec, out)
@@ -759,7 +763,7 @@ int lf_model_denoise_cached(lf_model_t *self, lf_stepcache_t *sc, const float *x
     if (self->flux) /* step caching is the UNet's for now */
         return lf_model_denoise(self, x, batch, h, w, t, cond, cond_len, vec, out);
     if (self->desc.n_time_ids && !vec) return LF_EINVAL;
-    s_use(self, S_NET_DENOISER);
+    lf__model_use(self, LF__NET_DENOISER);
     s_weight_release(self);
     if (self->precision != LF_PRECISION_F32) lf_backend_set_precision(self->be, self->precision);
     int rc = lf_unet_forward_cached(self->unet, sc, x, batch, h, w, t, cond, cond_len,
@@ -779,7 +783,7 @@ double lf_model_flops_run(const lf_model_t *self) {
 int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int w, int tile,
                         float *img) {
     if (!self || !z || !img) return LF_EINVAL;
-    s_use(self, S_NET_VAE);
+    lf__model_use(self, LF__NET_VAE);
     s_weight_release(self);
     int rc = lf_vae_decode(self->vae, z, batch, h, w, tile, img);
     if (rc) return rc;
@@ -798,7 +802,7 @@ int lf_model_vae_decode(lf_model_t *self, const float *z, int batch, int h, int 
 int lf_model_vae_encode(lf_model_t *self, const float *img, int batch, int H, int W, int tile,
                         float *mean) {
     if (!self || !img || !mean) return LF_EINVAL;
-    s_use(self, S_NET_VAE);
+    lf__model_use(self, LF__NET_VAE);
     s_weight_release(self);
     return lf_vae_encode(self->vae, img, batch, H, W, tile, mean);
 }

@@ -264,6 +264,16 @@ lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p);
  * they are held in (GGUF blocks as stored, quantize-on-load's blocks, f32
  * where widened). Thread-safe with other readers. */
 uint64_t lf_model_weight_bytes(const lf_model_t *self);
+/* What lf_model_weight_bytes will say once the model at path is loaded
+ * with opts (NULL: as stored, no parts), from the files' headers alone
+ * (lf_model_estimate.c: the loaders' rules tensor by tensor; GGUF blocks
+ * kept where the networks keep them, weight_quant applied to the
+ * denoiser's linear layers, f16 vectors widened, mapped weights counted).
+ * path: a checkpoint or denoiser file, or a diffusers folder; opts'
+ * text_paths and vae_path are counted in place of the checkpoint's own.
+ * 0 and *out, or the error of a file that cannot be opened or read as
+ * weights (LF_EIO, LF_EFORMAT, ...). Thread-safe. */
+int lf_model_estimate_bytes(const char *path, const lf_model_opts_t *opts, uint64_t *out);
 
 /* A resident weight read back as f32 (n = its element count), by pool name
  * ("unet.….weight", "clip.…"; "clip2.…" for SDXL's second text encoder,

@@ -226,6 +226,7 @@ int lf__model_encode_flux_pooled(lf_model_t *m, const int32_t *ids, int n, float
 int lf_model_encode_t5(lf_model_t *self, const int32_t *ids, size_t n, float *out) {
     if (!self || !ids || !out || n < 1 || n > 1024) return LF_EINVAL;
     if (!self->t5) return LF_EUNSUPPORTED;
+    lf__model_use(self, LF__NET_TEXT);
     const int T = self->desc.text_tokens;
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)

@@ -49,9 +49,16 @@ struct lf_model {
     size_t tmp_n;
     float *text_tmp;  /* SDXL encode: one encoder's output, then the other's ids */
     size_t text_tmp_n;
-    int active;       /* s_net_t (lf_model.c): the network whose planned graphs are resident (s_use) */
+    int active;       /* lf__model_net_t: the network whose planned graphs are resident (lf__model_use) */
     int stream;       /* LF_WEIGHTS_STREAM: UNet and VAE weight pages given back per layer (s_weight_release) */
 };
+
+/* The networks of a generation's phases. */
+typedef enum { LF__NET_NONE = 0, LF__NET_TEXT, LF__NET_DENOISER, LF__NET_VAE } lf__model_net_t;
+/* Makes net the one network holding memory beyond its weights' file
+ * (lf_model.c: the previous one's graphs released, its mapped weight pages
+ * dropped). */
+void lf__model_use(lf_model_t *m, lf__model_net_t net);
 
 /* The text encoders' sources when assembled from parts: every file and
  * config opened for them, kept until the networks are built. */

@@ -272,6 +272,15 @@ void lf_flux_destroy(lf_flux_t **self_p) {
 
 const lf_flux_config_t *lf_flux_config(const lf_flux_t *self) { return &self->c; }
 
+void lf_flux_release_graphs(lf_flux_t *self) {
+    if (!self) return;
+    for (int i = 0; i < N_CACHE; i++) {
+        lf_graph_destroy(&self->cache[i].g);
+        free(self->cache[i].pe_host);
+        self->cache[i] = (s_cache_t){0};
+    }
+}
+
 /* ---- the graph ---- */
 
 static lf_tensor_t *s_linear(lf_graph_t *g, const lf_tensor_t *x, const s_lin_t *l) {

@@ -66,6 +66,10 @@ int lf_flux_detect(const lf_weights_t *w, const char *prefix);
 int lf_flux_forward(lf_flux_t *self, int batch, int n_img, int n_txt, const float *x,
                     const float *txt, const float *vec, const float *t, const float *guidance,
                     const float *img_ids, const float *txt_ids, float *out);
+/* Drops the planned graphs and their activation memory (the next forward
+ * plans again): the transformer's scratch is not kept while the VAE decodes
+ * or the text encoders run. */
+void lf_flux_release_graphs(lf_flux_t *self);
 
 /* Latent packing (pure). z [batch][ch][h][w] (h, w even) <->
  * packed [batch][(h/2)*(w/2)][ch*4], channel c*4 + dy*2 + dx (diffusers

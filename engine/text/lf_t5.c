@@ -1,6 +1,7 @@
 /* lf_t5: T5 encoder graph (the last token count's kept: a Flux model
  * always asks for the same one); the embedding gather and the position bias
- * table run on the host. */
+ * table run on the host (the table is an input of the graph, released with
+ * it). */
 #include "lf_t5.h"
 
 #include <math.h>
@@ -195,18 +196,22 @@ void lf_t5_destroy(lf_t5_t **self_p) {
 
 const lf_t5_config_t *lf_t5_config(const lf_t5_t *self) { return &self->c; }
 
-/* The additive attention bias [Nk, Nq, H] for T tokens, kept in the pool:
+void lf_t5_release_graphs(lf_t5_t *self) {
+    if (!self) return;
+    lf_graph_destroy(&self->cache.g);
+    free(self->cache.host);
+    self->cache.host = NULL;
+}
+
+/* The additive attention bias [Nk, Nq, H] for T tokens into the graph's
+ * input b (written once after planning; an input's memory is never reused,
+ * so it lives as long as the graph and goes with lf_t5_release_graphs):
  * bias[h][q][k] = table[bucket(k - q)][h]. */
-static lf_tensor_t *s_pos_bias(lf_t5_t *t, int T) {
-    char nm[48];
-    snprintf(nm, sizeof nm, "t5.position_bias_%d", T);
-    lf_tensor_t *b = lf_pool_find(t->pool, nm);
-    if (b) return b;
+static int s_pos_bias(lf_t5_t *t, lf_tensor_t *b, int T) {
     const int H = t->c.heads;
-    b = lf_pool_tensor(t->pool, nm, LF_TYPE_F32, 3, (const int64_t[]){T, T, H});
     float *m = malloc((size_t)H * T * T * sizeof *m);
     int *bk = malloc((size_t)(2 * T - 1) * sizeof *bk);
-    int rc = b && m && bk ? 0 : LF_ENOMEM;
+    int rc = m && bk ? 0 : LF_ENOMEM;
     if (!rc) {
         for (int r = -(T - 1); r < T; r++)
             bk[r + T - 1] = lf_t5_position_bucket(r, t->c.rel_buckets, t->c.rel_max_dist);
@@ -214,19 +219,18 @@ static lf_tensor_t *s_pos_bias(lf_t5_t *t, int T) {
             for (int q = 0; q < T; q++)
                 for (int k = 0; k < T; k++)
                     m[((size_t)h * T + q) * T + k] = t->rel[(size_t)bk[k - q + T - 1] * H + h];
-        rc = lf_pool_load(t->pool, b, m, (size_t)H * T * T * sizeof *m);
+        rc = lf_backend_tensor_set(t->be, b, m, (size_t)H * T * T * sizeof *m);
     }
     free(m);
     free(bk);
-    return rc ? NULL : b;
+    return rc;
 }
 
 static int s_build(lf_t5_t *t, s_cache_t *e) {
     const lf_t5_config_t *k = &t->c;
-    lf_tensor_t *bias = s_pos_bias(t, e->n_tok);
-    if (!bias) return LF_ENOMEM;
     lf_graph_t *g = e->g = lf_graph_new(t->be);
     if (!g) return LF_ENOMEM;
+    lf_tensor_t *bias = lf_graph_input(g, LF_TYPE_F32, e->n_tok, e->n_tok, k->heads, 1);
     lf_tensor_t *x = e->in = lf_graph_input(g, LF_TYPE_F32, k->d_model, e->n_tok, 1, 1);
     for (int i = 0; i < k->layers; i++) {
         const s_layer_t *l = &t->l[i];
@@ -242,7 +246,8 @@ static int s_build(lf_t5_t *t, s_cache_t *e) {
         x = lf_graph_add(g, x, lf_graph_matmul(g, h, l->wo, NULL));
     }
     e->out = lf_graph_output(g, lf_graph_rms_norm(g, x, t->fln, k->eps));
-    return lf_graph_plan(g);
+    int rc = lf_graph_plan(g);
+    return rc ? rc : s_pos_bias(t, bias, e->n_tok);
 }
 
 int lf_t5_encode(lf_t5_t *self, const int32_t *ids, int n_tok, float *out) {

@@ -56,6 +56,9 @@ const lf_t5_config_t *lf_t5_config(const lf_t5_t *self);
  * every token, padding included, as FluxPipeline (no attention mask).
  * LF_EINVAL for an id outside the vocabulary or n_tok < 1. */
 int lf_t5_encode(lf_t5_t *self, const int32_t *ids, int n_tok, float *out);
+/* Drops the planned graph and its activation memory (the next encode plans
+ * again): T5's scratch is not kept while the transformer samples. */
+void lf_t5_release_graphs(lf_t5_t *self);
 
 /* HF's T5Attention._relative_position_bucket for one relative position
  * (memory - query) in the bidirectional (encoder) form. */

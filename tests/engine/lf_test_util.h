@@ -2,8 +2,10 @@
 #ifndef LF_TEST_UTIL_H
 #define LF_TEST_UTIL_H
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +56,33 @@ static inline unsigned char *lf_test_slurp(const char *path, size_t *len)
     fclose(f);
     if (b) b[n] = 0, *len = (size_t)n;
     return b;
+}
+
+/* The resident KiB of this process's writable private mappings of the file
+ * at path (/proc/self/smaps "rw-p" areas: a pool's copy-on-write weights,
+ * lf_pool_tensor_mapped; read-only mappings of the same file are not
+ * counted); -1 when smaps cannot be read. */
+static inline long lf_test_mapped_rss_kb(const char *path)
+{
+    char real[PATH_MAX], line[PATH_MAX + 256];
+    if (!realpath(path, real)) return -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    long kb = 0;
+    int in = 0;
+    while (fgets(line, sizeof line, f)) {
+        char perms[8] = "";
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+            char *nl = strchr(line, '\n'), *at = strchr(line, '/');
+            if (nl) *nl = '\0';
+            in = !strcmp(perms, "rw-p") && at && !strcmp(at, real);
+        } else if (in && !strncmp(line, "Rss:", 4)) {
+            kb += atol(line + 4);
+        }
+    }
+    fclose(f);
+    return kb;
 }
 
 #endif

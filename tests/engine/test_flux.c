@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_clip.h"
 #include "lf_flux.h"
@@ -616,6 +617,174 @@ static void test_model_text(void **state) {
     assert_null(m);
 }
 
+/* One network at a time (lf_model.c lf__model_use): weights kept as stored
+ * are mapped from their files (f16 here), and moving on to the next network
+ * drops the previous one's pages: T5's and CLIP-L's once the transformer
+ * runs, the transformer's once the VAE decodes (resident KiB of each
+ * file's copy-on-write mapping, /proc/self/smaps). */
+static void test_one_network(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_prompt_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_prompt_t5.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {cp, t5p};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    if (lf_test_mapped_rss_kb(tp) < 0) {
+        lf_model_destroy(&m);
+        printf("  skipped: no /proc/self/smaps\n");
+        skip();
+    }
+    const lf_model_desc_t *d = lf_model_desc(m);
+    const int T = d->text_tokens, C = d->latent_channels, P = d->pooled_dim, G = d->guidance_embed;
+    int32_t *ids = calloc((size_t)T, sizeof *ids), cids[77];
+    float *cond = calloc((size_t)T * d->text_dim, sizeof *cond), *vec = calloc((size_t)P + 1, sizeof *vec);
+    float x[16 * 4 * 4], out[16 * 4 * 4], t = 0.5f, *img = malloc((size_t)3 * 32 * 32 * sizeof *img);
+    assert_true(ids && cond && vec && img && C <= 16);
+    /* Ids whose embedding rows lie inside whole pages (not at the tables' ends). */
+    ids[0] = 1000, ids[1] = 1;
+    for (int i = 0; i < 77; i++) cids[i] = 20000 + (i == 5);
+    for (int i = 0; i < C * 16; i++) x[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+    const uint64_t held = lf_model_weight_bytes(m);
+    assert_int_equal(lf_model_encode_t5(m, ids, 1, cond), 0);
+    assert_int_equal(lf_model_encode_text(m, cids, NULL, 1, 1, NULL, vec), 0);
+    /* T5's position bias table ([T][T][heads] f32, 1 MiB a head at 512
+     * tokens) lives with its graph, not in the weights' pool (CLIP-L's
+     * 77 x 77 mask still does). */
+    assert_true(lf_model_weight_bytes(m) - held < (uint64_t)T * T * 4);
+    if (G) vec[P] = 3.5f;
+    const long t5_text = lf_test_mapped_rss_kb(t5p), clip_text = lf_test_mapped_rss_kb(cp);
+    assert_int_equal(lf_model_denoise(m, x, 1, 4, 4, &t, cond, T, vec, out), 0);
+    const long t5_den = lf_test_mapped_rss_kb(t5p), clip_den = lf_test_mapped_rss_kb(cp),
+               flux_den = lf_test_mapped_rss_kb(tp);
+    assert_int_equal(lf_model_vae_decode(m, out, 1, 4, 4, 0, img), 0);
+    const long flux_vae = lf_test_mapped_rss_kb(tp);
+    printf("  resident KiB: T5 %ld -> %ld, CLIP-L %ld -> %ld (text -> transformer); transformer %ld -> %ld "
+           "(-> VAE)\n", t5_text, t5_den, clip_text, clip_den, flux_den, flux_vae);
+    /* Each file holds tensors of whole pages (T5's two of 96 KiB, CLIP-L's
+     * 1.9 MiB embedding, of which the rows read, the transformer's 18 of
+     * 8 KiB or more, 192 KiB read whole by its matrix products). */
+    assert_true(t5_den < t5_text);
+    assert_true(clip_den < clip_text);
+    assert_true(flux_vae <= flux_den - 96);
+    free(ids), free(cond), free(vec), free(img);
+    lf_model_destroy(&m);
+}
+
+/* The bytes a model will hold resident, from its files' headers
+ * (lf_model_estimate_bytes, and lf_engine_model_bytes on a manifest, what
+ * a worker budgets with), equal what lf_model_weight_bytes says once it is
+ * loaded: a Q8_0 GGUF transformer (blocks kept, its f16 matrices as
+ * stored, vectors widened) with CLIP-L, T5 and the VAE as parts; an f16
+ * transformer quantized to Q8_0 on load; an SD1.5 checkpoint, as stored and
+ * its UNet quantized on load. The files' sizes (the old figure) are not. */
+static void s_expect_estimate(const char *what, const char *path, const lf_model_opts_t *o) {
+    char err[512] = "";
+    uint64_t est = 0;
+    assert_int_equal(lf_model_estimate_bytes(path, o, &est), 0);
+    lf_model_t *m = NULL;
+    int rc = lf_model_load(path, o, &m, err, sizeof err);
+    if (rc) printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    const uint64_t held = lf_model_weight_bytes(m);
+    printf("  %s: estimated %llu bytes, held %llu\n", what, (unsigned long long)est, (unsigned long long)held);
+    assert_int_equal(est, held);
+    lf_model_destroy(&m);
+}
+
+static void test_resident_estimate(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], sd[1024], dir[] = "/tmp/lf_flux_bytes_XXXXXX", mp[1200];
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_q8_0.gguf");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    s_expect_estimate("Q8_0 GGUF + parts", tp, &o);
+    uint64_t est = 0;
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &est), 0);
+    /* A manifest naming those parts: the worker's figure. */
+    assert_non_null(mkdtemp(dir));
+    snprintf(mp, sizeof mp, "%s/q8.model.json", dir);
+    FILE *f = fopen(mp, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"family\": \"flux\", \"parts\": {\"unet\": \"%s\", \"text_encoders\": [\"%s\", \"%s\"], "
+               "\"vae\": \"%s\"}}", tp, t5p, cp, vp);
+    fclose(f);
+    assert_int_equal(lf_engine_model_bytes(mp, NULL, NULL), est);
+    lf_engine_load_opts_t lo = {.text_paths = texts, .n_text_paths = 2, .parts_vae_path = vp};
+    assert_int_equal(lf_engine_model_bytes(tp, &lo, NULL), est);
+    struct stat sb;
+    assert_int_equal(stat(tp, &sb), 0);
+    assert_true(est != (uint64_t)sb.st_size);
+
+    /* Quantized on load: the engine's weights, or the manifest's. */
+    lf_test_fixture(tp, sizeof tp, "flux/flux_dev_bfl.safetensors");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_prompt_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_prompt_t5.safetensors");
+    o.weight_quant = LF_TYPE_Q8_0;
+    s_expect_estimate("f16 transformer, q8_0 on load + parts", tp, &o);
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &est), 0);
+    assert_int_equal(lf_engine_model_bytes(tp, &lo, "q8_0"), est);
+    f = fopen(mp, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"family\": \"flux\", \"weights\": \"q8_0\", \"parts\": {\"unet\": \"%s\", \"text_encoders\": "
+               "[\"%s\", \"%s\"], \"vae\": \"%s\"}}", tp, t5p, cp, vp);
+    fclose(f);
+    assert_int_equal(lf_engine_model_bytes(mp, NULL, NULL), est);
+    o.weight_quant = 0;
+    uint64_t plain = 0;
+    assert_int_equal(lf_model_estimate_bytes(tp, &o, &plain), 0);
+    assert_true(est < plain);
+    unlink(mp);
+    rmdir(dir);
+
+    /* SD1.5: one checkpoint file, its VAE and text encoder inside. */
+    lf_test_fixture(sd, sizeof sd, "models/tiny_a.safetensors");
+    lf_model_opts_t so = {.weight_type = -1};
+    s_expect_estimate("SD1.5 checkpoint", sd, &so);
+    so.weight_quant = LF_TYPE_Q8_0;
+    s_expect_estimate("SD1.5 checkpoint, q8_0 on load", sd, &so);
+    /* A diffusers folder (unet/, text_encoder/, vae/). */
+    so.weight_quant = 0;
+    s_expect_estimate("SD1.5 diffusers folder", lf_test_fixture(sd, sizeof sd, "models/tiny_b_diffusers"), &so);
+}
+
+/* A Q8_0 GGUF transformer mapped from its file (the default) and copied
+ * (LF_WEIGHTS_MAP=0) gives the same output, byte for byte. */
+static void test_gguf_mapped_output(void **state) {
+    (void)state;
+    char tp[1024], cp[1024], t5p[1024], vp[1024], err[512] = "";
+    lf_test_fixture(tp, sizeof tp, "flux/flux_schnell_q8_0.gguf");
+    lf_test_fixture(cp, sizeof cp, "flux/flux_clip_l.safetensors");
+    lf_test_fixture(t5p, sizeof t5p, "flux/flux_t5_stub.safetensors");
+    lf_test_fixture(vp, sizeof vp, "flux/flux_vae.safetensors");
+    const char *texts[2] = {t5p, cp};
+    lf_model_opts_t o = {.weight_type = -1, .text_paths = texts, .n_text_paths = 2, .vae_path = vp};
+    float x[16 * 4 * 4], cond[8 * 24], vec[21] = {0}, t = 0.6f, out[2][16 * 4 * 4];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((i * 29) % 13) / 6.0f - 1.0f;
+    for (size_t i = 0; i < sizeof cond / sizeof cond[0]; i++) cond[i] = (float)((i * 7) % 11) / 5.0f - 1.0f;
+    for (int i = 0; i < 20; i++) vec[i] = (float)i / 10.0f - 1.0f;
+    for (int copy = 0; copy <= 1; copy++) {
+        if (copy) setenv("LF_WEIGHTS_MAP", "0", 1);
+        lf_model_t *m = NULL;
+        int rc = lf_model_load(tp, &o, &m, err, sizeof err);
+        if (rc) printf("%s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(lf_model_desc(m)->latent_channels, 16);
+        assert_int_equal(lf_model_denoise(m, x, 1, 4, 4, &t, cond, 8, vec, out[copy]), 0);
+        lf_model_destroy(&m);
+    }
+    unsetenv("LF_WEIGHTS_MAP");
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+}
+
 /* A whole generation from a prompt through lf_pipeline_run, as FluxPipeline
  * (dev, 3 steps, guidance 3.5): both tokenizers real (refdata), the VAE's
  * input and output recorded (lf_test_capture.h). */
@@ -906,6 +1075,9 @@ int main(void) {
         cmocka_unit_test(test_generation_schnell),
         cmocka_unit_test(test_generation_dev),
         cmocka_unit_test(test_model_text),
+        cmocka_unit_test(test_one_network),
+        cmocka_unit_test(test_resident_estimate),
+        cmocka_unit_test(test_gguf_mapped_output),
         cmocka_unit_test(test_pipeline_prompt),
         cmocka_unit_test(test_clip_pooled),
         cmocka_unit_test(test_model_parts),

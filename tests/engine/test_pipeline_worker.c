@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <jansson.h>
 
 #include "lf_diagnostic.h"
+#include "lf_engine.h"
 #include "lf_engine_runner.h"
 #include "lf_error.h"
 #include "lf_image.h"
@@ -507,6 +509,34 @@ static void test_flux_parts(void **state)
     assert_string_equal(vi[0].name, "ae");
     assert_string_equal(vi[0].kind, "flux");
     assert_int_equal(vi[0].latent, 16);
+
+    /* LF_MODEL_MEMORY_MB: the ComfyUI-folder model is offered only when the
+     * bytes its parts will hold resident fit (its transformer file's size,
+     * a tenth of them, is not the figure; the f16 VAE is held in f32). */
+    char up[1200], cp[1200], tp[1200], vp[1200];
+    snprintf(up, sizeof up, "%s/unet/flux-dev.safetensors", f->models);
+    snprintf(cp, sizeof cp, "%s/clip/clip_l.safetensors", f->models);
+    snprintf(tp, sizeof tp, "%s/clip/t5xxl_tiny.safetensors", f->models);
+    snprintf(vp, sizeof vp, "%s/vae/ae.safetensors", f->models);
+    const char *texts[2] = {cp, tp};
+    lf_engine_load_opts_t lo = {.text_paths = texts, .n_text_paths = 2, .parts_vae_path = vp};
+    const uint64_t need = lf_engine_model_bytes(up, &lo, NULL);
+    struct stat sb;
+    assert_int_equal(stat(up, &sb), 0);
+    printf("  flux-dev: %llu bytes resident, transformer file %lld\n", (unsigned long long)need,
+           (long long)sb.st_size);
+    assert_true(need > (uint64_t)sb.st_size);
+    for (int fit = 0; fit <= 1; fit++) {
+        lf_runner_env_t benv = env;
+        benv.memory_budget = need - !fit;
+        lf_runner_t *rb = lf_runner_new(&benv, backends, 1);
+        assert_non_null(rb);
+        const lf_model_info_t *mb = lf_runner_models(rb, &n);
+        int offered = 0;
+        for (size_t i = 0; i < n; i++) offered |= !strcmp(mb[i].name, "flux-dev");
+        assert_int_equal(offered, fit);
+        lf_runner_destroy(&rb);
+    }
     if (!f->have_vocab) {
         lf_runner_destroy(&r);
         skip();

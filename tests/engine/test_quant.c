@@ -22,6 +22,7 @@
 #include "lf_quant.h"
 #include "lf_tensor.h"
 #include "lf_weights.h"
+#include "lf_test_util.h"
 
 #define TYPES LF_FIXTURE_DIR "/gguf/types.gguf"
 #define QUANTIZE LF_FIXTURE_DIR "/gguf/quantize.gguf"
@@ -581,6 +582,114 @@ static void test_sizes(void **state)
     assert_int_equal(lf_dtype_parse("Q8_0", &dt), LF_EFORMAT); /* not a safetensors dtype */
 }
 
+/* GGUF tensors used as stored (block types, F16, F32) are mapped from the
+ * file copy-on-write, not copied: the pool reserves no memory of its own and
+ * holds the file's bytes; LF_WEIGHTS_MAP=0, a quantize-on-load and a tensor
+ * widened to f32 get pool memory (the same bytes or values). */
+static void test_gguf_mapped(void **state)
+{
+    (void)state;
+    lf_weights_t *w = NULL;
+    char err[256];
+    assert_int_equal(lf_weights_open(&w, TYPES, err, sizeof err), 0);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    static const char *names[] = {"Q8_0.w", "Q4_0.w", "Q4_K.w", "Q6_K.w", "F16.w", "F32.w"};
+    const size_t nn = sizeof names / sizeof names[0];
+    for (int copy = 0; copy <= 1; copy++) {
+        if (copy) setenv("LF_WEIGHTS_MAP", "0", 1);
+        lf_pool_t *pool = lf_pool_new(be, 0);
+        size_t bytes = 0;
+        for (size_t i = 0; i < nn; i++) {
+            const lf_tensor_info_t *t = lf_weights_find(w, names[i]);
+            assert_non_null(t);
+            lf_tensor_t *pt = NULL;
+            assert_int_equal(lf_weights_upload(w, t, pool, names[i], LF_WEIGHTS_STORED, 0, &pt, err, sizeof err), 0);
+            assert_int_equal(lf_tensor_nbytes(pt), t->nbytes);
+            assert_memory_equal(pt->data, t->data, t->nbytes);
+            bytes += t->nbytes;
+        }
+        assert_int_equal(lf_pool_used(pool), bytes);
+        if (!copy && lf_pool_reserved(pool) != 0)
+            fail_msg("GGUF tensors kept as stored were copied (%zu bytes reserved)", lf_pool_reserved(pool));
+        if (copy) assert_true(lf_pool_reserved(pool) >= bytes);
+        lf_pool_destroy(&pool);
+    }
+    unsetenv("LF_WEIGHTS_MAP");
+    /* Converted on load: private memory, never the file's pages. */
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    lf_tensor_t *pt = NULL;
+    assert_int_equal(lf_weights_upload(w, lf_weights_find(w, "F32.w"), pool, "q", LF_TYPE_Q8_0, 0, &pt, err,
+                                       sizeof err), 0);
+    assert_int_equal(lf_weights_upload(w, lf_weights_find(w, "Q8_0.w"), pool, "f", -1, 0, &pt, err, sizeof err), 0);
+    assert_int_equal(pt->type, LF_TYPE_F32);
+    assert_true(lf_pool_reserved(pool) >= lf_pool_used(pool)); /* both in the pool's own chunks */
+    lf_pool_destroy(&pool);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+}
+
+/* Little-endian bytes of v (k of them) / a GGUF string at img + *n. */
+static void s_put(unsigned char *img, size_t *n, uint64_t v, int k)
+{
+    for (int b = 0; b < k; b++) img[(*n)++] = (unsigned char)(v >> (8 * b));
+}
+
+static void s_put_str(unsigned char *img, size_t *n, const char *str)
+{
+    s_put(img, n, strlen(str), 8);
+    memcpy(img + *n, str, strlen(str));
+    *n += strlen(str);
+}
+
+/* A GGUF file with general.alignment = 8: a tensor whose bytes do not start
+ * on 32 bytes in the file is copied (right values), one that does is
+ * mapped. */
+static void test_gguf_mapped_unaligned(void **state)
+{
+    (void)state;
+    unsigned char img[512];
+    size_t n = 4;
+    memcpy(img, "GGUF", 4);
+    s_put(img, &n, 3, 4), s_put(img, &n, 4, 8), s_put(img, &n, 1, 8);
+    s_put_str(img, &n, "general.alignment"), s_put(img, &n, 4 /* u32 */, 4), s_put(img, &n, 8, 4);
+    for (int k = 0; k < 4; k++) { /* t0..t3: 2 f32 each, 8 bytes apart */
+        char nm[4] = {'t', (char)('0' + k), 0, 0};
+        s_put_str(img, &n, nm), s_put(img, &n, 1, 4), s_put(img, &n, 2, 8), s_put(img, &n, 0 /* F32 */, 4);
+        s_put(img, &n, (uint64_t)(8 * k), 8);
+    }
+    while (n % 8) img[n++] = 0;
+    for (int i = 0; i < 8; i++, n += 4) memcpy(img + n, &(float){(float)i + 0.5f}, 4);
+    char path[64];
+    assert_int_equal(lf_test_tmpfile(path, sizeof path, "lf_gguf_a8"), 0);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, n, f), n);
+    fclose(f);
+    lf_weights_t *w = NULL;
+    char err[256];
+    assert_int_equal(lf_weights_open(&w, path, err, sizeof err), 0);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    int mapped = 0, copied = 0;
+    for (int k = 0; k < 4; k++) {
+        char nm[4] = {'t', (char)('0' + k), 0, 0};
+        lf_pool_t *pool = lf_pool_new(be, 0);
+        lf_tensor_t *pt = NULL;
+        assert_int_equal(lf_weights_upload(w, lf_weights_find(w, nm), pool, nm, LF_WEIGHTS_STORED, 0, &pt, err,
+                                           sizeof err), 0);
+        const float *v = pt->data;
+        assert_true(v[0] == (float)(2 * k) + 0.5f && v[1] == (float)(2 * k) + 1.5f);
+        const int on32 = (n - 32 + 8 * k) % 32 == 0; /* the data area is the last 32 bytes */
+        assert_int_equal(lf_pool_reserved(pool) == 0, on32);
+        mapped += on32, copied += !on32;
+        lf_pool_destroy(&pool);
+    }
+    assert_int_equal(mapped, 1);
+    assert_int_equal(copied, 3);
+    lf_backend_destroy(&be);
+    lf_weights_destroy(&w);
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_quantize_bitexact),
         cmocka_unit_test(test_op_table),
         cmocka_unit_test(test_keymap_quant),
+        cmocka_unit_test(test_gguf_mapped),
+        cmocka_unit_test(test_gguf_mapped_unaligned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,9 @@ the BFL ae.safetensors layout (ae_full_f16.safetensors):
   /work/venv-ref/bin/python tests/reference/make_flux_full_gguf.py --type q4_k [--parts]
   /work/venv-torch2/bin/python tests/reference/make_flux_full_gguf.py --torch-parts
 
+A mid-size model for memory measurements (bench_gen_mem --flux): --double 2 --single 4 --t5-layers 4
+writes flux_dev_d2s4_<type>.gguf and t5xxl_l4_q4_k.gguf.
+
 bench/bench_flux_sdcpp.sh runs one step of each with the engine and with
 stable-diffusion.cpp.
 """
@@ -162,6 +165,9 @@ def main():
     ap.add_argument("--parts", action="store_true", help="also the T5-XXL encoder (Q4_K GGUF)")
     ap.add_argument("--torch-parts", action="store_true", help="only CLIP-L and the VAE (needs torch, diffusers)")
     ap.add_argument("--out", default=OUT)
+    ap.add_argument("--double", type=int, default=19, help="double-stream blocks (a mid-size model: fewer)")
+    ap.add_argument("--single", type=int, default=38, help="single-stream blocks")
+    ap.add_argument("--t5-layers", type=int, default=24, help="T5 encoder layers (with --parts)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.torch_parts:
@@ -171,9 +177,12 @@ def main():
     T = gguf.GGMLQuantizationType
     if a.type != "none":
         q = T.Q4_K if a.type == "q4_k" else T.Q8_0
-        write_gguf(os.path.join(a.out, f"flux_dev_full_{a.type}.gguf"), "flux", flux_tensors(), q, 1)
+        size = "full" if (a.double, a.single) == (19, 38) else f"d{a.double}s{a.single}"
+        write_gguf(os.path.join(a.out, f"flux_dev_{size}_{a.type}.gguf"), "flux", flux_tensors(a.double, a.single),
+                   q, 1)
     if a.parts:
-        write_gguf(os.path.join(a.out, "t5xxl_full_q4_k.gguf"), "t5encoder", t5_tensors(), T.Q4_K, 2)
+        size = "full" if a.t5_layers == 24 else f"l{a.t5_layers}"
+        write_gguf(os.path.join(a.out, f"t5xxl_{size}_q4_k.gguf"), "t5encoder", t5_tensors(a.t5_layers), T.Q4_K, 2)
 
 
 if __name__ == "__main__":
