@@ -219,8 +219,61 @@ static void s_giveback(lf_broker_t *self, lf__worker_t *w, bool refund, const ch
     if (w->owned && w->job_open) s_giveback_one(self, w, w->job, refund, why);
 }
 
-/* The worker says it runs `job` (or nothing): adopt what Redis says it
- * holds, stop what it no longer holds. */
+/* True when every job of refs is in w's record and ours. */
+static bool s_all_ours(lf__worker_t *w, const lf_job_ref_t *refs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const lf__member_t *b = s_member(w, refs[i].id);
+        if (!(b ? b->owned : !strcmp(w->job, refs[i].id) && w->owned)) return false;
+    }
+    return true;
+}
+
+/* w runs ref (its batch's first job, w->job, or another): adopt it when
+ * Redis says w holds it, cancel it when w holds it no more, leave it while
+ * another live broker owns it. */
+static void s_adopt(lf_broker_t *self, lf__worker_t *w, const lf_job_ref_t *ref) {
+    bool first = !strcmp(ref->id, w->job);
+    lf__member_t *b = first ? NULL : s_member(w, ref->id);
+    if (first ? w->owned : b && b->owned) return; /* ours already */
+    if (!first && !b) {
+        if (w->n_batch >= LF__B_BATCH_MAX - 1) return;
+        b = &w->batch[w->n_batch++];
+        *b = (lf__member_t){.open = true};
+        snprintf(b->id, sizeof b->id, "%s", ref->id);
+    }
+    uint32_t attempt = 0;
+    bool changed = false;
+    int rc = lf_store_adopt(self->store, ref->id, w->id, self->id, lf__now(), &attempt, &changed);
+    if (rc == 0) {
+        if (first) w->attempt = attempt, w->owned = w->job_open = true;
+        else b->attempt = attempt, b->owned = b->open = true;
+        self->stats.adopted++;
+        lf_info("worker %s: adopted its running job %s (attempt %u)", w->id, ref->id, attempt);
+        if (ref->attempt && ref->attempt != attempt)
+            lf_warn("job %s: worker %s runs attempt %u, the store holds attempt %u for it", ref->id, w->id,
+                    ref->attempt, attempt);
+        if (changed) {
+            /* Its owner broker is gone: a repeated ASSIGN makes the worker
+             * send its answer here. */
+            lf_job_view_t v;
+            if (lf_store_job_get(self->store, ref->id, &v) == 0) {
+                lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)ref->id, .attempt = attempt,
+                              .params = v.params};
+                lf__send_worker(self, w, &a);
+                lf_job_view_clear(&v);
+            }
+        }
+    } else if (rc == LF_ESTATE) {
+        lf_info("worker %s runs job %s, which it no longer holds: cancelling it", w->id, ref->id);
+        lf__send_cancel(self, w, ref->id);
+    } else if (rc != LF_EBUSY) { /* LF_EBUSY: another live broker's job */
+        lf__redis_error(self, "adopt", rc);
+    }
+}
+
+/* The worker says it runs `job` (or nothing), and with `jobs` every job of
+ * its batch not answered yet: adopt what Redis says it holds, stop what it
+ * no longer holds. */
 static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
                         bool from_ready) {
     bool busy = m->busy;
@@ -242,42 +295,26 @@ static void s_reconcile(lf_broker_t *self, lf__worker_t *w, const lf_msg_t *m,
         if (w->state == LF__W_IDLE) lf__set_busy(self, w, NULL, 0, false);
         return;
     }
+    /* The jobs it runs: its list (the open jobs of its batch), or the one
+     * job an older worker names. */
+    lf_job_ref_t one = {(char *)job, 0};
+    const lf_job_ref_t *refs = m->n_jobs ? m->jobs : &one;
+    size_t nr = m->n_jobs ? m->n_jobs : 1;
+    if (nr > LF__B_BATCH_MAX) nr = LF__B_BATCH_MAX;
     if (w->state == LF__W_BUSY && !strcmp(w->job, job)) {
-        /* Another broker's job: take it over once that broker is gone (its
-         * liveness key expires before the job's lease). */
-        if (w->owned || w->n_batch || lf__mono() - w->adopt_at < self->opts.heartbeat_ms) return;
-    }
-    if (w->state == LF__W_BUSY && w->owned && w->job[0])
-        s_giveback(self, w, true, "its worker runs another job"); /* our ASSIGN was refused */
-    uint32_t attempt = 0;
-    bool changed = false;
-    w->adopt_at = lf__mono();
-    int rc = lf_store_adopt(self->store, job, w->id, self->id, lf__now(), &attempt, &changed);
-    if (rc == 0) {
-        lf__set_busy(self, w, job, attempt, true);
-        self->stats.adopted++;
-        lf_info("worker %s: adopted its running job %s (attempt %u)", w->id, job, attempt);
-        if (changed) {
-            /* Its owner broker is gone: a repeated ASSIGN makes the worker
-             * send its answer here. */
-            lf_job_view_t v;
-            if (lf_store_job_get(self->store, job, &v) == 0) {
-                lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)job, .attempt = attempt,
-                              .params = v.params};
-                lf__send_worker(self, w, &a);
-                lf_job_view_clear(&v);
-            }
-        }
-    } else if (rc == LF_ESTATE) {
-        lf_info("worker %s runs job %s, which it no longer holds: cancelling it", w->id, job);
-        lf__set_busy(self, w, job, 0, false);
-        lf__send_cancel(self, w, job);
-    } else if (rc == LF_EBUSY) {
-        lf__set_busy(self, w, job, 0, false); /* another live broker's job */
+        /* Jobs of another broker: take them over once that broker is gone
+         * (its liveness key expires before the jobs' leases). */
+        if (s_all_ours(w, refs, nr) || lf__mono() - w->adopt_at < self->opts.heartbeat_ms) return;
     } else {
-        lf__redis_error(self, "adopt", rc);
+        if (w->state == LF__W_BUSY && w->job[0])
+            s_giveback(self, w, true, "its worker runs another job"); /* our ASSIGN was refused */
         lf__set_busy(self, w, job, 0, false);
+        w->job_open = false; /* open again when its list names it */
+        for (size_t i = 0; i < nr; i++) w->job_open |= !strcmp(refs[i].id, job);
     }
+    w->adopt_at = lf__mono();
+    for (size_t i = 0; i < nr; i++)
+        if (refs[i].id && *refs[i].id) s_adopt(self, w, &refs[i]);
 }
 
 /* ---- worker messages ------------------------------------------------------------ */

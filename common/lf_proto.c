@@ -111,7 +111,8 @@ int lf_event_parse(const char *s, lf_event_kind_t *out) {
     X(PROMPT, "prompt")                                                        \
     X(ASSIGNS, "assigns")                                                      \
     X(BATCH, "batch")                                                          \
-    X(BATCH_OF, "batch_of")
+    X(BATCH_OF, "batch_of")                                                    \
+    X(JOBS, "jobs")
 
 typedef enum {
 #define S_KEY_ENUM(name, str) K_##name,
@@ -141,7 +142,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
                          B(REQ_ID) | B(JOB_ID)},
     [LF_MSG_REPLY] = {B(REQ_ID) | B(CODE) | B(MESSAGE) | B(JOB_ID), B(REQ_ID) | B(CODE)},
     [LF_MSG_CANCEL] = {B(JOB_ID) | B(REQ_ID), B(JOB_ID)},
-    [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID) | B(ASSIGNS),
+    [LF_MSG_READY] = {B(WORKER_ID) | B(CAPS) | B(BUSY) | B(JOB_ID) | B(ASSIGNS) | B(JOBS),
                       B(WORKER_ID) | B(CAPS)},
     [LF_MSG_ASSIGN] = {B(JOB_ID) | B(ATTEMPT) | B(PARAMS) | B(INIT_IMAGE) | B(MASK) | B(BATCH) | B(BATCH_OF),
                        B(JOB_ID) | B(ATTEMPT) | B(PARAMS)},
@@ -150,7 +151,7 @@ static const s_spec_t s_specs[LF_MSG__COUNT] = {
     [LF_MSG_RESULT] = {B(JOB_ID) | B(IMAGES) | B(INFO_JSON) | B(WORKER_ID), B(JOB_ID) | B(IMAGES)},
     [LF_MSG_FAILED] = {B(JOB_ID) | B(CODE) | B(MESSAGE) | B(WORKER_ID),
                        B(JOB_ID) | B(CODE) | B(MESSAGE)},
-    [LF_MSG_HEARTBEAT] = {B(WORKER_ID) | B(JOB_ID) | B(BUSY) | B(CAPS) | B(ASSIGNS), 0},
+    [LF_MSG_HEARTBEAT] = {B(WORKER_ID) | B(JOB_ID) | B(BUSY) | B(CAPS) | B(ASSIGNS) | B(JOBS), 0},
     [LF_MSG_DISCONNECT] = {B(WORKER_ID) | B(MESSAGE), 0},
     [LF_MSG_EVENT] = {B(JOB_ID) | B(EVENT) | B(STATUS) | B(STEP) | B(STEPS) | B(PREVIEW) | B(CODE) |
                           B(MESSAGE) | B(WORKER_ID),
@@ -388,6 +389,12 @@ static void s_enc_model(s_enc_t *e, const void *obj) {
     if (lf_model_defaults_any(&m->defaults)) s_kv_map(e, "defaults", s_enc_defaults, &m->defaults);
 }
 
+static void s_enc_job_ref(s_enc_t *e, const void *obj) {
+    const lf_job_ref_t *j = obj;
+    s_kv_str(e, "job_id", j->id, true);
+    s_kv_u64(e, "attempt", j->attempt);
+}
+
 static void s_enc_lora_info(s_enc_t *e, const void *obj) {
     const lf_lora_info_t *l = obj;
     s_kv_str(e, "name", l->name, true);
@@ -554,6 +561,14 @@ static void s_enc_key(s_enc_t *e, s_key_t k, const lf_msg_t *m, bool req) {
         if (m->batch > 1) s_kv_u64(e, name, m->batch);
         break;
     case K_BATCH_OF: s_kv_str(e, name, m->batch_of, req); break;
+    case K_JOBS:
+        if (m->n_jobs && !m->jobs) {
+            if (!e->err) e->err = LF_EINVAL;
+            break;
+        }
+        if (m->n_jobs && s_array_header(e, name, m->n_jobs))
+            for (size_t i = 0; i < m->n_jobs; i++) s_map(e, s_enc_job_ref, &m->jobs[i]);
+        break;
     case K__COUNT: LF_ASSERT(0);
     }
 }
@@ -1016,6 +1031,25 @@ static int s_dec_images(s_obj_t a, lf_msg_t *m) {
     return 0;
 }
 
+static const char *const s_job_ref_keys[2] = {"job_id", "attempt"};
+
+static int s_dec_jobs(s_obj_t a, lf_msg_t *m) {
+    if (a->type != MSGPACK_OBJECT_ARRAY) return LF_EPROTO;
+    if (a->via.array.size) {
+        m->jobs = calloc(a->via.array.size, sizeof *m->jobs);
+        if (!m->jobs) return LF_ENOMEM;
+    }
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        s_obj_t f[2];
+        S_TRY(s_fields(&a->via.array.ptr[i], s_job_ref_keys, 2, f));
+        m->n_jobs = i + 1;
+        if (!f[0]) return LF_EINVAL;
+        S_TRY(s_get_str(f[0], &m->jobs[i].id));
+        S_OPT(f[1], s_get_u32(f[1], &m->jobs[i].attempt));
+    }
+    return 0;
+}
+
 static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
     int v = 0, r;
     switch (k) {
@@ -1056,6 +1090,7 @@ static int s_dec_key(s_key_t k, s_obj_t o, lf_msg_t *m) {
         return s_get_u32(o, &m->assigns);
     case K_BATCH: return s_get_u32(o, &m->batch);
     case K_BATCH_OF: return s_get_str(o, &m->batch_of);
+    case K_JOBS: return s_dec_jobs(o, m);
     case K__COUNT: break;
     }
     LF_ASSERT(0);
@@ -1201,6 +1236,8 @@ void lf_msg_clear(lf_msg_t *msg) {
     if (!msg) return;
     free(msg->job_id);
     free(msg->batch_of);
+    for (size_t i = 0; msg->jobs && i < msg->n_jobs; i++) free(msg->jobs[i].id);
+    free(msg->jobs);
     free(msg->worker_id);
     free(msg->idem_key);
     lf_params_clear(&msg->params);

@@ -187,6 +187,12 @@ typedef struct {
     uint32_t width, height;
 } lf_image_out_t;
 
+/* A job a worker runs, as READY/HEARTBEAT list them (`jobs`). */
+typedef struct {
+    char *id;
+    uint32_t attempt;        /* 1-based; 0 = not said */
+} lf_job_ref_t;
+
 /* One message. Which fields matter depends on `type` (see docs/protocol.md);
  * the rest stay zero/NULL. */
 typedef struct {
@@ -245,6 +251,10 @@ typedef struct {
                                latest ASSIGN (the worker had not seen it yet) */
     bool has_assigns;       /* assigns is said (encode writes it only then; decode sets
                                it when the key is there; older workers leave it out) */
+    lf_job_ref_t *jobs;     /* READY, HEARTBEAT: every job of the running batch not answered
+                               yet, with its attempt (job_id stays the batch's first, for
+                               older brokers); n_jobs 0 = not said (older workers): job_id */
+    size_t n_jobs;
 
     /* EVENT */
     lf_event_kind_t event;

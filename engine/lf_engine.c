@@ -1080,7 +1080,8 @@ static int s_rows_prepare(lf_engine_t *e, const lf_engine_request_t *req, const 
             return s_err(e, LF_EUNSUPPORTED, "batched jobs: row %zu's LoRA set is not row 0's", j);
         prow[j] = (lf_pipeline_row_t){.prompt = lr[j].prompt, .negative = row->negative,
                                       .infotext_prompt = lr[j].info_prompt ? lr[j].info_prompt : row->prompt,
-                                      .seed = row->seed, .batch = row->batch};
+                                      .seed = row->seed, .batch = row->batch,
+                                      .progress = row->progress, .progress_ud = row->progress_ud};
     }
     return 0;
 }

@@ -245,6 +245,12 @@ typedef struct lf_engine_row {
     const char *negative; /* NULL = "" */
     uint64_t seed;        /* image i of the row uses seed + i */
     int batch;            /* 1..64; 0 means 1 */
+    /* The row's own progress (NULL = none; lf_engine_progress_fn's form),
+     * called with lf_engine_generate's after each step, with the preview of
+     * the row's first image (what the row alone would preview; the
+     * generate-level callback's is the batch's first image). */
+    void (*progress)(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len);
+    void *progress_ud;
 } lf_engine_row_t;
 
 /* The ADetailer models this engine can run (lf_engine_request_t.adetailer):

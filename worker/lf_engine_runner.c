@@ -791,13 +791,20 @@ typedef struct {
     size_t n;
 } s_prog_t;
 
-/* A batch's step is every job's step (each job's own callback). */
+/* A job's step (a job alone, or an upscale). */
 static void s_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
 {
     const s_prog_t *pr = ud;
     for (size_t j = 0; j < pr->n; j++)
         if (pr->jobs[j].progress)
             pr->jobs[j].progress(pr->jobs[j].progress_ud, (uint32_t)step, (uint32_t)steps, preview, len);
+}
+
+/* A batched job's step, with the preview of its own image (its row's). */
+static void s_row_progress(void *ud, int step, int steps, const uint8_t *preview, size_t len)
+{
+    const lf_runner_job_t *job = ud;
+    if (job->progress) job->progress(job->progress_ud, (uint32_t)step, (uint32_t)steps, preview, len);
 }
 
 /* Job j's images (the next batch_size of res's, moved out) and its info
@@ -961,7 +968,8 @@ static int s_run_jobs(void *state, const lf_runner_job_t *jobs, size_t n, const 
     for (size_t j = 0; n > 1 && j < n && j < LF_RUNNER_BATCH_MAX; j++) {
         const lf_job_params_t *pj = jobs[j].params;
         rows[j] = (lf_engine_row_t){.prompt = pj->prompt, .negative = pj->negative_prompt,
-                                    .seed = (uint64_t)pj->seed, .batch = pj->batch_size ? (int)pj->batch_size : 1};
+                                    .seed = (uint64_t)pj->seed, .batch = pj->batch_size ? (int)pj->batch_size : 1,
+                                    .progress = s_row_progress, .progress_ud = (void *)&jobs[j]};
     }
     if (n > 1) req.rows = rows, req.n_rows = n < LF_RUNNER_BATCH_MAX ? n : LF_RUNNER_BATCH_MAX;
     s_prog_t pr = {jobs, n};
@@ -973,7 +981,8 @@ static int s_run_jobs(void *state, const lf_runner_job_t *jobs, size_t n, const 
                                           .width = (int)p->upscale_width, .height = (int)p->upscale_height};
         rc = lf_engine_upscale(s->engine, &ur, s_progress, &pr, cancel, &res);
     } else {
-        rc = lf_engine_generate(s->engine, &req, s_progress, &pr, cancel, &res);
+        /* Batched: each job's progress is its row's (its own preview). */
+        rc = lf_engine_generate(s->engine, &req, n > 1 ? NULL : s_progress, &pr, cancel, &res);
     }
     json_decref(ad_keep);
     if (rc != 0) {

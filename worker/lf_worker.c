@@ -86,6 +86,7 @@ struct lf_worker {
     size_t n_recent;               /* total ever finished (recent[n % S_RECENT] is next) */
     char *jobs[LF_RUNNER_BATCH_MAX];
     uint32_t attempts[LF_RUNNER_BATCH_MAX]; /* their attempts (recorded in recent[] when answered) */
+    bool open[LF_RUNNER_BATCH_MAX];         /* not answered yet (READY/HEARTBEAT list these) */
     size_t n_jobs, n_open; /* jobs of the run, and those not answered yet */
     /* A batch's ASSIGNs arriving (batch > 1): collected until all are here
      * or the deadline, then run together; cancels that came meanwhile. */
@@ -372,21 +373,33 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
     if (!c->n_ad_models) c->ad_models = NULL;
 }
 
-static void s_send_ready(lf_worker_t *self, size_t li) {
-    lf_msg_t m = {.type = LF_MSG_READY, .worker_id = self->id, .busy = self->busy,
+/* The jobs a READY/HEARTBEAT lists (borrowed ids): every job of the run not
+ * answered yet, or of the batch arriving, with its attempt. A broker taking
+ * over mid-batch adopts each of them (job_id names only the first). */
+static size_t s_job_refs(const lf_worker_t *self, lf_job_ref_t *out) {
+    size_t n = 0;
+    for (size_t j = 0; self->busy && self->collect_until && j < self->n_collect; j++)
+        out[n++] = (lf_job_ref_t){self->collect[j].job_id, self->collect[j].attempt};
+    for (size_t j = 0; self->busy && !self->collect_until && j < self->n_jobs; j++)
+        if (self->open[j]) out[n++] = (lf_job_ref_t){self->jobs[j], self->attempts[j]};
+    return n;
+}
+
+/* READY or HEARTBEAT: what this worker runs (busy, the first job, all open
+ * jobs) and its caps. */
+static void s_send_state(lf_worker_t *self, size_t li, lf_msg_type_t type) {
+    lf_job_ref_t refs[LF_RUNNER_BATCH_MAX];
+    lf_msg_t m = {.type = type, .worker_id = self->id, .busy = self->busy,
                   .job_id = self->busy ? self->job_id : NULL, .assigns = self->assigns[li],
-                  .has_assigns = true};
+                  .has_assigns = true, .jobs = refs};
+    m.n_jobs = s_job_refs(self, refs);
     s_caps(self, &m.caps);
     s_send(self, li, &m);
 }
 
-static void s_send_heartbeat(lf_worker_t *self, size_t li) {
-    lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = self->id, .busy = self->busy,
-                  .job_id = self->busy ? self->job_id : NULL, .assigns = self->assigns[li],
-                  .has_assigns = true};
-    s_caps(self, &m.caps);
-    s_send(self, li, &m);
-}
+static void s_send_ready(lf_worker_t *self, size_t li) { s_send_state(self, li, LF_MSG_READY); }
+
+static void s_send_heartbeat(lf_worker_t *self, size_t li) { s_send_state(self, li, LF_MSG_HEARTBEAT); }
 
 static void s_send_failed(lf_worker_t *self, size_t li, const char *job_id, int code,
                           const char *message) {
@@ -470,7 +483,7 @@ static int s_start(lf_worker_t *self, size_t li, lf_msg_t *assigns, size_t n) {
         self->busy = false;
         return rc;
     }
-    for (size_t j = 0; j < n; j++) self->jobs[j] = ids[j], self->attempts[j] = attempts[j];
+    for (size_t j = 0; j < n; j++) self->jobs[j] = ids[j], self->attempts[j] = attempts[j], self->open[j] = true;
     self->job_attempt = attempts[0];
     self->n_jobs = self->n_open = n;
     self->busy = true;
@@ -513,9 +526,11 @@ static void s_on_assign(lf_worker_t *self, size_t li, lf_msg_t *m) {
         self->stats.bad_frames++;
         return;
     }
-    if (self->busy && !strcmp(self->job_id, m->job_id)) {
-        /* A broker that restarted re-sends the job we are running: it is
-         * ours already, and the heartbeats tell it so. */
+    if (self->busy && (!strcmp(self->job_id, m->job_id) || s_job_index(self, m->job_id) != SIZE_MAX)) {
+        /* A broker that restarted (or adopted the run) re-sends a job we
+         * are running, the batch's first or another: it is ours already,
+         * and the heartbeats tell it so. Refusing a batch member here would
+         * requeue it while it runs. */
         lf_info("job %s assigned again while running; keeping the run", m->job_id);
         if (li != self->job_link) self->job_link = li;
         return;
@@ -683,6 +698,11 @@ static void s_on_done(lf_worker_t *self, lf_compute_event_t *ev) {
             lf_warn("job %s: broker %s unreachable; holding the answer until it is back",
                     ev->job_id ? ev->job_id : self->job_id, lf_link_endpoint(self->links[li]));
     }
+    for (size_t j = 0; ev->job_id && j < self->n_jobs; j++)
+        if (self->open[j] && !strcmp(self->jobs[j], ev->job_id)) {
+            self->open[j] = false;
+            break;
+        }
     if (self->n_open) self->n_open--;
     if (self->n_open) return; /* more jobs of the batch to answer */
     for (size_t j = 0; j < self->n_jobs; j++) {

@@ -295,6 +295,8 @@ typedef struct {
     float *uncond;       /* CFG++ samplers: the unconditional estimate of each call */
     lf_rng_t *rngs;
     int preview_every, steps;
+    const lf_pipeline_row_t *rows; /* batched rows (their own progress and previews), or NULL */
+    int n_rows;
     uint8_t *preview_rgb;
     float *preview_z;
     int model_rc;
@@ -390,27 +392,43 @@ static int s_noise(void *ud, float *out, size_t n)
     return 0;
 }
 
-static void s_preview(s_run_t *r, int step, const float *den)
+/* The preview PNG of one image's denoised latent (NULL when the model
+ * gives none). */
+static uint8_t *s_preview_png(s_run_t *r, const float *den, size_t *len)
 {
     uint8_t *png = NULL;
-    size_t len = 0;
-    /* No preview with the last step: the image itself follows at once. */
-    if (den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps) {
-        for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor + r->desc->shift_factor;
-        int pw = 0, ph = 0;
-        if (r->ctx->ops->preview(r->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) ==
-                0 &&
-            pw > 0 && ph > 0 && pw <= r->w * r->desc->vae_scale && ph <= r->h * r->desc->vae_scale) {
-            lf_image_t img = {.pixels = r->preview_rgb, .width = (uint32_t)pw, .height = (uint32_t)ph,
-                              .channels = 3};
-            if (lf_image_png_encode(&img, NULL, 0, 1, &png, &len, NULL, 0) != 0) {
-                png = NULL;
-                len = 0;
-            }
+    *len = 0;
+    for (size_t k = 0; k < r->per; k++) r->preview_z[k] = den[k] / r->desc->scaling_factor + r->desc->shift_factor;
+    int pw = 0, ph = 0;
+    if (r->ctx->ops->preview(r->model, r->preview_z, r->h, r->w, r->preview_rgb, &pw, &ph) == 0 && pw > 0 &&
+        ph > 0 && pw <= r->w * r->desc->vae_scale && ph <= r->h * r->desc->vae_scale) {
+        lf_image_t img = {.pixels = r->preview_rgb, .width = (uint32_t)pw, .height = (uint32_t)ph, .channels = 3};
+        if (lf_image_png_encode(&img, NULL, 0, 1, &png, len, NULL, 0) != 0) {
+            png = NULL;
+            *len = 0;
         }
     }
-    r->hooks->progress(r->hooks->progress_ud, step, r->steps, png, len);
-    free(png);
+    return png;
+}
+
+/* The step's progress: the hooks' with the batch's first image's preview,
+ * and each batched row's own with its first image's. */
+static void s_preview(s_run_t *r, int step, const float *den)
+{
+    /* No preview with the last step: the image itself follows at once. */
+    const int due = den && r->preview_every > 0 && step % r->preview_every == 0 && step < r->steps;
+    uint8_t *png0 = NULL;
+    size_t len0 = 0;
+    if (due && (r->hooks->progress || (r->n_rows && r->rows[0].progress))) png0 = s_preview_png(r, den, &len0);
+    if (r->hooks->progress) r->hooks->progress(r->hooks->progress_ud, step, r->steps, png0, len0);
+    for (int j = 0, first = 0; j < r->n_rows; first += r->rows[j].batch > 0 ? r->rows[j].batch : 1, j++) {
+        if (!r->rows[j].progress) continue;
+        size_t len = j ? 0 : len0;
+        uint8_t *png = j ? (due ? s_preview_png(r, den + (size_t)first * r->per, &len) : NULL) : png0;
+        r->rows[j].progress(r->rows[j].progress_ud, step, r->steps, png, len);
+        if (j) free(png);
+    }
+    free(png0);
 }
 
 static int s_step(void *ud, int step, int steps, float sigma, const float *x, const float *den,
@@ -420,7 +438,7 @@ static int s_step(void *ud, int step, int steps, float sigma, const float *x, co
     (void)steps, (void)sigma, (void)x, (void)n;
     r->step_now = step + 1;
     if (s_cancelled(r->hooks)) return 1;
-    if (r->hooks && r->hooks->progress) s_preview(r, r->step_base + step + 1, den);
+    if (r->hooks && (r->hooks->progress || r->n_rows)) s_preview(r, r->step_base + step + 1, den);
     return s_cancelled(r->hooks);
 }
 
@@ -1081,7 +1099,8 @@ int lf_pipeline_run(const lf_pipeline_ctx_t *ctx, const lf_pipeline_request_t *r
     const int need_uncond = cfgpp || (hires && hp.cfgpp);
 
     s_run_t r = {.ctx = ctx, .hooks = hooks, .model = ctx->model, .desc = d, .batch = B, .guided = guided, .h = h, .w = w,
-                 .per = per, .cfg = req.cfg, .preview_every = req.preview_every};
+                 .per = per, .cfg = req.cfg, .preview_every = req.preview_every, .rows = req.rows,
+                 .n_rows = req.n_rows};
     lf_schedule_init_sd15(&r.sched);
     /* Align Your Steps has noise levels per family (the SDXL ones for SDXL). */
     if (d->family == LF_FAMILY_SDXL) r.sched.ays = LF_AYS_SDXL;

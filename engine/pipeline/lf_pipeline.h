@@ -192,6 +192,11 @@ typedef struct {
     const char *infotext_prompt; /* NULL = prompt */
     uint64_t seed;               /* image i of the row uses seed + i */
     int batch;                   /* images of the row; 0 means 1 */
+    /* The row's own progress (NULL = none), after each step as the hooks'
+     * progress, with the preview of the row's first image: what the row
+     * alone would preview (the hooks' preview is the batch's first image). */
+    void (*progress)(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len);
+    void *progress_ud;
 } lf_pipeline_row_t;
 #define LF_PIPELINE_MAX_STEPS 1000
 #define LF_PIPELINE_MAX_SIDE 4096

@@ -84,11 +84,20 @@ static void s_caps(tb_worker_t *w, lf_msg_t *m, lf_model_info_t *mi, const char 
     }
 }
 
+/* A batching worker's `jobs` (its open jobs), refs of w's strings. */
+static void s_jobs(const tb_worker_t *w, lf_msg_t *m, lf_job_ref_t *refs) {
+    for (size_t i = 0; w->busy && i < w->n_open && i < 4; i++)
+        refs[m->n_jobs++] = (lf_job_ref_t){(char *)w->open[i], w->open_attempt[i]};
+    m->jobs = m->n_jobs ? refs : NULL;
+}
+
 void tb_worker_ready(tb_worker_t *w) {
     lf_model_info_t mi[4];
     const char *res;
+    lf_job_ref_t refs[4];
     lf_msg_t m = {.type = LF_MSG_READY, .worker_id = w->id, .busy = w->busy,
                   .job_id = w->busy ? w->job : NULL, .assigns = w->assigns, .has_assigns = true};
+    s_jobs(w, &m, refs);
     s_caps(w, &m, mi, &res);
     s_send(w->sock, &m);
     w->next_beat = zclock_mono() + TB_HB_MS;
@@ -97,8 +106,10 @@ void tb_worker_ready(tb_worker_t *w) {
 static void s_beat(tb_worker_t *w) {
     lf_model_info_t mi[4];
     const char *res;
+    lf_job_ref_t refs[4];
     lf_msg_t m = {.type = LF_MSG_HEARTBEAT, .worker_id = w->id, .busy = w->busy,
                   .job_id = w->busy ? w->job : NULL, .assigns = w->assigns, .has_assigns = true};
+    s_jobs(w, &m, refs);
     s_caps(w, &m, mi, &res);
     s_send(w->sock, &m);
     w->next_beat = zclock_mono() + TB_HB_MS;

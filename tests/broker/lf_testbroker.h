@@ -43,6 +43,10 @@ typedef struct {
     uint32_t assigns;        /* ASSIGNs read, said in READY and heartbeats like a worker */
     int64_t next_beat;
     uint32_t batch_max;      /* caps.batch_max (LF_BATCH_MAX); 0 = one job at a time */
+    char open[4][40];        /* the open jobs of its batch, said in READY and heartbeats
+                                (`jobs`, attempt open_attempt[i]); n_open 0 = not said */
+    uint32_t open_attempt[4];
+    size_t n_open;
     int cancels;             /* CANCEL messages seen */
     char cancelled[40];
 } tb_worker_t;

@@ -1,7 +1,7 @@
 /* test_broker_cluster: several brokers on one Redis — two brokers racing
  * over one queue never assign a job twice; a broker restarted mid-job adopts
  * the job its worker still runs; a standby takes over a dead broker's
- * running job when the worker reconnects to it; a worker report that
+ * running job when the worker reconnects to it, every job of a batch; a worker report that
  * crossed an ASSIGN does not take the job back. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -208,6 +208,91 @@ static void test_standby_takes_over(void **state) {
     tb_broker_stop(&b2);
 }
 
+/* As test_standby_takes_over with a batch: b1 assigned w1 three jobs as
+ * one batch; w1's link to b2 lists them all (`jobs`). b1 dies: b2 adopts
+ * each job (a repeated ASSIGN for each), renews all three leases, and
+ * stores each answer, every job done on its first attempt. (b2 adopted
+ * only the job heartbeats named: the other two's leases ran out and they
+ * went back to the queue while w1 still ran them.) */
+static void test_standby_adopts_batch(void **state) {
+    s_fix_t *f = *state;
+    int port = lf_testredis_port(f->redis);
+    tb_broker_t b1, b2;
+    tb_broker_init(&b1, "b1", port);
+    tb_broker_init(&b2, "b2", port);
+    b1.opts.limits.lease_ms = b2.opts.limits.lease_ms = 2000;
+    tb_broker_start(&b1);
+    tb_broker_start(&b2);
+    tb_gateway_t g;
+    tb_gateway_open(&g, b1.fe, NULL, NULL);
+    tb_worker_t w;
+    tb_worker_open(&w, "w1", b1.be, "m0", NULL, NULL);
+    tb_worker_idle(&w, 100);
+    char ids[3][40];
+    for (int i = 0; i < 3; i++) assert_int_equal(tb_submit(&g, "mb", LF_PRIO_NORMAL, NULL, ids[i], NULL), 0);
+    tb_worker_idle(&w, 300); /* the broker's candidate cache sees all three */
+    w.models[0] = w.resident = "mb";
+    w.batch_max = 3;
+    tb_worker_ready(&w);
+    for (int i = 0; i < 3; i++) {
+        lf_msg_t a;
+        assert_int_equal(tb_worker_wait(&w, LF_MSG_ASSIGN, 3000, &a), 0);
+        assert_int_equal(a.batch, i ? 0 : 3);
+        snprintf(w.open[i], sizeof w.open[i], "%s", a.job_id); /* in the batch's order */
+        w.open_attempt[i] = a.attempt;
+        lf_msg_clear(&a);
+    }
+    w.n_open = 3;
+    snprintf(w.job, sizeof w.job, "%s", w.open[0]); /* heartbeats name the first */
+    /* The same worker's link to b2, saying it runs the batch. */
+    tb_worker_t w2;
+    tb_worker_open(&w2, "w1", b2.be, "mb", NULL, NULL);
+    w2.busy = true;
+    w2.batch_max = 3;
+    snprintf(w2.job, sizeof w2.job, "%s", w.open[0]);
+    memcpy(w2.open, w.open, sizeof w2.open);
+    memcpy(w2.open_attempt, w.open_attempt, sizeof w2.open_attempt);
+    w2.n_open = 3;
+    tb_worker_idle(&w2, 300); /* b1 alive: b2 leaves the jobs alone */
+    tb_worker_idle(&w, 100);
+    tb_broker_stop(&b1);
+    /* b2 adopts each job once b1's liveness key is gone and re-sends its
+     * ASSIGN so that the worker answers to it. */
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 3; i++) {
+        lf_msg_t a;
+        assert_int_equal(tb_worker_wait(&w2, LF_MSG_ASSIGN, 3000, &a), 0);
+        int k = 0;
+        while (k < 3 && strcmp(a.job_id, w.open[k])) k++;
+        assert_true(k < 3 && !seen[k]);
+        seen[k] = true;
+        assert_int_equal(a.attempt, 1);
+        lf_msg_clear(&a);
+    }
+    snprintf(w2.job, sizeof w2.job, "%s", w.open[0]);
+    tb_worker_idle(&w2, 2500); /* past the 2 s lease: b2 renews all three */
+    for (int i = 0; i < 3; i++) assert_int_equal(tb_status(f->store, w.open[i]), LF_JOB_RUNNING);
+    for (int i = 0; i < 3; i++) {
+        char id[40];
+        snprintf(id, sizeof id, "%s", w.open[i]);
+        w2.n_open = 2 - (size_t)i; /* the others stay open */
+        memmove(w2.open, w2.open + 1, sizeof w2.open[0] * 3);
+        memmove(w2.open_attempt, w2.open_attempt + 1, sizeof w2.open_attempt[0] * 3);
+        tb_worker_result(&w2, id);
+        w2.busy = i < 2;
+        snprintf(w2.job, sizeof w2.job, "%s", w.open[0]);
+        assert_int_equal(tb_wait_status(f->store, id, LF_JOB_DONE, 2000), 0);
+        lf_job_view_t v;
+        assert_int_equal(lf_store_job_get(f->store, id, &v), 0);
+        assert_int_equal(v.attempts, 1);
+        lf_job_view_clear(&v);
+    }
+    tb_worker_close(&w);
+    tb_worker_close(&w2);
+    tb_gateway_close(&g);
+    tb_broker_stop(&b2);
+}
+
 /* A worker's report that crossed our ASSIGN on the wire (it counts the
  * ASSIGNs it has read: 0 here) says nothing about that job. The worker
  * says it runs another broker's job, then that it is idle: the job stays
@@ -240,6 +325,7 @@ int main(void) {
         T(test_two_brokers_no_double_assignment),
         T(test_broker_restart_adopts),
         T(test_standby_takes_over),
+        T(test_standby_adopts_batch),
         T(test_report_before_assign_keeps_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -174,6 +174,10 @@ int lf_test_sample_msg(lf_msg_type_t type, lf_msg_t *m) {
         m->job_id = s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e");
         m->busy = true;
         m->has_assigns = true, m->assigns = 7;
+        m->n_jobs = 2; /* a batch: its first job and another, both open */
+        m->jobs = calloc(2, sizeof *m->jobs);
+        m->jobs[0] = (lf_job_ref_t){s_dup("0190a1b2c3d4e5f60718293a4b5c6d7e"), 1};
+        m->jobs[1] = (lf_job_ref_t){s_dup("0190a1b2c3d4e5f60718293a4b5c6d7f"), 2};
         s_caps(&m->caps);
         break;
     case LF_MSG_RESCAN:

@@ -192,6 +192,11 @@ static void assert_msg_eq(const lf_msg_t *a, const lf_msg_t *b) {
     assert_int_equal(a->status, b->status);
     assert_int_equal(a->enhance_ms, b->enhance_ms);
     assert_true(str_eq(a->prompt, b->prompt));
+    assert_int_equal(a->n_jobs, b->n_jobs);
+    for (size_t i = 0; i < a->n_jobs; i++) {
+        assert_true(str_eq(a->jobs[i].id, b->jobs[i].id));
+        assert_int_equal(a->jobs[i].attempt, b->jobs[i].attempt);
+    }
 }
 
 static void encode_sample(lf_msg_type_t t, uint8_t **buf, size_t *len) {
@@ -286,6 +291,30 @@ static void test_minimal_messages(void **state) {
     assert_int_equal(d.assigns, 4000000000u);
     free(buf);
     lf_msg_clear(&d);
+
+    /* A batch's open jobs with their attempts (a broker taking over adopts
+     * each); none said: an older worker, job_id alone. */
+    lf_job_ref_t jobs[2] = {{"job-a", 1}, {"job-b", 3}};
+    hb.jobs = jobs, hb.n_jobs = 2, hb.busy = true, hb.job_id = "job-a";
+    assert_int_equal(lf_msg_encode(&hb, &buf, &len), 0);
+    assert_int_equal(lf_msg_decode(buf, len, &d, NULL), 0);
+    assert_int_equal(d.n_jobs, 2);
+    assert_string_equal(d.jobs[0].id, "job-a");
+    assert_int_equal(d.jobs[0].attempt, 1);
+    assert_string_equal(d.jobs[1].id, "job-b");
+    assert_int_equal(d.jobs[1].attempt, 3);
+    free(buf);
+    lf_msg_clear(&d);
+    hb.type = LF_MSG_READY, hb.worker_id = "w", hb.caps.host = "h";
+    assert_int_equal(lf_msg_encode(&hb, &buf, &len), 0);
+    assert_int_equal(lf_msg_decode(buf, len, &d, NULL), 0);
+    assert_int_equal(d.n_jobs, 2);
+    assert_string_equal(d.jobs[1].id, "job-b");
+    free(buf);
+    lf_msg_clear(&d);
+    hb.jobs[1].id = NULL; /* a job without its id */
+    assert_int_equal(lf_msg_encode(&hb, &buf, &len), LF_EINVAL);
+    hb = (lf_msg_t){.type = LF_MSG_HEARTBEAT};
 
     /* SUBMIT with only the model: defaults come back as zero/NULL. */
     lf_msg_t s = {.type = LF_MSG_SUBMIT, .req_id = 3, .priority = LF_PRIO_HIGH};

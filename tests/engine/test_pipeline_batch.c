@@ -4,7 +4,8 @@
  * (prompts, negative prompts, seeds and per-job batch sizes differ; the
  * UNet sees batches of 2, 4 and 8 rows, so this also checks that the
  * kernels' results per row do not depend on the batch size), in any order
- * of the rows; what cannot run batched is refused with LF_EUNSUPPORTED.
+ * of the rows, and each job's previews are its own image's, as alone; what
+ * cannot run batched is refused with LF_EUNSUPPORTED.
  * Skips without the model or the CLIP merges file (assets/). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,6 +118,86 @@ static void test_same_bytes_dpmpp_2m_karras(void **state)
     s_same_bytes("dpmpp_2m", "karras", 1);
 }
 
+/* A job's previews, one PNG per step (steps without one: none). */
+typedef struct {
+    uint8_t *png[8];
+    size_t len[8];
+    int calls;
+} s_previews_t;
+
+static void s_keep_preview(void *ud, int step, int steps, const uint8_t *preview, size_t len)
+{
+    s_previews_t *p = ud;
+    (void)steps;
+    p->calls++;
+    if (step < 1 || step > 8 || !preview || !len) return;
+    free(p->png[step - 1]);
+    p->png[step - 1] = malloc(len);
+    assert_non_null(p->png[step - 1]);
+    memcpy(p->png[step - 1], preview, len);
+    p->len[step - 1] = len;
+}
+
+static void s_previews_clear(s_previews_t *p)
+{
+    for (int i = 0; i < 8; i++) free(p->png[i]);
+    memset(p, 0, sizeof *p);
+}
+
+/* Batched jobs each get previews of their own image (their row's first),
+ * the same bytes as the job alone previews at that step; before, every
+ * job of a batch got the batch's first image. */
+static void test_row_previews(void **state)
+{
+    (void)state;
+    lf_engine_t *e = s_engine();
+    if (!e) skip();
+    lf_engine_request_t base = s_request("euler", "normal");
+    base.steps = 4;
+    base.preview_every = 1; /* steps 1..3 (none with the last) */
+    s_previews_t alone[3], batched[3], whole;
+    memset(alone, 0, sizeof alone), memset(batched, 0, sizeof batched), memset(&whole, 0, sizeof whole);
+    for (int j = 0; j < 3; j++) {
+        lf_engine_request_t req = base;
+        req.prompt = s_rows[j].prompt, req.negative = s_rows[j].negative;
+        req.seed = s_rows[j].seed, req.batch = s_rows[j].batch;
+        lf_engine_result_t res = {0};
+        if (lf_engine_generate(e, &req, s_keep_preview, &alone[j], NULL, &res)) fail_msg("%s", lf_engine_errstr(e));
+        lf_engine_result_clear(&res);
+    }
+    /* Rows 2, 0, 1: the first row's image is not image 0 of every row. */
+    static const int order[3] = {2, 0, 1};
+    lf_engine_row_t rows[3];
+    for (int k = 0; k < 3; k++) {
+        rows[k] = s_rows[order[k]];
+        rows[k].progress = s_keep_preview, rows[k].progress_ud = &batched[order[k]];
+    }
+    lf_engine_request_t req = base;
+    req.rows = rows, req.n_rows = 3;
+    lf_engine_result_t res = {0};
+    if (lf_engine_generate(e, &req, s_keep_preview, &whole, NULL, &res)) fail_msg("%s", lf_engine_errstr(e));
+    lf_engine_result_clear(&res);
+    for (int j = 0; j < 3; j++) {
+        assert_int_equal(batched[j].calls, base.steps); /* each step, as the generate-level callback */
+        for (int st = 0; st < base.steps - 1; st++) {
+            assert_non_null(alone[j].png[st]);
+            assert_non_null(batched[j].png[st]);
+            assert_int_equal(batched[j].len[st], alone[j].len[st]);
+            assert_memory_equal(batched[j].png[st], alone[j].png[st], alone[j].len[st]);
+        }
+        assert_null(batched[j].png[base.steps - 1]);
+    }
+    /* The jobs' previews differ (the check above means something), and the
+     * generate-level one is still the batch's first image (row 2's). */
+    assert_true(batched[0].len[1] != batched[2].len[1] ||
+                memcmp(batched[0].png[1], batched[2].png[1], batched[0].len[1]));
+    assert_int_equal(whole.len[1], alone[2].len[1]);
+    assert_memory_equal(whole.png[1], alone[2].png[1], alone[2].len[1]);
+    for (int j = 0; j < 3; j++) s_previews_clear(&alone[j]), s_previews_clear(&batched[j]);
+    s_previews_clear(&whole);
+    lf_engine_destroy(&e);
+}
+
 /* What cannot run batched is refused (the worker then runs the jobs one by one). */
 static void test_refused(void **state)
 {
@@ -156,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_same_bytes_euler_a),
         cmocka_unit_test(test_same_bytes_dpmpp_2m_karras),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_row_previews),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

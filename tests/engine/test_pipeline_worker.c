@@ -213,25 +213,42 @@ static void test_discovery_and_job(void **state)
 
 /* Batched jobs (lf_runner_run_batch): jobs of one batch key run as one
  * batch (their steps interleave) and each job's images are the bytes it
- * makes alone; a job that fails its checks fails alone; jobs of different
+ * makes alone, its previews its own image's as alone; a job that fails its checks fails alone; jobs of different
  * keys run one by one; a raised batch cancel stops them all. */
 typedef struct {
     char order[64]; /* the job letter of each progress call, in order */
     size_t n;
     char letter;
+    uint8_t *preview[4]; /* each job's last preview (by letter) */
+    size_t preview_len[4];
 } s_seq_t;
 static s_seq_t s_seq;
 static void s_seq_progress(void *ud, uint32_t step, uint32_t steps, const uint8_t *preview, size_t len)
 {
-    (void)step, (void)steps, (void)preview, (void)len;
-    if (s_seq.n + 1 < sizeof s_seq.order) s_seq.order[s_seq.n++] = *(const char *)ud;
+    (void)step, (void)steps;
+    const char c = *(const char *)ud;
+    if (s_seq.n + 1 < sizeof s_seq.order) s_seq.order[s_seq.n++] = c;
+    if (preview && len && c >= 'a' && c <= 'd') {
+        free(s_seq.preview[c - 'a']);
+        s_seq.preview[c - 'a'] = malloc(len);
+        assert_non_null(s_seq.preview[c - 'a']);
+        memcpy(s_seq.preview[c - 'a'], preview, len);
+        s_seq.preview_len[c - 'a'] = len;
+    }
+}
+
+static void s_seq_clear(void)
+{
+    for (int i = 0; i < 4; i++) free(s_seq.preview[i]);
+    memset(&s_seq, 0, sizeof s_seq);
 }
 
 static void test_batch(void **state)
 {
     s_fix_t *f = *state;
     if (!f->have_vocab) skip();
-    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models};
+    /* A preview at step 1 of 2: each job's own image's, batched as alone. */
+    lf_runner_env_t env = {.device = "cpu", .models_dir = f->models, .preview_every = 1};
     static const lf_runner_backend_t *const backends[] = {&lf_engine_runner_backend};
     lf_runner_t *r = lf_runner_new(&env, backends, 1);
     assert_non_null(r);
@@ -247,14 +264,28 @@ static void test_batch(void **state)
     lf_runner_output_t alone[4] = {{0}}, outs[4];
     int codes[4];
     char errs[4][256], err[256];
+    uint8_t *prev_alone[2] = {NULL, NULL};
+    size_t prev_alone_len[2] = {0, 0};
+    s_seq_clear();
     for (int j = 0; j < 4; j++) {
         jobs[j] = (lf_runner_job_t){.params = &p[j], .progress = s_seq_progress, .progress_ud = (void *)&letters[j]};
         if (j != 2 && lf_runner_run(r, &jobs[j], &alone[j], err, sizeof err)) fail_msg("%s", err);
     }
-    memset(&s_seq, 0, sizeof s_seq);
+    for (int j = 0; j < 2; j++) {
+        prev_alone[j] = s_seq.preview[j], prev_alone_len[j] = s_seq.preview_len[j];
+        s_seq.preview[j] = NULL;
+        assert_non_null(prev_alone[j]);
+    }
+    assert_true(prev_alone_len[0] != prev_alone_len[1] || memcmp(prev_alone[0], prev_alone[1], prev_alone_len[0]));
+    s_seq_clear();
     atomic_bool cancel = false;
     assert_int_equal(lf_runner_run_batch(r, jobs, 3, &cancel, outs, codes, errs[0], sizeof errs[0]), 0);
     assert_string_equal(s_seq.order, "abab"); /* one batch: every step is both jobs' */
+    for (int j = 0; j < 2; j++) { /* each job's preview is its own image's (was: the batch's first) */
+        assert_int_equal(s_seq.preview_len[j], prev_alone_len[j]);
+        assert_memory_equal(s_seq.preview[j], prev_alone[j], prev_alone_len[j]);
+        free(prev_alone[j]);
+    }
     assert_int_equal(codes[0], 0);
     assert_int_equal(codes[1], 0);
     assert_true(codes[2] < 0);
@@ -268,7 +299,7 @@ static void test_batch(void **state)
         lf_runner_output_clear(&outs[j]);
     }
     /* Another key: one by one, each as alone. */
-    memset(&s_seq, 0, sizeof s_seq);
+    s_seq_clear();
     lf_runner_job_t two[2] = {jobs[0], jobs[3]};
     assert_int_equal(lf_runner_run_batch(r, two, 2, &cancel, outs, codes, errs[0], sizeof errs[0]), 0);
     assert_string_equal(s_seq.order, "aadd");
@@ -283,6 +314,7 @@ static void test_batch(void **state)
     assert_int_equal(codes[1], LF_ECANCELED);
     assert_int_equal(lf_runner_run_batch(r, jobs, 0, &cancel, outs, codes, errs[0], sizeof errs[0]), LF_EINVAL);
     for (int j = 0; j < 4; j++) lf_runner_output_clear(&alone[j]);
+    s_seq_clear();
     lf_runner_destroy(&r);
 }
 

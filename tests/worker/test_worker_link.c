@@ -441,17 +441,45 @@ static void test_batch_jobs(void **state) {
     for (int i = 0; i < 3; i++) {
         lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = (char *)ids[i], .attempt = 1, .batch = i ? 0 : 3,
                       .batch_of = i ? "job-b1" : NULL};
-        a.params = (lf_job_params_t){.model = "lf-diagnostic", .width = 32, .height = 32, .steps = 10,
+        a.params = (lf_job_params_t){.model = "lf-diagnostic", .width = 32, .height = 32, .steps = 16,
                                      .step_delay_ms = 60, .batch_size = 1, .seed = 1 + i, .prompt = "a test card"};
         s_send_to(&f->b, f->b.peer, &a);
     }
-    int results = 0, cancelled = 0, hb_busy = 0;
-    bool sent = false;
+    int results = 0, cancelled = 0, hb_busy = 0, hb_all = 0, hb_after = 0;
+    bool sent = false, again = false;
     int64_t end = zclock_mono() + 20000;
     while (results + cancelled < 3 && zclock_mono() < end) {
+        int n_hb = f->b.n_hb;
         assert_int_equal(s_next(&f->b, 5000, &m), 0);
-        if (f->b.last_hb.busy && f->b.last_hb.job_id && !strcmp(f->b.last_hb.job_id, "job-b1")) hb_busy++;
-        if (m.type == LF_MSG_PROGRESS && !sent && !strcmp(m.job_id, "job-b2")) {
+        const lf_msg_t *hb = &f->b.last_hb;
+        if (hb->busy && hb->job_id && !strcmp(hb->job_id, "job-b1")) hb_busy++;
+        /* Its heartbeats list every open job of the batch with its attempt
+         * (a broker taking over mid-batch adopts each): all three while
+         * they run, b2 no more once it has answered. */
+        if (f->b.n_hb != n_hb && hb->busy && !cancelled && hb->n_jobs == 3) {
+            for (size_t j = 0; j < 3; j++) {
+                assert_string_equal(hb->jobs[j].id, ids[j]);
+                assert_int_equal(hb->jobs[j].attempt, 1);
+            }
+            hb_all++;
+        }
+        if (f->b.n_hb != n_hb && hb->busy && cancelled && !results) {
+            assert_int_equal(hb->n_jobs, 2);
+            assert_string_equal(hb->jobs[0].id, "job-b1");
+            assert_string_equal(hb->jobs[1].id, "job-b3");
+            hb_after++;
+        }
+        if (m.type == LF_MSG_PROGRESS && !again && hb_all) {
+            /* A standby broker that adopted the batch re-sends a member's
+             * ASSIGN: it is one of the run's, not refused (a refusal
+             * requeued it while it ran). */
+            lf_msg_t a = {.type = LF_MSG_ASSIGN, .job_id = "job-b3", .attempt = 1};
+            a.params = (lf_job_params_t){.model = "lf-diagnostic", .width = 32, .height = 32, .steps = 16,
+                                         .step_delay_ms = 60, .batch_size = 1, .seed = 3, .prompt = "a test card"};
+            s_send_to(&f->b, f->b.peer, &a);
+            again = true;
+        }
+        if (m.type == LF_MSG_PROGRESS && !sent && hb_all && !strcmp(m.job_id, "job-b2")) {
             s_cancel(&f->b, "job-b2");
             sent = true;
         } else if (m.type == LF_MSG_RESULT) {
@@ -468,6 +496,8 @@ static void test_batch_jobs(void **state) {
     assert_int_equal(results, 2);
     assert_int_equal(cancelled, 1);
     assert_true(hb_busy > 0);
+    assert_true(hb_all > 0);
+    assert_true(again);
     /* Idle again: the next job runs at once. */
     s_assign(&f->b, "job-b4", "lf-diagnostic", 16, 16, 2, 1, 1, 2);
     s_expect_run(&f->b, "job-b4", 2, 5000, &m);
