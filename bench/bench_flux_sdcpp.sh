@@ -39,7 +39,7 @@ run() { # name, command...
     shift
     echo "== $name: $*"
     echo "   load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    setsid sh -c 'echo -15 >/proc/self/autogroup 2>/dev/null; exec "$@"' sh $lock nice -n -15 \
+    setsid -w sh -c 'echo -15 >/proc/self/autogroup 2>/dev/null; exec "$@"' sh $lock nice -n -15 \
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_VERBOSE=2 /usr/bin/time -v "$@" \
         >"$tmp/$name.out" 2>"$tmp/$name.err" || echo "   $name failed (see below)"
     echo "   load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
