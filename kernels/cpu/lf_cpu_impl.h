@@ -97,6 +97,10 @@ typedef struct {
      * accumulation and results; needs oneDNN and AVX512_BF16) or
      * LF_TYPE_F32, the reference. Set by lf_backend_set_precision. */
     lf_type_t compute;
+    /* ATTENTION under the bf16 compute type: bf16 products (on unless
+     * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector
+     * level is not capped below AVX-512 (LF_CPU_SIMD), else in scalar C. */
+    bool attn_bf16, attn_dpbf16;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */
     float *scratch[64];

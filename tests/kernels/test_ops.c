@@ -454,6 +454,79 @@ static void test_attention(void **state) {
     free(w2), free(wc), free(Q.data), free(K.data), free(V.data), free(O.data);
 }
 
+/* t's values rounded to bf16 after multiplying by scale (f32 tensor copy). */
+static lf_tensor_t s_round_bf16(const lf_tensor_t *t, float scale) {
+    lf_tensor_t r = lf_test_zeros(LF_TYPE_F32, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
+    float *o = r.data;
+    for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
+            for (int64_t i1 = 0; i1 < t->ne[1]; i1++)
+                for (int64_t i0 = 0; i0 < t->ne[0]; i0++)
+                    *o++ = lf_bf16_to_f32(lf_f32_to_bf16((float)G(t, i0, i1, i2, i3) * scale));
+    return r;
+}
+
+/* Attention under the bf16 compute type: Q K^T and P V with bf16 operands
+ * and f32 accumulation, softmax in f32, for the head sizes the networks use
+ * (SD1.5 40/80/160, SDXL 64, Flux 128) and an odd one. Two references: the
+ * double result on the operands rounded to bf16 as the kernel rounds them
+ * (Q times the scale, K, V), where only P's rounding differs (half a bf16
+ * ulp, 3.9e-3, of each weight, averaging out over the keys: 7.6e-4 seen,
+ * TOL_ATTN_BF16_OPS 3e-3); and the exact double result (scores off by about
+ * |q||k| 2^-9: 3.3e-3 seen, TOL_ATTN_BF16 1e-2). A broken packing or tile
+ * walk gives errors of order 1. */
+#define TOL_ATTN_BF16_OPS 3e-3
+#define TOL_ATTN_BF16 1e-2
+static void test_attention_bf16(void **state) {
+    (void)state;
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    assert_non_null(be);
+    if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
+        fprintf(stderr, "SKIP bf16 attention: %s\n", lf_backend_describe(be));
+        lf_backend_destroy(&be);
+        return;
+    }
+    const int64_t heads[] = {40, 80, 160, 64, 128, 33};
+    for (int hi = 0; hi < 6; hi++) {
+        int64_t D = heads[hi], Nq = 70, H = 2, B = 2;
+        for (int kind = 0; kind < 3; kind++) {
+            /* Cross-attention's 77 keys (odd), then 150 keys in tiles of 64
+             * with a mask, then with a per-head mask and 6-row query blocks. */
+            int64_t Nk = kind ? 150 : 77;
+            lf_tensor_t q = lf_test_rand(LF_TYPE_F32, D, Nq, H, B, 2);
+            lf_tensor_t k = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 2);
+            lf_tensor_t v = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 1);
+            lf_tensor_t mask = lf_test_rand(LF_TYPE_F32, Nk, Nq, kind == 2 ? H : 1, 1, 2);
+            lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, D, Nq, H, B), d32 = d;
+            d32.data = calloc((size_t)lf_tensor_nbytes(&d), 1);
+            const lf_tensor_t *mk = kind ? &mask : NULL;
+            float scale = 1.0f / sqrtf((float)D);
+            if (kind) setenv("LF_ATTN_BK", "64", 1);
+            if (kind == 2) setenv("LF_ATTN_BQ", "6", 1);
+            assert_int_equal(lf_op_attention(be, &d, &q, &k, &v, mk, scale), 0);
+            unsetenv("LF_ATTN_BQ"), unsetenv("LF_ATTN_BK");
+            double *w = s_ref(&d);
+            s_ref_attention(&q, &k, &v, mk, scale, w);
+            double err = lf_test_maxerr(&d, w);
+            lf_tensor_t qr = s_round_bf16(&q, scale), kr = s_round_bf16(&k, 1), vr = s_round_bf16(&v, 1);
+            s_ref_attention(&qr, &kr, &vr, mk, 1.0, w);
+            double err_ops = lf_test_maxerr(&d, w);
+            fprintf(stderr, "bf16 attention D %lld Nk %lld: %.2e (exact) %.2e (bf16 operands)\n", (long long)D,
+                    (long long)Nk, err, err_ops);
+            assert_true(err <= TOL_ATTN_BF16);
+            assert_true(err_ops <= TOL_ATTN_BF16_OPS);
+            /* The f32 reference path gives other bytes: the bf16 path ran. */
+            assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32), LF_PRECISION_F32);
+            assert_int_equal(lf_op_attention(be, &d32, &q, &k, &v, mk, scale), 0);
+            assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_BF16), LF_PRECISION_BF16);
+            assert_true(memcmp(d.data, d32.data, lf_tensor_nbytes(&d)) != 0);
+            free(w), free(q.data), free(k.data), free(v.data), free(mask.data), free(d.data), free(d32.data);
+            free(qr.data), free(kr.data), free(vr.data);
+        }
+    }
+    lf_backend_destroy(&be);
+}
+
 /* ---- elementwise ---- */
 
 static double s_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
@@ -780,6 +853,7 @@ int main(void) {
         cmocka_unit_test(test_layer_rms_norm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_bf16),
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_layout),
