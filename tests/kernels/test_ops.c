@@ -329,6 +329,39 @@ static void test_group_norm(void **state) {
     }
 }
 
+/* Group norm with its fused SiLU against the unfused pair (group norm, then
+ * the SILU op), f32 and bf16 outputs, on whole contiguous channel planes (the
+ * one-pass vector path), on a row-strided view and on bf16 input (row by
+ * row). The same arithmetic either way: f32 within 1e-6, bf16 outputs
+ * within one bf16 ulp (the pair rounds once more). */
+static void test_group_norm_silu(void **state) {
+    lf_backend_t *be = *state;
+    for (int variant = 0; variant < 4; variant++) {
+        lf_type_t ot = variant == 1 ? LF_TYPE_BF16 : LF_TYPE_F32, it = variant == 3 ? LF_TYPE_BF16 : LF_TYPE_F32;
+        int64_t W = 67, H = 9, C = 32, N = 2, groups = 8;
+        lf_tensor_t wide = lf_test_rand(it, W + 5, H, C, N, 3), x = wide;
+        if (variant == 2) x = lf_tensor_slice(&wide, 0, 3, W); /* rows strided */
+        else x = lf_test_rand(it, W, H, C, N, 3);
+        lf_tensor_t ga = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 2), bt = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 2);
+        lf_tensor_t fused = lf_test_zeros(ot, W, H, C, N), plain = lf_test_zeros(LF_TYPE_F32, W, H, C, N);
+        lf_tensor_t pair = lf_test_zeros(ot, W, H, C, N);
+        assert_int_equal(lf_op_group_norm(be, &fused, &x, &ga, &bt, (int)groups, 1e-5f, 1), 0);
+        assert_int_equal(lf_op_group_norm(be, &plain, &x, &ga, &bt, (int)groups, 1e-5f, 0), 0);
+        assert_int_equal(lf_op_silu(be, &pair, &plain), 0);
+        double *want = s_ref(&pair);
+        int64_t n = lf_tensor_nelements(&pair), k = 0;
+        for (int64_t i3 = 0; i3 < N; i3++)
+            for (int64_t i2 = 0; i2 < C; i2++)
+                for (int64_t i1 = 0; i1 < H; i1++)
+                    for (int64_t i0 = 0; i0 < W; i0++) want[k++] = G(&pair, i0, i1, i2, i3);
+        assert_int_equal(k, n);
+        assert_true(lf_test_maxerr(&fused, want) <= (ot == LF_TYPE_BF16 ? 7.9e-3 : 1e-6));
+        free(want), free(wide.data), free(ga.data), free(bt.data), free(fused.data), free(plain.data);
+        free(pair.data);
+        if (variant != 2) free(x.data);
+    }
+}
+
 static void test_layer_rms_norm(void **state) {
     lf_backend_t *be = *state;
     int64_t D = 37, R = 7;
@@ -850,6 +883,7 @@ int main(void) {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_bf16_compute),
         cmocka_unit_test(test_group_norm),
+        cmocka_unit_test(test_group_norm_silu),
         cmocka_unit_test(test_layer_rms_norm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_attention),
