@@ -214,7 +214,8 @@ typedef struct {
     int64_t bq, bk, nqb, lds;     /* lds: S and P row stride, bk rounded up to a panel */
     int64_t Dp, Dvp, kpad;        /* D even, Dv to 16, Nk to a panel */
     int64_t kstride, vstride;     /* bf16 elements per (batch, head) of Kp and Vp */
-    uint16_t *Kp, *Vp;
+    uint16_t *Kp, *Vp, *Kl;       /* Kl: K - bf16(K), rounded again (split3) */
+    bool split3;                  /* Q K^T as Qh Kh + Qh Kl + Ql Kh (LF_ATTN_QK=bf16x3) */
     int failed;
 } s_attn16_job_t;
 
@@ -236,11 +237,19 @@ static void s_pack_task(void *arg, int64_t task, int thread) {
     }
     uint16_t *Kp = j->Kp + task * j->kstride, *Vp = j->Vp + task * j->vstride;
     int64_t hp = j->Dp / 2;
-    for (int64_t key = 0; key < j->kpad; key++) {
-        if (key < Nk) s_row_bf16(j->dp, s_row(k, key, h, b), D, 1.0f, tmp, j->Dp);
-        else memset(tmp, 0, (size_t)j->Dp * 2);
-        uint16_t *panel = Kp + key / S_PANEL * hp * 2 * S_PANEL + 2 * (key % S_PANEL);
-        for (int64_t p = 0; p < hp; p++) memcpy(panel + p * 2 * S_PANEL, tmp + 2 * p, 4);
+    for (int split = 0; split < (j->split3 ? 2 : 1); split++) {
+        uint16_t *dst = split ? j->Kl + task * j->kstride : Kp;
+        for (int64_t key = 0; key < j->kpad; key++) {
+            if (key >= Nk) memset(tmp, 0, (size_t)j->Dp * 2);
+            else if (!split) s_row_bf16(j->dp, s_row(k, key, h, b), D, 1.0f, tmp, j->Dp);
+            else { /* the part bf16 lost */
+                const float *x = s_row(k, key, h, b);
+                for (int64_t i = 0; i < j->Dp; i++)
+                    tmp[i] = i < D ? lf_f32_to_bf16(x[i] - lf_bf16_to_f32(lf_f32_to_bf16(x[i]))) : 0;
+            }
+            uint16_t *panel = dst + key / S_PANEL * hp * 2 * S_PANEL + 2 * (key % S_PANEL);
+            for (int64_t p = 0; p < hp; p++) memcpy(panel + p * 2 * S_PANEL, tmp + 2 * p, 4);
+        }
     }
     uint16_t *t0 = tmp + j->Dp, *t1 = t0 + j->Dvp;
     for (int64_t p = 0; p < (Nk + 1) / 2; p++) {
@@ -254,7 +263,7 @@ static void s_pack_task(void *arg, int64_t task, int thread) {
 
 static size_t s_attn16_scratch(const s_attn16_job_t *j) {
     /* S, O, m, l in f32; Q and P in bf16 (counted in floats). */
-    return (size_t)(j->bq * (j->lds + j->Dvp + 2) + (j->bq * (j->Dp + j->lds) + 1) / 2 + 16);
+    return (size_t)(j->bq * (j->lds + j->Dvp + 2) + (j->bq * (2 * j->Dp + j->lds) + 1) / 2 + 16);
 }
 
 static void s_attn16_task(void *arg, int64_t task, int thread) {
@@ -272,19 +281,30 @@ static void s_attn16_task(void *arg, int64_t task, int thread) {
         return;
     }
     float *O = S + j->bq * lds, *m = O + j->bq * Dvp, *l = m + j->bq;
-    uint16_t *Qb = (uint16_t *)(l + j->bq), *Pb = Qb + j->bq * Dp;
+    uint16_t *Qb = (uint16_t *)(l + j->bq), *Ql = Qb + j->bq * Dp, *Pb = Ql + j->bq * Dp;
     const uint16_t *Kp = j->Kp + (b * H + h) * j->kstride, *Vp = j->Vp + (b * H + h) * j->vstride;
+    const uint16_t *Kl = j->split3 ? j->Kl + (b * H + h) * j->kstride : NULL;
     const lf__cpu_simd_t *simd = &j->cpu->simd;
     for (int64_t r = 0; r < rows; r++) {
         s_row_bf16(j->dp, s_row(q, r0 + r, h, b), D, n->p.attention.scale, Qb + r * Dp, Dp);
+        if (j->split3) {
+            const float *x = s_row(q, r0 + r, h, b);
+            for (int64_t i = 0; i < Dp; i++)
+                Ql[r * Dp + i] = i < D ? lf_f32_to_bf16(x[i] * n->p.attention.scale - lf_bf16_to_f32(Qb[r * Dp + i])) : 0;
+        }
         m[r] = -INFINITY, l[r] = 0;
     }
     memset(O, 0, (size_t)(rows * Dvp) * 4);
     for (int64_t c0 = 0; c0 < Nk; c0 += bk) {
         int64_t cols = Nk - c0 < bk ? Nk - c0 : bk, cpad = (cols + 1) / 2 * 2;
-        for (int64_t pp = 0; pp * S_PANEL < cols; pp++)
-            s_gemm_bf16(j->dp, rows, S_PANEL / 16, Dp / 2, Qb, Dp, Kp + (c0 / S_PANEL + pp) * Dp * S_PANEL,
-                        2 * S_PANEL, S + pp * S_PANEL, lds, false);
+        for (int64_t pp = 0; pp * S_PANEL < cols; pp++) {
+            int64_t off = (c0 / S_PANEL + pp) * Dp * S_PANEL;
+            s_gemm_bf16(j->dp, rows, S_PANEL / 16, Dp / 2, Qb, Dp, Kp + off, 2 * S_PANEL, S + pp * S_PANEL, lds, false);
+            if (Kl) {
+                s_gemm_bf16(j->dp, rows, S_PANEL / 16, Dp / 2, Qb, Dp, Kl + off, 2 * S_PANEL, S + pp * S_PANEL, lds, true);
+                s_gemm_bf16(j->dp, rows, S_PANEL / 16, Dp / 2, Ql, Dp, Kp + off, 2 * S_PANEL, S + pp * S_PANEL, lds, true);
+            }
+        }
         for (int64_t r = 0; r < rows; r++) {
             float *s = S + r * lds;
             if (mask) {
@@ -331,10 +351,13 @@ static int s_attention_bf16(lf__cpu_ctx_t *c, const lf_node_t *n) {
     j.lds = s_up(j.bk, S_PANEL);
     j.Dp = s_up(q->ne[0], 2), j.Dvp = s_up(v->ne[0], 16), j.kpad = s_up(Nk, S_PANEL);
     j.kstride = j.kpad * j.Dp, j.vstride = s_up(Nk, 2) * j.Dvp;
-    size_t pack = (size_t)(heads * (j.kstride + j.vstride)) * 2;
+    const char *qk = getenv("LF_ATTN_QK");
+    j.split3 = qk && !strcmp(qk, "bf16x3");
+    size_t pack = (size_t)(heads * ((j.split3 ? 2 : 1) * j.kstride + j.vstride)) * 2;
     j.Kp = lf__cpu_work(c, pack + 64);
     if (!j.Kp) return LF_ENOMEM;
     j.Vp = j.Kp + heads * j.kstride;
+    j.Kl = j.split3 ? j.Vp + heads * j.vstride : NULL;
     for (int t = 0; t < c->n_threads; t++)
         if (!lf__cpu_scratch(c, t, s_attn16_scratch(&j))) return LF_ENOMEM;
     lf__cpu_pool_run(c->pool, heads, s_pack_task, &j);
