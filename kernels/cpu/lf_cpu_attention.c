@@ -178,6 +178,13 @@ S_BLOCK_ROW(1) S_BLOCK_ROW(2) S_BLOCK_ROW(3) S_BLOCK_ROW(4) S_BLOCK_ROW(5) S_BLO
 static const s_block_fn s_blocks[S_MR][S_MV] = {S_BLOCK_REF(1), S_BLOCK_REF(2), S_BLOCK_REF(3),
                                                 S_BLOCK_REF(4), S_BLOCK_REF(5), S_BLOCK_REF(6)};
 
+static inline float s_bf(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* The same arithmetic in C: bf16 products are exact in f32. */
 static void s_block_scalar(int R, int NV, int64_t kp, const uint16_t *A, int64_t lda, const uint16_t *B,
                            int64_t ldb, float *C, int64_t ldc, bool acc) {
@@ -186,7 +193,7 @@ static void s_block_scalar(int R, int NV, int64_t kp, const uint16_t *A, int64_t
             float s = acc ? C[r * ldc + c] : 0.0f;
             for (int64_t p = 0; p < kp; p++) {
                 const uint16_t *a = A + r * lda + 2 * p, *b = B + p * ldb + 2 * c;
-                s += lf_bf16_to_f32(a[0]) * lf_bf16_to_f32(b[0]) + lf_bf16_to_f32(a[1]) * lf_bf16_to_f32(b[1]);
+                s += s_bf(a[0]) * s_bf(b[0]) + s_bf(a[1]) * s_bf(b[1]);
             }
             C[r * ldc + c] = s;
         }
