@@ -4,9 +4,11 @@
  *   matmul     lf_op_matmul vs cblas_sgemm of the same shape
  *   conv2d     3x3 at 64x64x320 and 8x8x1280 (im2col + sgemm) vs the sgemm of
  *              its implicit GEMM shape; oneDNN beside it when built with it
- *   attention  fused, 8 heads, 4096 tokens x 40 and 1024 x 80 (and 256 x 160)
- *              vs the time of its two matrix products (Q K^T and P V) done
- *              with full N x N scores; the op's memory is shown in bytes
+ *   attention  fused, 8 heads, 4096 tokens x 40 and 1024 x 80 (and 256 x 160,
+ *              SDXL's 4096 x 64, Flux's 1536 x 128) vs the time of its two
+ *              matrix products (Q K^T and P V) done with full N x N scores;
+ *              the bf16 form (bf16 compute type) beside the f32 one; the
+ *              op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
  *                      [--only matmul|conv|attention|rowwise|graph].
@@ -301,7 +303,7 @@ static void s_attn_gemms(void *p) {
     }
 }
 
-static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
+static void s_bench_attention(lf_backend_t *be, lf_backend_t *bf16, int N, int D, int H) {
     size_t n = (size_t)N * D * H;
     float *q = s_rand(n), *k = s_rand(n), *v = s_rand(n), *o = malloc(n * 4);
     float *scores = malloc((size_t)N * N * 4);
@@ -313,10 +315,12 @@ static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
     op.node.p.attention.scale = 1.0f / sqrtf((float)D);
     s_attn_ref_t r = {N, D, H, q, k, v, scores, o};
     size_t ws0 = lf_backend_workspace_bytes(be);
-    s_fn fns[2] = {s_attn_gemms, s_run_op};
-    void *ctxs[2] = {&r, &op};
-    double t[2];
-    s_time_n(2, fns, ctxs, t);
+    s_op_t op16 = op;
+    op16.be = bf16;
+    s_fn fns[3] = {s_attn_gemms, s_run_op, s_run_op};
+    void *ctxs[3] = {&r, &op, &op16};
+    double t[3];
+    s_time_n(bf16 ? 3 : 2, fns, ctxs, t);
     double tref = t[0], top = t[1];
     size_t ws = lf_backend_workspace_bytes(be);
     double flops = lf_node_flops(&op.node);
@@ -326,6 +330,9 @@ static void s_bench_attention(lf_backend_t *be, int N, int D, int H) {
     printf("attention N=%-5d D=%-4d H=%d  fused %7.2f ms (%6.1f GFLOP/s)  two sgemm %7.2f ms  "
            "ratio %.2f (target <= 1.50)\n",
            N, D, H, top * 1e3, flops / top * 1e-9, tref * 1e3, top / tref);
+    if (bf16)
+        printf("          bf16: fused %7.2f ms (%6.1f GFLOP/s), f32 / bf16 %.2f\n", t[2] * 1e3,
+               flops / t[2] * 1e-9, top / t[2]);
     printf("          memory: q/k/v/o %.1f MB + op scratch %.2f MB (%.2f MB before);"
            " N*N*H scores would be %.1f MB\n",
            io / 1e6, (double)ws / 1e6, (double)ws0 / 1e6, (double)N * N * H * 4 / 1e6);
@@ -435,11 +442,14 @@ int main(int argc, char **argv) {
     }
     if (ON("attention")) {
         /* A fresh backend per shape, so its scratch is the op's alone. */
-        int shapes[3][2] = {{4096, 40}, {1024, 80}, {256, 160}};
-        for (int i = 0; i < (quick ? 2 : 3); i++) {
-            lf_backend_t *ab = lf_backend_cpu_new(threads);
-            s_bench_attention(ab, shapes[i][0], shapes[i][1], 8);
+        int shapes[5][2] = {{4096, 40}, {1024, 80}, {256, 160}, {4096, 64}, {1536, 128}};
+        for (int i = 0; i < (quick ? 2 : 5); i++) {
+            lf_backend_t *ab = lf_backend_cpu_new(threads), *ab16 = lf_backend_cpu_new(threads);
+            if (ab16 && lf_backend_set_precision(ab16, LF_PRECISION_BF16) != LF_PRECISION_BF16)
+                lf_backend_destroy(&ab16);
+            s_bench_attention(ab, ab16, shapes[i][0], shapes[i][1], 8);
             lf_backend_destroy(&ab);
+            lf_backend_destroy(&ab16);
         }
     }
     if (ON("rowwise")) s_bench_rowwise(be);

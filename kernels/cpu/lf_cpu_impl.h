@@ -29,6 +29,10 @@ typedef struct {
     void (*silu)(float *y, const float *x, int64_t n);
     /* y = gelu_erf(x) * (mul ? mul : 1); y may be x. */
     void (*gelu)(float *y, const float *x, const float *mul, int64_t n);
+    /* *sum = sum of x[0..n), *sq = sum of squares (f32 partials). */
+    void (*sum_sq)(const float *x, int64_t n, float *sum, float *sq);
+    /* y = x * a + b, then SiLU when silu (group norm's one output pass); y may be x. */
+    void (*affine)(float *y, const float *x, int64_t n, float a, float b, bool silu);
     const char *name; /* "avx512", "avx2", "scalar" */
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
@@ -97,6 +101,10 @@ typedef struct {
      * accumulation and results; needs oneDNN and AVX512_BF16) or
      * LF_TYPE_F32, the reference. Set by lf_backend_set_precision. */
     lf_type_t compute;
+    /* ATTENTION under the bf16 compute type: bf16 products (on unless
+     * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector
+     * level is not capped below AVX-512 (LF_CPU_SIMD), else in scalar C. */
+    bool attn_bf16, attn_dpbf16;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */
     float *scratch[64];

@@ -282,27 +282,35 @@ typedef struct {
     int failed;
 } s_gn_job_t;
 
+/* Rows of ne0 elements, or whole channel planes when x and dst (f32) hold
+ * them contiguously: one vector pass over 4096 elements instead of 64. */
+static bool s_gn_planes(const lf_tensor_t *x, const lf_tensor_t *d) {
+    return x->type == LF_TYPE_F32 && d->type == LF_TYPE_F32 && x->nb[0] == 4 && d->nb[0] == 4 &&
+           x->nb[1] == (size_t)x->ne[0] * 4 && d->nb[1] == (size_t)d->ne[0] * 4;
+}
+
 static void s_gn_task(void *arg, int64_t task, int thread) {
     s_gn_job_t *j = arg;
     const lf_node_t *n = j->node;
     const lf_tensor_t *x = n->src[0];
+    const lf__cpu_simd_t *simd = &j->cpu->simd;
     int groups = n->p.group_norm.groups;
     int64_t cg = x->ne[2] / groups, g = task % groups, i3 = task / groups;
-    int64_t ne0 = x->ne[0], ne1 = x->ne[1];
-    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * ne0));
+    bool planes = s_gn_planes(x, n->dst);
+    int64_t len = planes ? x->ne[0] * x->ne[1] : x->ne[0], nrows = planes ? 1 : x->ne[1];
+    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * x->ne[0]));
     if (!tmp) {
         j->failed = 1;
         return;
     }
     double sum = 0, sq = 0;
     for (int64_t c = g * cg; c < (g + 1) * cg; c++)
-        for (int64_t i1 = 0; i1 < ne1; i1++) {
-            const float *r = s_load(x, i1, c, i3, tmp);
-            float s1 = 0, s2 = 0; /* per-row partials in float, groups in double */
-            for (int64_t i = 0; i < ne0; i++) s1 += r[i], s2 += r[i] * r[i];
+        for (int64_t i1 = 0; i1 < nrows; i1++) {
+            float s1, s2; /* per-row partials in float, groups in double */
+            simd->sum_sq(s_load(x, i1, c, i3, tmp), len, &s1, &s2);
             sum += s1, sq += s2;
         }
-    double cnt = (double)(cg * ne1 * ne0), mean = sum / cnt;
+    double cnt = (double)(cg * x->ne[1] * x->ne[0]), mean = sum / cnt;
     double var = sq / cnt - mean * mean;
     if (var < 0) var = 0;
     float inv = (float)(1.0 / sqrt(var + n->p.group_norm.eps)), fm = (float)mean;
@@ -310,11 +318,10 @@ static void s_gn_task(void *arg, int64_t task, int thread) {
         float ga = n->src[1] ? s_ld(n->src[1]->type, s_at(n->src[1], c, 0, 0, 0)) : 1.0f;
         float be = n->src[2] ? s_ld(n->src[2]->type, s_at(n->src[2], c, 0, 0, 0)) : 0.0f;
         float sc = inv * ga, sh = be - fm * inv * ga;
-        for (int64_t i1 = 0; i1 < ne1; i1++) {
+        for (int64_t i1 = 0; i1 < nrows; i1++) {
             const float *r = s_load(x, i1, c, i3, tmp);
-            float *o = s_out(n->dst, i1, c, i3, tmp + ne0);
-            for (int64_t i = 0; i < ne0; i++) o[i] = r[i] * sc + sh;
-            if (n->p.group_norm.act) j->cpu->simd.silu(o, o, ne0);
+            float *o = s_out(n->dst, i1, c, i3, tmp + x->ne[0]);
+            simd->affine(o, r, len, sc, sh, n->p.group_norm.act != 0);
             s_store(n->dst, i1, c, i3, o);
         }
     }

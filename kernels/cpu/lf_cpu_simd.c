@@ -1,5 +1,6 @@
 /* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
- * and max for softmax and attention; SiLU and erf-GELU for activations), in
+ * and max for softmax and attention; SiLU and erf-GELU for activations; the
+ * sums and the scale-shift(-SiLU) pass of group norm), in
  * AVX-512, AVX2 and scalar forms.
  *
  * Release binaries are built without -march; each vector form carries a
@@ -48,6 +49,19 @@ static void s_gelu_scalar(float *y, const float *x, const float *mul, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         float g = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         y[i] = mul ? mul[i] * g : g;
+    }
+}
+
+static void s_sum_sq_scalar(const float *x, int64_t n, float *sum, float *sq) {
+    float s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) s1 += x[i], s2 += x[i] * x[i];
+    *sum = s1, *sq = s2;
+}
+
+static void s_affine_scalar(float *y, const float *x, int64_t n, float a, float b, bool silu) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * a + b;
+        y[i] = silu ? v / (1.0f + expf(-v)) : v;
     }
 }
 
@@ -110,6 +124,37 @@ __attribute__((target("avx512f"))) static void s_silu_avx512(float *y, const flo
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
         __m512 e = s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
         _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}
+
+/* Four accumulators each: the adds' latency, not their count, bounds a
+ * single chain. */
+__attribute__((target("avx512f"))) static void s_sum_sq_avx512(const float *x, int64_t n, float *sum, float *sq) {
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int u = 0; u < 4; u++) {
+            __m512 v = _mm512_loadu_ps(x + i + 16 * u);
+            s[u] = _mm512_add_ps(s[u], v), q[u] = _mm512_fmadd_ps(v, v, q[u]);
+        }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        s[0] = _mm512_add_ps(s[0], v), q[0] = _mm512_fmadd_ps(v, v, q[0]);
+    }
+    *sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+    *sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(q[0], q[1]), _mm512_add_ps(q[2], q[3])));
+}
+
+__attribute__((target("avx512f"))) static void s_affine_avx512(float *y, const float *x, int64_t n, float a, float b,
+                                                               bool silu) {
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), va, vb);
+        if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+        _mm512_mask_storeu_ps(y + i, k, v);
     }
 }
 
@@ -221,16 +266,47 @@ __attribute__((target("avx2,fma"))) static void s_gelu_avx2(float *y, const floa
     s_gelu_scalar(y + i, x + i, mul ? mul + i : NULL, n - i);
 }
 
+__attribute__((target("avx2,fma"))) static void s_sum_sq_avx2(const float *x, int64_t n, float *sum, float *sq) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        s0 = _mm256_add_ps(s0, a), s1 = _mm256_add_ps(s1, b);
+        q0 = _mm256_fmadd_ps(a, a, q0), q1 = _mm256_fmadd_ps(b, b, q1);
+    }
+    float bs[8], bq[8], ts, tq;
+    _mm256_storeu_ps(bs, _mm256_add_ps(s0, s1));
+    _mm256_storeu_ps(bq, _mm256_add_ps(q0, q1));
+    s_sum_sq_scalar(x + i, n - i, &ts, &tq);
+    for (int j = 0; j < 8; j++) ts += bs[j], tq += bq[j];
+    *sum = ts, *sq = tq;
+}
+
+__attribute__((target("avx2,fma"))) static void s_affine_avx2(float *y, const float *x, int64_t n, float a, float b,
+                                                              bool silu) {
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, vb);
+        if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, s_exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        _mm256_storeu_ps(y + i, v);
+    }
+    s_affine_scalar(y + i, x + i, n - i, a, b, silu);
+}
+
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
     if (avx512) {
         simd->exp_sum = s_exp_sum_avx512, simd->max = s_max_avx512, simd->name = "avx512";
         simd->silu = s_silu_avx512, simd->gelu = s_gelu_avx512;
+        simd->sum_sq = s_sum_sq_avx512, simd->affine = s_affine_avx512;
     } else if (avx2) {
         simd->exp_sum = s_exp_sum_avx2, simd->max = s_max_avx2, simd->name = "avx2";
         simd->silu = s_silu_avx2, simd->gelu = s_gelu_avx2;
+        simd->sum_sq = s_sum_sq_avx2, simd->affine = s_affine_avx2;
     } else {
         simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
         simd->silu = s_silu_scalar, simd->gelu = s_gelu_scalar;
+        simd->sum_sq = s_sum_sq_scalar, simd->affine = s_affine_scalar;
     }
 }
 

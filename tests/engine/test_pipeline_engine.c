@@ -375,9 +375,10 @@ static void test_e2e_cache(void **state)
 /* Compute precision through the facade on the built-in model (a real
  * trained model): bf16 matrix products give the f32 image within
  * PSNR_BF16_MEAN dB on average over these 3 prompt/seed pairs, and no pair
- * under PSNR_BF16_MIN (measured 36.3, 49.5 and 46.5 dB: a 6-step sampler
- * amplifies rounding at some seeds, so one pair's figure moves with the
- * kernels' summation order), the infotext says
+ * under PSNR_BF16_MIN (measured 30.1, 49.0 and 45.9 dB with bf16 attention;
+ * 40.1, 51.4, 45.1 with it f32: a 6-step sampler amplifies rounding at some
+ * seeds, so the first pair's figure moves by +-10 dB with any change of the
+ * kernels' rounding or summation order, docs/PERFORMANCE.md), the infotext says
  * "Precision: bf16" only when bf16 ran, and a bad word names the field. On a
  * CPU without AVX512_BF16, bf16 runs as f32: the same pixels. The precision
  * is the request's: a job that names none, right after a bf16 one, runs in

@@ -329,6 +329,39 @@ static void test_group_norm(void **state) {
     }
 }
 
+/* Group norm with its fused SiLU against the unfused pair (group norm, then
+ * the SILU op), f32 and bf16 outputs, on whole contiguous channel planes (the
+ * one-pass vector path), on a row-strided view and on bf16 input (row by
+ * row). The same arithmetic either way: f32 within 1e-6, bf16 outputs
+ * within one bf16 ulp (the pair rounds once more). */
+static void test_group_norm_silu(void **state) {
+    lf_backend_t *be = *state;
+    for (int variant = 0; variant < 4; variant++) {
+        lf_type_t ot = variant == 1 ? LF_TYPE_BF16 : LF_TYPE_F32, it = variant == 3 ? LF_TYPE_BF16 : LF_TYPE_F32;
+        int64_t W = 67, H = 9, C = 32, N = 2, groups = 8;
+        lf_tensor_t wide = lf_test_rand(it, W + 5, H, C, N, 3), x = wide;
+        if (variant == 2) x = lf_tensor_slice(&wide, 0, 3, W); /* rows strided */
+        else x = lf_test_rand(it, W, H, C, N, 3);
+        lf_tensor_t ga = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 2), bt = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 2);
+        lf_tensor_t fused = lf_test_zeros(ot, W, H, C, N), plain = lf_test_zeros(LF_TYPE_F32, W, H, C, N);
+        lf_tensor_t pair = lf_test_zeros(ot, W, H, C, N);
+        assert_int_equal(lf_op_group_norm(be, &fused, &x, &ga, &bt, (int)groups, 1e-5f, 1), 0);
+        assert_int_equal(lf_op_group_norm(be, &plain, &x, &ga, &bt, (int)groups, 1e-5f, 0), 0);
+        assert_int_equal(lf_op_silu(be, &pair, &plain), 0);
+        double *want = s_ref(&pair);
+        int64_t n = lf_tensor_nelements(&pair), k = 0;
+        for (int64_t i3 = 0; i3 < N; i3++)
+            for (int64_t i2 = 0; i2 < C; i2++)
+                for (int64_t i1 = 0; i1 < H; i1++)
+                    for (int64_t i0 = 0; i0 < W; i0++) want[k++] = G(&pair, i0, i1, i2, i3);
+        assert_int_equal(k, n);
+        assert_true(lf_test_maxerr(&fused, want) <= (ot == LF_TYPE_BF16 ? 7.9e-3 : 1e-6));
+        free(want), free(wide.data), free(ga.data), free(bt.data), free(fused.data), free(plain.data);
+        free(pair.data);
+        if (variant != 2) free(x.data);
+    }
+}
+
 static void test_layer_rms_norm(void **state) {
     lf_backend_t *be = *state;
     int64_t D = 37, R = 7;
@@ -452,6 +485,92 @@ static void test_attention(void **state) {
     assert_int_equal(lf_op_attention(be, &ov, &qv, &kv, &vv, NULL, 1.0f / sqrtf((float)hd)), 0);
     assert_true(lf_test_maxerr(&O, wc) <= TOL_F32);
     free(w2), free(wc), free(Q.data), free(K.data), free(V.data), free(O.data);
+}
+
+/* t's values rounded to bf16 after multiplying by scale (f32 tensor copy). */
+static lf_tensor_t s_round_bf16(const lf_tensor_t *t, float scale) {
+    lf_tensor_t r = lf_test_zeros(LF_TYPE_F32, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
+    float *o = r.data;
+    for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
+            for (int64_t i1 = 0; i1 < t->ne[1]; i1++)
+                for (int64_t i0 = 0; i0 < t->ne[0]; i0++)
+                    *o++ = lf_bf16_to_f32(lf_f32_to_bf16((float)G(t, i0, i1, i2, i3) * scale));
+    return r;
+}
+
+/* Attention under the bf16 compute type: Q K^T and P V with bf16 operands
+ * and f32 accumulation, softmax in f32, for the head sizes the networks use
+ * (SD1.5 40/80/160, SDXL 64, Flux 128) and an odd one. Two references: the
+ * double result on the operands rounded to bf16 as the kernel rounds them
+ * (Q times the scale, K, V), where only P's rounding differs (half a bf16
+ * ulp, 3.9e-3, of each weight, averaging out over the keys: 7.6e-4 seen,
+ * TOL_ATTN_BF16_OPS 3e-3); and the exact double result (scores off by about
+ * |q||k| 2^-9: 3.3e-3 seen, TOL_ATTN_BF16 1e-2). A broken packing or tile
+ * walk gives errors of order 1. */
+#define TOL_ATTN_BF16_OPS 3e-3
+#define TOL_ATTN_BF16 1e-2
+static void test_attention_bf16(void **state) {
+    (void)state;
+    lf_backend_t *be = lf_backend_cpu_new(2);
+    assert_non_null(be);
+    if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
+        fprintf(stderr, "SKIP bf16 attention: %s\n", lf_backend_describe(be));
+        lf_backend_destroy(&be);
+        return;
+    }
+    const int64_t heads[] = {40, 80, 160, 64, 128, 33};
+    for (int hi = 0; hi < 6; hi++) {
+        int64_t D = heads[hi], Nq = 70, H = 2, B = 2;
+        for (int kind = 0; kind < 3; kind++) {
+            /* Cross-attention's 77 keys (odd), then 150 keys in tiles of 64
+             * with a mask, then with a per-head mask and 6-row query blocks. */
+            int64_t Nk = kind ? 150 : 77;
+            lf_tensor_t q = lf_test_rand(LF_TYPE_F32, D, Nq, H, B, 2);
+            lf_tensor_t k = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 2);
+            lf_tensor_t v = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 1);
+            lf_tensor_t mask = lf_test_rand(LF_TYPE_F32, Nk, Nq, kind == 2 ? H : 1, 1, 2);
+            lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, D, Nq, H, B), d32 = d;
+            d32.data = calloc((size_t)lf_tensor_nbytes(&d), 1);
+            const lf_tensor_t *mk = kind ? &mask : NULL;
+            float scale = 1.0f / sqrtf((float)D);
+            if (kind) setenv("LF_ATTN_BK", "64", 1);
+            if (kind == 2) setenv("LF_ATTN_BQ", "6", 1);
+            assert_int_equal(lf_op_attention(be, &d, &q, &k, &v, mk, scale), 0);
+            unsetenv("LF_ATTN_BQ"), unsetenv("LF_ATTN_BK");
+            double *w = s_ref(&d);
+            s_ref_attention(&q, &k, &v, mk, scale, w);
+            double err = lf_test_maxerr(&d, w);
+            lf_tensor_t qr = s_round_bf16(&q, scale), kr = s_round_bf16(&k, 1), vr = s_round_bf16(&v, 1);
+            s_ref_attention(&qr, &kr, &vr, mk, 1.0, w);
+            double err_ops = lf_test_maxerr(&d, w);
+            fprintf(stderr, "bf16 attention D %lld Nk %lld: %.2e (exact) %.2e (bf16 operands)\n", (long long)D,
+                    (long long)Nk, err, err_ops);
+            assert_true(err <= TOL_ATTN_BF16);
+            assert_true(err_ops <= TOL_ATTN_BF16_OPS);
+            /* LF_ATTN_QK=bf16x3: scores from split operands (about f32's), so
+             * against the exact result only P's rounding is left. */
+            if (kind == 1) {
+                setenv("LF_ATTN_QK", "bf16x3", 1), setenv("LF_ATTN_BK", "64", 1);
+                lf_tensor_t d3 = lf_test_zeros(LF_TYPE_F32, D, Nq, H, B);
+                assert_int_equal(lf_op_attention(be, &d3, &q, &k, &v, mk, scale), 0);
+                unsetenv("LF_ATTN_QK"), unsetenv("LF_ATTN_BK");
+                s_ref_attention(&q, &k, &v, mk, scale, w);
+                double err3 = lf_test_maxerr(&d3, w);
+                fprintf(stderr, "  bf16x3 scores: %.2e (exact)\n", err3);
+                assert_true(err3 <= TOL_ATTN_BF16_OPS);
+                free(d3.data);
+            }
+            /* The f32 reference path gives other bytes: the bf16 path ran. */
+            assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32), LF_PRECISION_F32);
+            assert_int_equal(lf_op_attention(be, &d32, &q, &k, &v, mk, scale), 0);
+            assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_BF16), LF_PRECISION_BF16);
+            assert_true(memcmp(d.data, d32.data, lf_tensor_nbytes(&d)) != 0);
+            free(w), free(q.data), free(k.data), free(v.data), free(mask.data), free(d.data), free(d32.data);
+            free(qr.data), free(kr.data), free(vr.data);
+        }
+    }
+    lf_backend_destroy(&be);
 }
 
 /* ---- elementwise ---- */
@@ -777,9 +896,11 @@ int main(void) {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_bf16_compute),
         cmocka_unit_test(test_group_norm),
+        cmocka_unit_test(test_group_norm_silu),
         cmocka_unit_test(test_layer_rms_norm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_bf16),
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_layout),
