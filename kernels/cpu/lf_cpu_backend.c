@@ -154,6 +154,15 @@ static lf_precision_t s_set_precision(lf_backend_t *be, lf_precision_t p) {
     return bf16 ? LF_PRECISION_BF16 : LF_PRECISION_F32;
 }
 
+static void s_forget(lf_backend_t *be, const void *p, size_t n) {
+#ifdef LF_HAVE_DNNL
+    lf__cpu_ctx_t *c = be->ctx;
+    lf__cpu_dnnl_forget(c->dnnl, p, n);
+#else
+    (void)be, (void)p, (void)n;
+#endif
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
@@ -168,6 +177,7 @@ static const lf__backend_iface_t s_iface = {
     .graph_compute = NULL,
     .workspace_bytes = s_workspace_bytes,
     .set_precision = s_set_precision,
+    .forget = s_forget,
     .destroy = s_destroy,
     .ops = s_ops,
 };

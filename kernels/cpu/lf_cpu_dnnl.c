@@ -15,8 +15,24 @@
  * grown to the largest primitive's need. oneDNN's default "library" mode
  * keeps a thread_local, reference-counted buffer per creating thread; a
  * primitive created on a worker's engine thread and destroyed on another
- * leaked it (LeakSanitizer: ~885 KB at every worker exit). */
+ * leaked it (LeakSanitizer: ~885 KB at every worker exit).
+ *
+ * Pre-packed weights: a weight mapped from its file (lf_pool_tensor_mapped,
+ * buffer LF_BUFFER_WEIGHTS_MAPPED) is converted to the compute type and
+ * reordered into the layout the primitive wants (blocked convolution
+ * weights, the matmul's packed B) once, at its first use, and that copy is
+ * used from then on; the file's pages under it are handed back to the
+ * kernel (MADV_PAGEOUT: clean file pages go, pages a LoRA merge made
+ * private stay), so the packed copy replaces the file copy in RSS rather
+ * than adding to it. Only where the packed copy is no larger than the
+ * stored weight (bf16 from f16 or bf16; f32 from f32): an f32 copy of an
+ * f16 weight would double its memory, so f32 products of f16 weights keep
+ * converting per call. Copies are dropped when the weight's bytes change or
+ * go (lf__cpu_dnnl_forget, from lf_backend_forget). LF_CPU_PREPACK=0 turns
+ * this off (comparisons). */
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +65,19 @@ typedef struct {
      * where the layouts are the same. */
     dnnl_primitive_t reorder[3];
     dnnl_memory_t user[3];
+    /* The primitive's weights layout and ours (plain, compute type). */
+    dnnl_memory_desc_t wmd, wplain;
 } s_entry_t;
+
+/* One pre-packed weight. */
+typedef struct {
+    const void *src; /* the weight's bytes as the model holds them (the key) */
+    size_t src_bytes;
+    lf_type_t ct;
+    dnnl_memory_desc_t md; /* layout of data */
+    void *data;            /* owned */
+    size_t bytes;
+} s_packed_t;
 
 struct lf__cpu_dnnl {
     dnnl_engine_t engine;
@@ -66,6 +94,10 @@ struct lf__cpu_dnnl {
      * gives it the backend's count on the calling thread before each run. */
     void (*omp_set_num_threads)(int);
     int n_threads;
+    bool prepack; /* LF_CPU_PREPACK != 0 */
+    s_packed_t *packed; /* owned */
+    int n_packed, cap_packed;
+    size_t packed_bytes;
 };
 
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
@@ -76,6 +108,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
                  : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
                                                                 : S_BLOCKED_BF16;
+    const char *pp = getenv("LF_CPU_PREPACK");
+    d->prepack = !pp || strcmp(pp, "0") != 0;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -111,6 +145,8 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
     for (int i = 0; i < 3; i++) free(d->blk[i]);
+    for (int i = 0; i < d->n_packed; i++) free(d->packed[i].data);
+    free(d->packed);
     free(d);
     *d_p = NULL;
 }
@@ -136,6 +172,116 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
     *buf = p;
     *cap = size;
     return 0;
+}
+
+/* Whether w may be pre-packed in compute type ct: mapped from its file (so
+ * its pages can be handed back) and no larger in ct than as stored. */
+static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
+    const lf_tensor_t *t = w ? w->t : NULL;
+    return d->prepack && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
+           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) && lf_type_size(ct) <= lf_type_size(t->type);
+}
+
+void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
+    const char *a = p, *b = a + n;
+    for (int i = 0; d && i < d->n_packed;) {
+        const s_packed_t *k = &d->packed[i];
+        if ((const char *)k->src < b && a < (const char *)k->src + k->src_bytes) {
+            d->packed_bytes -= k->bytes;
+            free(k->data);
+            d->packed[i] = d->packed[--d->n_packed];
+        } else {
+            i++;
+        }
+    }
+}
+
+size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count) {
+    if (count) *count = d ? d->n_packed : 0;
+    return d ? d->packed_bytes : 0;
+}
+
+/* One reorder from plain (at from) to its (at to), run now. */
+static int s_reorder_once(lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *plain, const void *from,
+                          const dnnl_memory_desc_t *its, void *to) {
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t mf = NULL, mt = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (!st) st = dnnl_reorder_primitive_desc_create(&pd, plain, d->engine, its, d->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st) return LF_EUNSUPPORTED;
+    const dnnl_memory_desc_t *scr = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (scr && dnnl_memory_desc_get_size(scr)) st = dnnl_unimplemented;
+    if (!st) st = dnnl_primitive_create(&r, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (!st) st = dnnl_memory_create(&mf, plain, d->engine, (void *)from);
+    if (!st) st = dnnl_memory_create(&mt, its, d->engine, to);
+    if (!st) {
+        if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, mf}, {DNNL_ARG_TO, mt}};
+        st = dnnl_primitive_execute(r, d->stream, 2, args);
+        if (!st) st = dnnl_stream_wait(d->stream);
+    }
+    if (mf) dnnl_memory_destroy(mf);
+    if (mt) dnnl_memory_destroy(mt);
+    if (r) dnnl_primitive_destroy(r);
+    return st ? LF_EINTERNAL : 0;
+}
+
+/* w in compute type ct and layout its (the primitive's; plain: ours), from
+ * the pre-packed copies, made now (from w->make's plain copy) on the first
+ * call; NULL when it is not kept (not packable, no gain, out of memory):
+ * the caller converts and reorders per call. */
+static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct,
+                            const dnnl_memory_desc_t *its, const dnnl_memory_desc_t *plain) {
+    if (!s_packable(d, w, ct)) return NULL;
+    const lf_tensor_t *t = w->t;
+    for (int i = 0; i < d->n_packed; i++) {
+        s_packed_t *k = &d->packed[i];
+        if (k->src != t->data || k->ct != ct) continue;
+        if (dnnl_memory_desc_equal(&k->md, its)) return k->data;
+        lf__cpu_dnnl_forget(d, k->src, k->src_bytes); /* another primitive's layout: packed again */
+        break;
+    }
+    const size_t src_bytes = lf_tensor_nbytes(t), bytes = dnnl_memory_desc_get_size(its);
+    const bool same = dnnl_memory_desc_equal(its, plain);
+    if (bytes > src_bytes || (same && t->type == ct)) return NULL; /* larger, or the weight itself */
+    if (d->n_packed == d->cap_packed) {
+        int cap = d->cap_packed ? d->cap_packed * 2 : 256;
+        s_packed_t *np = realloc(d->packed, (size_t)cap * sizeof *np);
+        if (!np) return NULL;
+        d->packed = np, d->cap_packed = cap;
+    }
+    const void *from = w->make(w->arg);
+    void *buf = NULL;
+    if (!from || posix_memalign(&buf, 64, bytes ? bytes : 64)) return NULL;
+    if (same) memcpy(buf, from, bytes);
+    else if (s_reorder_once(d, plain, from, its, buf)) {
+        free(buf);
+        return NULL;
+    }
+    d->packed[d->n_packed++] = (s_packed_t){.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its,
+                                            .data = buf, .bytes = bytes};
+    d->packed_bytes += bytes;
+    /* The file's pages under the weight: whole pages only (a neighbour's
+     * bytes may share the edges). */
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1),
+                    b = ((uintptr_t)t->data + src_bytes) & ~(pg - 1);
+    if (pg && b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT);
+    return buf;
+}
+
+const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
+    const lf_tensor_t *t = w->t;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {lf_tensor_nelements(t)};
+    const void *p = NULL;
+    if (!dnnl_memory_desc_init_by_tag(&md, 1, dims, s_dt(ct), dnnl_x)) p = s_packed(d, w, ct, &md, &md);
+    return p ? p : w->make(w->arg);
 }
 
 /* The primitive descriptor made with our scratchpad mode, then the entry's
@@ -186,9 +332,12 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
     return 0;
 }
 
-static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
+/* packed: the weight is pre-packed, so no per-call weight reorder counts
+ * against the blocked layout at small sizes. */
+static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
     return d->blocked == S_BLOCKED_ALL ||
-           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && n->dst->ne[0] * n->dst->ne[1] >= 32 * 32);
+           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 &&
+            (packed || n->dst->ne[0] * n->dst->ne[1] >= 32 * 32));
 }
 
 /* The reorder between user (our layout) and its (the primitive's) of one
@@ -244,13 +393,14 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)};
     rc = s_finish(d, pd, e);
+    e->wmd = its[S_WEI], e->wplain = *w_md;
     for (int i = 0; i < 3 && !rc; i++) rc = s_reorder_make(d, e, i, user[i], &its[i]);
     if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST]);
     if (rc) s_entry_free(e);
     return rc;
 }
 
-static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry_t *e) {
+static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool packed, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     dnnl_dims_t sd = {x->ne[3], x->ne[2], x->ne[1], x->ne[0]};
@@ -271,9 +421,11 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md,
                                            b ? &b_md : NULL, &dst_md, strides, pad, padr))
         return LF_EUNSUPPORTED;
-    if (s_blocked(d, ct, n) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e)) return 0;
+    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e))
+        return 0;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &cd, &pd);
+    e->wmd = e->wplain = w_md;
     if (!rc) rc = s_finish(d, pd, e);
     if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md);
     if (rc) s_entry_free(e);
@@ -317,13 +469,14 @@ static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t b
     return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
 }
 
-static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, const void *bias,
-                 void *dst) {
+/* wei: in the primitive's layout when packed, else in ours. */
+static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, bool packed,
+                 const void *bias, void *dst) {
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     void *ptr[3] = {(void *)src, (void *)wei, dst};
     dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
     for (int i = 0; i < 3; i++) {
-        if (!e->reorder[i]) {
+        if (!e->reorder[i] || (i == S_WEI && packed)) {
             dnnl_memory_set_data_handle(mem[i], ptr[i]);
             continue;
         }
@@ -348,26 +501,38 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
 typedef struct {
     const lf_node_t *n;
     lf_type_t ct;
+    bool packed;
 } s_conv_arg_t;
 
 static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const s_conv_arg_t *a = arg;
-    return s_create(d, a->n, a->ct, e);
+    return s_create(d, a->n, a->ct, a->packed, e);
 }
 
 int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                      const void *w) {
+                      const lf__cpu_wsrc_t *w) {
     const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2];
-    int64_t key[12] = {1, ct, xt->ne[0], xt->ne[1], xt->ne[2], xt->ne[3], wt->ne[0], wt->ne[1],
-                       wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, b != NULL};
+    const bool packable = s_packable(d, w, ct);
+    int64_t key[12] = {1,         ct,        xt->ne[0], xt->ne[1],          xt->ne[2],       xt->ne[3],
+                       wt->ne[0], wt->ne[1], wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, (b != NULL) | packable << 1};
     int rc = 0;
-    s_conv_arg_t arg = {n, ct};
+    s_conv_arg_t arg = {n, ct, packable};
     s_entry_t *e = s_lookup(d, key, &rc, s_create_conv, &arg);
-    return e ? s_run(d, e, x, w, b ? b->data : NULL, n->dst->data) : rc;
+    if (!e) return rc;
+    const void *wp = packable ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
+    const void *wu = wp ? wp : w->make(w->arg);
+    if (!wu) return LF_ENOMEM;
+    return s_run(d, e, x, wu, wp != NULL, b ? b->data : NULL, n->dst->data);
 }
 
+typedef struct {
+    const lf__cpu_mm_t *m;
+    bool packed; /* the weight's layout left to the primitive (pre-packed) */
+} s_mm_arg_t;
+
 static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
-    const lf__cpu_mm_t *m = arg;
+    const lf__cpu_mm_t *m = ((const s_mm_arg_t *)arg)->m;
+    const bool packable = ((const s_mm_arg_t *)arg)->packed;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     dnnl_dims_t sd = {m->M, m->K}, ss = {m->lda, 1};
     dnnl_dims_t wd = {m->K, m->N}, ws = {1, m->K}; /* PyTorch's [out, in] row-major */
@@ -379,20 +544,40 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
         dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab) ||
         dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds))
         return LF_EINTERNAL;
+    /* A pre-packed weight takes the layout the primitive prefers (its
+     * packed B); any other stays in ours. */
+    dnnl_memory_desc_t w_any;
+    if (packable && dnnl_memory_desc_init_by_tag(&w_any, 2, wd, s_dt(m->ct), dnnl_format_tag_any))
+        return LF_EINTERNAL;
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md))
+    if (dnnl_matmul_desc_init(&md, &src_md, packable ? &w_any : &w_md, m->bias ? &b_md : NULL, &dst_md))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &md, &pd);
+    e->wplain = w_md;
+    e->wmd = rc ? w_md : *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md);
+    if (!rc) rc = s_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md);
     if (rc) s_entry_free(e);
     return rc;
 }
 
 int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m) {
-    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m};
+    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1};
     int rc = 0;
-    s_entry_t *e = s_lookup(d, key, &rc, s_create_matmul, m);
-    return e ? s_run(d, e, m->a, m->w, m->bias, m->c) : rc;
+    s_entry_t *e;
+    if (s_packable(d, m->wsrc, m->ct)) {
+        /* The primitive's packed B, kept; without it (a padded layout larger
+         * than the weight, out of memory) the plain-layout primitive runs. */
+        s_mm_arg_t arg = {m, true};
+        e = s_lookup(d, key, &rc, s_create_matmul, &arg);
+        const void *w = e ? s_packed(d, m->wsrc, m->ct, &e->wmd, &e->wplain) : NULL;
+        if (w) return s_run(d, e, m->a, w, false, m->bias, m->c);
+    }
+    key[10] = 0;
+    s_mm_arg_t arg = {m, false};
+    e = s_lookup(d, key, &rc, s_create_matmul, &arg);
+    if (!e) return rc;
+    const void *w = m->w ? m->w : m->wsrc->make(m->wsrc->arg);
+    return w ? s_run(d, e, m->a, w, false, m->bias, m->c) : LF_ENOMEM;
 }
