@@ -214,6 +214,8 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new(n_threads);
     const char *mm = getenv("LF_CPU_MATMUL");
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
+    const char *fuse = getenv("LF_CPU_FUSE");
+    c->fuse = !fuse || strcmp(fuse, "0") != 0;
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

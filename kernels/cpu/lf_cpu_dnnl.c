@@ -67,6 +67,7 @@ typedef struct {
     dnnl_memory_t user[3];
     /* The primitive's weights layout and ours (plain, compute type). */
     dnnl_memory_desc_t wmd, wplain;
+    bool bias_post; /* the bias is a binary add post-op's operand */
 } s_entry_t;
 
 /* One pre-packed weight. */
@@ -299,10 +300,19 @@ static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     return s_grow(&d->scratch, &d->scratch_size, scr_size);
 }
 
-static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, dnnl_primitive_desc_t *pd) {
+/* add1: a binary add post-op with this second operand (NULL: none). */
+static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const dnnl_memory_desc_t *add1, dnnl_primitive_desc_t *pd) {
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
-    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t pst = dnnl_success;
+    if (add1) {
+        pst = dnnl_post_ops_create(&po);
+        if (!pst) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, add1);
+        if (!pst) pst = dnnl_primitive_attr_set_post_ops(attr, po);
+        if (po) dnnl_post_ops_destroy(po);
+    }
+    if (pst || dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
         dnnl_primitive_attr_destroy(attr);
         return LF_EINTERNAL;
     }
@@ -382,7 +392,7 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                            plain->padding[1]))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, &pd);
+    int rc = s_pd(d, &cd, NULL, &pd);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
@@ -424,7 +434,7 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
     if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e))
         return 0;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, &pd);
+    int rc = s_pd(d, &cd, NULL, &pd);
     e->wmd = e->wplain = w_md;
     if (!rc) rc = s_finish(d, pd, e);
     if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md);
@@ -487,7 +497,9 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (e->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    if (e->bias)
+        args[nargs++] = (dnnl_exec_arg_t){e->bias_post ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 : DNNL_ARG_BIAS,
+                                          e->bias};
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
@@ -534,26 +546,38 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const lf__cpu_mm_t *m = ((const s_mm_arg_t *)arg)->m;
     const bool packable = ((const s_mm_arg_t *)arg)->packed;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    dnnl_dims_t sd = {m->M, m->K}, ss = {m->lda, 1};
-    dnnl_dims_t wd = {m->K, m->N}, ws = {1, m->K}; /* PyTorch's [out, in] row-major */
-    if (m->w_kn) ws[0] = m->N, ws[1] = 1;
-    dnnl_dims_t bd = {m->bias_m ? m->M : 1, m->bias_m ? 1 : m->N};
-    dnnl_dims_t dd = {m->M, m->N}, ds = {m->ldc, 1};
-    if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, s_dt(m->ct), ss) ||
-        dnnl_memory_desc_init_by_strides(&w_md, 2, wd, s_dt(m->ct), ws) ||
-        dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab) ||
-        dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds))
+    /* 3-D with a batch of one for a per-row bias post-op (a broadcast along
+     * the last dimension that 2-D products only have in the reference
+     * kernel). */
+    const int nd = m->bias_m ? 3 : 2, o = nd - 2;
+    dnnl_dims_t sd = {1, 1, 1}, ss = {m->M * m->lda, m->M * m->lda, 1};
+    dnnl_dims_t wd = {1, 1, 1}, ws = {m->K * m->N, m->K * m->N, 1};
+    dnnl_dims_t bd = {1, 1, 1}, dd = {1, 1, 1}, ds = {m->M * m->ldc, m->M * m->ldc, 1};
+    sd[o] = m->M, sd[o + 1] = m->K, ss[o] = m->lda, ss[o + 1] = 1;
+    wd[o] = m->K, wd[o + 1] = m->N; /* PyTorch's [out, in] row-major, or [in, out] (w_kn) */
+    ws[o] = m->w_kn ? m->N : 1, ws[o + 1] = m->w_kn ? 1 : m->K;
+    bd[o] = m->bias_m ? m->M : 1, bd[o + 1] = m->bias_m ? 1 : m->N;
+    dd[o] = m->M, dd[o + 1] = m->N, ds[o] = m->ldc, ds[o + 1] = 1;
+    if (dnnl_memory_desc_init_by_strides(&src_md, nd, sd, s_dt(m->ct), ss) ||
+        dnnl_memory_desc_init_by_strides(&w_md, nd, wd, s_dt(m->ct), ws) ||
+        dnnl_memory_desc_init_by_tag(&b_md, nd, bd, dnnl_f32, nd == 3 ? dnnl_abc : dnnl_ab) ||
+        dnnl_memory_desc_init_by_strides(&dst_md, nd, dd, dnnl_f32, ds))
         return LF_EINTERNAL;
     /* A pre-packed weight takes the layout the primitive prefers (its
      * packed B); any other stays in ours. */
     dnnl_memory_desc_t w_any;
-    if (packable && dnnl_memory_desc_init_by_tag(&w_any, 2, wd, s_dt(m->ct), dnnl_format_tag_any))
+    if (packable && dnnl_memory_desc_init_by_tag(&w_any, nd, wd, s_dt(m->ct), dnnl_format_tag_any))
         return LF_EINTERNAL;
+    /* A per-row bias (a 1x1 convolution's, Y = W . X): oneDNN has only its
+     * reference kernel for that as a matmul bias, so it is a binary add
+     * post-op, fused into the product's output pass. */
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &src_md, packable ? &w_any : &w_md, m->bias ? &b_md : NULL, &dst_md))
+    if (dnnl_matmul_desc_init(&md, &src_md, packable ? &w_any : &w_md, m->bias && !m->bias_m ? &b_md : NULL,
+                              &dst_md))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &md, &pd);
+    int rc = s_pd(d, &md, m->bias && m->bias_m ? &b_md : NULL, &pd);
+    e->bias_post = m->bias && m->bias_m;
     e->wplain = w_md;
     e->wmd = rc ? w_md : *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!rc) rc = s_finish(d, pd, e);

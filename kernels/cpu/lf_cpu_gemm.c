@@ -307,17 +307,25 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
     if (!w) return LF_ENOMEM;
     int64_t P = xt->ne[0] * xt->ne[1], Ci = xt->ne[2], Co = wt->ne[3];
     size_t es = lf_type_size(ct);
+    /* The bias as the matmul's per-row add post-op (cpu->fuse; else a pass
+     * after, as when oneDNN refuses the post-op). oneDNN's matmul bias would
+     * be its reference kernel for a per-row bias, which sent every 1x1
+     * convolution with a bias (proj_in, proj_out, skip connections) back to
+     * its plain-layout convolution. */
+    bool fused = cpu->fuse && bias && bias->nb[0] == 4;
     for (int64_t n = 0; n < xt->ne[3]; n++) {
-        /* The bias is added after: oneDNN has only its reference kernel for a
-         * matmul with a per-row bias (refused), which sent every 1x1
-         * convolution with a bias (proj_in, proj_out, skip connections) back
-         * to its plain-layout convolution. */
         float *y = (float *)node->dst->data + n * Co * P;
         lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .ct = ct, .a = w,
-                          .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y};
+                          .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y,
+                          .bias = fused ? bias->data : NULL, .bias_m = fused};
         int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        if (rc && fused) { /* no fast kernel with the post-op */
+            fused = false;
+            m.bias = NULL, m.bias_m = false;
+            rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        }
         if (rc) return rc;
-        for (int64_t c = 0; bias && c < Co; c++) {
+        for (int64_t c = 0; bias && !fused && c < Co; c++) {
             float b;
             memcpy(&b, (const char *)bias->data + c * (int64_t)bias->nb[0], 4);
             for (int64_t p = 0; p < P; p++) y[c * P + p] += b;

@@ -108,6 +108,9 @@ typedef struct {
     /* f32 MATMUL through oneDNN instead of OpenBLAS (LF_CPU_MATMUL=blas|dnnl;
      * the default is what bench_kernels measured faster). */
     bool mm_dnnl;
+    /* Post-ops fused into oneDNN primitives (a 1x1 convolution's bias);
+     * LF_CPU_FUSE=0 runs them as passes after (comparisons). */
+    bool fuse;
     /* MATMUL / CONV2D one image per call where the node knows its batch
      * (lf_node_t.images): batch-invariant bytes, at a cost on small
      * products (docs/PERFORMANCE.md). On with LF_CPU_PER_IMAGE=1 (a worker

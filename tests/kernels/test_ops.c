@@ -376,13 +376,16 @@ static void test_prepacked_weights(void **state) {
 static void test_conv2d(void **state) {
     /* Every CPU path: oneDNN (when built with it) on our layout, im2col +
      * sgemm, oneDNN in its blocked layouts for f32 too. */
-    static const char *const paths[] = {NULL, "im2col", "blocked"};
-    for (int path = 0; path < 3; path++) {
+    static const char *const paths[] = {NULL, "im2col", "blocked", "unfused"};
+    for (int path = 0; path < 4; path++) {
         lf_backend_t *be = *state;
         if (path > 0) {
-            setenv("LF_CPU_CONV", paths[path], 1);
+            /* unfused: a 1x1 convolution's bias added in a pass after the
+             * product instead of as oneDNN's post-op. */
+            if (path == 3) setenv("LF_CPU_FUSE", "0", 1);
+            else setenv("LF_CPU_CONV", paths[path], 1);
             be = lf_backend_cpu_new(2);
-            unsetenv("LF_CPU_CONV");
+            unsetenv("LF_CPU_CONV"), unsetenv("LF_CPU_FUSE");
             assert_non_null(be);
             if (path == 1) assert_non_null(strstr(lf_backend_describe(be), "conv im2col"));
         }
