@@ -101,6 +101,19 @@ struct lf__cpu_dnnl {
     size_t packed_bytes;
 };
 
+/* Packed copies live in mappings of their own, not the heap: they come and
+ * go by the gigabyte (a network's weights, dropped when another network
+ * runs), and freed heap memory below glibc's grown mmap threshold (up to
+ * 32 MiB) would stay in RSS. */
+static void *s_map(size_t bytes) {
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void s_unmap(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}
+
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     lf__cpu_dnnl_t *d = calloc(1, sizeof *d);
     if (!d) return NULL;
@@ -146,7 +159,7 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
     for (int i = 0; i < 3; i++) free(d->blk[i]);
-    for (int i = 0; i < d->n_packed; i++) free(d->packed[i].data);
+    for (int i = 0; i < d->n_packed; i++) s_unmap(d->packed[i].data, d->packed[i].bytes);
     free(d->packed);
     free(d);
     *d_p = NULL;
@@ -189,7 +202,7 @@ void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
         const s_packed_t *k = &d->packed[i];
         if ((const char *)k->src < b && a < (const char *)k->src + k->src_bytes) {
             d->packed_bytes -= k->bytes;
-            free(k->data);
+            s_unmap(k->data, k->bytes);
             d->packed[i] = d->packed[--d->n_packed];
         } else {
             i++;
@@ -257,11 +270,11 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
         d->packed = np, d->cap_packed = cap;
     }
     const void *from = w->make(w->arg);
-    void *buf = NULL;
-    if (!from || posix_memalign(&buf, 64, bytes ? bytes : 64)) return NULL;
+    void *buf = from ? s_map(bytes) : NULL;
+    if (!buf) return NULL;
     if (same) memcpy(buf, from, bytes);
     else if (s_reorder_once(d, plain, from, its, buf)) {
-        free(buf);
+        s_unmap(buf, bytes);
         return NULL;
     }
     d->packed[d->n_packed++] = (s_packed_t){.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its,
