@@ -53,7 +53,7 @@ enum { S_SRC, S_WEI, S_DST };
  * 1.2-1.4x oneDNN's im2col + GEMM on plain NCHW at 64x64 and 32x32, while
  * in f32 (and at 8x8, where the per-call weight reorder costs as much as
  * the product) it was no faster. */
-enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL };
+enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
 typedef struct {
     int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
@@ -121,6 +121,7 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     const char *conv = getenv("LF_CPU_CONV");
     d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
                  : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
+                 : !strcmp(conv, "bf16packed")                  ? S_BLOCKED_BF16_PACKED
                                                                 : S_BLOCKED_BF16;
     const char *pp = getenv("LF_CPU_PREPACK");
     d->prepack = !pp || strcmp(pp, "0") != 0;
@@ -356,11 +357,13 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
 }
 
 /* packed: the weight is pre-packed, so no per-call weight reorder counts
- * against the blocked layout at small sizes. */
+ * against the blocked layout at small sizes; LF_CPU_CONV=bf16packed blocks
+ * those too (not the default: see docs/PERFORMANCE.md, pre-packed weights). */
 static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
+    const bool big = n->dst->ne[0] * n->dst->ne[1] >= 32 * 32;
     return d->blocked == S_BLOCKED_ALL ||
-           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 &&
-            (packed || n->dst->ne[0] * n->dst->ne[1] >= 32 * 32));
+           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && big) ||
+           (d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_BF16 && (big || packed));
 }
 
 /* The reorder between user (our layout) and its (the primitive's) of one

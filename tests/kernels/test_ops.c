@@ -301,21 +301,34 @@ static void s_check_conv_w(lf_backend_t *be, lf_type_t ct, const lf_tensor_t *x,
  * dropped (lf_pool_drop_pages): a packed copy that outlived its weight
  * would give the old weight's result. */
 static void test_prepacked_weights(void **state) {
-    (void)state;
-    lf_backend_t *be = lf_backend_cpu_new(2);
-    assert_non_null(be);
+  (void)state;
+  /* bf16packed: convolutions of every size in the blocked layout once their
+   * weight is packed (the default keeps those under 32x32 plain). */
+  lf_backend_t *be = lf_backend_cpu_new(2);
+  assert_non_null(be);
+  for (int mode = 0; mode < 2; mode++) {
+    if (mode == 1) {
+      lf_backend_destroy(&be);
+      setenv("LF_CPU_CONV", "bf16packed", 1);
+      be = lf_backend_cpu_new(2);
+      unsetenv("LF_CPU_CONV");
+      assert_non_null(be);
+    }
     if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
-        fprintf(stderr, "SKIP pre-packed weights: no bf16 compute (%s)\n", lf_backend_describe(be));
-        lf_backend_destroy(&be);
-        return;
+      fprintf(stderr, "SKIP pre-packed weights: no bf16 compute (%s)\n",
+              lf_backend_describe(be));
+      lf_backend_destroy(&be);
+      return;
     }
     /* Four f16 weights side by side in a file, 4096-byte aligned: a 3x3
      * convolution's, a 1x1 convolution's, a linear layer's (channels in
      * whole blocks of 16, as SD's, so the packed copies are no larger than
      * the weights) and a 3x3 one with odd channels (its blocked layout is
      * padded, larger: not kept, converted per call). */
-    lf_tensor_t w3 = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1), w3b = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1);
-    lf_tensor_t w1 = lf_test_rand(LF_TYPE_F16, 1, 1, 32, 19, 1), wl = lf_test_rand(LF_TYPE_F16, 320, 64, 1, 1, 1);
+    lf_tensor_t w3 = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1),
+                w3b = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1);
+    lf_tensor_t w1 = lf_test_rand(LF_TYPE_F16, 1, 1, 32, 19, 1),
+                wl = lf_test_rand(LF_TYPE_F16, 320, 64, 1, 1, 1);
     lf_tensor_t wo = lf_test_rand(LF_TYPE_F16, 3, 3, 17, 24, 1);
     const lf_tensor_t *ws[4] = {&w3, &w1, &wl, &wo};
     char path[] = "/tmp/lf_test_prepack_XXXXXX";
@@ -325,52 +338,69 @@ static void test_prepacked_weights(void **state) {
     assert_non_null(f);
     uint64_t off[4];
     for (int i = 0; i < 4; i++) {
-        off[i] = (uint64_t)ftell(f);
-        size_t n = lf_tensor_nbytes(ws[i]);
-        assert_int_equal(fwrite(ws[i]->data, 1, n, f), n);
-        static const char zeros[4096];
-        assert_int_equal(fwrite(zeros, 1, 4096 - n % 4096, f), 4096 - n % 4096);
+      off[i] = (uint64_t)ftell(f);
+      size_t n = lf_tensor_nbytes(ws[i]);
+      assert_int_equal(fwrite(ws[i]->data, 1, n, f), n);
+      static const char zeros[4096];
+      assert_int_equal(fwrite(zeros, 1, 4096 - n % 4096, f), 4096 - n % 4096);
     }
     assert_int_equal(fclose(f), 0);
     lf_pool_t *pool = lf_pool_new(be, 0);
     assert_non_null(pool);
-    lf_tensor_t *m3 = lf_pool_tensor_mapped(pool, "w3", LF_TYPE_F16, 4, w3.ne, path, off[0]);
-    lf_tensor_t *m1 = lf_pool_tensor_mapped(pool, "w1", LF_TYPE_F16, 4, w1.ne, path, off[1]);
-    lf_tensor_t *ml = lf_pool_tensor_mapped(pool, "wl", LF_TYPE_F16, 2, wl.ne, path, off[2]);
-    lf_tensor_t *mo = lf_pool_tensor_mapped(pool, "wo", LF_TYPE_F16, 4, wo.ne, path, off[3]);
-    assert_non_null(m3), assert_non_null(m1), assert_non_null(ml), assert_non_null(mo);
+    lf_tensor_t *m3 =
+        lf_pool_tensor_mapped(pool, "w3", LF_TYPE_F16, 4, w3.ne, path, off[0]);
+    lf_tensor_t *m1 =
+        lf_pool_tensor_mapped(pool, "w1", LF_TYPE_F16, 4, w1.ne, path, off[1]);
+    lf_tensor_t *ml =
+        lf_pool_tensor_mapped(pool, "wl", LF_TYPE_F16, 2, wl.ne, path, off[2]);
+    lf_tensor_t *mo =
+        lf_pool_tensor_mapped(pool, "wo", LF_TYPE_F16, 4, wo.ne, path, off[3]);
+    assert_non_null(m3), assert_non_null(m1), assert_non_null(ml),
+        assert_non_null(mo);
     assert_int_equal(m3->buffer->usage, LF_BUFFER_WEIGHTS_MAPPED);
-    lf_tensor_t xs = lf_test_rand(LF_TYPE_F32, 9, 7, 32, 2, 1), xb = lf_test_rand(LF_TYPE_F32, 34, 33, 32, 1, 1);
-    lf_tensor_t x1 = lf_test_rand(LF_TYPE_F32, 20, 18, 32, 2, 1), a = lf_test_rand(LF_TYPE_F32, 320, 19, 3, 1, 1);
+    lf_tensor_t xs = lf_test_rand(LF_TYPE_F32, 9, 7, 32, 2, 1),
+                xb = lf_test_rand(LF_TYPE_F32, 34, 33, 32, 1, 1);
+    lf_tensor_t x1 = lf_test_rand(LF_TYPE_F32, 20, 18, 32, 2, 1),
+                a = lf_test_rand(LF_TYPE_F32, 320, 19, 3, 1, 1);
     lf_tensor_t xo = lf_test_rand(LF_TYPE_F32, 34, 33, 17, 1, 1);
-    lf_tensor_t b48 = lf_test_rand(LF_TYPE_F32, 48, 1, 1, 1, 1), b19 = lf_test_rand(LF_TYPE_F32, 19, 1, 1, 1, 1);
-    lf_tensor_t b64 = lf_test_rand(LF_TYPE_F32, 64, 1, 1, 1, 1), b24 = lf_test_rand(LF_TYPE_F32, 24, 1, 1, 1, 1);
-    for (int round = 0; round < 2; round++) { /* packed on the first use, used packed on the second */
-        s_check_conv_w(be, LF_TYPE_BF16, &xs, m3, &b48, 1, 1);
-        s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
-        s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, NULL, 2, 1);
-        s_check_conv_w(be, LF_TYPE_BF16, &x1, m1, &b19, 1, 0);
-        s_check_conv_w(be, LF_TYPE_BF16, &xo, mo, &b24, 1, 1);
-        s_check_matmul_ct(be, LF_TYPE_BF16, &a, ml, &b64, TOL_F32);
+    lf_tensor_t b48 = lf_test_rand(LF_TYPE_F32, 48, 1, 1, 1, 1),
+                b19 = lf_test_rand(LF_TYPE_F32, 19, 1, 1, 1, 1);
+    lf_tensor_t b64 = lf_test_rand(LF_TYPE_F32, 64, 1, 1, 1, 1),
+                b24 = lf_test_rand(LF_TYPE_F32, 24, 1, 1, 1, 1);
+    for (int round = 0; round < 2;
+         round++) { /* packed on the first use, used packed on the second */
+      s_check_conv_w(be, LF_TYPE_BF16, &xs, m3, &b48, 1, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, NULL, 2, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &x1, m1, &b19, 1, 0);
+      s_check_conv_w(be, LF_TYPE_BF16, &xo, mo, &b24, 1, 1);
+      s_check_matmul_ct(be, LF_TYPE_BF16, &a, ml, &b64, TOL_F32);
     }
     /* The weight rewritten (a LoRA merge writes it so): the next products use
      * the new values. */
-    assert_int_equal(lf_backend_tensor_set(be, m3, w3b.data, lf_tensor_nbytes(&w3b)), 0);
+    assert_int_equal(
+        lf_backend_tensor_set(be, m3, w3b.data, lf_tensor_nbytes(&w3b)), 0);
     s_check_conv_w(be, LF_TYPE_BF16, &xs, m3, &b48, 1, 1);
     s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
     /* Its pages dropped: the file's values again, read anew. */
     assert_true(lf_pool_drop_pages(pool, "w3") > 0);
-    s_check_conv_w(be, LF_TYPE_BF16, &xb, &w3, &b48, 1, 1); /* the file's weight, plain memory */
+    s_check_conv_w(be, LF_TYPE_BF16, &xb, &w3, &b48, 1,
+                   1); /* the file's weight, plain memory */
     s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
-    /* f32 compute: an f32 copy would be twice the f16 weight; converted per call. */
-    assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32), LF_PRECISION_F32);
+    /* f32 compute: an f32 copy would be twice the f16 weight; converted per
+     * call. */
+    assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32),
+                     LF_PRECISION_F32);
     s_check_conv_w(be, LF_TYPE_F32, &xb, m3, &b48, 1, 1);
     s_check_matmul_ct(be, LF_TYPE_F32, &a, ml, &b64, TOL_F32);
     lf_pool_destroy(&pool);
-    lf_backend_destroy(&be);
     unlink(path);
-    free(w3.data), free(w3b.data), free(w1.data), free(wl.data), free(wo.data), free(xs.data), free(xb.data);
-    free(x1.data), free(xo.data), free(a.data), free(b48.data), free(b19.data), free(b64.data), free(b24.data);
+    free(w3.data), free(w3b.data), free(w1.data), free(wl.data), free(wo.data),
+        free(xs.data), free(xb.data);
+    free(x1.data), free(xo.data), free(a.data), free(b48.data), free(b19.data),
+        free(b64.data), free(b24.data);
+  }
+  lf_backend_destroy(&be);
 }
 
 static void test_conv2d(void **state) {
