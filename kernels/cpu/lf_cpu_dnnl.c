@@ -198,10 +198,24 @@ static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type
 }
 
 void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
-    const char *a = p, *b = a + n;
+    const uintptr_t a = (uintptr_t)p, b = a + n;
     for (int i = 0; d && i < d->n_packed;) {
         const s_packed_t *k = &d->packed[i];
-        if ((const char *)k->src < b && a < (const char *)k->src + k->src_bytes) {
+        if (!p || ((uintptr_t)k->src < b && a < (uintptr_t)k->src + k->src_bytes)) {
+            d->packed_bytes -= k->bytes;
+            s_unmap(k->data, k->bytes);
+            d->packed[i] = d->packed[--d->n_packed];
+        } else {
+            i++;
+        }
+    }
+}
+
+void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct) {
+    if (!d || !d->n_packed || !w->buffer || w->buffer->usage != LF_BUFFER_WEIGHTS_MAPPED) return;
+    for (int i = 0; i < d->n_packed;) {
+        const s_packed_t *k = &d->packed[i];
+        if (k->src == w->data && k->ct != ct) {
             d->packed_bytes -= k->bytes;
             s_unmap(k->data, k->bytes);
             d->packed[i] = d->packed[--d->n_packed];

@@ -122,6 +122,7 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
         if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
         m.ct = ct = LF_TYPE_F32;
     }
+    if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, b, ct);
     size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
     size_t need = abytes + s_as_bytes(ct, b);
     char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
@@ -151,6 +152,9 @@ static int s_matmul(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
     if (s_matmul_dnnl(cpu, node) == 0) return 0;
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
+#ifdef LF_HAVE_DNNL
+    lf__cpu_dnnl_release(cpu->dnnl, b, LF_TYPE_F32); /* read as stored below */
+#endif
     lf_tensor_t *d = node->dst;
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     lf_tensor_t A = *a, B = *b;
@@ -341,6 +345,7 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
         const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
         lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) ? LF_TYPE_F32 : cpu->compute;
+        if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, wt, ct);
         bool pointwise = wt->ne[0] == 1 && wt->ne[1] == 1 && node->p.conv2d.stride == 1 &&
                          node->p.conv2d.pad == 0 && (ct == LF_TYPE_BF16 || cpu->mm_dnnl);
         size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);

@@ -84,8 +84,13 @@ int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m);
 /* w in compute type ct, plain layout: the pre-packed copy (made now on
  * first use) where oneDNN keeps one, else w->make's; NULL on failure. */
 const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct);
-/* Drops the pre-packed copies of weights overlapping [p, p + n). */
+/* Drops the pre-packed copies of weights overlapping [p, p + n) (p NULL:
+ * all of them). */
 void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n);
+/* w is about to be read from its own bytes in compute type ct (an f32
+ * product of an f16 weight): its copies packed for another type go, or the
+ * weight would count twice in RSS (its file pages read back beside them). */
+void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct);
 /* Bytes held in pre-packed weights, and their count. */
 size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count);
 #endif
