@@ -132,7 +132,12 @@ void lf_backend_host_free(lf_backend_t *be, void *p) {
 
 int lf_backend_tensor_set(lf_backend_t *be, lf_tensor_t *t, const void *host, size_t nbytes) {
     if (!t->data || !lf_tensor_is_contiguous(t) || nbytes != lf_tensor_nbytes(t)) return LF_EINVAL;
+    lf_backend_forget(be, t->data, nbytes);
     return be->iface->upload(be, t->data, host, nbytes);
+}
+
+void lf_backend_forget(lf_backend_t *be, const void *p, size_t n) {
+    if (be && be->iface->forget && p && n) be->iface->forget(be, p, n);
 }
 
 int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, size_t nbytes) {

@@ -19,7 +19,15 @@
 #include "lf_tensor.h"
 
 /* Memory a backend allocated; plain data. */
-typedef enum { LF_BUFFER_WEIGHTS = 0, LF_BUFFER_ACTIVATIONS = 1 } lf_buffer_usage_t;
+/* LF_BUFFER_WEIGHTS_MAPPED marks (never allocates) weights whose bytes lie in
+ * a private file mapping (lf_pool_tensor_mapped): the CPU backend may keep a
+ * pre-packed copy of such a weight instead of its pages (they are handed
+ * back to the kernel and read from the file again if used). */
+typedef enum {
+    LF_BUFFER_WEIGHTS = 0,
+    LF_BUFFER_ACTIVATIONS = 1,
+    LF_BUFFER_WEIGHTS_MAPPED = 2
+} lf_buffer_usage_t;
 typedef struct lf_buffer {
     lf_backend_t *backend; /* borrowed: the owner */
     void *base;            /* device (or host) address of the first byte */
@@ -83,6 +91,13 @@ int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, si
 size_t lf_backend_workspace_bytes(const lf_backend_t *be);
 /* Waits for queued work. */
 int lf_backend_sync(lf_backend_t *be);
+/* The host bytes [p, p + n) of resident weights changed or are going away:
+ * the backend drops what it derived from them (the CPU's pre-packed copies
+ * in oneDNN's layouts), so that the next product reads the bytes again.
+ * lf_backend_tensor_set and lf_pool (drop_pages, destroy) call it; anyone
+ * who writes a weight in place otherwise (an eager op with the weight as
+ * dst, a LoRA merge) calls it after. */
+void lf_backend_forget(lf_backend_t *be, const void *p, size_t n);
 
 /* Arithmetic of the matrix products (MATMUL's linear layers, CONV2D): f32,
  * the reference; bf16 (bf16 operands, f32 accumulation and results, norms,

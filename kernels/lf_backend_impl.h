@@ -26,6 +26,8 @@ typedef struct lf__backend_iface {
     size_t (*workspace_bytes)(const lf_backend_t *be); /* optional */
     /* Optional: sets the precision, returns the one in effect; NULL: f32 only. */
     lf_precision_t (*set_precision)(lf_backend_t *be, lf_precision_t p);
+    /* Optional: drops what the backend derived from host bytes [p, p+n). */
+    void (*forget)(lf_backend_t *be, const void *p, size_t n);
     void (*destroy)(lf_backend_t *be);
     const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
 } lf__backend_iface_t;

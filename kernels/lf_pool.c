@@ -25,6 +25,10 @@ typedef struct {
     char *path;
     void *base;
     size_t len;
+    /* The mapping as a buffer marked LF_BUFFER_WEIGHTS_MAPPED, which its
+     * tensors point to (lf_tensor_t.buffer), so that the backend knows their
+     * pages can be given back; owned, never passed to buffer_free. */
+    lf_buffer_t *buf;
 } s_map_t;
 
 struct lf_pool {
@@ -66,10 +70,14 @@ lf_pool_t *lf_pool_new(lf_backend_t *be, size_t chunk_bytes) {
 void lf_pool_destroy(lf_pool_t **pool_p) {
     if (!pool_p || !*pool_p) return;
     lf_pool_t *p = *pool_p;
+    /* Whatever the backend derived from these bytes goes with them: the
+     * addresses may hold another model's weights next. */
+    for (int i = 0; i < p->n; i++) lf_backend_forget(p->be, p->entries[i]->t.data, lf_tensor_nbytes(&p->entries[i]->t));
     for (int i = 0; i < p->n_chunks; i++) lf_backend_buffer_free(&p->chunks[i]);
     for (int i = 0; i < p->n_maps; i++) {
         munmap(p->maps[i].base, p->maps[i].len);
         free(p->maps[i].path);
+        free(p->maps[i].buf);
     }
     free(p->maps);
     for (int i = 0; i < p->n; i++) {
@@ -131,7 +139,7 @@ static void *s_place(lf_pool_t *p, size_t size, lf_buffer_t **buf) {
 
 /* A new entry; its bytes at data, else placed in a chunk. */
 static lf_tensor_t *s_add(lf_pool_t *p, const char *name, lf_type_t type, int n_dims, const int64_t *ne,
-                          void *data) {
+                          void *data, lf_buffer_t *mapped_buf) {
     if (!name || (unsigned)type >= LF_TYPE_COUNT || n_dims < 1 || n_dims > LF_MAX_DIMS ||
         ne[0] % lf_type_block(type))
         return NULL;
@@ -153,6 +161,7 @@ static lf_tensor_t *s_add(lf_pool_t *p, const char *name, lf_type_t type, int n_
     size_t bytes = lf_tensor_nbytes(&e->t);
     e->mapped = data != NULL;
     e->t.data = data ? data : s_place(p, bytes, &e->t.buffer);
+    if (data) e->t.buffer = mapped_buf;
     if (!e->t.data) {
         free(nm);
         free(e);
@@ -170,7 +179,7 @@ static lf_tensor_t *s_add(lf_pool_t *p, const char *name, lf_type_t type, int n_
 
 lf_tensor_t *lf_pool_tensor(lf_pool_t *p, const char *name, lf_type_t type, int n_dims,
                             const int64_t *ne) {
-    return s_add(p, name, type, n_dims, ne, NULL);
+    return s_add(p, name, type, n_dims, ne, NULL, NULL);
 }
 
 /* The pool's private mapping of path (made on first use), or NULL. */
@@ -188,12 +197,16 @@ static s_map_t *s_map(lf_pool_t *p, const char *path) {
                      : MAP_FAILED;
     close(fd);
     char *nm = base != MAP_FAILED ? strdup(path) : NULL;
-    if (!nm) {
+    lf_buffer_t *buf = nm ? calloc(1, sizeof *buf) : NULL;
+    if (!buf) {
+        free(nm);
         if (base != MAP_FAILED) munmap(base, (size_t)sb.st_size);
         return NULL;
     }
+    *buf = (lf_buffer_t){.backend = p->be, .base = base, .size = (size_t)sb.st_size,
+                         .usage = LF_BUFFER_WEIGHTS_MAPPED};
     m = &p->maps[p->n_maps++];
-    *m = (s_map_t){.path = nm, .base = base, .len = (size_t)sb.st_size};
+    *m = (s_map_t){.path = nm, .base = base, .len = (size_t)sb.st_size, .buf = buf};
     return m;
 }
 
@@ -205,7 +218,7 @@ lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *p, const char *name, lf_type_t typ
     lf_tensor_t probe = lf_tensor_make(type, n_dims, ne, NULL);
     s_map_t *m = s_map(p, path);
     if (!m || offset > m->len || lf_tensor_nbytes(&probe) > m->len - offset) return NULL;
-    return s_add(p, name, type, n_dims, ne, (char *)m->base + offset);
+    return s_add(p, name, type, n_dims, ne, (char *)m->base + offset, m->buf);
 }
 
 size_t lf_pool_drop_pages(lf_pool_t *p, const char *prefix) {
@@ -215,6 +228,8 @@ size_t lf_pool_drop_pages(lf_pool_t *p, const char *prefix) {
     for (int i = 0; i < p->n && pg; i++) {
         const s_entry_t *e = p->entries[i];
         if (!e->mapped || strncmp(e->name, prefix ? prefix : "", pl)) continue;
+        /* The backend's packed copy goes too: the network is not running. */
+        lf_backend_forget(p->be, e->t.data, lf_tensor_nbytes(&e->t));
         /* Whole pages inside the tensor: a page it shares with a neighbour stays. */
         uintptr_t a = ((uintptr_t)e->t.data + pg - 1) & ~(pg - 1);
         uintptr_t b = ((uintptr_t)e->t.data + lf_tensor_nbytes(&e->t)) & ~(pg - 1);

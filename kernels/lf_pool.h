@@ -36,13 +36,16 @@ lf_tensor_t *lf_pool_tensor(lf_pool_t *pool, const char *name, lf_type_t type, i
  * pages count in RSS once read and can be dropped again
  * (lf_pool_drop_pages). NULL: not a host backend, the file cannot be
  * mapped, the bytes lie outside it, or as lf_pool_tensor. Not for a
- * tensor that is loaded afterwards (it already holds the file's bytes). */
+ * tensor that is loaded afterwards (it already holds the file's bytes).
+ * Its buffer is marked LF_BUFFER_WEIGHTS_MAPPED (the CPU backend may keep
+ * a pre-packed copy in place of its pages). */
 lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *pool, const char *name, lf_type_t type, int n_dims,
                                    const int64_t *ne, const char *path, uint64_t offset);
 /* Lets the kernel take back the pages of the mapped tensors whose names
  * begin with prefix (NULL: all): they are read from the file again when
  * used (usually still in the page cache), so a network that is not running
- * does not count in this process's RSS. Only while those tensors hold
+ * does not count in this process's RSS; the backend's pre-packed copies of
+ * them go too (lf_backend_forget). Only while those tensors hold
  * their file's bytes: a tensor changed in place (a merged LoRA) would go
  * back to the file's values. Returns the bytes dropped. */
 size_t lf_pool_drop_pages(lf_pool_t *pool, const char *prefix);

@@ -465,7 +465,13 @@ static int s_merge(lf_lora_patch_t *p, const char *tname, int bias, int64_t nume
         return s_err(err, errlen, rc, "out of memory keeping layer %s", tname);
     /* Block-quantized weights go the f32 way below (the op table's ADD takes no block types). */
     if (lf_backend_is_host(p->be) && !lf_type_is_quant(t->type))
-        return s_merge_host(p, t, w0, kept != NULL, bias, cols, parts, np, f, d, err, errlen);
+    {
+        /* Written in place by eager ops: the backend's pre-packed copy of the
+         * layer is out of date. */
+        rc = s_merge_host(p, t, w0, kept != NULL, bias, cols, parts, np, f, d, err, errlen);
+        lf_backend_forget(p->be, t->data, lf_tensor_nbytes(t));
+        return rc;
+    }
     /* A device: merged on the host in f32, written back whole. */
     lf_type_to_f32(t->type, w0, f, numel);
     for (size_t k = 0; k < np; k++) {

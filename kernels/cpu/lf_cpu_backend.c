@@ -154,6 +154,15 @@ static lf_precision_t s_set_precision(lf_backend_t *be, lf_precision_t p) {
     return bf16 ? LF_PRECISION_BF16 : LF_PRECISION_F32;
 }
 
+static void s_forget(lf_backend_t *be, const void *p, size_t n) {
+#ifdef LF_HAVE_DNNL
+    lf__cpu_ctx_t *c = be->ctx;
+    lf__cpu_dnnl_forget(c->dnnl, p, n);
+#else
+    (void)be, (void)p, (void)n;
+#endif
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
@@ -168,6 +177,7 @@ static const lf__backend_iface_t s_iface = {
     .graph_compute = NULL,
     .workspace_bytes = s_workspace_bytes,
     .set_precision = s_set_precision,
+    .forget = s_forget,
     .destroy = s_destroy,
     .ops = s_ops,
 };
@@ -207,6 +217,8 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new(n_threads);
     const char *mm = getenv("LF_CPU_MATMUL");
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
+    const char *fuse = getenv("LF_CPU_FUSE");
+    c->fuse = !fuse || strcmp(fuse, "0") != 0;
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

@@ -15,8 +15,24 @@
  * grown to the largest primitive's need. oneDNN's default "library" mode
  * keeps a thread_local, reference-counted buffer per creating thread; a
  * primitive created on a worker's engine thread and destroyed on another
- * leaked it (LeakSanitizer: ~885 KB at every worker exit). */
+ * leaked it (LeakSanitizer: ~885 KB at every worker exit).
+ *
+ * Pre-packed weights: a weight mapped from its file (lf_pool_tensor_mapped,
+ * buffer LF_BUFFER_WEIGHTS_MAPPED) is converted to the compute type and
+ * reordered into the layout the primitive wants (blocked convolution
+ * weights, the matmul's packed B) once, at its first use, and that copy is
+ * used from then on; the file's pages under it are handed back to the
+ * kernel (MADV_PAGEOUT: clean file pages go, pages a LoRA merge made
+ * private stay), so the packed copy replaces the file copy in RSS rather
+ * than adding to it. Only where the packed copy is no larger than the
+ * stored weight (bf16 from f16 or bf16; f32 from f32): an f32 copy of an
+ * f16 weight would double its memory, so f32 products of f16 weights keep
+ * converting per call. Copies are dropped when the weight's bytes change or
+ * go (lf__cpu_dnnl_forget, from lf_backend_forget). LF_CPU_PREPACK=0 turns
+ * this off (comparisons). */
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +53,7 @@ enum { S_SRC, S_WEI, S_DST };
  * 1.2-1.4x oneDNN's im2col + GEMM on plain NCHW at 64x64 and 32x32, while
  * in f32 (and at 8x8, where the per-call weight reorder costs as much as
  * the product) it was no faster. */
-enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL };
+enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
 typedef struct {
     int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
@@ -49,7 +65,20 @@ typedef struct {
      * where the layouts are the same. */
     dnnl_primitive_t reorder[3];
     dnnl_memory_t user[3];
+    /* The primitive's weights layout and ours (plain, compute type). */
+    dnnl_memory_desc_t wmd, wplain;
+    bool bias_post; /* the bias is a binary add post-op's operand */
 } s_entry_t;
+
+/* One pre-packed weight. */
+typedef struct {
+    const void *src; /* the weight's bytes as the model holds them (the key) */
+    size_t src_bytes;
+    lf_type_t ct;
+    dnnl_memory_desc_t md; /* layout of data */
+    void *data;            /* owned */
+    size_t bytes;
+} s_packed_t;
 
 struct lf__cpu_dnnl {
     dnnl_engine_t engine;
@@ -66,7 +95,24 @@ struct lf__cpu_dnnl {
      * gives it the backend's count on the calling thread before each run. */
     void (*omp_set_num_threads)(int);
     int n_threads;
+    bool prepack; /* LF_CPU_PREPACK != 0 */
+    s_packed_t *packed; /* owned */
+    int n_packed, cap_packed;
+    size_t packed_bytes;
 };
+
+/* Packed copies live in mappings of their own, not the heap: they come and
+ * go by the gigabyte (a network's weights, dropped when another network
+ * runs), and freed heap memory below glibc's grown mmap threshold (up to
+ * 32 MiB) would stay in RSS. */
+static void *s_map(size_t bytes) {
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void s_unmap(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}
 
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     lf__cpu_dnnl_t *d = calloc(1, sizeof *d);
@@ -75,7 +121,10 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     const char *conv = getenv("LF_CPU_CONV");
     d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
                  : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
+                 : !strcmp(conv, "bf16packed")                  ? S_BLOCKED_BF16_PACKED
                                                                 : S_BLOCKED_BF16;
+    const char *pp = getenv("LF_CPU_PREPACK");
+    d->prepack = !pp || strcmp(pp, "0") != 0;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -111,6 +160,8 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
     for (int i = 0; i < 3; i++) free(d->blk[i]);
+    for (int i = 0; i < d->n_packed; i++) s_unmap(d->packed[i].data, d->packed[i].bytes);
+    free(d->packed);
     free(d);
     *d_p = NULL;
 }
@@ -138,6 +189,130 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
     return 0;
 }
 
+/* Whether w may be pre-packed in compute type ct: mapped from its file (so
+ * its pages can be handed back) and no larger in ct than as stored. */
+static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
+    const lf_tensor_t *t = w ? w->t : NULL;
+    return d->prepack && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
+           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) && lf_type_size(ct) <= lf_type_size(t->type);
+}
+
+void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
+    const uintptr_t a = (uintptr_t)p, b = a + n;
+    for (int i = 0; d && i < d->n_packed;) {
+        const s_packed_t *k = &d->packed[i];
+        if (!p || ((uintptr_t)k->src < b && a < (uintptr_t)k->src + k->src_bytes)) {
+            d->packed_bytes -= k->bytes;
+            s_unmap(k->data, k->bytes);
+            d->packed[i] = d->packed[--d->n_packed];
+        } else {
+            i++;
+        }
+    }
+}
+
+void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct) {
+    if (!d || !d->n_packed || !w->buffer || w->buffer->usage != LF_BUFFER_WEIGHTS_MAPPED) return;
+    for (int i = 0; i < d->n_packed;) {
+        const s_packed_t *k = &d->packed[i];
+        if (k->src == w->data && k->ct != ct) {
+            d->packed_bytes -= k->bytes;
+            s_unmap(k->data, k->bytes);
+            d->packed[i] = d->packed[--d->n_packed];
+        } else {
+            i++;
+        }
+    }
+}
+
+size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count) {
+    if (count) *count = d ? d->n_packed : 0;
+    return d ? d->packed_bytes : 0;
+}
+
+/* One reorder from plain (at from) to its (at to), run now. */
+static int s_reorder_once(lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *plain, const void *from,
+                          const dnnl_memory_desc_t *its, void *to) {
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t mf = NULL, mt = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (!st) st = dnnl_reorder_primitive_desc_create(&pd, plain, d->engine, its, d->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st) return LF_EUNSUPPORTED;
+    const dnnl_memory_desc_t *scr = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (scr && dnnl_memory_desc_get_size(scr)) st = dnnl_unimplemented;
+    if (!st) st = dnnl_primitive_create(&r, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (!st) st = dnnl_memory_create(&mf, plain, d->engine, (void *)from);
+    if (!st) st = dnnl_memory_create(&mt, its, d->engine, to);
+    if (!st) {
+        if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, mf}, {DNNL_ARG_TO, mt}};
+        st = dnnl_primitive_execute(r, d->stream, 2, args);
+        if (!st) st = dnnl_stream_wait(d->stream);
+    }
+    if (mf) dnnl_memory_destroy(mf);
+    if (mt) dnnl_memory_destroy(mt);
+    if (r) dnnl_primitive_destroy(r);
+    return st ? LF_EINTERNAL : 0;
+}
+
+/* w in compute type ct and layout its (the primitive's; plain: ours), from
+ * the pre-packed copies, made now (from w->make's plain copy) on the first
+ * call; NULL when it is not kept (not packable, no gain, out of memory):
+ * the caller converts and reorders per call. */
+static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct,
+                            const dnnl_memory_desc_t *its, const dnnl_memory_desc_t *plain) {
+    if (!s_packable(d, w, ct)) return NULL;
+    const lf_tensor_t *t = w->t;
+    for (int i = 0; i < d->n_packed; i++) {
+        s_packed_t *k = &d->packed[i];
+        if (k->src != t->data || k->ct != ct) continue;
+        if (dnnl_memory_desc_equal(&k->md, its)) return k->data;
+        lf__cpu_dnnl_forget(d, k->src, k->src_bytes); /* another primitive's layout: packed again */
+        break;
+    }
+    const size_t src_bytes = lf_tensor_nbytes(t), bytes = dnnl_memory_desc_get_size(its);
+    const bool same = dnnl_memory_desc_equal(its, plain);
+    if (bytes > src_bytes || (same && t->type == ct)) return NULL; /* larger, or the weight itself */
+    if (d->n_packed == d->cap_packed) {
+        int cap = d->cap_packed ? d->cap_packed * 2 : 256;
+        s_packed_t *np = realloc(d->packed, (size_t)cap * sizeof *np);
+        if (!np) return NULL;
+        d->packed = np, d->cap_packed = cap;
+    }
+    const void *from = w->make(w->arg);
+    void *buf = from ? s_map(bytes) : NULL;
+    if (!buf) return NULL;
+    if (same) memcpy(buf, from, bytes);
+    else if (s_reorder_once(d, plain, from, its, buf)) {
+        s_unmap(buf, bytes);
+        return NULL;
+    }
+    d->packed[d->n_packed++] = (s_packed_t){.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its,
+                                            .data = buf, .bytes = bytes};
+    d->packed_bytes += bytes;
+    /* The file's pages under the weight: whole pages only (a neighbour's
+     * bytes may share the edges). */
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1),
+                    b = ((uintptr_t)t->data + src_bytes) & ~(pg - 1);
+    if (pg && b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT);
+    return buf;
+}
+
+const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
+    const lf_tensor_t *t = w->t;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {lf_tensor_nelements(t)};
+    const void *p = NULL;
+    if (!dnnl_memory_desc_init_by_tag(&md, 1, dims, s_dt(ct), dnnl_x)) p = s_packed(d, w, ct, &md, &md);
+    return p ? p : w->make(w->arg);
+}
+
 /* The primitive descriptor made with our scratchpad mode, then the entry's
  * primitive and scratchpad memory; takes pd. */
 static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
@@ -153,10 +328,19 @@ static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     return s_grow(&d->scratch, &d->scratch_size, scr_size);
 }
 
-static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, dnnl_primitive_desc_t *pd) {
+/* add1: a binary add post-op with this second operand (NULL: none). */
+static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const dnnl_memory_desc_t *add1, dnnl_primitive_desc_t *pd) {
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
-    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t pst = dnnl_success;
+    if (add1) {
+        pst = dnnl_post_ops_create(&po);
+        if (!pst) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, add1);
+        if (!pst) pst = dnnl_primitive_attr_set_post_ops(attr, po);
+        if (po) dnnl_post_ops_destroy(po);
+    }
+    if (pst || dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
         dnnl_primitive_attr_destroy(attr);
         return LF_EINTERNAL;
     }
@@ -186,9 +370,14 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
     return 0;
 }
 
-static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
+/* packed: the weight is pre-packed, so no per-call weight reorder counts
+ * against the blocked layout at small sizes; LF_CPU_CONV=bf16packed blocks
+ * those too (not the default: see docs/PERFORMANCE.md, pre-packed weights). */
+static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
+    const bool big = n->dst->ne[0] * n->dst->ne[1] >= 32 * 32;
     return d->blocked == S_BLOCKED_ALL ||
-           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && n->dst->ne[0] * n->dst->ne[1] >= 32 * 32);
+           (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && big) ||
+           (d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_BF16 && (big || packed));
 }
 
 /* The reorder between user (our layout) and its (the primitive's) of one
@@ -233,7 +422,7 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                            plain->padding[1]))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, &pd);
+    int rc = s_pd(d, &cd, NULL, &pd);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
@@ -244,13 +433,14 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)};
     rc = s_finish(d, pd, e);
+    e->wmd = its[S_WEI], e->wplain = *w_md;
     for (int i = 0; i < 3 && !rc; i++) rc = s_reorder_make(d, e, i, user[i], &its[i]);
     if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST]);
     if (rc) s_entry_free(e);
     return rc;
 }
 
-static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry_t *e) {
+static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool packed, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     dnnl_dims_t sd = {x->ne[3], x->ne[2], x->ne[1], x->ne[0]};
@@ -271,9 +461,11 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, s_entry
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md,
                                            b ? &b_md : NULL, &dst_md, strides, pad, padr))
         return LF_EUNSUPPORTED;
-    if (s_blocked(d, ct, n) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e)) return 0;
+    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e))
+        return 0;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, &pd);
+    int rc = s_pd(d, &cd, NULL, &pd);
+    e->wmd = e->wplain = w_md;
     if (!rc) rc = s_finish(d, pd, e);
     if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md);
     if (rc) s_entry_free(e);
@@ -317,13 +509,14 @@ static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t b
     return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
 }
 
-static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, const void *bias,
-                 void *dst) {
+/* wei: in the primitive's layout when packed, else in ours. */
+static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, bool packed,
+                 const void *bias, void *dst) {
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     void *ptr[3] = {(void *)src, (void *)wei, dst};
     dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
     for (int i = 0; i < 3; i++) {
-        if (!e->reorder[i]) {
+        if (!e->reorder[i] || (i == S_WEI && packed)) {
             dnnl_memory_set_data_handle(mem[i], ptr[i]);
             continue;
         }
@@ -334,7 +527,9 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (e->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    if (e->bias)
+        args[nargs++] = (dnnl_exec_arg_t){e->bias_post ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 : DNNL_ARG_BIAS,
+                                          e->bias};
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
@@ -348,51 +543,95 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
 typedef struct {
     const lf_node_t *n;
     lf_type_t ct;
+    bool packed;
 } s_conv_arg_t;
 
 static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const s_conv_arg_t *a = arg;
-    return s_create(d, a->n, a->ct, e);
+    return s_create(d, a->n, a->ct, a->packed, e);
 }
 
 int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                      const void *w) {
+                      const lf__cpu_wsrc_t *w) {
     const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2];
-    int64_t key[12] = {1, ct, xt->ne[0], xt->ne[1], xt->ne[2], xt->ne[3], wt->ne[0], wt->ne[1],
-                       wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, b != NULL};
+    const bool packable = s_packable(d, w, ct);
+    int64_t key[12] = {1,         ct,        xt->ne[0], xt->ne[1],          xt->ne[2],       xt->ne[3],
+                       wt->ne[0], wt->ne[1], wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, (b != NULL) | packable << 1};
     int rc = 0;
-    s_conv_arg_t arg = {n, ct};
+    s_conv_arg_t arg = {n, ct, packable};
     s_entry_t *e = s_lookup(d, key, &rc, s_create_conv, &arg);
-    return e ? s_run(d, e, x, w, b ? b->data : NULL, n->dst->data) : rc;
+    if (!e) return rc;
+    const void *wp = packable ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
+    const void *wu = wp ? wp : w->make(w->arg);
+    if (!wu) return LF_ENOMEM;
+    return s_run(d, e, x, wu, wp != NULL, b ? b->data : NULL, n->dst->data);
 }
 
+typedef struct {
+    const lf__cpu_mm_t *m;
+    bool packed; /* the weight's layout left to the primitive (pre-packed) */
+} s_mm_arg_t;
+
 static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
-    const lf__cpu_mm_t *m = arg;
+    const lf__cpu_mm_t *m = ((const s_mm_arg_t *)arg)->m;
+    const bool packable = ((const s_mm_arg_t *)arg)->packed;
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    dnnl_dims_t sd = {m->M, m->K}, ss = {m->lda, 1};
-    dnnl_dims_t wd = {m->K, m->N}, ws = {1, m->K}; /* PyTorch's [out, in] row-major */
-    if (m->w_kn) ws[0] = m->N, ws[1] = 1;
-    dnnl_dims_t bd = {m->bias_m ? m->M : 1, m->bias_m ? 1 : m->N};
-    dnnl_dims_t dd = {m->M, m->N}, ds = {m->ldc, 1};
-    if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, s_dt(m->ct), ss) ||
-        dnnl_memory_desc_init_by_strides(&w_md, 2, wd, s_dt(m->ct), ws) ||
-        dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab) ||
-        dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds))
+    /* 3-D with a batch of one for a per-row bias post-op (a broadcast along
+     * the last dimension that 2-D products only have in the reference
+     * kernel). */
+    const int nd = m->bias_m ? 3 : 2, o = nd - 2;
+    dnnl_dims_t sd = {1, 1, 1}, ss = {m->M * m->lda, m->M * m->lda, 1};
+    dnnl_dims_t wd = {1, 1, 1}, ws = {m->K * m->N, m->K * m->N, 1};
+    dnnl_dims_t bd = {1, 1, 1}, dd = {1, 1, 1}, ds = {m->M * m->ldc, m->M * m->ldc, 1};
+    sd[o] = m->M, sd[o + 1] = m->K, ss[o] = m->lda, ss[o + 1] = 1;
+    wd[o] = m->K, wd[o + 1] = m->N; /* PyTorch's [out, in] row-major, or [in, out] (w_kn) */
+    ws[o] = m->w_kn ? m->N : 1, ws[o + 1] = m->w_kn ? 1 : m->K;
+    bd[o] = m->bias_m ? m->M : 1, bd[o + 1] = m->bias_m ? 1 : m->N;
+    dd[o] = m->M, dd[o + 1] = m->N, ds[o] = m->ldc, ds[o + 1] = 1;
+    if (dnnl_memory_desc_init_by_strides(&src_md, nd, sd, s_dt(m->ct), ss) ||
+        dnnl_memory_desc_init_by_strides(&w_md, nd, wd, s_dt(m->ct), ws) ||
+        dnnl_memory_desc_init_by_tag(&b_md, nd, bd, dnnl_f32, nd == 3 ? dnnl_abc : dnnl_ab) ||
+        dnnl_memory_desc_init_by_strides(&dst_md, nd, dd, dnnl_f32, ds))
         return LF_EINTERNAL;
+    /* A pre-packed weight takes the layout the primitive prefers (its
+     * packed B); any other stays in ours. */
+    dnnl_memory_desc_t w_any;
+    if (packable && dnnl_memory_desc_init_by_tag(&w_any, nd, wd, s_dt(m->ct), dnnl_format_tag_any))
+        return LF_EINTERNAL;
+    /* A per-row bias (a 1x1 convolution's, Y = W . X): oneDNN has only its
+     * reference kernel for that as a matmul bias, so it is a binary add
+     * post-op, fused into the product's output pass. */
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md))
+    if (dnnl_matmul_desc_init(&md, &src_md, packable ? &w_any : &w_md, m->bias && !m->bias_m ? &b_md : NULL,
+                              &dst_md))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &md, &pd);
+    int rc = s_pd(d, &md, m->bias && m->bias_m ? &b_md : NULL, &pd);
+    e->bias_post = m->bias && m->bias_m;
+    e->wplain = w_md;
+    e->wmd = rc ? w_md : *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &w_md, m->bias ? &b_md : NULL, &dst_md);
+    if (!rc) rc = s_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md);
     if (rc) s_entry_free(e);
     return rc;
 }
 
 int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m) {
-    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m};
+    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1};
     int rc = 0;
-    s_entry_t *e = s_lookup(d, key, &rc, s_create_matmul, m);
-    return e ? s_run(d, e, m->a, m->w, m->bias, m->c) : rc;
+    s_entry_t *e;
+    if (s_packable(d, m->wsrc, m->ct)) {
+        /* The primitive's packed B, kept; without it (a padded layout larger
+         * than the weight, out of memory) the plain-layout primitive runs. */
+        s_mm_arg_t arg = {m, true};
+        e = s_lookup(d, key, &rc, s_create_matmul, &arg);
+        const void *w = e ? s_packed(d, m->wsrc, m->ct, &e->wmd, &e->wplain) : NULL;
+        if (w) return s_run(d, e, m->a, w, false, m->bias, m->c);
+    }
+    key[10] = 0;
+    s_mm_arg_t arg = {m, false};
+    e = s_lookup(d, key, &rc, s_create_matmul, &arg);
+    if (!e) return rc;
+    const void *w = m->w ? m->w : m->wsrc->make(m->wsrc->arg);
+    return w ? s_run(d, e, m->a, w, false, m->bias, m->c) : LF_ENOMEM;
 }

@@ -60,6 +60,18 @@ static const void *s_as(lf__cpu_ctx_t *cpu, lf_type_t ct, const lf_tensor_t *t, 
     return dst;
 }
 
+/* A weight's lf__cpu_wsrc_t.make: s_as into the workspace reserved. */
+typedef struct {
+    lf__cpu_ctx_t *cpu;
+    lf_type_t ct;
+    char *work;
+} s_make_t;
+
+static const void *s_make(void *arg, const lf_tensor_t *t) {
+    s_make_t *m = arg;
+    return s_as(m->cpu, m->ct, t, &m->work);
+}
+
 /* Workspace bytes s_as needs for t in ct. */
 static size_t s_as_bytes(lf_type_t ct, const lf_tensor_t *t) {
     return t->type == ct ? 0 : ((size_t)lf_tensor_nelements(t) * lf_type_size(ct) + 63) & ~(size_t)63;
@@ -83,6 +95,16 @@ static bool s_small(int64_t m, int64_t n, int64_t k) {
     return m < 16 || n < 16 || k < 16;
 }
 
+typedef struct {
+    s_make_t m;
+    const lf_tensor_t *t;
+} s_wmake_t;
+
+static const void *s_wmake(void *arg) {
+    s_wmake_t *w = arg;
+    return s_make(&w->m, w->t);
+}
+
 /* A linear layer through oneDNN: 0, or an error after which OpenBLAS runs. */
 static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
 #ifdef LF_HAVE_DNNL
@@ -100,6 +122,7 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
         if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
         m.ct = ct = LF_TYPE_F32;
     }
+    if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, b, ct);
     size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
     size_t need = abytes + s_as_bytes(ct, b);
     char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
@@ -114,7 +137,9 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
                             (uint16_t *)work + r * m.K, m.K);
         m.a = work, m.lda = m.K, work += abytes;
     }
-    m.w = s_as(cpu, ct, b, &work);
+    s_wmake_t mk = {.m = {cpu, ct, work}, .t = b};
+    lf__cpu_wsrc_t ws = {b, s_wmake, &mk};
+    m.wsrc = &ws; /* converted only when not pre-packed */
     return lf__cpu_dnnl_matmul(cpu->dnnl, &m);
 #else
     (void)cpu, (void)node;
@@ -127,6 +152,9 @@ static int s_matmul(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
     if (s_matmul_dnnl(cpu, node) == 0) return 0;
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
+#ifdef LF_HAVE_DNNL
+    lf__cpu_dnnl_release(cpu->dnnl, b, LF_TYPE_F32); /* read as stored below */
+#endif
     lf_tensor_t *d = node->dst;
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     lf_tensor_t A = *a, B = *b;
@@ -259,26 +287,49 @@ static size_t s_tile_bytes(void) {
 }
 
 #ifdef LF_HAVE_DNNL
+/* s_wmake, remembered: the 1x1 path and the convolution after it (when
+ * the matmul was refused) share one conversion. */
+typedef struct {
+    s_wmake_t *mk;
+    const void *w;
+} s_once_t;
+
+static const void *s_once(void *arg) {
+    s_once_t *o = arg;
+    if (!o->w) o->w = s_wmake(o->mk);
+    return o->w;
+}
+
 /* A 1x1 stride-1 convolution as one oneDNN matmul per image, Y[Co][P] =
  * W[Co][Ci] . X[Ci][P] + bias[Co]: oneDNN's convolution on plain NCHW ran
  * these at a quarter of its 3x3 rate (bench_unet --profile). x and w are in
  * compute type ct. */
 static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t ct, const void *x,
-                          const void *w) {
+                          const lf__cpu_wsrc_t *ws) {
     const lf_tensor_t *xt = node->src[0], *wt = node->src[1], *bias = node->src[2];
+    const void *w = lf__cpu_dnnl_plain(cpu->dnnl, ws, ct);
+    if (!w) return LF_ENOMEM;
     int64_t P = xt->ne[0] * xt->ne[1], Ci = xt->ne[2], Co = wt->ne[3];
     size_t es = lf_type_size(ct);
+    /* The bias as the matmul's per-row add post-op (cpu->fuse; else a pass
+     * after, as when oneDNN refuses the post-op). oneDNN's matmul bias would
+     * be its reference kernel for a per-row bias, which sent every 1x1
+     * convolution with a bias (proj_in, proj_out, skip connections) back to
+     * its plain-layout convolution. */
+    bool fused = cpu->fuse && bias && bias->nb[0] == 4;
     for (int64_t n = 0; n < xt->ne[3]; n++) {
-        /* The bias is added after: oneDNN has only its reference kernel for a
-         * matmul with a per-row bias (refused), which sent every 1x1
-         * convolution with a bias (proj_in, proj_out, skip connections) back
-         * to its plain-layout convolution. */
         float *y = (float *)node->dst->data + n * Co * P;
         lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .ct = ct, .a = w,
-                          .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y};
+                          .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y,
+                          .bias = fused ? bias->data : NULL, .bias_m = fused};
         int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        if (rc && fused) { /* no fast kernel with the post-op */
+            fused = false;
+            m.bias = NULL, m.bias_m = false;
+            rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        }
         if (rc) return rc;
-        for (int64_t c = 0; bias && c < Co; c++) {
+        for (int64_t c = 0; bias && !fused && c < Co; c++) {
             float b;
             memcpy(&b, (const char *)bias->data + c * (int64_t)bias->nb[0], 4);
             for (int64_t p = 0; p < P; p++) y[c * P + p] += b;
@@ -294,15 +345,20 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
         const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
         lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) ? LF_TYPE_F32 : cpu->compute;
+        if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, wt, ct);
         bool pointwise = wt->ne[0] == 1 && wt->ne[1] == 1 && node->p.conv2d.stride == 1 &&
                          node->p.conv2d.pad == 0 && (ct == LF_TYPE_BF16 || cpu->mm_dnnl);
         size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);
         char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
         if (!need || work) {
             const void *x = s_as(cpu, ct, node->src[0], &work);
-            const void *w = s_as(cpu, ct, node->src[1], &work);
-            if (pointwise && s_conv1x1_dnnl(cpu, node, ct, x, w) == 0) return 0;
-            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, x, w) == 0) return 0;
+            /* The weight is converted at most once per call, and only when
+             * oneDNN keeps no pre-packed copy of it. */
+            s_wmake_t mk = {.m = {cpu, ct, work}, .t = node->src[1]};
+            s_once_t once = {.mk = &mk};
+            lf__cpu_wsrc_t ws = {node->src[1], s_once, &once};
+            if (pointwise && s_conv1x1_dnnl(cpu, node, ct, x, &ws) == 0) return 0;
+            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, x, &ws) == 0) return 0;
         }
     }
 #endif

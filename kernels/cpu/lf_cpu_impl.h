@@ -47,6 +47,15 @@ void lf__cpu_to_f32(lf__cpu_pool_t *pool, lf_type_t type, const void *src, float
 
 /* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
+/* A weight operand: t as the model holds it, and make(arg), which returns
+ * it in the compute type and plain layout (OIHW / [out, in]; converted into
+ * the backend's workspace when t is of another type), or NULL on out of
+ * memory. oneDNN takes a pre-packed copy instead where it keeps one. */
+typedef struct {
+    const lf_tensor_t *t;
+    const void *(*make)(void *arg);
+    void *arg;
+} lf__cpu_wsrc_t;
 /* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
  * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
  * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
@@ -58,6 +67,9 @@ typedef struct {
     const void *a, *w;
     const float *bias;
     float *c;
+    /* Non-NULL: w is this resident weight ([out, in]; w itself may be NULL
+     * then, made on demand or taken pre-packed). */
+    const lf__cpu_wsrc_t *wsrc;
 } lf__cpu_mm_t;
 #ifdef LF_HAVE_DNNL
 /* Runs its primitives on n_threads OpenMP threads. */
@@ -66,12 +78,25 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
-/* n's convolution with x and w (n's shapes) in compute type ct, bias and
- * dst as in n. 0, or an error after which the caller falls back to im2col. */
+/* n's convolution with x (in compute type ct) and the weight w (n's
+ * shapes), bias and dst as in n. 0, or an error after which the caller
+ * falls back to im2col. */
 int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                      const void *w);
+                      const lf__cpu_wsrc_t *w);
 /* 0, or an error after which the caller falls back to OpenBLAS. */
 int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m);
+/* w in compute type ct, plain layout: the pre-packed copy (made now on
+ * first use) where oneDNN keeps one, else w->make's; NULL on failure. */
+const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct);
+/* Drops the pre-packed copies of weights overlapping [p, p + n) (p NULL:
+ * all of them). */
+void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n);
+/* w is about to be read from its own bytes in compute type ct (an f32
+ * product of an f16 weight): its copies packed for another type go, or the
+ * weight would count twice in RSS (its file pages read back beside them). */
+void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct);
+/* Bytes held in pre-packed weights, and their count. */
+size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count);
 #endif
 
 /* ---- backend context ---- */
@@ -92,6 +117,9 @@ typedef struct {
     /* f32 MATMUL through oneDNN instead of OpenBLAS (LF_CPU_MATMUL=blas|dnnl;
      * the default is what bench_kernels measured faster). */
     bool mm_dnnl;
+    /* Post-ops fused into oneDNN primitives (a 1x1 convolution's bias);
+     * LF_CPU_FUSE=0 runs them as passes after (comparisons). */
+    bool fuse;
     /* MATMUL / CONV2D one image per call where the node knows its batch
      * (lf_node_t.images): batch-invariant bytes, at a cost on small
      * products (docs/PERFORMANCE.md). On with LF_CPU_PER_IMAGE=1 (a worker

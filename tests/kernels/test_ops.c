@@ -12,12 +12,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "lf_backend.h"
 #include "lf_error.h"
 #include "lf_ops.h"
+#include "lf_pool.h"
 #include "lf_test_tensor.h"
 
 #define TOL_F32 5e-4
@@ -259,16 +262,160 @@ static void test_bf16_compute(void **state) {
     lf_backend_destroy(&be);
 }
 
+/* ---- pre-packed weights ---- */
+
+/* A convolution of x with w against the reference with operands rounded to
+ * ct (as s_check_conv_ct, for a given weight). */
+static void s_check_conv_w(lf_backend_t *be, lf_type_t ct, const lf_tensor_t *x, const lf_tensor_t *w,
+                           const lf_tensor_t *b, int stride, int pad) {
+    int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2], N = x->ne[3], k = w->ne[0], Co = w->ne[3];
+    int64_t Wo = (W + 2 * pad - k) / stride + 1, Ho = (H + 2 * pad - k) / stride + 1;
+    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, Wo, Ho, Co, N);
+    double *want = s_ref(&d), *o = want;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t co = 0; co < Co; co++)
+            for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t ox = 0; ox < Wo; ox++, o++) {
+                    double s = b ? G(b, co, 0, 0, 0) : 0;
+                    for (int64_t ci = 0; ci < Ci; ci++)
+                        for (int64_t ky = 0; ky < k; ky++)
+                            for (int64_t kx = 0; kx < k; kx++) {
+                                int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                s += s_in(ct, G(x, ix, iy, ci, n)) * s_in(ct, G(w, kx, ky, ci, co));
+                            }
+                    *o = s;
+                }
+    assert_int_equal(lf_op_conv2d(be, &d, x, w, b, stride, pad), 0);
+    double err = lf_test_maxerr(&d, want);
+    if (err > TOL_F32) fprintf(stderr, "mapped conv k=%lld %lldx%lld: err %g\n", (long long)k, (long long)W,
+                               (long long)H, err);
+    assert_true(err <= TOL_F32);
+    free(want), free(d.data);
+}
+
+/* Weights mapped from a file (lf_pool_tensor_mapped), as a model's are: under
+ * bf16 the CPU backend keeps them pre-packed in oneDNN's layouts after their
+ * first use. The results must match the reference on every use, and follow
+ * the weight when its bytes change (lf_backend_tensor_set) or its pages are
+ * dropped (lf_pool_drop_pages): a packed copy that outlived its weight
+ * would give the old weight's result. */
+static void test_prepacked_weights(void **state) {
+  (void)state;
+  /* bf16packed: convolutions of every size in the blocked layout once their
+   * weight is packed (the default keeps those under 32x32 plain). */
+  lf_backend_t *be = lf_backend_cpu_new(2);
+  assert_non_null(be);
+  for (int mode = 0; mode < 2; mode++) {
+    if (mode == 1) {
+      lf_backend_destroy(&be);
+      setenv("LF_CPU_CONV", "bf16packed", 1);
+      be = lf_backend_cpu_new(2);
+      unsetenv("LF_CPU_CONV");
+      assert_non_null(be);
+    }
+    if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
+      fprintf(stderr, "SKIP pre-packed weights: no bf16 compute (%s)\n",
+              lf_backend_describe(be));
+      lf_backend_destroy(&be);
+      return;
+    }
+    /* Four f16 weights side by side in a file, 4096-byte aligned: a 3x3
+     * convolution's, a 1x1 convolution's, a linear layer's (channels in
+     * whole blocks of 16, as SD's, so the packed copies are no larger than
+     * the weights) and a 3x3 one with odd channels (its blocked layout is
+     * padded, larger: not kept, converted per call). */
+    lf_tensor_t w3 = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1),
+                w3b = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 48, 1);
+    lf_tensor_t w1 = lf_test_rand(LF_TYPE_F16, 1, 1, 32, 19, 1),
+                wl = lf_test_rand(LF_TYPE_F16, 320, 64, 1, 1, 1);
+    lf_tensor_t wo = lf_test_rand(LF_TYPE_F16, 3, 3, 17, 24, 1);
+    const lf_tensor_t *ws[4] = {&w3, &w1, &wl, &wo};
+    char path[] = "/tmp/lf_test_prepack_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "wb");
+    assert_non_null(f);
+    uint64_t off[4];
+    for (int i = 0; i < 4; i++) {
+      off[i] = (uint64_t)ftell(f);
+      size_t n = lf_tensor_nbytes(ws[i]);
+      assert_int_equal(fwrite(ws[i]->data, 1, n, f), n);
+      static const char zeros[4096];
+      assert_int_equal(fwrite(zeros, 1, 4096 - n % 4096, f), 4096 - n % 4096);
+    }
+    assert_int_equal(fclose(f), 0);
+    lf_pool_t *pool = lf_pool_new(be, 0);
+    assert_non_null(pool);
+    lf_tensor_t *m3 =
+        lf_pool_tensor_mapped(pool, "w3", LF_TYPE_F16, 4, w3.ne, path, off[0]);
+    lf_tensor_t *m1 =
+        lf_pool_tensor_mapped(pool, "w1", LF_TYPE_F16, 4, w1.ne, path, off[1]);
+    lf_tensor_t *ml =
+        lf_pool_tensor_mapped(pool, "wl", LF_TYPE_F16, 2, wl.ne, path, off[2]);
+    lf_tensor_t *mo =
+        lf_pool_tensor_mapped(pool, "wo", LF_TYPE_F16, 4, wo.ne, path, off[3]);
+    assert_non_null(m3), assert_non_null(m1), assert_non_null(ml),
+        assert_non_null(mo);
+    assert_int_equal(m3->buffer->usage, LF_BUFFER_WEIGHTS_MAPPED);
+    lf_tensor_t xs = lf_test_rand(LF_TYPE_F32, 9, 7, 32, 2, 1),
+                xb = lf_test_rand(LF_TYPE_F32, 34, 33, 32, 1, 1);
+    lf_tensor_t x1 = lf_test_rand(LF_TYPE_F32, 20, 18, 32, 2, 1),
+                a = lf_test_rand(LF_TYPE_F32, 320, 19, 3, 1, 1);
+    lf_tensor_t xo = lf_test_rand(LF_TYPE_F32, 34, 33, 17, 1, 1);
+    lf_tensor_t b48 = lf_test_rand(LF_TYPE_F32, 48, 1, 1, 1, 1),
+                b19 = lf_test_rand(LF_TYPE_F32, 19, 1, 1, 1, 1);
+    lf_tensor_t b64 = lf_test_rand(LF_TYPE_F32, 64, 1, 1, 1, 1),
+                b24 = lf_test_rand(LF_TYPE_F32, 24, 1, 1, 1, 1);
+    for (int round = 0; round < 2;
+         round++) { /* packed on the first use, used packed on the second */
+      s_check_conv_w(be, LF_TYPE_BF16, &xs, m3, &b48, 1, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, NULL, 2, 1);
+      s_check_conv_w(be, LF_TYPE_BF16, &x1, m1, &b19, 1, 0);
+      s_check_conv_w(be, LF_TYPE_BF16, &xo, mo, &b24, 1, 1);
+      s_check_matmul_ct(be, LF_TYPE_BF16, &a, ml, &b64, TOL_F32);
+    }
+    /* The weight rewritten (a LoRA merge writes it so): the next products use
+     * the new values. */
+    assert_int_equal(
+        lf_backend_tensor_set(be, m3, w3b.data, lf_tensor_nbytes(&w3b)), 0);
+    s_check_conv_w(be, LF_TYPE_BF16, &xs, m3, &b48, 1, 1);
+    s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
+    /* Its pages dropped: the file's values again, read anew. */
+    assert_true(lf_pool_drop_pages(pool, "w3") > 0);
+    s_check_conv_w(be, LF_TYPE_BF16, &xb, &w3, &b48, 1,
+                   1); /* the file's weight, plain memory */
+    s_check_conv_w(be, LF_TYPE_BF16, &xb, m3, &b48, 1, 1);
+    /* f32 compute: an f32 copy would be twice the f16 weight; converted per
+     * call. */
+    assert_int_equal(lf_backend_set_precision(be, LF_PRECISION_F32),
+                     LF_PRECISION_F32);
+    s_check_conv_w(be, LF_TYPE_F32, &xb, m3, &b48, 1, 1);
+    s_check_matmul_ct(be, LF_TYPE_F32, &a, ml, &b64, TOL_F32);
+    lf_pool_destroy(&pool);
+    unlink(path);
+    free(w3.data), free(w3b.data), free(w1.data), free(wl.data), free(wo.data),
+        free(xs.data), free(xb.data);
+    free(x1.data), free(xo.data), free(a.data), free(b48.data), free(b19.data),
+        free(b64.data), free(b24.data);
+  }
+  lf_backend_destroy(&be);
+}
+
 static void test_conv2d(void **state) {
     /* Every CPU path: oneDNN (when built with it) on our layout, im2col +
      * sgemm, oneDNN in its blocked layouts for f32 too. */
-    static const char *const paths[] = {NULL, "im2col", "blocked"};
-    for (int path = 0; path < 3; path++) {
+    static const char *const paths[] = {NULL, "im2col", "blocked", "unfused"};
+    for (int path = 0; path < 4; path++) {
         lf_backend_t *be = *state;
         if (path > 0) {
-            setenv("LF_CPU_CONV", paths[path], 1);
+            /* unfused: a 1x1 convolution's bias added in a pass after the
+             * product instead of as oneDNN's post-op. */
+            if (path == 3) setenv("LF_CPU_FUSE", "0", 1);
+            else setenv("LF_CPU_CONV", paths[path], 1);
             be = lf_backend_cpu_new(2);
-            unsetenv("LF_CPU_CONV");
+            unsetenv("LF_CPU_CONV"), unsetenv("LF_CPU_FUSE");
             assert_non_null(be);
             if (path == 1) assert_non_null(strstr(lf_backend_describe(be), "conv im2col"));
         }
@@ -895,6 +1042,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_bf16_compute),
+        cmocka_unit_test(test_prepacked_weights),
         cmocka_unit_test(test_group_norm),
         cmocka_unit_test(test_group_norm_silu),
         cmocka_unit_test(test_layer_rms_norm),
