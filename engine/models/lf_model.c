@@ -152,8 +152,8 @@ json_t *lf__model_json_file(const char *path) {
     return lf__model_exists(path) ? json_load_file(path, 0, &je) : NULL;
 }
 
-static int s_family_of(const lf_weights_t *w) {
-    size_t n = lf_weights_count(w);
+lf_family_t lf__model_family_of(const lf_weights_t *w) {
+    const size_t n = lf_weights_count(w);
     const char **names = malloc((n ? n : 1) * sizeof *names);
     if (!names) return LF_FAMILY_UNKNOWN;
     for (size_t i = 0; i < n; i++) names[i] = lf_weights_at(w, i)->name;
@@ -495,7 +495,7 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
             json_error_t je;
             meta = json_loads(ms, 0, &je);
         }
-        if (!rc && s_family_of(wu) == LF_FAMILY_FLUX) {
+        if (!rc && lf__model_family_of(wu) == LF_FAMILY_FLUX) {
             rc = lf__model_load_flux(m, path, wu, meta, opts, err, errlen);
             lf_weights_destroy(&wu);
             json_decref(meta);
@@ -525,11 +525,11 @@ int lf_model_load(const char *path, const lf_model_opts_t *opts, lf_model_t **ou
     if (!rc && opts->n_text_paths) {
         kt = (lf_keymap_t){0}, kt2 = (lf_keymap_t){0};
         jt = jt2 = NULL;
-        rc = s_text_parts(opts, s_family_of(wu) == LF_FAMILY_SDXL, &tsrc, &kt, &kt2, &jt, &jt2,
+        rc = s_text_parts(opts, lf__model_family_of(wu) == LF_FAMILY_SDXL, &tsrc, &kt, &kt2, &jt, &jt2,
                           err, errlen);
     }
     if (!rc) {
-        m->desc.family = s_family_of(wu);
+        m->desc.family = lf__model_family_of(wu);
         if (m->desc.family != LF_FAMILY_SD15 && m->desc.family != LF_FAMILY_SDXL) {
             if (errlen)
                 snprintf(err, errlen, "%s: family %s is not supported yet (SD1.x/2.x and SDXL)",

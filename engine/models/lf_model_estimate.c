@@ -94,16 +94,6 @@ static uint64_t s_file_bytes(const lf_weights_t *w, s_role_t role, unsigned want
     return sum;
 }
 
-static lf_family_t s_family_of(const lf_weights_t *w) {
-    const size_t n = lf_weights_count(w);
-    const char **names = malloc((n ? n : 1) * sizeof *names);
-    if (!names) return LF_FAMILY_UNKNOWN;
-    for (size_t i = 0; i < n; i++) names[i] = lf_weights_at(w, i)->name;
-    lf_family_t f = lf_model_detect_family(names, n);
-    free(names);
-    return f;
-}
-
 /* A diffusers folder's part file (lf__model_open_part's candidates), or NULL. */
 static lf_weights_t *s_part(const char *dir, const char *sub, const char *base, int *rc) {
     lf_weights_t *w = NULL;
@@ -151,7 +141,7 @@ int lf_model_estimate_bytes(const char *path, const lf_model_opts_t *opts, uint6
         lf_weights_t *den = s_part(path, "unet", "diffusion_pytorch_model", &rc);
         if (!den) den = s_part(path, "transformer", "diffusion_pytorch_model", &rc);
         if (!den) return rc ? rc : LF_ENOTFOUND;
-        r.family = s_family_of(den);
+        r.family = lf__model_family_of(den);
         if (r.family == LF_FAMILY_UNKNOWN && lf_flux_detect(den, "")) r.family = LF_FAMILY_FLUX;
         sum += s_file_bytes(den, S_DENOISER, 1u << S_DENOISER, r);
         lf_weights_destroy(&den);
@@ -161,7 +151,7 @@ int lf_model_estimate_bytes(const char *path, const lf_model_opts_t *opts, uint6
         lf_weights_t *w = NULL;
         char err[256];
         if ((rc = lf_weights_open(&w, path, err, sizeof err)) != 0) return rc;
-        r.family = s_family_of(w);
+        r.family = lf__model_family_of(w);
         unsigned want = 1u << S_DENOISER;
         if (!parts_text) want |= 1u << S_TEXT;
         if (!parts_vae) want |= 1u << S_VAE;

@@ -59,6 +59,8 @@ typedef enum { LF__NET_NONE = 0, LF__NET_TEXT, LF__NET_DENOISER, LF__NET_VAE } l
  * (lf_model.c: the previous one's graphs released, its mapped weight pages
  * dropped). */
 void lf__model_use(lf_model_t *m, lf__model_net_t net);
+/* The family a set of weights' tensor names says (lf_model_detect_family). */
+lf_family_t lf__model_family_of(const lf_weights_t *w);
 
 /* The text encoders' sources when assembled from parts: every file and
  * config opened for them, kept until the networks are built. */
