@@ -239,14 +239,21 @@ def fields(line):
     return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
 
 
+RAW = None  # --raw: every child's every line (the per-layer PROF lines too) is appended there
+
+
 def run_child(cmd, label, env=None):
-    """Runs cmd, echoing its output indented; the BENCH fields, the profile
-    by shared kind ({kind: seconds}) and the raw output."""
+    """Runs cmd, echoing its output indented; the BENCH fields and the
+    profile by shared kind ({kind: seconds})."""
     print(f"\n-- {label}: {' '.join(cmd)}", flush=True)
+    if RAW:
+        RAW.write(f"\n-- {label}: {' '.join(cmd)}\n")
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     bench, prof, ov_types = None, defaultdict(float), defaultdict(float)
     for line in p.stdout:
+        if RAW:
+            RAW.write(line)
         if line.startswith("PROF ov "):
             f = fields(line[8:].split(" name=", 1)[0])
             name = line.split(" name=", 1)[1].strip() if " name=" in line else ""
@@ -295,6 +302,7 @@ def main():
     ap.add_argument("--vae-bf16", action="store_true",
                     help="also our VAE with the backend's bf16 compute (the engine keeps it f32)")
     ap.add_argument("--convert-only", action="store_true")
+    ap.add_argument("--raw", help="append every child's output to this file (per-layer counters included)")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # convert-unet, convert-vae, ov-unet, ov-vae
     ap.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -319,6 +327,8 @@ def main():
         return ov_child(part, xml, a.precision, int(a.threads), a.reps if part == "unet" else a.vae_reps, a.out)
 
     parts = [p for p in a.parts.split(",") if p]
+    global RAW
+    RAW = open(a.raw, "a", buffering=1) if a.raw else None
     me = [sys.executable, os.path.abspath(__file__), "--ckpt", a.ckpt, "--xml", a.xml, "--vae-xml", a.vae_xml]
     for part in parts:
         xml = a.xml if part == "unet" else a.vae_xml
