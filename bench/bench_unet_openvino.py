@@ -155,8 +155,9 @@ def ov_kind(node_type, exec_type, name):
     if node_type in ("ScaledDotProductAttention", "MatMul", "Softmax", "SoftMax"):
         return "attention"
     if node_type == "Subgraph":  # a snippets kernel: the fused Q.K^T, softmax, .V of each attention
-        return "attention" if ("MatMul" in name or "softmax" in name.lower() or "bmm" in name.lower()
-                               or "baddbmm" in name.lower() or "attn" in name.lower()) else "elementwise"
+        n = name.lower()
+        return "attention" if any(w in n for w in ("matmul", "softmax", "bmm", "attn", "attention",
+                                                    "scaled_dot_product")) else "elementwise"
     if node_type in ("MVN", "GroupNormalization", "NormalizeL2"):
         return "norms"
     if node_type in ("Reorder", "Transpose", "Concatenation", "Split", "Reshape", "Gather",
@@ -250,9 +251,17 @@ def run_child(cmd, label, env=None):
         RAW.write(f"\n-- {label}: {' '.join(cmd)}\n")
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    bench, prof, ov_types = None, defaultdict(float), defaultdict(float)
-    for line in p.stdout:
-        if RAW:
+    bench, prof = parse_lines(p.stdout, echo=True)
+    rc = p.wait()
+    print(f"-- {label}: exit {rc}, {time.perf_counter() - t0:.0f} s", flush=True)
+    return (bench if rc == 0 else None), prof
+
+
+def parse_lines(lines, echo):
+    """A child's output -> its BENCH fields and its profile by shared kind."""
+    bench, prof = None, defaultdict(float)
+    for line in lines:
+        if RAW and echo:
             RAW.write(line)
         if line.startswith("PROF ov "):
             f = fields(line[8:].split(" name=", 1)[0])
@@ -265,11 +274,37 @@ def run_child(cmd, label, env=None):
             continue  # the table above it says the same
         if line.startswith("BENCH "):
             bench = fields(line)
-        sys.stdout.write("  | " + line)
-        sys.stdout.flush()
-    rc = p.wait()
-    print(f"-- {label}: exit {rc}, {time.perf_counter() - t0:.0f} s", flush=True)
-    return (bench if rc == 0 else None), dict(prof)
+        if echo:
+            sys.stdout.write("  | " + line)
+            sys.stdout.flush()
+    return bench, dict(prof)
+
+
+def regroup(raw):
+    """The results of an earlier run from its --raw log (no output
+    differences: those are not in it)."""
+    sections, cur = [], None
+    with open(raw) as f:
+        for line in f:
+            m = re.match(r"-- (OpenVINO|lightfarm) (\w+) (\w+), (\d+) thread\(s\): ", line)
+            if m:
+                cur = [m.groups(), []]
+                sections.append(cur)
+            elif cur:
+                cur[1].append(line)
+    res = {}
+    for (side, part, prec, nt), lines in sections:
+        bench, prof = parse_lines(lines, echo=False)
+        r = res.setdefault((part, prec, int(nt)), [None, None, {}, {}])
+        if side == "OpenVINO":
+            r[0], r[2] = bench, prof
+        else:
+            r[1], r[3] = bench, prof
+    out = []
+    for (part, prec, nt), (ov, ours, ovp, lp) in res.items():
+        la = " -> ".join(x for x in ((ov or {}).get("loadavg", ""), (ours or {}).get("loadavg", "")) if x)
+        out.append((part, prec, nt, ov, ours, ovp, lp, None, la))
+    return out
 
 
 def max_diff(a_path, b_path):
@@ -303,6 +338,7 @@ def main():
                     help="also our VAE with the backend's bf16 compute (the engine keeps it f32)")
     ap.add_argument("--convert-only", action="store_true")
     ap.add_argument("--raw", help="append every child's output to this file (per-layer counters included)")
+    ap.add_argument("--regroup", metavar="RAW", help="print the summary of an earlier run's --raw log, run nothing")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # convert-unet, convert-vae, ov-unet, ov-vae
     ap.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -312,6 +348,9 @@ def main():
         import openvino  # noqa: F401
     except ImportError as e:
         print(f"SKIP bench_unet_openvino: {e} (pip install -r bench/requirements-openvino.txt)")
+        return 0
+    if a.regroup:
+        summarize(regroup(a.regroup), "regrouped from " + a.regroup)
         return 0
     if a.child:
         sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
@@ -370,8 +409,12 @@ def main():
                         os.unlink(p)
                 results.append((part, prec, nt, ov, ours, ov_prof, our_prof, diff, la0 + " -> " + loadavg()))
     os.rmdir(tmp)
+    summarize(results, f"{time.perf_counter() - t_start:.0f} s; load average now {loadavg()}")
+    return 0
 
-    print(f"\n==== summary ({time.perf_counter() - t_start:.0f} s; load average now {loadavg()}) ====")
+
+def summarize(results, what):
+    print(f"\n==== summary ({what}) ====")
     print("seconds per call (UNet: one 512x512 CFG step, batch 2; VAE: one 64x64 -> 512x512 decode); "
           "cpu = process CPU time, wall = wall time; ratio = ours / OpenVINO (below 1: ours faster)")
     print(f"{'part':<5} {'prec':<5} {'thr':>3} | {'OV wall':>8} {'OV cpu':>8} {'OV RSS':>8} | "
@@ -412,7 +455,6 @@ def main():
         if diff:
             line += f" max_abs_diff={diff[0]:.4g} max_abs_ov={diff[1]:.4g}"
         print(line + f' load="{la}"')
-    return 0
 
 
 if __name__ == "__main__":
