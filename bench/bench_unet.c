@@ -22,6 +22,20 @@
  *
  * Usage: bench_unet [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none]
  *                   [--weights stored|f32|f16|bf16] [--no-ceiling] [--bf16] [--profile]
+ *                   [--precision f32|bf16] [--vae] [--dump PATH]
+ * --precision runs every step in that one precision (lf_model_set_precision,
+ * as a job does), no alternation and no PyTorch: the steady state. The
+ * alternating --bf16 mode repacks the bf16 weights at every bf16 step (an
+ * f32 product of a mapped weight drops its packed copy), so only this mode
+ * shows the packed bf16 step. Each step's wall and process CPU time is
+ * printed; --profile adds one profiled step, its table and one
+ * "PROF unet calls= s= flops= bytes= kind=" line per kind (for scripts:
+ * bench_unet_openvino.py). --vae times the VAE decode at 512x512 instead
+ * (x's first latent, [1][4][64][64], decoded whole as the engine does at
+ * that size; --precision bf16 sets the backend's bf16 compute around it, an
+ * experiment: the engine keeps the VAE f32). --dump writes the last output
+ * (f32, raw) to PATH. Their last line: "BENCH unet_step|vae_decode
+ * precision= wall_median_s= cpu_median_s= peak_rss_kb= ...".
  * --bf16 also runs each step with the backend's bf16 compute precision
  * (lf_backend_set_precision), alternating with the f32 one, and prints the
  * time ratio and the output difference; --profile runs one more step (per
@@ -298,9 +312,141 @@ static double s_cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- the steady-state single-precision modes (--precision, --vae) ---- */
+
+static double s_median(double *v, int n) {
+    double w[64];
+    if (n < 1) return 0;
+    if (n > 64) n = 64;
+    memcpy(w, v, (size_t)n * sizeof w[0]);
+    qsort(w, (size_t)n, sizeof w[0], s_cmp);
+    return n % 2 ? w[n / 2] : 0.5 * (w[n / 2 - 1] + w[n / 2]);
+}
+
+/* One line per profile row, for scripts (bench_unet_openvino.py groups
+ * them beside OpenVINO's per-layer counters):
+ *   PROF <tag> calls=N s=SECONDS flops=F bytes=B kind=<the row's kind> */
+static void s_prof_lines(lf_profile_t *prof, const char *tag) {
+    const lf_profile_row_t *rows;
+    int n = lf_profile_rows(prof, &rows);
+    for (int i = 0; i < n; i++)
+        printf("PROF %s calls=%ld s=%.6f flops=%.6g bytes=%.6g kind=%s\n", tag, rows[i].calls,
+               rows[i].seconds, rows[i].flops, rows[i].bytes, rows[i].kind);
+}
+
+/* Runs fn(arg) once with an lf_profile attached to be and prints the table
+ * and the PROF lines; the call's wall time, or -1. */
+static double s_profiled(lf_backend_t *be, int (*fn)(void *), void *arg, const char *what,
+                         const char *tag, double ceil_gf) {
+    lf_profile_t *prof = lf_profile_new();
+    if (!prof) return -1;
+    lf_backend_set_profile(be, prof);
+    double t0 = lf_bench_now();
+    int rc = fn(arg);
+    double tp = lf_bench_now() - t0;
+    lf_backend_set_profile(be, NULL);
+    if (rc) printf("  profiled %s failed (%d)\n", what, rc);
+    else {
+        printf("\n== per-op profile, one %s (%.2f s wall) ==\n", what, tp);
+        lf_profile_print(prof, stdout, ceil_gf);
+        s_prof_lines(prof, tag);
+    }
+    lf_profile_destroy(&prof);
+    return rc ? -1 : tp;
+}
+
+typedef struct {
+    lf_model_t *m;
+    lf_backend_t *be;
+    const float *x, *t, *cond, *vec;
+    float *out;
+    int bf16_vae; /* --vae --precision bf16: the backend's bf16 around the decode */
+} s_call_t;
+
+static int s_call_step(void *p) {
+    s_call_t *c = p;
+    return lf_model_denoise(c->m, c->x, B, S, S, c->t, c->cond, L, c->vec, c->out);
+}
+
+/* The 512x512 decode: one latent [1][4][64][64] (unscaled), whole (no
+ * tiles: the engine decodes 512x512 whole). The engine keeps the VAE f32;
+ * bf16_vae sets the backend's bf16 compute for the call (an experiment). */
+static int s_call_vae(void *p) {
+    s_call_t *c = p;
+    if (c->bf16_vae) lf_backend_set_precision(c->be, LF_PRECISION_BF16);
+    int rc = lf_model_vae_decode(c->m, c->x, 1, S, S, 0, c->out);
+    if (c->bf16_vae) lf_backend_set_precision(c->be, LF_PRECISION_F32);
+    return rc;
+}
+
+static int s_dump(const char *path, const float *a, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(a, 4, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* --precision f32|bf16 (UNet step) or --vae: the warm-up call, then reps
+ * calls in that one precision with each call's wall and process CPU time,
+ * then (with --profile) one more with the profile. No alternation: a job
+ * stays in one precision, and an f32 product of a mapped weight drops its
+ * packed bf16 copy (lf__cpu_dnnl_release), so alternating repacks at every
+ * bf16 step. Last line: BENCH unet_step|vae_decode ... */
+static int s_steady(s_call_t *c, int vae, const char *prec, int reps, int profile, double ceil_gf,
+                    double flops, int threads, long rss_load, const char *dump, size_t nout) {
+    int (*fn)(void *) = vae ? s_call_vae : s_call_step;
+    const char *what = vae ? "VAE decode, 64x64 latent -> 512x512" : "UNet step, 512x512 CFG batch 2";
+    double t0 = lf_bench_now(), c0 = s_cpu_s();
+    int rc = fn(c);
+    printf("  warm-up (%s, plans memory%s) %.2f s (cpu %.2f s)\n", prec,
+           !strcmp(prec, "bf16") && !vae ? ", packs the bf16 weights" : "", lf_bench_now() - t0,
+           s_cpu_s() - c0);
+    if (rc) return fprintf(stderr, "bench_unet: %s failed (%d)\n", what, rc), rc;
+    int hwm_ok = lf_bench_reset_hwm() == 0;
+    double ws[64], cs[64];
+    if (reps > 64) reps = 64;
+    for (int i = 0; i < reps && !rc; i++) {
+        t0 = lf_bench_now(), c0 = s_cpu_s();
+        rc = fn(c);
+        ws[i] = lf_bench_now() - t0, cs[i] = s_cpu_s() - c0;
+        printf("  %s %d/%d  %s %.2f s (cpu %.2f s)\n", vae ? "decode" : "step", i + 1, reps, prec,
+               ws[i], cs[i]);
+        fflush(stdout);
+    }
+    if (rc) return fprintf(stderr, "bench_unet: %s failed (%d)\n", what, rc), rc;
+    long step_hwm = hwm_ok ? lf_bench_status_kb("VmHWM") : -1;
+    size_t nonfinite = 0;
+    double omax = 0;
+    for (size_t i = 0; i < nout; i++) {
+        if (!isfinite(c->out[i])) nonfinite++;
+        else omax = fmax(omax, fabs(c->out[i]));
+    }
+    if (dump && s_dump(dump, c->out, nout)) printf("  cannot write %s\n", dump);
+    double tprof = profile ? s_profiled(c->be, fn, c, what, vae ? "vae" : "unet", ceil_gf) : 0;
+    long peak = s_maxrss_kb();
+    double wmed = s_median(ws, reps), cmed = s_median(cs, reps), wmin = ws[0], cmin = cs[0];
+    for (int i = 1; i < reps; i++) wmin = fmin(wmin, ws[i]), cmin = fmin(cmin, cs[i]);
+    char la[64];
+    s_loadavg(la, sizeof la);
+    printf("\n== %s, %s, %d threads, load average now %s ==\n", what, prec, threads, la);
+    printf("  wall median %.2f s (min %.2f), process cpu median %.2f s (min %.2f)", wmed, wmin, cmed,
+           cmin);
+    if (flops > 0) printf(", %.1f GFLOP/s by wall", flops / wmed * 1e-9);
+    printf("\n  peak RSS %.0f MiB (after load %.0f, calls' high-water %.0f), max |out| %.3g%s\n",
+           peak / 1024.0, rss_load / 1024.0, step_hwm / 1024.0, omax,
+           nonfinite ? "  NON-FINITE OUTPUT" : "");
+    printf("BENCH %s precision=%s threads=%d reps=%d wall_median_s=%.4f wall_min_s=%.4f "
+           "cpu_median_s=%.4f cpu_min_s=%.4f peak_rss_kb=%ld rss_load_kb=%ld step_hwm_kb=%ld "
+           "profiled_s=%.4f max_abs_out=%.4g loadavg=\"%s\"\n",
+           vae ? "vae_decode" : "unet_step", prec, threads, reps, wmed, wmin, cmed, cmin, peak,
+           rss_load, step_hwm, tprof, omax, la);
+    return nonfinite ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     const char *ckpt = getenv("LF_SD15_FULL"), *python = getenv("LF_BENCH_TORCH"), *wt = "stored";
-    int reps = 3, threads = 2, ceiling = 1, bf16 = 0, profile = 0;
+    const char *prec = NULL, *dump = NULL;
+    int reps = 3, threads = 2, ceiling = 1, bf16 = 0, profile = 0, vae = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -310,10 +456,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-ceiling")) ceiling = 0;
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
+        else if (!strcmp(argv[i], "--vae")) vae = 1;
+        else if (!strcmp(argv[i], "--dump") && i + 1 < argc) dump = argv[++i];
         else if (!strcmp(argv[i], "--quick")) reps = 1; /* as bench_kernels --quick */
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s [--ckpt PATH] [--reps N] [--threads N] [--torch PYTHON|none] "
-                   "[--weights stored|f32|f16|bf16] [--no-ceiling] [--bf16] [--profile]\n",
+                   "[--weights stored|f32|f16|bf16] [--no-ceiling] [--bf16] [--profile]\n"
+                   "       [--precision f32|bf16] [--vae] [--dump PATH]\n",
                    argv[0]);
             return 0;
         }
@@ -321,6 +471,13 @@ int main(int argc, char **argv) {
          * passes its arguments to each): ignored. */
     }
     if (reps < 1) reps = 1;
+    if (vae && !prec) prec = "f32";
+    if (prec && strcmp(prec, "f32") && strcmp(prec, "bf16"))
+        return fprintf(stderr, "bench_unet: --precision f32 or bf16, not %s\n", prec), 2;
+    if (prec && bf16)
+        return fprintf(stderr, "bench_unet: --precision runs one precision; --bf16 alternates: "
+                               "one or the other\n"), 2;
+    if (prec) python = "none"; /* the PyTorch pairing is the alternating mode's */
     static const char *defaults[] = {LF_SOURCE_DIR "/tests/reference/out/sd15_full.safetensors",
                                      LF_SOURCE_DIR "/build/sd15-full.safetensors"};
     for (int i = 0; i < 2 && !(ckpt && *ckpt); i++)
@@ -383,6 +540,34 @@ int main(int argc, char **argv) {
         s_randn(vec + (size_t)b * V, (size_t)md->pooled_dim, 13);
         for (int i = 0; i < md->n_time_ids; i++)
             vec[(size_t)b * V + md->pooled_dim + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
+    }
+
+    if (prec) {
+        lf_precision_t want = strcmp(prec, "bf16") ? LF_PRECISION_F32 : LF_PRECISION_BF16;
+        s_call_t c = {.m = m, .be = be, .x = x, .t = t, .cond = cond, .vec = vec, .out = out};
+        size_t nout = nx;
+        float *img = NULL;
+        int ok = 1;
+        if (vae) { /* the first latent of x: [1][4][64][64] */
+            nout = (size_t)3 * (8 * S) * (8 * S);
+            if (!(img = malloc(nout * 4))) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
+            c.out = img;
+            if (want == LF_PRECISION_BF16) {
+                ok = lf_backend_set_precision(be, want) == want;
+                lf_backend_set_precision(be, LF_PRECISION_F32);
+                c.bf16_vae = 1;
+                printf("  VAE in bf16: the backend's bf16 compute set around the decode (an experiment: "
+                       "the engine keeps the VAE f32)\n");
+            }
+        } else ok = lf_model_set_precision(m, want) == want;
+        if (!ok) printf("SKIP bench_unet: no %s compute on this backend (%s)\n", prec, lf_backend_describe(be));
+        else
+            rc = s_steady(&c, vae, prec, reps, profile, ceil_gf, vae ? 0 : B * s_unet_flops(S), threads,
+                          rss_load, dump, nout);
+        free(img), free(x), free(cond), free(out), free(outb), free(vec);
+        lf_model_destroy(&m);
+        lf_backend_destroy(&be);
+        return rc ? 1 : 0;
     }
 
     t0 = lf_bench_now();
