@@ -89,6 +89,7 @@ typedef struct {
     lf_type_t compute;     /* operand type of the products (lf_backend_set_precision) */
     bool tf32;             /* LF_CUDA_TF32=1: f32 products may use TF32 */
     bool per_image;        /* LF_CUDA_PER_IMAGE=1: MATMUL one image per GEMM */
+    size_t col_bytes;      /* im2col scratch per convolution chunk */
 } s_ctx_t;
 
 /* ---- slab sub-allocation (first fit, neighbours merged on free) ---- */
@@ -364,10 +365,16 @@ static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
     return s_gemm_images(be, n, &A, &B, beta);
 }
 
-/* CONV2D as one GEMM per image (im2col, or the input itself for a 1x1
+/* Scratch for one convolution's columns: larger images (a VAE decoder at
+ * 512x512 and up) run im2col + GEMM over chunks of output pixels
+ * (LF_CUDA_CONV_COL_BYTES overrides it, for tests). */
+#define LF__CONV_COL_BYTES ((size_t)256 << 20)
+
+/* CONV2D as GEMMs per image (im2col, or the input itself for a 1x1
  * stride-1 convolution in f32), operands in the precision's type: the
  * weight converted in scratch where it differs, the columns written in it by
- * im2col. One GEMM per image: batch-invariant by construction. */
+ * im2col, at most LF__CONV_COL_BYTES of them at a time (chunks of pixels,
+ * the same for every image). Per image: batch-invariant by construction. */
 static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     s_ctx_t *c = C(be);
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *bias = n->src[2];
@@ -379,7 +386,10 @@ static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     size_t es = lf_type_size(t);
     bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0 && t == LF_TYPE_F32;
     size_t wbytes = w->type != t ? s_align256((size_t)lf_tensor_nelements(w) * es) : 0;
-    size_t cbytes = direct ? 0 : (size_t)(K * P) * es;
+    int64_t chunk = direct ? P : (int64_t)(c->col_bytes / ((size_t)K * es));
+    if (chunk < 1) chunk = 1;
+    if (chunk > P) chunk = P;
+    size_t cbytes = direct ? 0 : (size_t)(K * chunk) * es;
     void *work = NULL, *col = NULL;
     const void *wdata = w->data;
     if (wbytes || cbytes) {
@@ -407,17 +417,20 @@ static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     for (int64_t i = 0; i < x->ne[3]; i++) {
         const float *xn = (const float *)x->data + i * Ci * W * H;
         float *yn = (float *)d->data + i * Co * P;
-        const void *B = xn;
-        if (!direct) {
-            LF_LAUNCH_CHECK(be, lf__cuda_im2col(col, (int)t, xn, W, H, Ci, kw, kh, Wo, Ho, stride, pad,
-                                                c->stream));
-            B = col;
+        for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+            int64_t pn = P - p0 < chunk ? P - p0 : chunk;
+            const void *B = xn;
+            if (!direct) {
+                LF_LAUNCH_CHECK(be, lf__cuda_im2col(col, (int)t, xn, W, H, Ci, kw, kh, Wo, Ho, stride, pad, p0,
+                                                    pn, c->stream));
+                B = col;
+            }
+            /* Row-major Y[Co][p0 .. p0+pn) = Wm[Co][K] . Col[K][pn]  <=>
+             * column-major rows p0.. of Y^T(P x Co) = Col^T(pn x K) . Wm^T(K x Co). */
+            LF_CUBLAS_CHECK(be, cublasGemmEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)pn, (int)Co, (int)K, &alpha,
+                                             B, ty, direct ? (int)P : (int)pn, wdata, ty, (int)K, &beta, yn + p0,
+                                             CUDA_R_32F, (int)P, ct, CUBLAS_GEMM_DEFAULT));
         }
-        /* Row-major Y[Co][P] = Wm[Co][K] . Col[K][P]  <=>  column-major
-         * Y^T(P x Co) = Col^T(P x K) . Wm^T(K x Co). */
-        LF_CUBLAS_CHECK(be, cublasGemmEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)P, (int)Co, (int)K, &alpha, B, ty,
-                                         (int)P, wdata, ty, (int)K, &beta, yn, CUDA_R_32F, (int)P, ct,
-                                         CUBLAS_GEMM_DEFAULT));
     }
     return 0;
 }
@@ -807,6 +820,8 @@ static int s_init(lf_backend_t *be, int device, size_t slab_bytes) {
     const char *tf32 = getenv("LF_CUDA_TF32"), *pi = getenv("LF_CUDA_PER_IMAGE");
     c->tf32 = tf32 && !strcmp(tf32, "1");
     c->per_image = pi && !strcmp(pi, "1");
+    const char *cb = getenv("LF_CUDA_CONV_COL_BYTES");
+    c->col_bytes = cb && atoll(cb) > 0 ? (size_t)atoll(cb) : LF__CONV_COL_BYTES;
     lf_precision_t best = s_precision_for(c->cc, LF_PRECISION_AUTO);
     snprintf(be->describe, sizeof be->describe,
              "cuda: device %d %.120s (sm_%d%d, %zu MiB), slab %zu MiB, 16-bit products: %s%s%s", device, prop.name,

@@ -51,11 +51,12 @@ int lf__cuda_rows(int op, lf__cuda_view_t dst, lf__cuda_view_t x, lf__cuda_view_
 int lf__cuda_group_norm(lf__cuda_view_t dst, lf__cuda_view_t x, lf__cuda_view_t g,
                         lf__cuda_view_t b, int groups, float eps, int silu, void *stream);
 
-/* Column matrix [K = Ci*kh*kw][P = Ho*Wo] of one image (x contiguous f32)
- * written in col_type (f32, f16 or bf16). */
+/* Columns [p0, p0 + pn) of the column matrix [K = Ci*kh*kw][P = Ho*Wo] of
+ * one image (x contiguous f32), written as a [K][pn] matrix in col_type
+ * (f32, f16 or bf16). */
 int lf__cuda_im2col(void *col, int col_type, const float *x, int64_t W, int64_t H, int64_t Ci,
-                    int64_t kw, int64_t kh, int64_t Wo, int64_t Ho, int stride, int pad,
-                    void *stream);
+                    int64_t kw, int64_t kh, int64_t Wo, int64_t Ho, int stride, int pad, int64_t p0,
+                    int64_t pn, void *stream);
 
 /* Contiguous copy of a view into type dst_type (operand conversion). */
 int lf__cuda_convert(void *dst, int dst_type, lf__cuda_view_t src, void *stream);

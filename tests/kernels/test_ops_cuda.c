@@ -453,6 +453,34 @@ static void test_cuda_attention_16bit(void **state) {
     lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
 }
 
+/* Convolutions whose columns exceed the im2col scratch run in chunks of
+ * output pixels (a VAE decoder at 512x512 and up): a tiny scratch
+ * (LF_CUDA_CONV_COL_BYTES=4096: in f32 18 of 117 pixels a chunk, the last
+ * one partial; 37 in 16-bit) gives the CPU's result, in f32 and in 16-bit. */
+static void test_cuda_conv_chunks(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    setenv("LF_CUDA_CONV_COL_BYTES", "4096", 1);
+    lf_backend_t *small = lf_backend_cuda_new(0, (size_t)64 << 20);
+    unsetenv("LF_CUDA_CONV_COL_BYTES");
+    assert_non_null(small);
+    lf_backend_t *gpu = e->gpu;
+    e->gpu = small;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 13, 9, 6, 2, 1), w = lf_test_rand(LF_TYPE_F16, 3, 3, 6, 5, 1);
+    lf_tensor_t b = lf_test_rand(LF_TYPE_F32, 5, 1, 1, 1, 1);
+    lf_node_t n = s_node(LF_OP_CONV2D, &x, &w, &b, NULL);
+    n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+    s_case(e, &n, 1e-4);
+    n.p.conv2d.stride = 2;
+    s_case(e, &n, 1e-4);
+    n.p.conv2d.stride = 1; /* 16-bit columns: 37 pixels a chunk */
+    lf_precision_t in = lf_backend_set_precision(small, LF_PRECISION_AUTO);
+    if (in != LF_PRECISION_F32) s_case_16(e, &n, in, in == LF_PRECISION_BF16 ? 1e-1 : 1.5e-2);
+    e->gpu = gpu;
+    lf_backend_destroy(&small);
+    free(x.data), free(w.data), free(b.data);
+}
+
 /* ---- batch invariance ---- */
 
 /* Runs hn on gpu with the batch's images along dimension dim (hn->images
@@ -638,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_cuda_precision_select),
         cmocka_unit_test(test_cuda_gemm_conv_16bit),
         cmocka_unit_test(test_cuda_attention_16bit),
+        cmocka_unit_test(test_cuda_conv_chunks),
         cmocka_unit_test(test_cuda_batch_invariant),
         cmocka_unit_test(test_cuda_graph_precision),
         cmocka_unit_test(test_cuda_covers_every_op),
