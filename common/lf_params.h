@@ -297,11 +297,12 @@ extern const lf_param_enum_t lf_param_precisions[]; /* in lf_precision_t order *
       "reused") \
     LF__PARAM_FEWSTEP_ROWS(X)                                                                     \
     /* Compute precision (issue 18; lf_backend_set_precision): unset = the  */                   \
-    /* worker's LF_PRECISION; the infotext names it only when bf16 ran.     */                   \
+    /* worker's LF_PRECISION; the infotext names it only when bf16/f16 ran. */                   \
     X(precision, ENUM, "precision", OVERRIDE, 0, 0, 0, 0, NULL, lf_param_precisions, "Precision",   \
       ALWAYS, 0,                                                                                 \
-      "arithmetic of the matrix products: f32 (the reference), bf16 (CPUs with AVX512_BF16; "    \
-      "f32 elsewhere) or auto (bf16 where available); default: the worker's LF_PRECISION")        \
+      "arithmetic of the matrix products: f32 (the reference), bf16 (CPUs with AVX512_BF16, "    \
+      "CUDA GPUs from sm_80, f16 on sm_70/75; f32 elsewhere) or auto (bf16 where available); "   \
+      "default: the worker's LF_PRECISION")                                                       \
     LF__PARAM_FLUX_ROWS(X)                                                                        \
     LF__PARAM_ENHANCE_ROWS(X)
 

@@ -1568,7 +1568,7 @@ int lf_engine_generate(lf_engine_t *e, const lf_engine_request_t *req, lf_engine
     /* The UNets' precision for this job (base and refiner; lf_model.h). */
     lf_precision_t ran = e->ops->set_precision ? e->ops->set_precision(e->model, prec) : LF_PRECISION_F32;
     if (refine && e->refiner && e->ops->set_precision) e->ops->set_precision(e->refiner, prec);
-    pr.precision = ran == LF_PRECISION_BF16 ? "bf16" : NULL;
+    pr.precision = ran != LF_PRECISION_F32 ? lf_precision_name(ran) : NULL; /* bf16, or f16 on sm_70/75 */
 
     lf_pipeline_ctx_t ctx = {.ops = e->ops, .model = e->model, .tokenizer = e->tok, .t5_tokenizer = e->t5tok,
                              .model_name = e->model_name, .vae_name = e->vae_name,

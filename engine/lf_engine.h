@@ -234,7 +234,8 @@ typedef struct {
     size_t n_rows;
     /* "f32", "bf16" or "auto"; NULL = the engine's (opts.precision). bf16
      * and auto run the UNet's matrix products in bf16 where the backend has them
-     * (CPU: AVX512_BF16), else f32; the result says which ran. Another word:
+     * (CPU: AVX512_BF16; CUDA: sm_80+, also attention; f16 on sm_70/75), else
+     * f32; the result says which ran. Another word:
      * LF_EINVAL naming the field. */
     const char *precision;
 } lf_engine_request_t;
@@ -281,7 +282,7 @@ typedef struct {
     int steps_run;             /* sampler steps run (img2img runs fewer) */
     int model_calls_full;      /* denoiser evaluations of the whole network */
     int model_calls_cached;    /* ... that reused a cached part (step caching) */
-    const char *precision;     /* static: "f32" or "bf16", the arithmetic that ran */
+    const char *precision;     /* static: "f32", "bf16" or "f16" (CUDA sm_70/75), the arithmetic that ran */
     char *warnings;            /* owned, NULL when none: LoRA tensors not applied (by file and
                                   tensor name, with the reason), extra-network tags skipped */
 } lf_engine_result_t;

@@ -74,7 +74,7 @@ int lf__backend_run_node(lf_backend_t *be, const lf_node_t *node) {
 }
 
 const char *lf_precision_name(lf_precision_t p) {
-    return p == LF_PRECISION_BF16 ? "bf16" : p == LF_PRECISION_AUTO ? "auto" : "f32";
+    return p == LF_PRECISION_BF16 ? "bf16" : p == LF_PRECISION_AUTO ? "auto" : p == LF_PRECISION_F16 ? "f16" : "f32";
 }
 
 int lf_precision_parse(const char *s, lf_precision_t *out) {
@@ -173,5 +173,10 @@ int lf_backend_cuda_devices(int *n, char *why, size_t whylen) {
 int lf_backend_cuda_device_props(int idx, char *name, size_t namelen, uint64_t *total_bytes) {
     (void)idx, (void)total_bytes;
     return lf_backend_cuda_devices(NULL, name, namelen);
+}
+
+lf_precision_t lf_backend_cuda_precision(int device, lf_precision_t p) {
+    (void)device, (void)p;
+    return LF_PRECISION_F32;
 }
 #endif

@@ -99,21 +99,35 @@ int lf_backend_sync(lf_backend_t *be);
  * dst, a LoRA merge) calls it after. */
 void lf_backend_forget(lf_backend_t *be, const void *p, size_t n);
 
-/* Arithmetic of the matrix products (MATMUL's linear layers, CONV2D): f32,
- * the reference; bf16 (bf16 operands, f32 accumulation and results, norms,
- * softmax and everything else in f32) where the backend has it (CPU: oneDNN
- * and AVX512_BF16); auto: bf16 where available, else f32. */
-typedef enum { LF_PRECISION_F32 = 0, LF_PRECISION_BF16 = 1, LF_PRECISION_AUTO = 2 } lf_precision_t;
-/* "f32", "bf16", "auto". */
+/* Arithmetic of the matrix products (MATMUL's linear layers, CONV2D; on
+ * CUDA also fused attention): f32, the reference; bf16 (bf16 operands, f32
+ * accumulation and results, norms, softmax and everything else in f32)
+ * where the backend has it (CPU: oneDNN and AVX512_BF16; CUDA: sm_80+);
+ * auto: bf16 where available, else f32. f16 is the same with f16 operands:
+ * what bf16 and auto run as on a GPU with f16 but no bf16 tensor cores
+ * (sm_70/75); a value in effect, not a word users give (lf_precision_parse
+ * takes f32, bf16, auto). */
+typedef enum {
+    LF_PRECISION_F32 = 0,
+    LF_PRECISION_BF16 = 1,
+    LF_PRECISION_AUTO = 2,
+    LF_PRECISION_F16 = 3
+} lf_precision_t;
+/* "f32", "bf16", "auto", "f16". */
 const char *lf_precision_name(lf_precision_t p);
-/* 0 and *out, or LF_EINVAL for another word. */
+/* 0 and *out for "f32", "bf16" or "auto", or LF_EINVAL for another word. */
 int lf_precision_parse(const char *s, lf_precision_t *out);
-/* Sets the precision of the following ops; returns the one in effect (f32
- * or bf16: bf16 and auto become f32 where the backend has no bf16). A new
- * backend computes in f32. */
+/* Sets the precision of the following ops; returns the one in effect (f32,
+ * bf16 or f16: bf16 and auto become f32 where the backend has no 16-bit
+ * products, f16 on a GPU with f16 but no bf16 tensor cores). A new backend
+ * computes in f32. */
 lf_precision_t lf_backend_set_precision(lf_backend_t *be, lf_precision_t p);
-/* The precision in effect (f32 or bf16). */
+/* The precision in effect (f32, bf16 or f16). */
 lf_precision_t lf_backend_precision(const lf_backend_t *be);
+/* The precision a CUDA backend on device would run p in (what
+ * lf_backend_set_precision would return there), from the device's compute
+ * capability, without starting a backend; f32 without CUDA or the device. */
+lf_precision_t lf_backend_cuda_precision(int device, lf_precision_t p);
 
 struct lf_profile;
 /* Attaches a profile (lf_profile.h; borrowed, NULL detaches) that every

@@ -12,6 +12,7 @@
 
 #include "lf_backend.h"
 #include "lf_compute.h"
+#include "lf_device.h"
 #include "lf_error.h"
 #include "lf_link.h"
 #include "lf_log.h"
@@ -55,7 +56,7 @@ struct lf_worker {
     char *id;
     char *device;
     char device_name[256];  /* the CPU's model name, or the GPU's from a backend */
-    char precision[8];      /* jobs' default compute precision in effect: f32 | bf16 */
+    char precision[8];      /* jobs' default compute precision in effect: f32 | bf16 | f16 */
     uint64_t device_memory; /* RAM, or the GPU's memory */
     char *models_dir;
     uint64_t max_pixels;
@@ -216,19 +217,24 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
         return NULL;
     }
     /* LF_PRECISION: what jobs that name none run in; reported as the one in
-     * effect (bf16 and auto are f32 on a CPU without AVX512_BF16, and on CUDA). */
+     * effect on the device (bf16 and auto are f32 on a CPU without
+     * AVX512_BF16; on CUDA bf16 from sm_80, f16 on sm_70/75, f32 below: the
+     * backend's own rule, lf_backend_cuda_precision). */
     lf_precision_t prec = LF_PRECISION_F32;
+    lf_device_t dev = {.kind = LF_DEVICE_CPU};
     if (opts->precision && *opts->precision && lf_precision_parse(opts->precision, &prec)) {
         lf_error("LF_PRECISION '%s': f32, bf16 or auto", opts->precision);
         lf_worker_destroy(&self);
         return NULL;
     }
-    if (prec != LF_PRECISION_F32 && !strcmp(device, "cpu")) {
+    if (prec == LF_PRECISION_F32 || lf_device_parse(device, &dev, NULL, 0)) {
+        prec = LF_PRECISION_F32; /* a bad device is refused below, by the runner */
+    } else if (dev.kind == LF_DEVICE_CUDA) {
+        prec = lf_backend_cuda_precision(dev.index, prec);
+    } else {
         lf_backend_t *be = lf_backend_cpu_new(1);
         prec = be ? lf_backend_set_precision(be, prec) : LF_PRECISION_F32;
         lf_backend_destroy(&be);
-    } else {
-        prec = LF_PRECISION_F32;
     }
     snprintf(self->precision, sizeof self->precision, "%s", lf_precision_name(prec));
     /* The runner borrows these strings; the worker outlives it. */

@@ -101,12 +101,13 @@ int main(int argc, char **argv) {
         .backends = backends,
         .n_backends = sizeof backends / sizeof backends[0],
     };
-    /* A worker that batches runs every job in the CPU's batch-invariant mode
-     * (one image per product / convolution call), so a job's bytes are the
-     * same alone or batched; one that does not keeps the faster calls. Set
-     * before any backend exists (they read it when made). */
-    if (cfg.batch_max > 1 && setenv("LF_CPU_PER_IMAGE", "1", 0))
-        lf_warn("cannot set LF_CPU_PER_IMAGE: batched jobs may differ from alone in the last bits");
+    /* A worker that batches runs every job in the backends' batch-invariant
+     * mode (one image per product / convolution call; LF_CUDA_PER_IMAGE is
+     * the CUDA backend's), so a job's bytes are the same alone or batched;
+     * one that does not keeps the faster calls. Set before any backend
+     * exists (they read it when made). */
+    if (cfg.batch_max > 1 && (setenv("LF_CPU_PER_IMAGE", "1", 0) || setenv("LF_CUDA_PER_IMAGE", "1", 0)))
+        lf_warn("cannot set LF_CPU_PER_IMAGE / LF_CUDA_PER_IMAGE: batched jobs may differ from alone in the last bits");
     lf_worker_t *w = lf_worker_new(&opts);
     int rc = 1;
     if (w) {

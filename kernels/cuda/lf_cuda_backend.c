@@ -81,8 +81,15 @@ typedef struct {
     const lf_graph_t *graph;
     unsigned graph_version;
     int graph_runs;
+    lf_type_t graph_compute; /* the precision it was run in: a capture replays that */
     cudaGraphExec_t exec;
     bool no_graphs;
+    int cc;                /* compute capability, major * 10 + minor */
+    size_t smem_optin;     /* dynamic shared memory a block may opt in to */
+    lf_type_t compute;     /* operand type of the products (lf_backend_set_precision) */
+    bool tf32;             /* LF_CUDA_TF32=1: f32 products may use TF32 */
+    bool per_image;        /* LF_CUDA_PER_IMAGE=1: MATMUL one image per GEMM */
+    size_t col_bytes;      /* im2col scratch per convolution chunk */
 } s_ctx_t;
 
 /* ---- slab sub-allocation (first fit, neighbours merged on free) ---- */
@@ -237,49 +244,38 @@ static void s_gemm_operand_cm(const lf_tensor_t *t, size_t es, bool weight, cubl
     }
 }
 
-static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
+/* The operand type of a product under the backend's precision: 16-bit
+ * (c->compute) for products with a weight (a 2-D second operand: linear
+ * layers, block-quantized weights); batched products (attention-like, both
+ * operands activations) stay f32, as on the CPU. */
+static lf_type_t s_operand_type(const s_ctx_t *c, const lf_tensor_t *b) {
+    return b->ne[2] == 1 && b->ne[3] == 1 ? c->compute : LF_TYPE_F32;
+}
+
+static cublasComputeType_t s_compute(const s_ctx_t *c, lf_type_t t) {
+    return t == LF_TYPE_F32 && c->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+static size_t s_align256(size_t n) {
+    return (n + 255) & ~(size_t)255;
+}
+
+/* d (f32) = A . B^T (+ d when beta is 1) with both operands of one type:
+ * one GemmEx per i3, strided-batched over i2. */
+static int s_gemm(lf_backend_t *be, const lf_tensor_t *A, const lf_tensor_t *b, lf_tensor_t *d, float beta) {
     s_ctx_t *c = C(be);
-    const lf_tensor_t *a = n->src[0], *b = n->src[1], *bias = n->src[2];
-    lf_tensor_t *d = n->dst;
-    lf_tensor_t A = *a, Bq;
-    /* A block-quantized weight is first widened to f16 in scratch. */
-    size_t qbytes = lf_type_is_quant(b->type) ? ((size_t)(b->ne[0] * b->ne[1]) * 2 + 255) & ~(size_t)255 : 0;
-    lf_type_t wt = qbytes ? LF_TYPE_F16 : b->type;
-    if (qbytes || a->type != wt) {
-        /* cuBLAS wants both inputs in one type: bring activations to the weight's. */
-        void *w;
-        size_t abytes = a->type != wt ? (size_t)lf_tensor_nelements(a) * lf_type_size(wt) : 0;
-        int rc = s_work(be, qbytes + abytes, &w);
-        if (rc) return rc;
-        if (qbytes) {
-            LF_LAUNCH_CHECK(be, lf__cuda_dequant_f16(w, (int)b->type, b->data, b->ne[1], b->ne[0],
-                                                     (int64_t)b->nb[1], (int)lf_type_block(b->type),
-                                                     (int)lf_type_size(b->type), c->stream));
-            Bq = lf_tensor_make(LF_TYPE_F16, 2, b->ne, w);
-            b = &Bq;
-        }
-        if (abytes) {
-            LF_LAUNCH_CHECK(be, lf__cuda_convert((char *)w + qbytes, (int)wt, s_view(a), c->stream));
-            A = lf_tensor_make(wt, 4, a->ne, (char *)w + qbytes);
-        }
-    }
     size_t es = lf_type_size(b->type);
     cublasOperation_t opw, opx;
     int ldw, ldx;
     s_gemm_operand_cm(b, es, true, &opw, &ldw);
-    s_gemm_operand_cm(&A, es, false, &opx, &ldx);
-    int N = (int)b->ne[1], M = (int)a->ne[1], K = (int)a->ne[0];
+    s_gemm_operand_cm(A, es, false, &opx, &ldx);
+    int N = (int)b->ne[1], M = (int)A->ne[1], K = (int)A->ne[0];
     int ldc = (int)(d->ne[1] == 1 ? N : (int64_t)(d->nb[1] / 4));
-    float alpha = 1.0f, beta = 0.0f;
-    if (bias) {
-        LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_BIAS_ROWS, s_view(d), s_view(bias), s_view(NULL), 0, 0, 0,
-                                        c->stream));
-        beta = 1.0f;
-    }
+    float alpha = 1.0f;
     cudaDataType_t ty = s_cuda_type(b->type);
-    cublasComputeType_t ct = getenv("LF_CUDA_TF32") ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t ct = s_compute(c, b->type);
     for (int64_t i3 = 0; i3 < d->ne[3]; i3++) {
-        const char *pa = (const char *)A.data + i3 * (int64_t)A.nb[3];
+        const char *pa = (const char *)A->data + i3 * (int64_t)A->nb[3];
         const char *pb = (const char *)b->data + (b->ne[3] == 1 ? 0 : i3 * (int64_t)b->nb[3]);
         char *pc = (char *)d->data + i3 * (int64_t)d->nb[3];
         if (d->ne[2] == 1) {
@@ -287,7 +283,7 @@ static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
                                              &beta, pc, CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
         } else {
             long long sb = b->ne[2] == 1 ? 0 : (long long)(b->nb[2] / es);
-            long long sa = (long long)(A.nb[2] / es), sc = (long long)(d->nb[2] / 4);
+            long long sa = (long long)(A->nb[2] / es), sc = (long long)(d->nb[2] / 4);
             LF_CUBLAS_CHECK(be, cublasGemmStridedBatchedEx(c->cublas, opw, opx, N, M, K, &alpha, pb, ty, ldw, sb,
                                                            pa, ty, ldx, sa, &beta, pc, CUDA_R_32F, ldc, sc,
                                                            (int)d->ne[2], ct, CUBLAS_GEMM_DEFAULT));
@@ -296,6 +292,89 @@ static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
     return 0;
 }
 
+/* The batch-invariant mode (c->per_image, LF_CUDA_PER_IMAGE=1; the CPU's
+ * LF_CPU_PER_IMAGE=1 twin, lf_cpu_gemm.c): a node of node->images > 1
+ * independent images along A's outermost dimension of size > 1 runs one
+ * GEMM per image on views of that image, so cuBLAS sees the same shapes
+ * (and picks the same kernel, split and reduction order) whatever the batch
+ * size, and an image's bytes are those it has alone. Operand conversions
+ * and the bias are element-wise, done once for the whole batch. */
+static int s_gemm_images(lf_backend_t *be, const lf_node_t *n, const lf_tensor_t *A, const lf_tensor_t *b,
+                         float beta) {
+    lf_tensor_t *dst = n->dst;
+    int d = LF_MAX_DIMS - 1;
+    while (d > 0 && A->ne[d] == 1) d--;
+    int64_t imgs = n->images;
+    if (!C(be)->per_image || imgs <= 1 || d == 0 || A->ne[d] != imgs || dst->ne[d] != imgs)
+        return s_gemm(be, A, b, dst, beta);
+    bool slice_b = d >= 2 && b->ne[d] == imgs; /* a batched product's second operand */
+    for (int64_t i = 0; i < imgs; i++) {
+        lf_tensor_t sa = *A, sd = *dst, sb = *b;
+        sa.ne[d] = sd.ne[d] = 1;
+        sa.data = (char *)A->data + i * (int64_t)A->nb[d];
+        sd.data = (char *)dst->data + i * (int64_t)dst->nb[d];
+        if (slice_b) {
+            sb.ne[d] = 1;
+            sb.data = (char *)b->data + i * (int64_t)b->nb[d];
+        }
+        int rc = s_gemm(be, &sa, &sb, &sd, beta);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* MATMUL: both operands are brought to the precision's operand type in
+ * scratch where they differ from it (f32: 16-bit weights widened, so f32 is
+ * the reference; bf16/f16: f32 activations and weights of the other types
+ * narrowed; block-quantized weights dequantized straight into it), then
+ * cuBLAS GemmEx with f32 accumulation and f32 results (16-bit operands run
+ * on tensor cores). */
+static int s_op_matmul(lf_backend_t *be, const lf_node_t *n) {
+    s_ctx_t *c = C(be);
+    const lf_tensor_t *a = n->src[0], *b = n->src[1], *bias = n->src[2];
+    lf_tensor_t *d = n->dst;
+    lf_type_t t = s_operand_type(c, b);
+    lf_tensor_t A = *a, B = *b;
+    bool quant = lf_type_is_quant(b->type);
+    size_t wbytes = quant || b->type != t ? s_align256((size_t)lf_tensor_nelements(b) * lf_type_size(t)) : 0;
+    size_t abytes = a->type != t ? (size_t)lf_tensor_nelements(a) * lf_type_size(t) : 0;
+    if (wbytes || abytes) {
+        void *w;
+        int rc = s_work(be, wbytes + abytes, &w);
+        if (rc) return rc;
+        if (quant) {
+            LF_LAUNCH_CHECK(be, lf__cuda_dequant(w, (int)t, (int)b->type, b->data, b->ne[1], b->ne[0],
+                                                 (int64_t)b->nb[1], (int)lf_type_block(b->type),
+                                                 (int)lf_type_size(b->type), c->stream));
+            B = lf_tensor_make(t, 2, b->ne, w);
+        } else if (wbytes) {
+            LF_LAUNCH_CHECK(be, lf__cuda_convert(w, (int)t, s_view(b), c->stream));
+            B = lf_tensor_make(t, 4, b->ne, w);
+        }
+        if (abytes) {
+            LF_LAUNCH_CHECK(be, lf__cuda_convert((char *)w + wbytes, (int)t, s_view(a), c->stream));
+            A = lf_tensor_make(t, 4, a->ne, (char *)w + wbytes);
+        }
+    }
+    float beta = 0.0f;
+    if (bias) {
+        LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_BIAS_ROWS, s_view(d), s_view(bias), s_view(NULL), 0, 0, 0,
+                                        c->stream));
+        beta = 1.0f;
+    }
+    return s_gemm_images(be, n, &A, &B, beta);
+}
+
+/* Scratch for one convolution's columns: larger images (a VAE decoder at
+ * 512x512 and up) run im2col + GEMM over chunks of output pixels
+ * (LF_CUDA_CONV_COL_BYTES overrides it, for tests). */
+#define LF__CONV_COL_BYTES ((size_t)256 << 20)
+
+/* CONV2D as GEMMs per image (im2col, or the input itself for a 1x1
+ * stride-1 convolution in f32), operands in the precision's type: the
+ * weight converted in scratch where it differs, the columns written in it by
+ * im2col, at most LF__CONV_COL_BYTES of them at a time (chunks of pixels,
+ * the same for every image). Per image: batch-invariant by construction. */
 static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     s_ctx_t *c = C(be);
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *bias = n->src[2];
@@ -303,11 +382,24 @@ static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
     int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2], kw = w->ne[0], kh = w->ne[1], Co = w->ne[3];
     int64_t Wo = d->ne[0], Ho = d->ne[1], P = Wo * Ho, K = Ci * kw * kh;
     int stride = n->p.conv2d.stride, pad = n->p.conv2d.pad;
-    bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0 && w->type == LF_TYPE_F32;
-    void *col = NULL;
-    if (!direct) {
-        int rc = s_work(be, (size_t)(K * P) * lf_type_size(w->type), &col);
+    lf_type_t t = c->compute;
+    size_t es = lf_type_size(t);
+    bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0 && t == LF_TYPE_F32;
+    size_t wbytes = w->type != t ? s_align256((size_t)lf_tensor_nelements(w) * es) : 0;
+    int64_t chunk = direct ? P : (int64_t)(c->col_bytes / ((size_t)K * es));
+    if (chunk < 1) chunk = 1;
+    if (chunk > P) chunk = P;
+    size_t cbytes = direct ? 0 : (size_t)(K * chunk) * es;
+    void *work = NULL, *col = NULL;
+    const void *wdata = w->data;
+    if (wbytes || cbytes) {
+        int rc = s_work(be, wbytes + cbytes, &work);
         if (rc) return rc;
+        col = (char *)work + wbytes;
+    }
+    if (wbytes) {
+        LF_LAUNCH_CHECK(be, lf__cuda_convert(work, (int)t, s_view(w), c->stream));
+        wdata = work;
     }
     float alpha = 1.0f, beta = 0.0f;
     if (bias) {
@@ -320,21 +412,25 @@ static int s_op_conv2d(lf_backend_t *be, const lf_node_t *n) {
         LF_LAUNCH_CHECK(be, lf__cuda_ew(LF__EW_COPY, s_view(&dv), s_view(&bv), s_view(NULL), 0, 0, 0, c->stream));
         beta = 1.0f;
     }
-    cudaDataType_t ty = s_cuda_type(w->type);
+    cudaDataType_t ty = s_cuda_type(t);
+    cublasComputeType_t ct = s_compute(c, t);
     for (int64_t i = 0; i < x->ne[3]; i++) {
         const float *xn = (const float *)x->data + i * Ci * W * H;
         float *yn = (float *)d->data + i * Co * P;
-        const void *B = xn;
-        if (!direct) {
-            LF_LAUNCH_CHECK(be, lf__cuda_im2col(col, (int)w->type, xn, W, H, Ci, kw, kh, Wo, Ho, stride, pad,
-                                                c->stream));
-            B = col;
+        for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+            int64_t pn = P - p0 < chunk ? P - p0 : chunk;
+            const void *B = xn;
+            if (!direct) {
+                LF_LAUNCH_CHECK(be, lf__cuda_im2col(col, (int)t, xn, W, H, Ci, kw, kh, Wo, Ho, stride, pad, p0,
+                                                    pn, c->stream));
+                B = col;
+            }
+            /* Row-major Y[Co][p0 .. p0+pn) = Wm[Co][K] . Col[K][pn]  <=>
+             * column-major rows p0.. of Y^T(P x Co) = Col^T(pn x K) . Wm^T(K x Co). */
+            LF_CUBLAS_CHECK(be, cublasGemmEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)pn, (int)Co, (int)K, &alpha,
+                                             B, ty, direct ? (int)P : (int)pn, wdata, ty, (int)K, &beta, yn + p0,
+                                             CUDA_R_32F, (int)P, ct, CUBLAS_GEMM_DEFAULT));
         }
-        /* Row-major Y[Co][P] = Wm[Co][K] . Col[K][P]  <=>  column-major
-         * Y^T(P x Co) = Col^T(P x K) . Wm^T(K x Co). */
-        LF_CUBLAS_CHECK(be, cublasGemmEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)P, (int)Co, (int)K, &alpha, B,
-                                         direct ? CUDA_R_32F : ty, (int)P, w->data, ty, (int)K, &beta, yn,
-                                         CUDA_R_32F, (int)P, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     return 0;
 }
@@ -407,9 +503,21 @@ static int s_attention_blocked(lf_backend_t *be, const lf_node_t *n) {
     return 0;
 }
 
+/* Fused attention for head sizes up to LF__CUDA_ATTN_MAXD: on tensor cores
+ * in the precision's 16-bit type (lf_cuda_attention_tc.cu) where the
+ * device has the shared memory it needs, else (and under f32) on CUDA cores
+ * in f32 (lf_cuda_attention.cu). Larger heads: the blocked form, f32. */
 static int s_op_attention(lf_backend_t *be, const lf_node_t *n) {
-    if (n->src[0]->ne[0] > LF__CUDA_ATTN_MAXD || n->src[2]->ne[0] > LF__CUDA_ATTN_MAXD || getenv("LF_CUDA_ATTN_BLOCKED"))
+    s_ctx_t *c = C(be);
+    int64_t D = n->src[0]->ne[0], Dv = n->src[2]->ne[0];
+    if (D > LF__CUDA_ATTN_MAXD || Dv > LF__CUDA_ATTN_MAXD || getenv("LF_CUDA_ATTN_BLOCKED"))
         return s_attention_blocked(be, n);
+    if (c->compute != LF_TYPE_F32 && lf__cuda_attention_tc_smem(D, Dv) <= c->smem_optin) {
+        LF_LAUNCH_CHECK(be, lf__cuda_attention_tc(s_view(n->dst), s_view(n->src[0]), s_view(n->src[1]),
+                                                  s_view(n->src[2]), s_view(n->src[3]), n->p.attention.scale,
+                                                  (int)c->compute, c->stream));
+        return 0;
+    }
     LF_LAUNCH_CHECK(be, lf__cuda_attention(s_view(n->dst), s_view(n->src[0]), s_view(n->src[1]),
                                            s_view(n->src[2]), s_view(n->src[3]), n->p.attention.scale,
                                            C(be)->stream));
@@ -560,9 +668,13 @@ static void s_drop_exec(s_ctx_t *c) {
 
 static int s_graph_compute(lf_backend_t *be, lf_graph_t *g) {
     s_ctx_t *c = C(be);
-    if (c->graph != g || c->graph_version != lf__graph_version(g)) {
+    /* Another graph, a re-planned one, or another precision (a capture
+     * holds the kernels and scratch of the precision it ran in): start over
+     * with an eager run, which also sizes the scratch for this precision. */
+    if (c->graph != g || c->graph_version != lf__graph_version(g) || c->graph_compute != c->compute) {
         s_drop_exec(c);
         c->graph = g, c->graph_version = lf__graph_version(g), c->graph_runs = 0;
+        c->graph_compute = c->compute;
     }
     c->graph_runs++;
     if (c->exec) {
@@ -608,6 +720,21 @@ static void s_destroy(lf_backend_t *be) {
     be->ctx = NULL;
 }
 
+/* The precision a device of compute capability cc runs p in: 16-bit
+ * operands need tensor cores (sm_70: f16; sm_80: bf16 as well). */
+static lf_precision_t s_precision_for(int cc, lf_precision_t p) {
+    if (p == LF_PRECISION_F32 || cc < 70) return LF_PRECISION_F32;
+    if (p == LF_PRECISION_F16 || cc < 80) return LF_PRECISION_F16;
+    return LF_PRECISION_BF16;
+}
+
+static lf_precision_t s_set_precision(lf_backend_t *be, lf_precision_t p) {
+    s_ctx_t *c = be->ctx;
+    lf_precision_t in = s_precision_for(c->cc, p);
+    c->compute = in == LF_PRECISION_BF16 ? LF_TYPE_BF16 : in == LF_PRECISION_F16 ? LF_TYPE_F16 : LF_TYPE_F32;
+    return in;
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cuda",
     .host_memory = false,
@@ -621,6 +748,7 @@ static const lf__backend_iface_t s_iface = {
     .sync = s_sync,
     .graph_compute = s_graph_compute,
     .workspace_bytes = s_workspace_bytes,
+    .set_precision = s_set_precision,
     .destroy = s_destroy,
     .ops = s_ops,
 };
@@ -659,6 +787,15 @@ int lf_backend_cuda_device_props(int idx, char *name, size_t namelen, uint64_t *
     return 0;
 }
 
+lf_precision_t lf_backend_cuda_precision(int device, lf_precision_t p) {
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return LF_PRECISION_F32;
+    }
+    return s_precision_for(prop.major * 10 + prop.minor, p);
+}
+
 static int s_init(lf_backend_t *be, int device, size_t slab_bytes) {
     s_ctx_t *c = be->ctx;
     LF_CUDA_CHECK(be, cudaSetDevice(device));
@@ -677,8 +814,20 @@ static int s_init(lf_backend_t *be, int device, size_t slab_bytes) {
     c->n_blocks = 1;
     struct cudaDeviceProp prop;
     LF_CUDA_CHECK(be, cudaGetDeviceProperties(&prop, device));
-    snprintf(be->describe, sizeof be->describe, "cuda: device %d %.120s (sm_%d%d, %zu MiB), slab %zu MiB", device,
-             prop.name, prop.major, prop.minor, prop.totalGlobalMem >> 20, slab_bytes >> 20);
+    c->cc = prop.major * 10 + prop.minor;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    c->compute = LF_TYPE_F32;
+    const char *tf32 = getenv("LF_CUDA_TF32"), *pi = getenv("LF_CUDA_PER_IMAGE");
+    c->tf32 = tf32 && !strcmp(tf32, "1");
+    c->per_image = pi && !strcmp(pi, "1");
+    const char *cb = getenv("LF_CUDA_CONV_COL_BYTES");
+    c->col_bytes = cb && atoll(cb) > 0 ? (size_t)atoll(cb) : LF__CONV_COL_BYTES;
+    lf_precision_t best = s_precision_for(c->cc, LF_PRECISION_AUTO);
+    snprintf(be->describe, sizeof be->describe,
+             "cuda: device %d %.120s (sm_%d%d, %zu MiB), slab %zu MiB, 16-bit products: %s%s%s", device, prop.name,
+             prop.major, prop.minor, prop.totalGlobalMem >> 20, slab_bytes >> 20,
+             best == LF_PRECISION_F32 ? "none" : lf_precision_name(best), c->tf32 ? ", TF32" : "",
+             c->per_image ? ", one image per product" : "");
     c->no_graphs = getenv("LF_CUDA_NO_GRAPHS") != NULL;
     return 0;
 }

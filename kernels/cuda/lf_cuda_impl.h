@@ -5,6 +5,7 @@
 #ifndef LF_CUDA_IMPL_H
 #define LF_CUDA_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -50,26 +51,38 @@ int lf__cuda_rows(int op, lf__cuda_view_t dst, lf__cuda_view_t x, lf__cuda_view_
 int lf__cuda_group_norm(lf__cuda_view_t dst, lf__cuda_view_t x, lf__cuda_view_t g,
                         lf__cuda_view_t b, int groups, float eps, int silu, void *stream);
 
-/* Column matrix [K = Ci*kh*kw][P = Ho*Wo] of one image (x contiguous f32)
- * written in col_type (f32, f16 or bf16). */
+/* Columns [p0, p0 + pn) of the column matrix [K = Ci*kh*kw][P = Ho*Wo] of
+ * one image (x contiguous f32), written as a [K][pn] matrix in col_type
+ * (f32, f16 or bf16). */
 int lf__cuda_im2col(void *col, int col_type, const float *x, int64_t W, int64_t H, int64_t Ci,
-                    int64_t kw, int64_t kh, int64_t Wo, int64_t Ho, int stride, int pad,
-                    void *stream);
+                    int64_t kw, int64_t kh, int64_t Wo, int64_t Ho, int stride, int pad, int64_t p0,
+                    int64_t pn, void *stream);
 
 /* Contiguous copy of a view into type dst_type (operand conversion). */
 int lf__cuda_convert(void *dst, int dst_type, lf__cuda_view_t src, void *stream);
 
 /* lf_cuda_quant.cu: rows x k weights of block type `type` (an lf_type_t
  * Q4_0..Q6_K; rows row_nb bytes apart, blocks of blck weights in
- * block_bytes) dequantized into dst as contiguous f16. */
-int lf__cuda_dequant_f16(void *dst, int type, const void *src, int64_t rows, int64_t k, int64_t row_nb,
-                         int blck, int block_bytes, void *stream);
+ * block_bytes) dequantized into dst as contiguous dst_type (f32, f16 or
+ * bf16: the f32 dequantization rounded once). */
+int lf__cuda_dequant(void *dst, int dst_type, int type, const void *src, int64_t rows, int64_t k,
+                     int64_t row_nb, int blck, int block_bytes, void *stream);
 
 /* Fused attention: q[D,Nq,H,B], k[D,Nk,H,B], v[Dv,Nk,H,B], mask[Nk,Nq] or
  * data NULL; all f32 with rows contiguous; D, Dv <= LF__CUDA_ATTN_MAXD. */
 #define LF__CUDA_ATTN_MAXD 160
 int lf__cuda_attention(lf__cuda_view_t dst, lf__cuda_view_t q, lf__cuda_view_t k,
                        lf__cuda_view_t v, lf__cuda_view_t mask, float scale, void *stream);
+
+/* lf_cuda_attention_tc.cu: the same on tensor cores (WMMA) with 16-bit
+ * operands, type an lf_type_t (1 f16: sm_70+, 2 bf16: sm_80+), f32
+ * accumulation and softmax. It needs lf__cuda_attention_tc_smem(D, Dv)
+ * bytes of dynamic shared memory per block (the caller checks the device
+ * allows that much). */
+size_t lf__cuda_attention_tc_smem(int64_t D, int64_t Dv);
+int lf__cuda_attention_tc(lf__cuda_view_t dst, lf__cuda_view_t q, lf__cuda_view_t k,
+                          lf__cuda_view_t v, lf__cuda_view_t mask, float scale, int type,
+                          void *stream);
 
 #ifdef __cplusplus
 }

@@ -268,12 +268,12 @@ __global__ void k_group_norm(lf__cuda_view_t d, lf__cuda_view_t x, lf__cuda_view
 
 __global__ void k_im2col(void *col, int col_type, const float *x, int64_t W, int64_t H,
                          int64_t Ci, int64_t kw, int64_t kh, int64_t Wo, int64_t Ho, int stride,
-                         int pad) {
-    int64_t P = Wo * Ho, n = Ci * kh * kw * P;
+                         int pad, int64_t p0, int64_t pn) {
+    int64_t n = Ci * kh * kw * pn;
     int64_t es = col_type == kF32 ? 4 : 2;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t p = i % P, row = i / P;
+        int64_t p = p0 + i % pn, row = i / pn;
         int64_t kx = row % kw, ky = (row / kw) % kh, ci = row / (kw * kh);
         int64_t ox = p % Wo, oy = p / Wo;
         int64_t ix = ox * stride - pad + kx, iy = oy * stride - pad + ky;
@@ -352,10 +352,10 @@ extern "C" int lf__cuda_group_norm(lf__cuda_view_t dst, lf__cuda_view_t x, lf__c
 
 extern "C" int lf__cuda_im2col(void *col, int col_type, const float *x, int64_t W, int64_t H,
                                int64_t Ci, int64_t kw, int64_t kh, int64_t Wo, int64_t Ho,
-                               int stride, int pad, void *stream) {
-    int64_t n = Ci * kh * kw * Wo * Ho;
+                               int stride, int pad, int64_t p0, int64_t pn, void *stream) {
+    int64_t n = Ci * kh * kw * pn;
     k_im2col<<<grid_for(n, 256), 256, 0, (cudaStream_t)stream>>>(col, col_type, x, W, H, Ci, kw, kh,
-                                                                 Wo, Ho, stride, pad);
+                                                                 Wo, Ho, stride, pad, p0, pn);
     return (int)cudaGetLastError();
 }
 

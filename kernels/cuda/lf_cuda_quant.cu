@@ -1,10 +1,12 @@
 // lf_cuda_quant: GGUF block-quantized weights on the GPU. A weight matrix
-// is dequantized into f16 (one thread per weight, rows `row_nb` bytes
-// apart, blocks read as ggml lays them out: kernels/lf_quant.c's scalar
-// code is the reference) and the product runs as the f16 cuBLAS GemmEx the
-// backend already uses for f16 weights (tensor cores); the f16 copy lives
-// in the backend's scratch, so a model's resident weights stay quantized.
-// Values are the f32 dequantization rounded to f16 once.
+// is dequantized into the product's operand type (one thread per weight,
+// rows `row_nb` bytes apart, blocks read as ggml lays them out:
+// kernels/lf_quant.c's scalar code is the reference): f32 under the f32
+// precision (exactly the CPU's values), f16 or bf16 under 16-bit precision
+// (the f32 dequantization rounded once), and the product runs as the
+// backend's cuBLAS GemmEx; the copy lives in the backend's scratch, so a
+// model's resident weights stay quantized.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -66,23 +68,26 @@ __device__ float weight(int type, const unsigned char *b, int e) {
     }
 }
 
-__global__ void k_dequant(__half *dst, int type, const unsigned char *src, int64_t rows, int64_t k,
-                          int64_t row_nb, int blck, int bbytes) {
+__global__ void k_dequant(void *dst, int dst_type, int type, const unsigned char *src, int64_t rows,
+                          int64_t k, int64_t row_nb, int blck, int bbytes) {
     int64_t n = rows * k;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / k, c = i % k;
         const unsigned char *b = src + r * row_nb + (c / blck) * bbytes;
-        dst[i] = __float2half_rn(weight(type, b, (int)(c % blck)));
+        const float w = weight(type, b, (int)(c % blck));
+        if (dst_type == 0) static_cast<float *>(dst)[i] = w;
+        else if (dst_type == 1) static_cast<__half *>(dst)[i] = __float2half_rn(w);
+        else static_cast<__nv_bfloat16 *>(dst)[i] = __float2bfloat16_rn(w);
     }
 }
 
 } // namespace
 
-extern "C" int lf__cuda_dequant_f16(void *dst, int type, const void *src, int64_t rows, int64_t k, int64_t row_nb,
-                                    int blck, int block_bytes, void *stream) {
-    if (type < kQ4_0 || type > kQ6_K) return (int)cudaErrorInvalidValue;
+extern "C" int lf__cuda_dequant(void *dst, int dst_type, int type, const void *src, int64_t rows, int64_t k,
+                                int64_t row_nb, int blck, int block_bytes, void *stream) {
+    if (type < kQ4_0 || type > kQ6_K || dst_type < 0 || dst_type > 2) return (int)cudaErrorInvalidValue;
     int64_t n = rows * k, blocks = (n + 255) / 256;
     k_dequant<<<(unsigned)(blocks < 65535 ? blocks : 65535), 256, 0, (cudaStream_t)stream>>>(
-        (__half *)dst, type, (const unsigned char *)src, rows, k, row_nb, blck, block_bytes);
+        dst, dst_type, type, (const unsigned char *)src, rows, k, row_nb, blck, block_bytes);
     return (int)cudaGetLastError();
 }

@@ -6,7 +6,13 @@
  * kernels' results per row do not depend on the batch size), in any order
  * of the rows, and each job's previews are its own image's, as alone; what
  * cannot run batched is refused with LF_EUNSUPPORTED.
- * Skips without the model or the CLIP merges file (assets/). */
+ * Skips without the model or the CLIP merges file (assets/).
+ *
+ * With the argument "cuda" (ctest test_engine_pipeline_batch_cuda, label
+ * gpu, LF_CUDA_PER_IMAGE=1 as a batching worker sets it; exit 77 without a
+ * device) the same runs on the CUDA backend, in f32; "cuda auto" in the
+ * precision auto (bf16 tensor cores from sm_80: products, convolutions and
+ * the fused attention), where the bytes must agree too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +30,8 @@
 #define S_MODEL LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors"
 #define S_ASSETS LF_SOURCE_DIR "/assets"
 
+static const char *s_device, *s_precision; /* NULL: the CPU, f32 */
+
 static lf_engine_t *s_engine(void)
 {
     if (access(S_MODEL, R_OK) || access(S_ASSETS "/clip/bpe_simple_vocab_16e6.txt.gz", R_OK)) {
@@ -31,7 +39,7 @@ static lf_engine_t *s_engine(void)
         return NULL;
     }
     char err[256] = "";
-    lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2};
+    lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2, .device = s_device, .precision = s_precision};
     lf_engine_t *e = NULL;
     if (lf_engine_new(&o, &e, err, sizeof err)) fail_msg("%s", err);
     if (lf_engine_load(e, S_MODEL, NULL)) fail_msg("%s", lf_engine_errstr(e));
@@ -92,6 +100,10 @@ static void s_same_bytes(const char *sampler, const char *scheduler, int orders)
         req.seed = s_rows[j].seed, req.batch = s_rows[j].batch;
         if (lf_engine_generate(e, &req, NULL, NULL, NULL, &alone[j])) fail_msg("%s", lf_engine_errstr(e));
         assert_int_equal(alone[j].n_images, (size_t)s_rows[j].batch);
+        /* On CUDA, auto is 16-bit (the builds' GPUs are sm_80+: bf16); the reference is f32. */
+        assert_non_null(alone[j].precision);
+        if (s_precision) assert_string_not_equal(alone[j].precision, "f32");
+        else assert_string_equal(alone[j].precision, "f32");
     }
     /* The images differ between jobs (the comparison below means something). */
     assert_true(alone[0].images[0].png_len != alone[2].images[0].png_len ||
@@ -231,8 +243,17 @@ static void test_refused(void **state)
     lf_engine_destroy(&e);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+        char why[256] = "";
+        s_device = "cuda";
+        s_precision = argc > 2 ? argv[2] : NULL;
+        if (lf_engine_device_info(s_device, why, sizeof why, NULL)) {
+            printf("SKIP: no CUDA device (%s)\n", why);
+            return 77;
+        }
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_bytes_euler_a),
         cmocka_unit_test(test_same_bytes_dpmpp_2m_karras),

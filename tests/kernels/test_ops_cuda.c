@@ -1,9 +1,25 @@
 /* test_ops_cuda: every op on the CUDA backend against the CPU backend on
  * the same random inputs (ggml test-backend-ops style), plus a graph run
  * through CUDA Graph capture and replay. Skipped (not failed) where the
- * binary has no CUDA or the machine has no device. Tolerances: f32 1e-3
- * relative (different summation order; no TF32), f16/bf16 storage as in
- * test_ops (2e-3 / 1e-2), bf16 matrix products 3e-2. */
+ * binary has no CUDA or the machine has no device.
+ *
+ * Tolerances (lf_test_maxerr: |got - want| / (1 + |want|), the CPU's f32
+ * result as want): f32 precision 1e-3 for attention and norms (different
+ * summation order, __expf; no TF32), 1e-4 for matrix products, also with
+ * f16/bf16/block-quantized weights (the f32 reference widens them exactly);
+ * f16/bf16 storage of element-wise ops as in test_ops (2e-3 / 1e-2).
+ * 16-bit precision (operands rounded once: bf16 keeps 8 significant bits,
+ * relative error 2^-9 per operand, f16 11 bits, 2^-12): matrix products
+ * and convolutions against the CPU's f32 on the same inputs 1e-1 (bf16) /
+ * 1.5e-2 (f16) — a float64 emulation of these cases (K = 301 and 512,
+ * uniform inputs) gave worst errors of 4.9e-2 and 5.7e-3 — and against the
+ * CPU's f32 on operands rounded to the 16-bit type 1e-4 (exact products,
+ * only the f32 summation order differs); fused attention (Q, K, V and the
+ * probabilities rounded, scores, softmax and sums in f32) 1e-2 (bf16) /
+ * 2e-3 (f16), against emulated worst errors of 2.1e-3 / 3.5e-4. A 16-bit
+ * case must also differ from f32 (error > 1e-6), so a path that silently
+ * stayed f32 fails. Batch invariance (LF_CUDA_PER_IMAGE=1): bytes equal,
+ * no tolerance. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,8 +61,40 @@ static int s_teardown(void **state) {
         }                                                                       \
     } while (0)
 
-/* Runs node (host tensors, contiguous sources) on both backends; compares. */
-static void s_case(s_env_t *e, lf_node_t *hn, double tol) {
+/* Runs node (host tensors, contiguous sources; dst a host tensor of the
+ * right shape whose bytes are replaced) on the CUDA backend gpu. */
+static void s_gpu_run(lf_backend_t *gpu, const lf_node_t *hn, lf_tensor_t *hd) {
+    lf_node_t dn = *hn;
+    lf_tensor_t dsrc[LF_MAX_SRC], dd = *hd;
+    lf_buffer_t *bufs[LF_MAX_SRC + 1] = {0};
+    for (int i = 0; i < LF_MAX_SRC; i++) {
+        if (!hn->src[i]) continue;
+        dsrc[i] = *hn->src[i];
+        size_t nb = lf_tensor_nbytes(&dsrc[i]);
+        assert_true(lf_tensor_is_contiguous(&dsrc[i]));
+        assert_int_equal(lf_backend_buffer_alloc(gpu, nb, LF_BUFFER_WEIGHTS, &bufs[i]), 0);
+        dsrc[i].data = bufs[i]->base;
+        assert_int_equal(lf_backend_tensor_set(gpu, &dsrc[i], hn->src[i]->data, nb), 0);
+        dn.src[i] = &dsrc[i];
+    }
+    assert_int_equal(lf_backend_buffer_alloc(gpu, lf_tensor_nbytes(hd), LF_BUFFER_ACTIVATIONS,
+                                             &bufs[LF_MAX_SRC]), 0);
+    dd.data = bufs[LF_MAX_SRC]->base;
+    dn.dst = &dd;
+    assert_true(lf_backend_supports_op(gpu, &dn));
+    int rc = lf_op_run(gpu, &dn);
+    if (rc) fprintf(stderr, "%s: %s\n", lf_op_name(hn->op), lf_backend_errstr(gpu));
+    assert_int_equal(rc, 0);
+    assert_int_equal(lf_backend_sync(gpu), 0);
+    assert_int_equal(lf_backend_tensor_get(gpu, &dd, hd->data, lf_tensor_nbytes(hd)), 0);
+    for (int i = 0; i <= LF_MAX_SRC; i++) lf_backend_buffer_free(&bufs[i]);
+}
+
+/* Runs gn on the GPU and cn (the same op, maybe on other inputs: the
+ * reference) on the CPU (host tensors, contiguous sources); compares and
+ * returns the error (the CPU is the reference, in f32). */
+static double s_case2(s_env_t *e, lf_node_t *cn, const lf_node_t *gn, double tol) {
+    lf_node_t *hn = cn;
     int64_t ne[4];
     lf_type_t type = LF_TYPE_F32;
     if (hn->dst) type = hn->dst->type, memcpy(ne, hn->dst->ne, sizeof ne);
@@ -55,31 +103,8 @@ static void s_case(s_env_t *e, lf_node_t *hn, double tol) {
     lf_tensor_t hd = lf_test_zeros(type, ne[0], ne[1], ne[2], ne[3]);
     hn->dst = &hd;
     assert_int_equal(lf_op_run(e->cpu, hn), 0);
-
-    lf_node_t dn = *hn;
-    lf_tensor_t dsrc[LF_MAX_SRC], dd = hd;
-    lf_buffer_t *bufs[LF_MAX_SRC + 1] = {0};
-    for (int i = 0; i < LF_MAX_SRC; i++) {
-        if (!hn->src[i]) continue;
-        dsrc[i] = *hn->src[i];
-        size_t nb = lf_tensor_nbytes(&dsrc[i]);
-        assert_true(lf_tensor_is_contiguous(&dsrc[i]));
-        assert_int_equal(lf_backend_buffer_alloc(e->gpu, nb, LF_BUFFER_WEIGHTS, &bufs[i]), 0);
-        dsrc[i].data = bufs[i]->base;
-        assert_int_equal(lf_backend_tensor_set(e->gpu, &dsrc[i], hn->src[i]->data, nb), 0);
-        dn.src[i] = &dsrc[i];
-    }
-    assert_int_equal(lf_backend_buffer_alloc(e->gpu, lf_tensor_nbytes(&hd), LF_BUFFER_ACTIVATIONS,
-                                             &bufs[LF_MAX_SRC]), 0);
-    dd.data = bufs[LF_MAX_SRC]->base;
-    dn.dst = &dd;
-    assert_true(lf_backend_supports_op(e->gpu, &dn));
-    int rc = lf_op_run(e->gpu, &dn);
-    if (rc) fprintf(stderr, "%s: %s\n", lf_op_name(hn->op), lf_backend_errstr(e->gpu));
-    assert_int_equal(rc, 0);
-    assert_int_equal(lf_backend_sync(e->gpu), 0);
     lf_tensor_t got = lf_test_zeros(type, ne[0], ne[1], ne[2], ne[3]);
-    assert_int_equal(lf_backend_tensor_get(e->gpu, &dd, got.data, lf_tensor_nbytes(&got)), 0);
+    s_gpu_run(e->gpu, gn, &got);
     int64_t n = lf_tensor_nelements(&hd);
     double *want = malloc((size_t)n * sizeof *want);
     for (int64_t i = 0; i < n; i++)
@@ -90,9 +115,43 @@ static void s_case(s_env_t *e, lf_node_t *hn, double tol) {
                                lf_type_name(type), err, tol);
     assert_true(err <= tol);
     e->covered[hn->op]++;
-    for (int i = 0; i <= LF_MAX_SRC; i++) lf_backend_buffer_free(&bufs[i]);
     free(want), free(got.data), free(hd.data);
     hn->dst = NULL;
+    return err;
+}
+
+static double s_case(s_env_t *e, lf_node_t *hn, double tol) {
+    return s_case2(e, hn, hn, tol);
+}
+
+/* A host f32 copy of t with its values rounded once to rt (f16 or bf16):
+ * what a 16-bit product's operand holds. Caller frees .data. */
+static lf_tensor_t s_rounded(const lf_tensor_t *t, lf_type_t rt) {
+    int64_t n = lf_tensor_nelements(t);
+    float *f = malloc((size_t)n * sizeof *f);
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    lf_type_to_f32(t->type, t->data, f, n);
+    lf_type_from_f32(rt, f, h, n);
+    lf_type_to_f32(rt, h, f, n);
+    free(h);
+    return lf_tensor_4d(LF_TYPE_F32, t->ne[0], t->ne[1], t->ne[2], t->ne[3], f);
+}
+
+/* A MATMUL / CONV2D under 16-bit precision `in` on the GPU, twice against
+ * the CPU: against its f32 result on the same inputs with the loose
+ * tolerance (the rounding's whole effect; it must also differ from f32 by
+ * more than 1e-6, so a path that silently stayed f32 fails), and against
+ * its f32 result on both operands rounded to the 16-bit type once, 1e-4:
+ * a product of two bf16 or two f16 values is exact in f32, so only the
+ * order of the f32 sums differs there. */
+static void s_case_16(s_env_t *e, lf_node_t *hn, lf_precision_t in, double loose) {
+    assert_true(s_case(e, hn, loose) > 1e-6);
+    lf_type_t rt = in == LF_PRECISION_BF16 ? LF_TYPE_BF16 : LF_TYPE_F16;
+    lf_tensor_t ra = s_rounded(hn->src[0], rt), rb = s_rounded(hn->src[1], rt);
+    lf_node_t cn = *hn;
+    cn.src[0] = &ra, cn.src[1] = &rb;
+    s_case2(e, &cn, hn, 1e-4);
+    free(ra.data), free(rb.data);
 }
 
 static lf_node_t s_node(lf_op_t op, const lf_tensor_t *a, const lf_tensor_t *b, const lf_tensor_t *c,
@@ -113,7 +172,8 @@ static void test_cuda_gemm_conv(void **state) {
     for (int i = 0; i < 3; i++) {
         lf_tensor_t w = lf_test_rand(wt[i], 37, 23, 1, 1, 1);
         lf_node_t n = s_node(LF_OP_MATMUL, &a, &w, &bias, NULL);
-        s_case(e, &n, wt[i] == LF_TYPE_BF16 ? 3e-2 : wt[i] == LF_TYPE_F16 ? 2e-2 : 1e-3);
+        /* f32 (the default): 16-bit weights are widened, not the activations narrowed. */
+        s_case(e, &n, 1e-4);
         free(w.data);
     }
     lf_tensor_t wb = lf_test_rand(LF_TYPE_F32, 37, 11, 3, 1, 1); /* batched */
@@ -128,15 +188,16 @@ static void test_cuda_gemm_conv(void **state) {
         lf_tensor_t b = lf_test_rand(LF_TYPE_F32, 5, 1, 1, 1, 1);
         lf_node_t n = s_node(LF_OP_CONV2D, &x, &w, &b, NULL);
         n.p.conv2d.stride = cfg[i][1], n.p.conv2d.pad = cfg[i][2];
-        s_case(e, &n, i == 3 ? 2e-2 : 1e-3);
+        s_case(e, &n, 1e-4);
         free(x.data), free(w.data), free(b.data);
     }
 }
 
-/* MATMUL with a block-quantized weight (dequantized to f16 on the GPU, f16
- * GemmEx) against the CPU's f32 product on the same blocks: f16 rounding of
- * both operands only. Legacy types from the quantizer, K types from random
- * bytes with small f16 scales. */
+/* MATMUL with a block-quantized weight (dequantized on the GPU into the
+ * precision's operand type) against the CPU's f32 product on the same
+ * blocks: under f32 the same values (1e-4), under bf16/f16 as s_case_16.
+ * Legacy types from the quantizer, K types from random bytes with small
+ * f16 scales. */
 static void test_cuda_quant_matmul(void **state) {
     s_env_t *e = *state;
     REQUIRE_GPU(e);
@@ -160,7 +221,14 @@ static void test_cuda_quant_matmul(void **state) {
             }
         }
         lf_node_t n = s_node(LF_OP_MATMUL, &a, &w, &bias, NULL);
-        s_case(e, &n, 2e-2);
+        s_case(e, &n, 1e-4);
+        const lf_precision_t ps[2] = {LF_PRECISION_BF16, LF_PRECISION_F16};
+        for (int k = 0; k < 2; k++) {
+            lf_precision_t in = lf_backend_set_precision(e->gpu, ps[k]);
+            if (in == LF_PRECISION_F32) continue; /* no tensor cores for it */
+            s_case_16(e, &n, in, in == LF_PRECISION_BF16 ? 1e-1 : 1.5e-2);
+        }
+        lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
         free(q);
     }
     free(a.data), free(bias.data), free(wf.data);
@@ -261,6 +329,277 @@ static void test_cuda_elementwise_layout(void **state) {
     free(a.data), free(b.data), free(t.data), free(xr.data), free(pe.data);
 }
 
+/* ---- precision ---- */
+
+/* lf_backend_set_precision on CUDA: f32 stays f32; bf16 and auto are bf16
+ * on sm_80+ and f16 on sm_70/75 (what lf_backend_cuda_precision, which the
+ * worker reports in /v1/workers, says without a backend); f16 is f16. */
+static void test_cuda_precision_select(void **state) {
+    s_env_t *e = *state;
+    /* Without CUDA or without the device: f32, the only arithmetic there is. */
+    assert_int_equal(lf_backend_cuda_precision(63, LF_PRECISION_AUTO), LF_PRECISION_F32);
+    assert_string_equal(lf_precision_name(LF_PRECISION_F16), "f16");
+    lf_precision_t p;
+    assert_int_equal(lf_precision_parse("f16", &p), LF_EINVAL); /* a value in effect, not a setting */
+    REQUIRE_GPU(e);
+    assert_int_equal(lf_backend_precision(e->gpu), LF_PRECISION_F32); /* the default */
+    const lf_precision_t asked[4] = {LF_PRECISION_F32, LF_PRECISION_BF16, LF_PRECISION_AUTO, LF_PRECISION_F16};
+    for (int i = 0; i < 4; i++) {
+        lf_precision_t in = lf_backend_set_precision(e->gpu, asked[i]);
+        assert_int_equal(in, lf_backend_cuda_precision(0, asked[i]));
+        assert_int_equal(lf_backend_precision(e->gpu), in);
+        if (asked[i] == LF_PRECISION_F32) assert_int_equal(in, LF_PRECISION_F32);
+        if (asked[i] == LF_PRECISION_F16) assert_true(in == LF_PRECISION_F16 || in == LF_PRECISION_F32);
+        if (asked[i] == LF_PRECISION_BF16 || asked[i] == LF_PRECISION_AUTO)
+            assert_int_equal(in, lf_backend_cuda_precision(0, LF_PRECISION_BF16));
+    }
+    fprintf(stderr, "%s: auto runs as %s\n", lf_backend_describe(e->gpu),
+            lf_precision_name(lf_backend_cuda_precision(0, LF_PRECISION_AUTO)));
+    lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
+}
+
+/* Linear layers and convolutions on tensor cores under bf16 and f16
+ * against the CPU's f32 (tolerances at the top), for f32, f16 and bf16
+ * weights; each 16-bit result must differ from f32 (it really ran 16-bit).
+ * Batched products (both operands activations) stay f32 (1e-4). */
+static void test_cuda_gemm_conv_16bit(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    const lf_precision_t ps[2] = {LF_PRECISION_BF16, LF_PRECISION_F16};
+    const lf_type_t wt[3] = {LF_TYPE_F32, LF_TYPE_F16, LF_TYPE_BF16};
+    for (int k = 0; k < 2; k++) {
+        lf_precision_t in = lf_backend_set_precision(e->gpu, ps[k]);
+        if (in != ps[k]) {
+            fprintf(stderr, "%s: no %s tensor cores, skipped\n", lf_backend_describe(e->gpu), lf_precision_name(ps[k]));
+            continue;
+        }
+        double tol = in == LF_PRECISION_BF16 ? 1e-1 : 1.5e-2;
+        for (int i = 0; i < 3; i++) {
+            /* Odd sizes, long K, a batch of 3 flattened, with and without bias. */
+            lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 301, 19, 3, 1, 1);
+            lf_tensor_t w = lf_test_rand(wt[i], 301, 45, 1, 1, 1);
+            lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 45, 1, 1, 1, 1);
+            lf_node_t n = s_node(LF_OP_MATMUL, &a, &w, &bias, NULL);
+            s_case_16(e, &n, in, tol);
+            n = s_node(LF_OP_MATMUL, &a, &w, NULL, NULL);
+            s_case_16(e, &n, in, tol);
+            /* A time embedding's two rows. */
+            lf_tensor_t t = lf_test_rand(LF_TYPE_F32, 301, 2, 1, 1, 1);
+            n = s_node(LF_OP_MATMUL, &t, &w, &bias, NULL);
+            s_case_16(e, &n, in, tol);
+            free(a.data), free(w.data), free(bias.data), free(t.data);
+            /* 3x3 pad 1, 3x3 stride 2, 1x1 (im2col in the 16-bit type), 4 channels out (a UNet's last). */
+            const int cfg[4][5] = {{3, 1, 1, 17, 16}, {3, 2, 1, 16, 19}, {1, 1, 0, 37, 18}, {3, 1, 1, 32, 4}};
+            for (int c = 0; c < 4; c++) {
+                lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 13, 9, cfg[c][3], 2, 1);
+                lf_tensor_t cw = lf_test_rand(wt[i], cfg[c][0], cfg[c][0], cfg[c][3], cfg[c][4], 1);
+                lf_tensor_t cb = lf_test_rand(LF_TYPE_F32, cfg[c][4], 1, 1, 1, 1);
+                lf_node_t cn = s_node(LF_OP_CONV2D, &x, &cw, c % 2 ? NULL : &cb, NULL);
+                cn.p.conv2d.stride = cfg[c][1], cn.p.conv2d.pad = cfg[c][2];
+                s_case_16(e, &cn, in, tol);
+                free(x.data), free(cw.data), free(cb.data);
+            }
+        }
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 37, 5, 3, 1, 1), wb = lf_test_rand(LF_TYPE_F32, 37, 11, 3, 1, 1);
+        lf_node_t n = s_node(LF_OP_MATMUL, &a, &wb, NULL, NULL);
+        s_case(e, &n, 1e-4);
+        free(a.data), free(wb.data);
+    }
+    lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
+}
+
+/* Fused attention on tensor cores at every head size the fused kernels
+ * take (SD1.5 40/80/160, SDXL 64, Flux 128; 40 pads to 48), query and key
+ * counts off the tile sizes (77 rows: a partial block of 64; 45 and 300
+ * keys: partial tiles of 32, several tiles), 3 heads and 2 images, without
+ * a mask, with one mask for all heads, with one per head, and with a causal
+ * mask of -inf entries; against the CPU's f32. */
+static void test_cuda_attention_16bit(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    const lf_precision_t ps[2] = {LF_PRECISION_BF16, LF_PRECISION_F16};
+    const int dims[5] = {40, 64, 80, 128, 160};
+    const int nks[2] = {45, 300};
+    for (int k = 0; k < 2; k++) {
+        lf_precision_t in = lf_backend_set_precision(e->gpu, ps[k]);
+        if (in != ps[k]) continue;
+        double tol = in == LF_PRECISION_BF16 ? 1e-2 : 2e-3;
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < 2; j++)
+                for (int mk = 0; mk < 4; mk++) {
+                    int64_t D = dims[i], Nq = 77, Nk = nks[j];
+                    lf_tensor_t q = lf_test_rand(LF_TYPE_F32, D, Nq, 3, 2, 1);
+                    lf_tensor_t kk = lf_test_rand(LF_TYPE_F32, D, Nk, 3, 2, 1);
+                    lf_tensor_t v = lf_test_rand(LF_TYPE_F32, D, Nk, 3, 2, 1);
+                    lf_tensor_t m = lf_test_rand(LF_TYPE_F32, Nk, Nq, mk == 2 ? 3 : 1, 1, 2);
+                    if (mk == 3) /* causal: key c of row r masked when c > r (every row keeps key 0) */
+                        for (int64_t r = 0; r < Nq; r++)
+                            for (int64_t c = 0; c < Nk; c++) ((float *)m.data)[r * Nk + c] = c > r ? -INFINITY : 0.0f;
+                    lf_node_t n = s_node(LF_OP_ATTENTION, &q, &kk, &v, mk ? &m : NULL);
+                    n.p.attention.scale = 1.0f / sqrtf((float)D);
+                    double err = s_case(e, &n, tol);
+                    if (mk == 0) assert_true(err > 1e-6);
+                    free(q.data), free(kk.data), free(v.data), free(m.data);
+                }
+        /* f32 keeps the f32 kernel: the f32 tolerance again. */
+        lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
+        lf_tensor_t q = lf_test_rand(LF_TYPE_F32, 64, 77, 2, 1, 1), kk = lf_test_rand(LF_TYPE_F32, 64, 45, 2, 1, 1);
+        lf_tensor_t v = lf_test_rand(LF_TYPE_F32, 64, 45, 2, 1, 1);
+        lf_node_t n = s_node(LF_OP_ATTENTION, &q, &kk, &v, NULL);
+        n.p.attention.scale = 0.125f;
+        s_case(e, &n, 1e-3);
+        free(q.data), free(kk.data), free(v.data);
+    }
+    lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
+}
+
+/* Convolutions whose columns exceed the im2col scratch run in chunks of
+ * output pixels (a VAE decoder at 512x512 and up): a tiny scratch
+ * (LF_CUDA_CONV_COL_BYTES=4096: in f32 18 of 117 pixels a chunk, the last
+ * one partial; 37 in 16-bit) gives the CPU's result, in f32 and in 16-bit. */
+static void test_cuda_conv_chunks(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    setenv("LF_CUDA_CONV_COL_BYTES", "4096", 1);
+    lf_backend_t *small = lf_backend_cuda_new(0, (size_t)64 << 20);
+    unsetenv("LF_CUDA_CONV_COL_BYTES");
+    assert_non_null(small);
+    lf_backend_t *gpu = e->gpu;
+    e->gpu = small;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 13, 9, 6, 2, 1), w = lf_test_rand(LF_TYPE_F16, 3, 3, 6, 5, 1);
+    lf_tensor_t b = lf_test_rand(LF_TYPE_F32, 5, 1, 1, 1, 1);
+    lf_node_t n = s_node(LF_OP_CONV2D, &x, &w, &b, NULL);
+    n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+    s_case(e, &n, 1e-4);
+    n.p.conv2d.stride = 2;
+    s_case(e, &n, 1e-4);
+    n.p.conv2d.stride = 1; /* 16-bit columns: 37 pixels a chunk */
+    lf_precision_t in = lf_backend_set_precision(small, LF_PRECISION_AUTO);
+    if (in != LF_PRECISION_F32) s_case_16(e, &n, in, in == LF_PRECISION_BF16 ? 1e-1 : 1.5e-2);
+    e->gpu = gpu;
+    lf_backend_destroy(&small);
+    free(x.data), free(w.data), free(b.data);
+}
+
+/* ---- batch invariance ---- */
+
+/* Runs hn on gpu with the batch's images along dimension dim (hn->images
+ * set), then each image alone (images 1, that image's slice of every source
+ * that has the batch along dim), and requires the same bytes. */
+static void s_same_alone(lf_backend_t *gpu, lf_node_t *hn, int dim) {
+    int64_t ne[4];
+    lf_type_t type = LF_TYPE_F32;
+    assert_int_equal(lf_node_infer(hn, ne, &type), 0);
+    int64_t imgs = ne[dim];
+    hn->images = imgs;
+    lf_tensor_t all = lf_test_zeros(type, ne[0], ne[1], ne[2], ne[3]);
+    s_gpu_run(gpu, hn, &all);
+    for (int64_t i = 0; i < imgs; i++) {
+        lf_node_t one = *hn;
+        one.images = 1;
+        lf_tensor_t src[LF_MAX_SRC];
+        void *copies[LF_MAX_SRC] = {0};
+        for (int s = 0; s < LF_MAX_SRC; s++) {
+            if (!hn->src[s] || hn->src[s]->ne[dim] != imgs || (hn->op == LF_OP_CONV2D && s == 1)) continue;
+            lf_tensor_t view = lf_tensor_slice(hn->src[s], dim, i, 1);
+            src[s] = lf_test_zeros(view.type, view.ne[0], view.ne[1], view.ne[2], view.ne[3]);
+            copies[s] = src[s].data;
+            /* The slice of a contiguous tensor along its outermost batched dimension is contiguous. */
+            memcpy(src[s].data, view.data, lf_tensor_nbytes(&src[s]));
+            one.src[s] = &src[s];
+        }
+        int64_t one_ne[4];
+        memcpy(one_ne, ne, sizeof one_ne);
+        one_ne[dim] = 1;
+        lf_tensor_t alone = lf_test_zeros(type, one_ne[0], one_ne[1], one_ne[2], one_ne[3]);
+        s_gpu_run(gpu, &one, &alone);
+        lf_tensor_t part = lf_tensor_slice(&all, dim, i, 1);
+        if (memcmp(part.data, alone.data, lf_tensor_nbytes(&alone)))
+            fprintf(stderr, "%s: image %lld of %lld differs from its run alone\n", lf_op_name(hn->op),
+                    (long long)i, (long long)imgs);
+        assert_memory_equal(part.data, alone.data, lf_tensor_nbytes(&alone));
+        free(alone.data);
+        for (int s = 0; s < LF_MAX_SRC; s++) free(copies[s]);
+    }
+    free(all.data);
+    hn->images = 0;
+}
+
+/* LF_CUDA_PER_IMAGE=1 (what a worker with LF_BATCH_MAX > 1 sets): each
+ * image of a batched MATMUL / CONV2D / ATTENTION has the bytes it has
+ * alone, under f32 and under 16-bit precision — linear layers over tokens
+ * (the batch outermost), the time embedding (the batch is the row
+ * dimension), a batched product, convolutions, attention. */
+static void test_cuda_batch_invariant(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    setenv("LF_CUDA_PER_IMAGE", "1", 1);
+    lf_backend_t *gpu = lf_backend_cuda_new(0, (size_t)256 << 20);
+    unsetenv("LF_CUDA_PER_IMAGE");
+    assert_non_null(gpu);
+    assert_non_null(strstr(lf_backend_describe(gpu), "one image per product"));
+    const lf_precision_t ps[2] = {LF_PRECISION_F32, LF_PRECISION_AUTO};
+    for (int k = 0; k < 2; k++) {
+        lf_backend_set_precision(gpu, ps[k]);
+        lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 320, 64, 1, 6, 1), w = lf_test_rand(LF_TYPE_F16, 320, 640, 1, 1, 1);
+        lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 640, 1, 1, 1, 1);
+        lf_node_t n = s_node(LF_OP_MATMUL, &a, &w, &bias, NULL);
+        s_same_alone(gpu, &n, 3);
+        lf_tensor_t t = lf_test_rand(LF_TYPE_F32, 320, 6, 1, 1, 1);
+        n = s_node(LF_OP_MATMUL, &t, &w, &bias, NULL);
+        s_same_alone(gpu, &n, 1);
+        lf_tensor_t qa = lf_test_rand(LF_TYPE_F32, 40, 77, 8, 4, 1), kb = lf_test_rand(LF_TYPE_F32, 40, 50, 8, 4, 1);
+        n = s_node(LF_OP_MATMUL, &qa, &kb, NULL, NULL);
+        s_same_alone(gpu, &n, 3);
+        lf_tensor_t x = lf_test_rand(LF_TYPE_F32, 16, 16, 32, 4, 1), cw = lf_test_rand(LF_TYPE_F16, 3, 3, 32, 64, 1);
+        n = s_node(LF_OP_CONV2D, &x, &cw, NULL, NULL);
+        n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+        s_same_alone(gpu, &n, 3);
+        lf_tensor_t v = lf_test_rand(LF_TYPE_F32, 40, 50, 8, 4, 1);
+        n = s_node(LF_OP_ATTENTION, &qa, &kb, &v, NULL);
+        n.p.attention.scale = 0.158f;
+        s_same_alone(gpu, &n, 3);
+        free(a.data), free(w.data), free(bias.data), free(t.data), free(qa.data), free(kb.data);
+        free(x.data), free(cw.data), free(v.data);
+    }
+    lf_backend_destroy(&gpu);
+}
+
+/* A precision change between computes of one planned graph: the capture
+ * of the other precision is not replayed (the result follows the
+ * precision: f32 again after bf16 gives the f32 bytes). */
+static void test_cuda_graph_precision(void **state) {
+    s_env_t *e = *state;
+    REQUIRE_GPU(e);
+    if (lf_backend_cuda_precision(0, LF_PRECISION_AUTO) == LF_PRECISION_F32) skip();
+    lf_tensor_t wh = lf_test_rand(LF_TYPE_F32, 64, 48, 1, 1, 1), xin = lf_test_rand(LF_TYPE_F32, 64, 33, 1, 1, 1);
+    lf_buffer_t *wbuf = NULL;
+    assert_int_equal(lf_backend_buffer_alloc(e->gpu, lf_tensor_nbytes(&wh), LF_BUFFER_WEIGHTS, &wbuf), 0);
+    lf_tensor_t w = wh;
+    w.data = wbuf->base;
+    assert_int_equal(lf_backend_tensor_set(e->gpu, &w, wh.data, lf_tensor_nbytes(&wh)), 0);
+    lf_graph_t *g = lf_graph_new(e->gpu);
+    lf_tensor_t *x = lf_graph_input(g, LF_TYPE_F32, 64, 33, 1, 1);
+    lf_tensor_t *o = lf_graph_output(g, lf_graph_matmul(g, x, &w, NULL));
+    assert_int_equal(lf_graph_plan(g), 0);
+    assert_int_equal(lf_backend_tensor_set(e->gpu, x, xin.data, lf_tensor_nbytes(&xin)), 0);
+    size_t nb = lf_tensor_nbytes(o);
+    float *r[3] = {malloc(nb), malloc(nb), malloc(nb)};
+    const lf_precision_t ps[3] = {LF_PRECISION_F32, LF_PRECISION_AUTO, LF_PRECISION_F32};
+    for (int k = 0; k < 3; k++) {
+        lf_backend_set_precision(e->gpu, ps[k]);
+        for (int run = 0; run < 3; run++) assert_int_equal(lf_graph_compute(g), 0); /* eager, capture, replay */
+        assert_int_equal(lf_backend_sync(e->gpu), 0);
+        assert_int_equal(lf_backend_tensor_get(e->gpu, o, r[k], nb), 0);
+    }
+    assert_memory_equal(r[0], r[2], nb);
+    assert_true(memcmp(r[0], r[1], nb) != 0);
+    lf_backend_set_precision(e->gpu, LF_PRECISION_F32);
+    lf_graph_destroy(&g);
+    lf_backend_buffer_free(&wbuf);
+    free(r[0]), free(r[1]), free(r[2]), free(wh.data), free(xin.data);
+}
+
 /* Runs last: every op of the list went through s_case at least once. */
 static void test_cuda_covers_every_op(void **state) {
     s_env_t *e = *state;
@@ -324,6 +663,12 @@ int main(void) {
         cmocka_unit_test(test_cuda_quant_matmul),
         cmocka_unit_test(test_cuda_norms_attention),
         cmocka_unit_test(test_cuda_elementwise_layout),
+        cmocka_unit_test(test_cuda_precision_select),
+        cmocka_unit_test(test_cuda_gemm_conv_16bit),
+        cmocka_unit_test(test_cuda_attention_16bit),
+        cmocka_unit_test(test_cuda_conv_chunks),
+        cmocka_unit_test(test_cuda_batch_invariant),
+        cmocka_unit_test(test_cuda_graph_precision),
         cmocka_unit_test(test_cuda_covers_every_op),
         cmocka_unit_test(test_cuda_graph_replay),
     };
