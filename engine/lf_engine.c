@@ -275,8 +275,10 @@ static void s_set_pack(lf_engine_t *e, lf_model_t *m, const char *name, uint64_t
         got = e->ops->set_pack(m, !e->memory_budget || bytes * 2 <= e->memory_budget ? LF_PACK_MEMORY : LF_PACK_OFF,
                                NULL);
     if (got != want && e->pack_req >= 0)
-        lf_warn("engine: %s: pre-packed weights %s: %s unusable (missing, not writable or tmpfs)", name,
-                lf_pack_name(got), e->pack_dir);
+        lf_warn("engine: %s: pre-packed weights %s, not %s: this backend packs nothing (a GPU, no oneDNN)%s%s", name,
+                lf_pack_name(got), lf_pack_name(want), want == LF_PACK_FILE ? " or this folder cannot hold the file "
+                                                                             "(missing, not writable, tmpfs): " : "",
+                want == LF_PACK_FILE ? e->pack_dir : "");
     lf_info("engine: %s: pre-packed weights: %s%s%s", name, lf_pack_name(got), got == LF_PACK_FILE ? " in " : "",
             got == LF_PACK_FILE ? e->pack_dir : "");
     e->pack = got;
