@@ -158,6 +158,12 @@ static const lf_config_opt_t s_opts[] = {
     STR("precision", NULL, "LF_PRECISION", precision, "f32", W | E,
         "compute precision of jobs that name none: f32 (the reference) | bf16 | auto (bf16 matrix "
         "products where the CPU has AVX512_BF16, else f32)"),
+    STR("weight-pack", NULL, "LF_WEIGHT_PACK", weight_pack, "auto", W | E,
+        "where the CPU keeps weights pre-packed for bf16 products: file (in --pack-dir, pages given back per "
+        "layer) | memory | off | auto (file where --pack-dir is on a disk, else memory within "
+        "--model-memory-mb, else off)"),
+    STR("pack-dir", NULL, "LF_PACK_DIR", pack_dir, NULL, W | E,
+        "folder on a disk (not tmpfs) for the pre-packed weights' unlinked file (default $TMPDIR, else /var/tmp)"),
     INT("threads", NULL, "LF_THREADS", threads, "0", 0, 1024, W,
         "CPU compute threads (0 = the cores of this worker's slice: usable cores / local-workers)"),
     INT("local-workers", NULL, "LF_LOCAL_WORKERS", local_workers, "1", 1, 1024, W,

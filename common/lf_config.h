@@ -130,6 +130,8 @@ typedef struct {
     int64_t preview_every;     /* [0 = off] send a preview every N steps */
     int64_t model_memory_mb;   /* [0 = no limit] base + SDXL refiner kept resident together up to this */
     char *precision;           /* [f32] f32 | bf16 | auto: jobs' compute precision unless they name one */
+    char *weight_pack;         /* [auto] file | memory | off | auto: pre-packed weights (lf_engine_opts_t.pack) */
+    char *pack_dir;            /* [NULL = $TMPDIR, /var/tmp] folder of the pre-packed weights' file */
     int64_t threads;           /* [0 = cores / local_workers] CPU compute threads of a worker */
     int64_t local_workers;     /* [1] CPU workers sharing this machine's cores (lf_cpushare.h) */
     int64_t local_index;       /* [0] this worker's place among them: its slice of the cores */

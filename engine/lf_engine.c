@@ -63,6 +63,7 @@ static const lf_model_ops_t s_real_ops = {
     .lora_fits = lf_model_lora_fits,
     .set_precision = lf_model_set_precision,
     .weight_bytes = lf_model_weight_bytes,
+    .set_pack = lf_model_set_pack,
 };
 #endif
 
@@ -70,6 +71,9 @@ struct lf_engine {
     const lf_model_ops_t *ops;
     lf_backend_t *backend; /* owned; NULL = the model's default CPU backend */
     lf_precision_t precision; /* requests' default (opts.precision) */
+    int pack_req;             /* opts.pack: an lf_pack_t, or -1 for auto */
+    char *pack_dir;           /* the file mode's directory */
+    lf_pack_t pack;           /* in effect for the loaded model */
     lf_model_t *model;
     char *model_name;
     /* How the base was loaded, for a reload with another VAE. */
@@ -240,8 +244,44 @@ int lf_engine_new(const lf_engine_opts_t *opts, lf_engine_t **out, char *err, si
     }
     e->memory_budget = o.memory_budget;
     e->weight_quant = wq;
+    const char *pack = o.pack ? o.pack : getenv("LF_WEIGHT_PACK");
+    lf_pack_t pk = LF_PACK_OFF;
+    e->pack_req = !pack || !*pack || !strcmp(pack, "auto") ? -1 : lf_pack_parse(pack, &pk) ? -2 : (int)pk;
+    if (e->pack_req == -2) {
+        if (err && errlen) snprintf(err, errlen, "weight pack '%s': file, memory, off or auto", pack);
+        lf_engine_destroy(&e);
+        return LF_EINVAL;
+    }
+    const char *dir = o.pack_dir && *o.pack_dir ? o.pack_dir : getenv("LF_PACK_DIR");
+    if (!dir || !*dir) dir = getenv("TMPDIR");
+    if (!(e->pack_dir = strdup(dir && *dir ? dir : "/var/tmp"))) {
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        lf_engine_destroy(&e);
+        return LF_ENOMEM;
+    }
     *out = e;
     return 0;
+}
+
+/* Where the model's backend keeps its pre-packed weights (lf_engine.h,
+ * opts.pack): as asked, or for auto a file where pack_dir can hold one,
+ * else memory where the weights (bytes) fit the budget twice, else none. */
+static void s_set_pack(lf_engine_t *e, lf_model_t *m, const char *name, uint64_t bytes)
+{
+    if (!e->ops->set_pack) return;
+    lf_pack_t want = e->pack_req >= 0 ? (lf_pack_t)e->pack_req : LF_PACK_FILE;
+    lf_pack_t got = e->ops->set_pack(m, want, e->pack_dir);
+    if (e->pack_req < 0 && got == LF_PACK_OFF)
+        got = e->ops->set_pack(m, !e->memory_budget || bytes * 2 <= e->memory_budget ? LF_PACK_MEMORY : LF_PACK_OFF,
+                               NULL);
+    if (got != want && e->pack_req >= 0)
+        lf_warn("engine: %s: pre-packed weights %s, not %s: this backend packs nothing (a GPU, no oneDNN)%s%s", name,
+                lf_pack_name(got), lf_pack_name(want), want == LF_PACK_FILE ? " or this folder cannot hold the file "
+                                                                             "(missing, not writable, tmpfs): " : "",
+                want == LF_PACK_FILE ? e->pack_dir : "");
+    lf_info("engine: %s: pre-packed weights: %s%s%s", name, lf_pack_name(got), got == LF_PACK_FILE ? " in " : "",
+            got == LF_PACK_FILE ? e->pack_dir : "");
+    e->pack = got;
 }
 
 static void s_unload(lf_engine_t *e)
@@ -362,6 +402,7 @@ void lf_engine_destroy(lf_engine_t **self_p)
     lf_lora_dir_free(&e->lora_files, e->n_lora_files);
     lf_upscaler_set_destroy(&e->upscalers); /* before the backend it may borrow */
     lf_backend_destroy(&e->backend);
+    free(e->pack_dir);
     free(e);
     *self_p = NULL;
 }
@@ -647,6 +688,7 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
         e->ops->destroy(&m);
         return s_err(e, LF_ENOMEM, "out of memory");
     }
+    s_set_pack(e, m, name, bytes);
     e->model = m;
     e->model_name = name;
     e->model_path = mp;
@@ -657,6 +699,11 @@ int lf_engine_load(lf_engine_t *e, const char *path, const lf_engine_load_opts_t
     e->model_bytes = bytes + (e->ops->weight_bytes ? 0 : s_bytes(mo.vae_path, 0));
     e->stats.model_loads++;
     return 0;
+}
+
+const char *lf_engine_pack(const lf_engine_t *e)
+{
+    return e && e->model ? lf_pack_name(e->pack) : NULL;
 }
 
 const char *lf_engine_refiner_name(const lf_engine_t *e)

@@ -97,6 +97,16 @@ typedef struct {
     /* Compute precision of requests that name none: "f32" (NULL, the
      * reference), "bf16" or "auto" (lf_backend.h); another word is LF_EINVAL. */
     const char *precision;
+    /* Pre-packed weights (lf_backend.h, lf_backend_set_pack): "file",
+     * "memory", "off" or "auto" (NULL: $LF_WEIGHT_PACK, else auto). auto is
+     * file where pack_dir is on a disk (the bf16 step's speed with streaming
+     * memory: docs/PERFORMANCE.md), else memory where the loaded model's
+     * weights fit memory_budget twice (the copies counted at the weights'
+     * size; no budget: always), else off. Another word is LF_EINVAL. */
+    const char *pack;
+    /* The file mode's directory (the worker passes LF_PACK_DIR); NULL:
+     * $LF_PACK_DIR, else $TMPDIR, else /var/tmp. */
+    const char *pack_dir;
 } lf_engine_opts_t;
 
 /* A LoRA for a request (A1111: <lora:name:te_weight:unet_weight>). */
@@ -405,6 +415,9 @@ typedef struct {
 int lf_engine_upscale(lf_engine_t *self, const lf_engine_upscale_request_t *req, lf_engine_progress_fn progress,
                       void *ud, const atomic_bool *cancel, lf_engine_result_t *out);
 
+/* Where the loaded model's pre-packed weights live (opts.pack as applied):
+ * "file", "memory" or "off"; NULL before a model is loaded. Static. */
+const char *lf_engine_pack(const lf_engine_t *self);
 /* The resident refiner's name, or NULL (borrowed until the next call). */
 const char *lf_engine_refiner_name(const lf_engine_t *self);
 /* The separate VAE file the base model was loaded with, or NULL for the

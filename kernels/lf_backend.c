@@ -140,6 +140,36 @@ void lf_backend_forget(lf_backend_t *be, const void *p, size_t n) {
     if (be && be->iface->forget && p && n) be->iface->forget(be, p, n);
 }
 
+const char *lf_pack_name(lf_pack_t p) {
+    return p == LF_PACK_MEMORY ? "memory" : p == LF_PACK_FILE ? "file" : "off";
+}
+
+int lf_pack_parse(const char *s, lf_pack_t *out) {
+    static const char *const names[] = {"off", "memory", "file"};
+    for (int i = 0; s && i < 3; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (lf_pack_t)i;
+            return 0;
+        }
+    return LF_EINVAL;
+}
+
+lf_pack_t lf_backend_set_pack(lf_backend_t *be, lf_pack_t mode, const char *dir) {
+    return be && be->iface->set_pack ? be->iface->set_pack(be, mode, dir) : LF_PACK_OFF;
+}
+
+lf_pack_t lf_backend_pack(const lf_backend_t *be) {
+    return be && be->iface->pack ? be->iface->pack(be) : LF_PACK_OFF;
+}
+
+size_t lf_backend_release(lf_backend_t *be, const void *p, size_t n, bool switched_out) {
+    return be && be->iface->release && p && n ? be->iface->release(be, p, n, switched_out) : 0;
+}
+
+size_t lf_backend_packed_bytes(const lf_backend_t *be) {
+    return be && be->iface->packed_bytes ? be->iface->packed_bytes(be) : 0;
+}
+
 int lf_backend_tensor_get(lf_backend_t *be, const lf_tensor_t *t, void *host, size_t nbytes) {
     if (!t->data || !lf_tensor_is_contiguous(t) || nbytes != lf_tensor_nbytes(t)) return LF_EINVAL;
     return be->iface->download(be, host, t->data, nbytes);

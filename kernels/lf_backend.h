@@ -99,6 +99,39 @@ int lf_backend_sync(lf_backend_t *be);
  * dst, a LoRA merge) calls it after. */
 void lf_backend_forget(lf_backend_t *be, const void *p, size_t n);
 
+/* Pre-packed weights: where the backend keeps the copies of resident
+ * weights it converts once into its kernels' layouts (CPU: oneDNN's bf16
+ * blocked and packed layouts, docs/PERFORMANCE.md "Pre-packed weights").
+ * off: none, each product converts the weight as stored (about 10 % of a
+ * bf16 SD1.5 step); memory: anonymous memory for the network's life (the
+ * copies replace the weights' file pages in RSS, and stay there while a
+ * streamed network's file pages come and go); file: an unlinked file in a
+ * directory on disk, mapped, whose pages each layer gives back after it ran
+ * (lf_backend_release) like a mapped weight's file pages, and which keeps
+ * the copies while another network runs (no repacking per image). */
+typedef enum { LF_PACK_OFF = 0, LF_PACK_MEMORY = 1, LF_PACK_FILE = 2 } lf_pack_t;
+/* "off", "memory", "file". */
+const char *lf_pack_name(lf_pack_t p);
+/* 0 and *out, or LF_EINVAL for another word. */
+int lf_pack_parse(const char *s, lf_pack_t *out);
+/* Sets where pre-packed copies go from now on, dropping those made so far;
+ * dir is the file mode's directory (borrowed for the call). Returns the mode
+ * in effect: off on a backend that packs nothing (CUDA, CPU without oneDNN)
+ * and for file where dir is unusable (missing, not writable, or tmpfs, whose
+ * pages could not be given back). A new CPU backend packs in memory
+ * (LF_CPU_PREPACK=0 in the environment: off). */
+lf_pack_t lf_backend_set_pack(lf_backend_t *be, lf_pack_t mode, const char *dir);
+lf_pack_t lf_backend_pack(const lf_backend_t *be);
+/* The weights at host bytes [p, p + n) will not be read for a while: after
+ * their layer ran (switched_out false) or because their network is switched
+ * out (true). File-backed copies give back their pages and stay; in-memory
+ * copies stay after a layer and go when switched out (as lf_backend_forget).
+ * lf_pool calls it where it gives back the weights' own file pages.
+ * Returns the bytes given back. */
+size_t lf_backend_release(lf_backend_t *be, const void *p, size_t n, bool switched_out);
+/* Bytes held in the backend's pre-packed copies (resident or not). */
+size_t lf_backend_packed_bytes(const lf_backend_t *be);
+
 /* Arithmetic of the matrix products (MATMUL's linear layers, CONV2D; on
  * CUDA also fused attention): f32, the reference; bf16 (bf16 operands, f32
  * accumulation and results, norms, softmax and everything else in f32)

@@ -28,6 +28,11 @@ typedef struct lf__backend_iface {
     lf_precision_t (*set_precision)(lf_backend_t *be, lf_precision_t p);
     /* Optional: drops what the backend derived from host bytes [p, p+n). */
     void (*forget)(lf_backend_t *be, const void *p, size_t n);
+    /* Optional (pre-packed weights, lf_backend_set_pack): NULL packs nothing. */
+    lf_pack_t (*set_pack)(lf_backend_t *be, lf_pack_t mode, const char *dir);
+    lf_pack_t (*pack)(const lf_backend_t *be);
+    size_t (*release)(lf_backend_t *be, const void *p, size_t n, bool switched_out);
+    size_t (*packed_bytes)(const lf_backend_t *be);
     void (*destroy)(lf_backend_t *be);
     const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
 } lf__backend_iface_t;

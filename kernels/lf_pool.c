@@ -228,8 +228,9 @@ size_t lf_pool_drop_pages(lf_pool_t *p, const char *prefix) {
     for (int i = 0; i < p->n && pg; i++) {
         const s_entry_t *e = p->entries[i];
         if (!e->mapped || strncmp(e->name, prefix ? prefix : "", pl)) continue;
-        /* The backend's packed copy goes too: the network is not running. */
-        lf_backend_forget(p->be, e->t.data, lf_tensor_nbytes(&e->t));
+        /* The backend's packed copy goes too (in memory), or gives back its
+         * pages (in a file): the network is not running. */
+        lf_backend_release(p->be, e->t.data, lf_tensor_nbytes(&e->t), true);
         /* Whole pages inside the tensor: a page it shares with a neighbour stays. */
         uintptr_t a = ((uintptr_t)e->t.data + pg - 1) & ~(pg - 1);
         uintptr_t b = ((uintptr_t)e->t.data + lf_tensor_nbytes(&e->t)) & ~(pg - 1);
@@ -245,8 +246,10 @@ size_t lf_pool_drop_tensor_pages(const lf_pool_t *p, const lf_tensor_t *t) {
     for (int i = 0; i < p->n_maps && pg; i++) {
         const uintptr_t base = (uintptr_t)p->maps[i].base;
         if (lo < base || hi > base + p->maps[i].len) continue;
+        /* Its pre-packed copy in a file gives back its pages as well. */
+        size_t packed = lf_backend_release(p->be, t->data, hi - lo, false);
         uintptr_t a = (lo + pg - 1) & ~(pg - 1), b = hi & ~(pg - 1);
-        return b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0 ? b - a : 0;
+        return packed + (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0 ? b - a : 0);
     }
     return 0;
 }

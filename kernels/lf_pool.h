@@ -45,7 +45,8 @@ lf_tensor_t *lf_pool_tensor_mapped(lf_pool_t *pool, const char *name, lf_type_t 
  * begin with prefix (NULL: all): they are read from the file again when
  * used (usually still in the page cache), so a network that is not running
  * does not count in this process's RSS; the backend's pre-packed copies of
- * them go too (lf_backend_forget). Only while those tensors hold
+ * them go too, or give back their pages where they live in a file
+ * (lf_backend_release, switched out). Only while those tensors hold
  * their file's bytes: a tensor changed in place (a merged LoRA) would go
  * back to the file's values. Returns the bytes dropped. */
 size_t lf_pool_drop_pages(lf_pool_t *pool, const char *prefix);
@@ -54,7 +55,9 @@ size_t lf_pool_drop_pages(lf_pool_t *pool, const char *prefix);
  * 0 (nothing done) for a tensor elsewhere (activations, copied weights) or
  * a strided view. Cheap enough to call after every node of a graph
  * (lf_graph_set_after), which keeps a network's resident weights to the
- * layer running. Same condition as lf_pool_drop_pages. */
+ * layer running; a pre-packed copy of t in a file gives back its pages too
+ * (lf_backend_release), one in memory stays. Same condition as
+ * lf_pool_drop_pages. Counts both in the bytes returned. */
 size_t lf_pool_drop_tensor_pages(const lf_pool_t *pool, const lf_tensor_t *t);
 /* An lf_graph_after_fn (ud: the const lf_pool_t *): drops the pages of the
  * mapped weights among node's sources (lf_pool_drop_tensor_pages). */

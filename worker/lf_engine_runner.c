@@ -531,6 +531,7 @@ static int s_load(const lf_runner_env_t *env, const char *model, void **state, c
                            .memory_budget = env ? env->memory_budget : 0, .lora_dirs = lora_dirs,
                            .upscaler_dirs = up_dirs, .adetailer_dir = ad_dir,
                            .precision = env ? env->precision : NULL,
+                           .pack = env ? env->weight_pack : NULL, .pack_dir = env ? env->pack_dir : NULL,
                            .n_threads = env ? env->n_threads : 0};
     int rc = lf_engine_new(&eo, &s->engine, err, sizeof err);
     if (rc != 0) {

@@ -44,6 +44,8 @@ typedef struct {
     uint32_t preview_every;     /* a preview with every Nth step's progress; 0 = none */
     uint32_t step_delay_max_ms; /* diagnostic backends: cap on step_delay_ms; 0 = their own */
     const char *precision;      /* compute precision of jobs that name none (lf_engine_opts_t); NULL: f32 */
+    const char *weight_pack;    /* pre-packed weights (lf_engine_opts_t.pack); NULL: auto */
+    const char *pack_dir;       /* their file's folder (lf_engine_opts_t.pack_dir) */
     int n_threads;              /* CPU compute threads; 0 = all cores */
     uint64_t memory_budget;     /* bytes of weights a backend keeps resident (an SDXL refiner
                                    next to its base while both fit); 0 = no limit */

@@ -57,6 +57,7 @@ struct lf_worker {
     char *device;
     char device_name[256];  /* the CPU's model name, or the GPU's from a backend */
     char precision[8];      /* jobs' default compute precision in effect: f32 | bf16 | f16 */
+    char weight_pack[8];    /* LF_WEIGHT_PACK as set (the engine logs the one in effect per model) */
     uint64_t device_memory; /* RAM, or the GPU's memory */
     char *models_dir;
     uint64_t max_pixels;
@@ -237,11 +238,20 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
         lf_backend_destroy(&be);
     }
     snprintf(self->precision, sizeof self->precision, "%s", lf_precision_name(prec));
+    const char *wp = opts->weight_pack && *opts->weight_pack ? opts->weight_pack : "auto";
+    lf_pack_t pk;
+    if (strcmp(wp, "auto") && lf_pack_parse(wp, &pk)) {
+        lf_error("LF_WEIGHT_PACK '%s': file, memory, off or auto", wp);
+        lf_worker_destroy(&self);
+        return NULL;
+    }
+    snprintf(self->weight_pack, sizeof self->weight_pack, "%s", wp);
     /* The runner borrows these strings; the worker outlives it. */
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
                            .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
                            .memory_budget = opts->memory_budget,
                            .step_delay_max_ms = opts->step_delay_max_ms, .precision = opts->precision,
+                           .weight_pack = opts->weight_pack, .pack_dir = opts->pack_dir,
                            .n_threads = opts->n_threads};
     lf_runner_t *runner = lf_runner_new(&env, opts->backends, opts->n_backends);
     if (!runner) {
@@ -821,9 +831,9 @@ static void s_leave(lf_worker_t *self) {
 
 int lf_worker_run(lf_worker_t *self, volatile sig_atomic_t *signals) {
     lf_info("worker %s: %zu broker(s), device %s (%s), %" PRIu64 " MiB, max %" PRIu64
-            " pixels",
+            " pixels, precision %s, weight pack %s",
             self->id, self->n_links, self->device, self->device_name, self->device_memory >> 20,
-            self->max_pixels);
+            self->max_pixels, self->precision, self->weight_pack);
     size_t n_models = 0;
     const lf_model_info_t *models = lf_runner_models(lf_compute_runner(self->compute), &n_models);
     for (size_t i = 0; i < n_models; i++)

@@ -40,6 +40,8 @@ typedef struct {
     uint64_t memory_budget;            /* bytes of weights kept resident (base + refiner); 0: no limit */
     uint32_t step_delay_max_ms;        /* cap on the diagnostic delay; 0: the model's own */
     const char *precision;             /* jobs' default compute precision (f32 | bf16 | auto); NULL: f32 */
+    const char *weight_pack;           /* pre-packed weights: file | memory | off | auto (lf_engine_opts_t.pack) */
+    const char *pack_dir;              /* their file's folder (lf_engine_opts_t.pack_dir); NULL: $TMPDIR, /var/tmp */
     int n_threads;                     /* CPU compute threads; 0: all cores */
     uint32_t batch_max;                /* jobs taken as one batch (LF_BATCH_MAX, capped at
                                           LF_RUNNER_BATCH_MAX); 0 or 1: one at a time */

@@ -88,6 +88,8 @@ int main(int argc, char **argv) {
         .preview_every = (uint32_t)cfg.preview_every,
         .memory_budget = (uint64_t)cfg.model_memory_mb << 20,
         .precision = cfg.precision,
+        .weight_pack = cfg.weight_pack,
+        .pack_dir = cfg.pack_dir,
         .n_threads = n_threads,
         .batch_max = (uint32_t)cfg.batch_max,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,

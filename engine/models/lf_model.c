@@ -875,6 +875,10 @@ lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p) {
     return self->precision;
 }
 
+lf_pack_t lf_model_set_pack(lf_model_t *self, lf_pack_t p, const char *dir) {
+    return self && self->be ? lf_backend_set_pack(self->be, p, dir) : LF_PACK_OFF;
+}
+
 int lf_model_lora_fits(lf_model_t *self, const char *path) {
     char err[256];
     if (!self || !path || s_lora_init(self, err, sizeof err)) return 0;

@@ -260,6 +260,11 @@ int lf_model_lora_fits(lf_model_t *self, const char *path);
  * between calls. Returns the one in effect, f32 or bf16. */
 lf_precision_t lf_model_set_precision(lf_model_t *self, lf_precision_t p);
 
+/* Where the backend keeps its pre-packed weight copies from now on
+ * (lf_backend_set_pack; dir: the file mode's directory, borrowed); returns
+ * the mode in effect. */
+lf_pack_t lf_model_set_pack(lf_model_t *self, lf_pack_t p, const char *dir);
+
 /* Bytes the resident weights take: every pool's tensors, in the types
  * they are held in (GGUF blocks as stored, quantize-on-load's blocks, f32
  * where widened). Thread-safe with other readers. */

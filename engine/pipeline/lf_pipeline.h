@@ -137,6 +137,8 @@ typedef struct lf_model_ops {
     int (*encode_t5)(lf_model_t *self, const int32_t *ids, size_t n, float *out);
     /* Compute precision (lf_model_set_precision); NULL: always f32. */
     lf_precision_t (*set_precision)(lf_model_t *self, lf_precision_t p);
+    /* Pre-packed weights (lf_model_set_pack); NULL: none are made. */
+    lf_pack_t (*set_pack)(lf_model_t *self, lf_pack_t p, const char *dir);
     /* Bytes the loaded weights take (lf_model_weight_bytes), what the
      * engine's memory budget counts; NULL: the model files' sizes. */
     uint64_t (*weight_bytes)(const lf_model_t *self);

@@ -163,6 +163,46 @@ static void s_forget(lf_backend_t *be, const void *p, size_t n) {
 #endif
 }
 
+static lf_pack_t s_set_pack(lf_backend_t *be, lf_pack_t mode, const char *dir) {
+#ifdef LF_HAVE_DNNL
+    lf__cpu_ctx_t *c = be->ctx;
+    return c->dnnl ? lf__cpu_dnnl_set_pack(c->dnnl, mode, dir) : LF_PACK_OFF;
+#else
+    (void)be, (void)mode, (void)dir;
+    return LF_PACK_OFF;
+#endif
+}
+
+static lf_pack_t s_pack(const lf_backend_t *be) {
+#ifdef LF_HAVE_DNNL
+    const lf__cpu_ctx_t *c = be->ctx;
+    return c->dnnl ? lf__cpu_dnnl_pack(c->dnnl) : LF_PACK_OFF;
+#else
+    (void)be;
+    return LF_PACK_OFF;
+#endif
+}
+
+static size_t s_release(lf_backend_t *be, const void *p, size_t n, bool switched_out) {
+#ifdef LF_HAVE_DNNL
+    lf__cpu_ctx_t *c = be->ctx;
+    return lf__cpu_dnnl_release_pages(c->dnnl, p, n, switched_out);
+#else
+    (void)be, (void)p, (void)n, (void)switched_out;
+    return 0;
+#endif
+}
+
+static size_t s_packed_bytes(const lf_backend_t *be) {
+#ifdef LF_HAVE_DNNL
+    const lf__cpu_ctx_t *c = be->ctx;
+    return lf__cpu_dnnl_packed_bytes(c->dnnl, NULL);
+#else
+    (void)be;
+    return 0;
+#endif
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
@@ -178,6 +218,10 @@ static const lf__backend_iface_t s_iface = {
     .workspace_bytes = s_workspace_bytes,
     .set_precision = s_set_precision,
     .forget = s_forget,
+    .set_pack = s_set_pack,
+    .pack = s_pack,
+    .release = s_release,
+    .packed_bytes = s_packed_bytes,
     .destroy = s_destroy,
     .ops = s_ops,
 };

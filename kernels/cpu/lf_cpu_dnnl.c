@@ -28,8 +28,10 @@
  * stored weight (bf16 from f16 or bf16; f32 from f32): an f32 copy of an
  * f16 weight would double its memory, so f32 products of f16 weights keep
  * converting per call. Copies are dropped when the weight's bytes change or
- * go (lf__cpu_dnnl_forget, from lf_backend_forget). LF_CPU_PREPACK=0 turns
- * this off (comparisons). */
+ * go (lf__cpu_dnnl_forget, from lf_backend_forget). Where they are kept
+ * (anonymous memory, a file whose pages each layer gives back, or nowhere)
+ * is the backend's pack setting (lf_backend_set_pack, lf_cpu_packstore.c);
+ * LF_CPU_PREPACK=0 makes a new backend's default off instead of memory. */
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -76,8 +78,9 @@ typedef struct {
     size_t src_bytes;
     lf_type_t ct;
     dnnl_memory_desc_t md; /* layout of data */
-    void *data;            /* owned */
+    void *data;            /* owned (d->store) */
     size_t bytes;
+    int64_t off; /* in d->store's file; -1: anonymous */
 } s_packed_t;
 
 struct lf__cpu_dnnl {
@@ -95,23 +98,15 @@ struct lf__cpu_dnnl {
      * gives it the backend's count on the calling thread before each run. */
     void (*omp_set_num_threads)(int);
     int n_threads;
-    bool prepack; /* LF_CPU_PREPACK != 0 */
+    lf__cpu_pack_t store; /* where packed copies live; mode off: none are made */
     s_packed_t *packed; /* owned */
     int n_packed, cap_packed;
     size_t packed_bytes;
 };
 
-/* Packed copies live in mappings of their own, not the heap: they come and
- * go by the gigabyte (a network's weights, dropped when another network
- * runs), and freed heap memory below glibc's grown mmap threshold (up to
- * 32 MiB) would stay in RSS. */
-static void *s_map(size_t bytes) {
-    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void s_unmap(void *p, size_t bytes) {
-    if (p) munmap(p, bytes ? bytes : 1);
+static void s_unmap(lf__cpu_dnnl_t *d, const s_packed_t *k) {
+    d->packed_bytes -= k->bytes;
+    lf__cpu_pack_free(&d->store, k->data, k->bytes, k->off);
 }
 
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
@@ -124,7 +119,7 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                  : !strcmp(conv, "bf16packed")                  ? S_BLOCKED_BF16_PACKED
                                                                 : S_BLOCKED_BF16;
     const char *pp = getenv("LF_CPU_PREPACK");
-    d->prepack = !pp || strcmp(pp, "0") != 0;
+    lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -160,7 +155,8 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
     for (int i = 0; i < 3; i++) free(d->blk[i]);
-    for (int i = 0; i < d->n_packed; i++) s_unmap(d->packed[i].data, d->packed[i].bytes);
+    for (int i = 0; i < d->n_packed; i++) s_unmap(d, &d->packed[i]);
+    lf__cpu_pack_close(&d->store);
     free(d->packed);
     free(d);
     *d_p = NULL;
@@ -193,7 +189,7 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
  * its pages can be handed back) and no larger in ct than as stored. */
 static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
     const lf_tensor_t *t = w ? w->t : NULL;
-    return d->prepack && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
+    return d->store.mode != LF_PACK_OFF && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
            lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) && lf_type_size(ct) <= lf_type_size(t->type);
 }
 
@@ -202,8 +198,7 @@ void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
     for (int i = 0; d && i < d->n_packed;) {
         const s_packed_t *k = &d->packed[i];
         if (!p || ((uintptr_t)k->src < b && a < (uintptr_t)k->src + k->src_bytes)) {
-            d->packed_bytes -= k->bytes;
-            s_unmap(k->data, k->bytes);
+            s_unmap(d, k);
             d->packed[i] = d->packed[--d->n_packed];
         } else {
             i++;
@@ -216,8 +211,7 @@ void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct)
     for (int i = 0; i < d->n_packed;) {
         const s_packed_t *k = &d->packed[i];
         if (k->src == w->data && k->ct != ct) {
-            d->packed_bytes -= k->bytes;
-            s_unmap(k->data, k->bytes);
+            s_unmap(d, k);
             d->packed[i] = d->packed[--d->n_packed];
         } else {
             i++;
@@ -228,6 +222,31 @@ void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct)
 size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count) {
     if (count) *count = d ? d->n_packed : 0;
     return d ? d->packed_bytes : 0;
+}
+
+lf_pack_t lf__cpu_dnnl_set_pack(lf__cpu_dnnl_t *d, lf_pack_t mode, const char *dir) {
+    lf__cpu_dnnl_forget(d, NULL, 0);
+    return lf__cpu_pack_set(&d->store, mode, dir);
+}
+
+lf_pack_t lf__cpu_dnnl_pack(const lf__cpu_dnnl_t *d) {
+    return d->store.mode;
+}
+
+size_t lf__cpu_dnnl_release_pages(lf__cpu_dnnl_t *d, const void *p, size_t n, bool switched_out) {
+    if (!d || !d->n_packed) return 0;
+    if (switched_out && d->store.mode == LF_PACK_MEMORY) {
+        lf__cpu_dnnl_forget(d, p, n);
+        return 0;
+    }
+    const uintptr_t a = (uintptr_t)p, b = a + n;
+    size_t dropped = 0;
+    for (int i = 0; i < d->n_packed; i++) {
+        const s_packed_t *k = &d->packed[i];
+        if ((uintptr_t)k->src < b && a < (uintptr_t)k->src + k->src_bytes)
+            dropped += lf__cpu_pack_drop(&d->store, k->data, k->bytes, k->off);
+    }
+    return dropped;
 }
 
 /* One reorder from plain (at from) to its (at to), run now. */
@@ -285,16 +304,18 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
         d->packed = np, d->cap_packed = cap;
     }
     const void *from = w->make(w->arg);
-    void *buf = from ? s_map(bytes) : NULL;
+    int64_t off = -1;
+    void *buf = from ? lf__cpu_pack_alloc(&d->store, bytes, &off) : NULL;
     if (!buf) return NULL;
+    s_packed_t k = {.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its, .data = buf, .bytes = bytes,
+                    .off = off};
+    d->packed_bytes += bytes;
     if (same) memcpy(buf, from, bytes);
     else if (s_reorder_once(d, plain, from, its, buf)) {
-        s_unmap(buf, bytes);
+        s_unmap(d, &k);
         return NULL;
     }
-    d->packed[d->n_packed++] = (s_packed_t){.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its,
-                                            .data = buf, .bytes = bytes};
-    d->packed_bytes += bytes;
+    d->packed[d->n_packed++] = k;
     /* The file's pages under the weight: whole pages only (a neighbour's
      * bytes may share the edges). */
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);

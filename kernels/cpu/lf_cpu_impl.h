@@ -45,6 +45,27 @@ void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, con
  * f16 converted for an f32 product). */
 void lf__cpu_to_f32(lf__cpu_pool_t *pool, lf_type_t type, const void *src, float *dst, int64_t n);
 
+/* ---- storage of pre-packed weights (lf_cpu_packstore.c) ---- */
+typedef struct {
+    lf_pack_t mode; /* in effect: off, memory or file */
+    int fd;         /* LF_PACK_FILE: the unlinked file; -1 otherwise */
+    int64_t end;    /* bytes of the file handed out */
+    int live;       /* copies allocated and not freed */
+} lf__cpu_pack_t;
+void lf__cpu_pack_init(lf__cpu_pack_t *s, lf_pack_t mode);
+/* Switches to mode (no copy may be live); LF_PACK_FILE opens an unlinked
+ * file in dir and falls back to LF_PACK_OFF where it cannot (no such
+ * directory, tmpfs). Returns the mode in effect. */
+lf_pack_t lf__cpu_pack_set(lf__cpu_pack_t *s, lf_pack_t mode, const char *dir);
+void lf__cpu_pack_close(lf__cpu_pack_t *s);
+/* Room for bytes (page-aligned, zeroed), with its file offset in *off (-1:
+ * anonymous); NULL when the mode is off, or out of memory or disk. */
+void *lf__cpu_pack_alloc(lf__cpu_pack_t *s, size_t bytes, int64_t *off);
+void lf__cpu_pack_free(lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
+/* Gives back the resident pages of a file-backed copy (read again from the
+ * file at its next use); returns the bytes given back (0: anonymous). */
+size_t lf__cpu_pack_drop(const lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
+
 /* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
 /* A weight operand: t as the model holds it, and make(arg), which returns
@@ -97,6 +118,14 @@ void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n);
 void lf__cpu_dnnl_release(lf__cpu_dnnl_t *d, const lf_tensor_t *w, lf_type_t ct);
 /* Bytes held in pre-packed weights, and their count. */
 size_t lf__cpu_dnnl_packed_bytes(const lf__cpu_dnnl_t *d, int *count);
+/* Where copies are kept from now on (every copy is dropped first); returns
+ * the mode in effect (lf_backend_set_pack). */
+lf_pack_t lf__cpu_dnnl_set_pack(lf__cpu_dnnl_t *d, lf_pack_t mode, const char *dir);
+lf_pack_t lf__cpu_dnnl_pack(const lf__cpu_dnnl_t *d);
+/* The weights at [p, p + n) are idle (lf_backend_release): file-backed
+ * copies of them give back their pages; anonymous ones stay unless
+ * switched_out, then they are dropped. Returns the bytes given back. */
+size_t lf__cpu_dnnl_release_pages(lf__cpu_dnnl_t *d, const void *p, size_t n, bool switched_out);
 #endif
 
 /* ---- backend context ---- */
