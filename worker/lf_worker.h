@@ -41,6 +41,9 @@ typedef struct {
     uint32_t step_delay_max_ms;        /* cap on the diagnostic delay; 0: the model's own */
     const char *precision;             /* jobs' default compute precision (f32 | bf16 | auto); NULL: f32 */
     int n_threads;                     /* CPU compute threads; 0: all cores */
+    const char *pinning;               /* how they are pinned, as reported: "none" | "slice" (the
+                                          process on its cores) | "threads" (one per core); NULL: "none" */
+    const char *cpus;                  /* the cores they run on ("0-3"); NULL: not said */
     uint32_t batch_max;                /* jobs taken as one batch (LF_BATCH_MAX, capped at
                                           LF_RUNNER_BATCH_MAX); 0 or 1: one at a time */
     lf_heartbeat_cfg_t heartbeat;
