@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     /* LF_PIN_THREADS=1: the CPU backend pins its threads one per core (it
      * reads the variable when made); only where each thread has a core. */
     bool pin = cfg.pin_threads && n_threads > 1 && n_threads <= share.count;
-    if (cfg.pin_threads && !pin)
+    if (cfg.pin_threads && n_threads > share.count)
         lf_warn("LF_PIN_THREADS: %d threads on %d cores: threads not pinned one per core", n_threads, share.count);
     if (setenv("LF_PIN_THREADS", pin ? "1" : "0", 1)) pin = false;
     if (pin) pinning = "threads";
