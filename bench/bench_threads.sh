@@ -4,6 +4,8 @@
 # 256x256, 20 steps, euler, CFG 7), under several thread settings:
 #   old      both with threads = all cores, unconfined (the default before
 #            LF_LOCAL_WORKERS: 2 x cores compute threads on the cores)
+#   old-spin as old, with libgomp's default wait policy (its threads spin
+#            between oneDNN primitives: before OMP_WAIT_POLICY=PASSIVE)
 #   slice    threads = cores / 2, each confined to its own half of the cores
 #            (taskset, as lf_cpushare_pin does for LF_LOCAL_WORKERS=2)
 #   free     threads = cores / 2, unconfined
@@ -19,7 +21,7 @@ BUILD="$(cd "$1" && pwd)"
 K="${2:-3}"
 shift $(($# >= 2 ? 2 : $#))
 CONFIGS=("$@")
-[ ${#CONFIGS[@]} -gt 0 ] || CONFIGS=(old slice free one-free one-pin)
+[ ${#CONFIGS[@]} -gt 0 ] || CONFIGS=(old slice free old-spin one-free one-pin)
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 ENGINE="$BUILD/engine/cli/lightfarm-engine"
 MODEL="$SRC/models/lf-tiny-shapes.safetensors"
@@ -62,6 +64,7 @@ for c in "${CONFIGS[@]}"; do
   rm -f "$T"/*.times
   case "$c" in
   old) loop a "$CORES" "" 0 & loop b "$CORES" "" 0 & wait ;;
+  old-spin) (unset OMP_WAIT_POLICY; loop a "$CORES" "" 0 & loop b "$CORES" "" 0 & wait) ;;
   slice) loop a "$HALF" "0-$((HALF - 1))" 0 & loop b "$HALF" "$HALF-$last_cpu" 0 & wait ;;
   free) loop a "$HALF" "" 0 & loop b "$HALF" "" 0 & wait ;;
   one-free) loop a "$CORES" "" 0 ;;
