@@ -170,6 +170,9 @@ static const lf_config_opt_t s_opts[] = {
         "CPU workers sharing this machine: each pins its threads to its own slice of the cores"),
     INT("local-index", NULL, "LF_LOCAL_INDEX", local_index, "0", 0, 1023, W,
         "this worker's place among the local workers (0-based): which slice of the cores it takes"),
+    INT("pin-threads", NULL, "LF_PIN_THREADS", pin_threads, "0", 0, 1, W,
+        "1 = pin each compute thread (the pool's and oneDNN's OpenMP team's) to its own core of this "
+        "worker's cores; 0 = threads move freely within them (docs/PERFORMANCE.md: measured no faster)"),
     INT("batch-max", NULL, "LF_BATCH_MAX", batch_max, "1", 1, 16, W | E,
         "compatible queued jobs (same model, size, steps, sampler...; prompts and seeds may differ) a "
         "worker takes at once and runs as one batch, each job's bytes as alone (> 1 also runs every job in "

@@ -135,6 +135,7 @@ typedef struct {
     int64_t threads;           /* [0 = cores / local_workers] CPU compute threads of a worker */
     int64_t local_workers;     /* [1] CPU workers sharing this machine's cores (lf_cpushare.h) */
     int64_t local_index;       /* [0] this worker's place among them: its slice of the cores */
+    int64_t pin_threads;       /* [0] 1: each compute thread on its own core (LF_PIN_THREADS) */
     int64_t batch_max;         /* [1] compatible jobs a worker runs as one batch (LF_BATCH_MAX) */
 
     /* --- CURVE security (ZeroMQ; all NULL = plain TCP) */

@@ -477,6 +477,9 @@ static void s_enc_caps(s_enc_t *e, const void *obj) {
     s_kv_str(e, "precision", c->precision, false);
     if (c->batch_max > 1) s_kv_u64(e, "batch_max", c->batch_max);
     if (c->batched) s_kv_u64(e, "batched", c->batched);
+    if (c->threads) s_kv_u64(e, "threads", c->threads);
+    s_kv_str(e, "pinning", c->pinning, false);
+    s_kv_str(e, "cpus", c->cpus, false);
 }
 
 static void s_enc_image(s_enc_t *e, const void *obj) {
@@ -492,7 +495,7 @@ static bool s_caps_empty(const lf_worker_caps_t *c) {
     return !c->host && !c->pid && !c->device_kind && !c->device_name && !c->memory_bytes &&
            !c->max_pixels && !c->n_models && !c->n_resident && !c->n_vaes && !c->n_vae_info && !c->jobs_done &&
            !c->n_loras && !(c->lora_set && *c->lora_set) && !c->n_upscalers && !c->precision &&
-           c->batch_max <= 1 && !c->batched;
+           c->batch_max <= 1 && !c->batched && !c->threads && !c->pinning && !c->cpus;
 }
 
 /* The value of key k of msg, as the spec of msg->type allows. */
@@ -873,12 +876,13 @@ static int s_dec_params(s_obj_t o, lf_job_params_t *p) {
 
 enum { C_HOST, C_PID, C_DKIND, C_DNAME, C_MEM, C_MAXPIX, C_MODELS, C_RESIDENT, C_DONE, C_VAES,
        C_LORAS, C_LORASET, C_UPSCALERS, C_ADMODELS, C_PRECISION, C_BATCHMAX, C_BATCHED,
-       C_VAEINFO, C__COUNT };
+       C_VAEINFO, C_THREADS, C_PINNING, C_CPUS, C__COUNT };
 static const char *const s_caps_keys[C__COUNT] = {"host", "pid", "device_kind", "device_name",
                                                    "memory_bytes", "max_pixels", "models",
                                                    "resident", "jobs_done", "vaes", "loras",
                                                    "lora_set", "upscalers", "ad_models", "precision",
-                                                   "batch_max", "batched", "vae_info"};
+                                                   "batch_max", "batched", "vae_info", "threads",
+                                                   "pinning", "cpus"};
 static const char *const s_vae_info_keys[3] = {"name", "kind", "latent"};
 static const char *const s_lora_info_keys[5] = {"name", "alias", "path", "hash", "defaults"};
 static const char *const s_model_keys[6] = {"name", "kind", "res", "preview", "inpaint", "defaults"};
@@ -1006,6 +1010,9 @@ static int s_dec_caps(s_obj_t o, lf_worker_caps_t *c) {
     S_OPT(f[C_PRECISION], s_get_str(f[C_PRECISION], &c->precision));
     S_OPT(f[C_BATCHMAX], s_get_u32(f[C_BATCHMAX], &c->batch_max));
     S_OPT(f[C_BATCHED], s_get_u64(f[C_BATCHED], &c->batched));
+    S_OPT(f[C_THREADS], s_get_u32(f[C_THREADS], &c->threads));
+    S_OPT(f[C_PINNING], s_get_str(f[C_PINNING], &c->pinning));
+    S_OPT(f[C_CPUS], s_get_str(f[C_CPUS], &c->cpus));
     return 0;
 }
 
@@ -1206,6 +1213,8 @@ void lf_caps_clear(lf_worker_caps_t *c) {
     free(c->device_kind);
     free(c->device_name);
     free(c->precision);
+    free(c->pinning);
+    free(c->cpus);
     for (size_t i = 0; c->models && i < c->n_models; i++) {
         free(c->models[i].name);
         free(c->models[i].kind);

@@ -179,6 +179,11 @@ typedef struct {
     uint32_t batch_max;      /* compatible jobs it runs as one batch (LF_BATCH_MAX); 0 or 1 =
                                 one at a time */
     uint64_t batched;        /* jobs it ran in batches of two or more (since its start) */
+    uint32_t threads;        /* CPU compute threads (LF_THREADS, else its cores / local workers);
+                                0 = not said (an older worker) */
+    char *pinning;           /* how they are pinned: "none" | "slice" (the process on its cores) |
+                                "threads" (each on its own core); NULL = not said */
+    char *cpus;              /* the cores they run on, a list such as "0-3,8"; NULL = not said */
 } lf_worker_caps_t;
 
 typedef struct {

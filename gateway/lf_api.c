@@ -539,6 +539,10 @@ static int s_workers(lf_gateway_t *gw, lf_req_t *req) {
             /* Batched jobs (LF_BATCH_MAX): how many it takes at once, how many it ran so. */
             json_object_set_new(w, "batch_max", json_integer(c->batch_max > 1 ? c->batch_max : 1));
             json_object_set_new(w, "batched_jobs", json_integer((json_int_t)c->batched));
+            /* CPU compute threads and their pinning; null from a worker that does not say. */
+            json_object_set_new(w, "threads", c->threads ? json_integer(c->threads) : json_null());
+            json_object_set_new(w, "pinning", c->pinning ? json_string(c->pinning) : json_null());
+            json_object_set_new(w, "cpus", c->cpus ? json_string(c->cpus) : json_null());
         }
         json_array_append_new(arr, w);
         lf_worker_view_clear(&ws[i]);

@@ -58,6 +58,9 @@ struct lf_worker {
     char device_name[256];  /* the CPU's model name, or the GPU's from a backend */
     char precision[8];      /* jobs' default compute precision in effect: f32 | bf16 | f16 */
     char weight_pack[8];    /* LF_WEIGHT_PACK as set (the engine logs the one in effect per model) */
+    uint32_t threads;       /* CPU compute threads (LF_THREADS or cores / local workers) */
+    char pinning[16];       /* none | slice | threads (lf_worker_opts_t) */
+    char cpus[256];         /* the cores they run on ("" = not said) */
     uint64_t device_memory; /* RAM, or the GPU's memory */
     char *models_dir;
     uint64_t max_pixels;
@@ -246,6 +249,9 @@ lf_worker_t *lf_worker_new(const lf_worker_opts_t *opts) {
         return NULL;
     }
     snprintf(self->weight_pack, sizeof self->weight_pack, "%s", wp);
+    self->threads = opts->n_threads > 0 ? (uint32_t)opts->n_threads : 0;
+    snprintf(self->pinning, sizeof self->pinning, "%s", opts->pinning ? opts->pinning : "none");
+    snprintf(self->cpus, sizeof self->cpus, "%s", opts->cpus ? opts->cpus : "");
     /* The runner borrows these strings; the worker outlives it. */
     lf_runner_env_t env = {.device = self->device, .models_dir = self->models_dir,
                            .max_pixels = opts->max_pixels, .preview_every = opts->preview_every,
@@ -367,6 +373,9 @@ static void s_caps(const lf_worker_t *self, lf_worker_caps_t *c) {
         .device_kind = self->device,
         .device_name = (char *)self->device_name,
         .precision = (char *)self->precision,
+        .threads = self->threads,
+        .pinning = (char *)self->pinning,
+        .cpus = self->cpus[0] ? (char *)self->cpus : NULL,
         .memory_bytes = self->device_memory,
         .max_pixels = self->max_pixels,
         .models = (lf_model_info_t *)models,

@@ -43,6 +43,9 @@ typedef struct {
     const char *weight_pack;           /* pre-packed weights: file | memory | off | auto (lf_engine_opts_t.pack) */
     const char *pack_dir;              /* their file's folder (lf_engine_opts_t.pack_dir); NULL: $TMPDIR, /var/tmp */
     int n_threads;                     /* CPU compute threads; 0: all cores */
+    const char *pinning;               /* how they are pinned, as reported: "none" | "slice" (the
+                                          process on its cores) | "threads" (one per core); NULL: "none" */
+    const char *cpus;                  /* the cores they run on ("0-3"); NULL: not said */
     uint32_t batch_max;                /* jobs taken as one batch (LF_BATCH_MAX, capped at
                                           LF_RUNNER_BATCH_MAX); 0 or 1: one at a time */
     lf_heartbeat_cfg_t heartbeat;

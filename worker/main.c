@@ -2,6 +2,7 @@
  * win), signals, and the worker's main loop (lf_worker.h). */
 #include <czmq.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +56,28 @@ int main(int argc, char **argv) {
         lf_config_clear(&cfg);
         return 2;
     }
-    if (cfg.local_workers > 1 && lf_cpushare_pin(&share))
-        lf_warn("cannot pin to cores %d-%d: threads not pinned", share.first, share.first + share.count - 1);
+    char cpus[256];
+    lf_cpushare_list(&share, cpus, sizeof cpus); /* before pinning: positions in the mask it had */
+    const char *pinning = "none";
+    if (cfg.local_workers > 1) {
+        if (lf_cpushare_pin(&share)) {
+            lf_warn("cannot pin to cores %s: threads not pinned", cpus);
+            lf_cpushare_t all = {0, lf_cpushare_cores()};
+            lf_cpushare_list(&all, cpus, sizeof cpus);
+        } else {
+            pinning = "slice";
+        }
+    }
     int n_threads = lf_cpushare_threads(&share, (int)cfg.threads);
-    lf_info("compute threads: %d (cores %d-%d of %d, local worker %lld of %lld)", n_threads, share.first,
-            share.first + share.count - 1, cores, (long long)cfg.local_index + 1,
-            (long long)cfg.local_workers);
+    /* LF_PIN_THREADS=1: the CPU backend pins its threads one per core (it
+     * reads the variable when made); only where each thread has a core. */
+    bool pin = cfg.pin_threads && n_threads > 1 && n_threads <= share.count;
+    if (cfg.pin_threads && n_threads > share.count)
+        lf_warn("LF_PIN_THREADS: %d threads on %d cores: threads not pinned one per core", n_threads, share.count);
+    if (setenv("LF_PIN_THREADS", pin ? "1" : "0", 1)) pin = false;
+    if (pin) pinning = "threads";
+    lf_info("compute threads: %d on cores %s (%d of %d usable, local worker %lld of %lld), pinning %s", n_threads,
+            cpus, share.count, cores, (long long)cfg.local_index + 1, (long long)cfg.local_workers, pinning);
 
     /* czmq would turn SIGINT/SIGTERM into "interrupted" and stop every
      * socket call; the worker wants them as a request to finish and leave. */
@@ -91,6 +108,8 @@ int main(int argc, char **argv) {
         .weight_pack = cfg.weight_pack,
         .pack_dir = cfg.pack_dir,
         .n_threads = n_threads,
+        .pinning = pinning,
+        .cpus = cpus,
         .batch_max = (uint32_t)cfg.batch_max,
         .step_delay_max_ms = (uint32_t)cfg.step_delay_max_ms,
         .heartbeat = {cfg.heartbeat_ms, cfg.heartbeat_liveness, cfg.reconnect_min_ms,

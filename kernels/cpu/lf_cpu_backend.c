@@ -236,7 +236,14 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     lf__cpu_ctx_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->n_threads = n_threads;
-    c->pool = lf__cpu_pool_new(n_threads);
+    /* LF_PIN_THREADS=1: each helper thread on its own core of this process's
+     * mask (docs/PERFORMANCE.md, session 10: measured, so not the default). */
+    const char *pin = getenv("LF_PIN_THREADS");
+    int cpus[64];
+    cpu_set_t allowed;
+    bool pinned = pin && !strcmp(pin, "1") && !sched_getaffinity(0, sizeof allowed, &allowed) &&
+                  !lf__cpu_pin_plan(&allowed, n_threads, cpus);
+    c->pool = lf__cpu_pool_new(n_threads, pinned ? cpus : NULL);
     __builtin_cpu_init();
     c->has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     c->has_avx512 = __builtin_cpu_supports("avx512f");
@@ -274,10 +281,19 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
         return NULL;
     }
     lf__cpu_blas_threads(c, n_threads);
+    char pins[96] = "not pinned";
+    if (pinned) { /* "pinned to cores 0-3,8": runs of consecutive cores */
+        int len = snprintf(pins, sizeof pins, "pinned to cores ");
+        for (int i = 0, j; i < n_threads && len < (int)sizeof pins; i = j) {
+            for (j = i + 1; j < n_threads && cpus[j] == cpus[j - 1] + 1;) j++;
+            len += j - i > 1 ? snprintf(pins + len, sizeof pins - (size_t)len, "%s%d-%d", i ? "," : "", cpus[i], cpus[j - 1])
+                             : snprintf(pins + len, sizeof pins - (size_t)len, "%s%d", i ? "," : "", cpus[i]);
+        }
+    }
     snprintf(be->describe, sizeof be->describe,
-             "cpu: %d threads, simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 compute "
+             "cpu: %d threads (%s), simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 compute "
              "%s; OpenBLAS core %s (%s)",
-             n_threads, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
+             n_threads, pins, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
              c->dnnl ? "oneDNN" : "im2col+sgemm", c->dnnl && c->mm_dnnl ? "oneDNN" : "sgemm",
              c->dnnl && c->has_avx512_bf16 ? "available" : "no", openblas_get_corename(),
              openblas_get_config());

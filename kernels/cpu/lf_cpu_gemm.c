@@ -440,6 +440,7 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
     while (d > 0 && a->ne[d] == 1) d--;
     int64_t n = node->images;
     const lf__cpu_ctx_t *cpu = be->ctx;
+    lf__cpu_pool_enter(cpu->pool); /* oneDNN's OpenMP team pinned before its first run */
     if (!cpu->per_image || n <= 1 || d == 0 || a->ne[d] != n || node->dst->ne[d] != n)
         return op(be, node);
     const lf_tensor_t *b = node->src[1];

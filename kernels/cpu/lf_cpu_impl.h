@@ -3,6 +3,7 @@
 #define LF_CPU_IMPL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,10 +15,24 @@
  * calling thread takes part as thread 0. Not reentrant. */
 typedef void (*lf__cpu_task_fn)(void *ctx, int64_t task, int thread);
 typedef struct lf__cpu_pool lf__cpu_pool_t;
-lf__cpu_pool_t *lf__cpu_pool_new(int n_threads);
+/* cpus: NULL, or n_threads distinct cores: helper thread i (i >= 1) runs on
+ * cpus[i] only, and so does member i of the OpenMP team of each thread that
+ * runs the pool (lf__cpu_pool_enter); thread 0, the caller, keeps its mask.
+ * Caller owns; NULL on failure. */
+lf__cpu_pool_t *lf__cpu_pool_new(int n_threads, const int *cpus);
 void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p);
 void lf__cpu_pool_run(lf__cpu_pool_t *pool, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx);
 int lf__cpu_pool_size(const lf__cpu_pool_t *pool);
+/* Called before work that runs on OpenMP (oneDNN): pins the calling thread's
+ * OpenMP team once per thread when the pool is pinned; otherwise nothing. */
+void lf__cpu_pool_enter(lf__cpu_pool_t *pool);
+/* Whether the pool is pinned; if so and cpus is not NULL, its n_threads
+ * cores are copied there. */
+bool lf__cpu_pool_pinned(const lf__cpu_pool_t *pool, int *cpus);
+/* Pure: the first n_threads cores of allowed into cpus (thread i on
+ * cpus[i]). LF_EINVAL when n_threads < 2 (nothing to pin) or the mask has
+ * fewer cores than threads (pinning would stack threads on a core). */
+int lf__cpu_pin_plan(const cpu_set_t *allowed, int n_threads, int *cpus);
 
 /* ---- vector kernels chosen at run time (lf_cpu_simd.c) ---- */
 typedef struct {

@@ -5,11 +5,22 @@
  * only for the workers that joined the job. A worker that wakes after the job
  * is over (its core was busy: more threads than free cores) skips it, so an
  * oversubscribed machine costs no scheduler round trip per run. One run at a
- * time. */
+ * time.
+ *
+ * Pinning (LF_PIN_THREADS=1, lf_cpu_backend.c): helper thread i runs on core
+ * cpus[i] only, and so does thread i of the OpenMP team oneDNN runs on (pinned
+ * from the first thread that computes: each thread has its own team). The
+ * calling thread keeps its mask (the worker's cores): threads it creates
+ * later inherit that mask, and a per-call thread pinned to one core (lf_quant's
+ * q8 products, an OpenMP team made before the pinning) would stack on it. */
+#include <dlfcn.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lf_cpu_impl.h"
+#include "lf_error.h"
 
 struct lf__cpu_pool {
     int n_threads; /* including the caller */
@@ -24,6 +35,9 @@ struct lf__cpu_pool {
     void *ctx;
     int64_t n_tasks;
     atomic_llong next;
+    int *cpus;         /* owned; n_threads cores, thread i on cpus[i]; NULL: not pinned */
+    pthread_t omp_for; /* the thread whose OpenMP team was pinned last */
+    bool omp_pinned;
 };
 
 typedef struct {
@@ -60,15 +74,27 @@ static void *s_main(void *arg) {
     return NULL;
 }
 
-lf__cpu_pool_t *lf__cpu_pool_new(int n_threads) {
+int lf__cpu_pin_plan(const cpu_set_t *allowed, int n_threads, int *cpus) {
+    if (!allowed || !cpus || n_threads < 2 || n_threads > CPU_COUNT(allowed)) return LF_EINVAL;
+    for (int cpu = 0, i = 0; cpu < CPU_SETSIZE && i < n_threads; cpu++)
+        if (CPU_ISSET(cpu, allowed)) cpus[i++] = cpu;
+    return 0;
+}
+
+lf__cpu_pool_t *lf__cpu_pool_new(int n_threads, const int *cpus) {
     if (n_threads < 1) n_threads = 1;
     lf__cpu_pool_t *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) {
+    if (cpus && n_threads > 1 && p->threads && (p->cpus = malloc((size_t)n_threads * sizeof *p->cpus)))
+        memcpy(p->cpus, cpus, (size_t)n_threads * sizeof *p->cpus);
+    if (!p->threads || (cpus && n_threads > 1 && !p->cpus)) {
+        free(p->threads);
         free(p);
         return NULL;
     }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -77,14 +103,54 @@ lf__cpu_pool_t *lf__cpu_pool_new(int n_threads) {
         s_arg_t *a = malloc(sizeof *a);
         if (!a) break;
         a->pool = p, a->index = i;
-        if (pthread_create(&p->threads[i], NULL, s_main, a) != 0) {
+        if (p->cpus) { /* pinned from its first instruction: it never runs on another core */
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(p->cpus[i], &one);
+            pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+        }
+        if (pthread_create(&p->threads[i], &attr, s_main, a) != 0) {
             free(a);
             break;
         }
         p->n_threads++;
     }
+    pthread_attr_destroy(&attr);
     if (p->n_threads != n_threads) lf__cpu_pool_destroy(&p);
     return p;
+}
+
+/* OpenMP through libgomp's entry points, looked up where oneDNN loaded it:
+ * the backend itself does not link OpenMP. */
+typedef void (*s_gomp_parallel_fn)(void (*fn)(void *), void *data, unsigned n, unsigned flags);
+typedef struct {
+    const int *cpus;
+    int (*thread_num)(void);
+} s_omp_pin_t;
+
+static void s_omp_pin_one(void *arg) {
+    const s_omp_pin_t *o = arg;
+    int t = o->thread_num();
+    if (t <= 0) return; /* the caller keeps its mask, as in the pool */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(o->cpus[t], &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+}
+
+void lf__cpu_pool_enter(lf__cpu_pool_t *p) {
+    if (!p->cpus || (p->omp_pinned && pthread_equal(p->omp_for, pthread_self()))) return;
+    p->omp_for = pthread_self(), p->omp_pinned = true;
+    s_gomp_parallel_fn par = (s_gomp_parallel_fn)dlsym(RTLD_DEFAULT, "GOMP_parallel");
+    s_omp_pin_t o = {p->cpus, (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num")};
+    /* libgomp keeps a master's team threads in order between regions, so
+     * team member t stays the thread pinned here as member t. */
+    if (par && o.thread_num) par(s_omp_pin_one, &o, (unsigned)p->n_threads, 0);
+}
+
+bool lf__cpu_pool_pinned(const lf__cpu_pool_t *pool, int *cpus) {
+    if (pool->cpus && cpus) memcpy(cpus, pool->cpus, (size_t)pool->n_threads * sizeof *cpus);
+    return pool->cpus != NULL;
 }
 
 void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p) {
@@ -99,6 +165,7 @@ void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->threads);
+    free(p->cpus);
     free(p);
     *pool_p = NULL;
 }
@@ -109,6 +176,7 @@ int lf__cpu_pool_size(const lf__cpu_pool_t *pool) {
 
 void lf__cpu_pool_run(lf__cpu_pool_t *p, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
+    lf__cpu_pool_enter(p);
     if (p->n_threads == 1 || n_tasks == 1) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;

@@ -85,6 +85,9 @@ static void s_caps(lf_worker_caps_t *c) {
     c->precision = s_dup("bf16");
     c->batch_max = 4;
     c->batched = 7;
+    c->threads = 6;
+    c->pinning = s_dup("threads");
+    c->cpus = s_dup("0-5");
     c->n_upscalers = 2;
     c->upscalers = calloc(2, sizeof *c->upscalers);
     c->upscalers[0] = s_dup("4x-UltraSharp");

@@ -149,6 +149,9 @@ static void assert_caps_eq(const lf_worker_caps_t *a, const lf_worker_caps_t *b)
     assert_true(str_eq(a->precision, b->precision));
     assert_int_equal(a->batch_max, b->batch_max);
     assert_true(a->batched == b->batched);
+    assert_int_equal(a->threads, b->threads);
+    assert_true(str_eq(a->pinning, b->pinning));
+    assert_true(str_eq(a->cpus, b->cpus));
     assert_int_equal(a->n_upscalers, b->n_upscalers);
     for (size_t i = 0; i < a->n_upscalers; i++) assert_true(str_eq(a->upscalers[i], b->upscalers[i]));
     assert_int_equal(a->n_ad_models, b->n_ad_models);

@@ -66,6 +66,14 @@ model="$(jq -r '.result.info.model' <<<"$view")"
 wpid="$(cat "$LF_VAR_DIR/run/worker-1.pid" 2>/dev/null || true)"
 [ -n "$wpid" ] && tr '\0' '\n' <"/proc/$wpid/environ" | grep -qx 'OMP_WAIT_POLICY=PASSIVE' ||
   fail "worker-1 (pid ${wpid:-?}) does not run with OMP_WAIT_POLICY=PASSIVE"
+# OpenBLAS starts no threads of its own at load: the backend asks for the worker's count.
+tr '\0' '\n' <"/proc/$wpid/environ" | grep -qx 'OPENBLAS_NUM_THREADS=1' ||
+  fail "worker-1 (pid $wpid) does not run with OPENBLAS_NUM_THREADS=1"
+# /v1/workers says its compute threads (all usable cores: the only local worker) and pinning none.
+wv="$(curl -sS "$url/v1/workers")"
+[ "$(jq -r '.workers[0].threads' <<<"$wv")" -ge 1 ] 2>/dev/null &&
+  [ "$(jq -r '.workers[0].threads' <<<"$wv")" -le "$(nproc)" ] &&
+  [ "$(jq -r '.workers[0].pinning' <<<"$wv")" = none ] || fail "/v1/workers threads/pinning: $(jq -c '.workers[0] | {threads, pinning, cpus}' <<<"$wv")"
 "$FARM" down >/dev/null || fail "down failed"
 echo "ok: up returned ready; the first job ran on $model; the worker's OpenMP threads are passive"
 

@@ -12,7 +12,9 @@
 
 #include <jansson.h>
 #include <jpeglib.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,9 @@ static int s_setup(void **state) {
     snprintf(e_web, sizeof e_web, "LF_WEB_ROOT=%s/web", F.base.dir);
     char *benv[] = {e_redis, e_fe, e_be, e_ev, e_log, NULL};
     F.broker = lf_testproc_spawn(LF_BROKER_BIN, F.base.dir, "broker", benv);
-    char *wenv[] = {e_be, e_log, NULL};
+    /* The second of two local workers: its threads are half the cores, on its own slice. */
+    static char e_lw[] = "LF_LOCAL_WORKERS=2", e_li[] = "LF_LOCAL_INDEX=1";
+    char *wenv[] = {e_be, e_log, e_lw, e_li, NULL};
     F.worker = lf_testproc_spawn(LF_WORKER_BIN, F.base.dir, "worker", wenv);
     F.port = lf_testredis_free_port();
     snprintf(e_port, sizeof e_port, "LF_HTTP_PORT=%d", F.port);
@@ -530,6 +534,36 @@ static void test_openapi_and_presets(void **state) {
     free(b.data);
 }
 
+/* /v1/workers says the worker's compute threads (half the usable cores: it
+ * is one of two local workers), pinning "slice", and the cores it runs on,
+ * which are those its process is confined to. */
+static void test_workers_threads(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(s_json("GET", "/v1/workers", NULL, &j), 200);
+    json_t *w = json_array_get(json_object_get(j, "workers"), 0);
+    assert_non_null(w);
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    int half = CPU_COUNT(&mine) / 2 > 0 ? CPU_COUNT(&mine) / 2 : 1;
+    json_int_t threads = json_integer_value(json_object_get(w, "threads"));
+    assert_true(threads >= 1 && threads <= half); /* fewer where a cgroup quota caps the cores */
+    assert_string_equal(json_string_value(json_object_get(w, "pinning")), "slice");
+    const char *cpus = json_string_value(json_object_get(w, "cpus"));
+    assert_non_null(cpus);
+    char path[64], line[256], want[300];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)F.worker);
+    snprintf(want, sizeof want, "Cpus_allowed_list:\t%s\n", cpus);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "Cpus_allowed_list:", 18)) found = !strcmp(line, want);
+    fclose(f);
+    assert_true(found);
+    json_decref(j);
+}
+
 static void test_cancel(void **state) {
     char *id = s_submit(100, 50);
     char path[128];
@@ -558,6 +592,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cors_preflight),
         cmocka_unit_test(test_openapi_and_presets),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_workers_threads),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("gateway_http", tests, s_setup, s_teardown);

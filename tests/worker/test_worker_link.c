@@ -15,6 +15,7 @@
 #include <czmq.h>
 #include <fnmatch.h>
 #include <png.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -348,6 +349,12 @@ static void test_ready_caps(void **state) {
         }
     assert_true(diag);
     assert_int_equal(r->caps.n_resident, 0);
+    /* Its compute threads: every usable core (the only local worker), not pinned. */
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    assert_true(r->caps.threads >= 1 && (int)r->caps.threads <= CPU_COUNT(&mine));
+    assert_string_equal(r->caps.pinning, "none");
+    assert_non_null(r->caps.cpus);
     /* Heartbeats flow both ways and keep the link up: no second READY. */
     s_quiet(&f->b, 5 * HB_MS);
     assert_true(f->b.n_hb >= 3);
@@ -431,11 +438,12 @@ static void test_cancel_mid_job(void **state) {
 static void test_batch_jobs(void **state) {
     s_fix_t *f = *state;
     s_reap(f->pid); /* this test's worker batches */
-    const char *const extra[] = {"LF_BATCH_MAX=3", NULL};
+    const char *const extra[] = {"LF_BATCH_MAX=3", "LF_THREADS=3", NULL};
     f->b.pid = s_other(f, s_spawn_with(f->b.endpoint, extra, NULL));
     lf_msg_t m = {0};
     s_expect(&f->b, LF_MSG_READY, 10000, &m);
     assert_int_equal(m.caps.batch_max, 3);
+    assert_int_equal(m.caps.threads, 3); /* an explicit LF_THREADS wins over the cores */
     lf_msg_clear(&m);
     static const char *const ids[3] = {"job-b1", "job-b2", "job-b3"};
     for (int i = 0; i < 3; i++) {
