@@ -20,7 +20,16 @@
  * per depth; the 2nd call of each is timed (the 1st records and plans its
  * graph). Run it under `flock /tmp/lf-bigmem.lock`.
  *
+ * Whole images (--gen): lf_engine_generate on the full-size model at
+ * 512x512, --steps Euler steps, CFG 7: uncached, then each --pick setting
+ * (default "dl": FBCache 0.08 with a 2/1 window, DeepCache interval 2 depth
+ * 0), seconds per image (wall and CPU) and the full / cached evaluations.
+ *
+ * --precision bf16: the quality table's settings run in bf16 against the
+ * f32 uncached reference (with a "none, bf16" row: bf16 alone).
+ *
  *   build/release/bench/bench_cache [--cases N] [--steps N] [--speed] [--ckpt PATH] [--threads N]
+ *                                   [--precision f32|bf16] [--gen] [--pick LETTERS]
  *   --flops: only the compute (graph FLOPs) of each setting's full and reuse
  *   evaluation on the built-in model's UNet, relative to the uncached one.
  */

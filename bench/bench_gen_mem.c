@@ -38,9 +38,25 @@
  * CFG 7, Euler, seed, threads, 512x512) as a child, and prints its peak RSS
  * (the child's ru_maxrss), wall and CPU time and its own timing lines.
  *
+ * --cache none|fbcache:THRESHOLD[:START:END]|deepcache:INTERVAL:DEPTH[:START:END]
+ * runs lightfarm's image with step caching (RESULT counts the full and cached
+ * denoiser evaluations).
+ *
+ * --whole (issue 18's "the whole"): one 512x512 image of --steps Euler steps,
+ * CFG 7, seed 5, by four sides one after the other on the same file, each in
+ * its own process: lightfarm f32, lightfarm at its best settings
+ * (--best-precision, default bf16, and --best-cache, default deepcache:2:0:
+ * the step cache that keeps >= 30 dB in bench_cache's quality table),
+ * stable-diffusion.cpp (--sdcpp, with --eager-load) and diffusers/PyTorch
+ * (--torch); then one table: seconds per image after load (sd.cpp: its own
+ * "generate_image completed in"), load, each process's wall and CPU time,
+ * peak RSS, and each side's time over lightfarm f32's and over lightfarm
+ * best's ("faster" factors). Run it under both locks (PyTorch > 6 GB).
+ *
  * Usage: bench_gen_mem [--ckpt PATH] [--steps N] [--threads N]
  *                      [--precision f32|bf16] [--runs N] [--torch PYTHON|none]
- *                      [--sdcpp BINARY|none] [--text PATH]... [--vae PATH] [--size N] [--cfg X] [--prompt TEXT] */
+ *                      [--sdcpp BINARY|none] [--text PATH]... [--vae PATH] [--size N] [--cfg X] [--prompt TEXT]
+ *                      [--cache SPEC] [--whole [--best-precision P] [--best-cache SPEC]] */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
