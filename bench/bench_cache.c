@@ -20,7 +20,16 @@
  * per depth; the 2nd call of each is timed (the 1st records and plans its
  * graph). Run it under `flock /tmp/lf-bigmem.lock`.
  *
+ * Whole images (--gen): lf_engine_generate on the full-size model at
+ * 512x512, --steps Euler steps, CFG 7: uncached, then each --pick setting
+ * (default "dl": FBCache 0.08 with a 2/1 window, DeepCache interval 2 depth
+ * 0), seconds per image (wall and CPU) and the full / cached evaluations.
+ *
+ * --precision bf16: the quality table's settings run in bf16 against the
+ * f32 uncached reference (with a "none, bf16" row: bf16 alone).
+ *
  *   build/release/bench/bench_cache [--cases N] [--steps N] [--speed] [--ckpt PATH] [--threads N]
+ *                                   [--precision f32|bf16] [--gen] [--pick LETTERS]
  *   --flops: only the compute (graph FLOPs) of each setting's full and reuse
  *   evaluation on the built-in model's UNet, relative to the uncached one.
  */
@@ -28,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "lf_bench_util.h"
 #include "lf_engine.h"
@@ -70,6 +80,28 @@ typedef struct {
     const char *label;
     lf_stepcache_opts_t o;
 } s_setting_t;
+
+/* Picked from a first pass over 2 cases (thresholds 0.05..0.30, depths
+ * 0..8, intervals 2..5): the settings near the goal's edge. */
+static const s_setting_t s_settings[] = {
+    {"fbcache 0.06", {LF_STEPCACHE_FBCACHE, 0.06f, 0, 0, 1, 0}},
+    {"fbcache 0.07", {LF_STEPCACHE_FBCACHE, 0.07f, 0, 0, 1, 0}},
+    {"fbcache 0.08", {LF_STEPCACHE_FBCACHE, 0.08f, 0, 0, 1, 0}},
+    {"fbcache 0.08 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.08f, 2, 1, 1, 0}},
+    {"fbcache 0.10 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.10f, 2, 1, 1, 0}},
+    {"deepcache interval 2 depth 8", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 8}},
+    {"deepcache interval 3 depth 5", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 5}},
+    {"deepcache interval 3 depth 8", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 8}},
+    {"deepcache interval 3 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 11}},
+    {"deepcache interval 4 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 4, 11}},
+    {"deepcache interval 3 depth 8 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 3, 8}},
+    /* Shallow branches (the ones that save compute on this model). */
+    {"deepcache interval 2 depth 0", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 0}},
+    {"deepcache interval 2 depth 2", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 2}},
+    {"deepcache interval 2 depth 2 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 2, 2}},
+    {"fbcache 0.12 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.12f, 2, 1, 1, 0}},
+};
+#define N_SETTINGS ((int)(sizeof s_settings / sizeof s_settings[0]))
 
 static void s_loadavg(char *out, size_t n) {
     FILE *f = fopen("/proc/loadavg", "r");
@@ -208,40 +240,41 @@ static int s_run(lf_engine_t *e, int n_cases, int steps, const lf_stepcache_opts
     return 0;
 }
 
-static int s_quality(int n_cases, int steps, int threads, int flops_only, const char *pick) {
-    char la[128], err[512] = "";
-    lf_engine_opts_t eo = {.n_threads = threads, .assets_dir = LF_SOURCE_DIR "/assets"};
+/* An engine with the built-in model loaded, or NULL (SKIP printed). */
+static lf_engine_t *s_tiny_engine(int threads, const char *precision) {
+    char err[512] = "";
+    lf_engine_opts_t eo = {.n_threads = threads, .assets_dir = LF_SOURCE_DIR "/assets", .precision = precision};
     lf_engine_t *e = NULL;
     if (lf_engine_new(&eo, &e, err, sizeof err)) {
         printf("SKIP: engine: %s\n", err);
-        return 0;
+        return NULL;
     }
     if (lf_engine_load(e, LF_SOURCE_DIR "/models/lf-tiny-shapes.safetensors", NULL)) {
         printf("SKIP: %s\n", lf_engine_errstr(e));
         lf_engine_destroy(&e);
-        return 0;
     }
-    /* Picked from a first pass over 2 cases (thresholds 0.05..0.30, depths
-     * 0..8, intervals 2..5): the settings near the goal's edge. */
-    static const s_setting_t settings[] = {
-        {"fbcache 0.06", {LF_STEPCACHE_FBCACHE, 0.06f, 0, 0, 1, 0}},
-        {"fbcache 0.07", {LF_STEPCACHE_FBCACHE, 0.07f, 0, 0, 1, 0}},
-        {"fbcache 0.08", {LF_STEPCACHE_FBCACHE, 0.08f, 0, 0, 1, 0}},
-        {"fbcache 0.08 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.08f, 2, 1, 1, 0}},
-        {"fbcache 0.10 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.10f, 2, 1, 1, 0}},
-        {"deepcache interval 2 depth 8", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 8}},
-        {"deepcache interval 3 depth 5", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 5}},
-        {"deepcache interval 3 depth 8", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 8}},
-        {"deepcache interval 3 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 3, 11}},
-        {"deepcache interval 4 depth 11", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 4, 11}},
-        {"deepcache interval 3 depth 8 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 3, 8}},
-        /* Shallow branches (the ones that save compute on this model). */
-        {"deepcache interval 2 depth 0", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 0}},
-        {"deepcache interval 2 depth 2", {LF_STEPCACHE_DEEPCACHE, 0, 0, 0, 2, 2}},
-        {"deepcache interval 2 depth 2 start 2 end 1", {LF_STEPCACHE_DEEPCACHE, 0, 2, 1, 2, 2}},
-        {"fbcache 0.12 start 2 end 1", {LF_STEPCACHE_FBCACHE, 0.12f, 2, 1, 1, 0}},
-    };
-    const int ns = (int)(sizeof settings / sizeof settings[0]);
+    return e;
+}
+
+/* PSNR (mean, min) and mean SSIM of img against ref over n cases. */
+static void s_compare(uint8_t *const *ref, uint8_t *const *img, int n, double *ps, double *pmin, double *ss) {
+    *ps = *ss = 0, *pmin = 1e9;
+    for (int i = 0; i < n; i++) {
+        double p = lf_bench_psnr(ref[i], img[i], (size_t)RES * RES * 3);
+        *ps += p;
+        *pmin = p < *pmin ? p : *pmin;
+        *ss += lf_bench_ssim(ref[i], img[i], RES, RES);
+    }
+    *ps /= n, *ss /= n;
+}
+
+/* precision: the settings' engine ("bf16": each setting's images against
+ * the f32 uncached reference, with a "none" row for bf16 alone). */
+static int s_quality(int n_cases, int steps, int threads, int flops_only, const char *pick, const char *precision) {
+    char la[128];
+    lf_engine_t *e = s_tiny_engine(threads, NULL), *eset = NULL;
+    if (!e) return 0;
+    const int ns = N_SETTINGS;
     uint8_t *ref[N_CASES] = {0}, *img[N_CASES] = {0};
     lf_model_t *m = NULL;
     long full0, cached0;
@@ -259,8 +292,8 @@ static int s_quality(int n_cases, int steps, int threads, int flops_only, const 
         printf("\n| setting | full evaluation / uncached | reuse evaluation / uncached |\n|---|---|---|\n");
         for (int s = 0; s < ns && !rc; s++) {
             double ff = 0, fp = 0, fr = 0;
-            rc = s_setting_flops(m, &settings[s].o, &ff, &fp, &fr);
-            if (!rc) printf("| %s | %.4f | %.4f |\n", settings[s].label, fp / ff, fr / ff);
+            rc = s_setting_flops(m, &s_settings[s].o, &ff, &fp, &fr);
+            if (!rc) printf("| %s | %.4f | %.4f |\n", s_settings[s].label, fp / ff, fr / ff);
         }
         const double full = s_sd15_flops(64, 0, -1);
         printf("\nSD1.5 at 512x512 (analytic: %.1f GFLOP per step with CFG): a reuse evaluation over a full one\n"
@@ -281,33 +314,37 @@ static int s_quality(int n_cases, int steps, int threads, int flops_only, const 
     printf("\n| setting | full evals | cached evals | fewer full evals | UNet compute vs none | mean PSNR dB | "
            "min PSNR dB | mean SSIM | time s |\n|---|---|---|---|---|---|---|---|---|\n");
     printf("| none | %ld | %ld | 1.00x | 1.000 | - | - | - | %.1f |\n", full0, cached0, secs0);
-    double best_x = 0;
+    double best_x = 0, ps, pmin, ss;
     const char *best = NULL;
+    if (precision && strcmp(precision, "f32")) {
+        /* The settings in another precision against the f32 reference. */
+        if (!(eset = s_tiny_engine(threads, precision))) goto out;
+        long full, cached;
+        double secs;
+        if ((rc = s_run(eset, n_cases, steps, NULL, img, &full, &cached, &secs))) goto out;
+        s_compare(ref, img, n_cases, &ps, &pmin, &ss);
+        printf("| none, %s | %ld | %ld | %.2fx | 1.000 | %.2f | %.2f | %.4f | %.1f |\n", precision, full, cached,
+               full ? (double)full0 / full : 0, ps, pmin, ss, secs);
+        fflush(stdout);
+    }
     for (int s = 0; s < ns; s++) {
         if (pick && !strstr(pick, (char[]){(char)('a' + s), 0})) continue;
         long full, cached;
         double secs;
-        rc = s_run(e, n_cases, steps, &settings[s].o, img, &full, &cached, &secs);
+        rc = s_run(eset ? eset : e, n_cases, steps, &s_settings[s].o, img, &full, &cached, &secs);
         if (rc) goto out;
-        double ps = 0, pmin = 1e9, ss = 0;
-        for (int i = 0; i < n_cases; i++) {
-            double p = lf_bench_psnr(ref[i], img[i], (size_t)RES * RES * 3);
-            ps += p;
-            pmin = p < pmin ? p : pmin;
-            ss += lf_bench_ssim(ref[i], img[i], RES, RES);
-        }
-        ps /= n_cases, ss /= n_cases;
+        s_compare(ref, img, n_cases, &ps, &pmin, &ss);
         double x = full ? (double)full0 / full : 0, ff = 0, fp = 0, fr = 0;
-        if ((rc = s_setting_flops(m, &settings[s].o, &ff, &fp, &fr))) {
-            fprintf(stderr, "compute of %s: %s\n", settings[s].label, lf_strerror(rc));
+        if ((rc = s_setting_flops(m, &s_settings[s].o, &ff, &fp, &fr))) {
+            fprintf(stderr, "compute of %s: %s\n", s_settings[s].label, lf_strerror(rc));
             goto out;
         }
         /* Compute of the setting's evaluations over the uncached run's. */
         double comp = ((double)full * fp + (double)cached * fr) / ((double)full0 * ff);
-        printf("| %s | %ld | %ld | %.2fx | %.3f | %.2f | %.2f | %.4f | %.1f |\n", settings[s].label, full,
-               cached, x, comp, ps, pmin, ss, secs);
+        printf("| %s%s%s | %ld | %ld | %.2fx | %.3f | %.2f | %.2f | %.4f | %.1f |\n", s_settings[s].label,
+               eset ? ", " : "", eset ? precision : "", full, cached, x, comp, ps, pmin, ss, secs);
         fflush(stdout);
-        if (ps >= 30.0 && x > best_x) best_x = x, best = settings[s].label;
+        if (ps >= 30.0 && x > best_x) best_x = x, best = s_settings[s].label;
     }
     printf("\ngoal >= 1.80x fewer full evaluations at mean PSNR >= 30 dB: %s (best: %s, %.2fx)\n",
            best_x >= 1.8 ? "MET" : "NOT MET", best ? best : "none", best_x);
@@ -315,6 +352,7 @@ static int s_quality(int n_cases, int steps, int threads, int flops_only, const 
 out:
     for (int i = 0; i < N_CASES; i++) free(ref[i]), free(img[i]);
     lf_model_destroy(&m);
+    lf_engine_destroy(&eset);
     lf_engine_destroy(&e);
     return rc;
 }
@@ -425,9 +463,127 @@ static int s_speed(const char *ckpt, int threads) {
     return rc;
 }
 
+static double s_cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+/* Process CPU seconds at the start, after step 1 (text encoder + step 1)
+ * and after the last step (then the VAE decode and the PNG follow). */
+typedef struct {
+    double cpu0, cpu1, cpu_last;
+} s_phases_t;
+
+static void s_gen_progress(void *ud, int step, int steps, const uint8_t *preview, size_t preview_len) {
+    (void)preview, (void)preview_len;
+    s_phases_t *ph = ud;
+    if (step == 1) ph->cpu1 = s_cpu_now();
+    if (step == steps) ph->cpu_last = s_cpu_now();
+}
+
+/* One whole image on the full-size model: its RGB pixels into *rgb (caller
+ * owns), wall and CPU seconds, the CPU seconds of steps 2..N alone, the full
+ * and cached evaluations. */
+static int s_gen_one(lf_engine_t *e, int steps, int size, const lf_stepcache_opts_t *o, uint8_t **rgb,
+                     double *wall, double *cpu, double *steps_cpu, int *full, int *cached) {
+    lf_engine_request_t req = lf_engine_request_defaults();
+    req.prompt = "a photograph of an astronaut riding a horse";
+    req.negative = "blurry";
+    req.seed = 5;
+    req.width = req.height = size;
+    req.steps = steps;
+    req.cfg = 7.0;
+    req.sampler = "euler";
+    req.scheduler = "normal";
+    if (o) req.cache = *o;
+    lf_engine_result_t res = {0};
+    s_phases_t ph = {0};
+    const double t0 = lf_bench_now(), c0 = s_cpu_now();
+    int rc = lf_engine_generate(e, &req, s_gen_progress, &ph, NULL, &res);
+    *wall = lf_bench_now() - t0, *cpu = s_cpu_now() - c0, *steps_cpu = ph.cpu_last - ph.cpu1;
+    if (rc) {
+        fprintf(stderr, "generate: %s\n", lf_engine_errstr(e));
+        return rc;
+    }
+    *full = res.model_calls_full, *cached = res.model_calls_cached;
+    lf_image_t im = {0};
+    char why[128] = "";
+    rc = lf_image_decode(res.images[0].png, res.images[0].png_len, NULL, &im, why, sizeof why);
+    if (!rc && (im.width != (uint32_t)size || im.height != (uint32_t)size || im.channels != 3)) rc = LF_EFORMAT;
+    if (!rc && !(*rgb = malloc((size_t)size * size * 3))) rc = LF_ENOMEM;
+    if (!rc) memcpy(*rgb, im.pixels, (size_t)size * size * 3);
+    if (rc) fprintf(stderr, "decode: %s\n", why);
+    lf_image_clear(&im);
+    lf_engine_result_clear(&res);
+    return rc;
+}
+
+/* Timed whole generations with step caching on the full-size SD1.5 (issue
+ * 18's speed of caching, measured rather than estimated from step times):
+ * lf_engine_generate at 512x512, `steps` Euler steps, CFG 7, one image per
+ * setting after a 2-step warm-up image (library and page-cache warm-up; each
+ * job plans its graphs again, as a worker's would), uncached first. Wall and
+ * process CPU seconds per image, the full / cached evaluations the engine
+ * counted, speed-up against the uncached image and the PSNR against it (a
+ * random model: the images are noise-like, so PSNR says how far the cached
+ * path moved the pixels, not what a trained model's images would lose). */
+static int s_gen(const char *ckpt, int threads, int steps, const char *precision, const char *pick) {
+    char la[128], err[512] = "";
+    FILE *f = fopen(ckpt, "rb");
+    if (!f) {
+        printf("SKIP gen: no %s (tests/reference/make_model_fixtures.py --full-f16)\n", ckpt);
+        return 0;
+    }
+    fclose(f);
+    lf_engine_opts_t eo = {.n_threads = threads, .precision = precision};
+    lf_engine_t *e = NULL;
+    if (lf_engine_new(&eo, &e, err, sizeof err)) return fprintf(stderr, "engine: %s\n", err), 1;
+    if (lf_engine_load(e, ckpt, NULL)) {
+        fprintf(stderr, "load: %s\n", lf_engine_errstr(e));
+        lf_engine_destroy(&e);
+        return 1;
+    }
+    const int size = 512;
+    uint8_t *ref = NULL, *img = NULL;
+    double wall, cpu, scpu, wall0 = 0, cpu0 = 0, scpu0 = 0;
+    int full, cached, rc = s_gen_one(e, 2, size, NULL, &img, &wall, &cpu, &scpu, &full, &cached);
+    free(img), img = NULL;
+    s_loadavg(la, sizeof la);
+    printf("\ngen: full-size SD1.5 (random weights) %s, %dx%d, %d steps euler/normal, CFG 7, %d threads, "
+           "precision %s; warm-up (2 steps) %.1f s; load %s\n",
+           ckpt, size, size, steps, threads, precision ? precision : "f32", wall, la);
+    printf("| setting | full evals | cached evals | s per image (wall) | CPU s | CPU s, steps 2..N | vs none (wall) | "
+           "vs none (CPU) | vs none (CPU, steps 2..N) | PSNR vs none dB | load after |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    for (int s = -1; s < N_SETTINGS && !rc; s++) {
+        if (s >= 0 && !strstr(pick, (char[]){(char)('a' + s), 0})) continue;
+        rc = s_gen_one(e, steps, size, s < 0 ? NULL : &s_settings[s].o, s < 0 ? &ref : &img, &wall, &cpu, &scpu,
+                       &full, &cached);
+        if (rc) break;
+        if (s < 0) wall0 = wall, cpu0 = cpu, scpu0 = scpu;
+        s_loadavg(la, sizeof la);
+        char psnr[32] = "-";
+        if (s >= 0) snprintf(psnr, sizeof psnr, "%.2f", lf_bench_psnr(ref, img, (size_t)size * size * 3));
+        printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.2fx | %s | %.*s |\n",
+               s < 0 ? "none" : s_settings[s].label, full, cached, wall, cpu, scpu, wall0 / wall, cpu0 / cpu,
+               scpu0 / scpu, psnr, 14, la);
+        printf("BENCH cache_gen setting=\"%s\" full=%d cached=%d wall_s=%.2f cpu_s=%.2f steps_cpu_s=%.2f\n",
+               s < 0 ? "none" : s_settings[s].label, full, cached, wall, cpu, scpu);
+        fflush(stdout);
+        free(img), img = NULL;
+    }
+    free(ref);
+    lf_engine_destroy(&e);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    int n_cases = N_CASES, steps = 20, speed = 0, threads = 2, quality = 1, flops_only = 0;
+    int n_cases = N_CASES, steps = 20, speed = 0, threads = 2, quality = 1, flops_only = 0, gen = 0;
     const char *pick = NULL; /* --pick LETTERS: only the settings a, b, ... of the list */
+    const char *precision = NULL;
     const char *ckpt = getenv("LF_SD15_FULL");
     if (!ckpt) ckpt = LF_SOURCE_DIR "/tests/reference/out/sd15_full.safetensors";
     for (int i = 1; i < argc; i++) {
@@ -447,16 +603,22 @@ int main(int argc, char **argv) {
             flops_only = 1;
         else if (!strcmp(argv[i], "--pick") && i + 1 < argc)
             pick = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+            precision = argv[++i];
+        else if (!strcmp(argv[i], "--gen"))
+            gen = 1, quality = 0;
         else {
             fprintf(stderr,
                     "usage: bench_cache [--cases N] [--steps N] [--threads N] [--flops] [--pick LETTERS] "
-                    "[--speed | --speed-only] "
-                    "[--ckpt PATH]\n");
+                    "[--precision f32|bf16] [--speed | --speed-only | --gen] [--ckpt PATH]\n");
             return 2;
         }
     }
     if (n_cases < 1 || n_cases > N_CASES) n_cases = N_CASES;
-    int rc = quality ? s_quality(n_cases, steps, threads, flops_only, pick) : 0;
+    int rc = quality ? s_quality(n_cases, steps, threads, flops_only, pick, precision) : 0;
     if (!rc && speed) rc = s_speed(ckpt, threads);
+    /* Default: FBCache 0.08 with its 2/1 window and DeepCache interval 2
+     * depth 0, the best of each kind at >= 30 dB in the quality table. */
+    if (!rc && gen) rc = s_gen(ckpt, threads, steps, precision, pick ? pick : "dl");
     return rc ? 1 : 0;
 }
