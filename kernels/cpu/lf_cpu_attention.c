@@ -390,16 +390,20 @@ static int s_attention_bf16(lf__cpu_ctx_t *c, const lf_node_t *n) {
 
 #define S_R 6 /* broadcast rows per register block */
 
-/* The register block: C[i][0..16*NV) (+)= sum over p < np of
- * A[i*lda + p*ap] * B[p*ldb + 0..16*NV), for i < R. */
+/* The register block: C[i][0..16*NV) = sum over p < np of
+ * A[i*lda + p*ap] * B[p*ldb + 0..16*NV), for i < R, plus C's old value
+ * times cs[lane] when cs is not NULL (the online softmax's correction
+ * folded into P V's accumulator load). */
 __attribute__((target("avx512f"), always_inline)) static inline void s_f32_block_avx512(
     const int R, const int NV, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb,
-    float *C, int64_t ldc, bool acc) {
+    float *C, int64_t ldc, const float *cs) {
     __m512 c[S_R][4];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) c[r][v] = acc ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+        for (int v = 0; v < NV; v++)
+            c[r][v] = cs ? _mm512_mul_ps(_mm512_loadu_ps(C + r * ldc + 16 * v), _mm512_loadu_ps(cs + 16 * v))
+                         : _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
         __m512 b[4];
 #pragma GCC unroll 4
@@ -420,12 +424,14 @@ __attribute__((target("avx512f"), always_inline)) static inline void s_f32_block
 /* The same with 8-wide vectors and at most two of them (16 registers). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void s_f32_block_avx2(
     const int R, const int NV, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb,
-    float *C, int64_t ldc, bool acc) {
+    float *C, int64_t ldc, const float *cs) {
     __m256 c[S_R][2];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) c[r][v] = acc ? _mm256_loadu_ps(C + r * ldc + 8 * v) : _mm256_setzero_ps();
+        for (int v = 0; v < NV; v++)
+            c[r][v] = cs ? _mm256_mul_ps(_mm256_loadu_ps(C + r * ldc + 8 * v), _mm256_loadu_ps(cs + 8 * v))
+                         : _mm256_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
         __m256 b[2];
 #pragma GCC unroll 2
@@ -444,12 +450,12 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_f32_bloc
 }
 
 typedef void (*s_f32_fn)(int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb, float *C,
-                         int64_t ldc, bool acc);
+                         int64_t ldc, const float *cs);
 #define S_F32(ISA, TARGET, R, NV)                                                                               \
     __attribute__((target(TARGET))) static void s_f32_##ISA##_##R##_##NV(                                       \
         int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb, float *C, int64_t ldc, \
-        bool acc) {                                                                                             \
-        s_f32_block_##ISA(R, NV, np, A, lda, ap, B, ldb, C, ldc, acc);                                          \
+        const float *cs) {                                                                                      \
+        s_f32_block_##ISA(R, NV, np, A, lda, ap, B, ldb, C, ldc, cs);                                           \
     }
 #define S_F32_512(R) \
     S_F32(avx512, "avx512f", R, 1) S_F32(avx512, "avx512f", R, 2) S_F32(avx512, "avx512f", R, 3) S_F32(avx512, "avx512f", R, 4)
@@ -465,10 +471,10 @@ static const s_f32_fn s_f32_256[S_R][2] = {S_F32_REF256(1), S_F32_REF256(2), S_F
 
 /* The same arithmetic in C (no FMA contraction promised), any lane count. */
 static void s_f32_block_scalar(int R, int64_t n, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B,
-                               int64_t ldb, float *C, int64_t ldc, bool acc) {
+                               int64_t ldb, float *C, int64_t ldc, const float *cs) {
     for (int r = 0; r < R; r++) {
         float *c = C + r * ldc;
-        if (!acc) memset(c, 0, (size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) c[i] = cs ? c[i] * cs[i] : 0.0f;
         for (int64_t p = 0; p < np; p++) {
             const float a = A[r * lda + p * ap], *b = B + p * ldb;
             for (int64_t i = 0; i < n; i++) c[i] += a * b[i];
@@ -481,16 +487,16 @@ static void s_f32_block_scalar(int R, int64_t n, int64_t np, const float *A, int
 enum { S_LVL_SCALAR, S_LVL_AVX2, S_LVL_AVX512 };
 static const int64_t s_lane_w[3] = {1, 8, 16}, s_lane_nv[3] = {0, 2, 4};
 
-/* C[rows][lanes] (+)= A B over np: rows of A read as A[i*lda + p*ap] and
- * broadcast, B [np][ldb] along the lanes (lanes a multiple of the level's
- * vector width). Lanes outer, so a lane block of B stays in L1 while the
- * rows of A stream past it. */
+/* C[rows][lanes] = A B over np (+ C cs, lane by lane, when cs is not NULL):
+ * rows of A read as A[i*lda + p*ap] and broadcast, B [np][ldb] along the
+ * lanes (lanes a multiple of the level's vector width). Lanes outer, so a
+ * lane block of B stays in L1 while the rows of A stream past it. */
 static void s_f32_gemm(int lvl, int64_t rows, int64_t lanes, int64_t np, const float *A, int64_t lda, int64_t ap,
-                       const float *B, int64_t ldb, float *C, int64_t ldc, bool acc) {
+                       const float *B, int64_t ldb, float *C, int64_t ldc, const float *cs) {
     if (lvl == S_LVL_SCALAR) {
         for (int64_t r0 = 0; r0 < rows; r0 += S_R)
             s_f32_block_scalar(rows - r0 < S_R ? (int)(rows - r0) : S_R, lanes, np, A + r0 * lda, lda, ap, B, ldb,
-                               C + r0 * ldc, ldc, acc);
+                               C + r0 * ldc, ldc, cs);
         return;
     }
     const int64_t w = s_lane_w[lvl], maxv = s_lane_nv[lvl];
@@ -499,7 +505,7 @@ static void s_f32_gemm(int lvl, int64_t rows, int64_t lanes, int64_t np, const f
         for (int64_t r0 = 0; r0 < rows; r0 += S_R) {
             int rb = rows - r0 < S_R ? (int)(rows - r0) : S_R;
             s_f32_fn fn = lvl == S_LVL_AVX512 ? s_f32_512[rb - 1][nv - 1] : s_f32_256[rb - 1][nv - 1];
-            fn(np, A + r0 * lda, lda, ap, B + l0, ldb, C + r0 * ldc + l0, ldc, acc);
+            fn(np, A + r0 * lda, lda, ap, B + l0, ldb, C + r0 * ldc + l0, ldc, cs ? cs + l0 : NULL);
         }
     }
 }
@@ -545,7 +551,7 @@ static void s_attn32_task(void *arg, int64_t task, int thread) {
     const lf__cpu_simd_t *simd = &j->cpu->simd;
     for (int64_t c0 = 0; c0 < Nk; c0 += bk) {
         int64_t cols = Nk - c0 < bk ? Nk - c0 : bk;
-        s_f32_gemm(j->lvl, cols, lanes, D, K0 + c0 * ldk, ldk, 1, Qt, ld, St, ld, false);
+        s_f32_gemm(j->lvl, cols, lanes, D, K0 + c0 * ldk, ldk, 1, Qt, ld, St, ld, NULL);
         if (mask)
             for (int64_t r = 0; r < rows; r++) {
                 const char *mr = (const char *)mask->data + (r0 + r) * (int64_t)mask->nb[1] +
@@ -554,9 +560,7 @@ static void s_attn32_task(void *arg, int64_t task, int thread) {
                 for (int64_t c = 0; c < cols; c++) St[c * ld + r] += mk[c];
             }
         simd->softmax_lanes(St, cols, ld, lanes, m, l, corr);
-        for (int64_t i = 0; i < Dv; i++)
-            for (int64_t r = 0; r < lanes; r++) Ot[i * ld + r] *= corr[r];
-        s_f32_gemm(j->lvl, Dv, lanes, cols, V0 + c0 * ldv, 1, ldv, St, ld, Ot, ld, true);
+        s_f32_gemm(j->lvl, Dv, lanes, cols, V0 + c0 * ldv, 1, ldv, St, ld, Ot, ld, corr);
     }
     for (int64_t r = 0; r < rows; r++) {
         float *dst = (float *)((char *)d->data + (r0 + r) * (int64_t)d->nb[1] + h * (int64_t)d->nb[2] +
