@@ -447,7 +447,7 @@ int main(int argc, char **argv) {
         /* A fresh backend per shape, so its scratch is the op's alone. */
         int shapes[5][2] = {{4096, 40}, {1024, 80}, {256, 160}, {4096, 64}, {1536, 128}};
         for (int i = 0; i < (quick ? 2 : 5); i++) {
-            lf_backend_t *ab = lf_backend_cpu_new(threads), *ab16 = lf_backend_cpu_new(threads);
+            lf_backend_t *ab16 = lf_backend_cpu_new(threads);
             if (ab16 && lf_backend_set_precision(ab16, LF_PRECISION_BF16) != LF_PRECISION_BF16)
                 lf_backend_destroy(&ab16);
             /* The f32 op's older form beside it (the backend reads LF_CPU_ATTN when made). */
@@ -455,6 +455,8 @@ int main(int argc, char **argv) {
             char *saved = attn ? strdup(attn) : NULL;
             setenv("LF_CPU_ATTN", "sgemm", 1);
             lf_backend_t *absg = lf_backend_cpu_new(threads);
+            setenv("LF_CPU_ATTN", "blocked", 1); /* the register-blocked form (opt-in) */
+            lf_backend_t *ab = lf_backend_cpu_new(threads);
             if (saved) setenv("LF_CPU_ATTN", saved, 1);
             else unsetenv("LF_CPU_ATTN");
             free(saved);

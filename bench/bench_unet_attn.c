@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
            "%d threads\n  checkpoint %s\n  load average %s\n",
            threads, ckpt, load);
     const char *names[2] = {"sgemm form", "blocked form"};
-    lf_backend_t *be[2] = {s_backend(threads, "sgemm"), s_backend(threads, NULL)};
+    lf_backend_t *be[2] = {s_backend(threads, "sgemm"), s_backend(threads, "blocked")};
     lf_model_t *m[2] = {NULL, NULL};
     char err[1024] = "";
     for (int i = 0; i < 2; i++) {

@@ -18,9 +18,9 @@
  *   key's row of V broadcast against P's rows. Only the query count is
  *   padded to the vector width (a tail block's extra lanes are zeros), so a
  *   head size like SD1.5's 40 wastes no lanes, and K and V are read in
- *   place, never packed. LF_CPU_ATTN=sgemm keeps the older form, two
- *   single-threaded sgemm calls per (query block, key tile), for
- *   comparison.
+ *   place, never packed. Opt-in for now (LF_CPU_ATTN=blocked; the
+ *   default is still the older form, two single-threaded sgemm calls per
+ *   (query block, key tile)).
  * - bf16: K and V are rounded to bf16 once per call and packed in the pair
  *   layout VDPBF16PS reads (K in panels of 64 keys, [D/2][64][2]; V as
  *   [N/2][Dv][2]); Q (times the scale) and P are rounded per task; both

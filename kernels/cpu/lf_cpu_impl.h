@@ -140,9 +140,8 @@ typedef struct {
      * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector
      * level is not capped below AVX-512 (LF_CPU_SIMD), else in scalar C. */
     bool attn_bf16, attn_dpbf16;
-    /* ATTENTION under the f32 compute type: the register-blocked kernel
-     * (default) or two sgemm calls per tile (LF_CPU_ATTN=sgemm, kept for
-     * comparison). */
+    /* ATTENTION under the f32 compute type: two sgemm calls per tile (the
+     * default) or the register-blocked kernel (LF_CPU_ATTN=blocked). */
     bool attn_sgemm;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */

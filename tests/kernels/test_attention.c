@@ -27,8 +27,11 @@
  * an exp off by 1e-5 or a dropped correction fails. */
 #define TOL_ATTN_F32 2e-5
 
+static lf_backend_t *s_backend_attn(const char *form);
+
+/* The fixture's backend runs the register-blocked f32 form (opt-in). */
 static int s_setup(void **state) {
-    lf_backend_t *be = lf_backend_cpu_new(2);
+    lf_backend_t *be = s_backend_attn("blocked");
     if (!be) return -1;
     *state = be;
     return 0;
@@ -205,11 +208,11 @@ static void test_attention_bf16(void **state) {
     lf_backend_destroy(&be);
 }
 
-/* A backend whose f32 attention is the sgemm form (read when it is made). */
-static lf_backend_t *s_sgemm_backend(void) {
+/* A backend made with LF_CPU_ATTN=form (read when it is made). */
+static lf_backend_t *s_backend_attn(const char *form) {
     const char *was = getenv("LF_CPU_ATTN");
     char *saved = was ? strdup(was) : NULL;
-    setenv("LF_CPU_ATTN", "sgemm", 1);
+    setenv("LF_CPU_ATTN", form, 1);
     lf_backend_t *be = lf_backend_cpu_new(2);
     if (saved) setenv("LF_CPU_ATTN", saved, 1);
     else unsetenv("LF_CPU_ATTN");
@@ -225,7 +228,7 @@ static lf_backend_t *s_sgemm_backend(void) {
  * form must agree too; the two forms' bytes must differ somewhere, or the
  * new form did not run. */
 static void test_attention_f32(void **state) {
-    lf_backend_t *be = *state, *sg = s_sgemm_backend();
+    lf_backend_t *be = *state, *sg = s_backend_attn("sgemm");
     assert_non_null(sg);
     const int64_t heads[][2] = {{40, 40}, {80, 80}, {160, 160}, {64, 64}, {128, 128}, {512, 512}, {33, 21}};
     int differ = 0;
@@ -266,7 +269,7 @@ static void test_attention_f32(void **state) {
  * other tiles (the running max is -inf for a while in row 1). The
  * reference sees row 0 unmasked; its other rows do not depend on row 0. */
 static void test_attention_masked_rows(void **state) {
-    lf_backend_t *bes[2] = {*state, s_sgemm_backend()};
+    lf_backend_t *bes[2] = {*state, s_backend_attn("sgemm")};
     assert_non_null(bes[1]);
     int64_t D = 40, Nq = 20, Nk = 150, H = 2, B = 2;
     lf_tensor_t q = lf_test_rand(LF_TYPE_F32, D, Nq, H, B, 2), k = lf_test_rand(LF_TYPE_F32, D, Nk, H, B, 2);
