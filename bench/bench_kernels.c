@@ -7,7 +7,8 @@
  *   attention  fused, 8 heads, 4096 tokens x 40 and 1024 x 80 (and 256 x 160,
  *              SDXL's 4096 x 64, Flux's 1536 x 128) vs the time of its two
  *              matrix products (Q K^T and P V) done with full N x N scores;
- *              the bf16 form (bf16 compute type) beside the f32 one; the
+ *              the f32 op's sgemm form (LF_CPU_ATTN=sgemm) and the bf16
+ *              form (bf16 compute type) beside the f32 one; the
  *              op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
@@ -303,7 +304,7 @@ static void s_attn_gemms(void *p) {
     }
 }
 
-static void s_bench_attention(lf_backend_t *be, lf_backend_t *bf16, int N, int D, int H) {
+static void s_bench_attention(lf_backend_t *be, lf_backend_t *sg, lf_backend_t *bf16, int N, int D, int H) {
     size_t n = (size_t)N * D * H;
     float *q = s_rand(n), *k = s_rand(n), *v = s_rand(n), *o = malloc(n * 4);
     float *scores = malloc((size_t)N * N * 4);
@@ -315,12 +316,12 @@ static void s_bench_attention(lf_backend_t *be, lf_backend_t *bf16, int N, int D
     op.node.p.attention.scale = 1.0f / sqrtf((float)D);
     s_attn_ref_t r = {N, D, H, q, k, v, scores, o};
     size_t ws0 = lf_backend_workspace_bytes(be);
-    s_op_t op16 = op;
-    op16.be = bf16;
-    s_fn fns[3] = {s_attn_gemms, s_run_op, s_run_op};
-    void *ctxs[3] = {&r, &op, &op16};
-    double t[3];
-    s_time_n(bf16 ? 3 : 2, fns, ctxs, t);
+    s_op_t op16 = op, opsg = op;
+    op16.be = bf16, opsg.be = sg;
+    s_fn fns[4] = {s_attn_gemms, s_run_op, s_run_op, s_run_op};
+    void *ctxs[4] = {&r, &op, &opsg, &op16};
+    double t[4];
+    s_time_n(bf16 ? 4 : 3, fns, ctxs, t);
     double tref = t[0], top = t[1];
     size_t ws = lf_backend_workspace_bytes(be);
     double flops = lf_node_flops(&op.node);
@@ -330,9 +331,11 @@ static void s_bench_attention(lf_backend_t *be, lf_backend_t *bf16, int N, int D
     printf("attention N=%-5d D=%-4d H=%d  fused %7.2f ms (%6.1f GFLOP/s)  two sgemm %7.2f ms  "
            "ratio %.2f (target <= 1.50)\n",
            N, D, H, top * 1e3, flops / top * 1e-9, tref * 1e3, top / tref);
+    printf("          f32 sgemm form (LF_CPU_ATTN=sgemm): %7.2f ms (%6.1f GFLOP/s), sgemm form / fused %.2f\n",
+           t[2] * 1e3, flops / t[2] * 1e-9, t[2] / top);
     if (bf16)
-        printf("          bf16: fused %7.2f ms (%6.1f GFLOP/s), f32 / bf16 %.2f\n", t[2] * 1e3,
-               flops / t[2] * 1e-9, top / t[2]);
+        printf("          bf16: fused %7.2f ms (%6.1f GFLOP/s), f32 / bf16 %.2f\n", t[3] * 1e3,
+               flops / t[3] * 1e-9, top / t[3]);
     printf("          memory: q/k/v/o %.1f MB + op scratch %.2f MB (%.2f MB before);"
            " N*N*H scores would be %.1f MB\n",
            io / 1e6, (double)ws / 1e6, (double)ws0 / 1e6, (double)N * N * H * 4 / 1e6);
@@ -444,10 +447,21 @@ int main(int argc, char **argv) {
         /* A fresh backend per shape, so its scratch is the op's alone. */
         int shapes[5][2] = {{4096, 40}, {1024, 80}, {256, 160}, {4096, 64}, {1536, 128}};
         for (int i = 0; i < (quick ? 2 : 5); i++) {
-            lf_backend_t *ab = lf_backend_cpu_new(threads), *ab16 = lf_backend_cpu_new(threads);
+            lf_backend_t *ab16 = lf_backend_cpu_new(threads);
             if (ab16 && lf_backend_set_precision(ab16, LF_PRECISION_BF16) != LF_PRECISION_BF16)
                 lf_backend_destroy(&ab16);
-            s_bench_attention(ab, ab16, shapes[i][0], shapes[i][1], 8);
+            /* The f32 op's older form beside it (the backend reads LF_CPU_ATTN when made). */
+            const char *attn = getenv("LF_CPU_ATTN");
+            char *saved = attn ? strdup(attn) : NULL;
+            setenv("LF_CPU_ATTN", "sgemm", 1);
+            lf_backend_t *absg = lf_backend_cpu_new(threads);
+            setenv("LF_CPU_ATTN", "blocked", 1); /* the register-blocked form (opt-in) */
+            lf_backend_t *ab = lf_backend_cpu_new(threads);
+            if (saved) setenv("LF_CPU_ATTN", saved, 1);
+            else unsetenv("LF_CPU_ATTN");
+            free(saved);
+            s_bench_attention(ab, absg, ab16, shapes[i][0], shapes[i][1], 8);
+            lf_backend_destroy(&absg);
             lf_backend_destroy(&ab);
             lf_backend_destroy(&ab16);
         }

@@ -7,8 +7,20 @@
  * whatever N is. Tasks are (batch, head, query block) spread over the
  * thread pool.
  *
- * Two forms, chosen by the backend's compute type:
- * - f32 (the reference): both products are single-threaded sgemm calls.
+ * Three forms, chosen by the backend's compute type:
+ * - f32 (the reference): queries run along the vector lanes. A task packs
+ *   its query block once as Qt = (scale Q)^T, [D][ld]; a key tile's scores
+ *   are St = K Qt, [keys][ld], each key's row of K broadcast against Qt's
+ *   rows in a register-blocked FMA kernel (6 broadcast rows by up to 64
+ *   lanes under AVX-512, 16 under AVX2, plain C under LF_CPU_SIMD=scalar);
+ *   the online softmax runs down the key axis with one running max and sum
+ *   per lane (simd->softmax_lanes); then Ot += V^T P the same way, each
+ *   key's row of V broadcast against P's rows. Only the query count is
+ *   padded to the vector width (a tail block's extra lanes are zeros), so a
+ *   head size like SD1.5's 40 wastes no lanes, and K and V are read in
+ *   place, never packed. Opt-in for now (LF_CPU_ATTN=blocked; the
+ *   default is still the older form, two single-threaded sgemm calls per
+ *   (query block, key tile)).
  * - bf16: K and V are rounded to bf16 once per call and packed in the pair
  *   layout VDPBF16PS reads (K in panels of 64 keys, [D/2][64][2]; V as
  *   [N/2][Dv][2]); Q (times the scale) and P are rounded per task; both
@@ -36,6 +48,8 @@ static int64_t s_env(const char *name, int64_t dflt) {
     long v = e ? atol(e) : 0;
     return v > 0 ? v : dflt;
 }
+
+/* ---- f32 sgemm form (LF_CPU_ATTN=sgemm) ---- */
 
 static void s_attn_task(void *arg, int64_t task, int thread) {
     s_attn_job_t *j = arg;
@@ -372,9 +386,210 @@ static int s_attention_bf16(lf__cpu_ctx_t *c, const lf_node_t *n) {
     return j.failed ? LF_ENOMEM : 0;
 }
 
+/* ---- f32 form: queries along the vector lanes ---- */
+
+#define S_R 6 /* broadcast rows per register block */
+
+/* The register block: C[i][0..16*NV) = sum over p < np of
+ * A[i*lda + p*ap] * B[p*ldb + 0..16*NV), for i < R, plus C's old value
+ * times cs[lane] when cs is not NULL (the online softmax's correction
+ * folded into P V's accumulator load). */
+__attribute__((target("avx512f"), always_inline)) static inline void s_f32_block_avx512(
+    const int R, const int NV, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb,
+    float *C, int64_t ldc, const float *cs) {
+    __m512 c[S_R][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            c[r][v] = cs ? _mm512_mul_ps(_mm512_loadu_ps(C + r * ldc + 16 * v), _mm512_loadu_ps(cs + 16 * v))
+                         : _mm512_setzero_ps();
+    for (int64_t p = 0; p < np; p++) {
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(B + p * ldb + 16 * v);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 a = _mm512_set1_ps(A[r * lda + p * ap]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+/* The same with 8-wide vectors and at most two of them (16 registers). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_f32_block_avx2(
+    const int R, const int NV, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb,
+    float *C, int64_t ldc, const float *cs) {
+    __m256 c[S_R][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            c[r][v] = cs ? _mm256_mul_ps(_mm256_loadu_ps(C + r * ldc + 8 * v), _mm256_loadu_ps(cs + 8 * v))
+                         : _mm256_setzero_ps();
+    for (int64_t p = 0; p < np; p++) {
+        __m256 b[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) b[v] = _mm256_loadu_ps(B + p * ldb + 8 * v);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m256 a = _mm256_broadcast_ss(A + r * lda + p * ap);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(C + r * ldc + 8 * v, c[r][v]);
+}
+
+typedef void (*s_f32_fn)(int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb, float *C,
+                         int64_t ldc, const float *cs);
+#define S_F32(ISA, TARGET, R, NV)                                                                               \
+    __attribute__((target(TARGET))) static void s_f32_##ISA##_##R##_##NV(                                       \
+        int64_t np, const float *A, int64_t lda, int64_t ap, const float *B, int64_t ldb, float *C, int64_t ldc, \
+        const float *cs) {                                                                                      \
+        s_f32_block_##ISA(R, NV, np, A, lda, ap, B, ldb, C, ldc, cs);                                           \
+    }
+#define S_F32_512(R) \
+    S_F32(avx512, "avx512f", R, 1) S_F32(avx512, "avx512f", R, 2) S_F32(avx512, "avx512f", R, 3) S_F32(avx512, "avx512f", R, 4)
+#define S_F32_256(R) S_F32(avx2, "avx2,fma", R, 1) S_F32(avx2, "avx2,fma", R, 2)
+S_F32_512(1) S_F32_512(2) S_F32_512(3) S_F32_512(4) S_F32_512(5) S_F32_512(6)
+S_F32_256(1) S_F32_256(2) S_F32_256(3) S_F32_256(4) S_F32_256(5) S_F32_256(6)
+#define S_F32_REF512(R) {s_f32_avx512_##R##_1, s_f32_avx512_##R##_2, s_f32_avx512_##R##_3, s_f32_avx512_##R##_4}
+#define S_F32_REF256(R) {s_f32_avx2_##R##_1, s_f32_avx2_##R##_2}
+static const s_f32_fn s_f32_512[S_R][4] = {S_F32_REF512(1), S_F32_REF512(2), S_F32_REF512(3),
+                                           S_F32_REF512(4), S_F32_REF512(5), S_F32_REF512(6)};
+static const s_f32_fn s_f32_256[S_R][2] = {S_F32_REF256(1), S_F32_REF256(2), S_F32_REF256(3),
+                                           S_F32_REF256(4), S_F32_REF256(5), S_F32_REF256(6)};
+
+/* The same arithmetic in C (no FMA contraction promised), any lane count. */
+static void s_f32_block_scalar(int R, int64_t n, int64_t np, const float *A, int64_t lda, int64_t ap, const float *B,
+                               int64_t ldb, float *C, int64_t ldc, const float *cs) {
+    for (int r = 0; r < R; r++) {
+        float *c = C + r * ldc;
+        for (int64_t i = 0; i < n; i++) c[i] = cs ? c[i] * cs[i] : 0.0f;
+        for (int64_t p = 0; p < np; p++) {
+            const float a = A[r * lda + p * ap], *b = B + p * ldb;
+            for (int64_t i = 0; i < n; i++) c[i] += a * b[i];
+        }
+    }
+}
+
+/* Vector levels of the f32 form: lanes per vector (the query padding) and
+ * vectors per register block. */
+enum { S_LVL_SCALAR, S_LVL_AVX2, S_LVL_AVX512 };
+static const int64_t s_lane_w[3] = {1, 8, 16}, s_lane_nv[3] = {0, 2, 4};
+
+/* C[rows][lanes] = A B over np (+ C cs, lane by lane, when cs is not NULL):
+ * rows of A read as A[i*lda + p*ap] and broadcast, B [np][ldb] along the
+ * lanes (lanes a multiple of the level's vector width). Lanes outer, so a
+ * lane block of B stays in L1 while the rows of A stream past it. */
+static void s_f32_gemm(int lvl, int64_t rows, int64_t lanes, int64_t np, const float *A, int64_t lda, int64_t ap,
+                       const float *B, int64_t ldb, float *C, int64_t ldc, const float *cs) {
+    if (lvl == S_LVL_SCALAR) {
+        for (int64_t r0 = 0; r0 < rows; r0 += S_R)
+            s_f32_block_scalar(rows - r0 < S_R ? (int)(rows - r0) : S_R, lanes, np, A + r0 * lda, lda, ap, B, ldb,
+                               C + r0 * ldc, ldc, cs);
+        return;
+    }
+    const int64_t w = s_lane_w[lvl], maxv = s_lane_nv[lvl];
+    for (int64_t l0 = 0; l0 < lanes; l0 += w * maxv) {
+        int64_t nv = (lanes - l0) / w < maxv ? (lanes - l0) / w : maxv;
+        for (int64_t r0 = 0; r0 < rows; r0 += S_R) {
+            int rb = rows - r0 < S_R ? (int)(rows - r0) : S_R;
+            s_f32_fn fn = lvl == S_LVL_AVX512 ? s_f32_512[rb - 1][nv - 1] : s_f32_256[rb - 1][nv - 1];
+            fn(np, A + r0 * lda, lda, ap, B + l0, ldb, C + r0 * ldc + l0, ldc, cs ? cs + l0 : NULL);
+        }
+    }
+}
+
+typedef struct {
+    const lf_node_t *node;
+    lf__cpu_ctx_t *cpu;
+    int lvl;
+    int64_t bq, bk, nqb, ld; /* ld: lanes per row of Qt, St, Ot (bq rounded up to the vector width) */
+    int failed;
+} s_attn32_job_t;
+
+static size_t s_attn32_scratch(const s_attn32_job_t *j) {
+    const lf_tensor_t *q = j->node->src[0], *v = j->node->src[2];
+    return (size_t)(j->ld * (q->ne[0] + j->bk + v->ne[0] + 3));
+}
+
+static void s_attn32_task(void *arg, int64_t task, int thread) {
+    s_attn32_job_t *j = arg;
+    const lf_node_t *n = j->node;
+    const lf_tensor_t *q = n->src[0], *k = n->src[1], *v = n->src[2], *mask = n->src[3];
+    lf_tensor_t *d = n->dst;
+    int64_t D = q->ne[0], Dv = v->ne[0], Nq = q->ne[1], Nk = k->ne[1], H = q->ne[2];
+    int64_t qb = task % j->nqb, h = (task / j->nqb) % H, b = task / (j->nqb * H);
+    int64_t r0 = qb * j->bq, rows = Nq - r0 < j->bq ? Nq - r0 : j->bq;
+    int64_t ld = j->ld, bk = j->bk, w = s_lane_w[j->lvl], lanes = (rows + w - 1) / w * w;
+    float *Qt = lf__cpu_scratch(j->cpu, thread, s_attn32_scratch(j));
+    if (!Qt) {
+        j->failed = 1;
+        return;
+    }
+    float *St = Qt + D * ld, *Ot = St + bk * ld, *m = Ot + Dv * ld, *l = m + ld, *corr = l + ld;
+    float scale = n->p.attention.scale;
+    for (int64_t r = 0; r < lanes; r++) {
+        const float *x = r < rows ? s_row(q, r0 + r, h, b) : NULL;
+        for (int64_t i = 0; i < D; i++) Qt[i * ld + r] = x ? x[i] * scale : 0.0f;
+        m[r] = -INFINITY, l[r] = 0;
+    }
+    memset(Ot, 0, (size_t)(Dv * ld) * 4);
+    /* Row strides of K and V in floats (a single row's stride is unused). */
+    const float *K0 = s_row(k, 0, h, b), *V0 = s_row(v, 0, h, b);
+    int64_t ldk = Nk == 1 ? D : (int64_t)k->nb[1] / 4, ldv = Nk == 1 ? Dv : (int64_t)v->nb[1] / 4;
+    const lf__cpu_simd_t *simd = &j->cpu->simd;
+    for (int64_t c0 = 0; c0 < Nk; c0 += bk) {
+        int64_t cols = Nk - c0 < bk ? Nk - c0 : bk;
+        s_f32_gemm(j->lvl, cols, lanes, D, K0 + c0 * ldk, ldk, 1, Qt, ld, St, ld, NULL);
+        if (mask)
+            for (int64_t r = 0; r < rows; r++) {
+                const char *mr = (const char *)mask->data + (r0 + r) * (int64_t)mask->nb[1] +
+                                 (mask->ne[2] > 1 ? h * (int64_t)mask->nb[2] : 0);
+                const float *mk = (const float *)mr + c0;
+                for (int64_t c = 0; c < cols; c++) St[c * ld + r] += mk[c];
+            }
+        simd->softmax_lanes(St, cols, ld, lanes, m, l, corr);
+        s_f32_gemm(j->lvl, Dv, lanes, cols, V0 + c0 * ldv, 1, ldv, St, ld, Ot, ld, corr);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *dst = (float *)((char *)d->data + (r0 + r) * (int64_t)d->nb[1] + h * (int64_t)d->nb[2] +
+                               b * (int64_t)d->nb[3]);
+        float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        for (int64_t i = 0; i < Dv; i++) dst[i] = Ot[i * ld + r] * inv;
+    }
+}
+
+static int s_attention_f32(lf__cpu_ctx_t *c, const lf_node_t *n) {
+    const lf_tensor_t *q = n->src[0];
+    s_attn32_job_t j = {.node = n, .cpu = c};
+    j.lvl = !strcmp(c->simd.name, "avx512") ? S_LVL_AVX512 : !strcmp(c->simd.name, "avx2") ? S_LVL_AVX2 : S_LVL_SCALAR;
+    j.bq = s_env("LF_ATTN_BQ", 64);
+    j.bk = s_env("LF_ATTN_BK", 256);
+    if (j.bq > q->ne[1]) j.bq = q->ne[1];
+    if (j.bk > n->src[1]->ne[1]) j.bk = n->src[1]->ne[1];
+    j.nqb = (q->ne[1] + j.bq - 1) / j.bq;
+    j.ld = (j.bq + s_lane_w[j.lvl] - 1) / s_lane_w[j.lvl] * s_lane_w[j.lvl];
+    for (int t = 0; t < c->n_threads; t++)
+        if (!lf__cpu_scratch(c, t, s_attn32_scratch(&j))) return LF_ENOMEM;
+    lf__cpu_pool_run(c->pool, j.nqb * q->ne[2] * q->ne[3], s_attn32_task, &j);
+    return j.failed ? LF_ENOMEM : 0;
+}
+
 int lf__cpu_op_ATTENTION(lf_backend_t *be, const lf_node_t *n) {
     lf__cpu_ctx_t *c = be->ctx;
     if (c->compute == LF_TYPE_BF16 && c->attn_bf16) return s_attention_bf16(c, n);
+    if (!c->attn_sgemm) return s_attention_f32(c, n);
     const lf_tensor_t *q = n->src[0], *v = n->src[2];
     s_attn_job_t j = {.node = n, .cpu = c};
     j.bq = s_env("LF_ATTN_BQ", 128);

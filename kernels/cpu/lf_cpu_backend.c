@@ -261,7 +261,11 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     bool cap2 = simd && !strcmp(simd, "scalar");
     lf__cpu_simd_init(&c->simd, c->has_avx512 && !cap512, c->has_avx2 && !cap2);
     const char *attn = getenv("LF_CPU_ATTN");
-    c->attn_bf16 = !attn || strcmp(attn, "f32") != 0;
+    c->attn_bf16 = !attn || strcmp(attn, "f32") != 0; /* sgemm: the f32 form only */
+    /* The register-blocked f32 form is opt-in (LF_CPU_ATTN=blocked) until the
+     * built-in model's bf16-vs-f32 pipeline check is settled for it
+     * (docs/PERFORMANCE.md, session 10). */
+    c->attn_sgemm = !attn || strcmp(attn, "blocked") != 0;
     c->attn_dpbf16 = c->has_avx512_bf16 && !cap512;
 #ifdef LF_HAVE_DNNL
     const char *conv = getenv("LF_CPU_CONV");

@@ -48,6 +48,13 @@ typedef struct {
     void (*sum_sq)(const float *x, int64_t n, float *sum, float *sq);
     /* y = x * a + b, then SiLU when silu (group norm's one output pass); y may be x. */
     void (*affine)(float *y, const float *x, int64_t n, float a, float b, bool silu);
+    /* One key tile of attention's online softmax with the queries along the
+     * lanes (the f32 attention form): S is [keys][ld], lanes [0, n) used.
+     * Per lane i: mnew = max(m[i], max_k S[k][i]); ref = mnew, or 0 where
+     * mnew is -inf (all masked so far); S[k][i] = exp(S[k][i] - ref), exactly
+     * 0 for -inf; corr[i] = exp(m[i] - ref); l[i] = l[i] corr[i] + sum_k
+     * S[k][i]; m[i] = mnew. */
+    void (*softmax_lanes)(float *S, int64_t keys, int64_t ld, int64_t n, float *m, float *l, float *corr);
     const char *name; /* "avx512", "avx2", "scalar" */
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
@@ -177,6 +184,9 @@ typedef struct {
      * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector
      * level is not capped below AVX-512 (LF_CPU_SIMD), else in scalar C. */
     bool attn_bf16, attn_dpbf16;
+    /* ATTENTION under the f32 compute type: two sgemm calls per tile (the
+     * default) or the register-blocked kernel (LF_CPU_ATTN=blocked). */
+    bool attn_sgemm;
     /* Per-thread scratch, grown on first use and then reused, so nothing is
      * allocated once a graph has run once. */
     float *scratch[64];

@@ -1,6 +1,7 @@
 /* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
  * and max for softmax and attention; SiLU and erf-GELU for activations; the
- * sums and the scale-shift(-SiLU) pass of group norm), in
+ * sums and the scale-shift(-SiLU) pass of group norm; the f32 attention
+ * form's softmax down a key tile, queries along the lanes), in
  * AVX-512, AVX2 and scalar forms.
  *
  * Release binaries are built without -march; each vector form carries a
@@ -65,6 +66,18 @@ static void s_affine_scalar(float *y, const float *x, int64_t n, float a, float 
     }
 }
 
+static void s_softmax_lanes_scalar(float *S, int64_t keys, int64_t ld, int64_t n, float *m, float *l, float *corr) {
+    for (int64_t i = 0; i < n; i++) {
+        float mn = m[i];
+        for (int64_t k = 0; k < keys; k++) mn = S[k * ld + i] > mn ? S[k * ld + i] : mn;
+        float ref = mn == -INFINITY ? 0.0f : mn, sum = 0;
+        for (int64_t k = 0; k < keys; k++) sum += (S[k * ld + i] = expf(S[k * ld + i] - ref));
+        corr[i] = expf(m[i] - ref);
+        l[i] = l[i] * corr[i] + sum;
+        m[i] = mn;
+    }
+}
+
 /* erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
 #define LF__ERF_P 0.3275911f
 #define LF__ERF_A1 0.254829592f
@@ -106,6 +119,75 @@ __attribute__((target("avx512f"))) static float s_exp_sum_avx512(float *x, int64
         acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, e));
     }
     return _mm512_reduce_add_ps(acc);
+}
+
+/* 2^f on [-1/2, 1/2]: Cephes exp2f's polynomial (relative error about
+ * 1.4e-7), for the softmax below. */
+#define LF__E2_0 1.535336188319500e-4f
+#define LF__E2_1 1.339887440266574e-3f
+#define LF__E2_2 9.618437357674640e-3f
+#define LF__E2_3 5.550332471162809e-2f
+#define LF__E2_4 2.402264791363012e-1f
+#define LF__E2_5 6.931472028550421e-1f
+
+/* exp(x - m) for x <= m as 2^(x log2e - m log2e): one FMA, the split into
+ * integer and fraction, the polynomial, a scale; exactly 0 where the result
+ * would be below 2^-126 (so exp(-inf) = 0 and no denormals come out). The
+ * product x log2e rounds: about |x - m| 6e-8 relative, 3e-7 at weights of
+ * e^-5, harmless where the weight is tiny. Twelve operations against
+ * s_exp512's seventeen with the subtraction and the mask. */
+__attribute__((target("avx512f"))) static inline __m512 s_expm_512(__m512 x, __m512 mlog2e) {
+    __m512 t = _mm512_fmsub_ps(x, _mm512_set1_ps(LF__LOG2E), mlog2e);
+    __mmask16 live = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-126.0f), _CMP_GE_OQ);
+    t = _mm512_max_ps(t, _mm512_set1_ps(-127.0f)); /* -inf would give NaN below */
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(LF__E2_0);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(LF__E2_1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(LF__E2_2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(LF__E2_3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(LF__E2_4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(LF__E2_5));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+/* Sixteen lanes at a time down the key axis: two passes over a column of S
+ * (max, then exp and sum), the running state in registers. */
+__attribute__((target("avx512f"))) static void s_softmax_lanes_avx512(float *S, int64_t keys, int64_t ld, int64_t n,
+                                                                      float *m, float *l, float *corr) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 mo = _mm512_mask_loadu_ps(ninf, k, m + i), mx0 = mo, mx1 = ninf;
+        int64_t c = 0;
+        for (; c + 2 <= keys; c += 2) {
+            mx0 = _mm512_max_ps(mx0, _mm512_mask_loadu_ps(ninf, k, S + c * ld + i));
+            mx1 = _mm512_max_ps(mx1, _mm512_mask_loadu_ps(ninf, k, S + (c + 1) * ld + i));
+        }
+        if (c < keys) mx0 = _mm512_max_ps(mx0, _mm512_mask_loadu_ps(ninf, k, S + c * ld + i));
+        __m512 mn = _mm512_max_ps(mx0, mx1);
+        __m512 ref = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mn, ninf, _CMP_NEQ_OQ), mn);
+        __m512 rl = _mm512_mul_ps(ref, _mm512_set1_ps(LF__LOG2E));
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        for (c = 0; c + 2 <= keys; c += 2) {
+            __m512 e0 = s_expm_512(_mm512_maskz_loadu_ps(k, S + c * ld + i), rl);
+            __m512 e1 = s_expm_512(_mm512_maskz_loadu_ps(k, S + (c + 1) * ld + i), rl);
+            _mm512_mask_storeu_ps(S + c * ld + i, k, e0);
+            _mm512_mask_storeu_ps(S + (c + 1) * ld + i, k, e1);
+            s0 = _mm512_add_ps(s0, e0), s1 = _mm512_add_ps(s1, e1);
+        }
+        if (c < keys) {
+            __m512 e0 = s_expm_512(_mm512_maskz_loadu_ps(k, S + c * ld + i), rl);
+            _mm512_mask_storeu_ps(S + c * ld + i, k, e0);
+            s0 = _mm512_add_ps(s0, e0);
+        }
+        __m512 cr = s_expm_512(mo, rl);
+        __m512 lv = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, l + i), cr, _mm512_add_ps(s0, s1));
+        _mm512_mask_storeu_ps(corr + i, k, cr);
+        _mm512_mask_storeu_ps(l + i, k, lv);
+        _mm512_mask_storeu_ps(m + i, k, mn);
+    }
 }
 
 __attribute__((target("avx512f"))) static float s_max_avx512(const float *x, int64_t n) {
@@ -220,6 +302,33 @@ __attribute__((target("avx2,fma"))) static float s_exp_sum_avx2(float *x, int64_
     return sum + s_exp_sum_scalar(x + i, n - i, m);
 }
 
+__attribute__((target("avx2,fma"))) static inline __m256 s_exp0_256(__m256 x) {
+    return _mm256_and_ps(s_exp256(x), _mm256_cmp_ps(x, _mm256_set1_ps(LF__EXP_LO), _CMP_GE_OQ));
+}
+
+/* Eight lanes at a time as the AVX-512 form; a tail of lanes in C. */
+__attribute__((target("avx2,fma"))) static void s_softmax_lanes_avx2(float *S, int64_t keys, int64_t ld, int64_t n,
+                                                                    float *m, float *l, float *corr) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 mo = _mm256_loadu_ps(m + i), mn = mo;
+        for (int64_t c = 0; c < keys; c++) mn = _mm256_max_ps(mn, _mm256_loadu_ps(S + c * ld + i));
+        __m256 ref = _mm256_and_ps(mn, _mm256_cmp_ps(mn, ninf, _CMP_NEQ_OQ));
+        __m256 s0 = _mm256_setzero_ps();
+        for (int64_t c = 0; c < keys; c++) {
+            __m256 e = s_exp0_256(_mm256_sub_ps(_mm256_loadu_ps(S + c * ld + i), ref));
+            _mm256_storeu_ps(S + c * ld + i, e);
+            s0 = _mm256_add_ps(s0, e);
+        }
+        __m256 cr = s_exp0_256(_mm256_sub_ps(mo, ref));
+        _mm256_storeu_ps(corr + i, cr);
+        _mm256_storeu_ps(l + i, _mm256_fmadd_ps(_mm256_loadu_ps(l + i), cr, s0));
+        _mm256_storeu_ps(m + i, mn);
+    }
+    if (i < n) s_softmax_lanes_scalar(S + i, keys, ld, n - i, m + i, l + i, corr + i);
+}
+
 __attribute__((target("avx2"))) static float s_max_avx2(const float *x, int64_t n) {
     __m256 acc = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
@@ -299,14 +408,17 @@ void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
         simd->exp_sum = s_exp_sum_avx512, simd->max = s_max_avx512, simd->name = "avx512";
         simd->silu = s_silu_avx512, simd->gelu = s_gelu_avx512;
         simd->sum_sq = s_sum_sq_avx512, simd->affine = s_affine_avx512;
+        simd->softmax_lanes = s_softmax_lanes_avx512;
     } else if (avx2) {
         simd->exp_sum = s_exp_sum_avx2, simd->max = s_max_avx2, simd->name = "avx2";
         simd->silu = s_silu_avx2, simd->gelu = s_gelu_avx2;
         simd->sum_sq = s_sum_sq_avx2, simd->affine = s_affine_avx2;
+        simd->softmax_lanes = s_softmax_lanes_avx2;
     } else {
         simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
         simd->silu = s_silu_scalar, simd->gelu = s_gelu_scalar;
         simd->sum_sq = s_sum_sq_scalar, simd->affine = s_affine_scalar;
+        simd->softmax_lanes = s_softmax_lanes_scalar;
     }
 }
 
