@@ -103,7 +103,7 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
 static bool s_supports_fused(lf_backend_t *be, const lf_node_t *n) {
     const lf__cpu_ctx_t *c = be->ctx;
     const lf_tensor_t *r = n->src[3];
-    return c->fuse && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->post_act >= 0 && n->post_act <= 1 &&
+    return c->fuse_graph && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->post_act >= 0 && n->post_act <= 1 &&
            (!r || (r->type == LF_TYPE_F32 && s_rows(r)));
 }
 
@@ -230,6 +230,7 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
     const char *fuse = getenv("LF_CPU_FUSE");
     c->fuse = !fuse || strcmp(fuse, "0") != 0;
+    c->fuse_graph = c->fuse && (!fuse || strcmp(fuse, "bias") != 0);
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

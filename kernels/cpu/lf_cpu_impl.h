@@ -126,8 +126,9 @@ typedef struct {
     /* Post-ops fused into oneDNN primitives (a 1x1 convolution's bias) and
      * graph nodes fused by lf_graph's pass (SiLU, a residual add: the
      * backend's supports_fused); LF_CPU_FUSE=0 runs them as passes after
-     * and leaves graphs unfused (comparisons). */
-    bool fuse;
+     * and leaves graphs unfused (comparisons); LF_CPU_FUSE=bias keeps the
+     * bias post-op and leaves graphs unfused (fuse_graph false). */
+    bool fuse, fuse_graph;
     /* Set by a MATMUL / CONV2D kernel that applied the node's post-ops
      * itself; else lf_cpu_gemm.c applies them after (s_post_pass). */
     bool post_done;
