@@ -491,11 +491,13 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
         return LF_EUNSUPPORTED;
     /* The blocked kernels (brgconv) take no residual in our layout: such a
      * convolution runs blocked and adds it after (s_post_pass), faster
-     * than the plain-layout kernel with the add fused. */
-    if (s_blocked(d, ct, n, packed)) {
-        if (post & S_POST_RES) return LF_EUNSUPPORTED;
-        if (!s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e)) return 0;
-    }
+     * than the plain-layout kernel with the add fused. The f32 plain one
+     * (gemm:jit) applies a binary post-op element by element: the 64x64
+     * 320-channel 3x3 took 2.2x as long with the residual in it (bench_unet
+     * --profile); its bf16 form has a vector one. */
+    if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
+    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
+        return 0;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &cd, &po, &pd);
     e->wmd = e->wplain = w_md;
@@ -590,7 +592,7 @@ static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     return s_create(d, a->n, a->ct, a->packed, a->post, e);
 }
 
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const lf__cpu_wsrc_t *x,
                       const lf__cpu_wsrc_t *w, bool *post_done) {
     const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2], *r = n->src[3];
     const bool packable = s_packable(d, w, ct);
@@ -613,8 +615,9 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
     }
     const void *wp = packable ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
     const void *wu = wp ? wp : w->make(w->arg);
-    if (!wu) return LF_ENOMEM;
-    rc = s_run(d, e, x, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
+    const void *xu = x->make(x->arg);
+    if (!wu || !xu) return LF_ENOMEM;
+    rc = s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
     *post_done = !rc && e->post;
     return rc;
 }

@@ -376,14 +376,21 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
         size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);
         char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
         if (!need || work) {
-            const void *x = s_as(cpu, ct, node->src[0], &work);
-            /* The weight is converted at most once per call, and only when
-             * oneDNN keeps no pre-packed copy of it. */
-            s_wmake_t mk = {.m = {cpu, ct, work}, .t = node->src[1]};
+            /* The activations converted once per call (a oneDNN reorder from
+             * f32 straight into the blocked bf16 layout measured slower than
+             * our conversion then the bf16 reorder: docs/PERFORMANCE.md); the
+             * weight at most once, and only when oneDNN keeps no pre-packed
+             * copy of it. */
+            s_wmake_t xmk = {.m = {cpu, ct, work}, .t = node->src[0]};
+            s_once_t xonce = {.mk = &xmk};
+            lf__cpu_wsrc_t xs = {node->src[0], s_once, &xonce};
+            s_wmake_t mk = {.m = {cpu, ct, work + s_as_bytes(ct, node->src[0])}, .t = node->src[1]};
             s_once_t once = {.mk = &mk};
             lf__cpu_wsrc_t ws = {node->src[1], s_once, &once};
+            const void *x = pointwise ? s_once(&xonce) : NULL;
+            if (pointwise && !x) return LF_ENOMEM;
             if (pointwise && s_conv1x1_dnnl(cpu, node, ct, x, &ws) == 0) return 0;
-            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, x, &ws, &cpu->post_done) == 0) return 0;
+            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, &xs, &ws, &cpu->post_done) == 0) return 0;
         }
     }
 #endif

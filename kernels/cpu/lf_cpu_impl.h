@@ -82,11 +82,11 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
-/* n's convolution with x (in compute type ct) and the weight w (n's
- * shapes), bias and dst as in n. 0, or an error after which the caller
- * falls back to im2col. *post_done: n's post-ops (post_act, src[3]) were
- * applied too; else the caller applies them. */
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
+/* n's convolution with x (x->make: n's source in compute type ct) and the
+ * weight w (n's shapes), bias and dst as in n. 0, or an error after which
+ * the caller falls back to im2col. *post_done: n's post-ops (post_act,
+ * src[3]) were applied too; else the caller applies them. */
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const lf__cpu_wsrc_t *x,
                       const lf__cpu_wsrc_t *w, bool *post_done);
 /* 0, or an error after which the caller falls back to OpenBLAS.
  * *post_done: m's post-ops (silu, res) were applied; else the caller's. */

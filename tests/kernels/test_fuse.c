@@ -10,7 +10,10 @@
  * read twice or kept as outputs, which must stay unfused) is computed with
  * fusion on and off (LF_CPU_FUSE=0) on each CPU path (oneDNN f32, bf16,
  * blocked layouts, im2col and OpenBLAS fallbacks, one image per call): the
- * outputs agree within float rounding, and the planned nodes show the
+ * outputs agree within float rounding (1e-4 relative in f32: oneDNN's SiLU
+ * is not ours to the last bit, and four convolutions carry it on; 3e-3 in
+ * bf16, where such a bit can flip one rounding of a product's input; a
+ * residual dropped or doubled is off by ~1), and the planned nodes show the
  * fusions that must happen (and none with fusion off). */
 #include <math.h>
 #include <setjmp.h>
@@ -138,15 +141,19 @@ typedef struct {
     lf_tensor_t w1, b1, w2, b2, w3, b3, w4, b4, we, be, wq, bq, wf, bf, wo;
 } s_weights_t;
 
+/* Weights scaled by 1/sqrt(fan-in), so activations stay about 1 deep into
+ * the network (a bf16 rounding flip then moves an output by ~1e-3, a
+ * residual dropped or doubled by ~1). */
 static void s_weights(s_weights_t *w) {
-    w->w1 = lf_test_rand(LF_TYPE_F16, 3, 3, C, C, 1), w->b1 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
-    w->w2 = lf_test_rand(LF_TYPE_F16, 1, 1, C, C, 1), w->b2 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
-    w->w3 = lf_test_rand(LF_TYPE_F32, 3, 3, C, C, 1), w->b3 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
-    w->w4 = lf_test_rand(LF_TYPE_F16, 3, 3, C, C, 1), w->b4 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
-    w->we = lf_test_rand(LF_TYPE_F32, TE, C, 1, 1, 1), w->be = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
-    w->wq = lf_test_rand(LF_TYPE_F16, E, E, 1, 1, 1), w->bq = lf_test_rand(LF_TYPE_F32, E, 1, 1, 1, 1);
-    w->wf = lf_test_rand(LF_TYPE_F16, E, F, 1, 1, 1), w->bf = lf_test_rand(LF_TYPE_F32, F, 1, 1, 1, 1);
-    w->wo = lf_test_rand(LF_TYPE_F32, F, E, 1, 1, 1);
+    const double c3 = 1 / sqrt(9.0 * C), c1 = 1 / sqrt((double)C);
+    w->w1 = lf_test_rand(LF_TYPE_F16, 3, 3, C, C, c3), w->b1 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+    w->w2 = lf_test_rand(LF_TYPE_F16, 1, 1, C, C, c1), w->b2 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+    w->w3 = lf_test_rand(LF_TYPE_F32, 3, 3, C, C, c3), w->b3 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+    w->w4 = lf_test_rand(LF_TYPE_F16, 3, 3, C, C, c3), w->b4 = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+    w->we = lf_test_rand(LF_TYPE_F32, TE, C, 1, 1, 1 / sqrt((double)TE)), w->be = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+    w->wq = lf_test_rand(LF_TYPE_F16, E, E, 1, 1, 1 / sqrt((double)E)), w->bq = lf_test_rand(LF_TYPE_F32, E, 1, 1, 1, 1);
+    w->wf = lf_test_rand(LF_TYPE_F16, E, F, 1, 1, 1 / sqrt((double)E)), w->bf = lf_test_rand(LF_TYPE_F32, F, 1, 1, 1, 1);
+    w->wo = lf_test_rand(LF_TYPE_F32, F, E, 1, 1, 1 / sqrt((double)F));
 }
 
 static void s_weights_free(s_weights_t *w) {
@@ -258,8 +265,11 @@ static void test_graph_fusion(void **state) {
                 double d = fabs((double)a[o][i] - b[o][i]) / (1 + fabs((double)b[o][i]));
                 if (d > worst || d != d) worst = d != d ? INFINITY : d;
             }
-            if (worst > 1e-5) print_error("mode %zu output %d: %g\n", m, o, worst);
-            assert_true(worst <= 1e-5);
+            /* bf16: a last-bit difference (oneDNN's SiLU) can flip one
+             * bf16 rounding of the next product's input (2^-9 of a value). */
+            const double tol = modes[m].bf16 ? 3e-3 : 1e-4;
+            if (worst > tol) print_error("mode %zu output %d: %g\n", m, o, worst);
+            assert_true(worst <= tol);
             free(a[o]), free(b[o]);
         }
         lf_backend_destroy(&on);
