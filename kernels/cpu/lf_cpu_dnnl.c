@@ -49,10 +49,14 @@ enum { S_SRC, S_WEI, S_DST };
 
 /* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
  * =blocked: all). By default the bf16 ones whose output has at least 32x32
- * pixels: bench_kernels --threads 1 --cputime measured brgconv in bf16
- * 1.2-1.4x oneDNN's im2col + GEMM on plain NCHW at 64x64 and 32x32, while
- * in f32 (and at 8x8, where the per-call weight reorder costs as much as
- * the product) it was no faster. */
+ * pixels, and the smaller bf16 ones whose weight is pre-packed (no weight
+ * reorder per call): brgconv ran the UNet's 16x16 and 8x8 3x3 convolutions
+ * in 0.72-0.76 of the plain layout's CPU time once its weights are packed
+ * (bench_unet --precision bf16 --profile, session 10), and bench_kernels
+ * measured it 1.2-1.4x oneDNN's im2col + GEMM at 64x64 and 32x32. In f32
+ * (and for a small weight reordered per call, which costs as much as the
+ * product at 8x8) it was no faster. LF_CPU_CONV=bf16big: the previous
+ * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
 typedef struct {
@@ -133,10 +137,11 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     if (!d) return NULL;
     d->n_threads = n_threads;
     const char *conv = getenv("LF_CPU_CONV");
-    d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
-                 : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
-                 : !strcmp(conv, "bf16packed")                  ? S_BLOCKED_BF16_PACKED
-                                                                : S_BLOCKED_BF16;
+    d->blocked = !conv                      ? S_BLOCKED_BF16_PACKED
+                 : !strcmp(conv, "nchw")     ? S_BLOCKED_NONE
+                 : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
+                 : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
+                                             : S_BLOCKED_BF16_PACKED;
     const char *pp = getenv("LF_CPU_PREPACK");
     d->prepack = !pp || strcmp(pp, "0") != 0;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
@@ -392,8 +397,8 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
 }
 
 /* packed: the weight is pre-packed, so no per-call weight reorder counts
- * against the blocked layout at small sizes; LF_CPU_CONV=bf16packed blocks
- * those too (not the default: see docs/PERFORMANCE.md, pre-packed weights). */
+ * against the blocked layout at small sizes (the default blocks those too;
+ * LF_CPU_CONV=bf16big does not: docs/PERFORMANCE.md, session 10). */
 static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
     const bool big = n->dst->ne[0] * n->dst->ne[1] >= 32 * 32;
     return d->blocked == S_BLOCKED_ALL ||

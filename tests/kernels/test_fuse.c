@@ -244,7 +244,7 @@ static void test_graph_fusion(void **state) {
         bool bf16, per_image;
     } modes[] = {
         {NULL, NULL, false, false},           {NULL, NULL, true, false},
-        {"LF_CPU_CONV", "blocked", false, false}, {"LF_CPU_CONV", "bf16packed", true, false},
+        {"LF_CPU_CONV", "blocked", false, false}, {"LF_CPU_CONV", "bf16big", true, false},
         {"LF_CPU_CONV", "im2col", false, false},  {"LF_CPU_MATMUL", "blas", false, false},
         {"LF_CPU_PER_IMAGE", "1", false, true},   {"LF_CPU_PER_IMAGE", "1", true, true},
     };
