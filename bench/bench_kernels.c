@@ -12,7 +12,9 @@
  *              op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
- *                      [--only matmul|conv|attention|rowwise|graph].
+ *                      [--only matmul|conv|attention|rowwise|graph|fuse].
+ *   fuse       a residual ADD after a product vs the product's post-op
+ *              (lf_graph's fusion pass), f32 and bf16 compute.
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
 #include <cblas.h>
@@ -403,6 +405,55 @@ static void s_bench_graph_memory(lf_backend_t *be) {
     free(wbuf);
 }
 
+/* A product, then an ADD of a residual: the unfused pair. */
+typedef struct {
+    s_op_t prod, add;
+} s_pair_t;
+
+static void s_run_pair(void *p) {
+    s_pair_t *q = p;
+    s_run_op(&q->prod);
+    s_run_op(&q->add);
+}
+
+/* A residual add after a product (conv k x k at W x W, or a linear layer
+ * with k = 0: M = W rows, Ci -> Co) as a separate ADD (LF_CPU_FUSE=0's
+ * graph) and as the product's post-op (lf_graph's fusion pass), in f32 and
+ * bf16 compute, f16 weights. */
+static void s_bench_fuse(const s_backends_t *bs, int W, int Ci, int Co, int k) {
+    const int B = 2;
+    const int64_t xn = k ? (int64_t)W * W * Ci * B : (int64_t)W * Ci, yn = k ? (int64_t)W * W * Co * B : (int64_t)W * Co;
+    float *x = s_rand((size_t)xn), *w = s_rand((size_t)Ci * Co * (k ? k * k : 1)), *b = s_rand((size_t)Co);
+    float *r = s_rand((size_t)yn), *y = malloc((size_t)yn * 4), *z = malloc((size_t)yn * 4);
+    lf_tensor_t tx = k ? lf_tensor_4d(LF_TYPE_F32, W, W, Ci, B, x) : lf_tensor_4d(LF_TYPE_F32, Ci, W, 1, 1, x);
+    lf_tensor_t tw = k ? lf_tensor_4d(LF_TYPE_F32, k, k, Ci, Co, w) : lf_tensor_4d(LF_TYPE_F32, Ci, Co, 1, 1, w);
+    lf_tensor_t twh = s_as_f16(&tw), tb = lf_tensor_4d(LF_TYPE_F32, Co, 1, 1, 1, b);
+    lf_tensor_t ty = k ? lf_tensor_4d(LF_TYPE_F32, W, W, Co, B, y) : lf_tensor_4d(LF_TYPE_F32, Co, W, 1, 1, y);
+    lf_tensor_t tz = ty, tr = ty;
+    tz.data = z, tr.data = r;
+    double t[4];
+    printf("fuse     %s %dx%d %d->%d  residual add after / as post-op:", k ? "conv" : "linear", W, k ? W : 1, Ci,
+           Co);
+    for (int bf = 0; bf < 2; bf++) {
+        lf_backend_t *be = bf ? bs->bf16 : bs->be;
+        if (!be) continue;
+        s_pair_t pair = {.prod = {.be = be}, .add = {.be = be}};
+        lf_node_t *n = &pair.prod.node;
+        n->op = k ? LF_OP_CONV2D : LF_OP_MATMUL, n->dst = &ty, n->src[0] = &tx, n->src[1] = &twh, n->src[2] = &tb;
+        n->p.conv2d.stride = 1, n->p.conv2d.pad = k / 2;
+        pair.add.node.op = LF_OP_ADD, pair.add.node.dst = &tz, pair.add.node.src[0] = &tr, pair.add.node.src[1] = &ty;
+        s_op_t fused = {.be = be, .node = *n};
+        fused.node.dst = &tz, fused.node.src[3] = &tr;
+        s_fn fns[2] = {s_run_pair, s_run_op};
+        void *ctxs[2] = {&pair, &fused};
+        s_time_n(2, fns, ctxs, t + 2 * bf);
+        printf("  %s %.2f / %.2f ms (%.3fx)", bf ? "bf16" : "f32", t[2 * bf] * 1e3, t[2 * bf + 1] * 1e3,
+               t[2 * bf] / t[2 * bf + 1]);
+    }
+    printf("\n");
+    free(twh.data), free(x), free(w), free(b), free(r), free(y), free(z);
+}
+
 int main(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *only = "";
@@ -434,6 +485,16 @@ int main(int argc, char **argv) {
                                     {2048, 640, 640},  {2048, 5120, 640}, {512, 1280, 1280},
                                     {512, 10240, 1280}, {154, 320, 768},  {154, 1280, 768}};
         for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) s_bench_matmul(&bs, mm[i][0], mm[i][1], mm[i][2]);
+    }
+    if (ON("fuse")) {
+        /* Products whose result a residual ADD reads in SD1.5's UNet (batch
+         * 2): attention out-projections and FF outputs, 1x1 proj_out, the
+         * ResNet blocks' second 3x3 convolution. */
+        static const int fz[][4] = {{8192, 320, 320, 0},  {8192, 1280, 320, 0}, {2048, 640, 640, 0},
+                                    {2048, 2560, 640, 0}, {512, 1280, 1280, 0}, {512, 5120, 1280, 0},
+                                    {64, 320, 320, 1},    {32, 640, 640, 1},    {64, 320, 320, 3},
+                                    {32, 640, 640, 3},    {16, 1280, 1280, 3},  {8, 1280, 1280, 3}};
+        for (size_t i = 0; i < sizeof fz / sizeof fz[0]; i++) s_bench_fuse(&bs, fz[i][0], fz[i][1], fz[i][2], fz[i][3]);
     }
     if (ON("conv")) {
         s_bench_conv(&bs, 64, 64, 320, 320, 3);

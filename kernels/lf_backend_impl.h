@@ -13,6 +13,10 @@ typedef struct lf__backend_iface {
     const char *name;
     bool host_memory; /* tensors are host-addressable */
     bool (*supports_op)(lf_backend_t *be, const lf_node_t *node);
+    /* Optional: whether the backend runs node's post-ops (lf_node_t.post_act,
+     * a MATMUL / CONV2D residual src[3]) as well; NULL: it runs none, and
+     * lf_graph's fusion pass leaves its graphs unfused. */
+    bool (*supports_fused)(lf_backend_t *be, const lf_node_t *node);
     int (*buffer_alloc)(lf_backend_t *be, size_t size, lf_buffer_usage_t usage, lf_buffer_t *buf);
     void (*buffer_free)(lf_backend_t *be, lf_buffer_t *buf);
     void *(*host_alloc)(lf_backend_t *be, size_t size);

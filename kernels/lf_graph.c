@@ -2,8 +2,11 @@
  *
  * Graph tensors live in fixed blocks of entries so their addresses never
  * move (nodes point at them); an entry is either an allocation of its own or
- * a view (owner + byte offset). Planning turns each allocation's first and
- * last use into an lf_arena buffer. */
+ * a view (owner + byte offset). Planning first derives the nodes to run from
+ * the recorded ones (s_fuse: post-ops folded into the product that feeds
+ * them, where the backend claims the fused node), then turns each
+ * allocation's first and last use among those into an lf_arena buffer. The
+ * recorded nodes stay as they are, so a graph can grow and be planned again. */
 #include "lf_graph.h"
 
 #include <math.h>
@@ -24,6 +27,7 @@ typedef struct {
     size_t offset; /* bytes from the owner's start (views) */
     int first, last;
     int arena_id;
+    bool input; /* lf_graph_input: live for the whole run */
 } s_entry_t;
 
 struct lf_graph {
@@ -32,6 +36,8 @@ struct lf_graph {
     int n_blocks, n_entries;
     lf_node_t *nodes;
     int n_nodes, cap_nodes;
+    lf_node_t *run; /* the nodes as planned (s_fuse); what compute runs */
+    int n_run, cap_run;
     lf_arena_t *arena;
     lf_buffer_t *buf;
     bool planned;
@@ -74,6 +80,7 @@ void lf_graph_destroy(lf_graph_t **g_p) {
     for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i]);
     free(g->blocks);
     free(g->nodes);
+    free(g->run);
     lf_arena_destroy(&g->arena);
     free(g);
     *g_p = NULL;
@@ -135,7 +142,7 @@ lf_tensor_t *lf_graph_input(lf_graph_t *g, lf_type_t type, int64_t n0, int64_t n
     s_entry_t *e = s_alloc_tensor(g, type, ne);
     /* Inputs keep their memory for the whole run: the host writes them once
      * and may compute again (CFG passes, repeated steps) without rewriting. */
-    if (e) e->first = 0, e->last = INT32_MAX;
+    if (e) e->first = 0, e->last = INT32_MAX, e->input = true;
     return e ? &e->t : NULL;
 }
 
@@ -442,6 +449,89 @@ lf_tensor_t *lf_graph_clamp(lf_graph_t *g, const lf_tensor_t *x, float lo, float
     return lf_graph_node(g, &n);
 }
 
+/* Owner entry of graph tensor t, or -1. */
+static int s_owner(const lf_graph_t *g, const lf_tensor_t *t) {
+    int i = s_find(g, t);
+    return i < 0 ? -1 : s_entry(g, i)->owner;
+}
+
+/* Whether node n has a product's post-ops folded in. */
+static bool s_has_post(const lf_node_t *n) {
+    return n->post_act || ((n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->src[3]);
+}
+
+/* The fusion pass: g->run = the recorded nodes, where an ADD or a SILU whose
+ * operand is the result of a MATMUL or CONV2D read by nothing else (no
+ * other node, no view, not an output) is folded into that product as a
+ * post-op (lf_node_t.post_act, the residual src[3]) when the backend claims
+ * the fused node (supports_fused; the CPU's LF_CPU_FUSE=0 declines, CUDA
+ * has none): the ADD's other operand is added and SiLU applied in the
+ * product's output pass instead of a pass of its own over memory. The
+ * fused node runs where the ADD or SILU was (the residual may be computed
+ * after the product), writing that node's destination; the product's own
+ * destination is then unused and gets no memory. Returns 0 or LF_ENOMEM. */
+static int s_fuse(lf_graph_t *g) {
+    if (g->cap_run < g->n_nodes) {
+        lf_node_t *r = realloc(g->run, (size_t)g->n_nodes * sizeof *r);
+        if (!r) return LF_ENOMEM;
+        g->run = r, g->cap_run = g->n_nodes;
+    }
+    if (g->n_nodes) memcpy(g->run, g->nodes, (size_t)g->n_nodes * sizeof *g->run);
+    g->n_run = g->n_nodes;
+    if (!g->be->iface->supports_fused || !g->n_nodes) return 0;
+    int *uses = calloc((size_t)g->n_entries, sizeof *uses), *prod = malloc((size_t)g->n_entries * sizeof *prod);
+    bool *dead = calloc((size_t)g->n_nodes, sizeof *dead);
+    if (!uses || !prod || !dead) {
+        free(uses), free(prod), free(dead);
+        return LF_ENOMEM;
+    }
+    for (int i = 0; i < g->n_entries; i++) {
+        const s_entry_t *e = s_entry(g, i);
+        prod[i] = -1;
+        if (e->owner == i && (e->input || e->last == INT32_MAX)) uses[i] = 2; /* read from outside */
+        if (e->owner != i) uses[e->owner]++; /* a view may be read by the host or by any node */
+    }
+    for (int k = 0; k < g->n_run; k++) {
+        const lf_node_t *n = &g->run[k];
+        for (int j = 0; j < LF_MAX_SRC; j++) {
+            int o = s_owner(g, n->src[j]);
+            if (o >= 0) uses[o]++;
+        }
+        int d = s_find(g, n->dst);
+        if (d >= 0 && s_entry(g, d)->owner == d) prod[d] = k;
+    }
+    for (int k = 0; k < g->n_run; k++) {
+        lf_node_t *n = &g->run[k];
+        if ((n->op != LF_OP_ADD && n->op != LF_OP_SILU) || n->dst->type != LF_TYPE_F32) continue;
+        for (int side = 0; side < (n->op == LF_OP_ADD ? 2 : 1); side++) {
+            const lf_tensor_t *x = n->src[side], *y = n->op == LF_OP_ADD ? n->src[1 - side] : NULL;
+            int xi = s_find(g, x);
+            if (xi < 0 || s_entry(g, xi)->owner != xi || uses[xi] != 1 || prod[xi] < 0 || dead[prod[xi]]) continue;
+            if (memcmp(x->ne, n->dst->ne, sizeof x->ne)) continue; /* x broadcast over the other operand */
+            const lf_node_t *p = &g->run[prod[xi]];
+            if ((p->op != LF_OP_MATMUL && p->op != LF_OP_CONV2D) || p->src[3] || (!y && p->post_act)) continue;
+            lf_node_t f = *p;
+            f.dst = n->dst;
+            if (y) f.src[3] = y;
+            else f.post_act = 1;
+            int64_t ne[LF_MAX_DIMS];
+            lf_type_t type;
+            if (lf_node_infer(&f, ne, &type) || memcmp(ne, n->dst->ne, sizeof ne) || !lf_backend_supports_op(g->be, &f))
+                continue;
+            dead[prod[xi]] = true;
+            *n = f;
+            prod[s_find(g, n->dst)] = k;
+            break;
+        }
+    }
+    int m = 0;
+    for (int k = 0; k < g->n_run; k++)
+        if (!dead[k]) g->run[m++] = g->run[k];
+    g->n_run = m;
+    free(uses), free(prod), free(dead);
+    return 0;
+}
+
 int lf_graph_plan(lf_graph_t *g) {
     if (g->error) return g->error;
     if (g->planned) return 0;
@@ -452,15 +542,36 @@ int lf_graph_plan(lf_graph_t *g) {
             return g->error;
         }
     }
-    lf_arena_reset(g->arena);
-    for (int i = 0; i < g->n_entries; i++) {
-        s_entry_t *e = s_entry(g, i);
-        if (e->owner != i) continue;
-        int last = e->last == INT32_MAX ? g->n_nodes : e->last;
-        e->arena_id = lf_arena_add(g->arena, lf_tensor_nbytes(&e->t), e->first, last);
-        if (e->arena_id < 0) return e->arena_id;
+    int rc = s_fuse(g);
+    if (rc) return rc;
+    /* Lifetimes over the nodes to run: first and last node touching each
+     * allocation (inputs: the whole run; outputs: to the end). */
+    int *first = malloc((size_t)g->n_entries * 2 * sizeof *first);
+    if (!first && g->n_entries) return LF_ENOMEM;
+    int *last = first + g->n_entries;
+    for (int i = 0; i < g->n_entries; i++) first[i] = INT32_MAX, last[i] = -1;
+    for (int k = 0; k < g->n_run; k++) {
+        const lf_node_t *n = &g->run[k];
+        for (int j = 0; j <= LF_MAX_SRC; j++) {
+            int o = s_owner(g, j < LF_MAX_SRC ? n->src[j] : n->dst);
+            if (o < 0) continue;
+            if (first[o] > k) first[o] = k;
+            if (last[o] < k) last[o] = k;
+        }
     }
-    int rc = lf_arena_plan(g->arena);
+    lf_arena_reset(g->arena);
+    for (int i = 0; i < g->n_entries && !rc; i++) {
+        s_entry_t *e = s_entry(g, i);
+        e->arena_id = -1;
+        if (e->owner != i) continue;
+        if (e->input) first[i] = 0, last[i] = g->n_run;
+        else if (last[i] < 0) continue; /* fused away: never written, never read */
+        else if (e->last == INT32_MAX) last[i] = g->n_run;
+        e->arena_id = lf_arena_add(g->arena, lf_tensor_nbytes(&e->t), first[i], last[i]);
+        if (e->arena_id < 0) rc = e->arena_id;
+    }
+    free(first);
+    if (!rc) rc = lf_arena_plan(g->arena);
     if (rc) return rc;
     size_t peak = lf_arena_peak(g->arena);
     if (!g->buf || g->buf->size < peak) {
@@ -474,8 +585,8 @@ int lf_graph_plan(lf_graph_t *g) {
     for (int i = 0; i < g->n_entries; i++) {
         s_entry_t *e = s_entry(g, i);
         const s_entry_t *o = s_entry(g, e->owner);
-        e->t.data = (char *)g->buf->base + lf_arena_offset(g->arena, o->arena_id) + e->offset;
-        e->t.buffer = g->buf;
+        e->t.data = o->arena_id < 0 ? NULL : (char *)g->buf->base + lf_arena_offset(g->arena, o->arena_id) + e->offset;
+        e->t.buffer = o->arena_id < 0 ? NULL : g->buf;
     }
     g->planned = true;
     g->version = ++g->be->plans;
@@ -486,14 +597,14 @@ int lf_graph_compute(lf_graph_t *g) {
     int rc = lf_graph_plan(g);
     if (rc) return rc;
     if (g->be->iface->graph_compute) return g->be->iface->graph_compute(g->be, g);
-    for (int i = 0; i < g->n_nodes; i++) {
-        rc = lf__backend_run_node(g->be, &g->nodes[i]);
+    for (int i = 0; i < g->n_run; i++) {
+        rc = lf__backend_run_node(g->be, &g->run[i]);
         if (rc) {
-            s_fail(g, rc, "node %d (%s): %s", i, lf_op_name(g->nodes[i].op), lf_backend_errstr(g->be));
+            s_fail(g, rc, "node %d (%s): %s", i, lf_op_name(g->run[i].op), lf_backend_errstr(g->be));
             g->error = 0; /* a run-time failure does not poison the graph */
             return rc;
         }
-        if (g->after) g->after(g->after_ud, &g->nodes[i]);
+        if (g->after) g->after(g->after_ud, &g->run[i]);
     }
     return 0;
 }
@@ -530,18 +641,25 @@ static void s_print_tensor(const lf_graph_t *g, const lf_tensor_t *t, FILE *out)
 }
 
 void lf_graph_print(const lf_graph_t *g, FILE *out) {
-    for (int n = 0; n < g->n_nodes; n++) {
-        const lf_node_t *node = &g->nodes[n];
+    /* Once planned, the nodes that run (post-ops fused: "+silu", "+res"). */
+    const lf_node_t *nodes = g->planned ? g->run : g->nodes;
+    const int count = g->planned ? g->n_run : g->n_nodes;
+    for (int n = 0; n < count; n++) {
+        const lf_node_t *node = &nodes[n];
         int di = s_find(g, node->dst);
         const s_entry_t *o = di >= 0 ? s_entry(g, s_entry(g, di)->owner) : NULL;
-        fprintf(out, "%4d %-14s ->", n, lf_op_name(node->op));
+        char name[32];
+        snprintf(name, sizeof name, "%s%s%s", lf_op_name(node->op), node->post_act ? "+silu" : "",
+                 s_has_post(node) && node->src[3] ? "+res" : "");
+        fprintf(out, "%4d %-18s ->", n, name);
         s_print_tensor(g, node->dst, out);
-        if (g->planned && o) fprintf(out, " @%zu", lf_arena_offset(g->arena, o->arena_id) + s_entry(g, di)->offset);
+        if (g->planned && o && o->arena_id >= 0)
+            fprintf(out, " @%zu", lf_arena_offset(g->arena, o->arena_id) + s_entry(g, di)->offset);
         fprintf(out, " <-");
         for (int i = 0; i < LF_MAX_SRC; i++) s_print_tensor(g, node->src[i], out);
         fputc('\n', out);
     }
-    fprintf(out, "%d nodes, %d tensors; activations %zu bytes planned (%zu without reuse)%s\n", g->n_nodes,
+    fprintf(out, "%d nodes, %d tensors; activations %zu bytes planned (%zu without reuse)%s\n", count,
             g->n_entries, lf_arena_peak(g->arena), lf_arena_total(g->arena), g->planned ? "" : " [not planned]");
     fprintf(out, "(w: not a graph tensor, e.g. a weight; v: strided view)\n");
 }
@@ -551,11 +669,11 @@ const char *lf_graph_errstr(const lf_graph_t *g) {
 }
 
 int lf__graph_n_nodes(const lf_graph_t *g) {
-    return g->n_nodes;
+    return g->planned ? g->n_run : g->n_nodes;
 }
 
 const lf_node_t *lf__graph_node(const lf_graph_t *g, int i) {
-    return &g->nodes[i];
+    return g->planned ? &g->run[i] : &g->nodes[i];
 }
 
 unsigned lf__graph_version(const lf_graph_t *g) {

@@ -35,6 +35,16 @@ static bool s_vec_ok(const lf_tensor_t *v, int64_t n) {
     return v == NULL || lf_tensor_nelements(v) == n;
 }
 
+/* A fused residual (src[3] of MATMUL / CONV2D): absent, or f32 of the
+ * destination's shape where it is not 1. */
+static int s_residual_ok(const lf_tensor_t *r, const int64_t ne[LF_MAX_DIMS]) {
+    if (!r) return 0;
+    if (r->type != LF_TYPE_F32) return LF_EINVAL;
+    for (int i = 0; i < LF_MAX_DIMS; i++)
+        if (r->ne[i] != ne[i] && r->ne[i] != 1) return LF_EINVAL;
+    return 0;
+}
+
 int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *type) {
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *c = node->src[2];
     if ((unsigned)node->op >= LF_OP_COUNT || a == NULL) return LF_EINVAL;
@@ -42,6 +52,7 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         if (a->ne[i] < 1) return LF_EINVAL;
     *type = a->type;
     s_copy_ne(ne, a);
+    if (node->post_act && node->op != LF_OP_MATMUL && node->op != LF_OP_CONV2D) return LF_EINVAL;
     switch (node->op) {
     case LF_OP_MATMUL:
         if (!b || a->ne[0] != b->ne[0]) return LF_EINVAL;
@@ -50,7 +61,7 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         if (!s_vec_ok(c, b->ne[1])) return LF_EINVAL;
         ne[0] = b->ne[1];
         *type = LF_TYPE_F32;
-        return 0;
+        return s_residual_ok(node->src[3], ne);
     case LF_OP_CONV2D: {
         int st = node->p.conv2d.stride, pad = node->p.conv2d.pad;
         if (!b || st < 1 || pad < 0 || b->ne[2] != a->ne[2] || b->ne[3] < 1) return LF_EINVAL;
@@ -59,7 +70,7 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         if (wo < 1 || ho < 1 || !s_vec_ok(c, b->ne[3])) return LF_EINVAL;
         ne[0] = wo, ne[1] = ho, ne[2] = b->ne[3];
         *type = LF_TYPE_F32;
-        return 0;
+        return s_residual_ok(node->src[3], ne);
     }
     case LF_OP_GROUP_NORM: {
         int g = node->p.group_norm.groups;

@@ -14,6 +14,11 @@
  *              block-quantized type, rows whole, where supports_op says so).
  *  CONV2D      dst[Wo,Ho,Co,N] = conv(x[W,H,Ci,N], w[kw,kh,Ci,Co]) + bias[Co];
  *              params stride, pad (same on both axes). NCHW as in PyTorch.
+ *              MATMUL and CONV2D may carry post-ops (lf_node_t.post_act and
+ *              a residual src[3]): dst = act(product + bias) + src[3]. Only
+ *              the graph's fusion pass sets them, and only for a backend
+ *              that claims the fused node (lf_backend_supports_op is false
+ *              elsewhere), so other backends never see one.
  *  GROUP_NORM  over (ne0*ne1*ne2/groups) per group of channels (dim 2);
  *              gamma/beta [C] optional; eps; optional fused SiLU (act=1).
  *  LAYER_NORM  over dim 0; gamma/beta [ne0] optional; eps.
@@ -125,6 +130,11 @@ typedef struct lf_node {
      * so an image's bytes do not depend on the batch size: oneDNN and
      * OpenBLAS pick blockings and paths from the number of rows. */
     int64_t images;
+    /* MATMUL / CONV2D post-ops, set by lf_graph_plan's fusion pass (a SILU
+     * or an ADD folded into the product that feeds it): post_act 1 applies
+     * SiLU to product + bias; src[3], when set, is then added (f32, dst's
+     * shape, or 1 along dimensions it broadcasts over). */
+    int post_act;
 } lf_node_t;
 
 /* "MATMUL", ...; never NULL. */

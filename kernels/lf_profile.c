@@ -41,6 +41,11 @@ static void s_kind(const lf_node_t *n, char *k, size_t len) {
         snprintf(k, len, "ATTENTION Nq=%lld Nk=%lld D=%lld", (long long)a->ne[1], (long long)b->ne[1],
                  (long long)a->ne[0]);
     else snprintf(k, len, "%s", lf_op_name(n->op));
+    /* Fused post-ops (lf_graph's pass) in the product's time. */
+    size_t l = strlen(k);
+    if (n->post_act && l < len) snprintf(k + l, len - l, " +silu");
+    l = strlen(k);
+    if ((n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->src[3] && l < len) snprintf(k + l, len - l, " +res");
 }
 
 void lf_profile_add(lf_profile_t *p, const lf_node_t *node, double seconds) {

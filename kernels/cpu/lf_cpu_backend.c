@@ -97,6 +97,16 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
     }
 }
 
+/* Post-ops on MATMUL and CONV2D (lf_cpu_gemm.c: in the oneDNN primitive
+ * where it has them, else passes after): SiLU and an f32 residual, when
+ * fusing is on (LF_CPU_FUSE, with oneDNN). */
+static bool s_supports_fused(lf_backend_t *be, const lf_node_t *n) {
+    const lf__cpu_ctx_t *c = be->ctx;
+    const lf_tensor_t *r = n->src[3];
+    return c->fuse_graph && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->post_act >= 0 && n->post_act <= 1 &&
+           (!r || (r->type == LF_TYPE_F32 && s_rows(r)));
+}
+
 static int s_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage, lf_buffer_t *buf) {
     (void)be, (void)usage;
     /* 64-byte alignment for vector loads; round size up as aligned_alloc asks. */
@@ -207,6 +217,7 @@ static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
     .supports_op = s_supports_op,
+    .supports_fused = s_supports_fused,
     .buffer_alloc = s_buffer_alloc,
     .buffer_free = s_buffer_free,
     .host_alloc = s_host_alloc,
@@ -274,6 +285,7 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
     const char *fuse = getenv("LF_CPU_FUSE");
     c->fuse = !fuse || strcmp(fuse, "0") != 0;
+    c->fuse_graph = c->fuse && (!fuse || strcmp(fuse, "bias") != 0);
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

@@ -51,10 +51,14 @@ enum { S_SRC, S_WEI, S_DST };
 
 /* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
  * =blocked: all). By default the bf16 ones whose output has at least 32x32
- * pixels: bench_kernels --threads 1 --cputime measured brgconv in bf16
- * 1.2-1.4x oneDNN's im2col + GEMM on plain NCHW at 64x64 and 32x32, while
- * in f32 (and at 8x8, where the per-call weight reorder costs as much as
- * the product) it was no faster. */
+ * pixels, and the smaller bf16 ones whose weight is pre-packed (no weight
+ * reorder per call): brgconv ran the UNet's 16x16 and 8x8 3x3 convolutions
+ * in 0.72-0.76 of the plain layout's CPU time once its weights are packed
+ * (bench_unet --precision bf16 --profile, session 10), and bench_kernels
+ * measured it 1.2-1.4x oneDNN's im2col + GEMM at 64x64 and 32x32. In f32
+ * (and for a small weight reordered per call, which costs as much as the
+ * product at 8x8) it was no faster. LF_CPU_CONV=bf16big: the previous
+ * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
 typedef struct {
@@ -70,7 +74,21 @@ typedef struct {
     /* The primitive's weights layout and ours (plain, compute type). */
     dnnl_memory_desc_t wmd, wplain;
     bool bias_post; /* the bias is a binary add post-op's operand */
+    /* Fused post-ops (lf_node_t.post_act, the residual): whether they are
+     * the primitive's, and the residual's memory and post-op index. */
+    bool post;
+    dnnl_memory_t res;
+    int res_idx;
 } s_entry_t;
+
+/* The post-ops of one primitive, in this order: a binary add of a per-row
+ * bias (bias1), SiLU (oneDNN's swish with alpha 1), a binary add of a
+ * residual (res). NULL / false: absent. */
+typedef struct {
+    const dnnl_memory_desc_t *bias1;
+    bool silu;
+    const dnnl_memory_desc_t *res;
+} s_post_t;
 
 /* One pre-packed weight. */
 typedef struct {
@@ -114,10 +132,11 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     if (!d) return NULL;
     d->n_threads = n_threads;
     const char *conv = getenv("LF_CPU_CONV");
-    d->blocked = !conv ? S_BLOCKED_BF16 : !strcmp(conv, "nchw") ? S_BLOCKED_NONE
-                 : !strcmp(conv, "blocked")                     ? S_BLOCKED_ALL
-                 : !strcmp(conv, "bf16packed")                  ? S_BLOCKED_BF16_PACKED
-                                                                : S_BLOCKED_BF16;
+    d->blocked = !conv                      ? S_BLOCKED_BF16_PACKED
+                 : !strcmp(conv, "nchw")     ? S_BLOCKED_NONE
+                 : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
+                 : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
+                                             : S_BLOCKED_BF16_PACKED;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
@@ -139,6 +158,7 @@ static void s_entry_free(s_entry_t *e) {
     if (e->wei) dnnl_memory_destroy(e->wei);
     if (e->bias) dnnl_memory_destroy(e->bias);
     if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->res) dnnl_memory_destroy(e->res);
     if (e->scratch) dnnl_memory_destroy(e->scratch);
     for (int i = 0; i < 3; i++) {
         if (e->reorder[i]) dnnl_primitive_destroy(e->reorder[i]);
@@ -349,15 +369,17 @@ static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     return s_grow(&d->scratch, &d->scratch_size, scr_size);
 }
 
-/* add1: a binary add post-op with this second operand (NULL: none). */
-static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const dnnl_memory_desc_t *add1, dnnl_primitive_desc_t *pd) {
+/* post: the primitive's post-ops (NULL: none). */
+static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const s_post_t *post, dnnl_primitive_desc_t *pd) {
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t pst = dnnl_success;
-    if (add1) {
+    if (post && (post->bias1 || post->silu || post->res)) {
         pst = dnnl_post_ops_create(&po);
-        if (!pst) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, add1);
+        if (!pst && post->bias1) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, post->bias1);
+        if (!pst && post->silu) pst = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f);
+        if (!pst && post->res) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, post->res);
         if (!pst) pst = dnnl_primitive_attr_set_post_ops(attr, po);
         if (po) dnnl_post_ops_destroy(po);
     }
@@ -380,20 +402,24 @@ static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const dnnl_memory_desc_t
     return 0;
 }
 
+/* post: the post-ops the primitive was made with (its residual's memory). */
 static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t *src_md,
                       const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
-                      const dnnl_memory_desc_t *dst_md) {
+                      const dnnl_memory_desc_t *dst_md, const s_post_t *post) {
     if (dnnl_memory_create(&e->src, src_md, d->engine, DNNL_MEMORY_NONE) ||
         dnnl_memory_create(&e->wei, w_md, d->engine, DNNL_MEMORY_NONE) ||
         (b_md && dnnl_memory_create(&e->bias, b_md, d->engine, DNNL_MEMORY_NONE)) ||
-        dnnl_memory_create(&e->dst, dst_md, d->engine, DNNL_MEMORY_NONE))
+        dnnl_memory_create(&e->dst, dst_md, d->engine, DNNL_MEMORY_NONE) ||
+        (post && post->res && dnnl_memory_create(&e->res, post->res, d->engine, DNNL_MEMORY_NONE)))
         return LF_ENOMEM;
+    e->post = post && (post->silu || post->res);
+    e->res_idx = post ? (post->bias1 != NULL) + post->silu : 0;
     return 0;
 }
 
 /* packed: the weight is pre-packed, so no per-call weight reorder counts
- * against the blocked layout at small sizes; LF_CPU_CONV=bf16packed blocks
- * those too (not the default: see docs/PERFORMANCE.md, pre-packed weights). */
+ * against the blocked layout at small sizes (the default blocks those too;
+ * LF_CPU_CONV=bf16big does not: docs/PERFORMANCE.md, session 10). */
 static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
     const bool big = n->dst->ne[0] * n->dst->ne[1] >= 32 * 32;
     return d->blocked == S_BLOCKED_ALL ||
@@ -430,7 +456,7 @@ static int s_reorder_make(lf__cpu_dnnl_t *d, s_entry_t *e, int i, const dnnl_mem
  * error after which the caller makes the plain-layout primitive. */
 static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
                             const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
-                            const dnnl_memory_desc_t *dst_md, s_entry_t *e) {
+                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e) {
     dnnl_memory_desc_t any[3];
     const dnnl_memory_desc_t *user[3] = {src_md, w_md, dst_md};
     for (int i = 0; i < 3; i++)
@@ -443,7 +469,7 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                            plain->padding[1]))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, NULL, &pd);
+    int rc = s_pd(d, &cd, post, &pd);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
@@ -456,14 +482,17 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
     rc = s_finish(d, pd, e);
     e->wmd = its[S_WEI], e->wplain = *w_md;
     for (int i = 0; i < 3 && !rc; i++) rc = s_reorder_make(d, e, i, user[i], &its[i]);
-    if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST]);
+    if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST], post);
     if (rc) s_entry_free(e);
     return rc;
 }
 
-static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool packed, s_entry_t *e) {
-    const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst;
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+/* post: 0 none, else S_POST_* of n's post-ops to make the primitive's. */
+enum { S_POST_SILU = 1, S_POST_RES = 2 };
+
+static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool packed, int post, s_entry_t *e) {
+    const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2], *y = n->dst, *r = n->src[3];
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md, r_md;
     dnnl_dims_t sd = {x->ne[3], x->ne[2], x->ne[1], x->ne[0]};
     dnnl_dims_t wd = {w->ne[3], w->ne[2], w->ne[1], w->ne[0]};
     dnnl_dims_t bd = {w->ne[3]};
@@ -478,17 +507,28 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
         dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x) ||
         dnnl_memory_desc_init_by_tag(&dst_md, 4, dd, dnnl_f32, dnnl_nchw))
         return LF_EINTERNAL;
+    /* The residual (NCHW, broadcast where its size is 1). */
+    dnnl_dims_t rd = {r ? r->ne[3] : 1, r ? r->ne[2] : 1, r ? r->ne[1] : 1, r ? r->ne[0] : 1};
+    if ((post & S_POST_RES) && dnnl_memory_desc_init_by_tag(&r_md, 4, rd, dnnl_f32, dnnl_nchw)) return LF_EINTERNAL;
+    const s_post_t po = {.silu = post & S_POST_SILU, .res = post & S_POST_RES ? &r_md : NULL};
     dnnl_convolution_desc_t cd;
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md,
                                            b ? &b_md : NULL, &dst_md, strides, pad, padr))
         return LF_EUNSUPPORTED;
-    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, e))
+    /* The blocked kernels (brgconv) take no residual in our layout: such a
+     * convolution runs blocked and adds it after (s_post_pass), faster
+     * than the plain-layout kernel with the add fused. The f32 plain one
+     * (gemm:jit) applies a binary post-op element by element: the 64x64
+     * 320-channel 3x3 took 2.2x as long with the residual in it (bench_unet
+     * --profile); its bf16 form has a vector one. */
+    if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
+    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, NULL, &pd);
+    int rc = s_pd(d, &cd, &po, &pd);
     e->wmd = e->wplain = w_md;
     if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md);
+    if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po);
     if (rc) s_entry_free(e);
     return rc;
 }
@@ -530,9 +570,10 @@ static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t b
     return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
 }
 
-/* wei: in the primitive's layout when packed, else in ours. */
+/* wei: in the primitive's layout when packed, else in ours; res: the
+ * residual when e has that post-op. */
 static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, bool packed,
-                 const void *bias, void *dst) {
+                 const void *bias, const void *res, void *dst) {
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     void *ptr[3] = {(void *)src, (void *)wei, dst};
     dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
@@ -546,11 +587,15 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         if (i != S_DST && s_reorder_run(d, e, i, mem[i])) return LF_EINTERNAL;
     }
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
-    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+    dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
     if (e->bias)
         args[nargs++] = (dnnl_exec_arg_t){e->bias_post ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 : DNNL_ARG_BIAS,
                                           e->bias};
+    if (e->res) {
+        dnnl_memory_set_data_handle(e->res, (void *)res);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(e->res_idx) | DNNL_ARG_SRC_1, e->res};
+    }
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
@@ -565,38 +610,54 @@ typedef struct {
     const lf_node_t *n;
     lf_type_t ct;
     bool packed;
+    int post; /* S_POST_* */
 } s_conv_arg_t;
 
 static int s_create_conv(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const s_conv_arg_t *a = arg;
-    return s_create(d, a->n, a->ct, a->packed, e);
+    return s_create(d, a->n, a->ct, a->packed, a->post, e);
 }
 
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                      const lf__cpu_wsrc_t *w) {
-    const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2];
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const lf__cpu_wsrc_t *x,
+                      const lf__cpu_wsrc_t *w, bool *post_done) {
+    const lf_tensor_t *xt = n->src[0], *wt = n->src[1], *b = n->src[2], *r = n->src[3];
     const bool packable = s_packable(d, w, ct);
+    /* The residual's shape is part of the key: full, or broadcast (per
+     * image and channel: a time embedding's add). */
+    const int64_t rshape = !r ? 0 : r->ne[0] | r->ne[1] << 16 | r->ne[2] << 32 | r->ne[3] << 48;
+    int post = (n->post_act ? S_POST_SILU : 0) | (r ? S_POST_RES : 0);
     int64_t key[12] = {1,         ct,        xt->ne[0], xt->ne[1],          xt->ne[2],       xt->ne[3],
-                       wt->ne[0], wt->ne[1], wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, (b != NULL) | packable << 1};
+                       wt->ne[0], wt->ne[1], wt->ne[3], n->p.conv2d.stride, n->p.conv2d.pad, 0};
     int rc = 0;
-    s_conv_arg_t arg = {n, ct, packable};
-    s_entry_t *e = s_lookup(d, key, &rc, s_create_conv, &arg);
-    if (!e) return rc;
+    s_entry_t *e = NULL;
+    /* With the post-ops as the primitive's first; without them (no fast
+     * kernel has them) the caller applies them after. */
+    for (;;) {
+        key[11] = (b != NULL) | packable << 1 | post << 2 | (post & S_POST_RES ? rshape << 4 : 0);
+        s_conv_arg_t arg = {n, ct, packable, post};
+        if ((e = s_lookup(d, key, &rc, s_create_conv, &arg))) break;
+        if (!post || rc != LF_EUNSUPPORTED) return rc;
+        post = 0;
+    }
     const void *wp = packable ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
     const void *wu = wp ? wp : w->make(w->arg);
-    if (!wu) return LF_ENOMEM;
-    return s_run(d, e, x, wu, wp != NULL, b ? b->data : NULL, n->dst->data);
+    const void *xu = x->make(x->arg);
+    if (!wu || !xu) return LF_ENOMEM;
+    rc = s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
+    *post_done = !rc && e->post;
+    return rc;
 }
 
 typedef struct {
     const lf__cpu_mm_t *m;
     bool packed; /* the weight's layout left to the primitive (pre-packed) */
+    bool post;   /* m's SiLU and residual as the primitive's post-ops */
 } s_mm_arg_t;
 
 static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const lf__cpu_mm_t *m = ((const s_mm_arg_t *)arg)->m;
-    const bool packable = ((const s_mm_arg_t *)arg)->packed;
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+    const bool packable = ((const s_mm_arg_t *)arg)->packed, post = ((const s_mm_arg_t *)arg)->post;
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md, r_md;
     /* 3-D with a batch of one for a per-row bias post-op (a broadcast along
      * the last dimension that 2-D products only have in the reference
      * kernel). */
@@ -609,7 +670,10 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     ws[o] = m->w_kn ? m->N : 1, ws[o + 1] = m->w_kn ? 1 : m->K;
     bd[o] = m->bias_m ? m->M : 1, bd[o + 1] = m->bias_m ? 1 : m->N;
     dd[o] = m->M, dd[o + 1] = m->N, ds[o] = m->ldc, ds[o + 1] = 1;
-    if (dnnl_memory_desc_init_by_strides(&src_md, nd, sd, s_dt(m->ct), ss) ||
+    dnnl_dims_t rs = {m->M * m->ldr, m->M * m->ldr, 1};
+    rs[o] = m->ldr;
+    if ((post && m->res && dnnl_memory_desc_init_by_strides(&r_md, nd, dd, dnnl_f32, rs)) ||
+        dnnl_memory_desc_init_by_strides(&src_md, nd, sd, s_dt(m->ct), ss) ||
         dnnl_memory_desc_init_by_strides(&w_md, nd, wd, s_dt(m->ct), ws) ||
         dnnl_memory_desc_init_by_tag(&b_md, nd, bd, dnnl_f32, nd == 3 ? dnnl_abc : dnnl_ab) ||
         dnnl_memory_desc_init_by_strides(&dst_md, nd, dd, dnnl_f32, ds))
@@ -627,32 +691,44 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
                               &dst_md))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &md, m->bias && m->bias_m ? &b_md : NULL, &pd);
+    const s_post_t po = {.bias1 = m->bias && m->bias_m ? &b_md : NULL,
+                         .silu = post && m->silu,
+                         .res = post && m->res ? &r_md : NULL};
+    int rc = s_pd(d, &md, &po, &pd);
     e->bias_post = m->bias && m->bias_m;
     e->wplain = w_md;
     e->wmd = rc ? w_md : *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md);
+    if (!rc) rc = s_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md, &po);
     if (rc) s_entry_free(e);
     return rc;
 }
 
-int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m) {
-    int64_t key[12] = {2, m->ct, m->M, m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1};
+/* m with the post-ops (post) or without: 0, or an error. */
+static int s_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool post) {
+    post = post && (m->silu || m->res);
+    int64_t key[12] = {2,      m->ct,    m->M,      m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1,
+                       post ? (int64_t)m->silu | (m->res != NULL) << 1 | m->ldr << 2 : 0};
     int rc = 0;
     s_entry_t *e;
     if (s_packable(d, m->wsrc, m->ct)) {
         /* The primitive's packed B, kept; without it (a padded layout larger
          * than the weight, out of memory) the plain-layout primitive runs. */
-        s_mm_arg_t arg = {m, true};
+        s_mm_arg_t arg = {m, true, post};
         e = s_lookup(d, key, &rc, s_create_matmul, &arg);
         const void *w = e ? s_packed(d, m->wsrc, m->ct, &e->wmd, &e->wplain) : NULL;
-        if (w) return s_run(d, e, m->a, w, false, m->bias, m->c);
+        if (w) return s_run(d, e, m->a, w, false, m->bias, m->res, m->c);
     }
     key[10] = 0;
-    s_mm_arg_t arg = {m, false};
+    s_mm_arg_t arg = {m, false, post};
     e = s_lookup(d, key, &rc, s_create_matmul, &arg);
     if (!e) return rc;
     const void *w = m->w ? m->w : m->wsrc->make(m->wsrc->arg);
-    return w ? s_run(d, e, m->a, w, false, m->bias, m->c) : LF_ENOMEM;
+    return w ? s_run(d, e, m->a, w, false, m->bias, m->res, m->c) : LF_ENOMEM;
+}
+
+int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool *post_done) {
+    *post_done = false;
+    if ((m->silu || m->res) && s_matmul(d, m, true) == 0) return *post_done = true, 0;
+    return s_matmul(d, m, false);
 }

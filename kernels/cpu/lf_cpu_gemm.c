@@ -105,6 +105,13 @@ static const void *s_wmake(void *arg) {
     return s_make(&w->m, w->t);
 }
 
+/* Whether node's residual (src[3]) is dst's shape and contiguous, as the
+ * oneDNN post-op takes it (broadcast ones are added after). */
+static bool s_res_full(const lf_node_t *node) {
+    const lf_tensor_t *r = node->src[3];
+    return r && r->type == LF_TYPE_F32 && lf_tensor_is_contiguous(r) && !memcmp(r->ne, node->dst->ne, sizeof r->ne);
+}
+
 /* A linear layer through oneDNN: 0, or an error after which OpenBLAS runs. */
 static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
 #ifdef LF_HAVE_DNNL
@@ -140,7 +147,13 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
     s_wmake_t mk = {.m = {cpu, ct, work}, .t = b};
     lf__cpu_wsrc_t ws = {b, s_wmake, &mk};
     m.wsrc = &ws; /* converted only when not pre-packed */
-    return lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+    /* The post-ops when the residual is a plain matrix like dst (else all
+     * of them after, in order). */
+    if (!node->src[3] || (s_res_full(node) && ldc == m.N)) {
+        m.silu = node->post_act == 1;
+        m.res = node->src[3] ? node->src[3]->data : NULL, m.ldr = m.N;
+    }
+    return lf__cpu_dnnl_matmul(cpu->dnnl, &m, &cpu->post_done);
 #else
     (void)cpu, (void)node;
     return LF_EUNSUPPORTED;
@@ -317,16 +330,22 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
      * convolution with a bias (proj_in, proj_out, skip connections) back to
      * its plain-layout convolution. */
     bool fused = cpu->fuse && bias && bias->nb[0] == 4;
+    /* The node's post-ops (a residual of dst's shape only) come after the
+     * bias: in the product only with the bias there too (or none). */
+    const bool post = (node->post_act || node->src[3]) && (!node->src[3] || s_res_full(node));
     for (int64_t n = 0; n < xt->ne[3]; n++) {
         float *y = (float *)node->dst->data + n * Co * P;
+        const float *r = node->src[3] ? (const float *)node->src[3]->data + n * Co * P : NULL;
         lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .ct = ct, .a = w,
                           .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y,
                           .bias = fused ? bias->data : NULL, .bias_m = fused};
-        int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+        if (post && (fused || !bias)) m.silu = node->post_act == 1, m.res = r, m.ldr = P;
+        bool done = false;
+        int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m, &done);
         if (rc && fused) { /* no fast kernel with the post-op */
             fused = false;
-            m.bias = NULL, m.bias_m = false;
-            rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m);
+            m.bias = NULL, m.bias_m = false, m.silu = false, m.res = NULL;
+            rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m, &done);
         }
         if (rc) return rc;
         for (int64_t c = 0; bias && !fused && c < Co; c++) {
@@ -334,7 +353,13 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
             memcpy(&b, (const char *)bias->data + c * (int64_t)bias->nb[0], 4);
             for (int64_t p = 0; p < P; p++) y[c * P + p] += b;
         }
+        /* This image's post-ops where the product had none. */
+        if (post && !done) {
+            if (node->post_act) cpu->simd.silu(y, y, Co * P);
+            for (int64_t i = 0; r && i < Co * P; i++) y[i] += r[i];
+        }
     }
+    cpu->post_done = post;
     return 0;
 }
 #endif
@@ -351,14 +376,21 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
         size_t need = s_as_bytes(ct, node->src[0]) + s_as_bytes(ct, node->src[1]);
         char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
         if (!need || work) {
-            const void *x = s_as(cpu, ct, node->src[0], &work);
-            /* The weight is converted at most once per call, and only when
-             * oneDNN keeps no pre-packed copy of it. */
-            s_wmake_t mk = {.m = {cpu, ct, work}, .t = node->src[1]};
+            /* The activations converted once per call (a oneDNN reorder from
+             * f32 straight into the blocked bf16 layout measured slower than
+             * our conversion then the bf16 reorder: docs/PERFORMANCE.md); the
+             * weight at most once, and only when oneDNN keeps no pre-packed
+             * copy of it. */
+            s_wmake_t xmk = {.m = {cpu, ct, work}, .t = node->src[0]};
+            s_once_t xonce = {.mk = &xmk};
+            lf__cpu_wsrc_t xs = {node->src[0], s_once, &xonce};
+            s_wmake_t mk = {.m = {cpu, ct, work + s_as_bytes(ct, node->src[0])}, .t = node->src[1]};
             s_once_t once = {.mk = &mk};
             lf__cpu_wsrc_t ws = {node->src[1], s_once, &once};
+            const void *x = pointwise ? s_once(&xonce) : NULL;
+            if (pointwise && !x) return LF_ENOMEM;
             if (pointwise && s_conv1x1_dnnl(cpu, node, ct, x, &ws) == 0) return 0;
-            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, x, &ws) == 0) return 0;
+            if (lf__cpu_dnnl_conv(cpu->dnnl, node, ct, &xs, &ws, &cpu->post_done) == 0) return 0;
         }
     }
 #endif
@@ -424,7 +456,26 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     return 0;
 }
 
-/* ---- one image per call ---- */
+/* ---- post-ops and one image per call ---- */
+
+/* node's post-ops as passes over dst (what a kernel left undone): SiLU,
+ * then the residual (broadcast as ADD does). */
+static int s_post_pass(lf_backend_t *be, const lf_node_t *node) {
+    lf_node_t op = {.op = LF_OP_SILU, .dst = node->dst, .src = {node->dst}};
+    int rc = node->post_act ? lf__cpu_op_SILU(be, &op) : 0;
+    op = (lf_node_t){.op = LF_OP_ADD, .dst = node->dst, .src = {node->dst, node->src[3]}};
+    if (!rc && node->src[3]) rc = lf__cpu_op_ADD(be, &op);
+    return rc;
+}
+
+/* One call of op (s_matmul, s_conv2d), then the post-ops it left. */
+static int s_one(lf_backend_t *be, const lf_node_t *node, int (*op)(lf_backend_t *, const lf_node_t *)) {
+    lf__cpu_ctx_t *cpu = be->ctx;
+    cpu->post_done = false;
+    int rc = op(be, node);
+    if (rc || cpu->post_done || (!node->post_act && !node->src[3])) return rc;
+    return s_post_pass(be, node);
+}
 
 /* In the batch-invariant mode (cpu->per_image, LF_CPU_PER_IMAGE=1):
  * a batch of node->images independent images along src[0]'s outermost
@@ -442,7 +493,7 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
     const lf__cpu_ctx_t *cpu = be->ctx;
     lf__cpu_pool_enter(cpu->pool); /* oneDNN's OpenMP team pinned before its first run */
     if (!cpu->per_image || n <= 1 || d == 0 || a->ne[d] != n || node->dst->ne[d] != n)
-        return op(be, node);
+        return s_one(be, node, op);
     const lf_tensor_t *b = node->src[1];
     bool slice_b = node->op == LF_OP_MATMUL && b && d >= 2 && b->ne[d] == n; /* not a conv's weight */
     for (int64_t i = 0; i < n; i++) {
@@ -453,12 +504,19 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
         lf_node_t one = *node;
         one.images = 1;
         one.src[0] = &sa, one.dst = &sd;
+        const lf_tensor_t *r = node->src[3];
+        lf_tensor_t sr = r ? *r : (lf_tensor_t){0};
+        if (r && r->ne[d] == n) { /* the residual's image (else broadcast) */
+            sr.ne[d] = 1;
+            sr.data = (char *)r->data + i * (int64_t)r->nb[d];
+            one.src[3] = &sr;
+        }
         if (slice_b) {
             sb.ne[d] = 1;
             sb.data = (char *)b->data + i * (int64_t)b->nb[d];
             one.src[1] = &sb;
         }
-        int rc = op(be, &one);
+        int rc = s_one(be, &one, op);
         if (rc) return rc;
     }
     return 0;

@@ -102,7 +102,8 @@ typedef struct {
 /* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
  * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
  * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
- * accumulation is f32. */
+ * accumulation is f32. Post-ops, when asked: SiLU (silu), then + res[M][N]
+ * (row stride ldr, f32; NULL: none). */
 typedef struct {
     int64_t M, N, K, lda, ldc;
     bool w_kn, bias_m;
@@ -110,6 +111,9 @@ typedef struct {
     const void *a, *w;
     const float *bias;
     float *c;
+    bool silu;
+    const float *res;
+    int64_t ldr;
     /* Non-NULL: w is this resident weight ([out, in]; w itself may be NULL
      * then, made on demand or taken pre-packed). */
     const lf__cpu_wsrc_t *wsrc;
@@ -121,13 +125,15 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
-/* n's convolution with x (in compute type ct) and the weight w (n's
- * shapes), bias and dst as in n. 0, or an error after which the caller
- * falls back to im2col. */
-int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const void *x,
-                      const lf__cpu_wsrc_t *w);
-/* 0, or an error after which the caller falls back to OpenBLAS. */
-int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m);
+/* n's convolution with x (x->make: n's source in compute type ct) and the
+ * weight w (n's shapes), bias and dst as in n. 0, or an error after which
+ * the caller falls back to im2col. *post_done: n's post-ops (post_act,
+ * src[3]) were applied too; else the caller applies them. */
+int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const lf__cpu_wsrc_t *x,
+                      const lf__cpu_wsrc_t *w, bool *post_done);
+/* 0, or an error after which the caller falls back to OpenBLAS.
+ * *post_done: m's post-ops (silu, res) were applied; else the caller's. */
+int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool *post_done);
 /* w in compute type ct, plain layout: the pre-packed copy (made now on
  * first use) where oneDNN keeps one, else w->make's; NULL on failure. */
 const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct);
@@ -168,9 +174,15 @@ typedef struct {
     /* f32 MATMUL through oneDNN instead of OpenBLAS (LF_CPU_MATMUL=blas|dnnl;
      * the default is what bench_kernels measured faster). */
     bool mm_dnnl;
-    /* Post-ops fused into oneDNN primitives (a 1x1 convolution's bias);
-     * LF_CPU_FUSE=0 runs them as passes after (comparisons). */
-    bool fuse;
+    /* Post-ops fused into oneDNN primitives (a 1x1 convolution's bias) and
+     * graph nodes fused by lf_graph's pass (SiLU, a residual add: the
+     * backend's supports_fused); LF_CPU_FUSE=0 runs them as passes after
+     * and leaves graphs unfused (comparisons); LF_CPU_FUSE=bias keeps the
+     * bias post-op and leaves graphs unfused (fuse_graph false). */
+    bool fuse, fuse_graph;
+    /* Set by a MATMUL / CONV2D kernel that applied the node's post-ops
+     * itself; else lf_cpu_gemm.c applies them after (s_post_pass). */
+    bool post_done;
     /* MATMUL / CONV2D one image per call where the node knows its batch
      * (lf_node_t.images): batch-invariant bytes, at a cost on small
      * products (docs/PERFORMANCE.md). On with LF_CPU_PER_IMAGE=1 (a worker

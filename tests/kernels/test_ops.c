@@ -302,14 +302,15 @@ static void s_check_conv_w(lf_backend_t *be, lf_type_t ct, const lf_tensor_t *x,
  * would give the old weight's result. */
 static void test_prepacked_weights(void **state) {
   (void)state;
-  /* bf16packed: convolutions of every size in the blocked layout once their
-   * weight is packed (the default keeps those under 32x32 plain). */
+  /* The default: convolutions of every size in the blocked layout once
+   * their weight is packed; bf16big (the previous default) keeps those under
+   * 32x32 plain. */
   lf_backend_t *be = lf_backend_cpu_new(2);
   assert_non_null(be);
   for (int mode = 0; mode < 2; mode++) {
     if (mode == 1) {
       lf_backend_destroy(&be);
-      setenv("LF_CPU_CONV", "bf16packed", 1);
+      setenv("LF_CPU_CONV", "bf16big", 1);
       be = lf_backend_cpu_new(2);
       unsetenv("LF_CPU_CONV");
       assert_non_null(be);
