@@ -47,34 +47,10 @@
 
 void openblas_set_num_threads(int n); /* OpenBLAS (the CPU backend's sgemm) */
 
-#define N_CASES 20
+#define N_CASES LF_BENCH_N_CASES
 #define RES 256
 
-static const struct {
-    const char *prompt;
-    unsigned seed;
-} s_cases[N_CASES] = {
-    {"a medium cyan star in the center on an orange background", 2000},
-    {"an orange triangle on a pink background", 2001},
-    {"a large green triangle at the bottom on a cyan background", 2002},
-    {"an orange triangle on a brown background", 2003},
-    {"a small yellow star in the bottom left on a cyan background", 2004},
-    {"a blue star on a gray background", 2005},
-    {"a small green circle in the bottom right on a pink background", 2006},
-    {"a gray circle on a green background", 2007},
-    {"a large white circle on the right on a yellow background", 2008},
-    {"a white star on a gray background", 2009},
-    {"a large white square in the bottom left on a black background", 2010},
-    {"a cyan star on a black background", 2011},
-    {"a small brown star in the bottom left on a red background", 2012},
-    {"a brown circle on a blue background", 2013},
-    {"a medium black star on the left on a green background", 2014},
-    {"an orange circle on a brown background", 2015},
-    {"a small yellow circle at the top on a pink background", 2016},
-    {"a red square on a cyan background", 2017},
-    {"a medium green square on the left on an orange background", 2018},
-    {"a cyan circle on a yellow background", 2019},
-};
+#define s_cases lf_bench_cases
 
 typedef struct {
     const char *label;

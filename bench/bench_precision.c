@@ -20,16 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lf_bench_util.h"
 #include "lf_engine.h"
 #include "lf_error.h"
 #include "lf_image.h"
 
-#define N_CASES 20
+#define N_CASES LF_BENCH_N_CASES
 
-typedef struct {
-    const char *prompt;
-    unsigned seed;
-} s_case_t;
+typedef lf_bench_case_t s_case_t;
 
 /* test_e2e_precision's three pairs (--test-pairs). */
 static const s_case_t s_test_cases[3] = {
@@ -38,31 +36,8 @@ static const s_case_t s_test_cases[3] = {
     {"two yellow triangles on a black background", 2002},
 };
 
-/* bench_cache.c's cases (eval_shapes.py's). */
-static const s_case_t s_bench_cases[N_CASES] = {
-    {"a medium cyan star in the center on an orange background", 2000},
-    {"an orange triangle on a pink background", 2001},
-    {"a large green triangle at the bottom on a cyan background", 2002},
-    {"an orange triangle on a brown background", 2003},
-    {"a small yellow star in the bottom left on a cyan background", 2004},
-    {"a blue star on a gray background", 2005},
-    {"a small green circle in the bottom right on a pink background", 2006},
-    {"a gray circle on a green background", 2007},
-    {"a large white circle on the right on a yellow background", 2008},
-    {"a white star on a gray background", 2009},
-    {"a large white square in the bottom left on a black background", 2010},
-    {"a cyan star on a black background", 2011},
-    {"a small brown star in the bottom left on a red background", 2012},
-    {"a brown circle on a blue background", 2013},
-    {"a medium black star on the left on a green background", 2014},
-    {"an orange circle on a brown background", 2015},
-    {"a small yellow circle at the top on a pink background", 2016},
-    {"a red square on a cyan background", 2017},
-    {"a medium green square on the left on an orange background", 2018},
-    {"a cyan circle on a yellow background", 2019},
-};
 
-static const s_case_t *s_cases = s_bench_cases;
+static const s_case_t *s_cases = lf_bench_cases;
 
 /* One image of case i in precision prec, decoded into *im (caller clears). */
 static int s_image(lf_engine_t *e, int i, int size, int steps, const char *prec, lf_image_t *im) {
@@ -132,10 +107,7 @@ int main(int argc, char **argv) {
         rc = s_image(e, i, size, steps, "f32", &a);
         if (!rc) rc = s_image(e, i, size, steps, "bf16", &b);
         if (!rc) {
-            const size_t n = (size_t)size * size * 3;
-            double se = 0;
-            for (size_t k = 0; k < n; k++) se += ((double)a.pixels[k] - b.pixels[k]) * ((double)a.pixels[k] - b.pixels[k]);
-            double psnr = se > 0 ? 10 * log10(255.0 * 255.0 / (se / (double)n)) : 99.0;
+            double psnr = lf_bench_psnr(a.pixels, b.pixels, (size_t)size * size * 3);
             printf("  pair %2d  %5.1f dB  (%s, seed %u)\n", i + 1, psnr, s_cases[i].prompt, s_cases[i].seed);
             fflush(stdout);
             sum += psnr;

@@ -90,19 +90,6 @@ static void s_loadavg(char *out, size_t n) {
     snprintf(out, n, "%.2f %.2f %.2f", a, b, c);
 }
 
-/* Normal deviates from a fixed LCG (Box-Muller): the same inputs every run. */
-static void s_randn(float *p, size_t n, uint32_t seed) {
-    uint32_t x = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        x = x * 1664525u + 1013904223u;
-        double u1 = ((x >> 8) + 1.0) / 16777217.0;
-        x = x * 1664525u + 1013904223u;
-        double u2 = (x >> 8) / 16777216.0;
-        double r = sqrt(-2.0 * log(u1));
-        p[i] = (float)(r * cos(2 * M_PI * u2));
-        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2));
-    }
-}
 
 static int s_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -183,7 +170,7 @@ static double s_sgemm_gflops(int M, int N, int K, int reps) {
         free(a), free(b), free(c);
         return 0;
     }
-    s_randn(a, (size_t)M * K, 1), s_randn(b, (size_t)N * K, 2);
+    lf_bench_randn(a, (size_t)M * K, 1), lf_bench_randn(b, (size_t)N * K, 2);
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = lf_bench_now();
@@ -529,7 +516,7 @@ int main(int argc, char **argv) {
     float *x = malloc(nx * 4), *cond = malloc(nc * 4), *out = malloc(nx * 4), *outb = malloc(nx * 4);
     float t[B] = {500.0f, 500.0f};
     if (!x || !cond || !out || !outb) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
-    s_randn(x, nx, 11), s_randn(cond, nc, 12);
+    lf_bench_randn(x, nx, 11), lf_bench_randn(cond, nc, 12);
     /* SDXL's vector conditioning: a random pooled embedding and 1024x1024
      * micro-conditioning (NULL for SD1.x). */
     const lf_model_desc_t *md = lf_model_desc(m);
@@ -537,7 +524,7 @@ int main(int argc, char **argv) {
     float *vec = md->n_time_ids ? malloc((size_t)B * V * 4) : NULL;
     if (md->n_time_ids && !vec) return fprintf(stderr, "bench_unet: out of memory\n"), 1;
     for (int b = 0; vec && b < B; b++) {
-        s_randn(vec + (size_t)b * V, (size_t)md->pooled_dim, 13);
+        lf_bench_randn(vec + (size_t)b * V, (size_t)md->pooled_dim, 13);
         for (int i = 0; i < md->n_time_ids; i++)
             vec[(size_t)b * V + md->pooled_dim + i] = i == 2 || i == 3 ? 0.0f : 1024.0f;
     }

@@ -24,18 +24,6 @@
 
 enum { B = 2, C = 4, S = 64, L = 77, D = 768 };
 
-static void s_randn(float *p, size_t n, uint32_t seed) { /* as bench_unet */
-    uint32_t x = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        x = x * 1664525u + 1013904223u;
-        double u1 = ((x >> 8) + 1.0) / 16777217.0;
-        x = x * 1664525u + 1013904223u;
-        double u2 = (x >> 8) / 16777216.0;
-        double r = sqrt(-2.0 * log(u1));
-        p[i] = (float)(r * cos(2 * M_PI * u2));
-        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2));
-    }
-}
 
 static double s_cpu_s(void) {
     struct timespec ts;
@@ -96,7 +84,7 @@ int main(int argc, char **argv) {
     float *x = malloc(nx * 4), *cond = malloc(nc * 4), *out[2] = {malloc(nx * 4), malloc(nx * 4)};
     float t[B] = {500.0f, 500.0f};
     if (!x || !cond || !out[0] || !out[1]) return fprintf(stderr, "bench_unet_attn: out of memory\n"), 1;
-    s_randn(x, nx, 11), s_randn(cond, nc, 12);
+    lf_bench_randn(x, nx, 11), lf_bench_randn(cond, nc, 12);
     for (int i = 0; i < 2; i++) /* warm-up: plans memory */
         if (lf_model_denoise(m[i], x, B, S, S, t, cond, L, NULL, out[i]))
             return fprintf(stderr, "bench_unet_attn: denoise failed\n"), 1;

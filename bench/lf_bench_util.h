@@ -1,6 +1,7 @@
 /* lf_bench_util: what every benchmark in bench/ measures with — a monotonic
  * clock, this process's memory figures from /proc/self/status and image
- * distances (PSNR, SSIM). Header
+ * distances (PSNR, SSIM), fixed inputs (normal deviates, the quality
+ * benches' prompt/seed pairs). Header
  * only; each bench is one translation unit. */
 #ifndef LF_BENCH_UTIL_H
 #define LF_BENCH_UTIL_H
@@ -82,6 +83,50 @@ static inline double lf_bench_ssim(const uint8_t *a, const uint8_t *b, int w, in
             nw++;
         }
     return nw ? sum / nw : 1.0;
+}
+
+/* The 20 prompt/seed pairs the built-in model's quality benches use
+ * (bench_cache, bench_precision; eval_shapes.py's). */
+#define LF_BENCH_N_CASES 20
+typedef struct {
+    const char *prompt;
+    unsigned seed;
+} lf_bench_case_t;
+static const lf_bench_case_t lf_bench_cases[LF_BENCH_N_CASES] = {
+    {"a medium cyan star in the center on an orange background", 2000},
+    {"an orange triangle on a pink background", 2001},
+    {"a large green triangle at the bottom on a cyan background", 2002},
+    {"an orange triangle on a brown background", 2003},
+    {"a small yellow star in the bottom left on a cyan background", 2004},
+    {"a blue star on a gray background", 2005},
+    {"a small green circle in the bottom right on a pink background", 2006},
+    {"a gray circle on a green background", 2007},
+    {"a large white circle on the right on a yellow background", 2008},
+    {"a white star on a gray background", 2009},
+    {"a large white square in the bottom left on a black background", 2010},
+    {"a cyan star on a black background", 2011},
+    {"a small brown star in the bottom left on a red background", 2012},
+    {"a brown circle on a blue background", 2013},
+    {"a medium black star on the left on a green background", 2014},
+    {"an orange circle on a brown background", 2015},
+    {"a small yellow circle at the top on a pink background", 2016},
+    {"a red square on a cyan background", 2017},
+    {"a medium green square on the left on an orange background", 2018},
+    {"a cyan circle on a yellow background", 2019},
+};
+
+/* Normal deviates from a fixed LCG (Box-Muller): the same inputs every run. */
+static inline void lf_bench_randn(float *p, size_t n, uint32_t seed) {
+    uint32_t x = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        x = x * 1664525u + 1013904223u;
+        double u1 = ((x >> 8) + 1.0) / 16777217.0;
+        x = x * 1664525u + 1013904223u;
+        double u2 = (x >> 8) / 16777216.0;
+        double r = sqrt(-2.0 * log(u1));
+        p[i] = (float)(r * cos(2 * M_PI * u2));
+        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2));
+    }
 }
 
 #endif
