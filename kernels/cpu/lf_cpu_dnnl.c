@@ -61,6 +61,20 @@ enum { S_SRC, S_WEI, S_DST };
  * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
+/* f32 3x3 convolutions as Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3: 4x
+ * fewer multiplies, 2.7-3.4x the plain layout's GEMM convolution at the VAE
+ * decoder's shapes, relative RMS error ~1e-6; docs/PERFORMANCE.md, session
+ * 11). LF_CPU_CONV_ALGO=auto (default): where the output has at least
+ * S_WINO_MIN_PIXELS pixels per call, so that the weight transform each call
+ * pays (~45 ns per weight element) is won back; =gemm: never; =wino:
+ * wherever oneDNN has the kernel (comparisons). */
+enum { S_ALGO_AUTO, S_ALGO_GEMM, S_ALGO_WINO };
+#define S_WINO_MIN_PIXELS (64 * 64)
+/* Bytes of one strip's blocked source, destination and oneDNN's transformed
+ * tiles (its scratchpad): a whole 512x512 256-channel image would take 1.2
+ * GB of scratchpad, more than the decode's activations. */
+#define S_WINO_STRIP_BYTES ((size_t)64 << 20)
+
 typedef struct {
     int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
     bool refused;    /* oneDNN has no fast kernel for this key: the caller's fallback runs */
@@ -79,6 +93,7 @@ typedef struct {
     bool post;
     dnnl_memory_t res;
     int res_idx;
+    struct s_wino *wino; /* owned; non-NULL: a Winograd convolution run in row strips (s_run_wino) */
 } s_entry_t;
 
 /* The post-ops of one primitive, in this order: a binary add of a per-row
@@ -111,6 +126,7 @@ struct lf__cpu_dnnl {
     void *blk[3]; /* owned; blocked src, weights and dst of the convolution running */
     size_t blk_size[3];
     int blocked; /* S_BLOCKED_*: which convolutions run in oneDNN's blocked layouts */
+    int algo;    /* S_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
     /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
      * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
      * gives it the backend's count on the calling thread before each run. */
@@ -137,6 +153,11 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                  : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
                  : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
                                              : S_BLOCKED_BF16_PACKED;
+    const char *algo = getenv("LF_CPU_CONV_ALGO");
+    d->algo = !algo                    ? S_ALGO_AUTO
+              : !strcmp(algo, "gemm")  ? S_ALGO_GEMM
+              : !strcmp(algo, "wino")  ? S_ALGO_WINO
+                                       : S_ALGO_AUTO;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
@@ -152,7 +173,10 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     return d;
 }
 
+static void s_wino_free(struct s_wino **w_p);
+
 static void s_entry_free(s_entry_t *e) {
+    s_wino_free(&e->wino);
     if (e->prim) dnnl_primitive_destroy(e->prim);
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
@@ -487,6 +511,218 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
     return rc;
 }
 
+/* A Winograd convolution (f32, 3x3, stride 1, padding 1) run in strips of
+ * `rows` output rows, each image's rows one strip after another, so that
+ * oneDNN's transformed tiles and the blocked copies stay within
+ * S_WINO_STRIP_BYTES. The primitive takes a strip of rows + 2 source rows
+ * (padding 1 left and right only): a strip's rows above and below come from
+ * the image, and at its edges are zero rows written into the blocked copy.
+ * Source strips are reordered from our NCHW into nChw16c (one reorder per
+ * strip position: top, middle, bottom, or the whole image in one strip),
+ * results back into NCHW; the weights are transformed into the primitive's
+ * layout at each call (an f32 copy in Winograd's 6x6 tiles is 8x the f16
+ * weight: not kept). */
+enum { S_WINO_MID, S_WINO_TOP, S_WINO_BOTTOM, S_WINO_ONE };
+
+struct s_wino {
+    int64_t n, c, h, w, o, rows;
+    dnnl_primitive_t src_reorder[4]; /* NULL where the position does not occur */
+    dnnl_memory_t src_user[4], src_blk[4];
+    dnnl_memory_t wscratch; /* the weight transform's scratchpad (d->scratch); NULL: none */
+};
+
+static void s_wino_free(struct s_wino **w_p) {
+    struct s_wino *w = *w_p;
+    if (!w) return;
+    for (int i = 0; i < 4; i++) {
+        if (w->src_reorder[i]) dnnl_primitive_destroy(w->src_reorder[i]);
+        if (w->src_user[i]) dnnl_memory_destroy(w->src_user[i]);
+        if (w->src_blk[i]) dnnl_memory_destroy(w->src_blk[i]);
+    }
+    if (w->wscratch) dnnl_memory_destroy(w->wscratch);
+    free(w);
+    *w_p = NULL;
+}
+
+/* Whether n (computed in ct) runs as Winograd: see S_ALGO_*. */
+static bool s_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
+    const lf_tensor_t *x = n->src[0], *w = n->src[1], *y = n->dst;
+    if (d->algo == S_ALGO_GEMM || ct != LF_TYPE_F32 || w->ne[0] != 3 || w->ne[1] != 3 || n->p.conv2d.stride != 1 ||
+        n->p.conv2d.pad != 1 || x->ne[2] % 16 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
+        return false;
+    return d->algo == S_ALGO_WINO || y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_MIN_PIXELS;
+}
+
+/* Output rows per strip: the largest divisor of h whose strip fits
+ * S_WINO_STRIP_BYTES (blocked source and result, and ~2.25x both in
+ * transformed tiles); 0 where that leaves strips under 8 rows. */
+static int64_t s_wino_rows(int64_t h, int64_t w, int64_t c, int64_t o) {
+    const size_t per_row = (size_t)w * (size_t)(c + o) * sizeof(float) * 13 / 4;
+    int64_t max = (int64_t)(S_WINO_STRIP_BYTES / per_row);
+    for (int64_t r = max < h ? max : h; r >= 1; r--)
+        if (h % r == 0) return r >= 8 || r == h ? r : 0;
+    return 0;
+}
+
+/* A reorder from -> to made with our scratchpad mode; its scratchpad need
+ * (bytes) into *scr (NULL: none allowed). */
+static int s_wino_reorder(lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                          dnnl_primitive_t *r, size_t *scr) {
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (!st) st = dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st) return LF_EUNSUPPORTED;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (size && !scr) st = dnnl_unimplemented;
+    if (!st) st = dnnl_primitive_create(r, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return LF_EUNSUPPORTED;
+    if (scr) *scr = size;
+    return 0;
+}
+
+/* Our NCHW rows [.., .. + rows) of an n x c x h x w tensor, from the pointer
+ * to its first row. */
+static int s_wino_view(dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w, int64_t rows) {
+    dnnl_dims_t dims = {1, c, rows, w}, strides = {c * h * w, h * w, w, 1};
+    return dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides) ? LF_EINTERNAL : 0;
+}
+
+static int s_create_wino(lf__cpu_dnnl_t *d, const lf_node_t *n, const s_post_t *post, s_entry_t *e) {
+    const lf_tensor_t *x = n->src[0], *wt = n->src[1], *b = n->src[2];
+    const int64_t N = x->ne[3], C = x->ne[2], H = x->ne[1], W = x->ne[0], O = wt->ne[3];
+    const int64_t rows = s_wino_rows(H, W, C, O);
+    if (!rows) return LF_EUNSUPPORTED;
+    dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {O, C, 3, 3}, bd = {O}, dd = {1, O, rows, W};
+    dnnl_dims_t strides = {1, 1}, pad = {0, 1};
+    dnnl_memory_desc_t s_any, w_any, d_any, w_md, b_md, s16;
+    if (dnnl_memory_desc_init_by_tag(&s_any, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&d_any, 4, dd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw) ||
+        dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x) ||
+        dnnl_memory_desc_init_by_tag(&s16, 4, sd, dnnl_f32, dnnl_nChw16c))
+        return LF_EINTERNAL;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &s_any, &w_any,
+                                           b ? &b_md : NULL, &d_any, strides, pad, pad))
+        return LF_EUNSUPPORTED;
+    dnnl_primitive_desc_t pd;
+    int rc = s_pd(d, &cd, post, &pd);
+    if (rc) return rc;
+    const dnnl_memory_desc_t its_s = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+                             its_w = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                             its_d = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    if (!dnnl_memory_desc_equal(&its_s, &s16)) { /* the zero rows are written for nChw16c */
+        dnnl_primitive_desc_destroy(pd);
+        return LF_EUNSUPPORTED;
+    }
+    rc = s_finish(d, pd, e);
+    struct s_wino *w = rc ? NULL : calloc(1, sizeof *w);
+    if (!rc && !w) rc = LF_ENOMEM;
+    if (rc) {
+        s_entry_free(e);
+        return rc;
+    }
+    e->wino = w;
+    *w = (struct s_wino){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows};
+    e->wmd = its_w, e->wplain = w_md;
+    /* Weights: oihw -> Winograd tiles, with a scratchpad from d->scratch. */
+    size_t wscr = 0;
+    rc = s_wino_reorder(d, &w_md, &its_w, &e->reorder[S_WEI], &wscr);
+    if (!rc && dnnl_memory_create(&e->user[S_WEI], &w_md, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
+    if (!rc && wscr) {
+        const dnnl_memory_desc_t *smd = NULL;
+        dnnl_primitive_desc_t rpd;
+        if (dnnl_primitive_get_primitive_desc(e->reorder[S_WEI], (const_dnnl_primitive_desc_t *)&rpd) ||
+            !(smd = dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0)) ||
+            dnnl_memory_create(&w->wscratch, smd, d->engine, DNNL_MEMORY_NONE))
+            rc = LF_ENOMEM;
+        if (!rc) rc = s_grow(&d->scratch, &d->scratch_size, wscr);
+    }
+    if (!rc) rc = s_grow(&d->blk[S_WEI], &d->blk_size[S_WEI], dnnl_memory_desc_get_size(&its_w));
+    /* Results: the primitive's strip -> our rows. */
+    dnnl_memory_desc_t view;
+    if (!rc) rc = s_wino_view(&view, O, H, W, rows);
+    if (!rc) rc = s_wino_reorder(d, &its_d, &view, &e->reorder[S_DST], NULL);
+    if (!rc && dnnl_memory_create(&e->user[S_DST], &view, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
+    if (!rc) rc = s_grow(&d->blk[S_DST], &d->blk_size[S_DST], dnnl_memory_desc_get_size(&its_d));
+    /* Sources: each strip position's rows of ours -> the strip's rows of
+     * its, below the zero row at the top (TOP, ONE). */
+    for (int v = 0; v < 4 && !rc; v++) {
+        const bool one = rows == H;
+        if (one != (v == S_WINO_ONE) || (v == S_WINO_MID && H / rows < 3)) continue;
+        const int64_t nr = v == S_WINO_MID ? rows + 2 : v == S_WINO_ONE ? rows : rows + 1;
+        const int64_t off = v == S_WINO_TOP || v == S_WINO_ONE;
+        dnnl_dims_t sub = {1, C, nr, W}, offs = {0, 0, off, 0};
+        dnnl_memory_desc_t user, blk;
+        rc = s_wino_view(&user, C, H, W, nr);
+        if (!rc && dnnl_memory_desc_init_submemory(&blk, &its_s, sub, offs)) rc = LF_EINTERNAL;
+        if (!rc) rc = s_wino_reorder(d, &user, &blk, &w->src_reorder[v], NULL);
+        if (!rc && (dnnl_memory_create(&w->src_user[v], &user, d->engine, DNNL_MEMORY_NONE) ||
+                    dnnl_memory_create(&w->src_blk[v], &blk, d->engine, DNNL_MEMORY_NONE)))
+            rc = LF_ENOMEM;
+    }
+    if (!rc) rc = s_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], dnnl_memory_desc_get_size(&its_s));
+    if (!rc) rc = s_memories(d, e, &its_s, &its_w, b ? &b_md : NULL, &its_d, post);
+    if (rc) s_entry_free(e);
+    return rc;
+}
+
+/* Source row r (0 .. rows + 1) of the blocked strip set to zero. */
+static void s_wino_zero_row(const lf__cpu_dnnl_t *d, const struct s_wino *w, int64_t r) {
+    float *blk = d->blk[S_SRC];
+    for (int64_t cb = 0; cb < w->c / 16; cb++)
+        memset(blk + ((cb * (w->rows + 2) + r) * w->w) * 16, 0, (size_t)w->w * 16 * sizeof(float));
+}
+
+static int s_run_wino(lf__cpu_dnnl_t *d, s_entry_t *e, const float *src, const void *wei, const void *bias,
+                      float *dst) {
+    const struct s_wino *w = e->wino;
+    if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
+    dnnl_memory_set_data_handle(e->user[S_WEI], (void *)wei);
+    dnnl_memory_set_data_handle(e->wei, d->blk[S_WEI]);
+    dnnl_exec_arg_t wargs[3] = {{DNNL_ARG_FROM, e->user[S_WEI]}, {DNNL_ARG_TO, e->wei}, {DNNL_ARG_SCRATCHPAD, w->wscratch}};
+    if (w->wscratch) dnnl_memory_set_data_handle(w->wscratch, d->scratch);
+    if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs)) return LF_EINTERNAL;
+    dnnl_memory_set_data_handle(e->src, d->blk[S_SRC]);
+    dnnl_memory_set_data_handle(e->dst, d->blk[S_DST]);
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+    int nargs = 3;
+    if (e->bias) {
+        dnnl_memory_set_data_handle(e->bias, (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    }
+    if (e->scratch) {
+        dnnl_memory_set_data_handle(e->scratch, d->scratch);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
+    }
+    for (int64_t i = 0; i < w->n; i++)
+        for (int64_t r0 = 0; r0 < w->h; r0 += w->rows) {
+            const int v = w->rows == w->h           ? S_WINO_ONE
+                          : r0 == 0                 ? S_WINO_TOP
+                          : r0 + w->rows == w->h    ? S_WINO_BOTTOM
+                                                    : S_WINO_MID;
+            if (v == S_WINO_TOP || v == S_WINO_ONE) s_wino_zero_row(d, w, 0);
+            if (v == S_WINO_BOTTOM || v == S_WINO_ONE) s_wino_zero_row(d, w, w->rows + 1);
+            const int64_t first = v == S_WINO_TOP || v == S_WINO_ONE ? r0 : r0 - 1;
+            dnnl_memory_set_data_handle(w->src_user[v], (void *)(src + (i * w->c * w->h + first) * w->w));
+            dnnl_memory_set_data_handle(w->src_blk[v], d->blk[S_SRC]);
+            dnnl_exec_arg_t sargs[2] = {{DNNL_ARG_FROM, w->src_user[v]}, {DNNL_ARG_TO, w->src_blk[v]}};
+            dnnl_memory_set_data_handle(e->user[S_DST], dst + (i * w->o * w->h + r0) * w->w);
+            dnnl_exec_arg_t dargs[2] = {{DNNL_ARG_FROM, e->dst}, {DNNL_ARG_TO, e->user[S_DST]}};
+            if (dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs) ||
+                dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
+                dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
+                return LF_EINTERNAL;
+        }
+    return 0;
+}
+
 /* post: 0 none, else S_POST_* of n's post-ops to make the primitive's. */
 enum { S_POST_SILU = 1, S_POST_RES = 2 };
 
@@ -522,6 +758,7 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
      * 320-channel 3x3 took 2.2x as long with the residual in it (bench_unet
      * --profile); its bf16 form has a vector one. */
     if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
+    if (s_wino_wanted(d, ct, n) && !s_create_wino(d, n, &po, e)) return 0;
     if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;
@@ -639,11 +876,13 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
         if (!post || rc != LF_EUNSUPPORTED) return rc;
         post = 0;
     }
-    const void *wp = packable ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
+    /* A Winograd entry transforms its weights at each call (s_create_wino). */
+    const void *wp = packable && !e->wino ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
     const void *wu = wp ? wp : w->make(w->arg);
     const void *xu = x->make(x->arg);
     if (!wu || !xu) return LF_ENOMEM;
-    rc = s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
+    rc = e->wino ? s_run_wino(d, e, xu, wu, b ? b->data : NULL, n->dst->data)
+                 : s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
     *post_done = !rc && e->post;
     return rc;
 }
