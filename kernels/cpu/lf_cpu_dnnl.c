@@ -72,7 +72,8 @@ enum { S_ALGO_AUTO, S_ALGO_GEMM, S_ALGO_WINO };
 #define S_WINO_MIN_PIXELS (64 * 64)
 /* Bytes of one strip's blocked source, destination and oneDNN's transformed
  * tiles (its scratchpad): a whole 512x512 256-channel image would take 1.2
- * GB of scratchpad, more than the decode's activations. */
+ * GB of scratchpad, more than the decode's activations. LF_CPU_WINO_STRIP_KB
+ * sets it (tests make strips of a few rows with it). */
 #define S_WINO_STRIP_BYTES ((size_t)64 << 20)
 
 typedef struct {
@@ -127,6 +128,7 @@ struct lf__cpu_dnnl {
     size_t blk_size[3];
     int blocked; /* S_BLOCKED_*: which convolutions run in oneDNN's blocked layouts */
     int algo;    /* S_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
+    size_t wino_strip_bytes; /* S_WINO_STRIP_BYTES unless LF_CPU_WINO_STRIP_KB */
     /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
      * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
      * gives it the backend's count on the calling thread before each run. */
@@ -158,6 +160,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
               : !strcmp(algo, "gemm")  ? S_ALGO_GEMM
               : !strcmp(algo, "wino")  ? S_ALGO_WINO
                                        : S_ALGO_AUTO;
+    const char *strip = getenv("LF_CPU_WINO_STRIP_KB");
+    d->wino_strip_bytes = strip && atol(strip) > 0 ? (size_t)atol(strip) << 10 : S_WINO_STRIP_BYTES;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
@@ -554,11 +558,11 @@ static bool s_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t
 }
 
 /* Output rows per strip: the largest divisor of h whose strip fits
- * S_WINO_STRIP_BYTES (blocked source and result, and ~2.25x both in
+ * d->wino_strip_bytes (blocked source and result, and ~2.25x both in
  * transformed tiles); 0 where that leaves strips under 8 rows. */
-static int64_t s_wino_rows(int64_t h, int64_t w, int64_t c, int64_t o) {
+static int64_t s_wino_rows(const lf__cpu_dnnl_t *d, int64_t h, int64_t w, int64_t c, int64_t o) {
     const size_t per_row = (size_t)w * (size_t)(c + o) * sizeof(float) * 13 / 4;
-    int64_t max = (int64_t)(S_WINO_STRIP_BYTES / per_row);
+    int64_t max = (int64_t)(d->wino_strip_bytes / per_row);
     for (int64_t r = max < h ? max : h; r >= 1; r--)
         if (h % r == 0) return r >= 8 || r == h ? r : 0;
     return 0;
@@ -595,7 +599,7 @@ static int s_wino_view(dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w, 
 static int s_create_wino(lf__cpu_dnnl_t *d, const lf_node_t *n, const s_post_t *post, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *wt = n->src[1], *b = n->src[2];
     const int64_t N = x->ne[3], C = x->ne[2], H = x->ne[1], W = x->ne[0], O = wt->ne[3];
-    const int64_t rows = s_wino_rows(H, W, C, O);
+    const int64_t rows = s_wino_rows(d, H, W, C, O);
     if (!rows) return LF_EUNSUPPORTED;
     dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {O, C, 3, 3}, bd = {O}, dd = {1, O, rows, W};
     dnnl_dims_t strides = {1, 1}, pad = {0, 1};
@@ -758,7 +762,12 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
      * 320-channel 3x3 took 2.2x as long with the residual in it (bench_unet
      * --profile); its bf16 form has a vector one. */
     if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
-    if (s_wino_wanted(d, ct, n) && !s_create_wino(d, n, &po, e)) return 0;
+    /* oneDNN's Winograd has no SiLU post-op: without it (the caller applies
+     * it after), rather than the GEMM convolution with it. */
+    if (s_wino_wanted(d, ct, n)) {
+        if (!s_create_wino(d, n, &po, e)) return 0;
+        if (post) return LF_EUNSUPPORTED;
+    }
     if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;

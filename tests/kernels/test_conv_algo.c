@@ -1,0 +1,134 @@
+/* test_conv_algo: the f32 3x3 convolution algorithms of the CPU backend
+ * (LF_CPU_CONV_ALGO) against a double reference.
+ *
+ * Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3) runs in strips of output
+ * rows with zero rows written at the image's top and bottom edges
+ * (lf_cpu_dnnl.c, s_run_wino); LF_CPU_WINO_STRIP_KB makes the strips a few
+ * rows high here, so each strip position (the whole image, top, middle,
+ * bottom) and several images per call are exercised. A row taken from the
+ * wrong strip, a stale edge row or a misplaced result is off by the size of
+ * one row's contribution (~1 of outputs up to ~40 here), far above the
+ * tolerance: 5e-4 of (1 + |reference|), as test_fuse. The transforms'
+ * rounding grows with the sum of |x * w| (weights of amplitude 1 here, not
+ * 1/sqrt(fan-in)): measured up to 6.5e-5 at 128 channels (GEMM 1.4e-5), and
+ * ~2e-6 of the largest output on the VAE decoder at 512x512. The Winograd results must
+ * also differ from the GEMM convolution's in some last bit: otherwise
+ * Winograd did not run (a backend that ignores the setting passes the
+ * reference check on its GEMM path). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lf_backend.h"
+#include "lf_error.h"
+#include "lf_ops.h"
+#include "lf_test_tensor.h"
+
+#define TOL 5e-4
+
+static lf_backend_t *s_backend(const char *algo, const char *strip_kb) {
+    setenv("LF_CPU_CONV_ALGO", algo, 1);
+    if (strip_kb) setenv("LF_CPU_WINO_STRIP_KB", strip_kb, 1);
+    lf_backend_t *be = lf_backend_cpu_new(1);
+    unsetenv("LF_CPU_CONV_ALGO"), unsetenv("LF_CPU_WINO_STRIP_KB");
+    assert_non_null(be);
+    return be;
+}
+
+typedef struct {
+    int64_t B, H, W, Ci, Co, stride;
+    int act;              /* SiLU as the primitive's post-op */
+    const char *strip_kb; /* NULL: the default strip size */
+    bool wino;            /* Winograd takes this shape (else GEMM under both settings) */
+} s_case_t;
+
+/* dst[B][Co][Ho][Wo] of x (W x H x Ci x B), w (3 x 3 x Ci x Co), bias, in
+ * double; SiLU after when act. Caller owns the result. */
+static double *s_reference(const lf_tensor_t *x, const lf_tensor_t *w, const lf_tensor_t *bias, const s_case_t *c,
+                           int64_t Ho, int64_t Wo) {
+    double *want = calloc((size_t)(c->B * c->Co * Ho * Wo), sizeof *want);
+    assert_non_null(want);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t o = 0; o < c->Co; o++)
+            for (int64_t yy = 0; yy < Ho; yy++)
+                for (int64_t xx = 0; xx < Wo; xx++) {
+                    double s = lf_test_get(bias, o, 0, 0, 0);
+                    for (int64_t i = 0; i < c->Ci; i++)
+                        for (int64_t ky = 0; ky < 3; ky++)
+                            for (int64_t kx = 0; kx < 3; kx++) {
+                                const int64_t iy = yy * c->stride + ky - 1, ix = xx * c->stride + kx - 1;
+                                if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) continue;
+                                s += lf_test_get(x, ix, iy, i, b) * lf_test_get(w, kx, ky, i, o);
+                            }
+                    if (c->act) s = s / (1.0 + exp(-s));
+                    want[((b * c->Co + o) * Ho + yy) * Wo + xx] = s;
+                }
+    return want;
+}
+
+static void s_check(const s_case_t *c) {
+    const int64_t Ho = (c->H - 1) / c->stride + 1, Wo = (c->W - 1) / c->stride + 1;
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c->W, c->H, c->Ci, c->B, 1);
+    lf_tensor_t w = lf_test_rand(LF_TYPE_F32, 3, 3, c->Ci, c->Co, 1);
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c->Co, 1, 1, 1, 1);
+    lf_tensor_t dw = lf_test_zeros(LF_TYPE_F32, Wo, Ho, c->Co, c->B), dg = lf_test_zeros(LF_TYPE_F32, Wo, Ho, c->Co, c->B);
+    double *want = s_reference(&x, &w, &bias, c, Ho, Wo);
+    lf_backend_t *bw = s_backend("wino", c->strip_kb), *bg = s_backend("gemm", NULL);
+    lf_node_t n = {.op = LF_OP_CONV2D, .dst = &dw, .src = {&x, &w, &bias}, .post_act = c->act};
+    n.p.conv2d.stride = (int)c->stride, n.p.conv2d.pad = 1;
+    assert_int_equal(lf_op_run(bw, &n), 0);
+    assert_int_equal(lf_op_run(bw, &n), 0); /* the cached primitive again */
+    n.dst = &dg;
+    assert_int_equal(lf_op_run(bg, &n), 0);
+    const double ew = lf_test_maxerr(&dw, want), eg = lf_test_maxerr(&dg, want);
+    const bool differ = memcmp(dw.data, dg.data, (size_t)lf_tensor_nelements(&dw) * sizeof(float)) != 0;
+    printf("  %lldx%lldx%lld -> %lld, batch %lld, stride %lld, strips of %s KB: wino err %.2g, gemm err %.2g, %s\n",
+           (long long)c->W, (long long)c->H, (long long)c->Ci, (long long)c->Co, (long long)c->B,
+           (long long)c->stride, c->strip_kb ? c->strip_kb : "default", ew, eg, differ ? "differ" : "identical");
+    assert_true(ew <= TOL);
+    assert_true(eg <= TOL);
+    assert_true(differ == c->wino);
+    lf_backend_destroy(&bw), lf_backend_destroy(&bg);
+    free(want), free(x.data), free(w.data), free(bias.data), free(dw.data), free(dg.data);
+}
+
+static void test_winograd_against_reference(void **state) {
+    (void)state;
+    /* Rows per strip: the largest divisor of H whose W * (Ci + Co) * 13
+     * bytes per row fit the strip size: 20 * 80 * 13 = 20.8 KB per row in
+     * 200 KB -> 9 rows at most. */
+    static const s_case_t cases[] = {
+        {1, 24, 24, 128, 128, 1, 0, NULL, true},  /* the VAE's channels, one strip */
+        {2, 32, 20, 32, 48, 1, 0, "200", true},   /* 8-row strips: top, middle x2, bottom; 2 images */
+        {1, 16, 20, 32, 48, 1, 1, "200", true},   /* top and bottom only; SiLU (applied after) */
+        {2, 36, 20, 32, 48, 1, 0, "200", true},   /* 9-row strips (not a multiple of the 4-row tile) */
+        {1, 24, 20, 32, 3, 1, 0, "200", true},    /* 3 outputs (the VAE's conv_out): padded channel block */
+        {1, 13, 11, 16, 16, 1, 1, NULL, true},    /* odd sizes, one strip */
+        {1, 16, 16, 20, 16, 1, 0, NULL, false},   /* input channels not a multiple of 16: GEMM */
+        {1, 16, 16, 32, 32, 2, 0, NULL, false},   /* stride 2: GEMM */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) s_check(&cases[i]);
+}
+
+/* Strips that would be under 8 rows (H prime, a strip budget of one row):
+ * GEMM, the same as the plain convolution to the bit. */
+static void test_winograd_refuses_thin_strips(void **state) {
+    (void)state;
+    static const s_case_t c = {1, 31, 20, 32, 48, 1, 0, "30", false};
+    s_check(&c);
+}
+
+int main(void) {
+    lf_test_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_winograd_against_reference),
+        cmocka_unit_test(test_winograd_refuses_thin_strips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
