@@ -31,7 +31,11 @@
  * go (lf__cpu_dnnl_forget, from lf_backend_forget). Where they are kept
  * (anonymous memory, a file whose pages each layer gives back, or nowhere)
  * is the backend's pack setting (lf_backend_set_pack, lf_cpu_packstore.c);
- * LF_CPU_PREPACK=0 makes a new backend's default off instead of memory. */
+ * LF_CPU_PREPACK=0 makes a new backend's default off instead of memory.
+ *
+ * f32 3x3 convolutions with large outputs (the VAE decoder, the UNet's
+ * 64x64 level) run as oneDNN's Winograd in row strips, their weights
+ * transformed at each call (s_create_wino; LF_CPU_CONV_ALGO). */
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
