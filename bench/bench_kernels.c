@@ -12,9 +12,14 @@
  *              op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
- *                      [--only matmul|conv|attention|rowwise|graph|fuse].
+ *                      [--only matmul|conv|attention|rowwise|graph|fuse|convalgo].
  *   fuse       a residual ADD after a product vs the product's post-op
  *              (lf_graph's fusion pass), f32 and bf16 compute.
+ *   convalgo   (only when named) f32 3x3 convolutions with f16 weights at
+ *              the SD1.5 VAE decoder's shapes and the UNet's 64x64 / 32x32
+ *              (batch 2): LF_CPU_CONV_ALGO=gemm beside the default (oneDNN
+ *              Winograd where the output has >= 64x64 pixels per call, its
+ *              weight transform in each call).
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
 #include <cblas.h>
@@ -454,6 +459,38 @@ static void s_bench_fuse(const s_backends_t *bs, int W, int Ci, int Co, int k) {
     free(twh.data), free(x), free(w), free(b), free(r), free(y), free(z);
 }
 
+/* One f32 3x3 convolution (stride 1, pad 1, bias, f16 weights as the
+ * engine holds them) on B images of W x W x Ci -> Co: LF_CPU_CONV_ALGO=gemm
+ * (gemm) beside the default (dflt), interleaved, and their largest
+ * difference. */
+static void s_bench_convalgo(lf_backend_t *gemm, lf_backend_t *dflt, int B, int W, int Ci, int Co) {
+    const size_t P = (size_t)W * W;
+    float *x = s_rand(P * Ci * B), *w = s_rand((size_t)Ci * 9 * Co), *b = s_rand((size_t)Co);
+    float *y[2] = {malloc(P * Co * B * 4), malloc(P * Co * B * 4)};
+    for (size_t i = 0; i < (size_t)Ci * 9 * Co; i++) w[i] *= 1.0f / sqrtf((float)Ci * 9); /* outputs ~1 */
+    lf_tensor_t tx = lf_tensor_4d(LF_TYPE_F32, W, W, Ci, B, x), tw = lf_tensor_4d(LF_TYPE_F32, 3, 3, Ci, Co, w);
+    lf_tensor_t tb = lf_tensor_4d(LF_TYPE_F32, Co, 1, 1, 1, b), twh = s_as_f16(&tw);
+    lf_tensor_t ty[2] = {lf_tensor_4d(LF_TYPE_F32, W, W, Co, B, y[0]), lf_tensor_4d(LF_TYPE_F32, W, W, Co, B, y[1])};
+    s_op_t op[2];
+    for (int i = 0; i < 2; i++) {
+        op[i] = (s_op_t){.be = i ? dflt : gemm};
+        op[i].node.op = LF_OP_CONV2D, op[i].node.dst = &ty[i];
+        op[i].node.src[0] = &tx, op[i].node.src[1] = &twh, op[i].node.src[2] = &tb;
+        op[i].node.p.conv2d.stride = 1, op[i].node.p.conv2d.pad = 1;
+    }
+    s_fn fns[2] = {s_run_op, s_run_op};
+    void *ctxs[2] = {&op[0], &op[1]};
+    double t[2];
+    s_time_n(2, fns, ctxs, t);
+    double diff = 0, mx = 0;
+    for (size_t i = 0; i < P * Co * B; i++) diff = fmax(diff, fabs(y[1][i] - y[0][i])), mx = fmax(mx, fabs(y[0][i]));
+    const double flops = 2.0 * 9 * Ci * Co * (double)P * B;
+    printf("convalgo %3dx%-3d %4d -> %-4d batch %d  gemm %7.1f GFLOP/s (%8.2f ms)  default %7.1f GFLOP/s (%8.2f ms)  "
+           "%.2fx  max|diff| %.2g of %.2g\n",
+           W, W, Ci, Co, B, flops / t[0] * 1e-9, t[0] * 1e3, flops / t[1] * 1e-9, t[1] * 1e3, t[0] / t[1], diff, mx);
+    free(x), free(w), free(b), free(y[0]), free(y[1]), free(twh.data);
+}
+
 int main(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *only = "";
@@ -526,6 +563,20 @@ int main(int argc, char **argv) {
             lf_backend_destroy(&ab);
             lf_backend_destroy(&ab16);
         }
+    }
+    if (!strcmp(only, "convalgo")) {
+        /* The SD1.5 VAE decoder's 3x3 shapes (512x512 image) and the UNet's
+         * 64x64 / 32x32 ones at CFG batch 2. */
+        static const int ca[][4] = {{1, 64, 512, 512},  {1, 128, 512, 512}, {1, 256, 512, 512},
+                                    {1, 256, 512, 256}, {1, 256, 256, 256}, {1, 512, 256, 256},
+                                    {1, 512, 256, 128}, {1, 512, 128, 128}, {2, 64, 320, 320},
+                                    {2, 64, 960, 320},  {2, 32, 640, 640}};
+        setenv("LF_CPU_CONV_ALGO", "gemm", 1);
+        lf_backend_t *gemm = lf_backend_cpu_new(threads);
+        unsetenv("LF_CPU_CONV_ALGO");
+        if (!gemm) return 1;
+        for (size_t i = 0; i < sizeof ca / sizeof ca[0]; i++) s_bench_convalgo(gemm, be, ca[i][0], ca[i][1], ca[i][2], ca[i][3]);
+        lf_backend_destroy(&gemm);
     }
     if (ON("rowwise")) s_bench_rowwise(be);
     if (ON("graph") && !quick) s_bench_graph_memory(be);
