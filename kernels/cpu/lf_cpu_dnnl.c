@@ -799,6 +799,11 @@ static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
         d->next_evict = (d->next_evict + 1) % LF__DNNL_CACHE;
         s_entry_free(e);
     }
+    /* Some primitives size their thread partition when made (the f32 GEMM
+     * convolution: omp_get_max_threads), so the team's count is set before
+     * too, not only before each run: the first one made on a thread took
+     * every core (bench_kernels --cputime counted half its work). */
+    if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     *rc = create(d, arg, e);
     if (*rc) {
         memset(e, 0, sizeof *e); /* slot stays, empty key never matches a shape */
