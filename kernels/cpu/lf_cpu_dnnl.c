@@ -39,12 +39,14 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lf_cpu_impl.h"
 #include "lf_error.h"
+#include "lf_log.h"
 
 #define LF__DNNL_CACHE 128
 
@@ -133,6 +135,7 @@ struct lf__cpu_dnnl {
     int blocked; /* S_BLOCKED_*: which convolutions run in oneDNN's blocked layouts */
     int algo;    /* S_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
     size_t wino_strip_bytes; /* S_WINO_STRIP_BYTES unless LF_CPU_WINO_STRIP_KB */
+    bool wino_own;           /* our Winograd weight transform (LF_CPU_WINO_WEIGHTS=onednn: oneDNN's reorder) */
     /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
      * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
      * gives it the backend's count on the calling thread before each run. */
@@ -166,6 +169,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                                        : S_ALGO_AUTO;
     const char *strip = getenv("LF_CPU_WINO_STRIP_KB");
     d->wino_strip_bytes = strip && atol(strip) > 0 ? (size_t)atol(strip) << 10 : S_WINO_STRIP_BYTES;
+    const char *ww = getenv("LF_CPU_WINO_WEIGHTS");
+    d->wino_own = !ww || strcmp(ww, "onednn") != 0;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
@@ -537,6 +542,11 @@ struct s_wino {
     dnnl_primitive_t src_reorder[4]; /* NULL where the position does not occur */
     dnnl_memory_t src_user[4], src_blk[4];
     dnnl_memory_t wscratch; /* the weight transform's scratchpad (d->scratch); NULL: none */
+    /* Weights transformed by s_wino_weights instead of oneDNN's reorder
+     * (~50 ns per weight, scalar): where the primitive's layout is the one
+     * it writes; checked against the reorder at the entry's first call. */
+    bool own, checked;
+    int ic2, oc2; /* the layout's ic2_block / oc2_block (16-channel blocks per chunk) */
 };
 
 static void s_wino_free(struct s_wino **w_p) {
@@ -600,6 +610,54 @@ static int s_wino_view(dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w, 
     return dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides) ? LF_EINTERNAL : 0;
 }
 
+/* oneDNN's G for F(4x4, 3x3) (jit_avx512_core_f32_wino_conv_4x3: the
+ * weight transform U = G g G^T with these scaled points). */
+static const float s_wino_g[6][3] = {{1.13777777777778f, 0.f, 0.f},
+                                     {-0.688403361344538f, -0.430252100840336f, -0.26890756302521f},
+                                     {-0.688403361344538f, 0.430252100840336f, -0.26890756302521f},
+                                     {0.119514472455649f, 0.179271708683473f, 0.26890756302521f},
+                                     {0.119514472455649f, -0.179271708683473f, 0.26890756302521f},
+                                     {0.f, 0.f, 1.f}};
+
+/* Whether md (the primitive's weights) is the layout s_wino_weights writes:
+ * dnnl_wino_wei_OBaaIBOIio, 6x6 tiles of 16 x 16 channel blocks, no
+ * padding (c x o channels). */
+static bool s_wino_own_layout(const dnnl_memory_desc_t *md, int64_t c, int64_t o) {
+    const dnnl_wino_desc_t *w = &md->format_desc.wino_desc;
+    return md->format_kind == dnnl_format_kind_wino && w->wino_format == dnnl_wino_wei_OBaaIBOIio && w->r == 3 &&
+           w->alpha == 6 && w->adj_scale == 1.0f && w->ic == c && w->oc == o && w->ic_block == 16 &&
+           w->oc_block == 16 && w->ic2_block > 0 && w->oc2_block > 0 && c % (16 * w->ic2_block) == 0 &&
+           o % (16 * w->oc2_block) == 0 && w->size == (size_t)36 * c * o * sizeof(float);
+}
+
+/* w (o x c x 3 x 3, f32) -> out in dnnl_wino_wei_OBaaIBOIio: element
+ * [occ][a][b][icc][ob][ib][i][oo] of output channel (occ * oc2 + ob) * 16 +
+ * oo and input channel (icc * ic2 + ib) * 16 + i, tile point (a, b) of
+ * G g G^T. 16 output channels at a time along the vector lanes. */
+static void s_wino_weights(const float *w, float *out, int64_t c, int64_t o, int ic2, int oc2) {
+    const int64_t icc_n = c / (16 * ic2);
+    for (int64_t o0 = 0; o0 < o; o0 += 16) {
+        const int64_t occ = o0 / (16 * oc2), ob = (o0 / 16) % oc2;
+        for (int64_t i = 0; i < c; i++) {
+            const int64_t icc = i / (16 * ic2), ib = (i / 16) % ic2, ii = i % 16;
+            float g[9][16], m[6][3][16];
+            for (int k = 0; k < 9; k++)
+                for (int l = 0; l < 16; l++) g[k][l] = w[((o0 + l) * c + i) * 9 + k];
+            for (int a = 0; a < 6; a++)
+                for (int kw = 0; kw < 3; kw++)
+                    for (int l = 0; l < 16; l++)
+                        m[a][kw][l] = s_wino_g[a][0] * g[kw][l] + s_wino_g[a][1] * g[3 + kw][l] +
+                                      s_wino_g[a][2] * g[6 + kw][l];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++) {
+                    float *dst = out + ((((((occ * 6 + a) * 6 + b) * icc_n + icc) * oc2 + ob) * ic2 + ib) * 16 + ii) * 16;
+                    for (int l = 0; l < 16; l++)
+                        dst[l] = m[a][0][l] * s_wino_g[b][0] + m[a][1][l] * s_wino_g[b][1] + m[a][2][l] * s_wino_g[b][2];
+                }
+        }
+    }
+}
+
 static int s_create_wino(lf__cpu_dnnl_t *d, const lf_node_t *n, const s_post_t *post, s_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *wt = n->src[1], *b = n->src[2];
     const int64_t N = x->ne[3], C = x->ne[2], H = x->ne[1], W = x->ne[0], O = wt->ne[3];
@@ -638,6 +696,8 @@ static int s_create_wino(lf__cpu_dnnl_t *d, const lf_node_t *n, const s_post_t *
     }
     e->wino = w;
     *w = (struct s_wino){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows};
+    w->own = d->wino_own && s_wino_own_layout(&its_w, C, O);
+    w->ic2 = its_w.format_desc.wino_desc.ic2_block, w->oc2 = its_w.format_desc.wino_desc.oc2_block;
     e->wmd = its_w, e->wplain = w_md;
     /* Weights: oihw -> Winograd tiles, with a scratchpad from d->scratch. */
     size_t wscr = 0;
@@ -690,13 +750,34 @@ static void s_wino_zero_row(const lf__cpu_dnnl_t *d, const struct s_wino *w, int
 
 static int s_run_wino(lf__cpu_dnnl_t *d, s_entry_t *e, const float *src, const void *wei, const void *bias,
                       float *dst) {
-    const struct s_wino *w = e->wino;
+    struct s_wino *w = e->wino;
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     dnnl_memory_set_data_handle(e->user[S_WEI], (void *)wei);
     dnnl_memory_set_data_handle(e->wei, d->blk[S_WEI]);
     dnnl_exec_arg_t wargs[3] = {{DNNL_ARG_FROM, e->user[S_WEI]}, {DNNL_ARG_TO, e->wei}, {DNNL_ARG_SCRATCHPAD, w->wscratch}};
     if (w->wscratch) dnnl_memory_set_data_handle(w->wscratch, d->scratch);
-    if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs)) return LF_EINTERNAL;
+    if (!w->own || !w->checked) {
+        if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs) ||
+            dnnl_stream_wait(d->stream))
+            return LF_EINTERNAL;
+    }
+    if (w->own && !w->checked) {
+        /* Ours against oneDNN's once: a layout or constant it changed
+         * would show here, and the entry keeps oneDNN's transform. */
+        const size_t nw = (size_t)36 * w->c * w->o;
+        float *mine = malloc(nw * sizeof *mine);
+        if (!mine) return LF_ENOMEM;
+        s_wino_weights(wei, mine, w->c, w->o, w->ic2, w->oc2);
+        const float *ref = d->blk[S_WEI];
+        float diff = 0, max = 0;
+        for (size_t i = 0; i < nw; i++) diff = fmaxf(diff, fabsf(mine[i] - ref[i])), max = fmaxf(max, fabsf(ref[i]));
+        free(mine);
+        w->checked = true;
+        w->own = diff <= 1e-5f * max;
+        if (!w->own) lf_log(LF_LOG_WARN, "cpu: Winograd weight transform differs from oneDNN's (%g of %g): oneDNN's kept",
+                             (double)diff, (double)max);
+    } else if (w->own)
+        s_wino_weights(wei, d->blk[S_WEI], w->c, w->o, w->ic2, w->oc2);
     dnnl_memory_set_data_handle(e->src, d->blk[S_SRC]);
     dnnl_memory_set_data_handle(e->dst, d->blk[S_DST]);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
