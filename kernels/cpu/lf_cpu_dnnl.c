@@ -68,14 +68,19 @@ enum { S_SRC, S_WEI, S_DST };
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
 /* f32 3x3 convolutions as Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3: 4x
- * fewer multiplies, 2.7-3.4x the plain layout's GEMM convolution at the VAE
- * decoder's shapes, relative RMS error ~1e-6; docs/PERFORMANCE.md, session
- * 11). LF_CPU_CONV_ALGO=auto (default): where the output has at least
- * S_WINO_MIN_PIXELS pixels per call, so that the weight transform each call
- * pays (~45 ns per weight element) is won back; =gemm: never; =wino:
- * wherever oneDNN has the kernel (comparisons). */
+ * fewer multiplies, 2.4-3.2x the plain layout's GEMM convolution at the VAE
+ * decoder's and the UNet's 64x64 / 32x32 shapes, relative RMS error ~1e-6;
+ * docs/PERFORMANCE.md, session 11). LF_CPU_CONV_ALGO=auto (default): where
+ * the output has at least S_WINO_MIN_PIXELS pixels per call, so that the
+ * weight transform each call pays is won back, and the weight's tiles fit
+ * S_WINO_MAX_WEIGHT_BYTES; =gemm: never; =wino: wherever oneDNN has the
+ * kernel (comparisons). */
 enum { S_ALGO_AUTO, S_ALGO_GEMM, S_ALGO_WINO };
-#define S_WINO_MIN_PIXELS (64 * 64)
+#define S_WINO_MIN_PIXELS (32 * 32)
+/* The largest weight auto takes (its Winograd tiles, 36 floats per input
+ * and output channel pair, live in a buffer the backend keeps): 640 x 640
+ * channels, not the UNet's 32x32 1280 / 1920 -> 640 (180-240 MiB). */
+#define S_WINO_MAX_WEIGHT_BYTES ((size_t)64 << 20)
 /* Bytes of one strip's blocked source, destination and oneDNN's transformed
  * tiles (its scratchpad): a whole 512x512 256-channel image would take 1.2
  * GB of scratchpad, more than the decode's activations. LF_CPU_WINO_STRIP_KB
@@ -568,7 +573,8 @@ static bool s_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t
     if (d->algo == S_ALGO_GEMM || ct != LF_TYPE_F32 || w->ne[0] != 3 || w->ne[1] != 3 || n->p.conv2d.stride != 1 ||
         n->p.conv2d.pad != 1 || x->ne[2] % 16 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
         return false;
-    return d->algo == S_ALGO_WINO || y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_MIN_PIXELS;
+    return d->algo == S_ALGO_WINO || (y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_MIN_PIXELS &&
+                                      (size_t)36 * sizeof(float) * (size_t)(x->ne[2] * w->ne[3]) <= S_WINO_MAX_WEIGHT_BYTES);
 }
 
 /* Output rows per strip: the largest divisor of h whose strip fits
