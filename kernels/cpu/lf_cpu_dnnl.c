@@ -34,7 +34,7 @@
  * LF_CPU_PREPACK=0 makes a new backend's default off instead of memory.
  *
  * f32 3x3 convolutions with large outputs (the VAE decoder, the UNet's
- * 64x64 level) run as oneDNN's Winograd in row strips, their weights
+ * 64x64 and 32x32 levels) run as oneDNN's Winograd in row strips, their weights
  * transformed at each call (s_create_wino; LF_CPU_CONV_ALGO). */
 #include <dlfcn.h>
 #include <sys/mman.h>
