@@ -24,10 +24,16 @@
  * used from then on; the file's pages under it are handed back to the
  * kernel (MADV_PAGEOUT: clean file pages go, pages a LoRA merge made
  * private stay), so the packed copy replaces the file copy in RSS rather
- * than adding to it. Only where the packed copy is no larger than the
- * stored weight (bf16 from f16 or bf16; f32 from f32): an f32 copy of an
- * f16 weight would double its memory, so f32 products of f16 weights keep
- * converting per call. Copies are dropped when the weight's bytes change or
+ * than adding to it. f32 products of f16 (or bf16) weights keep an f32
+ * copy too, twice the stored bytes: in a file those are page cache each
+ * layer gives back after it ran (lf__cpu_dnnl_release_pages), and in memory
+ * they take the room the engine's budget already gives the copies (the
+ * weights twice; lf_engine.c picks memory only then). Widening once instead
+ * of per call, and then f32 convolutions under 64x64 pixels running blocked
+ * on the packed weight (s_blocked32), took the f32 UNet step's 3x3
+ * convolutions ~10 % faster (docs/PERFORMANCE.md, session 11);
+ * LF_CPU_PACK_F32=0 makes none (f32 of f16 converted per call, as before).
+ * Copies are dropped when the weight's bytes change or
  * go (lf__cpu_dnnl_forget, from lf_backend_forget). Where they are kept
  * (anonymous memory, a file whose pages each layer gives back, or nowhere)
  * is the backend's pack setting (lf_backend_set_pack, lf_cpu_packstore.c);
@@ -120,6 +126,7 @@ struct lf__cpu_dnnl {
     s_packed_t *packed; /* owned */
     int n_packed, cap_packed;
     size_t packed_bytes;
+    bool widen; /* f32 copies of 16-bit weights are made (LF_CPU_PACK_F32 != 0) */
 };
 
 static void s_unmap(lf__cpu_dnnl_t *d, const s_packed_t *k) {
@@ -139,6 +146,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                                              : S_BLOCKED_BF16_PACKED;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
+    const char *wd = getenv("LF_CPU_PACK_F32");
+    d->widen = !wd || strcmp(wd, "0") != 0;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -205,12 +214,20 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
     return 0;
 }
 
+/* Whether an f32 copy of a narrower weight t (f16, bf16: twice its bytes)
+ * may be kept (LF_CPU_PACK_F32, default on). */
+static bool s_widen(const lf__cpu_dnnl_t *d, const lf_tensor_t *t, lf_type_t ct) {
+    return d->widen && ct == LF_TYPE_F32 && lf_type_size(t->type) == 2;
+}
+
 /* Whether w may be pre-packed in compute type ct: mapped from its file (so
- * its pages can be handed back) and no larger in ct than as stored. */
+ * its pages can be handed back) and no larger in ct than as stored, or an
+ * f32 copy of a 16-bit weight (s_widen). */
 static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
     const lf_tensor_t *t = w ? w->t : NULL;
     return d->store.mode != LF_PACK_OFF && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
-           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) && lf_type_size(ct) <= lf_type_size(t->type);
+           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) &&
+           (lf_type_size(ct) <= lf_type_size(t->type) || s_widen(d, t, ct));
 }
 
 void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
@@ -316,7 +333,9 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
     }
     const size_t src_bytes = lf_tensor_nbytes(t), bytes = dnnl_memory_desc_get_size(its);
     const bool same = dnnl_memory_desc_equal(its, plain);
-    if (bytes > src_bytes || (same && t->type == ct)) return NULL; /* larger, or the weight itself */
+    /* A layout larger than the weight in ct (padded), or the weight itself. */
+    const size_t ct_bytes = (size_t)lf_tensor_nelements(t) * lf_type_size(ct);
+    if (bytes > (ct_bytes > src_bytes ? ct_bytes : src_bytes) || (same && t->type == ct)) return NULL;
     if (d->n_packed == d->cap_packed) {
         int cap = d->cap_packed ? d->cap_packed * 2 : 256;
         s_packed_t *np = realloc(d->packed, (size_t)cap * sizeof *np);
@@ -427,6 +446,18 @@ static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n,
            (d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_BF16 && (big || packed));
 }
 
+/* Whether an f32 convolution runs blocked: with the default setting, when
+ * its weight is pre-packed (widened from f16 once, in the primitive's
+ * layout) and its output is under 64x64 pixels. brgconv then ran the UNet's
+ * 32x32, 16x16 and 8x8 3x3 convolutions in 0.72-0.95 of the plain layout's
+ * time with its weight packed too (bench_unet --precision f32 --profile,
+ * session 11); at 64x64 (320 output channels) it was slower, and with the
+ * weight reordered per call it was no faster anywhere (session 10). */
+static bool s_blocked32(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
+    return d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_F32 && packed &&
+           n->dst->ne[0] * n->dst->ne[1] < 64 * 64 && n->src[0]->ne[2] >= 16 && n->dst->ne[2] >= 16;
+}
+
 /* The reorder between user (our layout) and its (the primitive's) of one
  * operand, into e->reorder[i] / e->user[i], and the shared buffer i grown to
  * the blocked size; nothing when the layouts are the same. */
@@ -522,7 +553,8 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
      * 320-channel 3x3 took 2.2x as long with the residual in it (bench_unet
      * --profile); its bf16 form has a vector one. */
     if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
-    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
+    if ((s_blocked(d, ct, n, packed) || s_blocked32(d, ct, n, packed)) &&
+        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &cd, &po, &pd);
