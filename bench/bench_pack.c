@@ -1,9 +1,9 @@
-/* bench_pack: the UNet step's process CPU time and RSS (bf16, or f32 with
- * --precision f32: f16 weights widened once into f32 copies, or per call
- * when off) with the
- * pre-packed weights in a file, in memory, and off (lf_engine_opts_t.pack),
- * side by side in one process, on a whole-model generation through
- * lf_engine (text encoder, N Euler steps with CFG 7: UNet batch 2).
+/* bench_pack: the UNet step's process CPU time and RSS with the pre-packed
+ * weights in a file, in memory, and off (lf_engine_opts_t.pack), side by
+ * side in one process, on a whole-model generation through lf_engine (text
+ * encoder, N Euler steps with CFG 7: UNet batch 2). bf16 by default;
+ * --precision f32: the f16 weights widened once into f32 copies (file,
+ * memory) or per call (off).
  *
  * For each round and each mode, in turn: a new engine with that pack mode,
  * the model loaded, one warm-up generation (graphs planned, weights packed)
