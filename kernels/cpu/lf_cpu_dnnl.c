@@ -31,8 +31,9 @@
  * weights twice; lf_engine.c picks memory only then). Widening once instead
  * of per call, and then f32 convolutions under 64x64 pixels running blocked
  * on the packed weight (s_blocked32), took the f32 UNet step's 3x3
- * convolutions ~10 % faster (docs/PERFORMANCE.md, session 11);
- * LF_CPU_PACK_F32=0 makes none (f32 of f16 converted per call, as before).
+ * convolutions ~20 % faster (docs/PERFORMANCE.md, session 11). They are
+ * capped at LF_CPU_PACK_F32 MiB in all (default a quarter of the machine's
+ * memory; 0: none, f32 of f16 converted per call as before).
  * Copies are dropped when the weight's bytes change or
  * go (lf__cpu_dnnl_forget, from lf_backend_forget). Where they are kept
  * (anonymous memory, a file whose pages each layer gives back, or nowhere)
@@ -104,7 +105,8 @@ typedef struct {
     dnnl_memory_desc_t md; /* layout of data */
     void *data;            /* owned (d->store) */
     size_t bytes;
-    int64_t off; /* in d->store's file; -1: anonymous */
+    int64_t off;  /* in d->store's file; -1: anonymous */
+    bool widened; /* larger than the stored weight (f32 of f16): counts in d->widened */
 } s_packed_t;
 
 struct lf__cpu_dnnl {
@@ -126,11 +128,15 @@ struct lf__cpu_dnnl {
     s_packed_t *packed; /* owned */
     int n_packed, cap_packed;
     size_t packed_bytes;
-    bool widen; /* f32 copies of 16-bit weights are made (LF_CPU_PACK_F32 != 0) */
+    /* f32 copies of 16-bit weights: the bytes they may take in all
+     * (LF_CPU_PACK_F32 in MiB; default a quarter of the machine's memory)
+     * and the bytes they take. */
+    size_t widen_cap, widened;
 };
 
 static void s_unmap(lf__cpu_dnnl_t *d, const s_packed_t *k) {
     d->packed_bytes -= k->bytes;
+    if (k->widened) d->widened -= k->bytes;
     lf__cpu_pack_free(&d->store, k->data, k->bytes, k->off);
 }
 
@@ -146,8 +152,15 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                                              : S_BLOCKED_BF16_PACKED;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
+    /* f32 copies are twice the f16 weights: past the cap (SDXL's UNet alone
+     * would be 10 GB) the page cache holding a file's copies would be
+     * evicted and read back from the disk at every step, twice the bytes
+     * of the f16 file itself, so the rest convert per call. */
     const char *wd = getenv("LF_CPU_PACK_F32");
-    d->widen = !wd || strcmp(wd, "0") != 0;
+    const long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+    d->widen_cap = wd && *wd ? (size_t)strtoull(wd, NULL, 10) << 20
+                   : pages > 0 && pg > 0 ? (size_t)pages * (size_t)pg / 4
+                                         : (size_t)4 << 30;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -215,9 +228,14 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
 }
 
 /* Whether an f32 copy of a narrower weight t (f16, bf16: twice its bytes)
- * may be kept (LF_CPU_PACK_F32, default on). */
+ * may be kept: it has one, or one fits under d->widen_cap (the padding of a
+ * blocked layout aside). */
 static bool s_widen(const lf__cpu_dnnl_t *d, const lf_tensor_t *t, lf_type_t ct) {
-    return d->widen && ct == LF_TYPE_F32 && lf_type_size(t->type) == 2;
+    if (ct != LF_TYPE_F32 || lf_type_size(t->type) != 2) return false;
+    if (d->widened + 2 * lf_tensor_nbytes(t) <= d->widen_cap) return true;
+    for (int i = 0; i < d->n_packed; i++)
+        if (d->packed[i].src == t->data && d->packed[i].ct == ct) return true;
+    return false;
 }
 
 /* Whether w may be pre-packed in compute type ct: mapped from its file (so
@@ -347,8 +365,9 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
     void *buf = from ? lf__cpu_pack_alloc(&d->store, bytes, &off) : NULL;
     if (!buf) return NULL;
     s_packed_t k = {.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its, .data = buf, .bytes = bytes,
-                    .off = off};
+                    .off = off, .widened = bytes > src_bytes};
     d->packed_bytes += bytes;
+    if (k.widened) d->widened += bytes;
     if (same) memcpy(buf, from, bytes);
     else if (s_reorder_once(d, plain, from, its, buf)) {
         s_unmap(d, &k);

@@ -181,8 +181,8 @@ static void test_pack_modes(void **state) {
  * weight is widened to f32 once, in the primitive's layout, so the copies
  * are twice the stored bytes; the products equal the per-call conversion's
  * (off) within f32 summation-order rounding, and memory and file give the
- * same bytes. LF_CPU_PACK_F32=0 (read when a backend is made) keeps no f32
- * copies. */
+ * same bytes. LF_CPU_PACK_F32 (MiB, read when a backend is made) caps the
+ * f32 copies: 0 keeps none, 4 only the convolution's. */
 
 typedef struct {
     lf_backend_t *be;
@@ -275,6 +275,17 @@ static void test_pack_f32(void **state) {
     s_f32_run(&f, again, againm);
     assert_int_equal(lf_backend_packed_bytes(f.be), 0);
     assert_memory_equal(again, y[0], sizeof again);
+    assert_memory_equal(againm, ym[0], sizeof againm);
+    s_f32_destroy(&f);
+    /* A cap of 4 MiB (LF_CPU_PACK_F32 in MiB): the convolution's 2.25 MiB
+     * f32 copy is made, the linear layer's 8 MiB one is not (the product
+     * as converted per call); the products unchanged. */
+    setenv("LF_CPU_PACK_F32", "4", 1);
+    s_f32_new(&f);
+    assert_int_equal(lf_backend_set_pack(f.be, LF_PACK_MEMORY, NULL), LF_PACK_MEMORY);
+    s_f32_run(&f, again, againm);
+    assert_int_equal(lf_backend_packed_bytes(f.be), 2 * lf_tensor_nbytes(f.Wc));
+    assert_memory_equal(again, y[1], sizeof again);
     assert_memory_equal(againm, ym[0], sizeof againm);
     s_f32_destroy(&f);
     if (was) setenv("LF_CPU_PACK_F32", was, 1);
