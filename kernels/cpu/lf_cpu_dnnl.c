@@ -468,10 +468,11 @@ static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n,
 /* Whether an f32 convolution runs blocked: with the default setting, when
  * its weight is pre-packed (widened from f16 once, in the primitive's
  * layout) and its output is under 64x64 pixels. brgconv then ran the UNet's
- * 32x32, 16x16 and 8x8 3x3 convolutions in 0.72-0.95 of the plain layout's
- * time with its weight packed too (bench_unet --precision f32 --profile,
- * session 11); at 64x64 (320 output channels) it was slower, and with the
- * weight reordered per call it was no faster anywhere (session 10). */
+ * 32x32, 16x16 and 8x8 3x3 convolutions at 104-113 GFLOP/s, 0.72-0.95 of
+ * the plain layout's time with its weight packed too (bench_unet --precision
+ * f32 --profile, session 11); at 64x64 the two were level (the 320-output
+ * ones with a residual slower blocked), and with the weight reordered per
+ * call blocked was no faster anywhere (session 10). */
 static bool s_blocked32(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
     return d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_F32 && packed &&
            n->dst->ne[0] * n->dst->ne[1] < 64 * 64 && n->src[0]->ne[2] >= 16 && n->dst->ne[2] >= 16;
