@@ -1,7 +1,9 @@
-/* bench_pack: the bf16 UNet step's process CPU time and RSS with the
- * pre-packed weights in a file, in memory, and off (lf_engine_opts_t.pack),
- * side by side in one process, on a whole-model generation through
- * lf_engine (text encoder, N Euler steps with CFG 7: UNet batch 2).
+/* bench_pack: the UNet step's process CPU time and RSS with the pre-packed
+ * weights in a file, in memory, and off (lf_engine_opts_t.pack), side by
+ * side in one process, on a whole-model generation through lf_engine (text
+ * encoder, N Euler steps with CFG 7: UNet batch 2). bf16 by default;
+ * --precision f32: the f16 weights widened once into f32 copies (file,
+ * memory) or per call (off).
  *
  * For each round and each mode, in turn: a new engine with that pack mode,
  * the model loaded, one warm-up generation (graphs planned, weights packed)
@@ -15,6 +17,7 @@
  *
  * Usage: bench_pack [--ckpt PATH] [--steps N (4)] [--threads N (1)] [--size N (512)]
  *                   [--rounds N (1)] [--modes file,memory,off] [--pack-dir DIR]
+ *                   [--precision bf16|f32 (bf16)]
  * Checkpoint: --ckpt, else $LF_SD15_FULL; missing: SKIP, exit 0. */
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -81,14 +84,14 @@ static double s_loadavg(void) {
 }
 
 /* One generation cancelled after its last step; 0 or an error. */
-static int s_generate(lf_engine_t *e, int steps, int size, s_trace_t *tr) {
+static int s_generate(lf_engine_t *e, int steps, int size, const char *prec, s_trace_t *tr) {
     lf_engine_request_t req = lf_engine_request_defaults();
     req.prompt = "a photograph of an astronaut riding a horse";
     req.negative = "blurry";
     req.steps = steps;
     req.seed = 5;
     req.width = req.height = size;
-    req.precision = "bf16";
+    req.precision = prec;
     memset(tr, 0, sizeof *tr);
     tr->steps = steps;
     tr->cpu_prev = s_cpu(), tr->wall_prev = lf_bench_now();
@@ -99,7 +102,7 @@ static int s_generate(lf_engine_t *e, int steps, int size, s_trace_t *tr) {
 }
 
 int main(int argc, char **argv) {
-    const char *ckpt = getenv("LF_SD15_FULL"), *modes_arg = "file,memory,off", *dir = NULL;
+    const char *ckpt = getenv("LF_SD15_FULL"), *modes_arg = "file,memory,off", *dir = NULL, *prec = "bf16";
     int steps = 4, threads = 1, size = 512, rounds = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,9 +113,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rounds") && v) rounds = atoi(v), i++;
         else if (!strcmp(a, "--modes") && v) modes_arg = v, i++;
         else if (!strcmp(a, "--pack-dir") && v) dir = v, i++;
+        else if (!strcmp(a, "--precision") && v && (!strcmp(v, "f32") || !strcmp(v, "bf16"))) prec = v, i++;
         else {
             fprintf(stderr, "usage: bench_pack [--ckpt PATH] [--steps N] [--threads N] [--size N] [--rounds N] "
-                            "[--modes file,memory,off] [--pack-dir DIR]\n");
+                            "[--modes file,memory,off] [--pack-dir DIR] [--precision bf16|f32]\n");
             return 2;
         }
     }
@@ -128,8 +132,8 @@ int main(int argc, char **argv) {
         snprintf(modes[n_modes++], sizeof modes[0], "%.*s", (int)(n < 7 ? n : 7), p);
         p += n + (p[n] == ',');
     }
-    printf("bench_pack: %s, %dx%d, %d steps (bf16, CFG 7), %d threads, %d round(s), load average %.2f\n", ckpt,
-           size, size, steps, threads, rounds, s_loadavg());
+    printf("bench_pack: %s, %dx%d, %d steps (%s, CFG 7), %d threads, %d round(s), load average %.2f\n", ckpt,
+           size, size, steps, prec, threads, rounds, s_loadavg());
     static double cpu[S_MODES][S_MAX_SAMPLES], wall[S_MODES][S_MAX_SAMPLES];
     int n[S_MODES] = {0};
     long anon[S_MODES] = {0}, file[S_MODES] = {0}, hwm[S_MODES] = {0};
@@ -137,13 +141,13 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds; r++)
         for (int m = 0; m < n_modes; m++) {
             char err[256] = "";
-            lf_engine_opts_t eo = {.n_threads = threads, .precision = "bf16", .pack = modes[m], .pack_dir = dir};
+            lf_engine_opts_t eo = {.n_threads = threads, .precision = prec, .pack = modes[m], .pack_dir = dir};
             lf_engine_t *e = NULL;
             if (lf_engine_new(&eo, &e, err, sizeof err)) return fprintf(stderr, "bench_pack: %s\n", err), 1;
             if (lf_engine_load(e, ckpt, NULL)) return fprintf(stderr, "bench_pack: %s\n", lf_engine_errstr(e)), 1;
             snprintf(in_effect[m], sizeof in_effect[m], "%s", lf_engine_pack(e));
             s_trace_t tr;
-            if (s_generate(e, steps, size, &tr) || s_generate(e, steps, size, &tr))
+            if (s_generate(e, steps, size, prec, &tr) || s_generate(e, steps, size, prec, &tr))
                 return fprintf(stderr, "bench_pack: %s\n", lf_engine_errstr(e)), 1;
             double c[64], w[64];
             memcpy(c, tr.cpu + 1, (size_t)(steps - 1) * sizeof *c);

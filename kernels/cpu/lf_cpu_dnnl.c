@@ -24,10 +24,17 @@
  * used from then on; the file's pages under it are handed back to the
  * kernel (MADV_PAGEOUT: clean file pages go, pages a LoRA merge made
  * private stay), so the packed copy replaces the file copy in RSS rather
- * than adding to it. Only where the packed copy is no larger than the
- * stored weight (bf16 from f16 or bf16; f32 from f32): an f32 copy of an
- * f16 weight would double its memory, so f32 products of f16 weights keep
- * converting per call. Copies are dropped when the weight's bytes change or
+ * than adding to it. f32 products of f16 (or bf16) weights keep an f32
+ * copy too, twice the stored bytes: in a file those are page cache each
+ * layer gives back after it ran (lf__cpu_dnnl_release_pages), and in memory
+ * they take the room the engine's budget already gives the copies (the
+ * weights twice; lf_engine.c picks memory only then). Widening once instead
+ * of per call, and then f32 convolutions under 64x64 pixels running blocked
+ * on the packed weight (s_blocked32), took the f32 UNet step's 3x3
+ * convolutions ~20 % faster (docs/PERFORMANCE.md, session 11). They are
+ * capped at LF_CPU_PACK_F32 MiB in all (default a quarter of the machine's
+ * memory; 0: none, f32 of f16 converted per call as before).
+ * Copies are dropped when the weight's bytes change or
  * go (lf__cpu_dnnl_forget, from lf_backend_forget). Where they are kept
  * (anonymous memory, a file whose pages each layer gives back, or nowhere)
  * is the backend's pack setting (lf_backend_set_pack, lf_cpu_packstore.c);
@@ -125,7 +132,8 @@ typedef struct {
     dnnl_memory_desc_t md; /* layout of data */
     void *data;            /* owned (d->store) */
     size_t bytes;
-    int64_t off; /* in d->store's file; -1: anonymous */
+    int64_t off;  /* in d->store's file; -1: anonymous */
+    bool widened; /* larger than the stored weight (f32 of f16): counts in d->widened */
 } s_packed_t;
 
 struct lf__cpu_dnnl {
@@ -150,10 +158,15 @@ struct lf__cpu_dnnl {
     s_packed_t *packed; /* owned */
     int n_packed, cap_packed;
     size_t packed_bytes;
+    /* f32 copies of 16-bit weights: the bytes they may take in all
+     * (LF_CPU_PACK_F32 in MiB; default a quarter of the machine's memory)
+     * and the bytes they take. */
+    size_t widen_cap, widened;
 };
 
 static void s_unmap(lf__cpu_dnnl_t *d, const s_packed_t *k) {
     d->packed_bytes -= k->bytes;
+    if (k->widened) d->widened -= k->bytes;
     lf__cpu_pack_free(&d->store, k->data, k->bytes, k->off);
 }
 
@@ -178,6 +191,15 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     d->wino_own = !ww || strcmp(ww, "onednn") != 0;
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
+    /* f32 copies are twice the f16 weights: past the cap (SDXL's UNet alone
+     * would be 10 GB) the page cache holding a file's copies would be
+     * evicted and read back from the disk at every step, twice the bytes
+     * of the f16 file itself, so the rest convert per call. */
+    const char *wd = getenv("LF_CPU_PACK_F32");
+    const long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+    d->widen_cap = wd && *wd ? (size_t)strtoull(wd, NULL, 10) << 20
+                   : pages > 0 && pg > 0 ? (size_t)pages * (size_t)pg / 4
+                                         : (size_t)4 << 30;
     d->omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
         free(d);
@@ -247,12 +269,25 @@ static int s_grow(void **buf, size_t *cap, size_t size) {
     return 0;
 }
 
+/* Whether an f32 copy of a narrower weight t (f16, bf16: twice its bytes)
+ * may be kept: it has one, or one fits under d->widen_cap (the padding of a
+ * blocked layout aside). */
+static bool s_widen(const lf__cpu_dnnl_t *d, const lf_tensor_t *t, lf_type_t ct) {
+    if (ct != LF_TYPE_F32 || lf_type_size(t->type) != 2) return false;
+    if (d->widened + 2 * lf_tensor_nbytes(t) <= d->widen_cap) return true;
+    for (int i = 0; i < d->n_packed; i++)
+        if (d->packed[i].src == t->data && d->packed[i].ct == ct) return true;
+    return false;
+}
+
 /* Whether w may be pre-packed in compute type ct: mapped from its file (so
- * its pages can be handed back) and no larger in ct than as stored. */
+ * its pages can be handed back) and no larger in ct than as stored, or an
+ * f32 copy of a 16-bit weight (s_widen). */
 static bool s_packable(const lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_t ct) {
     const lf_tensor_t *t = w ? w->t : NULL;
     return d->store.mode != LF_PACK_OFF && t && t->buffer && t->buffer->usage == LF_BUFFER_WEIGHTS_MAPPED &&
-           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) && lf_type_size(ct) <= lf_type_size(t->type);
+           lf_tensor_is_contiguous(t) && !lf_type_is_quant(t->type) &&
+           (lf_type_size(ct) <= lf_type_size(t->type) || s_widen(d, t, ct));
 }
 
 void lf__cpu_dnnl_forget(lf__cpu_dnnl_t *d, const void *p, size_t n) {
@@ -358,7 +393,9 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
     }
     const size_t src_bytes = lf_tensor_nbytes(t), bytes = dnnl_memory_desc_get_size(its);
     const bool same = dnnl_memory_desc_equal(its, plain);
-    if (bytes > src_bytes || (same && t->type == ct)) return NULL; /* larger, or the weight itself */
+    /* A layout larger than the weight in ct (padded), or the weight itself. */
+    const size_t ct_bytes = (size_t)lf_tensor_nelements(t) * lf_type_size(ct);
+    if (bytes > (ct_bytes > src_bytes ? ct_bytes : src_bytes) || (same && t->type == ct)) return NULL;
     if (d->n_packed == d->cap_packed) {
         int cap = d->cap_packed ? d->cap_packed * 2 : 256;
         s_packed_t *np = realloc(d->packed, (size_t)cap * sizeof *np);
@@ -370,8 +407,9 @@ static const void *s_packed(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_type_
     void *buf = from ? lf__cpu_pack_alloc(&d->store, bytes, &off) : NULL;
     if (!buf) return NULL;
     s_packed_t k = {.src = t->data, .src_bytes = src_bytes, .ct = ct, .md = *its, .data = buf, .bytes = bytes,
-                    .off = off};
+                    .off = off, .widened = bytes > src_bytes};
     d->packed_bytes += bytes;
+    if (k.widened) d->widened += bytes;
     if (same) memcpy(buf, from, bytes);
     else if (s_reorder_once(d, plain, from, its, buf)) {
         s_unmap(d, &k);
@@ -467,6 +505,19 @@ static bool s_blocked(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n,
     return d->blocked == S_BLOCKED_ALL ||
            (d->blocked == S_BLOCKED_BF16 && ct == LF_TYPE_BF16 && big) ||
            (d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_BF16 && (big || packed));
+}
+
+/* Whether an f32 convolution runs blocked: with the default setting, when
+ * its weight is pre-packed (widened from f16 once, in the primitive's
+ * layout) and its output is under 64x64 pixels. brgconv then ran the UNet's
+ * 32x32, 16x16 and 8x8 3x3 convolutions at 104-113 GFLOP/s, 0.72-0.95 of
+ * the plain layout's time with its weight packed too (bench_unet --precision
+ * f32 --profile, session 11); at 64x64 the two were level (the 320-output
+ * ones with a residual slower blocked), and with the weight reordered per
+ * call blocked was no faster anywhere (session 10). */
+static bool s_blocked32(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n, bool packed) {
+    return d->blocked == S_BLOCKED_BF16_PACKED && ct == LF_TYPE_F32 && packed &&
+           n->dst->ne[0] * n->dst->ne[1] < 64 * 64 && n->src[0]->ne[2] >= 16 && n->dst->ne[2] >= 16;
 }
 
 /* The reorder between user (our layout) and its (the primitive's) of one
@@ -859,7 +910,8 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
         if (!s_create_wino(d, n, &po, e)) return 0;
         if (post) return LF_EUNSUPPORTED;
     }
-    if (s_blocked(d, ct, n, packed) && !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
+    if ((s_blocked(d, ct, n, packed) || s_blocked32(d, ct, n, packed)) &&
+        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;
     int rc = s_pd(d, &cd, &po, &pd);

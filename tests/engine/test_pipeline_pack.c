@@ -1,7 +1,7 @@
 /* Pre-packed weights through the lf_engine facade (lf_engine_opts_t.pack)
  * on the built-in model (models/lf-tiny-shapes.safetensors), bf16:
  *   - file, memory and auto give byte-identical images (the same packed
- *     bytes wherever they live);
+ *     bytes wherever they live), in f32 too (f16 weights widened once);
  *   - auto picks file where pack_dir is on a disk; where it is not (tmpfs),
  *     memory without a budget, and no packed copies under a memory budget
  *     too small for the weights twice (the model still loads and runs);
@@ -41,9 +41,11 @@ static int s_is_tmpfs(const char *dir)
     return statfs(dir, &fs) != 0 || fs.f_type == S_TMPFS_MAGIC;
 }
 
-/* One bf16 image with pack / pack_dir / budget; its PNG (caller frees) and
- * the pack in effect; NULL png when the CPU has no bf16. */
-static uint8_t *s_image(const char *pack, const char *dir, uint64_t budget, size_t *len, char *in_effect)
+/* One image in precision prec with pack / pack_dir / budget; its PNG
+ * (caller frees) and the pack in effect; NULL png when the CPU has no bf16
+ * (prec "bf16"). */
+static uint8_t *s_image_p(const char *prec, const char *pack, const char *dir, uint64_t budget, size_t *len,
+                          char *in_effect)
 {
     char err[256] = "";
     lf_engine_opts_t o = {.assets_dir = S_ASSETS, .n_threads = 2, .pack = pack, .pack_dir = dir,
@@ -58,11 +60,11 @@ static uint8_t *s_image(const char *pack, const char *dir, uint64_t budget, size
     req.prompt = "a red circle";
     req.negative = "blue";
     req.seed = 7;
-    req.precision = "bf16";
+    req.precision = prec;
     lf_engine_result_t res = {0};
     if (lf_engine_generate(e, &req, NULL, NULL, NULL, &res)) fail_msg("%s", lf_engine_errstr(e));
     uint8_t *png = NULL;
-    if (!strcmp(res.precision, "bf16")) {
+    if (!strcmp(res.precision, prec)) {
         assert_int_equal(res.n_images, 1);
         png = malloc(res.images[0].png_len);
         assert_non_null(png);
@@ -72,6 +74,11 @@ static uint8_t *s_image(const char *pack, const char *dir, uint64_t budget, size
     lf_engine_result_clear(&res);
     lf_engine_destroy(&e);
     return png;
+}
+
+static uint8_t *s_image(const char *pack, const char *dir, uint64_t budget, size_t *len, char *in_effect)
+{
+    return s_image_p("bf16", pack, dir, budget, len, in_effect);
 }
 
 static void test_pack_modes_same_image(void **state)
@@ -102,6 +109,31 @@ static void test_pack_modes_same_image(void **state)
     assert_int_equal(lf, la);
     assert_memory_equal(file, aut, lf);
     free(file), free(mem), free(aut);
+}
+
+/* f32: the f16 weights widened once into f32 copies (in the primitive's
+ * layout) wherever they live give the same image. */
+static void test_pack_modes_same_image_f32(void **state)
+{
+    (void)state;
+    if (s_absent()) skip();
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    if (s_is_tmpfs(cwd)) {
+        printf("  skipped: the working directory is on tmpfs (no file mode)\n");
+        skip();
+    }
+    unsetenv("LF_WEIGHT_PACK");
+    char got[8];
+    size_t lf = 0, lm = 0;
+    uint8_t *file = s_image_p("f32", "file", cwd, 0, &lf, got);
+    assert_non_null(file);
+    assert_string_equal(got, "file");
+    uint8_t *mem = s_image_p("f32", "memory", cwd, 0, &lm, got);
+    assert_string_equal(got, "memory");
+    assert_int_equal(lf, lm);
+    assert_memory_equal(file, mem, lf);
+    free(file), free(mem);
 }
 
 static void test_pack_auto_budget(void **state)
@@ -146,6 +178,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_modes_same_image),
+        cmocka_unit_test(test_pack_modes_same_image_f32),
         cmocka_unit_test(test_pack_auto_budget),
         cmocka_unit_test(test_pack_bad_word),
     };

@@ -27,6 +27,8 @@
 #include "lf_pool.h"
 
 enum { K = 1024, M = 2048, R = 32 }; /* W: [M out, K in] f16 = 4 MiB; R rows of x (16 or more: oneDNN in bf16) */
+enum { CI = 256, CO = 256, HW = 16 };  /* test_pack_f32's 3x3 convolution: [CO, CI, 3, 3] on 2 x [CI, HW, HW] */
+#define S_CONV_W ((size_t)CO * CI * 9)
 
 /* RssFile of this process in KiB (shared file pages: a file-backed copy's). */
 static long s_rss_file_kb(void) {
@@ -91,12 +93,15 @@ static int s_setup(void **state) {
     (void)state;
     int fd = mkstemp(s_path);
     if (fd < 0) return -1;
-    uint16_t *w = malloc((size_t)K * M * sizeof *w);
-    for (size_t i = 0; i < (size_t)K * M; i++) w[i] = s_f16((float)((i * 13) % 17) * 0.0625f - 0.5f);
-    ssize_t n = pwrite(fd, w, (size_t)K * M * sizeof *w, 4096);
+    /* W, then test_pack_f32's convolution weight (its own bytes: copies are
+     * keyed by the weight's address). */
+    const size_t nw = (size_t)K * M + S_CONV_W;
+    uint16_t *w = malloc(nw * sizeof *w);
+    for (size_t i = 0; i < nw; i++) w[i] = s_f16((float)((i * 13) % 17) * 0.0625f - 0.5f);
+    ssize_t n = pwrite(fd, w, nw * sizeof *w, 4096);
     free(w);
     close(fd);
-    return n == (ssize_t)((size_t)K * M * sizeof *w) ? 0 : -1;
+    return n == (ssize_t)(nw * sizeof *w) ? 0 : -1;
 }
 
 static int s_teardown(void **state) {
@@ -171,6 +176,122 @@ static void test_pack_modes(void **state) {
     s_fix_destroy(&f);
 }
 
+/* f32 compute of a mapped f16 weight: a 3x3 convolution and a linear layer
+ * (the UNet's weight-bound shapes in small). Packed (memory, file) the
+ * weight is widened to f32 once, in the primitive's layout, so the copies
+ * are twice the stored bytes; the products equal the per-call conversion's
+ * (off) within f32 summation-order rounding, and memory and file give the
+ * same bytes. LF_CPU_PACK_F32 (MiB, read when a backend is made) caps the
+ * f32 copies: 0 keeps none, 4 only the convolution's. */
+
+typedef struct {
+    lf_backend_t *be;
+    lf_pool_t *pool;
+    lf_tensor_t *Wc, *Wm, *x, *xm, *y, *ym;
+    lf_graph_t *g;
+} s_f32_t;
+
+static void s_f32_new(s_f32_t *f) {
+    f->be = lf_backend_cpu_new(2);
+    assert_non_null(f->be);
+    f->pool = lf_pool_new(f->be, 0);
+    const int64_t cne[4] = {3, 3, CI, CO}, mne[2] = {K, M};
+    f->Wc = lf_pool_tensor_mapped(f->pool, "unet.cw", LF_TYPE_F16, 4, cne, s_path, 4096 + (uint64_t)K * M * 2);
+    f->Wm = lf_pool_tensor_mapped(f->pool, "unet.mw", LF_TYPE_F16, 2, mne, s_path, 4096);
+    assert_non_null(f->Wc);
+    assert_non_null(f->Wm);
+    f->g = lf_graph_new(f->be);
+    f->x = lf_graph_input(f->g, LF_TYPE_F32, HW, HW, CI, 2);
+    f->xm = lf_graph_input(f->g, LF_TYPE_F32, K, R, 1, 1);
+    f->y = lf_graph_output(f->g, lf_graph_conv2d(f->g, f->x, f->Wc, NULL, 1, 1));
+    f->ym = lf_graph_output(f->g, lf_graph_matmul(f->g, f->xm, f->Wm, NULL));
+    assert_non_null(f->y);
+    assert_non_null(f->ym);
+    assert_int_equal(lf_graph_plan(f->g), 0);
+    static float xin[2 * CI * HW * HW], xmin[R * K];
+    for (int i = 0; i < 2 * CI * HW * HW; i++) xin[i] = (float)((i * 5) % 13) * 0.0625f - 0.375f;
+    for (int i = 0; i < R * K; i++) xmin[i] = (float)((i * 7) % 11) * 0.125f - 0.5f;
+    assert_int_equal(lf_backend_tensor_set(f->be, f->x, xin, sizeof xin), 0);
+    assert_int_equal(lf_backend_tensor_set(f->be, f->xm, xmin, sizeof xmin), 0);
+}
+
+static void s_f32_destroy(s_f32_t *f) {
+    lf_graph_destroy(&f->g);
+    lf_pool_destroy(&f->pool);
+    lf_backend_destroy(&f->be);
+}
+
+enum { NY = 2 * CO * HW * HW, NYM = R * M };
+
+static void s_f32_run(s_f32_t *f, float *y, float *ym) {
+    assert_int_equal(lf_backend_set_precision(f->be, LF_PRECISION_F32), LF_PRECISION_F32);
+    assert_int_equal(lf_graph_compute(f->g), 0);
+    assert_int_equal(lf_backend_tensor_get(f->be, f->y, y, NY * sizeof *y), 0);
+    assert_int_equal(lf_backend_tensor_get(f->be, f->ym, ym, NYM * sizeof *ym), 0);
+}
+
+static void s_close(const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= 1e-5f * (1.0f + fabsf(a[i])))) fail_msg("[%d] %g vs %g", i, a[i], b[i]);
+}
+
+static void test_pack_f32(void **state) {
+    (void)state;
+    const char *was = getenv("LF_CPU_PACK_F32");
+    unsetenv("LF_CPU_PACK_F32");
+    s_f32_t f;
+    s_f32_new(&f);
+    if (lf_backend_pack(f.be) == LF_PACK_OFF || !s_disk_dir()) {
+        s_f32_destroy(&f);
+        skip(); /* built without oneDNN, or no disk directory */
+    }
+    const size_t wbytes = lf_tensor_nbytes(f.Wc) + lf_tensor_nbytes(f.Wm);
+    static float y[3][NY], ym[3][NYM], again[NY], againm[NYM];
+    const lf_pack_t modes[3] = {LF_PACK_OFF, LF_PACK_MEMORY, LF_PACK_FILE};
+    for (int m = 0; m < 3; m++) {
+        assert_int_equal(lf_backend_set_pack(f.be, modes[m], s_disk_dir()), modes[m]);
+        lf_graph_set_after(f.g, lf_pool_release_after, f.pool);
+        s_f32_run(&f, y[m], ym[m]);
+        const size_t packed = lf_backend_packed_bytes(f.be);
+        fprintf(stderr, "  f32 %s: %zu bytes packed (weights %zu as stored)\n", lf_pack_name(modes[m]), packed, wbytes);
+        /* f32 copies of both f16 weights: twice their bytes (a padded layout
+         * may add a little). */
+        if (modes[m] == LF_PACK_OFF) assert_int_equal(packed, 0);
+        else assert_true(packed >= 2 * wbytes && packed <= 2 * wbytes + wbytes / 8);
+        /* Run again from the copies (file: their pages read back). */
+        s_f32_run(&f, again, againm);
+        assert_memory_equal(again, y[m], sizeof again);
+        assert_memory_equal(againm, ym[m], sizeof againm);
+    }
+    assert_memory_equal(y[1], y[2], sizeof y[1]);
+    assert_memory_equal(ym[1], ym[2], sizeof ym[1]);
+    s_close(y[0], y[1], NY);
+    s_close(ym[0], ym[1], NYM);
+    s_f32_destroy(&f);
+    /* Off by the knob: the products as converted per call. */
+    setenv("LF_CPU_PACK_F32", "0", 1);
+    s_f32_new(&f);
+    assert_int_equal(lf_backend_set_pack(f.be, LF_PACK_MEMORY, NULL), LF_PACK_MEMORY);
+    s_f32_run(&f, again, againm);
+    assert_int_equal(lf_backend_packed_bytes(f.be), 0);
+    assert_memory_equal(again, y[0], sizeof again);
+    assert_memory_equal(againm, ym[0], sizeof againm);
+    s_f32_destroy(&f);
+    /* A cap of 4 MiB (LF_CPU_PACK_F32 in MiB): the convolution's 2.25 MiB
+     * f32 copy is made, the linear layer's 8 MiB one is not (the product
+     * as converted per call); the products unchanged. */
+    setenv("LF_CPU_PACK_F32", "4", 1);
+    s_f32_new(&f);
+    assert_int_equal(lf_backend_set_pack(f.be, LF_PACK_MEMORY, NULL), LF_PACK_MEMORY);
+    s_f32_run(&f, again, againm);
+    assert_int_equal(lf_backend_packed_bytes(f.be), 2 * lf_tensor_nbytes(f.Wc));
+    assert_memory_equal(again, y[1], sizeof again);
+    assert_memory_equal(againm, ym[0], sizeof againm);
+    s_f32_destroy(&f);
+    if (was) setenv("LF_CPU_PACK_F32", was, 1);
+    else unsetenv("LF_CPU_PACK_F32");
+}
+
 static void test_pack_dir_refused(void **state) {
     (void)state;
     lf_backend_t *be = lf_backend_cpu_new(1);
@@ -195,6 +316,7 @@ static void test_pack_dir_refused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_modes),
+        cmocka_unit_test(test_pack_f32),
         cmocka_unit_test(test_pack_dir_refused),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
