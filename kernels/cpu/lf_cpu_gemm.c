@@ -522,6 +522,69 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
     return 0;
 }
 
-int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_matmul); }
+/* A linear layer with its GEGLU gate (post_act 2; a and dst contiguous, b
+ * one matrix: s_supports_fused): the product in blocks of rows small enough
+ * to stay in L2 (LF_CPU_GEGLU_BLOCK bytes, default 512 KiB), each gated from
+ * there into dst, so the 2F-column product never goes out to memory and
+ * back. The blocks split the rows evenly (each of at least 16, so none
+ * drops to f32 under bf16: s_small), per image in the batch-invariant mode. */
+typedef struct {
+    const float *y; /* the block's product, rows of 2F */
+    float *d;       /* its rows of dst, F each */
+    int64_t F, rows, per;
+    const lf__cpu_simd_t *simd;
+} s_gate_job_t;
+
+static void s_gate_task(void *arg, int64_t t, int thread) {
+    (void)thread;
+    const s_gate_job_t *j = arg;
+    int64_t r1 = (t + 1) * j->per < j->rows ? (t + 1) * j->per : j->rows;
+    for (int64_t r = t * j->per; r < r1; r++) {
+        const float *yr = j->y + r * 2 * j->F;
+        j->simd->gelu(j->d + r * j->F, yr + j->F, yr, j->F);
+    }
+}
+
+static size_t s_geglu_block_bytes(void) {
+    const char *e = getenv("LF_CPU_GEGLU_BLOCK");
+    long v = e ? atol(e) : 0;
+    return v > 0 ? (size_t)v : (size_t)512 << 10;
+}
+
+static int s_matmul_geglu(lf_backend_t *be, const lf_node_t *node) {
+    lf__cpu_ctx_t *cpu = be->ctx;
+    lf__cpu_pool_enter(cpu->pool);
+    const lf_tensor_t *a = node->src[0];
+    int64_t N = node->src[1]->ne[1], F = N / 2, K = a->ne[0], M = a->ne[1] * a->ne[2] * a->ne[3];
+    /* Batch-invariant mode: blocks within each image, as one image alone. */
+    int64_t images = cpu->per_image && node->images > 1 && M % node->images == 0 ? node->images : 1;
+    int64_t Mi = M / images, want = (int64_t)(s_geglu_block_bytes() / ((size_t)N * 4));
+    if (want < 32) want = 32;
+    int64_t per = (Mi + want - 1) / want, blocks = per * images;
+    float *y = lf__cpu_scratch(cpu, 0, (size_t)(((Mi + per - 1) / per) * N));
+    if (!y) return LF_ENOMEM;
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t i = b / per, k = b % per, r0 = i * Mi + k * Mi / per, r1 = i * Mi + (k + 1) * Mi / per;
+        lf_tensor_t sa = lf_tensor_4d(a->type, K, r1 - r0, 1, 1, (char *)a->data + r0 * (int64_t)a->nb[1]);
+        lf_tensor_t sy = lf_tensor_4d(LF_TYPE_F32, N, r1 - r0, 1, 1, y);
+        lf_node_t one = *node;
+        one.post_act = 0, one.images = 0, one.src[0] = &sa, one.dst = &sy;
+        cpu->post_done = false;
+        int rc = s_matmul(be, &one);
+        if (rc) return rc;
+        s_gate_job_t j = {.y = y, .d = (float *)node->dst->data + r0 * F, .F = F, .rows = r1 - r0,
+                          .simd = &cpu->simd};
+        int64_t tasks = cpu->n_threads * 2 < j.rows ? cpu->n_threads * 2 : j.rows;
+        j.per = (j.rows + tasks - 1) / tasks;
+        lf__cpu_pool_run(cpu->pool, (j.rows + j.per - 1) / j.per, s_gate_task, &j);
+    }
+    cpu->post_done = true;
+    return 0;
+}
+
+int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
+    if (node->post_act == 2) return s_matmul_geglu(be, node);
+    return s_per_image(be, node, s_matmul);
+}
 
 int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_conv2d); }
