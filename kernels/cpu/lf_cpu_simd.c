@@ -1,8 +1,9 @@
 /* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
  * and max for softmax and attention; SiLU and erf-GELU for activations; the
- * sums and the scale-shift(-SiLU) pass of group norm; the f32 attention
- * form's softmax down a key tile, queries along the lanes), in
- * AVX-512, AVX2 and scalar forms.
+ * shifted sums of the norms, group norm's scale-shift(-SiLU) pass and layer
+ * norm's output pass; the f32 attention form's softmax down a key tile,
+ * queries along the lanes; a blocked f32 transpose), in AVX-512, AVX2 and
+ * scalar forms.
  *
  * Release binaries are built without -march; each vector form carries a
  * function-level target attribute and lf__cpu_simd_init picks one from the
