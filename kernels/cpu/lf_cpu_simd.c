@@ -178,9 +178,9 @@ __attribute__((target("avx512f"))) static inline __m512 s_expm_512(__m512 x, __m
 }
 
 /* 1/d for d >= 1 (finite or +inf): VRCP14PS and one Newton step (about
- * 2^-27 relative, well within f32's rounding of what follows), a third of
- * VDIVPS's cost in the activations below, which are bound by arithmetic,
- * not memory. */
+ * 2^-27 relative, well within f32's rounding of what follows), for erf's
+ * 1/(1 + p|x|). The SiLUs keep VDIVPS: with the reciprocal, SiLU and group
+ * norm + SiLU measured up to 1.1-1.3x slower (docs/PERFORMANCE.md). */
 __attribute__((target("avx512f"))) static inline __m512 s_rcp512(__m512 d) {
     __m512 r = _mm512_rcp14_ps(d);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
@@ -239,7 +239,7 @@ __attribute__((target("avx512f"))) static void s_silu_avx512(float *y, const flo
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
         __m512 e = s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
-        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, s_rcp512(_mm512_add_ps(one, e))));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
     }
 }
 
@@ -284,7 +284,7 @@ __attribute__((target("avx512f"))) static void s_affine_avx512(float *y, const f
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
-        if (silu) v = _mm512_mul_ps(v, s_rcp512(_mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v)))));
+        if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
         _mm512_mask_storeu_ps(y + i, k, v);
     }
 }
