@@ -352,30 +352,43 @@ static void s_bench_attention(lf_backend_t *be, lf_backend_t *sg, lf_backend_t *
 /* Memory-bound ops at SD shapes: time and effective bandwidth. */
 static void s_bench_rowwise(lf_backend_t *be) {
     float *x = s_rand((size_t)2560 * 4096), *y = malloc((size_t)2560 * 4096 * 4);
+    float *gb = s_rand(2 * 320);
     lf_tensor_t tg = lf_tensor_4d(LF_TYPE_F32, 2560, 4096, 1, 1, x), tgo = lf_tensor_4d(LF_TYPE_F32, 1280, 4096, 1, 1, y);
     lf_tensor_t tx = lf_tensor_4d(LF_TYPE_F32, 64, 64, 320, 1, x), ty = lf_tensor_4d(LF_TYPE_F32, 64, 64, 320, 1, y);
     lf_tensor_t tl = lf_tensor_4d(LF_TYPE_F32, 320, 4096, 1, 1, x), tly = lf_tensor_4d(LF_TYPE_F32, 320, 4096, 1, 1, y);
-    s_op_t ops[5] = {{.be = be}, {.be = be}, {.be = be}, {.be = be}, {.be = be}};
-    const char *names[5] = {"geglu 4096x2560 -> 1280", "group_norm+silu 64x64x320", "silu 64x64x320",
-                            "layer_norm 4096x320", "softmax 4096x320"};
-    double bytes[5] = {4096.0 * (2560 + 1280) * 4, 2.0 * 3 * 1310720 * 4, 2.0 * 1310720 * 4,
-                       2.0 * 1310720 * 4, 2.0 * 1310720 * 4};
+    lf_tensor_t lg = lf_tensor_4d(LF_TYPE_F32, 320, 1, 1, 1, gb), lb = lf_tensor_4d(LF_TYPE_F32, 320, 1, 1, 1, gb + 320);
+    /* tokens -> channel planes as the transformers' proj_out takes them */
+    lf_tensor_t tp = lf_tensor_4d(LF_TYPE_F32, 320, 4096, 1, 1, x), tpo = lf_tensor_4d(LF_TYPE_F32, 4096, 320, 1, 1, y);
+    /* the VAE decoder's largest group norm (512^2, 128 channels): groups of 4 MB */
+    float *vx = s_rand((size_t)512 * 512 * 128), *vy = malloc((size_t)512 * 512 * 128 * 4);
+    lf_tensor_t tv = lf_tensor_4d(LF_TYPE_F32, 512, 512, 128, 1, vx), tvo = lf_tensor_4d(LF_TYPE_F32, 512, 512, 128, 1, vy);
+    enum { NOPS = 7 };
+    s_op_t ops[NOPS];
+    for (int i = 0; i < NOPS; i++) ops[i] = (s_op_t){.be = be};
+    const char *names[NOPS] = {"geglu 4096x2560 -> 1280", "group_norm+silu 64x64x320", "silu 64x64x320",
+                               "layer_norm 4096x320 (+w,b)", "softmax 4096x320", "permute 4096x320 -> 320x4096",
+                               "group_norm+silu 512x512x128"};
+    double bytes[NOPS] = {4096.0 * (2560 + 1280) * 4, 2.0 * 1310720 * 4, 2.0 * 1310720 * 4, 2.0 * 1310720 * 4,
+                          2.0 * 1310720 * 4, 2.0 * 1310720 * 4, 2.0 * 512 * 512 * 128 * 4};
     ops[0].node.op = LF_OP_GEGLU, ops[0].node.dst = &tgo, ops[0].node.src[0] = &tg;
     ops[1].node.op = LF_OP_GROUP_NORM, ops[1].node.dst = &ty, ops[1].node.src[0] = &tx;
     ops[1].node.p.group_norm.groups = 32, ops[1].node.p.group_norm.eps = 1e-5f, ops[1].node.p.group_norm.act = 1;
     ops[2].node.op = LF_OP_SILU, ops[2].node.dst = &ty, ops[2].node.src[0] = &tx;
     ops[3].node.op = LF_OP_LAYER_NORM, ops[3].node.dst = &tly, ops[3].node.src[0] = &tl;
-    ops[3].node.p.norm.eps = 1e-5f;
+    ops[3].node.src[1] = &lg, ops[3].node.src[2] = &lb, ops[3].node.p.norm.eps = 1e-5f;
     ops[4].node.op = LF_OP_SOFTMAX, ops[4].node.dst = &tly, ops[4].node.src[0] = &tl;
     ops[4].node.p.softmax.scale = 1.0f;
-    for (int i = 0; i < 5; i++) {
+    ops[5].node.op = LF_OP_PERMUTE, ops[5].node.dst = &tpo, ops[5].node.src[0] = &tp;
+    memcpy(ops[5].node.p.permute.axes, (const int[]){1, 0, 2, 3}, sizeof ops[5].node.p.permute.axes);
+    ops[6].node = ops[1].node, ops[6].node.dst = &tvo, ops[6].node.src[0] = &tv;
+    for (int i = 0; i < NOPS; i++) {
         s_fn fn[1] = {s_run_op};
         void *ctx[1] = {&ops[i]};
         double t;
         s_time_n(1, fn, ctx, &t);
-        printf("rowwise  %-28s %7.2f ms  %6.1f GB/s\n", names[i], t * 1e3, bytes[i] / t * 1e-9);
+        printf("rowwise  %-30s %7.2f ms  %6.1f GB/s\n", names[i], t * 1e3, bytes[i] / t * 1e-9);
     }
-    free(x), free(y);
+    free(x), free(y), free(gb), free(vx), free(vy);
 }
 
 /* Arena peak of a small SD-like block, showing the planner's reuse. */

@@ -44,10 +44,22 @@ typedef struct {
     void (*silu)(float *y, const float *x, int64_t n);
     /* y = gelu_erf(x) * (mul ? mul : 1); y may be x. */
     void (*gelu)(float *y, const float *x, const float *mul, int64_t n);
-    /* *sum = sum of x[0..n), *sq = sum of squares (f32 partials). */
-    void (*sum_sq)(const float *x, int64_t n, float *sum, float *sq);
-    /* y = x * a + b, then SiLU when silu (group norm's one output pass); y may be x. */
-    void (*affine)(float *y, const float *x, int64_t n, float a, float b, bool silu);
+    /* *sum = sum of (x[i] - shift) over [0, n), *sq = sum of their squares
+     * (f32 partials; a shift near the mean keeps the variance from the
+     * cancellation of sq/n - (sum/n)^2). */
+    void (*sum_sq)(const float *x, int64_t n, float shift, float *sum, float *sq);
+    /* y = ((x - m) * a + c) * g + beta, g and beta per element (either may
+     * be NULL: 1, 0); layer norm's output pass (m: the mean rounded to f32,
+     * c: what that rounding left, times a). y may be x. */
+    void (*norm)(float *y, const float *x, int64_t n, float m, float a, float c, const float *g, const float *beta);
+    /* d[r * ldd + c] = s[c * lds + r] for r < rows, c < cols (d and s do
+     * not overlap). */
+    void (*transpose)(float *d, int64_t ldd, const float *s, int64_t lds, int64_t rows, int64_t cols);
+    /* y = (x - m) * a + b, then SiLU when silu (group norm's one output
+     * pass: the mean rounded to f32 taken off first, exactly where x is near
+     * it, what that rounding left folded into b; folding all of the mean
+     * into b would round at the mean's magnitude); y may be x. */
+    void (*affine)(float *y, const float *x, int64_t n, float m, float a, float b, bool silu);
     /* One key tile of attention's online softmax with the queries along the
      * lanes (the f32 attention form): S is [keys][ld], lanes [0, n) used.
      * Per lane i: mnew = max(m[i], max_k S[k][i]); ref = mnew, or 0 where

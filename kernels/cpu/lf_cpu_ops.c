@@ -242,6 +242,21 @@ int lf__cpu_op_SOFTMAX(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_softmax_row, 2 * s_maxne0(n));
 }
 
+/* Sums of (x - shift) and their squares over x[0..n), f32 vector partials
+ * over chunks of 4096 added in double (each lane then adds at most 256
+ * terms in f32). */
+static void s_stats(const lf__cpu_simd_t *simd, const float *x, int64_t n, float shift, double *sum, double *sq) {
+    for (int64_t i = 0; i < n; i += 4096) {
+        float s1, s2;
+        simd->sum_sq(x + i, n - i < 4096 ? n - i : 4096, shift, &s1, &s2);
+        *sum += s1, *sq += s2;
+    }
+}
+
+/* Layer norm: the mean from sums shifted by x[0], then the variance from
+ * sums shifted by that mean (the row is in L1; two vector passes, no
+ * cancellation), then one output pass with the affine. RMS norm: the sum
+ * of squares unshifted. */
 static void s_norm_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1, int64_t i2,
                    int64_t i3) {
     int64_t ne0 = n->dst->ne[0];
@@ -249,36 +264,86 @@ static void s_norm_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
     float *out = s_out(n->dst, i1, i2, i3, tmp + ne0);
     const float *g = n->src[1] ? s_load(n->src[1], 0, 0, 0, tmp + 2 * ne0) : NULL;
     const float *b = n->src[2] ? s_load(n->src[2], 0, 0, 0, tmp + 3 * ne0) : NULL;
-    double mean = 0, var = 0;
+    double mean = 0, var, s1 = 0, s2 = 0;
     if (n->op == LF_OP_LAYER_NORM) {
-        for (int64_t i = 0; i < ne0; i++) mean += in[i];
-        mean /= (double)ne0;
+        s_stats(simd, in, ne0, in[0], &s1, &s2);
+        mean = in[0] + s1 / (double)ne0;
+        s1 = s2 = 0;
+        s_stats(simd, in, ne0, (float)mean, &s1, &s2);
+        double d = s1 / (double)ne0; /* (double)mean - (float)mean, about */
+        var = s2 / (double)ne0 - d * d;
+        mean = (double)(float)mean + d;
+    } else {
+        s_stats(simd, in, ne0, 0.0f, &s1, &s2);
+        var = s2 / (double)ne0;
     }
-    for (int64_t i = 0; i < ne0; i++) var += ((double)in[i] - mean) * ((double)in[i] - mean);
-    var /= (double)ne0;
-    float inv = (float)(1.0 / sqrt(var + n->p.norm.eps)), fm = (float)mean;
-    for (int64_t i = 0; i < ne0; i++) {
-        float y = (in[i] - fm) * inv;
-        if (g) y *= g[i];
-        if (b) y += b[i];
-        out[i] = y;
-    }
+    if (var < 0) var = 0;
+    double inv = 1.0 / sqrt(var + n->p.norm.eps);
+    float m = (float)mean;
+    simd->norm(out, in, ne0, m, (float)inv, (float)(((double)m - mean) * inv), g, b);
     s_store(n->dst, i1, i2, i3, out);
 }
 
-int lf__cpu_op_LAYER_NORM(lf_backend_t *be, const lf_node_t *n) {
-    return s_rows(be, n, n->dst, s_norm_row, 4 * s_maxne0(n));
+/* The node with its per-element weight and bias (src[1], src[2]) as f32
+ * vectors (converted once into the backend's workspace, not once per row). */
+static int s_norm_f32_params(lf__cpu_ctx_t *c, const lf_node_t *n, lf_node_t *f, lf_tensor_t p[2]) {
+    *f = *n;
+    size_t need = 0;
+    for (int i = 0; i < 2; i++) {
+        const lf_tensor_t *t = n->src[1 + i];
+        if (t && (t->type != LF_TYPE_F32 || t->nb[0] != 4)) need += (size_t)t->ne[0] * 4 + 64;
+    }
+    if (!need) return 0;
+    char *w = lf__cpu_work(c, need);
+    if (!w) return LF_ENOMEM;
+    for (int i = 0; i < 2; i++) {
+        const lf_tensor_t *t = n->src[1 + i];
+        if (!t || (t->type == LF_TYPE_F32 && t->nb[0] == 4)) continue;
+        float *d = (float *)w;
+        for (int64_t k = 0; k < t->ne[0]; k++) d[k] = s_ld(t->type, s_at(t, k, 0, 0, 0));
+        p[i] = lf_tensor_4d(LF_TYPE_F32, t->ne[0], 1, 1, 1, d);
+        f->src[1 + i] = &p[i];
+        w += ((size_t)t->ne[0] * 4 + 63) & ~(size_t)63;
+    }
+    return 0;
 }
 
-int lf__cpu_op_RMS_NORM(lf_backend_t *be, const lf_node_t *n) {
-    return s_rows(be, n, n->dst, s_norm_row, 4 * s_maxne0(n));
+static int s_norm(lf_backend_t *be, const lf_node_t *n) {
+    lf_node_t f;
+    lf_tensor_t p[2];
+    int rc = s_norm_f32_params(be->ctx, n, &f, p);
+    return rc ? rc : s_rows(be, &f, f.dst, s_norm_row, 4 * s_maxne0(n));
 }
 
-/* ---- group norm: one task per (group, batch) ---- */
+int lf__cpu_op_LAYER_NORM(lf_backend_t *be, const lf_node_t *n) { return s_norm(be, n); }
+
+int lf__cpu_op_RMS_NORM(lf_backend_t *be, const lf_node_t *n) { return s_norm(be, n); }
+
+/* ---- group norm ----
+ * Statistics with sums shifted by the group's first element (f32 vector
+ * partials over chunks of at most 4096, added in double), and a second
+ * statistics pass shifted by the mean where the first lost precision to
+ * cancellation (|mean - shift| large against the deviation); then one
+ * affine(+SiLU) pass. A group that fits in L2 is one task (its second
+ * read comes from cache), and so is any group where there are at least two
+ * per thread; larger groups with fewer (the VAE's at batch 1 on many
+ * threads) are cut into fixed chunks of whole rows: partial sums per chunk, added in
+ * chunk order (the result does not depend on the thread count), then the
+ * output pass chunk by chunk. */
+
+#define LF__GN_CHUNK ((int64_t)1 << 16) /* elements per task of a large group */
+#define LF__GN_SMALL ((int64_t)1 << 17) /* largest group done as one task */
 
 typedef struct {
     const lf_node_t *node;
     lf__cpu_ctx_t *cpu;
+    int64_t len, nrows;  /* elements per row (or plane), rows per channel */
+    int64_t cg, groups;  /* channels per group, groups */
+    int64_t per_chunk;   /* rows (over the group's channels) per chunk; 0: one task per group */
+    int64_t chunks;      /* per group */
+    double *part;        /* [group task][chunk][2]: shifted sums */
+    float *shift, *inv; /* per group task */
+    double *mean;
     int failed;
 } s_gn_job_t;
 
@@ -289,50 +354,143 @@ static bool s_gn_planes(const lf_tensor_t *x, const lf_tensor_t *d) {
            x->nb[1] == (size_t)x->ne[0] * 4 && d->nb[1] == (size_t)d->ne[0] * 4;
 }
 
-static void s_gn_task(void *arg, int64_t task, int thread) {
-    s_gn_job_t *j = arg;
+/* Shifted sums over rows [r0, r1) of group task gt (rows numbered over the
+ * group's channels: r = (c - c0) * nrows + i1). */
+static void s_gn_sums(const s_gn_job_t *j, int64_t gt, int64_t r0, int64_t r1, float shift, float *tmp,
+                      double *sum, double *sq) {
+    const lf_tensor_t *x = j->node->src[0];
+    int64_t c0 = (gt % j->groups) * j->cg, i3 = gt / j->groups;
+    for (int64_t r = r0; r < r1; r++)
+        s_stats(&j->cpu->simd, s_load(x, r % j->nrows, c0 + r / j->nrows, i3, tmp), j->len, shift, sum, sq);
+}
+
+static float s_gn_first(const s_gn_job_t *j, int64_t gt) {
+    const lf_tensor_t *x = j->node->src[0];
+    return s_ld(x->type, s_at(x, 0, 0, (gt % j->groups) * j->cg, gt / j->groups));
+}
+
+/* Mean and 1/sqrt(var + eps) from sums shifted by shift; false when the
+ * sums lost too much to cancellation (more than ~6 bits of sq: then they
+ * are taken again around the mean). */
+static bool s_gn_finish(const s_gn_job_t *j, double sum, double sq, float shift, double *mean, float *inv) {
+    double cnt = (double)(j->cg * j->nrows * j->len), d = sum / cnt, var = sq / cnt - d * d;
+    *mean = (double)shift + d;
+    bool precise = d * d <= 64.0 * var;
+    if (var < 0) var = 0;
+    *inv = (float)(1.0 / sqrt(var + j->node->p.group_norm.eps));
+    return precise;
+}
+
+/* Affine(+SiLU) of rows [r0, r1) of group task gt. */
+static void s_gn_out(const s_gn_job_t *j, int64_t gt, int64_t r0, int64_t r1, double mean, float inv, float *tmp) {
     const lf_node_t *n = j->node;
     const lf_tensor_t *x = n->src[0];
-    const lf__cpu_simd_t *simd = &j->cpu->simd;
-    int groups = n->p.group_norm.groups;
-    int64_t cg = x->ne[2] / groups, g = task % groups, i3 = task / groups;
-    bool planes = s_gn_planes(x, n->dst);
-    int64_t len = planes ? x->ne[0] * x->ne[1] : x->ne[0], nrows = planes ? 1 : x->ne[1];
-    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * x->ne[0]));
+    int64_t c0 = (gt % j->groups) * j->cg, i3 = gt / j->groups;
+    float m = (float)mean;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t c = c0 + r / j->nrows, i1 = r % j->nrows;
+        float ga = n->src[1] ? s_ld(n->src[1]->type, s_at(n->src[1], c, 0, 0, 0)) : 1.0f;
+        float be = n->src[2] ? s_ld(n->src[2]->type, s_at(n->src[2], c, 0, 0, 0)) : 0.0f;
+        const float *in = s_load(x, i1, c, i3, tmp);
+        float *o = s_out(n->dst, i1, c, i3, tmp + x->ne[0]);
+        j->cpu->simd.affine(o, in, j->len, m, inv * ga, be + (float)(((double)m - mean) * inv * ga),
+                            n->p.group_norm.act != 0);
+        s_store(n->dst, i1, c, i3, o);
+    }
+}
+
+/* One whole group per task. */
+static void s_gn_task(void *arg, int64_t gt, int thread) {
+    s_gn_job_t *j = arg;
+    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
     if (!tmp) {
         j->failed = 1;
         return;
     }
+    int64_t rows = j->cg * j->nrows;
+    float shift = s_gn_first(j, gt), inv;
+    double mean;
     double sum = 0, sq = 0;
-    for (int64_t c = g * cg; c < (g + 1) * cg; c++)
-        for (int64_t i1 = 0; i1 < nrows; i1++) {
-            float s1, s2; /* per-row partials in float, groups in double */
-            simd->sum_sq(s_load(x, i1, c, i3, tmp), len, &s1, &s2);
-            sum += s1, sq += s2;
-        }
-    double cnt = (double)(cg * x->ne[1] * x->ne[0]), mean = sum / cnt;
-    double var = sq / cnt - mean * mean;
-    if (var < 0) var = 0;
-    float inv = (float)(1.0 / sqrt(var + n->p.group_norm.eps)), fm = (float)mean;
-    for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
-        float ga = n->src[1] ? s_ld(n->src[1]->type, s_at(n->src[1], c, 0, 0, 0)) : 1.0f;
-        float be = n->src[2] ? s_ld(n->src[2]->type, s_at(n->src[2], c, 0, 0, 0)) : 0.0f;
-        float sc = inv * ga, sh = be - fm * inv * ga;
-        for (int64_t i1 = 0; i1 < nrows; i1++) {
-            const float *r = s_load(x, i1, c, i3, tmp);
-            float *o = s_out(n->dst, i1, c, i3, tmp + x->ne[0]);
-            simd->affine(o, r, len, sc, sh, n->p.group_norm.act != 0);
-            s_store(n->dst, i1, c, i3, o);
-        }
+    s_gn_sums(j, gt, 0, rows, shift, tmp, &sum, &sq);
+    if (!s_gn_finish(j, sum, sq, shift, &mean, &inv)) {
+        shift = (float)mean, sum = sq = 0;
+        s_gn_sums(j, gt, 0, rows, shift, tmp, &sum, &sq);
+        (void)s_gn_finish(j, sum, sq, shift, &mean, &inv); /* as good as f32 data allows */
     }
+    s_gn_out(j, gt, 0, rows, mean, inv, tmp);
+}
+
+/* Large groups, three phases over (group task, chunk) tasks. */
+static void s_gn_chunk_sums(void *arg, int64_t t, int thread) {
+    s_gn_job_t *j = arg;
+    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
+    if (!tmp) {
+        j->failed = 1;
+        return;
+    }
+    int64_t gt = t / j->chunks, ch = t % j->chunks, rows = j->cg * j->nrows;
+    int64_t r0 = ch * j->per_chunk, r1 = r0 + j->per_chunk < rows ? r0 + j->per_chunk : rows;
+    double *p = j->part + 2 * t;
+    p[0] = p[1] = 0;
+    s_gn_sums(j, gt, r0, r1, j->shift[gt], tmp, &p[0], &p[1]);
+}
+
+static void s_gn_chunk_out(void *arg, int64_t t, int thread) {
+    s_gn_job_t *j = arg;
+    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
+    if (!tmp) {
+        j->failed = 1;
+        return;
+    }
+    int64_t gt = t / j->chunks, ch = t % j->chunks, rows = j->cg * j->nrows;
+    int64_t r0 = ch * j->per_chunk, r1 = r0 + j->per_chunk < rows ? r0 + j->per_chunk : rows;
+    s_gn_out(j, gt, r0, r1, j->mean[gt], j->inv[gt], tmp);
+}
+
+/* Adds the chunks' sums of every group task in chunk order; true when all
+ * were precise enough (or final), else the shift of those that were not
+ * becomes their mean for another round (the others' sums come out the same). */
+static bool s_gn_reduce(s_gn_job_t *j, int64_t tasks, bool final) {
+    bool ok = true;
+    for (int64_t gt = 0; gt < tasks; gt++) {
+        double sum = 0, sq = 0;
+        for (int64_t ch = 0; ch < j->chunks; ch++)
+            sum += j->part[2 * (gt * j->chunks + ch)], sq += j->part[2 * (gt * j->chunks + ch) + 1];
+        if (s_gn_finish(j, sum, sq, j->shift[gt], &j->mean[gt], &j->inv[gt]) || final) continue;
+        ok = false, j->shift[gt] = (float)j->mean[gt];
+    }
+    return ok;
 }
 
 int lf__cpu_op_GROUP_NORM(lf_backend_t *be, const lf_node_t *n) {
     lf__cpu_ctx_t *c = be->ctx;
-    s_gn_job_t j = {.node = n, .cpu = c};
+    const lf_tensor_t *x = n->src[0];
+    bool planes = s_gn_planes(x, n->dst);
+    s_gn_job_t j = {.node = n, .cpu = c, .groups = n->p.group_norm.groups};
+    j.len = planes ? x->ne[0] * x->ne[1] : x->ne[0], j.nrows = planes ? 1 : x->ne[1];
+    j.cg = x->ne[2] / j.groups;
+    int64_t tasks = j.groups * x->ne[3], rows = j.cg * j.nrows;
     for (int t = 0; t < c->n_threads; t++)
-        if (!lf__cpu_scratch(c, t, (size_t)(2 * n->src[0]->ne[0]))) return LF_ENOMEM;
-    lf__cpu_pool_run(c->pool, (int64_t)n->p.group_norm.groups * n->src[0]->ne[3], s_gn_task, &j);
+        if (!lf__cpu_scratch(c, t, (size_t)(2 * x->ne[0]))) return LF_ENOMEM;
+    /* Chunks only where whole groups would leave threads idle. */
+    if (rows * j.len <= LF__GN_SMALL || rows == 1 || tasks >= 2 * (int64_t)c->n_threads) {
+        lf__cpu_pool_run(c->pool, tasks, s_gn_task, &j);
+        return j.failed ? LF_ENOMEM : 0;
+    }
+    j.per_chunk = (LF__GN_CHUNK + j.len - 1) / j.len;
+    j.chunks = (rows + j.per_chunk - 1) / j.per_chunk;
+    size_t bytes = (size_t)(tasks * j.chunks + tasks) * 2 * sizeof(double) + (size_t)tasks * 2 * sizeof(float) + 64;
+    char *w = lf__cpu_work(c, bytes);
+    if (!w) return LF_ENOMEM;
+    j.part = (double *)(void *)w, j.mean = j.part + 2 * tasks * j.chunks;
+    j.shift = (float *)(void *)(j.mean + tasks), j.inv = j.shift + tasks;
+    for (int64_t gt = 0; gt < tasks; gt++) j.shift[gt] = s_gn_first(&j, gt);
+    for (int round = 0; round < 2; round++) {
+        lf__cpu_pool_run(c->pool, tasks * j.chunks, s_gn_chunk_sums, &j);
+        if (j.failed) return LF_ENOMEM;
+        if (s_gn_reduce(&j, tasks, round == 1)) break;
+    }
+    lf__cpu_pool_run(c->pool, tasks * j.chunks, s_gn_chunk_out, &j);
     return j.failed ? LF_ENOMEM : 0;
 }
 
@@ -385,7 +543,42 @@ int lf__cpu_op_SPLIT(lf_backend_t *be, const lf_node_t *n) {
     return s_rows(be, n, n->dst, s_copy_row, s_maxne0(n));
 }
 
+/* A permutation whose view reads dst's rows down a column of the source
+ * (v.nb[1] is one element: the transformers' tokens <-> channel planes) as
+ * a transpose (simd->transpose: 16 x 16 tiles in registers), each task a
+ * block of destination rows, instead of one strided gather per row. */
+#define LF__TR_TILE 64
+
+typedef struct {
+    lf_tensor_t v; /* the permuted view of the source */
+    lf_tensor_t *dst;
+    const lf__cpu_simd_t *simd;
+    int64_t blocks; /* row blocks of LF__TR_TILE per (i2, i3) */
+} s_tr_job_t;
+
+static void s_tr_task(void *arg, int64_t t, int thread) {
+    (void)thread;
+    const s_tr_job_t *j = arg;
+    const lf_tensor_t *v = &j->v, *d = j->dst;
+    int64_t b = t % j->blocks, i23 = t / j->blocks, i2 = i23 % d->ne[2], i3 = i23 / d->ne[2];
+    int64_t r0 = b * LF__TR_TILE, r1 = r0 + LF__TR_TILE < d->ne[1] ? r0 + LF__TR_TILE : d->ne[1];
+    int64_t lds = (int64_t)(v->nb[0] / 4), ldd = (int64_t)(d->nb[1] / 4);
+    const float *src = (const float *)(const void *)s_at(v, 0, r0, i2, i3);
+    float *dd = (float *)(void *)s_at(d, 0, r0, i2, i3);
+    j->simd->transpose(dd, ldd, src, lds, r1 - r0, d->ne[0]);
+}
+
 int lf__cpu_op_PERMUTE(lf_backend_t *be, const lf_node_t *n) {
+    s_tr_job_t j = {.v = lf_tensor_permute(n->src[0], n->p.permute.axes), .dst = n->dst};
+    const lf_tensor_t *v = &j.v, *d = n->dst;
+    if (v->type == LF_TYPE_F32 && d->type == LF_TYPE_F32 && v->nb[1] == 4 && d->nb[0] == 4 && v->nb[0] % 4 == 0 &&
+        d->nb[1] % 4 == 0 && d->ne[1] > 1 && d->ne[0] * d->ne[1] >= 4096) {
+        lf__cpu_ctx_t *c = be->ctx;
+        j.simd = &c->simd;
+        j.blocks = (d->ne[1] + LF__TR_TILE - 1) / LF__TR_TILE;
+        lf__cpu_pool_run(c->pool, j.blocks * d->ne[2] * d->ne[3], s_tr_task, &j);
+        return 0;
+    }
     return s_rows(be, n, n->dst, s_copy_row, s_maxne0(n));
 }
 

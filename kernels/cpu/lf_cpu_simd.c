@@ -1,8 +1,9 @@
 /* lf_cpu_simd: the few hand-vectorized loops of the CPU backend (exp-and-sum
  * and max for softmax and attention; SiLU and erf-GELU for activations; the
- * sums and the scale-shift(-SiLU) pass of group norm; the f32 attention
- * form's softmax down a key tile, queries along the lanes), in
- * AVX-512, AVX2 and scalar forms.
+ * shifted sums of the norms, group norm's scale-shift(-SiLU) pass and layer
+ * norm's output pass; the f32 attention form's softmax down a key tile,
+ * queries along the lanes; a blocked f32 transpose), in AVX-512, AVX2 and
+ * scalar forms.
  *
  * Release binaries are built without -march; each vector form carries a
  * function-level target attribute and lf__cpu_simd_init picks one from the
@@ -53,17 +54,41 @@ static void s_gelu_scalar(float *y, const float *x, const float *mul, int64_t n)
     }
 }
 
-static void s_sum_sq_scalar(const float *x, int64_t n, float *sum, float *sq) {
+static void s_sum_sq_scalar(const float *x, int64_t n, float shift, float *sum, float *sq) {
     float s1 = 0, s2 = 0;
-    for (int64_t i = 0; i < n; i++) s1 += x[i], s2 += x[i] * x[i];
+    for (int64_t i = 0; i < n; i++) {
+        float d = x[i] - shift;
+        s1 += d, s2 += d * d;
+    }
     *sum = s1, *sq = s2;
 }
 
-static void s_affine_scalar(float *y, const float *x, int64_t n, float a, float b, bool silu) {
+static void s_norm_scalar(float *y, const float *x, int64_t n, float m, float a, float c, const float *g,
+                          const float *beta) {
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i] * a + b;
+        float v = (x[i] - m) * a + c;
+        if (g) v *= g[i];
+        if (beta) v += beta[i];
+        y[i] = v;
+    }
+}
+
+static void s_affine_scalar(float *y, const float *x, int64_t n, float m, float a, float b, bool silu) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = (x[i] - m) * a + b;
         y[i] = silu ? v / (1.0f + expf(-v)) : v;
     }
+}
+
+/* Eight by eight blocks: each source line read and each destination line
+ * written whole within a block, whatever the strides. */
+static void s_transpose_scalar(float *d, int64_t ldd, const float *s, int64_t lds, int64_t rows, int64_t cols) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 8)
+        for (int64_t c0 = 0; c0 < cols; c0 += 8) {
+            int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++) d[r * ldd + c] = s[c * lds + r];
+        }
 }
 
 static void s_softmax_lanes_scalar(float *S, int64_t keys, int64_t ld, int64_t n, float *m, float *l, float *corr) {
@@ -152,6 +177,15 @@ __attribute__((target("avx512f"))) static inline __m512 s_expm_512(__m512 x, __m
     return _mm512_maskz_scalef_ps(live, p, n);
 }
 
+/* 1/d for d >= 1 (finite or +inf): VRCP14PS and one Newton step (about
+ * 2^-27 relative, well within f32's rounding of what follows), for erf's
+ * 1/(1 + p|x|). The SiLUs keep VDIVPS: with the reciprocal, SiLU and group
+ * norm + SiLU measured up to 1.1-1.3x slower (docs/PERFORMANCE.md). */
+__attribute__((target("avx512f"))) static inline __m512 s_rcp512(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+
 /* Sixteen lanes at a time down the key axis: two passes over a column of S
  * (max, then exp and sum), the running state in registers. */
 __attribute__((target("avx512f"))) static void s_softmax_lanes_avx512(float *S, int64_t keys, int64_t ld, int64_t n,
@@ -211,46 +245,101 @@ __attribute__((target("avx512f"))) static void s_silu_avx512(float *y, const flo
 
 /* Four accumulators each: the adds' latency, not their count, bounds a
  * single chain. */
-__attribute__((target("avx512f"))) static void s_sum_sq_avx512(const float *x, int64_t n, float *sum, float *sq) {
+__attribute__((target("avx512f"))) static void s_sum_sq_avx512(const float *x, int64_t n, float shift, float *sum,
+                                                               float *sq) {
+    const __m512 vs = _mm512_set1_ps(shift);
     __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     __m512 q[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int64_t i = 0;
     for (; i + 64 <= n; i += 64)
         for (int u = 0; u < 4; u++) {
-            __m512 v = _mm512_loadu_ps(x + i + 16 * u);
+            __m512 v = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16 * u), vs);
             s[u] = _mm512_add_ps(s[u], v), q[u] = _mm512_fmadd_ps(v, v, q[u]);
         }
     for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 v = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vs);
         s[0] = _mm512_add_ps(s[0], v), q[0] = _mm512_fmadd_ps(v, v, q[0]);
     }
     *sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
     *sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(q[0], q[1]), _mm512_add_ps(q[2], q[3])));
 }
 
-__attribute__((target("avx512f"))) static void s_affine_avx512(float *y, const float *x, int64_t n, float a, float b,
-                                                               bool silu) {
-    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), one = _mm512_set1_ps(1.0f);
+__attribute__((target("avx512f"))) static void s_norm_avx512(float *y, const float *x, int64_t n, float m, float a,
+                                                             float c, const float *g, const float *beta) {
+    const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), va, vb);
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vc);
+        if (g && beta) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, beta + i));
+        else if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, g + i));
+        else if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, beta + i));
+        _mm512_mask_storeu_ps(y + i, k, v);
+    }
+}
+
+__attribute__((target("avx512f"))) static void s_affine_avx512(float *y, const float *x, int64_t n, float m, float a,
+                                                               float b, bool silu) {
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m), one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
         if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
         _mm512_mask_storeu_ps(y + i, k, v);
     }
 }
 
+/* 16 x 16 blocks in registers (unpack, then two rounds of 128-bit lane
+ * shuffles): sixteen full-line loads and stores per block, which strides
+ * of a power of two (channel planes of 64 x 64) do not make conflict in L1
+ * the way an element-wise walk down a column does. Edges in C. */
+__attribute__((target("avx512f"))) static void s_transpose_avx512(float *d, int64_t ldd, const float *s, int64_t lds,
+                                                                  int64_t rows, int64_t cols) {
+    int64_t r0 = 0, c0;
+    for (; r0 + 16 <= rows; r0 += 16) {
+        for (c0 = 0; c0 + 16 <= cols; c0 += 16) {
+            __m512 a[16], t[16];
+            for (int k = 0; k < 16; k++) a[k] = _mm512_loadu_ps(s + (c0 + k) * lds + r0);
+            for (int k = 0; k < 16; k += 2) {
+                t[k] = _mm512_unpacklo_ps(a[k], a[k + 1]);
+                t[k + 1] = _mm512_unpackhi_ps(a[k], a[k + 1]);
+            }
+            for (int k = 0; k < 16; k += 4) {
+                a[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+                a[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+                a[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+                a[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+            }
+            /* a[4q + i] holds, per 128-bit lane L, element i of source rows
+             * 4q..4q+3 at columns 4L..4L+3 (i = column within the lane). */
+            for (int q = 0; q < 16; q += 8)
+                for (int i = 0; i < 4; i++) {
+                    t[q + i] = _mm512_shuffle_f32x4(a[q + i], a[q + 4 + i], 0x88);
+                    t[q + 4 + i] = _mm512_shuffle_f32x4(a[q + i], a[q + 4 + i], 0xDD);
+                }
+            for (int i = 0; i < 8; i++) {
+                a[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+                a[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+            }
+            for (int k = 0; k < 16; k++) _mm512_storeu_ps(d + (r0 + k) * ldd + c0, a[k]);
+        }
+        if (c0 < cols) s_transpose_scalar(d + r0 * ldd + c0, ldd, s + c0 * lds + r0, lds, 16, cols - c0);
+    }
+    if (r0 < rows) s_transpose_scalar(d + r0 * ldd, ldd, s + r0, lds, rows - r0, cols);
+}
+
 __attribute__((target("avx512f"))) static inline __m512 s_erf512(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 ax = _mm512_abs_ps(x);
-    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(LF__ERF_P), ax, one));
+    __m512 t = s_rcp512(_mm512_fmadd_ps(_mm512_set1_ps(LF__ERF_P), ax, one));
     __m512 p = _mm512_set1_ps(LF__ERF_A5);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A4));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A3));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A2));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LF__ERF_A1));
     p = _mm512_mul_ps(p, t);
-    __m512 e = s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    /* exp(-x^2) <= 1: the shorter exp2 form (no clamp at the top) */
+    __m512 e = s_expm_512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)), _mm512_setzero_ps());
     __m512 r = _mm512_fnmadd_ps(p, e, one); /* erf(|x|) */
     /* copy the sign of x */
     return _mm512_castsi512_ps(_mm512_or_si512(
@@ -375,49 +464,67 @@ __attribute__((target("avx2,fma"))) static void s_gelu_avx2(float *y, const floa
     s_gelu_scalar(y + i, x + i, mul ? mul + i : NULL, n - i);
 }
 
-__attribute__((target("avx2,fma"))) static void s_sum_sq_avx2(const float *x, int64_t n, float *sum, float *sq) {
+__attribute__((target("avx2,fma"))) static void s_sum_sq_avx2(const float *x, int64_t n, float shift, float *sum,
+                                                              float *sq) {
+    const __m256 vs = _mm256_set1_ps(shift);
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        __m256 a = _mm256_sub_ps(_mm256_loadu_ps(x + i), vs), b = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vs);
         s0 = _mm256_add_ps(s0, a), s1 = _mm256_add_ps(s1, b);
         q0 = _mm256_fmadd_ps(a, a, q0), q1 = _mm256_fmadd_ps(b, b, q1);
     }
     float bs[8], bq[8], ts, tq;
     _mm256_storeu_ps(bs, _mm256_add_ps(s0, s1));
     _mm256_storeu_ps(bq, _mm256_add_ps(q0, q1));
-    s_sum_sq_scalar(x + i, n - i, &ts, &tq);
+    s_sum_sq_scalar(x + i, n - i, shift, &ts, &tq);
     for (int j = 0; j < 8; j++) ts += bs[j], tq += bq[j];
     *sum = ts, *sq = tq;
 }
 
-__attribute__((target("avx2,fma"))) static void s_affine_avx2(float *y, const float *x, int64_t n, float a, float b,
-                                                              bool silu) {
-    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), one = _mm256_set1_ps(1.0f);
+__attribute__((target("avx2,fma"))) static void s_norm_avx2(float *y, const float *x, int64_t n, float m, float a,
+                                                            float c, const float *g, const float *beta) {
+    const __m256 va = _mm256_set1_ps(a), vm = _mm256_set1_ps(m), vc = _mm256_set1_ps(c);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, vb);
+        __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vc);
+        if (g) v = _mm256_mul_ps(v, _mm256_loadu_ps(g + i));
+        if (beta) v = _mm256_add_ps(v, _mm256_loadu_ps(beta + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    s_norm_scalar(y + i, x + i, n - i, m, a, c, g ? g + i : NULL, beta ? beta + i : NULL);
+}
+
+__attribute__((target("avx2,fma"))) static void s_affine_avx2(float *y, const float *x, int64_t n, float m, float a,
+                                                              float b, bool silu) {
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vm = _mm256_set1_ps(m), one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vb);
         if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, s_exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
         _mm256_storeu_ps(y + i, v);
     }
-    s_affine_scalar(y + i, x + i, n - i, a, b, silu);
+    s_affine_scalar(y + i, x + i, n - i, m, a, b, silu);
 }
 
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2) {
     if (avx512) {
         simd->exp_sum = s_exp_sum_avx512, simd->max = s_max_avx512, simd->name = "avx512";
         simd->silu = s_silu_avx512, simd->gelu = s_gelu_avx512;
-        simd->sum_sq = s_sum_sq_avx512, simd->affine = s_affine_avx512;
+        simd->sum_sq = s_sum_sq_avx512, simd->affine = s_affine_avx512, simd->norm = s_norm_avx512;
+        simd->transpose = s_transpose_avx512;
         simd->softmax_lanes = s_softmax_lanes_avx512;
     } else if (avx2) {
         simd->exp_sum = s_exp_sum_avx2, simd->max = s_max_avx2, simd->name = "avx2";
         simd->silu = s_silu_avx2, simd->gelu = s_gelu_avx2;
-        simd->sum_sq = s_sum_sq_avx2, simd->affine = s_affine_avx2;
+        simd->sum_sq = s_sum_sq_avx2, simd->affine = s_affine_avx2, simd->norm = s_norm_avx2;
+        simd->transpose = s_transpose_scalar;
         simd->softmax_lanes = s_softmax_lanes_avx2;
     } else {
         simd->exp_sum = s_exp_sum_scalar, simd->max = s_max_scalar, simd->name = "scalar";
         simd->silu = s_silu_scalar, simd->gelu = s_gelu_scalar;
-        simd->sum_sq = s_sum_sq_scalar, simd->affine = s_affine_scalar;
+        simd->sum_sq = s_sum_sq_scalar, simd->affine = s_affine_scalar, simd->norm = s_norm_scalar;
+        simd->transpose = s_transpose_scalar;
         simd->softmax_lanes = s_softmax_lanes_scalar;
     }
 }

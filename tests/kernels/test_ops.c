@@ -477,6 +477,136 @@ static void test_group_norm(void **state) {
     }
 }
 
+/* Double-precision group norm of x (groups, gamma/beta optional, SiLU). */
+static double *s_group_norm_ref(const lf_tensor_t *x, const lf_tensor_t *ga, const lf_tensor_t *bt, int64_t groups,
+                                double eps, int silu) {
+    int64_t W = x->ne[0], H = x->ne[1], C = x->ne[2], N = x->ne[3], cg = C / groups;
+    double *want = s_ref(x);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < groups; g++) {
+            double mean = 0, var = 0, cnt = (double)(cg * W * H);
+            for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t i = 0; i < W; i++) mean += G(x, i, y, c, n);
+            mean /= cnt;
+            for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t i = 0; i < W; i++) var += pow(G(x, i, y, c, n) - mean, 2);
+            var /= cnt;
+            for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t i = 0; i < W; i++) {
+                        double v = (G(x, i, y, c, n) - mean) / sqrt(var + eps);
+                        if (ga) v *= G(ga, c, 0, 0, 0);
+                        if (bt) v += G(bt, c, 0, 0, 0);
+                        if (silu) v = v / (1 + exp(-v));
+                        want[((n * C + c) * H + y) * W + i] = v;
+                    }
+        }
+    return want;
+}
+
+/* Adds off to every element of an f32 tensor, and big to its first. */
+static void s_offset(lf_tensor_t *t, float off, float big) {
+    float *p = t->data;
+    for (int64_t i = 0; i < lf_tensor_nelements(t); i++) p[i] += off;
+    p[0] += big;
+}
+
+/* Group norm whose mean is far from zero against the deviation (offset
+ * 1000, deviation 0.6 or 0.006: E[x^2] - mean^2 in f32 loses every
+ * digit), with a first element far off too (the shift of the sums is poor, so the second
+ * pass around the mean must run); whole planes (4096, the vector path),
+ * odd planes, a row-strided view; one task per group, and large groups in
+ * chunks on more threads than groups (3 and 5 threads give the same bits:
+ * the chunks do not depend on the thread count). */
+static void test_group_norm_stable(void **state) {
+    lf_backend_t *be2 = *state, *be3 = lf_backend_cpu_new(3), *be5 = lf_backend_cpu_new(5);
+    assert_non_null(be3), assert_non_null(be5);
+    static const int64_t shapes[][5] = {{64, 64, 8, 2, 2}, {37, 11, 12, 1, 3}, {200, 100, 16, 1, 2},
+                                        {4099, 17, 4, 1, 1}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int variant = 0; variant < 3; variant++) {
+            int64_t W = shapes[k][0], H = shapes[k][1], C = shapes[k][2], N = shapes[k][3], groups = shapes[k][4];
+            double amp = variant == 2 ? 0.01 : 1.0; /* deviation 0.006 at 1000: six bits of mantissa */
+            lf_tensor_t wide = lf_test_rand(LF_TYPE_F32, W + 3, H, C, N, amp), x = lf_tensor_slice(&wide, 0, 1, W);
+            s_offset(&wide, 1000.0f, 0.0f);
+            if (variant != 2) { /* a contiguous copy of the view */
+                lf_tensor_t v = x;
+                x = lf_test_zeros(LF_TYPE_F32, W, H, C, N);
+                for (int64_t r = 0; r < H * C * N; r++)
+                    memcpy((float *)x.data + r * W, (char *)v.data + r * (int64_t)v.nb[1], (size_t)W * 4);
+            }
+            if (variant == 1) ((float *)x.data)[0] += 5000.0f; /* a poor shift */
+            lf_tensor_t ga = lf_test_rand(LF_TYPE_F16, C, 1, 1, 1, 1), bt = lf_test_rand(LF_TYPE_F32, C, 1, 1, 1, 1);
+            double *want = s_group_norm_ref(&x, &ga, &bt, groups, 1e-5, variant != 1);
+            lf_tensor_t d[3];
+            lf_backend_t *bes[3] = {be2, be3, be5};
+            for (int b = 0; b < 3; b++) {
+                d[b] = lf_test_zeros(LF_TYPE_F32, W, H, C, N);
+                assert_int_equal(lf_op_group_norm(bes[b], &d[b], &x, &ga, &bt, (int)groups, 1e-5f, variant != 1), 0);
+                assert_true(lf_test_maxerr(&d[b], want) <= TOL_F32);
+            }
+            assert_memory_equal(d[1].data, d[2].data, lf_tensor_nbytes(&d[1]));
+            free(want), free(wide.data), free(ga.data), free(bt.data);
+            if (variant != 2) free(x.data);
+            for (int b = 0; b < 3; b++) free(d[b].data);
+        }
+    lf_backend_destroy(&be3), lf_backend_destroy(&be5);
+}
+
+/* Layer norm (and RMS norm) against doubles on rows far from zero (offset
+ * 1000) and odd lengths, with the weight and bias stored f16 and f32. */
+static void test_layer_norm_stable(void **state) {
+    lf_backend_t *be = *state;
+    static const int64_t lens[] = {1, 15, 333, 1280, 5000};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+        for (int rms = 0; rms < 2; rms++) {
+            int64_t L = lens[k], R = 7;
+            lf_tensor_t x = lf_test_rand(LF_TYPE_F32, L, R, 2, 1, 1);
+            if (!rms) s_offset(&x, 1000.0f, 0.0f);
+            lf_tensor_t ga = lf_test_rand(LF_TYPE_F16, L, 1, 1, 1, 1), bt = lf_test_rand(LF_TYPE_F32, L, 1, 1, 1, 1);
+            lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, L, R, 2, 1);
+            double *want = s_ref(&d);
+            for (int64_t r = 0; r < R * 2; r++) {
+                double mean = 0, var = 0;
+                if (!rms) {
+                    for (int64_t i = 0; i < L; i++) mean += G(&x, i, r % R, r / R, 0);
+                    mean /= (double)L;
+                }
+                for (int64_t i = 0; i < L; i++) var += pow(G(&x, i, r % R, r / R, 0) - mean, 2);
+                var /= (double)L;
+                for (int64_t i = 0; i < L; i++)
+                    want[r * L + i] = (G(&x, i, r % R, r / R, 0) - mean) / sqrt(var + 1e-5) * G(&ga, i, 0, 0, 0) +
+                                      G(&bt, i, 0, 0, 0);
+            }
+            if (rms) assert_int_equal(lf_op_rms_norm(be, &d, &x, &ga, 1e-5f), 0);
+            else assert_int_equal(lf_op_layer_norm(be, &d, &x, &ga, &bt, 1e-5f), 0);
+            if (rms) /* no bias: take it back out of the reference */
+                for (int64_t r = 0; r < R * 2; r++)
+                    for (int64_t i = 0; i < L; i++) want[r * L + i] -= G(&bt, i, 0, 0, 0);
+            assert_true(lf_test_maxerr(&d, want) <= TOL_F32);
+            free(want), free(x.data), free(ga.data), free(bt.data), free(d.data);
+        }
+}
+
+/* The transformers' permutation (tokens <-> channel planes, axes 1 0 2 3)
+ * takes the tiled transpose: exact on edges that are not multiples of 16. */
+static void test_permute_transpose(void **state) {
+    lf_backend_t *be = *state;
+    static const int64_t shapes[][3] = {{4096, 320, 2}, {70, 100, 2}, {17, 300, 1}, {333, 16, 3}};
+    int axes[4] = {1, 0, 2, 3};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int64_t A = shapes[k][0], B = shapes[k][1], N = shapes[k][2];
+        lf_tensor_t x = lf_test_rand(LF_TYPE_F32, A, B, N, 1, 1), p = lf_test_zeros(LF_TYPE_F32, B, A, N, 1);
+        assert_int_equal(lf_op_permute(be, &p, &x, axes), 0);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t a = 0; a < A; a++)
+                for (int64_t b = 0; b < B; b++) assert_true(G(&p, b, a, n, 0) == G(&x, a, b, n, 0));
+        free(x.data), free(p.data);
+    }
+}
+
 /* Group norm with its fused SiLU against the unfused pair (group norm, then
  * the SILU op), f32 and bf16 outputs, on whole contiguous channel planes (the
  * one-pass vector path), on a row-strided view and on bf16 input (row by
@@ -886,6 +1016,9 @@ int main(void) {
         cmocka_unit_test(test_prepacked_weights),
         cmocka_unit_test(test_group_norm),
         cmocka_unit_test(test_group_norm_silu),
+        cmocka_unit_test(test_group_norm_stable),
+        cmocka_unit_test(test_layer_norm_stable),
+        cmocka_unit_test(test_permute_transpose),
         cmocka_unit_test(test_layer_rms_norm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_unary),
