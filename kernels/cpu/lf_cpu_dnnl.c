@@ -628,6 +628,10 @@ static bool s_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t
                                       (size_t)36 * sizeof(float) * (size_t)(x->ne[2] * w->ne[3]) <= S_WINO_MAX_WEIGHT_BYTES);
 }
 
+bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n) {
+    return d && s_wino_wanted(d, LF_TYPE_F32, n);
+}
+
 /* Output rows per strip: the largest divisor of h whose strip fits
  * d->wino_strip_bytes (blocked source and result, and ~2.25x both in
  * transformed tiles); 0 where that leaves strips under 8 rows. */

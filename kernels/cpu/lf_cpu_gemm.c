@@ -369,7 +369,12 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
 #ifdef LF_HAVE_DNNL
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
         const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
-        lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) ? LF_TYPE_F32 : cpu->compute;
+        /* f32 where bf16 gains nothing: small products, and the shapes
+         * Winograd takes (f32 Winograd 0.xx the time of bf16 brgconv there,
+         * docs/PERFORMANCE.md session 11; f32 also rounds less). */
+        lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) || lf__cpu_dnnl_wino(cpu->dnnl, node)
+                           ? LF_TYPE_F32
+                           : cpu->compute;
         if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, wt, ct);
         bool pointwise = wt->ne[0] == 1 && wt->ne[1] == 1 && node->p.conv2d.stride == 1 &&
                          node->p.conv2d.pad == 0 && (ct == LF_TYPE_BF16 || cpu->mm_dnnl);

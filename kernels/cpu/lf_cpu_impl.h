@@ -137,6 +137,9 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
+/* Whether n runs as f32 Winograd (LF_CPU_CONV_ALGO): at those shapes it is
+ * faster than oneDNN's bf16 convolutions, so a bf16 job takes it in f32. */
+bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n);
 /* n's convolution with x (x->make: n's source in compute type ct) and the
  * weight w (n's shapes), bias and dst as in n. 0, or an error after which
  * the caller falls back to im2col. *post_done: n's post-ops (post_act,
