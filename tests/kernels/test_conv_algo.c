@@ -156,12 +156,50 @@ static void test_winograd_own_weights(void **state) {
     free(want), free(x.data), free(w.data), free(bias.data), free(d[0].data), free(d[1].data);
 }
 
+/* Under the bf16 compute type, a convolution Winograd takes runs in f32
+ * (faster than oneDNN's bf16 convolution at those shapes, and rounds less):
+ * its result is within the f32 tolerance of the double reference, where
+ * bf16 operands are off by ~1e-2 of outputs of ~10 here; with
+ * LF_CPU_CONV_ALGO=gemm the same backend rounds to bf16 (so the check can
+ * tell them apart). Skipped without bf16 compute. */
+static void test_winograd_under_bf16(void **state) {
+    (void)state;
+    static const s_case_t c = {1, 32, 32, 64, 64, 1, 0, NULL, true};
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c.W, c.H, c.Ci, c.B, 1);
+    lf_tensor_t w = lf_test_rand(LF_TYPE_F16, 3, 3, c.Ci, c.Co, 1);
+    lf_tensor_t w32 = lf_test_zeros(LF_TYPE_F32, 3, 3, c.Ci, c.Co);
+    for (int64_t i = 0; i < lf_tensor_nelements(&w); i++)
+        ((float *)w32.data)[i] = (float)lf_test_get(&w, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c.Co, 1, 1, 1, 1);
+    double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
+    for (int k = 0; k < 2; k++) {
+        lf_backend_t *be = s_backend(k ? "gemm" : "auto", NULL);
+        if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
+            printf("  skipped: no bf16 compute (%s)\n", lf_backend_describe(be));
+            lf_backend_destroy(&be);
+            break;
+        }
+        lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B);
+        lf_node_t n = {.op = LF_OP_CONV2D, .dst = &d, .src = {&x, &w, &bias}};
+        n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+        assert_int_equal(lf_op_run(be, &n), 0);
+        const double err = lf_test_maxerr(&d, want);
+        printf("  bf16 compute, %s: err %.2g\n", k ? "gemm (bf16 operands)" : "auto (f32 Winograd)", err);
+        if (k) assert_true(err > TOL);
+        else assert_true(err <= TOL);
+        lf_backend_destroy(&be);
+        free(d.data);
+    }
+    free(want), free(x.data), free(w.data), free(w32.data), free(bias.data);
+}
+
 int main(void) {
     lf_test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_winograd_against_reference),
         cmocka_unit_test(test_winograd_refuses_thin_strips),
         cmocka_unit_test(test_winograd_own_weights),
+        cmocka_unit_test(test_winograd_under_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
