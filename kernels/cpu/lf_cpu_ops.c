@@ -420,16 +420,26 @@ static void s_gn_task(void *arg, int64_t gt, int thread) {
     s_gn_out(j, gt, 0, rows, mean, inv, tmp);
 }
 
-/* Large groups, three phases over (group task, chunk) tasks. */
-static void s_gn_chunk_sums(void *arg, int64_t t, int thread) {
-    s_gn_job_t *j = arg;
+/* Large groups, three phases over (group task, chunk) tasks. Task t's
+ * group task *gt and rows [*r0, *r1), and the thread's scratch row; NULL
+ * (j->failed set) when that is out of memory. */
+static float *s_gn_chunk(s_gn_job_t *j, int64_t t, int thread, int64_t *gt, int64_t *r0, int64_t *r1) {
     float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
     if (!tmp) {
         j->failed = 1;
-        return;
+        return NULL;
     }
-    int64_t gt = t / j->chunks, ch = t % j->chunks, rows = j->cg * j->nrows;
-    int64_t r0 = ch * j->per_chunk, r1 = r0 + j->per_chunk < rows ? r0 + j->per_chunk : rows;
+    const int64_t rows = j->cg * j->nrows;
+    *gt = t / j->chunks, *r0 = t % j->chunks * j->per_chunk;
+    *r1 = *r0 + j->per_chunk < rows ? *r0 + j->per_chunk : rows;
+    return tmp;
+}
+
+static void s_gn_chunk_sums(void *arg, int64_t t, int thread) {
+    s_gn_job_t *j = arg;
+    int64_t gt, r0, r1;
+    float *tmp = s_gn_chunk(j, t, thread, &gt, &r0, &r1);
+    if (!tmp) return;
     double *p = j->part + 2 * t;
     p[0] = p[1] = 0;
     s_gn_sums(j, gt, r0, r1, j->shift[gt], tmp, &p[0], &p[1]);
@@ -437,14 +447,9 @@ static void s_gn_chunk_sums(void *arg, int64_t t, int thread) {
 
 static void s_gn_chunk_out(void *arg, int64_t t, int thread) {
     s_gn_job_t *j = arg;
-    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
-    if (!tmp) {
-        j->failed = 1;
-        return;
-    }
-    int64_t gt = t / j->chunks, ch = t % j->chunks, rows = j->cg * j->nrows;
-    int64_t r0 = ch * j->per_chunk, r1 = r0 + j->per_chunk < rows ? r0 + j->per_chunk : rows;
-    s_gn_out(j, gt, r0, r1, j->mean[gt], j->inv[gt], tmp);
+    int64_t gt, r0, r1;
+    float *tmp = s_gn_chunk(j, t, thread, &gt, &r0, &r1);
+    if (tmp) s_gn_out(j, gt, r0, r1, j->mean[gt], j->inv[gt], tmp);
 }
 
 /* Adds the chunks' sums of every group task in chunk order; true when all
