@@ -80,6 +80,10 @@ static long s_maxrss_kb(void) {
     return ru.ru_maxrss;
 }
 
+static double s_tv_s(struct timeval tv) {
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
 static void s_loadavg(char *out, size_t n) {
     FILE *f = fopen("/proc/loadavg", "r");
     double a = -1, b = -1, c = -1;
@@ -393,11 +397,19 @@ static int s_steady(s_call_t *c, int vae, const char *prec, int reps, int profil
     double ws[64], cs[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps && !rc; i++) {
+        struct rusage r0, r1;
+        getrusage(RUSAGE_SELF, &r0);
         t0 = lf_bench_now(), c0 = s_cpu_s();
         rc = fn(c);
         ws[i] = lf_bench_now() - t0, cs[i] = s_cpu_s() - c0;
-        printf("  %s %d/%d  %s %.2f s (cpu %.2f s)\n", vae ? "decode" : "step", i + 1, reps, prec,
-               ws[i], cs[i]);
+        getrusage(RUSAGE_SELF, &r1);
+        /* Where the CPU time went besides the ops: system time, page faults
+         * (fresh pages touched) and context switches (threads that slept). */
+        printf("  %s %d/%d  %s %.2f s (cpu %.2f s: user %.2f, sys %.2f; %ld minor faults, %ld+%ld "
+               "voluntary+involuntary switches)\n",
+               vae ? "decode" : "step", i + 1, reps, prec, ws[i], cs[i],
+               s_tv_s(r1.ru_utime) - s_tv_s(r0.ru_utime), s_tv_s(r1.ru_stime) - s_tv_s(r0.ru_stime),
+               r1.ru_minflt - r0.ru_minflt, r1.ru_nvcsw - r0.ru_nvcsw, r1.ru_nivcsw - r0.ru_nivcsw);
         fflush(stdout);
     }
     if (rc) return fprintf(stderr, "bench_unet: %s failed (%d)\n", what, rc), rc;

@@ -254,7 +254,13 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     cpu_set_t allowed;
     bool pinned = pin && !strcmp(pin, "1") && !sched_getaffinity(0, sizeof allowed, &allowed) &&
                   !lf__cpu_pin_plan(&allowed, n_threads, cpus);
-    c->pool = lf__cpu_pool_new(n_threads, pinned ? cpus : NULL);
+    /* LF_CPU_POOL=threads|omp: the backend's own ops on helper threads of
+     * their own or on oneDNN's OpenMP team (the default where libgomp is
+     * loaded: one set of threads for every op; docs/PERFORMANCE.md, session
+     * 12, h-gap). */
+    const char *pk = getenv("LF_CPU_POOL");
+    lf__cpu_pool_kind_t kind = pk && !strcmp(pk, "threads") ? LF__CPU_POOL_THREADS : LF__CPU_POOL_OMP;
+    c->pool = lf__cpu_pool_new_kind(n_threads, pinned ? cpus : NULL, kind);
     __builtin_cpu_init();
     c->has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     c->has_avx512 = __builtin_cpu_supports("avx512f");
@@ -307,9 +313,9 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
         }
     }
     snprintf(be->describe, sizeof be->describe,
-             "cpu: %d threads (%s), simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 compute "
-             "%s; OpenBLAS core %s (%s)",
-             n_threads, pins, c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
+             "cpu: %d threads (%s), pool %s, simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 "
+             "compute %s; OpenBLAS core %s (%s)",
+             n_threads, pins, lf__cpu_pool_kind(c->pool) == LF__CPU_POOL_OMP ? "OpenMP" : "threads", c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
              c->dnnl ? "oneDNN" : "im2col+sgemm", c->dnnl && c->mm_dnnl ? "oneDNN" : "sgemm",
              c->dnnl && c->has_avx512_bf16 ? "available" : "no", openblas_get_corename(),
              openblas_get_config());

@@ -20,6 +20,16 @@ typedef struct lf__cpu_pool lf__cpu_pool_t;
  * runs the pool (lf__cpu_pool_enter); thread 0, the caller, keeps its mask.
  * Caller owns; NULL on failure. */
 lf__cpu_pool_t *lf__cpu_pool_new(int n_threads, const int *cpus);
+/* Where a pool's runs execute. THREADS: its own helper threads, asleep on a
+ * condition variable between runs. OMP: the calling thread's OpenMP team
+ * (libgomp, loaded with oneDNN), the threads oneDNN's primitives run on, so
+ * a process computes on n_threads threads instead of 2 n_threads - 1 that
+ * take turns on the same cores; no helper threads are made. */
+typedef enum { LF__CPU_POOL_THREADS, LF__CPU_POOL_OMP } lf__cpu_pool_kind_t;
+/* As lf__cpu_pool_new, on kind's threads; OMP falls back to THREADS where
+ * libgomp is not loaded (lf__cpu_pool_kind says which it got). */
+lf__cpu_pool_t *lf__cpu_pool_new_kind(int n_threads, const int *cpus, lf__cpu_pool_kind_t kind);
+lf__cpu_pool_kind_t lf__cpu_pool_kind(const lf__cpu_pool_t *pool);
 void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p);
 void lf__cpu_pool_run(lf__cpu_pool_t *pool, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx);
 int lf__cpu_pool_size(const lf__cpu_pool_t *pool);

@@ -12,7 +12,16 @@
  * from the first thread that computes: each thread has its own team). The
  * calling thread keeps its mask (the worker's cores): threads it creates
  * later inherit that mask, and a per-call thread pinned to one core (lf_quant's
- * q8 products, an OpenMP team made before the pinning) would stack on it. */
+ * q8 products, an OpenMP team made before the pinning) would stack on it.
+ *
+ * On OpenMP (LF__CPU_POOL_OMP, the backend's default with oneDNN): a run is
+ * one GOMP_parallel region of the caller's team, the same threads oneDNN's
+ * primitives use, taking tasks from the same atomic counter. With a pool of
+ * its own beside oneDNN's team, a 2-thread process had 3 threads wanting 2
+ * cores: the team member spinning for its next region (libgomp's default
+ * wait) while our helper ran a task, ~1700 involuntary switches per SD1.5
+ * step and ~1 s more CPU than one thread (docs/PERFORMANCE.md, session 12,
+ * h-gap). */
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -38,6 +47,9 @@ struct lf__cpu_pool {
     int *cpus;         /* owned; n_threads cores, thread i on cpus[i]; NULL: not pinned */
     pthread_t omp_for; /* the thread whose OpenMP team was pinned last */
     bool omp_pinned;
+    /* LF__CPU_POOL_OMP: libgomp's entry points (looked up where oneDNN loaded it). */
+    void (*omp_parallel)(void (*fn)(void *), void *data, unsigned n, unsigned flags);
+    int (*omp_thread_num)(void);
 };
 
 typedef struct {
@@ -82,9 +94,36 @@ int lf__cpu_pin_plan(const cpu_set_t *allowed, int n_threads, int *cpus) {
 }
 
 lf__cpu_pool_t *lf__cpu_pool_new(int n_threads, const int *cpus) {
+    return lf__cpu_pool_new_kind(n_threads, cpus, LF__CPU_POOL_THREADS);
+}
+
+/* One team member's share of an OpenMP run. */
+static void s_omp_body(void *arg) {
+    lf__cpu_pool_t *p = arg;
+    s_work(p, p->omp_thread_num());
+}
+
+lf__cpu_pool_t *lf__cpu_pool_new_kind(int n_threads, const int *cpus, lf__cpu_pool_kind_t kind) {
     if (n_threads < 1) n_threads = 1;
     lf__cpu_pool_t *p = calloc(1, sizeof *p);
     if (!p) return NULL;
+    if (kind == LF__CPU_POOL_OMP && n_threads > 1) {
+        p->omp_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(RTLD_DEFAULT, "GOMP_parallel");
+        p->omp_thread_num = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
+        if (!p->omp_parallel || !p->omp_thread_num) p->omp_parallel = NULL, p->omp_thread_num = NULL;
+    }
+    if (p->omp_parallel) { /* no threads of its own: the caller's team is made by libgomp */
+        p->n_threads = n_threads;
+        if (cpus && !(p->cpus = malloc((size_t)n_threads * sizeof *p->cpus))) {
+            free(p);
+            return NULL;
+        }
+        if (cpus) memcpy(p->cpus, cpus, (size_t)n_threads * sizeof *p->cpus);
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->wake, NULL);
+        pthread_cond_init(&p->done, NULL);
+        return p;
+    }
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (cpus && n_threads > 1 && p->threads && (p->cpus = malloc((size_t)n_threads * sizeof *p->cpus)))
         memcpy(p->cpus, cpus, (size_t)n_threads * sizeof *p->cpus);
@@ -160,7 +199,7 @@ void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p) {
     p->stop = true;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 1; i < p->n_threads && !p->omp_parallel; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -174,11 +213,22 @@ int lf__cpu_pool_size(const lf__cpu_pool_t *pool) {
     return pool->n_threads;
 }
 
+lf__cpu_pool_kind_t lf__cpu_pool_kind(const lf__cpu_pool_t *pool) {
+    return pool->omp_parallel ? LF__CPU_POOL_OMP : LF__CPU_POOL_THREADS;
+}
+
 void lf__cpu_pool_run(lf__cpu_pool_t *p, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     lf__cpu_pool_enter(p);
     if (p->n_threads == 1 || n_tasks == 1) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    if (p->omp_parallel) {
+        p->fn = fn, p->ctx = ctx, p->n_tasks = n_tasks;
+        atomic_store(&p->next, 0);
+        /* The region ends at the team's barrier: every task is done. */
+        p->omp_parallel(s_omp_body, p, (unsigned)(n_tasks < p->n_threads ? n_tasks : p->n_threads), 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
