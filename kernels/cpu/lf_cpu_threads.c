@@ -14,7 +14,8 @@
  * later inherit that mask, and a per-call thread pinned to one core (lf_quant's
  * q8 products, an OpenMP team made before the pinning) would stack on it.
  *
- * On OpenMP (LF__CPU_POOL_OMP, the backend's default with oneDNN): a run is
+ * On OpenMP (LF__CPU_POOL_OMP; the backend's default with oneDNN unless
+ * libgomp's threads sleep between regions, lf_cpu_backend.c): a run is
  * one GOMP_parallel region of the caller's team, the same threads oneDNN's
  * primitives use, taking tasks from the same atomic counter. With a pool of
  * its own beside oneDNN's team, a 2-thread process had 3 threads wanting 2

@@ -2,9 +2,9 @@
  * (LF_PIN_THREADS): the plan from an affinity mask (pure), each helper
  * thread's mask read back with sched_getaffinity from inside a run, and the
  * OpenMP team oneDNN runs on pinned the same way. The pool on OpenMP
- * (LF_CPU_POOL, the default with oneDNN): its runs execute on the caller's
- * team and make no threads of their own, and ops give the same bytes on
- * either kind of pool. */
+ * (LF_CPU_POOL; the default with oneDNN unless OMP_WAIT_POLICY=PASSIVE): its
+ * runs execute on the caller's team and make no threads of their own, and
+ * ops give the same bytes on either kind of pool. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -292,6 +292,33 @@ static void test_backend_describe(void **st) {
     lf_backend_destroy(&be);
 }
 
+/* The pool's kind by default: oneDNN's OpenMP team unless libgomp's threads
+ * sleep between regions (OMP_WAIT_POLICY=PASSIVE); LF_CPU_POOL wins. */
+static void test_pool_default_kind(void **st) {
+    (void)st;
+    if (!dlsym(RTLD_DEFAULT, "GOMP_parallel")) skip(); /* built without oneDNN: always threads */
+    const char *was = getenv("OMP_WAIT_POLICY");
+    char *saved = was ? strdup(was) : NULL;
+    const struct {
+        const char *wait, *pool, *want;
+    } cases[] = {{NULL, NULL, "pool OpenMP"},     {"ACTIVE", NULL, "pool OpenMP"},
+                 {"passive", NULL, "pool threads"}, {"PASSIVE", "omp", "pool OpenMP"},
+                 {NULL, "threads", "pool threads"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].wait) setenv("OMP_WAIT_POLICY", cases[i].wait, 1);
+        else unsetenv("OMP_WAIT_POLICY");
+        if (cases[i].pool) setenv("LF_CPU_POOL", cases[i].pool, 1);
+        lf_backend_t *be = lf_backend_cpu_new(2);
+        unsetenv("LF_CPU_POOL");
+        assert_non_null(be);
+        assert_non_null(strstr(lf_backend_describe(be), cases[i].want));
+        lf_backend_destroy(&be);
+    }
+    if (saved) setenv("OMP_WAIT_POLICY", saved, 1);
+    else unsetenv("OMP_WAIT_POLICY");
+    free(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan),
@@ -300,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_pool_omp),
         cmocka_unit_test(test_pool_kinds_same_bytes),
         cmocka_unit_test(test_backend_describe),
+        cmocka_unit_test(test_pool_default_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
