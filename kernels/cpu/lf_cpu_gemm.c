@@ -527,6 +527,150 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
     return 0;
 }
 
-int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_matmul); }
+/* A linear layer with its GEGLU gate (post_act 2; a and dst contiguous, b
+ * one matrix: s_supports_fused): through oneDNN (s_geglu_dnnl) where it
+ * takes it; else (OpenBLAS, LF_CPU_MATMUL=blas) the product in blocks of rows small enough
+ * to stay in L2 (LF_CPU_GEGLU_BLOCK bytes, default 512 KiB), each gated from
+ * there into dst, so the 2F-column product never goes out to memory and
+ * back. The blocks split the rows evenly (each of at least 16, so none
+ * drops to f32 under bf16: s_small), per image in the batch-invariant mode. */
+typedef struct {
+    const float *y; /* the block's product, rows of 2F */
+    float *d;       /* its rows of dst, F each */
+    int64_t F, rows, per;
+    const lf__cpu_simd_t *simd;
+} s_gate_job_t;
+
+static void s_gate_task(void *arg, int64_t t, int thread) {
+    (void)thread;
+    const s_gate_job_t *j = arg;
+    int64_t r1 = (t + 1) * j->per < j->rows ? (t + 1) * j->per : j->rows;
+    for (int64_t r = t * j->per; r < r1; r++) {
+        const float *yr = j->y + r * 2 * j->F;
+        j->simd->gelu(j->d + r * j->F, yr + j->F, yr, j->F);
+    }
+}
+
+static size_t s_geglu_block_bytes(void) {
+    const char *e = getenv("LF_CPU_GEGLU_BLOCK");
+    long v = e ? atol(e) : 0;
+    return v > 0 ? (size_t)v : (size_t)512 << 10;
+}
+
+#ifdef LF_HAVE_DNNL
+/* Whole rows of G per chunk of the GEGLU's oneDNN path: the gate's f32
+ * values live in the workspace between its two products, at most this many
+ * bytes (the weight halves are read once per chunk). */
+#define S_GEGLU_GATE_BYTES ((size_t)16 << 20)
+
+/* A linear layer with its GEGLU gate as two oneDNN matmuls on the weight's
+ * halves (value rows [0, F), gate rows [F, 2F)): G = gelu(a . Wg^T + bg)
+ * (an eltwise post-op), then dst = (a . Wv^T + bv) * G (a binary multiply
+ * post-op), so the 2F-column product never goes to memory: 3F columns of
+ * traffic per row instead of 5F. Each half is pre-packed as a weight of its
+ * own. Rows in equal chunks whose G fits S_GEGLU_GATE_BYTES (equal, so one
+ * primitive and one packed layout serve them all). 0, or an error before
+ * anything was written, after which the row-block path runs. */
+static int s_geglu_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
+    const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
+    lf_type_t ct = cpu->compute;
+    int64_t lda, ldc;
+    if (!cpu->dnnl || (ct == LF_TYPE_F32 && !cpu->mm_dnnl) || a->type != LF_TYPE_F32 || b->ne[2] != 1 ||
+        b->ne[3] != 1 || !lf_tensor_is_contiguous(b) || !s_flat_rows(a, &lda) || !s_flat_rows(node->dst, &ldc) ||
+        (bias && bias->nb[0] != 4))
+        return LF_EUNSUPPORTED;
+    const int64_t F = b->ne[1] / 2, K = a->ne[0], M = a->ne[1] * a->ne[2] * a->ne[3];
+    int64_t chunks = 1;
+    while (chunks < 64 && ((size_t)(M / chunks) * (size_t)F * 4 > S_GEGLU_GATE_BYTES || M % chunks)) chunks++;
+    if (M % chunks) chunks = 1;
+    const int64_t rows = M / chunks;
+    if (ct == LF_TYPE_BF16 && s_small(rows, F, K)) {
+        if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
+        ct = LF_TYPE_F32;
+    }
+    if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, b, ct);
+    lf_tensor_t half[2] = {*b, *b};
+    half[0].ne[1] = half[1].ne[1] = F;
+    half[1].data = (char *)b->data + F * (int64_t)b->nb[1];
+    const size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(M * K) * 2 + 63) & ~(size_t)63);
+    const size_t gbytes = ((size_t)(rows * F) * 4 + 63) & ~(size_t)63;
+    const size_t need = abytes + gbytes + s_as_bytes(ct, &half[0]) + s_as_bytes(ct, &half[1]);
+    char *work = lf__cpu_work(cpu, need + 64);
+    if (!work) return LF_ENOMEM;
+    const void *ap = a->data;
+    if (ct == LF_TYPE_BF16) { /* the rows converted once for both products */
+        for (int64_t r = 0; r < (lda == K ? 1 : M); r++)
+            lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, LF_TYPE_F32, (const float *)a->data + r * lda,
+                            (uint16_t *)work + r * K, lda == K ? M * K : K);
+        ap = work, lda = K;
+    }
+    float *g = (float *)(work + abytes);
+    s_wmake_t mk[2] = {{.m = {cpu, ct, work + abytes + gbytes}, .t = &half[0]},
+                       {.m = {cpu, ct, work + abytes + gbytes + s_as_bytes(ct, &half[0])}, .t = &half[1]}};
+    s_once_t once[2] = {{.mk = &mk[0]}, {.mk = &mk[1]}};
+    lf__cpu_wsrc_t ws[2] = {{&half[0], s_once, &once[0]}, {&half[1], s_once, &once[1]}};
+    const float *bp = bias ? (const float *)bias->data : NULL;
+    const size_t es = lf_type_size(ct);
+    for (int64_t c = 0; c < chunks; c++) {
+        const void *ac = (const char *)ap + (size_t)(c * rows * lda) * es;
+        float *dc = (float *)node->dst->data + c * rows * ldc;
+        lf__cpu_mm_t gate = {.M = rows, .N = F, .K = K, .lda = lda, .ldc = F, .ct = ct, .a = ac,
+                             .bias = bp ? bp + F : NULL, .c = g, .gelu = true, .wsrc = &ws[1]};
+        lf__cpu_mm_t val = {.M = rows, .N = F, .K = K, .lda = lda, .ldc = ldc, .ct = ct, .a = ac, .bias = bp,
+                            .c = dc, .res = g, .ldr = F, .res_mul = true, .wsrc = &ws[0]};
+        bool done = false;
+        int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &gate, &done);
+        if (rc || !done) return c ? LF_EINTERNAL : LF_EUNSUPPORTED; /* no GELU post-op: the row blocks */
+        rc = lf__cpu_dnnl_matmul(cpu->dnnl, &val, &done);
+        if (rc) return c ? rc : LF_EUNSUPPORTED;
+        for (int64_t r = 0; !done && r < rows; r++)
+            for (int64_t j = 0; j < F; j++) dc[r * ldc + j] *= g[r * F + j];
+    }
+    return 0;
+}
+#endif
+
+static int s_matmul_geglu(lf_backend_t *be, const lf_node_t *node) {
+    lf__cpu_ctx_t *cpu = be->ctx;
+#ifdef LF_HAVE_DNNL
+    int drc = s_geglu_dnnl(cpu, node);
+    if (drc != LF_EUNSUPPORTED) {
+        cpu->post_done = true;
+        return drc;
+    }
+#endif
+    lf__cpu_pool_enter(cpu->pool);
+    const lf_tensor_t *a = node->src[0];
+    int64_t N = node->src[1]->ne[1], F = N / 2, K = a->ne[0], M = a->ne[1] * a->ne[2] * a->ne[3];
+    /* Batch-invariant mode: blocks within each image, as one image alone. */
+    int64_t images = cpu->per_image && node->images > 1 && M % node->images == 0 ? node->images : 1;
+    int64_t Mi = M / images, want = (int64_t)(s_geglu_block_bytes() / ((size_t)N * 4));
+    if (want < 32) want = 32;
+    int64_t per = (Mi + want - 1) / want, blocks = per * images;
+    float *y = lf__cpu_scratch(cpu, 0, (size_t)(((Mi + per - 1) / per) * N));
+    if (!y) return LF_ENOMEM;
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t i = b / per, k = b % per, r0 = i * Mi + k * Mi / per, r1 = i * Mi + (k + 1) * Mi / per;
+        lf_tensor_t sa = lf_tensor_4d(a->type, K, r1 - r0, 1, 1, (char *)a->data + r0 * (int64_t)a->nb[1]);
+        lf_tensor_t sy = lf_tensor_4d(LF_TYPE_F32, N, r1 - r0, 1, 1, y);
+        lf_node_t one = *node;
+        one.post_act = 0, one.images = 0, one.src[0] = &sa, one.dst = &sy;
+        cpu->post_done = false;
+        int rc = s_matmul(be, &one);
+        if (rc) return rc;
+        s_gate_job_t j = {.y = y, .d = (float *)node->dst->data + r0 * F, .F = F, .rows = r1 - r0,
+                          .simd = &cpu->simd};
+        int64_t tasks = cpu->n_threads * 2 < j.rows ? cpu->n_threads * 2 : j.rows;
+        j.per = (j.rows + tasks - 1) / tasks;
+        lf__cpu_pool_run(cpu->pool, (j.rows + j.per - 1) / j.per, s_gate_task, &j);
+    }
+    cpu->post_done = true;
+    return 0;
+}
+
+int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) {
+    if (node->post_act == 2) return s_per_image(be, node, s_matmul_geglu);
+    return s_per_image(be, node, s_matmul);
+}
 
 int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_conv2d); }
