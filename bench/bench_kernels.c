@@ -504,36 +504,6 @@ static void s_bench_convalgo(lf_backend_t *gemm, lf_backend_t *dflt, int B, int 
     free(x), free(w), free(b), free(y[0]), free(y[1]), free(twh.data);
 }
 
-/* A feed-forward's first linear layer (M rows, K -> 2F) and its GEGLU gate:
- * the product then the GEGLU op, against the gate as the product's post-op
- * (post_act 2: row blocks of the product gated from cache). */
-static void s_bench_geglu(const s_backends_t *bs, int M, int F, int K) {
-    float *x = s_rand((size_t)M * K), *w = s_rand((size_t)2 * F * K), *b = s_rand((size_t)2 * F);
-    float *y = malloc((size_t)M * 2 * F * 4), *z = malloc((size_t)M * F * 4);
-    lf_tensor_t tx = lf_tensor_4d(LF_TYPE_F32, K, M, 1, 1, x), tw = lf_tensor_4d(LF_TYPE_F32, K, 2 * F, 1, 1, w);
-    lf_tensor_t twh = s_as_f16(&tw), tb = lf_tensor_4d(LF_TYPE_F32, 2 * F, 1, 1, 1, b);
-    lf_tensor_t ty = lf_tensor_4d(LF_TYPE_F32, 2 * F, M, 1, 1, y), tz = lf_tensor_4d(LF_TYPE_F32, F, M, 1, 1, z);
-    double t[4];
-    printf("geglu    linear %d rows %d->%d  GEGLU after / as post-op:", M, K, 2 * F);
-    for (int bf = 0; bf < 2; bf++) {
-        lf_backend_t *be = bf ? bs->bf16 : bs->be;
-        if (!be) continue;
-        s_pair_t pair = {.prod = {.be = be}, .add = {.be = be}};
-        lf_node_t *n = &pair.prod.node;
-        n->op = LF_OP_MATMUL, n->dst = &ty, n->src[0] = &tx, n->src[1] = &twh, n->src[2] = &tb;
-        pair.add.node.op = LF_OP_GEGLU, pair.add.node.dst = &tz, pair.add.node.src[0] = &ty;
-        s_op_t fused = {.be = be, .node = *n};
-        fused.node.dst = &tz, fused.node.post_act = 2;
-        s_fn fns[2] = {s_run_pair, s_run_op};
-        void *ctxs[2] = {&pair, &fused};
-        s_time_n(2, fns, ctxs, t + 2 * bf);
-        printf("  %s %.2f / %.2f ms (%.3fx)", bf ? "bf16" : "f32", t[2 * bf] * 1e3, t[2 * bf + 1] * 1e3,
-               t[2 * bf] / t[2 * bf + 1]);
-    }
-    printf("\n");
-    free(twh.data), free(x), free(w), free(b), free(y), free(z);
-}
-
 int main(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *only = "";
@@ -622,12 +592,6 @@ int main(int argc, char **argv) {
         lf_backend_destroy(&gemm);
     }
     if (ON("rowwise")) s_bench_rowwise(be);
-    if (ON("geglu")) {
-        /* SD1.5's feed-forwards at batch 2: 64x64, 32x32, 16x16 tokens. */
-        s_bench_geglu(&bs, 8192, 1280, 320);
-        s_bench_geglu(&bs, 2048, 2560, 640);
-        s_bench_geglu(&bs, 512, 5120, 1280);
-    }
     if (ON("graph") && !quick) s_bench_graph_memory(be);
     lf_backend_destroy(&be);
     lf_backend_destroy(&bs.blas);

@@ -502,23 +502,6 @@ static int s_fuse(lf_graph_t *g) {
     }
     for (int k = 0; k < g->n_run; k++) {
         lf_node_t *n = &g->run[k];
-        if (n->op == LF_OP_GEGLU && n->dst->type == LF_TYPE_F32) {
-            /* The gate of a linear layer's output (SD's feed-forward). */
-            int xi = s_find(g, n->src[0]);
-            if (xi < 0 || s_entry(g, xi)->owner != xi || uses[xi] != 1 || prod[xi] < 0 || dead[prod[xi]]) continue;
-            const lf_node_t *p = &g->run[prod[xi]];
-            if (p->op != LF_OP_MATMUL || s_has_post(p)) continue;
-            lf_node_t f = *p;
-            f.dst = n->dst, f.post_act = 2;
-            int64_t ne[LF_MAX_DIMS];
-            lf_type_t type;
-            if (lf_node_infer(&f, ne, &type) || memcmp(ne, n->dst->ne, sizeof ne) || !lf_backend_supports_op(g->be, &f))
-                continue;
-            dead[prod[xi]] = true;
-            *n = f;
-            prod[s_find(g, n->dst)] = k;
-            continue;
-        }
         if ((n->op != LF_OP_ADD && n->op != LF_OP_SILU) || n->dst->type != LF_TYPE_F32) continue;
         for (int side = 0; side < (n->op == LF_OP_ADD ? 2 : 1); side++) {
             const lf_tensor_t *x = n->src[side], *y = n->op == LF_OP_ADD ? n->src[1 - side] : NULL;
@@ -526,8 +509,7 @@ static int s_fuse(lf_graph_t *g) {
             if (xi < 0 || s_entry(g, xi)->owner != xi || uses[xi] != 1 || prod[xi] < 0 || dead[prod[xi]]) continue;
             if (memcmp(x->ne, n->dst->ne, sizeof x->ne)) continue; /* x broadcast over the other operand */
             const lf_node_t *p = &g->run[prod[xi]];
-            if ((p->op != LF_OP_MATMUL && p->op != LF_OP_CONV2D) || p->src[3] || p->post_act == 2 || (!y && p->post_act))
-                continue;
+            if ((p->op != LF_OP_MATMUL && p->op != LF_OP_CONV2D) || p->src[3] || (!y && p->post_act)) continue;
             lf_node_t f = *p;
             f.dst = n->dst;
             if (y) f.src[3] = y;
@@ -667,8 +649,7 @@ void lf_graph_print(const lf_graph_t *g, FILE *out) {
         int di = s_find(g, node->dst);
         const s_entry_t *o = di >= 0 ? s_entry(g, s_entry(g, di)->owner) : NULL;
         char name[32];
-        snprintf(name, sizeof name, "%s%s%s", lf_op_name(node->op),
-                 node->post_act == 2 ? "+geglu" : node->post_act ? "+silu" : "",
+        snprintf(name, sizeof name, "%s%s%s", lf_op_name(node->op), node->post_act ? "+silu" : "",
                  s_has_post(node) && node->src[3] ? "+res" : "");
         fprintf(out, "%4d %-18s ->", n, name);
         s_print_tensor(g, node->dst, out);

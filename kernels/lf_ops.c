@@ -53,7 +53,6 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
     *type = a->type;
     s_copy_ne(ne, a);
     if (node->post_act && node->op != LF_OP_MATMUL && node->op != LF_OP_CONV2D) return LF_EINVAL;
-    if (node->post_act < 0 || node->post_act > 2 || (node->post_act == 2 && node->op != LF_OP_MATMUL)) return LF_EINVAL;
     switch (node->op) {
     case LF_OP_MATMUL:
         if (!b || a->ne[0] != b->ne[0]) return LF_EINVAL;
@@ -62,10 +61,6 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         if (!s_vec_ok(c, b->ne[1])) return LF_EINVAL;
         ne[0] = b->ne[1];
         *type = LF_TYPE_F32;
-        if (node->post_act == 2) { /* the GEGLU gate halves the columns */
-            if (ne[0] % 2 || node->src[3]) return LF_EINVAL;
-            ne[0] /= 2;
-        }
         return s_residual_ok(node->src[3], ne);
     case LF_OP_CONV2D: {
         int st = node->p.conv2d.stride, pad = node->p.conv2d.pad;

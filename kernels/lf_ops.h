@@ -133,9 +133,7 @@ typedef struct lf_node {
     /* MATMUL / CONV2D post-ops, set by lf_graph_plan's fusion pass (a SILU
      * or an ADD folded into the product that feeds it): post_act 1 applies
      * SiLU to product + bias; src[3], when set, is then added (f32, dst's
-     * shape, or 1 along dimensions it broadcasts over). post_act 2 (MATMUL
-     * only, no src[3]; a GEGLU folded in): dst = y[:F] * gelu(y[F:]) of the
-     * product y = a . b^T + bias with 2F columns; dst has F. */
+     * shape, or 1 along dimensions it broadcasts over). */
     int post_act;
 } lf_node_t;
 

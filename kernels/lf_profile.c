@@ -43,7 +43,7 @@ static void s_kind(const lf_node_t *n, char *k, size_t len) {
     else snprintf(k, len, "%s", lf_op_name(n->op));
     /* Fused post-ops (lf_graph's pass) in the product's time. */
     size_t l = strlen(k);
-    if (n->post_act && l < len) snprintf(k + l, len - l, n->post_act == 2 ? " +geglu" : " +silu");
+    if (n->post_act && l < len) snprintf(k + l, len - l, " +silu");
     l = strlen(k);
     if ((n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->src[3] && l < len) snprintf(k + l, len - l, " +res");
 }

@@ -99,17 +99,10 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
 
 /* Post-ops on MATMUL and CONV2D (lf_cpu_gemm.c: in the oneDNN primitive
  * where it has them, else passes after): SiLU and an f32 residual, when
- * fusing is on (LF_CPU_FUSE, with oneDNN); a MATMUL's GEGLU gate (post_act
- * 2: the product's two halves as two oneDNN matmuls, the gate's with a GELU
- * post-op and the value's multiplied by it; lf_cpu_gemm.c) on rows of a and
- * dst that lie flat, unless LF_CPU_FUSE_GEGLU=0. */
+ * fusing is on (LF_CPU_FUSE, with oneDNN). */
 static bool s_supports_fused(lf_backend_t *be, const lf_node_t *n) {
     const lf__cpu_ctx_t *c = be->ctx;
     const lf_tensor_t *r = n->src[3];
-    if (n->post_act == 2)
-        return c->fuse_geglu && n->op == LF_OP_MATMUL && !r && n->src[0]->type == LF_TYPE_F32 &&
-               lf_tensor_is_contiguous(n->src[0]) && lf_tensor_is_contiguous(n->dst) &&
-               n->src[1]->ne[2] == 1 && n->src[1]->ne[3] == 1 && !lf_type_is_quant(n->src[1]->type);
     return c->fuse_graph && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->post_act >= 0 && n->post_act <= 1 &&
            (!r || (r->type == LF_TYPE_F32 && s_rows(r)));
 }
@@ -293,8 +286,6 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     const char *fuse = getenv("LF_CPU_FUSE");
     c->fuse = !fuse || strcmp(fuse, "0") != 0;
     c->fuse_graph = c->fuse && (!fuse || strcmp(fuse, "bias") != 0);
-    const char *fg = getenv("LF_CPU_FUSE_GEGLU");
-    c->fuse_geglu = c->fuse_graph && (!fg || strcmp(fg, "0") != 0);
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

@@ -116,14 +116,12 @@ typedef struct {
 } s_entry_t;
 
 /* The post-ops of one primitive, in this order: a binary add of a per-row
- * bias (bias1), SiLU (oneDNN's swish with alpha 1), erf-GELU (gelu), a
- * binary add of a residual (res; mul: a binary multiply by it instead, a
- * GEGLU's gate). NULL / false: absent. */
+ * bias (bias1), SiLU (oneDNN's swish with alpha 1), a binary add of a
+ * residual (res). NULL / false: absent. */
 typedef struct {
     const dnnl_memory_desc_t *bias1;
-    bool silu, gelu;
+    bool silu;
     const dnnl_memory_desc_t *res;
-    bool mul;
 } s_post_t;
 
 /* One pre-packed weight. */
@@ -457,13 +455,11 @@ static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const s_post_t *post, dn
     if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t pst = dnnl_success;
-    if (post && (post->bias1 || post->silu || post->gelu || post->res)) {
+    if (post && (post->bias1 || post->silu || post->res)) {
         pst = dnnl_post_ops_create(&po);
         if (!pst && post->bias1) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, post->bias1);
         if (!pst && post->silu) pst = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f);
-        if (!pst && post->gelu) pst = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f);
-        if (!pst && post->res)
-            pst = dnnl_post_ops_append_binary(po, post->mul ? dnnl_binary_mul : dnnl_binary_add, post->res);
+        if (!pst && post->res) pst = dnnl_post_ops_append_binary(po, dnnl_binary_add, post->res);
         if (!pst) pst = dnnl_primitive_attr_set_post_ops(attr, po);
         if (po) dnnl_post_ops_destroy(po);
     }
@@ -496,8 +492,8 @@ static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t 
         dnnl_memory_create(&e->dst, dst_md, d->engine, DNNL_MEMORY_NONE) ||
         (post && post->res && dnnl_memory_create(&e->res, post->res, d->engine, DNNL_MEMORY_NONE)))
         return LF_ENOMEM;
-    e->post = post && (post->silu || post->gelu || post->res);
-    e->res_idx = post ? (post->bias1 != NULL) + post->silu + post->gelu : 0;
+    e->post = post && (post->silu || post->res);
+    e->res_idx = post ? (post->bias1 != NULL) + post->silu : 0;
     return 0;
 }
 
@@ -1097,9 +1093,7 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     dnnl_primitive_desc_t pd;
     const s_post_t po = {.bias1 = m->bias && m->bias_m ? &b_md : NULL,
                          .silu = post && m->silu,
-                         .gelu = post && m->gelu,
-                         .res = post && m->res ? &r_md : NULL,
-                         .mul = post && m->res_mul};
+                         .res = post && m->res ? &r_md : NULL};
     int rc = s_pd(d, &md, &po, &pd);
     e->bias_post = m->bias && m->bias_m;
     e->wplain = w_md;
@@ -1112,11 +1106,9 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
 
 /* m with the post-ops (post) or without: 0, or an error. */
 static int s_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool post) {
-    post = post && (m->silu || m->gelu || m->res);
+    post = post && (m->silu || m->res);
     int64_t key[12] = {2,      m->ct,    m->M,      m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1,
-                       post ? (int64_t)m->silu | (m->res != NULL) << 1 | (int64_t)m->gelu << 2 |
-                                  (int64_t)m->res_mul << 3 | m->ldr << 4
-                            : 0};
+                       post ? (int64_t)m->silu | (m->res != NULL) << 1 | m->ldr << 2 : 0};
     int rc = 0;
     s_entry_t *e;
     if (s_packable(d, m->wsrc, m->ct)) {
@@ -1137,6 +1129,6 @@ static int s_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool post) {
 
 int lf__cpu_dnnl_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool *post_done) {
     *post_done = false;
-    if ((m->silu || m->gelu || m->res) && s_matmul(d, m, true) == 0) return *post_done = true, 0;
+    if ((m->silu || m->res) && s_matmul(d, m, true) == 0) return *post_done = true, 0;
     return s_matmul(d, m, false);
 }

@@ -114,9 +114,8 @@ typedef struct {
 /* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
  * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
  * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
- * accumulation is f32. Post-ops, when asked: SiLU (silu), erf-GELU (gelu),
- * then + res[M][N] (row stride ldr, f32; NULL: none; res_mul: times res
- * instead, a GEGLU's gate). */
+ * accumulation is f32. Post-ops, when asked: SiLU (silu), then + res[M][N]
+ * (row stride ldr, f32; NULL: none). */
 typedef struct {
     int64_t M, N, K, lda, ldc;
     bool w_kn, bias_m;
@@ -124,10 +123,9 @@ typedef struct {
     const void *a, *w;
     const float *bias;
     float *c;
-    bool silu, gelu;
+    bool silu;
     const float *res;
     int64_t ldr;
-    bool res_mul;
     /* Non-NULL: w is this resident weight ([out, in]; w itself may be NULL
      * then, made on demand or taken pre-packed). */
     const lf__cpu_wsrc_t *wsrc;
@@ -197,9 +195,6 @@ typedef struct {
      * and leaves graphs unfused (comparisons); LF_CPU_FUSE=bias keeps the
      * bias post-op and leaves graphs unfused (fuse_graph false). */
     bool fuse, fuse_graph;
-    /* A GEGLU folded into the linear layer before it (post_act 2) by the
-     * graph's pass; LF_CPU_FUSE_GEGLU=0 leaves it an op of its own. */
-    bool fuse_geglu;
     /* Set by a MATMUL / CONV2D kernel that applied the node's post-ops
      * itself; else lf_cpu_gemm.c applies them after (s_post_pass). */
     bool post_done;

@@ -14,9 +14,7 @@
  * is not ours to the last bit, and four convolutions carry it on; 3e-3 in
  * bf16, where such a bit can flip one rounding of a product's input; a
  * residual dropped or doubled is off by ~1), and the planned nodes show the
- * fusions that must happen (and none with fusion off). A linear layer's
- * GEGLU gate (post_act 2) against doubles eagerly, in one block and in
- * many (LF_CPU_GEGLU_BLOCK), per image, under bf16; and in the graph. */
+ * fusions that must happen (and none with fusion off). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,83 +64,6 @@ static void s_check_matmul_post(lf_backend_t *be, int64_t K, int64_t M, int64_t 
         }
     assert_true(lf_test_maxerr(&d, want) <= 5e-4);
     free(want), free(a.data), free(w.data), free(bias.data), free(r.data), free(d.data);
-}
-
-/* A linear layer with its GEGLU gate: dst[F] = y[:F] * gelu(y[F:]) of
- * y = a . w^T + bias (2F columns); a gate dropped or on the wrong half is off
- * by ~1. Against doubles on the operands as given (bf16: rounded first,
- * where the product is not small enough to stay f32). */
-static void s_check_matmul_geglu(lf_backend_t *be, int64_t K, int64_t M, int64_t F, int64_t images, bool bf16) {
-    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, K, M, 1, 1, 1), w = lf_test_rand(LF_TYPE_F16, K, 2 * F, 1, 1, 1);
-    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, 2 * F, 1, 1, 1, 1), d = lf_test_zeros(LF_TYPE_F32, F, M, 1, 1);
-    lf_node_t n = {.op = LF_OP_MATMUL, .dst = &d, .src = {&a, &w, &bias}, .post_act = 2, .images = images};
-    assert_int_equal(lf_op_run(be, &n), 0);
-    double *want = calloc((size_t)(M * F), sizeof *want);
-    assert_non_null(want);
-    bf16 = bf16 && K >= 16 && M >= 16 && 2 * F >= 16; /* smaller products stay f32 */
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t j = 0; j < F; j++) {
-            double y[2];
-            for (int h = 0; h < 2; h++) {
-                y[h] = lf_test_get(&bias, j + h * F, 0, 0, 0);
-                for (int64_t k = 0; k < K; k++) {
-                    float av = (float)lf_test_get(&a, k, m, 0, 0);
-                    if (bf16) av = lf_bf16_to_f32(lf_f32_to_bf16(av));
-                    double wv = lf_test_get(&w, k, j + h * F, 0, 0);
-                    if (bf16) wv = lf_bf16_to_f32(lf_f32_to_bf16((float)wv));
-                    y[h] += av * wv;
-                }
-            }
-            want[m * F + j] = y[0] * 0.5 * y[1] * (1 + erf(y[1] / sqrt(2.0)));
-        }
-    assert_true(lf_test_maxerr(&d, want) <= 5e-4);
-    free(want), free(a.data), free(w.data), free(bias.data), free(d.data);
-}
-
-static void test_geglu_eager(void **state) {
-    (void)state;
-    /* oneDNN's two products (default, per image), the row blocks (OpenBLAS
-     * for f32: one block, many). */
-    static const char *const env[][4] = {{NULL, NULL, NULL, NULL},
-                                         {"LF_CPU_MATMUL", "blas", NULL, NULL},
-                                         {"LF_CPU_MATMUL", "blas", "LF_CPU_GEGLU_BLOCK", "1"},
-                                         {"LF_CPU_PER_IMAGE", "1", NULL, NULL}};
-    for (int e = 0; e < 4; e++)
-        for (int bf16 = 0; bf16 < 2; bf16++) {
-            lf_backend_t *be = s_backend(env[e][0], env[e][1], env[e][2], env[e][3]);
-            if (bf16 && lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
-                lf_backend_destroy(&be);
-                continue;
-            }
-            s_check_matmul_geglu(be, 40, 70, 24, 0, bf16);   /* one block, or three of 32+ rows */
-            s_check_matmul_geglu(be, 33, 130, 17, 2, bf16);  /* odd F; two images */
-            s_check_matmul_geglu(be, 8, 5, 3, 0, bf16);      /* fewer rows than a block's least */
-            if (e == 0) /* the gate's f32 values past 16 MiB: oneDNN's path in two chunks of rows */
-                s_check_matmul_geglu(be, 16, 4096, 1040, 0, bf16);
-            lf_backend_destroy(&be);
-        }
-    /* Refused with fusion off (or the gate's alone); a gate with a residual, or of odd columns, is a bad node. */
-    lf_backend_t *be = s_backend("LF_CPU_FUSE", "0", NULL, NULL);
-    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, 4, 3, 1, 1, 1), b = lf_test_rand(LF_TYPE_F32, 4, 6, 1, 1, 1);
-    lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, 3, 3, 1, 1), r = lf_test_rand(LF_TYPE_F32, 3, 3, 1, 1, 1);
-    lf_node_t n = {.op = LF_OP_MATMUL, .dst = &d, .src = {&a, &b}, .post_act = 2};
-    assert_int_equal(lf_op_run(be, &n), LF_EUNSUPPORTED);
-    lf_backend_destroy(&be);
-    be = s_backend("LF_CPU_FUSE_GEGLU", "0", NULL, NULL);
-    assert_int_equal(lf_op_run(be, &n), LF_EUNSUPPORTED);
-    int64_t ne[LF_MAX_DIMS];
-    lf_type_t type;
-    assert_int_equal(lf_node_infer(&n, ne, &type), 0);
-    assert_int_equal(ne[0], 3);
-    n.src[3] = &r;
-    assert_int_equal(lf_node_infer(&n, ne, &type), LF_EINVAL);
-    lf_tensor_t b5 = lf_test_rand(LF_TYPE_F32, 4, 5, 1, 1, 1);
-    n = (lf_node_t){.op = LF_OP_MATMUL, .dst = &d, .src = {&a, &b5}, .post_act = 2};
-    assert_int_equal(lf_node_infer(&n, ne, &type), LF_EINVAL);
-    n.op = LF_OP_CONV2D;
-    assert_int_equal(lf_node_infer(&n, ne, &type), LF_EINVAL);
-    free(a.data), free(b.data), free(d.data), free(r.data), free(b5.data);
-    lf_backend_destroy(&be);
 }
 
 /* A k x k convolution, stride 1, pad k/2, with post-ops; the residual
@@ -217,7 +138,7 @@ static void test_post_ops_eager(void **state) {
 enum { S = 32, C = 16, B = 2, T = 40, E = 24, F = 32, TE = 8 };
 
 typedef struct {
-    lf_tensor_t w1, b1, w2, b2, w3, b3, w4, b4, we, be, wq, bq, wf, bf, wo, wg, bg;
+    lf_tensor_t w1, b1, w2, b2, w3, b3, w4, b4, we, be, wq, bq, wf, bf, wo;
 } s_weights_t;
 
 /* Weights scaled by 1/sqrt(fan-in), so activations stay about 1 deep into
@@ -233,23 +154,20 @@ static void s_weights(s_weights_t *w) {
     w->wq = lf_test_rand(LF_TYPE_F16, E, E, 1, 1, 1 / sqrt((double)E)), w->bq = lf_test_rand(LF_TYPE_F32, E, 1, 1, 1, 1);
     w->wf = lf_test_rand(LF_TYPE_F16, E, F, 1, 1, 1 / sqrt((double)E)), w->bf = lf_test_rand(LF_TYPE_F32, F, 1, 1, 1, 1);
     w->wo = lf_test_rand(LF_TYPE_F32, F, E, 1, 1, 1 / sqrt((double)F));
-    w->wg = lf_test_rand(LF_TYPE_F16, E, 2 * F, 1, 1, 1 / sqrt((double)E));
-    w->bg = lf_test_rand(LF_TYPE_F32, 2 * F, 1, 1, 1, 1);
 }
 
 static void s_weights_free(s_weights_t *w) {
     lf_tensor_t *all[] = {&w->w1, &w->b1, &w->w2, &w->b2, &w->w3, &w->b3, &w->w4, &w->b4,
-                          &w->we, &w->be, &w->wq, &w->bq, &w->wf, &w->bf, &w->wo, &w->wg, &w->bg};
+                          &w->we, &w->be, &w->wq, &w->bq, &w->wf, &w->bf, &w->wo};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]->data);
 }
 
 typedef struct {
     lf_tensor_t *x, *r, *temb, *tok;  /* inputs */
-    lf_tensor_t *out[7];              /* outputs */
+    lf_tensor_t *out[5];              /* outputs */
 } s_net_t;
 
-/* Every pattern the pass fuses (6 residuals, 2 SiLUs, a GEGLU) and four it
- * must not. */
+/* Every pattern the pass fuses (6 residuals, 2 SiLUs) and three it must not. */
 static void s_build(lf_graph_t *g, const s_weights_t *w, s_net_t *n) {
     n->x = lf_graph_input(g, LF_TYPE_F32, S, S, C, B);
     n->r = lf_graph_input(g, LF_TYPE_F32, S / 2, S / 2, C, B);
@@ -275,10 +193,6 @@ static void s_build(lf_graph_t *g, const s_weights_t *w, s_net_t *n) {
     n->out[2] = lf_graph_output(g, lf_graph_add(g, p, p));
     n->out[3] = lf_graph_output(g, lf_graph_matmul(g, n->tok, &w->wq, NULL));
     n->out[4] = lf_graph_output(g, lf_graph_add(g, n->out[3], n->tok));
-    /* A feed-forward's gate (fused), and a gate whose product is read again (not). */
-    n->out[5] = lf_graph_output(g, lf_graph_geglu(g, lf_graph_matmul(g, t, &w->wg, &w->bg)));
-    lf_tensor_t *q = lf_graph_matmul(g, n->tok, &w->wg, NULL);
-    n->out[6] = lf_graph_output(g, lf_graph_add(g, lf_graph_geglu(g, q), lf_graph_geglu(g, q)));
 }
 
 /* Occurrences of needle in g's printed plan. */
@@ -297,7 +211,7 @@ static int s_count(const lf_graph_t *g, const char *needle) {
 
 /* Runs the network on be; outputs into got[5] (caller frees). */
 static void s_run(lf_backend_t *be, bool bf16, bool per_image, const s_weights_t *w, const lf_tensor_t inputs[4],
-                  float *got[7], int *fused_res, int *fused_silu, int *fused_geglu) {
+                  float *got[5], int *fused_res, int *fused_silu) {
     if (bf16) lf_backend_set_precision(be, LF_PRECISION_BF16);
     lf_graph_t *g = lf_graph_new(be);
     assert_non_null(g);
@@ -305,12 +219,12 @@ static void s_run(lf_backend_t *be, bool bf16, bool per_image, const s_weights_t
     s_net_t n;
     s_build(g, w, &n);
     assert_int_equal(lf_graph_plan(g), 0);
-    *fused_res = s_count(g, "+res"), *fused_silu = s_count(g, "+silu"), *fused_geglu = s_count(g, "+geglu");
+    *fused_res = s_count(g, "+res"), *fused_silu = s_count(g, "+silu");
     lf_tensor_t *in[4] = {n.x, n.r, n.temb, n.tok};
     for (int i = 0; i < 4; i++)
         assert_int_equal(lf_backend_tensor_set(be, in[i], inputs[i].data, lf_tensor_nbytes(in[i])), 0);
     assert_int_equal(lf_graph_compute(g), 0);
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 5; i++) {
         got[i] = malloc(lf_tensor_nbytes(n.out[i]));
         assert_non_null(got[i]);
         assert_int_equal(lf_backend_tensor_get(be, n.out[i], got[i], lf_tensor_nbytes(n.out[i])), 0);
@@ -324,7 +238,7 @@ static void test_graph_fusion(void **state) {
     s_weights(&w);
     const lf_tensor_t inputs[4] = {lf_test_rand(LF_TYPE_F32, S, S, C, B, 1), lf_test_rand(LF_TYPE_F32, S / 2, S / 2, C, B, 1),
                                    lf_test_rand(LF_TYPE_F32, TE, B, 1, 1, 1), lf_test_rand(LF_TYPE_F32, E, T, B, 1, 1)};
-    const size_t count[7] = {S / 2 * S / 2 * C * B, E * T * B, S * S * C * B, E * T * B, E * T * B, F * T * B, F * T * B};
+    const size_t count[5] = {S / 2 * S / 2 * C * B, E * T * B, S * S * C * B, E * T * B, E * T * B};
     static const struct {
         const char *name, *value;
         bool bf16, per_image;
@@ -337,17 +251,15 @@ static void test_graph_fusion(void **state) {
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         lf_backend_t *on = s_backend(modes[m].name, modes[m].value, NULL, NULL);
         lf_backend_t *off = s_backend(modes[m].name, modes[m].value, "LF_CPU_FUSE", "0");
-        float *a[7], *b[7];
-        int res_on, silu_on, res_off, silu_off, geglu_on, geglu_off;
-        s_run(on, modes[m].bf16, modes[m].per_image, &w, inputs, a, &res_on, &silu_on, &geglu_on);
-        s_run(off, modes[m].bf16, modes[m].per_image, &w, inputs, b, &res_off, &silu_off, &geglu_off);
+        float *a[5], *b[5];
+        int res_on, silu_on, res_off, silu_off;
+        s_run(on, modes[m].bf16, modes[m].per_image, &w, inputs, a, &res_on, &silu_on);
+        s_run(off, modes[m].bf16, modes[m].per_image, &w, inputs, b, &res_off, &silu_off);
         assert_int_equal(res_on, 6);
         assert_int_equal(silu_on, 3);
-        assert_int_equal(geglu_on, 1);
         assert_int_equal(res_off, 0);
         assert_int_equal(silu_off, 0);
-        assert_int_equal(geglu_off, 0);
-        for (int o = 0; o < 7; o++) {
+        for (int o = 0; o < 5; o++) {
             double worst = 0;
             for (size_t i = 0; i < count[o]; i++) {
                 double d = fabs((double)a[o][i] - b[o][i]) / (1 + fabs((double)b[o][i]));
@@ -371,7 +283,6 @@ int main(void) {
     lf_test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_ops_eager),
-        cmocka_unit_test(test_geglu_eager),
         cmocka_unit_test(test_graph_fusion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
