@@ -53,10 +53,7 @@ bool lf_backend_is_host(const lf_backend_t *be) {
 
 bool lf_backend_supports_op(lf_backend_t *be, const lf_node_t *node) {
     if ((unsigned)node->op >= LF_OP_COUNT || !be->iface->ops[node->op]) return false;
-    /* Post-ops, and a convolution with tokens on one side (lf_graph's
-     * fusion pass makes both): only where the backend claims the fused node. */
-    const bool post = node->post_act || ((node->op == LF_OP_MATMUL || node->op == LF_OP_CONV2D) && node->src[3]) ||
-                      (node->op == LF_OP_CONV2D && node->p.conv2d.tokens);
+    const bool post = node->post_act || ((node->op == LF_OP_MATMUL || node->op == LF_OP_CONV2D) && node->src[3]);
     if (post && (!be->iface->supports_fused || !be->iface->supports_fused(be, node))) return false;
     return be->iface->supports_op(be, node);
 }

@@ -460,74 +460,6 @@ static bool s_has_post(const lf_node_t *n) {
     return n->post_act || ((n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->src[3]);
 }
 
-/* Whether n is the PERMUTE between tokens [C, P, N] and channel planes
- * [P, C, N] (axes 1 0 2 3) of f32. */
-static bool s_is_transpose(const lf_node_t *n) {
-    static const int axes[LF_MAX_DIMS] = {1, 0, 2, 3};
-    return n->op == LF_OP_PERMUTE && !memcmp(n->p.permute.axes, axes, sizeof axes) &&
-           n->src[0]->type == LF_TYPE_F32 && n->dst->type == LF_TYPE_F32;
-}
-
-/* Whether graph tensor v is the whole of its allocation D (ne d) reshaped,
- * both contiguous, with nothing else reading D (uses: the view entry and
- * one reader). */
-static bool s_reshape_of(const lf_graph_t *g, const lf_tensor_t *v, const int *uses, int *owner) {
-    const int vi = s_find(g, v);
-    if (vi < 0) return false;
-    const s_entry_t *e = s_entry(g, vi);
-    *owner = e->owner;
-    return e->owner != vi && e->offset == 0 && uses[e->owner] == 2 && lf_tensor_is_contiguous(v) &&
-           lf_tensor_is_contiguous(&s_entry(g, e->owner)->t) &&
-           lf_tensor_nelements(v) == lf_tensor_nelements(&s_entry(g, e->owner)->t);
-}
-
-/* Part of the fusion pass: a transformer's 1x1 projections and the
- * tokens <-> channel planes transposes beside them (lf__nn_to_tokens /
- * lf__nn_from_tokens: a reshape view and a PERMUTE). A 1x1 convolution
- * whose output is reshaped and transposed into tokens, read by nothing
- * else, writes the tokens itself (LF_CONV_TOKENS_OUT, run where the PERMUTE
- * was); one that reads a reshape of tokens transposed into channel planes
- * reads the tokens (LF_CONV_TOKENS_IN). The PERMUTE goes, and with it a
- * pass over the activations each way. Only where the backend claims the
- * node (supports_fused). */
-static void s_fuse_tokens(lf_graph_t *g, const int *uses, int *prod, bool *dead) {
-    for (int k = 0; k < g->n_run; k++) {
-        lf_node_t *n = &g->run[k];
-        int o;
-        if (s_is_transpose(n) && s_reshape_of(g, n->src[0], uses, &o) && prod[o] >= 0 && !dead[prod[o]]) {
-            const lf_node_t *p = &g->run[prod[o]];
-            if (p->op != LF_OP_CONV2D || s_has_post(p) || p->p.conv2d.tokens || p->src[1]->ne[0] != 1 ||
-                p->src[1]->ne[1] != 1 || p->p.conv2d.stride != 1 || p->p.conv2d.pad ||
-                n->src[0]->ne[0] != p->dst->ne[0] * p->dst->ne[1])
-                continue;
-            lf_node_t f = *p;
-            f.dst = n->dst, f.p.conv2d.tokens = LF_CONV_TOKENS_OUT, f.p.conv2d.width = (int)p->dst->ne[0];
-            int64_t ne[LF_MAX_DIMS];
-            lf_type_t type;
-            if (lf_node_infer(&f, ne, &type) || memcmp(ne, n->dst->ne, sizeof ne) || !lf_backend_supports_op(g->be, &f))
-                continue;
-            dead[prod[o]] = true;
-            *n = f;
-            prod[s_find(g, n->dst)] = k;
-        } else if (n->op == LF_OP_CONV2D && !s_has_post(n) && !n->p.conv2d.tokens &&
-                   s_reshape_of(g, n->src[0], uses, &o) && prod[o] >= 0 && !dead[prod[o]] &&
-                   s_is_transpose(&g->run[prod[o]])) {
-            const lf_tensor_t *t = g->run[prod[o]].src[0], *x = n->src[0];
-            if (!lf_tensor_is_contiguous(t) || t->ne[3] != 1 || t->ne[0] != x->ne[2] ||
-                t->ne[1] != x->ne[0] * x->ne[1] || t->ne[2] != x->ne[3])
-                continue;
-            lf_node_t f = *n;
-            f.src[0] = t, f.p.conv2d.tokens = LF_CONV_TOKENS_IN, f.p.conv2d.width = (int)x->ne[0];
-            int64_t ne[LF_MAX_DIMS];
-            lf_type_t type;
-            if (lf_node_infer(&f, ne, &type) || memcmp(ne, n->dst->ne, sizeof ne) || !lf_backend_supports_op(g->be, &f))
-                continue;
-            dead[prod[o]] = true;
-            *n = f;
-        }
-    }
-}
-
 /* The fusion pass: g->run = the recorded nodes, where an ADD or a SILU whose
  * operand is the result of a MATMUL or CONV2D read by nothing else (no
  * other node, no view, not an output) is folded into that product as a
@@ -568,7 +500,6 @@ static int s_fuse(lf_graph_t *g) {
         int d = s_find(g, n->dst);
         if (d >= 0 && s_entry(g, d)->owner == d) prod[d] = k;
     }
-    s_fuse_tokens(g, uses, prod, dead);
     for (int k = 0; k < g->n_run; k++) {
         lf_node_t *n = &g->run[k];
         if ((n->op != LF_OP_ADD && n->op != LF_OP_SILU) || n->dst->type != LF_TYPE_F32) continue;
@@ -718,10 +649,8 @@ void lf_graph_print(const lf_graph_t *g, FILE *out) {
         int di = s_find(g, node->dst);
         const s_entry_t *o = di >= 0 ? s_entry(g, s_entry(g, di)->owner) : NULL;
         char name[32];
-        const int tok = node->op == LF_OP_CONV2D ? node->p.conv2d.tokens : 0;
-        snprintf(name, sizeof name, "%s%s%s%s", lf_op_name(node->op),
-                 tok == LF_CONV_TOKENS_IN ? "<tok" : tok == LF_CONV_TOKENS_OUT ? ">tok" : "",
-                 node->post_act ? "+silu" : "", s_has_post(node) && node->src[3] ? "+res" : "");
+        snprintf(name, sizeof name, "%s%s%s", lf_op_name(node->op), node->post_act ? "+silu" : "",
+                 s_has_post(node) && node->src[3] ? "+res" : "");
         fprintf(out, "%4d %-18s ->", n, name);
         s_print_tensor(g, node->dst, out);
         if (g->planned && o && o->arena_id >= 0)

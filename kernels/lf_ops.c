@@ -63,23 +63,7 @@ int lf_node_infer(const lf_node_t *node, int64_t ne[LF_MAX_DIMS], lf_type_t *typ
         *type = LF_TYPE_F32;
         return s_residual_ok(node->src[3], ne);
     case LF_OP_CONV2D: {
-        int st = node->p.conv2d.stride, pad = node->p.conv2d.pad, tok = node->p.conv2d.tokens;
-        if (tok) { /* 1x1, stride 1, no padding; one side as tokens */
-            const int64_t w = node->p.conv2d.width;
-            if (!b || st != 1 || pad || b->ne[0] != 1 || b->ne[1] != 1 || b->ne[3] < 1 || !s_vec_ok(c, b->ne[3]))
-                return LF_EINVAL;
-            if (tok == LF_CONV_TOKENS_IN) {
-                if (w < 1 || a->ne[1] % w || b->ne[2] != a->ne[0] || a->ne[3] != 1) return LF_EINVAL;
-                ne[0] = w, ne[1] = a->ne[1] / w, ne[2] = b->ne[3], ne[3] = a->ne[2];
-            } else if (tok == LF_CONV_TOKENS_OUT) {
-                if (b->ne[2] != a->ne[2]) return LF_EINVAL;
-                ne[0] = b->ne[3], ne[1] = a->ne[0] * a->ne[1], ne[2] = a->ne[3], ne[3] = 1;
-            } else {
-                return LF_EINVAL;
-            }
-            *type = LF_TYPE_F32;
-            return s_residual_ok(node->src[3], ne);
-        }
+        int st = node->p.conv2d.stride, pad = node->p.conv2d.pad;
         if (!b || st < 1 || pad < 0 || b->ne[2] != a->ne[2] || b->ne[3] < 1) return LF_EINVAL;
         int64_t wo = (a->ne[0] + 2 * pad - b->ne[0]) / st + 1;
         int64_t ho = (a->ne[1] + 2 * pad - b->ne[1]) / st + 1;

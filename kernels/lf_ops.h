@@ -102,17 +102,9 @@ _Static_assert(LF_OP_COUNT == LF_OP_EXPECTED_COUNT,
 
 #define LF_MAX_SRC 4
 
-/* lf_op_params_t.conv2d.tokens */
-enum { LF_CONV_TOKENS_IN = 1, LF_CONV_TOKENS_OUT = 2 };
-
 /* Parameters; the member named after the op is the one read. */
 typedef union {
-    /* tokens (set by lf_graph's fusion pass, a transformer's tokens <->
-     * channel planes PERMUTE folded into a 1x1 stride-1 convolution beside
-     * it; 0: NCHW in and out): LF_CONV_TOKENS_IN, src[0] is [C, H*W, N]
-     * (a pixel's channels contiguous) and width is W; LF_CONV_TOKENS_OUT,
-     * dst is [Co, H*W, N]. */
-    struct { int stride, pad, tokens, width; } conv2d;
+    struct { int stride, pad; } conv2d;
     struct { int groups; float eps; int act; } group_norm;
     struct { float eps; } norm; /* LAYER_NORM, RMS_NORM */
     struct { float scale; } softmax;

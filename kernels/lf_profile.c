@@ -33,12 +33,7 @@ static void s_kind(const lf_node_t *n, char *k, size_t len) {
     if (n->op == LF_OP_MATMUL)
         snprintf(k, len, "MATMUL M=%lld N=%lld K=%lld w=%s", (long long)(a->ne[1] * a->ne[2] * a->ne[3]),
                  (long long)b->ne[1], (long long)a->ne[0], lf_type_name(b->type));
-    else if (n->op == LF_OP_CONV2D && n->p.conv2d.tokens) { /* the NCHW side's shape */
-        const lf_tensor_t *x = n->p.conv2d.tokens == LF_CONV_TOKENS_IN ? n->dst : a;
-        snprintf(k, len, "CONV2D %lldx%lld %lld->%lld k1 s1 x%lld w=%s %s", (long long)x->ne[0], (long long)x->ne[1],
-                 (long long)b->ne[2], (long long)b->ne[3], (long long)x->ne[3], lf_type_name(b->type),
-                 n->p.conv2d.tokens == LF_CONV_TOKENS_IN ? "<tok" : ">tok");
-    } else if (n->op == LF_OP_CONV2D)
+    else if (n->op == LF_OP_CONV2D)
         snprintf(k, len, "CONV2D %lldx%lld %lld->%lld k%lld s%d x%lld w=%s", (long long)a->ne[0],
                  (long long)a->ne[1], (long long)a->ne[2], (long long)b->ne[3], (long long)b->ne[0],
                  n->p.conv2d.stride, (long long)a->ne[3], lf_type_name(b->type));

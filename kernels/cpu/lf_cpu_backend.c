@@ -99,13 +99,10 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
 
 /* Post-ops on MATMUL and CONV2D (lf_cpu_gemm.c: in the oneDNN primitive
  * where it has them, else passes after): SiLU and an f32 residual, when
- * fusing is on (LF_CPU_FUSE, with oneDNN); a 1x1 convolution with tokens on
- * one side (lf_cpu_gemm.c, s_conv_tokens) unless LF_CPU_FUSE_TOKENS=0. */
+ * fusing is on (LF_CPU_FUSE, with oneDNN). */
 static bool s_supports_fused(lf_backend_t *be, const lf_node_t *n) {
     const lf__cpu_ctx_t *c = be->ctx;
     const lf_tensor_t *r = n->src[3];
-    if (n->op == LF_OP_CONV2D && n->p.conv2d.tokens && (!c->fuse_tokens || !lf_tensor_is_contiguous(n->src[0])))
-        return false;
     return c->fuse_graph && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D) && n->post_act >= 0 && n->post_act <= 1 &&
            (!r || (r->type == LF_TYPE_F32 && s_rows(r)));
 }
@@ -289,8 +286,6 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     const char *fuse = getenv("LF_CPU_FUSE");
     c->fuse = !fuse || strcmp(fuse, "0") != 0;
     c->fuse_graph = c->fuse && (!fuse || strcmp(fuse, "bias") != 0);
-    const char *ft = getenv("LF_CPU_FUSE_TOKENS");
-    c->fuse_tokens = c->fuse_graph && (!ft || strcmp(ft, "0") != 0);
 #endif
     const char *pi = getenv("LF_CPU_PER_IMAGE");
     c->per_image = pi && !strcmp(pi, "1");

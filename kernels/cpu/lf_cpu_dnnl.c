@@ -1065,7 +1065,7 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     dnnl_dims_t sd = {1, 1, 1}, ss = {m->M * m->lda, m->M * m->lda, 1};
     dnnl_dims_t wd = {1, 1, 1}, ws = {m->K * m->N, m->K * m->N, 1};
     dnnl_dims_t bd = {1, 1, 1}, dd = {1, 1, 1}, ds = {m->M * m->ldc, m->M * m->ldc, 1};
-    sd[o] = m->M, sd[o + 1] = m->K, ss[o] = m->a_t ? 1 : m->lda, ss[o + 1] = m->a_t ? m->lda : 1;
+    sd[o] = m->M, sd[o + 1] = m->K, ss[o] = m->lda, ss[o + 1] = 1;
     wd[o] = m->K, wd[o + 1] = m->N; /* PyTorch's [out, in] row-major, or [in, out] (w_kn) */
     ws[o] = m->w_kn ? m->N : 1, ws[o + 1] = m->w_kn ? 1 : m->K;
     bd[o] = m->bias_m ? m->M : 1, bd[o + 1] = m->bias_m ? 1 : m->N;
@@ -1107,7 +1107,7 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
 /* m with the post-ops (post) or without: 0, or an error. */
 static int s_matmul(lf__cpu_dnnl_t *d, const lf__cpu_mm_t *m, bool post) {
     post = post && (m->silu || m->res);
-    int64_t key[12] = {2,      m->ct,    m->M,      m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn | m->a_t << 1, m->bias_m, 1,
+    int64_t key[12] = {2,      m->ct,    m->M,      m->N, m->K, m->lda, m->ldc, m->bias != NULL, m->w_kn, m->bias_m, 1,
                        post ? (int64_t)m->silu | (m->res != NULL) << 1 | m->ldr << 2 : 0};
     int rc = 0;
     s_entry_t *e;

@@ -316,15 +316,13 @@ static const void *s_once(void *arg) {
 /* A 1x1 stride-1 convolution as one oneDNN matmul per image, Y[Co][P] =
  * W[Co][Ci] . X[Ci][P] + bias[Co]: oneDNN's convolution on plain NCHW ran
  * these at a quarter of its 3x3 rate (bench_unet --profile). x and w are in
- * compute type ct. With LF_CONV_TOKENS_IN, x is X^T, tokens [P][Ci]: the
- * same product with its right operand read transposed. */
+ * compute type ct. */
 static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t ct, const void *x,
                           const lf__cpu_wsrc_t *ws) {
-    const lf_tensor_t *wt = node->src[1], *bias = node->src[2];
+    const lf_tensor_t *xt = node->src[0], *wt = node->src[1], *bias = node->src[2];
     const void *w = lf__cpu_dnnl_plain(cpu->dnnl, ws, ct);
     if (!w) return LF_ENOMEM;
-    int64_t P = node->dst->ne[0] * node->dst->ne[1], Ci = wt->ne[2], Co = wt->ne[3];
-    const bool kn = node->p.conv2d.tokens != LF_CONV_TOKENS_IN;
+    int64_t P = xt->ne[0] * xt->ne[1], Ci = xt->ne[2], Co = wt->ne[3];
     size_t es = lf_type_size(ct);
     /* The bias as the matmul's per-row add post-op (cpu->fuse; else a pass
      * after, as when oneDNN refuses the post-op). oneDNN's matmul bias would
@@ -335,10 +333,10 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
     /* The node's post-ops (a residual of dst's shape only) come after the
      * bias: in the product only with the bias there too (or none). */
     const bool post = (node->post_act || node->src[3]) && (!node->src[3] || s_res_full(node));
-    for (int64_t n = 0; n < node->dst->ne[3]; n++) {
+    for (int64_t n = 0; n < xt->ne[3]; n++) {
         float *y = (float *)node->dst->data + n * Co * P;
         const float *r = node->src[3] ? (const float *)node->src[3]->data + n * Co * P : NULL;
-        lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = kn, .ct = ct, .a = w,
+        lf__cpu_mm_t m = {.M = Co, .N = P, .K = Ci, .lda = Ci, .ldc = P, .w_kn = true, .ct = ct, .a = w,
                           .w = (const char *)x + (size_t)(n * Ci * P) * es, .c = y,
                           .bias = fused ? bias->data : NULL, .bias_m = fused};
         if (post && (fused || !bias)) m.silu = node->post_act == 1, m.res = r, m.ldr = P;
@@ -366,101 +364,8 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
 }
 #endif
 
-#ifdef LF_HAVE_DNNL
-/* A 1x1 stride-1 convolution writing tokens (LF_CONV_TOKENS_OUT): one
- * oneDNN matmul per image, Y^T[P][Co] = X^T[P][Ci] . W^T + bias[Co], the
- * NCHW source read transposed, the weight the right operand as a linear
- * layer's is (pre-packed), the bias a per-column one. x is in compute type
- * ct; post-ops (SiLU, a residual of dst's shape) in the product where
- * oneDNN has them (*done). */
-static int s_conv1x1_tokens_out(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t ct, const void *x,
-                                const lf__cpu_wsrc_t *ws, bool *done) {
-    const lf_tensor_t *wt = node->src[1], *bias = node->src[2], *r = node->src[3];
-    const int64_t P = node->dst->ne[1], Ci = wt->ne[2], Co = wt->ne[3];
-    const size_t es = lf_type_size(ct);
-    const bool post = (node->post_act || r) && (!r || s_res_full(node));
-    *done = post;
-    for (int64_t n = 0; n < node->dst->ne[2]; n++) {
-        lf__cpu_mm_t m = {.M = P, .N = Co, .K = Ci, .lda = P, .ldc = Co, .a_t = true, .ct = ct,
-                          .a = (const char *)x + (size_t)(n * Ci * P) * es, .wsrc = ws,
-                          .bias = bias ? bias->data : NULL, .c = (float *)node->dst->data + n * P * Co};
-        if (post) m.silu = node->post_act == 1, m.res = r ? (const float *)r->data + n * P * Co : NULL, m.ldr = Co;
-        bool pd = false;
-        int rc = lf__cpu_dnnl_matmul(cpu->dnnl, &m, &pd);
-        if (rc) return rc;
-        if (post && !pd) { /* this image's post-ops where the product had none */
-            float *y = m.c;
-            if (node->post_act) cpu->simd.silu(y, y, Co * P);
-            for (int64_t i = 0; m.res && i < Co * P; i++) y[i] += m.res[i];
-        }
-    }
-    return 0;
-}
-#endif
-
-/* A 1x1 convolution with tokens on one side (lf_graph's pass folded the
- * transpose in: LF_CONV_TOKENS_IN / _OUT): oneDNN's matmul reading or
- * writing the tokens as they lie; else (OpenBLAS, a refused primitive) the
- * transpose into a buffer and the NCHW convolution. */
-static int s_conv2d(lf_backend_t *be, const lf_node_t *node);
-
-static int s_conv_tokens(lf_backend_t *be, const lf_node_t *node) {
-    lf__cpu_ctx_t *cpu = be->ctx;
-    const bool in = node->p.conv2d.tokens == LF_CONV_TOKENS_IN;
-    const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
-    const int64_t Ci = wt->ne[2], Co = wt->ne[3], W = node->p.conv2d.width;
-    const int64_t P = in ? xt->ne[1] : xt->ne[0] * xt->ne[1], N = in ? xt->ne[2] : xt->ne[3];
-#ifdef LF_HAVE_DNNL
-    const lf_type_t ct = s_small(P, Co, Ci) ? LF_TYPE_F32 : cpu->compute;
-    if (cpu->dnnl && (ct == LF_TYPE_BF16 || cpu->mm_dnnl)) {
-        if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, wt, ct);
-        const size_t need = s_as_bytes(ct, xt) + s_as_bytes(ct, wt);
-        char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
-        if (!need || work) {
-            s_wmake_t xmk = {.m = {cpu, ct, work}, .t = xt};
-            s_wmake_t mk = {.m = {cpu, ct, work + s_as_bytes(ct, xt)}, .t = wt};
-            s_once_t once = {.mk = &mk};
-            lf__cpu_wsrc_t ws = {wt, s_once, &once};
-            const void *x = s_wmake(&xmk);
-            if (!x) return LF_ENOMEM;
-            bool done = false;
-            if (in ? s_conv1x1_dnnl(cpu, node, ct, x, &ws) == 0
-                   : s_conv1x1_tokens_out(cpu, node, ct, x, &ws, &done) == 0) {
-                if (!in) cpu->post_done = done;
-                return 0;
-            }
-        }
-    }
-#endif
-    /* The NCHW side in a buffer of its own (the workspace is the
-     * convolution's), transposed from or into the tokens. */
-    float *buf = malloc((size_t)(P * (in ? Ci : Co) * N) * 4);
-    if (!buf) return LF_ENOMEM;
-    lf_tensor_t planes = lf_tensor_4d(LF_TYPE_F32, W, P / W, in ? Ci : Co, N, buf);
-    lf_tensor_t flat = lf_tensor_4d(LF_TYPE_F32, P, in ? Ci : Co, N, 1, buf);
-    lf_node_t tr = {.op = LF_OP_PERMUTE, .p.permute.axes = {1, 0, 2, 3}};
-    lf_node_t conv = *node;
-    conv.p.conv2d.tokens = 0, conv.p.conv2d.width = 0;
-    int rc;
-    if (in) {
-        tr.src[0] = xt, tr.dst = &flat;
-        rc = lf__cpu_op_PERMUTE(be, &tr);
-        conv.src[0] = &planes;
-        if (!rc) rc = s_conv2d(be, &conv); /* post-ops as for any convolution (s_one) */
-    } else {
-        conv.dst = &planes, conv.src[3] = NULL, conv.post_act = 0;
-        rc = s_conv2d(be, &conv);
-        tr.src[0] = &flat, tr.dst = node->dst;
-        if (!rc) rc = lf__cpu_op_PERMUTE(be, &tr);
-        cpu->post_done = false; /* s_one applies them to the tokens */
-    }
-    free(buf);
-    return rc;
-}
-
 static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
-    if (node->p.conv2d.tokens) return s_conv_tokens(be, node);
 #ifdef LF_HAVE_DNNL
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
         const lf_tensor_t *xt = node->src[0], *wt = node->src[1];

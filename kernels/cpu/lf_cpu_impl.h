@@ -112,14 +112,13 @@ typedef struct {
     void *arg;
 } lf__cpu_wsrc_t;
 /* One matrix product c[M][N] (row stride ldc, f32) = a[M][K] (row stride
- * lda; a_t: a[K][M], row stride lda, read transposed) . w[N][K]^T
- * (contiguous; w_kn: w[K][N], contiguous) + bias[N]
+ * lda) . w[N][K]^T (contiguous; w_kn: w[K][N], contiguous) + bias[N]
  * (bias_m: bias[M]; NULL: none); a and w hold ct (f32 or bf16) elements,
  * accumulation is f32. Post-ops, when asked: SiLU (silu), then + res[M][N]
  * (row stride ldr, f32; NULL: none). */
 typedef struct {
     int64_t M, N, K, lda, ldc;
-    bool w_kn, bias_m, a_t;
+    bool w_kn, bias_m;
     lf_type_t ct;
     const void *a, *w;
     const float *bias;
@@ -196,10 +195,6 @@ typedef struct {
      * and leaves graphs unfused (comparisons); LF_CPU_FUSE=bias keeps the
      * bias post-op and leaves graphs unfused (fuse_graph false). */
     bool fuse, fuse_graph;
-    /* 1x1 convolutions reading or writing a transformer's tokens, the
-     * transpose beside them folded in (lf_graph's pass, LF_CONV_TOKENS_*);
-     * LF_CPU_FUSE_TOKENS=0 leaves the PERMUTE nodes. */
-    bool fuse_tokens;
     /* Set by a MATMUL / CONV2D kernel that applied the node's post-ops
      * itself; else lf_cpu_gemm.c applies them after (s_post_pass). */
     bool post_done;
