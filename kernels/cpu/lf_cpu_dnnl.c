@@ -1071,7 +1071,7 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     bd[o] = m->bias_m ? m->M : 1, bd[o + 1] = m->bias_m ? 1 : m->N;
     dd[o] = m->M, dd[o + 1] = m->N, ds[o] = m->ldc, ds[o + 1] = 1;
     dnnl_dims_t rs = {m->M * m->ldr, m->M * m->ldr, 1};
-    rs[o] = m->ldr;
+    rs[o] = m->ldr, rs[o + 1] = 1;
     if ((post && m->res && dnnl_memory_desc_init_by_strides(&r_md, nd, dd, dnnl_f32, rs)) ||
         dnnl_memory_desc_init_by_strides(&src_md, nd, sd, s_dt(m->ct), ss) ||
         dnnl_memory_desc_init_by_strides(&w_md, nd, wd, s_dt(m->ct), ws) ||

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "cpu/lf_cpu_impl.h"
 #include "lf_backend.h"
 #include "lf_error.h"
 #include "lf_graph.h"
@@ -98,6 +99,45 @@ static void s_check_conv_post(lf_backend_t *be, int64_t S, int64_t Ci, int64_t C
                 }
     assert_true(lf_test_maxerr(&d, want) <= 5e-4);
     free(want), free(x.data), free(w.data), free(bias.data), free(r.data), free(d.data);
+}
+
+/* oneDNN's matmul takes a linear layer's residual (a plain [M][N] matrix)
+ * as its post-op: *post_done, and the sum right. The residual's memory
+ * descriptor of a 2-D product had the column stride M * ldr (fixed in
+ * session 12): oneDNN refused the post-op, and every linear layer's
+ * residual ran as a pass of its own after. */
+static void test_dnnl_matmul_residual(void **state) {
+    (void)state;
+#ifdef LF_HAVE_DNNL
+    enum { M = 37, N = 24, K = 40 };
+    lf__cpu_dnnl_t *d = lf__cpu_dnnl_new(2);
+    assert_non_null(d);
+    lf_tensor_t a = lf_test_rand(LF_TYPE_F32, K, M, 1, 1, 1), w = lf_test_rand(LF_TYPE_F32, K, N, 1, 1, 1);
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, N, 1, 1, 1, 1), r = lf_test_rand(LF_TYPE_F32, N, M, 1, 1, 1);
+    lf_tensor_t c = lf_test_zeros(LF_TYPE_F32, N, M, 1, 1);
+    for (int silu = 0; silu < 2; silu++) {
+        lf__cpu_mm_t m = {.M = M, .N = N, .K = K, .lda = K, .ldc = N, .ct = LF_TYPE_F32, .a = a.data, .w = w.data,
+                          .bias = bias.data, .c = c.data, .silu = silu, .res = r.data, .ldr = N};
+        bool done = false;
+        assert_int_equal(lf__cpu_dnnl_matmul(d, &m, &done), 0);
+        assert_true(done);
+        double *want = calloc((size_t)(M * N), sizeof *want);
+        assert_non_null(want);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = lf_test_get(&bias, j, 0, 0, 0);
+                for (int64_t k = 0; k < K; k++) s += lf_test_get(&a, k, i, 0, 0) * lf_test_get(&w, k, j, 0, 0);
+                if (silu) s = s / (1 + exp(-s));
+                want[i * N + j] = s + lf_test_get(&r, j, i, 0, 0);
+            }
+        assert_true(lf_test_maxerr(&c, want) <= 1e-4);
+        free(want);
+    }
+    free(a.data), free(w.data), free(bias.data), free(r.data), free(c.data);
+    lf__cpu_dnnl_destroy(&d);
+#else
+    skip();
+#endif
 }
 
 static void test_post_ops_eager(void **state) {
@@ -282,6 +322,7 @@ static void test_graph_fusion(void **state) {
 int main(void) {
     lf_test_seed();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dnnl_matmul_residual),
         cmocka_unit_test(test_post_ops_eager),
         cmocka_unit_test(test_graph_fusion),
     };
