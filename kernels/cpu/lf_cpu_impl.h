@@ -100,7 +100,7 @@ void lf__cpu_pack_free(lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
  * file at its next use); returns the bytes given back (0: anonymous). */
 size_t lf__cpu_pack_drop(const lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
 
-/* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
+/* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c and lf_cpu_wino.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
 /* A weight operand: t as the model holds it, and make(arg), which returns
  * it in the compute type and plain layout (OIHW / [out, in]; converted into

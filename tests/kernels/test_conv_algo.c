@@ -3,7 +3,7 @@
  *
  * Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3) runs in strips of output
  * rows with zero rows written at the image's top and bottom edges
- * (lf_cpu_dnnl.c, s_run_wino); LF_CPU_WINO_STRIP_KB makes the strips a few
+ * (lf_cpu_wino.c, lf__cpu_wino_run); LF_CPU_WINO_STRIP_KB makes the strips a few
  * rows high here, so each strip position (the whole image, top, middle,
  * bottom) and several images per call are exercised. A row taken from the
  * wrong strip, a stale edge row or a misplaced result is off by the size of
