@@ -659,12 +659,13 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
         if (!post || rc != LF_EUNSUPPORTED) return rc;
         post = 0;
     }
-    /* A Winograd entry transforms its weights at each call (lf__cpu_wino_create). */
+    /* A Winograd entry transforms its weights at each call, from the
+     * weight as stored where it can (lf__cpu_wino_run). */
     const void *wp = packable && !e->wino ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
-    const void *wu = wp ? wp : w->make(w->arg);
+    const void *wu = wp ? wp : e->wino ? NULL : w->make(w->arg);
     const void *xu = x->make(x->arg);
-    if (!wu || !xu) return LF_ENOMEM;
-    rc = e->wino ? lf__cpu_wino_run(d, e, xu, wu, b ? b->data : NULL, n->dst->data)
+    if ((!wu && !e->wino) || !xu) return LF_ENOMEM;
+    rc = e->wino ? lf__cpu_wino_run(d, e, xu, w, b ? b->data : NULL, n->dst->data)
                  : s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
     *post_done = !rc && e->post;
     return rc;

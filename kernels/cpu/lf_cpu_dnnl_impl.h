@@ -73,6 +73,11 @@ struct lf__cpu_dnnl {
     int algo;                /* LF__DNNL_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
     size_t wino_strip_bytes; /* the strip's bytes (LF_CPU_WINO_STRIP_KB) */
     bool wino_own;           /* our Winograd weight transform (LF_CPU_WINO_WEIGHTS=onednn: oneDNN's reorder) */
+    bool wino_wide;          /* weights over the tile budget in output-channel chunks (LF_CPU_WINO_WIDE=0: not taken) */
+    size_t wino_chunk_bytes; /* that budget: one primitive's weight tiles (LF_CPU_WINO_CHUNK_KB) */
+    int64_t wino_min_pixels; /* the output pixels per call auto takes from (LF_CPU_WINO_MIN_PIXELS) */
+    bool wino_avx512;        /* our weight transform's AVX-512 form (the CPU has it) */
+    lf__cpu_pool_t *pool;    /* borrowed (lf__cpu_dnnl_set_pool); NULL: our weight transform on the caller alone */
     /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
      * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
      * gives it the backend's count on the calling thread before each run. */
@@ -118,9 +123,10 @@ bool lf__cpu_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t 
  * Winograd lacks makes it refuse). 0, or an error with e freed. */
 int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnnl_post_t *post,
                         lf__cpu_dnnl_entry_t *e);
-/* e's convolution of src with wei (f32 OIHW, transformed in this call),
- * bias (or NULL) into dst, strip by strip. */
-int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *src, const void *wei,
+/* e's convolution of src with the weight wei (as its model holds it, or
+ * made f32 OIHW by wei->make; transformed in this call), bias (or NULL)
+ * into dst, strip by strip and output-channel chunk by chunk. */
+int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *src, const lf__cpu_wsrc_t *wei,
                      const void *bias, float *dst);
 /* Takes NULL; sets *w_p = NULL. */
 void lf__cpu_wino_free(lf__cpu_wino_t **w_p);

@@ -137,6 +137,8 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
+/* The pool the Winograd weight transform runs on (borrowed; the backend's). */
+void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool);
 /* Whether n runs as f32 Winograd (LF_CPU_CONV_ALGO): at those shapes it is
  * faster than oneDNN's bf16 convolutions, so a bf16 job takes it in f32. */
 bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n);

@@ -7,6 +7,7 @@
  * our own transform (s_wino_weights) where the primitive's layout is the
  * one it writes, else by oneDNN's reorder: an f32 copy in tiles is 8x the
  * f16 weight, so none is kept. Used from the backend's one engine thread. */
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,12 @@ enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
  * S_WINO_MAX_WEIGHT_BYTES; =gemm: never; =wino: wherever oneDNN has the
  * kernel (comparisons). */
 #define S_WINO_MIN_PIXELS (32 * 32)
-/* The largest weight auto takes (its Winograd tiles, 36 floats per input
- * and output channel pair, live in a buffer the backend keeps): 640 x 640
- * channels, not the UNet's 32x32 1280 / 1920 -> 640 (180-240 MiB). */
+/* The most bytes of Winograd weight tiles (36 floats per input and output
+ * channel pair, in a buffer the backend keeps) one primitive takes: 640 x
+ * 640 channels. A larger weight (the UNet's 32x32 960 / 1280 / 1920 -> 640
+ * and 1280 -> 1280: 88-236 MiB) runs in chunks of output channels, each
+ * with its tiles within this (s_wino_chunk; LF_CPU_WINO_WIDE=0: not taken,
+ * as before; LF_CPU_WINO_CHUNK_KB sets it, tests make small chunks). */
 #define S_WINO_MAX_WEIGHT_BYTES ((size_t)64 << 20)
 /* Bytes of one strip's blocked source, destination and oneDNN's transformed
  * tiles (its scratchpad): a whole 512x512 256-channel image would take 1.2
@@ -47,6 +51,18 @@ void lf__cpu_wino_init(lf__cpu_dnnl_t *d) {
     d->wino_strip_bytes = strip && atol(strip) > 0 ? (size_t)atol(strip) << 10 : S_WINO_STRIP_BYTES;
     const char *ww = getenv("LF_CPU_WINO_WEIGHTS");
     d->wino_own = !ww || strcmp(ww, "onednn") != 0;
+    const char *wide = getenv("LF_CPU_WINO_WIDE");
+    d->wino_wide = !wide || strcmp(wide, "0") != 0;
+    const char *mp = getenv("LF_CPU_WINO_MIN_PIXELS");
+    d->wino_min_pixels = mp && atol(mp) > 0 ? atol(mp) : S_WINO_MIN_PIXELS;
+    const char *ck = getenv("LF_CPU_WINO_CHUNK_KB");
+    d->wino_chunk_bytes = ck && atol(ck) > 0 ? (size_t)atol(ck) << 10 : S_WINO_MAX_WEIGHT_BYTES;
+    const char *simd = getenv("LF_CPU_SIMD"); /* a cap below AVX-512 (the backend's knob) holds here too */
+    d->wino_avx512 = __builtin_cpu_supports("avx512f") && !(simd && (!strcmp(simd, "avx2") || !strcmp(simd, "scalar")));
+}
+
+void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool) {
+    d->pool = pool;
 }
 
 /* A Winograd convolution (f32, 3x3, stride 1, padding 1) run in strips of
@@ -64,6 +80,14 @@ enum { S_WINO_MID, S_WINO_TOP, S_WINO_BOTTOM, S_WINO_ONE };
 
 struct lf__cpu_wino {
     int64_t n, c, h, w, o, rows;
+    /* Output channels per chunk (o: one chunk); each chunk's weights are
+     * transformed, then every strip runs with them. */
+    int64_t oc;
+    /* With several chunks and one strip per image, the blocked source of
+     * every image is kept from the first chunk for the others (src_bytes
+     * each); otherwise each strip is reordered again per chunk. */
+    bool keep_src;
+    size_t src_bytes;
     dnnl_primitive_t src_reorder[4]; /* NULL where the position does not occur */
     dnnl_memory_t src_user[4], src_blk[4];
     dnnl_memory_t wscratch; /* the weight transform's scratchpad (d->scratch); NULL: none */
@@ -87,14 +111,26 @@ void lf__cpu_wino_free(lf__cpu_wino_t **w_p) {
     *w_p = NULL;
 }
 
+/* Output channels per chunk of a c -> o weight: o where its tiles fit
+ * d->wino_chunk_bytes, else (d->wino_wide) the largest divisor of o, a
+ * multiple of 16, whose tiles do; 0 where none does. */
+static int64_t s_wino_chunk(const lf__cpu_dnnl_t *d, int64_t c, int64_t o) {
+    const size_t per_o = (size_t)36 * sizeof(float) * (size_t)c;
+    if (per_o * (size_t)o <= d->wino_chunk_bytes) return o;
+    if (!d->wino_wide) return 0;
+    for (int64_t oc = o - 16; oc >= 16; oc -= 16)
+        if (o % oc == 0 && per_o * (size_t)oc <= d->wino_chunk_bytes) return oc;
+    return 0;
+}
+
 /* Whether n (computed in ct) runs as Winograd: see LF__DNNL_ALGO_*. */
 bool lf__cpu_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *y = n->dst;
     if (d->algo == LF__DNNL_ALGO_GEMM || ct != LF_TYPE_F32 || w->ne[0] != 3 || w->ne[1] != 3 || n->p.conv2d.stride != 1 ||
         n->p.conv2d.pad != 1 || x->ne[2] % 16 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
         return false;
-    return d->algo == LF__DNNL_ALGO_WINO || (y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_MIN_PIXELS &&
-                                      (size_t)36 * sizeof(float) * (size_t)(x->ne[2] * w->ne[3]) <= S_WINO_MAX_WEIGHT_BYTES);
+    return d->algo == LF__DNNL_ALGO_WINO ||
+           (y->ne[0] * y->ne[1] * y->ne[3] >= d->wino_min_pixels && s_wino_chunk(d, x->ne[2], w->ne[3]) > 0);
 }
 
 bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n) {
@@ -163,12 +199,14 @@ static bool s_wino_own_layout(const dnnl_memory_desc_t *md, int64_t c, int64_t o
 /* w (o x c x 3 x 3, f32) -> out in dnnl_wino_wei_OBaaIBOIio: element
  * [occ][a][b][icc][ob][ib][i][oo] of output channel (occ * oc2 + ob) * 16 +
  * oo and input channel (icc * ic2 + ib) * 16 + i, tile point (a, b) of
- * G g G^T. 16 output channels at a time along the vector lanes. */
-static void s_wino_weights(const float *w, float *out, int64_t c, int64_t o, int ic2, int oc2) {
+ * G g G^T. 16 output channels at a time along the vector lanes; output
+ * channels [o0, o1) and input channels [i0, i1) of it (multiples of 16). */
+static void s_wino_weights_c(const float *w, float *out, int64_t c, int ic2, int oc2, int64_t o0_, int64_t o1,
+                             int64_t i0, int64_t i1) {
     const int64_t icc_n = c / (16 * ic2);
-    for (int64_t o0 = 0; o0 < o; o0 += 16) {
+    for (int64_t o0 = o0_; o0 < o1; o0 += 16) {
         const int64_t occ = o0 / (16 * oc2), ob = (o0 / 16) % oc2;
-        for (int64_t i = 0; i < c; i++) {
+        for (int64_t i = i0; i < i1; i++) {
             const int64_t icc = i / (16 * ic2), ib = (i / 16) % ic2, ii = i % 16;
             float g[9][16], m[6][3][16];
             for (int k = 0; k < 9; k++)
@@ -188,13 +226,96 @@ static void s_wino_weights(const float *w, float *out, int64_t c, int64_t o, int
     }
 }
 
+/* The same with AVX-512, from w as stored (f32, f16 or bf16: type): for
+ * each 16 output x 16 input channels, their 16 x 144 weights widened into
+ * an f32 block in L1 (contiguous loads), each input channel's 9 taps
+ * gathered from it along the output lanes. */
+__attribute__((target("avx512f"))) static void s_wino_weights_avx512(const void *w, lf_type_t type, float *out,
+                                                                     int64_t c, int ic2, int oc2, int64_t o0_,
+                                                                     int64_t o1, int64_t i0, int64_t i1) {
+    const int64_t icc_n = c / (16 * ic2);
+    float blk[16 * 144] __attribute__((aligned(64)));
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(144));
+    __m512 G[6][3];
+    for (int a = 0; a < 6; a++)
+        for (int k = 0; k < 3; k++) G[a][k] = _mm512_set1_ps(s_wino_g[a][k]);
+    for (int64_t o0 = o0_; o0 < o1; o0 += 16) {
+        const int64_t occ = o0 / (16 * oc2), ob = (o0 / 16) % oc2;
+        for (int64_t is = i0; is < i1; is += 16) {
+            for (int l = 0; l < 16; l++) {
+                const int64_t at = ((o0 + l) * c + is) * 9;
+                for (int v = 0; v < 9; v++) {
+                    __m512 x;
+                    if (type == LF_TYPE_F32) x = _mm512_loadu_ps((const float *)w + at + v * 16);
+                    else {
+                        const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + at + v * 16));
+                        x = type == LF_TYPE_F16 ? _mm512_cvtph_ps(h)
+                                                : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+                    }
+                    _mm512_store_ps(blk + l * 144 + v * 16, x);
+                }
+            }
+            for (int64_t i = is; i < is + 16; i++) {
+                const int64_t icc = i / (16 * ic2), ib = (i / 16) % ic2, ii = i % 16;
+                __m512 g[9], m[6][3];
+                for (int k = 0; k < 9; k++) g[k] = _mm512_i32gather_ps(lanes, blk + ii * 9 + k, 4);
+                for (int a = 0; a < 6; a++)
+                    for (int kw = 0; kw < 3; kw++)
+                        m[a][kw] = _mm512_fmadd_ps(G[a][2], g[6 + kw],
+                                                   _mm512_fmadd_ps(G[a][1], g[3 + kw], _mm512_mul_ps(G[a][0], g[kw])));
+                for (int a = 0; a < 6; a++)
+                    for (int b = 0; b < 6; b++) {
+                        float *dst = out + ((((((occ * 6 + a) * 6 + b) * icc_n + icc) * oc2 + ob) * ic2 + ib) * 16 + ii) * 16;
+                        _mm512_storeu_ps(dst, _mm512_fmadd_ps(m[a][2], G[b][2],
+                                                             _mm512_fmadd_ps(m[a][1], G[b][1], _mm512_mul_ps(m[a][0], G[b][0]))));
+                    }
+            }
+        }
+    }
+}
+
+/* One weight transform on the pool: tasks of 16 output x 64 input channels. */
+typedef struct {
+    const void *w; /* the chunk's first output channel */
+    lf_type_t type;
+    float *out;
+    int64_t c, o;
+    int ic2, oc2;
+    bool avx512;
+} s_wino_job_t;
+
+#define S_WINO_TASK_IC 64
+
+static void s_wino_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const s_wino_job_t *j = ctx;
+    const int64_t per_o = (j->c + S_WINO_TASK_IC - 1) / S_WINO_TASK_IC;
+    const int64_t o0 = task / per_o * 16, i0 = task % per_o * S_WINO_TASK_IC;
+    const int64_t i1 = i0 + S_WINO_TASK_IC < j->c ? i0 + S_WINO_TASK_IC : j->c;
+    if (j->avx512) s_wino_weights_avx512(j->w, j->type, j->out, j->c, j->ic2, j->oc2, o0, o0 + 16, i0, i1);
+    else s_wino_weights_c(j->w, j->out, j->c, j->ic2, j->oc2, o0, o0 + 16, i0, i1);
+}
+
+/* w (o x c x 3 x 3 of type: f32, or f16 / bf16 with the AVX-512 form) into
+ * out, on d's pool. */
+static void s_wino_weights(lf__cpu_dnnl_t *d, const void *w, lf_type_t type, float *out, int64_t c, int64_t o,
+                           int ic2, int oc2) {
+    s_wino_job_t j = {w, type, out, c, o, ic2, oc2, d->wino_avx512};
+    const int64_t n = o / 16 * ((c + S_WINO_TASK_IC - 1) / S_WINO_TASK_IC);
+    if (d->pool) lf__cpu_pool_run(d->pool, n, s_wino_task, &j);
+    else
+        for (int64_t t = 0; t < n; t++) s_wino_task(&j, t, 0);
+}
+
 int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnnl_post_t *post,
                         lf__cpu_dnnl_entry_t *e) {
     const lf_tensor_t *x = n->src[0], *wt = n->src[1], *b = n->src[2];
     const int64_t N = x->ne[3], C = x->ne[2], H = x->ne[1], W = x->ne[0], O = wt->ne[3];
-    const int64_t rows = s_wino_rows(d, H, W, C, O);
+    const int64_t chunk = s_wino_chunk(d, C, O), Oc = chunk ? chunk : O; /* =wino: any size, whole */
+    const int64_t rows = s_wino_rows(d, H, W, C, Oc);
     if (!rows) return LF_EUNSUPPORTED;
-    dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {O, C, 3, 3}, bd = {O}, dd = {1, O, rows, W};
+    dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {Oc, C, 3, 3}, bd = {Oc}, dd = {1, Oc, rows, W};
     dnnl_dims_t strides = {1, 1}, pad = {0, 1};
     dnnl_memory_desc_t s_any, w_any, d_any, w_md, b_md, s16;
     if (dnnl_memory_desc_init_by_tag(&s_any, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
@@ -226,8 +347,10 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
         return rc;
     }
     e->wino = w;
-    *w = (lf__cpu_wino_t){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows};
-    w->own = d->wino_own && s_wino_own_layout(&its_w, C, O);
+    *w = (lf__cpu_wino_t){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows, .oc = Oc};
+    w->keep_src = Oc < O && rows == H;
+    w->src_bytes = dnnl_memory_desc_get_size(&its_s);
+    w->own = d->wino_own && s_wino_own_layout(&its_w, C, Oc);
     w->ic2 = its_w.format_desc.wino_desc.ic2_block, w->oc2 = its_w.format_desc.wino_desc.oc2_block;
     e->wmd = its_w, e->wplain = w_md;
     /* Weights: oihw -> Winograd tiles, with a scratchpad from d->scratch. */
@@ -246,7 +369,7 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
     if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_WEI], &d->blk_size[S_WEI], dnnl_memory_desc_get_size(&its_w));
     /* Results: the primitive's strip -> our rows. */
     dnnl_memory_desc_t view;
-    if (!rc) rc = s_wino_view(&view, O, H, W, rows);
+    if (!rc) rc = s_wino_view(&view, Oc, H, W, rows);
     if (!rc) rc = s_wino_reorder(d, &its_d, &view, &e->reorder[S_DST], NULL);
     if (!rc && dnnl_memory_create(&e->user[S_DST], &view, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
     if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_DST], &d->blk_size[S_DST], dnnl_memory_desc_get_size(&its_d));
@@ -266,79 +389,107 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
                     dnnl_memory_create(&w->src_blk[v], &blk, d->engine, DNNL_MEMORY_NONE)))
             rc = LF_ENOMEM;
     }
-    if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], dnnl_memory_desc_get_size(&its_s));
+    if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], w->src_bytes * (w->keep_src ? (size_t)N : 1));
     if (!rc) rc = lf__cpu_dnnl_memories(d, e, &its_s, &its_w, b ? &b_md : NULL, &its_d, post);
     if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
 }
 
-/* Source row r (0 .. rows + 1) of the blocked strip set to zero. */
-static void s_wino_zero_row(const lf__cpu_dnnl_t *d, const lf__cpu_wino_t *w, int64_t r) {
-    float *blk = d->blk[S_SRC];
+/* Source row r (0 .. rows + 1) of the blocked strip at blk set to zero. */
+static void s_wino_zero_row(float *blk, const lf__cpu_wino_t *w, int64_t r) {
     for (int64_t cb = 0; cb < w->c / 16; cb++)
         memset(blk + ((cb * (w->rows + 2) + r) * w->w) * 16, 0, (size_t)w->w * 16 * sizeof(float));
 }
 
-int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *src, const void *wei,
-                     const void *bias, float *dst) {
+/* The weights of output channels [o0, o0 + w->oc) (f32 OIHW at wei, or as
+ * stored in ws) into e->wei's tiles (d->blk[S_WEI]): ours, or oneDNN's
+ * reorder (the first call of an entry runs both and keeps oneDNN's if they
+ * differ). */
+static int s_wino_chunk_weights(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const lf__cpu_wsrc_t *ws,
+                                const float **wei, int64_t o0) {
     lf__cpu_wino_t *w = e->wino;
-    if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
-    dnnl_memory_set_data_handle(e->user[S_WEI], (void *)wei);
+    const lf_tensor_t *t = ws->t;
+    const size_t per_o = (size_t)w->c * 9;
+    /* The stored weight read directly (no f32 copy of it made first) where
+     * the AVX-512 form reads its type. */
+    if (w->own && w->checked && d->wino_avx512 && lf_tensor_is_contiguous(t) &&
+        (t->type == LF_TYPE_F32 || t->type == LF_TYPE_F16 || t->type == LF_TYPE_BF16)) {
+        s_wino_weights(d, (const char *)t->data + (size_t)o0 * per_o * lf_type_size(t->type), t->type, d->blk[S_WEI],
+                       w->c, w->oc, w->ic2, w->oc2);
+        return 0;
+    }
+    if (!*wei && !(*wei = ws->make(ws->arg))) return LF_ENOMEM;
+    const float *wc = *wei + (size_t)o0 * per_o;
+    if (w->own && w->checked) {
+        s_wino_weights(d, wc, LF_TYPE_F32, d->blk[S_WEI], w->c, w->oc, w->ic2, w->oc2);
+        return 0;
+    }
+    dnnl_memory_set_data_handle(e->user[S_WEI], (void *)wc);
     dnnl_memory_set_data_handle(e->wei, d->blk[S_WEI]);
     dnnl_exec_arg_t wargs[3] = {{DNNL_ARG_FROM, e->user[S_WEI]}, {DNNL_ARG_TO, e->wei}, {DNNL_ARG_SCRATCHPAD, w->wscratch}};
     if (w->wscratch) dnnl_memory_set_data_handle(w->wscratch, d->scratch);
-    if (!w->own || !w->checked) {
-        if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs) ||
-            dnnl_stream_wait(d->stream))
-            return LF_EINTERNAL;
-    }
+    if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs) || dnnl_stream_wait(d->stream))
+        return LF_EINTERNAL;
     if (w->own && !w->checked) {
         /* Ours against oneDNN's once: a layout or constant it changed
          * would show here, and the entry keeps oneDNN's transform. */
-        const size_t nw = (size_t)36 * w->c * w->o;
+        const size_t nw = (size_t)36 * w->c * w->oc;
         float *mine = malloc(nw * sizeof *mine);
         if (!mine) return LF_ENOMEM;
-        s_wino_weights(wei, mine, w->c, w->o, w->ic2, w->oc2);
+        s_wino_weights(d, wc, LF_TYPE_F32, mine, w->c, w->oc, w->ic2, w->oc2);
         const float *ref = d->blk[S_WEI];
         float diff = 0, max = 0;
         for (size_t i = 0; i < nw; i++) diff = fmaxf(diff, fabsf(mine[i] - ref[i])), max = fmaxf(max, fabsf(ref[i]));
         free(mine);
         w->checked = true;
         w->own = diff <= 1e-5f * max;
-        if (!w->own) lf_log(LF_LOG_WARN, "cpu: Winograd weight transform differs from oneDNN's (%g of %g): oneDNN's kept",
-                             (double)diff, (double)max);
-    } else if (w->own)
-        s_wino_weights(wei, d->blk[S_WEI], w->c, w->o, w->ic2, w->oc2);
-    dnnl_memory_set_data_handle(e->src, d->blk[S_SRC]);
+        if (!w->own)
+            lf_log(LF_LOG_WARN, "cpu: Winograd weight transform differs from oneDNN's (%g of %g): oneDNN's kept",
+                   (double)diff, (double)max);
+    }
+    return 0;
+}
+
+int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *src, const lf__cpu_wsrc_t *ws,
+                     const void *bias, float *dst) {
+    lf__cpu_wino_t *w = e->wino;
+    const float *wei = NULL; /* the f32 OIHW copy (ws->make), made only where needed */
+    dnnl_memory_set_data_handle(e->wei, d->blk[S_WEI]);
     dnnl_memory_set_data_handle(e->dst, d->blk[S_DST]);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (e->bias) {
-        dnnl_memory_set_data_handle(e->bias, (void *)bias);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
-    }
+    if (e->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
-    for (int64_t i = 0; i < w->n; i++)
-        for (int64_t r0 = 0; r0 < w->h; r0 += w->rows) {
-            const int v = w->rows == w->h           ? S_WINO_ONE
-                          : r0 == 0                 ? S_WINO_TOP
-                          : r0 + w->rows == w->h    ? S_WINO_BOTTOM
-                                                    : S_WINO_MID;
-            if (v == S_WINO_TOP || v == S_WINO_ONE) s_wino_zero_row(d, w, 0);
-            if (v == S_WINO_BOTTOM || v == S_WINO_ONE) s_wino_zero_row(d, w, w->rows + 1);
-            const int64_t first = v == S_WINO_TOP || v == S_WINO_ONE ? r0 : r0 - 1;
-            dnnl_memory_set_data_handle(w->src_user[v], (void *)(src + (i * w->c * w->h + first) * w->w));
-            dnnl_memory_set_data_handle(w->src_blk[v], d->blk[S_SRC]);
-            dnnl_exec_arg_t sargs[2] = {{DNNL_ARG_FROM, w->src_user[v]}, {DNNL_ARG_TO, w->src_blk[v]}};
-            dnnl_memory_set_data_handle(e->user[S_DST], dst + (i * w->o * w->h + r0) * w->w);
-            dnnl_exec_arg_t dargs[2] = {{DNNL_ARG_FROM, e->dst}, {DNNL_ARG_TO, e->user[S_DST]}};
-            if (dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs) ||
-                dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
-                dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
-                return LF_EINTERNAL;
-        }
+    for (int64_t o0 = 0; o0 < w->o; o0 += w->oc) {
+        int rc = s_wino_chunk_weights(d, e, ws, &wei, o0);
+        if (rc) return rc;
+        if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
+        if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)((const float *)bias + o0));
+        for (int64_t i = 0; i < w->n; i++)
+            for (int64_t r0 = 0; r0 < w->h; r0 += w->rows) {
+                const int v = w->rows == w->h           ? S_WINO_ONE
+                              : r0 == 0                 ? S_WINO_TOP
+                              : r0 + w->rows == w->h    ? S_WINO_BOTTOM
+                                                        : S_WINO_MID;
+                float *blk = (float *)d->blk[S_SRC] + (w->keep_src ? (size_t)i * w->src_bytes / sizeof(float) : 0);
+                const bool fill = !w->keep_src || o0 == 0;
+                if (fill && (v == S_WINO_TOP || v == S_WINO_ONE)) s_wino_zero_row(blk, w, 0);
+                if (fill && (v == S_WINO_BOTTOM || v == S_WINO_ONE)) s_wino_zero_row(blk, w, w->rows + 1);
+                const int64_t first = v == S_WINO_TOP || v == S_WINO_ONE ? r0 : r0 - 1;
+                dnnl_memory_set_data_handle(w->src_user[v], (void *)(src + (i * w->c * w->h + first) * w->w));
+                dnnl_memory_set_data_handle(w->src_blk[v], blk);
+                dnnl_memory_set_data_handle(e->src, blk);
+                dnnl_exec_arg_t sargs[2] = {{DNNL_ARG_FROM, w->src_user[v]}, {DNNL_ARG_TO, w->src_blk[v]}};
+                dnnl_memory_set_data_handle(e->user[S_DST], dst + ((i * w->o + o0) * w->h + r0) * w->w);
+                dnnl_exec_arg_t dargs[2] = {{DNNL_ARG_FROM, e->dst}, {DNNL_ARG_TO, e->user[S_DST]}};
+                if ((fill && dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs)) ||
+                    dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
+                    dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
+                    return LF_EINTERNAL;
+            }
+    }
     return 0;
 }
