@@ -75,6 +75,7 @@ struct lf__cpu_dnnl {
     bool wino_own;           /* our Winograd weight transform (LF_CPU_WINO_WEIGHTS=onednn: oneDNN's reorder) */
     bool wino_wide;          /* weights over the tile budget in output-channel chunks (LF_CPU_WINO_WIDE=0: not taken) */
     size_t wino_chunk_bytes; /* that budget: one primitive's weight tiles (LF_CPU_WINO_CHUNK_KB) */
+    bool wino_batch;         /* whole images batched into one call (LF_CPU_WINO_BATCH=1; default one image per call) */
     int64_t wino_min_pixels; /* the output pixels per call auto takes from (LF_CPU_WINO_MIN_PIXELS) */
     bool wino_avx512;        /* our weight transform's AVX-512 form (the CPU has it) */
     lf__cpu_pool_t *pool;    /* borrowed (lf__cpu_dnnl_set_pool); NULL: our weight transform on the caller alone */

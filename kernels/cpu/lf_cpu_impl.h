@@ -139,8 +139,9 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
 /* The pool the Winograd weight transform runs on (borrowed; the backend's). */
 void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool);
-/* Whether n runs as f32 Winograd (LF_CPU_CONV_ALGO): at those shapes it is
- * faster than oneDNN's bf16 convolutions, so a bf16 job takes it in f32. */
+/* Whether a bf16 job runs n as f32 Winograd (LF_CPU_CONV_ALGO): at those
+ * shapes (>= 32x32 output pixels per call, weight tiles unchunked) it is
+ * faster than oneDNN's bf16 convolutions, and rounds less. */
 bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n);
 /* n's convolution with x (x->make: n's source in compute type ct) and the
  * weight w (n's shapes), bias and dst as in n. 0, or an error after which

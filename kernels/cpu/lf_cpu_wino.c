@@ -20,14 +20,20 @@
 enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
 
 /* Which f32 3x3 convolutions run as Winograd F(4x4, 3x3) (oneDNN's
- * jit_wino_4x3: 4x fewer multiplies, 2.4-3.2x the plain layout's GEMM convolution at the VAE
- * decoder's and the UNet's 64x64 / 32x32 shapes, relative RMS error ~1e-6;
- * docs/PERFORMANCE.md, session 11). LF_CPU_CONV_ALGO=auto (default): where
- * the output has at least S_WINO_MIN_PIXELS pixels per call, so that the
- * weight transform each call pays is won back, and the weight's tiles fit
- * S_WINO_MAX_WEIGHT_BYTES; =gemm: never; =wino: wherever oneDNN has the
- * kernel (comparisons). */
-#define S_WINO_MIN_PIXELS (32 * 32)
+ * jit_wino_4x3: 4x fewer multiplies, 2.4-3.2x the plain layout's GEMM
+ * convolution at the VAE decoder's and the UNet's 64x64 / 32x32 shapes,
+ * relative RMS error ~1e-6; docs/PERFORMANCE.md, sessions 11 and 12).
+ * LF_CPU_CONV_ALGO=auto (default): where the output has at least
+ * S_WINO_MIN_PIXELS pixels per call (LF_CPU_WINO_MIN_PIXELS), so that the
+ * weight transform each call pays is won back: from the UNet's 16x16 level
+ * at batch 2 (its 3x3 convolutions 0.73x the time of brgconv on packed f32
+ * weights, session 12); =gemm: never; =wino: wherever oneDNN has the
+ * kernel (comparisons). A bf16 job takes them in f32 from
+ * S_WINO_BF16_MIN_PIXELS and unchunked only (lf__cpu_dnnl_wino): at 16x16
+ * bf16 brgconv was faster (0.61x f32 Winograd's time), and the chunked
+ * 32x32 ones were level with it at 1 thread and no better at 2. */
+#define S_WINO_MIN_PIXELS (16 * 16 * 2)
+#define S_WINO_BF16_MIN_PIXELS (32 * 32)
 /* The most bytes of Winograd weight tiles (36 floats per input and output
  * channel pair, in a buffer the backend keeps) one primitive takes: 640 x
  * 640 channels. A larger weight (the UNet's 32x32 960 / 1280 / 1920 -> 640
@@ -53,12 +59,15 @@ void lf__cpu_wino_init(lf__cpu_dnnl_t *d) {
     d->wino_own = !ww || strcmp(ww, "onednn") != 0;
     const char *wide = getenv("LF_CPU_WINO_WIDE");
     d->wino_wide = !wide || strcmp(wide, "0") != 0;
+    const char *batch = getenv("LF_CPU_WINO_BATCH");
+    d->wino_batch = batch && !strcmp(batch, "1");
     const char *mp = getenv("LF_CPU_WINO_MIN_PIXELS");
     d->wino_min_pixels = mp && atol(mp) > 0 ? atol(mp) : S_WINO_MIN_PIXELS;
     const char *ck = getenv("LF_CPU_WINO_CHUNK_KB");
     d->wino_chunk_bytes = ck && atol(ck) > 0 ? (size_t)atol(ck) << 10 : S_WINO_MAX_WEIGHT_BYTES;
     const char *simd = getenv("LF_CPU_SIMD"); /* a cap below AVX-512 (the backend's knob) holds here too */
-    d->wino_avx512 = __builtin_cpu_supports("avx512f") && !(simd && (!strcmp(simd, "avx2") || !strcmp(simd, "scalar")));
+    d->wino_avx512 = __builtin_cpu_supports("avx512f") && !(simd && (!strcmp(simd, "avx2") || !strcmp(simd, "scalar"))) &&
+                     !(ww && !strcmp(ww, "c")); /* =c: the C form from an f32 copy (session 11's, comparisons) */
 }
 
 void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool) {
@@ -80,12 +89,20 @@ enum { S_WINO_MID, S_WINO_TOP, S_WINO_BOTTOM, S_WINO_ONE };
 
 struct lf__cpu_wino {
     int64_t n, c, h, w, o, rows;
+    /* Images per primitive call: with LF_CPU_WINO_BATCH=1, where a whole
+     * image is one strip, nb of them run in one call (oneDNN's tile
+     * products then have nb times the rows for each read of the weight
+     * tiles: at 16x16 an image has only 16 tiles); else 1. Not the default:
+     * bench_kernels saw 0.86x at 16x16 1280 -> 1280 and 1.28x at 2560 ->
+     * 1280, the UNet step no change beyond its noise (session 12). */
+    int64_t nb;
     /* Output channels per chunk (o: one chunk); each chunk's weights are
      * transformed, then every strip runs with them. */
     int64_t oc;
     /* With several chunks and one strip per image, the blocked source of
      * every image is kept from the first chunk for the others (src_bytes
-     * each); otherwise each strip is reordered again per chunk. */
+     * each, the images of a call one after another); otherwise each strip
+     * is reordered again per chunk. */
     bool keep_src;
     size_t src_bytes;
     dnnl_primitive_t src_reorder[4]; /* NULL where the position does not occur */
@@ -134,7 +151,10 @@ bool lf__cpu_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t 
 }
 
 bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n) {
-    return d && lf__cpu_wino_wanted(d, LF_TYPE_F32, n);
+    const lf_tensor_t *y = n->dst;
+    return d && lf__cpu_wino_wanted(d, LF_TYPE_F32, n) &&
+           (d->algo == LF__DNNL_ALGO_WINO || (y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_BF16_MIN_PIXELS &&
+                                               s_wino_chunk(d, n->src[0]->ne[2], n->src[1]->ne[3]) == n->src[1]->ne[3]));
 }
 
 /* Output rows per strip: the largest divisor of h whose strip fits
@@ -169,10 +189,11 @@ static int s_wino_reorder(lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *from, con
     return 0;
 }
 
-/* Our NCHW rows [.., .. + rows) of an n x c x h x w tensor, from the pointer
- * to its first row. */
-static int s_wino_view(dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w, int64_t rows) {
-    dnnl_dims_t dims = {1, c, rows, w}, strides = {c * h * w, h * w, w, 1};
+/* Our NCHW rows [.., .. + rows) of channels [.., .. + c) of nb images of
+ * ctot x h x w, from the pointer to the first image's first row. */
+static int s_wino_view(dnnl_memory_desc_t *md, int64_t nb, int64_t c, int64_t ctot, int64_t h, int64_t w,
+                       int64_t rows) {
+    dnnl_dims_t dims = {nb, c, rows, w}, strides = {ctot * h * w, h * w, w, 1};
     return dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides) ? LF_EINTERNAL : 0;
 }
 
@@ -315,7 +336,15 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
     const int64_t chunk = s_wino_chunk(d, C, O), Oc = chunk ? chunk : O; /* =wino: any size, whole */
     const int64_t rows = s_wino_rows(d, H, W, C, Oc);
     if (!rows) return LF_EUNSUPPORTED;
-    dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {Oc, C, 3, 3}, bd = {Oc}, dd = {1, Oc, rows, W};
+    /* Whole images batched while they fit twice the strip budget. */
+    int64_t nb = 1;
+    const size_t per_image = (size_t)H * (size_t)W * (size_t)(C + Oc) * sizeof(float) * 13 / 4;
+    for (int64_t k = N; k > 1 && rows == H && d->wino_batch; k--)
+        if (N % k == 0 && (size_t)k * per_image <= 2 * d->wino_strip_bytes) {
+            nb = k;
+            break;
+        }
+    dnnl_dims_t sd = {nb, C, rows + 2, W}, wd = {Oc, C, 3, 3}, bd = {Oc}, dd = {nb, Oc, rows, W};
     dnnl_dims_t strides = {1, 1}, pad = {0, 1};
     dnnl_memory_desc_t s_any, w_any, d_any, w_md, b_md, s16;
     if (dnnl_memory_desc_init_by_tag(&s_any, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
@@ -347,9 +376,9 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
         return rc;
     }
     e->wino = w;
-    *w = (lf__cpu_wino_t){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows, .oc = Oc};
+    *w = (lf__cpu_wino_t){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows, .nb = nb, .oc = Oc};
     w->keep_src = Oc < O && rows == H;
-    w->src_bytes = dnnl_memory_desc_get_size(&its_s);
+    w->src_bytes = dnnl_memory_desc_get_size(&its_s) / (size_t)nb;
     w->own = d->wino_own && s_wino_own_layout(&its_w, C, Oc);
     w->ic2 = its_w.format_desc.wino_desc.ic2_block, w->oc2 = its_w.format_desc.wino_desc.oc2_block;
     e->wmd = its_w, e->wplain = w_md;
@@ -369,7 +398,7 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
     if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_WEI], &d->blk_size[S_WEI], dnnl_memory_desc_get_size(&its_w));
     /* Results: the primitive's strip -> our rows. */
     dnnl_memory_desc_t view;
-    if (!rc) rc = s_wino_view(&view, Oc, H, W, rows);
+    if (!rc) rc = s_wino_view(&view, nb, Oc, O, H, W, rows);
     if (!rc) rc = s_wino_reorder(d, &its_d, &view, &e->reorder[S_DST], NULL);
     if (!rc && dnnl_memory_create(&e->user[S_DST], &view, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
     if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_DST], &d->blk_size[S_DST], dnnl_memory_desc_get_size(&its_d));
@@ -380,16 +409,16 @@ int lf__cpu_wino_create(lf__cpu_dnnl_t *d, const lf_node_t *n, const lf__cpu_dnn
         if (one != (v == S_WINO_ONE) || (v == S_WINO_MID && H / rows < 3)) continue;
         const int64_t nr = v == S_WINO_MID ? rows + 2 : v == S_WINO_ONE ? rows : rows + 1;
         const int64_t off = v == S_WINO_TOP || v == S_WINO_ONE;
-        dnnl_dims_t sub = {1, C, nr, W}, offs = {0, 0, off, 0};
+        dnnl_dims_t sub = {nb, C, nr, W}, offs = {0, 0, off, 0};
         dnnl_memory_desc_t user, blk;
-        rc = s_wino_view(&user, C, H, W, nr);
+        rc = s_wino_view(&user, nb, C, C, H, W, nr);
         if (!rc && dnnl_memory_desc_init_submemory(&blk, &its_s, sub, offs)) rc = LF_EINTERNAL;
         if (!rc) rc = s_wino_reorder(d, &user, &blk, &w->src_reorder[v], NULL);
         if (!rc && (dnnl_memory_create(&w->src_user[v], &user, d->engine, DNNL_MEMORY_NONE) ||
                     dnnl_memory_create(&w->src_blk[v], &blk, d->engine, DNNL_MEMORY_NONE)))
             rc = LF_ENOMEM;
     }
-    if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], w->src_bytes * (w->keep_src ? (size_t)N : 1));
+    if (!rc) rc = lf__cpu_dnnl_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], w->src_bytes * (size_t)(w->keep_src ? N : nb));
     if (!rc) rc = lf__cpu_dnnl_memories(d, e, &its_s, &its_w, b ? &b_md : NULL, &its_d, post);
     if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
@@ -468,7 +497,7 @@ int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *sr
         if (rc) return rc;
         if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
         if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)((const float *)bias + o0));
-        for (int64_t i = 0; i < w->n; i++)
+        for (int64_t i = 0; i < w->n; i += w->nb)
             for (int64_t r0 = 0; r0 < w->h; r0 += w->rows) {
                 const int v = w->rows == w->h           ? S_WINO_ONE
                               : r0 == 0                 ? S_WINO_TOP
@@ -476,8 +505,11 @@ int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *sr
                                                         : S_WINO_MID;
                 float *blk = (float *)d->blk[S_SRC] + (w->keep_src ? (size_t)i * w->src_bytes / sizeof(float) : 0);
                 const bool fill = !w->keep_src || o0 == 0;
-                if (fill && (v == S_WINO_TOP || v == S_WINO_ONE)) s_wino_zero_row(blk, w, 0);
-                if (fill && (v == S_WINO_BOTTOM || v == S_WINO_ONE)) s_wino_zero_row(blk, w, w->rows + 1);
+                for (int64_t k = 0; fill && k < w->nb; k++) {
+                    float *bk = blk + (size_t)k * w->src_bytes / sizeof(float);
+                    if (v == S_WINO_TOP || v == S_WINO_ONE) s_wino_zero_row(bk, w, 0);
+                    if (v == S_WINO_BOTTOM || v == S_WINO_ONE) s_wino_zero_row(bk, w, w->rows + 1);
+                }
                 const int64_t first = v == S_WINO_TOP || v == S_WINO_ONE ? r0 : r0 - 1;
                 dnnl_memory_set_data_handle(w->src_user[v], (void *)(src + (i * w->c * w->h + first) * w->w));
                 dnnl_memory_set_data_handle(w->src_blk[v], blk);

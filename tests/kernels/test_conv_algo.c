@@ -165,7 +165,9 @@ static void test_winograd_own_weights(void **state) {
  * blocked sources of both images kept across chunks) and with two strips
  * per image (reordered again per chunk), with our transform's AVX-512 form
  * (reading f32 or f16 weights as stored) and its C form (LF_CPU_SIMD=
- * scalar, from the f32 copy), over three calls. With LF_CPU_WINO_WIDE=0
+ * scalar, from the f32 copy), with both images in one call
+ * (LF_CPU_WINO_BATCH=1, chunked or not), over three calls. With
+ * LF_CPU_WINO_WIDE=0
  * the shape is not taken (GEMM, identical to it), nor where no chunk fits
  * (1 KB); chunked it differs from GEMM in some last bit, so Winograd ran
  * in chunks. A chunk's offset wrong in the weights, bias or results is off
@@ -173,16 +175,18 @@ static void test_winograd_own_weights(void **state) {
 static void test_winograd_chunks(void **state) {
     (void)state;
     static const struct {
-        const char *chunk_kb, *strip_kb, *simd, *wide;
+        const char *chunk_kb, *strip_kb, *simd, *wide, *batch;
         lf_type_t wtype;
         bool wino;
     } v[] = {
-        {"100", NULL, NULL, NULL, LF_TYPE_F32, true},      /* one strip per image, kept across chunks */
-        {"100", "200", NULL, NULL, LF_TYPE_F32, true},     /* 16-row strips: top and bottom per chunk */
-        {"100", NULL, NULL, NULL, LF_TYPE_F16, true},      /* f16 weights read as stored */
-        {"100", "200", "scalar", NULL, LF_TYPE_F16, true}, /* the C transform, from the f32 copy */
-        {"100", NULL, NULL, "0", LF_TYPE_F32, false},      /* not taken unchunked: GEMM */
-        {"1", NULL, NULL, NULL, LF_TYPE_F32, false},       /* no chunk fits (16 channels: 4.5 KB): GEMM */
+        {"100", NULL, NULL, NULL, NULL, LF_TYPE_F32, true},      /* one strip per image, kept across chunks */
+        {"100", "200", NULL, NULL, NULL, LF_TYPE_F32, true},     /* 16-row strips: top and bottom per chunk */
+        {"100", NULL, NULL, NULL, NULL, LF_TYPE_F16, true},      /* f16 weights read as stored */
+        {"100", "200", "scalar", NULL, NULL, LF_TYPE_F16, true}, /* the C transform, from the f32 copy */
+        {"100", NULL, NULL, NULL, "1", LF_TYPE_F32, true},       /* both images in one call */
+        {NULL, NULL, NULL, NULL, "1", LF_TYPE_F32, true},        /* the same unchunked */
+        {"100", NULL, NULL, "0", NULL, LF_TYPE_F32, false},      /* not taken unchunked: GEMM */
+        {"1", NULL, NULL, NULL, NULL, LF_TYPE_F32, false},       /* no chunk fits (16 channels: 4.5 KB): GEMM */
     };
     const s_case_t c = {2, 20, 32, 32, 64, 1, 0, NULL, true};
     lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c.W, c.H, c.Ci, c.B, 1);
@@ -193,11 +197,12 @@ static void test_winograd_chunks(void **state) {
         for (int64_t i = 0; i < lf_tensor_nelements(&w); i++)
             ((float *)w32.data)[i] = (float)lf_test_get(&w, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
         double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
-        setenv("LF_CPU_WINO_CHUNK_KB", v[k].chunk_kb, 1);
+        if (v[k].chunk_kb) setenv("LF_CPU_WINO_CHUNK_KB", v[k].chunk_kb, 1);
+        if (v[k].batch) setenv("LF_CPU_WINO_BATCH", v[k].batch, 1);
         if (v[k].simd) setenv("LF_CPU_SIMD", v[k].simd, 1);
         if (v[k].wide) setenv("LF_CPU_WINO_WIDE", v[k].wide, 1);
         lf_backend_t *bw = s_backend("auto", v[k].strip_kb), *bg = s_backend("gemm", NULL);
-        unsetenv("LF_CPU_WINO_CHUNK_KB"), unsetenv("LF_CPU_SIMD"), unsetenv("LF_CPU_WINO_WIDE");
+        unsetenv("LF_CPU_WINO_CHUNK_KB"), unsetenv("LF_CPU_SIMD"), unsetenv("LF_CPU_WINO_WIDE"), unsetenv("LF_CPU_WINO_BATCH");
         lf_tensor_t dw = lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B), dg = lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B);
         lf_node_t n = {.op = LF_OP_CONV2D, .dst = &dw, .src = {&x, &w, &bias}};
         n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
@@ -212,9 +217,10 @@ static void test_winograd_chunks(void **state) {
         assert_int_equal(lf_op_run(bg, &n), 0);
         const double eg = lf_test_maxerr(&dg, want);
         const bool differ = memcmp(dw.data, dg.data, (size_t)lf_tensor_nelements(&dw) * sizeof(float)) != 0;
-        printf("  chunks of %s KB, strips of %s KB, simd %s, %s weights, wide %s: err %.2g (gemm %.2g), %s\n",
-               v[k].chunk_kb, v[k].strip_kb ? v[k].strip_kb : "default", v[k].simd ? v[k].simd : "default",
-               v[k].wtype == LF_TYPE_F16 ? "f16" : "f32", v[k].wide ? v[k].wide : "default", ew, eg,
+        printf("  chunks of %s KB, strips of %s KB, simd %s, %s weights, wide %s, batch %s: err %.2g (gemm %.2g), %s\n",
+               v[k].chunk_kb ? v[k].chunk_kb : "default", v[k].strip_kb ? v[k].strip_kb : "default",
+               v[k].simd ? v[k].simd : "default", v[k].wtype == LF_TYPE_F16 ? "f16" : "f32",
+               v[k].wide ? v[k].wide : "default", v[k].batch ? v[k].batch : "default", ew, eg,
                differ ? "differ" : "identical");
         assert_true(ew <= TOL);
         assert_true(eg <= TOL);
