@@ -191,12 +191,14 @@ static void test_winograd_chunks(void **state) {
     const s_case_t c = {2, 20, 32, 32, 64, 1, 0, NULL, true};
     lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c.W, c.H, c.Ci, c.B, 1);
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c.Co, 1, 1, 1, 1);
+    /* One weight per type (the f32 one holding the f16 one's values), one
+     * reference for both. */
+    lf_tensor_t w16 = lf_test_rand(LF_TYPE_F16, 3, 3, c.Ci, c.Co, 1), w32 = lf_test_zeros(LF_TYPE_F32, 3, 3, c.Ci, c.Co);
+    for (int64_t i = 0; i < lf_tensor_nelements(&w16); i++)
+        ((float *)w32.data)[i] = (float)lf_test_get(&w16, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
+    double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
     for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
-        lf_tensor_t w = lf_test_rand(v[k].wtype, 3, 3, c.Ci, c.Co, 1);
-        lf_tensor_t w32 = lf_test_zeros(LF_TYPE_F32, 3, 3, c.Ci, c.Co);
-        for (int64_t i = 0; i < lf_tensor_nelements(&w); i++)
-            ((float *)w32.data)[i] = (float)lf_test_get(&w, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
-        double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
+        const lf_tensor_t w = v[k].wtype == LF_TYPE_F16 ? w16 : w32;
         if (v[k].chunk_kb) setenv("LF_CPU_WINO_CHUNK_KB", v[k].chunk_kb, 1);
         if (v[k].batch) setenv("LF_CPU_WINO_BATCH", v[k].batch, 1);
         if (v[k].simd) setenv("LF_CPU_SIMD", v[k].simd, 1);
@@ -226,9 +228,9 @@ static void test_winograd_chunks(void **state) {
         assert_true(eg <= TOL);
         assert_true(differ == v[k].wino);
         lf_backend_destroy(&bw), lf_backend_destroy(&bg);
-        free(want), free(w.data), free(w32.data), free(dw.data), free(dg.data);
+        free(dw.data), free(dg.data);
     }
-    free(x.data), free(bias.data);
+    free(want), free(x.data), free(bias.data), free(w16.data), free(w32.data);
 }
 
 /* Under the bf16 compute type, a convolution Winograd takes runs in f32
