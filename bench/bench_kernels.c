@@ -12,14 +12,15 @@
  *              op's memory is shown in bytes
  *
  * Usage: bench_kernels [--quick] [--reps R] [--threads N] [--cputime]
- *                      [--only matmul|conv|attention|rowwise|graph|fuse|convalgo].
+ *                      [--only matmul|conv|attention|rowwise|graph|fuse|convalgo|convalgo-unet].
  *   fuse       a residual ADD after a product vs the product's post-op
  *              (lf_graph's fusion pass), f32 and bf16 compute.
  *   convalgo   (only when named) f32 3x3 convolutions with f16 weights at
  *              the SD1.5 VAE decoder's shapes and the UNet's 64x64 / 32x32
- *              (batch 2): LF_CPU_CONV_ALGO=gemm beside the default (oneDNN
- *              Winograd where the output has >= 64x64 pixels per call, its
- *              weight transform in each call).
+ *              / 16x16 (batch 2): LF_CPU_CONV_ALGO=gemm beside the default
+ *              (oneDNN Winograd where the output has >= 32x32 pixels per
+ *              call, LF_CPU_WINO_MIN_PIXELS; its weight transform in each
+ *              call, wide weights in output-channel chunks).
  * Figures are best-of-R wall times; the machine may be shared, so run it
  * twice. */
 #include <cblas.h>
@@ -577,18 +578,22 @@ int main(int argc, char **argv) {
             lf_backend_destroy(&ab16);
         }
     }
-    if (!strcmp(only, "convalgo")) {
+    if (!strcmp(only, "convalgo") || !strcmp(only, "convalgo-unet")) {
         /* The SD1.5 VAE decoder's 3x3 shapes (512x512 image) and the UNet's
          * 64x64 / 32x32 ones at CFG batch 2. */
         static const int ca[][4] = {{1, 64, 512, 512},  {1, 128, 512, 512}, {1, 256, 512, 512},
                                     {1, 256, 512, 256}, {1, 256, 256, 256}, {1, 512, 256, 256},
                                     {1, 512, 256, 128}, {1, 512, 128, 128}, {2, 64, 320, 320},
-                                    {2, 64, 960, 320},  {2, 32, 640, 640}};
+                                    {2, 64, 960, 320},  {2, 32, 640, 640},  {2, 32, 960, 640},
+                                    {2, 32, 1280, 640}, {2, 32, 1920, 640}, {2, 32, 1280, 1280},
+                                    {2, 16, 1280, 1280}, {2, 16, 2560, 1280}};
         setenv("LF_CPU_CONV_ALGO", "gemm", 1);
         lf_backend_t *gemm = lf_backend_cpu_new(threads);
         unsetenv("LF_CPU_CONV_ALGO");
         if (!gemm) return 1;
-        for (size_t i = 0; i < sizeof ca / sizeof ca[0]; i++) s_bench_convalgo(gemm, be, ca[i][0], ca[i][1], ca[i][2], ca[i][3]);
+        for (size_t i = 0; i < sizeof ca / sizeof ca[0]; i++)
+            if (ca[i][0] == 2 || !strcmp(only, "convalgo")) /* convalgo-unet: the UNet's only */
+                s_bench_convalgo(gemm, be, ca[i][0], ca[i][1], ca[i][2], ca[i][3]);
         lf_backend_destroy(&gemm);
     }
     if (ON("rowwise")) s_bench_rowwise(be);

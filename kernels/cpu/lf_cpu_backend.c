@@ -296,6 +296,7 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
 #ifdef LF_HAVE_DNNL
     const char *conv = getenv("LF_CPU_CONV");
     if (!conv || strcmp(conv, "im2col") != 0) c->dnnl = lf__cpu_dnnl_new(n_threads);
+    if (c->dnnl) lf__cpu_dnnl_set_pool(c->dnnl, c->pool);
     const char *mm = getenv("LF_CPU_MATMUL");
     c->mm_dnnl = mm ? !strcmp(mm, "dnnl") : true;
     const char *fuse = getenv("LF_CPU_FUSE");

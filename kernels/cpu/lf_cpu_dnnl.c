@@ -42,25 +42,21 @@
  *
  * f32 3x3 convolutions with large outputs (the VAE decoder, the UNet's
  * 64x64 and 32x32 levels) run as oneDNN's Winograd in row strips, their weights
- * transformed at each call (s_create_wino; LF_CPU_CONV_ALGO). */
+ * transformed at each call: lf_cpu_wino.c (LF_CPU_CONV_ALGO). What the two
+ * files share is in lf_cpu_dnnl_impl.h. */
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <math.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lf_cpu_impl.h"
+#include "lf_cpu_dnnl_impl.h"
 #include "lf_error.h"
-#include "lf_log.h"
-
-#define LF__DNNL_CACHE 128
 
 /* A convolution in oneDNN's blocked layouts: src, weights and dst are
  * reordered between ours (NCHW, OIHW) and the primitive's own (nChw16c,
  * OIhw16i16o...) around each run, into the backend's shared buffers. */
-enum { S_SRC, S_WEI, S_DST };
+enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
 
 /* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
  * =blocked: all). By default the bf16 ones whose output has at least 32x32
@@ -74,58 +70,14 @@ enum { S_SRC, S_WEI, S_DST };
  * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
-/* f32 3x3 convolutions as Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3: 4x
- * fewer multiplies, 2.4-3.2x the plain layout's GEMM convolution at the VAE
- * decoder's and the UNet's 64x64 / 32x32 shapes, relative RMS error ~1e-6;
- * docs/PERFORMANCE.md, session 11). LF_CPU_CONV_ALGO=auto (default): where
- * the output has at least S_WINO_MIN_PIXELS pixels per call, so that the
- * weight transform each call pays is won back, and the weight's tiles fit
- * S_WINO_MAX_WEIGHT_BYTES; =gemm: never; =wino: wherever oneDNN has the
- * kernel (comparisons). */
-enum { S_ALGO_AUTO, S_ALGO_GEMM, S_ALGO_WINO };
-#define S_WINO_MIN_PIXELS (32 * 32)
-/* The largest weight auto takes (its Winograd tiles, 36 floats per input
- * and output channel pair, live in a buffer the backend keeps): 640 x 640
- * channels, not the UNet's 32x32 1280 / 1920 -> 640 (180-240 MiB). */
-#define S_WINO_MAX_WEIGHT_BYTES ((size_t)64 << 20)
-/* Bytes of one strip's blocked source, destination and oneDNN's transformed
- * tiles (its scratchpad): a whole 512x512 256-channel image would take 1.2
- * GB of scratchpad, more than the decode's activations. LF_CPU_WINO_STRIP_KB
- * sets it (tests make strips of a few rows with it). */
-#define S_WINO_STRIP_BYTES ((size_t)64 << 20)
 
-typedef struct {
-    int64_t key[12]; /* kind (1 conv, 2 matmul), compute type, shape */
-    bool refused;    /* oneDNN has no fast kernel for this key: the caller's fallback runs */
-    dnnl_primitive_t prim;
-    dnnl_memory_t src, wei, bias, dst, scratch;
-    /* Blocked convolutions: reorder of src, weights (ours -> the primitive's)
-     * and dst (the primitive's -> ours), and the memory in our layout; NULL
-     * where the layouts are the same. */
-    dnnl_primitive_t reorder[3];
-    dnnl_memory_t user[3];
-    /* The primitive's weights layout and ours (plain, compute type). */
-    dnnl_memory_desc_t wmd, wplain;
-    bool bias_post; /* the bias is a binary add post-op's operand */
-    /* Fused post-ops (lf_node_t.post_act, the residual): whether they are
-     * the primitive's, and the residual's memory and post-op index. */
-    bool post;
-    dnnl_memory_t res;
-    int res_idx;
-    struct s_wino *wino; /* owned; non-NULL: a Winograd convolution run in row strips (s_run_wino) */
-} s_entry_t;
 
-/* The post-ops of one primitive, in this order: a binary add of a per-row
- * bias (bias1), SiLU (oneDNN's swish with alpha 1), a binary add of a
- * residual (res). NULL / false: absent. */
-typedef struct {
-    const dnnl_memory_desc_t *bias1;
-    bool silu;
-    const dnnl_memory_desc_t *res;
-} s_post_t;
+/* This file's short names for the shared entry and post-op types. */
+typedef lf__cpu_dnnl_entry_t s_entry_t;
+typedef lf__cpu_dnnl_post_t s_post_t;
 
 /* One pre-packed weight. */
-typedef struct {
+typedef struct lf__cpu_dnnl_packed {
     const void *src; /* the weight's bytes as the model holds them (the key) */
     size_t src_bytes;
     lf_type_t ct;
@@ -136,33 +88,6 @@ typedef struct {
     bool widened; /* larger than the stored weight (f32 of f16): counts in d->widened */
 } s_packed_t;
 
-struct lf__cpu_dnnl {
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    s_entry_t cache[LF__DNNL_CACHE];
-    int n, next_evict;
-    void *scratch; /* owned; shared by every primitive (one stream, one call at a time) */
-    size_t scratch_size;
-    void *blk[3]; /* owned; blocked src, weights and dst of the convolution running */
-    size_t blk_size[3];
-    int blocked; /* S_BLOCKED_*: which convolutions run in oneDNN's blocked layouts */
-    int algo;    /* S_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
-    size_t wino_strip_bytes; /* S_WINO_STRIP_BYTES unless LF_CPU_WINO_STRIP_KB */
-    bool wino_own;           /* our Winograd weight transform (LF_CPU_WINO_WEIGHTS=onednn: oneDNN's reorder) */
-    /* oneDNN runs on OpenMP (Debian's build), whose team is every core by
-     * default: omp_set_num_threads (looked up in the libgomp oneDNN loaded)
-     * gives it the backend's count on the calling thread before each run. */
-    void (*omp_set_num_threads)(int);
-    int n_threads;
-    lf__cpu_pack_t store; /* where packed copies live; mode off: none are made */
-    s_packed_t *packed; /* owned */
-    int n_packed, cap_packed;
-    size_t packed_bytes;
-    /* f32 copies of 16-bit weights: the bytes they may take in all
-     * (LF_CPU_PACK_F32 in MiB; default a quarter of the machine's memory)
-     * and the bytes they take. */
-    size_t widen_cap, widened;
-};
 
 static void s_unmap(lf__cpu_dnnl_t *d, const s_packed_t *k) {
     d->packed_bytes -= k->bytes;
@@ -180,15 +105,7 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                  : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
                  : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
                                              : S_BLOCKED_BF16_PACKED;
-    const char *algo = getenv("LF_CPU_CONV_ALGO");
-    d->algo = !algo                    ? S_ALGO_AUTO
-              : !strcmp(algo, "gemm")  ? S_ALGO_GEMM
-              : !strcmp(algo, "wino")  ? S_ALGO_WINO
-                                       : S_ALGO_AUTO;
-    const char *strip = getenv("LF_CPU_WINO_STRIP_KB");
-    d->wino_strip_bytes = strip && atol(strip) > 0 ? (size_t)atol(strip) << 10 : S_WINO_STRIP_BYTES;
-    const char *ww = getenv("LF_CPU_WINO_WEIGHTS");
-    d->wino_own = !ww || strcmp(ww, "onednn") != 0;
+    lf__cpu_wino_init(d);
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
     /* f32 copies are twice the f16 weights: past the cap (SDXL's UNet alone
@@ -213,10 +130,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
     return d;
 }
 
-static void s_wino_free(struct s_wino **w_p);
-
-static void s_entry_free(s_entry_t *e) {
-    s_wino_free(&e->wino);
+void lf__cpu_dnnl_entry_free(s_entry_t *e) {
+    lf__cpu_wino_free(&e->wino);
     if (e->prim) dnnl_primitive_destroy(e->prim);
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
@@ -234,7 +149,7 @@ static void s_entry_free(s_entry_t *e) {
 void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
     if (!d_p || !*d_p) return;
     lf__cpu_dnnl_t *d = *d_p;
-    for (int i = 0; i < d->n; i++) s_entry_free(&d->cache[i]);
+    for (int i = 0; i < d->n; i++) lf__cpu_dnnl_entry_free(&d->cache[i]);
     dnnl_stream_destroy(d->stream);
     dnnl_engine_destroy(d->engine);
     free(d->scratch);
@@ -259,7 +174,7 @@ static dnnl_data_type_t s_dt(lf_type_t t) {
 
 /* *buf grown to at least size bytes, 64-byte aligned (as oneDNN's own
  * buffers are); contents not kept. */
-static int s_grow(void **buf, size_t *cap, size_t size) {
+int lf__cpu_dnnl_grow(void **buf, size_t *cap, size_t size) {
     if (size <= *cap) return 0;
     void *p = NULL;
     if (posix_memalign(&p, 64, size)) return LF_ENOMEM;
@@ -436,7 +351,7 @@ const void *lf__cpu_dnnl_plain(lf__cpu_dnnl_t *d, const lf__cpu_wsrc_t *w, lf_ty
 
 /* The primitive descriptor made with our scratchpad mode, then the entry's
  * primitive and scratchpad memory; takes pd. */
-static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
+int lf__cpu_dnnl_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     const dnnl_memory_desc_t *scr_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     const size_t scr_size = scr_md ? dnnl_memory_desc_get_size(scr_md) : 0;
     if (scr_size && dnnl_memory_create(&e->scratch, scr_md, d->engine, DNNL_MEMORY_NONE)) {
@@ -446,11 +361,11 @@ static int s_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, s_entry_t *e) {
     dnnl_status_t st = dnnl_primitive_create(&e->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (st) return LF_ENOMEM;
-    return s_grow(&d->scratch, &d->scratch_size, scr_size);
+    return lf__cpu_dnnl_grow(&d->scratch, &d->scratch_size, scr_size);
 }
 
 /* post: the primitive's post-ops (NULL: none). */
-static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const s_post_t *post, dnnl_primitive_desc_t *pd) {
+int lf__cpu_dnnl_pd(lf__cpu_dnnl_t *d, const void *op_desc, const s_post_t *post, dnnl_primitive_desc_t *pd) {
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
     dnnl_post_ops_t po = NULL;
@@ -483,7 +398,7 @@ static int s_pd(lf__cpu_dnnl_t *d, const void *op_desc, const s_post_t *post, dn
 }
 
 /* post: the post-ops the primitive was made with (its residual's memory). */
-static int s_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t *src_md,
+int lf__cpu_dnnl_memories(lf__cpu_dnnl_t *d, s_entry_t *e, const dnnl_memory_desc_t *src_md,
                       const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
                       const dnnl_memory_desc_t *dst_md, const s_post_t *post) {
     if (dnnl_memory_create(&e->src, src_md, d->engine, DNNL_MEMORY_NONE) ||
@@ -541,7 +456,7 @@ static int s_reorder_make(lf__cpu_dnnl_t *d, s_entry_t *e, int i, const dnnl_mem
     dnnl_primitive_desc_destroy(pd);
     if (st) return LF_EUNSUPPORTED;
     if (dnnl_memory_create(&e->user[i], user, d->engine, DNNL_MEMORY_NONE)) return LF_ENOMEM;
-    return s_grow(&d->blk[i], &d->blk_size[i], dnnl_memory_desc_get_size(its));
+    return lf__cpu_dnnl_grow(&d->blk[i], &d->blk_size[i], dnnl_memory_desc_get_size(its));
 }
 
 /* cd with the layouts left to oneDNN ("any"): its fast direct kernels want
@@ -562,7 +477,7 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
                                            plain->padding[1]))
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, post, &pd);
+    int rc = lf__cpu_dnnl_pd(d, &cd, post, &pd);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
@@ -572,305 +487,12 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
     dnnl_memory_desc_t its[3] = {*dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)};
-    rc = s_finish(d, pd, e);
+    rc = lf__cpu_dnnl_finish(d, pd, e);
     e->wmd = its[S_WEI], e->wplain = *w_md;
     for (int i = 0; i < 3 && !rc; i++) rc = s_reorder_make(d, e, i, user[i], &its[i]);
-    if (!rc) rc = s_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST], post);
-    if (rc) s_entry_free(e);
+    if (!rc) rc = lf__cpu_dnnl_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST], post);
+    if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
-}
-
-/* A Winograd convolution (f32, 3x3, stride 1, padding 1) run in strips of
- * `rows` output rows, each image's rows one strip after another, so that
- * oneDNN's transformed tiles and the blocked copies stay within
- * S_WINO_STRIP_BYTES. The primitive takes a strip of rows + 2 source rows
- * (padding 1 left and right only): a strip's rows above and below come from
- * the image, and at its edges are zero rows written into the blocked copy.
- * Source strips are reordered from our NCHW into nChw16c (one reorder per
- * strip position: top, middle, bottom, or the whole image in one strip),
- * results back into NCHW; the weights are transformed into the primitive's
- * layout at each call (an f32 copy in Winograd's 6x6 tiles is 8x the f16
- * weight: not kept). */
-enum { S_WINO_MID, S_WINO_TOP, S_WINO_BOTTOM, S_WINO_ONE };
-
-struct s_wino {
-    int64_t n, c, h, w, o, rows;
-    dnnl_primitive_t src_reorder[4]; /* NULL where the position does not occur */
-    dnnl_memory_t src_user[4], src_blk[4];
-    dnnl_memory_t wscratch; /* the weight transform's scratchpad (d->scratch); NULL: none */
-    /* Weights transformed by s_wino_weights instead of oneDNN's reorder
-     * (~50 ns per weight, scalar): where the primitive's layout is the one
-     * it writes; checked against the reorder at the entry's first call. */
-    bool own, checked;
-    int ic2, oc2; /* the layout's ic2_block / oc2_block (16-channel blocks per chunk) */
-};
-
-static void s_wino_free(struct s_wino **w_p) {
-    struct s_wino *w = *w_p;
-    if (!w) return;
-    for (int i = 0; i < 4; i++) {
-        if (w->src_reorder[i]) dnnl_primitive_destroy(w->src_reorder[i]);
-        if (w->src_user[i]) dnnl_memory_destroy(w->src_user[i]);
-        if (w->src_blk[i]) dnnl_memory_destroy(w->src_blk[i]);
-    }
-    if (w->wscratch) dnnl_memory_destroy(w->wscratch);
-    free(w);
-    *w_p = NULL;
-}
-
-/* Whether n (computed in ct) runs as Winograd: see S_ALGO_*. */
-static bool s_wino_wanted(const lf__cpu_dnnl_t *d, lf_type_t ct, const lf_node_t *n) {
-    const lf_tensor_t *x = n->src[0], *w = n->src[1], *y = n->dst;
-    if (d->algo == S_ALGO_GEMM || ct != LF_TYPE_F32 || w->ne[0] != 3 || w->ne[1] != 3 || n->p.conv2d.stride != 1 ||
-        n->p.conv2d.pad != 1 || x->ne[2] % 16 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
-        return false;
-    return d->algo == S_ALGO_WINO || (y->ne[0] * y->ne[1] * y->ne[3] >= S_WINO_MIN_PIXELS &&
-                                      (size_t)36 * sizeof(float) * (size_t)(x->ne[2] * w->ne[3]) <= S_WINO_MAX_WEIGHT_BYTES);
-}
-
-bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n) {
-    return d && s_wino_wanted(d, LF_TYPE_F32, n);
-}
-
-/* Output rows per strip: the largest divisor of h whose strip fits
- * d->wino_strip_bytes (blocked source and result, and ~2.25x both in
- * transformed tiles); 0 where that leaves strips under 8 rows. */
-static int64_t s_wino_rows(const lf__cpu_dnnl_t *d, int64_t h, int64_t w, int64_t c, int64_t o) {
-    const size_t per_row = (size_t)w * (size_t)(c + o) * sizeof(float) * 13 / 4;
-    int64_t max = (int64_t)(d->wino_strip_bytes / per_row);
-    for (int64_t r = max < h ? max : h; r >= 1; r--)
-        if (h % r == 0) return r >= 8 || r == h ? r : 0;
-    return 0;
-}
-
-/* A reorder from -> to made with our scratchpad mode; its scratchpad need
- * (bytes) into *scr (NULL: none allowed). */
-static int s_wino_reorder(lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                          dnnl_primitive_t *r, size_t *scr) {
-    dnnl_primitive_attr_t attr;
-    if (dnnl_primitive_attr_create(&attr)) return LF_ENOMEM;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    if (!st) st = dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, attr);
-    dnnl_primitive_attr_destroy(attr);
-    if (st) return LF_EUNSUPPORTED;
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    const size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;
-    if (size && !scr) st = dnnl_unimplemented;
-    if (!st) st = dnnl_primitive_create(r, pd);
-    dnnl_primitive_desc_destroy(pd);
-    if (st) return LF_EUNSUPPORTED;
-    if (scr) *scr = size;
-    return 0;
-}
-
-/* Our NCHW rows [.., .. + rows) of an n x c x h x w tensor, from the pointer
- * to its first row. */
-static int s_wino_view(dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w, int64_t rows) {
-    dnnl_dims_t dims = {1, c, rows, w}, strides = {c * h * w, h * w, w, 1};
-    return dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides) ? LF_EINTERNAL : 0;
-}
-
-/* oneDNN's G for F(4x4, 3x3) (jit_avx512_core_f32_wino_conv_4x3: the
- * weight transform U = G g G^T with these scaled points). */
-static const float s_wino_g[6][3] = {{1.13777777777778f, 0.f, 0.f},
-                                     {-0.688403361344538f, -0.430252100840336f, -0.26890756302521f},
-                                     {-0.688403361344538f, 0.430252100840336f, -0.26890756302521f},
-                                     {0.119514472455649f, 0.179271708683473f, 0.26890756302521f},
-                                     {0.119514472455649f, -0.179271708683473f, 0.26890756302521f},
-                                     {0.f, 0.f, 1.f}};
-
-/* Whether md (the primitive's weights) is the layout s_wino_weights writes:
- * dnnl_wino_wei_OBaaIBOIio, 6x6 tiles of 16 x 16 channel blocks, no
- * padding (c x o channels). */
-static bool s_wino_own_layout(const dnnl_memory_desc_t *md, int64_t c, int64_t o) {
-    const dnnl_wino_desc_t *w = &md->format_desc.wino_desc;
-    return md->format_kind == dnnl_format_kind_wino && w->wino_format == dnnl_wino_wei_OBaaIBOIio && w->r == 3 &&
-           w->alpha == 6 && w->adj_scale == 1.0f && w->ic == c && w->oc == o && w->ic_block == 16 &&
-           w->oc_block == 16 && w->ic2_block > 0 && w->oc2_block > 0 && c % (16 * w->ic2_block) == 0 &&
-           o % (16 * w->oc2_block) == 0 && w->size == (size_t)36 * c * o * sizeof(float);
-}
-
-/* w (o x c x 3 x 3, f32) -> out in dnnl_wino_wei_OBaaIBOIio: element
- * [occ][a][b][icc][ob][ib][i][oo] of output channel (occ * oc2 + ob) * 16 +
- * oo and input channel (icc * ic2 + ib) * 16 + i, tile point (a, b) of
- * G g G^T. 16 output channels at a time along the vector lanes. */
-static void s_wino_weights(const float *w, float *out, int64_t c, int64_t o, int ic2, int oc2) {
-    const int64_t icc_n = c / (16 * ic2);
-    for (int64_t o0 = 0; o0 < o; o0 += 16) {
-        const int64_t occ = o0 / (16 * oc2), ob = (o0 / 16) % oc2;
-        for (int64_t i = 0; i < c; i++) {
-            const int64_t icc = i / (16 * ic2), ib = (i / 16) % ic2, ii = i % 16;
-            float g[9][16], m[6][3][16];
-            for (int k = 0; k < 9; k++)
-                for (int l = 0; l < 16; l++) g[k][l] = w[((o0 + l) * c + i) * 9 + k];
-            for (int a = 0; a < 6; a++)
-                for (int kw = 0; kw < 3; kw++)
-                    for (int l = 0; l < 16; l++)
-                        m[a][kw][l] = s_wino_g[a][0] * g[kw][l] + s_wino_g[a][1] * g[3 + kw][l] +
-                                      s_wino_g[a][2] * g[6 + kw][l];
-            for (int a = 0; a < 6; a++)
-                for (int b = 0; b < 6; b++) {
-                    float *dst = out + ((((((occ * 6 + a) * 6 + b) * icc_n + icc) * oc2 + ob) * ic2 + ib) * 16 + ii) * 16;
-                    for (int l = 0; l < 16; l++)
-                        dst[l] = m[a][0][l] * s_wino_g[b][0] + m[a][1][l] * s_wino_g[b][1] + m[a][2][l] * s_wino_g[b][2];
-                }
-        }
-    }
-}
-
-static int s_create_wino(lf__cpu_dnnl_t *d, const lf_node_t *n, const s_post_t *post, s_entry_t *e) {
-    const lf_tensor_t *x = n->src[0], *wt = n->src[1], *b = n->src[2];
-    const int64_t N = x->ne[3], C = x->ne[2], H = x->ne[1], W = x->ne[0], O = wt->ne[3];
-    const int64_t rows = s_wino_rows(d, H, W, C, O);
-    if (!rows) return LF_EUNSUPPORTED;
-    dnnl_dims_t sd = {1, C, rows + 2, W}, wd = {O, C, 3, 3}, bd = {O}, dd = {1, O, rows, W};
-    dnnl_dims_t strides = {1, 1}, pad = {0, 1};
-    dnnl_memory_desc_t s_any, w_any, d_any, w_md, b_md, s16;
-    if (dnnl_memory_desc_init_by_tag(&s_any, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&d_any, 4, dd, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw) ||
-        dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x) ||
-        dnnl_memory_desc_init_by_tag(&s16, 4, sd, dnnl_f32, dnnl_nChw16c))
-        return LF_EINTERNAL;
-    dnnl_convolution_desc_t cd;
-    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &s_any, &w_any,
-                                           b ? &b_md : NULL, &d_any, strides, pad, pad))
-        return LF_EUNSUPPORTED;
-    dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, post, &pd);
-    if (rc) return rc;
-    const dnnl_memory_desc_t its_s = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
-                             its_w = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
-                             its_d = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    if (!dnnl_memory_desc_equal(&its_s, &s16)) { /* the zero rows are written for nChw16c */
-        dnnl_primitive_desc_destroy(pd);
-        return LF_EUNSUPPORTED;
-    }
-    rc = s_finish(d, pd, e);
-    struct s_wino *w = rc ? NULL : calloc(1, sizeof *w);
-    if (!rc && !w) rc = LF_ENOMEM;
-    if (rc) {
-        s_entry_free(e);
-        return rc;
-    }
-    e->wino = w;
-    *w = (struct s_wino){.n = N, .c = C, .h = H, .w = W, .o = O, .rows = rows};
-    w->own = d->wino_own && s_wino_own_layout(&its_w, C, O);
-    w->ic2 = its_w.format_desc.wino_desc.ic2_block, w->oc2 = its_w.format_desc.wino_desc.oc2_block;
-    e->wmd = its_w, e->wplain = w_md;
-    /* Weights: oihw -> Winograd tiles, with a scratchpad from d->scratch. */
-    size_t wscr = 0;
-    rc = s_wino_reorder(d, &w_md, &its_w, &e->reorder[S_WEI], &wscr);
-    if (!rc && dnnl_memory_create(&e->user[S_WEI], &w_md, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
-    if (!rc && wscr) {
-        const dnnl_memory_desc_t *smd = NULL;
-        dnnl_primitive_desc_t rpd;
-        if (dnnl_primitive_get_primitive_desc(e->reorder[S_WEI], (const_dnnl_primitive_desc_t *)&rpd) ||
-            !(smd = dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0)) ||
-            dnnl_memory_create(&w->wscratch, smd, d->engine, DNNL_MEMORY_NONE))
-            rc = LF_ENOMEM;
-        if (!rc) rc = s_grow(&d->scratch, &d->scratch_size, wscr);
-    }
-    if (!rc) rc = s_grow(&d->blk[S_WEI], &d->blk_size[S_WEI], dnnl_memory_desc_get_size(&its_w));
-    /* Results: the primitive's strip -> our rows. */
-    dnnl_memory_desc_t view;
-    if (!rc) rc = s_wino_view(&view, O, H, W, rows);
-    if (!rc) rc = s_wino_reorder(d, &its_d, &view, &e->reorder[S_DST], NULL);
-    if (!rc && dnnl_memory_create(&e->user[S_DST], &view, d->engine, DNNL_MEMORY_NONE)) rc = LF_ENOMEM;
-    if (!rc) rc = s_grow(&d->blk[S_DST], &d->blk_size[S_DST], dnnl_memory_desc_get_size(&its_d));
-    /* Sources: each strip position's rows of ours -> the strip's rows of
-     * its, below the zero row at the top (TOP, ONE). */
-    for (int v = 0; v < 4 && !rc; v++) {
-        const bool one = rows == H;
-        if (one != (v == S_WINO_ONE) || (v == S_WINO_MID && H / rows < 3)) continue;
-        const int64_t nr = v == S_WINO_MID ? rows + 2 : v == S_WINO_ONE ? rows : rows + 1;
-        const int64_t off = v == S_WINO_TOP || v == S_WINO_ONE;
-        dnnl_dims_t sub = {1, C, nr, W}, offs = {0, 0, off, 0};
-        dnnl_memory_desc_t user, blk;
-        rc = s_wino_view(&user, C, H, W, nr);
-        if (!rc && dnnl_memory_desc_init_submemory(&blk, &its_s, sub, offs)) rc = LF_EINTERNAL;
-        if (!rc) rc = s_wino_reorder(d, &user, &blk, &w->src_reorder[v], NULL);
-        if (!rc && (dnnl_memory_create(&w->src_user[v], &user, d->engine, DNNL_MEMORY_NONE) ||
-                    dnnl_memory_create(&w->src_blk[v], &blk, d->engine, DNNL_MEMORY_NONE)))
-            rc = LF_ENOMEM;
-    }
-    if (!rc) rc = s_grow(&d->blk[S_SRC], &d->blk_size[S_SRC], dnnl_memory_desc_get_size(&its_s));
-    if (!rc) rc = s_memories(d, e, &its_s, &its_w, b ? &b_md : NULL, &its_d, post);
-    if (rc) s_entry_free(e);
-    return rc;
-}
-
-/* Source row r (0 .. rows + 1) of the blocked strip set to zero. */
-static void s_wino_zero_row(const lf__cpu_dnnl_t *d, const struct s_wino *w, int64_t r) {
-    float *blk = d->blk[S_SRC];
-    for (int64_t cb = 0; cb < w->c / 16; cb++)
-        memset(blk + ((cb * (w->rows + 2) + r) * w->w) * 16, 0, (size_t)w->w * 16 * sizeof(float));
-}
-
-static int s_run_wino(lf__cpu_dnnl_t *d, s_entry_t *e, const float *src, const void *wei, const void *bias,
-                      float *dst) {
-    struct s_wino *w = e->wino;
-    if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
-    dnnl_memory_set_data_handle(e->user[S_WEI], (void *)wei);
-    dnnl_memory_set_data_handle(e->wei, d->blk[S_WEI]);
-    dnnl_exec_arg_t wargs[3] = {{DNNL_ARG_FROM, e->user[S_WEI]}, {DNNL_ARG_TO, e->wei}, {DNNL_ARG_SCRATCHPAD, w->wscratch}};
-    if (w->wscratch) dnnl_memory_set_data_handle(w->wscratch, d->scratch);
-    if (!w->own || !w->checked) {
-        if (dnnl_primitive_execute(e->reorder[S_WEI], d->stream, w->wscratch ? 3 : 2, wargs) ||
-            dnnl_stream_wait(d->stream))
-            return LF_EINTERNAL;
-    }
-    if (w->own && !w->checked) {
-        /* Ours against oneDNN's once: a layout or constant it changed
-         * would show here, and the entry keeps oneDNN's transform. */
-        const size_t nw = (size_t)36 * w->c * w->o;
-        float *mine = malloc(nw * sizeof *mine);
-        if (!mine) return LF_ENOMEM;
-        s_wino_weights(wei, mine, w->c, w->o, w->ic2, w->oc2);
-        const float *ref = d->blk[S_WEI];
-        float diff = 0, max = 0;
-        for (size_t i = 0; i < nw; i++) diff = fmaxf(diff, fabsf(mine[i] - ref[i])), max = fmaxf(max, fabsf(ref[i]));
-        free(mine);
-        w->checked = true;
-        w->own = diff <= 1e-5f * max;
-        if (!w->own) lf_log(LF_LOG_WARN, "cpu: Winograd weight transform differs from oneDNN's (%g of %g): oneDNN's kept",
-                             (double)diff, (double)max);
-    } else if (w->own)
-        s_wino_weights(wei, d->blk[S_WEI], w->c, w->o, w->ic2, w->oc2);
-    dnnl_memory_set_data_handle(e->src, d->blk[S_SRC]);
-    dnnl_memory_set_data_handle(e->dst, d->blk[S_DST]);
-    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
-    int nargs = 3;
-    if (e->bias) {
-        dnnl_memory_set_data_handle(e->bias, (void *)bias);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
-    }
-    if (e->scratch) {
-        dnnl_memory_set_data_handle(e->scratch, d->scratch);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
-    }
-    for (int64_t i = 0; i < w->n; i++)
-        for (int64_t r0 = 0; r0 < w->h; r0 += w->rows) {
-            const int v = w->rows == w->h           ? S_WINO_ONE
-                          : r0 == 0                 ? S_WINO_TOP
-                          : r0 + w->rows == w->h    ? S_WINO_BOTTOM
-                                                    : S_WINO_MID;
-            if (v == S_WINO_TOP || v == S_WINO_ONE) s_wino_zero_row(d, w, 0);
-            if (v == S_WINO_BOTTOM || v == S_WINO_ONE) s_wino_zero_row(d, w, w->rows + 1);
-            const int64_t first = v == S_WINO_TOP || v == S_WINO_ONE ? r0 : r0 - 1;
-            dnnl_memory_set_data_handle(w->src_user[v], (void *)(src + (i * w->c * w->h + first) * w->w));
-            dnnl_memory_set_data_handle(w->src_blk[v], d->blk[S_SRC]);
-            dnnl_exec_arg_t sargs[2] = {{DNNL_ARG_FROM, w->src_user[v]}, {DNNL_ARG_TO, w->src_blk[v]}};
-            dnnl_memory_set_data_handle(e->user[S_DST], dst + (i * w->o * w->h + r0) * w->w);
-            dnnl_exec_arg_t dargs[2] = {{DNNL_ARG_FROM, e->dst}, {DNNL_ARG_TO, e->user[S_DST]}};
-            if (dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs) ||
-                dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
-                dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
-                return LF_EINTERNAL;
-        }
-    return 0;
 }
 
 /* post: 0 none, else S_POST_* of n's post-ops to make the primitive's. */
@@ -910,19 +532,19 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
     if ((post & S_POST_RES) && (ct == LF_TYPE_F32 || s_blocked(d, ct, n, packed))) return LF_EUNSUPPORTED;
     /* oneDNN's Winograd has no SiLU post-op: without it (the caller applies
      * it after), rather than the GEMM convolution with it. */
-    if (s_wino_wanted(d, ct, n)) {
-        if (!s_create_wino(d, n, &po, e)) return 0;
+    if (lf__cpu_wino_wanted(d, ct, n)) {
+        if (!lf__cpu_wino_create(d, n, &po, e)) return 0;
         if (post) return LF_EUNSUPPORTED;
     }
     if ((s_blocked(d, ct, n, packed) || s_blocked32(d, ct, n, packed)) &&
         !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
         return 0;
     dnnl_primitive_desc_t pd;
-    int rc = s_pd(d, &cd, &po, &pd);
+    int rc = lf__cpu_dnnl_pd(d, &cd, &po, &pd);
     e->wmd = e->wplain = w_md;
-    if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po);
-    if (rc) s_entry_free(e);
+    if (!rc) rc = lf__cpu_dnnl_finish(d, pd, e);
+    if (!rc) rc = lf__cpu_dnnl_memories(d, e, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po);
+    if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
 }
 
@@ -940,7 +562,7 @@ static s_entry_t *s_lookup(lf__cpu_dnnl_t *d, const int64_t key[12], int *rc,
     else {
         e = &d->cache[d->next_evict];
         d->next_evict = (d->next_evict + 1) % LF__DNNL_CACHE;
-        s_entry_free(e);
+        lf__cpu_dnnl_entry_free(e);
     }
     /* Some primitives size their thread partition when made (the f32 GEMM
      * convolution: omp_get_max_threads), so the team's count is set before
@@ -1037,12 +659,13 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
         if (!post || rc != LF_EUNSUPPORTED) return rc;
         post = 0;
     }
-    /* A Winograd entry transforms its weights at each call (s_create_wino). */
+    /* A Winograd entry transforms its weights at each call, from the
+     * weight as stored where it can (lf__cpu_wino_run). */
     const void *wp = packable && !e->wino ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
-    const void *wu = wp ? wp : w->make(w->arg);
+    const void *wu = wp ? wp : e->wino ? NULL : w->make(w->arg);
     const void *xu = x->make(x->arg);
-    if (!wu || !xu) return LF_ENOMEM;
-    rc = e->wino ? s_run_wino(d, e, xu, wu, b ? b->data : NULL, n->dst->data)
+    if ((!wu && !e->wino) || !xu) return LF_ENOMEM;
+    rc = e->wino ? lf__cpu_wino_run(d, e, xu, w, b ? b->data : NULL, n->dst->data)
                  : s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);
     *post_done = !rc && e->post;
     return rc;
@@ -1094,13 +717,13 @@ static int s_create_matmul(lf__cpu_dnnl_t *d, const void *arg, s_entry_t *e) {
     const s_post_t po = {.bias1 = m->bias && m->bias_m ? &b_md : NULL,
                          .silu = post && m->silu,
                          .res = post && m->res ? &r_md : NULL};
-    int rc = s_pd(d, &md, &po, &pd);
+    int rc = lf__cpu_dnnl_pd(d, &md, &po, &pd);
     e->bias_post = m->bias && m->bias_m;
     e->wplain = w_md;
     e->wmd = rc ? w_md : *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if (!rc) rc = s_finish(d, pd, e);
-    if (!rc) rc = s_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md, &po);
-    if (rc) s_entry_free(e);
+    if (!rc) rc = lf__cpu_dnnl_finish(d, pd, e);
+    if (!rc) rc = lf__cpu_dnnl_memories(d, e, &src_md, &e->wmd, m->bias ? &b_md : NULL, &dst_md, &po);
+    if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
 }
 

@@ -110,7 +110,7 @@ void lf__cpu_pack_free(lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
  * file at its next use); returns the bytes given back (0: anonymous). */
 size_t lf__cpu_pack_drop(const lf__cpu_pack_t *s, void *p, size_t bytes, int64_t off);
 
-/* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c, only with LF_HAVE_DNNL) ---- */
+/* ---- oneDNN convolution and matmul (lf_cpu_dnnl.c and lf_cpu_wino.c, only with LF_HAVE_DNNL) ---- */
 typedef struct lf__cpu_dnnl lf__cpu_dnnl_t;
 /* A weight operand: t as the model holds it, and make(arg), which returns
  * it in the compute type and plain layout (OIHW / [out, in]; converted into
@@ -147,8 +147,11 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 /* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
-/* Whether n runs as f32 Winograd (LF_CPU_CONV_ALGO): at those shapes it is
- * faster than oneDNN's bf16 convolutions, so a bf16 job takes it in f32. */
+/* The pool the Winograd weight transform runs on (borrowed; the backend's). */
+void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool);
+/* Whether a bf16 job runs n as f32 Winograd (LF_CPU_CONV_ALGO): at those
+ * shapes (>= 32x32 output pixels per call, weight tiles unchunked) it is
+ * faster than oneDNN's bf16 convolutions, and rounds less. */
 bool lf__cpu_dnnl_wino(const lf__cpu_dnnl_t *d, const lf_node_t *n);
 /* n's convolution with x (x->make: n's source in compute type ct) and the
  * weight w (n's shapes), bias and dst as in n. 0, or an error after which

@@ -3,7 +3,7 @@
  *
  * Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3) runs in strips of output
  * rows with zero rows written at the image's top and bottom edges
- * (lf_cpu_dnnl.c, s_run_wino); LF_CPU_WINO_STRIP_KB makes the strips a few
+ * (lf_cpu_wino.c, lf__cpu_wino_run); LF_CPU_WINO_STRIP_KB makes the strips a few
  * rows high here, so each strip position (the whole image, top, middle,
  * bottom) and several images per call are exercised. A row taken from the
  * wrong strip, a stale edge row or a misplaced result is off by the size of
@@ -156,6 +156,92 @@ static void test_winograd_own_weights(void **state) {
     free(want), free(x.data), free(w.data), free(bias.data), free(d[0].data), free(d[1].data);
 }
 
+/* A weight whose Winograd tiles exceed the budget one primitive takes
+ * (LF_CPU_WINO_CHUNK_KB=100 here: 16 of the 64 output channels at 32
+ * input channels; 64 MiB by default, the UNet's 32x32 960 / 1280 / 1920
+ * -> 640) runs in chunks of output channels, each with its weights
+ * transformed, its bias and results at the chunk's channels: four chunks
+ * here, against the double reference, with one strip per image (the
+ * blocked sources of both images kept across chunks) and with two strips
+ * per image (reordered again per chunk), with our transform's AVX-512 form
+ * (reading f32 or f16 weights as stored) and its C form (LF_CPU_SIMD=
+ * scalar, from the f32 copy), with both images in one call
+ * (LF_CPU_WINO_BATCH=1, chunked or not), over three calls (the first
+ * bit-identical to the last). With
+ * LF_CPU_WINO_WIDE=0
+ * the shape is not taken (GEMM, identical to it), nor where no chunk fits
+ * (1 KB); chunked it differs from GEMM in some last bit, so Winograd ran
+ * in chunks. A chunk's offset wrong in the weights, bias or results is off
+ * by whole outputs. */
+static void test_winograd_chunks(void **state) {
+    (void)state;
+    static const struct {
+        const char *chunk_kb, *strip_kb, *simd, *wide, *batch;
+        lf_type_t wtype;
+        bool wino;
+    } v[] = {
+        {"100", NULL, NULL, NULL, NULL, LF_TYPE_F32, true},      /* one strip per image, kept across chunks */
+        {"100", "200", NULL, NULL, NULL, LF_TYPE_F32, true},     /* 16-row strips: top and bottom per chunk */
+        {"100", NULL, NULL, NULL, NULL, LF_TYPE_F16, true},      /* f16 weights read as stored */
+        {"100", "200", "scalar", NULL, NULL, LF_TYPE_F16, true}, /* the C transform, from the f32 copy */
+        {"100", NULL, NULL, NULL, "1", LF_TYPE_F32, true},       /* both images in one call */
+        {NULL, NULL, NULL, NULL, "1", LF_TYPE_F32, true},        /* the same unchunked */
+        {"100", NULL, NULL, "0", NULL, LF_TYPE_F32, false},      /* not taken unchunked: GEMM */
+        {"1", NULL, NULL, NULL, NULL, LF_TYPE_F32, false},       /* no chunk fits (16 channels: 4.5 KB): GEMM */
+    };
+    const s_case_t c = {2, 20, 32, 32, 64, 1, 0, NULL, true};
+    lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c.W, c.H, c.Ci, c.B, 1);
+    lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c.Co, 1, 1, 1, 1);
+    /* One weight per type (the f32 one holding the f16 one's values), one
+     * reference for both. */
+    lf_tensor_t w16 = lf_test_rand(LF_TYPE_F16, 3, 3, c.Ci, c.Co, 1), w32 = lf_test_zeros(LF_TYPE_F32, 3, 3, c.Ci, c.Co);
+    for (int64_t i = 0; i < lf_tensor_nelements(&w16); i++)
+        ((float *)w32.data)[i] = (float)lf_test_get(&w16, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
+    double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        const lf_tensor_t w = v[k].wtype == LF_TYPE_F16 ? w16 : w32;
+        if (v[k].chunk_kb) setenv("LF_CPU_WINO_CHUNK_KB", v[k].chunk_kb, 1);
+        if (v[k].batch) setenv("LF_CPU_WINO_BATCH", v[k].batch, 1);
+        if (v[k].simd) setenv("LF_CPU_SIMD", v[k].simd, 1);
+        if (v[k].wide) setenv("LF_CPU_WINO_WIDE", v[k].wide, 1);
+        lf_backend_t *bw = s_backend("auto", v[k].strip_kb), *bg = s_backend("gemm", NULL);
+        unsetenv("LF_CPU_WINO_CHUNK_KB"), unsetenv("LF_CPU_SIMD"), unsetenv("LF_CPU_WINO_WIDE"), unsetenv("LF_CPU_WINO_BATCH");
+        lf_tensor_t dw = lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B), dg = lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B);
+        lf_node_t n = {.op = LF_OP_CONV2D, .dst = &dw, .src = {&x, &w, &bias}};
+        n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+        double ew = 0;
+        const size_t ybytes = (size_t)lf_tensor_nelements(&dw) * sizeof(float);
+        float *first = malloc(ybytes);
+        assert_non_null(first);
+        for (int call = 0; call < 3; call++) {
+            memset(dw.data, 0, ybytes);
+            assert_int_equal(lf_op_run(bw, &n), 0);
+            const double e = lf_test_maxerr(&dw, want);
+            ew = e > ew ? e : ew;
+            if (!call) memcpy(first, dw.data, ybytes);
+        }
+        /* The first call (which checks our transform against oneDNN's) gives
+         * the same bits as the later ones. */
+        assert_memory_equal(first, dw.data, ybytes);
+        free(first);
+        n.dst = &dg;
+        assert_int_equal(lf_op_run(bg, &n), 0);
+        const double eg = lf_test_maxerr(&dg, want);
+        const bool differ = memcmp(dw.data, dg.data, (size_t)lf_tensor_nelements(&dw) * sizeof(float)) != 0;
+        printf("  chunks of %s KB, strips of %s KB, simd %s, %s weights, wide %s, batch %s: err %.2g (gemm %.2g), %s\n",
+               v[k].chunk_kb ? v[k].chunk_kb : "default", v[k].strip_kb ? v[k].strip_kb : "default",
+               v[k].simd ? v[k].simd : "default", v[k].wtype == LF_TYPE_F16 ? "f16" : "f32",
+               v[k].wide ? v[k].wide : "default", v[k].batch ? v[k].batch : "default", ew, eg,
+               differ ? "differ" : "identical");
+        assert_true(ew <= TOL);
+        assert_true(eg <= TOL);
+        assert_true(differ == v[k].wino);
+        lf_backend_destroy(&bw), lf_backend_destroy(&bg);
+        free(dw.data), free(dg.data);
+    }
+    free(want), free(x.data), free(bias.data), free(w16.data), free(w32.data);
+}
+
 /* Under the bf16 compute type, a convolution Winograd takes runs in f32
  * (faster than oneDNN's bf16 convolution at those shapes, and rounds less):
  * its result is within the f32 tolerance of the double reference, where
@@ -200,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_winograd_refuses_thin_strips),
         cmocka_unit_test(test_winograd_own_weights),
         cmocka_unit_test(test_winograd_under_bf16),
+        cmocka_unit_test(test_winograd_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
