@@ -325,7 +325,8 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     snprintf(be->describe, sizeof be->describe,
              "cpu: %d threads (%s), pool %s, simd %s, avx512_bf16 %s, sbgemm %s, conv %s, linear %s, bf16 "
              "compute %s; OpenBLAS core %s (%s)",
-             n_threads, pins, lf__cpu_pool_kind(c->pool) == LF__CPU_POOL_OMP ? "OpenMP" : "threads", c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
+             n_threads, pins, lf__cpu_pool_kind(c->pool) == LF__CPU_POOL_OMP ? "OpenMP" : "threads",
+             c->simd.name, c->has_avx512_bf16 ? "yes" : "no", c->sbgemm ? "yes" : "no",
              c->dnnl ? "oneDNN" : "im2col+sgemm", c->dnnl && c->mm_dnnl ? "oneDNN" : "sgemm",
              c->dnnl && c->has_avx512_bf16 ? "available" : "no", openblas_get_corename(),
              openblas_get_config());
