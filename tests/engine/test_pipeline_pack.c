@@ -81,17 +81,25 @@ static uint8_t *s_image(const char *pack, const char *dir, uint64_t budget, size
     return s_image_p("bf16", pack, dir, budget, len, in_effect);
 }
 
-static void test_pack_modes_same_image(void **state)
+/* The working directory as the pack file's folder (cwd, n bytes), with
+ * LF_WEIGHT_PACK unset; skips where the model is absent or the directory
+ * is on tmpfs (no file mode there). */
+static void s_file_mode_dir(char *cwd, size_t n)
 {
-    (void)state;
     if (s_absent()) skip();
-    char cwd[4096];
-    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_non_null(getcwd(cwd, n));
     if (s_is_tmpfs(cwd)) {
         printf("  skipped: the working directory is on tmpfs (no file mode)\n");
         skip();
     }
     unsetenv("LF_WEIGHT_PACK");
+}
+
+static void test_pack_modes_same_image(void **state)
+{
+    (void)state;
+    char cwd[4096];
+    s_file_mode_dir(cwd, sizeof cwd);
     char got[8];
     size_t lf = 0, lm = 0, la = 0;
     uint8_t *file = s_image("file", cwd, 0, &lf, got);
@@ -116,14 +124,8 @@ static void test_pack_modes_same_image(void **state)
 static void test_pack_modes_same_image_f32(void **state)
 {
     (void)state;
-    if (s_absent()) skip();
     char cwd[4096];
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    if (s_is_tmpfs(cwd)) {
-        printf("  skipped: the working directory is on tmpfs (no file mode)\n");
-        skip();
-    }
-    unsetenv("LF_WEIGHT_PACK");
+    s_file_mode_dir(cwd, sizeof cwd);
     char got[8];
     size_t lf = 0, lm = 0;
     uint8_t *file = s_image_p("f32", "file", cwd, 0, &lf, got);

@@ -48,21 +48,30 @@ static lf_backend_t *s_backend(const char *name, const char *value, const char *
 
 /* ---- eager: one node with post-ops against a double reference ---- */
 
+/* act(a . w^T + bias) + r (r NULL: none) in doubles, [M][N] (a: K x M,
+ * w: K x N); caller frees. */
+static double *s_matmul_want(const lf_tensor_t *a, const lf_tensor_t *w, const lf_tensor_t *bias,
+                             const lf_tensor_t *r, int act) {
+    const int64_t K = a->ne[0], M = a->ne[1], N = w->ne[1];
+    double *want = calloc((size_t)(M * N), sizeof *want);
+    assert_non_null(want);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = lf_test_get(bias, j, 0, 0, 0);
+            for (int64_t k = 0; k < K; k++) s += lf_test_get(a, k, m, 0, 0) * lf_test_get(w, k, j, 0, 0);
+            if (act) s = s_silu(s);
+            want[m * N + j] = s + (r ? lf_test_get(r, j, m, 0, 0) : 0);
+        }
+    return want;
+}
+
 static void s_check_matmul_post(lf_backend_t *be, int64_t K, int64_t M, int64_t N, int act, bool res) {
     lf_tensor_t a = lf_test_rand(LF_TYPE_F32, K, M, 1, 1, 1), w = lf_test_rand(LF_TYPE_F32, K, N, 1, 1, 1);
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, N, 1, 1, 1, 1), r = lf_test_rand(LF_TYPE_F32, N, M, 1, 1, 1);
     lf_tensor_t d = lf_test_zeros(LF_TYPE_F32, N, M, 1, 1);
     lf_node_t n = {.op = LF_OP_MATMUL, .dst = &d, .src = {&a, &w, &bias, res ? &r : NULL}, .post_act = act};
     assert_int_equal(lf_op_run(be, &n), 0);
-    double *want = calloc((size_t)(M * N), sizeof *want);
-    assert_non_null(want);
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t j = 0; j < N; j++) {
-            double s = lf_test_get(&bias, j, 0, 0, 0);
-            for (int64_t k = 0; k < K; k++) s += lf_test_get(&a, k, m, 0, 0) * lf_test_get(&w, k, j, 0, 0);
-            if (act) s = s_silu(s);
-            want[m * N + j] = s + (res ? lf_test_get(&r, j, m, 0, 0) : 0);
-        }
+    double *want = s_matmul_want(&a, &w, &bias, res ? &r : NULL, act);
     assert_true(lf_test_maxerr(&d, want) <= 5e-4);
     free(want), free(a.data), free(w.data), free(bias.data), free(r.data), free(d.data);
 }
@@ -121,15 +130,7 @@ static void test_dnnl_matmul_residual(void **state) {
         bool done = false;
         assert_int_equal(lf__cpu_dnnl_matmul(d, &m, &done), 0);
         assert_true(done);
-        double *want = calloc((size_t)(M * N), sizeof *want);
-        assert_non_null(want);
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) {
-                double s = lf_test_get(&bias, j, 0, 0, 0);
-                for (int64_t k = 0; k < K; k++) s += lf_test_get(&a, k, i, 0, 0) * lf_test_get(&w, k, j, 0, 0);
-                if (silu) s = s / (1 + exp(-s));
-                want[i * N + j] = s + lf_test_get(&r, j, i, 0, 0);
-            }
+        double *want = s_matmul_want(&a, &w, &bias, &r, silu);
         assert_true(lf_test_maxerr(&c, want) <= 1e-4);
         free(want);
     }
