@@ -49,9 +49,11 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lf_cpu_dnnl_impl.h"
 #include "lf_error.h"
+#include "lf_profile.h"
 
 /* A convolution in oneDNN's blocked layouts: src, weights and dst are
  * reordered between ours (NCHW, OIHW) and the primitive's own (nChw16c,
@@ -166,6 +168,23 @@ bool lf__cpu_dnnl_supports(const lf_node_t *n) {
     return x->type == LF_TYPE_F32 && lf_tensor_is_contiguous(x) && lf_tensor_is_contiguous(w) &&
            lf_tensor_is_contiguous(n->dst) &&
            (!b || (b->type == LF_TYPE_F32 && lf_tensor_is_contiguous(b)));
+}
+
+void lf__cpu_dnnl_set_profile(lf__cpu_dnnl_t *d, struct lf_profile *prof) {
+    d->prof = prof;
+}
+
+double lf__cpu_dnnl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void lf__cpu_dnnl_part(lf__cpu_dnnl_t *d, const char *part, double *t) {
+    if (!d->prof) return;
+    const double now = lf__cpu_dnnl_now();
+    lf_profile_add_part(d->prof, part, now - *t);
+    *t = now;
 }
 
 static dnnl_data_type_t s_dt(lf_type_t t) {
@@ -590,13 +609,20 @@ static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t b
     return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
 }
 
+/* The profile's names of e's reorders (lf__cpu_dnnl_part). */
+static const char *const s_reorder_part[3] = {"reorder src", "reorder wei", "reorder dst"};
+
 /* wei: in the primitive's layout when packed, else in ours; res: the
- * residual when e has that post-op. */
+ * residual when e has that post-op. With a profile attached each reorder's
+ * time is reported as a part of the node (oneDNN's CPU stream runs each
+ * primitive to its end before execute returns, so the clock between two
+ * executes is that of the one between). */
 static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, bool packed,
                  const void *bias, const void *res, void *dst) {
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     void *ptr[3] = {(void *)src, (void *)wei, dst};
     dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
+    double t = d->prof ? lf__cpu_dnnl_now() : 0;
     for (int i = 0; i < 3; i++) {
         if (!e->reorder[i] || (i == S_WEI && packed)) {
             dnnl_memory_set_data_handle(mem[i], ptr[i]);
@@ -605,6 +631,7 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         dnnl_memory_set_data_handle(e->user[i], ptr[i]);
         dnnl_memory_set_data_handle(mem[i], d->blk[i]);
         if (i != S_DST && s_reorder_run(d, e, i, mem[i])) return LF_EINTERNAL;
+        if (i != S_DST) lf__cpu_dnnl_part(d, s_reorder_part[i], &t);
     }
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
     dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
@@ -620,9 +647,14 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
-    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
-        (e->reorder[S_DST] && s_reorder_run(d, e, S_DST, e->dst)) || dnnl_stream_wait(d->stream))
-        return LF_EINTERNAL;
+    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args)) return LF_EINTERNAL;
+    if (e->reorder[S_DST]) {
+        if (d->prof && dnnl_stream_wait(d->stream)) return LF_EINTERNAL;
+        t = d->prof ? lf__cpu_dnnl_now() : 0;
+        if (s_reorder_run(d, e, S_DST, e->dst)) return LF_EINTERNAL;
+    }
+    if (dnnl_stream_wait(d->stream)) return LF_EINTERNAL;
+    if (e->reorder[S_DST]) lf__cpu_dnnl_part(d, s_reorder_part[S_DST], &t);
     return 0;
 }
 
@@ -662,8 +694,14 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
     /* A Winograd entry transforms its weights at each call, from the
      * weight as stored where it can (lf__cpu_wino_run). */
     const void *wp = packable && !e->wino ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
+    /* The conversions (to the compute type) reported where they ran: a
+     * make that hands back the tensor's own bytes converted nothing. */
+    double t = d->prof ? lf__cpu_dnnl_now() : 0;
     const void *wu = wp ? wp : e->wino ? NULL : w->make(w->arg);
+    if (wu && wu != wt->data && !wp) lf__cpu_dnnl_part(d, "convert wei", &t);
+    t = d->prof ? lf__cpu_dnnl_now() : 0;
     const void *xu = x->make(x->arg);
+    if (xu && xu != xt->data) lf__cpu_dnnl_part(d, "convert src", &t);
     if ((!wu && !e->wino) || !xu) return LF_ENOMEM;
     rc = e->wino ? lf__cpu_wino_run(d, e, xu, w, b ? b->data : NULL, n->dst->data)
                  : s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);

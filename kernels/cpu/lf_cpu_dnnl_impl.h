@@ -92,6 +92,7 @@ struct lf__cpu_dnnl {
      * (LF_CPU_PACK_F32 in MiB; default a quarter of the machine's memory)
      * and the bytes they take. */
     size_t widen_cap, widened;
+    struct lf_profile *prof; /* borrowed; NULL: no parts reported (lf__cpu_dnnl_set_profile) */
 };
 
 /* ---- lf_cpu_dnnl.c, for lf_cpu_wino.c ---- */
@@ -111,6 +112,11 @@ int lf__cpu_dnnl_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, lf__cpu_dnn
 int lf__cpu_dnnl_memories(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const dnnl_memory_desc_t *src_md,
                           const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
                           const dnnl_memory_desc_t *dst_md, const lf__cpu_dnnl_post_t *post);
+/* Seconds now (CLOCK_MONOTONIC). */
+double lf__cpu_dnnl_now(void);
+/* With a profile attached: the seconds since *t reported as part of the
+ * node running (lf_profile_add_part), and *t set to now; else nothing. */
+void lf__cpu_dnnl_part(lf__cpu_dnnl_t *d, const char *part, double *t);
 /* Everything e owns destroyed, e zeroed. */
 void lf__cpu_dnnl_entry_free(lf__cpu_dnnl_entry_t *e);
 
