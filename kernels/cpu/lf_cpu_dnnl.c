@@ -56,8 +56,10 @@
 #include "lf_profile.h"
 
 /* A convolution in oneDNN's blocked layouts: src, weights and dst are
- * reordered between ours (NCHW, OIHW) and the primitive's own (nChw16c,
- * OIhw16i16o...) around each run, into the backend's shared buffers. */
+ * reordered between ours (NCHW, OIHW) and the primitive's own (channels
+ * last, NHWC `acdb`, for brgconv; nChw16c for the older jit kernels;
+ * blocked weights such as AcdB64a2b) around each run, into the backend's
+ * shared buffers. */
 enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
 
 /* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
@@ -72,7 +74,13 @@ enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
  * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
-
+/* The activation layout of a blocked convolution (LF_CPU_CONV_ACT): the one
+ * oneDNN picks ("any", the default: NHWC for brgconv), or nChw16c where both
+ * channel counts are multiples of 16 (=16c, for comparisons). nChw16c's
+ * reorders are cheaper (64x64 320: 2.0 + 0.9 ms against NHWC's 3.4 + 2.4)
+ * but its kernel (jit_bf16) was level with brgconv at 64x64 and 1.3-1.4x
+ * its time at 32x32, 16x16 and 8x8 (docs/PERFORMANCE.md, session 13). */
+enum { S_ACT_ANY, S_ACT_16C };
 
 /* This file's short names for the shared entry and post-op types. */
 typedef lf__cpu_dnnl_entry_t s_entry_t;
@@ -107,6 +115,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                  : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
                  : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
                                              : S_BLOCKED_BF16_PACKED;
+    const char *act = getenv("LF_CPU_CONV_ACT");
+    d->act = act && !strcmp(act, "16c") ? S_ACT_16C : S_ACT_ANY;
     lf__cpu_wino_init(d);
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
@@ -478,17 +488,27 @@ static int s_reorder_make(lf__cpu_dnnl_t *d, s_entry_t *e, int i, const dnnl_mem
     return lf__cpu_dnnl_grow(&d->blk[i], &d->blk_size[i], dnnl_memory_desc_get_size(its));
 }
 
-/* cd with the layouts left to oneDNN ("any"): its fast direct kernels want
- * blocked channels; on plain NCHW it takes its im2col + GEMM path. 0, or an
- * error after which the caller makes the plain-layout primitive. */
-static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
-                            const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
-                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e) {
+/* Whether a blocked convolution from src_md to dst_md (ours, NCHW) takes
+ * nChw16c for its source and result (LF_CPU_CONV_ACT=16c). */
+static bool s_act16(const lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md) {
+    return d->act == S_ACT_16C && src_md->dims[1] % 16 == 0 && dst_md->dims[1] % 16 == 0;
+}
+
+/* cd with the layouts left to oneDNN ("any") or, where s_act16 says so
+ * (try16; else, or when oneDNN has no fast kernel for it, "any"), nChw16c
+ * activations: its fast direct kernels want blocked
+ * channels; on plain NCHW it takes its im2col + GEMM path. 0, or an error
+ * after which the caller makes the plain-layout primitive. */
+static int s_create_blocked_as(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain,
+                               const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *w_md,
+                               const dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *dst_md, const s_post_t *post,
+                               s_entry_t *e, bool try16) {
     dnnl_memory_desc_t any[3];
     const dnnl_memory_desc_t *user[3] = {src_md, w_md, dst_md};
+    const bool c16 = try16 && s_act16(d, src_md, dst_md);
     for (int i = 0; i < 3; i++)
         if (dnnl_memory_desc_init_by_tag(&any[i], user[i]->ndims, user[i]->dims, user[i]->data_type,
-                                         dnnl_format_tag_any))
+                                         c16 && i != S_WEI ? dnnl_nChw16c : dnnl_format_tag_any))
             return LF_EINTERNAL;
     dnnl_convolution_desc_t cd;
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &any[S_SRC],
@@ -497,11 +517,12 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
     int rc = lf__cpu_dnnl_pd(d, &cd, post, &pd);
+    if (rc && c16) return s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, false);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
         dnnl_primitive_desc_destroy(pd); /* no better than the plain layout's */
-        return LF_EUNSUPPORTED;
+        return c16 ? s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, false) : LF_EUNSUPPORTED;
     }
     dnnl_memory_desc_t its[3] = {*dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
@@ -512,6 +533,12 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
     if (!rc) rc = lf__cpu_dnnl_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST], post);
     if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
+}
+
+static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
+                            const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
+                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e) {
+    return s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, true);
 }
 
 /* post: 0 none, else S_POST_* of n's post-ops to make the primitive's. */

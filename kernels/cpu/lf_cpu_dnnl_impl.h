@@ -69,6 +69,7 @@ struct lf__cpu_dnnl {
     void *blk[3]; /* owned; blocked src, weights and dst of the convolution running */
     size_t blk_size[3];
     int blocked; /* S_BLOCKED_* (lf_cpu_dnnl.c): which convolutions run in oneDNN's blocked layouts */
+    int act;     /* S_ACT_* (lf_cpu_dnnl.c): their activations' layout (LF_CPU_CONV_ACT) */
     /* Winograd's settings (lf__cpu_wino_init). */
     int algo;                /* LF__DNNL_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
     size_t wino_strip_bytes; /* the strip's bytes (LF_CPU_WINO_STRIP_KB) */

@@ -10,7 +10,9 @@
  * as parts of its CONV2D row, summing to less than that row; the plain
  * layout (LF_CPU_CONV=nchw) reports none; Winograd (f32, LF_CPU_CONV_ALGO=
  * wino) reports its strip reorders and weight transform; and the profiled
- * runs give the same bits as the unprofiled one. */
+ * runs give the same bits as the unprofiled one. Last, the blocked
+ * convolution with nChw16c activations (LF_CPU_CONV_ACT=16c) against a
+ * double reference. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,6 +184,52 @@ static void test_conv_reorders_reported(void **state) {
     assert_int_equal(s_count_parts(p), 3);
     lf_profile_destroy(&p);
 }
+
+/* LF_CPU_CONV_ACT=16c (nChw16c activations around the blocked kernels, a
+ * comparison setting) and the default (oneDNN's pick) against a double
+ * reference: 32x32, 32 -> 48 channels (both multiples of 16) and 24 -> 48
+ * (not: the default layout), f32, batch 2, bias and SiLU. */
+static void test_conv_act16_against_reference(void **state) {
+    (void)state;
+    static const int64_t cis[] = {32, 24};
+    for (int k = 0; k < 2; k++)
+        for (int a = 0; a < 2; a++) {
+            const int64_t W = 32, H = 32, Ci = cis[k], Co = 48, B = 2;
+            setenv("LF_CPU_CONV", "blocked", 1);
+            setenv("LF_CPU_CONV_ALGO", "gemm", 1);
+            if (a) setenv("LF_CPU_CONV_ACT", "16c", 1);
+            lf_backend_t *be = lf_backend_cpu_new(1);
+            unsetenv("LF_CPU_CONV"), unsetenv("LF_CPU_CONV_ALGO"), unsetenv("LF_CPU_CONV_ACT");
+            assert_non_null(be);
+            lf_tensor_t x = lf_test_rand(LF_TYPE_F32, W, H, Ci, B, 1), w = lf_test_rand(LF_TYPE_F32, 3, 3, Ci, Co, 1);
+            lf_tensor_t b = lf_test_rand(LF_TYPE_F32, Co, 1, 1, 1, 1), y = lf_test_zeros(LF_TYPE_F32, W, H, Co, B);
+            lf_node_t n = {.op = LF_OP_CONV2D, .dst = &y, .src = {&x, &w, &b}, .post_act = 1};
+            n.p.conv2d.stride = 1, n.p.conv2d.pad = 1;
+            assert_int_equal(lf_op_run(be, &n), 0);
+            assert_int_equal(lf_op_run(be, &n), 0); /* the cached primitive again */
+            double err = 0;
+            for (int64_t bb = 0; bb < B; bb++)
+                for (int64_t o = 0; o < Co; o++)
+                    for (int64_t yy = 0; yy < H; yy++)
+                        for (int64_t xx = 0; xx < W; xx++) {
+                            double v = lf_test_get(&b, o, 0, 0, 0);
+                            for (int64_t i = 0; i < Ci; i++)
+                                for (int64_t ky = 0; ky < 3; ky++)
+                                    for (int64_t kx = 0; kx < 3; kx++) {
+                                        const int64_t iy = yy + ky - 1, ix = xx + kx - 1;
+                                        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                            v += lf_test_get(&x, ix, iy, i, bb) * lf_test_get(&w, kx, ky, i, o);
+                                    }
+                            v = v / (1.0 + exp(-v));
+                            const double e = fabs(lf_test_get(&y, xx, yy, o, bb) - v) / (1.0 + fabs(v));
+                            if (e > err) err = e;
+                        }
+            printf("  %lld -> %lld channels, %s: err %.2g\n", (long long)Ci, (long long)Co, a ? "16c" : "any", err);
+            assert_true(err <= 5e-4);
+            lf_backend_destroy(&be);
+            free(x.data), free(w.data), free(b.data), free(y.data);
+        }
+}
 #endif
 
 int main(void) {
@@ -190,6 +238,7 @@ int main(void) {
         cmocka_unit_test(test_parts_logic),
 #ifdef LF_HAVE_DNNL
         cmocka_unit_test(test_conv_reorders_reported),
+        cmocka_unit_test(test_conv_act16_against_reference),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
