@@ -494,15 +494,14 @@ static bool s_act16(const lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *src_md, c
     return d->act == S_ACT_16C && src_md->dims[1] % 16 == 0 && dst_md->dims[1] % 16 == 0;
 }
 
-/* cd with the layouts left to oneDNN ("any") or, where s_act16 says so
- * (try16; else, or when oneDNN has no fast kernel for it, "any"), nChw16c
- * activations: its fast direct kernels want blocked
- * channels; on plain NCHW it takes its im2col + GEMM path. 0, or an error
- * after which the caller makes the plain-layout primitive. */
-static int s_create_blocked_as(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain,
-                               const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *w_md,
-                               const dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *dst_md, const s_post_t *post,
-                               s_entry_t *e, bool try16) {
+/* cd with the layouts left to oneDNN ("any"), or with nChw16c activations
+ * where try16 and s_act16 (then "any" again where oneDNN has no fast kernel
+ * for them): its fast direct kernels want blocked channels; on plain NCHW it
+ * takes its im2col + GEMM path. 0, or an error after which the caller makes
+ * the plain-layout primitive. */
+static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
+                            const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
+                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e, bool try16) {
     dnnl_memory_desc_t any[3];
     const dnnl_memory_desc_t *user[3] = {src_md, w_md, dst_md};
     const bool c16 = try16 && s_act16(d, src_md, dst_md);
@@ -517,12 +516,12 @@ static int s_create_blocked_as(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t 
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
     int rc = lf__cpu_dnnl_pd(d, &cd, post, &pd);
-    if (rc && c16) return s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, false);
+    if (rc && c16) return s_create_blocked(d, plain, src_md, w_md, b_md, dst_md, post, e, false);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
         dnnl_primitive_desc_destroy(pd); /* no better than the plain layout's */
-        return c16 ? s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, false) : LF_EUNSUPPORTED;
+        return c16 ? s_create_blocked(d, plain, src_md, w_md, b_md, dst_md, post, e, false) : LF_EUNSUPPORTED;
     }
     dnnl_memory_desc_t its[3] = {*dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
@@ -533,12 +532,6 @@ static int s_create_blocked_as(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t 
     if (!rc) rc = lf__cpu_dnnl_memories(d, e, &its[S_SRC], &its[S_WEI], b_md, &its[S_DST], post);
     if (rc) lf__cpu_dnnl_entry_free(e);
     return rc;
-}
-
-static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
-                            const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
-                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e) {
-    return s_create_blocked_as(d, plain, src_md, w_md, b_md, dst_md, post, e, true);
 }
 
 /* post: 0 none, else S_POST_* of n's post-ops to make the primitive's. */
@@ -583,7 +576,7 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
         if (post) return LF_EUNSUPPORTED;
     }
     if ((s_blocked(d, ct, n, packed) || s_blocked32(d, ct, n, packed)) &&
-        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
+        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e, true))
         return 0;
     dnnl_primitive_desc_t pd;
     int rc = lf__cpu_dnnl_pd(d, &cd, &po, &pd);
