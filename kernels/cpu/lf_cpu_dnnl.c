@@ -78,8 +78,9 @@ enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
  * oneDNN picks ("any", the default: NHWC for brgconv), or nChw16c where both
  * channel counts are multiples of 16 (=16c, for comparisons). nChw16c's
  * reorders are cheaper (64x64 320: 2.0 + 0.9 ms against NHWC's 3.4 + 2.4)
- * but its kernel (jit_bf16) was level with brgconv at 64x64 and 1.3-1.4x
- * its time at 32x32, 16x16 and 8x8 (docs/PERFORMANCE.md, session 13). */
+ * but its kernel (jit_bf16) was level with brgconv at 64x64 and 1.03-1.43x
+ * its time at 32x32, 16x16 and 8x8; the bf16 step at 2 threads took 1.05x
+ * as long (docs/PERFORMANCE.md, session 13). */
 enum { S_ACT_ANY, S_ACT_16C };
 
 /* This file's short names for the shared entry and post-op types. */
