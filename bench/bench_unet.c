@@ -30,7 +30,9 @@
  * shows the packed bf16 step. Each step's wall and process CPU time is
  * printed; --profile adds one profiled step, its table and one
  * "PROF unet calls= s= flops= bytes= kind=" line per kind (for scripts:
- * bench_unet_openvino.py). --vae times the VAE decode at 512x512 instead
+ * bench_unet_openvino.py), and "PROFPART" lines for the parts of a kind's
+ * time the backend reports (a convolution's conversions and layout
+ * reorders: s_prof_lines). --vae times the VAE decode at 512x512 instead
  * (x's first latent, [1][4][64][64], decoded whole as the engine does at
  * that size; --precision bf16 sets the backend's bf16 compute around it, an
  * experiment: the engine keeps the VAE f32). --dump writes the last output
@@ -316,13 +318,27 @@ static double s_median(double *v, int n) {
 
 /* One line per profile row, for scripts (bench_unet_openvino.py groups
  * them beside OpenVINO's per-layer counters):
- *   PROF <tag> calls=N s=SECONDS flops=F bytes=B kind=<the row's kind> */
+ *   PROF <tag> calls=N s=SECONDS flops=F bytes=B kind=<the row's kind>
+ * and one per part of a kind (a convolution's conversions and layout
+ * reorders, inside its PROF line's seconds; no "PROF " prefix, so scripts
+ * that sum PROF lines count them once):
+ *   PROFPART <tag> part=<name, spaces as _> calls=N s=SECONDS kind=<kind> */
 static void s_prof_lines(lf_profile_t *prof, const char *tag) {
     const lf_profile_row_t *rows;
     int n = lf_profile_rows(prof, &rows);
-    for (int i = 0; i < n; i++)
-        printf("PROF %s calls=%ld s=%.6f flops=%.6g bytes=%.6g kind=%s\n", tag, rows[i].calls,
-               rows[i].seconds, rows[i].flops, rows[i].bytes, rows[i].kind);
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].part[0]) {
+            printf("PROF %s calls=%ld s=%.6f flops=%.6g bytes=%.6g kind=%s\n", tag, rows[i].calls,
+                   rows[i].seconds, rows[i].flops, rows[i].bytes, rows[i].kind);
+            continue;
+        }
+        char part[sizeof rows[i].part];
+        memcpy(part, rows[i].part, sizeof part);
+        for (char *c = part; *c; c++)
+            if (*c == ' ') *c = '_';
+        printf("PROFPART %s part=%s calls=%ld s=%.6f kind=%s\n", tag, part, rows[i].calls, rows[i].seconds,
+               rows[i].kind);
+    }
 }
 
 /* Runs fn(arg) once with an lf_profile attached to be and prints the table

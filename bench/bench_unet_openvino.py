@@ -272,6 +272,8 @@ def parse_lines(lines, echo):
             head, kind = line.rstrip("\n").split(" kind=", 1)
             prof[kind_of_ours(kind)] += float(fields(head)["s"])
             continue  # the table above it says the same
+        if line.startswith("PROFPART "):
+            continue  # parts of a PROF line's seconds (reorders): in the table, not added again
         if line.startswith("BENCH "):
             bench = fields(line)
         if echo:

@@ -97,6 +97,7 @@ lf_precision_t lf_backend_precision(const lf_backend_t *be) {
 
 void lf_backend_set_profile(lf_backend_t *be, struct lf_profile *prof) {
     be->profile = prof;
+    if (be->iface->set_profile) be->iface->set_profile(be, prof);
 }
 
 int lf_backend_buffer_alloc(lf_backend_t *be, size_t size, lf_buffer_usage_t usage,

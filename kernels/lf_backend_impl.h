@@ -37,6 +37,9 @@ typedef struct lf__backend_iface {
     lf_pack_t (*pack)(const lf_backend_t *be);
     size_t (*release)(lf_backend_t *be, const void *p, size_t n, bool switched_out);
     size_t (*packed_bytes)(const lf_backend_t *be);
+    /* Optional: told of the profile attached (NULL: detached), so that it
+     * can report parts of a node's time (lf_profile_add_part). */
+    void (*set_profile)(lf_backend_t *be, struct lf_profile *prof);
     void (*destroy)(lf_backend_t *be);
     const lf__op_fn *ops; /* LF_OP_COUNT entries; NULL = not implemented */
 } lf__backend_iface_t;

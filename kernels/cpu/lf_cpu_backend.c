@@ -214,6 +214,15 @@ static size_t s_packed_bytes(const lf_backend_t *be) {
 #endif
 }
 
+static void s_set_profile(lf_backend_t *be, struct lf_profile *prof) {
+#ifdef LF_HAVE_DNNL
+    lf__cpu_ctx_t *c = be->ctx;
+    if (c->dnnl) lf__cpu_dnnl_set_profile(c->dnnl, prof);
+#else
+    (void)be, (void)prof;
+#endif
+}
+
 static const lf__backend_iface_t s_iface = {
     .name = "cpu",
     .host_memory = true,
@@ -234,6 +243,7 @@ static const lf__backend_iface_t s_iface = {
     .pack = s_pack,
     .release = s_release,
     .packed_bytes = s_packed_bytes,
+    .set_profile = s_set_profile,
     .destroy = s_destroy,
     .ops = s_ops,
 };

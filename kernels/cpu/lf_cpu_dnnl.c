@@ -49,13 +49,17 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lf_cpu_dnnl_impl.h"
 #include "lf_error.h"
+#include "lf_profile.h"
 
 /* A convolution in oneDNN's blocked layouts: src, weights and dst are
- * reordered between ours (NCHW, OIHW) and the primitive's own (nChw16c,
- * OIhw16i16o...) around each run, into the backend's shared buffers. */
+ * reordered between ours (NCHW, OIHW) and the primitive's own (channels
+ * last, NHWC `acdb`, for brgconv; nChw16c for the older jit kernels;
+ * blocked weights such as AcdB64a2b) around each run, into the backend's
+ * shared buffers. */
 enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
 
 /* Which convolutions take the blocked layouts (LF_CPU_CONV=nchw: none,
@@ -70,7 +74,14 @@ enum { S_SRC = LF__DNNL_SRC, S_WEI = LF__DNNL_WEI, S_DST = LF__DNNL_DST };
  * default (blocked from 32x32 only), for comparisons. */
 enum { S_BLOCKED_NONE, S_BLOCKED_BF16, S_BLOCKED_ALL, S_BLOCKED_BF16_PACKED };
 
-
+/* The activation layout of a blocked convolution (LF_CPU_CONV_ACT): the one
+ * oneDNN picks ("any", the default: NHWC for brgconv), or nChw16c where both
+ * channel counts are multiples of 16 (=16c, for comparisons). nChw16c's
+ * reorders are cheaper (64x64 320: 2.0 + 0.9 ms against NHWC's 3.4 + 2.4)
+ * but its kernel (jit_bf16) was level with brgconv at 64x64 and 1.03-1.43x
+ * its time at 32x32, 16x16 and 8x8; the bf16 step at 2 threads took 1.05x
+ * as long (docs/PERFORMANCE.md, session 13). */
+enum { S_ACT_ANY, S_ACT_16C };
 
 /* This file's short names for the shared entry and post-op types. */
 typedef lf__cpu_dnnl_entry_t s_entry_t;
@@ -105,6 +116,8 @@ lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads) {
                  : !strcmp(conv, "blocked")  ? S_BLOCKED_ALL
                  : !strcmp(conv, "bf16big")  ? S_BLOCKED_BF16
                                              : S_BLOCKED_BF16_PACKED;
+    const char *act = getenv("LF_CPU_CONV_ACT");
+    d->act = act && !strcmp(act, "16c") ? S_ACT_16C : S_ACT_ANY;
     lf__cpu_wino_init(d);
     const char *pp = getenv("LF_CPU_PREPACK");
     lf__cpu_pack_init(&d->store, !pp || strcmp(pp, "0") != 0 ? LF_PACK_MEMORY : LF_PACK_OFF);
@@ -166,6 +179,23 @@ bool lf__cpu_dnnl_supports(const lf_node_t *n) {
     return x->type == LF_TYPE_F32 && lf_tensor_is_contiguous(x) && lf_tensor_is_contiguous(w) &&
            lf_tensor_is_contiguous(n->dst) &&
            (!b || (b->type == LF_TYPE_F32 && lf_tensor_is_contiguous(b)));
+}
+
+void lf__cpu_dnnl_set_profile(lf__cpu_dnnl_t *d, struct lf_profile *prof) {
+    d->prof = prof;
+}
+
+double lf__cpu_dnnl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void lf__cpu_dnnl_part(lf__cpu_dnnl_t *d, const char *part, double *t) {
+    if (!d->prof) return;
+    const double now = lf__cpu_dnnl_now();
+    lf_profile_add_part(d->prof, part, now - *t);
+    *t = now;
 }
 
 static dnnl_data_type_t s_dt(lf_type_t t) {
@@ -459,17 +489,26 @@ static int s_reorder_make(lf__cpu_dnnl_t *d, s_entry_t *e, int i, const dnnl_mem
     return lf__cpu_dnnl_grow(&d->blk[i], &d->blk_size[i], dnnl_memory_desc_get_size(its));
 }
 
-/* cd with the layouts left to oneDNN ("any"): its fast direct kernels want
- * blocked channels; on plain NCHW it takes its im2col + GEMM path. 0, or an
- * error after which the caller makes the plain-layout primitive. */
+/* Whether a blocked convolution from src_md to dst_md (ours, NCHW) takes
+ * nChw16c for its source and result (LF_CPU_CONV_ACT=16c). */
+static bool s_act16(const lf__cpu_dnnl_t *d, const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md) {
+    return d->act == S_ACT_16C && src_md->dims[1] % 16 == 0 && dst_md->dims[1] % 16 == 0;
+}
+
+/* cd with the layouts left to oneDNN ("any"), or with nChw16c activations
+ * where try16 and s_act16 (then "any" again where oneDNN has no fast kernel
+ * for them): its fast direct kernels want blocked channels; on plain NCHW it
+ * takes its im2col + GEMM path. 0, or an error after which the caller makes
+ * the plain-layout primitive. */
 static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *plain, const dnnl_memory_desc_t *src_md,
                             const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
-                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e) {
+                            const dnnl_memory_desc_t *dst_md, const s_post_t *post, s_entry_t *e, bool try16) {
     dnnl_memory_desc_t any[3];
     const dnnl_memory_desc_t *user[3] = {src_md, w_md, dst_md};
+    const bool c16 = try16 && s_act16(d, src_md, dst_md);
     for (int i = 0; i < 3; i++)
         if (dnnl_memory_desc_init_by_tag(&any[i], user[i]->ndims, user[i]->dims, user[i]->data_type,
-                                         dnnl_format_tag_any))
+                                         c16 && i != S_WEI ? dnnl_nChw16c : dnnl_format_tag_any))
             return LF_EINTERNAL;
     dnnl_convolution_desc_t cd;
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &any[S_SRC],
@@ -478,11 +517,12 @@ static int s_create_blocked(lf__cpu_dnnl_t *d, const dnnl_convolution_desc_t *pl
         return LF_EUNSUPPORTED;
     dnnl_primitive_desc_t pd;
     int rc = lf__cpu_dnnl_pd(d, &cd, post, &pd);
+    if (rc && c16) return s_create_blocked(d, plain, src_md, w_md, b_md, dst_md, post, e, false);
     if (rc) return rc;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || strstr(impl, "gemm")) {
         dnnl_primitive_desc_destroy(pd); /* no better than the plain layout's */
-        return LF_EUNSUPPORTED;
+        return c16 ? s_create_blocked(d, plain, src_md, w_md, b_md, dst_md, post, e, false) : LF_EUNSUPPORTED;
     }
     dnnl_memory_desc_t its[3] = {*dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
                                  *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
@@ -537,7 +577,7 @@ static int s_create(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, bool pa
         if (post) return LF_EUNSUPPORTED;
     }
     if ((s_blocked(d, ct, n, packed) || s_blocked32(d, ct, n, packed)) &&
-        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e))
+        !s_create_blocked(d, &cd, &src_md, &w_md, b ? &b_md : NULL, &dst_md, &po, e, true))
         return 0;
     dnnl_primitive_desc_t pd;
     int rc = lf__cpu_dnnl_pd(d, &cd, &po, &pd);
@@ -590,13 +630,20 @@ static int s_reorder_run(lf__cpu_dnnl_t *d, s_entry_t *e, int i, dnnl_memory_t b
     return dnnl_primitive_execute(e->reorder[i], d->stream, 2, args) ? LF_EINTERNAL : 0;
 }
 
+/* The profile's names of e's reorders (lf__cpu_dnnl_part). */
+static const char *const s_reorder_part[3] = {"reorder src", "reorder wei", "reorder dst"};
+
 /* wei: in the primitive's layout when packed, else in ours; res: the
- * residual when e has that post-op. */
+ * residual when e has that post-op. With a profile attached each reorder's
+ * time is reported as a part of the node (oneDNN's CPU stream runs each
+ * primitive to its end before execute returns, so the clock between two
+ * executes is that of the one between). */
 static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *wei, bool packed,
                  const void *bias, const void *res, void *dst) {
     if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
     void *ptr[3] = {(void *)src, (void *)wei, dst};
     dnnl_memory_t mem[3] = {e->src, e->wei, e->dst};
+    double t = d->prof ? lf__cpu_dnnl_now() : 0;
     for (int i = 0; i < 3; i++) {
         if (!e->reorder[i] || (i == S_WEI && packed)) {
             dnnl_memory_set_data_handle(mem[i], ptr[i]);
@@ -605,6 +652,7 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         dnnl_memory_set_data_handle(e->user[i], ptr[i]);
         dnnl_memory_set_data_handle(mem[i], d->blk[i]);
         if (i != S_DST && s_reorder_run(d, e, i, mem[i])) return LF_EINTERNAL;
+        if (i != S_DST) lf__cpu_dnnl_part(d, s_reorder_part[i], &t);
     }
     if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)bias);
     dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
@@ -620,9 +668,14 @@ static int s_run(lf__cpu_dnnl_t *d, s_entry_t *e, const void *src, const void *w
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
-    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
-        (e->reorder[S_DST] && s_reorder_run(d, e, S_DST, e->dst)) || dnnl_stream_wait(d->stream))
-        return LF_EINTERNAL;
+    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args)) return LF_EINTERNAL;
+    if (e->reorder[S_DST]) {
+        if (d->prof && dnnl_stream_wait(d->stream)) return LF_EINTERNAL;
+        t = d->prof ? lf__cpu_dnnl_now() : 0;
+        if (s_reorder_run(d, e, S_DST, e->dst)) return LF_EINTERNAL;
+    }
+    if (dnnl_stream_wait(d->stream)) return LF_EINTERNAL;
+    if (e->reorder[S_DST]) lf__cpu_dnnl_part(d, s_reorder_part[S_DST], &t);
     return 0;
 }
 
@@ -662,8 +715,14 @@ int lf__cpu_dnnl_conv(lf__cpu_dnnl_t *d, const lf_node_t *n, lf_type_t ct, const
     /* A Winograd entry transforms its weights at each call, from the
      * weight as stored where it can (lf__cpu_wino_run). */
     const void *wp = packable && !e->wino ? s_packed(d, w, ct, &e->wmd, &e->wplain) : NULL;
+    /* The conversions (to the compute type) reported where they ran: a
+     * make that hands back the tensor's own bytes converted nothing. */
+    double t = d->prof ? lf__cpu_dnnl_now() : 0;
     const void *wu = wp ? wp : e->wino ? NULL : w->make(w->arg);
+    if (wu && wu != wt->data && !wp) lf__cpu_dnnl_part(d, "convert wei", &t);
+    t = d->prof ? lf__cpu_dnnl_now() : 0;
     const void *xu = x->make(x->arg);
+    if (xu && xu != xt->data) lf__cpu_dnnl_part(d, "convert src", &t);
     if ((!wu && !e->wino) || !xu) return LF_ENOMEM;
     rc = e->wino ? lf__cpu_wino_run(d, e, xu, w, b ? b->data : NULL, n->dst->data)
                  : s_run(d, e, xu, wu, wp != NULL, b ? b->data : NULL, r ? r->data : NULL, n->dst->data);

@@ -69,6 +69,7 @@ struct lf__cpu_dnnl {
     void *blk[3]; /* owned; blocked src, weights and dst of the convolution running */
     size_t blk_size[3];
     int blocked; /* S_BLOCKED_* (lf_cpu_dnnl.c): which convolutions run in oneDNN's blocked layouts */
+    int act;     /* S_ACT_* (lf_cpu_dnnl.c): their activations' layout (LF_CPU_CONV_ACT) */
     /* Winograd's settings (lf__cpu_wino_init). */
     int algo;                /* LF__DNNL_ALGO_*: which f32 3x3 convolutions run as Winograd (LF_CPU_CONV_ALGO) */
     size_t wino_strip_bytes; /* the strip's bytes (LF_CPU_WINO_STRIP_KB) */
@@ -92,6 +93,7 @@ struct lf__cpu_dnnl {
      * (LF_CPU_PACK_F32 in MiB; default a quarter of the machine's memory)
      * and the bytes they take. */
     size_t widen_cap, widened;
+    struct lf_profile *prof; /* borrowed; NULL: no parts reported (lf__cpu_dnnl_set_profile) */
 };
 
 /* ---- lf_cpu_dnnl.c, for lf_cpu_wino.c ---- */
@@ -111,6 +113,11 @@ int lf__cpu_dnnl_finish(lf__cpu_dnnl_t *d, dnnl_primitive_desc_t pd, lf__cpu_dnn
 int lf__cpu_dnnl_memories(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const dnnl_memory_desc_t *src_md,
                           const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md,
                           const dnnl_memory_desc_t *dst_md, const lf__cpu_dnnl_post_t *post);
+/* Seconds now (CLOCK_MONOTONIC). */
+double lf__cpu_dnnl_now(void);
+/* With a profile attached: the seconds since *t reported as part of the
+ * node running (lf_profile_add_part), and *t set to now; else nothing. */
+void lf__cpu_dnnl_part(lf__cpu_dnnl_t *d, const char *part, double *t);
 /* Everything e owns destroyed, e zeroed. */
 void lf__cpu_dnnl_entry_free(lf__cpu_dnnl_entry_t *e);
 

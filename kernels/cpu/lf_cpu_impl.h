@@ -149,6 +149,11 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
 /* The pool the Winograd weight transform runs on (borrowed; the backend's). */
 void lf__cpu_dnnl_set_pool(lf__cpu_dnnl_t *d, lf__cpu_pool_t *pool);
+/* The profile attached to the backend (borrowed; NULL: none): convolutions
+ * report the time of their conversions and layout reorders into it as parts
+ * of the node ("convert src", "reorder src", "reorder wei", "reorder dst",
+ * "wino weights"; lf_profile_add_part). */
+void lf__cpu_dnnl_set_profile(lf__cpu_dnnl_t *d, struct lf_profile *prof);
 /* Whether a bf16 job runs n as f32 Winograd (LF_CPU_CONV_ALGO): at those
  * shapes (>= 32x32 output pixels per call, weight tiles unchunked) it is
  * faster than oneDNN's bf16 convolutions, and rounds less. */

@@ -494,9 +494,14 @@ int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *sr
         dnnl_memory_set_data_handle(e->scratch, d->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     }
+    /* With a profile attached, the weight transform and the layout reorders
+     * are reported as parts of the node, each waited for (lf__cpu_dnnl_part). */
+    const bool prof = d->prof != NULL;
+    double t = prof ? lf__cpu_dnnl_now() : 0;
     for (int64_t o0 = 0; o0 < w->o; o0 += w->oc) {
         int rc = s_wino_chunk_weights(d, e, ws, &wei, o0);
         if (rc) return rc;
+        lf__cpu_dnnl_part(d, "wino weights", &t);
         if (d->omp_set_num_threads) d->omp_set_num_threads(d->n_threads);
         if (e->bias) dnnl_memory_set_data_handle(e->bias, (void *)((const float *)bias + o0));
         for (int64_t i = 0; i < w->n; i += w->nb)
@@ -519,6 +524,20 @@ int lf__cpu_wino_run(lf__cpu_dnnl_t *d, lf__cpu_dnnl_entry_t *e, const float *sr
                 dnnl_exec_arg_t sargs[2] = {{DNNL_ARG_FROM, w->src_user[v]}, {DNNL_ARG_TO, w->src_blk[v]}};
                 dnnl_memory_set_data_handle(e->user[S_DST], dst + ((i * w->o + o0) * w->h + r0) * w->w);
                 dnnl_exec_arg_t dargs[2] = {{DNNL_ARG_FROM, e->dst}, {DNNL_ARG_TO, e->user[S_DST]}};
+                if (prof) {
+                    t = lf__cpu_dnnl_now();
+                    if ((fill && dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs)) ||
+                        dnnl_stream_wait(d->stream))
+                        return LF_EINTERNAL;
+                    if (fill) lf__cpu_dnnl_part(d, "reorder src", &t);
+                    if (dnnl_primitive_execute(e->prim, d->stream, nargs, args) || dnnl_stream_wait(d->stream))
+                        return LF_EINTERNAL;
+                    t = lf__cpu_dnnl_now();
+                    if (dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
+                        return LF_EINTERNAL;
+                    lf__cpu_dnnl_part(d, "reorder dst", &t);
+                    continue;
+                }
                 if ((fill && dnnl_primitive_execute(w->src_reorder[v], d->stream, 2, sargs)) ||
                     dnnl_primitive_execute(e->prim, d->stream, nargs, args) ||
                     dnnl_primitive_execute(e->reorder[S_DST], d->stream, 2, dargs) || dnnl_stream_wait(d->stream))
