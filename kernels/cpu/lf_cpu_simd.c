@@ -579,6 +579,19 @@ static void s_convert_task(void *arg, int64_t t, int thread) {
     else s_to_bf16_scalar(j->type, s, (uint16_t *)j->dst + i0, m);
 }
 
+__attribute__((target("avx512f,avx512bf16,f16c"))) static void s_row_bf16_avx512(uint16_t *d, const float *x,
+                                                                                   int64_t n) {
+    s_to_bf16_avx512(LF_TYPE_F32, x, d, n);
+}
+
+static void s_row_bf16_scalar(uint16_t *d, const float *x, int64_t n) {
+    lf_type_from_f32(LF_TYPE_BF16, x, d, n);
+}
+
+void lf__cpu_simd_bf16(lf__cpu_simd_t *simd, bool avx512_bf16) {
+    simd->to_bf16 = avx512_bf16 ? s_row_bf16_avx512 : s_row_bf16_scalar;
+}
+
 void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
                      uint16_t *dst, int64_t n) {
     s_convert_job_t j = {type, LF_TYPE_BF16, src, dst, n, 1 << 16, avx512_bf16};
