@@ -81,6 +81,13 @@ typedef struct {
      * the bytes lf__cpu_to_bf16 writes (lf__cpu_simd_bf16 sets it): a norm
      * storing a bf16 result for the products that read it. */
     void (*to_bf16)(uint16_t *d, const float *x, int64_t n);
+    /* norm and affine storing bf16 (to_bf16's rounding of the f32 values
+     * norm and affine compute) in their one pass; NULL where the vector
+     * level is below AVX-512 or the CPU lacks AVX512_BF16 (then norm or
+     * affine into f32 scratch, then to_bf16). */
+    void (*norm_bf16)(uint16_t *y, const float *x, int64_t n, float m, float a, float c, const float *g,
+                      const float *beta);
+    void (*affine_bf16)(uint16_t *y, const float *x, int64_t n, float m, float a, float b, bool silu);
     const char *name; /* "avx512", "avx2", "scalar" */
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);

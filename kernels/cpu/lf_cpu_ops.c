@@ -290,6 +290,11 @@ static void s_norm_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
     if (var < 0) var = 0;
     double inv = 1.0 / sqrt(var + n->p.norm.eps);
     float m = (float)mean;
+    if (simd->norm_bf16 && n->dst->type == LF_TYPE_BF16 && (n->dst->nb[0] == 2 || ne0 == 1)) {
+        simd->norm_bf16((uint16_t *)(void *)s_at(n->dst, 0, i1, i2, i3), in, ne0, m, (float)inv,
+                        (float)(((double)m - mean) * inv), g, b);
+        return;
+    }
     simd->norm(out, in, ne0, m, (float)inv, (float)(((double)m - mean) * inv), g, b);
     s_store_norm(simd, n->dst, i1, i2, i3, out);
 }
@@ -415,6 +420,10 @@ static void s_gn_out(const s_gn_job_t *j, int64_t gt, int64_t r0, int64_t r1, do
             /* Pieces of the row (or plane) through f32 scratch: the affine
              * is elementwise, so the f32 values are those of one pass. */
             uint16_t *o16 = (uint16_t *)(void *)s_at(n->dst, 0, i1, c, i3);
+            if (j->cpu->simd.affine_bf16) { /* in one pass */
+                j->cpu->simd.affine_bf16(o16, in, j->len, m, a, b, n->p.group_norm.act != 0);
+                continue;
+            }
             float *piece = tmp + 2 * x->ne[0];
             for (int64_t k = 0; k < j->len; k += LF__GN_PIECE) {
                 const int64_t cnt = j->len - k < LF__GN_PIECE ? j->len - k : LF__GN_PIECE;
