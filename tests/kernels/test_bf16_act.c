@@ -4,9 +4,9 @@
  * would convert it to bf16 (a layer norm feeding three linear layers, a
  * group norm + SiLU feeding a bf16 3x3 and a 1x1 convolution, an RMS norm
  * feeding a linear layer) writes bf16 itself and the products read it as
- * it is. The conversion moves, the values do not: the outputs must be
- * byte-identical to the same graph computed with the pass off
- * (LF_CPU_BF16_ACT=0), and the planned nodes must show the bf16 results
+ * it is (LF_CPU_BF16_ACT=1). The conversion moves, the values do not: the
+ * outputs must be byte-identical to the same graph computed with the pass
+ * off (LF_CPU_BF16_ACT=0, the default), and the planned nodes must show the bf16 results
  * (dst type in lf_graph_print) where the pass fires and f32 where it must
  * not: a group norm read by a convolution that a bf16 job runs as f32
  * Winograd, a norm read by an ADD too, a norm kept as a graph output, a
@@ -216,7 +216,9 @@ static void test_bf16_act_precision_switch(void **state) {
     char *want_bf = s_run("0", LF_PRECISION_BF16, &w, host, &n_bf);
     char *want_f32 = s_run("0", LF_PRECISION_F32, &w, host, &n_f32);
     assert_memory_not_equal(want_bf, want_f32, n_bf);
+    setenv("LF_CPU_BF16_ACT", "1", 1);
     lf_backend_t *be = lf_backend_cpu_new(2);
+    unsetenv("LF_CPU_BF16_ACT");
     assert_non_null(be);
     lf_tensor_t *in[4], *out[N_OUT + 1];
     lf_graph_t *g = s_build(be, &w, in, out);
