@@ -17,6 +17,12 @@ typedef struct lf__backend_iface {
      * a MATMUL / CONV2D residual src[3]) as well; NULL: it runs none, and
      * lf_graph's fusion pass leaves its graphs unfused. */
     bool (*supports_fused)(lf_backend_t *be, const lf_node_t *node);
+    /* Optional: whether node, at the precision now in effect, would read
+     * its operand src[j] (f32 as recorded) as bf16, converting it itself
+     * before its product, so that operand may as well be stored bf16 by
+     * the node that writes it (lf_graph's bf16-activation pass); NULL, or
+     * false: it reads f32 (CUDA, the CPU without oneDNN, f32 precision). */
+    bool (*reads_bf16)(lf_backend_t *be, const lf_node_t *node, int j);
     int (*buffer_alloc)(lf_backend_t *be, size_t size, lf_buffer_usage_t usage, lf_buffer_t *buf);
     void (*buffer_free)(lf_backend_t *be, lf_buffer_t *buf);
     void *(*host_alloc)(lf_backend_t *be, size_t size);

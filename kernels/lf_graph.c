@@ -6,7 +6,9 @@
  * the recorded ones (s_fuse: post-ops folded into the product that feeds
  * them, where the backend claims the fused node), then turns each
  * allocation's first and last use among those into an lf_arena buffer. The
- * recorded nodes stay as they are, so a graph can grow and be planned again. */
+ * recorded nodes stay as they are, so a graph can grow and be planned again.
+ * Last, the bf16-activation pass (s_act_find, s_act_apply) lets a norm whose
+ * every reader is a product that reads it as bf16 write bf16 itself. */
 #include "lf_graph.h"
 
 #include <math.h>
@@ -28,6 +30,11 @@ typedef struct {
     int first, last;
     int arena_id;
     bool input; /* lf_graph_input: live for the whole run */
+    /* The bf16-activation pass: act is t stored bf16 (same memory), which
+     * the nodes to run use instead of t while act_on; act_cand: t may be
+     * (a norm's result read only as products' src[0]). */
+    bool act_cand, act_on;
+    lf_tensor_t act;
 } s_entry_t;
 
 struct lf_graph {
@@ -42,6 +49,8 @@ struct lf_graph {
     lf_buffer_t *buf;
     bool planned;
     unsigned version;
+    int n_act_cand; /* entries with act_cand, after planning */
+    int act_prec;   /* the precision g->run's act pointers were set for; -1: none yet */
     int64_t images; /* stamped on the nodes recorded (lf_graph_set_images) */
     lf_graph_after_fn after; /* lf_graph_set_after */
     void *after_ud;
@@ -65,6 +74,7 @@ lf_graph_t *lf_graph_new(lf_backend_t *be) {
     lf_graph_t *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->be = be;
+    g->act_prec = -1;
     g->arena = lf_arena_new(256);
     if (!g->arena) {
         free(g);
@@ -90,13 +100,14 @@ static s_entry_t *s_entry(const lf_graph_t *g, int i) {
     return &g->blocks[i / LF__GRAPH_BLOCK][i % LF__GRAPH_BLOCK];
 }
 
-/* Index of the entry t is, or -1 when t was not made by this graph. */
+/* Index of the entry t is (its t, or its act), or -1 when t was not made
+ * by this graph. */
 static int s_find(const lf_graph_t *g, const lf_tensor_t *t) {
     if (!t) return -1;
     for (int b = 0; b < g->n_blocks; b++) {
         const s_entry_t *lo = g->blocks[b], *hi = lo + LF__GRAPH_BLOCK;
         if ((const void *)t >= (const void *)lo && (const void *)t < (const void *)hi) {
-            int i = b * LF__GRAPH_BLOCK + (int)((const s_entry_t *)(const void *)t - lo);
+            int i = b * LF__GRAPH_BLOCK + (int)((size_t)((const char *)t - (const char *)lo) / sizeof *lo);
             return i < g->n_entries ? i : -1;
         }
     }
@@ -532,6 +543,107 @@ static int s_fuse(lf_graph_t *g) {
     return 0;
 }
 
+/* Whether node n is a norm whose result may be stored bf16. */
+static bool s_act_norm(const lf_node_t *n) {
+    return n->op == LF_OP_LAYER_NORM || n->op == LF_OP_GROUP_NORM || n->op == LF_OP_RMS_NORM;
+}
+
+/* The bf16-activation pass, first half (at plan time, over the nodes to
+ * run): marks act_cand on each allocation that a norm writes (f32, whole)
+ * and that is read only as the src[0] of MATMUL or CONV2D nodes, nowhere
+ * else: no view of it, no other operand slot (a fused residual src[3]),
+ * not an input or output of the graph, not read by any other node. Those
+ * products, under bf16, would convert it to bf16 at each read (q, k and v
+ * each converting one layer norm's output); stored bf16 by the norm it is
+ * converted once, and the products read it as it is. Which candidates are
+ * stored bf16 depends on the precision in effect at each compute
+ * (s_act_apply). 0 or LF_ENOMEM. */
+static int s_act_find(lf_graph_t *g) {
+    g->n_act_cand = 0;
+    g->act_prec = -1;
+    if (!g->be->iface->reads_bf16 || !g->n_entries) return 0;
+    int *reads = calloc((size_t)g->n_entries * 3, sizeof *reads);
+    if (!reads) return LF_ENOMEM;
+    int *src0 = reads + g->n_entries, *prod = src0 + g->n_entries;
+    for (int i = 0; i < g->n_entries; i++) {
+        const s_entry_t *e = s_entry(g, i);
+        if (e->owner != i) reads[e->owner] = INT32_MAX / 2; /* a view: read anywhere */
+    }
+    for (int k = 0; k < g->n_run; k++) {
+        const lf_node_t *n = &g->run[k];
+        for (int j = 0; j < LF_MAX_SRC; j++) {
+            int o = s_owner(g, n->src[j]);
+            if (o < 0) continue;
+            reads[o]++;
+            if (j == 0 && (n->op == LF_OP_MATMUL || n->op == LF_OP_CONV2D)) src0[o]++;
+        }
+        int d = s_find(g, n->dst);
+        if (d >= 0 && s_entry(g, d)->owner == d) prod[d] = s_act_norm(n) ? k + 1 : -1;
+    }
+    for (int i = 0; i < g->n_entries; i++) {
+        s_entry_t *e = s_entry(g, i);
+        e->act_on = false;
+        e->act_cand = e->owner == i && !e->input && e->last != INT32_MAX && e->t.type == LF_TYPE_F32 &&
+                      e->arena_id >= 0 && prod[i] > 0 && reads[i] > 0 && reads[i] == src0[i];
+        if (!e->act_cand) continue;
+        e->act = lf_tensor_make(LF_TYPE_BF16, LF_MAX_DIMS, e->t.ne, e->t.data);
+        e->act.buffer = e->t.buffer, e->act.name = e->t.name;
+        g->n_act_cand++;
+    }
+    free(reads);
+    return 0;
+}
+
+/* The candidate entry the run-node operand *t is (its f32 or bf16 form), or NULL. */
+static s_entry_t *s_act_entry(const lf_graph_t *g, const lf_tensor_t *t) {
+    int i = s_find(g, t);
+    s_entry_t *e = i < 0 ? NULL : s_entry(g, i);
+    return e && e->act_cand ? e : NULL;
+}
+
+/* The second half, at each compute where the precision in effect is not
+ * the one g->run was last set for: a candidate is stored bf16 when every
+ * reader says (reads_bf16) that at this precision it would convert the
+ * operand to bf16 itself, and the backend takes the norm and the readers
+ * with the bf16 tensor; otherwise the f32 tensor stays (f32 precision; a
+ * bf16 job's product computed in f32, such as a Winograd convolution). The
+ * bf16 form lies in the f32 one's arena slot, so a precision switch moves
+ * no memory and needs no re-plan: the inputs the host wrote after planning
+ * stay where they are (a re-plan could move them), at the cost of the half
+ * of each bf16 slot left unused. Only g->run's operand pointers change; the
+ * recorded nodes keep the f32 tensors, so a graph that grows and is
+ * planned again starts from them. */
+static void s_act_apply(lf_graph_t *g) {
+    lf_backend_t *be = g->be;
+    g->act_prec = (int)be->precision;
+    for (int k = 0; k < g->n_run; k++) { /* back to f32; every candidate on until a node says no */
+        lf_node_t *n = &g->run[k];
+        s_entry_t *e = s_act_entry(g, n->src[0]);
+        if (e) n->src[0] = &e->t, e->act_on = true;
+        if ((e = s_act_entry(g, n->dst))) n->dst = &e->t;
+    }
+    for (int k = 0; k < g->n_run; k++) {
+        const lf_node_t *n = &g->run[k];
+        lf_node_t t = *n;
+        s_entry_t *e = s_act_entry(g, n->src[0]);
+        if (e && e->act_on) {
+            t.src[0] = &e->act;
+            e->act_on = be->iface->reads_bf16(be, n, 0) && lf_backend_supports_op(be, &t);
+        }
+        t = *n;
+        if ((e = s_act_entry(g, n->dst)) && e->act_on) {
+            t.dst = &e->act;
+            e->act_on = lf_backend_supports_op(be, &t);
+        }
+    }
+    for (int k = 0; k < g->n_run; k++) {
+        lf_node_t *n = &g->run[k];
+        s_entry_t *e = s_act_entry(g, n->src[0]);
+        if (e && e->act_on) n->src[0] = &e->act;
+        if ((e = s_act_entry(g, n->dst)) && e->act_on) n->dst = &e->act;
+    }
+}
+
 int lf_graph_plan(lf_graph_t *g) {
     if (g->error) return g->error;
     if (g->planned) return 0;
@@ -588,6 +700,8 @@ int lf_graph_plan(lf_graph_t *g) {
         e->t.data = o->arena_id < 0 ? NULL : (char *)g->buf->base + lf_arena_offset(g->arena, o->arena_id) + e->offset;
         e->t.buffer = o->arena_id < 0 ? NULL : g->buf;
     }
+    rc = s_act_find(g);
+    if (rc) return rc;
     g->planned = true;
     g->version = ++g->be->plans;
     return 0;
@@ -596,6 +710,7 @@ int lf_graph_plan(lf_graph_t *g) {
 int lf_graph_compute(lf_graph_t *g) {
     int rc = lf_graph_plan(g);
     if (rc) return rc;
+    if (g->n_act_cand && g->act_prec != (int)g->be->precision) s_act_apply(g);
     if (g->be->iface->graph_compute) return g->be->iface->graph_compute(g->be, g);
     for (int i = 0; i < g->n_run; i++) {
         rc = lf__backend_run_node(g->be, &g->run[i]);

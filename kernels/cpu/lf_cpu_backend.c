@@ -73,8 +73,8 @@ static bool s_supports_op(lf_backend_t *be, const lf_node_t *n) {
         return s_is_f32(n->dst) && s_rows(n->dst) && s_gemm_operand(a) && s_gemm_operand(b) &&
                s_is_f32(c) && s_rows(c) && (a->type == LF_TYPE_F32 || lf_tensor_is_contiguous(a)) &&
                (b->type == LF_TYPE_F32 || lf_tensor_is_contiguous(b));
-    case LF_OP_CONV2D:
-        return s_is_f32(n->dst) && lf_tensor_is_contiguous(n->dst) && s_is_f32(a) &&
+    case LF_OP_CONV2D: /* x f32, or bf16 (a norm's result stored bf16: lf__cpu_reads_bf16) */
+        return s_is_f32(n->dst) && lf_tensor_is_contiguous(n->dst) && (s_is_f32(a) || a->type == LF_TYPE_BF16) &&
                lf_tensor_is_contiguous(a) && lf_tensor_is_contiguous(b) && s_is_f32(c) && s_rows(c);
     case LF_OP_ATTENTION:
         for (int i = 0; i < 4; i++)
@@ -228,6 +228,7 @@ static const lf__backend_iface_t s_iface = {
     .host_memory = true,
     .supports_op = s_supports_op,
     .supports_fused = s_supports_fused,
+    .reads_bf16 = lf__cpu_reads_bf16,
     .buffer_alloc = s_buffer_alloc,
     .buffer_free = s_buffer_free,
     .host_alloc = s_host_alloc,
@@ -296,6 +297,11 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     bool cap512 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "scalar"));
     bool cap2 = simd && !strcmp(simd, "scalar");
     lf__cpu_simd_init(&c->simd, c->has_avx512 && !cap512, c->has_avx2 && !cap2);
+    lf__cpu_simd_bf16(&c->simd, c->has_avx512_bf16);
+    /* LF_CPU_BF16_ACT=1: bf16 activations between norms and products
+     * (opt-in: same bytes, but not measured faster per step, session 13). */
+    const char *act = getenv("LF_CPU_BF16_ACT");
+    c->bf16_act = act && !strcmp(act, "1");
     const char *attn = getenv("LF_CPU_ATTN");
     c->attn_bf16 = !attn || strcmp(attn, "f32") != 0; /* sgemm: the f32 form only */
     /* The register-blocked f32 form is opt-in (LF_CPU_ATTN=blocked) until the

@@ -176,7 +176,7 @@ void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p) {
 
 bool lf__cpu_dnnl_supports(const lf_node_t *n) {
     const lf_tensor_t *x = n->src[0], *w = n->src[1], *b = n->src[2];
-    return x->type == LF_TYPE_F32 && lf_tensor_is_contiguous(x) && lf_tensor_is_contiguous(w) &&
+    return (x->type == LF_TYPE_F32 || x->type == LF_TYPE_BF16) && lf_tensor_is_contiguous(x) && lf_tensor_is_contiguous(w) &&
            lf_tensor_is_contiguous(n->dst) &&
            (!b || (b->type == LF_TYPE_F32 && lf_tensor_is_contiguous(b)));
 }

@@ -8,7 +8,9 @@
  * over tiles of output pixels so the column buffer stays in cache (1x1
  * stride-1 convolutions go straight to sgemm). Operands not in the compute
  * type (f16 weights; f32 activations under bf16) are converted per call into
- * the backend's workspace. OpenBLAS runs with the backend's thread count. */
+ * the backend's workspace, except an activation a norm already stored bf16
+ * for them (lf__cpu_reads_bf16, lf_graph's bf16-activation pass). OpenBLAS
+ * runs with the backend's thread count. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +120,7 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
     const lf_tensor_t *a = node->src[0], *b = node->src[1], *bias = node->src[2];
     lf_type_t ct = cpu->compute;
     int64_t lda, ldc;
-    if (!cpu->dnnl || (ct == LF_TYPE_F32 && !cpu->mm_dnnl) || a->type != LF_TYPE_F32 ||
+    if (!cpu->dnnl || (ct == LF_TYPE_F32 && !cpu->mm_dnnl) || (a->type != LF_TYPE_F32 && a->type != LF_TYPE_BF16) ||
         b->ne[2] != 1 || b->ne[3] != 1 || !lf_tensor_is_contiguous(b) || !s_flat_rows(a, &lda) ||
         !s_flat_rows(node->dst, &ldc) || (bias && (bias->nb[0] != 4)))
         return LF_EUNSUPPORTED;
@@ -129,12 +131,15 @@ static int s_matmul_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node) {
         if (!cpu->mm_dnnl) return LF_EUNSUPPORTED;
         m.ct = ct = LF_TYPE_F32;
     }
+    /* a stored bf16 (a norm's result) is read as it is; under f32 (not a
+     * case lf__cpu_reads_bf16 asks for) OpenBLAS widens it. */
+    if (a->type == LF_TYPE_BF16 && ct != LF_TYPE_BF16) return LF_EUNSUPPORTED;
     if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, b, ct);
-    size_t abytes = ct == LF_TYPE_F32 ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
+    size_t abytes = ct == LF_TYPE_F32 || a->type == ct ? 0 : (((size_t)(m.M * m.K) * 2 + 63) & ~(size_t)63);
     size_t need = abytes + s_as_bytes(ct, b);
     char *work = need ? lf__cpu_work(cpu, need + 64) : NULL;
     if (need && !work) return LF_ENOMEM;
-    if (ct == LF_TYPE_F32) m.a = a->data;
+    if (ct == LF_TYPE_F32 || a->type == ct) m.a = a->data;
     else if (lda == m.K) { /* dense rows: one conversion */
         lf__cpu_to_bf16(cpu->pool, cpu->has_avx512_bf16, LF_TYPE_F32, a->data, (uint16_t *)work, m.M * m.K);
         m.a = work, m.lda = m.K, work += abytes;
@@ -364,17 +369,24 @@ static int s_conv1x1_dnnl(lf__cpu_ctx_t *cpu, const lf_node_t *node, lf_type_t c
 }
 #endif
 
+#ifdef LF_HAVE_DNNL
+/* The compute type of a oneDNN convolution (one call's node): f32 where
+ * bf16 gains nothing: small products, and the shapes Winograd takes (f32
+ * Winograd 0.xx the time of bf16 brgconv there, docs/PERFORMANCE.md session
+ * 11; f32 also rounds less). */
+static lf_type_t s_conv_ct(const lf__cpu_ctx_t *cpu, const lf_node_t *node) {
+    const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
+    return s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) || lf__cpu_dnnl_wino(cpu->dnnl, node) ? LF_TYPE_F32
+                                                                                                      : cpu->compute;
+}
+#endif
+
 static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     lf__cpu_ctx_t *cpu = be->ctx;
 #ifdef LF_HAVE_DNNL
     if (cpu->dnnl && lf__cpu_dnnl_supports(node)) {
-        const lf_tensor_t *xt = node->src[0], *wt = node->src[1];
-        /* f32 where bf16 gains nothing: small products, and the shapes
-         * Winograd takes (f32 Winograd 0.xx the time of bf16 brgconv there,
-         * docs/PERFORMANCE.md session 11; f32 also rounds less). */
-        lf_type_t ct = s_small(xt->ne[0] * xt->ne[1], wt->ne[3], xt->ne[2]) || lf__cpu_dnnl_wino(cpu->dnnl, node)
-                           ? LF_TYPE_F32
-                           : cpu->compute;
+        const lf_tensor_t *wt = node->src[1];
+        lf_type_t ct = s_conv_ct(cpu, node);
         if (ct == LF_TYPE_F32) lf__cpu_dnnl_release(cpu->dnnl, wt, ct);
         bool pointwise = wt->ne[0] == 1 && wt->ne[1] == 1 && node->p.conv2d.stride == 1 &&
                          node->p.conv2d.pad == 0 && (ct == LF_TYPE_BF16 || cpu->mm_dnnl);
@@ -407,6 +419,8 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     int stride = node->p.conv2d.stride, pad = node->p.conv2d.pad;
     bool direct = kw == 1 && kh == 1 && stride == 1 && pad == 0;
     size_t wconv = w->type == LF_TYPE_F32 ? 0 : (size_t)(K * Co) * 4;
+    /* x stored bf16 (lf__cpu_reads_bf16) where oneDNN refused the node. */
+    size_t xconv = x->type == LF_TYPE_F32 ? 0 : (((size_t)lf_tensor_nelements(x) * 4 + 63) & ~(size_t)63);
     int64_t T = P;
     if (!direct) {
         T = (int64_t)(s_tile_bytes() / ((size_t)K * 4));
@@ -415,9 +429,14 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     }
     size_t colb = direct ? 0 : (size_t)(K * T) * 4;
     char *work = NULL;
-    if (wconv + colb) {
-        work = lf__cpu_work(cpu, wconv + colb + 64);
+    if (wconv + colb + xconv) {
+        work = lf__cpu_work(cpu, xconv + wconv + colb + 64);
         if (!work) return LF_ENOMEM;
+    }
+    const float *xf = x->data;
+    if (xconv) {
+        lf__cpu_to_f32(cpu->pool, x->type, x->data, (float *)work, lf_tensor_nelements(x));
+        xf = (const float *)work, work += xconv;
     }
     const float *wf = w->data;
     if (wconv) {
@@ -427,7 +446,7 @@ static int s_conv2d(lf_backend_t *be, const lf_node_t *node) {
     float *col = (float *)(work + wconv);
     lf__cpu_blas_threads(cpu, cpu->n_threads);
     for (int64_t n = 0; n < x->ne[3]; n++) {
-        const float *xn = (const float *)x->data + n * Ci * W * H;
+        const float *xn = xf + n * Ci * W * H;
         float *yn = (float *)d->data + n * Co * P;
         float beta = 0.0f;
         if (bias) {
@@ -482,6 +501,16 @@ static int s_one(lf_backend_t *be, const lf_node_t *node, int (*op)(lf_backend_t
     return s_post_pass(be, node);
 }
 
+/* The dimension s_per_image cuts node's batch along (one call per image),
+ * or -1 when it runs node whole. */
+static int s_image_dim(const lf__cpu_ctx_t *cpu, const lf_node_t *node) {
+    const lf_tensor_t *a = node->src[0];
+    int d = LF_MAX_DIMS - 1;
+    while (d > 0 && a->ne[d] == 1) d--;
+    int64_t n = node->images;
+    return !cpu->per_image || n <= 1 || d == 0 || a->ne[d] != n || node->dst->ne[d] != n ? -1 : d;
+}
+
 /* In the batch-invariant mode (cpu->per_image, LF_CPU_PER_IMAGE=1):
  * a batch of node->images independent images along src[0]'s outermost
  * dimension of size > 1 (and dst's, and a batched product's second operand) runs one call
@@ -492,13 +521,11 @@ static int s_one(lf_backend_t *be, const lf_node_t *node, int (*op)(lf_backend_t
 static int s_per_image(lf_backend_t *be, const lf_node_t *node,
                        int (*op)(lf_backend_t *, const lf_node_t *)) {
     const lf_tensor_t *a = node->src[0];
-    int d = LF_MAX_DIMS - 1;
-    while (d > 0 && a->ne[d] == 1) d--;
-    int64_t n = node->images;
     const lf__cpu_ctx_t *cpu = be->ctx;
+    const int d = s_image_dim(cpu, node);
+    const int64_t n = node->images;
     lf__cpu_pool_enter(cpu->pool); /* oneDNN's OpenMP team pinned before its first run */
-    if (!cpu->per_image || n <= 1 || d == 0 || a->ne[d] != n || node->dst->ne[d] != n)
-        return s_one(be, node, op);
+    if (d < 0) return s_one(be, node, op);
     const lf_tensor_t *b = node->src[1];
     bool slice_b = node->op == LF_OP_MATMUL && b && d >= 2 && b->ne[d] == n; /* not a conv's weight */
     for (int64_t i = 0; i < n; i++) {
@@ -530,3 +557,28 @@ static int s_per_image(lf_backend_t *be, const lf_node_t *node,
 int lf__cpu_op_MATMUL(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_matmul); }
 
 int lf__cpu_op_CONV2D(lf_backend_t *be, const lf_node_t *node) { return s_per_image(be, node, s_conv2d); }
+
+bool lf__cpu_reads_bf16(lf_backend_t *be, const lf_node_t *node, int j) {
+#ifdef LF_HAVE_DNNL
+    const lf__cpu_ctx_t *cpu = be->ctx;
+    const lf_tensor_t *b = node->src[1], *bias = node->src[2];
+    if (j != 0 || !cpu->bf16_act || !cpu->dnnl || cpu->compute != LF_TYPE_BF16 || node->src[0]->type != LF_TYPE_F32 ||
+        !b || lf_type_is_quant(b->type) || (node->op != LF_OP_MATMUL && node->op != LF_OP_CONV2D))
+        return false;
+    /* The node as one kernel call sees it (one image's, s_per_image). */
+    lf_node_t one = *node;
+    lf_tensor_t a = *node->src[0], y = *node->dst;
+    const int d = s_image_dim(cpu, node);
+    if (d >= 0) a.ne[d] = y.ne[d] = 1;
+    one.src[0] = &a, one.dst = &y;
+    int64_t lda, ldc;
+    if (node->op == LF_OP_MATMUL) /* s_matmul_dnnl's bf16 product */
+        return b->ne[2] == 1 && b->ne[3] == 1 && lf_tensor_is_contiguous(b) && s_flat_rows(&a, &lda) &&
+               s_flat_rows(&y, &ldc) && (!bias || bias->nb[0] == 4) &&
+               !s_small(a.ne[1] * a.ne[2] * a.ne[3], b->ne[1], a.ne[0]);
+    return lf__cpu_dnnl_supports(&one) && s_conv_ct(cpu, &one) == LF_TYPE_BF16; /* s_conv2d's oneDNN paths */
+#else
+    (void)be, (void)node, (void)j;
+    return false;
+#endif
+}

@@ -77,9 +77,22 @@ typedef struct {
      * 0 for -inf; corr[i] = exp(m[i] - ref); l[i] = l[i] corr[i] + sum_k
      * S[k][i]; m[i] = mnew. */
     void (*softmax_lanes)(float *S, int64_t keys, int64_t ld, int64_t n, float *m, float *l, float *corr);
+    /* d[i] = x[i] rounded to bf16, for i < n, on the calling thread, with
+     * the bytes lf__cpu_to_bf16 writes (lf__cpu_simd_bf16 sets it): a norm
+     * storing a bf16 result for the products that read it. */
+    void (*to_bf16)(uint16_t *d, const float *x, int64_t n);
+    /* norm and affine storing bf16 (to_bf16's rounding of the f32 values
+     * norm and affine compute) in their one pass; NULL where the vector
+     * level is below AVX-512 or the CPU lacks AVX512_BF16 (then norm or
+     * affine into f32 scratch, then to_bf16). */
+    void (*norm_bf16)(uint16_t *y, const float *x, int64_t n, float m, float a, float c, const float *g,
+                      const float *beta);
+    void (*affine_bf16)(uint16_t *y, const float *x, int64_t n, float m, float a, float b, bool silu);
     const char *name; /* "avx512", "avx2", "scalar" */
 } lf__cpu_simd_t;
 void lf__cpu_simd_init(lf__cpu_simd_t *simd, bool avx512, bool avx2);
+/* Sets simd->to_bf16: VCVTNEPS2BF16 with avx512_bf16, as lf__cpu_to_bf16. */
+void lf__cpu_simd_bf16(lf__cpu_simd_t *simd, bool avx512_bf16);
 
 /* Converts n elements of type to bf16 (round to nearest even), on the
  * pool's threads; AVX512_BF16 when the CPU has it. */
@@ -144,7 +157,7 @@ typedef struct {
 /* Runs its primitives on n_threads OpenMP threads. */
 lf__cpu_dnnl_t *lf__cpu_dnnl_new(int n_threads);
 void lf__cpu_dnnl_destroy(lf__cpu_dnnl_t **d_p);
-/* CONV2D shapes and strides it takes (x f32 contiguous, w contiguous of any
+/* CONV2D shapes and strides it takes (x f32 or bf16 contiguous, w contiguous of any
  * type: the caller converts both to the compute type). */
 bool lf__cpu_dnnl_supports(const lf_node_t *n);
 /* The pool the Winograd weight transform runs on (borrowed; the backend's). */
@@ -225,6 +238,12 @@ typedef struct {
      * accumulation and results; needs oneDNN and AVX512_BF16) or
      * LF_TYPE_F32, the reference. Set by lf_backend_set_precision. */
     lf_type_t compute;
+    /* Under the bf16 compute type, a norm read only by products that would
+     * convert its result to bf16 writes bf16 itself (lf_graph's
+     * bf16-activation pass, asked through lf__cpu_reads_bf16) with
+     * LF_CPU_BF16_ACT=1; off by default (docs/PERFORMANCE.md, session 13:
+     * the norms got faster, the step did not). */
+    bool bf16_act;
     /* ATTENTION under the bf16 compute type: bf16 products (on unless
      * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector
      * level is not capped below AVX-512 (LF_CPU_SIMD), else in scalar C. */
@@ -245,6 +264,11 @@ typedef struct {
 float *lf__cpu_scratch(lf__cpu_ctx_t *c, int t, size_t n);
 void *lf__cpu_work(lf__cpu_ctx_t *c, size_t bytes);
 void lf__cpu_blas_threads(lf__cpu_ctx_t *c, int n);
+
+/* The backend's reads_bf16 (lf_cpu_gemm.c): whether MATMUL / CONV2D node,
+ * as the kernels would run it now, converts its src[j] to bf16 (j 0, under
+ * the bf16 compute type, through oneDNN, not a product kept f32). */
+bool lf__cpu_reads_bf16(lf_backend_t *be, const lf_node_t *node, int j);
 
 /* ---- block-quantized weights (lf_cpu_quant.c) ----
  * Whether node, which has a block-type operand, is one the CPU runs

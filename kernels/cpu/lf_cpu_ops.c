@@ -71,6 +71,16 @@ static void s_store(lf_tensor_t *t, int64_t i1, int64_t i2, int64_t i3, const fl
     for (int64_t i = 0; i < t->ne[0]; i++) s_st(t->type, p + i * (int64_t)t->nb[0], row[i]);
 }
 
+/* A norm's result row stored: a bf16 row (the bf16-activation pass, read
+ * only by products that would have converted it themselves) with
+ * simd->to_bf16, whose bytes are those of that conversion; else s_store. */
+static void s_store_norm(const lf__cpu_simd_t *simd, lf_tensor_t *t, int64_t i1, int64_t i2, int64_t i3,
+                         const float *row) {
+    if (t->type == LF_TYPE_BF16 && (t->nb[0] == 2 || t->ne[0] == 1))
+        simd->to_bf16((uint16_t *)(void *)s_at(t, 0, i1, i2, i3), row, t->ne[0]);
+    else s_store(t, i1, i2, i3, row);
+}
+
 /* ---- row driver ---- */
 
 typedef void (*s_row_fn)(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tmp, int64_t i1,
@@ -280,8 +290,13 @@ static void s_norm_row(const lf_node_t *n, const lf__cpu_simd_t *simd, float *tm
     if (var < 0) var = 0;
     double inv = 1.0 / sqrt(var + n->p.norm.eps);
     float m = (float)mean;
+    if (simd->norm_bf16 && n->dst->type == LF_TYPE_BF16 && (n->dst->nb[0] == 2 || ne0 == 1)) {
+        simd->norm_bf16((uint16_t *)(void *)s_at(n->dst, 0, i1, i2, i3), in, ne0, m, (float)inv,
+                        (float)(((double)m - mean) * inv), g, b);
+        return;
+    }
     simd->norm(out, in, ne0, m, (float)inv, (float)(((double)m - mean) * inv), g, b);
-    s_store(n->dst, i1, i2, i3, out);
+    s_store_norm(simd, n->dst, i1, i2, i3, out);
 }
 
 /* The node with its per-element weight and bias (src[1], src[2]) as f32
@@ -333,6 +348,7 @@ int lf__cpu_op_RMS_NORM(lf_backend_t *be, const lf_node_t *n) { return s_norm(be
 
 #define LF__GN_CHUNK ((int64_t)1 << 16) /* elements per task of a large group */
 #define LF__GN_SMALL ((int64_t)1 << 17) /* largest group done as one task */
+#define LF__GN_PIECE ((int64_t)4096)    /* f32 elements per piece of a bf16 output row */
 
 typedef struct {
     const lf_node_t *node;
@@ -347,11 +363,18 @@ typedef struct {
     int failed;
 } s_gn_job_t;
 
-/* Rows of ne0 elements, or whole channel planes when x and dst (f32) hold
- * them contiguously: one vector pass over 4096 elements instead of 64. */
+/* Rows of ne0 elements, or whole channel planes when x (f32) and dst (f32,
+ * or bf16: written in pieces) hold them contiguously: one vector pass over
+ * 4096 elements instead of 64. */
 static bool s_gn_planes(const lf_tensor_t *x, const lf_tensor_t *d) {
-    return x->type == LF_TYPE_F32 && d->type == LF_TYPE_F32 && x->nb[0] == 4 && d->nb[0] == 4 &&
-           x->nb[1] == (size_t)x->ne[0] * 4 && d->nb[1] == (size_t)d->ne[0] * 4;
+    const size_t es = d->type == LF_TYPE_BF16 ? 2 : 4;
+    return x->type == LF_TYPE_F32 && (d->type == LF_TYPE_F32 || d->type == LF_TYPE_BF16) && x->nb[0] == 4 &&
+           d->nb[0] == es && x->nb[1] == (size_t)x->ne[0] * 4 && d->nb[1] == (size_t)d->ne[0] * es;
+}
+
+/* Scratch floats per thread: a row in, a row out, and a piece of a bf16 output. */
+static size_t s_gn_tmp(const lf_tensor_t *x) {
+    return (size_t)(2 * x->ne[0] + LF__GN_PIECE);
 }
 
 /* Shifted sums over rows [r0, r1) of group task gt (rows numbered over the
@@ -392,9 +415,25 @@ static void s_gn_out(const s_gn_job_t *j, int64_t gt, int64_t r0, int64_t r1, do
         float ga = n->src[1] ? s_ld(n->src[1]->type, s_at(n->src[1], c, 0, 0, 0)) : 1.0f;
         float be = n->src[2] ? s_ld(n->src[2]->type, s_at(n->src[2], c, 0, 0, 0)) : 0.0f;
         const float *in = s_load(x, i1, c, i3, tmp);
+        const float a = inv * ga, b = be + (float)(((double)m - mean) * inv * ga);
+        if (n->dst->type == LF_TYPE_BF16 && n->dst->nb[0] == 2) {
+            /* Pieces of the row (or plane) through f32 scratch: the affine
+             * is elementwise, so the f32 values are those of one pass. */
+            uint16_t *o16 = (uint16_t *)(void *)s_at(n->dst, 0, i1, c, i3);
+            if (j->cpu->simd.affine_bf16) { /* in one pass */
+                j->cpu->simd.affine_bf16(o16, in, j->len, m, a, b, n->p.group_norm.act != 0);
+                continue;
+            }
+            float *piece = tmp + 2 * x->ne[0];
+            for (int64_t k = 0; k < j->len; k += LF__GN_PIECE) {
+                const int64_t cnt = j->len - k < LF__GN_PIECE ? j->len - k : LF__GN_PIECE;
+                j->cpu->simd.affine(piece, in + k, cnt, m, a, b, n->p.group_norm.act != 0);
+                j->cpu->simd.to_bf16(o16 + k, piece, cnt);
+            }
+            continue;
+        }
         float *o = s_out(n->dst, i1, c, i3, tmp + x->ne[0]);
-        j->cpu->simd.affine(o, in, j->len, m, inv * ga, be + (float)(((double)m - mean) * inv * ga),
-                            n->p.group_norm.act != 0);
+        j->cpu->simd.affine(o, in, j->len, m, a, b, n->p.group_norm.act != 0);
         s_store(n->dst, i1, c, i3, o);
     }
 }
@@ -402,7 +441,7 @@ static void s_gn_out(const s_gn_job_t *j, int64_t gt, int64_t r0, int64_t r1, do
 /* One whole group per task. */
 static void s_gn_task(void *arg, int64_t gt, int thread) {
     s_gn_job_t *j = arg;
-    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
+    float *tmp = lf__cpu_scratch(j->cpu, thread, s_gn_tmp(j->node->src[0]));
     if (!tmp) {
         j->failed = 1;
         return;
@@ -424,7 +463,7 @@ static void s_gn_task(void *arg, int64_t gt, int thread) {
  * group task *gt and rows [*r0, *r1), and the thread's scratch row; NULL
  * (j->failed set) when that is out of memory. */
 static float *s_gn_chunk(s_gn_job_t *j, int64_t t, int thread, int64_t *gt, int64_t *r0, int64_t *r1) {
-    float *tmp = lf__cpu_scratch(j->cpu, thread, (size_t)(2 * j->node->src[0]->ne[0]));
+    float *tmp = lf__cpu_scratch(j->cpu, thread, s_gn_tmp(j->node->src[0]));
     if (!tmp) {
         j->failed = 1;
         return NULL;
@@ -476,7 +515,7 @@ int lf__cpu_op_GROUP_NORM(lf_backend_t *be, const lf_node_t *n) {
     j.cg = x->ne[2] / j.groups;
     int64_t tasks = j.groups * x->ne[3], rows = j.cg * j.nrows;
     for (int t = 0; t < c->n_threads; t++)
-        if (!lf__cpu_scratch(c, t, (size_t)(2 * x->ne[0]))) return LF_ENOMEM;
+        if (!lf__cpu_scratch(c, t, s_gn_tmp(x))) return LF_ENOMEM;
     /* Chunks only where whole groups would leave threads idle. */
     if (rows * j.len <= LF__GN_SMALL || rows == 1 || tasks >= 2 * (int64_t)c->n_threads) {
         lf__cpu_pool_run(c->pool, tasks, s_gn_task, &j);

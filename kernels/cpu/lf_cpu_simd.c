@@ -579,6 +579,47 @@ static void s_convert_task(void *arg, int64_t t, int thread) {
     else s_to_bf16_scalar(j->type, s, (uint16_t *)j->dst + i0, m);
 }
 
+__attribute__((target("avx512f,avx512bf16,f16c"))) static void s_row_bf16_avx512(uint16_t *d, const float *x,
+                                                                                   int64_t n) {
+    s_to_bf16_avx512(LF_TYPE_F32, x, d, n);
+}
+
+static void s_row_bf16_scalar(uint16_t *d, const float *x, int64_t n) {
+    lf_type_from_f32(LF_TYPE_BF16, x, d, n);
+}
+
+/* s_norm_avx512 and s_affine_avx512 with the store rounded to bf16. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void s_norm_bf16_avx512(
+    uint16_t *y, const float *x, int64_t n, float m, float a, float c, const float *g, const float *beta) {
+    const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vc);
+        if (g && beta) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, beta + i));
+        else if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, g + i));
+        else if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, beta + i));
+        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(v));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void s_affine_bf16_avx512(
+    uint16_t *y, const float *x, int64_t n, float m, float a, float b, bool silu) {
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m), one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
+        if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(v));
+    }
+}
+
+void lf__cpu_simd_bf16(lf__cpu_simd_t *simd, bool avx512_bf16) {
+    simd->to_bf16 = avx512_bf16 ? s_row_bf16_avx512 : s_row_bf16_scalar;
+    const bool fused = avx512_bf16 && simd->affine == s_affine_avx512;
+    simd->norm_bf16 = fused ? s_norm_bf16_avx512 : NULL;
+    simd->affine_bf16 = fused ? s_affine_bf16_avx512 : NULL;
+}
+
 void lf__cpu_to_bf16(lf__cpu_pool_t *pool, bool avx512_bf16, lf_type_t type, const void *src,
                      uint16_t *dst, int64_t n) {
     s_convert_job_t j = {type, LF_TYPE_BF16, src, dst, n, 1 << 16, avx512_bf16};
