@@ -39,6 +39,8 @@ export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
 CORES="$(nproc)"
 HALF=$((CORES / 2 > 0 ? CORES / 2 : 1))
 
+failed() { echo "image $1 failed (not counted); its log ends:" >&2; tail -n 3 "$T/${1%-*}.log" >&2; }
+
 # loop NAME THREADS CPUS PIN: K images one after another; one "start end" line per image.
 loop() {
   local name="$1" threads="$2" cpus="$3" pin="$4" i
@@ -47,10 +49,10 @@ loop() {
     t0="$(date +%s.%N)"
     if [ -n "$cpus" ]; then
       LF_PIN_THREADS="$pin" $TIME taskset -c "$cpus" "$ENGINE" generate -m "$MODEL" -p "a red circle" -o "$T/$name-$i.png" \
-        -W 256 -H 256 --steps 20 --seed "$i" --threads "$threads" >"$T/$name.log" 2>&1
+        -W 256 -H 256 --steps 20 --seed "$i" --threads "$threads" >"$T/$name.log" 2>&1 || { failed "$name-$i"; continue; }
     else
       LF_PIN_THREADS="$pin" $TIME "$ENGINE" generate -m "$MODEL" -p "a red circle" -o "$T/$name-$i.png" \
-        -W 256 -H 256 --steps 20 --seed "$i" --threads "$threads" >"$T/$name.log" 2>&1
+        -W 256 -H 256 --steps 20 --seed "$i" --threads "$threads" >"$T/$name.log" 2>&1 || { failed "$name-$i"; continue; }
     fi
     t1="$(date +%s.%N)"
     echo "$t0 $t1" >>"$T/$name.times"

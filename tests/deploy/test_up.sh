@@ -78,7 +78,7 @@ wv="$(curl -sS "$url/v1/workers")"
   [ "$(jq -r '.workers[0].threads' <<<"$wv")" -le "$(nproc)" ] &&
   [ "$(jq -r '.workers[0].pinning' <<<"$wv")" = none ] || fail "/v1/workers threads/pinning: $(jq -c '.workers[0] | {threads, pinning, cpus}' <<<"$wv")"
 "$FARM" down >/dev/null || fail "down failed"
-echo "ok: up returned ready; the first job ran on $model; the worker's OpenMP threads are passive"
+echo "ok: up returned ready; the first job ran on $model; the only worker spins briefly (GOMP_SPINCOUNT=10000, no OMP_WAIT_POLICY)"
 
 # With API keys the readiness probes authenticate (with the first key); without them /v1/workers
 # would answer 401 and up would never call the farm ready.
