@@ -76,8 +76,16 @@ int main(int argc, char **argv) {
         lf_warn("LF_PIN_THREADS: %d threads on %d cores: threads not pinned one per core", n_threads, share.count);
     if (setenv("LF_PIN_THREADS", pin ? "1" : "0", 1)) pin = false;
     if (pin) pinning = "threads";
-    lf_info("compute threads: %d on cores %s (%d of %d usable, local worker %lld of %lld), pinning %s", n_threads,
-            cpus, share.count, cores, (long long)cfg.local_index + 1, (long long)cfg.local_workers, pinning);
+    /* How oneDNN's OpenMP threads wait between primitives (libgomp read it
+     * before main; deploy/lightfarm chooses it per farm), and with it the CPU
+     * backend's pool: oneDNN's team where they spin first, threads of its own
+     * where they sleep at once (docs/PERFORMANCE.md, session 13). */
+    const char *omp_wait = getenv("OMP_WAIT_POLICY"), *omp_spin = getenv("GOMP_SPINCOUNT");
+    lf_info("compute threads: %d on cores %s (%d of %d usable, local worker %lld of %lld), pinning %s, OpenMP wait "
+            "%s%s%s%s",
+            n_threads, cpus, share.count, cores, (long long)cfg.local_index + 1, (long long)cfg.local_workers, pinning,
+            omp_wait && *omp_wait ? omp_wait : "default", omp_spin && *omp_spin ? " (GOMP_SPINCOUNT " : "",
+            omp_spin && *omp_spin ? omp_spin : "", omp_spin && *omp_spin ? ")" : "");
 
     /* czmq would turn SIGINT/SIGTERM into "interrupted" and stop every
      * socket call; the worker wants them as a request to finish and leave. */

@@ -58,6 +58,21 @@ flag_env() {
   return 0
 }
 
+# How oneDNN's OpenMP threads wait between primitives, for WORKERS CPU workers in this container (each
+# on all of its cores: the all-in-one does not split them): one VAR=VALUE word, or nothing. Kept in step
+# with deploy/lightfarm's omp_wait_env: a worker with cores of its own spins a short while
+# (GOMP_SPINCOUNT=10000, ~0.1 ms) and computes at the speed bench_unet measures; workers that share cores
+# (more compute threads than cores: several workers, or LF_THREADS above the cores) sleep at once
+# (OMP_WAIT_POLICY=PASSIVE). An operator's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (docs/PERFORMANCE.md,
+# session 13). libgomp reads it when a program starts: it goes into the environment before exec.
+omp_wait_env() {
+  local workers="$1" cores threads="${LF_THREADS:-0}"
+  [ -z "${OMP_WAIT_POLICY:-}" ] && [ -z "${GOMP_SPINCOUNT:-}" ] || return 0
+  cores="$(nproc 2>/dev/null || echo 1)"
+  [[ "$threads" =~ ^[0-9]+$ ]] && [ "$threads" -gt 0 ] || threads="$cores"
+  if [ $((threads * workers)) -gt "$cores" ]; then echo "OMP_WAIT_POLICY=PASSIVE"; else echo "GOMP_SPINCOUNT=10000"; fi
+}
+
 # The role of the container's PID 1, from its command line (lightfarm-ROLE or supervisord).
 pid1_role() {
   local argv0
@@ -133,6 +148,9 @@ cmd_all_in_one() {
   command -v supervisord >/dev/null || die "all-in-one needs supervisord (Debian package supervisor)"
   command -v redis-server >/dev/null || die "all-in-one needs redis-server (Debian package redis-server)"
 
+  local wait
+  wait="$(omp_wait_env "$workers")"
+  [ -z "$wait" ] || export "${wait?}"
   local data="${LF_DATA_DIR:-/data}"
   mkdir -p "$data/redis" "$data/run" || die "LF_DATA_DIR $data is not writable"
   [ -w "$data/run" ] || die "LF_DATA_DIR $data is not writable"
@@ -210,6 +228,11 @@ case "$role" in
   gateway | broker | worker)
     # In a container the gateway listens on every interface unless told otherwise.
     [ "$role" = gateway ] && export LF_HTTP_HOST="${LF_HTTP_HOST:-0.0.0.0}"
+    # One worker per container: its OpenMP wait (omp_wait_env).
+    if [ "$role" = worker ]; then
+      wait="$(omp_wait_env 1)"
+      [ -z "$wait" ] || export "${wait?}"
+    fi
     exec "$(bin "$role")" "$@"
     ;;
   engine) exec "$(bin engine)" "$@" ;;

@@ -268,18 +268,17 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
                   !lf__cpu_pin_plan(&allowed, n_threads, cpus);
     /* LF_CPU_POOL=threads|omp: the backend's own ops on helper threads of
      * their own or on oneDNN's OpenMP team (where libgomp is loaded). The
-     * default follows libgomp's wait policy (docs/PERFORMANCE.md, session
-     * 12, h-gap): where its threads spin between regions (the default
-     * policy) a helper of our own competes with a spinning team member for
-     * the cores, and the team wins (~5 % of a 2-thread SD1.5 step); under
-     * OMP_WAIT_POLICY=PASSIVE (what deploy/lightfarm runs workers with) the
-     * team sleeps between regions, each region waits at its barrier for the
+     * default follows libgomp's wait (lf__cpu_pool_default_kind;
+     * docs/PERFORMANCE.md, session 12, h-gap, and session 13): where its
+     * threads spin between regions (libgomp's default, or a GOMP_SPINCOUNT
+     * above 0: what deploy/lightfarm gives workers on cores of their own) a
+     * helper of our own competes with a spinning team member for the cores,
+     * and the team wins; where they sleep at once (OMP_WAIT_POLICY=PASSIVE:
+     * workers that share cores) each region waits at its barrier for the
      * member to wake, and our pool, whose late wakers skip a job the caller
      * already finished, is 4-6 % faster on the built-in model. */
-    const char *pk = getenv("LF_CPU_POOL"), *wait = getenv("OMP_WAIT_POLICY");
-    bool passive = wait && !strcasecmp(wait, "passive");
-    lf__cpu_pool_kind_t kind = pk && *pk ? (!strcmp(pk, "threads") ? LF__CPU_POOL_THREADS : LF__CPU_POOL_OMP)
-                               : passive ? LF__CPU_POOL_THREADS : LF__CPU_POOL_OMP;
+    lf__cpu_pool_kind_t kind =
+        lf__cpu_pool_default_kind(getenv("LF_CPU_POOL"), getenv("OMP_WAIT_POLICY"), getenv("GOMP_SPINCOUNT"));
     c->pool = lf__cpu_pool_new_kind(n_threads, pinned ? cpus : NULL, kind);
     __builtin_cpu_init();
     c->has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

@@ -30,6 +30,14 @@ typedef enum { LF__CPU_POOL_THREADS, LF__CPU_POOL_OMP } lf__cpu_pool_kind_t;
  * libgomp is not loaded (lf__cpu_pool_kind says which it got). */
 lf__cpu_pool_t *lf__cpu_pool_new_kind(int n_threads, const int *cpus, lf__cpu_pool_kind_t kind);
 lf__cpu_pool_kind_t lf__cpu_pool_kind(const lf__cpu_pool_t *pool);
+/* Pure: the kind a backend asks for, from the values of LF_CPU_POOL,
+ * OMP_WAIT_POLICY and GOMP_SPINCOUNT (each NULL when unset). LF_CPU_POOL
+ * "threads" or "omp" wins (any other non-empty value: OMP); otherwise THREADS
+ * where libgomp's team sleeps as soon as a region ends (OMP_WAIT_POLICY=
+ * PASSIVE without a spin count, or GOMP_SPINCOUNT=0), OMP where it spins
+ * first (libgomp's default, ACTIVE, or a spin count above 0: what workers on
+ * cores of their own run, docs/PERFORMANCE.md session 13). */
+lf__cpu_pool_kind_t lf__cpu_pool_default_kind(const char *pool, const char *wait_policy, const char *spincount);
 void lf__cpu_pool_destroy(lf__cpu_pool_t **pool_p);
 void lf__cpu_pool_run(lf__cpu_pool_t *pool, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx);
 int lf__cpu_pool_size(const lf__cpu_pool_t *pool);

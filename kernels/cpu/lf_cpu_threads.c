@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lf_cpu_impl.h"
 #include "lf_error.h"
@@ -216,6 +217,24 @@ int lf__cpu_pool_size(const lf__cpu_pool_t *pool) {
 
 lf__cpu_pool_kind_t lf__cpu_pool_kind(const lf__cpu_pool_t *pool) {
     return pool->omp_parallel ? LF__CPU_POOL_OMP : LF__CPU_POOL_THREADS;
+}
+
+lf__cpu_pool_kind_t lf__cpu_pool_default_kind(const char *pool, const char *wait_policy, const char *spincount) {
+    if (pool && *pool) return !strcmp(pool, "threads") ? LF__CPU_POOL_THREADS : LF__CPU_POOL_OMP;
+    /* libgomp (env.c): GOMP_SPINCOUNT, when it parses, sets the spin whatever
+     * the policy ("infinite"/"infinity" or a count with an optional k/M/G/T
+     * suffix); PASSIVE alone means no spin. A team that sleeps at once makes
+     * each region wait for its member to wake, where our own pool's caller
+     * never waits for a late helper (session 12, h-gap). */
+    if (spincount && *spincount) {
+        const char *s = spincount;
+        while (*s == ' ' || *s == '\t') s++;
+        if (!strncasecmp(s, "infinit", 7)) return LF__CPU_POOL_OMP;
+        char *end;
+        unsigned long long n = strtoull(s, &end, 10);
+        if (end != s && *s != '-') return n ? LF__CPU_POOL_OMP : LF__CPU_POOL_THREADS;
+    }
+    return wait_policy && !strcasecmp(wait_policy, "passive") ? LF__CPU_POOL_THREADS : LF__CPU_POOL_OMP;
 }
 
 void lf__cpu_pool_run(lf__cpu_pool_t *p, int64_t n_tasks, lf__cpu_task_fn fn, void *ctx) {

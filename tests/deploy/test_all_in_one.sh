@@ -42,6 +42,8 @@ url="http://127.0.0.1:$LF_HTTP_PORT"
 conf="$T/data/run/supervisord.conf"
 host="$(hostname)"
 
+# ctest sets OMP_WAIT_POLICY for every test: unset, the entry point's own choice is checked below.
+unset OMP_WAIT_POLICY GOMP_SPINCOUNT LF_THREADS
 setsid "$EP" all-in-one --workers 2 --log-level info >"$T/entrypoint.out" 2>&1 &
 SV_PID=$!
 
@@ -86,6 +88,13 @@ wait_ready
 [ -f "$T/data/redis/appendonly.aof" ] || [ -d "$T/data/redis/appendonlydir" ] || aio_fail "no AOF in $T/data/redis"
 id1="$(run_job "a red circle")"
 echo "ok: the all-in-one farm served job $id1 on lf-tiny-shapes"
+# Two workers, each on all the cores (the all-in-one does not split them), share cores: their
+# OpenMP threads sleep at once between operations (entrypoint.sh omp_wait_env).
+wpid="$(sv_pid worker:worker-1)"
+[[ "$wpid" =~ ^[0-9]+$ ]] && tr '\0' '\n' <"/proc/$wpid/environ" | grep -qx 'OMP_WAIT_POLICY=PASSIVE' ||
+  aio_fail "worker-1 (pid $wpid) of two does not run with OMP_WAIT_POLICY=PASSIVE"
+! tr '\0' '\n' <"/proc/$wpid/environ" | grep -q '^GOMP_SPINCOUNT=' || aio_fail "worker-1 (pid $wpid) has a GOMP_SPINCOUNT"
+echo "ok: the two workers' OpenMP threads sleep at once (OMP_WAIT_POLICY=PASSIVE)"
 
 # The probes the Dockerfile's HEALTHCHECK and the Kubernetes manifests use.
 "$EP" probe gateway || aio_fail "probe gateway said unhealthy"

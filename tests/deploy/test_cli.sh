@@ -6,6 +6,9 @@
 #  - `up` refuses a bad LF_READY_TIMEOUT_S;
 #  - `gpus` / `up --gpus`: the per-GPU worker plan from a fake GPU count (LF_FAKE_GPU_COUNT), and the
 #    refusals: no GPU, more GPUs than there are, a bad value.
+#  - `workers N`: the CPU workers' environment: their local slice, and how oneDNN's OpenMP threads
+#    wait (a short GOMP_SPINCOUNT for workers with cores of their own, OMP_WAIT_POLICY=PASSIVE for
+#    workers that share cores, nothing over an operator's own setting).
 #   test_cli.sh SOURCE_DIR
 set -euo pipefail
 FARM="$(cd "$1" && pwd)/deploy/lightfarm"
@@ -61,5 +64,39 @@ grep -q "no GPU visible" <<<"$out" || fail "up --gpus all without GPUs did not s
 if out="$(LF_FAKE_GPU_COUNT=2 "$FARM" up --gpus 3 2>&1)"; then fail "up --gpus 3 on 2 GPUs succeeded: $out"; fi
 grep -q "only 2 GPU(s)" <<<"$out" || fail "up --gpus 3 on 2 GPUs: $out"
 echo "ok: the per-GPU worker plan (fake GPU counts) and its refusals"
+
+# The CPU workers' plan. ctest sets OMP_WAIT_POLICY for every test: unset here, as on a plain shell.
+plan() { env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u LF_THREADS "$@"; }
+cores="$(nproc)"
+out="$(plan "$FARM" workers "$cores")" || fail "workers $cores failed: $out"
+[ "$(grep -c . <<<"$out")" = "$cores" ] || fail "workers $cores: not $cores lines: $out"
+for k in $(seq 1 "$cores"); do
+  grep -q "^worker-$k: .*LF_LOCAL_WORKERS=$cores LF_LOCAL_INDEX=$((k - 1)) GOMP_SPINCOUNT=10000 .*lightfarm-worker\$" <<<"$out" ||
+    fail "workers $cores on $cores cores: worker-$k does not get its slice and a short spin: $out"
+done
+! grep -q OMP_WAIT_POLICY <<<"$out" || fail "workers $cores on $cores cores: a worker sleeps at once: $out"
+echo "ok: $cores worker(s) on $cores core(s), each on its own: GOMP_SPINCOUNT=10000"
+more=$((cores + 1))
+out="$(plan "$FARM" workers "$more")" || fail "workers $more failed: $out"
+[ "$(grep -c 'LF_LOCAL_WORKERS=[0-9]* LF_LOCAL_INDEX=[0-9]* OMP_WAIT_POLICY=PASSIVE ' <<<"$out")" = "$more" ] &&
+  ! grep -q GOMP_SPINCOUNT <<<"$out" || fail "workers $more on $cores cores share cores but do not sleep at once: $out"
+out="$(plan LF_THREADS=$((cores + 1)) "$FARM" workers 1)" || fail "workers 1 with LF_THREADS failed: $out"
+grep -q "^worker-1: .*LF_LOCAL_INDEX=0 OMP_WAIT_POLICY=PASSIVE " <<<"$out" ||
+  fail "one worker with more threads (LF_THREADS) than cores does not sleep at once: $out"
+out="$(plan LF_THREADS=1 "$FARM" workers "$cores")" || fail "workers $cores with LF_THREADS=1 failed: $out"
+[ "$(grep -c 'GOMP_SPINCOUNT=10000 ' <<<"$out")" = "$cores" ] || fail "LF_THREADS=1 x $cores workers: $out"
+echo "ok: workers that share cores ($more workers, or LF_THREADS above the cores) get OMP_WAIT_POLICY=PASSIVE"
+for own in OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=5; do
+  for n in 1 "$more"; do
+    out="$(plan "$own" "$FARM" workers "$n")" || fail "workers $n with $own failed: $out"
+    ! grep -q "OMP_WAIT_POLICY\|GOMP_SPINCOUNT" <<<"$out" || fail "workers $n: the operator's $own does not win: $out"
+  done
+done
+echo "ok: an operator's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (nothing added)"
+for bad in 0 x; do
+  if out="$("$FARM" workers "$bad" 2>&1)"; then fail "workers $bad succeeded: $out"; fi
+  grep -q "a number >= 1" <<<"$out" || fail "workers $bad: $out"
+done
+echo "ok: the CPU workers' plan and its refusals"
 
 echo "ok: all"

@@ -2,7 +2,8 @@
  * (LF_PIN_THREADS): the plan from an affinity mask (pure), each helper
  * thread's mask read back with sched_getaffinity from inside a run, and the
  * OpenMP team oneDNN runs on pinned the same way. The pool on OpenMP
- * (LF_CPU_POOL; the default with oneDNN unless OMP_WAIT_POLICY=PASSIVE): its
+ * (LF_CPU_POOL; the default with oneDNN unless libgomp's team sleeps at once:
+ * OMP_WAIT_POLICY=PASSIVE or GOMP_SPINCOUNT=0, a pure choice tested here): its
  * runs execute on the caller's team and make no threads of their own, and
  * ops give the same bytes on either kind of pool. */
 #include <setjmp.h>
@@ -297,17 +298,20 @@ static void test_backend_describe(void **st) {
 static void test_pool_default_kind(void **st) {
     (void)st;
     if (!dlsym(RTLD_DEFAULT, "GOMP_parallel")) skip(); /* built without oneDNN: always threads */
-    const char *was = getenv("OMP_WAIT_POLICY");
-    char *saved = was ? strdup(was) : NULL;
+    const char *was = getenv("OMP_WAIT_POLICY"), *was_spin = getenv("GOMP_SPINCOUNT");
+    char *saved = was ? strdup(was) : NULL, *saved_spin = was_spin ? strdup(was_spin) : NULL;
     const struct {
-        const char *wait, *pool, *want;
-    } cases[] = {{NULL, NULL, "pool OpenMP"},     {"ACTIVE", NULL, "pool OpenMP"},
-                 {"passive", NULL, "pool threads"}, {"PASSIVE", "omp", "pool OpenMP"},
-                 {NULL, "threads", "pool threads"}};
+        const char *wait, *pool, *spin, *want;
+    } cases[] = {{NULL, NULL, NULL, "pool OpenMP"},      {"ACTIVE", NULL, NULL, "pool OpenMP"},
+                 {"passive", NULL, NULL, "pool threads"}, {"PASSIVE", "omp", NULL, "pool OpenMP"},
+                 {NULL, "threads", NULL, "pool threads"}, {NULL, NULL, "10000", "pool OpenMP"},
+                 {NULL, NULL, "0", "pool threads"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].wait) setenv("OMP_WAIT_POLICY", cases[i].wait, 1);
         else unsetenv("OMP_WAIT_POLICY");
         if (cases[i].pool) setenv("LF_CPU_POOL", cases[i].pool, 1);
+        if (cases[i].spin) setenv("GOMP_SPINCOUNT", cases[i].spin, 1);
+        else unsetenv("GOMP_SPINCOUNT");
         lf_backend_t *be = lf_backend_cpu_new(2);
         unsetenv("LF_CPU_POOL");
         assert_non_null(be);
@@ -316,7 +320,38 @@ static void test_pool_default_kind(void **st) {
     }
     if (saved) setenv("OMP_WAIT_POLICY", saved, 1);
     else unsetenv("OMP_WAIT_POLICY");
+    if (saved_spin) setenv("GOMP_SPINCOUNT", saved_spin, 1);
+    else unsetenv("GOMP_SPINCOUNT");
     free(saved);
+    free(saved_spin);
+}
+
+/* The choice itself (pure): LF_CPU_POOL wins; otherwise our own threads
+ * only where libgomp's team sleeps as soon as a region ends (PASSIVE without
+ * a spin count, or a spin count of 0), the team where it spins first (a
+ * short GOMP_SPINCOUNT is what deploy/lightfarm gives a worker on cores of
+ * its own). */
+static void test_pool_default_kind_pure(void **st) {
+    (void)st;
+    const lf__cpu_pool_kind_t T = LF__CPU_POOL_THREADS, O = LF__CPU_POOL_OMP;
+    const struct {
+        const char *pool, *wait, *spin;
+        lf__cpu_pool_kind_t want;
+    } cases[] = {
+        {NULL, NULL, NULL, O},          {"", NULL, NULL, O},           {NULL, "PASSIVE", NULL, T},
+        {NULL, "passive", "", T},       {NULL, "ACTIVE", NULL, O},     {NULL, NULL, "10000", O},
+        {NULL, NULL, "10k", O},         {NULL, NULL, "0", T},          {NULL, "PASSIVE", "10000", O},
+        {NULL, "PASSIVE", "0", T},      {NULL, NULL, "infinite", O},   {NULL, "passive", "bogus", T},
+        {NULL, NULL, "-5", O},          {"threads", NULL, "10000", T}, {"omp", "PASSIVE", NULL, O},
+        {"threads", "ACTIVE", NULL, T},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lf__cpu_pool_kind_t got = lf__cpu_pool_default_kind(cases[i].pool, cases[i].wait, cases[i].spin);
+        if (got != cases[i].want)
+            fail_msg("case %zu (LF_CPU_POOL %s, OMP_WAIT_POLICY %s, GOMP_SPINCOUNT %s): got %s", i,
+                     cases[i].pool ? cases[i].pool : "-", cases[i].wait ? cases[i].wait : "-",
+                     cases[i].spin ? cases[i].spin : "-", got == O ? "omp" : "threads");
+    }
 }
 
 int main(void) {
@@ -328,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_pool_kinds_same_bytes),
         cmocka_unit_test(test_backend_describe),
         cmocka_unit_test(test_pool_default_kind),
+        cmocka_unit_test(test_pool_default_kind_pure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
