@@ -107,7 +107,7 @@ if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q '
   if LF_FAKE_GPU_COUNT=1 "$FARM" up --gpus 1 >"$T/up4.out" 2>&1; then cat "$T/up4.out" >&2; fail "up --gpus 1 succeeded without a usable GPU"; fi
   grep -q "worker-gpu-0 (pid [0-9]*) exited while the farm was starting" "$T/up4.out" ||
     { cat "$T/up4.out" >&2; fail "up --gpus did not name the GPU worker that died"; }
-  grep -Eq "device 'cuda:0' is not usable: (device 'cuda:0': the CUDA runtime finds no usable GPU|this build has no CUDA backend)" "$T/up4.out" ||
+  grep -Eq "device 'cuda:0' is not usable: (device 'cuda:0': )?(the CUDA runtime finds no usable GPU|this build has no CUDA backend)" "$T/up4.out" ||
     { cat "$T/up4.out" >&2; fail "the GPU worker did not say why cuda:0 is not usable"; }
   "$FARM" down >/dev/null || fail "down failed"
   echo "ok: up --gpus 1 without a usable GPU failed, the worker saying why: $(grep -o "device 'cuda:0' is not usable.*" "$T/up4.out" | head -n 1)"
