@@ -297,10 +297,12 @@ lf_backend_t *lf_backend_cpu_new(int n_threads) {
     bool cap2 = simd && !strcmp(simd, "scalar");
     lf__cpu_simd_init(&c->simd, c->has_avx512 && !cap512, c->has_avx2 && !cap2);
     lf__cpu_simd_bf16(&c->simd, c->has_avx512_bf16);
-    /* LF_CPU_BF16_ACT=1: bf16 activations between norms and products
-     * (opt-in: same bytes, but not measured faster per step, session 13). */
+    /* bf16 activations between norms and products, on unless
+     * LF_CPU_BF16_ACT=0: same bytes; the bf16 step at 2 threads 0.955x
+     * (ten alternated pairs), level within the noise at 1 thread
+     * (docs/PERFORMANCE.md, session 13). */
     const char *act = getenv("LF_CPU_BF16_ACT");
-    c->bf16_act = act && !strcmp(act, "1");
+    c->bf16_act = !act || strcmp(act, "0") != 0;
     const char *attn = getenv("LF_CPU_ATTN");
     c->attn_bf16 = !attn || strcmp(attn, "f32") != 0; /* sgemm: the f32 form only */
     /* The register-blocked f32 form is opt-in (LF_CPU_ATTN=blocked) until the

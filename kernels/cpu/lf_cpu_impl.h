@@ -249,8 +249,8 @@ typedef struct {
     /* Under the bf16 compute type, a norm read only by products that would
      * convert its result to bf16 writes bf16 itself (lf_graph's
      * bf16-activation pass, asked through lf__cpu_reads_bf16) with
-     * LF_CPU_BF16_ACT=1; off by default (docs/PERFORMANCE.md, session 13:
-     * the norms got faster, the step did not). */
+     * unless LF_CPU_BF16_ACT=0 (docs/PERFORMANCE.md, session 13: same
+     * bytes, the 2-thread bf16 step 0.955x). */
     bool bf16_act;
     /* ATTENTION under the bf16 compute type: bf16 products (on unless
      * LF_CPU_ATTN=f32), with VDPBF16PS when the CPU has it and the vector

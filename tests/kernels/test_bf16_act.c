@@ -4,9 +4,9 @@
  * would convert it to bf16 (a layer norm feeding three linear layers, a
  * group norm + SiLU feeding a bf16 3x3 and a 1x1 convolution, an RMS norm
  * feeding a linear layer) writes bf16 itself and the products read it as
- * it is (LF_CPU_BF16_ACT=1). The conversion moves, the values do not: the
+ * it is (the default; LF_CPU_BF16_ACT=0 turns it off). The conversion moves, the values do not: the
  * outputs must be byte-identical to the same graph computed with the pass
- * off (LF_CPU_BF16_ACT=0, the default), and the planned nodes must show the bf16 results
+ * off (LF_CPU_BF16_ACT=0), and the planned nodes must show the bf16 results
  * (dst type in lf_graph_print) where the pass fires and f32 where it must
  * not: a group norm read by a convolution that a bf16 job runs as f32
  * Winograd, a norm read by an ADD too, a norm kept as a graph output, a
@@ -145,9 +145,11 @@ static void s_check_types(const lf_graph_t *g, bool bf16) {
 }
 
 /* The outputs of the network at precision p on a fresh backend (act: the
- * pass on or off), *types checked against what the pass must do. */
+ * pass on "1" or off "0", NULL: LF_CPU_BF16_ACT unset, the default, which
+ * must be on), *types checked against what the pass must do. */
 static char *s_run(const char *act, lf_precision_t p, const s_weights_t *w, const lf_tensor_t host[4], size_t *bytes) {
-    setenv("LF_CPU_BF16_ACT", act, 1);
+    if (act) setenv("LF_CPU_BF16_ACT", act, 1);
+    else unsetenv("LF_CPU_BF16_ACT");
     lf_backend_t *be = lf_backend_cpu_new(2);
     unsetenv("LF_CPU_BF16_ACT");
     assert_non_null(be);
@@ -156,7 +158,7 @@ static char *s_run(const char *act, lf_precision_t p, const s_weights_t *w, cons
     lf_graph_t *g = s_build(be, w, in, out);
     s_set_inputs(be, in, host);
     assert_int_equal(lf_graph_compute(g), 0);
-    s_check_types(g, p == LF_PRECISION_BF16 && !strcmp(act, "1"));
+    s_check_types(g, p == LF_PRECISION_BF16 && (!act || !strcmp(act, "1")));
     char *r = s_outputs(be, out, bytes);
     lf_graph_destroy(&g);
     lf_backend_destroy(&be);
@@ -183,7 +185,7 @@ static void s_inputs(lf_tensor_t host[4]) {
 }
 
 /* The pass on and off give the same bytes, at bf16 (with bf16 results
- * where it fires) and at f32 (none). */
+ * where it fires) and at f32 (none); unset, it is on. */
 static void test_bf16_act_same_bytes(void **state) {
     (void)state;
     if (!s_have_bf16()) return;
@@ -194,10 +196,14 @@ static void test_bf16_act_same_bytes(void **state) {
     for (int k = 0; k < 2; k++) {
         const lf_precision_t p = k ? LF_PRECISION_F32 : LF_PRECISION_BF16;
         size_t n_on, n_off;
+        size_t n_def;
         char *on = s_run("1", p, &w, host, &n_on), *off = s_run("0", p, &w, host, &n_off);
+        char *def = s_run(NULL, p, &w, host, &n_def);
         assert_int_equal(n_on, n_off);
+        assert_int_equal(n_def, n_off);
         assert_memory_equal(on, off, n_on);
-        free(on), free(off);
+        assert_memory_equal(def, off, n_def);
+        free(on), free(off), free(def);
     }
     for (int i = 0; i < 4; i++) free(host[i].data);
     s_weights_free(&w);
