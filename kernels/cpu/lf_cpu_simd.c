@@ -265,27 +265,47 @@ __attribute__((target("avx512f"))) static void s_sum_sq_avx512(const float *x, i
     *sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(q[0], q[1]), _mm512_add_ps(q[2], q[3])));
 }
 
+/* The lanes of elements i.. of n that exist (all 16 but at the tail). */
+static inline __mmask16 s_mask16(int64_t n, int64_t i) {
+    return n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+}
+
+/* 16 lanes of a norm's row: (x - m) * a + c, times g, plus beta (either may
+ * be NULL); s_norm_avx512 and s_norm_bf16_avx512 differ only in the store. */
+__attribute__((target("avx512f"))) static inline __m512 s_norm16(const float *x, int64_t i, __mmask16 k, __m512 vm,
+                                                                __m512 va, __m512 vc, const float *g,
+                                                                const float *beta) {
+    __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vc);
+    if (g && beta) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, beta + i));
+    else if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, g + i));
+    else if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, beta + i));
+    return v;
+}
+
 __attribute__((target("avx512f"))) static void s_norm_avx512(float *y, const float *x, int64_t n, float m, float a,
                                                              float c, const float *g, const float *beta) {
     const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vc);
-        if (g && beta) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, beta + i));
-        else if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, g + i));
-        else if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, beta + i));
-        _mm512_mask_storeu_ps(y + i, k, v);
+        const __mmask16 k = s_mask16(n, i);
+        _mm512_mask_storeu_ps(y + i, k, s_norm16(x, i, k, vm, va, vc, g, beta));
     }
+}
+
+/* 16 lanes of (x - m) * a + b, then SiLU if silu; s_affine_avx512 and
+ * s_affine_bf16_avx512 differ only in the store. */
+__attribute__((target("avx512f"))) static inline __m512 s_affine16(const float *x, int64_t i, __mmask16 k, __m512 vm,
+                                                                  __m512 va, __m512 vb, bool silu) {
+    __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
+    if (silu) v = _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+    return v;
 }
 
 __attribute__((target("avx512f"))) static void s_affine_avx512(float *y, const float *x, int64_t n, float m, float a,
                                                                float b, bool silu) {
-    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m), one = _mm512_set1_ps(1.0f);
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
-        if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-        _mm512_mask_storeu_ps(y + i, k, v);
+        const __mmask16 k = s_mask16(n, i);
+        _mm512_mask_storeu_ps(y + i, k, s_affine16(x, i, k, vm, va, vb, silu));
     }
 }
 
@@ -593,23 +613,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void s_no
     uint16_t *y, const float *x, int64_t n, float m, float a, float c, const float *g, const float *beta) {
     const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vc);
-        if (g && beta) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, beta + i));
-        else if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, g + i));
-        else if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, beta + i));
-        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(v));
+        const __mmask16 k = s_mask16(n, i);
+        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(s_norm16(x, i, k, vm, va, vc, g, beta)));
     }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void s_affine_bf16_avx512(
     uint16_t *y, const float *x, int64_t n, float m, float a, float b, bool silu) {
-    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m), one = _mm512_set1_ps(1.0f);
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vm = _mm512_set1_ps(m);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb);
-        if (silu) v = _mm512_div_ps(v, _mm512_add_ps(one, s_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(v));
+        const __mmask16 k = s_mask16(n, i);
+        _mm256_mask_storeu_epi16(y + i, k, (__m256i)_mm512_cvtneps_pbh(s_affine16(x, i, k, vm, va, vb, silu)));
     }
 }
 

@@ -80,4 +80,32 @@ static inline double lf_test_maxerr(const lf_tensor_t *got, const double *want) 
     return worst;
 }
 
+/* A convolution in double: x (W x H x Ci x B), w (k x k x Ci x Co), bias
+ * (Co, or NULL), zero padding pad, then SiLU when act. The result is
+ * [B][Co][Ho][Wo], contiguous in the order lf_test_maxerr reads a dst of
+ * Wo x Ho x Co x B. Caller frees; NULL when out of memory. */
+static inline double *lf_test_conv2d_ref(const lf_tensor_t *x, const lf_tensor_t *w, const lf_tensor_t *bias,
+                                         int64_t stride, int64_t pad, int act) {
+    const int64_t W = x->ne[0], H = x->ne[1], Ci = x->ne[2], B = x->ne[3], k = w->ne[0], Co = w->ne[3];
+    const int64_t Wo = (W + 2 * pad - k) / stride + 1, Ho = (H + 2 * pad - k) / stride + 1;
+    double *want = calloc((size_t)(B * Co * Ho * Wo), sizeof *want);
+    if (!want) return NULL;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t o = 0; o < Co; o++)
+            for (int64_t yy = 0; yy < Ho; yy++)
+                for (int64_t xx = 0; xx < Wo; xx++) {
+                    double s = bias ? lf_test_get(bias, o, 0, 0, 0) : 0;
+                    for (int64_t i = 0; i < Ci; i++)
+                        for (int64_t ky = 0; ky < k; ky++)
+                            for (int64_t kx = 0; kx < k; kx++) {
+                                const int64_t iy = yy * stride + ky - pad, ix = xx * stride + kx - pad;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                s += lf_test_get(x, ix, iy, i, b) * lf_test_get(w, kx, ky, i, o);
+                            }
+                    if (act) s = s / (1.0 + exp(-s));
+                    want[((b * Co + o) * Ho + yy) * Wo + xx] = s;
+                }
+    return want;
+}
+
 #endif

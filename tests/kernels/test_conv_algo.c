@@ -48,37 +48,14 @@ typedef struct {
     bool wino;            /* Winograd takes this shape (else GEMM under both settings) */
 } s_case_t;
 
-/* dst[B][Co][Ho][Wo] of x (W x H x Ci x B), w (3 x 3 x Ci x Co), bias, in
- * double; SiLU after when act. Caller owns the result. */
-static double *s_reference(const lf_tensor_t *x, const lf_tensor_t *w, const lf_tensor_t *bias, const s_case_t *c,
-                           int64_t Ho, int64_t Wo) {
-    double *want = calloc((size_t)(c->B * c->Co * Ho * Wo), sizeof *want);
-    assert_non_null(want);
-    for (int64_t b = 0; b < c->B; b++)
-        for (int64_t o = 0; o < c->Co; o++)
-            for (int64_t yy = 0; yy < Ho; yy++)
-                for (int64_t xx = 0; xx < Wo; xx++) {
-                    double s = lf_test_get(bias, o, 0, 0, 0);
-                    for (int64_t i = 0; i < c->Ci; i++)
-                        for (int64_t ky = 0; ky < 3; ky++)
-                            for (int64_t kx = 0; kx < 3; kx++) {
-                                const int64_t iy = yy * c->stride + ky - 1, ix = xx * c->stride + kx - 1;
-                                if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) continue;
-                                s += lf_test_get(x, ix, iy, i, b) * lf_test_get(w, kx, ky, i, o);
-                            }
-                    if (c->act) s = s / (1.0 + exp(-s));
-                    want[((b * c->Co + o) * Ho + yy) * Wo + xx] = s;
-                }
-    return want;
-}
-
 static void s_check(const s_case_t *c) {
     const int64_t Ho = (c->H - 1) / c->stride + 1, Wo = (c->W - 1) / c->stride + 1;
     lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c->W, c->H, c->Ci, c->B, 1);
     lf_tensor_t w = lf_test_rand(LF_TYPE_F32, 3, 3, c->Ci, c->Co, 1);
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c->Co, 1, 1, 1, 1);
     lf_tensor_t dw = lf_test_zeros(LF_TYPE_F32, Wo, Ho, c->Co, c->B), dg = lf_test_zeros(LF_TYPE_F32, Wo, Ho, c->Co, c->B);
-    double *want = s_reference(&x, &w, &bias, c, Ho, Wo);
+    double *want = lf_test_conv2d_ref(&x, &w, &bias, c->stride, 1, c->act);
+    assert_non_null(want);
     lf_backend_t *bw = s_backend("wino", c->strip_kb), *bg = s_backend("gemm", NULL);
     lf_node_t n = {.op = LF_OP_CONV2D, .dst = &dw, .src = {&x, &w, &bias}, .post_act = c->act};
     n.p.conv2d.stride = (int)c->stride, n.p.conv2d.pad = 1;
@@ -137,7 +114,8 @@ static void test_winograd_own_weights(void **state) {
     lf_tensor_t x = lf_test_rand(LF_TYPE_F32, c.W, c.H, c.Ci, c.B, 1), w = lf_test_rand(LF_TYPE_F32, 3, 3, c.Ci, c.Co, 1);
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c.Co, 1, 1, 1, 1);
     lf_tensor_t d[2] = {lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B), lf_test_zeros(LF_TYPE_F32, c.W, c.H, c.Co, c.B)};
-    double *want = s_reference(&x, &w, &bias, &c, c.H, c.W);
+    double *want = lf_test_conv2d_ref(&x, &w, &bias, c.stride, 1, c.act);
+    assert_non_null(want);
     lf_backend_t *own = s_backend("wino", NULL);
     setenv("LF_CPU_WINO_WEIGHTS", "onednn", 1);
     lf_backend_t *theirs = s_backend("wino", NULL);
@@ -197,7 +175,8 @@ static void test_winograd_chunks(void **state) {
     lf_tensor_t w16 = lf_test_rand(LF_TYPE_F16, 3, 3, c.Ci, c.Co, 1), w32 = lf_test_zeros(LF_TYPE_F32, 3, 3, c.Ci, c.Co);
     for (int64_t i = 0; i < lf_tensor_nelements(&w16); i++)
         ((float *)w32.data)[i] = (float)lf_test_get(&w16, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
-    double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
+    double *want = lf_test_conv2d_ref(&x, &w32, &bias, c.stride, 1, c.act);
+    assert_non_null(want);
     for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
         const lf_tensor_t w = v[k].wtype == LF_TYPE_F16 ? w16 : w32;
         if (v[k].chunk_kb) setenv("LF_CPU_WINO_CHUNK_KB", v[k].chunk_kb, 1);
@@ -257,7 +236,8 @@ static void test_winograd_under_bf16(void **state) {
     for (int64_t i = 0; i < lf_tensor_nelements(&w); i++)
         ((float *)w32.data)[i] = (float)lf_test_get(&w, i % 3, i / 3 % 3, i / 9 % c.Ci, i / (9 * c.Ci));
     lf_tensor_t bias = lf_test_rand(LF_TYPE_F32, c.Co, 1, 1, 1, 1);
-    double *want = s_reference(&x, &w32, &bias, &c, c.H, c.W);
+    double *want = lf_test_conv2d_ref(&x, &w32, &bias, c.stride, 1, c.act);
+    assert_non_null(want);
     for (int k = 0; k < 2; k++) {
         lf_backend_t *be = s_backend(k ? "gemm" : "auto", NULL);
         if (lf_backend_set_precision(be, LF_PRECISION_BF16) != LF_PRECISION_BF16) {
